@@ -1,0 +1,217 @@
+// Distance kernels for the vector index, compiled to WebAssembly with 128-bit SIMD.
+//
+// Conventions shared with src/kernels/kernels.ts:
+// - every pointer is a byte offset into this module's one linear memory;
+// - vectors are f32; `dim` is the number of floats compared (any value >= 0; tails that are
+//   not a multiple of the SIMD width are handled by a scalar loop);
+// - "distances" are what the index orders by, smaller is closer:
+//     l2sq    = sum (a_i - b_i)^2
+//     ip      = 1 - sum a_i * b_i          (inner product as a distance, as hnswlib does)
+//     cosine  = 1 - (a . b) / (|a| |b|)    (0 when either vector has zero norm: no direction)
+// - the batch forms take a query, the base address and byte stride of a table of vectors, a
+//   list of i32 slots (or a contiguous range) and write one f32 distance per slot to `out`.
+//   One call computes a whole neighbour list, so the JS/WASM boundary is crossed once per
+//   expanded node rather than once per distance.
+//
+// The module allocates nothing: the host owns the layout above `heap_base()`.
+
+// ---- single-pair kernels ---------------------------------------------------------------
+
+@inline
+function dotRaw(a: usize, b: usize, dim: i32): f32 {
+  let acc0 = f32x4.splat(0);
+  let acc1 = f32x4.splat(0);
+  let acc2 = f32x4.splat(0);
+  let acc3 = f32x4.splat(0);
+  let i = 0;
+  // Four independent accumulators hide the latency of the adds.
+  for (; i + 16 <= dim; i += 16) {
+    const o = <usize>i << 2;
+    acc0 = f32x4.add(acc0, f32x4.mul(v128.load(a + o), v128.load(b + o)));
+    acc1 = f32x4.add(acc1, f32x4.mul(v128.load(a + o, 16), v128.load(b + o, 16)));
+    acc2 = f32x4.add(acc2, f32x4.mul(v128.load(a + o, 32), v128.load(b + o, 32)));
+    acc3 = f32x4.add(acc3, f32x4.mul(v128.load(a + o, 48), v128.load(b + o, 48)));
+  }
+  for (; i + 4 <= dim; i += 4) {
+    const o = <usize>i << 2;
+    acc0 = f32x4.add(acc0, f32x4.mul(v128.load(a + o), v128.load(b + o)));
+  }
+  const s = f32x4.add(f32x4.add(acc0, acc1), f32x4.add(acc2, acc3));
+  let sum: f32 = f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1) +
+    f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3);
+  for (; i < dim; i++) {
+    const o = <usize>i << 2;
+    sum += load<f32>(a + o) * load<f32>(b + o);
+  }
+  return sum;
+}
+
+@inline
+function l2sqRaw(a: usize, b: usize, dim: i32): f32 {
+  let acc0 = f32x4.splat(0);
+  let acc1 = f32x4.splat(0);
+  let acc2 = f32x4.splat(0);
+  let acc3 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 16 <= dim; i += 16) {
+    const o = <usize>i << 2;
+    const d0 = f32x4.sub(v128.load(a + o), v128.load(b + o));
+    const d1 = f32x4.sub(v128.load(a + o, 16), v128.load(b + o, 16));
+    const d2 = f32x4.sub(v128.load(a + o, 32), v128.load(b + o, 32));
+    const d3 = f32x4.sub(v128.load(a + o, 48), v128.load(b + o, 48));
+    acc0 = f32x4.add(acc0, f32x4.mul(d0, d0));
+    acc1 = f32x4.add(acc1, f32x4.mul(d1, d1));
+    acc2 = f32x4.add(acc2, f32x4.mul(d2, d2));
+    acc3 = f32x4.add(acc3, f32x4.mul(d3, d3));
+  }
+  for (; i + 4 <= dim; i += 4) {
+    const o = <usize>i << 2;
+    const d = f32x4.sub(v128.load(a + o), v128.load(b + o));
+    acc0 = f32x4.add(acc0, f32x4.mul(d, d));
+  }
+  const s = f32x4.add(f32x4.add(acc0, acc1), f32x4.add(acc2, acc3));
+  let sum: f32 = f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1) +
+    f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3);
+  for (; i < dim; i++) {
+    const o = <usize>i << 2;
+    const d = load<f32>(a + o) - load<f32>(b + o);
+    sum += d * d;
+  }
+  return sum;
+}
+
+@inline
+function cosineRaw(a: usize, b: usize, dim: i32): f32 {
+  let ab = f32x4.splat(0);
+  let aa = f32x4.splat(0);
+  let bb = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= dim; i += 4) {
+    const o = <usize>i << 2;
+    const va = v128.load(a + o);
+    const vb = v128.load(b + o);
+    ab = f32x4.add(ab, f32x4.mul(va, vb));
+    aa = f32x4.add(aa, f32x4.mul(va, va));
+    bb = f32x4.add(bb, f32x4.mul(vb, vb));
+  }
+  let sab: f32 = f32x4.extract_lane(ab, 0) + f32x4.extract_lane(ab, 1) +
+    f32x4.extract_lane(ab, 2) + f32x4.extract_lane(ab, 3);
+  let saa: f32 = f32x4.extract_lane(aa, 0) + f32x4.extract_lane(aa, 1) +
+    f32x4.extract_lane(aa, 2) + f32x4.extract_lane(aa, 3);
+  let sbb: f32 = f32x4.extract_lane(bb, 0) + f32x4.extract_lane(bb, 1) +
+    f32x4.extract_lane(bb, 2) + f32x4.extract_lane(bb, 3);
+  for (; i < dim; i++) {
+    const o = <usize>i << 2;
+    const x = load<f32>(a + o);
+    const y = load<f32>(b + o);
+    sab += x * y;
+    saa += x * x;
+    sbb += y * y;
+  }
+  const denom = Mathf.sqrt(saa * sbb);
+  if (denom == 0) return 1;
+  return 1 - sab / denom;
+}
+
+export function l2sq(a: usize, b: usize, dim: i32): f32 {
+  return l2sqRaw(a, b, dim);
+}
+
+export function dot(a: usize, b: usize, dim: i32): f32 {
+  return dotRaw(a, b, dim);
+}
+
+export function ip(a: usize, b: usize, dim: i32): f32 {
+  return 1 - dotRaw(a, b, dim);
+}
+
+export function cosine(a: usize, b: usize, dim: i32): f32 {
+  return cosineRaw(a, b, dim);
+}
+
+// ---- batch kernels over a list of slots -----------------------------------------------
+
+export function l2sq_slots(
+  q: usize, base: usize, stride: usize, slots: usize, n: i32, out: usize, dim: i32,
+): void {
+  for (let i = 0; i < n; i++) {
+    const v = base + <usize>load<u32>(slots + (<usize>i << 2)) * stride;
+    store<f32>(out + (<usize>i << 2), l2sqRaw(q, v, dim));
+  }
+}
+
+export function ip_slots(
+  q: usize, base: usize, stride: usize, slots: usize, n: i32, out: usize, dim: i32,
+): void {
+  for (let i = 0; i < n; i++) {
+    const v = base + <usize>load<u32>(slots + (<usize>i << 2)) * stride;
+    store<f32>(out + (<usize>i << 2), 1 - dotRaw(q, v, dim));
+  }
+}
+
+export function cosine_slots(
+  q: usize, base: usize, stride: usize, slots: usize, n: i32, out: usize, dim: i32,
+): void {
+  for (let i = 0; i < n; i++) {
+    const v = base + <usize>load<u32>(slots + (<usize>i << 2)) * stride;
+    store<f32>(out + (<usize>i << 2), cosineRaw(q, v, dim));
+  }
+}
+
+// ---- batch kernels over a contiguous range of slots (exact search, ground truth) -------
+
+export function l2sq_range(
+  q: usize, base: usize, stride: usize, start: i32, n: i32, out: usize, dim: i32,
+): void {
+  let v = base + <usize>start * stride;
+  for (let i = 0; i < n; i++) {
+    store<f32>(out + (<usize>i << 2), l2sqRaw(q, v, dim));
+    v += stride;
+  }
+}
+
+export function ip_range(
+  q: usize, base: usize, stride: usize, start: i32, n: i32, out: usize, dim: i32,
+): void {
+  let v = base + <usize>start * stride;
+  for (let i = 0; i < n; i++) {
+    store<f32>(out + (<usize>i << 2), 1 - dotRaw(q, v, dim));
+    v += stride;
+  }
+}
+
+export function cosine_range(
+  q: usize, base: usize, stride: usize, start: i32, n: i32, out: usize, dim: i32,
+): void {
+  let v = base + <usize>start * stride;
+  for (let i = 0; i < n; i++) {
+    store<f32>(out + (<usize>i << 2), cosineRaw(q, v, dim));
+    v += stride;
+  }
+}
+
+// ---- helpers ---------------------------------------------------------------------------
+
+/** Scales `dim` floats at `a` to unit length in place; returns the original norm. */
+export function normalize(a: usize, dim: i32): f32 {
+  const n2 = dotRaw(a, a, dim);
+  const norm = Mathf.sqrt(n2);
+  if (norm == 0) return 0;
+  const inv = f32x4.splat(<f32>1 / norm);
+  let i = 0;
+  for (; i + 4 <= dim; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(a + o, f32x4.mul(v128.load(a + o), inv));
+  }
+  const s: f32 = <f32>1 / norm;
+  for (; i < dim; i++) {
+    const o = <usize>i << 2;
+    store<f32>(a + o, load<f32>(a + o) * s);
+  }
+  return norm;
+}
+
+/** First byte the host may use: everything below belongs to the module's static data. */
+export function heap_base(): usize {
+  return (__heap_base + 15) & ~(<usize>15);
+}
