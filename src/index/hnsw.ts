@@ -1,0 +1,788 @@
+/**
+ * Hierarchical Navigable Small World graph (Malkov & Yashunin, 2016) over vectors held in one
+ * WebAssembly memory ({@link VectorStore}).
+ *
+ * Data layout (no object per node):
+ *
+ * | array        | type        | per slot                  | meaning                              |
+ * |--------------|-------------|---------------------------|--------------------------------------|
+ * | `links0`     | Uint32Array | `1 + 2M` words            | layer-0 link count, then the links   |
+ * | `upper`      | Uint32Array | `level * (1 + M)` words   | layers 1..level, each count + links  |
+ * | `upperOff`   | Int32Array  | 1                         | a slot's block in `upper`, -1 if none|
+ * | `upperAlloc` | Uint8Array  | 1                         | levels its block has room for        |
+ * | `levels`     | Uint8Array  | 1                         | the slot's top layer                 |
+ * | `labels`     | Uint32Array | 1                         | the point id stored in the slot      |
+ * | `flags`      | Uint8Array  | 1                         | 0 live, 1 deleted (still linked), 2 free |
+ * | `visited`    | Uint32Array | 1                         | epoch stamp of the last visit        |
+ *
+ * Deletion is a tombstone: the node stays in the graph for navigation but never appears in a
+ * result. When tombstones pass `compactRatio` of the slots in use, {@link HnswIndex.compact}
+ * relinks every node that pointed at a tombstone (candidates: its live neighbours plus the live
+ * neighbours of the deleted ones, chosen again with the heuristic) and frees the slots, which
+ * later inserts reuse. An upsert of an existing id is a delete followed by an insert.
+ *
+ * Cosine vectors are normalised on insert and searched with the inner-product kernel.
+ * Reported distances: Euclidean distance for `l2`, `1 - cos` for `cosine`, `1 - a.b` for `dot`.
+ *
+ * @example
+ * ```ts
+ * import { HnswIndex } from "./hnsw.ts";
+ * const index = new HnswIndex({ dim: 3, metric: "l2" });
+ * index.add(100, [0.1, 0.2, 0.3]);
+ * index.add(101, [0.9, 0.8, 0.7]);
+ * console.log(index.search([0.1, 0.2, 0.3], 1)[0].id); // 100
+ * ```
+ * @module
+ */
+import type { Metric } from "../kernels/kernels.ts";
+import { BATCH_MAX, VectorStore } from "./vector_store.ts";
+import { MaxHeap, MinHeap } from "./heap.ts";
+import { IdMap } from "./id_map.ts";
+
+/** Construction and search parameters. */
+export interface HnswOptions {
+  /** Vector dimension, fixed for the index. */
+  dim: number;
+  metric?: Metric;
+  /** Links per node on layers above 0 (layer 0 holds 2·M). Default 16. */
+  M?: number;
+  /** Candidate list size while inserting. Default 200. */
+  efConstruction?: number;
+  /** Default candidate list size while searching (raised to k when smaller). Default 64. */
+  ef?: number;
+  /** Slots to reserve up front. Default 1024. */
+  capacity?: number;
+  /** Seed of the level generator, so builds are reproducible. Default 42. */
+  seed?: number;
+  /** Compact when tombstones exceed this fraction of the slots in use. Default 0.1. */
+  compactRatio?: number;
+}
+
+/** One search hit. */
+export interface Hit {
+  id: number;
+  distance: number;
+}
+
+/** Allow-list for filtered search: a predicate over ids or a set of ids. */
+export type IdFilter = ((id: number) => boolean) | Set<number>;
+
+/** Per-search options. */
+export interface SearchOptions {
+  ef?: number;
+  filter?: IdFilter;
+}
+
+const FLAG_LIVE = 0;
+const FLAG_DELETED = 1;
+const FLAG_FREE = 2;
+/** Highest layer a node may have: a u8, and far above what M >= 2 ever draws in practice. */
+const MAX_LEVEL = 31;
+export const MAX_M = 256;
+export const MAX_EF = 100_000;
+export const MAX_K = 100_000;
+
+/** Throws unless `vector` is a non-empty array of `dim` finite numbers. */
+export function validateVector(vector: ArrayLike<number>, dim: number, field = "vector"): void {
+  if (vector === null || typeof vector !== "object" || typeof vector.length !== "number") {
+    throw new TypeError(`${field} must be an array of numbers, got ${typeof vector}`);
+  }
+  if (vector.length === 0) throw new RangeError(`${field} is empty`);
+  if (vector.length !== dim) {
+    throw new RangeError(
+      `${field} has dimension ${vector.length}; the index dimension is ${dim}`,
+    );
+  }
+  for (let i = 0; i < vector.length; i++) {
+    const x = vector[i];
+    if (typeof x !== "number") throw new TypeError(`${field}[${i}] is not a number: ${x}`);
+    if (!Number.isFinite(x)) throw new RangeError(`${field}[${i}] is ${x}`);
+  }
+}
+
+/** Throws unless `id` is an integer in 0 .. 2^32 - 1. */
+export function validateId(id: number): void {
+  if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id > 0xffffffff) {
+    throw new RangeError(`id ${id} must be an integer between 0 and 4294967295`);
+  }
+}
+
+function checkInt(name: string, v: number, min: number, max: number): number {
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new RangeError(`${name} ${v} must be an integer between ${min} and ${max}`);
+  }
+  return v;
+}
+
+/** Serialisable parameters of an index. */
+export interface HnswParams {
+  dim: number;
+  metric: Metric;
+  M: number;
+  efConstruction: number;
+  ef: number;
+}
+
+export class HnswIndex {
+  readonly dim: number;
+  readonly metric: Metric;
+  readonly M: number;
+  readonly M0: number;
+  readonly efConstruction: number;
+  /** Default search ef. */
+  ef: number;
+  readonly store: VectorStore;
+  private readonly mL: number;
+  private readonly compactRatio: number;
+
+  private capacity = 0;
+  /** Slots handed out so far (live, deleted or free). */
+  private size = 0;
+  private live = 0;
+  private deleted = 0;
+  private entry = -1;
+  private maxLevel = -1;
+  private rng: number;
+
+  private links0 = new Uint32Array(0);
+  private upper = new Uint32Array(0);
+  private upperUsed = 0;
+  private upperOff = new Int32Array(0);
+  private upperAlloc = new Uint8Array(0);
+  private levels = new Uint8Array(0);
+  private labels = new Uint32Array(0);
+  private flags = new Uint8Array(0);
+  private visited = new Uint32Array(0);
+  private epoch = 0;
+  private freeSlots = new Int32Array(0);
+  private freeCount = 0;
+  private readonly ids: IdMap;
+
+  private readonly cand: MinHeap;
+  private readonly res: MaxHeap;
+  /** Candidates for the selection heuristic, popped nearest first. */
+  private readonly sel: MinHeap;
+  private readonly selOut: Uint32Array;
+  private readonly selDist: Float32Array;
+
+  constructor(options: HnswOptions) {
+    const dim = checkInt("dim", options.dim, 1, 65536);
+    this.dim = dim;
+    this.metric = options.metric ?? "l2";
+    if (this.metric !== "l2" && this.metric !== "cosine" && this.metric !== "dot") {
+      throw new TypeError(`Unknown metric "${this.metric}"; expected one of l2, cosine, dot`);
+    }
+    this.M = checkInt("M", options.M ?? 16, 2, MAX_M);
+    this.M0 = 2 * this.M;
+    this.efConstruction = checkInt("efConstruction", options.efConstruction ?? 200, 1, MAX_EF);
+    this.ef = checkInt("ef", options.ef ?? 64, 1, MAX_EF);
+    this.compactRatio = options.compactRatio ?? 0.1;
+    if (!(this.compactRatio > 0 && this.compactRatio <= 1)) {
+      throw new RangeError(`compactRatio ${this.compactRatio} must be in (0, 1]`);
+    }
+    this.mL = 1 / Math.log(this.M);
+    this.rng = (options.seed ?? 42) >>> 0 || 1;
+    this.store = new VectorStore(dim, this.metric);
+    this.ids = new IdMap(options.capacity ?? 1024);
+    this.cand = new MinHeap(256);
+    this.res = new MaxHeap(256);
+    this.sel = new MinHeap(4 * this.M0);
+    this.selOut = new Uint32Array(this.M0 + 1);
+    this.selDist = new Float32Array(this.M0 + 1);
+    this.reserve(checkInt("capacity", options.capacity ?? 1024, 0, 1 << 30));
+  }
+
+  /** Parameters, as a snapshot stores them. */
+  get params(): HnswParams {
+    return {
+      dim: this.dim,
+      metric: this.metric,
+      M: this.M,
+      efConstruction: this.efConstruction,
+      ef: this.ef,
+    };
+  }
+
+  /** Live points. */
+  get count(): number {
+    return this.live;
+  }
+
+  /** Tombstones not yet compacted away. */
+  get deletedCount(): number {
+    return this.deleted;
+  }
+
+  /** Every byte the index holds: the WASM memory and all typed arrays. */
+  get memoryBytes(): number {
+    return this.store.memoryBytes + this.links0.byteLength + this.upper.byteLength +
+      this.upperOff.byteLength + this.upperAlloc.byteLength + this.levels.byteLength +
+      this.labels.byteLength + this.flags.byteLength + this.visited.byteLength +
+      this.freeSlots.byteLength + this.ids.bytes + this.cand.bytes + this.res.bytes +
+      this.sel.bytes + this.selOut.byteLength + this.selDist.byteLength;
+  }
+
+  /** Makes room for `n` slots without further growth. */
+  reserve(n: number): void {
+    if (n <= this.capacity) return;
+    this.store.reserve(n);
+    const grow32 = (a: Uint32Array, len: number) => {
+      const b = new Uint32Array(len);
+      b.set(a);
+      return b;
+    };
+    this.links0 = grow32(this.links0, n * (this.M0 + 1));
+    const off = new Int32Array(n).fill(-1);
+    off.set(this.upperOff);
+    this.upperOff = off;
+    const alloc = new Uint8Array(n);
+    alloc.set(this.upperAlloc);
+    this.upperAlloc = alloc;
+    const levels = new Uint8Array(n);
+    levels.set(this.levels);
+    this.levels = levels;
+    this.labels = grow32(this.labels, n);
+    const flags = new Uint8Array(n);
+    flags.set(this.flags);
+    this.flags = flags;
+    this.visited = grow32(this.visited, n);
+    const free = new Int32Array(n);
+    free.set(this.freeSlots);
+    this.freeSlots = free;
+    // Expected upper-layer words: n / (M - 1) nodes above layer 0 on average, (1 + M) words
+    // per layer; start with that and double on demand.
+    const upperWant = Math.ceil((n / (this.M - 1)) * (this.M + 1) * 1.1) + 64;
+    if (upperWant > this.upper.length) this.upper = grow32(this.upper, upperWant);
+    this.capacity = n;
+  }
+
+  /** True when `id` is a live point. */
+  has(id: number): boolean {
+    return this.ids.get(id) >= 0;
+  }
+
+  /** The stored vector of `id` (normalised for cosine), or null. */
+  get(id: number): Float32Array | null {
+    const slot = this.ids.get(id);
+    return slot < 0 ? null : this.store.read(slot);
+  }
+
+  /** Inserts or replaces the point `id`. */
+  add(id: number, vector: ArrayLike<number>): void {
+    validateId(id);
+    validateVector(vector, this.dim);
+    if (this.ids.get(id) >= 0) this.delete(id);
+    const slot = this.allocSlot();
+    this.store.write(slot, vector);
+    this.labels[slot] = id;
+    this.flags[slot] = FLAG_LIVE;
+    this.ids.set(id, slot);
+    this.live++;
+    this.link(slot, this.randomLevel());
+  }
+
+  /** Removes `id`; returns whether it was present. */
+  delete(id: number): boolean {
+    validateId(id);
+    const slot = this.ids.delete(id);
+    if (slot < 0) return false;
+    this.flags[slot] = FLAG_DELETED;
+    this.live--;
+    this.deleted++;
+    if (this.deleted > this.compactRatio * this.size && this.deleted >= 8) this.compact();
+    return true;
+  }
+
+  /**
+   * The k nearest live points to `query`, nearest first.
+   * `ef` (default: the index's `ef`, raised to k) bounds the candidate list.
+   */
+  search(query: ArrayLike<number>, k: number, options: SearchOptions = {}): Hit[] {
+    validateVector(query, this.dim, "query");
+    checkInt("k", k, 1, MAX_K);
+    let ef: number;
+    if (options.ef !== undefined) {
+      ef = checkInt("ef", options.ef, 1, MAX_EF);
+      if (ef < k) throw new RangeError(`ef ${ef} must be at least k ${k}`);
+    } else {
+      ef = Math.max(this.ef, k);
+    }
+    if (this.entry < 0 || this.live === 0) return [];
+    const filter = options.filter ?? null;
+    const store = this.store;
+    store.setQuery(query);
+    const q = store.queryPtr;
+    let cur = this.entry;
+    let curDist = store.pair(q, store.ptr(cur), store.stride);
+    for (let l = this.maxLevel; l > 0; l--) {
+      cur = this.greedy(q, cur, l);
+      curDist = this.lastGreedyDist;
+    }
+    if (filter === null) {
+      this.searchLayer(q, cur, curDist, ef, 0, true);
+    } else {
+      this.searchLayerFiltered(q, cur, curDist, ef, filter);
+    }
+    return this.takeResults(k);
+  }
+
+  /** Exact k nearest live points by brute force with the same kernels. */
+  exactSearch(query: ArrayLike<number>, k: number, options: { filter?: IdFilter } = {}): Hit[] {
+    validateVector(query, this.dim, "query");
+    checkInt("k", k, 1, MAX_K);
+    const filter = options.filter ?? null;
+    const store = this.store;
+    store.setQuery(query);
+    const res = this.res;
+    res.clear();
+    const f32 = store.f32;
+    const out = store.outIdx;
+    const flags = this.flags;
+    const labels = this.labels;
+    for (let start = 0; start < this.size; start += BATCH_MAX) {
+      const n = Math.min(BATCH_MAX, this.size - start);
+      store.distancesToRange(store.queryPtr, start, n);
+      for (let j = 0; j < n; j++) {
+        const s = start + j;
+        if (flags[s] !== FLAG_LIVE) continue;
+        const d = f32[out + j];
+        if (res.size < k || d < res.topKey()) {
+          if (filter !== null && !allowed(filter, labels[s])) continue;
+          res.push(d, s);
+          if (res.size > k) res.pop();
+        }
+      }
+    }
+    return this.takeResults(k);
+  }
+
+  /**
+   * Removes every tombstone from the graph: each node that links to one gets a new list chosen
+   * by the heuristic from its live neighbours and the live neighbours of the deleted ones.
+   * The deleted slots become free for reuse.
+   */
+  compact(): void {
+    if (this.deleted === 0) return;
+    const flags = this.flags;
+    for (let x = 0; x < this.size; x++) {
+      if (flags[x] !== FLAG_LIVE) continue;
+      const top = this.levels[x];
+      for (let l = 0; l <= top; l++) this.repairList(x, l);
+    }
+    for (let s = 0; s < this.size; s++) {
+      if (flags[s] !== FLAG_DELETED) continue;
+      flags[s] = FLAG_FREE;
+      this.links0[s * (this.M0 + 1)] = 0;
+      const off = this.upperOff[s];
+      if (off >= 0) {
+        for (let l = 1; l <= this.levels[s]; l++) this.upper[off + (l - 1) * (this.M + 1)] = 0;
+      }
+      this.levels[s] = 0;
+      this.freeSlots[this.freeCount++] = s;
+    }
+    this.deleted = 0;
+    if (this.entry >= 0 && flags[this.entry] !== FLAG_LIVE) {
+      this.entry = -1;
+      this.maxLevel = -1;
+      for (let s = 0; s < this.size; s++) {
+        if (flags[s] === FLAG_LIVE && this.levels[s] > this.maxLevel) {
+          this.entry = s;
+          this.maxLevel = this.levels[s];
+        }
+      }
+    }
+  }
+
+  // ---- internals -------------------------------------------------------------------------
+
+  private allocSlot(): number {
+    if (this.freeCount > 0) return this.freeSlots[--this.freeCount];
+    if (this.size === this.capacity) {
+      this.reserve(Math.max(1024, Math.ceil(this.capacity * 1.5)));
+    }
+    return this.size++;
+  }
+
+  private randomLevel(): number {
+    // xorshift32: reproducible for a seed, and no Math.random on the insert path.
+    let x = this.rng;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.rng = x >>> 0;
+    const u = (this.rng + 1) / 4294967297; // in (0, 1)
+    return Math.min(MAX_LEVEL, Math.floor(-Math.log(u) * this.mL));
+  }
+
+  /** Word offset of the link list of `slot` on layer `level` in `links0` or `upper`. */
+  private listOffset(slot: number, level: number): number {
+    return level === 0 ? slot * (this.M0 + 1) : this.upperOff[slot] + (level - 1) * (this.M + 1);
+  }
+
+  private ensureUpper(slot: number, level: number): void {
+    this.levels[slot] = level;
+    if (level === 0 || this.upperAlloc[slot] >= level) {
+      if (level > 0) {
+        const off = this.upperOff[slot];
+        for (let l = 1; l <= level; l++) this.upper[off + (l - 1) * (this.M + 1)] = 0;
+      }
+      return;
+    }
+    const words = level * (this.M + 1);
+    if (this.upperUsed + words > this.upper.length) {
+      const b = new Uint32Array(Math.max(this.upper.length * 2, this.upperUsed + words));
+      b.set(this.upper);
+      this.upper = b;
+    }
+    this.upperOff[slot] = this.upperUsed;
+    this.upperAlloc[slot] = level;
+    this.upper.fill(0, this.upperUsed, this.upperUsed + words);
+    this.upperUsed += words;
+  }
+
+  private nextEpoch(): number {
+    if (this.epoch === 0xffffffff) {
+      this.visited.fill(0);
+      this.epoch = 0;
+    }
+    return ++this.epoch;
+  }
+
+  private lastGreedyDist = 0;
+
+  /** Greedy walk (ef = 1) on one upper layer; returns the closest slot found. */
+  private greedy(q: number, start: number, level: number): number {
+    const store = this.store;
+    const u32 = store.u32;
+    const f32 = store.f32;
+    const si = store.slotsIdx;
+    const oi = store.outIdx;
+    const links = level === 0 ? this.links0 : this.upper;
+    let cur = start;
+    let curDist = store.pair(q, store.ptr(cur), store.stride);
+    let changed = true;
+    while (changed) {
+      changed = false;
+      const off = this.listOffset(cur, level);
+      const cnt = links[off];
+      for (let j = 0; j < cnt; j++) u32[si + j] = links[off + 1 + j];
+      store.distancesToSlots(q, cnt);
+      for (let j = 0; j < cnt; j++) {
+        const d = f32[oi + j];
+        if (d < curDist) {
+          curDist = d;
+          cur = u32[si + j];
+          changed = true;
+        }
+      }
+    }
+    this.lastGreedyDist = curDist;
+    return cur;
+  }
+
+  /**
+   * Best-first search of one layer from `ep`. Leaves up to `ef` results in `this.res` (a max
+   * heap). With `liveOnly`, deleted nodes are walked through but not returned.
+   */
+  private searchLayer(
+    q: number,
+    ep: number,
+    epDist: number,
+    ef: number,
+    level: number,
+    liveOnly: boolean,
+  ): void {
+    const store = this.store;
+    const u32 = store.u32;
+    const f32 = store.f32;
+    const si = store.slotsIdx;
+    const oi = store.outIdx;
+    const visited = this.visited;
+    const flags = this.flags;
+    const epoch = this.nextEpoch();
+    const cand = this.cand;
+    const res = this.res;
+    cand.clear();
+    res.clear();
+    const links = level === 0 ? this.links0 : this.upper;
+    const row0 = this.M0 + 1;
+    visited[ep] = epoch;
+    cand.push(epDist, ep);
+    let bound = Infinity;
+    if (!liveOnly || flags[ep] === FLAG_LIVE) {
+      res.push(epDist, ep);
+      bound = epDist;
+    }
+    while (cand.size > 0) {
+      if (cand.topKey() > bound && res.size >= ef) break;
+      const c = cand.pop();
+      const off = level === 0 ? c * row0 : this.listOffset(c, level);
+      const cnt = links[off];
+      let m = 0;
+      for (let j = 1; j <= cnt; j++) {
+        const n = links[off + j];
+        if (visited[n] !== epoch) {
+          visited[n] = epoch;
+          u32[si + m++] = n;
+        }
+      }
+      if (m === 0) continue;
+      store.distancesToSlots(q, m);
+      for (let j = 0; j < m; j++) {
+        const d = f32[oi + j];
+        if (res.size < ef || d < bound) {
+          const n = u32[si + j];
+          cand.push(d, n);
+          if (!liveOnly || flags[n] === FLAG_LIVE) {
+            res.push(d, n);
+            if (res.size > ef) res.pop();
+            bound = res.topKey();
+          }
+        }
+      }
+    }
+  }
+
+  /** Layer-0 search that returns only live points the filter allows. */
+  private searchLayerFiltered(
+    q: number,
+    ep: number,
+    epDist: number,
+    ef: number,
+    filter: IdFilter,
+  ): void {
+    const store = this.store;
+    const u32 = store.u32;
+    const f32 = store.f32;
+    const si = store.slotsIdx;
+    const oi = store.outIdx;
+    const visited = this.visited;
+    const flags = this.flags;
+    const labels = this.labels;
+    const epoch = this.nextEpoch();
+    const cand = this.cand;
+    const res = this.res;
+    cand.clear();
+    res.clear();
+    const links = this.links0;
+    const row0 = this.M0 + 1;
+    visited[ep] = epoch;
+    cand.push(epDist, ep);
+    let bound = Infinity;
+    if (flags[ep] === FLAG_LIVE && allowed(filter, labels[ep])) {
+      res.push(epDist, ep);
+      bound = epDist;
+    }
+    while (cand.size > 0) {
+      if (cand.topKey() > bound && res.size >= ef) break;
+      const c = cand.pop();
+      const off = c * row0;
+      const cnt = links[off];
+      let m = 0;
+      for (let j = 1; j <= cnt; j++) {
+        const n = links[off + j];
+        if (visited[n] !== epoch) {
+          visited[n] = epoch;
+          u32[si + m++] = n;
+        }
+      }
+      if (m === 0) continue;
+      store.distancesToSlots(q, m);
+      for (let j = 0; j < m; j++) {
+        const d = f32[oi + j];
+        if (res.size < ef || d < bound) {
+          const n = u32[si + j];
+          cand.push(d, n);
+          if (flags[n] === FLAG_LIVE && allowed(filter, labels[n])) {
+            res.push(d, n);
+            if (res.size > ef) res.pop();
+            bound = res.topKey();
+          }
+        }
+      }
+    }
+  }
+
+  /** Pops `this.res` into hits, nearest first, keeping the k best. */
+  private takeResults(k: number): Hit[] {
+    const res = this.res;
+    while (res.size > k) res.pop();
+    const n = res.size;
+    const hits: Hit[] = new Array(n);
+    const l2 = this.metric === "l2";
+    for (let i = n - 1; i >= 0; i--) {
+      const d = res.topKey();
+      const slot = res.pop();
+      hits[i] = { id: this.labels[slot], distance: l2 ? Math.sqrt(d) : d };
+    }
+    return hits;
+  }
+
+  /**
+   * The neighbour-selection heuristic (the paper's Algorithm 4, without extending candidates):
+   * pops `this.sel` nearest first and keeps a candidate only if it is closer to the base than
+   * to every candidate kept so far. Writes up to `max` slots to `selOut`; returns how many.
+   */
+  private selectNeighbors(max: number): number {
+    const sel = this.sel;
+    const out = this.selOut;
+    const outDist = this.selDist;
+    if (sel.size <= max) {
+      let n = 0;
+      while (sel.size > 0) {
+        outDist[n] = sel.topKey();
+        out[n++] = sel.pop();
+      }
+      return n;
+    }
+    const store = this.store;
+    const si = store.slotsIdx;
+    const oi = store.outIdx;
+    let n = 0;
+    while (sel.size > 0 && n < max) {
+      const d = sel.topKey();
+      const e = sel.pop();
+      let good = true;
+      if (n > 0) {
+        const u32 = store.u32;
+        for (let j = 0; j < n; j++) u32[si + j] = out[j];
+        store.distancesToSlots(store.ptr(e), n);
+        const f32 = store.f32;
+        for (let j = 0; j < n; j++) {
+          if (f32[oi + j] < d) {
+            good = false;
+            break;
+          }
+        }
+      }
+      if (good) {
+        outDist[n] = d;
+        out[n++] = e;
+      }
+    }
+    return n;
+  }
+
+  /** Links a freshly stored slot into the graph at layers 0..level (the paper's Algorithm 1). */
+  private link(slot: number, level: number): void {
+    this.ensureUpper(slot, level);
+    this.links0[slot * (this.M0 + 1)] = 0;
+    if (this.entry < 0) {
+      this.entry = slot;
+      this.maxLevel = level;
+      return;
+    }
+    const store = this.store;
+    const q = store.ptr(slot);
+    let cur = this.entry;
+    for (let l = this.maxLevel; l > level; l--) cur = this.greedy(q, cur, l);
+    let curDist = store.pair(q, store.ptr(cur), store.stride);
+    for (let l = Math.min(level, this.maxLevel); l >= 0; l--) {
+      this.searchLayer(q, cur, curDist, this.efConstruction, l, false);
+      // Move the results into the selection queue, nearest first; tombstones are not linked to.
+      const res = this.res;
+      const sel = this.sel;
+      sel.clear();
+      while (res.size > 0) {
+        const d = res.topKey();
+        const s = res.pop();
+        if (this.flags[s] === FLAG_LIVE && s !== slot) sel.push(d, s);
+      }
+      if (sel.size === 0) continue;
+      cur = sel.topValue();
+      curDist = sel.topKey();
+      const n = this.selectNeighbors(this.M);
+      const off = this.listOffset(slot, l);
+      const links = l === 0 ? this.links0 : this.upper;
+      links[off] = n;
+      for (let j = 0; j < n; j++) links[off + 1 + j] = this.selOut[j];
+      // Read the chosen neighbours back from the new list: addLink reuses selOut.
+      for (let j = 0; j < n; j++) this.addLink(links[off + 1 + j], slot, l);
+    }
+    if (level > this.maxLevel) {
+      this.entry = slot;
+      this.maxLevel = level;
+    }
+  }
+
+  /** Adds `to` to the list of `from` on `level`, pruning with the heuristic when full. */
+  private addLink(from: number, to: number, level: number): void {
+    const links = level === 0 ? this.links0 : this.upper;
+    const max = level === 0 ? this.M0 : this.M;
+    const off = this.listOffset(from, level);
+    const cnt = links[off];
+    if (cnt < max) {
+      links[off + 1 + cnt] = to;
+      links[off] = cnt + 1;
+      return;
+    }
+    const store = this.store;
+    const u32 = store.u32;
+    const si = store.slotsIdx;
+    for (let j = 0; j < cnt; j++) u32[si + j] = links[off + 1 + j];
+    u32[si + cnt] = to;
+    store.distancesToSlots(store.ptr(from), cnt + 1);
+    const f32 = store.f32;
+    const oi = store.outIdx;
+    const sel = this.sel;
+    sel.clear();
+    for (let j = 0; j <= cnt; j++) sel.push(f32[oi + j], u32[si + j]);
+    const n = this.selectNeighbors(max);
+    links[off] = n;
+    for (let j = 0; j < n; j++) links[off + 1 + j] = this.selOut[j];
+  }
+
+  /** Replaces links from `x` to deleted nodes on `level` (used by compaction). */
+  private repairList(x: number, level: number): void {
+    const links = level === 0 ? this.links0 : this.upper;
+    const max = level === 0 ? this.M0 : this.M;
+    const off = this.listOffset(x, level);
+    const cnt = links[off];
+    const flags = this.flags;
+    let hasDeleted = false;
+    for (let j = 1; j <= cnt; j++) {
+      if (flags[links[off + j]] !== FLAG_LIVE) {
+        hasDeleted = true;
+        break;
+      }
+    }
+    if (!hasDeleted) return;
+    const store = this.store;
+    const visited = this.visited;
+    const epoch = this.nextEpoch();
+    visited[x] = epoch;
+    const sel = this.sel;
+    sel.clear();
+    let m = 0;
+    const u32 = store.u32;
+    const si = store.slotsIdx;
+    const push = (s: number) => {
+      if (visited[s] === epoch || flags[s] !== FLAG_LIVE || m >= BATCH_MAX) return;
+      visited[s] = epoch;
+      u32[si + m++] = s;
+    };
+    for (let j = 1; j <= cnt; j++) {
+      const n = links[off + j];
+      if (flags[n] === FLAG_LIVE) {
+        push(n);
+      } else {
+        const doff = this.listOffset(n, level);
+        const dcnt = links[doff];
+        for (let i = 1; i <= dcnt; i++) push(links[doff + i]);
+      }
+    }
+    if (m > 0) {
+      store.distancesToSlots(store.ptr(x), m);
+      const f32 = store.f32;
+      const oi = store.outIdx;
+      for (let j = 0; j < m; j++) sel.push(f32[oi + j], u32[si + j]);
+    }
+    const n = this.selectNeighbors(max);
+    links[off] = n;
+    for (let j = 0; j < n; j++) links[off + 1 + j] = this.selOut[j];
+  }
+}
+
+function allowed(filter: IdFilter, id: number): boolean {
+  return typeof filter === "function" ? filter(id) : filter.has(id);
+}

@@ -1,0 +1,138 @@
+/**
+ * Loads the AssemblyScript distance kernels (`asm/kernels.ts`, built to `build/kernels.wasm` by
+ * `deno task build:asm`).
+ *
+ * The module is compiled once per process; every vector index instantiates it again so that
+ * each index owns exactly one linear memory. Pointers passed to the kernels are byte offsets
+ * into that memory.
+ *
+ * @example
+ * ```ts
+ * import { instantiateKernels } from "./kernels.ts";
+ * const k = instantiateKernels();
+ * const f32 = new Float32Array(k.memory.buffer);
+ * const a = k.heap_base();
+ * f32.set([1, 2, 3], a / 4);
+ * f32.set([1, 2, 4], a / 4 + 4);
+ * console.log(k.l2sq(a, a + 16, 3)); // 1
+ * ```
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+/** The distance a metric orders by; smaller is closer. */
+export type Metric = "l2" | "cosine" | "dot";
+
+/** Every metric name accepted by {@link parseMetric}. */
+export const METRICS: readonly Metric[] = ["l2", "cosine", "dot"];
+
+/**
+ * Batch kernel: distances from the query at `q` to the vectors at `base + slot * stride` for the
+ * `n` u32 slots at `slots`, written as f32 to `out`.
+ */
+export type SlotsKernel = (
+  q: number,
+  base: number,
+  stride: number,
+  slots: number,
+  n: number,
+  out: number,
+  dim: number,
+) => void;
+
+/** Range kernel: like {@link SlotsKernel} for the contiguous slots `start .. start + n - 1`. */
+export type RangeKernel = (
+  q: number,
+  base: number,
+  stride: number,
+  start: number,
+  n: number,
+  out: number,
+  dim: number,
+) => void;
+
+/** Single pair kernel over two pointers. */
+export type PairKernel = (a: number, b: number, dim: number) => number;
+
+/** The exports of `build/kernels.wasm`. */
+export interface Kernels {
+  readonly memory: WebAssembly.Memory;
+  l2sq: PairKernel;
+  dot: PairKernel;
+  ip: PairKernel;
+  cosine: PairKernel;
+  l2sq_slots: SlotsKernel;
+  ip_slots: SlotsKernel;
+  cosine_slots: SlotsKernel;
+  l2sq_range: RangeKernel;
+  ip_range: RangeKernel;
+  cosine_range: RangeKernel;
+  normalize(a: number, dim: number): number;
+  heap_base(): number;
+}
+
+/** Thrown when the compiled kernels are missing; names the file and the command that builds it. */
+export class KernelsNotBuiltError extends Error {
+  constructor(path: string, cause: unknown) {
+    super(
+      `WASM kernels not found at "${path}"; run "deno task build:asm" (tasks that need them run it)`,
+      { cause },
+    );
+    this.name = "KernelsNotBuiltError";
+  }
+}
+
+const wasmUrl = new URL("../../build/kernels.wasm", import.meta.url);
+let compiled: WebAssembly.Module | null = null;
+
+/** The compiled kernel module, compiled on first use and shared by all instances. */
+export function kernelModule(): WebAssembly.Module {
+  if (compiled === null) {
+    const path = fileURLToPath(wasmUrl);
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = new Uint8Array(readFileSync(path));
+    } catch (e) {
+      throw new KernelsNotBuiltError(path, e);
+    }
+    compiled = new WebAssembly.Module(bytes);
+  }
+  return compiled;
+}
+
+/** A fresh kernel instance with its own linear memory. */
+export function instantiateKernels(): Kernels {
+  const instance = new WebAssembly.Instance(kernelModule(), {});
+  return instance.exports as unknown as Kernels;
+}
+
+/** The metric named by `name`, or a TypeError that quotes it. */
+export function parseMetric(name: string): Metric {
+  const n = name.toLowerCase();
+  if (n === "l2" || n === "euclidean") return "l2";
+  if (n === "cosine") return "cosine";
+  if (n === "dot" || n === "ip" || n === "dotproduct" || n === "inner_product") return "dot";
+  throw new TypeError(`Unknown metric "${name}"; expected one of l2, cosine, dot`);
+}
+
+/** The kernels one metric uses, chosen once per index. */
+export interface MetricKernels {
+  pair: PairKernel;
+  slots: SlotsKernel;
+  range: RangeKernel;
+}
+
+/**
+ * Picks the kernels for a metric. Cosine vectors are normalised when stored, so cosine is
+ * searched with the inner-product kernels (1 - a.b), as the design asks.
+ */
+export function metricKernels(k: Kernels, metric: Metric): MetricKernels {
+  switch (metric) {
+    case "l2":
+      return { pair: k.l2sq, slots: k.l2sq_slots, range: k.l2sq_range };
+    case "cosine":
+    case "dot":
+      return { pair: k.ip, slots: k.ip_slots, range: k.ip_range };
+  }
+}
