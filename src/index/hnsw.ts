@@ -164,6 +164,9 @@ export class HnswIndex {
   private readonly sel: MinHeap;
   private readonly selOut: Uint32Array;
   private readonly selDist: Float32Array;
+  /** Scratch for compaction: a list's deleted links, and candidates the heuristic passed over. */
+  private readonly deadBuf: Uint32Array;
+  private readonly restBuf: Uint32Array;
 
   constructor(options: HnswOptions) {
     const dim = checkInt("dim", options.dim, 1, 65536);
@@ -189,6 +192,8 @@ export class HnswIndex {
     this.sel = new MinHeap(4 * this.M0);
     this.selOut = new Uint32Array(this.M0 + 1);
     this.selDist = new Float32Array(this.M0 + 1);
+    this.deadBuf = new Uint32Array(this.M0 + 1);
+    this.restBuf = new Uint32Array(this.M0 + 1);
     this.reserve(checkInt("capacity", options.capacity ?? 1024, 0, 1 << 30));
   }
 
@@ -732,54 +737,86 @@ export class HnswIndex {
     for (let j = 0; j < n; j++) links[off + 1 + j] = this.selOut[j];
   }
 
-  /** Replaces links from `x` to deleted nodes on `level` (used by compaction). */
+  /**
+   * Replaces the links from `x` to deleted nodes on `level` (used by compaction). The live
+   * links stay; each freed place goes to a candidate from the deleted neighbours' own lists,
+   * nearest first, preferring those the heuristic accepts against the links already kept
+   * (so the list stays diverse) and then the nearest of the rest (so it stays as dense as
+   * the list it replaces).
+   */
   private repairList(x: number, level: number): void {
     const links = level === 0 ? this.links0 : this.upper;
     const max = level === 0 ? this.M0 : this.M;
     const off = this.listOffset(x, level);
     const cnt = links[off];
     const flags = this.flags;
-    let hasDeleted = false;
-    for (let j = 1; j <= cnt; j++) {
-      if (flags[links[off + j]] !== FLAG_LIVE) {
-        hasDeleted = true;
-        break;
-      }
-    }
-    if (!hasDeleted) return;
-    const store = this.store;
     const visited = this.visited;
     const epoch = this.nextEpoch();
     visited[x] = epoch;
-    const sel = this.sel;
-    sel.clear();
-    let m = 0;
-    const u32 = store.u32;
-    const si = store.slotsIdx;
-    const push = (s: number) => {
-      if (visited[s] === epoch || flags[s] !== FLAG_LIVE || m >= BATCH_MAX) return;
-      visited[s] = epoch;
-      u32[si + m++] = s;
-    };
+    // Keep the live links in place; remember the deleted ones.
+    const deadList = this.deadBuf;
+    let dead = 0;
+    let kept = 0;
     for (let j = 1; j <= cnt; j++) {
       const n = links[off + j];
       if (flags[n] === FLAG_LIVE) {
-        push(n);
+        visited[n] = epoch;
+        links[off + 1 + kept++] = n;
       } else {
-        const doff = this.listOffset(n, level);
-        const dcnt = links[doff];
-        for (let i = 1; i <= dcnt; i++) push(links[doff + i]);
+        deadList[dead++] = n;
       }
     }
-    if (m > 0) {
-      store.distancesToSlots(store.ptr(x), m);
-      const f32 = store.f32;
-      const oi = store.outIdx;
-      for (let j = 0; j < m; j++) sel.push(f32[oi + j], u32[si + j]);
+    if (dead === 0) return;
+    links[off] = kept;
+    // Candidates: the live neighbours of the deleted neighbours.
+    const store = this.store;
+    const u32 = store.u32;
+    const si = store.slotsIdx;
+    let m = 0;
+    for (let i = 0; i < dead; i++) {
+      const doff = this.listOffset(deadList[i], level);
+      const dcnt = links[doff];
+      for (let j = 1; j <= dcnt && m < BATCH_MAX; j++) {
+        const c = links[doff + j];
+        if (visited[c] === epoch || flags[c] !== FLAG_LIVE) continue;
+        visited[c] = epoch;
+        u32[si + m++] = c;
+      }
     }
-    const n = this.selectNeighbors(max);
-    links[off] = n;
-    for (let j = 0; j < n; j++) links[off + 1 + j] = this.selOut[j];
+    if (m === 0) return;
+    store.distancesToSlots(store.ptr(x), m);
+    const sel = this.sel;
+    sel.clear();
+    const f32 = store.f32;
+    const oi = store.outIdx;
+    for (let j = 0; j < m; j++) sel.push(f32[oi + j], u32[si + j]);
+    const room = Math.min(max - kept, dead);
+    const rest = this.restBuf;
+    let nrest = 0;
+    let added = 0;
+    while (sel.size > 0 && added < room) {
+      const d = sel.topKey();
+      const e = sel.pop();
+      const total = kept + added;
+      let good = true;
+      if (total > 0) {
+        for (let j = 0; j < total; j++) u32[si + j] = links[off + 1 + j];
+        store.distancesToSlots(store.ptr(e), total);
+        for (let j = 0; j < total; j++) {
+          if (f32[oi + j] < d) {
+            good = false;
+            break;
+          }
+        }
+      }
+      if (good) {
+        links[off + 1 + kept + added++] = e;
+      } else if (nrest < rest.length) {
+        rest[nrest++] = e;
+      }
+    }
+    for (let i = 0; i < nrest && added < room; i++) links[off + 1 + kept + added++] = rest[i];
+    links[off] = kept + added;
   }
 }
 

@@ -1,0 +1,210 @@
+import assert from "node:assert/strict";
+import { HnswIndex } from "./hnsw.ts";
+import type { Metric } from "../kernels/kernels.ts";
+import { Rng } from "../testing/random.ts";
+
+function build(metric: Metric, n: number, dim: number, seed: number) {
+  const rng = new Rng(seed);
+  const index = new HnswIndex({ dim, metric, M: 16, efConstruction: 200 });
+  const data: Float32Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const v = rng.vector(dim);
+    data.push(v);
+    index.add(i, v);
+  }
+  return { index, data, rng };
+}
+
+function recall(index: HnswIndex, queries: Float32Array[], k: number, ef: number): number {
+  let hits = 0;
+  for (const q of queries) {
+    const exact = new Set(index.exactSearch(q, k).map((h) => h.id));
+    for (const h of index.search(q, k, { ef })) if (exact.has(h.id)) hits++;
+  }
+  return hits / (queries.length * k);
+}
+
+for (const metric of ["l2", "cosine", "dot"] as const) {
+  Deno.test(`hnsw: recall@10 >= 0.95 at ef=64 on 2,000 x 32 random vectors (${metric})`, () => {
+    const { index, rng } = build(metric, 2000, 32, 17);
+    const queries = Array.from({ length: 200 }, () => rng.vector(32));
+    const r = recall(index, queries, 10, 64);
+    assert.ok(r >= 0.95, `recall ${r}`);
+  });
+}
+
+Deno.test("hnsw: exact search agrees with a plain scalar brute force", () => {
+  const { index, data, rng } = build("l2", 500, 9, 5);
+  const q = rng.vector(9);
+  const want = data.map((v, id) => ({
+    id,
+    d: Math.sqrt(v.reduce((s, x, i) => s + (x - q[i]) ** 2, 0)),
+  }))
+    .sort((a, b) => a.d - b.d).slice(0, 5);
+  const got = index.exactSearch(q, 5);
+  assert.deepEqual(got.map((h) => h.id), want.map((w) => w.id));
+  for (let i = 0; i < 5; i++) assert.ok(Math.abs(got[i].distance - want[i].d) < 1e-5);
+});
+
+Deno.test("hnsw: upsert replaces the vector, keeps the count, and search follows", () => {
+  const index = new HnswIndex({ dim: 3, metric: "l2" });
+  index.add(100, [0.1, 0.2, 0.3]);
+  index.add(101, [0.9, 0.8, 0.7]);
+  assert.equal(index.search([0.1, 0.2, 0.3], 1)[0].id, 100);
+  index.add(100, [5, 5, 5]);
+  assert.equal(index.count, 2);
+  assert.deepEqual(Array.from(index.get(100)!), [5, 5, 5]);
+  const hits = index.search([0.1, 0.2, 0.3], 2);
+  assert.deepEqual(hits.map((h) => h.id), [101, 100]);
+  assert.equal(hits.filter((h) => h.id === 100).length, 1, "the old vector of 100 is gone");
+  assert.ok(Math.abs(index.search([5, 5, 5], 1)[0].distance) < 1e-6);
+});
+
+Deno.test("hnsw: deleted ids never appear again; get and count follow", () => {
+  const { index, data } = build("cosine", 1000, 16, 9);
+  const deleted = new Set<number>();
+  for (let id = 0; id < 1000; id += 3) {
+    assert.equal(index.delete(id), true);
+    deleted.add(id);
+  }
+  assert.equal(index.delete(0), false, "a second delete finds nothing");
+  assert.equal(index.delete(123456), false);
+  assert.equal(index.count, 1000 - deleted.size);
+  assert.equal(index.get(3), null);
+  assert.equal(index.has(3), false);
+  assert.ok(index.get(4) !== null);
+  for (let q = 0; q < 1000; q += 7) {
+    for (const h of index.search(data[q], 20, { ef: 64 })) {
+      assert.ok(!deleted.has(h.id), `id ${h.id}`);
+    }
+    for (const h of index.exactSearch(data[q], 20)) assert.ok(!deleted.has(h.id));
+    for (const h of index.search(data[q], 5, { filter: (id) => id % 2 === 0 })) {
+      assert.ok(!deleted.has(h.id) && h.id % 2 === 0);
+    }
+  }
+  // A live point is still found as its own nearest neighbour: the graph stays navigable.
+  let found = 0;
+  for (let id = 1; id < 1000; id += 3) if (index.search(data[id], 1)[0].id === id) found++;
+  assert.ok(found >= 0.98 * 333, `found ${found} of 333`);
+});
+
+Deno.test("hnsw: deleting and re-adding 10% keeps recall within 0.01 of a fresh build", () => {
+  const n = 2000, dim = 32;
+  const { index, data, rng } = build("l2", n, dim, 21);
+  const queries = Array.from({ length: 200 }, () => rng.vector(dim));
+  const fresh = build("l2", n, dim, 21).index;
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < n / 10; i++) index.delete((i * 10 + round) % n);
+    for (let i = 0; i < n / 10; i++) {
+      const id = (i * 10 + round) % n;
+      index.add(id, data[id]);
+    }
+  }
+  assert.equal(index.count, n);
+  const rFresh = recall(fresh, queries, 10, 32);
+  const rChurned = recall(index, queries, 10, 32);
+  assert.ok(rChurned >= rFresh - 0.01, `churned ${rChurned} vs fresh ${rFresh}`);
+  // Compaction reclaimed the slots: churn did not grow the memory.
+  assert.ok(
+    index.memoryBytes <= fresh.memoryBytes * 1.05,
+    `${index.memoryBytes} vs ${fresh.memoryBytes}`,
+  );
+});
+
+Deno.test("hnsw: filtered search returns only allowed ids, by predicate or set", () => {
+  const { index, data } = build("l2", 1000, 8, 4);
+  const allow = new Set<number>([3, 50, 700, 999]);
+  const hits = index.search(data[3], 4, { filter: allow, ef: 200 });
+  assert.deepEqual(new Set(hits.map((h) => h.id)), allow);
+  assert.equal(hits[0].id, 3);
+  const even = index.search(data[5], 10, { filter: (id) => id % 2 === 0 });
+  assert.equal(even.length, 10);
+  assert.ok(even.every((h) => h.id % 2 === 0));
+  assert.deepEqual(
+    index.exactSearch(data[5], 3, { filter: allow }).map((h) => h.id).sort(),
+    [...index.exactSearch(data[5], 3, { filter: allow }).map((h) => h.id)].sort(),
+  );
+});
+
+Deno.test("hnsw: results are sorted nearest first and hold at most k", () => {
+  const { index, rng } = build("dot", 300, 12, 8);
+  const hits = index.search(rng.vector(12), 25, { ef: 50 });
+  assert.equal(hits.length, 25);
+  for (let i = 1; i < hits.length; i++) assert.ok(hits[i - 1].distance <= hits[i].distance);
+  assert.equal(
+    new HnswIndex({ dim: 2 }).search([1, 2], 3).length,
+    0,
+    "an empty index finds nothing",
+  );
+});
+
+Deno.test("hnsw: bad input throws with the value named", () => {
+  const index = new HnswIndex({ dim: 3 });
+  index.add(1, [1, 2, 3]);
+  assert.throws(() => index.add(2, [1, 2]), {
+    name: "RangeError",
+    message: /dimension 2; the index dimension is 3/,
+  });
+  assert.throws(() => index.add(2, [1, NaN, 3]), {
+    name: "RangeError",
+    message: /vector\[1\] is NaN/,
+  });
+  assert.throws(() => index.add(2, [1, 2, Infinity]), {
+    name: "RangeError",
+    message: /vector\[2\] is Infinity/,
+  });
+  assert.throws(() => index.add(2, []), { name: "RangeError", message: /vector is empty/ });
+  assert.throws(() => index.add(-1, [1, 2, 3]), { name: "RangeError", message: /id -1/ });
+  assert.throws(() => index.add(2 ** 32, [1, 2, 3]), {
+    name: "RangeError",
+    message: /id 4294967296/,
+  });
+  assert.throws(() => index.add(1.5, [1, 2, 3]), { name: "RangeError", message: /id 1.5/ });
+  assert.throws(() => index.search([1, 2, 3], 0), { name: "RangeError", message: /k 0/ });
+  assert.throws(() => index.search([1, 2, 3], -2), { name: "RangeError", message: /k -2/ });
+  assert.throws(() => index.search([1, 2, 3], 10, { ef: 5 }), {
+    name: "RangeError",
+    message: /ef 5 must be at least k 10/,
+  });
+  assert.throws(() => index.search([1, 2], 1), {
+    name: "RangeError",
+    message: /query has dimension 2/,
+  });
+  assert.throws(() => index.search([1, 2, -Infinity], 1), {
+    name: "RangeError",
+    message: /query\[2\] is -Infinity/,
+  });
+  assert.throws(() => index.add(2, ["a", 2, 3] as unknown as number[]), {
+    name: "TypeError",
+    message: /vector\[0\] is not a number/,
+  });
+  assert.throws(() => new HnswIndex({ dim: 3, M: 1 }), { name: "RangeError", message: /M 1/ });
+  assert.throws(() => new HnswIndex({ dim: 3, metric: "hamming" as Metric }), {
+    name: "TypeError",
+    message: /"hamming"/,
+  });
+  // Nothing was half-applied.
+  assert.equal(index.count, 1);
+});
+
+Deno.test("hnsw: the index grows past its reserved capacity and past WASM pages", () => {
+  const index = new HnswIndex({ dim: 64, capacity: 10 });
+  const rng = new Rng(2);
+  const data: Float32Array[] = [];
+  for (let i = 0; i < 3000; i++) {
+    data.push(rng.vector(64));
+    index.add(i * 3, data[i]);
+  }
+  assert.equal(index.count, 3000);
+  for (let i = 0; i < 3000; i += 250) {
+    assert.deepEqual(index.get(i * 3), data[i]);
+    assert.equal(index.search(data[i], 1, { ef: 50 })[0].id, i * 3);
+  }
+});
+
+Deno.test("hnsw: builds are reproducible for a seed", () => {
+  const a = build("l2", 400, 8, 99).index;
+  const b = build("l2", 400, 8, 99);
+  const q = b.rng.vector(8);
+  assert.deepEqual(a.search(q, 10), b.index.search(q, 10));
+});
