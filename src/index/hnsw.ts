@@ -38,6 +38,38 @@ import type { Metric } from "../kernels/kernels.ts";
 import { BATCH_MAX, VectorStore } from "./vector_store.ts";
 import { MaxHeap, MinHeap } from "./heap.ts";
 import { IdMap } from "./id_map.ts";
+import { BinaryFormatError, type BinaryReader, type BinaryWriter } from "../io/binary.ts";
+
+/**
+ * Serialised form of an index ({@link HnswIndex.writeTo} / {@link HnswIndex.readFrom}); the
+ * container (snapshot file, transfer stream, test buffer) adds its own framing and checksum.
+ * All integers little-endian; arrays are u32 element count, then raw elements.
+ *
+ * | field            | type          | meaning                                        |
+ * |------------------|---------------|------------------------------------------------|
+ * | magic            | u32           | 0x57534e48 ("HNSW")                            |
+ * | version          | u32           | 1                                              |
+ * | dim, M           | u32, u32      | parameters                                     |
+ * | metric           | u8            | 0 l2, 1 cosine, 2 dot                          |
+ * | efConstruction   | u32           |                                                |
+ * | ef               | u32           | default search ef                              |
+ * | compactRatio     | f64           |                                                |
+ * | rng              | u32           | level generator state                          |
+ * | size, live, deleted | u32 x 3    | slots used, live points, tombstones            |
+ * | entry, maxLevel  | i32, i32      | entry point slot and its level (-1: empty)     |
+ * | vectors          | f32[]         | size x stride floats (stored form)             |
+ * | links0           | u32[]         | size x (1 + 2M)                                |
+ * | levels, flags    | bytes, bytes  | size each                                      |
+ * | labels           | u32[]         | size                                           |
+ * | upperOff         | i32[]         | size                                           |
+ * | upperAlloc       | bytes         | size                                           |
+ * | upper            | u32[]         | the used part of the upper-layer pool          |
+ * | freeSlots        | i32[]         | free slots                                     |
+ */
+const INDEX_MAGIC = 0x57534e48;
+const INDEX_VERSION = 1;
+const METRIC_CODES: Record<Metric, number> = { l2: 0, cosine: 1, dot: 2 };
+const METRIC_NAMES: Metric[] = ["l2", "cosine", "dot"];
 
 /** Construction and search parameters. */
 export interface HnswOptions {
@@ -396,6 +428,143 @@ export class HnswIndex {
         }
       }
     }
+  }
+
+  /** Writes the whole index (vectors, graph, ids, deletions, parameters); see the table above. */
+  writeTo(w: BinaryWriter): void {
+    const n = this.size;
+    w.u32(INDEX_MAGIC);
+    w.u32(INDEX_VERSION);
+    w.u32(this.dim);
+    w.u32(this.M);
+    w.u8(METRIC_CODES[this.metric]);
+    w.u32(this.efConstruction);
+    w.u32(this.ef);
+    w.f64(this.compactRatio);
+    w.u32(this.rng);
+    w.u32(n);
+    w.u32(this.live);
+    w.u32(this.deleted);
+    w.i32(this.entry);
+    w.i32(this.maxLevel);
+    const s = this.store;
+    w.f32Array(s.f32.subarray(s.vectorsPtr >>> 2, (s.vectorsPtr >>> 2) + n * s.stride));
+    w.u32Array(this.links0.subarray(0, n * (this.M0 + 1)));
+    w.bytes(this.levels.subarray(0, n));
+    w.bytes(this.flags.subarray(0, n));
+    w.u32Array(this.labels.subarray(0, n));
+    w.i32Array(this.upperOff.subarray(0, n));
+    w.bytes(this.upperAlloc.subarray(0, n));
+    w.u32Array(this.upper.subarray(0, this.upperUsed));
+    w.i32Array(this.freeSlots.subarray(0, this.freeCount));
+  }
+
+  /** Reads an index written by {@link writeTo}, checking every structural invariant. */
+  static readFrom(r: BinaryReader): HnswIndex {
+    const magic = r.u32();
+    if (magic !== INDEX_MAGIC) {
+      throw new BinaryFormatError(`Index magic 0x${magic.toString(16)} is not 0x57534e48`);
+    }
+    const version = r.u32();
+    if (version !== INDEX_VERSION) {
+      throw new BinaryFormatError(`Index format version ${version} is not supported (want 1)`);
+    }
+    const dim = r.u32();
+    const M = r.u32();
+    const metric = METRIC_NAMES[r.u8()];
+    if (metric === undefined) throw new BinaryFormatError("Index metric code is unknown");
+    const efConstruction = r.u32();
+    const ef = r.u32();
+    const compactRatio = r.f64();
+    const rng = r.u32();
+    const n = r.u32();
+    const live = r.u32();
+    const deleted = r.u32();
+    const entry = r.i32();
+    const maxLevel = r.i32();
+    const index = new HnswIndex({
+      dim,
+      metric,
+      M,
+      efConstruction,
+      ef,
+      compactRatio,
+      capacity: Math.max(n, 16),
+    });
+    const fail = (what: string) => {
+      throw new BinaryFormatError(`Index ${what} does not match its header (${n} slots)`);
+    };
+    const s = index.store;
+    const vectors = r.f32Array();
+    if (vectors.length !== n * s.stride) fail("vector table");
+    s.f32.set(vectors, s.vectorsPtr >>> 2);
+    const links0 = r.u32Array();
+    if (links0.length !== n * (index.M0 + 1)) fail("layer-0 links");
+    index.links0.set(links0);
+    const levels = r.bytes();
+    const flags = r.bytes();
+    const labels = r.u32Array();
+    const upperOff = r.i32Array();
+    const upperAlloc = r.bytes();
+    if (levels.length !== n || flags.length !== n || labels.length !== n) fail("slot tables");
+    if (upperOff.length !== n || upperAlloc.length !== n) fail("upper-layer tables");
+    index.levels.set(levels);
+    index.flags.set(flags);
+    index.labels.set(labels);
+    index.upperOff.set(upperOff);
+    index.upperAlloc.set(upperAlloc);
+    const upper = r.u32Array();
+    if (upper.length > index.upper.length) {
+      index.upper = new Uint32Array(upper.length + 64);
+    }
+    index.upper.set(upper);
+    index.upperUsed = upper.length;
+    const free = r.i32Array();
+    index.freeSlots.set(free);
+    index.freeCount = free.length;
+    index.size = n;
+    index.rng = rng;
+    index.entry = entry;
+    index.maxLevel = maxLevel;
+    // Rebuild the id map and check the counts and links against the tables.
+    let liveSeen = 0, deletedSeen = 0;
+    for (let slot = 0; slot < n; slot++) {
+      const f = index.flags[slot];
+      if (f === FLAG_LIVE) {
+        index.ids.set(index.labels[slot], slot);
+        liveSeen++;
+      } else if (f === FLAG_DELETED) {
+        deletedSeen++;
+      } else if (f !== FLAG_FREE) {
+        throw new BinaryFormatError(`Slot ${slot} has unknown flag ${f}`);
+      }
+      const c = links0[slot * (index.M0 + 1)];
+      if (c > index.M0) throw new BinaryFormatError(`Slot ${slot} has ${c} layer-0 links`);
+      for (let j = 1; j <= c; j++) {
+        if (links0[slot * (index.M0 + 1) + j] >= n) {
+          throw new BinaryFormatError(`Slot ${slot} links to slot outside the index`);
+        }
+      }
+      const lv = index.levels[slot];
+      if (
+        lv > 0 && (index.upperAlloc[slot] < lv || upperOff[slot] < 0 ||
+          upperOff[slot] + lv * (M + 1) > upper.length)
+      ) {
+        throw new BinaryFormatError(`Slot ${slot} has level ${lv} without room for its links`);
+      }
+    }
+    if (liveSeen !== live || deletedSeen !== deleted || index.ids.size !== live) {
+      throw new BinaryFormatError(
+        `Index counts ${live} live / ${deleted} deleted do not match the slots ` +
+          `(${liveSeen} / ${deletedSeen}, ${index.ids.size} distinct ids)`,
+      );
+    }
+    if (entry >= n || (n > 0 && live > 0 && entry < 0)) {
+      throw new BinaryFormatError(`Index entry point ${entry} is invalid`);
+    }
+    index.live = live;
+    index.deleted = deleted;
+    return index;
   }
 
   // ---- internals -------------------------------------------------------------------------
