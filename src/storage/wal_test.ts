@@ -1,0 +1,344 @@
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { join } from "node:path";
+import {
+  RECORD_HEADER_BYTES,
+  SEGMENT_HEADER_BYTES,
+  segmentName,
+  Wal,
+  WalClosedError,
+  WalCorruptionError,
+  type WalEntry,
+  type WalOptions,
+  WalQueueFullError,
+  WalRecordTooLargeError,
+  WalSequenceError,
+} from "./wal.ts";
+
+/** Deterministic payload for a record number: its length and content depend on `n`. */
+function payloadFor(n: number): Uint8Array {
+  const p = new Uint8Array(5 + (n * 7) % 40);
+  for (let i = 0; i < p.length; i++) p[i] = (n * 31 + i) & 0xff;
+  return p;
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "wal_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function replay(
+  dir: string,
+  options: WalOptions = {},
+): Promise<{ wal: Wal; entries: WalEntry[]; logs: string[] }> {
+  const entries: WalEntry[] = [];
+  const logs: string[] = [];
+  const wal = await Wal.open(dir, {
+    logger: (m) => logs.push(m),
+    onRecord: (e) => {
+      entries.push({ ...e, payload: e.payload.slice() });
+    },
+    ...options,
+  });
+  return { wal, entries, logs };
+}
+
+/** Writes records 1..n (type = n % 7), returns the byte offset of each record in one segment. */
+async function writeRecords(dir: string, n: number, options: WalOptions = {}): Promise<number[]> {
+  const wal = await Wal.open(dir, { logger: () => {}, ...options });
+  const offsets: number[] = [];
+  let off = SEGMENT_HEADER_BYTES;
+  for (let i = 1; i <= n; i++) {
+    offsets.push(off);
+    off += RECORD_HEADER_BYTES + payloadFor(i).length;
+    assert.equal(await wal.append(i % 7, payloadFor(i)), i);
+  }
+  await wal.close();
+  return offsets;
+}
+
+function checkEntries(entries: WalEntry[], from: number, to: number): void {
+  assert.equal(entries.length, to - from + 1, `expected records ${from}..${to}`);
+  entries.forEach((e, k) => {
+    const n = from + k;
+    assert.equal(e.seq, n);
+    assert.equal(e.type, n % 7);
+    assert.deepEqual(e.payload, payloadFor(n));
+  });
+}
+
+function flipBit(path: string, offset: number, bit = 0): void {
+  const bytes = fs.readFileSync(path);
+  bytes[offset] ^= 1 << bit;
+  fs.writeFileSync(path, bytes);
+}
+
+Deno.test("wal: append and replay round trip across segment rotation", async () => {
+  await withDir(async (dir) => {
+    const wal = await Wal.open(dir, { segment_bytes_max: 300, logger: () => {} });
+    assert.equal(wal.nextSeq, 1);
+    for (let i = 1; i <= 60; i++) assert.equal(await wal.append(i % 7, payloadFor(i)), i);
+    // Concurrent appends get contiguous sequence numbers in call order.
+    const seqs = await Promise.all(
+      Array.from({ length: 40 }, (_, k) => wal.append((61 + k) % 7, payloadFor(61 + k))),
+    );
+    assert.deepEqual(seqs, Array.from({ length: 40 }, (_, k) => 61 + k));
+    const stats = wal.stats();
+    assert.equal(stats.records, 100);
+    assert.ok(stats.segments > 5, `only ${stats.segments} segments`);
+    assert.equal(wal.lastSeq, 100);
+    await wal.close();
+    await assert.rejects(() => wal.append(1, new Uint8Array(1)), WalClosedError);
+
+    const all = await replay(dir, { segment_bytes_max: 300 });
+    checkEntries(all.entries, 1, 100);
+    assert.deepEqual(all.logs, []);
+    assert.equal(all.wal.nextSeq, 101);
+    assert.equal(await all.wal.append(3, payloadFor(101)), 101);
+    await all.wal.close();
+
+    const tail = await replay(dir, { afterSeq: 77 });
+    checkEntries(tail.entries, 78, 101);
+    await tail.wal.close();
+  });
+});
+
+Deno.test("wal: group commit batches concurrent appends into few syncs", async () => {
+  await withDir(async (dir) => {
+    const wal = await Wal.open(dir, { logger: () => {} });
+    const clients = 32;
+    const perClient = 20;
+    const resolvedOrder: number[] = [];
+    await Promise.all(
+      Array.from({ length: clients }, async (_, c) => {
+        let last = 0;
+        for (let k = 0; k < perClient; k++) {
+          const seq = await wal.append(1, payloadFor(c * 100 + k));
+          assert.ok(seq > last, `client ${c}: seq ${seq} after ${last}`);
+          last = seq;
+          resolvedOrder.push(seq);
+        }
+      }),
+    );
+    const total = clients * perClient;
+    const stats = wal.stats();
+    assert.equal(stats.records, total);
+    assert.ok(stats.syncs <= total / 4, `${stats.syncs} syncs for ${total} appends`);
+    // Promises resolve in sequence order and every number is used once.
+    assert.deepEqual(resolvedOrder, Array.from({ length: total }, (_, i) => i + 1));
+
+    const before = wal.stats().syncs;
+    const many = await wal.appendMany(
+      Array.from({ length: 50 }, (_, i) => ({ type: 2, payload: payloadFor(i) })),
+    );
+    assert.deepEqual(many, Array.from({ length: 50 }, (_, i) => total + 1 + i));
+    assert.equal(wal.stats().syncs - before, 1);
+    assert.deepEqual(await wal.appendMany([]), []);
+    await wal.close();
+  });
+});
+
+Deno.test("wal: record size and queue limits are errors the caller sees", async () => {
+  await withDir(async (dir) => {
+    const wal = await Wal.open(dir, {
+      record_bytes_max: 100,
+      queue_bytes_max: 300,
+      logger: () => {},
+    });
+    await assert.rejects(
+      () => wal.append(1, new Uint8Array(101)),
+      (e: unknown) => e instanceof WalRecordTooLargeError && /101 bytes exceeds/.test(e.message),
+    );
+    await assert.rejects(() => wal.append(256, new Uint8Array(1)), /type 256/);
+    // 117-byte frames: two fit in 300 queued bytes, the third does not.
+    const a = wal.append(1, new Uint8Array(100));
+    const b = wal.append(1, new Uint8Array(100));
+    await assert.rejects(() => wal.append(1, new Uint8Array(100)), WalQueueFullError);
+    await assert.rejects(
+      () => wal.appendMany([{ type: 1, payload: new Uint8Array(100) }]),
+      /already queued/,
+    );
+    assert.deepEqual(await Promise.all([a, b]), [1, 2]);
+    assert.equal(await wal.append(1, new Uint8Array(100)), 3);
+    assert.equal(wal.stats().queued_bytes, 0);
+    await wal.close();
+  });
+});
+
+Deno.test("wal: a torn tail at every byte offset of the last record is truncated", async () => {
+  await withDir(async (root) => {
+    const src = join(root, "src");
+    const offsets = await writeRecords(src, 5);
+    const segment = segmentName(1);
+    const full = fs.readFileSync(join(src, segment));
+    const lastStart = offsets[4];
+    const dir = join(root, "work");
+    for (let cut = lastStart; cut < full.length; cut++) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.mkdirSync(dir);
+      fs.writeFileSync(join(dir, segment), full.subarray(0, cut));
+      const { wal, entries, logs } = await replay(dir);
+      checkEntries(entries, 1, 4);
+      assert.equal(fs.statSync(join(dir, segment)).size, lastStart, `cut at ${cut}`);
+      if (cut > lastStart) {
+        assert.equal(logs.length, 1, `cut at ${cut}: ${logs}`);
+        assert.match(logs[0], new RegExp(`torn tail of .*${segment}.*offset ${lastStart}`));
+      } else {
+        assert.deepEqual(logs, []);
+      }
+      assert.equal(await wal.append(5 % 7, payloadFor(5)), 5);
+      await wal.close();
+      const again = await replay(dir);
+      checkEntries(again.entries, 1, 5);
+      await again.wal.close();
+    }
+    // A complete last record with a checksum mismatch and nothing after it is a torn tail too.
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir);
+    fs.writeFileSync(join(dir, segment), full);
+    flipBit(join(dir, segment), full.length - 1);
+    const flipped = await replay(dir);
+    checkEntries(flipped.entries, 1, 4);
+    assert.match(flipped.logs[0], /checksum mismatch/);
+    await flipped.wal.close();
+  });
+});
+
+Deno.test("wal: a bad record before a valid one is corruption naming file and offset", async () => {
+  await withDir(async (root) => {
+    const src = join(root, "src");
+    const offsets = await writeRecords(src, 6);
+    const segment = segmentName(1);
+    const full = fs.readFileSync(join(src, segment));
+    const dir = join(root, "work");
+    const path = join(dir, segment);
+    // Flip a bit in each field of record 3: length (low and high byte), crc, seq, type, payload.
+    const at = offsets[2];
+    for (const [delta, bit] of [[0, 0], [3, 7], [4, 2], [8, 0], [16, 1], [20, 5]]) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.mkdirSync(dir);
+      fs.writeFileSync(path, full);
+      flipBit(path, at + delta, bit);
+      await assert.rejects(
+        () => replay(dir),
+        (e: unknown) =>
+          e instanceof WalCorruptionError && e.file === path && e.offset === at &&
+          e.message.includes(path) && e.message.includes(`byte offset ${at}`) &&
+          e.message.includes(`valid record at byte offset ${offsets[3]}`),
+        `flip at +${delta}`,
+      );
+      assert.equal(fs.statSync(path).size, full.length, "strict open must not modify the file");
+
+      // recovery: "truncate" cuts the log at the bad record and carries on from there.
+      const { wal, entries, logs } = await replay(dir, { recovery: "truncate" });
+      checkEntries(entries, 1, 2);
+      assert.ok(logs.some((l) => l.includes(`corrupt at byte offset ${at}`)), logs.join("\n"));
+      assert.equal(fs.statSync(path).size, at);
+      assert.equal(await wal.append(3 % 7, payloadFor(3)), 3);
+      await wal.close();
+    }
+  });
+});
+
+Deno.test("wal: corruption in an earlier segment, bad headers and gaps", async () => {
+  await withDir(async (root) => {
+    const src = join(root, "src");
+    await writeRecords(src, 40, { segment_bytes_max: 200 });
+    const names = fs.readdirSync(src).sort();
+    assert.ok(names.length >= 4);
+    const dir = join(root, "work");
+    const reset = () => {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.cpSync(src, dir, { recursive: true });
+    };
+
+    // Last record of the first segment damaged: not a torn tail, since segments follow.
+    reset();
+    const first = join(dir, names[0]);
+    flipBit(first, fs.statSync(first).size - 1);
+    await assert.rejects(
+      () => replay(dir),
+      (e: unknown) =>
+        e instanceof WalCorruptionError && e.file === first &&
+        /followed by \d+ more/.test(e.message),
+    );
+    const cut = await replay(dir, { recovery: "truncate" });
+    assert.equal(fs.readdirSync(dir).length, 1);
+    const kept = cut.entries.length;
+    checkEntries(cut.entries, 1, kept);
+    assert.ok(cut.logs.filter((l) => l.includes("dropped segment")).length === names.length - 1);
+    assert.equal(await cut.wal.append(1, payloadFor(1)), kept + 1);
+    await cut.wal.close();
+
+    // A damaged segment header.
+    reset();
+    const second = join(dir, names[1]);
+    flipBit(second, 9);
+    await assert.rejects(
+      () => replay(dir),
+      (e: unknown) =>
+        e instanceof WalCorruptionError && e.file === second && e.offset === 0 &&
+        /header checksum mismatch/.test(e.message),
+    );
+    const noHeader = await replay(dir, { recovery: "truncate" });
+    assert.equal(noHeader.wal.nextSeq, noHeader.entries.length + 1);
+    assert.deepEqual(fs.readdirSync(dir), [names[0]]);
+    await noHeader.wal.close();
+
+    // A missing middle segment is a gap in sequence numbers.
+    reset();
+    fs.rmSync(join(dir, names[2]));
+    await assert.rejects(() => replay(dir), /starts at seq \d+ but the previous one ends at seq/);
+  });
+});
+
+Deno.test("wal: truncateBefore deletes only segments wholly covered", async () => {
+  await withDir(async (dir) => {
+    const wal = await Wal.open(dir, { segment_bytes_max: 200, logger: () => {} });
+    for (let i = 1; i <= 40; i++) await wal.append(i % 7, payloadFor(i));
+    const segs = wal.segments();
+    assert.ok(segs.length >= 4);
+    // One short of covering segment 1: only segment 0 goes.
+    assert.equal(await wal.truncateBefore(segs[2].first_seq - 2), 1);
+    assert.deepEqual(wal.segments(), segs.slice(1));
+    assert.equal(await wal.truncateBefore(segs[2].first_seq - 1), 1);
+    assert.deepEqual(wal.segments(), segs.slice(2));
+    assert.equal(await wal.truncateBefore(0), 0);
+    // Everything covered: the active segment stays.
+    const covered = segs[segs.length - 1].first_seq - 1;
+    assert.equal(await wal.truncateBefore(1e9), segs.length - 3);
+    assert.deepEqual(wal.segments(), segs.slice(-1));
+    assert.equal(fs.readdirSync(dir).length, 1);
+    assert.equal(await wal.append(1, payloadFor(41)), 41);
+    await wal.close();
+
+    // Replay after the snapshot point works; from earlier, the records are gone.
+    const tail = await replay(dir, { afterSeq: covered });
+    assert.equal(tail.entries[0].seq, covered + 1);
+    assert.equal(tail.entries[tail.entries.length - 1].seq, 41);
+    await tail.wal.close();
+    await assert.rejects(() => replay(dir, { afterSeq: 3 }), WalSequenceError);
+  });
+});
+
+Deno.test("wal: new logs start after afterSeq; leftovers removed; afterSeq past end", async () => {
+  await withDir(async (dir) => {
+    const wal = await Wal.open(join(dir, "a", "b"), { afterSeq: 100, logger: () => {} });
+    assert.equal(await wal.append(1, new Uint8Array([1])), 101);
+    await wal.close();
+    fs.writeFileSync(join(dir, "a", "b", `${segmentName(500)}.tmp`), "junk");
+    const { wal: again, entries, logs } = await replay(join(dir, "a", "b"), { afterSeq: 100 });
+    assert.equal(entries.length, 1);
+    assert.match(logs[0], /Removed leftover temporary segment/);
+    assert.deepEqual(fs.readdirSync(join(dir, "a", "b")), [segmentName(101)]);
+    await again.close();
+    await assert.rejects(
+      () => replay(join(dir, "a", "b"), { afterSeq: 200 }),
+      /ends at seq 101 but the caller already has records up to seq 200/,
+    );
+  });
+});
