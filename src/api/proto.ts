@@ -1,0 +1,286 @@
+/**
+ * The public gRPC API (proto/vector_db.proto), loaded at runtime with @grpc/proto-loader, and
+ * hand-written TypeScript types for its messages.
+ *
+ * Loader options: `keepCase` (fields keep their snake_case proto names), `longs: String`
+ * (uint64 fields decode as decimal strings; numbers are accepted when encoding), `enums:
+ * String`, `defaults` and `arrays` (absent scalars decode as their zero value, absent repeated
+ * fields as `[]`). Repeated float fields must be plain arrays when encoding (protobufjs rejects
+ * typed arrays); use `Array.from(float32Array)`.
+ *
+ * @module
+ */
+
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { fileURLToPath } from "node:url";
+import { MESSAGE_BYTES_MAX } from "./limits.ts";
+
+/** Absolute path of proto/vector_db.proto. */
+export const PROTO_PATH: string = fileURLToPath(
+  new URL("../../proto/vector_db.proto", import.meta.url),
+);
+
+/** Options passed to @grpc/proto-loader. */
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  arrays: true,
+};
+
+/** Channel/server options every client and server of this API uses (64 MiB messages). */
+export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  "grpc.max_receive_message_length": MESSAGE_BYTES_MAX,
+  "grpc.max_send_message_length": MESSAGE_BYTES_MAX,
+};
+
+/** A uint64 field: decoded as a decimal string; a number or string when encoding. */
+export type Uint64 = string | number;
+
+// ----- Messages (field names and numbers as in proto/vector_db.proto) -----
+
+export interface PutRequest {
+  id: number;
+  vector: number[];
+  collection?: string;
+  consistency?: string;
+}
+export interface PutResponse {
+  ok: boolean;
+  seq?: Uint64;
+  replicas_acked?: number;
+}
+
+export interface Point {
+  id: number;
+  vector: number[];
+}
+export interface PutBatchRequest {
+  points: Point[];
+  collection?: string;
+  consistency?: string;
+}
+export interface PutBatchResponse {
+  count: number;
+  seq?: Uint64;
+}
+
+export interface GetRequest {
+  id: number;
+  collection?: string;
+}
+export interface GetResponse {
+  found: boolean;
+  vector: number[];
+}
+
+export interface DeleteRequest {
+  id: number;
+  collection?: string;
+  consistency?: string;
+}
+export interface DeleteResponse {
+  deleted: boolean;
+  seq?: Uint64;
+}
+
+export interface SearchRequest {
+  vector: number[];
+  k: number;
+  collection?: string;
+  ef?: number;
+}
+export interface SearchResult {
+  id: number;
+  distance: number;
+}
+export interface SearchResponse {
+  results: SearchResult[];
+  partial?: boolean;
+  shards_answered?: number;
+  shards_total?: number;
+}
+
+export interface CreateCollectionRequest {
+  name: string;
+  dimension: number;
+  metric?: string;
+  m?: number;
+  ef_construction?: number;
+}
+export interface CollectionInfo {
+  name: string;
+  dimension: number;
+  metric: string;
+  m: number;
+  ef_construction: number;
+}
+export interface CreateCollectionResponse {
+  created: boolean;
+  collection?: CollectionInfo | null;
+}
+
+export interface DropCollectionRequest {
+  name: string;
+}
+export interface DropCollectionResponse {
+  dropped: boolean;
+}
+
+// deno-lint-ignore no-empty-interface
+export interface ListCollectionsRequest {}
+export interface ListCollectionsResponse {
+  collections: CollectionInfo[];
+}
+
+// deno-lint-ignore no-empty-interface
+export interface StatsRequest {}
+export interface CollectionStats {
+  name: string;
+  count: Uint64;
+  dimension: number;
+  metric: string;
+  memory_bytes: Uint64;
+  wal_bytes: Uint64;
+  last_snapshot_seq: Uint64;
+  last_snapshot_time_ms: Uint64;
+}
+export interface NodeStats {
+  node_id: string;
+  address: string;
+  collections: CollectionStats[];
+  uptime_ms: Uint64;
+  rss_bytes: Uint64;
+  heap_used_bytes: Uint64;
+  error?: string;
+}
+export interface StatsResponse {
+  node_id: string;
+  collections: CollectionStats[];
+  uptime_ms: Uint64;
+  rss_bytes: Uint64;
+  heap_used_bytes: Uint64;
+  version?: string;
+  is_router?: boolean;
+  nodes?: NodeStats[];
+}
+
+// deno-lint-ignore no-empty-interface
+export interface MembersRequest {}
+export interface Member {
+  id: string;
+  address: string;
+  /** "alive" | "suspect" | "dead" | "left" */
+  state: string;
+  incarnation: number;
+  is_router: boolean;
+}
+export interface MembersResponse {
+  members: Member[];
+  self_id: string;
+}
+
+// ----- Service -----
+
+/** Every RPC of `vectordb.VectorDB` with its request and response types. */
+export interface VectorDBMethods {
+  Put: { request: PutRequest; response: PutResponse };
+  PutBatch: { request: PutBatchRequest; response: PutBatchResponse };
+  Get: { request: GetRequest; response: GetResponse };
+  Delete: { request: DeleteRequest; response: DeleteResponse };
+  Search: { request: SearchRequest; response: SearchResponse };
+  CreateCollection: { request: CreateCollectionRequest; response: CreateCollectionResponse };
+  DropCollection: { request: DropCollectionRequest; response: DropCollectionResponse };
+  ListCollections: { request: ListCollectionsRequest; response: ListCollectionsResponse };
+  Stats: { request: StatsRequest; response: StatsResponse };
+  Members: { request: MembersRequest; response: MembersResponse };
+}
+
+/** The RPC names, in proto order. */
+export type MethodName = keyof VectorDBMethods;
+export const METHOD_NAMES: readonly MethodName[] = [
+  "Put",
+  "PutBatch",
+  "Get",
+  "Delete",
+  "Search",
+  "CreateCollection",
+  "DropCollection",
+  "ListCollections",
+  "Stats",
+  "Members",
+];
+
+/** Callback of a unary call. */
+export type UnaryCallback<Res> = (error: grpc.ServiceError | null, response?: Res) => void;
+
+/** A unary client method with grpc-js's overloads. */
+export interface UnaryMethod<Req, Res> {
+  (request: Req, callback: UnaryCallback<Res>): grpc.ClientUnaryCall;
+  (request: Req, metadata: grpc.Metadata, callback: UnaryCallback<Res>): grpc.ClientUnaryCall;
+  (
+    request: Req,
+    options: Partial<grpc.CallOptions>,
+    callback: UnaryCallback<Res>,
+  ): grpc.ClientUnaryCall;
+  (
+    request: Req,
+    metadata: grpc.Metadata,
+    options: Partial<grpc.CallOptions>,
+    callback: UnaryCallback<Res>,
+  ): grpc.ClientUnaryCall;
+}
+
+/** A grpc-js client of `vectordb.VectorDB`. */
+export type VectorDBClient =
+  & grpc.Client
+  & {
+    [K in MethodName]: UnaryMethod<VectorDBMethods[K]["request"], VectorDBMethods[K]["response"]>;
+  };
+
+/** Constructor of {@link VectorDBClient}. */
+export interface VectorDBClientConstructor {
+  new (
+    address: string,
+    credentials: grpc.ChannelCredentials,
+    options?: Partial<grpc.ClientOptions>,
+  ): VectorDBClient;
+  service: grpc.ServiceDefinition;
+}
+
+/** Server handlers for `vectordb.VectorDB`; pass to `server.addService(vectorDbService, h)`. */
+export type VectorDBHandlers = {
+  [K in MethodName]: grpc.handleUnaryCall<
+    VectorDBMethods[K]["request"],
+    VectorDBMethods[K]["response"]
+  >;
+};
+
+/** The loaded package definition (all messages and the service). */
+export const packageDefinition: protoLoader.PackageDefinition = protoLoader.loadSync(
+  PROTO_PATH,
+  LOADER_OPTIONS,
+);
+
+const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
+  vectordb: { VectorDB: VectorDBClientConstructor };
+};
+
+/** Client constructor: `new VectorDBClient("127.0.0.1:50050", credentials, CHANNEL_OPTIONS)`. */
+export const VectorDBClient: VectorDBClientConstructor = loaded.vectordb.VectorDB;
+
+/** The service definition, for `server.addService(vectorDbService, handlers)`. */
+export const vectorDbService: grpc.ServiceDefinition = VectorDBClient.service;
+
+/** An insecure client of `address` (host:port) with {@link CHANNEL_OPTIONS}. */
+export function createClient(
+  address: string,
+  options: Partial<grpc.ClientOptions> = {},
+): VectorDBClient {
+  return new VectorDBClient(address, grpc.credentials.createInsecure(), {
+    ...CHANNEL_OPTIONS,
+    ...options,
+  });
+}

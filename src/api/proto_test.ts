@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import {
+  CHANNEL_OPTIONS,
+  METHOD_NAMES,
+  packageDefinition,
+  PROTO_PATH,
+  type SearchResponse,
+  type StatsResponse,
+  vectorDbService,
+} from "./proto.ts";
+import { MESSAGE_BYTES_MAX } from "./limits.ts";
+
+Deno.test("the service has exactly the documented RPCs with their message types", () => {
+  assert.deepEqual(Object.keys(vectorDbService).sort(), [...METHOD_NAMES].sort());
+  const search = vectorDbService.Search;
+  assert.equal(search.path, "/vectordb.VectorDB/Search");
+  assert.equal(search.requestStream, false);
+  assert.equal(search.responseStream, false);
+  for (const name of METHOD_NAMES) {
+    assert.equal(vectorDbService[name].path, `/vectordb.VectorDB/${name}`);
+  }
+});
+
+/** "name number type" for every field of message `name`, from the loaded descriptors. */
+function fields(name: string): string[] {
+  const def = packageDefinition[`vectordb.${name}`] as unknown as {
+    type: { field: { name: string; number: number; type: string; label: string }[] };
+  };
+  assert.ok(def, `message ${name} is missing`);
+  return def.type.field.map((f) => {
+    const type = f.type.replace("TYPE_", "").toLowerCase();
+    return `${f.label === "LABEL_REPEATED" ? "repeated " : ""}${type} ${f.name} = ${f.number}`;
+  });
+}
+
+Deno.test("outside-client field names and numbers are fixed", () => {
+  const fixed: Record<string, string[]> = {
+    PutRequest: ["uint32 id = 1", "repeated float vector = 2", "string collection = 3"],
+    PutResponse: ["bool ok = 1"],
+    SearchRequest: [
+      "repeated float vector = 1",
+      "uint32 k = 2",
+      "string collection = 3",
+      "uint32 ef = 4",
+    ],
+    SearchResponse: [
+      "repeated message results = 1",
+      "bool partial = 2",
+      "uint32 shards_answered = 3",
+      "uint32 shards_total = 4",
+    ],
+    SearchResult: ["uint32 id = 1", "float distance = 2"],
+    GetRequest: ["uint32 id = 1", "string collection = 2"],
+    GetResponse: ["bool found = 1", "repeated float vector = 2"],
+    DeleteRequest: ["uint32 id = 1", "string collection = 2"],
+    DeleteResponse: ["bool deleted = 1"],
+    PutBatchRequest: ["repeated message points = 1", "string collection = 2"],
+    PutBatchResponse: ["uint32 count = 1"],
+    Point: ["uint32 id = 1", "repeated float vector = 2"],
+  };
+  for (const [message, want] of Object.entries(fixed)) {
+    const have = fields(message);
+    for (const f of want) assert.ok(have.includes(f), `${message} lacks "${f}": ${have}`);
+  }
+  for (const m of ["PutRequest", "PutBatchRequest", "DeleteRequest"]) {
+    assert.ok(fields(m).includes("string consistency = 10"), `${m} lacks consistency`);
+  }
+  const proto = readFileSync(PROTO_PATH, "utf8");
+  assert.match(proto, /^syntax = "proto3";$/m);
+  assert.match(proto, /^package vectordb;$/m);
+  assert.match(proto, /^service VectorDB \{$/m);
+});
+
+Deno.test("messages round-trip with the loader options", () => {
+  const search = vectorDbService.Search;
+  const req = { vector: [0.5, -1.25, 3], k: 7, collection: "c", ef: 64 };
+  assert.deepEqual(search.requestDeserialize(search.requestSerialize(req)), req);
+
+  const res: SearchResponse = {
+    results: [{ id: 4294967295, distance: 0.25 }, { id: 0, distance: 1.5 }],
+    partial: true,
+    shards_answered: 2,
+    shards_total: 3,
+  };
+  assert.deepEqual(search.responseDeserialize(search.responseSerialize(res)), res);
+
+  // defaults: true and arrays: true fill absent fields.
+  const empty = search.responseDeserialize(search.responseSerialize({}));
+  assert.deepEqual(empty, { results: [], partial: false, shards_answered: 0, shards_total: 0 });
+
+  // longs: String decodes uint64 as decimal strings; numbers are accepted when encoding.
+  const stats = vectorDbService.Stats;
+  const s: StatsResponse = {
+    node_id: "n1",
+    collections: [{
+      name: "c",
+      count: 3,
+      dimension: 2,
+      metric: "l2",
+      memory_bytes: 2 ** 40,
+      wal_bytes: "18446744073709551615",
+      last_snapshot_seq: 0,
+      last_snapshot_time_ms: 1_700_000_000_000,
+    }],
+    uptime_ms: 5,
+    rss_bytes: 6,
+    heap_used_bytes: 7,
+  };
+  const back = stats.responseDeserialize(stats.responseSerialize(s)) as StatsResponse;
+  assert.equal(back.collections[0].memory_bytes, String(2 ** 40));
+  assert.equal(back.collections[0].wal_bytes, "18446744073709551615");
+  assert.equal(back.collections[0].last_snapshot_time_ms, "1700000000000");
+  assert.equal(back.uptime_ms, "5");
+  assert.deepEqual(back.nodes, []);
+  assert.equal(back.is_router, false);
+});
+
+Deno.test("float vectors travel as float32", () => {
+  const put = vectorDbService.Put;
+  const back = put.requestDeserialize(put.requestSerialize({ id: 1, vector: [0.1] }));
+  assert.equal(back.vector[0], Math.fround(0.1));
+});
+
+Deno.test("channel options allow 64 MiB messages", () => {
+  assert.equal(CHANNEL_OPTIONS["grpc.max_receive_message_length"], MESSAGE_BYTES_MAX);
+  assert.equal(CHANNEL_OPTIONS["grpc.max_send_message_length"], MESSAGE_BYTES_MAX);
+});

@@ -1,0 +1,322 @@
+/**
+ * Validation of public API requests, shared by storage nodes, the router and the client CLI so
+ * that a bad request gets the same message wherever it is caught.
+ *
+ * Every function is pure: it returns the value (normalised: "" collection → "default", 0 → the
+ * documented default) or throws a {@link ValidationError} naming the field and quoting the value,
+ * e.g. `vector[3] is NaN` or `k 0 must be between 1 and 10000`. Servers map it to gRPC
+ * INVALID_ARGUMENT with the message as details.
+ *
+ * Dimension checks need the collection, so the request validators take it as an optional
+ * argument: the router and the CLI, which do not know it, skip that check.
+ *
+ * @module
+ */
+
+import {
+  BATCH_POINTS_MAX,
+  COLLECTION_NAME_CHARS_MAX,
+  type Consistency,
+  CONSISTENCY_LEVELS,
+  DEFAULT_COLLECTION,
+  DEFAULT_EF_CONSTRUCTION,
+  DEFAULT_M,
+  DEFAULT_METRIC,
+  DIMENSION_MAX,
+  EF_CONSTRUCTION_MAX,
+  EF_MAX,
+  ID_MAX,
+  K_MAX,
+  M_MAX,
+  M_MIN,
+  type Metric,
+  METRICS,
+} from "./limits.ts";
+
+/** A request field breaks a rule of the API; `field` is its path, e.g. `points[3].vector[7]`. */
+export class ValidationError extends Error {
+  constructor(readonly field: string, readonly value: unknown, message: string) {
+    super(message);
+    this.name = "ValidationError";
+  }
+}
+
+const COLLECTION_NAME = /^[A-Za-z0-9_-]+$/;
+
+/** Quotes a value for an error message: strings in JSON quotes, the rest as String() does. */
+export function quote(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (value !== null && typeof value === "object") return "an object";
+  return String(value);
+}
+
+function integerIn(
+  value: unknown,
+  field: string,
+  min: number,
+  max: number,
+  note = "",
+): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new ValidationError(
+      field,
+      value,
+      `${field} ${quote(value)} must be ${
+        typeof value === "number" && Number.isInteger(value) ? "" : "an integer "
+      }between ${min} and ${max}${note}`,
+    );
+  }
+  return value;
+}
+
+/** A point id: an integer 0 … 4294967295. */
+export function validateId(id: unknown, field = "id"): number {
+  return integerIn(id, field, 0, ID_MAX);
+}
+
+/**
+ * A vector: a non-empty array of at most DIMENSION_MAX finite float32 numbers, of length
+ * `dimension` when given. Returns the same array.
+ */
+export function validateVector(vector: unknown, field = "vector", dimension?: number): number[] {
+  if (!Array.isArray(vector)) {
+    throw new ValidationError(
+      field,
+      vector,
+      `${field} must be an array of numbers, got ${quote(vector)}`,
+    );
+  }
+  const n = vector.length;
+  if (n === 0) throw new ValidationError(field, vector, `${field} is empty`);
+  if (n > DIMENSION_MAX) {
+    throw new ValidationError(field, n, `${field} has ${n} values; the limit is ${DIMENSION_MAX}`);
+  }
+  if (dimension !== undefined && n !== dimension) {
+    throw new ValidationError(
+      field,
+      n,
+      `${field} dimension ${n} does not match the collection dimension ${dimension}`,
+    );
+  }
+  for (let i = 0; i < n; i++) {
+    const v = vector[i];
+    // Fast path: the float32 rounding of every finite in-range number is finite.
+    if (typeof v === "number" && Number.isFinite(Math.fround(v))) continue;
+    const at = `${field}[${i}]`;
+    if (typeof v !== "number") {
+      throw new ValidationError(at, v, `${at} ${quote(v)} is not a number`);
+    }
+    if (Number.isNaN(v) || !Number.isFinite(v)) throw new ValidationError(at, v, `${at} is ${v}`);
+    throw new ValidationError(at, v, `${at} ${v} is outside the float32 range`);
+  }
+  return vector;
+}
+
+/** Search `k`: 1 … K_MAX. */
+export function validateK(k: unknown, field = "k"): number {
+  return integerIn(k, field, 1, K_MAX);
+}
+
+/** Search `ef`: 0 (server default) or 1 … EF_MAX. */
+export function validateEf(ef: unknown, field = "ef"): number {
+  if (ef === undefined) return 0;
+  return integerIn(ef, field, 0, EF_MAX, " (0 selects the server default)");
+}
+
+/** A collection name: 1 … 64 characters from [A-Za-z0-9_-]. No default. */
+export function validateCollectionName(name: unknown, field = "name"): string {
+  if (
+    typeof name !== "string" || name.length === 0 || name.length > COLLECTION_NAME_CHARS_MAX ||
+    !COLLECTION_NAME.test(name)
+  ) {
+    throw new ValidationError(
+      field,
+      name,
+      `${field} ${
+        quote(name)
+      } must be 1 to ${COLLECTION_NAME_CHARS_MAX} characters from A-Z, a-z, 0-9, "_" and "-"`,
+    );
+  }
+  return name;
+}
+
+/** The `collection` field of a point request: "" or absent selects DEFAULT_COLLECTION. */
+export function resolveCollection(name: unknown, field = "collection"): string {
+  if (name === undefined || name === "") return DEFAULT_COLLECTION;
+  return validateCollectionName(name, field);
+}
+
+/** A metric name; "" or absent selects DEFAULT_METRIC. */
+export function validateMetric(metric: unknown, field = "metric"): Metric {
+  if (metric === undefined || metric === "") return DEFAULT_METRIC;
+  if (!(METRICS as readonly unknown[]).includes(metric)) {
+    throw new ValidationError(
+      field,
+      metric,
+      `${field} ${quote(metric)} must be one of ${METRICS.map((m) => `"${m}"`).join(", ")}`,
+    );
+  }
+  return metric as Metric;
+}
+
+/** A write consistency level; "" or absent gives undefined (the server default). */
+export function validateConsistency(
+  consistency: unknown,
+  field = "consistency",
+): Consistency | undefined {
+  if (consistency === undefined || consistency === "") return undefined;
+  if (!(CONSISTENCY_LEVELS as readonly unknown[]).includes(consistency)) {
+    throw new ValidationError(
+      field,
+      consistency,
+      `${field} ${quote(consistency)} must be one of ${
+        CONSISTENCY_LEVELS.map((c) => `"${c}"`).join(", ")
+      } or empty`,
+    );
+  }
+  return consistency as Consistency;
+}
+
+// ----- Whole requests -----
+
+/** A validated Put. */
+export interface ValidPut {
+  id: number;
+  vector: number[];
+  collection: string;
+  consistency: Consistency | undefined;
+}
+
+/** A validated PutBatch. */
+export interface ValidPutBatch {
+  points: { id: number; vector: number[] }[];
+  collection: string;
+  consistency: Consistency | undefined;
+}
+
+/** A validated Get or Delete. */
+export interface ValidPointRef {
+  id: number;
+  collection: string;
+  consistency: Consistency | undefined;
+}
+
+/** A validated Search; `ef` 0 means the server default. */
+export interface ValidSearch {
+  vector: number[];
+  k: number;
+  ef: number;
+  collection: string;
+}
+
+/** A validated CreateCollection with defaults filled in. */
+export interface ValidCollection {
+  name: string;
+  dimension: number;
+  metric: Metric;
+  m: number;
+  ef_construction: number;
+}
+
+interface PutLike {
+  id?: unknown;
+  vector?: unknown;
+  collection?: unknown;
+  consistency?: unknown;
+}
+
+/** Validates a PutRequest; checks the vector's dimension when `dimension` is given. */
+export function validatePutRequest(request: PutLike, dimension?: number): ValidPut {
+  return {
+    id: validateId(request.id),
+    vector: validateVector(request.vector, "vector", dimension),
+    collection: resolveCollection(request.collection),
+    consistency: validateConsistency(request.consistency),
+  };
+}
+
+/** Validates a PutBatchRequest: 1 … BATCH_POINTS_MAX points, each a valid id and vector. */
+export function validatePutBatchRequest(
+  request: { points?: unknown; collection?: unknown; consistency?: unknown },
+  dimension?: number,
+): ValidPutBatch {
+  const points = request.points;
+  if (!Array.isArray(points)) {
+    throw new ValidationError("points", points, `points must be an array, got ${quote(points)}`);
+  }
+  if (points.length === 0) throw new ValidationError("points", points, "points is empty");
+  if (points.length > BATCH_POINTS_MAX) {
+    throw new ValidationError(
+      "points",
+      points.length,
+      `points has ${points.length} entries; the limit is ${BATCH_POINTS_MAX}`,
+    );
+  }
+  // Every point must have the dimension of the first when the collection's is unknown.
+  let dim = dimension;
+  for (let i = 0; i < points.length; i++) {
+    const p = points[i] as { id?: unknown; vector?: unknown } | null;
+    if (p === null || typeof p !== "object") {
+      throw new ValidationError(`points[${i}]`, p, `points[${i}] ${quote(p)} is not a point`);
+    }
+    validateId(p.id, `points[${i}].id`);
+    const v = validateVector(p.vector, `points[${i}].vector`, dim);
+    if (dim === undefined) dim = v.length;
+  }
+  return {
+    points: points as { id: number; vector: number[] }[],
+    collection: resolveCollection(request.collection),
+    consistency: validateConsistency(request.consistency),
+  };
+}
+
+/** Validates a GetRequest or DeleteRequest. */
+export function validatePointRef(
+  request: { id?: unknown; collection?: unknown; consistency?: unknown },
+): ValidPointRef {
+  return {
+    id: validateId(request.id),
+    collection: resolveCollection(request.collection),
+    consistency: validateConsistency(request.consistency),
+  };
+}
+
+/** Validates a SearchRequest; checks the query's dimension when `dimension` is given. */
+export function validateSearchRequest(
+  request: { vector?: unknown; k?: unknown; ef?: unknown; collection?: unknown },
+  dimension?: number,
+): ValidSearch {
+  return {
+    vector: validateVector(request.vector, "vector", dimension),
+    k: validateK(request.k),
+    ef: validateEf(request.ef),
+    collection: resolveCollection(request.collection),
+  };
+}
+
+/** Validates a CreateCollectionRequest and fills in the defaults of 0 / "" fields. */
+export function validateCreateCollectionRequest(request: {
+  name?: unknown;
+  dimension?: unknown;
+  metric?: unknown;
+  m?: unknown;
+  ef_construction?: unknown;
+}): ValidCollection {
+  const name = validateCollectionName(request.name, "name");
+  const dimension = integerIn(request.dimension, "dimension", 1, DIMENSION_MAX);
+  const metric = validateMetric(request.metric);
+  const m = request.m === undefined || request.m === 0
+    ? DEFAULT_M
+    : integerIn(request.m, "m", M_MIN, M_MAX, ` (0 selects ${DEFAULT_M})`);
+  const ef_construction = request.ef_construction === undefined || request.ef_construction === 0
+    ? Math.max(DEFAULT_EF_CONSTRUCTION, m)
+    : integerIn(
+      request.ef_construction,
+      "ef_construction",
+      m,
+      EF_CONSTRUCTION_MAX,
+      ` (at least m; 0 selects ${DEFAULT_EF_CONSTRUCTION})`,
+    );
+  return { name, dimension, metric, m, ef_construction };
+}

@@ -1,0 +1,214 @@
+import assert from "node:assert/strict";
+import {
+  resolveCollection,
+  validateCollectionName,
+  validateConsistency,
+  validateCreateCollectionRequest,
+  validateEf,
+  validateId,
+  validateK,
+  validateMetric,
+  validatePointRef,
+  validatePutBatchRequest,
+  validatePutRequest,
+  validateSearchRequest,
+  validateVector,
+  ValidationError,
+} from "./validate.ts";
+import { BATCH_POINTS_MAX, DEFAULT_COLLECTION, DIMENSION_MAX } from "./limits.ts";
+
+/** Asserts that `fn` throws a ValidationError on `field` with exactly `message`. */
+function rejects(fn: () => unknown, field: string, message: string): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof ValidationError, `expected a ValidationError, got ${e}`);
+    assert.equal(e.message, message);
+    assert.equal(e.field, field);
+    return true;
+  });
+}
+
+Deno.test("ids", () => {
+  assert.equal(validateId(0), 0);
+  assert.equal(validateId(4294967295), 4294967295);
+  rejects(() => validateId(-1), "id", "id -1 must be between 0 and 4294967295");
+  rejects(() => validateId(2 ** 32), "id", "id 4294967296 must be between 0 and 4294967295");
+  rejects(() => validateId(1.5), "id", "id 1.5 must be an integer between 0 and 4294967295");
+  rejects(() => validateId("7"), "id", 'id "7" must be an integer between 0 and 4294967295');
+  rejects(
+    () => validateId(undefined),
+    "id",
+    "id undefined must be an integer between 0 and 4294967295",
+  );
+});
+
+Deno.test("vectors", () => {
+  const v = [0.5, -1, 3e38];
+  assert.equal(validateVector(v), v);
+  assert.equal(validateVector(v, "vector", 3), v);
+  rejects(() => validateVector([]), "vector", "vector is empty");
+  rejects(() => validateVector([0, 0, 0, NaN]), "vector[3]", "vector[3] is NaN");
+  rejects(() => validateVector([Infinity]), "vector[0]", "vector[0] is Infinity");
+  rejects(() => validateVector([1, -Infinity]), "vector[1]", "vector[1] is -Infinity");
+  rejects(
+    () => validateVector([1, 1e300]),
+    "vector[1]",
+    "vector[1] 1e+300 is outside the float32 range",
+  );
+  rejects(() => validateVector([1, "2"]), "vector[1]", 'vector[1] "2" is not a number');
+  rejects(() => validateVector("1,2"), "vector", 'vector must be an array of numbers, got "1,2"');
+  rejects(
+    () => validateVector([1, 2, 3], "vector", 100),
+    "vector",
+    "vector dimension 3 does not match the collection dimension 100",
+  );
+  rejects(
+    () => validateVector(new Array(DIMENSION_MAX + 1).fill(0)),
+    "vector",
+    "vector has 65537 values; the limit is 65536",
+  );
+});
+
+Deno.test("k, ef, names, metrics, consistency", () => {
+  assert.equal(validateK(1), 1);
+  assert.equal(validateK(10000), 10000);
+  rejects(() => validateK(0), "k", "k 0 must be between 1 and 10000");
+  rejects(() => validateK(10001), "k", "k 10001 must be between 1 and 10000");
+  assert.equal(validateEf(undefined), 0);
+  assert.equal(validateEf(0), 0);
+  rejects(
+    () => validateEf(10001),
+    "ef",
+    "ef 10001 must be between 0 and 10000 (0 selects the server default)",
+  );
+
+  assert.equal(resolveCollection(""), DEFAULT_COLLECTION);
+  assert.equal(resolveCollection(undefined), DEFAULT_COLLECTION);
+  assert.equal(resolveCollection("my_col-2"), "my_col-2");
+  const nameRule = 'must be 1 to 64 characters from A-Z, a-z, 0-9, "_" and "-"';
+  rejects(() => resolveCollection("../etc"), "collection", `collection "../etc" ${nameRule}`);
+  rejects(() => validateCollectionName(""), "name", `name "" ${nameRule}`);
+  rejects(
+    () => validateCollectionName("x".repeat(65)),
+    "name",
+    `name "${"x".repeat(65)}" ${nameRule}`,
+  );
+
+  assert.equal(validateMetric(""), "l2");
+  assert.equal(validateMetric("cosine"), "cosine");
+  rejects(
+    () => validateMetric("euclid"),
+    "metric",
+    'metric "euclid" must be one of "l2", "cosine", "dot"',
+  );
+  assert.equal(validateConsistency(""), undefined);
+  assert.equal(validateConsistency("quorum"), "quorum");
+  rejects(
+    () => validateConsistency("most"),
+    "consistency",
+    'consistency "most" must be one of "one", "quorum", "all" or empty',
+  );
+});
+
+Deno.test("point requests", () => {
+  assert.deepEqual(validatePutRequest({ id: 5, vector: [1, 2], collection: "", consistency: "" }), {
+    id: 5,
+    vector: [1, 2],
+    collection: "default",
+    consistency: undefined,
+  });
+  rejects(
+    () => validatePutRequest({ id: 5, vector: [1, 2] }, 3),
+    "vector",
+    "vector dimension 2 does not match the collection dimension 3",
+  );
+  assert.deepEqual(validatePointRef({ id: 9, collection: "c", consistency: "all" }), {
+    id: 9,
+    collection: "c",
+    consistency: "all",
+  });
+  assert.deepEqual(validateSearchRequest({ vector: [1], k: 3, ef: 0, collection: "c" }), {
+    vector: [1],
+    k: 3,
+    ef: 0,
+    collection: "c",
+  });
+  rejects(
+    () => validateSearchRequest({ vector: [1], k: 0 }),
+    "k",
+    "k 0 must be between 1 and 10000",
+  );
+});
+
+Deno.test("batches", () => {
+  const ok = validatePutBatchRequest({
+    points: [{ id: 1, vector: [1, 2] }, { id: 2, vector: [3, 4] }],
+  });
+  assert.equal(ok.points.length, 2);
+  assert.equal(ok.collection, "default");
+  rejects(() => validatePutBatchRequest({ points: [] }), "points", "points is empty");
+  const many = new Array(20000).fill({ id: 1, vector: [1] });
+  rejects(
+    () => validatePutBatchRequest({ points: many }),
+    "points",
+    `points has 20000 entries; the limit is ${BATCH_POINTS_MAX}`,
+  );
+  rejects(
+    () =>
+      validatePutBatchRequest({ points: [{ id: 1, vector: [1, 2] }, { id: 2, vector: [1, NaN] }] }),
+    "points[1].vector[1]",
+    "points[1].vector[1] is NaN",
+  );
+  rejects(
+    () => validatePutBatchRequest({ points: [{ id: 1, vector: [1, 2] }, { id: 2, vector: [1] }] }),
+    "points[1].vector",
+    "points[1].vector dimension 1 does not match the collection dimension 2",
+  );
+  rejects(
+    () => validatePutBatchRequest({ points: [{ id: -3, vector: [1] }] }),
+    "points[0].id",
+    "points[0].id -3 must be between 0 and 4294967295",
+  );
+  rejects(
+    () => validatePutBatchRequest({ points: [{ id: 1, vector: [1] }] }, 4),
+    "points[0].vector",
+    "points[0].vector dimension 1 does not match the collection dimension 4",
+  );
+});
+
+Deno.test("create collection fills defaults and checks ranges", () => {
+  assert.deepEqual(
+    validateCreateCollectionRequest({
+      name: "c",
+      dimension: 100,
+      metric: "",
+      m: 0,
+      ef_construction: 0,
+    }),
+    { name: "c", dimension: 100, metric: "l2", m: 16, ef_construction: 200 },
+  );
+  assert.deepEqual(
+    validateCreateCollectionRequest({
+      name: "c",
+      dimension: 3,
+      metric: "dot",
+      m: 8,
+      ef_construction: 8,
+    }),
+    { name: "c", dimension: 3, metric: "dot", m: 8, ef_construction: 8 },
+  );
+  rejects(
+    () => validateCreateCollectionRequest({ name: "c", dimension: 0 }),
+    "dimension",
+    "dimension 0 must be between 1 and 65536",
+  );
+  rejects(
+    () => validateCreateCollectionRequest({ name: "c", dimension: 2, m: 1 }),
+    "m",
+    "m 1 must be between 2 and 128 (0 selects 16)",
+  );
+  rejects(
+    () => validateCreateCollectionRequest({ name: "c", dimension: 2, m: 32, ef_construction: 16 }),
+    "ef_construction",
+    "ef_construction 16 must be between 32 and 10000 (at least m; 0 selects 200)",
+  );
+});

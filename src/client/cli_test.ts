@@ -1,0 +1,299 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  type CliIo,
+  DEFAULT_ADDR,
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  main,
+  parseCli,
+  parseVector,
+  UsageError,
+} from "./cli.ts";
+
+const CLI_PATH = fileURLToPath(new URL("./cli.ts", import.meta.url));
+
+/** A loopback port that nothing listens on (bound, then released). */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+function captureIo(): CliIo & { out: string[]; err: string[] } {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out,
+    err,
+    stdout: (t) => void out.push(t),
+    stderr: (t) => void err.push(t),
+    stderr_is_tty: false,
+    now: () => performance.now(),
+  };
+}
+
+const command = (argv: string[]) => parseCli(argv).command;
+
+Deno.test("parses every command", () => {
+  assert.deepEqual(parseCli(["put", "--id", "100", "--vector", "0.1,0.2,0.3"]), {
+    global: { addr: DEFAULT_ADDR, json: false, timeout_ms: 10_000 },
+    command: {
+      kind: "put",
+      id: 100,
+      vector: [0.1, 0.2, 0.3],
+      collection: "",
+      consistency: undefined,
+    },
+  });
+  assert.deepEqual(command(["get", "--id", "4294967295", "--collection", "c"]), {
+    kind: "get",
+    id: 4294967295,
+    collection: "c",
+  });
+  assert.deepEqual(command(["delete", "--id", "1", "--consistency", "all"]), {
+    kind: "delete",
+    id: 1,
+    collection: "",
+    consistency: "all",
+  });
+  assert.deepEqual(command(["search", "--vector", "1,2"]), {
+    kind: "search",
+    vector: [1, 2],
+    k: 10,
+    ef: 0,
+    collection: "",
+  });
+  assert.deepEqual(command(["search", "--vector", "[1, 2]", "--k", "1", "--ef", "64"]), {
+    kind: "search",
+    vector: [1, 2],
+    k: 1,
+    ef: 64,
+    collection: "",
+  });
+  assert.deepEqual(
+    command(["collections", "create", "--name", "c", "--dimension", "100", "--metric", "cosine"]),
+    {
+      kind: "collections-create",
+      name: "c",
+      dimension: 100,
+      metric: "cosine",
+      m: 16,
+      ef_construction: 200,
+    },
+  );
+  assert.deepEqual(
+    command([
+      "collections",
+      "create",
+      "--name=c",
+      "--dimension=8",
+      "--m",
+      "8",
+      "--ef-construction",
+      "40",
+    ]),
+    {
+      kind: "collections-create",
+      name: "c",
+      dimension: 8,
+      metric: "l2",
+      m: 8,
+      ef_construction: 40,
+    },
+  );
+  assert.deepEqual(command(["collections", "list"]), { kind: "collections-list" });
+  assert.deepEqual(command(["collections", "drop", "--name", "c"]), {
+    kind: "collections-drop",
+    name: "c",
+  });
+  assert.deepEqual(command(["stats"]), { kind: "stats" });
+  assert.deepEqual(command(["members"]), { kind: "members" });
+  assert.deepEqual(command(["load", "--file", "x.fvecs"]), {
+    kind: "load",
+    file: "x.fvecs",
+    batch: 1000,
+    start_id: 0,
+    concurrency: 4,
+    collection: "",
+    consistency: undefined,
+  });
+  assert.deepEqual(
+    command([
+      "load",
+      "--file",
+      "x.fvecs",
+      "--batch",
+      "500",
+      "--start-id",
+      "7",
+      "--concurrency",
+      "2",
+    ]),
+    {
+      kind: "load",
+      file: "x.fvecs",
+      batch: 500,
+      start_id: 7,
+      concurrency: 2,
+      collection: "",
+      consistency: undefined,
+    },
+  );
+  assert.deepEqual(command(["--help"]), { kind: "help", requested: true });
+  assert.deepEqual(command([]), { kind: "help", requested: false });
+});
+
+Deno.test("global flags go before or after the command", () => {
+  const p = parseCli(["--addr", "10.0.0.1:6000", "stats", "--json", "--timeout-ms", "250"]);
+  assert.deepEqual(p.global, { addr: "10.0.0.1:6000", json: true, timeout_ms: 250 });
+});
+
+Deno.test("vectors: negative values, spaces, exponents", () => {
+  assert.deepEqual(command(["search", "--vector", "-0.5,1"]).kind, "search");
+  assert.deepEqual(
+    (command(["search", "--vector", "-0.5,1"]) as { vector: number[] }).vector,
+    [-0.5, 1],
+  );
+  assert.deepEqual(parseVector(" 1 , -2.5e-3,+3,.5 "), [1, -0.0025, 3, 0.5]);
+  assert.throws(() => parseVector("1,,2"), /--vector\[1\] "" is not a number/);
+  assert.throws(() => parseVector("1,abc"), /--vector\[1\] "abc" is not a number/);
+  assert.throws(() => parseVector("NaN"), /--vector\[0\] "NaN" is not a number/);
+  assert.throws(() => parseVector("0x10"), /is not a number/);
+  assert.throws(() => parseVector("1,1e39"), /--vector\[1\] 1e\+39 is outside the float32 range/);
+  assert.throws(() => parseVector(""), /--vector is empty/);
+  assert.throws(() => parseVector("[]"), /--vector is empty/);
+});
+
+Deno.test("bad command lines throw UsageError with a clear message", () => {
+  const cases: [string[], RegExp][] = [
+    [["frobnicate"], /Unknown command "frobnicate"/],
+    [["collections"], /"collections" needs create, list or drop/],
+    [["collections", "rename"], /Unknown command "collections rename"/],
+    [["put", "--id", "1"], /"put" needs --vector/],
+    [["get", "--id", "1", "--k", "3"], /--k is not a flag of "get"/],
+    [["get", "--id", "abc"], /--id "abc" is not a non-negative integer/],
+    [["get", "--id", "4294967296"], /--id 4294967296 must be between 0 and 4294967295/],
+    [["get", "--id", "-1"], /--id "-1" is not a non-negative integer/],
+    [["get", "--id", "1", "extra"], /Unexpected argument "extra"/],
+    [["search", "--vector", "1", "--k", "0"], /--k 0 must be between 1 and 10000/],
+    [["search", "--vector", "1", "--k", "20000"], /--k 20000 must be between 1 and 10000/],
+    [["put", "--id", "1", "--vector", "1", "--collection", "a/b"], /--collection "a\/b" must be/],
+    [["put", "--id", "1", "--vector", "1", "--consistency", "most"], /--consistency "most"/],
+    [["collections", "create", "--name", "c", "--dimension", "0"], /dimension 0 must be/],
+    [["collections", "create", "--name", "c", "--dimension", "3", "--metric", "x"], /metric "x"/],
+    [["load", "--file", "x.csv"], /unknown extension/],
+    [["load", "--file", "x.jsonl", "--start-id", "3"], /--start-id applies only to \.fvecs/],
+    [
+      ["load", "--file", "x.fvecs", "--batch", "20000"],
+      /--batch 20000 must be between 1 and 10000/,
+    ],
+    [["--addr", "localhost", "stats"], /--addr "localhost" must be host:port/],
+    [["--timeout-ms", "0", "stats"], /--timeout-ms 0 must be between 1 and 86400000/],
+    [["stats", "--bogus"], /Unknown option '--bogus'/],
+  ];
+  for (const [argv, message] of cases) {
+    assert.throws(() => parseCli(argv), (e: unknown) => {
+      assert.ok(e instanceof UsageError, `${argv.join(" ")}: ${e}`);
+      assert.match(e.message, message, argv.join(" "));
+      return true;
+    });
+  }
+});
+
+Deno.test("main: usage errors are one line and exit 2; help exits 0", async () => {
+  const io = captureIo();
+  assert.equal(await main(["get", "--id", "x"], io), EXIT_USAGE);
+  assert.deepEqual(io.out, []);
+  assert.deepEqual(io.err, [
+    'error: --id "x" is not a non-negative integer (run with --help for usage)\n',
+  ]);
+
+  const help = captureIo();
+  assert.equal(await main(["--help"], help), EXIT_OK);
+  assert.match(help.out.join(""), /^Usage: client/);
+
+  const bare = captureIo();
+  assert.equal(await main([], bare), EXIT_USAGE);
+  assert.match(bare.err.join(""), /^Usage: client/);
+});
+
+Deno.test("main: an unreachable server gives one gRPC error line and exit 1", async () => {
+  const io = captureIo();
+  const code = await main(
+    ["--addr", `127.0.0.1:${closedPort()}`, "--timeout-ms", "3000", "search", "--vector", "1,2"],
+    io,
+  );
+  assert.equal(code, EXIT_FAILURE);
+  assert.deepEqual(io.out, []);
+  assert.equal(io.err.length, 1);
+  assert.match(io.err[0], /^error: (UNAVAILABLE|DEADLINE_EXCEEDED): [^\n]+\n$/);
+});
+
+Deno.test("main: load checks the message size and reports loaded points on failure", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cli_test_" });
+  try {
+    const big = join(dir, "big.fvecs");
+    const record = new DataView(new ArrayBuffer(4 + 4 * 2000));
+    record.setInt32(0, 2000, true);
+    await Deno.writeFile(big, new Uint8Array(record.buffer));
+    const io = captureIo();
+    const addr = `127.0.0.1:${closedPort()}`;
+    assert.equal(
+      await main(["--addr", addr, "load", "--file", big, "--batch", "10000"], io),
+      EXIT_USAGE,
+    );
+    assert.match(
+      io.err[0],
+      new RegExp(
+        "^error: --batch 10000 of dimension 2000 exceeds the 64 MiB message limit; " +
+          "use --batch 8369 or less",
+      ),
+    );
+
+    const lines = join(dir, "p.jsonl");
+    await Deno.writeTextFile(lines, '{"id": 1, "vector": [1, 2]}\n');
+    const io2 = captureIo();
+    assert.equal(
+      await main(["--addr", addr, "--timeout-ms", "3000", "load", "--file", lines], io2),
+      EXIT_FAILURE,
+    );
+    assert.equal(io2.err.length, 1);
+    assert.match(io2.err[0], /^error: [A-Z_]+: .*\(0 points were loaded before the failure\)\n$/);
+
+    const io3 = captureIo();
+    assert.equal(
+      await main(["--addr", addr, "load", "--file", join(dir, "none.jsonl")], io3),
+      EXIT_FAILURE,
+    );
+    assert.match(io3.err[0], /^error: Cannot read .*none\.jsonl/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the CLI process exits 1 with one line on stderr when the server is down", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      CLI_PATH,
+      "--addr",
+      `127.0.0.1:${closedPort()}`,
+      "--timeout-ms",
+      "3000",
+      "get",
+      "--id",
+      "1",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, EXIT_FAILURE, stderr);
+  assert.equal(new TextDecoder().decode(out.stdout), "");
+  assert.match(stderr, /^error: (UNAVAILABLE|DEADLINE_EXCEEDED): [^\n]+\n$/);
+});

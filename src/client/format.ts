@@ -1,0 +1,234 @@
+/**
+ * Human-readable output of the client CLI: tables, sizes, rates and one formatter per
+ * response. Pure functions of their arguments (no locale, no clock), so tests can pin them.
+ *
+ * @module
+ */
+
+import type {
+  CollectionInfo,
+  CollectionStats,
+  CreateCollectionResponse,
+  MembersResponse,
+  SearchResponse,
+  StatsResponse,
+  Uint64,
+} from "../api/proto.ts";
+
+/** Column alignment for {@link formatTable}. */
+export type Align = "left" | "right";
+
+/** A plain-text table: header row, then rows; columns separated by two spaces. */
+export function formatTable(headers: string[], rows: string[][], align: Align[] = []): string {
+  const widths = headers.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, c) => align[c] === "right" ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))
+      .join("  ")
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join("\n");
+}
+
+/** An integer with thousands separators: 1234567 → "1,234,567". */
+export function formatCount(n: number | Uint64): string {
+  const s = String(n);
+  const m = /^(-?)(\d+)(\.\d+)?$/.exec(s);
+  if (!m) return s;
+  return m[1] + m[2].replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (m[3] ?? "");
+}
+
+/** A byte count in binary units: 0 → "0 B", 1536 → "1.5 KiB", 2^30 → "1.0 GiB". */
+export function formatBytes(bytes: number | Uint64): string {
+  let n = Number(bytes);
+  if (!Number.isFinite(n)) return String(bytes);
+  if (Math.abs(n) < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+  let u = -1;
+  while (Math.abs(n) >= 1024 && u < units.length - 1) {
+    n /= 1024;
+    u++;
+  }
+  return `${n.toFixed(1)} ${units[u]}`;
+}
+
+/** A duration: 850 → "850 ms", 52300 → "52.3 s", 3_723_000 → "1 h 2 min 3 s". */
+export function formatDuration(ms: number | Uint64): string {
+  const n = Number(ms);
+  if (!Number.isFinite(n)) return String(ms);
+  if (n < 1000) return `${Math.round(n)} ms`;
+  if (n < 60_000) return `${(n / 1000).toFixed(1)} s`;
+  const total = Math.floor(n / 1000);
+  const h = Math.floor(total / 3600);
+  const min = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  return [h ? `${h} h` : "", `${min} min`, `${s} s`].filter(Boolean).join(" ");
+}
+
+/** A time in ms since the epoch as ISO-8601 UTC, or "never" for 0. */
+export function formatTime(ms: number | Uint64): string {
+  const n = Number(ms);
+  if (!n) return "never";
+  return new Date(n).toISOString();
+}
+
+/** The shortest decimal that reads back as the same float32 (0.1f → "0.1", not 0.10000000149). */
+export function formatFloat32(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  const f = Math.fround(x);
+  for (let p = 1; p < 9; p++) {
+    const s = Number(f.toPrecision(p));
+    if (Math.fround(s) === f) return String(s);
+  }
+  return String(Number(f.toPrecision(9)));
+}
+
+/** A vector as "[0.1, 0.2, 0.3]". */
+export function formatVector(v: number[]): string {
+  return `[${v.map(formatFloat32).join(", ")}]`;
+}
+
+/** Search results as a table of rank, id and distance, with a note when partial. */
+export function formatSearch(res: SearchResponse): string {
+  const lines: string[] = [];
+  if (res.results.length === 0) lines.push("No results");
+  else {
+    lines.push(formatTable(
+      ["#", "id", "distance"],
+      res.results.map((r, i) => [String(i + 1), String(r.id), formatFloat32(r.distance)]),
+      ["right", "right", "right"],
+    ));
+  }
+  if (res.partial) {
+    lines.push(
+      `Partial results: ${res.shards_answered ?? 0} of ${res.shards_total ?? 0} shards answered`,
+    );
+  }
+  return lines.join("\n");
+}
+
+function collectionRow(c: CollectionInfo): string[] {
+  return [c.name, String(c.dimension), c.metric, String(c.m), String(c.ef_construction)];
+}
+
+/** The collection list as a table. */
+export function formatCollections(collections: CollectionInfo[]): string {
+  if (collections.length === 0) return "No collections";
+  return formatTable(
+    ["name", "dimension", "metric", "m", "ef_construction"],
+    collections.map(collectionRow),
+    ["left", "right", "left", "right", "right"],
+  );
+}
+
+/** The answer to CreateCollection. */
+export function formatCreated(name: string, res: CreateCollectionResponse): string {
+  const c = res.collection;
+  const params = c
+    ? ` (dimension ${c.dimension}, ${c.metric}, m ${c.m}, ef_construction ${c.ef_construction})`
+    : "";
+  return res.created
+    ? `Created collection "${name}"${params}`
+    : `Collection "${name}" already exists with the same parameters${params}`;
+}
+
+function statsTable(collections: CollectionStats[]): string {
+  if (collections.length === 0) return "No collections";
+  return formatTable(
+    ["collection", "count", "dim", "metric", "memory", "wal", "snapshot seq", "snapshot time"],
+    collections.map((c) => [
+      c.name,
+      formatCount(c.count),
+      String(c.dimension),
+      c.metric,
+      formatBytes(c.memory_bytes),
+      formatBytes(c.wal_bytes),
+      String(c.last_snapshot_seq),
+      formatTime(c.last_snapshot_time_ms),
+    ]),
+    ["left", "right", "right", "left", "right", "right", "right", "left"],
+  );
+}
+
+/** Stats: one header line for the process, a collection table, and a node table on a router. */
+export function formatStats(res: StatsResponse): string {
+  const role = res.is_router ? "router" : "node";
+  const head = [
+    `${role} ${res.node_id || "?"}`,
+    res.version ? `version ${res.version}` : "",
+    `up ${formatDuration(res.uptime_ms)}`,
+    `rss ${formatBytes(res.rss_bytes)}`,
+    `heap ${formatBytes(res.heap_used_bytes)}`,
+  ].filter(Boolean).join(", ");
+  const parts = [head, statsTable(res.collections)];
+  const nodes = res.nodes ?? [];
+  if (nodes.length > 0) {
+    parts.push(formatTable(
+      ["node", "address", "collections", "points", "up", "rss", "status"],
+      nodes.map((n) => [
+        n.node_id,
+        n.address,
+        String(n.collections.length),
+        formatCount(n.collections.reduce((sum, c) => sum + Number(c.count), 0)),
+        formatDuration(n.uptime_ms),
+        formatBytes(n.rss_bytes),
+        n.error ? `error: ${n.error}` : "ok",
+      ]),
+      ["left", "left", "right", "right", "right", "right", "left"],
+    ));
+  }
+  return parts.join("\n\n");
+}
+
+/** The membership view as a table; the answering process is marked with "*". */
+export function formatMembers(res: MembersResponse): string {
+  if (res.members.length === 0) return "No members";
+  return formatTable(
+    ["id", "address", "state", "incarnation", "role"],
+    res.members.map((m) => [
+      m.id === res.self_id ? `${m.id} *` : m.id,
+      m.address,
+      m.state,
+      String(m.incarnation),
+      m.is_router ? "router" : "storage",
+    ]),
+    ["left", "left", "left", "right", "left"],
+  );
+}
+
+/** Progress of a load, as one status line. */
+export interface LoadProgress {
+  bytes_read: number;
+  bytes_total: number;
+  points: number;
+  elapsed_ms: number;
+}
+
+/** A progress bar line: `[#########-----------]  45.2%  452,000 points  18,080 points/s`. */
+export function formatProgress(p: LoadProgress, bar_chars = 24): string {
+  const fraction = p.bytes_total > 0 ? Math.min(1, p.bytes_read / p.bytes_total) : 0;
+  const filled = Math.round(fraction * bar_chars);
+  const bar = "#".repeat(filled) + "-".repeat(bar_chars - filled);
+  const rate = p.elapsed_ms > 0 ? Math.round((p.points * 1000) / p.elapsed_ms) : 0;
+  const pct = (fraction * 100).toFixed(1).padStart(5);
+  return `[${bar}] ${pct}%  ${formatCount(p.points)} points  ${formatCount(rate)} points/s`;
+}
+
+/** Summary of a finished load. */
+export interface LoadSummary {
+  file: string;
+  collection: string;
+  points: number;
+  batches: number;
+  bytes: number;
+  elapsed_ms: number;
+}
+
+/** `Loaded 1,000 points in 2 batches from x.fvecs into "default" in 1.2 s (833 points/s, …)`. */
+export function formatLoadSummary(s: LoadSummary): string {
+  const seconds = s.elapsed_ms / 1000;
+  const rate = seconds > 0 ? Math.round(s.points / seconds) : 0;
+  const bytesRate = seconds > 0 ? s.bytes / seconds : 0;
+  return `Loaded ${formatCount(s.points)} points in ${formatCount(s.batches)} batches from ` +
+    `${s.file} into "${s.collection}" in ${formatDuration(s.elapsed_ms)} ` +
+    `(${formatCount(rate)} points/s, ${formatBytes(Math.round(bytesRate))}/s)`;
+}

@@ -1,0 +1,160 @@
+import assert from "node:assert/strict";
+import {
+  formatBytes,
+  formatCollections,
+  formatCount,
+  formatCreated,
+  formatDuration,
+  formatFloat32,
+  formatLoadSummary,
+  formatMembers,
+  formatProgress,
+  formatSearch,
+  formatStats,
+  formatTable,
+  formatTime,
+  formatVector,
+} from "./format.ts";
+
+Deno.test("numbers, sizes, durations, times", () => {
+  assert.equal(formatCount(0), "0");
+  assert.equal(formatCount(999), "999");
+  assert.equal(formatCount(1234567), "1,234,567");
+  assert.equal(formatCount("18446744073709551615"), "18,446,744,073,709,551,615");
+  assert.equal(formatBytes(0), "0 B");
+  assert.equal(formatBytes(1023), "1023 B");
+  assert.equal(formatBytes(1536), "1.5 KiB");
+  assert.equal(formatBytes("1073741824"), "1.0 GiB");
+  assert.equal(formatDuration(850), "850 ms");
+  assert.equal(formatDuration(52_300), "52.3 s");
+  assert.equal(formatDuration(3_723_000), "1 h 2 min 3 s");
+  assert.equal(formatDuration("61000"), "1 min 1 s");
+  assert.equal(formatTime(0), "never");
+  assert.equal(formatTime("1700000000000"), "2023-11-14T22:13:20.000Z");
+});
+
+Deno.test("float32 values print in their shortest form", () => {
+  assert.equal(formatFloat32(Math.fround(0.1)), "0.1");
+  assert.equal(formatFloat32(Math.fround(-2.5e-7)), "-2.5e-7");
+  assert.equal(formatFloat32(0), "0");
+  assert.equal(formatFloat32(Math.fround(1 / 3)), "0.33333334");
+  assert.equal(formatVector([Math.fround(0.1), Math.fround(0.2), 3]), "[0.1, 0.2, 3]");
+});
+
+Deno.test("tables align columns", () => {
+  assert.equal(
+    formatTable(["name", "n"], [["a", "1"], ["long", "100"]], ["left", "right"]),
+    "name    n\na       1\nlong  100",
+  );
+});
+
+Deno.test("search results", () => {
+  assert.equal(
+    formatSearch({
+      results: [{ id: 100, distance: 0 }, { id: 7, distance: Math.fround(0.25) }],
+      partial: false,
+      shards_answered: 1,
+      shards_total: 1,
+    }),
+    "#   id  distance\n1  100         0\n2    7      0.25",
+  );
+  assert.equal(
+    formatSearch({ results: [], partial: true, shards_answered: 2, shards_total: 3 }),
+    "No results\nPartial results: 2 of 3 shards answered",
+  );
+});
+
+Deno.test("collections, stats and members", () => {
+  const info = { name: "c", dimension: 100, metric: "cosine", m: 16, ef_construction: 200 };
+  assert.equal(
+    formatCollections([info]),
+    "name  dimension  metric   m  ef_construction\nc           100  cosine  16              200",
+  );
+  assert.equal(formatCollections([]), "No collections");
+  assert.equal(
+    formatCreated("c", { created: true, collection: info }),
+    'Created collection "c" (dimension 100, cosine, m 16, ef_construction 200)',
+  );
+  assert.match(formatCreated("c", { created: false, collection: info }), /already exists/);
+
+  const stats = formatStats({
+    node_id: "n1",
+    version: "0.1.0",
+    uptime_ms: "61000",
+    rss_bytes: "2048",
+    heap_used_bytes: "1024",
+    is_router: false,
+    collections: [{
+      name: "default",
+      count: "1234",
+      dimension: 3,
+      metric: "l2",
+      memory_bytes: "1536",
+      wal_bytes: "0",
+      last_snapshot_seq: "17",
+      last_snapshot_time_ms: "1700000000000",
+    }],
+    nodes: [],
+  });
+  assert.equal(
+    stats,
+    "node n1, version 0.1.0, up 1 min 1 s, rss 2.0 KiB, heap 1.0 KiB\n\n" +
+      "collection  count  dim  metric   memory  wal  snapshot seq  snapshot time\n" +
+      "default     1,234    3  l2      1.5 KiB  0 B            17  2023-11-14T22:13:20.000Z",
+  );
+  const routerStats = formatStats({
+    node_id: "r",
+    uptime_ms: 0,
+    rss_bytes: 0,
+    heap_used_bytes: 0,
+    is_router: true,
+    collections: [],
+    nodes: [{
+      node_id: "n2",
+      address: "h:1",
+      collections: [],
+      uptime_ms: 0,
+      rss_bytes: 0,
+      heap_used_bytes: 0,
+      error: "UNAVAILABLE: down",
+    }],
+  });
+  assert.match(routerStats, /^router r, up 0 ms/);
+  assert.match(routerStats, /n2 +h:1 +0 +0 +0 ms +0 B +error: UNAVAILABLE: down/);
+
+  assert.equal(
+    formatMembers({
+      self_id: "a",
+      members: [
+        { id: "a", address: "h:1", state: "alive", incarnation: 2, is_router: true },
+        { id: "b", address: "h:2", state: "suspect", incarnation: 10, is_router: false },
+      ],
+    }),
+    "id   address  state    incarnation  role\n" +
+      "a *  h:1      alive              2  router\n" +
+      "b    h:2      suspect           10  storage",
+  );
+});
+
+Deno.test("load progress and summary", () => {
+  assert.equal(
+    formatProgress({ bytes_read: 50, bytes_total: 100, points: 1000, elapsed_ms: 500 }, 10),
+    "[#####-----]  50.0%  1,000 points  2,000 points/s",
+  );
+  assert.equal(
+    formatProgress({ bytes_read: 0, bytes_total: 0, points: 0, elapsed_ms: 0 }, 4),
+    "[----]   0.0%  0 points  0 points/s",
+  );
+  assert.equal(
+    formatLoadSummary({
+      file: "x.fvecs",
+      collection: "default",
+      points: 20000,
+      batches: 20,
+      bytes: 2 * 1024 * 1024,
+      elapsed_ms: 2000,
+    }),
+    'Loaded 20,000 points in 20 batches from x.fvecs into "default" in 2.0 s ' +
+      "(10,000 points/s, 1.0 MiB/s)",
+  );
+});
