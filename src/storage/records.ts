@@ -30,7 +30,7 @@ export const RecordType = {
 } as const;
 
 /** Distance metrics a collection can be created with. */
-export const METRICS = ["l2", "cosine", "ip"] as const;
+export const METRICS = ["l2", "cosine", "dot"] as const;
 export type Metric = typeof METRICS[number];
 
 /** Largest vector dimension a record may carry. */

@@ -1,0 +1,219 @@
+/**
+ * The collections of one storage node, in one data directory.
+ *
+ * | path                          | what                                               |
+ * |-------------------------------|----------------------------------------------------|
+ * | `<data>/collections/<name>/`  | one collection (see `collection.ts`)               |
+ * | `<data>/dropped/`             | collections being dropped (removed at start-up)    |
+ *
+ * Requests that name no collection use {@link DEFAULT_COLLECTION}, created on the first Put
+ * with the dimension of that Put, so the original `Put{id, vector}` / `Search{vector, k}` calls
+ * work with no set-up.
+ *
+ * Snapshot policy: a collection is snapshotted after `snapshot_every_ops` writes or
+ * `snapshot_every_ms` (whichever comes first, checked by {@link NodeStore.tick}, which the
+ * caller drives), and on {@link NodeStore.close}.
+ *
+ * @module
+ */
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { fsyncDir } from "./fs_util.ts";
+import {
+  Collection,
+  type CollectionConfig,
+  type CollectionOptions,
+  validateCollectionName,
+} from "./collection.ts";
+import type { Metric } from "../kernels/kernels.ts";
+
+export const DEFAULT_COLLECTION = "default";
+
+/** Defaults for a collection created implicitly or without parameters. */
+export const DEFAULT_METRIC: Metric = "l2";
+export const DEFAULT_M = 16;
+export const DEFAULT_EF_CONSTRUCTION = 200;
+/** Most collections one node holds. */
+export const COLLECTIONS_MAX = 1024;
+
+export class CollectionNotFoundError extends Error {
+  constructor(readonly collection: string) {
+    super(`Collection "${collection}" does not exist`);
+    this.name = "CollectionNotFoundError";
+  }
+}
+
+export class CollectionExistsError extends Error {
+  constructor(readonly collection: string) {
+    super(`Collection "${collection}" already exists`);
+    this.name = "CollectionExistsError";
+  }
+}
+
+export class TooManyCollectionsError extends Error {
+  constructor(limit: number) {
+    super(`The node already holds ${limit} collections, its limit`);
+    this.name = "TooManyCollectionsError";
+  }
+}
+
+export interface NodeStoreOptions extends CollectionOptions {
+  /** Snapshot a collection after this many writes. Default 100,000. */
+  snapshot_every_ops?: number;
+  /** Snapshot a collection with unsnapshotted writes after this long. Default 300,000 ms. */
+  snapshot_every_ms?: number;
+}
+
+export class NodeStore {
+  readonly dataDir: string;
+  private readonly collections = new Map<string, Collection>();
+  /** Creations in flight, so two concurrent first Puts create the default collection once. */
+  private readonly creating = new Map<string, Promise<Collection>>();
+  private readonly options: NodeStoreOptions;
+  private readonly log: (message: string) => void;
+  private lastSnapshotCheckMs = 0;
+  private readonly lastSnapshotMs = new Map<string, number>();
+
+  private constructor(dataDir: string, options: NodeStoreOptions) {
+    this.dataDir = dataDir;
+    this.options = options;
+    this.log = options.logger ?? ((m) => console.error(m));
+  }
+
+  /** Opens (or initialises) a data directory and every collection in it. */
+  static async open(dataDir: string, options: NodeStoreOptions = {}): Promise<NodeStore> {
+    const store = new NodeStore(dataDir, options);
+    const colDir = join(dataDir, "collections");
+    mkdirSync(colDir, { recursive: true });
+    const dropped = join(dataDir, "dropped");
+    if (existsSync(dropped)) {
+      rmSync(dropped, { recursive: true, force: true });
+      await fsyncDir(dataDir);
+    }
+    for (const name of readdirSync(colDir).sort()) {
+      validateCollectionName(name);
+      const c = await Collection.open(join(colDir, name), options);
+      store.collections.set(name, c);
+      store.lastSnapshotMs.set(name, Date.now());
+    }
+    return store;
+  }
+
+  /** Resolves "" to the default collection's name. */
+  static resolveName(name: string | undefined): string {
+    return name === undefined || name === "" ? DEFAULT_COLLECTION : name;
+  }
+
+  /** The collection, or CollectionNotFoundError. */
+  get(name: string | undefined): Collection {
+    const n = NodeStore.resolveName(name);
+    const c = this.collections.get(n);
+    if (!c) throw new CollectionNotFoundError(n);
+    return c;
+  }
+
+  /** The collection, creating the default one (with `dimension`) if it is the one asked for. */
+  async getForWrite(name: string | undefined, dimension: number): Promise<Collection> {
+    const n = NodeStore.resolveName(name);
+    const c = this.collections.get(n);
+    if (c) return c;
+    if (n !== DEFAULT_COLLECTION) throw new CollectionNotFoundError(n);
+    return await this.createShared({
+      name: n,
+      dimension,
+      metric: DEFAULT_METRIC,
+      m: DEFAULT_M,
+      ef_construction: DEFAULT_EF_CONSTRUCTION,
+    }, true);
+  }
+
+  list(): Collection[] {
+    return [...this.collections.values()];
+  }
+
+  /** Creates a collection; CollectionExistsError if the name is taken. */
+  async create(config: CollectionConfig): Promise<Collection> {
+    validateCollectionName(config.name);
+    if (this.collections.has(config.name) || this.creating.has(config.name)) {
+      throw new CollectionExistsError(config.name);
+    }
+    return await this.createShared(config, false);
+  }
+
+  private createShared(config: CollectionConfig, shareExisting: boolean): Promise<Collection> {
+    const pending = this.creating.get(config.name);
+    if (pending) {
+      if (shareExisting) return pending;
+      return Promise.reject(new CollectionExistsError(config.name));
+    }
+    if (this.collections.size >= COLLECTIONS_MAX) {
+      return Promise.reject(new TooManyCollectionsError(COLLECTIONS_MAX));
+    }
+    const dir = join(this.dataDir, "collections", config.name);
+    const run = (async () => {
+      const c = await Collection.create(dir, config, this.options);
+      await fsyncDir(join(this.dataDir, "collections"));
+      this.collections.set(config.name, c);
+      this.lastSnapshotMs.set(config.name, Date.now());
+      this.log(
+        `Collection "${config.name}" created: dimension ${config.dimension}, metric ` +
+          `${config.metric}, M ${config.m}, ef_construction ${config.ef_construction}`,
+      );
+      return c;
+    })().finally(() => this.creating.delete(config.name));
+    this.creating.set(config.name, run);
+    return run;
+  }
+
+  /** Drops a collection and its files. */
+  async drop(name: string): Promise<void> {
+    const c = this.get(name);
+    this.collections.delete(c.name);
+    await c.close();
+    // Move it out of collections/ first (atomic), so a crash mid-delete cannot leave half a
+    // collection that start-up would try to open.
+    const dropped = join(this.dataDir, "dropped");
+    mkdirSync(dropped, { recursive: true });
+    const target = join(dropped, `${c.name}-${Date.now()}`);
+    renameSync(c.dir, target);
+    await fsyncDir(join(this.dataDir, "collections"));
+    rmSync(target, { recursive: true, force: true });
+    this.log(`Collection "${c.name}" dropped`);
+  }
+
+  /**
+   * Takes the snapshots that are due. The caller drives it (e.g. once a second), so tests
+   * and simulations control time.
+   */
+  async tick(nowMs: number = Date.now()): Promise<void> {
+    this.lastSnapshotCheckMs = nowMs;
+    const everyOps = this.options.snapshot_every_ops ?? 100_000;
+    const everyMs = this.options.snapshot_every_ms ?? 300_000;
+    for (const c of this.collections.values()) {
+      const last = this.lastSnapshotMs.get(c.name) ?? 0;
+      const due = c.opsSinceSnapshot >= everyOps ||
+        (c.opsSinceSnapshot > 0 && nowMs - last >= everyMs);
+      if (!due) continue;
+      this.lastSnapshotMs.set(c.name, nowMs);
+      try {
+        await c.snapshot();
+      } catch (e) {
+        // A failed snapshot loses nothing (the WAL still holds every write); say so and retry
+        // at the next tick.
+        this.log(`Collection "${c.name}": snapshot failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  /** Snapshots (optionally) and closes every collection. */
+  async close(options: { snapshot?: boolean } = { snapshot: true }): Promise<void> {
+    for (const c of this.collections.values()) {
+      try {
+        await c.close(options);
+      } catch (e) {
+        this.log(`Collection "${c.name}": close failed: ${(e as Error).message}`);
+      }
+    }
+    this.collections.clear();
+  }
+}
