@@ -297,6 +297,8 @@ export class Collection {
   }
 
   search(vector: ArrayLike<number>, k: number, ef?: number, filter?: IdFilter): Hit[] {
+    // Named after the API field, so the error a client sees points at what it sent.
+    validateVector(vector, this.index.dim, "vector");
     return this.index.search(vector, k, { ef, filter });
   }
 

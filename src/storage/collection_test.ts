@@ -17,7 +17,13 @@ Deno.test("collection: writes survive a restart by WAL replay, then by snapshot"
   const dir = join(root, "c");
   try {
     const rng = new Rng(1);
-    const config = { name: "c", dimension: 8, metric: "cosine" as const, m: 8, ef_construction: 64 };
+    const config = {
+      name: "c",
+      dimension: 8,
+      metric: "cosine" as const,
+      m: 8,
+      ef_construction: 64,
+    };
     let c = await Collection.create(dir, config, quiet);
     const data = Array.from({ length: 300 }, () => rng.vector(8));
     await Promise.all(data.slice(0, 200).map((v, id) => c.put(id, v)));
@@ -41,8 +47,10 @@ Deno.test("collection: writes survive a restart by WAL replay, then by snapshot"
 
     c = await Collection.open(dir, quiet);
     assert.equal(c.index.count, 300);
-    assert.deepEqual(queries.map((q) => c.search(q, 5).filter((h) => h.id !== 1000).slice(0, 3)),
-      before.map((b) => b.filter((h) => h.id !== 1000).slice(0, 3)));
+    assert.deepEqual(
+      queries.map((q) => c.search(q, 5).filter((h) => h.id !== 1000).slice(0, 3)),
+      before.map((b) => b.filter((h) => h.id !== 1000).slice(0, 3)),
+    );
     assert.equal(c.config.name, "c", "the name comes from the directory");
     await c.close();
   } finally {
@@ -54,7 +62,13 @@ Deno.test("collection: a corrupt newest snapshot falls back to the previous one 
   const dir = tempDir();
   try {
     const rng = new Rng(2);
-    let c = await Collection.create(dir, { name: "c", dimension: 4, metric: "l2", m: 8, ef_construction: 32 }, quiet);
+    let c = await Collection.create(dir, {
+      name: "c",
+      dimension: 4,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, quiet);
     for (let i = 0; i < 50; i++) await c.put(i, rng.vector(4));
     await c.snapshot();
     for (let i = 50; i < 100; i++) await c.put(i, rng.vector(4));
@@ -96,7 +110,8 @@ Deno.test("node store: default collection on first put, named collections, drop,
       CollectionExistsError,
     );
     await assert.rejects(
-      () => store.create({ name: "bad/name", dimension: 2, metric: "dot", m: 4, ef_construction: 16 }),
+      () =>
+        store.create({ name: "bad/name", dimension: 2, metric: "dot", m: 4, ef_construction: 16 }),
       /collection name "bad\/name"/,
     );
     await store.get("docs").put(1, [1, 0]);

@@ -1,0 +1,127 @@
+/**
+ * The storage node: `deno task server --port 50051 [--data-dir DIR]`.
+ *
+ * Runs under Node 20 (through tsx), not Deno: Deno 2.9.6's `node:http2`, which grpc-js uses,
+ * aborts the whole process when a client closes a channel after concurrent calls
+ * (denoland/deno#36788). See the README's "Runtime decision".
+ *
+ * | flag                   | default              | meaning                                  |
+ * |------------------------|----------------------|------------------------------------------|
+ * | `--port`               | 50051                | gRPC port                                |
+ * | `--host`               | 127.0.0.1            | address to bind                          |
+ * | `--data-dir`           | `./data/node-<port>` | the node's data directory                |
+ * | `--wal-recovery`       | strict               | `truncate` cuts a corrupt WAL at the damage instead of refusing to start |
+ * | `--snapshot-every-ops` | 100000               | snapshot a collection after this many writes |
+ * | `--snapshot-every-s`   | 300                  | ... or after this long with unsnapshotted writes |
+ * | `--node-id`            | `node-<port>`        | name in logs, Stats and membership       |
+ *
+ * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: stop accepting,
+ * finish in-flight requests (up to 5 s), snapshot every collection, close the logs, exit 0.
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import { parseArgs } from "node:util";
+import process from "node:process";
+import { CHANNEL_OPTIONS, vectorDbService } from "../api/proto.ts";
+import { NodeStore } from "../storage/node_store.ts";
+import { nodeHandlers } from "./service.ts";
+
+function positiveInt(name: string, v: string): number {
+  const x = Number(v);
+  if (!Number.isInteger(x) || x <= 0) {
+    throw new RangeError(`--${name} "${v}" must be a positive integer`);
+  }
+  return x;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  // `deno task server -- --port 50051` passes the "--" through.
+  const args = argv[0] === "--" ? argv.slice(1) : argv;
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: "string", default: "50051" },
+      host: { type: "string", default: "127.0.0.1" },
+      "data-dir": { type: "string" },
+      "wal-recovery": { type: "string", default: "strict" },
+      "snapshot-every-ops": { type: "string", default: "100000" },
+      "snapshot-every-s": { type: "string", default: "300" },
+      "node-id": { type: "string" },
+    },
+    strict: true,
+  });
+  const port = positiveInt("port", values.port!);
+  if (port > 65535) throw new RangeError(`--port ${port} must be at most 65535`);
+  const host = values.host!;
+  const dataDir = values["data-dir"] ?? `./data/node-${port}`;
+  const recovery = values["wal-recovery"];
+  if (recovery !== "strict" && recovery !== "truncate") {
+    throw new RangeError(`--wal-recovery "${recovery}" must be "strict" or "truncate"`);
+  }
+  const nodeId = values["node-id"] ?? `node-${port}`;
+  const log = (m: string) => console.error(`${new Date().toISOString()} ${nodeId} ${m}`);
+
+  const t0 = Date.now();
+  const store = await NodeStore.open(dataDir, {
+    logger: log,
+    recovery,
+    snapshot_every_ops: positiveInt("snapshot-every-ops", values["snapshot-every-ops"]!),
+    snapshot_every_ms: positiveInt("snapshot-every-s", values["snapshot-every-s"]!) * 1000,
+  });
+  log(`opened ${dataDir} in ${Date.now() - t0} ms (${store.list().length} collections)`);
+
+  const state = { closing: false };
+  const server = new grpc.Server(CHANNEL_OPTIONS);
+  server.addService(
+    vectorDbService,
+    nodeHandlers(store, { nodeId, address: `${host}:${port}`, logger: log }, state),
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err) => {
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+  console.log(`READY ${host}:${port}`);
+  log(`serving vectordb.VectorDB on ${host}:${port}`);
+
+  let ticking = false;
+  const timer = setInterval(() => {
+    if (ticking) return;
+    ticking = true;
+    store.tick().finally(() => (ticking = false));
+  }, 1000);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: shutting down`);
+    state.closing = true;
+    clearInterval(timer);
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 5000);
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    await store.close({ snapshot: true });
+    log("stopped");
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+// Run when executed directly (tsx/node or deno), not when imported by tests.
+const invoked = process.argv[1] ?? "";
+if (invoked.endsWith("src/server/main.ts")) {
+  main(process.argv.slice(2)).catch((e) => {
+    console.error(`server: ${(e as Error).message}`);
+    process.exit(1);
+  });
+}
