@@ -131,9 +131,28 @@ export function cosine(a: usize, b: usize, dim: i32): f32 {
 
 // ---- batch kernels over a list of slots -----------------------------------------------
 
+// WebAssembly has no prefetch instruction, and a graph walk reads vectors at random addresses,
+// so each distance would otherwise wait for its own cache misses one after another. Before
+// computing, the batch kernels touch every cache line of every vector in the batch: the loads
+// are independent, so the core keeps many misses in flight at once (memory-level
+// parallelism), and the distance loop then reads from L1/L2. The xor of the touched words goes
+// to a global so the optimiser cannot drop the loads.
+let touchSink: u32 = 0;
+
+@inline
+function touchSlots(base: usize, stride: usize, slots: usize, n: i32): void {
+  let x: u32 = 0;
+  for (let i = 0; i < n; i++) {
+    const v = base + <usize>load<u32>(slots + (<usize>i << 2)) * stride;
+    for (let o: usize = 0; o < stride; o += 64) x ^= load<u32>(v + o);
+  }
+  touchSink ^= x;
+}
+
 export function l2sq_slots(
   q: usize, base: usize, stride: usize, slots: usize, n: i32, out: usize, dim: i32,
 ): void {
+  touchSlots(base, stride, slots, n);
   for (let i = 0; i < n; i++) {
     const v = base + <usize>load<u32>(slots + (<usize>i << 2)) * stride;
     store<f32>(out + (<usize>i << 2), l2sqRaw(q, v, dim));
@@ -143,6 +162,7 @@ export function l2sq_slots(
 export function ip_slots(
   q: usize, base: usize, stride: usize, slots: usize, n: i32, out: usize, dim: i32,
 ): void {
+  touchSlots(base, stride, slots, n);
   for (let i = 0; i < n; i++) {
     const v = base + <usize>load<u32>(slots + (<usize>i << 2)) * stride;
     store<f32>(out + (<usize>i << 2), 1 - dotRaw(q, v, dim));
@@ -152,6 +172,7 @@ export function ip_slots(
 export function cosine_slots(
   q: usize, base: usize, stride: usize, slots: usize, n: i32, out: usize, dim: i32,
 ): void {
+  touchSlots(base, stride, slots, n);
   for (let i = 0; i < n; i++) {
     const v = base + <usize>load<u32>(slots + (<usize>i << 2)) * stride;
     store<f32>(out + (<usize>i << 2), cosineRaw(q, v, dim));
