@@ -623,6 +623,8 @@ export class HnswIndex {
   }
 
   private lastGreedyDist = 0;
+  /** Sink for touch loads (see searchLayer); never read for meaning. */
+  private touched = 0;
 
   /** Greedy walk (ef = 1) on one upper layer; returns the closest slot found. */
   private greedy(q: number, start: number, level: number): number {
@@ -714,6 +716,9 @@ export class HnswIndex {
           }
         }
       }
+      // Touch the link list of the next candidate now, so its cache miss overlaps the heap
+      // work above instead of stalling the next iteration (JS has no prefetch either).
+      if (cand.size > 0 && level === 0) this.touched ^= links[cand.topValue() * row0];
     }
   }
 
