@@ -13,7 +13,7 @@
  * | `levels`     | Uint8Array  | 1                         | the slot's top layer                 |
  * | `labels`     | Uint32Array | 1                         | the point id stored in the slot      |
  * | `flags`      | Uint8Array  | 1                         | 0 live, 1 deleted (still linked), 2 free |
- * | `visited`    | Uint32Array | 1                         | epoch stamp of the last visit        |
+ * | `visited`    | Uint8Array  | 1                         | epoch stamp of the last visit        |
  *
  * Deletion is a tombstone: the node stays in the graph for navigation but never appears in a
  * result. When tombstones pass `compactRatio` of the slots in use, {@link HnswIndex.compact}
@@ -184,7 +184,8 @@ export class HnswIndex {
   private levels = new Uint8Array(0);
   private labels = new Uint32Array(0);
   private flags = new Uint8Array(0);
-  private visited = new Uint32Array(0);
+  /** One byte per slot so the whole set stays in L2; cleared every 255 searches. */
+  private visited = new Uint8Array(0);
   private epoch = 0;
   private freeSlots = new Int32Array(0);
   private freeCount = 0;
@@ -282,7 +283,8 @@ export class HnswIndex {
     const flags = new Uint8Array(n);
     flags.set(this.flags);
     this.flags = flags;
-    this.visited = grow32(this.visited, n);
+    this.visited = new Uint8Array(n);
+    this.epoch = 0;
     const free = new Int32Array(n);
     free.set(this.freeSlots);
     this.freeSlots = free;
@@ -615,7 +617,7 @@ export class HnswIndex {
   }
 
   private nextEpoch(): number {
-    if (this.epoch === 0xffffffff) {
+    if (this.epoch === 255) {
       this.visited.fill(0);
       this.epoch = 0;
     }
