@@ -155,6 +155,8 @@ export interface NodeStats {
   rss_bytes: Uint64;
   heap_used_bytes: Uint64;
   error?: string;
+  hints_pending?: Uint64;
+  hints_refused?: Uint64;
 }
 export interface StatsResponse {
   node_id: string;

@@ -1,0 +1,138 @@
+/**
+ * The router process: `deno task router [--port 50050] [--nodes …] …`, run under Node 20
+ * through tsx (`node --import tsx src/router/main.ts`), like the storage node, because of
+ * denoland/deno#36788.
+ *
+ * | flag                   | default         | meaning                                       |
+ * | ---------------------- | --------------- | --------------------------------------------- |
+ * | `--port`               | 50050           | gRPC port                                     |
+ * | `--host`               | 127.0.0.1       | address to bind                               |
+ * | `--nodes`              | see below       | storage nodes, host:port,… (ring member ids)  |
+ * | `--replication-factor` | 2               | owners per point                              |
+ * | `--consistency`        | quorum          | default write consistency (one, quorum, all)  |
+ * | `--node-timeout-ms`    | 2000            | deadline of each call to a node               |
+ * | `--data-dir`           | ./data/router   | hint logs                                     |
+ * | `--hints-max`          | 100000          | pending hints per node                        |
+ * | `--hint-bytes-max`     | 268435456       | pending hint payload bytes per node           |
+ * | `--retry-interval-ms`  | 500             | pause between attempts to reach a down node   |
+ *
+ * `--nodes` defaults to 127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053, the three nodes of
+ * `deno task cluster`, so the original quickstart needs no flags.
+ *
+ * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: stop accepting, finish
+ * in-flight requests (up to 5 s), close hint logs, exit 0.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { parseConsistency } from "./plan.ts";
+import { Router, type RouterOptions } from "./server.ts";
+
+/** Default storage nodes: the three of `deno task cluster`. */
+export const DEFAULT_NODES = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
+
+/** A command-line flag is wrong. */
+export class RouterUsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RouterUsageError";
+  }
+}
+
+function integer(name: string, value: string, min: number, max: number): number {
+  const x = Number(value);
+  if (value.trim() === "" || !Number.isInteger(x) || x < min || x > max) {
+    throw new RouterUsageError(`--${name} "${value}" must be an integer between ${min} and ${max}`);
+  }
+  return x;
+}
+
+/** Parses the router's command line (a leading "--" from `deno task router -- …` is dropped). */
+export function parseRouterArgs(argv: readonly string[]): RouterOptions {
+  const args = argv[0] === "--" ? argv.slice(1) : argv.slice();
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        port: { type: "string", default: "50050" },
+        host: { type: "string", default: "127.0.0.1" },
+        nodes: { type: "string", default: DEFAULT_NODES },
+        "replication-factor": { type: "string", default: "2" },
+        consistency: { type: "string", default: "quorum" },
+        "node-timeout-ms": { type: "string", default: "2000" },
+        "data-dir": { type: "string", default: "./data/router" },
+        "hints-max": { type: "string", default: "100000" },
+        "hint-bytes-max": { type: "string", default: String(256 * 2 ** 20) },
+        "retry-interval-ms": { type: "string", default: "500" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    throw new RouterUsageError((e as Error).message);
+  }
+  const nodes = values.nodes!.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (nodes.length === 0) throw new RouterUsageError(`--nodes "${values.nodes}" names no node`);
+  for (const n of nodes) {
+    if (!/^[^\s:]+:\d{1,5}$/.test(n)) {
+      throw new RouterUsageError(`--nodes entry "${n}" must be host:port`);
+    }
+  }
+  let consistency;
+  try {
+    consistency = parseConsistency(values.consistency);
+  } catch (e) {
+    throw new RouterUsageError(`--consistency: ${(e as Error).message}`);
+  }
+  return {
+    host: values.host!,
+    port: integer("port", values.port!, 0, 65535),
+    nodes,
+    replication_factor: integer("replication-factor", values["replication-factor"]!, 1, 64),
+    consistency,
+    node_timeout_ms: integer("node-timeout-ms", values["node-timeout-ms"]!, 1, 3_600_000),
+    data_dir: values["data-dir"]!,
+    hints_max: integer("hints-max", values["hints-max"]!, 1, 100_000_000),
+    hint_bytes_max: integer("hint-bytes-max", values["hint-bytes-max"]!, 1, 2 ** 40),
+    retry_interval_ms: integer("retry-interval-ms", values["retry-interval-ms"]!, 1, 600_000),
+  };
+}
+
+/** Starts the router and stops it on SIGINT/SIGTERM. */
+export async function main(argv: readonly string[]): Promise<void> {
+  const options = parseRouterArgs(argv);
+  const log = (m: string) => console.error(`${new Date().toISOString()} router ${m}`);
+  const router = await Router.start({ ...options, logger: log });
+  console.log(`READY ${router.address}`);
+  log(
+    `serving vectordb.VectorDB on ${router.address}: nodes ${options.nodes.join(",")}, ` +
+      `replication factor ${router.options.replication_factor}, consistency ` +
+      `${options.consistency}, ${router.shards.length} shards, data ${options.data_dir}`,
+  );
+  for (const [node, n] of router.pendingHints()) {
+    if (n > 0) log(`${n} hints pending for ${node}; replaying when it answers`);
+  }
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: shutting down`);
+    await router.stop();
+    log("stopped");
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+// Run when executed directly, not when imported by tests.
+const invoked = process.argv[1] ?? "";
+if (invoked.endsWith("src/router/main.ts")) {
+  main(process.argv.slice(2)).catch((e) => {
+    console.error(`router: ${(e as Error).message}`);
+    process.exit(e instanceof RouterUsageError ? 2 : 1);
+  });
+}

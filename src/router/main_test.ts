@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import { parseRouterArgs, RouterUsageError } from "./main.ts";
+
+Deno.test("the router's defaults are those of the original quickstart", () => {
+  const o = parseRouterArgs([]);
+  assert.equal(o.port, 50050);
+  assert.equal(o.host, "127.0.0.1");
+  assert.deepEqual(o.nodes, ["127.0.0.1:50051", "127.0.0.1:50052", "127.0.0.1:50053"]);
+  assert.equal(o.replication_factor, 2);
+  assert.equal(o.consistency, "quorum");
+  assert.equal(o.node_timeout_ms, 2000);
+  assert.equal(o.data_dir, "./data/router");
+});
+
+Deno.test("router flags, with the leading -- that deno task passes", () => {
+  const o = parseRouterArgs([
+    "--",
+    "--port",
+    "6000",
+    "--nodes",
+    "127.0.0.1:1, 127.0.0.1:2",
+    "--replication-factor",
+    "1",
+    "--consistency",
+    "all",
+    "--node-timeout-ms",
+    "300",
+    "--data-dir",
+    "/tmp/r",
+  ]);
+  assert.equal(o.port, 6000);
+  assert.deepEqual(o.nodes, ["127.0.0.1:1", "127.0.0.1:2"]);
+  assert.equal(o.replication_factor, 1);
+  assert.equal(o.consistency, "all");
+  assert.equal(o.node_timeout_ms, 300);
+  assert.equal(o.data_dir, "/tmp/r");
+});
+
+Deno.test("bad router flags quote the value", () => {
+  assert.throws(
+    () => parseRouterArgs(["--port", "70000"]),
+    /--port "70000" must be an integer between 0 and 65535/,
+  );
+  assert.throws(() => parseRouterArgs(["--consistency", "most"]), /Consistency "most"/);
+  assert.throws(() => parseRouterArgs(["--nodes", "localhost"]), /"localhost" must be host:port/);
+  assert.throws(() => parseRouterArgs(["--replication-factor", "0"]), RouterUsageError);
+  assert.throws(() => parseRouterArgs(["--bogus"]), RouterUsageError);
+});

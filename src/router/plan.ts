@@ -1,0 +1,267 @@
+/**
+ * Routing decisions of the router, as pure functions: no IO, no clock, no randomness. The
+ * router's server (server.ts) performs the calls these functions plan and feeds the outcomes
+ * back in, so every decision can be unit-tested or driven by a simulation.
+ *
+ * Writes (Put, PutBatch, Delete, and the collection RPCs fanned out to every node):
+ *
+ * - the owners of a point are `ring.owners(id, replication_factor)`, primary first;
+ * - a write is sent to every owner in parallel; the reply waits until EVERY owner has settled
+ *   (acknowledged, failed, or its copy was durably queued as a hint), never just the first
+ *   `required` ones: a client that waits for a write's reply before sending the next one thus
+ *   knows the first is acknowledged or queued everywhere, which is what keeps per-owner order
+ *   (see hint_log.ts and server.ts);
+ * - `consistency` decides how many acknowledgements are enough ({@link requiredAcks}):
+ *   `one` 1, `quorum` ⌊n/2⌋+1, `all` n, where n is the number of owners;
+ * - too few acknowledgements is UNAVAILABLE with "k of n owners acknowledged"
+ *   ({@link decideWrite}); a batch must meet the level for every point's owner set
+ *   ({@link decideBatch}).
+ *
+ * Search: every node believed up is asked for `k` neighbours with the caller's `ef`, plus
+ * the owners of any shard with no owner believed up ({@link searchTargets}); if some shard is
+ * still uncovered, its owners not asked yet are asked in a second round
+ * ({@link searchRetryTargets}), since a node believed down may be back. Answers are merged
+ * by distance with replica duplicates removed
+ * ({@link mergeSearchResults}); a shard (a distinct replica set of ring ranges, see shards.ts)
+ * counts as answered when at least one of its owners answered ({@link searchCoverage}).
+ *
+ * @module
+ */
+
+import { type Consistency, CONSISTENCY_LEVELS } from "../api/limits.ts";
+import type { Point, SearchResult } from "../api/proto.ts";
+import type { HashRing } from "../cluster/ring.ts";
+
+/** Consistency when neither the request nor the router's flag names one. */
+export const DEFAULT_CONSISTENCY: Consistency = "quorum";
+
+/** Thrown for a planning argument that breaks a rule (bad level, bad k, unknown owner…). */
+export class PlanError extends RangeError {
+  constructor(message: string) {
+    super(message);
+    this.name = "PlanError";
+  }
+}
+
+/** A consistency level from a flag or request field; "" or undefined gives `fallback`. */
+export function parseConsistency(
+  value: string | undefined,
+  fallback: Consistency = DEFAULT_CONSISTENCY,
+): Consistency {
+  if (value === undefined || value === "") return fallback;
+  if (!(CONSISTENCY_LEVELS as readonly string[]).includes(value)) {
+    throw new PlanError(
+      `Consistency ${JSON.stringify(value)} must be one of ${
+        CONSISTENCY_LEVELS.map((c) => `"${c}"`).join(", ")
+      }`,
+    );
+  }
+  return value as Consistency;
+}
+
+/** Acknowledgements a write to `owners` owners needs at `consistency` (0 owners needs 1). */
+export function requiredAcks(consistency: Consistency, owners: number): number {
+  if (!Number.isInteger(owners) || owners < 0) {
+    throw new PlanError(`Owner count ${owners} must be a non-negative integer`);
+  }
+  // With no owners at all (empty ring) nothing can acknowledge: ask for 1 so the write fails.
+  if (owners === 0) return 1;
+  switch (consistency) {
+    case "one":
+      return 1;
+    case "quorum":
+      return Math.floor(owners / 2) + 1;
+    case "all":
+      return owners;
+    default:
+      throw new PlanError(`Consistency ${JSON.stringify(consistency)} is unknown`);
+  }
+}
+
+/** The outcome of a write. */
+export type WriteDecision =
+  | { ok: true; acked: number; owners: number; required: number }
+  | { ok: false; acked: number; owners: number; required: number; message: string };
+
+/**
+ * Whether a write to `owners` succeeded given the owners that acknowledged it. Duplicate
+ * acknowledgements and acknowledgements from non-owners are ignored.
+ */
+export function decideWrite(
+  owners: readonly string[],
+  acked: ReadonlySet<string>,
+  consistency: Consistency,
+  what = "the write",
+): WriteDecision {
+  const required = requiredAcks(consistency, owners.length);
+  let count = 0;
+  const seen = new Set<string>();
+  for (const o of owners) {
+    if (seen.has(o)) continue;
+    seen.add(o);
+    if (acked.has(o)) count++;
+  }
+  const n = seen.size;
+  if (count >= required) return { ok: true, acked: count, owners: n, required };
+  return {
+    ok: false,
+    acked: count,
+    owners: n,
+    required,
+    message: `Only ${count} of ${n} owners acknowledged ${what}; consistency "${consistency}" ` +
+      `needs ${required}`,
+  };
+}
+
+/**
+ * Whether a batch succeeded: every distinct owner set of its points must meet `consistency`.
+ * Returns the first failing set's decision (sets in the order given), or the success with the
+ * smallest acknowledgement count.
+ */
+export function decideBatch(
+  owner_sets: readonly (readonly string[])[],
+  acked: ReadonlySet<string>,
+  consistency: Consistency,
+): WriteDecision {
+  let worst: WriteDecision | null = null;
+  for (const owners of owner_sets) {
+    const d = decideWrite(owners, acked, consistency, `points owned by ${owners.join(", ")}`);
+    if (!d.ok) return d;
+    if (worst === null || d.acked < worst.acked) worst = d;
+  }
+  if (worst === null) {
+    return decideWrite([], acked, consistency, "the batch");
+  }
+  return worst;
+}
+
+/** A PutBatch split by owner. */
+export interface BatchSplit {
+  /** Each owner's points, in request order (so "the later point wins" still holds). */
+  per_owner: Map<string, Point[]>;
+  /** The distinct owner lists of the batch's points, primary first, in first-seen order. */
+  owner_sets: string[][];
+}
+
+/** Splits a batch's points by owner: each owner gets every point it owns, in order. */
+export function splitBatch(
+  ring: HashRing,
+  replication_factor: number,
+  points: readonly Point[],
+): BatchSplit {
+  const per_owner = new Map<string, Point[]>();
+  const sets = new Map<string, string[]>();
+  const owners: string[] = [];
+  for (const p of points) {
+    ring.ownersInto(p.id, replication_factor, owners);
+    const key = owners.join("\n");
+    if (!sets.has(key)) sets.set(key, owners.slice());
+    for (const o of owners) {
+      let list = per_owner.get(o);
+      if (list === undefined) per_owner.set(o, list = []);
+      list.push(p);
+    }
+  }
+  return { per_owner, owner_sets: [...sets.values()] };
+}
+
+/** Orders search results: distance ascending, then id ascending. */
+export function compareResults(a: SearchResult, b: SearchResult): number {
+  return a.distance - b.distance || a.id - b.id;
+}
+
+/**
+ * Merges per-node answers into the global top `k`: replica duplicates (same id) keep the
+ * smaller distance; ties in distance are ordered by id.
+ */
+export function mergeSearchResults(
+  answers: readonly (readonly SearchResult[])[],
+  k: number,
+): SearchResult[] {
+  if (!Number.isInteger(k) || k < 1) throw new PlanError(`k ${k} must be a positive integer`);
+  const best = new Map<number, number>();
+  for (const list of answers) {
+    for (const r of list) {
+      if (Number.isNaN(r.distance)) {
+        throw new PlanError(`Search result for id ${r.id} has distance NaN`);
+      }
+      const d = best.get(r.id);
+      if (d === undefined || r.distance < d) best.set(r.id, r.distance);
+    }
+  }
+  const merged: SearchResult[] = [];
+  for (const [id, distance] of best) merged.push({ id, distance });
+  merged.sort(compareResults);
+  if (merged.length > k) merged.length = k;
+  return merged;
+}
+
+/**
+ * Nodes a Search asks: every node believed up, plus, for each shard whose owners are all
+ * believed down, all of its owners anyway (they may be back; asking costs one fast failure).
+ * Returns node ids in `nodes` order.
+ */
+export function searchTargets(
+  nodes: readonly string[],
+  shards: readonly (readonly string[])[],
+  down: ReadonlySet<string>,
+): string[] {
+  const ask = new Set<string>();
+  for (const n of nodes) if (!down.has(n)) ask.add(n);
+  for (const shard of shards) {
+    if (!shard.some((o) => ask.has(o))) { for (const o of shard) ask.add(o); }
+  }
+  return nodes.filter((n) => ask.has(n));
+}
+
+/**
+ * Second round of a Search: the owners, not asked yet, of shards no answer covered (a node
+ * believed down may be back). Returns node ids in `nodes` order; empty when nothing helps.
+ */
+export function searchRetryTargets(
+  nodes: readonly string[],
+  shards: readonly (readonly string[])[],
+  answered: ReadonlySet<string>,
+  asked: ReadonlySet<string>,
+): string[] {
+  const ask = new Set<string>();
+  for (const shard of shards) {
+    if (shard.some((o) => answered.has(o))) continue;
+    for (const o of shard) if (!asked.has(o)) ask.add(o);
+  }
+  return nodes.filter((n) => ask.has(n));
+}
+
+/** How much of the ring a Search covered. */
+export interface SearchCoverage {
+  shards_answered: number;
+  shards_total: number;
+  /** True when some shard had no owner answer: results may miss true neighbours. */
+  partial: boolean;
+}
+
+/** Coverage of a Search: a shard is answered when at least one of its owners answered. */
+export function searchCoverage(
+  shards: readonly (readonly string[])[],
+  answered: ReadonlySet<string>,
+): SearchCoverage {
+  let count = 0;
+  for (const shard of shards) if (shard.some((o) => answered.has(o))) count++;
+  return { shards_answered: count, shards_total: shards.length, partial: count < shards.length };
+}
+
+/**
+ * The order in which Get asks a point's owners: owners with no pending hints (up to date)
+ * first, then owners believed reachable, keeping ring order otherwise.
+ */
+export function readOrder(
+  owners: readonly string[],
+  pending_hints: (owner: string) => number,
+  reachable: (owner: string) => boolean,
+): string[] {
+  const rank = (o: string) => (pending_hints(o) > 0 ? 2 : 0) + (reachable(o) ? 0 : 1);
+  return owners
+    .map((o, i) => ({ o, i, r: rank(o) }))
+    .sort((a, b) => a.r - b.r || a.i - b.i)
+    .map((x) => x.o);
+}

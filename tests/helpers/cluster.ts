@@ -1,0 +1,292 @@
+/**
+ * Test helper: a cluster of storage nodes and a router as real processes (Node 20 through tsx,
+ * like production) on free loopback ports, with a temporary data directory.
+ *
+ * ```ts
+ * await withCluster({ nodes: 3, replication_factor: 2 }, async (c) => {
+ *   const api = c.api(c.routerAddr);
+ *   await api.call("Put", { id: 1, vector: [0.1, 0.2] });
+ *   await c.killNode(0);        // SIGKILL
+ *   await c.startNode(0);       // same port and data directory
+ * });
+ * ```
+ *
+ * `withCluster` ALWAYS stops every process it started (SIGTERM, then SIGKILL after 5 s) and
+ * removes the directory, and prints the processes' last log lines when the body throws.
+ * Every process is waited for up to 60 s to print `READY`.
+ */
+
+import { ApiClient } from "../../src/api/client.ts";
+
+/** Repository root (processes run there so that `--import tsx` resolves). */
+export const REPO_ROOT: string = new URL("../../", import.meta.url).pathname;
+
+const READY_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 5_000;
+const LOG_LINES_KEPT = 200;
+
+/** A loopback port nothing listens on right now. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** One child process with its output kept (last lines) and drained. */
+export class ChildProc {
+  readonly name: string;
+  readonly child: Deno.ChildProcess;
+  readonly lines: string[] = [];
+  readonly ready: Promise<void>;
+  readonly done: Promise<Deno.CommandStatus>;
+  #exited = false;
+
+  constructor(name: string, args: string[]) {
+    this.name = name;
+    this.child = new Deno.Command("/usr/bin/env", {
+      args,
+      cwd: REPO_ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let onReady!: () => void;
+    let onFail!: (e: Error) => void;
+    this.ready = new Promise<void>((resolve, reject) => {
+      onReady = resolve;
+      onFail = reject;
+    });
+    const timer = setTimeout(
+      () => onFail(new Error(`${name} printed no READY line within ${READY_TIMEOUT_MS} ms`)),
+      READY_TIMEOUT_MS,
+    );
+    const drain = async (stream: ReadableStream<Uint8Array>, watch: boolean) => {
+      let partial = "";
+      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+        const parts = (partial + text).split("\n");
+        partial = parts.pop()!;
+        for (const line of parts) {
+          this.lines.push(line);
+          if (this.lines.length > LOG_LINES_KEPT) this.lines.shift();
+          if (watch && line.startsWith("READY ")) onReady();
+        }
+      }
+      if (partial !== "") this.lines.push(partial);
+    };
+    const out = drain(this.child.stdout, true);
+    const err = drain(this.child.stderr, false);
+    this.done = this.child.status.then(async (status) => {
+      this.#exited = true;
+      clearTimeout(timer);
+      await Promise.allSettled([out, err]);
+      onFail(new Error(`${name} exited with ${status.code} before it was ready`));
+      return status;
+    });
+    this.ready.then(() => clearTimeout(timer), () => clearTimeout(timer));
+  }
+
+  /** Whether the process has exited. */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /** Sends `signal` (no-op once exited). */
+  signal(signal: Deno.Signal): void {
+    if (this.#exited) return;
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+
+  /** SIGTERM, wait up to `grace_ms`, then SIGKILL; resolves with the exit status. */
+  async stop(grace_ms = STOP_GRACE_MS): Promise<Deno.CommandStatus> {
+    this.signal("SIGTERM");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) => {
+      timer = setTimeout(() => resolve("late"), grace_ms);
+    });
+    const first = await Promise.race([this.done, late]);
+    clearTimeout(timer);
+    if (first === "late") this.signal("SIGKILL");
+    return await this.done;
+  }
+
+  /** The kept output, each line prefixed with the process name. */
+  log(): string {
+    return this.lines.map((l) => `${this.name} | ${l}`).join("\n");
+  }
+}
+
+/** Options of {@link startCluster}. */
+export interface ClusterOptions {
+  nodes?: number;
+  replication_factor?: number;
+  consistency?: "one" | "quorum" | "all";
+  node_timeout_ms?: number;
+  retry_interval_ms?: number;
+}
+
+/** A running test cluster. */
+export class TestCluster {
+  readonly dir: string;
+  readonly nodePorts: number[];
+  readonly nodeAddrs: string[];
+  readonly routerPort: number;
+  readonly routerAddr: string;
+  readonly options: Required<ClusterOptions>;
+  nodes: (ChildProc | null)[];
+  router: ChildProc | null = null;
+  readonly #old: ChildProc[] = [];
+  readonly #clients: ApiClient[] = [];
+
+  constructor(dir: string, options: Required<ClusterOptions>) {
+    this.dir = dir;
+    this.options = options;
+    this.nodePorts = Array.from({ length: options.nodes }, () => freePort());
+    this.nodeAddrs = this.nodePorts.map((p) => `127.0.0.1:${p}`);
+    this.routerPort = freePort();
+    this.routerAddr = `127.0.0.1:${this.routerPort}`;
+    this.nodes = this.nodePorts.map(() => null);
+  }
+
+  /** Starts node `i` (on its port and data directory) and waits until it is ready. */
+  async startNode(i: number): Promise<void> {
+    if (this.nodes[i] !== null && !this.nodes[i]!.exited) {
+      throw new Error(`Node ${i} is already running`);
+    }
+    if (this.nodes[i] !== null) this.#old.push(this.nodes[i]!);
+    const port = this.nodePorts[i];
+    const p = new ChildProc(`node-${port}`, [
+      "node",
+      "--import",
+      "tsx",
+      "src/server/main.ts",
+      "--port",
+      String(port),
+      "--data-dir",
+      `${this.dir}/node-${port}`,
+    ]);
+    this.nodes[i] = p;
+    await p.ready;
+  }
+
+  /** Starts the router and waits until it is ready. */
+  async startRouter(): Promise<void> {
+    if (this.router !== null) this.#old.push(this.router);
+    const o = this.options;
+    this.router = new ChildProc("router", [
+      "node",
+      "--import",
+      "tsx",
+      "src/router/main.ts",
+      "--port",
+      String(this.routerPort),
+      "--nodes",
+      this.nodeAddrs.join(","),
+      "--replication-factor",
+      String(o.replication_factor),
+      "--consistency",
+      o.consistency,
+      "--node-timeout-ms",
+      String(o.node_timeout_ms),
+      "--retry-interval-ms",
+      String(o.retry_interval_ms),
+      "--data-dir",
+      `${this.dir}/router`,
+    ]);
+    await this.router.ready;
+  }
+
+  /** Kills node `i` (SIGKILL by default) and waits for it to exit. */
+  async killNode(i: number, signal: Deno.Signal = "SIGKILL"): Promise<void> {
+    const p = this.nodes[i];
+    if (p === null) throw new Error(`Node ${i} was never started`);
+    p.signal(signal);
+    await p.done;
+  }
+
+  /** A client of `addr`, closed by {@link stop}. */
+  api(addr: string, timeout_ms = 5000): ApiClient {
+    const c = new ApiClient(addr, { timeout_ms });
+    this.#clients.push(c);
+    return c;
+  }
+
+  /** Stops everything: clients, router, nodes (SIGTERM, then SIGKILL). */
+  async stop(): Promise<void> {
+    for (const c of this.#clients) c.close();
+    const all = [this.router, ...this.nodes, ...this.#old].filter((p) => p !== null);
+    await Promise.allSettled(all.map((p) => p!.stop()));
+  }
+
+  /** Every process's kept output. */
+  log(): string {
+    return [this.router, ...this.#old, ...this.nodes].filter((p) => p !== null)
+      .map((p) => p!.log()).join("\n");
+  }
+}
+
+/** Starts a cluster (nodes first, then the router), runs `fn`, and always tears it down. */
+export async function withCluster(
+  options: ClusterOptions,
+  fn: (cluster: TestCluster) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "vectordb_cluster_" });
+  const cluster = new TestCluster(dir, {
+    nodes: options.nodes ?? 3,
+    replication_factor: options.replication_factor ?? 2,
+    consistency: options.consistency ?? "quorum",
+    node_timeout_ms: options.node_timeout_ms ?? 2000,
+    retry_interval_ms: options.retry_interval_ms ?? 200,
+  });
+  try {
+    await Promise.all(cluster.nodePorts.map((_, i) => cluster.startNode(i)));
+    await cluster.startRouter();
+    await fn(cluster);
+  } catch (e) {
+    console.error(`--- cluster logs (${dir}) ---\n${cluster.log()}\n--- end of cluster logs ---`);
+    throw e;
+  } finally {
+    await cluster.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Polls `check` every `interval_ms` until it returns true; throws `message` after `timeout_ms`. */
+export async function waitFor(
+  check: () => Promise<boolean>,
+  message: string,
+  timeout_ms = 20_000,
+  interval_ms = 100,
+): Promise<void> {
+  const deadline = Date.now() + timeout_ms;
+  let last: unknown = null;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+      last = null;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, interval_ms));
+  }
+  throw new Error(`${message} (waited ${timeout_ms} ms${last ? `; last error: ${last}` : ""})`);
+}
+
+/** Runs the client CLI under Deno; returns exit code, stdout and stderr. */
+export async function runCli(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-read", "--allow-env", "src/client/cli.ts", ...args],
+    cwd: REPO_ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
