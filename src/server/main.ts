@@ -14,15 +14,24 @@
  * | `--snapshot-every-ops` | 100000               | snapshot a collection after this many writes |
  * | `--snapshot-every-s`   | 300                  | ... or after this long with unsnapshotted writes |
  * | `--node-id`            | `node-<port>`        | name in logs, Stats and membership       |
+ * | `--join`               | (none)               | seeds to join through, `host:port[,…]`   |
+ * | `--advertise`          | `<host>:<port>`      | address other members reach this node at |
  *
- * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: stop accepting,
- * finish in-flight requests (up to 5 s), snapshot every collection, close the logs, exit 0.
+ * The node is a gossip member (role "node"; src/cluster/gossip_agent.ts) from the start, on the
+ * same gRPC port (service `vectordb.internal.Gossip`); without `--join` it is a cluster of one
+ * until others join through it. `Members` answers with its gossip view.
+ *
+ * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: leave the cluster
+ * (others see it `left`; up to 1 s), stop accepting, finish in-flight requests (up to 5 s),
+ * snapshot every collection, close the logs, exit 0.
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { CHANNEL_OPTIONS, vectorDbService } from "../api/proto.ts";
+import { GossipAgent } from "../cluster/gossip_agent.ts";
+import { addGossipService, GrpcGossipTransport } from "../cluster/gossip_transport.ts";
 import { NodeStore } from "../storage/node_store.ts";
 import { nodeHandlers } from "./service.ts";
 
@@ -32,6 +41,16 @@ function positiveInt(name: string, v: string): number {
     throw new RangeError(`--${name} "${v}" must be a positive integer`);
   }
   return x;
+}
+
+/** `host:port` with a port in 1..65535, else a RangeError naming the flag. */
+function hostPort(name: string, v: string): string {
+  const i = v.lastIndexOf(":");
+  const port = Number(v.slice(i + 1));
+  if (i <= 0 || !/^\d+$/.test(v.slice(i + 1)) || port < 1 || port > 65535 || /\s/.test(v)) {
+    throw new RangeError(`--${name} "${v}" must be host:port`);
+  }
+  return v;
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -47,6 +66,8 @@ export async function main(argv: string[]): Promise<void> {
       "snapshot-every-ops": { type: "string", default: "100000" },
       "snapshot-every-s": { type: "string", default: "300" },
       "node-id": { type: "string" },
+      join: { type: "string", default: "" },
+      advertise: { type: "string" },
     },
     strict: true,
   });
@@ -59,6 +80,9 @@ export async function main(argv: string[]): Promise<void> {
     throw new RangeError(`--wal-recovery "${recovery}" must be "strict" or "truncate"`);
   }
   const nodeId = values["node-id"] ?? `node-${port}`;
+  const advertise = hostPort("advertise", values.advertise ?? `${host}:${port}`);
+  const seeds = values.join!.split(",").map((s) => s.trim()).filter((s) => s !== "")
+    .map((s) => hostPort("join", s));
   const log = (m: string) => console.error(`${new Date().toISOString()} ${nodeId} ${m}`);
 
   const t0 = Date.now();
@@ -72,9 +96,27 @@ export async function main(argv: string[]): Promise<void> {
 
   const state = { closing: false };
   const server = new grpc.Server(CHANNEL_OPTIONS);
+  const agent = new GossipAgent({
+    id: nodeId,
+    address: advertise,
+    role: "node",
+    seeds,
+    transport: new GrpcGossipTransport(),
+    logger: log,
+  });
+  agent.onChange((e) => {
+    log(
+      `member ${e.member.id} (${e.member.address}) ${e.type}, incarnation ${e.member.incarnation}`,
+    );
+  });
+  addGossipService(server, agent);
   server.addService(
     vectorDbService,
-    nodeHandlers(store, { nodeId, address: `${host}:${port}`, logger: log }, state),
+    nodeHandlers(
+      store,
+      { nodeId, address: advertise, logger: log, members: () => agent.members() },
+      state,
+    ),
   );
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err) => {
@@ -82,8 +124,9 @@ export async function main(argv: string[]): Promise<void> {
       else resolve();
     });
   });
+  agent.start();
   console.log(`READY ${host}:${port}`);
-  log(`serving vectordb.VectorDB on ${host}:${port}`);
+  log(`serving vectordb.VectorDB on ${host}:${port}; gossip as ${advertise}, seeds [${seeds}]`);
 
   let ticking = false;
   const timer = setInterval(() => {
@@ -97,6 +140,8 @@ export async function main(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     log(`${signal}: shutting down`);
+    await agent.leave();
+    agent.stop();
     state.closing = true;
     clearInterval(timer);
     await new Promise<void>((resolve) => {

@@ -39,6 +39,7 @@ import { WalQueueFullError } from "../storage/wal.ts";
 import { CapacityError } from "../index/vector_store.ts";
 import { BufferLimitError } from "../io/binary.ts";
 import type { Collection } from "../storage/collection.ts";
+import type { Member as ClusterMember } from "../cluster/membership.ts";
 
 /** Most requests a node works on at once; more are refused with RESOURCE_EXHAUSTED. */
 export const IN_FLIGHT_MAX = 4096;
@@ -80,6 +81,8 @@ export interface NodeServiceOptions {
   nodeId: string;
   address: string;
   logger?: (message: string) => void;
+  /** This node's gossip view (GossipAgent.members); without it Members lists the node alone. */
+  members?: () => readonly ClusterMember[];
 }
 
 /** Builds the handlers. `state.closing` makes new requests fail with UNAVAILABLE. */
@@ -240,13 +243,21 @@ export function nodeHandlers(
     }),
     Members: unary("Members", () => ({
       self_id: options.nodeId,
-      members: [{
-        id: options.nodeId,
-        address: options.address,
-        state: "alive",
-        incarnation: 0,
-        is_router: false,
-      }],
+      members: options.members === undefined
+        ? [{
+          id: options.nodeId,
+          address: options.address,
+          state: "alive",
+          incarnation: 0,
+          is_router: false,
+        }]
+        : options.members().map((m) => ({
+          id: m.id,
+          address: m.address,
+          state: m.state,
+          incarnation: m.incarnation,
+          is_router: m.meta.role === "router",
+        })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
     })),
   };
 }
