@@ -4,6 +4,12 @@
  * processes under Node 20 through tsx (`/usr/bin/env node --import tsx …`, see the README's
  * runtime note), each output line prefixed with the process name (`node-50051 | …`).
  *
+ * Membership: the first node starts the gossip cluster, the other two `--join` it, and the
+ * router `--join`s it too (as a member with role "router"), so its ring follows the nodes
+ * gossip reports; it also gets `--nodes` with the three addresses, which it uses until gossip
+ * has reported them (ring member ids are addresses either way, so placement is the same).
+ * A fourth node can join later: `deno task server -- --port 50054 --join 127.0.0.1:50051`.
+ *
  * Ctrl-C or SIGTERM stops everything: the router first (so it stops accepting writes), then
  * the nodes, each with SIGTERM; whatever has not exited 10 s later gets SIGKILL. If any child
  * exits on its own, the others are stopped the same way and the script exits non-zero.
@@ -128,12 +134,14 @@ async function main(): Promise<number> {
   }
   const dataDir = values["data-dir"]!;
   const nodePorts = [base + 1, base + 2, base + 3];
-  const nodes = nodePorts.map((p) =>
+  const seed = `127.0.0.1:${nodePorts[0]}`;
+  const nodes = nodePorts.map((p, i) =>
     spawn(`node-${p}`, "src/server/main.ts", [
       "--port",
       String(p),
       "--data-dir",
       `${dataDir}/node-${p}`,
+      ...(i === 0 ? [] : ["--join", seed]),
     ])
   );
   const children: Child[] = [...nodes];
@@ -168,6 +176,8 @@ async function main(): Promise<number> {
     String(base),
     "--nodes",
     nodePorts.map((p) => `127.0.0.1:${p}`).join(","),
+    "--join",
+    seed,
     "--replication-factor",
     values["replication-factor"]!,
     "--consistency",

@@ -8,6 +8,9 @@
  * | `--port`               | 50050           | gRPC port                                     |
  * | `--host`               | 127.0.0.1       | address to bind                               |
  * | `--nodes`              | see below       | storage nodes, host:port,… (ring member ids)  |
+ * | `--join`               | (none)          | gossip seeds, host:port,…: follow the cluster |
+ * | `--advertise`          | `<host>:<port>` | address other members reach the router at     |
+ * | `--node-id`            | `router@<adv.>` | the router's gossip member id                 |
  * | `--replication-factor` | 2               | owners per point                              |
  * | `--consistency`        | quorum          | default write consistency (one, quorum, all)  |
  * | `--node-timeout-ms`    | 2000            | deadline of each call to a node               |
@@ -17,7 +20,11 @@
  * | `--retry-interval-ms`  | 500             | pause between attempts to reach a down node   |
  *
  * `--nodes` defaults to 127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053, the three nodes of
- * `deno task cluster`, so the original quickstart needs no flags.
+ * `deno task cluster`, so the original quickstart needs no flags; with `--join` it defaults
+ * to none. With `--join` the router is a gossip member (role "router", holding no data) and its
+ * ring follows the storage nodes gossip reports; each node of a `--nodes` list given as well
+ * stays on the ring until gossip reports it (so the ring never shrinks while the router joins).
+ * Ring member ids are node addresses either way (see server.ts).
  *
  * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: stop accepting, finish
  * in-flight requests (up to 5 s), close hint logs, exit 0.
@@ -49,6 +56,15 @@ function integer(name: string, value: string, min: number, max: number): number 
   return x;
 }
 
+/** `value` when it is host:port with a port in 1..65535, else a usage error naming the flag. */
+function hostPort(name: string, value: string): string {
+  const m = /^([^\s:]+):(\d{1,5})$/.exec(value);
+  if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+    throw new RouterUsageError(`--${name} entry "${value}" must be host:port`);
+  }
+  return value;
+}
+
 /** Parses the router's command line (a leading "--" from `deno task router -- …` is dropped). */
 export function parseRouterArgs(argv: readonly string[]): RouterOptions {
   const args = argv[0] === "--" ? argv.slice(1) : argv.slice();
@@ -59,7 +75,10 @@ export function parseRouterArgs(argv: readonly string[]): RouterOptions {
       options: {
         port: { type: "string", default: "50050" },
         host: { type: "string", default: "127.0.0.1" },
-        nodes: { type: "string", default: DEFAULT_NODES },
+        nodes: { type: "string" },
+        join: { type: "string", default: "" },
+        advertise: { type: "string" },
+        "node-id": { type: "string" },
         "replication-factor": { type: "string", default: "2" },
         consistency: { type: "string", default: "quorum" },
         "node-timeout-ms": { type: "string", default: "2000" },
@@ -74,12 +93,23 @@ export function parseRouterArgs(argv: readonly string[]): RouterOptions {
   } catch (e) {
     throw new RouterUsageError((e as Error).message);
   }
-  const nodes = values.nodes!.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  if (nodes.length === 0) throw new RouterUsageError(`--nodes "${values.nodes}" names no node`);
-  for (const n of nodes) {
-    if (!/^[^\s:]+:\d{1,5}$/.test(n)) {
-      throw new RouterUsageError(`--nodes entry "${n}" must be host:port`);
-    }
+  const list = (name: string, value: string) => {
+    const items = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    for (const n of items) hostPort(name, n);
+    return items;
+  };
+  const join = list("join", values.join!);
+  const nodesFlag = values.nodes ?? (join.length > 0 ? "" : DEFAULT_NODES);
+  const nodes = list("nodes", nodesFlag);
+  if (nodes.length === 0 && join.length === 0) {
+    throw new RouterUsageError(`--nodes "${nodesFlag}" names no node`);
+  }
+  const advertise = values.advertise === undefined
+    ? undefined
+    : hostPort("advertise", values.advertise);
+  const node_id = values["node-id"];
+  if (node_id !== undefined && (node_id.trim() === "" || node_id.length > 256)) {
+    throw new RouterUsageError(`--node-id "${node_id}" must be 1 to 256 characters`);
   }
   let consistency;
   try {
@@ -91,6 +121,9 @@ export function parseRouterArgs(argv: readonly string[]): RouterOptions {
     host: values.host!,
     port: integer("port", values.port!, 0, 65535),
     nodes,
+    join,
+    advertise,
+    node_id,
     replication_factor: integer("replication-factor", values["replication-factor"]!, 1, 64),
     consistency,
     node_timeout_ms: integer("node-timeout-ms", values["node-timeout-ms"]!, 1, 3_600_000),
@@ -108,7 +141,11 @@ export async function main(argv: readonly string[]): Promise<void> {
   const router = await Router.start({ ...options, logger: log });
   console.log(`READY ${router.address}`);
   log(
-    `serving vectordb.VectorDB on ${router.address}: nodes ${options.nodes.join(",")}, ` +
+    `serving vectordb.VectorDB on ${router.address}: ` +
+      (options.join!.length > 0
+        ? `gossip as ${router.agent!.id} (${router.agent!.address}) through ` +
+          `${options.join!.join(",")}, static nodes [${options.nodes.join(",")}], `
+        : `nodes ${options.nodes.join(",")}, `) +
       `replication factor ${router.options.replication_factor}, consistency ` +
       `${options.consistency}, ${router.shards.length} shards, data ${options.data_dir}`,
   );

@@ -46,3 +46,28 @@ Deno.test("bad router flags quote the value", () => {
   assert.throws(() => parseRouterArgs(["--replication-factor", "0"]), RouterUsageError);
   assert.throws(() => parseRouterArgs(["--bogus"]), RouterUsageError);
 });
+
+Deno.test("--join needs no --nodes; both may be given; bad seeds quote the value", () => {
+  const g = parseRouterArgs(["--join", "127.0.0.1:1,127.0.0.1:2", "--node-id", "r1"]);
+  assert.deepEqual(g.join, ["127.0.0.1:1", "127.0.0.1:2"]);
+  assert.deepEqual(g.nodes, []);
+  assert.equal(g.node_id, "r1");
+  assert.equal(g.advertise, undefined);
+  const both = parseRouterArgs([
+    "--join",
+    "127.0.0.1:1",
+    "--nodes",
+    "127.0.0.1:5",
+    "--advertise",
+    "10.0.0.1:50050",
+  ]);
+  assert.deepEqual(both.nodes, ["127.0.0.1:5"]);
+  assert.equal(both.advertise, "10.0.0.1:50050");
+  assert.deepEqual(parseRouterArgs([]).join, []);
+  assert.throws(() => parseRouterArgs(["--join", "nohost"]), /--join entry "nohost" must be/);
+  assert.throws(
+    () => parseRouterArgs(["--join", "127.0.0.1:1", "--advertise", "x:0"]),
+    /--advertise entry "x:0" must be host:port/,
+  );
+  assert.throws(() => parseRouterArgs(["--nodes", ""]), /--nodes "" names no node/);
+});

@@ -265,3 +265,23 @@ export function readOrder(
     .sort((a, b) => a.r - b.r || a.i - b.i)
     .map((x) => x.o);
 }
+
+/**
+ * The storage nodes the router's ring is made of: the addresses of the gossip ring members
+ * (storage nodes alive or suspect; two members claiming one address are one endpoint), plus
+ * each static `--nodes` address that gossip has never reported (`seen`: addresses gossip has
+ * reported a storage node at, in any state). A static node is thus presumed on the ring until
+ * gossip says something about it, so a partial gossip view while the router joins does not
+ * shrink the ring, and gossip alone decides for a node once it knows it (dead or left: off).
+ * Ring member ids are node ADDRESSES in both cases, so that static and gossip placement agree
+ * and hint queues are found again. Sorted.
+ */
+export function ringNodes(
+  static_nodes: readonly string[],
+  gossip_nodes: readonly { id: string; address: string }[],
+  seen: ReadonlySet<string>,
+): string[] {
+  const out = new Set(gossip_nodes.map((n) => n.address));
+  for (const a of static_nodes) if (!seen.has(a)) out.add(a);
+  return [...out].sort();
+}

@@ -8,6 +8,7 @@ import {
   PlanError,
   readOrder,
   requiredAcks,
+  ringNodes,
   searchCoverage,
   searchRetryTargets,
   searchTargets,
@@ -177,4 +178,25 @@ Deno.test("readOrder prefers up-to-date, then reachable owners", () => {
     ["c", "b", "a"],
   );
   assert.deepEqual(readOrder(["b", "c"], () => 0, () => true), ["b", "c"]);
+});
+
+Deno.test("ringNodes: gossip ring addresses plus static nodes gossip never reported", () => {
+  const stat = ["127.0.0.1:3", "127.0.0.1:1", "127.0.0.1:1"];
+  assert.deepEqual(ringNodes(stat, [], new Set()), ["127.0.0.1:1", "127.0.0.1:3"]);
+  // Gossip knows 127.0.0.1:1 (alive), and 127.0.0.1:3 in some state off the ring (dead).
+  const gossip = [
+    { id: "node-b", address: "127.0.0.1:2" },
+    { id: "node-a", address: "127.0.0.1:1" },
+    { id: "node-c", address: "127.0.0.1:2" },
+  ];
+  assert.deepEqual(
+    ringNodes(stat, gossip, new Set(["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"])),
+    ["127.0.0.1:1", "127.0.0.1:2"],
+  );
+  // A partial view: 127.0.0.1:3 not reported yet stays on the ring.
+  assert.deepEqual(
+    ringNodes(stat, gossip, new Set(["127.0.0.1:1", "127.0.0.1:2"])),
+    ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"],
+  );
+  assert.deepEqual(ringNodes([], [], new Set()), []);
 });

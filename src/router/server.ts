@@ -13,7 +13,27 @@
  * | Create/DropCollection       | to every node; success per consistency over all nodes           |
  * | ListCollections             | union over the nodes that answered                              |
  * | Stats                       | per node (with hint counts), collections summed                 |
- * | Members                     | the nodes as the router sees them (alive / dead) and itself     |
+ * | Members                     | gossip: the router's gossip view; static: the nodes and itself  |
+ *
+ * Membership. Static (`nodes` only): the ring is the given addresses, fixed. Gossip (`join`):
+ * the router is a gossip member with role "router" (it owns no ring positions) and its ring
+ * follows the storage nodes that gossip reports alive or suspect ({@link RingFollower}); a
+ * static node (`nodes` given too) stays on the ring until gossip reports it in some state, so
+ * a partial view while joining does not shrink the ring (see `ringNodes` in plan.ts). Ring
+ * member ids are ALWAYS the nodes' addresses (host:port as advertised), never their gossip
+ * ids: a router switching from its static list to gossip, or a static router next to a
+ * gossiping one, then places every point on the same nodes, and hint queues
+ * (`hints/<address>/`) are found again whichever way the router was started. (A node that
+ * comes back under a new address is thus a new ring member.) When a node appears, its hint log is opened, a channel to it opened and
+ * the creation of every collection the other nodes have is queued for it (see
+ * `#copyCatalog`); then the new ring is published. When it leaves the ring (dead or left),
+ * its channel is closed but its hint log stays open with its pending hints, which are
+ * replayed when it comes back; a node off the ring with nothing pending has its hint log
+ * closed after {@link LINK_RETIRE_MS}. Points are NOT moved when the ring changes: a node
+ * new to the ring holds none of the points written before it joined (not even those it now
+ * owns), and the owners of a dead node's ranges lack what it held; Get may then answer "not
+ * found" for such a point, Search still finds it on whichever node has it (every node on
+ * the ring is asked). Each request plans on one ring snapshot.
  *
  * Write path and hints. A write is sent to every owner at once (an owner with pending hints
  * gets it through its hint queue instead, see handoff.ts). The reply waits until every owner
@@ -71,6 +91,8 @@ import {
   validateSearchRequest,
   ValidationError,
 } from "../api/validate.ts";
+import { GossipAgent, RingFollower } from "../cluster/gossip_agent.ts";
+import { addGossipService, GrpcGossipTransport } from "../cluster/gossip_transport.ts";
 import { HashRing } from "../cluster/ring.ts";
 import { decodeRecord, type WalRecord } from "../storage/records.ts";
 import { OwnerHandoff } from "./handoff.ts";
@@ -80,6 +102,7 @@ import {
   decideWrite,
   mergeSearchResults,
   readOrder,
+  ringNodes,
   searchCoverage,
   searchRetryTargets,
   searchTargets,
@@ -95,6 +118,11 @@ export const REPLAY_BATCH = 64;
 export const TICK_INTERVAL_MS = 100;
 /** Longest pause between a node channel's reconnect attempts. */
 export const RECONNECT_BACKOFF_MAX_MS = 1000;
+/**
+ * A node off the ring with no pending hints keeps its hint log open this long (a request
+ * planned on an older ring may still queue a hint for it), then the log is closed.
+ */
+export const LINK_RETIRE_MS = 30_000;
 /** Most log lines about a full hint queue per node per 10 s. */
 const FULL_LOG_INTERVAL_MS = 10_000;
 
@@ -104,8 +132,17 @@ export interface RouterOptions {
   host?: string;
   /** Port to serve on (0 picks a free one). */
   port: number;
-  /** Storage node addresses, host:port; also their ring member ids. */
+  /**
+   * Static storage node addresses, host:port (ring member ids are addresses). May be empty
+   * when `join` is given; with `join`, each stays on the ring until gossip reports it.
+   */
   nodes: string[];
+  /** Gossip seeds, host:port: the router joins the cluster as a member with role "router". */
+  join?: string[];
+  /** Address other members reach the router at; default `<host>:<bound port>`. */
+  advertise?: string;
+  /** Gossip member id; default `router@<advertise>`. */
+  node_id?: string;
   replication_factor: number;
   /** Default write consistency. */
   consistency: Consistency;
@@ -161,7 +198,12 @@ export function toStatus(error: unknown): { code: grpc.status; details: string }
 /** One storage node as the router holds it. */
 interface NodeLink {
   address: string;
+  /** Its channel: closed while the node is off the ring, replaced when it comes back. */
   client: ApiClient;
+  /** Whether the node is on the router's ring (and its channel open). */
+  active: boolean;
+  /** When it went off the ring (an idle link is retired {@link LINK_RETIRE_MS} later). */
+  inactive_since_ms: number;
   handoff: OwnerHandoff;
   hints: HintLog;
   /** Writes refused because its hint queue was full. */
@@ -170,6 +212,14 @@ interface NodeLink {
   discarded: number;
   last_full_log_ms: number;
   last_error: string;
+}
+
+/** The ring the router routes with; replaced as a whole, never mutated, one per request. */
+interface RingView {
+  /** Ring members: storage node addresses, sorted. */
+  nodes: string[];
+  ring: HashRing;
+  shards: string[][];
 }
 
 /** How one owner settled a write. */
@@ -193,52 +243,105 @@ function maxSeq(values: (string | number | undefined)[]): string {
   return best.toString();
 }
 
+const HOST_PORT = /^[^\s:]+:\d{1,5}$/;
+
 /** The router. Create with {@link Router.start}. */
 export class Router {
   readonly address: string;
-  readonly options: Required<Omit<RouterOptions, "vnodes_per_member" | "logger">>;
-  readonly ring: HashRing;
-  readonly shards: string[][];
+  readonly options: Required<
+    Omit<RouterOptions, "vnodes_per_member" | "logger" | "join" | "advertise" | "node_id">
+  >;
+  /** Gossip seeds (empty: static mode). */
+  readonly join: readonly string[];
+  /** The router's gossip membership, when it joined a cluster (`join`); else null. */
+  readonly agent: GossipAgent | null;
   readonly #server: grpc.Server;
-  readonly #links: Map<string, NodeLink>;
+  readonly #links = new Map<string, NodeLink>();
   readonly #log: (message: string) => void;
+  readonly #vnodes: number | undefined;
   readonly #started_ms = Date.now();
   readonly #background = new Set<Promise<void>>();
+  /** Hint logs of retired links still closing, by address. */
+  readonly #retiring = new Map<string, Promise<void>>();
+  #view: RingView;
+  #follower: RingFollower | null = null;
+  readonly #static: ReadonlySet<string>;
+  /** Static node addresses gossip has reported (from then on gossip decides for them). */
+  readonly #seen = new Set<string>();
+  #reconcile_wanted = false;
+  #reconciling = false;
+  /** When a failed ring update is tried again (0: none due). */
+  #reconcile_retry_ms = 0;
   #timer: ReturnType<typeof setInterval> | null = null;
   #stopping = false;
 
   private constructor(
     address: string,
     options: Router["options"],
-    ring: HashRing,
+    join: readonly string[],
     server: grpc.Server,
-    links: Map<string, NodeLink>,
+    agent: GossipAgent | null,
+    vnodes_per_member: number | undefined,
     log: (message: string) => void,
   ) {
     this.address = address;
     this.options = options;
-    this.ring = ring;
-    this.shards = ringShards(ring, options.replication_factor);
+    this.join = join;
     this.#server = server;
-    this.#links = links;
+    this.agent = agent;
+    this.#vnodes = vnodes_per_member;
     this.#log = log;
+    this.#static = new Set(options.nodes);
+    this.#view = this.#makeView([]);
   }
 
-  /** Opens the hint logs, binds the port and starts the background loop. */
+  /** The current ring (member ids are node addresses). */
+  get ring(): HashRing {
+    return this.#view.ring;
+  }
+
+  /** The current ring's shards (see shards.ts). */
+  get shards(): string[][] {
+    return this.#view.shards;
+  }
+
+  /** Storage nodes on the current ring (addresses), sorted. */
+  get nodes(): string[] {
+    return this.#view.nodes;
+  }
+
+  /**
+   * Binds the port, opens the hint logs of the static nodes, joins gossip when `join` is
+   * given, and starts the background loop.
+   */
   static async start(options: RouterOptions): Promise<Router> {
     const log = options.logger ?? ((m: string) => console.error(m));
     const nodes = [...new Set(options.nodes)];
-    if (nodes.length === 0) throw new RangeError("The router needs at least one storage node");
+    const join = [...new Set(options.join ?? [])];
+    if (nodes.length === 0 && join.length === 0) {
+      throw new RangeError("The router needs at least one storage node or gossip seed");
+    }
     for (const n of nodes) {
-      if (!/^[^\s:]+:\d{1,5}$/.test(n)) {
+      if (!HOST_PORT.test(n)) {
         throw new RangeError(`Node address ${JSON.stringify(n)} must be host:port`);
       }
+    }
+    for (const n of join) {
+      if (!HOST_PORT.test(n)) {
+        throw new RangeError(`Seed address ${JSON.stringify(n)} must be host:port`);
+      }
+    }
+    if (options.advertise !== undefined && !HOST_PORT.test(options.advertise)) {
+      throw new RangeError(
+        `Advertised address ${JSON.stringify(options.advertise)} must be host:port`,
+      );
     }
     const rf = options.replication_factor;
     if (!Number.isInteger(rf) || rf < 1) {
       throw new RangeError(`Replication factor ${rf} must be a positive integer`);
     }
-    if (rf > nodes.length) {
+    // A static ring never grows, so a larger factor is cut to its size; a gossip ring may.
+    if (join.length === 0 && rf > nodes.length) {
       log(
         `WARNING replication factor ${rf} exceeds the ${nodes.length} nodes; using ${nodes.length}`,
       );
@@ -250,7 +353,7 @@ export class Router {
       host: options.host ?? "127.0.0.1",
       port: options.port,
       nodes,
-      replication_factor: Math.min(rf, nodes.length),
+      replication_factor: join.length === 0 ? Math.min(rf, nodes.length) : rf,
       consistency: options.consistency,
       node_timeout_ms: options.node_timeout_ms,
       data_dir: options.data_dir,
@@ -258,44 +361,6 @@ export class Router {
       hint_bytes_max: options.hint_bytes_max ?? 256 * 2 ** 20,
       retry_interval_ms: options.retry_interval_ms ?? 500,
     };
-    const ring = new HashRing({ members: nodes, vnodes_per_member: options.vnodes_per_member });
-    const links = new Map<string, NodeLink>();
-    try {
-      for (const address of nodes) {
-        const hints = await HintLog.open(
-          address,
-          join(full.data_dir, "hints", sanitize(address)),
-          { hints_max: full.hints_max, hint_bytes_max: full.hint_bytes_max, logger: log },
-        );
-        const client = new ApiClient(address, {
-          timeout_ms: full.node_timeout_ms,
-          client_options: {
-            "grpc.initial_reconnect_backoff_ms": 200,
-            "grpc.max_reconnect_backoff_ms": RECONNECT_BACKOFF_MAX_MS,
-            "grpc.min_reconnect_backoff_ms": 100,
-          },
-        });
-        links.set(address, {
-          address,
-          client,
-          hints,
-          handoff: new OwnerHandoff(address, {
-            retry_interval_ms: full.retry_interval_ms,
-            pending: hints.pending,
-          }),
-          refused: 0,
-          discarded: 0,
-          last_full_log_ms: 0,
-          last_error: "",
-        });
-      }
-    } catch (e) {
-      for (const l of links.values()) {
-        l.client.close();
-        await l.hints.close();
-      }
-      throw e;
-    }
     const server = new grpc.Server(CHANNEL_OPTIONS);
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(
@@ -303,25 +368,71 @@ export class Router {
         grpc.ServerCredentials.createInsecure(),
         (err, bound) => (err ? reject(err) : resolve(bound)),
       );
-    }).catch(async (e) => {
-      for (const l of links.values()) {
-        l.client.close();
-        await l.hints.close();
-      }
-      throw e;
     });
-    const router = new Router(`${full.host}:${port}`, { ...full, port }, ring, server, links, log);
+    const address = `${full.host}:${port}`;
+    let agent: GossipAgent | null = null;
+    if (join.length > 0) {
+      const advertise = options.advertise ?? address;
+      agent = new GossipAgent({
+        id: options.node_id ?? `router@${advertise}`,
+        address: advertise,
+        role: "router",
+        seeds: join,
+        transport: new GrpcGossipTransport(),
+        logger: log,
+      });
+      addGossipService(server, agent);
+    }
+    const router = new Router(
+      address,
+      { ...full, port },
+      join,
+      server,
+      agent,
+      options.vnodes_per_member,
+      log,
+    );
+    try {
+      // The static nodes' links; a hint log that cannot be opened stops the start.
+      await router.#reconcileOnce(true);
+    } catch (e) {
+      server.forceShutdown();
+      agent?.stop();
+      await router.#closeLinks();
+      throw e;
+    }
     server.addService(vectorDbService, router.handlers());
+    if (agent !== null) {
+      router.#follower = new RingFollower(agent, { vnodes_per_member: options.vnodes_per_member });
+      // After the follower's own listener: every event (a static node seen dead included).
+      agent.onChange((e) => {
+        const role = e.member.meta.role === "router" ? "router" : "node";
+        log(
+          `${role} ${e.member.id} (${e.member.address}) ${e.type}, incarnation ` +
+            `${e.member.incarnation}`,
+        );
+        router.#scheduleReconcile();
+      });
+      agent.start();
+    }
     router.#timer = setInterval(() => router.#tickAll(), TICK_INTERVAL_MS);
     router.#tickAll();
     return router;
   }
 
-  /** Stops serving, lets replays finish their current hint, closes hint logs and channels. */
+  /**
+   * Leaves the cluster (others see the router `left`), stops serving, lets replays finish
+   * their current hint, closes hint logs and channels.
+   */
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
     if (this.#timer !== null) clearInterval(this.#timer);
+    if (this.agent !== null) {
+      await this.agent.leave();
+      this.#follower?.close();
+      this.agent.stop();
+    }
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
         this.#server.forceShutdown();
@@ -333,15 +444,239 @@ export class Router {
       });
     });
     while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+    await this.#closeLinks();
+  }
+
+  async #closeLinks(): Promise<void> {
+    await Promise.allSettled([...this.#retiring.values()]);
     for (const l of this.#links.values()) {
       await l.hints.close();
-      l.client.close();
+      if (l.active) l.client.close();
+      l.active = false;
     }
   }
 
-  /** Pending hints per node (for tests and logs). */
+  /** Pending hints per node (for tests and logs), nodes off the ring included. */
   pendingHints(): Map<string, number> {
     return new Map([...this.#links].map(([a, l]) => [a, l.hints.pending]));
+  }
+
+  // ----- the ring: static list or gossip -----
+
+  #makeView(nodes: string[]): RingView {
+    const ring = new HashRing({ members: nodes, vnodes_per_member: this.#vnodes });
+    return { nodes, ring, shards: ringShards(ring, this.options.replication_factor) };
+  }
+
+  /** The current ring; UNAVAILABLE when it has no storage node (gossip not joined yet). */
+  #routable(): RingView {
+    const view = this.#view;
+    if (view.nodes.length > 0) return view;
+    throw new RouterStatusError(
+      grpc.status.UNAVAILABLE,
+      this.agent !== null
+        ? `The router knows no storage node yet: gossip through ${this.join.join(",")} has ` +
+          `not reported any`
+        : "The router has no storage node",
+    );
+  }
+
+  /** Runs {@link #reconcileOnce} in the background, one at a time, until nothing changed. */
+  #scheduleReconcile(): void {
+    if (this.#stopping) return;
+    this.#reconcile_wanted = true;
+    if (this.#reconciling) return;
+    this.#reconciling = true;
+    const run = (async () => {
+      try {
+        while (this.#reconcile_wanted && !this.#stopping) {
+          this.#reconcile_wanted = false;
+          await this.#reconcileOnce(false);
+        }
+      } finally {
+        this.#reconciling = false;
+      }
+    })().catch((e) => this.#log(`ERROR updating the ring: ${(e as Error)?.stack ?? e}`))
+      .finally(() => this.#background.delete(run));
+    this.#background.add(run);
+  }
+
+  /**
+   * Makes the ring equal to {@link ringNodes} of the static list and the gossip view: opens a
+   * link (hint log and channel) for each node that appears, reopens the channel of one that
+   * comes back, queues the collections the other nodes have for each node new to the ring,
+   * then publishes the new ring and closes the channels of nodes that left it. A node off
+   * the ring keeps its hint log (and its pending hints) until it returns. With `strict`, a
+   * hint log that cannot be opened throws; otherwise the node stays off the ring and the
+   * update is tried again a second later.
+   */
+  async #reconcileOnce(strict: boolean): Promise<void> {
+    if (this.agent !== null) {
+      for (const m of this.agent.members()) {
+        if (m.meta.role === "node" && this.#static.has(m.address)) this.#seen.add(m.address);
+      }
+    }
+    const target = ringNodes(this.options.nodes, this.#follower?.nodes() ?? [], this.#seen);
+    const before = this.#view.nodes;
+    const prev = new Set(before);
+    const ready: string[] = [];
+    for (const address of target) {
+      let link = this.#links.get(address);
+      if (link === undefined) {
+        try {
+          link = await this.#openLink(address);
+        } catch (e) {
+          if (strict) throw e;
+          this.#log(
+            `ERROR cannot open the hint log of node ${address}, leaving it off the ring: ` +
+              `${(e as Error).message}`,
+          );
+          this.#reconcile_retry_ms = Date.now() + 1000;
+          continue;
+        }
+        if (this.#stopping) {
+          await link.hints.close();
+          link.client.close();
+          return;
+        }
+        this.#links.set(address, link);
+      } else if (!link.active) {
+        link.client = this.#newClient(address);
+        link.active = true;
+      }
+      ready.push(address);
+    }
+    const joined = prev.size > 0 ? ready.filter((a) => !prev.has(a)) : [];
+    if (joined.length > 0) await this.#copyCatalog(joined, ready.filter((a) => prev.has(a)));
+    const next = new Set(ready);
+    const removed = before.filter((a) => !next.has(a));
+    const added = ready.filter((a) => !prev.has(a));
+    if (removed.length + added.length === 0) return;
+    this.#view = this.#makeView(ready);
+    const now = Date.now();
+    for (const a of removed) {
+      const l = this.#links.get(a);
+      if (l === undefined || !l.active) continue;
+      l.active = false;
+      l.inactive_since_ms = now;
+      l.client.close();
+    }
+    this.#log(
+      `ring: ${ready.length} storage nodes [${ready.join(", ")}]` +
+        (added.length > 0 ? `; added ${added.join(", ")}` : "") +
+        (removed.length > 0
+          ? `; removed ${removed.join(", ")} (hint queues kept until they return)`
+          : ""),
+    );
+    if (ready.length < this.options.replication_factor) {
+      this.#log(
+        `WARNING ${ready.length} storage nodes on the ring, fewer than the replication factor ` +
+          `${this.options.replication_factor}`,
+      );
+    }
+  }
+
+  /**
+   * Queues, for each node new to the ring, a creation of every collection the nodes already
+   * on it report (delivered before any write routed to the new node, through its hint
+   * queue; a node that has the collection answers "created: false"). Points are NOT copied.
+   */
+  async #copyCatalog(joined: string[], sources: string[]): Promise<void> {
+    const settled = await Promise.allSettled(
+      sources.map((a) => this.#links.get(a)!.client.call("ListCollections", {})),
+    );
+    const byName = new Map<string, CollectionInfo>();
+    for (const s of settled) {
+      if (s.status !== "fulfilled") continue;
+      for (const c of s.value.collections) if (!byName.has(c.name)) byName.set(c.name, c);
+    }
+    if (sources.length > 0 && settled.every((s) => s.status === "rejected")) {
+      this.#log(
+        `WARNING no node answered ListCollections; ${joined.join(", ")} will lack the ` +
+          `collections created before it joined`,
+      );
+    }
+    const records: WalRecord[] = [];
+    for (const c of byName.values()) {
+      try {
+        const v = validateCreateCollectionRequest(c);
+        records.push({
+          kind: "create_collection",
+          collection: v.name,
+          dimension: v.dimension,
+          metric: v.metric,
+          m: v.m,
+          ef_construction: v.ef_construction,
+        });
+      } catch (e) {
+        this.#log(`WARNING not copying collection "${c.name}": ${(e as Error).message}`);
+      }
+    }
+    if (records.length === 0) return;
+    for (const a of joined) {
+      const link = this.#links.get(a)!;
+      let queued = 0;
+      for (const r of records) {
+        const res = await this.#enqueue(link, r, false);
+        if (res.kind !== "rejected") queued++;
+      }
+      this.#log(`node ${a} joined the ring: queued ${queued} collection creations for it`);
+    }
+  }
+
+  #newClient(address: string): ApiClient {
+    return new ApiClient(address, {
+      timeout_ms: this.options.node_timeout_ms,
+      client_options: {
+        "grpc.initial_reconnect_backoff_ms": 200,
+        "grpc.max_reconnect_backoff_ms": RECONNECT_BACKOFF_MAX_MS,
+        "grpc.min_reconnect_backoff_ms": 100,
+      },
+    });
+  }
+
+  async #openLink(address: string): Promise<NodeLink> {
+    await this.#retiring.get(address);
+    const o = this.options;
+    const hints = await HintLog.open(
+      address,
+      join(o.data_dir, "hints", sanitize(address)),
+      { hints_max: o.hints_max, hint_bytes_max: o.hint_bytes_max, logger: this.#log },
+    );
+    return {
+      address,
+      client: this.#newClient(address),
+      active: true,
+      inactive_since_ms: 0,
+      hints,
+      handoff: new OwnerHandoff(address, {
+        retry_interval_ms: o.retry_interval_ms,
+        pending: hints.pending,
+      }),
+      refused: 0,
+      discarded: 0,
+      last_full_log_ms: 0,
+      last_error: "",
+    };
+  }
+
+  /** Closes the hint log of a node off the ring with nothing pending, after a grace period. */
+  #retireIdle(now: number): void {
+    for (const [address, link] of this.#links) {
+      if (
+        link.active || link.hints.pending > 0 || link.handoff.busy ||
+        now - link.inactive_since_ms < LINK_RETIRE_MS
+      ) continue;
+      this.#links.delete(address);
+      const closing = link.hints.close()
+        .catch((e) => this.#log(`ERROR closing the hint log of ${address}: ${e}`))
+        .finally(() => {
+          this.#retiring.delete(address);
+          this.#background.delete(closing);
+        });
+      this.#retiring.set(address, closing);
+      this.#background.add(closing);
+    }
   }
 
   // ----- handlers -----
@@ -384,7 +719,7 @@ export class Router {
   async #put(req: VectorDBMethods["Put"]["request"]): Promise<VectorDBMethods["Put"]["response"]> {
     const v = validatePutRequest(req);
     const consistency = v.consistency ?? this.options.consistency;
-    const owners = this.ring.owners(v.id, this.options.replication_factor);
+    const owners = this.#routable().ring.owners(v.id, this.options.replication_factor);
     const record: WalRecord = {
       kind: "put",
       collection: v.collection,
@@ -409,7 +744,7 @@ export class Router {
   ): Promise<VectorDBMethods["PutBatch"]["response"]> {
     const v = validatePutBatchRequest(req);
     const consistency = v.consistency ?? this.options.consistency;
-    const split = splitBatch(this.ring, this.options.replication_factor, v.points);
+    const split = splitBatch(this.#routable().ring, this.options.replication_factor, v.points);
     const owners = [...split.per_owner.keys()];
     const dimension = v.points[0].vector.length;
     const results = await this.#write(
@@ -429,7 +764,7 @@ export class Router {
   ): Promise<VectorDBMethods["Delete"]["response"]> {
     const v = validatePointRef(req);
     const consistency = v.consistency ?? this.options.consistency;
-    const owners = this.ring.owners(v.id, this.options.replication_factor);
+    const owners = this.#routable().ring.owners(v.id, this.options.replication_factor);
     const record: WalRecord = { kind: "delete", collection: v.collection, id: v.id };
     const request = { id: v.id, collection: v.collection };
     const results = await this.#write(owners, "Delete", () => request, record);
@@ -456,7 +791,7 @@ export class Router {
 
   async #get(req: VectorDBMethods["Get"]["request"]): Promise<VectorDBMethods["Get"]["response"]> {
     const v = validatePointRef(req);
-    const owners = this.ring.owners(v.id, this.options.replication_factor);
+    const owners = this.#routable().ring.owners(v.id, this.options.replication_factor);
     const order = readOrder(
       owners,
       (o) => this.#link(o).hints.pending,
@@ -496,6 +831,7 @@ export class Router {
     req: VectorDBMethods["Search"]["request"],
   ): Promise<VectorDBMethods["Search"]["response"]> {
     const v = validateSearchRequest(req);
+    const view = this.#routable();
     const down = new Set<string>();
     for (const [a, l] of this.#links) if (!l.handoff.reachable) down.add(a);
     const request = { vector: v.vector, k: v.k, ef: v.ef, collection: v.collection };
@@ -534,10 +870,10 @@ export class Router {
         }
       });
     };
-    await round(searchTargets(this.options.nodes, this.shards, down), false);
+    await round(searchTargets(view.nodes, view.shards, down), false);
     // A node believed down may be back while its channel still waits out its reconnect
     // backoff (up to 1 s); the second round waits for the channel, for a bounded time.
-    const retry = searchRetryTargets(this.options.nodes, this.shards, answered, asked);
+    const retry = searchRetryTargets(view.nodes, view.shards, answered, asked);
     if (retry.length > 0 && verdict === null) await round(retry, true);
     if (verdict !== null) throw verdict;
     if (lists.length === 0) {
@@ -548,7 +884,7 @@ export class Router {
       );
     }
     const results = mergeSearchResults(lists, v.k);
-    const coverage = searchCoverage(this.shards, answered);
+    const coverage = searchCoverage(view.shards, answered);
     return { results, ...coverage };
   }
 
@@ -556,7 +892,7 @@ export class Router {
     req: VectorDBMethods["CreateCollection"]["request"],
   ): Promise<VectorDBMethods["CreateCollection"]["response"]> {
     const v = validateCreateCollectionRequest(req);
-    const nodes = this.options.nodes;
+    const nodes = this.#routable().nodes;
     const record: WalRecord = {
       kind: "create_collection",
       collection: v.name,
@@ -587,7 +923,7 @@ export class Router {
     req: VectorDBMethods["DropCollection"]["request"],
   ): Promise<VectorDBMethods["DropCollection"]["response"]> {
     const name = validateCollectionName(req.name, "name");
-    const nodes = this.options.nodes;
+    const nodes = this.#routable().nodes;
     const record: WalRecord = { kind: "drop_collection", collection: name };
     const results = await this.#write(nodes, "DropCollection", () => ({ name }), record);
     let dropped = false;
@@ -618,7 +954,7 @@ export class Router {
   }
 
   async #listCollections(): Promise<VectorDBMethods["ListCollections"]["response"]> {
-    const nodes = this.options.nodes;
+    const nodes = this.#routable().nodes;
     const settled = await Promise.allSettled(
       nodes.map((n) => this.#link(n).client.call("ListCollections", {})),
     );
@@ -645,7 +981,7 @@ export class Router {
   }
 
   async #stats(): Promise<VectorDBMethods["Stats"]["response"]> {
-    const nodes = this.options.nodes;
+    const nodes = this.#view.nodes;
     const settled = await Promise.allSettled(
       nodes.map((n) => this.#link(n).client.call("Stats", {})),
     );
@@ -696,9 +1032,24 @@ export class Router {
         sum.last_snapshot_time_ms = maxSeq([sum.last_snapshot_time_ms, c.last_snapshot_time_ms]);
       }
     });
+    // Nodes off the ring whose hints wait for them to come back.
+    for (const [address, link] of this.#links) {
+      if (link.active || link.hints.pending === 0) continue;
+      per.push({
+        node_id: "",
+        address,
+        collections: [],
+        uptime_ms: 0,
+        rss_bytes: 0,
+        heap_used_bytes: 0,
+        error: "not on the ring (dead or left); its hints wait for it to come back",
+        hints_pending: String(link.hints.pending),
+        hints_refused: String(link.refused),
+      });
+    }
     const mem = process.memoryUsage();
     return {
-      node_id: `router@${this.address}`,
+      node_id: this.agent?.id ?? `router@${this.address}`,
       collections: [...sums.values()].sort((a, b) => (a.name < b.name ? -1 : 1)),
       uptime_ms: Date.now() - this.#started_ms,
       rss_bytes: mem.rss,
@@ -709,8 +1060,23 @@ export class Router {
     };
   }
 
+  /**
+   * With gossip: the agent's view (every member with its state and incarnation, routers
+   * flagged). Without: the ring's nodes, alive or dead as the router last reached them, and
+   * the router itself.
+   */
   #members(): VectorDBMethods["Members"]["response"] {
-    const members = this.options.nodes.map((address) => ({
+    if (this.agent !== null) {
+      const members = this.agent.members().map((m) => ({
+        id: m.id,
+        address: m.address,
+        state: m.state,
+        incarnation: m.incarnation,
+        is_router: m.meta.role === "router",
+      }));
+      return { members, self_id: this.agent.id };
+    }
+    const members = this.#view.nodes.map((address) => ({
       id: address,
       address,
       state: this.#link(address).handoff.reachable ? "alive" : "dead",
@@ -829,7 +1195,7 @@ export class Router {
       return { kind: "rejected", error: e };
     }
     this.#tick(link);
-    if (wait && link.handoff.waitForDelivery()) {
+    if (wait && link.active && link.handoff.waitForDelivery()) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const delivered = await Promise.race([
         hint.delivery,
@@ -872,7 +1238,12 @@ export class Router {
 
   #link(address: string): NodeLink {
     const l = this.#links.get(address);
-    if (l === undefined) throw new Error(`Node ${address} is not one of the router's nodes`);
+    if (l === undefined) {
+      throw new RouterStatusError(
+        grpc.status.UNAVAILABLE,
+        `Node ${address} is no longer one of the router's nodes`,
+      );
+    }
     return l;
   }
 
@@ -892,11 +1263,18 @@ export class Router {
   // ----- background: replay and probes -----
 
   #tickAll(): void {
+    const now = Date.now();
     for (const link of this.#links.values()) this.#tick(link);
+    this.#retireIdle(now);
+    if (this.#reconcile_retry_ms !== 0 && now >= this.#reconcile_retry_ms) {
+      this.#reconcile_retry_ms = 0;
+      this.#scheduleReconcile();
+    }
   }
 
+  /** Ticks a node's handoff state; nodes off the ring wait (their channel is closed). */
   #tick(link: NodeLink): void {
-    if (this.#stopping) return;
+    if (this.#stopping || !link.active) return;
     const action = link.handoff.tick(Date.now());
     if (action === "none") return;
     const run = action === "replay" ? this.#replay(link) : this.#probe(link);

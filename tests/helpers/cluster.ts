@@ -11,6 +11,10 @@
  * });
  * ```
  *
+ * With `gossip: true` every node is started with `--join` of all the others and the router
+ * with `--join` of the nodes and NO `--nodes`: its ring follows gossip. `addNode()` starts one
+ * more node (joining the others) on a new port.
+ *
  * `withCluster` ALWAYS stops every process it started (SIGTERM, then SIGKILL after 5 s) and
  * removes the directory, and prints the processes' last log lines when the body throws.
  * Every process is waited for up to 60 s to print `READY`.
@@ -127,6 +131,8 @@ export interface ClusterOptions {
   consistency?: "one" | "quorum" | "all";
   node_timeout_ms?: number;
   retry_interval_ms?: number;
+  /** Nodes join each other; the router joins them instead of getting `--nodes`. */
+  gossip?: boolean;
 }
 
 /** A running test cluster. */
@@ -159,7 +165,7 @@ export class TestCluster {
     }
     if (this.nodes[i] !== null) this.#old.push(this.nodes[i]!);
     const port = this.nodePorts[i];
-    const p = new ChildProc(`node-${port}`, [
+    const args = [
       "node",
       "--import",
       "tsx",
@@ -168,7 +174,11 @@ export class TestCluster {
       String(port),
       "--data-dir",
       `${this.dir}/node-${port}`,
-    ]);
+    ];
+    if (this.options.gossip) {
+      args.push("--join", this.nodeAddrs.filter((_, j) => j !== i).join(","));
+    }
+    const p = new ChildProc(`node-${port}`, args);
     this.nodes[i] = p;
     await p.ready;
   }
@@ -184,8 +194,7 @@ export class TestCluster {
       "src/router/main.ts",
       "--port",
       String(this.routerPort),
-      "--nodes",
-      this.nodeAddrs.join(","),
+      ...(o.gossip ? ["--join", this.nodeAddrs.join(",")] : ["--nodes", this.nodeAddrs.join(",")]),
       "--replication-factor",
       String(o.replication_factor),
       "--consistency",
@@ -198,6 +207,17 @@ export class TestCluster {
       `${this.dir}/router`,
     ]);
     await this.router.ready;
+  }
+
+  /** Starts one more node on a new port (joining the others with `gossip`); its index. */
+  async addNode(): Promise<number> {
+    const port = freePort();
+    this.nodePorts.push(port);
+    this.nodeAddrs.push(`127.0.0.1:${port}`);
+    this.nodes.push(null);
+    const i = this.nodes.length - 1;
+    await this.startNode(i);
+    return i;
   }
 
   /** Kills node `i` (SIGKILL by default) and waits for it to exit. */
@@ -241,6 +261,7 @@ export async function withCluster(
     consistency: options.consistency ?? "quorum",
     node_timeout_ms: options.node_timeout_ms ?? 2000,
     retry_interval_ms: options.retry_interval_ms ?? 200,
+    gossip: options.gossip ?? false,
   });
   try {
     await Promise.all(cluster.nodePorts.map((_, i) => cluster.startNode(i)));
