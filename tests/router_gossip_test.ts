@@ -248,7 +248,12 @@ Deno.test({
           15_000,
         );
         const back = c.api(c.nodeAddrs[2]);
-        for (const p of hinted) assert.deepEqual(await getOn(back, p), points.get(p), `id ${p}`);
+        // Rebalancing may prune the hinted points it no longer owns on the 4-node ring.
+        const ring = new HashRing({ members: c.nodeAddrs });
+        for (const p of hinted) {
+          if (!ring.owners(p, 2).includes(c.nodeAddrs[2])) continue;
+          assert.deepEqual(await getOn(back, p), points.get(p), `id ${p}`);
+        }
         assert.equal((await answeringNodes(router)).length, 4);
       });
     });

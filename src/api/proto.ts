@@ -167,6 +167,17 @@ export interface StatsResponse {
   version?: string;
   is_router?: boolean;
   nodes?: NodeStats[];
+  /** Router only: rebalancing progress (see proto/vector_db.proto). */
+  rebalancing?: boolean;
+  transfers_active?: number;
+  transfers_pending?: number;
+  transfers_done?: Uint64;
+  transfers_failed?: Uint64;
+  points_scanned?: Uint64;
+  points_copied?: Uint64;
+  points_pruned?: Uint64;
+  rebalances_done?: Uint64;
+  points_unresolved?: Uint64;
 }
 
 // deno-lint-ignore no-empty-interface

@@ -18,13 +18,16 @@
  * | `--hints-max`          | 100000          | pending hints per node                        |
  * | `--hint-bytes-max`     | 268435456       | pending hint payload bytes per node           |
  * | `--retry-interval-ms`  | 500             | pause between attempts to reach a down node   |
+ * | `--transfers-max`      | 2               | rebalancing: most transfers at once           |
+ * | `--rebalance-delay-ms` | 500             | rebalancing: ring stability before it starts  |
  *
  * `--nodes` defaults to 127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053, the three nodes of
  * `deno task cluster`, so the original quickstart needs no flags; with `--join` it defaults
  * to none. With `--join` the router is a gossip member (role "router", holding no data) and its
  * ring follows the storage nodes gossip reports; each node of a `--nodes` list given as well
  * stays on the ring until gossip reports it (so the ring never shrinks while the router joins).
- * Ring member ids are node addresses either way (see server.ts).
+ * Ring member ids are node addresses either way (see server.ts). With `--join` the router also
+ * moves points when its ring changes (src/router/rebalance.ts).
  *
  * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: stop accepting, finish
  * in-flight requests (up to 5 s), close hint logs, exit 0.
@@ -86,6 +89,8 @@ export function parseRouterArgs(argv: readonly string[]): RouterOptions {
         "hints-max": { type: "string", default: "100000" },
         "hint-bytes-max": { type: "string", default: String(256 * 2 ** 20) },
         "retry-interval-ms": { type: "string", default: "500" },
+        "transfers-max": { type: "string", default: "2" },
+        "rebalance-delay-ms": { type: "string", default: "500" },
       },
       strict: true,
       allowPositionals: false,
@@ -131,6 +136,8 @@ export function parseRouterArgs(argv: readonly string[]): RouterOptions {
     hints_max: integer("hints-max", values["hints-max"]!, 1, 100_000_000),
     hint_bytes_max: integer("hint-bytes-max", values["hint-bytes-max"]!, 1, 2 ** 40),
     retry_interval_ms: integer("retry-interval-ms", values["retry-interval-ms"]!, 1, 600_000),
+    transfers_max: integer("transfers-max", values["transfers-max"]!, 1, 64),
+    rebalance_delay_ms: integer("rebalance-delay-ms", values["rebalance-delay-ms"]!, 0, 600_000),
   };
 }
 

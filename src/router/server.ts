@@ -29,11 +29,14 @@
  * `#copyCatalog`); then the new ring is published. When it leaves the ring (dead or left),
  * its channel is closed but its hint log stays open with its pending hints, which are
  * replayed when it comes back; a node off the ring with nothing pending has its hint log
- * closed after {@link LINK_RETIRE_MS}. Points are NOT moved when the ring changes: a node
- * new to the ring holds none of the points written before it joined (not even those it now
- * owns), and the owners of a dead node's ranges lack what it held; Get may then answer "not
- * found" for such a point, Search still finds it on whichever node has it (every node on
- * the ring is asked). Each request plans on one ring snapshot.
+ * closed after {@link LINK_RETIRE_MS}. With gossip, points move when the ring changes
+ * (rebalance.ts): copy tokens are opened on the new ring's nodes before it is published, then
+ * each node's points are copied to the owners that gained them and, once all succeeded,
+ * deleted from nodes that no longer own them; Stats reports the progress. Meanwhile Search
+ * asks every node (so it stays complete) and Get treats "not found" from an owner still
+ * receiving the point as stale. Static rings never change, so nothing moves. Each request
+ * plans on one ring snapshot; writes count themselves in flight on it, so a rebalance can wait
+ * for the writes planned on older rings.
  *
  * Write path and hints. A write is sent to every owner at once (an owner with pending hints
  * gets it through its hint queue instead, see handoff.ts). The reply waits until every owner
@@ -109,6 +112,8 @@ import {
   splitBatch,
 } from "./plan.ts";
 import { ringShards } from "./shards.ts";
+import { Rebalancer } from "./rebalance.ts";
+import { TransferClient } from "../server/transfer_service.ts";
 
 /** Software version reported by Stats. */
 export const ROUTER_VERSION = "0.1.0";
@@ -155,6 +160,10 @@ export interface RouterOptions {
   retry_interval_ms?: number;
   /** Virtual nodes per member; default the ring's. */
   vnodes_per_member?: number;
+  /** Rebalancing (gossip only): most transfers at once; default 2. */
+  transfers_max?: number;
+  /** Rebalancing: ring stability before transfers start; default 500 ms. */
+  rebalance_delay_ms?: number;
   logger?: (message: string) => void;
 }
 
@@ -200,6 +209,8 @@ interface NodeLink {
   address: string;
   /** Its channel: closed while the node is off the ring, replaced when it comes back. */
   client: ApiClient;
+  /** Its `vectordb.internal.Transfer` client (rebalancing), closed and replaced with `client`. */
+  transfer: TransferClient;
   /** Whether the node is on the router's ring (and its channel open). */
   active: boolean;
   /** When it went off the ring (an idle link is retired {@link LINK_RETIRE_MS} later). */
@@ -220,6 +231,8 @@ interface RingView {
   nodes: string[];
   ring: HashRing;
   shards: string[][];
+  /** Writes planned on this ring still in flight (rebalancing waits for older rings' ones). */
+  writes: number;
 }
 
 /** How one owner settled a write. */
@@ -249,7 +262,16 @@ const HOST_PORT = /^[^\s:]+:\d{1,5}$/;
 export class Router {
   readonly address: string;
   readonly options: Required<
-    Omit<RouterOptions, "vnodes_per_member" | "logger" | "join" | "advertise" | "node_id">
+    Omit<
+      RouterOptions,
+      | "vnodes_per_member"
+      | "logger"
+      | "join"
+      | "advertise"
+      | "node_id"
+      | "transfers_max"
+      | "rebalance_delay_ms"
+    >
   >;
   /** Gossip seeds (empty: static mode). */
   readonly join: readonly string[];
@@ -264,7 +286,11 @@ export class Router {
   /** Hint logs of retired links still closing, by address. */
   readonly #retiring = new Map<string, Promise<void>>();
   #view: RingView;
+  /** Views with writes in flight. */
+  readonly #writing = new Set<RingView>();
   #follower: RingFollower | null = null;
+  /** Moves points when the ring changes (gossip only); null in static mode. */
+  #rebalancer: Rebalancer | null = null;
   readonly #static: ReadonlySet<string>;
   /** Static node addresses gossip has reported (from then on gossip decides for them). */
   readonly #seen = new Set<string>();
@@ -392,6 +418,24 @@ export class Router {
       options.vnodes_per_member,
       log,
     );
+    if (agent !== null) {
+      router.#rebalancer = new Rebalancer({
+        log,
+        transfer: (a) => {
+          const l = router.#links.get(a);
+          return l !== undefined && l.active ? l.transfer : null;
+        },
+        collections: (nodes) => router.#collectionNames(nodes),
+        hintsPending: (a) => router.#links.get(a)?.hints.pending ?? 0,
+        current: () => router.#view,
+        drainOlderWrites: (view, ms) => router.#drainOlderWrites(view as RingView, ms),
+        node_timeout_ms: full.node_timeout_ms,
+      }, {
+        replication_factor: full.replication_factor,
+        transfers_max: options.transfers_max,
+        delay_ms: options.rebalance_delay_ms,
+      });
+    }
     try {
       // The static nodes' links; a hint log that cannot be opened stops the start.
       await router.#reconcileOnce(true);
@@ -428,6 +472,7 @@ export class Router {
     if (this.#stopping) return;
     this.#stopping = true;
     if (this.#timer !== null) clearInterval(this.#timer);
+    await this.#rebalancer?.stop();
     if (this.agent !== null) {
       await this.agent.leave();
       this.#follower?.close();
@@ -451,7 +496,10 @@ export class Router {
     await Promise.allSettled([...this.#retiring.values()]);
     for (const l of this.#links.values()) {
       await l.hints.close();
-      if (l.active) l.client.close();
+      if (l.active) {
+        l.client.close();
+        l.transfer.close();
+      }
       l.active = false;
     }
   }
@@ -461,11 +509,51 @@ export class Router {
     return new Map([...this.#links].map(([a, l]) => [a, l.hints.pending]));
   }
 
+  /** The rebalancing driver (gossip only), for tests. */
+  get rebalancer(): Rebalancer | null {
+    return this.#rebalancer;
+  }
+
+  /** Names of the collections `nodes` report (union; nodes that fail are skipped). */
+  async #collectionNames(nodes: readonly string[]): Promise<string[]> {
+    const settled = await Promise.allSettled(
+      nodes.map((n) => this.#link(n).client.call("ListCollections", {})),
+    );
+    const names = new Set<string>();
+    for (const s of settled) {
+      if (s.status === "fulfilled") { for (const c of s.value.collections) names.add(c.name); }
+    }
+    return [...names].sort();
+  }
+
+  /** Waits until no write planned on a view other than `view` is in flight; false on timeout. */
+  async #drainOlderWrites(view: RingView, ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      let busy = false;
+      for (const v of this.#writing) if (v !== view && v.writes > 0) busy = true;
+      if (!busy) return true;
+      if (Date.now() >= deadline || this.#stopping) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Runs a write planned on `view`, counting it in flight (see {@link #drainOlderWrites}). */
+  async #counted<T>(view: RingView, fn: () => Promise<T>): Promise<T> {
+    view.writes++;
+    this.#writing.add(view);
+    try {
+      return await fn();
+    } finally {
+      if (--view.writes === 0) this.#writing.delete(view);
+    }
+  }
+
   // ----- the ring: static list or gossip -----
 
   #makeView(nodes: string[]): RingView {
     const ring = new HashRing({ members: nodes, vnodes_per_member: this.#vnodes });
-    return { nodes, ring, shards: ringShards(ring, this.options.replication_factor) };
+    return { nodes, ring, shards: ringShards(ring, this.options.replication_factor), writes: 0 };
   }
 
   /** The current ring; UNAVAILABLE when it has no storage node (gossip not joined yet). */
@@ -542,9 +630,19 @@ export class Router {
         this.#links.set(address, link);
       } else if (!link.active) {
         link.client = this.#newClient(address);
+        link.transfer = this.#newTransferClient(address);
         link.active = true;
       }
       ready.push(address);
+    }
+    // While a move is unsettled, nodes joining wait off the ring (rebalance.ts).
+    if (this.#rebalancer?.busy && prev.size > 0) {
+      const waiting = ready.filter((a) => !prev.has(a));
+      if (waiting.length > 0) {
+        ready.splice(0, ready.length, ...ready.filter((a) => prev.has(a)));
+        this.#reconcile_retry_ms = Date.now() + 500;
+        if (ready.length === before.length) return;
+      }
     }
     const joined = prev.size > 0 ? ready.filter((a) => !prev.has(a)) : [];
     if (joined.length > 0) await this.#copyCatalog(joined, ready.filter((a) => prev.has(a)));
@@ -552,7 +650,10 @@ export class Router {
     const removed = before.filter((a) => !next.has(a));
     const added = ready.filter((a) => !prev.has(a));
     if (removed.length + added.length === 0) return;
+    // Copy tokens first: no write routed by the new ring may reach a node before its token.
+    await this.#rebalancer?.prepare(ready);
     this.#view = this.#makeView(ready);
+    this.#rebalancer?.changed(this.#view);
     const now = Date.now();
     for (const a of removed) {
       const l = this.#links.get(a);
@@ -560,6 +661,7 @@ export class Router {
       l.active = false;
       l.inactive_since_ms = now;
       l.client.close();
+      l.transfer.close();
     }
     this.#log(
       `ring: ${ready.length} storage nodes [${ready.join(", ")}]` +
@@ -635,6 +737,14 @@ export class Router {
     });
   }
 
+  #newTransferClient(address: string): TransferClient {
+    return new TransferClient(address, this.options.node_timeout_ms, {
+      "grpc.initial_reconnect_backoff_ms": 200,
+      "grpc.max_reconnect_backoff_ms": RECONNECT_BACKOFF_MAX_MS,
+      "grpc.min_reconnect_backoff_ms": 100,
+    });
+  }
+
   async #openLink(address: string): Promise<NodeLink> {
     await this.#retiring.get(address);
     const o = this.options;
@@ -646,6 +756,7 @@ export class Router {
     return {
       address,
       client: this.#newClient(address),
+      transfer: this.#newTransferClient(address),
       active: true,
       inactive_since_ms: 0,
       hints,
@@ -718,8 +829,16 @@ export class Router {
 
   async #put(req: VectorDBMethods["Put"]["request"]): Promise<VectorDBMethods["Put"]["response"]> {
     const v = validatePutRequest(req);
+    const view = this.#routable();
+    return await this.#counted(view, () => this.#putOn(view, v));
+  }
+
+  async #putOn(
+    view: RingView,
+    v: ReturnType<typeof validatePutRequest>,
+  ): Promise<VectorDBMethods["Put"]["response"]> {
     const consistency = v.consistency ?? this.options.consistency;
-    const owners = this.#routable().ring.owners(v.id, this.options.replication_factor);
+    const owners = view.ring.owners(v.id, this.options.replication_factor);
     const record: WalRecord = {
       kind: "put",
       collection: v.collection,
@@ -743,8 +862,16 @@ export class Router {
     req: VectorDBMethods["PutBatch"]["request"],
   ): Promise<VectorDBMethods["PutBatch"]["response"]> {
     const v = validatePutBatchRequest(req);
+    const view = this.#routable();
+    return await this.#counted(view, () => this.#putBatchOn(view, v));
+  }
+
+  async #putBatchOn(
+    view: RingView,
+    v: ReturnType<typeof validatePutBatchRequest>,
+  ): Promise<VectorDBMethods["PutBatch"]["response"]> {
     const consistency = v.consistency ?? this.options.consistency;
-    const split = splitBatch(this.#routable().ring, this.options.replication_factor, v.points);
+    const split = splitBatch(view.ring, this.options.replication_factor, v.points);
     const owners = [...split.per_owner.keys()];
     const dimension = v.points[0].vector.length;
     const results = await this.#write(
@@ -763,8 +890,16 @@ export class Router {
     req: VectorDBMethods["Delete"]["request"],
   ): Promise<VectorDBMethods["Delete"]["response"]> {
     const v = validatePointRef(req);
+    const view = this.#routable();
+    return await this.#counted(view, () => this.#deleteOn(view, v));
+  }
+
+  async #deleteOn(
+    view: RingView,
+    v: ReturnType<typeof validatePointRef>,
+  ): Promise<VectorDBMethods["Delete"]["response"]> {
     const consistency = v.consistency ?? this.options.consistency;
-    const owners = this.#routable().ring.owners(v.id, this.options.replication_factor);
+    const owners = view.ring.owners(v.id, this.options.replication_factor);
     const record: WalRecord = { kind: "delete", collection: v.collection, id: v.id };
     const request = { id: v.id, collection: v.collection };
     const results = await this.#write(owners, "Delete", () => request, record);
@@ -792,16 +927,18 @@ export class Router {
   async #get(req: VectorDBMethods["Get"]["request"]): Promise<VectorDBMethods["Get"]["response"]> {
     const v = validatePointRef(req);
     const owners = this.#routable().ring.owners(v.id, this.options.replication_factor);
+    // An owner still receiving the point in a rebalance is not authoritative when it lacks it.
+    const receiving = (o: string) => this.#rebalancer?.receiving(o, v.id) ?? false;
     const order = readOrder(
       owners,
-      (o) => this.#link(o).hints.pending,
+      (o) => this.#link(o).hints.pending + (receiving(o) ? 1 : 0),
       (o) => this.#link(o).handoff.reachable,
     );
     let fallback: { response?: VectorDBMethods["Get"]["response"]; error?: unknown } | null = null;
     const errors: string[] = [];
     for (const o of order) {
       const link = this.#link(o);
-      const stale = link.hints.pending > 0;
+      const stale = link.hints.pending > 0 || receiving(o);
       try {
         const res = await link.client.call("Get", { id: v.id, collection: v.collection });
         this.#observe(link, null);
@@ -1057,6 +1194,23 @@ export class Router {
       version: ROUTER_VERSION,
       is_router: true,
       nodes: per,
+      ...this.#rebalanceStats(),
+    };
+  }
+
+  #rebalanceStats() {
+    const s = this.#rebalancer?.stats;
+    return {
+      rebalancing: s?.rebalancing ?? false,
+      transfers_active: s?.transfers_active ?? 0,
+      transfers_pending: s?.transfers_pending ?? 0,
+      transfers_done: String(s?.transfers_done ?? 0),
+      transfers_failed: String(s?.transfers_failed ?? 0),
+      points_scanned: String(s?.points_scanned ?? 0),
+      points_copied: String(s?.points_copied ?? 0),
+      points_pruned: String(s?.points_pruned ?? 0),
+      points_unresolved: String(s?.points_unresolved ?? 0),
+      rebalances_done: String(s?.rebalances_done ?? 0),
     };
   }
 
@@ -1334,8 +1488,10 @@ export class Router {
           `${this.options.retry_interval_ms} ms`,
       );
     }
-    // More may have been queued while the last commit ran.
-    if (ok && link.hints.pending > 0) this.#tick(link);
+    // More may have been queued while the last commit ran. Only after progress: hints still
+    // being made durable are pending but not yet peekable, and re-ticking on them at once
+    // would recurse without end (their append, or the 100 ms tick, starts the next replay).
+    if (ok && delivered > 0 && link.hints.pending > 0) this.#tick(link);
   }
 
   /** Sends one hint; "retry" when the node is unavailable. */

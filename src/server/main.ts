@@ -11,15 +11,17 @@
  * | `--host`               | 127.0.0.1            | address to bind                          |
  * | `--data-dir`           | `./data/node-<port>` | the node's data directory                |
  * | `--wal-recovery`       | strict               | `truncate` cuts a corrupt WAL at the damage instead of refusing to start |
- * | `--snapshot-every-ops` | 100000               | snapshot a collection after this many writes |
- * | `--snapshot-every-s`   | 300                  | ... or after this long with unsnapshotted writes |
+ * | `--snapshot-every-ops` | 20000                | snapshot a collection after this many writes |
+ * | `--snapshot-every-s`   | 60                   | ... or after this long with unsnapshotted writes |
  * | `--node-id`            | `node-<port>`        | name in logs, Stats and membership       |
  * | `--join`               | (none)               | seeds to join through, `host:port[,…]`   |
  * | `--advertise`          | `<host>:<port>`      | address other members reach this node at |
  *
  * The node is a gossip member (role "node"; src/cluster/gossip_agent.ts) from the start, on the
  * same gRPC port (service `vectordb.internal.Gossip`); without `--join` it is a cluster of one
- * until others join through it. `Members` answers with its gossip view.
+ * until others join through it. `Members` answers with its gossip view. The same port serves
+ * `vectordb.internal.Transfer` (src/server/transfer_service.ts), through which the router
+ * moves points when the ring changes; every write is reported to its copy tokens.
  *
  * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: leave the cluster
  * (others see it `left`; up to 1 s), stop accepting, finish in-flight requests (up to 5 s),
@@ -34,6 +36,7 @@ import { GossipAgent } from "../cluster/gossip_agent.ts";
 import { addGossipService, GrpcGossipTransport } from "../cluster/gossip_transport.ts";
 import { NodeStore } from "../storage/node_store.ts";
 import { nodeHandlers } from "./service.ts";
+import { addTransferService, CopyTokens } from "./transfer_service.ts";
 
 function positiveInt(name: string, v: string): number {
   const x = Number(v);
@@ -63,8 +66,8 @@ export async function main(argv: string[]): Promise<void> {
       host: { type: "string", default: "127.0.0.1" },
       "data-dir": { type: "string" },
       "wal-recovery": { type: "string", default: "strict" },
-      "snapshot-every-ops": { type: "string", default: "100000" },
-      "snapshot-every-s": { type: "string", default: "300" },
+      "snapshot-every-ops": { type: "string", default: "20000" },
+      "snapshot-every-s": { type: "string", default: "60" },
       "node-id": { type: "string" },
       join: { type: "string", default: "" },
       advertise: { type: "string" },
@@ -110,11 +113,20 @@ export async function main(argv: string[]): Promise<void> {
     );
   });
   addGossipService(server, agent);
+  const tokens = new CopyTokens();
+  addTransferService(server, store, tokens, state, { logger: log });
   server.addService(
     vectorDbService,
     nodeHandlers(
       store,
-      { nodeId, address: advertise, logger: log, members: () => agent.members() },
+      {
+        nodeId,
+        address: advertise,
+        logger: log,
+        members: () => agent.members(),
+        on_write: (collection, ids) => tokens.touch(collection, ids),
+        on_drop: (collection) => tokens.dropped(collection),
+      },
       state,
     ),
   );
@@ -125,7 +137,6 @@ export async function main(argv: string[]): Promise<void> {
     });
   });
   agent.start();
-  console.log(`READY ${host}:${port}`);
   log(`serving vectordb.VectorDB on ${host}:${port}; gossip as ${advertise}, seeds [${seeds}]`);
 
   let ticking = false;
@@ -160,6 +171,9 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+  // Only now: a supervisor may stop the node as soon as it reads READY, and a signal that
+  // arrives before the handlers above are installed kills it without a snapshot.
+  console.log(`READY ${host}:${port}`);
 }
 
 // Run when executed directly (tsx/node or deno), not when imported by tests.

@@ -83,6 +83,13 @@ export interface NodeServiceOptions {
   logger?: (message: string) => void;
   /** This node's gossip view (GossipAgent.members); without it Members lists the node alone. */
   members?: () => readonly ClusterMember[];
+  /**
+   * Called with the ids of every Put, PutBatch and Delete after validation and BEFORE the
+   * write reaches the WAL (copy tokens record them; see transfer_service.ts).
+   */
+  on_write?: (collection: string, ids: ArrayLike<number>) => void;
+  /** Called before a DropCollection drops `collection`. */
+  on_drop?: (collection: string) => void;
 }
 
 /** Builds the handlers. `state.closing` makes new requests fail with UNAVAILABLE. */
@@ -94,6 +101,7 @@ export function nodeHandlers(
   const log = options.logger ?? ((m: string) => console.error(m));
   const started = Date.now();
   let inFlight = 0;
+  const onWrite = options.on_write ?? (() => {});
 
   // Wraps an async handler: limits, status mapping, and no escaping exceptions.
   function unary<Req, Res>(
@@ -171,12 +179,14 @@ export function nodeHandlers(
   return {
     Put: unary("Put", async (req) => {
       const p = validatePutRequest(req);
+      onWrite(p.collection, [p.id]);
       const c = await store.getForWrite(p.collection, p.vector.length);
       const seq = await c.put(p.id, p.vector);
       return { ok: true, seq: String(seq), replicas_acked: 1 };
     }),
     PutBatch: unary("PutBatch", async (req) => {
       const b = validatePutBatchRequest(req);
+      onWrite(b.collection, b.points.map((x) => x.id));
       const c = await store.getForWrite(b.collection, b.points[0].vector.length);
       const seq = await c.putBatch(b.points);
       return { count: b.points.length, seq: String(seq) };
@@ -189,6 +199,7 @@ export function nodeHandlers(
     }),
     Delete: unary("Delete", async (req) => {
       const r = validatePointRef(req);
+      onWrite(r.collection, [r.id]);
       const c = readable(r.collection);
       if (c === null) return { deleted: false };
       const deleted = await c.delete(r.id);
@@ -224,6 +235,7 @@ export function nodeHandlers(
     }),
     DropCollection: unary("DropCollection", async (req) => {
       const name = validateCollectionName(req.name, "name");
+      options.on_drop?.(name);
       await store.drop(name);
       return { dropped: true };
     }),

@@ -58,9 +58,9 @@ export class TooManyCollectionsError extends Error {
 }
 
 export interface NodeStoreOptions extends CollectionOptions {
-  /** Snapshot a collection after this many writes. Default 100,000. */
+  /** Snapshot a collection after this many writes. Default 20,000 (bounds replay at start-up). */
   snapshot_every_ops?: number;
-  /** Snapshot a collection with unsnapshotted writes after this long. Default 300,000 ms. */
+  /** Snapshot a collection with unsnapshotted writes after this long. Default 60,000 ms. */
   snapshot_every_ms?: number;
 }
 
@@ -187,8 +187,8 @@ export class NodeStore {
    */
   async tick(nowMs: number = Date.now()): Promise<void> {
     this.lastSnapshotCheckMs = nowMs;
-    const everyOps = this.options.snapshot_every_ops ?? 100_000;
-    const everyMs = this.options.snapshot_every_ms ?? 300_000;
+    const everyOps = this.options.snapshot_every_ops ?? 20_000;
+    const everyMs = this.options.snapshot_every_ms ?? 60_000;
     for (const c of this.collections.values()) {
       const last = this.lastSnapshotMs.get(c.name) ?? 0;
       const due = c.opsSinceSnapshot >= everyOps ||

@@ -1,0 +1,263 @@
+/**
+ * Rebalancing with real processes: three storage nodes and a router following gossip (RF 2,
+ * quorum), 3,000 points loaded through the router.
+ *
+ * - A 4th node joins while a client keeps putting new points, overwriting and deleting old
+ *   ones and searching. Once the router's Stats say the placement is settled, every point is
+ *   on exactly its owners under the 4-node ring (Get on each node directly, with the last
+ *   value written; deleted points nowhere), the new node holds about RF/4 of the points, and
+ *   every search during the move covered every shard with k results.
+ * - Then a node is SIGKILLed. Once it is declared dead and the rebalance settles, every point
+ *   is on exactly its owners under the 3-node ring of the survivors: RF live replicas again.
+ */
+
+import assert from "node:assert/strict";
+import type { ApiClient } from "../src/api/client.ts";
+import type { StatsResponse } from "../src/api/proto.ts";
+import { HashRing } from "../src/cluster/ring.ts";
+import { type TestCluster, waitFor, withCluster } from "./helpers/cluster.ts";
+
+const DIM = 8;
+const COLLECTION = "rebalance_test";
+const POINTS = 3000;
+const RF = 2;
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6D2B79F5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** float32-rounded values, as the nodes store them. */
+function vec(random: () => number): number[] {
+  return Array.from(Float32Array.from({ length: DIM }, () => random() * 2 - 1));
+}
+
+async function stats(router: ApiClient): Promise<StatsResponse> {
+  return await router.call("Stats", {});
+}
+
+/** Addresses the router's Stats reports as answering ring nodes. */
+async function ringOf(router: ApiClient): Promise<string[]> {
+  const s = await stats(router);
+  return s.nodes!.filter((n) => n.error === "").map((n) => n.address).sort();
+}
+
+/** Waits until the router's ring is `nodes` and a rebalance after `done_before` settled. */
+async function waitSettled(
+  router: ApiClient,
+  nodes: string[],
+  done_before: number,
+  timeout_ms: number,
+): Promise<StatsResponse> {
+  let last: StatsResponse | null = null;
+  await waitFor(
+    async () => {
+      last = await stats(router);
+      const ring = last.nodes!.filter((n) => n.error === "").map((n) => n.address).sort();
+      return JSON.stringify(ring) === JSON.stringify([...nodes].sort()) && !last.rebalancing &&
+        Number(last.rebalances_done) > done_before;
+    },
+    `the router settles on [${nodes.join(", ")}]`,
+    timeout_ms,
+  );
+  return last!;
+}
+
+/**
+ * Every id of `expected` is on exactly its owners under a ring of `nodes` (with its value),
+ * a deleted id (null) on none. Returns how many live points each node holds.
+ */
+async function assertPlacement(
+  c: TestCluster,
+  nodes: string[],
+  expected: Map<number, number[] | null>,
+): Promise<Map<string, number>> {
+  const ring = new HashRing({ members: nodes });
+  const held = new Map<string, number>();
+  const ids = [...expected.keys()];
+  for (const addr of nodes) {
+    const api = c.api(addr);
+    let count = 0;
+    for (let i = 0; i < ids.length; i += 200) {
+      const chunk = ids.slice(i, i + 200);
+      const got = await Promise.all(
+        chunk.map((id) => api.call("Get", { id, collection: COLLECTION })),
+      );
+      chunk.forEach((id, j) => {
+        const want = expected.get(id)!;
+        const owner = ring.owners(id, RF).includes(addr);
+        if (want !== null && owner) {
+          assert.ok(got[j].found, `${addr} owns id ${id} but lacks it`);
+          assert.deepEqual(got[j].vector, want, `${addr} holds a stale value of id ${id}`);
+          count++;
+        } else if (want === null) {
+          assert.equal(got[j].found, false, `id ${id} was deleted but ${addr} holds it`);
+        } else {
+          assert.equal(got[j].found, false, `${addr} holds id ${id} but does not own it`);
+        }
+      });
+    }
+    held.set(addr, count);
+  }
+  return held;
+}
+
+/**
+ * Client traffic through the router until `stop()`: puts of new ids, overwrites and deletes of
+ * loaded ids, and searches that must cover every shard. Writes that fail are retried until
+ * they succeed, so `expected` is exact.
+ */
+function traffic(router: ApiClient, expected: Map<number, number[] | null>, seed: number) {
+  const random = mulberry32(seed);
+  let running = true;
+  const counts = { puts: 0, deletes: 0, searches: 0, incomplete: 0, retries: 0 };
+  let nextId = 100_000 + seed * 10_000;
+  const retrying = async (fn: () => Promise<unknown>) => {
+    for (let attempt = 0;; attempt++) {
+      try {
+        await fn();
+        return;
+      } catch (e) {
+        counts.retries++;
+        if (attempt >= 50) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  };
+  const done = (async () => {
+    while (running) {
+      const r = random();
+      if (r < 0.4) {
+        const id = nextId++;
+        const vector = vec(random);
+        await retrying(() => router.call("Put", { id, vector, collection: COLLECTION }));
+        expected.set(id, vector);
+        counts.puts++;
+      } else if (r < 0.6) {
+        const id = Math.floor(random() * POINTS);
+        const vector = vec(random);
+        await retrying(() => router.call("Put", { id, vector, collection: COLLECTION }));
+        expected.set(id, vector);
+        counts.puts++;
+      } else if (r < 0.8) {
+        const id = Math.floor(random() * POINTS);
+        await retrying(() => router.call("Delete", { id, collection: COLLECTION }));
+        expected.set(id, null);
+        counts.deletes++;
+      } else {
+        const res = await router.call("Search", {
+          vector: vec(random),
+          k: 10,
+          collection: COLLECTION,
+        });
+        counts.searches++;
+        if (res.partial || res.results.length !== 10) counts.incomplete++;
+      }
+    }
+  })();
+  return {
+    counts,
+    stop: async () => {
+      running = false;
+      await done;
+    },
+  };
+}
+
+Deno.test({
+  name: "rebalancing: a joining node gets its ranges, a dead node's ranges are re-replicated",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const step = async (name: string, body: () => Promise<void>) => {
+      const t0 = Date.now();
+      await body();
+      console.log(`  ${name}: ok (${Date.now() - t0} ms)`);
+    };
+    await withCluster({ nodes: 3, replication_factor: RF, gossip: true }, async (c) => {
+      const router = c.api(c.routerAddr, 10_000);
+      const random = mulberry32(11);
+      const expected = new Map<number, number[] | null>();
+      let done = 0;
+
+      await step("3 nodes on the router's ring; 3,000 points loaded", async () => {
+        await waitFor(
+          async () => (await ringOf(router)).length === 3,
+          "the router's ring has 3 nodes",
+        );
+        await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
+        for (let from = 0; from < POINTS; from += 500) {
+          const points = [];
+          for (let id = from; id < from + 500; id++) {
+            const vector = vec(random);
+            points.push({ id, vector });
+            expected.set(id, vector);
+          }
+          await router.call("PutBatch", { points, collection: COLLECTION });
+        }
+        const s = await stats(router);
+        done = Number(s.rebalances_done);
+        if (s.rebalancing) {
+          done = Number(
+            (await waitSettled(router, c.nodeAddrs, done, 20_000))
+              .rebalances_done,
+          );
+        }
+        await assertPlacement(c, c.nodeAddrs.slice(), expected);
+      });
+
+      await step("a 4th node joins under traffic; placement exact after the move", async () => {
+        const load = traffic(router, expected, 1);
+        const t0 = Date.now();
+        const n = await c.addNode();
+        const nodes = c.nodeAddrs.slice();
+        let s: StatsResponse;
+        try {
+          s = await waitSettled(router, nodes, done, 30_000);
+        } finally {
+          await load.stop();
+        }
+        const ms = Date.now() - t0;
+        done = Number(s.rebalances_done);
+        console.log(
+          `    settled ${ms} ms after the 4th node started: ${s.points_copied} points copied, ` +
+            `${s.points_scanned} scanned, ${s.points_pruned} pruned, ${s.transfers_done} ` +
+            `transfers; traffic meanwhile ${JSON.stringify(load.counts)}`,
+        );
+        assert.equal(Number(s.transfers_failed), 0);
+        assert.ok(Number(s.points_copied) > 0);
+        assert.ok(load.counts.searches > 0);
+        assert.equal(load.counts.incomplete, 0, "a search during the move was incomplete");
+        const held = await assertPlacement(c, nodes, expected);
+        const live = [...expected.values()].filter((v) => v !== null).length;
+        const share = held.get(nodes[n])! / live;
+        console.log(
+          `    ${nodes[n]} holds ${held.get(nodes[n])} of ${live} live points ` +
+            `(${(share * 100).toFixed(1)}%; RF/4 = 50%)`,
+        );
+        assert.ok(share > 0.35 && share < 0.65, `new node's share ${share}`);
+      });
+
+      await step("SIGKILL a node: its ranges are re-replicated to RF live nodes", async () => {
+        await c.killNode(0);
+        const survivors = c.nodeAddrs.slice(1);
+        const s = await waitSettled(router, survivors, done, 30_000);
+        console.log(
+          `    settled: ${s.points_copied} points copied in all, ${s.points_pruned} pruned`,
+        );
+        assert.equal(Number(s.transfers_failed), 0);
+        const held = await assertPlacement(c, survivors, expected);
+        const live = [...expected.values()].filter((v) => v !== null).length;
+        let total = 0;
+        for (const h of held.values()) total += h;
+        assert.equal(total, RF * live, "every live point has RF replicas on live nodes");
+      });
+    });
+  },
+});
