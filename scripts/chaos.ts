@@ -115,7 +115,11 @@ try {
       30_000,
     );
   }
-  await api.call("CreateCollection", { name: "chaos", dimension: dim, metric: "l2" });
+  // With gossip the router's ring fills a moment after the views converge: retry.
+  await waitFor(async () => {
+    await api.call("CreateCollection", { name: "chaos", dimension: dim, metric: "l2" });
+    return true;
+  }, "collection created on every node", 30_000);
   log("cluster up; load starts");
 
   const end = Date.now() + durationMs;
