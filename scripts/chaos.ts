@@ -216,9 +216,10 @@ try {
     async () => {
       const s = await api.call("Stats", {});
       const pending = (s.nodes ?? []).reduce((n, x) => n + Number(x.hints_pending ?? 0), 0);
-      return pending === 0;
+      // With gossip, also wait for the moves that follow membership changes to settle.
+      return pending === 0 && !s.rebalancing;
     },
-    "hint queues drain",
+    "hint queues drain and rebalancing settles",
     120_000,
   );
 

@@ -146,7 +146,6 @@ export async function main(argv: readonly string[]): Promise<void> {
   const options = parseRouterArgs(argv);
   const log = (m: string) => console.error(`${new Date().toISOString()} router ${m}`);
   const router = await Router.start({ ...options, logger: log });
-  console.log(`READY ${router.address}`);
   log(
     `serving vectordb.VectorDB on ${router.address}: ` +
       (options.join!.length > 0
@@ -170,6 +169,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+  // Only now: a SIGTERM sent right after READY must find the handlers installed.
+  console.log(`READY ${router.address}`);
 }
 
 // Run when executed directly, not when imported by tests.
