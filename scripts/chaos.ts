@@ -116,16 +116,20 @@ try {
     );
   }
   // With gossip the router's ring fills a moment after the views converge: retry.
-  await waitFor(async () => {
-    await api.call("CreateCollection", { name: "chaos", dimension: dim, metric: "l2" });
-    return true;
-  }, "collection created on every node", 30_000);
+  await waitFor(
+    async () => {
+      await api.call("CreateCollection", { name: "chaos", dimension: dim, metric: "l2" });
+      return true;
+    },
+    "collection created on every node",
+    30_000,
+  );
   log("cluster up; load starts");
 
   const end = Date.now() + durationMs;
   const running = () => !stopping && Date.now() < end;
 
-  async function writer(w: number, client: ApiClient): Promise<void> {
+  const writer = async (w: number, client: ApiClient): Promise<void> => {
     let next = w * 1_000_000;
     while (running()) {
       const roll = rng.float();
@@ -163,9 +167,9 @@ try {
         }
       }
     }
-  }
+  };
 
-  async function searcher(client: ApiClient): Promise<void> {
+  const searcher = async (client: ApiClient): Promise<void> => {
     while (running()) {
       const q = vectorOf(rng.nextInt(1 << 30), 0);
       try {
@@ -177,9 +181,9 @@ try {
         await sleep(50);
       }
     }
-  }
+  };
 
-  async function faults(): Promise<void> {
+  const faults = async (): Promise<void> => {
     while (running()) {
       await sleep(faultEveryMs / 2 + rng.nextInt(faultEveryMs));
       if (!running()) break;
@@ -199,7 +203,7 @@ try {
       }
       log(`healed node ${i}`);
     }
-  }
+  };
 
   const clients = Array.from({ length: 6 }, () => cluster.api(cluster.routerAddr, 5000));
   await Promise.all([

@@ -146,6 +146,7 @@ export interface CollectionStats {
   wal_bytes: Uint64;
   last_snapshot_seq: Uint64;
   last_snapshot_time_ms: Uint64;
+  wal_syncs?: Uint64;
 }
 export interface NodeStats {
   node_id: string;

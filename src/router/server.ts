@@ -1270,7 +1270,10 @@ export class Router {
         >;
       }
       try {
-        const response = await link.client.call(method, requestFor(o));
+        const request = requestFor(o);
+        const response = await link.client.call(method, request, {
+          timeout_ms: writeTimeoutMs(this.options.node_timeout_ms, request),
+        });
         this.#observe(link, null);
         return { kind: "acked", response } as const;
       } catch (e) {
@@ -1517,7 +1520,9 @@ export class Router {
               vector: Array.from(r.vectors.subarray(i * r.dimension, (i + 1) * r.dimension)),
             });
           }
-          await link.client.call("PutBatch", { points, collection: r.collection });
+          await link.client.call("PutBatch", { points, collection: r.collection }, {
+            timeout_ms: writeTimeoutMs(this.options.node_timeout_ms, { points }),
+          });
           break;
         }
         case "create_collection":
@@ -1548,6 +1553,17 @@ export class Router {
       return benign ? "delivered" : "discarded";
     }
   }
+}
+
+/**
+ * Deadline of one write to a node. A batch costs the node an index insert per point (about a
+ * millisecond each on a busy 2-core machine), so a fixed node timeout that suits single puts
+ * would fail every large batch: each point adds {@link BATCH_POINT_TIMEOUT_MS}.
+ */
+export const BATCH_POINT_TIMEOUT_MS = 5;
+export function writeTimeoutMs(base_ms: number, request: unknown): number {
+  const points = (request as { points?: unknown[] })?.points;
+  return base_ms + (Array.isArray(points) ? points.length * BATCH_POINT_TIMEOUT_MS : 0);
 }
 
 /** Like `ApiClient.call`, but the call waits for the channel to connect (up to the deadline). */

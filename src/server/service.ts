@@ -173,6 +173,7 @@ export function nodeHandlers(
       wal_bytes: s.wal_bytes,
       last_snapshot_seq: s.last_snapshot_seq,
       last_snapshot_time_ms: s.last_snapshot_time_ms,
+      wal_syncs: s.wal.syncs,
     };
   }
 
@@ -202,8 +203,8 @@ export function nodeHandlers(
       onWrite(r.collection, [r.id]);
       const c = readable(r.collection);
       if (c === null) return { deleted: false };
-      const deleted = await c.delete(r.id);
-      return { deleted, seq: String(c.lastSeq) };
+      const d = await c.delete(r.id);
+      return { deleted: d.deleted, seq: String(d.seq) };
     }),
     Search: unary("Search", (req) => {
       const s = validateSearchRequest(req);

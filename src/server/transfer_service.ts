@@ -464,7 +464,7 @@ export function transferHandlers(
       let deleted = 0;
       // Deletes are logged one by one; they share group commits.
       const results = await Promise.all(gone.map((id) => c.delete(id)));
-      for (const r of results) if (r) deleted++;
+      for (const r of results) if (r.deleted) deleted++;
       return { deleted, skipped: ids.length - deleted };
     }),
   };

@@ -285,15 +285,16 @@ export class Collection {
 
   /**
    * Deletes a point durably. The tombstone is logged even when the point is absent, so a
-   * replica that missed the put cannot bring it back. Resolves with whether it was present.
+   * replica that missed the put cannot bring it back. Resolves with whether it was present and
+   * the sequence number of the tombstone.
    */
-  async delete(id: number): Promise<boolean> {
+  async delete(id: number): Promise<{ deleted: boolean; seq: number }> {
     this.checkOpen();
     validateId(id);
     const { type, payload } = encodeRecord({ kind: "delete", id });
     const seq = await this.wal.append(type, payload);
     this.advance(seq);
-    return this.index.delete(id);
+    return { deleted: this.index.delete(id), seq };
   }
 
   search(vector: ArrayLike<number>, k: number, ef?: number, filter?: IdFilter): Hit[] {

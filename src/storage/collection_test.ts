@@ -28,8 +28,8 @@ Deno.test("collection: writes survive a restart by WAL replay, then by snapshot"
     const data = Array.from({ length: 300 }, () => rng.vector(8));
     await Promise.all(data.slice(0, 200).map((v, id) => c.put(id, v)));
     await c.putBatch(data.slice(200).map((v, i) => ({ id: 200 + i, vector: v })));
-    assert.equal(await c.delete(7), true);
-    assert.equal(await c.delete(7), false);
+    assert.equal((await c.delete(7)).deleted, true);
+    assert.equal((await c.delete(7)).deleted, false);
     const queries = Array.from({ length: 20 }, () => rng.vector(8));
     const before = queries.map((q) => c.search(q, 5));
     const seq = c.lastSeq;
