@@ -17,7 +17,6 @@
 
 // ---- single-pair kernels ---------------------------------------------------------------
 
-@inline
 function dotRaw(a: usize, b: usize, dim: i32): f32 {
   let acc0 = f32x4.splat(0);
   let acc1 = f32x4.splat(0);
@@ -26,27 +25,26 @@ function dotRaw(a: usize, b: usize, dim: i32): f32 {
   let i = 0;
   // Four independent accumulators hide the latency of the adds.
   for (; i + 16 <= dim; i += 16) {
-    const o = <usize>i << 2;
+    const o = <usize> i << 2;
     acc0 = f32x4.add(acc0, f32x4.mul(v128.load(a + o), v128.load(b + o)));
     acc1 = f32x4.add(acc1, f32x4.mul(v128.load(a + o, 16), v128.load(b + o, 16)));
     acc2 = f32x4.add(acc2, f32x4.mul(v128.load(a + o, 32), v128.load(b + o, 32)));
     acc3 = f32x4.add(acc3, f32x4.mul(v128.load(a + o, 48), v128.load(b + o, 48)));
   }
   for (; i + 4 <= dim; i += 4) {
-    const o = <usize>i << 2;
+    const o = <usize> i << 2;
     acc0 = f32x4.add(acc0, f32x4.mul(v128.load(a + o), v128.load(b + o)));
   }
   const s = f32x4.add(f32x4.add(acc0, acc1), f32x4.add(acc2, acc3));
   let sum: f32 = f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1) +
     f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3);
   for (; i < dim; i++) {
-    const o = <usize>i << 2;
+    const o = <usize> i << 2;
     sum += load<f32>(a + o) * load<f32>(b + o);
   }
   return sum;
 }
 
-@inline
 function l2sqRaw(a: usize, b: usize, dim: i32): f32 {
   let acc0 = f32x4.splat(0);
   let acc1 = f32x4.splat(0);
@@ -54,7 +52,7 @@ function l2sqRaw(a: usize, b: usize, dim: i32): f32 {
   let acc3 = f32x4.splat(0);
   let i = 0;
   for (; i + 16 <= dim; i += 16) {
-    const o = <usize>i << 2;
+    const o = <usize> i << 2;
     const d0 = f32x4.sub(v128.load(a + o), v128.load(b + o));
     const d1 = f32x4.sub(v128.load(a + o, 16), v128.load(b + o, 16));
     const d2 = f32x4.sub(v128.load(a + o, 32), v128.load(b + o, 32));
@@ -65,7 +63,7 @@ function l2sqRaw(a: usize, b: usize, dim: i32): f32 {
     acc3 = f32x4.add(acc3, f32x4.mul(d3, d3));
   }
   for (; i + 4 <= dim; i += 4) {
-    const o = <usize>i << 2;
+    const o = <usize> i << 2;
     const d = f32x4.sub(v128.load(a + o), v128.load(b + o));
     acc0 = f32x4.add(acc0, f32x4.mul(d, d));
   }
@@ -73,21 +71,20 @@ function l2sqRaw(a: usize, b: usize, dim: i32): f32 {
   let sum: f32 = f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1) +
     f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3);
   for (; i < dim; i++) {
-    const o = <usize>i << 2;
+    const o = <usize> i << 2;
     const d = load<f32>(a + o) - load<f32>(b + o);
     sum += d * d;
   }
   return sum;
 }
 
-@inline
 function cosineRaw(a: usize, b: usize, dim: i32): f32 {
   let ab = f32x4.splat(0);
   let aa = f32x4.splat(0);
   let bb = f32x4.splat(0);
   let i = 0;
   for (; i + 4 <= dim; i += 4) {
-    const o = <usize>i << 2;
+    const o = <usize> i << 2;
     const va = v128.load(a + o);
     const vb = v128.load(b + o);
     ab = f32x4.add(ab, f32x4.mul(va, vb));
@@ -101,7 +98,7 @@ function cosineRaw(a: usize, b: usize, dim: i32): f32 {
   let sbb: f32 = f32x4.extract_lane(bb, 0) + f32x4.extract_lane(bb, 1) +
     f32x4.extract_lane(bb, 2) + f32x4.extract_lane(bb, 3);
   for (; i < dim; i++) {
-    const o = <usize>i << 2;
+    const o = <usize> i << 2;
     const x = load<f32>(a + o);
     const y = load<f32>(b + o);
     sab += x * y;
@@ -139,74 +136,109 @@ export function cosine(a: usize, b: usize, dim: i32): f32 {
 // to a global so the optimiser cannot drop the loads.
 let touchSink: u32 = 0;
 
-@inline
 function touchSlots(base: usize, stride: usize, slots: usize, n: i32): void {
   let x: u32 = 0;
   for (let i = 0; i < n; i++) {
-    const v = base + <usize>load<u32>(slots + (<usize>i << 2)) * stride;
+    const v = base + <usize> load<u32>(slots + (<usize> i << 2)) * stride;
     for (let o: usize = 0; o < stride; o += 64) x ^= load<u32>(v + o);
   }
   touchSink ^= x;
 }
 
 export function l2sq_slots(
-  q: usize, base: usize, stride: usize, slots: usize, n: i32, out: usize, dim: i32,
+  q: usize,
+  base: usize,
+  stride: usize,
+  slots: usize,
+  n: i32,
+  out: usize,
+  dim: i32,
 ): void {
   touchSlots(base, stride, slots, n);
   for (let i = 0; i < n; i++) {
-    const v = base + <usize>load<u32>(slots + (<usize>i << 2)) * stride;
-    store<f32>(out + (<usize>i << 2), l2sqRaw(q, v, dim));
+    const v = base + <usize> load<u32>(slots + (<usize> i << 2)) * stride;
+    store<f32>(out + (<usize> i << 2), l2sqRaw(q, v, dim));
   }
 }
 
 export function ip_slots(
-  q: usize, base: usize, stride: usize, slots: usize, n: i32, out: usize, dim: i32,
+  q: usize,
+  base: usize,
+  stride: usize,
+  slots: usize,
+  n: i32,
+  out: usize,
+  dim: i32,
 ): void {
   touchSlots(base, stride, slots, n);
   for (let i = 0; i < n; i++) {
-    const v = base + <usize>load<u32>(slots + (<usize>i << 2)) * stride;
-    store<f32>(out + (<usize>i << 2), 1 - dotRaw(q, v, dim));
+    const v = base + <usize> load<u32>(slots + (<usize> i << 2)) * stride;
+    store<f32>(out + (<usize> i << 2), 1 - dotRaw(q, v, dim));
   }
 }
 
 export function cosine_slots(
-  q: usize, base: usize, stride: usize, slots: usize, n: i32, out: usize, dim: i32,
+  q: usize,
+  base: usize,
+  stride: usize,
+  slots: usize,
+  n: i32,
+  out: usize,
+  dim: i32,
 ): void {
   touchSlots(base, stride, slots, n);
   for (let i = 0; i < n; i++) {
-    const v = base + <usize>load<u32>(slots + (<usize>i << 2)) * stride;
-    store<f32>(out + (<usize>i << 2), cosineRaw(q, v, dim));
+    const v = base + <usize> load<u32>(slots + (<usize> i << 2)) * stride;
+    store<f32>(out + (<usize> i << 2), cosineRaw(q, v, dim));
   }
 }
 
 // ---- batch kernels over a contiguous range of slots (exact search, ground truth) -------
 
 export function l2sq_range(
-  q: usize, base: usize, stride: usize, start: i32, n: i32, out: usize, dim: i32,
+  q: usize,
+  base: usize,
+  stride: usize,
+  start: i32,
+  n: i32,
+  out: usize,
+  dim: i32,
 ): void {
-  let v = base + <usize>start * stride;
+  let v = base + <usize> start * stride;
   for (let i = 0; i < n; i++) {
-    store<f32>(out + (<usize>i << 2), l2sqRaw(q, v, dim));
+    store<f32>(out + (<usize> i << 2), l2sqRaw(q, v, dim));
     v += stride;
   }
 }
 
 export function ip_range(
-  q: usize, base: usize, stride: usize, start: i32, n: i32, out: usize, dim: i32,
+  q: usize,
+  base: usize,
+  stride: usize,
+  start: i32,
+  n: i32,
+  out: usize,
+  dim: i32,
 ): void {
-  let v = base + <usize>start * stride;
+  let v = base + <usize> start * stride;
   for (let i = 0; i < n; i++) {
-    store<f32>(out + (<usize>i << 2), 1 - dotRaw(q, v, dim));
+    store<f32>(out + (<usize> i << 2), 1 - dotRaw(q, v, dim));
     v += stride;
   }
 }
 
 export function cosine_range(
-  q: usize, base: usize, stride: usize, start: i32, n: i32, out: usize, dim: i32,
+  q: usize,
+  base: usize,
+  stride: usize,
+  start: i32,
+  n: i32,
+  out: usize,
+  dim: i32,
 ): void {
-  let v = base + <usize>start * stride;
+  let v = base + <usize> start * stride;
   for (let i = 0; i < n; i++) {
-    store<f32>(out + (<usize>i << 2), cosineRaw(q, v, dim));
+    store<f32>(out + (<usize> i << 2), cosineRaw(q, v, dim));
     v += stride;
   }
 }
@@ -218,15 +250,15 @@ export function normalize(a: usize, dim: i32): f32 {
   const n2 = dotRaw(a, a, dim);
   const norm = Mathf.sqrt(n2);
   if (norm == 0) return 0;
-  const inv = f32x4.splat(<f32>1 / norm);
+  const inv = f32x4.splat(<f32> 1 / norm);
   let i = 0;
   for (; i + 4 <= dim; i += 4) {
-    const o = <usize>i << 2;
+    const o = <usize> i << 2;
     v128.store(a + o, f32x4.mul(v128.load(a + o), inv));
   }
-  const s: f32 = <f32>1 / norm;
+  const s: f32 = <f32> 1 / norm;
   for (; i < dim; i++) {
-    const o = <usize>i << 2;
+    const o = <usize> i << 2;
     store<f32>(a + o, load<f32>(a + o) * s);
   }
   return norm;
@@ -234,5 +266,5 @@ export function normalize(a: usize, dim: i32): f32 {
 
 /** First byte the host may use: everything below belongs to the module's static data. */
 export function heap_base(): usize {
-  return (__heap_base + 15) & ~(<usize>15);
+  return (__heap_base + 15) & ~(<usize> 15);
 }
