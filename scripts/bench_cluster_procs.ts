@@ -16,7 +16,7 @@
  * @module
  */
 
-import { REPO_ROOT } from "../tests/helpers/cluster.ts";
+import { ChildProc } from "../tests/helpers/cluster.ts";
 
 /** The tsx loader, as the README's commands give it. */
 export const TSX_LOADER = "./node_modules/tsx/dist/esm/index.mjs";
@@ -25,104 +25,8 @@ export const LOG_LINES_KEPT = 300;
 /** Grace period between SIGTERM and SIGKILL in {@link Proc.stop}. */
 export const STOP_GRACE_MS = 10_000;
 
-/** One child process with its output drained and its last lines kept. */
-export class Proc {
-  readonly name: string;
-  readonly child: Deno.ChildProcess;
-  readonly lines: string[] = [];
-  /** Resolves when the process prints a line starting with `READY `. */
-  readonly ready: Promise<void>;
-  /** Resolves with the exit status once the process has exited and its output is drained. */
-  readonly done: Promise<Deno.CommandStatus>;
-  /** performance.now() when the process was spawned. */
-  readonly started_ms: number;
-  /** performance.now() when READY was seen; NaN before. */
-  ready_ms = NaN;
-  #exited = false;
-
-  constructor(name: string, command: string, args: string[], ready_timeout_ms: number) {
-    this.name = name;
-    this.started_ms = performance.now();
-    this.child = new Deno.Command(command, {
-      args,
-      cwd: REPO_ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    let onReady!: () => void;
-    let onFail!: (e: Error) => void;
-    this.ready = new Promise<void>((resolve, reject) => {
-      onReady = resolve;
-      onFail = reject;
-    });
-    // Callers that never wait for READY (CLI runs) must not see an unhandled rejection.
-    this.ready.catch(() => {});
-    const timer = setTimeout(
-      () => onFail(new Error(`${name} printed no READY line within ${ready_timeout_ms} ms`)),
-      ready_timeout_ms,
-    );
-    const drain = async (stream: ReadableStream<Uint8Array>, watch: boolean) => {
-      let partial = "";
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-        const parts = (partial + text).split("\n");
-        partial = parts.pop()!;
-        for (const line of parts) {
-          this.lines.push(line);
-          if (this.lines.length > LOG_LINES_KEPT) this.lines.shift();
-          if (watch && line.startsWith("READY ") && Number.isNaN(this.ready_ms)) {
-            this.ready_ms = performance.now();
-            clearTimeout(timer);
-            onReady();
-          }
-        }
-      }
-      if (partial !== "") this.lines.push(partial);
-    };
-    const out = drain(this.child.stdout, true);
-    const err = drain(this.child.stderr, false);
-    this.done = this.child.status.then(async (status) => {
-      this.#exited = true;
-      clearTimeout(timer);
-      await Promise.allSettled([out, err]);
-      onFail(new Error(`${name} exited with code ${status.code} before it printed READY`));
-      return status;
-    });
-  }
-
-  /** Whether the process has exited. */
-  get exited(): boolean {
-    return this.#exited;
-  }
-
-  /** Sends `signal`; a no-op once the process has exited. */
-  signal(signal: Deno.Signal): void {
-    if (this.#exited) return;
-    try {
-      this.child.kill(signal);
-    } catch {
-      // It exited meanwhile.
-    }
-  }
-
-  /** SIGTERM, up to `grace_ms` to exit, then SIGKILL; resolves with the exit status. */
-  async stop(grace_ms = STOP_GRACE_MS): Promise<Deno.CommandStatus> {
-    this.signal("SIGTERM");
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<"late">((resolve) => {
-      timer = setTimeout(() => resolve("late"), grace_ms);
-    });
-    const first = await Promise.race([this.done, late]);
-    clearTimeout(timer);
-    if (first === "late") this.signal("SIGKILL");
-    return await this.done;
-  }
-
-  /** The last `n` kept lines, each prefixed with the process name. */
-  tail(n = 40): string {
-    return this.lines.slice(-n).map((l) => `${this.name} | ${l}`).join("\n");
-  }
-}
+/** One child process: the test helper's, with the benchmark's READY wait and log size. */
+export type Proc = ChildProc;
 
 /** Options of a router started by {@link ProcGroup.startRouter}. */
 export interface RouterProcOptions {
@@ -153,7 +57,11 @@ export class ProcGroup {
   }
 
   #spawn(name: string, command: string, args: string[]): Proc {
-    const p = new Proc(name, command, args, this.ready_timeout_ms);
+    const p = new ChildProc(name, args, {
+      command,
+      ready_timeout_ms: this.ready_timeout_ms,
+      lines_kept: LOG_LINES_KEPT,
+    });
     this.#all.add(p);
     return p;
   }
@@ -219,7 +127,7 @@ export class ProcGroup {
   /** Stops every process still running, all at once. */
   async stopAll(): Promise<void> {
     const live = [...this.#all].filter((p) => !p.exited);
-    await Promise.allSettled(live.map((p) => p.stop()));
+    await Promise.allSettled(live.map((p) => p.stop(STOP_GRACE_MS)));
   }
 
   /** The last lines of every process started, for a failure report. */

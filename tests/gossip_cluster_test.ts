@@ -20,96 +20,12 @@ import { ApiClient } from "../src/api/client.ts";
 import type { Member } from "../src/api/proto.ts";
 import { GOSSIP_PAYLOAD_BYTES_MAX } from "../src/cluster/gossip_agent.ts";
 import { GossipClient } from "../src/cluster/gossip_transport.ts";
-
-const REPO_ROOT = new URL("../", import.meta.url).pathname;
-const READY_TIMEOUT_MS = 60_000;
-const LOG_LINES_KEPT = 300;
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+import { ChildProc, freePort } from "./helpers/cluster.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** One storage node process with its output drained and its last lines kept. */
-class NodeProc {
-  readonly child: Deno.ChildProcess;
-  readonly lines: string[] = [];
-  readonly ready: Promise<void>;
-  readonly done: Promise<Deno.CommandStatus>;
-  exited = false;
-
-  constructor(readonly name: string, args: string[]) {
-    this.child = new Deno.Command("/usr/bin/env", {
-      args: ["node", "--import", "./node_modules/tsx/dist/esm/index.mjs", ...args],
-      cwd: REPO_ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    let onReady!: () => void;
-    let onFail!: (e: Error) => void;
-    this.ready = new Promise<void>((resolve, reject) => {
-      onReady = resolve;
-      onFail = reject;
-    });
-    const timer = setTimeout(
-      () => onFail(new Error(`${name} printed no READY line within ${READY_TIMEOUT_MS} ms`)),
-      READY_TIMEOUT_MS,
-    );
-    const drain = async (stream: ReadableStream<Uint8Array>) => {
-      let partial = "";
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-        const parts = (partial + text).split("\n");
-        partial = parts.pop()!;
-        for (const line of parts) {
-          this.lines.push(line);
-          if (this.lines.length > LOG_LINES_KEPT) this.lines.shift();
-          if (line.startsWith("READY ")) onReady();
-        }
-      }
-      if (partial !== "") this.lines.push(partial);
-    };
-    const drained = Promise.all([drain(this.child.stdout), drain(this.child.stderr)]);
-    this.done = this.child.status.then(async (status) => {
-      this.exited = true;
-      clearTimeout(timer);
-      await drained;
-      onFail(new Error(`${name} exited with ${status.code} before it was ready`));
-      return status;
-    });
-    this.ready.then(() => clearTimeout(timer), () => clearTimeout(timer));
-  }
-
-  signal(signal: Deno.Signal): void {
-    if (this.exited) return;
-    try {
-      this.child.kill(signal);
-    } catch {
-      // Exited meanwhile.
-    }
-  }
-
-  /** SIGTERM, then SIGKILL after `grace_ms`; resolves with the exit status. */
-  async stop(grace_ms = 5000): Promise<Deno.CommandStatus> {
-    this.signal("SIGTERM");
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<"late">((
-      resolve,
-    ) => (timer = setTimeout(() => resolve("late"), grace_ms)));
-    const first = await Promise.race([this.done, late]);
-    clearTimeout(timer);
-    if (first === "late") this.signal("SIGKILL");
-    return await this.done;
-  }
-
-  log(): string {
-    return this.lines.map((l) => `${this.name} | ${l}`).join("\n");
-  }
-}
+/** A storage node process (the shared test helper, run under Node through tsx). */
+type NodeProc = ChildProc;
 
 /** Storage nodes n0..n(count-1); every node but n0 joins through n0. */
 class GossipCluster {
@@ -142,7 +58,12 @@ class GossipCluster {
     if (i !== 0) args.push("--join", this.addrs[0]);
     const old = this.procs[i];
     if (old !== null) this.#old.push(old);
-    const p = new NodeProc(this.id(i), args);
+    const p: NodeProc = new ChildProc(this.id(i), [
+      "node",
+      "--import",
+      "./node_modules/tsx/dist/esm/index.mjs",
+      ...args,
+    ]);
     this.procs[i] = p;
     await p.ready;
   }

@@ -37,18 +37,37 @@ export function freePort(): number {
   return port;
 }
 
+/** Options of a {@link ChildProc}. */
+export interface ChildProcOptions {
+  /** Program to run; default `/usr/bin/env` (so `args[0]` names it, e.g. "node"). */
+  command?: string;
+  /** How long to wait for `READY`; default 60 s. A node replaying a large WAL needs more. */
+  ready_timeout_ms?: number;
+  /** Output lines kept; default 200. */
+  lines_kept?: number;
+}
+
 /** One child process with its output kept (last lines) and drained. */
 export class ChildProc {
   readonly name: string;
   readonly child: Deno.ChildProcess;
   readonly lines: string[] = [];
+  /** Resolves when the process prints a line starting with `READY `. */
   readonly ready: Promise<void>;
+  /** Resolves with the exit status once the process has exited and its output is drained. */
   readonly done: Promise<Deno.CommandStatus>;
+  /** performance.now() when the process was spawned. */
+  readonly started_ms: number;
+  /** performance.now() when READY was seen; NaN before. */
+  ready_ms = NaN;
   #exited = false;
 
-  constructor(name: string, args: string[]) {
+  constructor(name: string, args: string[], options: ChildProcOptions = {}) {
+    const readyTimeoutMs = options.ready_timeout_ms ?? READY_TIMEOUT_MS;
+    const linesKept = options.lines_kept ?? LOG_LINES_KEPT;
     this.name = name;
-    this.child = new Deno.Command("/usr/bin/env", {
+    this.started_ms = performance.now();
+    this.child = new Deno.Command(options.command ?? "/usr/bin/env", {
       args,
       cwd: REPO_ROOT,
       stdin: "null",
@@ -61,9 +80,11 @@ export class ChildProc {
       onReady = resolve;
       onFail = reject;
     });
+    // Callers that never wait for READY (CLI runs) must not see an unhandled rejection.
+    this.ready.catch(() => {});
     const timer = setTimeout(
-      () => onFail(new Error(`${name} printed no READY line within ${READY_TIMEOUT_MS} ms`)),
-      READY_TIMEOUT_MS,
+      () => onFail(new Error(`${name} printed no READY line within ${readyTimeoutMs} ms`)),
+      readyTimeoutMs,
     );
     const drain = async (stream: ReadableStream<Uint8Array>, watch: boolean) => {
       let partial = "";
@@ -72,8 +93,12 @@ export class ChildProc {
         partial = parts.pop()!;
         for (const line of parts) {
           this.lines.push(line);
-          if (this.lines.length > LOG_LINES_KEPT) this.lines.shift();
-          if (watch && line.startsWith("READY ")) onReady();
+          if (this.lines.length > linesKept) this.lines.shift();
+          if (watch && line.startsWith("READY ") && Number.isNaN(this.ready_ms)) {
+            this.ready_ms = performance.now();
+            clearTimeout(timer);
+            onReady();
+          }
         }
       }
       if (partial !== "") this.lines.push(partial);
@@ -87,7 +112,11 @@ export class ChildProc {
       onFail(new Error(`${name} exited with ${status.code} before it was ready`));
       return status;
     });
-    this.ready.then(() => clearTimeout(timer), () => clearTimeout(timer));
+  }
+
+  /** The last `n` kept lines, each prefixed with the process name. */
+  tail(n = 40): string {
+    return this.lines.slice(-n).map((l) => `${this.name} | ${l}`).join("\n");
   }
 
   /** Whether the process has exited. */
