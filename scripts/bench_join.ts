@@ -53,10 +53,14 @@ try {
   await Promise.all([0, 1, 2].map((i) => cluster.startNode(i)));
   await cluster.startRouter();
   const api = cluster.api(cluster.routerAddr, 60_000);
-  await waitFor(async () => {
-    await api.call("CreateCollection", { name: "join", dimension: dim, metric: "l2" });
-    return true;
-  }, "collection created", 30_000);
+  await waitFor(
+    async () => {
+      await api.call("CreateCollection", { name: "join", dimension: dim, metric: "l2" });
+      return true;
+    },
+    "collection created",
+    30_000,
+  );
 
   // ---- load --------------------------------------------------------------------------------
   const t0 = performance.now();
@@ -149,38 +153,50 @@ try {
   const i4 = await cluster.addNode();
   log(`4th node ${cluster.nodeAddrs[i4]} started; waiting for the move to finish`);
   let copied = 0;
-  await waitFor(async () => {
-    const s = await api.call("Stats", {});
-    copied = Number(s.points_copied ?? 0);
-    return Number(s.rebalances_done ?? 0) > rebalancesBefore && !s.rebalancing;
-  }, "rebalancing after the join", Number(args["settle-timeout-s"]) * 1000, 500);
+  await waitFor(
+    async () => {
+      const s = await api.call("Stats", {});
+      copied = Number(s.points_copied ?? 0);
+      return Number(s.rebalances_done ?? 0) > rebalancesBefore && !s.rebalancing;
+    },
+    "rebalancing after the join",
+    Number(args["settle-timeout-s"]) * 1000,
+    500,
+  );
   const moveS = (performance.now() - tj) / 1000;
   log(`moved in ${moveS.toFixed(1)} s (${copied} points copied)`);
   await sleep(2000);
   running = false;
   await Promise.all([writer, searcher]);
-  await waitFor(async () => {
-    const s = await api.call("Stats", {});
-    const pending = (s.nodes ?? []).reduce((x, nd) => x + Number(nd.hints_pending ?? 0), 0);
-    return pending === 0 && !s.rebalancing;
-  }, "hints drain", 120_000, 500);
+  await waitFor(
+    async () => {
+      const s = await api.call("Stats", {});
+      const pending = (s.nodes ?? []).reduce((x, nd) => x + Number(nd.hints_pending ?? 0), 0);
+      return pending === 0 && !s.rebalancing;
+    },
+    "hints drain",
+    120_000,
+    500,
+  );
 
   // ---- checks ------------------------------------------------------------------------------
   let lost = 0, resurrected = 0, checked = 0;
   const checker = new ApiClient(cluster.routerAddr, { timeout_ms: 10_000 });
   const ids = [...acked.keys()].filter((id) => !uncertain.has(id));
   for (let i = 0; i < ids.length; i += 64) {
-    await Promise.all(ids.slice(i, i + 64).map(async (id) => {
-      const v = acked.get(id)!;
-      const g = await checker.call("Get", { id, collection: "join" });
-      checked++;
-      if (v === -1) {
-        if (g.found) resurrected++;
-      } else {
-        const want = vectorOf(id, v);
-        if (!g.found || g.vector.some((x, j) => Math.abs(x - want[j]) > 1e-6)) lost++;
-      }
-    }));
+    await Promise.all(
+      ids.slice(i, i + 64).map(async (id) => {
+        const v = acked.get(id)!;
+        const g = await checker.call("Get", { id, collection: "join" });
+        checked++;
+        if (v === -1) {
+          if (g.found) resurrected++;
+        } else {
+          const want = vectorOf(id, v);
+          if (!g.found || g.vector.some((x, j) => Math.abs(x - want[j]) > 1e-6)) lost++;
+        }
+      }),
+    );
   }
   checker.close();
   const perNode: number[] = [];
@@ -215,6 +231,7 @@ try {
   log(`error: ${(e as Error).stack ?? e}`);
   console.error(cluster.log().split("\n").slice(-80).join("\n"));
 } finally {
+  if (Deno.env.get("JOIN_LOG")) await Deno.writeTextFile(Deno.env.get("JOIN_LOG")!, cluster.log());
   await cluster.stop();
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

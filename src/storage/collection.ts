@@ -79,6 +79,13 @@ export function validateCollectionName(name: string): void {
 
 /** Bytes of memory a snapshot image may take before the write is refused. */
 const SNAPSHOT_IMAGE_BYTES_MAX = 6 * 2 ** 30;
+/** Points a batch applies before it lets the event loop run (gossip, other requests). */
+const APPLY_SLICE_POINTS = 64;
+
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 /** Chunk size when streaming a snapshot image to disk; the event loop runs between chunks. */
 const SNAPSHOT_CHUNK_BYTES = 8 << 20;
 
@@ -95,6 +102,8 @@ export class Collection {
   private snapshotSeq: number;
   private snapshotTimeMs: number;
   private snapshotting: Promise<void> | null = null;
+  /** Tail of the apply queue (see {@link apply}). */
+  private queue: Promise<void> = Promise.resolve();
   /** Writes applied since the last snapshot started. */
   opsSinceSnapshot = 0;
   private closed = false;
@@ -255,8 +264,7 @@ export class Collection {
       vector: Float32Array.from(vector),
     });
     const seq = await this.wal.append(type, payload);
-    this.advance(seq);
-    this.index.add(id, vector);
+    await this.apply(seq, () => this.index.add(id, vector));
     return seq;
   }
 
@@ -276,10 +284,14 @@ export class Collection {
     if (points.length === 0) return this.applied;
     const { type, payload } = encodeRecord({ kind: "put_batch", dimension: dim, ids, vectors });
     const seq = await this.wal.append(type, payload);
-    this.advance(seq);
-    for (let i = 0; i < ids.length; i++) {
-      this.index.add(ids[i], vectors.subarray(i * dim, (i + 1) * dim));
-    }
+    await this.apply(seq, async () => {
+      for (let i = 0; i < ids.length; i++) {
+        this.index.add(ids[i], vectors.subarray(i * dim, (i + 1) * dim));
+        // A large batch would otherwise hold the event loop for seconds: gossip probes
+        // would time out and the node would look dead. The apply queue keeps the order.
+        if ((i + 1) % APPLY_SLICE_POINTS === 0 && i + 1 < ids.length) await yieldToLoop();
+      }
+    });
     return seq;
   }
 
@@ -293,8 +305,11 @@ export class Collection {
     validateId(id);
     const { type, payload } = encodeRecord({ kind: "delete", id });
     const seq = await this.wal.append(type, payload);
-    this.advance(seq);
-    return { deleted: this.index.delete(id), seq };
+    let deleted = false;
+    await this.apply(seq, () => {
+      deleted = this.index.delete(id);
+    });
+    return { deleted, seq };
   }
 
   search(vector: ArrayLike<number>, k: number, ef?: number, filter?: IdFilter): Hit[] {
@@ -360,14 +375,16 @@ export class Collection {
   }
 
   private async writeSnapshotNow(): Promise<void> {
-    const seq = this.applied;
     const started = Date.now();
-    // The image is taken synchronously, so it is exactly the state after `seq`.
-    const sink = new BufferSink({ initial_bytes: 1 << 20, bytes_max: SNAPSHOT_IMAGE_BYTES_MAX });
-    const w = new BinaryWriter(sink);
-    this.index.writeTo(w);
-    w.flush();
-    const image = sink.view();
+    // The image is taken synchronously between two applies (in the apply queue), so it is
+    // exactly the state after `seq`, never half of a batch.
+    const { seq, image } = await this.serial(() => {
+      const sink = new BufferSink({ initial_bytes: 1 << 20, bytes_max: SNAPSHOT_IMAGE_BYTES_MAX });
+      const w = new BinaryWriter(sink);
+      this.index.writeTo(w);
+      w.flush();
+      return { seq: this.applied, image: sink.view() };
+    });
     this.opsSinceSnapshot = 0;
     const written = await writeSnapshot(join(this.dir, "snapshots"), seq, async (out) => {
       for (let at = 0; at < image.length; at += SNAPSHOT_CHUNK_BYTES) {
@@ -397,6 +414,25 @@ export class Collection {
 
   private checkOpen(): void {
     if (this.closed) throw new CollectionStateError(`Collection "${this.name}" is closed`);
+  }
+
+  /**
+   * Applies a durable record to the index through the apply queue: one apply at a time, in
+   * the order the WAL made records durable (which is sequence order), even when an apply
+   * yields to the event loop part-way (large batches do).
+   */
+  private apply(seq: number, fn: () => void | Promise<void>): Promise<void> {
+    return this.serial(async () => {
+      this.advance(seq);
+      await fn();
+    });
+  }
+
+  /** Runs `fn` after every apply queued before it, and before any queued after it. */
+  private serial<T>(fn: () => T | Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.then(() => {}, () => {});
+    return run;
   }
 
   /** Asserts that records are applied in sequence order, without gaps. */

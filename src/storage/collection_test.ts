@@ -166,3 +166,30 @@ Deno.test("node store: tick snapshots after the configured number of writes", as
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test("collection: applies keep WAL order while a large batch yields part-way", async () => {
+  const root = tempDir();
+  try {
+    const c = await Collection.create(
+      join(root, "c"),
+      { name: "c", dimension: 4, metric: "l2", m: 8, ef_construction: 32 },
+      quiet,
+    );
+    const batch = Array.from({ length: 1000 }, (_, id) => ({ id, vector: [id, 1, 1, 1] }));
+    const a = c.putBatch(batch); // applies in slices, yielding to the event loop
+    const b = c.put(5, [-5, -5, -5, -5]); // logged after the batch: must win
+    const d = c.delete(999); // likewise
+    const snap = c.snapshot(); // must see whole records only
+    await Promise.all([a, b, d, snap]);
+    assert.deepEqual(Array.from(c.get(5)!), [-5, -5, -5, -5]);
+    assert.equal(c.get(999), null);
+    assert.equal(c.index.count, 999);
+    await c.close();
+    const again = await Collection.open(join(root, "c"), quiet);
+    assert.deepEqual(Array.from(again.get(5)!), [-5, -5, -5, -5]);
+    assert.equal(again.index.count, 999);
+    await again.close();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

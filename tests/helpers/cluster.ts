@@ -27,7 +27,7 @@ export const REPO_ROOT: string = new URL("../../", import.meta.url).pathname;
 
 const READY_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 5_000;
-const LOG_LINES_KEPT = 200;
+const LOG_LINES_KEPT = 2000;
 
 /** A loopback port nothing listens on right now. */
 export function freePort(): number {
