@@ -177,9 +177,14 @@ export interface GrpcGossipTransportOptions {
   channel_options?: grpc.ChannelOptions;
 }
 
+/** A peer client that has not connected for this long is replaced by a fresh one. */
+export const CONNECT_STUCK_MS = 3000;
+
 interface PeerClient {
   client: GossipClient;
   last_used_ms: number;
+  /** When the client was created or last completed an exchange. */
+  ok_ms: number;
 }
 
 /** Counters of a {@link GrpcGossipTransport}. */
@@ -231,6 +236,13 @@ export class GrpcGossipTransport implements GossipTransport {
     const now = performance.now();
     this.#sweep(now);
     let peer = this.#clients.get(to);
+    if (peer !== undefined && this.#stuck(peer, now)) {
+      // A connect attempt that a partition swallowed waits for TCP's own retry schedule
+      // (tens of seconds, growing); a fresh client connects at once when the peer is back.
+      this.#close(to);
+      this.stats.clients_reset++;
+      peer = undefined;
+    }
     if (peer !== undefined) {
       this.#clients.delete(to);
     } else {
@@ -242,17 +254,22 @@ export class GrpcGossipTransport implements GossipTransport {
       peer = {
         client: new GossipClient(to, grpc.credentials.createInsecure(), this.#options),
         last_used_ms: now,
+        ok_ms: now,
       };
       this.stats.clients_opened++;
     }
     peer.last_used_ms = now;
     this.#clients.set(to, peer);
     const client = peer.client;
+    const used = peer;
     return new Promise<void>((resolve, reject) => {
       try {
         client.Exchange(envelope, { deadline: Date.now() + timeout_ms }, (err) => {
           if (err) reject(err);
-          else resolve();
+          else {
+            used.ok_ms = performance.now();
+            resolve();
+          }
         });
       } catch (e) {
         reject(e);
@@ -264,10 +281,18 @@ export class GrpcGossipTransport implements GossipTransport {
     const peer = this.#clients.get(address);
     if (peer === undefined) return;
     const state = peer.client.getChannel().getConnectivityState(false);
-    if (state === grpc.connectivityState.TRANSIENT_FAILURE) {
+    if (
+      state === grpc.connectivityState.TRANSIENT_FAILURE || this.#stuck(peer, performance.now())
+    ) {
       this.#close(address);
       this.stats.clients_reset++;
     }
+  }
+
+  /** Not connected, and no exchange has completed for {@link CONNECT_STUCK_MS}. */
+  #stuck(peer: PeerClient, now: number): boolean {
+    if (now - peer.ok_ms < CONNECT_STUCK_MS) return false;
+    return peer.client.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY;
   }
 
   forget(address: string): void {
