@@ -18,19 +18,15 @@ import type { ApiClient } from "../src/api/client.ts";
 import type { MembersResponse } from "../src/api/proto.ts";
 import { HashRing } from "../src/cluster/ring.ts";
 import { runCli, type TestCluster, waitFor, withCluster } from "./helpers/cluster.ts";
+import { Rng } from "../src/testing/random.ts";
 
 const DIM = 4;
 const COLLECTION = "gossip_test";
 
+/** Seeded uniform [0, 1) numbers: the project's mulberry32 generator. */
 function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
 
 /** float32-rounded values, as the nodes store them. */

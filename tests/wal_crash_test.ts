@@ -14,19 +14,15 @@ import { fileURLToPath } from "node:url";
 import { decodeRecord } from "../src/storage/records.ts";
 import { Wal, type WalEntry } from "../src/storage/wal.ts";
 import { vectorFor } from "./helpers/wal_writer_child.ts";
+import { Rng } from "../src/testing/random.ts";
 
 const CHILD = fileURLToPath(new URL("./helpers/wal_writer_child.ts", import.meta.url));
 const ID_STRIDE = 10_000_000;
 
+/** Seeded uniform [0, 1) numbers: the project's mulberry32 generator. */
 function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

