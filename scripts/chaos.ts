@@ -1,24 +1,99 @@
 /**
  * `deno task chaos`: a fault harness. Five storage nodes and a router (real processes on free
  * loopback ports) under continuous write and search load, while a seeded schedule kills
- * (SIGKILL) and restarts nodes and pauses them (SIGSTOP/SIGCONT), at most one fault at a time.
- * At the end every fault is healed, the router's hint queues drain, and every acknowledged
- * write is checked: each acknowledged put (not later deleted) must be readable with its exact
- * vector, each acknowledged delete must stay deleted. Prints a summary; exits non-zero on any
- * loss or when fewer than 99% of searches were answered in full.
+ * (SIGKILL) and restarts nodes, pauses them (SIGSTOP/SIGCONT) and cuts links (iptables owner
+ * rules, see scripts/lib/netcut.ts), at most one fault at a time. At the end every fault is
+ * healed, gossip (with `--gossip`) sees every node alive again, the router's hint queues drain
+ * and rebalancing settles, and every acknowledged write is checked twice: through the router's
+ * `Get`, and directly on each of its OWNERS (the ring the router uses: node addresses, default
+ * vnodes, the replication factor), each node asked with its own client. Prints a summary;
+ * exits non-zero on any loss, resurrection or version anomaly, on a read that failed, or when
+ * fewer than 99% of searches were answered in full.
+ *
+ * Fault kinds (`--faults`, a comma list; each fault draws one entry uniformly, so repeating a
+ * kind weights it):
+ *
+ * | kind          | what                                                                    |
+ * | ------------- | ----------------------------------------------------------------------- |
+ * | `kill`        | SIGKILL node i, restart it on the same port and data directory          |
+ * | `pause`       | SIGSTOP node i, SIGCONT                                                 |
+ * | `isolate`     | cut node i off from every other node and the router, both directions    |
+ * | `router-link` | cut the router ↔ node i link only, both directions                      |
+ * | `node-link`   | cut the node i ↔ node j link only, both directions                      |
+ *
+ * Link cuts need root and iptables (plus setpriv and useradd). With them, each node runs as
+ * the system user `vdbchaos<i>` on 127.0.0.<31+i> and the router as `vdbchaosr` on
+ * 127.0.0.30 (users created when missing), so owner-match rules can drop exactly one
+ * process's traffic. Without link cuts every process runs on 127.0.0.1 as the caller.
+ * `--link-cuts auto` (default) uses them when possible and otherwise prints a WARNING and drops
+ * the cut kinds from the schedule; `--link-cuts on` exits with status 2 and the reason when
+ * they are impossible; `--link-cuts off` never cuts. Every rule carries the comment
+ * `vectordb-chaos:pid=<pid>`: the run deletes its rules after each cut, at the end, on an
+ * exception and on SIGINT/SIGTERM (a first signal stops the load and runs the checks, a
+ * second one cleans up and exits 130), and at start-up deletes rules of earlier runs whose
+ * process is gone (a SIGKILLed run).
+ *
+ * Replay: the fault schedule (each fault's gap, kind, nodes and hold) comes from its own
+ * generator seeded by `--seed`, apart from the load's, so the same seed and the same
+ * `--faults`/`--fault-every-s`/`--hold-*`/`--nodes` (and the same link-cut availability) give
+ * the same schedule. Wall-clock timing and load still vary.
+ *
+ * The check, per id whose last acknowledged write is known: each read must show that write
+ * (`ok`: the put's exact vector; or absent after a delete). A read that shows a later,
+ * unacknowledged write to the id instead is `superseded` (not loss; writers never write an id
+ * again after an unacknowledged attempt). Otherwise the read is a loss (an acknowledged put
+ * not readable with its vector) or a resurrection (an acknowledged delete readable). Versions
+ * (proto "Versions"): when the write's response carried a version and the read carries one,
+ * a different version under the acknowledged content, or a newer one without a later
+ * unacknowledged attempt, is a `version anomaly`. Responses without versions (0 or absent)
+ * are checked by content only.
+ *
+ * | flag                   | default                                     | meaning                   |
+ * | ---------------------- | ------------------------------------------- | ------------------------- |
+ * | `--seed`               | from the clock                              | schedule and load seed    |
+ * | `--duration-s`         | 300                                         | load duration             |
+ * | `--nodes`              | 5                                           | storage nodes             |
+ * | `--replication-factor` | 2                                           | router's owners per point |
+ * | `--fault-every-s`      | 8                                           | mean gap between faults (uniform in [½, 1½]×) |
+ * | `--hold-min-s`         | 2                                           | shortest fault            |
+ * | `--hold-max-s`         | 8                                           | longest fault             |
+ * | `--faults`             | `kill,pause,isolate,router-link,node-link`  | kinds drawn from          |
+ * | `--link-cuts`          | auto                                        | `auto`, `on` or `off`     |
+ * | `--gossip`             | off                                         | ring follows gossip       |
+ * | `--dim`                | 16                                          | vector dimension          |
+ * | `--writers`            | 3                                           | concurrent writers        |
+ * | `--searchers`          | 2                                           | concurrent searchers      |
  *
  * @example
  * ```sh
  * deno task chaos                                 # 5 minutes, seed from the clock
  * deno task chaos --seed 7 --duration-s 60        # replay a schedule
  * deno task chaos --gossip                        # router ring follows gossip (needs rebalancing)
+ * deno task chaos --faults isolate,router-link --link-cuts on
  * ```
  * @module
  */
 import { parseArgs } from "node:util";
 import { Prng } from "../src/sim/prng.ts";
-import { TestCluster, waitFor } from "../tests/helpers/cluster.ts";
+import { HashRing } from "../src/cluster/ring.ts";
+import { type RunAs, TestCluster, waitFor } from "../tests/helpers/cluster.ts";
 import type { ApiClient } from "../src/api/client.ts";
+import {
+  checkReadable,
+  ensureUser,
+  NetCut,
+  netCutUnavailable,
+  type UserIds,
+} from "./lib/netcut.ts";
+
+const FAULT_KINDS = ["kill", "pause", "isolate", "router-link", "node-link"] as const;
+type FaultKind = typeof FAULT_KINDS[number];
+const CUT_KINDS: readonly FaultKind[] = ["isolate", "router-link", "node-link"];
+const RULE_TAG = "vectordb-chaos:pid=";
+const ROUTER_HOST = "127.0.0.30";
+const FIRST_NODE_HOST = 31; // node i on 127.0.0.(31 + i)
+const CHECK_CONCURRENCY = 32;
+const SETTLE_TIMEOUT_MS = 120_000;
 
 const { values: args } = parseArgs({
   args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
@@ -28,31 +103,103 @@ const { values: args } = parseArgs({
     nodes: { type: "string", default: "5" },
     "replication-factor": { type: "string", default: "2" },
     "fault-every-s": { type: "string", default: "8" },
+    "hold-min-s": { type: "string", default: "2" },
+    "hold-max-s": { type: "string", default: "8" },
+    faults: { type: "string", default: FAULT_KINDS.join(",") },
+    "link-cuts": { type: "string", default: "auto" },
     gossip: { type: "boolean", default: false },
     dim: { type: "string", default: "16" },
+    writers: { type: "string", default: "3" },
+    searchers: { type: "string", default: "2" },
   },
+  strict: true,
 });
 
-const seed = args.seed !== undefined ? Number(args.seed) : Date.now() % 1_000_000_007;
-const durationMs = Number(args["duration-s"]) * 1000;
-const nodeCount = Number(args.nodes);
-const rf = Number(args["replication-factor"]);
-const faultEveryMs = Number(args["fault-every-s"]) * 1000;
-const dim = Number(args.dim);
-for (const [k, v] of Object.entries({ seed, durationMs, nodeCount, rf, faultEveryMs, dim })) {
-  if (!Number.isFinite(v) || v <= 0) throw new RangeError(`--${k} ${v} must be a positive number`);
-}
-const rng = new Prng(seed);
 const log = (m: string) => console.error(`${new Date().toISOString()} chaos ${m}`);
+function usage(message: string): never {
+  console.error(`chaos: ${message}`);
+  Deno.exit(2);
+}
+function positive(name: string, v: string | undefined, integer = false): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+    usage(`--${name} "${v}" must be a positive ${integer ? "integer" : "number"}`);
+  }
+  return n;
+}
+
+const seed = args.seed !== undefined
+  ? positive("seed", args.seed, true)
+  : Date.now() % 1_000_000_007;
+const durationMs = positive("duration-s", args["duration-s"]) * 1000;
+const nodeCount = positive("nodes", args.nodes, true);
+if (nodeCount > 200) usage(`--nodes ${nodeCount} must be at most 200`);
+const rf = positive("replication-factor", args["replication-factor"], true);
+const faultEveryMs = positive("fault-every-s", args["fault-every-s"]) * 1000;
+const holdMinMs = Math.round(positive("hold-min-s", args["hold-min-s"]) * 1000);
+const holdMaxMs = Math.round(positive("hold-max-s", args["hold-max-s"]) * 1000);
+if (holdMaxMs < holdMinMs) usage(`--hold-max-s must be at least --hold-min-s`);
+const dim = positive("dim", args.dim, true);
+const writerCount = positive("writers", args.writers, true);
+const searcherCount = positive("searchers", args.searchers, true);
+const linkCutsFlag = args["link-cuts"]!;
+if (!["auto", "on", "off"].includes(linkCutsFlag)) {
+  usage(`--link-cuts "${linkCutsFlag}" must be auto, on or off`);
+}
+let kinds: FaultKind[] = args.faults!.split(",").map((s) => s.trim()).filter((s) => s !== "")
+  .map((s) => {
+    if (!(FAULT_KINDS as readonly string[]).includes(s)) {
+      usage(`--faults: unknown kind "${s}"; kinds are ${FAULT_KINDS.join(", ")}`);
+    }
+    return s as FaultKind;
+  });
+if (nodeCount < 2) kinds = kinds.filter((k) => k !== "node-link");
+
+// ----- link cuts: available? -----
+let linkCuts = false;
+let linkCutsNote = "off (--link-cuts off)";
+if (linkCutsFlag !== "off" && kinds.some((k) => CUT_KINDS.includes(k))) {
+  const why = await netCutUnavailable();
+  if (why === null) {
+    linkCuts = true;
+    linkCutsNote = "on (iptables owner rules)";
+  } else if (linkCutsFlag === "on") {
+    usage(`--link-cuts on, but link cuts are impossible here: ${why}`);
+  } else {
+    linkCutsNote = `skipped: ${why}`;
+    log(`WARNING link cuts are impossible here (${why}); the schedule has no cut faults`);
+  }
+} else if (linkCutsFlag !== "off") {
+  linkCutsNote = "off (no cut kind in --faults)";
+}
+if (!linkCuts) kinds = kinds.filter((k) => !CUT_KINDS.includes(k));
+if (kinds.length === 0) usage(`no fault kind left to draw from (--faults "${args.faults}")`);
+
+const root = new Prng(seed);
+const faultRng = root.fork();
+const loadRngs = Array.from({ length: writerCount + searcherCount }, () => root.fork());
 log(
   `seed ${seed} (replay with --seed ${seed}), ${nodeCount} nodes, RF ${rf}, ` +
-    `${durationMs / 1000} s, a fault every ~${faultEveryMs / 1000} s, gossip ${args.gossip}`,
+    `${durationMs / 1000} s, a fault every ~${faultEveryMs / 1000} s held ` +
+    `${holdMinMs / 1000}-${holdMaxMs / 1000} s, kinds [${kinds.join(",")}], ` +
+    `link cuts ${linkCutsNote}, gossip ${args.gossip}`,
 );
 
-/** The vector of a put is a pure function of (id, version), so the check can recompute it. */
-function vectorOf(id: number, version: number): number[] {
-  const r = new Prng((id * 7919 + version * 104729 + 1) >>> 0);
+/** The vector of a put is a pure function of (id, attempt), so the check can recompute it. */
+function vectorOf(id: number, attempt: number): number[] {
+  const r = new Prng((id * 7919 + attempt * 104729 + 1) >>> 0);
   return Array.from({ length: dim }, () => Math.fround(r.float() * 2 - 1));
+}
+
+function sameVector(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((x, j) => Math.abs(x - b[j]) < 1e-6);
+}
+
+/** A response's `version` (proto "Versions"), read defensively: 0 when absent or invalid. */
+function versionOf(r: unknown): number {
+  const v = (r as { version?: unknown } | null)?.version;
+  const n = typeof v === "string" || typeof v === "number" || typeof v === "bigint" ? Number(v) : 0;
+  return Number.isFinite(n) && n > 0 ? n : 0;
 }
 
 interface Counters {
@@ -64,6 +211,8 @@ interface Counters {
   searches_partial: number;
   searches_failed: number;
   faults: Record<string, number>;
+  cut_packets_dropped: number;
+  acked_writes_with_version: number;
 }
 const c: Counters = {
   puts_ok: 0,
@@ -74,47 +223,338 @@ const c: Counters = {
   searches_partial: 0,
   searches_failed: 0,
   faults: {},
+  cut_packets_dropped: 0,
+  acked_writes_with_version: 0,
 };
-/**
- * Per id, the acknowledged state: the version of the last acknowledged put, or -1 after an
- * acknowledged delete. Ids with an unacknowledged write in flight are "uncertain" and skipped
- * by the check (their outcome is legitimately either).
- */
-const acked = new Map<number, number>();
+
+/** One write to an id: a put (its attempt number picks the vector) or a delete. */
+interface WriteRec {
+  kind: "put" | "delete";
+  /** Put attempt number (1, 2, …); 0 for a delete. */
+  attempt: number;
+  /** Version from the acknowledgement; 0 when unknown (unacknowledged, or none returned). */
+  version: number;
+}
+/** Per id: the last acknowledged write and the unacknowledged attempts made after it. */
+interface IdState {
+  acked: WriteRec | null;
+  unacked: WriteRec[];
+  /** Put attempts so far: every attempt gets a new vector, so vectors never repeat. */
+  attempts: number;
+}
+const ids = new Map<number, IdState>();
+/** Ids whose last attempt was not acknowledged: never written again (outcome is either). */
 const uncertain = new Set<number>();
-/** Put attempts per id: every attempt gets a new version, so vectors never repeat. */
-const attempts = new Map<number, number>();
+/** Ids with an acknowledged put or delete, per writer (writers own disjoint id ranges). */
+const ackedIds: Set<number>[] = Array.from({ length: writerCount }, () => new Set());
+
+function stateOf(id: number): IdState {
+  let s = ids.get(id);
+  if (s === undefined) ids.set(id, s = { acked: null, unacked: [], attempts: 0 });
+  return s;
+}
+
+// ----- interruption -----
+let stopping = false;
+let signals = 0;
+const wakers = new Set<() => void>();
+/** Sleeps `ms`, or less once the run is stopping. */
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      wakers.delete(done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, ms));
+    wakers.add(done);
+  });
+}
+function stop(): void {
+  stopping = true;
+  for (const w of [...wakers]) w();
+}
+
+// ----- the cluster -----
+const nodeUsers: UserIds[] = [];
+let routerUser: UserIds | null = null;
+if (linkCuts) {
+  const stale = await NetCut.removeStale(RULE_TAG, log);
+  if (stale > 0) log(`removed ${stale} stale rules of earlier runs`);
+  for (let i = 0; i < nodeCount; i++) nodeUsers.push(await ensureUser(`vdbchaos${i}`, log));
+  routerUser = await ensureUser("vdbchaosr", log);
+  for (const u of [...nodeUsers, routerUser]) await checkReadable(u);
+}
+const nodeHost = (i: number) => `127.0.0.${FIRST_NODE_HOST + i}`;
+const toRunAs = (u: UserIds): RunAs => ({ uid: u.uid, gid: u.gid });
 
 const dir = await Deno.makeTempDir({ prefix: "vectordb_chaos_" });
-const cluster = new TestCluster(dir, {
-  nodes: nodeCount,
-  replication_factor: rf,
-  consistency: "quorum",
-  node_timeout_ms: 2000,
-  retry_interval_ms: 300,
-  gossip: args.gossip,
-});
-let exitCode = 1;
-let stopping = false;
-const onSignal = () => {
-  stopping = true;
-};
-Deno.addSignalListener("SIGINT", onSignal);
+const cluster = new TestCluster(
+  dir,
+  {
+    nodes: nodeCount,
+    replication_factor: rf,
+    consistency: "quorum",
+    node_timeout_ms: 2000,
+    retry_interval_ms: 300,
+    gossip: args.gossip,
+  },
+  linkCuts
+    ? {
+      node_host: nodeHost,
+      router_host: ROUTER_HOST,
+      node_user: (i) => (nodeUsers[i] === undefined ? undefined : toRunAs(nodeUsers[i])),
+      router_user: toRunAs(routerUser!),
+    }
+    : {},
+);
 
+/** The cut in place, if any (at most one fault at a time). */
+let activeCut: NetCut | null = null;
+
+/** Deletes the active cut's rules and resumes every node; safe to call more than once. */
+async function healEverything(): Promise<void> {
+  const cut = activeCut;
+  activeCut = null;
+  if (cut !== null) {
+    try {
+      if (cut.active) log("deleting this run's iptables rules");
+      await cut.heal();
+    } catch (e) {
+      log(`ERROR could not delete a rule: ${e}`);
+    }
+  }
+  for (const p of cluster.nodes) {
+    try {
+      p?.signal("SIGCONT");
+    } catch { /* already gone */ }
+  }
+}
+
+const onSignal = (signal: string) => () => {
+  signals++;
+  if (signals === 1) {
+    log(`${signal}: stopping the load and faults, then checking (again to abort)`);
+    stop();
+    return;
+  }
+  log(`${signal} again: cleaning up and exiting`);
+  (async () => {
+    await healEverything();
+    await cluster.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    Deno.exit(130);
+  })();
+};
+const onInt = onSignal("SIGINT");
+const onTerm = onSignal("SIGTERM");
+Deno.addSignalListener("SIGINT", onInt);
+Deno.addSignalListener("SIGTERM", onTerm);
+
+// ----- faults -----
+
+/** One scheduled fault; a pure function of the fault generator's state. */
+interface Fault {
+  gap_ms: number;
+  kind: FaultKind;
+  node: number;
+  /** The other node of a `node-link` cut (drawn for every fault, so the sequence keeps its shape). */
+  peer: number;
+  hold_ms: number;
+}
+function nextFault(rng: Prng): Fault {
+  const gap_ms = faultEveryMs / 2 + rng.nextInt(faultEveryMs);
+  const kind = rng.pick(kinds);
+  const node = rng.nextInt(nodeCount);
+  const peer = nodeCount < 2 ? node : (node + 1 + rng.nextInt(nodeCount - 1)) % nodeCount;
+  const hold_ms = holdMinMs + rng.nextInt(holdMaxMs - holdMinMs + 1);
+  return { gap_ms, kind, node, peer, hold_ms };
+}
+
+function describe(f: Fault): string {
+  const n = (i: number) => `node ${i} (${cluster.nodeAddrs[i]})`;
+  switch (f.kind) {
+    case "kill":
+      return `kill ${n(f.node)}`;
+    case "pause":
+      return `pause ${n(f.node)}`;
+    case "isolate":
+      return `isolate ${n(f.node)} from every node and the router`;
+    case "router-link":
+      return `cut router <-> ${n(f.node)}`;
+    case "node-link":
+      return `cut ${n(f.node)} <-> ${n(f.peer)}`;
+  }
+}
+
+/** Installs the rules of a cut fault (both directions). */
+async function cut(f: Fault): Promise<void> {
+  const cut = new NetCut(RULE_TAG);
+  activeCut = cut;
+  const u = (i: number) => nodeUsers[i].uid;
+  const h = (i: number) => cluster.nodeHost(i);
+  if (f.kind === "isolate") {
+    await cut.drop({ from_uid: u(f.node) }); // everything it sends
+    for (let j = 0; j < nodeCount; j++) {
+      if (j !== f.node) await cut.drop({ from_uid: u(j), to_host: h(f.node) });
+    }
+    await cut.drop({ from_uid: routerUser!.uid, to_host: h(f.node) });
+  } else if (f.kind === "router-link") {
+    await cut.drop({ from_uid: routerUser!.uid, to_host: h(f.node) });
+    await cut.drop({ from_uid: u(f.node), to_host: ROUTER_HOST });
+  } else if (f.kind === "node-link") {
+    await cut.drop({ from_uid: u(f.node), to_host: h(f.peer) });
+    await cut.drop({ from_uid: u(f.peer), to_host: h(f.node) });
+  }
+}
+
+async function healCut(): Promise<number> {
+  const cut = activeCut;
+  if (cut === null) return 0;
+  let packets = 0;
+  try {
+    packets = await cut.packetsDropped();
+  } catch (e) {
+    log(`could not read the rules' counters: ${e}`);
+  }
+  activeCut = null;
+  await cut.heal();
+  c.cut_packets_dropped += packets;
+  return packets;
+}
+
+// ----- the check -----
+
+type Verdict = "ok" | "superseded" | "lost" | "resurrected" | "version_anomaly";
+interface Observation {
+  found: boolean;
+  vector: number[];
+  version: number;
+  deleted: boolean;
+}
+
+/** Classifies one read of `id` against what was acknowledged (see the module doc). */
+function judge(id: number, st: IdState, obs: Observation): { verdict: Verdict; detail: string } {
+  const ack = st.acked!;
+  let attempt = 0; // the put attempt whose vector the read shows; 0: none / absent
+  if (obs.found) {
+    for (let k = st.attempts; k >= 1; k--) {
+      if (sameVector(obs.vector, vectorOf(id, k))) {
+        attempt = k;
+        break;
+      }
+    }
+  }
+  const later = st.unacked;
+  const shows = obs.found ? (attempt > 0 ? `put #${attempt}` : "an unknown vector") : "absent";
+  const v = obs.version > 0 ? ` v${obs.version}` : "";
+  const want = ack.kind === "put" ? `put #${ack.attempt}` : "deleted";
+  const detail = `id ${id}: acknowledged ${want}${ack.version > 0 ? ` v${ack.version}` : ""}, ` +
+    `read ${shows}${v}${later.length > 0 ? ` (later unacknowledged: ${later.length})` : ""}`;
+  const showsAck = ack.kind === "put" ? obs.found && attempt === ack.attempt : !obs.found;
+  if (showsAck) {
+    if (ack.version > 0 && obs.version > 0) {
+      // Found: the version must be the put's. Absent: a newer tombstone needs a later attempt.
+      if (ack.kind === "put" && obs.version !== ack.version) {
+        return { verdict: "version_anomaly", detail };
+      }
+      if (ack.kind === "delete" && obs.version > ack.version && later.length === 0) {
+        return { verdict: "version_anomaly", detail };
+      }
+    }
+    return { verdict: "ok", detail };
+  }
+  const byLater = later.some((w) =>
+    w.kind === "put" ? obs.found && attempt === w.attempt : !obs.found
+  );
+  if (byLater) return { verdict: "superseded", detail };
+  if (ack.version > 0 && obs.version > ack.version && later.length === 0) {
+    return { verdict: "version_anomaly", detail };
+  }
+  return { verdict: ack.kind === "put" ? "lost" : "resurrected", detail };
+}
+
+interface Tally {
+  reads: number;
+  ok: number;
+  superseded: number;
+  lost: number;
+  resurrected: number;
+  version_anomaly: number;
+  errors: number;
+  examples: string[];
+}
+const newTally = (): Tally => ({
+  reads: 0,
+  ok: 0,
+  superseded: 0,
+  lost: 0,
+  resurrected: 0,
+  version_anomaly: 0,
+  errors: 0,
+  examples: [],
+});
+
+/** Reads `id` with `client` (3 tries) and tallies the verdict; returns it (null: failed). */
+async function checkRead(
+  client: ApiClient,
+  id: number,
+  st: IdState,
+  t: Tally,
+  where: string,
+): Promise<Verdict | null> {
+  let last: unknown = null;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const g = await client.call("Get", { id, collection: "chaos" });
+      const obs: Observation = {
+        found: g.found,
+        vector: g.vector ?? [],
+        version: versionOf(g),
+        deleted: (g as { deleted?: boolean }).deleted === true,
+      };
+      const { verdict, detail } = judge(id, st, obs);
+      t.reads++;
+      t[verdict]++;
+      if (verdict !== "ok" && verdict !== "superseded" && t.examples.length < 5) {
+        t.examples.push(`${where}: ${verdict}: ${detail}`);
+      }
+      return verdict;
+    } catch (e) {
+      last = e;
+      await sleep(200);
+    }
+  }
+  t.errors++;
+  if (t.examples.length < 5) t.examples.push(`${where}: id ${id}: read failed: ${last}`);
+  return null;
+}
+
+async function forEachLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (t: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < items.length) await fn(items[next++]);
+    }),
+  );
+}
+
+// ----- main -----
+
+let exitCode = 1;
 try {
   await Promise.all(cluster.nodePorts.map((_, i) => cluster.startNode(i)));
   await cluster.startRouter();
   const api = cluster.api(cluster.routerAddr, 5000);
-  if (args.gossip) {
-    await waitFor(
-      async () => {
-        const m = await api.call("Members", {});
-        return m.members.filter((x) => !x.is_router && x.state === "alive").length === nodeCount;
-      },
-      "gossip converges",
-      30_000,
-    );
-  }
+  const allAlive = async () => {
+    const m = await api.call("Members", {});
+    return m.members.filter((x) => !x.is_router && x.state === "alive").length === nodeCount;
+  };
+  if (args.gossip) await waitFor(allAlive, "gossip converges", 30_000);
   // With gossip the router's ring fills a moment after the views converge: retry.
   await waitFor(
     async () => {
@@ -124,44 +564,61 @@ try {
     "collection created on every node",
     30_000,
   );
-  log("cluster up; load starts");
+  log(
+    `cluster up (router ${cluster.routerAddr}, nodes ${cluster.nodeAddrs.join(" ")}); load starts`,
+  );
 
   const end = Date.now() + durationMs;
   const running = () => !stopping && Date.now() < end;
 
-  const writer = async (w: number, client: ApiClient): Promise<void> => {
-    let next = w * 1_000_000;
+  const writer = async (w: number, client: ApiClient, rng: Prng): Promise<void> => {
+    const base = w * 1_000_000;
+    let next = base;
+    const mine = ackedIds[w];
     while (running()) {
       const roll = rng.float();
-      if (roll < 0.1 && acked.size > 0) {
+      if (roll < 0.1 && mine.size > 0) {
         // Delete an id this writer owns (ids are partitioned per writer: no concurrent writes
         // to one id, whose order across replicas would be undefined).
-        const id = w * 1_000_000 + rng.nextInt(Math.max(1, next - w * 1_000_000));
-        if (!acked.has(id) || uncertain.has(id)) continue;
+        const id = base + rng.nextInt(Math.max(1, next - base));
+        if (!mine.has(id) || uncertain.has(id)) continue;
+        const st = stateOf(id);
+        const rec: WriteRec = { kind: "delete", attempt: 0, version: 0 };
         uncertain.add(id);
         try {
-          await client.call("Delete", { id, collection: "chaos" });
-          acked.set(id, -1);
+          const r = await client.call("Delete", { id, collection: "chaos" });
+          rec.version = versionOf(r);
+          if (rec.version > 0) c.acked_writes_with_version++;
+          st.acked = rec;
           uncertain.delete(id);
           c.deletes_ok++;
         } catch {
-          c.deletes_failed++; // stays uncertain
+          st.unacked.push(rec); // stays uncertain
+          c.deletes_failed++;
           await sleep(50);
         }
       } else {
-        const overwrite = roll < 0.2 && next > w * 1_000_000;
-        const id = overwrite ? w * 1_000_000 + rng.nextInt(next - w * 1_000_000) : next++;
+        const overwrite = roll < 0.2 && next > base;
+        const id = overwrite ? base + rng.nextInt(next - base) : next++;
         if (uncertain.has(id)) continue;
-        const version = (attempts.get(id) ?? 0) + 1;
-        attempts.set(id, version);
+        const st = stateOf(id);
+        const rec: WriteRec = { kind: "put", attempt: ++st.attempts, version: 0 };
         uncertain.add(id);
         try {
-          await client.call("Put", { id, vector: vectorOf(id, version), collection: "chaos" });
-          acked.set(id, version);
+          const r = await client.call("Put", {
+            id,
+            vector: vectorOf(id, rec.attempt),
+            collection: "chaos",
+          });
+          rec.version = versionOf(r);
+          if (rec.version > 0) c.acked_writes_with_version++;
+          st.acked = rec;
+          mine.add(id);
           uncertain.delete(id);
           c.puts_ok++;
         } catch (e) {
-          c.puts_failed++; // stays uncertain
+          st.unacked.push(rec); // stays uncertain
+          c.puts_failed++;
           if (c.puts_failed <= 3) log(`put ${id} failed: ${(e as Error).message}`);
           await sleep(50); // no hot loop while the cluster refuses writes
         }
@@ -169,7 +626,7 @@ try {
     }
   };
 
-  const searcher = async (client: ApiClient): Promise<void> => {
+  const searcher = async (client: ApiClient, rng: Prng): Promise<void> => {
     while (running()) {
       const q = vectorOf(rng.nextInt(1 << 30), 0);
       try {
@@ -184,107 +641,141 @@ try {
   };
 
   const faults = async (): Promise<void> => {
-    while (running()) {
-      await sleep(faultEveryMs / 2 + rng.nextInt(faultEveryMs));
+    for (let n = 1; running(); n++) {
+      const f = nextFault(faultRng);
+      await sleep(f.gap_ms);
       if (!running()) break;
-      const i = rng.nextInt(nodeCount);
-      const kind = rng.chance(0.5) ? "kill" : "pause";
-      const hold = 2000 + rng.nextInt(6000);
-      c.faults[kind] = (c.faults[kind] ?? 0) + 1;
-      log(`fault ${kind} node ${i} for ${hold} ms`);
-      if (kind === "kill") {
+      c.faults[f.kind] = (c.faults[f.kind] ?? 0) + 1;
+      log(`fault #${n}: ${describe(f)} for ${f.hold_ms} ms`);
+      const i = f.node;
+      if (f.kind === "kill") {
         await cluster.killNode(i, "SIGKILL");
-        await sleep(hold);
+        await sleep(f.hold_ms);
         await cluster.startNode(i);
-      } else {
+      } else if (f.kind === "pause") {
         cluster.nodes[i]!.signal("SIGSTOP");
-        await sleep(hold);
-        cluster.nodes[i]!.signal("SIGCONT");
+        try {
+          await sleep(f.hold_ms);
+        } finally {
+          cluster.nodes[i]!.signal("SIGCONT");
+        }
+      } else {
+        try {
+          await cut(f);
+          await sleep(f.hold_ms);
+        } finally {
+          const packets = await healCut();
+          log(`fault #${n}: rules deleted; they dropped ${packets} packets`);
+        }
       }
-      log(`healed node ${i}`);
+      log(`fault #${n}: healed`);
     }
   };
 
-  const clients = Array.from({ length: 6 }, () => cluster.api(cluster.routerAddr, 5000));
+  const clients = Array.from(
+    { length: writerCount + searcherCount },
+    () => cluster.api(cluster.routerAddr, 5000),
+  );
   await Promise.all([
-    writer(0, clients[0]),
-    writer(1, clients[1]),
-    writer(2, clients[2]),
-    searcher(clients[3]),
-    searcher(clients[4]),
+    ...Array.from({ length: writerCount }, (_, w) => writer(w, clients[w], loadRngs[w])),
+    ...Array.from(
+      { length: searcherCount },
+      (_, s) => searcher(clients[writerCount + s], loadRngs[writerCount + s]),
+    ),
     faults(),
   ]);
 
-  log("load stopped; waiting for hints to drain");
-  await waitFor(
-    async () => {
-      const s = await api.call("Stats", {});
-      const pending = (s.nodes ?? []).reduce((n, x) => n + Number(x.hints_pending ?? 0), 0);
-      // With gossip, also wait for the moves that follow membership changes to settle.
-      return pending === 0 && !s.rebalancing;
-    },
-    "hint queues drain and rebalancing settles",
-    120_000,
-  );
+  log("load stopped, every fault healed; waiting for the cluster to settle");
+  let settled = true;
+  try {
+    if (args.gossip) await waitFor(allAlive, "gossip sees every node alive", SETTLE_TIMEOUT_MS);
+    await waitFor(
+      async () => {
+        const s = await api.call("Stats", {});
+        const pending = (s.nodes ?? []).reduce((n, x) => n + Number(x.hints_pending ?? 0), 0);
+        // With gossip, also wait for the moves that follow membership changes to settle.
+        return pending === 0 && !s.rebalancing;
+      },
+      "hint queues drain and rebalancing settles",
+      SETTLE_TIMEOUT_MS,
+    );
+  } catch (e) {
+    settled = false;
+    log(`WARNING the cluster did not settle (${(e as Error).message}); checking anyway`);
+  }
 
-  let lost = 0, resurrected = 0, checked = 0;
-  const examples: string[] = [];
-  for (const [id, version] of acked) {
-    if (uncertain.has(id)) continue;
-    checked++;
-    const g = await api.call("Get", { id, collection: "chaos" });
-    if (version === -1) {
-      if (g.found) {
-        resurrected++;
-        if (examples.length < 5) examples.push(`id ${id} was deleted but is readable`);
-      }
-    } else {
-      const want = vectorOf(id, version);
-      const ok = g.found && g.vector.length === dim &&
-        g.vector.every((x, j) => Math.abs(x - want[j]) < 1e-6);
-      if (!ok) {
-        lost++;
-        if (examples.length < 5) {
-          examples.push(`id ${id} v${version}: ${g.found ? "other vector" : "not found"}`);
-        }
+  // ----- check through the router and on every owner -----
+  log("checking every acknowledged write through the router and on its owners");
+  const ring = new HashRing({ members: cluster.nodeAddrs });
+  const owners_per_point = Math.min(rf, nodeCount);
+  const nodeClients = new Map(cluster.nodeAddrs.map((a) => [a, cluster.api(a, 5000)]));
+  const router = newTally();
+  const owners = newTally();
+  const ownerMisses: Record<string, number> = {};
+  let idsWithOwnerMiss = 0, idsMissingOnEveryOwner = 0, routerOkOwnerMiss = 0;
+  const checked = [...ids].filter(([, st]) => st.acked !== null);
+  await forEachLimit(checked, CHECK_CONCURRENCY, async ([id, st]) => {
+    const viaRouter = await checkRead(api, id, st, router, "router");
+    let misses = 0;
+    const own = ring.owners(id, owners_per_point);
+    for (const addr of own) {
+      const verdict = await checkRead(nodeClients.get(addr)!, id, st, owners, `owner ${addr}`);
+      if (verdict === "lost" || verdict === "resurrected" || verdict === "version_anomaly") {
+        misses++;
+        ownerMisses[addr] = (ownerMisses[addr] ?? 0) + 1;
       }
     }
-  }
+    if (misses > 0) idsWithOwnerMiss++;
+    if (misses === own.length) idsMissingOnEveryOwner++;
+    if (misses > 0 && (viaRouter === "ok" || viaRouter === "superseded")) routerOkOwnerMiss++;
+  });
+
   const searches = c.searches_full + c.searches_partial + c.searches_failed;
   const fullRatio = searches === 0 ? 0 : c.searches_full / searches;
   const faultCount = Object.values(c.faults).reduce((a, b) => a + b, 0);
+  const { examples: routerExamples, ...routerFigures } = router;
+  const { examples: ownerExamples, ...ownerFigures } = owners;
   const summary = {
     seed,
     duration_s: durationMs / 1000,
     gossip: args.gossip,
+    link_cuts: linkCutsNote,
     fault_events: faultCount,
     ...c,
-    acknowledged_checked: checked,
+    settled,
+    acknowledged_checked: checked.length,
+    // Ids whose last attempt is unacknowledged; of them, those with an earlier acknowledged
+    // write are checked (either outcome is right), the others are not.
     uncertain: uncertain.size,
-    acknowledged_lost: lost,
-    deletes_resurrected: resurrected,
+    uncertain_after_ack: checked.filter(([, st]) => st.unacked.length > 0).length,
+    // Through the router (the figures earlier runs printed, then the full tally).
+    acknowledged_lost: router.lost,
+    deletes_resurrected: router.resurrected,
+    router_get: routerFigures,
+    // Directly on each owner (ring of node addresses, RF as the router's).
+    owner_get: ownerFigures,
+    owner_misses_by_node: ownerMisses,
+    ids_with_an_owner_miss: idsWithOwnerMiss,
+    ids_missing_on_every_owner: idsMissingOnEveryOwner,
+    ids_readable_via_router_but_missing_on_an_owner: routerOkOwnerMiss,
     searches_answered_in_full: Number(fullRatio.toFixed(5)),
   };
   console.log(JSON.stringify(summary, null, 2));
-  for (const e of examples) log(e);
-  exitCode = lost === 0 && resurrected === 0 && fullRatio >= 0.99 ? 0 : 1;
+  for (const e of [...routerExamples, ...ownerExamples]) log(e);
+  const bad = router.lost + router.resurrected + router.version_anomaly + router.errors +
+    owners.lost + owners.resurrected + owners.version_anomaly + owners.errors;
+  exitCode = bad === 0 && fullRatio >= 0.99 && settled ? 0 : 1;
   log(exitCode === 0 ? "PASS" : `FAIL (replay with --seed ${seed})`);
 } catch (e) {
   log(`error: ${(e as Error).stack ?? e}`);
   console.error(cluster.log().split("\n").slice(-60).join("\n"));
 } finally {
-  // Make sure nothing stays paused, then stop everything.
-  for (const p of cluster.nodes) {
-    try {
-      p?.signal("SIGCONT");
-    } catch { /* already gone */ }
-  }
+  // Rules first, then make sure nothing stays paused, then stop everything.
+  stop();
+  await healEverything();
   await cluster.stop();
   await Deno.remove(dir, { recursive: true }).catch(() => {});
-  Deno.removeSignalListener("SIGINT", onSignal);
+  Deno.removeSignalListener("SIGINT", onInt);
+  Deno.removeSignalListener("SIGTERM", onTerm);
 }
 Deno.exit(exitCode);
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}

@@ -6,7 +6,8 @@
  * (127.0.0.11–15, Linux answers on all of 127/8) and joined to all the others. Side A (two
  * nodes) runs as the Unix user `vdbparta`, side B (three nodes) as `vdbpartb` (created with
  * `useradd --system` when missing; processes are started through `setpriv`, which execs, so the
- * pid we hold is the node's). The cut is iptables OUTPUT rules on `lo`:
+ * pid we hold is the node's). The cut is iptables OUTPUT rules on `lo` (made by
+ * scripts/lib/netcut.ts, which scripts/chaos.ts shares):
  *
  * | rule                                                    | drops                          |
  * | ------------------------------------------------------- | ------------------------------ |
@@ -48,7 +49,15 @@
 import { parseArgs } from "node:util";
 import { ApiClient, describeGrpcError } from "../src/api/client.ts";
 import type { MembersResponse } from "../src/api/proto.ts";
-import { ChildProc, REPO_ROOT } from "../tests/helpers/cluster.ts";
+import { ChildProc, freePortOn } from "../tests/helpers/cluster.ts";
+import {
+  asUser,
+  checkReadable,
+  ensureUser,
+  NetCut,
+  runProgram,
+  type UserIds,
+} from "./lib/netcut.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
@@ -136,159 +145,14 @@ async function sleep(ms: number): Promise<void> {
 
 // ---------- system helpers ----------
 
-/** Runs a program; throws with its stderr when it fails (unless `ok_codes` allows the code). */
-async function run(
-  program: string,
-  argv: string[],
-  ok_codes: number[] = [0],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(program, {
-    args: argv,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  const res = { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-  if (!ok_codes.includes(res.code)) {
-    throw new Error(
-      `${program} ${argv.join(" ")} exited with ${res.code}: ${res.stderr.trim() || res.stdout}`,
-    );
-  }
-  return res;
-}
-
-interface UserIds {
-  name: string;
-  uid: number;
-  gid: number;
-}
-
-/** The ids of `name`, creating it as a system user without a home when missing. */
-async function ensureUser(name: string): Promise<UserIds> {
-  if ((await run("id", ["-u", name], [0, 1])).code !== 0) {
-    log(`creating system user ${name}`);
-    await run("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name]);
-  }
-  const uid = Number((await run("id", ["-u", name])).stdout.trim());
-  const gid = Number((await run("id", ["-g", name])).stdout.trim());
-  if (!Number.isInteger(uid) || uid === 0) throw new Error(`User ${name} has uid ${uid}`);
-  return { name, uid, gid };
-}
-
-/** `setpriv` arguments that run the rest of the command line as `u` (it execs: same pid). */
-function asUser(u: UserIds): string[] {
-  return [`--reuid=${u.uid}`, `--regid=${u.gid}`, "--clear-groups", "--"];
-}
-
-/** Throws unless `u` can read what a node needs. */
-async function checkReadable(u: UserIds): Promise<void> {
-  const files = [
-    "node_modules/tsx/dist/esm/index.mjs",
-    "node_modules/@grpc/grpc-js/package.json",
-    "src/server/main.ts",
-    "proto/vector_db.proto",
-    "build/kernels.wasm",
-  ].map((f) => `${REPO_ROOT}${f}`);
-  const test = files.flatMap((f, i) => (i === 0 ? ["-r", f] : ["-a", "-r", f]));
-  const res = await run("setpriv", [...asUser(u), "test", ...test], [0, 1]);
-  if (res.code !== 0) {
-    throw new Error(`User ${u.name} cannot read one of ${files.join(", ")}; check permissions`);
-  }
-}
-
-/** A port nothing listens on right now at `host`. */
-function freePortOn(host: string): number {
-  const listener = Deno.listen({ hostname: host, port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 /**
  * TCP connections to `addrs` stuck in SYN-SENT (their SYNs were dropped by the cut), as `ss`
  * prints them: `<local> <peer> timer:(on,<time to the next SYN>,<retransmits>)`.
  */
 async function synSentTo(addrs: string[]): Promise<string[]> {
-  const res = await run("ss", ["-Htno", "state", "syn-sent"], [0, 1, 255]);
+  const res = await runProgram("ss", ["-Htno", "state", "syn-sent"], [0, 1, 255]);
   return res.stdout.split("\n").map((l) => l.trim().split(/\s+/).slice(2).join(" "))
     .filter((l) => addrs.includes(l.split(" ")[1] ?? ""));
-}
-
-// ---------- firewall ----------
-
-/** The iptables rules this run added; deletes exactly those. */
-class Cut {
-  readonly #rules: string[][] = [];
-  readonly #tag = `${RULE_TAG}${Deno.pid}`;
-
-  /** Deletes rules tagged by an earlier run of this script whose process is gone. */
-  static async removeStale(): Promise<number> {
-    const { stdout } = await run("iptables", ["-w", "-S", "OUTPUT"]);
-    let removed = 0;
-    for (const line of stdout.split("\n")) {
-      const m = line.match(new RegExp(`${RULE_TAG}(\\d+)`));
-      if (m === null || !line.startsWith("-A OUTPUT ")) continue;
-      const pid = Number(m[1]);
-      if (pid === Deno.pid) continue;
-      let alive = true;
-      try {
-        Deno.statSync(`/proc/${pid}`);
-      } catch {
-        alive = false;
-      }
-      if (alive) continue; // Another run is live: its rules are its own.
-      // `-S` quotes the comment; ours has no spaces, so dropping the quotes is exact.
-      const spec = line.slice("-A OUTPUT ".length).replaceAll('"', "").split(/\s+/)
-        .filter((s) => s !== "");
-      await run("iptables", ["-w", "-D", "OUTPUT", ...spec]);
-      log(`deleted a stale rule of dead run ${pid}: ${line}`);
-      removed++;
-    }
-    return removed;
-  }
-
-  get active(): boolean {
-    return this.#rules.length > 0;
-  }
-
-  /** Drops everything processes of `from` send to `to_host` on loopback. */
-  async drop(from: UserIds, to_host: string): Promise<void> {
-    const spec = [
-      "-o",
-      "lo",
-      "-d",
-      `${to_host}/32`,
-      "-m",
-      "owner",
-      "--uid-owner",
-      String(from.uid),
-      "-m",
-      "comment",
-      "--comment",
-      this.#tag,
-      "-j",
-      "DROP",
-    ];
-    // Remember it before adding: a failure in between must still try to delete it.
-    this.#rules.push(spec);
-    await run("iptables", ["-w", "-I", "OUTPUT", ...spec]);
-  }
-
-  /** Deletes every rule this object added; keeps going past failures, throws the first. */
-  async heal(): Promise<void> {
-    let first: unknown = null;
-    while (this.#rules.length > 0) {
-      const spec = this.#rules.pop()!;
-      try {
-        await run("iptables", ["-w", "-D", "OUTPUT", ...spec]);
-      } catch (e) {
-        // "Bad rule" when the add itself had failed: nothing to delete.
-        if (!String(e).includes("does a matching rule exist")) first ??= e;
-      }
-    }
-    if (first !== null) throw first;
-  }
 }
 
 // ---------- nodes and views ----------
@@ -436,12 +300,12 @@ async function runTrial(trial: number, nodes: NodeInfo[], users: Record<Side, Us
   log(`trial ${trial}: one ${nodes.length}-member all-alive view (waited ${secs(formed)})`);
 
   // ----- cut -----
-  const cut = new Cut();
+  const cut = new NetCut(RULE_TAG);
   cuts.push(cut);
   const sideA = nodes.filter((n) => n.side === "A");
   const sideB = nodes.filter((n) => n.side === "B");
-  for (const b of sideB) await cut.drop(users.A, b.host);
-  for (const a of sideA) await cut.drop(users.B, a.host);
+  for (const b of sideB) await cut.drop({ from_uid: users.A.uid, to_host: b.host });
+  for (const a of sideA) await cut.drop({ from_uid: users.B.uid, to_host: a.host });
   const cutAt = performance.now();
   log(
     `trial ${trial}: CUT {${sideA.map((n) => n.id)}} | {${sideB.map((n) => n.id)}} ` +
@@ -598,7 +462,7 @@ async function runTrial(trial: number, nodes: NodeInfo[], users: Record<Side, Us
 
 // ---------- main ----------
 
-const cuts: Cut[] = [];
+const cuts: NetCut[] = [];
 const nodes: NodeInfo[] = [];
 let dir: string | null = null;
 const reports: TrialReport[] = [];
@@ -608,9 +472,12 @@ try {
   if (Deno.uid() !== 0) {
     throw new Error(`Needs root for iptables and setpriv; uid is ${Deno.uid()}`);
   }
-  const stale = await Cut.removeStale();
+  const stale = await NetCut.removeStale(RULE_TAG, log);
   if (stale > 0) log(`removed ${stale} stale rules of earlier runs`);
-  const users: Record<Side, UserIds> = { A: await ensureUser(USER_A), B: await ensureUser(USER_B) };
+  const users: Record<Side, UserIds> = {
+    A: await ensureUser(USER_A, log),
+    B: await ensureUser(USER_B, log),
+  };
   await checkReadable(users.A);
   await checkReadable(users.B);
 

@@ -31,7 +31,12 @@ const LOG_LINES_KEPT = 2000;
 
 /** A loopback port nothing listens on right now. */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return freePortOn("127.0.0.1");
+}
+
+/** A port nothing listens on right now at `host` (e.g. another loopback address, 127.0.0.x). */
+export function freePortOn(host: string): number {
+  const listener = Deno.listen({ hostname: host, port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   return port;
@@ -164,6 +169,31 @@ export interface ClusterOptions {
   gossip?: boolean;
 }
 
+/** A Unix user to run a process as (through `setpriv`, which execs: the pid is the process's). */
+export interface RunAs {
+  uid: number;
+  gid: number;
+}
+
+/**
+ * Optional process placement of a {@link TestCluster} (all default to the behaviour without
+ * them: every process on 127.0.0.1, as the caller's user). Used by `scripts/chaos.ts` to give
+ * each process its own loopback address and user, so iptables owner rules can cut its links.
+ */
+export interface ClusterPlacement {
+  /** Loopback host of node `i` (binds there; its address is `host:port`). Default 127.0.0.1. */
+  node_host?: (i: number) => string;
+  /** Loopback host of the router. Default 127.0.0.1. */
+  router_host?: string;
+  /**
+   * User to run node `i` as (needs root; undefined: the caller's user). Its data directory is
+   * created and given to that user, and the cluster directory is made world-traversable.
+   */
+  node_user?: (i: number) => RunAs | undefined;
+  /** User to run the router as (same rules). */
+  router_user?: RunAs;
+}
+
 /** A running test cluster. */
 export class TestCluster {
   readonly dir: string;
@@ -174,17 +204,50 @@ export class TestCluster {
   readonly options: Required<ClusterOptions>;
   nodes: (ChildProc | null)[];
   router: ChildProc | null = null;
+  readonly placement: ClusterPlacement;
   readonly #old: ChildProc[] = [];
   readonly #clients: ApiClient[] = [];
 
-  constructor(dir: string, options: Required<ClusterOptions>) {
+  constructor(
+    dir: string,
+    options: Required<ClusterOptions>,
+    placement: ClusterPlacement = {},
+  ) {
     this.dir = dir;
     this.options = options;
-    this.nodePorts = Array.from({ length: options.nodes }, () => freePort());
-    this.nodeAddrs = this.nodePorts.map((p) => `127.0.0.1:${p}`);
-    this.routerPort = freePort();
-    this.routerAddr = `127.0.0.1:${this.routerPort}`;
+    this.placement = placement;
+    const hostOf = (i: number) => placement.node_host?.(i) ?? "127.0.0.1";
+    this.nodePorts = Array.from({ length: options.nodes }, (_, i) => freePortOn(hostOf(i)));
+    this.nodeAddrs = this.nodePorts.map((p, i) => `${hostOf(i)}:${p}`);
+    const routerHost = placement.router_host ?? "127.0.0.1";
+    this.routerPort = freePortOn(routerHost);
+    this.routerAddr = `${routerHost}:${this.routerPort}`;
     this.nodes = this.nodePorts.map(() => null);
+  }
+
+  /** The host node `i` binds (see {@link ClusterPlacement.node_host}). */
+  nodeHost(i: number): string {
+    return this.placement.node_host?.(i) ?? "127.0.0.1";
+  }
+
+  /**
+   * A process of this cluster: as the caller's user, or, with `user`, through `setpriv` as
+   * that user with HOME at `data_dir` (created and given to the user first).
+   */
+  #spawn(name: string, args: string[], user: RunAs | undefined, data_dir: string): ChildProc {
+    if (user === undefined) return new ChildProc(name, args);
+    Deno.chmodSync(this.dir, 0o755);
+    Deno.mkdirSync(data_dir, { recursive: true });
+    Deno.chownSync(data_dir, user.uid, user.gid);
+    return new ChildProc(name, [
+      `--reuid=${user.uid}`,
+      `--regid=${user.gid}`,
+      "--clear-groups",
+      "--",
+      "/usr/bin/env",
+      `HOME=${data_dir}`,
+      ...args,
+    ], { command: "setpriv" });
   }
 
   /** Starts node `i` (on its port and data directory) and waits until it is ready. */
@@ -194,6 +257,7 @@ export class TestCluster {
     }
     if (this.nodes[i] !== null) this.#old.push(this.nodes[i]!);
     const port = this.nodePorts[i];
+    const dataDir = `${this.dir}/node-${port}`;
     const args = [
       "node",
       "--import",
@@ -202,12 +266,13 @@ export class TestCluster {
       "--port",
       String(port),
       "--data-dir",
-      `${this.dir}/node-${port}`,
+      dataDir,
     ];
+    if (this.placement.node_host !== undefined) args.push("--host", this.nodeHost(i));
     if (this.options.gossip) {
       args.push("--join", this.nodeAddrs.filter((_, j) => j !== i).join(","));
     }
-    const p = new ChildProc(`node-${port}`, args);
+    const p = this.#spawn(`node-${port}`, args, this.placement.node_user?.(i), dataDir);
     this.nodes[i] = p;
     await p.ready;
   }
@@ -216,35 +281,47 @@ export class TestCluster {
   async startRouter(): Promise<void> {
     if (this.router !== null) this.#old.push(this.router);
     const o = this.options;
-    this.router = new ChildProc("router", [
-      "node",
-      "--import",
-      "tsx",
-      "src/router/main.ts",
-      "--port",
-      String(this.routerPort),
-      ...(o.gossip ? ["--join", this.nodeAddrs.join(",")] : ["--nodes", this.nodeAddrs.join(",")]),
-      "--replication-factor",
-      String(o.replication_factor),
-      "--consistency",
-      o.consistency,
-      "--node-timeout-ms",
-      String(o.node_timeout_ms),
-      "--retry-interval-ms",
-      String(o.retry_interval_ms),
-      "--data-dir",
-      `${this.dir}/router`,
-    ]);
+    const dataDir = `${this.dir}/router`;
+    const host = this.placement.router_host === undefined
+      ? []
+      : ["--host", this.placement.router_host];
+    this.router = this.#spawn(
+      "router",
+      [
+        "node",
+        "--import",
+        "tsx",
+        "src/router/main.ts",
+        "--port",
+        String(this.routerPort),
+        ...(o.gossip
+          ? ["--join", this.nodeAddrs.join(",")]
+          : ["--nodes", this.nodeAddrs.join(",")]),
+        "--replication-factor",
+        String(o.replication_factor),
+        "--consistency",
+        o.consistency,
+        "--node-timeout-ms",
+        String(o.node_timeout_ms),
+        "--retry-interval-ms",
+        String(o.retry_interval_ms),
+        "--data-dir",
+        dataDir,
+        ...host,
+      ],
+      this.placement.router_user,
+      dataDir,
+    );
     await this.router.ready;
   }
 
   /** Starts one more node on a new port (joining the others with `gossip`); its index. */
   async addNode(): Promise<number> {
-    const port = freePort();
+    const i = this.nodes.length;
+    const port = freePortOn(this.nodeHost(i));
     this.nodePorts.push(port);
-    this.nodeAddrs.push(`127.0.0.1:${port}`);
+    this.nodeAddrs.push(`${this.nodeHost(i)}:${port}`);
     this.nodes.push(null);
-    const i = this.nodes.length - 1;
     await this.startNode(i);
     return i;
   }
