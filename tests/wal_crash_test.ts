@@ -120,6 +120,7 @@ Deno.test("wal survives SIGKILL at random moments without losing acked records",
         if (rec.kind !== "put") return;
         assert.equal(rec.id, idBase + k, `seq ${e.seq} holds id ${rec.id}, never appended there`);
         assert.deepEqual(rec.vector, vectorFor(rec.id));
+        assert.equal(rec.version, rec.id + 1);
         found.set(e.seq, rec.id);
       });
       for (const [seq, id] of run.acks) {

@@ -46,11 +46,15 @@ export interface PutRequest {
   vector: number[];
   collection?: string;
   consistency?: string;
+  /** 0 or absent: the server stamps it. At most 2^53 - 1 (VERSION_MAX). */
+  version?: Uint64;
 }
 export interface PutResponse {
   ok: boolean;
   seq?: Uint64;
   replicas_acked?: number;
+  /** The write's version, as stamped or given. */
+  version?: Uint64;
 }
 
 export interface Point {
@@ -61,10 +65,14 @@ export interface PutBatchRequest {
   points: Point[];
   collection?: string;
   consistency?: string;
+  /** Version of every point; 0 or absent: the server stamps one. */
+  version?: Uint64;
 }
 export interface PutBatchResponse {
   count: number;
   seq?: Uint64;
+  /** The batch's version, as stamped or given. */
+  version?: Uint64;
 }
 
 export interface GetRequest {
@@ -74,16 +82,24 @@ export interface GetRequest {
 export interface GetResponse {
   found: boolean;
   vector: number[];
+  /** Version of the put (found) or of the delete (`deleted`); 0 when never written. */
+  version?: Uint64;
+  /** True when the id's last write was a delete. */
+  deleted?: boolean;
 }
 
 export interface DeleteRequest {
   id: number;
   collection?: string;
   consistency?: string;
+  /** 0 or absent: the server stamps it. */
+  version?: Uint64;
 }
 export interface DeleteResponse {
   deleted: boolean;
   seq?: Uint64;
+  /** The delete's version, as stamped or given. */
+  version?: Uint64;
 }
 
 export interface SearchRequest {

@@ -65,7 +65,13 @@ Deno.test("outside-client field names and numbers are fixed", () => {
   }
   for (const m of ["PutRequest", "PutBatchRequest", "DeleteRequest"]) {
     assert.ok(fields(m).includes("string consistency = 10"), `${m} lacks consistency`);
+    assert.ok(fields(m).includes("uint64 version = 11"), `${m} lacks version`);
   }
+  assert.ok(fields("PutResponse").includes("uint64 version = 4"));
+  assert.ok(fields("PutBatchResponse").includes("uint64 version = 3"));
+  assert.ok(fields("DeleteResponse").includes("uint64 version = 3"));
+  assert.ok(fields("GetResponse").includes("uint64 version = 3"));
+  assert.ok(fields("GetResponse").includes("bool deleted = 4"));
   const proto = readFileSync(PROTO_PATH, "utf8");
   assert.match(proto, /^syntax = "proto3";$/m);
   assert.match(proto, /^package vectordb;$/m);
@@ -120,6 +126,12 @@ Deno.test("float vectors travel as float32", () => {
   const put = vectorDbService.Put;
   const back = put.requestDeserialize(put.requestSerialize({ id: 1, vector: [0.1] }));
   assert.equal(back.vector[0], Math.fround(0.1));
+  // Versions: absent decodes as "0"; numbers up to 2^53 - 1 survive as decimal strings.
+  assert.equal(back.version, "0");
+  const v = put.requestDeserialize(
+    put.requestSerialize({ id: 1, vector: [1], version: 2 ** 53 - 1 }),
+  );
+  assert.equal(v.version, "9007199254740991");
 });
 
 Deno.test("channel options allow 64 MiB messages", () => {

@@ -31,6 +31,7 @@ import {
   M_MIN,
   type Metric,
   METRICS,
+  VERSION_MAX,
 } from "./limits.ts";
 
 /** A request field breaks a rule of the API; `field` is its path, e.g. `points[3].vector[7]`. */
@@ -178,6 +179,34 @@ export function validateConsistency(
   return consistency as Consistency;
 }
 
+/**
+ * A write version (a uint64 field: a decimal string as proto-loader decodes it with `longs:
+ * String`, or a number): 0 … VERSION_MAX; absent or "" gives 0 ("stamp it for me").
+ */
+export function validateVersion(version: unknown, field = "version"): number {
+  if (version === undefined || version === "") return 0;
+  const shown = typeof version === "string" && version.length > 40
+    ? quote(`${version.slice(0, 40)}...`)
+    : quote(version);
+  if (typeof version === "string") {
+    if (!/^[0-9]+$/.test(version)) {
+      throw new ValidationError(field, version, `${field} ${shown} is not an unsigned integer`);
+    }
+    const n = Number(version); // at least 2^53 for every decimal above VERSION_MAX
+    if (n > VERSION_MAX) {
+      throw new ValidationError(field, version, `${field} ${shown} is above ${VERSION_MAX}`);
+    }
+    return n;
+  }
+  if (typeof version !== "number" || !Number.isInteger(version) || version < 0) {
+    throw new ValidationError(field, version, `${field} ${shown} is not an unsigned integer`);
+  }
+  if (version > VERSION_MAX) {
+    throw new ValidationError(field, version, `${field} ${shown} is above ${VERSION_MAX}`);
+  }
+  return version;
+}
+
 // ----- Whole requests -----
 
 /** A validated Put. */
@@ -186,6 +215,8 @@ export interface ValidPut {
   vector: number[];
   collection: string;
   consistency: Consistency | undefined;
+  /** 0 when the request left it for the server to stamp. */
+  version: number;
 }
 
 /** A validated PutBatch. */
@@ -193,6 +224,8 @@ export interface ValidPutBatch {
   points: { id: number; vector: number[] }[];
   collection: string;
   consistency: Consistency | undefined;
+  /** 0 when the request left it for the server to stamp. */
+  version: number;
 }
 
 /** A validated Get or Delete. */
@@ -200,6 +233,8 @@ export interface ValidPointRef {
   id: number;
   collection: string;
   consistency: Consistency | undefined;
+  /** A Delete's version; 0 when absent (Get has none). */
+  version: number;
 }
 
 /** A validated Search; `ef` 0 means the server default. */
@@ -224,6 +259,7 @@ interface PutLike {
   vector?: unknown;
   collection?: unknown;
   consistency?: unknown;
+  version?: unknown;
 }
 
 /** Validates a PutRequest; checks the vector's dimension when `dimension` is given. */
@@ -233,12 +269,13 @@ export function validatePutRequest(request: PutLike, dimension?: number): ValidP
     vector: validateVector(request.vector, "vector", dimension),
     collection: resolveCollection(request.collection),
     consistency: validateConsistency(request.consistency),
+    version: validateVersion(request.version),
   };
 }
 
 /** Validates a PutBatchRequest: 1 … BATCH_POINTS_MAX points, each a valid id and vector. */
 export function validatePutBatchRequest(
-  request: { points?: unknown; collection?: unknown; consistency?: unknown },
+  request: { points?: unknown; collection?: unknown; consistency?: unknown; version?: unknown },
   dimension?: number,
 ): ValidPutBatch {
   const points = request.points;
@@ -268,17 +305,19 @@ export function validatePutBatchRequest(
     points: points as { id: number; vector: number[] }[],
     collection: resolveCollection(request.collection),
     consistency: validateConsistency(request.consistency),
+    version: validateVersion(request.version),
   };
 }
 
 /** Validates a GetRequest or DeleteRequest. */
 export function validatePointRef(
-  request: { id?: unknown; collection?: unknown; consistency?: unknown },
+  request: { id?: unknown; collection?: unknown; consistency?: unknown; version?: unknown },
 ): ValidPointRef {
   return {
     id: validateId(request.id),
     collection: resolveCollection(request.collection),
     consistency: validateConsistency(request.consistency),
+    version: validateVersion(request.version),
   };
 }
 

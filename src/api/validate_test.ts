@@ -13,9 +13,10 @@ import {
   validatePutRequest,
   validateSearchRequest,
   validateVector,
+  validateVersion,
   ValidationError,
 } from "./validate.ts";
-import { BATCH_POINTS_MAX, DEFAULT_COLLECTION, DIMENSION_MAX } from "./limits.ts";
+import { BATCH_POINTS_MAX, DEFAULT_COLLECTION, DIMENSION_MAX, VERSION_MAX } from "./limits.ts";
 
 /** Asserts that `fn` throws a ValidationError on `field` with exactly `message`. */
 function rejects(fn: () => unknown, field: string, message: string): void {
@@ -115,6 +116,7 @@ Deno.test("point requests", () => {
     vector: [1, 2],
     collection: "default",
     consistency: undefined,
+    version: 0,
   });
   rejects(
     () => validatePutRequest({ id: 5, vector: [1, 2] }, 3),
@@ -125,6 +127,7 @@ Deno.test("point requests", () => {
     id: 9,
     collection: "c",
     consistency: "all",
+    version: 0,
   });
   assert.deepEqual(validateSearchRequest({ vector: [1], k: 3, ef: 0, collection: "c" }), {
     vector: [1],
@@ -210,5 +213,53 @@ Deno.test("create collection fills defaults and checks ranges", () => {
     () => validateCreateCollectionRequest({ name: "c", dimension: 2, m: 32, ef_construction: 16 }),
     "ef_construction",
     "ef_construction 16 must be between 32 and 10000 (at least m; 0 selects 200)",
+  );
+});
+
+Deno.test("versions: uint64 decimal strings or numbers, 0 .. 2^53 - 1", () => {
+  assert.equal(VERSION_MAX, 2 ** 53 - 1);
+  assert.equal(validateVersion(undefined), 0);
+  assert.equal(validateVersion(""), 0);
+  assert.equal(validateVersion("0"), 0);
+  assert.equal(validateVersion("1741234567890123"), 1741234567890123);
+  assert.equal(validateVersion("9007199254740991"), VERSION_MAX);
+  assert.equal(validateVersion(42), 42);
+  rejects(
+    () => validateVersion("9007199254740993"),
+    "version",
+    'version "9007199254740993" is above 9007199254740991',
+  );
+  rejects(
+    () => validateVersion("9007199254740992"),
+    "version",
+    'version "9007199254740992" is above 9007199254740991',
+  );
+  rejects(
+    () => validateVersion("18446744073709551615"),
+    "version",
+    'version "18446744073709551615" is above 9007199254740991',
+  );
+  rejects(
+    () => validateVersion(2 ** 53),
+    "version",
+    "version 9007199254740992 is above 9007199254740991",
+  );
+  rejects(() => validateVersion("1.5"), "version", 'version "1.5" is not an unsigned integer');
+  rejects(() => validateVersion(-1), "version", "version -1 is not an unsigned integer");
+  rejects(
+    () => validateVersion(1.5, "points[2].version"),
+    "points[2].version",
+    "points[2].version 1.5 is not an unsigned integer",
+  );
+  assert.equal(validatePutRequest({ id: 1, vector: [1], version: "77" }).version, 77);
+  assert.equal(validatePointRef({ id: 1, version: 78 }).version, 78);
+  assert.equal(
+    validatePutBatchRequest({ points: [{ id: 1, vector: [1] }], version: "79" }).version,
+    79,
+  );
+  rejects(
+    () => validatePointRef({ id: 1, version: "x" }),
+    "version",
+    'version "x" is not an unsigned integer',
   );
 });

@@ -1,150 +1,78 @@
 /**
- * Rebalancing decisions, as pure functions of two rings: which node must copy a point to which
- * new owners, and which nodes may drop it afterwards. No IO, no clock; the router's driver
- * (src/router/rebalance.ts) scans the nodes and performs what this plans, and
- * tests/sim/rebalance_sim_test.ts drives it with the nodes' copy-token rules
- * (src/server/transfer_service.ts) through seeded interleavings of copies and client writes.
+ * Rebalancing decisions, as pure functions of rings: where an entry found on a node must be
+ * copied, whether that node may forget it afterwards, and which nodes a read must ask while a
+ * move is unsettled. No IO, no clock; the router's driver (src/router/rebalance.ts) scans the
+ * nodes and performs what this decides, and tests/sim/rebalance_sim_test.ts drives the driver
+ * itself over simulated nodes.
  *
- * Terms. `from` is the last ring whose placement is known to be complete (the "settled" ring:
- * every point was on all its owners under it, up to hinted handoff), followed by every ring
- * published since, before `to`, the ring now in use (a rebalance interrupted by another ring
- * change leaves such intermediate rings). A point's *old owners* are the nodes that owned it
- * under EVERY ring of `from`: only they are sure to have received every write to it since the
- * settled ring. Its *new owners* are `to.owners(id, rf)`. Members of `to` are the nodes
- * believed up; the others are dead or left, and hold nothing we can read.
+ * Why this is so little: every write carries a version and every node applies writes, copies
+ * and hints last-writer-wins, tombstones included (see "Versions" in proto/vector_db.proto and
+ * src/storage/collection.ts). Copying an entry to a node can therefore never undo a newer write
+ * or resurrect a delete, and copying it twice is harmless. So a move is plain anti-entropy:
+ * every node of the ring now in use sends every entry it holds (live points and tombstones) to
+ * the entry's other owners under that ring; once all those copies succeeded, each owner holds
+ * the newest version any reachable node had, and the nodes that no longer own an entry may
+ * forget it (only if they still hold the version they sent: a newer one that arrived meanwhile
+ * stays, for the next run to place).
  *
- * For a point found on node `holder` while scanning it ({@link RebalancePlan.route}):
+ * Reads during a move. Until a run succeeds, the newest version of a point may sit only on a
+ * node that owned it under an earlier ring (the settled ring or one published since). A read
+ * therefore asks the owners under every one of those rings and the current one
+ * ({@link readSet}) and takes the highest version.
  *
- * - **targets**: new owners that are not old owners (they may lack the point, or hold a value older
- *   than a write they missed), except the holder itself. Only the point's *designated source*
- *   copies, so each target gets each point once: the first old owner that is still on the ring, in
- *   the order given by `source_rank` (lower first; the router ranks nodes with pending hints last,
- *   since they may lack recent writes), ties in ring order. When no old owner is on the ring (every
- *   one of them died, e.g. RF 1), every node that holds the point is a source, and copies fill
- *   only absent ids. That fallback cannot tell a stale holder from a current one (no per-write
- *   versions), so the router's driver does not use it: it leaves such points where they are.
- * - **replace**: true when the holder is an old owner (it has every write since the settled
- *   ring), so its copy may replace a value the target already holds (still never one written
- *   since the target's copy token); false in the every-holder fallback, where holders may
- *   disagree and only absent ids are filled.
- * - **prune**: true when the holder is not a new owner: once every copy of the rebalance has
- *   succeeded, the holder may delete it (its new owners have it).
+ * @example
+ * ```ts
+ * import { HashRing } from "./ring.ts";
+ * import { readSet, routeEntry } from "./rebalance_plan.ts";
  *
- * Properties (rebalance_plan_test.ts and the simulation check them): after every designated
- * source copied its points, every point held by some node on `to` is on all its new owners;
- * adding one node to a ring moves only the points it now owns (about RF/N of them) and only to
- * it; removing one copies each of its points to exactly one replacement owner.
- *
+ * const before = new HashRing({ members: ["a:1", "b:1", "c:1"] });
+ * const after = new HashRing({ members: ["a:1", "b:1", "c:1", "d:1"] });
+ * const r = routeEntry(after, 2, "a:1", 42);
+ * // r.targets: the other owners of 42 under `after`; r.prune: "a:1" no longer owns 42.
+ * const askers = readSet([before, after], 2, 42); // owners under either ring
+ * ```
  * @module
  */
 
 import type { HashRing } from "./ring.ts";
 
-/** What to do with one point found on one node. */
-export interface PointRoute {
-  /** Nodes to copy the point to (empty unless the holder is its designated source). */
+/** What to do with one entry found on one node. */
+export interface EntryRoute {
+  /** The entry's owners under the ring in use, except the holder: copy it to each. */
   targets: string[];
-  /** Whether the copy may replace a value the target holds (see the module comment). */
-  replace: boolean;
-  /** Whether the holder no longer owns the point (it may delete it once the move is done). */
+  /** True when the holder does not own the entry: it may forget it once every copy landed. */
   prune: boolean;
 }
 
-/** Options of {@link RebalancePlan}. */
-export interface RebalancePlanOptions {
-  /** The settled ring, then the rings published since, oldest first (see the module comment). */
-  from: HashRing | readonly HashRing[];
-  /** The ring now in use. */
-  to: HashRing;
-  replication_factor: number;
-  /** Preference among possible sources, lower first (default: all equal). */
-  source_rank?: (node: string) => number;
+/**
+ * Where an entry with `id`, found on `holder`, goes under ring `to` with replication factor
+ * `rf`.
+ */
+export function routeEntry(to: HashRing, rf: number, holder: string, id: number): EntryRoute {
+  const owners = to.owners(id, rf);
+  const targets: string[] = [];
+  let owned = false;
+  for (const o of owners) {
+    if (o === holder) owned = true;
+    else targets.push(o);
+  }
+  return { targets, prune: !owned };
 }
 
-/** The plan of one rebalance from `from` to `to`. */
-export class RebalancePlan {
-  readonly from: readonly HashRing[];
-  readonly to: HashRing;
-  readonly replication_factor: number;
-  readonly #rank: (node: string) => number;
-  readonly #old: string[] = [];
-  readonly #new: string[] = [];
-  readonly #tmp: string[] = [];
-
-  constructor(options: RebalancePlanOptions) {
-    const rf = options.replication_factor;
-    if (!Number.isInteger(rf) || rf < 1) {
-      throw new RangeError(`Replication factor ${rf} must be a positive integer`);
+/**
+ * The nodes a read of `id` asks: its owners under each of `rings` (the settled ring, the rings
+ * published since, and the ring in use), without repeats, in ring order of the LAST ring first
+ * (the current owners), then the older rings' owners.
+ */
+export function readSet(rings: readonly HashRing[], rf: number, id: number): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (let i = rings.length - 1; i >= 0; i--) {
+    for (const o of rings[i].owners(id, rf)) {
+      if (seen.has(o)) continue;
+      seen.add(o);
+      out.push(o);
     }
-    this.from = Array.isArray(options.from) ? options.from : [options.from as HashRing];
-    if (this.from.length === 0) throw new RangeError("A rebalance plan needs a settled ring");
-    this.to = options.to;
-    this.replication_factor = rf;
-    this.#rank = options.source_rank ?? (() => 0);
   }
-
-  /** The nodes to scan: every node of `to` (nodes off it cannot be read). */
-  sources(): string[] {
-    return this.to.members();
-  }
-
-  /** Whether the two rings place every point identically (nothing to move). */
-  get identical(): boolean {
-    if (this.from.length !== 1) return false;
-    const a = this.from[0].members();
-    const b = this.to.members();
-    return a.length === b.length && a.every((m, i) => m === b[i]) &&
-      this.from[0].vnodes_per_member === this.to.vnodes_per_member;
-  }
-
-  /** The old owners of point `id` (owners under every ring of `from`), into `#old`. */
-  #oldOwners(id: number): string[] {
-    const old = this.#old;
-    this.from[0].ownersInto(id, this.replication_factor, old);
-    for (let r = 1; r < this.from.length && old.length > 0; r++) {
-      this.from[r].ownersInto(id, this.replication_factor, this.#tmp);
-      let k = 0;
-      for (const o of old) if (this.#tmp.includes(o)) old[k++] = o;
-      old.length = k;
-    }
-    return old;
-  }
-
-  /** The old owners of point `id` (see the module comment). */
-  oldOwners(id: number): string[] {
-    return this.#oldOwners(id).slice();
-  }
-
-  /** The designated source of point `id`, or null when no old owner is on `to`. */
-  source(id: number): string | null {
-    this.#oldOwners(id);
-    let best: string | null = null;
-    let bestRank = Infinity;
-    for (const o of this.#old) {
-      if (!this.to.has(o)) continue;
-      const r = this.#rank(o);
-      if (r < bestRank) {
-        best = o;
-        bestRank = r;
-      }
-    }
-    return best;
-  }
-
-  /** The new owners of point `id` that were not old owners. */
-  gained(id: number): string[] {
-    this.#oldOwners(id);
-    this.to.ownersInto(id, this.replication_factor, this.#new);
-    return this.#new.filter((n) => !this.#old.includes(n));
-  }
-
-  /** What `holder` does with point `id` (see the module comment). */
-  route(id: number, holder: string): PointRoute {
-    const source = this.source(id);
-    this.to.ownersInto(id, this.replication_factor, this.#new);
-    const prune = !this.#new.includes(holder);
-    if (source !== null && source !== holder) return { targets: [], replace: false, prune };
-    const targets = this.gained(id).filter((t) => t !== holder);
-    return { targets, replace: source !== null, prune };
-  }
+  return out;
 }

@@ -13,7 +13,7 @@ import {
 const quiet = () => {};
 
 function put(id: number, x: number): WalRecord {
-  return { kind: "put", collection: "default", id, vector: Float32Array.of(x, x + 1) };
+  return { kind: "put", collection: "default", id, vector: Float32Array.of(x, x + 1), version: x };
 }
 
 function ids(log: HintLog): number[] {
@@ -37,7 +37,7 @@ Deno.test("hints keep call order, survive reopen, and delivered ones stay delive
     let log = await HintLog.open("n1", dir, { logger: quiet });
     const appended = [
       put(1, 1),
-      { kind: "delete", collection: "default", id: 1 } as const,
+      { kind: "delete", collection: "default", id: 1, version: 10 } as const,
       put(2, 2),
     ]
       .map((r) => log.append(r));

@@ -20,6 +20,7 @@
  * | `--retry-interval-ms`  | 500             | pause between attempts to reach a down node   |
  * | `--transfers-max`      | 2               | rebalancing: most transfers at once           |
  * | `--rebalance-delay-ms` | 500             | rebalancing: ring stability before it starts  |
+ * | `--anti-entropy-s`     | 600             | gossip: full anti-entropy run period; 0 never |
  *
  * `--nodes` defaults to 127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053, the three nodes of
  * `deno task cluster`, so the original quickstart needs no flags; with `--join` it defaults
@@ -91,6 +92,7 @@ export function parseRouterArgs(argv: readonly string[]): RouterOptions {
         "retry-interval-ms": { type: "string", default: "500" },
         "transfers-max": { type: "string", default: "2" },
         "rebalance-delay-ms": { type: "string", default: "500" },
+        "anti-entropy-s": { type: "string", default: "600" },
       },
       strict: true,
       allowPositionals: false,
@@ -138,6 +140,8 @@ export function parseRouterArgs(argv: readonly string[]): RouterOptions {
     retry_interval_ms: integer("retry-interval-ms", values["retry-interval-ms"]!, 1, 600_000),
     transfers_max: integer("transfers-max", values["transfers-max"]!, 1, 64),
     rebalance_delay_ms: integer("rebalance-delay-ms", values["rebalance-delay-ms"]!, 0, 600_000),
+    anti_entropy_interval_ms: integer("anti-entropy-s", values["anti-entropy-s"]!, 0, 86_400) *
+      1000,
   };
 }
 

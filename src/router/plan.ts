@@ -250,20 +250,36 @@ export function searchCoverage(
   return { shards_answered: count, shards_total: shards.length, partial: count < shards.length };
 }
 
+/** One node's answer to a Get: the version it holds (0: none) and whether the point is live. */
+export interface ReadAnswer {
+  node: string;
+  version: number;
+  found: boolean;
+}
+
 /**
- * The order in which Get asks a point's owners: owners with no pending hints (up to date)
- * first, then owners believed reachable, keeping ring order otherwise.
+ * The answer a Get returns among several nodes' answers, and the owners to repair: the highest
+ * version wins (a delete's tombstone included); at equal versions a live point beats an absent
+ * one (only for version 0, from before versions existed). `stale` lists the given `owners` that
+ * answered with a lower version. Returns index -1 when there is no answer.
  */
-export function readOrder(
+export function newestRead(
+  answers: readonly ReadAnswer[],
   owners: readonly string[],
-  pending_hints: (owner: string) => number,
-  reachable: (owner: string) => boolean,
-): string[] {
-  const rank = (o: string) => (pending_hints(o) > 0 ? 2 : 0) + (reachable(o) ? 0 : 1);
-  return owners
-    .map((o, i) => ({ o, i, r: rank(o) }))
-    .sort((a, b) => a.r - b.r || a.i - b.i)
-    .map((x) => x.o);
+): { index: number; version: number; stale: string[] } {
+  let index = -1;
+  for (let i = 0; i < answers.length; i++) {
+    const a = answers[i];
+    if (
+      index < 0 || a.version > answers[index].version ||
+      (a.version === answers[index].version && a.found && !answers[index].found)
+    ) index = i;
+  }
+  if (index < 0) return { index, version: 0, stale: [] };
+  const version = answers[index].version;
+  const held = new Map(answers.map((a) => [a.node, a.version]));
+  const stale = version > 0 ? owners.filter((o) => held.has(o) && held.get(o)! < version) : [];
+  return { index, version, stale };
 }
 
 /**

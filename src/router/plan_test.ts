@@ -4,9 +4,9 @@ import {
   decideBatch,
   decideWrite,
   mergeSearchResults,
+  newestRead,
   parseConsistency,
   PlanError,
-  readOrder,
   requiredAcks,
   ringNodes,
   searchCoverage,
@@ -170,14 +170,24 @@ Deno.test("searchCoverage: a shard is answered when any owner answered", () => {
   });
 });
 
-Deno.test("readOrder prefers up-to-date, then reachable owners", () => {
-  const pending: Record<string, number> = { a: 3, b: 0, c: 0 };
-  const reachable: Record<string, boolean> = { a: true, b: false, c: true };
+Deno.test("newestRead: the highest version wins, tombstones too; lower owners are stale", () => {
+  const r = newestRead([
+    { node: "a", version: 5, found: true },
+    { node: "b", version: 9, found: false },
+    { node: "c", version: 7, found: true },
+  ], ["a", "b"]);
+  assert.deepEqual(r, { index: 1, version: 9, stale: ["a"] });
+  // Equal versions: nothing stale; a live legacy point (version 0) beats an absent one.
   assert.deepEqual(
-    readOrder(["a", "b", "c"], (o) => pending[o], (o) => reachable[o]),
-    ["c", "b", "a"],
+    newestRead([{ node: "a", version: 0, found: false }, { node: "b", version: 0, found: true }], [
+      "a",
+      "b",
+    ]),
+    { index: 1, version: 0, stale: [] },
   );
-  assert.deepEqual(readOrder(["b", "c"], () => 0, () => true), ["b", "c"]);
+  assert.deepEqual(newestRead([], ["a"]), { index: -1, version: 0, stale: [] });
+  // A node that did not answer is not stale (nothing known of it).
+  assert.deepEqual(newestRead([{ node: "b", version: 3, found: true }], ["a", "b"]).stale, []);
 });
 
 Deno.test("ringNodes: gossip ring addresses plus static nodes gossip never reported", () => {

@@ -1,79 +1,56 @@
 /**
- * Rebalancing, driven by the router: when its ring changes, points move to the nodes that own
- * them under the new ring, without losing or resurrecting concurrent writes.
+ * Rebalancing and anti-entropy, driven by the router: when its ring changes (and periodically),
+ * every entry moves to the nodes that own it under the ring in use, without losing or
+ * resurrecting concurrent writes.
  *
- * Protocol (decisions in src/cluster/rebalance_plan.ts, node side in
- * src/server/transfer_service.ts):
+ * Correctness rests on versions, not on ordering (proto/vector_db.proto, "Versions"): every
+ * write carries a version, and nodes apply puts, deletes, hints and copies last-writer-wins with
+ * durable tombstones. A copy can therefore be sent at any time, any number of times, from any
+ * holder; it never overwrites a newer value or brings back a deleted point. The decisions are
+ * pure functions in src/cluster/rebalance_plan.ts.
  *
- * 1. **Tokens before routing.** Before the router publishes a new ring it opens a copy token
- *    (`BeginCopy`) on every node of that ring that has none yet ({@link Rebalancer.prepare}). From
- *    then on each of those nodes records every id written to it; a copy is applied only to an id
- *    untouched since the token (and absent, unless its sender owned the point under every ring
- *    since the settled one: then it replaces a possibly stale value). Since no write routed by the
- *    new ring can reach a node before its token, a copy can never overwrite a newer put or
- *    resurrect a delete made under the new ring. Tokens stay open until the placement is settled,
- *    across further ring changes, so a write made under an intermediate ring is protected as well.
- *    A node whose BeginCopy fails (down, or restarted since) receives no copies in this rebalance:
- *    copying to it later with a later token would be unsafe. It is reported.
- * 2. **Old writes drain.** After publishing, the driver waits (up to
- *    {@link DRAIN_WAIT_TIMEOUTS} node timeouts) until no write planned on an older ring is in
- *    flight: such a write goes to the old owners only, so a scan that read a source before it
- *    landed would copy a stale value the new owner would then keep.
- *    **Joins wait.** While a move is unsettled the router keeps nodes that join off its ring
- *    (they enter once it settles); only deaths and departures change the ring meanwhile, so
- *    rings pile up only through failures.
- * 3. **Scan and copy.** After {@link Rebalancer.delay_ms} of ring stability, each node of the
- *    new ring is scanned, collection by collection (a *transfer*; at most `transfers_max` run
- *    at once), in pages of ascending ids; each point goes, through `CopyBatch`, to the new
- *    owners it lacks, sent only by its designated source (plan: the first old owner still on
- *    the ring, nodes with pending hints ranked last). A point with no such source (every node
- *    that owned it under all rings since the settled one is gone) is neither copied nor
- *    pruned: holders may disagree and, without per-write versions, a copy could resurrect a
- *    delete; it is counted in `points_unresolved`. A target that does not have the
- *    collection yet (its creation is still in its hint queue) is retried for up to
- *    {@link COLLECTION_WAIT_MS}. Searches ask every node meanwhile, so they stay complete; a Get
- *    prefers owners that held the point before the change ({@link Rebalancer.receiving}).
- * 4. **Settle and prune.** When every transfer succeeded, a point that a node gained (it did not
- *    own it under every ring since the settled one) and holds although no source sent it is removed
- *    from it with its copy token: the sources no longer have it, so it was deleted while that node
- *    was away (a node returning with old data) and must not come back. Then the points each node no
- *    longer owns are deleted from it (`Prune`, which keeps a tombstone and skips ids touched since
- *    a second token opened once step 2 is over: such a write can only come from a newer ring, or be
- *    a late hint), the tokens are closed and the new ring becomes the settled one, the base of the
- *    next plan. A failed run is retried (up to {@link RUN_ATTEMPTS} times, every
- *    {@link RETRY_DELAY_MS}; copies are idempotent under the same tokens) and then settled without
- *    pruning. A ring change during a run aborts it at the next page; the next run plans from the
- *    settled ring to the newest one, so nothing an aborted run skipped is lost.
+ * A run (from the settled ring, the last whose placement is complete, to the ring in use):
  *
- * Membership events handled: a node that **joins** receives the ranges it now owns from their
- * previous owners; a node declared **dead** has its ranges re-replicated from the surviving
- * owners to the nodes replacing it; a node that **leaves** on purpose (SIGTERM: gossip shows it
- * `left`) is handled like a dead one: its ranges are re-replicated from the remaining owners
- * (the leaving node does not stream its own data, so with RF 1 its points are unavailable
- * until it returns).
+ * 1. **Old writes drain.** Wait (up to {@link DRAIN_WAIT_TIMEOUTS} node timeouts) until no
+ *    write planned on an older ring is in flight: such a write lands on old owners only, after
+ *    their scan maybe, and would be missed. If they do not drain the run fails (and is retried).
+ * 2. **Scan and copy.** Each node of the ring in use is scanned, collection by collection (a
+ *    *transfer*; at most `transfers_max` at once), in pages of ascending ids, live points and
+ *    tombstones with their versions. Each entry goes, through `CopyBatch`, to its other owners
+ *    under the ring in use. A target that lacks the collection (its creation still in its hint
+ *    queue) is retried for up to {@link COLLECTION_WAIT_MS}.
+ * 3. **Prune.** Once every transfer succeeded, each node forgets the entries it sent but does
+ *    not own (`Prune`, conditional on the version scanned: a newer write that arrived since is
+ *    kept for the next run). Then the ring in use becomes the settled ring.
  *
- * Limits and costs: every node of the new ring is read in full once per run (pages of up
- * to {@link PAGE_POINTS} points), although only about RF/N of the points move: the scan has
- * no ring filter. The prune lists, and the ids sent to each target, are kept in memory (prune
- * lists: at most {@link PRUNE_IDS_MAX} ids in all, beyond which pruning is skipped; the sets of
- * ids sent are as large as the moved share). The router that restarts
- * knows no settled ring: it takes its first ring as settled, so a change it did not witness is
- * not rebalanced. Several routers each rebalance (copies are idempotent; prunes could race
- * with a router whose view lags, so run one router per cluster, or accept that a point it
- * pruned by mistake is copied back by the next rebalance). Writes still in a TARGET's hint
- * queue from before the change are applied after its token, so they block the copy of their
- * ids: the target keeps the hinted value even if a newer one existed elsewhere.
+ * A run that fails is retried every {@link RETRY_DELAY_MS} (growing to
+ * {@link RETRY_DELAY_MAX_MS}), never settled half-done: until it succeeds, reads ask the owners
+ * under every ring since the settled one ({@link Rebalancer.readers}) and take the newest
+ * version. A ring change aborts a run at its next page; the next run starts over on the newest
+ * ring. With `anti_entropy_interval_ms`, a run is also started that long after the last one
+ * settled, with no ring change: it repairs replicas that diverged for any reason (a hint
+ * discarded, a node restored from an old disk).
+ *
+ * Membership events handled: a node that **joins** receives its ranges from every node that
+ * holds them; a node declared **dead** or that **left** has its ranges re-replicated from the
+ * surviving holders. While a move is unsettled the router keeps joining nodes off the ring for
+ * up to {@link JOIN_WAIT_MAX_MS} (src/router/server.ts), so rings pile up mostly through
+ * failures.
+ *
+ * Costs and limits: a run reads every entry of every node of the ring and sends it to its RF-1
+ * other owners (RF when the holder is not an owner); nodes skip copies they already hold before
+ * logging them. Prune lists are kept in memory (at most {@link PRUNE_IDS_MAX} ids in a run,
+ * beyond which pruning is skipped that run). A router that restarts knows no settled ring: it
+ * takes its first ring as settled, and the periodic anti-entropy run repairs what it missed.
+ * Several routers each rebalance; with versions that is safe, only wasteful.
  *
  * @module
  */
 
-import * as grpc from "@grpc/grpc-js";
-import { describeGrpcError, isServiceError } from "../api/client.ts";
 import type { HashRing } from "../cluster/ring.ts";
-import { RebalancePlan } from "../cluster/rebalance_plan.ts";
-import type { TransferClient, TransferPoint } from "../server/transfer_service.ts";
+import { readSet, routeEntry } from "../cluster/rebalance_plan.ts";
 
-/** Points per Scan page (and so per CopyBatch). */
+/** Entries per Scan page (and so at most per CopyBatch). */
 export const PAGE_POINTS = 512;
 /** Most transfers (one node × one collection) at once, by default. */
 export const DEFAULT_TRANSFERS_MAX = 2;
@@ -83,12 +60,14 @@ export const DEFAULT_DELAY_MS = 500;
 export const COLLECTION_WAIT_MS = 30_000;
 /** Node timeouts to wait for writes planned on older rings to finish. */
 export const DRAIN_WAIT_TIMEOUTS = 5;
-/** Attempts of a run before it settles anyway (without pruning). */
-export const RUN_ATTEMPTS = 3;
-/** Pause before a failed run is tried again. */
-export const RETRY_DELAY_MS = 2000;
+/** First pause before a failed run is tried again; doubles up to {@link RETRY_DELAY_MAX_MS}. */
+export const RETRY_DELAY_MS = 1000;
+/** Longest pause between attempts of a failing run. */
+export const RETRY_DELAY_MAX_MS = 10_000;
 /** Most ids kept for pruning in one run. */
 export const PRUNE_IDS_MAX = 16_000_000;
+/** Longest a joining node waits off the ring while a move is unsettled. */
+export const JOIN_WAIT_MAX_MS = 60_000;
 
 /** A ring as the rebalancer sees it. */
 export interface RingRef {
@@ -97,20 +76,54 @@ export interface RingRef {
   ring: HashRing;
 }
 
+/** One entry of a node: a live point or a tombstone, with the version of its last write. */
+export interface TransferEntry {
+  id: number;
+  version: number;
+  deleted: boolean;
+  /** The vector (empty for a tombstone). */
+  vector: ArrayLike<number>;
+}
+
+/** One Scan page. */
+export interface ScanPage {
+  entries: TransferEntry[];
+  next_after_id: number;
+  done: boolean;
+}
+
+/** The collection does not exist on the node asked. */
+export class MissingCollectionError extends Error {
+  override name = "MissingCollectionError";
+}
+
+/**
+ * What the rebalancer needs of one node: the node side of src/server/transfer_service.ts.
+ * Each method throws {@link MissingCollectionError} when the node lacks the collection.
+ */
+export interface TransferPort {
+  scan(collection: string, after_id: number, from_start: boolean, limit: number): Promise<ScanPage>;
+  copy(collection: string, entries: TransferEntry[]): Promise<{ applied: number; skipped: number }>;
+  /** Forgets each id whose held version is at most the given one; resolves with the count. */
+  prune(collection: string, ids: number[], versions: number[]): Promise<number>;
+}
+
 /** What the rebalancer needs from the router. */
 export interface RebalanceHost {
   log(message: string): void;
-  /** A Transfer client of a node on the current ring, or null. */
-  transfer(address: string): TransferClient | null;
+  /** The transfer port of a node on the current ring, or null. */
+  transfer(address: string): TransferPort | null;
   /** Names of the collections the given nodes report (union). */
   collections(nodes: readonly string[]): Promise<string[]>;
-  /** Hints pending for a node (sources with pending hints are ranked last). */
-  hintsPending(address: string): number;
   /** The ring in use now. */
   current(): RingRef;
   /** Resolves once no write planned on a ring other than `ring` is in flight, or after `ms`. */
   drainOlderWrites(ring: RingRef, ms: number): Promise<boolean>;
   node_timeout_ms: number;
+  /** Timers (a simulation passes its own); default `setTimeout`. */
+  sleep?: (ms: number) => Promise<void>;
+  /** Describes an error for logs; default its message. */
+  describe?: (error: unknown) => string;
 }
 
 /** Options of {@link Rebalancer}. */
@@ -119,6 +132,8 @@ export interface RebalancerOptions {
   transfers_max?: number;
   delay_ms?: number;
   page_points?: number;
+  /** Start an anti-entropy run this long after the last settled one; 0 (default) never. */
+  anti_entropy_interval_ms?: number;
 }
 
 /** Progress counters (cumulative since the router started, except the first three). */
@@ -129,25 +144,19 @@ export interface RebalanceStats {
   transfers_done: number;
   transfers_failed: number;
   points_scanned: number;
+  /** Entries a target applied (it held an older version or none). */
   points_copied: number;
   points_pruned: number;
-  /** Point copies skipped because no node was sure to hold the point's latest value. */
+  /** Always 0: with versions every entry has a safe place (kept for the Stats field). */
   points_unresolved: number;
   rebalances_done: number;
-}
-
-/** Points of one page for one target. */
-interface CopyJob {
-  target: string;
-  replace: boolean;
-  points: TransferPoint[];
 }
 
 class Aborted extends Error {
   override name = "Aborted";
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The router's rebalancing driver (see the module comment). */
 export class Rebalancer {
@@ -155,6 +164,7 @@ export class Rebalancer {
   readonly transfers_max: number;
   readonly delay_ms: number;
   readonly page_points: number;
+  readonly anti_entropy_interval_ms: number;
   readonly stats: RebalanceStats = {
     rebalancing: false,
     transfers_active: 0,
@@ -168,33 +178,41 @@ export class Rebalancer {
     rebalances_done: 0,
   };
   readonly #host: RebalanceHost;
+  readonly #sleep: (ms: number) => Promise<void>;
+  readonly #describe: (error: unknown) => string;
   /** The last ring whose placement is complete; null before the first ring. */
   #settled: RingRef | null = null;
   /** Rings published since the settled one, oldest first (the last is the current one). */
   #chain: RingRef[] = [];
-  /** Open copy tokens by node address (for the current unsettled period). */
-  readonly #tokens = new Map<string, string>();
-  /** Nodes whose BeginCopy failed in this period: they receive no copies. */
-  readonly #untokened = new Set<string>();
   /** Bumped on every ring change; a run stops when it no longer matches. */
   #generation = 0;
   #running: Promise<void> | null = null;
   #wanted = false;
   #stopped = false;
   #timer: ReturnType<typeof setTimeout> | null = null;
+  #anti_entropy_timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(host: RebalanceHost, options: RebalancerOptions) {
     this.#host = host;
+    this.#sleep = host.sleep ?? realSleep;
+    this.#describe = host.describe ?? ((e) => (e as Error)?.message ?? String(e));
     this.replication_factor = options.replication_factor;
     this.transfers_max = options.transfers_max ?? DEFAULT_TRANSFERS_MAX;
     this.delay_ms = options.delay_ms ?? DEFAULT_DELAY_MS;
     this.page_points = options.page_points ?? PAGE_POINTS;
+    this.anti_entropy_interval_ms = options.anti_entropy_interval_ms ?? 0;
     for (
       const [n, v] of [["transfers_max", this.transfers_max], ["page_points", this.page_points]]
     ) {
       if (!Number.isInteger(v) || (v as number) < 1) {
         throw new RangeError(`Rebalance option ${n} ${v} must be a positive integer`);
       }
+    }
+    if (!(this.anti_entropy_interval_ms >= 0)) {
+      throw new RangeError(
+        `Rebalance option anti_entropy_interval_ms ${this.anti_entropy_interval_ms} must be ` +
+          `0 or more`,
+      );
     }
   }
 
@@ -204,43 +222,27 @@ export class Rebalancer {
   }
 
   /**
-   * Whether `owner` may still be receiving point `id` (a move is unsettled and it did not own
-   * the point under the settled ring): its "not found" is then not authoritative.
+   * The nodes a read of `id` should ask: its owners under the ring in use and, while a move is
+   * unsettled, under the settled ring and every ring published since (one of them may hold the
+   * newest version still). Current owners first.
    */
-  receiving(owner: string, id: number): boolean {
-    const s = this.#settled;
-    if (s === null || !this.stats.rebalancing) return false;
-    return !s.ring.owners(id, this.replication_factor).includes(owner);
-  }
-
-  /**
-   * Called before a ring with `nodes` is published: opens a copy token on each node that has
-   * none. The very first ring needs none (nothing to move).
-   */
-  async prepare(nodes: readonly string[]): Promise<void> {
-    if (this.#settled === null || this.#stopped) return;
-    const missing = nodes.filter((n) => !this.#tokens.has(n) && !this.#untokened.has(n));
-    await Promise.all(missing.map(async (n) => {
-      const client = this.#host.transfer(n);
-      try {
-        if (client === null) throw new Error("no channel to the node");
-        const { token } = await client.call("BeginCopy", {});
-        this.#tokens.set(n, token);
-      } catch (e) {
-        this.#untokened.add(n);
-        this.#host.log(
-          `WARNING rebalance: no copy token from ${n} (${describeGrpcError(e)}); it will ` +
-            `receive no copies until the next ring change settles`,
-        );
-      }
-    }));
+  readers(id: number): string[] {
+    const rings: HashRing[] = [];
+    if (this.#settled !== null && this.stats.rebalancing) rings.push(this.#settled.ring);
+    for (const r of this.#chain) rings.push(r.ring);
+    const current = this.#host.current();
+    if (rings.length === 0 || rings[rings.length - 1] !== current.ring) rings.push(current.ring);
+    return readSet(rings, this.replication_factor, id);
   }
 
   /** Called after a ring was published. */
   changed(ring: RingRef): void {
     if (this.#stopped) return;
     if (this.#settled === null) {
-      if (ring.nodes.length > 0) this.#settled = ring;
+      if (ring.nodes.length > 0) {
+        this.#settled = ring;
+        this.#armAntiEntropy();
+      }
       return;
     }
     this.#generation++;
@@ -249,11 +251,23 @@ export class Rebalancer {
     this.#schedule(this.delay_ms);
   }
 
-  /** Stops: the running transfer ends at its next page; tokens expire on the nodes. */
+  /** Starts an anti-entropy run now (no ring change needed); for tests and operators. */
+  antiEntropy(): void {
+    if (this.#stopped || this.#settled === null) return;
+    if (!this.stats.rebalancing) {
+      this.#generation++;
+      this.#chain.push(this.#host.current());
+      this.stats.rebalancing = true;
+    }
+    this.#schedule(0);
+  }
+
+  /** Stops: the running transfer ends at its next page. */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#generation++;
     if (this.#timer !== null) clearTimeout(this.#timer);
+    if (this.#anti_entropy_timer !== null) clearTimeout(this.#anti_entropy_timer);
     await this.#running;
   }
 
@@ -267,12 +281,26 @@ export class Rebalancer {
     const deadline = Date.now() + timeout_ms;
     while (this.stats.rebalancing) {
       if (Date.now() > deadline) throw new Error(`Rebalance still running after ${timeout_ms} ms`);
-      await sleep(50);
+      await realSleep(50);
     }
+  }
+
+  #armAntiEntropy(): void {
+    if (this.anti_entropy_interval_ms <= 0 || this.#stopped) return;
+    if (this.#anti_entropy_timer !== null) clearTimeout(this.#anti_entropy_timer);
+    this.#anti_entropy_timer = setTimeout(() => {
+      this.#anti_entropy_timer = null;
+      this.antiEntropy();
+    }, this.anti_entropy_interval_ms);
   }
 
   #schedule(ms: number): void {
     if (this.#timer !== null) clearTimeout(this.#timer);
+    if (ms <= 0 && this.#host.sleep !== undefined) {
+      // Simulations run without real timers.
+      this.#kick();
+      return;
+    }
     this.#timer = setTimeout(() => {
       this.#timer = null;
       this.#kick();
@@ -293,14 +321,15 @@ export class Rebalancer {
         attempt++;
         let outcome: "done" | "failed" | "aborted";
         try {
-          outcome = await this.#run(generation, attempt >= RUN_ATTEMPTS);
+          outcome = await this.#run(generation);
         } catch (e) {
           this.#host.log(`ERROR rebalance: ${(e as Error)?.stack ?? e}`);
           outcome = "failed";
         }
-        if (outcome === "failed" && attempt < RUN_ATTEMPTS && !this.#stopped) {
-          this.#host.log(`rebalance: attempt ${attempt} failed; retrying in ${RETRY_DELAY_MS} ms`);
-          await sleep(RETRY_DELAY_MS);
+        if (outcome === "failed" && !this.#stopped && generation === this.#generation) {
+          const wait = Math.min(RETRY_DELAY_MAX_MS, RETRY_DELAY_MS * 2 ** (attempt - 1));
+          this.#host.log(`rebalance: attempt ${attempt} failed; retrying in ${wait} ms`);
+          await this.#sleep(wait);
           this.#wanted = true;
         }
       }
@@ -310,151 +339,92 @@ export class Rebalancer {
     });
   }
 
-  /** One run from the settled ring to the current one. */
-  async #run(generation: number, last_attempt: boolean): Promise<"done" | "failed" | "aborted"> {
+  /** One run to the current ring. */
+  async #run(generation: number): Promise<"done" | "failed" | "aborted"> {
     const host = this.#host;
-    const from = this.#settled!;
     const to = host.current();
     const t0 = Date.now();
     const drained = await host.drainOlderWrites(to, DRAIN_WAIT_TIMEOUTS * host.node_timeout_ms);
-    if (!drained) host.log("WARNING rebalance: writes planned on an older ring still in flight");
     if (this.#stopped || generation !== this.#generation) return "aborted";
-    // Prune tokens, opened once older writes drained: a write to a node for a point it no
-    // longer owns can then only come from a newer ring (or a late hint), and prune skips it.
-    const pruneTokens = new Map<string, string>();
-    if (drained) {
-      await Promise.all(to.nodes.map(async (n) => {
-        try {
-          const client = host.transfer(n);
-          if (client !== null) pruneTokens.set(n, (await client.call("BeginCopy", {})).token);
-        } catch {
-          // No pruning on that node this time.
-        }
-      }));
+    if (!drained) {
+      host.log("WARNING rebalance: writes planned on an older ring still in flight");
+      return "failed";
     }
-    try {
-      return await this.#transfers(generation, last_attempt, from, to, pruneTokens, t0);
-    } finally {
-      for (const [n, token] of pruneTokens) {
-        host.transfer(n)?.call("EndCopy", { token }).catch(() => {});
-      }
-    }
-  }
-
-  async #transfers(
-    generation: number,
-    last_attempt: boolean,
-    from: RingRef,
-    to: RingRef,
-    pruneTokens: Map<string, string>,
-    t0: number,
-  ): Promise<"done" | "failed" | "aborted"> {
-    const host = this.#host;
     const check = () => {
       if (this.#stopped || generation !== this.#generation) throw new Aborted("ring changed");
     };
-    // Old owners: owners under the settled ring and every ring published since, before `to`.
-    const chain = this.#chain.slice(0, this.#chain.lastIndexOf(to));
-    const plan = new RebalancePlan({
-      from: [from.ring, ...chain.map((r) => r.ring)],
-      to: to.ring,
-      replication_factor: this.replication_factor,
-      source_rank: (n) => (host.hintsPending(n) > 0 ? 1 : 0),
-    });
+    const rf = this.replication_factor;
     const collections = await host.collections(to.nodes);
     const units: { node: string; collection: string }[] = [];
-    for (const node of plan.sources()) {
+    for (const node of to.nodes) {
       for (const collection of collections) units.push({ node, collection });
     }
     host.log(
-      `rebalance: ring [${from.nodes.join(", ")}] -> [${to.nodes.join(", ")}]; ` +
-        `${units.length} transfers (${plan.sources().length} nodes x ${collections.length} ` +
-        `collections), at most ${this.transfers_max} at once`,
+      `rebalance: to ring [${to.nodes.join(", ")}]; ${units.length} transfers ` +
+        `(${to.nodes.length} nodes x ${collections.length} collections), at most ` +
+        `${this.transfers_max} at once`,
     );
-    const prune = new Map<string, Map<string, number[]>>();
+    /** Entries each node may forget, per collection: ids and the versions scanned. */
+    const prune = new Map<string, Map<string, { ids: number[]; versions: number[] }>>();
     let pruneIds = 0;
     let pruneOverflow = false;
     let failed = 0;
     let copied = 0;
-    let unresolved = 0;
-    /** Ids each target (`node\ncollection`) was sent by a designated source. */
-    const sent = new Map<string, Set<number>>();
-    /** Ids a node holds and gained without being their source (`node\ncollection`). */
-    const suspect = new Map<string, number[]>();
+    let scanned = 0;
     this.stats.transfers_pending = units.length;
     const transfer = async (u: { node: string; collection: string }) => {
-      const client = host.transfer(u.node);
-      if (client === null) throw new Error(`no channel to ${u.node}`);
+      const port = host.transfer(u.node);
+      if (port === null) throw new Error(`no channel to ${u.node}`);
       let after = 0;
       let first = true;
-      const keep: number[] = [];
-      const suspects: number[] = [];
+      const forget = { ids: [] as number[], versions: [] as number[] };
       for (;;) {
         check();
-        const page = await client.call("Scan", {
-          collection: u.collection,
-          after_id: after,
-          from_start: first,
-          limit: this.page_points,
-        }).catch((e) => {
-          // A node without the collection holds none of its points.
-          if (isServiceError(e) && e.code === grpc.status.NOT_FOUND) return null;
+        let page: ScanPage;
+        try {
+          page = await port.scan(u.collection, after, first, this.page_points);
+        } catch (e) {
+          // A node without the collection holds none of its entries.
+          if (e instanceof MissingCollectionError) return;
           throw e;
-        });
-        if (page === null) return;
-        first = false;
-        this.stats.points_scanned += page.points.length;
-        // One batch per target and replace flag.
-        const per = new Map<string, CopyJob>();
-        for (const p of page.points) {
-          if (plan.source(p.id) === null) {
-            // No node that owned it under every ring since the settled one survives: the
-            // holders may disagree, and a copy could resurrect a delete or keep a stale value.
-            // Leave it where it is (no copy, no prune) and report it.
-            if (plan.gained(p.id).length > 0) unresolved++;
-            continue;
-          }
-          const r = plan.route(p.id, u.node);
-          if (r.targets.length === 0 && plan.source(p.id) !== u.node) {
-            // The holder gained the point but is not its source: its value may be one the
-            // sources no longer have (deleted while it was away). Checked after the scans.
-            if (plan.gained(p.id).includes(u.node)) suspects.push(p.id);
-          }
-          for (const t of r.targets) {
-            if (!this.#tokens.has(t)) continue;
-            const key2 = `${t}\n${u.collection}`;
-            let set = sent.get(key2);
-            if (set === undefined) sent.set(key2, set = new Set());
-            set.add(p.id);
-            const key = `${r.replace ? "r" : "a"}${t}`;
-            let job = per.get(key);
-            if (job === undefined) {
-              per.set(key, job = { target: t, replace: r.replace, points: [] });
-            }
-            job.points.push(p);
-          }
-          if (r.prune) keep.push(p.id);
         }
-        await Promise.all([...per.values()].map(async (b) => {
-          const n = await this.#copy(b.target, u.collection, b.points, b.replace, check);
+        first = false;
+        this.stats.points_scanned += page.entries.length;
+        scanned += page.entries.length;
+        const per = new Map<string, TransferEntry[]>();
+        const pagePrune: TransferEntry[] = [];
+        for (const e of page.entries) {
+          const r = routeEntry(to.ring, rf, u.node, e.id);
+          for (const t of r.targets) {
+            let list = per.get(t);
+            if (list === undefined) per.set(t, list = []);
+            list.push(e);
+          }
+          if (r.prune) pagePrune.push(e);
+        }
+        await Promise.all([...per].map(async ([target, entries]) => {
+          const n = await this.#copy(target, u.collection, entries, check);
           this.stats.points_copied += n;
           copied += n;
         }));
+        // Every copy of this page landed: the holder may forget what it does not own.
+        for (const e of pagePrune) {
+          forget.ids.push(e.id);
+          forget.versions.push(e.version);
+        }
         if (page.done) break;
         after = page.next_after_id;
       }
-      if (suspects.length > 0) suspect.set(`${u.node}\n${u.collection}`, suspects);
-      if (keep.length > 0) {
-        if (pruneIds + keep.length > PRUNE_IDS_MAX) pruneOverflow = true;
+      if (forget.ids.length > 0) {
+        if (pruneIds + forget.ids.length > PRUNE_IDS_MAX) pruneOverflow = true;
         else {
-          pruneIds += keep.length;
+          pruneIds += forget.ids.length;
           let m = prune.get(u.node);
           if (m === undefined) prune.set(u.node, m = new Map());
-          m.set(u.collection, keep);
+          m.set(u.collection, forget);
         }
       }
     };
-    // A pool of `transfers_max` workers over the units.
     let next = 0;
     let aborted = false;
     const worker = async () => {
@@ -473,7 +443,7 @@ export class Rebalancer {
             this.stats.transfers_failed++;
             host.log(
               `ERROR rebalance: transfer of "${u.collection}" from ${u.node} failed: ` +
-                describeGrpcError(e),
+                this.#describe(e),
             );
           }
         } finally {
@@ -487,113 +457,67 @@ export class Rebalancer {
       host.log(`rebalance: run aborted by a ring change after ${Date.now() - t0} ms`);
       return "aborted";
     }
-    if (failed > 0 && !last_attempt) return "failed";
+    if (failed > 0) return "failed";
     let pruned = 0;
-    // A node that gained a point the sources no longer hold (deleted while it was away, or
-    // never copied) keeps a value nobody else has: remove it, unless written since its token.
-    let retracted = 0;
-    if (failed === 0) {
-      for (const [key, ids] of suspect) {
-        const [node, collection] = key.split("\n");
-        const token = this.#tokens.get(node);
-        const client = host.transfer(node);
-        if (token === undefined || client === null) continue;
-        const have = sent.get(key) ?? new Set<number>();
-        const stale = ids.filter((id) => !have.has(id));
-        for (let i = 0; i < stale.length; i += this.page_points) {
-          if (this.#stopped || generation !== this.#generation) return "aborted";
-          const r = await client.call("Prune", {
-            token,
-            collection,
-            ids: stale.slice(i, i + this.page_points),
-          });
-          retracted += r.deleted;
-          this.stats.points_pruned += r.deleted;
-        }
-      }
-    }
-    if (unresolved > 0) {
-      this.stats.points_unresolved += unresolved;
-      host.log(
-        `WARNING rebalance: ${unresolved} point copies have no source that owned them under ` +
-          `every ring since the last settled one; they stay where they are, possibly with ` +
-          `fewer than RF replicas`,
-      );
-    }
-    if (failed === 0 && this.#untokened.size === 0 && !pruneOverflow && unresolved === 0) {
+    if (pruneOverflow) {
+      host.log(`WARNING rebalance: not pruning, over ${PRUNE_IDS_MAX} ids to forget`);
+    } else {
       for (const [node, byCollection] of prune) {
-        const client = host.transfer(node);
-        const token = pruneTokens.get(node);
-        if (client === null || token === undefined) continue;
-        for (const [collection, ids] of byCollection) {
-          for (let i = 0; i < ids.length; i += this.page_points) {
+        const port = host.transfer(node);
+        if (port === null) continue;
+        for (const [collection, list] of byCollection) {
+          for (let i = 0; i < list.ids.length; i += this.page_points) {
             if (this.#stopped || generation !== this.#generation) return "aborted";
             try {
-              const r = await client.call("Prune", {
-                token,
+              const n = await port.prune(
                 collection,
-                ids: ids.slice(i, i + this.page_points),
-              });
-              pruned += r.deleted;
-              this.stats.points_pruned += r.deleted;
+                list.ids.slice(i, i + this.page_points),
+                list.versions.slice(i, i + this.page_points),
+              );
+              pruned += n;
+              this.stats.points_pruned += n;
             } catch (e) {
-              host.log(`WARNING rebalance: prune on ${node} failed: ${describeGrpcError(e)}`);
+              // Harmless: the entries stay, and the next run prunes them.
+              host.log(`WARNING rebalance: prune on ${node} failed: ${this.#describe(e)}`);
               break;
             }
           }
         }
       }
-    } else {
-      host.log(
-        `WARNING rebalance: not pruning (${failed} failed transfers, ` +
-          `${this.#untokened.size} nodes without a token${pruneOverflow ? ", too many ids" : ""}` +
-          `${unresolved > 0 ? `, ${unresolved} unresolved copies` : ""})`,
-      );
     }
     if (this.#stopped || generation !== this.#generation) return "aborted";
-    // Settled: close the tokens.
-    for (const [node, token] of this.#tokens) {
-      host.transfer(node)?.call("EndCopy", { token }).catch(() => {});
-    }
-    this.#tokens.clear();
-    this.#untokened.clear();
     this.#settled = to;
     this.#chain = [];
     this.stats.rebalancing = false;
     this.stats.rebalances_done++;
+    this.#armAntiEntropy();
     host.log(
       `rebalance: settled on [${to.nodes.join(", ")}] in ${Date.now() - t0} ms: ` +
-        `${copied} points copied, ${pruned} pruned, ${retracted} stale removed` +
-        (failed > 0 ? `; ${failed} transfers FAILED (their points may lack replicas)` : ""),
+        `${scanned} entries scanned, ${copied} copies applied, ${pruned} pruned`,
     );
-    return failed > 0 ? "failed" : "done";
+    return "done";
   }
 
-  /** Copies points to `target`, waiting for a collection still being created there. */
+  /** Copies entries to `target`, waiting for a collection still being created there. */
   async #copy(
     target: string,
     collection: string,
-    points: TransferPoint[],
-    replace: boolean,
+    entries: TransferEntry[],
     check: () => void,
   ): Promise<number> {
-    const token = this.#tokens.get(target)!;
     const deadline = Date.now() + COLLECTION_WAIT_MS;
     for (;;) {
       check();
-      const client = this.#host.transfer(target);
-      if (client === null) throw new Error(`target ${target} is no longer on the ring`);
+      const port = this.#host.transfer(target);
+      if (port === null) throw new Error(`target ${target} is no longer on the ring`);
       try {
-        const r = await client.call("CopyBatch", { token, collection, points, replace });
-        return r.applied;
+        return (await port.copy(collection, entries)).applied;
       } catch (e) {
-        if (
-          isServiceError(e) && e.code === grpc.status.NOT_FOUND && Date.now() < deadline
-        ) {
-          await sleep(200);
+        if (e instanceof MissingCollectionError && Date.now() < deadline) {
+          await this.#sleep(200);
           continue;
         }
-        throw new Error(`CopyBatch to ${target}: ${describeGrpcError(e)}`);
+        throw new Error(`CopyBatch to ${target}: ${this.#describe(e)}`);
       }
     }
   }

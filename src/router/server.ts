@@ -8,7 +8,7 @@
  * | --------------------------- | --------------------------------------------------------------- |
  * | Put, Delete                 | to the point's owners in parallel; success per consistency      |
  * | PutBatch                    | each owner gets one PutBatch of the points it owns              |
- * | Get                         | asks owners one at a time, up-to-date ones first; falls back    |
+ * | Get                         | asks all holders at once; highest version wins; read repair     |
  * | Search                      | nodes covering the ring (k, caller's ef); merged, deduped       |
  * | Create/DropCollection       | to every node; success per consistency over all nodes           |
  * | ListCollections             | union over the nodes that answered                              |
@@ -29,14 +29,22 @@
  * `#copyCatalog`); then the new ring is published. When it leaves the ring (dead or left),
  * its channel is closed but its hint log stays open with its pending hints, which are
  * replayed when it comes back; a node off the ring with nothing pending has its hint log
- * closed after {@link LINK_RETIRE_MS}. With gossip, points move when the ring changes
- * (rebalance.ts): copy tokens are opened on the new ring's nodes before it is published, then
- * each node's points are copied to the owners that gained them and, once all succeeded,
- * deleted from nodes that no longer own them; Stats reports the progress. Meanwhile Search
- * asks every node (so it stays complete) and Get treats "not found" from an owner still
- * receiving the point as stale. Static rings never change, so nothing moves. Each request
- * plans on one ring snapshot; writes count themselves in flight on it, so a rebalance can wait
- * for the writes planned on older rings.
+ * closed after {@link LINK_RETIRE_MS}. With gossip, entries move when the ring changes
+ * (rebalance.ts): each node's entries are copied, versioned, to their owners under the new ring
+ * and, once all succeeded, forgotten by nodes that no longer own them; Stats reports the
+ * progress. Meanwhile Get also asks the owners under the rings since the last settled one and
+ * takes the highest version. Static rings never change, so nothing moves. Each request plans on
+ * one ring snapshot; writes count themselves in flight on it, so a rebalance can wait for the
+ * writes planned on older rings.
+ *
+ * Versions. The router stamps every put, batch and delete with a version from its hybrid
+ * logical clock (unless the client gave one) and sends the same version to every owner and into
+ * every hint; nodes apply last-writer-wins with durable tombstones (proto/vector_db.proto,
+ * "Versions"). So replicas converge whatever order direct writes, hints, copies and read repairs
+ * arrive in, and concurrent writes to one id resolve the same way on every replica (the higher
+ * version wins). Get asks every node that may hold the point and returns the highest version;
+ * owners that answered with an older one get the newest by a background copy (read repair, at
+ * most {@link READ_REPAIRS_MAX} in flight).
  *
  * Write path and hints. A write is sent to every owner at once (an owner with pending hints
  * gets it through its hint queue instead, see handoff.ts). The reply waits until every owner
@@ -54,10 +62,9 @@
  * previous reply): (1) the reply to W1 comes only after W1 is acknowledged by, or durably
  * queued for, every owner; (2) while a node has queued hints, later writes for it are queued
  * behind them, and replay delivers in queue order, one at a time; (3) the queue counts as empty
- * only after the delivered watermark is durable. Concurrent writes to one id (neither waiting
- * for the other) have no defined order, across replicas either: that needs per-write versions,
- * which this design does not have. A direct write that timed out may still be applied by the
- * node later than its replayed copy; with node deadlines that window is small but not zero.
+ * only after the delivered watermark is durable. Whatever the delivery order, the version decides
+ * the outcome: a direct write that timed out and is applied later than its replayed copy, or an
+ * old hint delivered after a newer write, changes nothing.
  *
  * Replay runs in the background: every 100 ms each node's handoff state is ticked; a node
  * believed down is retried every `retry_interval_ms` (500 ms); while it answers, its queue is
@@ -104,7 +111,8 @@ import {
   decideBatch,
   decideWrite,
   mergeSearchResults,
-  readOrder,
+  newestRead,
+  type ReadAnswer,
   ringNodes,
   searchCoverage,
   searchRetryTargets,
@@ -112,8 +120,15 @@ import {
   splitBatch,
 } from "./plan.ts";
 import { ringShards } from "./shards.ts";
-import { Rebalancer } from "./rebalance.ts";
+import {
+  JOIN_WAIT_MAX_MS,
+  MissingCollectionError,
+  Rebalancer,
+  type TransferEntry,
+  type TransferPort,
+} from "./rebalance.ts";
 import { TransferClient } from "../server/transfer_service.ts";
+import { VersionClock } from "../storage/version_clock.ts";
 
 /** Software version reported by Stats. */
 export const ROUTER_VERSION = "0.1.0";
@@ -128,6 +143,10 @@ export const RECONNECT_BACKOFF_MAX_MS = 1000;
  * planned on an older ring may still queue a hint for it), then the log is closed.
  */
 export const LINK_RETIRE_MS = 30_000;
+/** Default period of anti-entropy runs (gossip mode). */
+export const DEFAULT_ANTI_ENTROPY_INTERVAL_MS = 10 * 60_000;
+/** Read repairs in flight at once; beyond, a stale replica waits for anti-entropy. */
+export const READ_REPAIRS_MAX = 64;
 /** Most log lines about a full hint queue per node per 10 s. */
 const FULL_LOG_INTERVAL_MS = 10_000;
 
@@ -164,6 +183,11 @@ export interface RouterOptions {
   transfers_max?: number;
   /** Rebalancing: ring stability before transfers start; default 500 ms. */
   rebalance_delay_ms?: number;
+  /**
+   * Gossip only: an anti-entropy run (every node's entries to all their owners) this long after
+   * the last settled one; default {@link DEFAULT_ANTI_ENTROPY_INTERVAL_MS}, 0 never.
+   */
+  anti_entropy_interval_ms?: number;
   logger?: (message: string) => void;
 }
 
@@ -271,6 +295,7 @@ export class Router {
       | "node_id"
       | "transfers_max"
       | "rebalance_delay_ms"
+      | "anti_entropy_interval_ms"
     >
   >;
   /** Gossip seeds (empty: static mode). */
@@ -300,6 +325,13 @@ export class Router {
   #reconcile_retry_ms = 0;
   #timer: ReturnType<typeof setInterval> | null = null;
   #stopping = false;
+  /** Stamps write versions (see "Versions" in proto/vector_db.proto). */
+  readonly #clock = new VersionClock();
+  /** Nodes kept off the ring while a move is unsettled, since when (ms). */
+  readonly #join_waiting = new Map<string, number>();
+  #repairs_in_flight = 0;
+  #repairs_done = 0;
+  #repairs_skipped = 0;
 
   private constructor(
     address: string,
@@ -421,19 +453,18 @@ export class Router {
     if (agent !== null) {
       router.#rebalancer = new Rebalancer({
         log,
-        transfer: (a) => {
-          const l = router.#links.get(a);
-          return l !== undefined && l.active ? l.transfer : null;
-        },
+        transfer: (a) => router.#transferPort(a),
         collections: (nodes) => router.#collectionNames(nodes),
-        hintsPending: (a) => router.#links.get(a)?.hints.pending ?? 0,
         current: () => router.#view,
         drainOlderWrites: (view, ms) => router.#drainOlderWrites(view as RingView, ms),
         node_timeout_ms: full.node_timeout_ms,
+        describe: describeGrpcError,
       }, {
         replication_factor: full.replication_factor,
         transfers_max: options.transfers_max,
         delay_ms: options.rebalance_delay_ms,
+        anti_entropy_interval_ms: options.anti_entropy_interval_ms ??
+          DEFAULT_ANTI_ENTROPY_INTERVAL_MS,
       });
     }
     try {
@@ -635,11 +666,18 @@ export class Router {
       }
       ready.push(address);
     }
-    // While a move is unsettled, nodes joining wait off the ring (rebalance.ts).
+    // While a move is unsettled, nodes joining wait off the ring (rebalance.ts), for a while.
+    const now_ms = Date.now();
+    for (const a of this.#join_waiting.keys()) if (!ready.includes(a)) this.#join_waiting.delete(a);
     if (this.#rebalancer?.busy && prev.size > 0) {
-      const waiting = ready.filter((a) => !prev.has(a));
+      const waiting = ready.filter((a) => {
+        if (prev.has(a)) return false;
+        const since = this.#join_waiting.get(a) ?? now_ms;
+        this.#join_waiting.set(a, since);
+        return now_ms - since < JOIN_WAIT_MAX_MS;
+      });
       if (waiting.length > 0) {
-        ready.splice(0, ready.length, ...ready.filter((a) => prev.has(a)));
+        ready.splice(0, ready.length, ...ready.filter((a) => !waiting.includes(a)));
         this.#reconcile_retry_ms = Date.now() + 500;
         if (ready.length === before.length) return;
       }
@@ -650,8 +688,7 @@ export class Router {
     const removed = before.filter((a) => !next.has(a));
     const added = ready.filter((a) => !prev.has(a));
     if (removed.length + added.length === 0) return;
-    // Copy tokens first: no write routed by the new ring may reach a node before its token.
-    await this.#rebalancer?.prepare(ready);
+    for (const a of added) this.#join_waiting.delete(a);
     this.#view = this.#makeView(ready);
     this.#rebalancer?.changed(this.#view);
     const now = Date.now();
@@ -839,13 +876,15 @@ export class Router {
   ): Promise<VectorDBMethods["Put"]["response"]> {
     const consistency = v.consistency ?? this.options.consistency;
     const owners = view.ring.owners(v.id, this.options.replication_factor);
+    const version = this.#stamp(v.version);
     const record: WalRecord = {
       kind: "put",
       collection: v.collection,
       id: v.id,
       vector: Float32Array.from(v.vector),
+      version,
     };
-    const request = { id: v.id, vector: v.vector, collection: v.collection };
+    const request = { id: v.id, vector: v.vector, collection: v.collection, version };
     const results = await this.#write(owners, "Put", () => request, record);
     const acked = this.#ackedSet(results);
     const d = decideWrite(owners, acked, consistency, `the put of id ${v.id}`);
@@ -855,6 +894,7 @@ export class Router {
       ok: true,
       seq: primary?.kind === "acked" ? String(primary.response.seq ?? "0") : "0",
       replicas_acked: d.acked,
+      version: String(version),
     };
   }
 
@@ -874,16 +914,17 @@ export class Router {
     const split = splitBatch(view.ring, this.options.replication_factor, v.points);
     const owners = [...split.per_owner.keys()];
     const dimension = v.points[0].vector.length;
+    const version = this.#stamp(v.version);
     const results = await this.#write(
       owners,
       "PutBatch",
-      (o) => ({ points: split.per_owner.get(o)!, collection: v.collection }),
-      (o) => batchRecord(v.collection, dimension, split.per_owner.get(o)!),
+      (o) => ({ points: split.per_owner.get(o)!, collection: v.collection, version }),
+      (o) => batchRecord(v.collection, dimension, split.per_owner.get(o)!, version),
     );
     const d = decideBatch(split.owner_sets, this.#ackedSet(results), consistency);
     if (!d.ok) this.#failWrite(results, d.message);
     const seqs = [...results.values()].map((r) => r.kind === "acked" ? r.response.seq : undefined);
-    return { count: v.points.length, seq: maxSeq(seqs) };
+    return { count: v.points.length, seq: maxSeq(seqs), version: String(version) };
   }
 
   async #delete(
@@ -900,8 +941,9 @@ export class Router {
   ): Promise<VectorDBMethods["Delete"]["response"]> {
     const consistency = v.consistency ?? this.options.consistency;
     const owners = view.ring.owners(v.id, this.options.replication_factor);
-    const record: WalRecord = { kind: "delete", collection: v.collection, id: v.id };
-    const request = { id: v.id, collection: v.collection };
+    const version = this.#stamp(v.version);
+    const record: WalRecord = { kind: "delete", collection: v.collection, id: v.id, version };
+    const request = { id: v.id, collection: v.collection, version };
     const results = await this.#write(owners, "Delete", () => request, record);
     // A node without the collection has nothing to delete: that is an acknowledgement.
     for (const [o, r] of results) {
@@ -909,7 +951,10 @@ export class Router {
         r.kind === "rejected" && isServiceError(r.error) && r.error.code === grpc.status.NOT_FOUND
       ) {
         if ([...results.values()].some((x) => x.kind === "acked")) {
-          results.set(o, { kind: "acked", response: { deleted: false, seq: "0" } });
+          results.set(o, {
+            kind: "acked",
+            response: { deleted: false, seq: "0", version: String(version) },
+          });
         }
       }
     }
@@ -921,47 +966,159 @@ export class Router {
     return {
       deleted,
       seq: primary?.kind === "acked" ? String(primary.response.seq ?? "0") : "0",
+      version: String(version),
     };
   }
 
+  /**
+   * Asks every node that may hold the newest version of the point (its owners, and while a move
+   * is unsettled its owners under the rings since the settled one) and answers with the highest
+   * version; owners on the current ring that answered with an older one are repaired in the
+   * background (read repair, a versioned copy: it can never overwrite anything newer).
+   */
   async #get(req: VectorDBMethods["Get"]["request"]): Promise<VectorDBMethods["Get"]["response"]> {
     const v = validatePointRef(req);
-    const owners = this.#routable().ring.owners(v.id, this.options.replication_factor);
-    // An owner still receiving the point in a rebalance is not authoritative when it lacks it.
-    const receiving = (o: string) => this.#rebalancer?.receiving(o, v.id) ?? false;
-    const order = readOrder(
-      owners,
-      (o) => this.#link(o).hints.pending + (receiving(o) ? 1 : 0),
-      (o) => this.#link(o).handoff.reachable,
+    const view = this.#routable();
+    const rf = this.options.replication_factor;
+    const owners = view.ring.owners(v.id, rf);
+    const askers = (this.#rebalancer?.readers(v.id) ?? owners).filter((a) => {
+      const l = this.#links.get(a);
+      return l !== undefined && l.active;
+    });
+    const settled = await Promise.allSettled(
+      askers.map((a) => this.#link(a).client.call("Get", { id: v.id, collection: v.collection })),
     );
-    let fallback: { response?: VectorDBMethods["Get"]["response"]; error?: unknown } | null = null;
+    let verdict: unknown = null;
+    let notFound: unknown = null;
     const errors: string[] = [];
-    for (const o of order) {
-      const link = this.#link(o);
-      const stale = link.hints.pending > 0 || receiving(o);
-      try {
-        const res = await link.client.call("Get", { id: v.id, collection: v.collection });
-        this.#observe(link, null);
-        if (!stale || res.found) return res;
-        fallback ??= { response: res };
-      } catch (e) {
-        this.#observe(link, e);
-        if (isTransient(e)) {
-          errors.push(`${o}: ${describeGrpcError(e)}`);
-          continue;
-        }
-        if (!stale) throw e;
-        fallback ??= { error: e };
+    const answers: ReadAnswer[] = [];
+    const responses: VectorDBMethods["Get"]["response"][] = [];
+    settled.forEach((s, i) => {
+      const link = this.#link(askers[i]);
+      if (s.status === "rejected") {
+        this.#observe(link, s.reason);
+        if (isTransient(s.reason)) errors.push(`${askers[i]}: ${describeGrpcError(s.reason)}`);
+        else if (isServiceError(s.reason) && s.reason.code === grpc.status.NOT_FOUND) {
+          // The node lacks the collection: it holds no version of the point.
+          notFound ??= s.reason;
+        } else verdict ??= s.reason;
+        return;
       }
+      this.#observe(link, null);
+      answers.push({
+        node: askers[i],
+        version: Number(s.value.version ?? 0),
+        found: s.value.found,
+      });
+      responses.push(s.value);
+    });
+    const pick = newestRead(answers, owners);
+    if (pick.index < 0) {
+      if (verdict !== null) throw verdict;
+      if (notFound !== null) throw notFound;
+      throw new RouterStatusError(
+        grpc.status.UNAVAILABLE,
+        `None of the ${askers.length} nodes holding id ${v.id} answered: ${errors.join("; ")}`,
+      );
     }
-    if (fallback !== null) {
-      if (fallback.response !== undefined) return fallback.response;
-      throw fallback.error;
+    const newest = responses[pick.index];
+    if (pick.version > 0) this.#clock.observe(pick.version);
+    if (pick.stale.length > 0) {
+      this.#readRepair(v.collection, v.id, newest, pick.version, pick.stale);
     }
-    throw new RouterStatusError(
-      grpc.status.UNAVAILABLE,
-      `None of the ${owners.length} owners of id ${v.id} answered: ${errors.join("; ")}`,
-    );
+    return newest;
+  }
+
+  /** Sends the newest version of a point to owners that answered with an older one. */
+  #readRepair(
+    collection: string,
+    id: number,
+    newest: VectorDBMethods["Get"]["response"],
+    version: number,
+    owners: string[],
+  ): void {
+    for (const o of owners) {
+      if (this.#repairs_in_flight >= READ_REPAIRS_MAX) {
+        this.#repairs_skipped++;
+        return;
+      }
+      const port = this.#transferPort(o);
+      if (port === null) continue;
+      this.#repairs_in_flight++;
+      const entry: TransferEntry = {
+        id,
+        version,
+        deleted: newest.deleted === true,
+        vector: newest.found ? newest.vector : [],
+      };
+      const run = port.copy(collection, [entry]).then(
+        (r) => {
+          this.#repairs_done += r.applied;
+        },
+        (e) => this.#log(`WARNING read repair of id ${id} on ${o} failed: ${describeGrpcError(e)}`),
+      ).finally(() => {
+        this.#repairs_in_flight--;
+        this.#background.delete(run);
+      });
+      this.#background.add(run);
+    }
+  }
+
+  /** A write's version: the client's, observed, or a fresh stamp of the router's clock. */
+  #stamp(given: number | undefined): number {
+    if (given !== undefined && given > 0) {
+      this.#clock.observe(given);
+      return given;
+    }
+    return this.#clock.next();
+  }
+
+  /** The rebalancer's view of a node's Transfer service; null when off the ring. */
+  #transferPort(address: string): TransferPort | null {
+    const l = this.#links.get(address);
+    if (l === undefined || !l.active) return null;
+    const client = l.transfer;
+    const missing = (e: unknown) => {
+      if (isServiceError(e) && e.code === grpc.status.NOT_FOUND) {
+        throw new MissingCollectionError(describeGrpcError(e));
+      }
+      throw e;
+    };
+    return {
+      scan: async (collection, after_id, from_start, limit) => {
+        const page = await client.call("Scan", { collection, after_id, from_start, limit })
+          .catch(missing);
+        return {
+          entries: page.points.map((p) => ({
+            id: p.id,
+            version: Number(p.version ?? 0),
+            deleted: p.deleted === true,
+            vector: p.vector,
+          })),
+          next_after_id: page.next_after_id,
+          done: page.done,
+        };
+      },
+      copy: async (collection, entries) => {
+        const points = entries.map((e) => ({
+          id: e.id,
+          // An entry from before versions (0) travels as 1, the oldest: any real write wins.
+          version: String(Math.max(1, e.version)),
+          deleted: e.deleted,
+          vector: e.deleted ? [] : Array.from(e.vector),
+        }));
+        const r = await client.call("CopyBatch", { collection, points }).catch(missing);
+        return { applied: r.applied, skipped: r.skipped };
+      },
+      prune: async (collection, ids, versions) => {
+        const r = await client.call("Prune", {
+          collection,
+          ids,
+          versions: versions.map(String),
+        }).catch(missing);
+        return r.deleted;
+      },
+    };
   }
 
   async #search(
@@ -1507,12 +1664,30 @@ export class Router {
             id: r.id,
             vector: Array.from(r.vector),
             collection: r.collection,
+            version: String(r.version),
           });
           break;
         case "delete":
-          await link.client.call("Delete", { id: r.id, collection: r.collection });
+          await link.client.call("Delete", {
+            id: r.id,
+            collection: r.collection,
+            version: String(r.version),
+          });
           break;
         case "put_batch": {
+          // The router stamps one version per batch; a batch with several goes point by point.
+          const version = r.versions.length > 0 ? r.versions[0] : 0;
+          if (r.versions.some((x) => x !== version)) {
+            for (let i = 0; i < r.ids.length; i++) {
+              await link.client.call("Put", {
+                id: r.ids[i],
+                vector: Array.from(r.vectors.subarray(i * r.dimension, (i + 1) * r.dimension)),
+                collection: r.collection,
+                version: String(r.versions[i]),
+              });
+            }
+            break;
+          }
           const points: Point[] = [];
           for (let i = 0; i < r.ids.length; i++) {
             points.push({
@@ -1520,7 +1695,11 @@ export class Router {
               vector: Array.from(r.vectors.subarray(i * r.dimension, (i + 1) * r.dimension)),
             });
           }
-          await link.client.call("PutBatch", { points, collection: r.collection }, {
+          await link.client.call("PutBatch", {
+            points,
+            collection: r.collection,
+            version: String(version),
+          }, {
             timeout_ms: writeTimeoutMs(this.options.node_timeout_ms, { points }),
           });
           break;
@@ -1592,12 +1771,18 @@ function callWaitingForReady<K extends MethodName>(
   });
 }
 
-function batchRecord(collection: string, dimension: number, points: readonly Point[]): WalRecord {
+function batchRecord(
+  collection: string,
+  dimension: number,
+  points: readonly Point[],
+  version: number,
+): WalRecord {
   const ids = new Uint32Array(points.length);
   const vectors = new Float32Array(points.length * dimension);
   points.forEach((p, i) => {
     ids[i] = p.id;
     vectors.set(p.vector, i * dimension);
   });
-  return { kind: "put_batch", collection, dimension, ids, vectors };
+  const versions = new Float64Array(points.length).fill(version);
+  return { kind: "put_batch", collection, dimension, ids, vectors, versions };
 }

@@ -21,7 +21,7 @@
  * same gRPC port (service `vectordb.internal.Gossip`); without `--join` it is a cluster of one
  * until others join through it. `Members` answers with its gossip view. The same port serves
  * `vectordb.internal.Transfer` (src/server/transfer_service.ts), through which the router
- * moves points when the ring changes; every write is reported to its copy tokens.
+ * moves entries (points and tombstones, last writer wins by version) when the ring changes.
  *
  * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: leave the cluster
  * (others see it `left`; up to 1 s), stop accepting, finish in-flight requests (up to 5 s),
@@ -36,7 +36,7 @@ import { GossipAgent } from "../cluster/gossip_agent.ts";
 import { addGossipService, GrpcGossipTransport } from "../cluster/gossip_transport.ts";
 import { NodeStore } from "../storage/node_store.ts";
 import { nodeHandlers } from "./service.ts";
-import { addTransferService, CopyTokens } from "./transfer_service.ts";
+import { addTransferService } from "./transfer_service.ts";
 
 function positiveInt(name: string, v: string): number {
   const x = Number(v);
@@ -113,8 +113,7 @@ export async function main(argv: string[]): Promise<void> {
     );
   });
   addGossipService(server, agent);
-  const tokens = new CopyTokens();
-  addTransferService(server, store, tokens, state, { logger: log });
+  addTransferService(server, store, state, { logger: log });
   server.addService(
     vectorDbService,
     nodeHandlers(
@@ -124,8 +123,6 @@ export async function main(argv: string[]): Promise<void> {
         address: advertise,
         logger: log,
         members: () => agent.members(),
-        on_write: (collection, ids) => tokens.touch(collection, ids),
-        on_drop: (collection) => tokens.dropped(collection),
       },
       state,
     ),

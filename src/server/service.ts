@@ -11,8 +11,16 @@
  * | CollectionNotFoundError                           | NOT_FOUND           |
  * | CollectionExistsError                             | ALREADY_EXISTS      |
  * | WAL queue full, too many collections or requests, index capacity | RESOURCE_EXHAUSTED |
+ * | VersionOverflowError (the clock passed 2^53 - 1)  | FAILED_PRECONDITION |
  * | node shutting down                                | UNAVAILABLE         |
  * | anything else                                     | INTERNAL (logged)   |
+ *
+ * Versions (see "Versions" in proto/vector_db.proto): Put, PutBatch and Delete take the
+ * request's `version` (a uint64 decimal string; above 2^53 - 1 is INVALID_ARGUMENT) or, when it
+ * is 0, a stamp from the collection's clock, and answer with the version used. The collection
+ * applies a write only when its version is above the one it holds for the id (last writer
+ * wins); a write that loses is still logged and acknowledged. Get answers with the id's version
+ * and whether its last write was a delete.
  *
  * @module
  */
@@ -36,6 +44,7 @@ import {
   TooManyCollectionsError,
 } from "../storage/node_store.ts";
 import { WalQueueFullError } from "../storage/wal.ts";
+import { VersionOverflowError } from "../storage/version_clock.ts";
 import { CapacityError } from "../index/vector_store.ts";
 import { BufferLimitError } from "../io/binary.ts";
 import type { Collection } from "../storage/collection.ts";
@@ -68,6 +77,9 @@ export function toStatus(e: unknown): { code: grpc.status; details: string } {
   if (e instanceof CollectionExistsError) {
     return { code: grpc.status.ALREADY_EXISTS, details: message };
   }
+  if (e instanceof VersionOverflowError) {
+    return { code: grpc.status.FAILED_PRECONDITION, details: message };
+  }
   if (
     e instanceof WalQueueFullError || e instanceof TooManyCollectionsError ||
     e instanceof BufferLimitError
@@ -83,13 +95,6 @@ export interface NodeServiceOptions {
   logger?: (message: string) => void;
   /** This node's gossip view (GossipAgent.members); without it Members lists the node alone. */
   members?: () => readonly ClusterMember[];
-  /**
-   * Called with the ids of every Put, PutBatch and Delete after validation and BEFORE the
-   * write reaches the WAL (copy tokens record them; see transfer_service.ts).
-   */
-  on_write?: (collection: string, ids: ArrayLike<number>) => void;
-  /** Called before a DropCollection drops `collection`. */
-  on_drop?: (collection: string) => void;
 }
 
 /** Builds the handlers. `state.closing` makes new requests fail with UNAVAILABLE. */
@@ -101,7 +106,6 @@ export function nodeHandlers(
   const log = options.logger ?? ((m: string) => console.error(m));
   const started = Date.now();
   let inFlight = 0;
-  const onWrite = options.on_write ?? (() => {});
 
   // Wraps an async handler: limits, status mapping, and no escaping exceptions.
   function unary<Req, Res>(
@@ -180,31 +184,36 @@ export function nodeHandlers(
   return {
     Put: unary("Put", async (req) => {
       const p = validatePutRequest(req);
-      onWrite(p.collection, [p.id]);
       const c = await store.getForWrite(p.collection, p.vector.length);
-      const seq = await c.put(p.id, p.vector);
-      return { ok: true, seq: String(seq), replicas_acked: 1 };
+      const w = await c.put(p.id, p.vector, p.version);
+      return { ok: true, seq: String(w.seq), replicas_acked: 1, version: String(w.version) };
     }),
     PutBatch: unary("PutBatch", async (req) => {
       const b = validatePutBatchRequest(req);
-      onWrite(b.collection, b.points.map((x) => x.id));
       const c = await store.getForWrite(b.collection, b.points[0].vector.length);
-      const seq = await c.putBatch(b.points);
-      return { count: b.points.length, seq: String(seq) };
+      const w = await c.putBatch(b.points, b.version);
+      return { count: b.points.length, seq: String(w.seq), version: String(w.version) };
     }),
     Get: unary("Get", (req) => {
       const r = validatePointRef(req);
       const c = readable(r.collection);
-      const v = c?.get(r.id) ?? null;
-      return v === null ? { found: false, vector: [] } : { found: true, vector: Array.from(v) };
+      if (c === null) return { found: false, vector: [], version: "0", deleted: false };
+      const e = c.getEntry(r.id);
+      return {
+        found: e.vector !== null,
+        vector: e.vector === null ? [] : Array.from(e.vector),
+        version: String(e.version),
+        deleted: e.deleted,
+      };
     }),
     Delete: unary("Delete", async (req) => {
       const r = validatePointRef(req);
-      onWrite(r.collection, [r.id]);
       const c = readable(r.collection);
-      if (c === null) return { deleted: false };
-      const d = await c.delete(r.id);
-      return { deleted: d.deleted, seq: String(d.seq) };
+      // The default collection does not exist before its first Put (its dimension is unknown),
+      // so there is nothing to delete and nowhere to keep a tombstone.
+      if (c === null) return { deleted: false, seq: "0", version: String(r.version) };
+      const d = await c.delete(r.id, r.version);
+      return { deleted: d.deleted, seq: String(d.seq), version: String(d.version) };
     }),
     Search: unary("Search", (req) => {
       const s = validateSearchRequest(req);
@@ -236,7 +245,6 @@ export function nodeHandlers(
     }),
     DropCollection: unary("DropCollection", async (req) => {
       const name = validateCollectionName(req.name, "name");
-      options.on_drop?.(name);
       await store.drop(name);
       return { dropped: true };
     }),

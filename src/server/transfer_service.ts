@@ -1,198 +1,80 @@
 /**
- * The storage node's side of rebalancing: the `vectordb.internal.Transfer` service
- * (proto/internal.proto) and the copy tokens that make copying safe under concurrent writes.
- * The router drives it (src/router/rebalance.ts, which explains the whole protocol).
+ * The storage node's side of rebalancing and anti-entropy: the `vectordb.internal.Transfer`
+ * service (proto/internal.proto). The router drives it (src/router/rebalance.ts).
  *
- * **Copy tokens** ({@link CopyTokens}). A copy carries a value read from another node some time
- * ago; a client write routed here since then is newer and must win. So before the router routes any
- * write to this node under a new ring it opens a token (`BeginCopy`); from then on every write this
- * node accepts (Put, PutBatch, Delete, hinted or direct: the service reports them through
- * {@link CopyTokens.touch} BEFORE they reach the WAL) records its ids in every open token, and a
- * DropCollection records the collection. `CopyBatch` then writes a point only when its id is
- * untouched since the token (and its collection was not dropped since) and absent, or present too
- * with `replace` (the sender is sure to be at least as recent as anything written here before the
- * token); the check and the WAL append happen in one turn of the event loop, and the WAL applies in
- * order, so a client write either was recorded before the check (the copy is skipped) or is
- * appended after the copy (and overwrites it). A delete of an absent id is recorded too, which is
- * what keeps a copy from resurrecting a point deleted meanwhile. `Prune` (removing points the node
- * no longer owns) skips touched ids the same way.
+ * **Last writer wins.** Every entry a node holds carries the version of the write that made it
+ * (see "Versions" in proto/vector_db.proto and src/storage/collection.ts): a live point the
+ * version of its put, a tombstone the version of its delete. The router reads entries from one
+ * node (`Scan`, tombstones included) and writes them to another (`CopyBatch`), where each entry
+ * applies only when its version is above the one the target holds for that id. So a copy can
+ * never undo a newer client write or resurrect a newer delete, whatever order copies, hints,
+ * retries and client writes arrive in; copying the same entries twice changes nothing. Each
+ * CopyBatch is one durable WAL record on the target before the reply, applied in WAL order, so
+ * replay after a crash reaches the same state. `Prune` removes entries a node no longer owns
+ * (points and tombstones alike, leaving no tombstone), each only when the version it holds is
+ * at most the one the router scanned: a write that arrived after the scan is kept.
  *
- * Limits: at most {@link TOKENS_MAX} open tokens (BeginCopy beyond: RESOURCE_EXHAUSTED); a
- * token records at most {@link TOKEN_IDS_MAX} ids, after which it is "overflowed" and refuses
- * every copy (FAILED_PRECONDITION: it can no longer tell which ids are safe); a token unused for
- * {@link TOKEN_IDLE_MS} expires. Tokens are in memory only: after a restart every CopyBatch
- * with an old token fails with FAILED_PRECONDITION, and the router must start over.
- *
- * **Scan** lists a collection's points in ascending id order. The index has no ordered id
- * list, so the first page (`from_start`) takes a snapshot of the live ids (one pass over the
- * index, then a sort: O(n log n), 4 bytes per id) that later pages walk with a binary search;
- * one snapshot per collection is cached ({@link SCAN_SNAPSHOT_TTL_MS}), and dropped when a scan
- * reaches its end. Pages hold at most {@link SCAN_LIMIT_MAX} points and about
+ * **Scan** lists a collection's entries (live points and tombstones) in ascending id order. The
+ * first page (`from_start`) takes a snapshot of every id the collection holds an entry for (a
+ * sort: O(n log n), 4 bytes per id) that later pages walk with a binary search; one snapshot
+ * per collection is cached ({@link SCAN_SNAPSHOT_TTL_MS}), and dropped when a scan reaches its
+ * end. Entries forgotten since the snapshot are skipped; each listed entry is read as it is
+ * when its page is built. Pages hold at most {@link SCAN_LIMIT_MAX} entries and about
  * {@link SCAN_PAGE_BYTES_MAX} of vector data.
+ *
+ * **Versions on the wire** are uint64 fields, which the loader (`longs: String`) decodes as
+ * decimal strings. Requests may carry strings or numbers ({@link Uint64}); {@link TransferClient}
+ * decodes the versions of Scan replies to numbers, so {@link ScanResponse} has `number`s.
  *
  * @module
  */
 
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { CHANNEL_OPTIONS } from "../api/proto.ts";
-import { resolveCollection } from "../api/validate.ts";
-import { validateId, validateVector } from "../index/hnsw.ts";
-import type { Collection } from "../storage/collection.ts";
+import { CHANNEL_OPTIONS, type Uint64 } from "../api/proto.ts";
+import { VERSION_MAX } from "../api/limits.ts";
+import {
+  resolveCollection,
+  validateId,
+  validateVector,
+  validateVersion,
+  ValidationError,
+} from "../api/validate.ts";
+import type { Collection, CopyEntry } from "../storage/collection.ts";
 import type { NodeStore } from "../storage/node_store.ts";
 import { toStatus } from "./service.ts";
 
-/** Most copy tokens open at once on one node. */
-export const TOKENS_MAX = 64;
-/** Most ids one token records before it overflows. */
-export const TOKEN_IDS_MAX = 4_000_000;
-/** A token unused this long expires. */
-export const TOKEN_IDLE_MS = 30 * 60_000;
-/** Most points in one Scan page, CopyBatch or Prune. */
+export type { Uint64 };
+
+/** Most entries in one Scan page, CopyBatch or Prune. */
 export const SCAN_LIMIT_MAX = 4096;
 /** A Scan page stops once its vectors hold this many bytes. */
 export const SCAN_PAGE_BYTES_MAX = 4 * 2 ** 20;
 /** A cached id snapshot older than this is rebuilt even mid-scan. */
 export const SCAN_SNAPSHOT_TTL_MS = 10 * 60_000;
 
-/** A token that cannot be used (unknown, expired or overflowed). */
-export class CopyTokenError extends Error {
-  override name = "CopyTokenError";
-}
-
-/** Too many open tokens. */
-export class TooManyTokensError extends Error {
-  override name = "TooManyTokensError";
-}
-
-interface TokenState {
-  /** Ids written since the token was issued, per collection. */
-  touched: Map<string, Set<number>>;
-  /** Collections dropped since the token was issued. */
-  dropped: Set<string>;
-  ids: number;
-  overflowed: boolean;
-  last_used_ms: number;
-}
-
-/** Open copy tokens and the ids written since each was issued (see the module comment). */
-export class CopyTokens {
-  readonly #tokens = new Map<string, TokenState>();
-  readonly #ids_max: number;
-  readonly #idle_ms: number;
-  readonly #tokens_max: number;
-  readonly #newToken: () => string;
-
-  constructor(
-    options: {
-      ids_max?: number;
-      idle_ms?: number;
-      tokens_max?: number;
-      new_token?: () => string;
-    } = {},
-  ) {
-    this.#ids_max = options.ids_max ?? TOKEN_IDS_MAX;
-    this.#idle_ms = options.idle_ms ?? TOKEN_IDLE_MS;
-    this.#tokens_max = options.tokens_max ?? TOKENS_MAX;
-    this.#newToken = options.new_token ?? (() => randomBytes(12).toString("hex"));
-  }
-
-  /** Open tokens. */
-  get size(): number {
-    return this.#tokens.size;
-  }
-
-  /** Opens a token; TooManyTokensError when {@link TOKENS_MAX} are open. */
-  begin(now_ms: number): string {
-    this.expire(now_ms);
-    if (this.#tokens.size >= this.#tokens_max) {
-      throw new TooManyTokensError(
-        `The node already has ${this.#tokens.size} copy tokens open, its limit`,
-      );
-    }
-    const token = this.#newToken();
-    this.#tokens.set(token, {
-      touched: new Map(),
-      dropped: new Set(),
-      ids: 0,
-      overflowed: false,
-      last_used_ms: now_ms,
-    });
-    return token;
-  }
-
-  /** Closes a token; false when it was not open. */
-  end(token: string): boolean {
-    return this.#tokens.delete(token);
-  }
-
-  /** Forgets tokens unused for the idle time. */
-  expire(now_ms: number): void {
-    for (const [t, s] of this.#tokens) {
-      if (now_ms - s.last_used_ms >= this.#idle_ms) this.#tokens.delete(t);
-    }
-  }
-
-  /** Records writes of `ids` in `collection` in every open token. */
-  touch(collection: string, ids: ArrayLike<number>): void {
-    for (const s of this.#tokens.values()) {
-      if (s.overflowed) continue;
-      let set = s.touched.get(collection);
-      if (set === undefined) {
-        set = new Set();
-        s.touched.set(collection, set);
-      }
-      for (let i = 0; i < ids.length; i++) {
-        if (set.has(ids[i])) continue;
-        set.add(ids[i]);
-        if (++s.ids > this.#ids_max) {
-          // Too many to remember: the token can no longer protect anything.
-          s.overflowed = true;
-          s.touched.clear();
-          break;
-        }
-      }
-    }
-  }
-
-  /** Records a dropped collection in every open token. */
-  dropped(collection: string): void {
-    for (const s of this.#tokens.values()) s.dropped.add(collection);
-  }
-
-  /**
-   * A checker of "untouched since the token" for one collection; CopyTokenError when the
-   * token is unknown or overflowed. Marks the token used.
-   */
-  untouched(token: string, collection: string, now_ms: number): (id: number) => boolean {
-    this.expire(now_ms);
-    const s = this.#tokens.get(token);
-    if (s === undefined) {
-      throw new CopyTokenError(
-        `Copy token "${token.slice(0, 64)}" is unknown (expired, or the node restarted)`,
-      );
-    }
-    if (s.overflowed) {
-      throw new CopyTokenError(
-        `Copy token "${token.slice(0, 64)}" overflowed: over ${this.#ids_max} ids were ` +
-          `written since it was issued`,
-      );
-    }
-    s.last_used_ms = now_ms;
-    if (s.dropped.has(collection)) return () => false;
-    const set = s.touched.get(collection);
-    return set === undefined ? () => true : (id) => !set.has(id);
-  }
-}
-
 // ------------------------------------------------------------------------------ protocol
 
-/** One point of a transfer. */
+/** One entry as Scan returns it (through {@link TransferClient}: `version` a number). */
 export interface TransferPoint {
   id: number;
+  /** The stored vector (normalised for cosine); empty for a tombstone. */
   vector: number[];
+  /** 1 .. VERSION_MAX; 0 only for entries written before versions existed. */
+  version: number;
+  /** True for a tombstone (the id's last write was a delete). */
+  deleted: boolean;
+}
+
+/** One entry of a CopyBatch request. */
+export interface CopyPoint {
+  id: number;
+  /** The collection's dimension for a live entry; empty (or absent) for a tombstone. */
+  vector?: number[];
+  /** 1 .. VERSION_MAX, a number or a decimal string. */
+  version: Uint64;
+  deleted?: boolean;
 }
 
 export interface ScanRequest {
@@ -208,30 +90,32 @@ export interface ScanResponse {
   dimension: number;
 }
 export interface CopyBatchRequest {
-  token: string;
   collection: string;
-  points: TransferPoint[];
-  /** Apply present ids too (still never touched ones). */
-  replace?: boolean;
+  /** 1 .. 4,096 entries. */
+  points: CopyPoint[];
 }
 export interface CopyBatchResponse {
+  /** Entries whose version was above the node's (written). */
   applied: number;
+  /** Entries the node already held at the same or a newer version. */
   skipped: number;
 }
 export interface PruneRequest {
-  token: string;
   collection: string;
+  /** 1 .. 4,096 ids. */
   ids: number[];
+  /** The version scanned for each id (same length as `ids`): numbers or decimal strings. */
+  versions: Uint64[];
 }
 export interface PruneResponse {
+  /** Entries forgotten. */
   deleted: number;
+  /** Ids absent, or held at a newer version. */
   skipped: number;
 }
 
 /** The RPCs of `vectordb.internal.Transfer` with their request and response types. */
 export interface TransferMethods {
-  BeginCopy: { request: Record<string, never>; response: { token: string } };
-  EndCopy: { request: { token: string }; response: { ended: boolean } };
   Scan: { request: ScanRequest; response: ScanResponse };
   CopyBatch: { request: CopyBatchRequest; response: CopyBatchResponse };
   Prune: { request: PruneRequest; response: PruneResponse };
@@ -286,6 +170,7 @@ export class TransferClient {
     });
   }
 
+  /** Calls `method`; Scan replies come back with numeric versions (see the module comment). */
   call<K extends keyof TransferMethods>(
     method: K,
     request: TransferMethods[K]["request"],
@@ -299,7 +184,9 @@ export class TransferClient {
         { deadline: Date.now() + timeout_ms },
         (error: grpc.ServiceError | null, response?: unknown) => {
           if (error) reject(error);
-          else resolve(response as TransferMethods[K]["response"]);
+          else if (method === "Scan") {
+            resolve(decodeScanResponse(response) as TransferMethods[K]["response"]);
+          } else resolve(response as TransferMethods[K]["response"]);
         },
       );
     });
@@ -310,37 +197,104 @@ export class TransferClient {
   }
 }
 
+/** A Scan reply as the loader decodes it (versions as strings), with numeric versions. */
+export function decodeScanResponse(response: unknown): ScanResponse {
+  const r = response as Omit<ScanResponse, "points"> & {
+    points: (Omit<TransferPoint, "version"> & { version: Uint64 })[];
+  };
+  return {
+    ...r,
+    points: r.points.map((p) => ({ ...p, version: Number(p.version) })),
+  };
+}
+
 // -------------------------------------------------------------------------------- server
 
-function limitOf(n: unknown, field: string): number {
-  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > SCAN_LIMIT_MAX) {
-    throw new RangeError(`${field} ${n} must be between 1 and ${SCAN_LIMIT_MAX}`);
+function countOf(n: number, field: string): number {
+  if (n < 1 || n > SCAN_LIMIT_MAX) {
+    throw new ValidationError(
+      field,
+      n,
+      `${field} has ${n} entries; it must have 1 to ${SCAN_LIMIT_MAX}`,
+    );
   }
   return n;
 }
 
-function tokenOf(t: unknown): string {
-  if (typeof t !== "string" || t.length === 0 || t.length > 64) {
-    throw new RangeError(`Copy token "${String(t).slice(0, 64)}" must be 1 to 64 characters`);
+function limitOf(n: unknown): number {
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > SCAN_LIMIT_MAX) {
+    throw new ValidationError("limit", n, `limit ${n} must be between 1 and ${SCAN_LIMIT_MAX}`);
   }
-  return t;
+  return n;
 }
 
-/** Live ids of a collection, ascending (one pass over the index; see the module comment). */
-export function sortedIds(c: Collection): Uint32Array {
-  const out: number[] = [];
-  if (c.index.count > 0) {
-    // The index has no id iterator: a brute-force search whose filter rejects everything
-    // visits every live point once. Scan tests check that no point is missed.
-    const probe = new Array<number>(c.index.dim).fill(1);
-    c.index.exactSearch(probe, 1, {
-      filter: (id) => {
-        out.push(id);
-        return false;
-      },
-    });
+function arrayOf(value: unknown, field: string): unknown[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) {
+    throw new ValidationError(field, value, `${field} must be an array`);
   }
-  return Uint32Array.from(out).sort();
+  return value;
+}
+
+/** Validates CopyBatch entries against the collection's dimension. */
+export function validateCopyPoints(points: unknown, dimension: number): CopyEntry[] {
+  const list = arrayOf(points, "points");
+  countOf(list.length, "points");
+  return list.map((raw, i) => {
+    const p = raw as { id?: unknown; vector?: unknown; version?: unknown; deleted?: unknown };
+    if (p === null || typeof p !== "object") {
+      throw new ValidationError(`points[${i}]`, p, `points[${i}] is not an entry`);
+    }
+    const id = validateId(p.id, `points[${i}].id`);
+    const version = validateVersion(p.version, `points[${i}].version`);
+    if (version < 1) {
+      throw new ValidationError(
+        `points[${i}].version`,
+        p.version,
+        `points[${i}].version ${JSON.stringify(p.version ?? 0)} must be between 1 and ` +
+          `${VERSION_MAX}`,
+      );
+    }
+    const deleted = p.deleted === true;
+    const vector = p.vector ?? [];
+    if (deleted) {
+      if (!Array.isArray(vector) || vector.length !== 0) {
+        throw new ValidationError(
+          `points[${i}].vector`,
+          vector,
+          `points[${i}].vector must be empty for a tombstone (deleted)`,
+        );
+      }
+      return { id, version, deleted };
+    }
+    return {
+      id,
+      version,
+      deleted,
+      vector: validateVector(vector, `points[${i}].vector`, dimension),
+    };
+  });
+}
+
+/** Validates a Prune request's ids and versions (same length, 1 .. 4,096). */
+export function validatePrune(
+  ids: unknown,
+  versions: unknown,
+): { ids: number[]; versions: number[] } {
+  const idList = arrayOf(ids, "ids");
+  const versionList = arrayOf(versions, "versions");
+  countOf(idList.length, "ids");
+  if (versionList.length !== idList.length) {
+    throw new ValidationError(
+      "versions",
+      versionList.length,
+      `versions has ${versionList.length} entries but ids has ${idList.length}`,
+    );
+  }
+  return {
+    ids: idList.map((id, i) => validateId(id, `ids[${i}]`)),
+    versions: versionList.map((v, i) => validateVersion(v, `versions[${i}]`)),
+  };
 }
 
 /** First index in sorted `ids` whose value is greater than `after`. */
@@ -364,7 +318,6 @@ export interface TransferServiceOptions {
 /** The Transfer handlers over `store`; `state.closing` makes calls fail with UNAVAILABLE. */
 export function transferHandlers(
   store: NodeStore,
-  tokens: CopyTokens,
   state: { closing: boolean },
   options: TransferServiceOptions = {},
 ): grpc.UntypedServiceImplementation {
@@ -388,12 +341,7 @@ export function transferHandlers(
         result = Promise.reject(e);
       }
       result.then((res) => callback(null, res), (e) => {
-        let s = toStatus(e);
-        if (e instanceof CopyTokenError) {
-          s = { code: grpc.status.FAILED_PRECONDITION, details: e.message };
-        } else if (e instanceof TooManyTokensError) {
-          s = { code: grpc.status.RESOURCE_EXHAUSTED, details: e.message };
-        }
+        const s = toStatus(e);
         if (s.code === grpc.status.INTERNAL) log(`${name} failed: ${(e as Error)?.stack ?? e}`);
         callback({ code: s.code, details: s.details });
       });
@@ -401,21 +349,16 @@ export function transferHandlers(
   }
 
   return {
-    BeginCopy: unary("BeginCopy", () => ({ token: tokens.begin(now()) })),
-    EndCopy: unary<{ token: string }, { ended: boolean }>(
-      "EndCopy",
-      (req) => ({ ended: tokens.end(tokenOf(req.token)) }),
-    ),
     Scan: unary<ScanRequest, ScanResponse>("Scan", (req) => {
       const name = resolveCollection(req.collection);
-      const limit = limitOf(req.limit, "limit");
+      const limit = limitOf(req.limit);
       const c = store.get(name);
       let snap = snapshots.get(name);
       if (
         req.from_start || snap === undefined || snap.c !== c ||
         now() - snap.built_ms > SCAN_SNAPSHOT_TTL_MS
       ) {
-        snap = { ids: sortedIds(c), built_ms: now(), c };
+        snap = { ids: c.knownIds(), built_ms: now(), c };
         snapshots.set(name, snap);
       }
       const after = req.from_start ? -1 : req.after_id;
@@ -426,46 +369,33 @@ export function transferHandlers(
       for (; i < snap.ids.length && points.length < limit && bytes < SCAN_PAGE_BYTES_MAX; i++) {
         const id = snap.ids[i];
         last = id;
-        const v = c.get(id);
-        if (v === null) continue;
-        points.push({ id, vector: Array.from(v) });
-        bytes += v.byteLength;
+        const e = c.getEntry(id);
+        if (e.vector === null && !e.deleted) continue; // forgotten since the snapshot
+        points.push({
+          id,
+          vector: e.vector === null ? [] : Array.from(e.vector),
+          version: e.version,
+          deleted: e.deleted,
+        });
+        if (e.vector !== null) bytes += e.vector.byteLength;
       }
       const done = i >= snap.ids.length;
       if (done) snapshots.delete(name);
       return { points, next_after_id: last, done, dimension: c.config.dimension };
     }),
     CopyBatch: unary<CopyBatchRequest, CopyBatchResponse>("CopyBatch", async (req) => {
-      const token = tokenOf(req.token);
       const name = resolveCollection(req.collection);
-      const points = req.points ?? [];
-      limitOf(points.length, "points count");
       const c = store.get(name);
-      points.forEach((p, i) => {
-        validateId(p.id);
-        validateVector(p.vector, c.config.dimension, `points[${i}].vector`);
-      });
-      // Check and append in one turn of the event loop (see the module comment).
-      const ok = tokens.untouched(token, name, now());
-      const replace = req.replace === true;
-      const fresh = points.filter((p) => ok(p.id) && (replace || c.get(p.id) === null));
-      if (fresh.length > 0) await c.putBatch(fresh);
-      return { applied: fresh.length, skipped: points.length - fresh.length };
+      const entries = validateCopyPoints(req.points, c.config.dimension);
+      const r = await c.copy(entries);
+      return { applied: r.applied, skipped: r.skipped };
     }),
     Prune: unary<PruneRequest, PruneResponse>("Prune", async (req) => {
-      const token = tokenOf(req.token);
       const name = resolveCollection(req.collection);
-      const ids = req.ids ?? [];
-      limitOf(ids.length, "ids count");
-      for (const id of ids) validateId(id);
+      const { ids, versions } = validatePrune(req.ids, req.versions);
       const c = store.get(name);
-      const ok = tokens.untouched(token, name, now());
-      const gone = ids.filter((id) => ok(id) && c.get(id) !== null);
-      let deleted = 0;
-      // Deletes are logged one by one; they share group commits.
-      const results = await Promise.all(gone.map((id) => c.delete(id)));
-      for (const r of results) if (r.deleted) deleted++;
-      return { deleted, skipped: ids.length - deleted };
+      const r = await c.forget(ids, versions);
+      return { deleted: r.forgotten, skipped: r.skipped };
     }),
   };
 }
@@ -474,9 +404,8 @@ export function transferHandlers(
 export function addTransferService(
   server: grpc.Server,
   store: NodeStore,
-  tokens: CopyTokens,
   state: { closing: boolean },
   options: TransferServiceOptions = {},
 ): void {
-  server.addService(transferService, transferHandlers(store, tokens, state, options));
+  server.addService(transferService, transferHandlers(store, state, options));
 }

@@ -3,42 +3,11 @@ import * as grpc from "@grpc/grpc-js";
 import { NodeStore } from "../storage/node_store.ts";
 import { nodeHandlers } from "./service.ts";
 import {
-  CopyTokenError,
-  CopyTokens,
-  TooManyTokensError,
+  decodeScanResponse,
+  SCAN_LIMIT_MAX,
   transferHandlers,
+  transferService,
 } from "./transfer_service.ts";
-
-Deno.test("copy tokens: ids written after the token are touched; limits", () => {
-  let n = 0;
-  const t = new CopyTokens({
-    ids_max: 3,
-    idle_ms: 1000,
-    tokens_max: 2,
-    new_token: () => `t${n++}`,
-  });
-  t.touch("c", [1]); // before any token: remembered nowhere
-  const a = t.begin(0);
-  t.touch("c", [2]);
-  const b = t.begin(0);
-  t.touch("c", [3]);
-  t.dropped("gone");
-  assert.throws(() => t.begin(0), TooManyTokensError);
-  const okA = t.untouched(a, "c", 10);
-  assert.deepEqual([1, 2, 3, 4].map(okA), [true, false, false, true]);
-  const okB = t.untouched(b, "c", 10);
-  assert.deepEqual([1, 2, 3, 4].map(okB), [true, true, false, true]);
-  assert.equal(t.untouched(a, "other", 10)(2), true);
-  assert.equal(t.untouched(a, "gone", 10)(1), false, "a dropped collection refuses every copy");
-  // Overflow: more than ids_max distinct ids makes the token unusable.
-  t.touch("c", [5, 6]);
-  assert.throws(() => t.untouched(a, "c", 10), /overflowed/);
-  assert.equal(t.untouched(b, "c", 10)(9), true);
-  // Expiry after idle_ms without use.
-  assert.throws(() => t.untouched(b, "c", 2000), CopyTokenError);
-  assert.equal(t.size, 0);
-  assert.equal(t.end("t0"), false);
-});
 
 type Handler = (call: { request: unknown }, cb: (e: unknown, r?: unknown) => void) => void;
 
@@ -51,85 +20,272 @@ function caller(handlers: Record<string, unknown>) {
     });
 }
 
-Deno.test("Scan pages in id order; CopyBatch never overwrites or resurrects a write", async () => {
+/** A node's VectorDB and Transfer handlers over a fresh store in a temporary directory. */
+async function withNode(
+  fn: (
+    // deno-lint-ignore no-explicit-any
+    api: (method: string, request: unknown) => Promise<any>,
+    // deno-lint-ignore no-explicit-any
+    tr: (method: string, request: unknown) => Promise<any>,
+    store: NodeStore,
+  ) => Promise<void>,
+): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "transfer_test_" });
   const store = await NodeStore.open(dir, { logger: () => {} });
   try {
-    const tokens = new CopyTokens();
     const state = { closing: false };
     const api = caller(
-      nodeHandlers(store, {
-        nodeId: "n",
-        address: "x:1",
-        logger: () => {},
-        on_write: (c, ids) => tokens.touch(c, ids),
-        on_drop: (c) => tokens.dropped(c),
-      }, state) as unknown as Record<string, unknown>,
+      nodeHandlers(
+        store,
+        { nodeId: "n", address: "x:1", logger: () => {} },
+        state,
+      ) as unknown as Record<string, unknown>,
     );
-    const tr = caller(transferHandlers(store, tokens, state, { logger: () => {} }));
+    const tr = caller(transferHandlers(store, state, { logger: () => {} }));
+    await fn(api, tr, store);
+  } finally {
+    await store.close({ snapshot: false });
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Rejects with INVALID_ARGUMENT and a message matching `message`. */
+async function invalid(p: Promise<unknown>, message: RegExp | string): Promise<void> {
+  await assert.rejects(p, (e: { code: number; details: string }) => {
+    assert.equal(e.code, grpc.status.INVALID_ARGUMENT, e.details);
+    if (typeof message === "string") assert.equal(e.details, message);
+    else assert.match(e.details, message);
+    return true;
+  });
+}
+
+Deno.test("Scan pages through live points and tombstones in id order, with versions", async () => {
+  await withNode(async (api, tr, store) => {
     await api("CreateCollection", { name: "c", dimension: 2 });
     const ids = Array.from({ length: 300 }, (_, i) => (i * 7919) % 100_003);
     await api("PutBatch", {
       collection: "c",
       points: ids.map((id) => ({ id, vector: [id, 1] })),
+      version: "100",
     });
-    // Scan: every id once, ascending, across pages.
-    const seen: number[] = [];
-    let page = await tr("Scan", { collection: "c", after_id: 0, from_start: true, limit: 64 });
-    seen.push(...page.points.map((p: { id: number }) => p.id));
+    // Tombstones: a deleted point and an id never put.
+    await api("Delete", { collection: "c", id: ids[5], version: "200" });
+    await api("Delete", { collection: "c", id: 100_500, version: "201" });
+    const scan = async (limit: number) => {
+      const seen: { id: number; version: number; deleted: boolean; vector: number[] }[] = [];
+      let page = await tr("Scan", { collection: "c", after_id: 0, from_start: true, limit });
+      seen.push(...page.points);
+      while (!page.done) {
+        page = await tr("Scan", {
+          collection: "c",
+          after_id: page.next_after_id,
+          from_start: false,
+          limit,
+        });
+        seen.push(...page.points);
+      }
+      assert.equal(page.dimension, 2);
+      return seen;
+    };
+    const seen = await scan(64);
+    const all = [...ids, 100_500].sort((a, b) => a - b);
+    assert.deepEqual(seen.map((p) => p.id), all);
+    for (const p of seen) {
+      if (p.id === ids[5] || p.id === 100_500) {
+        assert.deepEqual(p, {
+          id: p.id,
+          vector: [],
+          version: p.id === ids[5] ? 200 : 201,
+          deleted: true,
+        });
+      } else assert.deepEqual(p, { id: p.id, vector: [p.id, 1], version: 100, deleted: false });
+    }
+    // Entries forgotten after the first page are skipped by later pages.
+    const first = await tr("Scan", { collection: "c", after_id: 0, from_start: true, limit: 10 });
+    const later = all.filter((id) => id > first.next_after_id).slice(0, 3);
+    await store.get("c").forget(later, [100, 100, 100]);
+    let page = first;
+    const rest: number[] = [];
     while (!page.done) {
       page = await tr("Scan", {
         collection: "c",
         after_id: page.next_after_id,
         from_start: false,
-        limit: 64,
+        limit: SCAN_LIMIT_MAX,
       });
-      seen.push(...page.points.map((p: { id: number }) => p.id));
+      rest.push(...page.points.map((p: { id: number }) => p.id));
     }
-    assert.deepEqual(seen, [...ids].sort((a, b) => a - b));
-    assert.equal(page.dimension, 2);
-    await assert.rejects(tr("Scan", { collection: "c", limit: 0 }), {
-      code: grpc.status.INVALID_ARGUMENT,
-    });
+    assert.ok(later.every((id) => !rest.includes(id)));
+    assert.equal(rest.length + first.points.length, all.length - 3);
+
+    await invalid(tr("Scan", { collection: "c", limit: 0 }), "limit 0 must be between 1 and 4096");
+    await invalid(tr("Scan", { collection: "c", limit: 4097 }), /limit 4097/);
     await assert.rejects(tr("Scan", { collection: "nope", limit: 1 }), {
       code: grpc.status.NOT_FOUND,
     });
+  });
+});
 
-    // Copies: 1,000,001 absent and untouched -> applied; 1,000,002 deleted after the token
-    // (absent) -> skipped; 1,000,003 put after the token -> skipped; ids[0] present -> skipped.
-    const { token } = await tr("BeginCopy", {});
-    await api("Delete", { collection: "c", id: 1_000_002 });
-    await api("Put", { collection: "c", id: 1_000_003, vector: [9, 9] });
-    const r = await tr("CopyBatch", {
-      token,
-      collection: "c",
-      points: [1_000_001, 1_000_002, 1_000_003, ids[0]].map((id) => ({ id, vector: [0, 0] })),
+Deno.test("CopyBatch is last-writer-wins: never undoes a newer write or resurrects a delete", async () => {
+  await withNode(async (api, tr) => {
+    await api("CreateCollection", { name: "c", dimension: 2 });
+    await api("Put", { collection: "c", id: 1, vector: [1, 1], version: "50" });
+    await api("Delete", { collection: "c", id: 2, version: "50" });
+    // A client write stamped by the node: far above the copies' versions below.
+    const stamped = await api("Put", { collection: "c", id: 3, vector: [3, 3] });
+    assert.ok(Number(stamped.version) > 2 ** 40, `stamp ${stamped.version}`);
+    const points = [
+      { id: 1, vector: [9, 9], version: "40", deleted: false }, // older than the put: skipped
+      { id: 2, vector: [9, 9], version: "49", deleted: false }, // older than the delete
+      { id: 3, vector: [], version: "60", deleted: true }, // older than the stamped put
+      { id: 4, vector: [4, 4], version: 70, deleted: false }, // new id: applied
+      { id: 5, vector: [], version: "71", deleted: true }, // tombstone: applied
+      { id: 1, vector: [], version: "51", deleted: true }, // newer delete: applied
+    ];
+    assert.deepEqual(await tr("CopyBatch", { collection: "c", points }), {
+      applied: 3,
+      skipped: 3,
     });
-    assert.deepEqual(r, { applied: 1, skipped: 3 });
-    const get = async (id: number) => (await api("Get", { collection: "c", id })).vector;
-    assert.deepEqual(await get(1_000_001), [0, 0]);
-    assert.deepEqual(await get(1_000_002), []);
-    assert.deepEqual(await get(1_000_003), [9, 9]);
-    assert.deepEqual(await get(ids[0]), [ids[0], 1]);
+    const get = (id: number) => api("Get", { collection: "c", id });
+    assert.deepEqual(await get(1), { found: false, vector: [], version: "51", deleted: true });
+    assert.deepEqual(await get(2), { found: false, vector: [], version: "50", deleted: true });
+    assert.deepEqual(await get(3), {
+      found: true,
+      vector: [3, 3],
+      version: stamped.version,
+      deleted: false,
+    });
+    assert.deepEqual(await get(4), { found: true, vector: [4, 4], version: "70", deleted: false });
+    assert.deepEqual(await get(5), { found: false, vector: [], version: "71", deleted: true });
+    // Copying the same entries again changes nothing.
+    assert.deepEqual(await tr("CopyBatch", { collection: "c", points }), {
+      applied: 0,
+      skipped: 6,
+    });
+    // A client write after the copy, with an older explicit version, loses but is acknowledged.
+    const late = await api("Put", { collection: "c", id: 4, vector: [0, 0], version: "69" });
+    assert.equal(late.ok, true);
+    assert.equal(late.version, "69");
+    assert.deepEqual((await get(4)).vector, [4, 4]);
+  });
+});
 
-    // Prune: deletes untouched present ids, skips touched ones.
-    const p = await tr("Prune", { token, collection: "c", ids: [ids[1], 1_000_003, 424242] });
-    assert.deepEqual(p, { deleted: 1, skipped: 2 });
-    assert.deepEqual(await get(ids[1]), []);
-    assert.deepEqual(await get(1_000_003), [9, 9]);
-
-    // Unknown or ended tokens are refused with FAILED_PRECONDITION.
-    assert.deepEqual(await tr("EndCopy", { token }), { ended: true });
-    await assert.rejects(
-      tr("CopyBatch", { token, collection: "c", points: [{ id: 5, vector: [1, 1] }] }),
-      { code: grpc.status.FAILED_PRECONDITION },
+Deno.test("CopyBatch and Prune validation errors name the field and the value", async () => {
+  await withNode(async (api, tr) => {
+    await api("CreateCollection", { name: "c", dimension: 2 });
+    const copy = (points: unknown[]) => tr("CopyBatch", { collection: "c", points });
+    await invalid(
+      copy([{ id: 1, vector: [1, 1], version: "0" }]),
+      'points[0].version "0" must be between 1 and 9007199254740991',
+    );
+    await invalid(
+      copy([{ id: 1, vector: [1, 1], version: "5" }, {
+        id: 2,
+        vector: [1],
+        version: "9007199254740993",
+      }]),
+      'points[1].version "9007199254740993" is above 9007199254740991',
+    );
+    await invalid(
+      copy([{ id: 1, vector: [1, 1, 1], version: "5" }]),
+      "points[0].vector dimension 3 does not match the collection dimension 2",
+    );
+    await invalid(
+      copy([{ id: 1, vector: [1, 1], version: "5", deleted: true }]),
+      "points[0].vector must be empty for a tombstone (deleted)",
+    );
+    await invalid(
+      copy([{ id: -1, vector: [1, 1], version: "5" }]),
+      "points[0].id -1 must be between 0 and 4294967295",
+    );
+    await invalid(copy([]), "points has 0 entries; it must have 1 to 4096");
+    await invalid(
+      copy(
+        Array.from({ length: 4097 }, (_, id) => ({ id, vector: [], version: 1, deleted: true })),
+      ),
+      "points has 4097 entries; it must have 1 to 4096",
     );
     await assert.rejects(
-      tr("CopyBatch", { token: "x", collection: "c", points: [{ id: 5, vector: [1] }] }),
-      { code: grpc.status.INVALID_ARGUMENT },
+      tr("CopyBatch", { collection: "nope", points: [{ id: 1, version: 1, deleted: true }] }),
+      { code: grpc.status.NOT_FOUND },
     );
-  } finally {
-    await store.close({ snapshot: false });
-    await Deno.remove(dir, { recursive: true });
-  }
+    // Nothing invalid reached the collection.
+    assert.deepEqual(await api("Get", { collection: "c", id: 1 }), {
+      found: false,
+      vector: [],
+      version: "0",
+      deleted: false,
+    });
+
+    const prune = (ids: unknown, versions: unknown) =>
+      tr("Prune", { collection: "c", ids, versions });
+    await invalid(prune([1, 2], ["5"]), "versions has 1 entries but ids has 2");
+    await invalid(prune([], []), "ids has 0 entries; it must have 1 to 4096");
+    await invalid(prune([1], ["x"]), 'versions[0] "x" is not an unsigned integer');
+    await invalid(
+      prune([1], ["9007199254740992"]),
+      'versions[0] "9007199254740992" is above 9007199254740991',
+    );
+    await invalid(prune([2 ** 32], [1]), "ids[0] 4294967296 must be between 0 and 4294967295");
+  });
+});
+
+Deno.test("Prune forgets entries held at or below the scanned version, leaving no tombstone", async () => {
+  await withNode(async (api, tr) => {
+    await api("CreateCollection", { name: "c", dimension: 2 });
+    await api("PutBatch", {
+      collection: "c",
+      points: [1, 2, 3].map((id) => ({ id, vector: [id, id] })),
+      version: "10",
+    });
+    await api("Delete", { collection: "c", id: 4, version: "10" });
+    await api("Put", { collection: "c", id: 3, vector: [0, 3], version: "20" }); // after the scan
+    const r = await tr("Prune", {
+      collection: "c",
+      ids: [1, 2, 3, 4, 5],
+      versions: ["10", "9", "10", "10", "10"],
+    });
+    // 1 and the tombstone 4 forgotten; 2 held newer than given; 3 written since; 5 absent.
+    assert.deepEqual(r, { deleted: 2, skipped: 3 });
+    const get = (id: number) => api("Get", { collection: "c", id });
+    assert.deepEqual(await get(1), { found: false, vector: [], version: "0", deleted: false });
+    assert.deepEqual(await get(4), { found: false, vector: [], version: "0", deleted: false });
+    assert.equal((await get(2)).found, true);
+    assert.deepEqual((await get(3)).vector, [0, 3]);
+    const scan = await tr("Scan", { collection: "c", from_start: true, limit: 10 });
+    assert.deepEqual(scan.points.map((p: { id: number }) => p.id), [2, 3]);
+  });
+});
+
+Deno.test("Transfer messages carry versions as uint64; Scan replies decode to numbers", () => {
+  const scan = transferService.Scan;
+  const wire = scan.responseDeserialize(scan.responseSerialize({
+    points: [
+      { id: 1, vector: [1, 2], version: 9007199254740991, deleted: false },
+      { id: 2, vector: [], version: "17", deleted: true },
+      { id: 3, vector: [3, 3] },
+    ],
+    next_after_id: 3,
+    done: true,
+    dimension: 2,
+  }));
+  assert.equal(wire.points[0].version, "9007199254740991");
+  assert.deepEqual(decodeScanResponse(wire), {
+    points: [
+      { id: 1, vector: [1, 2], version: 9007199254740991, deleted: false },
+      { id: 2, vector: [], version: 17, deleted: true },
+      { id: 3, vector: [3, 3], version: 0, deleted: false },
+    ],
+    next_after_id: 3,
+    done: true,
+    dimension: 2,
+  });
+  const prune = transferService.Prune;
+  const req = prune.requestDeserialize(prune.requestSerialize({
+    collection: "c",
+    ids: [1, 2],
+    versions: [5, "9007199254740991"],
+  }));
+  assert.deepEqual(req.versions, ["5", "9007199254740991"]);
+  assert.deepEqual(Object.keys(transferService).sort(), ["CopyBatch", "Prune", "Scan"]);
 });

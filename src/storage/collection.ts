@@ -21,17 +21,48 @@
  * them, so writes keep being accepted while the file is written. WAL segments covered by the
  * oldest kept snapshot are then deleted.
  *
+ * **Versions** (see "Versions" in proto/vector_db.proto). The collection keeps, per id, the
+ * version of the last write applied to it, deletes included: one `Map<id, number>` holding the
+ * version (`>= 0`) of a live point's put, or the negated version (`< 0`) of a tombstone (a
+ * delete's version, always at least 1; a legacy delete leaves no entry). Every live point of the
+ * index has an entry; an id with no entry was never written (or was forgotten): version 0.
+ * Records are applied in WAL order, which makes replay deterministic, by this rule:
+ *
+ * - a put, delete or copied entry applies only when its version is above the held one (version
+ *   0, from records written before versions existed, applies unconditionally);
+ * - a delete that applies removes the point from the index (when there) and leaves a tombstone;
+ * - forget(id, v) removes the entry (point or tombstone, leaving nothing) when the held version
+ *   is at most v;
+ * - a write that does not apply is still logged and acknowledged: it simply lost.
+ *
+ * Writes without a version (0) are stamped by the collection's {@link VersionClock} before they
+ * are logged; every version the collection sees (written, copied, replayed, loaded) is observed
+ * by that clock, so a direct write always sorts after everything the node holds.
+ *
+ * Snapshot payload (container: `snapshot.ts`; its header version says which layout):
+ *
+ * | container version | payload                                                            |
+ * |-------------------|--------------------------------------------------------------------|
+ * | 1                 | the index image (`hnsw.ts`) only: every point loads at version 0   |
+ * | 2                 | the index image, then the version table: ids u32Array (ascending), |
+ * |                   | one u64 version per id, deleted bytes (one u8 0/1 per id)          |
+ *
+ * Known limit: tombstones are kept forever (they take an entry each in memory and in
+ * snapshots). Collecting them needs a grace period longer than any node's absence, or a
+ * replica that missed the delete could bring the point back.
+ *
  * @module
  */
 import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { BinaryWriter, BufferSink } from "../io/binary.ts";
+import { type BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
 import { HnswIndex, validateId, validateVector } from "../index/hnsw.ts";
 import type { Hit, IdFilter } from "../index/hnsw.ts";
 import type { Metric } from "../kernels/kernels.ts";
 import { decodeRecord, encodeRecord, type WalRecord } from "./records.ts";
 import { Wal, type WalEntry, type WalStats } from "./wal.ts";
 import { listSnapshots, loadNewestSnapshot, writeSnapshot } from "./snapshot.ts";
+import { isVersion, VERSION_MAX, VersionClock } from "./version_clock.ts";
 
 /** Parameters a collection is created with. */
 export interface CollectionConfig {
@@ -50,12 +81,34 @@ export interface CollectionOptions {
   snapshots_keep?: number;
   /** WAL segment size. Default 64 MiB. */
   segment_bytes_max?: number;
+  /** Wall clock of the version clock (ms since the Unix epoch). Default `Date.now`. */
+  now_ms?: () => number;
 }
 
 /** One point of a batch. */
 export interface Point {
   id: number;
   vector: ArrayLike<number>;
+}
+
+/** One entry of a copy: a live point (with its vector) or a tombstone (`deleted`). */
+export interface CopyEntry {
+  id: number;
+  /** 1 .. VERSION_MAX. */
+  version: number;
+  deleted: boolean;
+  /** The vector of a live entry (the collection's dimension); ignored for a tombstone. */
+  vector?: ArrayLike<number>;
+}
+
+/** What the collection holds for an id. */
+export interface Entry {
+  /** The live point's vector (as stored: normalised for cosine); null when absent. */
+  vector: Float32Array | null;
+  /** Version of the last write applied (the put, or the delete when `deleted`); 0 when none. */
+  version: number;
+  /** True when the last write applied was a delete (a tombstone). */
+  deleted: boolean;
 }
 
 /** Raised when a collection's files hold no usable state (no snapshot and no creation record). */
@@ -89,11 +142,208 @@ function yieldToLoop(): Promise<void> {
 /** Chunk size when streaming a snapshot image to disk; the event loop runs between chunks. */
 const SNAPSHOT_CHUNK_BYTES = 8 << 20;
 
+/** A version argument: an integer in `min .. VERSION_MAX`, else a RangeError naming `field`. */
+function checkVersion(version: number, field: string, min: number): number {
+  if (!isVersion(version) || version < min) {
+    throw new RangeError(
+      `${field} ${version} must be an integer between ${min} and ${VERSION_MAX}`,
+    );
+  }
+  return version;
+}
+
+/**
+ * The index and the per-id version table, with the apply rules of the module comment. Shared by
+ * live writes and replay, so both apply records identically.
+ */
+class PointTable {
+  /** Version per id: `>= 0` a live point's put, `< 0` a tombstone (negated delete version). */
+  readonly versions = new Map<number, number>();
+  tombstones = 0;
+
+  constructor(readonly index: HnswIndex, readonly clock: VersionClock) {}
+
+  /** Applies a put; returns whether it applied. */
+  put(id: number, vector: ArrayLike<number>, version: number): boolean {
+    const held = this.versions.get(id);
+    if (version !== 0 && held !== undefined && version <= Math.abs(held)) return false;
+    this.index.add(id, vector);
+    if (held !== undefined && held < 0) this.tombstones--;
+    this.versions.set(id, version);
+    return true;
+  }
+
+  /** Applies a delete; returns whether it applied and whether it removed a live point. */
+  delete(id: number, version: number): { applied: boolean; removed: boolean } {
+    const held = this.versions.get(id);
+    if (version !== 0 && held !== undefined && version <= Math.abs(held)) {
+      return { applied: false, removed: false };
+    }
+    const removed = this.index.delete(id);
+    if (held !== undefined && held < 0) this.tombstones--;
+    if (version === 0) {
+      this.versions.delete(id); // a legacy delete: nothing to remember
+    } else {
+      this.versions.set(id, -version);
+      this.tombstones++;
+    }
+    return { applied: true, removed };
+  }
+
+  /** Forgets an entry when the held version is at most `version`; returns whether it did. */
+  forget(id: number, version: number): boolean {
+    const held = this.versions.get(id);
+    if (held === undefined || Math.abs(held) > version) return false;
+    if (held < 0) this.tombstones--;
+    else this.index.delete(id);
+    this.versions.delete(id);
+    return true;
+  }
+
+  entry(id: number): Entry {
+    const held = this.versions.get(id);
+    if (held === undefined) return { vector: null, version: 0, deleted: false };
+    if (held < 0) return { vector: null, version: -held, deleted: true };
+    return { vector: this.index.get(id), version: held, deleted: false };
+  }
+
+  /** Applies one entry of a copy record; returns whether it applied. */
+  copyEntry(id: number, version: number, deleted: boolean, vector: ArrayLike<number>): boolean {
+    return deleted ? this.delete(id, version).applied : this.put(id, vector, version);
+  }
+
+  /** Applies a replayed record (observing its versions first). */
+  replay(rec: WalRecord): void {
+    switch (rec.kind) {
+      case "put":
+        this.clock.observe(rec.version);
+        this.put(rec.id, rec.vector, rec.version);
+        break;
+      case "delete":
+        this.clock.observe(rec.version);
+        this.delete(rec.id, rec.version);
+        break;
+      case "put_batch":
+        for (let i = 0; i < rec.ids.length; i++) {
+          this.clock.observe(rec.versions[i]);
+          this.put(
+            rec.ids[i],
+            rec.vectors.subarray(i * rec.dimension, (i + 1) * rec.dimension),
+            rec.versions[i],
+          );
+        }
+        break;
+      case "copy": {
+        let live = 0;
+        for (let i = 0; i < rec.ids.length; i++) {
+          this.clock.observe(rec.versions[i]);
+          const deleted = rec.deleted[i] === 1;
+          const vector = deleted
+            ? EMPTY
+            : rec.vectors.subarray(live * rec.dimension, ++live * rec.dimension);
+          this.copyEntry(rec.ids[i], rec.versions[i], deleted, vector);
+        }
+        break;
+      }
+      case "forget":
+        for (let i = 0; i < rec.ids.length; i++) {
+          this.clock.observe(rec.versions[i]);
+          this.forget(rec.ids[i], rec.versions[i]);
+        }
+        break;
+      case "drop_collection":
+        // Drops remove the directory; a record of one inside a log is never written.
+        break;
+      case "create_collection":
+        break;
+    }
+  }
+
+  /** Every known id (live and tombstones), ascending. */
+  knownIds(): Uint32Array {
+    const ids = new Uint32Array(this.versions.size);
+    let i = 0;
+    for (const id of this.versions.keys()) ids[i++] = id;
+    return ids.sort();
+  }
+
+  /** Writes the version table of a version-2 snapshot payload (see the module comment). */
+  writeTo(w: BinaryWriter): void {
+    const ids = this.knownIds();
+    const deleted = new Uint8Array(ids.length);
+    w.u32Array(ids);
+    for (let i = 0; i < ids.length; i++) {
+      const held = this.versions.get(ids[i])!;
+      w.u64(Math.abs(held));
+      if (held < 0) deleted[i] = 1;
+    }
+    w.bytes(deleted);
+  }
+
+  /** Reads a version table written by {@link writeTo}, checking it against the index. */
+  readFrom(r: BinaryReader): void {
+    const ids = r.u32Array();
+    const versions = new Float64Array(ids.length);
+    for (let i = 0; i < ids.length; i++) versions[i] = r.u64Number();
+    const deleted = r.bytes();
+    const fail = (why: string): never => {
+      throw new CollectionStateError(`Snapshot version table: ${why}`);
+    };
+    if (deleted.length !== ids.length) {
+      fail(`${ids.length} ids come with ${deleted.length} deleted flags`);
+    }
+    let live = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      const v = versions[i];
+      if (i > 0 && id <= ids[i - 1]) fail(`id ${id} follows ${ids[i - 1]} (not ascending)`);
+      if (!isVersion(v)) fail(`version ${v} of point ${id} is above ${VERSION_MAX}`);
+      if (deleted[i] > 1) fail(`deleted flag ${deleted[i]} of point ${id} is not 0 or 1`);
+      const tomb = deleted[i] === 1;
+      if (tomb && v === 0) fail(`tombstone of point ${id} has version 0`);
+      if (tomb === this.index.has(id)) {
+        fail(`point ${id} is ${tomb ? "a tombstone but live" : "live but not"} in the index`);
+      }
+      this.versions.set(id, tomb ? -v : v);
+      this.clock.observe(v);
+      if (tomb) this.tombstones++;
+      else live++;
+    }
+    if (live !== this.index.count) {
+      fail(`${live} live entries, but the index holds ${this.index.count} points`);
+    }
+  }
+
+  /** Fills the table from a version-1 snapshot's index: every live point at version 0. */
+  fillLegacy(): void {
+    if (this.index.count === 0) return;
+    // The index has no id iterator: a brute-force search whose filter rejects everything
+    // visits every live point once.
+    const probe = new Array<number>(this.index.dim).fill(1);
+    this.index.exactSearch(probe, 1, {
+      filter: (id) => {
+        this.versions.set(id, 0);
+        return false;
+      },
+    });
+    if (this.versions.size !== this.index.count) {
+      throw new CollectionStateError(
+        `Listed ${this.versions.size} ids of an index that holds ${this.index.count} points`,
+      );
+    }
+  }
+}
+
+const EMPTY = new Float32Array(0);
+
 export class Collection {
   readonly name: string;
   readonly dir: string;
   readonly config: CollectionConfig;
   readonly index: HnswIndex;
+  /** Stamps writes that come without a version (see the module comment). */
+  readonly clock: VersionClock;
+  private readonly table: PointTable;
   private readonly wal: Wal;
   private readonly log: (message: string) => void;
   private readonly keep: number;
@@ -111,7 +361,7 @@ export class Collection {
   private constructor(
     dir: string,
     config: CollectionConfig,
-    index: HnswIndex,
+    table: PointTable,
     wal: Wal,
     applied: number,
     snapshotSeq: number,
@@ -121,7 +371,9 @@ export class Collection {
     this.name = config.name;
     this.dir = dir;
     this.config = config;
-    this.index = index;
+    this.table = table;
+    this.index = table.index;
+    this.clock = table.clock;
     this.wal = wal;
     this.applied = applied;
     this.snapshotSeq = snapshotSeq;
@@ -160,24 +412,31 @@ export class Collection {
       ef_construction: config.ef_construction,
     });
     const seq = await wal.append(type, payload);
-    return new Collection(dir, config, index, wal, seq, 0, 0, options);
+    const table = new PointTable(index, new VersionClock(options.now_ms));
+    return new Collection(dir, config, table, wal, seq, 0, 0, options);
   }
 
   /** Opens an existing collection: newest valid snapshot, then the WAL after it. */
   static async open(dir: string, options: CollectionOptions = {}): Promise<Collection> {
     const log = options.logger ?? ((m: string) => console.error(m));
+    const clock = new VersionClock(options.now_ms);
     const snap = await loadNewestSnapshot(
       join(dir, "snapshots"),
-      (r) => HnswIndex.readFrom(r),
+      (r, _seq, version) => {
+        const table = new PointTable(HnswIndex.readFrom(r), clock);
+        if (version >= 2) table.readFrom(r);
+        else table.fillLegacy();
+        return table;
+      },
       { logger: log },
     );
-    let index: HnswIndex | null = snap?.value ?? null;
-    let config: CollectionConfig | null = index === null ? null : {
+    let table: PointTable | null = snap?.value ?? null;
+    let config: CollectionConfig | null = table === null ? null : {
       name: "",
-      dimension: index.dim,
-      metric: index.metric,
-      m: index.M,
-      ef_construction: index.efConstruction,
+      dimension: table.index.dim,
+      metric: table.index.metric,
+      m: table.index.M,
+      ef_construction: table.index.efConstruction,
     };
     let applied = snap?.seq ?? 0;
     let replayed = 0;
@@ -185,7 +444,7 @@ export class Collection {
     const apply = (entry: WalEntry) => {
       const rec = decodeRecord(entry.type, entry.payload);
       if (rec.kind === "create_collection") {
-        if (index === null) {
+        if (table === null) {
           config = {
             name: rec.collection,
             dimension: rec.dimension,
@@ -193,23 +452,26 @@ export class Collection {
             m: rec.m,
             ef_construction: rec.ef_construction,
           };
-          index = new HnswIndex({
-            dim: rec.dimension,
-            metric: rec.metric,
-            M: rec.m,
-            efConstruction: rec.ef_construction,
-          });
+          table = new PointTable(
+            new HnswIndex({
+              dim: rec.dimension,
+              metric: rec.metric,
+              M: rec.m,
+              efConstruction: rec.ef_construction,
+            }),
+            clock,
+          );
         } else if (config !== null) {
           config.name = rec.collection;
         }
       } else {
-        if (index === null) {
+        if (table === null) {
           throw new CollectionStateError(
             `Collection "${dir}": record ${entry.seq} (${rec.kind}) comes before any ` +
               `snapshot or creation record`,
           );
         }
-        applyRecord(index, rec);
+        table.replay(rec);
       }
       if (entry.seq !== applied + 1) {
         throw new CollectionStateError(
@@ -226,25 +488,26 @@ export class Collection {
       recovery: options.recovery,
       segment_bytes_max: options.segment_bytes_max,
     });
-    if (index === null || config === null) {
+    if (table === null || config === null) {
       await wal.close();
       throw new CollectionStateError(
         `Collection directory "${dir}" has no valid snapshot and no creation record`,
       );
     }
     const finalConfig = config as CollectionConfig;
+    const finalTable = table as PointTable;
     if (finalConfig.name === "") finalConfig.name = dir.replace(/\/+$/, "").replace(/^.*\//, "");
     validateCollectionName(finalConfig.name);
     log(
       `Collection "${finalConfig.name}": ${
         snap ? `snapshot at seq ${snap.seq}` : "no snapshot"
       }, replayed ${replayed} WAL records in ${Date.now() - started} ms, ` +
-        `${(index as HnswIndex).count} points`,
+        `${finalTable.index.count} points, ${finalTable.tombstones} tombstones`,
     );
     return new Collection(
       dir,
       finalConfig,
-      index,
+      finalTable,
       wal,
       applied,
       snap?.seq ?? 0,
@@ -253,63 +516,229 @@ export class Collection {
     );
   }
 
-  /** Inserts or replaces one point; resolves once it is durable and searchable. */
-  async put(id: number, vector: ArrayLike<number>): Promise<number> {
+  /** `version` when given (observed by the clock), else a fresh stamp. */
+  private stamp(version: number, field: string): number {
+    checkVersion(version, field, 0);
+    if (version === 0) return this.clock.next();
+    this.clock.observe(version);
+    return version;
+  }
+
+  /**
+   * Inserts or replaces one point at `version` (0 or absent: stamped by the clock); resolves
+   * once it is durable and applied. `applied` is false when the collection already held the id
+   * at the same or a newer version (the write lost, see the module comment).
+   */
+  async put(
+    id: number,
+    vector: ArrayLike<number>,
+    version = 0,
+  ): Promise<{ seq: number; version: number; applied: boolean }> {
     this.checkOpen();
     validateId(id);
     validateVector(vector, this.index.dim);
+    const v = this.stamp(version, "version");
     const { type, payload } = encodeRecord({
       kind: "put",
       id,
       vector: Float32Array.from(vector),
+      version: v,
     });
     const seq = await this.wal.append(type, payload);
-    await this.apply(seq, () => this.index.add(id, vector));
-    return seq;
+    let applied = false;
+    await this.apply(seq, () => {
+      applied = this.table.put(id, vector, v);
+    });
+    return { seq, version: v, applied };
   }
 
-  /** Inserts or replaces many points with one WAL record (one sync). */
-  async putBatch(points: readonly Point[]): Promise<number> {
+  /**
+   * Inserts or replaces many points with one WAL record (one sync), all at `version` (0 or
+   * absent: one stamp). When an id appears twice, the later point wins. `applied` counts the
+   * points that won.
+   */
+  async putBatch(
+    points: readonly Point[],
+    version = 0,
+  ): Promise<{ seq: number; version: number; applied: number }> {
     this.checkOpen();
     const dim = this.index.dim;
-    const ids = new Uint32Array(points.length);
-    const vectors = new Float32Array(points.length * dim);
     for (let i = 0; i < points.length; i++) {
       const p = points[i];
       validateId(p.id);
       validateVector(p.vector, dim, `points[${i}].vector`);
-      ids[i] = p.id;
-      vectors.set(p.vector, i * dim);
     }
-    if (points.length === 0) return this.applied;
-    const { type, payload } = encodeRecord({ kind: "put_batch", dimension: dim, ids, vectors });
+    checkVersion(version, "version", 0);
+    if (points.length === 0) return { seq: this.applied, version, applied: 0 };
+    // Keep the last occurrence of each id, in order: with one version for the whole batch, an
+    // earlier duplicate would otherwise win (a later one is not above it).
+    const keep: number[] = [];
+    const seen = new Set<number>();
+    for (let i = points.length - 1; i >= 0; i--) {
+      if (seen.has(points[i].id)) continue;
+      seen.add(points[i].id);
+      keep.push(i);
+    }
+    keep.reverse();
+    const ids = new Uint32Array(keep.length);
+    const vectors = new Float32Array(keep.length * dim);
+    keep.forEach((at, i) => {
+      ids[i] = points[at].id;
+      vectors.set(points[at].vector, i * dim);
+    });
+    const v = this.stamp(version, "version");
+    const versions = new Float64Array(ids.length).fill(v);
+    const { type, payload } = encodeRecord({
+      kind: "put_batch",
+      dimension: dim,
+      ids,
+      vectors,
+      versions,
+    });
     const seq = await this.wal.append(type, payload);
+    let applied = 0;
     await this.apply(seq, async () => {
       for (let i = 0; i < ids.length; i++) {
-        this.index.add(ids[i], vectors.subarray(i * dim, (i + 1) * dim));
+        if (this.table.put(ids[i], vectors.subarray(i * dim, (i + 1) * dim), v)) applied++;
         // A large batch would otherwise hold the event loop for seconds: gossip probes
         // would time out and the node would look dead. The apply queue keeps the order.
         if ((i + 1) % APPLY_SLICE_POINTS === 0 && i + 1 < ids.length) await yieldToLoop();
       }
     });
-    return seq;
+    return { seq, version: v, applied };
   }
 
   /**
-   * Deletes a point durably. The tombstone is logged even when the point is absent, so a
-   * replica that missed the put cannot bring it back. Resolves with whether it was present and
-   * the sequence number of the tombstone.
+   * Deletes a point durably at `version` (0 or absent: stamped). The delete is logged and, when
+   * its version is above the held one, leaves a tombstone even when the point is absent, so a
+   * replica or copy that missed it cannot bring the point back. Resolves with whether a live
+   * point was removed, the sequence number, the version and whether the delete applied.
    */
-  async delete(id: number): Promise<{ deleted: boolean; seq: number }> {
+  async delete(
+    id: number,
+    version = 0,
+  ): Promise<{ deleted: boolean; seq: number; version: number; applied: boolean }> {
     this.checkOpen();
     validateId(id);
-    const { type, payload } = encodeRecord({ kind: "delete", id });
+    const v = this.stamp(version, "version");
+    const { type, payload } = encodeRecord({ kind: "delete", id, version: v });
     const seq = await this.wal.append(type, payload);
-    let deleted = false;
+    let result = { applied: false, removed: false };
     await this.apply(seq, () => {
-      deleted = this.index.delete(id);
+      result = this.table.delete(id, v);
     });
-    return { deleted, seq };
+    return { deleted: result.removed, seq, version: v, applied: result.applied };
+  }
+
+  /**
+   * Applies entries copied from another node (live points and tombstones, versions 1 ..
+   * VERSION_MAX) with one WAL record: each only when its version is above the held one.
+   */
+  async copy(
+    entries: readonly CopyEntry[],
+  ): Promise<{ applied: number; skipped: number; seq: number }> {
+    this.checkOpen();
+    const dim = this.index.dim;
+    const n = entries.length;
+    let live = 0;
+    for (let i = 0; i < n; i++) {
+      const e = entries[i];
+      validateId(e.id);
+      checkVersion(e.version, `entries[${i}].version`, 1);
+      if (!e.deleted) {
+        if (e.vector === undefined) {
+          throw new RangeError(`entries[${i}].vector is missing for a live entry`);
+        }
+        validateVector(e.vector, dim, `entries[${i}].vector`);
+        live++;
+      }
+    }
+    if (n === 0) return { applied: 0, skipped: 0, seq: this.applied };
+    for (let i = 0; i < n; i++) this.clock.observe(entries[i].version);
+    // Entries already held at the same or a newer version are skipped before logging: held
+    // versions only grow, so they would be skipped at apply time too. Anti-entropy sends every
+    // entry to every owner, and most are such repeats.
+    const fresh: number[] = [];
+    live = 0;
+    for (let i = 0; i < n; i++) {
+      const held = this.table.versions.get(entries[i].id);
+      if (held !== undefined && Math.abs(held) >= entries[i].version) continue;
+      fresh.push(i);
+      if (!entries[i].deleted) live++;
+    }
+    if (fresh.length === 0) return { applied: 0, skipped: n, seq: this.applied };
+    const m = fresh.length;
+    const ids = new Uint32Array(m);
+    const versions = new Float64Array(m);
+    const deleted = new Uint8Array(m);
+    const vectors = new Float32Array(live * dim);
+    live = 0;
+    for (let j = 0; j < m; j++) {
+      const e = entries[fresh[j]];
+      ids[j] = e.id;
+      versions[j] = e.version;
+      deleted[j] = e.deleted ? 1 : 0;
+      if (!e.deleted) vectors.set(e.vector!, live++ * dim);
+    }
+    const { type, payload } = encodeRecord({
+      kind: "copy",
+      dimension: dim,
+      ids,
+      versions,
+      deleted,
+      vectors,
+    });
+    const seq = await this.wal.append(type, payload);
+    let applied = 0;
+    await this.apply(seq, async () => {
+      let at = 0;
+      for (let i = 0; i < m; i++) {
+        const tomb = deleted[i] === 1;
+        const vector = tomb ? EMPTY : vectors.subarray(at * dim, ++at * dim);
+        if (this.table.copyEntry(ids[i], versions[i], tomb, vector)) applied++;
+        if ((i + 1) % APPLY_SLICE_POINTS === 0 && i + 1 < m) await yieldToLoop();
+      }
+    });
+    return { applied, skipped: n - applied, seq };
+  }
+
+  /**
+   * Forgets entries (live points or tombstones, leaving no tombstone) durably, each only when
+   * the version held for it is at most the given one. `versions[i]` goes with `ids[i]`.
+   */
+  async forget(
+    ids: ArrayLike<number>,
+    versions: ArrayLike<number>,
+  ): Promise<{ forgotten: number; skipped: number; seq: number }> {
+    this.checkOpen();
+    if (ids.length !== versions.length) {
+      throw new RangeError(`${ids.length} ids come with ${versions.length} versions`);
+    }
+    const n = ids.length;
+    const idArray = new Uint32Array(n);
+    const versionArray = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      validateId(ids[i]);
+      checkVersion(versions[i], `versions[${i}]`, 0);
+      idArray[i] = ids[i];
+      versionArray[i] = versions[i];
+    }
+    if (n === 0) return { forgotten: 0, skipped: 0, seq: this.applied };
+    for (let i = 0; i < n; i++) this.clock.observe(versionArray[i]);
+    const { type, payload } = encodeRecord({
+      kind: "forget",
+      ids: idArray,
+      versions: versionArray,
+    });
+    const seq = await this.wal.append(type, payload);
+    let forgotten = 0;
+    await this.apply(seq, async () => {
+      for (let i = 0; i < n; i++) {
+        if (this.table.forget(idArray[i], versionArray[i])) forgotten++;
+        if ((i + 1) % APPLY_SLICE_POINTS === 0 && i + 1 < n) await yieldToLoop();
+      }
+    });
+    return { forgotten, skipped: n - forgotten, seq };
   }
 
   search(vector: ArrayLike<number>, k: number, ef?: number, filter?: IdFilter): Hit[] {
@@ -323,6 +752,20 @@ export class Collection {
     return this.index.get(id);
   }
 
+  /** What the collection holds for `id`: vector, version, tombstone (see {@link Entry}). */
+  getEntry(id: number): Entry {
+    validateId(id);
+    return this.table.entry(id);
+  }
+
+  /**
+   * Every id the collection holds an entry for (live points and tombstones), ascending: a
+   * snapshot in time (O(n log n), 4 bytes per id).
+   */
+  knownIds(): Uint32Array {
+    return this.table.knownIds();
+  }
+
   /** Sequence number of the last write applied. */
   get lastSeq(): number {
     return this.applied;
@@ -330,6 +773,7 @@ export class Collection {
 
   stats(): {
     count: number;
+    tombstones: number;
     dimension: number;
     metric: Metric;
     memory_bytes: number;
@@ -349,6 +793,7 @@ export class Collection {
     }
     return {
       count: this.index.count,
+      tombstones: this.table.tombstones,
       dimension: this.index.dim,
       metric: this.index.metric,
       memory_bytes: this.index.memoryBytes,
@@ -382,6 +827,7 @@ export class Collection {
       const sink = new BufferSink({ initial_bytes: 1 << 20, bytes_max: SNAPSHOT_IMAGE_BYTES_MAX });
       const w = new BinaryWriter(sink);
       this.index.writeTo(w);
+      this.table.writeTo(w);
       w.flush();
       return { seq: this.applied, image: sink.view() };
     });
@@ -445,27 +891,5 @@ export class Collection {
     }
     this.applied = seq;
     this.opsSinceSnapshot++;
-  }
-}
-
-/** Applies a replayed data record to an index. */
-function applyRecord(index: HnswIndex, rec: WalRecord): void {
-  switch (rec.kind) {
-    case "put":
-      index.add(rec.id, rec.vector);
-      break;
-    case "delete":
-      index.delete(rec.id);
-      break;
-    case "put_batch":
-      for (let i = 0; i < rec.ids.length; i++) {
-        index.add(rec.ids[i], rec.vectors.subarray(i * rec.dimension, (i + 1) * rec.dimension));
-      }
-      break;
-    case "drop_collection":
-      // Drops remove the directory; a record of one inside a log is never written.
-      break;
-    case "create_collection":
-      break;
   }
 }

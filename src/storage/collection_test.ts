@@ -5,6 +5,12 @@ import { join } from "node:path";
 import { Collection } from "./collection.ts";
 import { CollectionExistsError, CollectionNotFoundError, NodeStore } from "./node_store.ts";
 import { Rng } from "../testing/random.ts";
+import { BinaryWriter, BufferSink } from "../io/binary.ts";
+import { HnswIndex } from "../index/hnsw.ts";
+import { crc32 } from "./crc32.ts";
+import { encodeRecord, RecordType } from "./records.ts";
+import { SNAPSHOT_HEADER_BYTES, SNAPSHOT_TRAILER_BYTES, writeSnapshot } from "./snapshot.ts";
+import { Wal } from "./wal.ts";
 
 const quiet = { logger: () => {} };
 
@@ -189,6 +195,364 @@ Deno.test("collection: applies keep WAL order while a large batch yields part-wa
     assert.deepEqual(Array.from(again.get(5)!), [-5, -5, -5, -5]);
     assert.equal(again.index.count, 999);
     await again.close();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+// ----------------------------------------------------------------------------- versions (LWW)
+
+const small = { dimension: 2, metric: "l2" as const, m: 4, ef_construction: 16 };
+
+/** A versioned write for the order-independence test. */
+type Op =
+  | { kind: "put"; id: number; version: number }
+  | { kind: "delete"; id: number; version: number }
+  | { kind: "copy"; entries: { id: number; version: number; deleted: boolean }[] }
+  | { kind: "batch"; ids: number[]; version: number };
+
+/** The vector written for `id` at `version` (distinct per pair, exact in float32). */
+function vec(id: number, version: number): number[] {
+  return [id, version];
+}
+
+async function run(c: Collection, op: Op): Promise<void> {
+  switch (op.kind) {
+    case "put":
+      await c.put(op.id, vec(op.id, op.version), op.version);
+      break;
+    case "delete":
+      await c.delete(op.id, op.version);
+      break;
+    case "copy":
+      await c.copy(op.entries.map((e) => ({ ...e, vector: vec(e.id, e.version) })));
+      break;
+    case "batch":
+      await c.putBatch(op.ids.map((id) => ({ id, vector: vec(id, op.version) })), op.version);
+      break;
+  }
+}
+
+/** Everything observable about the collection's entries. */
+function state(c: Collection): unknown {
+  return Array.from(c.knownIds()).map((id) => {
+    const e = c.getEntry(id);
+    return { id, version: e.version, deleted: e.deleted, vector: e.vector && Array.from(e.vector) };
+  });
+}
+
+Deno.test("collection: LWW: any order of the same versioned writes gives the same state", async () => {
+  const root = tempDir();
+  try {
+    const rng = new Rng(11);
+    const ops: Op[] = [];
+    // Versions are unique per id, so the winner per id is well defined.
+    let version = 1;
+    for (let i = 0; i < 120; i++) {
+      const id = rng.int(12);
+      const r = rng.int(10);
+      if (r < 4) ops.push({ kind: "put", id, version: version++ });
+      else if (r < 6) ops.push({ kind: "delete", id, version: version++ });
+      else if (r < 8) {
+        ops.push({
+          kind: "copy",
+          entries: [id, (id + 5) % 12].map((x) => ({
+            id: x,
+            version: version++,
+            deleted: rng.int(3) === 0,
+          })),
+        });
+      } else ops.push({ kind: "batch", ids: [id, (id + 1) % 12], version: version++ });
+    }
+    // The expected state: per id, the write with the highest version.
+    const want = new Map<number, { version: number; deleted: boolean }>();
+    const note = (id: number, v: number, deleted: boolean) => {
+      if ((want.get(id)?.version ?? 0) < v) want.set(id, { version: v, deleted });
+    };
+    for (const op of ops) {
+      if (op.kind === "put") note(op.id, op.version, false);
+      else if (op.kind === "delete") note(op.id, op.version, true);
+      else if (op.kind === "batch") { for (const id of op.ids) note(id, op.version, false); }
+      else for (const e of op.entries) note(e.id, e.version, e.deleted);
+    }
+    const expected = [...want.keys()].sort((a, b) => a - b).map((id) => {
+      const w = want.get(id)!;
+      return {
+        id,
+        version: w.version,
+        deleted: w.deleted,
+        vector: w.deleted ? null : vec(id, w.version),
+      };
+    });
+    for (let trial = 0; trial < 5; trial++) {
+      const order = [...ops];
+      for (let i = order.length - 1; i > 0 && trial > 0; i--) {
+        const j = rng.int(i + 1);
+        [order[i], order[j]] = [order[j], order[i]];
+      }
+      const dir = join(root, `c${trial}`);
+      const c = await Collection.create(dir, { name: "c", ...small }, quiet);
+      // Sequential and concurrent (the WAL order is the call order either way).
+      if (trial % 2 === 0) { for (const op of order) await run(c, op); }
+      else await Promise.all(order.map((op) => run(c, op)));
+      assert.deepEqual(state(c), expected, `trial ${trial}`);
+      assert.equal(c.index.count, expected.filter((e) => !e.deleted).length);
+      assert.equal(c.stats().tombstones, expected.filter((e) => e.deleted).length);
+      await c.close();
+      const again = await Collection.open(dir, quiet);
+      assert.deepEqual(state(again), expected, `trial ${trial} after replay`);
+      await again.close();
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: a tombstone blocks older puts and copies; writes that lose are acknowledged", async () => {
+  const root = tempDir();
+  try {
+    const c = await Collection.create(join(root, "c"), { name: "c", ...small }, quiet);
+    assert.deepEqual(await c.put(1, [1, 1], 10), {
+      seq: 2,
+      version: 10,
+      applied: true,
+    });
+    const d = await c.delete(1, 20);
+    assert.deepEqual(d, { deleted: true, seq: 3, version: 20, applied: true });
+    assert.deepEqual(c.getEntry(1), { vector: null, version: 20, deleted: true });
+    // Older put, equal put: durable (new seqs) but not applied. An older copy is skipped before
+    // it is logged (nothing new to make durable): the seq stays.
+    assert.deepEqual(await c.put(1, [2, 2], 15), { seq: 4, version: 15, applied: false });
+    assert.equal((await c.put(1, [2, 2], 20)).applied, false);
+    assert.deepEqual(await c.copy([{ id: 1, version: 19, deleted: false, vector: [3, 3] }]), {
+      applied: 0,
+      skipped: 1,
+      seq: 5,
+    });
+    assert.equal(c.get(1), null);
+    // An older delete of a newer point does nothing either.
+    await c.put(2, [2, 2], 50);
+    assert.deepEqual(await c.delete(2, 40), {
+      deleted: false,
+      seq: 7,
+      version: 40,
+      applied: false,
+    });
+    assert.deepEqual(Array.from(c.get(2)!), [2, 2]);
+    // A delete of an id never written leaves a tombstone that blocks an older copy.
+    assert.deepEqual(await c.delete(3, 30), { deleted: false, seq: 8, version: 30, applied: true });
+    const copied = await c.copy([
+      { id: 3, version: 29, deleted: false, vector: [3, 3] },
+      { id: 4, version: 29, deleted: false, vector: [4, 4] },
+      { id: 5, version: 31, deleted: true },
+    ]);
+    assert.deepEqual([copied.applied, copied.skipped], [2, 1]);
+    assert.equal(c.get(3), null);
+    assert.deepEqual(Array.from(c.get(4)!), [4, 4]);
+    assert.deepEqual(c.getEntry(5), { vector: null, version: 31, deleted: true });
+    // A newer put revives a deleted id.
+    assert.equal((await c.put(1, [9, 9], 21)).applied, true);
+    assert.deepEqual(c.getEntry(1), {
+      vector: new Float32Array([9, 9]),
+      version: 21,
+      deleted: false,
+    });
+    assert.deepEqual(Array.from(c.knownIds()), [1, 2, 3, 4, 5]);
+    assert.deepEqual(c.getEntry(99), { vector: null, version: 0, deleted: false });
+    assert.equal(c.stats().tombstones, 2);
+    await c.close();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: forget removes entries held at or below the version, skips newer ones", async () => {
+  const root = tempDir();
+  try {
+    const c = await Collection.create(join(root, "c"), { name: "c", ...small }, quiet);
+    await c.put(1, [1, 1], 10);
+    await c.put(2, [2, 2], 10);
+    await c.delete(3, 10);
+    await c.put(4, [4, 4], 10);
+    const f = await c.forget([1, 2, 3, 4, 5], [10, 9, 11, 0, 100]);
+    // 1: held 10 <= 10 -> forgotten; 2: held 10 > 9 -> skipped; 3: tombstone 10 <= 11 ->
+    // forgotten; 4: 10 > 0 -> skipped; 5: absent -> skipped.
+    assert.deepEqual([f.forgotten, f.skipped], [2, 3]);
+    assert.deepEqual(Array.from(c.knownIds()), [2, 4]);
+    assert.equal(c.get(1), null);
+    assert.deepEqual(c.getEntry(3), { vector: null, version: 0, deleted: false }, "no tombstone");
+    assert.equal(c.stats().tombstones, 0);
+    assert.equal(c.index.count, 2);
+    // Forgotten means unknown: an old copy applies again.
+    assert.equal(
+      (await c.copy([{ id: 3, version: 5, deleted: false, vector: [3, 3] }])).applied,
+      1,
+    );
+    await assert.rejects(() => c.forget([1, 2], [1]), /2 ids come with 1 versions/);
+    await assert.rejects(() => c.forget([1], [-1]), /versions\[0\] -1 must be an integer/);
+    await c.close();
+    const again = await Collection.open(join(root, "c"), quiet);
+    assert.deepEqual(Array.from(again.knownIds()), [2, 3, 4]);
+    assert.deepEqual(again.getEntry(3).version, 5);
+    await again.close();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: restart by snapshot + WAL keeps versions and tombstones; clock observes them", async () => {
+  const root = tempDir();
+  const dir = join(root, "c");
+  try {
+    let now = 1_000;
+    const options = { ...quiet, now_ms: () => now };
+    let c = await Collection.create(dir, { name: "c", ...small }, options);
+    const stamped = await c.put(1, [1, 1]);
+    assert.equal(stamped.version, 1_024_000, "stamped by the clock");
+    assert.equal((await c.put(2, [2, 2])).version, 1_024_001);
+    await c.delete(3); // tombstone at 1_024_002
+    const b = await c.putBatch([{ id: 4, vector: [4, 4] }, { id: 5, vector: [5, 5] }]);
+    assert.equal(b.version, 1_024_003);
+    await c.snapshot();
+    await c.copy([{ id: 6, version: 5_000_000, deleted: true }]);
+    await c.delete(1, 2_000_000);
+    await c.put(7, [7, 7], 3_000_000);
+    const before = state(c);
+    assert.equal(c.stats().tombstones, 3);
+    await c.close(); // no snapshot: the last three writes replay from the WAL
+
+    now = 500; // the wall clock went back across the restart
+    c = await Collection.open(dir, options);
+    assert.deepEqual(state(c), before);
+    assert.equal(c.stats().tombstones, 3);
+    assert.equal(c.clock.last, 5_000_000, "replay and snapshot load observe every version");
+    assert.equal((await c.put(6, [6, 6])).version, 5_000_001, "a direct write sorts after all");
+    assert.equal(c.getEntry(6).deleted, false);
+    await c.snapshot(); // now everything comes from one snapshot
+    const after = state(c);
+    await c.close();
+    c = await Collection.open(dir, options);
+    assert.deepEqual(state(c), after);
+    assert.equal(c.clock.last, 5_000_001);
+    await c.close();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: a batch keeps the last occurrence of a repeated id; versions validated", async () => {
+  const root = tempDir();
+  try {
+    const c = await Collection.create(join(root, "c"), { name: "c", ...small }, quiet);
+    const r = await c.putBatch([
+      { id: 1, vector: [1, 0] },
+      { id: 2, vector: [2, 0] },
+      { id: 1, vector: [1, 1] },
+    ], 7);
+    assert.deepEqual([r.version, r.applied], [7, 2]);
+    assert.deepEqual(Array.from(c.get(1)!), [1, 1]);
+    await assert.rejects(() => c.put(1, [0, 0], 2 ** 53), /version 9007199254740992 must be/);
+    await assert.rejects(() => c.delete(1, 1.5), /version 1.5 must be/);
+    await assert.rejects(
+      () => c.copy([{ id: 1, version: 0, deleted: true }]),
+      /entries\[0\]\.version 0 must be an integer between 1/,
+    );
+    await assert.rejects(
+      () => c.copy([{ id: 1, version: 3, deleted: false }]),
+      /entries\[0\]\.vector is missing/,
+    );
+    await assert.rejects(
+      () => c.copy([{ id: 1, version: 3, deleted: false, vector: [1] }]),
+      /entries\[0\]\.vector/,
+    );
+    await c.close();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+/** A legacy (pre-version) payload: the log's own collection, then `write`'s fields. */
+function legacyPayload(write: (w: BinaryWriter) => void): Uint8Array {
+  const sink = new BufferSink();
+  const w = new BinaryWriter(sink, { buffer_bytes: 64 });
+  w.string("");
+  write(w);
+  w.flush();
+  return sink.bytes();
+}
+
+Deno.test("collection: legacy records replay as version 0; a v1 snapshot loads at version 0", async () => {
+  const root = tempDir();
+  try {
+    // A log as the pre-version code wrote it: CREATE_COLLECTION, PUT, PUT_BATCH, DELETE.
+    const dir = join(root, "old");
+    const wal = await Wal.open(join(dir, "wal"), quiet);
+    const create = encodeRecord({ kind: "create_collection", collection: "old", ...small });
+    await wal.append(create.type, create.payload);
+    await wal.append(
+      RecordType.PUT,
+      legacyPayload((w) => {
+        w.u32(1);
+        w.f32Array(new Float32Array([1, 1]));
+      }),
+    );
+    await wal.append(
+      RecordType.PUT_BATCH,
+      legacyPayload((w) => {
+        w.u32(2);
+        w.u32Array(new Uint32Array([2, 3, 1]));
+        w.f32Array(new Float32Array([2, 2, 3, 3, 1, 9]));
+      }),
+    );
+    await wal.append(RecordType.DELETE, legacyPayload((w) => w.u32(3)));
+    await wal.close();
+    let c = await Collection.open(dir, quiet);
+    assert.deepEqual(state(c), [
+      { id: 1, version: 0, deleted: false, vector: [1, 9] },
+      { id: 2, version: 0, deleted: false, vector: [2, 2] },
+    ], "legacy records apply unconditionally; a legacy delete leaves no tombstone");
+    // Any versioned write beats a legacy one.
+    assert.equal((await c.copy([{ id: 2, version: 1, deleted: true }])).applied, 1);
+    await c.close();
+    c = await Collection.open(dir, quiet);
+    assert.deepEqual(c.getEntry(2), { vector: null, version: 1, deleted: true });
+    await c.close();
+
+    // A version-1 snapshot (the index image alone), as the pre-version code wrote it.
+    const snapDir = join(root, "snap");
+    const index = new HnswIndex({ dim: 2, metric: "l2", M: 4, efConstruction: 16 });
+    for (let id = 10; id < 20; id++) index.add(id, [id, 0]);
+    index.delete(15);
+    const written = await writeSnapshot(join(snapDir, "snapshots"), 40, (w) => index.writeTo(w));
+    const bytes = new Uint8Array(readFileSync(written.path));
+    const view = new DataView(bytes.buffer);
+    view.setUint32(4, 1, true);
+    const end = bytes.length - SNAPSHOT_TRAILER_BYTES;
+    view.setUint32(
+      end,
+      crc32(
+        bytes.subarray(0, SNAPSHOT_HEADER_BYTES),
+        crc32(bytes.subarray(SNAPSHOT_HEADER_BYTES, end)),
+      ),
+      true,
+    );
+    writeFileSync(written.path, bytes);
+    c = await Collection.open(snapDir, quiet);
+    assert.equal(c.config.name, "snap");
+    assert.deepEqual(Array.from(c.knownIds()), [10, 11, 12, 13, 14, 16, 17, 18, 19]);
+    assert.deepEqual(c.getEntry(12), {
+      vector: new Float32Array([12, 0]),
+      version: 0,
+      deleted: false,
+    });
+    assert.equal((await c.put(12, [0, 12], 1)).applied, true);
+    await c.snapshot(); // written as version 2
+    await c.close();
+    c = await Collection.open(snapDir, quiet);
+    assert.equal(c.getEntry(12).version, 1);
+    assert.equal(c.getEntry(13).version, 0);
+    assert.equal(c.knownIds().length, 9);
+    await c.close();
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -6,27 +6,48 @@
  * name means "the collection this log belongs to", which is the default use (one log per
  * collection); a shared log can name the collection in each record instead.
  *
- * | Type | Name              | Payload after the collection name                              |
- * | ---- | ----------------- | -------------------------------------------------------------- |
- * | 1    | PUT               | id u32, vector f32Array                                        |
- * | 2    | DELETE            | id u32                                                         |
- * | 3    | PUT_BATCH         | dimension u32, ids u32Array, vectors f32Array (ids × dimension)|
- * | 4    | CREATE_COLLECTION | dimension u32, metric string, m u32, ef_construction u32       |
- * | 5    | DROP_COLLECTION   | (nothing)                                                      |
+ * | Type | Name              | Payload after the collection name                               |
+ * | ---- | ----------------- | --------------------------------------------------------------- |
+ * | 1    | PUT (legacy)      | id u32, vector f32Array                                         |
+ * | 2    | DELETE (legacy)   | id u32                                                          |
+ * | 3    | PUT_BATCH (legacy)| dimension u32, ids u32Array, vectors f32Array (ids × dimension) |
+ * | 4    | CREATE_COLLECTION | dimension u32, metric string, m u32, ef_construction u32        |
+ * | 5    | DROP_COLLECTION   | (nothing)                                                       |
+ * | 6    | PUT_V             | id u32, version u64, vector f32Array                            |
+ * | 7    | DELETE_V          | id u32, version u64                                             |
+ * | 8    | PUT_BATCH_V       | dimension u32, ids u32Array, versions, vectors f32Array         |
+ * | 9    | COPY              | dimension u32, ids u32Array, versions, deleted bytes (one u8 0/1 |
+ * |      |                   | per id), vectors f32Array (live entries only, in order)         |
+ * | 10   | FORGET            | ids u32Array, versions                                          |
+ *
+ * `versions` is a u32 count (equal to the number of ids) followed by one u64 per id. A version
+ * is an integer 0 .. 2^53 - 1 (`VERSION_MAX`, src/storage/version_clock.ts); see "Versions" in
+ * proto/vector_db.proto for what they mean. Types 1 to 3 were written before versions existed:
+ * they still decode (as version 0, which a collection applies unconditionally), but the encoder
+ * always writes types 6 to 8 for `put`, `delete` and `put_batch` records.
  *
  * Every field is validated when encoding and again when decoding; decoding also requires that
  * the payload is consumed exactly.
  * @module
  */
-import { BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
+import { BinaryFormatError, BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
+import { isVersion, VERSION_MAX } from "./version_clock.ts";
 
 /** WAL record type codes (the `type` byte of a WAL record). */
 export const RecordType = {
+  /** Legacy (unversioned): decoded, never encoded. */
   PUT: 1,
+  /** Legacy (unversioned): decoded, never encoded. */
   DELETE: 2,
+  /** Legacy (unversioned): decoded, never encoded. */
   PUT_BATCH: 3,
   CREATE_COLLECTION: 4,
   DROP_COLLECTION: 5,
+  PUT_V: 6,
+  DELETE_V: 7,
+  PUT_BATCH_V: 8,
+  COPY: 9,
+  FORGET: 10,
 } as const;
 
 /** Distance metrics a collection can be created with. */
@@ -38,9 +59,13 @@ export const DIMENSION_MAX = 65536;
 /** Largest collection name, in UTF-8 bytes. */
 export const COLLECTION_NAME_BYTES_MAX = 255;
 
+/**
+ * A typed WAL record. Versions are integers 0 .. VERSION_MAX; 0 only in records decoded from
+ * legacy types (or written by a caller that has no version).
+ */
 export type WalRecord =
-  | { kind: "put"; collection?: string; id: number; vector: Float32Array }
-  | { kind: "delete"; collection?: string; id: number }
+  | { kind: "put"; collection?: string; id: number; vector: Float32Array; version: number }
+  | { kind: "delete"; collection?: string; id: number; version: number }
   | {
     kind: "put_batch";
     collection?: string;
@@ -48,6 +73,29 @@ export type WalRecord =
     ids: Uint32Array;
     /** Row-major, `ids.length * dimension` values. */
     vectors: Float32Array;
+    /** One per id. */
+    versions: Float64Array;
+  }
+  | {
+    /** Entries copied from another node: live points and tombstones, each with its version. */
+    kind: "copy";
+    collection?: string;
+    dimension: number;
+    ids: Uint32Array;
+    /** One per id. */
+    versions: Float64Array;
+    /** One per id: 1 for a tombstone, 0 for a live point. */
+    deleted: Uint8Array;
+    /** Row-major vectors of the live entries only, in order: `live count * dimension` values. */
+    vectors: Float32Array;
+  }
+  | {
+    /** Entries to forget (point or tombstone, no tombstone left), each when held <= version. */
+    kind: "forget";
+    collection?: string;
+    ids: Uint32Array;
+    /** One per id. */
+    versions: Float64Array;
   }
   | {
     kind: "create_collection";
@@ -87,6 +135,11 @@ const TYPE_NAMES: Record<number, string> = {
   3: "PUT_BATCH",
   4: "CREATE_COLLECTION",
   5: "DROP_COLLECTION",
+  6: "PUT_V",
+  7: "DELETE_V",
+  8: "PUT_BATCH_V",
+  9: "COPY",
+  10: "FORGET",
 };
 
 /** The name of a record type code, or `UNKNOWN(<code>)`. */
@@ -96,6 +149,28 @@ export function recordTypeName(type: number): string {
 
 const utf8 = new TextEncoder();
 
+const badId = (id: number) => !Number.isInteger(id) || id < 0 || id > 0xffffffff;
+const badDim = (d: number) => !Number.isInteger(d) || d < 1 || d > DIMENSION_MAX;
+const nonFinite = (v: Float32Array) => {
+  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) return i;
+  return -1;
+};
+const versionProblem = (v: number, what: string): string | null =>
+  isVersion(v) ? null : `Version ${v} of ${what} is not an integer between 0 and ${VERSION_MAX}`;
+
+/** Checks a `versions` array against its ids; returns an error message or null. */
+function versionsProblem(ids: Uint32Array, versions: Float64Array): string | null {
+  if (!(versions instanceof Float64Array)) return "Versions must be a Float64Array";
+  if (versions.length !== ids.length) {
+    return `${ids.length} ids come with ${versions.length} versions`;
+  }
+  for (let i = 0; i < versions.length; i++) {
+    const bad = versionProblem(versions[i], `entry ${i} (point ${ids[i]})`);
+    if (bad !== null) return bad;
+  }
+  return null;
+}
+
 /** Validates a record; returns an error message or null. Shared by both directions. */
 function problem(r: WalRecord): string | null {
   const name = r.collection ?? "";
@@ -104,12 +179,6 @@ function problem(r: WalRecord): string | null {
     return `Collection name ${JSON.stringify(name)} is longer than ` +
       `${COLLECTION_NAME_BYTES_MAX} bytes`;
   }
-  const badId = (id: number) => !Number.isInteger(id) || id < 0 || id > 0xffffffff;
-  const badDim = (d: number) => !Number.isInteger(d) || d < 1 || d > DIMENSION_MAX;
-  const nonFinite = (v: Float32Array) => {
-    for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) return i;
-    return -1;
-  };
   switch (r.kind) {
     case "put": {
       if (badId(r.id)) return `Point id ${r.id} is not an unsigned 32-bit integer`;
@@ -118,10 +187,11 @@ function problem(r: WalRecord): string | null {
       }
       const at = nonFinite(r.vector);
       if (at >= 0) return `Vector component ${at} of point ${r.id} is ${r.vector[at]}`;
-      return null;
+      return versionProblem(r.version, `point ${r.id}`);
     }
     case "delete":
-      return badId(r.id) ? `Point id ${r.id} is not an unsigned 32-bit integer` : null;
+      if (badId(r.id)) return `Point id ${r.id} is not an unsigned 32-bit integer`;
+      return versionProblem(r.version, `point ${r.id}`);
     case "put_batch": {
       if (badDim(r.dimension)) return `Dimension ${r.dimension} is outside 1..${DIMENSION_MAX}`;
       if (r.vectors.length !== r.ids.length * r.dimension) {
@@ -130,8 +200,30 @@ function problem(r: WalRecord): string | null {
       }
       const at = nonFinite(r.vectors);
       if (at >= 0) return `Batch value ${at} is ${r.vectors[at]}`;
+      return versionsProblem(r.ids, r.versions);
+    }
+    case "copy": {
+      if (badDim(r.dimension)) return `Dimension ${r.dimension} is outside 1..${DIMENSION_MAX}`;
+      const bad = versionsProblem(r.ids, r.versions);
+      if (bad !== null) return bad;
+      if (r.deleted.length !== r.ids.length) {
+        return `${r.ids.length} ids come with ${r.deleted.length} deleted flags`;
+      }
+      let live = 0;
+      for (let i = 0; i < r.deleted.length; i++) {
+        if (r.deleted[i] > 1) return `Deleted flag ${r.deleted[i]} of entry ${i} is not 0 or 1`;
+        if (r.deleted[i] === 0) live++;
+      }
+      if (r.vectors.length !== live * r.dimension) {
+        return `Copy of ${live} live entries with dimension ${r.dimension} needs ` +
+          `${live * r.dimension} values but has ${r.vectors.length}`;
+      }
+      const at = nonFinite(r.vectors);
+      if (at >= 0) return `Copy value ${at} is ${r.vectors[at]}`;
       return null;
     }
+    case "forget":
+      return versionsProblem(r.ids, r.versions);
     case "create_collection":
       if (name === "") return "Collection name must not be empty";
       if (badDim(r.dimension)) return `Dimension ${r.dimension} is outside 1..${DIMENSION_MAX}`;
@@ -157,11 +249,17 @@ function payloadBytes(r: WalRecord): number {
   const name = 4 + utf8.encode(r.collection ?? "").length;
   switch (r.kind) {
     case "put":
-      return name + 4 + 4 + r.vector.byteLength;
+      return name + 4 + 8 + 4 + r.vector.byteLength;
     case "delete":
-      return name + 4;
+      return name + 4 + 8;
     case "put_batch":
-      return name + 4 + 4 + r.ids.byteLength + 4 + r.vectors.byteLength;
+      return name + 4 + 4 + r.ids.byteLength + 4 + 8 * r.versions.length + 4 +
+        r.vectors.byteLength;
+    case "copy":
+      return name + 4 + 4 + r.ids.byteLength + 4 + 8 * r.versions.length + 4 +
+        r.deleted.length + 4 + r.vectors.byteLength;
+    case "forget":
+      return name + 4 + r.ids.byteLength + 4 + 8 * r.versions.length;
     case "create_collection":
       return name + 4 + 4 + utf8.encode(r.metric).length + 4 + 4;
     case "drop_collection":
@@ -169,7 +267,25 @@ function payloadBytes(r: WalRecord): number {
   }
 }
 
-/** Encodes a typed record into a WAL record type and payload. */
+function writeVersions(w: BinaryWriter, versions: Float64Array): void {
+  w.u32(versions.length);
+  for (let i = 0; i < versions.length; i++) w.u64(versions[i]);
+}
+
+function readVersions(r: BinaryReader): Float64Array {
+  const n = r.u32();
+  if (n * 8 > r.remaining) {
+    throw new BinaryFormatError(`${n} versions need ${n * 8} bytes but ${r.remaining} remain`);
+  }
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = r.u64Number();
+  return out;
+}
+
+/**
+ * Encodes a typed record into a WAL record type and payload. `put`, `delete` and `put_batch`
+ * always encode as the versioned types (6 to 8).
+ */
 export function encodeRecord(r: WalRecord): EncodedRecord {
   const bad = problem(r);
   if (bad !== null) throw new InvalidRecordError(bad);
@@ -180,19 +296,35 @@ export function encodeRecord(r: WalRecord): EncodedRecord {
   let type: number;
   switch (r.kind) {
     case "put":
-      type = RecordType.PUT;
+      type = RecordType.PUT_V;
       w.u32(r.id);
+      w.u64(r.version);
       w.f32Array(r.vector);
       break;
     case "delete":
-      type = RecordType.DELETE;
+      type = RecordType.DELETE_V;
       w.u32(r.id);
+      w.u64(r.version);
       break;
     case "put_batch":
-      type = RecordType.PUT_BATCH;
+      type = RecordType.PUT_BATCH_V;
       w.u32(r.dimension);
       w.u32Array(r.ids);
+      writeVersions(w, r.versions);
       w.f32Array(r.vectors);
+      break;
+    case "copy":
+      type = RecordType.COPY;
+      w.u32(r.dimension);
+      w.u32Array(r.ids);
+      writeVersions(w, r.versions);
+      w.bytes(r.deleted);
+      w.f32Array(r.vectors);
+      break;
+    case "forget":
+      type = RecordType.FORGET;
+      w.u32Array(r.ids);
+      writeVersions(w, r.versions);
       break;
     case "create_collection":
       type = RecordType.CREATE_COLLECTION;
@@ -214,7 +346,7 @@ export function encodeRecord(r: WalRecord): EncodedRecord {
   return { type, payload: sink.view() };
 }
 
-/** Decodes a WAL record type and payload into a typed record. */
+/** Decodes a WAL record type and payload into a typed record (legacy types: version 0). */
 export function decodeRecord(type: number, payload: Uint8Array): WalRecord {
   const r = new BinaryReader(payload);
   let rec: WalRecord;
@@ -222,20 +354,62 @@ export function decodeRecord(type: number, payload: Uint8Array): WalRecord {
     const collection = r.string();
     switch (type) {
       case RecordType.PUT:
-        rec = { kind: "put", collection, id: r.u32(), vector: r.f32Array() };
+        rec = { kind: "put", collection, id: r.u32(), vector: r.f32Array(), version: 0 };
         break;
       case RecordType.DELETE:
-        rec = { kind: "delete", collection, id: r.u32() };
+        rec = { kind: "delete", collection, id: r.u32(), version: 0 };
         break;
-      case RecordType.PUT_BATCH:
+      case RecordType.PUT_BATCH: {
+        const dimension = r.u32();
+        const ids = r.u32Array();
+        const vectors = r.f32Array();
         rec = {
           kind: "put_batch",
           collection,
-          dimension: r.u32(),
-          ids: r.u32Array(),
+          dimension,
+          ids,
+          vectors,
+          versions: new Float64Array(ids.length),
+        };
+        break;
+      }
+      case RecordType.PUT_V: {
+        const id = r.u32();
+        const version = r.u64Number();
+        rec = { kind: "put", collection, id, vector: r.f32Array(), version };
+        break;
+      }
+      case RecordType.DELETE_V:
+        rec = { kind: "delete", collection, id: r.u32(), version: r.u64Number() };
+        break;
+      case RecordType.PUT_BATCH_V: {
+        const dimension = r.u32();
+        const ids = r.u32Array();
+        const versions = readVersions(r);
+        rec = { kind: "put_batch", collection, dimension, ids, versions, vectors: r.f32Array() };
+        break;
+      }
+      case RecordType.COPY: {
+        const dimension = r.u32();
+        const ids = r.u32Array();
+        const versions = readVersions(r);
+        const deleted = r.bytes();
+        rec = {
+          kind: "copy",
+          collection,
+          dimension,
+          ids,
+          versions,
+          deleted,
           vectors: r.f32Array(),
         };
         break;
+      }
+      case RecordType.FORGET: {
+        const ids = r.u32Array();
+        rec = { kind: "forget", collection, ids, versions: readVersions(r) };
+        break;
+      }
       case RecordType.CREATE_COLLECTION:
         rec = {
           kind: "create_collection",

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { BinaryWriter, BufferSink } from "../io/binary.ts";
 import {
   decodeRecord,
   encodeRecord,
@@ -8,17 +9,40 @@ import {
   recordTypeName,
   type WalRecord,
 } from "./records.ts";
+import { VERSION_MAX } from "./version_clock.ts";
 
 const samples: WalRecord[] = [
-  { kind: "put", collection: "", id: 7, vector: new Float32Array([1, -2.5, 3]) },
-  { kind: "put", collection: "docs", id: 0xffffffff, vector: new Float32Array([0.125]) },
-  { kind: "delete", collection: "", id: 42 },
+  { kind: "put", collection: "", id: 7, vector: new Float32Array([1, -2.5, 3]), version: 5 },
+  {
+    kind: "put",
+    collection: "docs",
+    id: 0xffffffff,
+    vector: new Float32Array([0.125]),
+    version: VERSION_MAX,
+  },
+  { kind: "delete", collection: "", id: 42, version: 1_700_000_000_000 * 1024 },
   {
     kind: "put_batch",
     collection: "imgs",
     dimension: 2,
     ids: new Uint32Array([1, 2, 3]),
     vectors: new Float32Array([1, 2, 3, 4, 5, 6]),
+    versions: new Float64Array([9, 9, 9]),
+  },
+  {
+    kind: "copy",
+    collection: "",
+    dimension: 2,
+    ids: new Uint32Array([4, 5, 6]),
+    versions: new Float64Array([10, 11, 12]),
+    deleted: new Uint8Array([0, 1, 0]),
+    vectors: new Float32Array([1, 2, 3, 4]),
+  },
+  {
+    kind: "forget",
+    collection: "",
+    ids: new Uint32Array([4, 5]),
+    versions: new Float64Array([10, 0]),
   },
   {
     kind: "create_collection",
@@ -36,31 +60,133 @@ Deno.test("records round trip through encode/decode", () => {
     const { type, payload } = encodeRecord(rec);
     assert.deepEqual(decodeRecord(type, payload), rec);
   }
-  assert.equal(encodeRecord(samples[0]).type, RecordType.PUT);
-  assert.equal(encodeRecord(samples[3]).type, RecordType.PUT_BATCH);
+  assert.equal(encodeRecord(samples[0]).type, RecordType.PUT_V);
+  assert.equal(encodeRecord(samples[2]).type, RecordType.DELETE_V);
+  assert.equal(encodeRecord(samples[3]).type, RecordType.PUT_BATCH_V);
+  assert.equal(encodeRecord(samples[4]).type, RecordType.COPY);
+  assert.equal(encodeRecord(samples[5]).type, RecordType.FORGET);
   assert.equal(recordTypeName(4), "CREATE_COLLECTION");
+  assert.equal(recordTypeName(9), "COPY");
   assert.equal(recordTypeName(99), "UNKNOWN(99)");
 });
 
 Deno.test("a missing collection encodes as the log's own collection", () => {
-  const { type, payload } = encodeRecord({ kind: "delete", id: 3 });
-  assert.deepEqual(decodeRecord(type, payload), { kind: "delete", collection: "", id: 3 });
-  assert.equal(payload.length, 8);
+  const { type, payload } = encodeRecord({ kind: "delete", id: 3, version: 1 });
+  assert.deepEqual(decodeRecord(type, payload), {
+    kind: "delete",
+    collection: "",
+    id: 3,
+    version: 1,
+  });
+  assert.equal(payload.length, 16);
+});
+
+/** A payload as the pre-version code wrote it. */
+function legacy(write: (w: BinaryWriter) => void): Uint8Array {
+  const sink = new BufferSink();
+  const w = new BinaryWriter(sink, { buffer_bytes: 64 });
+  w.string("");
+  write(w);
+  w.flush();
+  return sink.bytes();
+}
+
+Deno.test("legacy (unversioned) records still decode, as version 0", () => {
+  const put = legacy((w) => {
+    w.u32(7);
+    w.f32Array(new Float32Array([1, 2]));
+  });
+  assert.deepEqual(decodeRecord(RecordType.PUT, put), {
+    kind: "put",
+    collection: "",
+    id: 7,
+    vector: new Float32Array([1, 2]),
+    version: 0,
+  });
+  const del = legacy((w) => w.u32(8));
+  assert.deepEqual(decodeRecord(RecordType.DELETE, del), {
+    kind: "delete",
+    collection: "",
+    id: 8,
+    version: 0,
+  });
+  const batch = legacy((w) => {
+    w.u32(1);
+    w.u32Array(new Uint32Array([1, 2]));
+    w.f32Array(new Float32Array([3, 4]));
+  });
+  assert.deepEqual(decodeRecord(RecordType.PUT_BATCH, batch), {
+    kind: "put_batch",
+    collection: "",
+    dimension: 1,
+    ids: new Uint32Array([1, 2]),
+    vectors: new Float32Array([3, 4]),
+    versions: new Float64Array(2),
+  });
+  // Re-encoding a legacy record writes the versioned type.
+  const rec = decodeRecord(RecordType.PUT, put);
+  assert.equal(encodeRecord(rec).type, RecordType.PUT_V);
 });
 
 Deno.test("invalid records are refused when encoding", () => {
   const cases: [WalRecord, RegExp][] = [
-    [{ kind: "put", id: -1, vector: new Float32Array(2) }, /Point id -1/],
-    [{ kind: "put", id: 1, vector: new Float32Array(0) }, /Vector dimension 0/],
-    [{ kind: "put", id: 1, vector: new Float32Array([1, NaN]) }, /component 1 of point 1 is NaN/],
+    [{ kind: "put", id: -1, vector: new Float32Array(2), version: 1 }, /Point id -1/],
+    [{ kind: "put", id: 1, vector: new Float32Array(0), version: 1 }, /Vector dimension 0/],
+    [
+      { kind: "put", id: 1, vector: new Float32Array([1, NaN]), version: 1 },
+      /component 1 of point 1 is NaN/,
+    ],
+    [
+      { kind: "put", id: 1, vector: new Float32Array(1), version: VERSION_MAX + 1 },
+      /Version 9007199254740992 of point 1 is not an integer/,
+    ],
+    [{ kind: "delete", id: 1, version: 1.5 }, /Version 1.5 of point 1/],
+    [{ kind: "delete", id: 1, version: -1 }, /Version -1 of point 1/],
     [
       {
         kind: "put_batch",
         dimension: 2,
         ids: new Uint32Array(2),
         vectors: new Float32Array(3),
+        versions: new Float64Array(2),
       },
       /needs 4 values but has 3/,
+    ],
+    [
+      {
+        kind: "put_batch",
+        dimension: 1,
+        ids: new Uint32Array(2),
+        vectors: new Float32Array(2),
+        versions: new Float64Array(1),
+      },
+      /2 ids come with 1 versions/,
+    ],
+    [
+      {
+        kind: "copy",
+        dimension: 1,
+        ids: new Uint32Array([3, 4]),
+        versions: new Float64Array([1, 2]),
+        deleted: new Uint8Array([0, 0]),
+        vectors: new Float32Array(1),
+      },
+      /Copy of 2 live entries with dimension 1 needs 2 values but has 1/,
+    ],
+    [
+      {
+        kind: "copy",
+        dimension: 1,
+        ids: new Uint32Array([3]),
+        versions: new Float64Array([1]),
+        deleted: new Uint8Array([2]),
+        vectors: new Float32Array(0),
+      },
+      /Deleted flag 2 of entry 0/,
+    ],
+    [
+      { kind: "forget", ids: new Uint32Array([3]), versions: new Float64Array([NaN]) },
+      /Version NaN of entry 0 \(point 3\)/,
     ],
     [
       {
@@ -74,27 +200,41 @@ Deno.test("invalid records are refused when encoding", () => {
       /Metric "hamming"/,
     ],
     [{ kind: "drop_collection", collection: "" }, /must not be empty/],
-    [{ kind: "delete", collection: "x".repeat(256), id: 1 }, /longer than 255 bytes/],
+    [{ kind: "delete", collection: "x".repeat(256), id: 1, version: 1 }, /longer than 255 bytes/],
   ];
   for (const [rec, message] of cases) {
     assert.throws(
       () => encodeRecord(rec),
       (e: unknown) => e instanceof InvalidRecordError && message.test(e.message),
+      message.source,
     );
   }
 });
 
 Deno.test("malformed payloads are refused when decoding", () => {
-  const { payload } = encodeRecord(samples[0]);
-  for (let n = 0; n < payload.length; n++) {
-    assert.throws(() => decodeRecord(RecordType.PUT, payload.subarray(0, n)), RecordFormatError);
+  for (const sample of samples.slice(0, 6)) {
+    const { type, payload } = encodeRecord(sample);
+    for (let n = 0; n < payload.length; n++) {
+      assert.throws(() => decodeRecord(type, payload.subarray(0, n)), RecordFormatError);
+    }
+    const longer = new Uint8Array(payload.length + 1);
+    longer.set(payload);
+    assert.throws(() => decodeRecord(type, longer), /1 bytes remain/);
   }
-  const longer = new Uint8Array(payload.length + 1);
-  longer.set(payload);
-  assert.throws(() => decodeRecord(RecordType.PUT, longer), /1 bytes remain/);
+  const { payload } = encodeRecord(samples[0]);
   assert.throws(() => decodeRecord(99, payload), /Record type 99 is unknown/);
   // Valid framing, invalid content: a NaN component.
   const nan = payload.slice();
   new DataView(nan.buffer).setFloat32(nan.length - 4, NaN, true);
-  assert.throws(() => decodeRecord(RecordType.PUT, nan), /Decoded PUT record: .*NaN/);
+  assert.throws(() => decodeRecord(RecordType.PUT_V, nan), /Decoded PUT_V record: .*NaN/);
+  // A version above 2^53 - 1: u64 framing is fine, the value is not.
+  const big = payload.slice();
+  const view = new DataView(big.buffer);
+  view.setUint32(8, 0xffffffff, true);
+  view.setUint32(12, 0x001fffff + 1, true);
+  assert.throws(() => decodeRecord(RecordType.PUT_V, big), /PUT_V payload .* exceeds the safe/);
+  // A version count that disagrees with the ids.
+  const forget = encodeRecord(samples[5]).payload.slice();
+  new DataView(forget.buffer).setUint32(4 + 4 + 8, 1, true);
+  assert.throws(() => decodeRecord(RecordType.FORGET, forget), RecordFormatError);
 });

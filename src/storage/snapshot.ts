@@ -4,13 +4,18 @@
  * | Offset      | Size | Field         | Meaning                                            |
  * | ----------- | ---- | ------------- | -------------------------------------------------- |
  * | 0           | 4    | magic         | `0x504E5356` (the bytes `VSNP`)                    |
- * | 4           | 4    | version       | `1`                                                |
+ * | 4           | 4    | version       | `2` (`1` still loads; see below)                   |
  * | 8           | 8    | seq           | last WAL sequence number the snapshot covers (u64) |
  * | 16          | 8    | created_ms    | creation time, ms since the Unix epoch (u64)       |
  * | 24          | 8    | payload_bytes | payload length P (u64)                             |
  * | 32          | P    | payload       | written by the caller through a `BinaryWriter`     |
  * | 32 + P      | 4    | crc           | CRC-32 of the payload, continued over bytes 0..31  |
  * | 36 + P      | 4    | end_magic     | `0x444E4556` (the bytes `VEND`)                    |
+ *
+ * The container is the same in both versions; the version says what the payload holds, and the
+ * consumer is told which it reads (`loadNewestSnapshot`'s `consume(r, seq, version)`). For
+ * collections (src/storage/collection.ts): version 1 is the index image alone, version 2 the
+ * index image followed by the per-point version table.
  *
  * The checksum covers the header and the payload; it is computed as
  * `crc32(header, crc32(payload))` (payload first) so the payload can be streamed before its length
@@ -34,7 +39,10 @@ import { fsyncDir, writeFullySync } from "./fs_util.ts";
 
 export const SNAPSHOT_MAGIC = 0x504E5356;
 export const SNAPSHOT_END_MAGIC = 0x444E4556;
-export const SNAPSHOT_VERSION = 1;
+/** Version written. */
+export const SNAPSHOT_VERSION = 2;
+/** Versions loaded. */
+export const SNAPSHOT_VERSIONS_READ: readonly number[] = [1, 2];
 export const SNAPSHOT_HEADER_BYTES = 32;
 export const SNAPSHOT_TRAILER_BYTES = 8;
 /** Default largest payload written or loaded: 8 GiB. */
@@ -86,6 +94,8 @@ export interface LoadSnapshotOptions {
 export interface LoadedSnapshot<T> {
   value: T;
   seq: number;
+  /** The container version the file was written with. */
+  version: number;
   created_ms: number;
   path: string;
 }
@@ -93,6 +103,7 @@ export interface LoadedSnapshot<T> {
 /** A validated snapshot: the header fields and a view of the payload. */
 export interface ParsedSnapshot {
   seq: number;
+  version: number;
   created_ms: number;
   payload: Uint8Array;
 }
@@ -142,7 +153,7 @@ export function parseSnapshot(
   const magic = r.u32();
   if (magic !== SNAPSHOT_MAGIC) fail(`bad magic ${hex(magic)}`);
   const version = r.u32();
-  if (version !== SNAPSHOT_VERSION) fail(`unsupported version ${version}`);
+  if (!SNAPSHOT_VERSIONS_READ.includes(version)) fail(`unsupported version ${version}`);
   let seq = 0;
   let createdMs = 0;
   let payloadBytes = 0;
@@ -170,7 +181,7 @@ export function parseSnapshot(
   if (stored !== computed) {
     fail(`checksum mismatch (stored ${hex(stored)}, computed ${hex(computed)})`);
   }
-  return { seq, created_ms: createdMs, payload };
+  return { seq, version, created_ms: createdMs, payload };
 }
 
 /** Lists the directory's snapshot files, newest (highest seq) first. */
@@ -295,7 +306,7 @@ function readWhole(path: string, bytesMax: number): Uint8Array | string {
  */
 export async function loadNewestSnapshot<T>(
   dir: string,
-  consume: (r: BinaryReader, seq: number) => T | Promise<T>,
+  consume: (r: BinaryReader, seq: number, version: number) => T | Promise<T>,
   options: LoadSnapshotOptions = {},
 ): Promise<LoadedSnapshot<T> | null> {
   const log = options.logger ?? defaultLogger;
@@ -329,14 +340,20 @@ export async function loadNewestSnapshot<T>(
       continue;
     }
     const r = new BinaryReader(parsed.payload);
-    const value = await consume(r, parsed.seq);
+    const value = await consume(r, parsed.seq, parsed.version);
     if (r.remaining !== 0) {
       throw new SnapshotFormatError(
         file.path,
         `the consumer left ${r.remaining} of ${parsed.payload.length} payload bytes unread`,
       );
     }
-    return { value, seq: parsed.seq, created_ms: parsed.created_ms, path: file.path };
+    return {
+      value,
+      seq: parsed.seq,
+      version: parsed.version,
+      created_ms: parsed.created_ms,
+      path: file.path,
+    };
   }
   return null;
 }

@@ -8,10 +8,12 @@ import {
   parseSnapshot,
   SNAPSHOT_HEADER_BYTES,
   SNAPSHOT_TRAILER_BYTES,
+  SNAPSHOT_VERSION,
   SnapshotFormatError,
   snapshotName,
   writeSnapshot,
 } from "./snapshot.ts";
+import { crc32 } from "./crc32.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "snapshot_test_" });
@@ -165,5 +167,34 @@ Deno.test("snapshot: consumers read the whole payload; parseSnapshot validates",
     const parsed = parseSnapshot(bytes, "received");
     assert.equal(parsed.seq, 3);
     assert.throws(() => parseSnapshot(bytes, "received", 4), /Snapshot received is invalid/);
+  });
+});
+
+Deno.test("snapshot: version 1 files still load, and the consumer is told the version", async () => {
+  await withDir(async (dir) => {
+    const written = await writeSnapshot(dir, 5, produce(stateFor(5)), quiet);
+    const versions: number[] = [];
+    const read = (r: BinaryReader, _seq: number, version: number) => {
+      versions.push(version);
+      return consume(r);
+    };
+    assert.equal((await loadNewestSnapshot(dir, read, quiet))?.version, SNAPSHOT_VERSION);
+    // Rewrite it as version 1 (same container, header version 1, checksum recomputed).
+    const bytes = new Uint8Array(fs.readFileSync(written.path));
+    const view = new DataView(bytes.buffer);
+    view.setUint32(4, 1, true);
+    const payloadEnd = bytes.length - SNAPSHOT_TRAILER_BYTES;
+    const payload = bytes.subarray(SNAPSHOT_HEADER_BYTES, payloadEnd);
+    view.setUint32(
+      payloadEnd,
+      crc32(bytes.subarray(0, SNAPSHOT_HEADER_BYTES), crc32(payload)),
+      true,
+    );
+    fs.writeFileSync(written.path, bytes);
+    const old = await loadNewestSnapshot(dir, read, quiet);
+    assert.equal(old?.version, 1);
+    assert.deepEqual(old?.value, stateFor(5));
+    assert.deepEqual(versions, [SNAPSHOT_VERSION, 1]);
+    assert.equal(SNAPSHOT_VERSION, 2);
   });
 });

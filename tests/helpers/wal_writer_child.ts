@@ -45,7 +45,12 @@ async function main(): Promise<void> {
     Array.from({ length: clients }, async () => {
       while (true) {
         const id = idBase + next++;
-        const { type, payload } = encodeRecord({ kind: "put", id, vector: vectorFor(id) });
+        const { type, payload } = encodeRecord({
+          kind: "put",
+          id,
+          vector: vectorFor(id),
+          version: id + 1,
+        });
         const seq = await wal.append(type, payload);
         print(`ACK ${seq} ${id}\n`);
       }

@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import { NodeStore } from "../storage/node_store.ts";
+import { nodeHandlers } from "./service.ts";
+
+type Handler = (call: { request: unknown }, cb: (e: unknown, r?: unknown) => void) => void;
+
+/** The node's VectorDB handlers over a fresh store in a temporary directory. */
+async function withNode(
+  // Replies are checked field by field below; their exact types do not matter here.
+  // deno-lint-ignore no-explicit-any
+  fn: (api: (method: string, request: unknown) => Promise<any>) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "service_test_" });
+  const store = await NodeStore.open(dir, { logger: () => {} });
+  try {
+    const handlers = nodeHandlers(store, {
+      nodeId: "n",
+      address: "x:1",
+      logger: () => {},
+    }) as unknown as Record<string, Handler>;
+    await fn((method, request) =>
+      new Promise((resolve, reject) => {
+        handlers[method]({ request }, (e, r) => (e ? reject(e) : resolve(r)));
+      })
+    );
+  } finally {
+    await store.close({ snapshot: false });
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Rejects with INVALID_ARGUMENT and exactly `message`. */
+async function invalid(p: Promise<unknown>, message: string): Promise<void> {
+  await assert.rejects(p, (e: { code: number; details: string }) => {
+    assert.equal(e.code, grpc.status.INVALID_ARGUMENT, e.details);
+    assert.equal(e.details, message);
+    return true;
+  });
+}
+
+Deno.test("node writes take and return versions; Delete of an absent id leaves a tombstone", async () => {
+  await withNode(async (api) => {
+    const put = await api("Put", { id: 1, vector: [1, 2], version: "0" });
+    const stamped = Number(put.version);
+    assert.ok(stamped >= 1_600_000_000_000 * 1024, `stamped ${put.version}`);
+    const next = await api("Put", { id: 2, vector: [1, 2] });
+    assert.ok(Number(next.version) > stamped, "stamps increase");
+    const batch = await api("PutBatch", {
+      points: [{ id: 3, vector: [0, 0] }, { id: 3, vector: [3, 3] }],
+      version: "9007199254740991",
+    });
+    assert.deepEqual([batch.count, batch.version], [2, "9007199254740991"]);
+    assert.deepEqual((await api("Get", { id: 3 })).vector, [3, 3], "the later duplicate wins");
+    // Direct writes after a version at VERSION_MAX cannot be stamped: the clock would pass it.
+    await assert.rejects(api("Put", { id: 4, vector: [1, 1] }), {
+      code: grpc.status.FAILED_PRECONDITION,
+    });
+    const del = await api("Delete", { id: 77, version: "5" });
+    assert.deepEqual([del.deleted, del.version], [false, "5"]);
+    assert.ok(Number(del.seq) > 0, "the tombstone is logged");
+    assert.deepEqual(await api("Get", { id: 77 }), {
+      found: false,
+      vector: [],
+      version: "5",
+      deleted: true,
+    });
+    assert.equal((await api("Put", { id: 77, vector: [7, 7], version: "4" })).ok, true);
+    assert.equal((await api("Get", { id: 77 })).found, false, "an older put loses to the delete");
+    await invalid(
+      api("Put", { id: 1, vector: [1, 2], version: "9007199254740993" }),
+      'version "9007199254740993" is above 9007199254740991',
+    );
+    await invalid(
+      api("Delete", { id: 1, version: "-3" }),
+      'version "-3" is not an unsigned integer',
+    );
+    // The default collection does not exist yet on a fresh node: nothing to delete.
+  });
+  await withNode(async (api) => {
+    assert.deepEqual(await api("Delete", { id: 1 }), { deleted: false, seq: "0", version: "0" });
+    assert.deepEqual(await api("Get", { id: 1 }), {
+      found: false,
+      vector: [],
+      version: "0",
+      deleted: false,
+    });
+  });
+});
