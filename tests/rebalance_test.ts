@@ -257,3 +257,77 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "rebalancing: a node stopped with SIGTERM hands its points off first (RF 1)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    // With RF 1 no other replica exists: only the hand-off keeps the leaving node's points.
+    await withCluster({ nodes: 3, replication_factor: 1, gossip: true }, async (c) => {
+      const router = c.api(c.routerAddr, 10_000);
+      const random = mulberry32(23);
+      const expected = new Map<number, number[]>();
+      await waitFor(async () => (await ringOf(router)).length === 3, "the router's ring has 3");
+      await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
+      const points = [];
+      for (let id = 0; id < 1200; id++) {
+        const vector = vec(random);
+        points.push({ id, vector });
+        expected.set(id, vector);
+      }
+      await router.call("PutBatch", { points, collection: COLLECTION });
+      const before = await stats(router);
+      const leaving = c.nodes[2]!;
+      const held = Number(
+        before.nodes!.find((n) => n.address === c.nodeAddrs[2])!.collections
+          .find((x) => x.name === COLLECTION)?.count ?? 0,
+      );
+      assert.ok(held > 100, `the leaving node holds ${held} points`);
+      const status = await leaving.stop(90_000);
+      assert.equal(status.code, 0, leaving.tail());
+      assert.match(leaving.log(), /hand-off complete/, leaving.tail());
+      await waitSettled(router, c.nodeAddrs.slice(0, 2), Number(before.rebalances_done), 30_000);
+      const ids = [...expected.keys()];
+      for (let i = 0; i < ids.length; i += 200) {
+        const chunk = ids.slice(i, i + 200);
+        const got = await Promise.all(
+          chunk.map((id) => router.call("Get", { id, collection: COLLECTION })),
+        );
+        chunk.forEach((id, j) => {
+          assert.ok(got[j].found, `id ${id} was lost when its node left`);
+          assert.deepEqual(got[j].vector, expected.get(id));
+        });
+      }
+      const after = await stats(router);
+      const total = after.nodes!.filter((n) => n.error === "").reduce(
+        (sum, n) => sum + Number(n.collections.find((x) => x.name === COLLECTION)?.count ?? 0),
+        0,
+      );
+      assert.equal(total, expected.size, "each point once on the two remaining nodes");
+      console.log(`    ${held} points handed off by ${c.nodeAddrs[2]}`);
+      // `client drain` does the same through the Drain RPC: node 1 leaves, node 0 gets all.
+      const drained = c.nodes[1]!;
+      const d = await c.api(c.nodeAddrs[1]).call("Drain", {});
+      assert.equal(d.started, true);
+      await assert.rejects(() => router.call("Drain", {}), /FAILED_PRECONDITION|storage nodes/);
+      const code = await Promise.race([
+        drained.done.then((st) => st.code),
+        new Promise<string>((r) => setTimeout(() => r("still running"), 90_000)),
+      ]);
+      assert.equal(code, 0, drained.tail());
+      assert.match(drained.log(), /hand-off complete/, drained.tail());
+      const last = await waitSettled(
+        router,
+        c.nodeAddrs.slice(0, 1),
+        Number(after.rebalances_done),
+        30_000,
+      );
+      const only = Number(
+        last.nodes!.find((n) => n.address === c.nodeAddrs[0])!.collections
+          .find((x) => x.name === COLLECTION)?.count ?? 0,
+      );
+      assert.equal(only, expected.size, "the last node holds every point");
+    });
+  },
+});

@@ -212,6 +212,13 @@ export interface MembersResponse {
   self_id: string;
 }
 
+// deno-lint-ignore no-empty-interface
+export interface DrainRequest {}
+export interface DrainResponse {
+  started: boolean;
+  node_id: string;
+}
+
 // ----- Service -----
 
 /** Every RPC of `vectordb.VectorDB` with its request and response types. */
@@ -226,6 +233,7 @@ export interface VectorDBMethods {
   ListCollections: { request: ListCollectionsRequest; response: ListCollectionsResponse };
   Stats: { request: StatsRequest; response: StatsResponse };
   Members: { request: MembersRequest; response: MembersResponse };
+  Drain: { request: DrainRequest; response: DrainResponse };
 }
 
 /** The RPC names, in proto order. */
@@ -241,6 +249,7 @@ export const METHOD_NAMES: readonly MethodName[] = [
   "ListCollections",
   "Stats",
   "Members",
+  "Drain",
 ];
 
 /** Callback of a unary call. */

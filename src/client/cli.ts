@@ -84,6 +84,7 @@ Commands:
   collections drop --name C
   stats
   members
+  drain              (with --addr of a storage node: it hands its data off and exits)
   load --file F.fvecs|F.jsonl [--batch ${DEFAULT_LOAD_BATCH}] [--start-id 0] \
 [--concurrency ${DEFAULT_LOAD_CONCURRENCY}]
        [--collection C] [--consistency one|quorum|all]
@@ -131,6 +132,7 @@ export type Command =
   | { kind: "collections-drop"; name: string }
   | { kind: "stats" }
   | { kind: "members" }
+  | { kind: "drain" }
   | {
     kind: "load";
     file: string;
@@ -184,6 +186,7 @@ const COMMAND_FLAGS: Record<string, [Flag[], Flag[]]> = {
   "collections drop": [["name"], []],
   stats: [[], []],
   members: [[], []],
+  drain: [[], []],
   load: [["file"], ["batch", "start-id", "concurrency", "collection", "consistency"]],
 };
 
@@ -373,6 +376,9 @@ export function parseCli(argv: string[]): ParsedCli {
       break;
     case "members":
       command = { kind: "members" };
+      break;
+    case "drain":
+      command = { kind: "drain" };
       break;
     default: {
       const file = str("file")!;
@@ -633,6 +639,18 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
       case "members": {
         const res = await api.call("Members", {});
         print(io, global.json, res, formatMembers(res));
+        return EXIT_OK;
+      }
+      case "drain": {
+        const res = await api.call("Drain", {});
+        print(
+          io,
+          global.json,
+          res,
+          res.started
+            ? `Node ${res.node_id} is leaving: it hands its data off to the other nodes, then exits`
+            : `Node ${res.node_id} is already stopping`,
+        );
         return EXIT_OK;
       }
       case "load":

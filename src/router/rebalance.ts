@@ -32,8 +32,12 @@
  * discarded, a node restored from an old disk).
  *
  * Membership events handled: a node that **joins** receives its ranges from every node that
- * holds them; a node declared **dead** or that **left** has its ranges re-replicated from the
- * surviving holders. While a move is unsettled the router keeps joining nodes off the ring for
+ * holds them; a node declared **dead** has its ranges re-replicated from the surviving holders;
+ * a node that **left** on purpose (SIGTERM or `client drain`) hands off: it keeps serving
+ * Transfer calls, the router keeps its channel open and scans it first in each run as a source
+ * only ({@link RebalanceHost.sources}), and once the run settled its entries are on their owners
+ * and forgotten there, so the node exits (src/server/handoff_wait.ts). Forgetting needs an owner
+ * that took the copy: nothing is pruned from a ring with fewer nodes than RF. While a move is unsettled the router keeps joining nodes off the ring for
  * up to {@link JOIN_WAIT_MAX_MS} (src/router/server.ts), so rings pile up mostly through
  * failures.
  *
@@ -113,6 +117,13 @@ export interface RebalanceHost {
   log(message: string): void;
   /** The transfer port of a node on the current ring, or null. */
   transfer(address: string): TransferPort | null;
+  /**
+   * Nodes off the ring that left on purpose and still serve their entries (a hand-off): each
+   * run scans them first, as sources only. Default none.
+   */
+  sources?: () => string[];
+  /** Called when a run settled after scanning these hand-off sources completely. */
+  handedOff?: (nodes: string[]) => void;
   /** Names of the collections the given nodes report (union). */
   collections(nodes: readonly string[]): Promise<string[]>;
   /** The ring in use now. */
@@ -354,11 +365,18 @@ export class Rebalancer {
       if (this.#stopped || generation !== this.#generation) throw new Aborted("ring changed");
     };
     const rf = this.replication_factor;
-    const collections = await host.collections(to.nodes);
+    // Nodes handing off (they left on purpose) are scanned first, as sources only.
+    const leavers = (host.sources?.() ?? []).filter((n) => !to.nodes.includes(n));
+    const collections = await host.collections([...to.nodes, ...leavers]);
     const units: { node: string; collection: string }[] = [];
-    for (const node of to.nodes) {
+    for (const node of [...leavers, ...to.nodes]) {
       for (const collection of collections) units.push({ node, collection });
     }
+    // Forgetting an entry is safe only once it reached an owner; with fewer nodes than RF on
+    // the ring (a cluster shutting down) nothing is forgotten.
+    const may_prune = to.nodes.length >= rf;
+    /** Leavers whose scan failed (they exited): their entries stay where they are. */
+    const gone = new Set<string>();
     host.log(
       `rebalance: to ring [${to.nodes.join(", ")}]; ${units.length} transfers ` +
         `(${to.nodes.length} nodes x ${collections.length} collections), at most ` +
@@ -400,7 +418,7 @@ export class Rebalancer {
             if (list === undefined) per.set(t, list = []);
             list.push(e);
           }
-          if (r.prune) pagePrune.push(e);
+          if (r.prune && may_prune && r.targets.length > 0) pagePrune.push(e);
         }
         await Promise.all([...per].map(async ([target, entries]) => {
           const n = await this.#copy(target, u.collection, entries, check);
@@ -438,6 +456,13 @@ export class Rebalancer {
         } catch (e) {
           if (e instanceof Aborted) {
             aborted = true;
+          } else if (leavers.includes(u.node) && !(e as Error)?.message?.startsWith("CopyBatch")) {
+            // A node that left and already exited: nothing more to take from it (its entries
+            // have other replicas, unless RF is 1).
+            gone.add(u.node);
+            host.log(
+              `WARNING rebalance: hand-off scan of ${u.node} ended early: ${this.#describe(e)}`,
+            );
           } else {
             failed++;
             this.stats.transfers_failed++;
@@ -488,12 +513,15 @@ export class Rebalancer {
     if (this.#stopped || generation !== this.#generation) return "aborted";
     this.#settled = to;
     this.#chain = [];
+    const handed = leavers.filter((n) => !gone.has(n));
+    if (leavers.length > 0) host.handedOff?.(leavers);
     this.stats.rebalancing = false;
     this.stats.rebalances_done++;
     this.#armAntiEntropy();
     host.log(
       `rebalance: settled on [${to.nodes.join(", ")}] in ${Date.now() - t0} ms: ` +
-        `${scanned} entries scanned, ${copied} copies applied, ${pruned} pruned`,
+        `${scanned} entries scanned, ${copied} copies applied, ${pruned} pruned` +
+        (leavers.length > 0 ? `; handed off from [${handed.join(", ")}]` : ""),
     );
     return "done";
   }

@@ -143,6 +143,8 @@ export const RECONNECT_BACKOFF_MAX_MS = 1000;
  * planned on an older ring may still queue a hint for it), then the log is closed.
  */
 export const LINK_RETIRE_MS = 30_000;
+/** Longest a node that left is kept as a rebalancing source (its hand-off). */
+export const LEAVER_TTL_MS = 5 * 60_000;
 /** Default period of anti-entropy runs (gossip mode). */
 export const DEFAULT_ANTI_ENTROPY_INTERVAL_MS = 10 * 60_000;
 /** Read repairs in flight at once; beyond, a stale replica waits for anti-entropy. */
@@ -239,6 +241,12 @@ interface NodeLink {
   active: boolean;
   /** When it went off the ring (an idle link is retired {@link LINK_RETIRE_MS} later). */
   inactive_since_ms: number;
+  /**
+   * When it left the cluster on purpose (gossip `left`) while its channel stayed open for the
+   * hand-off: it is scanned as a source, never a target, until a run settles or
+   * {@link LEAVER_TTL_MS} passes; 0 when not leaving.
+   */
+  leaving_since_ms: number;
   handoff: OwnerHandoff;
   hints: HintLog;
   /** Writes refused because its hint queue was full. */
@@ -454,6 +462,15 @@ export class Router {
       router.#rebalancer = new Rebalancer({
         log,
         transfer: (a) => router.#transferPort(a),
+        sources: () => router.#leavers(),
+        handedOff: (nodes) => {
+          for (const a of nodes) {
+            const l = router.#links.get(a);
+            if (l === undefined || l.active || l.leaving_since_ms === 0) continue;
+            router.#log(`node ${a} handed its entries off`);
+            router.#closeChannels(l);
+          }
+        },
         collections: (nodes) => router.#collectionNames(nodes),
         current: () => router.#view,
         drainOlderWrites: (view, ms) => router.#drainOlderWrites(view as RingView, ms),
@@ -527,10 +544,7 @@ export class Router {
     await Promise.allSettled([...this.#retiring.values()]);
     for (const l of this.#links.values()) {
       await l.hints.close();
-      if (l.active) {
-        l.client.close();
-        l.transfer.close();
-      }
+      if (l.active || l.leaving_since_ms > 0) this.#closeChannels(l);
       l.active = false;
     }
   }
@@ -660,6 +674,7 @@ export class Router {
         }
         this.#links.set(address, link);
       } else if (!link.active) {
+        if (link.leaving_since_ms > 0) this.#closeChannels(link);
         link.client = this.#newClient(address);
         link.transfer = this.#newTransferClient(address);
         link.active = true;
@@ -692,13 +707,22 @@ export class Router {
     this.#view = this.#makeView(ready);
     this.#rebalancer?.changed(this.#view);
     const now = Date.now();
+    const left = new Set(
+      (this.agent?.members() ?? []).filter((m) => m.state === "left").map((m) => m.address),
+    );
     for (const a of removed) {
       const l = this.#links.get(a);
       if (l === undefined || !l.active) continue;
       l.active = false;
       l.inactive_since_ms = now;
-      l.client.close();
-      l.transfer.close();
+      if (left.has(a) && this.#rebalancer !== null) {
+        // Left on purpose: it waits for its entries to be copied to their owners (hand-off),
+        // so its channel stays open for the rebalancer to scan it.
+        l.leaving_since_ms = now;
+        this.#log(`node ${a} left the cluster; handing its entries off to their owners`);
+      } else {
+        this.#closeChannels(l);
+      }
     }
     this.#log(
       `ring: ${ready.length} storage nodes [${ready.join(", ")}]` +
@@ -763,6 +787,29 @@ export class Router {
     }
   }
 
+  /** Closes a link's channels (it is off the ring and not leaving). */
+  #closeChannels(link: NodeLink): void {
+    link.leaving_since_ms = 0;
+    link.client.close();
+    link.transfer.close();
+  }
+
+  /** Nodes that left on purpose and still wait for their hand-off; expired ones are closed. */
+  #leavers(): string[] {
+    const now = Date.now();
+    const out: string[] = [];
+    for (const [a, l] of this.#links) {
+      if (l.active || l.leaving_since_ms === 0) continue;
+      if (now - l.leaving_since_ms > LEAVER_TTL_MS) {
+        this.#log(`node ${a} left ${LEAVER_TTL_MS} ms ago; no longer waiting for its hand-off`);
+        this.#closeChannels(l);
+        continue;
+      }
+      out.push(a);
+    }
+    return out.sort();
+  }
+
   #newClient(address: string): ApiClient {
     return new ApiClient(address, {
       timeout_ms: this.options.node_timeout_ms,
@@ -796,6 +843,7 @@ export class Router {
       transfer: this.#newTransferClient(address),
       active: true,
       inactive_since_ms: 0,
+      leaving_since_ms: 0,
       hints,
       handoff: new OwnerHandoff(address, {
         retry_interval_ms: o.retry_interval_ms,
@@ -812,8 +860,8 @@ export class Router {
   #retireIdle(now: number): void {
     for (const [address, link] of this.#links) {
       if (
-        link.active || link.hints.pending > 0 || link.handoff.busy ||
-        now - link.inactive_since_ms < LINK_RETIRE_MS
+        link.active || link.leaving_since_ms > 0 || link.hints.pending > 0 ||
+        link.handoff.busy || now - link.inactive_since_ms < LINK_RETIRE_MS
       ) continue;
       this.#links.delete(address);
       const closing = link.hints.close()
@@ -861,6 +909,15 @@ export class Router {
       ListCollections: unary<"ListCollections">(() => this.#listCollections()),
       Stats: unary<"Stats">(() => this.#stats()),
       Members: unary<"Members">(() => Promise.resolve(this.#members())),
+      Drain: unary<"Drain">(() =>
+        Promise.reject(
+          new RouterStatusError(
+            grpc.status.FAILED_PRECONDITION,
+            "Drain is answered by storage nodes, not the router: call the node's own address " +
+              "(client --addr HOST:PORT drain)",
+          ),
+        )
+      ),
     };
   }
 
@@ -1076,7 +1133,7 @@ export class Router {
   /** The rebalancer's view of a node's Transfer service; null when off the ring. */
   #transferPort(address: string): TransferPort | null {
     const l = this.#links.get(address);
-    if (l === undefined || !l.active) return null;
+    if (l === undefined || (!l.active && l.leaving_since_ms === 0)) return null;
     const client = l.transfer;
     const missing = (e: unknown) => {
       if (isServiceError(e) && e.code === grpc.status.NOT_FOUND) {

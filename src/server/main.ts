@@ -16,6 +16,7 @@
  * | `--node-id`            | `node-<port>`        | name in logs, Stats and membership       |
  * | `--join`               | (none)               | seeds to join through, `host:port[,…]`   |
  * | `--advertise`          | `<host>:<port>`      | address other members reach this node at |
+ * | `--handoff-timeout-s`  | 120                  | on SIGTERM/SIGINT, longest wait for the router to place this node's entries elsewhere; 0 skips the hand-off |
  *
  * The node is a gossip member (role "node"; src/cluster/gossip_agent.ts) from the start, on the
  * same gRPC port (service `vectordb.internal.Gossip`); without `--join` it is a cluster of one
@@ -24,8 +25,14 @@
  * moves entries (points and tombstones, last writer wins by version) when the ring changes.
  *
  * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: leave the cluster
- * (others see it `left`; up to 1 s), stop accepting, finish in-flight requests (up to 5 s),
- * snapshot every collection, close the logs, exit 0.
+ * (others see it `left`; up to 1 s); then, when a router is among the live members, hand off
+ * (src/server/handoff_wait.ts): keep serving the router's Transfer calls while it copies every
+ * entry of this node to the entry's owners and forgets it here, until nothing is left, no call
+ * came for 30 s, or `--handoff-timeout-s` passed; then stop accepting, finish in-flight requests
+ * (up to 5 s), snapshot every collection, close the logs, exit 0. A node that left this way and
+ * starts again comes back empty (or with what it still held) and receives its ranges like any
+ * joining node. SIGKILL (or a crash) keeps the data: the node's replicas are re-replicated
+ * meanwhile, and it catches up when it returns.
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
@@ -37,6 +44,7 @@ import { addGossipService, GrpcGossipTransport } from "../cluster/gossip_transpo
 import { NodeStore } from "../storage/node_store.ts";
 import { nodeHandlers } from "./service.ts";
 import { addTransferService } from "./transfer_service.ts";
+import { HANDOFF_IDLE_MS, waitForHandOff } from "./handoff_wait.ts";
 
 function positiveInt(name: string, v: string): number {
   const x = Number(v);
@@ -71,6 +79,7 @@ export async function main(argv: string[]): Promise<void> {
       "node-id": { type: "string" },
       join: { type: "string", default: "" },
       advertise: { type: "string" },
+      "handoff-timeout-s": { type: "string", default: "120" },
     },
     strict: true,
   });
@@ -87,6 +96,12 @@ export async function main(argv: string[]): Promise<void> {
   const seeds = values.join!.split(",").map((s) => s.trim()).filter((s) => s !== "")
     .map((s) => hostPort("join", s));
   const log = (m: string) => console.error(`${new Date().toISOString()} ${nodeId} ${m}`);
+  const handoffTimeoutS = Number(values["handoff-timeout-s"]);
+  if (!Number.isInteger(handoffTimeoutS) || handoffTimeoutS < 0) {
+    throw new RangeError(
+      `--handoff-timeout-s "${values["handoff-timeout-s"]}" must be a non-negative integer`,
+    );
+  }
 
   const t0 = Date.now();
   const store = await NodeStore.open(dataDir, {
@@ -97,7 +112,8 @@ export async function main(argv: string[]): Promise<void> {
   });
   log(`opened ${dataDir} in ${Date.now() - t0} ms (${store.list().length} collections)`);
 
-  const state = { closing: false };
+  let stopping = false;
+  const state = { closing: false, transfer_last_ms: 0 };
   const server = new grpc.Server(CHANNEL_OPTIONS);
   const agent = new GossipAgent({
     id: nodeId,
@@ -123,6 +139,11 @@ export async function main(argv: string[]): Promise<void> {
         address: advertise,
         logger: log,
         members: () => agent.members(),
+        drain: () => {
+          if (stopping) return false;
+          void stop("Drain");
+          return true;
+        },
       },
       state,
     ),
@@ -143,12 +164,42 @@ export async function main(argv: string[]): Promise<void> {
     store.tick().finally(() => (ticking = false));
   }, 1000);
 
-  let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log(`${signal}: shutting down`);
+    const routers = agent.members().filter((m) =>
+      m.meta.role === "router" && (m.state === "alive" || m.state === "suspect")
+    );
     await agent.leave();
+    if (handoffTimeoutS > 0 && routers.length > 0) {
+      const entries = () => {
+        let n = 0;
+        for (const c of store.list()) {
+          const st = c.stats();
+          n += st.count + st.tombstones;
+        }
+        return n;
+      };
+      log(
+        `handing off ${entries()} entries: waiting for ${routers.map((r) => r.id).join(", ")} ` +
+          `to copy them to their owners (up to ${handoffTimeoutS} s)`,
+      );
+      const r = await waitForHandOff({
+        entries,
+        last_transfer_ms: () => state.transfer_last_ms,
+        now_ms: () => Date.now(),
+        sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+        timeout_ms: handoffTimeoutS * 1000,
+        idle_ms: HANDOFF_IDLE_MS,
+      });
+      log(
+        r.outcome === "done"
+          ? `hand-off complete in ${r.waited_ms} ms: every entry is placed on its owners`
+          : `WARNING hand-off ended (${r.outcome}) after ${r.waited_ms} ms with ${r.entries} ` +
+            `entries still here; their replicas elsewhere serve them`,
+      );
+    }
     agent.stop();
     state.closing = true;
     clearInterval(timer);

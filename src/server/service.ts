@@ -95,6 +95,11 @@ export interface NodeServiceOptions {
   logger?: (message: string) => void;
   /** This node's gossip view (GossipAgent.members); without it Members lists the node alone. */
   members?: () => readonly ClusterMember[];
+  /**
+   * Starts a deliberate leave (hand-off, then exit; see main.ts); returns false when the node is
+   * already stopping. Without it Drain answers FAILED_PRECONDITION.
+   */
+  drain?: () => boolean;
 }
 
 /** Builds the handlers. `state.closing` makes new requests fail with UNAVAILABLE. */
@@ -261,6 +266,17 @@ export function nodeHandlers(
         heap_used_bytes: mem.heapUsed,
         is_router: false,
       };
+    }),
+    Drain: unary("Drain", () => {
+      if (options.drain === undefined) {
+        throw new StatusError(
+          grpc.status.FAILED_PRECONDITION,
+          `Node ${options.nodeId} cannot drain: it was started without a shutdown sequence`,
+        );
+      }
+      const started = options.drain();
+      log(`Drain requested: ${started ? "leaving the cluster" : "already stopping"}`);
+      return { started, node_id: options.nodeId };
     }),
     Members: unary("Members", () => ({
       self_id: options.nodeId,

@@ -315,10 +315,14 @@ export interface TransferServiceOptions {
   clock?: () => number;
 }
 
-/** The Transfer handlers over `store`; `state.closing` makes calls fail with UNAVAILABLE. */
+/**
+ * The Transfer handlers over `store`; `state.closing` makes calls fail with UNAVAILABLE. When
+ * `state` has `transfer_last_ms`, every call sets it to the time it arrived (a node handing
+ * off on shutdown waits while a router keeps reading it).
+ */
 export function transferHandlers(
   store: NodeStore,
-  state: { closing: boolean },
+  state: { closing: boolean; transfer_last_ms?: number },
   options: TransferServiceOptions = {},
 ): grpc.UntypedServiceImplementation {
   const log = options.logger ?? ((m: string) => console.error(m));
@@ -334,6 +338,7 @@ export function transferHandlers(
         callback({ code: grpc.status.UNAVAILABLE, details: "The node is shutting down" });
         return;
       }
+      if (state.transfer_last_ms !== undefined) state.transfer_last_ms = now();
       let result: Promise<Res>;
       try {
         result = Promise.resolve(fn(call.request));
@@ -404,7 +409,7 @@ export function transferHandlers(
 export function addTransferService(
   server: grpc.Server,
   store: NodeStore,
-  state: { closing: boolean },
+  state: { closing: boolean; transfer_last_ms?: number },
   options: TransferServiceOptions = {},
 ): void {
   server.addService(transferService, transferHandlers(store, state, options));
