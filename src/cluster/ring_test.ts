@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { DEFAULT_VNODES_PER_MEMBER, HashRing, RingError } from "./ring.ts";
 import { PointIdError } from "./hash.ts";
+import { Rng } from "../testing/random.ts";
 
 /** mulberry32: a small seeded PRNG returning uint32s. */
 function prng(seed: number): () => number {
@@ -170,7 +171,10 @@ Deno.test("owners do not depend on insertion order", () => {
 });
 
 Deno.test("placement is pinned: the ring algorithm never silently changes", () => {
-  const ring = new HashRing({ members: names(5) });
+  // 256 vnodes: the algorithm is pinned here; changing the default moves data too, so it is
+  // pinned as well (a deliberate change updates both).
+  assert.equal(DEFAULT_VNODES_PER_MEMBER, 2048);
+  const ring = new HashRing({ members: names(5), vnodes_per_member: 256 });
   const got = [0, 1, 42, 100, 123456789, 0xffffffff].map((id) => ring.owners(id, 2).join(","));
   assert.deepEqual(got, PINNED_PLACEMENT);
 });
@@ -183,3 +187,20 @@ const PINNED_PLACEMENT = [
   "node-1,node-3",
   "node-5,node-2",
 ];
+
+Deno.test("default vnodes: a 4th node's RF-2 replica share is within 5% of a quarter", () => {
+  // Issue 5's join target, over 60 seeded sets of node addresses (random ports).
+  const rng = new Rng(20261125);
+  let worst = 0;
+  for (let trial = 0; trial < 60; trial++) {
+    const nodes = Array.from({ length: 4 }, () => `127.0.0.1:${30000 + rng.int(30000)}`);
+    if (new Set(nodes).size < 4) continue;
+    const ring = new HashRing({ members: nodes });
+    let mine = 0;
+    const ids = 20_000;
+    for (let i = 0; i < ids; i++) if (ring.owners(i * 7 + 1, 2).includes(nodes[3])) mine++;
+    const share = mine / (2 * ids);
+    worst = Math.max(worst, Math.abs(share - 0.25) / 0.25);
+  }
+  assert.ok(worst <= 0.05, `worst deviation ${(worst * 100).toFixed(2)}%`);
+});
