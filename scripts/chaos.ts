@@ -17,6 +17,8 @@
  * | ------------- | ----------------------------------------------------------------------- |
  * | `kill`        | SIGKILL node i, restart it on the same port and data directory          |
  * | `pause`       | SIGSTOP node i, SIGCONT                                                 |
+ * | `leave`       | SIGTERM node i (it leaves and, with `--gossip`, hands its data off      |
+ * |               | before it exits), restart it (it comes back without what it handed off) |
  * | `isolate`     | cut node i off from every other node and the router, both directions    |
  * | `router-link` | cut the router ↔ node i link only, both directions                      |
  * | `node-link`   | cut the node i ↔ node j link only, both directions                      |
@@ -57,7 +59,7 @@
  * | `--fault-every-s`      | 8                                           | mean gap between faults (uniform in [½, 1½]×) |
  * | `--hold-min-s`         | 2                                           | shortest fault            |
  * | `--hold-max-s`         | 8                                           | longest fault             |
- * | `--faults`             | `kill,pause,isolate,router-link,node-link`  | kinds drawn from          |
+ * | `--faults`             | `kill,pause,leave,isolate,router-link,node-link`  | kinds drawn from          |
  * | `--link-cuts`          | auto                                        | `auto`, `on` or `off`     |
  * | `--gossip`             | off                                         | ring follows gossip       |
  * | `--dim`                | 16                                          | vector dimension          |
@@ -86,9 +88,11 @@ import {
   type UserIds,
 } from "./lib/netcut.ts";
 
-const FAULT_KINDS = ["kill", "pause", "isolate", "router-link", "node-link"] as const;
+const FAULT_KINDS = ["kill", "pause", "leave", "isolate", "router-link", "node-link"] as const;
 type FaultKind = typeof FAULT_KINDS[number];
 const CUT_KINDS: readonly FaultKind[] = ["isolate", "router-link", "node-link"];
+/** Longest wait for a node stopped with SIGTERM (its hand-off included) before SIGKILL. */
+const LEAVE_WAIT_MS = 150_000;
 const RULE_TAG = "vectordb-chaos:pid=";
 const ROUTER_HOST = "127.0.0.30";
 const FIRST_NODE_HOST = 31; // node i on 127.0.0.(31 + i)
@@ -378,6 +382,8 @@ function describe(f: Fault): string {
       return `kill ${n(f.node)}`;
     case "pause":
       return `pause ${n(f.node)}`;
+    case "leave":
+      return `SIGTERM ${n(f.node)} (leave with hand-off), restart it`;
     case "isolate":
       return `isolate ${n(f.node)} from every node and the router`;
     case "router-link":
@@ -650,6 +656,17 @@ try {
       const i = f.node;
       if (f.kind === "kill") {
         await cluster.killNode(i, "SIGKILL");
+        await sleep(f.hold_ms);
+        await cluster.startNode(i);
+      } else if (f.kind === "leave") {
+        const t0 = Date.now();
+        const p = cluster.nodes[i]!;
+        const status = await p.stop(LEAVE_WAIT_MS);
+        const handed = /hand-off complete/.test(p.log());
+        log(
+          `fault #${n}: node ${i} exited with ${status.code} after ${Date.now() - t0} ms` +
+            (handed ? " (hand-off complete)" : " (no hand-off logged)"),
+        );
         await sleep(f.hold_ms);
         await cluster.startNode(i);
       } else if (f.kind === "pause") {
