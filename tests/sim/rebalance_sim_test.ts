@@ -2,6 +2,9 @@
  * Seeded simulations of rebalancing: the router's real driver (src/router/rebalance.ts, with
  * its pure decisions in src/cluster/rebalance_plan.ts) runs over simulated storage nodes that
  * apply entries last-writer-wins by version with tombstones, as src/storage/collection.ts does.
+ * Nodes sit on a simulated disk: a change is durable only once synced (a node syncs before it
+ * answers, as its WAL does), and a crash loses what was not; some crashes restart at once,
+ * unnoticed by the ring, in the middle of a client write or of a copy or prune, which then fails.
  * Every call the driver makes to a node first lets the simulation act: client puts and deletes
  * (stamped with increasing versions, sent to the owners under the ring in use; an owner that is
  * down gets a hint delivered at some later step, in any order), Gets done the router's way
@@ -41,15 +44,47 @@ interface Held {
   value: number;
 }
 
+/**
+ * A simulated storage node over a simulated disk: changes are visible at once but durable only
+ * after `sync()` (the node answers a call only after syncing, as the WAL's fdatasync does); a
+ * crash loses the changes not synced yet.
+ */
 class SimNode {
   readonly data = new Map<number, Held>();
   up = true;
+  /** Bumped by every crash: a call in progress across a crash fails. */
+  epoch = 0;
+  /** Changes since the last sync, oldest first: the id and its entry before (or none). */
+  readonly #unsynced: [number, Held | undefined][] = [];
   /** Applies an entry last-writer-wins; true when it changed the node. */
   apply(id: number, version: number, deleted: boolean, value: number): boolean {
     const held = this.data.get(id);
     if (held !== undefined && held.version >= version) return false;
+    this.#unsynced.push([id, held]);
     this.data.set(id, { version, deleted, value });
     return true;
+  }
+  /** Forgets an entry whose version is at most `version`; true when it did. */
+  forget(id: number, version: number): boolean {
+    const held = this.data.get(id);
+    if (held === undefined || held.version > version) return false;
+    this.#unsynced.push([id, held]);
+    this.data.delete(id);
+    return true;
+  }
+  sync(): void {
+    this.#unsynced.length = 0;
+  }
+  /** Power loss: every change since the last sync is gone (undone newest first). */
+  crash(): void {
+    for (let i = this.#unsynced.length - 1; i >= 0; i--) {
+      const [id, before] = this.#unsynced[i];
+      if (before === undefined) this.data.delete(id);
+      else this.data.set(id, before);
+    }
+    this.#unsynced.length = 0;
+    this.epoch++;
+    this.up = false;
   }
 }
 
@@ -60,7 +95,11 @@ class Unavailable extends Error {
 /** Encodes a value in the entry's vector (one number). */
 const vec = (value: number) => [value];
 
-async function runSeed(seed: number): Promise<{ copies: number; changes: number; gets: number }> {
+async function runSeed(
+  seed: number,
+): Promise<
+  { copies: number; changes: number; gets: number; crashes: number; settled_checks: number }
+> {
   const prng = new Prng(seed);
   const rf = prng.intBetween(2, 3);
   const ringOf = (m: string[]): RingRef => ({
@@ -90,12 +129,26 @@ async function runSeed(seed: number): Promise<{ copies: number; changes: number;
     const id = prng.nextInt(IDS);
     const held: Held = { version: ++version, deleted: prng.chance(0.25), value: version };
     const owners = current.ring.owners(id, rf);
+    for (const o of owners) {
+      const n = nodes.get(o)!;
+      if (n.up) n.apply(id, held.version, held.deleted, held.value);
+    }
+    // Between the apply and the sync an owner may crash and lose it (and restart at once).
+    if (crashes_left > 0 && prng.chance(0.05)) {
+      const victim = nodes.get(prng.pick(owners))!;
+      if (victim.up) {
+        victim.crash();
+        victim.up = true;
+        crashes_left--;
+        crashes++;
+      }
+    }
     let applied = 0;
     const missed: string[] = [];
     for (const o of owners) {
       const n = nodes.get(o)!;
-      if (n.up) {
-        n.apply(id, held.version, held.deleted, held.value);
+      if (n.up && n.data.get(id)?.version === held.version) {
+        n.sync();
         applied++;
       } else missed.push(o);
     }
@@ -157,13 +210,17 @@ async function runSeed(seed: number): Promise<{ copies: number; changes: number;
   };
 
   let faults_left = prng.intBetween(1, 4);
+  /** Crashes that restart at once (the ring never notices), losing unsynced changes. */
+  let crashes_left = prng.intBetween(0, 3);
+  let crashes = 0;
   const fault = () => {
     if (faults_left <= 0 || dying !== null) return;
     const dead = down();
     const r = prng.float();
     if (dead.length === 0 && r < 0.5 && current.nodes.length > rf) {
       const victim = prng.pick(current.nodes);
-      nodes.get(victim)!.up = false;
+      nodes.get(victim)!.crash();
+      crashes++;
       dying = { name: victim, steps: prng.intBetween(0, 6) };
       faults_left--;
     } else if (dead.length > 0 && r < 0.8) {
@@ -175,6 +232,26 @@ async function runSeed(seed: number): Promise<{ copies: number; changes: number;
       publish([...current.nodes, add()]);
       faults_left--;
     }
+  };
+
+  /**
+   * The window between a node's changes and their sync: the simulation may act (crash this node
+   * among others); the call then fails (its changes are lost) or the node syncs and answers.
+   */
+  const unsynced = (name: string, epoch: number) => {
+    if (crashes_left > 0 && prng.chance(0.1)) {
+      const node = nodes.get(name)!;
+      if (node.up) {
+        node.crash();
+        node.up = true; // restarted at once, before anyone noticed
+        crashes_left--;
+        crashes++;
+      }
+    }
+    act(true);
+    const node = nodes.get(name)!;
+    if (!node.up || node.epoch !== epoch) throw new Unavailable(`${name} crashed mid-call`);
+    node.sync();
   };
 
   const port = (name: string): TransferPort => {
@@ -204,23 +281,23 @@ async function runSeed(seed: number): Promise<{ copies: number; changes: number;
       copy: (_collection, entries) => {
         act(true);
         const node = n();
+        const epoch = node.epoch;
         let applied = 0;
         for (const e of entries) {
           if (node.apply(e.id, e.version, e.deleted, e.vector[0] ?? 0)) applied++;
         }
+        unsynced(name, epoch);
         return Promise.resolve({ applied, skipped: entries.length - applied });
       },
       prune: (_collection, ids, versions) => {
         act(true);
         const node = n();
+        const epoch = node.epoch;
         let forgotten = 0;
         ids.forEach((id, i) => {
-          const h = node.data.get(id);
-          if (h !== undefined && h.version <= versions[i]) {
-            node.data.delete(id);
-            forgotten++;
-          }
+          if (node.forget(id, versions[i])) forgotten++;
         });
+        unsynced(name, epoch);
         return Promise.resolve(forgotten);
       },
     };
@@ -242,9 +319,31 @@ async function runSeed(seed: number): Promise<{ copies: number; changes: number;
 
   for (let i = 0; i < IDS * 2; i++) write();
   // Rounds: faults and load until the fault budget is spent, each followed by settling.
+  /**
+   * Once a run settled, every owner that is up holds each acknowledged write (or a newer one),
+   * unless a hint for it is still queued: that is what settling promises.
+   */
+  const checkSettled = () => {
+    let checked = 0;
+    for (const [id, want] of acked) {
+      for (const o of current.ring.owners(id, rf)) {
+        const node = nodes.get(o)!;
+        if (!node.up || hints.some((h) => h.node === o && h.id === id)) continue;
+        const held = node.data.get(id)?.version ?? 0;
+        assert.ok(
+          held >= want.version,
+          `seed ${seed}: settled, but owner ${o} of id ${id} holds ${held} < ${want.version}`,
+        );
+        checked++;
+      }
+    }
+    return checked;
+  };
+  let settledChecks = 0;
   for (let round = 0; round < 200 && (faults_left > 0 || rb.busy); round++) {
     act(true);
     for (let spin = 0; rb.busy && spin < 10_000; spin++) await Promise.resolve();
+    if (!rb.busy && dying === null) settledChecks += checkSettled();
   }
   // Heal: everyone up and on the ring, every hint delivered, one more full run.
   for (const [name, node] of nodes) {
@@ -274,10 +373,15 @@ async function runSeed(seed: number): Promise<{ copies: number; changes: number;
       }
     }
   }
-  return { copies: rb.stats.points_copied, changes, gets };
+  settledChecks += checkSettled();
+  return { copies: rb.stats.points_copied, changes, gets, crashes, settled_checks: settledChecks };
 }
 
-async function runOne(seed: number): Promise<{ copies: number; changes: number; gets: number }> {
+async function runOne(
+  seed: number,
+): Promise<
+  { copies: number; changes: number; gets: number; crashes: number; settled_checks: number }
+> {
   try {
     return await runSeed(seed);
   } catch (e) {
@@ -292,14 +396,19 @@ Deno.test("rebalance simulation: 400 seeds, no acknowledged write lost, exact pl
   let copies = 0;
   let changes = 0;
   let gets = 0;
+  let crashes = 0;
+  let settled = 0;
   for (const seed of seeds) {
     const r = await runOne(seed);
     copies += r.copies;
     changes += r.changes;
     gets += r.gets;
+    crashes += r.crashes;
+    settled += r.settled_checks;
   }
-  assert.ok(copies > 0 && changes > 0 && gets > 0);
+  assert.ok(copies > 0 && changes > 0 && gets > 0 && crashes > 0 && settled > 0);
   console.log(
-    `  ${seeds.length} seeds: ${changes} ring changes, ${copies} copies applied, ${gets} gets`,
+    `  ${seeds.length} seeds: ${changes} ring changes, ${crashes} crashes, ${copies} copies ` +
+      `applied, ${gets} gets, ${settled} owner checks after settling`,
   );
 });
