@@ -112,6 +112,7 @@ Deno.test("parses every command", () => {
   });
   assert.deepEqual(command(["stats"]), { kind: "stats" });
   assert.deepEqual(command(["members"]), { kind: "members" });
+  assert.deepEqual(command(["drain"]), { kind: "drain" });
   assert.deepEqual(command(["load", "--file", "x.fvecs"]), {
     kind: "load",
     file: "x.fvecs",
