@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { Collection } from "./collection.ts";
 import { CollectionExistsError, CollectionNotFoundError, NodeStore } from "./node_store.ts";
 import { Rng } from "../testing/random.ts";
-import { BinaryWriter, BufferSink } from "../io/binary.ts";
+import { legacyPayload } from "../testing/legacy_records.ts";
 import { HnswIndex } from "../index/hnsw.ts";
 import { crc32 } from "./crc32.ts";
 import { encodeRecord, RecordType } from "./records.ts";
@@ -470,16 +470,6 @@ Deno.test("collection: a batch keeps the last occurrence of a repeated id; versi
     rmSync(root, { recursive: true, force: true });
   }
 });
-
-/** A legacy (pre-version) payload: the log's own collection, then `write`'s fields. */
-function legacyPayload(write: (w: BinaryWriter) => void): Uint8Array {
-  const sink = new BufferSink();
-  const w = new BinaryWriter(sink, { buffer_bytes: 64 });
-  w.string("");
-  write(w);
-  w.flush();
-  return sink.bytes();
-}
 
 Deno.test("collection: legacy records replay as version 0; a v1 snapshot loads at version 0", async () => {
   const root = tempDir();

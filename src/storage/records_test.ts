@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BinaryWriter, BufferSink } from "../io/binary.ts";
+import { legacyPayload } from "../testing/legacy_records.ts";
 import {
   decodeRecord,
   encodeRecord,
@@ -81,18 +81,8 @@ Deno.test("a missing collection encodes as the log's own collection", () => {
   assert.equal(payload.length, 16);
 });
 
-/** A payload as the pre-version code wrote it. */
-function legacy(write: (w: BinaryWriter) => void): Uint8Array {
-  const sink = new BufferSink();
-  const w = new BinaryWriter(sink, { buffer_bytes: 64 });
-  w.string("");
-  write(w);
-  w.flush();
-  return sink.bytes();
-}
-
 Deno.test("legacy (unversioned) records still decode, as version 0", () => {
-  const put = legacy((w) => {
+  const put = legacyPayload((w) => {
     w.u32(7);
     w.f32Array(new Float32Array([1, 2]));
   });
@@ -103,14 +93,14 @@ Deno.test("legacy (unversioned) records still decode, as version 0", () => {
     vector: new Float32Array([1, 2]),
     version: 0,
   });
-  const del = legacy((w) => w.u32(8));
+  const del = legacyPayload((w) => w.u32(8));
   assert.deepEqual(decodeRecord(RecordType.DELETE, del), {
     kind: "delete",
     collection: "",
     id: 8,
     version: 0,
   });
-  const batch = legacy((w) => {
+  const batch = legacyPayload((w) => {
     w.u32(1);
     w.u32Array(new Uint32Array([1, 2]));
     w.f32Array(new Float32Array([3, 4]));
