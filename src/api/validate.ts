@@ -188,23 +188,15 @@ export function validateVersion(version: unknown, field = "version"): number {
   const shown = typeof version === "string" && version.length > 40
     ? quote(`${version.slice(0, 40)}...`)
     : quote(version);
-  if (typeof version === "string") {
-    if (!/^[0-9]+$/.test(version)) {
-      throw new ValidationError(field, version, `${field} ${shown} is not an unsigned integer`);
-    }
-    const n = Number(version); // at least 2^53 for every decimal above VERSION_MAX
-    if (n > VERSION_MAX) {
-      throw new ValidationError(field, version, `${field} ${shown} is above ${VERSION_MAX}`);
-    }
-    return n;
-  }
-  if (typeof version !== "number" || !Number.isInteger(version) || version < 0) {
+  // A decimal string above VERSION_MAX converts to at least 2^53, so one range check serves both.
+  const n = typeof version === "string" && /^[0-9]+$/.test(version) ? Number(version) : version;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 0) {
     throw new ValidationError(field, version, `${field} ${shown} is not an unsigned integer`);
   }
-  if (version > VERSION_MAX) {
+  if (n > VERSION_MAX) {
     throw new ValidationError(field, version, `${field} ${shown} is above ${VERSION_MAX}`);
   }
-  return version;
+  return n;
 }
 
 // ----- Whole requests -----

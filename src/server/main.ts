@@ -173,14 +173,7 @@ export async function main(argv: string[]): Promise<void> {
     );
     await agent.leave();
     if (handoffTimeoutS > 0 && routers.length > 0) {
-      const entries = () => {
-        let n = 0;
-        for (const c of store.list()) {
-          const st = c.stats();
-          n += st.count + st.tombstones;
-        }
-        return n;
-      };
+      const entries = () => store.list().reduce((n, c) => n + c.entryCount, 0);
       log(
         `handing off ${entries()} entries: waiting for ${routers.map((r) => r.id).join(", ")} ` +
           `to copy them to their owners (up to ${handoffTimeoutS} s)`,

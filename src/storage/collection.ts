@@ -153,6 +153,14 @@ function checkVersion(version: number, field: string, min: number): number {
 }
 
 /**
+ * The apply rule of the module comment: whether a write at `version` applies over `held` (the
+ * table's value for the id: undefined when none, negative for a tombstone).
+ */
+function applies(version: number, held: number | undefined): boolean {
+  return version === 0 || held === undefined || version > Math.abs(held);
+}
+
+/**
  * The index and the per-id version table, with the apply rules of the module comment. Shared by
  * live writes and replay, so both apply records identically.
  */
@@ -166,7 +174,7 @@ class PointTable {
   /** Applies a put; returns whether it applied. */
   put(id: number, vector: ArrayLike<number>, version: number): boolean {
     const held = this.versions.get(id);
-    if (version !== 0 && held !== undefined && version <= Math.abs(held)) return false;
+    if (!applies(version, held)) return false;
     this.index.add(id, vector);
     if (held !== undefined && held < 0) this.tombstones--;
     this.versions.set(id, version);
@@ -176,9 +184,7 @@ class PointTable {
   /** Applies a delete; returns whether it applied and whether it removed a live point. */
   delete(id: number, version: number): { applied: boolean; removed: boolean } {
     const held = this.versions.get(id);
-    if (version !== 0 && held !== undefined && version <= Math.abs(held)) {
-      return { applied: false, removed: false };
-    }
+    if (!applies(version, held)) return { applied: false, removed: false };
     const removed = this.index.delete(id);
     if (held !== undefined && held < 0) this.tombstones--;
     if (version === 0) {
@@ -640,7 +646,6 @@ export class Collection {
     this.checkOpen();
     const dim = this.index.dim;
     const n = entries.length;
-    let live = 0;
     for (let i = 0; i < n; i++) {
       const e = entries[i];
       validateId(e.id);
@@ -650,7 +655,6 @@ export class Collection {
           throw new RangeError(`entries[${i}].vector is missing for a live entry`);
         }
         validateVector(e.vector, dim, `entries[${i}].vector`);
-        live++;
       }
     }
     if (n === 0) return { applied: 0, skipped: 0, seq: this.applied };
@@ -659,10 +663,9 @@ export class Collection {
     // versions only grow, so they would be skipped at apply time too. Anti-entropy sends every
     // entry to every owner, and most are such repeats.
     const fresh: number[] = [];
-    live = 0;
+    let live = 0;
     for (let i = 0; i < n; i++) {
-      const held = this.table.versions.get(entries[i].id);
-      if (held !== undefined && Math.abs(held) >= entries[i].version) continue;
+      if (!applies(entries[i].version, this.table.versions.get(entries[i].id))) continue;
       fresh.push(i);
       if (!entries[i].deleted) live++;
     }
@@ -769,6 +772,11 @@ export class Collection {
   /** Sequence number of the last write applied. */
   get lastSeq(): number {
     return this.applied;
+  }
+
+  /** Entries held: live points plus tombstones (no I/O, unlike {@link stats}). */
+  get entryCount(): number {
+    return this.table.versions.size;
   }
 
   stats(): {
