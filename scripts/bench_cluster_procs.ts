@@ -6,8 +6,8 @@
  * error and on Ctrl-C.
  *
  * Nodes and routers run under Node 20 through tsx like production
- * (`node --import ./node_modules/tsx/dist/esm/index.mjs src/server/main.ts …`); the CLI runs
- * under this Deno (`deno run --allow-net --allow-read --allow-env src/client/cli.ts …`).
+ * (`node --import ./node_modules/tsx/dist/esm/index.mjs src/node/main.ts …`); the CLI runs
+ * under this Deno (`deno run --allow-net --allow-read --allow-env src/cli/cli.ts …`).
  *
  * Unlike tests/helpers/cluster.ts this waits for `READY` as long as the caller says: a node
  * restarted after SIGKILL replays its write-ahead log before it serves, which with a 100,000
@@ -72,7 +72,7 @@ export class ProcGroup {
       "node",
       "--import",
       TSX_LOADER,
-      "src/server/main.ts",
+      "src/node/main.ts",
       "--port",
       String(port),
       "--data-dir",
@@ -111,7 +111,7 @@ export class ProcGroup {
       "--allow-net",
       "--allow-read",
       "--allow-env",
-      "src/client/cli.ts",
+      "src/cli/cli.ts",
       ...args,
     ]);
     const status = await p.done;

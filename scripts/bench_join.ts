@@ -17,7 +17,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Prng } from "../src/sim/prng.ts";
+import { Prng } from "../src/common/prng.ts";
 import { TestCluster, waitFor } from "../tests/helpers/cluster.ts";
 import { ApiClient } from "../src/api/client.ts";
 

@@ -76,7 +76,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Prng } from "../src/sim/prng.ts";
+import { Prng } from "../src/common/prng.ts";
 import { HashRing } from "../src/cluster/ring.ts";
 import { type RunAs, TestCluster, waitFor } from "../tests/helpers/cluster.ts";
 import type { ApiClient } from "../src/api/client.ts";

@@ -136,7 +136,7 @@ async function main(): Promise<number> {
   const nodePorts = [base + 1, base + 2, base + 3];
   const seed = `127.0.0.1:${nodePorts[0]}`;
   const nodes = nodePorts.map((p, i) =>
-    spawn(`node-${p}`, "src/server/main.ts", [
+    spawn(`node-${p}`, "src/node/main.ts", [
       "--port",
       String(p),
       "--data-dir",

@@ -518,7 +518,7 @@ try {
       "node",
       "--import",
       "./node_modules/tsx/dist/esm/index.mjs",
-      "src/server/main.ts",
+      "src/node/main.ts",
       "--port",
       String(n.port),
       "--host",

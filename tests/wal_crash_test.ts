@@ -11,8 +11,8 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { decodeRecord } from "../src/storage/records.ts";
-import { Wal, type WalEntry } from "../src/storage/wal.ts";
+import { decodeRecord } from "../src/common/records.ts";
+import { Wal, type WalEntry } from "../src/io/wal.ts";
 import { vectorFor } from "./helpers/wal_writer_child.ts";
 import { Rng } from "../src/testing/random.ts";
 

@@ -114,7 +114,7 @@ export async function checkReadable(u: UserIds): Promise<void> {
   const files = [
     "node_modules/tsx/dist/esm/index.mjs",
     "node_modules/@grpc/grpc-js/package.json",
-    "src/server/main.ts",
+    "src/node/main.ts",
     "src/router/main.ts",
     "proto/vector_db.proto",
     "build/kernels.wasm",

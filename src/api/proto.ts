@@ -14,7 +14,7 @@
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { fileURLToPath } from "node:url";
-import { MESSAGE_BYTES_MAX } from "./limits.ts";
+import { MESSAGE_BYTES_MAX } from "../common/limits.ts";
 
 /** Absolute path of proto/vector_db.proto. */
 export const PROTO_PATH: string = fileURLToPath(

@@ -9,7 +9,7 @@ import {
   type StatsResponse,
   vectorDbService,
 } from "./proto.ts";
-import { MESSAGE_BYTES_MAX } from "./limits.ts";
+import { MESSAGE_BYTES_MAX } from "../common/limits.ts";
 
 Deno.test("the service has exactly the documented RPCs with their message types", () => {
   assert.deepEqual(Object.keys(vectorDbService).sort(), [...METHOD_NAMES].sort());

@@ -13,9 +13,9 @@
  * @module
  */
 
+import { collectionNameProblem } from "../common/collection_name.ts";
 import {
   BATCH_POINTS_MAX,
-  COLLECTION_NAME_CHARS_MAX,
   type Consistency,
   CONSISTENCY_LEVELS,
   DEFAULT_COLLECTION,
@@ -32,7 +32,7 @@ import {
   type Metric,
   METRICS,
   VERSION_MAX,
-} from "./limits.ts";
+} from "../common/limits.ts";
 
 /** A request field breaks a rule of the API; `field` is its path, e.g. `points[3].vector[7]`. */
 export class ValidationError extends Error {
@@ -41,8 +41,6 @@ export class ValidationError extends Error {
     this.name = "ValidationError";
   }
 }
-
-const COLLECTION_NAME = /^[A-Za-z0-9_-]+$/;
 
 /** Quotes a value for an error message: strings in JSON quotes, the rest as String() does. */
 export function quote(value: unknown): string {
@@ -125,21 +123,11 @@ export function validateEf(ef: unknown, field = "ef"): number {
   return integerIn(ef, field, 0, EF_MAX, " (0 selects the server default)");
 }
 
-/** A collection name: 1 … 64 characters from [A-Za-z0-9_-]. No default. */
+/** A collection name: 1 … 64 characters from [A-Za-z0-9_-] (common/collection_name.ts). */
 export function validateCollectionName(name: unknown, field = "name"): string {
-  if (
-    typeof name !== "string" || name.length === 0 || name.length > COLLECTION_NAME_CHARS_MAX ||
-    !COLLECTION_NAME.test(name)
-  ) {
-    throw new ValidationError(
-      field,
-      name,
-      `${field} ${
-        quote(name)
-      } must be 1 to ${COLLECTION_NAME_CHARS_MAX} characters from A-Z, a-z, 0-9, "_" and "-"`,
-    );
-  }
-  return name;
+  const problem = collectionNameProblem(name, field);
+  if (problem !== null) throw new ValidationError(field, name, problem);
+  return name as string;
 }
 
 /** The `collection` field of a point request: "" or absent selects DEFAULT_COLLECTION. */

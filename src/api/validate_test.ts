@@ -16,7 +16,12 @@ import {
   validateVersion,
   ValidationError,
 } from "./validate.ts";
-import { BATCH_POINTS_MAX, DEFAULT_COLLECTION, DIMENSION_MAX, VERSION_MAX } from "./limits.ts";
+import {
+  BATCH_POINTS_MAX,
+  DEFAULT_COLLECTION,
+  DIMENSION_MAX,
+  VERSION_MAX,
+} from "../common/limits.ts";
 
 /** Asserts that `fn` throws a ValidationError on `field` with exactly `message`. */
 function rejects(fn: () => unknown, field: string, message: string): void {

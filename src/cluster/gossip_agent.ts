@@ -64,7 +64,7 @@ import {
   type Outgoing,
 } from "./membership.ts";
 import { HashRing } from "./ring.ts";
-import { Prng } from "../sim/prng.ts";
+import { Prng } from "../common/prng.ts";
 
 /** Largest gossip payload (one membership message as JSON), in UTF-8 bytes: 64 KiB. */
 export const GOSSIP_PAYLOAD_BYTES_MAX = 64 * 1024;

@@ -14,7 +14,7 @@ import {
 } from "./gossip_agent.ts";
 import type { Member, MembershipEvent } from "./membership.ts";
 import { SimClock } from "../sim/clock.ts";
-import { Prng } from "../sim/prng.ts";
+import { Prng } from "../common/prng.ts";
 
 /** An in-memory network of agents on a simulated clock; each hop takes 1 ms. */
 class FakeNet {

@@ -233,7 +233,7 @@ export interface Outgoing {
   readonly msg: MembershipMessage;
 }
 
-/** Source of randomness: a uniform integer in [0, n). `Prng` from src/sim/prng.ts fits. */
+/** Source of randomness: a uniform integer in [0, n). `Prng` from src/common/prng.ts fits. */
 export interface MembershipRandom {
   nextInt(n: number): number;
 }

@@ -10,7 +10,7 @@ import {
   type Outgoing,
   type WireUpdate,
 } from "./membership.ts";
-import { Prng } from "../sim/prng.ts";
+import { Prng } from "../common/prng.ts";
 
 // ------------------------------------------------------------------ helpers
 

@@ -22,7 +22,7 @@
  * a checksum of its content without a second pass.
  * @module
  */
-import { crc32 } from "../storage/crc32.ts";
+import { crc32 } from "./crc32.ts";
 
 if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
   throw new Error("This module needs a little-endian host; typed arrays are copied as raw bytes");

@@ -8,7 +8,7 @@ import {
   type ByteSink,
   TruncatedInputError,
 } from "./binary.ts";
-import { crc32 } from "../storage/crc32.ts";
+import { crc32 } from "./crc32.ts";
 
 function writeAll(w: BinaryWriter): void {
   w.u8(0);

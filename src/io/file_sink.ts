@@ -5,7 +5,7 @@
  * @module
  */
 import type { ByteSink } from "./binary.ts";
-import { writeFullySync } from "../storage/fs_util.ts";
+import { writeFullySync } from "./fs_util.ts";
 
 /** Thrown when a file sink would grow past its limit. */
 export class FileSinkLimitError extends Error {

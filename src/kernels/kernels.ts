@@ -21,11 +21,10 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-/** The distance a metric orders by; smaller is closer. */
-export type Metric = "l2" | "cosine" | "dot";
+import { type Metric, METRICS } from "../common/limits.ts";
 
-/** Every metric name accepted by {@link parseMetric}. */
-export const METRICS: readonly Metric[] = ["l2", "cosine", "dot"];
+/** The distance a metric orders by; smaller is closer (one definition, in common/limits.ts). */
+export { type Metric, METRICS };
 
 /**
  * Batch kernel: distances from the query at `q` to the vectors at `base + slot * stride` for the

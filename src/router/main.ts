@@ -28,7 +28,7 @@
  * ring follows the storage nodes gossip reports; each node of a `--nodes` list given as well
  * stays on the ring until gossip reports it (so the ring never shrinks while the router joins).
  * Ring member ids are node addresses either way (see server.ts). With `--join` the router also
- * moves points when its ring changes (src/router/rebalance.ts).
+ * moves points when its ring changes (src/router/rebalance/rebalancer.ts).
  *
  * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: stop accepting, finish
  * in-flight requests (up to 5 s), close hint logs, exit 0.

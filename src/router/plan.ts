@@ -28,7 +28,7 @@
  * @module
  */
 
-import { type Consistency, CONSISTENCY_LEVELS } from "../api/limits.ts";
+import { type Consistency, CONSISTENCY_LEVELS } from "../common/limits.ts";
 import type { Point, SearchResult } from "../api/proto.ts";
 import type { HashRing } from "../cluster/ring.ts";
 

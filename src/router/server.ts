@@ -78,7 +78,7 @@ import * as grpc from "@grpc/grpc-js";
 import { join } from "node:path";
 import process from "node:process";
 import { ApiClient, describeGrpcError, isServiceError } from "../api/client.ts";
-import type { Consistency } from "../api/limits.ts";
+import type { Consistency } from "../common/limits.ts";
 import {
   CHANNEL_OPTIONS,
   type CollectionInfo,
@@ -104,9 +104,9 @@ import {
 import { GossipAgent, RingFollower } from "../cluster/gossip_agent.ts";
 import { addGossipService, GrpcGossipTransport } from "../cluster/gossip_transport.ts";
 import { HashRing } from "../cluster/ring.ts";
-import { decodeRecord, type WalRecord } from "../storage/records.ts";
-import { OwnerHandoff } from "./handoff.ts";
-import { type Hint, HintLog, HintQueueFullError } from "./hint_log.ts";
+import { decodeRecord, type WalRecord } from "../common/records.ts";
+import { HintDelivery } from "./hints/delivery.ts";
+import { type Hint, HintLog, HintQueueFullError } from "./hints/hint_log.ts";
 import {
   decideBatch,
   decideWrite,
@@ -119,16 +119,16 @@ import {
   searchTargets,
   splitBatch,
 } from "./plan.ts";
-import { ringShards } from "./shards.ts";
+import { ringShards } from "../cluster/ring_shards.ts";
 import {
   JOIN_WAIT_MAX_MS,
   MissingCollectionError,
   Rebalancer,
   type TransferEntry,
   type TransferPort,
-} from "./rebalance.ts";
-import { TransferClient } from "../server/transfer_service.ts";
-import { VersionClock } from "../storage/version_clock.ts";
+} from "./rebalance/rebalancer.ts";
+import { TransferClient } from "../api/transfer.ts";
+import { VersionClock } from "../common/version.ts";
 
 /** Software version reported by Stats. */
 export const ROUTER_VERSION = "0.1.0";
@@ -247,7 +247,7 @@ interface NodeLink {
    * {@link LEAVER_TTL_MS} passes; 0 when not leaving.
    */
   leaving_since_ms: number;
-  handoff: OwnerHandoff;
+  handoff: HintDelivery;
   hints: HintLog;
   /** Writes refused because its hint queue was full. */
   refused: number;
@@ -843,7 +843,7 @@ export class Router {
       inactive_since_ms: 0,
       leaving_since_ms: 0,
       hints,
-      handoff: new OwnerHandoff(address, {
+      handoff: new HintDelivery(address, {
         retry_interval_ms: o.retry_interval_ms,
         pending: hints.pending,
       }),

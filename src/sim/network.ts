@@ -13,7 +13,7 @@
  */
 
 import { SimClock } from "./clock.ts";
-import type { Prng } from "./prng.ts";
+import type { Prng } from "../common/prng.ts";
 
 /** Invalid network configuration or use (bad probability, full in-flight queue…). */
 export class SimNetworkError extends Error {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { SimNetwork, SimNetworkError } from "./network.ts";
-import { Prng } from "./prng.ts";
+import { Prng } from "../common/prng.ts";
 
 type Msg = { n: number };
 

@@ -6,7 +6,7 @@
  *
  * | path                               | what                                           |
  * |------------------------------------|------------------------------------------------|
- * | `collections/<name>/wal/`          | WAL segments (`src/storage/wal.ts`)            |
+ * | `collections/<name>/wal/`          | WAL segments (`src/io/wal.ts`)            |
  * | `collections/<name>/snapshots/`    | snapshot files (`src/storage/snapshot.ts`)      |
  *
  * The collection's parameters are the first WAL record (CREATE_COLLECTION) and are also in
@@ -53,16 +53,17 @@
  *
  * @module
  */
+import { collectionNameProblem } from "../common/collection_name.ts";
 import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
 import { HnswIndex, validateId, validateVector } from "../index/hnsw.ts";
 import type { Hit, IdFilter } from "../index/hnsw.ts";
 import type { Metric } from "../kernels/kernels.ts";
-import { decodeRecord, encodeRecord, type WalRecord } from "./records.ts";
-import { Wal, type WalEntry, type WalStats } from "./wal.ts";
+import { decodeRecord, encodeRecord, type WalRecord } from "../common/records.ts";
+import { Wal, type WalEntry, type WalStats } from "../io/wal.ts";
 import { listSnapshots, loadNewestSnapshot, writeSnapshot } from "./snapshot.ts";
-import { isVersion, VERSION_MAX, VersionClock } from "./version_clock.ts";
+import { isVersion, VERSION_MAX, VersionClock } from "../common/version.ts";
 
 /** Parameters a collection is created with. */
 export interface CollectionConfig {
@@ -119,15 +120,10 @@ export class CollectionStateError extends Error {
   }
 }
 
-/** Collection names: letters, digits, `_` and `-`, 1 to 64 characters. */
-export const COLLECTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
-
+/** Throws when `name` breaks the collection-name rule (names become directory names). */
 export function validateCollectionName(name: string): void {
-  if (typeof name !== "string" || !COLLECTION_NAME.test(name)) {
-    throw new RangeError(
-      `collection name "${name}" must be 1 to 64 letters, digits, "_" or "-"`,
-    );
-  }
+  const problem = collectionNameProblem(name, "collection name");
+  if (problem !== null) throw new RangeError(problem);
 }
 
 /** Bytes of memory a snapshot image may take before the write is refused. */

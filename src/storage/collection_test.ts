@@ -7,10 +7,10 @@ import { CollectionExistsError, CollectionNotFoundError, NodeStore } from "./nod
 import { Rng } from "../testing/random.ts";
 import { legacyPayload } from "../testing/legacy_records.ts";
 import { HnswIndex } from "../index/hnsw.ts";
-import { crc32 } from "./crc32.ts";
-import { encodeRecord, RecordType } from "./records.ts";
+import { crc32 } from "../io/crc32.ts";
+import { encodeRecord, RecordType } from "../common/records.ts";
 import { SNAPSHOT_HEADER_BYTES, SNAPSHOT_TRAILER_BYTES, writeSnapshot } from "./snapshot.ts";
-import { Wal } from "./wal.ts";
+import { Wal } from "../io/wal.ts";
 
 const quiet = { logger: () => {} };
 

@@ -18,21 +18,21 @@
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { fsyncDir } from "./fs_util.ts";
+import { fsyncDir } from "../io/fs_util.ts";
 import {
   Collection,
   type CollectionConfig,
   type CollectionOptions,
   validateCollectionName,
 } from "./collection.ts";
-import type { Metric } from "../kernels/kernels.ts";
 
-export const DEFAULT_COLLECTION = "default";
-
-/** Defaults for a collection created implicitly or without parameters. */
-export const DEFAULT_METRIC: Metric = "l2";
-export const DEFAULT_M = 16;
-export const DEFAULT_EF_CONSTRUCTION = 200;
+// Defaults for a collection created implicitly or without parameters: one definition, in limits.
+import {
+  DEFAULT_COLLECTION,
+  DEFAULT_EF_CONSTRUCTION,
+  DEFAULT_M,
+  DEFAULT_METRIC,
+} from "../common/limits.ts";
 /** Most collections one node holds. */
 export const COLLECTIONS_MAX = 1024;
 

@@ -34,8 +34,8 @@ import * as fsp from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
 import { FileSink } from "../io/file_sink.ts";
-import { crc32 } from "./crc32.ts";
-import { fsyncDir, writeFullySync } from "./fs_util.ts";
+import { crc32 } from "../io/crc32.ts";
+import { fsyncDir, writeFileAtomic, writeFullySync } from "../io/fs_util.ts";
 
 export const SNAPSHOT_MAGIC = 0x504E5356;
 export const SNAPSHOT_END_MAGIC = 0x444E4556;
@@ -230,11 +230,9 @@ export async function writeSnapshot(
   const created = await fsp.mkdir(dir, { recursive: true });
   if (created !== undefined) await fsyncDir(dirname(created));
   const path = join(dir, snapshotName(seq));
-  const temp = `${path}.tmp-${randomBytes(6).toString("hex")}`;
-  const fd = fs.openSync(temp, "wx");
-  let closed = false;
-  let payloadBytes: number;
-  try {
+  let payloadBytes = 0;
+  await writeFileAtomic(path, async (handle, temp) => {
+    const fd = handle.fd;
     const sink = new FileSink(fd, temp, {
       position: SNAPSHOT_HEADER_BYTES,
       bytes_max: payloadMax,
@@ -255,21 +253,13 @@ export async function writeSnapshot(
     tv.setUint32(4, SNAPSHOT_END_MAGIC, true);
     writeFullySync(fd, temp, trailer, SNAPSHOT_HEADER_BYTES + payloadBytes);
     writeFullySync(fd, temp, header, 0);
-    fs.fsyncSync(fd);
-    closed = true;
-    fs.closeSync(fd);
-    const size = fs.statSync(temp).size;
+    // Assertion on our own side of the durable write: the file is exactly what we meant.
+    const size = fs.fstatSync(fd).size;
     const expected = SNAPSHOT_HEADER_BYTES + payloadBytes + SNAPSHOT_TRAILER_BYTES;
     if (size !== expected) {
       throw new Error(`Snapshot temporary file ${temp} is ${size} bytes, expected ${expected}`);
     }
-    await fsp.rename(temp, path);
-  } catch (e) {
-    if (!closed) fs.closeSync(fd);
-    await fsp.rm(temp, { force: true });
-    throw e;
-  }
-  await fsyncDir(dir);
+  }, { temp_suffix: `.tmp-${randomBytes(6).toString("hex")}` });
 
   const deleted: string[] = [];
   for (const old of (await listSnapshots(dir)).slice(keep)) {

@@ -13,7 +13,7 @@ import {
   snapshotName,
   writeSnapshot,
 } from "./snapshot.ts";
-import { crc32 } from "./crc32.ts";
+import { crc32 } from "../io/crc32.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "snapshot_test_" });

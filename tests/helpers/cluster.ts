@@ -23,7 +23,7 @@
 import { ApiClient } from "../../src/api/client.ts";
 
 /** Repository root (processes run there so that `--import tsx` resolves). */
-export const REPO_ROOT: string = new URL("../../", import.meta.url).pathname;
+export const REPO_ROOT: string = new URL("../..", import.meta.url).pathname;
 
 const READY_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 5_000;
@@ -262,7 +262,7 @@ export class TestCluster {
       "node",
       "--import",
       "tsx",
-      "src/server/main.ts",
+      "src/node/main.ts",
       "--port",
       String(port),
       "--data-dir",
@@ -408,7 +408,7 @@ export async function runCli(
   args: string[],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-read", "--allow-env", "src/client/cli.ts", ...args],
+    args: ["run", "--allow-net", "--allow-read", "--allow-env", "src/cli/cli.ts", ...args],
     cwd: REPO_ROOT,
     stdin: "null",
     stdout: "piped",

@@ -34,7 +34,7 @@ export class GossipCluster {
 
   async start(i: number): Promise<void> {
     const args = [
-      "src/server/main.ts",
+      "src/node/main.ts",
       "--port",
       `${this.ports[i]}`,
       "--data-dir",

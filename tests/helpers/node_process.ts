@@ -1,5 +1,5 @@
 /**
- * A storage node (`src/server/main.ts`) as a child process, for multi-process tests and scripts.
+ * A storage node (`src/node/main.ts`) as a child process, for multi-process tests and scripts.
  *
  * ```ts
  * const node = await NodeProcess.start({ args: ["--snapshot-every-ops", "1000"] });
@@ -35,9 +35,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** Repository root (the server is started from there, as `deno task server` does). */
-export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
+export const REPO_ROOT: string = fileURLToPath(new URL("../..", import.meta.url));
 /** The server entry point, relative to {@link REPO_ROOT}. */
-export const SERVER_ENTRY = "src/server/main.ts";
+export const SERVER_ENTRY = "src/node/main.ts";
 /** Most bytes of stderr kept per process start. */
 export const STDERR_BYTES_MAX = 256 * 1024;
 

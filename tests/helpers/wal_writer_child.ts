@@ -8,8 +8,8 @@
  *   --dir DIR --id-base N [--clients 16] [--segment-bytes 262144]
  */
 import { parseArgs } from "node:util";
-import { encodeRecord } from "../../src/storage/records.ts";
-import { Wal } from "../../src/storage/wal.ts";
+import { encodeRecord } from "../../src/common/records.ts";
+import { Wal } from "../../src/io/wal.ts";
 
 /** The vector stored with `id`; the parent recomputes it to check record contents. */
 export function vectorFor(id: number): Float32Array {

@@ -13,7 +13,7 @@ import {
 } from "../../src/cluster/membership.ts";
 import { SimClock, type TimerId } from "../../src/sim/clock.ts";
 import { SimNetwork } from "../../src/sim/network.ts";
-import { Prng } from "../../src/sim/prng.ts";
+import { Prng } from "../../src/common/prng.ts";
 
 export interface SimClusterOptions {
   seed: number;

@@ -1,6 +1,6 @@
 /**
- * Seeded simulations of rebalancing: the router's real driver (src/router/rebalance.ts, with
- * its pure decisions in src/cluster/rebalance_plan.ts) runs over simulated storage nodes that
+ * Seeded simulations of rebalancing: the router's real driver (src/router/rebalance/rebalancer.ts, with
+ * its pure decisions in src/router/rebalance/plan.ts) runs over simulated storage nodes that
  * apply entries last-writer-wins by version with tombstones, as src/storage/collection.ts does.
  * Nodes sit on a simulated disk: a change is durable only once synced (a node syncs before it
  * answers, as its WAL does), and a crash loses what was not; some crashes restart at once,
@@ -25,7 +25,7 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { HashRing } from "../../src/cluster/ring.ts";
-import { Prng } from "../../src/sim/prng.ts";
+import { Prng } from "../../src/common/prng.ts";
 import {
   MissingCollectionError,
   Rebalancer,
@@ -33,7 +33,7 @@ import {
   type ScanPage,
   type TransferEntry,
   type TransferPort,
-} from "../../src/router/rebalance.ts";
+} from "../../src/router/rebalance/rebalancer.ts";
 
 const C = "c";
 const IDS = 120;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { HashRing } from "../cluster/ring.ts";
-import { ringShards } from "./shards.ts";
+import { HashRing } from "./ring.ts";
+import { ringShards } from "./ring_shards.ts";
 
 /** Owner sets seen by sampling point ids through ring.owners(). */
 function sampledShards(ring: HashRing, rf: number, samples: number): Set<string> {

@@ -1,7 +1,7 @@
 /**
  * Rebalancing decisions, as pure functions of rings: where an entry found on a node must be
  * copied, whether that node may forget it afterwards, and which nodes a read must ask while a
- * move is unsettled. No IO, no clock; the router's driver (src/router/rebalance.ts) scans the
+ * move is unsettled. No IO, no clock; the router's driver (src/router/rebalance/rebalancer.ts) scans the
  * nodes and performs what this decides, and tests/sim/rebalance_sim_test.ts drives the driver
  * itself over simulated nodes.
  *
@@ -22,8 +22,8 @@
  *
  * @example
  * ```ts
- * import { HashRing } from "./ring.ts";
- * import { readSet, routeEntry } from "./rebalance_plan.ts";
+ * import { HashRing } from "../../cluster/ring.ts";
+ * import { readSet, routeEntry } from "./plan.ts";
  *
  * const before = new HashRing({ members: ["a:1", "b:1", "c:1"] });
  * const after = new HashRing({ members: ["a:1", "b:1", "c:1", "d:1"] });
@@ -34,7 +34,7 @@
  * @module
  */
 
-import type { HashRing } from "./ring.ts";
+import type { HashRing } from "../../cluster/ring.ts";
 
 /** What to do with one entry found on one node. */
 export interface EntryRoute {

@@ -39,12 +39,12 @@ import { validateCollectionName } from "../api/validate.ts";
 import {
   CollectionExistsError,
   CollectionNotFoundError,
-  DEFAULT_COLLECTION,
   type NodeStore,
   TooManyCollectionsError,
 } from "../storage/node_store.ts";
-import { WalQueueFullError } from "../storage/wal.ts";
-import { VersionOverflowError } from "../storage/version_clock.ts";
+import { WalQueueFullError } from "../io/wal.ts";
+import { DEFAULT_COLLECTION } from "../common/limits.ts";
+import { VersionOverflowError } from "../common/version.ts";
 import { CapacityError } from "../index/vector_store.ts";
 import { BufferLimitError } from "../io/binary.ts";
 import type { Collection } from "../storage/collection.ts";

@@ -25,7 +25,7 @@ import { Buffer } from "node:buffer";
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import type { Point } from "../api/proto.ts";
-import { BATCH_POINTS_MAX, DIMENSION_MAX, ID_MAX } from "../api/limits.ts";
+import { BATCH_POINTS_MAX, DIMENSION_MAX, ID_MAX } from "../common/limits.ts";
 import { validateId, validateVector, ValidationError } from "../api/validate.ts";
 
 /** A point file is malformed or unreadable; the message names the file and the place. */

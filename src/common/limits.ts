@@ -28,7 +28,7 @@ export const MESSAGE_BYTES_MAX = 64 * 1024 * 1024;
  * Largest write version (`version` fields, see "Versions" in proto/vector_db.proto): 2^53 - 1.
  * 0 in a request means "stamp it for me".
  */
-export { VERSION_MAX } from "../storage/version_clock.ts";
+export { VERSION_MAX } from "./version.ts";
 
 /** Largest point id: ids are uint32. */
 export const ID_MAX = 0xffff_ffff;

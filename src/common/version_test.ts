@@ -5,7 +5,7 @@ import {
   VERSION_MAX,
   VersionClock,
   VersionOverflowError,
-} from "./version_clock.ts";
+} from "./version.ts";
 import { Rng } from "../testing/random.ts";
 
 Deno.test("version clock: stamps are wall time x 1024, strictly increasing", () => {

@@ -2,12 +2,8 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { NodeStore } from "../storage/node_store.ts";
 import { nodeHandlers } from "./service.ts";
-import {
-  decodeScanResponse,
-  SCAN_LIMIT_MAX,
-  transferHandlers,
-  transferService,
-} from "./transfer_service.ts";
+import { decodeScanResponse, SCAN_LIMIT_MAX, transferService } from "../api/transfer.ts";
+import { transferHandlers } from "./transfer_service.ts";
 
 type Handler = (call: { request: unknown }, cb: (e: unknown, r?: unknown) => void) => void;
 

@@ -21,12 +21,12 @@
  * The node is a gossip member (role "node"; src/cluster/gossip_agent.ts) from the start, on the
  * same gRPC port (service `vectordb.internal.Gossip`); without `--join` it is a cluster of one
  * until others join through it. `Members` answers with its gossip view. The same port serves
- * `vectordb.internal.Transfer` (src/server/transfer_service.ts), through which the router
+ * `vectordb.internal.Transfer` (src/node/transfer_service.ts), through which the router
  * moves entries (points and tombstones, last writer wins by version) when the ring changes.
  *
  * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: leave the cluster
  * (others see it `left`; up to 1 s); then, when a router is among the live members, hand off
- * (src/server/handoff_wait.ts): keep serving the router's Transfer calls while it copies every
+ * (src/node/drain_wait.ts): keep serving the router's Transfer calls while it copies every
  * entry of this node to the entry's owners and forgets it here, until nothing is left, no call
  * came for 30 s, or `--handoff-timeout-s` passed; then stop accepting, finish in-flight requests
  * (up to 5 s), snapshot every collection, close the logs, exit 0. A node that left this way and
@@ -44,7 +44,7 @@ import { addGossipService, GrpcGossipTransport } from "../cluster/gossip_transpo
 import { NodeStore } from "../storage/node_store.ts";
 import { nodeHandlers } from "./service.ts";
 import { addTransferService } from "./transfer_service.ts";
-import { HANDOFF_IDLE_MS, waitForHandOff } from "./handoff_wait.ts";
+import { DRAIN_IDLE_MS, waitForDrain } from "./drain_wait.ts";
 
 function positiveInt(name: string, v: string): number {
   const x = Number(v);
@@ -178,13 +178,13 @@ export async function main(argv: string[]): Promise<void> {
         `handing off ${entries()} entries: waiting for ${routers.map((r) => r.id).join(", ")} ` +
           `to copy them to their owners (up to ${handoffTimeoutS} s)`,
       );
-      const r = await waitForHandOff({
+      const r = await waitForDrain({
         entries,
         last_transfer_ms: () => state.transfer_last_ms,
         now_ms: () => Date.now(),
         sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
         timeout_ms: handoffTimeoutS * 1000,
-        idle_ms: HANDOFF_IDLE_MS,
+        idle_ms: DRAIN_IDLE_MS,
       });
       log(
         r.outcome === "done"
@@ -219,7 +219,7 @@ export async function main(argv: string[]): Promise<void> {
 
 // Run when executed directly (tsx/node or deno), not when imported by tests.
 const invoked = process.argv[1] ?? "";
-if (invoked.endsWith("src/server/main.ts")) {
+if (invoked.endsWith("src/node/main.ts")) {
   main(process.argv.slice(2)).catch((e) => {
     console.error(`server: ${(e as Error).message}`);
     process.exit(1);

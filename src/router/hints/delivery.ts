@@ -1,6 +1,6 @@
 /**
  * Hinted-handoff state of one storage node as the router sees it: a pure state machine (no IO,
- * no clock) driven by {@link OwnerHandoff.tick} and {@link OwnerHandoff.receive}; the router's
+ * no clock) driven by {@link HintDelivery.tick} and {@link HintDelivery.receive}; the router's
  * server performs the replays and probes it asks for and reports back.
  *
  * State: `pending` (hints durably queued for the node and not yet removed from its hint log),
@@ -29,11 +29,11 @@
 /** Default pause between attempts to reach a node believed down. */
 export const DEFAULT_RETRY_INTERVAL_MS = 500;
 
-/** What {@link OwnerHandoff.tick} asks the driver to do. */
-export type HandoffAction = "none" | "replay" | "probe";
+/** What {@link HintDelivery.tick} asks the driver to do. */
+export type DeliveryAction = "none" | "replay" | "probe";
 
 /** Events the driver reports. */
-export type HandoffEvent =
+export type DeliveryEvent =
   /** `count` hints were appended durably to the node's hint log. */
   | { type: "enqueued"; count: number }
   /** `count` hints were removed from the log (delivered or discarded, durably recorded). */
@@ -46,15 +46,15 @@ export type HandoffEvent =
   | { type: "direct_result"; ok: boolean };
 
 /** Thrown when an event contradicts the state (a driver bug). */
-export class HandoffStateError extends Error {
+export class DeliveryStateError extends Error {
   constructor(message: string) {
     super(message);
-    this.name = "HandoffStateError";
+    this.name = "DeliveryStateError";
   }
 }
 
-/** Options of {@link OwnerHandoff}. */
-export interface OwnerHandoffOptions {
+/** Options of {@link HintDelivery}. */
+export interface HintDeliveryOptions {
   /** Pause between attempts to reach a node believed down; default 500 ms. */
   retry_interval_ms?: number;
   /** Hints already in the node's log when the router starts. */
@@ -62,7 +62,7 @@ export interface OwnerHandoffOptions {
 }
 
 /** Handoff state of one node. */
-export class OwnerHandoff {
+export class HintDelivery {
   readonly node: string;
   readonly retry_interval_ms: number;
   #pending: number;
@@ -70,7 +70,7 @@ export class OwnerHandoff {
   #busy = false;
   #next_attempt_ms = 0;
 
-  constructor(node: string, options: OwnerHandoffOptions = {}) {
+  constructor(node: string, options: HintDeliveryOptions = {}) {
     const retry = options.retry_interval_ms ?? DEFAULT_RETRY_INTERVAL_MS;
     if (!Number.isFinite(retry) || retry <= 0) {
       throw new RangeError(`Retry interval ${retry} ms must be a positive number`);
@@ -110,7 +110,7 @@ export class OwnerHandoff {
   }
 
   /** Decides what to do now; a "replay" or "probe" marks the state busy until reported. */
-  tick(now_ms: number): HandoffAction {
+  tick(now_ms: number): DeliveryAction {
     if (this.#busy) return "none";
     const due = now_ms >= this.#next_attempt_ms;
     if (this.#pending > 0 && (this.#reachable || due)) {
@@ -125,7 +125,7 @@ export class OwnerHandoff {
   }
 
   /** Applies an event the driver observed at `now_ms`. */
-  receive(event: HandoffEvent, now_ms: number): void {
+  receive(event: DeliveryEvent, now_ms: number): void {
     switch (event.type) {
       case "enqueued":
         this.#checkCount(event.count);
@@ -134,7 +134,7 @@ export class OwnerHandoff {
       case "removed":
         this.#checkCount(event.count);
         if (event.count > this.#pending) {
-          throw new HandoffStateError(
+          throw new DeliveryStateError(
             `Node ${this.node}: ${event.count} hints removed but only ${this.#pending} pending`,
           );
         }
@@ -143,7 +143,7 @@ export class OwnerHandoff {
       case "replay_stopped":
       case "probe_result":
         if (!this.#busy) {
-          throw new HandoffStateError(`Node ${this.node}: ${event.type} with nothing in flight`);
+          throw new DeliveryStateError(`Node ${this.node}: ${event.type} with nothing in flight`);
         }
         this.#busy = false;
         this.#mark(event.ok, now_ms);
@@ -152,7 +152,7 @@ export class OwnerHandoff {
         this.#mark(event.ok, now_ms);
         return;
       default:
-        throw new HandoffStateError(
+        throw new DeliveryStateError(
           `Node ${this.node}: unknown event ${JSON.stringify((event as { type: unknown }).type)}`,
         );
     }
@@ -169,7 +169,7 @@ export class OwnerHandoff {
 
   #checkCount(count: number): void {
     if (!Number.isInteger(count) || count < 0) {
-      throw new HandoffStateError(`Node ${this.node}: hint count ${count} is not a count`);
+      throw new DeliveryStateError(`Node ${this.node}: hint count ${count} is not a count`);
     }
   }
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { readSet, routeEntry } from "./rebalance_plan.ts";
-import { HashRing } from "./ring.ts";
+import { readSet, routeEntry } from "./plan.ts";
+import { HashRing } from "../../cluster/ring.ts";
 
 const ring = (members: string[]) => new HashRing({ members, vnodes_per_member: 64 });
 const IDS = Array.from({ length: 4000 }, (_, i) => i * 7919 + 3);

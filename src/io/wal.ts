@@ -43,9 +43,9 @@ import * as fs from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import * as fsp from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
+import { BinaryReader, BinaryWriter, BufferSink } from "./binary.ts";
 import { crc32 } from "./crc32.ts";
-import { fsyncDir, writeFully } from "./fs_util.ts";
+import { fsyncDir, writeFileAtomic, writeFully } from "./fs_util.ts";
 
 export const SEGMENT_MAGIC = 0x4C415756;
 export const SEGMENT_VERSION = 1;
@@ -728,15 +728,9 @@ async function createSegment(dir: string, firstSeq: number): Promise<WalSegment>
   if (fs.existsSync(path)) {
     throw new WalSequenceError(`WAL segment ${path} already exists; refusing to overwrite it`);
   }
-  const temp = `${path}.tmp`;
-  const handle = await fsp.open(temp, "w");
-  try {
-    await writeFully(handle, temp, encodeSegmentHeader(firstSeq), 0);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await fsp.rename(temp, path);
-  await fsyncDir(dir);
+  await writeFileAtomic(
+    path,
+    (handle, temp) => writeFully(handle, temp, encodeSegmentHeader(firstSeq), 0),
+  );
   return { path, first_seq: firstSeq };
 }

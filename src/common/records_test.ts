@@ -9,7 +9,7 @@ import {
   recordTypeName,
   type WalRecord,
 } from "./records.ts";
-import { VERSION_MAX } from "./version_clock.ts";
+import { VERSION_MAX } from "./version.ts";
 
 const samples: WalRecord[] = [
   { kind: "put", collection: "", id: 7, vector: new Float32Array([1, -2.5, 3]), version: 5 },

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { waitForHandOff } from "./handoff_wait.ts";
+import { waitForDrain } from "./drain_wait.ts";
 
 /** A fake clock that advances by each sleep. */
 function clock() {
@@ -10,7 +10,7 @@ function clock() {
 Deno.test("hand-off: done once the router forgot every entry", async () => {
   const c = clock();
   let held = 5;
-  const r = await waitForHandOff({
+  const r = await waitForDrain({
     ...c,
     entries: () => held,
     last_transfer_ms: () => {
@@ -27,7 +27,7 @@ Deno.test("hand-off: done once the router forgot every entry", async () => {
 
 Deno.test("hand-off: idle when no router reads the node, timeout when it never finishes", async () => {
   const c1 = clock();
-  const idle = await waitForHandOff({
+  const idle = await waitForDrain({
     ...c1,
     entries: () => 7,
     last_transfer_ms: () => 0,
@@ -37,7 +37,7 @@ Deno.test("hand-off: idle when no router reads the node, timeout when it never f
   assert.deepEqual([idle.outcome, idle.entries], ["idle", 7]);
   assert.ok(idle.waited_ms >= 2_000 && idle.waited_ms < 3_000, `${idle.waited_ms}`);
   const c2 = clock();
-  const slow = await waitForHandOff({
+  const slow = await waitForDrain({
     ...c2,
     entries: () => 7,
     last_transfer_ms: () => c2.now_ms(), // busy, but never done
@@ -50,7 +50,7 @@ Deno.test("hand-off: idle when no router reads the node, timeout when it never f
 
 Deno.test("hand-off: an empty node is done at once; bad limits are refused", async () => {
   const c = clock();
-  const r = await waitForHandOff({
+  const r = await waitForDrain({
     ...c,
     entries: () => 0,
     last_transfer_ms: () => 0,
@@ -60,7 +60,7 @@ Deno.test("hand-off: an empty node is done at once; bad limits are refused", asy
   assert.deepEqual(r, { outcome: "done", entries: 0, waited_ms: 0 });
   await assert.rejects(
     () =>
-      waitForHandOff({
+      waitForDrain({
         ...c,
         entries: () => 1,
         last_transfer_ms: () => 0,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { decodeRecord, type WalRecord } from "../storage/records.ts";
+import { decodeRecord, type WalRecord } from "../../common/records.ts";
 import {
   decodeDelivered,
   encodeDelivered,

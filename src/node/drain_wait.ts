@@ -1,21 +1,21 @@
 /**
  * The storage node's hand-off on a deliberate shutdown: after it left the cluster (gossip
  * `left`), the router scans it as a source and copies every entry it holds to the entry's
- * owners, then forgets them on this node (`Prune`, src/router/rebalance.ts). The node waits for
+ * owners, then forgets them on this node (`Prune`, src/router/rebalance/rebalancer.ts). The node waits for
  * that before it exits, so its data is placed elsewhere first (with RF 1 its points would
  * otherwise be unavailable until it returned).
  *
- * {@link waitForHandOff} decides when to stop waiting: when the node holds no entries any more
+ * {@link waitForDrain} decides when to stop waiting: when the node holds no entries any more
  * (`"done"`), when no Transfer call arrived for `idle_ms` (`"idle"`: no router is reading it,
  * e.g. it was stopped too), or at `timeout_ms` (`"timeout"`). Time and sleeping are passed in,
  * so tests drive it without real timers.
  *
  * @example
  * ```ts
- * import { waitForHandOff } from "./handoff_wait.ts";
+ * import { waitForDrain } from "./drain_wait.ts";
  *
  * let held = 3;
- * const outcome = await waitForHandOff({
+ * const outcome = await waitForDrain({
  *   entries: () => held--, // a router forgets one entry per poll
  *   last_transfer_ms: () => 0,
  *   now_ms: () => 0,
@@ -29,14 +29,14 @@
  */
 
 /** Default longest wait for a hand-off. */
-export const HANDOFF_TIMEOUT_MS = 120_000;
+export const DRAIN_TIMEOUT_MS = 120_000;
 /** Default: stop waiting after this long without a Transfer call. */
-export const HANDOFF_IDLE_MS = 30_000;
+export const DRAIN_IDLE_MS = 30_000;
 /** Pause between two checks. */
-export const HANDOFF_POLL_MS = 200;
+export const DRAIN_POLL_MS = 200;
 
-/** Inputs of {@link waitForHandOff}. */
-export interface HandOffWait {
+/** Inputs of {@link waitForDrain}. */
+export interface DrainWait {
   /** Entries (live points and tombstones) the node still holds. */
   entries: () => number;
   /** When the last Transfer call arrived (ms, the same clock as `now_ms`); 0 if none. */
@@ -48,8 +48,8 @@ export interface HandOffWait {
 }
 
 /** Waits for the hand-off (see the module comment); resolves with why it stopped. */
-export async function waitForHandOff(
-  w: HandOffWait,
+export async function waitForDrain(
+  w: DrainWait,
 ): Promise<{ outcome: "done" | "idle" | "timeout"; entries: number; waited_ms: number }> {
   if (!(w.timeout_ms > 0) || !(w.idle_ms > 0)) {
     throw new RangeError(
@@ -66,6 +66,6 @@ export async function waitForHandOff(
     if (now - Math.max(start, w.last_transfer_ms()) >= w.idle_ms) {
       return { outcome: "idle", entries, waited_ms };
     }
-    await w.sleep(HANDOFF_POLL_MS);
+    await w.sleep(DRAIN_POLL_MS);
   }
 }

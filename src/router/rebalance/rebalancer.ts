@@ -7,7 +7,7 @@
  * write carries a version, and nodes apply puts, deletes, hints and copies last-writer-wins with
  * durable tombstones. A copy can therefore be sent at any time, any number of times, from any
  * holder; it never overwrites a newer value or brings back a deleted point. The decisions are
- * pure functions in src/cluster/rebalance_plan.ts.
+ * pure functions in src/router/rebalance/plan.ts.
  *
  * A run (from the settled ring, the last whose placement is complete, to the ring in use):
  *
@@ -36,7 +36,7 @@
  * a node that **left** on purpose (SIGTERM or `client drain`) hands off: it keeps serving
  * Transfer calls, the router keeps its channel open and scans it first in each run as a source
  * only ({@link RebalanceHost.sources}), and once the run settled its entries are on their owners
- * and forgotten there, so the node exits (src/server/handoff_wait.ts). Forgetting needs an owner
+ * and forgotten there, so the node exits (src/node/drain_wait.ts). Forgetting needs an owner
  * that took the copy: nothing is pruned from a ring with fewer nodes than RF. While a move is unsettled the router keeps joining nodes off the ring for
  * up to {@link JOIN_WAIT_MAX_MS} (src/router/server.ts), so rings pile up mostly through
  * failures.
@@ -51,8 +51,8 @@
  * @module
  */
 
-import type { HashRing } from "../cluster/ring.ts";
-import { readSet, routeEntry } from "../cluster/rebalance_plan.ts";
+import type { HashRing } from "../../cluster/ring.ts";
+import { readSet, routeEntry } from "./plan.ts";
 
 /** Entries per Scan page (and so at most per CopyBatch). */
 export const PAGE_POINTS = 512;
@@ -102,7 +102,7 @@ export class MissingCollectionError extends Error {
 }
 
 /**
- * What the rebalancer needs of one node: the node side of src/server/transfer_service.ts.
+ * What the rebalancer needs of one node: the node side of src/node/transfer_service.ts.
  * Each method throws {@link MissingCollectionError} when the node lacks the collection.
  */
 export interface TransferPort {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { HandoffStateError, OwnerHandoff } from "./handoff.ts";
+import { DeliveryStateError, HintDelivery } from "./delivery.ts";
 
 Deno.test("writes go direct until a hint is queued, then behind the hints until removed", () => {
-  const h = new OwnerHandoff("n1");
+  const h = new HintDelivery("n1");
   assert.equal(h.route(), "direct");
   h.receive({ type: "direct_result", ok: false }, 1000);
   assert.equal(h.reachable, false);
@@ -13,12 +13,12 @@ Deno.test("writes go direct until a hint is queued, then behind the hints until 
   assert.equal(h.pending, 3);
   h.receive({ type: "removed", count: 3 }, 1002);
   assert.equal(h.route(), "direct");
-  assert.throws(() => h.receive({ type: "removed", count: 1 }, 1003), HandoffStateError);
-  assert.throws(() => h.receive({ type: "enqueued", count: -1 }, 1003), HandoffStateError);
+  assert.throws(() => h.receive({ type: "removed", count: 1 }, 1003), DeliveryStateError);
+  assert.throws(() => h.receive({ type: "enqueued", count: -1 }, 1003), DeliveryStateError);
 });
 
 Deno.test("a down node is retried every interval; a reachable one is replayed at once", () => {
-  const h = new OwnerHandoff("n1", { retry_interval_ms: 500, pending: 2 });
+  const h = new HintDelivery("n1", { retry_interval_ms: 500, pending: 2 });
   assert.equal(h.tick(0), "replay", "hints loaded at start are replayed at once");
   assert.equal(h.tick(1), "none", "one replay at a time");
   h.receive({ type: "replay_stopped", ok: false }, 10);
@@ -37,7 +37,7 @@ Deno.test("a down node is retried every interval; a reachable one is replayed at
 });
 
 Deno.test("a down node with no hints is probed each interval until it answers", () => {
-  const h = new OwnerHandoff("n1", { retry_interval_ms: 200 });
+  const h = new HintDelivery("n1", { retry_interval_ms: 200 });
   h.receive({ type: "direct_result", ok: false }, 0);
   assert.equal(h.tick(199), "none");
   assert.equal(h.tick(200), "probe");
@@ -51,11 +51,11 @@ Deno.test("a down node with no hints is probed each interval until it answers", 
 });
 
 Deno.test("handoff rejects reports with nothing in flight and bad options", () => {
-  const h = new OwnerHandoff("n1");
+  const h = new HintDelivery("n1");
   assert.throws(
     () => h.receive({ type: "replay_stopped", ok: true }, 0),
     /Node n1: replay_stopped with nothing in flight/,
   );
-  assert.throws(() => new OwnerHandoff("n", { retry_interval_ms: 0 }), /Retry interval 0 ms/);
-  assert.throws(() => new OwnerHandoff("n", { pending: 1.5 }), /Pending hint count 1.5/);
+  assert.throws(() => new HintDelivery("n", { retry_interval_ms: 0 }), /Retry interval 0 ms/);
+  assert.throws(() => new HintDelivery("n", { pending: 1.5 }), /Pending hint count 1.5/);
 });

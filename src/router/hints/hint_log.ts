@@ -6,10 +6,10 @@
  *
  * | path        | what                                                                   |
  * | ----------- | ---------------------------------------------------------------------- |
- * | `wal/`      | a write-ahead log (`src/storage/wal.ts`) of hint records                 |
+ * | `wal/`      | a write-ahead log (`src/io/wal.ts`) of hint records                 |
  * | `delivered` | the delivered watermark: every hint with seq ≤ it reached the node      |
  *
- * Hint records are WAL records of `src/storage/records.ts` (put, delete, put_batch,
+ * Hint records are WAL records of `src/common/records.ts` (put, delete, put_batch,
  * create_collection, drop_collection) whose `collection` field names the collection.
  *
  * The `delivered` file (20 bytes, little-endian), replaced atomically (temporary name, fsync,
@@ -41,11 +41,11 @@
 
 import * as fsp from "node:fs/promises";
 import { join } from "node:path";
-import { BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
-import { crc32 } from "../storage/crc32.ts";
-import { fsyncDir, writeFully } from "../storage/fs_util.ts";
-import { encodeRecord, type WalRecord } from "../storage/records.ts";
-import { Wal } from "../storage/wal.ts";
+import { BinaryReader, BinaryWriter, BufferSink } from "../../io/binary.ts";
+import { crc32 } from "../../io/crc32.ts";
+import { writeFileAtomic, writeFully } from "../../io/fs_util.ts";
+import { encodeRecord, type WalRecord } from "../../common/records.ts";
+import { Wal } from "../../io/wal.ts";
 
 export const DELIVERED_MAGIC = 0x544E4948;
 export const DELIVERED_VERSION = 1;
@@ -363,16 +363,10 @@ export class HintLog {
 
   async #writeDelivered(seq: number): Promise<void> {
     const path = join(this.dir, "delivered");
-    const temp = `${path}.tmp`;
-    const handle = await fsp.open(temp, "w");
-    try {
-      await writeFully(handle, temp, encodeDelivered(seq), 0);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fsp.rename(temp, path);
-    await fsyncDir(this.dir);
+    await writeFileAtomic(
+      path,
+      (handle, temp) => writeFully(handle, temp, encodeDelivered(seq), 0),
+    );
   }
 
   #drop(entry: Entry): void {

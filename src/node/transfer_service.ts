@@ -1,6 +1,6 @@
 /**
  * The storage node's side of rebalancing and anti-entropy: the `vectordb.internal.Transfer`
- * service (proto/internal.proto). The router drives it (src/router/rebalance.ts).
+ * service (proto/internal.proto). The router drives it (src/router/rebalance/rebalancer.ts).
  *
  * **Last writer wins.** Every entry a node holds carries the version of the write that made it
  * (see "Versions" in proto/vector_db.proto and src/storage/collection.ts): a live point the
@@ -22,18 +22,24 @@
  * when its page is built. Pages hold at most {@link SCAN_LIMIT_MAX} entries and about
  * {@link SCAN_PAGE_BYTES_MAX} of vector data.
  *
- * **Versions on the wire** are uint64 fields, which the loader (`longs: String`) decodes as
- * decimal strings. Requests may carry strings or numbers ({@link Uint64}); {@link TransferClient}
- * decodes the versions of Scan replies to numbers, so {@link ScanResponse} has `number`s.
+ * The wire types and the client live in src/api/transfer.ts.
  *
  * @module
  */
 
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
-import { fileURLToPath } from "node:url";
-import { CHANNEL_OPTIONS, type Uint64 } from "../api/proto.ts";
-import { VERSION_MAX } from "../api/limits.ts";
+import {
+  type CopyBatchRequest,
+  type CopyBatchResponse,
+  type PruneRequest,
+  type PruneResponse,
+  SCAN_LIMIT_MAX,
+  type ScanRequest,
+  type ScanResponse,
+  type TransferPoint,
+  transferService,
+} from "../api/transfer.ts";
+import { VERSION_MAX } from "../common/limits.ts";
 import {
   resolveCollection,
   validateId,
@@ -45,168 +51,10 @@ import type { Collection, CopyEntry } from "../storage/collection.ts";
 import type { NodeStore } from "../storage/node_store.ts";
 import { toStatus } from "./service.ts";
 
-export type { Uint64 };
-
-/** Most entries in one Scan page, CopyBatch or Prune. */
-export const SCAN_LIMIT_MAX = 4096;
 /** A Scan page stops once its vectors hold this many bytes. */
 export const SCAN_PAGE_BYTES_MAX = 4 * 2 ** 20;
 /** A cached id snapshot older than this is rebuilt even mid-scan. */
 export const SCAN_SNAPSHOT_TTL_MS = 10 * 60_000;
-
-// ------------------------------------------------------------------------------ protocol
-
-/** One entry as Scan returns it (through {@link TransferClient}: `version` a number). */
-export interface TransferPoint {
-  id: number;
-  /** The stored vector (normalised for cosine); empty for a tombstone. */
-  vector: number[];
-  /** 1 .. VERSION_MAX; 0 only for entries written before versions existed. */
-  version: number;
-  /** True for a tombstone (the id's last write was a delete). */
-  deleted: boolean;
-}
-
-/** One entry of a CopyBatch request. */
-export interface CopyPoint {
-  id: number;
-  /** The collection's dimension for a live entry; empty (or absent) for a tombstone. */
-  vector?: number[];
-  /** 1 .. VERSION_MAX, a number or a decimal string. */
-  version: Uint64;
-  deleted?: boolean;
-}
-
-export interface ScanRequest {
-  collection: string;
-  after_id: number;
-  from_start: boolean;
-  limit: number;
-}
-export interface ScanResponse {
-  points: TransferPoint[];
-  next_after_id: number;
-  done: boolean;
-  dimension: number;
-}
-export interface CopyBatchRequest {
-  collection: string;
-  /** 1 .. 4,096 entries. */
-  points: CopyPoint[];
-}
-export interface CopyBatchResponse {
-  /** Entries whose version was above the node's (written). */
-  applied: number;
-  /** Entries the node already held at the same or a newer version. */
-  skipped: number;
-}
-export interface PruneRequest {
-  collection: string;
-  /** 1 .. 4,096 ids. */
-  ids: number[];
-  /** The version scanned for each id (same length as `ids`): numbers or decimal strings. */
-  versions: Uint64[];
-}
-export interface PruneResponse {
-  /** Entries forgotten. */
-  deleted: number;
-  /** Ids absent, or held at a newer version. */
-  skipped: number;
-}
-
-/** The RPCs of `vectordb.internal.Transfer` with their request and response types. */
-export interface TransferMethods {
-  Scan: { request: ScanRequest; response: ScanResponse };
-  CopyBatch: { request: CopyBatchRequest; response: CopyBatchResponse };
-  Prune: { request: PruneRequest; response: PruneResponse };
-}
-
-const packageDefinition = protoLoader.loadSync(
-  fileURLToPath(new URL("../../proto/internal.proto", import.meta.url)),
-  { keepCase: true, longs: String, enums: String, defaults: true, arrays: true },
-);
-
-type Callback = (error: grpc.ServiceError | null, response?: unknown) => void;
-
-/** A grpc-js client of `vectordb.internal.Transfer`. */
-export type TransferGrpcClient =
-  & grpc.Client
-  & {
-    [K in keyof TransferMethods]: (
-      request: TransferMethods[K]["request"],
-      options: Partial<grpc.CallOptions>,
-      callback: Callback,
-    ) => grpc.ClientUnaryCall;
-  };
-
-interface TransferClientConstructor {
-  new (
-    address: string,
-    credentials: grpc.ChannelCredentials,
-    options?: Partial<grpc.ClientOptions>,
-  ): TransferGrpcClient;
-  service: grpc.ServiceDefinition;
-}
-
-const TransferGrpc = (grpc.loadPackageDefinition(packageDefinition) as unknown as {
-  vectordb: { internal: { Transfer: TransferClientConstructor } };
-}).vectordb.internal.Transfer;
-
-/** The service definition of `vectordb.internal.Transfer`. */
-export const transferService: grpc.ServiceDefinition = TransferGrpc.service;
-
-/** A promise-based client of one node's Transfer service. */
-export class TransferClient {
-  readonly address: string;
-  readonly timeout_ms: number;
-  readonly raw: TransferGrpcClient;
-
-  constructor(address: string, timeout_ms: number, options: Partial<grpc.ClientOptions> = {}) {
-    this.address = address;
-    this.timeout_ms = timeout_ms;
-    this.raw = new TransferGrpc(address, grpc.credentials.createInsecure(), {
-      ...CHANNEL_OPTIONS,
-      ...options,
-    });
-  }
-
-  /** Calls `method`; Scan replies come back with numeric versions (see the module comment). */
-  call<K extends keyof TransferMethods>(
-    method: K,
-    request: TransferMethods[K]["request"],
-    timeout_ms: number = this.timeout_ms,
-  ): Promise<TransferMethods[K]["response"]> {
-    const fn = this.raw[method] as TransferGrpcClient[K];
-    return new Promise((resolve, reject) => {
-      fn.call(
-        this.raw,
-        request as never,
-        { deadline: Date.now() + timeout_ms },
-        (error: grpc.ServiceError | null, response?: unknown) => {
-          if (error) reject(error);
-          else if (method === "Scan") {
-            resolve(decodeScanResponse(response) as TransferMethods[K]["response"]);
-          } else resolve(response as TransferMethods[K]["response"]);
-        },
-      );
-    });
-  }
-
-  close(): void {
-    this.raw.close();
-  }
-}
-
-/** A Scan reply as the loader decodes it (versions as strings), with numeric versions. */
-export function decodeScanResponse(response: unknown): ScanResponse {
-  const r = response as Omit<ScanResponse, "points"> & {
-    points: (Omit<TransferPoint, "version"> & { version: Uint64 })[];
-  };
-  return {
-    ...r,
-    points: r.points.map((p) => ({ ...p, version: Number(p.version) })),
-  };
-}
 
 // -------------------------------------------------------------------------------- server
 

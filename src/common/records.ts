@@ -21,7 +21,7 @@
  * | 10   | FORGET            | ids u32Array, versions                                          |
  *
  * `versions` is a u32 count (equal to the number of ids) followed by one u64 per id. A version
- * is an integer 0 .. 2^53 - 1 (`VERSION_MAX`, src/storage/version_clock.ts); see "Versions" in
+ * is an integer 0 .. 2^53 - 1 (`VERSION_MAX`, src/common/version.ts); see "Versions" in
  * proto/vector_db.proto for what they mean. Types 1 to 3 were written before versions existed:
  * they still decode (as version 0, which a collection applies unconditionally), but the encoder
  * always writes types 6 to 8 for `put`, `delete` and `put_batch` records.
@@ -31,7 +31,7 @@
  * @module
  */
 import { BinaryFormatError, BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
-import { isVersion, VERSION_MAX } from "./version_clock.ts";
+import { isVersion, VERSION_MAX } from "./version.ts";
 
 /** WAL record type codes (the `type` byte of a WAL record). */
 export const RecordType = {
@@ -50,12 +50,8 @@ export const RecordType = {
   FORGET: 10,
 } as const;
 
-/** Distance metrics a collection can be created with. */
-export const METRICS = ["l2", "cosine", "dot"] as const;
-export type Metric = typeof METRICS[number];
-
-/** Largest vector dimension a record may carry. */
-export const DIMENSION_MAX = 65536;
+import { DIMENSION_MAX, type Metric, METRICS } from "./limits.ts";
+export { DIMENSION_MAX, type Metric, METRICS };
 /** Largest collection name, in UTF-8 bytes. */
 export const COLLECTION_NAME_BYTES_MAX = 255;
 

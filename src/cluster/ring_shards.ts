@@ -16,8 +16,8 @@
  * @module
  */
 
-import { hashString } from "../cluster/hash.ts";
-import type { HashRing } from "../cluster/ring.ts";
+import { hashString } from "./hash.ts";
+import type { HashRing } from "./ring.ts";
 
 /**
  * The distinct owner sets of the ring's ranges at `replication_factor`, each sorted by member

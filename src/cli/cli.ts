@@ -2,9 +2,9 @@
  * The client CLI of the vector database.
  *
  * ```sh
- * deno run -A src/client/cli.ts search --vector 0.1,0.2,0.3 --k 5
- * deno run -A src/client/cli.ts load --file data/base.fvecs --batch 1000
- * deno run -A src/client/cli.ts --json stats
+ * deno run -A src/cli/cli.ts search --vector 0.1,0.2,0.3 --k 5
+ * deno run -A src/cli/cli.ts load --file data/base.fvecs --batch 1000
+ * deno run -A src/cli/cli.ts --json stats
  * ```
  *
  * Run `client --help` for every command. Output is readable text by default and one JSON
@@ -21,7 +21,7 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { ApiClient, describeGrpcError } from "../api/client.ts";
-import { BATCH_POINTS_MAX, type Consistency, MESSAGE_BYTES_MAX } from "../api/limits.ts";
+import { BATCH_POINTS_MAX, type Consistency, MESSAGE_BYTES_MAX } from "../common/limits.ts";
 import type { Point } from "../api/proto.ts";
 import {
   validateCollectionName,
