@@ -39,7 +39,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { parseConsistency } from "./plan.ts";
-import { Router, type RouterOptions } from "./server.ts";
+import { Router, type RouterOptions } from "./router.ts";
 
 /** Default storage nodes: the three of `deno task cluster`. */
 export const DEFAULT_NODES = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
@@ -156,7 +156,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         ? `gossip as ${router.agent!.id} (${router.agent!.address}) through ` +
           `${options.join!.join(",")}, static nodes [${options.nodes.join(",")}], `
         : `nodes ${options.nodes.join(",")}, `) +
-      `replication factor ${router.options.replication_factor}, consistency ` +
+      `replication factor ${router.config.replication_factor}, consistency ` +
       `${options.consistency}, ${router.shards.length} shards, data ${options.data_dir}`,
   );
   for (const [node, n] of router.pendingHints()) {

@@ -43,6 +43,7 @@ import * as fsp from "node:fs/promises";
 import { join } from "node:path";
 import { BinaryReader, BinaryWriter, BufferSink } from "../../io/binary.ts";
 import { crc32 } from "../../io/crc32.ts";
+import { type Hint, type HintQueue, HintQueueFullError } from "./queue.ts";
 import { writeFileAtomic, writeFully } from "../../io/fs_util.ts";
 import { encodeRecord, type WalRecord } from "../../common/records.ts";
 import { Wal } from "../../io/wal.ts";
@@ -60,39 +61,12 @@ export const HINT_SEGMENT_BYTES_MAX = 4 * 2 ** 20;
 /** Largest single hint payload: a full 64 MiB PutBatch plus framing. */
 export const HINT_RECORD_BYTES_MAX = 65 * 2 ** 20;
 
-/** The hint queue of a node is full. */
-export class HintQueueFullError extends Error {
-  constructor(
-    readonly node: string,
-    readonly pending: number,
-    readonly pending_bytes: number,
-    readonly hints_max: number,
-    readonly hint_bytes_max: number,
-  ) {
-    super(
-      `Hint queue for node ${node} is full: ${pending} hints of ${pending_bytes} bytes pending ` +
-        `(limits ${hints_max} hints, ${hint_bytes_max} bytes)`,
-    );
-    this.name = "HintQueueFullError";
-  }
-}
-
 /** The `delivered` file is damaged. */
 export class HintLogCorruptionError extends Error {
   constructor(readonly path: string, reason: string) {
     super(`Hint watermark ${path} is corrupt: ${reason}`);
     this.name = "HintLogCorruptionError";
   }
-}
-
-/** One pending hint. */
-export interface Hint {
-  /** Its sequence number in the node's hint WAL (0 until durable). */
-  seq: number;
-  type: number;
-  payload: Uint8Array;
-  /** Resolves true once the node applied it, false once it was discarded as undeliverable. */
-  delivery: Promise<boolean>;
 }
 
 interface Entry extends Hint {
@@ -156,7 +130,7 @@ export function decodeDelivered(path: string, bytes: Uint8Array): number {
 }
 
 /** The hint log of one node. Create with {@link HintLog.open}. */
-export class HintLog {
+export class HintLog implements HintQueue {
   readonly node: string;
   readonly dir: string;
   readonly hints_max: number;

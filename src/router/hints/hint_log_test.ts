@@ -2,13 +2,8 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodeRecord, type WalRecord } from "../../common/records.ts";
-import {
-  decodeDelivered,
-  encodeDelivered,
-  HintLog,
-  HintLogCorruptionError,
-  HintQueueFullError,
-} from "./hint_log.ts";
+import { decodeDelivered, encodeDelivered, HintLog, HintLogCorruptionError } from "./hint_log.ts";
+import { HintQueueFullError, MemoryHintQueue } from "./queue.ts";
 
 const quiet = () => {};
 
@@ -145,4 +140,20 @@ Deno.test("the delivered watermark has a checksum", async () => {
     writeFileSync(file, content);
     await assert.rejects(HintLog.open("n1", dir, { logger: quiet }), /bad magic/);
   });
+});
+
+Deno.test("memory hint queue: same contract as the log (order, limits, settle, commit)", async () => {
+  const q = new MemoryHintQueue("m1", { hints_max: 2 });
+  const a = await q.append({ kind: "drop_collection", collection: "a" });
+  const b = await q.append({ kind: "drop_collection", collection: "b" });
+  await assert.rejects(q.append({ kind: "drop_collection", collection: "c" }), HintQueueFullError);
+  assert.equal(q.pending, 2);
+  assert.deepEqual(q.peek(10).map((h) => h.seq), [a.seq, b.seq]);
+  assert.throws(() => q.markDelivered(b.seq, true), /out of order/);
+  q.markDelivered(a.seq, true);
+  assert.equal(await a.delivery, true);
+  assert.deepEqual(q.peek(10).map((h) => h.seq), [b.seq]);
+  assert.equal(await q.commit(), 1);
+  assert.equal(q.pending, 1);
+  assert.equal(decodeRecord(b.type, b.payload).collection, "b");
 });

@@ -1,0 +1,426 @@
+/**
+ * The router core: everything the router decides and does, with IO outside. Storage nodes are
+ * reached through a {@link NodePort}, time through a {@link RouterClock}, hint queues are opened
+ * by the caller; the core never touches a socket, a file or a real timer. The gRPC shell
+ * (router.ts, service.ts) feeds it decoded, validated requests, and a seeded simulation
+ * (tests/sim/router_sim_test.ts) drives the very same object over a lossy simulated network.
+ *
+ * | part                  | file              | job                                          |
+ * | --------------------- | ----------------- | -------------------------------------------- |
+ * | {@link Replication}   | replication.ts    | write fan-out, consistency, hints, Get, repair |
+ * | {@link HintReplay}    | hints/replay.ts   | hint delivery and probes, per node           |
+ * | {@link Scatter}       | scatter.ts        | Search, ListCollections, per-node Stats      |
+ * | {@link NodeTable}     | node_table.ts     | per-node hint queue and delivery state       |
+ * | {@link RingView}      | ring_view.ts      | the ring a request plans on                  |
+ * | {@link RouterCore.followRing} | this file | following the ring (static list or gossip)   |
+ *
+ * Following the ring: the shell computes the target member list (plan.ts `ringNodes`) and calls
+ * {@link RouterCore.followRing}. A node that appears gets its hint queue opened and its channels
+ * opened and, when it joins a ring that already had members, a queued creation of every
+ * collection the others have; then the new view is published. A node that leaves the ring has
+ * its channels closed (kept open while it hands its entries off, after leaving on purpose) but
+ * keeps its hint queue with its pending hints until it comes back. While a move is unsettled,
+ * nodes joining wait off the ring (rebalance/rebalancer.ts) for a while.
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import type { ResponseOf } from "../api/client.ts";
+import type { CollectionInfo } from "../api/proto.ts";
+import {
+  validateCreateCollectionRequest,
+  type ValidCollection,
+  type ValidPointRef,
+  type ValidPut,
+  type ValidPutBatch,
+  type ValidSearch,
+} from "../api/validate.ts";
+import type { Consistency } from "../common/limits.ts";
+import type { WalRecord } from "../common/records.ts";
+import { VersionClock } from "../common/version.ts";
+import type { HintQueue } from "./hints/queue.ts";
+import { HintReplay } from "./hints/replay.ts";
+import { Background, type NodePort, type RouterClock, RouterStatusError } from "./node_port.ts";
+import { type NodeState, NodeTable } from "./node_table.ts";
+import { JOIN_WAIT_MAX_MS, type RingRef, type TransferPort } from "./rebalance/rebalancer.ts";
+import { Replication } from "./replication.ts";
+import { makeView, type RingView, WriteViews } from "./ring_view.ts";
+import { type RouterNodeStats, Scatter } from "./scatter.ts";
+
+/** Pause before a failed ring update (a hint queue that would not open) is tried again. */
+export const RING_RETRY_MS = 1000;
+
+/** What the core needs to know of rebalancing (null in static mode). */
+export interface RebalanceHooks {
+  /** A move is unsettled. */
+  readonly busy: boolean;
+  /** The ring changed. */
+  changed(view: RingRef): void;
+  /** Who may hold the newest version of `id` while a move is unsettled. */
+  readers(id: number): string[];
+}
+
+/** Options of {@link RouterCore}. */
+export interface RouterCoreOptions {
+  nodes: NodePort;
+  clock: RouterClock;
+  openHints(address: string): Promise<HintQueue>;
+  log(message: string): void;
+  replication_factor: number;
+  consistency: Consistency;
+  node_timeout_ms: number;
+  retry_interval_ms: number;
+  /** Deadline of a Search's second round (waits for reconnecting channels). */
+  retry_timeout_ms: number;
+  vnodes_per_member?: number;
+  /** A message for "no storage node yet" (gossip mode names its seeds). */
+  no_nodes_message?: string;
+}
+
+/** What {@link RouterCore.followRing} did. */
+export interface RingUpdate {
+  added: string[];
+  removed: string[];
+  /** When set, the update should be tried again at this time (clock ms). */
+  retry_at_ms: number;
+}
+
+/** The router core (see the module comment). */
+export class RouterCore {
+  readonly table: NodeTable;
+  readonly replication: Replication;
+  readonly replay: HintReplay;
+  readonly scatter: Scatter;
+  readonly background: Background;
+  readonly writes = new WriteViews();
+  /** Stamps write versions (see "Versions" in proto/vector_db.proto). */
+  readonly versions = new VersionClock();
+  #view: RingView;
+  #stopping = false;
+  #rebalance: RebalanceHooks | null = null;
+  /** Nodes kept off the ring while a move is unsettled, since when (clock ms). */
+  readonly #join_waiting = new Map<string, number>();
+
+  constructor(readonly options: RouterCoreOptions) {
+    const log = options.log;
+    this.background = new Background(log);
+    this.table = new NodeTable({
+      openHints: options.openHints,
+      clock: options.clock,
+      log,
+      background: this.background,
+      retry_interval_ms: options.retry_interval_ms,
+    });
+    this.replay = new HintReplay({
+      nodes: options.nodes,
+      clock: options.clock,
+      log,
+      background: this.background,
+      node_timeout_ms: options.node_timeout_ms,
+      retry_interval_ms: options.retry_interval_ms,
+      stopped: () => this.#stopping,
+    });
+    this.replication = new Replication({
+      nodes: options.nodes,
+      table: this.table,
+      clock: options.clock,
+      versions: this.versions,
+      background: this.background,
+      log,
+      replication_factor: options.replication_factor,
+      consistency: options.consistency,
+      node_timeout_ms: options.node_timeout_ms,
+      queued: (s) => this.replay.tick(s),
+      readers: (id) => this.#rebalance?.readers(id) ?? null,
+    });
+    this.scatter = new Scatter({
+      nodes: options.nodes,
+      table: this.table,
+      retry_timeout_ms: options.retry_timeout_ms,
+    });
+    this.#view = this.#makeView([]);
+  }
+
+  /** Connects rebalancing (gossip mode). */
+  setRebalance(hooks: RebalanceHooks): void {
+    this.#rebalance = hooks;
+  }
+
+  get view(): RingView {
+    return this.#view;
+  }
+
+  get stopping(): boolean {
+    return this.#stopping;
+  }
+
+  #makeView(nodes: string[]): RingView {
+    return makeView(nodes, this.options.replication_factor, this.options.vnodes_per_member);
+  }
+
+  /** The current ring; UNAVAILABLE when it has no storage node. */
+  routable(): RingView {
+    const view = this.#view;
+    if (view.nodes.length > 0) return view;
+    throw new RouterStatusError(
+      grpc.status.UNAVAILABLE,
+      this.options.no_nodes_message ?? "The router has no storage node",
+    );
+  }
+
+  // ----- requests -----
+
+  put(v: ValidPut): Promise<ResponseOf<"Put">> {
+    const view = this.routable();
+    return this.writes.counted(view, () => this.replication.put(view, v));
+  }
+
+  putBatch(v: ValidPutBatch): Promise<ResponseOf<"PutBatch">> {
+    const view = this.routable();
+    return this.writes.counted(view, () => this.replication.putBatch(view, v));
+  }
+
+  delete(v: ValidPointRef): Promise<ResponseOf<"Delete">> {
+    const view = this.routable();
+    return this.writes.counted(view, () => this.replication.delete(view, v));
+  }
+
+  get(v: ValidPointRef): Promise<ResponseOf<"Get">> {
+    return this.replication.get(this.routable(), v);
+  }
+
+  search(v: ValidSearch): Promise<ResponseOf<"Search">> {
+    return this.scatter.search(this.routable(), v);
+  }
+
+  createCollection(v: ValidCollection): Promise<ResponseOf<"CreateCollection">> {
+    return this.replication.createCollection(this.routable().nodes, v);
+  }
+
+  dropCollection(name: string): Promise<ResponseOf<"DropCollection">> {
+    return this.replication.dropCollection(this.routable().nodes, name);
+  }
+
+  listCollections(): Promise<ResponseOf<"ListCollections">> {
+    return this.scatter.listCollections(this.routable().nodes);
+  }
+
+  nodeStats(): ReturnType<Scatter["nodeStats"]> {
+    return this.scatter.nodeStats(this.#view.nodes);
+  }
+
+  /** Whether each ring node was reachable at the last call (static-mode Members). */
+  reachable(address: string): boolean {
+    return this.table.find(address)?.delivery.reachable ?? false;
+  }
+
+  /** Pending hints per node, nodes off the ring included. */
+  pendingHints(): Map<string, number> {
+    return this.table.pendingHints();
+  }
+
+  // ----- rebalancing's view of the nodes -----
+
+  /** The Transfer port of a node on the ring or handing off; null otherwise. */
+  transfer(address: string): TransferPort | null {
+    const s = this.table.find(address);
+    if (s === undefined || (!s.active && s.leaving_since_ms === 0)) return null;
+    return this.options.nodes.transfer(address);
+  }
+
+  /** Nodes that left on purpose and still wait for their hand-off. */
+  leavers(): string[] {
+    return this.table.leavers((s) => this.#closeChannels(s));
+  }
+
+  /** Their hand-off is over: close their channels. */
+  handedOff(nodes: readonly string[]): void {
+    for (const a of nodes) {
+      const s = this.table.find(a);
+      if (s === undefined || s.active || s.leaving_since_ms === 0) continue;
+      this.options.log(`node ${a}: hand-off over`);
+      this.#closeChannels(s);
+    }
+  }
+
+  /** Resolves once no write planned on a ring other than `view` is in flight, or after `ms`. */
+  drainOlderWrites(view: RingRef, ms: number): Promise<boolean> {
+    return this.writes.drainOlder(view as RingView, ms, this.options.clock, () => this.#stopping);
+  }
+
+  // ----- background -----
+
+  /** Periodic work (every 100 ms in production): hint delivery, probes, retiring idle nodes. */
+  tick(): void {
+    if (this.#stopping) return;
+    for (const s of this.table.all()) this.replay.tick(s);
+    this.table.retireIdle();
+  }
+
+  /** Stops: no new background work; waits for running work; closes hint queues and channels. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    await this.background.drain();
+    await this.table.closeAll();
+    for (const s of this.table.all()) {
+      if (s.active || s.leaving_since_ms > 0) this.#closeChannels(s);
+      s.active = false;
+    }
+  }
+
+  // ----- following the ring -----
+
+  /**
+   * Makes the ring equal to `target` (storage node addresses): see the module comment. `left`
+   * names the nodes that left on purpose (their channels stay open for the hand-off). With
+   * `strict`, a hint queue that cannot be opened throws; otherwise that node stays off the ring
+   * and the update asks to be tried again.
+   */
+  async followRing(
+    target: readonly string[],
+    left: ReadonlySet<string>,
+    strict: boolean,
+  ): Promise<RingUpdate> {
+    const { clock, log, nodes } = this.options;
+    const before = this.#view.nodes;
+    const prev = new Set(before);
+    const ready: string[] = [];
+    let retry_at_ms = 0;
+    for (const address of target) {
+      let state = this.table.find(address);
+      if (state === undefined) {
+        try {
+          state = await this.table.open(address);
+        } catch (e) {
+          if (strict) throw e;
+          log(
+            `ERROR cannot open the hint queue of node ${address}, leaving it off the ring: ` +
+              `${(e as Error).message}`,
+          );
+          retry_at_ms = clock.now_ms() + RING_RETRY_MS;
+          continue;
+        }
+        if (this.#stopping) {
+          await state.hints.close();
+          return { added: [], removed: [], retry_at_ms: 0 };
+        }
+        nodes.open(address);
+        this.table.add(state);
+      } else if (!state.active) {
+        if (state.leaving_since_ms > 0) this.#closeChannels(state);
+        nodes.open(address);
+        state.active = true;
+      }
+      ready.push(address);
+    }
+    const now_ms = clock.now_ms();
+    for (const a of this.#join_waiting.keys()) if (!ready.includes(a)) this.#join_waiting.delete(a);
+    if (this.#rebalance?.busy && prev.size > 0) {
+      const waiting = ready.filter((a) => {
+        if (prev.has(a)) return false;
+        const since = this.#join_waiting.get(a) ?? now_ms;
+        this.#join_waiting.set(a, since);
+        return now_ms - since < JOIN_WAIT_MAX_MS;
+      });
+      if (waiting.length > 0) {
+        ready.splice(0, ready.length, ...ready.filter((a) => !waiting.includes(a)));
+        retry_at_ms = now_ms + 500;
+        if (ready.length === before.length) return { added: [], removed: [], retry_at_ms };
+      }
+    }
+    const joined = prev.size > 0 ? ready.filter((a) => !prev.has(a)) : [];
+    if (joined.length > 0) await this.#copyCatalog(joined, ready.filter((a) => prev.has(a)));
+    const next = new Set(ready);
+    const removed = before.filter((a) => !next.has(a));
+    const added = ready.filter((a) => !prev.has(a));
+    if (removed.length + added.length === 0) return { added, removed, retry_at_ms };
+    for (const a of added) this.#join_waiting.delete(a);
+    this.#view = this.#makeView(ready);
+    this.#rebalance?.changed(this.#view);
+    for (const a of removed) {
+      const s = this.table.find(a);
+      if (s === undefined || !s.active) continue;
+      s.active = false;
+      s.inactive_since_ms = now_ms;
+      if (left.has(a) && this.#rebalance !== null) {
+        // Left on purpose: it waits for its entries to be copied to their owners (hand-off),
+        // so its channels stay open for the rebalancer to scan it.
+        s.leaving_since_ms = now_ms;
+        log(`node ${a} left the cluster; handing its entries off to their owners`);
+      } else {
+        this.#closeChannels(s);
+      }
+    }
+    log(
+      `ring: ${ready.length} storage nodes [${ready.join(", ")}]` +
+        (added.length > 0 ? `; added ${added.join(", ")}` : "") +
+        (removed.length > 0
+          ? `; removed ${removed.join(", ")} (hint queues kept until they return)`
+          : ""),
+    );
+    if (ready.length < this.options.replication_factor) {
+      log(
+        `WARNING ${ready.length} storage nodes on the ring, fewer than the replication factor ` +
+          `${this.options.replication_factor}`,
+      );
+    }
+    return { added, removed, retry_at_ms };
+  }
+
+  /** Closes a node's channels (it is off the ring and not leaving). */
+  #closeChannels(s: NodeState): void {
+    s.leaving_since_ms = 0;
+    this.options.nodes.close(s.address);
+  }
+
+  /**
+   * Queues, for each node new to the ring, a creation of every collection the nodes already
+   * on it report (delivered before any write routed to the new node, through its hint
+   * queue; a node that has the collection answers "created: false"). Points are NOT copied.
+   */
+  async #copyCatalog(joined: string[], sources: string[]): Promise<void> {
+    const { log, nodes } = this.options;
+    const settled = await Promise.allSettled(
+      sources.map((a) => nodes.call(a, "ListCollections", {})),
+    );
+    const byName = new Map<string, CollectionInfo>();
+    for (const s of settled) {
+      if (s.status !== "fulfilled") continue;
+      for (const c of s.value.collections) if (!byName.has(c.name)) byName.set(c.name, c);
+    }
+    if (sources.length > 0 && settled.every((s) => s.status === "rejected")) {
+      log(
+        `WARNING no node answered ListCollections; ${joined.join(", ")} will lack the ` +
+          `collections created before it joined`,
+      );
+    }
+    const records: WalRecord[] = [];
+    for (const c of byName.values()) {
+      try {
+        const v = validateCreateCollectionRequest(c);
+        records.push({
+          kind: "create_collection",
+          collection: v.name,
+          dimension: v.dimension,
+          metric: v.metric,
+          m: v.m,
+          ef_construction: v.ef_construction,
+        });
+      } catch (e) {
+        log(`WARNING not copying collection "${c.name}": ${(e as Error).message}`);
+      }
+    }
+    if (records.length === 0) return;
+    for (const a of joined) {
+      const state = this.table.get(a);
+      let queued = 0;
+      for (const r of records) {
+        const res = await this.replication.enqueue(state, r, false);
+        if (res.kind !== "rejected") queued++;
+      }
+      log(`node ${a} joined the ring: queued ${queued} collection creations for it`);
+    }
+  }
+}
+
+export type { RouterNodeStats };

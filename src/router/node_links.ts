@@ -1,0 +1,157 @@
+/**
+ * The production {@link NodePort}: one grpc-js channel per storage node for `vectordb.VectorDB`
+ * and one for `vectordb.internal.Transfer`, opened when the node comes onto the ring (or stays
+ * for its hand-off) and closed when it leaves. Reconnects back off up to
+ * {@link RECONNECT_BACKOFF_MAX_MS}, so a node that returns is reachable again within about a
+ * second.
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import {
+  ApiClient,
+  describeGrpcError,
+  isServiceError,
+  type RequestOf,
+  type ResponseOf,
+} from "../api/client.ts";
+import type { MethodName, UnaryMethod } from "../api/proto.ts";
+import { TransferClient } from "../api/transfer.ts";
+import { type NodeCallOptions, type NodePort, RouterStatusError } from "./node_port.ts";
+import { MissingCollectionError, type TransferPort } from "./rebalance/rebalancer.ts";
+
+/** Longest pause between a node channel's reconnect attempts. */
+export const RECONNECT_BACKOFF_MAX_MS = 1000;
+
+const RECONNECT_OPTIONS: Partial<grpc.ClientOptions> = {
+  "grpc.initial_reconnect_backoff_ms": 200,
+  "grpc.max_reconnect_backoff_ms": RECONNECT_BACKOFF_MAX_MS,
+  "grpc.min_reconnect_backoff_ms": 100,
+};
+
+interface Link {
+  client: ApiClient;
+  transfer: TransferClient;
+}
+
+/** grpc-js channels to the storage nodes. */
+export class GrpcNodeLinks implements NodePort {
+  readonly #links = new Map<string, Link>();
+
+  constructor(readonly node_timeout_ms: number) {}
+
+  open(node: string): void {
+    this.close(node);
+    this.#links.set(node, {
+      client: new ApiClient(node, {
+        timeout_ms: this.node_timeout_ms,
+        client_options: RECONNECT_OPTIONS,
+      }),
+      transfer: new TransferClient(node, this.node_timeout_ms, RECONNECT_OPTIONS),
+    });
+  }
+
+  close(node: string): void {
+    const l = this.#links.get(node);
+    if (l === undefined) return;
+    this.#links.delete(node);
+    l.client.close();
+    l.transfer.close();
+  }
+
+  /** Closes every channel. */
+  closeAll(): void {
+    for (const node of [...this.#links.keys()]) this.close(node);
+  }
+
+  #link(node: string): Link {
+    const l = this.#links.get(node);
+    if (l === undefined) {
+      throw new RouterStatusError(
+        grpc.status.UNAVAILABLE,
+        `The router has no channel to node ${node} (it is off the ring)`,
+      );
+    }
+    return l;
+  }
+
+  call<K extends MethodName>(
+    node: string,
+    method: K,
+    request: RequestOf<K>,
+    options: NodeCallOptions = {},
+  ): Promise<ResponseOf<K>> {
+    let link: Link;
+    try {
+      link = this.#link(node);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (options.wait_for_ready !== true) {
+      return link.client.call(method, request, { timeout_ms: options.timeout_ms });
+    }
+    // Like ApiClient.call, but the call waits for the channel to connect (up to the deadline).
+    const fn = link.client.raw[method] as unknown as UnaryMethod<RequestOf<K>, ResponseOf<K>>;
+    const timeout_ms = options.timeout_ms ?? this.node_timeout_ms;
+    return new Promise((resolve, reject) => {
+      fn.call(
+        link.client.raw,
+        request,
+        new grpc.Metadata(),
+        { deadline: Date.now() + timeout_ms, waitForReady: true },
+        (error, response) => {
+          if (error) reject(error);
+          else if (response === undefined) reject(new Error(`${method} returned no response`));
+          else resolve(response);
+        },
+      );
+    });
+  }
+
+  transfer(node: string): TransferPort | null {
+    const l = this.#links.get(node);
+    if (l === undefined) return null;
+    const client = l.transfer;
+    const missing = (e: unknown) => {
+      if (isServiceError(e) && e.code === grpc.status.NOT_FOUND) {
+        throw new MissingCollectionError(describeGrpcError(e));
+      }
+      throw e;
+    };
+    return {
+      scan: async (collection, after_id, from_start, limit) => {
+        const page = await client.call("Scan", { collection, after_id, from_start, limit })
+          .catch(missing);
+        return {
+          entries: page.points.map((p) => ({
+            id: p.id,
+            version: p.version, // TransferClient already made it a number
+            deleted: p.deleted === true,
+            vector: p.vector,
+          })),
+          next_after_id: page.next_after_id,
+          done: page.done,
+        };
+      },
+      copy: async (collection, entries) => {
+        const points = entries.map((e) => ({
+          id: e.id,
+          // An entry from before versions (0) travels as 1, the oldest: any real write wins.
+          version: String(Math.max(1, e.version)),
+          deleted: e.deleted,
+          vector: e.deleted ? [] : Array.from(e.vector),
+        }));
+        const r = await client.call("CopyBatch", { collection, points }).catch(missing);
+        return { applied: r.applied, skipped: r.skipped };
+      },
+      prune: async (collection, ids, versions) => {
+        const r = await client.call("Prune", {
+          collection,
+          ids,
+          versions: versions.map(String),
+        }).catch(missing);
+        return r.deleted;
+      },
+    };
+  }
+}

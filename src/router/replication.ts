@@ -1,0 +1,467 @@
+/**
+ * The router's write path and point reads, over a {@link NodePort}: no gRPC, no timers of its
+ * own (a {@link RouterClock} is passed in), so a seeded simulation drives exactly this code
+ * (tests/sim/router_sim_test.ts).
+ *
+ * **Writes.** A write is sent to every owner at once (an owner with pending hints gets it through
+ * its hint queue instead, see hints/delivery.ts). The reply waits until every owner has settled.
+ * Owners that failed with an availability error (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED,
+ * RESOURCE_EXHAUSTED, INTERNAL, UNKNOWN, ABORTED) get a durable hint when at least one owner
+ * acknowledged the write or holds it queued, whether or not the consistency level was met: a
+ * write that reached some replica must reach all of them, or replicas diverge for good. If a hint
+ * cannot be stored (queue full) the client gets RESOURCE_EXHAUSTED, never success, so no
+ * ACKNOWLEDGED write is ever missing from an owner once hints are delivered. Verdicts
+ * (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS…) are not hinted; when the write fails they are
+ * passed through as they are. NOT_FOUND from an owner that lacks the collection counts as an
+ * acknowledgement of a delete or a drop once another owner acknowledged (nothing to remove).
+ *
+ * **Versions.** Every put, batch and delete is stamped from the router's hybrid logical clock
+ * (unless the client gave a version) and the same version goes to every owner and into every
+ * hint; nodes apply last-writer-wins with durable tombstones, so replicas converge whatever order
+ * direct writes, hints, copies and repairs arrive in.
+ *
+ * **Ordering.** For each node, the order in which the router accepts writes for it is the order
+ * in which the node applies them, for writes a client issues one after another: the reply to W1
+ * comes only after W1 is acknowledged by, or durably queued for, every owner; while a node has
+ * queued hints, later writes for it are queued behind them; the queue counts as empty only after
+ * the delivered watermark is durable.
+ *
+ * **Reads.** Get asks every node that may hold the newest version (its owners, and while a move
+ * is unsettled its owners under the rings since the settled one) and answers with the highest
+ * version; owners that answered with an older one get the newest by a background, versioned copy
+ * (read repair, at most {@link READ_REPAIRS_MAX} in flight).
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import { describeGrpcError, isServiceError, type ResponseOf } from "../api/client.ts";
+import type { CollectionInfo, MethodName, Point, VectorDBMethods } from "../api/proto.ts";
+import type { ValidCollection, ValidPointRef, ValidPut, ValidPutBatch } from "../api/validate.ts";
+import type { Consistency } from "../common/limits.ts";
+import type { WalRecord } from "../common/records.ts";
+import type { VersionClock } from "../common/version.ts";
+import type { Hint } from "./hints/queue.ts";
+import { HintQueueFullError } from "./hints/queue.ts";
+import { writeTimeoutMs } from "./hints/replay.ts";
+import {
+  type Background,
+  isNotFound,
+  isTransient,
+  type NodePort,
+  type RouterClock,
+  RouterStatusError,
+} from "./node_port.ts";
+import type { NodeState, NodeTable } from "./node_table.ts";
+import { decideBatch, decideWrite, newestRead, type ReadAnswer, splitBatch } from "./plan.ts";
+import type { TransferEntry } from "./rebalance/rebalancer.ts";
+import type { RingView } from "./ring_view.ts";
+
+/** Read repairs in flight at once; beyond, a stale replica waits for anti-entropy. */
+export const READ_REPAIRS_MAX = 64;
+/** Most log lines about a full hint queue per node per 10 s. */
+const FULL_LOG_INTERVAL_MS = 10_000;
+
+/** How one owner settled a write. */
+export type OwnerResult<R> =
+  | { kind: "acked"; response: R }
+  | { kind: "queued" }
+  | { kind: "unreached"; error: unknown }
+  | { kind: "rejected"; error: unknown };
+
+/** What {@link Replication} needs. */
+export interface ReplicationDeps {
+  nodes: NodePort;
+  table: NodeTable;
+  clock: RouterClock;
+  versions: VersionClock;
+  background: Background;
+  log(message: string): void;
+  replication_factor: number;
+  /** Default write consistency. */
+  consistency: Consistency;
+  node_timeout_ms: number;
+  /** A hint was queued for the node: start delivering (hints/replay.ts). */
+  queued(state: NodeState): void;
+  /** Who may hold the newest version of `id` (null: its owners on the current ring). */
+  readers(id: number): string[] | null;
+}
+
+function maxSeq(values: (string | number | undefined)[]): string {
+  let best = 0n;
+  for (const v of values) {
+    if (v === undefined || v === "") continue;
+    const b = BigInt(v);
+    if (b > best) best = b;
+  }
+  return best.toString();
+}
+
+/** The write path and point reads of the router. */
+export class Replication {
+  #repairs_in_flight = 0;
+
+  constructor(readonly deps: ReplicationDeps) {}
+
+  /** A write's version: the client's, observed, or a fresh stamp of the router's clock. */
+  stamp(given: number | undefined): number {
+    if (given !== undefined && given > 0) {
+      this.deps.versions.observe(given);
+      return given;
+    }
+    return this.deps.versions.next();
+  }
+
+  async put(view: RingView, v: ValidPut): Promise<ResponseOf<"Put">> {
+    const consistency = v.consistency ?? this.deps.consistency;
+    const owners = view.ring.owners(v.id, this.deps.replication_factor);
+    const version = this.stamp(v.version);
+    const record: WalRecord = {
+      kind: "put",
+      collection: v.collection,
+      id: v.id,
+      vector: Float32Array.from(v.vector),
+      version,
+    };
+    const request = { id: v.id, vector: v.vector, collection: v.collection, version };
+    const results = await this.write(owners, "Put", () => request, record);
+    const d = decideWrite(owners, ackedSet(results), consistency, `the put of id ${v.id}`);
+    if (!d.ok) failWrite(results, d.message);
+    const primary = results.get(owners[0]);
+    return {
+      ok: true,
+      seq: primary?.kind === "acked" ? String(primary.response.seq ?? "0") : "0",
+      replicas_acked: d.acked,
+      version: String(version),
+    };
+  }
+
+  async putBatch(view: RingView, v: ValidPutBatch): Promise<ResponseOf<"PutBatch">> {
+    const consistency = v.consistency ?? this.deps.consistency;
+    const split = splitBatch(view.ring, this.deps.replication_factor, v.points);
+    const owners = [...split.per_owner.keys()];
+    const dimension = v.points[0].vector.length;
+    const version = this.stamp(v.version);
+    const results = await this.write(
+      owners,
+      "PutBatch",
+      (o) => ({ points: split.per_owner.get(o)!, collection: v.collection, version }),
+      (o) => batchRecord(v.collection, dimension, split.per_owner.get(o)!, version),
+    );
+    const d = decideBatch(split.owner_sets, ackedSet(results), consistency);
+    if (!d.ok) failWrite(results, d.message);
+    const seqs = [...results.values()].map((r) => r.kind === "acked" ? r.response.seq : undefined);
+    return { count: v.points.length, seq: maxSeq(seqs), version: String(version) };
+  }
+
+  async delete(view: RingView, v: ValidPointRef): Promise<ResponseOf<"Delete">> {
+    const consistency = v.consistency ?? this.deps.consistency;
+    const owners = view.ring.owners(v.id, this.deps.replication_factor);
+    const version = this.stamp(v.version);
+    const record: WalRecord = { kind: "delete", collection: v.collection, id: v.id, version };
+    const request = { id: v.id, collection: v.collection, version };
+    const results = await this.write(owners, "Delete", () => request, record);
+    // A node without the collection has nothing to delete: that is an acknowledgement.
+    notFoundIsAck(results, { deleted: false, seq: "0", version: String(version) });
+    const d = decideWrite(owners, ackedSet(results), consistency, `the delete of id ${v.id}`);
+    if (!d.ok) failWrite(results, d.message);
+    let deleted = false;
+    for (const r of results.values()) if (r.kind === "acked" && r.response.deleted) deleted = true;
+    const primary = results.get(owners[0]);
+    return {
+      deleted,
+      seq: primary?.kind === "acked" ? String(primary.response.seq ?? "0") : "0",
+      version: String(version),
+    };
+  }
+
+  async createCollection(
+    nodes: readonly string[],
+    v: ValidCollection,
+  ): Promise<ResponseOf<"CreateCollection">> {
+    const record: WalRecord = {
+      kind: "create_collection",
+      collection: v.name,
+      dimension: v.dimension,
+      metric: v.metric,
+      m: v.m,
+      ef_construction: v.ef_construction,
+    };
+    const results = await this.write(nodes, "CreateCollection", () => v, record);
+    const d = decideWrite(
+      nodes,
+      ackedSet(results),
+      this.deps.consistency,
+      `the creation of collection "${v.name}"`,
+    );
+    if (!d.ok) failWrite(results, d.message);
+    let created = false;
+    let collection: CollectionInfo | null = null;
+    for (const r of results.values()) {
+      if (r.kind !== "acked") continue;
+      created ||= r.response.created;
+      collection ??= r.response.collection ?? null;
+    }
+    return { created, collection };
+  }
+
+  async dropCollection(
+    nodes: readonly string[],
+    name: string,
+  ): Promise<ResponseOf<"DropCollection">> {
+    const record: WalRecord = { kind: "drop_collection", collection: name };
+    const results = await this.write(nodes, "DropCollection", () => ({ name }), record);
+    let dropped = false;
+    for (const r of results.values()) if (r.kind === "acked") dropped ||= r.response.dropped;
+    // A node without the collection has nothing to drop: an acknowledgement, unless none had it.
+    notFoundIsAck(results, { dropped: false });
+    const d = decideWrite(
+      nodes,
+      ackedSet(results),
+      this.deps.consistency,
+      `the drop of collection "${name}"`,
+    );
+    if (!d.ok) failWrite(results, d.message);
+    return { dropped };
+  }
+
+  /** Get: the highest version among every possible holder, with read repair (module comment). */
+  async get(view: RingView, v: ValidPointRef): Promise<ResponseOf<"Get">> {
+    const { table, nodes } = this.deps;
+    const owners = view.ring.owners(v.id, this.deps.replication_factor);
+    const askers = (this.deps.readers(v.id) ?? owners).filter((a) => {
+      const s = table.find(a);
+      return s !== undefined && s.active;
+    });
+    const settled = await Promise.allSettled(
+      askers.map((a) => nodes.call(a, "Get", { id: v.id, collection: v.collection })),
+    );
+    let verdict: unknown = null;
+    let notFound: unknown = null;
+    const errors: string[] = [];
+    const answers: ReadAnswer[] = [];
+    const responses: ResponseOf<"Get">[] = [];
+    settled.forEach((s, i) => {
+      const state = table.find(askers[i]);
+      if (s.status === "rejected") {
+        if (state !== undefined) table.observe(state, s.reason);
+        if (isTransient(s.reason)) errors.push(`${askers[i]}: ${describeGrpcError(s.reason)}`);
+        // NOT_FOUND: the node lacks the collection, so it holds no version of the point.
+        else if (isNotFound(s.reason)) notFound ??= s.reason;
+        else verdict ??= s.reason;
+        return;
+      }
+      if (state !== undefined) table.observe(state, null);
+      answers.push({
+        node: askers[i],
+        version: Number(s.value.version ?? 0),
+        found: s.value.found,
+      });
+      responses.push(s.value);
+    });
+    const pick = newestRead(answers, owners);
+    if (pick.index < 0) {
+      if (verdict !== null) throw verdict;
+      if (notFound !== null) throw notFound;
+      throw new RouterStatusError(
+        grpc.status.UNAVAILABLE,
+        `None of the ${askers.length} nodes holding id ${v.id} answered: ${errors.join("; ")}`,
+      );
+    }
+    const newest = responses[pick.index];
+    if (pick.version > 0) this.deps.versions.observe(pick.version);
+    if (pick.stale.length > 0) {
+      this.#readRepair(v.collection, v.id, newest, pick.version, pick.stale);
+    }
+    return newest;
+  }
+
+  /** Sends the newest version of a point to owners that answered with an older one. */
+  #readRepair(
+    collection: string,
+    id: number,
+    newest: ResponseOf<"Get">,
+    version: number,
+    owners: string[],
+  ): void {
+    for (const o of owners) {
+      if (this.#repairs_in_flight >= READ_REPAIRS_MAX) return;
+      const s = this.deps.table.find(o);
+      if (s === undefined || !s.active) continue;
+      const port = this.deps.nodes.transfer(o);
+      if (port === null) continue;
+      this.#repairs_in_flight++;
+      const entry: TransferEntry = {
+        id,
+        version,
+        deleted: newest.deleted === true,
+        vector: newest.found ? newest.vector : [],
+      };
+      const run = port.copy(collection, [entry]).then(
+        () => {},
+        (e) =>
+          this.deps.log(`WARNING read repair of id ${id} on ${o} failed: ${describeGrpcError(e)}`),
+      ).finally(() => this.#repairs_in_flight--);
+      this.deps.background.track(`read repair of id ${id} on ${o}`, run);
+    }
+  }
+
+  /**
+   * Sends a write to every owner (or its hint queue) and waits for all of them to settle;
+   * then durably hints the owners that were unreachable, when some owner has the write.
+   */
+  async write<K extends MethodName>(
+    owners: readonly string[],
+    method: K,
+    requestFor: (owner: string) => VectorDBMethods[K]["request"],
+    record: WalRecord | ((owner: string) => WalRecord),
+  ): Promise<Map<string, OwnerResult<VectorDBMethods[K]["response"]>>> {
+    const { table, nodes } = this.deps;
+    const recordFor = typeof record === "function" ? record : () => record;
+    const settled = await Promise.all(owners.map(async (o) => {
+      const state = table.get(o);
+      if (state.delivery.route() === "queue") {
+        return await this.enqueue(state, recordFor(o), true) as OwnerResult<
+          VectorDBMethods[K]["response"]
+        >;
+      }
+      try {
+        const request = requestFor(o);
+        const response = await nodes.call(o, method, request, {
+          timeout_ms: writeTimeoutMs(this.deps.node_timeout_ms, request),
+        });
+        table.observe(state, null);
+        return { kind: "acked", response } as const;
+      } catch (e) {
+        table.observe(state, e);
+        if (isTransient(e)) return { kind: "unreached", error: e } as const;
+        return { kind: "rejected", error: e } as const;
+      }
+    }));
+    const results = new Map<string, OwnerResult<VectorDBMethods[K]["response"]>>();
+    owners.forEach((o, i) => results.set(o, settled[i]));
+    const reached = settled.some((r) => r.kind === "acked" || r.kind === "queued");
+    if (reached) {
+      const late = owners.filter((o) => results.get(o)!.kind === "unreached");
+      const hinted = await Promise.all(late.map((o) => {
+        const why = describeGrpcError((results.get(o) as { error: unknown }).error);
+        this.deps.log(`${method} to ${o} failed (${why}); queuing a hint`);
+        return this.enqueue(table.get(o), recordFor(o), false);
+      }));
+      late.forEach((o, i) => results.set(o, hinted[i] as OwnerResult<never>));
+    }
+    // An owner that neither has the write nor a durable hint of it would miss it for good: such
+    // a write is never acknowledged, whatever the consistency level.
+    for (const [o, r] of results) {
+      if (r.kind !== "rejected" || isServiceError(r.error)) continue;
+      const acked = [...results.values()].filter((x) => x.kind === "acked").length;
+      const why = `${method} reached ${acked} of ${owners.length} owners but could not be ` +
+        `queued for ${o}: ${(r.error as Error).message}`;
+      throw new RouterStatusError(
+        r.error instanceof HintQueueFullError
+          ? grpc.status.RESOURCE_EXHAUSTED
+          : grpc.status.UNAVAILABLE,
+        why,
+      );
+    }
+    return results;
+  }
+
+  /**
+   * Appends a hint for the node; with `wait`, waits up to the node timeout for its delivery when
+   * the node is reachable. Returns "acked" only when the hint was delivered in that time.
+   */
+  async enqueue(
+    state: NodeState,
+    record: WalRecord,
+    wait: boolean,
+  ): Promise<OwnerResult<{ seq?: string }>> {
+    const { clock } = this.deps;
+    let hint: Hint;
+    try {
+      const before = state.hints.pending;
+      const appended = state.hints.append(record);
+      // A refused append (queue full) is not queued; an accepted one is, at once, in order.
+      const queued = state.hints.pending === before + 1;
+      if (queued) state.delivery.receive({ type: "enqueued", count: 1 }, clock.now_ms());
+      hint = await appended.catch((e) => {
+        // The hint WAL failed; the hint queue dropped the entry again.
+        if (queued) state.delivery.receive({ type: "removed", count: 1 }, clock.now_ms());
+        throw e;
+      });
+    } catch (e) {
+      if (e instanceof HintQueueFullError) {
+        state.refused++;
+        const now = clock.now_ms();
+        if (now - state.last_full_log_ms >= FULL_LOG_INTERVAL_MS) {
+          state.last_full_log_ms = now;
+          this.deps.log(
+            `ERROR ${e.message}; ${state.refused} writes refused so far. The node must come back ` +
+              `(or be repaired) before writes it owns can succeed again`,
+          );
+        }
+      } else {
+        this.deps.log(`ERROR cannot store a hint for ${state.address}: ${(e as Error).message}`);
+      }
+      return { kind: "rejected", error: e };
+    }
+    this.deps.queued(state);
+    if (wait && state.active && state.delivery.waitForDelivery()) {
+      const delivered = await Promise.race([
+        hint.delivery,
+        clock.sleep(this.deps.node_timeout_ms).then(() => false),
+      ]);
+      if (delivered) return { kind: "acked", response: {} };
+    }
+    return { kind: "queued" };
+  }
+}
+
+/** Owners that acknowledged. */
+export function ackedSet(results: Map<string, OwnerResult<unknown>>): Set<string> {
+  const acked = new Set<string>();
+  for (const [o, r] of results) if (r.kind === "acked") acked.add(o);
+  return acked;
+}
+
+/** NOT_FOUND from an owner counts as `ack` once some owner acknowledged (nothing to remove). */
+function notFoundIsAck<R>(results: Map<string, OwnerResult<R>>, ack: R): void {
+  if (![...results.values()].some((x) => x.kind === "acked")) return;
+  for (const [o, r] of results) {
+    if (r.kind === "rejected" && isNotFound(r.error)) {
+      results.set(o, { kind: "acked", response: ack });
+    }
+  }
+}
+
+/** Throws the error a failed write reports: a node's verdict if any, else UNAVAILABLE. */
+function failWrite(results: Map<string, OwnerResult<unknown>>, message: string): never {
+  for (const r of results.values()) {
+    if (r.kind === "rejected" && isServiceError(r.error)) throw r.error;
+  }
+  const reasons = [...results]
+    .filter(([, r]) => r.kind === "unreached" || r.kind === "queued")
+    .map(([o, r]) =>
+      r.kind === "unreached" ? `${o}: ${describeGrpcError(r.error)}` : `${o}: hint queued`
+    );
+  throw new RouterStatusError(
+    grpc.status.UNAVAILABLE,
+    reasons.length > 0 ? `${message} (${reasons.join("; ")})` : message,
+  );
+}
+
+/** The hint record of one owner's share of a batch. */
+function batchRecord(
+  collection: string,
+  dimension: number,
+  points: readonly Point[],
+  version: number,
+): WalRecord {
+  const ids = new Uint32Array(points.length);
+  const vectors = new Float32Array(points.length * dimension);
+  points.forEach((p, i) => {
+    ids[i] = p.id;
+    vectors.set(p.vector, i * dimension);
+  });
+  const versions = new Float64Array(points.length).fill(version);
+  return { kind: "put_batch", collection, dimension, ids, vectors, versions };
+}
