@@ -3,7 +3,9 @@
  *
  * Every handler validates first (nothing invalid reaches the WAL), maps every failure to a
  * gRPC status whose message names the field and the value, and never lets an exception
- * escape: a malformed request gets an error, the server keeps serving.
+ * escape: a malformed request gets an error, the server keeps serving. The closing check, the
+ * in-flight limit ({@link IN_FLIGHT_MAX}), the deadline check and the mapping below run in one
+ * {@link UnaryGuard} (src/api/unary.ts) that wraps every method of this service.
  *
  * | error                                             | status              |
  * |---------------------------------------------------|---------------------|
@@ -13,6 +15,7 @@
  * | WAL queue full, too many collections or requests, index capacity | RESOURCE_EXHAUSTED |
  * | VersionOverflowError (the clock passed 2^53 - 1)  | FAILED_PRECONDITION |
  * | node shutting down                                | UNAVAILABLE         |
+ * | deadline already passed when the call arrived     | DEADLINE_EXCEEDED   |
  * | anything else                                     | INTERNAL (logged)   |
  *
  * Versions (see "Versions" in proto/vector_db.proto): Put, PutBatch and Delete take the
@@ -27,6 +30,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { memoryUsage } from "node:process";
 import type { VectorDBHandlers } from "../api/proto.ts";
+import { type StatusLike, UnaryGuard } from "../api/unary.ts";
 import {
   validateCreateCollectionRequest,
   validatePointRef,
@@ -62,7 +66,7 @@ export class StatusError extends Error {
 }
 
 /** Maps an error to a gRPC status and message. */
-export function toStatus(e: unknown): { code: grpc.status; details: string } {
+export function toStatus(e: unknown): StatusLike {
   const message = e instanceof Error ? e.message : String(e);
   if (e instanceof StatusError) return { code: e.code, details: message };
   if (e instanceof ValidationError || e instanceof RangeError || e instanceof TypeError) {
@@ -110,46 +114,13 @@ export function nodeHandlers(
 ): VectorDBHandlers {
   const log = options.logger ?? ((m: string) => console.error(m));
   const started = Date.now();
-  let inFlight = 0;
-
-  // Wraps an async handler: limits, status mapping, and no escaping exceptions.
-  function unary<Req, Res>(
-    name: string,
-    fn: (req: Req) => Promise<Res> | Res,
-  ): grpc.handleUnaryCall<Req, Res> {
-    return (call, callback) => {
-      if (state.closing) {
-        callback({ code: grpc.status.UNAVAILABLE, details: "The node is shutting down" });
-        return;
-      }
-      if (inFlight >= IN_FLIGHT_MAX) {
-        callback({
-          code: grpc.status.RESOURCE_EXHAUSTED,
-          details: `The node has ${inFlight} requests in flight, its limit`,
-        });
-        return;
-      }
-      inFlight++;
-      let result: Promise<Res>;
-      try {
-        result = Promise.resolve(fn(call.request));
-      } catch (e) {
-        result = Promise.reject(e);
-      }
-      result.then(
-        (res) => {
-          inFlight--;
-          callback(null, res);
-        },
-        (e) => {
-          inFlight--;
-          const s = toStatus(e);
-          if (s.code === grpc.status.INTERNAL) log(`${name} failed: ${(e as Error)?.stack ?? e}`);
-          callback({ code: s.code, details: s.details });
-        },
-      );
-    };
-  }
+  const guard = new UnaryGuard({
+    server_name: "node",
+    in_flight_max: IN_FLIGHT_MAX,
+    closing: () => state.closing,
+    to_status: toStatus,
+    log,
+  });
 
   /** A collection for reading; the default one may not exist yet (it then reads as empty). */
   function readable(name: string): Collection | null {
@@ -187,31 +158,33 @@ export function nodeHandlers(
   }
 
   return {
-    Put: unary("Put", async (req) => {
+    Put: guard.wrap("Put", async (req) => {
       const p = validatePutRequest(req);
       const c = await store.getForWrite(p.collection, p.vector.length);
       const w = await c.put(p.id, p.vector, p.version);
       return { ok: true, seq: String(w.seq), replicas_acked: 1, version: String(w.version) };
     }),
-    PutBatch: unary("PutBatch", async (req) => {
+    PutBatch: guard.wrap("PutBatch", async (req) => {
       const b = validatePutBatchRequest(req);
       const c = await store.getForWrite(b.collection, b.points[0].vector.length);
       const w = await c.putBatch(b.points, b.version);
       return { count: b.points.length, seq: String(w.seq), version: String(w.version) };
     }),
-    Get: unary("Get", (req) => {
+    Get: guard.wrap("Get", (req) => {
       const r = validatePointRef(req);
       const c = readable(r.collection);
-      if (c === null) return { found: false, vector: [], version: "0", deleted: false };
+      if (c === null) {
+        return Promise.resolve({ found: false, vector: [], version: "0", deleted: false });
+      }
       const e = c.getEntry(r.id);
-      return {
+      return Promise.resolve({
         found: e.vector !== null,
         vector: e.vector === null ? [] : Array.from(e.vector),
         version: String(e.version),
         deleted: e.deleted,
-      };
+      });
     }),
-    Delete: unary("Delete", async (req) => {
+    Delete: guard.wrap("Delete", async (req) => {
       const r = validatePointRef(req);
       const c = readable(r.collection);
       // The default collection does not exist before its first Put (its dimension is unknown),
@@ -220,18 +193,18 @@ export function nodeHandlers(
       const d = await c.delete(r.id, r.version);
       return { deleted: d.deleted, seq: String(d.seq), version: String(d.version) };
     }),
-    Search: unary("Search", (req) => {
+    Search: guard.wrap("Search", (req) => {
       const s = validateSearchRequest(req);
       const c = readable(s.collection);
       const covered = { partial: false, shards_answered: 1, shards_total: 1 };
-      if (c === null) return { results: [], ...covered };
+      if (c === null) return Promise.resolve({ results: [], ...covered });
       if (s.ef !== 0 && s.ef < s.k) {
         throw new ValidationError("ef", s.ef, `ef ${s.ef} must be at least k ${s.k} (or 0)`);
       }
       const hits = c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef);
-      return { results: hits, ...covered };
+      return Promise.resolve({ results: hits, ...covered });
     }),
-    CreateCollection: unary("CreateCollection", async (req) => {
+    CreateCollection: guard.wrap("CreateCollection", async (req) => {
       const v = validateCreateCollectionRequest(req);
       try {
         const c = await store.create(v);
@@ -248,26 +221,27 @@ export function nodeHandlers(
         return { created: false, collection: info(existing!) };
       }
     }),
-    DropCollection: unary("DropCollection", async (req) => {
+    DropCollection: guard.wrap("DropCollection", async (req) => {
       const name = validateCollectionName(req.name, "name");
       await store.drop(name);
       return { dropped: true };
     }),
-    ListCollections: unary("ListCollections", () => ({
-      collections: store.list().map(info),
-    })),
-    Stats: unary("Stats", () => {
+    ListCollections: guard.wrap(
+      "ListCollections",
+      () => Promise.resolve({ collections: store.list().map(info) }),
+    ),
+    Stats: guard.wrap("Stats", () => {
       const mem = memoryUsage();
-      return {
+      return Promise.resolve({
         node_id: options.nodeId,
         collections: store.list().map(collectionStats),
         uptime_ms: Date.now() - started,
         rss_bytes: mem.rss,
         heap_used_bytes: mem.heapUsed,
         is_router: false,
-      };
+      });
     }),
-    Drain: unary("Drain", () => {
+    Drain: guard.wrap("Drain", () => {
       if (options.drain === undefined) {
         throw new StatusError(
           grpc.status.FAILED_PRECONDITION,
@@ -276,25 +250,26 @@ export function nodeHandlers(
       }
       const started = options.drain();
       log(`Drain requested: ${started ? "leaving the cluster" : "already stopping"}`);
-      return { started, node_id: options.nodeId };
+      return Promise.resolve({ started, node_id: options.nodeId });
     }),
-    Members: unary("Members", () => ({
-      self_id: options.nodeId,
-      members: options.members === undefined
-        ? [{
-          id: options.nodeId,
-          address: options.address,
-          state: "alive",
-          incarnation: 0,
-          is_router: false,
-        }]
-        : options.members().map((m) => ({
-          id: m.id,
-          address: m.address,
-          state: m.state,
-          incarnation: m.incarnation,
-          is_router: m.meta.role === "router",
-        })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
-    })),
+    Members: guard.wrap("Members", () =>
+      Promise.resolve({
+        self_id: options.nodeId,
+        members: options.members === undefined
+          ? [{
+            id: options.nodeId,
+            address: options.address,
+            state: "alive",
+            incarnation: 0,
+            is_router: false,
+          }]
+          : options.members().map((m) => ({
+            id: m.id,
+            address: m.address,
+            state: m.state,
+            incarnation: m.incarnation,
+            is_router: m.meta.role === "router",
+          })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
+      })),
   };
 }

@@ -49,7 +49,8 @@ import {
 } from "../api/validate.ts";
 import type { Collection, CopyEntry } from "../storage/collection.ts";
 import type { NodeStore } from "../storage/node_store.ts";
-import { toStatus } from "./service.ts";
+import { UnaryGuard } from "../api/unary.ts";
+import { IN_FLIGHT_MAX, toStatus } from "./service.ts";
 
 /** A Scan page stops once its vectors hold this many bytes. */
 export const SCAN_PAGE_BYTES_MAX = 4 * 2 ** 20;
@@ -165,8 +166,11 @@ export interface TransferServiceOptions {
 
 /**
  * The Transfer handlers over `store`; `state.closing` makes calls fail with UNAVAILABLE. When
- * `state` has `transfer_last_ms`, every call sets it to the time it arrived (a node handing
- * off on shutdown waits while a router keeps reading it).
+ * `state` has `transfer_last_ms`, every call that passes the guard's checks sets it to the time
+ * it arrived (a node handing off on shutdown waits while a router keeps reading it). The calls
+ * go through their own {@link UnaryGuard} (src/api/unary.ts): at most {@link IN_FLIGHT_MAX} in
+ * flight (counted apart from the VectorDB service's), a passed deadline answered at once, errors
+ * mapped by the node's {@link toStatus}.
  */
 export function transferHandlers(
   store: NodeStore,
@@ -177,32 +181,22 @@ export function transferHandlers(
   const now = options.clock ?? (() => Date.now());
   const snapshots = new Map<string, { ids: Uint32Array; built_ms: number; c: Collection }>();
 
-  function unary<Req, Res>(
-    name: string,
-    fn: (req: Req) => Promise<Res> | Res,
-  ): grpc.handleUnaryCall<Req, Res> {
-    return (call, callback) => {
-      if (state.closing) {
-        callback({ code: grpc.status.UNAVAILABLE, details: "The node is shutting down" });
-        return;
-      }
-      if (state.transfer_last_ms !== undefined) state.transfer_last_ms = now();
-      let result: Promise<Res>;
-      try {
-        result = Promise.resolve(fn(call.request));
-      } catch (e) {
-        result = Promise.reject(e);
-      }
-      result.then((res) => callback(null, res), (e) => {
-        const s = toStatus(e);
-        if (s.code === grpc.status.INTERNAL) log(`${name} failed: ${(e as Error)?.stack ?? e}`);
-        callback({ code: s.code, details: s.details });
-      });
-    };
+  const guard = new UnaryGuard({
+    server_name: "node",
+    in_flight_max: IN_FLIGHT_MAX,
+    closing: () => state.closing,
+    to_status: toStatus,
+    log,
+  });
+
+  /** Records that a router is reading or writing this node (see {@link transferHandlers}). */
+  function arrived(): void {
+    if (state.transfer_last_ms !== undefined) state.transfer_last_ms = now();
   }
 
   return {
-    Scan: unary<ScanRequest, ScanResponse>("Scan", (req) => {
+    Scan: guard.wrap<ScanRequest, ScanResponse>("Scan", (req) => {
+      arrived();
       const name = resolveCollection(req.collection);
       const limit = limitOf(req.limit);
       const c = store.get(name);
@@ -234,16 +228,18 @@ export function transferHandlers(
       }
       const done = i >= snap.ids.length;
       if (done) snapshots.delete(name);
-      return { points, next_after_id: last, done, dimension: c.config.dimension };
+      return Promise.resolve({ points, next_after_id: last, done, dimension: c.config.dimension });
     }),
-    CopyBatch: unary<CopyBatchRequest, CopyBatchResponse>("CopyBatch", async (req) => {
+    CopyBatch: guard.wrap<CopyBatchRequest, CopyBatchResponse>("CopyBatch", async (req) => {
+      arrived();
       const name = resolveCollection(req.collection);
       const c = store.get(name);
       const entries = validateCopyPoints(req.points, c.config.dimension);
       const r = await c.copy(entries);
       return { applied: r.applied, skipped: r.skipped };
     }),
-    Prune: unary<PruneRequest, PruneResponse>("Prune", async (req) => {
+    Prune: guard.wrap<PruneRequest, PruneResponse>("Prune", async (req) => {
+      arrived();
       const name = resolveCollection(req.collection);
       const { ids, versions } = validatePrune(req.ids, req.versions);
       const c = store.get(name);
