@@ -93,8 +93,8 @@ export class RouterCore {
   readonly scatter: Scatter;
   readonly background: Background;
   readonly writes = new WriteViews();
-  /** Stamps write versions (see "Versions" in proto/vector_db.proto). */
-  readonly versions = new VersionClock();
+  /** Stamps write versions (see "Versions" in proto/vector_db.proto), from the core's clock. */
+  readonly versions: VersionClock;
   #view: RingView;
   #stopping = false;
   #rebalance: RebalanceHooks | null = null;
@@ -103,6 +103,7 @@ export class RouterCore {
 
   constructor(readonly options: RouterCoreOptions) {
     const log = options.log;
+    this.versions = new VersionClock(() => options.clock.now_ms());
     this.background = new Background(log);
     this.table = new NodeTable({
       openHints: options.openHints,
