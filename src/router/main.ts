@@ -27,7 +27,7 @@
  * to none. With `--join` the router is a gossip member (role "router", holding no data) and its
  * ring follows the storage nodes gossip reports; each node of a `--nodes` list given as well
  * stays on the ring until gossip reports it (so the ring never shrinks while the router joins).
- * Ring member ids are node addresses either way (see server.ts). With `--join` the router also
+ * Ring member ids are node addresses either way (see router.ts). With `--join` the router also
  * moves points when its ring changes (src/router/rebalance/rebalancer.ts).
  *
  * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: stop accepting, finish

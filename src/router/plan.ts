@@ -1,7 +1,7 @@
 /**
  * Routing decisions of the router, as pure functions: no IO, no clock, no randomness. The
- * router's server (server.ts) performs the calls these functions plan and feeds the outcomes
- * back in, so every decision can be unit-tested or driven by a simulation.
+ * router core (core.ts, replication.ts, scatter.ts) performs the calls these functions plan and
+ * feeds the outcomes back in, so every decision can be unit-tested or driven by a simulation.
  *
  * Writes (Put, PutBatch, Delete, and the collection RPCs fanned out to every node):
  *
@@ -10,7 +10,7 @@
  *   (acknowledged, failed, or its copy was durably queued as a hint), never just the first
  *   `required` ones: a client that waits for a write's reply before sending the next one thus
  *   knows the first is acknowledged or queued everywhere, which is what keeps per-owner order
- *   (see hint_log.ts and server.ts);
+ *   (see replication.ts and hints/);
  * - `consistency` decides how many acknowledgements are enough ({@link requiredAcks}):
  *   `one` 1, `quorum` ⌊n/2⌋+1, `all` n, where n is the number of owners;
  * - too few acknowledgements is UNAVAILABLE with "k of n owners acknowledged"

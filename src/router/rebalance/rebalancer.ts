@@ -38,7 +38,7 @@
  * only ({@link RebalanceHost.sources}), and once the run settled its entries are on their owners
  * and forgotten there, so the node exits (src/node/drain_wait.ts). Forgetting needs an owner
  * that took the copy: nothing is pruned from a ring with fewer nodes than RF. While a move is unsettled the router keeps joining nodes off the ring for
- * up to {@link JOIN_WAIT_MAX_MS} (src/router/server.ts), so rings pile up mostly through
+ * up to {@link JOIN_WAIT_MAX_MS} (src/router/core.ts, followRing), so rings pile up mostly through
  * failures.
  *
  * Costs and limits: a run reads every entry of every node of the ring and sends it to its RF-1
