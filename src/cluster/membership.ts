@@ -123,6 +123,10 @@
  *
  * An update is `{ state, id, inc, addr?, meta?, by? }`: `alive` carries addr and meta,
  * `suspect` and `dead` carry `by` (the accuser).
+ *
+ * Size: this file is long (~1,400 lines) on purpose: it is one protocol state machine whose
+ * probe, suspicion, refutation and dissemination steps share private state; split across files
+ * they would need that state exposed. Its parts are sections below, in protocol order.
  */
 
 /** Membership state of a member. */
