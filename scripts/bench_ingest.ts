@@ -26,7 +26,8 @@ import { join } from "node:path";
 import { ApiClient } from "../src/api/client.ts";
 import { HnswIndex } from "../src/index/hnsw.ts";
 import { readFvecs } from "./bench/fvecs.ts";
-import { NodeProcess, REPO_ROOT } from "../tests/helpers/node_process.ts";
+import { NodeProcess } from "../harness/node.ts";
+import { REPO_ROOT } from "../harness/process.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

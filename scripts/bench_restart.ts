@@ -20,7 +20,8 @@ import { join } from "node:path";
 import { ApiClient, describeGrpcError } from "../src/api/client.ts";
 import type { SearchResult } from "../src/api/proto.ts";
 import { readFvecs } from "./bench/fvecs.ts";
-import { NodeProcess, REPO_ROOT } from "../tests/helpers/node_process.ts";
+import { NodeProcess } from "../harness/node.ts";
+import { REPO_ROOT } from "../harness/process.ts";
 
 const GOAL_SNAPSHOT_START_MS = 3000;
 const COLLECTION = "glove";

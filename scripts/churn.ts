@@ -20,8 +20,9 @@
  */
 import { parseArgs } from "node:util";
 import { ApiClient, describeGrpcError } from "../src/api/client.ts";
-import { NodeProcess, type Runtime } from "../tests/helpers/node_process.ts";
-import { FAST_RECONNECT_OPTIONS, measureReconnect, runChurn } from "../tests/helpers/churn_run.ts";
+import { NodeProcess } from "../harness/node.ts";
+import type { Runtime } from "../harness/servers.ts";
+import { FAST_RECONNECT_OPTIONS, measureReconnect, runChurn } from "../harness/workloads/churn.ts";
 
 const RECONNECT_MS_MAX = 2000;
 

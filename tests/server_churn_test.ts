@@ -9,8 +9,8 @@
  */
 import assert from "node:assert/strict";
 import { ApiClient } from "../src/api/client.ts";
-import { NodeProcess } from "./helpers/node_process.ts";
-import { FAST_RECONNECT_OPTIONS, measureReconnect, runChurn } from "./helpers/churn_run.ts";
+import { NodeProcess } from "../harness/node.ts";
+import { FAST_RECONNECT_OPTIONS, measureReconnect, runChurn } from "../harness/workloads/churn.ts";
 
 Deno.test("storage node survives connection churn and killed clients", async () => {
   const sessions = Number(Deno.env.get("CHURN_SESSIONS") ?? 200);
