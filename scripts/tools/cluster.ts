@@ -21,14 +21,14 @@
 
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { type ChildProc, describeStatus, type StartError } from "../harness/process.ts";
+import { type ChildProc, describeStatus, type StartError } from "../../harness/process.ts";
 import {
   NODE_ENTRY,
   nodeFlags,
   ROUTER_ENTRY,
   routerFlags,
   spawnServer,
-} from "../harness/servers.ts";
+} from "../../harness/servers.ts";
 
 const STOP_GRACE_MS = 10_000;
 

@@ -11,16 +11,16 @@
  *
  * @example
  * ```sh
- * deno run -A scripts/bench_join.ts                 # 100,000 points of dim 32
- * deno run -A scripts/bench_join.ts --n 20000 --dim 16
+ * deno run -A scripts/bench/bench_join.ts                 # 100,000 points of dim 32
+ * deno run -A scripts/bench/bench_join.ts --n 20000 --dim 16
  * ```
  * @module
  */
 import { parseArgs } from "node:util";
-import { Prng } from "../src/common/prng.ts";
-import { TestCluster } from "../harness/cluster.ts";
-import { waitFor } from "../harness/wait.ts";
-import { ApiClient } from "../src/api/client.ts";
+import { Prng } from "../../src/common/prng.ts";
+import { TestCluster } from "../../harness/cluster.ts";
+import { waitFor } from "../../harness/wait.ts";
+import { ApiClient } from "../../src/api/client.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,

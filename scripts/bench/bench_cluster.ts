@@ -18,7 +18,7 @@
  *    default vnodes) predicts where points land, a writer (Puts of new ids at quorum) and a
  *    searcher run through the router; one node is SIGKILLed mid-run and restarted later; then
  *    hint queues are waited out and every acknowledged write is looked up on each of its
- *    owners directly (must be 0 missing). See bench_cluster_kill.ts.
+ *    owners directly (must be 0 missing). See lib/cluster_kill.ts.
  *
  * `--batch` defaults to 100, not the CLI's 1,000: through the router each owner gets one
  * PutBatch per batch under the router's node timeout (2 s by default), and with
@@ -30,8 +30,8 @@
  *
  * ```sh
  * npx --yes deno@2.9.6 task build:asm        # once: the WASM kernels for the ground truth
- * npx --yes deno@2.9.6 run -A scripts/bench_cluster.ts                   # full run
- * npx --yes deno@2.9.6 run -A scripts/bench_cluster.ts --n 20000 --queries 200 \
+ * npx --yes deno@2.9.6 run -A scripts/bench/bench_cluster.ts                   # full run
+ * npx --yes deno@2.9.6 run -A scripts/bench/bench_cluster.ts --n 20000 --queries 200 \
  *   --throughput-queries 500 --kill-run-s 20                              # a quick one
  * ```
  *
@@ -63,8 +63,8 @@
 
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { freePort } from "../harness/ports.ts";
-import { type ChildProc, ProcGroup, REPO_ROOT, type RunResult } from "../harness/process.ts";
+import { freePort } from "../../harness/ports.ts";
+import { type ChildProc, ProcGroup, REPO_ROOT, type RunResult } from "../../harness/process.ts";
 import {
   NODE_ENTRY,
   nodeFlags,
@@ -73,18 +73,18 @@ import {
   routerFlags,
   runCli,
   spawnServer,
-} from "../harness/servers.ts";
-import { HashRing } from "../src/cluster/ring.ts";
-import { groundTruth } from "./bench/dataset.ts";
-import { type Matrix, readFvecs, writeFvecs } from "./bench/fvecs.ts";
+} from "../../harness/servers.ts";
+import { HashRing } from "../../src/cluster/ring.ts";
+import { groundTruth } from "./lib/dataset.ts";
+import { type Matrix, readFvecs, writeFvecs } from "./lib/fvecs.ts";
 import {
   measureRecall,
   measureThroughput,
   row,
   type SearchSpec,
   type ThroughputResult,
-} from "./bench_cluster_search.ts";
-import { checkRing, type KillResult, type RingCheck, runKill } from "./bench_cluster_kill.ts";
+} from "./lib/cluster_search.ts";
+import { checkRing, type KillResult, type RingCheck, runKill } from "./lib/cluster_kill.ts";
 
 // ----- Flags -----
 

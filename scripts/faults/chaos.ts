@@ -2,7 +2,7 @@
  * `deno task chaos`: a fault harness. Five storage nodes and a router (real processes on free
  * loopback ports) under continuous write and search load, while a seeded schedule kills
  * (SIGKILL) and restarts nodes, pauses them (SIGSTOP/SIGCONT) and cuts links (iptables owner
- * rules, see scripts/lib/netcut.ts), at most one fault at a time. At the end every fault is
+ * rules, see scripts/faults/lib/netcut.ts), at most one fault at a time. At the end every fault is
  * healed, gossip (with `--gossip`) sees every node alive again, the router's hint queues drain
  * and rebalancing settles, and every acknowledged write is checked twice: through the router's
  * `Get`, and directly on each of its OWNERS (the ring the router uses: node addresses, default
@@ -76,12 +76,12 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Prng } from "../src/common/prng.ts";
-import { HashRing } from "../src/cluster/ring.ts";
-import { TestCluster } from "../harness/cluster.ts";
-import type { RunAs } from "../harness/servers.ts";
-import { waitFor } from "../harness/wait.ts";
-import type { ApiClient } from "../src/api/client.ts";
+import { Prng } from "../../src/common/prng.ts";
+import { HashRing } from "../../src/cluster/ring.ts";
+import { TestCluster } from "../../harness/cluster.ts";
+import type { RunAs } from "../../harness/servers.ts";
+import { waitFor } from "../../harness/wait.ts";
+import type { ApiClient } from "../../src/api/client.ts";
 import {
   checkReadable,
   ensureUser,

@@ -11,13 +11,13 @@
  *
  * @example
  * ```sh
- * GOSSIP_MEASURE_HEALTHY_S=600 deno run -A scripts/gossip_measure.ts
+ * GOSSIP_MEASURE_HEALTHY_S=600 deno run -A scripts/bench/gossip_measure.ts
  * ```
  * @module
  */
 import assert from "node:assert/strict";
-import { allSee, withGossipCluster } from "../harness/gossip_cluster.ts";
-import { sleep, waitFor } from "../harness/wait.ts";
+import { allSee, withGossipCluster } from "../../harness/gossip_cluster.ts";
+import { sleep, waitFor } from "../../harness/wait.ts";
 
 await withGossipCluster(5, async (c) => {
   const all = [0, 1, 2, 3, 4];

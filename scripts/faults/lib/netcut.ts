@@ -1,6 +1,6 @@
 /**
- * Real network cuts on loopback for the fault scripts (`scripts/partition.ts`,
- * `scripts/chaos.ts`): iptables OUTPUT rules on `lo` that drop what one Unix user's processes
+ * Real network cuts on loopback for the fault scripts (`scripts/faults/partition.ts`,
+ * `scripts/faults/chaos.ts`): iptables OUTPUT rules on `lo` that drop what one Unix user's processes
  * send, optionally only to one loopback address.
  *
  * Each process under test runs as its own system user (created with `useradd --system` when
@@ -27,8 +27,8 @@
  * @module
  */
 import { join } from "node:path";
-import { REPO_ROOT, runProcess, type RunResult } from "../../harness/process.ts";
-import { asUser } from "../../harness/servers.ts";
+import { REPO_ROOT, runProcess, type RunResult } from "../../../harness/process.ts";
+import { asUser } from "../../../harness/servers.ts";
 
 /** Runs a program; throws with its stderr when it fails (unless `ok_codes` allows the code). */
 export async function runProgram(

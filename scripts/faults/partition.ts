@@ -7,7 +7,7 @@
  * nodes) runs as the Unix user `vdbparta`, side B (three nodes) as `vdbpartb` (created with
  * `useradd --system` when missing; processes are started through `setpriv`, which execs, so the
  * pid we hold is the node's). The cut is iptables OUTPUT rules on `lo` (made by
- * scripts/lib/netcut.ts, which scripts/chaos.ts shares):
+ * scripts/faults/lib/netcut.ts, which scripts/faults/chaos.ts shares):
  *
  * | rule                                                    | drops                          |
  * | ------------------------------------------------------- | ------------------------------ |
@@ -40,18 +40,18 @@
  *
  * @example
  * ```sh
- * npx --yes deno@2.9.6 run -A scripts/partition.ts                    # 1 trial, 120 s cut
- * npx --yes deno@2.9.6 run -A scripts/partition.ts --cut-s 20 --trials 3
- * npx --yes deno@2.9.6 run -A scripts/partition.ts --json             # summary as JSON too
+ * npx --yes deno@2.9.6 run -A scripts/faults/partition.ts                    # 1 trial, 120 s cut
+ * npx --yes deno@2.9.6 run -A scripts/faults/partition.ts --cut-s 20 --trials 3
+ * npx --yes deno@2.9.6 run -A scripts/faults/partition.ts --json             # summary as JSON too
  * ```
  * @module
  */
 import { parseArgs } from "node:util";
-import { ApiClient, describeGrpcError } from "../src/api/client.ts";
-import type { MembersResponse } from "../src/api/proto.ts";
-import { freePort } from "../harness/ports.ts";
-import type { ChildProc } from "../harness/process.ts";
-import { NODE_ENTRY, nodeFlags, spawnServer } from "../harness/servers.ts";
+import { ApiClient, describeGrpcError } from "../../src/api/client.ts";
+import type { MembersResponse } from "../../src/api/proto.ts";
+import { freePort } from "../../harness/ports.ts";
+import type { ChildProc } from "../../harness/process.ts";
+import { NODE_ENTRY, nodeFlags, spawnServer } from "../../harness/servers.ts";
 import { checkReadable, ensureUser, NetCut, runProgram, type UserIds } from "./lib/netcut.ts";
 
 const { values: args } = parseArgs({
