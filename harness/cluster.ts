@@ -224,21 +224,41 @@ export class TestCluster {
   }
 }
 
+/** What {@link withStarted} needs of a set of processes. */
+export interface Startable {
+  startAll(): Promise<void>;
+  stop(): Promise<void>;
+  log(): string;
+}
+
+/**
+ * Creates processes in a fresh temporary directory (`prefix…`), starts them, runs `fn`, and
+ * always stops them and removes the directory; prints their output when anything throws.
+ */
+export async function withStarted<C extends Startable>(
+  prefix: string,
+  create: (dir: string) => Promise<C>,
+  fn: (c: C) => Promise<void>,
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  let c: C | null = null;
+  try {
+    c = await create(dir);
+    await c.startAll();
+    await fn(c);
+  } catch (e) {
+    console.error(`--- process logs (${dir}) ---\n${c?.log() ?? ""}\n--- end of process logs ---`);
+    throw e;
+  } finally {
+    await c?.stop();
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
 /** Starts a cluster (nodes first, then the router), runs `fn`, and always tears it down. */
-export async function withCluster(
+export function withCluster(
   options: ClusterOptions,
   fn: (cluster: TestCluster) => Promise<void>,
 ): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), "vectordb_cluster_"));
-  const cluster = await TestCluster.create(dir, options);
-  try {
-    await cluster.startAll();
-    await fn(cluster);
-  } catch (e) {
-    console.error(`--- cluster logs (${dir}) ---\n${cluster.log()}\n--- end of cluster logs ---`);
-    throw e;
-  } finally {
-    await cluster.stop();
-    await rm(dir, { recursive: true, force: true }).catch(() => {});
-  }
+  return withStarted("vectordb_cluster_", (dir) => TestCluster.create(dir, options), fn);
 }

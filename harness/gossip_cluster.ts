@@ -6,11 +6,9 @@
  * Runtime-neutral (node: APIs only).
  * @module
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { ApiClient } from "../src/api/client.ts";
 import type { Member } from "../src/api/proto.ts";
+import { withStarted } from "./cluster.ts";
 import { freePort } from "./ports.ts";
 import { type ChildProc, ProcGroup } from "./process.ts";
 import { NODE_ENTRY, nodeFlags, spawnServer } from "./servers.ts";
@@ -81,33 +79,29 @@ export class GossipCluster {
     }
   }
 
-  async close(): Promise<void> {
+  /** Starts every node, each waited for until ready. */
+  async startAll(): Promise<void> {
+    await Promise.all(this.procs.map((_, i) => this.start(i)));
+  }
+
+  /** Closes the clients and stops every node (SIGTERM, then SIGKILL). */
+  async stop(): Promise<void> {
     for (const c of this.#clients.values()) c.close();
     await this.group.stopAll();
   }
 
-  logs(): string {
+  /** Every process's kept output. */
+  log(): string {
     return this.group.log();
   }
 }
 
 /** Starts `count` nodes, runs `body`, and always stops them and removes their directory. */
-export async function withGossipCluster(
+export function withGossipCluster(
   count: number,
   body: (c: GossipCluster) => Promise<void>,
 ): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), "gossip_cluster_"));
-  const c = await GossipCluster.create(dir, count);
-  try {
-    await Promise.all(c.procs.map((_, i) => c.start(i)));
-    await body(c);
-  } catch (e) {
-    console.error(c.logs());
-    throw e;
-  } finally {
-    await c.close();
-    await rm(dir, { recursive: true, force: true });
-  }
+  return withStarted("gossip_cluster_", (dir) => GossipCluster.create(dir, count), body);
 }
 
 /** Whether every listed observer sees member `id` in `state` (and `pred`, when given). */

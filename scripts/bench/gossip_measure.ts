@@ -54,7 +54,7 @@ await withGossipCluster(5, async (c) => {
     }
     await sleep(100);
   }
-  const suspicions = c.logs().split("\n").filter((l) => / (suspect|dead),/.test(l));
+  const suspicions = c.log().split("\n").filter((l) => / (suspect|dead),/.test(l));
   console.log(
     `gossip: healthy 5-node cluster for ${healthy_s} s with ${requests} requests: ` +
       `${bad.length} non-alive observations, ${suspicions.length} suspect/dead log lines`,
