@@ -14,14 +14,10 @@ import * as grpc from "@grpc/grpc-js";
 import { type ApiClient, isServiceError } from "../src/api/client.ts";
 import type { StatsResponse } from "../src/api/proto.ts";
 import { HashRing } from "../src/cluster/ring.ts";
-import {
-  ChildProc,
-  freePort,
-  runCli,
-  type TestCluster,
-  waitFor,
-  withCluster,
-} from "./helpers/cluster.ts";
+import { type TestCluster, withCluster } from "../harness/cluster.ts";
+import { freePort } from "../harness/ports.ts";
+import { ROUTER_ENTRY, routerFlags, runCli, spawnServer } from "../harness/servers.ts";
+import { waitFor } from "../harness/wait.ts";
 import { Rng } from "../src/testing/random.ts";
 
 const DIM = 4;
@@ -256,21 +252,18 @@ Deno.test({
 
       await step("a full hint queue refuses writes with RESOURCE_EXHAUSTED", async () => {
         // A second router with room for 2 hints per node, in front of the same nodes.
-        const port = freePort();
-        const small = new ChildProc("router-small", [
-          "node",
-          "--import",
-          "tsx",
-          "src/router/main.ts",
-          "--port",
-          String(port),
-          "--nodes",
-          c.nodeAddrs.join(","),
-          "--hints-max",
-          "2",
-          "--data-dir",
-          `${c.dir}/router-small`,
-        ]);
+        const port = await freePort();
+        const small = spawnServer({
+          name: "router-small",
+          entry: ROUTER_ENTRY,
+          flags: routerFlags({
+            port,
+            nodes: c.nodeAddrs,
+            data_dir: `${c.dir}/router-small`,
+            extra: ["--hints-max", "2"],
+          }),
+          group: c.procs,
+        });
         try {
           await small.ready;
           const api = c.api(`127.0.0.1:${port}`);

@@ -10,14 +10,15 @@
  * - a SIGTERMed node is seen `left` and exits 0.
  *
  * The measurement (dead-everywhere times over several SIGKILL trials, false deaths in a healthy
- * loaded 5-node cluster) is a script: `deno run -A scripts/gossip_measure.ts`.
+ * loaded 5-node cluster) is a script: `deno run -A scripts/bench/gossip_measure.ts`.
  */
 
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { GOSSIP_PAYLOAD_BYTES_MAX } from "../src/cluster/gossip_agent.ts";
 import { GossipClient } from "../src/cluster/gossip_transport.ts";
-import { allSee, waitFor, withGossipCluster } from "./helpers/gossip_cluster.ts";
+import { allSee, withGossipCluster } from "../harness/gossip_cluster.ts";
+import { waitFor } from "../harness/wait.ts";
 
 function exchange(address: string, envelope: { from: string; payload: string }) {
   const client = new GossipClient(address, grpc.credentials.createInsecure(), {
@@ -38,12 +39,16 @@ Deno.test({
   fn: () =>
     withGossipCluster(3, async (c) => {
       const ids = [0, 1, 2].map((i) => c.id(i));
-      await waitFor("all 3 nodes see 3 alive members", 15_000, async () => {
-        const views = await Promise.all([0, 1, 2].map((i) => c.view(i)));
-        return views.every((v) =>
-          v !== undefined && v.size === 3 && ids.every((id) => v.get(id)?.state === "alive")
-        );
-      });
+      await waitFor(
+        async () => {
+          const views = await Promise.all([0, 1, 2].map((i) => c.view(i)));
+          return views.every((v) =>
+            v !== undefined && v.size === 3 && ids.every((id) => v.get(id)?.state === "alive")
+          );
+        },
+        "all 3 nodes see 3 alive members",
+        15_000,
+      );
       const view = (await c.view(1))!;
       assert.deepEqual([...view.keys()], ids, "Members is not sorted by id");
       assert.equal(view.get("n2")!.address, c.addrs[2]);
@@ -72,29 +77,37 @@ Deno.test({
       const inc_before = view.get("n2")!.incarnation;
       c.procs[2]!.signal("SIGKILL");
       await c.procs[2]!.done;
-      const dead_ms = await waitFor("n0 and n1 see n2 dead", 8000, () =>
-        allSee(c, [0, 1], "n2", "dead"));
+      const dead_ms = await waitFor(
+        () => allSee(c, [0, 1], "n2", "dead"),
+        "n0 and n1 see n2 dead",
+        8000,
+      );
       console.log(`gossip: SIGKILLed n2 seen dead by n0 and n1 after ${Math.round(dead_ms)} ms`);
 
       // Restart n2 (same id, port, data): alive again everywhere with a higher incarnation.
       await c.start(2);
       const back_ms = await waitFor(
+        () => allSee(c, [0, 1], "n2", "alive", (m) => m.incarnation > inc_before),
         "n0 and n1 see n2 alive with a higher incarnation",
         10_000,
-        () =>
-          allSee(c, [0, 1], "n2", "alive", (m) =>
-            m.incarnation > inc_before),
       );
       console.log(`gossip: restarted n2 seen alive again after ${Math.round(back_ms)} ms`);
-      await waitFor("n2 sees n0 and n1 alive", 10_000, async () => {
-        const v = await c.view(2);
-        return v?.get("n0")?.state === "alive" && v?.get("n1")?.state === "alive";
-      });
+      await waitFor(
+        async () => {
+          const v = await c.view(2);
+          return v?.get("n0")?.state === "alive" && v?.get("n1")?.state === "alive";
+        },
+        "n2 sees n0 and n1 alive",
+        10_000,
+      );
 
       // SIGTERM n1: it leaves, exits 0, and the others see it left.
       c.procs[1]!.signal("SIGTERM");
-      const left_ms = await waitFor("n0 and n2 see n1 left", 8000, () =>
-        allSee(c, [0, 2], "n1", "left"));
+      const left_ms = await waitFor(
+        () => allSee(c, [0, 2], "n1", "left"),
+        "n0 and n2 see n1 left",
+        8000,
+      );
       console.log(`gossip: SIGTERMed n1 seen left after ${Math.round(left_ms)} ms`);
       assert.equal((await c.procs[1]!.done).code, 0);
       const v0 = (await c.view(0))!;

@@ -15,7 +15,8 @@ import assert from "node:assert/strict";
 import type { ApiClient } from "../src/api/client.ts";
 import type { StatsResponse } from "../src/api/proto.ts";
 import { HashRing } from "../src/cluster/ring.ts";
-import { type TestCluster, waitFor, withCluster } from "./helpers/cluster.ts";
+import { type TestCluster, withCluster } from "../harness/cluster.ts";
+import { waitFor } from "../harness/wait.ts";
 import { Rng } from "../src/testing/random.ts";
 
 const DIM = 8;

@@ -3,14 +3,14 @@
  * sessions of 64 concurrent calls each, a tenth of them child processes SIGKILLed mid-call, a
  * fifth closing their channel with calls in flight; then a long-lived channel reconnecting
  * across a graceful restart and a SIGKILL restart. The node must never die, and every call of an
- * orderly session must succeed. `scripts/churn.ts` is the full-size run (1,000 sessions).
+ * orderly session must succeed. `scripts/faults/churn.ts` is the full-size run (1,000 sessions).
  *
  * `CHURN_SESSIONS` changes the session count, `CHURN_SEED` the seed.
  */
 import assert from "node:assert/strict";
 import { ApiClient } from "../src/api/client.ts";
-import { NodeProcess } from "./helpers/node_process.ts";
-import { FAST_RECONNECT_OPTIONS, measureReconnect, runChurn } from "./helpers/churn_run.ts";
+import { NodeProcess } from "../harness/node.ts";
+import { FAST_RECONNECT_OPTIONS, measureReconnect, runChurn } from "../harness/workloads/churn.ts";
 
 Deno.test("storage node survives connection churn and killed clients", async () => {
   const sessions = Number(Deno.env.get("CHURN_SESSIONS") ?? 200);

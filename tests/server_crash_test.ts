@@ -6,31 +6,23 @@
  * `CRASH_SEED=<seed>` replays a run's choices; `CRASH_ITERATIONS=200` runs longer.
  */
 import assert from "node:assert/strict";
-import { REPO_ROOT } from "./helpers/node_process.ts";
+import { runProcess } from "../harness/process.ts";
+import { scriptCommand } from "../harness/servers.ts";
 
 Deno.test("storage node keeps every acknowledged write across SIGKILLs", async () => {
   const seed = Deno.env.get("CRASH_SEED") ?? String(Math.floor(Math.random() * 2 ** 31));
   const iterations = Deno.env.get("CRASH_ITERATIONS") ?? "50";
-  const out = await new Deno.Command("node", {
-    args: [
-      "--import",
-      "./node_modules/tsx/dist/esm/index.mjs",
-      "tests/helpers/server_crash_run.ts",
-    ],
-    cwd: REPO_ROOT,
+  // The driver runs under Node through tsx, like a server (see server_crash_run.ts).
+  const [command, ...args] = scriptCommand("tests/helpers/server_crash_run.ts", []);
+  const out = await runProcess(command, args, {
     env: { CRASH_SEED: seed, CRASH_ITERATIONS: iterations },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = new TextDecoder().decode(out.stdout);
-  const stderr = new TextDecoder().decode(out.stderr);
-  console.log(stdout.trim());
+  });
+  console.log(out.stdout.trim());
   assert.equal(
     out.code,
     0,
     `The crash test failed (replay: CRASH_SEED=${seed} CRASH_ITERATIONS=${iterations}):\n` +
-      stderr,
+      out.stderr,
   );
-  assert.match(stdout, /kill points/);
+  assert.match(out.stdout, /kill points/);
 });

@@ -12,8 +12,8 @@
 import assert from "node:assert/strict";
 import { ApiClient } from "../src/api/client.ts";
 import type { SearchResult } from "../src/api/proto.ts";
-import { NodeProcess } from "./helpers/node_process.ts";
-import { churnRandom } from "./helpers/churn_vectors.ts";
+import { NodeProcess } from "../harness/node.ts";
+import { churnRandom } from "../harness/workloads/churn_vectors.ts";
 
 const COLLECTION = "restart";
 const DIM = 32;

@@ -11,7 +11,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ApiClient } from "../src/api/client.ts";
-import { NodeProcess, NodeStartError } from "./helpers/node_process.ts";
+import { NodeProcess } from "../harness/node.ts";
+import { StartError } from "../harness/process.ts";
 import { CRASH_DIM, crashVector, decodeCrashVector } from "./helpers/server_crash_model.ts";
 
 const COLLECTION = "walc";
@@ -127,7 +128,7 @@ Deno.test("storage node refuses a corrupt WAL record and recovers with --wal-rec
     Deno.writeFileSync(path, bytes);
 
     const failure = await node.start().then(() => null, (e) => e);
-    assert.ok(failure instanceof NodeStartError, `The node started on a corrupt WAL: ${failure}`);
+    assert.ok(failure instanceof StartError, `The node started on a corrupt WAL: ${failure}`);
     assert.notEqual(failure.status?.code, 0);
     assert.ok(
       failure.stderr.includes(`WAL segment ${path} is corrupt at byte offset ${offsets[k]}`),

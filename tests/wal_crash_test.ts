@@ -11,6 +11,8 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { ChildProc, denoPath, type StartError } from "../harness/process.ts";
+import { sleep } from "../harness/wait.ts";
 import { decodeRecord } from "../src/common/records.ts";
 import { Wal, type WalEntry } from "../src/io/wal.ts";
 import { vectorFor } from "./helpers/wal_writer_child.ts";
@@ -25,8 +27,6 @@ function mulberry32(seed: number): () => number {
   return () => rng.next();
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 interface Run {
   acks: Map<number, number>;
   stderr: string;
@@ -34,52 +34,44 @@ interface Run {
 
 /** Starts the child, kills it at a random moment, returns what it acknowledged. */
 async function runChild(dir: string, idBase: number, random: () => number): Promise<Run> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", CHILD, "--dir", dir, "--id-base", `${idBase}`],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
   const acks = new Map<number, number>();
-  let firstAck: () => void = () => {};
-  const sawAck = new Promise<void>((resolve) => (firstAck = resolve));
-  const readStdout = (async () => {
-    let partial = "";
-    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
-      const lines = (partial + text).split("\n");
-      partial = lines.pop()!; // an unterminated last line was cut by the kill: not an ACK
-      for (const line of lines) {
-        const m = /^ACK (\d+) (\d+)$/.exec(line);
-        assert.ok(m !== null, `Unexpected child output line ${JSON.stringify(line)}`);
-        acks.set(Number(m[1]), Number(m[2]));
-        firstAck();
-      }
-    }
-  })();
-  const readStderr = new Response(child.stderr).text();
+  const strange: string[] = [];
+  // An unterminated last line was cut by the kill: it is no line here, so not an ACK.
+  const child = new ChildProc({
+    name: "wal-writer",
+    command: denoPath(),
+    args: ["run", "--allow-read", "--allow-write", CHILD, "--dir", dir, "--id-base", `${idBase}`],
+    ready_prefix: "ACK ",
+    ready_timeout_ms: 20_000,
+    lines_kept: 20,
+    on_line: (line, stream) => {
+      if (stream !== "stdout") return;
+      const m = /^ACK (\d+) (\d+)$/.exec(line);
+      if (m === null) strange.push(line);
+      else acks.set(Number(m[1]), Number(m[2]));
+    },
+  });
   try {
     if (random() < 0.25) {
       // Anywhere from start-up (module loading, WAL open and recovery) to full speed.
       await sleep(random() * 400);
     } else {
-      const timeout = sleep(20_000).then(() => {
-        throw new Error("The child acknowledged nothing within 20 s");
+      await child.ready.catch((e: StartError) => {
+        if (e.status === null) throw new Error("The child acknowledged nothing within 20 s");
       });
-      await Promise.race([sawAck, timeout, child.status.then(() => {})]);
       await sleep(random() * 150);
     }
   } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
+    await child.kill();
   }
-  const status = await child.status;
-  await readStdout;
-  const stderr = await readStderr;
-  assert.equal(status.signal, "SIGKILL", `The child exited on its own (${status.code}): ${stderr}`);
-  return { acks, stderr };
+  const status = child.status!;
+  assert.deepEqual(strange, [], "Unexpected child output lines");
+  assert.equal(
+    status.signal,
+    "SIGKILL",
+    `The child exited on its own (${status.code}): ${child.stderr}`,
+  );
+  return { acks, stderr: child.stderr };
 }
 
 Deno.test("wal survives SIGKILL at random moments without losing acked records", async () => {

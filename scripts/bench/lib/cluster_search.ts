@@ -1,5 +1,5 @@
 /**
- * Search measurements of the cluster benchmark (scripts/bench_cluster.ts): recall@k against
+ * Search measurements of the cluster benchmark (scripts/bench/bench_cluster.ts): recall@k against
  * exact ground truth, and queries/s with latency percentiles at a given number of concurrent
  * clients. Each client has its own gRPC channel (a local subchannel pool, so grpc-js does not
  * share one connection between them) and sends one request at a time.
@@ -7,8 +7,8 @@
  * @module
  */
 
-import { ApiClient } from "../src/api/client.ts";
-import type { Matrix } from "./bench/fvecs.ts";
+import { ApiClient } from "../../../src/api/client.ts";
+import type { Matrix } from "./fvecs.ts";
 
 /** Channel options that give every ApiClient its own connection. */
 export const OWN_CHANNEL = { "grpc.use_local_subchannel_pool": 1 } as const;

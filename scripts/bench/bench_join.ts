@@ -11,15 +11,16 @@
  *
  * @example
  * ```sh
- * deno run -A scripts/bench_join.ts                 # 100,000 points of dim 32
- * deno run -A scripts/bench_join.ts --n 20000 --dim 16
+ * deno run -A scripts/bench/bench_join.ts                 # 100,000 points of dim 32
+ * deno run -A scripts/bench/bench_join.ts --n 20000 --dim 16
  * ```
  * @module
  */
 import { parseArgs } from "node:util";
-import { Prng } from "../src/common/prng.ts";
-import { TestCluster, waitFor } from "../tests/helpers/cluster.ts";
-import { ApiClient } from "../src/api/client.ts";
+import { Prng } from "../../src/common/prng.ts";
+import { TestCluster } from "../../harness/cluster.ts";
+import { waitFor } from "../../harness/wait.ts";
+import { ApiClient } from "../../src/api/client.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args,
@@ -40,7 +41,7 @@ function vectorOf(id: number, version: number): number[] {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const dir = await Deno.makeTempDir({ prefix: "vectordb_join_" });
-const cluster = new TestCluster(dir, {
+const cluster = await TestCluster.create(dir, {
   nodes: 3,
   replication_factor: 2,
   consistency: "quorum",
@@ -50,8 +51,7 @@ const cluster = new TestCluster(dir, {
 });
 let code = 1;
 try {
-  await Promise.all([0, 1, 2].map((i) => cluster.startNode(i)));
-  await cluster.startRouter();
+  await cluster.startAll();
   const api = cluster.api(cluster.routerAddr, 60_000);
   await waitFor(
     async () => {

@@ -26,7 +26,7 @@ import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const asmDir = join(root, "asm");
 const outDir = join(root, "build");
 const outWasm = join(outDir, "kernels.wasm");

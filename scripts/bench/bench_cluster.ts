@@ -18,7 +18,7 @@
  *    default vnodes) predicts where points land, a writer (Puts of new ids at quorum) and a
  *    searcher run through the router; one node is SIGKILLed mid-run and restarted later; then
  *    hint queues are waited out and every acknowledged write is looked up on each of its
- *    owners directly (must be 0 missing). See bench_cluster_kill.ts.
+ *    owners directly (must be 0 missing). See lib/cluster_kill.ts.
  *
  * `--batch` defaults to 100, not the CLI's 1,000: through the router each owner gets one
  * PutBatch per batch under the router's node timeout (2 s by default), and with
@@ -30,8 +30,8 @@
  *
  * ```sh
  * npx --yes deno@2.9.6 task build:asm        # once: the WASM kernels for the ground truth
- * npx --yes deno@2.9.6 run -A scripts/bench_cluster.ts                   # full run
- * npx --yes deno@2.9.6 run -A scripts/bench_cluster.ts --n 20000 --queries 200 \
+ * npx --yes deno@2.9.6 run -A scripts/bench/bench_cluster.ts                   # full run
+ * npx --yes deno@2.9.6 run -A scripts/bench/bench_cluster.ts --n 20000 --queries 200 \
  *   --throughput-queries 500 --kill-run-s 20                              # a quick one
  * ```
  *
@@ -63,20 +63,28 @@
 
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { REPO_ROOT } from "../tests/helpers/cluster.ts";
-import { freePort } from "../tests/helpers/cluster.ts";
-import { HashRing } from "../src/cluster/ring.ts";
-import { groundTruth } from "./bench/dataset.ts";
-import { type Matrix, readFvecs, writeFvecs } from "./bench/fvecs.ts";
-import { type CliRun, type Proc, ProcGroup } from "./bench_cluster_procs.ts";
+import { freePort } from "../../harness/ports.ts";
+import { type ChildProc, ProcGroup, REPO_ROOT, type RunResult } from "../../harness/process.ts";
+import {
+  NODE_ENTRY,
+  nodeFlags,
+  ROUTER_ENTRY,
+  type RouterFlags,
+  routerFlags,
+  runCli,
+  spawnServer,
+} from "../../harness/servers.ts";
+import { HashRing } from "../../src/cluster/ring.ts";
+import { groundTruth } from "./lib/dataset.ts";
+import { type Matrix, readFvecs, writeFvecs } from "./lib/fvecs.ts";
 import {
   measureRecall,
   measureThroughput,
   row,
   type SearchSpec,
   type ThroughputResult,
-} from "./bench_cluster_search.ts";
-import { checkRing, type KillResult, type RingCheck, runKill } from "./bench_cluster_kill.ts";
+} from "./lib/cluster_search.ts";
+import { checkRing, type KillResult, type RingCheck, runKill } from "./lib/cluster_kill.ts";
 
 // ----- Flags -----
 
@@ -159,6 +167,10 @@ const RECALL_CONCURRENCY = 4;
 const CALL_TIMEOUT_MS = 30_000;
 const LOAD_TIMEOUT_MS = 600_000;
 const READY_TIMEOUT_MS = 300_000;
+/** Output lines kept per process. */
+const LOG_LINES_KEPT = 300;
+/** Grace period between SIGTERM and SIGKILL when stopping a process. */
+const STOP_GRACE_MS = 10_000;
 const DRAIN_TIMEOUT_MS = 180_000;
 /** Ids of the failure phase's writes and of the ring probes, far above the loaded ones. */
 const WRITE_ID_BASE = 10_000_000;
@@ -179,11 +191,12 @@ function noteLoad(phase: string): void {
 }
 
 const dir = await Deno.makeTempDir({ prefix: "vectordb_bench_cluster_" });
-const procs = new ProcGroup(READY_TIMEOUT_MS);
+/** Every process the benchmark started; stopped on success, on error and on Ctrl-C. */
+const procs = new ProcGroup();
 let cleaning: Promise<void> | null = null;
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
-    await procs.stopAll();
+    await procs.stopAll(STOP_GRACE_MS);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   })();
   return cleaning;
@@ -201,11 +214,17 @@ Deno.addSignalListener("SIGTERM", onSignal);
 // ----- Helpers -----
 
 /** Runs the CLI with `--json`; its one JSON result line, or an error with its output. */
-async function cliJson(args: string[]): Promise<{ run: CliRun; result: Record<string, unknown> }> {
-  const run = await procs.runCli(["--json", "--timeout-ms", String(LOAD_TIMEOUT_MS), ...args]);
+async function cliJson(
+  args: string[],
+): Promise<{ run: RunResult; result: Record<string, unknown> }> {
+  const run = await runCli(["--json", "--timeout-ms", String(LOAD_TIMEOUT_MS), ...args], {
+    group: procs,
+  });
   const line = run.stdout.split("\n").find((l) => l.startsWith("{"));
   if (run.code !== 0 || line === undefined) {
-    throw new Error(`client ${args.join(" ")} exited with ${run.code}:\n${run.stdout}`);
+    throw new Error(
+      `client ${args.join(" ")} exited with ${run.code ?? run.signal}:\n${run.stdout}${run.stderr}`,
+    );
   }
   return { run, result: JSON.parse(line) };
 }
@@ -271,7 +290,31 @@ async function createAndLoad(target: string, addr: string, file: string): Promis
   return figures;
 }
 
-async function startReady(p: Proc): Promise<Proc> {
+/** Starts a storage node (under Node through tsx, like production). */
+function startNode(name: string, port: number, data_dir: string): ChildProc {
+  return spawnServer({
+    name,
+    entry: NODE_ENTRY,
+    flags: nodeFlags({ port, data_dir }),
+    ready_timeout_ms: READY_TIMEOUT_MS,
+    lines_kept: LOG_LINES_KEPT,
+    group: procs,
+  });
+}
+
+/** Starts the router with a static node list. */
+function startRouter(name: string, f: RouterFlags): ChildProc {
+  return spawnServer({
+    name,
+    entry: ROUTER_ENTRY,
+    flags: routerFlags(f),
+    ready_timeout_ms: READY_TIMEOUT_MS,
+    lines_kept: LOG_LINES_KEPT,
+    group: procs,
+  });
+}
+
+async function startReady(p: ChildProc): Promise<ChildProc> {
   await p.ready;
   return p;
 }
@@ -333,15 +376,15 @@ try {
   log(`exact top-${K} of ${queries.n} queries in ${report.ground_truth_s.toFixed(1)} s`);
 
   // 1. The cluster and the load through the router.
-  const nodePorts = Array.from({ length: NODES }, () => freePort());
+  const nodePorts = await Promise.all(Array.from({ length: NODES }, () => freePort()));
   const nodeAddrs = nodePorts.map((p) => `127.0.0.1:${p}`);
   const nodeDirs = nodePorts.map((p) => join(dir, `node-${p}`));
-  const routerPort = freePort();
+  const routerPort = await freePort();
   const routerAddr = `127.0.0.1:${routerPort}`;
-  const nodes: Proc[] = await Promise.all(
-    nodePorts.map((p, i) => startReady(procs.startNode(`node-${p}`, p, nodeDirs[i]))),
+  const nodes: ChildProc[] = await Promise.all(
+    nodePorts.map((p, i) => startReady(startNode(`node-${p}`, p, nodeDirs[i]))),
   );
-  const router = await startReady(procs.startRouter("router", {
+  const router = await startReady(startRouter("router", {
     port: routerPort,
     nodes: nodeAddrs,
     replication_factor: RF,
@@ -380,12 +423,12 @@ try {
   const spec: SearchSpec = { collection: COLLECTION, k: K, ef: Math.max(EF, K) };
 
   // 3. The single node, and throughput on both.
-  let single: Proc | null = null;
+  let single: ChildProc | null = null;
   let singleAddr = "";
   if (!flags["no-single"]) {
-    const port = freePort();
+    const port = await freePort();
     singleAddr = `127.0.0.1:${port}`;
-    single = await startReady(procs.startNode(`single-${port}`, port, join(dir, `single-${port}`)));
+    single = await startReady(startNode(`single-${port}`, port, join(dir, `single-${port}`)));
     noteLoad("before single-node load");
     report.load.push(await createAndLoad("single node", singleAddr, baseFile));
     noteLoad("after single-node load");
@@ -484,7 +527,7 @@ try {
       },
       restart: async (i) => {
         nodes[i] = await startReady(
-          procs.startNode(`node-${nodePorts[i]}`, nodePorts[i], nodeDirs[i]),
+          startNode(`node-${nodePorts[i]}`, nodePorts[i], nodeDirs[i]),
         );
         const startup = nodes[i].lines.filter((l) => /opened|replay|snapshot|WAL|torn/i.test(l));
         log(`${nodeAddrs[i]} start-up log:\n${startup.slice(-10).join("\n")}`);

@@ -2,7 +2,7 @@
  * `deno task chaos`: a fault harness. Five storage nodes and a router (real processes on free
  * loopback ports) under continuous write and search load, while a seeded schedule kills
  * (SIGKILL) and restarts nodes, pauses them (SIGSTOP/SIGCONT) and cuts links (iptables owner
- * rules, see scripts/lib/netcut.ts), at most one fault at a time. At the end every fault is
+ * rules, see scripts/faults/lib/netcut.ts), at most one fault at a time. At the end every fault is
  * healed, gossip (with `--gossip`) sees every node alive again, the router's hint queues drain
  * and rebalancing settles, and every acknowledged write is checked twice: through the router's
  * `Get`, and directly on each of its OWNERS (the ring the router uses: node addresses, default
@@ -76,10 +76,12 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Prng } from "../src/common/prng.ts";
-import { HashRing } from "../src/cluster/ring.ts";
-import { type RunAs, TestCluster, waitFor } from "../tests/helpers/cluster.ts";
-import type { ApiClient } from "../src/api/client.ts";
+import { Prng } from "../../src/common/prng.ts";
+import { HashRing } from "../../src/cluster/ring.ts";
+import { TestCluster } from "../../harness/cluster.ts";
+import type { RunAs } from "../../harness/servers.ts";
+import { waitFor } from "../../harness/wait.ts";
+import type { ApiClient } from "../../src/api/client.ts";
 import {
   checkReadable,
   ensureUser,
@@ -293,7 +295,7 @@ const nodeHost = (i: number) => `127.0.0.${FIRST_NODE_HOST + i}`;
 const toRunAs = (u: UserIds): RunAs => ({ uid: u.uid, gid: u.gid });
 
 const dir = await Deno.makeTempDir({ prefix: "vectordb_chaos_" });
-const cluster = new TestCluster(
+const cluster = await TestCluster.create(
   dir,
   {
     nodes: nodeCount,
@@ -553,8 +555,7 @@ async function forEachLimit<T>(
 
 let exitCode = 1;
 try {
-  await Promise.all(cluster.nodePorts.map((_, i) => cluster.startNode(i)));
-  await cluster.startRouter();
+  await cluster.startAll();
   const api = cluster.api(cluster.routerAddr, 5000);
   const allAlive = async () => {
     const m = await api.call("Members", {});
@@ -664,7 +665,9 @@ try {
         const status = await p.stop(LEAVE_WAIT_MS);
         const handed = /hand-off complete/.test(p.log());
         log(
-          `fault #${n}: node ${i} exited with ${status.code} after ${Date.now() - t0} ms` +
+          `fault #${n}: node ${i} exited with ${status.code ?? status.signal} after ${
+            Date.now() - t0
+          } ms` +
             (handed ? " (hand-off complete)" : " (no hand-off logged)"),
         );
         await sleep(f.hold_ms);

@@ -3,7 +3,7 @@
  * (Put/Search/Get) in flight until it is killed. Prints `INFLIGHT` once the first responses came
  * back, so the parent can SIGKILL it while calls are surely in flight.
  *
- * `deno run -A tests/helpers/churn_client.ts --address 127.0.0.1:50051 --collection churn
+ * `deno run -A harness/workloads/churn_client.ts --address 127.0.0.1:50051 --collection churn
  *  --dim 16 --id-base 1000000 [--calls 64] [--seed 1]`
  *
  * Exits 2 (with a message) on a failed call other than the ones its own death causes, so a

@@ -1,6 +1,6 @@
 /**
- * Real network cuts on loopback for the fault scripts (`scripts/partition.ts`,
- * `scripts/chaos.ts`): iptables OUTPUT rules on `lo` that drop what one Unix user's processes
+ * Real network cuts on loopback for the fault scripts (`scripts/faults/partition.ts`,
+ * `scripts/faults/chaos.ts`): iptables OUTPUT rules on `lo` that drop what one Unix user's processes
  * send, optionally only to one loopback address.
  *
  * Each process under test runs as its own system user (created with `useradd --system` when
@@ -26,32 +26,21 @@
  *
  * @module
  */
-import { REPO_ROOT } from "../../tests/helpers/cluster.ts";
-
-/** Result of {@link runProgram}. */
-export interface ProgramResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { join } from "node:path";
+import { REPO_ROOT, runProcess, type RunResult } from "../../../harness/process.ts";
+import { asUser } from "../../../harness/servers.ts";
 
 /** Runs a program; throws with its stderr when it fails (unless `ok_codes` allows the code). */
 export async function runProgram(
   program: string,
   argv: string[],
   ok_codes: number[] = [0],
-): Promise<ProgramResult> {
-  const out = await new Deno.Command(program, {
-    args: argv,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  const res = { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-  if (!ok_codes.includes(res.code)) {
+): Promise<RunResult> {
+  const res = await runProcess(program, argv);
+  if (res.code === null || !ok_codes.includes(res.code)) {
     throw new Error(
-      `${program} ${argv.join(" ")} exited with ${res.code}: ${res.stderr.trim() || res.stdout}`,
+      `${program} ${argv.join(" ")} exited with ${res.code ?? res.signal}: ` +
+        (res.stderr.trim() || res.stdout),
     );
   }
   return res;
@@ -104,11 +93,6 @@ export async function ensureUser(name: string, log: (m: string) => void): Promis
   return { name, uid, gid };
 }
 
-/** `setpriv` arguments that run the rest of the command line as `u` (it execs: same pid). */
-export function asUser(u: { uid: number; gid: number }): string[] {
-  return [`--reuid=${u.uid}`, `--regid=${u.gid}`, "--clear-groups", "--"];
-}
-
 /** Throws unless `u` can read what a node or the router needs. */
 export async function checkReadable(u: UserIds): Promise<void> {
   const files = [
@@ -118,7 +102,7 @@ export async function checkReadable(u: UserIds): Promise<void> {
     "src/router/main.ts",
     "proto/vector_db.proto",
     "build/kernels.wasm",
-  ].map((f) => `${REPO_ROOT}${f}`);
+  ].map((f) => join(REPO_ROOT, f));
   const test = files.flatMap((f, i) => (i === 0 ? ["-r", f] : ["-a", "-r", f]));
   const res = await runProgram("setpriv", [...asUser(u), "test", ...test], [0, 1]);
   if (res.code !== 0) {

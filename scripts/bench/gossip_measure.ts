@@ -11,22 +11,27 @@
  *
  * @example
  * ```sh
- * GOSSIP_MEASURE_HEALTHY_S=600 deno run -A scripts/gossip_measure.ts
+ * GOSSIP_MEASURE_HEALTHY_S=600 deno run -A scripts/bench/gossip_measure.ts
  * ```
  * @module
  */
 import assert from "node:assert/strict";
-import { allSee, sleep, waitFor, withGossipCluster } from "../tests/helpers/gossip_cluster.ts";
+import { allSee, withGossipCluster } from "../../harness/gossip_cluster.ts";
+import { sleep, waitFor } from "../../harness/wait.ts";
 
 await withGossipCluster(5, async (c) => {
   const all = [0, 1, 2, 3, 4];
   const converge = () =>
-    waitFor("all 5 see 5 alive", 30_000, async () => {
-      const views = await Promise.all(all.map((i) => c.view(i)));
-      return views.every((v) =>
-        v !== undefined && all.every((j) => v.get(c.id(j))?.state === "alive")
-      );
-    });
+    waitFor(
+      async () => {
+        const views = await Promise.all(all.map((i) => c.view(i)));
+        return views.every((v) =>
+          v !== undefined && all.every((j) => v.get(c.id(j))?.state === "alive")
+        );
+      },
+      "all 5 see 5 alive",
+      30_000,
+    );
   await converge();
 
   // Healthy cluster under light load: a few writes and searches a second, polling views.
@@ -49,7 +54,7 @@ await withGossipCluster(5, async (c) => {
     }
     await sleep(100);
   }
-  const suspicions = c.logs().split("\n").filter((l) => / (suspect|dead),/.test(l));
+  const suspicions = c.log().split("\n").filter((l) => / (suspect|dead),/.test(l));
   console.log(
     `gossip: healthy 5-node cluster for ${healthy_s} s with ${requests} requests: ` +
       `${bad.length} non-alive observations, ${suspicions.length} suspect/dead log lines`,
@@ -65,9 +70,9 @@ await withGossipCluster(5, async (c) => {
     c.procs[victim]!.signal("SIGKILL");
     await c.procs[victim]!.done;
     const ms = await waitFor(
+      () => allSee(c, others, c.id(victim), "dead"),
       `all see n${victim} dead`,
       15_000,
-      () => allSee(c, others, c.id(victim), "dead"),
     );
     times.push(Math.round(ms));
     await c.start(victim);

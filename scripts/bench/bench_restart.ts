@@ -11,16 +11,17 @@
  * The same queries are searched before and after each restart; the results must be identical.
  *
  * ```sh
- * deno run -A scripts/bench_restart.ts [--n 340479] [--batch 2000] [--concurrency 2] [--json]
+ * deno run -A scripts/bench/bench_restart.ts [--n 340479] [--batch 2000] [--concurrency 2] [--json]
  * ```
  * @module
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { ApiClient, describeGrpcError } from "../src/api/client.ts";
-import type { SearchResult } from "../src/api/proto.ts";
-import { readFvecs } from "./bench/fvecs.ts";
-import { NodeProcess, REPO_ROOT } from "../tests/helpers/node_process.ts";
+import { ApiClient, describeGrpcError } from "../../src/api/client.ts";
+import type { SearchResult } from "../../src/api/proto.ts";
+import { readFvecs } from "./lib/fvecs.ts";
+import { NodeProcess } from "../../harness/node.ts";
+import { REPO_ROOT } from "../../harness/process.ts";
 
 const GOAL_SNAPSHOT_START_MS = 3000;
 const COLLECTION = "glove";

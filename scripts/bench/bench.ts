@@ -18,12 +18,12 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { HnswIndex } from "../src/index/hnsw.ts";
-import { parseMetric } from "../src/kernels/kernels.ts";
-import { loadDataset } from "./bench/dataset.ts";
-import { type Engine, type Row, sweep } from "./bench/sweep.ts";
+import { HnswIndex } from "../../src/index/hnsw.ts";
+import { parseMetric } from "../../src/kernels/kernels.ts";
+import { loadDataset } from "./lib/dataset.ts";
+import { type Engine, type Row, sweep } from "./lib/sweep.ts";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const { values: args } = parseArgs({
   args: Deno.args,
   options: {
@@ -189,7 +189,7 @@ if (!args["no-hnswlib"]) {
         "--max-old-space-size=16384",
         "--import",
         join(root, "node_modules", "tsx", "dist", "esm", "index.mjs"),
-        join(root, "scripts", "bench", "hnswlib_runner.ts"),
+        join(root, "scripts", "bench", "lib", "hnswlib_runner.ts"),
         JSON.stringify(runnerCfg),
       ],
       { stdio: ["ignore", "pipe", "inherit"], maxBuffer: 64 << 20 },

@@ -1,5 +1,5 @@
 /**
- * The node-failure phase of the cluster benchmark (scripts/bench_cluster.ts).
+ * The node-failure phase of the cluster benchmark (scripts/bench/bench_cluster.ts).
  *
  * 1. {@link checkRing}: the owners the benchmark computes with `HashRing` (node addresses as
  *    member ids, the router's default vnodes) must be exactly the nodes that hold a point:
@@ -19,16 +19,16 @@
  * @module
  */
 
-import { describeGrpcError } from "../src/api/client.ts";
-import { HashRing } from "../src/cluster/ring.ts";
-import type { Matrix } from "./bench/fvecs.ts";
+import { describeGrpcError } from "../../../src/api/client.ts";
+import { HashRing } from "../../../src/cluster/ring.ts";
+import type { Matrix } from "./fvecs.ts";
 import {
   type LatencySummary,
   ownClient,
   row,
   type SearchSpec,
   summarise,
-} from "./bench_cluster_search.ts";
+} from "./cluster_search.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 

@@ -7,7 +7,7 @@
  * nodes) runs as the Unix user `vdbparta`, side B (three nodes) as `vdbpartb` (created with
  * `useradd --system` when missing; processes are started through `setpriv`, which execs, so the
  * pid we hold is the node's). The cut is iptables OUTPUT rules on `lo` (made by
- * scripts/lib/netcut.ts, which scripts/chaos.ts shares):
+ * scripts/faults/lib/netcut.ts, which scripts/faults/chaos.ts shares):
  *
  * | rule                                                    | drops                          |
  * | ------------------------------------------------------- | ------------------------------ |
@@ -40,24 +40,19 @@
  *
  * @example
  * ```sh
- * npx --yes deno@2.9.6 run -A scripts/partition.ts                    # 1 trial, 120 s cut
- * npx --yes deno@2.9.6 run -A scripts/partition.ts --cut-s 20 --trials 3
- * npx --yes deno@2.9.6 run -A scripts/partition.ts --json             # summary as JSON too
+ * npx --yes deno@2.9.6 run -A scripts/faults/partition.ts                    # 1 trial, 120 s cut
+ * npx --yes deno@2.9.6 run -A scripts/faults/partition.ts --cut-s 20 --trials 3
+ * npx --yes deno@2.9.6 run -A scripts/faults/partition.ts --json             # summary as JSON too
  * ```
  * @module
  */
 import { parseArgs } from "node:util";
-import { ApiClient, describeGrpcError } from "../src/api/client.ts";
-import type { MembersResponse } from "../src/api/proto.ts";
-import { ChildProc, freePortOn } from "../tests/helpers/cluster.ts";
-import {
-  asUser,
-  checkReadable,
-  ensureUser,
-  NetCut,
-  runProgram,
-  type UserIds,
-} from "./lib/netcut.ts";
+import { ApiClient, describeGrpcError } from "../../src/api/client.ts";
+import type { MembersResponse } from "../../src/api/proto.ts";
+import { freePort } from "../../harness/ports.ts";
+import type { ChildProc } from "../../harness/process.ts";
+import { NODE_ENTRY, nodeFlags, spawnServer } from "../../harness/servers.ts";
+import { checkReadable, ensureUser, NetCut, runProgram, type UserIds } from "./lib/netcut.ts";
 
 const { values: args } = parseArgs({
   args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
@@ -487,7 +482,7 @@ try {
   for (const side of ["A", "B"] as const) {
     for (let i = 1; i <= SIDES[side]; i++, k++) {
       const host = `127.0.0.${FIRST_HOST + k}`;
-      const port = freePortOn(host);
+      const port = await freePort(host);
       const id = `${side}${i}`;
       const dataDir = `${dir}/${id}`;
       await Deno.mkdir(dataDir);
@@ -511,27 +506,22 @@ try {
     }; nodes ${nodes.map((n) => `${n.id}=${n.addr}(${n.user.name})`).join(" ")}; dir ${dir}`,
   );
   for (const n of nodes) {
-    n.proc = new ChildProc(n.id, [
-      ...asUser(n.user),
-      "/usr/bin/env",
-      `HOME=${n.dataDir}`,
-      "node",
-      "--import",
-      "./node_modules/tsx/dist/esm/index.mjs",
-      "src/node/main.ts",
-      "--port",
-      String(n.port),
-      "--host",
-      n.host,
-      "--advertise",
-      n.addr,
-      "--node-id",
-      n.id,
-      "--data-dir",
-      n.dataDir,
-      "--join",
-      nodes.filter((m) => m !== n).map((m) => m.addr).join(","),
-    ], { command: "setpriv", ready_timeout_ms: READY_TIMEOUT_MS, lines_kept: 5000 });
+    n.proc = spawnServer({
+      name: n.id,
+      entry: NODE_ENTRY,
+      flags: nodeFlags({
+        port: n.port,
+        host: n.host,
+        advertise: n.addr,
+        node_id: n.id,
+        data_dir: n.dataDir,
+        join: nodes.filter((m) => m !== n).map((m) => m.addr),
+      }),
+      user: n.user,
+      home: n.dataDir,
+      ready_timeout_ms: READY_TIMEOUT_MS,
+      lines_kept: 5000,
+    });
     n.api = new ApiClient(n.addr, { timeout_ms: RPC_TIMEOUT_MS });
   }
   // Waits in short sleeps so that Ctrl-C is noticed while the nodes start.
@@ -543,7 +533,7 @@ try {
   while (started === null) await sleep(200);
   if ((started as { error: unknown }).error !== null) throw (started as { error: unknown }).error;
   log(
-    `all ${nodes.length} nodes READY (pids ${nodes.map((n) => `${n.id}:${n.proc!.child.pid}`)})`,
+    `all ${nodes.length} nodes READY (pids ${nodes.map((n) => `${n.id}:${n.proc!.pid}`)})`,
   );
 
   for (let t = 1; t <= trials; t++) {

@@ -15,7 +15,7 @@
  * `--no-strace` turns that off. If CollectionStats gains a `wal_syncs` field, that is used.
  *
  * ```sh
- * deno run -A scripts/bench_ingest.ts [--seconds 20] [--clients 64] [--batch 1000]
+ * deno run -A scripts/bench/bench_ingest.ts [--seconds 20] [--clients 64] [--batch 1000]
  *   [--batch-concurrency 4] [--m 16] [--ef-construction 200] [--no-strace] [--json]
  * ```
  * @module
@@ -23,10 +23,11 @@
 import { parseArgs } from "node:util";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ApiClient } from "../src/api/client.ts";
-import { HnswIndex } from "../src/index/hnsw.ts";
-import { readFvecs } from "./bench/fvecs.ts";
-import { NodeProcess, REPO_ROOT } from "../tests/helpers/node_process.ts";
+import { ApiClient } from "../../src/api/client.ts";
+import { HnswIndex } from "../../src/index/hnsw.ts";
+import { readFvecs } from "./lib/fvecs.ts";
+import { NodeProcess } from "../../harness/node.ts";
+import { REPO_ROOT } from "../../harness/process.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
