@@ -360,11 +360,7 @@ export class HnswIndex {
       cur = this.greedy(q, cur, l);
       curDist = this.lastGreedyDist;
     }
-    if (filter === null) {
-      this.searchLayer(q, cur, curDist, ef, 0, true);
-    } else {
-      this.searchLayerFiltered(q, cur, curDist, ef, filter);
-    }
+    this.searchLayer(q, cur, curDist, ef, 0, true, filter);
     return this.takeResults(k);
   }
 
@@ -662,8 +658,16 @@ export class HnswIndex {
   }
 
   /**
-   * Best-first search of one layer from `ep`. Leaves up to `ef` results in `this.res` (a max
-   * heap). With `liveOnly`, deleted nodes are walked through but not returned.
+   * Best-first search of one layer from `ep`; leaves up to `ef` results in `this.res` (a max
+   * heap). Every node nearer than the current bound is walked through, but only those that
+   * pass the admission test enter the results: with `liveOnly`, live nodes (tombstones stay
+   * navigable); with a `filter`, also only ids it allows. A node turned away still becomes a
+   * candidate, so the walk can cross regions the filter rejects to reach the ones it allows.
+   * Insertion passes `liveOnly` false and no filter (the caller drops tombstones itself).
+   *
+   * One loop serves filtered and unfiltered search so the two cannot drift apart. On the
+   * unfiltered path `filter` is null, which costs one predictable, never-taken branch per node
+   * that passes the bound.
    */
   private searchLayer(
     q: number,
@@ -672,6 +676,7 @@ export class HnswIndex {
     ef: number,
     level: number,
     liveOnly: boolean,
+    filter: IdFilter | null,
   ): void {
     const store = this.store;
     const u32 = store.u32;
@@ -680,6 +685,7 @@ export class HnswIndex {
     const oi = store.outIdx;
     const visited = this.visited;
     const flags = this.flags;
+    const labels = this.labels;
     const epoch = this.nextEpoch();
     const cand = this.cand;
     const res = this.res;
@@ -690,7 +696,9 @@ export class HnswIndex {
     visited[ep] = epoch;
     cand.push(epDist, ep);
     let bound = Infinity;
-    if (!liveOnly || flags[ep] === FLAG_LIVE) {
+    if (
+      (!liveOnly || flags[ep] === FLAG_LIVE) && (filter === null || allowed(filter, labels[ep]))
+    ) {
       res.push(epDist, ep);
       bound = epDist;
     }
@@ -714,76 +722,16 @@ export class HnswIndex {
         if (res.size < ef || d < bound) {
           const n = u32[si + j];
           cand.push(d, n);
-          if (!liveOnly || flags[n] === FLAG_LIVE) {
-            res.push(d, n);
-            if (res.size > ef) res.pop();
-            bound = res.topKey();
-          }
+          if (liveOnly && flags[n] !== FLAG_LIVE) continue;
+          if (filter !== null && !allowed(filter, labels[n])) continue;
+          res.push(d, n);
+          if (res.size > ef) res.pop();
+          bound = res.topKey();
         }
       }
       // Touch the link list of the next candidate now, so its cache miss overlaps the heap
       // work above instead of stalling the next iteration (JS has no prefetch either).
       if (cand.size > 0 && level === 0) this.touched ^= links[cand.topValue() * row0];
-    }
-  }
-
-  /** Layer-0 search that returns only live points the filter allows. */
-  private searchLayerFiltered(
-    q: number,
-    ep: number,
-    epDist: number,
-    ef: number,
-    filter: IdFilter,
-  ): void {
-    const store = this.store;
-    const u32 = store.u32;
-    const f32 = store.f32;
-    const si = store.slotsIdx;
-    const oi = store.outIdx;
-    const visited = this.visited;
-    const flags = this.flags;
-    const labels = this.labels;
-    const epoch = this.nextEpoch();
-    const cand = this.cand;
-    const res = this.res;
-    cand.clear();
-    res.clear();
-    const links = this.links0;
-    const row0 = this.M0 + 1;
-    visited[ep] = epoch;
-    cand.push(epDist, ep);
-    let bound = Infinity;
-    if (flags[ep] === FLAG_LIVE && allowed(filter, labels[ep])) {
-      res.push(epDist, ep);
-      bound = epDist;
-    }
-    while (cand.size > 0) {
-      if (cand.topKey() > bound && res.size >= ef) break;
-      const c = cand.pop();
-      const off = c * row0;
-      const cnt = links[off];
-      let m = 0;
-      for (let j = 1; j <= cnt; j++) {
-        const n = links[off + j];
-        if (visited[n] !== epoch) {
-          visited[n] = epoch;
-          u32[si + m++] = n;
-        }
-      }
-      if (m === 0) continue;
-      store.distancesToSlots(q, m);
-      for (let j = 0; j < m; j++) {
-        const d = f32[oi + j];
-        if (res.size < ef || d < bound) {
-          const n = u32[si + j];
-          cand.push(d, n);
-          if (flags[n] === FLAG_LIVE && allowed(filter, labels[n])) {
-            res.push(d, n);
-            if (res.size > ef) res.pop();
-            bound = res.topKey();
-          }
-        }
-      }
     }
   }
 
@@ -862,7 +810,7 @@ export class HnswIndex {
     for (let l = this.maxLevel; l > level; l--) cur = this.greedy(q, cur, l);
     let curDist = store.pair(q, store.ptr(cur), store.stride);
     for (let l = Math.min(level, this.maxLevel); l >= 0; l--) {
-      this.searchLayer(q, cur, curDist, this.efConstruction, l, false);
+      this.searchLayer(q, cur, curDist, this.efConstruction, l, false, null);
       // Move the results into the selection queue, nearest first; tombstones are not linked to.
       const res = this.res;
       const sel = this.sel;
