@@ -14,6 +14,7 @@
  */
 
 import { collectionNameProblem } from "../common/collection_name.ts";
+import { VERSION_FUTURE_MAX_MS, versionCeiling } from "../common/version.ts";
 import {
   BATCH_POINTS_MAX,
   type Consistency,
@@ -187,6 +188,30 @@ export function validateVersion(version: unknown, field = "version"): number {
   return n;
 }
 
+/**
+ * A write version from outside: {@link validateVersion}, and at most
+ * {@link VERSION_FUTURE_MAX_MS} ahead of this server's clock (`now_ms`), so that no request can
+ * push a clock that observes it out of range (see `versionCeiling` in common/version.ts).
+ */
+export function validateVersionFromOutside(
+  version: unknown,
+  field = "version",
+  now_ms: number = Date.now(),
+): number {
+  const n = validateVersion(version, field);
+  const ceiling = versionCeiling(now_ms);
+  if (n > ceiling) {
+    throw new ValidationError(
+      field,
+      version,
+      `${field} ${quote(version)} is more than ${VERSION_FUTURE_MAX_MS / 60_000} minutes ahead ` +
+        `of this server's clock (the largest accepted now is ${ceiling}; a version is ` +
+        `milliseconds since 1970 x 1024 plus a counter)`,
+    );
+  }
+  return n;
+}
+
 // ----- Whole requests -----
 
 /** A validated Put. */
@@ -249,7 +274,7 @@ export function validatePutRequest(request: PutLike, dimension?: number): ValidP
     vector: validateVector(request.vector, "vector", dimension),
     collection: resolveCollection(request.collection),
     consistency: validateConsistency(request.consistency),
-    version: validateVersion(request.version),
+    version: validateVersionFromOutside(request.version),
   };
 }
 
@@ -285,7 +310,7 @@ export function validatePutBatchRequest(
     points: points as { id: number; vector: number[] }[],
     collection: resolveCollection(request.collection),
     consistency: validateConsistency(request.consistency),
-    version: validateVersion(request.version),
+    version: validateVersionFromOutside(request.version),
   };
 }
 
@@ -297,7 +322,7 @@ export function validatePointRef(
     id: validateId(request.id),
     collection: resolveCollection(request.collection),
     consistency: validateConsistency(request.consistency),
-    version: validateVersion(request.version),
+    version: validateVersionFromOutside(request.version),
   };
 }
 

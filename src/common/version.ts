@@ -32,6 +32,19 @@ export const VERSION_LOGICAL_BITS = 10;
 
 const LOGICAL = 2 ** VERSION_LOGICAL_BITS;
 
+/**
+ * How far ahead of the local wall clock a version that arrives from outside (a client's, a
+ * peer's copy) may be: the clock skew a cluster tolerates. Without a bound, one version near
+ * {@link VERSION_MAX} would push every clock that observes it to where it can stamp nothing.
+ */
+export const VERSION_FUTURE_MAX_MS = 60 * 60_000;
+
+/** The largest version accepted from outside while the wall clock reads `now_ms`. */
+export function versionCeiling(now_ms: number): number {
+  const ms = Number.isFinite(now_ms) ? Math.floor(now_ms) : 0;
+  return Math.min(VERSION_MAX, (ms + VERSION_FUTURE_MAX_MS) * LOGICAL + LOGICAL - 1);
+}
+
 /** The clock cannot stamp a version: it would pass {@link VERSION_MAX}. */
 export class VersionOverflowError extends Error {
   constructor(message: string) {

@@ -44,7 +44,7 @@ import {
   resolveCollection,
   validateId,
   validateVector,
-  validateVersion,
+  validateVersionFromOutside,
   ValidationError,
 } from "../api/validate.ts";
 import type { Collection, CopyEntry } from "../storage/collection.ts";
@@ -95,7 +95,7 @@ export function validateCopyPoints(points: unknown, dimension: number): CopyEntr
       throw new ValidationError(`points[${i}]`, p, `points[${i}] is not an entry`);
     }
     const id = validateId(p.id, `points[${i}].id`);
-    const version = validateVersion(p.version, `points[${i}].version`);
+    const version = validateVersionFromOutside(p.version, `points[${i}].version`);
     if (version < 1) {
       throw new ValidationError(
         `points[${i}].version`,
@@ -142,7 +142,7 @@ export function validatePrune(
   }
   return {
     ids: idList.map((id, i) => validateId(id, `ids[${i}]`)),
-    versions: versionList.map((v, i) => validateVersion(v, `versions[${i}]`)),
+    versions: versionList.map((v, i) => validateVersionFromOutside(v, `versions[${i}]`)),
   };
 }
 

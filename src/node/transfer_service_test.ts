@@ -182,6 +182,13 @@ Deno.test("CopyBatch and Prune validation errors name the field and the value", 
       }]),
       'points[1].version "9007199254740993" is above 9007199254740991',
     );
+    // A tombstone at the largest version would make every later write to the id lose.
+    await assert.rejects(
+      copy([{ id: 1, vector: [], version: "9007199254740991", deleted: true }]),
+      (e: grpc.ServiceError) =>
+        e.code === grpc.status.INVALID_ARGUMENT &&
+        /^points\[0\]\.version "9007199254740991" is more than 60 minutes ahead/.test(e.details),
+    );
     await invalid(
       copy([{ id: 1, vector: [1, 1, 1], version: "5" }]),
       "points[0].vector dimension 3 does not match the collection dimension 2",

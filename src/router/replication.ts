@@ -39,7 +39,7 @@ import type { CollectionInfo, MethodName, Point, VectorDBMethods } from "../api/
 import type { ValidCollection, ValidPointRef, ValidPut, ValidPutBatch } from "../api/validate.ts";
 import type { Consistency } from "../common/limits.ts";
 import type { WalRecord } from "../common/records.ts";
-import type { VersionClock } from "../common/version.ts";
+import { versionCeiling, type VersionClock } from "../common/version.ts";
 import type { Hint } from "./hints/queue.ts";
 import { HintQueueFullError } from "./hints/queue.ts";
 import { writeTimeoutMs } from "./hints/replay.ts";
@@ -102,13 +102,35 @@ export class Replication {
 
   constructor(readonly deps: ReplicationDeps) {}
 
-  /** A write's version: the client's, observed, or a fresh stamp of the router's clock. */
+  /**
+   * A write's version: the client's (validated against the clock window on the way in), or a
+   * fresh stamp of the router's clock. A client's version is observed by the clock only once the
+   * write succeeded ({@link #succeeded}): a failed write never moves the clock.
+   */
   stamp(given: number | undefined): number {
-    if (given !== undefined && given > 0) {
-      this.deps.versions.observe(given);
-      return given;
-    }
+    if (given !== undefined && given > 0) return given;
     return this.deps.versions.next();
+  }
+
+  /** The write with `given` (a client's version, or 0) succeeded: later stamps sort after it. */
+  #succeeded(given: number | undefined): void {
+    if (given !== undefined && given > 0) this.#observe(given);
+  }
+
+  /**
+   * Raises the clock to a version seen from outside, unless it is further ahead of the clock
+   * than any client or peer may be (versionCeiling): such a version, already held by some node
+   * from before the bound existed, is served as it is but never poisons the clock.
+   */
+  #observe(version: number): void {
+    const ceiling = versionCeiling(this.deps.clock.now_ms());
+    if (version > ceiling) {
+      this.deps.log(
+        `WARNING not observing version ${version}: above ${ceiling}, the most the clock accepts`,
+      );
+      return;
+    }
+    this.deps.versions.observe(version);
   }
 
   async put(view: RingView, v: ValidPut): Promise<ResponseOf<"Put">> {
@@ -126,6 +148,7 @@ export class Replication {
     const results = await this.write(owners, "Put", () => request, record);
     const d = decideWrite(owners, ackedSet(results), consistency, `the put of id ${v.id}`);
     if (!d.ok) failWrite(results, d.message);
+    this.#succeeded(v.version);
     const primary = results.get(owners[0]);
     return {
       ok: true,
@@ -149,6 +172,7 @@ export class Replication {
     );
     const d = decideBatch(split.owner_sets, ackedSet(results), consistency);
     if (!d.ok) failWrite(results, d.message);
+    this.#succeeded(v.version);
     const seqs = [...results.values()].map((r) => r.kind === "acked" ? r.response.seq : undefined);
     return { count: v.points.length, seq: maxSeq(seqs), version: String(version) };
   }
@@ -164,6 +188,7 @@ export class Replication {
     notFoundIsAck(results, { deleted: false, seq: "0", version: String(version) });
     const d = decideWrite(owners, ackedSet(results), consistency, `the delete of id ${v.id}`);
     if (!d.ok) failWrite(results, d.message);
+    this.#succeeded(v.version);
     let deleted = false;
     for (const r of results.values()) if (r.kind === "acked" && r.response.deleted) deleted = true;
     const primary = results.get(owners[0]);
@@ -268,7 +293,7 @@ export class Replication {
       );
     }
     const newest = responses[pick.index];
-    if (pick.version > 0) this.deps.versions.observe(pick.version);
+    if (pick.version > 0) this.#observe(pick.version);
     if (pick.stale.length > 0) {
       this.#readRepair(v.collection, v.id, newest, pick.version, pick.stale);
     }
