@@ -1,10 +1,15 @@
 /**
  * The collections of one storage node, in one data directory.
  *
- * | path                          | what                                               |
- * |-------------------------------|----------------------------------------------------|
- * | `<data>/collections/<name>/`  | one collection (see `collection.ts`)               |
- * | `<data>/dropped/`             | collections being dropped (removed at start-up)    |
+ * | path                          | what                                                |
+ * |-------------------------------|-----------------------------------------------------|
+ * | `<data>/LOCK`                 | the lock of the process using it (`io/dir_lock.ts`) |
+ * | `<data>/collections/<name>/`  | one collection (see `collection.ts`)                |
+ * | `<data>/dropped/`             | collections being dropped (removed at start-up)     |
+ *
+ * One process uses a data directory at a time: {@link NodeStore.open} takes its lock (a second
+ * opener gets {@link DirLockedError} naming the holder's pid) and {@link NodeStore.close}
+ * releases it.
  *
  * Requests that name no collection use {@link DEFAULT_COLLECTION}, created on the first Put
  * with the dimension of that Put, so the original `Put{id, vector}` / `Search{vector, k}` calls
@@ -18,6 +23,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { acquireDirLock, type DirLock } from "../io/dir_lock.ts";
 import { fsyncDir } from "../io/fs_util.ts";
 import {
   Collection,
@@ -25,6 +31,8 @@ import {
   type CollectionOptions,
   validateCollectionName,
 } from "./collection.ts";
+
+export { DirLockedError } from "../io/dir_lock.ts";
 
 // Defaults for a collection created implicitly or without parameters: one definition, in limits.
 import {
@@ -74,15 +82,32 @@ export class NodeStore {
   private lastSnapshotCheckMs = 0;
   private readonly lastSnapshotMs = new Map<string, number>();
 
+  private lock: DirLock | null = null;
+
   private constructor(dataDir: string, options: NodeStoreOptions) {
     this.dataDir = dataDir;
     this.options = options;
     this.log = options.logger ?? ((m) => console.error(m));
   }
 
-  /** Opens (or initialises) a data directory and every collection in it. */
+  /**
+   * Locks a data directory (DirLockedError when another process holds it), then opens (or
+   * initialises) it and every collection in it. On failure the lock is released again.
+   */
   static async open(dataDir: string, options: NodeStoreOptions = {}): Promise<NodeStore> {
     const store = new NodeStore(dataDir, options);
+    store.lock = await acquireDirLock(dataDir, { logger: store.log });
+    try {
+      await store.load();
+    } catch (e) {
+      await store.close({ snapshot: false });
+      throw e;
+    }
+    return store;
+  }
+
+  private async load(): Promise<void> {
+    const dataDir = this.dataDir;
     const colDir = join(dataDir, "collections");
     mkdirSync(colDir, { recursive: true });
     const dropped = join(dataDir, "dropped");
@@ -92,11 +117,10 @@ export class NodeStore {
     }
     for (const name of readdirSync(colDir).sort()) {
       validateCollectionName(name);
-      const c = await Collection.open(join(colDir, name), options);
-      store.collections.set(name, c);
-      store.lastSnapshotMs.set(name, Date.now());
+      const c = await Collection.open(join(colDir, name), this.options);
+      this.collections.set(name, c);
+      this.lastSnapshotMs.set(name, Date.now());
     }
-    return store;
   }
 
   /** Resolves "" to the default collection's name. */
@@ -205,7 +229,7 @@ export class NodeStore {
     }
   }
 
-  /** Snapshots (optionally) and closes every collection. */
+  /** Snapshots (optionally) and closes every collection, then releases the directory's lock. */
   async close(options: { snapshot?: boolean } = { snapshot: true }): Promise<void> {
     for (const c of this.collections.values()) {
       try {
@@ -215,5 +239,7 @@ export class NodeStore {
       }
     }
     this.collections.clear();
+    this.lock?.release();
+    this.lock = null;
   }
 }
