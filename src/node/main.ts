@@ -24,6 +24,9 @@
  * `vectordb.internal.Transfer` (src/node/transfer_service.ts), through which the router
  * moves entries (points and tombstones, last writer wins by version) when the ring changes.
  *
+ * The data directory is locked for the process's lifetime (src/io/dir_lock.ts): a second node
+ * on the same directory exits 1 with `server: Data directory DIR is locked by process PID …`.
+ *
  * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: leave the cluster
  * (others see it `left`; up to 1 s); then, when a router is among the live members, hand off
  * (src/node/drain_wait.ts): keep serving the router's Transfer calls while it copies every
@@ -148,12 +151,18 @@ export async function main(argv: string[]): Promise<void> {
       state,
     ),
   );
-  await new Promise<void>((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err) => {
-      if (err) reject(err);
-      else resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err) => {
+        if (err) reject(err);
+        else resolve();
+      });
     });
-  });
+  } catch (e) {
+    // Nothing was served: close the logs and release the data directory's lock.
+    await store.close({ snapshot: false });
+    throw e;
+  }
   agent.start();
   log(`serving vectordb.VectorDB on ${host}:${port}; gossip as ${advertise}, seeds [${seeds}]`);
 

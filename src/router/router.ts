@@ -13,7 +13,8 @@
  * switching from its static list to gossip, or a static router next to a gossiping one, then
  * places every point on the same nodes, and hint queues (`hints/<address>/`) are found again
  * whichever way the router was started. With gossip, entries move when the ring changes
- * (rebalance/rebalancer.ts); Stats reports the progress.
+ * (rebalance/rebalancer.ts); Stats reports the progress. The data directory is locked for the
+ * router's lifetime (io/dir_lock.ts): a second router on it fails to start, naming the first.
  *
  * @module
  */
@@ -27,6 +28,7 @@ import type { Consistency } from "../common/limits.ts";
 import { GossipAgent, RingFollower } from "../cluster/gossip_agent.ts";
 import { addGossipService, GrpcGossipTransport } from "../cluster/gossip_transport.ts";
 import type { HashRing } from "../cluster/ring.ts";
+import { acquireDirLock, type DirLock } from "../io/dir_lock.ts";
 import { RouterCore } from "./core.ts";
 import { HintLog } from "./hints/hint_log.ts";
 import { SYSTEM_CLOCK } from "./node_port.ts";
@@ -183,6 +185,8 @@ export class Router {
   #reconcile_retry_ms = 0;
   #timer: ReturnType<typeof setInterval> | null = null;
   #stopping = false;
+  /** The data directory's lock, released by {@link stop}. */
+  #lock: DirLock | null = null;
 
   private constructor(
     address: string,
@@ -254,6 +258,23 @@ export class Router {
   static async start(options: RouterOptions): Promise<Router> {
     const log = options.logger ?? ((m: string) => console.error(m));
     const config = routerConfig(options, log);
+    // One router per data directory (its hint logs): a second one stops here, naming the first.
+    const lock = await acquireDirLock(config.data_dir, { logger: log });
+    try {
+      const router = await Router.#startLocked(options, config, log);
+      router.#lock = lock;
+      return router;
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  }
+
+  static async #startLocked(
+    options: RouterOptions,
+    config: RouterConfig,
+    log: (message: string) => void,
+  ): Promise<Router> {
     const server = new grpc.Server(CHANNEL_OPTIONS);
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(
@@ -367,6 +388,8 @@ export class Router {
     });
     await this.core.stop();
     this.#links.closeAll();
+    this.#lock?.release();
+    this.#lock = null;
   }
 
   #tick(): void {

@@ -123,6 +123,18 @@ export class CollectionStateError extends Error {
   }
 }
 
+/**
+ * Raised by {@link Collection.open} for a directory that holds nothing: no snapshot file and no
+ * WAL record (a creation interrupted before its creation record was durable, so never
+ * acknowledged). The node store removes such a directory at start-up.
+ */
+export class CollectionIncompleteError extends CollectionStateError {
+  constructor(readonly dir: string) {
+    super(`Collection directory "${dir}" holds no snapshot and no log record`);
+    this.name = "CollectionIncompleteError";
+  }
+}
+
 /** Throws when `name` breaks the collection-name rule (names become directory names). */
 export function validateCollectionName(name: string): void {
   const problem = collectionNameProblem(name, "collection name");
@@ -495,6 +507,9 @@ export class Collection {
     });
     if (table === null || config === null) {
       await wal.close();
+      if (replayed === 0 && (await listSnapshots(join(dir, "snapshots"))).length === 0) {
+        throw new CollectionIncompleteError(dir);
+      }
       throw new CollectionStateError(
         `Collection directory "${dir}" has no valid snapshot and no creation record`,
       );

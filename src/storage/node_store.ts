@@ -1,10 +1,24 @@
 /**
  * The collections of one storage node, in one data directory.
  *
- * | path                          | what                                               |
- * |-------------------------------|----------------------------------------------------|
- * | `<data>/collections/<name>/`  | one collection (see `collection.ts`)               |
- * | `<data>/dropped/`             | collections being dropped (removed at start-up)    |
+ * | path                          | what                                                |
+ * |-------------------------------|-----------------------------------------------------|
+ * | `<data>/LOCK`                 | the lock of the process using it (`io/dir_lock.ts`) |
+ * | `<data>/collections/<name>/`  | one collection (see `collection.ts`)                |
+ * | `<data>/creating/<name>/`     | a collection being created (removed at start-up)    |
+ * | `<data>/dropped/`             | collections being dropped (removed at start-up)     |
+ *
+ * One process uses a data directory at a time: {@link NodeStore.open} takes its lock (a second
+ * opener gets {@link DirLockedError} naming the holder's pid) and {@link NodeStore.close}
+ * releases it.
+ *
+ * Creation is atomic: a collection is built under `creating/<name>/` (directories, first WAL
+ * segment and its creation record, all fsynced), then renamed to `collections/<name>/` and
+ * `collections/` fsynced, and only then acknowledged. A crash before the rename leaves only a
+ * temporary, which start-up removes. Start-up also removes a `collections/<name>/` that holds no
+ * snapshot and no WAL record (a half-made directory of an interrupted creation, e.g. by an
+ * earlier version: nothing in it was ever acknowledged), and ignores entries of `collections/`
+ * that are not collection directories; each of these is logged and none stops the start.
  *
  * Requests that name no collection use {@link DEFAULT_COLLECTION}, created on the first Put
  * with the dimension of that Put, so the original `Put{id, vector}` / `Search{vector, k}` calls
@@ -16,15 +30,20 @@
  *
  * @module
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { isCollectionName } from "../common/collection_name.ts";
+import { acquireDirLock, type DirLock } from "../io/dir_lock.ts";
 import { fsyncDir } from "../io/fs_util.ts";
 import {
   Collection,
   type CollectionConfig,
+  CollectionIncompleteError,
   type CollectionOptions,
   validateCollectionName,
 } from "./collection.ts";
+
+export { DirLockedError } from "../io/dir_lock.ts";
 
 // Defaults for a collection created implicitly or without parameters: one definition, in limits.
 import {
@@ -33,6 +52,19 @@ import {
   DEFAULT_M,
   DEFAULT_METRIC,
 } from "../common/limits.ts";
+/** Where collections are built before they move into `collections/`. */
+const CREATING_DIR = "creating";
+/** Where dropped (and discarded half-made) collections go before they are deleted. */
+const DROPPED_DIR = "dropped";
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false; // e.g. a dangling symbolic link
+  }
+}
+
 /** Most collections one node holds. */
 export const COLLECTIONS_MAX = 1024;
 
@@ -74,29 +106,82 @@ export class NodeStore {
   private lastSnapshotCheckMs = 0;
   private readonly lastSnapshotMs = new Map<string, number>();
 
+  private lock: DirLock | null = null;
+
   private constructor(dataDir: string, options: NodeStoreOptions) {
     this.dataDir = dataDir;
     this.options = options;
     this.log = options.logger ?? ((m) => console.error(m));
   }
 
-  /** Opens (or initialises) a data directory and every collection in it. */
+  /**
+   * Locks a data directory (DirLockedError when another process holds it), then opens (or
+   * initialises) it and every collection in it, cleaning up what interrupted creations and
+   * drops left (see the module comment). On failure the lock is released again.
+   */
   static async open(dataDir: string, options: NodeStoreOptions = {}): Promise<NodeStore> {
     const store = new NodeStore(dataDir, options);
+    store.lock = await acquireDirLock(dataDir, { logger: store.log });
+    try {
+      await store.load();
+    } catch (e) {
+      await store.close({ snapshot: false });
+      throw e;
+    }
+    return store;
+  }
+
+  private async load(): Promise<void> {
+    const dataDir = this.dataDir;
     const colDir = join(dataDir, "collections");
     mkdirSync(colDir, { recursive: true });
-    const dropped = join(dataDir, "dropped");
+    const dropped = join(dataDir, DROPPED_DIR);
     if (existsSync(dropped)) {
       rmSync(dropped, { recursive: true, force: true });
       await fsyncDir(dataDir);
     }
-    for (const name of readdirSync(colDir).sort()) {
-      validateCollectionName(name);
-      const c = await Collection.open(join(colDir, name), options);
-      store.collections.set(name, c);
-      store.lastSnapshotMs.set(name, Date.now());
+    const creating = join(dataDir, CREATING_DIR);
+    if (existsSync(creating)) {
+      for (const name of readdirSync(creating).sort()) {
+        this.log(
+          `Removed ${join(creating, name)}: a collection creation was interrupted before it ` +
+            `completed (never acknowledged)`,
+        );
+      }
+      rmSync(creating, { recursive: true, force: true });
+      await fsyncDir(dataDir);
     }
-    return store;
+    for (const name of readdirSync(colDir).sort()) {
+      const dir = join(colDir, name);
+      if (!isCollectionName(name) || !isDirectory(dir)) {
+        this.log(`Ignored ${dir}: not a collection directory`);
+        continue;
+      }
+      let c: Collection;
+      try {
+        c = await Collection.open(dir, this.options);
+      } catch (e) {
+        if (!(e instanceof CollectionIncompleteError)) throw e;
+        await this.discard(dir, name);
+        this.log(
+          `Collection "${name}": removed its half-made directory ${dir} (no snapshot and no ` +
+            `log record: a creation that was interrupted, never acknowledged)`,
+        );
+        continue;
+      }
+      this.collections.set(name, c);
+      this.lastSnapshotMs.set(name, Date.now());
+    }
+  }
+
+  /** Moves a collection directory out of `collections/` (atomically), then deletes it. */
+  private async discard(dir: string, name: string): Promise<void> {
+    const dropped = join(this.dataDir, DROPPED_DIR);
+    mkdirSync(dropped, { recursive: true });
+    const target = join(dropped, `${name}-${Date.now()}`);
+    renameSync(dir, target);
+    await fsyncDir(join(this.dataDir, "collections"));
+    rmSync(target, { recursive: true, force: true });
   }
 
   /** Resolves "" to the default collection's name. */
@@ -149,10 +234,8 @@ export class NodeStore {
     if (this.collections.size >= COLLECTIONS_MAX) {
       return Promise.reject(new TooManyCollectionsError(COLLECTIONS_MAX));
     }
-    const dir = join(this.dataDir, "collections", config.name);
     const run = (async () => {
-      const c = await Collection.create(dir, config, this.options);
-      await fsyncDir(join(this.dataDir, "collections"));
+      const c = await this.createAtomically(config);
       this.collections.set(config.name, c);
       this.lastSnapshotMs.set(config.name, Date.now());
       this.log(
@@ -165,6 +248,41 @@ export class NodeStore {
     return run;
   }
 
+  /**
+   * Builds the collection under `creating/<name>/`, renames it into `collections/` and opens it
+   * there (see the module comment). On failure nothing is left under either name.
+   */
+  private async createAtomically(config: CollectionConfig): Promise<Collection> {
+    const colDir = join(this.dataDir, "collections");
+    const dir = join(colDir, config.name);
+    const creating = join(this.dataDir, CREATING_DIR);
+    const temp = join(creating, config.name);
+    if (existsSync(dir)) throw new CollectionExistsError(config.name);
+    rmSync(temp, { recursive: true, force: true });
+    mkdirSync(creating, { recursive: true });
+    try {
+      const made = await Collection.create(temp, config, this.options);
+      // Its creation record is durable (appended and fdatasynced), its segment and directories
+      // are fsynced into their parents; closing it lets the directory move.
+      await made.close();
+      await fsyncDir(temp);
+      await fsyncDir(creating);
+      renameSync(temp, dir);
+      await fsyncDir(colDir);
+      await fsyncDir(creating);
+    } catch (e) {
+      rmSync(temp, { recursive: true, force: true });
+      throw e;
+    }
+    try {
+      return await Collection.open(dir, this.options);
+    } catch (e) {
+      // Not acknowledged: take it away again rather than leave a collection not in the map.
+      await this.discard(dir, config.name).catch(() => {});
+      throw e;
+    }
+  }
+
   /** Drops a collection and its files. */
   async drop(name: string): Promise<void> {
     const c = this.get(name);
@@ -172,7 +290,7 @@ export class NodeStore {
     await c.close();
     // Move it out of collections/ first (atomic), so a crash mid-delete cannot leave half a
     // collection that start-up would try to open.
-    const dropped = join(this.dataDir, "dropped");
+    const dropped = join(this.dataDir, DROPPED_DIR);
     mkdirSync(dropped, { recursive: true });
     const target = join(dropped, `${c.name}-${Date.now()}`);
     renameSync(c.dir, target);
@@ -205,7 +323,7 @@ export class NodeStore {
     }
   }
 
-  /** Snapshots (optionally) and closes every collection. */
+  /** Snapshots (optionally) and closes every collection, then releases the directory's lock. */
   async close(options: { snapshot?: boolean } = { snapshot: true }): Promise<void> {
     for (const c of this.collections.values()) {
       try {
@@ -215,5 +333,7 @@ export class NodeStore {
       }
     }
     this.collections.clear();
+    this.lock?.release();
+    this.lock = null;
   }
 }
