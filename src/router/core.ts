@@ -43,7 +43,7 @@ import { HintReplay } from "./hints/replay.ts";
 import { Background, type NodePort, type RouterClock, RouterStatusError } from "./node_port.ts";
 import { type NodeState, NodeTable } from "./node_table.ts";
 import { JOIN_WAIT_MAX_MS, type RingRef, type TransferPort } from "./rebalance/rebalancer.ts";
-import { Replication } from "./replication.ts";
+import { createRecord, Replication } from "./replication.ts";
 import { makeView, type RingView, WriteViews } from "./ring_view.ts";
 import { type RouterNodeStats, Scatter } from "./scatter.ts";
 
@@ -398,15 +398,7 @@ export class RouterCore {
     const records: WalRecord[] = [];
     for (const c of byName.values()) {
       try {
-        const v = validateCreateCollectionRequest(c);
-        records.push({
-          kind: "create_collection",
-          collection: v.name,
-          dimension: v.dimension,
-          metric: v.metric,
-          m: v.m,
-          ef_construction: v.ef_construction,
-        });
+        records.push(createRecord(validateCreateCollectionRequest(c)));
       } catch (e) {
         log(`WARNING not copying collection "${c.name}": ${(e as Error).message}`);
       }

@@ -203,15 +203,7 @@ export class Replication {
     nodes: readonly string[],
     v: ValidCollection,
   ): Promise<ResponseOf<"CreateCollection">> {
-    const record: WalRecord = {
-      kind: "create_collection",
-      collection: v.name,
-      dimension: v.dimension,
-      metric: v.metric,
-      m: v.m,
-      ef_construction: v.ef_construction,
-    };
-    const results = await this.write(nodes, "CreateCollection", () => v, record);
+    const results = await this.write(nodes, "CreateCollection", () => v, createRecord(v));
     const d = decideWrite(
       nodes,
       ackedSet(results),
@@ -439,6 +431,18 @@ export class Replication {
     }
     return { kind: "queued" };
   }
+}
+
+/** The hint record of a collection's creation. */
+export function createRecord(v: ValidCollection): WalRecord {
+  return {
+    kind: "create_collection",
+    collection: v.name,
+    dimension: v.dimension,
+    metric: v.metric,
+    m: v.m,
+    ef_construction: v.ef_construction,
+  };
 }
 
 /** Owners that acknowledged. */

@@ -75,6 +75,21 @@ interface Summary {
   late: number;
 }
 
+/** The counters of a {@link Summary}, all zero. */
+function zeroCounts(): Omit<Summary, "nodes" | "rf"> {
+  return {
+    writes_acked: 0,
+    writes_failed: 0,
+    gets: 0,
+    gets_full: 0,
+    deaths: 0,
+    hints_delivered: 0,
+    calls: 0,
+    lost: 0,
+    late: 0,
+  };
+}
+
 class SimFailure extends Error {
   override name = "SimFailure";
 }
@@ -92,19 +107,7 @@ async function simulate(seed: number, lib: RouterLib): Promise<Summary> {
     late: 0.01,
     node_timeout_ms: NODE_TIMEOUT_MS,
   });
-  const s: Summary = {
-    nodes: n_nodes,
-    rf,
-    writes_acked: 0,
-    writes_failed: 0,
-    gets: 0,
-    gets_full: 0,
-    deaths: 0,
-    hints_delivered: 0,
-    calls: 0,
-    lost: 0,
-    late: 0,
-  };
+  const s: Summary = { nodes: n_nodes, rf, ...zeroCounts() };
   const logs: string[] = [];
   const core = new lib.RouterCore({
     nodes: new SimNodePort(world),
@@ -309,17 +312,7 @@ function seedList(): number[] {
 }
 
 Deno.test("router simulation: seeded write path, no acknowledged write lost or unread", async () => {
-  const total = {
-    writes_acked: 0,
-    writes_failed: 0,
-    gets: 0,
-    gets_full: 0,
-    deaths: 0,
-    hints_delivered: 0,
-    calls: 0,
-    lost: 0,
-    late: 0,
-  };
+  const total = zeroCounts();
   const seeds = seedList();
   for (const seed of seeds) {
     const s = await simulate(seed, realLib());
