@@ -52,6 +52,8 @@ export interface ClusterOptions {
   retry_interval_ms?: number;
   /** Nodes join each other; the router joins them instead of getting `--nodes`. */
   gossip?: boolean;
+  /** Further router flags, e.g. `["--dead-grace-s", "2"]`; default none. */
+  router_args?: string[];
 }
 
 /**
@@ -114,6 +116,7 @@ export class TestCluster {
       node_timeout_ms: options.node_timeout_ms ?? 2000,
       retry_interval_ms: options.retry_interval_ms ?? 200,
       gossip: options.gossip ?? false,
+      router_args: options.router_args ?? [],
     };
     const host = (i: number) => placement.node_host?.(i) ?? "127.0.0.1";
     const nodePorts = await Promise.all(
@@ -178,6 +181,7 @@ export class TestCluster {
         retry_interval_ms: o.retry_interval_ms,
         data_dir: dataDir,
         host: this.placement.router_host,
+        extra: o.router_args,
       }),
       user,
       home: dataDir,

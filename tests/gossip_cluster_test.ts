@@ -7,7 +7,9 @@
  * - a SIGKILLed node is declared `dead` by the others (the test allows 8 s; the target is 5 s
  *   and the measured time is printed);
  * - restarted with the same id and port it is `alive` again with a higher incarnation;
- * - a SIGTERMed node is seen `left` and exits 0.
+ * - a SIGTERMed node exits 0 WITHOUT leaving (a restart keeps its place): the others see it
+ *   `dead`, as after a crash, never `left`;
+ * - a node drained through the `Drain` RPC (`client drain`) is seen `left` and exits 0.
  *
  * The measurement (dead-everywhere times over several SIGKILL trials, false deaths in a healthy
  * loaded 5-node cluster) is a script: `deno run -A scripts/bench/gossip_measure.ts`.
@@ -33,7 +35,8 @@ function exchange(address: string, envelope: { from: string; payload: string }) 
 }
 
 Deno.test({
-  name: "gossip: 3 nodes converge; SIGKILL → dead; restart → alive again; SIGTERM → left",
+  name:
+    "gossip: 3 nodes converge; SIGKILL → dead; restart → alive again; SIGTERM → dead; drain → left",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () =>
@@ -101,17 +104,30 @@ Deno.test({
         10_000,
       );
 
-      // SIGTERM n1: it leaves, exits 0, and the others see it left.
-      c.procs[1]!.signal("SIGTERM");
-      const left_ms = await waitFor(
-        () => allSee(c, [0, 2], "n1", "left"),
-        "n0 and n2 see n1 left",
+      // SIGTERM n2: it stops (exit 0) without leaving; n0 and n1 see it dead, not left
+      // (`left` is final for an incarnation, so a leave would never turn into dead).
+      c.procs[2]!.signal("SIGTERM");
+      assert.equal((await c.procs[2]!.done).code, 0, c.procs[2]!.tail());
+      assert.match(c.procs[2]!.log(), /stopping with the data kept/);
+      const term_dead_ms = await waitFor(
+        () => allSee(c, [0, 1], "n2", "dead"),
+        "n0 and n1 see the SIGTERMed n2 dead (not left)",
         8000,
       );
-      console.log(`gossip: SIGTERMed n1 seen left after ${Math.round(left_ms)} ms`);
+      console.log(`gossip: SIGTERMed n2 seen dead (not left) after ${Math.round(term_dead_ms)} ms`);
+
+      // Drain n1: it leaves, exits 0, and n0 sees it left.
+      const d = await c.api(1).call("Drain", {});
+      assert.equal(d.started, true);
+      const left_ms = await waitFor(
+        () => allSee(c, [0], "n1", "left"),
+        "n0 sees n1 left",
+        8000,
+      );
+      console.log(`gossip: drained n1 seen left after ${Math.round(left_ms)} ms`);
       assert.equal((await c.procs[1]!.done).code, 0);
       const v0 = (await c.view(0))!;
       assert.equal(v0.get("n0")!.state, "alive");
-      assert.equal(v0.get("n2")!.state, "alive");
+      assert.equal(v0.get("n2")!.state, "dead");
     }),
 });

@@ -7,8 +7,13 @@
  *   on exactly its owners under the 4-node ring (Get on each node directly, with the last
  *   value written; deleted points nowhere), the new node holds about RF/4 of the points, and
  *   every search during the move covered every shard with k results.
- * - Then a node is SIGKILLed. Once it is declared dead and the rebalance settles, every point
- *   is on exactly its owners under the 3-node ring of the survivors: RF live replicas again.
+ * - Then a node is SIGKILLed. Once it is declared dead, its grace (`--dead-grace-s`, 2 s here)
+ *   is over and the rebalance settles, every point is on exactly its owners under the 3-node
+ *   ring of the survivors: RF live replicas again.
+ *
+ * With RF 1, nodes drained through the `Drain` RPC (`client drain`) hand their points off
+ * before they exit. A restart (SIGTERM, same data directory) moves nothing:
+ * tests/restart_test.ts.
  */
 
 import assert from "node:assert/strict";
@@ -177,90 +182,94 @@ Deno.test({
       await body();
       console.log(`  ${name}: ok (${Date.now() - t0} ms)`);
     };
-    await withCluster({ nodes: 3, replication_factor: RF, gossip: true }, async (c) => {
-      const router = c.api(c.routerAddr, 10_000);
-      const random = mulberry32(11);
-      const expected = new Map<number, number[] | null>();
-      let done = 0;
+    const grace = ["--dead-grace-s", "2"];
+    await withCluster(
+      { nodes: 3, replication_factor: RF, gossip: true, router_args: grace },
+      async (c) => {
+        const router = c.api(c.routerAddr, 10_000);
+        const random = mulberry32(11);
+        const expected = new Map<number, number[] | null>();
+        let done = 0;
 
-      await step("3 nodes on the router's ring; 3,000 points loaded", async () => {
-        await waitFor(
-          async () => (await ringOf(router)).length === 3,
-          "the router's ring has 3 nodes",
-        );
-        await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
-        for (let from = 0; from < POINTS; from += 500) {
-          const points = [];
-          for (let id = from; id < from + 500; id++) {
-            const vector = vec(random);
-            points.push({ id, vector });
-            expected.set(id, vector);
-          }
-          await router.call("PutBatch", { points, collection: COLLECTION });
-        }
-        const s = await stats(router);
-        done = Number(s.rebalances_done);
-        if (s.rebalancing) {
-          done = Number(
-            (await waitSettled(router, c.nodeAddrs, done, 20_000))
-              .rebalances_done,
+        await step("3 nodes on the router's ring; 3,000 points loaded", async () => {
+          await waitFor(
+            async () => (await ringOf(router)).length === 3,
+            "the router's ring has 3 nodes",
           );
-        }
-        await assertPlacement(c, c.nodeAddrs.slice(), expected);
-      });
+          await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
+          for (let from = 0; from < POINTS; from += 500) {
+            const points = [];
+            for (let id = from; id < from + 500; id++) {
+              const vector = vec(random);
+              points.push({ id, vector });
+              expected.set(id, vector);
+            }
+            await router.call("PutBatch", { points, collection: COLLECTION });
+          }
+          const s = await stats(router);
+          done = Number(s.rebalances_done);
+          if (s.rebalancing) {
+            done = Number(
+              (await waitSettled(router, c.nodeAddrs, done, 20_000))
+                .rebalances_done,
+            );
+          }
+          await assertPlacement(c, c.nodeAddrs.slice(), expected);
+        });
 
-      await step("a 4th node joins under traffic; placement exact after the move", async () => {
-        const load = traffic(router, expected, 1);
-        const t0 = Date.now();
-        const n = await c.addNode();
-        const nodes = c.nodeAddrs.slice();
-        let s: StatsResponse;
-        try {
-          s = await waitSettled(router, nodes, done, 30_000);
-        } finally {
-          await load.stop();
-        }
-        const ms = Date.now() - t0;
-        done = Number(s.rebalances_done);
-        console.log(
-          `    settled ${ms} ms after the 4th node started: ${s.points_copied} points copied, ` +
-            `${s.points_scanned} scanned, ${s.points_pruned} pruned, ${s.transfers_done} ` +
-            `transfers; traffic meanwhile ${JSON.stringify(load.counts)}`,
-        );
-        assert.equal(Number(s.transfers_failed), 0);
-        assert.ok(Number(s.points_copied) > 0);
-        assert.ok(load.counts.searches > 0);
-        assert.equal(load.counts.incomplete, 0, "a search during the move was incomplete");
-        const held = await assertPlacement(c, nodes, expected);
-        const live = [...expected.values()].filter((v) => v !== null).length;
-        const share = held.get(nodes[n])! / live;
-        console.log(
-          `    ${nodes[n]} holds ${held.get(nodes[n])} of ${live} live points ` +
-            `(${(share * 100).toFixed(1)}%; RF/4 = 50%)`,
-        );
-        assert.ok(share > 0.35 && share < 0.65, `new node's share ${share}`);
-      });
+        await step("a 4th node joins under traffic; placement exact after the move", async () => {
+          const load = traffic(router, expected, 1);
+          const t0 = Date.now();
+          const n = await c.addNode();
+          const nodes = c.nodeAddrs.slice();
+          let s: StatsResponse;
+          try {
+            s = await waitSettled(router, nodes, done, 30_000);
+          } finally {
+            await load.stop();
+          }
+          const ms = Date.now() - t0;
+          done = Number(s.rebalances_done);
+          console.log(
+            `    settled ${ms} ms after the 4th node started: ${s.points_copied} points copied, ` +
+              `${s.points_scanned} scanned, ${s.points_pruned} pruned, ${s.transfers_done} ` +
+              `transfers; traffic meanwhile ${JSON.stringify(load.counts)}`,
+          );
+          assert.equal(Number(s.transfers_failed), 0);
+          assert.ok(Number(s.points_copied) > 0);
+          assert.ok(load.counts.searches > 0);
+          assert.equal(load.counts.incomplete, 0, "a search during the move was incomplete");
+          const held = await assertPlacement(c, nodes, expected);
+          const live = [...expected.values()].filter((v) => v !== null).length;
+          const share = held.get(nodes[n])! / live;
+          console.log(
+            `    ${nodes[n]} holds ${held.get(nodes[n])} of ${live} live points ` +
+              `(${(share * 100).toFixed(1)}%; RF/4 = 50%)`,
+          );
+          assert.ok(share > 0.35 && share < 0.65, `new node's share ${share}`);
+        });
 
-      await step("SIGKILL a node: its ranges are re-replicated to RF live nodes", async () => {
-        await c.killNode(0);
-        const survivors = c.nodeAddrs.slice(1);
-        const s = await waitSettled(router, survivors, done, 30_000);
-        console.log(
-          `    settled: ${s.points_copied} points copied in all, ${s.points_pruned} pruned`,
-        );
-        assert.equal(Number(s.transfers_failed), 0);
-        const held = await assertPlacement(c, survivors, expected);
-        const live = [...expected.values()].filter((v) => v !== null).length;
-        let total = 0;
-        for (const h of held.values()) total += h;
-        assert.equal(total, RF * live, "every live point has RF replicas on live nodes");
-      });
-    });
+        await step("SIGKILL a node: its ranges are re-replicated to RF live nodes", async () => {
+          await c.killNode(0);
+          const survivors = c.nodeAddrs.slice(1);
+          const s = await waitSettled(router, survivors, done, 30_000);
+          console.log(
+            `    settled: ${s.points_copied} points copied in all, ${s.points_pruned} pruned`,
+          );
+          assert.equal(Number(s.transfers_failed), 0);
+          const held = await assertPlacement(c, survivors, expected);
+          const live = [...expected.values()].filter((v) => v !== null).length;
+          let total = 0;
+          for (const h of held.values()) total += h;
+          assert.equal(total, RF * live, "every live point has RF replicas on live nodes");
+        });
+      },
+    );
   },
 });
 
 Deno.test({
-  name: "rebalancing: a node stopped with SIGTERM hands its points off first (RF 1)",
+  name: "rebalancing: a drained node hands its points off first (RF 1)",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -285,8 +294,13 @@ Deno.test({
           .find((x) => x.name === COLLECTION)?.count ?? 0,
       );
       assert.ok(held > 100, `the leaving node holds ${held} points`);
-      const status = await leaving.stop(90_000);
-      assert.equal(status.code, 0, leaving.tail());
+      const drain = await c.api(c.nodeAddrs[2]).call("Drain", {});
+      assert.equal(drain.started, true);
+      const status = await Promise.race([
+        leaving.done.then((st) => st.code),
+        new Promise<string>((r) => setTimeout(() => r("still running"), 90_000)),
+      ]);
+      assert.equal(status, 0, leaving.tail());
       assert.match(leaving.log(), /hand-off complete/, leaving.tail());
       await waitSettled(router, c.nodeAddrs.slice(0, 2), Number(before.rebalances_done), 30_000);
       const ids = [...expected.keys()];
@@ -307,7 +321,7 @@ Deno.test({
       );
       assert.equal(total, expected.size, "each point once on the two remaining nodes");
       console.log(`    ${held} points handed off by ${c.nodeAddrs[2]}`);
-      // `client drain` does the same through the Drain RPC: node 1 leaves, node 0 gets all.
+      // Node 1 too: it leaves, node 0 gets all.
       const drained = c.nodes[1]!;
       const d = await c.api(c.nodeAddrs[1]).call("Drain", {});
       assert.equal(d.started, true);

@@ -7,8 +7,9 @@
  * and rebalancing settles, and every acknowledged write is checked twice: through the router's
  * `Get`, and directly on each of its OWNERS (the ring the router uses: node addresses, default
  * vnodes, the replication factor), each node asked with its own client. Prints a summary;
- * exits non-zero on any loss, resurrection or version anomaly, on a read that failed, or when
- * fewer than 99% of searches were answered in full.
+ * exits non-zero on any loss, resurrection or version anomaly, on a read that failed, when
+ * fewer than 99% of searches were answered in full, or when a node given SIGTERM in a
+ * `restart` fault did not exit 0 within 15 s.
  *
  * Fault kinds (`--faults`, a comma list; each fault draws one entry uniformly, so repeating a
  * kind weights it):
@@ -17,8 +18,11 @@
  * | ------------- | ----------------------------------------------------------------------- |
  * | `kill`        | SIGKILL node i, restart it on the same port and data directory          |
  * | `pause`       | SIGSTOP node i, SIGCONT                                                 |
- * | `leave`       | SIGTERM node i (it leaves and, with `--gossip`, hands its data off      |
- * |               | before it exits), restart it (it comes back without what it handed off) |
+ * | `restart`     | SIGTERM node i (it stops with its data kept, exit 0 expected), start it |
+ * |               | again on the same port and data directory                               |
+ * | `leave`       | `Drain` RPC to node i (`client drain`: it leaves and, with `--gossip`,  |
+ * |               | hands its data off before it exits), restart it (it comes back without  |
+ * |               | what it handed off)                                                     |
  * | `isolate`     | cut node i off from every other node and the router, both directions    |
  * | `router-link` | cut the router ↔ node i link only, both directions                      |
  * | `node-link`   | cut the node i ↔ node j link only, both directions                      |
@@ -59,7 +63,7 @@
  * | `--fault-every-s`      | 8                                           | mean gap between faults (uniform in [½, 1½]×) |
  * | `--hold-min-s`         | 2                                           | shortest fault            |
  * | `--hold-max-s`         | 8                                           | longest fault             |
- * | `--faults`             | `kill,pause,leave,isolate,router-link,node-link`  | kinds drawn from          |
+ * | `--faults`             | `kill,restart,pause,leave,isolate,router-link,node-link` | kinds drawn from   |
  * | `--link-cuts`          | auto                                        | `auto`, `on` or `off`     |
  * | `--gossip`             | off                                         | ring follows gossip       |
  * | `--dim`                | 16                                          | vector dimension          |
@@ -79,7 +83,7 @@ import { parseArgs } from "node:util";
 import { Prng } from "../../src/common/prng.ts";
 import { HashRing } from "../../src/cluster/ring.ts";
 import { TestCluster } from "../../harness/cluster.ts";
-import type { RunAs } from "../../harness/servers.ts";
+import { type RunAs, runCli } from "../../harness/servers.ts";
 import { waitFor } from "../../harness/wait.ts";
 import type { ApiClient } from "../../src/api/client.ts";
 import {
@@ -90,11 +94,21 @@ import {
   type UserIds,
 } from "./lib/netcut.ts";
 
-const FAULT_KINDS = ["kill", "pause", "leave", "isolate", "router-link", "node-link"] as const;
+const FAULT_KINDS = [
+  "kill",
+  "restart",
+  "pause",
+  "leave",
+  "isolate",
+  "router-link",
+  "node-link",
+] as const;
 type FaultKind = typeof FAULT_KINDS[number];
 const CUT_KINDS: readonly FaultKind[] = ["isolate", "router-link", "node-link"];
-/** Longest wait for a node stopped with SIGTERM (its hand-off included) before SIGKILL. */
+/** Longest wait for a drained node to exit (its hand-off included) before SIGKILL. */
 const LEAVE_WAIT_MS = 150_000;
+/** Longest wait for a node stopped with SIGTERM (data kept, no hand-off) before SIGKILL. */
+const RESTART_STOP_WAIT_MS = 15_000;
 const RULE_TAG = "vectordb-chaos:pid=";
 const ROUTER_HOST = "127.0.0.30";
 const FIRST_NODE_HOST = 31; // node i on 127.0.0.(31 + i)
@@ -219,6 +233,10 @@ interface Counters {
   faults: Record<string, number>;
   cut_packets_dropped: number;
   acked_writes_with_version: number;
+  /** Longest time from SIGTERM to exit in a `restart` fault. */
+  restart_exit_ms_max: number;
+  /** `restart` faults whose node did not exit 0 in time (fails the run). */
+  restart_unclean: number;
 }
 const c: Counters = {
   puts_ok: 0,
@@ -231,6 +249,8 @@ const c: Counters = {
   faults: {},
   cut_packets_dropped: 0,
   acked_writes_with_version: 0,
+  restart_exit_ms_max: 0,
+  restart_unclean: 0,
 };
 
 /** One write to an id: a put (its attempt number picks the vector) or a delete. */
@@ -384,8 +404,10 @@ function describe(f: Fault): string {
       return `kill ${n(f.node)}`;
     case "pause":
       return `pause ${n(f.node)}`;
+    case "restart":
+      return `SIGTERM ${n(f.node)} (stop, data kept), start it again`;
     case "leave":
-      return `SIGTERM ${n(f.node)} (leave with hand-off), restart it`;
+      return `drain ${n(f.node)} (leave with hand-off), restart it`;
     case "isolate":
       return `isolate ${n(f.node)} from every node and the router`;
     case "router-link":
@@ -659,10 +681,36 @@ try {
         await cluster.killNode(i, "SIGKILL");
         await sleep(f.hold_ms);
         await cluster.startNode(i);
+      } else if (f.kind === "restart") {
+        const t0 = Date.now();
+        const p = cluster.nodes[i]!;
+        const status = await p.stop(RESTART_STOP_WAIT_MS, () => {
+          log(
+            `fault #${n}: node ${i} still runs ${RESTART_STOP_WAIT_MS} ms after SIGTERM; SIGKILL`,
+          );
+        });
+        const exit_ms = Date.now() - t0;
+        c.restart_exit_ms_max = Math.max(c.restart_exit_ms_max, exit_ms);
+        if (status.code !== 0) c.restart_unclean++;
+        log(
+          `fault #${n}: node ${i} exited with ${status.code ?? status.signal} after ${exit_ms} ms`,
+        );
+        await sleep(f.hold_ms);
+        await cluster.startNode(i);
       } else if (f.kind === "leave") {
         const t0 = Date.now();
         const p = cluster.nodes[i]!;
-        const status = await p.stop(LEAVE_WAIT_MS);
+        // Through the CLI (`client drain`), a process of its own: a Deno client still
+        // connected when the node shuts down can hit denoland/deno#36788 and abort this run.
+        const r = await runCli(["--addr", cluster.nodeAddrs[i], "drain"]);
+        if (r.code !== 0) {
+          log(`fault #${n}: drain of node ${i} failed (${r.stderr.trim()}); SIGTERM instead`);
+          p.signal("SIGTERM");
+        }
+        const status = await Promise.race([
+          p.done,
+          sleep(LEAVE_WAIT_MS).then(() => null),
+        ]) ?? await p.kill();
         const handed = /hand-off complete/.test(p.log());
         log(
           `fault #${n}: node ${i} exited with ${status.code ?? status.signal} after ${
@@ -801,7 +849,7 @@ try {
   for (const e of [...routerExamples, ...ownerExamples]) log(e);
   const bad = router.lost + router.resurrected + router.version_anomaly + router.errors +
     owners.lost + owners.resurrected + owners.version_anomaly + owners.errors;
-  exitCode = bad === 0 && fullRatio >= 0.99 && settled ? 0 : 1;
+  exitCode = bad === 0 && fullRatio >= 0.99 && settled && c.restart_unclean === 0 ? 0 : 1;
   log(exitCode === 0 ? "PASS" : `FAIL (replay with --seed ${seed})`);
 } catch (e) {
   log(`error: ${(e as Error).stack ?? e}`);

@@ -11,9 +11,14 @@
  * has reported them (ring member ids are addresses either way, so placement is the same).
  * A fourth node can join later: `deno task server -- --port 50054 --join 127.0.0.1:50051`.
  *
- * Ctrl-C or SIGTERM stops everything: the router first (so it stops accepting writes), then
- * the nodes, each with SIGTERM; whatever has not exited 10 s later gets SIGKILL. If any child
- * exits on its own, the others are stopped the same way and the script exits non-zero.
+ * Ctrl-C (SIGINT, to the script alone or to the whole process group, as a terminal sends it)
+ * or SIGTERM stops everything within {@link STOP_DEADLINE_MS}, data kept: SIGTERM to the router
+ * first (it stops accepting writes), then to the nodes once the router exited or
+ * {@link NODES_AFTER_MS} passed. A node stopped so keeps its data and does not leave the
+ * cluster (src/node/main.ts): the next `deno task cluster` starts where this one stopped.
+ * Whatever still runs at the deadline gets SIGKILL (its WAL keeps every acknowledged write). A
+ * second Ctrl-C sends SIGKILL to everything at once. If any child exits on its own, the others
+ * are stopped the same way and the script exits non-zero.
  *
  * Flags: `--base-port 50050` (router on it, nodes on the next three), `--data-dir ./data`,
  * `--replication-factor 2`, `--consistency quorum`.
@@ -30,7 +35,10 @@ import {
   spawnServer,
 } from "../../harness/servers.ts";
 
-const STOP_GRACE_MS = 10_000;
+/** Everything still running this long after the stop began gets SIGKILL. */
+const STOP_DEADLINE_MS = 4500;
+/** The nodes get SIGTERM when the router exited, or this long after it got its own. */
+const NODES_AFTER_MS = 1500;
 
 /** Starts a server whose output lines are echoed, prefixed with its name. */
 function start(name: string, entry: string, flags: string[]): ChildProc {
@@ -51,19 +59,26 @@ function say(message: string): void {
   console.error(`${"cluster".padEnd(10)} | ${message}`);
 }
 
-/** SIGTERM to `group`; SIGKILL to whatever has not exited within the grace period. */
-async function stopGroup(group: ChildProc[]): Promise<void> {
-  await Promise.all(group.map((c) =>
-    c.stop(STOP_GRACE_MS, () => {
-      say(`${c.name} did not stop within ${STOP_GRACE_MS} ms; sending SIGKILL`);
-    })
-  ));
-}
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** The router first (no new writes reach nodes that are stopping), then the nodes. */
-async function stopAll(children: ChildProc[]): Promise<void> {
-  await stopGroup(children.filter((c) => c.name === "router"));
-  await stopGroup(children.filter((c) => c.name !== "router"));
+/**
+ * The router first (no new writes reach nodes that are stopping), then the nodes, all with
+ * SIGTERM; SIGKILL to whatever runs at `deadline` (resolves when every child exited).
+ */
+async function stopAll(children: ChildProc[], deadline: Promise<void>): Promise<void> {
+  const routers = children.filter((c) => c.name === "router");
+  const nodes = children.filter((c) => c.name !== "router");
+  for (const r of routers) r.signal("SIGTERM");
+  await Promise.race([Promise.all(routers.map((r) => r.done)), sleep(NODES_AFTER_MS)]);
+  for (const n of nodes) n.signal("SIGTERM");
+  const all = Promise.all(children.map((c) => c.done)).then(() => {});
+  await Promise.race([all, deadline]);
+  for (const c of children) {
+    if (c.exited) continue;
+    say(`${c.name} did not stop within ${STOP_DEADLINE_MS} ms; sending SIGKILL`);
+    c.signal("SIGKILL");
+  }
+  await all;
 }
 
 /** "ready" once every process printed READY; "exit" or "timeout" when one did not. */
@@ -104,15 +119,28 @@ async function main(): Promise<number> {
   const children: ChildProc[] = [...nodes];
   let stopping = false;
   let stopped: Promise<void> | null = null;
+  let forceNow: () => void = () => {};
+  const force = new Promise<void>((r) => (forceNow = r));
   const stop = (why: string) => {
     if (!stopping) {
       stopping = true;
-      say(`${why}: stopping all processes`);
-      stopped = stopAll(children);
+      const t0 = Date.now();
+      say(`${why}: stopping all processes (data kept; Ctrl-C again to kill them now)`);
+      const deadline = Promise.race([sleep(STOP_DEADLINE_MS), force]);
+      stopped = stopAll(children, deadline).then(() => {
+        say(`all processes stopped in ${Date.now() - t0} ms`);
+      });
     }
     return stopped!;
   };
-  const onSignal = (sig: Deno.Signal) => () => void stop(sig);
+  const onSignal = (sig: Deno.Signal) => () => {
+    if (stopping) {
+      say(`${sig} again: killing every process now`);
+      forceNow();
+      return;
+    }
+    void stop(sig);
+  };
   Deno.addSignalListener("SIGINT", onSignal("SIGINT"));
   Deno.addSignalListener("SIGTERM", onSignal("SIGTERM"));
 

@@ -70,3 +70,18 @@ Deno.test("hand-off: an empty node is done at once; bad limits are refused", asy
     /Hand-off timeout 0 ms/,
   );
 });
+
+Deno.test("hand-off: stop_now ends the wait (a signal during a drain)", async () => {
+  const c = clock();
+  let polls = 0;
+  const r = await waitForDrain({
+    ...c,
+    entries: () => 9,
+    last_transfer_ms: () => c.now_ms(),
+    timeout_ms: 60_000,
+    idle_ms: 15_000,
+    stop_now: () => ++polls >= 3,
+  });
+  assert.deepEqual([r.outcome, r.entries], ["aborted", 9]);
+  assert.ok(r.waited_ms > 0 && r.waited_ms < 60_000, `${r.waited_ms}`);
+});

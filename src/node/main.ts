@@ -16,7 +16,7 @@
  * | `--node-id`            | `node-<port>`        | name in logs, Stats and membership       |
  * | `--join`               | (none)               | seeds to join through, `host:port[,…]`   |
  * | `--advertise`          | `<host>:<port>`      | address other members reach this node at |
- * | `--handoff-timeout-s`  | 120                  | on SIGTERM/SIGINT, longest wait for the router to place this node's entries elsewhere; 0 skips the hand-off |
+ * | `--handoff-timeout-s`  | 120                  | on `Drain` (`client drain`), longest wait for the router to place this node's entries elsewhere; 0 leaves without waiting |
  *
  * The node is a gossip member (role "node"; src/cluster/gossip_agent.ts) from the start, on the
  * same gRPC port (service `vectordb.internal.Gossip`); without `--join` it is a cluster of one
@@ -27,15 +27,27 @@
  * The data directory is locked for the process's lifetime (src/io/dir_lock.ts): a second node
  * on the same directory exits 1 with `server: Data directory DIR is locked by process PID …`.
  *
- * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: leave the cluster
- * (others see it `left`; up to 1 s); then, when a router is among the live members, hand off
- * (src/node/drain_wait.ts): keep serving the router's Transfer calls while it copies every
- * entry of this node to the entry's owners and forgets it here, until nothing is left, no call
- * came for 30 s, or `--handoff-timeout-s` passed; then stop accepting, finish in-flight requests
- * (up to 5 s), snapshot every collection, close the logs, exit 0. A node that left this way and
- * starts again comes back empty (or with what it still held) and receives its ranges like any
- * joining node. SIGKILL (or a crash) keeps the data: the node's replicas are re-replicated
- * meanwhile, and it catches up when it returns.
+ * Prints `READY <host>:<port>` on stdout once it serves.
+ *
+ * **SIGINT/SIGTERM: stop, data kept** (a restart, not a decommission): stop accepting, finish
+ * in-flight requests (up to 5 s), stop gossiping, snapshot every collection, close the logs,
+ * exit 0, typically within a second or two. The node does NOT leave the cluster: the others
+ * see it unreachable (suspect, then dead after a few seconds), exactly as after a crash, and
+ * alive again with a higher incarnation when it starts again on the same data directory. The
+ * router routes around it meanwhile (writes its missed hints to its hint queue while it is
+ * suspect, and to the ring without it once it is dead) and waits `--dead-grace-s` (30 s)
+ * before re-replicating a dead node's ranges; a node back within that grace is put back on the
+ * ring at once and receives only the writes it missed (src/router/rebalance/rebalancer.ts).
+ *
+ * **`Drain` (`client drain`): leave with a hand-off.** Leave the cluster (others see it `left`;
+ * up to 1 s); then, when a router is among the live members, hand off (src/node/drain_wait.ts):
+ * keep serving the router's Transfer calls while it copies every entry of this node to the
+ * entry's owners and forgets it here, until nothing is left, no call came for 30 s, or
+ * `--handoff-timeout-s` passed (a SIGINT/SIGTERM meanwhile ends the wait); then stop as above
+ * and exit 0. A node drained this way and started again comes back empty (or with what it
+ * still held) and receives its ranges like any joining node.
+ *
+ * SIGKILL (or a crash) keeps the data too, without the final snapshot (the WAL is replayed).
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
@@ -173,36 +185,46 @@ export async function main(argv: string[]): Promise<void> {
     store.tick().finally(() => (ticking = false));
   }, 1000);
 
-  const stop = async (signal: string) => {
+  /** Set by a signal that arrives while a drain waits for its hand-off: stop waiting. */
+  let interrupted = false;
+  const stop = async (cause: "SIGINT" | "SIGTERM" | "Drain") => {
     if (stopping) return;
     stopping = true;
-    log(`${signal}: shutting down`);
-    const routers = agent.members().filter((m) =>
-      m.meta.role === "router" && (m.state === "alive" || m.state === "suspect")
-    );
-    await agent.leave();
-    if (handoffTimeoutS > 0 && routers.length > 0) {
-      const entries = () => store.list().reduce((n, c) => n + c.entryCount, 0);
-      log(
-        `handing off ${entries()} entries: waiting for ${routers.map((r) => r.id).join(", ")} ` +
-          `to copy them to their owners (up to ${handoffTimeoutS} s)`,
+    if (cause === "Drain") {
+      log("Drain: leaving the cluster and handing this node's entries off");
+      const routers = agent.members().filter((m) =>
+        m.meta.role === "router" && (m.state === "alive" || m.state === "suspect")
       );
-      const r = await waitForDrain({
-        entries,
-        last_transfer_ms: () => state.transfer_last_ms,
-        now_ms: () => Date.now(),
-        sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-        timeout_ms: handoffTimeoutS * 1000,
-        idle_ms: DRAIN_IDLE_MS,
-      });
+      await agent.leave();
+      if (handoffTimeoutS > 0 && routers.length > 0) {
+        const entries = () => store.list().reduce((n, c) => n + c.entryCount, 0);
+        log(
+          `handing off ${entries()} entries: waiting for ${routers.map((r) => r.id).join(", ")} ` +
+            `to copy them to their owners (up to ${handoffTimeoutS} s)`,
+        );
+        const r = await waitForDrain({
+          entries,
+          last_transfer_ms: () => state.transfer_last_ms,
+          now_ms: () => Date.now(),
+          sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+          timeout_ms: handoffTimeoutS * 1000,
+          idle_ms: DRAIN_IDLE_MS,
+          stop_now: () => interrupted,
+        });
+        log(
+          r.outcome === "done"
+            ? `hand-off complete in ${r.waited_ms} ms: every entry is placed on its owners`
+            : `WARNING hand-off ended (${r.outcome}) after ${r.waited_ms} ms with ${r.entries} ` +
+              `entries still here; their replicas elsewhere serve them`,
+        );
+      }
+    } else {
       log(
-        r.outcome === "done"
-          ? `hand-off complete in ${r.waited_ms} ms: every entry is placed on its owners`
-          : `WARNING hand-off ended (${r.outcome}) after ${r.waited_ms} ms with ${r.entries} ` +
-            `entries still here; their replicas elsewhere serve them`,
+        `${cause}: stopping with the data kept (not leaving the cluster: the others see this ` +
+          `node down until it starts again; \`client drain\` hands its data off instead)`,
       );
     }
-    agent.stop();
+    const t0 = Date.now();
     state.closing = true;
     clearInterval(timer);
     await new Promise<void>((resolve) => {
@@ -215,12 +237,22 @@ export async function main(argv: string[]): Promise<void> {
         resolve();
       });
     });
+    agent.stop();
     await store.close({ snapshot: true });
-    log("stopped");
+    log(`stopped in ${Date.now() - t0} ms (requests finished, snapshots written)`);
     process.exit(0);
   };
-  process.on("SIGINT", () => void stop("SIGINT"));
-  process.on("SIGTERM", () => void stop("SIGTERM"));
+  const onSignal = (signal: "SIGINT" | "SIGTERM") => {
+    if (stopping) {
+      // During a drain's hand-off: stop waiting for it (the data stays here).
+      if (!interrupted) log(`${signal}: ending the hand-off wait`);
+      interrupted = true;
+      return;
+    }
+    void stop(signal);
+  };
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
   // Only now: a supervisor may stop the node as soon as it reads READY, and a signal that
   // arrives before the handlers above are installed kills it without a snapshot.
   console.log(`READY ${host}:${port}`);

@@ -20,7 +20,9 @@
  * collection the others have; then the new view is published. A node that leaves the ring has
  * its channels closed (kept open while it hands its entries off, after leaving on purpose) but
  * keeps its hint queue with its pending hints until it comes back. While a move is unsettled,
- * nodes joining wait off the ring (rebalance/rebalancer.ts) for a while.
+ * nodes joining wait off the ring (rebalance/rebalancer.ts) for a while, except nodes of the
+ * settled ring coming back (a restart): they hold their ranges. A change that only removes
+ * dead nodes tells rebalancing so: it waits out a grace before re-replicating their ranges.
  *
  * @module
  */
@@ -54,8 +56,10 @@ export const RING_RETRY_MS = 1000;
 export interface RebalanceHooks {
   /** A move is unsettled. */
   readonly busy: boolean;
-  /** The ring changed. */
-  changed(view: RingRef): void;
+  /** The ring changed; `deaths_only`: it only lost nodes declared dead (not left on purpose). */
+  changed(view: RingRef, deaths_only: boolean): void;
+  /** The nodes of the last ring whose placement is complete (they hold their ranges). */
+  settledNodes(): readonly string[];
   /** Who may hold the newest version of `id` while a move is unsettled. */
   readers(id: number): string[];
 }
@@ -317,8 +321,11 @@ export class RouterCore {
     const now_ms = clock.now_ms();
     for (const a of this.#join_waiting.keys()) if (!ready.includes(a)) this.#join_waiting.delete(a);
     if (this.#rebalance?.busy && prev.size > 0) {
+      // A node of the settled ring that returns (a restart, a short crash) still holds its
+      // ranges: it goes back on the ring at once, and the run then copies only what it missed.
+      const settled = new Set(this.#rebalance.settledNodes());
       const waiting = ready.filter((a) => {
-        if (prev.has(a)) return false;
+        if (prev.has(a) || settled.has(a)) return false;
         const since = this.#join_waiting.get(a) ?? now_ms;
         this.#join_waiting.set(a, since);
         return now_ms - since < JOIN_WAIT_MAX_MS;
@@ -337,7 +344,7 @@ export class RouterCore {
     if (removed.length + added.length === 0) return { added, removed, retry_at_ms };
     for (const a of added) this.#join_waiting.delete(a);
     this.#view = this.#makeView(ready);
-    this.#rebalance?.changed(this.#view);
+    this.#rebalance?.changed(this.#view, added.length === 0 && !removed.some((a) => left.has(a)));
     for (const a of removed) {
       const s = this.table.find(a);
       if (s === undefined || !s.active) continue;

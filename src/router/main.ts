@@ -21,6 +21,7 @@
  * | `--transfers-max`      | 2               | rebalancing: most transfers at once           |
  * | `--rebalance-delay-ms` | 500             | rebalancing: ring stability before it starts  |
  * | `--anti-entropy-s`     | 600             | gossip: full anti-entropy run period; 0 never |
+ * | `--dead-grace-s`       | 30              | gossip: re-replicate a dead node after; 0 now |
  *
  * `--nodes` defaults to 127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053, the three nodes of
  * `deno task cluster`, so the original quickstart needs no flags; with `--join` it defaults
@@ -29,6 +30,10 @@
  * stays on the ring until gossip reports it (so the ring never shrinks while the router joins).
  * Ring member ids are node addresses either way (see router.ts). With `--join` the router also
  * moves points when its ring changes (src/router/rebalance/rebalancer.ts).
+ *
+ * `--dead-grace-s`: a node declared dead (a crash, or a restart: SIGTERM does not leave) has its
+ * ranges re-replicated only this long after; one back within it moves nothing but the writes
+ * it missed.
  *
  * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: stop accepting, finish
  * in-flight requests (up to 5 s), close hint logs, exit 0.
@@ -93,6 +98,7 @@ export function parseRouterArgs(argv: readonly string[]): RouterOptions {
         "transfers-max": { type: "string", default: "2" },
         "rebalance-delay-ms": { type: "string", default: "500" },
         "anti-entropy-s": { type: "string", default: "600" },
+        "dead-grace-s": { type: "string", default: "30" },
       },
       strict: true,
       allowPositionals: false,
@@ -142,6 +148,7 @@ export function parseRouterArgs(argv: readonly string[]): RouterOptions {
     rebalance_delay_ms: integer("rebalance-delay-ms", values["rebalance-delay-ms"]!, 0, 600_000),
     anti_entropy_interval_ms: integer("anti-entropy-s", values["anti-entropy-s"]!, 0, 86_400) *
       1000,
+    dead_grace_ms: integer("dead-grace-s", values["dead-grace-s"]!, 0, 86_400) * 1000,
   };
 }
 

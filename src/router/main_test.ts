@@ -10,6 +10,9 @@ Deno.test("the router's defaults are those of the original quickstart", () => {
   assert.equal(o.consistency, "quorum");
   assert.equal(o.node_timeout_ms, 2000);
   assert.equal(o.data_dir, "./data/router");
+  assert.equal(o.dead_grace_ms, 30_000);
+  assert.equal(parseRouterArgs(["--dead-grace-s", "0"]).dead_grace_ms, 0);
+  assert.throws(() => parseRouterArgs(["--dead-grace-s", "1.5"]), /--dead-grace-s "1.5"/);
 });
 
 Deno.test("router flags, with the leading -- that deno task passes", () => {

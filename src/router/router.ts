@@ -83,6 +83,11 @@ export interface RouterOptions {
    * the last settled one; default {@link DEFAULT_ANTI_ENTROPY_INTERVAL_MS}, 0 never.
    */
   anti_entropy_interval_ms?: number;
+  /**
+   * Gossip only: a node declared dead has its ranges re-replicated this long after, unless it
+   * returns first (a restart); default {@link DEFAULT_DEAD_GRACE_MS}, 0 at once.
+   */
+  dead_grace_ms?: number;
   /** Most client calls served at once; default {@link ROUTER_IN_FLIGHT_MAX}. */
   in_flight_max?: number;
   logger?: (message: string) => void;
@@ -316,13 +321,15 @@ export class Router {
         delay_ms: options.rebalance_delay_ms,
         anti_entropy_interval_ms: options.anti_entropy_interval_ms ??
           DEFAULT_ANTI_ENTROPY_INTERVAL_MS,
+        dead_grace_ms: options.dead_grace_ms,
       });
       router.#rebalancer = rebalancer;
       core.setRebalance({
         get busy() {
           return rebalancer.busy;
         },
-        changed: (view) => rebalancer.changed(view),
+        changed: (view, deaths_only) => rebalancer.changed(view, deaths_only),
+        settledNodes: () => rebalancer.settled?.nodes ?? [],
         readers: (id) => rebalancer.readers(id),
       });
     }

@@ -32,8 +32,16 @@
  * discarded, a node restored from an old disk).
  *
  * Membership events handled: a node that **joins** receives its ranges from every node that
- * holds them; a node declared **dead** has its ranges re-replicated from the surviving holders;
- * a node that **left** on purpose (SIGTERM or `client drain`) hands off: it keeps serving
+ * holds them; a node declared **dead** has its ranges re-replicated from the surviving holders,
+ * but only after `dead_grace_ms` ({@link DEFAULT_DEAD_GRACE_MS}; a ring change that only removes
+ * dead nodes waits that long instead of `delay_ms`): a node restarted (SIGTERM, then started on
+ * its data directory) or one that crashed and returns within the grace still holds its entries,
+ * so the run that follows its return copies only the writes it missed (they were routed to the
+ * ring without it meanwhile) and moves nothing else. Meanwhile the ring in use leaves it out
+ * (writes succeed on the others, hints queued before stay queued for it) and reads ask the
+ * owners under every ring since the settled one, so nothing is missed; the price is that its
+ * ranges have one replica fewer for up to the grace. A node that **left** on purpose
+ * (`client drain`) hands off: it keeps serving
  * Transfer calls, the router keeps its channel open and scans it first in each run as a source
  * only ({@link RebalanceHost.sources}), and once the run settled its entries are on their owners
  * and forgotten there, so the node exits (src/node/drain_wait.ts). Forgetting needs an owner
@@ -72,6 +80,11 @@ export const RETRY_DELAY_MAX_MS = 10_000;
 export const PRUNE_IDS_MAX = 16_000_000;
 /** Longest a joining node waits off the ring while a move is unsettled. */
 export const JOIN_WAIT_MAX_MS = 60_000;
+/**
+ * How long a ring change that only removes dead nodes waits before its run, by default: a
+ * restart or a short crash comes back within it and nothing is re-replicated.
+ */
+export const DEFAULT_DEAD_GRACE_MS = 30_000;
 
 /** A ring as the rebalancer sees it. */
 export interface RingRef {
@@ -148,6 +161,11 @@ export interface RebalancerOptions {
   page_points?: number;
   /** Start an anti-entropy run this long after the last settled one; 0 (default) never. */
   anti_entropy_interval_ms?: number;
+  /**
+   * A ring change that only removes dead nodes starts its run this long after the first such
+   * change, not `delay_ms` after the last (default {@link DEFAULT_DEAD_GRACE_MS}).
+   */
+  dead_grace_ms?: number;
 }
 
 /** Progress counters (cumulative since the router started, except the first three). */
@@ -177,6 +195,7 @@ export class Rebalancer {
   readonly delay_ms: number;
   readonly page_points: number;
   readonly anti_entropy_interval_ms: number;
+  readonly dead_grace_ms: number;
   readonly stats: RebalanceStats = {
     rebalancing: false,
     transfers_active: 0,
@@ -201,6 +220,8 @@ export class Rebalancer {
   #wanted = false;
   #stopped = false;
   #timer: ReturnType<typeof setTimeout> | null = null;
+  /** When the pending timer fires, if it waits out a dead node's grace; else null. */
+  #grace_due_ms: number | null = null;
   #anti_entropy_timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(host: RebalanceHost, options: RebalancerOptions) {
@@ -212,6 +233,12 @@ export class Rebalancer {
     this.delay_ms = options.delay_ms ?? DEFAULT_DELAY_MS;
     this.page_points = options.page_points ?? PAGE_POINTS;
     this.anti_entropy_interval_ms = options.anti_entropy_interval_ms ?? 0;
+    this.dead_grace_ms = options.dead_grace_ms ?? DEFAULT_DEAD_GRACE_MS;
+    if (!(this.dead_grace_ms >= 0)) {
+      throw new RangeError(
+        `Rebalance option dead_grace_ms ${this.dead_grace_ms} must be 0 or more`,
+      );
+    }
     for (
       const [n, v] of [["transfers_max", this.transfers_max], ["page_points", this.page_points]]
     ) {
@@ -246,8 +273,13 @@ export class Rebalancer {
     return readSet(rings, this.replication_factor, id);
   }
 
-  /** Called after a ring was published. */
-  changed(ring: RingRef): void {
+  /**
+   * Called after a ring was published. `deaths_only`: the change only removed nodes declared
+   * dead (none joined, none left on purpose); when the ring is then the settled one minus some
+   * nodes, the run waits out `dead_grace_ms`, counted from the first such change (a later one
+   * does not extend it; any other change ends it).
+   */
+  changed(ring: RingRef, deaths_only = false): void {
     if (this.#stopped) return;
     if (this.#settled === null) {
       if (ring.nodes.length > 0) {
@@ -259,12 +291,35 @@ export class Rebalancer {
     this.#generation++;
     this.#chain.push(ring);
     this.stats.rebalancing = true;
+    // Only while the ring in use is the settled one minus dead nodes: a move already owed
+    // (a node joined) is not held back by a death.
+    const settled = new Set(this.#settled.nodes);
+    if (deaths_only && this.dead_grace_ms > 0 && ring.nodes.every((n) => settled.has(n))) {
+      const now = Date.now();
+      const due = this.#grace_due_ms ?? now + this.dead_grace_ms;
+      if (this.#grace_due_ms === null) {
+        this.#host.log(
+          `rebalance: a node is dead; re-replicating its ranges in ${this.dead_grace_ms} ms ` +
+            `unless it returns first`,
+        );
+      }
+      this.#schedule(Math.max(0, due - now));
+      this.#grace_due_ms = due;
+      return;
+    }
     this.#schedule(this.delay_ms);
+  }
+
+  /** Whether a run waits out a dead node's grace (see {@link changed}). */
+  get inGrace(): boolean {
+    return this.#grace_due_ms !== null;
   }
 
   /** Starts an anti-entropy run now (no ring change needed); for tests and operators. */
   antiEntropy(): void {
     if (this.#stopped || this.#settled === null) return;
+    // A dead node's grace is pending: its run comes then (and is the same full run).
+    if (this.#grace_due_ms !== null) return;
     if (!this.stats.rebalancing) {
       this.#generation++;
       this.#chain.push(this.#host.current());
@@ -282,9 +337,12 @@ export class Rebalancer {
     await this.#running;
   }
 
-  /** Whether a move is unsettled (the router then defers nodes joining the ring). */
+  /**
+   * Whether a move is unsettled and not just waiting out a dead node's grace (the router then
+   * defers nodes joining the ring; during a grace a joining node ends it and the run starts).
+   */
   get busy(): boolean {
-    return this.stats.rebalancing;
+    return this.stats.rebalancing && this.#grace_due_ms === null;
   }
 
   /** Resolves when the placement is settled (for tests), or rejects after `timeout_ms`. */
@@ -307,6 +365,7 @@ export class Rebalancer {
 
   #schedule(ms: number): void {
     if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#grace_due_ms = null;
     if (ms <= 0 && this.#host.sleep !== undefined) {
       // Simulations run without real timers.
       this.#kick();
@@ -314,6 +373,7 @@ export class Rebalancer {
     }
     this.#timer = setTimeout(() => {
       this.#timer = null;
+      this.#grace_due_ms = null;
       this.#kick();
     }, ms);
   }

@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { HashRing } from "../../cluster/ring.ts";
+import { type RebalanceHost, Rebalancer, type RingRef } from "./rebalancer.ts";
+
+const ringOf = (nodes: string[]): RingRef => ({
+  nodes,
+  ring: new HashRing({ members: nodes, vnodes_per_member: 16 }),
+});
+
+/** A host whose nodes hold nothing: a run settles at once. Counts the runs. */
+function host(current: () => RingRef) {
+  const runs: string[][] = [];
+  const h: RebalanceHost = {
+    log: () => {},
+    transfer: () => null,
+    collections: () => {
+      runs.push(current().nodes);
+      return Promise.resolve([]);
+    },
+    current,
+    drainOlderWrites: () => Promise.resolve(true),
+    node_timeout_ms: 1000,
+  };
+  return { h, runs };
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(cond(), what);
+}
+
+Deno.test("rebalancer: a dead node's grace; it returns within it and nothing is re-replicated", async () => {
+  const full = ringOf(["a", "b", "c"]);
+  let cur = full;
+  const { h, runs } = host(() => cur);
+  const rb = new Rebalancer(h, { replication_factor: 2, delay_ms: 1, dead_grace_ms: 60_000 });
+  rb.changed(full);
+  // c is declared dead: the ring in use loses it, but the run waits out the grace.
+  cur = ringOf(["a", "b"]);
+  rb.changed(cur, true);
+  assert.equal(rb.inGrace, true);
+  assert.equal(rb.busy, false, "a joining node is not held back during a grace");
+  assert.equal(rb.stats.rebalancing, true);
+  // Reads still ask c's replicas' other holders under the settled ring.
+  for (const id of [1, 2, 3, 4, 5]) {
+    for (const o of full.ring.owners(id, 2)) assert.ok(rb.readers(id).includes(o));
+  }
+  // c is back: the run starts at once, to the full ring (only what c missed moves).
+  cur = full;
+  rb.changed(cur, false);
+  assert.equal(rb.inGrace, false);
+  await until(() => !rb.stats.rebalancing, "the run after the return settles");
+  assert.deepEqual(runs, [["a", "b", "c"]], "no run on the ring without c");
+  assert.equal(rb.stats.rebalances_done, 1);
+  await rb.stop();
+});
+
+Deno.test("rebalancer: after the grace a dead node's ranges are re-replicated", async () => {
+  const full = ringOf(["a", "b", "c"]);
+  let cur = full;
+  const { h, runs } = host(() => cur);
+  const rb = new Rebalancer(h, { replication_factor: 2, delay_ms: 1, dead_grace_ms: 30 });
+  rb.changed(full);
+  cur = ringOf(["a", "b"]);
+  rb.changed(cur, true);
+  assert.equal(rb.inGrace, true);
+  await until(() => rb.stats.rebalances_done === 1, "the run after the grace settles");
+  assert.deepEqual(runs, [["a", "b"]]);
+  assert.equal(rb.inGrace, false);
+  // A death while a join is owed is not held back: the ring is not the settled one minus nodes.
+  cur = ringOf(["a", "b", "d"]);
+  rb.changed(cur, false);
+  cur = ringOf(["a", "d"]);
+  rb.changed(cur, true);
+  assert.equal(rb.inGrace, false);
+  await until(() => rb.stats.rebalances_done === 2, "the run settles");
+  // With dead_grace_ms 0 a death moves at once.
+  const zero = new Rebalancer(host(() => cur).h, { replication_factor: 2, dead_grace_ms: 0 });
+  zero.changed(full);
+  zero.changed(ringOf(["a", "b"]), true);
+  assert.equal(zero.inGrace, false);
+  assert.throws(
+    () => new Rebalancer(h, { replication_factor: 2, dead_grace_ms: -1 }),
+    /dead_grace_ms -1/,
+  );
+  await rb.stop();
+  await zero.stop();
+});
