@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import {
+  CONTROL_NAME,
   RECORD_HEADER_BYTES,
   SEGMENT_HEADER_BYTES,
   segmentName,
@@ -69,6 +70,11 @@ function checkEntries(entries: WalEntry[], from: number, to: number): void {
     assert.equal(e.type, n % 7);
     assert.deepEqual(e.payload, payloadFor(n));
   });
+}
+
+/** The segment files of a log directory, oldest first. */
+function segmentNames(dir: string): string[] {
+  return fs.readdirSync(dir).filter((n) => /^wal-\d{20}\.log$/.test(n)).sort();
 }
 
 function flipBit(path: string, offset: number, bit = 0): void {
@@ -181,6 +187,7 @@ Deno.test("wal: a torn tail at every byte offset of the last record is truncated
       fs.rmSync(dir, { recursive: true, force: true });
       fs.mkdirSync(dir);
       fs.writeFileSync(join(dir, segment), full.subarray(0, cut));
+      fs.copyFileSync(join(src, CONTROL_NAME), join(dir, CONTROL_NAME));
       const { wal, entries, logs } = await replay(dir);
       checkEntries(entries, 1, 4);
       assert.equal(fs.statSync(join(dir, segment)).size, lastStart, `cut at ${cut}`);
@@ -200,6 +207,7 @@ Deno.test("wal: a torn tail at every byte offset of the last record is truncated
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(dir);
     fs.writeFileSync(join(dir, segment), full);
+    fs.copyFileSync(join(src, CONTROL_NAME), join(dir, CONTROL_NAME));
     flipBit(join(dir, segment), full.length - 1);
     const flipped = await replay(dir);
     checkEntries(flipped.entries, 1, 4);
@@ -248,7 +256,7 @@ Deno.test("wal: corruption in an earlier segment, bad headers and gaps", async (
   await withDir(async (root) => {
     const src = join(root, "src");
     await writeRecords(src, 40, { segment_bytes_max: 200 });
-    const names = fs.readdirSync(src).sort();
+    const names = segmentNames(src);
     assert.ok(names.length >= 4);
     const dir = join(root, "work");
     const reset = () => {
@@ -267,7 +275,7 @@ Deno.test("wal: corruption in an earlier segment, bad headers and gaps", async (
         /followed by \d+ more/.test(e.message),
     );
     const cut = await replay(dir, { recovery: "truncate" });
-    assert.equal(fs.readdirSync(dir).length, 1);
+    assert.equal(segmentNames(dir).length, 1);
     const kept = cut.entries.length;
     checkEntries(cut.entries, 1, kept);
     assert.ok(cut.logs.filter((l) => l.includes("dropped segment")).length === names.length - 1);
@@ -286,7 +294,7 @@ Deno.test("wal: corruption in an earlier segment, bad headers and gaps", async (
     );
     const noHeader = await replay(dir, { recovery: "truncate" });
     assert.equal(noHeader.wal.nextSeq, noHeader.entries.length + 1);
-    assert.deepEqual(fs.readdirSync(dir), [names[0]]);
+    assert.deepEqual(segmentNames(dir), [names[0]]);
     await noHeader.wal.close();
 
     // A missing middle segment is a gap in sequence numbers.
@@ -312,7 +320,10 @@ Deno.test("wal: truncateBefore deletes only segments wholly covered", async () =
     const covered = segs[segs.length - 1].first_seq - 1;
     assert.equal(await wal.truncateBefore(1e9), segs.length - 3);
     assert.deepEqual(wal.segments(), segs.slice(-1));
-    assert.equal(fs.readdirSync(dir).length, 1);
+    assert.deepEqual(fs.readdirSync(dir).sort(), [
+      CONTROL_NAME,
+      segmentName(segs.at(-1)!.first_seq),
+    ]);
     assert.equal(await wal.append(1, payloadFor(41)), 41);
     await wal.close();
 
@@ -334,7 +345,7 @@ Deno.test("wal: new logs start after afterSeq; leftovers removed; afterSeq past 
     const { wal: again, entries, logs } = await replay(join(dir, "a", "b"), { afterSeq: 100 });
     assert.equal(entries.length, 1);
     assert.match(logs[0], /Removed leftover temporary segment/);
-    assert.deepEqual(fs.readdirSync(join(dir, "a", "b")), [segmentName(101)]);
+    assert.deepEqual(fs.readdirSync(join(dir, "a", "b")).sort(), [CONTROL_NAME, segmentName(101)]);
     await again.close();
     await assert.rejects(
       () => replay(join(dir, "a", "b"), { afterSeq: 200 }),
