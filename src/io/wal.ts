@@ -316,6 +316,8 @@ function sameControl(a: WalControl | null, b: WalControl): boolean {
 /** A stretch of damaged records the caller does not need, skipped by the scan. */
 interface SkippedDamage {
   offset: number;
+  /** Seq the damaged record should have had. */
+  seq: number;
   reason: string;
   /** Offset of the next valid record, or -1 when the rest of the segment is unusable. */
   resumed_at: number;
@@ -385,7 +387,7 @@ function scanSegment(buf: Uint8Array, firstSeq: number, afterSeq: number): ScanR
         const atSeq = at < 0 ? -1 : view.getUint32(at + 12, true) * TWO_32 +
           view.getUint32(at + 8, true);
         if (at < 0) {
-          skipped.push({ offset: off, reason: size, resumed_at: -1, resumed_seq: seq });
+          skipped.push({ offset: off, seq, reason: size, resumed_at: -1, resumed_seq: seq });
           return {
             entries,
             good_end: goodEnd,
@@ -396,7 +398,7 @@ function scanSegment(buf: Uint8Array, firstSeq: number, afterSeq: number): ScanR
           };
         }
         if (atSeq - 1 <= afterSeq) {
-          skipped.push({ offset: off, reason: size, resumed_at: at, resumed_seq: atSeq });
+          skipped.push({ offset: off, seq, reason: size, resumed_at: at, resumed_seq: atSeq });
           off = at;
           seq = atSeq;
           continue;
@@ -689,7 +691,7 @@ export class Wal {
       for (const d of scan.skipped) {
         log(
           `WAL segment ${seg.path} is damaged at byte offset ${d.offset} (${d.reason}); the ` +
-            `records from seq ${d.resumed_seq === -1 ? "?" : scan.next_seq} ` +
+            `records from seq ${d.seq} ` +
             (d.resumed_at < 0
               ? `to the end of the segment`
               : `before seq ${d.resumed_seq} (byte offset ${d.resumed_at})`) +
