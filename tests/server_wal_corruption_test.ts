@@ -6,7 +6,11 @@
  *   truncation and serves every point but the last;
  * - a flipped byte in a record followed by valid ones: the node refuses to start, naming the
  *   file and the record's byte offset; with `--wal-recovery truncate` it starts and serves the
- *   points before the damaged record, and afterwards starts in strict mode again.
+ *   points before the damaged record (the cut bytes kept, byte for byte, in `wal/cut-<ts>/`),
+ *   and afterwards starts in strict mode again;
+ * - the segment deleted: the node refuses to start, naming the missing file;
+ * - a flipped byte in a record the snapshot covers: the node starts in both modes and serves
+ *   every acknowledged write.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -139,8 +143,86 @@ Deno.test("storage node refuses a corrupt WAL record and recovers with --wal-rec
     await node.start(["--wal-recovery", "truncate"]);
     assert.match(node.stderr, new RegExp(`corrupt at byte offset ${offsets[k]}`));
     await expectPrefix(node, k - 1);
+    const walDir = join(node.data_dir, "collections", COLLECTION, "wal");
+    const asides = [...Deno.readDirSync(walDir)].map((e) => e.name).filter((n) =>
+      n.startsWith("cut-")
+    );
+    assert.equal(asides.length, 1, `one cut-<ts> folder in ${walDir}`);
+    const kept = Deno.readFileSync(
+      join(walDir, asides[0], `${path.replace(/^.*\//, "")}.from-${offsets[k]}`),
+    );
+    assert.deepEqual(kept, bytes.subarray(offsets[k]), "the cut bytes are kept aside");
     await node.restart({ kill: true }); // strict again: the log was cut, so it is clean
     await expectPrefix(node, k - 1);
+  } catch (e) {
+    console.error(`node stderr:\n${node.tail()}`);
+    throw e;
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("storage node refuses to start when its newest WAL segment is missing", async () => {
+  const node = await NodeProcess.prepare({ args: NO_SNAPSHOTS });
+  try {
+    await writeAndKill(node);
+    const path = newestSegment(node);
+    Deno.removeSync(path);
+    const failure = await node.start().then(() => null, (e) => e);
+    assert.ok(failure instanceof StartError, `The node started without ${path}: ${failure}`);
+    assert.ok(
+      failure.stderr.includes(path) && failure.stderr.includes("is missing"),
+      `stderr does not name ${path}:\n${failure.stderr}`,
+    );
+    assert.deepEqual(node.unexpected_exits, []);
+  } catch (e) {
+    console.error(`node stderr:\n${node.tail()}`);
+    throw e;
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("storage node starts over a damaged WAL record its snapshot covers, in both modes", async () => {
+  const node = await NodeProcess.prepare({ args: NO_SNAPSHOTS });
+  try {
+    // 30 points, a graceful stop (snapshot), 10 more points, SIGKILL.
+    await node.start();
+    let api = new ApiClient(node.address);
+    try {
+      await api.call("CreateCollection", { name: COLLECTION, dimension: CRASH_DIM });
+      for (let id = 0; id < 30; id++) {
+        await api.call("Put", { id, vector: crashVector(id, id + 1), collection: COLLECTION });
+      }
+    } finally {
+      api.close();
+    }
+    await node.stop();
+    await node.start();
+    api = new ApiClient(node.address);
+    try {
+      for (let id = 30; id < POINTS; id++) {
+        await api.call("Put", { id, vector: crashVector(id, id + 1), collection: COLLECTION });
+      }
+    } finally {
+      api.close();
+    }
+    await node.kill();
+    const path = newestSegment(node);
+    const bytes = Deno.readFileSync(path);
+    const offsets = recordOffsets(bytes);
+    assert.equal(offsets.length, POINTS + 1, "the segment holds every record");
+    const k = 10; // the Put of id 9, covered by the snapshot at seq 31
+    bytes[offsets[k] + RECORD_HEADER_BYTES + 3] ^= 0x10;
+    Deno.writeFileSync(path, bytes);
+    for (const mode of ["strict", "truncate"]) {
+      await node.start(["--wal-recovery", mode]);
+      assert.match(node.stderr, new RegExp(`byte offset ${offsets[k]}.*skipped`));
+      await expectPrefix(node, POINTS);
+      await node.kill();
+    }
+    assert.deepEqual(Deno.readFileSync(path).subarray(0, bytes.length), bytes, "nothing cut");
+    assert.deepEqual(node.unexpected_exits, []);
   } catch (e) {
     console.error(`node stderr:\n${node.tail()}`);
     throw e;

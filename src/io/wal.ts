@@ -27,14 +27,38 @@
  * directory too. After a write or sync error the log refuses all further appends (the state of the
  * file is unknown after a failed fsync).
  *
- * Recovery on `open`: segments are scanned in order. A bad record (short, checksum mismatch,
- * wrong sequence number) in the last segment with no valid record anywhere after it is a torn
- * tail from a crash: the file is truncated to the last good record and fsynced. A bad record
- * followed by a valid one, a bad record in any earlier segment, a bad segment header or a gap in
- * sequence numbers is corruption: `open` throws {@link WalCorruptionError} naming the file and
- * byte offset, unless `recovery: "truncate"` is set, in which case the log is cut there (later
- * segments deleted) and what was dropped is logged. Records before the failure point may already
- * have been passed to `onRecord` when `open` throws; the caller must discard that state.
+ * Control file `CONTROL` (36 bytes, little-endian), replaced atomically (`writeFileAtomic`):
+ *
+ * | Offset | Size | Field        | Meaning                                                  |
+ * | ------ | ---- | ------------ | -------------------------------------------------------- |
+ * | 0      | 4    | magic        | `0x4C435756` (the bytes `VWCL`)                          |
+ * | 4      | 4    | version      | `1`                                                      |
+ * | 8      | 8    | first_seq    | first seq of the oldest segment (u64)                    |
+ * | 16     | 8    | last_seq     | first seq of the newest segment (u64)                    |
+ * | 24     | 8    | snapshot_seq | seq the owner's newest snapshot covers, 0 if none (u64)  |
+ * | 32     | 4    | crc          | CRC-32 of bytes 0..31                                    |
+ *
+ * Crash-safe order: a segment is created, then CONTROL names it (so at most one segment beyond
+ * CONTROL's last can exist, and is accepted); CONTROL drops a segment before it is deleted (so
+ * segments older than CONTROL's first are accepted). A segment named by CONTROL that is missing
+ * is never accepted silently: the newest missing is corruption naming the file (strict refuses;
+ * truncate logs that its records are lost and starts without them); the oldest missing is an
+ * error only if records after `afterSeq` were in it. A directory without CONTROL (older data)
+ * opens as before and gets one.
+ *
+ * Recovery on `open`: segments are scanned in order. Damage to records the caller does not need
+ * (`seq <= afterSeq`, covered by its snapshot) is logged and skipped in both modes: the scan
+ * resumes at the next valid record, and a gap between segments is accepted when it lies wholly
+ * at or below `afterSeq`. A bad record (short, checksum mismatch, wrong sequence number) in the
+ * last segment with no valid record anywhere after it is a torn tail from a crash: the file is
+ * truncated to the last good record and fsynced. A bad record followed by a valid one, a bad
+ * record in any earlier segment, a bad segment header or a gap in sequence numbers is corruption:
+ * `open` throws {@link WalCorruptionError} naming the file and byte offset, unless
+ * `recovery: "truncate"` is set, in which case the log is cut there: the cut bytes (the rest of
+ * the damaged segment, as `<segment>.from-<offset>`) and later segments are first moved into
+ * `cut-<timestamp>/` inside the log directory, fsynced, and the place is logged; nothing is
+ * deleted. Records before the failure point may already have been passed to `onRecord` when
+ * `open` throws; the caller must discard that state.
  *
  * One process owns a log directory at a time; this module does not lock it.
  * @module
@@ -52,8 +76,14 @@ export const SEGMENT_VERSION = 1;
 export const SEGMENT_HEADER_BYTES = 20;
 export const RECORD_HEADER_BYTES = 17;
 
+export const CONTROL_MAGIC = 0x4C435756;
+export const CONTROL_VERSION = 1;
+export const CONTROL_BYTES = 36;
+/** Name of the control file inside the log directory. */
+export const CONTROL_NAME = "CONTROL";
+
 const SEGMENT_NAME = /^wal-(\d{20})\.log$/;
-const SEGMENT_TEMP_NAME = /^wal-\d{20}\.log\.tmp$/;
+const SEGMENT_TEMP_NAME = /^(wal-\d{20}\.log|CONTROL)\.tmp$/;
 const TWO_32 = 0x100000000;
 
 /** One record as replayed from the log. `payload` is a view into the segment read buffer. */
@@ -214,6 +244,87 @@ function parseSegmentHeader(buf: Uint8Array): { first_seq: number } | { reason: 
   return { first_seq: first };
 }
 
+/** Contents of the log's CONTROL file. */
+export interface WalControl {
+  /** First seq of the oldest segment. */
+  first_seq: number;
+  /** First seq of the newest segment. */
+  last_seq: number;
+  /** Seq the owner's newest snapshot covers (0: none recorded). */
+  snapshot_seq: number;
+}
+
+function encodeControl(c: WalControl): Uint8Array {
+  const sink = new BufferSink({ initial_bytes: CONTROL_BYTES });
+  const w = new BinaryWriter(sink, { buffer_bytes: 64 });
+  w.u32(CONTROL_MAGIC);
+  w.u32(CONTROL_VERSION);
+  w.u64(c.first_seq);
+  w.u64(c.last_seq);
+  w.u64(c.snapshot_seq);
+  w.u32(w.crc32());
+  w.flush();
+  const bytes = sink.view();
+  if (bytes.length !== CONTROL_BYTES) {
+    throw new Error(`CONTROL encoded to ${bytes.length} bytes, expected ${CONTROL_BYTES}`);
+  }
+  return bytes;
+}
+
+/** Parses a CONTROL file; returns its fields or a reason it is bad. */
+export function parseControl(buf: Uint8Array): WalControl | { reason: string } {
+  if (buf.length !== CONTROL_BYTES) {
+    return { reason: `file of ${buf.length} bytes where ${CONTROL_BYTES} were expected` };
+  }
+  const r = new BinaryReader(buf);
+  const magic = r.u32();
+  if (magic !== CONTROL_MAGIC) return { reason: `bad magic ${hex(magic)}` };
+  const version = r.u32();
+  if (version !== CONTROL_VERSION) return { reason: `unsupported control version ${version}` };
+  const fields: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const lo = r.u32();
+    fields.push(r.u32() * TWO_32 + lo);
+  }
+  const stored = r.u32();
+  const computed = crc32(buf.subarray(0, CONTROL_BYTES - 4));
+  if (stored !== computed) {
+    return { reason: `checksum mismatch (stored ${hex(stored)}, computed ${hex(computed)})` };
+  }
+  if (!fields.every((f) => Number.isSafeInteger(f))) {
+    return { reason: `field ${fields.join("/")} is not a safe integer` };
+  }
+  const [first_seq, last_seq, snapshot_seq] = fields;
+  if (first_seq > last_seq) return { reason: `first seq ${first_seq} after last seq ${last_seq}` };
+  return { first_seq, last_seq, snapshot_seq };
+}
+
+/** Replaces the CONTROL file of `dir` atomically. */
+async function writeControl(dir: string, c: WalControl): Promise<void> {
+  const bytes = encodeControl(c);
+  await writeFileAtomic(
+    join(dir, CONTROL_NAME),
+    (handle, temp) => writeFully(handle, temp, bytes, 0),
+  );
+}
+
+function sameControl(a: WalControl | null, b: WalControl): boolean {
+  return a !== null && a.first_seq === b.first_seq && a.last_seq === b.last_seq &&
+    a.snapshot_seq === b.snapshot_seq;
+}
+
+/** A stretch of damaged records the caller does not need, skipped by the scan. */
+interface SkippedDamage {
+  offset: number;
+  /** Seq the damaged record should have had. */
+  seq: number;
+  reason: string;
+  /** Offset of the next valid record, or -1 when the rest of the segment is unusable. */
+  resumed_at: number;
+  /** First seq after the skip (the valid record's), or the seq the damage began at. */
+  resumed_seq: number;
+}
+
 interface ScanResult {
   entries: WalEntry[];
   /** End of the last good record. */
@@ -221,6 +332,10 @@ interface ScanResult {
   /** Sequence number the next record must have. */
   next_seq: number;
   bad: { offset: number; reason: string } | null;
+  /** Damage at or below `afterSeq`, skipped. */
+  skipped: SkippedDamage[];
+  /** True when the segment's tail after the last good record is covered damage, left alone. */
+  tail_skipped: boolean;
 }
 
 /** Checks the record framed at `off`; returns its total size or a reason it is bad. */
@@ -251,22 +366,60 @@ function checkRecord(
   return RECORD_HEADER_BYTES + length;
 }
 
-function scanSegment(buf: Uint8Array, firstSeq: number): ScanResult {
+/**
+ * Scans a segment's records. A bad record whose seq is at most `afterSeq` is skipped when the
+ * next valid record's seq is at most `afterSeq + 1` (every skipped record is covered); when no
+ * valid record follows, the tail is left alone and `tail_skipped` set.
+ */
+function scanSegment(buf: Uint8Array, firstSeq: number, afterSeq: number): ScanResult {
   const r = new BinaryReader(buf);
   const entries: WalEntry[] = [];
+  const skipped: SkippedDamage[] = [];
   let off = SEGMENT_HEADER_BYTES;
   let seq = firstSeq;
+  let goodEnd = off;
   while (off < buf.length) {
     const size = checkRecord(r, buf, off, seq);
     if (typeof size === "string") {
-      return { entries, good_end: off, next_seq: seq, bad: { offset: off, reason: size } };
+      if (seq <= afterSeq) {
+        const at = findValidRecordAfter(buf, off + 1, seq + 1);
+        const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+        const atSeq = at < 0 ? -1 : view.getUint32(at + 12, true) * TWO_32 +
+          view.getUint32(at + 8, true);
+        if (at < 0) {
+          skipped.push({ offset: off, seq, reason: size, resumed_at: -1, resumed_seq: seq });
+          return {
+            entries,
+            good_end: goodEnd,
+            next_seq: seq,
+            bad: null,
+            skipped,
+            tail_skipped: true,
+          };
+        }
+        if (atSeq - 1 <= afterSeq) {
+          skipped.push({ offset: off, seq, reason: size, resumed_at: at, resumed_seq: atSeq });
+          off = at;
+          seq = atSeq;
+          continue;
+        }
+      }
+      return {
+        entries,
+        good_end: off,
+        next_seq: seq,
+        bad: { offset: off, reason: size },
+        skipped,
+        tail_skipped: false,
+      };
     }
     const type = buf[off + 16];
     entries.push({ seq, type, payload: buf.subarray(off + RECORD_HEADER_BYTES, off + size) });
     off += size;
     seq++;
+    goodEnd = off;
   }
-  return { entries, good_end: off, next_seq: seq, bad: null };
+  return { entries, good_end: off, next_seq: seq, bad: null, skipped, tail_skipped: false };
 }
 
 /**
@@ -326,6 +479,8 @@ export class Wal {
   #failed: Error | null = null;
   #scratch = new DataView(new ArrayBuffer(9));
   #stats = { records: 0, bytes: 0, syncs: 0, dir_syncs: 0 };
+  #control: WalControl;
+  #controlWrite: Promise<void> = Promise.resolve();
 
   private constructor(
     dir: string,
@@ -338,6 +493,7 @@ export class Wal {
     segmentBytes: number,
     nextSeq: number,
     dirSyncs: number,
+    control: WalControl,
   ) {
     this.dir = dir;
     this.segment_bytes_max = options.segment_bytes_max;
@@ -350,6 +506,7 @@ export class Wal {
     this.#nextSeq = nextSeq;
     this.#lastSeq = nextSeq - 1;
     this.#stats.dir_syncs = dirSyncs;
+    this.#control = control;
     this.#pending = this.#newBatch();
   }
 
@@ -407,16 +564,88 @@ export class Wal {
     }
     found.sort((a, b) => a.first_seq - b.first_seq);
 
+    // The control file: which segments must be there.
+    const controlPath = join(dir, CONTROL_NAME);
+    let control: WalControl | null = null;
+    if (names.includes(CONTROL_NAME)) {
+      const parsed = parseControl(await readSegment(controlPath));
+      if ("reason" in parsed) {
+        if (recovery === "strict") throw new WalCorruptionError(controlPath, 0, parsed.reason);
+        log(`Recovery: ${controlPath} is corrupt (${parsed.reason}); rebuilding it`);
+      } else {
+        control = parsed;
+      }
+    } else if (found.length > 0) {
+      log(`WAL ${dir} has no ${CONTROL_NAME} file (older data); creating one`);
+    }
+    let needFresh = false;
+    if (control !== null) {
+      const has = (seq: number) => found.some((s) => s.first_seq === seq);
+      if (!has(control.last_seq)) {
+        const missing = join(dir, segmentName(control.last_seq));
+        const reason = `segment named by ${CONTROL_NAME} as the newest is missing; the records ` +
+          `from seq ${control.last_seq} on are lost`;
+        if (recovery === "strict") throw new WalCorruptionError(missing, 0, reason);
+        log(`Recovery: WAL segment ${missing} is missing: ${reason}; starting without them`);
+      }
+      if (control.first_seq !== control.last_seq && !has(control.first_seq)) {
+        const missing = join(dir, segmentName(control.first_seq));
+        const next = found.find((s) => s.first_seq > control!.first_seq);
+        const end = next === undefined ? Infinity : next.first_seq - 1;
+        const reason = `segment named by ${CONTROL_NAME} as the oldest is missing (records ` +
+          `${control.first_seq}..${end === Infinity ? "?" : end})`;
+        if (end > afterSeq) throw new WalCorruptionError(missing, 0, reason);
+        log(`WAL segment ${missing} is missing: ${reason}, all covered by seq ${afterSeq}`);
+      }
+      const extra = found.filter((s) => s.first_seq > control!.last_seq).length;
+      if (extra > 1) {
+        log(`WAL ${dir} has ${extra} segments newer than ${CONTROL_NAME} names; keeping them`);
+      }
+    }
+
     const kept: WalSegment[] = [];
     let nextSeq = afterSeq + 1;
     let activeBytes = SEGMENT_HEADER_BYTES;
+    const snapshotSeq = control?.snapshot_seq ?? 0;
 
-    /** Truncate-mode cut: deletes `found[from..]`, newest first. */
-    const dropFrom = async (from: number) => {
-      for (let j = found.length - 1; j >= from; j--) {
+    /**
+     * Truncate-mode cut in segment `at` from byte `from` (`from` 0: the whole segment): CONTROL
+     * first stops naming what goes, then the cut bytes and later segments move aside, then the
+     * segment is truncated.
+     */
+    const cut = async (at: number, from: number, buf: Uint8Array) => {
+      if (at > 0 || from > 0) {
+        const lastKept = from > 0 ? found[at] : found[at - 1];
+        await writeControl(dir, {
+          first_seq: found[0].first_seq,
+          last_seq: lastKept.first_seq,
+          snapshot_seq: snapshotSeq,
+        });
+      } else {
+        await fsp.rm(controlPath, { force: true });
+        await fsyncDir(dir);
+      }
+      const aside = await uniqueAsideDir(dir);
+      if (from > 0 && from < buf.length) {
+        const piece = buf.subarray(from);
+        const name = `${segmentName(found[at].first_seq)}.from-${from}`;
+        await writeFileAtomic(join(aside, name), (h, temp) => writeFully(h, temp, piece, 0));
+        log(
+          `Recovery copied ${piece.length} bytes of ${found[at].path} from ${from} to ` +
+            `${join(aside, name)}`,
+        );
+      }
+      for (let j = found.length - 1; j >= (from > 0 ? at + 1 : at); j--) {
         const size = (await fsp.stat(found[j].path)).size;
-        await fsp.unlink(found[j].path);
-        log(`Recovery dropped segment ${found[j].path} (${size} bytes)`);
+        const to = join(aside, segmentName(found[j].first_seq));
+        await fsp.rename(found[j].path, to);
+        log(`Recovery dropped segment ${found[j].path} (${size} bytes), moved to ${to}`);
+      }
+      await fsyncDir(aside);
+      await fsyncDir(dir);
+      if (from > 0 && from < buf.length) {
+        await truncateFile(found[at].path, from);
+        log(`Recovery dropped ${buf.length - from} bytes of ${found[at].path} from ${from}`);
       }
       dirty = true;
     };
@@ -431,23 +660,44 @@ export class Wal {
       else if (header.first_seq !== seg.first_seq) {
         reason = `header first seq ${header.first_seq} does not match the file name`;
       } else if (i > 0 && seg.first_seq !== nextSeq) {
-        reason = `segment starts at seq ${seg.first_seq} but the previous one ends at seq ` +
-          `${nextSeq - 1}`;
+        if (seg.first_seq > nextSeq && seg.first_seq - 1 <= afterSeq) {
+          log(
+            `WAL ${dir}: records ${nextSeq}..${seg.first_seq - 1} before ${seg.path} are ` +
+              `missing or damaged; all are covered by seq ${afterSeq}`,
+          );
+        } else {
+          reason = `segment starts at seq ${seg.first_seq} but the previous one ends at seq ` +
+            `${nextSeq - 1}`;
+        }
       }
       if (reason !== null) {
         if (recovery === "strict") throw new WalCorruptionError(seg.path, 0, reason);
         log(`Recovery: ${seg.path} is corrupt at byte offset 0: ${reason}`);
-        await dropFrom(i);
+        await cut(i, 0, buf);
         if (i === 0) nextSeq = Math.max(seg.first_seq, afterSeq + 1);
         break;
       }
       if (i === 0 && seg.first_seq > afterSeq + 1) {
+        const hint = snapshotSeq > afterSeq
+          ? ` (${CONTROL_NAME} records a snapshot at seq ${snapshotSeq}: is it missing?)`
+          : "";
         throw new WalSequenceError(
-          `WAL ${dir} starts at seq ${seg.first_seq} but records after seq ${afterSeq} are needed`,
+          `WAL ${dir} starts at seq ${seg.first_seq} but records after seq ${afterSeq} are ` +
+            `needed${hint}`,
         );
       }
 
-      const scan = scanSegment(buf, seg.first_seq);
+      const scan = scanSegment(buf, seg.first_seq, afterSeq);
+      for (const d of scan.skipped) {
+        log(
+          `WAL segment ${seg.path} is damaged at byte offset ${d.offset} (${d.reason}); the ` +
+            `records from seq ${d.seq} ` +
+            (d.resumed_at < 0
+              ? `to the end of the segment`
+              : `before seq ${d.resumed_seq} (byte offset ${d.resumed_at})`) +
+            ` are covered by seq ${afterSeq} and skipped`,
+        );
+      }
       let stop = false;
       if (scan.bad !== null) {
         const { offset, reason } = scan.bad;
@@ -465,9 +715,7 @@ export class Wal {
             : `${reason}, in a segment followed by ${found.length - 1 - i} more`;
           if (recovery === "strict") throw new WalCorruptionError(seg.path, offset, why);
           log(`Recovery: ${seg.path} is corrupt at byte offset ${offset}: ${why}`);
-          await dropFrom(i + 1);
-          await truncateFile(seg.path, scan.good_end);
-          log(`Recovery dropped ${buf.length - scan.good_end} bytes of ${seg.path} from ${offset}`);
+          await cut(i, scan.good_end, buf);
           stop = true;
         }
       }
@@ -477,24 +725,41 @@ export class Wal {
       kept.push(seg);
       nextSeq = scan.next_seq;
       activeBytes = scan.good_end;
+      // Covered damage at the end of the newest segment: never append after it.
+      needFresh = scan.tail_skipped;
       if (stop) break;
     }
     if (dirty) await syncDir();
 
-    if (kept.length === 0) {
+    if (afterSeq > nextSeq - 1) {
+      const lost = control !== null && !found.some((s) => s.first_seq === control!.last_seq);
+      if (!needFresh && !(lost && recovery === "truncate")) {
+        throw new WalSequenceError(
+          `WAL ${dir} ends at seq ${nextSeq - 1} but the caller already has records up to seq ` +
+            `${afterSeq}`,
+        );
+      }
+      log(`WAL ${dir}: records end at seq ${nextSeq - 1}; continuing after seq ${afterSeq}`);
+      nextSeq = afterSeq + 1;
+      needFresh = true;
+    }
+    if (kept.length === 0 || needFresh) {
       kept.push(await createSegment(dir, nextSeq));
       dirSyncs++;
       activeBytes = SEGMENT_HEADER_BYTES;
     }
-    if (afterSeq > nextSeq - 1) {
-      throw new WalSequenceError(
-        `WAL ${dir} ends at seq ${nextSeq - 1} but the caller already has records up to seq ` +
-          `${afterSeq}`,
-      );
+    const want: WalControl = {
+      first_seq: kept[0].first_seq,
+      last_seq: kept[kept.length - 1].first_seq,
+      snapshot_seq: snapshotSeq,
+    };
+    if (!sameControl(control, want)) {
+      await writeControl(dir, want);
+      dirSyncs++;
     }
     const active = kept[kept.length - 1];
     const handle = await fsp.open(active.path, "r+");
-    return new Wal(dir, limits, log, kept, handle, activeBytes, nextSeq, dirSyncs);
+    return new Wal(dir, limits, log, kept, handle, activeBytes, nextSeq, dirSyncs, want);
   }
 
   /** Sequence number the next append will get. */
@@ -513,6 +778,11 @@ export class Wal {
       segments: this.#segments.length,
       queued_bytes: this.#queuedBytes,
     };
+  }
+
+  /** The log's CONTROL file as last written. */
+  control(): WalControl {
+    return { ...this.#control };
   }
 
   /** The log's segment files, oldest first. */
@@ -545,14 +815,32 @@ export class Wal {
 
   /**
    * Deletes the segments whose records all have `seq <= seq` (covered by a snapshot). The active
-   * segment is never deleted. Resolves with the number of segments deleted.
+   * segment is never deleted. `snapshotSeq`, when given, is recorded in CONTROL as the seq the
+   * owner's newest snapshot covers. CONTROL is rewritten before any segment is deleted. Resolves
+   * with the number of segments deleted.
    */
-  truncateBefore(seq: number): Promise<number> {
+  truncateBefore(seq: number, snapshotSeq?: number): Promise<number> {
     checkSeq(seq, "Sequence number");
+    if (snapshotSeq !== undefined) checkSeq(snapshotSeq, "Snapshot sequence number");
     if (this.#closed) return Promise.reject(new WalClosedError(this.dir));
     const run = this.#maintenance.then(async () => {
+      let count = 0;
+      while (
+        count + 1 < this.#segments.length && this.#segments[count + 1].first_seq - 1 <= seq
+      ) {
+        count++;
+      }
+      const want: WalControl = {
+        first_seq: this.#segments[count].first_seq,
+        last_seq: this.#control.last_seq,
+        snapshot_seq: snapshotSeq ?? this.#control.snapshot_seq,
+      };
+      if (!sameControl(this.#control, want)) {
+        // Rotation may be writing CONTROL too: both run on the flush loop's segment list.
+        await this.#writeControl(want);
+      }
       let deleted = 0;
-      while (this.#segments.length > 1 && this.#segments[1].first_seq - 1 <= seq) {
+      while (deleted < count) {
         await fsp.unlink(this.#segments[0].path);
         this.#segments.shift();
         deleted++;
@@ -697,6 +985,32 @@ export class Wal {
     this.#segments.push(segment);
     this.#segmentBytes = SEGMENT_HEADER_BYTES;
     await old.close();
+    // Created first, then named: a crash in between leaves one segment beyond CONTROL's last,
+    // which `open` accepts.
+    await this.#writeControl({ ...this.#control, last_seq: first });
+  }
+
+  /**
+   * Writes CONTROL; serialised, and always from the current segment list's ends so a rotation
+   * and a truncation running together cannot write a stale one.
+   */
+  #writeControl(want: WalControl): Promise<void> {
+    const run = this.#controlWrite.then(async () => {
+      const next: WalControl = {
+        first_seq: Math.max(
+          want.first_seq,
+          this.#control.first_seq,
+          this.#segments[0].first_seq,
+        ),
+        last_seq: this.#segments[this.#segments.length - 1].first_seq,
+        snapshot_seq: Math.max(want.snapshot_seq, this.#control.snapshot_seq),
+      };
+      await writeControl(this.dir, next);
+      this.#control = next;
+      this.#stats.dir_syncs++;
+    });
+    this.#controlWrite = run.catch(() => {});
+    return run;
   }
 
   #fail(cause: unknown, batch: Batch | null): void {
@@ -709,6 +1023,22 @@ export class Wal {
       this.#queuedBytes -= b.bytes;
     }
     this.#pending = this.#newBatch();
+  }
+}
+
+/** Creates (durably) a fresh `cut-<timestamp>` directory inside the log directory. */
+async function uniqueAsideDir(dir: string): Promise<string> {
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  for (let n = 0;; n++) {
+    const path = join(dir, n === 0 ? `cut-${stamp}` : `cut-${stamp}-${n}`);
+    try {
+      await fsp.mkdir(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EEXIST") continue;
+      throw e;
+    }
+    await fsyncDir(dir);
+    return path;
   }
 }
 

@@ -2,11 +2,14 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import {
+  CONTROL_NAME,
+  parseControl,
   RECORD_HEADER_BYTES,
   SEGMENT_HEADER_BYTES,
   segmentName,
   Wal,
   WalClosedError,
+  type WalControl,
   WalCorruptionError,
   type WalEntry,
   type WalOptions,
@@ -69,6 +72,11 @@ function checkEntries(entries: WalEntry[], from: number, to: number): void {
     assert.equal(e.type, n % 7);
     assert.deepEqual(e.payload, payloadFor(n));
   });
+}
+
+/** The segment files of a log directory, oldest first. */
+function segmentNames(dir: string): string[] {
+  return fs.readdirSync(dir).filter((n) => /^wal-\d{20}\.log$/.test(n)).sort();
 }
 
 function flipBit(path: string, offset: number, bit = 0): void {
@@ -181,6 +189,7 @@ Deno.test("wal: a torn tail at every byte offset of the last record is truncated
       fs.rmSync(dir, { recursive: true, force: true });
       fs.mkdirSync(dir);
       fs.writeFileSync(join(dir, segment), full.subarray(0, cut));
+      fs.copyFileSync(join(src, CONTROL_NAME), join(dir, CONTROL_NAME));
       const { wal, entries, logs } = await replay(dir);
       checkEntries(entries, 1, 4);
       assert.equal(fs.statSync(join(dir, segment)).size, lastStart, `cut at ${cut}`);
@@ -200,6 +209,7 @@ Deno.test("wal: a torn tail at every byte offset of the last record is truncated
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(dir);
     fs.writeFileSync(join(dir, segment), full);
+    fs.copyFileSync(join(src, CONTROL_NAME), join(dir, CONTROL_NAME));
     flipBit(join(dir, segment), full.length - 1);
     const flipped = await replay(dir);
     checkEntries(flipped.entries, 1, 4);
@@ -248,7 +258,7 @@ Deno.test("wal: corruption in an earlier segment, bad headers and gaps", async (
   await withDir(async (root) => {
     const src = join(root, "src");
     await writeRecords(src, 40, { segment_bytes_max: 200 });
-    const names = fs.readdirSync(src).sort();
+    const names = segmentNames(src);
     assert.ok(names.length >= 4);
     const dir = join(root, "work");
     const reset = () => {
@@ -267,7 +277,7 @@ Deno.test("wal: corruption in an earlier segment, bad headers and gaps", async (
         /followed by \d+ more/.test(e.message),
     );
     const cut = await replay(dir, { recovery: "truncate" });
-    assert.equal(fs.readdirSync(dir).length, 1);
+    assert.equal(segmentNames(dir).length, 1);
     const kept = cut.entries.length;
     checkEntries(cut.entries, 1, kept);
     assert.ok(cut.logs.filter((l) => l.includes("dropped segment")).length === names.length - 1);
@@ -286,7 +296,7 @@ Deno.test("wal: corruption in an earlier segment, bad headers and gaps", async (
     );
     const noHeader = await replay(dir, { recovery: "truncate" });
     assert.equal(noHeader.wal.nextSeq, noHeader.entries.length + 1);
-    assert.deepEqual(fs.readdirSync(dir), [names[0]]);
+    assert.deepEqual(segmentNames(dir), [names[0]]);
     await noHeader.wal.close();
 
     // A missing middle segment is a gap in sequence numbers.
@@ -312,7 +322,10 @@ Deno.test("wal: truncateBefore deletes only segments wholly covered", async () =
     const covered = segs[segs.length - 1].first_seq - 1;
     assert.equal(await wal.truncateBefore(1e9), segs.length - 3);
     assert.deepEqual(wal.segments(), segs.slice(-1));
-    assert.equal(fs.readdirSync(dir).length, 1);
+    assert.deepEqual(fs.readdirSync(dir).sort(), [
+      CONTROL_NAME,
+      segmentName(segs.at(-1)!.first_seq),
+    ]);
     assert.equal(await wal.append(1, payloadFor(41)), 41);
     await wal.close();
 
@@ -334,11 +347,229 @@ Deno.test("wal: new logs start after afterSeq; leftovers removed; afterSeq past 
     const { wal: again, entries, logs } = await replay(join(dir, "a", "b"), { afterSeq: 100 });
     assert.equal(entries.length, 1);
     assert.match(logs[0], /Removed leftover temporary segment/);
-    assert.deepEqual(fs.readdirSync(join(dir, "a", "b")), [segmentName(101)]);
+    assert.deepEqual(fs.readdirSync(join(dir, "a", "b")).sort(), [CONTROL_NAME, segmentName(101)]);
     await again.close();
     await assert.rejects(
       () => replay(join(dir, "a", "b"), { afterSeq: 200 }),
       /ends at seq 101 but the caller already has records up to seq 200/,
     );
+  });
+});
+
+/** Writes records 1..n in 200-byte segments; returns the segment names, oldest first. */
+async function writeSegmented(dir: string, n: number): Promise<string[]> {
+  await writeRecords(dir, n, { segment_bytes_max: 200 });
+  return segmentNames(dir);
+}
+
+function readControlFile(dir: string): WalControl {
+  const parsed = parseControl(new Uint8Array(fs.readFileSync(join(dir, CONTROL_NAME))));
+  assert.ok(!("reason" in parsed), `CONTROL unreadable: ${JSON.stringify(parsed)}`);
+  return parsed;
+}
+
+Deno.test("wal: CONTROL names the first and last segment and follows rotation and truncation", async () => {
+  await withDir(async (dir) => {
+    const wal = await Wal.open(dir, { segment_bytes_max: 200, logger: () => {} });
+    for (let i = 1; i <= 40; i++) await wal.append(i % 7, payloadFor(i));
+    const segs = wal.segments();
+    assert.deepEqual(readControlFile(dir), {
+      first_seq: 1,
+      last_seq: segs.at(-1)!.first_seq,
+      snapshot_seq: 0,
+    });
+    assert.equal(await wal.truncateBefore(segs[2].first_seq - 1, 17), 2);
+    assert.deepEqual(readControlFile(dir), {
+      first_seq: segs[2].first_seq,
+      last_seq: segs.at(-1)!.first_seq,
+      snapshot_seq: 17,
+    });
+    assert.deepEqual(wal.control(), readControlFile(dir));
+    await wal.close();
+  });
+});
+
+Deno.test("wal: a missing newest segment is corruption naming it; truncate says what is lost", async () => {
+  await withDir(async (dir) => {
+    const names = await writeSegmented(dir, 40);
+    const newest = join(dir, names.at(-1)!);
+    const lostFrom = Number(names.at(-1)!.slice(4, 24));
+    fs.rmSync(newest);
+    await assert.rejects(
+      () => replay(dir),
+      (e: unknown) =>
+        e instanceof WalCorruptionError && e.file === newest &&
+        e.message.includes(newest) && e.message.includes(`from seq ${lostFrom} on are lost`),
+    );
+    const { wal, entries, logs } = await replay(dir, { recovery: "truncate" });
+    checkEntries(entries, 1, lostFrom - 1);
+    assert.ok(logs.some((l) => l.includes(`${newest} is missing`)), logs.join("\n"));
+    assert.equal(await wal.append(lostFrom % 7, payloadFor(lostFrom)), lostFrom);
+    await wal.close();
+    const again = await replay(dir);
+    checkEntries(again.entries, 1, lostFrom);
+    await again.wal.close();
+  });
+});
+
+Deno.test("wal: a missing oldest segment is an error only when its records are needed", async () => {
+  await withDir(async (dir) => {
+    const names = await writeSegmented(dir, 40);
+    const second = Number(names[1].slice(4, 24));
+    fs.rmSync(join(dir, names[0]));
+    await assert.rejects(
+      () => replay(dir),
+      (e: unknown) => e instanceof WalCorruptionError && e.file === join(dir, names[0]),
+    );
+    const covered = await replay(dir, { afterSeq: second - 1 });
+    checkEntries(covered.entries, second, 40);
+    assert.ok(covered.logs.some((l) => l.includes("as the oldest is missing")));
+    await covered.wal.close();
+    assert.equal(readControlFile(dir).first_seq, second);
+  });
+});
+
+Deno.test("wal: crashes between a segment change and CONTROL's update open cleanly", async () => {
+  await withDir(async (root) => {
+    // Rotation: the new segment exists, CONTROL still names the previous one as the last.
+    const dir = join(root, "rotate");
+    const wal = await Wal.open(dir, { segment_bytes_max: 200, logger: () => {} });
+    let n = 0;
+    while (wal.segments().length < 3) await wal.append(++n % 7, payloadFor(n));
+    const before = fs.readFileSync(join(dir, CONTROL_NAME));
+    while (wal.segments().length < 4) await wal.append(++n % 7, payloadFor(n));
+    await wal.append(++n % 7, payloadFor(n));
+    await wal.close();
+    fs.writeFileSync(join(dir, CONTROL_NAME), before);
+    const opened = await replay(dir);
+    checkEntries(opened.entries, 1, n);
+    assert.equal(readControlFile(dir).last_seq, opened.wal.segments().at(-1)!.first_seq);
+    await opened.wal.close();
+
+    // truncateBefore: CONTROL already drops the oldest segments, which are still there.
+    const copy = join(root, "truncate");
+    fs.cpSync(dir, copy, { recursive: true });
+    const t = await Wal.open(dir, { afterSeq: n, logger: () => {} });
+    const segs = t.segments();
+    assert.equal(await t.truncateBefore(segs[2].first_seq - 1), 2);
+    await t.close();
+    fs.copyFileSync(join(dir, CONTROL_NAME), join(copy, CONTROL_NAME));
+    const reopened = await replay(copy);
+    checkEntries(reopened.entries, 1, n);
+    await reopened.wal.close();
+    assert.equal(readControlFile(copy).first_seq, 1);
+
+    // A leftover CONTROL temporary is removed.
+    fs.writeFileSync(join(copy, `${CONTROL_NAME}.tmp`), "junk");
+    const tmp = await replay(copy);
+    assert.ok(!fs.existsSync(join(copy, `${CONTROL_NAME}.tmp`)));
+    await tmp.wal.close();
+  });
+});
+
+Deno.test("wal: a directory without CONTROL opens and gets one; a damaged CONTROL is named", async () => {
+  await withDir(async (dir) => {
+    const names = await writeSegmented(dir, 40);
+    fs.rmSync(join(dir, CONTROL_NAME));
+    const old = await replay(dir);
+    checkEntries(old.entries, 1, 40);
+    assert.ok(old.logs.some((l) => l.includes("has no CONTROL file")));
+    await old.wal.close();
+    assert.deepEqual(readControlFile(dir), {
+      first_seq: 1,
+      last_seq: Number(names.at(-1)!.slice(4, 24)),
+      snapshot_seq: 0,
+    });
+
+    flipBit(join(dir, CONTROL_NAME), 10);
+    await assert.rejects(
+      () => replay(dir),
+      (e: unknown) =>
+        e instanceof WalCorruptionError && e.file === join(dir, CONTROL_NAME) &&
+        /checksum mismatch/.test(e.message),
+    );
+    const rebuilt = await replay(dir, { recovery: "truncate" });
+    checkEntries(rebuilt.entries, 1, 40);
+    await rebuilt.wal.close();
+    assert.equal(readControlFile(dir).first_seq, 1);
+  });
+});
+
+Deno.test("wal: damage in records covered by afterSeq is skipped in both modes", async () => {
+  await withDir(async (root) => {
+    const src = join(root, "src");
+    const offsets = await writeRecords(src, 30);
+    const segment = segmentName(1);
+    const dir = join(root, "work");
+    const reset = () => {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.cpSync(src, dir, { recursive: true });
+    };
+    // Record 10's payload damaged: not needed once records up to 20 are held.
+    for (const recovery of ["strict", "truncate"] as const) {
+      reset();
+      flipBit(join(dir, segment), offsets[9] + RECORD_HEADER_BYTES + 2);
+      const { wal, entries, logs } = await replay(dir, { afterSeq: 20, recovery });
+      checkEntries(entries, 21, 30);
+      assert.ok(
+        logs.some((l) => l.includes(`byte offset ${offsets[9]}`) && l.includes("skipped")),
+        logs.join("\n"),
+      );
+      assert.equal(await wal.append(31 % 7, payloadFor(31)), 31);
+      await wal.close();
+      assert.equal(segmentNames(dir).length, 1, "nothing was cut");
+      // Still needed from an older point: strict refuses.
+      await assert.rejects(() => replay(dir, { afterSeq: 5 }), WalCorruptionError);
+    }
+    // The length field of record 10 damaged and the rest of the segment unreadable: the tail
+    // is covered too; appends go to a new segment after afterSeq.
+    reset();
+    const full = fs.readFileSync(join(src, segment));
+    fs.writeFileSync(join(dir, segment), full.subarray(0, offsets[29] + 3));
+    const tail = await replay(dir, { afterSeq: 30 });
+    assert.equal(tail.entries.length, 0);
+    assert.equal(tail.wal.nextSeq, 31);
+    assert.equal(fs.statSync(join(dir, segment)).size, offsets[29] + 3, "covered tail kept");
+    assert.equal(await tail.wal.append(31 % 7, payloadFor(31)), 31);
+    await tail.wal.close();
+    const after = await replay(dir, { afterSeq: 30 });
+    checkEntries(after.entries, 31, 31);
+    await after.wal.close();
+  });
+});
+
+Deno.test("wal: truncate moves what it cuts into cut-<timestamp>/, byte for byte", async () => {
+  await withDir(async (root) => {
+    const src = join(root, "src");
+    const names = await writeSegmented(src, 40);
+    const dir = join(root, "work");
+    fs.cpSync(src, dir, { recursive: true });
+    const first = join(dir, names[0]);
+    const firstBytes = fs.readFileSync(first);
+    // Damage the second record of the first segment.
+    const view = new DataView(firstBytes.buffer, firstBytes.byteOffset);
+    const at = SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES +
+      view.getUint32(SEGMENT_HEADER_BYTES, true);
+    flipBit(first, at + RECORD_HEADER_BYTES + 1);
+    const damaged = fs.readFileSync(first);
+    const { wal, entries, logs } = await replay(dir, { recovery: "truncate" });
+    checkEntries(entries, 1, 1);
+    await wal.close();
+    const asides = fs.readdirSync(dir).filter((n) => n.startsWith("cut-"));
+    assert.equal(asides.length, 1);
+    const aside = join(dir, asides[0]);
+    assert.deepEqual(
+      fs.readFileSync(join(aside, `${names[0]}.from-${at}`)),
+      damaged.subarray(at),
+    );
+    for (const name of names.slice(1)) {
+      assert.deepEqual(fs.readFileSync(join(aside, name)), fs.readFileSync(join(src, name)));
+    }
+    assert.ok(logs.some((l) => l.includes(aside)), logs.join("\n"));
+    assert.deepEqual(segmentNames(dir), [names[0]]);
+    assert.equal(readControlFile(dir).last_seq, 1);
+    const again = await replay(dir);
+    checkEntries(again.entries, 1, 1);
+    await again.wal.close();
   });
 });

@@ -19,7 +19,9 @@
  * Snapshots serialise the index into memory at a sequence number (synchronously, so the
  * image is consistent), then stream it to disk in chunks, yielding to the event loop between
  * them, so writes keep being accepted while the file is written. WAL segments covered by the
- * oldest kept snapshot are then deleted.
+ * oldest kept snapshot are then deleted, and the log's CONTROL file records the new snapshot's
+ * seq. At open the WAL replays after the newest readable snapshot; damaged records that snapshot
+ * covers are skipped (logged) in both recovery modes, so they never cost later records.
  *
  * **Versions** (see "Versions" in proto/vector_db.proto). The collection keeps, per id, the
  * version of the last write applied to it, deletes included: one `Map<id, number>` holding the
@@ -864,7 +866,8 @@ export class Collection {
     this.snapshotTimeMs = Date.now();
     const kept = await listSnapshots(join(this.dir, "snapshots"));
     const oldest = Math.min(...kept.map((s) => s.seq));
-    const deleted = await this.wal.truncateBefore(oldest);
+    // CONTROL records the newest snapshot's seq; the segments the oldest kept one covers go.
+    const deleted = await this.wal.truncateBefore(oldest, seq);
     this.log(
       `Collection "${this.name}": snapshot at seq ${seq} (${written.payload_bytes} bytes) in ` +
         `${Date.now() - started} ms; ${deleted} WAL segments deleted`,

@@ -10,7 +10,7 @@ import { HnswIndex } from "../index/hnsw.ts";
 import { crc32 } from "../io/crc32.ts";
 import { encodeRecord, RecordType } from "../common/records.ts";
 import { SNAPSHOT_HEADER_BYTES, SNAPSHOT_TRAILER_BYTES, writeSnapshot } from "./snapshot.ts";
-import { Wal } from "../io/wal.ts";
+import { parseControl, Wal } from "../io/wal.ts";
 
 const quiet = { logger: () => {} };
 
@@ -543,6 +543,92 @@ Deno.test("collection: legacy records replay as version 0; a v1 snapshot loads a
     assert.equal(c.getEntry(13).version, 0);
     assert.equal(c.knownIds().length, 9);
     await c.close();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+/** Byte offsets and seqs of the records of a WAL segment. */
+function walRecords(bytes: Uint8Array): { offset: number; seq: number }[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: { offset: number; seq: number }[] = [];
+  for (let at = 20; at + 17 <= bytes.length; at += 17 + view.getUint32(at, true)) {
+    out.push({ offset: at, seq: view.getUint32(at + 8, true) });
+  }
+  return out;
+}
+
+function walSegments(dir: string): string[] {
+  return readdirSync(join(dir, "wal")).filter((n) => /^wal-\d{20}\.log$/.test(n)).sort();
+}
+
+Deno.test("collection: a damaged record the snapshot covers costs nothing, in either mode", async () => {
+  const root = tempDir();
+  const dir = join(root, "c");
+  try {
+    const rng = new Rng(5);
+    const config = { name: "c", dimension: 4, metric: "l2" as const, m: 8, ef_construction: 32 };
+    const c = await Collection.create(dir, config, quiet);
+    const data = Array.from({ length: 70 }, () => rng.vector(4));
+    for (let i = 0; i < 50; i++) await c.put(i, data[i]);
+    await c.snapshot();
+    const covered = c.stats().last_snapshot_seq;
+    for (let i = 50; i < 70; i++) await c.put(i, data[i]);
+    await c.close();
+    const control = parseControl(new Uint8Array(readFileSync(join(dir, "wal", "CONTROL"))));
+    assert.equal("snapshot_seq" in control && control.snapshot_seq, covered);
+    const names = walSegments(dir);
+    assert.equal(names.length, 1);
+    const path = join(dir, "wal", names[0]);
+    const bytes = readFileSync(path);
+    const rec = walRecords(bytes).find((r) => r.seq === 20)!;
+    assert.ok(rec.seq <= covered);
+    bytes[rec.offset + 17 + 3] ^= 0x10;
+    writeFileSync(path, bytes);
+    for (const recovery of ["strict", "truncate"] as const) {
+      const lines: string[] = [];
+      const again = await Collection.open(dir, { logger: (m) => lines.push(m), recovery });
+      assert.equal(again.index.count, 70, `${recovery}: every write present`);
+      for (let i = 0; i < 70; i++) {
+        assert.deepEqual(Array.from(again.get(i) ?? []), Array.from(data[i]));
+      }
+      assert.ok(
+        lines.some((l) => l.includes(`byte offset ${rec.offset}`) && l.includes("skipped")),
+        lines.join("\n"),
+      );
+      await again.close();
+    }
+    assert.deepEqual(readFileSync(path), bytes, "nothing was cut");
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: a missing newest WAL segment refuses to open, naming it", async () => {
+  const root = tempDir();
+  const dir = join(root, "c");
+  try {
+    const rng = new Rng(6);
+    const config = { name: "c", dimension: 4, metric: "l2" as const, m: 8, ef_construction: 32 };
+    const options = { ...quiet, segment_bytes_max: 1024 };
+    const c = await Collection.create(dir, config, options);
+    for (let i = 0; i < 60; i++) await c.put(i, rng.vector(4));
+    await c.close();
+    const names = walSegments(dir);
+    assert.ok(names.length >= 3);
+    const newest = join(dir, "wal", names.at(-1)!);
+    rmSync(newest);
+    await assert.rejects(
+      () => Collection.open(dir, options),
+      (e: unknown) =>
+        e instanceof Error && e.message.includes(newest) && e.message.includes("is missing"),
+    );
+    // A directory from before CONTROL existed opens as it always did (and gets one).
+    rmSync(join(dir, "wal", "CONTROL"));
+    const old = await Collection.open(dir, options);
+    assert.ok(old.index.count < 60);
+    await old.close();
+    assert.ok(readdirSync(join(dir, "wal")).includes("CONTROL"));
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
