@@ -547,12 +547,15 @@ async function runLoad(
       io.stderr(progress(0) + "\n");
     }
   };
-  const failForGood = (item: LoadItem, error: unknown) => {
-    const reason = isServiceError(error)
+  const retry_reasons: Record<string, number> = {};
+  const reasonOf = (error: unknown) =>
+    isServiceError(error)
       ? grpc.status[error.code] ?? `STATUS_${error.code}`
       : error instanceof Error
       ? error.name
       : "Error";
+  const failForGood = (item: LoadItem, error: unknown) => {
+    const reason = reasonOf(error);
     const f = failures.get(reason);
     if (f) f.points += item.points.length;
     else {
@@ -582,6 +585,8 @@ async function runLoad(
         failForGood(item, e);
       } else {
         retries++;
+        const reason = reasonOf(e);
+        retry_reasons[reason] = (retry_reasons[reason] ?? 0) + 1;
         // The slot stays taken while waiting, so a down cluster slows the load down.
         await sleep(d.wait_ms);
         retry_queue.push(item);
@@ -673,6 +678,7 @@ async function runLoad(
     bytes: bytes_total,
     elapsed_ms,
     retries,
+    retry_reasons,
     failures: [...failures.values()],
   };
   print(

@@ -277,7 +277,7 @@ Deno.test("main: load checks the message size; unreachable points fail for good"
     );
     // Two retries with growing waits, then the point failed for good, counted by reason.
     assert.deepEqual(waits, [125, 250]);
-    assert.match(io2.out.join(""), /^Loaded 0 points in 3 batches .*, 2 retries\)\n/);
+    assert.match(io2.out.join(""), /^Loaded 0 points in 3 batches .*, 2 retries: [A-Z_]+ 2\)\n/);
     assert.match(
       io2.out.join(""),
       /\n1 points failed for good:\n {2}(UNAVAILABLE|DEADLINE_EXCEEDED): 1 points \(first: "/,

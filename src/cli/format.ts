@@ -254,6 +254,8 @@ export interface LoadSummary {
   bytes: number;
   elapsed_ms: number;
   retries: number;
+  /** Retries by reason (gRPC status name). */
+  retry_reasons: Record<string, number>;
   /** Points failed for good, by reason. */
   failures: LoadFailure[];
 }
@@ -275,7 +277,11 @@ export function formatLoadSummary(s: LoadSummary): string {
     `Loaded ${formatCount(s.points)} points in ${formatCount(s.batches)} batches from ` +
     `${s.file} into "${s.collection}" in ${formatDuration(s.elapsed_ms)} ` +
     `(${formatCount(rate)} points/s, ${formatBytes(Math.round(bytesRate))}/s, ` +
-    `${formatCount(s.retries)} ${s.retries === 1 ? "retry" : "retries"})`,
+    `${formatCount(s.retries)} ${s.retries === 1 ? "retry" : "retries"}` +
+    (s.retries > 0
+      ? ": " + Object.entries(s.retry_reasons).map(([r, n]) => `${r} ${formatCount(n)}`).join(", ")
+      : "") +
+    ")",
   ];
   const failed = s.failures.reduce((n, f) => n + f.points, 0);
   if (failed > 0) {

@@ -158,24 +158,26 @@ Deno.test("load progress and summary", () => {
     bytes: 2 * 1024 * 1024,
     elapsed_ms: 2000,
     retries: 2,
+    retry_reasons: { UNAVAILABLE: 1, DEADLINE_EXCEEDED: 1 },
     failures: [],
   };
   assert.equal(
     formatLoadSummary(summary),
     'Loaded 20,000 points in 20 batches from x.fvecs into "default" in 2.0 s ' +
-      "(10,000 points/s, 1.0 MiB/s, 2 retries)",
+      "(10,000 points/s, 1.0 MiB/s, 2 retries: UNAVAILABLE 1, DEADLINE_EXCEEDED 1)",
   );
   assert.equal(
     formatLoadSummary({
       ...summary,
       retries: 1,
+      retry_reasons: { UNAVAILABLE: 1 },
       failures: [
         { reason: "INVALID_ARGUMENT", points: 10, first_message: "x".repeat(200) },
         { reason: "UNAVAILABLE", points: 5, first_message: "UNAVAILABLE: down" },
       ],
     }),
     'Loaded 20,000 points in 20 batches from x.fvecs into "default" in 2.0 s ' +
-      "(10,000 points/s, 1.0 MiB/s, 1 retry)\n" +
+      "(10,000 points/s, 1.0 MiB/s, 1 retry: UNAVAILABLE 1)\n" +
       "15 points failed for good:\n" +
       `  INVALID_ARGUMENT: 10 points (first: "${"x".repeat(119)}…")\n` +
       '  UNAVAILABLE: 5 points (first: "UNAVAILABLE: down")',

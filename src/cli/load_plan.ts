@@ -9,12 +9,15 @@
  * gets at most `attempts_max` attempts.
  *
  * Adaptation (AIMD): the batch size and the number of calls in flight start at their maxima (the
- * `--batch` and `--concurrency` flags). RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED halves both (not
- * below `batch_min` / `concurrency_min`), at most once per `decrease_interval_ms`, so that one
- * overload seen by many calls in flight counts once. After `grow_after` successes in a row without
- * a decrease, concurrency grows by 1 and the batch by `batch_step` (one tenth of the maximum,
- * at least 1), up to their maxima. UNAVAILABLE does not adapt (a node is down or a quorum is
- * missing: more waiting helps, smaller calls do not).
+ * `--batch` and `--concurrency` flags). Every retryable failure halves both (not below
+ * `batch_min` / `concurrency_min`), at most once per `decrease_interval_ms`, so that one
+ * overload seen by many calls in flight counts once. After `grow_after` successes in a row,
+ * concurrency grows by 1 and the batch by one tenth of its maximum (at least 1), up to their
+ * maxima. UNAVAILABLE adapts too, not only RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED: the
+ * router reports an owner that missed its node deadline (`--node-timeout-ms`, 2 s by default)
+ * as UNAVAILABLE "Only 1 of 2 owners acknowledged", which on a busy cluster means the batch is
+ * too large to insert in time; re-sending it unchanged would fail the same way forever. When a
+ * node is really down, the smaller calls cost a little throughput until they grow back.
  *
  * Clocks and randomness belong to the caller: every time is passed in, and the random source is
  * a `() => number` in [0, 1), so tests drive it with a fake clock and a seeded generator.
@@ -40,9 +43,9 @@ export function classifyFailure(code: number | undefined): FailureAction {
     : "fail";
 }
 
-/** Whether status `code` means the server is overloaded (adapt down). */
+/** Whether status `code` is a congestion signal (adapt down): every retryable code. */
 export function isOverload(code: number | undefined): boolean {
-  return code === Status.RESOURCE_EXHAUSTED || code === Status.DEADLINE_EXCEEDED;
+  return classifyFailure(code) === "retry";
 }
 
 /** The retry policy. */

@@ -95,17 +95,21 @@ Deno.test("load plan: overload halves batch and concurrency once per interval, t
   a.onFailure(Status.DEADLINE_EXCEEDED, now + 10);
   a.onFailure(Status.RESOURCE_EXHAUSTED, now + 999);
   assert.deepEqual([a.batch, a.concurrency], [500, 4]);
-  // UNAVAILABLE does not adapt.
+  // UNAVAILABLE adapts too (the router's "Only 1 of 2 owners acknowledged" after a node
+  // deadline); a non-retryable failure does not.
   now += 5000;
   a.onFailure(Status.UNAVAILABLE, now);
-  assert.deepEqual([a.batch, a.concurrency], [500, 4]);
+  assert.deepEqual([a.batch, a.concurrency], [250, 2]);
+  now += 5000;
+  a.onFailure(INVALID_ARGUMENT, now);
+  assert.deepEqual([a.batch, a.concurrency], [250, 2]);
   // Repeated overload drives both to their minima, not below.
   for (let i = 0; i < 20; i++) {
     now += limits.decrease_interval_ms;
     a.onFailure(Status.DEADLINE_EXCEEDED, now);
   }
   assert.deepEqual([a.batch, a.concurrency], [limits.batch_min, 1]);
-  assert.equal(a.decreases, 21);
+  assert.equal(a.decreases, 22);
   // Growth is slow: one step per grow_after successes.
   for (let i = 0; i < limits.grow_after - 1; i++) a.onSuccess();
   assert.deepEqual([a.batch, a.concurrency], [16, 1]);
