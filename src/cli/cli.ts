@@ -624,7 +624,9 @@ async function runLoad(
               `use --batch ${fit} or less`,
           );
         }
-        if (pointsFileFormat(cmd.file) === "fvecs") total = bytes_total / (4 + 4 * dim);
+        if (pointsFileFormat(cmd.file) === "fvecs") {
+          total = Math.floor(bytes_total / (4 + 4 * dim));
+        }
       }
       buffer = buffer.slice(buffer_at).concat(r.value.points);
       buffer_at = 0;
