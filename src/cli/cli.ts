@@ -20,7 +20,8 @@ import process from "node:process";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { ApiClient, describeGrpcError } from "../api/client.ts";
+import * as grpc from "@grpc/grpc-js";
+import { ApiClient, describeGrpcError, isServiceError } from "../api/client.ts";
 import { BATCH_POINTS_MAX, type Consistency, MESSAGE_BYTES_MAX } from "../common/limits.ts";
 import type { Point } from "../api/proto.ts";
 import {
@@ -43,7 +44,19 @@ import {
   formatSearch,
   formatStats,
   formatVector,
+  type LoadFailure,
+  type LoadSummary,
+  shorten,
 } from "./format.ts";
+import {
+  decideRetry,
+  DEFAULT_RETRY_POLICY,
+  defaultAdaptLimits,
+  LOAD_ATTEMPTS_MAX,
+  LoadAdapter,
+  loadRate,
+  type RetryPolicy,
+} from "./load_plan.ts";
 import { PointsFileError, pointsFileFormat, readPointsFile } from "./points_file.ts";
 
 /** Default server address: the router. */
@@ -87,7 +100,8 @@ Commands:
   drain              (with --addr of a storage node: it hands its data off and exits)
   load --file F.fvecs|F.jsonl [--batch ${DEFAULT_LOAD_BATCH}] [--start-id 0] \
 [--concurrency ${DEFAULT_LOAD_CONCURRENCY}]
-       [--collection C] [--consistency one|quorum|all]
+       [--attempts ${DEFAULT_RETRY_POLICY.attempts_max}] [--collection C] \
+[--consistency one|quorum|all]
 
 Global flags:
   --addr HOST:PORT   server to call (default ${DEFAULT_ADDR}, the router)
@@ -97,7 +111,10 @@ Global flags:
 
 Vectors are comma-separated numbers, e.g. --vector 0.1,-0.2,3e-4. An empty --collection
 selects "default". .fvecs ids are the row number plus --start-id; JSON lines carry their own
-ids: {"id": 7, "vector": [0.1, 0.2]}. Exit status: 0 ok, 1 failed call or bad file, 2 bad
+ids: {"id": 7, "vector": [0.1, 0.2]}. load retries UNAVAILABLE, DEADLINE_EXCEEDED and
+RESOURCE_EXHAUSTED with backoff (up to --attempts per batch), halves its batch and concurrency
+on overload and grows them back; other failures fail their points for good, counted in the
+summary. Exit status: 0 ok, 1 failed call, bad file or any point failed for good, 2 bad
 command line.`;
 
 /** Flags common to every command. */
@@ -139,6 +156,7 @@ export type Command =
     batch: number;
     start_id: number;
     concurrency: number;
+    attempts: number;
     collection: string;
     consistency: Consistency | undefined;
   };
@@ -169,6 +187,7 @@ const OPTIONS = {
   batch: { type: "string" },
   "start-id": { type: "string" },
   concurrency: { type: "string" },
+  attempts: { type: "string" },
 } as const;
 
 type Flag = keyof typeof OPTIONS;
@@ -187,7 +206,14 @@ const COMMAND_FLAGS: Record<string, [Flag[], Flag[]]> = {
   stats: [[], []],
   members: [[], []],
   drain: [[], []],
-  load: [["file"], ["batch", "start-id", "concurrency", "collection", "consistency"]],
+  load: [["file"], [
+    "batch",
+    "start-id",
+    "concurrency",
+    "attempts",
+    "collection",
+    "consistency",
+  ]],
 };
 
 /**
@@ -405,6 +431,9 @@ export function parseCli(argv: string[]): ParsedCli {
         concurrency: str("concurrency") === undefined
           ? DEFAULT_LOAD_CONCURRENCY
           : integerIn("concurrency", str("concurrency")!, 1, LOAD_CONCURRENCY_MAX),
+        attempts: str("attempts") === undefined
+          ? DEFAULT_RETRY_POLICY.attempts_max
+          : integerIn("attempts", str("attempts")!, 1, LOAD_ATTEMPTS_MAX),
         collection: collectionFlag(str("collection")),
         consistency: consistency(),
       };
@@ -421,6 +450,10 @@ export interface CliIo {
   stderr_is_tty: boolean;
   /** Milliseconds clock for throughput. */
   now(): number;
+  /** Random numbers in [0, 1) for retry jitter; default Math.random. */
+  random?: () => number;
+  /** Waits `ms` before a retry; default setTimeout. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 /** The process's stdout/stderr. */
@@ -448,6 +481,27 @@ export function batchBytesMax(points: number, dim: number): number {
   return points * (6 + 6 + 4 * dim + 6) + 256;
 }
 
+/** Seconds between progress lines when stderr is not a terminal. */
+export const LOAD_PROGRESS_LINE_MS = 5000;
+
+/** A batch on its way: its points and the attempts made so far. */
+interface LoadItem {
+  points: Point[];
+  attempts: number;
+}
+
+/**
+ * `client load`: streams the file in batches, keeps up to the adapted number of PutBatch calls
+ * in flight, retries UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED with backoff and
+ * jitter (see load_plan.ts), and fails the points of any other failure for good (counted by
+ * reason; the run goes on and exits 1). Memory is bounded: the file is read at most one reader
+ * batch ahead, and retries come from calls that were in flight.
+ *
+ * A retried batch is safe because PutBatch is an upsert whose version the server stamps. After
+ * an ambiguous failure (e.g. DEADLINE_EXCEEDED after the owners applied it) the retry applies
+ * the batch again with a newer version, which may overwrite a concurrent writer's newer value
+ * of the same ids: last writer wins, which we accept for bulk loads.
+ */
 async function runLoad(
   cmd: Extract<Command, { kind: "load" }>,
   api: ApiClient,
@@ -460,27 +514,109 @@ async function runLoad(
   } catch (e) {
     throw new PointsFileError(`Cannot read ${cmd.file}: ${(e as Error).message}`);
   }
+  const policy: RetryPolicy = { ...DEFAULT_RETRY_POLICY, attempts_max: cmd.attempts };
+  const adapter = new LoadAdapter(defaultAdaptLimits(cmd.batch, cmd.concurrency));
+  const random = io.random ?? Math.random;
+  const sleep = io.sleep ??
+    ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const t0 = io.now();
   const inflight = new Set<Promise<void>>();
-  let failure: unknown = undefined;
+  /** Batches waiting for another attempt (each came from a call in flight: bounded). */
+  const retry_queue: LoadItem[] = [];
+  const failures = new Map<string, LoadFailure>();
+  let file_error: unknown = undefined;
   let acked = 0;
+  let failed = 0;
+  let retries = 0;
   let batches = 0;
-  let bytes_read = 0;
-  let drawn_at = -Infinity;
-  const draw = (force: boolean) => {
-    if (!io.stderr_is_tty) return;
-    const now = io.now();
-    if (!force && now - drawn_at < 100) return;
-    drawn_at = now;
-    io.stderr(
-      "\r" + formatProgress({ bytes_read, bytes_total, points: acked, elapsed_ms: now - t0 }),
-    );
+  let total: number | undefined = undefined;
+  let drawn_at = io.now();
+  const progress = (bar_chars: number) => {
+    const elapsed_ms = io.now() - t0;
+    const r = loadRate(acked, acked + failed, total, elapsed_ms);
+    return formatProgress({ acked, failed, total, retries, ...r }, bar_chars);
   };
+  const draw = (force: boolean) => {
+    const now = io.now();
+    if (io.stderr_is_tty) {
+      if (!force && now - drawn_at < 100) return;
+      drawn_at = now;
+      io.stderr("\r\x1b[K" + progress(24));
+    } else if (now - drawn_at >= LOAD_PROGRESS_LINE_MS) {
+      drawn_at = now;
+      io.stderr(progress(0) + "\n");
+    }
+  };
+  const retry_reasons: Record<string, number> = {};
+  const reasonOf = (error: unknown) =>
+    isServiceError(error)
+      ? grpc.status[error.code] ?? `STATUS_${error.code}`
+      : error instanceof Error
+      ? error.name
+      : "Error";
+  const failForGood = (item: LoadItem, error: unknown) => {
+    const reason = reasonOf(error);
+    const f = failures.get(reason);
+    if (f) f.points += item.points.length;
+    else {
+      failures.set(reason, {
+        reason,
+        points: item.points.length,
+        first_message: describeGrpcError(error),
+      });
+    }
+    failed += item.points.length;
+  };
+  const send = async (item: LoadItem): Promise<void> => {
+    item.attempts++;
+    try {
+      const res = await api.call("PutBatch", {
+        points: item.points,
+        collection: cmd.collection,
+        consistency: cmd.consistency ?? "",
+      });
+      acked += res.count;
+      adapter.onSuccess();
+    } catch (e) {
+      const code = isServiceError(e) ? e.code : undefined;
+      adapter.onFailure(code, io.now());
+      const d = decideRetry(code, item.attempts, policy, random);
+      if (d.action === "fail") {
+        failForGood(item, e);
+      } else {
+        retries++;
+        const reason = reasonOf(e);
+        retry_reasons[reason] = (retry_reasons[reason] ?? 0) + 1;
+        // The slot stays taken while waiting, so a down cluster slows the load down.
+        await sleep(d.wait_ms);
+        retry_queue.push(item);
+      }
+    }
+    draw(false);
+  };
+
+  // The file, read at most one reader batch ahead of what is sent.
   const reader = readPointsFile(cmd.file, { batch_points: cmd.batch, start_id: cmd.start_id });
-  try {
-    for await (const batch of reader) {
-      if (batches === 0) {
-        const dim = batch.points[0].vector.length;
+  let buffer: Point[] = [];
+  let buffer_at = 0;
+  let reader_done = false;
+  let dim_checked = false;
+  const take = async (n: number): Promise<Point[] | undefined> => {
+    while (buffer.length - buffer_at < n && !reader_done && file_error === undefined) {
+      let r: IteratorResult<{ points: Point[]; bytes_read: number }>;
+      try {
+        r = await reader.next();
+      } catch (e) {
+        file_error = e;
+        break;
+      }
+      if (r.done) {
+        reader_done = true;
+        break;
+      }
+      if (!dim_checked) {
+        dim_checked = true;
+        const dim = r.value.points[0].vector.length;
         if (batchBytesMax(cmd.batch, dim) > MESSAGE_BYTES_MAX) {
           const fit = Math.floor((MESSAGE_BYTES_MAX - 256) / (18 + 4 * dim));
           throw new UsageError(
@@ -488,58 +624,91 @@ async function runLoad(
               `use --batch ${fit} or less`,
           );
         }
+        if (pointsFileFormat(cmd.file) === "fvecs") {
+          total = Math.floor(bytes_total / (4 + 4 * dim));
+        }
       }
-      while (inflight.size >= cmd.concurrency && failure === undefined) {
+      buffer = buffer.slice(buffer_at).concat(r.value.points);
+      buffer_at = 0;
+    }
+    if (buffer.length - buffer_at === 0) return undefined;
+    const points = buffer.slice(buffer_at, buffer_at + n);
+    buffer_at += points.length;
+    return points;
+  };
+  const next = async (): Promise<LoadItem | undefined> => {
+    const retry = retry_queue.shift();
+    if (retry !== undefined) {
+      // A retried batch larger than the adapted size goes out in pieces.
+      if (retry.points.length > adapter.batch) {
+        retry_queue.unshift({
+          points: retry.points.slice(adapter.batch),
+          attempts: retry.attempts,
+        });
+        return { points: retry.points.slice(0, adapter.batch), attempts: retry.attempts };
+      }
+      return retry;
+    }
+    const points = await take(adapter.batch);
+    return points === undefined ? undefined : { points, attempts: 0 };
+  };
+
+  try {
+    for (;;) {
+      while (inflight.size >= adapter.concurrency) await Promise.race(inflight);
+      const item = await next();
+      if (item === undefined) {
+        if (inflight.size === 0) break;
         await Promise.race(inflight);
+        continue;
       }
-      if (failure !== undefined) break;
-      const points: Point[] = batch.points;
-      const call: Promise<void> = api.call("PutBatch", {
-        points,
-        collection: cmd.collection,
-        consistency: cmd.consistency ?? "",
-      }).then(
-        (res) => {
-          acked += res.count;
-          draw(false);
-        },
-        (e) => {
-          failure ??= e;
-        },
-      ).finally(() => inflight.delete(call));
+      const call: Promise<void> = send(item).finally(() => inflight.delete(call));
       inflight.add(call);
       batches++;
-      bytes_read = batch.bytes_read;
     }
-  } catch (e) {
-    failure ??= e;
   } finally {
     await Promise.all(inflight);
     if (io.stderr_is_tty) io.stderr("\r\x1b[K");
   }
-  if (failure !== undefined) {
-    if (failure instanceof UsageError || failure instanceof PointsFileError) {
-      if (acked === 0) throw failure;
-    }
-    const note = `${formatCount(acked)} points were loaded before the failure`;
-    const error = new Error(`${describeGrpcError(failure)} (${note})`);
-    throw error;
-  }
+  if (file_error !== undefined && acked === 0 && failed === 0) throw file_error;
   const elapsed_ms = Math.round(io.now() - t0);
-  const summary = {
+  const summary: LoadSummary = {
     file: cmd.file,
     collection: cmd.collection || "default",
     points: acked,
     batches,
     bytes: bytes_total,
     elapsed_ms,
+    retries,
+    retry_reasons,
+    failures: [...failures.values()],
   };
   print(
     io,
     global.json,
-    { ...summary, points_per_s: elapsed_ms > 0 ? Math.round(acked / (elapsed_ms / 1000)) : 0 },
+    {
+      ...summary,
+      failed,
+      points_per_s: elapsed_ms > 0 ? Math.round(acked / (elapsed_ms / 1000)) : 0,
+      ...(file_error !== undefined ? { file_error: describeGrpcError(file_error) } : {}),
+    },
     formatLoadSummary(summary),
   );
+  if (file_error !== undefined) {
+    io.stderr(
+      `error: ${describeGrpcError(file_error)} (${formatCount(acked)} points were loaded ` +
+        `before the failure)\n`,
+    );
+    return EXIT_FAILURE;
+  }
+  if (failed > 0) {
+    const first = summary.failures[0];
+    io.stderr(
+      `error: ${formatCount(failed)} points failed for good; first: ` +
+        `${shorten(first.first_message)}\n`,
+    );
+    return EXIT_FAILURE;
+  }
   return EXIT_OK;
 }
 

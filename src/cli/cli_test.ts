@@ -119,6 +119,7 @@ Deno.test("parses every command", () => {
     batch: 1000,
     start_id: 0,
     concurrency: 4,
+    attempts: 12,
     collection: "",
     consistency: undefined,
   });
@@ -133,6 +134,8 @@ Deno.test("parses every command", () => {
       "7",
       "--concurrency",
       "2",
+      "--attempts",
+      "3",
     ]),
     {
       kind: "load",
@@ -140,6 +143,7 @@ Deno.test("parses every command", () => {
       batch: 500,
       start_id: 7,
       concurrency: 2,
+      attempts: 3,
       collection: "",
       consistency: undefined,
     },
@@ -234,7 +238,7 @@ Deno.test("main: an unreachable server gives one gRPC error line and exit 1", as
   assert.match(io.err[0], /^error: (UNAVAILABLE|DEADLINE_EXCEEDED): [^\n]+\n$/);
 });
 
-Deno.test("main: load checks the message size and reports loaded points on failure", async () => {
+Deno.test("main: load checks the message size; unreachable points fail for good", async () => {
   const dir = await Deno.makeTempDir({ prefix: "cli_test_" });
   try {
     const big = join(dir, "big.fvecs");
@@ -258,12 +262,28 @@ Deno.test("main: load checks the message size and reports loaded points on failu
     const lines = join(dir, "p.jsonl");
     await Deno.writeTextFile(lines, '{"id": 1, "vector": [1, 2]}\n');
     const io2 = captureIo();
+    const waits: number[] = [];
+    io2.sleep = (ms) => {
+      waits.push(ms);
+      return Promise.resolve();
+    };
+    io2.random = () => 0.5;
     assert.equal(
-      await main(["--addr", addr, "--timeout-ms", "3000", "load", "--file", lines], io2),
+      await main(
+        ["--addr", addr, "--timeout-ms", "3000", "load", "--file", lines, "--attempts", "3"],
+        io2,
+      ),
       EXIT_FAILURE,
     );
+    // Two retries with growing waits, then the point failed for good, counted by reason.
+    assert.deepEqual(waits, [125, 250]);
+    assert.match(io2.out.join(""), /^Loaded 0 points in 3 batches .*, 2 retries: [A-Z_]+ 2\)\n/);
+    assert.match(
+      io2.out.join(""),
+      /\n1 points failed for good:\n {2}(UNAVAILABLE|DEADLINE_EXCEEDED): 1 points \(first: "/,
+    );
     assert.equal(io2.err.length, 1);
-    assert.match(io2.err[0], /^error: [A-Z_]+: .*\(0 points were loaded before the failure\)\n$/);
+    assert.match(io2.err[0], /^error: 1 points failed for good; first: [A-Z_]+: /);
 
     const io3 = captureIo();
     assert.equal(

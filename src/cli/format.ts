@@ -195,40 +195,103 @@ export function formatMembers(res: MembersResponse): string {
   );
 }
 
-/** Progress of a load, as one status line. */
+/** Progress of a load by points acknowledged, as one status line. */
 export interface LoadProgress {
-  bytes_read: number;
-  bytes_total: number;
-  points: number;
-  elapsed_ms: number;
+  /** Points acknowledged by the server. */
+  acked: number;
+  /** Points failed for good. */
+  failed: number;
+  /** Points in the file; undefined when unknown (JSON lines). */
+  total: number | undefined;
+  points_per_s: number;
+  /** Undefined when unknown. */
+  eta_ms: number | undefined;
+  retries: number;
 }
 
-/** A progress bar line: `[#########-----------]  45.2%  452,000 points  18,080 points/s`. */
+/**
+ * A status line: `[#####-----]  50.0%  1,000 / 2,000 points  2,000 points/s  ETA 0.5 s  3 retries`
+ * (with a bar when `bar_chars` > 0 and the total is known; `, 5 failed` after the points when
+ * any failed).
+ */
 export function formatProgress(p: LoadProgress, bar_chars = 24): string {
-  const fraction = p.bytes_total > 0 ? Math.min(1, p.bytes_read / p.bytes_total) : 0;
-  const filled = Math.round(fraction * bar_chars);
-  const bar = "#".repeat(filled) + "-".repeat(bar_chars - filled);
-  const rate = p.elapsed_ms > 0 ? Math.round((p.points * 1000) / p.elapsed_ms) : 0;
-  const pct = (fraction * 100).toFixed(1).padStart(5);
-  return `[${bar}] ${pct}%  ${formatCount(p.points)} points  ${formatCount(rate)} points/s`;
+  const parts: string[] = [];
+  const done = p.acked + p.failed;
+  if (p.total !== undefined) {
+    const fraction = p.total > 0 ? Math.min(1, done / p.total) : 1;
+    if (bar_chars > 0) {
+      const filled = Math.round(fraction * bar_chars);
+      parts.push(`[${"#".repeat(filled)}${"-".repeat(bar_chars - filled)}]`);
+    }
+    parts.push(`${(fraction * 100).toFixed(1).padStart(5)}%`);
+    parts.push(`${formatCount(p.acked)} / ${formatCount(p.total)} points`);
+  } else {
+    parts.push(`${formatCount(p.acked)} points`);
+  }
+  if (p.failed > 0) parts[parts.length - 1] += `, ${formatCount(p.failed)} failed`;
+  parts.push(`${formatCount(Math.round(p.points_per_s))} points/s`);
+  if (p.eta_ms !== undefined) parts.push(`ETA ${formatDuration(p.eta_ms)}`);
+  parts.push(`${formatCount(p.retries)} ${p.retries === 1 ? "retry" : "retries"}`);
+  return parts.join("  ");
+}
+
+/** Points failed for good for one reason. */
+export interface LoadFailure {
+  /** gRPC status name (e.g. `INVALID_ARGUMENT`) or error class. */
+  reason: string;
+  points: number;
+  /** The first failure's message. */
+  first_message: string;
 }
 
 /** Summary of a finished load. */
 export interface LoadSummary {
   file: string;
   collection: string;
+  /** Points acknowledged. */
   points: number;
   batches: number;
   bytes: number;
   elapsed_ms: number;
+  retries: number;
+  /** Retries by reason (gRPC status name). */
+  retry_reasons: Record<string, number>;
+  /** Points failed for good, by reason. */
+  failures: LoadFailure[];
 }
 
-/** `Loaded 1,000 points in 2 batches from x.fvecs into "default" in 1.2 s (833 points/s, …)`. */
+/** `s` cut to `max_chars` with an ellipsis. */
+export function shorten(s: string, max_chars = 120): string {
+  return s.length <= max_chars ? s : s.slice(0, max_chars - 1) + "…";
+}
+
+/**
+ * `Loaded 1,000 points in 2 batches from x.fvecs into "default" in 1.2 s (833 points/s, …,
+ * 0 retries)`, then one line per reason of points failed for good.
+ */
 export function formatLoadSummary(s: LoadSummary): string {
   const seconds = s.elapsed_ms / 1000;
   const rate = seconds > 0 ? Math.round(s.points / seconds) : 0;
   const bytesRate = seconds > 0 ? s.bytes / seconds : 0;
-  return `Loaded ${formatCount(s.points)} points in ${formatCount(s.batches)} batches from ` +
+  const lines = [
+    `Loaded ${formatCount(s.points)} points in ${formatCount(s.batches)} batches from ` +
     `${s.file} into "${s.collection}" in ${formatDuration(s.elapsed_ms)} ` +
-    `(${formatCount(rate)} points/s, ${formatBytes(Math.round(bytesRate))}/s)`;
+    `(${formatCount(rate)} points/s, ${formatBytes(Math.round(bytesRate))}/s, ` +
+    `${formatCount(s.retries)} ${s.retries === 1 ? "retry" : "retries"}` +
+    (s.retries > 0
+      ? ": " + Object.entries(s.retry_reasons).map(([r, n]) => `${r} ${formatCount(n)}`).join(", ")
+      : "") +
+    ")",
+  ];
+  const failed = s.failures.reduce((n, f) => n + f.points, 0);
+  if (failed > 0) {
+    lines.push(`${formatCount(failed)} points failed for good:`);
+    for (const f of s.failures) {
+      lines.push(
+        `  ${f.reason}: ${formatCount(f.points)} points (first: ` +
+          `${JSON.stringify(shorten(f.first_message))})`,
+      );
+    }
+  }
+  return lines.join("\n");
 }

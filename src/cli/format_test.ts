@@ -137,24 +137,49 @@ Deno.test("collections, stats and members", () => {
 });
 
 Deno.test("load progress and summary", () => {
+  const p = { acked: 1000, failed: 0, total: 2000, points_per_s: 2000, eta_ms: 500, retries: 3 };
   assert.equal(
-    formatProgress({ bytes_read: 50, bytes_total: 100, points: 1000, elapsed_ms: 500 }, 10),
-    "[#####-----]  50.0%  1,000 points  2,000 points/s",
+    formatProgress(p, 10),
+    "[#####-----]   50.0%  1,000 / 2,000 points  2,000 points/s  ETA 500 ms  3 retries",
   );
   assert.equal(
-    formatProgress({ bytes_read: 0, bytes_total: 0, points: 0, elapsed_ms: 0 }, 4),
-    "[----]   0.0%  0 points  0 points/s",
+    formatProgress({ ...p, failed: 500, retries: 1 }, 0),
+    " 75.0%  1,000 / 2,000 points, 500 failed  2,000 points/s  ETA 500 ms  1 retry",
+  );
+  assert.equal(
+    formatProgress({ ...p, total: undefined, eta_ms: undefined, retries: 0 }, 4),
+    "1,000 points  2,000 points/s  0 retries",
+  );
+  const summary = {
+    file: "x.fvecs",
+    collection: "default",
+    points: 20000,
+    batches: 20,
+    bytes: 2 * 1024 * 1024,
+    elapsed_ms: 2000,
+    retries: 2,
+    retry_reasons: { UNAVAILABLE: 1, DEADLINE_EXCEEDED: 1 },
+    failures: [],
+  };
+  assert.equal(
+    formatLoadSummary(summary),
+    'Loaded 20,000 points in 20 batches from x.fvecs into "default" in 2.0 s ' +
+      "(10,000 points/s, 1.0 MiB/s, 2 retries: UNAVAILABLE 1, DEADLINE_EXCEEDED 1)",
   );
   assert.equal(
     formatLoadSummary({
-      file: "x.fvecs",
-      collection: "default",
-      points: 20000,
-      batches: 20,
-      bytes: 2 * 1024 * 1024,
-      elapsed_ms: 2000,
+      ...summary,
+      retries: 1,
+      retry_reasons: { UNAVAILABLE: 1 },
+      failures: [
+        { reason: "INVALID_ARGUMENT", points: 10, first_message: "x".repeat(200) },
+        { reason: "UNAVAILABLE", points: 5, first_message: "UNAVAILABLE: down" },
+      ],
     }),
     'Loaded 20,000 points in 20 batches from x.fvecs into "default" in 2.0 s ' +
-      "(10,000 points/s, 1.0 MiB/s)",
+      "(10,000 points/s, 1.0 MiB/s, 1 retry: UNAVAILABLE 1)\n" +
+      "15 points failed for good:\n" +
+      `  INVALID_ARGUMENT: 10 points (first: "${"x".repeat(119)}…")\n` +
+      '  UNAVAILABLE: 5 points (first: "UNAVAILABLE: down")',
   );
 });
