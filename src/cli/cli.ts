@@ -51,18 +51,7 @@ import {
   processIo,
   UsageError,
 } from "./io.ts";
-import { batchBytesMax, LOAD_PROGRESS_LINE_MS, runLoad } from "./load.ts";
-
-export {
-  batchBytesMax,
-  type CliIo,
-  EXIT_FAILURE,
-  EXIT_OK,
-  EXIT_USAGE,
-  LOAD_PROGRESS_LINE_MS,
-  processIo,
-  UsageError,
-};
+import { runLoad } from "./load.ts";
 
 /** Default server address: the router. */
 export const DEFAULT_ADDR = "127.0.0.1:50050";

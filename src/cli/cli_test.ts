@@ -1,17 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  type CliIo,
-  DEFAULT_ADDR,
-  EXIT_FAILURE,
-  EXIT_OK,
-  EXIT_USAGE,
-  main,
-  parseCli,
-  parseVector,
-  UsageError,
-} from "./cli.ts";
+import { DEFAULT_ADDR, main, parseCli, parseVector } from "./cli.ts";
+import { type CliIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "./io.ts";
 
 const CLI_PATH = fileURLToPath(new URL("./cli.ts", import.meta.url));
 

@@ -47,7 +47,7 @@ import { type NodeState, NodeTable } from "./node_table.ts";
 import { JOIN_WAIT_MAX_MS, type RingRef, type TransferPort } from "./rebalance/rebalancer.ts";
 import { createRecord, Replication } from "./replication.ts";
 import { makeView, type RingView, WriteViews } from "./ring_view.ts";
-import { type RouterNodeStats, Scatter } from "./scatter.ts";
+import { Scatter } from "./scatter.ts";
 
 /** Pause before a failed ring update (a hint queue that would not open) is tried again. */
 export const RING_RETRY_MS = 1000;
@@ -422,5 +422,3 @@ export class RouterCore {
     }
   }
 }
-
-export type { RouterNodeStats };

@@ -446,7 +446,7 @@ export function createRecord(v: ValidCollection): WalRecord {
 }
 
 /** Owners that acknowledged. */
-export function ackedSet(results: Map<string, OwnerResult<unknown>>): Set<string> {
+function ackedSet(results: Map<string, OwnerResult<unknown>>): Set<string> {
   const acked = new Set<string>();
   for (const [o, r] of results) if (r.kind === "acked") acked.add(o);
   return acked;

@@ -27,7 +27,6 @@ import { UnaryGuard } from "../api/unary.ts";
 import type { Consistency } from "../common/limits.ts";
 import { GossipAgent, RingFollower } from "../cluster/gossip_agent.ts";
 import { addGossipService, GrpcGossipTransport } from "../cluster/gossip_transport.ts";
-import type { HashRing } from "../cluster/ring.ts";
 import { acquireDirLock, type DirLock } from "../io/dir_lock.ts";
 import { RouterCore } from "./core.ts";
 import { HintLog } from "./hints/hint_log.ts";
@@ -231,24 +230,9 @@ export class Router {
     });
   }
 
-  /** The current ring (member ids are node addresses). */
-  get ring(): HashRing {
-    return this.core.view.ring;
-  }
-
   /** The current ring's shards (cluster/ring_shards.ts). */
   get shards(): string[][] {
     return this.core.view.shards;
-  }
-
-  /** Storage nodes on the current ring (addresses), sorted. */
-  get nodes(): string[] {
-    return this.core.view.nodes;
-  }
-
-  /** The rebalancing driver (gossip only). */
-  get rebalancer(): Rebalancer | null {
-    return this.#rebalancer;
   }
 
   /** Pending hints per node, nodes off the ring included. */
