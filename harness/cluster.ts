@@ -26,6 +26,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiClient } from "../src/api/client.ts";
+import type { ClientSecurity } from "../src/api/security.ts";
 import { freePort } from "./ports.ts";
 import { type ChildProc, ProcGroup, type Signal } from "./process.ts";
 import {
@@ -54,6 +55,8 @@ export interface ClusterOptions {
   gossip?: boolean;
   /** Further router flags, e.g. `["--dead-grace-s", "2"]`; default none. */
   router_args?: string[];
+  /** Further flags of every node, e.g. `["--cluster-secret-file", F]`; default none. */
+  node_args?: string[];
 }
 
 /**
@@ -117,6 +120,7 @@ export class TestCluster {
       retry_interval_ms: options.retry_interval_ms ?? 200,
       gossip: options.gossip ?? false,
       router_args: options.router_args ?? [],
+      node_args: options.node_args ?? [],
     };
     const host = (i: number) => placement.node_host?.(i) ?? "127.0.0.1";
     const nodePorts = await Promise.all(
@@ -154,6 +158,7 @@ export class TestCluster {
         data_dir: dataDir,
         host: this.placement.node_host === undefined ? undefined : this.nodeHost(i),
         join: this.options.gossip ? this.nodeAddrs.filter((_, j) => j !== i) : undefined,
+        extra: this.options.node_args,
       }),
       user,
       home: dataDir,
@@ -209,9 +214,9 @@ export class TestCluster {
     await p.done;
   }
 
-  /** A client of `addr`, closed by {@link stop}. */
-  api(addr: string, timeout_ms = 5000): ApiClient {
-    const c = new ApiClient(addr, { timeout_ms });
+  /** A client of `addr` (with an API key or TLS: `security`), closed by {@link stop}. */
+  api(addr: string, timeout_ms = 5000, security?: ClientSecurity): ApiClient {
+    const c = new ApiClient(addr, { timeout_ms, security });
     this.#clients.push(c);
     return c;
   }

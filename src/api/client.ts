@@ -18,6 +18,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { createClient, type MethodName, type UnaryMethod, type VectorDBClient } from "./proto.ts";
 import type { VectorDBMethods } from "./proto.ts";
+import { channelSetup, type ClientSecurity, insecureClient } from "./security.ts";
 
 /** Request type of RPC `K`. */
 export type RequestOf<K extends MethodName> = VectorDBMethods[K]["request"];
@@ -41,6 +42,11 @@ export interface ApiClientOptions {
   timeout_ms?: number;
   /** Extra grpc-js client/channel options. */
   client_options?: Partial<grpc.ClientOptions>;
+  /**
+   * Channel credentials (TLS) and interceptors (API key, cluster proof): see
+   * api/security.ts `clientSecurity`. Default plaintext, no metadata.
+   */
+  security?: ClientSecurity;
 }
 
 /** Thrown for a bad client option. */
@@ -70,7 +76,17 @@ export class ApiClient {
   constructor(address: string, options: ApiClientOptions = {}) {
     this.address = address;
     this.timeout_ms = checkTimeout(options.timeout_ms ?? DEFAULT_TIMEOUT_MS);
-    this.raw = createClient(address, options.client_options);
+    const security = options.security ?? insecureClient();
+    const setup = channelSetup(security, address);
+    const interceptors = [
+      ...security.interceptors,
+      ...(options.client_options?.interceptors ?? []),
+    ];
+    this.raw = createClient(
+      address,
+      { ...setup.options, ...options.client_options, interceptors },
+      setup.credentials,
+    );
   }
 
   /** Calls RPC `method`; rejects with a grpc-js `ServiceError` on failure. */

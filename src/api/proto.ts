@@ -313,12 +313,16 @@ export const VectorDBClient: VectorDBClientConstructor = loaded.vectordb.VectorD
 /** The service definition, for `server.addService(vectorDbService, handlers)`. */
 export const vectorDbService: grpc.ServiceDefinition = VectorDBClient.service;
 
-/** An insecure client of `address` (host:port) with {@link CHANNEL_OPTIONS}. */
+/**
+ * A client of `address` (host:port) with {@link CHANNEL_OPTIONS}; plaintext unless
+ * `credentials` say otherwise (api/security.ts builds TLS credentials).
+ */
 export function createClient(
   address: string,
   options: Partial<grpc.ClientOptions> = {},
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
 ): VectorDBClient {
-  return new VectorDBClient(address, grpc.credentials.createInsecure(), {
+  return new VectorDBClient(address, credentials, {
     ...CHANNEL_OPTIONS,
     ...options,
   });

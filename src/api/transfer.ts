@@ -11,6 +11,7 @@
  */
 
 import * as grpc from "@grpc/grpc-js";
+import { channelSetup, type ClientSecurity, insecureClient } from "./security.ts";
 import * as protoLoader from "@grpc/proto-loader";
 import { fileURLToPath } from "node:url";
 import { CHANNEL_OPTIONS, type Uint64 } from "./proto.ts";
@@ -127,12 +128,21 @@ export class TransferClient {
   readonly timeout_ms: number;
   readonly raw: TransferGrpcClient;
 
-  constructor(address: string, timeout_ms: number, options: Partial<grpc.ClientOptions> = {}) {
+  /** `security`: TLS and the cluster proof (api/security.ts); default plaintext, no proof. */
+  constructor(
+    address: string,
+    timeout_ms: number,
+    options: Partial<grpc.ClientOptions> = {},
+    security: ClientSecurity = insecureClient(),
+  ) {
     this.address = address;
     this.timeout_ms = timeout_ms;
-    this.raw = new TransferGrpc(address, grpc.credentials.createInsecure(), {
+    const setup = channelSetup(security, address);
+    this.raw = new TransferGrpc(address, setup.credentials, {
       ...CHANNEL_OPTIONS,
+      ...setup.options,
       ...options,
+      interceptors: [...security.interceptors, ...(options.interceptors ?? [])],
     });
   }
 

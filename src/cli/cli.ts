@@ -20,6 +20,8 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { ApiClient, describeGrpcError } from "../api/client.ts";
+import { checkApiKey } from "../api/auth.ts";
+import { clientSecurity } from "../api/security.ts";
 import { BATCH_POINTS_MAX, type Consistency } from "../common/limits.ts";
 import {
   validateCollectionName,
@@ -88,6 +90,9 @@ Global flags:
   --addr HOST:PORT   server to call (default ${DEFAULT_ADDR}, the router)
   --json             print each response as one JSON object
   --timeout-ms N     deadline of each call in milliseconds (default ${DEFAULT_CLI_TIMEOUT_MS})
+  --api-key KEY      API key, sent as "authorization: Bearer KEY" (default: $VECTORDB_API_KEY)
+  --tls-ca FILE      call over TLS, trusting this PEM CA
+  --tls              call over TLS, trusting the system's CAs
   -h, --help         print this help
 
 Vectors are comma-separated numbers, e.g. --vector 0.1,-0.2,3e-4. An empty --collection
@@ -103,6 +108,12 @@ export interface GlobalOptions {
   addr: string;
   json: boolean;
   timeout_ms: number;
+  /** Sent as `authorization: Bearer KEY` (`--api-key`, else `VECTORDB_API_KEY`). */
+  api_key?: string;
+  /** PEM CA file: call over TLS trusting it (`--tls-ca`). */
+  tls_ca?: string;
+  /** TLS with the system's roots (`--tls`). */
+  tls?: boolean;
 }
 
 /** A parsed command. */
@@ -152,6 +163,9 @@ const OPTIONS = {
   addr: { type: "string" },
   json: { type: "boolean" },
   "timeout-ms": { type: "string" },
+  "api-key": { type: "string" },
+  "tls-ca": { type: "string" },
+  tls: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   id: { type: "string" },
   vector: { type: "string" },
@@ -173,7 +187,7 @@ const OPTIONS = {
 
 type Flag = keyof typeof OPTIONS;
 
-const GLOBAL_FLAGS: Flag[] = ["addr", "json", "timeout-ms", "help"];
+const GLOBAL_FLAGS: Flag[] = ["addr", "json", "timeout-ms", "api-key", "tls-ca", "tls", "help"];
 
 /** Flags each command accepts: [required, optional]. */
 const COMMAND_FLAGS: Record<string, [Flag[], Flag[]]> = {
@@ -266,8 +280,14 @@ function collectionFlag(text: string | undefined): string {
   return checked(() => validateCollectionName(text, "--collection"));
 }
 
-/** Parses the command line (without the program name). Throws UsageError. */
-export function parseCli(argv: string[]): ParsedCli {
+/**
+ * Parses the command line (without the program name); `env` supplies `VECTORDB_API_KEY` when
+ * `--api-key` is absent. Throws UsageError.
+ */
+export function parseCli(
+  argv: string[],
+  env: { VECTORDB_API_KEY?: string } = {},
+): ParsedCli {
   let parsed;
   try {
     parsed = parseArgs({
@@ -293,6 +313,17 @@ export function parseCli(argv: string[]): ParsedCli {
       ? DEFAULT_CLI_TIMEOUT_MS
       : integerIn("timeout-ms", str("timeout-ms")!, 1, 86_400_000),
   };
+  const key = str("api-key") ?? (env.VECTORDB_API_KEY || undefined);
+  if (key !== undefined) {
+    const source = str("api-key") !== undefined ? "--api-key" : "VECTORDB_API_KEY";
+    try {
+      global.api_key = checkApiKey(key, source);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
+  if (str("tls-ca") !== undefined) global.tls_ca = str("tls-ca");
+  if (v.tls === true) global.tls = true;
 
   const pos = parsed.positionals;
   if (v.help === true || pos.length === 0) {
@@ -433,7 +464,10 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
     io.stderr(USAGE + "\n");
     return EXIT_USAGE;
   }
-  const api = new ApiClient(global.addr, { timeout_ms: global.timeout_ms });
+  const api = new ApiClient(global.addr, {
+    timeout_ms: global.timeout_ms,
+    security: clientSecurity({ api_key: global.api_key, tls_ca: global.tls_ca, tls: global.tls }),
+  });
   try {
     switch (command.kind) {
       case "put": {
@@ -540,10 +574,18 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
   }
 }
 
+function envApiKey(): string | undefined {
+  try {
+    return process.env.VECTORDB_API_KEY;
+  } catch {
+    return undefined; // no --allow-env: as if unset
+  }
+}
+
 /** Parses and runs `argv`; every failure becomes one line on stderr. Returns the exit status. */
 export async function main(argv: string[], io: CliIo = processIo()): Promise<number> {
   try {
-    return await runCommand(parseCli(argv), io);
+    return await runCommand(parseCli(argv, { VECTORDB_API_KEY: envApiKey() }), io);
   } catch (e) {
     const usage = e instanceof UsageError;
     const hint = usage ? " (run with --help for usage)" : "";

@@ -175,6 +175,12 @@ export interface GrpcGossipTransportOptions {
   idle_ms?: number;
   /** Extra channel options (over {@link GOSSIP_CHANNEL_OPTIONS}). */
   channel_options?: grpc.ChannelOptions;
+  /** Credentials and extra options of the channel to one peer (TLS); default plaintext. */
+  channel_setup?: (
+    address: string,
+  ) => { credentials: grpc.ChannelCredentials; options: Partial<grpc.ClientOptions> };
+  /** Client interceptors (the cluster proof, api/cluster_proof.ts); default none. */
+  interceptors?: grpc.Interceptor[];
 }
 
 /** A peer client that has not connected for this long is replaced by a fresh one. */
@@ -209,7 +215,8 @@ export class GrpcGossipTransport implements GossipTransport {
   };
   /** In least recently used order (a use moves an entry to the end). */
   #clients = new Map<string, PeerClient>();
-  #options: grpc.ChannelOptions;
+  #options: Partial<grpc.ClientOptions>;
+  #setup: GrpcGossipTransportOptions["channel_setup"];
   #closed = false;
   #next_sweep_ms = 0;
 
@@ -221,7 +228,20 @@ export class GrpcGossipTransport implements GossipTransport {
         throw new RangeError(`Option ${name} ${v} is not a positive integer`);
       }
     }
-    this.#options = { ...GOSSIP_CHANNEL_OPTIONS, ...options.channel_options };
+    this.#options = {
+      ...GOSSIP_CHANNEL_OPTIONS,
+      ...options.channel_options,
+      interceptors: options.interceptors ?? [],
+    };
+    this.#setup = options.channel_setup;
+  }
+
+  #newClient(to: string): GossipClient {
+    if (this.#setup === undefined) {
+      return new GossipClient(to, grpc.credentials.createInsecure(), this.#options);
+    }
+    const s = this.#setup(to);
+    return new GossipClient(to, s.credentials, { ...s.options, ...this.#options });
   }
 
   /** Number of open peer clients. */
@@ -252,7 +272,7 @@ export class GrpcGossipTransport implements GossipTransport {
         this.stats.clients_evicted++;
       }
       peer = {
-        client: new GossipClient(to, grpc.credentials.createInsecure(), this.#options),
+        client: this.#newClient(to),
         last_used_ms: now,
         ok_ms: now,
       };

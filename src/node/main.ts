@@ -17,6 +17,10 @@
  * | `--join`               | (none)               | seeds to join through, `host:port[,…]`   |
  * | `--advertise`          | `<host>:<port>`      | address other members reach this node at |
  * | `--handoff-timeout-s`  | 120                  | on `Drain` (`client drain`), longest wait for the router to place this node's entries elsewhere; 0 leaves without waiting |
+ * | `--api-keys-file`      | (none)               | clients need `authorization: Bearer KEY` (src/api/auth.ts); needs `--cluster-secret-file`; re-read on SIGHUP |
+ * | `--cluster-secret-file`| (none)               | internal RPCs need the secret's proof (src/api/cluster_proof.ts) |
+ * | `--tls-cert`, `--tls-key` | (none)            | serve TLS; `--tls-ca` trusts a CA when calling members (src/api/security.ts) |
+ * | `--insecure`           | false                | allow a non-loopback `--host` without API keys and a cluster secret |
  *
  * The node is a gossip member (role "node"; src/cluster/gossip_agent.ts) from the start, on the
  * same gRPC port (service `vectordb.internal.Gossip`); without `--join` it is a cluster of one
@@ -54,6 +58,12 @@ import * as grpc from "@grpc/grpc-js";
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { CHANNEL_OPTIONS, vectorDbService } from "../api/proto.ts";
+import {
+  channelSetup,
+  SECURITY_FLAGS,
+  SecurityConfig,
+  SecurityConfigError,
+} from "../api/security.ts";
 import { GossipAgent } from "../cluster/gossip_agent.ts";
 import { addGossipService, GrpcGossipTransport } from "../cluster/gossip_transport.ts";
 import { NodeStore } from "../storage/node_store.ts";
@@ -95,6 +105,7 @@ export async function main(argv: string[]): Promise<void> {
       join: { type: "string", default: "" },
       advertise: { type: "string" },
       "handoff-timeout-s": { type: "string", default: "120" },
+      ...SECURITY_FLAGS,
     },
     strict: true,
   });
@@ -118,6 +129,14 @@ export async function main(argv: string[]): Promise<void> {
     );
   }
 
+  if (values["api-keys-file"] !== undefined && values["cluster-secret-file"] === undefined) {
+    throw new SecurityConfigError(
+      "--api-keys-file needs --cluster-secret-file too: the router and the other members " +
+        "call this node with the cluster secret's proof, not with an API key",
+    );
+  }
+  const security = SecurityConfig.fromFlags(values, host, "storage node", log);
+
   const t0 = Date.now();
   const store = await NodeStore.open(dataDir, {
     logger: log,
@@ -129,13 +148,16 @@ export async function main(argv: string[]): Promise<void> {
 
   let stopping = false;
   const state = { closing: false, transfer_last_ms: 0 };
-  const server = new grpc.Server(CHANNEL_OPTIONS);
+  const server = new grpc.Server(security.serverOptions(CHANNEL_OPTIONS));
   const agent = new GossipAgent({
     id: nodeId,
     address: advertise,
     role: "node",
     seeds,
-    transport: new GrpcGossipTransport(),
+    transport: new GrpcGossipTransport({
+      channel_setup: (address) => channelSetup(security.peers, address),
+      interceptors: security.peers.interceptors,
+    }),
     logger: log,
   });
   agent.onChange((e) => {
@@ -165,7 +187,7 @@ export async function main(argv: string[]): Promise<void> {
   );
   try {
     await new Promise<void>((resolve, reject) => {
-      server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err) => {
+      server.bindAsync(`${host}:${port}`, security.server_credentials, (err) => {
         if (err) reject(err);
         else resolve();
       });
@@ -253,6 +275,7 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGHUP", () => void security.reloadKeys());
   // Only now: a supervisor may stop the node as soon as it reads READY, and a signal that
   // arrives before the handlers above are installed kills it without a snapshot.
   console.log(`READY ${host}:${port}`);

@@ -45,6 +45,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { parseConsistency } from "./plan.ts";
 import { Router, type RouterOptions } from "./router.ts";
+import { SECURITY_FLAGS, SecurityConfig, type SecurityFlags } from "../api/security.ts";
 
 /** Default storage nodes: the three of `deno task cluster`. */
 export const DEFAULT_NODES = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
@@ -75,7 +76,9 @@ function hostPort(name: string, value: string): string {
 }
 
 /** Parses the router's command line (a leading "--" from `deno task router -- …` is dropped). */
-export function parseRouterArgs(argv: readonly string[]): RouterOptions {
+export function parseRouterArgs(
+  argv: readonly string[],
+): RouterOptions & { security_flags: SecurityFlags } {
   const args = argv[0] === "--" ? argv.slice(1) : argv.slice();
   let values;
   try {
@@ -99,6 +102,7 @@ export function parseRouterArgs(argv: readonly string[]): RouterOptions {
         "rebalance-delay-ms": { type: "string", default: "500" },
         "anti-entropy-s": { type: "string", default: "600" },
         "dead-grace-s": { type: "string", default: "30" },
+        ...SECURITY_FLAGS,
       },
       strict: true,
       allowPositionals: false,
@@ -149,6 +153,14 @@ export function parseRouterArgs(argv: readonly string[]): RouterOptions {
     anti_entropy_interval_ms: integer("anti-entropy-s", values["anti-entropy-s"]!, 0, 86_400) *
       1000,
     dead_grace_ms: integer("dead-grace-s", values["dead-grace-s"]!, 0, 86_400) * 1000,
+    security_flags: {
+      "api-keys-file": values["api-keys-file"],
+      "cluster-secret-file": values["cluster-secret-file"],
+      "tls-cert": values["tls-cert"],
+      "tls-key": values["tls-key"],
+      "tls-ca": values["tls-ca"],
+      insecure: values.insecure,
+    },
   };
 }
 
@@ -156,7 +168,8 @@ export function parseRouterArgs(argv: readonly string[]): RouterOptions {
 export async function main(argv: readonly string[]): Promise<void> {
   const options = parseRouterArgs(argv);
   const log = (m: string) => console.error(`${new Date().toISOString()} router ${m}`);
-  const router = await Router.start({ ...options, logger: log });
+  const security = SecurityConfig.fromFlags(options.security_flags, options.host!, "router", log);
+  const router = await Router.start({ ...options, security, logger: log });
   log(
     `serving vectordb.VectorDB on ${router.address}: ` +
       (options.join!.length > 0
@@ -180,6 +193,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGHUP", () => void security.reloadKeys());
   // Only now: a SIGTERM sent right after READY must find the handlers installed.
   console.log(`READY ${router.address}`);
 }

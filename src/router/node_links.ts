@@ -17,6 +17,7 @@ import {
 } from "../api/client.ts";
 import type { MethodName, UnaryMethod } from "../api/proto.ts";
 import { TransferClient } from "../api/transfer.ts";
+import { type ClientSecurity, insecureClient } from "../api/security.ts";
 import { type NodeCallOptions, type NodePort, RouterStatusError } from "./node_port.ts";
 import { MissingCollectionError, type TransferPort } from "./rebalance/rebalancer.ts";
 
@@ -38,16 +39,25 @@ interface Link {
 export class GrpcNodeLinks implements NodePort {
   readonly #links = new Map<string, Link>();
 
-  constructor(readonly node_timeout_ms: number) {}
+  /**
+   * `security`: how the router reaches nodes (TLS credentials; the cluster proof interceptor
+   * when a cluster secret is configured); default plaintext without proof.
+   */
+  constructor(
+    readonly node_timeout_ms: number,
+    readonly security: ClientSecurity = insecureClient(),
+  ) {}
 
   open(node: string): void {
     this.close(node);
+    const s = this.security;
     this.#links.set(node, {
       client: new ApiClient(node, {
         timeout_ms: this.node_timeout_ms,
         client_options: RECONNECT_OPTIONS,
+        security: s,
       }),
-      transfer: new TransferClient(node, this.node_timeout_ms, RECONNECT_OPTIONS),
+      transfer: new TransferClient(node, this.node_timeout_ms, RECONNECT_OPTIONS, s),
     });
   }
 

@@ -24,6 +24,7 @@ import process from "node:process";
 import { describeGrpcError } from "../api/client.ts";
 import { CHANNEL_OPTIONS, type VectorDBMethods, vectorDbService } from "../api/proto.ts";
 import { UnaryGuard } from "../api/unary.ts";
+import { channelSetup, SecurityConfig } from "../api/security.ts";
 import type { Consistency } from "../common/limits.ts";
 import { GossipAgent, RingFollower } from "../cluster/gossip_agent.ts";
 import { addGossipService, GrpcGossipTransport } from "../cluster/gossip_transport.ts";
@@ -87,6 +88,11 @@ export interface RouterOptions {
    * returns first (a restart); default {@link DEFAULT_DEAD_GRACE_MS}, 0 at once.
    */
   dead_grace_ms?: number;
+  /**
+   * Authentication and TLS (api/security.ts): API keys for clients, the cluster secret's proof
+   * on calls to nodes and gossip, TLS credentials. Default {@link SecurityConfig.insecure}.
+   */
+  security?: SecurityConfig;
   /** Most client calls served at once; default {@link ROUTER_IN_FLIGHT_MAX}. */
   in_flight_max?: number;
   logger?: (message: string) => void;
@@ -206,7 +212,10 @@ export class Router {
     this.agent = agent;
     this.#log = log;
     this.#static = new Set(config.nodes);
-    this.#links = new GrpcNodeLinks(config.node_timeout_ms);
+    this.#links = new GrpcNodeLinks(
+      config.node_timeout_ms,
+      (options.security ?? SecurityConfig.insecure()).peers,
+    );
     this.core = new RouterCore({
       nodes: this.#links,
       clock: SYSTEM_CLOCK,
@@ -264,11 +273,12 @@ export class Router {
     config: RouterConfig,
     log: (message: string) => void,
   ): Promise<Router> {
-    const server = new grpc.Server(CHANNEL_OPTIONS);
+    const security = options.security ?? SecurityConfig.insecure(log);
+    const server = new grpc.Server(security.serverOptions(CHANNEL_OPTIONS));
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(
         `${config.host}:${config.port}`,
-        grpc.ServerCredentials.createInsecure(),
+        security.server_credentials,
         (err, bound) => (err ? reject(err) : resolve(bound)),
       );
     });
@@ -281,7 +291,10 @@ export class Router {
         address: advertise,
         role: "router",
         seeds: config.join,
-        transport: new GrpcGossipTransport(),
+        transport: new GrpcGossipTransport({
+          channel_setup: (address) => channelSetup(security.peers, address),
+          interceptors: security.peers.interceptors,
+        }),
         logger: log,
       });
       addGossipService(server, agent);
