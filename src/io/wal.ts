@@ -25,7 +25,23 @@
  * (group commit); `appendMany` always goes out in a single sync. New segments are written under a
  * temporary name, fsynced, renamed and the directory fsynced; truncations and deletions fsync the
  * directory too. After a write or sync error the log refuses all further appends (the state of the
- * file is unknown after a failed fsync).
+ * file is unknown after a failed fsync), except when the error says the disk is full:
+ *
+ * **Full disk** (ENOSPC, EDQUOT; `disk_full.ts`). The batch that hit it, and every append queued
+ * behind it, is rejected with `DiskFullError` naming the data directory: none of it was
+ * acknowledged, and their sequence numbers are given out again. The active segment is then cut
+ * back to the end of its last durable record (ftruncate + fsync), so no byte of a refused record
+ * stays in the file: a refused write never appears later, not even after a restart. When that
+ * cut fails too, the log stays "disk full": every later batch first retries the cut and is
+ * refused while it fails, so the log takes writes again by itself, without a restart, as soon as
+ * space is freed. The same holds for a rotation (new segment, then CONTROL) that fails for lack
+ * of space: batches are refused until a retry completes it, and the log never grows past a
+ * segment it could not rotate from. A sync that fails with ENOSPC is handled the same way: every
+ * byte before the cut was made durable by an earlier sync that succeeded, and the failed one only
+ * concerned the bytes that are cut. Residual window: if the cut itself cannot be made durable and
+ * the machine (not just the process) loses power before a later cut succeeds, records of a refused
+ * batch that had reached the disk whole could be replayed; a process crash cannot do this, the
+ * kernel already holds the cut file.
  *
  * Control file `CONTROL` (36 bytes, little-endian), replaced atomically (`writeFileAtomic`):
  *
@@ -75,7 +91,8 @@ import * as fsp from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { BinaryReader, BinaryWriter, BufferSink } from "./binary.ts";
 import { crc32 } from "./crc32.ts";
-import { fsyncDir, writeFileAtomic, writeFully } from "./fs_util.ts";
+import { diskFullCode, DiskFullError, WRITE_REFUSED } from "./disk_full.ts";
+import { fsyncDir, syncFile, truncateOpen, writeFileAtomic, writeFully } from "./fs_util.ts";
 
 export const SEGMENT_MAGIC = 0x4C415756;
 export const SEGMENT_VERSION = 1;
@@ -114,6 +131,8 @@ export interface WalOptions {
   record_bytes_max?: number;
   /** Most bytes that may wait for (or be in) a write + sync. Default 256 MiB. */
   queue_bytes_max?: number;
+  /** The data directory a {@link DiskFullError} names. Default: the log's own directory. */
+  data_dir?: string;
 }
 
 export interface WalStats {
@@ -129,6 +148,8 @@ export interface WalStats {
   segments: number;
   /** Bytes appended but not yet durable. */
   queued_bytes: number;
+  /** Records refused since open because the disk was full. */
+  disk_full_refused: number;
 }
 
 /** A segment file of the log. */
@@ -471,6 +492,8 @@ export class Wal {
   readonly segment_bytes_max: number;
   readonly record_bytes_max: number;
   readonly queue_bytes_max: number;
+  /** The data directory a {@link DiskFullError} names. */
+  readonly data_dir: string;
   readonly #logger: (message: string) => void;
   #segments: WalSegment[];
   #handle: FileHandle;
@@ -484,9 +507,15 @@ export class Wal {
   #closed = false;
   #failed: Error | null = null;
   #scratch = new DataView(new ArrayBuffer(9));
-  #stats = { records: 0, bytes: 0, syncs: 0, dir_syncs: 0 };
+  #stats = { records: 0, bytes: 0, syncs: 0, dir_syncs: 0, disk_full_refused: 0 };
   #control: WalControl;
   #controlWrite: Promise<void> = Promise.resolve();
+  /** Bytes of a refused batch may lie past `#segmentBytes`: cut them before the next write. */
+  #tailDirty = false;
+  /** A rotation failed for lack of space: finish it before the next write. */
+  #rotateDue = false;
+  /** Records refused since the disk was last found full (0: writes are going through). */
+  #refusedRun = 0;
 
   private constructor(
     dir: string,
@@ -494,6 +523,7 @@ export class Wal {
       Pick<WalOptions, "segment_bytes_max" | "record_bytes_max" | "queue_bytes_max">
     >,
     logger: (message: string) => void,
+    dataDir: string,
     segments: WalSegment[],
     handle: FileHandle,
     segmentBytes: number,
@@ -505,6 +535,7 @@ export class Wal {
     this.segment_bytes_max = options.segment_bytes_max;
     this.record_bytes_max = options.record_bytes_max;
     this.queue_bytes_max = options.queue_bytes_max;
+    this.data_dir = dataDir;
     this.#logger = logger;
     this.#segments = segments;
     this.#handle = handle;
@@ -765,7 +796,18 @@ export class Wal {
     }
     const active = kept[kept.length - 1];
     const handle = await fsp.open(active.path, "r+");
-    return new Wal(dir, limits, log, kept, handle, activeBytes, nextSeq, dirSyncs, want);
+    return new Wal(
+      dir,
+      limits,
+      log,
+      options.data_dir ?? dir,
+      kept,
+      handle,
+      activeBytes,
+      nextSeq,
+      dirSyncs,
+      want,
+    );
   }
 
   /** Sequence number the next append will get. */
@@ -784,6 +826,14 @@ export class Wal {
       segments: this.#segments.length,
       queued_bytes: this.#queuedBytes,
     };
+  }
+
+  /**
+   * True while the log refuses appends because the disk was found full (a torn tail not cut
+   * yet, a rotation not finished, or the last batch refused); the next append re-checks.
+   */
+  get diskFull(): boolean {
+    return this.#tailDirty || this.#rotateDue || this.#refusedRun > 0;
   }
 
   /** The log's CONTROL file as last written. */
@@ -867,6 +917,16 @@ export class Wal {
     this.#closed = true;
     while (this.#flushing !== null) await this.#flushing;
     await this.#maintenance;
+    if (this.#tailDirty && this.#failed === null) {
+      try {
+        await this.#restore();
+      } catch (e) {
+        this.#logger(
+          `WAL ${this.dir}: could not cut the refused tail of ` +
+            `${this.#activePath()} at close: ${(e as Error).message}`,
+        );
+      }
+    }
     await this.#handle.close();
   }
 
@@ -944,6 +1004,21 @@ export class Wal {
       while (this.#pending.records > 0 && this.#failed === null) {
         const batch = this.#pending;
         this.#pending = this.#newBatch();
+        if (this.#tailDirty || this.#rotateDue) {
+          // The disk was full: finish the cut or rotation first. This is the cheap re-check
+          // every write makes while the disk is full; the batch is refused while it fails.
+          try {
+            await this.#restore();
+          } catch (e) {
+            if (diskFullCode(e) === null) {
+              this.#fail(e, batch);
+              return;
+            }
+            this.#refuse(e, this.#withdraw(batch));
+            continue;
+          }
+        }
+        const path = this.#activePath();
         try {
           batch.writer.flush();
           const bytes = batch.sink.view();
@@ -953,14 +1028,37 @@ export class Wal {
           if (batch.first_seq !== this.#lastSeq + 1) {
             throw new Error(`Batch starts at seq ${batch.first_seq} after seq ${this.#lastSeq}`);
           }
-          const path = this.#segments[this.#segments.length - 1].path;
           await writeFully(this.#handle, path, bytes, this.#segmentBytes);
-          await this.#handle.datasync();
+          await syncFile(this.#handle, path, { data_only: true });
           this.#stats.syncs++;
           this.#segmentBytes += bytes.length;
         } catch (e) {
-          this.#fail(e, batch);
-          return;
+          if (diskFullCode(e) === null) {
+            this.#fail(e, batch);
+            return;
+          }
+          // Part of the batch may be in the file: cut it before answering (when the cut fails
+          // too, the next write retries it first). Appends made meanwhile queue behind.
+          this.#tailDirty = true;
+          const refused = this.#withdraw(batch);
+          try {
+            await this.#restore();
+          } catch (r) {
+            if (diskFullCode(r) === null) {
+              this.#fail(r, null);
+              for (const w of refused.waiters) w.reject(this.#failed!);
+              return;
+            }
+          }
+          this.#refuse(e, refused);
+          continue;
+        }
+        if (this.#refusedRun > 0) {
+          this.#logger(
+            `WAL ${this.dir}: space is available again in data directory ${this.data_dir}; ` +
+              `writes resume (${this.#refusedRun} records were refused while it was full)`,
+          );
+          this.#refusedRun = 0;
         }
         this.#stats.records += batch.records;
         this.#stats.bytes += batch.bytes;
@@ -971,8 +1069,16 @@ export class Wal {
           try {
             await this.#rotate();
           } catch (e) {
-            this.#fail(e, null);
-            return;
+            if (diskFullCode(e) === null) {
+              this.#fail(e, null);
+              return;
+            }
+            // Retried before the next write (see #restore).
+            this.#rotateDue = true;
+            this.#logger(
+              `WAL ${this.dir}: rotating to a new segment failed, the disk is full ` +
+                `(${(e as Error).message}); writes are refused until a retry succeeds`,
+            );
           }
         }
       }
@@ -981,19 +1087,56 @@ export class Wal {
     }
   }
 
+  #activePath(): string {
+    return this.#segments[this.#segments.length - 1].path;
+  }
+
+  /**
+   * Repairs what a full disk left: cuts the active segment back to its last durable record
+   * (ftruncate + fsync) and finishes a rotation that failed. Throws (the disk still full, or
+   * worse) when it cannot; the state stays and the next write retries.
+   */
+  async #restore(): Promise<void> {
+    if (this.#tailDirty) {
+      const path = this.#activePath();
+      await truncateOpen(this.#handle, path, this.#segmentBytes);
+      await syncFile(this.#handle, path);
+      this.#tailDirty = false;
+      this.#logger(
+        `WAL ${this.dir}: cut ${path} back to byte ${this.#segmentBytes}, the end of its last ` +
+          `durable record (the refused batch left nothing behind)`,
+      );
+    }
+    if (this.#rotateDue) {
+      await this.#rotate();
+      this.#rotateDue = false;
+      this.#logger(`WAL ${this.dir}: rotated to ${this.#activePath()} after the disk had filled`);
+    }
+  }
+
+  /**
+   * Rotates to a new segment starting after the last durable record, then names it in CONTROL.
+   * A retry after a failure for lack of space resumes where it stopped: the segment may already
+   * be active (CONTROL failed), or exist without being active (it holds only its header and
+   * was never named: it is replaced).
+   */
   async #rotate(): Promise<void> {
     const first = this.#lastSeq + 1;
-    const segment = await createSegment(this.dir, first);
-    this.#stats.dir_syncs++;
-    const handle = await fsp.open(segment.path, "r+");
-    const old = this.#handle;
-    this.#handle = handle;
-    this.#segments.push(segment);
-    this.#segmentBytes = SEGMENT_HEADER_BYTES;
-    await old.close();
+    if (this.#segments[this.#segments.length - 1].first_seq !== first) {
+      const segment = await createSegment(this.dir, first, { replace: this.#rotateDue });
+      this.#stats.dir_syncs++;
+      const handle = await fsp.open(segment.path, "r+");
+      const old = this.#handle;
+      this.#handle = handle;
+      this.#segments.push(segment);
+      this.#segmentBytes = SEGMENT_HEADER_BYTES;
+      await old.close();
+    }
     // Created first, then named: a crash in between leaves one segment beyond CONTROL's last,
     // which `open` accepts.
-    await this.#writeControl({ ...this.#control, last_seq: first });
+    if (this.#control.last_seq !== first) {
+      await this.#writeControl({ ...this.#control, last_seq: first });
+    }
   }
 
   /**
@@ -1017,6 +1160,40 @@ export class Wal {
     });
     this.#controlWrite = run.catch(() => {});
     return run;
+  }
+
+  /**
+   * Takes `batch` and every append queued behind it out of the log: their sequence numbers are
+   * given out again (none of them reached the file durably). Their callers are answered by
+   * {@link refuse}.
+   */
+  #withdraw(batch: Batch): { waiters: Waiter[]; records: number } {
+    const waiters: Waiter[] = [];
+    let records = 0;
+    for (const b of [batch, this.#pending]) {
+      waiters.push(...b.waiters);
+      this.#queuedBytes -= b.bytes;
+      records += b.records;
+    }
+    this.#pending = this.#newBatch();
+    this.#nextSeq = this.#lastSeq + 1;
+    return { waiters, records };
+  }
+
+  /** Rejects withdrawn appends with a {@link DiskFullError} naming the data directory. */
+  #refuse(cause: unknown, refused: { waiters: Waiter[]; records: number }): void {
+    const error = cause instanceof DiskFullError ? cause : new DiskFullError(
+      this.data_dir,
+      (cause as NodeJS.ErrnoException)?.path ?? this.#activePath(),
+      cause,
+      WRITE_REFUSED,
+    );
+    for (const w of refused.waiters) w.reject(error);
+    this.#stats.disk_full_refused += refused.records;
+    if (this.#refusedRun === 0) {
+      this.#logger(`WAL ${this.dir}: ${error.message}: ${(cause as Error)?.message ?? cause}`);
+    }
+    this.#refusedRun += refused.records;
   }
 
   #fail(cause: unknown, batch: Batch | null): void {
@@ -1058,10 +1235,18 @@ async function truncateFile(path: string, size: number): Promise<void> {
   }
 }
 
-/** Creates an empty segment durably: temp file, header, fsync, rename, directory fsync. */
-async function createSegment(dir: string, firstSeq: number): Promise<WalSegment> {
+/**
+ * Creates an empty segment durably: temp file, header, fsync, rename, directory fsync. With
+ * `replace`, an existing file of that name (an unnamed segment a failed rotation left, holding
+ * only its header) is replaced atomically instead of refused.
+ */
+async function createSegment(
+  dir: string,
+  firstSeq: number,
+  options: { replace?: boolean } = {},
+): Promise<WalSegment> {
   const path = join(dir, segmentName(firstSeq));
-  if (fs.existsSync(path)) {
+  if (options.replace !== true && fs.existsSync(path)) {
     throw new WalSequenceError(`WAL segment ${path} already exists; refusing to overwrite it`);
   }
   await writeFileAtomic(

@@ -13,6 +13,7 @@
  * | CollectionNotFoundError                           | NOT_FOUND           |
  * | CollectionExistsError                             | ALREADY_EXISTS      |
  * | WAL queue full, too many collections or requests, index capacity | RESOURCE_EXHAUSTED |
+ * | DiskFullError, ENOSPC/EDQUOT (full disk: names the data directory) | RESOURCE_EXHAUSTED |
  * | VersionOverflowError (the clock passed 2^53 - 1)  | FAILED_PRECONDITION |
  * | node shutting down                                | UNAVAILABLE         |
  * | deadline already passed when the call arrived     | DEADLINE_EXCEEDED   |
@@ -47,6 +48,7 @@ import {
   TooManyCollectionsError,
 } from "../storage/node_store.ts";
 import { WalQueueFullError } from "../io/wal.ts";
+import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
 import { DEFAULT_COLLECTION } from "../common/limits.ts";
 import { VersionOverflowError } from "../common/version.ts";
 import { CapacityError } from "../index/vector_store.ts";
@@ -65,10 +67,23 @@ export class StatusError extends Error {
   }
 }
 
-/** Maps an error to a gRPC status and message. */
-export function toStatus(e: unknown): StatusLike {
+/**
+ * Maps an error to a gRPC status and message. `dataDir` (the node's data directory) is named
+ * when a full disk surfaces as a bare ENOSPC/EDQUOT rather than a {@link DiskFullError}.
+ */
+export function toStatus(e: unknown, dataDir?: string): StatusLike {
   const message = e instanceof Error ? e.message : String(e);
   if (e instanceof StatusError) return { code: e.code, details: message };
+  if (e instanceof DiskFullError) return { code: grpc.status.RESOURCE_EXHAUSTED, details: message };
+  if (diskFullCode(e) !== null) {
+    const full = new DiskFullError(
+      dataDir ?? "(unknown)",
+      (e as NodeJS.ErrnoException).path ?? "",
+      e,
+      "request refused; writes resume once space is freed",
+    );
+    return { code: grpc.status.RESOURCE_EXHAUSTED, details: full.message };
+  }
   if (e instanceof ValidationError || e instanceof RangeError || e instanceof TypeError) {
     if (e instanceof CapacityError) {
       return { code: grpc.status.RESOURCE_EXHAUSTED, details: message };
@@ -118,7 +133,7 @@ export function nodeHandlers(
     server_name: "node",
     in_flight_max: IN_FLIGHT_MAX,
     closing: () => state.closing,
-    to_status: toStatus,
+    to_status: (e) => toStatus(e, store.dataDir),
     log,
   });
 

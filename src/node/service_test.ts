@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { NodeStore } from "../storage/node_store.ts";
-import { nodeHandlers } from "./service.ts";
+import { DiskFullError, errnoError } from "../io/disk_full.ts";
+import { setIoFaultHook } from "../io/fs_util.ts";
+import { nodeHandlers, toStatus } from "./service.ts";
 
 type Handler = (call: { request: unknown }, cb: (e: unknown, r?: unknown) => void) => void;
 
@@ -97,4 +99,75 @@ Deno.test("node writes take and return versions; Delete of an absent id leaves a
       deleted: false,
     });
   });
+});
+
+Deno.test("node service: a full disk is RESOURCE_EXHAUSTED naming the data directory; reads go on; writes resume", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "service_disk_full_test_" });
+  const store = await NodeStore.open(dir, { logger: () => {} });
+  const logged: string[] = [];
+  try {
+    const handlers = nodeHandlers(store, {
+      nodeId: "n",
+      address: "x:1",
+      logger: (m) => logged.push(m),
+    }) as unknown as Record<string, Handler>;
+    // deno-lint-ignore no-explicit-any
+    const api = (method: string, request: unknown): Promise<any> =>
+      new Promise((resolve, reject) => {
+        handlers[method]({ request }, (e, r) => (e ? reject(e) : resolve(r)));
+      });
+    await api("Put", { id: 1, vector: [1, 2] });
+    let full = true;
+    setIoFaultHook((op, path) =>
+      full && op === "write" && path.startsWith(dir)
+        ? { error: errnoError("ENOSPC", "write", path), after_bytes: 5 }
+        : null
+    );
+    for (
+      const [method, request] of [
+        ["Put", { id: 2, vector: [3, 4] }],
+        ["PutBatch", { points: [{ id: 3, vector: [5, 6] }] }],
+        ["Delete", { id: 1 }],
+        ["CreateCollection", { name: "other", dimension: 3 }],
+      ] as const
+    ) {
+      await assert.rejects(api(method, request), (e: { code: number; details: string }) => {
+        assert.equal(e.code, grpc.status.RESOURCE_EXHAUSTED, `${method}: ${e.details}`);
+        assert.ok(
+          e.details.startsWith(`No space left on device in data directory ${dir}: `),
+          e.details,
+        );
+        return true;
+      });
+    }
+    assert.deepEqual(logged, [], "a full disk is not an internal error: nothing logged");
+    const got = await api("Get", { id: 1 });
+    assert.equal(got.found, true);
+    assert.equal((await api("Get", { id: 2 })).found, false);
+    const found = await api("Search", { vector: [1, 2], k: 3 });
+    assert.deepEqual(found.results.map((r: { id: number }) => r.id), [1]);
+    full = false;
+    await api("Put", { id: 4, vector: [7, 8] });
+    assert.equal((await api("Get", { id: 4 })).found, true);
+  } finally {
+    setIoFaultHook(null);
+    await store.close({ snapshot: false });
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("node toStatus: DiskFullError and a bare ENOSPC/EDQUOT are RESOURCE_EXHAUSTED", () => {
+  const wrapped = new DiskFullError("/d", "/d/x", errnoError("ENOSPC", "write", "/d/x"));
+  assert.deepEqual(toStatus(wrapped), {
+    code: grpc.status.RESOURCE_EXHAUSTED,
+    details: wrapped.message,
+  });
+  const bare = toStatus(errnoError("EDQUOT", "open", "/d/y"), "/d");
+  assert.equal(bare.code, grpc.status.RESOURCE_EXHAUSTED);
+  assert.equal(
+    bare.details,
+    "Disk quota exceeded in data directory /d: request refused; writes resume once space is " +
+      "freed (EDQUOT at /d/y)",
+  );
+  assert.equal(toStatus(errnoError("EIO", "write", "/d/z")).code, grpc.status.INTERNAL);
 });

@@ -185,7 +185,7 @@ export function transferHandlers(
     server_name: "node",
     in_flight_max: IN_FLIGHT_MAX,
     closing: () => state.closing,
-    to_status: toStatus,
+    to_status: (e) => toStatus(e, store.dataDir),
     log,
   });
 

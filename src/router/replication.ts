@@ -462,18 +462,26 @@ function notFoundIsAck<R>(results: Map<string, OwnerResult<R>>, ack: R): void {
   }
 }
 
-/** Throws the error a failed write reports: a node's verdict if any, else UNAVAILABLE. */
+/**
+ * Throws the error a failed write reports: a node's verdict if any; RESOURCE_EXHAUSTED (with the
+ * nodes' messages, e.g. a full disk naming its data directory) when every owner that did not
+ * acknowledge answered RESOURCE_EXHAUSTED itself; else UNAVAILABLE.
+ */
 function failWrite(results: Map<string, OwnerResult<unknown>>, message: string): never {
   for (const r of results.values()) {
     if (r.kind === "rejected" && isServiceError(r.error)) throw r.error;
   }
-  const reasons = [...results]
-    .filter(([, r]) => r.kind === "unreached" || r.kind === "queued")
-    .map(([o, r]) =>
-      r.kind === "unreached" ? `${o}: ${describeGrpcError(r.error)}` : `${o}: hint queued`
+  const failed = [...results].filter(([, r]) => r.kind === "unreached" || r.kind === "queued");
+  const reasons = failed.map(([o, r]) =>
+    r.kind === "unreached" ? `${o}: ${describeGrpcError(r.error)}` : `${o}: hint queued`
+  );
+  const exhausted = failed.length > 0 &&
+    failed.every(([, r]) =>
+      r.kind === "unreached" && isServiceError(r.error) &&
+      r.error.code === grpc.status.RESOURCE_EXHAUSTED
     );
   throw new RouterStatusError(
-    grpc.status.UNAVAILABLE,
+    exhausted ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.UNAVAILABLE,
     reasons.length > 0 ? `${message} (${reasons.join("; ")})` : message,
   );
 }

@@ -23,6 +23,13 @@
  * seq. At open the WAL replays after the newest readable snapshot; damaged records that snapshot
  * covers are skipped (logged) in both recovery modes, so they never cost later records.
  *
+ * **Full disk.** A write the WAL refuses for lack of space (`DiskFullError`, see wal.ts) reaches
+ * neither the log nor the index and is answered with that error; reads and searches go on, and
+ * writes resume by themselves once space is freed. A snapshot that fails (full disk or
+ * otherwise) loses nothing: its temporary file is removed, the writes it would have covered count
+ * again towards the next one, and a WAL trim that failed after the file was written is retried
+ * by the next {@link Collection.snapshot} call (the node store retries with a backoff).
+ *
  * **Versions** (see "Versions" in proto/vector_db.proto). The collection keeps, per id, the
  * version of the last write applied to it, deletes included: one `Map<id, number>` holding the
  * version (`>= 0`) of a live point's put, or the negated version (`< 0`) of a tombstone (a
@@ -67,7 +74,13 @@ import type { Hit, IdFilter } from "../index/hnsw.ts";
 import type { Metric } from "../kernels/kernels.ts";
 import { decodeRecord, encodeRecord, type WalRecord } from "../common/records.ts";
 import { Wal, type WalEntry, type WalStats } from "../io/wal.ts";
-import { listSnapshots, loadNewestSnapshot, writeSnapshot } from "./snapshot.ts";
+import {
+  listSnapshots,
+  loadNewestSnapshot,
+  writeSnapshot,
+  type WrittenSnapshot,
+} from "./snapshot.ts";
+import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
 import { isVersion, VERSION_MAX, VersionClock } from "../common/version.ts";
 
 /** Parameters a collection is created with. */
@@ -89,6 +102,8 @@ export interface CollectionOptions {
   segment_bytes_max?: number;
   /** Wall clock of the version clock (ms since the Unix epoch). Default `Date.now`. */
   now_ms?: () => number;
+  /** The node's data directory, named by a {@link DiskFullError}. Default: the collection's. */
+  data_dir?: string;
 }
 
 /** One point of a batch. */
@@ -366,11 +381,17 @@ export class Collection {
   private readonly wal: Wal;
   private readonly log: (message: string) => void;
   private readonly keep: number;
+  /** Named by a {@link DiskFullError}. */
+  private readonly dataDir: string;
   /** Sequence number of the last record applied to the index. */
   private applied: number;
   private snapshotSeq: number;
   private snapshotTimeMs: number;
   private snapshotting: Promise<void> | null = null;
+  /** WAL segments a written snapshot covers, not deleted yet because the trim failed. */
+  private trimPending: { before: number; snapshot_seq: number } | null = null;
+  /** Records the WAL replayed at open (0 for a new collection). */
+  readonly replayed: number;
   /** Tail of the apply queue (see {@link apply}). */
   private queue: Promise<void> = Promise.resolve();
   /** Writes applied since the last snapshot started. */
@@ -386,6 +407,7 @@ export class Collection {
     snapshotSeq: number,
     snapshotTimeMs: number,
     options: CollectionOptions,
+    replayed: number,
   ) {
     this.name = config.name;
     this.dir = dir;
@@ -399,6 +421,8 @@ export class Collection {
     this.snapshotTimeMs = snapshotTimeMs;
     this.log = options.logger ?? ((m) => console.error(m));
     this.keep = options.snapshots_keep ?? 2;
+    this.dataDir = options.data_dir ?? dir;
+    this.replayed = replayed;
   }
 
   /** Creates a new, empty collection in `dir` (which must not hold one yet). */
@@ -418,6 +442,7 @@ export class Collection {
     const wal = await Wal.open(join(dir, "wal"), {
       logger: options.logger,
       segment_bytes_max: options.segment_bytes_max,
+      data_dir: options.data_dir,
       onRecord: () => {
         throw new CollectionStateError(`Collection directory "${dir}" already holds a log`);
       },
@@ -432,7 +457,7 @@ export class Collection {
     });
     const seq = await wal.append(type, payload);
     const table = new PointTable(index, new VersionClock(options.now_ms));
-    return new Collection(dir, config, table, wal, seq, 0, 0, options);
+    return new Collection(dir, config, table, wal, seq, 0, 0, options, 0);
   }
 
   /** Opens an existing collection: newest valid snapshot, then the WAL after it. */
@@ -506,6 +531,7 @@ export class Collection {
       logger: log,
       recovery: options.recovery,
       segment_bytes_max: options.segment_bytes_max,
+      data_dir: options.data_dir,
     });
     if (table === null || config === null) {
       await wal.close();
@@ -535,6 +561,7 @@ export class Collection {
       snap?.seq ?? 0,
       snap?.created_ms ?? 0,
       options,
+      replayed,
     );
   }
 
@@ -835,8 +862,11 @@ export class Collection {
    */
   snapshot(): Promise<void> {
     if (this.snapshotting) return this.snapshotting;
-    if (this.applied === this.snapshotSeq) return Promise.resolve();
-    const run = this.writeSnapshotNow().finally(() => {
+    if (this.applied === this.snapshotSeq && this.trimPending === null) return Promise.resolve();
+    const work = this.applied === this.snapshotSeq
+      ? this.trimWal().then(() => {})
+      : this.writeSnapshotNow();
+    const run = work.finally(() => {
       this.snapshotting = null;
     });
     this.snapshotting = run;
@@ -847,40 +877,78 @@ export class Collection {
     const started = Date.now();
     // The image is taken synchronously between two applies (in the apply queue), so it is
     // exactly the state after `seq`, never half of a batch.
-    const { seq, image } = await this.serial(() => {
+    const { seq, image, ops } = await this.serial(() => {
       const sink = new BufferSink({ initial_bytes: 1 << 20, bytes_max: SNAPSHOT_IMAGE_BYTES_MAX });
       const w = new BinaryWriter(sink);
       this.index.writeTo(w);
       this.table.writeTo(w);
       w.flush();
-      return { seq: this.applied, image: sink.view() };
+      const ops = this.opsSinceSnapshot;
+      this.opsSinceSnapshot = 0;
+      return { seq: this.applied, image: sink.view(), ops };
     });
-    this.opsSinceSnapshot = 0;
-    const written = await writeSnapshot(join(this.dir, "snapshots"), seq, async (out) => {
-      for (let at = 0; at < image.length; at += SNAPSHOT_CHUNK_BYTES) {
-        out.raw(image.subarray(at, Math.min(image.length, at + SNAPSHOT_CHUNK_BYTES)));
-        await new Promise((resolve) => setTimeout(resolve, 0));
-      }
-    }, { keep: this.keep, logger: this.log });
+    const snapshots = join(this.dir, "snapshots");
+    let written: WrittenSnapshot;
+    try {
+      written = await writeSnapshot(snapshots, seq, async (out) => {
+        for (let at = 0; at < image.length; at += SNAPSHOT_CHUNK_BYTES) {
+          out.raw(image.subarray(at, Math.min(image.length, at + SNAPSHOT_CHUNK_BYTES)));
+          await new Promise((resolve) => setTimeout(resolve, 0));
+        }
+      }, { keep: this.keep, logger: this.log });
+    } catch (e) {
+      // Nothing is lost (the WAL holds every write); they count towards the next attempt.
+      this.opsSinceSnapshot += ops;
+      if (diskFullCode(e) === null || e instanceof DiskFullError) throw e;
+      throw new DiskFullError(
+        this.dataDir,
+        (e as NodeJS.ErrnoException).path ?? snapshots,
+        e,
+        `snapshot of collection "${this.name}" at seq ${seq} not written (the WAL still holds ` +
+          `every write; retried later)`,
+      );
+    }
     this.snapshotSeq = seq;
     this.snapshotTimeMs = Date.now();
-    const kept = await listSnapshots(join(this.dir, "snapshots"));
-    const oldest = Math.min(...kept.map((s) => s.seq));
-    // CONTROL records the newest snapshot's seq; the segments the oldest kept one covers go.
-    const deleted = await this.wal.truncateBefore(oldest, seq);
+    const kept = await listSnapshots(snapshots);
+    this.trimPending = { before: Math.min(...kept.map((s) => s.seq)), snapshot_seq: seq };
+    const deleted = await this.trimWal();
     this.log(
       `Collection "${this.name}": snapshot at seq ${seq} (${written.payload_bytes} bytes) in ` +
         `${Date.now() - started} ms; ${deleted} WAL segments deleted`,
     );
   }
 
+  /**
+   * Records the newest snapshot's seq in the WAL's CONTROL and deletes the segments the oldest
+   * kept snapshot covers; kept pending (retried by the next {@link snapshot}) when it fails.
+   */
+  private async trimWal(): Promise<number> {
+    const pending = this.trimPending;
+    if (pending === null) return 0;
+    const deleted = await this.wal.truncateBefore(pending.before, pending.snapshot_seq);
+    if (this.trimPending === pending) this.trimPending = null;
+    return deleted;
+  }
+
   /** Waits for pending writes and closes the log. Optionally snapshots first. */
   async close(options: { snapshot?: boolean } = {}): Promise<void> {
     if (this.closed) return;
-    if (options.snapshot) await this.snapshot();
-    else if (this.snapshotting) await this.snapshotting;
+    // The log is closed even when the snapshot fails (e.g. a full disk): nothing is lost, the
+    // next open replays it. The failure is reported after.
+    let failure: unknown = null;
+    if (options.snapshot) {
+      try {
+        await this.snapshot();
+      } catch (e) {
+        failure = e;
+      }
+    } else if (this.snapshotting) {
+      await this.snapshotting.catch(() => {}); // its own caller reports a failure
+    }
     this.closed = true;
     await this.wal.close();
+    if (failure !== null) throw failure;
   }
 
   private checkOpen(): void {

@@ -26,7 +26,15 @@
  *
  * Snapshot policy: a collection is snapshotted after `snapshot_every_ops` writes or
  * `snapshot_every_ms` (whichever comes first, checked by {@link NodeStore.tick}, which the
- * caller drives), and on {@link NodeStore.close}.
+ * caller drives), and on {@link NodeStore.close}. Records replayed at start-up count as writes
+ * when there were at least `snapshot_every_ops` of them, so the first tick after a start that
+ * replayed a long WAL takes a snapshot and the next start is fast. A snapshot that fails (a full
+ * disk, say) is retried by `tick` after `snapshot_retry_ms`, doubling after each failure up to
+ * `snapshot_retry_max_ms`, whether or not more writes come.
+ *
+ * Full disk: every write the node refuses for lack of space is a `DiskFullError` naming the data
+ * directory (io/disk_full.ts), including a collection creation; reads go on, and writes resume by
+ * themselves once space is freed (see wal.ts).
  *
  * @module
  */
@@ -35,6 +43,7 @@ import { join } from "node:path";
 import { isCollectionName } from "../common/collection_name.ts";
 import { acquireDirLock, type DirLock } from "../io/dir_lock.ts";
 import { fsyncDir } from "../io/fs_util.ts";
+import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
 import {
   Collection,
   type CollectionConfig,
@@ -94,6 +103,10 @@ export interface NodeStoreOptions extends CollectionOptions {
   snapshot_every_ops?: number;
   /** Snapshot a collection with unsnapshotted writes after this long. Default 60,000 ms. */
   snapshot_every_ms?: number;
+  /** First retry of a failed snapshot after this long; doubles per failure. Default 1,000 ms. */
+  snapshot_retry_ms?: number;
+  /** Longest wait between retries of a failed snapshot. Default 60,000 ms. */
+  snapshot_retry_max_ms?: number;
 }
 
 export class NodeStore {
@@ -105,12 +118,15 @@ export class NodeStore {
   private readonly log: (message: string) => void;
   private lastSnapshotCheckMs = 0;
   private readonly lastSnapshotMs = new Map<string, number>();
+  /** Collections whose last snapshot failed: failures in a row and when to retry. */
+  private readonly snapshotRetry = new Map<string, { failures: number; at_ms: number }>();
 
   private lock: DirLock | null = null;
 
   private constructor(dataDir: string, options: NodeStoreOptions) {
     this.dataDir = dataDir;
-    this.options = options;
+    // Collections name the node's data directory in a DiskFullError.
+    this.options = { ...options, data_dir: dataDir };
     this.log = options.logger ?? ((m) => console.error(m));
   }
 
@@ -171,6 +187,15 @@ export class NodeStore {
       }
       this.collections.set(name, c);
       this.lastSnapshotMs.set(name, Date.now());
+      const everyOps = this.options.snapshot_every_ops ?? 20_000;
+      if (c.replayed >= everyOps) {
+        // A long replay: snapshot at the first tick, so the next start does not repeat it.
+        c.opsSinceSnapshot += c.replayed;
+        this.log(
+          `Collection "${name}": replayed ${c.replayed} WAL records (snapshot_every_ops is ` +
+            `${everyOps}); a snapshot is due at the next tick`,
+        );
+      }
     }
   }
 
@@ -235,7 +260,18 @@ export class NodeStore {
       return Promise.reject(new TooManyCollectionsError(COLLECTIONS_MAX));
     }
     const run = (async () => {
-      const c = await this.createAtomically(config);
+      let c: Collection;
+      try {
+        c = await this.createAtomically(config);
+      } catch (e) {
+        if (diskFullCode(e) === null || e instanceof DiskFullError) throw e;
+        throw new DiskFullError(
+          this.dataDir,
+          (e as NodeJS.ErrnoException).path ?? "",
+          e,
+          `collection "${config.name}" not created; creations resume once space is freed`,
+        );
+      }
       this.collections.set(config.name, c);
       this.lastSnapshotMs.set(config.name, Date.now());
       this.log(
@@ -287,6 +323,7 @@ export class NodeStore {
   async drop(name: string): Promise<void> {
     const c = this.get(name);
     this.collections.delete(c.name);
+    this.snapshotRetry.delete(c.name);
     await c.close();
     // Move it out of collections/ first (atomic), so a crash mid-delete cannot leave half a
     // collection that start-up would try to open.
@@ -307,20 +344,42 @@ export class NodeStore {
     this.lastSnapshotCheckMs = nowMs;
     const everyOps = this.options.snapshot_every_ops ?? 20_000;
     const everyMs = this.options.snapshot_every_ms ?? 60_000;
+    const retryMs = this.options.snapshot_retry_ms ?? 1_000;
+    const retryMaxMs = this.options.snapshot_retry_max_ms ?? 60_000;
     for (const c of this.collections.values()) {
       const last = this.lastSnapshotMs.get(c.name) ?? 0;
-      const due = c.opsSinceSnapshot >= everyOps ||
+      const retry = this.snapshotRetry.get(c.name);
+      // After a failure the retry schedule decides, even when no write came since.
+      const due = retry !== undefined ? nowMs >= retry.at_ms : c.opsSinceSnapshot >= everyOps ||
         (c.opsSinceSnapshot > 0 && nowMs - last >= everyMs);
       if (!due) continue;
       this.lastSnapshotMs.set(c.name, nowMs);
       try {
         await c.snapshot();
+        if (retry !== undefined) {
+          this.snapshotRetry.delete(c.name);
+          this.log(
+            `Collection "${c.name}": snapshot succeeded after ${retry.failures} failed attempts`,
+          );
+        }
       } catch (e) {
-        // A failed snapshot loses nothing (the WAL still holds every write); say so and retry
-        // at the next tick.
-        this.log(`Collection "${c.name}": snapshot failed: ${(e as Error).message}`);
+        // A failed snapshot loses nothing (the WAL still holds every write): say so and retry
+        // with a backoff.
+        const failures = (retry?.failures ?? 0) + 1;
+        const waitMs = Math.min(retryMaxMs, retryMs * 2 ** Math.min(failures - 1, 30));
+        this.snapshotRetry.set(c.name, { failures, at_ms: nowMs + waitMs });
+        this.log(
+          `Collection "${c.name}": snapshot failed (attempt ${failures}): ` +
+            `${(e as Error).message}; retrying in ${waitMs} ms`,
+        );
       }
     }
+  }
+
+  /** Failed snapshot attempts in a row of a collection, and when the next is due; null if none. */
+  snapshotRetryOf(name: string): { failures: number; at_ms: number } | null {
+    const r = this.snapshotRetry.get(name);
+    return r === undefined ? null : { ...r };
   }
 
   /** Snapshots (optionally) and closes every collection, then releases the directory's lock. */

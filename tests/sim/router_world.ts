@@ -45,6 +45,8 @@ export interface Held {
 export class SimNode {
   readonly data = new Map<number, Held>();
   up = true;
+  /** When set, writes are refused with RESOURCE_EXHAUSTED and this message (a full disk). */
+  refuse_writes: string | null = null;
 
   constructor(readonly address: string, readonly world: World) {}
 
@@ -61,6 +63,10 @@ export class SimNode {
   handle(method: MethodName, request: unknown): unknown {
     const r = request as Record<string, unknown>;
     const version = Number(r.version ?? 0);
+    const write = method === "Put" || method === "PutBatch" || method === "Delete";
+    if (write && this.refuse_writes !== null) {
+      throw new NodeStatusError(grpc.status.RESOURCE_EXHAUSTED, this.refuse_writes);
+    }
     switch (method) {
       case "Put": {
         const v = r.vector as number[];
