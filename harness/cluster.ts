@@ -54,6 +54,8 @@ export interface ClusterOptions {
   gossip?: boolean;
   /** Further router flags, e.g. `["--dead-grace-s", "2"]`; default none. */
   router_args?: string[];
+  /** Called with every output line of every process (`name`: `router`, `node-<port>`). */
+  on_line?: (name: string, line: string, stream: "stdout" | "stderr") => void;
 }
 
 /**
@@ -117,6 +119,7 @@ export class TestCluster {
       retry_interval_ms: options.retry_interval_ms ?? 200,
       gossip: options.gossip ?? false,
       router_args: options.router_args ?? [],
+      on_line: options.on_line ?? (() => {}),
     };
     const host = (i: number) => placement.node_host?.(i) ?? "127.0.0.1";
     const nodePorts = await Promise.all(
@@ -158,6 +161,7 @@ export class TestCluster {
       user,
       home: dataDir,
       group: this.procs,
+      on_line: (line, stream) => this.options.on_line(`node-${port}`, line, stream),
     });
     this.nodes[i] = p;
     await p.ready;
@@ -186,6 +190,7 @@ export class TestCluster {
       user,
       home: dataDir,
       group: this.procs,
+      on_line: (line, stream) => o.on_line("router", line, stream),
     });
     await this.router.ready;
   }
