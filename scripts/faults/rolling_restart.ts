@@ -169,9 +169,16 @@ const load = {
   examples: [] as string[],
 };
 const writeLatencies: number[] = [];
+/** `performance.now()` of every failed write. */
+const writeFailedAt: number[] = [];
 const searchLatencies: number[] = [];
+const exampleKeys = new Set<string>();
+/** Keeps the first failure of each kind in each phase, for the log. */
 function example(what: string, e: unknown): void {
-  if (load.examples.length < 12) load.examples.push(`${phase}: ${what}: ${describeGrpcError(e)}`);
+  const key = `${what.split(" ")[0]} ${phase}`;
+  if (exampleKeys.has(key) || load.examples.length >= 24) return;
+  exampleKeys.add(key);
+  load.examples.push(`${phase}: ${what}: ${describeGrpcError(e)}`);
 }
 function percentile(xs: number[], p: number): number {
   if (xs.length === 0) return 0;
@@ -348,6 +355,7 @@ async function writer(w: number, client: ApiClient, rng: Prng): Promise<void> {
     } catch (e) {
       load.writes_failed++;
       load.points_failed += points.length;
+      writeFailedAt.push(performance.now());
       bump(load.writes_failed_by_status, statusName(e));
       bump(load.writes_failed_by_phase, phase);
       example(`write of ${points.length} point(s)`, e);
@@ -366,11 +374,7 @@ async function searcher(client: ApiClient, rng: Prng): Promise<void> {
       searchLatencies.push(performance.now() - t0);
       if (r.partial) {
         load.searches_partial++;
-        if (load.examples.length < 12) {
-          load.examples.push(
-            `${phase}: partial search: ${r.shards_answered}/${r.shards_total} shards`,
-          );
-        }
+        example("partial search", `${r.shards_answered}/${r.shards_total} shards answered`);
       } else load.searches_ok++;
     } catch (e) {
       load.searches_failed++;
@@ -468,6 +472,8 @@ interface RestartRecord {
   hints_pending_max: number;
   hints_replayed: number;
   writes_failed: number;
+  /** First and last failed write, ms after SIGTERM ([] when none failed). */
+  writes_failed_window_ms: number[];
   searches_failed: number;
   rebalancing: RebalanceFigures;
 }
@@ -478,7 +484,8 @@ let report: Record<string, unknown> = {};
 const tasks: Promise<void>[] = [];
 try {
   log(
-    `seed ${seed}, ${nodeCount} nodes, RF ${rf}, ${consistency}, ${pointCount} points of dimension ${dim}, ` +
+    `seed ${seed}, ${nodeCount} nodes, RF ${rf}, ${consistency}, ${pointCount} points of ` +
+      `dimension ${dim}, ` +
       `${writerCount} writers at ${writeRate || "unlimited"} points/s (batch ${batch}), ` +
       `${searcherCount} searchers; load average ${loadavg_start.join(" ")}; log ${logPath}`,
   );
@@ -551,6 +558,7 @@ try {
     const id = nodeId(i);
     const before = rebalanceFigures(await ctl.call("Stats", {}));
     const replayedBefore = hintsReplayed.get(addr) ?? 0;
+    const wfAt0 = writeFailedAt.length;
     const wf0 = load.writes_failed, sf0 = load.searches_failed + load.searches_partial;
     const w: Watch = { addr, states_seen: new Set(), hints_pending_max: 0 };
     watch = w;
@@ -622,6 +630,9 @@ try {
       hints_pending_max: w.hints_pending_max,
       hints_replayed: (hintsReplayed.get(addr) ?? 0) - replayedBefore,
       writes_failed: load.writes_failed - wf0,
+      writes_failed_window_ms: writeFailedAt.length > wfAt0
+        ? [writeFailedAt[wfAt0] - t0, writeFailedAt[writeFailedAt.length - 1] - t0].map(Math.round)
+        : [],
       searches_failed: load.searches_failed + load.searches_partial - sf0,
       rebalancing: delta(before, after),
     };
@@ -629,7 +640,8 @@ try {
     log(
       `${id}: hints delivered at ${rec.hints_delivered_ms} ms, settled at ${rec.settled_ms} ms; ` +
         `router saw [${rec.router_saw.join(",")}], ${rec.hints_replayed} hints replayed ` +
-        `(peak pending ${rec.hints_pending_max}), ${rec.rebalancing.points_copied} points copied, ` +
+        `(peak pending ${rec.hints_pending_max}), ${rec.rebalancing.points_copied} points ` +
+        `copied, ` +
         `${rec.writes_failed} writes failed, ${rec.searches_failed} searches failed or partial`,
     );
     phase = "steady";
@@ -768,28 +780,32 @@ try {
 }
 Deno.exit(exitCode);
 
+function failWindow(x: RestartRecord): string {
+  return x.writes_failed_window_ms.length > 0 ? `(${x.writes_failed_window_ms.join("-")})` : "";
+}
+
 function printReport(r: Record<string, unknown>, restarts: RestartRecord[]): void {
   const l = r.load as Record<string, unknown>;
   const c = r.check as Record<string, unknown>;
   const la = r.load_average as Record<string, unknown>;
   const j = (x: unknown) => JSON.stringify(x);
   const lines = [
-    `rolling restart of ${r.nodes} nodes (RF ${r.replication_factor}, ${r.consistency}), seed ${r.seed}, ` +
+    `rolling restart of ${r.nodes} nodes (RF ${r.replication_factor}, ${r.consistency}), ` +
+    `seed ${r.seed}, ` +
     `${r.points_preloaded} points of dimension ${r.dimension} preloaded in ${r.preload_s} s`,
     `load: ${r.writers} writers at ${r.write_rate_points_per_s || "unlimited"} points/s ` +
     `(batch ${r.batch}), ${r.searchers} searchers; restarts took ${r.rolling_restart_s} s`,
     "",
     "node  exit    exit_ms  ready_ms  back_ms  hints_ms  settled_ms  router_saw        " +
-    "hints(peak)  copied  w_fail  s_fail",
+    "hints(peak)  copied  w_fail (window ms)   s_fail",
     ...restarts.map((x) =>
       `${x.node.padEnd(5)} ${x.exit.padEnd(7)} ${String(x.exit_ms).padStart(7)}  ` +
       `${String(x.ready_ms).padStart(8)}  ${String(x.back_ms).padStart(7)}  ` +
       `${String(x.hints_delivered_ms).padStart(8)}  ${String(x.settled_ms).padStart(10)}  ` +
       `${x.router_saw.join(",").padEnd(16)}  ` +
       `${`${x.hints_replayed}(${x.hints_pending_max})`.padStart(11)}  ` +
-      `${String(x.rebalancing.points_copied).padStart(6)}  ${
-        String(x.writes_failed).padStart(6)
-      }  ` +
+      `${String(x.rebalancing.points_copied).padStart(6)}  ` +
+      `${String(x.writes_failed).padStart(6)} ${failWindow(x).padEnd(13)}  ` +
       `${String(x.searches_failed).padStart(6)}`
     ),
     "",
