@@ -57,6 +57,8 @@ export interface ClusterOptions {
   router_args?: string[];
   /** Further flags of every node, e.g. `["--cluster-secret-file", F]`; default none. */
   node_args?: string[];
+  /** Called with every output line of every process (`name`: `router`, `node-<port>`). */
+  on_line?: (name: string, line: string, stream: "stdout" | "stderr") => void;
 }
 
 /**
@@ -121,6 +123,7 @@ export class TestCluster {
       gossip: options.gossip ?? false,
       router_args: options.router_args ?? [],
       node_args: options.node_args ?? [],
+      on_line: options.on_line ?? (() => {}),
     };
     const host = (i: number) => placement.node_host?.(i) ?? "127.0.0.1";
     const nodePorts = await Promise.all(
@@ -163,6 +166,7 @@ export class TestCluster {
       user,
       home: dataDir,
       group: this.procs,
+      on_line: (line, stream) => this.options.on_line(`node-${port}`, line, stream),
     });
     this.nodes[i] = p;
     await p.ready;
@@ -191,6 +195,7 @@ export class TestCluster {
       user,
       home: dataDir,
       group: this.procs,
+      on_line: (line, stream) => o.on_line("router", line, stream),
     });
     await this.router.ready;
   }
