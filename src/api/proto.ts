@@ -22,6 +22,7 @@ import {
   VECTORDB_REQUEST_BYTES_MAX,
 } from "../common/limits.ts";
 import { limitService, type RequestLimit } from "../common/wire_limits.ts";
+import { decodePutBatchRequest } from "./batch_codec.ts";
 
 /** Absolute path of proto/vector_db.proto. */
 export const PROTO_PATH: string = fileURLToPath(
@@ -344,10 +345,14 @@ export const VECTORDB_REQUEST_LIMITS: Readonly<Record<MethodName, RequestLimit>>
 /**
  * The service definition servers add (`server.addService(vectorDbService, handlers)`): each
  * request deserializer first checks {@link VECTORDB_REQUEST_LIMITS} on the raw bytes and hands a
- * refused request to the handler as a `RefusedRequest`, which `UnaryGuard` answers.
+ * refused request to the handler as a `RefusedRequest`, which `UnaryGuard` answers. PutBatch
+ * requests are decoded by `decodePutBatchRequest` (batch_codec.ts), ~20x faster than protobufjs.
  */
 export const vectorDbService: grpc.ServiceDefinition = limitService(
-  VectorDBClient.service,
+  {
+    ...VectorDBClient.service,
+    PutBatch: { ...VectorDBClient.service.PutBatch, requestDeserialize: decodePutBatchRequest },
+  },
   VECTORDB_REQUEST_LIMITS,
 );
 

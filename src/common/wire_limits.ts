@@ -75,7 +75,7 @@ export function formatBytes(n: number): string {
 }
 
 /** Malformed wire data at `offset`. */
-class WireError extends Error {
+export class WireError extends Error {
   constructor(readonly offset: number, message: string) {
     super(message);
   }
@@ -106,7 +106,7 @@ function varint(b: Uint8Array, pos: number, end: number): number {
 }
 
 /** One field of a message, as {@link nextField} found it. */
-interface Field {
+export interface Field {
   number: number;
   wire_type: number;
   /** The value's bytes (for wire type 2 the length-delimited contents). */
@@ -118,7 +118,7 @@ interface Field {
  * Reads the field at `pos` of the message ending at `end` into `f` (its value skipped, not
  * decoded); returns the offset after it. Throws {@link WireError} on malformed data.
  */
-function nextField(b: Uint8Array, pos: number, end: number, f: Field): number {
+export function nextField(b: Uint8Array, pos: number, end: number, f: Field): number {
   const tag = varint(b, pos, end);
   const number = Math.floor(tag / 8);
   const wt = tag % 8;
