@@ -14,7 +14,15 @@
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { fileURLToPath } from "node:url";
-import { MESSAGE_BYTES_MAX } from "../common/limits.ts";
+import {
+  BATCH_POINTS_MAX,
+  DIMENSION_MAX,
+  MESSAGE_BYTES_MAX,
+  POINT_FIELDS_MAX,
+  VECTORDB_REQUEST_BYTES_MAX,
+} from "../common/limits.ts";
+import { limitService, type RequestLimit } from "../common/wire_limits.ts";
+import { decodePutBatchRequest } from "./batch_codec.ts";
 
 /** Absolute path of proto/vector_db.proto. */
 export const PROTO_PATH: string = fileURLToPath(
@@ -310,8 +318,43 @@ const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
 /** Client constructor: `new VectorDBClient("127.0.0.1:50050", credentials, CHANNEL_OPTIONS)`. */
 export const VectorDBClient: VectorDBClientConstructor = loaded.vectordb.VectorDB;
 
-/** The service definition, for `server.addService(vectorDbService, handlers)`. */
-export const vectorDbService: grpc.ServiceDefinition = VectorDBClient.service;
+/**
+ * The limits of each request, checked on its raw bytes before decoding (common/wire_limits.ts):
+ * the byte limits of VECTORDB_REQUEST_BYTES_MAX (common/limits.ts) and the lists counted.
+ */
+export const VECTORDB_REQUEST_LIMITS: Readonly<Record<MethodName, RequestLimit>> = (() => {
+  const vector = (field: number): RequestLimit["repeated"] => [
+    { field, name: "vector", max: DIMENSION_MAX, unit: "values" },
+  ];
+  const out = {} as Record<MethodName, RequestLimit>;
+  for (const method of METHOD_NAMES) {
+    out[method] = { bytes_max: VECTORDB_REQUEST_BYTES_MAX[method] };
+  }
+  out.Put.repeated = vector(2);
+  out.Search.repeated = vector(1);
+  out.PutBatch.repeated = [{
+    field: 1,
+    name: "points",
+    max: BATCH_POINTS_MAX,
+    unit: "points",
+    element_fields_max: POINT_FIELDS_MAX,
+  }];
+  return out;
+})();
+
+/**
+ * The service definition servers add (`server.addService(vectorDbService, handlers)`): each
+ * request deserializer first checks {@link VECTORDB_REQUEST_LIMITS} on the raw bytes and hands a
+ * refused request to the handler as a `RefusedRequest`, which `UnaryGuard` answers. PutBatch
+ * requests are decoded by `decodePutBatchRequest` (batch_codec.ts), ~20x faster than protobufjs.
+ */
+export const vectorDbService: grpc.ServiceDefinition = limitService(
+  {
+    ...VectorDBClient.service,
+    PutBatch: { ...VectorDBClient.service.PutBatch, requestDeserialize: decodePutBatchRequest },
+  },
+  VECTORDB_REQUEST_LIMITS,
+);
 
 /**
  * A client of `address` (host:port) with {@link CHANNEL_OPTIONS}; plaintext unless

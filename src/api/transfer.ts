@@ -15,11 +15,13 @@ import { channelSetup, type ClientSecurity, insecureClient } from "./security.ts
 import * as protoLoader from "@grpc/proto-loader";
 import { fileURLToPath } from "node:url";
 import { CHANNEL_OPTIONS, type Uint64 } from "./proto.ts";
+import { POINT_FIELDS_MAX, SCAN_LIMIT_MAX, TRANSFER_REQUEST_BYTES_MAX } from "../common/limits.ts";
+import { limitService, type RequestLimit } from "../common/wire_limits.ts";
 
 export type { Uint64 };
 
-/** Most entries in one Scan page, CopyBatch or Prune. */
-export const SCAN_LIMIT_MAX = 4096;
+/** Most entries in one Scan page, CopyBatch or Prune (common/limits.ts). */
+export { SCAN_LIMIT_MAX };
 
 // ------------------------------------------------------------------------------ protocol
 
@@ -119,8 +121,39 @@ const TransferGrpc = (grpc.loadPackageDefinition(packageDefinition) as unknown a
   vectordb: { internal: { Transfer: TransferClientConstructor } };
 }).vectordb.internal.Transfer;
 
-/** The service definition of `vectordb.internal.Transfer`. */
-export const transferService: grpc.ServiceDefinition = TransferGrpc.service;
+/**
+ * The limits of each Transfer request, checked on its raw bytes before decoding
+ * (common/wire_limits.ts; byte limits in common/limits.ts TRANSFER_REQUEST_BYTES_MAX).
+ */
+export const TRANSFER_REQUEST_LIMITS: Readonly<Record<keyof TransferMethods, RequestLimit>> = {
+  Scan: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.Scan },
+  CopyBatch: {
+    bytes_max: TRANSFER_REQUEST_BYTES_MAX.CopyBatch,
+    repeated: [{
+      field: 3,
+      name: "points",
+      max: SCAN_LIMIT_MAX,
+      unit: "points",
+      element_fields_max: POINT_FIELDS_MAX,
+    }],
+  },
+  Prune: {
+    bytes_max: TRANSFER_REQUEST_BYTES_MAX.Prune,
+    repeated: [
+      { field: 3, name: "ids", max: SCAN_LIMIT_MAX, unit: "ids" },
+      { field: 4, name: "versions", max: SCAN_LIMIT_MAX, unit: "versions" },
+    ],
+  },
+};
+
+/**
+ * The service definition of `vectordb.internal.Transfer` that the node adds: request
+ * deserializers check {@link TRANSFER_REQUEST_LIMITS} first (see `limitService`).
+ */
+export const transferService: grpc.ServiceDefinition = limitService(
+  TransferGrpc.service,
+  TRANSFER_REQUEST_LIMITS,
+);
 
 /** A promise-based client of one node's Transfer service. */
 export class TransferClient {

@@ -4,6 +4,7 @@
  *
  * | step | check                                        | answer                         |
  * |------|----------------------------------------------|--------------------------------|
+ * | 0    | the deserializer refused the request's bytes  | its status (not run; see below)|
  * | 1    | the server is shutting down (`closing()`)     | UNAVAILABLE                    |
  * | 2    | `in_flight_max` calls already in flight       | RESOURCE_EXHAUSTED             |
  * | 3    | the call's deadline passed before it arrived  | DEADLINE_EXCEEDED (not run)    |
@@ -14,6 +15,12 @@
  * it passes the checks until its handler settles (resolves, rejects or throws synchronously):
  * exactly one decrement and exactly one callback per call. An INTERNAL answer is logged with the
  * error's stack; the client sees only the message.
+ *
+ * Step 0: servers add service definitions whose request deserializers check each request's
+ * raw bytes against its method's limits before decoding (common/wire_limits.ts
+ * `limitService`); a request over a limit, or one that does not decode, arrives as a
+ * `RefusedRequest` carrying RESOURCE_EXHAUSTED or INVALID_ARGUMENT and a message naming the
+ * method, the value and the limit. The guard answers that status without running the handler.
  *
  * @example
  * ```ts ignore
@@ -29,6 +36,7 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
+import { refusalOf } from "../common/wire_limits.ts";
 
 /** A gRPC status code and its message, as a handler's callback takes them. */
 export interface StatusLike {
@@ -100,6 +108,11 @@ export class UnaryGuard {
   ): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       const o = this.#options;
+      const refused = refusalOf(call.request);
+      if (refused !== null) {
+        callback(refused);
+        return;
+      }
       if (o.closing()) {
         callback({
           code: grpc.status.UNAVAILABLE,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { type StatusLike, UnaryGuard, type UnaryGuardOptions } from "./unary.ts";
+import { RefusedRequest } from "../common/wire_limits.ts";
 
 type Reply = { error: StatusLike | null; response?: unknown };
 
@@ -243,4 +244,33 @@ Deno.test("unary guard rejects bad options, quoting the value", () => {
     name: "TypeError",
     message: 'server_name "" must be a non-empty string',
   });
+});
+
+Deno.test("unary guard answers a request the deserializer refused without running the handler", async () => {
+  const guard = guardOf();
+  let ran = 0;
+  const h = guard.wrap<unknown, unknown>("PutBatch", () => {
+    ran++;
+    return Promise.resolve("ran");
+  });
+  const refused = new RefusedRequest(
+    grpc.status.RESOURCE_EXHAUSTED,
+    "PutBatch message of 40.2 MiB exceeds the limit of 32 MiB",
+  );
+  const { replies, first } = invoke(h, fakeCall(refused));
+  assert.deepEqual(await first, {
+    error: {
+      code: grpc.status.RESOURCE_EXHAUSTED,
+      details: "PutBatch message of 40.2 MiB exceeds the limit of 32 MiB",
+    },
+    response: undefined,
+  });
+  assert.equal(ran, 0);
+  assert.equal(guard.in_flight, 0);
+  const bad = invoke(h, fakeCall(new RefusedRequest(grpc.status.INVALID_ARGUMENT, "bad")));
+  assert.equal((await bad.first).error?.code, grpc.status.INVALID_ARGUMENT);
+  // The guard keeps serving.
+  assert.deepEqual(await invoke(h, fakeCall({ id: 1 })).first, { error: null, response: "ran" });
+  assert.equal(ran, 1);
+  assert.equal(replies.length, 1);
 });

@@ -6,7 +6,9 @@
  *   each call is checked ({@link parseEnvelope}) and handed to a {@link GossipReceiver} (the
  *   {@link GossipAgent}). `from` empty or over 256 characters, or a payload that is not a JSON
  *   object → INVALID_ARGUMENT; a payload over 64 KiB → RESOURCE_EXHAUSTED; a receiver that
- *   has stopped → UNAVAILABLE.
+ *   has stopped → UNAVAILABLE. Before decoding, a request over
+ *   {@link GOSSIP_EXCHANGE_BYTES_MAX} is refused with RESOURCE_EXHAUSTED and malformed protobuf
+ *   with INVALID_ARGUMENT (common/wire_limits.ts).
  * - **Client side.** {@link GrpcGossipTransport} keeps one long-lived grpc-js client per peer
  *   address, at most `peers_max` (the least recently used one is closed to make room); a
  *   client unused for `idle_ms` is closed at the next send, and `forget(address)` (a dead or
@@ -29,6 +31,7 @@ import {
   type GossipTransport,
   utf8Bytes,
 } from "./gossip_agent.ts";
+import { limitService, refusalOf, type RequestLimit } from "../common/wire_limits.ts";
 
 /** Absolute path of proto/internal.proto. */
 export const INTERNAL_PROTO_PATH: string = fileURLToPath(
@@ -70,8 +73,25 @@ const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
 /** Client constructor of `vectordb.internal.Gossip`. */
 export const GossipClient: GossipClientConstructor = loaded.vectordb.internal.Gossip;
 
-/** The service definition, for `server.addService(gossipService, handlers)`. */
-export const gossipService: grpc.ServiceDefinition = GossipClient.service;
+/**
+ * Largest Exchange request, checked on the raw bytes before decoding: the payload, the sender's
+ * address (4 bytes a character at most) and the protobuf framing, as the clients' send limit.
+ */
+export const GOSSIP_EXCHANGE_BYTES_MAX = GOSSIP_PAYLOAD_BYTES_MAX + 4 * GOSSIP_FROM_CHARS_MAX + 64;
+
+/** The request limits of `vectordb.internal.Gossip` (see common/wire_limits.ts). */
+export const GOSSIP_REQUEST_LIMITS: Readonly<Record<string, RequestLimit>> = {
+  Exchange: { bytes_max: GOSSIP_EXCHANGE_BYTES_MAX },
+};
+
+/**
+ * The service definition servers add (`addGossipService`): the request deserializer checks
+ * {@link GOSSIP_REQUEST_LIMITS} first and hands a refused request over as a `RefusedRequest`.
+ */
+export const gossipService: grpc.ServiceDefinition = limitService(
+  GossipClient.service,
+  GOSSIP_REQUEST_LIMITS,
+);
 
 /** Channel options of gossip clients. */
 export const GOSSIP_CHANNEL_OPTIONS: grpc.ChannelOptions = {
@@ -143,6 +163,11 @@ export function addGossipService(server: grpc.Server, receiver: GossipReceiver):
       call: grpc.ServerUnaryCall<unknown, unknown>,
       callback: grpc.sendUnaryData<unknown>,
     ) => {
+      const refused = refusalOf(call.request);
+      if (refused !== null) {
+        callback(refused);
+        return;
+      }
       let envelope: { from: string; message: object };
       try {
         envelope = parseEnvelope(call.request);

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
 import {
+  addGossipService,
+  GOSSIP_CHANNEL_OPTIONS,
+  GOSSIP_EXCHANGE_BYTES_MAX,
   GossipEnvelopeError,
+  gossipService,
   GossipTransportClosedError,
   GrpcGossipTransport,
   parseEnvelope,
@@ -84,4 +89,57 @@ Deno.test("GrpcGossipTransport: fails fast to a closed port, caps its clients, r
     GossipTransportClosedError,
   );
   assert.throws(() => new GrpcGossipTransport({ idle_ms: 0 }), /idle_ms 0/);
+});
+
+Deno.test("Gossip Exchange: raw requests over the size limit or malformed are refused before decoding; the server keeps serving", async () => {
+  assert.equal(GOSSIP_EXCHANGE_BYTES_MAX, GOSSIP_CHANNEL_OPTIONS["grpc.max_send_message_length"]);
+  const delivered: string[] = [];
+  const server = new grpc.Server();
+  addGossipService(server, {
+    deliver: (from) => {
+      delivered.push(from);
+      return true;
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      grpc.ServerCredentials.createInsecure(),
+      (e, p) => (e ? reject(e) : resolve(p)),
+    )
+  );
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const raw = (bytes: Uint8Array) =>
+    new Promise<{ code: grpc.status; details: string }>((resolve) => {
+      client.makeUnaryRequest(
+        gossipService.Exchange.path,
+        (b: Uint8Array) => Buffer.from(b),
+        (b: Buffer) => b,
+        bytes,
+        { deadline: Date.now() + 5000 },
+        (e) => resolve(e ? { code: e.code, details: e.details } : { code: 0, details: "" }),
+      );
+    });
+  try {
+    const big = await raw(new Uint8Array(GOSSIP_EXCHANGE_BYTES_MAX + 1));
+    assert.equal(big.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.equal(
+      big.details,
+      `Exchange message of ${GOSSIP_EXCHANGE_BYTES_MAX + 1} bytes exceeds the limit of ` +
+        `${GOSSIP_EXCHANGE_BYTES_MAX} bytes`,
+    );
+    const bad = await raw(new Uint8Array([0x0a, 0x40, 0x61]));
+    assert.equal(bad.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(bad.details, /^Exchange message of 3 bytes is not valid protobuf: field 1 runs/);
+    const many = await raw(new Uint8Array(200).fill(0).map((_, i) => (i % 2 ? 0 : 0x12)));
+    assert.equal(many.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.match(many.details, /^Exchange message has more than 64 wire fields/);
+    assert.deepEqual(delivered, []);
+    const ok = gossipService.Exchange.requestSerialize({ from: "a:1", payload: "{}" });
+    assert.deepEqual(await raw(ok), { code: 0, details: "" });
+    assert.deepEqual(delivered, ["a:1"]);
+  } finally {
+    client.close();
+    server.forceShutdown();
+  }
 });

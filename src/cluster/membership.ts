@@ -67,7 +67,10 @@
  *   metadata size); anything malformed is ignored and counted in `stats.malformed`. The member
  *   table holds at most `members_max` entries (new members beyond it are ignored and counted),
  *   the relay table `relays_max` (further `ping_req`s are ignored and counted), and a `sync`
- *   carries at most `sync_members_max` members and `sync_bytes_max` bytes.
+ *   carries at most `sync_members_max` members and `sync_bytes_max` bytes. Incarnations are
+ *   bounded by `INCARNATION_MAX` (2^32 - 1, common/limits.ts): an alive update above it, or a
+ *   suspect/dead/left claim at or above it (its subject could not refute it), is dropped alone
+ *   and counted in `stats.incarnations_refused`; this node's own incarnation never exceeds it.
  *
  * ## Defaults
  *
@@ -128,6 +131,7 @@
  * probe, suspicion, refutation and dissemination steps share private state; split across files
  * they would need that state exposed. Its parts are sections below, in protocol order.
  */
+import { INCARNATION_MAX } from "../common/limits.ts";
 
 /** Membership state of a member. */
 export type MemberState = "alive" | "suspect" | "dead" | "left";
@@ -320,6 +324,8 @@ export interface MembershipStats {
   members_rejected: number;
   relays_rejected: number;
   syncs_sent: number;
+  /** Updates dropped because their incarnation was above what their subject can answer. */
+  incarnations_refused: number;
 }
 
 /** Invalid construction options or arguments. */
@@ -396,6 +402,15 @@ function isCount(x: unknown): x is number {
   return typeof x === "number" && Number.isSafeInteger(x) && x >= 0;
 }
 
+/**
+ * The most an update's incarnation may be (common/limits.ts {@link INCARNATION_MAX}): an alive
+ * update up to it; a claim (suspect, dead, left) only below it, so that its subject can always
+ * refute it with one more.
+ */
+function incarnationCeiling(state: string): number {
+  return state === "alive" ? INCARNATION_MAX : INCARNATION_MAX - 1;
+}
+
 function isPlainObject(x: unknown): x is Record<string, unknown> {
   return typeof x === "object" && x !== null && !Array.isArray(x);
 }
@@ -441,6 +456,7 @@ export class Membership {
     members_rejected: 0,
     relays_rejected: 0,
     syncs_sent: 0,
+    incarnations_refused: 0,
   };
 
   #address: string;
@@ -513,7 +529,11 @@ export class Membership {
       throw new MembershipConfigError(`Seed list ${JSON.stringify(seeds)} is invalid`);
     }
     const inc = options.incarnation ?? 0;
-    if (!isCount(inc)) throw new MembershipConfigError(`Incarnation ${inc} is not a count`);
+    if (!isCount(inc) || inc > INCARNATION_MAX) {
+      throw new MembershipConfigError(
+        `Incarnation ${inc} is not a count of at most ${INCARNATION_MAX}`,
+      );
+    }
     this.id = options.id;
     this.#address = options.address;
     this.#meta = meta;
@@ -758,7 +778,7 @@ export class Membership {
     const now = this.#advance(now_ms);
     if (this.#left) return [];
     this.#left = true;
-    this.#inc++;
+    this.#inc = Math.min(this.#inc + 1, INCARNATION_MAX);
     this.#since_ms = now;
     this.#probe = undefined;
     this.#relays.clear();
@@ -778,7 +798,7 @@ export class Membership {
     }
     if (this.#left) return;
     this.#meta = parsed;
-    this.#inc++;
+    this.#inc = Math.min(this.#inc + 1, INCARNATION_MAX);
     this.#enqueue(this.#selfUpdate());
   }
 
@@ -989,7 +1009,8 @@ export class Membership {
 
   #refute(claimed_inc: number): void {
     this.#refuted = true;
-    this.#inc = Math.max(this.#inc, claimed_inc) + 1;
+    // Claims above INCARNATION_MAX - 1 were dropped when parsed, so this stays within it.
+    this.#inc = Math.min(Math.max(this.#inc, claimed_inc) + 1, INCARNATION_MAX);
     this.stats.refutations++;
     this.#adjustHealth(1);
     this.#enqueue(this.#selfUpdate());
@@ -1016,7 +1037,7 @@ export class Membership {
         (u.inc > this.#inc ||
           (u.inc === this.#inc && (addr !== this.#address || !sameMeta(meta, this.#meta))))
       ) {
-        this.#inc = u.inc + 1;
+        this.#inc = Math.min(u.inc + 1, INCARNATION_MAX);
         this.#enqueue(this.#selfUpdate());
       }
       return;
@@ -1274,7 +1295,11 @@ export class Membership {
   // ---------------------------------------------------------------- validation
 
   /** In gossip, suspect and dead name their accuser (`by`); in a sync the sender is it. */
-  #parseUpdate(x: unknown, in_sync: boolean): WireUpdate | undefined {
+  /**
+   * undefined: malformed (the whole message is dropped); null: a well-formed update whose
+   * incarnation is above {@link incarnationCeiling} (only it is dropped, and counted).
+   */
+  #parseUpdate(x: unknown, in_sync: boolean): WireUpdate | null | undefined {
     if (!isPlainObject(x)) return undefined;
     const { state, id, inc, addr, meta, by } = x;
     if (typeof state !== "string" || !STATES.has(state)) return undefined;
@@ -1297,6 +1322,7 @@ export class Membership {
     if (!in_sync && (state === "suspect" || state === "dead") && u.by === undefined) {
       return undefined;
     }
+    if (inc > incarnationCeiling(state)) return null;
     return u;
   }
 
@@ -1306,7 +1332,8 @@ export class Membership {
     for (const item of x) {
       const u = this.#parseUpdate(item, in_sync);
       if (u === undefined) return undefined;
-      out.push(u);
+      if (u === null) this.stats.incarnations_refused++;
+      else out.push(u);
     }
     return out;
   }

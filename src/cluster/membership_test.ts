@@ -11,6 +11,7 @@ import {
   type WireUpdate,
 } from "./membership.ts";
 import { Prng } from "../common/prng.ts";
+import { INCARNATION_MAX } from "../common/limits.ts";
 
 // ------------------------------------------------------------------ helpers
 
@@ -354,6 +355,67 @@ Deno.test("incarnation rules: who beats whom", () => {
   at({ state: "dead", id: "unknown2", inc: 0, by: "b" });
   assert.equal(m.member("unknown"), undefined);
   assert.equal(m.member("unknown2"), undefined);
+});
+
+Deno.test("incarnations above what the subject can answer are dropped and counted", () => {
+  const { m, events } = withPeers();
+  events.length = 0;
+  const at = (u: WireUpdate, now = 10) => m.receive("addr-b", gossip("b", [u, alive("e", 3)]), now);
+  // A forged dead claim at 2^53 - 1 about this node: dropped; the node stays alive, unrefuted.
+  at({ state: "dead", id: "a", inc: Number.MAX_SAFE_INTEGER, by: "b" });
+  assert.equal(m.stats.incarnations_refused, 1);
+  assert.equal(m.stats.malformed, 0, "only the update is dropped, not the message");
+  assert.equal(m.member("e")?.incarnation, 3, "the rest of the message applies");
+  assert.equal(m.incarnation, 0);
+  assert.equal(m.stats.refutations, 0);
+  assert.equal(m.member("a")?.state, "alive");
+  // About another member: it stays alive, where before it was dead for good.
+  at({ state: "dead", id: "c", inc: Number.MAX_SAFE_INTEGER, by: "b" });
+  at({ state: "left", id: "c", inc: INCARNATION_MAX, by: "b" });
+  at({ state: "suspect", id: "c", inc: INCARNATION_MAX, by: "b" });
+  at(alive("d", INCARNATION_MAX + 1));
+  assert.equal(m.stats.incarnations_refused, 5);
+  assert.equal(m.member("c")?.state, "alive");
+  assert.equal(m.member("d")?.incarnation, 0);
+  // An alive update may reach INCARNATION_MAX: a member that refuted up to it.
+  at(alive("d", INCARNATION_MAX));
+  assert.equal(m.member("d")?.incarnation, INCARNATION_MAX);
+  assert.equal(m.stats.incarnations_refused, 5);
+  assert.deepEqual(events.map((e) => `${e.type}:${e.member.id}`), []);
+});
+
+Deno.test("a claim at INCARNATION_MAX - 1 is still refutable; the incarnation never passes the max", () => {
+  const { m } = withPeers();
+  m.receive(
+    "addr-b",
+    gossip("b", [{ state: "dead", id: "a", inc: INCARNATION_MAX - 1, by: "b" }]),
+    10,
+  );
+  assert.equal(m.stats.incarnations_refused, 0);
+  assert.equal(m.stats.refutations, 1);
+  assert.equal(m.incarnation, INCARNATION_MAX);
+  // The others accept the refutation: alive at INCARNATION_MAX beats dead at INCARNATION_MAX - 1.
+  const other = withPeers({ id: "x", address: "addr-x" }).m;
+  other.receive("addr-b", gossip("b", [alive("a", 0)]), 10);
+  other.receive(
+    "addr-b",
+    gossip("b", [{ state: "dead", id: "a", inc: INCARNATION_MAX - 1, by: "b" }]),
+    11,
+  );
+  assert.equal(other.member("a")?.state, "dead");
+  other.receive("addr-a", gossip("a", [alive("a", INCARNATION_MAX)]), 12);
+  assert.equal(other.member("a")?.state, "alive");
+  // At the max, further bumps stay there: a stale claim, a metadata change, an old life's alive.
+  m.receive("addr-c", gossip("c", [{ state: "suspect", id: "a", inc: 7, by: "c" }]), 13);
+  m.updateMeta({ role: "node", zone: "z1" });
+  m.receive("addr-c", gossip("c", [alive("a", INCARNATION_MAX)]), 14);
+  assert.equal(m.incarnation, INCARNATION_MAX);
+  m.leave(15);
+  assert.equal(m.incarnation, INCARNATION_MAX);
+  assert.throws(
+    () => node({ incarnation: INCARNATION_MAX + 1 }),
+    (e: unknown) => e instanceof MembershipConfigError && /at most 4294967295/.test(e.message),
+  );
 });
 
 Deno.test("metadata changes are gossiped as a new incarnation and reported as updated", () => {

@@ -24,6 +24,95 @@ export const DIMENSION_MAX = 65_536;
 /** Largest encoded gRPC message, in either direction: 64 MiB. */
 export const MESSAGE_BYTES_MAX = 64 * 1024 * 1024;
 
+/** Most entries in one Scan page, CopyBatch or Prune (`vectordb.internal.Transfer`). */
+export const SCAN_LIMIT_MAX = 4096;
+
+// ----- Request limits checked on the raw bytes, before protobuf decoding -----
+
+/** Requests without a vector or a list: ids, names, a few numbers. */
+export const SMALL_REQUEST_BYTES_MAX = 4 * 1024;
+
+/** Requests with one vector (Put, Search): DIMENSION_MAX packed floats plus 4 KiB of framing. */
+export const VECTOR_REQUEST_BYTES_MAX = DIMENSION_MAX * 4 + 4 * 1024;
+
+/**
+ * A PutBatch: the whole gRPC message cap. BATCH_POINTS_MAX points of dimension 1,536 fill 61.5
+ * MB, and the CLI's load already sizes its batches to MESSAGE_BYTES_MAX; what bounds the decoding
+ * cost is the point count and the field counts below, which the byte scan checks first.
+ */
+export const PUT_BATCH_BYTES_MAX = MESSAGE_BYTES_MAX;
+
+/**
+ * A CopyBatch: 16 MiB. The router copies part of one Scan page, which stops once its vectors
+ * hold 4 MiB (SCAN_PAGE_BYTES_MAX in node/transfer_service.ts) plus at most one more vector
+ * (256 KiB); 16 MiB leaves four times that, and bounds what one copy makes a node decode.
+ */
+export const COPY_BATCH_BYTES_MAX = 16 * 1024 * 1024;
+
+/** A Prune: SCAN_LIMIT_MAX ids (5 bytes) and versions (10 bytes), unpacked, plus framing. */
+export const PRUNE_BYTES_MAX = 128 * 1024;
+
+/**
+ * Most top-level wire fields of a request besides its repeated ones. An encoder writes each
+ * singular field once; the rest is room for fields a newer client may add. Without it one 64 MiB
+ * message of 2-byte `collection` fields costs protobufjs ~25 s of decoding.
+ */
+export const REQUEST_FIELDS_MAX = 64;
+
+/**
+ * Most wire fields inside one point of a PutBatch or CopyBatch: an id, a packed vector, a
+ * version and a flag, with room to spare. Vectors in batches must be packed (the proto3 default
+ * every encoder uses): an unpacked one takes a field per value.
+ */
+export const POINT_FIELDS_MAX = 16;
+
+/**
+ * Largest encoded request per RPC, checked on the raw bytes before decoding (see
+ * common/wire_limits.ts); a larger one is refused with RESOURCE_EXHAUSTED naming the method,
+ * the size and the limit. The lists below are counted in the same scan.
+ *
+ * | service                    | method                                  | bytes max | counted                      |
+ * |----------------------------|-----------------------------------------|-----------|------------------------------|
+ * | vectordb.VectorDB          | Put, Search                             | 260 KiB   | vector <= DIMENSION_MAX      |
+ * | vectordb.VectorDB          | PutBatch                                | 64 MiB    | points <= BATCH_POINTS_MAX, 16 fields per point |
+ * | vectordb.VectorDB          | Get, Delete, Create/DropCollection, ListCollections, Stats, Members, Drain | 4 KiB | |
+ * | vectordb.internal.Transfer | Scan                                    | 4 KiB     |                              |
+ * | vectordb.internal.Transfer | CopyBatch                               | 16 MiB    | points <= SCAN_LIMIT_MAX, 16 fields per point |
+ * | vectordb.internal.Transfer | Prune                                   | 128 KiB   | ids, versions <= SCAN_LIMIT_MAX |
+ * | vectordb.internal.Gossip   | Exchange (cluster/gossip_transport.ts)  | 65 KiB    | (payload 64 KiB + sender)    |
+ *
+ * Every request also has at most REQUEST_FIELDS_MAX other top-level fields.
+ */
+export const VECTORDB_REQUEST_BYTES_MAX = {
+  Put: VECTOR_REQUEST_BYTES_MAX,
+  PutBatch: PUT_BATCH_BYTES_MAX,
+  Get: SMALL_REQUEST_BYTES_MAX,
+  Delete: SMALL_REQUEST_BYTES_MAX,
+  Search: VECTOR_REQUEST_BYTES_MAX,
+  CreateCollection: SMALL_REQUEST_BYTES_MAX,
+  DropCollection: SMALL_REQUEST_BYTES_MAX,
+  ListCollections: SMALL_REQUEST_BYTES_MAX,
+  Stats: SMALL_REQUEST_BYTES_MAX,
+  Members: SMALL_REQUEST_BYTES_MAX,
+  Drain: SMALL_REQUEST_BYTES_MAX,
+} as const;
+
+/** Largest encoded request per RPC of `vectordb.internal.Transfer` (see the table above). */
+export const TRANSFER_REQUEST_BYTES_MAX = {
+  Scan: SMALL_REQUEST_BYTES_MAX,
+  CopyBatch: COPY_BATCH_BYTES_MAX,
+  Prune: PRUNE_BYTES_MAX,
+} as const;
+
+/**
+ * Largest gossip incarnation: 2^32 - 1, the range of `Member.incarnation` (uint32) in the
+ * public API. A member raises its incarnation by one for each refutation, so it never gets
+ * near; the bound exists so that a forged claim cannot be placed where its owner cannot answer
+ * it. Claims (suspect, dead, left) are accepted only below it, so the owner can always refute
+ * with one more; alive updates up to it; a member's own incarnation never goes above it.
+ */
+export const INCARNATION_MAX = 0xffff_ffff;
+
 /**
  * Largest write version (`version` fields, see "Versions" in proto/vector_db.proto): 2^53 - 1.
  * 0 in a request means "stamp it for me".

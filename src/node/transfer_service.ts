@@ -208,7 +208,7 @@ export function transferHandlers(
         snap = { ids: c.knownIds(), built_ms: now(), c };
         snapshots.set(name, snap);
       }
-      const after = req.from_start ? -1 : req.after_id;
+      const after = req.from_start ? -1 : validateId(req.after_id ?? 0, "after_id");
       const points: TransferPoint[] = [];
       let bytes = 0;
       let i = upperBound(snap.ids, after);

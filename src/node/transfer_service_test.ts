@@ -116,6 +116,14 @@ Deno.test("Scan pages through live points and tombstones in id order, with versi
 
     await invalid(tr("Scan", { collection: "c", limit: 0 }), "limit 0 must be between 1 and 4096");
     await invalid(tr("Scan", { collection: "c", limit: 4097 }), /limit 4097/);
+    await invalid(
+      tr("Scan", { collection: "c", after_id: 2 ** 32, limit: 1 }),
+      "after_id 4294967296 must be between 0 and 4294967295",
+    );
+    await invalid(
+      tr("Scan", { collection: "c", after_id: 1.5, limit: 1 }),
+      "after_id 1.5 must be an integer between 0 and 4294967295",
+    );
     await assert.rejects(tr("Scan", { collection: "nope", limit: 1 }), {
       code: grpc.status.NOT_FOUND,
     });

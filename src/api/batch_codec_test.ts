@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { decodePutBatchRequest } from "./batch_codec.ts";
+import { VectorDBClient, vectorDbService } from "./proto.ts";
+import { refusalOf } from "../common/wire_limits.ts";
+import { Prng } from "../common/prng.ts";
+
+const reference = VectorDBClient.service.PutBatch;
+
+function randomRequest(r: Prng): Record<string, unknown> {
+  const pick = <T>(xs: T[]) => xs[r.nextInt(xs.length)];
+  const dim = 1 + r.nextInt(40);
+  const req: Record<string, unknown> = {
+    points: Array.from({ length: r.nextInt(20) }, () => ({
+      id: pick([0, 1, 127, 128, 2 ** 31, 2 ** 32 - 1, r.nextInt(2 ** 31)]),
+      vector: Array.from(
+        { length: r.nextInt(3) === 0 ? 0 : dim },
+        () => pick([0, -0, 1e-45, 3.4e38, -1.5, r.nextInt(1000) / 7, NaN, Infinity]),
+      ),
+    })),
+  };
+  if (r.nextInt(2)) req.collection = pick(["", "c", "default", "größe-ü", "x".repeat(300)]);
+  if (r.nextInt(2)) req.consistency = pick(["", "one", "quorum", "all"]);
+  if (r.nextInt(2)) {
+    req.version = pick([0, 1, 2 ** 53 - 1, "9007199254740993", "18446744073709551615", 12345]);
+  }
+  return req;
+}
+
+Deno.test("decodePutBatchRequest gives what protobufjs gives, for random requests", () => {
+  const r = new Prng(11);
+  for (let i = 0; i < 500; i++) {
+    const bytes = reference.requestSerialize(randomRequest(r));
+    assert.deepEqual(decodePutBatchRequest(bytes), reference.requestDeserialize(bytes), `#${i}`);
+  }
+});
+
+Deno.test("decodePutBatchRequest: unpacked and split vectors, repeated and unknown fields, odd offsets", () => {
+  const f32 = (x: number) => [...new Uint8Array(new Float32Array([x]).buffer)];
+  const point = [
+    0x08,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0x7f, // id: 5-byte varint with high bits set (uint32 keeps the low 32)
+    0x15,
+    ...f32(1.5), // one unpacked float
+    0x12,
+    8,
+    ...f32(2),
+    ...f32(3), // a packed run
+    0x15,
+    ...f32(-4), // another unpacked one
+    0x08,
+    5, // the id again: the last one wins
+    0x28,
+    1, // unknown varint field 5
+  ];
+  const msg = [
+    0x0a,
+    point.length,
+    ...point,
+    0x12,
+    1,
+    0x61, // collection "a"
+    0x12,
+    1,
+    0x62, // collection again: "b" wins
+    0x58,
+    0x80,
+    0x80,
+    0x80,
+    0x80,
+    0x80,
+    0x80,
+    0x80,
+    0x80,
+    0x80,
+    0x01, // version 2^63
+    0x7a,
+    0, // unknown field 15, empty
+  ];
+  // At an odd offset inside a larger buffer, as grpc-js may hand it over.
+  const big = Buffer.alloc(msg.length + 3);
+  Buffer.from(msg).copy(big, 3);
+  const bytes = big.subarray(3);
+  const want = reference.requestDeserialize(bytes);
+  assert.deepEqual(decodePutBatchRequest(bytes), want);
+  assert.deepEqual(want.points[0], { id: 5, vector: [1.5, 2, 3, -4] });
+  assert.equal(want.collection, "b");
+  assert.equal(want.version, "9223372036854775808");
+  const high = Buffer.from([0x0a, 6, 0x08, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+  assert.deepEqual(decodePutBatchRequest(high), reference.requestDeserialize(high));
+});
+
+Deno.test("decodePutBatchRequest refuses wire types its schema does not allow; the server says INVALID_ARGUMENT", () => {
+  assert.throws(
+    () => decodePutBatchRequest(new Uint8Array([0x08, 1])),
+    /points \(field 1\) has wire type 0, not 2 at byte 0/,
+  );
+  assert.throws(
+    () => decodePutBatchRequest(new Uint8Array([0x0a, 5, 0x12, 3, 1, 2, 3])),
+    /points\[\]\.vector has 3 bytes, not 4 per float at byte 2/,
+  );
+  assert.throws(
+    () => decodePutBatchRequest(new Uint8Array([0x5a, 0])),
+    /version \(field 11\) has wire type 2, not 0/,
+  );
+  const r = refusalOf(
+    vectorDbService.PutBatch.requestDeserialize(Buffer.from([0x12, 1, 0x61, 0x08, 1])),
+  );
+  assert.equal(r?.code, 3);
+  assert.equal(
+    r?.details,
+    "PutBatch message of 5 bytes could not be decoded: points (field 1) has wire type 0, not 2 " +
+      "at byte 3",
+  );
+  // The servers' PutBatch uses it.
+  const ok = reference.requestSerialize({ points: [{ id: 3, vector: [1, 2] }], collection: "c" });
+  assert.deepEqual(
+    vectorDbService.PutBatch.requestDeserialize(ok),
+    reference.requestDeserialize(ok),
+  );
+});
