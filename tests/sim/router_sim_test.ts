@@ -372,8 +372,8 @@ const MUTATIONS: Mutation[] = [
   {
     name: "replay marks a hint delivered without sending it",
     file: "src/router/hints/replay.ts",
-    from: `const outcome = await this.#deliver(state, hint);`,
-    to: `const outcome = "delivered" as "delivered" | "discarded" | "retry";`,
+    from: `batch.slice(i, end).map((hint, k) => this.#deliver(state, hint, records[i + k])),`,
+    to: `batch.slice(i, end).map(() => "delivered" as "delivered" | "discarded" | "retry"),`,
   },
 ];
 

@@ -9,8 +9,10 @@
  *
  * Routing rule, the heart of the ordering guarantee: while `pending > 0` every new write for
  * the node goes to the END of its hint queue instead of to the node ({@link route} says
- * "queue"), so replay delivers all of the node's writes in the order the router accepted them
- * and a delete can never be overtaken by an older put being replayed. Only when the queue is
+ * "queue"), so no direct write overtakes a queued one; replay delivers the queued writes in the
+ * order the router accepted them, up to a window of versioned point writes sent concurrently
+ * (replay.ts), where a node's last-writer-wins by version makes the order irrelevant: a delete
+ * can never be overtaken by an older put. Only when the queue is
  * empty again (every hint delivered AND the delivery durably recorded) do writes go directly to
  * the node again. A queued write may still count as that node's acknowledgement: when the node
  * is reachable the caller waits (up to its node timeout) for the replay to deliver it
