@@ -9,7 +9,10 @@
  *   a proof made with another secret, with a replayed proof → UNAUTHENTICATED; forged gossip
  *   `alive` members and a forged `dead` of a real node change nothing;
  * - version extremes through the router (2^53 − 1, beyond the window) → INVALID_ARGUMENT and
- *   the router keeps writing;
+ *   the router keeps writing; a member's gossip (valid proof) declaring a node dead at
+ *   incarnation 2^53 − 1 is dropped (the node stays alive);
+ * - oversized and malformed raw requests with a valid key (2 million empty points, a 64 KiB
+ *   Get, broken protobuf) → RESOURCE_EXHAUSTED / INVALID_ARGUMENT before decoding;
  * - a plaintext client, and a client trusting another CA, cannot talk to the TLS port;
  *
  * and afterwards membership (router's Members), the ring (router's shard count) and the data
@@ -20,6 +23,7 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -301,6 +305,80 @@ Deno.test({
             assert.equal(r.code, grpc.status.UNAUTHENTICATED, `gossip with ${what}: ${r.details}`);
           }
         }
+
+        // 2b. A member's message (valid proof) with an incarnation no one could refute: the
+        // update is dropped, the accused node stays alive.
+        const victim = (await admin.call("Members", {})).members.find((x) => !x.is_router)!;
+        const extreme = JSON.stringify({
+          type: "gossip",
+          v: 1,
+          from: "router-like",
+          updates: [{ state: "dead", id: victim.id, inc: 2 ** 53 - 1, by: "router-like" }],
+        });
+        for (const target of c.nodeAddrs) {
+          const security = withProof(() =>
+            real.sign("/vectordb.internal.Gossip/Exchange", Date.now())
+          );
+          const setup = channelSetup(security, target);
+          const g = new GossipClient(target, setup.credentials, {
+            ...setup.options,
+            interceptors: security.interceptors,
+          });
+          const r = await code(
+            new Promise((resolve, reject) =>
+              g.Exchange(
+                { from: "127.0.0.1:1", payload: extreme },
+                { deadline: Date.now() + 5000 },
+                (e) => (e ? reject(e) : resolve(undefined)),
+              )
+            ),
+          );
+          g.close();
+          // Accepted as a message (the sender proved the secret); its update is ignored.
+          assert.equal(r.code, grpc.status.OK, `extreme incarnation to ${target}: ${r.details}`);
+        }
+
+        // 2c. Oversized and malformed requests with a valid write key, before decoding.
+        const rawClient = (() => {
+          const security = clientSecurity({ tls_ca: CA, api_key: KEYS.write });
+          const setup = channelSetup(security, c.routerAddr);
+          return new grpc.Client(c.routerAddr, setup.credentials, {
+            ...setup.options,
+            interceptors: security.interceptors,
+            "grpc.max_send_message_length": 64 * 2 ** 20,
+          });
+        })();
+        const raw = (path: string, bytes: Uint8Array) =>
+          code(
+            new Promise((resolve, reject) =>
+              rawClient.makeUnaryRequest(
+                path,
+                (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+                (b: Buffer) => b,
+                bytes,
+                { deadline: Date.now() + 30_000 },
+                (e, r) => (e ? reject(e) : resolve(r)),
+              )
+            ),
+          );
+        const tiny = Buffer.alloc(2 * 2_000_000); // 2 million empty points
+        for (let i = 0; i < tiny.length; i += 2) tiny[i] = 0x0a;
+        const oversized: [string, Uint8Array, number, RegExp][] = [
+          ["/vectordb.VectorDB/PutBatch", tiny, grpc.status.RESOURCE_EXHAUSTED, /points/],
+          [
+            "/vectordb.VectorDB/Get",
+            Buffer.alloc(64 * 1024),
+            grpc.status.RESOURCE_EXHAUSTED,
+            /Get message/,
+          ],
+          ["/vectordb.VectorDB/Put", Buffer.from([0x0a, 0xff]), grpc.status.INVALID_ARGUMENT, /./],
+        ];
+        for (const [path, bytes, want, re] of oversized) {
+          const r = await raw(path, bytes);
+          assert.equal(r.code, want, `${path}: ${r.details}`);
+          assert.match(r.details, re);
+        }
+        rawClient.close();
 
         // 3. Version extremes through the router: refused, and the router keeps writing.
         for (const version of [2 ** 53 - 1, Date.now() * 1000 + 10 ** 15]) {
