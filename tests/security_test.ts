@@ -87,6 +87,32 @@ async function code(p: Promise<unknown>): Promise<{ code: number; details: strin
   }
 }
 
+/** Sends one gossip envelope to `target` as `security` allows; resolves with the status. */
+async function exchange(
+  target: string,
+  security: ClientSecurity,
+  payload: string,
+): Promise<{ code: number; details: string }> {
+  const setup = channelSetup(security, target);
+  const g = new GossipClient(target, setup.credentials, {
+    ...setup.options,
+    interceptors: security.interceptors,
+  });
+  try {
+    return await code(
+      new Promise((resolve, reject) =>
+        g.Exchange(
+          { from: "127.0.0.1:1", payload },
+          { deadline: Date.now() + 5000 },
+          (e) => (e ? reject(e) : resolve(undefined)),
+        )
+      ),
+    );
+  } finally {
+    g.close();
+  }
+}
+
 function vector(id: number): number[] {
   return Array.from(Float32Array.from({ length: DIM }, (_, j) => Math.sin(id * 7 + j)));
 }
@@ -287,21 +313,7 @@ Deno.test({
           ]] as const
         ) {
           for (const target of [c.routerAddr, c.nodeAddrs[0]]) {
-            const setup = channelSetup(security, target);
-            const g = new GossipClient(target, setup.credentials, {
-              ...setup.options,
-              interceptors: security.interceptors,
-            });
-            const r = await code(
-              new Promise((resolve, reject) =>
-                g.Exchange(
-                  { from: "127.0.0.1:1001", payload: forged },
-                  { deadline: Date.now() + 5000 },
-                  (e) => (e ? reject(e) : resolve(undefined)),
-                )
-              ),
-            );
-            g.close();
+            const r = await exchange(target, security, forged);
             assert.equal(r.code, grpc.status.UNAUTHENTICATED, `gossip with ${what}: ${r.details}`);
           }
         }
@@ -316,24 +328,10 @@ Deno.test({
           updates: [{ state: "dead", id: victim.id, inc: 2 ** 53 - 1, by: "router-like" }],
         });
         for (const target of c.nodeAddrs) {
-          const security = withProof(() =>
+          const member = withProof(() =>
             real.sign("/vectordb.internal.Gossip/Exchange", Date.now())
           );
-          const setup = channelSetup(security, target);
-          const g = new GossipClient(target, setup.credentials, {
-            ...setup.options,
-            interceptors: security.interceptors,
-          });
-          const r = await code(
-            new Promise((resolve, reject) =>
-              g.Exchange(
-                { from: "127.0.0.1:1", payload: extreme },
-                { deadline: Date.now() + 5000 },
-                (e) => (e ? reject(e) : resolve(undefined)),
-              )
-            ),
-          );
-          g.close();
+          const r = await exchange(target, member, extreme);
           // Accepted as a message (the sender proved the secret); its update is ignored.
           assert.equal(r.code, grpc.status.OK, `extreme incarnation to ${target}: ${r.details}`);
         }

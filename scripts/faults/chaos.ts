@@ -93,6 +93,7 @@ import {
   netCutUnavailable,
   type UserIds,
 } from "./lib/netcut.ts";
+import { forEachLimit } from "./lib/concurrency.ts";
 
 const FAULT_KINDS = [
   "kill",
@@ -558,19 +559,6 @@ async function checkRead(
   t.errors++;
   if (t.examples.length < 5) t.examples.push(`${where}: id ${id}: read failed: ${last}`);
   return null;
-}
-
-async function forEachLimit<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (t: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: limit }, async () => {
-      while (next < items.length) await fn(items[next++]);
-    }),
-  );
 }
 
 // ----- main -----

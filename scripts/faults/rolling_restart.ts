@@ -60,6 +60,7 @@ import type { StatsResponse } from "../../src/api/proto.ts";
 import { HashRing } from "../../src/cluster/ring.ts";
 import { Prng } from "../../src/common/prng.ts";
 import * as grpc from "@grpc/grpc-js";
+import { forEachLimit } from "./lib/concurrency.ts";
 
 const COLLECTION = "rolling";
 /** The router's default `--dead-grace-s`: a node back within it moves no data. */
@@ -437,19 +438,6 @@ async function checkRead(client: ApiClient, id: number, t: Tally, where: string)
   }
   t.errors++;
   if (t.examples.length < 8) t.examples.push(`${where}: id ${id}: ${describeGrpcError(last)}`);
-}
-
-async function forEachLimit<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (t: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: limit }, async () => {
-      while (next < items.length) await fn(items[next++]);
-    }),
-  );
 }
 
 // ----- main -----

@@ -1,15 +1,5 @@
 import assert from "node:assert/strict";
 
-/** The error `fn` throws (failing when it throws none or one of another class). */
-function thrown(fn: () => unknown, cls: new (...a: never[]) => Error = Error): Error {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(e instanceof cls, `expected ${cls.name}, got ${e}`);
-    return e as Error;
-  }
-  throw new assert.AssertionError({ message: "expected an error" });
-}
 import * as grpc from "@grpc/grpc-js";
 import {
   accessOf,
@@ -48,15 +38,19 @@ Deno.test("ApiKeys.parse refuses a bad file with the line, never the whole key",
     [`${"é".repeat(20)} read\n`, /outside printable ASCII/],
   ];
   for (const [text, re] of cases) {
-    const e = thrown(() => ApiKeys.parse(text, "k"), ApiKeysFileError);
-    assert.ok(re.test(e.message), e.message);
-    assert.ok(!e.message.includes(K1), `the key leaked: ${e.message}`);
+    assert.throws(() => ApiKeys.parse(text, "k"), (e: Error) => {
+      assert.ok(e instanceof ApiKeysFileError && re.test(e.message), e.message);
+      assert.ok(!e.message.includes(K1), `the key leaked: ${e.message}`);
+      return true;
+    });
   }
 });
 
 Deno.test("ApiKeys.load refuses a missing file naming it", () => {
-  const e = thrown(() => ApiKeys.load("/nonexistent/keys"), ApiKeysFileError);
-  assert.ok(e.message.includes("/nonexistent/keys"), e.message);
+  assert.throws(() => ApiKeys.load("/nonexistent/keys"), {
+    name: "ApiKeysFileError",
+    message: /\/nonexistent\/keys/,
+  });
 });
 
 Deno.test("accessOf: every public RPC has a role; internal services need the cluster", () => {
@@ -101,6 +95,8 @@ Deno.test("bearerKey reads, refuses and reports malformed headers", () => {
 Deno.test("maskKey and checkApiKey never print more than 4 characters", () => {
   assert.deepEqual(maskKey(K1), "0123… (21 characters)");
   assert.deepEqual(checkApiKey(K1, "--api-key"), K1);
-  const e = thrown(() => checkApiKey("tiny", "VECTORDB_API_KEY"));
-  assert.ok(/VECTORDB_API_KEY: an API key is 16 to 256/.test(e.message), e.message);
+  assert.throws(
+    () => checkApiKey("tiny", "VECTORDB_API_KEY"),
+    /VECTORDB_API_KEY: an API key is 16 to 256/,
+  );
 });
