@@ -31,6 +31,12 @@
  * The data directory is locked for the process's lifetime (src/io/dir_lock.ts): a second node
  * on the same directory exits 1 with `server: Data directory DIR is locked by process PID …`.
  *
+ * The port also serves `grpc.health.v1.Health` and server reflection (src/api/health.ts,
+ * src/api/reflection.ts). The port is bound only once the store is open (WAL recovery done), so
+ * while recovering the node refuses connections; once bound, health says SERVING as `READY` is
+ * printed, and NOT_SERVING from the first moment of a stop or `Drain` (Transfer stays SERVING
+ * during the drain's hand-off).
+ *
  * Prints `READY <host>:<port>` on stdout once it serves.
  *
  * **SIGINT/SIGTERM: stop, data kept** (a restart, not a decommission): stop accepting, finish
