@@ -24,6 +24,14 @@
  * | Put, PutBatch, Delete                                | write       |
  * | CreateCollection, DropCollection, Drain              | admin       |
  * | anything of `vectordb.internal.*` (Gossip, Transfer) | the cluster secret (cluster_proof.ts) |
+ * | `grpc.health.v1.Health` (Check, Watch, List)         | nothing: open    |
+ * | `grpc.reflection.v1[alpha].ServerReflection`         | read        |
+ *
+ * Health is open because its callers are load balancers, kubelets and `grpc_health_probe`,
+ * which carry no credentials, and it says only SERVING or NOT_SERVING (health.ts caps its
+ * Watch streams). Reflection describes the API (every message and service, internal ones
+ * included): not secret, but not for strangers either, so it needs the weakest role, like the
+ * reads of data.
  *
  * A client sends `authorization: Bearer KEY` as gRPC metadata (the same header HTTP uses). The
  * server keeps only SHA-256 digests of the keys and looks a presented key up by its digest, so
@@ -47,8 +55,8 @@ import { readFileSync } from "node:fs";
 export const ROLES = ["read", "write", "admin"] as const;
 /** A client role. */
 export type Role = typeof ROLES[number];
-/** What one RPC needs: a client role, or proof of the cluster secret. */
-export type Access = Role | "cluster";
+/** What one RPC needs: a client role, proof of the cluster secret, or nothing ("open"). */
+export type Access = Role | "cluster" | "open";
 
 /** The metadata key that carries a client's API key (`Bearer KEY`). */
 export const AUTHORIZATION_HEADER = "authorization";
@@ -77,10 +85,19 @@ export const METHOD_ROLES: Readonly<Record<string, Role>> = {
   Drain: "admin",
 };
 
+/** The services open to anyone (the gRPC health protocol). */
+export const OPEN_SERVICES: readonly string[] = ["grpc.health.v1.Health"];
+/** The services that need role `read` (server reflection, both versions). */
+export const READ_SERVICES: readonly string[] = [
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+];
+
 /**
  * What the RPC at gRPC path `path` (`/package.Service/Method`) needs: its role for the public
- * service, "cluster" for the internal ones. A public method missing from the table needs
- * `admin`, so a new RPC is closed until someone places it.
+ * service, "cluster" for the internal ones, "open" for health, `read` for reflection. Anything
+ * else (a public method missing from the table, an unknown service) needs `admin`, so a new RPC
+ * is closed until someone places it.
  */
 export function accessOf(path: string): Access {
   const m = /^\/([A-Za-z0-9_.]+)\/([A-Za-z0-9_]+)$/.exec(path);
@@ -88,6 +105,8 @@ export function accessOf(path: string): Access {
   const [, service, method] = m;
   if (service.startsWith("vectordb.internal.")) return "cluster";
   if (service === "vectordb.VectorDB") return METHOD_ROLES[method] ?? "admin";
+  if (OPEN_SERVICES.includes(service)) return "open";
+  if (READ_SERVICES.includes(service)) return "read";
   return "admin";
 }
 

@@ -67,6 +67,24 @@ Deno.test("accessOf: every public RPC has a role; internal services need the clu
   assert.deepEqual(accessOf("garbage"), "admin");
 });
 
+Deno.test("accessOf: health is open, reflection needs read, other services admin", () => {
+  for (const m of ["Check", "Watch", "List"]) {
+    assert.deepEqual(accessOf(`/grpc.health.v1.Health/${m}`), "open");
+  }
+  assert.deepEqual(
+    accessOf("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+    "read",
+  );
+  assert.deepEqual(
+    accessOf("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"),
+    "read",
+  );
+  // Lookalikes are not open.
+  assert.deepEqual(accessOf("/grpc.health.v2.Health/Check"), "admin");
+  assert.deepEqual(accessOf("/xgrpc.health.v1.Health/Check"), "admin");
+  assert.deepEqual(accessOf("/grpc.channelz.v1.Channelz/GetServers"), "admin");
+});
+
 Deno.test("roleAllows orders read < write < admin", () => {
   assert.ok(
     roleAllows("admin", "read") && roleAllows("admin", "write") && roleAllows("admin", "admin"),

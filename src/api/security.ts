@@ -23,6 +23,7 @@
  * | a cluster proof is present and this process has a secret | valid: allowed (any RPC); invalid: UNAUTHENTICATED |
  * | internal RPC, secret configured, no proof              | UNAUTHENTICATED   |
  * | internal RPC, no secret configured                     | allowed (loopback or `--insecure` only) |
+ * | health (`grpc.health.v1.Health`), no proof             | allowed, without a key (probes) |
  * | public RPC, no API keys configured                     | allowed           |
  * | public RPC, no or unknown key                          | UNAUTHENTICATED   |
  * | public RPC, key's role too low                         | PERMISSION_DENIED |
@@ -323,6 +324,7 @@ export class SecurityConfig {
           `caller sent none (is --cluster-secret-file given to every member?)`,
       );
     }
+    if (access === "open") return null;
     const keys = this.#keys;
     if (keys === null) return null;
     const key = bearerKey(metadata);

@@ -98,6 +98,14 @@ Deno.test("check: the table of the module comment", () => {
       codeOf(put, md({ authorization: `Bearer ${KEY_A}`, [PROOF_HEADER]: "v1.1.2.3" })),
       grpc.status.UNAUTHENTICATED,
     );
+    // Health needs no key (probes), even with keys configured; reflection needs read.
+    const check = "/grpc.health.v1.Health/Check";
+    const reflect = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+    assert.equal(s.check(check, md({})), null);
+    assert.equal(s.check("/grpc.health.v1.Health/Watch", md({})), null);
+    assert.equal(codeOf(reflect, md({})), grpc.status.UNAUTHENTICATED);
+    assert.equal(codeOf(reflect, md({ authorization: `Bearer ${KEY_R}` })), grpc.status.OK);
+    assert.equal(codeOf(reflect, md({ authorization: "Bearer wrong-key-00000000000" })), 16);
     // Without a secret, internal RPCs are open (loopback or --insecure only); without keys, public.
     const open = SecurityConfig.insecure();
     assert.equal(open.check(prune, md({})), null);

@@ -31,6 +31,12 @@
  * The data directory is locked for the process's lifetime (src/io/dir_lock.ts): a second node
  * on the same directory exits 1 with `server: Data directory DIR is locked by process PID …`.
  *
+ * The port also serves `grpc.health.v1.Health` and server reflection (src/api/health.ts,
+ * src/api/reflection.ts). The port is bound only once the store is open (WAL recovery done), so
+ * while recovering the node refuses connections; once bound, health says SERVING as `READY` is
+ * printed, and NOT_SERVING from the first moment of a stop or `Drain` (Transfer stays SERVING
+ * during the drain's hand-off).
+ *
  * Prints `READY <host>:<port>` on stdout once it serves.
  *
  * **SIGINT/SIGTERM: stop, data kept** (a restart, not a decommission): stop accepting, finish
@@ -58,6 +64,8 @@ import * as grpc from "@grpc/grpc-js";
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { CHANNEL_OPTIONS, vectorDbService } from "../api/proto.ts";
+import { ServerHealth } from "../api/health.ts";
+import { addReflection, REFLECTED_SERVICES } from "../api/reflection.ts";
 import {
   channelSetup,
   SECURITY_FLAGS,
@@ -149,6 +157,14 @@ export async function main(argv: string[]): Promise<void> {
   let stopping = false;
   const state = { closing: false, transfer_last_ms: 0 };
   const server = new grpc.Server(security.serverOptions(CHANNEL_OPTIONS));
+  // Health: NOT_SERVING until the end of start-up, and again from the moment a stop begins.
+  const health = new ServerHealth([
+    "vectordb.VectorDB",
+    "vectordb.internal.Transfer",
+    "vectordb.internal.Gossip",
+  ]);
+  health.addToServer(server);
+  addReflection(server, REFLECTED_SERVICES.node);
   const agent = new GossipAgent({
     id: nodeId,
     address: advertise,
@@ -213,6 +229,8 @@ export async function main(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     if (cause === "Drain") {
+      // Out of rotation at once; Transfer keeps serving the router's hand-off copies.
+      health.notServing(["vectordb.VectorDB", "vectordb.internal.Gossip"]);
       log("Drain: leaving the cluster and handing this node's entries off");
       const routers = agent.members().filter((m) =>
         m.meta.role === "router" && (m.state === "alive" || m.state === "suspect")
@@ -247,6 +265,8 @@ export async function main(argv: string[]): Promise<void> {
       );
     }
     const t0 = Date.now();
+    // Before tryShutdown: probes see NOT_SERVING while requests finish; Watch streams end.
+    health.close();
     state.closing = true;
     clearInterval(timer);
     await new Promise<void>((resolve) => {
@@ -278,6 +298,7 @@ export async function main(argv: string[]): Promise<void> {
   process.on("SIGHUP", () => void security.reloadKeys());
   // Only now: a supervisor may stop the node as soon as it reads READY, and a signal that
   // arrives before the handlers above are installed kills it without a snapshot.
+  health.ready();
   console.log(`READY ${host}:${port}`);
 }
 

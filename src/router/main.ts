@@ -35,8 +35,11 @@
  * ranges re-replicated only this long after; one back within it moves nothing but the writes
  * it missed.
  *
- * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: stop accepting, finish
- * in-flight requests (up to 5 s), close hint logs, exit 0.
+ * The port also serves `grpc.health.v1.Health` (NOT_SERVING until the first ring reconcile,
+ * SERVING until a stop begins) and server reflection (src/api/health.ts, src/api/reflection.ts).
+ *
+ * Prints `READY <host>:<port>` on stdout once it serves. SIGINT/SIGTERM: health NOT_SERVING, stop
+ * accepting, finish in-flight requests (up to 5 s), close hint logs, exit 0.
  *
  * @module
  */

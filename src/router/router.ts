@@ -24,6 +24,8 @@ import process from "node:process";
 import { describeGrpcError } from "../api/client.ts";
 import { CHANNEL_OPTIONS, type VectorDBMethods, vectorDbService } from "../api/proto.ts";
 import { UnaryGuard } from "../api/unary.ts";
+import { ServerHealth } from "../api/health.ts";
+import { addReflection, REFLECTED_SERVICES } from "../api/reflection.ts";
 import { channelSetup, SecurityConfig } from "../api/security.ts";
 import type { Consistency } from "../common/limits.ts";
 import { GossipAgent, RingFollower } from "../cluster/gossip_agent.ts";
@@ -180,6 +182,8 @@ export class Router {
   readonly agent: GossipAgent | null;
   readonly core: RouterCore;
   readonly #server: grpc.Server;
+  /** grpc.health.v1.Health's statuses: SERVING from the end of start() until stop() begins. */
+  readonly health: ServerHealth;
   readonly #links: GrpcNodeLinks;
   readonly #log: (message: string) => void;
   readonly #started_ms = Date.now();
@@ -202,6 +206,7 @@ export class Router {
     address: string,
     config: RouterConfig,
     server: grpc.Server,
+    health: ServerHealth,
     agent: GossipAgent | null,
     options: RouterOptions,
     log: (message: string) => void,
@@ -209,6 +214,7 @@ export class Router {
     this.address = address;
     this.config = config;
     this.#server = server;
+    this.health = health;
     this.agent = agent;
     this.#log = log;
     this.#static = new Set(config.nodes);
@@ -275,6 +281,13 @@ export class Router {
   ): Promise<Router> {
     const security = options.security ?? SecurityConfig.insecure(log);
     const server = new grpc.Server(security.serverOptions(CHANNEL_OPTIONS));
+    // Before the bind: health answers NOT_SERVING until the first ring reconcile is done.
+    const gossip = config.join.length > 0;
+    const health = new ServerHealth(
+      gossip ? ["vectordb.VectorDB", "vectordb.internal.Gossip"] : ["vectordb.VectorDB"],
+    );
+    health.addToServer(server);
+    addReflection(server, gossip ? REFLECTED_SERVICES.router_gossip : REFLECTED_SERVICES.router);
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(
         `${config.host}:${config.port}`,
@@ -299,7 +312,7 @@ export class Router {
       });
       addGossipService(server, agent);
     }
-    const router = new Router(address, { ...config, port }, server, agent, options, log);
+    const router = new Router(address, { ...config, port }, server, health, agent, options, log);
     const core = router.core;
     if (agent !== null) {
       const rebalancer = new Rebalancer({
@@ -363,6 +376,7 @@ export class Router {
     }
     router.#timer = setInterval(() => router.#tick(), TICK_INTERVAL_MS);
     router.#tick();
+    health.ready();
     return router;
   }
 
@@ -373,6 +387,8 @@ export class Router {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    // Out of rotation at once; Watch streams are ended before tryShutdown (health.ts).
+    this.health.notServing(this.health.services);
     if (this.#timer !== null) clearInterval(this.#timer);
     await this.#rebalancer?.stop();
     if (this.agent !== null) {
@@ -380,6 +396,7 @@ export class Router {
       this.#follower?.close();
       this.agent.stop();
     }
+    this.health.close();
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
         this.#server.forceShutdown();
