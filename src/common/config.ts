@@ -448,7 +448,7 @@ export interface HelpText {
  */
 export function formatHelp(flags: FlagTable, text: HelpText): string {
   const table: FlagTable = { ...flags, ...CONFIG_FLAGS };
-  const lines = [`Usage: ${text.usage}`, "", text.about, "", "Flags:"];
+  const lines = [`Usage: ${text.usage}`, "", wrap(text.about), "", "Flags:"];
   const heads = Object.entries(table).map(([name, spec]) => {
     const short = spec.short === undefined ? "" : `-${spec.short}, `;
     const arg = spec.type === "string" ? ` ${spec.arg ?? "VALUE"}` : "";
@@ -468,13 +468,29 @@ export function formatHelp(flags: FlagTable, text: HelpText): string {
   });
   lines.push(
     "",
-    "Each flag may also be set by its environment variable (booleans: 1, true, 0, false; an " +
-      "empty value counts as unset) or by a key of the --config JSON file, the flag's name " +
-      'without dashes: {"port": 50051, "join": ["h1:50051", "h2:50051"], "insecure": false}. ' +
-      "Precedence: command line > environment > config file > default. Unknown flags and " +
-      "config keys are errors; VECTORDB_* variables that match no flag are ignored with a " +
-      "warning.",
+    wrap(
+      "Each flag may also be set by its environment variable (booleans: 1, true, 0, false; an " +
+        "empty value counts as unset) or by a key of the --config JSON file, the flag's name " +
+        'without dashes: {"port": 50051, "join": ["h1:50051", "h2:50051"], "insecure": false}. ' +
+        "Precedence: command line > environment > config file > default. Unknown flags and " +
+        "config keys are errors; VECTORDB_* variables that match no flag are ignored with a " +
+        "warning.",
+    ),
   );
-  if (text.notes !== undefined) lines.push("", text.notes);
+  if (text.notes !== undefined) lines.push("", wrap(text.notes));
+  return lines.join("\n");
+}
+
+/** `text` broken into lines of at most `width` characters, at spaces. */
+function wrap(text: string, width = 96): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/).filter((w) => w !== "")) {
+    if (line !== "" && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === "" ? word : `${line} ${word}`;
+  }
+  if (line !== "") lines.push(line);
   return lines.join("\n");
 }

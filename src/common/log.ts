@@ -19,7 +19,7 @@
  *
  * @module
  */
-import type { FlagTable } from "./config.ts";
+import { ConfigError, type FlagTable } from "./config.ts";
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = typeof LOG_LEVELS[number];
@@ -42,18 +42,18 @@ export const LOG_FLAGS = {
   },
 } as const satisfies FlagTable;
 
-/** `text` as a level; a RangeError naming `what` otherwise. */
+/** `text` as a level; a ConfigError naming `what` otherwise. */
 export function parseLogLevel(text: string, what = "--log-level"): LogLevel {
   const t = text.trim().toLowerCase();
   if ((LOG_LEVELS as readonly string[]).includes(t)) return t as LogLevel;
-  throw new RangeError(`${what} ${JSON.stringify(text)} must be one of ${LOG_LEVELS.join(", ")}`);
+  throw new ConfigError(`${what} ${JSON.stringify(text)} must be one of ${LOG_LEVELS.join(", ")}`);
 }
 
-/** `text` as a format; a RangeError naming `what` otherwise. */
+/** `text` as a format; a ConfigError naming `what` otherwise. */
 export function parseLogFormat(text: string, what = "--log-format"): LogFormat {
   const t = text.trim().toLowerCase();
   if ((LOG_FORMATS as readonly string[]).includes(t)) return t as LogFormat;
-  throw new RangeError(`${what} ${JSON.stringify(text)} must be text or json`);
+  throw new ConfigError(`${what} ${JSON.stringify(text)} must be text or json`);
 }
 
 /** The level of a message given to a `(message) => void` callback, from its first word. */
