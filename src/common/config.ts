@@ -208,10 +208,9 @@ export function unknownFlagError(
   });
   for (const t of tokens) {
     if (t.kind !== "option" || Object.hasOwn(options, t.name)) continue;
-    const long = t.rawName.startsWith("--");
-    const names = Object.keys(options).map((n) => `--${n}`);
-    const raw = long ? `--${t.name}` : t.rawName;
-    return new ConfigError(`unknown flag ${raw}${didYouMean(raw, names)}`);
+    const raw = t.rawName.startsWith("--") ? `--${t.name}` : t.rawName;
+    const hint = didYouMean(t.name, Object.keys(options), (n) => `--${n}`);
+    return new ConfigError(`unknown flag ${raw}${hint}`);
   }
   return null;
 }
@@ -256,7 +255,11 @@ function readEnv(
     if (name === undefined) {
       warnings.push(
         `ignoring environment variable ${variable}: it sets no flag of this program` +
-          didYouMean(variable, byVariable.keys()),
+          didYouMean(
+            variable.slice(ENV_PREFIX.length),
+            [...byVariable.keys()].map((v) => v.slice(ENV_PREFIX.length)),
+            (v) => ENV_PREFIX + v,
+          ),
       );
       continue;
     }

@@ -245,3 +245,17 @@ Deno.test("config: a table may not define the built-in flags", () => {
     /must not define --help/,
   );
 });
+
+Deno.test("config: suggestions compare names without the shared prefix", () => {
+  const c = resolve([], { VECTORDB_BOGUS: "1", VECTORDB_PROT: "1" });
+  assert.deepEqual(c.warnings, [
+    "ignoring environment variable VECTORDB_BOGUS: it sets no flag of this program",
+    "ignoring environment variable VECTORDB_PROT: it sets no flag of this program; " +
+    "did you mean VECTORDB_PORT?",
+  ]);
+  assert.throws(() => resolve(["--zzzz"]), /^ConfigError: unknown flag --zzzz$/);
+  assert.throws(
+    () => resolve(["--nodeid", "x"]),
+    /unknown flag --nodeid; did you mean --node-id\?/,
+  );
+});
