@@ -46,6 +46,8 @@ export interface NodeProcessOptions {
   runtime?: Runtime;
   /** Extra server flags, e.g. `["--snapshot-every-ops", "1000"]`. */
   args?: string[];
+  /** Variables added to the server's environment, e.g. `{ VECTORDB_LOG_FORMAT: "json" }`. */
+  env?: Record<string, string>;
   /** How long to wait for `READY`; default 60 s. */
   ready_timeout_ms?: number;
   /** Command words put before the runtime, e.g. `["strace", "-f", "-o", "out"]`. */
@@ -178,6 +180,7 @@ export class NodeProcess {
       flags: this.#flags(extraArgs),
       runtime: this.runtime,
       command_prefix: this.options.command_prefix,
+      env: this.options.env,
       ready_timeout_ms: this.options.ready_timeout_ms,
       on_line: this.options.on_line,
     });

@@ -38,16 +38,32 @@ import { isIP } from "node:net";
 import { checkServerIdentity } from "node:tls";
 import { accessOf, apiKeyInterceptor, ApiKeys, bearerKey, maskKey, roleAllows } from "./auth.ts";
 import { clusterProofInterceptor, ClusterSecret, PROOF_HEADER } from "./cluster_proof.ts";
+import type { FlagTable } from "../common/config.ts";
 
-/** The security flags, as `node:util` parseArgs options (shared by nodes and routers). */
+/**
+ * The security flags (shared by nodes and routers): a flag table for src/common/config.ts, whose
+ * entries are also `node:util` parseArgs options.
+ */
 export const SECURITY_FLAGS = {
-  "api-keys-file": { type: "string" },
-  "cluster-secret-file": { type: "string" },
-  "tls-cert": { type: "string" },
-  "tls-key": { type: "string" },
-  "tls-ca": { type: "string" },
-  insecure: { type: "boolean", default: false },
-} as const;
+  "api-keys-file": {
+    type: "string",
+    arg: "PATH",
+    help: "clients need `authorization: Bearer KEY` from this file (re-read on SIGHUP)",
+  },
+  "cluster-secret-file": {
+    type: "string",
+    arg: "PATH",
+    help: "internal RPCs need a proof of the secret in this file",
+  },
+  "tls-cert": { type: "string", arg: "PATH", help: "serve TLS with this PEM certificate chain" },
+  "tls-key": { type: "string", arg: "PATH", help: "... and this PEM private key" },
+  "tls-ca": { type: "string", arg: "PATH", help: "trust this PEM CA when calling members" },
+  insecure: {
+    type: "boolean",
+    default: false,
+    help: "allow a non-loopback --host without API keys and a cluster secret",
+  },
+} as const satisfies FlagTable;
 
 /** Values of {@link SECURITY_FLAGS}. */
 export interface SecurityFlags {

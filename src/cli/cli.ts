@@ -23,6 +23,8 @@ import { ApiClient, describeGrpcError } from "../api/client.ts";
 import { checkApiKey } from "../api/auth.ts";
 import { clientSecurity } from "../api/security.ts";
 import { BATCH_POINTS_MAX, type Consistency } from "../common/limits.ts";
+import { didYouMean, unknownFlagError } from "../common/config.ts";
+import { versionLine } from "../common/software_version.ts";
 import {
   validateCollectionName,
   validateConsistency,
@@ -94,6 +96,7 @@ Global flags:
   --tls-ca FILE      call over TLS, trusting this PEM CA
   --tls              call over TLS, trusting the system's CAs
   -h, --help         print this help
+  --version          print the version
 
 Vectors are comma-separated numbers, e.g. --vector 0.1,-0.2,3e-4. An empty --collection
 selects "default". .fvecs ids are the row number plus --start-id; JSON lines carry their own
@@ -119,6 +122,7 @@ export interface GlobalOptions {
 /** A parsed command. */
 export type Command =
   | { kind: "help"; requested: boolean }
+  | { kind: "version" }
   | {
     kind: "put";
     id: number;
@@ -167,6 +171,7 @@ const OPTIONS = {
   "tls-ca": { type: "string" },
   tls: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
   id: { type: "string" },
   vector: { type: "string" },
   collection: { type: "string" },
@@ -187,7 +192,16 @@ const OPTIONS = {
 
 type Flag = keyof typeof OPTIONS;
 
-const GLOBAL_FLAGS: Flag[] = ["addr", "json", "timeout-ms", "api-key", "tls-ca", "tls", "help"];
+const GLOBAL_FLAGS: Flag[] = [
+  "addr",
+  "json",
+  "timeout-ms",
+  "api-key",
+  "tls-ca",
+  "tls",
+  "help",
+  "version",
+];
 
 /** Flags each command accepts: [required, optional]. */
 const COMMAND_FLAGS: Record<string, [Flag[], Flag[]]> = {
@@ -289,9 +303,12 @@ export function parseCli(
   env: { VECTORDB_API_KEY?: string } = {},
 ): ParsedCli {
   let parsed;
+  const args = joinNegativeValues(argv);
+  const unknown = unknownFlagError(args, OPTIONS);
+  if (unknown !== null) throw new UsageError(unknown.message);
   try {
     parsed = parseArgs({
-      args: joinNegativeValues(argv),
+      args,
       options: OPTIONS,
       allowPositionals: true,
       strict: true,
@@ -326,6 +343,7 @@ export function parseCli(
   if (v.tls === true) global.tls = true;
 
   const pos = parsed.positionals;
+  if (v.version === true && v.help !== true) return { global, command: { kind: "version" } };
   if (v.help === true || pos.length === 0) {
     return { global, command: { kind: "help", requested: v.help === true } };
   }
@@ -337,12 +355,16 @@ export function parseCli(
     used = 2;
   }
   const spec = COMMAND_FLAGS[name];
-  if (!spec) throw new UsageError(`Unknown command ${JSON.stringify(name)}`);
+  if (!spec) {
+    const hint = didYouMean(name, Object.keys(COMMAND_FLAGS), (c) => JSON.stringify(c));
+    throw new UsageError(`Unknown command ${JSON.stringify(name)}${hint}`);
+  }
   if (pos.length > used) throw new UsageError(`Unexpected argument ${JSON.stringify(pos[used])}`);
   const [required, optional] = spec;
   for (const flag of Object.keys(v) as Flag[]) {
     if (!GLOBAL_FLAGS.includes(flag) && !required.includes(flag) && !optional.includes(flag)) {
-      throw new UsageError(`--${flag} is not a flag of "${name}"`);
+      const own = [...GLOBAL_FLAGS, ...required, ...optional].map((f) => `--${f}`);
+      throw new UsageError(`--${flag} is not a flag of "${name}"${didYouMean(`--${flag}`, own)}`);
     }
   }
   for (const flag of required) {
@@ -463,6 +485,10 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
     }
     io.stderr(USAGE + "\n");
     return EXIT_USAGE;
+  }
+  if (command.kind === "version") {
+    io.stdout(versionLine("client") + "\n");
+    return EXIT_OK;
   }
   const api = new ApiClient(global.addr, {
     timeout_ms: global.timeout_ms,

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { SOFTWARE_VERSION } from "../common/software_version.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_ADDR, main, parseCli, parseVector } from "./cli.ts";
@@ -189,7 +190,19 @@ Deno.test("bad command lines throw UsageError with a clear message", () => {
     ],
     [["--addr", "localhost", "stats"], /--addr "localhost" must be host:port/],
     [["--timeout-ms", "0", "stats"], /--timeout-ms 0 must be between 1 and 86400000/],
-    [["stats", "--bogus"], /Unknown option '--bogus'/],
+    [["stats", "--bogus"], /^unknown flag --bogus$/],
+    [["--adr", "h:1", "stats"], /^unknown flag --adr; did you mean --addr\?$/],
+    [["search", "--vectr", "1"], /^unknown flag --vectr; did you mean --vector\?$/],
+    [["serach", "--vector", "1"], /^Unknown command "serach"; did you mean "search"\?$/],
+    [
+      ["collections", "lst"],
+      /^Unknown command "collections lst"; did you mean "collections list"\?$/,
+    ],
+    [
+      ["get", "--id", "1", "--collectoin", "c"],
+      /unknown flag --collectoin; did you mean --collection\?/,
+    ],
+    [["get", "--id", "1", "--ef", "3"], /^--ef is not a flag of "get"$/],
   ];
   for (const [argv, message] of cases) {
     assert.throws(() => parseCli(argv), (e: unknown) => {
@@ -211,6 +224,11 @@ Deno.test("main: usage errors are one line and exit 2; help exits 0", async () =
   const help = captureIo();
   assert.equal(await main(["--help"], help), EXIT_OK);
   assert.match(help.out.join(""), /^Usage: client/);
+
+  const version = captureIo();
+  assert.equal(await main(["--version"], version), EXIT_OK);
+  assert.deepEqual(version.out, [`vectordb client ${SOFTWARE_VERSION}\n`]);
+  assert.deepEqual(parseCli(["--version", "stats"]).command, { kind: "version" });
 
   const bare = captureIo();
   assert.equal(await main([], bare), EXIT_USAGE);

@@ -21,6 +21,12 @@
  * | `--cluster-secret-file`| (none)               | internal RPCs need the secret's proof (src/api/cluster_proof.ts) |
  * | `--tls-cert`, `--tls-key` | (none)            | serve TLS; `--tls-ca` trusts a CA when calling members (src/api/security.ts) |
  * | `--insecure`           | false                | allow a non-loopback `--host` without API keys and a cluster secret |
+ * | `--log-level`, `--log-format` | info, text    | least important messages logged; `json`: one object per line (src/common/log.ts) |
+ *
+ * {@link NODE_FLAGS} is the source of truth: the parser and `--help` come from it. Every flag may
+ * also be set by `VECTORDB_<FLAG>` in the environment or a key of a `--config` JSON file
+ * (precedence flag > env > file > default; src/common/config.ts). `--help` and `--version` print
+ * and exit 0; a bad flag, variable or config file exits 2.
  *
  * The node is a gossip member (role "node"; src/cluster/gossip_agent.ts) from the start, on the
  * same gRPC port (service `vectordb.internal.Gossip`); without `--join` it is a cluster of one
@@ -61,7 +67,6 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
-import { parseArgs } from "node:util";
 import process from "node:process";
 import { CHANNEL_OPTIONS, vectorDbService } from "../api/proto.ts";
 import { ServerHealth } from "../api/health.ts";
@@ -78,61 +83,157 @@ import { NodeStore } from "../storage/node_store.ts";
 import { nodeHandlers } from "./service.ts";
 import { addTransferService } from "./transfer_service.ts";
 import { DRAIN_IDLE_MS, waitForDrain } from "./drain_wait.ts";
+import {
+  annotateError,
+  ConfigError,
+  describeSettings,
+  type FlagTable,
+  formatHelp,
+  resolveConfig,
+  type ResolvedConfig,
+} from "../common/config.ts";
+import { LOG_FLAGS, Logger, parseLogFormat, parseLogLevel } from "../common/log.ts";
+import { SOFTWARE_VERSION, versionLine } from "../common/software_version.ts";
+
+/** The storage node's flags: the parser, `--help` and the README's table come from here. */
+export const NODE_FLAGS = {
+  port: { type: "string", default: "50051", arg: "PORT", help: "gRPC port" },
+  host: { type: "string", default: "127.0.0.1", arg: "HOST", help: "address to bind" },
+  "data-dir": {
+    type: "string",
+    arg: "DIR",
+    default_text: "./data/node-<port>",
+    help: "the node's data directory",
+  },
+  "wal-recovery": {
+    type: "string",
+    default: "strict",
+    arg: "MODE",
+    help: "strict refuses to start on a corrupt WAL; truncate cuts it at the damage",
+  },
+  "snapshot-every-ops": {
+    type: "string",
+    default: "20000",
+    arg: "N",
+    help: "snapshot a collection after this many writes",
+  },
+  "snapshot-every-s": {
+    type: "string",
+    default: "60",
+    arg: "S",
+    help: "... or after this long with unsnapshotted writes",
+  },
+  "node-id": {
+    type: "string",
+    arg: "ID",
+    default_text: "node-<port>",
+    help: "name in logs, Stats and membership",
+  },
+  join: {
+    type: "string",
+    default: "",
+    list: true,
+    arg: "HOST:PORT,...",
+    help: "gossip seeds to join the cluster through",
+  },
+  advertise: {
+    type: "string",
+    arg: "HOST:PORT",
+    default_text: "<host>:<port>",
+    help: "address other members reach this node at",
+  },
+  "handoff-timeout-s": {
+    type: "string",
+    default: "120",
+    arg: "S",
+    help: "on Drain, longest wait for the router to place this node's entries; 0: no wait",
+  },
+  ...SECURITY_FLAGS,
+  ...LOG_FLAGS,
+} as const satisfies FlagTable;
+
+/** `--help` of the storage node. */
+export function nodeHelp(): string {
+  return formatHelp(NODE_FLAGS, {
+    usage: "server [flags]   (deno task server -- [flags])",
+    about: `A storage node of vectordb ${SOFTWARE_VERSION}: serves vectordb.VectorDB, gossip ` +
+      "and transfers on one gRPC port; prints READY <host>:<port> on stdout once it serves.",
+    notes: "Exit status: 0 after a stop (SIGINT, SIGTERM, Drain) or --help/--version, " +
+      "2 for a bad flag, environment variable or config file, 1 for any other failure.",
+  });
+}
 
 function positiveInt(name: string, v: string): number {
   const x = Number(v);
   if (!Number.isInteger(x) || x <= 0) {
-    throw new RangeError(`--${name} "${v}" must be a positive integer`);
+    throw new ConfigError(`--${name} "${v}" must be a positive integer`);
   }
   return x;
 }
 
-/** `host:port` with a port in 1..65535, else a RangeError naming the flag. */
+/** `host:port` with a port in 1..65535, else a ConfigError naming the flag. */
 function hostPort(name: string, v: string): string {
   const i = v.lastIndexOf(":");
   const port = Number(v.slice(i + 1));
   if (i <= 0 || !/^\d+$/.test(v.slice(i + 1)) || port < 1 || port > 65535 || /\s/.test(v)) {
-    throw new RangeError(`--${name} "${v}" must be host:port`);
+    throw new ConfigError(`--${name} "${v}" must be host:port`);
   }
   return v;
 }
 
-export async function main(argv: string[]): Promise<void> {
+/** The logger, once the flags are read: main's caller writes a fatal error through it. */
+let logger: Logger | null = null;
+
+export async function main(
+  argv: string[],
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<void> {
   // `deno task server -- --port 50051` passes the "--" through.
   const args = argv[0] === "--" ? argv.slice(1) : argv;
-  const { values } = parseArgs({
-    args,
-    options: {
-      port: { type: "string", default: "50051" },
-      host: { type: "string", default: "127.0.0.1" },
-      "data-dir": { type: "string" },
-      "wal-recovery": { type: "string", default: "strict" },
-      "snapshot-every-ops": { type: "string", default: "20000" },
-      "snapshot-every-s": { type: "string", default: "60" },
-      "node-id": { type: "string" },
-      join: { type: "string", default: "" },
-      advertise: { type: "string" },
-      "handoff-timeout-s": { type: "string", default: "120" },
-      ...SECURITY_FLAGS,
-    },
-    strict: true,
-  });
-  const port = positiveInt("port", values.port!);
-  if (port > 65535) throw new RangeError(`--port ${port} must be at most 65535`);
-  const host = values.host!;
+  const config = resolveConfig({ flags: NODE_FLAGS, argv: args, env });
+  if (config.help) {
+    console.log(nodeHelp());
+    return;
+  }
+  if (config.version) {
+    console.log(versionLine("server"));
+    return;
+  }
+  try {
+    await serve(config);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigError(annotateError(e.message, config));
+    throw e;
+  }
+}
+
+async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
+  const values = config.values;
+  const port = positiveInt("port", values.port);
+  if (port > 65535) throw new ConfigError(`--port ${port} must be at most 65535`);
+  const host = values.host;
   const dataDir = values["data-dir"] ?? `./data/node-${port}`;
   const recovery = values["wal-recovery"];
   if (recovery !== "strict" && recovery !== "truncate") {
-    throw new RangeError(`--wal-recovery "${recovery}" must be "strict" or "truncate"`);
+    throw new ConfigError(`--wal-recovery "${recovery}" must be "strict" or "truncate"`);
   }
   const nodeId = values["node-id"] ?? `node-${port}`;
   const advertise = hostPort("advertise", values.advertise ?? `${host}:${port}`);
-  const seeds = values.join!.split(",").map((s) => s.trim()).filter((s) => s !== "")
+  const seeds = values.join.split(",").map((s) => s.trim()).filter((s) => s !== "")
     .map((s) => hostPort("join", s));
-  const log = (m: string) => console.error(`${new Date().toISOString()} ${nodeId} ${m}`);
+  logger = new Logger({
+    component: "node",
+    node: nodeId,
+    level: parseLogLevel(values["log-level"]),
+    format: parseLogFormat(values["log-format"]),
+  });
+  const log = logger.legacy;
+  for (const w of config.warnings) logger.warn(w);
+  const settings = describeSettings(config);
+  if (settings !== "") logger.info(`settings from the environment or config file: ${settings}`);
   const handoffTimeoutS = Number(values["handoff-timeout-s"]);
   if (!Number.isInteger(handoffTimeoutS) || handoffTimeoutS < 0) {
-    throw new RangeError(
+    throw new ConfigError(
       `--handoff-timeout-s "${values["handoff-timeout-s"]}" must be a non-negative integer`,
     );
   }
@@ -149,8 +250,8 @@ export async function main(argv: string[]): Promise<void> {
   const store = await NodeStore.open(dataDir, {
     logger: log,
     recovery,
-    snapshot_every_ops: positiveInt("snapshot-every-ops", values["snapshot-every-ops"]!),
-    snapshot_every_ms: positiveInt("snapshot-every-s", values["snapshot-every-s"]!) * 1000,
+    snapshot_every_ops: positiveInt("snapshot-every-ops", values["snapshot-every-ops"]),
+    snapshot_every_ms: positiveInt("snapshot-every-s", values["snapshot-every-s"]) * 1000,
   });
   log(`opened ${dataDir} in ${Date.now() - t0} ms (${store.list().length} collections)`);
 
@@ -306,7 +407,9 @@ export async function main(argv: string[]): Promise<void> {
 const invoked = process.argv[1] ?? "";
 if (invoked.endsWith("src/node/main.ts")) {
   main(process.argv.slice(2)).catch((e) => {
-    console.error(`server: ${(e as Error).message}`);
-    process.exit(1);
+    const message = `server: ${(e as Error).message}`;
+    if (logger?.format === "json") logger.error(message);
+    else console.error(message);
+    process.exit(e instanceof ConfigError ? 2 : 1);
   });
 }

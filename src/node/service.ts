@@ -51,6 +51,7 @@ import { WalQueueFullError } from "../io/wal.ts";
 import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
 import { DEFAULT_COLLECTION } from "../common/limits.ts";
 import { VersionOverflowError } from "../common/version.ts";
+import { SOFTWARE_VERSION } from "../common/software_version.ts";
 import { CapacityError } from "../index/vector_store.ts";
 import { BufferLimitError } from "../io/binary.ts";
 import type { Collection } from "../storage/collection.ts";
@@ -254,6 +255,7 @@ export function nodeHandlers(
         rss_bytes: mem.rss,
         heap_used_bytes: mem.heapUsed,
         is_router: false,
+        version: SOFTWARE_VERSION,
       });
     }),
     Drain: guard.wrap("Drain", () => {

@@ -22,6 +22,12 @@
  * | `--rebalance-delay-ms` | 500             | rebalancing: ring stability before it starts  |
  * | `--anti-entropy-s`     | 600             | gossip: full anti-entropy run period; 0 never |
  * | `--dead-grace-s`       | 30              | gossip: re-replicate a dead node after; 0 now |
+ * | `--log-level`, `--log-format` | info, text | least important messages logged; `json`: one object per line |
+ *
+ * {@link ROUTER_FLAGS} is the source of truth: the parser and `--help` come from it. Every flag
+ * may also be set by `VECTORDB_<FLAG>` in the environment or a key of a `--config` JSON file
+ * (precedence flag > env > file > default; src/common/config.ts). `--help` and `--version` print
+ * and exit 0; a bad flag, variable or config file exits 2.
  *
  * `--nodes` defaults to 127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053, the three nodes of
  * `deno task cluster`, so the original quickstart needs no flags; with `--join` it defaults
@@ -45,10 +51,27 @@
  */
 
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { parseConsistency } from "./plan.ts";
 import { Router, type RouterOptions } from "./router.ts";
 import { SECURITY_FLAGS, SecurityConfig, type SecurityFlags } from "../api/security.ts";
+import {
+  annotateError,
+  ConfigError,
+  describeSettings,
+  type FlagTable,
+  formatHelp,
+  resolveConfig,
+  type ResolvedConfig,
+} from "../common/config.ts";
+import {
+  LOG_FLAGS,
+  type LogFormat,
+  Logger,
+  type LogLevel,
+  parseLogFormat,
+  parseLogLevel,
+} from "../common/log.ts";
+import { SOFTWARE_VERSION, versionLine } from "../common/software_version.ts";
 
 /** Default storage nodes: the three of `deno task cluster`. */
 export const DEFAULT_NODES = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
@@ -78,41 +101,148 @@ function hostPort(name: string, value: string): string {
   return value;
 }
 
-/** Parses the router's command line (a leading "--" from `deno task router -- …` is dropped). */
+/** The router's flags: the parser and `--help` come from here. */
+export const ROUTER_FLAGS = {
+  port: { type: "string", default: "50050", arg: "PORT", help: "gRPC port (0 picks a free one)" },
+  host: { type: "string", default: "127.0.0.1", arg: "HOST", help: "address to bind" },
+  nodes: {
+    type: "string",
+    list: true,
+    arg: "HOST:PORT,...",
+    default_text: `${DEFAULT_NODES} (none with --join)`,
+    help: "static storage nodes (ring member ids)",
+  },
+  join: {
+    type: "string",
+    default: "",
+    list: true,
+    arg: "HOST:PORT,...",
+    help: "gossip seeds: follow the cluster's membership",
+  },
+  advertise: {
+    type: "string",
+    arg: "HOST:PORT",
+    default_text: "<host>:<port>",
+    help: "address other members reach the router at",
+  },
+  "node-id": {
+    type: "string",
+    arg: "ID",
+    default_text: "router@<advertise>",
+    help: "the router's gossip member id",
+  },
+  "replication-factor": { type: "string", default: "2", arg: "N", help: "owners per point" },
+  consistency: {
+    type: "string",
+    default: "quorum",
+    arg: "LEVEL",
+    help: "default write consistency: one, quorum or all",
+  },
+  "node-timeout-ms": {
+    type: "string",
+    default: "2000",
+    arg: "MS",
+    help: "deadline of each call to a node",
+  },
+  "data-dir": { type: "string", default: "./data/router", arg: "DIR", help: "hint logs" },
+  "hints-max": { type: "string", default: "100000", arg: "N", help: "pending hints per node" },
+  "hint-bytes-max": {
+    type: "string",
+    default: String(256 * 2 ** 20),
+    arg: "BYTES",
+    help: "pending hint payload bytes per node",
+  },
+  "retry-interval-ms": {
+    type: "string",
+    default: "500",
+    arg: "MS",
+    help: "pause between attempts to reach a down node",
+  },
+  "transfers-max": {
+    type: "string",
+    default: "2",
+    arg: "N",
+    help: "rebalancing: most transfers at once",
+  },
+  "rebalance-delay-ms": {
+    type: "string",
+    default: "500",
+    arg: "MS",
+    help: "rebalancing: ring stability before it starts",
+  },
+  "anti-entropy-s": {
+    type: "string",
+    default: "600",
+    arg: "S",
+    help: "gossip: full anti-entropy run period; 0 never",
+  },
+  "dead-grace-s": {
+    type: "string",
+    default: "30",
+    arg: "S",
+    help: "gossip: re-replicate a dead node's ranges after this long; 0 at once",
+  },
+  ...SECURITY_FLAGS,
+  ...LOG_FLAGS,
+} as const satisfies FlagTable;
+
+/** `--help` of the router. */
+export function routerHelp(): string {
+  return formatHelp(ROUTER_FLAGS, {
+    usage: "router [flags]   (deno task router -- [flags])",
+    about: `The router of vectordb ${SOFTWARE_VERSION}: serves vectordb.VectorDB to clients, ` +
+      "places points on storage nodes by consistent hashing with replication; prints " +
+      "READY <host>:<port> on stdout once it serves.",
+    notes: "Exit status: 0 after SIGINT/SIGTERM or --help/--version, 2 for a bad flag, " +
+      "environment variable or config file, 1 for any other failure.",
+  });
+}
+
+/** What {@link parseRouterArgs} returns. */
+export type RouterArgs = RouterOptions & {
+  security_flags: SecurityFlags;
+  log_level: LogLevel;
+  log_format: LogFormat;
+};
+
+/** Reads the router's configuration: command line > `env` > `--config` file > defaults. */
+export function loadRouterConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = {},
+  read_file?: (path: string) => string,
+): ResolvedConfig<typeof ROUTER_FLAGS> {
+  const args = argv[0] === "--" ? argv.slice(1) : argv.slice();
+  try {
+    return resolveConfig({ flags: ROUTER_FLAGS, argv: args, env, read_file });
+  } catch (e) {
+    if (e instanceof ConfigError) throw new RouterUsageError(e.message);
+    throw e;
+  }
+}
+
+/**
+ * Parses the router's command line (a leading "--" from `deno task router -- …` is dropped),
+ * with `env`'s `VECTORDB_*` variables and a `--config` file under it.
+ */
 export function parseRouterArgs(
   argv: readonly string[],
-): RouterOptions & { security_flags: SecurityFlags } {
-  const args = argv[0] === "--" ? argv.slice(1) : argv.slice();
-  let values;
+  env: Readonly<Record<string, string | undefined>> = {},
+  read_file?: (path: string) => string,
+): RouterArgs {
+  return routerArgs(loadRouterConfig(argv, env, read_file));
+}
+
+/** The router's options from its configuration (usage errors say where a bad value came from). */
+export function routerArgs(config: ResolvedConfig<typeof ROUTER_FLAGS>): RouterArgs {
   try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        port: { type: "string", default: "50050" },
-        host: { type: "string", default: "127.0.0.1" },
-        nodes: { type: "string" },
-        join: { type: "string", default: "" },
-        advertise: { type: "string" },
-        "node-id": { type: "string" },
-        "replication-factor": { type: "string", default: "2" },
-        consistency: { type: "string", default: "quorum" },
-        "node-timeout-ms": { type: "string", default: "2000" },
-        "data-dir": { type: "string", default: "./data/router" },
-        "hints-max": { type: "string", default: "100000" },
-        "hint-bytes-max": { type: "string", default: String(256 * 2 ** 20) },
-        "retry-interval-ms": { type: "string", default: "500" },
-        "transfers-max": { type: "string", default: "2" },
-        "rebalance-delay-ms": { type: "string", default: "500" },
-        "anti-entropy-s": { type: "string", default: "600" },
-        "dead-grace-s": { type: "string", default: "30" },
-        ...SECURITY_FLAGS,
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
+    return checkedArgs(config.values);
   } catch (e) {
-    throw new RouterUsageError((e as Error).message);
+    if (e instanceof RouterUsageError) throw new RouterUsageError(annotateError(e.message, config));
+    throw e;
   }
+}
+
+function checkedArgs(values: ResolvedConfig<typeof ROUTER_FLAGS>["values"]): RouterArgs {
   const list = (name: string, value: string) => {
     const items = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
     for (const n of items) hostPort(name, n);
@@ -164,13 +294,49 @@ export function parseRouterArgs(
       "tls-ca": values["tls-ca"],
       insecure: values.insecure,
     },
+    log_level: usage(() => parseLogLevel(values["log-level"])),
+    log_format: usage(() => parseLogFormat(values["log-format"])),
   };
 }
 
-/** Starts the router and stops it on SIGINT/SIGTERM. */
-export async function main(argv: readonly string[]): Promise<void> {
-  const options = parseRouterArgs(argv);
-  const log = (m: string) => console.error(`${new Date().toISOString()} router ${m}`);
+function usage<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof ConfigError) throw new RouterUsageError(e.message);
+    throw e;
+  }
+}
+
+/** The logger, once the flags are read: main's caller writes a fatal error through it. */
+let logger: Logger | null = null;
+
+/** Starts the router and stops it on SIGINT/SIGTERM (`env`: where `VECTORDB_*` come from). */
+export async function main(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<void> {
+  const config = loadRouterConfig(argv, env);
+  if (config.help) {
+    console.log(routerHelp());
+    return;
+  }
+  if (config.version) {
+    console.log(versionLine("router"));
+    return;
+  }
+  const options = routerArgs(config);
+  logger = new Logger({
+    component: "router",
+    node: options.node_id,
+    text_name: "router",
+    level: options.log_level,
+    format: options.log_format,
+  });
+  const log = logger.legacy;
+  for (const w of config.warnings) logger.warn(w);
+  const settings = describeSettings(config);
+  if (settings !== "") logger.info(`settings from the environment or config file: ${settings}`);
   const security = SecurityConfig.fromFlags(options.security_flags, options.host!, "router", log);
   const router = await Router.start({ ...options, security, logger: log });
   log(
@@ -205,7 +371,9 @@ export async function main(argv: readonly string[]): Promise<void> {
 const invoked = process.argv[1] ?? "";
 if (invoked.endsWith("src/router/main.ts")) {
   main(process.argv.slice(2)).catch((e) => {
-    console.error(`router: ${(e as Error).message}`);
+    const message = `router: ${(e as Error).message}`;
+    if (logger?.format === "json") logger.error(message);
+    else console.error(message);
     process.exit(e instanceof RouterUsageError ? 2 : 1);
   });
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { parseRouterArgs, RouterUsageError } from "./main.ts";
+import { envName } from "../common/config.ts";
+import { parseRouterArgs, ROUTER_FLAGS, routerHelp, RouterUsageError } from "./main.ts";
 
 Deno.test("the router's defaults are those of the original quickstart", () => {
   const o = parseRouterArgs([]);
@@ -73,4 +74,48 @@ Deno.test("--join needs no --nodes; both may be given; bad seeds quote the value
     /--advertise entry "x:0" must be host:port/,
   );
   assert.throws(() => parseRouterArgs(["--nodes", ""]), /--nodes "" names no node/);
+});
+
+Deno.test("the router reads VECTORDB_* and a config file under its flags", () => {
+  const files: Record<string, string> = {
+    "/r.json": JSON.stringify({ join: ["127.0.0.1:1", "127.0.0.1:2"], "dead-grace-s": 5, port: 1 }),
+  };
+  const read = (p: string) => files[p];
+  const o = parseRouterArgs(
+    ["--port", "7000", "--config", "/r.json"],
+    { VECTORDB_PORT: "7001", VECTORDB_CONSISTENCY: "all", VECTORDB_LOG_FORMAT: "json" },
+    read,
+  );
+  assert.equal(o.port, 7000);
+  assert.equal(o.consistency, "all");
+  assert.deepEqual(o.join, ["127.0.0.1:1", "127.0.0.1:2"]);
+  assert.deepEqual(o.nodes, []);
+  assert.equal(o.dead_grace_ms, 5000);
+  assert.equal(o.log_format, "json");
+  assert.equal(o.log_level, "info");
+  assert.equal(parseRouterArgs([], { VECTORDB_INSECURE: "1" }).security_flags.insecure, true);
+  assert.throws(
+    () => parseRouterArgs([], { VECTORDB_REPLICATION_FACTOR: "0" }),
+    (e) =>
+      e instanceof RouterUsageError &&
+      e.message === '--replication-factor "0" must be an integer between 1 and 64 ' +
+          "(set by VECTORDB_REPLICATION_FACTOR)",
+  );
+  assert.throws(
+    () => parseRouterArgs(["--config", "/r.json"], {}, () => '{"nodez": "a:1"}'),
+    /config file \/r\.json: unknown key "nodez"; did you mean "nodes"\?/,
+  );
+  assert.throws(() => parseRouterArgs(["--log-level", "loud"]), RouterUsageError);
+  assert.throws(
+    () => parseRouterArgs(["--replication-factr", "3"]),
+    /unknown flag --replication-factr; did you mean --replication-factor\?/,
+  );
+});
+
+Deno.test("the router's --help lists every flag it parses", () => {
+  const help = routerHelp();
+  for (const name of Object.keys(ROUTER_FLAGS)) {
+    assert.ok(help.includes(`--${name} `) || help.includes(`--${name}\n`), `--${name}`);
+    assert.ok(help.includes(envName(name)), envName(name));
+  }
 });

@@ -31,6 +31,7 @@ import type { Consistency } from "../common/limits.ts";
 import { GossipAgent, RingFollower } from "../cluster/gossip_agent.ts";
 import { addGossipService, GrpcGossipTransport } from "../cluster/gossip_transport.ts";
 import { acquireDirLock, type DirLock } from "../io/dir_lock.ts";
+import { SOFTWARE_VERSION } from "../common/software_version.ts";
 import { RouterCore } from "./core.ts";
 import { HintLog } from "./hints/hint_log.ts";
 import { SYSTEM_CLOCK } from "./node_port.ts";
@@ -40,8 +41,8 @@ import { Rebalancer } from "./rebalance/rebalancer.ts";
 import { retryTimeoutMs } from "./scatter.ts";
 import { ROUTER_IN_FLIGHT_MAX, routerHandlers, toStatus } from "./service.ts";
 
-/** Software version reported by Stats. */
-export const ROUTER_VERSION = "0.1.0";
+/** Software version reported by Stats (package.json's, through src/common). */
+export const ROUTER_VERSION = SOFTWARE_VERSION;
 /** Period of the background loop that ticks every node's hint delivery. */
 export const TICK_INTERVAL_MS = 100;
 /** Default period of anti-entropy runs (gossip mode). */
