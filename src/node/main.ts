@@ -21,6 +21,7 @@
  * | `--cluster-secret-file`| (none)               | internal RPCs need the secret's proof (src/api/cluster_proof.ts) |
  * | `--tls-cert`, `--tls-key` | (none)            | serve TLS; `--tls-ca` trusts a CA when calling members (src/api/security.ts) |
  * | `--insecure`           | false                | allow a non-loopback `--host` without API keys and a cluster secret |
+ * | `--http-port`          | `<port>` + 1000      | HTTP/JSON API on `--host` (src/api/http.ts; TLS when `--tls-cert`); 0: off |
  *
  * The node is a gossip member (role "node"; src/cluster/gossip_agent.ts) from the start, on the
  * same gRPC port (service `vectordb.internal.Gossip`); without `--join` it is a cluster of one
@@ -66,6 +67,7 @@ import process from "node:process";
 import { CHANNEL_OPTIONS, vectorDbService } from "../api/proto.ts";
 import { ServerHealth } from "../api/health.ts";
 import { addReflection, REFLECTED_SERVICES } from "../api/reflection.ts";
+import { HttpApi, resolveHttpPort } from "../api/http.ts";
 import {
   channelSetup,
   SECURITY_FLAGS,
@@ -113,6 +115,7 @@ export async function main(argv: string[]): Promise<void> {
       join: { type: "string", default: "" },
       advertise: { type: "string" },
       "handoff-timeout-s": { type: "string", default: "120" },
+      "http-port": { type: "string" },
       ...SECURITY_FLAGS,
     },
     strict: true,
@@ -120,6 +123,7 @@ export async function main(argv: string[]): Promise<void> {
   const port = positiveInt("port", values.port!);
   if (port > 65535) throw new RangeError(`--port ${port} must be at most 65535`);
   const host = values.host!;
+  const httpPort = resolveHttpPort(values["http-port"], port);
   const dataDir = values["data-dir"] ?? `./data/node-${port}`;
   const recovery = values["wal-recovery"];
   if (recovery !== "strict" && recovery !== "truncate") {
@@ -183,24 +187,29 @@ export async function main(argv: string[]): Promise<void> {
   });
   addGossipService(server, agent);
   addTransferService(server, store, state, { logger: log });
-  server.addService(
-    vectorDbService,
-    nodeHandlers(
-      store,
-      {
-        nodeId,
-        address: advertise,
-        logger: log,
-        members: () => agent.members(),
-        drain: () => {
-          if (stopping) return false;
-          void stop("Drain");
-          return true;
-        },
+  const handlers = nodeHandlers(
+    store,
+    {
+      nodeId,
+      address: advertise,
+      logger: log,
+      members: () => agent.members(),
+      drain: () => {
+        if (stopping) return false;
+        void stop("Drain");
+        return true;
       },
-      state,
-    ),
+    },
+    state,
   );
+  server.addService(vectorDbService, handlers);
+  const httpApi = httpPort === 0 ? null : new HttpApi({
+    kind: "node",
+    handlers,
+    security,
+    ready: () => health.status("") === "SERVING",
+    log,
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       server.bindAsync(`${host}:${port}`, security.server_credentials, (err) => {
@@ -208,13 +217,16 @@ export async function main(argv: string[]): Promise<void> {
         else resolve();
       });
     });
+    await httpApi?.listen(host, httpPort);
   } catch (e) {
     // Nothing was served: close the logs and release the data directory's lock.
+    server.forceShutdown();
     await store.close({ snapshot: false });
     throw e;
   }
   agent.start();
   log(`serving vectordb.VectorDB on ${host}:${port}; gossip as ${advertise}, seeds [${seeds}]`);
+  if (httpApi !== null) log(`serving the HTTP API on ${host}:${httpPort}`);
 
   let ticking = false;
   const timer = setInterval(() => {
@@ -269,16 +281,19 @@ export async function main(argv: string[]): Promise<void> {
     health.close();
     state.closing = true;
     clearInterval(timer);
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 5000);
-      server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await Promise.all([
+      httpApi?.close(5000),
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 5000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+    ]);
     agent.stop();
     await store.close({ snapshot: true });
     log(`stopped in ${Date.now() - t0} ms (requests finished, snapshots written)`);

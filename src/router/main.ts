@@ -22,6 +22,7 @@
  * | `--rebalance-delay-ms` | 500             | rebalancing: ring stability before it starts  |
  * | `--anti-entropy-s`     | 600             | gossip: full anti-entropy run period; 0 never |
  * | `--dead-grace-s`       | 30              | gossip: re-replicate a dead node after; 0 now |
+ * | `--http-port`          | `<port>` + 1000 | HTTP/JSON API (src/api/http.ts); 0: off       |
  *
  * `--nodes` defaults to 127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053, the three nodes of
  * `deno task cluster`, so the original quickstart needs no flags; with `--join` it defaults
@@ -49,6 +50,7 @@ import { parseArgs } from "node:util";
 import { parseConsistency } from "./plan.ts";
 import { Router, type RouterOptions } from "./router.ts";
 import { SECURITY_FLAGS, SecurityConfig, type SecurityFlags } from "../api/security.ts";
+import { resolveHttpPort } from "../api/http.ts";
 
 /** Default storage nodes: the three of `deno task cluster`. */
 export const DEFAULT_NODES = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
@@ -105,6 +107,7 @@ export function parseRouterArgs(
         "rebalance-delay-ms": { type: "string", default: "500" },
         "anti-entropy-s": { type: "string", default: "600" },
         "dead-grace-s": { type: "string", default: "30" },
+        "http-port": { type: "string" },
         ...SECURITY_FLAGS,
       },
       strict: true,
@@ -137,9 +140,17 @@ export function parseRouterArgs(
   } catch (e) {
     throw new RouterUsageError(`--consistency: ${(e as Error).message}`);
   }
+  const port = integer("port", values.port!, 0, 65535);
+  let http_port;
+  try {
+    http_port = resolveHttpPort(values["http-port"], port);
+  } catch (e) {
+    throw new RouterUsageError((e as Error).message);
+  }
   return {
     host: values.host!,
-    port: integer("port", values.port!, 0, 65535),
+    port,
+    http_port,
     nodes,
     join,
     advertise,
@@ -182,6 +193,7 @@ export async function main(argv: readonly string[]): Promise<void> {
       `replication factor ${router.config.replication_factor}, consistency ` +
       `${options.consistency}, ${router.shards.length} shards, data ${options.data_dir}`,
   );
+  if (router.http_port !== 0) log(`serving the HTTP API on ${options.host}:${router.http_port}`);
   for (const [node, n] of router.pendingHints()) {
     if (n > 0) log(`${n} hints pending for ${node}; replaying when it answers`);
   }
