@@ -57,6 +57,11 @@ export interface ClusterOptions {
   router_args?: string[];
   /** Further flags of every node, e.g. `["--cluster-secret-file", F]`; default none. */
   node_args?: string[];
+  /**
+   * Serve the HTTP/JSON API on a free port per process (`--http-port`; see
+   * {@link TestCluster.nodeHttpPorts}); default false (`--http-port 0`).
+   */
+  http?: boolean;
   /** Called with every output line of every process (`name`: `router`, `node-<port>`). */
   on_line?: (name: string, line: string, stream: "stdout" | "stderr") => void;
 }
@@ -90,6 +95,10 @@ export class TestCluster {
   /** The current process of each node; null before its first start. */
   nodes: (ChildProc | null)[];
   router: ChildProc | null = null;
+  /** With `http`: each node's HTTP API port (0: off). */
+  nodeHttpPorts: number[] = [];
+  /** With `http`: the router's HTTP API port (0: off). */
+  routerHttpPort = 0;
   /** Every process started, earlier starts of a node included (for {@link log}). */
   readonly procs: ProcGroup = new ProcGroup();
   readonly #clients: ApiClient[] = [];
@@ -123,6 +132,7 @@ export class TestCluster {
       gossip: options.gossip ?? false,
       router_args: options.router_args ?? [],
       node_args: options.node_args ?? [],
+      http: options.http ?? false,
       on_line: options.on_line ?? (() => {}),
     };
     const host = (i: number) => placement.node_host?.(i) ?? "127.0.0.1";
@@ -130,7 +140,12 @@ export class TestCluster {
       Array.from({ length: o.nodes }, (_, i) => freePort(host(i))),
     );
     const routerPort = await freePort(placement.router_host ?? "127.0.0.1");
-    return new TestCluster(dir, o, placement, nodePorts, routerPort);
+    const cluster = new TestCluster(dir, o, placement, nodePorts, routerPort);
+    if (o.http) {
+      cluster.nodeHttpPorts = await Promise.all(nodePorts.map((_, i) => freePort(host(i))));
+      cluster.routerHttpPort = await freePort(placement.router_host ?? "127.0.0.1");
+    }
+    return cluster;
   }
 
   /** The host node `i` binds (see {@link ClusterPlacement.node_host}). */
@@ -161,7 +176,10 @@ export class TestCluster {
         data_dir: dataDir,
         host: this.placement.node_host === undefined ? undefined : this.nodeHost(i),
         join: this.options.gossip ? this.nodeAddrs.filter((_, j) => j !== i) : undefined,
-        extra: this.options.node_args,
+        extra: [
+          ...this.options.node_args,
+          ...(this.nodeHttpPorts[i] ? ["--http-port", String(this.nodeHttpPorts[i])] : []),
+        ],
       }),
       user,
       home: dataDir,
@@ -190,7 +208,10 @@ export class TestCluster {
         retry_interval_ms: o.retry_interval_ms,
         data_dir: dataDir,
         host: this.placement.router_host,
-        extra: o.router_args,
+        extra: [
+          ...o.router_args,
+          ...(this.routerHttpPort ? ["--http-port", String(this.routerHttpPort)] : []),
+        ],
       }),
       user,
       home: dataDir,

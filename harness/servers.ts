@@ -72,8 +72,19 @@ export function nodeFlags(f: NodeFlags): string[] {
     "--data-dir",
     f.data_dir,
     ...(f.join === undefined || f.join.length === 0 ? [] : ["--join", f.join.join(",")]),
+    ...httpOff(f.extra),
     ...(f.extra ?? []),
   ];
+}
+
+/**
+ * `--http-port 0` unless `extra` gives `--http-port`: the default (the gRPC port + 1000) of a
+ * free port found for gRPC may be taken, so tests and scripts ask for HTTP explicitly.
+ */
+function httpOff(extra: readonly string[] | undefined): string[] {
+  return (extra ?? []).some((a) => a === "--http-port" || a.startsWith("--http-port="))
+    ? []
+    : ["--http-port", "0"];
 }
 
 /** Flags of the router. */
@@ -108,6 +119,7 @@ export function routerFlags(f: RouterFlags): string[] {
     "--data-dir",
     f.data_dir,
     ...opt("--host", f.host),
+    ...httpOff(f.extra),
     ...(f.extra ?? []),
   ];
 }

@@ -168,6 +168,8 @@ export class SecurityConfig {
   /** How this process calls other members (TLS when configured, the cluster proof). */
   readonly peers: ClientSecurity;
   readonly tls: boolean;
+  /** The PEM certificate chain and key served (the HTTP API serves them too); null: plaintext. */
+  readonly tls_pem: { cert: Buffer; key: Buffer } | null;
   readonly #log: (message: string) => void;
   readonly #last_log_ms = new Map<string, number>();
   /** Calls refused, by status name. */
@@ -179,7 +181,7 @@ export class SecurityConfig {
     secret: ClusterSecret | null,
     server_credentials: grpc.ServerCredentials,
     peers: ClientSecurity,
-    tls: boolean,
+    tls_pem: { cert: Buffer; key: Buffer } | null,
     log: (message: string) => void,
   ) {
     this.#keys = keys;
@@ -187,7 +189,8 @@ export class SecurityConfig {
     this.secret = secret;
     this.server_credentials = server_credentials;
     this.peers = peers;
-    this.tls = tls;
+    this.tls = tls_pem !== null;
+    this.tls_pem = tls_pem;
     this.#log = log;
   }
 
@@ -199,7 +202,7 @@ export class SecurityConfig {
       null,
       grpc.ServerCredentials.createInsecure(),
       insecureClient(),
-      false,
+      null,
       log,
     );
   }
@@ -240,10 +243,13 @@ export class SecurityConfig {
     const keys = keysFile !== undefined ? ApiKeys.load(keysFile) : null;
     const secret = secretFile !== undefined ? ClusterSecret.load(secretFile) : null;
     const tls = cert !== undefined && key !== undefined;
-    const server_credentials = tls
+    const tls_pem = tls
+      ? { cert: readPem(cert, "--tls-cert"), key: readPem(key, "--tls-key") }
+      : null;
+    const server_credentials = tls_pem !== null
       ? grpc.ServerCredentials.createSsl(null, [{
-        cert_chain: readPem(cert, "--tls-cert"),
-        private_key: readPem(key, "--tls-key"),
+        cert_chain: tls_pem.cert,
+        private_key: tls_pem.key,
       }], false)
       : grpc.ServerCredentials.createInsecure();
     const ca = flags["tls-ca"];
@@ -257,7 +263,7 @@ export class SecurityConfig {
       secret,
       server_credentials,
       peers,
-      tls,
+      tls_pem,
       log,
     );
     log(config.describe());
@@ -366,6 +372,16 @@ export class SecurityConfig {
       );
     }
     return null;
+  }
+
+  /**
+   * {@link check}, with a refusal counted and logged like the gRPC interceptor's (the HTTP API
+   * calls this with a `grpc.Metadata` holding the request's `authorization` header).
+   */
+  authorize(path: string, metadata: grpc.Metadata, peer: string): grpc.StatusObject | null {
+    const status = this.check(path, metadata);
+    if (status !== null) this.#noteRefusal(status, path, peer);
+    return status;
   }
 
   #noteRefusal(status: grpc.StatusObject, path: string, peer: string): void {

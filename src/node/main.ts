@@ -27,6 +27,7 @@
  * also be set by `VECTORDB_<FLAG>` in the environment or a key of a `--config` JSON file
  * (precedence flag > env > file > default; src/common/config.ts). `--help` and `--version` print
  * and exit 0; a bad flag, variable or config file exits 2.
+ * | `--http-port`          | `<port>` + 1000      | HTTP/JSON API on `--host` (src/api/http.ts; TLS when `--tls-cert`); 0: off |
  *
  * The node is a gossip member (role "node"; src/cluster/gossip_agent.ts) from the start, on the
  * same gRPC port (service `vectordb.internal.Gossip`); without `--join` it is a cluster of one
@@ -71,6 +72,7 @@ import process from "node:process";
 import { CHANNEL_OPTIONS, vectorDbService } from "../api/proto.ts";
 import { ServerHealth } from "../api/health.ts";
 import { addReflection, REFLECTED_SERVICES } from "../api/reflection.ts";
+import { HttpApi, resolveHttpPort } from "../api/http.ts";
 import {
   channelSetup,
   SECURITY_FLAGS,
@@ -148,6 +150,11 @@ export const NODE_FLAGS = {
     arg: "S",
     help: "on Drain, longest wait for the router to place this node's entries; 0: no wait",
   },
+  "http-port": {
+    type: "string",
+    arg: "PORT",
+    help: "HTTP/JSON API port (default the gRPC port + 1000; 0: off)",
+  },
   ...SECURITY_FLAGS,
   ...LOG_FLAGS,
 } as const satisfies FlagTable;
@@ -212,6 +219,7 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
   const port = positiveInt("port", values.port);
   if (port > 65535) throw new ConfigError(`--port ${port} must be at most 65535`);
   const host = values.host;
+  const httpPort = resolveHttpPort(values["http-port"], port);
   const dataDir = values["data-dir"] ?? `./data/node-${port}`;
   const recovery = values["wal-recovery"];
   if (recovery !== "strict" && recovery !== "truncate") {
@@ -284,24 +292,29 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
   });
   addGossipService(server, agent);
   addTransferService(server, store, state, { logger: log });
-  server.addService(
-    vectorDbService,
-    nodeHandlers(
-      store,
-      {
-        nodeId,
-        address: advertise,
-        logger: log,
-        members: () => agent.members(),
-        drain: () => {
-          if (stopping) return false;
-          void stop("Drain");
-          return true;
-        },
+  const handlers = nodeHandlers(
+    store,
+    {
+      nodeId,
+      address: advertise,
+      logger: log,
+      members: () => agent.members(),
+      drain: () => {
+        if (stopping) return false;
+        void stop("Drain");
+        return true;
       },
-      state,
-    ),
+    },
+    state,
   );
+  server.addService(vectorDbService, handlers);
+  const httpApi = httpPort === 0 ? null : new HttpApi({
+    kind: "node",
+    handlers,
+    security,
+    ready: () => health.status("") === "SERVING",
+    log,
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       server.bindAsync(`${host}:${port}`, security.server_credentials, (err) => {
@@ -309,13 +322,16 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
         else resolve();
       });
     });
+    await httpApi?.listen(host, httpPort);
   } catch (e) {
     // Nothing was served: close the logs and release the data directory's lock.
+    server.forceShutdown();
     await store.close({ snapshot: false });
     throw e;
   }
   agent.start();
   log(`serving vectordb.VectorDB on ${host}:${port}; gossip as ${advertise}, seeds [${seeds}]`);
+  if (httpApi !== null) log(`serving the HTTP API on ${host}:${httpPort}`);
 
   let ticking = false;
   const timer = setInterval(() => {
@@ -370,16 +386,19 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
     health.close();
     state.closing = true;
     clearInterval(timer);
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 5000);
-      server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await Promise.all([
+      httpApi?.close(5000),
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 5000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+    ]);
     agent.stop();
     await store.close({ snapshot: true });
     log(`stopped in ${Date.now() - t0} ms (requests finished, snapshots written)`);

@@ -28,6 +28,7 @@
  * may also be set by `VECTORDB_<FLAG>` in the environment or a key of a `--config` JSON file
  * (precedence flag > env > file > default; src/common/config.ts). `--help` and `--version` print
  * and exit 0; a bad flag, variable or config file exits 2.
+ * | `--http-port`          | `<port>` + 1000 | HTTP/JSON API (src/api/http.ts); 0: off       |
  *
  * `--nodes` defaults to 127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053, the three nodes of
  * `deno task cluster`, so the original quickstart needs no flags; with `--join` it defaults
@@ -72,6 +73,7 @@ import {
   parseLogLevel,
 } from "../common/log.ts";
 import { SOFTWARE_VERSION, versionLine } from "../common/software_version.ts";
+import { resolveHttpPort } from "../api/http.ts";
 
 /** Default storage nodes: the three of `deno task cluster`. */
 export const DEFAULT_NODES = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
@@ -182,6 +184,11 @@ export const ROUTER_FLAGS = {
     arg: "S",
     help: "gossip: re-replicate a dead node's ranges after this long; 0 at once",
   },
+  "http-port": {
+    type: "string",
+    arg: "PORT",
+    help: "HTTP/JSON API port (default the gRPC port + 1000; 0: off)",
+  },
   ...SECURITY_FLAGS,
   ...LOG_FLAGS,
 } as const satisfies FlagTable;
@@ -267,9 +274,17 @@ function checkedArgs(values: ResolvedConfig<typeof ROUTER_FLAGS>["values"]): Rou
   } catch (e) {
     throw new RouterUsageError(`--consistency: ${(e as Error).message}`);
   }
+  const port = integer("port", values.port!, 0, 65535);
+  let http_port;
+  try {
+    http_port = resolveHttpPort(values["http-port"], port);
+  } catch (e) {
+    throw new RouterUsageError((e as Error).message);
+  }
   return {
     host: values.host!,
-    port: integer("port", values.port!, 0, 65535),
+    port,
+    http_port,
     nodes,
     join,
     advertise,
@@ -348,6 +363,7 @@ export async function main(
       `replication factor ${router.config.replication_factor}, consistency ` +
       `${options.consistency}, ${router.shards.length} shards, data ${options.data_dir}`,
   );
+  if (router.http_port !== 0) log(`serving the HTTP API on ${options.host}:${router.http_port}`);
   for (const [node, n] of router.pendingHints()) {
     if (n > 0) log(`${n} hints pending for ${node}; replaying when it answers`);
   }

@@ -25,6 +25,7 @@ import { describeGrpcError } from "../api/client.ts";
 import { CHANNEL_OPTIONS, type VectorDBMethods, vectorDbService } from "../api/proto.ts";
 import { UnaryGuard } from "../api/unary.ts";
 import { ServerHealth } from "../api/health.ts";
+import { HttpApi } from "../api/http.ts";
 import { addReflection, REFLECTED_SERVICES } from "../api/reflection.ts";
 import { channelSetup, SecurityConfig } from "../api/security.ts";
 import type { Consistency } from "../common/limits.ts";
@@ -98,6 +99,8 @@ export interface RouterOptions {
   security?: SecurityConfig;
   /** Most client calls served at once; default {@link ROUTER_IN_FLIGHT_MAX}. */
   in_flight_max?: number;
+  /** Port of the HTTP/JSON API (api/http.ts) on `host`; 0 or absent: none. */
+  http_port?: number;
   logger?: (message: string) => void;
 }
 
@@ -200,6 +203,10 @@ export class Router {
   #reconcile_retry_ms = 0;
   #timer: ReturnType<typeof setInterval> | null = null;
   #stopping = false;
+  /** The HTTP/JSON API, when `http_port` was given. */
+  #http: HttpApi | null = null;
+  /** The HTTP API's bound port; 0 when it is off. */
+  http_port = 0;
   /** The data directory's lock, released by {@link stop}. */
   #lock: DirLock | null = null;
 
@@ -344,16 +351,6 @@ export class Router {
         readers: (id) => rebalancer.readers(id),
       });
     }
-    try {
-      // The static nodes' hint logs; one that cannot be opened stops the start.
-      await router.#reconcileOnce(true);
-    } catch (e) {
-      server.forceShutdown();
-      agent?.stop();
-      await core.stop();
-      router.#links.closeAll();
-      throw e;
-    }
     const guard = new UnaryGuard({
       server_name: "router",
       in_flight_max: options.in_flight_max ?? ROUTER_IN_FLIGHT_MAX,
@@ -361,7 +358,29 @@ export class Router {
       to_status: toStatus,
       log: (m) => log(m),
     });
-    server.addService(vectorDbService, routerHandlers(router, guard));
+    const handlers = routerHandlers(router, guard);
+    try {
+      // The static nodes' hint logs; one that cannot be opened stops the start.
+      await router.#reconcileOnce(true);
+      if ((options.http_port ?? 0) !== 0) {
+        router.#http = new HttpApi({
+          kind: "router",
+          handlers,
+          security,
+          ready: () => health.status("") === "SERVING",
+          log,
+        });
+        router.http_port = await router.#http.listen(config.host, options.http_port!);
+      }
+    } catch (e) {
+      await router.#http?.close(0);
+      server.forceShutdown();
+      agent?.stop();
+      await core.stop();
+      router.#links.closeAll();
+      throw e;
+    }
+    server.addService(vectorDbService, handlers);
     if (agent !== null) {
       router.#follower = new RingFollower(agent, { vnodes_per_member: options.vnodes_per_member });
       // After the follower's own listener: every event (a static node seen dead included).
@@ -398,16 +417,19 @@ export class Router {
       this.agent.stop();
     }
     this.health.close();
-    await new Promise<void>((resolve) => {
-      const force = setTimeout(() => {
-        this.#server.forceShutdown();
-        resolve();
-      }, 5000);
-      this.#server.tryShutdown(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    });
+    await Promise.all([
+      this.#http?.close(5000),
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          this.#server.forceShutdown();
+          resolve();
+        }, 5000);
+        this.#server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+    ]);
     await this.core.stop();
     this.#links.closeAll();
     this.#lock?.release();

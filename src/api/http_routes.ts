@@ -1,0 +1,493 @@
+/**
+ * The HTTP/JSON API's routes, as data, and the pure parts of serving them: matching a method
+ * and path, turning a path, query and JSON body into the request of the gRPC method the route
+ * performs, the request limits, and the gRPC status → HTTP status mapping. The server
+ * (http.ts) reads the body, checks the API key and calls the SAME handler the gRPC server
+ * calls (its `UnaryGuard`), so validation, versions, limits and statuses are those of gRPC.
+ *
+ * | method | path                                  | gRPC method     | role  |
+ * |--------|---------------------------------------|-----------------|-------|
+ * | GET    | /healthz                              | (process alive) | open  |
+ * | GET    | /readyz                               | (health of "")  | open  |
+ * | GET    | /openapi.json                         | (like reflection) | read |
+ * | GET    | /collections                          | ListCollections | read  |
+ * | GET    | /collections/{name}                   | ListCollections, one entry | read |
+ * | PUT    | /collections/{name}                   | CreateCollection | admin |
+ * | DELETE | /collections/{name}                   | DropCollection  | admin |
+ * | PUT    | /collections/{name}/points            | PutBatch        | write |
+ * | POST   | /collections/{name}/points/search     | Search          | read  |
+ * | PUT    | /collections/{name}/points/{id}       | Put             | write |
+ * | GET    | /collections/{name}/points/{id}       | Get (not found: 404) | read |
+ * | DELETE | /collections/{name}/points/{id}       | Delete (`?consistency=&version=`) | write |
+ * | GET    | /stats                                | Stats           | read  |
+ * | GET    | /members                              | Members         | read  |
+ * | POST   | /drain                                | Drain           | admin |
+ *
+ * Bodies are JSON objects with the proto's snake_case field names; a field the route does not
+ * take (a typo, or `collection`/`name`, which come from the path) is INVALID_ARGUMENT naming
+ * it. uint64 fields (`version`, counts) are answered as decimal strings, as in the proto3 JSON
+ * mapping, and accepted as strings or numbers.
+ *
+ * **Limits.** A body is read with a cap of {@link JSON_BYTES_FACTOR} times the method's gRPC
+ * limit (common/limits.ts `VECTORDB_REQUEST_BYTES_MAX`: JSON spends about 3 bytes per
+ * protobuf byte on floats) BEFORE parsing; over it: 413 RESOURCE_EXHAUSTED. After parsing, the
+ * lists the gRPC server counts on the wire (`VECTORDB_REQUEST_LIMITS`: `points` ≤ 10,000,
+ * `vector` ≤ 65,536) are counted: over: 413 RESOURCE_EXHAUSTED naming the field.
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import { SMALL_REQUEST_BYTES_MAX } from "../common/limits.ts";
+import { formatBytes } from "../common/wire_limits.ts";
+import { type MethodName, VECTORDB_REQUEST_LIMITS } from "./proto.ts";
+import { quote, validateCollectionName } from "./validate.ts";
+
+/** JSON bodies may be this many times the method's protobuf limit. */
+export const JSON_BYTES_FACTOR = 4;
+
+/** HTTP methods the API uses. */
+export type HttpMethod = "GET" | "PUT" | "POST" | "DELETE";
+
+/** What a route does besides calling a gRPC method. */
+export type RouteKind = "rpc" | "healthz" | "readyz" | "openapi";
+
+/** Path parameters by name (decoded). */
+export type Params = Readonly<Record<string, string>>;
+
+/** One route of the HTTP API. */
+export interface Route {
+  method: HttpMethod;
+  /** Template with `{name}` and `{id}` segments. */
+  path: string;
+  kind: RouteKind;
+  /** The gRPC method performed (kind "rpc"). */
+  rpc?: MethodName;
+  /** The gRPC path whose access rule (auth.ts `accessOf`) applies. */
+  auth_path: string;
+  /** Fields the JSON body may hold; null: the route takes no body. */
+  body_fields: readonly string[] | null;
+  /** Query parameters the route takes. */
+  query: readonly string[];
+  summary: string;
+  /** Builds the gRPC request; throws a ValidationError or {@link HttpError}. */
+  request?: (params: Params, body: Record<string, unknown>, query: Params) => unknown;
+  /** Shapes the gRPC response into the HTTP answer (default: 200 and the response). */
+  respond?: (params: Params, response: unknown) => HttpAnswer;
+}
+
+/** An HTTP answer: status and JSON body. */
+export interface HttpAnswer {
+  status: number;
+  body: unknown;
+}
+
+/** An error answered as `{"error": {"status", "message"}}` with HTTP status `http`. */
+export class HttpError extends Error {
+  constructor(readonly http: number, readonly code: grpc.status, message: string) {
+    super(message);
+    this.name = "HttpError";
+  }
+}
+
+/** HTTP status of each gRPC status (google.rpc's mapping; RESOURCE_EXHAUSTED is load here). */
+export const HTTP_STATUS_OF: Readonly<Record<number, number>> = {
+  [grpc.status.OK]: 200,
+  [grpc.status.CANCELLED]: 499,
+  [grpc.status.UNKNOWN]: 500,
+  [grpc.status.INVALID_ARGUMENT]: 400,
+  [grpc.status.DEADLINE_EXCEEDED]: 504,
+  [grpc.status.NOT_FOUND]: 404,
+  [grpc.status.ALREADY_EXISTS]: 409,
+  [grpc.status.PERMISSION_DENIED]: 403,
+  [grpc.status.RESOURCE_EXHAUSTED]: 429,
+  [grpc.status.FAILED_PRECONDITION]: 400,
+  [grpc.status.ABORTED]: 409,
+  [grpc.status.OUT_OF_RANGE]: 400,
+  [grpc.status.UNIMPLEMENTED]: 501,
+  [grpc.status.INTERNAL]: 500,
+  [grpc.status.UNAVAILABLE]: 503,
+  [grpc.status.DATA_LOSS]: 500,
+  [grpc.status.UNAUTHENTICATED]: 401,
+};
+
+/** The HTTP status of gRPC status `code` (500 for a code not in the table). */
+export function httpStatusOf(code: number): number {
+  return HTTP_STATUS_OF[code] ?? 500;
+}
+
+/** The name of gRPC status `code` ("INVALID_ARGUMENT"). */
+export function statusName(code: number): string {
+  return grpc.status[code] ?? "UNKNOWN";
+}
+
+/** The JSON error body. */
+export function errorBody(
+  code: number,
+  message: string,
+): { error: { status: string; message: string } } {
+  return { error: { status: statusName(code), message } };
+}
+
+const VECTORDB = "/vectordb.VectorDB/";
+const HEALTH_PATH = "/grpc.health.v1.Health/Check";
+const REFLECTION_PATH = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+
+function rpc(
+  method: HttpMethod,
+  path: string,
+  name: MethodName,
+  summary: string,
+  body_fields: readonly string[] | null,
+  request: Route["request"],
+  extra: Partial<Route> = {},
+): Route {
+  return {
+    method,
+    path,
+    kind: "rpc",
+    rpc: name,
+    auth_path: VECTORDB + name,
+    body_fields,
+    query: [],
+    summary,
+    request,
+    ...extra,
+  };
+}
+
+/** A path id: digits become a number (validated by the handler), anything else stays text. */
+function pathId(id: string): number | string {
+  return /^[0-9]{1,16}$/.test(id) ? Number(id) : id;
+}
+
+/** The collection in the path (an invalid name is INVALID_ARGUMENT naming it). */
+function pathCollection(p: Params): string {
+  return validateCollectionName(p.name, "collection name in the path");
+}
+
+/** Every route, most specific first. */
+export const ROUTES: readonly Route[] = [
+  {
+    method: "GET",
+    path: "/healthz",
+    kind: "healthz",
+    auth_path: HEALTH_PATH,
+    body_fields: null,
+    query: [],
+    summary: "Liveness: 200 while the process serves HTTP",
+  },
+  {
+    method: "GET",
+    path: "/readyz",
+    kind: "readyz",
+    auth_path: HEALTH_PATH,
+    body_fields: null,
+    query: [],
+    summary: 'Readiness: 200 when the health status of "" is SERVING, else 503',
+  },
+  {
+    method: "GET",
+    path: "/openapi.json",
+    kind: "openapi",
+    auth_path: REFLECTION_PATH,
+    body_fields: null,
+    query: [],
+    summary: "This API as an OpenAPI 3.0 document (role read, like gRPC reflection)",
+  },
+  rpc("GET", "/collections", "ListCollections", "List collections", null, () => ({})),
+  rpc(
+    "GET",
+    "/collections/{name}",
+    "ListCollections",
+    "One collection's settings (404 when it does not exist)",
+    null,
+    (p) => (pathCollection(p), {}),
+    {
+      respond: (p, response) => {
+        const found = (response as { collections: { name: string }[] }).collections
+          .find((c) => c.name === p.name);
+        if (found === undefined) {
+          throw new HttpError(
+            404,
+            grpc.status.NOT_FOUND,
+            `Collection ${quote(p.name)} does not exist`,
+          );
+        }
+        return { status: 200, body: found };
+      },
+    },
+  ),
+  rpc(
+    "PUT",
+    "/collections/{name}",
+    "CreateCollection",
+    "Create a collection (idempotent with the same settings)",
+    ["dimension", "metric", "m", "ef_construction"],
+    (p, b) => ({ ...b, name: pathCollection(p) }),
+  ),
+  rpc(
+    "DELETE",
+    "/collections/{name}",
+    "DropCollection",
+    "Drop a collection and its data",
+    null,
+    (p) => ({ name: pathCollection(p) }),
+  ),
+  rpc(
+    "PUT",
+    "/collections/{name}/points",
+    "PutBatch",
+    "Upsert a batch of points (all of one dimension)",
+    ["points", "consistency", "version"],
+    (p, b) => ({ ...b, collection: pathCollection(p) }),
+  ),
+  rpc(
+    "POST",
+    "/collections/{name}/points/search",
+    "Search",
+    "The k nearest points to a vector",
+    ["vector", "k", "ef"],
+    (p, b) => ({ ...b, collection: pathCollection(p) }),
+  ),
+  rpc(
+    "PUT",
+    "/collections/{name}/points/{id}",
+    "Put",
+    "Upsert one point",
+    ["vector", "consistency", "version"],
+    (p, b) => ({ ...b, id: pathId(p.id), collection: pathCollection(p) }),
+  ),
+  rpc(
+    "GET",
+    "/collections/{name}/points/{id}",
+    "Get",
+    "One point's vector and version (404 when absent or deleted)",
+    null,
+    (p) => ({ id: pathId(p.id), collection: pathCollection(p) }),
+    {
+      respond: (p, response) => {
+        const r = response as { found: boolean; deleted?: boolean; version?: string };
+        if (!r.found) {
+          throw new HttpError(
+            404,
+            grpc.status.NOT_FOUND,
+            `Point ${p.id} is not in collection ${quote(p.name)}` +
+              (r.deleted ? ` (deleted at version ${r.version})` : ""),
+          );
+        }
+        return { status: 200, body: { id: Number(p.id), ...r } };
+      },
+    },
+  ),
+  rpc(
+    "DELETE",
+    "/collections/{name}/points/{id}",
+    "Delete",
+    "Delete one point (a versioned tombstone)",
+    null,
+    (p, _b, q) => ({
+      id: pathId(p.id),
+      collection: pathCollection(p),
+      ...(q.consistency !== undefined ? { consistency: q.consistency } : {}),
+      ...(q.version !== undefined ? { version: q.version } : {}),
+    }),
+    { query: ["consistency", "version"] },
+  ),
+  rpc("GET", "/stats", "Stats", "Statistics of this server (router: per node)", null, () => ({})),
+  rpc("GET", "/members", "Members", "Cluster members as this server sees them", null, () => ({})),
+  rpc(
+    "POST",
+    "/drain",
+    "Drain",
+    "Storage node: leave the cluster, hand data off, exit (router: 400)",
+    null,
+    () => ({}),
+  ),
+];
+
+/** A route found for a request, with its decoded path parameters. */
+export interface Match {
+  route: Route;
+  params: Params;
+}
+
+function segments(path: string): string[] {
+  return path.split("/").slice(1);
+}
+
+const TEMPLATES = ROUTES.map((r) => segments(r.path));
+
+/**
+ * The route of `method` and `pathname`; an {@link HttpError} 404 when no route has the path,
+ * 405 (with the allowed methods in `allow`) when routes have it but not the method, 400 when a
+ * path segment is not valid percent-encoding.
+ */
+export function matchRoute(method: string, pathname: string): Match {
+  const parts = segments(pathname);
+  const allowed: string[] = [];
+  for (let i = 0; i < ROUTES.length; i++) {
+    const t = TEMPLATES[i];
+    if (t.length !== parts.length) continue;
+    const params: Record<string, string> = {};
+    let ok = true;
+    for (let j = 0; j < t.length && ok; j++) {
+      if (t[j].startsWith("{")) {
+        if (parts[j] === "") ok = false;
+        else {
+          try {
+            params[t[j].slice(1, -1)] = decodeURIComponent(parts[j]);
+          } catch {
+            throw new HttpError(
+              400,
+              grpc.status.INVALID_ARGUMENT,
+              `Path segment ${quote(parts[j].slice(0, 80))} is not valid percent-encoding`,
+            );
+          }
+        }
+      } else if (t[j] !== parts[j]) ok = false;
+    }
+    if (!ok) continue;
+    if (ROUTES[i].method === method) return { route: ROUTES[i], params };
+    allowed.push(ROUTES[i].method);
+  }
+  if (allowed.length > 0) {
+    throw new MethodNotAllowed(method, pathname, [...new Set(allowed)]);
+  }
+  throw new HttpError(
+    404,
+    grpc.status.NOT_FOUND,
+    `No route ${method} ${quote(pathname.slice(0, 200))}; GET /openapi.json lists the routes`,
+  );
+}
+
+/** 405: the path exists, the method does not. */
+export class MethodNotAllowed extends HttpError {
+  constructor(method: string, pathname: string, readonly allow: string[]) {
+    super(
+      405,
+      grpc.status.UNIMPLEMENTED,
+      `${quote(pathname.slice(0, 200))} takes ${allow.join(", ")}, not ${method.slice(0, 16)}`,
+    );
+  }
+}
+
+/** Largest body (bytes) the route reads: {@link JSON_BYTES_FACTOR} x the method's gRPC limit. */
+export function bodyBytesMax(route: Route): number {
+  const base = route.rpc !== undefined
+    ? VECTORDB_REQUEST_LIMITS[route.rpc].bytes_max
+    : SMALL_REQUEST_BYTES_MAX;
+  return base * JSON_BYTES_FACTOR;
+}
+
+/** The error for a body of `bytes` (or more) over the route's limit: 413 RESOURCE_EXHAUSTED. */
+export function bodyTooLarge(route: Route, bytes: number, more = false): HttpError {
+  return new HttpError(
+    413,
+    grpc.status.RESOURCE_EXHAUSTED,
+    `${route.method} ${route.path} (${route.rpc ?? route.kind}): the body has ` +
+      `${more ? "more than " : ""}${formatBytes(bytes)}; the limit is ` +
+      `${formatBytes(bodyBytesMax(route))} (${JSON_BYTES_FACTOR} x the gRPC limit)`,
+  );
+}
+
+/** Parses the body text into the object the route takes (checks fields and list counts). */
+export function parseBody(route: Route, text: string): Record<string, unknown> {
+  if (route.body_fields === null) {
+    if (text.trim() !== "") {
+      throw new HttpError(
+        400,
+        grpc.status.INVALID_ARGUMENT,
+        `${route.method} ${route.path} takes no request body; got ${text.length} characters`,
+      );
+    }
+    return {};
+  }
+  if (text.trim() === "") return {};
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (e) {
+    throw new HttpError(
+      400,
+      grpc.status.INVALID_ARGUMENT,
+      `The request body is not valid JSON: ${(e as Error).message.slice(0, 200)}`,
+    );
+  }
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new HttpError(
+      400,
+      grpc.status.INVALID_ARGUMENT,
+      `The request body must be a JSON object with fields ${route.body_fields.join(", ")}; ` +
+        `got ${quote(body)}`,
+    );
+  }
+  const obj = body as Record<string, unknown>;
+  for (const key of Object.keys(obj)) {
+    if (!route.body_fields.includes(key)) {
+      throw new HttpError(
+        400,
+        grpc.status.INVALID_ARGUMENT,
+        `Unknown field ${quote(key.slice(0, 80))} in the body of ${route.method} ${route.path}` +
+          `; it takes ${route.body_fields.join(", ")}` +
+          (key === "collection" || key === "name" ? " (the collection name is in the path)" : ""),
+      );
+    }
+  }
+  checkCounts(route, obj);
+  if (route.rpc === "PutBatch" && Array.isArray(obj.points)) {
+    const points = obj.points as unknown[];
+    for (let i = 0; i < points.length; i++) {
+      const p = points[i];
+      if (p === null || typeof p !== "object" || Array.isArray(p)) continue; // the validator names it
+      for (const key in p) {
+        if (key !== "id" && key !== "vector") {
+          throw new HttpError(
+            400,
+            grpc.status.INVALID_ARGUMENT,
+            `Unknown field ${quote(key.slice(0, 80))} in points[${i}]; a point has id, vector`,
+          );
+        }
+      }
+    }
+  }
+  return obj;
+}
+
+/** The list counts the gRPC server checks on the wire, on the parsed body: 413 when over. */
+function checkCounts(route: Route, body: Record<string, unknown>): void {
+  if (route.rpc === undefined) return;
+  for (const r of VECTORDB_REQUEST_LIMITS[route.rpc].repeated ?? []) {
+    const v = body[r.name];
+    if (Array.isArray(v) && v.length > r.max) {
+      throw new HttpError(
+        413,
+        grpc.status.RESOURCE_EXHAUSTED,
+        `${route.rpc}: ${r.name} has ${v.length} ${r.unit}; the limit is ${r.max}`,
+      );
+    }
+  }
+}
+
+/** The query parameters of `search` the route takes; unknown or repeated ones are errors. */
+export function parseQuery(route: Route, search: URLSearchParams): Params {
+  const out: Record<string, string> = {};
+  for (const [key, value] of search) {
+    if (!route.query.includes(key)) {
+      throw new HttpError(
+        400,
+        grpc.status.INVALID_ARGUMENT,
+        `Unknown query parameter ${quote(key.slice(0, 80))} of ${route.method} ${route.path}` +
+          (route.query.length > 0 ? `; it takes ${route.query.join(", ")}` : "; it takes none"),
+      );
+    }
+    if (key in out) {
+      throw new HttpError(
+        400,
+        grpc.status.INVALID_ARGUMENT,
+        `Query parameter ${quote(key)} is given more than once`,
+      );
+    }
+    out[key] = value;
+  }
+  return out;
+}

@@ -1,0 +1,196 @@
+import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import {
+  bodyBytesMax,
+  httpStatusOf,
+  JSON_BYTES_FACTOR,
+  matchRoute,
+  MethodNotAllowed,
+  parseBody,
+  parseQuery,
+  ROUTES,
+} from "./http_routes.ts";
+import { openApiDocument } from "./openapi.ts";
+import { resolveHttpPort } from "./http.ts";
+import { VECTORDB_REQUEST_BYTES_MAX } from "../common/limits.ts";
+import { accessOf } from "./auth.ts";
+
+const route = (method: string, path: string) => matchRoute(method, path).route;
+
+Deno.test("matchRoute: every route's path matches it, with decoded parameters", () => {
+  for (const r of ROUTES) {
+    const path = r.path.replace("{name}", "my%2Dcoll").replace("{id}", "42");
+    const m = matchRoute(r.method, path);
+    assert.equal(m.route, r);
+    if (r.path.includes("{name}")) assert.equal(m.params.name, "my-coll");
+    if (r.path.includes("{id}")) assert.equal(m.params.id, "42");
+  }
+  assert.equal(route("POST", "/collections/c/points/search").rpc, "Search");
+  assert.equal(route("PUT", "/collections/c/points/search").rpc, "Put"); // an id "search": 400 later
+});
+
+Deno.test("matchRoute: unknown path 404, wrong method 405 with Allow, bad encoding 400", () => {
+  assert.throws(() => matchRoute("GET", "/nope"), { http: 404, message: /No route GET "\/nope"/ });
+  assert.throws(() => matchRoute("GET", "/collections//points"), { http: 404 });
+  assert.throws(() => matchRoute("PATCH", "/collections/c"), (e: unknown) => {
+    assert.ok(e instanceof MethodNotAllowed);
+    assert.equal(e.http, 405);
+    assert.deepEqual(e.allow.sort(), ["DELETE", "GET", "PUT"]);
+    return true;
+  });
+  assert.throws(() => matchRoute("GET", "/collections/%E0%A4%A"), {
+    http: 400,
+    message: /not valid percent-encoding/,
+  });
+});
+
+Deno.test("request building: path fields win, ids and names come from the path", () => {
+  const m = matchRoute("PUT", "/collections/c1/points/7");
+  const req = m.route.request!(m.params, { vector: [1, 2] }, {});
+  assert.deepEqual(req, { vector: [1, 2], id: 7, collection: "c1" });
+  const bad = matchRoute("GET", "/collections/c1/points/x1");
+  assert.deepEqual(bad.route.request!(bad.params, {}, {}), { id: "x1", collection: "c1" });
+  const del = matchRoute("DELETE", "/collections/c1/points/3");
+  assert.deepEqual(del.route.request!(del.params, {}, { consistency: "all", version: "5" }), {
+    id: 3,
+    collection: "c1",
+    consistency: "all",
+    version: "5",
+  });
+  const badName = matchRoute("DELETE", "/collections/a%20b");
+  assert.throws(() => badName.route.request!(badName.params, {}, {}), {
+    name: "ValidationError",
+    message: /collection name in the path/,
+  });
+});
+
+Deno.test("parseBody: JSON errors, non-objects, unknown fields and points name what is wrong", () => {
+  const search = route("POST", "/collections/c/points/search");
+  assert.throws(() => parseBody(search, '{"vector": [1,'), {
+    http: 400,
+    message: /not valid JSON/,
+  });
+  assert.throws(() => parseBody(search, "[1,2]"), { http: 400, message: /must be a JSON object/ });
+  assert.throws(() => parseBody(search, '{"vector":[1],"k":1,"kk":2}'), {
+    http: 400,
+    message: /Unknown field "kk".*takes vector, k, ef/,
+  });
+  assert.throws(() => parseBody(search, '{"collection":"x"}'), {
+    message: /collection name is in the path/,
+  });
+  const batch = route("PUT", "/collections/c/points");
+  assert.throws(() => parseBody(batch, '{"points":[{"id":1,"vector":[1]},{"id":2,"vec":[1]}]}'), {
+    http: 400,
+    message: /Unknown field "vec" in points\[1\]/,
+  });
+  assert.deepEqual(parseBody(batch, '{"points":[{"id":1,"vector":[1]}]}'), {
+    points: [{ id: 1, vector: [1] }],
+  });
+  assert.deepEqual(parseBody(search, "  "), {});
+  const stats = route("GET", "/stats");
+  assert.throws(() => parseBody(stats, "{}"), { http: 400, message: /takes no request body/ });
+});
+
+Deno.test("parseBody: lists over the gRPC counts are 413 RESOURCE_EXHAUSTED naming the field", () => {
+  const batch = route("PUT", "/collections/c/points");
+  const points = Array.from({ length: 10_001 }, (_, i) => ({ id: i, vector: [1] }));
+  assert.throws(() => parseBody(batch, JSON.stringify({ points })), {
+    http: 413,
+    code: grpc.status.RESOURCE_EXHAUSTED,
+    message: "PutBatch: points has 10001 points; the limit is 10000",
+  });
+  const put = route("PUT", "/collections/c/points/1");
+  assert.throws(() => parseBody(put, JSON.stringify({ vector: new Array(65_537).fill(0) })), {
+    http: 413,
+    message: /vector has 65537 values; the limit is 65536/,
+  });
+});
+
+Deno.test("bodyBytesMax: the documented multiple of each method's gRPC limit", () => {
+  assert.equal(JSON_BYTES_FACTOR, 4);
+  for (const r of ROUTES) {
+    const base = r.rpc === undefined ? 4096 : VECTORDB_REQUEST_BYTES_MAX[r.rpc];
+    assert.equal(bodyBytesMax(r), base * 4, `${r.method} ${r.path}`);
+  }
+});
+
+Deno.test("parseQuery: only the route's parameters, once each", () => {
+  const del = route("DELETE", "/collections/c/points/1");
+  assert.deepEqual(parseQuery(del, new URLSearchParams("consistency=one")), {
+    consistency: "one",
+  });
+  assert.throws(() => parseQuery(del, new URLSearchParams("consistancy=one")), {
+    http: 400,
+    message: /Unknown query parameter "consistancy".*takes consistency, version/,
+  });
+  assert.throws(() => parseQuery(del, new URLSearchParams("version=1&version=2")), {
+    message: /"version" is given more than once/,
+  });
+  assert.throws(() => parseQuery(route("GET", "/stats"), new URLSearchParams("a=1")), {
+    message: /takes none/,
+  });
+});
+
+Deno.test("httpStatusOf: the gRPC status mapping", () => {
+  const expected: [grpc.status, number][] = [
+    [grpc.status.INVALID_ARGUMENT, 400],
+    [grpc.status.UNAUTHENTICATED, 401],
+    [grpc.status.PERMISSION_DENIED, 403],
+    [grpc.status.NOT_FOUND, 404],
+    [grpc.status.ALREADY_EXISTS, 409],
+    [grpc.status.RESOURCE_EXHAUSTED, 429],
+    [grpc.status.FAILED_PRECONDITION, 400],
+    [grpc.status.UNAVAILABLE, 503],
+    [grpc.status.DEADLINE_EXCEEDED, 504],
+    [grpc.status.INTERNAL, 500],
+  ];
+  for (const [code, http] of expected) assert.equal(httpStatusOf(code), http, grpc.status[code]);
+  assert.equal(httpStatusOf(99), 500);
+});
+
+Deno.test("routes: each performs its gRPC method's access rule; health routes are open", () => {
+  for (const r of ROUTES) {
+    const access = accessOf(r.auth_path);
+    if (r.kind === "healthz" || r.kind === "readyz") assert.equal(access, "open");
+    else if (r.kind === "openapi") assert.equal(access, "read");
+    else assert.equal(r.auth_path, `/vectordb.VectorDB/${r.rpc}`);
+  }
+});
+
+Deno.test("openApiDocument: lists every route, with its path parameters, for both kinds", () => {
+  for (const kind of ["node", "router"] as const) {
+    const doc = openApiDocument(kind) as {
+      openapi: string;
+      paths: Record<string, Record<string, { parameters?: { name: string }[] }>>;
+    };
+    assert.equal(doc.openapi, "3.0.3");
+    const listed = Object.entries(doc.paths).flatMap(([p, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)
+    ).sort();
+    assert.deepEqual(listed, ROUTES.map((r) => `${r.method} ${r.path}`).sort());
+    for (const r of ROUTES) {
+      const names = (doc.paths[r.path][r.method.toLowerCase()].parameters ?? [])
+        .map((p) => p.name);
+      for (const m of r.path.matchAll(/\{(\w+)\}/g)) assert.ok(names.includes(m[1]));
+    }
+    // Every $ref resolves.
+    const text = JSON.stringify(doc);
+    const schemas = (doc as unknown as { components: { schemas: object } }).components.schemas;
+    for (const m of text.matchAll(/#\/components\/schemas\/(\w+)/g)) {
+      assert.ok(m[1] in schemas, m[1]);
+    }
+  }
+});
+
+Deno.test("resolveHttpPort: default gRPC + 1000, 0 off, errors name the flag", () => {
+  assert.equal(resolveHttpPort(undefined, 50051), 51051);
+  assert.equal(resolveHttpPort(undefined, 0), 0);
+  assert.equal(resolveHttpPort("0", 50051), 0);
+  assert.equal(resolveHttpPort("8080", 50051), 8080);
+  assert.throws(
+    () => resolveHttpPort(undefined, 65000),
+    /--port 65000 \+ 1000 = 66000.*--http-port/,
+  );
+  assert.throws(() => resolveHttpPort("70000", 1), /--http-port "70000" must be an integer/);
+  assert.throws(() => resolveHttpPort("-1", 1), /--http-port "-1"/);
+});

@@ -1,0 +1,330 @@
+/**
+ * The OpenAPI 3.0 document of the HTTP/JSON API (`GET /openapi.json`), written by hand from
+ * the route table (http_routes.ts) and the proto's messages (proto.ts). tests/http_api_test.ts
+ * calls every operation it lists against a real router and node and checks that the status
+ * answered is one the document lists, and http_routes_test.ts that it lists every route.
+ *
+ * @module
+ */
+import {
+  BATCH_POINTS_MAX,
+  DIMENSION_MAX,
+  EF_CONSTRUCTION_MAX,
+  EF_MAX,
+  ID_MAX,
+  K_MAX,
+  M_MAX,
+  M_MIN,
+} from "../common/limits.ts";
+import { JSON_BYTES_FACTOR, ROUTES } from "./http_routes.ts";
+
+type Schema = Record<string, unknown>;
+
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+const uint64: Schema = {
+  type: "string",
+  pattern: "^[0-9]+$",
+  description: "uint64 as a decimal string (a number is accepted in requests)",
+};
+const vector: Schema = {
+  type: "array",
+  items: { type: "number", format: "float" },
+  minItems: 1,
+  maxItems: DIMENSION_MAX,
+};
+const consistency: Schema = {
+  type: "string",
+  enum: ["", "one", "quorum", "all"],
+  description: "Write consistency (router); empty: the router's default",
+};
+
+const SCHEMAS: Record<string, Schema> = {
+  Error: {
+    type: "object",
+    required: ["error"],
+    properties: {
+      error: {
+        type: "object",
+        required: ["status", "message"],
+        properties: {
+          status: { type: "string", example: "INVALID_ARGUMENT", description: "gRPC status name" },
+          message: { type: "string" },
+        },
+      },
+    },
+  },
+  Health: { type: "object", properties: { status: { type: "string" } } },
+  CollectionInfo: {
+    type: "object",
+    properties: {
+      name: { type: "string" },
+      dimension: { type: "integer" },
+      metric: { type: "string", enum: ["l2", "cosine", "dot"] },
+      m: { type: "integer" },
+      ef_construction: { type: "integer" },
+    },
+  },
+  CreateCollectionBody: {
+    type: "object",
+    required: ["dimension"],
+    additionalProperties: false,
+    properties: {
+      dimension: { type: "integer", minimum: 1, maximum: DIMENSION_MAX },
+      metric: { type: "string", enum: ["", "l2", "cosine", "dot"], default: "l2" },
+      m: { type: "integer", minimum: 0, maximum: M_MAX, description: `0: 16; else ${M_MIN}..` },
+      ef_construction: { type: "integer", minimum: 0, maximum: EF_CONSTRUCTION_MAX },
+    },
+  },
+  CreateCollectionResponse: {
+    type: "object",
+    properties: { created: { type: "boolean" }, collection: ref("CollectionInfo") },
+  },
+  ListCollectionsResponse: {
+    type: "object",
+    properties: { collections: { type: "array", items: ref("CollectionInfo") } },
+  },
+  DropCollectionResponse: { type: "object", properties: { dropped: { type: "boolean" } } },
+  Point: {
+    type: "object",
+    required: ["id", "vector"],
+    additionalProperties: false,
+    properties: { id: { type: "integer", minimum: 0, maximum: ID_MAX }, vector },
+  },
+  PutBatchBody: {
+    type: "object",
+    required: ["points"],
+    additionalProperties: false,
+    properties: {
+      points: { type: "array", items: ref("Point"), minItems: 1, maxItems: BATCH_POINTS_MAX },
+      consistency,
+      version: { ...uint64, description: "0 or absent: the server stamps one" },
+    },
+  },
+  PutBatchResponse: {
+    type: "object",
+    properties: { count: { type: "integer" }, seq: uint64, version: uint64 },
+  },
+  PutBody: {
+    type: "object",
+    required: ["vector"],
+    additionalProperties: false,
+    properties: { vector, consistency, version: uint64 },
+  },
+  PutResponse: {
+    type: "object",
+    properties: {
+      ok: { type: "boolean" },
+      seq: uint64,
+      replicas_acked: { type: "integer" },
+      version: uint64,
+    },
+  },
+  GetResponse: {
+    type: "object",
+    properties: {
+      id: { type: "integer" },
+      found: { type: "boolean" },
+      vector,
+      version: uint64,
+      deleted: { type: "boolean" },
+    },
+  },
+  DeleteResponse: {
+    type: "object",
+    properties: { deleted: { type: "boolean" }, seq: uint64, version: uint64 },
+  },
+  SearchBody: {
+    type: "object",
+    required: ["vector", "k"],
+    additionalProperties: false,
+    properties: {
+      vector,
+      k: { type: "integer", minimum: 1, maximum: K_MAX },
+      ef: { type: "integer", minimum: 0, maximum: EF_MAX, description: "0: server default" },
+    },
+  },
+  SearchResponse: {
+    type: "object",
+    properties: {
+      results: {
+        type: "array",
+        items: {
+          type: "object",
+          properties: { id: { type: "integer" }, distance: { type: "number" } },
+        },
+      },
+      partial: { type: "boolean" },
+      shards_answered: { type: "integer" },
+      shards_total: { type: "integer" },
+    },
+  },
+  StatsResponse: {
+    type: "object",
+    description: "StatsResponse of proto/vector_db.proto (uint64 fields as strings)",
+    additionalProperties: true,
+  },
+  MembersResponse: {
+    type: "object",
+    properties: {
+      self_id: { type: "string" },
+      members: {
+        type: "array",
+        items: {
+          type: "object",
+          properties: {
+            id: { type: "string" },
+            address: { type: "string" },
+            state: { type: "string", enum: ["alive", "suspect", "dead", "left"] },
+            incarnation: { type: "integer" },
+            is_router: { type: "boolean" },
+          },
+        },
+      },
+    },
+  },
+  DrainResponse: {
+    type: "object",
+    properties: { started: { type: "boolean" }, node_id: { type: "string" } },
+  },
+  OpenApi: { type: "object", additionalProperties: true },
+};
+
+/** Per route ("METHOD path"): request body schema, success schema, extra statuses. */
+const OPERATIONS: Record<
+  string,
+  { body?: string; ok: string; ok_status?: string; errors: string[] }
+> = {
+  "GET /healthz": { ok: "Health", errors: [] },
+  "GET /readyz": { ok: "Health", errors: ["503"] },
+  "GET /openapi.json": { ok: "OpenApi", errors: ["401", "403"] },
+  "GET /collections": { ok: "ListCollectionsResponse", errors: [] },
+  "GET /collections/{name}": { ok: "CollectionInfo", errors: ["400", "404"] },
+  "PUT /collections/{name}": {
+    body: "CreateCollectionBody",
+    ok: "CreateCollectionResponse",
+    errors: ["400", "409", "413"],
+  },
+  "DELETE /collections/{name}": { ok: "DropCollectionResponse", errors: ["400", "404"] },
+  "PUT /collections/{name}/points": {
+    body: "PutBatchBody",
+    ok: "PutBatchResponse",
+    errors: ["400", "404", "413"],
+  },
+  "POST /collections/{name}/points/search": {
+    body: "SearchBody",
+    ok: "SearchResponse",
+    errors: ["400", "404", "413"],
+  },
+  "PUT /collections/{name}/points/{id}": {
+    body: "PutBody",
+    ok: "PutResponse",
+    errors: ["400", "404", "413"],
+  },
+  "GET /collections/{name}/points/{id}": { ok: "GetResponse", errors: ["400", "404"] },
+  "DELETE /collections/{name}/points/{id}": { ok: "DeleteResponse", errors: ["400", "404"] },
+  "GET /stats": { ok: "StatsResponse", errors: [] },
+  "GET /members": { ok: "MembersResponse", errors: [] },
+  "POST /drain": { ok: "DrainResponse", errors: ["400"] },
+};
+
+const ERROR_TEXT: Record<string, string> = {
+  "400": "INVALID_ARGUMENT (or FAILED_PRECONDITION): the message names the field and value",
+  "401": "UNAUTHENTICATED: no or an unknown API key",
+  "403": "PERMISSION_DENIED: the key's role is too low",
+  "404": "NOT_FOUND",
+  "408": "DEADLINE_EXCEEDED: the body did not arrive in time",
+  "409": "ALREADY_EXISTS",
+  "413": "RESOURCE_EXHAUSTED: the body or a list is over its limit",
+  "429": "RESOURCE_EXHAUSTED: too many requests in flight",
+  "500": "INTERNAL",
+  "503": "UNAVAILABLE (shutting down, owners unreachable) or not ready",
+  "504": "DEADLINE_EXCEEDED",
+};
+
+/** The OpenAPI document a `kind` of server serves. */
+export function openApiDocument(kind: "node" | "router"): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of ROUTES) {
+    const key = `${r.method} ${r.path}`;
+    const op = OPERATIONS[key];
+    if (op === undefined) throw new Error(`openapi.ts does not describe ${key}`);
+    const open = r.kind === "healthz" || r.kind === "readyz";
+    const errors = [...op.errors];
+    if (!open) errors.push("401", "403", "429", "500", "503", "504");
+    if (r.body_fields !== null) errors.push("408");
+    const responses: Record<string, unknown> = {
+      [op.ok_status ?? "200"]: {
+        description: "OK",
+        content: { "application/json": { schema: ref(op.ok) } },
+      },
+    };
+    for (const s of [...new Set(errors)].sort()) {
+      responses[s] = {
+        description: ERROR_TEXT[s],
+        content: { "application/json": { schema: ref(r.kind === "readyz" ? "Health" : "Error") } },
+      };
+    }
+    const parameters: unknown[] = [];
+    for (const m of r.path.matchAll(/\{(\w+)\}/g)) {
+      parameters.push({
+        name: m[1],
+        in: "path",
+        required: true,
+        schema: m[1] === "id"
+          ? { type: "integer", minimum: 0, maximum: ID_MAX }
+          : { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
+      });
+    }
+    for (const q of r.query) {
+      parameters.push({
+        name: q,
+        in: "query",
+        required: false,
+        schema: q === "version" ? uint64 : consistency,
+      });
+    }
+    (paths[r.path] ??= {})[r.method.toLowerCase()] = {
+      operationId: `${r.method.toLowerCase()}${
+        r.path.replace(/[^A-Za-z]+(.)?/g, (_, c) => (c ?? "").toUpperCase())
+      }`,
+      summary: r.summary,
+      ...(r.rpc !== undefined ? { "x-grpc-method": `vectordb.VectorDB/${r.rpc}` } : {}),
+      ...(open ? { security: [] } : {}),
+      ...(parameters.length > 0 ? { parameters } : {}),
+      ...(op.body !== undefined
+        ? {
+          requestBody: {
+            required: true,
+            content: { "application/json": { schema: ref(op.body) } },
+          },
+        }
+        : {}),
+      responses,
+    };
+  }
+  return {
+    openapi: "3.0.3",
+    info: {
+      title: `vectordb HTTP/JSON API (${kind === "router" ? "router" : "storage node"})`,
+      version: "1",
+      description: "The gRPC API (proto/vector_db.proto) over HTTP with JSON bodies (snake_case " +
+        "field names). Every route performs one gRPC method through the same handler. Bodies " +
+        `may be ${JSON_BYTES_FACTOR} x the method's gRPC byte limit. Errors: ` +
+        '{"error": {"status": GRPC_STATUS_NAME, "message": ...}}.' +
+        (kind === "router" ? " POST /drain is a storage node's: the router answers 400." : ""),
+    },
+    components: {
+      schemas: SCHEMAS,
+      securitySchemes: {
+        bearer: {
+          type: "http",
+          scheme: "bearer",
+          description: "An API key of --api-keys-file; roles read < write < admin " +
+            "(src/api/auth.ts). Without --api-keys-file no key is needed.",
+        },
+      },
+    },
+    security: [{ bearer: [] }],
+    paths,
+  };
+}
