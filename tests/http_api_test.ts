@@ -7,7 +7,8 @@
  *   create, put, search, get, delete, stats, members through HTTP; a point written over HTTP
  *   is read back over gRPC; a bad field 400 naming it, no key 401, a read key writing 403, an
  *   oversized body 413;
- * - a storage node alone: every operation of its document, POST /drain last (it exits 0).
+ * - a storage node alone: every operation of its document, POST /drain last (it exits 0);
+ * - a storage node with `--metrics false`: GET /metrics is 404.
  */
 import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -56,7 +57,8 @@ class Client {
       body: options.raw ?? (body === undefined ? undefined : JSON.stringify(body)),
     });
     const text = await res.text();
-    const answer = { status: res.status, body: JSON.parse(text) };
+    const json = !(res.headers.get("content-type") ?? "").startsWith("text/plain");
+    const answer = { status: res.status, body: json ? JSON.parse(text) : { text } };
     if (this.doc !== null) {
       const op = this.doc.paths[template]?.[method.toLowerCase()];
       assert.ok(op !== undefined, `${method} ${template} is not in the OpenAPI document`);
@@ -114,6 +116,11 @@ Deno.test({
         api.called.add("GET /openapi.json");
         api.called.add("GET /healthz");
         api.called.add("GET /readyz");
+        // Metrics: role read (a scraper's bearer token); no key 401.
+        const metrics = await api.op("GET", "/metrics", {}, undefined, { key: KEYS.read });
+        assert.equal(metrics.status, 200);
+        assert.match(String(metrics.body.text), /^# HELP /m);
+        assert.equal((await api.op("GET", "/metrics", {}, undefined, { key: null })).status, 401);
 
         // Keys: none 401, a read key writing 403.
         const none = await api.op("GET", "/collections", {}, undefined, { key: null });
@@ -256,7 +263,7 @@ Deno.test({
       const doc = await api.op("GET", "/openapi.json");
       api.doc = doc.body as unknown as Doc;
       assert.match(JSON.stringify(api.doc), /storage node/);
-      for (const p of ["/openapi.json", "/healthz", "/readyz"]) {
+      for (const p of ["/openapi.json", "/healthz", "/readyz", "/metrics"]) {
         assert.equal((await api.op("GET", p)).status, 200);
       }
       assert.equal(
@@ -297,6 +304,25 @@ Deno.test({
       api.assertCoverage();
       const exit = await node.done;
       assert.equal(exit.code, 0);
+    } finally {
+      await node.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "HTTP API: a storage node with --metrics false answers GET /metrics 404",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const http = await freePort();
+    const node = await NodeProcess.start({
+      args: ["--http-port", String(http), "--metrics", "false"],
+    });
+    try {
+      const res = await fetch(`http://127.0.0.1:${http}/metrics`);
+      assert.equal(res.status, 404);
+      assert.match((await res.json()).error.message, /Metrics are off/);
     } finally {
       await node.close();
     }

@@ -26,12 +26,16 @@
  * | anything of `vectordb.internal.*` (Gossip, Transfer) | the cluster secret (cluster_proof.ts) |
  * | `grpc.health.v1.Health` (Check, Watch, List)         | nothing: open    |
  * | `grpc.reflection.v1[alpha].ServerReflection`         | read        |
+ * | `vectordb.Metrics` (HTTP `GET /metrics` only)        | read        |
  *
  * Health is open because its callers are load balancers, kubelets and `grpc_health_probe`,
  * which carry no credentials, and it says only SERVING or NOT_SERVING (health.ts caps its
  * Watch streams). Reflection describes the API (every message and service, internal ones
  * included): not secret, but not for strangers either, so it needs the weakest role, like the
- * reads of data.
+ * reads of data. So do the Prometheus metrics (`GET /metrics` checks the path
+ * `/vectordb.Metrics/Scrape`): collection names, sizes and traffic are not for strangers; a
+ * scraper is given a `read` key as its bearer token (Prometheus `authorization` /
+ * `bearer_token_file`). Without `--api-keys-file` they are open, like every read.
  *
  * A client sends `authorization: Bearer KEY` as gRPC metadata (the same header HTTP uses). The
  * server keeps only SHA-256 digests of the keys and looks a presented key up by its digest, so
@@ -87,10 +91,11 @@ export const METHOD_ROLES: Readonly<Record<string, Role>> = {
 
 /** The services open to anyone (the gRPC health protocol). */
 export const OPEN_SERVICES: readonly string[] = ["grpc.health.v1.Health"];
-/** The services that need role `read` (server reflection, both versions). */
+/** The services that need role `read` (server reflection, both versions; metrics). */
 export const READ_SERVICES: readonly string[] = [
   "grpc.reflection.v1.ServerReflection",
   "grpc.reflection.v1alpha.ServerReflection",
+  "vectordb.Metrics",
 ];
 
 /**

@@ -21,6 +21,13 @@
  * | 8    | the handler: the guard's checks, validation, the operation  | its gRPC status, mapped  |
  * | 9    | no answer within the request timeout ({@link HTTP_REQUEST_TIMEOUT_MS}) | 504 DEADLINE_EXCEEDED (a write may still apply) |
  *
+ * `GET /metrics` answers the process's Prometheus metrics in the text exposition format
+ * (common/metrics.ts; off with `--metrics false`, then 404). It needs role `read` when API keys
+ * are configured (give the scraper a read key as its bearer token), and is open otherwise,
+ * like every read. Every HTTP request is counted by `vectordb_http_requests_total` and
+ * `vectordb_http_request_duration_seconds` (labels `method`, `route` (the template, or
+ * `unmatched`), `code` (the HTTP status)).
+ *
  * Errors are `{"error": {"status": "INVALID_ARGUMENT", "message": "..."}}`. A refusal sent
  * before the body was read keeps reading (and dropping) up to {@link HTTP_DRAIN_BYTES_MAX} so
  * the client sees the answer, then closes the connection.
@@ -49,6 +56,8 @@ import {
 import { openApiDocument } from "./openapi.ts";
 import type { VectorDBHandlers } from "./proto.ts";
 import type { SecurityConfig } from "./security.ts";
+import { VIA_HTTP } from "./unary.ts";
+import { type Metrics, METRICS_CONTENT_TYPE, RequestMetrics } from "../common/metrics.ts";
 import { ValidationError } from "./validate.ts";
 
 /** Most HTTP requests in progress on one server (reading, running or answering). */
@@ -92,6 +101,8 @@ export interface HttpApiOptions {
   /** Whether the health status of "" is SERVING (`/readyz`). */
   ready: () => boolean;
   log?: (message: string) => void;
+  /** The process's metrics, served at `GET /metrics`; absent or null: 404 there. */
+  metrics?: Metrics | null;
   request_timeout_ms?: number;
   requests_max?: number;
   body_bytes_in_flight_max?: number;
@@ -113,6 +124,9 @@ export class HttpApi {
   #idle: (() => void) | null = null;
   /** Requests answered, by HTTP status. */
   readonly answered: Record<number, number> = {};
+  readonly #requests: RequestMetrics | null;
+  /** Recorders by "METHOD route". */
+  readonly #recorders = new Map<string, (code: number, seconds: number) => void>();
 
   constructor(options: HttpApiOptions) {
     this.#o = options;
@@ -120,6 +134,25 @@ export class HttpApi {
     this.#timeout_ms = options.request_timeout_ms ?? HTTP_REQUEST_TIMEOUT_MS;
     this.#requests_max = options.requests_max ?? HTTP_REQUESTS_MAX;
     this.#bytes_max = options.body_bytes_in_flight_max ?? HTTP_BODY_BYTES_IN_FLIGHT_MAX;
+    this.#requests = options.metrics
+      ? new RequestMetrics(options.metrics, "vectordb_http", "HTTP requests", String, ["route"])
+      : null;
+  }
+
+  /** Counts one answered request (methods outside the API's are "OTHER": bounded labels). */
+  #record(method: string | undefined, route: string, status: number, t0: number): void {
+    if (this.#requests === null) return;
+    const verb = method === "GET" || method === "PUT" || method === "POST" ||
+        method === "DELETE" || method === "HEAD"
+      ? method
+      : "OTHER";
+    const key = `${verb} ${route}`;
+    let recorder = this.#recorders.get(key);
+    if (recorder === undefined) {
+      recorder = this.#requests.method(verb, route);
+      this.#recorders.set(key, recorder);
+    }
+    recorder(status, (performance.now() - t0) / 1000);
   }
 
   /** Requests in progress. */
@@ -180,7 +213,11 @@ export class HttpApi {
   readonly handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     this.#active++;
     let reserved = 0;
+    const t0 = performance.now();
+    const seen = { route: "unmatched" };
     res.on("close", () => {
+      // 499 (client closed request) when the connection closed before an answer was sent.
+      this.#record(req.method, seen.route, res.headersSent ? res.statusCode : 499, t0);
       this.#body_bytes -= reserved;
       reserved = 0;
       if (--this.#active === 0 && this.#idle !== null) {
@@ -193,7 +230,7 @@ export class HttpApi {
       reserved += n;
       this.#body_bytes += n;
     };
-    this.#serve(req, res, reserve).catch((e) => {
+    this.#serve(req, res, reserve, seen).catch((e) => {
       if (!(e instanceof HttpError)) this.#log(`HTTP ${req.method} ${req.url}: ${describe(e)}`);
       this.#error(req, res, e);
     });
@@ -203,6 +240,7 @@ export class HttpApi {
     req: http.IncomingMessage,
     res: http.ServerResponse,
     reserve: (n: number) => void,
+    seen: { route: string },
   ): Promise<void> {
     const deadline_ms = Date.now() + this.#timeout_ms;
     if (this.#active > this.#requests_max) {
@@ -220,6 +258,7 @@ export class HttpApi {
       throw new HttpError(400, grpc.status.INVALID_ARGUMENT, "The request target is not a URL");
     }
     const { route, params } = matchRoute(req.method ?? "", url.pathname);
+    seen.route = route.path;
     const metadata = new grpc.Metadata();
     const auth = req.headers[AUTHORIZATION_HEADER];
     if (typeof auth === "string") metadata.set(AUTHORIZATION_HEADER, auth);
@@ -230,6 +269,18 @@ export class HttpApi {
     const query = parseQuery(route, url.searchParams);
     const text = await this.#readBody(req, route, reserve, deadline_ms);
     const body = parseBody(route, text);
+    if (route.kind === "metrics") {
+      const metrics = this.#o.metrics ?? null;
+      if (metrics === null) {
+        throw new HttpError(
+          404,
+          grpc.status.NOT_FOUND,
+          "Metrics are off on this server (--metrics false)",
+        );
+      }
+      this.#sendText(res, 200, await metrics.text(), METRICS_CONTENT_TYPE);
+      return;
+    }
     const answer = await this.#answer(route, params, body, query, metadata, deadline_ms, req);
     this.#send(res, answer.status, answer.body);
   }
@@ -252,6 +303,8 @@ export class HttpApi {
           : { status: 503, body: { status: "NOT_SERVING" } };
       case "openapi":
         return { status: 200, body: openApiDocument(this.#o.kind) };
+      case "metrics":
+        throw new Error("GET /metrics is answered by #serve");
     }
     const request = route.request!(params, body, query);
     const outcome = await this.#invoke(route, request, metadata, deadline_ms, peerOf(req));
@@ -288,6 +341,7 @@ export class HttpApi {
         getPeer: () => peer,
         getPath: () => `/vectordb.VectorDB/${method}`,
         cancelled: false,
+        [VIA_HTTP]: true,
       } as unknown as grpc.ServerUnaryCall<unknown, unknown>;
       handler(call, (error, value) => {
         clearTimeout(timer);
@@ -392,6 +446,17 @@ export class HttpApi {
       "content-length": Buffer.byteLength(text),
       "cache-control": "no-store",
       ...headers,
+    });
+    res.end(text);
+  }
+
+  #sendText(res: http.ServerResponse, status: number, text: string, type: string): void {
+    if (res.headersSent || res.destroyed) return;
+    this.answered[status] = (this.answered[status] ?? 0) + 1;
+    res.writeHead(status, {
+      "content-type": type,
+      "content-length": Buffer.byteLength(text),
+      "cache-control": "no-store",
     });
     res.end(text);
   }

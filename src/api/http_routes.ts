@@ -10,6 +10,7 @@
  * | GET    | /healthz                              | (process alive) | open  |
  * | GET    | /readyz                               | (health of "")  | open  |
  * | GET    | /openapi.json                         | (like reflection) | read |
+ * | GET    | /metrics                              | (Prometheus text) | read |
  * | GET    | /collections                          | ListCollections | read  |
  * | GET    | /collections/{name}                   | ListCollections, one entry | read |
  * | PUT    | /collections/{name}                   | CreateCollection | admin |
@@ -49,7 +50,7 @@ export const JSON_BYTES_FACTOR = 4;
 export type HttpMethod = "GET" | "PUT" | "POST" | "DELETE";
 
 /** What a route does besides calling a gRPC method. */
-export type RouteKind = "rpc" | "healthz" | "readyz" | "openapi";
+export type RouteKind = "rpc" | "healthz" | "readyz" | "openapi" | "metrics";
 
 /** Path parameters by name (decoded). */
 export type Params = Readonly<Record<string, string>>;
@@ -131,6 +132,8 @@ export function errorBody(
 const VECTORDB = "/vectordb.VectorDB/";
 const HEALTH_PATH = "/grpc.health.v1.Health/Check";
 const REFLECTION_PATH = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+/** No gRPC service answers it; auth.ts gives `vectordb.Metrics` role read. */
+const METRICS_PATH = "/vectordb.Metrics/Scrape";
 
 function rpc(
   method: HttpMethod,
@@ -193,6 +196,16 @@ export const ROUTES: readonly Route[] = [
     body_fields: null,
     query: [],
     summary: "This API as an OpenAPI 3.0 document (role read, like gRPC reflection)",
+  },
+  {
+    method: "GET",
+    path: "/metrics",
+    kind: "metrics",
+    auth_path: METRICS_PATH,
+    body_fields: null,
+    query: [],
+    summary: "Prometheus metrics, text exposition format (role read when API keys are " +
+      "configured; 404 with --metrics false)",
   },
   rpc("GET", "/collections", "ListCollections", "List collections", null, () => ({})),
   rpc(

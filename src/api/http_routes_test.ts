@@ -152,7 +152,7 @@ Deno.test("routes: each performs its gRPC method's access rule; health routes ar
   for (const r of ROUTES) {
     const access = accessOf(r.auth_path);
     if (r.kind === "healthz" || r.kind === "readyz") assert.equal(access, "open");
-    else if (r.kind === "openapi") assert.equal(access, "read");
+    else if (r.kind === "openapi" || r.kind === "metrics") assert.equal(access, "read");
     else assert.equal(r.auth_path, `/vectordb.VectorDB/${r.rpc}`);
   }
 });

@@ -187,16 +187,22 @@ const SCHEMAS: Record<string, Schema> = {
     properties: { started: { type: "boolean" }, node_id: { type: "string" } },
   },
   OpenApi: { type: "object", additionalProperties: true },
+  Metrics: {
+    type: "string",
+    description: "Prometheus text exposition format 0.0.4 (content-type text/plain; " +
+      "version=0.0.4); families named vectordb_*, plus process_* and nodejs_*",
+  },
 };
 
 /** Per route ("METHOD path"): request body schema, success schema, extra statuses. */
 const OPERATIONS: Record<
   string,
-  { body?: string; ok: string; ok_status?: string; errors: string[] }
+  { body?: string; ok: string; ok_type?: string; ok_status?: string; errors: string[] }
 > = {
   "GET /healthz": { ok: "Health", errors: [] },
   "GET /readyz": { ok: "Health", errors: ["503"] },
   "GET /openapi.json": { ok: "OpenApi", errors: ["401", "403"] },
+  "GET /metrics": { ok: "Metrics", ok_type: "text/plain", errors: ["401", "403", "404"] },
   "GET /collections": { ok: "ListCollectionsResponse", errors: [] },
   "GET /collections/{name}": { ok: "CollectionInfo", errors: ["400", "404"] },
   "PUT /collections/{name}": {
@@ -255,7 +261,7 @@ export function openApiDocument(kind: "node" | "router"): Record<string, unknown
     const responses: Record<string, unknown> = {
       [op.ok_status ?? "200"]: {
         description: "OK",
-        content: { "application/json": { schema: ref(op.ok) } },
+        content: { [op.ok_type ?? "application/json"]: { schema: ref(op.ok) } },
       },
     };
     for (const s of [...new Set(errors)].sort()) {

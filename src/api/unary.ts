@@ -36,7 +36,14 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
+import type { RequestMetrics } from "../common/metrics.ts";
 import { refusalOf } from "../common/wire_limits.ts";
+
+/**
+ * Marks a call object made by the HTTP API (http.ts), whose requests its own metrics count:
+ * the guard leaves them out of the gRPC request metrics.
+ */
+export const VIA_HTTP = "via_http";
 
 /** A gRPC status code and its message, as a handler's callback takes them. */
 export interface StatusLike {
@@ -56,6 +63,12 @@ export interface UnaryGuardOptions {
   to_status: (error: unknown) => StatusLike;
   /** Receives a line (with the stack) for every INTERNAL answer. */
   log?: (message: string) => void;
+  /**
+   * Counts every call that arrived over gRPC (refusals included) by method and status, with its
+   * latency (`vectordb_grpc_requests_total`, `vectordb_grpc_request_duration_seconds`). Calls
+   * the HTTP API makes are counted by its own metrics instead.
+   */
+  metrics?: RequestMetrics;
 }
 
 /** The deadline of `call` in epoch milliseconds; Infinity when it has none. */
@@ -106,14 +119,22 @@ export class UnaryGuard {
     method: string,
     fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
   ): grpc.handleUnaryCall<Req, Res> {
+    // Looked up once per method: recording a call allocates nothing.
+    const recorder = this.#options.metrics?.method(method) ?? null;
     return (call, callback) => {
       const o = this.#options;
+      const record = recorder !== null && (call as { [VIA_HTTP]?: boolean })[VIA_HTTP] !== true
+        ? recorder
+        : null;
+      const t0 = record !== null ? performance.now() : 0;
       const refused = refusalOf(call.request);
       if (refused !== null) {
+        if (record !== null) record(refused.code, (performance.now() - t0) / 1000);
         callback(refused);
         return;
       }
       if (o.closing()) {
+        if (record !== null) record(grpc.status.UNAVAILABLE, (performance.now() - t0) / 1000);
         callback({
           code: grpc.status.UNAVAILABLE,
           details: `The ${o.server_name} is shutting down`,
@@ -121,6 +142,9 @@ export class UnaryGuard {
         return;
       }
       if (this.#in_flight >= o.in_flight_max) {
+        if (record !== null) {
+          record(grpc.status.RESOURCE_EXHAUSTED, (performance.now() - t0) / 1000);
+        }
         callback({
           code: grpc.status.RESOURCE_EXHAUSTED,
           details: `The ${o.server_name} has ${this.#in_flight} requests in flight, its limit ` +
@@ -130,6 +154,9 @@ export class UnaryGuard {
       }
       const deadline_ms = deadlineMs(call);
       if (deadline_ms <= Date.now()) {
+        if (record !== null) {
+          record(grpc.status.DEADLINE_EXCEEDED, (performance.now() - t0) / 1000);
+        }
         callback({
           code: grpc.status.DEADLINE_EXCEEDED,
           details: `${method} arrived after its deadline ${iso(deadline_ms)}; ` +
@@ -144,6 +171,9 @@ export class UnaryGuard {
         if (settled) return;
         settled = true;
         this.#in_flight--;
+        if (record !== null) {
+          record(error === null ? grpc.status.OK : error.code, (performance.now() - t0) / 1000);
+        }
         try {
           if (error === null) callback(null, response);
           else callback(error);

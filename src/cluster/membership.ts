@@ -324,6 +324,8 @@ export interface MembershipStats {
   members_rejected: number;
   relays_rejected: number;
   syncs_sent: number;
+  /** Members this node came to hold suspect (from alive), by its own probe or others' word. */
+  suspicions: number;
   /** Updates dropped because their incarnation was above what their subject can answer. */
   incarnations_refused: number;
 }
@@ -456,6 +458,7 @@ export class Membership {
     members_rejected: 0,
     relays_rejected: 0,
     syncs_sent: 0,
+    suspicions: 0,
     incarnations_refused: 0,
   };
 
@@ -1115,7 +1118,10 @@ export class Membership {
       max_ms: min_ms * this.tuning.suspicion_max_mult,
     });
     this.#enqueue({ state: "suspect", id: u.id, inc: u.inc, by });
-    if (!was_suspect) this.#emit("suspect", r, now);
+    if (!was_suspect) {
+      this.stats.suspicions++;
+      this.#emit("suspect", r, now);
+    }
   }
 
   /** dead or left. */

@@ -361,6 +361,7 @@ export class HnswIndex {
       curDist = this.lastGreedyDist;
     }
     this.searchLayer(q, cur, curDist, ef, 0, true, filter);
+    this.lastSearchEf = ef;
     return this.takeResults(k);
   }
 
@@ -624,6 +625,14 @@ export class HnswIndex {
   }
 
   private lastGreedyDist = 0;
+  /**
+   * Candidates whose distance the last layer search computed (its nodes visited): after a
+   * {@link search}, those of its layer-0 search. Counted once per expanded candidate, not per
+   * node, for metrics.
+   */
+  lastVisited = 0;
+  /** The ef the last {@link search} used (its `ef`, or the default raised to k). */
+  lastSearchEf = 0;
   /** Sink for touch loads (see searchLayer); never read for meaning. */
   private touched = 0;
 
@@ -696,6 +705,7 @@ export class HnswIndex {
     visited[ep] = epoch;
     cand.push(epDist, ep);
     let bound = Infinity;
+    let seen = 1;
     if (
       (!liveOnly || flags[ep] === FLAG_LIVE) && (filter === null || allowed(filter, labels[ep]))
     ) {
@@ -716,6 +726,7 @@ export class HnswIndex {
         }
       }
       if (m === 0) continue;
+      seen += m;
       store.distancesToSlots(q, m);
       for (let j = 0; j < m; j++) {
         const d = f32[oi + j];
@@ -733,6 +744,7 @@ export class HnswIndex {
       // work above instead of stalling the next iteration (JS has no prefetch either).
       if (cand.size > 0 && level === 0) this.touched ^= links[cand.topValue() * row0];
     }
+    this.lastVisited = seen;
   }
 
   /** Pops `this.res` into hits, nearest first, keeping the k best. */

@@ -516,6 +516,11 @@ export class Wal {
   #rotateDue = false;
   /** Records refused since the disk was last found full (0: writes are going through). */
   #refusedRun = 0;
+  /**
+   * Takes the seconds of each group commit's write + fdatasync (a metrics histogram; the
+   * storage layer sets it). One observation per batch, not per append.
+   */
+  sync_observer: { observe(seconds: number): void } | null = null;
 
   private constructor(
     dir: string,
@@ -1028,9 +1033,11 @@ export class Wal {
           if (batch.first_seq !== this.#lastSeq + 1) {
             throw new Error(`Batch starts at seq ${batch.first_seq} after seq ${this.#lastSeq}`);
           }
+          const t0 = this.sync_observer !== null ? performance.now() : 0;
           await writeFully(this.#handle, path, bytes, this.#segmentBytes);
           await syncFile(this.#handle, path, { data_only: true });
           this.#stats.syncs++;
+          this.sync_observer?.observe((performance.now() - t0) / 1000);
           this.#segmentBytes += bytes.length;
         } catch (e) {
           if (diskFullCode(e) === null) {

@@ -28,6 +28,7 @@
  * (precedence flag > env > file > default; src/common/config.ts). `--help` and `--version` print
  * and exit 0; a bad flag, variable or config file exits 2.
  * | `--http-port`          | `<port>` + 1000      | HTTP/JSON API on `--host` (src/api/http.ts; TLS when `--tls-cert`); 0: off |
+ * | `--metrics`            | true                 | Prometheus metrics at `GET /metrics` on the HTTP port (src/node/metrics.ts); false: none collected, 404 |
  *
  * The node is a gossip member (role "node"; src/cluster/gossip_agent.ts) from the start, on the
  * same gRPC port (service `vectordb.internal.Gossip`); without `--join` it is a cluster of one
@@ -83,6 +84,7 @@ import { GossipAgent } from "../cluster/gossip_agent.ts";
 import { addGossipService, GrpcGossipTransport } from "../cluster/gossip_transport.ts";
 import { NodeStore } from "../storage/node_store.ts";
 import { nodeHandlers } from "./service.ts";
+import { NodeMetrics } from "./metrics.ts";
 import { addTransferService } from "./transfer_service.ts";
 import { DRAIN_IDLE_MS, waitForDrain } from "./drain_wait.ts";
 import {
@@ -91,6 +93,7 @@ import {
   describeSettings,
   type FlagTable,
   formatHelp,
+  parseBoolean,
   resolveConfig,
   type ResolvedConfig,
 } from "../common/config.ts";
@@ -154,6 +157,12 @@ export const NODE_FLAGS = {
     type: "string",
     arg: "PORT",
     help: "HTTP/JSON API port (default the gRPC port + 1000; 0: off)",
+  },
+  metrics: {
+    type: "string",
+    default: "true",
+    arg: "BOOL",
+    help: "Prometheus metrics at GET /metrics on the HTTP port; false: none collected",
   },
   ...SECURITY_FLAGS,
   ...LOG_FLAGS,
@@ -253,9 +262,11 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
     );
   }
   const security = SecurityConfig.fromFlags(values, host, "storage node", log);
+  const metrics = parseBoolean(values.metrics, "--metrics") ? new NodeMetrics(security) : null;
 
   const t0 = Date.now();
   const store = await NodeStore.open(dataDir, {
+    observers: metrics?.observers,
     logger: log,
     recovery,
     snapshot_every_ops: positiveInt("snapshot-every-ops", values["snapshot-every-ops"]),
@@ -291,7 +302,9 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
     );
   });
   addGossipService(server, agent);
-  addTransferService(server, store, state, { logger: log });
+  metrics?.watchStore(store);
+  metrics?.watchGossip(agent);
+  addTransferService(server, store, state, { logger: log, metrics: metrics?.grpc });
   const handlers = nodeHandlers(
     store,
     {
@@ -304,6 +317,7 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
         void stop("Drain");
         return true;
       },
+      metrics: metrics ?? undefined,
     },
     state,
   );
@@ -314,6 +328,7 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
     security,
     ready: () => health.status("") === "SERVING",
     log,
+    metrics: metrics?.metrics ?? null,
   });
   try {
     await new Promise<void>((resolve, reject) => {

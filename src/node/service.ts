@@ -32,6 +32,8 @@ import * as grpc from "@grpc/grpc-js";
 import { memoryUsage } from "node:process";
 import type { VectorDBHandlers } from "../api/proto.ts";
 import { type StatusLike, UnaryGuard } from "../api/unary.ts";
+import type { RequestMetrics } from "../common/metrics.ts";
+import type { SearchMetrics } from "./metrics.ts";
 import {
   validateCreateCollectionRequest,
   validatePointRef,
@@ -120,6 +122,8 @@ export interface NodeServiceOptions {
    * already stopping. Without it Drain answers FAILED_PRECONDITION.
    */
   drain?: () => boolean;
+  /** Request and search metrics (node/metrics.ts); absent: none recorded. */
+  metrics?: { grpc: RequestMetrics; search: SearchMetrics };
 }
 
 /** Builds the handlers. `state.closing` makes new requests fail with UNAVAILABLE. */
@@ -136,7 +140,9 @@ export function nodeHandlers(
     closing: () => state.closing,
     to_status: (e) => toStatus(e, store.dataDir),
     log,
+    metrics: options.metrics?.grpc,
   });
+  const searchMetrics = options.metrics?.search ?? null;
 
   /** A collection for reading; the default one may not exist yet (it then reads as empty). */
   function readable(name: string): Collection | null {
@@ -218,6 +224,10 @@ export function nodeHandlers(
         throw new ValidationError("ef", s.ef, `ef ${s.ef} must be at least k ${s.k} (or 0)`);
       }
       const hits = c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef);
+      if (searchMetrics !== null) {
+        searchMetrics.ef.observe(c.index.lastSearchEf);
+        searchMetrics.visited.observe(c.index.lastVisited);
+      }
       return Promise.resolve({ results: hits, ...covered });
     }),
     CreateCollection: guard.wrap("CreateCollection", async (req) => {

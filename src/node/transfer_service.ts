@@ -50,6 +50,7 @@ import {
 import type { Collection, CopyEntry } from "../storage/collection.ts";
 import type { NodeStore } from "../storage/node_store.ts";
 import { UnaryGuard } from "../api/unary.ts";
+import type { RequestMetrics } from "../common/metrics.ts";
 import { IN_FLIGHT_MAX, toStatus } from "./service.ts";
 
 /** A Scan page stops once its vectors hold this many bytes. */
@@ -161,6 +162,8 @@ function upperBound(ids: Uint32Array, after: number): number {
 /** Options of {@link transferHandlers}. */
 export interface TransferServiceOptions {
   logger?: (message: string) => void;
+  /** Counts Scan, CopyBatch and Prune in the gRPC request metrics. */
+  metrics?: RequestMetrics;
   clock?: () => number;
 }
 
@@ -187,6 +190,7 @@ export function transferHandlers(
     closing: () => state.closing,
     to_status: (e) => toStatus(e, store.dataDir),
     log,
+    metrics: options.metrics,
   });
 
   /** Records that a router is reading or writing this node (see {@link transferHandlers}). */

@@ -29,6 +29,7 @@
  * (precedence flag > env > file > default; src/common/config.ts). `--help` and `--version` print
  * and exit 0; a bad flag, variable or config file exits 2.
  * | `--http-port`          | `<port>` + 1000 | HTTP/JSON API (src/api/http.ts); 0: off       |
+ * | `--metrics`            | true            | Prometheus metrics at `GET /metrics` on the HTTP port (src/router/metrics.ts); false: none collected, 404 |
  *
  * `--nodes` defaults to 127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053, the three nodes of
  * `deno task cluster`, so the original quickstart needs no flags; with `--join` it defaults
@@ -61,6 +62,7 @@ import {
   describeSettings,
   type FlagTable,
   formatHelp,
+  parseBoolean,
   resolveConfig,
   type ResolvedConfig,
 } from "../common/config.ts";
@@ -189,6 +191,12 @@ export const ROUTER_FLAGS = {
     arg: "PORT",
     help: "HTTP/JSON API port (default the gRPC port + 1000; 0: off)",
   },
+  metrics: {
+    type: "string",
+    default: "true",
+    arg: "BOOL",
+    help: "Prometheus metrics at GET /metrics on the HTTP port; false: none collected",
+  },
   ...SECURITY_FLAGS,
   ...LOG_FLAGS,
 } as const satisfies FlagTable;
@@ -281,10 +289,17 @@ function checkedArgs(values: ResolvedConfig<typeof ROUTER_FLAGS>["values"]): Rou
   } catch (e) {
     throw new RouterUsageError((e as Error).message);
   }
+  let metrics;
+  try {
+    metrics = parseBoolean(values.metrics ?? "true", "--metrics");
+  } catch (e) {
+    throw new RouterUsageError((e as Error).message);
+  }
   return {
     host: values.host!,
     port,
     http_port,
+    metrics,
     nodes,
     join,
     advertise,

@@ -100,6 +100,14 @@ function maxSeq(values: (string | number | undefined)[]): string {
 export class Replication {
   #repairs_in_flight = 0;
 
+  /** Counters for metrics (read at scrape time). */
+  readonly counts = {
+    /** Hints accepted into a node's hint queue. */
+    hints_queued: 0,
+    /** Hints refused because the node's queue was full. */
+    hints_refused: 0,
+  };
+
   constructor(readonly deps: ReplicationDeps) {}
 
   /**
@@ -399,7 +407,10 @@ export class Replication {
       const appended = state.hints.append(record);
       // A refused append (queue full) is not queued; an accepted one is, at once, in order.
       const queued = state.hints.pending === before + 1;
-      if (queued) state.delivery.receive({ type: "enqueued", count: 1 }, clock.now_ms());
+      if (queued) {
+        this.counts.hints_queued++;
+        state.delivery.receive({ type: "enqueued", count: 1 }, clock.now_ms());
+      }
       hint = await appended.catch((e) => {
         // The hint WAL failed; the hint queue dropped the entry again.
         if (queued) state.delivery.receive({ type: "removed", count: 1 }, clock.now_ms());
@@ -408,6 +419,7 @@ export class Replication {
     } catch (e) {
       if (e instanceof HintQueueFullError) {
         state.refused++;
+        this.counts.hints_refused++;
         const now = clock.now_ms();
         if (now - state.last_full_log_ms >= FULL_LOG_INTERVAL_MS) {
           state.last_full_log_ms = now;

@@ -26,6 +26,9 @@ import { CHANNEL_OPTIONS, type VectorDBMethods, vectorDbService } from "../api/p
 import { UnaryGuard } from "../api/unary.ts";
 import { ServerHealth } from "../api/health.ts";
 import { HttpApi } from "../api/http.ts";
+import { type ServerMetrics, serverMetrics } from "../api/server_metrics.ts";
+import { addGossipMetrics } from "../cluster/gossip_metrics.ts";
+import { addRouterMetrics } from "./metrics.ts";
 import { addReflection, REFLECTED_SERVICES } from "../api/reflection.ts";
 import { channelSetup, SecurityConfig } from "../api/security.ts";
 import type { Consistency } from "../common/limits.ts";
@@ -101,6 +104,11 @@ export interface RouterOptions {
   in_flight_max?: number;
   /** Port of the HTTP/JSON API (api/http.ts) on `host`; 0 or absent: none. */
   http_port?: number;
+  /**
+   * Collect Prometheus metrics, served at `GET /metrics` on the HTTP port (router/metrics.ts).
+   * Default false (main.ts's `--metrics` defaults to true).
+   */
+  metrics?: boolean;
   logger?: (message: string) => void;
 }
 
@@ -351,12 +359,19 @@ export class Router {
         readers: (id) => rebalancer.readers(id),
       });
     }
+    let metrics: ServerMetrics | null = null;
+    if (options.metrics === true) {
+      metrics = serverMetrics("router", ROUTER_VERSION, security);
+      addRouterMetrics(metrics.metrics, core, () => router.#rebalancer?.stats ?? null);
+      if (agent !== null) addGossipMetrics(metrics.metrics, agent);
+    }
     const guard = new UnaryGuard({
       server_name: "router",
       in_flight_max: options.in_flight_max ?? ROUTER_IN_FLIGHT_MAX,
       closing: () => router.#stopping,
       to_status: toStatus,
       log: (m) => log(m),
+      metrics: metrics?.grpc,
     });
     const handlers = routerHandlers(router, guard);
     try {
@@ -369,6 +384,7 @@ export class Router {
           security,
           ready: () => health.status("") === "SERVING",
           log,
+          metrics: metrics?.metrics ?? null,
         });
         router.http_port = await router.#http.listen(config.host, options.http_port!);
       }

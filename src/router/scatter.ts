@@ -32,6 +32,20 @@ export interface ScatterDeps {
 
 /** Fan-out reads. */
 export class Scatter {
+  /** Counters for metrics (read at scrape time). */
+  readonly counts = {
+    /** Searches fanned out. */
+    searches: 0,
+    /** Search answers that missed shards (`partial`). */
+    partial: 0,
+    /** Searches no storage node answered (UNAVAILABLE). */
+    unanswered: 0,
+    /** Node Search calls made (both rounds). */
+    node_calls: 0,
+    /** Node Search calls that failed transiently (unreachable, deadline). */
+    node_failures: 0,
+  };
+
   constructor(readonly deps: ScatterDeps) {}
 
   async search(view: RingView, v: ValidSearch): Promise<ResponseOf<"Search">> {
@@ -45,8 +59,11 @@ export class Scatter {
     let verdict: unknown = null;
     let notFound: unknown = null;
     const errors: string[] = [];
+    const counts = this.counts;
+    counts.searches++;
     const round = async (targets: string[], wait_for_ready: boolean) => {
       for (const t of targets) asked.add(t);
+      counts.node_calls += targets.length;
       const settled = await Promise.allSettled(
         targets.map((t) =>
           nodes.call(
@@ -67,6 +84,7 @@ export class Scatter {
         }
         if (state !== undefined) table.observe(state, s.reason);
         if (isTransient(s.reason)) {
+          counts.node_failures++;
           errors.push(`${targets[i]}: ${describeGrpcError(s.reason)}`);
         } else if (isNotFound(s.reason)) {
           // The node has no such collection: it answered, with nothing.
@@ -85,13 +103,16 @@ export class Scatter {
     if (verdict !== null) throw verdict;
     if (lists.length === 0) {
       if (notFound !== null) throw notFound;
+      counts.unanswered++;
       throw new RouterStatusError(
         grpc.status.UNAVAILABLE,
         `No storage node answered the search (${asked.size} asked): ${errors.join("; ")}`,
       );
     }
     const results = mergeSearchResults(lists, v.k);
-    return { results, ...searchCoverage(view.shards, answered) };
+    const coverage = searchCoverage(view.shards, answered);
+    if (coverage.partial) counts.partial++;
+    return { results, ...coverage };
   }
 
   /** The union of the collections `nodes` report; UNAVAILABLE when none answered. */

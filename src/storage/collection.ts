@@ -104,6 +104,23 @@ export interface CollectionOptions {
   now_ms?: () => number;
   /** The node's data directory, named by a {@link DiskFullError}. Default: the collection's. */
   data_dir?: string;
+  /** Metrics histograms (common/metrics.ts) fed by every collection; absent: none. */
+  observers?: CollectionObservers;
+}
+
+/** Where a collection reports durations and sizes (metrics histograms, shared by a node). */
+export interface CollectionObservers {
+  /** Seconds of each WAL group commit (write + fdatasync). */
+  wal_sync_seconds?: Observer;
+  /** Seconds of each snapshot written (image, write, sync, rename; not the WAL trim). */
+  snapshot_seconds?: Observer;
+  /** Payload bytes of each snapshot written. */
+  snapshot_bytes?: Observer;
+}
+
+/** Takes one observation. */
+export interface Observer {
+  observe(value: number): void;
 }
 
 /** One point of a batch. */
@@ -396,6 +413,9 @@ export class Collection {
   private queue: Promise<void> = Promise.resolve();
   /** Writes applied since the last snapshot started. */
   opsSinceSnapshot = 0;
+  /** Payload bytes of the last snapshot this process wrote (0: none yet). */
+  lastSnapshotBytes = 0;
+  private readonly observers: CollectionObservers;
   private closed = false;
 
   private constructor(
@@ -423,6 +443,8 @@ export class Collection {
     this.keep = options.snapshots_keep ?? 2;
     this.dataDir = options.data_dir ?? dir;
     this.replayed = replayed;
+    this.observers = options.observers ?? {};
+    this.wal.sync_observer = this.observers.wal_sync_seconds ?? null;
   }
 
   /** Creates a new, empty collection in `dir` (which must not hold one yet). */
@@ -875,6 +897,7 @@ export class Collection {
 
   private async writeSnapshotNow(): Promise<void> {
     const started = Date.now();
+    const t0 = performance.now();
     // The image is taken synchronously between two applies (in the apply queue), so it is
     // exactly the state after `seq`, never half of a batch.
     const { seq, image, ops } = await this.serial(() => {
@@ -908,6 +931,9 @@ export class Collection {
           `every write; retried later)`,
       );
     }
+    this.observers.snapshot_seconds?.observe((performance.now() - t0) / 1000);
+    this.observers.snapshot_bytes?.observe(written.payload_bytes);
+    this.lastSnapshotBytes = written.payload_bytes;
     this.snapshotSeq = seq;
     this.snapshotTimeMs = Date.now();
     const kept = await listSnapshots(snapshots);

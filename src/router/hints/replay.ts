@@ -79,6 +79,14 @@ export interface HintReplayDeps {
 
 /** Drives the delivery of every node's hints. */
 export class HintReplay {
+  /** Counters for metrics (read at scrape time). */
+  readonly counts = {
+    /** Hints the node applied (or had no use for: a drop of nothing). */
+    delivered: 0,
+    /** Hints the node rejected for good, dropped. */
+    discarded: 0,
+  };
+
   constructor(readonly deps: HintReplayDeps) {}
 
   /** Ticks a node's delivery state; nodes off the ring wait (their channels are closed). */
@@ -128,6 +136,8 @@ export class HintReplay {
               break;
             }
             state.hints.markDelivered(batch[i + k].seq, outcomes[k] === "delivered");
+            if (outcomes[k] === "delivered") this.counts.delivered++;
+            else this.counts.discarded++;
             delivered++;
           }
           i = end;

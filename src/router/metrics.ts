@@ -1,0 +1,151 @@
+/**
+ * The router's Prometheus metrics (`GET /metrics` on its HTTP port; `--metrics false` turns
+ * them off). Besides those of every server (api/server_metrics.ts) and gossip
+ * (cluster/gossip_metrics.ts, with `--join`), read at scrape time from counters the router
+ * keeps anyway:
+ *
+ * | family                                         | type    | labels   | meaning                       |
+ * |------------------------------------------------|---------|----------|-------------------------------|
+ * | `vectordb_router_searches_total`               | counter |          | searches fanned out           |
+ * | `vectordb_router_search_partial_total`         | counter |          | answers that missed shards (`partial`) |
+ * | `vectordb_router_search_unanswered_total`      | counter |          | searches no node answered (UNAVAILABLE) |
+ * | `vectordb_router_node_searches_total`          | counter |          | per-node Search calls (both rounds) |
+ * | `vectordb_router_node_search_failures_total`   | counter |          | those that failed transiently |
+ * | `vectordb_router_nodes`                        | gauge   | state    | nodes reachable / unreachable |
+ * | `vectordb_hints_queued_total`                  | counter |          | hints accepted into a queue   |
+ * | `vectordb_hints_delivered_total`               | counter |          | hints the node applied        |
+ * | `vectordb_hints_discarded_total`               | counter |          | hints the node rejected for good |
+ * | `vectordb_hints_refused_total`                 | counter |          | writes refused: queue full    |
+ * | `vectordb_hints_pending`                       | gauge   | node     | hints waiting per node        |
+ * | `vectordb_rebalance_active`                    | gauge   |          | 1 while rebalancing           |
+ * | `vectordb_rebalance_transfers_active`          | gauge   |          | transfers running             |
+ * | `vectordb_rebalance_transfers_pending`         | gauge   |          | transfers in the current plan |
+ * | `vectordb_rebalance_transfers_total`           | counter | outcome  | done / failed                 |
+ * | `vectordb_rebalance_points_total`              | counter | action   | scanned / copied / pruned     |
+ * | `vectordb_rebalances_total`                    | counter |          | rebalances completed          |
+ *
+ * The rebalance families are present (at 0) in static mode too, so dashboards need no cases.
+ *
+ * @module
+ */
+import type { Metrics } from "../common/metrics.ts";
+import type { RebalanceStats } from "./rebalance/rebalancer.ts";
+import type { RouterCore } from "./core.ts";
+
+/** Adds the router's families, reading `core` and `rebalance()` at scrape time. */
+export function addRouterMetrics(
+  metrics: Metrics,
+  core: RouterCore,
+  rebalance: () => RebalanceStats | null,
+): void {
+  const one = (name: string, help: string, read: () => number) =>
+    metrics.counterFrom(name, help, () => [{ value: read() }]);
+  const sc = core.scatter.counts;
+  one("vectordb_router_searches_total", "Searches fanned out to the nodes", () => sc.searches);
+  one(
+    "vectordb_router_search_partial_total",
+    "Search answers that missed shards (partial: true)",
+    () => sc.partial,
+  );
+  one(
+    "vectordb_router_search_unanswered_total",
+    "Searches no storage node answered (UNAVAILABLE)",
+    () => sc.unanswered,
+  );
+  one(
+    "vectordb_router_node_searches_total",
+    "Search calls made to storage nodes (first round and retries)",
+    () => sc.node_calls,
+  );
+  one(
+    "vectordb_router_node_search_failures_total",
+    "Search calls to storage nodes that failed transiently (unreachable, deadline)",
+    () => sc.node_failures,
+  );
+  metrics.gauge("vectordb_router_nodes", "Storage nodes the router tracks, by state", () => {
+    let up = 0;
+    let down = 0;
+    for (const s of core.table.all()) {
+      if (s.delivery.reachable) up++;
+      else down++;
+    }
+    return [
+      { labels: { state: "reachable" }, value: up },
+      { labels: { state: "unreachable" }, value: down },
+    ];
+  });
+  const rc = core.replication.counts;
+  const hc = core.replay.counts;
+  one(
+    "vectordb_hints_queued_total",
+    "Hints accepted into a node's hint queue",
+    () => rc.hints_queued,
+  );
+  one(
+    "vectordb_hints_delivered_total",
+    "Hints replayed to and applied by their node",
+    () => hc.delivered,
+  );
+  one(
+    "vectordb_hints_discarded_total",
+    "Hints their node rejected for good (dropped)",
+    () => hc.discarded,
+  );
+  one(
+    "vectordb_hints_refused_total",
+    "Writes whose hint was refused because the node's hint queue was full",
+    () => rc.hints_refused,
+  );
+  metrics.gauge(
+    "vectordb_hints_pending",
+    "Hints waiting for delivery, per node",
+    () => [...core.pendingHints()].map(([node, value]) => ({ labels: { node }, value })),
+  );
+  const r = (read: (s: RebalanceStats) => number) => () => {
+    const s = rebalance();
+    return [{ value: s === null ? 0 : read(s) }];
+  };
+  metrics.gauge(
+    "vectordb_rebalance_active",
+    "1 while points are being moved after a ring change",
+    r((s) => (s.rebalancing ? 1 : 0)),
+  );
+  metrics.gauge(
+    "vectordb_rebalance_transfers_active",
+    "Rebalance transfers running",
+    r((s) => s.transfers_active),
+  );
+  metrics.gauge(
+    "vectordb_rebalance_transfers_pending",
+    "Rebalance transfers in the current plan",
+    r((s) => s.transfers_pending),
+  );
+  metrics.counterFrom(
+    "vectordb_rebalance_transfers_total",
+    "Rebalance transfers, by outcome",
+    () => {
+      const s = rebalance();
+      return [
+        { labels: { outcome: "done" }, value: s?.transfers_done ?? 0 },
+        { labels: { outcome: "failed" }, value: s?.transfers_failed ?? 0 },
+      ];
+    },
+  );
+  metrics.counterFrom(
+    "vectordb_rebalance_points_total",
+    "Entries handled by rebalancing, by action (scanned, copied to a new owner, pruned)",
+    () => {
+      const s = rebalance();
+      return [
+        { labels: { action: "scanned" }, value: s?.points_scanned ?? 0 },
+        { labels: { action: "copied" }, value: s?.points_copied ?? 0 },
+        { labels: { action: "pruned" }, value: s?.points_pruned ?? 0 },
+      ];
+    },
+  );
+  metrics.counterFrom(
+    "vectordb_rebalances_total",
+    "Rebalances completed",
+    r((s) => s.rebalances_done),
+  );
+}
