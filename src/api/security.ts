@@ -146,12 +146,14 @@ export function clientSecurity(options: {
   api_key?: string;
   /** PEM CA file; implies TLS. */
   tls_ca?: string;
+  /** What the CA file is called in errors; default `--tls-ca`. */
+  tls_ca_source?: string;
   /** TLS with the system's roots (no CA file). */
   tls?: boolean;
 }): ClientSecurity {
   return {
     tls: options.tls_ca !== undefined
-      ? { ca: readPem(options.tls_ca, "--tls-ca") }
+      ? { ca: readPem(options.tls_ca, options.tls_ca_source ?? "--tls-ca") }
       : options.tls
       ? { ca: null }
       : null,

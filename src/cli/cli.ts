@@ -19,9 +19,9 @@ import process from "node:process";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { ApiClient, describeGrpcError } from "../api/client.ts";
+import { describeGrpcError } from "../api/client.ts";
 import { checkApiKey } from "../api/auth.ts";
-import { clientSecurity } from "../api/security.ts";
+import { VectorDbClient } from "../client/mod.ts";
 import { BATCH_POINTS_MAX, type Consistency } from "../common/limits.ts";
 import { didYouMean, unknownFlagError } from "../common/config.ts";
 import { versionLine } from "../common/software_version.ts";
@@ -490,9 +490,16 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
     io.stdout(versionLine("client") + "\n");
     return EXIT_OK;
   }
-  const api = new ApiClient(global.addr, {
-    timeout_ms: global.timeout_ms,
-    security: clientSecurity({ api_key: global.api_key, tls_ca: global.tls_ca, tls: global.tls }),
+  // The library's client without its retries: one attempt per command, as before (load
+  // retries PutBatch itself, with its own policy).
+  const api = new VectorDbClient({
+    address: global.addr,
+    timeoutMs: global.timeout_ms,
+    apiKey: global.api_key,
+    tlsCa: global.tls_ca,
+    tls: global.tls,
+    retry: false,
+    sources: { apiKey: "--api-key", tlsCa: "--tls-ca" },
   });
   try {
     switch (command.kind) {

@@ -7,7 +7,8 @@
  */
 import { statSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
-import { type ApiClient, describeGrpcError, isServiceError } from "../api/client.ts";
+import { describeGrpcError, isServiceError } from "../api/client.ts";
+import type { VectorDbClient } from "../client/mod.ts";
 import { MESSAGE_BYTES_MAX } from "../common/limits.ts";
 import type { Point } from "../api/proto.ts";
 import type { Command, GlobalOptions } from "./cli.ts";
@@ -60,7 +61,7 @@ interface LoadItem {
  */
 export async function runLoad(
   cmd: Extract<Command, { kind: "load" }>,
-  api: ApiClient,
+  api: Pick<VectorDbClient, "call">,
   global: GlobalOptions,
   io: CliIo,
 ): Promise<number> {

@@ -20,7 +20,8 @@
  * | api     | common, io                                       |
  * | node    | api, storage, index, kernels, cluster, common, io |
  * | router  | api, cluster, common, io                         |
- * | cli     | api, common, io                                  |
+ * | client  | api, common, io                                  |
+ * | cli     | client, api, common, io                          |
  *
  * Imports are read with a small scanner, not a regular expression over raw text: comments
  * (JSDoc `@example` blocks included) and the contents of string and template literals are
@@ -45,7 +46,8 @@ export const LAYERS: Readonly<Record<string, readonly string[]>> = {
   api: ["common", "io"],
   node: ["api", "storage", "index", "kernels", "cluster", "common", "io"],
   router: ["api", "cluster", "common", "io"],
-  cli: ["api", "common", "io"],
+  client: ["api", "common", "io"],
+  cli: ["client", "api", "common", "io"],
 };
 
 /** One import: both ends as repository-relative POSIX paths, e.g. `src/node/main.ts`. */

@@ -1,0 +1,458 @@
+/**
+ * {@link VectorDbClient}: the typed client library over {@link ApiClient}, with retries
+ * (retry.ts), per-call deadlines, an API key and TLS. The public entry point is mod.ts.
+ *
+ * @module
+ */
+import type * as grpc from "@grpc/grpc-js";
+import { Buffer } from "node:buffer";
+import { type ApiCallOptions, ApiClient, type RequestOf, type ResponseOf } from "../api/client.ts";
+import { apiKeyInterceptor, checkApiKey } from "../api/auth.ts";
+import type {
+  CollectionInfo,
+  CreateCollectionRequest,
+  CreateCollectionResponse,
+  DeleteResponse,
+  DrainResponse,
+  DropCollectionResponse,
+  GetResponse,
+  MembersResponse,
+  MethodName,
+  Point,
+  PutBatchResponse,
+  PutResponse,
+  SearchResponse,
+  StatsResponse,
+  Uint64,
+} from "../api/proto.ts";
+import { type ClientSecurity, clientSecurity } from "../api/security.ts";
+import { BATCH_POINTS_MAX, type Consistency, PUT_BATCH_BYTES_MAX } from "../common/limits.ts";
+import {
+  DEFAULT_RETRY,
+  REAL_CLOCK,
+  type RetryClock,
+  type RetryEvent,
+  type RetryPolicy,
+  retryPolicy,
+  withRetry,
+} from "./retry.ts";
+
+/** Default address: a router on loopback. */
+export const DEFAULT_ADDRESS = "127.0.0.1:50050";
+/** Default deadline of each attempt. */
+export const DEFAULT_TIMEOUT_MS = 10_000;
+/** Default `k` of {@link VectorDbClient.search}. */
+export const DEFAULT_SEARCH_K = 10;
+
+/** What the client sends calls through: {@link ApiClient} or a test double. */
+export interface Transport {
+  call<K extends MethodName>(
+    method: K,
+    request: RequestOf<K>,
+    options?: ApiCallOptions,
+  ): Promise<ResponseOf<K>>;
+  close(): void;
+}
+
+/** Options of {@link VectorDbClient}. */
+export interface VectorDbClientOptions {
+  /** `host:port` of a router (or a storage node); default {@link DEFAULT_ADDRESS}. */
+  address?: string;
+  /** Sent as `authorization: Bearer KEY` on every call. */
+  apiKey?: string;
+  /** Call over TLS trusting this CA: a PEM file's path, or the PEM bytes. */
+  tlsCa?: string | Uint8Array;
+  /** Call over TLS trusting the system's CAs (when no `tlsCa` is given). */
+  tls?: boolean;
+  /** Deadline of each attempt in milliseconds; default {@link DEFAULT_TIMEOUT_MS}. */
+  timeoutMs?: number;
+  /** Retry policy (completed from {@link DEFAULT_RETRY}); `false`: one attempt, no retries. */
+  retry?: Partial<RetryPolicy> | false;
+  /** Called before each retry's wait (logging, metrics). */
+  onRetry?: (event: RetryEvent) => void;
+  /** Extra grpc-js client/channel options. */
+  grpcOptions?: Partial<grpc.ClientOptions>;
+  /** How values are named in error messages, e.g. `{ tlsCa: "--tls-ca" }` (the CLI's flags). */
+  sources?: { apiKey?: string; tlsCa?: string };
+  /** Tests: the transport to use instead of a gRPC channel (security options are ignored). */
+  transport?: Transport;
+  /** Tests: time, waits and randomness of the retries. */
+  clock?: RetryClock;
+}
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Deadline of each attempt of this call; default the client's `timeoutMs`. */
+  timeoutMs?: number;
+  /** This call's retry policy (completed from the client's), or `false` for one attempt. */
+  retry?: Partial<RetryPolicy> | false;
+  /** Extra request metadata. */
+  metadata?: grpc.Metadata;
+}
+
+/** Options of writes. */
+export interface WriteOptions extends CallOptions {
+  /** `one`, `quorum` or `all` (router); default the router's `--consistency`. */
+  consistency?: Consistency;
+  /** The write's version (1 .. 2^53 - 1); default: the router stamps one. */
+  version?: Uint64;
+}
+
+/** Options of {@link VectorDbClient.upsert}. */
+export interface UpsertOptions extends WriteOptions {
+  /** Most points per PutBatch, 1 .. BATCH_POINTS_MAX (default); batches are also kept under
+   * the 64 MiB request limit. */
+  batchSize?: number;
+}
+
+/** Options of {@link VectorDbClient.search}. */
+export interface SearchOptions extends CallOptions {
+  /** Neighbours to return, 1 .. 10,000; default {@link DEFAULT_SEARCH_K}. */
+  k?: number;
+  /** Search breadth, 0 (server default) or 1 .. 10,000. */
+  ef?: number;
+}
+
+/** A point to upsert; the vector may be a typed array. */
+export interface PointInput {
+  id: number;
+  vector: ArrayLike<number>;
+}
+
+/** The outcome of {@link VectorDbClient.upsert}. */
+export interface UpsertResult {
+  /** Points acknowledged. */
+  count: number;
+  /** Each PutBatch's response, in order (each has its own version unless one was given). */
+  batches: PutBatchResponse[];
+}
+
+/** A client option is out of range; the message names the value. */
+export class ClientOptionError extends RangeError {
+  constructor(message: string) {
+    super(message);
+    this.name = "ClientOptionError";
+  }
+}
+
+/**
+ * A batch of {@link VectorDbClient.upsert} failed (after its retries). `code` and `details` are
+ * the gRPC error's, so `isServiceError` holds; `acknowledged` points (those before
+ * `failedIndex`) were written, later ones were not sent.
+ */
+export class UpsertError extends Error {
+  readonly code: number | undefined;
+  readonly details: string;
+  readonly metadata: grpc.Metadata | undefined;
+  constructor(
+    message: string,
+    readonly acknowledged: number,
+    readonly failedIndex: number,
+    cause: unknown,
+  ) {
+    super(message, { cause });
+    this.name = "UpsertError";
+    const c = cause as Partial<grpc.ServiceError>;
+    this.code = typeof c?.code === "number" ? c.code : undefined;
+    this.details = typeof c?.details === "string" ? c.details : String(c?.message ?? cause);
+    this.metadata = c?.metadata;
+  }
+}
+
+function checkTimeout(value: unknown, name: string): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    throw new ClientOptionError(`${name} ${String(value)} must be a positive number of ms`);
+  }
+  return value;
+}
+
+function checkAddress(address: unknown): string {
+  if (typeof address !== "string" || !/^(unix:.+|.+:\d+)$/.test(address)) {
+    throw new ClientOptionError(`address ${JSON.stringify(address)} must be host:port`);
+  }
+  return address;
+}
+
+/** A plain number[] of `vector` (protobufjs rejects typed arrays). */
+function plainVector(vector: ArrayLike<number>, what: string): number[] {
+  if (Array.isArray(vector)) return vector;
+  if (vector === null || typeof vector !== "object" || typeof vector.length !== "number") {
+    throw new TypeError(`${what} ${String(vector)} is not an array of numbers`);
+  }
+  return Array.from(vector);
+}
+
+/** Upper bound of the encoded size of one point of dimension `dim` in a PutBatch. */
+function pointBytesMax(dim: number): number {
+  // id (tag + ≤5 varint), vector (tag + ≤5 length + 4 × dim), the point's tag and length (≤6).
+  return 6 + 6 + 4 * dim + 6;
+}
+
+/** Split `points` into batches of at most `size` points and under the PutBatch byte limit. */
+export function splitBatches<T extends { vector: ArrayLike<number> }>(
+  points: readonly T[],
+  size: number = BATCH_POINTS_MAX,
+  bytes_max: number = PUT_BATCH_BYTES_MAX - 4096,
+): T[][] {
+  const out: T[][] = [];
+  let batch: T[] = [];
+  let bytes = 0;
+  for (const p of points) {
+    const b = pointBytesMax(p.vector?.length ?? 0);
+    if (batch.length > 0 && (batch.length >= size || bytes + b > bytes_max)) {
+      out.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(p);
+    bytes += b;
+  }
+  if (batch.length > 0) out.push(batch);
+  return out;
+}
+
+/**
+ * A typed client of the vector database (a router or a storage node), usable from Deno and
+ * from Node (through tsx). Calls fail with grpc-js's `ServiceError` (`code`, `details`);
+ * retryable failures are retried first (see retry.ts: UNAVAILABLE always, DEADLINE_EXCEEDED
+ * and RESOURCE_EXHAUSTED for reads and writes, which are versioned upserts). Field names of
+ * requests and responses are the proto's (snake_case); uint64 values come back as decimal
+ * strings. An empty `collection` selects "default".
+ *
+ * @example
+ * ```ts
+ * import { VectorDbClient } from "./mod.ts";
+ *
+ * const db = new VectorDbClient({ address: "127.0.0.1:50050", timeoutMs: 5_000 });
+ * try {
+ *   await db.createCollection("docs", { dimension: 3, metric: "cosine" });
+ *   await db.upsert("docs", [
+ *     { id: 1, vector: [0.1, 0.2, 0.3] },
+ *     { id: 2, vector: new Float32Array([0.9, 0.8, 0.7]) },
+ *   ]);
+ *   const { results } = await db.search("docs", [0.1, 0.2, 0.3], { k: 1 });
+ *   console.log(results[0].id); // 1
+ * } finally {
+ *   db.close();
+ * }
+ * ```
+ */
+export class VectorDbClient {
+  /** host:port this client calls. */
+  readonly address: string;
+  /** Deadline of each attempt, in milliseconds. */
+  readonly timeoutMs: number;
+  /** The retry policy of calls without their own. */
+  readonly retry: Readonly<RetryPolicy>;
+  /** The transport: an {@link ApiClient} unless the options gave one. */
+  readonly transport: Transport;
+  readonly #clock: RetryClock;
+  readonly #onRetry: ((event: RetryEvent) => void) | undefined;
+
+  constructor(options: VectorDbClientOptions = {}) {
+    this.address = checkAddress(options.address ?? DEFAULT_ADDRESS);
+    this.timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, "timeoutMs");
+    this.retry = options.retry === false
+      ? retryPolicy({ attempts: 1 })
+      : retryPolicy(options.retry ?? {}, DEFAULT_RETRY);
+    this.#clock = options.clock ?? REAL_CLOCK;
+    this.#onRetry = options.onRetry;
+    this.transport = options.transport ??
+      new ApiClient(this.address, {
+        timeout_ms: this.timeoutMs,
+        client_options: options.grpcOptions,
+        security: securityOf(options),
+      });
+  }
+
+  /** Calls RPC `method` with retries (see retry.ts); the escape hatch to every RPC. */
+  call<K extends MethodName>(
+    method: K,
+    request: RequestOf<K>,
+    options: CallOptions = {},
+  ): Promise<ResponseOf<K>> {
+    const timeoutMs = options.timeoutMs === undefined
+      ? this.timeoutMs
+      : checkTimeout(options.timeoutMs, "timeoutMs");
+    const policy = options.retry === false
+      ? retryPolicy({ attempts: 1 }, this.retry)
+      : options.retry === undefined
+      ? this.retry
+      : retryPolicy(options.retry, this.retry);
+    const once = (timeout_ms: number) =>
+      this.transport.call(method, request, { timeout_ms, metadata: options.metadata });
+    if (policy.attempts === 1) return once(timeoutMs);
+    return withRetry(method, once, {
+      policy,
+      timeoutMs,
+      clock: this.#clock,
+      onRetry: this.#onRetry,
+    });
+  }
+
+  /**
+   * Creates collection `name` (`created: false` when it exists with the same parameters;
+   * ALREADY_EXISTS when with others). Not retried on DEADLINE_EXCEEDED.
+   */
+  createCollection(
+    name: string,
+    spec: Omit<CreateCollectionRequest, "name">,
+    options?: CallOptions,
+  ): Promise<CreateCollectionResponse> {
+    return this.call("CreateCollection", { ...spec, name }, options);
+  }
+
+  /** Drops collection `name` and its data (`dropped: false` when there was none). */
+  dropCollection(name: string, options?: CallOptions): Promise<DropCollectionResponse> {
+    return this.call("DropCollection", { name }, options);
+  }
+
+  /** Every collection with its parameters. */
+  async listCollections(options?: CallOptions): Promise<CollectionInfo[]> {
+    return (await this.call("ListCollections", {}, options)).collections;
+  }
+
+  /**
+   * Writes `points` (insert or replace by id) in PutBatch calls of at most `batchSize` points,
+   * one after the other, each retried. On a batch's final failure throws {@link UpsertError}
+   * saying how many points were acknowledged before it.
+   */
+  async upsert(
+    collection: string,
+    points: readonly PointInput[],
+    options: UpsertOptions = {},
+  ): Promise<UpsertResult> {
+    if (!Array.isArray(points)) {
+      throw new TypeError(`points ${String(points)} must be an array of {id, vector}`);
+    }
+    const size = options.batchSize ?? BATCH_POINTS_MAX;
+    if (!Number.isInteger(size) || size < 1 || size > BATCH_POINTS_MAX) {
+      throw new ClientOptionError(
+        `batchSize ${size} must be an integer from 1 to ${BATCH_POINTS_MAX}`,
+      );
+    }
+    const wire: Point[] = points.map((p, i) => ({
+      id: p?.id,
+      vector: plainVector(p?.vector, `points[${i}].vector`),
+    }));
+    const batches = splitBatches(wire, size);
+    const result: UpsertResult = { count: 0, batches: [] };
+    let index = 0;
+    for (let b = 0; b < batches.length; b++) {
+      const batch = batches[b];
+      try {
+        const res = await this.call("PutBatch", {
+          points: batch,
+          collection,
+          consistency: options.consistency ?? "",
+          version: options.version ?? 0,
+        }, options);
+        result.count += res.count;
+        result.batches.push(res);
+      } catch (e) {
+        const attempts = (e as { attempts?: number }).attempts;
+        throw new UpsertError(
+          `upsert into ${JSON.stringify(collection || "default")}: batch ${b + 1} of ` +
+            `${batches.length} (points ${index}..${index + batch.length - 1}) failed` +
+            (attempts ? ` after ${attempts} attempt${attempts === 1 ? "" : "s"}` : "") +
+            `: ${(e as Error)?.message ?? String(e)}; the ${result.count} points before it ` +
+            `were acknowledged`,
+          result.count,
+          index,
+          e,
+        );
+      }
+      index += batch.length;
+    }
+    return result;
+  }
+
+  /** Writes one point (a Put); {@link upsert} for many. */
+  put(
+    collection: string,
+    id: number,
+    vector: ArrayLike<number>,
+    options: WriteOptions = {},
+  ): Promise<PutResponse> {
+    return this.call("Put", {
+      id,
+      vector: plainVector(vector, "vector"),
+      collection,
+      consistency: options.consistency ?? "",
+      version: options.version ?? 0,
+    }, options);
+  }
+
+  /** Point `id` of `collection`: `found`, its `vector` and `version` (`deleted` after a delete). */
+  get(collection: string, id: number, options?: CallOptions): Promise<GetResponse> {
+    return this.call("Get", { id, collection }, options);
+  }
+
+  /** Deletes point `id` (`deleted: false` when it was not there). */
+  delete(collection: string, id: number, options: WriteOptions = {}): Promise<DeleteResponse> {
+    return this.call("Delete", {
+      id,
+      collection,
+      consistency: options.consistency ?? "",
+      version: options.version ?? 0,
+    }, options);
+  }
+
+  /** The `k` nearest points to `vector`, nearest first (`partial` when a shard did not answer). */
+  search(
+    collection: string,
+    vector: ArrayLike<number>,
+    options: SearchOptions = {},
+  ): Promise<SearchResponse> {
+    return this.call("Search", {
+      vector: plainVector(vector, "vector"),
+      k: options.k ?? DEFAULT_SEARCH_K,
+      ef: options.ef ?? 0,
+      collection,
+    }, options);
+  }
+
+  /** Counts, memory and WAL sizes (a router adds every node's). */
+  stats(options?: CallOptions): Promise<StatsResponse> {
+    return this.call("Stats", {}, options);
+  }
+
+  /** The cluster's members as the called process sees them. */
+  members(options?: CallOptions): Promise<MembersResponse> {
+    return this.call("Members", {}, options);
+  }
+
+  /** Decommissions the called storage node (it hands its data off and exits; admin role). */
+  drain(options?: CallOptions): Promise<DrainResponse> {
+    return this.call("Drain", {}, options);
+  }
+
+  /** Closes the channel; calls still pending fail with CANCELLED. */
+  close(): void {
+    this.transport.close();
+  }
+}
+
+/** The channel security of `options`: TLS (CA file, PEM bytes or system roots) and API key. */
+function securityOf(options: VectorDbClientOptions): ClientSecurity {
+  const interceptors = options.apiKey === undefined
+    ? []
+    : [apiKeyInterceptor(checkApiKey(options.apiKey, options.sources?.apiKey ?? "apiKey"))];
+  const ca = options.tlsCa;
+  if (typeof ca === "string") {
+    return {
+      ...clientSecurity({ tls_ca: ca, tls_ca_source: options.sources?.tlsCa ?? "tlsCa" }),
+      interceptors,
+    };
+  }
+  if (ca instanceof Uint8Array) {
+    if (!new TextDecoder("latin1").decode(ca).includes("-----BEGIN ")) {
+      throw new ClientOptionError(`tlsCa (${ca.length} bytes) is not PEM`);
+    }
+    return { tls: { ca: Buffer.from(ca) }, interceptors };
+  }
+  if (ca !== undefined) {
+    throw new ClientOptionError(`tlsCa ${String(ca)} must be a file path or PEM bytes`);
+  }
+  return { tls: options.tls ? { ca: null } : null, interceptors };
+}

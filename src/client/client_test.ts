@@ -1,0 +1,245 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import type { ApiCallOptions, RequestOf, ResponseOf } from "../api/client.ts";
+import { METHOD_NAMES, type MethodName } from "../api/proto.ts";
+import { BATCH_POINTS_MAX } from "../common/limits.ts";
+import {
+  ClientOptionError,
+  isServiceError,
+  splitBatches,
+  type Transport,
+  UpsertError,
+  VectorDbClient,
+} from "./mod.ts";
+import type { RetryClock } from "./retry.ts";
+
+const CA = fileURLToPath(new URL("../../tests/fixtures/tls/ca.pem", import.meta.url));
+
+/** A clock whose sleeps only move its time forward (no real waits). */
+function fakeClock(randoms: number[] = [0.5]): RetryClock & { sleeps: number[] } {
+  let t = 0;
+  let i = 0;
+  const sleeps: number[] = [];
+  return {
+    sleeps,
+    now: () => t,
+    sleep: (ms) => {
+      sleeps.push(ms);
+      t += ms;
+      return Promise.resolve();
+    },
+    random: () => randoms[i++ % randoms.length],
+  };
+}
+
+interface Sent {
+  method: MethodName;
+  request: unknown;
+  timeout_ms: number | undefined;
+}
+
+/** A transport that records each call and answers with `answer` (a rejection fails it). */
+function fakeTransport(
+  answer: (method: MethodName, request: unknown, n: number) => unknown = () => ({}),
+): Transport & { sent: Sent[]; closed: boolean } {
+  const t = {
+    sent: [] as Sent[],
+    closed: false,
+    call<K extends MethodName>(
+      method: K,
+      request: RequestOf<K>,
+      options?: ApiCallOptions,
+    ): Promise<ResponseOf<K>> {
+      t.sent.push({ method, request, timeout_ms: options?.timeout_ms });
+      try {
+        return Promise.resolve(answer(method, request, t.sent.length) as ResponseOf<K>);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    },
+    close() {
+      t.closed = true;
+    },
+  };
+  return t;
+}
+
+function grpcError(code: number, details: string): Error & { code: number; details: string } {
+  return Object.assign(new Error(`${code} ${details}`), { code, details });
+}
+
+Deno.test("client: every VectorDB RPC is reachable through a method of the library", async () => {
+  const t = fakeTransport((method) =>
+    method === "ListCollections" ? { collections: [] } : method === "PutBatch" ? { count: 1 } : {}
+  );
+  const db = new VectorDbClient({ transport: t });
+  await db.createCollection("c", { dimension: 2 });
+  await db.dropCollection("c");
+  await db.listCollections();
+  await db.upsert("c", [{ id: 1, vector: [1, 2] }]);
+  await db.put("c", 1, [1, 2]);
+  await db.get("c", 1);
+  await db.delete("c", 1);
+  await db.search("c", [1, 2]);
+  await db.stats();
+  await db.members();
+  await db.drain();
+  db.close();
+  assert.deepEqual([...new Set(t.sent.map((s) => s.method))].sort(), [...METHOD_NAMES].sort());
+  assert.ok(t.closed);
+});
+
+Deno.test("client: requests carry the proto's fields; typed arrays become plain arrays", async () => {
+  const t = fakeTransport((method) =>
+    method === "PutBatch"
+      ? { count: 2 }
+      : method === "ListCollections"
+      ? { collections: [{ name: "c", dimension: 2, metric: "l2", m: 16, ef_construction: 200 }] }
+      : {}
+  );
+  const db = new VectorDbClient({ transport: t, timeoutMs: 1234 });
+  await db.createCollection("c", { dimension: 2, metric: "cosine", ef_construction: 50 });
+  const r = await db.upsert("c", [
+    { id: 1, vector: new Float32Array([0.5, 1]) },
+    { id: 2, vector: [3, 4] },
+  ], { consistency: "all", version: 77 });
+  assert.deepEqual(r, { count: 2, batches: [{ count: 2 }] });
+  await db.put("", 9, new Float64Array([1, 2]), { consistency: "one" });
+  await db.delete("c", 9, { version: "12" });
+  await db.search("c", new Float32Array([1, 2]), { k: 3, ef: 40, timeoutMs: 50 });
+  await db.search("c", [1, 2]);
+  assert.deepEqual((await db.listCollections()).map((c) => c.name), ["c"]);
+  assert.deepEqual(t.sent.map((s) => [s.method, s.request, s.timeout_ms]), [
+    ["CreateCollection", { dimension: 2, metric: "cosine", ef_construction: 50, name: "c" }, 1234],
+    ["PutBatch", {
+      points: [{ id: 1, vector: [0.5, 1] }, { id: 2, vector: [3, 4] }],
+      collection: "c",
+      consistency: "all",
+      version: 77,
+    }, 1234],
+    ["Put", { id: 9, vector: [1, 2], collection: "", consistency: "one", version: 0 }, 1234],
+    ["Delete", { id: 9, collection: "c", consistency: "", version: "12" }, 1234],
+    ["Search", { vector: [1, 2], k: 3, ef: 40, collection: "c" }, 50],
+    ["Search", { vector: [1, 2], k: 10, ef: 0, collection: "c" }, 1234],
+    ["ListCollections", {}, 1234],
+  ]);
+  for (const s of t.sent) {
+    const v = (s.request as { vector?: unknown }).vector;
+    if (v !== undefined) assert.ok(Array.isArray(v), `${s.method} vector is a plain array`);
+  }
+});
+
+Deno.test("client: upsert splits at BATCH_POINTS_MAX, at batchSize and under the byte limit", async () => {
+  const t = fakeTransport((_m, req) => ({ count: (req as { points: unknown[] }).points.length }));
+  const db = new VectorDbClient({ transport: t });
+  const points = Array.from({ length: 25_000 }, (_, i) => ({ id: i, vector: [i, 0] }));
+  const r = await db.upsert("c", points);
+  assert.equal(r.count, 25_000);
+  const sizes = t.sent.map((s) => (s.request as { points: unknown[] }).points.length);
+  assert.deepEqual(sizes, [BATCH_POINTS_MAX, BATCH_POINTS_MAX, 5_000]);
+  assert.deepEqual((await db.upsert("c", points.slice(0, 7), { batchSize: 3 })).batches, [
+    { count: 3 },
+    { count: 3 },
+    { count: 1 },
+  ]);
+  assert.deepEqual(await db.upsert("c", []), { count: 0, batches: [] });
+  // 65,536 dimensions: 262 KB a point, so 255 points stay under 64 MiB.
+  const wide = Array.from({ length: 600 }, (_, i) => ({ id: i, vector: { length: 65_536 } }));
+  assert.deepEqual(splitBatches(wide).map((b) => b.length), [255, 255, 90]);
+  await assert.rejects(db.upsert("c", points, { batchSize: 0 }), /batchSize 0 must be an integer/);
+  await assert.rejects(
+    db.upsert("c", points, { batchSize: 10_001 }),
+    /batchSize 10001 must be an integer from 1 to 10000/,
+  );
+  await assert.rejects(
+    db.upsert("c", [{ id: 1, vector: 5 as unknown as number[] }]),
+    /points\[0\]\.vector 5 is not an array of numbers/,
+  );
+});
+
+Deno.test("client: a failed upsert batch says what was acknowledged before it", async () => {
+  const t = fakeTransport((_m, req, n) => {
+    if (n === 3) throw grpcError(3, "vector dimension 3 does not match collection's 2");
+    return { count: (req as { points: unknown[] }).points.length };
+  });
+  const db = new VectorDbClient({ transport: t, clock: fakeClock() });
+  const points = Array.from({ length: 10 }, (_, i) => ({ id: i, vector: [i, 0] }));
+  await assert.rejects(db.upsert("c", points, { batchSize: 4 }), (e) => {
+    assert.ok(e instanceof UpsertError);
+    assert.ok(isServiceError(e), "keeps the gRPC code");
+    assert.equal(e.code, 3);
+    assert.equal(e.acknowledged, 8);
+    assert.equal(e.failedIndex, 8);
+    assert.match(
+      e.message,
+      /^upsert into "c": batch 3 of 3 \(points 8\.\.9\) failed after 1 attempt: 3 vector dimension 3 .*; the 8 points before it were acknowledged$/,
+    );
+    return true;
+  });
+});
+
+Deno.test("client: retries follow the client's policy, a call's override, or none", async () => {
+  const unavailable = () => {
+    throw grpcError(14, "No connection established");
+  };
+  let fails = 2;
+  const t = fakeTransport((method) => {
+    if (fails-- > 0) unavailable();
+    return method === "Stats" ? { node_id: "n" } : {};
+  });
+  const clock = fakeClock([0.5]);
+  const events: number[] = [];
+  const db = new VectorDbClient({
+    transport: t,
+    clock,
+    retry: { baseMs: 100 },
+    onRetry: (e) => events.push(e.attempt),
+  });
+  assert.equal((await db.stats()).node_id, "n");
+  assert.equal(t.sent.length, 3);
+  assert.deepEqual(clock.sleeps, [50, 100]);
+  assert.deepEqual(events, [1, 2]);
+
+  fails = 1;
+  await assert.rejects(db.stats({ retry: false }), /14 No connection/);
+  fails = 5;
+  await assert.rejects(
+    db.members({ retry: { attempts: 3 } }),
+    (e: Error & { attempts: number }) => {
+      assert.equal(e.attempts, 3);
+      return true;
+    },
+  );
+
+  const once = new VectorDbClient({ transport: t, clock, retry: false });
+  fails = 1;
+  await assert.rejects(once.get("c", 1), /14 No connection/);
+  assert.equal(once.retry.attempts, 1);
+});
+
+Deno.test("client: bad options are refused naming the value", () => {
+  const t = fakeTransport();
+  const cases: [() => unknown, RegExp][] = [
+    [() => new VectorDbClient({ address: "nohost" }), /address "nohost" must be host:port/],
+    [() => new VectorDbClient({ transport: t, timeoutMs: 0 }), /timeoutMs 0 must be a positive/],
+    [() => new VectorDbClient({ transport: t, timeoutMs: NaN }), /timeoutMs NaN must be/],
+    [() => new VectorDbClient({ transport: t, retry: { attempts: -1 } }), /retry\.attempts -1/],
+    [() => new VectorDbClient({ apiKey: "short" }), /apiKey: an API key is 16 to 256/],
+    [
+      () => new VectorDbClient({ tlsCa: "/nonexistent/ca.pem" }),
+      /Cannot use tlsCa \/nonexistent\/ca\.pem: .*ENOENT/,
+    ],
+    [
+      () => new VectorDbClient({ tlsCa: new TextEncoder().encode("hello") }),
+      /tlsCa \(5 bytes\) is not PEM/,
+    ],
+  ];
+  for (const [make, message] of cases) assert.throws(make, message);
+  assert.throws(
+    () => new VectorDbClient({ transport: t }).search("c", [1], { timeoutMs: -5 }),
+    (e) => e instanceof ClientOptionError && /timeoutMs -5/.test(e.message),
+  );
+  // A CA by path or by bytes, and an API key, build a TLS channel (closed without a call).
+  new VectorDbClient({ tlsCa: CA, apiKey: "0123456789abcdef0123" }).close();
+  new VectorDbClient({ tlsCa: Deno.readFileSync(CA), tls: true }).close();
+});

@@ -1,0 +1,227 @@
+/**
+ * The client library (src/client/mod.ts) against a real storage node served with API keys, the
+ * cluster secret and TLS (the test CA of tests/fixtures/tls):
+ *
+ * - every method of `VectorDbClient` (so every RPC of `vectordb.VectorDB`), Drain last;
+ * - API keys: none or an unknown key is UNAUTHENTICATED, a read key may search but not create
+ *   (PERMISSION_DENIED), and neither is retried;
+ * - retries: a loop of searches and upserts runs while the node is restarted (SIGTERM, start on
+ *   the same port and data); every call succeeds, some only after retries, and every upserted
+ *   point is there afterwards;
+ * - Node: a program under Node 20 + tsx imports the library by its package name through
+ *   package.json's `exports`, and deno.json's `exports` names the same module.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  isServiceError,
+  METHOD_NAMES,
+  type MethodName,
+  type RetryEvent,
+  VectorDbClient,
+} from "../src/client/mod.ts";
+import { NodeProcess } from "../harness/node.ts";
+import { REPO_ROOT, runProcess } from "../harness/process.ts";
+import { TSX_LOADER } from "../harness/servers.ts";
+
+const TLS = fileURLToPath(new URL("./fixtures/tls/", import.meta.url));
+const CA = join(TLS, "ca.pem");
+const ADMIN = "admin-key-client-lib-00000000001";
+const READ = "read-key-client-lib-000000000002";
+const UNAUTHENTICATED = 16;
+const PERMISSION_DENIED = 7;
+
+async function securedNode(dir: string): Promise<NodeProcess> {
+  const keys = join(dir, "keys");
+  const secret = join(dir, "secret");
+  await writeFile(keys, `${ADMIN} admin\n${READ} read\n`);
+  await writeFile(secret, "ab".repeat(32));
+  return await NodeProcess.start({
+    args: [
+      "--api-keys-file",
+      keys,
+      "--cluster-secret-file",
+      secret,
+      "--tls-cert",
+      join(TLS, "server.pem"),
+      "--tls-key",
+      join(TLS, "server.key"),
+    ],
+  });
+}
+
+async function codeOf(p: Promise<unknown>): Promise<{ code: number; attempts?: number }> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(isServiceError(e), `a gRPC error, got ${e}`);
+    return { code: e.code, attempts: (e as { attempts?: number }).attempts };
+  }
+  return { code: 0 };
+}
+
+Deno.test({
+  name: "client library: every method, API keys and TLS against a real node, and retries " +
+    "through a node restart",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = await mkdtemp(join(tmpdir(), "client_library_test_"));
+    const node = await securedNode(dir);
+    const clients: VectorDbClient[] = [];
+    const client = (apiKey?: string, onRetry?: (e: RetryEvent) => void) => {
+      const c = new VectorDbClient({
+        address: node.address,
+        apiKey,
+        tlsCa: CA,
+        timeoutMs: 5_000,
+        // Generous: a restart under Node 20 + tsx on a loaded 2-core machine takes seconds.
+        retry: { attempts: 60, baseMs: 50, capMs: 500, totalMs: 60_000 },
+        onRetry,
+      });
+      clients.push(c);
+      return c;
+    };
+    try {
+      // ----- API keys -----
+      const anonymous = client();
+      assert.deepEqual(await codeOf(anonymous.stats()), { code: UNAUTHENTICATED, attempts: 1 });
+      const stranger = client("unknown-key-0000000000000000000");
+      assert.equal((await codeOf(stranger.listCollections())).code, UNAUTHENTICATED);
+      const reader = client(READ);
+      assert.deepEqual(await codeOf(reader.createCollection("nope", { dimension: 2 })), {
+        code: PERMISSION_DENIED,
+        attempts: 1,
+      });
+      assert.deepEqual(await reader.listCollections(), []);
+
+      // ----- every method -----
+      const used = new Set<MethodName>();
+      const db = client(ADMIN);
+      const created = await db.createCollection("docs", { dimension: 4, metric: "l2" });
+      used.add("CreateCollection");
+      assert.equal(created.created, true);
+      assert.equal(created.collection?.dimension, 4);
+      assert.deepEqual((await db.listCollections()).map((c) => c.name), ["docs"]);
+      used.add("ListCollections");
+      const points = Array.from({ length: 250 }, (_, i) => ({
+        id: i,
+        vector: new Float32Array([i, i % 7, 1, -i / 10]),
+      }));
+      const up = await db.upsert("docs", points, { batchSize: 100 });
+      used.add("PutBatch");
+      assert.equal(up.count, 250);
+      assert.deepEqual(up.batches.map((b) => b.count), [100, 100, 50]);
+      const put = await db.put("docs", 1000, [5, 5, 5, 5], { version: 7 });
+      used.add("Put");
+      assert.equal(put.ok, true);
+      assert.equal(String(put.version), "7");
+      const got = await db.get("docs", 42);
+      used.add("Get");
+      assert.equal(got.found, true);
+      assert.deepEqual(got.vector, [42, 0, 1, -4.199999809265137]);
+      const hits = await reader.search("docs", [42, 0, 1, -4.2], { k: 3, ef: 50 });
+      used.add("Search");
+      assert.equal(hits.results[0].id, 42);
+      assert.equal(hits.results.length, 3);
+      const del = await db.delete("docs", 42);
+      used.add("Delete");
+      assert.equal(del.deleted, true);
+      const gone = await db.get("docs", 42);
+      assert.equal(gone.found, false);
+      assert.equal(gone.deleted, true);
+      const stats = await reader.stats();
+      used.add("Stats");
+      assert.equal(stats.collections.find((c) => c.name === "docs")?.count, "250");
+      const members = await reader.members();
+      used.add("Members");
+      assert.ok(members.self_id !== "", "the node names itself");
+      await db.createCollection("scratch", { dimension: 2 });
+      assert.equal((await db.dropCollection("scratch")).dropped, true);
+      used.add("DropCollection");
+
+      // ----- retries through a restart -----
+      const retries: RetryEvent[] = [];
+      const busy = client(ADMIN, (e) => retries.push(e));
+      let stop = false;
+      let calls = 0;
+      let next_id = 10_000;
+      const written: number[] = [];
+      const loop = async () => {
+        while (!stop) {
+          const id = next_id++;
+          const r = await busy.upsert("docs", [{ id, vector: [id, 1, 2, 3] }]);
+          assert.equal(r.count, 1);
+          written.push(id);
+          const s = await busy.search("docs", [1, 2, 3, 4], { k: 1 });
+          assert.equal(s.results.length, 1);
+          calls += 2;
+        }
+      };
+      const loops = [loop(), loop()];
+      while (calls < 10) await new Promise((r) => setTimeout(r, 20));
+      const before = calls;
+      await node.restart();
+      const restarted_at = calls;
+      while (calls < restarted_at + 10) await new Promise((r) => setTimeout(r, 20));
+      stop = true;
+      await Promise.all(loops);
+      assert.ok(before >= 10 && calls > restarted_at, `calls ${before} -> ${calls}`);
+      assert.equal(node.starts, 2, "the node was restarted");
+      assert.ok(
+        retries.some((r) => r.code === 14),
+        "some calls were retried on UNAVAILABLE while the node was down",
+      );
+      for (const id of written) {
+        assert.equal((await db.get("docs", id)).found, true, `point ${id} written in the loop`);
+      }
+      console.log(
+        `client library: ${calls} calls across the restart, ${retries.length} retries ` +
+          `(${[...new Set(retries.map((r) => r.method))].join(", ")}), ${written.length} points`,
+      );
+
+      // ----- Node: the package's exports, under tsx -----
+      const consumer = join(dir, "consumer");
+      await Deno.mkdir(join(consumer, "node_modules"), { recursive: true });
+      await symlink(REPO_ROOT, join(consumer, "node_modules", "vectordb"));
+      await writeFile(
+        join(consumer, "main.mjs"),
+        [
+          `import { VectorDbClient, METHOD_NAMES } from "vectordb";`,
+          `const db = new VectorDbClient({ address: process.argv[2], apiKey: process.argv[3],`,
+          `  tlsCa: process.argv[4] });`,
+          `const s = await db.search("docs", [1, 2, 3, 4], { k: 2 });`,
+          `console.log(JSON.stringify({ n: s.results.length, methods: METHOD_NAMES.length }));`,
+          `db.close();`,
+        ].join("\n"),
+      );
+      const r = await runProcess(
+        "node",
+        ["--import", join(REPO_ROOT, TSX_LOADER), "main.mjs", node.address, READ, CA],
+        { cwd: consumer },
+      );
+      assert.equal(r.code, 0, `node consumer failed:\n${r.stderr}`);
+      assert.deepEqual(JSON.parse(r.stdout.trim()), { n: 2, methods: METHOD_NAMES.length });
+      const deno_json = JSON.parse(readFileSync(join(REPO_ROOT, "deno.json"), "utf8"));
+      const package_json = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8"));
+      assert.equal(deno_json.exports["."], "./src/client/mod.ts");
+      assert.equal(package_json.exports["."], "./src/client/mod.ts");
+
+      // ----- Drain, last: the node leaves and exits -----
+      const drained = await db.drain();
+      used.add("Drain");
+      assert.equal(drained.started, true);
+      assert.deepEqual([...used].sort(), [...METHOD_NAMES].sort());
+      const exit = await node.done;
+      assert.equal(exit.code, 0, "a drained node exits 0");
+    } finally {
+      for (const c of clients) c.close();
+      await node.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+});
