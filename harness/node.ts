@@ -27,7 +27,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./ports.ts";
 import {
-  ChildProc,
+  type ChildProc,
   describeStatus,
   type ExitStatus,
   raceTimeout,

@@ -14,7 +14,7 @@
 import { parseArgs } from "node:util";
 import { loadavg } from "node:os";
 import * as grpc from "@grpc/grpc-js";
-import { Buffer } from "node:buffer";
+import type { Buffer } from "node:buffer";
 import {
   CHANNEL_OPTIONS,
   createClient,

@@ -27,7 +27,7 @@
  * @module
  */
 
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import {
   type CopyBatchRequest,
   type CopyBatchResponse,

@@ -22,7 +22,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { isServiceError } from "../api/client.ts";
 import type { MethodName, VectorDBHandlers, VectorDBMethods } from "../api/proto.ts";
-import { UnaryGuard } from "../api/unary.ts";
+import type { UnaryGuard } from "../api/unary.ts";
 import {
   validateCollectionName,
   validateCreateCollectionRequest,

@@ -8,7 +8,7 @@ import { validatePutRequest } from "../../src/api/validate.ts";
 import { Prng } from "../../src/common/prng.ts";
 import { RouterCore } from "../../src/router/core.ts";
 import { MemoryHintQueue } from "../../src/router/hints/queue.ts";
-import { RouterStatusError } from "../../src/router/node_port.ts";
+import type { RouterStatusError } from "../../src/router/node_port.ts";
 import { SimNodePort, SimRouterClock, World } from "./router_world.ts";
 
 Deno.test("router disk full: owners refusing with RESOURCE_EXHAUSTED are passed on as RESOURCE_EXHAUSTED", async () => {

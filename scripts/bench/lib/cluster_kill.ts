@@ -20,7 +20,7 @@
  */
 
 import { describeGrpcError } from "../../../src/api/client.ts";
-import { HashRing } from "../../../src/cluster/ring.ts";
+import type { HashRing } from "../../../src/cluster/ring.ts";
 import type { Matrix } from "./fvecs.ts";
 import {
   type LatencySummary,
