@@ -60,6 +60,24 @@ import { VIA_HTTP } from "./unary.ts";
 import { type Metrics, METRICS_CONTENT_TYPE, RequestMetrics } from "../common/metrics.ts";
 import { ValidationError } from "./validate.ts";
 
+/**
+ * The HTTP door's flags, shared by the storage node and the router (their flag tables spread
+ * it, like the security and log flags).
+ */
+export const HTTP_FLAGS = {
+  "http-port": {
+    type: "string",
+    arg: "PORT",
+    help: "HTTP/JSON API port (default the gRPC port + 1000; 0: off)",
+  },
+  metrics: {
+    type: "string",
+    default: "true",
+    arg: "BOOL",
+    help: "Prometheus metrics at GET /metrics on the HTTP port; false: none collected",
+  },
+} as const;
+
 /** Most HTTP requests in progress on one server (reading, running or answering). */
 export const HTTP_REQUESTS_MAX = 1024;
 /** Most body bytes being read at once, all requests together (reserved by `content-length`). */

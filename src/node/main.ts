@@ -73,7 +73,7 @@ import process from "node:process";
 import { CHANNEL_OPTIONS, vectorDbService } from "../api/proto.ts";
 import { ServerHealth } from "../api/health.ts";
 import { addReflection, REFLECTED_SERVICES } from "../api/reflection.ts";
-import { HttpApi, resolveHttpPort } from "../api/http.ts";
+import { HTTP_FLAGS, HttpApi, resolveHttpPort } from "../api/http.ts";
 import {
   channelSetup,
   SECURITY_FLAGS,
@@ -153,17 +153,7 @@ export const NODE_FLAGS = {
     arg: "S",
     help: "on Drain, longest wait for the router to place this node's entries; 0: no wait",
   },
-  "http-port": {
-    type: "string",
-    arg: "PORT",
-    help: "HTTP/JSON API port (default the gRPC port + 1000; 0: off)",
-  },
-  metrics: {
-    type: "string",
-    default: "true",
-    arg: "BOOL",
-    help: "Prometheus metrics at GET /metrics on the HTTP port; false: none collected",
-  },
+  ...HTTP_FLAGS,
   ...SECURITY_FLAGS,
   ...LOG_FLAGS,
 } as const satisfies FlagTable;

@@ -75,7 +75,7 @@ import {
   parseLogLevel,
 } from "../common/log.ts";
 import { SOFTWARE_VERSION, versionLine } from "../common/software_version.ts";
-import { resolveHttpPort } from "../api/http.ts";
+import { HTTP_FLAGS, resolveHttpPort } from "../api/http.ts";
 
 /** Default storage nodes: the three of `deno task cluster`. */
 export const DEFAULT_NODES = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
@@ -186,17 +186,7 @@ export const ROUTER_FLAGS = {
     arg: "S",
     help: "gossip: re-replicate a dead node's ranges after this long; 0 at once",
   },
-  "http-port": {
-    type: "string",
-    arg: "PORT",
-    help: "HTTP/JSON API port (default the gRPC port + 1000; 0: off)",
-  },
-  metrics: {
-    type: "string",
-    default: "true",
-    arg: "BOOL",
-    help: "Prometheus metrics at GET /metrics on the HTTP port; false: none collected",
-  },
+  ...HTTP_FLAGS,
   ...SECURITY_FLAGS,
   ...LOG_FLAGS,
 } as const satisfies FlagTable;
