@@ -143,6 +143,24 @@ Deno.test({
       await db.createCollection("scratch", { dimension: 2 });
       assert.equal((await db.dropCollection("scratch")).dropped, true);
       used.add("DropCollection");
+      const backup = await db.backup("docs", "docs-b1");
+      used.add("Backup");
+      assert.deepEqual([backup.name, backup.points, backup.collection?.name], [
+        "docs-b1",
+        "250",
+        "docs",
+      ]);
+      assert.deepEqual((await db.listBackups()).map((b) => b.name), ["docs-b1"]);
+      used.add("ListBackups");
+      assert.equal((await codeOf(reader.listBackups())).code, PERMISSION_DENIED);
+      const restored = await db.restore("docs-b1", "docs-restored");
+      used.add("Restore");
+      assert.deepEqual([restored.collection?.name, restored.points], ["docs-restored", "250"]);
+      assert.deepEqual(
+        (await db.get("docs-restored", 43)).vector,
+        (await db.get("docs", 43)).vector,
+      );
+      assert.equal((await db.dropCollection("docs-restored")).dropped, true);
 
       // ----- retries through a restart -----
       const retries: RetryEvent[] = [];

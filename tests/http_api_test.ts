@@ -237,6 +237,19 @@ Deno.test({
         const drain = await api.op("POST", "/drain");
         assert.equal(drain.status, 400);
         assert.equal(errorOf(drain).status, "FAILED_PRECONDITION");
+        // Backups are a storage node's: the router answers 400 FAILED_PRECONDITION.
+        for (
+          const [method, path, params, body] of [
+            ["POST", "/collections/{name}/backups", { name: C }, { name: "b1" }],
+            ["GET", "/backups", {}, undefined],
+            ["POST", "/backups/{name}/restore", { name: "b1" }, { collection: "c2" }],
+          ] as const
+        ) {
+          const r = await api.op(method, path, params, body);
+          assert.equal(r.status, 400, `${method} ${path}: ${JSON.stringify(r.body)}`);
+          assert.equal(errorOf(r).status, "FAILED_PRECONDITION");
+          assert.match(errorOf(r).message, /runs on a storage node, not the router/);
+        }
 
         // A node's own HTTP port answers too.
         const node = new Client(`http://127.0.0.1:${c.nodeHttpPorts[0]}`, KEYS.read);
@@ -297,6 +310,37 @@ Deno.test({
       );
       assert.equal((await api.op("GET", "/stats")).status, 200);
       assert.equal(((await api.op("GET", "/members")).body.members as unknown[]).length, 1);
+      const backup = await api.op("POST", "/collections/{name}/backups", { name: C }, {
+        name: "b1",
+      });
+      assert.equal(backup.status, 200, JSON.stringify(backup.body));
+      assert.equal((backup.body.backup as { points: string }).points, "2");
+      const again = await api.op("POST", "/collections/{name}/backups", { name: C }, {
+        name: "b1",
+      });
+      assert.deepEqual([again.status, errorOf(again).status], [409, "ALREADY_EXISTS"]);
+      const badName = await api.op("POST", "/collections/{name}/backups", { name: C }, {
+        name: "b/1",
+      });
+      assert.equal(badName.status, 400);
+      assert.match(errorOf(badName).message, /^name "b\/1" must be 1 to 64 characters/);
+      const list = await api.op("GET", "/backups");
+      assert.deepEqual((list.body.backups as { name: string }[]).map((b) => b.name), ["b1"]);
+      const restored = await api.op("POST", "/backups/{name}/restore", { name: "b1" }, {
+        collection: "c2",
+      });
+      assert.equal(restored.status, 200, JSON.stringify(restored.body));
+      assert.equal(restored.body.points, "2");
+      const twice = await api.op("POST", "/backups/{name}/restore", { name: "b1" }, {
+        collection: "c2",
+      });
+      assert.deepEqual([twice.status, errorOf(twice).status], [409, "ALREADY_EXISTS"]);
+      const missing = await api.op("POST", "/backups/{name}/restore", { name: "nope" }, {
+        collection: "c3",
+      });
+      assert.deepEqual([missing.status, errorOf(missing).status], [404, "NOT_FOUND"]);
+      const c2 = await api.op("GET", "/collections/{name}/points/{id}", { name: "c2", id: 1 });
+      assert.deepEqual([c2.status, c2.body.vector, c2.body.version], [200, [1, 0], "5"]);
       assert.equal((await api.op("DELETE", "/collections/{name}", { name: C })).status, 200);
       const drain = await api.op("POST", "/drain");
       assert.equal(drain.status, 200);

@@ -23,6 +23,7 @@
  * | Get, Search, ListCollections, Stats, Members         | read        |
  * | Put, PutBatch, Delete                                | write       |
  * | CreateCollection, DropCollection, Drain              | admin       |
+ * | Backup, ListBackups, Restore                         | admin       |
  * | anything of `vectordb.internal.*` (Gossip, Transfer) | the cluster secret (cluster_proof.ts) |
  * | `grpc.health.v1.Health` (Check, Watch, List)         | nothing: open    |
  * | `grpc.reflection.v1[alpha].ServerReflection`         | read        |
@@ -87,6 +88,9 @@ export const METHOD_ROLES: Readonly<Record<string, Role>> = {
   CreateCollection: "admin",
   DropCollection: "admin",
   Drain: "admin",
+  Backup: "admin",
+  ListBackups: "admin",
+  Restore: "admin",
 };
 
 /** The services open to anyone (the gRPC health protocol). */

@@ -23,6 +23,9 @@
  * | GET    | /stats                                | Stats           | read  |
  * | GET    | /members                              | Members         | read  |
  * | POST   | /drain                                | Drain           | admin |
+ * | POST   | /collections/{name}/backups           | Backup (body `{name}`) | admin |
+ * | GET    | /backups                              | ListBackups     | admin |
+ * | POST   | /backups/{name}/restore               | Restore (body `{collection}`) | admin |
  *
  * Bodies are JSON objects with the proto's snake_case field names; a field the route does not
  * take (a typo, or `collection`/`name`, which come from the path) is INVALID_ARGUMENT naming
@@ -308,6 +311,33 @@ export const ROUTES: readonly Route[] = [
   ),
   rpc("GET", "/stats", "Stats", "Statistics of this server (router: per node)", null, () => ({})),
   rpc("GET", "/members", "Members", "Cluster members as this server sees them", null, () => ({})),
+  rpc(
+    "POST",
+    "/collections/{name}/backups",
+    "Backup",
+    "Storage node: back the collection up as backup `name` on this node (router: 400)",
+    ["name"],
+    (p, b) => ({ collection: pathCollection(p), name: b.name }),
+  ),
+  rpc(
+    "GET",
+    "/backups",
+    "ListBackups",
+    "Storage node: this node's backups (router: 400)",
+    null,
+    () => ({}),
+  ),
+  rpc(
+    "POST",
+    "/backups/{name}/restore",
+    "Restore",
+    "Storage node: create the new collection `collection` from the backup (router: 400)",
+    ["collection"],
+    (p, b) => ({
+      backup: validateCollectionName(p.name, "backup name in the path"),
+      collection: b.collection,
+    }),
+  ),
   rpc(
     "POST",
     "/drain",

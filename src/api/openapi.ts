@@ -186,6 +186,38 @@ const SCHEMAS: Record<string, Schema> = {
     type: "object",
     properties: { started: { type: "boolean" }, node_id: { type: "string" } },
   },
+  BackupBody: {
+    type: "object",
+    required: ["name"],
+    properties: { name: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" } },
+  },
+  BackupInfo: {
+    type: "object",
+    properties: {
+      name: { type: "string" },
+      collection: ref("CollectionInfo"),
+      points: uint64,
+      bytes: uint64,
+      created_ms: uint64,
+      seq: uint64,
+      sha256: { type: "string" },
+      tombstones: uint64,
+    },
+  },
+  BackupResponse: { type: "object", properties: { backup: ref("BackupInfo") } },
+  ListBackupsResponse: {
+    type: "object",
+    properties: { backups: { type: "array", items: ref("BackupInfo") } },
+  },
+  RestoreBody: {
+    type: "object",
+    required: ["collection"],
+    properties: { collection: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" } },
+  },
+  RestoreResponse: {
+    type: "object",
+    properties: { collection: ref("CollectionInfo"), points: uint64 },
+  },
   OpenApi: { type: "object", additionalProperties: true },
   Metrics: {
     type: "string",
@@ -231,6 +263,17 @@ const OPERATIONS: Record<
   "GET /stats": { ok: "StatsResponse", errors: [] },
   "GET /members": { ok: "MembersResponse", errors: [] },
   "POST /drain": { ok: "DrainResponse", errors: ["400"] },
+  "POST /collections/{name}/backups": {
+    body: "BackupBody",
+    ok: "BackupResponse",
+    errors: ["400", "404", "409", "413"],
+  },
+  "GET /backups": { ok: "ListBackupsResponse", errors: ["400"] },
+  "POST /backups/{name}/restore": {
+    body: "RestoreBody",
+    ok: "RestoreResponse",
+    errors: ["400", "404", "409", "413", "500"],
+  },
 };
 
 const ERROR_TEXT: Record<string, string> = {
@@ -317,7 +360,9 @@ export function openApiDocument(kind: "node" | "router"): Record<string, unknown
         "field names). Every route performs one gRPC method through the same handler. Bodies " +
         `may be ${JSON_BYTES_FACTOR} x the method's gRPC byte limit. Errors: ` +
         '{"error": {"status": GRPC_STATUS_NAME, "message": ...}}.' +
-        (kind === "router" ? " POST /drain is a storage node's: the router answers 400." : ""),
+        (kind === "router"
+          ? " POST /drain and the backup routes are a storage node's: the router answers 400."
+          : ""),
     },
     components: {
       schemas: SCHEMAS,

@@ -227,6 +227,37 @@ export interface DrainResponse {
   node_id: string;
 }
 
+export interface BackupRequest {
+  collection?: string;
+  name: string;
+}
+export interface BackupInfo {
+  name: string;
+  collection: CollectionInfo | null;
+  points: Uint64;
+  bytes: Uint64;
+  created_ms: Uint64;
+  seq: Uint64;
+  sha256: string;
+  tombstones?: Uint64;
+}
+export interface BackupResponse {
+  backup: BackupInfo | null;
+}
+// deno-lint-ignore no-empty-interface
+export interface ListBackupsRequest {}
+export interface ListBackupsResponse {
+  backups: BackupInfo[];
+}
+export interface RestoreRequest {
+  backup: string;
+  collection: string;
+}
+export interface RestoreResponse {
+  collection: CollectionInfo | null;
+  points: Uint64;
+}
+
 // ----- Service -----
 
 /** Every RPC of `vectordb.VectorDB` with its request and response types. */
@@ -242,6 +273,9 @@ export interface VectorDBMethods {
   Stats: { request: StatsRequest; response: StatsResponse };
   Members: { request: MembersRequest; response: MembersResponse };
   Drain: { request: DrainRequest; response: DrainResponse };
+  Backup: { request: BackupRequest; response: BackupResponse };
+  ListBackups: { request: ListBackupsRequest; response: ListBackupsResponse };
+  Restore: { request: RestoreRequest; response: RestoreResponse };
 }
 
 /** The RPC names, in proto order. */
@@ -258,6 +292,9 @@ export const METHOD_NAMES: readonly MethodName[] = [
   "Stats",
   "Members",
   "Drain",
+  "Backup",
+  "ListBackups",
+  "Restore",
 ];
 
 /** Callback of a unary call. */

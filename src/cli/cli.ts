@@ -19,6 +19,7 @@ import process from "node:process";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import type { BackupInfo } from "../api/proto.ts";
 import { describeGrpcError } from "../api/client.ts";
 import { checkApiKey } from "../api/auth.ts";
 import { VectorDbClient } from "../client/mod.ts";
@@ -83,6 +84,9 @@ Commands:
   stats
   members
   drain              (with --addr of a storage node: it hands its data off and exits)
+  backup create --collection C --name N   (with --addr of a storage node; admin)
+  backup list                             (with --addr of a storage node; admin)
+  backup restore --name N --collection C  (new collection C on that node; admin)
   load --file F.fvecs|F.jsonl [--batch ${DEFAULT_LOAD_BATCH}] [--start-id 0] \
 [--concurrency ${DEFAULT_LOAD_CONCURRENCY}]
        [--attempts ${DEFAULT_RETRY_POLICY.attempts_max}] [--collection C] \
@@ -146,6 +150,9 @@ export type Command =
   | { kind: "stats" }
   | { kind: "members" }
   | { kind: "drain" }
+  | { kind: "backup-create"; collection: string; name: string }
+  | { kind: "backup-list" }
+  | { kind: "backup-restore"; name: string; collection: string }
   | {
     kind: "load";
     file: string;
@@ -215,6 +222,9 @@ const COMMAND_FLAGS: Record<string, [Flag[], Flag[]]> = {
   stats: [[], []],
   members: [[], []],
   drain: [[], []],
+  "backup create": [["collection", "name"], []],
+  "backup list": [[], []],
+  "backup restore": [["name", "collection"], []],
   load: [["file"], [
     "batch",
     "start-id",
@@ -353,6 +363,10 @@ export function parseCli(
     if (pos.length < 2) throw new UsageError(`"collections" needs create, list or drop`);
     name = `collections ${pos[1]}`;
     used = 2;
+  } else if (name === "backup") {
+    if (pos.length < 2) throw new UsageError(`"backup" needs create, list or restore`);
+    name = `backup ${pos[1]}`;
+    used = 2;
   }
   const spec = COMMAND_FLAGS[name];
   if (!spec) {
@@ -439,6 +453,23 @@ export function parseCli(
       break;
     case "drain":
       command = { kind: "drain" };
+      break;
+    case "backup create":
+      command = {
+        kind: "backup-create",
+        collection: checked(() => validateCollectionName(str("collection"), "--collection")),
+        name: checked(() => validateCollectionName(str("name"), "--name")),
+      };
+      break;
+    case "backup list":
+      command = { kind: "backup-list" };
+      break;
+    case "backup restore":
+      command = {
+        kind: "backup-restore",
+        name: checked(() => validateCollectionName(str("name"), "--name")),
+        collection: checked(() => validateCollectionName(str("collection"), "--collection")),
+      };
       break;
     default: {
       const file = str("file")!;
@@ -599,12 +630,55 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
         );
         return EXIT_OK;
       }
+      case "backup-create": {
+        const res = await api.call("Backup", {
+          collection: command.collection,
+          name: command.name,
+        });
+        const b = res.backup!;
+        print(
+          io,
+          global.json,
+          res,
+          `Backup "${b.name}" of collection "${command.collection}": ${b.points} points, ` +
+            `${b.bytes} bytes, seq ${b.seq}, sha256 ${b.sha256}`,
+        );
+        return EXIT_OK;
+      }
+      case "backup-list": {
+        const res = await api.call("ListBackups", {});
+        print(io, global.json, res, formatBackups(res.backups));
+        return EXIT_OK;
+      }
+      case "backup-restore": {
+        const res = await api.call("Restore", {
+          backup: command.name,
+          collection: command.collection,
+        });
+        print(
+          io,
+          global.json,
+          res,
+          `Restored backup "${command.name}" into collection "${command.collection}": ` +
+            `${res.points} points`,
+        );
+        return EXIT_OK;
+      }
       case "load":
         return await runLoad(command, api, global, io);
     }
   } finally {
     api.close();
   }
+}
+
+/** One line per backup: name, collection, points, bytes, created (UTC). */
+export function formatBackups(backups: readonly BackupInfo[]): string {
+  if (backups.length === 0) return "No backups";
+  return backups.map((b) =>
+    `${b.name}  collection=${b.collection?.name ?? "?"}  points=${b.points}  bytes=${b.bytes}  ` +
+    `created=${new Date(Number(b.created_ms)).toISOString()}`
+  ).join("\n");
 }
 
 function envApiKey(): string | undefined {

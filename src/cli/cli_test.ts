@@ -105,6 +105,17 @@ Deno.test("parses every command", () => {
   assert.deepEqual(command(["stats"]), { kind: "stats" });
   assert.deepEqual(command(["members"]), { kind: "members" });
   assert.deepEqual(command(["drain"]), { kind: "drain" });
+  assert.deepEqual(command(["backup", "create", "--collection", "c", "--name", "b1"]), {
+    kind: "backup-create",
+    collection: "c",
+    name: "b1",
+  });
+  assert.deepEqual(command(["backup", "list"]), { kind: "backup-list" });
+  assert.deepEqual(command(["backup", "restore", "--name", "b1", "--collection", "c2"]), {
+    kind: "backup-restore",
+    name: "b1",
+    collection: "c2",
+  });
   assert.deepEqual(command(["load", "--file", "x.fvecs"]), {
     kind: "load",
     file: "x.fvecs",
@@ -203,6 +214,10 @@ Deno.test("bad command lines throw UsageError with a clear message", () => {
       /unknown flag --collectoin; did you mean --collection\?/,
     ],
     [["get", "--id", "1", "--ef", "3"], /^--ef is not a flag of "get"$/],
+    [["backup"], /"backup" needs create, list or restore/],
+    [["backup", "create", "--name", "b"], /"backup create" needs --collection/],
+    [["backup", "create", "--collection", "c", "--name", "a/b"], /--name "a\/b" must be/],
+    [["backup", "restore", "--name", "b", "--collection", ""], /--collection "" must be/],
   ];
   for (const [argv, message] of cases) {
     assert.throws(() => parseCli(argv), (e: unknown) => {

@@ -9,6 +9,7 @@ import { Buffer } from "node:buffer";
 import { type ApiCallOptions, ApiClient, type RequestOf, type ResponseOf } from "../api/client.ts";
 import { apiKeyInterceptor, checkApiKey } from "../api/auth.ts";
 import type {
+  BackupInfo,
   CollectionInfo,
   CreateCollectionRequest,
   CreateCollectionResponse,
@@ -21,6 +22,7 @@ import type {
   Point,
   PutBatchResponse,
   PutResponse,
+  RestoreResponse,
   SearchResponse,
   StatsResponse,
   Uint64,
@@ -425,6 +427,30 @@ export class VectorDbClient {
   /** Decommissions the called storage node (it hands its data off and exits; admin role). */
   drain(options?: CallOptions): Promise<DrainResponse> {
     return this.call("Drain", {}, options);
+  }
+
+  /**
+   * Storage node only (admin role): backs `collection` up on the called node as backup `name`
+   * (`<data-dir>/backups/<name>/`; ALREADY_EXISTS when the name is taken). A router answers
+   * FAILED_PRECONDITION.
+   */
+  async backup(collection: string, name: string, options?: CallOptions): Promise<BackupInfo> {
+    const res = await this.call("Backup", { collection, name }, options);
+    return res.backup!;
+  }
+
+  /** Storage node only (admin role): the called node's backups, by name. */
+  async listBackups(options?: CallOptions): Promise<BackupInfo[]> {
+    return (await this.call("ListBackups", {}, options)).backups;
+  }
+
+  /**
+   * Storage node only (admin role): creates the new collection `collection` on the called node
+   * from backup `backup` (ALREADY_EXISTS when the collection exists; DATA_LOSS when the backup's
+   * sha256 does not match).
+   */
+  restore(backup: string, collection: string, options?: CallOptions): Promise<RestoreResponse> {
+    return this.call("Restore", { backup, collection }, options);
   }
 
   /** Closes the channel; calls still pending fail with CANCELLED. */

@@ -70,7 +70,15 @@ function grpcError(code: number, details: string): Error & { code: number; detai
 
 Deno.test("client: every VectorDB RPC is reachable through a method of the library", async () => {
   const t = fakeTransport((method) =>
-    method === "ListCollections" ? { collections: [] } : method === "PutBatch" ? { count: 1 } : {}
+    method === "ListCollections"
+      ? { collections: [] }
+      : method === "PutBatch"
+      ? { count: 1 }
+      : method === "ListBackups"
+      ? { backups: [] }
+      : method === "Backup"
+      ? { backup: { name: "b" } }
+      : {}
   );
   const db = new VectorDbClient({ transport: t });
   await db.createCollection("c", { dimension: 2 });
@@ -84,6 +92,9 @@ Deno.test("client: every VectorDB RPC is reachable through a method of the libra
   await db.stats();
   await db.members();
   await db.drain();
+  assert.equal((await db.backup("c", "b")).name, "b");
+  assert.deepEqual(await db.listBackups(), []);
+  await db.restore("b", "c2");
   db.close();
   assert.deepEqual([...new Set(t.sent.map((s) => s.method))].sort(), [...METHOD_NAMES].sort());
   assert.ok(t.closed);

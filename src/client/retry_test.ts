@@ -49,6 +49,7 @@ Deno.test("retry: which status codes are retried for which RPC", () => {
     "ListCollections",
     "Stats",
     "Members",
+    "ListBackups",
   ];
   assert.deepEqual([...IDEMPOTENT_METHODS].sort(), [...idempotent].sort());
   for (const m of METHOD_NAMES) {

@@ -11,7 +11,9 @@
  * |---------------------------------------------------|---------------------|
  * | ValidationError, RangeError, TypeError            | INVALID_ARGUMENT    |
  * | CollectionNotFoundError                           | NOT_FOUND           |
- * | CollectionExistsError                             | ALREADY_EXISTS      |
+ * | CollectionExistsError, BackupExistsError          | ALREADY_EXISTS      |
+ * | BackupNotFoundError                               | NOT_FOUND           |
+ * | BackupCorruptError (sha256 or manifest mismatch)  | DATA_LOSS           |
  * | WAL queue full, too many collections or requests, index capacity | RESOURCE_EXHAUSTED |
  * | DiskFullError, ENOSPC/EDQUOT (full disk: names the data directory) | RESOURCE_EXHAUSTED |
  * | VersionOverflowError (the clock passed 2^53 - 1)  | FAILED_PRECONDITION |
@@ -42,7 +44,14 @@ import {
   validateSearchRequest,
   ValidationError,
 } from "../api/validate.ts";
-import { validateCollectionName } from "../api/validate.ts";
+import { resolveCollection, validateCollectionName } from "../api/validate.ts";
+import {
+  BackupCorruptError,
+  BackupExistsError,
+  BackupNotFoundError,
+  Backups,
+  type BackupSummary,
+} from "../storage/backups.ts";
 import {
   CollectionExistsError,
   CollectionNotFoundError,
@@ -93,6 +102,11 @@ export function toStatus(e: unknown, dataDir?: string): StatusLike {
     }
     return { code: grpc.status.INVALID_ARGUMENT, details: message };
   }
+  if (e instanceof BackupNotFoundError) return { code: grpc.status.NOT_FOUND, details: message };
+  if (e instanceof BackupExistsError) {
+    return { code: grpc.status.ALREADY_EXISTS, details: message };
+  }
+  if (e instanceof BackupCorruptError) return { code: grpc.status.DATA_LOSS, details: message };
   if (e instanceof CollectionNotFoundError) {
     return { code: grpc.status.NOT_FOUND, details: message };
   }
@@ -143,6 +157,21 @@ export function nodeHandlers(
     metrics: options.metrics?.grpc,
   });
   const searchMetrics = options.metrics?.search ?? null;
+  const backups = new Backups(store);
+
+  function backupInfo(b: BackupSummary) {
+    const m = b.manifest;
+    return {
+      name: m.name,
+      collection: { ...m.collection },
+      points: String(m.points),
+      bytes: String(b.bytes),
+      created_ms: String(m.created_ms),
+      seq: String(m.seq),
+      sha256: m.sha256,
+      tombstones: String(m.tombstones),
+    };
+  }
 
   /** A collection for reading; the default one may not exist yet (it then reads as empty). */
   function readable(name: string): Collection | null {
@@ -278,6 +307,30 @@ export function nodeHandlers(
       const started = options.drain();
       log(`Drain requested: ${started ? "leaving the cluster" : "already stopping"}`);
       return Promise.resolve({ started, node_id: options.nodeId });
+    }),
+    Backup: guard.wrap("Backup", async (req) => {
+      const collection = resolveCollection(req.collection, "collection");
+      const name = validateCollectionName(req.name, "name");
+      const made = await backups.create(collection, name);
+      log(
+        `Backup "${name}" of collection "${collection}": ${made.manifest.points} points, ` +
+          `${made.bytes} bytes, seq ${made.manifest.seq}`,
+      );
+      return { backup: backupInfo(made) };
+    }),
+    ListBackups: guard.wrap(
+      "ListBackups",
+      () => Promise.resolve({ backups: backups.list().map(backupInfo) }),
+    ),
+    Restore: guard.wrap("Restore", async (req) => {
+      const backup = validateCollectionName(req.backup, "backup");
+      const collection = validateCollectionName(req.collection, "collection");
+      const r = await backups.restore(backup, collection);
+      log(
+        `Backup "${backup}" restored into collection "${collection}": ` +
+          `${r.collection.index.count} points`,
+      );
+      return { collection: info(r.collection), points: String(r.collection.index.count) };
     }),
     Members: guard.wrap("Members", () =>
       Promise.resolve({

@@ -16,6 +16,7 @@
  * | Stats                 | per node (with hint counts), collections summed                 |
  * | Members               | gossip: the router's gossip view; static: the nodes and itself  |
  * | Drain                 | FAILED_PRECONDITION: a node's own RPC                           |
+ * | Backup, ListBackups, Restore | FAILED_PRECONDITION: a node's own RPCs (backups are per node) |
  *
  * @module
  */
@@ -70,7 +71,18 @@ export function routerHandlers(shell: RouterShell, guard: UnaryGuard): VectorDBH
     fn: (request: VectorDBMethods[K]["request"]) => Promise<VectorDBMethods[K]["response"]>,
   ) =>
     guard.wrap<VectorDBMethods[K]["request"], VectorDBMethods[K]["response"]>(method, (r) => fn(r));
+  const nodeOnly = (method: MethodName, example: string) => () =>
+    Promise.reject(
+      new RouterStatusError(
+        grpc.status.FAILED_PRECONDITION,
+        `${method} runs on a storage node, not the router: call it with --addr of the node ` +
+          `(client --addr HOST:PORT ${example})`,
+      ),
+    );
   return {
+    Backup: unary("Backup", nodeOnly("Backup", "backup create --collection C --name N")),
+    ListBackups: unary("ListBackups", nodeOnly("ListBackups", "backup list")),
+    Restore: unary("Restore", nodeOnly("Restore", "backup restore --name N --collection C")),
     Put: unary("Put", (r) => core.put(validatePutRequest(r))),
     PutBatch: unary("PutBatch", (r) => core.putBatch(validatePutBatchRequest(r))),
     Get: unary("Get", (r) => core.get(validatePointRef(r))),

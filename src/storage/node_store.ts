@@ -7,6 +7,7 @@
  * | `<data>/collections/<name>/`  | one collection (see `collection.ts`)                |
  * | `<data>/creating/<name>/`     | a collection being created (removed at start-up)    |
  * | `<data>/dropped/`             | collections being dropped (removed at start-up)     |
+ * | `<data>/backups/<name>/`      | backups of collections (`backups.ts`)               |
  *
  * One process uses a data directory at a time: {@link NodeStore.open} takes its lock (a second
  * opener gets {@link DirLockedError} naming the holder's pid) and {@link NodeStore.close}
@@ -41,6 +42,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { isCollectionName } from "../common/collection_name.ts";
+import { removePartialBackups } from "./backups.ts";
 import { acquireDirLock, type DirLock } from "../io/dir_lock.ts";
 import { fsyncDir } from "../io/fs_util.ts";
 import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
@@ -167,6 +169,9 @@ export class NodeStore {
       rmSync(creating, { recursive: true, force: true });
       await fsyncDir(dataDir);
     }
+    for (const partial of await removePartialBackups(dataDir)) {
+      this.log(`Removed ${partial}: a backup was interrupted before it completed`);
+    }
     for (const name of readdirSync(colDir).sort()) {
       const dir = join(colDir, name);
       if (!isCollectionName(name) || !isDirectory(dir)) {
@@ -288,19 +293,32 @@ export class NodeStore {
    * Builds the collection under `creating/<name>/`, renames it into `collections/` and opens it
    * there (see the module comment). On failure nothing is left under either name.
    */
-  private async createAtomically(config: CollectionConfig): Promise<Collection> {
-    const colDir = join(this.dataDir, "collections");
-    const dir = join(colDir, config.name);
-    const creating = join(this.dataDir, CREATING_DIR);
-    const temp = join(creating, config.name);
-    if (existsSync(dir)) throw new CollectionExistsError(config.name);
-    rmSync(temp, { recursive: true, force: true });
-    mkdirSync(creating, { recursive: true });
-    try {
+  private createAtomically(config: CollectionConfig): Promise<Collection> {
+    return this.moveIntoPlace(config.name, async (temp) => {
       const made = await Collection.create(temp, config, this.options);
       // Its creation record is durable (appended and fdatasynced), its segment and directories
       // are fsynced into their parents; closing it lets the directory move.
       await made.close();
+    });
+  }
+
+  /**
+   * `fill` builds a collection directory at `creating/<name>/`, which is fsynced, renamed into
+   * `collections/` and opened there. On failure nothing is left under either name.
+   */
+  private async moveIntoPlace(
+    name: string,
+    fill: (temp: string) => Promise<void>,
+  ): Promise<Collection> {
+    const colDir = join(this.dataDir, "collections");
+    const dir = join(colDir, name);
+    const creating = join(this.dataDir, CREATING_DIR);
+    const temp = join(creating, name);
+    if (existsSync(dir)) throw new CollectionExistsError(name);
+    rmSync(temp, { recursive: true, force: true });
+    mkdirSync(creating, { recursive: true });
+    try {
+      await fill(temp);
       await fsyncDir(temp);
       await fsyncDir(creating);
       renameSync(temp, dir);
@@ -314,9 +332,43 @@ export class NodeStore {
       return await Collection.open(dir, this.options);
     } catch (e) {
       // Not acknowledged: take it away again rather than leave a collection not in the map.
-      await this.discard(dir, config.name).catch(() => {});
+      await this.discard(dir, name).catch(() => {});
       throw e;
     }
+  }
+
+  /** Throws CollectionExistsError when `name` exists or is being created (or restored). */
+  checkFree(name: string): void {
+    validateCollectionName(name);
+    if (this.collections.has(name) || this.creating.has(name)) {
+      throw new CollectionExistsError(name);
+    }
+  }
+
+  /**
+   * Creates collection `name` from files: `fill` writes a collection directory's contents (a
+   * snapshot, for a restore; see backups.ts) into a temporary directory under `creating/`, which
+   * then moves into `collections/` and opens, as {@link create} does (atomic: a crash leaves no
+   * collection, and start-up removes the temporary). CollectionExistsError when the name is
+   * taken.
+   */
+  async createFrom(name: string, fill: (dir: string) => Promise<void>): Promise<Collection> {
+    this.checkFree(name);
+    if (this.collections.size >= COLLECTIONS_MAX) {
+      throw new TooManyCollectionsError(COLLECTIONS_MAX);
+    }
+    const run = (async () => {
+      const c = await this.moveIntoPlace(name, fill);
+      this.collections.set(name, c);
+      this.lastSnapshotMs.set(name, Date.now());
+      this.log(
+        `Collection "${name}" restored: ${c.index.count} points, dimension ` +
+          `${c.config.dimension}, metric ${c.config.metric}`,
+      );
+      return c;
+    })().finally(() => this.creating.delete(name));
+    this.creating.set(name, run);
+    return await run;
   }
 
   /** Drops a collection and its files. */

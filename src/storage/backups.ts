@@ -1,0 +1,299 @@
+/**
+ * Backups of collections on one storage node: `<data>/backups/<name>/`.
+ *
+ * | path                                  | what                                               |
+ * |---------------------------------------|----------------------------------------------------|
+ * | `backups/<name>/snapshot-<seq>.snap`  | a snapshot of the collection (`snapshot.ts` format) |
+ * | `backups/<name>/manifest.json`        | {@link BackupManifest}: collection, points, seq, sha256 |
+ * | `backups/.partial-<name>-<random>/`   | a backup being written (removed at start-up)        |
+ *
+ * **Backup** takes the collection's image between two applies (the same way a snapshot does,
+ * `Collection.backupTo`), so it is exactly the state after one WAL sequence number. It is
+ * written into a temporary directory (snapshot file fsynced, manifest written atomically, the
+ * directory fsynced), which is renamed to `backups/<name>/`; `backups/` is then fsynced. A crash
+ * leaves either no backup or the whole one (plus a `.partial-` leftover that
+ * {@link removePartialBackups} deletes). An existing name is refused (`BackupExistsError`).
+ *
+ * **Restore** reads the manifest, checks the snapshot file's sha256 against it, then builds a NEW
+ * collection under the store's `creating/<collection>/` (the snapshot copied into its
+ * `snapshots/`, fsynced) and renames it into `collections/` (`NodeStore.createFrom`). The
+ * collection opens from the snapshot (the image is loaded, nothing is re-inserted) with an empty
+ * log that continues after the snapshot's seq. A collection that already exists, empty or not,
+ * is refused (`CollectionExistsError`): restore never overwrites data.
+ *
+ * @module
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import * as fsp from "node:fs/promises";
+import { basename, join } from "node:path";
+import { collectionNameProblem } from "../common/collection_name.ts";
+import { fsyncDir, writeFileAtomic } from "../io/fs_util.ts";
+import { snapshotName } from "./snapshot.ts";
+import { type Collection, CollectionStateError } from "./collection.ts";
+import type { NodeStore } from "./node_store.ts";
+
+/** Directory of the backups, under the data directory. */
+export const BACKUPS_DIR = "backups";
+const PARTIAL_PREFIX = ".partial-";
+const MANIFEST = "manifest.json";
+/** `format` of a manifest. */
+export const BACKUP_FORMAT = "vectordb-backup";
+/** `version` of the manifests written. */
+export const BACKUP_FORMAT_VERSION = 1;
+
+/** `manifest.json` of a backup. */
+export interface BackupManifest {
+  format: typeof BACKUP_FORMAT;
+  version: number;
+  name: string;
+  collection: {
+    name: string;
+    dimension: number;
+    metric: string;
+    m: number;
+    ef_construction: number;
+  };
+  /** Live points in the image. */
+  points: number;
+  /** Tombstones (deleted ids with their versions) in the image. */
+  tombstones: number;
+  /** The last WAL sequence number the image covers. */
+  seq: number;
+  created_ms: number;
+  /** File name of the snapshot, in the backup's directory. */
+  snapshot_file: string;
+  snapshot_bytes: number;
+  /** Hex sha256 of the snapshot file. */
+  sha256: string;
+}
+
+/** A backup as listed: its manifest and the bytes of its directory. */
+export interface BackupSummary {
+  manifest: BackupManifest;
+  bytes: number;
+}
+
+/** The backup does not exist. */
+export class BackupNotFoundError extends Error {
+  constructor(readonly backup: string) {
+    super(`Backup "${backup}" does not exist`);
+    this.name = "BackupNotFoundError";
+  }
+}
+
+/** A backup of that name exists (or is being written). */
+export class BackupExistsError extends Error {
+  constructor(readonly backup: string) {
+    super(`Backup "${backup}" already exists`);
+    this.name = "BackupExistsError";
+  }
+}
+
+/** The backup's files do not match its manifest (or the manifest is unreadable). */
+export class BackupCorruptError extends Error {
+  constructor(readonly backup: string, reason: string) {
+    super(`Backup "${backup}" is damaged: ${reason}`);
+    this.name = "BackupCorruptError";
+  }
+}
+
+/** A name that breaks the collection-name rule (the caller maps it to INVALID_ARGUMENT). */
+export class BackupNameError extends RangeError {
+  constructor(message: string) {
+    super(message);
+    this.name = "BackupNameError";
+  }
+}
+
+function checkName(name: unknown, field: string): string {
+  const problem = collectionNameProblem(name, field);
+  if (problem !== null) throw new BackupNameError(problem);
+  return name as string;
+}
+
+/** Hex sha256 of a file, streamed. */
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) {
+    hash.update(chunk as Uint8Array);
+  }
+  return hash.digest("hex");
+}
+
+/** Deletes `.partial-` leftovers of interrupted backups; returns their paths. */
+export async function removePartialBackups(dataDir: string): Promise<string[]> {
+  const dir = join(dataDir, BACKUPS_DIR);
+  if (!existsSync(dir)) return [];
+  const removed: string[] = [];
+  for (const name of readdirSync(dir)) {
+    if (!name.startsWith(PARTIAL_PREFIX)) continue;
+    await fsp.rm(join(dir, name), { recursive: true, force: true });
+    removed.push(join(dir, name));
+  }
+  if (removed.length > 0) await fsyncDir(dir);
+  return removed;
+}
+
+/** The backups of one node store (module comment). */
+export class Backups {
+  /** Names of backups being written, so two concurrent calls cannot take one name. */
+  readonly #writing = new Set<string>();
+
+  constructor(readonly store: NodeStore) {}
+
+  get dir(): string {
+    return join(this.store.dataDir, BACKUPS_DIR);
+  }
+
+  /** Backs `collection` up as `name`; BackupExistsError when the name is taken. */
+  async create(collection: string, name: string): Promise<BackupSummary> {
+    checkName(collection, "collection");
+    checkName(name, "name");
+    const c: Collection = this.store.get(collection);
+    const final = join(this.dir, name);
+    if (this.#writing.has(name) || existsSync(final)) throw new BackupExistsError(name);
+    this.#writing.add(name);
+    const temp = join(this.dir, `${PARTIAL_PREFIX}${name}-${randomBytes(6).toString("hex")}`);
+    try {
+      const created = await fsp.mkdir(this.dir, { recursive: true });
+      if (created !== undefined) await fsyncDir(this.store.dataDir);
+      await fsp.mkdir(temp);
+      const image = await c.backupTo(temp);
+      const sha256 = await sha256File(image.path);
+      const manifest: BackupManifest = {
+        format: BACKUP_FORMAT,
+        version: BACKUP_FORMAT_VERSION,
+        name,
+        collection: {
+          name: c.name,
+          dimension: c.config.dimension,
+          metric: c.config.metric,
+          m: c.config.m,
+          ef_construction: c.config.ef_construction,
+        },
+        points: image.points,
+        tombstones: image.tombstones,
+        seq: image.seq,
+        created_ms: image.created_ms,
+        snapshot_file: basename(image.path),
+        snapshot_bytes: statSync(image.path).size,
+        sha256,
+      };
+      const text = new TextEncoder().encode(JSON.stringify(manifest, null, 2) + "\n");
+      await writeFileAtomic(join(temp, MANIFEST), async (handle) => {
+        await handle.write(text, 0, text.length, 0);
+      });
+      await fsyncDir(temp);
+      if (existsSync(final)) throw new BackupExistsError(name);
+      await fsp.rename(temp, final);
+      await fsyncDir(this.dir);
+      return { manifest, bytes: dirBytes(final) };
+    } catch (e) {
+      await fsp.rm(temp, { recursive: true, force: true }).catch(() => {});
+      throw e;
+    } finally {
+      this.#writing.delete(name);
+    }
+  }
+
+  /** Every backup, by name; a directory whose manifest does not parse is skipped. */
+  list(): BackupSummary[] {
+    if (!existsSync(this.dir)) return [];
+    const out: BackupSummary[] = [];
+    for (const name of readdirSync(this.dir).sort()) {
+      if (collectionNameProblem(name, "name") !== null) continue;
+      try {
+        out.push({ manifest: this.manifest(name), bytes: dirBytes(join(this.dir, name)) });
+      } catch {
+        // not a backup (or damaged): Restore reports it by name
+      }
+    }
+    return out;
+  }
+
+  /** The manifest of backup `name`: BackupNotFoundError, BackupCorruptError. */
+  manifest(name: string): BackupManifest {
+    checkName(name, "backup");
+    const dir = join(this.dir, name);
+    let text: string;
+    try {
+      text = readFileSync(join(dir, MANIFEST), "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+        if (!existsSync(dir)) throw new BackupNotFoundError(name);
+        throw new BackupCorruptError(name, `${join(dir, MANIFEST)} is missing`);
+      }
+      throw e;
+    }
+    let m: BackupManifest;
+    try {
+      m = JSON.parse(text) as BackupManifest;
+    } catch (e) {
+      throw new BackupCorruptError(name, `${MANIFEST} is not JSON: ${(e as Error).message}`);
+    }
+    if (m?.format !== BACKUP_FORMAT || m.version !== BACKUP_FORMAT_VERSION) {
+      throw new BackupCorruptError(
+        name,
+        `${MANIFEST} has format ${JSON.stringify(m?.format)} version ` +
+          `${JSON.stringify(m?.version)}; expected "${BACKUP_FORMAT}" ${BACKUP_FORMAT_VERSION}`,
+      );
+    }
+    if (typeof m.snapshot_file !== "string" || basename(m.snapshot_file) !== m.snapshot_file) {
+      throw new BackupCorruptError(name, `${MANIFEST} names no valid snapshot_file`);
+    }
+    return m;
+  }
+
+  /**
+   * Restores backup `backup` into the new collection `collection` (module comment): checks the
+   * sha256 first; CollectionExistsError when the collection exists.
+   */
+  async restore(
+    backup: string,
+    collection: string,
+  ): Promise<{ collection: Collection; manifest: BackupManifest }> {
+    checkName(backup, "backup");
+    checkName(collection, "collection");
+    const m = this.manifest(backup);
+    const source = join(this.dir, backup, m.snapshot_file);
+    if (!existsSync(source)) {
+      throw new BackupCorruptError(backup, `its snapshot file ${source} is missing`);
+    }
+    this.store.checkFree(collection);
+    const sha = await sha256File(source);
+    if (sha !== m.sha256) {
+      throw new BackupCorruptError(
+        backup,
+        `sha256 of ${source} is ${sha}; the manifest says ${m.sha256}`,
+      );
+    }
+    const c = await this.store.createFrom(collection, async (temp) => {
+      const snapshots = join(temp, "snapshots");
+      await fsp.mkdir(snapshots, { recursive: true });
+      const target = join(snapshots, snapshotName(m.seq));
+      await fsp.copyFile(source, target);
+      const handle = await fsp.open(target, "r+");
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await fsyncDir(snapshots);
+      await fsyncDir(temp);
+    });
+    if (c.index.count !== m.points) {
+      throw new CollectionStateError(
+        `Restored collection "${collection}" has ${c.index.count} points; backup "${backup}" ` +
+          `recorded ${m.points}`,
+      );
+    }
+    return { collection: c, manifest: m };
+  }
+}
+
+function dirBytes(dir: string): number {
+  let total = 0;
+  for (const name of readdirSync(dir)) total += statSync(join(dir, name)).size;
+  return total;
+}
