@@ -113,7 +113,14 @@ async function main(): Promise<number> {
     start(
       `node-${p}`,
       NODE_ENTRY,
-      nodeFlags({ port: p, data_dir: `${dataDir}/node-${p}`, join: i === 0 ? [] : [seed] }),
+      nodeFlags({
+        port: p,
+        data_dir: `${dataDir}/node-${p}`,
+        join: i === 0 ? [] : [seed],
+        // The servers' own default (gRPC port + 1000), given explicitly: the harness turns HTTP
+        // off unless asked.
+        extra: ["--http-port", String(p + 1000)],
+      }),
     )
   );
   const children: ChildProc[] = [...nodes];
@@ -160,6 +167,8 @@ async function main(): Promise<number> {
       join: [seed],
       data_dir: `${dataDir}/router`,
       extra: [
+        "--http-port",
+        String(base + 1000),
         "--replication-factor",
         values["replication-factor"]!,
         "--consistency",
