@@ -405,13 +405,12 @@ export class SecurityConfig {
         start: (next) =>
           next({
             onReceiveMetadata: (metadata, mdNext) => {
-              const status = this.check(method.path, metadata);
+              const status = this.authorize(method.path, metadata, call.getPeer());
               if (status === null) {
                 mdNext(metadata);
                 return;
               }
               refused = true;
-              this.#noteRefusal(status, method.path, call.getPeer());
               call.sendStatus(status);
             },
             onReceiveMessage: (message, msgNext) => {
