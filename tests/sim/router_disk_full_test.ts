@@ -5,33 +5,11 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { validatePutRequest } from "../../src/api/validate.ts";
-import { Prng } from "../../src/common/prng.ts";
-import { RouterCore } from "../../src/router/core.ts";
-import { MemoryHintQueue } from "../../src/router/hints/queue.ts";
 import type { RouterStatusError } from "../../src/router/node_port.ts";
-import { SimNodePort, SimRouterClock, World } from "./router_world.ts";
+import { simRouterCore } from "./router_world.ts";
 
 Deno.test("router disk full: owners refusing with RESOURCE_EXHAUSTED are passed on as RESOURCE_EXHAUSTED", async () => {
-  const world = new World({
-    rng: new Prng(11),
-    nodes: 3,
-    loss: 0,
-    latency_max_ms: 5,
-    late: 0,
-    node_timeout_ms: 200,
-  });
-  const core = new RouterCore({
-    nodes: new SimNodePort(world),
-    clock: new SimRouterClock(world),
-    openHints: (a) => Promise.resolve(new MemoryHintQueue(a)),
-    log: () => {},
-    replication_factor: 2,
-    consistency: "quorum",
-    node_timeout_ms: 200,
-    retry_interval_ms: 100,
-    retry_timeout_ms: 200,
-  });
-  await core.followRing([...world.addresses].sort(), new Set(), true);
+  const { world, core } = await simRouterCore(11);
   const put = async (id: number) => {
     const p = core.put(validatePutRequest({ id, vector: [id, 0], collection: "c" }));
     const outcome = p.then((value) => ({ value }), (error) => ({ error }));

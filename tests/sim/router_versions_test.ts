@@ -5,35 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { validatePointRef, validatePutRequest, ValidationError } from "../../src/api/validate.ts";
-import { Prng } from "../../src/common/prng.ts";
 import { VERSION_MAX, versionCeiling } from "../../src/common/version.ts";
-import { RouterCore } from "../../src/router/core.ts";
-import { MemoryHintQueue } from "../../src/router/hints/queue.ts";
-import { SimNodePort, SimRouterClock, World } from "./router_world.ts";
+import { simRouterCore } from "./router_world.ts";
 
 /** A 3-node RF 2 world with no loss, its clock at a realistic wall time. */
 async function setup() {
-  const world = new World({
-    rng: new Prng(7),
-    nodes: 3,
-    loss: 0,
-    latency_max_ms: 5,
-    late: 0,
-    node_timeout_ms: 200,
-  });
-  world.clock.runUntil(1_780_000_000_000); // 2026: versions look like real ones
-  const core = new RouterCore({
-    nodes: new SimNodePort(world),
-    clock: new SimRouterClock(world),
-    openHints: (a) => Promise.resolve(new MemoryHintQueue(a)),
-    log: () => {},
-    replication_factor: 2,
-    consistency: "quorum",
-    node_timeout_ms: 200,
-    retry_interval_ms: 100,
-    retry_timeout_ms: 200,
-  });
-  await core.followRing([...world.addresses].sort(), new Set(), true);
+  // 2026: versions look like real ones
+  const { world, core } = await simRouterCore(7, 1_780_000_000_000);
   // Runs the world until `p` has settled; rejections are kept for the caller (not unhandled).
   const settle = async <T>(p: Promise<T>): Promise<T> => {
     const outcome = p.then((value) => ({ value }), (error) => ({ error }));

@@ -23,7 +23,9 @@ import * as grpc from "@grpc/grpc-js";
 import { setImmediate } from "node:timers";
 import type { RequestOf, ResponseOf } from "../../src/api/client.ts";
 import type { MethodName } from "../../src/api/proto.ts";
-import type { Prng } from "../../src/common/prng.ts";
+import { Prng } from "../../src/common/prng.ts";
+import { RouterCore } from "../../src/router/core.ts";
+import { MemoryHintQueue } from "../../src/router/hints/queue.ts";
 import {
   type NodeCallOptions,
   type NodePort,
@@ -300,4 +302,37 @@ export class SimNodePort implements NodePort {
   close(node: string): void {
     this.#open.delete(node);
   }
+}
+
+/**
+ * A 3-node RF 2 quorum router core over a loss-free world (5 ms latency, 200 ms node timeout,
+ * hints in memory), on the ring of all three nodes; `start_ms` moves the world's clock first
+ * (e.g. to a realistic wall time, so versions look like real ones).
+ */
+export async function simRouterCore(
+  seed: number,
+  start_ms = 0,
+): Promise<{ world: World; core: RouterCore }> {
+  const world = new World({
+    rng: new Prng(seed),
+    nodes: 3,
+    loss: 0,
+    latency_max_ms: 5,
+    late: 0,
+    node_timeout_ms: 200,
+  });
+  if (start_ms > 0) world.clock.runUntil(start_ms);
+  const core = new RouterCore({
+    nodes: new SimNodePort(world),
+    clock: new SimRouterClock(world),
+    openHints: (a) => Promise.resolve(new MemoryHintQueue(a)),
+    log: () => {},
+    replication_factor: 2,
+    consistency: "quorum",
+    node_timeout_ms: 200,
+    retry_interval_ms: 100,
+    retry_timeout_ms: 200,
+  });
+  await core.followRing([...world.addresses].sort(), new Set(), true);
+  return { world, core };
 }
