@@ -11,26 +11,9 @@ import {
   UpsertError,
   VectorDbClient,
 } from "./mod.ts";
-import type { RetryClock } from "./retry.ts";
+import { fakeClock } from "./fake_clock.ts";
 
 const CA = fileURLToPath(new URL("../../tests/fixtures/tls/ca.pem", import.meta.url));
-
-/** A clock whose sleeps only move its time forward (no real waits). */
-function fakeClock(randoms: number[] = [0.5]): RetryClock & { sleeps: number[] } {
-  let t = 0;
-  let i = 0;
-  const sleeps: number[] = [];
-  return {
-    sleeps,
-    now: () => t,
-    sleep: (ms) => {
-      sleeps.push(ms);
-      t += ms;
-      return Promise.resolve();
-    },
-    random: () => randoms[i++ % randoms.length],
-  };
-}
 
 interface Sent {
   method: MethodName;

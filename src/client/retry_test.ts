@@ -13,27 +13,11 @@ import {
   RetryPolicyError,
   withRetry,
 } from "./retry.ts";
+import { fakeClock } from "./fake_clock.ts";
 
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
 const UNAUTHENTICATED = 16;
-
-/** A clock whose sleeps only move its time forward, and a fixed sequence of random numbers. */
-function fakeClock(randoms: number[] = [0.5]): RetryClock & { sleeps: number[] } {
-  let t = 1000;
-  let i = 0;
-  const sleeps: number[] = [];
-  return {
-    sleeps,
-    now: () => t,
-    sleep: (ms) => {
-      sleeps.push(ms);
-      t += ms;
-      return Promise.resolve();
-    },
-    random: () => randoms[i++ % randoms.length],
-  };
-}
 
 function grpcError(code: number, details = `status ${code}`): Error & { code: number } {
   return Object.assign(new Error(`${code}: ${details}`), { code, details });
@@ -106,7 +90,7 @@ Deno.test("retry: a policy's bad values are named", () => {
 });
 
 Deno.test("retry: UNAVAILABLE is retried with jittered waits until the call succeeds", async () => {
-  const clock = fakeClock([0.5, 0.25]);
+  const clock = fakeClock([0.5, 0.25], 1000);
   const events: RetryEvent[] = [];
   const timeouts: number[] = [];
   let calls = 0;
@@ -134,7 +118,7 @@ Deno.test("retry: UNAVAILABLE is retried with jittered waits until the call succ
 
 Deno.test("retry: failures not retried for the RPC fail at once, unchanged", async () => {
   const run = async (method: MethodName, code: number) => {
-    const clock = fakeClock();
+    const clock = fakeClock([0.5], 1000);
     let calls = 0;
     const error = grpcError(code);
     await assert.rejects(
@@ -155,7 +139,7 @@ Deno.test("retry: failures not retried for the RPC fail at once, unchanged", asy
   assert.deepEqual(await run("CreateCollection", Code.DEADLINE_EXCEEDED), { calls: 1, sleeps: [] });
   assert.deepEqual(await run("Drain", Code.RESOURCE_EXHAUSTED), { calls: 1, sleeps: [] });
   // The same codes on idempotent calls are retried.
-  const clock = fakeClock();
+  const clock = fakeClock([0.5], 1000);
   let calls = 0;
   await withRetry("PutBatch", () => {
     calls++;
@@ -169,7 +153,7 @@ Deno.test("retry: failures not retried for the RPC fail at once, unchanged", asy
 });
 
 Deno.test("retry: gives up after `attempts` with the last error", async () => {
-  const clock = fakeClock([0.999]);
+  const clock = fakeClock([0.999], 1000);
   let calls = 0;
   await assert.rejects(
     withRetry("Stats", () => Promise.reject(grpcError(Code.UNAVAILABLE, `down ${++calls}`)), {
@@ -187,7 +171,7 @@ Deno.test("retry: gives up after `attempts` with the last error", async () => {
 });
 
 Deno.test("retry: totalMs bounds the waits and cuts each attempt's deadline", async () => {
-  const clock = fakeClock([0.999]);
+  const clock = fakeClock([0.999], 1000);
   const timeouts: number[] = [];
   await assert.rejects(
     withRetry("Search", (timeoutMs) => {
