@@ -3,7 +3,7 @@ import { crc32 } from "./crc32.ts";
 
 const utf8 = (s: string) => new TextEncoder().encode(s);
 
-/** Bit-at-a-time reference, independent of the table code. */
+/** Bit-at-a-time reference, independent of zlib. */
 function reference(bytes: Uint8Array): number {
   let c = 0xffffffff;
   for (const byte of bytes) {
