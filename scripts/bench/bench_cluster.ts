@@ -20,6 +20,10 @@
  *    hint queues are waited out and every acknowledged write is looked up on each of its
  *    owners directly (must be 0 missing). See lib/cluster_kill.ts.
  *
+ * Every server of the cluster also serves HTTP on a free port, and the throughput phase scrapes
+ * `/metrics` of the router and the first node every second while the searches run; the report
+ * shows the last scrape's request, latency, WAL, index, search and fan-out series (non-zero).
+ *
  * `--batch` defaults to 100, not the CLI's 1,000: through the router each owner gets one
  * PutBatch per batch under the router's node timeout (2 s by default), and with
  * ef_construction 200 on a loaded 2-core machine ~670 inserts per node per batch, four batches
@@ -292,10 +296,15 @@ async function createAndLoad(target: string, addr: string, file: string): Promis
 
 /** Starts a storage node (under Node through tsx, like production). */
 function startNode(name: string, port: number, data_dir: string): ChildProc {
+  const http = httpPorts.get(port);
   return spawnServer({
     name,
     entry: NODE_ENTRY,
-    flags: nodeFlags({ port, data_dir }),
+    flags: nodeFlags({
+      port,
+      data_dir,
+      extra: http === undefined ? [] : ["--http-port", String(http)],
+    }),
     ready_timeout_ms: READY_TIMEOUT_MS,
     lines_kept: LOG_LINES_KEPT,
     group: procs,
@@ -307,7 +316,10 @@ function startRouter(name: string, f: RouterFlags): ChildProc {
   return spawnServer({
     name,
     entry: ROUTER_ENTRY,
-    flags: routerFlags(f),
+    flags: routerFlags({
+      ...f,
+      extra: [...(f.extra ?? []), "--http-port", String(httpPorts.get(f.port) ?? 0)],
+    }),
     ready_timeout_ms: READY_TIMEOUT_MS,
     lines_kept: LOG_LINES_KEPT,
     group: procs,
@@ -319,6 +331,72 @@ async function startReady(p: ChildProc): Promise<ChildProc> {
   return p;
 }
 
+/** HTTP port (for /metrics) of each server, by its gRPC port; absent: HTTP off. */
+const httpPorts = new Map<number, number>();
+const SCRAPE_INTERVAL_MS = 1000;
+/** The series the report shows: requests, latency, WAL, index, search, router fan-out. */
+const SCRAPE_SHOWN = [
+  /^vectordb_grpc_requests_total\{.*method="(Search|PutBatch)"/,
+  /^vectordb_grpc_request_duration_seconds_(sum|count)\{.*method="Search"/,
+  /^vectordb_wal_(appends|syncs|bytes)_total\b/,
+  /^vectordb_wal_sync_duration_seconds_(sum|count)\b/,
+  /^vectordb_index_(points|tombstones|memory_bytes)\{/,
+  /^vectordb_search_(ef|candidates_visited)_(sum|count)\b/,
+  /^vectordb_router_(searches|node_searches|search_partial)_total\b/,
+  /^vectordb_hints_pending\b/,
+  /^vectordb_gossip_members\b/,
+];
+
+/** What one target's last scrape under load showed. */
+interface ScrapedMetrics {
+  target: string;
+  scrapes: number;
+  bytes: number;
+  /** The shown series with non-zero values. */
+  lines: string[];
+}
+
+/** Scrapes each target every `interval_ms` until `stop()`, keeping each one's last answer. */
+function scrapeWhile(
+  targets: [string, string][],
+  interval_ms: number,
+): { stop(): Promise<ScrapedMetrics[]> } {
+  const last = new Map<string, { text: string; scrapes: number }>();
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      for (const [name, url] of targets) {
+        try {
+          const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+          const text = await res.text();
+          if (res.ok) last.set(name, { text, scrapes: (last.get(name)?.scrapes ?? 0) + 1 });
+        } catch (e) {
+          log(`scrape of ${url} failed: ${(e as Error).message}`);
+        }
+      }
+      await new Promise((r) => setTimeout(r, interval_ms));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return targets.map(([name]) => {
+        const got = last.get(name);
+        const lines = (got?.text ?? "").split("\n").filter((l) =>
+          SCRAPE_SHOWN.some((re) => re.test(l)) && !/ 0$/.test(l)
+        );
+        return {
+          target: name,
+          scrapes: got?.scrapes ?? 0,
+          bytes: got?.text.length ?? 0,
+          lines,
+        };
+      });
+    },
+  };
+}
+
 // ----- The run -----
 
 let dim = 0;
@@ -328,6 +406,7 @@ const report: {
   load: LoadFigures[];
   recall: { ef: number; router: number; router_partial: number; single?: number }[];
   throughput_ef?: number;
+  metrics?: ScrapedMetrics[];
   throughput: (ThroughputResult & { target: string })[];
   ring_check?: RingCheck;
   kill?: KillResult;
@@ -381,6 +460,7 @@ try {
   const nodeDirs = nodePorts.map((p) => join(dir, `node-${p}`));
   const routerPort = await freePort();
   const routerAddr = `127.0.0.1:${routerPort}`;
+  for (const p of [...nodePorts, routerPort]) httpPorts.set(p, await freePort());
   const nodes: ChildProc[] = await Promise.all(
     nodePorts.map((p, i) => startReady(startNode(`node-${p}`, p, nodeDirs[i]))),
   );
@@ -446,6 +526,13 @@ try {
     }
   }
   noteLoad("before throughput");
+  // /metrics of the router and the first node, scraped every second while the searches run; the
+  // last scrape taken under load is reported (issue 12: metrics read during a benchmark).
+  const scrapeTargets: [string, string][] = [
+    ["router", `http://127.0.0.1:${httpPorts.get(routerPort)}/metrics`],
+    [`node-${nodePorts[0]}`, `http://127.0.0.1:${httpPorts.get(nodePorts[0])}/metrics`],
+  ];
+  const scraper = scrapeWhile(scrapeTargets, SCRAPE_INTERVAL_MS);
   for (const c of CLIENTS) {
     const targets: [string, string][] = [["router", routerAddr]];
     if (single !== null) targets.push(["single node", singleAddr]);
@@ -466,6 +553,12 @@ try {
         } ms, p99 ${r.p99_ms.toFixed(2)} ms (${r.errors} errors, ${r.partial} partial)`,
       );
     }
+  }
+  const scraped = await scraper.stop();
+  report.metrics = scraped;
+  for (const m of scraped) {
+    log(`/metrics of ${m.target} under load (scrape ${m.scrapes}, ${m.bytes} bytes):`);
+    for (const line of m.lines) log(`  ${line}`);
   }
   noteLoad("after throughput");
   if (single !== null) {
