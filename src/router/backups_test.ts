@@ -112,6 +112,7 @@ function setup(n = 3, antiEntropy = () => false) {
 
 async function rejectsWith(p: Promise<unknown>, code: grpc.status, message: RegExp) {
   await assert.rejects(p, (e: RouterStatusError) => {
+    assert.ok(e instanceof RouterStatusError, String(e));
     assert.equal(e.code, code, e.message);
     assert.match(e.message, message);
     return true;
