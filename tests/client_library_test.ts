@@ -163,6 +163,9 @@ Deno.test({
         (await db.get("docs", 43)).vector,
       );
       assert.equal((await db.dropCollection("docs-restored")).dropped, true);
+      assert.equal((await db.deleteBackup("docs-b1")).deleted, true);
+      used.add("DeleteBackup");
+      assert.deepEqual(await db.listBackups(), []);
 
       // ----- retries through a restart: under Node (see helpers/client_restart_run.ts) -----
       const [command, ...args] = scriptCommand("tests/helpers/client_restart_run.ts", []);

@@ -7,6 +7,7 @@
  *   create, put, search, get, delete, stats, members through HTTP; a point written over HTTP
  *   is read back over gRPC; a bad field 400 naming it, no key 401, a read key writing 403, an
  *   oversized body 413;
+ * - backups through the router (on every node) and on a node alone (delete included);
  * - a storage node alone: every operation of its document, POST /drain last (it exits 0);
  * - a storage node with `--metrics false`: GET /metrics is 404.
  */
@@ -237,19 +238,31 @@ Deno.test({
         const drain = await api.op("POST", "/drain");
         assert.equal(drain.status, 400);
         assert.equal(errorOf(drain).status, "FAILED_PRECONDITION");
-        // Backups are a storage node's: the router answers 400 FAILED_PRECONDITION.
-        for (
-          const [method, path, params, body] of [
-            ["POST", "/collections/{name}/backups", { name: C }, { name: "b1" }],
-            ["GET", "/backups", {}, undefined],
-            ["POST", "/backups/{name}/restore", { name: "b1" }, { collection: "c2" }],
-          ] as const
-        ) {
-          const r = await api.op(method, path, params, body);
-          assert.equal(r.status, 400, `${method} ${path}: ${JSON.stringify(r.body)}`);
-          assert.equal(errorOf(r).status, "FAILED_PRECONDITION");
-          assert.match(errorOf(r).message, /runs on a storage node, not the router/);
-        }
+        // Backups through the router: on every storage node of the ring.
+        const backup = await api.op("POST", "/collections/{name}/backups", { name: C }, {
+          name: "b1",
+        });
+        assert.equal(backup.status, 200, JSON.stringify(backup.body));
+        const b1 = backup.body.backup as { complete: boolean; nodes: unknown[] };
+        assert.deepEqual([b1.complete, b1.nodes.length], [true, 3]);
+        const listed = await api.op("GET", "/backups");
+        assert.deepEqual(
+          (listed.body.backups as { name: string; complete: boolean }[]).map((b) => [
+            b.name,
+            b.complete,
+          ]),
+          [["b1", true]],
+        );
+        const restored = await api.op("POST", "/backups/{name}/restore", { name: "b1" }, {
+          collection: "c2",
+        });
+        assert.equal(restored.status, 200, JSON.stringify(restored.body));
+        assert.equal((restored.body.nodes as unknown[]).length, 3);
+        const removed = await api.op("DELETE", "/backups/{name}", { name: "b1" });
+        assert.equal(removed.status, 200, JSON.stringify(removed.body));
+        assert.equal((removed.body.nodes as unknown[]).length, 3);
+        const twice = await api.op("DELETE", "/backups/{name}", { name: "b1" });
+        assert.deepEqual([twice.status, errorOf(twice).status], [404, "NOT_FOUND"]);
 
         // A node's own HTTP port answers too.
         const node = new Client(`http://127.0.0.1:${c.nodeHttpPorts[0]}`, KEYS.read);
@@ -339,6 +352,9 @@ Deno.test({
         collection: "c3",
       });
       assert.deepEqual([missing.status, errorOf(missing).status], [404, "NOT_FOUND"]);
+      const deleted = await api.op("DELETE", "/backups/{name}", { name: "b1" });
+      assert.deepEqual([deleted.status, deleted.body], [200, { deleted: true }]);
+      assert.deepEqual((await api.op("GET", "/backups")).body.backups, []);
       const c2 = await api.op("GET", "/collections/{name}/points/{id}", { name: "c2", id: 1 });
       assert.deepEqual([c2.status, c2.body.vector, c2.body.version], [200, [1, 0], "5"]);
       assert.equal((await api.op("DELETE", "/collections/{name}", { name: C })).status, 200);

@@ -23,7 +23,7 @@
  * | Get, Search, ListCollections, Stats, Members         | read        |
  * | Put, PutBatch, Delete                                | write       |
  * | CreateCollection, DropCollection, Drain              | admin       |
- * | Backup, ListBackups, Restore                         | admin       |
+ * | Backup, ListBackups, Restore, DeleteBackup           | admin       |
  * | anything of `vectordb.internal.*` (Gossip, Transfer) | the cluster secret (cluster_proof.ts) |
  * | `grpc.health.v1.Health` (Check, Watch, List)         | nothing: open    |
  * | `grpc.reflection.v1[alpha].ServerReflection`         | read        |
@@ -91,6 +91,7 @@ export const METHOD_ROLES: Readonly<Record<string, Role>> = {
   Backup: "admin",
   ListBackups: "admin",
   Restore: "admin",
+  DeleteBackup: "admin",
 };
 
 /** The services open to anyone (the gRPC health protocol). */

@@ -26,6 +26,7 @@
  * | POST   | /collections/{name}/backups           | Backup (body `{name}`) | admin |
  * | GET    | /backups                              | ListBackups     | admin |
  * | POST   | /backups/{name}/restore               | Restore (body `{collection}`) | admin |
+ * | DELETE | /backups/{name}                       | DeleteBackup    | admin |
  *
  * Bodies are JSON objects with the proto's snake_case field names; a field the route does not
  * take (a typo, or `collection`/`name`, which come from the path) is INVALID_ARGUMENT naming
@@ -315,7 +316,7 @@ export const ROUTES: readonly Route[] = [
     "POST",
     "/collections/{name}/backups",
     "Backup",
-    "Storage node: back the collection up as backup `name` on this node (router: 400)",
+    "Back the collection up as backup `name` (router: on every storage node, or on none)",
     ["name"],
     (p, b) => ({ collection: pathCollection(p), name: b.name }),
   ),
@@ -323,7 +324,7 @@ export const ROUTES: readonly Route[] = [
     "GET",
     "/backups",
     "ListBackups",
-    "Storage node: this node's backups (router: 400)",
+    "The backups (router: each name once, with every node's entry and `complete`)",
     null,
     () => ({}),
   ),
@@ -331,12 +332,20 @@ export const ROUTES: readonly Route[] = [
     "POST",
     "/backups/{name}/restore",
     "Restore",
-    "Storage node: create the new collection `collection` from the backup (router: 400)",
+    "Create the new collection `collection` from the backup (router: on every node)",
     ["collection"],
     (p, b) => ({
       backup: validateCollectionName(p.name, "backup name in the path"),
       collection: b.collection,
     }),
+  ),
+  rpc(
+    "DELETE",
+    "/backups/{name}",
+    "DeleteBackup",
+    "Delete the backup (router: on every storage node that has it)",
+    null,
+    (p) => ({ name: validateCollectionName(p.name, "backup name in the path") }),
   ),
   rpc(
     "POST",

@@ -202,12 +202,33 @@ const SCHEMAS: Record<string, Schema> = {
       seq: uint64,
       sha256: { type: "string" },
       tombstones: uint64,
+      nodes: {
+        type: "array",
+        description: "Router only: each storage node's backup of this name, or why it has none",
+        items: ref("NodeBackup"),
+      },
+      complete: { type: "boolean", description: "Router only: every node of the ring has it" },
+    },
+  },
+  NodeBackup: {
+    type: "object",
+    properties: {
+      address: { type: "string" },
+      backup: ref("BackupInfo"),
+      error: { type: "string" },
     },
   },
   BackupResponse: { type: "object", properties: { backup: ref("BackupInfo") } },
   ListBackupsResponse: {
     type: "object",
-    properties: { backups: { type: "array", items: ref("BackupInfo") } },
+    properties: {
+      backups: { type: "array", items: ref("BackupInfo") },
+      errors: {
+        type: "array",
+        description: "Router only: nodes that did not answer, one line each",
+        items: { type: "string" },
+      },
+    },
   },
   RestoreBody: {
     type: "object",
@@ -216,7 +237,34 @@ const SCHEMAS: Record<string, Schema> = {
   },
   RestoreResponse: {
     type: "object",
-    properties: { collection: ref("CollectionInfo"), points: uint64 },
+    properties: {
+      collection: ref("CollectionInfo"),
+      points: uint64,
+      nodes: {
+        type: "array",
+        description: "Router only: what each storage node did",
+        items: {
+          type: "object",
+          properties: {
+            address: { type: "string" },
+            from_backup: { type: "boolean" },
+            points: uint64,
+          },
+        },
+      },
+      anti_entropy_started: { type: "boolean" },
+    },
+  },
+  DeleteBackupResponse: {
+    type: "object",
+    properties: {
+      deleted: { type: "boolean" },
+      nodes: {
+        type: "array",
+        description: "Router only: the nodes that had the backup and deleted it",
+        items: { type: "string" },
+      },
+    },
   },
   OpenApi: { type: "object", additionalProperties: true },
   Metrics: {
@@ -274,6 +322,7 @@ const OPERATIONS: Record<
     ok: "RestoreResponse",
     errors: ["400", "404", "409", "413", "500"],
   },
+  "DELETE /backups/{name}": { ok: "DeleteBackupResponse", errors: ["400", "404"] },
 };
 
 const ERROR_TEXT: Record<string, string> = {
@@ -361,7 +410,8 @@ export function openApiDocument(kind: "node" | "router"): Record<string, unknown
         `may be ${JSON_BYTES_FACTOR} x the method's gRPC byte limit. Errors: ` +
         '{"error": {"status": GRPC_STATUS_NAME, "message": ...}}.' +
         (kind === "router"
-          ? " POST /drain and the backup routes are a storage node's: the router answers 400."
+          ? " POST /drain is a storage node's: the router answers 400. The backup routes " +
+            "work on every storage node of the router's ring."
           : ""),
     },
     components: {

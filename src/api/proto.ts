@@ -240,6 +240,16 @@ export interface BackupInfo {
   seq: Uint64;
   sha256: string;
   tombstones?: Uint64;
+  /** Router only: each node's backup of this name, or why it has none. */
+  nodes?: NodeBackup[];
+  /** Router only: every node of the ring has it. */
+  complete?: boolean;
+}
+/** Router only: one storage node's part of a cluster-wide backup. */
+export interface NodeBackup {
+  address: string;
+  backup?: BackupInfo | null;
+  error?: string;
 }
 export interface BackupResponse {
   backup: BackupInfo | null;
@@ -248,6 +258,8 @@ export interface BackupResponse {
 export interface ListBackupsRequest {}
 export interface ListBackupsResponse {
   backups: BackupInfo[];
+  /** Router only: nodes that did not answer, one line each. */
+  errors?: string[];
 }
 export interface RestoreRequest {
   backup: string;
@@ -256,6 +268,24 @@ export interface RestoreRequest {
 export interface RestoreResponse {
   collection: CollectionInfo | null;
   points: Uint64;
+  /** Router only: what each node did. */
+  nodes?: NodeRestore[];
+  /** Router only: an anti-entropy run was started to move points to their current owners. */
+  anti_entropy_started?: boolean;
+}
+/** Router only: one storage node's part of a Restore. */
+export interface NodeRestore {
+  address: string;
+  from_backup: boolean;
+  points: Uint64;
+}
+export interface DeleteBackupRequest {
+  name: string;
+}
+export interface DeleteBackupResponse {
+  deleted: boolean;
+  /** Router only: the nodes that had the backup and deleted it. */
+  nodes?: string[];
 }
 
 // ----- Service -----
@@ -276,6 +306,7 @@ export interface VectorDBMethods {
   Backup: { request: BackupRequest; response: BackupResponse };
   ListBackups: { request: ListBackupsRequest; response: ListBackupsResponse };
   Restore: { request: RestoreRequest; response: RestoreResponse };
+  DeleteBackup: { request: DeleteBackupRequest; response: DeleteBackupResponse };
 }
 
 /** The RPC names, in proto order. */
@@ -295,6 +326,7 @@ export const METHOD_NAMES: readonly MethodName[] = [
   "Backup",
   "ListBackups",
   "Restore",
+  "DeleteBackup",
 ];
 
 /** Callback of a unary call. */

@@ -19,7 +19,7 @@ import process from "node:process";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import type { BackupInfo } from "../api/proto.ts";
+import type { BackupInfo, NodeRestore } from "../api/proto.ts";
 import { describeGrpcError } from "../api/client.ts";
 import { checkApiKey } from "../api/auth.ts";
 import { VectorDbClient } from "../client/mod.ts";
@@ -84,9 +84,10 @@ Commands:
   stats
   members
   drain              (with --addr of a storage node: it hands its data off and exits)
-  backup create --collection C --name N   (with --addr of a storage node; admin)
-  backup list                             (with --addr of a storage node; admin)
-  backup restore --name N --collection C  (new collection C on that node; admin)
+  backup create --collection C --name N   (router: on every storage node, or none; admin)
+  backup list                             (router: each name with its nodes; admin)
+  backup restore --name N --collection C  (into the new collection C; admin)
+  backup delete --name N                  (router: on every storage node; admin)
   load --file F.fvecs|F.jsonl [--batch ${DEFAULT_LOAD_BATCH}] [--start-id 0] \
 [--concurrency ${DEFAULT_LOAD_CONCURRENCY}]
        [--attempts ${DEFAULT_RETRY_POLICY.attempts_max}] [--collection C] \
@@ -153,6 +154,7 @@ export type Command =
   | { kind: "backup-create"; collection: string; name: string }
   | { kind: "backup-list" }
   | { kind: "backup-restore"; name: string; collection: string }
+  | { kind: "backup-delete"; name: string }
   | {
     kind: "load";
     file: string;
@@ -225,6 +227,7 @@ const COMMAND_FLAGS: Record<string, [Flag[], Flag[]]> = {
   "backup create": [["collection", "name"], []],
   "backup list": [[], []],
   "backup restore": [["name", "collection"], []],
+  "backup delete": [["name"], []],
   load: [["file"], [
     "batch",
     "start-id",
@@ -364,7 +367,7 @@ export function parseCli(
     name = `collections ${pos[1]}`;
     used = 2;
   } else if (name === "backup") {
-    if (pos.length < 2) throw new UsageError(`"backup" needs create, list or restore`);
+    if (pos.length < 2) throw new UsageError(`"backup" needs create, list, restore or delete`);
     name = `backup ${pos[1]}`;
     used = 2;
   }
@@ -469,6 +472,12 @@ export function parseCli(
         kind: "backup-restore",
         name: checked(() => validateCollectionName(str("name"), "--name")),
         collection: checked(() => validateCollectionName(str("collection"), "--collection")),
+      };
+      break;
+    case "backup delete":
+      command = {
+        kind: "backup-delete",
+        name: checked(() => validateCollectionName(str("name"), "--name")),
       };
       break;
     default: {
@@ -636,18 +645,23 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
           name: command.name,
         });
         const b = res.backup!;
+        const nodes = b.nodes ?? [];
         print(
           io,
           global.json,
           res,
-          `Backup "${b.name}" of collection "${command.collection}": ${b.points} points, ` +
-            `${b.bytes} bytes, seq ${b.seq}, sha256 ${b.sha256}`,
+          nodes.length > 0
+            ? `Backup "${b.name}" of collection "${command.collection}" on ${nodes.length} ` +
+              `storage nodes: ${b.points} points (every replica), ${b.bytes} bytes`
+            : `Backup "${b.name}" of collection "${command.collection}": ${b.points} points, ` +
+              `${b.bytes} bytes, seq ${b.seq}, sha256 ${b.sha256}`,
         );
         return EXIT_OK;
       }
       case "backup-list": {
         const res = await api.call("ListBackups", {});
-        print(io, global.json, res, formatBackups(res.backups));
+        const errors = (res.errors ?? []).map((e) => `\nnode did not answer: ${e}`).join("");
+        print(io, global.json, res, formatBackups(res.backups) + errors);
         return EXIT_OK;
       }
       case "backup-restore": {
@@ -660,7 +674,19 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
           global.json,
           res,
           `Restored backup "${command.name}" into collection "${command.collection}": ` +
-            `${res.points} points`,
+            `${res.points} points` + restoreNodes(res.nodes ?? [], res.anti_entropy_started),
+        );
+        return EXIT_OK;
+      }
+      case "backup-delete": {
+        const res = await api.call("DeleteBackup", { name: command.name });
+        const nodes = res.nodes ?? [];
+        print(
+          io,
+          global.json,
+          res,
+          `Deleted backup "${command.name}"` +
+            (nodes.length > 0 ? ` on ${nodes.length} storage nodes` : ""),
         );
         return EXIT_OK;
       }
@@ -672,13 +698,30 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
   }
 }
 
-/** One line per backup: name, collection, points, bytes, created (UTC). */
+/**
+ * One line per backup: name, collection, points, bytes, created (UTC); through a router also
+ * on how many nodes it is and whether it is complete (on every node of the ring).
+ */
 export function formatBackups(backups: readonly BackupInfo[]): string {
   if (backups.length === 0) return "No backups";
-  return backups.map((b) =>
-    `${b.name}  collection=${b.collection?.name ?? "?"}  points=${b.points}  bytes=${b.bytes}  ` +
-    `created=${new Date(Number(b.created_ms)).toISOString()}`
-  ).join("\n");
+  return backups.map((b) => {
+    const nodes = b.nodes ?? [];
+    const on = nodes.filter((n) => n.backup).length;
+    return `${b.name}  collection=${b.collection?.name ?? "?"}  points=${b.points}  ` +
+      `bytes=${b.bytes}  created=${new Date(Number(b.created_ms)).toISOString()}` +
+      (nodes.length > 0 ? `  nodes=${on}/${nodes.length}${b.complete ? "" : " INCOMPLETE"}` : "");
+  }).join("\n");
+}
+
+/** The router's part of a restore line: how many nodes restored, and the anti-entropy run. */
+function restoreNodes(nodes: readonly NodeRestore[], anti_entropy_started?: boolean): string {
+  if (nodes.length === 0) return "";
+  const from = nodes.filter((n) => n.from_backup).length;
+  return ` (every replica) on ${nodes.length} storage nodes, ${from} from their backup` +
+    (from < nodes.length ? `, ${nodes.length - from} created empty` : "") +
+    (anti_entropy_started
+      ? "; an anti-entropy run moves points to their current owners (watch stats)"
+      : "");
 }
 
 function envApiKey(): string | undefined {

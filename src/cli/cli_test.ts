@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { SOFTWARE_VERSION } from "../common/software_version.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DEFAULT_ADDR, main, parseCli, parseVector } from "./cli.ts";
+import { DEFAULT_ADDR, formatBackups, main, parseCli, parseVector } from "./cli.ts";
 import { type CliIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "./io.ts";
 
 const CLI_PATH = fileURLToPath(new URL("./cli.ts", import.meta.url));
@@ -116,6 +116,10 @@ Deno.test("parses every command", () => {
     name: "b1",
     collection: "c2",
   });
+  assert.deepEqual(command(["backup", "delete", "--name", "b1"]), {
+    kind: "backup-delete",
+    name: "b1",
+  });
   assert.deepEqual(command(["load", "--file", "x.fvecs"]), {
     kind: "load",
     file: "x.fvecs",
@@ -214,7 +218,9 @@ Deno.test("bad command lines throw UsageError with a clear message", () => {
       /unknown flag --collectoin; did you mean --collection\?/,
     ],
     [["get", "--id", "1", "--ef", "3"], /^--ef is not a flag of "get"$/],
-    [["backup"], /"backup" needs create, list or restore/],
+    [["backup"], /"backup" needs create, list, restore or delete/],
+    [["backup", "delete"], /"backup delete" needs --name/],
+    [["backup", "delete", "--name", "../x"], /--name "\.\.\/x" must be/],
     [["backup", "create", "--name", "b"], /"backup create" needs --collection/],
     [["backup", "create", "--collection", "c", "--name", "a/b"], /--name "a\/b" must be/],
     [["backup", "restore", "--name", "b", "--collection", ""], /--collection "" must be/],
@@ -341,4 +347,34 @@ Deno.test("the CLI process exits 1 with one line on stderr when the server is do
   assert.equal(out.code, EXIT_FAILURE, stderr);
   assert.equal(new TextDecoder().decode(out.stdout), "");
   assert.match(stderr, /^error: (UNAVAILABLE|DEADLINE_EXCEEDED): [^\n]+\n$/);
+});
+
+Deno.test("cli: formatBackups shows a router's node count and incomplete backups", () => {
+  const collection = { name: "c", dimension: 2, metric: "l2", m: 16, ef_construction: 200 };
+  const node = {
+    name: "b1",
+    collection,
+    points: "3",
+    bytes: "10",
+    created_ms: "0",
+    seq: "4",
+    sha256: "ab",
+  };
+  assert.equal(
+    formatBackups([node]),
+    "b1  collection=c  points=3  bytes=10  created=1970-01-01T00:00:00.000Z",
+  );
+  const routed = {
+    ...node,
+    points: "6",
+    complete: false,
+    nodes: [
+      { address: "a:1", backup: node, error: "" },
+      { address: "a:2", backup: null, error: "UNAVAILABLE: down" },
+    ],
+  };
+  assert.equal(
+    formatBackups([routed]),
+    "b1  collection=c  points=6  bytes=10  created=1970-01-01T00:00:00.000Z  nodes=1/2 INCOMPLETE",
+  );
 });

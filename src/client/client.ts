@@ -13,6 +13,7 @@ import type {
   CollectionInfo,
   CreateCollectionRequest,
   CreateCollectionResponse,
+  DeleteBackupResponse,
   DeleteResponse,
   DrainResponse,
   DropCollectionResponse,
@@ -430,27 +431,39 @@ export class VectorDbClient {
   }
 
   /**
-   * Storage node only (admin role): backs `collection` up on the called node as backup `name`
-   * (`<data-dir>/backups/<name>/`; ALREADY_EXISTS when the name is taken). A router answers
-   * FAILED_PRECONDITION.
+   * Backs `collection` up as backup `name` (admin role; ALREADY_EXISTS when the name is taken).
+   * A storage node writes `<data-dir>/backups/<name>/`; a router makes every storage node of its
+   * ring back up its replicas, or none (the reply's `nodes` has each node's backup).
    */
   async backup(collection: string, name: string, options?: CallOptions): Promise<BackupInfo> {
     const res = await this.call("Backup", { collection, name }, options);
     return res.backup!;
   }
 
-  /** Storage node only (admin role): the called node's backups, by name. */
+  /**
+   * The backups, by name (admin role). Through a router each name once, with every node's entry
+   * and `complete` when every node of the ring has it.
+   */
   async listBackups(options?: CallOptions): Promise<BackupInfo[]> {
     return (await this.call("ListBackups", {}, options)).backups;
   }
 
   /**
-   * Storage node only (admin role): creates the new collection `collection` on the called node
-   * from backup `backup` (ALREADY_EXISTS when the collection exists; DATA_LOSS when the backup's
-   * sha256 does not match).
+   * Creates the new collection `collection` from backup `backup` (admin role; ALREADY_EXISTS
+   * when the collection exists; DATA_LOSS when the backup's sha256 does not match). Through a
+   * router every storage node restores its own backup (one without it creates the collection
+   * empty).
    */
   restore(backup: string, collection: string, options?: CallOptions): Promise<RestoreResponse> {
     return this.call("Restore", { backup, collection }, options);
+  }
+
+  /**
+   * Deletes backup `name` (admin role; NOT_FOUND when it does not exist). Through a router on
+   * every storage node that has it (the reply's `nodes`).
+   */
+  deleteBackup(name: string, options?: CallOptions): Promise<DeleteBackupResponse> {
+    return this.call("DeleteBackup", { name }, options);
   }
 
   /** Closes the channel; calls still pending fail with CANCELLED. */

@@ -78,6 +78,7 @@ Deno.test("client: every VectorDB RPC is reachable through a method of the libra
   assert.equal((await db.backup("c", "b")).name, "b");
   assert.deepEqual(await db.listBackups(), []);
   await db.restore("b", "c2");
+  await db.deleteBackup("b");
   db.close();
   assert.deepEqual([...new Set(t.sent.map((s) => s.method))].sort(), [...METHOD_NAMES].sort());
   assert.ok(t.closed);

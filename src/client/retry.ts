@@ -20,9 +20,9 @@
  * applies a write only when its version is higher); without one the router stamps a newer
  * version, so a retry after an ambiguous failure may overwrite a concurrent writer's newer value
  * of the same id: last writer wins, the same as `client load`. CreateCollection, DropCollection,
- * Drain, Backup and Restore are not retried on those two codes: a second CreateCollection would
- * answer `created: false` for a collection the first one created (a second Backup or Restore,
- * ALREADY_EXISTS).
+ * Drain, Backup, Restore and DeleteBackup are not retried on those two codes: a second
+ * CreateCollection would answer `created: false` for a collection the first one created (a
+ * second Backup or Restore, ALREADY_EXISTS; a second DeleteBackup, NOT_FOUND).
  *
  * Waits use exponential backoff with "full jitter": before retry `n` (1-based, attempt `n + 1`)
  * the call waits a uniformly random time in `[0, min(capMs, baseMs × 2^(n-1)))`. A call makes at

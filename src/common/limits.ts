@@ -75,7 +75,7 @@ export const POINT_FIELDS_MAX = 16;
  * |----------------------------|-----------------------------------------|-----------|------------------------------|
  * | vectordb.VectorDB          | Put, Search                             | 260 KiB   | vector <= DIMENSION_MAX      |
  * | vectordb.VectorDB          | PutBatch                                | 64 MiB    | points <= BATCH_POINTS_MAX, 16 fields per point |
- * | vectordb.VectorDB          | Get, Delete, Create/DropCollection, ListCollections, Stats, Members, Drain, Backup, ListBackups, Restore | 4 KiB | |
+ * | vectordb.VectorDB          | Get, Delete, Create/DropCollection, ListCollections, Stats, Members, Drain, Backup, ListBackups, Restore, DeleteBackup | 4 KiB | |
  * | vectordb.internal.Transfer | Scan                                    | 4 KiB     |                              |
  * | vectordb.internal.Transfer | CopyBatch                               | 16 MiB    | points <= SCAN_LIMIT_MAX, 16 fields per point |
  * | vectordb.internal.Transfer | Prune                                   | 128 KiB   | ids, versions <= SCAN_LIMIT_MAX |
@@ -98,6 +98,7 @@ export const VECTORDB_REQUEST_BYTES_MAX = {
   Backup: SMALL_REQUEST_BYTES_MAX,
   ListBackups: SMALL_REQUEST_BYTES_MAX,
   Restore: SMALL_REQUEST_BYTES_MAX,
+  DeleteBackup: SMALL_REQUEST_BYTES_MAX,
 } as const;
 
 /** Largest encoded request per RPC of `vectordb.internal.Transfer` (see the table above). */

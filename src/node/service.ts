@@ -14,6 +14,7 @@
  * | CollectionExistsError, BackupExistsError          | ALREADY_EXISTS      |
  * | BackupNotFoundError                               | NOT_FOUND           |
  * | BackupCorruptError (sha256 or manifest mismatch)  | DATA_LOSS           |
+ * | BackupBusyError (delete of a backup in use)       | FAILED_PRECONDITION |
  * | WAL queue full, too many collections or requests, index capacity | RESOURCE_EXHAUSTED |
  * | DiskFullError, ENOSPC/EDQUOT (full disk: names the data directory) | RESOURCE_EXHAUSTED |
  * | VersionOverflowError (the clock passed 2^53 - 1)  | FAILED_PRECONDITION |
@@ -46,6 +47,7 @@ import {
 } from "../api/validate.ts";
 import { resolveCollection, validateCollectionName } from "../api/validate.ts";
 import {
+  BackupBusyError,
   BackupCorruptError,
   BackupExistsError,
   BackupNotFoundError,
@@ -107,6 +109,9 @@ export function toStatus(e: unknown, dataDir?: string): StatusLike {
     return { code: grpc.status.ALREADY_EXISTS, details: message };
   }
   if (e instanceof BackupCorruptError) return { code: grpc.status.DATA_LOSS, details: message };
+  if (e instanceof BackupBusyError) {
+    return { code: grpc.status.FAILED_PRECONDITION, details: message };
+  }
   if (e instanceof CollectionNotFoundError) {
     return { code: grpc.status.NOT_FOUND, details: message };
   }
@@ -331,6 +336,15 @@ export function nodeHandlers(
           `${r.collection.index.count} points`,
       );
       return { collection: info(r.collection), points: String(r.collection.index.count) };
+    }),
+    DeleteBackup: guard.wrap("DeleteBackup", async (req) => {
+      const name = validateCollectionName(req.name, "name");
+      const d = await backups.delete(name);
+      log(
+        `Backup "${name}" deleted` +
+          (d.manifest !== null ? ` (collection "${d.manifest.collection.name}")` : " (damaged)"),
+      );
+      return { deleted: true };
     }),
     Members: guard.wrap("Members", () =>
       Promise.resolve({

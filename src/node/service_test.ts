@@ -171,3 +171,30 @@ Deno.test("node toStatus: DiskFullError and a bare ENOSPC/EDQUOT are RESOURCE_EX
   );
   assert.equal(toStatus(errnoError("EIO", "write", "/d/z")).code, grpc.status.INTERNAL);
 });
+
+Deno.test("node DeleteBackup: deletes one backup, NOT_FOUND after, INVALID_ARGUMENT for a bad name", async () => {
+  await withNode(async (api) => {
+    await api("CreateCollection", { name: "c", dimension: 2 });
+    await api("PutBatch", { collection: "c", points: [{ id: 1, vector: [1, 2] }] });
+    await api("Backup", { collection: "c", name: "b1" });
+    await api("Backup", { collection: "c", name: "b2" });
+    assert.deepEqual(await api("DeleteBackup", { name: "b1" }), { deleted: true });
+    const list = await api("ListBackups", {});
+    assert.deepEqual(list.backups.map((b: { name: string }) => b.name), ["b2"]);
+    await assert.rejects(
+      api("DeleteBackup", { name: "b1" }),
+      (e: grpc.ServiceError) =>
+        e.code === grpc.status.NOT_FOUND && e.details === 'Backup "b1" does not exist',
+    );
+    await assert.rejects(
+      api("Restore", { backup: "b1", collection: "r" }),
+      (e: grpc.ServiceError) => e.code === grpc.status.NOT_FOUND,
+    );
+    await invalid(
+      api("DeleteBackup", { name: "../b2" }),
+      'name "../b2" must be 1 to 64 characters from A-Z, a-z, 0-9, "_" and "-"',
+    );
+    const r = await api("Restore", { backup: "b2", collection: "r" });
+    assert.equal(r.points, "1");
+  });
+});

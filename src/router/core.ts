@@ -12,6 +12,7 @@
  * | {@link Scatter}       | scatter.ts        | Search, ListCollections, per-node Stats      |
  * | {@link NodeTable}     | node_table.ts     | per-node hint queue and delivery state       |
  * | {@link RingView}      | ring_view.ts      | the ring a request plans on                  |
+ * | {@link ClusterBackups} | backups.ts       | Backup, ListBackups, Restore, DeleteBackup on every node |
  * | {@link RouterCore.followRing} | this file | following the ring (static list or gossip)   |
  *
  * Following the ring: the shell computes the target member list (plan.ts `ringNodes`) and calls
@@ -42,6 +43,7 @@ import type { WalRecord } from "../common/records.ts";
 import { VersionClock } from "../common/version.ts";
 import type { HintQueue } from "./hints/queue.ts";
 import { HintReplay } from "./hints/replay.ts";
+import { ClusterBackups } from "./backups.ts";
 import { Background, type NodePort, type RouterClock, RouterStatusError } from "./node_port.ts";
 import { type NodeState, NodeTable } from "./node_table.ts";
 import { JOIN_WAIT_MAX_MS, type RingRef, type TransferPort } from "./rebalance/rebalancer.ts";
@@ -62,6 +64,8 @@ export interface RebalanceHooks {
   settledNodes(): readonly string[];
   /** Who may hold the newest version of `id` while a move is unsettled. */
   readers(id: number): string[];
+  /** Starts an anti-entropy run now (after a cluster restore); absent: none is started. */
+  antiEntropy?(): void;
 }
 
 /** Options of {@link RouterCore}. */
@@ -95,6 +99,7 @@ export class RouterCore {
   readonly replication: Replication;
   readonly replay: HintReplay;
   readonly scatter: Scatter;
+  readonly backups: ClusterBackups;
   readonly background: Background;
   readonly writes = new WriteViews();
   /** Stamps write versions (see "Versions" in proto/vector_db.proto), from the core's clock. */
@@ -142,6 +147,17 @@ export class RouterCore {
       nodes: options.nodes,
       table: this.table,
       retry_timeout_ms: options.retry_timeout_ms,
+    });
+    this.backups = new ClusterBackups({
+      nodes: options.nodes,
+      log,
+      node_timeout_ms: options.node_timeout_ms,
+      antiEntropy: () => {
+        const start = this.#rebalance?.antiEntropy;
+        if (start === undefined) return false;
+        start.call(this.#rebalance);
+        return true;
+      },
     });
     this.#view = this.#makeView([]);
   }
@@ -208,6 +224,23 @@ export class RouterCore {
 
   listCollections(): Promise<ResponseOf<"ListCollections">> {
     return this.scatter.listCollections(this.routable().nodes);
+  }
+
+  /** Backup `name` of `collection` on every node of the ring, or on none (backups.ts). */
+  async backup(collection: string, name: string): Promise<ResponseOf<"Backup">> {
+    return { backup: await this.backups.backup(this.routable().nodes, collection, name) };
+  }
+
+  listBackups(): Promise<ResponseOf<"ListBackups">> {
+    return this.backups.list(this.routable().nodes);
+  }
+
+  restore(backup: string, collection: string): Promise<ResponseOf<"Restore">> {
+    return this.backups.restore(this.routable().nodes, backup, collection);
+  }
+
+  deleteBackup(name: string): Promise<ResponseOf<"DeleteBackup">> {
+    return this.backups.delete(this.routable().nodes, name);
   }
 
   nodeStats(): ReturnType<Scatter["nodeStats"]> {

@@ -357,6 +357,7 @@ export class Router {
         changed: (view, deaths_only) => rebalancer.changed(view, deaths_only),
         settledNodes: () => rebalancer.settled?.nodes ?? [],
         readers: (id) => rebalancer.readers(id),
+        antiEntropy: () => rebalancer.antiEntropy(),
       });
     }
     let metrics: ServerMetrics | null = null;

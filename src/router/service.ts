@@ -16,7 +16,7 @@
  * | Stats                 | per node (with hint counts), collections summed                 |
  * | Members               | gossip: the router's gossip view; static: the nodes and itself  |
  * | Drain                 | FAILED_PRECONDITION: a node's own RPC                           |
- * | Backup, ListBackups, Restore | FAILED_PRECONDITION: a node's own RPCs (backups are per node) |
+ * | Backup, ListBackups, Restore, DeleteBackup | on every node of the ring (backups.ts)  |
  *
  * @module
  */
@@ -25,6 +25,7 @@ import { isServiceError } from "../api/client.ts";
 import type { MethodName, VectorDBHandlers, VectorDBMethods } from "../api/proto.ts";
 import type { UnaryGuard } from "../api/unary.ts";
 import {
+  resolveCollection,
   validateCollectionName,
   validateCreateCollectionRequest,
   validatePointRef,
@@ -71,18 +72,22 @@ export function routerHandlers(shell: RouterShell, guard: UnaryGuard): VectorDBH
     fn: (request: VectorDBMethods[K]["request"]) => Promise<VectorDBMethods[K]["response"]>,
   ) =>
     guard.wrap<VectorDBMethods[K]["request"], VectorDBMethods[K]["response"]>(method, (r) => fn(r));
-  const nodeOnly = (method: MethodName, example: string) => () =>
-    Promise.reject(
-      new RouterStatusError(
-        grpc.status.FAILED_PRECONDITION,
-        `${method} runs on a storage node, not the router: call it with --addr of the node ` +
-          `(client --addr HOST:PORT ${example})`,
-      ),
-    );
   return {
-    Backup: unary("Backup", nodeOnly("Backup", "backup create --collection C --name N")),
-    ListBackups: unary("ListBackups", nodeOnly("ListBackups", "backup list")),
-    Restore: unary("Restore", nodeOnly("Restore", "backup restore --name N --collection C")),
+    Backup: unary("Backup", (r) =>
+      core.backup(
+        resolveCollection(r.collection, "collection"),
+        validateCollectionName(r.name, "name"),
+      )),
+    ListBackups: unary("ListBackups", () => core.listBackups()),
+    Restore: unary("Restore", (r) =>
+      core.restore(
+        validateCollectionName(r.backup, "backup"),
+        validateCollectionName(r.collection, "collection"),
+      )),
+    DeleteBackup: unary(
+      "DeleteBackup",
+      (r) => core.deleteBackup(validateCollectionName(r.name, "name")),
+    ),
     Put: unary("Put", (r) => core.put(validatePutRequest(r))),
     PutBatch: unary("PutBatch", (r) => core.putBatch(validatePutBatchRequest(r))),
     Get: unary("Get", (r) => core.get(validatePointRef(r))),

@@ -6,6 +6,7 @@
  * | `backups/<name>/snapshot-<seq>.snap`  | a snapshot of the collection (`snapshot.ts` format) |
  * | `backups/<name>/manifest.json`        | {@link BackupManifest}: collection, points, seq, sha256 |
  * | `backups/.partial-<name>-<random>/`   | a backup being written (removed at start-up)        |
+ * | `backups/.deleting-<name>-<random>/`  | a backup being deleted (removed at start-up)        |
  *
  * **Backup** takes the collection's image between two applies (the same way a snapshot does,
  * `Collection.backupTo`), so it is exactly the state after one WAL sequence number. It is
@@ -20,6 +21,13 @@
  * collection opens from the snapshot (the image is loaded, nothing is re-inserted) with an empty
  * log that continues after the snapshot's seq. A collection that already exists, empty or not,
  * is refused (`CollectionExistsError`): restore never overwrites data.
+ *
+ * **Delete** renames `backups/<name>/` to a `.deleting-` tombstone, fsyncs `backups/`, then
+ * removes the tombstone. The rename is the commit point: before it the backup is whole, after it
+ * the name is gone (a tombstone is no valid name, so {@link Backups.list} and restore never see
+ * it); a crash during the removal leaves only the tombstone, which start-up deletes. A backup
+ * being written, restored or deleted is refused (`BackupBusyError`) rather than pulled away from
+ * under the other call.
  *
  * @module
  */
@@ -36,6 +44,7 @@ import type { NodeStore } from "./node_store.ts";
 /** Directory of the backups, under the data directory. */
 export const BACKUPS_DIR = "backups";
 const PARTIAL_PREFIX = ".partial-";
+const DELETING_PREFIX = ".deleting-";
 const MANIFEST = "manifest.json";
 /** `format` of a manifest. */
 export const BACKUP_FORMAT = "vectordb-backup";
@@ -98,6 +107,14 @@ export class BackupCorruptError extends Error {
   }
 }
 
+/** The backup is being written, restored or deleted by another call (try again after it). */
+export class BackupBusyError extends Error {
+  constructor(readonly backup: string, what: string) {
+    super(`Backup "${backup}" is being ${what} by another call; try again when it is done`);
+    this.name = "BackupBusyError";
+  }
+}
+
 /** A name that breaks the collection-name rule (the caller maps it to INVALID_ARGUMENT). */
 export class BackupNameError extends RangeError {
   constructor(message: string) {
@@ -121,13 +138,16 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
-/** Deletes `.partial-` leftovers of interrupted backups; returns their paths. */
+/**
+ * Deletes `.partial-` leftovers of interrupted backups and `.deleting-` leftovers of interrupted
+ * deletes; returns their paths.
+ */
 export async function removePartialBackups(dataDir: string): Promise<string[]> {
   const dir = join(dataDir, BACKUPS_DIR);
   if (!existsSync(dir)) return [];
   const removed: string[] = [];
   for (const name of readdirSync(dir)) {
-    if (!name.startsWith(PARTIAL_PREFIX)) continue;
+    if (!name.startsWith(PARTIAL_PREFIX) && !name.startsWith(DELETING_PREFIX)) continue;
     await fsp.rm(join(dir, name), { recursive: true, force: true });
     removed.push(join(dir, name));
   }
@@ -139,6 +159,10 @@ export async function removePartialBackups(dataDir: string): Promise<string[]> {
 export class Backups {
   /** Names of backups being written, so two concurrent calls cannot take one name. */
   readonly #writing = new Set<string>();
+  /** Backups being restored (how many restores of each), so none is deleted meanwhile. */
+  readonly #restoring = new Map<string, number>();
+  /** Backups being deleted. */
+  readonly #deleting = new Set<string>();
 
   constructor(readonly store: NodeStore) {}
 
@@ -255,6 +279,53 @@ export class Backups {
   ): Promise<{ collection: Collection; manifest: BackupManifest }> {
     checkName(backup, "backup");
     checkName(collection, "collection");
+    if (this.#deleting.has(backup)) throw new BackupBusyError(backup, "deleted");
+    this.#restoring.set(backup, (this.#restoring.get(backup) ?? 0) + 1);
+    try {
+      return await this.#restore(backup, collection);
+    } finally {
+      const left = this.#restoring.get(backup)! - 1;
+      if (left === 0) this.#restoring.delete(backup);
+      else this.#restoring.set(backup, left);
+    }
+  }
+
+  /**
+   * Deletes backup `name` (module comment): BackupNotFoundError when it does not exist,
+   * BackupBusyError while it is being written, restored or deleted. Returns what was deleted
+   * (its manifest, null when that was unreadable: a damaged backup can be deleted too).
+   */
+  async delete(name: string): Promise<{ manifest: BackupManifest | null }> {
+    checkName(name, "name");
+    if (this.#writing.has(name)) throw new BackupBusyError(name, "written");
+    if (this.#restoring.has(name)) throw new BackupBusyError(name, "restored");
+    if (this.#deleting.has(name)) throw new BackupBusyError(name, "deleted");
+    const dir = join(this.dir, name);
+    if (!existsSync(dir)) throw new BackupNotFoundError(name);
+    this.#deleting.add(name);
+    try {
+      let manifest: BackupManifest | null = null;
+      try {
+        manifest = this.manifest(name);
+      } catch (e) {
+        if (!(e instanceof BackupCorruptError)) throw e;
+      }
+      const tomb = join(this.dir, `${DELETING_PREFIX}${name}-${randomBytes(6).toString("hex")}`);
+      await fsp.rename(dir, tomb);
+      // The commit point: once `backups/` is synced the name is gone even after a crash.
+      await fsyncDir(this.dir);
+      await fsp.rm(tomb, { recursive: true, force: true });
+      await fsyncDir(this.dir);
+      return { manifest };
+    } finally {
+      this.#deleting.delete(name);
+    }
+  }
+
+  async #restore(
+    backup: string,
+    collection: string,
+  ): Promise<{ collection: Collection; manifest: BackupManifest }> {
     const m = this.manifest(backup);
     const source = join(this.dir, backup, m.snapshot_file);
     if (!existsSync(source)) {

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  BackupBusyError,
   BackupCorruptError,
   BackupExistsError,
   BackupNameError,
@@ -116,6 +117,66 @@ Deno.test("an interrupted backup leaves no backup; start-up removes its temporar
     assert.deepEqual(readdirSync(join(dir, "backups")), []);
     assert.ok(lines.some((l) => /backup was interrupted/.test(l)));
     assert.deepEqual(new Backups(store).list(), []);
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("delete: the backup is gone at once, others stay; missing, busy and bad names refused", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "vdb-backup-"));
+  try {
+    const store = await NodeStore.open(dir, { logger: () => {} });
+    const c = await store.create({
+      name: "src",
+      dimension: DIM,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    });
+    await c.putBatch(Array.from({ length: 50 }, (_, i) => ({ id: i, vector: vec(i) })), 0);
+    const backups = new Backups(store);
+    await backups.create("src", "b1");
+    await backups.create("src", "b2");
+    const deleted = await backups.delete("b1");
+    assert.equal(deleted.manifest?.points, 50);
+    assert.deepEqual(backups.list().map((b) => b.manifest.name), ["b2"]);
+    assert.deepEqual(readdirSync(join(dir, "backups")), ["b2"]);
+    await assert.rejects(() => backups.delete("b1"), BackupNotFoundError);
+    await assert.rejects(() => backups.restore("b1", "x"), BackupNotFoundError);
+    await assert.rejects(() => backups.delete("../b2"), BackupNameError);
+    await assert.rejects(() => backups.delete(".partial-x"), /name "\.partial-x" must be/);
+    // The name is free again.
+    await backups.create("src", "b1");
+
+    // A backup being restored is not deleted under it; one being deleted is not restored.
+    const restoring = backups.restore("b2", "r2");
+    await assert.rejects(() => backups.delete("b2"), BackupBusyError);
+    await restoring;
+    const deleting = backups.delete("b2");
+    await assert.rejects(() => backups.restore("b2", "r3"), BackupBusyError);
+    await deleting;
+    assert.deepEqual(backups.list().map((b) => b.manifest.name), ["b1"]);
+
+    // A damaged backup (no manifest) can be deleted too.
+    mkdirSync(join(dir, "backups", "junk"));
+    assert.deepEqual(await backups.delete("junk"), { manifest: null });
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("an interrupted delete leaves no backup of that name; start-up removes the tombstone", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "vdb-backup-"));
+  try {
+    mkdirSync(join(dir, "backups", ".deleting-b1-0123"), { recursive: true });
+    writeFileSync(join(dir, "backups", ".deleting-b1-0123", "manifest.json"), "{}");
+    const store = await NodeStore.open(dir, { logger: () => {} });
+    assert.deepEqual(readdirSync(join(dir, "backups")), []);
+    const backups = new Backups(store);
+    assert.deepEqual(backups.list(), []);
+    await assert.rejects(() => backups.delete("b1"), BackupNotFoundError);
     await store.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
