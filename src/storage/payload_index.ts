@@ -151,16 +151,31 @@ export class SortedPairs {
     let j = 0;
     let k = 0;
     let out = 0;
-    while (i < n || j < na) {
-      // The smaller head of the run and the additions.
+    // The logs are small next to the run: walk their pairs in order ("events"), copy the run
+    // between events in bulk, and settle each event pair by counting its occurrences.
+    while (j < na || k < nr) {
       let pv: number;
       let pi: number;
-      if (j >= na || (i < n && cmp(mv[i], mi[i], av[j], ai[j]) <= 0)) {
-        pv = numeric ? mv[i] : 0;
-        pi = mi[i];
-      } else {
+      if (k >= nr || (j < na && cmp(av[j], ai[j], rv[k], ri[k]) <= 0)) {
         pv = numeric ? av[j] : 0;
         pi = ai[j];
+      } else {
+        pv = numeric ? rv[k] : 0;
+        pi = ri[k];
+      }
+      // First run pair at or after the event, from i.
+      let lo = i;
+      let hi = n;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (cmp(mv[mid], mi[mid], pv, pi) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo > i) {
+        outIds.set(mi.subarray(i, lo), out);
+        if (numeric) outVals.set(mv.subarray(i, lo), out);
+        out += lo - i;
+        i = lo;
       }
       let count = 0;
       while (i < n && cmp(mv[i], mi[i], pv, pi) === 0) {
@@ -171,7 +186,6 @@ export class SortedPairs {
         j++;
         count++;
       }
-      while (k < nr && cmp(rv[k], ri[k], pv, pi) < 0) k++;
       while (k < nr && cmp(rv[k], ri[k], pv, pi) === 0) {
         k++;
         count--;
@@ -181,6 +195,11 @@ export class SortedPairs {
         if (numeric) outVals[out] = pv;
         out++;
       }
+    }
+    if (i < n) {
+      outIds.set(mi.subarray(i, n), out);
+      if (numeric) outVals.set(mv.subarray(i, n), out);
+      out += n - i;
     }
     this.#ids = outIds;
     this.#vals = outVals;
