@@ -159,3 +159,39 @@ export type Consistency = typeof CONSISTENCY_LEVELS[number];
 export const MEMBER_STATES = ["alive", "suspect", "dead", "left"] as const;
 /** A membership state name. */
 export type MemberState = typeof MEMBER_STATES[number];
+
+// ----- Payload filters (common/filter.ts) and payload indexes (storage/payload_index.ts) -----
+//
+// A filter arrives from a client as JSON (Qdrant's form); every size below is checked while it
+// is parsed, before any part of it is believed, so a hostile filter costs at most a bounded
+// walk. A filter that breaks one is refused with a `FilterError` naming its JSON path.
+
+/** Largest filter as JSON text, in UTF-8 bytes: 16 KiB, room for ~1,000 short conditions. */
+export const FILTER_BYTES_MAX = 16 * 1024;
+
+/** Deepest nesting of filters inside conditions; the top-level filter is depth 1. */
+export const FILTER_DEPTH_MAX = 16;
+
+/** Most conditions in one filter, nested ones included (a nested filter counts as one too). */
+export const FILTER_CONDITIONS_MAX = 256;
+
+/** Longest list in one condition: `match.any`, `match.except`, `has_id`. */
+export const FILTER_VALUES_MAX = 1024;
+
+/** Most list elements in one filter, all conditions together. */
+export const FILTER_VALUES_TOTAL_MAX = 8192;
+
+/** Longest payload key in a condition or an index (`meta.lang`), in UTF-16 code units. */
+export const FILTER_KEY_CHARS_MAX = 256;
+
+/** Most dot-separated parts of one payload key; bounds the walk into a payload per test. */
+export const FILTER_KEY_PARTS_MAX = 16;
+
+/**
+ * Longest string value in a `match` condition, in UTF-16 code units. Keyword indexes skip
+ * longer payload strings: no condition can name them.
+ */
+export const FILTER_STRING_CHARS_MAX = 1024;
+
+/** Most payload indexes (indexed fields) one collection may define. */
+export const PAYLOAD_INDEXES_MAX = 64;

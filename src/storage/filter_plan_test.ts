@@ -1,0 +1,232 @@
+import assert from "node:assert/strict";
+import { compileFilter, type Filter, parseFilter } from "../common/filter.ts";
+import { Prng } from "../common/prng.ts";
+import { GEN_FIELDS, randomFilter, randomPayload } from "../testing/payload_gen.ts";
+import {
+  chooseSearch,
+  estimateFilter,
+  type FilterPlan,
+  intersectIds,
+  plainSearchPoints,
+  planFilter,
+  sampleCardinality,
+} from "./filter_plan.ts";
+import { PayloadIndexes } from "./payload_index.ts";
+
+const POINTS = 10_000;
+
+/** 10,000 random payloads under ids 0..9,999, and indexes on every generated field. */
+function world(seed: number) {
+  const r = new Prng(seed);
+  const payloads: Array<Record<string, unknown>> = [];
+  for (let id = 0; id < POINTS; id++) payloads.push(randomPayload(r));
+  const all = new PayloadIndexes();
+  for (const [field, type] of GEN_FIELDS) all.define(field, type);
+  all.build(payloads.map((p, id) => [id, p] as const));
+  return { r, payloads, all };
+}
+
+/** The ids a plan yields, following its contract: candidates that exist and pass `check`. */
+function planned(plan: FilterPlan, payloads: ReadonlyArray<object>): number[] {
+  const get = (id: number) => () => payloads[id];
+  if (plan.kind === "all") return payloads.map((_, id) => id);
+  if (plan.kind === "predicate") {
+    return payloads.map((_, id) => id).filter((id) => plan.check(id, get(id)));
+  }
+  const out: number[] = [];
+  for (const id of plan.ids) {
+    if (id >= payloads.length) continue; // has_id may name points that do not exist
+    if (plan.exact || plan.check!(id, get(id))) out.push(id);
+  }
+  return out;
+}
+
+Deno.test("planned ids equal brute-force evaluation for many random filters over 10,000 payloads", () => {
+  const { r, payloads, all } = world(7);
+  // Also a world with only some fields indexed, so mixed plans (residual checks) occur often.
+  const some = new PayloadIndexes();
+  some.define("color", "keyword");
+  some.define("n", "integer");
+  some.build(payloads.map((p, id) => [id, p] as const));
+  const none = new PayloadIndexes();
+  const seen = { all: 0, ids_exact: 0, ids_checked: 0, predicate: 0 };
+  for (let q = 0; q < 400; q++) {
+    const json = randomFilter(r, POINTS + 2000);
+    const filter = parseFilter(JSON.stringify(json));
+    const check = compileFilter(filter);
+    const want = payloads.map((_, id) => id).filter((id) => check(id, () => payloads[id]));
+    const hasId = JSON.stringify(json).includes("has_id");
+    for (const indexes of [all, some, none]) {
+      const plan = planFilter(filter, indexes, POINTS);
+      assert.deepEqual(planned(plan, payloads), want, `${plan.kind} ${JSON.stringify(json)}`);
+      if (plan.kind === "ids") seen[plan.exact ? "ids_exact" : "ids_checked"]++;
+      else seen[plan.kind]++;
+      // Cardinality bounds are sound (has_id candidates that do not exist aside).
+      const c = plan.cardinality;
+      assert.ok(c.min <= c.exp && c.exp <= c.max, JSON.stringify(c));
+      assert.ok(
+        want.length <= c.max,
+        `${want.length} > max ${JSON.stringify(c)} for ${JSON.stringify(json)}`,
+      );
+      if (plan.kind !== "ids" || !hasId) {
+        assert.ok(
+          c.min <= want.length,
+          `${want.length} < min ${JSON.stringify(c)} for ${JSON.stringify(json)}`,
+        );
+      }
+      if (plan.kind === "ids" && plan.exact && !hasId) assert.equal(plan.ids.length, want.length);
+      if (indexes === none) assert.notEqual(plan.kind === "ids" && !hasId, true);
+    }
+  }
+  for (const [kind, count] of Object.entries(seen)) assert.ok(count >= 20, `${kind}: ${count}`);
+});
+
+Deno.test("plan kinds: all, exact ids, ids with a residual check, predicate", () => {
+  const payloads = [
+    { color: "red", n: 1, tags: ["a"] },
+    { color: "blue", n: 2, tags: ["a", "b"] },
+    { color: "red", n: 3 },
+    { color: "red", n: 4.5 },
+  ];
+  const ix = new PayloadIndexes();
+  ix.define("color", "keyword");
+  ix.define("tags", "keyword");
+  ix.build(payloads.map((p, id) => [id, p] as const));
+  const plan = (json: unknown) => planFilter(parseFilter(json), ix, payloads.length);
+
+  assert.equal(plan({}).kind, "all");
+  assert.equal(plan({ should: [] }).kind, "all");
+
+  const exact = plan({
+    must: [{ key: "color", match: { value: "red" } }, { must: [{ has_id: [0, 2, 3, 9] }] }],
+  });
+  assert.equal(exact.kind, "ids");
+  if (exact.kind === "ids") {
+    assert.deepEqual([...exact.ids], [0, 2, 3]);
+    assert.equal(exact.exact, true);
+    assert.equal(exact.check, null);
+    assert.deepEqual(exact.cardinality, { min: 3, exp: 3, max: 3 });
+  }
+
+  const unionShould = plan({ should: [{ key: "tags", match: { value: "b" } }, { has_id: [3] }] });
+  assert.ok(unionShould.kind === "ids" && unionShould.exact);
+  if (unionShould.kind === "ids") assert.deepEqual([...unionShould.ids], [1, 3]);
+
+  const residual = plan({
+    must: [{ key: "color", match: { value: "red" } }, { key: "n", range: { gt: 2 } }],
+  });
+  assert.equal(residual.kind, "ids");
+  if (residual.kind === "ids") {
+    assert.deepEqual([...residual.ids], [0, 2, 3], "color answered by its index");
+    assert.equal(residual.exact, false);
+    let reads = 0;
+    const passing = [...residual.ids].filter((id) =>
+      residual.check!(id, () => {
+        reads++;
+        return payloads[id];
+      })
+    );
+    assert.deepEqual(passing, [2, 3], "the range is checked per candidate");
+    assert.equal(reads, 3);
+    assert.ok(residual.cardinality.max <= 3);
+  }
+
+  const notIndexed = plan({ must: [{ key: "n", range: { gt: 2 } }] });
+  assert.equal(notIndexed.kind, "predicate");
+  if (notIndexed.kind === "predicate") {
+    assert.equal(notIndexed.known, false);
+    assert.deepEqual(notIndexed.cardinality, { min: 0, exp: 2, max: 4 });
+  }
+  // A should with one unindexed condition cannot narrow: it stays in the check.
+  const mixedShould = plan({
+    must: [{ key: "tags", match: { value: "a" } }],
+    should: [{ key: "color", match: { value: "blue" } }, { key: "n", range: { gt: 3 } }],
+  });
+  assert.ok(mixedShould.kind === "ids" && !mixedShould.exact);
+
+  const known = plan({ must_not: [{ key: "color", match: { value: "red" } }] });
+  assert.ok(known.kind === "predicate" && known.known);
+  if (known.kind === "predicate") assert.deepEqual(known.cardinality, { min: 1, exp: 1, max: 1 });
+
+  const empty = plan({
+    must: [{ key: "color", match: { value: "green" } }, { key: "n", range: {} }],
+  });
+  assert.ok(empty.kind === "ids" && empty.exact && empty.ids.length === 0, "nothing to check");
+});
+
+Deno.test("estimates combine bounds: intersection, union, negation", () => {
+  const ix = new PayloadIndexes();
+  ix.define("k", "keyword");
+  const pts: Array<[number, object]> = [];
+  for (let id = 0; id < 100; id++) pts.push([id, { k: id < 30 ? "a" : id < 80 ? "b" : "c" }]);
+  ix.build(pts);
+  const est = (json: unknown) => estimateFilter(parseFilter(json), ix, 100);
+  const a = { key: "k", match: { value: "a" } };
+  const b = { key: "k", match: { value: "b" } };
+  assert.deepEqual(est({ must: [a] }), { cardinality: { min: 30, exp: 30, max: 30 }, known: true });
+  assert.deepEqual(est({ should: [a, b] }).cardinality.max, 80);
+  assert.deepEqual(est({ should: [a, b] }).cardinality.min, 50);
+  assert.deepEqual(est({ must_not: [a] }).cardinality, { min: 70, exp: 70, max: 70 });
+  const both = est({ must: [a, b] }).cardinality;
+  assert.equal(both.max, 30);
+  assert.equal(both.min, 0);
+  assert.equal(both.exp, 15, "independence: 100 · 0.3 · 0.5");
+  assert.equal(est({ must: [{ key: "zz", range: {} }] }).known, false);
+});
+
+Deno.test("chooseSearch: exact under the threshold, graph above it, sample across it", () => {
+  const t = plainSearchPoints(128);
+  assert.equal(t, 20_480, "10 MiB of 128-dimensional float32 vectors");
+  assert.equal(plainSearchPoints(1536), 1706);
+  assert.equal(plainSearchPoints(10_000_000), 1);
+  assert.equal(chooseSearch({ min: 0, exp: 100, max: t }, 128), "exact");
+  assert.equal(chooseSearch({ min: t + 1, exp: t * 2, max: t * 3 }, 128), "graph");
+  assert.equal(chooseSearch({ min: 10, exp: t, max: t * 3 }, 128), "sample");
+  assert.equal(chooseSearch({ min: 0, exp: 0, max: 4 }, 128, 64), "sample", "a custom threshold");
+});
+
+Deno.test("sampleCardinality brackets the true count and is exact on small populations", () => {
+  const r = new Prng(3);
+  const population = Uint32Array.from({ length: 100_000 }, (_, i) => i);
+  const check = compileFilter(parseFilter({ must: [{ key: "v", range: { lt: 25 } }] }));
+  // payload v = id % 100: 25% pass.
+  const payloadOf = (id: number) => ({ v: id % 100 });
+  for (let trial = 0; trial < 20; trial++) {
+    const c = sampleCardinality(check, population, payloadOf, r);
+    assert.ok(c.min <= 25_000 && 25_000 <= c.max, JSON.stringify(c));
+    assert.ok(c.max - c.min < 20_000, "the interval is informative");
+  }
+  const small = population.subarray(0, 500);
+  assert.deepEqual(sampleCardinality(check, small, payloadOf, r), { min: 125, exp: 125, max: 125 });
+  assert.deepEqual(sampleCardinality(check, new Uint32Array(0), payloadOf, r), {
+    min: 0,
+    exp: 0,
+    max: 0,
+  });
+});
+
+Deno.test("intersectIds agrees with a set intersection on both of its strategies", () => {
+  const r = new Prng(5);
+  const sorted = (n: number, range: number) =>
+    Uint32Array.from(new Set(Array.from({ length: n }, () => r.nextInt(range)))).sort();
+  for (let t = 0; t < 200; t++) {
+    const a = sorted(r.nextInt(50), 1000);
+    const b = sorted(
+      r.chance(0.5) ? r.nextInt(50) : r.nextInt(5000),
+      r.chance(0.5) ? 1000 : 100_000,
+    );
+    const bs = new Set(b);
+    assert.deepEqual([...intersectIds(a, b)], [...a].filter((x) => bs.has(x)));
+    assert.deepEqual([...intersectIds(b, a)], [...a].filter((x) => bs.has(x)));
+  }
+});
+
+Deno.test("a plan's ids are its own: they do not alias the filter's has_id list", () => {
+  const f: Filter = parseFilter({ must: [{ has_id: [1, 2, 3] }] });
+  const plan = planFilter(f, new PayloadIndexes(), 10);
+  assert.ok(plan.kind === "ids");
+  if (plan.kind === "ids") {
+    plan.ids[0] = 99;
+    assert.deepEqual(f.must[0], { kind: "has_id", ids: new Uint32Array([1, 2, 3]) });
+  }
+});
