@@ -21,6 +21,7 @@
  * | RPC (vectordb.VectorDB)                              | role needed |
  * |------------------------------------------------------|-------------|
  * | Get, Search, ListCollections, Stats, Members         | read        |
+ * | SearchBatch, Scroll, Count                           | read        |
  * | Put, PutBatch, Delete                                | write       |
  * | CreateCollection, DropCollection, Drain              | admin       |
  * | Backup, ListBackups, Restore                         | admin       |
@@ -91,6 +92,9 @@ export const METHOD_ROLES: Readonly<Record<string, Role>> = {
   Backup: "admin",
   ListBackups: "admin",
   Restore: "admin",
+  SearchBatch: "read",
+  Scroll: "read",
+  Count: "read",
 };
 
 /** The services open to anyone (the gRPC health protocol). */
