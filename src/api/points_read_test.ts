@@ -39,7 +39,10 @@ Deno.test("validateScrollRequest fills the default limit and checks every field"
     message: "limit 10001 must be between 1 and 10000 (0 selects 100)",
   });
   assert.throws(() => validateScrollRequest({ limit: 1.5 }), /^ValidationError: limit 1.5 /);
-  assert.throws(() => validateScrollRequest({ with_vector: "yes" }), /^ValidationError: with_vector "yes"/);
+  assert.throws(
+    () => validateScrollRequest({ with_vector: "yes" }),
+    /^ValidationError: with_vector "yes"/,
+  );
   assert.throws(() => validateScrollRequest({ collection: "a b" }), /collection/);
   assert.deepEqual(validateCountRequest({ collection: "" }), { collection: "default" });
   assert.throws(() => validateCountRequest({ collection: "../x" }), /collection/);
@@ -58,9 +61,15 @@ Deno.test("validateSearchBatchRequest names the search of each error", () => {
   fails(undefined, /^ValidationError: searches has 0 entries; it must have 1 to 100$/);
   fails("x", /^ValidationError: searches must be an array$/);
   fails([{ vector: [1], k: 1 }, 3], /^ValidationError: searches\[1\] is not a search$/);
-  fails([{ vector: [1], k: 1 }, { vector: [], k: 1 }], /^ValidationError: searches\[1\]\.vector is empty$/);
+  fails(
+    [{ vector: [1], k: 1 }, { vector: [], k: 1 }],
+    /^ValidationError: searches\[1\]\.vector is empty$/,
+  );
   fails([{ vector: [NaN], k: 1 }], /^ValidationError: searches\[0\]\.vector\[0\] is NaN$/);
   fails([{ vector: [1], k: 10_001 }], /^ValidationError: searches\[0\]\.k 10001 /);
   fails([{ vector: [1], k: 1, collection: "a/b" }], /^ValidationError: searches\[0\]\.collection /);
-  fails([{ vector: [1], k: 3, ef: 2 }], /^ValidationError: searches\[0\]\.ef 2 must be at least k 3 \(or 0\)$/);
+  fails(
+    [{ vector: [1], k: 3, ef: 2 }],
+    /^ValidationError: searches\[0\]\.ef 2 must be at least k 3 \(or 0\)$/,
+  );
 });
