@@ -174,11 +174,14 @@ export class EntryMerge {
   /**
    * Merges every entry up to {@link bound}, ascending by id, calling `visit` once per id with the
    * winning entry; stops early (leaving the rest unconsumed) when `visit` returns false.
-   * Returns false when stopped early.
+   * Returns false when stopped early. The entry object is reused for every id (a Count visits
+   * millions): `visit` must copy what it keeps. A vector is only cut out of its page for the
+   * winner.
    */
   step(visit: (e: MergedEntry) => boolean): boolean {
     const bound = this.bound();
     const streams = [...this.#streams.values()];
+    const e: MergedEntry = { id: 0, version: 0, deleted: false, vector: null };
     while (true) {
       let id = Infinity;
       for (const s of streams) {
@@ -186,24 +189,30 @@ export class EntryMerge {
         if (s.at < p.ids.length && p.ids[s.at] < id) id = p.ids[s.at];
       }
       if (id === Infinity || id > bound) return true;
-      let best: MergedEntry | null = null;
+      let found = false;
+      let page: EntryPage | null = null;
+      let vector_at = -1;
       for (const s of streams) {
         const p = s.page!;
         if (s.at >= p.ids.length || p.ids[s.at] !== id) continue;
         const version = p.versions[s.at];
         const deleted = p.deleted[s.at];
-        let vector: ArrayLike<number> | null = null;
-        if (!deleted && p.vectors.length > 0) {
-          vector = subarray(p.vectors, s.vector_at, s.vector_at + p.dimension);
-          s.vector_at += p.dimension;
-        }
+        const at = !deleted && p.vectors.length > 0 ? s.vector_at : -1;
+        if (at >= 0) s.vector_at += p.dimension;
         s.at++;
-        if (
-          best === null || version > best.version ||
-          (version === best.version && best.deleted && !deleted)
-        ) best = { id, version, deleted, vector };
+        if (!found || version > e.version || (version === e.version && e.deleted && !deleted)) {
+          found = true;
+          e.version = version;
+          e.deleted = deleted;
+          page = p;
+          vector_at = at;
+        }
       }
-      if (!visit(best!)) return false;
+      e.id = id;
+      e.vector = vector_at < 0
+        ? null
+        : subarray(page!.vectors, vector_at, vector_at + page!.dimension);
+      if (!visit(e)) return false;
     }
   }
 }

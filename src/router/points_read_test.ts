@@ -33,7 +33,7 @@ function page(
 function drain(m: EntryMerge): MergedEntry[] {
   const out: MergedEntry[] = [];
   m.step((e) => {
-    out.push(e);
+    out.push({ ...e });
     return true;
   });
   return out;
