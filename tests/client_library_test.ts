@@ -136,6 +136,22 @@ Deno.test({
       const gone = await db.get("docs", 42);
       assert.equal(gone.found, false);
       assert.equal(gone.deleted, true);
+      const batch = await reader.searchBatch("docs", [
+        { vector: [7, 0, 1, -0.7], k: 2 },
+        { vector: [8, 1, 1, -0.8], k: 1 },
+      ]);
+      used.add("SearchBatch");
+      assert.deepEqual(batch.map((r) => r.results[0].id), [7, 8]);
+      assert.equal(batch[0].results.length, 2);
+      const page = await reader.scroll("docs", { limit: 100 });
+      used.add("Scroll");
+      assert.equal(page.points.length, 100);
+      assert.deepEqual(page.points.slice(0, 3).map((p) => p.id), [0, 1, 2]);
+      let scrolled = 0;
+      for await (const p of reader.scrollAll("docs", { limit: 64 })) scrolled += p.points.length;
+      assert.equal(scrolled, 250, "249 of the batch (42 deleted) + id 1000");
+      assert.deepEqual(await reader.count("docs"), { count: 250, partial: false });
+      used.add("Count");
       const stats = await reader.stats();
       used.add("Stats");
       assert.equal(stats.collections.find((c) => c.name === "docs")?.count, "250");

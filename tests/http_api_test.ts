@@ -200,6 +200,50 @@ Deno.test({
           k: 0,
         });
         assert.equal(errorOf(badK).message, "k 0 must be between 1 and 10000");
+
+        // Batch search, scroll and count: through the router, merged across the replicas.
+        const many = await api.op("POST", "/collections/{name}/points/search/batch", { name: C }, {
+          searches: [{ vector: [5, 6, 7], k: 1 }, { vector: [9, 10, 11], k: 2 }],
+        }, { key: KEYS.read });
+        assert.equal(many.status, 200, JSON.stringify(many.body));
+        assert.deepEqual(
+          (many.body.results as { results: { id: number }[] }[]).map((r) => r.results[0].id),
+          [5, 9],
+        );
+        const badBatch = await api.op("POST", "/collections/{name}/points/search/batch", {
+          name: C,
+        }, { searches: [{ vector: [1, 2, 3], k: 1 }, { vector: [1, 2, 3], k: 1, collection: C }] });
+        assert.equal(badBatch.status, 400);
+        assert.match(errorOf(badBatch).message, /^searches\[1\]\.collection is not a field/);
+        const scrolled: number[] = [];
+        let cursor = "";
+        do {
+          const page = await api.op("POST", "/collections/{name}/points/scroll", { name: C }, {
+            limit: 8,
+            cursor,
+            with_vector: true,
+          }, { key: KEYS.read });
+          assert.equal(page.status, 200, JSON.stringify(page.body));
+          for (const p of page.body.points as { id: number; vector: number[] }[]) {
+            assert.deepEqual(p.vector, [p.id, p.id + 1, p.id + 2]);
+            scrolled.push(p.id);
+          }
+          cursor = page.body.next_cursor as string;
+        } while (cursor !== "");
+        assert.deepEqual(scrolled, [...points.map((p) => p.id), 100]);
+        const badCursor = await api.op("POST", "/collections/{name}/points/scroll", { name: C }, {
+          cursor: "nope",
+        });
+        assert.equal(badCursor.status, 400);
+        assert.match(errorOf(badCursor).message, /^cursor "nope" is not a cursor/);
+        const count = await api.op("POST", "/collections/{name}/points/count", { name: C }, {}, {
+          key: KEYS.read,
+        });
+        assert.deepEqual([count.status, count.body.count, count.body.partial], [200, "21", false]);
+        const countMissing = await api.op("POST", "/collections/{name}/points/count", {
+          name: "nope",
+        });
+        assert.equal(countMissing.status, 404);
         const notJson = await api.op("PUT", "/collections/{name}/points", { name: C }, undefined, {
           raw: '{"points": [',
         });
@@ -317,6 +361,19 @@ Deno.test({
         ef: 10,
       });
       assert.equal((s.body.results as { id: number }[])[0].id, 1);
+      const sb = await api.op("POST", "/collections/{name}/points/search/batch", { name: C }, {
+        searches: [{ vector: [0, 1], k: 1 }],
+      });
+      assert.equal((sb.body.results as { results: { id: number }[] }[])[0].results[0].id, 2);
+      const sc = await api.op("POST", "/collections/{name}/points/scroll", { name: C }, {
+        limit: 2,
+      });
+      assert.deepEqual(
+        [(sc.body.points as { id: number }[]).map((p) => p.id), sc.body.next_cursor],
+        [[1, 2], "v1:2"],
+      );
+      const n = await api.op("POST", "/collections/{name}/points/count", { name: C });
+      assert.equal(n.body.count, "3");
       assert.equal(
         (await api.op("DELETE", "/collections/{name}/points/{id}", { name: C, id: 3 })).status,
         200,

@@ -21,6 +21,7 @@
  * | RPC (vectordb.VectorDB)                              | role needed |
  * |------------------------------------------------------|-------------|
  * | Get, Search, ListCollections, Stats, Members         | read        |
+ * | SearchBatch, Scroll, Count                           | read        |
  * | Put, PutBatch, Delete                                | write       |
  * | CreateCollection, DropCollection, Drain              | admin       |
  * | Backup, ListBackups, Restore, DeleteBackup           | admin       |
@@ -92,6 +93,9 @@ export const METHOD_ROLES: Readonly<Record<string, Role>> = {
   ListBackups: "admin",
   Restore: "admin",
   DeleteBackup: "admin",
+  SearchBatch: "read",
+  Scroll: "read",
+  Count: "read",
 };
 
 /** The services open to anyone (the gRPC health protocol). */

@@ -17,6 +17,9 @@
  * | DELETE | /collections/{name}                   | DropCollection  | admin |
  * | PUT    | /collections/{name}/points            | PutBatch        | write |
  * | POST   | /collections/{name}/points/search     | Search          | read  |
+ * | POST   | /collections/{name}/points/search/batch | SearchBatch (`searches` take no `collection`) | read |
+ * | POST   | /collections/{name}/points/scroll     | Scroll          | read  |
+ * | POST   | /collections/{name}/points/count      | Count           | read  |
  * | PUT    | /collections/{name}/points/{id}       | Put             | write |
  * | GET    | /collections/{name}/points/{id}       | Get (not found: 404) | read |
  * | DELETE | /collections/{name}/points/{id}       | Delete (`?consistency=&version=`) | write |
@@ -45,7 +48,7 @@ import * as grpc from "@grpc/grpc-js";
 import { SMALL_REQUEST_BYTES_MAX } from "../common/limits.ts";
 import { formatBytes } from "../common/wire_limits.ts";
 import { type MethodName, VECTORDB_REQUEST_LIMITS } from "./proto.ts";
-import { quote, validateCollectionName } from "./validate.ts";
+import { quote, validateCollectionName, ValidationError } from "./validate.ts";
 
 /** JSON bodies may be this many times the method's protobuf limit. */
 export const JSON_BYTES_FACTOR = 4;
@@ -167,6 +170,30 @@ function pathId(id: string): number | string {
   return /^[0-9]{1,16}$/.test(id) ? Number(id) : id;
 }
 
+/**
+ * The searches of a batch body, each given the path's collection. A search may not name its own
+ * collection (the path does): INVALID_ARGUMENT naming `searches[i].collection`. Anything that is
+ * not a list of objects is left for the handler to refuse with its own message.
+ */
+function batchSearches(searches: unknown, collection: string): unknown {
+  if (!Array.isArray(searches)) return searches;
+  return searches.map((s, i) => {
+    if (s === null || typeof s !== "object" || Array.isArray(s)) return s;
+    const fields = s as Record<string, unknown>;
+    for (const key of Object.keys(fields)) {
+      if (key !== "vector" && key !== "k" && key !== "ef") {
+        throw new ValidationError(
+          `searches[${i}].${key}`,
+          fields[key],
+          `searches[${i}].${key} is not a field of a search here (vector, k, ef; the ` +
+            `collection comes from the path)`,
+        );
+      }
+    }
+    return { ...fields, collection };
+  });
+}
+
 /** The collection in the path (an invalid name is INVALID_ARGUMENT naming it). */
 function pathCollection(p: Params): string {
   return validateCollectionName(p.name, "collection name in the path");
@@ -265,6 +292,30 @@ export const ROUTES: readonly Route[] = [
     "The k nearest points to a vector",
     ["vector", "k", "ef"],
     (p, b) => ({ ...b, collection: pathCollection(p) }),
+  ),
+  rpc(
+    "POST",
+    "/collections/{name}/points/search/batch",
+    "SearchBatch",
+    "Up to 100 searches of the collection, answered in request order",
+    ["searches"],
+    (p, b) => ({ searches: batchSearches(b.searches, pathCollection(p)) }),
+  ),
+  rpc(
+    "POST",
+    "/collections/{name}/points/scroll",
+    "Scroll",
+    "One page of the collection's points in id order (pass next_cursor back as cursor)",
+    ["limit", "cursor", "with_vector"],
+    (p, b) => ({ ...b, collection: pathCollection(p) }),
+  ),
+  rpc(
+    "POST",
+    "/collections/{name}/points/count",
+    "Count",
+    "The exact number of points in the collection",
+    [],
+    (p) => ({ collection: pathCollection(p) }),
   ),
   rpc(
     "PUT",

@@ -15,6 +15,9 @@ import {
   K_MAX,
   M_MAX,
   M_MIN,
+  SCROLL_LIMIT_DEFAULT,
+  SCROLL_LIMIT_MAX,
+  SEARCH_BATCH_MAX,
 } from "../common/limits.ts";
 import { JSON_BYTES_FACTOR, ROUTES } from "./http_routes.ts";
 
@@ -153,6 +156,72 @@ const SCHEMAS: Record<string, Schema> = {
           properties: { id: { type: "integer" }, distance: { type: "number" } },
         },
       },
+      partial: { type: "boolean" },
+      shards_answered: { type: "integer" },
+      shards_total: { type: "integer" },
+    },
+  },
+  SearchBatchBody: {
+    type: "object",
+    required: ["searches"],
+    additionalProperties: false,
+    properties: {
+      searches: {
+        type: "array",
+        minItems: 1,
+        maxItems: SEARCH_BATCH_MAX,
+        items: ref("SearchBody"),
+      },
+    },
+  },
+  SearchBatchResponse: {
+    type: "object",
+    properties: {
+      results: {
+        type: "array",
+        description: "One answer per search, in request order",
+        items: ref("SearchResponse"),
+      },
+    },
+  },
+  ScrollBody: {
+    type: "object",
+    additionalProperties: false,
+    properties: {
+      limit: {
+        type: "integer",
+        minimum: 0,
+        maximum: SCROLL_LIMIT_MAX,
+        description: `0 or absent: ${SCROLL_LIMIT_DEFAULT}`,
+      },
+      cursor: {
+        type: "string",
+        description: 'Absent or "": from the start; else an earlier answer\'s next_cursor',
+      },
+      with_vector: { type: "boolean" },
+    },
+  },
+  ScrollResponse: {
+    type: "object",
+    properties: {
+      points: {
+        type: "array",
+        items: {
+          type: "object",
+          properties: { id: { type: "integer" }, vector, version: uint64 },
+        },
+      },
+      next_cursor: { type: "string", description: '"" when there are no more points' },
+      partial: { type: "boolean" },
+      shards_answered: { type: "integer" },
+      shards_total: { type: "integer" },
+    },
+  },
+  CountBody: { type: "object", additionalProperties: false, properties: {} },
+  CountResponse: {
+    type: "object",
+    properties: {
+      count: uint64,
       partial: { type: "boolean" },
       shards_answered: { type: "integer" },
       shards_total: { type: "integer" },
@@ -299,6 +368,21 @@ const OPERATIONS: Record<
   "POST /collections/{name}/points/search": {
     body: "SearchBody",
     ok: "SearchResponse",
+    errors: ["400", "404", "413"],
+  },
+  "POST /collections/{name}/points/search/batch": {
+    body: "SearchBatchBody",
+    ok: "SearchBatchResponse",
+    errors: ["400", "404", "413"],
+  },
+  "POST /collections/{name}/points/scroll": {
+    body: "ScrollBody",
+    ok: "ScrollResponse",
+    errors: ["400", "404", "413"],
+  },
+  "POST /collections/{name}/points/count": {
+    body: "CountBody",
+    ok: "CountResponse",
     errors: ["400", "404", "413"],
   },
   "PUT /collections/{name}/points/{id}": {

@@ -19,6 +19,8 @@ import {
   DIMENSION_MAX,
   MESSAGE_BYTES_MAX,
   POINT_FIELDS_MAX,
+  REQUEST_FIELDS_MAX,
+  SEARCH_BATCH_MAX,
   VECTORDB_REQUEST_BYTES_MAX,
 } from "../common/limits.ts";
 import { limitService, type RequestLimit } from "../common/wire_limits.ts";
@@ -288,6 +290,48 @@ export interface DeleteBackupResponse {
   nodes?: string[];
 }
 
+export interface SearchBatchRequest {
+  /** 1 .. SEARCH_BATCH_MAX searches. */
+  searches: SearchRequest[];
+}
+export interface SearchBatchResponse {
+  /** One answer per search, in request order. */
+  results: SearchResponse[];
+}
+
+export interface ScrollRequest {
+  collection?: string;
+  /** 1 .. SCROLL_LIMIT_MAX; 0 or absent: SCROLL_LIMIT_DEFAULT. */
+  limit?: number;
+  /** "" or absent: from the start; else a `next_cursor` of an earlier answer. */
+  cursor?: string;
+  with_vector?: boolean;
+}
+export interface ScrollPoint {
+  id: number;
+  /** Empty unless `with_vector`. */
+  vector: number[];
+  version: Uint64;
+}
+export interface ScrollResponse {
+  points: ScrollPoint[];
+  /** "" when there are no more points. */
+  next_cursor: string;
+  partial?: boolean;
+  shards_answered?: number;
+  shards_total?: number;
+}
+
+export interface CountRequest {
+  collection?: string;
+}
+export interface CountResponse {
+  count: Uint64;
+  partial?: boolean;
+  shards_answered?: number;
+  shards_total?: number;
+}
+
 // ----- Service -----
 
 /** Every RPC of `vectordb.VectorDB` with its request and response types. */
@@ -307,6 +351,9 @@ export interface VectorDBMethods {
   ListBackups: { request: ListBackupsRequest; response: ListBackupsResponse };
   Restore: { request: RestoreRequest; response: RestoreResponse };
   DeleteBackup: { request: DeleteBackupRequest; response: DeleteBackupResponse };
+  SearchBatch: { request: SearchBatchRequest; response: SearchBatchResponse };
+  Scroll: { request: ScrollRequest; response: ScrollResponse };
+  Count: { request: CountRequest; response: CountResponse };
 }
 
 /** The RPC names, in proto order. */
@@ -327,6 +374,9 @@ export const METHOD_NAMES: readonly MethodName[] = [
   "ListBackups",
   "Restore",
   "DeleteBackup",
+  "SearchBatch",
+  "Scroll",
+  "Count",
 ];
 
 /** Callback of a unary call. */
@@ -401,6 +451,14 @@ export const VECTORDB_REQUEST_LIMITS: Readonly<Record<MethodName, RequestLimit>>
   }
   out.Put.repeated = vector(2);
   out.Search.repeated = vector(1);
+  out.SearchBatch.repeated = [{
+    field: 1,
+    name: "searches",
+    max: SEARCH_BATCH_MAX,
+    unit: "searches",
+    // A search's vector must be packed (one field), like a batch point's.
+    element_fields_max: REQUEST_FIELDS_MAX,
+  }];
   out.PutBatch.repeated = [{
     field: 1,
     name: "points",

@@ -5,7 +5,8 @@
  *
  * **Versions on the wire** are uint64 fields, which the loader (`longs: String`) decodes as
  * decimal strings. Requests may carry strings or numbers ({@link Uint64}); {@link TransferClient}
- * decodes the versions of Scan replies to numbers, so {@link ScanResponse} has `number`s.
+ * decodes the versions of Scan and Entries replies to numbers, so {@link ScanResponse} and
+ * {@link EntriesResponse} have `number`s.
  *
  * @module
  */
@@ -83,11 +84,31 @@ export interface PruneResponse {
   skipped: number;
 }
 
+export interface EntriesRequest {
+  collection: string;
+  after_id: number;
+  from_start: boolean;
+  /** 1 .. ENTRIES_LIMIT_MAX. */
+  limit: number;
+  with_vector: boolean;
+}
+/** An Entries page: parallel lists (through {@link TransferClient}: versions as numbers). */
+export interface EntriesResponse {
+  ids: number[];
+  versions: number[];
+  deleted: boolean[];
+  /** With `with_vector`: the live entries' vectors, in order, `dimension` values each. */
+  vectors: number[];
+  dimension: number;
+  done: boolean;
+}
+
 /** The RPCs of `vectordb.internal.Transfer` with their request and response types. */
 export interface TransferMethods {
   Scan: { request: ScanRequest; response: ScanResponse };
   CopyBatch: { request: CopyBatchRequest; response: CopyBatchResponse };
   Prune: { request: PruneRequest; response: PruneResponse };
+  Entries: { request: EntriesRequest; response: EntriesResponse };
 }
 
 const packageDefinition = protoLoader.loadSync(
@@ -137,6 +158,7 @@ export const TRANSFER_REQUEST_LIMITS: Readonly<Record<keyof TransferMethods, Req
       element_fields_max: POINT_FIELDS_MAX,
     }],
   },
+  Entries: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.Entries },
   Prune: {
     bytes_max: TRANSFER_REQUEST_BYTES_MAX.Prune,
     repeated: [
@@ -179,22 +201,28 @@ export class TransferClient {
     });
   }
 
-  /** Calls `method`; Scan replies come back with numeric versions (see the module comment). */
+  /**
+   * Calls `method`; Scan and Entries replies come back with numeric versions (see the module
+   * comment). `wait_for_ready`: wait for a reconnecting channel (up to the deadline).
+   */
   call<K extends keyof TransferMethods>(
     method: K,
     request: TransferMethods[K]["request"],
     timeout_ms: number = this.timeout_ms,
+    wait_for_ready = false,
   ): Promise<TransferMethods[K]["response"]> {
     const fn = this.raw[method] as TransferGrpcClient[K];
     return new Promise((resolve, reject) => {
       fn.call(
         this.raw,
         request as never,
-        { deadline: Date.now() + timeout_ms },
+        { deadline: Date.now() + timeout_ms, waitForReady: wait_for_ready },
         (error: grpc.ServiceError | null, response?: unknown) => {
           if (error) reject(error);
           else if (method === "Scan") {
             resolve(decodeScanResponse(response) as TransferMethods[K]["response"]);
+          } else if (method === "Entries") {
+            resolve(decodeEntriesResponse(response) as TransferMethods[K]["response"]);
           } else resolve(response as TransferMethods[K]["response"]);
         },
       );
@@ -215,4 +243,10 @@ export function decodeScanResponse(response: unknown): ScanResponse {
     ...r,
     points: r.points.map((p) => ({ ...p, version: Number(p.version) })),
   };
+}
+
+/** An Entries reply as the loader decodes it (versions as strings), with numeric versions. */
+export function decodeEntriesResponse(response: unknown): EntriesResponse {
+  const r = response as Omit<EntriesResponse, "versions"> & { versions: Uint64[] };
+  return { ...r, versions: r.versions.map(Number) };
 }

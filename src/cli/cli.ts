@@ -23,7 +23,8 @@ import type { BackupInfo, NodeRestore } from "../api/proto.ts";
 import { describeGrpcError } from "../api/client.ts";
 import { checkApiKey } from "../api/auth.ts";
 import { VectorDbClient } from "../client/mod.ts";
-import { BATCH_POINTS_MAX, type Consistency } from "../common/limits.ts";
+import { BATCH_POINTS_MAX, type Consistency, SCROLL_LIMIT_MAX } from "../common/limits.ts";
+import { decodeCursor } from "../api/points_read.ts";
 import { didYouMean, unknownFlagError } from "../common/config.ts";
 import { versionLine } from "../common/software_version.ts";
 import {
@@ -40,6 +41,8 @@ import {
   formatCollections,
   formatCreated,
   formatMembers,
+  formatPointCount,
+  formatScroll,
   formatSearch,
   formatStats,
   formatVector,
@@ -77,6 +80,9 @@ Commands:
   get --id N [--collection C]
   delete --id N [--collection C] [--consistency one|quorum|all]
   search --vector X,Y,... [--k ${DEFAULT_K}] [--ef N] [--collection C]
+  scroll [--collection C] [--limit N] [--cursor S] [--all] [--with-vector]
+                     (points in id order, one page; --all: every page from the cursor on)
+  count [--collection C]
   collections create --name C --dimension D [--metric l2|cosine|dot] [--m 16]
                      [--ef-construction 200]
   collections list
@@ -139,6 +145,15 @@ export type Command =
   | { kind: "delete"; id: number; collection: string; consistency: Consistency | undefined }
   | { kind: "search"; vector: number[]; k: number; ef: number; collection: string }
   | {
+    kind: "scroll";
+    collection: string;
+    limit: number;
+    cursor: string;
+    all: boolean;
+    with_vector: boolean;
+  }
+  | { kind: "count"; collection: string }
+  | {
     kind: "collections-create";
     name: string;
     dimension: number;
@@ -197,6 +212,10 @@ const OPTIONS = {
   "start-id": { type: "string" },
   concurrency: { type: "string" },
   attempts: { type: "string" },
+  limit: { type: "string" },
+  cursor: { type: "string" },
+  all: { type: "boolean" },
+  "with-vector": { type: "boolean" },
 } as const;
 
 type Flag = keyof typeof OPTIONS;
@@ -218,6 +237,8 @@ const COMMAND_FLAGS: Record<string, [Flag[], Flag[]]> = {
   get: [["id"], ["collection"]],
   delete: [["id"], ["collection", "consistency"]],
   search: [["vector"], ["k", "ef", "collection"]],
+  scroll: [[], ["collection", "limit", "cursor", "all", "with-vector"]],
+  count: [[], ["collection"]],
   "collections create": [["name", "dimension"], ["metric", "m", "ef-construction"]],
   "collections list": [[], []],
   "collections drop": [["name"], []],
@@ -425,6 +446,26 @@ export function parseCli(
         collection: collectionFlag(str("collection")),
       };
       break;
+    case "scroll": {
+      const limit = str("limit") === undefined ? 0 : parseInteger("limit", str("limit")!);
+      if ((str("limit") !== undefined && limit < 1) || limit > SCROLL_LIMIT_MAX) {
+        throw new UsageError(`--limit ${limit} must be between 1 and ${SCROLL_LIMIT_MAX}`);
+      }
+      const cursor = str("cursor") ?? "";
+      checked(() => decodeCursor(cursor, "--cursor"));
+      command = {
+        kind: "scroll",
+        collection: collectionFlag(str("collection")),
+        limit,
+        cursor,
+        all: v.all === true,
+        with_vector: v["with-vector"] === true,
+      };
+      break;
+    }
+    case "count":
+      command = { kind: "count", collection: collectionFlag(str("collection")) };
+      break;
     case "collections create": {
       const num = (f: Flag) => str(f) === undefined ? 0 : parseInteger(f, str(f)!);
       const c = checked(() =>
@@ -594,6 +635,24 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
         const { kind: _, ...request } = command;
         const res = await api.call("Search", request);
         print(io, global.json, res, formatSearch(res));
+        return EXIT_OK;
+      }
+      case "scroll": {
+        let cursor = command.cursor;
+        do {
+          const res = await api.scroll(command.collection, {
+            limit: command.limit,
+            cursor,
+            withVector: command.with_vector,
+          });
+          print(io, global.json, res, formatScroll(res, command.all));
+          cursor = res.next_cursor;
+        } while (command.all && cursor !== "");
+        return EXIT_OK;
+      }
+      case "count": {
+        const res = await api.call("Count", { collection: command.collection });
+        print(io, global.json, res, formatPointCount(command.collection, res));
         return EXIT_OK;
       }
       case "collections-create": {

@@ -180,8 +180,38 @@ Deno.test("vectors: negative values, spaces, exponents", () => {
   assert.throws(() => parseVector("[]"), /--vector is empty/);
 });
 
+Deno.test("parses scroll and count", () => {
+  assert.deepEqual(command(["scroll"]), {
+    kind: "scroll",
+    collection: "",
+    limit: 0,
+    cursor: "",
+    all: false,
+    with_vector: false,
+  });
+  assert.deepEqual(
+    command([
+      "scroll",
+      "--collection",
+      "c",
+      "--limit",
+      "50",
+      "--cursor",
+      "v1:9",
+      "--all",
+      "--with-vector",
+    ]),
+    { kind: "scroll", collection: "c", limit: 50, cursor: "v1:9", all: true, with_vector: true },
+  );
+  assert.deepEqual(command(["count", "--collection", "c"]), { kind: "count", collection: "c" });
+});
+
 Deno.test("bad command lines throw UsageError with a clear message", () => {
   const cases: [string[], RegExp][] = [
+    [["scroll", "--limit", "0"], /--limit 0 must be between 1 and 10000/],
+    [["scroll", "--limit", "10001"], /--limit 10001 must be between 1 and 10000/],
+    [["scroll", "--cursor", "abc"], /--cursor "abc" is not a cursor this server handed out/],
+    [["count", "--limit", "3"], /--limit is not a flag of "count"/],
     [["frobnicate"], /Unknown command "frobnicate"/],
     [["collections"], /"collections" needs create, list or drop/],
     [["collections", "rename"], /Unknown command "collections rename"/],

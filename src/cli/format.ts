@@ -8,8 +8,10 @@
 import type {
   CollectionInfo,
   CollectionStats,
+  CountResponse,
   CreateCollectionResponse,
   MembersResponse,
+  ScrollResponse,
   SearchResponse,
   StatsResponse,
   Uint64,
@@ -104,6 +106,45 @@ export function formatSearch(res: SearchResponse): string {
     );
   }
   return lines.join("\n");
+}
+
+/**
+ * One Scroll page: a table of id, version (and vector when present), then the cursor of the
+ * next page (left out when `all`: the CLI goes on by itself) and the coverage when partial.
+ */
+export function formatScroll(res: ScrollResponse, all = false): string {
+  const lines: string[] = [];
+  const vectors = res.points.some((p) => p.vector.length > 0);
+  if (res.points.length === 0) lines.push("No points");
+  else {
+    lines.push(formatTable(
+      vectors ? ["id", "version", "vector"] : ["id", "version"],
+      res.points.map((p) => {
+        const row = [String(p.id), String(p.version)];
+        if (vectors) row.push(formatVector(p.vector));
+        return row;
+      }),
+      vectors ? ["right", "right", "left"] : ["right", "right"],
+    ));
+  }
+  if (!all && res.next_cursor !== "") lines.push(`Next page: --cursor ${res.next_cursor}`);
+  if (res.partial) {
+    lines.push(
+      `Partial results: ${res.shards_answered ?? 0} of ${res.shards_total ?? 0} shards answered`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** A Count answer: `1,234 points in "c"`, with the coverage when partial. */
+export function formatPointCount(collection: string, res: CountResponse): string {
+  const n = String(res.count);
+  let line = `${formatCount(n)} ${n === "1" ? "point" : "points"} in "${collection || "default"}"`;
+  if (res.partial) {
+    line += ` (partial: ${res.shards_answered ?? 0} of ${res.shards_total ?? 0} shards ` +
+      `answered; the count may be low)`;
+  }
+  return line;
 }
 
 function collectionRow(c: CollectionInfo): string[] {

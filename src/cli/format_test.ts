@@ -8,7 +8,9 @@ import {
   formatFloat32,
   formatLoadSummary,
   formatMembers,
+  formatPointCount,
   formatProgress,
+  formatScroll,
   formatSearch,
   formatStats,
   formatTable,
@@ -181,5 +183,34 @@ Deno.test("load progress and summary", () => {
       "15 points failed for good:\n" +
       `  INVALID_ARGUMENT: 10 points (first: "${"x".repeat(119)}…")\n` +
       '  UNAVAILABLE: 5 points (first: "UNAVAILABLE: down")',
+  );
+});
+
+Deno.test("scroll pages and counts", () => {
+  const page = {
+    points: [{ id: 3, vector: [], version: "17" }, { id: 12, vector: [], version: "5" }],
+    next_cursor: "v1:12",
+  };
+  assert.equal(
+    formatScroll(page),
+    "id  version\n 3       17\n12        5\nNext page: --cursor v1:12",
+  );
+  assert.equal(formatScroll(page, true), "id  version\n 3       17\n12        5");
+  assert.equal(
+    formatScroll({
+      points: [{ id: 1, vector: [0.5, 1], version: "2" }],
+      next_cursor: "",
+      partial: true,
+      shards_answered: 2,
+      shards_total: 3,
+    }),
+    "id  version  vector\n 1        2  [0.5, 1]\nPartial results: 2 of 3 shards answered",
+  );
+  assert.equal(formatScroll({ points: [], next_cursor: "" }), "No points");
+  assert.equal(formatPointCount("", { count: "1" }), '1 point in "default"');
+  assert.equal(formatPointCount("c", { count: "12345" }), '12,345 points in "c"');
+  assert.equal(
+    formatPointCount("c", { count: "7", partial: true, shards_answered: 1, shards_total: 2 }),
+    '7 points in "c" (partial: 1 of 2 shards answered; the count may be low)',
   );
 });

@@ -24,6 +24,7 @@ import type {
   PutBatchResponse,
   PutResponse,
   RestoreResponse,
+  ScrollResponse,
   SearchResponse,
   StatsResponse,
   Uint64,
@@ -114,6 +115,28 @@ export interface SearchOptions extends CallOptions {
   k?: number;
   /** Search breadth, 0 (server default) or 1 .. 10,000. */
   ef?: number;
+}
+
+/** One search of {@link VectorDbClient.searchBatch}. */
+export interface BatchSearch {
+  /** The query; a typed array is fine. */
+  vector: ArrayLike<number>;
+  /** Neighbours to return, 1 .. 10,000; default {@link DEFAULT_SEARCH_K}. */
+  k?: number;
+  /** Search breadth, 0 (server default) or 1 .. 10,000. */
+  ef?: number;
+  /** The collection of this search; default the batch's. */
+  collection?: string;
+}
+
+/** Options of {@link VectorDbClient.scroll} and {@link VectorDbClient.scrollAll}. */
+export interface ScrollOptions extends CallOptions {
+  /** Points per page, 1 .. 10,000; default the server's (100). */
+  limit?: number;
+  /** Where to continue: an earlier page's `next_cursor`; default from the start. */
+  cursor?: string;
+  /** Return the vectors too. */
+  withVector?: boolean;
 }
 
 /** A point to upsert; the vector may be a typed array. */
@@ -413,6 +436,71 @@ export class VectorDbClient {
       ef: options.ef ?? 0,
       collection,
     }, options);
+  }
+
+  /**
+   * Up to 100 searches in one call (each {@link BatchSearch} in `collection` unless it names
+   * its own), answered in request order; every search is validated before any runs.
+   */
+  async searchBatch(
+    collection: string,
+    searches: readonly BatchSearch[],
+    options?: CallOptions,
+  ): Promise<SearchResponse[]> {
+    const res = await this.call("SearchBatch", {
+      searches: searches.map((s, i) => ({
+        vector: plainVector(s.vector, `searches[${i}].vector`),
+        k: s.k ?? DEFAULT_SEARCH_K,
+        ef: s.ef ?? 0,
+        collection: s.collection ?? collection,
+      })),
+    }, options);
+    return res.results;
+  }
+
+  /**
+   * One page of `collection`'s points in ascending id order; pass its `next_cursor` as
+   * `cursor` for the next page ("" when there is none). Through a router each id comes once.
+   */
+  scroll(collection: string, options: ScrollOptions = {}): Promise<ScrollResponse> {
+    return this.call("Scroll", {
+      collection,
+      limit: options.limit ?? 0,
+      cursor: options.cursor ?? "",
+      with_vector: options.withVector ?? false,
+    }, options);
+  }
+
+  /**
+   * Every page of `collection` from `options.cursor` (default the start) to the end, one
+   * {@link scroll} call per page as the loop asks for it.
+   *
+   * @example
+   * ```ts
+   * for await (const page of db.scrollAll("docs", { limit: 1000 })) {
+   *   for (const p of page.points) console.log(p.id);
+   * }
+   * ```
+   */
+  async *scrollAll(
+    collection: string,
+    options: ScrollOptions = {},
+  ): AsyncGenerator<ScrollResponse, void, undefined> {
+    let cursor = options.cursor ?? "";
+    do {
+      const page = await this.scroll(collection, { ...options, cursor });
+      yield page;
+      cursor = page.next_cursor;
+    } while (cursor !== "");
+  }
+
+  /** The exact number of points of `collection` (`partial` when a shard did not answer). */
+  async count(
+    collection: string,
+    options?: CallOptions,
+  ): Promise<{ count: number; partial: boolean }> {
+    const res = await this.call("Count", { collection }, options);
+    return { count: Number(res.count), partial: res.partial === true };
   }
 
   /** Counts, memory and WAL sizes (a router adds every node's). */

@@ -61,6 +61,12 @@ Deno.test("client: every VectorDB RPC is reachable through a method of the libra
       ? { backups: [] }
       : method === "Backup"
       ? { backup: { name: "b" } }
+      : method === "SearchBatch"
+      ? { results: [] }
+      : method === "Count"
+      ? { count: "0" }
+      : method === "Scroll"
+      ? { points: [], next_cursor: "" }
       : {}
   );
   const db = new VectorDbClient({ transport: t });
@@ -79,6 +85,9 @@ Deno.test("client: every VectorDB RPC is reachable through a method of the libra
   assert.deepEqual(await db.listBackups(), []);
   await db.restore("b", "c2");
   await db.deleteBackup("b");
+  await db.searchBatch("c", [{ vector: [1, 2] }]);
+  await db.scroll("c");
+  await db.count("c");
   db.close();
   assert.deepEqual([...new Set(t.sent.map((s) => s.method))].sort(), [...METHOD_NAMES].sort());
   assert.ok(t.closed);
@@ -237,4 +246,44 @@ Deno.test("client: bad options are refused naming the value", () => {
   // A CA by path or by bytes, and an API key, build a TLS channel (closed without a call).
   new VectorDbClient({ tlsCa: CA, apiKey: "0123456789abcdef0123" }).close();
   new VectorDbClient({ tlsCa: Deno.readFileSync(CA), tls: true }).close();
+});
+
+Deno.test("client: searchBatch, scroll, scrollAll and count send the proto's fields", async () => {
+  const pages = [
+    { points: [{ id: 1, vector: [], version: "5" }], next_cursor: "v1:1" },
+    { points: [{ id: 2, vector: [], version: "6" }], next_cursor: "" },
+  ];
+  const t = fakeTransport((method, request) => {
+    if (method === "SearchBatch") {
+      return {
+        results: (request as { searches: unknown[] }).searches.map(() => ({ results: [] })),
+      };
+    }
+    if (method === "Count") return { count: "42", partial: true };
+    const cursor = (request as { cursor: string }).cursor;
+    return cursor === "" ? pages[0] : pages[1];
+  });
+  const db = new VectorDbClient({ transport: t });
+  const answers = await db.searchBatch("c", [
+    { vector: new Float32Array([1, 2]), k: 3 },
+    { vector: [4, 5], ef: 20, collection: "other" },
+  ]);
+  assert.equal(answers.length, 2);
+  assert.deepEqual(await db.count("c"), { count: 42, partial: true });
+  const seen: number[] = [];
+  for await (const page of db.scrollAll("c", { limit: 1, withVector: true })) {
+    for (const p of page.points) seen.push(p.id);
+  }
+  assert.deepEqual(seen, [1, 2]);
+  assert.deepEqual(t.sent.map((s) => [s.method, s.request]), [
+    ["SearchBatch", {
+      searches: [
+        { vector: [1, 2], k: 3, ef: 0, collection: "c" },
+        { vector: [4, 5], k: 10, ef: 20, collection: "other" },
+      ],
+    }],
+    ["Count", { collection: "c" }],
+    ["Scroll", { collection: "c", limit: 1, cursor: "", with_vector: true }],
+    ["Scroll", { collection: "c", limit: 1, cursor: "v1:1", with_vector: true }],
+  ]);
 });

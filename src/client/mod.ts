@@ -35,12 +35,14 @@
  * @module
  */
 export {
+  type BatchSearch,
   type CallOptions,
   ClientOptionError,
   DEFAULT_ADDRESS,
   DEFAULT_SEARCH_K,
   DEFAULT_TIMEOUT_MS,
   type PointInput,
+  type ScrollOptions,
   type SearchOptions,
   splitBatches,
   type Transport,

@@ -13,8 +13,8 @@
  * UNAVAILABLE means the server is starting, stopping or unreachable, or (router) too few replicas
  * acknowledged a write: sending the call again is what the proto says to do. DEADLINE_EXCEEDED
  * and RESOURCE_EXHAUSTED may follow a call the server applied, so they are retried only where a
- * second application changes nothing a caller could tell: reads (Get, Search, ListCollections,
- * Stats, Members, ListBackups) and writes (Put, PutBatch, Delete). Writes are safe because they are upserts
+ * second application changes nothing a caller could tell: reads (Get, Search, SearchBatch,
+ * Scroll, Count, ListCollections, Stats, Members, ListBackups) and writes (Put, PutBatch, Delete). Writes are safe because they are upserts
  * with versions: a put of the same id and vector again leaves the same point, a delete again
  * leaves it deleted. With a version the caller gives, the second application is ignored (a node
  * applies a write only when its version is higher); without one the router stamps a newer
@@ -44,6 +44,9 @@ export const Code = {
 export const IDEMPOTENT_METHODS: ReadonlySet<MethodName> = new Set<MethodName>([
   "Get",
   "Search",
+  "SearchBatch",
+  "Scroll",
+  "Count",
   "ListCollections",
   "Stats",
   "Members",

@@ -18,6 +18,25 @@ export const EF_MAX = 10_000;
 /** Largest number of points in one PutBatch (`PutBatchRequest.points`). */
 export const BATCH_POINTS_MAX = 10_000;
 
+/** Most searches in one SearchBatch (`SearchBatchRequest.searches`). */
+export const SEARCH_BATCH_MAX = 100;
+
+/** Largest Scroll page (`ScrollRequest.limit`). */
+export const SCROLL_LIMIT_MAX = 10_000;
+/** Scroll page size when `ScrollRequest.limit` is 0. */
+export const SCROLL_LIMIT_DEFAULT = 100;
+/**
+ * A Scroll page stops once its vectors hold this many bytes (32 MiB: half the message cap, so
+ * ids, versions and framing always fit); its `next_cursor` then continues.
+ */
+export const SCROLL_PAGE_BYTES_MAX = 32 * 1024 * 1024;
+
+/**
+ * Most entries in one `vectordb.internal.Transfer` Entries page. Without vectors an entry is
+ * about 15 bytes on the wire (id, version, flag), so a full page is about 240 KiB.
+ */
+export const ENTRIES_LIMIT_MAX = 16_384;
+
 /** Largest vector dimension a collection may have (`CreateCollectionRequest.dimension`). */
 export const DIMENSION_MAX = 65_536;
 
@@ -49,6 +68,11 @@ export const PUT_BATCH_BYTES_MAX = MESSAGE_BYTES_MAX;
  */
 export const COPY_BATCH_BYTES_MAX = 16 * 1024 * 1024;
 
+/**
+ * A SearchBatch: SEARCH_BATCH_MAX searches of one vector each (VECTOR_REQUEST_BYTES_MAX), 26 MiB.
+ */
+export const SEARCH_BATCH_BYTES_MAX = 26 * 1024 * 1024;
+
 /** A Prune: SCAN_LIMIT_MAX ids (5 bytes) and versions (10 bytes), unpacked, plus framing. */
 export const PRUNE_BYTES_MAX = 128 * 1024;
 
@@ -75,8 +99,9 @@ export const POINT_FIELDS_MAX = 16;
  * |----------------------------|-----------------------------------------|-----------|------------------------------|
  * | vectordb.VectorDB          | Put, Search                             | 260 KiB   | vector <= DIMENSION_MAX      |
  * | vectordb.VectorDB          | PutBatch                                | 64 MiB    | points <= BATCH_POINTS_MAX, 16 fields per point |
- * | vectordb.VectorDB          | Get, Delete, Create/DropCollection, ListCollections, Stats, Members, Drain, Backup, ListBackups, Restore, DeleteBackup | 4 KiB | |
- * | vectordb.internal.Transfer | Scan                                    | 4 KiB     |                              |
+ * | vectordb.VectorDB          | SearchBatch                             | 26 MiB    | searches <= SEARCH_BATCH_MAX, 64 fields per search |
+ * | vectordb.VectorDB          | Get, Delete, Create/DropCollection, ListCollections, Stats, Members, Drain, Backup, ListBackups, Restore, DeleteBackup, Scroll, Count | 4 KiB | |
+ * | vectordb.internal.Transfer | Scan, Entries                           | 4 KiB     |                              |
  * | vectordb.internal.Transfer | CopyBatch                               | 16 MiB    | points <= SCAN_LIMIT_MAX, 16 fields per point |
  * | vectordb.internal.Transfer | Prune                                   | 128 KiB   | ids, versions <= SCAN_LIMIT_MAX |
  * | vectordb.internal.Gossip   | Exchange (cluster/gossip_transport.ts)  | 65 KiB    | (payload 64 KiB + sender)    |
@@ -99,6 +124,9 @@ export const VECTORDB_REQUEST_BYTES_MAX = {
   ListBackups: SMALL_REQUEST_BYTES_MAX,
   Restore: SMALL_REQUEST_BYTES_MAX,
   DeleteBackup: SMALL_REQUEST_BYTES_MAX,
+  SearchBatch: SEARCH_BATCH_BYTES_MAX,
+  Scroll: SMALL_REQUEST_BYTES_MAX,
+  Count: SMALL_REQUEST_BYTES_MAX,
 } as const;
 
 /** Largest encoded request per RPC of `vectordb.internal.Transfer` (see the table above). */
@@ -106,6 +134,7 @@ export const TRANSFER_REQUEST_BYTES_MAX = {
   Scan: SMALL_REQUEST_BYTES_MAX,
   CopyBatch: COPY_BATCH_BYTES_MAX,
   Prune: PRUNE_BYTES_MAX,
+  Entries: SMALL_REQUEST_BYTES_MAX,
 } as const;
 
 /**

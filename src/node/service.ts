@@ -69,6 +69,12 @@ import { CapacityError } from "../index/vector_store.ts";
 import { BufferLimitError } from "../io/binary.ts";
 import type { Collection } from "../storage/collection.ts";
 import type { Member as ClusterMember } from "../cluster/membership.ts";
+import {
+  validateCountRequest,
+  validateScrollRequest,
+  validateSearchBatchRequest,
+} from "../api/points_read.ts";
+import { scrollPage } from "./points_read.ts";
 
 /** Most requests a node works on at once; more are refused with RESOURCE_EXHAUSTED. */
 export const IN_FLIGHT_MAX = 4096;
@@ -345,6 +351,52 @@ export function nodeHandlers(
           (d.manifest !== null ? ` (collection "${d.manifest.collection.name}")` : " (damaged)"),
       );
       return { deleted: true };
+    }),
+    SearchBatch: guard.wrap("SearchBatch", (req) => {
+      const list = validateSearchBatchRequest(req);
+      const covered = { partial: false, shards_answered: 1, shards_total: 1 };
+      // Every search is checked against its collection before any runs.
+      const targets = list.map((s, i) => {
+        const c = readable(s.collection);
+        if (c !== null && s.vector.length !== c.config.dimension) {
+          throw new ValidationError(
+            `searches[${i}].vector`,
+            s.vector.length,
+            `searches[${i}].vector dimension ${s.vector.length} does not match the ` +
+              `collection dimension ${c.config.dimension}`,
+          );
+        }
+        return c;
+      });
+      const results = list.map((s, i) => {
+        const c = targets[i];
+        if (c === null) return { results: [], ...covered };
+        const hits = c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef);
+        if (searchMetrics !== null) {
+          searchMetrics.ef.observe(c.index.lastSearchEf);
+          searchMetrics.visited.observe(c.index.lastVisited);
+        }
+        return { results: hits, ...covered };
+      });
+      return Promise.resolve({ results });
+    }),
+    Scroll: guard.wrap("Scroll", (req) => {
+      const v = validateScrollRequest(req);
+      const c = readable(v.collection);
+      const covered = { partial: false, shards_answered: 1, shards_total: 1 };
+      if (c === null) return Promise.resolve({ points: [], next_cursor: "", ...covered });
+      return Promise.resolve({ ...scrollPage(c, v.after, v.limit, v.with_vector), ...covered });
+    }),
+    Count: guard.wrap("Count", (req) => {
+      const v = validateCountRequest(req);
+      const c = readable(v.collection);
+      const count = c === null ? 0 : c.index.count;
+      return Promise.resolve({
+        count: String(count),
+        partial: false,
+        shards_answered: 1,
+        shards_total: 1,
+      });
     }),
     Members: guard.wrap("Members", () =>
       Promise.resolve({

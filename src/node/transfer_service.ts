@@ -22,6 +22,10 @@
  * when its page is built. Pages hold at most {@link SCAN_LIMIT_MAX} entries and about
  * {@link SCAN_PAGE_BYTES_MAX} of vector data.
  *
+ * **Entries** pages a collection's entries (live points and tombstones, with versions) after an
+ * id without keeping anything between pages (src/node/points_read.ts): the router merges them
+ * across replicas for a client's Scroll and Count.
+ *
  * The wire types and the client live in src/api/transfer.ts.
  *
  * @module
@@ -31,6 +35,8 @@ import type * as grpc from "@grpc/grpc-js";
 import {
   type CopyBatchRequest,
   type CopyBatchResponse,
+  type EntriesRequest,
+  type EntriesResponse,
   type PruneRequest,
   type PruneResponse,
   SCAN_LIMIT_MAX,
@@ -39,7 +45,8 @@ import {
   type TransferPoint,
   transferService,
 } from "../api/transfer.ts";
-import { VERSION_MAX } from "../common/limits.ts";
+import { ENTRIES_LIMIT_MAX, VERSION_MAX } from "../common/limits.ts";
+import { entriesPage } from "./points_read.ts";
 import {
   resolveCollection,
   validateId,
@@ -249,6 +256,25 @@ export function transferHandlers(
       const c = store.get(name);
       const r = await c.forget(ids, versions);
       return { deleted: r.forgotten, skipped: r.skipped };
+    }),
+    // A read for a client's Scroll or Count through the router: not rebalancing traffic, so it
+    // does not hold a leaving node's hand-off open (no `arrived()`).
+    Entries: guard.wrap<EntriesRequest, EntriesResponse>("Entries", (req) => {
+      const name = resolveCollection(req.collection);
+      const limit = req.limit;
+      if (
+        typeof limit !== "number" || !Number.isInteger(limit) || limit < 1 ||
+        limit > ENTRIES_LIMIT_MAX
+      ) {
+        throw new ValidationError(
+          "limit",
+          limit,
+          `limit ${limit} must be between 1 and ${ENTRIES_LIMIT_MAX}`,
+        );
+      }
+      const after = req.from_start ? null : validateId(req.after_id ?? 0, "after_id");
+      const c = store.get(name);
+      return Promise.resolve(entriesPage(c, after, limit, req.with_vector === true));
     }),
   };
 }

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { NodeStore } from "../storage/node_store.ts";
 import { nodeHandlers } from "./service.ts";
-import { decodeScanResponse, SCAN_LIMIT_MAX, transferService } from "../api/transfer.ts";
+import {
+  decodeEntriesResponse,
+  decodeScanResponse,
+  SCAN_LIMIT_MAX,
+  transferService,
+} from "../api/transfer.ts";
 import { transferHandlers } from "./transfer_service.ts";
 
 type Handler = (call: { request: unknown }, cb: (e: unknown, r?: unknown) => void) => void;
@@ -298,5 +303,23 @@ Deno.test("Transfer messages carry versions as uint64; Scan replies decode to nu
     versions: [5, "9007199254740991"],
   }));
   assert.deepEqual(req.versions, ["5", "9007199254740991"]);
-  assert.deepEqual(Object.keys(transferService).sort(), ["CopyBatch", "Prune", "Scan"]);
+  assert.deepEqual(Object.keys(transferService).sort(), ["CopyBatch", "Entries", "Prune", "Scan"]);
+  // Entries: packed parallel lists; versions decode to numbers.
+  const entries = transferService.Entries;
+  const page = decodeEntriesResponse(entries.responseDeserialize(entries.responseSerialize({
+    ids: [1, 2],
+    versions: [9007199254740991, "4"],
+    deleted: [false, true],
+    vectors: [0.5, 1],
+    dimension: 2,
+    done: true,
+  })));
+  assert.deepEqual(page, {
+    ids: [1, 2],
+    versions: [9007199254740991, 4],
+    deleted: [false, true],
+    vectors: [0.5, 1],
+    dimension: 2,
+    done: true,
+  });
 });

@@ -10,6 +10,7 @@
  * | {@link Replication}   | replication.ts    | write fan-out, consistency, hints, Get, repair |
  * | {@link HintReplay}    | hints/replay.ts   | hint delivery and probes, per node           |
  * | {@link Scatter}       | scatter.ts        | Search, ListCollections, per-node Stats      |
+ * | `routerScroll`, `routerCount` | points_read.ts | Scroll, Count (merged across replicas), SearchBatch |
  * | {@link NodeTable}     | node_table.ts     | per-node hint queue and delivery state       |
  * | {@link RingView}      | ring_view.ts      | the ring a request plans on                  |
  * | {@link ClusterBackups} | backups.ts       | Backup, ListBackups, Restore, DeleteBackup on every node |
@@ -50,6 +51,8 @@ import { JOIN_WAIT_MAX_MS, type RingRef, type TransferPort } from "./rebalance/r
 import { createRecord, Replication } from "./replication.ts";
 import { makeView, type RingView, WriteViews } from "./ring_view.ts";
 import { Scatter } from "./scatter.ts";
+import type { ValidScroll } from "../api/points_read.ts";
+import { type EntryReadDeps, routerCount, routerScroll, runSearchBatch } from "./points_read.ts";
 
 /** Pause before a failed ring update (a hint queue that would not open) is tried again. */
 export const RING_RETRY_MS = 1000;
@@ -212,6 +215,31 @@ export class RouterCore {
 
   search(v: ValidSearch): Promise<ResponseOf<"Search">> {
     return this.scatter.search(this.routable(), v);
+  }
+
+  /** Each search scattered as {@link search}, a bounded number at once, in request order. */
+  async searchBatch(list: readonly ValidSearch[]): Promise<ResponseOf<"SearchBatch">> {
+    const view = this.routable();
+    const results = await runSearchBatch(list, (v) => this.scatter.search(view, v));
+    return { results };
+  }
+
+  /** A logical page of points: each id once, newest version decides (points_read.ts). */
+  scroll(v: ValidScroll): Promise<ResponseOf<"Scroll">> {
+    return routerScroll(this.#entryDeps(), this.routable(), v);
+  }
+
+  /** The logical number of live points (points_read.ts). */
+  count(collection: string): Promise<ResponseOf<"Count">> {
+    return routerCount(this.#entryDeps(), this.routable(), collection);
+  }
+
+  #entryDeps(): EntryReadDeps {
+    return {
+      nodes: this.options.nodes,
+      table: this.table,
+      retry_timeout_ms: this.options.retry_timeout_ms,
+    };
   }
 
   createCollection(v: ValidCollection): Promise<ResponseOf<"CreateCollection">> {

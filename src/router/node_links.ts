@@ -16,7 +16,7 @@ import {
   type ResponseOf,
 } from "../api/client.ts";
 import type { MethodName, UnaryMethod } from "../api/proto.ts";
-import { TransferClient } from "../api/transfer.ts";
+import { type EntriesRequest, type EntriesResponse, TransferClient } from "../api/transfer.ts";
 import { type ClientSecurity, insecureClient } from "../api/security.ts";
 import { type NodeCallOptions, type NodePort, RouterStatusError } from "./node_port.ts";
 import { MissingCollectionError, type TransferPort } from "./rebalance/rebalancer.ts";
@@ -116,6 +116,20 @@ export class GrpcNodeLinks implements NodePort {
         },
       );
     });
+  }
+
+  entries(
+    node: string,
+    request: EntriesRequest,
+    options: NodeCallOptions = {},
+  ): Promise<EntriesResponse> {
+    let link: Link;
+    try {
+      link = this.#link(node);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return link.transfer.call("Entries", request, options.timeout_ms, options.wait_for_ready);
   }
 
   transfer(node: string): TransferPort | null {

@@ -18,6 +18,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { isServiceError, type RequestOf, type ResponseOf } from "../api/client.ts";
 import type { MethodName } from "../api/proto.ts";
+import type { EntriesRequest, EntriesResponse } from "../api/transfer.ts";
 import type { TransferPort } from "./rebalance/rebalancer.ts";
 
 /** Options of one call to a node. */
@@ -37,6 +38,15 @@ export interface NodePort {
     request: RequestOf<K>,
     options?: NodeCallOptions,
   ): Promise<ResponseOf<K>>;
+  /**
+   * One page of the node's entries (`vectordb.internal.Transfer/Entries`, for Scroll and
+   * Count); rejects like {@link call} (UNAVAILABLE when the router has no channel to it).
+   */
+  entries(
+    node: string,
+    request: EntriesRequest,
+    options?: NodeCallOptions,
+  ): Promise<EntriesResponse>;
   /** The node's Transfer service (rebalancing, read repair); null when it has no channel. */
   transfer(node: string): TransferPort | null;
   /** Opens (or reopens) the channels to a node that came onto the ring or is leaving. */

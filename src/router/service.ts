@@ -11,6 +11,8 @@
  * | PutBatch              | each owner gets one PutBatch of the points it owns              |
  * | Get                   | asks all holders at once; highest version wins; read repair     |
  * | Search                | nodes covering the ring (k, caller's ef); merged, deduped       |
+ * | SearchBatch           | each search as Search, 8 at once; answers in request order      |
+ * | Scroll, Count         | every node's entries merged by id; newest version decides       |
  * | Create/DropCollection | to every node; success per consistency over all nodes           |
  * | ListCollections       | union over the nodes that answered                              |
  * | Stats                 | per node (with hint counts), collections summed                 |
@@ -35,6 +37,11 @@ import {
   ValidationError,
 } from "../api/validate.ts";
 import type { RouterCore } from "./core.ts";
+import {
+  validateCountRequest,
+  validateScrollRequest,
+  validateSearchBatchRequest,
+} from "../api/points_read.ts";
 import { HintQueueFullError } from "./hints/queue.ts";
 import { RouterStatusError } from "./node_port.ts";
 
@@ -93,6 +100,9 @@ export function routerHandlers(shell: RouterShell, guard: UnaryGuard): VectorDBH
     Get: unary("Get", (r) => core.get(validatePointRef(r))),
     Delete: unary("Delete", (r) => core.delete(validatePointRef(r))),
     Search: unary("Search", (r) => core.search(validateSearchRequest(r))),
+    SearchBatch: unary("SearchBatch", (r) => core.searchBatch(validateSearchBatchRequest(r))),
+    Scroll: unary("Scroll", (r) => core.scroll(validateScrollRequest(r))),
+    Count: unary("Count", (r) => core.count(validateCountRequest(r).collection)),
     CreateCollection: unary(
       "CreateCollection",
       (r) => core.createCollection(validateCreateCollectionRequest(r)),

@@ -1055,4 +1055,26 @@ export class Collection {
     this.applied = seq;
     this.opsSinceSnapshot++;
   }
+
+  /** The id order {@link sortedIds} built last, and the state it was built from. */
+  private idOrder: { seq: number; entries: number; ids: Uint32Array } | null = null;
+
+  /**
+   * Every id the collection holds an entry for (live points and tombstones), ascending, for
+   * paging (Scroll, Transfer.Entries): like {@link knownIds}, but the array is kept and handed
+   * out again (callers must not change it) until a write changes the state. It is rebuilt (a
+   * sort, O(n log n)) when the last applied sequence number or the entry count moved since: a
+   * record only adds ids (puts, copies) or only removes them (forgets), so between two reads
+   * that see the same sequence number and count — even inside one record applied in slices —
+   * the set of ids is the same. Paging a collection nobody writes costs one sort in all.
+   */
+  sortedIds(): Uint32Array {
+    const o = this.idOrder;
+    if (o !== null && o.seq === this.applied && o.entries === this.table.versions.size) {
+      return o.ids;
+    }
+    const ids = this.table.knownIds();
+    this.idOrder = { seq: this.applied, entries: ids.length, ids };
+    return ids;
+  }
 }

@@ -23,6 +23,7 @@ import * as grpc from "@grpc/grpc-js";
 import { setImmediate } from "node:timers";
 import type { RequestOf, ResponseOf } from "../../src/api/client.ts";
 import type { MethodName } from "../../src/api/proto.ts";
+import type { EntriesResponse } from "../../src/api/transfer.ts";
 import { Prng } from "../../src/common/prng.ts";
 import { RouterCore } from "../../src/router/core.ts";
 import { MemoryHintQueue } from "../../src/router/hints/queue.ts";
@@ -275,6 +276,10 @@ export class SimNodePort implements NodePort {
     }
     const timeout_ms = options.timeout_ms ?? this.world.options.node_timeout_ms;
     return this.world.send(node, timeout_ms, (n) => n.handle(method, request) as ResponseOf<K>);
+  }
+
+  entries(): Promise<EntriesResponse> {
+    return Promise.reject(new NodeStatusError(grpc.status.UNIMPLEMENTED, "not simulated here"));
   }
 
   transfer(node: string): TransferPort | null {

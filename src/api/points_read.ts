@@ -1,0 +1,165 @@
+/**
+ * Validation of the point-reading requests SearchBatch, Scroll and Count (proto/vector_db.proto),
+ * shared by storage nodes and the router so a request is refused with the same message wherever
+ * it enters, and the Scroll cursor format.
+ *
+ * **Scroll cursor.** Opaque to clients; today it names the last id a page listed. Its format
+ * carries a version prefix so that a later kind of id (strings, say) gets its own prefix and
+ * both can be told apart:
+ *
+ * | cursor        | meaning                                                 |
+ * |---------------|---------------------------------------------------------|
+ * | `""`          | from the start                                          |
+ * | `v1:<id>`     | points with ids above `<id>` (decimal uint32, no sign, no leading zeros) |
+ *
+ * Anything else is INVALID_ARGUMENT naming `cursor` and the value (shortened when long).
+ *
+ * @module
+ */
+import {
+  ID_MAX,
+  SCROLL_LIMIT_DEFAULT,
+  SCROLL_LIMIT_MAX,
+  SEARCH_BATCH_MAX,
+} from "../common/limits.ts";
+import {
+  resolveCollection,
+  validateEf,
+  validateK,
+  validateVector,
+  ValidationError,
+  type ValidSearch,
+} from "./validate.ts";
+
+/** Prefix of a cursor that holds a uint32 id (format version 1). */
+export const CURSOR_PREFIX_V1 = "v1:";
+
+/** Longest cursor quoted whole in an error message; longer ones are cut. */
+const CURSOR_QUOTE_CHARS_MAX = 64;
+
+/** The cursor that continues after `id` (the last id of a page). */
+export function encodeCursor(id: number): string {
+  if (!Number.isInteger(id) || id < 0 || id > ID_MAX) {
+    throw new RangeError(`Cursor id ${id} must be between 0 and ${ID_MAX}`);
+  }
+  return CURSOR_PREFIX_V1 + String(id);
+}
+
+/** A cursor quoted for an error message, cut to {@link CURSOR_QUOTE_CHARS_MAX} characters. */
+function quoteCursor(cursor: string): string {
+  if (cursor.length <= CURSOR_QUOTE_CHARS_MAX) return JSON.stringify(cursor);
+  return `${JSON.stringify(cursor.slice(0, CURSOR_QUOTE_CHARS_MAX))}... (${cursor.length} ` +
+    `characters)`;
+}
+
+/**
+ * The id a cursor continues after; null for "" (from the start). Throws a ValidationError
+ * naming `field` and the value for anything this module did not make.
+ */
+export function decodeCursor(cursor: unknown, field = "cursor"): number | null {
+  if (cursor === undefined || cursor === null || cursor === "") return null;
+  if (typeof cursor !== "string") {
+    throw new ValidationError(field, cursor, `${field} must be a string`);
+  }
+  const bad = () =>
+    new ValidationError(
+      field,
+      cursor,
+      `${field} ${quoteCursor(cursor)} is not a cursor this server handed out ` +
+        `(pass "" to start, then each answer's next_cursor)`,
+    );
+  if (!cursor.startsWith(CURSOR_PREFIX_V1)) throw bad();
+  const digits = cursor.slice(CURSOR_PREFIX_V1.length);
+  if (!/^(0|[1-9][0-9]{0,9})$/.test(digits)) throw bad();
+  const id = Number(digits);
+  if (id > ID_MAX) throw bad();
+  return id;
+}
+
+/** A validated ScrollRequest. */
+export interface ValidScroll {
+  collection: string;
+  /** 1 .. SCROLL_LIMIT_MAX (0 in the request: the default). */
+  limit: number;
+  /** List ids above this one; null: from the start. */
+  after: number | null;
+  with_vector: boolean;
+}
+
+/** Validates a ScrollRequest and fills in the default limit. */
+export function validateScrollRequest(request: {
+  collection?: unknown;
+  limit?: unknown;
+  cursor?: unknown;
+  with_vector?: unknown;
+}): ValidScroll {
+  const collection = resolveCollection(request.collection);
+  const raw = request.limit ?? 0;
+  if (typeof raw !== "number" || !Number.isInteger(raw) || raw < 0 || raw > SCROLL_LIMIT_MAX) {
+    throw new ValidationError(
+      "limit",
+      raw,
+      `limit ${JSON.stringify(raw)} must be between 1 and ${SCROLL_LIMIT_MAX} ` +
+        `(0 selects ${SCROLL_LIMIT_DEFAULT})`,
+    );
+  }
+  const with_vector = request.with_vector ?? false;
+  if (typeof with_vector !== "boolean") {
+    throw new ValidationError(
+      "with_vector",
+      with_vector,
+      `with_vector ${JSON.stringify(with_vector)} must be true or false`,
+    );
+  }
+  return {
+    collection,
+    limit: raw === 0 ? SCROLL_LIMIT_DEFAULT : raw,
+    after: decodeCursor(request.cursor),
+    with_vector,
+  };
+}
+
+/** Validates a CountRequest: the collection name. */
+export function validateCountRequest(request: { collection?: unknown }): { collection: string } {
+  return { collection: resolveCollection(request.collection) };
+}
+
+/**
+ * Validates every search of a SearchBatchRequest (1 .. SEARCH_BATCH_MAX) before any runs;
+ * errors name the search: `searches[3].k`. Also checks that a non-zero ef is at least k.
+ */
+export function validateSearchBatchRequest(request: { searches?: unknown }): ValidSearch[] {
+  const list = request.searches ?? [];
+  if (!Array.isArray(list)) {
+    throw new ValidationError("searches", list, "searches must be an array");
+  }
+  if (list.length < 1 || list.length > SEARCH_BATCH_MAX) {
+    throw new ValidationError(
+      "searches",
+      list.length,
+      `searches has ${list.length} entries; it must have 1 to ${SEARCH_BATCH_MAX}`,
+    );
+  }
+  return list.map((raw, i) => {
+    const at = `searches[${i}]`;
+    if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+      throw new ValidationError(at, raw, `${at} is not a search`);
+    }
+    const s = raw as { vector?: unknown; k?: unknown; ef?: unknown; collection?: unknown };
+    const v: ValidSearch = {
+      vector: validateVector(s.vector, `${at}.vector`),
+      k: validateK(s.k, `${at}.k`),
+      ef: validateEf(s.ef, `${at}.ef`),
+      collection: resolveCollection(s.collection, `${at}.collection`),
+    };
+    checkEfAtLeastK(v, `${at}.ef`);
+    return v;
+  });
+}
+
+/** A non-zero ef below k is INVALID_ARGUMENT (as a storage node's Search answers). */
+export function checkEfAtLeastK(v: { k: number; ef: number }, field = "ef"): void {
+  if (v.ef !== 0 && v.ef < v.k) {
+    throw new ValidationError(field, v.ef, `${field} ${v.ef} must be at least k ${v.k} (or 0)`);
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * Pages of one collection in ascending id order, as a storage node answers them: the public
+ * Scroll (live points only) and the internal `Transfer.Entries` (live points AND tombstones with
+ * their versions, which the router merges across replicas; see src/router/points_read.ts).
+ *
+ * Both walk {@link Collection.sortedIds} (the collection's ids, sorted once and kept until a
+ * write changes them) from a binary search for the page start, so a page costs O(log n + page)
+ * while nobody writes, and one sort after each write otherwise. Nothing is kept per client: a
+ * page starts wherever its cursor says.
+ *
+ * @module
+ */
+import type { EntriesResponse } from "../api/transfer.ts";
+import type { ScrollPoint } from "../api/proto.ts";
+import { encodeCursor } from "../api/points_read.ts";
+import { SCROLL_PAGE_BYTES_MAX } from "../common/limits.ts";
+import type { Collection } from "../storage/collection.ts";
+
+/** An Entries page stops once its vectors hold this many bytes (as a Scan page does). */
+export const ENTRIES_PAGE_BYTES_MAX = 4 * 2 ** 20;
+
+/** First index in sorted `ids` whose value is greater than `after` (0 for null). */
+export function upperBound(ids: Uint32Array, after: number | null): number {
+  if (after === null) return 0;
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ids[mid] <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** One Scroll page of a node's own points. */
+export interface ScrollPage {
+  points: ScrollPoint[];
+  /** "" when no live point follows the last one listed. */
+  next_cursor: string;
+}
+
+/**
+ * Up to `limit` live points with ids above `after` (null: from the start), ascending; the page
+ * also stops once its vectors hold {@link SCROLL_PAGE_BYTES_MAX}. `next_cursor` is "" only when
+ * no live point follows, so a client never needs an extra empty call at the end.
+ */
+export function scrollPage(
+  c: Collection,
+  after: number | null,
+  limit: number,
+  with_vector: boolean,
+): ScrollPage {
+  const ids = c.sortedIds();
+  const points: ScrollPoint[] = [];
+  let bytes = 0;
+  let i = upperBound(ids, after);
+  for (; i < ids.length && points.length < limit && bytes < SCROLL_PAGE_BYTES_MAX; i++) {
+    const e = c.getEntry(ids[i]);
+    if (e.vector === null) continue; // a tombstone
+    points.push({
+      id: ids[i],
+      vector: with_vector ? Array.from(e.vector) : [],
+      version: String(e.version),
+    });
+    if (with_vector) bytes += e.vector.byteLength;
+  }
+  // Whether another live point follows: a run of tombstones may end the collection.
+  let more = false;
+  for (; i < ids.length && !more; i++) more = !c.getEntry(ids[i]).deleted;
+  const last = points.length > 0 ? points[points.length - 1].id : null;
+  return { points, next_cursor: more && last !== null ? encodeCursor(last) : "" };
+}
+
+/**
+ * Up to `limit` entries (live points and tombstones) with ids above `after` (null: from the
+ * start), ascending, as parallel lists; with `with_vector`, the vectors of the live ones, and
+ * the page stops once they hold {@link ENTRIES_PAGE_BYTES_MAX} (after at least one entry).
+ */
+export function entriesPage(
+  c: Collection,
+  after: number | null,
+  limit: number,
+  with_vector: boolean,
+): EntriesResponse {
+  const ids = c.sortedIds();
+  const out: EntriesResponse = {
+    ids: [],
+    versions: [],
+    deleted: [],
+    vectors: [],
+    dimension: c.config.dimension,
+    done: false,
+  };
+  let bytes = 0;
+  let i = upperBound(ids, after);
+  for (; i < ids.length && out.ids.length < limit && bytes < ENTRIES_PAGE_BYTES_MAX; i++) {
+    const e = c.getEntry(ids[i]);
+    if (e.vector === null && !e.deleted) continue; // no entry (cannot happen with fresh ids)
+    out.ids.push(ids[i]);
+    out.versions.push(e.version);
+    out.deleted.push(e.deleted);
+    if (with_vector && e.vector !== null) {
+      for (let j = 0; j < e.vector.length; j++) out.vectors.push(e.vector[j]);
+      bytes += e.vector.byteLength;
+    }
+  }
+  out.done = i >= ids.length;
+  return out;
+}

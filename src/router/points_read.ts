@@ -1,0 +1,453 @@
+/**
+ * The router's logical Scroll and Count: every id once, although it is stored on RF replicas,
+ * decided by the newest version among them.
+ *
+ * Each storage node pages its entries in ascending id order, live points AND tombstones with
+ * their versions (`vectordb.internal.Transfer/Entries`, src/node/points_read.ts). The router
+ * merges those streams ({@link EntryMerge}, pure): for every id, the entry with the highest
+ * version across the nodes decides (at equal versions a live point beats a tombstone, as Get's
+ * `newestRead` does), so a replica that missed a delete cannot bring the point back, and a point
+ * held by two replicas counts once.
+ *
+ * **Paging across nodes.** Nodes page independently. A merged id is final only when every node
+ * that may still hold it has listed past it: the merge consumes ids up to the smallest last-id
+ * among the nodes whose page was full (not `done`); nodes that reached their end bound nothing.
+ * Nodes whose buffer is consumed are asked for their next page, and so on. Memory is one page
+ * per node, whatever the collection's size.
+ *
+ * **Which nodes, and coverage.** As Search (plan.ts): every node believed up plus the owners of
+ * shards with no owner believed up ({@link searchTargets}), then a second round for shards still
+ * uncovered ({@link searchRetryTargets}). A node that fails part-way is dropped from the merge
+ * and from the answered set; a node without the collection (NOT_FOUND) answered with nothing.
+ * Coverage is {@link searchCoverage} over the nodes that answered to the end of what was read:
+ * `partial` when some shard had no such owner, so points may be missing (or a count low).
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import { describeGrpcError, isServiceError, type ResponseOf } from "../api/client.ts";
+import { encodeCursor, type ValidScroll } from "../api/points_read.ts";
+import type { ScrollPoint } from "../api/proto.ts";
+import type { EntriesRequest, EntriesResponse } from "../api/transfer.ts";
+import type { ValidSearch } from "../api/validate.ts";
+import { DEFAULT_COLLECTION, ENTRIES_LIMIT_MAX, SCROLL_PAGE_BYTES_MAX } from "../common/limits.ts";
+import { isNotFound, isTransient, type NodePort, RouterStatusError } from "./node_port.ts";
+import type { NodeTable } from "./node_table.ts";
+import { type SearchCoverage, searchCoverage, searchRetryTargets, searchTargets } from "./plan.ts";
+import type { RingView } from "./ring_view.ts";
+
+/** One node's page as the merge reads it (an Entries reply). */
+export type EntryPage = Pick<
+  EntriesResponse,
+  "ids" | "versions" | "deleted" | "vectors" | "dimension" | "done"
+>;
+
+/** Thrown for a page that breaks the Entries contract (unsorted ids, list lengths differ). */
+export class EntryPageError extends RangeError {
+  constructor(message: string) {
+    super(message);
+    this.name = "EntryPageError";
+  }
+}
+
+/** What the merge decided for one id. */
+export interface MergedEntry {
+  id: number;
+  version: number;
+  deleted: boolean;
+  /** The winning entry's vector (a view into its page), when the pages carry vectors. */
+  vector: ArrayLike<number> | null;
+}
+
+/** One node's stream in a merge: its current page and position. */
+class NodeStream {
+  page: EntryPage | null = null;
+  /** Next entry of `page`. */
+  at = 0;
+  /** Offset in `page.vectors` of the next live entry's vector. */
+  vector_at = 0;
+  /** Last id listed by this node so far (the `after_id` of its next page); null: none yet. */
+  last: number | null = null;
+
+  constructor(readonly node: string) {}
+
+  /** True once the node has listed its last entry and the merge consumed it. */
+  get finished(): boolean {
+    return this.page !== null && this.page.done && this.at >= this.page.ids.length;
+  }
+
+  /** True when the merge needs this node's next page before it can go on. */
+  get hungry(): boolean {
+    return this.page === null || (!this.page.done && this.at >= this.page.ids.length);
+  }
+}
+
+/**
+ * A k-way merge of per-node entry streams (see the module comment); pure, no IO. Feed each node
+ * a page ({@link feed}) whenever {@link hungry} lists it, then {@link step}.
+ */
+export class EntryMerge {
+  readonly #streams = new Map<string, NodeStream>();
+
+  /** `nodes`: the nodes whose streams are merged; `after`: where the pages start (null: 0). */
+  constructor(nodes: readonly string[], readonly after: number | null) {
+    for (const n of nodes) this.#streams.set(n, new NodeStream(n));
+  }
+
+  /** The nodes still in the merge. */
+  get nodes(): string[] {
+    return [...this.#streams.keys()];
+  }
+
+  /** Nodes whose next page is needed, with the id to page after (null: from `after`). */
+  hungry(): { node: string; after: number | null }[] {
+    const out: { node: string; after: number | null }[] = [];
+    for (const s of this.#streams.values()) {
+      if (s.hungry) out.push({ node: s.node, after: s.last ?? this.after });
+    }
+    return out;
+  }
+
+  /** Gives `node` its next page (checked: ids ascending above what it listed, lists aligned). */
+  feed(node: string, page: EntryPage): void {
+    const s = this.#streams.get(node);
+    if (s === undefined) throw new EntryPageError(`Node ${node} is not in the merge`);
+    const n = page.ids.length;
+    if (page.versions.length !== n || page.deleted.length !== n) {
+      throw new EntryPageError(
+        `Node ${node} sent ${n} ids with ${page.versions.length} versions and ` +
+          `${page.deleted.length} deleted flags`,
+      );
+    }
+    if (n === 0 && !page.done) {
+      throw new EntryPageError(`Node ${node} sent an empty page that is not its last`);
+    }
+    let prev = s.last ?? this.after ?? -1;
+    let live = 0;
+    for (let i = 0; i < n; i++) {
+      if (!(page.ids[i] > prev)) {
+        throw new EntryPageError(
+          `Node ${node} listed id ${page.ids[i]} after ${prev}: ids must ascend`,
+        );
+      }
+      prev = page.ids[i];
+      if (!page.deleted[i]) live++;
+    }
+    if (page.vectors.length !== 0 && page.vectors.length !== live * page.dimension) {
+      throw new EntryPageError(
+        `Node ${node} sent ${page.vectors.length} vector values for ${live} live entries of ` +
+          `dimension ${page.dimension}`,
+      );
+    }
+    s.page = page;
+    s.at = 0;
+    s.vector_at = 0;
+    if (n > 0) s.last = page.ids[n - 1];
+  }
+
+  /** Removes a node that failed: the merge goes on without it. */
+  drop(node: string): void {
+    this.#streams.delete(node);
+  }
+
+  /** True when every node's stream is consumed to its end. */
+  get finished(): boolean {
+    for (const s of this.#streams.values()) if (!s.finished) return false;
+    return true;
+  }
+
+  /**
+   * The largest id up to which every stream has listed, so merged ids up to it are final:
+   * the smallest last-id among streams whose page was full; Infinity when all are `done`.
+   */
+  bound(): number {
+    let bound = Infinity;
+    for (const s of this.#streams.values()) {
+      if (s.hungry) {
+        throw new EntryPageError(`Node ${s.node} needs its next page before the merge goes on`);
+      }
+      if (!s.page!.done && s.last! < bound) bound = s.last!;
+    }
+    return bound;
+  }
+
+  /**
+   * Merges every entry up to {@link bound}, ascending by id, calling `visit` once per id with the
+   * winning entry; stops early (leaving the rest unconsumed) when `visit` returns false.
+   * Returns false when stopped early. The entry object is reused for every id (a Count visits
+   * millions): `visit` must copy what it keeps. A vector is only cut out of its page for the
+   * winner.
+   */
+  step(visit: (e: MergedEntry) => boolean): boolean {
+    const bound = this.bound();
+    const streams = [...this.#streams.values()];
+    const e: MergedEntry = { id: 0, version: 0, deleted: false, vector: null };
+    while (true) {
+      let id = Infinity;
+      for (const s of streams) {
+        const p = s.page!;
+        if (s.at < p.ids.length && p.ids[s.at] < id) id = p.ids[s.at];
+      }
+      if (id === Infinity || id > bound) return true;
+      let found = false;
+      let page: EntryPage | null = null;
+      let vector_at = -1;
+      for (const s of streams) {
+        const p = s.page!;
+        if (s.at >= p.ids.length || p.ids[s.at] !== id) continue;
+        const version = p.versions[s.at];
+        const deleted = p.deleted[s.at];
+        const at = !deleted && p.vectors.length > 0 ? s.vector_at : -1;
+        if (at >= 0) s.vector_at += p.dimension;
+        s.at++;
+        if (!found || version > e.version || (version === e.version && e.deleted && !deleted)) {
+          found = true;
+          e.version = version;
+          e.deleted = deleted;
+          page = p;
+          vector_at = at;
+        }
+      }
+      e.id = id;
+      e.vector = vector_at < 0
+        ? null
+        : subarray(page!.vectors, vector_at, vector_at + page!.dimension);
+      if (!visit(e)) return false;
+    }
+  }
+}
+
+function subarray(values: ArrayLike<number>, from: number, to: number): ArrayLike<number> {
+  if (Array.isArray(values)) return values.slice(from, to);
+  return (values as Float32Array).subarray(from, to);
+}
+
+// ----------------------------------------------------------------------------- the driver
+
+/** What {@link readEntries} needs. */
+export interface EntryReadDeps {
+  nodes: NodePort;
+  table: NodeTable;
+  /** Deadline of the second round, which waits for reconnecting channels. */
+  retry_timeout_ms: number;
+}
+
+/** One logical read: which collection, from where, how big each node's pages are. */
+export interface EntryRead {
+  collection: string;
+  /** Ids above this one; null: from the start. */
+  after: number | null;
+  /** Entries per node page, 1 .. ENTRIES_LIMIT_MAX. */
+  page_limit: number;
+  with_vector: boolean;
+  /** Called per merged id, ascending; return false to stop reading. */
+  visit: (e: MergedEntry) => boolean;
+  /** What the read is, for messages: "Scroll", "Count". */
+  what: string;
+}
+
+/**
+ * Reads the merged entries of a collection across `view`'s nodes (see the module comment) until
+ * `visit` stops it or every node is read to its end. Resolves with the coverage; rejects with
+ * NOT_FOUND when every node that answered lacks the collection, UNAVAILABLE when none
+ * answered, or the first verdict (a non-transient error) a node gave.
+ */
+export async function readEntries(
+  deps: EntryReadDeps,
+  view: RingView,
+  read: EntryRead,
+): Promise<SearchCoverage> {
+  const { nodes, table } = deps;
+  const page_limit = Math.max(1, Math.min(ENTRIES_LIMIT_MAX, read.page_limit));
+  const down = new Set<string>();
+  for (const s of table.all()) if (!s.delivery.reachable) down.add(s.address);
+  const asked = new Set<string>();
+  /** Nodes that answered (or lack the collection) and have not failed since. */
+  const answered = new Set<string>();
+  /** Nodes in the merge: those that answered a first page. */
+  const first = new Map<string, EntriesResponse>();
+  let notFound: unknown = null;
+  /** Nodes that answered NOT_FOUND (they lack the collection). */
+  const missing = new Set<string>();
+  const errors: string[] = [];
+
+  const request = (after: number | null): EntriesRequest => ({
+    collection: read.collection,
+    after_id: after ?? 0,
+    from_start: after === null,
+    limit: page_limit,
+    with_vector: read.with_vector,
+  });
+  /** Fetches one page of each of `targets`; failed ones are returned with their errors. */
+  const fetch = async (
+    targets: { node: string; after: number | null }[],
+    wait_for_ready: boolean,
+  ) => {
+    const settled = await Promise.allSettled(targets.map((t) =>
+      nodes.entries(
+        t.node,
+        request(t.after),
+        wait_for_ready ? { wait_for_ready, timeout_ms: deps.retry_timeout_ms } : {},
+      )
+    ));
+    return settled.map((s, i) => {
+      const node = targets[i].node;
+      const state = table.find(node);
+      if (state !== undefined) table.observe(state, s.status === "fulfilled" ? null : s.reason);
+      if (s.status === "fulfilled") return { node, page: s.value, error: null };
+      if (isNotFound(s.reason)) {
+        notFound ??= s.reason;
+        missing.add(node);
+        // No such collection there: the node answered, with nothing.
+        return { node, page: emptyPage(), error: null };
+      }
+      if (!isTransient(s.reason)) throw s.reason;
+      errors.push(`${node}: ${describeGrpcError(s.reason)}`);
+      return { node, page: null, error: s.reason };
+    });
+  };
+
+  const round = async (targets: string[], wait_for_ready: boolean) => {
+    for (const t of targets) asked.add(t);
+    const got = await fetch(targets.map((node) => ({ node, after: read.after })), wait_for_ready);
+    for (const g of got) {
+      if (g.page === null) continue;
+      answered.add(g.node);
+      first.set(g.node, g.page);
+    }
+  };
+  await round(searchTargets(view.nodes, view.shards, down), false);
+  const retry = searchRetryTargets(view.nodes, view.shards, answered, asked);
+  if (retry.length > 0) await round(retry, true);
+  if (answered.size === 0) {
+    throw new RouterStatusError(
+      grpc.status.UNAVAILABLE,
+      `No storage node answered the ${read.what} (${asked.size} asked): ${errors.join("; ")}`,
+    );
+  }
+  if (missing.size === answered.size && read.collection !== DEFAULT_COLLECTION) {
+    // Every node that answered lacks the collection. (The default collection exists only after
+    // its first Put: before that it reads as empty, as on a storage node.)
+    throw notFound;
+  }
+
+  const merge = new EntryMerge([...first.keys()], read.after);
+  for (const [node, page] of first) merge.feed(node, page);
+  while (merge.step(read.visit)) {
+    if (merge.finished) break;
+    const got = await fetch(merge.hungry(), false);
+    for (const g of got) {
+      if (g.page === null) {
+        merge.drop(g.node);
+        answered.delete(g.node);
+      } else merge.feed(g.node, g.page);
+    }
+  }
+  return searchCoverage(view.shards, answered);
+}
+
+function emptyPage(): EntriesResponse {
+  return { ids: [], versions: [], deleted: [], vectors: [], dimension: 0, done: true };
+}
+
+/** A node error as `{code, details}` for wrapping (grpc-js error or the router's own). */
+export function statusOf(e: unknown): { code: grpc.status; details: string } | null {
+  if (e instanceof RouterStatusError) return { code: e.code, details: e.message };
+  if (isServiceError(e)) return { code: e.code, details: e.details || e.message };
+  return null;
+}
+
+// ----------------------------------------------------------------------------- the RPCs
+
+/**
+ * The router's Scroll: up to `limit` live points above the cursor, each id once (the newest
+ * version decides); the page also stops once its vectors hold SCROLL_PAGE_BYTES_MAX.
+ * `next_cursor` is "" only when the merge found no further live point.
+ */
+export async function routerScroll(
+  deps: EntryReadDeps,
+  view: RingView,
+  v: ValidScroll,
+): Promise<ResponseOf<"Scroll">> {
+  const points: ScrollPoint[] = [];
+  let bytes = 0;
+  let more = false;
+  const coverage = await readEntries(deps, view, {
+    collection: v.collection,
+    after: v.after,
+    // One more than the page, so the merge can tell whether a point follows it.
+    page_limit: v.limit + 1,
+    with_vector: v.with_vector,
+    what: "Scroll",
+    visit: (e) => {
+      if (e.deleted) return true;
+      if (points.length >= v.limit || bytes >= SCROLL_PAGE_BYTES_MAX) {
+        more = true;
+        return false;
+      }
+      points.push({
+        id: e.id,
+        vector: v.with_vector && e.vector !== null ? Array.from(e.vector) : [],
+        version: String(e.version),
+      });
+      if (e.vector !== null) bytes += e.vector.length * 4;
+      return true;
+    },
+  });
+  const last = points.length > 0 ? points[points.length - 1].id : null;
+  return { points, next_cursor: more && last !== null ? encodeCursor(last) : "", ...coverage };
+}
+
+/** The router's Count: distinct ids whose newest entry among the replicas is live. */
+export async function routerCount(
+  deps: EntryReadDeps,
+  view: RingView,
+  collection: string,
+): Promise<ResponseOf<"Count">> {
+  let count = 0;
+  const coverage = await readEntries(deps, view, {
+    collection,
+    after: null,
+    page_limit: ENTRIES_LIMIT_MAX,
+    with_vector: false,
+    what: "Count",
+    visit: (e) => {
+      if (!e.deleted) count++;
+      return true;
+    },
+  });
+  return { count: String(count), ...coverage };
+}
+
+/** Searches of one SearchBatch the router runs at once. */
+export const SEARCH_BATCH_CONCURRENCY = 8;
+
+/**
+ * Runs each search of a batch with `search` (the router's scatter-gather Search), at most
+ * `concurrency` at once, and answers in request order. The first failure fails the batch, its
+ * message prefixed with the search it came from (`searches[3]: ...`), its status kept.
+ */
+export async function runSearchBatch<R>(
+  searches: readonly ValidSearch[],
+  search: (v: ValidSearch) => Promise<R>,
+  concurrency = SEARCH_BATCH_CONCURRENCY,
+): Promise<R[]> {
+  const results: R[] = new Array(searches.length);
+  let next = 0;
+  let failed: unknown = null;
+  const worker = async () => {
+    while (failed === null && next < searches.length) {
+      const i = next++;
+      try {
+        results[i] = await search(searches[i]);
+      } catch (e) {
+        const s = statusOf(e);
+        failed ??= s === null ? e : new RouterStatusError(s.code, `searches[${i}]: ${s.details}`);
+      }
+    }
+  };
+  const workers = Math.max(1, Math.min(concurrency, searches.length));
+  await Promise.all(Array.from({ length: workers }, worker));
+  if (failed !== null) throw failed;
+  return results;
+}
