@@ -32,7 +32,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { memoryUsage } from "node:process";
-import type { VectorDBHandlers } from "../api/proto.ts";
+import type { GetResponse, VectorDBHandlers } from "../api/proto.ts";
 import { type StatusLike, UnaryGuard } from "../api/unary.ts";
 import type { RequestMetrics } from "../common/metrics.ts";
 import type { SearchMetrics } from "./metrics.ts";
@@ -61,6 +61,7 @@ import {
 import { WalQueueFullError } from "../io/wal.ts";
 import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
 import { DEFAULT_COLLECTION } from "../common/limits.ts";
+import { payloadText } from "../common/payload.ts";
 import { VersionOverflowError } from "../common/version.ts";
 import { SOFTWARE_VERSION } from "../common/software_version.ts";
 import { CapacityError } from "../index/vector_store.ts";
@@ -212,7 +213,7 @@ export function nodeHandlers(
     Put: guard.wrap("Put", async (req) => {
       const p = validatePutRequest(req);
       const c = await store.getForWrite(p.collection, p.vector.length);
-      const w = await c.put(p.id, p.vector, p.version);
+      const w = await c.put(p.id, p.vector, p.version, p.payload);
       return { ok: true, seq: String(w.seq), replicas_acked: 1, version: String(w.version) };
     }),
     PutBatch: guard.wrap("PutBatch", async (req) => {
@@ -228,12 +229,16 @@ export function nodeHandlers(
         return Promise.resolve({ found: false, vector: [], version: "0", deleted: false });
       }
       const e = c.getEntry(r.id);
-      return Promise.resolve({
+      const answer: GetResponse = {
         found: e.vector !== null,
         vector: e.vector === null ? [] : Array.from(e.vector),
         version: String(e.version),
         deleted: e.deleted,
-      });
+      };
+      // Absent when none: the wire reads it as "" (proto3 default).
+      const payload = e.vector === null ? null : c.getPayload(r.id);
+      if (payload !== null) answer.payload = payloadText(payload);
+      return Promise.resolve(answer);
     }),
     Delete: guard.wrap("Delete", async (req) => {
       const r = validatePointRef(req);
@@ -257,7 +262,14 @@ export function nodeHandlers(
         searchMetrics.ef.observe(c.index.lastSearchEf);
         searchMetrics.visited.observe(c.index.lastVisited);
       }
-      return Promise.resolve({ results: hits, ...covered });
+      if (!s.with_payload && !s.with_vector) return Promise.resolve({ results: hits, ...covered });
+      const results = hits.map((h) => ({
+        id: h.id,
+        distance: h.distance,
+        payload: s.with_payload ? payloadText(c.getPayload(h.id)) : "",
+        vector: s.with_vector ? Array.from(c.get(h.id) ?? []) : [],
+      }));
+      return Promise.resolve({ results, ...covered });
     }),
     CreateCollection: guard.wrap("CreateCollection", async (req) => {
       const v = validateCreateCollectionRequest(req);

@@ -20,7 +20,11 @@
  * per collection is cached ({@link SCAN_SNAPSHOT_TTL_MS}), and dropped when a scan reaches its
  * end. Entries forgotten since the snapshot are skipped; each listed entry is read as it is
  * when its page is built. Pages hold at most {@link SCAN_LIMIT_MAX} entries and about
- * {@link SCAN_PAGE_BYTES_MAX} of vector data.
+ * {@link SCAN_PAGE_BYTES_MAX} of vector and payload data.
+ *
+ * **Payloads** travel with their points: Scan returns each live entry's payload (compact JSON
+ * text), CopyBatch checks each one as a client's (common/payload.ts limits, INVALID_ARGUMENT
+ * naming `points[i].payload`) and applies it with the vector, under the same version rule.
  *
  * The wire types and the client live in src/api/transfer.ts.
  *
@@ -43,6 +47,7 @@ import { VERSION_MAX } from "../common/limits.ts";
 import {
   resolveCollection,
   validateId,
+  validatePayload,
   validateVector,
   validateVersionFromOutside,
   ValidationError,
@@ -52,8 +57,9 @@ import type { NodeStore } from "../storage/node_store.ts";
 import { UnaryGuard } from "../api/unary.ts";
 import type { RequestMetrics } from "../common/metrics.ts";
 import { IN_FLIGHT_MAX, toStatus } from "./service.ts";
+import { payloadText } from "../common/payload.ts";
 
-/** A Scan page stops once its vectors hold this many bytes. */
+/** A Scan page stops once its vectors and payloads hold this many bytes. */
 export const SCAN_PAGE_BYTES_MAX = 4 * 2 ** 20;
 /** A cached id snapshot older than this is rebuilt even mid-scan. */
 export const SCAN_SNAPSHOT_TTL_MS = 10 * 60_000;
@@ -91,7 +97,13 @@ export function validateCopyPoints(points: unknown, dimension: number): CopyEntr
   const list = arrayOf(points, "points");
   countOf(list.length, "points");
   return list.map((raw, i) => {
-    const p = raw as { id?: unknown; vector?: unknown; version?: unknown; deleted?: unknown };
+    const p = raw as {
+      id?: unknown;
+      vector?: unknown;
+      version?: unknown;
+      deleted?: unknown;
+      payload?: unknown;
+    };
     if (p === null || typeof p !== "object") {
       throw new ValidationError(`points[${i}]`, p, `points[${i}] is not an entry`);
     }
@@ -115,6 +127,13 @@ export function validateCopyPoints(points: unknown, dimension: number): CopyEntr
           `points[${i}].vector must be empty for a tombstone (deleted)`,
         );
       }
+      if (p.payload !== undefined && p.payload !== "") {
+        throw new ValidationError(
+          `points[${i}].payload`,
+          p.payload,
+          `points[${i}].payload must be empty for a tombstone (deleted)`,
+        );
+      }
       return { id, version, deleted };
     }
     return {
@@ -122,6 +141,7 @@ export function validateCopyPoints(points: unknown, dimension: number): CopyEntr
       version,
       deleted,
       vector: validateVector(vector, `points[${i}].vector`, dimension),
+      payload: validatePayload(p.payload, `points[${i}].payload`),
     };
   });
 }
@@ -222,13 +242,16 @@ export function transferHandlers(
         last = id;
         const e = c.getEntry(id);
         if (e.vector === null && !e.deleted) continue; // forgotten since the snapshot
-        points.push({
+        const payload = e.vector === null ? null : c.getPayload(id);
+        const point: TransferPoint = {
           id,
           vector: e.vector === null ? [] : Array.from(e.vector),
           version: e.version,
           deleted: e.deleted,
-        });
-        if (e.vector !== null) bytes += e.vector.byteLength;
+        };
+        if (payload !== null) point.payload = payloadText(payload);
+        points.push(point);
+        if (e.vector !== null) bytes += e.vector.byteLength + (payload?.length ?? 0);
       }
       const done = i >= snap.ids.length;
       if (done) snapshots.delete(name);
