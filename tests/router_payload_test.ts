@@ -7,7 +7,9 @@
  *   delivered, it holds exactly the payloads written, including a payload cleared by a later put
  *   and a point deleted after its payloaded put;
  * - moved by rebalancing: after a 4th node joins and the placement settles, every owner under
- *   the new ring holds each point's payload, byte for byte.
+ *   the new ring holds each point's payload, byte for byte;
+ * - through the CLI: `load` of JSON lines with payloads, `put --payload`, `get` and
+ *   `search --with-payload` print them.
  */
 
 import assert from "node:assert/strict";
@@ -16,6 +18,8 @@ import type { StatsResponse } from "../src/api/proto.ts";
 import { HashRing } from "../src/cluster/ring.ts";
 import { type TestCluster, withCluster } from "../harness/cluster.ts";
 import { waitFor } from "../harness/wait.ts";
+import { runCli } from "../harness/servers.ts";
+import { join } from "node:path";
 
 const DIM = 4;
 const COLLECTION = "payload_test";
@@ -168,6 +172,48 @@ Deno.test({
         async () => hintsPending(await router.call("Stats", {}), addr) === 0,
         "the router delivers its hints",
       );
+      await assertHeld(c, c.nodeAddrs, want);
+
+      // The CLI: load keeps the payloads of JSON lines, put --payload, get and search show them.
+      const file = join(c.dir, "points.jsonl");
+      const lines = [20_000, 20_001, 20_002].map((id) =>
+        JSON.stringify({ id, vector: vec(id), payload: id === 20_001 ? null : { cli: id } })
+      );
+      await Deno.writeTextFile(file, lines.join("\n") + "\n");
+      const cli = (...args: string[]) =>
+        runCli(["--addr", c.routerAddr, ...args, "--collection", COLLECTION]);
+      const load = await cli("load", "--file", file);
+      assert.equal(load.code, 0, load.stderr);
+      want.set(20_000, { vector: vec(20_000), payload: '{"cli":20000}' });
+      want.set(20_001, { vector: vec(20_001), payload: "" });
+      want.set(20_002, { vector: vec(20_002), payload: '{"cli":20002}' });
+      const putCli = await cli(
+        "put",
+        "--id",
+        "20003",
+        "--vector",
+        vec(20_003).join(","),
+        "--payload",
+        '{ "via": "put" }',
+      );
+      assert.equal(putCli.code, 0, putCli.stderr);
+      want.set(20_003, { vector: vec(20_003), payload: '{"via":"put"}' });
+      const bad = await cli("put", "--id", "1", "--vector", vec(1).join(","), "--payload", "[]");
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /--payload "\[\]" must be a JSON object, got an array/);
+      const getCli = await cli("get", "--id", "20000");
+      assert.equal(getCli.code, 0, getCli.stderr);
+      assert.match(getCli.stdout, /payload: \{"cli":20000\}/);
+      const searchCli = await cli(
+        "search",
+        "--vector",
+        vec(20_003).join(","),
+        "--k",
+        "1",
+        "--with-payload",
+      );
+      assert.equal(searchCli.code, 0, searchCli.stderr);
+      assert.match(searchCli.stdout, /20003 .*\{"via":"put"\}/);
       await assertHeld(c, c.nodeAddrs, want);
     });
   },

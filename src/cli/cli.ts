@@ -33,6 +33,7 @@ import {
   validateEf,
   validateId,
   validateK,
+  validatePayload,
   validateVector,
   ValidationError,
 } from "../api/validate.ts";
@@ -73,10 +74,10 @@ export const DEFAULT_K = 10;
 export const USAGE = `Usage: client [global flags] <command> [flags]
 
 Commands:
-  put --id N --vector X,Y,... [--collection C] [--consistency one|quorum|all]
+  put --id N --vector X,Y,... [--payload JSON] [--collection C] [--consistency one|quorum|all]
   get --id N [--collection C]
   delete --id N [--collection C] [--consistency one|quorum|all]
-  search --vector X,Y,... [--k ${DEFAULT_K}] [--ef N] [--collection C]
+  search --vector X,Y,... [--k ${DEFAULT_K}] [--ef N] [--with-payload] [--collection C]
   collections create --name C --dimension D [--metric l2|cosine|dot] [--m 16]
                      [--ef-construction 200]
   collections list
@@ -104,7 +105,8 @@ Global flags:
 
 Vectors are comma-separated numbers, e.g. --vector 0.1,-0.2,3e-4. An empty --collection
 selects "default". .fvecs ids are the row number plus --start-id; JSON lines carry their own
-ids: {"id": 7, "vector": [0.1, 0.2]}. load retries UNAVAILABLE, DEADLINE_EXCEEDED and
+ids: {"id": 7, "vector": [0.1, 0.2]}, and may carry a payload: "payload": {"tag": "a"}. A
+payload (--payload '{"tag":"a"}') is a JSON object of at most 64 KiB, kept with the point. load retries UNAVAILABLE, DEADLINE_EXCEEDED and
 RESOURCE_EXHAUSTED with backoff (up to --attempts per batch), halves its batch and concurrency
 on overload and grows them back; other failures fail their points for good, counted in the
 summary. Exit status: 0 ok, 1 failed call, bad file or any point failed for good, 2 bad
@@ -133,10 +135,20 @@ export type Command =
     vector: number[];
     collection: string;
     consistency: Consistency | undefined;
+    /** JSON text of an object (`--payload`); absent: none. */
+    payload?: string;
   }
   | { kind: "get"; id: number; collection: string }
   | { kind: "delete"; id: number; collection: string; consistency: Consistency | undefined }
-  | { kind: "search"; vector: number[]; k: number; ef: number; collection: string }
+  | {
+    kind: "search";
+    vector: number[];
+    k: number;
+    ef: number;
+    collection: string;
+    /** `--with-payload`: results carry (and print) their payloads. */
+    with_payload?: boolean;
+  }
   | {
     kind: "collections-create";
     name: string;
@@ -195,6 +207,8 @@ const OPTIONS = {
   "start-id": { type: "string" },
   concurrency: { type: "string" },
   attempts: { type: "string" },
+  payload: { type: "string" },
+  "with-payload": { type: "boolean" },
 } as const;
 
 type Flag = keyof typeof OPTIONS;
@@ -212,10 +226,10 @@ const GLOBAL_FLAGS: Flag[] = [
 
 /** Flags each command accepts: [required, optional]. */
 const COMMAND_FLAGS: Record<string, [Flag[], Flag[]]> = {
-  put: [["id", "vector"], ["collection", "consistency"]],
+  put: [["id", "vector"], ["collection", "consistency", "payload"]],
   get: [["id"], ["collection"]],
   delete: [["id"], ["collection", "consistency"]],
-  search: [["vector"], ["k", "ef", "collection"]],
+  search: [["vector"], ["k", "ef", "collection", "with-payload"]],
   "collections create": [["name", "dimension"], ["metric", "m", "ef-construction"]],
   "collections list": [[], []],
   "collections drop": [["name"], []],
@@ -397,6 +411,11 @@ export function parseCli(
         collection: collectionFlag(str("collection")),
         consistency: consistency(),
       };
+      if (str("payload") !== undefined) {
+        // Checked here with the server's limits, so a bad payload never leaves the client.
+        checked(() => validatePayload(str("payload"), "--payload"));
+        command.payload = str("payload")!;
+      }
       break;
     case "get":
       command = { kind: "get", id: id(), collection: collectionFlag(str("collection")) };
@@ -421,6 +440,7 @@ export function parseCli(
           : checked(() => validateEf(parseInteger("ef", str("ef")!), "--ef")),
         collection: collectionFlag(str("collection")),
       };
+      if (v["with-payload"] === true) command.with_payload = true;
       break;
     case "collections create": {
       const num = (f: Flag) => str(f) === undefined ? 0 : parseInteger(f, str(f)!);
@@ -560,7 +580,7 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
           res.found
             ? `id ${command.id} in ${collectionLabel(command.collection)}: ${
               formatVector(res.vector)
-            }`
+            }` + (res.payload ? `\npayload: ${res.payload}` : "")
             : `id ${command.id} not found in ${collectionLabel(command.collection)}`,
         );
         return EXIT_OK;
@@ -584,7 +604,7 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
       case "search": {
         const { kind: _, ...request } = command;
         const res = await api.call("Search", request);
-        print(io, global.json, res, formatSearch(res));
+        print(io, global.json, res, formatSearch(res, command.with_payload === true));
         return EXIT_OK;
       }
       case "collections-create": {

@@ -218,6 +218,15 @@ Deno.test("bad command lines throw UsageError with a clear message", () => {
     [["backup", "create", "--name", "b"], /"backup create" needs --collection/],
     [["backup", "create", "--collection", "c", "--name", "a/b"], /--name "a\/b" must be/],
     [["backup", "restore", "--name", "b", "--collection", ""], /--collection "" must be/],
+    [
+      ["put", "--id", "1", "--vector", "1", "--payload", "{x"],
+      /^--payload "\{x" is not valid JSON/,
+    ],
+    [
+      ["put", "--id", "1", "--vector", "1", "--payload", "7"],
+      /--payload "7" must be a JSON object/,
+    ],
+    [["get", "--id", "1", "--payload", "{}"], /--payload is not a flag of "get"/],
   ];
   for (const [argv, message] of cases) {
     assert.throws(() => parseCli(argv), (e: unknown) => {
@@ -341,4 +350,23 @@ Deno.test("the CLI process exits 1 with one line on stderr when the server is do
   assert.equal(out.code, EXIT_FAILURE, stderr);
   assert.equal(new TextDecoder().decode(out.stdout), "");
   assert.match(stderr, /^error: (UNAVAILABLE|DEADLINE_EXCEEDED): [^\n]+\n$/);
+});
+
+Deno.test("payload flags: put --payload, search --with-payload", () => {
+  assert.deepEqual(command(["put", "--id", "1", "--vector", "1,2", "--payload", '{"a": 1}']), {
+    kind: "put",
+    id: 1,
+    vector: [1, 2],
+    collection: "",
+    consistency: undefined,
+    payload: '{"a": 1}',
+  });
+  assert.deepEqual(command(["search", "--vector", "1", "--with-payload"]), {
+    kind: "search",
+    vector: [1],
+    k: 10,
+    ef: 0,
+    collection: "",
+    with_payload: true,
+  });
 });

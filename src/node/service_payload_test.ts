@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { NodeStore } from "../storage/node_store.ts";
 import { nodeHandlers } from "./service.ts";
+import { HttpApi } from "../api/http.ts";
+import { SecurityConfig } from "../api/security.ts";
 
 type Handler = (call: { request: unknown }, cb: (e: unknown, r?: unknown) => void) => void;
 
@@ -144,4 +146,66 @@ Deno.test("node: Stats memory_bytes counts payloads", async () => {
     const after = Number((await api("Stats", {})).collections[0].memory_bytes);
     assert.ok(after - before >= 200_000, `${before} -> ${after}`);
   });
+});
+
+Deno.test("node HTTP: payloads are JSON objects in bodies and answers", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "service_payload_http_" });
+  const store = await NodeStore.open(dir, { logger: () => {} });
+  const http = new HttpApi({
+    kind: "node",
+    handlers: nodeHandlers(store, { nodeId: "n", address: "x:1", logger: () => {} }),
+    security: SecurityConfig.insecure(),
+    ready: () => true,
+    log: () => {},
+  });
+  const port = await http.listen("127.0.0.1", 0);
+  const base = `http://127.0.0.1:${port}/collections/c`;
+  const call = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(base + path, {
+      method,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  };
+  try {
+    assert.equal((await call("PUT", "", { dimension: 2 })).status, 200);
+    const put = await call("PUT", "/points/1", { vector: [1, 0], payload: { city: "Oslo", n: 1 } });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    await call("PUT", "/points", {
+      points: [{ id: 2, vector: [2, 0], payload: { city: "Bergen" } }, { id: 3, vector: [9, 0] }],
+    });
+    const got = await call("GET", "/points/1");
+    assert.deepEqual([got.status, got.body.payload], [200, { city: "Oslo", n: 1 }]);
+    assert.equal((await call("GET", "/points/3")).body.payload, null);
+    const found = await call("POST", "/points/search", {
+      vector: [2, 0],
+      k: 2,
+      with_payload: true,
+    });
+    assert.deepEqual(found.body.results.map((r: { id: number; payload?: unknown }) => r.payload), [
+      { city: "Bergen" },
+      { city: "Oslo", n: 1 },
+    ]);
+    const bad = await call("PUT", "/points/4", { vector: [1, 0], payload: [1] });
+    assert.deepEqual(bad, {
+      status: 400,
+      body: {
+        error: {
+          status: "INVALID_ARGUMENT",
+          message: "payload must be a JSON object (or null), got an array of 1",
+        },
+      },
+    });
+    const deep = await call("PUT", "/points/4", {
+      vector: [1, 0],
+      payload: { a: JSON.parse("[".repeat(40) + "]".repeat(40)) },
+    });
+    assert.equal(deep.status, 400);
+    assert.match(deep.body.error.message, /is nested 33 levels deep; the limit is 32/);
+    assert.equal((await call("GET", "/points/4")).status, 404);
+  } finally {
+    await http.close(1000);
+    await store.close({ snapshot: false });
+    await Deno.remove(dir, { recursive: true });
+  }
 });
