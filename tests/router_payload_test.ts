@@ -6,6 +6,7 @@
  * - written while an owner is down (hinted handoff): once it is back and the hints are
  *   delivered, it holds exactly the payloads written, including a payload cleared by a later put
  *   and a point deleted after its payloaded put;
+ * - repaired by a read: an owner holding an older version gets the newest one's payload;
  * - moved by rebalancing: after a 4th node joins and the placement settles, every owner under
  *   the new ring holds each point's payload, byte for byte;
  * - through the CLI: `load` of JSON lines with payloads, `put --payload`, `get` and
@@ -172,6 +173,29 @@ Deno.test({
         async () => hintsPending(await router.call("Stats", {}), addr) === 0,
         "the router delivers its hints",
       );
+      await assertHeld(c, c.nodeAddrs, want);
+
+      // Read repair: one owner gets a newer version directly; a Get through the router answers
+      // with it and copies it, payload included, to the other owner.
+      const r = [...want.keys()].find((id) => id % 5 !== 0 && want.get(id) !== null)!;
+      const [first, second] = ring.owners(r, RF);
+      const held = await c.api(second).call("Get", { id: r, collection: COLLECTION });
+      const newer = String(BigInt(held.version!) + 1024n);
+      const repaired = JSON.stringify({ repaired: true, id: r });
+      await c.api(first).call("Put", {
+        id: r,
+        vector: vec(r + 1),
+        payload: repaired,
+        version: newer,
+        collection: COLLECTION,
+      });
+      const read = await router.call("Get", { id: r, collection: COLLECTION });
+      assert.deepEqual([read.version, read.payload], [newer, repaired]);
+      await waitFor(async () => {
+        const g = await c.api(second).call("Get", { id: r, collection: COLLECTION });
+        return g.version === newer;
+      }, "read repair reaches the stale owner");
+      want.set(r, { vector: vec(r + 1), payload: repaired });
       await assertHeld(c, c.nodeAddrs, want);
 
       // The CLI: load keeps the payloads of JSON lines, put --payload, get and search show them.
