@@ -12,6 +12,7 @@
  * | 1 points        | messages                             | `{ id, vector }[]`, `[]` if none |
  * | points[].id     | varint (uint32: its low 32 bits)     | number, 0 if absent              |
  * | points[].vector | packed floats, or one float a field  | number[], `[]` if absent         |
+ * | points[].payload (3) | UTF-8 string, at most PAYLOAD_BYTES_MAX bytes | string, "" if absent |
  * | 2 collection    | UTF-8 string                         | string, "" if absent             |
  * | 10 consistency  | UTF-8 string                         | string, "" if absent             |
  * | 11 version      | varint (uint64)                      | decimal string, "0" if absent    |
@@ -19,12 +20,15 @@
  * As protobufjs: a singular field that appears twice keeps the last value; unknown fields are
  * skipped. Stricter: a known field with another wire type, or a packed list whose length is not
  * a multiple of 4, throws (the server answers INVALID_ARGUMENT) where protobufjs would read
- * garbage. proto/vector_db.proto is the reference: a test decodes random messages both ways.
+ * garbage. A payload longer than PAYLOAD_BYTES_MAX bytes throws naming the point before its
+ * bytes are decoded (common/payload.ts checks the rest: JSON, depth, keys).
+ * proto/vector_db.proto is the reference: a test decodes random messages both ways.
  *
  * @module
  */
 import { type Field, nextField } from "../common/wire_limits.ts";
 import type { Point, PutBatchRequest } from "./proto.ts";
+import { PAYLOAD_BYTES_MAX } from "../common/limits.ts";
 
 const utf8 = new TextDecoder();
 
@@ -53,10 +57,17 @@ function uint64(b: Uint8Array, from: number, to: number): string {
   return BigInt.asUintN(64, v).toString();
 }
 
-function decodePoint(b: Uint8Array, view: DataView, from: number, to: number): Point {
+function decodePoint(
+  b: Uint8Array,
+  view: DataView,
+  from: number,
+  to: number,
+  index: number,
+): Point {
   const f: Field = { number: 0, wire_type: 0, from: 0, to: 0 };
   let id = 0;
   let vector: number[] = [];
+  let payload = "";
   for (let pos = from; pos < to;) {
     const at = pos;
     pos = nextField(b, pos, to, f);
@@ -77,9 +88,17 @@ function decodePoint(b: Uint8Array, view: DataView, from: number, to: number): P
       if (start === 0) vector = new Array(n);
       else vector.length = start + n;
       for (let i = 0; i < n; i++) vector[start + i] = view.getFloat32(f.from + 4 * i, true);
+    } else if (f.number === 3) {
+      expectWire(f, 2, "points[].payload", at);
+      if (f.to - f.from > PAYLOAD_BYTES_MAX) {
+        throw new RangeError(
+          `points[${index}].payload is ${f.to - f.from} bytes; the limit is ${PAYLOAD_BYTES_MAX}`,
+        );
+      }
+      payload = utf8.decode(b.subarray(f.from, f.to));
     }
   }
-  return { id, vector };
+  return { id, vector, payload };
 }
 
 /** Decodes a `PutBatchRequest` as proto-loader would (see the module comment). */
@@ -98,7 +117,7 @@ export function decodePutBatchRequest(b: Uint8Array): Required<PutBatchRequest> 
     switch (f.number) {
       case 1:
         expectWire(f, 2, "points", at);
-        out.points.push(decodePoint(b, view, f.from, f.to));
+        out.points.push(decodePoint(b, view, f.from, f.to, out.points.length));
         break;
       case 2:
         expectWire(f, 2, "collection", at);

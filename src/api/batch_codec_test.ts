@@ -17,6 +17,9 @@ function randomRequest(r: Prng): Record<string, unknown> {
         { length: r.nextInt(3) === 0 ? 0 : dim },
         () => pick([0, -0, 1e-45, 3.4e38, -1.5, r.nextInt(1000) / 7, NaN, Infinity]),
       ),
+      ...(r.nextInt(2)
+        ? { payload: pick(["", "{}", '{"a":[1,"é"]}', "not json", "x".repeat(200)]) }
+        : {}),
     })),
   };
   if (r.nextInt(2)) req.collection = pick(["", "c", "default", "größe-ü", "x".repeat(300)]);
@@ -87,7 +90,7 @@ Deno.test("decodePutBatchRequest: unpacked and split vectors, repeated and unkno
   const bytes = big.subarray(3);
   const want = reference.requestDeserialize(bytes);
   assert.deepEqual(decodePutBatchRequest(bytes), want);
-  assert.deepEqual(want.points[0], { id: 5, vector: [1.5, 2, 3, -4] });
+  assert.deepEqual(want.points[0], { id: 5, vector: [1.5, 2, 3, -4], payload: "" });
   assert.equal(want.collection, "b");
   assert.equal(want.version, "9223372036854775808");
   const high = Buffer.from([0x0a, 6, 0x08, 0xff, 0xff, 0xff, 0xff, 0x7f]);
@@ -122,4 +125,20 @@ Deno.test("decodePutBatchRequest refuses wire types its schema does not allow; t
     vectorDbService.PutBatch.requestDeserialize(ok),
     reference.requestDeserialize(ok),
   );
+});
+
+Deno.test("decodePutBatchRequest: payloads decode; one over PAYLOAD_BYTES_MAX is refused by its size", () => {
+  const ok = reference.requestSerialize({
+    points: [{ id: 1, vector: [1], payload: '{"k":"v"}' }, { id: 2, vector: [2] }],
+  });
+  const got = decodePutBatchRequest(ok);
+  assert.deepEqual(got, reference.requestDeserialize(ok));
+  assert.equal(got.points[0].payload, '{"k":"v"}');
+  assert.equal(got.points[1].payload, "");
+  const big = reference.requestSerialize({
+    points: [{ id: 1, vector: [1] }, { id: 2, vector: [2], payload: "x".repeat(65_537) }],
+  });
+  const r = refusalOf(vectorDbService.PutBatch.requestDeserialize(big));
+  assert.equal(r?.code, 3);
+  assert.match(r?.details ?? "", /points\[1\]\.payload is 65537 bytes; the limit is 65536/);
 });

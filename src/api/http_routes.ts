@@ -36,6 +36,12 @@
  * it. uint64 fields (`version`, counts) are answered as decimal strings, as in the proto3 JSON
  * mapping, and accepted as strings or numbers.
  *
+ * **Payloads** are JSON objects in the bodies (`"payload": {...}` of a point, a Put, a Get
+ * answer, a search result), where gRPC carries their JSON text; null or absent is none. Search
+ * takes `with_payload` and `with_vector`; a result shows `payload` (an object) when asked for and
+ * the point has one, and `vector` when asked for. A Get answer has `payload`: the object, or
+ * null when the point has none.
+ *
  * **Limits.** A body is read with a cap of {@link JSON_BYTES_FACTOR} times the method's gRPC
  * limit (common/limits.ts `VECTORDB_REQUEST_BYTES_MAX`: JSON spends about 3 bytes per
  * protobuf byte on floats) BEFORE parsing; over it: 413 RESOURCE_EXHAUSTED. After parsing, the
@@ -175,22 +181,58 @@ function pathId(id: string): number | string {
  * collection (the path does): INVALID_ARGUMENT naming `searches[i].collection`. Anything that is
  * not a list of objects is left for the handler to refuse with its own message.
  */
+/** The fields a search of a batch body may have (the path names the collection). */
+const BATCH_SEARCH_FIELDS = new Set(["vector", "k", "ef", "with_payload", "with_vector"]);
+
 function batchSearches(searches: unknown, collection: string): unknown {
   if (!Array.isArray(searches)) return searches;
   return searches.map((s, i) => {
     if (s === null || typeof s !== "object" || Array.isArray(s)) return s;
     const fields = s as Record<string, unknown>;
     for (const key of Object.keys(fields)) {
-      if (key !== "vector" && key !== "k" && key !== "ef") {
+      if (!BATCH_SEARCH_FIELDS.has(key)) {
         throw new ValidationError(
           `searches[${i}].${key}`,
           fields[key],
-          `searches[${i}].${key} is not a field of a search here (vector, k, ef; the ` +
-            `collection comes from the path)`,
+          `searches[${i}].${key} is not a field of a search here (` +
+            `${[...BATCH_SEARCH_FIELDS].join(", ")}; the collection comes from the path)`,
         );
       }
     }
     return { ...fields, collection };
+  });
+}
+
+/**
+ * A payload in a JSON body (an object, or null/absent for none) as the JSON text the gRPC
+ * request carries; anything else is INVALID_ARGUMENT naming `field`. The limits
+ * (common/payload.ts) are checked on that text by the handler.
+ */
+function bodyPayload(value: unknown, field: string): string {
+  if (value === undefined || value === null) return "";
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new HttpError(
+      400,
+      grpc.status.INVALID_ARGUMENT,
+      `${field} must be a JSON object (or null), got ${quote(value)}`,
+    );
+  }
+  return JSON.stringify(value);
+}
+
+/** A payload's JSON text from a gRPC answer as the object it holds; null for none. */
+function answerPayload(text: unknown): unknown {
+  return typeof text === "string" && text !== "" ? JSON.parse(text) : null;
+}
+
+/** The points of a PutBatch body with their payloads as JSON text (others left to the validator). */
+function bodyPoints(points: unknown): unknown {
+  if (!Array.isArray(points)) return points;
+  return points.map((p, i) => {
+    if (p === null || typeof p !== "object" || Array.isArray(p)) return p;
+    const point = p as Record<string, unknown>;
+    if (point.payload === undefined) return point;
+    return { ...point, payload: bodyPayload(point.payload, `points[${i}].payload`) };
   });
 }
 
@@ -283,15 +325,33 @@ export const ROUTES: readonly Route[] = [
     "PutBatch",
     "Upsert a batch of points (all of one dimension)",
     ["points", "consistency", "version"],
-    (p, b) => ({ ...b, collection: pathCollection(p) }),
+    (p, b) => ({
+      ...b,
+      ...(b.points === undefined ? {} : { points: bodyPoints(b.points) }),
+      collection: pathCollection(p),
+    }),
   ),
   rpc(
     "POST",
     "/collections/{name}/points/search",
     "Search",
     "The k nearest points to a vector",
-    ["vector", "k", "ef"],
+    ["vector", "k", "ef", "with_payload", "with_vector"],
     (p, b) => ({ ...b, collection: pathCollection(p) }),
+    {
+      respond: (_p, response) => {
+        const r = response as { results: Record<string, unknown>[] };
+        const results = r.results.map((x) => {
+          const out: Record<string, unknown> = { id: x.id, distance: x.distance };
+          if (typeof x.payload === "string" && x.payload !== "") {
+            out.payload = answerPayload(x.payload);
+          }
+          if (Array.isArray(x.vector) && x.vector.length > 0) out.vector = x.vector;
+          return out;
+        });
+        return { status: 200, body: { ...r, results } };
+      },
+    },
   ),
   rpc(
     "POST",
@@ -322,14 +382,19 @@ export const ROUTES: readonly Route[] = [
     "/collections/{name}/points/{id}",
     "Put",
     "Upsert one point",
-    ["vector", "consistency", "version"],
-    (p, b) => ({ ...b, id: pathId(p.id), collection: pathCollection(p) }),
+    ["vector", "payload", "consistency", "version"],
+    (p, b) => ({
+      ...b,
+      ...(b.payload === undefined ? {} : { payload: bodyPayload(b.payload, "payload") }),
+      id: pathId(p.id),
+      collection: pathCollection(p),
+    }),
   ),
   rpc(
     "GET",
     "/collections/{name}/points/{id}",
     "Get",
-    "One point's vector and version (404 when absent or deleted)",
+    "One point's vector, payload and version (404 when absent or deleted)",
     null,
     (p) => ({ id: pathId(p.id), collection: pathCollection(p) }),
     {
@@ -343,7 +408,8 @@ export const ROUTES: readonly Route[] = [
               (r.deleted ? ` (deleted at version ${r.version})` : ""),
           );
         }
-        return { status: 200, body: { id: Number(p.id), ...r } };
+        const payload = answerPayload((r as { payload?: unknown }).payload);
+        return { status: 200, body: { id: Number(p.id), ...r, payload } };
       },
     },
   ),
@@ -543,11 +609,12 @@ export function parseBody(route: Route, text: string): Record<string, unknown> {
       const p = points[i];
       if (p === null || typeof p !== "object" || Array.isArray(p)) continue; // the validator names it
       for (const key in p) {
-        if (key !== "id" && key !== "vector") {
+        if (key !== "id" && key !== "vector" && key !== "payload") {
           throw new HttpError(
             400,
             grpc.status.INVALID_ARGUMENT,
-            `Unknown field ${quote(key.slice(0, 80))} in points[${i}]; a point has id, vector`,
+            `Unknown field ${quote(key.slice(0, 80))} in points[${i}]; a point has id, vector, ` +
+              `payload`,
           );
         }
       }

@@ -194,3 +194,72 @@ Deno.test("resolveHttpPort: default gRPC + 1000, 0 off, errors name the flag", (
   assert.throws(() => resolveHttpPort("70000", 1), /--http-port "70000" must be an integer/);
   assert.throws(() => resolveHttpPort("-1", 1), /--http-port "-1"/);
 });
+
+Deno.test("payloads: bodies carry objects, the gRPC requests their JSON text; answers objects", () => {
+  const put = matchRoute("PUT", "/collections/c1/points/7");
+  assert.deepEqual(put.route.request!(put.params, { vector: [1], payload: { a: [1, "é"] } }, {}), {
+    vector: [1],
+    payload: '{"a":[1,"é"]}',
+    id: 7,
+    collection: "c1",
+  });
+  assert.deepEqual(put.route.request!(put.params, { vector: [1], payload: null }, {}), {
+    vector: [1],
+    payload: "",
+    id: 7,
+    collection: "c1",
+  });
+  assert.throws(() => put.route.request!(put.params, { vector: [1], payload: "{}" }, {}), {
+    http: 400,
+    message: 'payload must be a JSON object (or null), got "{}"',
+  });
+  const batch = matchRoute("PUT", "/collections/c1/points");
+  const body = parseBody(
+    batch.route,
+    '{"points":[{"id":1,"vector":[1],"payload":{"x":1}},{"id":2,"vector":[2]}]}',
+  );
+  assert.deepEqual(batch.route.request!(batch.params, body, {}), {
+    points: [{ id: 1, vector: [1], payload: '{"x":1}' }, { id: 2, vector: [2] }],
+    collection: "c1",
+  });
+  assert.throws(
+    () =>
+      batch.route.request!(batch.params, { points: [{ id: 1, vector: [1], payload: [1] }] }, {}),
+    { http: 400, message: "points[0].payload must be a JSON object (or null), got an array of 1" },
+  );
+  const get = matchRoute("GET", "/collections/c1/points/7");
+  const answer = get.route.respond!(get.params, {
+    found: true,
+    vector: [1],
+    version: "5",
+    deleted: false,
+    payload: '{"a":1}',
+  });
+  assert.deepEqual(answer.body, {
+    id: 7,
+    found: true,
+    vector: [1],
+    version: "5",
+    deleted: false,
+    payload: { a: 1 },
+  });
+  const none = get.route.respond!(get.params, { found: true, vector: [1], payload: "" });
+  assert.equal((none.body as { payload: unknown }).payload, null);
+  const search = matchRoute("POST", "/collections/c1/points/search");
+  assert.deepEqual(parseBody(search.route, '{"vector":[1],"k":2,"with_payload":true}'), {
+    vector: [1],
+    k: 2,
+    with_payload: true,
+  });
+  const results = search.route.respond!(search.params, {
+    results: [
+      { id: 1, distance: 0, payload: '{"b":true}', vector: [1] },
+      { id: 2, distance: 1, payload: "", vector: [] },
+    ],
+    partial: false,
+  });
+  assert.deepEqual(results.body, {
+    results: [{ id: 1, distance: 0, payload: { b: true }, vector: [1] }, { id: 2, distance: 1 }],
+    partial: false,
+  });
+});

@@ -15,6 +15,10 @@ import {
   K_MAX,
   M_MAX,
   M_MIN,
+  PAYLOAD_BYTES_MAX,
+  PAYLOAD_DEPTH_MAX,
+  PAYLOAD_KEY_BYTES_MAX,
+  PAYLOAD_KEYS_MAX,
   SCROLL_LIMIT_DEFAULT,
   SCROLL_LIMIT_MAX,
   SEARCH_BATCH_MAX,
@@ -34,6 +38,14 @@ const vector: Schema = {
   items: { type: "number", format: "float" },
   minItems: 1,
   maxItems: DIMENSION_MAX,
+};
+const payload: Schema = {
+  type: "object",
+  nullable: true,
+  additionalProperties: true,
+  description: `A JSON object kept with the point (null or absent: none): at most ` +
+    `${PAYLOAD_BYTES_MAX} bytes as JSON, nested at most ${PAYLOAD_DEPTH_MAX} deep, at most ` +
+    `${PAYLOAD_KEYS_MAX} keys in all, keys at most ${PAYLOAD_KEY_BYTES_MAX} bytes`,
 };
 const consistency: Schema = {
   type: "string",
@@ -91,7 +103,7 @@ const SCHEMAS: Record<string, Schema> = {
     type: "object",
     required: ["id", "vector"],
     additionalProperties: false,
-    properties: { id: { type: "integer", minimum: 0, maximum: ID_MAX }, vector },
+    properties: { id: { type: "integer", minimum: 0, maximum: ID_MAX }, vector, payload },
   },
   PutBatchBody: {
     type: "object",
@@ -111,7 +123,7 @@ const SCHEMAS: Record<string, Schema> = {
     type: "object",
     required: ["vector"],
     additionalProperties: false,
-    properties: { vector, consistency, version: uint64 },
+    properties: { vector, payload, consistency, version: uint64 },
   },
   PutResponse: {
     type: "object",
@@ -128,6 +140,7 @@ const SCHEMAS: Record<string, Schema> = {
       id: { type: "integer" },
       found: { type: "boolean" },
       vector,
+      payload,
       version: uint64,
       deleted: { type: "boolean" },
     },
@@ -144,6 +157,8 @@ const SCHEMAS: Record<string, Schema> = {
       vector,
       k: { type: "integer", minimum: 1, maximum: K_MAX },
       ef: { type: "integer", minimum: 0, maximum: EF_MAX, description: "0: server default" },
+      with_payload: { type: "boolean", description: "results carry their payloads" },
+      with_vector: { type: "boolean", description: "results carry their stored vectors" },
     },
   },
   SearchResponse: {
@@ -153,7 +168,12 @@ const SCHEMAS: Record<string, Schema> = {
         type: "array",
         items: {
           type: "object",
-          properties: { id: { type: "integer" }, distance: { type: "number" } },
+          properties: {
+            id: { type: "integer" },
+            distance: { type: "number" },
+            payload: { ...payload, description: "with_payload, when the point has one" },
+            vector: { ...vector, description: "with_vector" },
+          },
         },
       },
       partial: { type: "boolean" },

@@ -25,6 +25,7 @@ import {
 import {
   resolveCollection,
   validateEf,
+  validateFlag,
   validateK,
   validateVector,
   ValidationError,
@@ -145,12 +146,21 @@ export function validateSearchBatchRequest(request: { searches?: unknown }): Val
     if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
       throw new ValidationError(at, raw, `${at} is not a search`);
     }
-    const s = raw as { vector?: unknown; k?: unknown; ef?: unknown; collection?: unknown };
+    const s = raw as {
+      vector?: unknown;
+      k?: unknown;
+      ef?: unknown;
+      collection?: unknown;
+      with_payload?: unknown;
+      with_vector?: unknown;
+    };
     const v: ValidSearch = {
       vector: validateVector(s.vector, `${at}.vector`),
       k: validateK(s.k, `${at}.k`),
       ef: validateEf(s.ef, `${at}.ef`),
       collection: resolveCollection(s.collection, `${at}.collection`),
+      with_payload: validateFlag(s.with_payload, `${at}.with_payload`),
+      with_vector: validateFlag(s.with_vector, `${at}.with_vector`),
     };
     checkEfAtLeastK(v, `${at}.ef`);
     return v;

@@ -50,11 +50,15 @@ Deno.test("validateScrollRequest fills the default limit and checks every field"
 
 Deno.test("validateSearchBatchRequest names the search of each error", () => {
   const ok = validateSearchBatchRequest({
-    searches: [{ vector: [1], k: 1 }, { vector: [2, 3], k: 4, ef: 8, collection: "c" }],
+    searches: [
+      { vector: [1], k: 1 },
+      { vector: [2, 3], k: 4, ef: 8, collection: "c", with_payload: true },
+    ],
   });
+  const flags = { with_payload: false, with_vector: false };
   assert.deepEqual(ok, [
-    { vector: [1], k: 1, ef: 0, collection: "default" },
-    { vector: [2, 3], k: 4, ef: 8, collection: "c" },
+    { vector: [1], k: 1, ef: 0, collection: "default", ...flags },
+    { vector: [2, 3], k: 4, ef: 8, collection: "c", ...flags, with_payload: true },
   ]);
   const fails = (searches: unknown, message: RegExp) =>
     assert.throws(() => validateSearchBatchRequest({ searches }), message);
@@ -68,6 +72,10 @@ Deno.test("validateSearchBatchRequest names the search of each error", () => {
   fails([{ vector: [NaN], k: 1 }], /^ValidationError: searches\[0\]\.vector\[0\] is NaN$/);
   fails([{ vector: [1], k: 10_001 }], /^ValidationError: searches\[0\]\.k 10001 /);
   fails([{ vector: [1], k: 1, collection: "a/b" }], /^ValidationError: searches\[0\]\.collection /);
+  fails(
+    [{ vector: [1], k: 1, with_vector: "yes" }],
+    /^ValidationError: searches\[0\]\.with_vector "yes" must be true or false$/,
+  );
   fails(
     [{ vector: [1], k: 3, ef: 2 }],
     /^ValidationError: searches\[0\]\.ef 2 must be at least k 3 \(or 0\)$/,

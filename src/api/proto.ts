@@ -58,6 +58,8 @@ export interface PutRequest {
   consistency?: string;
   /** 0 or absent: the server stamps it. At most 2^53 - 1 (VERSION_MAX). */
   version?: Uint64;
+  /** JSON text of an object (common/payload.ts); "" or absent: none. */
+  payload?: string;
 }
 export interface PutResponse {
   ok: boolean;
@@ -70,6 +72,8 @@ export interface PutResponse {
 export interface Point {
   id: number;
   vector: number[];
+  /** JSON text of an object (common/payload.ts); "" or absent: none. */
+  payload?: string;
 }
 export interface PutBatchRequest {
   points: Point[];
@@ -96,6 +100,8 @@ export interface GetResponse {
   version?: Uint64;
   /** True when the id's last write was a delete. */
   deleted?: boolean;
+  /** The payload's compact JSON text when found; "" when none. */
+  payload?: string;
 }
 
 export interface DeleteRequest {
@@ -117,10 +123,18 @@ export interface SearchRequest {
   k: number;
   collection?: string;
   ef?: number;
+  /** Results carry their payloads. */
+  with_payload?: boolean;
+  /** Results carry their stored vectors. */
+  with_vector?: boolean;
 }
 export interface SearchResult {
   id: number;
   distance: number;
+  /** With `with_payload`: compact JSON text, "" for none. */
+  payload?: string;
+  /** With `with_vector`: the stored vector. */
+  vector?: number[];
 }
 export interface SearchResponse {
   results: SearchResult[];

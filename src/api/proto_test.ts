@@ -80,11 +80,21 @@ Deno.test("outside-client field names and numbers are fixed", () => {
 
 Deno.test("messages round-trip with the loader options", () => {
   const search = vectorDbService.Search;
-  const req = { vector: [0.5, -1.25, 3], k: 7, collection: "c", ef: 64 };
+  const req = {
+    vector: [0.5, -1.25, 3],
+    k: 7,
+    collection: "c",
+    ef: 64,
+    with_payload: true,
+    with_vector: false,
+  };
   assert.deepEqual(search.requestDeserialize(search.requestSerialize(req)), req);
 
   const res: SearchResponse = {
-    results: [{ id: 4294967295, distance: 0.25 }, { id: 0, distance: 1.5 }],
+    results: [
+      { id: 4294967295, distance: 0.25, payload: '{"a":[1,"é"]}', vector: [1, -2] },
+      { id: 0, distance: 1.5, payload: "", vector: [] },
+    ],
     partial: true,
     shards_answered: 2,
     shards_total: 3,

@@ -35,6 +35,8 @@ export interface TransferPoint {
   version: number;
   /** True for a tombstone (the id's last write was a delete). */
   deleted: boolean;
+  /** A live entry's payload: compact JSON text; "" (or absent) for none. */
+  payload?: string;
 }
 
 /** One entry of a CopyBatch request. */
@@ -45,6 +47,8 @@ export interface CopyPoint {
   /** 1 .. VERSION_MAX, a number or a decimal string. */
   version: Uint64;
   deleted?: boolean;
+  /** A live entry's payload as JSON text of an object; "" or absent for none. */
+  payload?: string;
 }
 
 export interface ScanRequest {

@@ -15,6 +15,7 @@
 
 import { collectionNameProblem } from "../common/collection_name.ts";
 import { VERSION_FUTURE_MAX_MS, versionCeiling } from "../common/version.ts";
+import { parsePayload, PayloadError } from "../common/payload.ts";
 import {
   BATCH_POINTS_MAX,
   type Consistency,
@@ -212,12 +213,44 @@ export function validateVersionFromOutside(
   return n;
 }
 
+/**
+ * A payload field: JSON text of an object within the limits of common/payload.ts, or "" /
+ * absent for none. Returns the canonical bytes (null for none).
+ */
+export function validatePayload(payload: unknown, field = "payload"): Uint8Array | null {
+  if (payload === undefined || payload === null || payload === "") return null;
+  if (typeof payload !== "string") {
+    throw new ValidationError(
+      field,
+      payload,
+      `${field} must be a string of JSON text, got ${quote(payload)}`,
+    );
+  }
+  try {
+    return parsePayload(payload, field);
+  } catch (e) {
+    if (e instanceof PayloadError) throw new ValidationError(field, e.value, e.message);
+    throw e;
+  }
+}
+
+/** A boolean request flag; absent is false. */
+export function validateFlag(value: unknown, field: string): boolean {
+  if (value === undefined || value === null) return false;
+  if (typeof value !== "boolean") {
+    throw new ValidationError(field, value, `${field} ${quote(value)} must be true or false`);
+  }
+  return value;
+}
+
 // ----- Whole requests -----
 
 /** A validated Put. */
 export interface ValidPut {
   id: number;
   vector: number[];
+  /** Canonical JSON bytes of the payload (common/payload.ts); null for none. */
+  payload: Uint8Array | null;
   collection: string;
   consistency: Consistency | undefined;
   /** 0 when the request left it for the server to stamp. */
@@ -226,7 +259,8 @@ export interface ValidPut {
 
 /** A validated PutBatch. */
 export interface ValidPutBatch {
-  points: { id: number; vector: number[] }[];
+  /** `payload`: canonical JSON bytes, null for none. */
+  points: { id: number; vector: number[]; payload: Uint8Array | null }[];
   collection: string;
   consistency: Consistency | undefined;
   /** 0 when the request left it for the server to stamp. */
@@ -248,6 +282,9 @@ export interface ValidSearch {
   k: number;
   ef: number;
   collection: string;
+  /** Results carry payloads / stored vectors. */
+  with_payload: boolean;
+  with_vector: boolean;
 }
 
 /** A validated CreateCollection with defaults filled in. */
@@ -262,6 +299,7 @@ export interface ValidCollection {
 interface PutLike {
   id?: unknown;
   vector?: unknown;
+  payload?: unknown;
   collection?: unknown;
   consistency?: unknown;
   version?: unknown;
@@ -272,6 +310,7 @@ export function validatePutRequest(request: PutLike, dimension?: number): ValidP
   return {
     id: validateId(request.id),
     vector: validateVector(request.vector, "vector", dimension),
+    payload: validatePayload(request.payload),
     collection: resolveCollection(request.collection),
     consistency: validateConsistency(request.consistency),
     version: validateVersionFromOutside(request.version),
@@ -297,17 +336,19 @@ export function validatePutBatchRequest(
   }
   // Every point must have the dimension of the first when the collection's is unknown.
   let dim = dimension;
+  const valid = new Array<ValidPutBatch["points"][number]>(points.length);
   for (let i = 0; i < points.length; i++) {
-    const p = points[i] as { id?: unknown; vector?: unknown } | null;
+    const p = points[i] as { id?: unknown; vector?: unknown; payload?: unknown } | null;
     if (p === null || typeof p !== "object") {
       throw new ValidationError(`points[${i}]`, p, `points[${i}] ${quote(p)} is not a point`);
     }
-    validateId(p.id, `points[${i}].id`);
+    const id = validateId(p.id, `points[${i}].id`);
     const v = validateVector(p.vector, `points[${i}].vector`, dim);
     if (dim === undefined) dim = v.length;
+    valid[i] = { id, vector: v, payload: validatePayload(p.payload, `points[${i}].payload`) };
   }
   return {
-    points: points as { id: number; vector: number[] }[],
+    points: valid,
     collection: resolveCollection(request.collection),
     consistency: validateConsistency(request.consistency),
     version: validateVersionFromOutside(request.version),
@@ -328,7 +369,14 @@ export function validatePointRef(
 
 /** Validates a SearchRequest; checks the query's dimension when `dimension` is given. */
 export function validateSearchRequest(
-  request: { vector?: unknown; k?: unknown; ef?: unknown; collection?: unknown },
+  request: {
+    vector?: unknown;
+    k?: unknown;
+    ef?: unknown;
+    collection?: unknown;
+    with_payload?: unknown;
+    with_vector?: unknown;
+  },
   dimension?: number,
 ): ValidSearch {
   return {
@@ -336,6 +384,8 @@ export function validateSearchRequest(
     k: validateK(request.k),
     ef: validateEf(request.ef),
     collection: resolveCollection(request.collection),
+    with_payload: validateFlag(request.with_payload, "with_payload"),
+    with_vector: validateFlag(request.with_vector, "with_vector"),
   };
 }
 

@@ -24,10 +24,11 @@ import {
 } from "../common/limits.ts";
 
 /** Asserts that `fn` throws a ValidationError on `field` with exactly `message`. */
-function rejects(fn: () => unknown, field: string, message: string): void {
+function rejects(fn: () => unknown, field: string, message: string | RegExp): void {
   assert.throws(fn, (e: unknown) => {
     assert.ok(e instanceof ValidationError, `expected a ValidationError, got ${e}`);
-    assert.equal(e.message, message);
+    if (typeof message === "string") assert.equal(e.message, message);
+    else assert.match(e.message, message);
     assert.equal(e.field, field);
     return true;
   });
@@ -119,6 +120,7 @@ Deno.test("point requests", () => {
   assert.deepEqual(validatePutRequest({ id: 5, vector: [1, 2], collection: "", consistency: "" }), {
     id: 5,
     vector: [1, 2],
+    payload: null,
     collection: "default",
     consistency: undefined,
     version: 0,
@@ -139,6 +141,8 @@ Deno.test("point requests", () => {
     k: 3,
     ef: 0,
     collection: "c",
+    with_payload: false,
+    with_vector: false,
   });
   rejects(
     () => validateSearchRequest({ vector: [1], k: 0 }),
@@ -266,5 +270,41 @@ Deno.test("versions: uint64 decimal strings or numbers, 0 .. 2^53 - 1", () => {
     () => validatePointRef({ id: 1, version: "x" }),
     "version",
     'version "x" is not an unsigned integer',
+  );
+});
+
+Deno.test("payloads: canonical bytes, or a ValidationError naming the field", () => {
+  const put = validatePutRequest({ id: 1, vector: [1], payload: '{ "a" : [1, 2] }' });
+  assert.equal(new TextDecoder().decode(put.payload!), '{"a":[1,2]}');
+  assert.equal(validatePutRequest({ id: 1, vector: [1], payload: "" }).payload, null);
+  rejects(
+    () => validatePutRequest({ id: 1, vector: [1], payload: "[1]" }),
+    "payload",
+    'payload "[1]" must be a JSON object, got an array',
+  );
+  rejects(
+    () => validatePutRequest({ id: 1, vector: [1], payload: 7 }),
+    "payload",
+    "payload must be a string of JSON text, got 7",
+  );
+  const batch = validatePutBatchRequest({
+    points: [{ id: 1, vector: [1], payload: '{"x":1}' }, { id: 2, vector: [2], payload: "" }],
+  });
+  assert.deepEqual(batch.points.map((p) => p.payload?.length ?? null), [7, null]);
+  rejects(
+    () =>
+      validatePutBatchRequest({
+        points: [{ id: 1, vector: [1] }, { id: 2, vector: [2], payload: "{oops" }],
+      }),
+    "points[1].payload",
+    /^points\[1\]\.payload "\{oops" is not valid JSON/,
+  );
+  const s = validateSearchRequest({ vector: [1], k: 1, with_payload: true });
+  assert.equal(s.with_payload, true);
+  assert.equal(s.with_vector, false);
+  rejects(
+    () => validateSearchRequest({ vector: [1], k: 1, with_vector: "yes" }),
+    "with_vector",
+    'with_vector "yes" must be true or false',
   );
 });

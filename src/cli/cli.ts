@@ -34,6 +34,7 @@ import {
   validateEf,
   validateId,
   validateK,
+  validatePayload,
   validateVector,
   ValidationError,
 } from "../api/validate.ts";
@@ -76,10 +77,10 @@ export const DEFAULT_K = 10;
 export const USAGE = `Usage: client [global flags] <command> [flags]
 
 Commands:
-  put --id N --vector X,Y,... [--collection C] [--consistency one|quorum|all]
+  put --id N --vector X,Y,... [--payload JSON] [--collection C] [--consistency one|quorum|all]
   get --id N [--collection C]
   delete --id N [--collection C] [--consistency one|quorum|all]
-  search --vector X,Y,... [--k ${DEFAULT_K}] [--ef N] [--collection C]
+  search --vector X,Y,... [--k ${DEFAULT_K}] [--ef N] [--with-payload] [--collection C]
   scroll [--collection C] [--limit N] [--cursor S] [--all] [--with-vector]
                      (points in id order, one page; --all: every page from the cursor on)
   count [--collection C]
@@ -111,7 +112,8 @@ Global flags:
 
 Vectors are comma-separated numbers, e.g. --vector 0.1,-0.2,3e-4. An empty --collection
 selects "default". .fvecs ids are the row number plus --start-id; JSON lines carry their own
-ids: {"id": 7, "vector": [0.1, 0.2]}. load retries UNAVAILABLE, DEADLINE_EXCEEDED and
+ids: {"id": 7, "vector": [0.1, 0.2]}, and may carry a payload: "payload": {"tag": "a"}. A
+payload (--payload '{"tag":"a"}') is a JSON object of at most 64 KiB, kept with the point. load retries UNAVAILABLE, DEADLINE_EXCEEDED and
 RESOURCE_EXHAUSTED with backoff (up to --attempts per batch), halves its batch and concurrency
 on overload and grows them back; other failures fail their points for good, counted in the
 summary. Exit status: 0 ok, 1 failed call, bad file or any point failed for good, 2 bad
@@ -140,10 +142,20 @@ export type Command =
     vector: number[];
     collection: string;
     consistency: Consistency | undefined;
+    /** JSON text of an object (`--payload`); absent: none. */
+    payload?: string;
   }
   | { kind: "get"; id: number; collection: string }
   | { kind: "delete"; id: number; collection: string; consistency: Consistency | undefined }
-  | { kind: "search"; vector: number[]; k: number; ef: number; collection: string }
+  | {
+    kind: "search";
+    vector: number[];
+    k: number;
+    ef: number;
+    collection: string;
+    /** `--with-payload`: results carry (and print) their payloads. */
+    with_payload?: boolean;
+  }
   | {
     kind: "scroll";
     collection: string;
@@ -216,6 +228,8 @@ const OPTIONS = {
   cursor: { type: "string" },
   all: { type: "boolean" },
   "with-vector": { type: "boolean" },
+  payload: { type: "string" },
+  "with-payload": { type: "boolean" },
 } as const;
 
 type Flag = keyof typeof OPTIONS;
@@ -233,10 +247,10 @@ const GLOBAL_FLAGS: Flag[] = [
 
 /** Flags each command accepts: [required, optional]. */
 const COMMAND_FLAGS: Record<string, [Flag[], Flag[]]> = {
-  put: [["id", "vector"], ["collection", "consistency"]],
+  put: [["id", "vector"], ["collection", "consistency", "payload"]],
   get: [["id"], ["collection"]],
   delete: [["id"], ["collection", "consistency"]],
-  search: [["vector"], ["k", "ef", "collection"]],
+  search: [["vector"], ["k", "ef", "collection", "with-payload"]],
   scroll: [[], ["collection", "limit", "cursor", "all", "with-vector"]],
   count: [[], ["collection"]],
   "collections create": [["name", "dimension"], ["metric", "m", "ef-construction"]],
@@ -421,6 +435,11 @@ export function parseCli(
         collection: collectionFlag(str("collection")),
         consistency: consistency(),
       };
+      if (str("payload") !== undefined) {
+        // Checked here with the server's limits, so a bad payload never leaves the client.
+        checked(() => validatePayload(str("payload"), "--payload"));
+        command.payload = str("payload")!;
+      }
       break;
     case "get":
       command = { kind: "get", id: id(), collection: collectionFlag(str("collection")) };
@@ -445,6 +464,7 @@ export function parseCli(
           : checked(() => validateEf(parseInteger("ef", str("ef")!), "--ef")),
         collection: collectionFlag(str("collection")),
       };
+      if (v["with-payload"] === true) command.with_payload = true;
       break;
     case "scroll": {
       const limit = str("limit") === undefined ? 0 : parseInteger("limit", str("limit")!);
@@ -610,7 +630,7 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
           res.found
             ? `id ${command.id} in ${collectionLabel(command.collection)}: ${
               formatVector(res.vector)
-            }`
+            }` + (res.payload ? `\npayload: ${res.payload}` : "")
             : `id ${command.id} not found in ${collectionLabel(command.collection)}`,
         );
         return EXIT_OK;
@@ -634,7 +654,7 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
       case "search": {
         const { kind: _, ...request } = command;
         const res = await api.call("Search", request);
-        print(io, global.json, res, formatSearch(res));
+        print(io, global.json, res, formatSearch(res, command.with_payload === true));
         return EXIT_OK;
       }
       case "scroll": {

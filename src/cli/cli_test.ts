@@ -254,6 +254,15 @@ Deno.test("bad command lines throw UsageError with a clear message", () => {
     [["backup", "create", "--name", "b"], /"backup create" needs --collection/],
     [["backup", "create", "--collection", "c", "--name", "a/b"], /--name "a\/b" must be/],
     [["backup", "restore", "--name", "b", "--collection", ""], /--collection "" must be/],
+    [
+      ["put", "--id", "1", "--vector", "1", "--payload", "{x"],
+      /^--payload "\{x" is not valid JSON/,
+    ],
+    [
+      ["put", "--id", "1", "--vector", "1", "--payload", "7"],
+      /--payload "7" must be a JSON object/,
+    ],
+    [["get", "--id", "1", "--payload", "{}"], /--payload is not a flag of "get"/],
   ];
   for (const [argv, message] of cases) {
     assert.throws(() => parseCli(argv), (e: unknown) => {
@@ -407,4 +416,23 @@ Deno.test("cli: formatBackups shows a router's node count and incomplete backups
     formatBackups([routed]),
     "b1  collection=c  points=6  bytes=10  created=1970-01-01T00:00:00.000Z  nodes=1/2 INCOMPLETE",
   );
+});
+
+Deno.test("payload flags: put --payload, search --with-payload", () => {
+  assert.deepEqual(command(["put", "--id", "1", "--vector", "1,2", "--payload", '{"a": 1}']), {
+    kind: "put",
+    id: 1,
+    vector: [1, 2],
+    collection: "",
+    consistency: undefined,
+    payload: '{"a": 1}',
+  });
+  assert.deepEqual(command(["search", "--vector", "1", "--with-payload"]), {
+    kind: "search",
+    vector: [1],
+    k: 10,
+    ef: 0,
+    collection: "",
+    with_payload: true,
+  });
 });

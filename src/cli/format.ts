@@ -90,10 +90,22 @@ export function formatVector(v: number[]): string {
 }
 
 /** Search results as a table of rank, id and distance, with a note when partial. */
-export function formatSearch(res: SearchResponse): string {
+export function formatSearch(res: SearchResponse, with_payload = false): string {
   const lines: string[] = [];
   if (res.results.length === 0) lines.push("No results");
-  else {
+  else if (with_payload) {
+    // The payload column is the point's compact JSON, as stored ("" for none).
+    lines.push(formatTable(
+      ["#", "id", "distance", "payload"],
+      res.results.map((r, i) => [
+        String(i + 1),
+        String(r.id),
+        formatFloat32(r.distance),
+        r.payload ?? "",
+      ]),
+      ["right", "right", "right", "left"],
+    ));
+  } else {
     lines.push(formatTable(
       ["#", "id", "distance"],
       res.results.map((r, i) => [String(i + 1), String(r.id), formatFloat32(r.distance)]),

@@ -30,6 +30,12 @@ import {
   type RetryPolicy,
 } from "./load_plan.ts";
 import { PointsFileError, pointsFileFormat, readPointsFile } from "./points_file.ts";
+import { utf8Length } from "../common/payload.ts";
+
+/** Upper bound of the encoded size of one point in a PutBatch (its payload included). */
+function pointBytesMax(p: Point): number {
+  return 6 + 6 + 4 * p.vector.length + 6 + (p.payload ? 6 + utf8Length(p.payload) : 0);
+}
 
 /** Upper bound of the encoded size of a PutBatch of `points` points of dimension `dim`. */
 export function batchBytesMax(points: number, dim: number): number {
@@ -189,8 +195,16 @@ export async function runLoad(
       buffer_at = 0;
     }
     if (buffer.length - buffer_at === 0) return undefined;
-    const points = buffer.slice(buffer_at, buffer_at + n);
-    buffer_at += points.length;
+    // Payloads make points' sizes differ: a batch also stops before the message limit.
+    let end = buffer_at;
+    let bytes = 256;
+    while (end < buffer.length && end - buffer_at < n) {
+      bytes += pointBytesMax(buffer[end]);
+      if (end > buffer_at && bytes > MESSAGE_BYTES_MAX) break;
+      end++;
+    }
+    const points = buffer.slice(buffer_at, end);
+    buffer_at = end;
     return points;
   };
   const next = async (): Promise<LoadItem | undefined> => {

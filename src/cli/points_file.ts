@@ -11,8 +11,9 @@
  * Every record must have the dimension of the first. Point ids are the record's row number
  * (from 0) plus `start_id`.
  *
- * `.jsonl` / `.ndjson`: one JSON object per line, `{"id": 7, "vector": [0.1, 0.2]}`; blank lines
- * are skipped. Ids come from the file.
+ * `.jsonl` / `.ndjson`: one JSON object per line, `{"id": 7, "vector": [0.1, 0.2]}`, optionally
+ * with `"payload": {...}` (a JSON object kept with the point, within the limits of
+ * common/payload.ts; null or absent: none); blank lines are skipped. Ids come from the file.
  *
  * Both readers stream (memory stays at one batch plus one read buffer), validate every point
  * with the API's rules, and report `bytes_read` so the caller can draw progress against the
@@ -26,7 +27,7 @@ import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import type { Point } from "../api/proto.ts";
 import { BATCH_POINTS_MAX, DIMENSION_MAX, ID_MAX } from "../common/limits.ts";
-import { validateId, validateVector, ValidationError } from "../api/validate.ts";
+import { validateId, validatePayload, validateVector, ValidationError } from "../api/validate.ts";
 
 /** A point file is malformed or unreadable; the message names the file and the place. */
 export class PointsFileError extends Error {
@@ -205,7 +206,7 @@ export async function* readJsonl(
       if (value === null || typeof value !== "object" || Array.isArray(value)) {
         throw new PointsFileError(`${where} must be an object like {"id": 1, "vector": [0.5]}`);
       }
-      const p = value as { id?: unknown; vector?: unknown };
+      const p = value as { id?: unknown; vector?: unknown; payload?: unknown };
       try {
         const id = validateId(p.id, "id");
         const vector = validateVector(p.vector, "vector");
@@ -215,7 +216,17 @@ export async function* readJsonl(
             `${where}: vector dimension ${vector.length} does not match the first point's ${dim}`,
           );
         }
-        points.push({ id, vector });
+        if (p.payload === undefined || p.payload === null) points.push({ id, vector });
+        else {
+          if (typeof p.payload !== "object" || Array.isArray(p.payload)) {
+            throw new PointsFileError(
+              `${where}: payload must be a JSON object, got ${JSON.stringify(p.payload)}`,
+            );
+          }
+          const payload = JSON.stringify(p.payload);
+          validatePayload(payload, "payload"); // the server's limits, named with the line
+          points.push({ id, vector, payload });
+        }
       } catch (e) {
         if (e instanceof ValidationError) throw new PointsFileError(`${where}: ${e.message}`);
         throw e;

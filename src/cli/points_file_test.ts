@@ -132,3 +132,34 @@ Deno.test("jsonl: ids from the file, blank lines skipped, errors name the line",
     );
   });
 });
+
+Deno.test("jsonl: payloads are kept as JSON text; bad ones name the line", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "p.jsonl");
+    await Deno.writeTextFile(
+      path,
+      '{"id": 1, "vector": [1], "payload": {"tag": "a", "n": [1, 2]}}\n' +
+        '{"id": 2, "vector": [2], "payload": null}\n{"id": 3, "vector": [3]}\n',
+    );
+    const [batch] = await collect(readJsonl(path, { batch_points: 10 }));
+    assert.deepEqual(batch.points, [
+      { id: 1, vector: [1], payload: '{"tag":"a","n":[1,2]}' },
+      { id: 2, vector: [2] },
+      { id: 3, vector: [3] },
+    ]);
+    const cases: [string, RegExp][] = [
+      ['{"id": 1, "vector": [1], "payload": [1]}\n', /line 1: payload must be a JSON object/],
+      ['{"id": 1, "vector": [1], "payload": "x"}\n', /line 1: payload must be a JSON object/],
+      [
+        `{"id": 1, "vector": [1]}\n{"id": 2, "vector": [1], "payload": {"a": "${
+          "x".repeat(70_000)
+        }"}}\n`,
+        /line 2: payload .* is at least 70008 bytes; the limit is 65536/,
+      ],
+    ];
+    for (const [text, error] of cases) {
+      await Deno.writeTextFile(path, text);
+      await assert.rejects(collect(readJsonl(path, { batch_points: 10 })), error);
+    }
+  });
+});

@@ -31,6 +31,7 @@ import type {
 } from "../api/proto.ts";
 import { type ClientSecurity, clientSecurity } from "../api/security.ts";
 import { BATCH_POINTS_MAX, type Consistency, PUT_BATCH_BYTES_MAX } from "../common/limits.ts";
+import { utf8Length } from "../common/payload.ts";
 import {
   DEFAULT_RETRY,
   REAL_CLOCK,
@@ -102,6 +103,19 @@ export interface WriteOptions extends CallOptions {
   version?: Uint64;
 }
 
+/**
+ * A point's payload: a JSON object (see "Payloads" in proto/vector_db.proto for its limits).
+ * The client sends it as JSON text; answers carry the text (`JSON.parse` it, or use
+ * {@link parsePayload} of this module).
+ */
+export type Payload = Record<string, unknown>;
+
+/** Options of {@link VectorDbClient.put}. */
+export interface PutOptions extends WriteOptions {
+  /** The point's payload; absent or null: none (a put replaces a payload the point had). */
+  payload?: Payload | null;
+}
+
 /** Options of {@link VectorDbClient.upsert}. */
 export interface UpsertOptions extends WriteOptions {
   /** Most points per PutBatch, 1 .. BATCH_POINTS_MAX (default); batches are also kept under
@@ -115,6 +129,10 @@ export interface SearchOptions extends CallOptions {
   k?: number;
   /** Search breadth, 0 (server default) or 1 .. 10,000. */
   ef?: number;
+  /** Results carry their payloads (`results[i].payload`, JSON text). */
+  withPayload?: boolean;
+  /** Results carry their stored vectors (`results[i].vector`). */
+  withVector?: boolean;
 }
 
 /** One search of {@link VectorDbClient.searchBatch}. */
@@ -143,6 +161,22 @@ export interface ScrollOptions extends CallOptions {
 export interface PointInput {
   id: number;
   vector: ArrayLike<number>;
+  /** The point's payload; absent or null: none. */
+  payload?: Payload | null;
+}
+
+/** The JSON text of a payload for the wire ("" for none); a non-object is a TypeError. */
+function payloadWire(payload: unknown, what: string): string {
+  if (payload === undefined || payload === null) return "";
+  if (typeof payload !== "object" || Array.isArray(payload)) {
+    throw new TypeError(`${what} must be a JSON object, got ${JSON.stringify(payload)}`);
+  }
+  return JSON.stringify(payload);
+}
+
+/** The object of a payload's JSON text from an answer (Get, Search); null for none. */
+export function parsePayload(text: string | undefined): Payload | null {
+  return text === undefined || text === "" ? null : JSON.parse(text) as Payload;
 }
 
 /** The outcome of {@link VectorDbClient.upsert}. */
@@ -209,13 +243,14 @@ function plainVector(vector: ArrayLike<number>, what: string): number[] {
 }
 
 /** Upper bound of the encoded size of one point of dimension `dim` in a PutBatch. */
-function pointBytesMax(dim: number): number {
-  // id (tag + ≤5 varint), vector (tag + ≤5 length + 4 × dim), the point's tag and length (≤6).
-  return 6 + 6 + 4 * dim + 6;
+function pointBytesMax(dim: number, payload_bytes = 0): number {
+  // id (tag + ≤5 varint), vector (tag + ≤5 length + 4 × dim), the point's tag and length (≤6),
+  // a payload (tag + ≤5 length + its bytes).
+  return 6 + 6 + 4 * dim + 6 + (payload_bytes > 0 ? 6 + payload_bytes : 0);
 }
 
 /** Split `points` into batches of at most `size` points and under the PutBatch byte limit. */
-export function splitBatches<T extends { vector: ArrayLike<number> }>(
+export function splitBatches<T extends { vector: ArrayLike<number>; payload?: string }>(
   points: readonly T[],
   size: number = BATCH_POINTS_MAX,
   bytes_max: number = PUT_BATCH_BYTES_MAX - 4096,
@@ -224,7 +259,10 @@ export function splitBatches<T extends { vector: ArrayLike<number> }>(
   let batch: T[] = [];
   let bytes = 0;
   for (const p of points) {
-    const b = pointBytesMax(p.vector?.length ?? 0);
+    const b = pointBytesMax(
+      p.vector?.length ?? 0,
+      typeof p.payload === "string" ? utf8Length(p.payload) : 0,
+    );
     if (batch.length > 0 && (batch.length >= size || bytes + b > bytes_max)) {
       out.push(batch);
       batch = [];
@@ -357,10 +395,12 @@ export class VectorDbClient {
         `batchSize ${size} must be an integer from 1 to ${BATCH_POINTS_MAX}`,
       );
     }
-    const wire: Point[] = points.map((p, i) => ({
-      id: p?.id,
-      vector: plainVector(p?.vector, `points[${i}].vector`),
-    }));
+    const wire: Point[] = points.map((p, i) => {
+      const point: Point = { id: p?.id, vector: plainVector(p?.vector, `points[${i}].vector`) };
+      const payload = payloadWire(p?.payload, `points[${i}].payload`);
+      if (payload !== "") point.payload = payload;
+      return point;
+    });
     const batches = splitBatches(wire, size);
     const result: UpsertResult = { count: 0, batches: [] };
     let index = 0;
@@ -393,23 +433,28 @@ export class VectorDbClient {
     return result;
   }
 
-  /** Writes one point (a Put); {@link upsert} for many. */
+  /** Writes one point (a Put), with `options.payload` when given; {@link upsert} for many. */
   put(
     collection: string,
     id: number,
     vector: ArrayLike<number>,
-    options: WriteOptions = {},
+    options: PutOptions = {},
   ): Promise<PutResponse> {
+    const payload = payloadWire(options.payload, "payload");
     return this.call("Put", {
       id,
       vector: plainVector(vector, "vector"),
+      ...(payload === "" ? {} : { payload }),
       collection,
       consistency: options.consistency ?? "",
       version: options.version ?? 0,
     }, options);
   }
 
-  /** Point `id` of `collection`: `found`, its `vector` and `version` (`deleted` after a delete). */
+  /**
+   * Point `id` of `collection`: `found`, its `vector`, `payload` (JSON text, "" for none; see
+   * {@link parsePayload}) and `version` (`deleted` after a delete).
+   */
   get(collection: string, id: number, options?: CallOptions): Promise<GetResponse> {
     return this.call("Get", { id, collection }, options);
   }
@@ -435,6 +480,8 @@ export class VectorDbClient {
       k: options.k ?? DEFAULT_SEARCH_K,
       ef: options.ef ?? 0,
       collection,
+      ...(options.withPayload ? { with_payload: true } : {}),
+      ...(options.withVector ? { with_vector: true } : {}),
     }, options);
   }
 

@@ -6,6 +6,8 @@ import { BATCH_POINTS_MAX } from "../common/limits.ts";
 import {
   ClientOptionError,
   isServiceError,
+  parsePayload,
+  type Payload,
   splitBatches,
   type Transport,
   UpsertError,
@@ -286,4 +288,47 @@ Deno.test("client: searchBatch, scroll, scrollAll and count send the proto's fie
     ["Scroll", { collection: "c", limit: 1, cursor: "", with_vector: true }],
     ["Scroll", { collection: "c", limit: 1, cursor: "v1:1", with_vector: true }],
   ]);
+});
+
+Deno.test("client: payloads go as JSON text; search asks for them; parsePayload reads answers", async () => {
+  const t = fakeTransport((method) => (method === "PutBatch" ? { count: 2 } : {}));
+  const db = new VectorDbClient({ transport: t });
+  await db.upsert("c", [
+    { id: 1, vector: [1], payload: { tag: "a", n: [1, 2] } },
+    { id: 2, vector: [2], payload: null },
+  ]);
+  await db.put("c", 3, [3], { payload: { nested: { ok: true } } });
+  await db.search("c", [1], { k: 2, withPayload: true, withVector: true });
+  assert.deepEqual(t.sent.map((s) => s.request), [
+    {
+      points: [{ id: 1, vector: [1], payload: '{"tag":"a","n":[1,2]}' }, { id: 2, vector: [2] }],
+      collection: "c",
+      consistency: "",
+      version: 0,
+    },
+    {
+      id: 3,
+      vector: [3],
+      payload: '{"nested":{"ok":true}}',
+      collection: "c",
+      consistency: "",
+      version: 0,
+    },
+    { vector: [1], k: 2, ef: 0, collection: "c", with_payload: true, with_vector: true },
+  ]);
+  assert.throws(
+    () => db.put("c", 4, [4], { payload: [1, 2] as unknown as Payload }),
+    /payload must be a JSON object, got \[1,2\]/,
+  );
+  assert.deepEqual(parsePayload('{"a":1}'), { a: 1 });
+  assert.equal(parsePayload(""), null);
+  assert.equal(parsePayload(undefined), null);
+  // Payload bytes count towards the PutBatch byte limit.
+  const big = "x".repeat(1000);
+  const batches = splitBatches(
+    Array.from({ length: 10 }, (_, id) => ({ id, vector: [1], payload: big })),
+    100,
+    3_500,
+  );
+  assert.deepEqual(batches.map((b) => b.length), [3, 3, 3, 1]);
 });

@@ -40,6 +40,22 @@ export const ENTRIES_LIMIT_MAX = 16_384;
 /** Largest vector dimension a collection may have (`CreateCollectionRequest.dimension`). */
 export const DIMENSION_MAX = 65_536;
 
+/**
+ * Point payloads (`PutRequest.payload`, src/common/payload.ts): a JSON object, at most
+ * PAYLOAD_BYTES_MAX bytes of UTF-8 JSON text (checked before parsing, and again on the compact
+ * form stored), nested at most PAYLOAD_DEPTH_MAX objects/arrays deep (the top object is depth
+ * 1), with at most PAYLOAD_KEYS_MAX keys counted over all its objects and no key longer than
+ * PAYLOAD_KEY_BYTES_MAX UTF-8 bytes. 64 KiB keeps a point's payload within a few vectors' worth
+ * of memory; the depth bound keeps every walk of a payload (validation, filters) shallow.
+ */
+export const PAYLOAD_BYTES_MAX = 65_536;
+/** Deepest nesting of objects and arrays in a payload (the top object is depth 1). */
+export const PAYLOAD_DEPTH_MAX = 32;
+/** Most keys in one payload, counted over all its (nested) objects. */
+export const PAYLOAD_KEYS_MAX = 1_024;
+/** Longest key in a payload, in UTF-8 bytes. */
+export const PAYLOAD_KEY_BYTES_MAX = 256;
+
 /** Largest encoded gRPC message, in either direction: 64 MiB. */
 export const MESSAGE_BYTES_MAX = 64 * 1024 * 1024;
 
@@ -53,6 +69,9 @@ export const SMALL_REQUEST_BYTES_MAX = 4 * 1024;
 
 /** Requests with one vector (Put, Search): DIMENSION_MAX packed floats plus 4 KiB of framing. */
 export const VECTOR_REQUEST_BYTES_MAX = DIMENSION_MAX * 4 + 4 * 1024;
+
+/** A Put: one vector and one payload (PAYLOAD_BYTES_MAX of JSON text). */
+export const PUT_REQUEST_BYTES_MAX = VECTOR_REQUEST_BYTES_MAX + PAYLOAD_BYTES_MAX;
 
 /**
  * A PutBatch: the whole gRPC message cap. BATCH_POINTS_MAX points of dimension 1,536 fill 61.5
@@ -97,7 +116,8 @@ export const POINT_FIELDS_MAX = 16;
  *
  * | service                    | method                                  | bytes max | counted                      |
  * |----------------------------|-----------------------------------------|-----------|------------------------------|
- * | vectordb.VectorDB          | Put, Search                             | 260 KiB   | vector <= DIMENSION_MAX      |
+ * | vectordb.VectorDB          | Put                                     | 324 KiB   | vector <= DIMENSION_MAX      |
+ * | vectordb.VectorDB          | Search                                  | 260 KiB   | vector <= DIMENSION_MAX      |
  * | vectordb.VectorDB          | PutBatch                                | 64 MiB    | points <= BATCH_POINTS_MAX, 16 fields per point |
  * | vectordb.VectorDB          | SearchBatch                             | 26 MiB    | searches <= SEARCH_BATCH_MAX, 64 fields per search |
  * | vectordb.VectorDB          | Get, Delete, Create/DropCollection, ListCollections, Stats, Members, Drain, Backup, ListBackups, Restore, DeleteBackup, Scroll, Count | 4 KiB | |
@@ -109,7 +129,7 @@ export const POINT_FIELDS_MAX = 16;
  * Every request also has at most REQUEST_FIELDS_MAX other top-level fields.
  */
 export const VECTORDB_REQUEST_BYTES_MAX = {
-  Put: VECTOR_REQUEST_BYTES_MAX,
+  Put: PUT_REQUEST_BYTES_MAX,
   PutBatch: PUT_BATCH_BYTES_MAX,
   Get: SMALL_REQUEST_BYTES_MAX,
   Delete: SMALL_REQUEST_BYTES_MAX,

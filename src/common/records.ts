@@ -19,12 +19,23 @@
  * | 9    | COPY              | dimension u32, ids u32Array, versions, deleted bytes (one u8 0/1 |
  * |      |                   | per id), vectors f32Array (live entries only, in order)         |
  * | 10   | FORGET            | ids u32Array, versions                                          |
+ * | 11   | PUT_P             | id u32, version u64, vector f32Array, payload bytes             |
+ * | 12   | PUT_BATCH_P       | as PUT_BATCH_V, then payloads                                   |
+ * | 13   | COPY_P            | as COPY, then payloads (tombstones: empty)                      |
  *
  * `versions` is a u32 count (equal to the number of ids) followed by one u64 per id. A version
  * is an integer 0 .. 2^53 - 1 (`VERSION_MAX`, src/common/version.ts); see "Versions" in
  * proto/vector_db.proto for what they mean. Types 1 to 3 were written before versions existed:
  * they still decode (as version 0, which a collection applies unconditionally), but the encoder
  * always writes types 6 to 8 for `put`, `delete` and `put_batch` records.
+ *
+ * `payloads` is a u32 count (equal to the number of ids) followed by one length-prefixed byte
+ * string per id: the point's payload as canonical JSON (src/common/payload.ts), at most
+ * PAYLOAD_BYTES_MAX bytes; empty means no payload. `payload bytes` is one such string.
+ *
+ * Types 11 to 13 are written only when some entry of the record has a payload; a record
+ * without any keeps the older type (6, 8 or 9), so logs of collections that use no payloads are
+ * byte for byte what earlier versions wrote, and those versions can still read them.
  *
  * Every field is validated when encoding and again when decoding; decoding also requires that
  * the payload is consumed exactly.
@@ -48,9 +59,12 @@ export const RecordType = {
   PUT_BATCH_V: 8,
   COPY: 9,
   FORGET: 10,
+  PUT_P: 11,
+  PUT_BATCH_P: 12,
+  COPY_P: 13,
 } as const;
 
-import { DIMENSION_MAX, type Metric, METRICS } from "./limits.ts";
+import { DIMENSION_MAX, type Metric, METRICS, PAYLOAD_BYTES_MAX } from "./limits.ts";
 export { DIMENSION_MAX, type Metric, METRICS };
 /** Largest collection name, in UTF-8 bytes. */
 export const COLLECTION_NAME_BYTES_MAX = 255;
@@ -60,7 +74,15 @@ export const COLLECTION_NAME_BYTES_MAX = 255;
  * legacy types (or written by a caller that has no version).
  */
 export type WalRecord =
-  | { kind: "put"; collection?: string; id: number; vector: Float32Array; version: number }
+  | {
+    kind: "put";
+    collection?: string;
+    id: number;
+    vector: Float32Array;
+    version: number;
+    /** Canonical JSON bytes (src/common/payload.ts); null, empty or absent: none. */
+    payload?: Uint8Array | null;
+  }
   | { kind: "delete"; collection?: string; id: number; version: number }
   | {
     kind: "put_batch";
@@ -71,6 +93,8 @@ export type WalRecord =
     vectors: Float32Array;
     /** One per id. */
     versions: Float64Array;
+    /** One per id, or absent (none has one): canonical JSON bytes; null or empty: none. */
+    payloads?: readonly (Uint8Array | null)[];
   }
   | {
     /** Entries copied from another node: live points and tombstones, each with its version. */
@@ -84,6 +108,8 @@ export type WalRecord =
     deleted: Uint8Array;
     /** Row-major vectors of the live entries only, in order: `live count * dimension` values. */
     vectors: Float32Array;
+    /** One per id, or absent: a live entry's payload; null or empty: none (always, tombstones). */
+    payloads?: readonly (Uint8Array | null)[];
   }
   | {
     /** Entries to forget (point or tombstone, no tombstone left), each when held <= version. */
@@ -136,6 +162,9 @@ const TYPE_NAMES: Record<number, string> = {
   8: "PUT_BATCH_V",
   9: "COPY",
   10: "FORGET",
+  11: "PUT_P",
+  12: "PUT_BATCH_P",
+  13: "COPY_P",
 };
 
 /** The name of a record type code, or `UNKNOWN(<code>)`. */
@@ -167,6 +196,43 @@ function versionsProblem(ids: Uint32Array, versions: Float64Array): string | nul
   return null;
 }
 
+/** Bytes of a payload; 0 for none. */
+const payloadLength = (p: Uint8Array | null | undefined): number => p?.length ?? 0;
+
+/** Whether any entry has a payload (then the record is written as a type 11 to 13). */
+function anyPayload(payloads: readonly (Uint8Array | null)[] | undefined): boolean {
+  return payloads !== undefined && payloads.some((p) => payloadLength(p) > 0);
+}
+
+/** Checks a payload's size; returns an error message or null. */
+function payloadProblem(p: Uint8Array | null | undefined, what: string): string | null {
+  if (p === null || p === undefined) return null;
+  if (!(p instanceof Uint8Array)) return `Payload of ${what} is not a Uint8Array`;
+  return p.length > PAYLOAD_BYTES_MAX
+    ? `Payload of ${what} is ${p.length} bytes; the limit is ${PAYLOAD_BYTES_MAX}`
+    : null;
+}
+
+/** Checks a `payloads` array against its ids; returns an error message or null. */
+function payloadsProblem(
+  ids: Uint32Array,
+  payloads: readonly (Uint8Array | null)[] | undefined,
+  deleted?: Uint8Array,
+): string | null {
+  if (payloads === undefined) return null;
+  if (payloads.length !== ids.length) {
+    return `${ids.length} ids come with ${payloads.length} payloads`;
+  }
+  for (let i = 0; i < payloads.length; i++) {
+    const bad = payloadProblem(payloads[i], `entry ${i} (point ${ids[i]})`);
+    if (bad !== null) return bad;
+    if (deleted !== undefined && deleted[i] === 1 && payloadLength(payloads[i]) > 0) {
+      return `Tombstone entry ${i} (point ${ids[i]}) has a payload`;
+    }
+  }
+  return null;
+}
+
 /** Validates a record; returns an error message or null. Shared by both directions. */
 function problem(r: WalRecord): string | null {
   const name = r.collection ?? "";
@@ -183,7 +249,8 @@ function problem(r: WalRecord): string | null {
       }
       const at = nonFinite(r.vector);
       if (at >= 0) return `Vector component ${at} of point ${r.id} is ${r.vector[at]}`;
-      return versionProblem(r.version, `point ${r.id}`);
+      return versionProblem(r.version, `point ${r.id}`) ??
+        payloadProblem(r.payload, `point ${r.id}`);
     }
     case "delete":
       if (badId(r.id)) return `Point id ${r.id} is not an unsigned 32-bit integer`;
@@ -196,7 +263,7 @@ function problem(r: WalRecord): string | null {
       }
       const at = nonFinite(r.vectors);
       if (at >= 0) return `Batch value ${at} is ${r.vectors[at]}`;
-      return versionsProblem(r.ids, r.versions);
+      return versionsProblem(r.ids, r.versions) ?? payloadsProblem(r.ids, r.payloads);
     }
     case "copy": {
       if (badDim(r.dimension)) return `Dimension ${r.dimension} is outside 1..${DIMENSION_MAX}`;
@@ -216,7 +283,7 @@ function problem(r: WalRecord): string | null {
       }
       const at = nonFinite(r.vectors);
       if (at >= 0) return `Copy value ${at} is ${r.vectors[at]}`;
-      return null;
+      return payloadsProblem(r.ids, r.payloads, r.deleted);
     }
     case "forget":
       return versionsProblem(r.ids, r.versions);
@@ -241,19 +308,28 @@ function problem(r: WalRecord): string | null {
   }
 }
 
+/** Bytes of a `payloads` section (see the module comment). */
+function payloadsBytes(payloads: readonly (Uint8Array | null)[]): number {
+  let n = 4;
+  for (const p of payloads) n += 4 + payloadLength(p);
+  return n;
+}
+
 function payloadBytes(r: WalRecord): number {
   const name = 4 + utf8.encode(r.collection ?? "").length;
   switch (r.kind) {
     case "put":
-      return name + 4 + 8 + 4 + r.vector.byteLength;
+      return name + 4 + 8 + 4 + r.vector.byteLength +
+        (payloadLength(r.payload) > 0 ? 4 + payloadLength(r.payload) : 0);
     case "delete":
       return name + 4 + 8;
     case "put_batch":
       return name + 4 + 4 + r.ids.byteLength + 4 + 8 * r.versions.length + 4 +
-        r.vectors.byteLength;
+        r.vectors.byteLength + (anyPayload(r.payloads) ? payloadsBytes(r.payloads!) : 0);
     case "copy":
       return name + 4 + 4 + r.ids.byteLength + 4 + 8 * r.versions.length + 4 +
-        r.deleted.length + 4 + r.vectors.byteLength;
+        r.deleted.length + 4 + r.vectors.byteLength +
+        (anyPayload(r.payloads) ? payloadsBytes(r.payloads!) : 0);
     case "forget":
       return name + 4 + r.ids.byteLength + 4 + 8 * r.versions.length;
     case "create_collection":
@@ -266,6 +342,32 @@ function payloadBytes(r: WalRecord): number {
 function writeVersions(w: BinaryWriter, versions: Float64Array): void {
   w.u32(versions.length);
   for (let i = 0; i < versions.length; i++) w.u64(versions[i]);
+}
+
+function writePayloads(w: BinaryWriter, payloads: readonly (Uint8Array | null)[]): void {
+  w.u32(payloads.length);
+  for (const p of payloads) w.bytes(p ?? EMPTY_BYTES);
+}
+
+const EMPTY_BYTES = new Uint8Array(0);
+
+/** Reads one payload (`bytes`), bounded before it is copied; null when empty. */
+function readPayload(r: BinaryReader): Uint8Array | null {
+  const n = r.u32();
+  if (n > PAYLOAD_BYTES_MAX) {
+    throw new BinaryFormatError(`Payload of ${n} bytes is over the limit of ${PAYLOAD_BYTES_MAX}`);
+  }
+  return n === 0 ? null : r.raw(n).slice();
+}
+
+function readPayloads(r: BinaryReader): (Uint8Array | null)[] {
+  const n = r.u32();
+  if (n * 4 > r.remaining) {
+    throw new BinaryFormatError(`${n} payloads need ${n * 4}+ bytes but ${r.remaining} remain`);
+  }
+  const out = new Array<Uint8Array | null>(n);
+  for (let i = 0; i < n; i++) out[i] = readPayload(r);
+  return out;
 }
 
 function readVersions(r: BinaryReader): Float64Array {
@@ -292,10 +394,11 @@ export function encodeRecord(r: WalRecord): EncodedRecord {
   let type: number;
   switch (r.kind) {
     case "put":
-      type = RecordType.PUT_V;
+      type = payloadLength(r.payload) > 0 ? RecordType.PUT_P : RecordType.PUT_V;
       w.u32(r.id);
       w.u64(r.version);
       w.f32Array(r.vector);
+      if (type === RecordType.PUT_P) w.bytes(r.payload!);
       break;
     case "delete":
       type = RecordType.DELETE_V;
@@ -303,19 +406,21 @@ export function encodeRecord(r: WalRecord): EncodedRecord {
       w.u64(r.version);
       break;
     case "put_batch":
-      type = RecordType.PUT_BATCH_V;
+      type = anyPayload(r.payloads) ? RecordType.PUT_BATCH_P : RecordType.PUT_BATCH_V;
       w.u32(r.dimension);
       w.u32Array(r.ids);
       writeVersions(w, r.versions);
       w.f32Array(r.vectors);
+      if (type === RecordType.PUT_BATCH_P) writePayloads(w, r.payloads!);
       break;
     case "copy":
-      type = RecordType.COPY;
+      type = anyPayload(r.payloads) ? RecordType.COPY_P : RecordType.COPY;
       w.u32(r.dimension);
       w.u32Array(r.ids);
       writeVersions(w, r.versions);
       w.bytes(r.deleted);
       w.f32Array(r.vectors);
+      if (type === RecordType.COPY_P) writePayloads(w, r.payloads!);
       break;
     case "forget":
       type = RecordType.FORGET;
@@ -369,23 +474,30 @@ export function decodeRecord(type: number, payload: Uint8Array): WalRecord {
         };
         break;
       }
-      case RecordType.PUT_V: {
+      case RecordType.PUT_V:
+      case RecordType.PUT_P: {
         const id = r.u32();
         const version = r.u64Number();
-        rec = { kind: "put", collection, id, vector: r.f32Array(), version };
+        const vector = r.f32Array();
+        rec = { kind: "put", collection, id, vector, version };
+        if (type === RecordType.PUT_P) rec.payload = readPayload(r);
         break;
       }
       case RecordType.DELETE_V:
         rec = { kind: "delete", collection, id: r.u32(), version: r.u64Number() };
         break;
-      case RecordType.PUT_BATCH_V: {
+      case RecordType.PUT_BATCH_V:
+      case RecordType.PUT_BATCH_P: {
         const dimension = r.u32();
         const ids = r.u32Array();
         const versions = readVersions(r);
-        rec = { kind: "put_batch", collection, dimension, ids, versions, vectors: r.f32Array() };
+        const vectors = r.f32Array();
+        rec = { kind: "put_batch", collection, dimension, ids, versions, vectors };
+        if (type === RecordType.PUT_BATCH_P) rec.payloads = readPayloads(r);
         break;
       }
-      case RecordType.COPY: {
+      case RecordType.COPY:
+      case RecordType.COPY_P: {
         const dimension = r.u32();
         const ids = r.u32Array();
         const versions = readVersions(r);
@@ -399,6 +511,7 @@ export function decodeRecord(type: number, payload: Uint8Array): WalRecord {
           deleted,
           vectors: r.f32Array(),
         };
+        if (type === RecordType.COPY_P) rec.payloads = readPayloads(r);
         break;
       }
       case RecordType.FORGET: {

@@ -228,3 +228,121 @@ Deno.test("malformed payloads are refused when decoding", () => {
   new DataView(forget.buffer).setUint32(4 + 4 + 8, 1, true);
   assert.throws(() => decodeRecord(RecordType.FORGET, forget), RecordFormatError);
 });
+
+const enc = new TextEncoder();
+
+Deno.test("payload-bearing records (types 11-13) round trip; without payloads the old types", () => {
+  const withPayloads: WalRecord[] = [
+    {
+      kind: "put",
+      collection: "",
+      id: 7,
+      vector: new Float32Array([1, 2]),
+      version: 5,
+      payload: enc.encode('{"a":1}'),
+    },
+    {
+      kind: "put_batch",
+      collection: "",
+      dimension: 1,
+      ids: new Uint32Array([1, 2, 3]),
+      vectors: new Float32Array([1, 2, 3]),
+      versions: new Float64Array([9, 9, 9]),
+      payloads: [enc.encode('{"b":2}'), null, enc.encode('{"c":"é"}')],
+    },
+    {
+      kind: "copy",
+      collection: "",
+      dimension: 1,
+      ids: new Uint32Array([4, 5, 6]),
+      versions: new Float64Array([10, 11, 12]),
+      deleted: new Uint8Array([0, 1, 0]),
+      vectors: new Float32Array([1, 2]),
+      payloads: [null, null, enc.encode('{"d":[]}')],
+    },
+  ];
+  const types = [RecordType.PUT_P, RecordType.PUT_BATCH_P, RecordType.COPY_P];
+  withPayloads.forEach((rec, i) => {
+    const { type, payload } = encodeRecord(rec);
+    assert.equal(type, types[i]);
+    assert.equal(recordTypeName(type), ["PUT_P", "PUT_BATCH_P", "COPY_P"][i]);
+    assert.deepEqual(decodeRecord(type, payload), rec);
+  });
+  // No entry with a payload: the older type, byte for byte what it was without the field.
+  const none: WalRecord = {
+    kind: "put_batch",
+    collection: "",
+    dimension: 1,
+    ids: new Uint32Array([1, 2]),
+    vectors: new Float32Array([1, 2]),
+    versions: new Float64Array([9, 9]),
+  };
+  const plain = encodeRecord(none);
+  const empty = encodeRecord({ ...none, payloads: [null, new Uint8Array(0)] });
+  assert.equal(empty.type, RecordType.PUT_BATCH_V);
+  assert.deepEqual(empty.payload, plain.payload);
+  const put = encodeRecord({ kind: "put", id: 1, vector: new Float32Array([1]), version: 1 });
+  const putNull = encodeRecord({
+    kind: "put",
+    id: 1,
+    vector: new Float32Array([1]),
+    version: 1,
+    payload: null,
+  });
+  assert.equal(putNull.type, RecordType.PUT_V);
+  assert.deepEqual(putNull.payload, put.payload);
+});
+
+Deno.test("payload records: bad payloads are refused both ways", () => {
+  assert.throws(
+    () =>
+      encodeRecord({
+        kind: "put",
+        id: 1,
+        vector: new Float32Array([1]),
+        version: 1,
+        payload: new Uint8Array(65_537),
+      }),
+    (e: Error) =>
+      e instanceof InvalidRecordError && /65537 bytes; the limit is 65536/.test(e.message),
+  );
+  assert.throws(
+    () =>
+      encodeRecord({
+        kind: "copy",
+        dimension: 1,
+        ids: new Uint32Array([4]),
+        versions: new Float64Array([10]),
+        deleted: new Uint8Array([1]),
+        vectors: new Float32Array(0),
+        payloads: [enc.encode("{}")],
+      }),
+    /Tombstone entry 0 \(point 4\) has a payload/,
+  );
+  assert.throws(
+    () =>
+      encodeRecord({
+        kind: "put_batch",
+        dimension: 1,
+        ids: new Uint32Array([1, 2]),
+        vectors: new Float32Array([1, 2]),
+        versions: new Float64Array([1, 1]),
+        payloads: [enc.encode("{}")],
+      }),
+    /2 ids come with 1 payloads/,
+  );
+  // A decoded length over the limit is refused before the bytes are copied.
+  const { payload } = encodeRecord({
+    kind: "put",
+    id: 1,
+    vector: new Float32Array([1]),
+    version: 1,
+    payload: enc.encode('{"a":1}'),
+  });
+  const forged = payload.slice();
+  new DataView(forged.buffer).setUint32(forged.length - 11, 70_000, true);
+  assert.throws(
+    () => decodeRecord(RecordType.PUT_P, forged),
+    (e: Error) => e instanceof RecordFormatError && /70000 bytes is over the limit/.test(e.message),
+  );
+});

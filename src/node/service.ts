@@ -33,7 +33,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { memoryUsage } from "node:process";
-import type { VectorDBHandlers } from "../api/proto.ts";
+import type { GetResponse, SearchResult, VectorDBHandlers } from "../api/proto.ts";
 import { type StatusLike, UnaryGuard } from "../api/unary.ts";
 import type { RequestMetrics } from "../common/metrics.ts";
 import type { SearchMetrics } from "./metrics.ts";
@@ -45,7 +45,7 @@ import {
   validateSearchRequest,
   ValidationError,
 } from "../api/validate.ts";
-import { resolveCollection, validateCollectionName } from "../api/validate.ts";
+import { resolveCollection, validateCollectionName, type ValidSearch } from "../api/validate.ts";
 import {
   BackupBusyError,
   BackupCorruptError,
@@ -63,6 +63,7 @@ import {
 import { WalQueueFullError } from "../io/wal.ts";
 import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
 import { DEFAULT_COLLECTION } from "../common/limits.ts";
+import { payloadText } from "../common/payload.ts";
 import { VersionOverflowError } from "../common/version.ts";
 import { SOFTWARE_VERSION } from "../common/software_version.ts";
 import { CapacityError } from "../index/vector_store.ts";
@@ -219,11 +220,27 @@ export function nodeHandlers(
     };
   }
 
+  /** One search of a collection, with payloads and vectors when asked (Search, SearchBatch). */
+  const runSearch = (c: Collection, s: ValidSearch): SearchResult[] => {
+    const hits = c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef);
+    if (searchMetrics !== null) {
+      searchMetrics.ef.observe(c.index.lastSearchEf);
+      searchMetrics.visited.observe(c.index.lastVisited);
+    }
+    if (!s.with_payload && !s.with_vector) return hits;
+    return hits.map((h) => ({
+      id: h.id,
+      distance: h.distance,
+      payload: s.with_payload ? payloadText(c.getPayload(h.id)) : "",
+      vector: s.with_vector ? Array.from(c.get(h.id) ?? []) : [],
+    }));
+  };
+
   return {
     Put: guard.wrap("Put", async (req) => {
       const p = validatePutRequest(req);
       const c = await store.getForWrite(p.collection, p.vector.length);
-      const w = await c.put(p.id, p.vector, p.version);
+      const w = await c.put(p.id, p.vector, p.version, p.payload);
       return { ok: true, seq: String(w.seq), replicas_acked: 1, version: String(w.version) };
     }),
     PutBatch: guard.wrap("PutBatch", async (req) => {
@@ -239,12 +256,16 @@ export function nodeHandlers(
         return Promise.resolve({ found: false, vector: [], version: "0", deleted: false });
       }
       const e = c.getEntry(r.id);
-      return Promise.resolve({
+      const answer: GetResponse = {
         found: e.vector !== null,
         vector: e.vector === null ? [] : Array.from(e.vector),
         version: String(e.version),
         deleted: e.deleted,
-      });
+      };
+      // Absent when none: the wire reads it as "" (proto3 default).
+      const payload = e.vector === null ? null : c.getPayload(r.id);
+      if (payload !== null) answer.payload = payloadText(payload);
+      return Promise.resolve(answer);
     }),
     Delete: guard.wrap("Delete", async (req) => {
       const r = validatePointRef(req);
@@ -263,12 +284,7 @@ export function nodeHandlers(
       if (s.ef !== 0 && s.ef < s.k) {
         throw new ValidationError("ef", s.ef, `ef ${s.ef} must be at least k ${s.k} (or 0)`);
       }
-      const hits = c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef);
-      if (searchMetrics !== null) {
-        searchMetrics.ef.observe(c.index.lastSearchEf);
-        searchMetrics.visited.observe(c.index.lastVisited);
-      }
-      return Promise.resolve({ results: hits, ...covered });
+      return Promise.resolve({ results: runSearch(c, s), ...covered });
     }),
     CreateCollection: guard.wrap("CreateCollection", async (req) => {
       const v = validateCreateCollectionRequest(req);
@@ -370,13 +386,7 @@ export function nodeHandlers(
       });
       const results = list.map((s, i) => {
         const c = targets[i];
-        if (c === null) return { results: [], ...covered };
-        const hits = c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef);
-        if (searchMetrics !== null) {
-          searchMetrics.ef.observe(c.index.lastSearchEf);
-          searchMetrics.visited.observe(c.index.lastVisited);
-        }
-        return { results: hits, ...covered };
+        return { results: c === null ? [] : runSearch(c, s), ...covered };
       });
       return Promise.resolve({ results });
     }),

@@ -20,7 +20,11 @@
  * per collection is cached ({@link SCAN_SNAPSHOT_TTL_MS}), and dropped when a scan reaches its
  * end. Entries forgotten since the snapshot are skipped; each listed entry is read as it is
  * when its page is built. Pages hold at most {@link SCAN_LIMIT_MAX} entries and about
- * {@link SCAN_PAGE_BYTES_MAX} of vector data.
+ * {@link SCAN_PAGE_BYTES_MAX} of vector and payload data.
+ *
+ * **Payloads** travel with their points: Scan returns each live entry's payload (compact JSON
+ * text), CopyBatch checks each one as a client's (common/payload.ts limits, INVALID_ARGUMENT
+ * naming `points[i].payload`) and applies it with the vector, under the same version rule.
  *
  * **Entries** pages a collection's entries (live points and tombstones, with versions) after an
  * id without keeping anything between pages (src/node/points_read.ts): the router merges them
@@ -50,6 +54,7 @@ import { entriesPage } from "./points_read.ts";
 import {
   resolveCollection,
   validateId,
+  validatePayload,
   validateVector,
   validateVersionFromOutside,
   ValidationError,
@@ -59,8 +64,9 @@ import type { NodeStore } from "../storage/node_store.ts";
 import { UnaryGuard } from "../api/unary.ts";
 import type { RequestMetrics } from "../common/metrics.ts";
 import { IN_FLIGHT_MAX, toStatus } from "./service.ts";
+import { payloadText } from "../common/payload.ts";
 
-/** A Scan page stops once its vectors hold this many bytes. */
+/** A Scan page stops once its vectors and payloads hold this many bytes. */
 export const SCAN_PAGE_BYTES_MAX = 4 * 2 ** 20;
 /** A cached id snapshot older than this is rebuilt even mid-scan. */
 export const SCAN_SNAPSHOT_TTL_MS = 10 * 60_000;
@@ -98,7 +104,13 @@ export function validateCopyPoints(points: unknown, dimension: number): CopyEntr
   const list = arrayOf(points, "points");
   countOf(list.length, "points");
   return list.map((raw, i) => {
-    const p = raw as { id?: unknown; vector?: unknown; version?: unknown; deleted?: unknown };
+    const p = raw as {
+      id?: unknown;
+      vector?: unknown;
+      version?: unknown;
+      deleted?: unknown;
+      payload?: unknown;
+    };
     if (p === null || typeof p !== "object") {
       throw new ValidationError(`points[${i}]`, p, `points[${i}] is not an entry`);
     }
@@ -122,6 +134,13 @@ export function validateCopyPoints(points: unknown, dimension: number): CopyEntr
           `points[${i}].vector must be empty for a tombstone (deleted)`,
         );
       }
+      if (p.payload !== undefined && p.payload !== "") {
+        throw new ValidationError(
+          `points[${i}].payload`,
+          p.payload,
+          `points[${i}].payload must be empty for a tombstone (deleted)`,
+        );
+      }
       return { id, version, deleted };
     }
     return {
@@ -129,6 +148,7 @@ export function validateCopyPoints(points: unknown, dimension: number): CopyEntr
       version,
       deleted,
       vector: validateVector(vector, `points[${i}].vector`, dimension),
+      payload: validatePayload(p.payload, `points[${i}].payload`),
     };
   });
 }
@@ -229,13 +249,16 @@ export function transferHandlers(
         last = id;
         const e = c.getEntry(id);
         if (e.vector === null && !e.deleted) continue; // forgotten since the snapshot
-        points.push({
+        const payload = e.vector === null ? null : c.getPayload(id);
+        const point: TransferPoint = {
           id,
           vector: e.vector === null ? [] : Array.from(e.vector),
           version: e.version,
           deleted: e.deleted,
-        });
-        if (e.vector !== null) bytes += e.vector.byteLength;
+        };
+        if (payload !== null) point.payload = payloadText(payload);
+        points.push(point);
+        if (e.vector !== null) bytes += e.vector.byteLength + (payload?.length ?? 0);
       }
       const done = i >= snap.ids.length;
       if (done) snapshots.delete(name);

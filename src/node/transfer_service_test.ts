@@ -8,7 +8,7 @@ import {
   SCAN_LIMIT_MAX,
   transferService,
 } from "../api/transfer.ts";
-import { transferHandlers } from "./transfer_service.ts";
+import { SCAN_PAGE_BYTES_MAX, transferHandlers } from "./transfer_service.ts";
 
 type Handler = (call: { request: unknown }, cb: (e: unknown, r?: unknown) => void) => void;
 
@@ -277,7 +277,7 @@ Deno.test("Transfer messages carry versions as uint64; Scan replies decode to nu
   const scan = transferService.Scan;
   const wire = scan.responseDeserialize(scan.responseSerialize({
     points: [
-      { id: 1, vector: [1, 2], version: 9007199254740991, deleted: false },
+      { id: 1, vector: [1, 2], version: 9007199254740991, deleted: false, payload: '{"a":1}' },
       { id: 2, vector: [], version: "17", deleted: true },
       { id: 3, vector: [3, 3] },
     ],
@@ -288,9 +288,9 @@ Deno.test("Transfer messages carry versions as uint64; Scan replies decode to nu
   assert.equal(wire.points[0].version, "9007199254740991");
   assert.deepEqual(decodeScanResponse(wire), {
     points: [
-      { id: 1, vector: [1, 2], version: 9007199254740991, deleted: false },
-      { id: 2, vector: [], version: 17, deleted: true },
-      { id: 3, vector: [3, 3], version: 0, deleted: false },
+      { id: 1, vector: [1, 2], version: 9007199254740991, deleted: false, payload: '{"a":1}' },
+      { id: 2, vector: [], version: 17, deleted: true, payload: "" },
+      { id: 3, vector: [3, 3], version: 0, deleted: false, payload: "" },
     ],
     next_after_id: 3,
     done: true,
@@ -321,5 +321,79 @@ Deno.test("Transfer messages carry versions as uint64; Scan replies decode to nu
     vectors: [0.5, 1],
     dimension: 2,
     done: true,
+  });
+});
+
+Deno.test("Transfer carries payloads: Scan returns them, CopyBatch applies them (LWW), pages count their bytes", async () => {
+  await withNode(async (api, tr) => {
+    const big = JSON.stringify({ text: "p".repeat(60_000) });
+    await api("PutBatch", {
+      points: Array.from({ length: 100 }, (_, id) => ({
+        id,
+        vector: [id, 1],
+        payload: id % 10 === 0 ? "" : big,
+      })),
+      version: "100",
+    });
+    await api("Put", { id: 5, vector: [5, 5], version: "200", payload: '{"small":true}' });
+    await api("Delete", { id: 7, version: "300" });
+    // 4 MiB of payload bytes cut the first page long before the entry limit.
+    const first = await tr("Scan", { collection: "", from_start: true, limit: SCAN_LIMIT_MAX });
+    assert.ok(first.points.length < 100 && !first.done, `${first.points.length} entries`);
+    const pageBytes = (points: { payload?: string }[]) =>
+      points.reduce((n, p) => n + (p.payload?.length ?? 0) + 8, 0);
+    assert.ok(pageBytes(first.points.slice(0, -1)) < SCAN_PAGE_BYTES_MAX, "cut once over");
+    assert.ok(pageBytes(first.points) >= SCAN_PAGE_BYTES_MAX, "not cut before");
+    const all = [...first.points];
+    let page = first;
+    while (!page.done) {
+      page = await tr("Scan", {
+        collection: "",
+        after_id: page.next_after_id,
+        limit: SCAN_LIMIT_MAX,
+      });
+      all.push(...page.points);
+    }
+    assert.equal(all.length, 100);
+    const byId = new Map(all.map((p) => [p.id, p]));
+    assert.equal(byId.get(5)!.payload, '{"small":true}');
+    assert.equal(byId.get(10)!.payload ?? "", "");
+    assert.equal(byId.get(11)!.payload, big);
+    assert.equal(byId.get(7)!.deleted, true);
+    assert.equal(byId.get(7)!.payload ?? "", "");
+
+    // CopyBatch: a newer entry's payload wins, an older one's does not.
+    const copied = await tr("CopyBatch", {
+      collection: "",
+      points: [
+        { id: 5, vector: [5, 5], version: "150", payload: '{"stale":true}' },
+        { id: 11, vector: [1, 1], version: "400", payload: '{ "fresh" : 1 }' },
+        { id: 500, vector: [2, 2], version: "400", payload: '{"new":"point"}' },
+      ],
+    });
+    assert.deepEqual([copied.applied, copied.skipped], [2, 1]);
+    assert.equal((await api("Get", { id: 5 })).payload, '{"small":true}');
+    assert.equal((await api("Get", { id: 11 })).payload, '{"fresh":1}');
+    assert.equal((await api("Get", { id: 500 })).payload, '{"new":"point"}');
+
+    // Bad payloads are refused as a client's would be, naming the entry; nothing applies.
+    await invalid(
+      tr("CopyBatch", {
+        collection: "",
+        points: [
+          { id: 600, vector: [1, 1], version: "500", payload: '{"ok":1}' },
+          { id: 601, vector: [1, 1], version: "500", payload: "[]" },
+        ],
+      }),
+      /^points\[1\]\.payload "\[\]" must be a JSON object, got an array$/,
+    );
+    await invalid(
+      tr("CopyBatch", {
+        collection: "",
+        points: [{ id: 602, vector: [], version: "500", deleted: true, payload: "{}" }],
+      }),
+      "points[0].payload must be empty for a tombstone (deleted)",
+    );
+    assert.equal((await api("Get", { id: 600 })).found, false);
   });
 });

@@ -38,6 +38,7 @@ class FakeNodes {
           return Promise.reject(e);
         }
       },
+      entries: () => Promise.reject(new NodeStatusError(grpc.status.UNIMPLEMENTED, "no entries")),
       transfer: () => null,
       open: () => {},
       close: () => {},

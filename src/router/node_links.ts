@@ -152,6 +152,7 @@ export class GrpcNodeLinks implements NodePort {
             version: p.version, // TransferClient already made it a number
             deleted: p.deleted === true,
             vector: p.vector,
+            payload: p.payload ?? "",
           })),
           next_after_id: page.next_after_id,
           done: page.done,
@@ -164,6 +165,7 @@ export class GrpcNodeLinks implements NodePort {
           version: String(Math.max(1, e.version)),
           deleted: e.deleted,
           vector: e.deleted ? [] : Array.from(e.vector),
+          payload: e.deleted ? "" : e.payload ?? "",
         }));
         const r = await client.call("CopyBatch", { collection, points }).catch(missing);
         return { applied: r.applied, skipped: r.skipped };

@@ -179,18 +179,19 @@ export function mergeSearchResults(
   k: number,
 ): SearchResult[] {
   if (!Number.isInteger(k) || k < 1) throw new PlanError(`k ${k} must be a positive integer`);
-  const best = new Map<number, number>();
+  // The result objects are kept as the nodes sent them, so a payload or vector asked for
+  // (with_payload, with_vector) comes along with the copy that won.
+  const best = new Map<number, SearchResult>();
   for (const list of answers) {
     for (const r of list) {
       if (Number.isNaN(r.distance)) {
         throw new PlanError(`Search result for id ${r.id} has distance NaN`);
       }
       const d = best.get(r.id);
-      if (d === undefined || r.distance < d) best.set(r.id, r.distance);
+      if (d === undefined || r.distance < d.distance) best.set(r.id, r);
     }
   }
-  const merged: SearchResult[] = [];
-  for (const [id, distance] of best) merged.push({ id, distance });
+  const merged: SearchResult[] = [...best.values()];
   merged.sort(compareResults);
   if (merged.length > k) merged.length = k;
   return merged;

@@ -246,7 +246,14 @@ Deno.test("runSearchBatch keeps request order, bounds concurrency, names the fai
   };
   const list = Array.from(
     { length: 20 },
-    (_, i) => ({ vector: [0], k: i + 1, ef: 0, collection: "c" }),
+    (_, i) => ({
+      vector: [0],
+      k: i + 1,
+      ef: 0,
+      collection: "c",
+      with_payload: false,
+      with_vector: false,
+    }),
   );
   assert.deepEqual(await runSearchBatch(list, search, 3), list.map((v) => v.k));
   assert.ok(peak <= 3 && peak >= 2, `peak ${peak}`);

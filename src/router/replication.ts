@@ -31,6 +31,10 @@
  * version; owners that answered with an older one get the newest by a background, versioned copy
  * (read repair, at most {@link READ_REPAIRS_MAX} in flight).
  *
+ * **Payloads** go wherever the vector goes: in the request to every owner (as compact JSON text),
+ * in every hint (the record types with payloads, common/records.ts), in read repairs (the newest
+ * answer's payload, with its version). Get's answer, payload included, is the newest version's.
+ *
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
@@ -40,6 +44,7 @@ import type { ValidCollection, ValidPointRef, ValidPut, ValidPutBatch } from "..
 import type { Consistency } from "../common/limits.ts";
 import type { WalRecord } from "../common/records.ts";
 import { versionCeiling, type VersionClock } from "../common/version.ts";
+import { payloadText } from "../common/payload.ts";
 import type { Hint } from "./hints/queue.ts";
 import { HintQueueFullError } from "./hints/queue.ts";
 import { writeTimeoutMs } from "./hints/replay.ts";
@@ -151,8 +156,15 @@ export class Replication {
       id: v.id,
       vector: Float32Array.from(v.vector),
       version,
+      payload: v.payload,
     };
-    const request = { id: v.id, vector: v.vector, collection: v.collection, version };
+    const request = {
+      id: v.id,
+      vector: v.vector,
+      collection: v.collection,
+      version,
+      payload: payloadText(v.payload),
+    };
     const results = await this.write(owners, "Put", () => request, record);
     const d = decideWrite(owners, ackedSet(results), consistency, `the put of id ${v.id}`);
     if (!d.ok) failWrite(results, d.message);
@@ -168,7 +180,13 @@ export class Replication {
 
   async putBatch(view: RingView, v: ValidPutBatch): Promise<ResponseOf<"PutBatch">> {
     const consistency = v.consistency ?? this.deps.consistency;
-    const split = splitBatch(view.ring, this.deps.replication_factor, v.points);
+    // The wire form once (payloads as JSON text), shared by every owner's request.
+    const wire: Point[] = v.points.map((p) => ({
+      id: p.id,
+      vector: p.vector,
+      payload: payloadText(p.payload),
+    }));
+    const split = splitBatch(view.ring, this.deps.replication_factor, wire);
     const owners = [...split.per_owner.keys()];
     const dimension = v.points[0].vector.length;
     const version = this.stamp(v.version);
@@ -320,6 +338,7 @@ export class Replication {
         version,
         deleted: newest.deleted === true,
         vector: newest.found ? newest.vector : [],
+        payload: newest.found ? newest.payload ?? "" : "",
       };
       const run = port.copy(collection, [entry]).then(
         () => {},
@@ -507,10 +526,14 @@ function batchRecord(
 ): WalRecord {
   const ids = new Uint32Array(points.length);
   const vectors = new Float32Array(points.length * dimension);
+  const payloads = new Array<Uint8Array | null>(points.length);
   points.forEach((p, i) => {
     ids[i] = p.id;
     vectors.set(p.vector, i * dimension);
+    payloads[i] = p.payload ? utf8.encode(p.payload) : null;
   });
   const versions = new Float64Array(points.length).fill(version);
-  return { kind: "put_batch", collection, dimension, ids, vectors, versions };
+  return { kind: "put_batch", collection, dimension, ids, vectors, versions, payloads };
 }
+
+const utf8 = new TextEncoder();

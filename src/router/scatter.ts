@@ -52,7 +52,14 @@ export class Scatter {
     const { nodes, table } = this.deps;
     const down = new Set<string>();
     for (const s of table.all()) if (!s.delivery.reachable) down.add(s.address);
-    const request = { vector: v.vector, k: v.k, ef: v.ef, collection: v.collection };
+    const request = {
+      vector: v.vector,
+      k: v.k,
+      ef: v.ef,
+      collection: v.collection,
+      with_payload: v.with_payload,
+      with_vector: v.with_vector,
+    };
     const answered = new Set<string>();
     const asked = new Set<string>();
     const lists: SearchResult[][] = [];

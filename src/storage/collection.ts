@@ -55,6 +55,14 @@
  * | 1                 | the index image (`hnsw.ts`) only: every point loads at version 0   |
  * | 2                 | the index image, then the version table: ids u32Array (ascending), |
  * |                   | one u64 version per id, deleted bytes (one u8 0/1 per id)          |
+ * | 3                 | as 2, then the payload table (`payload_store.ts`): the live points |
+ * |                   | that have a payload, with its canonical JSON bytes                 |
+ *
+ * **Payloads** (src/common/payload.ts) are part of a point's state: a put sets the vector and
+ * the payload together (a put without one clears it), a delete or forget removes both, and the
+ * version rule above decides for both at once: an older put never brings back its payload. They
+ * travel in the same WAL records as the vectors (types 11 to 13 of src/common/records.ts when a
+ * record carries any) and live in a {@link PayloadStore} (a byte arena, no object per point).
  *
  * Known limit: tombstones are kept forever (they take an entry each in memory and in
  * snapshots). Collecting them needs a grace period longer than any node's absence, or a
@@ -82,6 +90,8 @@ import {
 } from "./snapshot.ts";
 import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
 import { isVersion, VERSION_MAX, VersionClock } from "../common/version.ts";
+import { PayloadStore, PayloadTableError } from "./payload_store.ts";
+import { PAYLOAD_BYTES_MAX } from "../common/limits.ts";
 
 /** Parameters a collection is created with. */
 export interface CollectionConfig {
@@ -127,6 +137,8 @@ export interface Observer {
 export interface Point {
   id: number;
   vector: ArrayLike<number>;
+  /** Canonical JSON bytes (src/common/payload.ts: `parsePayload`); null or absent: none. */
+  payload?: Uint8Array | null;
 }
 
 /** One entry of a copy: a live point (with its vector) or a tombstone (`deleted`). */
@@ -137,6 +149,8 @@ export interface CopyEntry {
   deleted: boolean;
   /** The vector of a live entry (the collection's dimension); ignored for a tombstone. */
   vector?: ArrayLike<number>;
+  /** A live entry's payload (canonical JSON bytes); null or absent: none. Not for tombstones. */
+  payload?: Uint8Array | null;
 }
 
 /** What the collection holds for an id. */
@@ -187,6 +201,17 @@ function yieldToLoop(): Promise<void> {
 /** Chunk size when streaming a snapshot image to disk; the event loop runs between chunks. */
 const SNAPSHOT_CHUNK_BYTES = 8 << 20;
 
+/** A payload argument: null, or at most PAYLOAD_BYTES_MAX bytes, else a RangeError. */
+function checkPayload(payload: Uint8Array | null | undefined, field: string): void {
+  if (payload === null || payload === undefined) return;
+  if (!(payload instanceof Uint8Array) || payload.length > PAYLOAD_BYTES_MAX) {
+    throw new RangeError(
+      `${field} of ${(payload as Uint8Array).length} bytes is over the limit of ` +
+        `${PAYLOAD_BYTES_MAX}`,
+    );
+  }
+}
+
 /** A version argument: an integer in `min .. VERSION_MAX`, else a RangeError naming `field`. */
 function checkVersion(version: number, field: string, min: number): number {
   if (!isVersion(version) || version < min) {
@@ -212,15 +237,23 @@ function applies(version: number, held: number | undefined): boolean {
 class PointTable {
   /** Version per id: `>= 0` a live point's put, `< 0` a tombstone (negated delete version). */
   readonly versions = new Map<number, number>();
+  /** Payloads of live points (a point without one has no entry). */
+  readonly payloads = new PayloadStore();
   tombstones = 0;
 
   constructor(readonly index: HnswIndex, readonly clock: VersionClock) {}
 
-  /** Applies a put; returns whether it applied. */
-  put(id: number, vector: ArrayLike<number>, version: number): boolean {
+  /** Applies a put (vector and payload together); returns whether it applied. */
+  put(
+    id: number,
+    vector: ArrayLike<number>,
+    version: number,
+    payload: Uint8Array | null | undefined = null,
+  ): boolean {
     const held = this.versions.get(id);
     if (!applies(version, held)) return false;
     this.index.add(id, vector);
+    this.payloads.set(id, payload ?? null);
     if (held !== undefined && held < 0) this.tombstones--;
     this.versions.set(id, version);
     return true;
@@ -231,6 +264,7 @@ class PointTable {
     const held = this.versions.get(id);
     if (!applies(version, held)) return { applied: false, removed: false };
     const removed = this.index.delete(id);
+    this.payloads.delete(id);
     if (held !== undefined && held < 0) this.tombstones--;
     if (version === 0) {
       this.versions.delete(id); // a legacy delete: nothing to remember
@@ -246,7 +280,10 @@ class PointTable {
     const held = this.versions.get(id);
     if (held === undefined || Math.abs(held) > version) return false;
     if (held < 0) this.tombstones--;
-    else this.index.delete(id);
+    else {
+      this.index.delete(id);
+      this.payloads.delete(id);
+    }
     this.versions.delete(id);
     return true;
   }
@@ -259,8 +296,14 @@ class PointTable {
   }
 
   /** Applies one entry of a copy record; returns whether it applied. */
-  copyEntry(id: number, version: number, deleted: boolean, vector: ArrayLike<number>): boolean {
-    return deleted ? this.delete(id, version).applied : this.put(id, vector, version);
+  copyEntry(
+    id: number,
+    version: number,
+    deleted: boolean,
+    vector: ArrayLike<number>,
+    payload: Uint8Array | null | undefined = null,
+  ): boolean {
+    return deleted ? this.delete(id, version).applied : this.put(id, vector, version, payload);
   }
 
   /** Applies a replayed record (observing its versions first). */
@@ -268,7 +311,7 @@ class PointTable {
     switch (rec.kind) {
       case "put":
         this.clock.observe(rec.version);
-        this.put(rec.id, rec.vector, rec.version);
+        this.put(rec.id, rec.vector, rec.version, rec.payload);
         break;
       case "delete":
         this.clock.observe(rec.version);
@@ -281,6 +324,7 @@ class PointTable {
             rec.ids[i],
             rec.vectors.subarray(i * rec.dimension, (i + 1) * rec.dimension),
             rec.versions[i],
+            rec.payloads?.[i],
           );
         }
         break;
@@ -292,7 +336,7 @@ class PointTable {
           const vector = deleted
             ? EMPTY
             : rec.vectors.subarray(live * rec.dimension, ++live * rec.dimension);
-          this.copyEntry(rec.ids[i], rec.versions[i], deleted, vector);
+          this.copyEntry(rec.ids[i], rec.versions[i], deleted, vector, rec.payloads?.[i]);
         }
         break;
       }
@@ -492,6 +536,14 @@ export class Collection {
         const table = new PointTable(HnswIndex.readFrom(r), clock);
         if (version >= 2) table.readFrom(r);
         else table.fillLegacy();
+        if (version >= 3) {
+          try {
+            table.payloads.readFrom(r, (id) => table.index.has(id));
+          } catch (e) {
+            if (!(e instanceof PayloadTableError)) throw e;
+            throw new CollectionStateError(e.message);
+          }
+        }
         return table;
       },
       { logger: log },
@@ -598,27 +650,32 @@ export class Collection {
   /**
    * Inserts or replaces one point at `version` (0 or absent: stamped by the clock); resolves
    * once it is durable and applied. `applied` is false when the collection already held the id
-   * at the same or a newer version (the write lost, see the module comment).
+   * at the same or a newer version (the write lost, see the module comment). `data` is the
+   * point's payload (canonical JSON bytes from `parsePayload`); null or absent: none, which
+   * clears a payload the point had.
    */
   async put(
     id: number,
     vector: ArrayLike<number>,
     version = 0,
+    data: Uint8Array | null = null,
   ): Promise<{ seq: number; version: number; applied: boolean }> {
     this.checkOpen();
     validateId(id);
     validateVector(vector, this.index.dim);
+    checkPayload(data, "payload");
     const v = this.stamp(version, "version");
     const { type, payload } = encodeRecord({
       kind: "put",
       id,
       vector: Float32Array.from(vector),
       version: v,
+      payload: data,
     });
     const seq = await this.wal.append(type, payload);
     let applied = false;
     await this.apply(seq, () => {
-      applied = this.table.put(id, vector, v);
+      applied = this.table.put(id, vector, v, data);
     });
     return { seq, version: v, applied };
   }
@@ -638,6 +695,7 @@ export class Collection {
       const p = points[i];
       validateId(p.id);
       validateVector(p.vector, dim, `points[${i}].vector`);
+      checkPayload(p.payload, `points[${i}].payload`);
     }
     checkVersion(version, "version", 0);
     if (points.length === 0) return { seq: this.applied, version, applied: 0 };
@@ -653,9 +711,11 @@ export class Collection {
     keep.reverse();
     const ids = new Uint32Array(keep.length);
     const vectors = new Float32Array(keep.length * dim);
+    const payloads = new Array<Uint8Array | null>(keep.length);
     keep.forEach((at, i) => {
       ids[i] = points[at].id;
       vectors.set(points[at].vector, i * dim);
+      payloads[i] = points[at].payload ?? null;
     });
     const v = this.stamp(version, "version");
     const versions = new Float64Array(ids.length).fill(v);
@@ -665,12 +725,14 @@ export class Collection {
       ids,
       vectors,
       versions,
+      payloads,
     });
     const seq = await this.wal.append(type, payload);
     let applied = 0;
     await this.apply(seq, async () => {
       for (let i = 0; i < ids.length; i++) {
-        if (this.table.put(ids[i], vectors.subarray(i * dim, (i + 1) * dim), v)) applied++;
+        const vector = vectors.subarray(i * dim, (i + 1) * dim);
+        if (this.table.put(ids[i], vector, v, payloads[i])) applied++;
         // A large batch would otherwise hold the event loop for seconds: gossip probes
         // would time out and the node would look dead. The apply queue keeps the order.
         if ((i + 1) % APPLY_SLICE_POINTS === 0 && i + 1 < ids.length) await yieldToLoop();
@@ -720,6 +782,9 @@ export class Collection {
           throw new RangeError(`entries[${i}].vector is missing for a live entry`);
         }
         validateVector(e.vector, dim, `entries[${i}].vector`);
+        checkPayload(e.payload, `entries[${i}].payload`);
+      } else if (e.payload !== undefined && e.payload !== null && e.payload.length > 0) {
+        throw new RangeError(`entries[${i}].payload is set on a tombstone (point ${e.id})`);
       }
     }
     if (n === 0) return { applied: 0, skipped: 0, seq: this.applied };
@@ -740,12 +805,14 @@ export class Collection {
     const versions = new Float64Array(m);
     const deleted = new Uint8Array(m);
     const vectors = new Float32Array(live * dim);
+    const payloads = new Array<Uint8Array | null>(m);
     live = 0;
     for (let j = 0; j < m; j++) {
       const e = entries[fresh[j]];
       ids[j] = e.id;
       versions[j] = e.version;
       deleted[j] = e.deleted ? 1 : 0;
+      payloads[j] = e.deleted ? null : e.payload ?? null;
       if (!e.deleted) vectors.set(e.vector!, live++ * dim);
     }
     const { type, payload } = encodeRecord({
@@ -755,6 +822,7 @@ export class Collection {
       versions,
       deleted,
       vectors,
+      payloads,
     });
     const seq = await this.wal.append(type, payload);
     let applied = 0;
@@ -763,7 +831,7 @@ export class Collection {
       for (let i = 0; i < m; i++) {
         const tomb = deleted[i] === 1;
         const vector = tomb ? EMPTY : vectors.subarray(at * dim, ++at * dim);
-        if (this.table.copyEntry(ids[i], versions[i], tomb, vector)) applied++;
+        if (this.table.copyEntry(ids[i], versions[i], tomb, vector, payloads[i])) applied++;
         if ((i + 1) % APPLY_SLICE_POINTS === 0 && i + 1 < m) await yieldToLoop();
       }
     });
@@ -820,6 +888,16 @@ export class Collection {
     return this.index.get(id);
   }
 
+  /**
+   * The payload of the live point `id` (canonical JSON bytes), or null when it has none (or is
+   * absent). A view into the payload store: valid until the next write applies, so decode or
+   * copy it before awaiting anything.
+   */
+  getPayload(id: number): Uint8Array | null {
+    validateId(id);
+    return this.table.payloads.get(id);
+  }
+
   /** What the collection holds for `id`: vector, version, tombstone (see {@link Entry}). */
   getEntry(id: number): Entry {
     validateId(id);
@@ -869,7 +947,7 @@ export class Collection {
       tombstones: this.table.tombstones,
       dimension: this.index.dim,
       metric: this.index.metric,
-      memory_bytes: this.index.memoryBytes,
+      memory_bytes: this.index.memoryBytes + this.table.payloads.memoryBytes,
       wal_bytes: walBytes,
       wal: this.wal.stats(),
       last_snapshot_seq: this.snapshotSeq,
@@ -914,6 +992,7 @@ export class Collection {
       const w = new BinaryWriter(sink);
       this.index.writeTo(w);
       this.table.writeTo(w);
+      this.table.payloads.writeTo(w);
       w.flush();
       return {
         seq: this.applied,
@@ -949,6 +1028,7 @@ export class Collection {
       const w = new BinaryWriter(sink);
       this.index.writeTo(w);
       this.table.writeTo(w);
+      this.table.payloads.writeTo(w);
       w.flush();
       const ops = this.opsSinceSnapshot;
       this.opsSinceSnapshot = 0;

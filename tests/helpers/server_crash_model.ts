@@ -9,7 +9,9 @@
  * verification, also the verified state. A version that was never issued, or a point with no
  * issued write, is a phantom.
  *
- * Vectors encode their id and version: `[id, version, ...6 values derived from the version]`.
+ * Vectors encode their id and version: `[id, version, ...6 values derived from the version]`,
+ * and so do payloads ({@link crashPayload}): a point must hold exactly the payload of the
+ * version its vector names, byte for byte (every fourth version has none).
  * @module
  */
 import { churnVector } from "../../harness/workloads/churn_vectors.ts";
@@ -28,6 +30,21 @@ export interface Write {
 /** The vector of version `version` of point `id` (a plain array of exact float32 values). */
 export function crashVector(id: number, version: number): number[] {
   return [id, version, ...churnVector(version, CRASH_DIM - 2)];
+}
+
+/**
+ * The payload text of version `version` of point `id` ("" for none: every fourth version), in
+ * the compact form a node stores (JSON.stringify output), so it comes back byte for byte.
+ */
+export function crashPayload(id: number, version: number): string {
+  if (version % 4 === 0) return "";
+  return JSON.stringify({
+    id,
+    version,
+    name: `point ${id} v${version} — ünïcödé`,
+    tags: version % 2 === 0 ? ["even", id % 10] : ["odd", null, true],
+    pad: "p".repeat((version * 37) % 1500),
+  });
 }
 
 /** The version a stored vector encodes; throws when it is no vector this test ever made. */

@@ -5,7 +5,8 @@
  * restarted each time. After every restart each point written since the last check must hold the
  * result of its last acknowledged write or of a write issued after it (see
  * `server_crash_model.ts`), and the node's point count must equal the model's, so no point
- * appears that was never written. Snapshots are due every second while writes go on, so kills
+ * appears that was never written. Puts carry payloads derived from the id and version
+ * (`crashPayload`): a point must hold exactly its version's payload, compared byte for byte. Snapshots are due every second while writes go on, so kills
  * also land in snapshot writing and WAL truncation; every 10th iteration also restarts the node
  * gracefully (a snapshot on shutdown, then a start from it), which keeps the WAL that every
  * start replays short.
@@ -20,6 +21,7 @@
  */
 import assert from "node:assert/strict";
 import process from "node:process";
+import { Buffer } from "node:buffer";
 import * as grpc from "@grpc/grpc-js";
 import { createClient, type UnaryCallback, type VectorDBClient } from "../../src/api/proto.ts";
 import { ApiClient, describeGrpcError } from "../../src/api/client.ts";
@@ -28,6 +30,7 @@ import { churnRandom } from "../../harness/workloads/churn_vectors.ts";
 import {
   CRASH_DIM,
   CrashModel,
+  crashPayload,
   crashVector,
   decodeCrashVector,
   type PointState,
@@ -122,7 +125,12 @@ function startWriters(
         const id = pick();
         const v = model.version();
         writes = [model.issue(id, v)];
-        ok = await send(client, "Put", { id, vector: crashVector(id, v), collection: COLLECTION });
+        ok = await send(client, "Put", {
+          id,
+          vector: crashVector(id, v),
+          payload: crashPayload(id, v),
+          collection: COLLECTION,
+        });
       } else if (r < 0.75) {
         const ids = new Set<number>();
         const n = 2 + Math.floor(random() * 15);
@@ -130,7 +138,11 @@ function startWriters(
         const points = [...ids].map((id) => ({ id, vector: [] as number[], v: model.version() }));
         writes = points.map((p) => model.issue(p.id, p.v));
         ok = await send(client, "PutBatch", {
-          points: points.map((p) => ({ id: p.id, vector: crashVector(p.id, p.v) })),
+          points: points.map((p) => ({
+            id: p.id,
+            vector: crashVector(p.id, p.v),
+            payload: crashPayload(p.id, p.v),
+          })),
           collection: COLLECTION,
         });
       } else {
@@ -175,6 +187,18 @@ async function verify(api: ApiClient, model: CrashModel, where: string): Promise
         observed.set(id, state);
         const problem = model.check(id, state);
         if (problem !== null) problems.push(problem);
+        // The payload of the version held, byte for byte (UTF-8), or none.
+        if (state !== null) {
+          const want = new TextEncoder().encode(crashPayload(id, state));
+          const have = new TextEncoder().encode(got.payload ?? "");
+          if (Buffer.compare(Buffer.from(want), Buffer.from(have)) !== 0) {
+            problems.push(
+              `point ${id} at version ${state} holds payload ${
+                JSON.stringify((got.payload ?? "").slice(0, 80))
+              } (${have.length} bytes), not its version's (${want.length} bytes)`,
+            );
+          }
+        }
       }),
     );
   }

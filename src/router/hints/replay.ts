@@ -20,6 +20,7 @@
 import { describeGrpcError } from "../../api/client.ts";
 import type { Point } from "../../api/proto.ts";
 import { decodeRecord } from "../../common/records.ts";
+import { payloadText } from "../../common/payload.ts";
 import {
   type Background,
   isNotFound,
@@ -184,6 +185,7 @@ export class HintReplay {
             vector: Array.from(r.vector),
             collection: r.collection,
             version: String(r.version),
+            payload: payloadText(r.payload),
           });
           break;
         case "delete":
@@ -203,6 +205,7 @@ export class HintReplay {
                 vector: Array.from(r.vectors.subarray(i * r.dimension, (i + 1) * r.dimension)),
                 collection: r.collection,
                 version: String(r.versions[i]),
+                payload: payloadText(r.payloads?.[i]),
               });
             }
             break;
@@ -212,6 +215,7 @@ export class HintReplay {
             points.push({
               id: r.ids[i],
               vector: Array.from(r.vectors.subarray(i * r.dimension, (i + 1) * r.dimension)),
+              payload: payloadText(r.payloads?.[i]),
             });
           }
           await nodes.call(a, "PutBatch", {

@@ -100,6 +100,8 @@ export interface TransferEntry {
   deleted: boolean;
   /** The vector (empty for a tombstone). */
   vector: ArrayLike<number>;
+  /** A live entry's payload as compact JSON text; "" or absent for none. */
+  payload?: string;
 }
 
 /** One Scan page. */
