@@ -14,6 +14,7 @@
  * | `labels`     | Uint32Array | 1                         | the point id stored in the slot      |
  * | `flags`      | Uint8Array  | 1                         | 0 live, 1 deleted (still linked), 2 free |
  * | `visited`    | Uint8Array  | 1                         | epoch stamp of the last visit        |
+ * | `fstate`     | Uint8Array  | 1                         | filter verdict stamp of a search     |
  *
  * Deletion is a tombstone: the node stays in the graph for navigation but never appears in a
  * result. When tombstones pass `compactRatio` of the slots in use, {@link HnswIndex.compact}
@@ -121,7 +122,10 @@ export type PlannedFilter =
     count?: number;
   }
   | {
-    /** True for an id that matches. Called at most once per slot per search. */
+    /**
+     * True for an id that matches. Called at most once per slot per search; it must not call
+     * back into the index (the search's scratch state is in use).
+     */
     test: (id: number) => boolean;
     /** Estimated fraction of live points that match, in [0, 1]; sampled when absent. */
     selectivity?: number;
