@@ -312,3 +312,138 @@ Deno.test("hnsw: search results for a fixed seed are pinned (unfiltered and filt
   }
   assert.deepEqual(digest.map((d) => d.toString(16)), ["ebc0db00", "5699d417"]);
 });
+
+/** Exact filtered top-k ids by a plain scan of exactSearch's full ranking. */
+function exactFilteredIds(
+  index: HnswIndex,
+  q: Float32Array,
+  k: number,
+  allow: (id: number) => boolean,
+) {
+  return index.exactSearch(q, index.count).filter((h) => allow(h.id)).slice(0, k).map((h) => h.id);
+}
+
+Deno.test("hnsw filteredSearch: only matching live points, by id list or test, in every plan", () => {
+  const { index, rng } = build("l2", 1200, 16, 5);
+  for (let id = 0; id < 1200; id += 7) index.delete(id);
+  const allow = (id: number) => id % 3 === 0;
+  const ids = Uint32Array.from({ length: 400 }, (_, i) => i * 3);
+  for (const exactMax of [0, 1 << 20, undefined]) {
+    for (let t = 0; t < 20; t++) {
+      const q = rng.vector(16);
+      for (const filter of [{ ids }, { test: allow }, { test: allow, selectivity: 1 / 3 }]) {
+        const hits = index.filteredSearch(q, 10, filter, { ef: 64, exactMax });
+        assert.equal(hits.length, 10);
+        for (const h of hits) {
+          assert.ok(allow(h.id) && index.has(h.id), `id ${h.id} (plan ${index.lastFilterPlan})`);
+        }
+        for (let i = 1; i < hits.length; i++) assert.ok(hits[i - 1].distance <= hits[i].distance);
+      }
+    }
+  }
+});
+
+Deno.test("hnsw filteredSearch: the exact plan equals exactSearch with the filter", () => {
+  const { index, rng } = build("cosine", 1500, 16, 9);
+  for (let id = 1; id < 1500; id += 10) index.delete(id);
+  const ids = Uint32Array.from({ length: 150 }, (_, i) => i * 10 + 1 + (i % 2)); // half deleted
+  const set = new Set(ids);
+  for (let t = 0; t < 20; t++) {
+    const q = rng.vector(16);
+    const got = index.filteredSearch(q, 10, { ids, count: ids.length });
+    assert.equal(index.lastFilterPlan, "exact");
+    assert.deepEqual(got, index.exactSearch(q, 10, { filter: set }));
+    const byTest = index.filteredSearch(q, 10, { test: (id) => set.has(id), selectivity: 0.05 });
+    assert.equal(index.lastFilterPlan, "exact");
+    assert.deepEqual(byTest, index.exactSearch(q, 10, { filter: set }));
+  }
+  // `count` limits the list; a repeated id is scored once.
+  const q = rng.vector(16);
+  const dup = Uint32Array.from([2, 2, 12, 12, 22, 99999]);
+  assert.deepEqual(
+    index.filteredSearch(q, 10, { ids: dup, count: 4 }).map((h) => h.id).sort((a, b) => a - b),
+    [2, 12],
+  );
+});
+
+Deno.test("hnsw filteredSearch: recall stays high where post-filtering would fail", () => {
+  const n = 4000, dim = 16;
+  const { index, rng } = build("l2", n, dim, 31);
+  const attr = Uint32Array.from({ length: n }, () => rng.int(1000));
+  const cases: [string, number, boolean][] = [["50%", 500, false], ["5%", 50, false], [
+    "0.5%",
+    5,
+    true,
+  ]];
+  for (const [name, below, asIds] of cases) {
+    const allow = (id: number) => attr[id] < below;
+    const ids = Uint32Array.from({ length: n }, (_, i) => i).filter(allow);
+    const filter = asIds ? { ids } : { test: allow };
+    let hits = 0, postHits = 0, want = 0;
+    for (let t = 0; t < 40; t++) {
+      const q = rng.vector(dim);
+      const truth = new Set(exactFilteredIds(index, q, 10, allow));
+      want += truth.size;
+      for (const h of index.filteredSearch(q, 10, filter, { ef: 64 })) if (truth.has(h.id)) hits++;
+      // Plain post-filtering of an unfiltered search at the same ef, for contrast.
+      for (const h of index.search(q, 64, { ef: 64 })) {
+        if (allow(h.id) && truth.has(h.id)) postHits++;
+      }
+    }
+    const recall = hits / want;
+    assert.ok(recall >= 0.9, `${name}: recall ${recall} (plan ${index.lastFilterPlan})`);
+    if (name === "0.5%") assert.ok(postHits / want < 0.5, `post-filtering: ${postHits / want}`);
+  }
+});
+
+Deno.test("hnsw filteredSearch: the graph walks keep recall at 50% and 5% when forced", () => {
+  const n = 4000, dim = 16;
+  const { index, rng } = build("l2", n, dim, 47);
+  for (const [below, plan] of [[500, "graph"], [50, "graph-2hop"]] as const) {
+    const allow = (id: number) => (id * 2654435761 >>> 0) % 1000 < below;
+    let hits = 0, want = 0;
+    for (let t = 0; t < 40; t++) {
+      const q = rng.vector(dim);
+      const truth = new Set(exactFilteredIds(index, q, 10, allow));
+      want += truth.size;
+      const got = index.filteredSearch(q, 10, { test: allow }, { ef: 80, exactMax: 0 });
+      assert.equal(index.lastFilterPlan, plan);
+      for (const h of got) {
+        assert.ok(allow(h.id));
+        if (truth.has(h.id)) hits++;
+      }
+    }
+    assert.ok(hits / want >= 0.9, `${plan}: recall ${hits / want}`);
+  }
+});
+
+Deno.test("hnsw filteredSearch: empty matches, empty index, and bad filters", () => {
+  const empty = new HnswIndex({ dim: 4 });
+  assert.deepEqual(empty.filteredSearch([0, 0, 0, 1], 3, { test: () => true }), []);
+  const { index, rng } = build("l2", 300, 4, 3);
+  const q = rng.vector(4);
+  assert.deepEqual(index.filteredSearch(q, 5, { ids: new Uint32Array(0) }), []);
+  assert.equal(index.lastFilterPlan, "empty");
+  assert.deepEqual(index.filteredSearch(q, 5, { ids: Uint32Array.of(5000, 6000) }), []);
+  for (const exactMax of [0, undefined]) {
+    assert.deepEqual(index.filteredSearch(q, 5, { test: () => false }, { exactMax }), []);
+  }
+  // Deleted points never come back, even when the filter names only them.
+  for (const id of [10, 11, 12]) index.delete(id);
+  assert.deepEqual(index.filteredSearch(q, 5, { ids: Uint32Array.of(10, 11, 12) }), []);
+  assert.deepEqual(
+    index.filteredSearch(q, 5, { test: (id) => id >= 10 && id <= 12 }, { exactMax: 0 }),
+    [],
+  );
+  assert.equal(index.slotOf(10), -1);
+  assert.ok(index.slotOf(13) >= 0);
+  assert.throws(
+    () => index.filteredSearch(q, 5, { test: () => true, selectivity: 2 }),
+    /selectivity 2/,
+  );
+  assert.throws(
+    () => index.filteredSearch(q, 5, { ids: Uint32Array.of(1), count: 3 }),
+    /filter count 3/,
+  );
+  assert.throws(() => index.filteredSearch(q, 5, { test: () => true }, { ef: 2 }), /ef 2/);
+});
