@@ -52,7 +52,9 @@
  * (proto "Versions"): when the write's response carried a version and the read carries one,
  * a different version under the acknowledged content, or a newer one without a later
  * unacknowledged attempt, is a `version anomaly`. Responses without versions (0 or absent)
- * are checked by content only.
+ * are checked by content only. Every put carries a ~200-byte JSON payload that is also a function
+ * of (id, attempt); a read showing an attempt's vector with any other payload is `stale_payload`
+ * (a failure, like a loss).
  *
  * | flag                   | default                                     | meaning                   |
  * | ---------------------- | ------------------------------------------- | ------------------------- |
@@ -210,6 +212,24 @@ log(
 function vectorOf(id: number, attempt: number): number[] {
   const r = new Prng((id * 7919 + attempt * 104729 + 1) >>> 0);
   return Array.from({ length: dim }, () => Math.fround(r.float() * 2 - 1));
+}
+
+/**
+ * The payload of a put, also a pure function of (id, attempt): ~200 bytes of JSON whose every
+ * field changes with the attempt, so a stale payload under the right vector is caught.
+ */
+function payloadOf(id: number, attempt: number): string {
+  const r = new Prng((id * 31337 + attempt * 65537 + 7) >>> 0);
+  const words = Array.from({ length: 6 }, () => (r.nextInt(1 << 30)).toString(36));
+  return JSON.stringify({
+    id,
+    attempt,
+    tenant: r.nextInt(100),
+    lang: ["en", "de", "fr", "ja"][r.nextInt(4)],
+    tags: words.slice(0, 3),
+    text: words.join(" "),
+    meta: { score: r.nextInt(1_000_000) / 1000, ok: r.nextInt(2) === 1 },
+  });
 }
 
 function sameVector(a: readonly number[], b: readonly number[]): boolean {
@@ -456,10 +476,18 @@ async function healCut(): Promise<number> {
 
 // ----- the check -----
 
-type Verdict = "ok" | "superseded" | "lost" | "resurrected" | "version_anomaly";
+type Verdict =
+  | "ok"
+  | "superseded"
+  | "lost"
+  | "resurrected"
+  | "version_anomaly"
+  | "stale_payload";
 interface Observation {
   found: boolean;
   vector: number[];
+  /** The payload's JSON text as read ("" for none). */
+  payload: string;
   version: number;
   deleted: boolean;
 }
@@ -483,6 +511,11 @@ function judge(id: number, st: IdState, obs: Observation): { verdict: Verdict; d
   const detail = `id ${id}: acknowledged ${want}${ack.version > 0 ? ` v${ack.version}` : ""}, ` +
     `read ${shows}${v}${later.length > 0 ? ` (later unacknowledged: ${later.length})` : ""}`;
   const showsAck = ack.kind === "put" ? obs.found && attempt === ack.attempt : !obs.found;
+  // The payload travels with its vector: the attempt whose vector the read shows must come with
+  // that attempt's payload, byte for byte (canonical JSON is JSON.stringify's, as written).
+  if (obs.found && attempt > 0 && obs.payload !== payloadOf(id, attempt)) {
+    return { verdict: "stale_payload", detail: `${detail}; payload ${obs.payload.slice(0, 80)}` };
+  }
   if (showsAck) {
     if (ack.version > 0 && obs.version > 0) {
       // Found: the version must be the put's. Absent: a newer tombstone needs a later attempt.
@@ -512,6 +545,7 @@ interface Tally {
   lost: number;
   resurrected: number;
   version_anomaly: number;
+  stale_payload: number;
   errors: number;
   examples: string[];
 }
@@ -522,6 +556,7 @@ const newTally = (): Tally => ({
   lost: 0,
   resurrected: 0,
   version_anomaly: 0,
+  stale_payload: 0,
   errors: 0,
   examples: [],
 });
@@ -541,6 +576,7 @@ async function checkRead(
       const obs: Observation = {
         found: g.found,
         vector: g.vector ?? [],
+        payload: typeof g.payload === "string" ? g.payload : "",
         version: versionOf(g),
         deleted: (g as { deleted?: boolean }).deleted === true,
       };
@@ -625,6 +661,7 @@ try {
           const r = await client.call("Put", {
             id,
             vector: vectorOf(id, rec.attempt),
+            payload: payloadOf(id, rec.attempt),
             collection: "chaos",
           });
           rec.version = versionOf(r);
@@ -780,7 +817,10 @@ try {
     const own = ring.owners(id, owners_per_point);
     for (const addr of own) {
       const verdict = await checkRead(nodeClients.get(addr)!, id, st, owners, `owner ${addr}`);
-      if (verdict === "lost" || verdict === "resurrected" || verdict === "version_anomaly") {
+      if (
+        verdict === "lost" || verdict === "resurrected" || verdict === "version_anomaly" ||
+        verdict === "stale_payload"
+      ) {
         misses++;
         ownerMisses[addr] = (ownerMisses[addr] ?? 0) + 1;
         missed.push({ id, addr, st });
@@ -799,7 +839,9 @@ try {
     const again = newTally();
     for (const m of missed) {
       const v = await checkRead(nodeClients.get(m.addr)!, m.id, m.st, again, `again ${m.addr}`);
-      if (v === "lost" || v === "resurrected" || v === "version_anomaly") stillMissing++;
+      if (v === "lost" || v === "resurrected" || v === "version_anomaly" || v === "stale_payload") {
+        stillMissing++;
+      }
     }
   }
   const searches = c.searches_full + c.searches_partial + c.searches_failed;
@@ -835,8 +877,9 @@ try {
   };
   console.log(JSON.stringify(summary, null, 2));
   for (const e of [...routerExamples, ...ownerExamples]) log(e);
-  const bad = router.lost + router.resurrected + router.version_anomaly + router.errors +
-    owners.lost + owners.resurrected + owners.version_anomaly + owners.errors;
+  const bad = router.lost + router.resurrected + router.version_anomaly + router.stale_payload +
+    router.errors + owners.lost + owners.resurrected + owners.version_anomaly +
+    owners.stale_payload + owners.errors;
   exitCode = bad === 0 && fullRatio >= 0.99 && settled && c.restart_unclean === 0 ? 0 : 1;
   log(exitCode === 0 ? "PASS" : `FAIL (replay with --seed ${seed})`);
 } catch (e) {
