@@ -37,6 +37,8 @@ export const COMPACT_MIN_BYTES = 1 << 20;
 
 /** Largest arena: a typed array's length bound in V8, and what `offsets` can address exactly. */
 export const ARENA_BYTES_MAX = 2 ** 32 - 1;
+/** Arena size up to which it doubles when full; above, it grows by a quarter. */
+export const ARENA_DOUBLING_MAX_BYTES = 16 << 20;
 
 /** A snapshot's payload table does not fit the rules of the module comment. */
 export class PayloadTableError extends Error {
@@ -246,7 +248,11 @@ export class PayloadStore {
     const need = this.end + n;
     if (need > ARENA_BYTES_MAX) throw new PayloadCapacityError(need);
     if (need > this.arena.length) {
-      const next = new Uint8Array(Math.min(ARENA_BYTES_MAX, Math.max(need, this.arena.length * 2)));
+      // Doubling while small; beyond ARENA_DOUBLING_MAX_BYTES a quarter more each time, so a
+      // large arena carries at most ~25% slack instead of up to 100% (copies stay amortised O(1)).
+      const len = this.arena.length;
+      const grown = len < ARENA_DOUBLING_MAX_BYTES ? len * 2 : Math.ceil(len * 1.25);
+      const next = new Uint8Array(Math.min(ARENA_BYTES_MAX, Math.max(need, grown)));
       next.set(this.arena.subarray(0, this.end));
       this.arena = next;
     }
