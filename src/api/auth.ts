@@ -96,6 +96,11 @@ export const METHOD_ROLES: Readonly<Record<string, Role>> = {
   SearchBatch: "read",
   Scroll: "read",
   Count: "read",
+  CreateFieldIndex: "write",
+  DropFieldIndex: "write",
+  GetBatch: "read",
+  DeleteBatch: "write",
+  DeleteByFilter: "write",
 };
 
 /** The services open to anyone (the gRPC health protocol). */

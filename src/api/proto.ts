@@ -123,6 +123,8 @@ export interface SearchRequest {
   k: number;
   collection?: string;
   ef?: number;
+  /** A filter's JSON text (common/filter.ts); "" or absent: every point. */
+  filter?: string;
   /** Results carry their payloads. */
   with_payload?: boolean;
   /** Results carry their stored vectors. */
@@ -156,6 +158,13 @@ export interface CollectionInfo {
   metric: string;
   m: number;
   ef_construction: number;
+  /** Payload indexes, sorted by field. */
+  field_indexes?: FieldIndex[];
+}
+/** A payload index: a dotted key and its type ("keyword", "integer", "float", "bool"). */
+export interface FieldIndex {
+  field: string;
+  type: string;
 }
 export interface CreateCollectionResponse {
   created: boolean;
@@ -320,12 +329,17 @@ export interface ScrollRequest {
   /** "" or absent: from the start; else a `next_cursor` of an earlier answer. */
   cursor?: string;
   with_vector?: boolean;
+  /** A filter's JSON text; "" or absent: every point. */
+  filter?: string;
+  with_payload?: boolean;
 }
 export interface ScrollPoint {
   id: number;
   /** Empty unless `with_vector`. */
   vector: number[];
   version: Uint64;
+  /** With `with_payload`: compact JSON text, "" for none. */
+  payload?: string;
 }
 export interface ScrollResponse {
   points: ScrollPoint[];
@@ -338,12 +352,72 @@ export interface ScrollResponse {
 
 export interface CountRequest {
   collection?: string;
+  /** A filter's JSON text; "" or absent: every point. */
+  filter?: string;
 }
 export interface CountResponse {
   count: Uint64;
   partial?: boolean;
   shards_answered?: number;
   shards_total?: number;
+}
+
+export interface CreateFieldIndexRequest {
+  collection?: string;
+  field: string;
+  type: string;
+}
+export interface CreateFieldIndexResponse {
+  created: boolean;
+}
+export interface DropFieldIndexRequest {
+  collection?: string;
+  field: string;
+}
+export interface DropFieldIndexResponse {
+  dropped: boolean;
+}
+export interface GetBatchRequest {
+  collection?: string;
+  /** 1 .. GET_BATCH_MAX ids. */
+  ids: number[];
+  with_vector?: boolean;
+  with_payload?: boolean;
+}
+/** One id's state, as Get answers it. */
+export interface PointRecord {
+  id: number;
+  found: boolean;
+  vector: number[];
+  payload?: string;
+  version?: Uint64;
+  deleted?: boolean;
+}
+export interface GetBatchResponse {
+  /** One per requested id, in request order. */
+  points: PointRecord[];
+}
+export interface DeleteBatchRequest {
+  collection?: string;
+  /** 1 .. BATCH_POINTS_MAX ids. */
+  ids: number[];
+  consistency?: string;
+  version?: Uint64;
+}
+export interface DeleteBatchResponse {
+  deleted: number;
+  version?: Uint64;
+}
+export interface DeleteByFilterRequest {
+  collection?: string;
+  /** A filter's JSON text; required. */
+  filter: string;
+  consistency?: string;
+  version?: Uint64;
+}
+export interface DeleteByFilterResponse {
+  deleted: Uint64;
+  version?: Uint64;
 }
 
 // ----- Service -----
@@ -368,6 +442,11 @@ export interface VectorDBMethods {
   SearchBatch: { request: SearchBatchRequest; response: SearchBatchResponse };
   Scroll: { request: ScrollRequest; response: ScrollResponse };
   Count: { request: CountRequest; response: CountResponse };
+  CreateFieldIndex: { request: CreateFieldIndexRequest; response: CreateFieldIndexResponse };
+  DropFieldIndex: { request: DropFieldIndexRequest; response: DropFieldIndexResponse };
+  GetBatch: { request: GetBatchRequest; response: GetBatchResponse };
+  DeleteBatch: { request: DeleteBatchRequest; response: DeleteBatchResponse };
+  DeleteByFilter: { request: DeleteByFilterRequest; response: DeleteByFilterResponse };
 }
 
 /** The RPC names, in proto order. */
@@ -391,6 +470,11 @@ export const METHOD_NAMES: readonly MethodName[] = [
   "SearchBatch",
   "Scroll",
   "Count",
+  "CreateFieldIndex",
+  "DropFieldIndex",
+  "GetBatch",
+  "DeleteBatch",
+  "DeleteByFilter",
 ];
 
 /** Callback of a unary call. */

@@ -18,6 +18,9 @@ export const EF_MAX = 10_000;
 /** Largest number of points in one PutBatch (`PutBatchRequest.points`). */
 export const BATCH_POINTS_MAX = 10_000;
 
+/** Most ids of one GetBatch. */
+export const GET_BATCH_MAX = 1000;
+
 /** Most searches in one SearchBatch (`SearchBatchRequest.searches`). */
 export const SEARCH_BATCH_MAX = 100;
 
@@ -66,6 +69,9 @@ export const SCAN_LIMIT_MAX = 4096;
 
 /** Requests without a vector or a list: ids, names, a few numbers. */
 export const SMALL_REQUEST_BYTES_MAX = 4 * 1024;
+
+/** Requests with a filter (Scroll, Count, DeleteByFilter): a small one plus a 16 KiB filter. */
+export const FILTERED_REQUEST_BYTES_MAX = SMALL_REQUEST_BYTES_MAX + 16 * 1024;
 
 /** Requests with one vector (Put, Search): DIMENSION_MAX packed floats plus 4 KiB of framing. */
 export const VECTOR_REQUEST_BYTES_MAX = DIMENSION_MAX * 4 + 4 * 1024;
@@ -133,7 +139,7 @@ export const VECTORDB_REQUEST_BYTES_MAX = {
   PutBatch: PUT_BATCH_BYTES_MAX,
   Get: SMALL_REQUEST_BYTES_MAX,
   Delete: SMALL_REQUEST_BYTES_MAX,
-  Search: VECTOR_REQUEST_BYTES_MAX,
+  Search: VECTOR_REQUEST_BYTES_MAX + 16 * 1024,
   CreateCollection: SMALL_REQUEST_BYTES_MAX,
   DropCollection: SMALL_REQUEST_BYTES_MAX,
   ListCollections: SMALL_REQUEST_BYTES_MAX,
@@ -145,8 +151,13 @@ export const VECTORDB_REQUEST_BYTES_MAX = {
   Restore: SMALL_REQUEST_BYTES_MAX,
   DeleteBackup: SMALL_REQUEST_BYTES_MAX,
   SearchBatch: SEARCH_BATCH_BYTES_MAX,
-  Scroll: SMALL_REQUEST_BYTES_MAX,
-  Count: SMALL_REQUEST_BYTES_MAX,
+  Scroll: FILTERED_REQUEST_BYTES_MAX,
+  Count: FILTERED_REQUEST_BYTES_MAX,
+  CreateFieldIndex: SMALL_REQUEST_BYTES_MAX,
+  DropFieldIndex: SMALL_REQUEST_BYTES_MAX,
+  GetBatch: SMALL_REQUEST_BYTES_MAX + GET_BATCH_MAX * 6,
+  DeleteBatch: SMALL_REQUEST_BYTES_MAX + BATCH_POINTS_MAX * 6,
+  DeleteByFilter: FILTERED_REQUEST_BYTES_MAX,
 } as const;
 
 /** Largest encoded request per RPC of `vectordb.internal.Transfer` (see the table above). */
