@@ -433,7 +433,7 @@ export async function routerScroll(
         id: e.id,
         vector: v.with_vector && e.vector !== null ? Array.from(e.vector) : [],
         version: String(e.version),
-        payload: filter.with_payload ? e.payload : "",
+        ...(filter.with_payload ? { payload: e.payload } : {}),
       });
       if (e.vector !== null) bytes += e.vector.length * 4;
       if (filter.with_payload) bytes += e.payload.length;
