@@ -21,7 +21,8 @@
  * | RPC (vectordb.VectorDB)                              | role needed |
  * |------------------------------------------------------|-------------|
  * | Get, Search, ListCollections, Stats, Members         | read        |
- * | SearchBatch, Scroll, Count                           | read        |
+ * | SearchBatch, Scroll, Count, GetBatch                 | read        |
+ * | CreateFieldIndex, DropFieldIndex, DeleteBatch, DeleteByFilter | write |
  * | Put, PutBatch, Delete                                | write       |
  * | CreateCollection, DropCollection, Drain              | admin       |
  * | Backup, ListBackups, Restore, DeleteBackup           | admin       |

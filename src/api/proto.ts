@@ -123,7 +123,7 @@ export interface SearchRequest {
   k: number;
   collection?: string;
   ef?: number;
-  /** A filter's JSON text (common/filter.ts); "" or absent: every point. */
+  /** JSON filter; "" or absent: every point. */
   filter?: string;
   /** Results carry their payloads. */
   with_payload?: boolean;
@@ -161,7 +161,7 @@ export interface CollectionInfo {
   /** Payload indexes, sorted by field. */
   field_indexes?: FieldIndex[];
 }
-/** A payload index: a dotted key and its type ("keyword", "integer", "float", "bool"). */
+/** A payload index: `field` indexed as `type` ("keyword", "integer", "float", "bool"). */
 export interface FieldIndex {
   field: string;
   type: string;
@@ -329,7 +329,7 @@ export interface ScrollRequest {
   /** "" or absent: from the start; else a `next_cursor` of an earlier answer. */
   cursor?: string;
   with_vector?: boolean;
-  /** A filter's JSON text; "" or absent: every point. */
+  /** JSON filter; "" or absent: every point. */
   filter?: string;
   with_payload?: boolean;
 }
@@ -338,7 +338,7 @@ export interface ScrollPoint {
   /** Empty unless `with_vector`. */
   vector: number[];
   version: Uint64;
-  /** With `with_payload`: compact JSON text, "" for none. */
+  /** Compact JSON with `with_payload`; "" or absent otherwise or when none. */
   payload?: string;
 }
 export interface ScrollResponse {
@@ -352,7 +352,7 @@ export interface ScrollResponse {
 
 export interface CountRequest {
   collection?: string;
-  /** A filter's JSON text; "" or absent: every point. */
+  /** JSON filter; "" or absent: every point. */
   filter?: string;
 }
 export interface CountResponse {
@@ -379,7 +379,6 @@ export interface DropFieldIndexResponse {
 }
 export interface GetBatchRequest {
   collection?: string;
-  /** 1 .. GET_BATCH_MAX ids. */
   ids: number[];
   with_vector?: boolean;
   with_payload?: boolean;
@@ -390,34 +389,31 @@ export interface PointRecord {
   found: boolean;
   vector: number[];
   payload?: string;
-  version?: Uint64;
-  deleted?: boolean;
+  version: Uint64;
+  deleted: boolean;
 }
 export interface GetBatchResponse {
-  /** One per requested id, in request order. */
   points: PointRecord[];
 }
 export interface DeleteBatchRequest {
   collection?: string;
-  /** 1 .. BATCH_POINTS_MAX ids. */
   ids: number[];
   consistency?: string;
   version?: Uint64;
 }
 export interface DeleteBatchResponse {
   deleted: number;
-  version?: Uint64;
+  version: Uint64;
 }
 export interface DeleteByFilterRequest {
   collection?: string;
-  /** A filter's JSON text; required. */
   filter: string;
   consistency?: string;
   version?: Uint64;
 }
 export interface DeleteByFilterResponse {
   deleted: Uint64;
-  version?: Uint64;
+  version: Uint64;
 }
 
 // ----- Service -----

@@ -95,9 +95,9 @@ export interface EntriesRequest {
   /** 1 .. ENTRIES_LIMIT_MAX. */
   limit: number;
   with_vector: boolean;
-  /** A filter's JSON text: sets `matched`; "" or absent: every live entry matches. */
+  /** JSON filter: sets `matched`; "" or absent: every live entry matches. */
   filter?: string;
-  /** Include the live entries' payloads. */
+  /** Include the payloads of live entries. */
   with_payload?: boolean;
 }
 /** An Entries page: parallel lists (through {@link TransferClient}: versions as numbers). */
@@ -109,9 +109,9 @@ export interface EntriesResponse {
   vectors: number[];
   dimension: number;
   done: boolean;
-  /** One per entry: live and matching the filter (every live entry without one). */
+  /** One per entry: a live entry matching the request's filter. */
   matched?: boolean[];
-  /** With `with_payload`: one per LIVE entry, its payload's JSON text ("" for none). */
+  /** With `with_payload`: one per live entry, its payload's JSON text ("" for none). */
   payloads?: string[];
 }
 

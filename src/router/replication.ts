@@ -340,7 +340,9 @@ export class Replication {
     return {
       points: v.ids.map((id) => {
         const r = merged.get(id)?.record;
-        if (r === undefined) return { id, found: false, vector: [], payload: "", version: "0" };
+        if (r === undefined) {
+          return { id, found: false, vector: [], payload: "", version: "0", deleted: false };
+        }
         return {
           id,
           found: r.found,
