@@ -153,6 +153,7 @@ Deno.test({
           metric: "l2",
           m: 16,
           ef_construction: 200,
+          field_indexes: [],
         });
         assert.equal((await api.op("GET", "/collections/{name}", { name: "nope" })).status, 404);
 
@@ -244,6 +245,7 @@ Deno.test({
           name: "nope",
         });
         assert.equal(countMissing.status, 404);
+        await filterOps(api, C, scrolled.slice(0, 2));
         const notJson = await api.op("PUT", "/collections/{name}/points", { name: C }, undefined, {
           raw: '{"points": [',
         });
@@ -374,6 +376,7 @@ Deno.test({
       );
       const n = await api.op("POST", "/collections/{name}/points/count", { name: C });
       assert.equal(n.body.count, "3");
+      await filterOps(api, C, [1, 2]);
       assert.equal(
         (await api.op("DELETE", "/collections/{name}/points/{id}", { name: C, id: 3 })).status,
         200,
@@ -445,3 +448,52 @@ Deno.test({
     }
   },
 });
+
+/**
+ * The filter, payload index and points routes on a collection holding `ids` (two live points):
+ * index create/drop, filtered count and scroll, a malformed filter named by its path, GetBatch,
+ * and deletes by ids and by filter that match nothing (the collection is left as it was).
+ */
+async function filterOps(api: Client, name: string, ids: number[]): Promise<void> {
+  const made = await api.op("PUT", "/collections/{name}/index", { name }, {
+    field: "color",
+    type: "keyword",
+  });
+  assert.equal(made.status, 200, JSON.stringify(made.body));
+  assert.equal(typeof made.body.created, "boolean");
+  const filter = { must: [{ has_id: ids }] };
+  const count = await api.op("POST", "/collections/{name}/points/count", { name }, { filter });
+  assert.deepEqual([count.status, count.body.count], [200, "2"]);
+  const page = await api.op("POST", "/collections/{name}/points/scroll", { name }, {
+    filter,
+    with_payload: true,
+  });
+  assert.deepEqual((page.body.points as { id: number }[]).map((p) => p.id), ids);
+  const bad = await api.op("POST", "/collections/{name}/points/count", { name }, {
+    filter: { must: [{ key: "a", range: { gt: "x" } }] },
+  });
+  assert.equal(bad.status, 400);
+  assert.match(errorOf(bad).message, /filter\.must\[0\]\.range/);
+  const got = await api.op("POST", "/collections/{name}/points/get", { name }, {
+    ids: [ids[0], 4_000_000_000],
+    with_payload: true,
+  });
+  assert.equal(got.status, 200, JSON.stringify(got.body));
+  assert.deepEqual(
+    (got.body.points as { id: number; found: boolean }[]).map((p) => [p.id, p.found]),
+    [[ids[0], true], [4_000_000_000, false]],
+  );
+  const byIds = await api.op("POST", "/collections/{name}/points/delete", { name }, {
+    ids: [4_000_000_000],
+  });
+  assert.deepEqual([byIds.status, byIds.body.deleted], [200, 0]);
+  const byFilter = await api.op("POST", "/collections/{name}/points/delete", { name }, {
+    filter: { must: [{ has_id: [4_000_000_001] }] },
+  });
+  assert.deepEqual([byFilter.status, byFilter.body.deleted], [200, "0"]);
+  const dropped = await api.op("DELETE", "/collections/{name}/index/{field}", {
+    name,
+    field: "color",
+  });
+  assert.deepEqual([dropped.status, dropped.body.dropped], [200, true]);
+}

@@ -21,7 +21,8 @@
  * | RPC (vectordb.VectorDB)                              | role needed |
  * |------------------------------------------------------|-------------|
  * | Get, Search, ListCollections, Stats, Members         | read        |
- * | SearchBatch, Scroll, Count                           | read        |
+ * | SearchBatch, Scroll, Count, GetBatch                 | read        |
+ * | CreateFieldIndex, DropFieldIndex, DeleteBatch, DeleteByFilter | write |
  * | Put, PutBatch, Delete                                | write       |
  * | CreateCollection, DropCollection, Drain              | admin       |
  * | Backup, ListBackups, Restore, DeleteBackup           | admin       |
@@ -96,6 +97,11 @@ export const METHOD_ROLES: Readonly<Record<string, Role>> = {
   SearchBatch: "read",
   Scroll: "read",
   Count: "read",
+  CreateFieldIndex: "write",
+  DropFieldIndex: "write",
+  GetBatch: "read",
+  DeleteBatch: "write",
+  DeleteByFilter: "write",
 };
 
 /** The services open to anyone (the gRPC health protocol). */

@@ -342,7 +342,7 @@ export class HttpApi {
     deadline_ms: number,
     peer: string,
   ): Promise<Outcome> {
-    const method = route.rpc!;
+    const method = route.rpcFor?.(request as Record<string, unknown>) ?? route.rpc!;
     const handler = this.#o.handlers[method] as unknown as grpc.handleUnaryCall<unknown, unknown>;
     return new Promise<Outcome>((resolve) => {
       const timer = setTimeout(() =>

@@ -20,6 +20,10 @@
  * | POST   | /collections/{name}/points/search/batch | SearchBatch (`searches` take no `collection`) | read |
  * | POST   | /collections/{name}/points/scroll     | Scroll          | read  |
  * | POST   | /collections/{name}/points/count      | Count           | read  |
+ * | PUT    | /collections/{name}/index             | CreateFieldIndex (body `{field, type}`) | write |
+ * | DELETE | /collections/{name}/index/{field}     | DropFieldIndex  | write |
+ * | POST   | /collections/{name}/points/get        | GetBatch        | read  |
+ * | POST   | /collections/{name}/points/delete     | DeleteBatch (`{ids}`) or DeleteByFilter (`{filter}`) | write |
  * | PUT    | /collections/{name}/points/{id}       | Put             | write |
  * | GET    | /collections/{name}/points/{id}       | Get (not found: 404) | read |
  * | DELETE | /collections/{name}/points/{id}       | Delete (`?consistency=&version=`) | write |
@@ -85,6 +89,11 @@ export interface Route {
   summary: string;
   /** Builds the gRPC request; throws a ValidationError or {@link HttpError}. */
   request?: (params: Params, body: Record<string, unknown>, query: Params) => unknown;
+  /**
+   * Picks the gRPC method from the built request when one route serves two (POST
+   * .../points/delete: DeleteBatch or DeleteByFilter); both must have the role of `auth_path`.
+   */
+  rpcFor?: (request: Record<string, unknown>) => MethodName;
   /** Shapes the gRPC response into the HTTP answer (default: 200 and the response). */
   respond?: (params: Params, response: unknown) => HttpAnswer;
 }
@@ -182,7 +191,7 @@ function pathId(id: string): number | string {
  * not a list of objects is left for the handler to refuse with its own message.
  */
 /** The fields a search of a batch body may have (the path names the collection). */
-const BATCH_SEARCH_FIELDS = new Set(["vector", "k", "ef", "with_payload", "with_vector"]);
+const BATCH_SEARCH_FIELDS = new Set(["vector", "k", "ef", "filter", "with_payload", "with_vector"]);
 
 function batchSearches(searches: unknown, collection: string): unknown {
   if (!Array.isArray(searches)) return searches;
@@ -199,7 +208,47 @@ function batchSearches(searches: unknown, collection: string): unknown {
         );
       }
     }
-    return { ...fields, collection };
+    return {
+      ...fields,
+      ...(fields.filter === undefined
+        ? {}
+        : { filter: bodyFilter(fields.filter, `searches[${i}].filter`) }),
+      collection,
+    };
+  });
+}
+
+/**
+ * A filter in a JSON body (an object, Qdrant's form; null/absent for none) as the JSON text the
+ * gRPC request carries; anything else is INVALID_ARGUMENT naming `field`. The filter itself
+ * (common/filter.ts) is checked by the handler, which names the bad part's path.
+ */
+function bodyFilter(value: unknown, field: string): string {
+  if (value === undefined || value === null) return "";
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new HttpError(
+      400,
+      grpc.status.INVALID_ARGUMENT,
+      `${field} must be a JSON object (a filter: {"must": [...], ...}), got ${quote(value)}`,
+    );
+  }
+  return JSON.stringify(value);
+}
+
+/** A body with its `filter` object (if any) as JSON text. */
+function withFilter(b: Record<string, unknown>): Record<string, unknown> {
+  return b.filter === undefined ? b : { ...b, filter: bodyFilter(b.filter, "filter") };
+}
+
+/** Points of an answer (Scroll, GetBatch) with their payload text as the object it holds. */
+function answerPoints(points: Record<string, unknown>[]): Record<string, unknown>[] {
+  return points.map((x) => {
+    const out = { ...x };
+    if (typeof x.payload === "string") {
+      if (x.payload === "") delete out.payload;
+      else out.payload = answerPayload(x.payload);
+    }
+    return out;
   });
 }
 
@@ -335,9 +384,9 @@ export const ROUTES: readonly Route[] = [
     "POST",
     "/collections/{name}/points/search",
     "Search",
-    "The k nearest points to a vector",
-    ["vector", "k", "ef", "with_payload", "with_vector"],
-    (p, b) => ({ ...b, collection: pathCollection(p) }),
+    "The k nearest points to a vector (only points matching `filter` when given)",
+    ["vector", "k", "ef", "filter", "with_payload", "with_vector"],
+    (p, b) => ({ ...withFilter(b), collection: pathCollection(p) }),
     {
       respond: (_p, response) => {
         const r = response as { results: Record<string, unknown>[] };
@@ -360,22 +409,93 @@ export const ROUTES: readonly Route[] = [
     "Up to 100 searches of the collection, answered in request order",
     ["searches"],
     (p, b) => ({ searches: batchSearches(b.searches, pathCollection(p)) }),
+    {
+      respond: (_p, response) => {
+        const r = response as { results: { results: Record<string, unknown>[] }[] };
+        const results = r.results.map((one) => ({
+          ...one,
+          results: answerPoints(one.results).map((x) => {
+            if (Array.isArray(x.vector) && x.vector.length === 0) delete x.vector;
+            return x;
+          }),
+        }));
+        return { status: 200, body: { results } };
+      },
+    },
   ),
   rpc(
     "POST",
     "/collections/{name}/points/scroll",
     "Scroll",
-    "One page of the collection's points in id order (pass next_cursor back as cursor)",
-    ["limit", "cursor", "with_vector"],
-    (p, b) => ({ ...b, collection: pathCollection(p) }),
+    "One page of the collection's points in id order (pass next_cursor back as cursor; " +
+      "only points matching `filter` when given)",
+    ["limit", "cursor", "with_vector", "filter", "with_payload"],
+    (p, b) => ({ ...withFilter(b), collection: pathCollection(p) }),
+    {
+      respond: (_p, response) => {
+        const r = response as { points: Record<string, unknown>[] };
+        return { status: 200, body: { ...r, points: answerPoints(r.points) } };
+      },
+    },
   ),
   rpc(
     "POST",
     "/collections/{name}/points/count",
     "Count",
-    "The exact number of points in the collection",
-    [],
-    (p) => ({ collection: pathCollection(p) }),
+    "The exact number of points in the collection (matching `filter` when given)",
+    ["filter"],
+    (p, b) => ({ ...withFilter(b), collection: pathCollection(p) }),
+  ),
+  rpc(
+    "PUT",
+    "/collections/{name}/index",
+    "CreateFieldIndex",
+    "Build a payload index over `field` (keyword, integer, float or bool; idempotent)",
+    ["field", "type"],
+    (p, b) => ({ ...b, collection: pathCollection(p) }),
+  ),
+  rpc(
+    "DELETE",
+    "/collections/{name}/index/{field}",
+    "DropFieldIndex",
+    "Drop the payload index of `field`",
+    null,
+    (p) => ({ field: p.field, collection: pathCollection(p) }),
+  ),
+  rpc(
+    "POST",
+    "/collections/{name}/points/get",
+    "GetBatch",
+    "Up to 1,000 points by id, one record per id in request order",
+    ["ids", "with_vector", "with_payload"],
+    (p, b) => ({ ...b, collection: pathCollection(p) }),
+    {
+      respond: (_p, response) => {
+        const r = response as { points: Record<string, unknown>[] };
+        return { status: 200, body: { points: answerPoints(r.points) } };
+      },
+    },
+  ),
+  rpc(
+    "POST",
+    "/collections/{name}/points/delete",
+    "DeleteBatch",
+    "Delete points by `ids` (up to 10,000), or every point matching `filter` " +
+      "(DeleteByFilter), at one version",
+    ["ids", "filter", "consistency", "version"],
+    (p, b) => {
+      if (b.filter !== undefined && b.ids !== undefined) {
+        throw new HttpError(
+          400,
+          grpc.status.INVALID_ARGUMENT,
+          "ids and filter: give one of them, not both",
+        );
+      }
+      return { ...withFilter(b), collection: pathCollection(p) };
+    },
+    {
+      rpcFor: (r) => (r.filter !== undefined ? "DeleteByFilter" : "DeleteBatch"),
+    },
   ),
   rpc(
     "PUT",

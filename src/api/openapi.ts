@@ -159,6 +159,84 @@ const SCHEMAS: Record<string, Schema> = {
       ef: { type: "integer", minimum: 0, maximum: EF_MAX, description: "0: server default" },
       with_payload: { type: "boolean", description: "results carry their payloads" },
       with_vector: { type: "boolean", description: "results carry their stored vectors" },
+      filter: ref("Filter"),
+    },
+  },
+  Filter: {
+    type: "object",
+    description: "A payload filter in Qdrant's form (src/common/filter.ts): " +
+      '{"must": [C...], "should": [C...], "must_not": [C...]} with conditions ' +
+      '{"key": "a.b", "match": {"value"|"any"|"except": ...}}, ' +
+      '{"key": "n", "range": {"gt"|"gte"|"lt"|"lte": number}}, {"has_id": [ids]}, ' +
+      '{"is_empty": {"key": k}}, {"is_null": {"key": k}}, ' +
+      '{"key": k, "values_count": {...}}, or a nested filter. A malformed one is 400 naming ' +
+      "its JSON path (filter.must[1].range.gt). Limits: 16 KiB, 16 levels, 256 conditions.",
+    additionalProperties: true,
+  },
+  FieldIndexBody: {
+    type: "object",
+    required: ["field", "type"],
+    additionalProperties: false,
+    properties: {
+      field: { type: "string", description: 'A dotted payload key, e.g. "meta.lang"' },
+      type: { type: "string", enum: ["keyword", "integer", "float", "bool"] },
+    },
+  },
+  CreateFieldIndexResponse: {
+    type: "object",
+    properties: {
+      created: { type: "boolean", description: "false: the index already existed" },
+    },
+  },
+  DropFieldIndexResponse: { type: "object", properties: { dropped: { type: "boolean" } } },
+  GetBatchBody: {
+    type: "object",
+    required: ["ids"],
+    additionalProperties: false,
+    properties: {
+      ids: { type: "array", minItems: 1, maxItems: 1000, items: { type: "integer" } },
+      with_vector: { type: "boolean" },
+      with_payload: { type: "boolean" },
+    },
+  },
+  GetBatchResponse: {
+    type: "object",
+    properties: {
+      points: {
+        type: "array",
+        description: "One record per requested id, in request order",
+        items: {
+          type: "object",
+          properties: {
+            id: { type: "integer" },
+            found: { type: "boolean" },
+            vector,
+            payload,
+            version: uint64,
+            deleted: { type: "boolean" },
+          },
+        },
+      },
+    },
+  },
+  DeletePointsBody: {
+    type: "object",
+    additionalProperties: false,
+    description: "Exactly one of ids (DeleteBatch) and filter (DeleteByFilter)",
+    properties: {
+      ids: { type: "array", minItems: 1, maxItems: 10000, items: { type: "integer" } },
+      filter: ref("Filter"),
+      consistency,
+      version: uint64,
+    },
+  },
+  DeletePointsResponse: {
+    type: "object",
+    properties: {
+      deleted: {
+        description: "Points deleted (a number for ids, a uint64 string for a filter)",
+      },
+      version: uint64,
     },
   },
   SearchResponse: {
@@ -219,6 +297,8 @@ const SCHEMAS: Record<string, Schema> = {
         description: 'Absent or "": from the start; else an earlier answer\'s next_cursor',
       },
       with_vector: { type: "boolean" },
+      with_payload: { type: "boolean" },
+      filter: ref("Filter"),
     },
   },
   ScrollResponse: {
@@ -228,7 +308,7 @@ const SCHEMAS: Record<string, Schema> = {
         type: "array",
         items: {
           type: "object",
-          properties: { id: { type: "integer" }, vector, version: uint64 },
+          properties: { id: { type: "integer" }, vector, version: uint64, payload },
         },
       },
       next_cursor: { type: "string", description: '"" when there are no more points' },
@@ -237,7 +317,11 @@ const SCHEMAS: Record<string, Schema> = {
       shards_total: { type: "integer" },
     },
   },
-  CountBody: { type: "object", additionalProperties: false, properties: {} },
+  CountBody: {
+    type: "object",
+    additionalProperties: false,
+    properties: { filter: ref("Filter") },
+  },
   CountResponse: {
     type: "object",
     properties: {
@@ -405,6 +489,25 @@ const OPERATIONS: Record<
     ok: "CountResponse",
     errors: ["400", "404", "413"],
   },
+  "PUT /collections/{name}/index": {
+    body: "FieldIndexBody",
+    ok: "CreateFieldIndexResponse",
+    errors: ["400", "404", "409", "413"],
+  },
+  "DELETE /collections/{name}/index/{field}": {
+    ok: "DropFieldIndexResponse",
+    errors: ["400", "404"],
+  },
+  "POST /collections/{name}/points/get": {
+    body: "GetBatchBody",
+    ok: "GetBatchResponse",
+    errors: ["400", "404", "413"],
+  },
+  "POST /collections/{name}/points/delete": {
+    body: "DeletePointsBody",
+    ok: "DeletePointsResponse",
+    errors: ["400", "404", "413"],
+  },
   "PUT /collections/{name}/points/{id}": {
     body: "PutBody",
     ok: "PutResponse",
@@ -474,6 +577,8 @@ export function openApiDocument(kind: "node" | "router"): Record<string, unknown
         required: true,
         schema: m[1] === "id"
           ? { type: "integer", minimum: 0, maximum: ID_MAX }
+          : m[1] === "field"
+          ? { type: "string", description: "A dotted payload key (percent-encoded)" }
           : { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
       });
     }

@@ -16,7 +16,11 @@
  *
  * @module
  */
+import type { Filter } from "../common/filter.ts";
+import { type Consistency, FILTER_KEY_CHARS_MAX } from "../common/limits.ts";
 import {
+  BATCH_POINTS_MAX,
+  GET_BATCH_MAX,
   ID_MAX,
   SCROLL_LIMIT_DEFAULT,
   SCROLL_LIMIT_MAX,
@@ -24,10 +28,14 @@ import {
 } from "../common/limits.ts";
 import {
   resolveCollection,
+  validateConsistency,
   validateEf,
+  validateFilter,
   validateFlag,
+  validateId,
   validateK,
   validateVector,
+  validateVersionFromOutside,
   ValidationError,
   type ValidSearch,
 } from "./validate.ts";
@@ -85,6 +93,9 @@ export interface ValidScroll {
   /** List ids above this one; null: from the start. */
   after: number | null;
   with_vector: boolean;
+  /** Only points matching it; null: every point. */
+  filter: Filter | null;
+  with_payload: boolean;
 }
 
 /** Validates a ScrollRequest and fills in the default limit. */
@@ -93,6 +104,8 @@ export function validateScrollRequest(request: {
   limit?: unknown;
   cursor?: unknown;
   with_vector?: unknown;
+  filter?: unknown;
+  with_payload?: unknown;
 }): ValidScroll {
   const collection = resolveCollection(request.collection);
   const raw = request.limit ?? 0;
@@ -117,12 +130,129 @@ export function validateScrollRequest(request: {
     limit: raw === 0 ? SCROLL_LIMIT_DEFAULT : raw,
     after: decodeCursor(request.cursor),
     with_vector,
+    filter: validateFilter(request.filter, "filter"),
+    with_payload: validateFlag(request.with_payload, "with_payload"),
   };
 }
 
-/** Validates a CountRequest: the collection name. */
-export function validateCountRequest(request: { collection?: unknown }): { collection: string } {
-  return { collection: resolveCollection(request.collection) };
+/** Validates a CountRequest: the collection name and the filter (null: count every point). */
+export function validateCountRequest(
+  request: { collection?: unknown; filter?: unknown },
+): { collection: string; filter: Filter | null } {
+  return {
+    collection: resolveCollection(request.collection),
+    filter: validateFilter(request.filter, "filter"),
+  };
+}
+
+/** A field name of CreateFieldIndex / DropFieldIndex: a non-empty string, bounded. */
+function validateFieldName(value: unknown, field = "field"): string {
+  if (typeof value !== "string" || value.length === 0) {
+    throw new ValidationError(field, value, `${field} must be a non-empty dotted key`);
+  }
+  if (value.length > FILTER_KEY_CHARS_MAX) {
+    throw new ValidationError(
+      field,
+      value,
+      `${field} of ${value.length} characters is longer than ${FILTER_KEY_CHARS_MAX}`,
+    );
+  }
+  return value;
+}
+
+/** Validates a CreateFieldIndexRequest (the type is checked by the collection). */
+export function validateCreateFieldIndexRequest(
+  request: { collection?: unknown; field?: unknown; type?: unknown },
+): { collection: string; field: string; type: string } {
+  const type = request.type ?? "";
+  if (typeof type !== "string") {
+    throw new ValidationError("type", type, "type must be a string");
+  }
+  return {
+    collection: resolveCollection(request.collection),
+    field: validateFieldName(request.field),
+    type,
+  };
+}
+
+/** Validates a DropFieldIndexRequest. */
+export function validateDropFieldIndexRequest(
+  request: { collection?: unknown; field?: unknown },
+): { collection: string; field: string } {
+  return {
+    collection: resolveCollection(request.collection),
+    field: validateFieldName(request.field),
+  };
+}
+
+/** An id list of 1 .. `max` ids, each a uint32. */
+function validateIds(value: unknown, max: number, field = "ids"): number[] {
+  const ids = value ?? [];
+  if (!Array.isArray(ids)) throw new ValidationError(field, ids, `${field} must be a list`);
+  if (ids.length < 1 || ids.length > max) {
+    throw new ValidationError(
+      field,
+      ids.length,
+      `${field} has ${ids.length} entries; it must have 1 to ${max}`,
+    );
+  }
+  for (let i = 0; i < ids.length; i++) validateId(ids[i], `${field}[${i}]`);
+  return ids as number[];
+}
+
+/** Validates a GetBatchRequest: 1 .. GET_BATCH_MAX ids. */
+export function validateGetBatchRequest(request: {
+  collection?: unknown;
+  ids?: unknown;
+  with_vector?: unknown;
+  with_payload?: unknown;
+}): { collection: string; ids: number[]; with_vector: boolean; with_payload: boolean } {
+  return {
+    collection: resolveCollection(request.collection),
+    ids: validateIds(request.ids, GET_BATCH_MAX),
+    with_vector: validateFlag(request.with_vector, "with_vector"),
+    with_payload: validateFlag(request.with_payload, "with_payload"),
+  };
+}
+
+/** Validates a DeleteBatchRequest: 1 .. BATCH_POINTS_MAX ids. */
+export function validateDeleteBatchRequest(request: {
+  collection?: unknown;
+  ids?: unknown;
+  consistency?: unknown;
+  version?: unknown;
+}): { collection: string; ids: number[]; consistency: Consistency | undefined; version: number } {
+  return {
+    collection: resolveCollection(request.collection),
+    ids: validateIds(request.ids, BATCH_POINTS_MAX),
+    consistency: validateConsistency(request.consistency),
+    version: validateVersionFromOutside(request.version),
+  };
+}
+
+/** Validates a DeleteByFilterRequest: the filter is required and must have a condition. */
+export function validateDeleteByFilterRequest(request: {
+  collection?: unknown;
+  filter?: unknown;
+  consistency?: unknown;
+  version?: unknown;
+}): { collection: string; filter: Filter; consistency: Consistency | undefined; version: number } {
+  const filter = validateFilter(request.filter, "filter");
+  if (filter === null) {
+    throw new ValidationError(
+      "filter",
+      request.filter,
+      `filter ${
+        JSON.stringify(String(request.filter ?? "").slice(0, 64))
+      } is required and must have a condition (DeleteByFilter never deletes everything)`,
+    );
+  }
+  return {
+    collection: resolveCollection(request.collection),
+    filter,
+    consistency: validateConsistency(request.consistency),
+    version: validateVersionFromOutside(request.version),
+  };
 }
 
 /**
@@ -153,6 +283,7 @@ export function validateSearchBatchRequest(request: { searches?: unknown }): Val
       collection?: unknown;
       with_payload?: unknown;
       with_vector?: unknown;
+      filter?: unknown;
     };
     const v: ValidSearch = {
       vector: validateVector(s.vector, `${at}.vector`),
@@ -161,6 +292,7 @@ export function validateSearchBatchRequest(request: { searches?: unknown }): Val
       collection: resolveCollection(s.collection, `${at}.collection`),
       with_payload: validateFlag(s.with_payload, `${at}.with_payload`),
       with_vector: validateFlag(s.with_vector, `${at}.with_vector`),
+      filter: validateFilter(s.filter, `${at}.filter`),
     };
     checkEfAtLeastK(v, `${at}.ef`);
     return v;

@@ -123,6 +123,8 @@ export interface SearchRequest {
   k: number;
   collection?: string;
   ef?: number;
+  /** JSON filter; "" or absent: every point. */
+  filter?: string;
   /** Results carry their payloads. */
   with_payload?: boolean;
   /** Results carry their stored vectors. */
@@ -156,6 +158,13 @@ export interface CollectionInfo {
   metric: string;
   m: number;
   ef_construction: number;
+  /** Payload indexes, sorted by field. */
+  field_indexes?: FieldIndex[];
+}
+/** A payload index: `field` indexed as `type` ("keyword", "integer", "float", "bool"). */
+export interface FieldIndex {
+  field: string;
+  type: string;
 }
 export interface CreateCollectionResponse {
   created: boolean;
@@ -320,12 +329,17 @@ export interface ScrollRequest {
   /** "" or absent: from the start; else a `next_cursor` of an earlier answer. */
   cursor?: string;
   with_vector?: boolean;
+  /** JSON filter; "" or absent: every point. */
+  filter?: string;
+  with_payload?: boolean;
 }
 export interface ScrollPoint {
   id: number;
   /** Empty unless `with_vector`. */
   vector: number[];
   version: Uint64;
+  /** Compact JSON with `with_payload`; "" or absent otherwise or when none. */
+  payload?: string;
 }
 export interface ScrollResponse {
   points: ScrollPoint[];
@@ -338,12 +352,68 @@ export interface ScrollResponse {
 
 export interface CountRequest {
   collection?: string;
+  /** JSON filter; "" or absent: every point. */
+  filter?: string;
 }
 export interface CountResponse {
   count: Uint64;
   partial?: boolean;
   shards_answered?: number;
   shards_total?: number;
+}
+
+export interface CreateFieldIndexRequest {
+  collection?: string;
+  field: string;
+  type: string;
+}
+export interface CreateFieldIndexResponse {
+  created: boolean;
+}
+export interface DropFieldIndexRequest {
+  collection?: string;
+  field: string;
+}
+export interface DropFieldIndexResponse {
+  dropped: boolean;
+}
+export interface GetBatchRequest {
+  collection?: string;
+  ids: number[];
+  with_vector?: boolean;
+  with_payload?: boolean;
+}
+/** One id's state, as Get answers it. */
+export interface PointRecord {
+  id: number;
+  found: boolean;
+  vector: number[];
+  payload?: string;
+  version: Uint64;
+  deleted: boolean;
+}
+export interface GetBatchResponse {
+  points: PointRecord[];
+}
+export interface DeleteBatchRequest {
+  collection?: string;
+  ids: number[];
+  consistency?: string;
+  version?: Uint64;
+}
+export interface DeleteBatchResponse {
+  deleted: number;
+  version: Uint64;
+}
+export interface DeleteByFilterRequest {
+  collection?: string;
+  filter: string;
+  consistency?: string;
+  version?: Uint64;
+}
+export interface DeleteByFilterResponse {
+  deleted: Uint64;
+  version: Uint64;
 }
 
 // ----- Service -----
@@ -368,6 +438,11 @@ export interface VectorDBMethods {
   SearchBatch: { request: SearchBatchRequest; response: SearchBatchResponse };
   Scroll: { request: ScrollRequest; response: ScrollResponse };
   Count: { request: CountRequest; response: CountResponse };
+  CreateFieldIndex: { request: CreateFieldIndexRequest; response: CreateFieldIndexResponse };
+  DropFieldIndex: { request: DropFieldIndexRequest; response: DropFieldIndexResponse };
+  GetBatch: { request: GetBatchRequest; response: GetBatchResponse };
+  DeleteBatch: { request: DeleteBatchRequest; response: DeleteBatchResponse };
+  DeleteByFilter: { request: DeleteByFilterRequest; response: DeleteByFilterResponse };
 }
 
 /** The RPC names, in proto order. */
@@ -391,6 +466,11 @@ export const METHOD_NAMES: readonly MethodName[] = [
   "SearchBatch",
   "Scroll",
   "Count",
+  "CreateFieldIndex",
+  "DropFieldIndex",
+  "GetBatch",
+  "DeleteBatch",
+  "DeleteByFilter",
 ];
 
 /** Callback of a unary call. */

@@ -95,6 +95,10 @@ export interface EntriesRequest {
   /** 1 .. ENTRIES_LIMIT_MAX. */
   limit: number;
   with_vector: boolean;
+  /** JSON filter: sets `matched`; "" or absent: every live entry matches. */
+  filter?: string;
+  /** Include the payloads of live entries. */
+  with_payload?: boolean;
 }
 /** An Entries page: parallel lists (through {@link TransferClient}: versions as numbers). */
 export interface EntriesResponse {
@@ -105,6 +109,10 @@ export interface EntriesResponse {
   vectors: number[];
   dimension: number;
   done: boolean;
+  /** One per entry: a live entry matching the request's filter. */
+  matched?: boolean[];
+  /** With `with_payload`: one per live entry, its payload's JSON text ("" for none). */
+  payloads?: string[];
 }
 
 /** The RPCs of `vectordb.internal.Transfer` with their request and response types. */

@@ -16,6 +16,7 @@
 import { collectionNameProblem } from "../common/collection_name.ts";
 import { VERSION_FUTURE_MAX_MS, versionCeiling } from "../common/version.ts";
 import { parsePayload, PayloadError } from "../common/payload.ts";
+import { type Filter, FilterError, isEmptyFilter, parseFilter } from "../common/filter.ts";
 import {
   BATCH_POINTS_MAX,
   type Consistency,
@@ -285,6 +286,28 @@ export interface ValidSearch {
   /** Results carry payloads / stored vectors. */
   with_payload: boolean;
   with_vector: boolean;
+  /** Only points matching it (absent or null: every point). */
+  filter?: Filter | null;
+}
+
+/**
+ * A filter field (JSON text in Qdrant's form, src/common/filter.ts): null for absent, "" or a
+ * filter without conditions; a malformed one is a ValidationError naming the JSON path of the
+ * bad part under `field` (`filter.must[1].range.gt`).
+ */
+export function validateFilter(value: unknown, field = "filter"): Filter | null {
+  if (value === undefined || value === null || value === "") return null;
+  if (typeof value !== "string") {
+    throw new ValidationError(field, value, `${field} must be a JSON text (a string)`);
+  }
+  let f: Filter;
+  try {
+    f = parseFilter(value, field);
+  } catch (e) {
+    if (!(e instanceof FilterError)) throw e;
+    throw new ValidationError(e.path, value, e.message);
+  }
+  return isEmptyFilter(f) ? null : f;
 }
 
 /** A validated CreateCollection with defaults filled in. */
@@ -376,6 +399,7 @@ export function validateSearchRequest(
     collection?: unknown;
     with_payload?: unknown;
     with_vector?: unknown;
+    filter?: unknown;
   },
   dimension?: number,
 ): ValidSearch {
@@ -386,6 +410,7 @@ export function validateSearchRequest(
     collection: resolveCollection(request.collection),
     with_payload: validateFlag(request.with_payload, "with_payload"),
     with_vector: validateFlag(request.with_vector, "with_vector"),
+    filter: validateFilter(request.filter, "filter"),
   };
 }
 

@@ -18,6 +18,9 @@ export const EF_MAX = 10_000;
 /** Largest number of points in one PutBatch (`PutBatchRequest.points`). */
 export const BATCH_POINTS_MAX = 10_000;
 
+/** Most ids in one GetBatch (`GetBatchRequest.ids`). */
+export const GET_BATCH_MAX = 1_000;
+
 /** Most searches in one SearchBatch (`SearchBatchRequest.searches`). */
 export const SEARCH_BATCH_MAX = 100;
 
@@ -120,14 +123,29 @@ export const POINT_FIELDS_MAX = 16;
  * | vectordb.VectorDB          | Search                                  | 260 KiB   | vector <= DIMENSION_MAX      |
  * | vectordb.VectorDB          | PutBatch                                | 64 MiB    | points <= BATCH_POINTS_MAX, 16 fields per point |
  * | vectordb.VectorDB          | SearchBatch                             | 26 MiB    | searches <= SEARCH_BATCH_MAX, 64 fields per search |
- * | vectordb.VectorDB          | Get, Delete, Create/DropCollection, ListCollections, Stats, Members, Drain, Backup, ListBackups, Restore, DeleteBackup, Scroll, Count | 4 KiB | |
- * | vectordb.internal.Transfer | Scan, Entries                           | 4 KiB     |                              |
+ * | vectordb.VectorDB          | Get, Delete, Create/DropCollection, ListCollections, Stats, Members, Drain, Backup, ListBackups, Restore, DeleteBackup, Create/DropFieldIndex | 4 KiB | |
+ * | vectordb.VectorDB          | Scroll, Count, DeleteByFilter (a filter)| 20 KiB    |                              |
+ * | vectordb.VectorDB          | GetBatch                                | 8 KiB     | (ids <= GET_BATCH_MAX, checked decoded) |
+ * | vectordb.VectorDB          | DeleteBatch                             | 56 KiB    | (ids <= BATCH_POINTS_MAX, checked decoded) |
+ * | vectordb.internal.Transfer | Scan                                    | 4 KiB     |                              |
+ * | vectordb.internal.Transfer | Entries (a filter)                      | 20 KiB    |                              |
  * | vectordb.internal.Transfer | CopyBatch                               | 16 MiB    | points <= SCAN_LIMIT_MAX, 16 fields per point |
  * | vectordb.internal.Transfer | Prune                                   | 128 KiB   | ids, versions <= SCAN_LIMIT_MAX |
  * | vectordb.internal.Gossip   | Exchange (cluster/gossip_transport.ts)  | 65 KiB    | (payload 64 KiB + sender)    |
  *
  * Every request also has at most REQUEST_FIELDS_MAX other top-level fields.
  */
+/**
+ * Requests that carry a filter (Scroll, Count, DeleteByFilter, Transfer.Entries): a filter's
+ * FILTER_BYTES_MAX (16 KiB) plus room for the other fields. Written out (not derived) because
+ * the filter limits are declared further down.
+ */
+const FILTER_REQUEST_BYTES_MAX = 20 * 1024;
+/** GetBatch: GET_BATCH_MAX ids of at most 5 bytes each, packed, plus the other fields. */
+const GET_BATCH_BYTES_MAX = 8 * 1024;
+/** DeleteBatch: BATCH_POINTS_MAX ids of at most 5 bytes each, packed, plus the other fields. */
+const DELETE_BATCH_BYTES_MAX = 56 * 1024;
+
 export const VECTORDB_REQUEST_BYTES_MAX = {
   Put: PUT_REQUEST_BYTES_MAX,
   PutBatch: PUT_BATCH_BYTES_MAX,
@@ -145,8 +163,13 @@ export const VECTORDB_REQUEST_BYTES_MAX = {
   Restore: SMALL_REQUEST_BYTES_MAX,
   DeleteBackup: SMALL_REQUEST_BYTES_MAX,
   SearchBatch: SEARCH_BATCH_BYTES_MAX,
-  Scroll: SMALL_REQUEST_BYTES_MAX,
-  Count: SMALL_REQUEST_BYTES_MAX,
+  Scroll: FILTER_REQUEST_BYTES_MAX,
+  Count: FILTER_REQUEST_BYTES_MAX,
+  CreateFieldIndex: SMALL_REQUEST_BYTES_MAX,
+  DropFieldIndex: SMALL_REQUEST_BYTES_MAX,
+  GetBatch: GET_BATCH_BYTES_MAX,
+  DeleteBatch: DELETE_BATCH_BYTES_MAX,
+  DeleteByFilter: FILTER_REQUEST_BYTES_MAX,
 } as const;
 
 /** Largest encoded request per RPC of `vectordb.internal.Transfer` (see the table above). */
@@ -154,7 +177,7 @@ export const TRANSFER_REQUEST_BYTES_MAX = {
   Scan: SMALL_REQUEST_BYTES_MAX,
   CopyBatch: COPY_BATCH_BYTES_MAX,
   Prune: PRUNE_BYTES_MAX,
-  Entries: SMALL_REQUEST_BYTES_MAX,
+  Entries: FILTER_REQUEST_BYTES_MAX,
 } as const;
 
 /**

@@ -22,6 +22,8 @@
  * | 11   | PUT_P             | id u32, version u64, vector f32Array, payload bytes             |
  * | 12   | PUT_BATCH_P       | as PUT_BATCH_V, then payloads                                   |
  * | 13   | COPY_P            | as COPY, then payloads (tombstones: empty)                      |
+ * | 14   | CREATE_FIELD_INDEX| field string, type string ("keyword", "integer", "float", "bool")|
+ * | 15   | DROP_FIELD_INDEX  | field string                                                    |
  *
  * `versions` is a u32 count (equal to the number of ids) followed by one u64 per id. A version
  * is an integer 0 .. 2^53 - 1 (`VERSION_MAX`, src/common/version.ts); see "Versions" in
@@ -36,6 +38,11 @@
  * Types 11 to 13 are written only when some entry of the record has a payload; a record
  * without any keeps the older type (6, 8 or 9), so logs of collections that use no payloads are
  * byte for byte what earlier versions wrote, and those versions can still read them.
+ *
+ * Types 14 and 15 define and drop payload indexes (src/storage/payload_index.ts); the field is
+ * a dotted key of at most FIELD_INDEX_NAME_BYTES_MAX bytes. The collection checks the key and the
+ * type before logging; decoding bounds their sizes only, and the collection refuses a bad
+ * definition at replay like any other invalid record.
  *
  * Every field is validated when encoding and again when decoding; decoding also requires that
  * the payload is consumed exactly.
@@ -62,7 +69,12 @@ export const RecordType = {
   PUT_P: 11,
   PUT_BATCH_P: 12,
   COPY_P: 13,
+  CREATE_FIELD_INDEX: 14,
+  DROP_FIELD_INDEX: 15,
 } as const;
+
+/** Largest payload index field name in a record (UTF-8 bytes). */
+export const FIELD_INDEX_NAME_BYTES_MAX = 1024;
 
 import { DIMENSION_MAX, type Metric, METRICS, PAYLOAD_BYTES_MAX } from "./limits.ts";
 export { DIMENSION_MAX, type Metric, METRICS };
@@ -127,7 +139,15 @@ export type WalRecord =
     m: number;
     ef_construction: number;
   }
-  | { kind: "drop_collection"; collection: string };
+  | { kind: "drop_collection"; collection: string }
+  | {
+    /** Defines a payload index on `field` (a dotted key) of `type`. */
+    kind: "create_field_index";
+    collection?: string;
+    field: string;
+    type: string;
+  }
+  | { kind: "drop_field_index"; collection?: string; field: string };
 
 /** An encoded record, ready for `Wal.append(type, payload)`. */
 export interface EncodedRecord {
@@ -165,6 +185,8 @@ const TYPE_NAMES: Record<number, string> = {
   11: "PUT_P",
   12: "PUT_BATCH_P",
   13: "COPY_P",
+  14: "CREATE_FIELD_INDEX",
+  15: "DROP_FIELD_INDEX",
 };
 
 /** The name of a record type code, or `UNKNOWN(<code>)`. */
@@ -303,9 +325,27 @@ function problem(r: WalRecord): string | null {
       return null;
     case "drop_collection":
       return name === "" ? "Collection name must not be empty" : null;
+    case "create_field_index":
+      return fieldProblem(r.field) ??
+        (typeof r.type === "string" && r.type.length > 0 && r.type.length <= 16
+          ? null
+          : `Field index type ${JSON.stringify(r.type)} is not a short non-empty string`);
+    case "drop_field_index":
+      return fieldProblem(r.field);
     default:
       return `Record kind ${JSON.stringify((r as { kind: unknown }).kind)} is unknown`;
   }
+}
+
+/** Checks a field index's field name; returns an error message or null. */
+function fieldProblem(field: unknown): string | null {
+  if (typeof field !== "string" || field.length === 0) {
+    return `Field index field ${JSON.stringify(field)} is not a non-empty string`;
+  }
+  return utf8.encode(field).length > FIELD_INDEX_NAME_BYTES_MAX
+    ? `Field index field of ${utf8.encode(field).length} bytes is longer than ` +
+      `${FIELD_INDEX_NAME_BYTES_MAX}`
+    : null;
 }
 
 /** Bytes of a `payloads` section (see the module comment). */
@@ -336,6 +376,10 @@ function payloadBytes(r: WalRecord): number {
       return name + 4 + 4 + utf8.encode(r.metric).length + 4 + 4;
     case "drop_collection":
       return name;
+    case "create_field_index":
+      return name + 4 + utf8.encode(r.field).length + 4 + utf8.encode(r.type).length;
+    case "drop_field_index":
+      return name + 4 + utf8.encode(r.field).length;
   }
 }
 
@@ -437,6 +481,15 @@ export function encodeRecord(r: WalRecord): EncodedRecord {
     case "drop_collection":
       type = RecordType.DROP_COLLECTION;
       break;
+    case "create_field_index":
+      type = RecordType.CREATE_FIELD_INDEX;
+      w.string(r.field);
+      w.string(r.type);
+      break;
+    case "drop_field_index":
+      type = RecordType.DROP_FIELD_INDEX;
+      w.string(r.field);
+      break;
   }
   w.flush();
   if (sink.length !== size) {
@@ -531,6 +584,12 @@ export function decodeRecord(type: number, payload: Uint8Array): WalRecord {
         break;
       case RecordType.DROP_COLLECTION:
         rec = { kind: "drop_collection", collection };
+        break;
+      case RecordType.CREATE_FIELD_INDEX:
+        rec = { kind: "create_field_index", collection, field: r.string(), type: r.string() };
+        break;
+      case RecordType.DROP_FIELD_INDEX:
+        rec = { kind: "drop_field_index", collection, field: r.string() };
         break;
       default:
         throw new RecordFormatError(`Record type ${type} is unknown`);

@@ -346,3 +346,29 @@ Deno.test("payload records: bad payloads are refused both ways", () => {
     (e: Error) => e instanceof RecordFormatError && /70000 bytes is over the limit/.test(e.message),
   );
 });
+
+Deno.test("field index records round trip and refuse bad fields", () => {
+  const create: WalRecord = {
+    kind: "create_field_index",
+    collection: "",
+    field: "meta.lang",
+    type: "keyword",
+  };
+  const drop: WalRecord = { kind: "drop_field_index", collection: "", field: "meta.lang" };
+  const c = encodeRecord(create);
+  const d = encodeRecord(drop);
+  assert.equal(c.type, RecordType.CREATE_FIELD_INDEX);
+  assert.equal(d.type, RecordType.DROP_FIELD_INDEX);
+  assert.equal(recordTypeName(14), "CREATE_FIELD_INDEX");
+  assert.equal(recordTypeName(15), "DROP_FIELD_INDEX");
+  assert.deepEqual(decodeRecord(c.type, c.payload), create);
+  assert.deepEqual(decodeRecord(d.type, d.payload), drop);
+  assert.throws(() => encodeRecord({ ...create, field: "" }), InvalidRecordError);
+  assert.throws(() => encodeRecord({ ...create, field: "x".repeat(2000) }), /longer than 1024/);
+  assert.throws(() => encodeRecord({ ...create, type: "" }), InvalidRecordError);
+  // A truncated payload is refused.
+  assert.throws(
+    () => decodeRecord(c.type, c.payload.subarray(0, c.payload.length - 2)),
+    RecordFormatError,
+  );
+});

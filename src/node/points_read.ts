@@ -15,6 +15,8 @@ import type { ScrollPoint } from "../api/proto.ts";
 import { encodeCursor } from "../api/points_read.ts";
 import { SCROLL_PAGE_BYTES_MAX } from "../common/limits.ts";
 import type { Collection } from "../storage/collection.ts";
+import type { Filter } from "../common/filter.ts";
+import { payloadText } from "../common/payload.ts";
 
 /** An Entries page stops once its vectors hold this many bytes (as a Scan page does). */
 export const ENTRIES_PAGE_BYTES_MAX = 4 * 2 ** 20;
@@ -49,24 +51,37 @@ export function scrollPage(
   after: number | null,
   limit: number,
   with_vector: boolean,
+  filter: Filter | null = null,
+  with_payload = false,
 ): ScrollPage {
   const ids = c.sortedIds();
+  const matches = c.matcher(filter);
   const points: ScrollPoint[] = [];
   let bytes = 0;
   let i = upperBound(ids, after);
   for (; i < ids.length && points.length < limit && bytes < SCROLL_PAGE_BYTES_MAX; i++) {
+    if (!matches(ids[i])) continue; // a tombstone or a point the filter leaves out
     const e = c.getEntry(ids[i]);
-    if (e.vector === null) continue; // a tombstone
-    points.push({
+    if (e.vector === null) continue;
+    const p: ScrollPoint = {
       id: ids[i],
       vector: with_vector ? Array.from(e.vector) : [],
       version: String(e.version),
-    });
+    };
     if (with_vector) bytes += e.vector.byteLength;
+    if (with_payload) {
+      const bytesOf = c.getPayload(ids[i]);
+      if (bytesOf !== null) {
+        p.payload = payloadText(bytesOf);
+        bytes += bytesOf.length;
+      }
+    }
+    points.push(p);
   }
-  // Whether another live point follows: a run of tombstones may end the collection.
+  // Whether another matching point follows (a run of tombstones may end the collection). With
+  // a filter this may test the rest of the collection; it stops at the first match.
   let more = false;
-  for (; i < ids.length && !more; i++) more = !c.getEntry(ids[i]).deleted;
+  for (; i < ids.length && !more; i++) more = matches(ids[i]);
   const last = points.length > 0 ? points[points.length - 1].id : null;
   return { points, next_cursor: more && last !== null ? encodeCursor(last) : "" };
 }
@@ -81,7 +96,10 @@ export function entriesPage(
   after: number | null,
   limit: number,
   with_vector: boolean,
+  filter: Filter | null = null,
+  with_payload = false,
 ): EntriesResponse {
+  const matches = c.matcher(filter);
   const ids = c.sortedIds();
   const out: EntriesResponse = {
     ids: [],
@@ -90,7 +108,9 @@ export function entriesPage(
     vectors: [],
     dimension: c.config.dimension,
     done: false,
+    matched: [],
   };
+  if (with_payload) out.payloads = [];
   let bytes = 0;
   let i = upperBound(ids, after);
   for (; i < ids.length && out.ids.length < limit && bytes < ENTRIES_PAGE_BYTES_MAX; i++) {
@@ -99,9 +119,15 @@ export function entriesPage(
     out.ids.push(ids[i]);
     out.versions.push(e.version);
     out.deleted.push(e.deleted);
+    out.matched!.push(e.vector !== null && matches(ids[i]));
     if (with_vector && e.vector !== null) {
       for (let j = 0; j < e.vector.length; j++) out.vectors.push(e.vector[j]);
       bytes += e.vector.byteLength;
+    }
+    if (with_payload && e.vector !== null) {
+      const p = c.getPayload(ids[i]);
+      out.payloads!.push(payloadText(p));
+      bytes += p?.length ?? 0;
     }
   }
   out.done = i >= ids.length;

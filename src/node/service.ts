@@ -68,13 +68,19 @@ import { VersionOverflowError } from "../common/version.ts";
 import { SOFTWARE_VERSION } from "../common/software_version.ts";
 import { CapacityError } from "../index/vector_store.ts";
 import { BufferLimitError } from "../io/binary.ts";
-import type { Collection } from "../storage/collection.ts";
+import { type Collection, FieldIndexError } from "../storage/collection.ts";
 import type { Member as ClusterMember } from "../cluster/membership.ts";
 import {
   validateCountRequest,
+  validateCreateFieldIndexRequest,
+  validateDeleteBatchRequest,
+  validateDeleteByFilterRequest,
+  validateDropFieldIndexRequest,
+  validateGetBatchRequest,
   validateScrollRequest,
   validateSearchBatchRequest,
 } from "../api/points_read.ts";
+import { BATCH_POINTS_MAX } from "../common/limits.ts";
 import { scrollPage } from "./points_read.ts";
 
 /** Most requests a node works on at once; more are refused with RESOURCE_EXHAUSTED. */
@@ -118,6 +124,12 @@ export function toStatus(e: unknown, dataDir?: string): StatusLike {
   if (e instanceof BackupCorruptError) return { code: grpc.status.DATA_LOSS, details: message };
   if (e instanceof BackupBusyError) {
     return { code: grpc.status.FAILED_PRECONDITION, details: message };
+  }
+  if (e instanceof FieldIndexError) {
+    return {
+      code: e.reason === "exists" ? grpc.status.ALREADY_EXISTS : grpc.status.INVALID_ARGUMENT,
+      details: message,
+    };
   }
   if (e instanceof CollectionNotFoundError) {
     return { code: grpc.status.NOT_FOUND, details: message };
@@ -202,6 +214,7 @@ export function nodeHandlers(
       metric: c.config.metric,
       m: c.config.m,
       ef_construction: c.config.ef_construction,
+      field_indexes: c.fieldIndexes().map((i) => ({ field: i.field, type: i.type })),
     };
   }
 
@@ -222,7 +235,7 @@ export function nodeHandlers(
 
   /** One search of a collection, with payloads and vectors when asked (Search, SearchBatch). */
   const runSearch = (c: Collection, s: ValidSearch): SearchResult[] => {
-    const hits = c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef);
+    const hits = c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef, s.filter ?? null);
     if (searchMetrics !== null) {
       searchMetrics.ef.observe(c.index.lastSearchEf);
       searchMetrics.visited.observe(c.index.lastVisited);
@@ -395,18 +408,77 @@ export function nodeHandlers(
       const c = readable(v.collection);
       const covered = { partial: false, shards_answered: 1, shards_total: 1 };
       if (c === null) return Promise.resolve({ points: [], next_cursor: "", ...covered });
-      return Promise.resolve({ ...scrollPage(c, v.after, v.limit, v.with_vector), ...covered });
+      return Promise.resolve({
+        ...scrollPage(c, v.after, v.limit, v.with_vector, v.filter, v.with_payload),
+        ...covered,
+      });
     }),
     Count: guard.wrap("Count", (req) => {
       const v = validateCountRequest(req);
       const c = readable(v.collection);
-      const count = c === null ? 0 : c.index.count;
+      const count = c === null ? 0 : c.count(v.filter);
       return Promise.resolve({
         count: String(count),
         partial: false,
         shards_answered: 1,
         shards_total: 1,
       });
+    }),
+    CreateFieldIndex: guard.wrap("CreateFieldIndex", async (req) => {
+      const v = validateCreateFieldIndexRequest(req);
+      const c = store.get(v.collection);
+      const r = await c.createFieldIndex(v.field, v.type);
+      if (r.created) log(`Collection "${c.name}": payload index on "${v.field}" (${v.type})`);
+      return { created: r.created };
+    }),
+    DropFieldIndex: guard.wrap("DropFieldIndex", async (req) => {
+      const v = validateDropFieldIndexRequest(req);
+      const c = store.get(v.collection);
+      return { dropped: (await c.dropFieldIndex(v.field)).dropped };
+    }),
+    GetBatch: guard.wrap("GetBatch", (req) => {
+      const v = validateGetBatchRequest(req);
+      const c = readable(v.collection);
+      const points = v.ids.map((id) => {
+        if (c === null) {
+          return { id, found: false, vector: [], payload: "", version: "0", deleted: false };
+        }
+        const e = c.getEntry(id);
+        const payload = v.with_payload && e.vector !== null ? c.getPayload(id) : null;
+        return {
+          id,
+          found: e.vector !== null,
+          vector: v.with_vector && e.vector !== null ? Array.from(e.vector) : [],
+          payload: payload === null ? "" : payloadText(payload),
+          version: String(e.version),
+          deleted: e.deleted,
+        };
+      });
+      return Promise.resolve({ points });
+    }),
+    DeleteBatch: guard.wrap("DeleteBatch", async (req) => {
+      const v = validateDeleteBatchRequest(req);
+      const c = readable(v.collection);
+      // As Delete: the default collection before its first Put has nothing to delete.
+      if (c === null) return { deleted: 0, version: String(v.version) };
+      const d = await c.deleteBatch(v.ids, v.version);
+      return { deleted: d.deleted, version: String(d.version) };
+    }),
+    DeleteByFilter: guard.wrap("DeleteByFilter", async (req) => {
+      const v = validateDeleteByFilterRequest(req);
+      const c = readable(v.collection);
+      if (c === null) return { deleted: "0", version: String(v.version) };
+      const ids = c.matchingIds(v.filter);
+      // One version for every chunk, stamped once (0: by the collection's clock).
+      let version = v.version;
+      let deleted = 0;
+      if (ids.length === 0 && version === 0) version = c.clock.next();
+      for (let at = 0; at < ids.length; at += BATCH_POINTS_MAX) {
+        const d = await c.deleteBatch(ids.subarray(at, at + BATCH_POINTS_MAX), version);
+        version = d.version;
+        deleted += d.deleted;
+      }
+      return { deleted: String(deleted), version: String(version) };
     }),
     Members: guard.wrap("Members", () =>
       Promise.resolve({

@@ -53,6 +53,7 @@ import { ENTRIES_LIMIT_MAX, VERSION_MAX } from "../common/limits.ts";
 import { entriesPage } from "./points_read.ts";
 import {
   resolveCollection,
+  validateFilter,
   validateId,
   validatePayload,
   validateVector,
@@ -296,8 +297,11 @@ export function transferHandlers(
         );
       }
       const after = req.from_start ? null : validateId(req.after_id ?? 0, "after_id");
+      const filter = validateFilter(req.filter, "filter");
       const c = store.get(name);
-      return Promise.resolve(entriesPage(c, after, limit, req.with_vector === true));
+      return Promise.resolve(
+        entriesPage(c, after, limit, req.with_vector === true, filter, req.with_payload === true),
+      );
     }),
   };
 }

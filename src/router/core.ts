@@ -52,7 +52,24 @@ import { createRecord, Replication } from "./replication.ts";
 import { makeView, type RingView, WriteViews } from "./ring_view.ts";
 import { Scatter } from "./scatter.ts";
 import type { ValidScroll } from "../api/points_read.ts";
-import { type EntryReadDeps, routerCount, routerScroll, runSearchBatch } from "./points_read.ts";
+import {
+  type EntryReadDeps,
+  routerCount,
+  routerMatchingIds,
+  routerScroll,
+  runSearchBatch,
+  type ScrollFilter,
+} from "./points_read.ts";
+import type {
+  ValidDeleteBatch,
+  ValidDeleteByFilter,
+  ValidFieldIndex,
+  ValidGetBatch,
+} from "./requests.ts";
+import { BATCH_POINTS_MAX } from "../common/limits.ts";
+
+/** A Search as the router runs it: `filter_json` the filter's text for the nodes ("" none). */
+export type RouterSearch = ValidSearch & { filter_json?: string };
 
 /** Pause before a failed ring update (a hint queue that would not open) is tried again. */
 export const RING_RETRY_MS = 1000;
@@ -213,25 +230,77 @@ export class RouterCore {
     return this.replication.get(this.routable(), v);
   }
 
-  search(v: ValidSearch): Promise<ResponseOf<"Search">> {
+  search(v: RouterSearch): Promise<ResponseOf<"Search">> {
     return this.scatter.search(this.routable(), v);
   }
 
   /** Each search scattered as {@link search}, a bounded number at once, in request order. */
-  async searchBatch(list: readonly ValidSearch[]): Promise<ResponseOf<"SearchBatch">> {
+  async searchBatch(list: readonly RouterSearch[]): Promise<ResponseOf<"SearchBatch">> {
     const view = this.routable();
     const results = await runSearchBatch(list, (v) => this.scatter.search(view, v));
     return { results };
   }
 
   /** A logical page of points: each id once, newest version decides (points_read.ts). */
-  scroll(v: ValidScroll): Promise<ResponseOf<"Scroll">> {
-    return routerScroll(this.#entryDeps(), this.routable(), v);
+  scroll(v: ValidScroll, filter: ScrollFilter = {}): Promise<ResponseOf<"Scroll">> {
+    return routerScroll(this.#entryDeps(), this.routable(), v, filter);
   }
 
-  /** The logical number of live points (points_read.ts). */
-  count(collection: string): Promise<ResponseOf<"Count">> {
-    return routerCount(this.#entryDeps(), this.routable(), collection);
+  /** The logical number of live points (matching `filter` when given) (points_read.ts). */
+  count(collection: string, filter = ""): Promise<ResponseOf<"Count">> {
+    return routerCount(this.#entryDeps(), this.routable(), collection, filter);
+  }
+
+  /** Points by id, the newest version among the replicas each (replication.ts). */
+  getBatch(v: ValidGetBatch): Promise<ResponseOf<"GetBatch">> {
+    return this.replication.getBatch(this.routable(), v);
+  }
+
+  /** Deletes ids at one version on their owners (replication.ts). */
+  deleteBatch(v: ValidDeleteBatch): Promise<ResponseOf<"DeleteBatch">> {
+    const view = this.routable();
+    return this.writes.counted(view, () => this.replication.deleteBatch(view, v));
+  }
+
+  /**
+   * Resolves the logical ids matching the filter (as Count sees them), then deletes them as
+   * DeleteBatches of BATCH_POINTS_MAX ids, all at ONE version (stamped once, before the first).
+   * A failed chunk fails the call; the chunks before it stay deleted (a retry deletes the rest).
+   */
+  async deleteByFilter(v: ValidDeleteByFilter): Promise<ResponseOf<"DeleteByFilter">> {
+    const view = this.routable();
+    const version = this.replication.stamp(v.version);
+    let deleted = 0;
+    await routerMatchingIds(
+      this.#entryDeps(),
+      view,
+      v.collection,
+      v.filter,
+      BATCH_POINTS_MAX,
+      async (ids) => {
+        await this.writes.counted(view, () =>
+          this.replication.deleteBatch(view, {
+            collection: v.collection,
+            ids,
+            consistency: v.consistency,
+            version,
+          }));
+        deleted += ids.length;
+      },
+    );
+    return { deleted: String(deleted), version: String(version) };
+  }
+
+  /** CreateFieldIndex on every node of the ring (replication.ts). */
+  async createFieldIndex(v: ValidFieldIndex): Promise<ResponseOf<"CreateFieldIndex">> {
+    const r = await this.replication.fieldIndex(this.routable().nodes, v, true);
+    return { created: r.changed };
+  }
+
+  /** DropFieldIndex on every node of the ring (replication.ts). */
+  async dropFieldIndex(v: ValidFieldIndex): Promise<ResponseOf<"DropFieldIndex">> {
+    const r = await this.replication.fieldIndex(this.routable().nodes, v, false);
+    return { dropped: r.changed };
   }
 
   #entryDeps(): EntryReadDeps {

@@ -39,7 +39,7 @@ import type { RingView } from "./ring_view.ts";
 /** One node's page as the merge reads it (an Entries reply). */
 export type EntryPage = Pick<
   EntriesResponse,
-  "ids" | "versions" | "deleted" | "vectors" | "dimension" | "done"
+  "ids" | "versions" | "deleted" | "vectors" | "dimension" | "done" | "matched" | "payloads"
 >;
 
 /** Thrown for a page that breaks the Entries contract (unsorted ids, list lengths differ). */
@@ -57,6 +57,13 @@ export interface MergedEntry {
   deleted: boolean;
   /** The winning entry's vector (a view into its page), when the pages carry vectors. */
   vector: ArrayLike<number> | null;
+  /**
+   * The WINNING entry's filter verdict: live and matching (pages without `matched` flags: every
+   * live entry matches). A stale replica's matching copy never makes an id match.
+   */
+  matched: boolean;
+  /** The winning entry's payload JSON text, when the pages carry payloads ("" for none). */
+  payload: string;
 }
 
 /** One node's stream in a merge: its current page and position. */
@@ -66,6 +73,8 @@ class NodeStream {
   at = 0;
   /** Offset in `page.vectors` of the next live entry's vector. */
   vector_at = 0;
+  /** Index in `page.payloads` of the next live entry's payload. */
+  payload_at = 0;
   /** Last id listed by this node so far (the `after_id` of its next page); null: none yet. */
   last: number | null = null;
 
@@ -133,6 +142,16 @@ export class EntryMerge {
       prev = page.ids[i];
       if (!page.deleted[i]) live++;
     }
+    const matched = page.matched ?? [];
+    if (matched.length !== 0 && matched.length !== n) {
+      throw new EntryPageError(`Node ${node} sent ${matched.length} matched flags for ${n} ids`);
+    }
+    const payloads = page.payloads ?? [];
+    if (payloads.length !== 0 && payloads.length !== live) {
+      throw new EntryPageError(
+        `Node ${node} sent ${payloads.length} payloads for ${live} live entries`,
+      );
+    }
     if (page.vectors.length !== 0 && page.vectors.length !== live * page.dimension) {
       throw new EntryPageError(
         `Node ${node} sent ${page.vectors.length} vector values for ${live} live entries of ` +
@@ -142,6 +161,7 @@ export class EntryMerge {
     s.page = page;
     s.at = 0;
     s.vector_at = 0;
+    s.payload_at = 0;
     if (n > 0) s.last = page.ids[n - 1];
   }
 
@@ -181,7 +201,14 @@ export class EntryMerge {
   step(visit: (e: MergedEntry) => boolean): boolean {
     const bound = this.bound();
     const streams = [...this.#streams.values()];
-    const e: MergedEntry = { id: 0, version: 0, deleted: false, vector: null };
+    const e: MergedEntry = {
+      id: 0,
+      version: 0,
+      deleted: false,
+      vector: null,
+      matched: false,
+      payload: "",
+    };
     while (true) {
       let id = Infinity;
       for (const s of streams) {
@@ -199,11 +226,19 @@ export class EntryMerge {
         const deleted = p.deleted[s.at];
         const at = !deleted && p.vectors.length > 0 ? s.vector_at : -1;
         if (at >= 0) s.vector_at += p.dimension;
+        const payload_at = !deleted && p.payloads !== undefined && p.payloads.length > 0
+          ? s.payload_at++
+          : -1;
+        const flags = p.matched;
+        const matched = !deleted &&
+          (flags === undefined || flags.length === 0 ? true : flags[s.at] === true);
         s.at++;
         if (!found || version > e.version || (version === e.version && e.deleted && !deleted)) {
           found = true;
           e.version = version;
           e.deleted = deleted;
+          e.matched = matched;
+          e.payload = payload_at >= 0 ? p.payloads![payload_at] : "";
           page = p;
           vector_at = at;
         }
@@ -240,6 +275,10 @@ export interface EntryRead {
   /** Entries per node page, 1 .. ENTRIES_LIMIT_MAX. */
   page_limit: number;
   with_vector: boolean;
+  /** A filter's JSON text for the nodes (sets each entry's `matched`); "" for none. */
+  filter?: string;
+  /** Ask for the live entries' payloads. */
+  with_payload?: boolean;
   /** Called per merged id, ascending; return false to stop reading. */
   visit: (e: MergedEntry) => boolean;
   /** What the read is, for messages: "Scroll", "Count". */
@@ -277,6 +316,8 @@ export async function readEntries(
     from_start: after === null,
     limit: page_limit,
     with_vector: read.with_vector,
+    filter: read.filter ?? "",
+    with_payload: read.with_payload ?? false,
   });
   /** Fetches one page of each of `targets`; failed ones are returned with their errors. */
   const fetch = async (
@@ -368,6 +409,7 @@ export async function routerScroll(
   deps: EntryReadDeps,
   view: RingView,
   v: ValidScroll,
+  filter: ScrollFilter = {},
 ): Promise<ResponseOf<"Scroll">> {
   const points: ScrollPoint[] = [];
   let bytes = 0;
@@ -378,9 +420,11 @@ export async function routerScroll(
     // One more than the page, so the merge can tell whether a point follows it.
     page_limit: v.limit + 1,
     with_vector: v.with_vector,
+    filter: filter.filter,
+    with_payload: filter.with_payload,
     what: "Scroll",
     visit: (e) => {
-      if (e.deleted) return true;
+      if (e.deleted || !e.matched) return true;
       if (points.length >= v.limit || bytes >= SCROLL_PAGE_BYTES_MAX) {
         more = true;
         return false;
@@ -389,8 +433,10 @@ export async function routerScroll(
         id: e.id,
         vector: v.with_vector && e.vector !== null ? Array.from(e.vector) : [],
         version: String(e.version),
+        ...(filter.with_payload ? { payload: e.payload } : {}),
       });
       if (e.vector !== null) bytes += e.vector.length * 4;
+      if (filter.with_payload) bytes += e.payload.length;
       return true;
     },
   });
@@ -398,11 +444,21 @@ export async function routerScroll(
   return { points, next_cursor: more && last !== null ? encodeCursor(last) : "", ...coverage };
 }
 
-/** The router's Count: distinct ids whose newest entry among the replicas is live. */
+/** The filter part of a Scroll (router-side fields; "" / false: none). */
+export interface ScrollFilter {
+  filter?: string;
+  with_payload?: boolean;
+}
+
+/**
+ * The router's Count: distinct ids whose newest entry among the replicas is live (and, with a
+ * filter, matches it: the newest entry's verdict decides).
+ */
 export async function routerCount(
   deps: EntryReadDeps,
   view: RingView,
   collection: string,
+  filter = "",
 ): Promise<ResponseOf<"Count">> {
   let count = 0;
   const coverage = await readEntries(deps, view, {
@@ -410,13 +466,59 @@ export async function routerCount(
     after: null,
     page_limit: ENTRIES_LIMIT_MAX,
     with_vector: false,
+    filter,
     what: "Count",
     visit: (e) => {
-      if (!e.deleted) count++;
+      if (!e.deleted && e.matched) count++;
       return true;
     },
   });
   return { count: String(count), ...coverage };
+}
+
+/**
+ * The logical ids matching `filter` (as {@link routerCount} counts them), ascending, handed to
+ * `chunk` in lists of at most `chunk_size` (awaited before reading on). Resolves with how
+ * many ids were handed over, and the coverage.
+ */
+export async function routerMatchingIds(
+  deps: EntryReadDeps,
+  view: RingView,
+  collection: string,
+  filter: string,
+  chunk_size: number,
+  chunk: (ids: number[]) => Promise<void>,
+): Promise<{ ids: number; coverage: SearchCoverage }> {
+  // Every matching id is resolved first (the proto's "resolved, then deleted": the merge's
+  // visit cannot await a write), 4 bytes an id, then handed over chunk by chunk.
+  let all = new Uint32Array(1024);
+  let n = 0;
+  let total = 0;
+  const coverage = await readEntries(deps, view, {
+    collection,
+    after: null,
+    page_limit: ENTRIES_LIMIT_MAX,
+    with_vector: false,
+    filter,
+    what: "DeleteByFilter",
+    visit: (e) => {
+      if (!e.deleted && e.matched) {
+        if (n === all.length) {
+          const grown = new Uint32Array(all.length * 2);
+          grown.set(all);
+          all = grown;
+        }
+        all[n++] = e.id;
+      }
+      return true;
+    },
+  });
+  for (let i = 0; i < n; i += chunk_size) {
+    const part = Array.from(all.subarray(i, Math.min(n, i + chunk_size)));
+    await chunk(part);
+    total += part.length;
+  }
+  return { ids: total, coverage };
 }
 
 /** Searches of one SearchBatch the router runs at once. */

@@ -181,6 +181,8 @@ Deno.test("routerCount and routerScroll: each id once, newest version decides, p
       limit: 1,
       after,
       with_vector: true,
+      filter: null,
+      with_payload: false,
     });
     pages++;
     for (const p of r.points) {
@@ -197,6 +199,8 @@ Deno.test("routerCount and routerScroll: each id once, newest version decides, p
     limit: 10,
     after: 5,
     with_vector: false,
+    filter: null,
+    with_payload: false,
   })).points[0];
   assert.deepEqual(version6, { id: 6, vector: [], version: "7" });
 });

@@ -59,6 +59,8 @@ import {
 import type { NodeState, NodeTable } from "./node_table.ts";
 import { decideBatch, decideWrite, newestRead, type ReadAnswer, splitBatch } from "./plan.ts";
 import type { TransferEntry } from "./rebalance/rebalancer.ts";
+import { deleteBatchRecord, mergeGetBatch, type NodeRecords, splitIds } from "./points_batch.ts";
+import type { ValidDeleteBatch, ValidFieldIndex, ValidGetBatch } from "./requests.ts";
 import type { RingView } from "./ring_view.ts";
 
 /** Read repairs in flight at once; beyond, a stale replica waits for anti-entropy. */
@@ -223,6 +225,191 @@ export class Replication {
       seq: primary?.kind === "acked" ? String(primary.response.seq ?? "0") : "0",
       version: String(version),
     };
+  }
+
+  /**
+   * DeleteBatch: one version for every id (stamped unless given); each owner gets one
+   * DeleteBatch of the ids it owns, hinted as tombstones when unreachable (points_batch.ts);
+   * success per consistency for every owner group, as PutBatch. `deleted` counts the ids that
+   * some owner reported live, each once ({@link deletedCount}).
+   */
+  async deleteBatch(view: RingView, v: ValidDeleteBatch): Promise<ResponseOf<"DeleteBatch">> {
+    const consistency = v.consistency ?? this.deps.consistency;
+    const split = splitIds(view.ring, this.deps.replication_factor, v.ids);
+    const owners = [...split.per_owner.keys()];
+    const version = this.stamp(v.version);
+    const results = await this.write(
+      owners,
+      "DeleteBatch",
+      (o) => ({ ids: split.per_owner.get(o)!, collection: v.collection, version: String(version) }),
+      (o) => deleteBatchRecord(v.collection, split.per_owner.get(o)!, version),
+    );
+    notFoundIsAck(results, { deleted: 0, version: String(version) });
+    const d = decideBatch(split.owner_sets, ackedSet(results), consistency);
+    if (!d.ok) failWrite(results, d.message);
+    this.#succeeded(v.version);
+    const acked = new Map<string, number>();
+    for (const [o, r] of results) if (r.kind === "acked") acked.set(o, r.response.deleted ?? 0);
+    return { deleted: deletedCount(split.per_owner, acked), version: String(version) };
+  }
+
+  /**
+   * GetBatch: each node that may hold the newest version of some id (its owners, or while a
+   * move is unsettled its possible holders) gets one GetBatch of those ids; per id the highest
+   * version wins, as Get, with read repair of stale owners. Answers in request order.
+   */
+  async getBatch(view: RingView, v: ValidGetBatch): Promise<ResponseOf<"GetBatch">> {
+    const { table, nodes } = this.deps;
+    const rf = this.deps.replication_factor;
+    const unique = [...new Set(v.ids)];
+    const per_node = new Map<string, number[]>();
+    for (const id of unique) {
+      const holders = this.deps.readers(id) ?? view.ring.owners(id, rf);
+      for (const a of holders) {
+        const s = table.find(a);
+        if (s === undefined || !s.active) continue;
+        let list = per_node.get(a);
+        if (list === undefined) per_node.set(a, list = []);
+        list.push(id);
+      }
+    }
+    const targets = [...per_node.keys()];
+    // Read repair needs the vector and payload of the newest version.
+    const settled = await Promise.allSettled(targets.map((a) =>
+      nodes.call(a, "GetBatch", {
+        ids: per_node.get(a)!,
+        collection: v.collection,
+        with_vector: true,
+        with_payload: true,
+      })
+    ));
+    const answers: NodeRecords[] = [];
+    let verdict: unknown = null;
+    let notFound: unknown = null;
+    const errors: string[] = [];
+    settled.forEach((s, i) => {
+      const state = table.find(targets[i]);
+      if (s.status === "rejected") {
+        if (state !== undefined) table.observe(state, s.reason);
+        if (isTransient(s.reason)) errors.push(`${targets[i]}: ${describeGrpcError(s.reason)}`);
+        else if (isNotFound(s.reason)) notFound ??= s.reason;
+        else verdict ??= s.reason;
+        return;
+      }
+      if (state !== undefined) table.observe(state, null);
+      answers.push({ node: targets[i], points: s.value.points });
+    });
+    if (verdict !== null) throw verdict;
+    const merged = mergeGetBatch(answers, (id) => view.ring.owners(id, rf));
+    const missing = unique.filter((id) => !merged.has(id));
+    if (missing.length > 0) {
+      if (answers.length === 0 && notFound !== null) throw notFound;
+      if (errors.length > 0 || notFound === null) {
+        throw new RouterStatusError(
+          grpc.status.UNAVAILABLE,
+          `No node holding id ${missing[0]}${
+            missing.length > 1
+              ? ` (and ${missing.length - 1} ` +
+                "more ids)"
+              : ""
+          } answered: ${errors.join("; ") || "none on the ring"}`,
+        );
+      }
+    }
+    let newest = 0;
+    for (const [id, m] of merged) {
+      newest = Math.max(newest, m.version);
+      if (m.stale.length > 0) {
+        const r = m.record;
+        this.#readRepair(
+          v.collection,
+          id,
+          {
+            found: r.found,
+            vector: r.vector,
+            version: String(m.version),
+            deleted: r.deleted === true,
+            payload: r.payload ?? "",
+          },
+          m.version,
+          m.stale,
+        );
+      }
+    }
+    if (newest > 0) this.#observe(newest);
+    return {
+      points: v.ids.map((id) => {
+        const r = merged.get(id)?.record;
+        if (r === undefined) {
+          return { id, found: false, vector: [], payload: "", version: "0", deleted: false };
+        }
+        return {
+          id,
+          found: r.found,
+          vector: v.with_vector && r.found ? r.vector : [],
+          payload: v.with_payload && r.found ? r.payload ?? "" : "",
+          version: String(r.version ?? "0"),
+          deleted: r.deleted === true,
+        };
+      }),
+    };
+  }
+
+  /**
+   * CreateFieldIndex / DropFieldIndex on every node of the ring. Every node must succeed (an
+   * index on some replicas only would make filtered reads differ by replica speed, not
+   * correctness, but the operator must know): any failure is an error naming the nodes, and
+   * since both are idempotent on a node, a retry finishes the job.
+   */
+  async fieldIndex(
+    targets: readonly string[],
+    v: ValidFieldIndex,
+    create: boolean,
+  ): Promise<{ changed: boolean }> {
+    const { table, nodes } = this.deps;
+    const settled = await Promise.allSettled(
+      targets.map((a) =>
+        create
+          ? nodes.call(a, "CreateFieldIndex", {
+            collection: v.collection,
+            field: v.field,
+            type: v.type,
+          }).then((r) => r.created)
+          : nodes.call(a, "DropFieldIndex", { collection: v.collection, field: v.field })
+            .then((r) => r.dropped)
+      ),
+    );
+    let changed = false;
+    const failed: string[] = [];
+    let verdict: unknown = null;
+    let missing = 0;
+    settled.forEach((s, i) => {
+      const state = table.find(targets[i]);
+      if (s.status === "fulfilled") {
+        if (state !== undefined) table.observe(state, null);
+        changed ||= s.value;
+        return;
+      }
+      if (state !== undefined) table.observe(state, s.reason);
+      if (isNotFound(s.reason)) missing++;
+      else if (!isTransient(s.reason)) verdict ??= s.reason;
+      failed.push(`${targets[i]}: ${describeGrpcError(s.reason)}`);
+    });
+    if (missing === targets.length && missing > 0) {
+      const s = settled[0] as PromiseRejectedResult;
+      throw s.reason;
+    }
+    if (verdict !== null) throw verdict;
+    if (failed.length > 0) {
+      const what = create ? "creation" : "drop";
+      throw new RouterStatusError(
+        grpc.status.UNAVAILABLE,
+        `The ${what} of the index of field "${v.field}" in collection "${v.collection}" ` +
+          `failed on ${failed.length} of ${targets.length} nodes (${failed.join("; ")}); ` +
+          "it is idempotent: retry it once they are back",
+      );
+    }
+    return { changed };
   }
 
   async createCollection(
@@ -474,6 +661,28 @@ export function createRecord(v: ValidCollection): WalRecord {
     m: v.m,
     ef_construction: v.ef_construction,
   };
+}
+
+/**
+ * A DeleteBatch's `deleted`, never counting an id twice: nodes count the live points they
+ * deleted, and replicas of an id each count it. Taking owners greedily by count, an owner is
+ * summed only when none of its ids belongs to an owner already summed; the answer is that sum
+ * (a lower bound when a replica that missed a write counted less than its peer).
+ */
+export function deletedCount(
+  per_owner: ReadonlyMap<string, readonly number[]>,
+  acked: ReadonlyMap<string, number>,
+): number {
+  const used = new Set<number>();
+  let sum = 0;
+  const order = [...acked].sort((a, b) => b[1] - a[1]);
+  for (const [o, n] of order) {
+    const ids = per_owner.get(o) ?? [];
+    if (ids.some((id) => used.has(id))) continue;
+    for (const id of ids) used.add(id);
+    sum += n;
+  }
+  return sum;
 }
 
 /** Owners that acknowledged. */

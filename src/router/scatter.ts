@@ -7,7 +7,13 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { describeGrpcError, type ResponseOf } from "../api/client.ts";
-import type { CollectionInfo, CollectionStats, NodeStats, SearchResult } from "../api/proto.ts";
+import type {
+  CollectionInfo,
+  CollectionStats,
+  FieldIndex,
+  NodeStats,
+  SearchResult,
+} from "../api/proto.ts";
 import type { ValidSearch } from "../api/validate.ts";
 import { isNotFound, isTransient, type NodePort, RouterStatusError } from "./node_port.ts";
 import type { NodeTable } from "./node_table.ts";
@@ -48,7 +54,11 @@ export class Scatter {
 
   constructor(readonly deps: ScatterDeps) {}
 
-  async search(view: RingView, v: ValidSearch): Promise<ResponseOf<"Search">> {
+  /** `v.filter_json`: a filter's JSON text for the nodes (checked by the router); "" none. */
+  async search(
+    view: RingView,
+    v: ValidSearch & { filter_json?: string },
+  ): Promise<ResponseOf<"Search">> {
     const { nodes, table } = this.deps;
     const down = new Set<string>();
     for (const s of table.all()) if (!s.delivery.reachable) down.add(s.address);
@@ -59,6 +69,7 @@ export class Scatter {
       collection: v.collection,
       with_payload: v.with_payload,
       with_vector: v.with_vector,
+      filter: v.filter_json ?? "",
     };
     const answered = new Set<string>();
     const asked = new Set<string>();
@@ -137,7 +148,11 @@ export class Scatter {
         return;
       }
       if (state !== undefined) this.deps.table.observe(state, null);
-      for (const c of s.value.collections) if (!byName.has(c.name)) byName.set(c.name, c);
+      for (const c of s.value.collections) {
+        const seen = byName.get(c.name);
+        if (seen === undefined) byName.set(c.name, { ...c, field_indexes: c.field_indexes ?? [] });
+        else seen.field_indexes = mergeFieldIndexes(seen.field_indexes ?? [], c.field_indexes);
+      }
     });
     if (nodes.length > 0 && errors.length === nodes.length) {
       throw new RouterStatusError(
@@ -230,4 +245,19 @@ function maxOf(a: string | number | undefined, b: string | number | undefined): 
   const x = BigInt(a === undefined || a === "" ? 0 : a);
   const y = BigInt(b === undefined || b === "" ? 0 : b);
   return (x > y ? x : y).toString();
+}
+
+/**
+ * The union of two nodes' payload indexes of a collection, sorted by field: an index a node
+ * lacks (it was down for the creation, or a drop reached only some) still shows, so the
+ * operator sees it and can retry; at one field with two types, the first one seen is kept.
+ */
+export function mergeFieldIndexes(
+  a: readonly FieldIndex[],
+  b: readonly FieldIndex[] | undefined,
+): FieldIndex[] {
+  const byField = new Map<string, FieldIndex>();
+  for (const f of a) byField.set(f.field, f);
+  for (const f of b ?? []) if (!byField.has(f.field)) byField.set(f.field, f);
+  return [...byField.values()].sort((x, y) => (x.field < y.field ? -1 : x.field > y.field ? 1 : 0));
 }

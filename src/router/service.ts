@@ -13,6 +13,11 @@
  * | Search                | nodes covering the ring (k, caller's ef); merged, deduped       |
  * | SearchBatch           | each search as Search, 8 at once; answers in request order      |
  * | Scroll, Count         | every node's entries merged by id; newest version decides       |
+ * |                       | (with a filter: and the newest entry's match verdict)           |
+ * | GetBatch              | ids grouped by holder, one GetBatch each; newest version per id |
+ * | DeleteBatch           | one version; each owner gets its ids; hinted; per consistency   |
+ * | DeleteByFilter        | matching ids resolved as Count, then DeleteBatches of 10,000    |
+ * | Create/DropFieldIndex | to every node of the ring; all must succeed (idempotent retry)  |
  * | Create/DropCollection | to every node; success per consistency over all nodes           |
  * | ListCollections       | union over the nodes that answered                              |
  * | Stats                 | per node (with hint counts), collections summed                 |
@@ -30,6 +35,7 @@ import {
   resolveCollection,
   validateCollectionName,
   validateCreateCollectionRequest,
+  validateFlag,
   validatePointRef,
   validatePutBatchRequest,
   validatePutRequest,
@@ -44,6 +50,13 @@ import {
 } from "../api/points_read.ts";
 import { HintQueueFullError } from "./hints/queue.ts";
 import { RouterStatusError } from "./node_port.ts";
+import {
+  validateDeleteBatchRequest,
+  validateDeleteByFilterRequest,
+  validateFieldIndexRequest,
+  validateFilterText,
+  validateGetBatchRequest,
+} from "./requests.ts";
 
 /**
  * Most client calls the router serves at once. Each holds a few node calls and their buffers;
@@ -99,10 +112,41 @@ export function routerHandlers(shell: RouterShell, guard: UnaryGuard): VectorDBH
     PutBatch: unary("PutBatch", (r) => core.putBatch(validatePutBatchRequest(r))),
     Get: unary("Get", (r) => core.get(validatePointRef(r))),
     Delete: unary("Delete", (r) => core.delete(validatePointRef(r))),
-    Search: unary("Search", (r) => core.search(validateSearchRequest(r))),
-    SearchBatch: unary("SearchBatch", (r) => core.searchBatch(validateSearchBatchRequest(r))),
-    Scroll: unary("Scroll", (r) => core.scroll(validateScrollRequest(r))),
-    Count: unary("Count", (r) => core.count(validateCountRequest(r).collection)),
+    Search: unary("Search", (r) => {
+      const v = validateSearchRequest(r);
+      return core.search({ ...v, filter_json: validateFilterText(r.filter) });
+    }),
+    SearchBatch: unary("SearchBatch", (r) => {
+      const list = validateSearchBatchRequest(r);
+      const searches = r.searches ?? [];
+      return core.searchBatch(list.map((v, i) => ({
+        ...v,
+        filter_json: validateFilterText(searches[i]?.filter, `searches[${i}].filter`),
+      })));
+    }),
+    Scroll: unary("Scroll", (r) =>
+      core.scroll(validateScrollRequest(r), {
+        filter: validateFilterText(r.filter),
+        with_payload: validateFlag(r.with_payload, "with_payload"),
+      })),
+    Count: unary(
+      "Count",
+      (r) => core.count(validateCountRequest(r).collection, validateFilterText(r.filter)),
+    ),
+    CreateFieldIndex: unary(
+      "CreateFieldIndex",
+      (r) => core.createFieldIndex(validateFieldIndexRequest(r, true)),
+    ),
+    DropFieldIndex: unary(
+      "DropFieldIndex",
+      (r) => core.dropFieldIndex(validateFieldIndexRequest(r, false)),
+    ),
+    GetBatch: unary("GetBatch", (r) => core.getBatch(validateGetBatchRequest(r))),
+    DeleteBatch: unary("DeleteBatch", (r) => core.deleteBatch(validateDeleteBatchRequest(r))),
+    DeleteByFilter: unary(
+      "DeleteByFilter",
+      (r) => core.deleteByFilter(validateDeleteByFilterRequest(r)),
+    ),
     CreateCollection: unary(
       "CreateCollection",
       (r) => core.createCollection(validateCreateCollectionRequest(r)),

@@ -57,12 +57,22 @@
  * |                   | one u64 version per id, deleted bytes (one u8 0/1 per id)          |
  * | 3                 | as 2, then the payload table (`payload_store.ts`): the live points |
  * |                   | that have a payload, with its canonical JSON bytes                 |
+ * | 4                 | as 3, then the payload index definitions: u32 count, then per index |
+ * |                   | field string, type string (sorted by field); the indexes themselves |
+ * |                   | are rebuilt from the payloads at open                              |
  *
  * **Payloads** (src/common/payload.ts) are part of a point's state: a put sets the vector and
  * the payload together (a put without one clears it), a delete or forget removes both, and the
  * version rule above decides for both at once: an older put never brings back its payload. They
  * travel in the same WAL records as the vectors (types 11 to 13 of src/common/records.ts when a
  * record carries any) and live in a {@link PayloadStore} (a byte arena, no object per point).
+ *
+ * **Payload indexes** (`payload_index.ts`) are kept current by {@link PointTable} on every write
+ * that applies (the old payload's values are removed, the new one's added), so live writes,
+ * replay and copies all keep them; their definitions are durable (WAL types 14 and 15, and
+ * snapshot version 4) and the indexes are rebuilt from the payload store when a snapshot loads
+ * or a definition replays. Filtered reads ({@link Collection.search}, {@link Collection.count},
+ * {@link Collection.matches}) plan with `filter_plan.ts`.
  *
  * Known limit: tombstones are kept forever (they take an entry each in memory and in
  * snapshots). Collecting them needs a grace period longer than any node's absence, or a
@@ -78,7 +88,7 @@ import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
 import { HnswIndex, validateId, validateVector } from "../index/hnsw.ts";
-import type { Hit, IdFilter } from "../index/hnsw.ts";
+import type { Hit } from "../index/hnsw.ts";
 import type { Metric } from "../kernels/kernels.ts";
 import { decodeRecord, encodeRecord, type WalRecord } from "../common/records.ts";
 import { Wal, type WalEntry, type WalStats } from "../io/wal.ts";
@@ -91,7 +101,17 @@ import {
 import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
 import { isVersion, VERSION_MAX, VersionClock } from "../common/version.ts";
 import { PayloadStore, PayloadTableError } from "./payload_store.ts";
-import { PAYLOAD_BYTES_MAX } from "../common/limits.ts";
+import { PAYLOAD_BYTES_MAX, PAYLOAD_INDEXES_MAX } from "../common/limits.ts";
+import {
+  canonicalKey,
+  type Filter,
+  isEmptyFilter,
+  parseKey,
+  type Predicate,
+} from "../common/filter.ts";
+import { PAYLOAD_FIELD_TYPES, PayloadIndexes, type PayloadIndexInfo } from "./payload_index.ts";
+import { planFilter } from "./filter_plan.ts";
+import type { PlannedFilter } from "../index/hnsw.ts";
 
 /** Parameters a collection is created with. */
 export interface CollectionConfig {
@@ -239,7 +259,77 @@ class PointTable {
   readonly versions = new Map<number, number>();
   /** Payloads of live points (a point without one has no entry). */
   readonly payloads = new PayloadStore();
+  /** Payload indexes over {@link payloads}, kept current by every apply. */
+  readonly indexes = new PayloadIndexes();
+  /** Index definitions (field → type), as logged; empty: no payload parsing on writes. */
+  readonly fieldIndexes = new Map<string, string>();
   tombstones = 0;
+
+  /** Unindexes the current payload of `id` (before it changes). */
+  private unindex(id: number): void {
+    if (this.fieldIndexes.size === 0) return;
+    const old = this.payloads.get(id);
+    if (old !== null) this.indexes.remove(id, parsePayloadBytes(old));
+  }
+
+  /** Indexes `payload` as the payload of `id`. */
+  private reindex(id: number, payload: Uint8Array | null | undefined): void {
+    if (this.fieldIndexes.size === 0 || payload === null || payload === undefined) return;
+    if (payload.length > 0) this.indexes.add(id, parsePayloadBytes(payload));
+  }
+
+  /** Defines (or redefines with another type) the index on `field` and builds it. */
+  defineIndex(field: string, type: string): void {
+    this.indexes.define(field, type);
+    this.fieldIndexes.set(field, type);
+    this.indexes.build(this.payloadEntries(), [field]);
+  }
+
+  /** Drops the index on `field`; whether there was one. */
+  dropIndex(field: string): boolean {
+    this.fieldIndexes.delete(field);
+    return this.indexes.drop(field);
+  }
+
+  /** Every (id, parsed payload) of the store, for index builds. */
+  *payloadEntries(): Generator<readonly [number, object | null]> {
+    const ids = this.payloads.idsSorted();
+    for (let i = 0; i < ids.length; i++) {
+      const bytes = this.payloads.get(ids[i]);
+      yield [ids[i], bytes === null ? null : parsePayloadBytes(bytes)];
+    }
+  }
+
+  /** Writes the index definitions of a version-4 snapshot payload. */
+  writeIndexesTo(w: BinaryWriter): void {
+    const defs = [...this.fieldIndexes].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+    w.u32(defs.length);
+    for (const [field, type] of defs) {
+      w.string(field);
+      w.string(type);
+    }
+  }
+
+  /** Reads definitions written by {@link writeIndexesTo} and builds every index. */
+  readIndexesFrom(r: BinaryReader): void {
+    const n = r.u32();
+    if (n > PAYLOAD_INDEXES_MAX) {
+      throw new CollectionStateError(
+        `Snapshot holds ${n} payload index definitions; the limit is ${PAYLOAD_INDEXES_MAX}`,
+      );
+    }
+    for (let i = 0; i < n; i++) {
+      const field = r.string();
+      const type = r.string();
+      try {
+        this.indexes.define(field, type);
+      } catch (e) {
+        throw new CollectionStateError(`Snapshot payload index ${i}: ${(e as Error).message}`);
+      }
+      this.fieldIndexes.set(field, type);
+    }
+    if (n > 0) this.indexes.build(this.payloadEntries());
+  }
 
   constructor(readonly index: HnswIndex, readonly clock: VersionClock) {}
 
@@ -253,7 +343,9 @@ class PointTable {
     const held = this.versions.get(id);
     if (!applies(version, held)) return false;
     this.index.add(id, vector);
+    this.unindex(id);
     this.payloads.set(id, payload ?? null);
+    this.reindex(id, payload);
     if (held !== undefined && held < 0) this.tombstones--;
     this.versions.set(id, version);
     return true;
@@ -264,6 +356,7 @@ class PointTable {
     const held = this.versions.get(id);
     if (!applies(version, held)) return { applied: false, removed: false };
     const removed = this.index.delete(id);
+    this.unindex(id);
     this.payloads.delete(id);
     if (held !== undefined && held < 0) this.tombstones--;
     if (version === 0) {
@@ -282,6 +375,7 @@ class PointTable {
     if (held < 0) this.tombstones--;
     else {
       this.index.delete(id);
+      this.unindex(id);
       this.payloads.delete(id);
     }
     this.versions.delete(id);
@@ -345,6 +439,12 @@ class PointTable {
           this.clock.observe(rec.versions[i]);
           this.forget(rec.ids[i], rec.versions[i]);
         }
+        break;
+      case "create_field_index":
+        this.defineIndex(rec.field, rec.type);
+        break;
+      case "drop_field_index":
+        this.dropIndex(rec.field);
         break;
       case "drop_collection":
         // Drops remove the directory; a record of one inside a log is never written.
@@ -430,6 +530,48 @@ class PointTable {
 }
 
 const EMPTY = new Float32Array(0);
+
+const payloadDecoder = new TextDecoder();
+
+/** A stored payload (canonical JSON bytes, see payload.ts) as the object filters read. */
+export function parsePayloadBytes(bytes: Uint8Array): object | null {
+  return JSON.parse(payloadDecoder.decode(bytes)) as object | null;
+}
+
+/** A refused payload index definition (unknown type, bad field, too many, another type). */
+export class FieldIndexError extends Error {
+  override name = "FieldIndexError";
+  constructor(message: string, readonly reason: "invalid" | "exists") {
+    super(message);
+  }
+}
+
+/**
+ * Ids the k nearest matching points may be: candidates up to which the search tests each one
+ * first and scores the list (cheaper than a graph walk over a sparse predicate).
+ */
+const IDS_PREFILTER_MAX = 65_536;
+
+/** Whether sorted `ids` holds `id` (binary search). */
+function sortedHas(ids: Uint32Array, id: number): boolean {
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ids[mid] < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < ids.length && ids[lo] === id;
+}
+
+/** A field name's canonical key, or a {@link FieldIndexError} naming it. */
+function fieldKey(field: string): string {
+  try {
+    return canonicalKey(parseKey(field, "field"));
+  } catch (e) {
+    throw new FieldIndexError((e as Error).message, "invalid");
+  }
+}
 
 export class Collection {
   readonly name: string;
@@ -544,6 +686,7 @@ export class Collection {
             throw new CollectionStateError(e.message);
           }
         }
+        if (version >= 4) table.readIndexesFrom(r);
         return table;
       },
       { logger: log },
@@ -877,10 +1020,226 @@ export class Collection {
     return { forgotten, skipped: n - forgotten, seq };
   }
 
-  search(vector: ArrayLike<number>, k: number, ef?: number, filter?: IdFilter): Hit[] {
+  /**
+   * The k nearest live points to `vector`, nearest first; with a non-empty `filter`, only
+   * points that match it. The filter is planned over the payload indexes (filter_plan.ts):
+   *
+   * | plan                 | search                                                         |
+   * |----------------------|----------------------------------------------------------------|
+   * | `all`                | unfiltered HNSW search                                         |
+   * | `ids`, exact         | `filteredSearch` over the id list (exact scoring when few)     |
+   * | `ids`, with a check  | up to IDS_PREFILTER_MAX candidates: checked first, then as an  |
+   * |                      | exact list; more: a test (in the list and passes the check)    |
+   * | `predicate`          | `filteredSearch` with a test, at the planner's selectivity     |
+   * |                      | when every condition was estimated from an index               |
+   */
+  search(vector: ArrayLike<number>, k: number, ef?: number, filter?: Filter | null): Hit[] {
     // Named after the API field, so the error a client sees points at what it sent.
     validateVector(vector, this.index.dim, "vector");
-    return this.index.search(vector, k, { ef, filter });
+    if (filter === undefined || filter === null || isEmptyFilter(filter)) {
+      return this.index.search(vector, k, { ef });
+    }
+    const live = this.index.count;
+    const plan = planFilter(filter, this.table.indexes, live);
+    const options = { ef: ef === undefined ? undefined : Math.max(ef, k) };
+    let planned: PlannedFilter;
+    if (plan.kind === "all") return this.index.search(vector, k, { ef });
+    if (plan.kind === "ids" && (plan.exact || plan.ids.length <= IDS_PREFILTER_MAX)) {
+      const ids = plan.exact ? plan.ids : this.passing(plan.ids, this.tester(plan.check!));
+      planned = { ids };
+    } else if (plan.kind === "ids") {
+      const inList = this.tester(plan.check!);
+      const ids = plan.ids;
+      planned = {
+        test: (id) => sortedHas(ids, id) && inList(id),
+        selectivity: live === 0 ? 0 : Math.min(1, plan.cardinality.exp / live),
+      };
+    } else {
+      planned = {
+        test: this.tester(plan.check),
+        selectivity: plan.known && live > 0 ? Math.min(1, plan.cardinality.exp / live) : undefined,
+      };
+    }
+    return this.index.filteredSearch(vector, k, planned, options);
+  }
+
+  /** The payload of a live point as filters read it (parsed JSON), or null. */
+  private payloadObject(id: number): object | null {
+    const bytes = this.table.payloads.get(id);
+    return bytes === null ? null : parsePayloadBytes(bytes);
+  }
+
+  /** `check` as a test of one id (the payload parsed only when the check reads it). */
+  private tester(check: Predicate): (id: number) => boolean {
+    let at = 0;
+    const payload = () => this.payloadObject(at);
+    return (id) => {
+      at = id;
+      return check(id, payload);
+    };
+  }
+
+  /** The ids of sorted `ids` that are live points and pass `test`, sorted. */
+  private passing(ids: Uint32Array, test?: (id: number) => boolean): Uint32Array {
+    const out = new Uint32Array(ids.length);
+    let n = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (this.index.has(id) && (test === undefined || test(id))) out[n++] = id;
+    }
+    return out.subarray(0, n);
+  }
+
+  /**
+   * A test of whether an id is a live point matching `filter` (every live point when it is
+   * null or empty), for paging reads (Scroll, Entries). Valid until the next write applies.
+   */
+  matcher(filter: Filter | null | undefined): (id: number) => boolean {
+    if (filter === undefined || filter === null || isEmptyFilter(filter)) {
+      return (id) => this.index.has(id);
+    }
+    const plan = planFilter(filter, this.table.indexes, this.index.count);
+    if (plan.kind === "all") return (id) => this.index.has(id);
+    if (plan.kind === "predicate") {
+      const test = this.tester(plan.check);
+      return (id) => this.index.has(id) && test(id);
+    }
+    const ids = plan.ids;
+    if (plan.exact) return (id) => sortedHas(ids, id) && this.index.has(id);
+    const test = this.tester(plan.check!);
+    return (id) => sortedHas(ids, id) && this.index.has(id) && test(id);
+  }
+
+  /**
+   * The live points matching `filter`, ascending (all of them for null or an empty filter).
+   * An exact index plan reads no payload.
+   */
+  matchingIds(filter: Filter | null | undefined): Uint32Array {
+    if (filter !== undefined && filter !== null && !isEmptyFilter(filter)) {
+      const plan = planFilter(filter, this.table.indexes, this.index.count);
+      if (plan.kind === "ids") {
+        return this.passing(plan.ids, plan.exact ? undefined : this.tester(plan.check!));
+      }
+    }
+    const test = this.matcher(filter);
+    const known = this.sortedIds();
+    const out = new Uint32Array(this.index.count);
+    let n = 0;
+    for (let i = 0; i < known.length && n < out.length; i++) {
+      if (test(known[i])) out[n++] = known[i];
+    }
+    return out.slice(0, n);
+  }
+
+  /** Live points matching `filter` (all of them for null or an empty filter). */
+  count(filter?: Filter | null): number {
+    if (filter === undefined || filter === null || isEmptyFilter(filter)) return this.index.count;
+    const plan = planFilter(filter, this.table.indexes, this.index.count);
+    if (plan.kind === "all") return this.index.count;
+    if (plan.kind === "ids") {
+      return this.passing(plan.ids, plan.exact ? undefined : this.tester(plan.check!)).length;
+    }
+    const test = this.tester(plan.check);
+    let n = 0;
+    for (const [id, held] of this.table.versions) if (held >= 0 && test(id)) n++;
+    return n;
+  }
+
+  /**
+   * Builds a payload index of `type` on `field` (a dotted key), durably (a WAL record, then
+   * the build). `created` is false when the field already has an index of this type. Throws
+   * {@link FieldIndexError}: `invalid` for an unknown type, a bad field name or one index over
+   * PAYLOAD_INDEXES_MAX; `exists` when the field has an index of another type.
+   */
+  async createFieldIndex(field: string, type: string): Promise<{ created: boolean; seq: number }> {
+    this.checkOpen();
+    if (!(PAYLOAD_FIELD_TYPES as readonly string[]).includes(type)) {
+      throw new FieldIndexError(
+        `type ${JSON.stringify(String(type).slice(0, 64))} is not one of ${
+          PAYLOAD_FIELD_TYPES.join(", ")
+        }`,
+        "invalid",
+      );
+    }
+    const key = fieldKey(field);
+    const held = this.table.fieldIndexes.get(key);
+    if (held === type) return { created: false, seq: this.applied };
+    if (held !== undefined) {
+      throw new FieldIndexError(
+        `field ${JSON.stringify(key)} already has a ${held} index (drop it to index it as ${type})`,
+        "exists",
+      );
+    }
+    if (this.table.fieldIndexes.size >= PAYLOAD_INDEXES_MAX) {
+      throw new FieldIndexError(
+        `a collection has at most ${PAYLOAD_INDEXES_MAX} payload indexes; drop one before ` +
+          `indexing ${JSON.stringify(key)}`,
+        "invalid",
+      );
+    }
+    const { type: t, payload } = encodeRecord({ kind: "create_field_index", field: key, type });
+    const seq = await this.wal.append(t, payload);
+    await this.apply(seq, () => this.table.defineIndex(key, type));
+    return { created: true, seq };
+  }
+
+  /** Drops the payload index on `field` durably; `dropped` false when it had none. */
+  async dropFieldIndex(field: string): Promise<{ dropped: boolean; seq: number }> {
+    this.checkOpen();
+    const key = fieldKey(field);
+    if (!this.table.fieldIndexes.has(key)) return { dropped: false, seq: this.applied };
+    const { type, payload } = encodeRecord({ kind: "drop_field_index", field: key });
+    const seq = await this.wal.append(type, payload);
+    await this.apply(seq, () => {
+      this.table.dropIndex(key);
+    });
+    return { dropped: true, seq };
+  }
+
+  /** The payload indexes, sorted by field. */
+  fieldIndexes(): PayloadIndexInfo[] {
+    return this.table.indexes.list();
+  }
+
+  /**
+   * Deletes many ids at one `version` (0: stamped) with one WAL record (a COPY record whose
+   * entries are all tombstones, which applies exactly like that many deletes). Repeated ids
+   * count once. `deleted`: live points removed.
+   */
+  async deleteBatch(
+    ids: ArrayLike<number>,
+    version = 0,
+  ): Promise<{ deleted: number; applied: number; seq: number; version: number }> {
+    this.checkOpen();
+    for (let i = 0; i < ids.length; i++) validateId(ids[i]);
+    const v = this.stamp(version, "version");
+    const unique = Uint32Array.from(ids).sort();
+    let m = 0;
+    for (let i = 0; i < unique.length; i++) {
+      if (m === 0 || unique[i] !== unique[m - 1]) unique[m++] = unique[i];
+    }
+    if (m === 0) return { deleted: 0, applied: 0, seq: this.applied, version: v };
+    const list = unique.slice(0, m);
+    const { type, payload } = encodeRecord({
+      kind: "copy",
+      dimension: this.index.dim,
+      ids: list,
+      versions: new Float64Array(m).fill(v),
+      deleted: new Uint8Array(m).fill(1),
+      vectors: EMPTY,
+    });
+    const seq = await this.wal.append(type, payload);
+    let deleted = 0;
+    let applied = 0;
+    await this.apply(seq, async () => {
+      for (let i = 0; i < m; i++) {
+        const r = this.table.delete(list[i], v);
+        if (r.applied) applied++;
+        if (r.removed) deleted++;
+        if ((i + 1) % APPLY_SLICE_POINTS === 0 && i + 1 < m) await yieldToLoop();
+      }
+    });
+    return { deleted, applied, seq, version: v };
   }
 
   get(id: number): Float32Array | null {
@@ -947,7 +1306,8 @@ export class Collection {
       tombstones: this.table.tombstones,
       dimension: this.index.dim,
       metric: this.index.metric,
-      memory_bytes: this.index.memoryBytes + this.table.payloads.memoryBytes,
+      memory_bytes: this.index.memoryBytes + this.table.payloads.memoryBytes +
+        this.table.indexes.memoryBytes(),
       wal_bytes: walBytes,
       wal: this.wal.stats(),
       last_snapshot_seq: this.snapshotSeq,
@@ -993,6 +1353,7 @@ export class Collection {
       this.index.writeTo(w);
       this.table.writeTo(w);
       this.table.payloads.writeTo(w);
+      this.table.writeIndexesTo(w);
       w.flush();
       return {
         seq: this.applied,
@@ -1029,6 +1390,7 @@ export class Collection {
       this.index.writeTo(w);
       this.table.writeTo(w);
       this.table.payloads.writeTo(w);
+      this.table.writeIndexesTo(w);
       w.flush();
       const ops = this.opsSinceSnapshot;
       this.opsSinceSnapshot = 0;

@@ -153,18 +153,19 @@ Deno.test("collection payloads: a version-2 snapshot (no payload table) still lo
     await c.delete(3, 50);
     await c.snapshot();
     await c.close();
-    // Rewrite the version-3 file as version 2: drop the (empty) payload table of 12 bytes.
+    // Rewrite the version-4 file as version 2: drop the (empty) payload table of 12 bytes and
+    // the (empty) index definitions of 4.
     const snapDir = join(dir, "snapshots");
     const name = readdirSync(snapDir).find((n) => n.endsWith(".snap"))!;
-    const v3 = new Uint8Array(readFileSync(join(snapDir, name)));
-    const payloadEnd = v3.length - SNAPSHOT_TRAILER_BYTES;
-    const table = v3.subarray(payloadEnd - 12, payloadEnd);
-    assert.deepEqual(Array.from(table), new Array(12).fill(0), "an empty payload table");
-    const v2 = new Uint8Array(v3.length - 12);
-    v2.set(v3.subarray(0, payloadEnd - 12));
+    const v4 = new Uint8Array(readFileSync(join(snapDir, name)));
+    const payloadEnd = v4.length - SNAPSHOT_TRAILER_BYTES;
+    const table = v4.subarray(payloadEnd - 16, payloadEnd);
+    assert.deepEqual(Array.from(table), new Array(16).fill(0), "an empty payload table");
+    const v2 = new Uint8Array(v4.length - 16);
+    v2.set(v4.subarray(0, payloadEnd - 16));
     const view = new DataView(v2.buffer);
     view.setUint32(4, 2, true);
-    view.setBigUint64(24, BigInt(payloadEnd - 12 - SNAPSHOT_HEADER_BYTES), true);
+    view.setBigUint64(24, BigInt(payloadEnd - 16 - SNAPSHOT_HEADER_BYTES), true);
     const end = v2.length - SNAPSHOT_TRAILER_BYTES;
     view.setUint32(
       end,

@@ -30,6 +30,7 @@ import {
 } from "../node_port.ts";
 import type { NodeState } from "../node_table.ts";
 import type { Hint } from "./queue.ts";
+import { deleteBatchOfRecord } from "../points_batch.ts";
 
 /** Hints delivered between two durable watermark updates. */
 export const REPLAY_BATCH = 64;
@@ -60,6 +61,7 @@ function versioned(r: ReturnType<typeof decodeRecord>): boolean {
     case "delete":
       return r.version > 0;
     case "put_batch":
+    case "copy":
       return r.versions.length === r.ids.length && r.versions.every((v) => v > 0);
     default:
       return false;
@@ -237,8 +239,25 @@ export class HintReplay {
         case "drop_collection":
           await nodes.call(a, "DropCollection", { name: r.collection });
           break;
+        case "copy": {
+          // Only a DeleteBatch's hint (tombstones at one version, points_batch.ts) is a copy.
+          const batch = deleteBatchOfRecord(r);
+          if (batch === null) {
+            state.discarded++;
+            this.deps.log(
+              `WARNING hint ${hint.seq} (copy) for ${a} is not a DeleteBatch; discarded`,
+            );
+            return "discarded";
+          }
+          await nodes.call(a, "DeleteBatch", {
+            ids: batch.ids,
+            collection: batch.collection,
+            version: String(batch.version),
+          });
+          break;
+        }
         default:
-          // Hints hold only the five kinds above; anything else can never be delivered.
+          // Hints hold only the kinds above; anything else can never be delivered.
           state.discarded++;
           this.deps.log(`WARNING hint ${hint.seq} of kind ${r.kind} for ${a} is discarded`);
           return "discarded";
@@ -246,7 +265,8 @@ export class HintReplay {
       return "delivered";
     } catch (e) {
       if (isTransient(e)) return "retry";
-      const benign = isNotFound(e) && (r.kind === "delete" || r.kind === "drop_collection");
+      const benign = isNotFound(e) &&
+        (r.kind === "delete" || r.kind === "drop_collection" || r.kind === "copy");
       if (!benign) {
         state.discarded++;
         this.deps.log(

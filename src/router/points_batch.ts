@@ -1,0 +1,114 @@
+/**
+ * Pure helpers of the router's many-id point RPCs (GetBatch, DeleteBatch, DeleteByFilter): how
+ * ids are grouped by their owners, how the replicas' GetBatch answers are merged (the newest
+ * version per id wins, as Get's `newestRead` decides), and the hint record of a DeleteBatch.
+ *
+ * **DeleteBatch hints.** A node that missed a DeleteBatch gets a durable hint: a WAL `copy`
+ * record (common/records.ts) of its ids, every entry a tombstone at the batch's version (no
+ * vectors; dimension 1 because the record format needs one). The hint replay
+ * (hints/replay.ts) sends such a record as one DeleteBatch at that version, so the node ends in
+ * exactly the state the direct call would have left.
+ *
+ * @module
+ */
+import type { PointRecord } from "../api/proto.ts";
+import type { WalRecord } from "../common/records.ts";
+import type { HashRing } from "../cluster/ring.ts";
+import { newestRead, type ReadAnswer } from "./plan.ts";
+
+/** Ids split by owner: each owner's ids in request order, and the distinct owner lists. */
+export interface IdSplit {
+  per_owner: Map<string, number[]>;
+  /** The distinct owner lists (primary first), in first-seen order. */
+  owner_sets: string[][];
+}
+
+/** Splits `ids` by their owners on `ring` (each id under each of its `rf` owners). */
+export function splitIds(ring: HashRing, rf: number, ids: readonly number[]): IdSplit {
+  const per_owner = new Map<string, number[]>();
+  const sets = new Map<string, string[]>();
+  const owners: string[] = [];
+  for (const id of ids) {
+    ring.ownersInto(id, rf, owners);
+    const key = owners.join("\n");
+    if (!sets.has(key)) sets.set(key, owners.slice());
+    for (const o of owners) {
+      let list = per_owner.get(o);
+      if (list === undefined) per_owner.set(o, list = []);
+      list.push(id);
+    }
+  }
+  return { per_owner, owner_sets: [...sets.values()] };
+}
+
+/** One node's GetBatch answer (its records, one per id it was asked, in its request order). */
+export interface NodeRecords {
+  node: string;
+  points: readonly PointRecord[];
+}
+
+/** What {@link mergeGetBatch} decided for one id: the winning record and owners to repair. */
+export interface MergedRecord {
+  record: PointRecord;
+  version: number;
+  /** Owners that answered with an older version. */
+  stale: string[];
+}
+
+/**
+ * Merges the replicas' answers: for each distinct id, the record with the highest version (at
+ * equal versions a found point beats an absent one), as Get's `newestRead`. `ownersOf(id)`
+ * names the owners whose older answers are stale. Ids no node answered are absent from the map.
+ */
+export function mergeGetBatch(
+  answers: readonly NodeRecords[],
+  ownersOf: (id: number) => readonly string[],
+): Map<number, MergedRecord> {
+  const byId = new Map<number, { answers: ReadAnswer[]; records: PointRecord[] }>();
+  for (const a of answers) {
+    for (const r of a.points) {
+      let e = byId.get(r.id);
+      if (e === undefined) byId.set(r.id, e = { answers: [], records: [] });
+      e.answers.push({ node: a.node, version: Number(r.version ?? 0), found: r.found });
+      e.records.push(r);
+    }
+  }
+  const out = new Map<number, MergedRecord>();
+  for (const [id, e] of byId) {
+    const pick = newestRead(e.answers, ownersOf(id));
+    out.set(id, { record: e.records[pick.index], version: pick.version, stale: pick.stale });
+  }
+  return out;
+}
+
+/** The hint record of one owner's share of a DeleteBatch: tombstones at `version`. */
+export function deleteBatchRecord(
+  collection: string,
+  ids: readonly number[],
+  version: number,
+): WalRecord {
+  return {
+    kind: "copy",
+    collection,
+    dimension: 1,
+    ids: Uint32Array.from(ids),
+    versions: new Float64Array(ids.length).fill(version),
+    deleted: new Uint8Array(ids.length).fill(1),
+    vectors: new Float32Array(0),
+  };
+}
+
+/**
+ * The ids and version of a hint made by {@link deleteBatchRecord} (a `copy` record whose entries
+ * are all tombstones at one version); null for any other record.
+ */
+export function deleteBatchOfRecord(
+  r: WalRecord,
+): { collection: string; ids: number[]; version: number } | null {
+  if (r.kind !== "copy" || r.ids.length === 0) return null;
+  const version = r.versions[0];
+  for (let i = 0; i < r.ids.length; i++) {
+    if (r.deleted[i] !== 1 || r.versions[i] !== version) return null;
+  }
+  return { collection: r.collection ?? "", ids: Array.from(r.ids), version };
+}

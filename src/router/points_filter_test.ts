@@ -1,0 +1,193 @@
+/**
+ * The router's filtered reads and many-id RPCs, pure parts: the merge decides by the newest
+ * entry's filter verdict, GetBatch answers merge newest-wins, DeleteBatch groups by owner and
+ * hints as tombstones, and the request checks.
+ */
+import assert from "node:assert/strict";
+import { HashRing } from "../cluster/ring.ts";
+import { ValidationError } from "../api/validate.ts";
+import { EntryMerge, type EntryPage, type MergedEntry } from "./points_read.ts";
+import { deleteBatchOfRecord, deleteBatchRecord, mergeGetBatch, splitIds } from "./points_batch.ts";
+import { deletedCount } from "./replication.ts";
+import { mergeFieldIndexes } from "./scatter.ts";
+import {
+  validateDeleteBatchRequest,
+  validateDeleteByFilterRequest,
+  validateFieldIndexRequest,
+  validateFilterText,
+  validateGetBatchRequest,
+} from "./requests.ts";
+
+/** A page of `[id, version, deleted, matched, payload]` entries. */
+function page(entries: [number, number, boolean, boolean, string][], done = true): EntryPage {
+  return {
+    ids: entries.map((e) => e[0]),
+    versions: entries.map((e) => e[1]),
+    deleted: entries.map((e) => e[2]),
+    matched: entries.map((e) => e[3]),
+    payloads: entries.filter((e) => !e[2]).map((e) => e[4]),
+    vectors: [],
+    dimension: 0,
+    done,
+  };
+}
+
+function drain(m: EntryMerge): MergedEntry[] {
+  const out: MergedEntry[] = [];
+  m.step((e) => {
+    out.push({ ...e });
+    return true;
+  });
+  return out;
+}
+
+Deno.test("EntryMerge: the newest entry's verdict decides; a stale matching replica never counts", () => {
+  const m = new EntryMerge(["a", "b"], null);
+  m.feed(
+    "a",
+    page([
+      [1, 5, false, true, '{"c":"red"}'], // stale: matches
+      [2, 5, false, true, '{"c":"red"}'], // stale: matches; b has a newer tombstone
+      [3, 9, false, true, '{"c":"red"}'], // newest, matches
+      [4, 2, false, false, '{"c":"blue"}'],
+    ]),
+  );
+  m.feed(
+    "b",
+    page([
+      [1, 7, false, false, '{"c":"blue"}'], // newer, does not match
+      [2, 8, true, false, ""],
+      [3, 4, false, false, '{"c":"blue"}'],
+      [4, 6, false, true, '{"c":"red"}'], // newer, matches
+    ]),
+  );
+  const out = drain(m);
+  assert.deepEqual(
+    out.map((e) => [e.id, e.version, e.deleted, e.matched, e.payload]),
+    [
+      [1, 7, false, false, '{"c":"blue"}'],
+      [2, 8, true, false, ""],
+      [3, 9, false, true, '{"c":"red"}'],
+      [4, 6, false, true, '{"c":"red"}'],
+    ],
+  );
+  assert.equal(out.filter((e) => !e.deleted && e.matched).length, 2);
+});
+
+Deno.test("EntryMerge: pages without matched flags match every live entry, never a tombstone", () => {
+  const m = new EntryMerge(["a"], null);
+  m.feed("a", {
+    ids: [1, 2],
+    versions: [1, 2],
+    deleted: [false, true],
+    vectors: [],
+    dimension: 0,
+    done: true,
+  });
+  assert.deepEqual(drain(m).map((e) => e.matched), [true, false]);
+});
+
+Deno.test("EntryMerge: refuses misaligned matched flags and payloads", () => {
+  const m = new EntryMerge(["a"], null);
+  const p = page([[1, 1, false, true, ""], [2, 1, true, false, ""]]);
+  assert.throws(() => m.feed("a", { ...p, matched: [true] }), /1 matched flags for 2 ids/);
+  assert.throws(() => m.feed("a", { ...p, payloads: ["", ""] }), /2 payloads for 1 live/);
+});
+
+Deno.test("mergeGetBatch: the newest version per id wins; stale owners are listed", () => {
+  const rec = (id: number, version: number, found: boolean, payload = "") => ({
+    id,
+    found,
+    vector: found ? [id] : [],
+    payload,
+    version: String(version),
+    deleted: !found && version > 0,
+  });
+  const merged = mergeGetBatch([
+    { node: "a", points: [rec(1, 3, true, '{"v":3}'), rec(2, 9, false)] },
+    { node: "b", points: [rec(1, 5, true, '{"v":5}'), rec(2, 4, true)] },
+  ], () => ["a", "b"]);
+  assert.equal(merged.get(1)!.record.payload, '{"v":5}');
+  assert.deepEqual(merged.get(1)!.stale, ["a"]);
+  assert.equal(merged.get(2)!.record.found, false);
+  assert.equal(merged.get(2)!.version, 9);
+  assert.deepEqual(merged.get(2)!.stale, ["b"]);
+});
+
+Deno.test("splitIds: every id goes to each of its owners, in request order", () => {
+  const ring = new HashRing({ members: ["n1:1", "n2:1", "n3:1"] });
+  const ids = Array.from({ length: 200 }, (_, i) => i * 7);
+  const split = splitIds(ring, 2, ids);
+  for (const id of ids) {
+    const owners = ring.owners(id, 2);
+    for (const o of owners) assert.ok(split.per_owner.get(o)!.includes(id), `${id} on ${o}`);
+    assert.ok(split.owner_sets.some((s) => s.join() === owners.join()));
+  }
+  let total = 0;
+  for (const list of split.per_owner.values()) {
+    total += list.length;
+    for (let i = 1; i < list.length; i++) {
+      assert.ok(ids.indexOf(list[i - 1]) < ids.indexOf(list[i]));
+    }
+  }
+  assert.equal(total, ids.length * 2);
+});
+
+Deno.test("deletedCount: replicas of one id count it once", () => {
+  const per_owner = new Map([["a", [1, 2]], ["b", [1, 2, 3]], ["c", [3]]]);
+  // b holds all three ids: its count alone; a and c overlap b.
+  assert.equal(deletedCount(per_owner, new Map([["a", 2], ["b", 3], ["c", 1]])), 3);
+  // Without b, a and c are disjoint: summed.
+  assert.equal(deletedCount(per_owner, new Map([["a", 2], ["c", 1]])), 3);
+});
+
+Deno.test("DeleteBatch hints: tombstones at one version, read back; other copies are not", () => {
+  const r = deleteBatchRecord("c", [4, 9], 77);
+  assert.deepEqual(deleteBatchOfRecord(r), { collection: "c", ids: [4, 9], version: 77 });
+  assert.equal(
+    deleteBatchOfRecord({ ...r, deleted: Uint8Array.from([1, 0]) } as typeof r),
+    null,
+  );
+  assert.equal(deleteBatchOfRecord({ kind: "delete", id: 1, version: 1 }), null);
+});
+
+Deno.test("mergeFieldIndexes: union by field, sorted", () => {
+  assert.deepEqual(
+    mergeFieldIndexes([{ field: "z", type: "keyword" }], [
+      { field: "a", type: "integer" },
+      { field: "z", type: "float" },
+    ]),
+    [{ field: "a", type: "integer" }, { field: "z", type: "keyword" }],
+  );
+});
+
+Deno.test("request checks: filter paths, field indexes, id lists, DeleteByFilter needs a condition", () => {
+  assert.equal(validateFilterText(""), "");
+  const f = '{"must":[{"key":"a","match":{"value":1}}]}';
+  assert.equal(validateFilterText(f), f);
+  assert.throws(
+    () => validateFilterText('{"must":[{"key":"a","range":{"gt":"x"}}]}'),
+    (e: unknown) => e instanceof ValidationError && e.field.startsWith("filter.must[0].range"),
+  );
+  assert.throws(() => validateFilterText("{oops"), /filter: not valid JSON/);
+  assert.throws(
+    () => validateFilterText("{}", "searches[2].filter") && validateFilterText(7),
+    /must be a string/,
+  );
+  assert.deepEqual(validateFieldIndexRequest({ field: "m.lang", type: "keyword" }, true), {
+    collection: "default",
+    field: "m.lang",
+    type: "keyword",
+  });
+  assert.throws(() => validateFieldIndexRequest({ field: "x", type: "text" }, true), /"text"/);
+  assert.throws(() => validateFieldIndexRequest({ field: "" }, false), /field ""/);
+  assert.throws(() => validateGetBatchRequest({ ids: [] }), /ids has 0 entries/);
+  assert.throws(
+    () => validateGetBatchRequest({ ids: Array(1001).fill(1) }),
+    /1001 entries; it must have 1 to 1000/,
+  );
+  assert.throws(() => validateDeleteBatchRequest({ ids: [1, -2] }), /ids\[1\]/);
+  assert.throws(() => validateDeleteByFilterRequest({ filter: "" }), /at least one condition/);
+  assert.throws(() => validateDeleteByFilterRequest({ filter: "{}" }), /at least one condition/);
+  assert.equal(validateDeleteByFilterRequest({ filter: f }).filter, f);
+});
