@@ -547,10 +547,12 @@ export class FieldIndexError extends Error {
 }
 
 /**
- * Ids the k nearest matching points may be: candidates up to which the search tests each one
- * first and scores the list (cheaper than a graph walk over a sparse predicate).
+ * Candidates (of an index plan with a residual check) up to which the search checks each one
+ * first and scores the survivors exactly. The check parses a payload (microseconds each), so
+ * beyond a few thousand candidates the filtered graph walk, which checks only the nodes it
+ * visits, is cheaper.
  */
-const IDS_PREFILTER_MAX = 65_536;
+const IDS_PREFILTER_MAX = 4_096;
 
 /** Whether sorted `ids` holds `id` (binary search). */
 function sortedHas(ids: Uint32Array, id: number): boolean {

@@ -167,6 +167,21 @@ export function estimateFilter(
 }
 
 /** Sorted unique `a ∩ b`, a new array (or `a`/`b` itself when one is empty). */
+/** The ids of sorted `a` that are not in sorted `b`, sorted (a new array, or `a` itself). */
+export function differenceIds(a: Uint32Array, b: Uint32Array): Uint32Array {
+  if (a.length === 0 || b.length === 0) return a;
+  const out = new Uint32Array(a.length);
+  let n = 0;
+  let j = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    while (j < b.length && b[j] < x) j++;
+    if (j < b.length && b[j] === x) continue;
+    out[n++] = x;
+  }
+  return out.subarray(0, n);
+}
+
 export function intersectIds(a: Uint32Array, b: Uint32Array): Uint32Array {
   if (a.length === 0) return a;
   if (b.length === 0) return b;
@@ -264,11 +279,18 @@ export function planFilter(
     ids = ids === null ? u : intersectIds(ids, u);
   }
   ids = ids!;
+  // An indexed must_not term is exact too: its matches are taken out of the candidates, so the
+  // residual check (which parses payloads) is left only what no index answers.
+  const mustNotRest: Condition[] = [];
+  for (const c of filter.must_not) {
+    if (ids.length > 0 && answerable(c, indexes)) ids = differenceIds(ids, answer(c, indexes)!);
+    else mustNotRest.push(c);
+  }
 
   const residual: Filter = {
     must: rest,
     should: shouldIndexed ? [] : filter.should,
-    must_not: filter.must_not,
+    must_not: mustNotRest,
     min_should: filter.min_should,
   };
   const exact = isEmptyFilter(residual) || ids.length === 0;

@@ -4,6 +4,7 @@ import { Prng } from "../common/prng.ts";
 import { GEN_FIELDS, randomFilter, randomPayload } from "../testing/payload_gen.ts";
 import {
   chooseSearch,
+  differenceIds,
   estimateFilter,
   type FilterPlan,
   intersectIds,
@@ -219,6 +220,34 @@ Deno.test("intersectIds agrees with a set intersection on both of its strategies
     assert.deepEqual([...intersectIds(a, b)], [...a].filter((x) => bs.has(x)));
     assert.deepEqual([...intersectIds(b, a)], [...a].filter((x) => bs.has(x)));
   }
+});
+
+Deno.test("differenceIds agrees with a set difference; an indexed must_not leaves no check", () => {
+  const r = new Prng(6);
+  const sorted = (n: number, range: number) =>
+    Uint32Array.from(new Set(Array.from({ length: n }, () => r.nextInt(range)))).sort();
+  for (let t = 0; t < 200; t++) {
+    const a = sorted(r.nextInt(60), 200);
+    const b = sorted(r.nextInt(60), 200);
+    const bs = new Set(b);
+    assert.deepEqual([...differenceIds(a, b)], [...a].filter((x) => !bs.has(x)));
+  }
+  const idx = new PayloadIndexes();
+  idx.define("k", "keyword");
+  idx.define("n", "integer");
+  for (let id = 0; id < 100; id++) idx.add(id, { k: `v${id % 4}`, n: id });
+  const plan = planFilter(
+    parseFilter({
+      must: [{ key: "n", range: { lt: 50 } }],
+      must_not: [{ key: "k", match: { value: "v1" } }],
+    }),
+    idx,
+    100,
+  );
+  assert.equal(plan.kind, "ids");
+  if (plan.kind !== "ids") return;
+  assert.equal(plan.exact, true, "both terms are indexed: no payload check left");
+  assert.deepEqual([...plan.ids], [...Array(50).keys()].filter((id) => id % 4 !== 1));
 });
 
 Deno.test("a plan's ids are its own: they do not alias the filter's has_id list", () => {
