@@ -8,10 +8,13 @@
  * queries, with synthetic payload attributes. Exact filtered ground truth (top 10 by brute
  * force over the matching points) is cached under `.cache/bench/gt/`.
  *
- * Our side goes through one function, {@link oursSearch}, which plans the filter the way the
- * collection's planner will (an id list from a keyword or range index, or a predicate over the
- * attribute columns) and calls `HnswIndex.filteredSearch`; swapping it for the collection's
- * search later leaves the rest of the benchmark as is.
+ * Our side goes through one function, {@link oursSearch}. With `--through collection` (the
+ * default) that is the product's path: a `Collection` holding every point with a JSON payload
+ * (`{"kw10": "k3", "kw1000": "w123", "num": 4567}`), payload indexes on the three fields
+ * (keyword, keyword, integer), and each query's filter as Qdrant-form JSON, parsed per query
+ * (`parseFilter`) and planned by the collection (src/storage/filter_plan.ts) before
+ * `HnswIndex.filteredSearch`. With `--through index`, a stand-in planner over the attribute
+ * columns calls the index directly (the index's own ceiling, no payloads).
  *
  * @example
  * ```sh
@@ -27,6 +30,11 @@ import { loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HnswIndex, type PlannedFilter } from "../../src/index/hnsw.ts";
+import { Collection, type Point } from "../../src/storage/collection.ts";
+import { parsePayload } from "../../src/common/payload.ts";
+import { parseFilter } from "../../src/common/filter.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { BATCH_MAX, VectorStore } from "../../src/index/vector_store.ts";
 import { MaxHeap } from "../../src/index/heap.ts";
 import { loadDataset } from "./lib/dataset.ts";
@@ -58,6 +66,7 @@ const { values: args } = parseArgs({
     "exact-max": { type: "string" },
     "one-hop-min": { type: "string" },
     "cache-dir": { type: "string", default: join(root, ".cache", "bench") },
+    through: { type: "string", default: "collection" },
   },
 });
 
@@ -82,7 +91,7 @@ const filterSeed = int("filter-seed", args["filter-seed"]);
 const ds = loadDataset({ cacheDir, n: int("n", args.n) });
 const base = ds.base, queries = ds.queries;
 log(
-  `bench:filtered: ${ds.name}: ${base.n} base vectors, ${queries.n} queries, dim ${base.dim}, ` +
+  `bench:filtered (through ${args.through}): ${ds.name}: ${base.n} base vectors, ${queries.n} queries, dim ${base.dim}, ` +
     `metric ${ds.metric}, M=${M}, ef_construction=${efConstruction}, k=${k}; load ${load()}`,
 );
 const payload = makePayload(base.n, payloadSeed);
@@ -201,7 +210,68 @@ function plan(p: Payload, spec: FilterSpec): PlannedFilter {
 
 // ---- ours ----------------------------------------------------------------------------------------
 
-const index = new HnswIndex({
+const through = args.through!;
+if (through !== "collection" && through !== "index") {
+  throw new RangeError(`--through "${through}" must be collection or index`);
+}
+
+/** A spec as the Qdrant-form JSON filter a client would send. */
+function specFilter(spec: FilterSpec): Record<string, unknown> {
+  const must: unknown[] = [];
+  const must_not: unknown[] = [];
+  for (const c of spec.clauses) {
+    if (c.attr === "num") {
+      must.push({ key: "num", range: { gte: c.lo, lt: c.hi } });
+      continue;
+    }
+    const prefix = c.attr === "kw10" ? "k" : "w";
+    const values = c.values.map((v) => `${prefix}${v}`);
+    const match = values.length === 1 ? { value: values[0] } : { any: values };
+    (c.op === "in" ? must : must_not).push({ key: c.attr, match });
+  }
+  return must_not.length === 0 ? { must } : { must, must_not };
+}
+
+let collection: Collection | null = null;
+const collectionDir = mkdtempSync(join(tmpdir(), "bench-filtered-"));
+if (through === "collection") {
+  collection = await Collection.create(join(collectionDir, "c"), {
+    name: "bench",
+    dimension: base.dim,
+    metric: ds.metric,
+    m: M,
+    ef_construction: efConstruction,
+  });
+  await collection.createFieldIndex("kw10", "keyword");
+  await collection.createFieldIndex("kw1000", "keyword");
+  await collection.createFieldIndex("num", "integer");
+  const t0 = performance.now();
+  const BATCH = 5000;
+  for (let start = 0; start < base.n; start += BATCH) {
+    const points: Point[] = [];
+    for (let i = start; i < Math.min(base.n, start + BATCH); i++) {
+      const json = `{"kw10":"k${payload.kw10[i]}","kw1000":"w${payload.kw1000[i]}",` +
+        `"num":${payload.num[i]}}`;
+      points.push({
+        id: i,
+        vector: base.data.subarray(i * base.dim, (i + 1) * base.dim),
+        payload: parsePayload(json, "payload"),
+      });
+    }
+    await collection.putBatch(points);
+  }
+  log(
+    `  collection built with payloads and 3 payload indexes in ${
+      ((performance.now() - t0) / 1000).toFixed(1)
+    } s`,
+  );
+}
+const filterTexts = new Map<FilterSpec, string>();
+for (const c of cases) {
+  for (const sp of c.specs) filterTexts.set(sp, JSON.stringify(specFilter(sp)));
+}
+
+const index = collection !== null ? collection.index : new HnswIndex({
   dim: base.dim,
   metric: ds.metric,
   M,
@@ -210,7 +280,7 @@ const index = new HnswIndex({
 });
 if (args["exact-max"] !== undefined) index.filterExactMax = Number(args["exact-max"]);
 if (args["one-hop-min"] !== undefined) index.filterOneHopMin = Number(args["one-hop-min"]);
-{
+if (collection === null) {
   const t0 = performance.now();
   const step = Math.max(1, Math.floor(base.n / 5));
   for (let i = 0; i < base.n; i++) {
@@ -233,9 +303,20 @@ export function oursSearch(
   ef: number,
   spec: FilterSpec | null,
 ): number[] {
-  const hits = spec === null
-    ? index.search(query, kk, { ef })
-    : index.filteredSearch(query, kk, plan(payload, spec), { ef });
+  let hits;
+  if (collection !== null) {
+    // The filter arrives as JSON text, as from a client; parsed and planned per query.
+    hits = collection.search(
+      query,
+      kk,
+      ef,
+      spec === null ? null : parseFilter(filterTexts.get(spec)!, "filter"),
+    );
+  } else {
+    hits = spec === null
+      ? index.search(query, kk, { ef })
+      : index.filteredSearch(query, kk, plan(payload, spec), { ef });
+  }
   const ids = new Array<number>(hits.length);
   for (let i = 0; i < hits.length; i++) ids[i] = hits[i].id;
   return ids;
@@ -354,3 +435,5 @@ for (const name of ["none", ...cases.map((c) => c.name)]) {
   log(`  ${name.padEnd(6)} vectordb ${fmt(a)}${vsNone}; hnswlib-node ${fmt(b)}`);
 }
 log(`load average now: ${load()}`);
+if (collection !== null) await collection.close({ snapshot: false });
+rmSync(collectionDir, { recursive: true, force: true });
