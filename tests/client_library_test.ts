@@ -23,6 +23,7 @@ import {
   isServiceError,
   METHOD_NAMES,
   type MethodName,
+  parsePayload,
   type RetryEvent,
   VectorDbClient,
 } from "../src/client/mod.ts";
@@ -182,6 +183,75 @@ Deno.test({
       assert.equal((await db.deleteBackup("docs-b1")).deleted, true);
       used.add("DeleteBackup");
       assert.deepEqual(await db.listBackups(), []);
+
+      // ----- payloads, filters and payload indexes -----
+      await db.createCollection("tagged", { dimension: 2, metric: "l2" });
+      const tagged = Array.from({ length: 60 }, (_, i) => ({
+        id: i,
+        vector: [i, 0],
+        payload: { tenant: `t${i % 3}`, year: 2000 + i, meta: { lang: i % 2 ? "en" : "de" } },
+      }));
+      await db.upsert("tagged", tagged);
+      const t1 = { must: [{ key: "tenant", match: { value: "t1" } }] };
+      const t1_ids = tagged.filter((p) => p.payload.tenant === "t1").map((p) => p.id);
+      assert.deepEqual(await reader.count("tagged", { filter: t1 }), { count: 20, partial: false });
+      assert.equal(
+        (await reader.count("tagged", { filter: '{"must":[{"key":"year","range":{"gte":2050}}]}' }))
+          .count,
+        10,
+      );
+      const index = await db.createFieldIndex("tagged", "tenant", "keyword");
+      used.add("CreateFieldIndex");
+      assert.equal(index.created, true);
+      assert.equal((await db.createFieldIndex("tagged", "tenant", "keyword")).created, false);
+      assert.deepEqual(
+        (await db.listCollections()).find((c) => c.name === "tagged")?.field_indexes,
+        [{ field: "tenant", type: "keyword" }],
+      );
+      const near = await reader.search("tagged", [30, 0], { k: 3, filter: t1, withPayload: true });
+      assert.deepEqual(near.results.map((r) => r.id), [31, 28, 34]);
+      assert.deepEqual(parsePayload(near.results[0].payload), tagged[31].payload);
+      const filtered = await reader.searchBatch("tagged", [
+        { vector: [0, 0], k: 1, filter: t1 },
+        { vector: [0, 0], k: 1 },
+      ]);
+      assert.deepEqual(filtered.map((r) => r.results[0].id), [1, 0]);
+      const scrolled_ids: number[] = [];
+      for await (
+        const p of reader.scrollAll("tagged", { limit: 7, filter: t1, withPayload: true })
+      ) {
+        for (const q of p.points) {
+          scrolled_ids.push(q.id);
+          assert.deepEqual(parsePayload(q.payload), tagged[q.id].payload);
+        }
+      }
+      assert.deepEqual(scrolled_ids, t1_ids);
+      const records = await reader.getBatch("tagged", [4, 99, 4], {
+        withPayload: true,
+        withVector: true,
+      });
+      used.add("GetBatch");
+      assert.deepEqual(records.map((r) => [r.id, r.found]), [[4, true], [99, false], [4, true]]);
+      assert.deepEqual(parsePayload(records[0].payload), tagged[4].payload);
+      assert.deepEqual(records[0].vector, [4, 0]);
+      const deleted_batch = await db.deleteBatch("tagged", [0, 1, 2, 999]);
+      used.add("DeleteBatch");
+      assert.equal(deleted_batch.deleted, 3);
+      assert.equal((await reader.count("tagged")).count, 57);
+      const by_filter = await db.deleteByFilter("tagged", t1);
+      used.add("DeleteByFilter");
+      assert.equal(by_filter.deleted, 19, "t1 had 20 points, id 1 was deleted by the batch");
+      assert.equal((await reader.count("tagged", { filter: t1 })).count, 0);
+      assert.equal((await reader.count("tagged")).count, 38);
+      const bad = await codeOf(reader.count("tagged", { filter: { must: [{ key: "year" }] } }));
+      assert.equal(bad.code, 3, "INVALID_ARGUMENT");
+      assert.equal((await db.dropFieldIndex("tagged", "tenant")).dropped, true);
+      used.add("DropFieldIndex");
+      assert.deepEqual(
+        (await db.listCollections()).find((c) => c.name === "tagged")?.field_indexes ?? [],
+        [],
+      );
+      assert.equal((await db.dropCollection("tagged")).dropped, true);
 
       // ----- retries through a restart: under Node (see helpers/client_restart_run.ts) -----
       const [command, ...args] = scriptCommand("tests/helpers/client_restart_run.ts", []);

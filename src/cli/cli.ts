@@ -16,13 +16,14 @@
  */
 
 import process from "node:process";
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { BackupInfo, NodeRestore } from "../api/proto.ts";
 import { describeGrpcError } from "../api/client.ts";
 import { checkApiKey } from "../api/auth.ts";
-import { VectorDbClient } from "../client/mod.ts";
+import { type FieldIndexType, VectorDbClient } from "../client/mod.ts";
 import { BATCH_POINTS_MAX, type Consistency, SCROLL_LIMIT_MAX } from "../common/limits.ts";
 import { decodeCursor } from "../api/points_read.ts";
 import { didYouMean, unknownFlagError } from "../common/config.ts";
@@ -40,6 +41,7 @@ import {
 } from "../api/validate.ts";
 import {
   formatCollections,
+  formatCount,
   formatCreated,
   formatMembers,
   formatPointCount,
@@ -47,6 +49,7 @@ import {
   formatSearch,
   formatStats,
   formatVector,
+  shorten,
 } from "./format.ts";
 import { DEFAULT_RETRY_POLICY, LOAD_ATTEMPTS_MAX } from "./load_plan.ts";
 import { pointsFileFormat } from "./points_file.ts";
@@ -78,16 +81,21 @@ export const USAGE = `Usage: client [global flags] <command> [flags]
 
 Commands:
   put --id N --vector X,Y,... [--payload JSON] [--collection C] [--consistency one|quorum|all]
-  get --id N [--collection C]
-  delete --id N [--collection C] [--consistency one|quorum|all]
-  search --vector X,Y,... [--k ${DEFAULT_K}] [--ef N] [--with-payload] [--collection C]
-  scroll [--collection C] [--limit N] [--cursor S] [--all] [--with-vector]
+  get --id N | --ids N,N,... [--collection C]
+  delete --id N | --ids N,N,... | --filter JSON | --filter-file F [--collection C]
+                     [--consistency one|quorum|all]
+  search --vector X,Y,... [--k ${DEFAULT_K}] [--ef N] [--filter JSON | --filter-file F]
+                     [--with-payload] [--collection C]
+  scroll [--collection C] [--limit N] [--cursor S] [--all] [--with-vector] [--with-payload]
+         [--filter JSON | --filter-file F]
                      (points in id order, one page; --all: every page from the cursor on)
-  count [--collection C]
+  count [--collection C] [--filter JSON | --filter-file F]
   collections create --name C --dimension D [--metric l2|cosine|dot] [--m 16]
                      [--ef-construction 200]
-  collections list
+  collections list   (with each collection's payload indexes)
   collections drop --name C
+  collections index --name C --field KEY --type keyword|integer|float|bool
+  collections index --name C --field KEY --drop
   stats
   members
   drain              (with --addr of a storage node: it hands its data off and exits)
@@ -113,7 +121,10 @@ Global flags:
 Vectors are comma-separated numbers, e.g. --vector 0.1,-0.2,3e-4. An empty --collection
 selects "default". .fvecs ids are the row number plus --start-id; JSON lines carry their own
 ids: {"id": 7, "vector": [0.1, 0.2]}, and may carry a payload: "payload": {"tag": "a"}. A
-payload (--payload '{"tag":"a"}') is a JSON object of at most 64 KiB, kept with the point. load retries UNAVAILABLE, DEADLINE_EXCEEDED and
+payload (--payload '{"tag":"a"}') is a JSON object of at most 64 KiB, kept with the point. A
+filter is JSON in Qdrant's form, e.g. --filter '{"must":[{"key":"tenant","match":{"value":"a"}}]}'
+(conditions: match value/any/except, range, has_id, is_empty, is_null, values_count; keys are
+dotted paths such as meta.lang). load retries UNAVAILABLE, DEADLINE_EXCEEDED and
 RESOURCE_EXHAUSTED with backoff (up to --attempts per batch), halves its batch and concurrency
 on overload and grows them back; other failures fail their points for good, counted in the
 summary. Exit status: 0 ok, 1 failed call, bad file or any point failed for good, 2 bad
@@ -146,7 +157,21 @@ export type Command =
     payload?: string;
   }
   | { kind: "get"; id: number; collection: string }
+  | { kind: "get-batch"; ids: number[]; collection: string }
   | { kind: "delete"; id: number; collection: string; consistency: Consistency | undefined }
+  | {
+    kind: "delete-batch";
+    ids: number[];
+    collection: string;
+    consistency: Consistency | undefined;
+  }
+  | {
+    kind: "delete-filter";
+    /** The filter's JSON text. */
+    filter: string;
+    collection: string;
+    consistency: Consistency | undefined;
+  }
   | {
     kind: "search";
     vector: number[];
@@ -155,6 +180,8 @@ export type Command =
     collection: string;
     /** `--with-payload`: results carry (and print) their payloads. */
     with_payload?: boolean;
+    /** `--filter` / `--filter-file`: the filter's JSON text. */
+    filter?: string;
   }
   | {
     kind: "scroll";
@@ -163,8 +190,11 @@ export type Command =
     cursor: string;
     all: boolean;
     with_vector: boolean;
+    with_payload?: boolean;
+    /** The filter's JSON text; absent: every point. */
+    filter?: string;
   }
-  | { kind: "count"; collection: string }
+  | { kind: "count"; collection: string; filter?: string }
   | {
     kind: "collections-create";
     name: string;
@@ -175,6 +205,8 @@ export type Command =
   }
   | { kind: "collections-list" }
   | { kind: "collections-drop"; name: string }
+  | { kind: "collections-index"; name: string; field: string; type: string }
+  | { kind: "collections-unindex"; name: string; field: string }
   | { kind: "stats" }
   | { kind: "members" }
   | { kind: "drain" }
@@ -230,6 +262,12 @@ const OPTIONS = {
   "with-vector": { type: "boolean" },
   payload: { type: "string" },
   "with-payload": { type: "boolean" },
+  filter: { type: "string" },
+  "filter-file": { type: "string" },
+  ids: { type: "string" },
+  field: { type: "string" },
+  type: { type: "string" },
+  drop: { type: "boolean" },
 } as const;
 
 type Flag = keyof typeof OPTIONS;
@@ -248,14 +286,24 @@ const GLOBAL_FLAGS: Flag[] = [
 /** Flags each command accepts: [required, optional]. */
 const COMMAND_FLAGS: Record<string, [Flag[], Flag[]]> = {
   put: [["id", "vector"], ["collection", "consistency", "payload"]],
-  get: [["id"], ["collection"]],
-  delete: [["id"], ["collection", "consistency"]],
-  search: [["vector"], ["k", "ef", "collection", "with-payload"]],
-  scroll: [[], ["collection", "limit", "cursor", "all", "with-vector"]],
-  count: [[], ["collection"]],
+  get: [[], ["id", "ids", "collection"]],
+  delete: [[], ["id", "ids", "filter", "filter-file", "collection", "consistency"]],
+  search: [["vector"], ["k", "ef", "collection", "with-payload", "filter", "filter-file"]],
+  scroll: [[], [
+    "collection",
+    "limit",
+    "cursor",
+    "all",
+    "with-vector",
+    "with-payload",
+    "filter",
+    "filter-file",
+  ]],
+  count: [[], ["collection", "filter", "filter-file"]],
   "collections create": [["name", "dimension"], ["metric", "m", "ef-construction"]],
   "collections list": [[], []],
   "collections drop": [["name"], []],
+  "collections index": [["name", "field"], ["type", "drop"]],
   stats: [[], []],
   members: [[], []],
   drain: [[], []],
@@ -337,6 +385,60 @@ export function parseVector(text: string, flag = "vector"): number[] {
   return checked(() => validateVector(vector, `--${flag}`));
 }
 
+/** Field index types of `collections index --type`. */
+export const FIELD_INDEX_TYPES = ["keyword", "integer", "float", "bool"] as const;
+
+/** Parses "1,2,3" into point ids (each checked as --id is). */
+export function parseIds(text: string, flag = "ids"): number[] {
+  const parts = text.split(",").map((p) => p.trim());
+  if (text.trim() === "") throw new UsageError(`--${flag} is empty`);
+  return parts.map((p, i) => {
+    if (!/^\d+$/.test(p)) {
+      throw new UsageError(`--${flag}[${i}] ${JSON.stringify(p)} is not a point id`);
+    }
+    return checked(() => validateId(Number(p), `--${flag}[${i}]`));
+  });
+}
+
+/**
+ * The filter of `--filter TEXT` or `--filter-file F` (one at most) as compact JSON text;
+ * undefined when neither is given. Only JSON syntax and the top-level object are checked here
+ * (naming the flag); the server checks the rest and names the JSON path of a bad part.
+ */
+export function filterFlag(
+  text: string | undefined,
+  file: string | undefined,
+  read: (path: string) => string = (path) => readFileSync(path, "utf8"),
+): string | undefined {
+  if (text !== undefined && file !== undefined) {
+    throw new UsageError("give --filter or --filter-file, not both");
+  }
+  let source = "--filter";
+  if (file !== undefined) {
+    source = `--filter-file ${JSON.stringify(file)}`;
+    try {
+      text = read(file);
+    } catch (e) {
+      throw new UsageError(`${source}: ${(e as Error).message}`);
+    }
+  }
+  if (text === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${source} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new UsageError(
+      `${source} must be a JSON object such as {"must": [...]}, got ${
+        shorten(JSON.stringify(value), 80)
+      }`,
+    );
+  }
+  return JSON.stringify(value);
+}
+
 function collectionFlag(text: string | undefined): string {
   if (text === undefined || text === "") return "";
   return checked(() => validateCollectionName(text, "--collection"));
@@ -398,7 +500,7 @@ export function parseCli(
   let name = pos[0];
   let used = 1;
   if (name === "collections") {
-    if (pos.length < 2) throw new UsageError(`"collections" needs create, list or drop`);
+    if (pos.length < 2) throw new UsageError(`"collections" needs create, list, drop or index`);
     name = `collections ${pos[1]}`;
     used = 2;
   } else if (name === "backup") {
@@ -425,6 +527,25 @@ export function parseCli(
 
   const id = () => checked(() => validateId(parseInteger("id", str("id")!), "--id"));
   const consistency = () => checked(() => validateConsistency(str("consistency"), "--consistency"));
+  let filter_text: string | undefined | null = null;
+  /** The filter of --filter / --filter-file, read and checked once. */
+  const filter = () =>
+    filter_text !== null
+      ? filter_text
+      : (filter_text = filterFlag(str("filter"), str("filter-file")));
+  /** Exactly one of `flags` must be given (--filter and --filter-file count as one); which. */
+  const oneOf = (command: string, flags: Flag[]): Flag => {
+    const given = flags.filter((f) => v[f] !== undefined);
+    if (given.length === 1 || (given.length === 2 && given.join() === "filter,filter-file")) {
+      return given[0];
+    }
+    const names = flags.map((f) => `--${f}`).join(", ");
+    throw new UsageError(
+      given.length === 0
+        ? `"${command}" needs one of ${names}`
+        : `"${command}" takes one of ${names}, got ${given.map((f) => `--${f}`).join(" and ")}`,
+    );
+  };
   let command: Command;
   switch (name) {
     case "put":
@@ -442,16 +563,30 @@ export function parseCli(
       }
       break;
     case "get":
-      command = { kind: "get", id: id(), collection: collectionFlag(str("collection")) };
+      oneOf(name, ["id", "ids"]);
+      command = str("ids") !== undefined
+        ? {
+          kind: "get-batch",
+          ids: parseIds(str("ids")!),
+          collection: collectionFlag(str("collection")),
+        }
+        : { kind: "get", id: id(), collection: collectionFlag(str("collection")) };
       break;
-    case "delete":
-      command = {
-        kind: "delete",
-        id: id(),
-        collection: collectionFlag(str("collection")),
-        consistency: consistency(),
-      };
+    case "delete": {
+      const by = oneOf(name, ["id", "ids", "filter", "filter-file"]);
+      const collection = collectionFlag(str("collection"));
+      command = by === "id"
+        ? { kind: "delete", id: id(), collection, consistency: consistency() }
+        : by === "ids"
+        ? {
+          kind: "delete-batch",
+          ids: parseIds(str("ids")!),
+          collection,
+          consistency: consistency(),
+        }
+        : { kind: "delete-filter", filter: filter()!, collection, consistency: consistency() };
       break;
+    }
     case "search":
       command = {
         kind: "search",
@@ -465,6 +600,7 @@ export function parseCli(
         collection: collectionFlag(str("collection")),
       };
       if (v["with-payload"] === true) command.with_payload = true;
+      if (filter() !== undefined) command.filter = filter();
       break;
     case "scroll": {
       const limit = str("limit") === undefined ? 0 : parseInteger("limit", str("limit")!);
@@ -481,10 +617,13 @@ export function parseCli(
         all: v.all === true,
         with_vector: v["with-vector"] === true,
       };
+      if (v["with-payload"] === true) command.with_payload = true;
+      if (filter() !== undefined) command.filter = filter();
       break;
     }
     case "count":
       command = { kind: "count", collection: collectionFlag(str("collection")) };
+      if (filter() !== undefined) command.filter = filter();
       break;
     case "collections create": {
       const num = (f: Flag) => str(f) === undefined ? 0 : parseInteger(f, str(f)!);
@@ -509,6 +648,24 @@ export function parseCli(
         name: checked(() => validateCollectionName(str("name"), "--name")),
       };
       break;
+    case "collections index": {
+      const index_name = checked(() => validateCollectionName(str("name"), "--name"));
+      const field = str("field")!;
+      if (field.trim() === "") throw new UsageError("--field is empty");
+      if (oneOf(name, ["type", "drop"]) === "drop") {
+        command = { kind: "collections-unindex", name: index_name, field };
+      } else {
+        const type = str("type")!;
+        if (!(FIELD_INDEX_TYPES as readonly string[]).includes(type)) {
+          throw new UsageError(
+            `--type ${JSON.stringify(type)} must be one of ${FIELD_INDEX_TYPES.join(", ")}` +
+              didYouMean(type, FIELD_INDEX_TYPES, (t) => t),
+          );
+        }
+        command = { kind: "collections-index", name: index_name, field, type };
+      }
+      break;
+    }
     case "stats":
       command = { kind: "stats" };
       break;
@@ -635,6 +792,50 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
         );
         return EXIT_OK;
       }
+      case "get-batch": {
+        const points = await api.getBatch(command.collection, command.ids, {
+          withVector: true,
+          withPayload: true,
+        });
+        print(
+          io,
+          global.json,
+          { points },
+          points.map((p) =>
+            p.found
+              ? `id ${p.id}: ${formatVector(p.vector)}` +
+                (p.payload ? `  payload: ${p.payload}` : "")
+              : `id ${p.id}: not found`
+          ).join("\n"),
+        );
+        return EXIT_OK;
+      }
+      case "delete-batch": {
+        const res = await api.deleteBatch(command.collection, command.ids, {
+          consistency: command.consistency,
+        });
+        print(
+          io,
+          global.json,
+          res,
+          `Deleted ${res.deleted} of ${command.ids.length} ids from ` +
+            `${collectionLabel(command.collection)} (the others were not there)`,
+        );
+        return EXIT_OK;
+      }
+      case "delete-filter": {
+        const res = await api.deleteByFilter(command.collection, command.filter, {
+          consistency: command.consistency,
+        });
+        print(
+          io,
+          global.json,
+          res,
+          `Deleted ${formatCount(res.deleted)} ${res.deleted === 1 ? "point" : "points"} ` +
+            `matching the filter from ${collectionLabel(command.collection)}`,
+        );
+        return EXIT_OK;
+      }
       case "delete": {
         const res = await api.call("Delete", {
           id: command.id,
@@ -664,15 +865,25 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
             limit: command.limit,
             cursor,
             withVector: command.with_vector,
+            withPayload: command.with_payload,
+            filter: command.filter,
           });
-          print(io, global.json, res, formatScroll(res, command.all));
+          print(io, global.json, res, formatScroll(res, command.all, command.with_payload));
           cursor = res.next_cursor;
         } while (command.all && cursor !== "");
         return EXIT_OK;
       }
       case "count": {
-        const res = await api.call("Count", { collection: command.collection });
-        print(io, global.json, res, formatPointCount(command.collection, res));
+        const res = await api.call("Count", {
+          collection: command.collection,
+          ...(command.filter === undefined ? {} : { filter: command.filter }),
+        });
+        print(
+          io,
+          global.json,
+          res,
+          formatPointCount(command.collection, res, command.filter !== undefined),
+        );
         return EXIT_OK;
       }
       case "collections-create": {
@@ -693,6 +904,35 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
           global.json,
           res,
           res.dropped ? `Dropped collection "${command.name}"` : `No collection "${command.name}"`,
+        );
+        return EXIT_OK;
+      }
+      case "collections-index": {
+        const res = await api.createFieldIndex(
+          command.name,
+          command.field,
+          command.type as FieldIndexType,
+        );
+        print(
+          io,
+          global.json,
+          res,
+          res.created
+            ? `Indexed field "${command.field}" of collection "${command.name}" as ${command.type}`
+            : `Field "${command.field}" of collection "${command.name}" already has a ` +
+              `${command.type} index`,
+        );
+        return EXIT_OK;
+      }
+      case "collections-unindex": {
+        const res = await api.dropFieldIndex(command.name, command.field);
+        print(
+          io,
+          global.json,
+          res,
+          res.dropped
+            ? `Dropped the index of field "${command.field}" of collection "${command.name}"`
+            : `Field "${command.field}" of collection "${command.name}" has no index`,
         );
         return EXIT_OK;
       }

@@ -2,7 +2,15 @@ import assert from "node:assert/strict";
 import { SOFTWARE_VERSION } from "../common/software_version.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DEFAULT_ADDR, formatBackups, main, parseCli, parseVector } from "./cli.ts";
+import {
+  DEFAULT_ADDR,
+  filterFlag,
+  formatBackups,
+  main,
+  parseCli,
+  parseIds,
+  parseVector,
+} from "./cli.ts";
 import { type CliIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "./io.ts";
 
 const CLI_PATH = fileURLToPath(new URL("./cli.ts", import.meta.url));
@@ -213,7 +221,7 @@ Deno.test("bad command lines throw UsageError with a clear message", () => {
     [["scroll", "--cursor", "abc"], /--cursor "abc" is not a cursor this server handed out/],
     [["count", "--limit", "3"], /--limit is not a flag of "count"/],
     [["frobnicate"], /Unknown command "frobnicate"/],
-    [["collections"], /"collections" needs create, list or drop/],
+    [["collections"], /"collections" needs create, list, drop or index/],
     [["collections", "rename"], /Unknown command "collections rename"/],
     [["put", "--id", "1"], /"put" needs --vector/],
     [["get", "--id", "1", "--k", "3"], /--k is not a flag of "get"/],
@@ -435,4 +443,106 @@ Deno.test("payload flags: put --payload, search --with-payload", () => {
     collection: "",
     with_payload: true,
   });
+});
+
+Deno.test("filter, ids and index flags", () => {
+  const f = '{"must":[{"key":"tenant","match":{"value":"a"}}]}';
+  assert.deepEqual(command(["search", "--vector", "1,2", "--filter", f, "--with-payload"]), {
+    kind: "search",
+    vector: [1, 2],
+    k: 10,
+    ef: 0,
+    collection: "",
+    with_payload: true,
+    filter: f,
+  });
+  // Pretty-printed JSON goes out compact.
+  assert.deepEqual(command(["count", "--filter", '{ "must": [ {"has_id": [1]} ] }']), {
+    kind: "count",
+    collection: "",
+    filter: '{"must":[{"has_id":[1]}]}',
+  });
+  assert.deepEqual(command(["scroll", "--filter", f, "--with-payload", "--limit", "5"]), {
+    kind: "scroll",
+    collection: "",
+    limit: 5,
+    cursor: "",
+    all: false,
+    with_vector: false,
+    with_payload: true,
+    filter: f,
+  });
+  assert.deepEqual(command(["get", "--ids", "1, 2,3", "--collection", "c"]), {
+    kind: "get-batch",
+    ids: [1, 2, 3],
+    collection: "c",
+  });
+  assert.deepEqual(command(["delete", "--ids", "7,8", "--consistency", "all"]), {
+    kind: "delete-batch",
+    ids: [7, 8],
+    collection: "",
+    consistency: "all",
+  });
+  assert.deepEqual(command(["delete", "--filter", f]), {
+    kind: "delete-filter",
+    filter: f,
+    collection: "",
+    consistency: undefined,
+  });
+  const dir = Deno.makeTempDirSync();
+  try {
+    Deno.writeTextFileSync(join(dir, "f.json"), `${f}\n`);
+    assert.deepEqual(command(["delete", "--filter-file", join(dir, "f.json")]), {
+      kind: "delete-filter",
+      filter: f,
+      collection: "",
+      consistency: undefined,
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+  assert.deepEqual(
+    command(["collections", "index", "--name", "c", "--field", "meta.lang", "--type", "keyword"]),
+    { kind: "collections-index", name: "c", field: "meta.lang", type: "keyword" },
+  );
+  assert.deepEqual(command(["collections", "index", "--name", "c", "--field", "x", "--drop"]), {
+    kind: "collections-unindex",
+    name: "c",
+    field: "x",
+  });
+  assert.deepEqual(parseIds("0,4294967295"), [0, 4294967295]);
+  assert.equal(filterFlag(undefined, undefined), undefined);
+  assert.equal(filterFlag(undefined, "f", () => '{"must":[]}'), '{"must":[]}');
+
+  const cases: [string[], RegExp][] = [
+    [["count", "--filter", "{must:"], /^--filter is not valid JSON: /],
+    [["count", "--filter", "[1]"], /^--filter must be a JSON object such as .*, got \[1\]$/],
+    [["count", "--filter", "{}", "--filter-file", "x"], /give --filter or --filter-file, not both/],
+    [["count", "--filter-file", "/nonexistent/f.json"], /^--filter-file "\/nonexistent\/f.json": /],
+    [["get"], /"get" needs one of --id, --ids/],
+    [["get", "--id", "1", "--ids", "2"], /"get" takes one of --id, --ids, got --id and --ids/],
+    [["get", "--ids", "1,x"], /--ids\[1\] "x" is not a point id/],
+    [["get", "--ids", "4294967296"], /--ids\[0\] 4294967296 must be between 0 and 4294967295/],
+    [["get", "--ids", ""], /--ids is empty/],
+    [["delete"], /"delete" needs one of --id, --ids, --filter, --filter-file/],
+    [["delete", "--id", "1", "--filter", "{}"], /takes one of .*got --id and --filter/],
+    [["get", "--id", "1", "--filter", "{}"], /--filter is not a flag of "get"/],
+    [["collections", "index", "--name", "c", "--field", "f"], /needs one of --type, --drop/],
+    [
+      ["collections", "index", "--name", "c", "--field", "f", "--type", "keywrd"],
+      /--type "keywrd" must be one of keyword, integer, float, bool; did you mean keyword\?/,
+    ],
+    [["collections", "index", "--name", "c", "--type", "bool"], /needs --field/],
+    [
+      ["collections", "index", "--name", "c", "--field", "f", "--type", "bool", "--drop"],
+      /takes one of --type, --drop/,
+    ],
+  ];
+  for (const [argv, message] of cases) {
+    assert.throws(() => parseCli(argv), (e: unknown) => {
+      assert.ok(e instanceof UsageError, `${argv.join(" ")}: ${e}`);
+      assert.match(e.message, message, argv.join(" "));
+      return true;
+    });
+  }
 });

@@ -124,19 +124,31 @@ export function formatSearch(res: SearchResponse, with_payload = false): string 
  * One Scroll page: a table of id, version (and vector when present), then the cursor of the
  * next page (left out when `all`: the CLI goes on by itself) and the coverage when partial.
  */
-export function formatScroll(res: ScrollResponse, all = false): string {
+export function formatScroll(res: ScrollResponse, all = false, with_payload = false): string {
   const lines: string[] = [];
   const vectors = res.points.some((p) => p.vector.length > 0);
   if (res.points.length === 0) lines.push("No points");
   else {
+    const headers = ["id", "version"];
+    const align: Align[] = ["right", "right"];
+    if (vectors) {
+      headers.push("vector");
+      align.push("left");
+    }
+    if (with_payload) {
+      // The point's compact JSON, as stored ("" for none).
+      headers.push("payload");
+      align.push("left");
+    }
     lines.push(formatTable(
-      vectors ? ["id", "version", "vector"] : ["id", "version"],
+      headers,
       res.points.map((p) => {
         const row = [String(p.id), String(p.version)];
         if (vectors) row.push(formatVector(p.vector));
+        if (with_payload) row.push(p.payload ?? "");
         return row;
       }),
-      vectors ? ["right", "right", "left"] : ["right", "right"],
+      align,
     ));
   }
   if (!all && res.next_cursor !== "") lines.push(`Next page: --cursor ${res.next_cursor}`);
@@ -148,10 +160,18 @@ export function formatScroll(res: ScrollResponse, all = false): string {
   return lines.join("\n");
 }
 
-/** A Count answer: `1,234 points in "c"`, with the coverage when partial. */
-export function formatPointCount(collection: string, res: CountResponse): string {
+/**
+ * A Count answer: `1,234 points in "c"` (`… matching the filter` with one), with the coverage
+ * when partial.
+ */
+export function formatPointCount(
+  collection: string,
+  res: CountResponse,
+  filtered = false,
+): string {
   const n = String(res.count);
   let line = `${formatCount(n)} ${n === "1" ? "point" : "points"} in "${collection || "default"}"`;
+  if (filtered) line += " matching the filter";
   if (res.partial) {
     line += ` (partial: ${res.shards_answered ?? 0} of ${res.shards_total ?? 0} shards ` +
       `answered; the count may be low)`;
@@ -160,16 +180,23 @@ export function formatPointCount(collection: string, res: CountResponse): string
 }
 
 function collectionRow(c: CollectionInfo): string[] {
-  return [c.name, String(c.dimension), c.metric, String(c.m), String(c.ef_construction)];
+  return [
+    c.name,
+    String(c.dimension),
+    c.metric,
+    String(c.m),
+    String(c.ef_construction),
+    (c.field_indexes ?? []).map((i) => `${i.field}:${i.type}`).join(",") || "-",
+  ];
 }
 
 /** The collection list as a table. */
 export function formatCollections(collections: CollectionInfo[]): string {
   if (collections.length === 0) return "No collections";
   return formatTable(
-    ["name", "dimension", "metric", "m", "ef_construction"],
+    ["name", "dimension", "metric", "m", "ef_construction", "field_indexes"],
     collections.map(collectionRow),
-    ["left", "right", "left", "right", "right"],
+    ["left", "right", "left", "right", "right", "left"],
   );
 }
 

@@ -70,7 +70,15 @@ Deno.test("collections, stats and members", () => {
   const info = { name: "c", dimension: 100, metric: "cosine", m: 16, ef_construction: 200 };
   assert.equal(
     formatCollections([info]),
-    "name  dimension  metric   m  ef_construction\nc           100  cosine  16              200",
+    "name  dimension  metric   m  ef_construction  field_indexes\n" +
+      "c           100  cosine  16              200  -",
+  );
+  assert.equal(
+    formatCollections([{
+      ...info,
+      field_indexes: [{ field: "meta.lang", type: "keyword" }, { field: "year", type: "integer" }],
+    }]).split("\n")[1],
+    "c           100  cosine  16              200  meta.lang:keyword,year:integer",
   );
   assert.equal(formatCollections([]), "No collections");
   assert.equal(
@@ -208,6 +216,24 @@ Deno.test("scroll pages and counts", () => {
   );
   assert.equal(formatScroll({ points: [], next_cursor: "" }), "No points");
   assert.equal(formatPointCount("", { count: "1" }), '1 point in "default"');
+  assert.equal(
+    formatPointCount("c", { count: "1200" }, true),
+    '1,200 points in "c" matching the filter',
+  );
+  assert.equal(
+    formatScroll(
+      {
+        points: [
+          { id: 3, vector: [], version: "17", payload: '{"tenant":"a"}' },
+          { id: 12, vector: [], version: "5", payload: "" },
+        ],
+        next_cursor: "",
+      },
+      false,
+      true,
+    ),
+    'id  version  payload\n 3       17  {"tenant":"a"}\n12        5',
+  );
   assert.equal(formatPointCount("c", { count: "12345" }), '12,345 points in "c"');
   assert.equal(
     formatPointCount("c", { count: "7", partial: true, shards_answered: 1, shards_total: 2 }),

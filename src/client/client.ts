@@ -13,14 +13,19 @@ import type {
   CollectionInfo,
   CreateCollectionRequest,
   CreateCollectionResponse,
+  CreateFieldIndexResponse,
   DeleteBackupResponse,
+  DeleteBatchResponse,
+  DeleteByFilterResponse,
   DeleteResponse,
   DrainResponse,
   DropCollectionResponse,
+  DropFieldIndexResponse,
   GetResponse,
   MembersResponse,
   MethodName,
   Point,
+  PointRecord,
   PutBatchResponse,
   PutResponse,
   RestoreResponse,
@@ -110,6 +115,40 @@ export interface WriteOptions extends CallOptions {
  */
 export type Payload = Record<string, unknown>;
 
+/**
+ * A payload filter: an object in the form of "Filters and payload indexes" in
+ * proto/vector_db.proto (`{ must, should, must_not }` of conditions such as
+ * `{ key: "tenant", match: { value: "acme" } }` or `{ key: "year", range: { gte: 2020 } }`),
+ * or its JSON text. The server checks it; a malformed one is INVALID_ARGUMENT naming the JSON
+ * path of the bad part (e.g. `filter.must[0].range.gt`).
+ */
+export type FilterInput = Record<string, unknown> | string;
+
+/** The JSON text of a filter for the wire ("" for none); a non-object is a TypeError. */
+export function filterWire(filter: unknown, what = "filter"): string {
+  if (filter === undefined || filter === null) return "";
+  if (typeof filter === "string") return filter;
+  if (typeof filter !== "object" || Array.isArray(filter)) {
+    throw new TypeError(
+      `${what} must be a filter object or its JSON text, got ${
+        String(JSON.stringify(filter)).slice(0, 100)
+      }`,
+    );
+  }
+  return JSON.stringify(filter);
+}
+
+/** The index types of {@link VectorDbClient.createFieldIndex}. */
+export type FieldIndexType = "keyword" | "integer" | "float" | "bool";
+
+/** Options of {@link VectorDbClient.getBatch}. */
+export interface GetBatchOptions extends CallOptions {
+  /** Return the stored vectors of the points found. */
+  withVector?: boolean;
+  /** Return the payloads of the points found (`payload`, JSON text; see {@link parsePayload}). */
+  withPayload?: boolean;
+}
+
 /** Options of {@link VectorDbClient.put}. */
 export interface PutOptions extends WriteOptions {
   /** The point's payload; absent or null: none (a put replaces a payload the point had). */
@@ -133,6 +172,8 @@ export interface SearchOptions extends CallOptions {
   withPayload?: boolean;
   /** Results carry their stored vectors (`results[i].vector`). */
   withVector?: boolean;
+  /** Only points matching this filter are candidates (see {@link FilterInput}). */
+  filter?: FilterInput;
 }
 
 /** One search of {@link VectorDbClient.searchBatch}. */
@@ -145,6 +186,12 @@ export interface BatchSearch {
   ef?: number;
   /** The collection of this search; default the batch's. */
   collection?: string;
+  /** Only points matching this filter are candidates (see {@link FilterInput}). */
+  filter?: FilterInput;
+  /** Results carry their payloads (JSON text). */
+  withPayload?: boolean;
+  /** Results carry their stored vectors. */
+  withVector?: boolean;
 }
 
 /** Options of {@link VectorDbClient.scroll} and {@link VectorDbClient.scrollAll}. */
@@ -155,6 +202,16 @@ export interface ScrollOptions extends CallOptions {
   cursor?: string;
   /** Return the vectors too. */
   withVector?: boolean;
+  /** Return the payloads too (`points[i].payload`, JSON text; see {@link parsePayload}). */
+  withPayload?: boolean;
+  /** Only the points matching this filter (see {@link FilterInput}). */
+  filter?: FilterInput;
+}
+
+/** Options of {@link VectorDbClient.count}. */
+export interface CountOptions extends CallOptions {
+  /** Count only the points matching this filter (see {@link FilterInput}). */
+  filter?: FilterInput;
 }
 
 /** A point to upsert; the vector may be a typed array. */
@@ -469,17 +526,32 @@ export class VectorDbClient {
     }, options);
   }
 
-  /** The `k` nearest points to `vector`, nearest first (`partial` when a shard did not answer). */
+  /**
+   * The `k` nearest points to `vector`, nearest first (`partial` when a shard did not answer);
+   * with `filter`, the `k` nearest of the points that match it.
+   *
+   * @example
+   * ```ts
+   * const { results } = await db.search("docs", [0.1, 0.2, 0.3], {
+   *   k: 5,
+   *   filter: { must: [{ key: "tenant", match: { value: "acme" } }] },
+   *   withPayload: true,
+   * });
+   * for (const r of results) console.log(r.id, parsePayload(r.payload)?.tenant);
+   * ```
+   */
   search(
     collection: string,
     vector: ArrayLike<number>,
     options: SearchOptions = {},
   ): Promise<SearchResponse> {
+    const filter = filterWire(options.filter);
     return this.call("Search", {
       vector: plainVector(vector, "vector"),
       k: options.k ?? DEFAULT_SEARCH_K,
       ef: options.ef ?? 0,
       collection,
+      ...(filter === "" ? {} : { filter }),
       ...(options.withPayload ? { with_payload: true } : {}),
       ...(options.withVector ? { with_vector: true } : {}),
     }, options);
@@ -495,12 +567,18 @@ export class VectorDbClient {
     options?: CallOptions,
   ): Promise<SearchResponse[]> {
     const res = await this.call("SearchBatch", {
-      searches: searches.map((s, i) => ({
-        vector: plainVector(s.vector, `searches[${i}].vector`),
-        k: s.k ?? DEFAULT_SEARCH_K,
-        ef: s.ef ?? 0,
-        collection: s.collection ?? collection,
-      })),
+      searches: searches.map((s, i) => {
+        const filter = filterWire(s.filter, `searches[${i}].filter`);
+        return {
+          vector: plainVector(s.vector, `searches[${i}].vector`),
+          k: s.k ?? DEFAULT_SEARCH_K,
+          ef: s.ef ?? 0,
+          collection: s.collection ?? collection,
+          ...(filter === "" ? {} : { filter }),
+          ...(s.withPayload ? { with_payload: true } : {}),
+          ...(s.withVector ? { with_vector: true } : {}),
+        };
+      }),
     }, options);
     return res.results;
   }
@@ -508,13 +586,18 @@ export class VectorDbClient {
   /**
    * One page of `collection`'s points in ascending id order; pass its `next_cursor` as
    * `cursor` for the next page ("" when there is none). Through a router each id comes once.
+   * With `filter` only the matching points (a page may then hold fewer than `limit` points
+   * and still have a `next_cursor`).
    */
   scroll(collection: string, options: ScrollOptions = {}): Promise<ScrollResponse> {
+    const filter = filterWire(options.filter);
     return this.call("Scroll", {
       collection,
       limit: options.limit ?? 0,
       cursor: options.cursor ?? "",
       with_vector: options.withVector ?? false,
+      ...(filter === "" ? {} : { filter }),
+      ...(options.withPayload ? { with_payload: true } : {}),
     }, options);
   }
 
@@ -526,6 +609,11 @@ export class VectorDbClient {
    * ```ts
    * for await (const page of db.scrollAll("docs", { limit: 1000 })) {
    *   for (const p of page.points) console.log(p.id);
+   * }
+   * // Only tenant "acme"'s points, with their payloads:
+   * const filter = { must: [{ key: "tenant", match: { value: "acme" } }] };
+   * for await (const page of db.scrollAll("docs", { filter, withPayload: true })) {
+   *   for (const p of page.points) console.log(p.id, parsePayload(p.payload));
    * }
    * ```
    */
@@ -541,13 +629,121 @@ export class VectorDbClient {
     } while (cursor !== "");
   }
 
-  /** The exact number of points of `collection` (`partial` when a shard did not answer). */
+  /**
+   * The exact number of points of `collection` (`partial` when a shard did not answer); with
+   * `filter`, of the points that match it.
+   *
+   * @example
+   * ```ts
+   * const { count } = await db.count("docs", {
+   *   filter: { must: [{ key: "year", range: { gte: 2020 } }] },
+   * });
+   * ```
+   */
   async count(
     collection: string,
-    options?: CallOptions,
+    options: CountOptions = {},
   ): Promise<{ count: number; partial: boolean }> {
-    const res = await this.call("Count", { collection }, options);
+    const filter = filterWire(options.filter);
+    const res = await this.call("Count", {
+      collection,
+      ...(filter === "" ? {} : { filter }),
+    }, options);
     return { count: Number(res.count), partial: res.partial === true };
+  }
+
+  /**
+   * Indexes payload key `field` (a dotted path such as `meta.lang`) of `collection` as `type`,
+   * so filters on it pick candidates from the index instead of reading every payload
+   * (`created: false` when it already had this index). Through a router on every node.
+   *
+   * @example
+   * ```ts
+   * await db.createFieldIndex("docs", "tenant", "keyword");
+   * ```
+   */
+  createFieldIndex(
+    collection: string,
+    field: string,
+    type: FieldIndexType,
+    options?: CallOptions,
+  ): Promise<CreateFieldIndexResponse> {
+    return this.call("CreateFieldIndex", { collection, field, type }, options);
+  }
+
+  /** Drops the payload index of `field` (`dropped: false` when there was none). */
+  dropFieldIndex(
+    collection: string,
+    field: string,
+    options?: CallOptions,
+  ): Promise<DropFieldIndexResponse> {
+    return this.call("DropFieldIndex", { collection, field }, options);
+  }
+
+  /**
+   * The state of each of `ids` (1 .. 1,000), in request order: `found`, and with the options
+   * the `vector` and `payload` (JSON text, "" for none; see {@link parsePayload}).
+   *
+   * @example
+   * ```ts
+   * const points = await db.getBatch("docs", [1, 2, 3], { withPayload: true });
+   * for (const p of points) if (p.found) console.log(p.id, parsePayload(p.payload));
+   * ```
+   */
+  async getBatch(
+    collection: string,
+    ids: readonly number[],
+    options: GetBatchOptions = {},
+  ): Promise<PointRecord[]> {
+    const res = await this.call("GetBatch", {
+      collection,
+      ids: [...ids],
+      with_vector: options.withVector ?? false,
+      with_payload: options.withPayload ?? false,
+    }, options);
+    return res.points;
+  }
+
+  /** Deletes points `ids` (1 .. 10,000) in one write; `deleted` counts those that were live. */
+  deleteBatch(
+    collection: string,
+    ids: readonly number[],
+    options: WriteOptions = {},
+  ): Promise<DeleteBatchResponse> {
+    return this.call("DeleteBatch", {
+      collection,
+      ids: [...ids],
+      consistency: options.consistency ?? "",
+      version: options.version ?? 0,
+    }, options);
+  }
+
+  /**
+   * Deletes every point matching `filter` (required; see {@link FilterInput}); `deleted` is
+   * how many ids matched. Not retried on DEADLINE_EXCEEDED (a second run could also delete
+   * points written since).
+   *
+   * @example
+   * ```ts
+   * const { deleted } = await db.deleteByFilter("docs", {
+   *   must: [{ key: "tenant", match: { value: "gone" } }],
+   * });
+   * ```
+   */
+  async deleteByFilter(
+    collection: string,
+    filter: FilterInput,
+    options: WriteOptions = {},
+  ): Promise<{ deleted: number; version: Uint64 }> {
+    const text = filterWire(filter);
+    if (text === "") throw new TypeError("deleteByFilter needs a filter");
+    const res: DeleteByFilterResponse = await this.call("DeleteByFilter", {
+      collection,
+      filter: text,
+      consistency: options.consistency ?? "",
+      version: options.version ?? 0,
+    }, options);
+    return { deleted: Number(res.deleted), version: res.version };
   }
 
   /** Counts, memory and WAL sizes (a router adds every node's). */

@@ -69,6 +69,10 @@ Deno.test("client: every VectorDB RPC is reachable through a method of the libra
       ? { count: "0" }
       : method === "Scroll"
       ? { points: [], next_cursor: "" }
+      : method === "GetBatch"
+      ? { points: [] }
+      : method === "DeleteByFilter"
+      ? { deleted: "0", version: "1" }
       : {}
   );
   const db = new VectorDbClient({ transport: t });
@@ -90,6 +94,11 @@ Deno.test("client: every VectorDB RPC is reachable through a method of the libra
   await db.searchBatch("c", [{ vector: [1, 2] }]);
   await db.scroll("c");
   await db.count("c");
+  await db.createFieldIndex("c", "tenant", "keyword");
+  await db.dropFieldIndex("c", "tenant");
+  await db.getBatch("c", [1]);
+  await db.deleteBatch("c", [1]);
+  await db.deleteByFilter("c", { must: [{ has_id: [1] }] });
   db.close();
   assert.deepEqual([...new Set(t.sent.map((s) => s.method))].sort(), [...METHOD_NAMES].sort());
   assert.ok(t.closed);
@@ -331,4 +340,92 @@ Deno.test("client: payloads go as JSON text; search asks for them; parsePayload 
     3_500,
   );
   assert.deepEqual(batches.map((b) => b.length), [3, 3, 3, 1]);
+});
+
+Deno.test("client: filters go out as JSON text on search, searchBatch, scroll, count and deletes", async () => {
+  const t = fakeTransport((method, _req, n) =>
+    method === "SearchBatch"
+      ? { results: [{ results: [] }, { results: [] }] }
+      : method === "Count"
+      ? { count: "7" }
+      : method === "Scroll"
+      ? { points: [], next_cursor: n === 4 ? "c1" : "" }
+      : method === "GetBatch"
+      ? { points: [{ id: 3, found: true, vector: [], payload: '{"a":1}', version: "5" }] }
+      : method === "DeleteByFilter"
+      ? { deleted: "12", version: "99" }
+      : method === "DeleteBatch"
+      ? { deleted: 2, version: "98" }
+      : {}
+  );
+  const db = new VectorDbClient({ transport: t });
+  const f = { must: [{ key: "tenant", match: { value: "acme" } }] };
+  const text = JSON.stringify(f);
+  await db.search("c", [1, 2], { filter: f, withPayload: true });
+  await db.searchBatch("c", [
+    { vector: [1, 2], filter: text, withPayload: true },
+    { vector: [3, 4], withVector: true },
+  ]);
+  assert.deepEqual(await db.count("c", { filter: f }), { count: 7, partial: false });
+  const pages = [];
+  for await (const p of db.scrollAll("c", { filter: f, withPayload: true, limit: 5 })) {
+    pages.push(p.next_cursor);
+  }
+  assert.deepEqual(pages, ["c1", ""]);
+  await db.createFieldIndex("c", "meta.lang", "keyword");
+  await db.dropFieldIndex("", "meta.lang");
+  const got = await db.getBatch("c", [3], { withPayload: true });
+  assert.deepEqual(parsePayload(got[0].payload), { a: 1 });
+  assert.deepEqual(await db.deleteBatch("c", [1, 2], { consistency: "all", version: 98 }), {
+    deleted: 2,
+    version: "98",
+  });
+  assert.deepEqual(await db.deleteByFilter("c", f), { deleted: 12, version: "99" });
+  assert.deepEqual(t.sent.map((s) => [s.method, s.request]), [
+    ["Search", { vector: [1, 2], k: 10, ef: 0, collection: "c", filter: text, with_payload: true }],
+    ["SearchBatch", {
+      searches: [
+        { vector: [1, 2], k: 10, ef: 0, collection: "c", filter: text, with_payload: true },
+        { vector: [3, 4], k: 10, ef: 0, collection: "c", with_vector: true },
+      ],
+    }],
+    ["Count", { collection: "c", filter: text }],
+    ["Scroll", {
+      collection: "c",
+      limit: 5,
+      cursor: "",
+      with_vector: false,
+      filter: text,
+      with_payload: true,
+    }],
+    ["Scroll", {
+      collection: "c",
+      limit: 5,
+      cursor: "c1",
+      with_vector: false,
+      filter: text,
+      with_payload: true,
+    }],
+    ["CreateFieldIndex", { collection: "c", field: "meta.lang", type: "keyword" }],
+    ["DropFieldIndex", { collection: "", field: "meta.lang" }],
+    ["GetBatch", { collection: "c", ids: [3], with_vector: false, with_payload: true }],
+    ["DeleteBatch", { collection: "c", ids: [1, 2], consistency: "all", version: 98 }],
+    ["DeleteByFilter", { collection: "c", filter: text, consistency: "", version: 0 }],
+  ]);
+});
+
+Deno.test("client: a filter that is not an object or text is a TypeError before any call", async () => {
+  const t = fakeTransport();
+  const db = new VectorDbClient({ transport: t });
+  await assert.rejects(
+    () => db.count("c", { filter: [1, 2] as unknown as Record<string, unknown> }),
+    (e: Error) =>
+      e instanceof TypeError && /filter must be a filter object.*\[1,2\]/.test(e.message),
+  );
+  assert.throws(
+    () => db.search("c", [1], { filter: 5 as unknown as string }),
+    /filter must be a filter object or its JSON text, got 5/,
+  );
+  await assert.rejects(() => db.deleteByFilter("c", ""), /deleteByFilter needs a filter/);
+  assert.equal(t.sent.length, 0);
 });

@@ -13,16 +13,19 @@
  * UNAVAILABLE means the server is starting, stopping or unreachable, or (router) too few replicas
  * acknowledged a write: sending the call again is what the proto says to do. DEADLINE_EXCEEDED
  * and RESOURCE_EXHAUSTED may follow a call the server applied, so they are retried only where a
- * second application changes nothing a caller could tell: reads (Get, Search, SearchBatch,
- * Scroll, Count, ListCollections, Stats, Members, ListBackups) and writes (Put, PutBatch, Delete). Writes are safe because they are upserts
+ * second application changes nothing a caller could tell: reads (Get, GetBatch, Search,
+ * SearchBatch, Scroll, Count, ListCollections, Stats, Members, ListBackups) and writes (Put,
+ * PutBatch, Delete, DeleteBatch). Writes are safe because they are upserts
  * with versions: a put of the same id and vector again leaves the same point, a delete again
  * leaves it deleted. With a version the caller gives, the second application is ignored (a node
  * applies a write only when its version is higher); without one the router stamps a newer
  * version, so a retry after an ambiguous failure may overwrite a concurrent writer's newer value
  * of the same id: last writer wins, the same as `client load`. CreateCollection, DropCollection,
- * Drain, Backup, Restore and DeleteBackup are not retried on those two codes: a second
- * CreateCollection would answer `created: false` for a collection the first one created (a
- * second Backup or Restore, ALREADY_EXISTS; a second DeleteBackup, NOT_FOUND).
+ * Drain, Backup, Restore, DeleteBackup, CreateFieldIndex, DropFieldIndex and DeleteByFilter are
+ * not retried on those two codes: a second CreateCollection would answer `created: false` for a
+ * collection the first one created (a second Backup or Restore, ALREADY_EXISTS; a second
+ * DeleteBackup, NOT_FOUND; a second index call, `created`/`dropped: false`), and a second
+ * DeleteByFilter would also delete points written since that now match.
  *
  * Waits use exponential backoff with "full jitter": before retry `n` (1-based, attempt `n + 1`)
  * the call waits a uniformly random time in `[0, min(capMs, baseMs × 2^(n-1)))`. A call makes at
@@ -43,6 +46,7 @@ export const Code = {
 /** RPCs that may be applied twice without a visible difference (module comment). */
 export const IDEMPOTENT_METHODS: ReadonlySet<MethodName> = new Set<MethodName>([
   "Get",
+  "GetBatch",
   "Search",
   "SearchBatch",
   "Scroll",
@@ -54,6 +58,7 @@ export const IDEMPOTENT_METHODS: ReadonlySet<MethodName> = new Set<MethodName>([
   "Put",
   "PutBatch",
   "Delete",
+  "DeleteBatch",
 ]);
 
 /** Retry settings of a client or of one call. */

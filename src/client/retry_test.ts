@@ -37,6 +37,8 @@ Deno.test("retry: which status codes are retried for which RPC", () => {
     "Stats",
     "Members",
     "ListBackups",
+    "GetBatch",
+    "DeleteBatch",
   ];
   assert.deepEqual([...IDEMPOTENT_METHODS].sort(), [...idempotent].sort());
   for (const m of METHOD_NAMES) {
