@@ -1,57 +1,12 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { NodeStore } from "../storage/node_store.ts";
-import { nodeHandlers } from "./service.ts";
-import { transferHandlers } from "./transfer_service.ts";
+import { type HandlerCall, rejectsWith, withNode as withNodeHandlers } from "./handlers_testing.ts";
 import { upperBound } from "./points_read.ts";
 
-type Handler = (call: { request: unknown }, cb: (e: unknown, r?: unknown) => void) => void;
-
-function caller(handlers: Record<string, unknown>) {
-  // Replies are checked field by field below; their exact types do not matter here.
-  // deno-lint-ignore no-explicit-any
-  return (method: string, request: unknown): Promise<any> =>
-    new Promise((resolve, reject) => {
-      (handlers[method] as Handler)({ request }, (e, r) => (e ? reject(e) : resolve(r)));
-    });
-}
-
-/** A node's VectorDB and Transfer handlers over a fresh store in a temporary directory. */
-async function withNode(
-  fn: (
-    // deno-lint-ignore no-explicit-any
-    api: (method: string, request: unknown) => Promise<any>,
-    // deno-lint-ignore no-explicit-any
-    tr: (method: string, request: unknown) => Promise<any>,
-  ) => Promise<void>,
-): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "points_read_test_" });
-  const store = await NodeStore.open(dir, { logger: () => {} });
-  try {
-    const state = { closing: false };
-    const api = caller(
-      nodeHandlers(
-        store,
-        { nodeId: "n", address: "x:1", logger: () => {} },
-        state,
-      ) as unknown as Record<string, unknown>,
-    );
-    const tr = caller(transferHandlers(store, state, { logger: () => {} }));
-    await fn(api, tr);
-  } finally {
-    await store.close({ snapshot: false });
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-/** Rejects with `code` and a message matching `message`. */
-async function rejects(p: Promise<unknown>, code: grpc.status, message: RegExp): Promise<void> {
-  await assert.rejects(p, (e: { code: number; details: string }) => {
-    assert.equal(e.code, code, e.details);
-    assert.match(e.details, message);
-    return true;
-  });
-}
+/** A node's handlers over a fresh store (see handlers_testing.ts). */
+const withNode = (fn: (api: HandlerCall, tr: HandlerCall) => Promise<void>) =>
+  withNodeHandlers("points_read_test_", fn);
+const rejects = rejectsWith;
 
 Deno.test("upperBound finds the first id above `after`", () => {
   const ids = Uint32Array.from([2, 5, 9]);

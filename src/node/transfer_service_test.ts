@@ -1,64 +1,22 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
-import { NodeStore } from "../storage/node_store.ts";
-import { nodeHandlers } from "./service.ts";
+import type { NodeStore } from "../storage/node_store.ts";
+import { type HandlerCall, rejectsWith, withNode as withNodeHandlers } from "./handlers_testing.ts";
 import {
   decodeEntriesResponse,
   decodeScanResponse,
   SCAN_LIMIT_MAX,
   transferService,
 } from "../api/transfer.ts";
-import { SCAN_PAGE_BYTES_MAX, transferHandlers } from "./transfer_service.ts";
+import { SCAN_PAGE_BYTES_MAX } from "./transfer_service.ts";
 
-type Handler = (call: { request: unknown }, cb: (e: unknown, r?: unknown) => void) => void;
-
-function caller(handlers: Record<string, unknown>) {
-  // Replies are checked field by field below; their exact types do not matter here.
-  // deno-lint-ignore no-explicit-any
-  return (method: string, request: unknown): Promise<any> =>
-    new Promise((resolve, reject) => {
-      (handlers[method] as Handler)({ request }, (e, r) => (e ? reject(e) : resolve(r)));
-    });
-}
-
-/** A node's VectorDB and Transfer handlers over a fresh store in a temporary directory. */
-async function withNode(
-  fn: (
-    // deno-lint-ignore no-explicit-any
-    api: (method: string, request: unknown) => Promise<any>,
-    // deno-lint-ignore no-explicit-any
-    tr: (method: string, request: unknown) => Promise<any>,
-    store: NodeStore,
-  ) => Promise<void>,
-): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "transfer_test_" });
-  const store = await NodeStore.open(dir, { logger: () => {} });
-  try {
-    const state = { closing: false };
-    const api = caller(
-      nodeHandlers(
-        store,
-        { nodeId: "n", address: "x:1", logger: () => {} },
-        state,
-      ) as unknown as Record<string, unknown>,
-    );
-    const tr = caller(transferHandlers(store, state, { logger: () => {} }));
-    await fn(api, tr, store);
-  } finally {
-    await store.close({ snapshot: false });
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+/** A node's handlers over a fresh store (see handlers_testing.ts). */
+const withNode = (fn: (api: HandlerCall, tr: HandlerCall, store: NodeStore) => Promise<void>) =>
+  withNodeHandlers("transfer_test_", fn);
 
 /** Rejects with INVALID_ARGUMENT and a message matching `message`. */
-async function invalid(p: Promise<unknown>, message: RegExp | string): Promise<void> {
-  await assert.rejects(p, (e: { code: number; details: string }) => {
-    assert.equal(e.code, grpc.status.INVALID_ARGUMENT, e.details);
-    if (typeof message === "string") assert.equal(e.details, message);
-    else assert.match(e.details, message);
-    return true;
-  });
-}
+const invalid = (p: Promise<unknown>, message: RegExp | string) =>
+  rejectsWith(p, grpc.status.INVALID_ARGUMENT, message);
 
 Deno.test("Scan pages through live points and tombstones in id order, with versions", async () => {
   await withNode(async (api, tr, store) => {
@@ -321,6 +279,8 @@ Deno.test("Transfer messages carry versions as uint64; Scan replies decode to nu
     vectors: [0.5, 1],
     dimension: 2,
     done: true,
+    matched: [],
+    payloads: [],
   });
 });
 
