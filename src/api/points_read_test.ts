@@ -30,10 +30,19 @@ Deno.test("validateScrollRequest fills the default limit and checks every field"
     limit: 100,
     after: null,
     with_vector: false,
+    filter: null,
+    with_payload: false,
   });
   assert.deepEqual(
     validateScrollRequest({ collection: "c", limit: 10_000, cursor: "v1:9", with_vector: true }),
-    { collection: "c", limit: 10_000, after: 9, with_vector: true },
+    {
+      collection: "c",
+      limit: 10_000,
+      after: 9,
+      with_vector: true,
+      filter: null,
+      with_payload: false,
+    },
   );
   assert.throws(() => validateScrollRequest({ limit: 10_001 }), {
     message: "limit 10001 must be between 1 and 10000 (0 selects 100)",
@@ -44,7 +53,10 @@ Deno.test("validateScrollRequest fills the default limit and checks every field"
     /^ValidationError: with_vector "yes"/,
   );
   assert.throws(() => validateScrollRequest({ collection: "a b" }), /collection/);
-  assert.deepEqual(validateCountRequest({ collection: "" }), { collection: "default" });
+  assert.deepEqual(validateCountRequest({ collection: "" }), {
+    collection: "default",
+    filter: null,
+  });
   assert.throws(() => validateCountRequest({ collection: "../x" }), /collection/);
 });
 
@@ -55,7 +67,7 @@ Deno.test("validateSearchBatchRequest names the search of each error", () => {
       { vector: [2, 3], k: 4, ef: 8, collection: "c", with_payload: true },
     ],
   });
-  const flags = { with_payload: false, with_vector: false };
+  const flags = { with_payload: false, with_vector: false, filter: null };
   assert.deepEqual(ok, [
     { vector: [1], k: 1, ef: 0, collection: "default", ...flags },
     { vector: [2, 3], k: 4, ef: 8, collection: "c", ...flags, with_payload: true },

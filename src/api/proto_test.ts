@@ -87,6 +87,7 @@ Deno.test("messages round-trip with the loader options", () => {
     ef: 64,
     with_payload: true,
     with_vector: false,
+    filter: '{"must":[{"key":"a","match":{"value":1}}]}',
   };
   assert.deepEqual(search.requestDeserialize(search.requestSerialize(req)), req);
 

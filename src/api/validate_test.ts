@@ -143,6 +143,7 @@ Deno.test("point requests", () => {
     collection: "c",
     with_payload: false,
     with_vector: false,
+    filter: null,
   });
   rejects(
     () => validateSearchRequest({ vector: [1], k: 0 }),
