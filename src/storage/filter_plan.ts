@@ -6,7 +6,7 @@
  * |-------------|----------------------------------------------------|---------------------------------------------------------|
  * | `all`       | the filter has no condition                        | searches unfiltered                                     |
  * | `ids`       | some top-level `must` condition (or the whole `should`) is answered by an index or is `has_id` | takes `ids` as the candidates; checks each with `check` unless `exact` |
- * | `predicate` | nothing indexed narrows the filter                 | checks points with `check`; `cardinality` says how many may match (`known` false: a guess, see {@link sampleCardinality}) |
+ * | `predicate` | nothing indexed narrows the filter, or even the narrowest indexed `must` term may match more than {@link forwardPlanThreshold} points (then indexed terms are tested per id from the indexes' forward maps) | checks points with `check`; `cardinality` says how many may match (`known` false: a guess, see {@link sampleCardinality}) |
  *
  * `ids` is the intersection of the answers of every indexed `must` term (nested filters of only
  * `must` are flattened into terms), intersected with the union of `should` when every `should`
@@ -41,6 +41,20 @@ export type { Cardinality } from "./payload_index.ts";
 
 /** Vectors' bytes up to which exact scoring of the candidates beats a filtered traversal. */
 export const PLAIN_SEARCH_VECTOR_BYTES = 10 * 1024 * 1024;
+
+/**
+ * The floor of {@link forwardPlanThreshold}: below a few thousand candidates gathering them is
+ * cheap (a copy of a posting, or sorting a short run) and buys exact scoring, which at dimension
+ * 100 pays off up to ~26,000 points ({@link plainSearchPoints}), so small sets keep the id plan.
+ */
+export const FORWARD_PLAN_POINTS_MIN = 4096;
+
+/**
+ * The fraction of live points above which the narrowest indexed term is tested per id: a
+ * graph walk visits on the order of `ef · m / selectivity` nodes, a few thousand, which is far
+ * fewer than the candidates gathering (and sorting, intersecting) would touch at 5% and above.
+ */
+export const FORWARD_PLAN_FRACTION = 0.05;
 
 /** Points {@link sampleCardinality} checks by default: ±5% at 3 sigma on the selectivity. */
 export const SAMPLE_POINTS_DEFAULT = 1000;
@@ -241,6 +255,85 @@ function answerable(c: Condition, indexes: PayloadIndexes): boolean {
 }
 
 /**
+ * Candidates above which the planner tests ids against the indexes' forward maps instead of
+ * gathering them: the larger of {@link FORWARD_PLAN_POINTS_MIN} and
+ * {@link FORWARD_PLAN_FRACTION} of the live points.
+ */
+export function forwardPlanThreshold(live_points: number): number {
+  return Math.max(FORWARD_PLAN_POINTS_MIN, Math.ceil(FORWARD_PLAN_FRACTION * live_points));
+}
+
+/**
+ * A `predicate` plan that tests each id against the indexes (a hash probe per indexed term)
+ * when even the narrowest indexed `must` term may match more than
+ * {@link forwardPlanThreshold} points; null when a small candidate set is worth gathering (or
+ * a `has_id` term, which has no index to probe, is among the indexed terms).
+ */
+function forwardPlan(
+  filter: Filter,
+  terms: ReadonlyArray<{ c: Condition; max: number }>,
+  rest: Condition[],
+  shouldIndexed: boolean,
+  indexes: PayloadIndexes,
+  n: number,
+): PredicatePlan | null {
+  if (terms.length === 0 || terms[0].max <= forwardPlanThreshold(n)) return null;
+  if (terms.some((t) => t.c.kind === "has_id")) return null;
+  if (shouldIndexed) {
+    // An indexed `should` may narrow a lot on its own: then gathering it is the better plan.
+    const e = new Estimator(indexes, n);
+    const u = unite(filter.should.map((c) => e.condition(c)), n);
+    if (u.max <= forwardPlanThreshold(n)) return null;
+  }
+  const must: Predicate[] = [];
+  for (const { c } of terms) must.push(indexes.tester(c)!);
+  const not: Predicate[] = [];
+  const mustNotRest: Condition[] = [];
+  for (const c of filter.must_not) {
+    const t = indexes.tester(c);
+    if (t !== null) not.push(t);
+    else mustNotRest.push(c);
+  }
+  // An indexed `should` (no has_id) is tested from the indexes too: any one of them passes.
+  const any = shouldIndexed && filter.should.every((c) => c.kind !== "has_id")
+    ? filter.should.map((c) => indexes.tester(c)!)
+    : null;
+  const residual: Filter = {
+    must: rest,
+    should: any === null ? filter.should : [],
+    must_not: mustNotRest,
+    min_should: filter.min_should,
+  };
+  const other = isEmptyFilter(residual) ? null : compileFilter(residual);
+  // The payload is read at most once per id, whichever tests fall back to it.
+  let get: () => object | null = () => null;
+  let loaded = false;
+  let payload: object | null = null;
+  const once = () => {
+    if (!loaded) {
+      payload = get();
+      loaded = true;
+    }
+    return payload;
+  };
+  const check: Predicate = (id, read) => {
+    get = read;
+    loaded = false;
+    payload = null;
+    for (let i = 0; i < must.length; i++) if (!must[i](id, once)) return false;
+    for (let i = 0; i < not.length; i++) if (not[i](id, once)) return false;
+    if (any !== null) {
+      let one = false;
+      for (let i = 0; i < any.length && !one; i++) one = any[i](id, once);
+      if (!one) return false;
+    }
+    return other === null || other(id, once);
+  };
+  const { cardinality, known } = estimateFilter(filter, indexes, n);
+  return { kind: "predicate", check, cardinality, known };
+}
+
+/**
  * Plans `filter` over a collection of `live_points` points with `indexes` (see the module
  * comment for the plans).
  */
@@ -268,6 +361,8 @@ export function planFilter(
   const est = new Estimator(indexes, n);
   const terms = used.map((c) => ({ c, max: est.condition(c).max }));
   terms.sort((a, b) => a.max - b.max);
+  const large = forwardPlan(filter, terms, rest, shouldIndexed, indexes, n);
+  if (large !== null) return large;
   let ids: Uint32Array | null = null;
   for (const { c } of terms) {
     const a = answer(c, indexes)!;

@@ -7,6 +7,7 @@ import {
   differenceIds,
   estimateFilter,
   type FilterPlan,
+  forwardPlanThreshold,
   intersectIds,
   plainSearchPoints,
   planFilter,
@@ -257,5 +258,82 @@ Deno.test("a plan's ids are its own: they do not alias the filter's has_id list"
   if (plan.kind === "ids") {
     plan.ids[0] = 99;
     assert.deepEqual(f.must[0], { kind: "has_id", ids: new Uint32Array([1, 2, 3]) });
+  }
+});
+
+Deno.test("large indexed terms plan as a forward test: exact, arrays fall back, small sets stay ids", () => {
+  const N = 20_000;
+  const payloads: Array<Record<string, unknown>> = [];
+  for (let id = 0; id < N; id++) {
+    // Every 97th point holds arrays, so its terms are checked on the payload.
+    const many = id % 97 === 0;
+    payloads.push({
+      num: many ? [id % 1000, (id * 7) % 1000] : id % 1000,
+      kw10: many ? [`v${id % 10}`, `v${(id + 3) % 10}`] : `v${id % 10}`,
+      kw1000: `w${id % 1000}`,
+      text: id % 3 === 0 ? "odd" : "even",
+    });
+  }
+  const ix = new PayloadIndexes();
+  ix.define("num", "integer");
+  ix.define("kw10", "keyword");
+  ix.define("kw1000", "keyword");
+  ix.build(payloads.map((p, id) => [id, p] as const));
+  assert.equal(forwardPlanThreshold(N), 4096);
+  const cases: Array<[unknown, FilterPlan["kind"]]> = [
+    // 55% range AND NOT one keyword in ten: the benchmark's 50% filter.
+    [{
+      must: [{ key: "num", range: { gte: 0, lt: 550 } }],
+      must_not: [{ key: "kw10", match: { value: "v3" } }],
+    }, "predicate"],
+    [{
+      must: [{ key: "num", range: { gt: 100 } }, {
+        key: "kw10",
+        match: { any: ["v1", "v2", "v5"] },
+      }],
+    }, "predicate"],
+    // An unindexed residual rides along, compiled.
+    [
+      { must: [{ key: "num", range: { lte: 800 } }, { key: "text", match: { value: "odd" } }] },
+      "predicate",
+    ],
+    // An indexed should, large: tested per id too.
+    [{
+      must: [{ key: "num", range: { gte: 200 } }],
+      should: [{ key: "kw10", match: { any: ["v1", "v2", "v4"] } }, {
+        key: "kw10",
+        match: { value: "v7" },
+      }],
+    }, "predicate"],
+    // ... and a small indexed should is gathered.
+    [{
+      must: [{ key: "num", range: { gte: 200 } }],
+      should: [{ key: "kw1000", match: { value: "w1" } }, { key: "kw10", match: { value: "v2" } }],
+    }, "ids"],
+    // Small candidate sets are gathered (exact scoring stays possible).
+    [
+      { must: [{ key: "kw1000", match: { value: "w7" } }, { key: "num", range: { gte: 0 } }] },
+      "ids",
+    ],
+    [{ must: [{ key: "num", range: { gte: 0, lt: 100 } }] }, "ids"],
+    // has_id among the indexed terms: gathered.
+    [{ must: [{ has_id: [1, 2, 97, 500] }, { key: "num", range: { gte: 0 } }] }, "ids"],
+  ];
+  for (const [json, kind] of cases) {
+    const filter = parseFilter(JSON.stringify(json));
+    const check = compileFilter(filter);
+    const want = payloads.map((_, id) => id).filter((id) => check(id, () => payloads[id]));
+    const plan = planFilter(filter, ix, N);
+    assert.equal(plan.kind, kind, JSON.stringify(json));
+    assert.deepEqual(planned(plan, payloads), want, JSON.stringify(json));
+    const c = plan.cardinality;
+    assert.ok(c.min <= want.length && want.length <= c.max, `${JSON.stringify(c)} ${want.length}`);
+    if (plan.kind === "predicate" && !JSON.stringify(json).includes("text")) {
+      assert.equal(plan.known, true);
+      // Only points holding arrays read their payload.
+      let reads = 0;
+      for (let id = 0; id < N; id++) plan.check(id, () => (reads++, payloads[id]));
+      assert.ok(reads <= Math.ceil(N / 97), `${reads} payload reads`);
+    }
   }
 });

@@ -18,6 +18,16 @@
  * to the logs in O(1); the next query that reads the run merges the logs in (one linear pass
  * plus sorting the logs), so a burst of writes costs one merge.
  *
+ * Forward lookup ({@link ForwardMap}): per index, each point's value by id, for
+ * {@link PayloadIndexes.tester} — a per-id check that costs a hash probe instead of a payload
+ * parse, so the planner need not gather the ids of a term that matches many points.
+ *
+ * | column value | point holds (distinct indexed values at the field)                  |
+ * |--------------|----------------------------------------------------------------------|
+ * | absent       | none: no condition the index supports matches it                     |
+ * | a number     | exactly one: the number (numeric), its keyword's code, or 0/1 (bool) |
+ * | NaN          | several: the tester falls back to the condition on the payload       |
+ *
  * The collection keeps the indexes current by calling {@link PayloadIndexes.remove} with a
  * point's old payload and {@link PayloadIndexes.add} with its new one on every applied write;
  * {@link PayloadIndexes.build} rebuilds from all payloads (at open, after `define`).
@@ -26,14 +36,17 @@
  */
 import {
   canonicalKey,
+  compileFilter,
   type Condition,
   type FieldCondition,
   type MatchValue,
   parseKey,
   payloadValues,
+  type Predicate,
   sortUnique,
 } from "../common/filter.ts";
 import { FILTER_STRING_CHARS_MAX, PAYLOAD_INDEXES_MAX } from "../common/limits.ts";
+import { IdMap } from "../index/id_map.ts";
 
 /** Index types (Qdrant's names). */
 export const PAYLOAD_FIELD_TYPES = ["keyword", "integer", "float", "bool"] as const;
@@ -303,6 +316,54 @@ function matchValues(c: FieldCondition): readonly MatchValue[] | null {
   return null;
 }
 
+/**
+ * Point id → its one indexed value, in typed arrays (no object per point): an {@link IdMap}
+ * from id to a dense row, a `Float64Array` column of values and a free list of rows. NaN marks
+ * a point with several distinct values (JSON has no NaN, so the mark cannot collide).
+ */
+export class ForwardMap {
+  readonly #rows = new IdMap();
+  #vals: Float64Array = new Float64Array(0);
+  #free: Uint32Array = EMPTY_IDS;
+  #freeCount = 0;
+  #next = 0;
+
+  /** Points held. */
+  get size(): number {
+    return this.#rows.size;
+  }
+
+  /** Sets the value of `id` (NaN: several values). */
+  set(id: number, value: number): void {
+    let row = this.#rows.get(id);
+    if (row < 0) {
+      row = this.#freeCount > 0 ? this.#free[--this.#freeCount] : this.#next++;
+      this.#vals = grownF64(this.#vals, row);
+      this.#rows.set(id, row);
+    }
+    this.#vals[row] = value;
+  }
+
+  /** Forgets `id`. */
+  delete(id: number): void {
+    const row = this.#rows.delete(id);
+    if (row < 0) return;
+    this.#free = grownU32(this.#free, this.#freeCount);
+    this.#free[this.#freeCount++] = row;
+  }
+
+  /** The value of `id`: a number, NaN for several values, undefined when it holds none. */
+  get(id: number): number | undefined {
+    const row = this.#rows.get(id);
+    return row < 0 ? undefined : this.#vals[row];
+  }
+
+  /** Bytes held. */
+  get bytes(): number {
+    return this.#rows.bytes + this.#vals.byteLength + this.#free.byteLength;
+  }
+}
+
 /** One field's index. */
 interface FieldIndex {
   readonly type: PayloadFieldType;
@@ -313,7 +374,38 @@ interface FieldIndex {
   supports(c: FieldCondition): boolean;
   matchIds(c: FieldCondition): Uint32Array;
   estimate(c: FieldCondition): Cardinality;
+  /**
+   * A test of `c` (which the index {@link supports}) by id from the forward map, exact for
+   * points with one value; `several` is called for points with several.
+   */
+  tester(c: FieldCondition, several: Predicate): Predicate;
   bytes(): number;
+}
+
+/** `test` over the forward map's value of an id: false when absent, `several` when NaN. */
+function forwardTester(
+  fwd: ForwardMap,
+  test: (v: number) => boolean,
+  several: Predicate,
+): Predicate {
+  return (id, payload) => {
+    const v = fwd.get(id);
+    if (v === undefined) return false;
+    if (v !== v) return several(id, payload);
+    return test(v);
+  };
+}
+
+/** A test of membership in `values` (a short list compared in turn, else a set). */
+function memberOf(values: readonly number[]): (v: number) => boolean {
+  if (values.length === 0) return () => false;
+  if (values.length === 1) {
+    const only = values[0];
+    return (v) => v === only;
+  }
+  if (values.length <= 8) return (v) => values.includes(v);
+  const set = new Set(values);
+  return (v) => set.has(v);
 }
 
 /** Distinct values of `values` that `keep` accepts, in first-seen order. */
@@ -337,10 +429,22 @@ class PostingIndex<K extends string | boolean> implements FieldIndex {
   readonly #postings = new Map<K, SortedPairs>();
   readonly #keep: (v: unknown) => v is K;
   #keyBytes = 0;
+  /** Id → the code of its one value (see {@link #codeOf}). */
+  readonly #fwd = new ForwardMap();
+  /** Keyword codes: one per keyword that has a posting; a code is freed with its posting. */
+  readonly #codes = new Map<K, number>();
+  #freeCodes: number[] = [];
+  #nextCode = 0;
 
   constructor(type: "keyword" | "bool", keep: (v: unknown) => v is K) {
     this.type = type;
     this.#keep = keep;
+  }
+
+  /** The forward code of `key`: 0/1 for booleans, a small integer for keywords; -1 if none. */
+  #codeOf(key: K | MatchValue): number {
+    if (typeof key === "boolean") return key ? 1 : 0;
+    return this.#codes.get(key as K) ?? -1;
   }
 
   add(id: number, values: readonly unknown[]): void {
@@ -352,9 +456,14 @@ class PostingIndex<K extends string | boolean> implements FieldIndex {
         p = new SortedPairs(false);
         this.#postings.set(key, p);
         this.#keyBytes += typeof key === "string" ? 2 * key.length + 48 : 48;
+        if (typeof key === "string") {
+          this.#codes.set(key, this.#freeCodes.pop() ?? this.#nextCode++);
+        }
       }
       p.add(0, id);
     }
+    if (keys.length === 1) this.#fwd.set(id, this.#codeOf(keys[0]));
+    else if (keys.length > 1) this.#fwd.set(id, NaN);
   }
 
   remove(id: number, values: readonly unknown[]): void {
@@ -367,8 +476,21 @@ class PostingIndex<K extends string | boolean> implements FieldIndex {
       if (p.size === 0) {
         this.#postings.delete(key);
         this.#keyBytes -= typeof key === "string" ? 2 * key.length + 48 : 48;
+        const code = this.#codes.get(key);
+        if (code !== undefined) {
+          // No point holds the key any more, so no forward row carries its code.
+          this.#codes.delete(key);
+          this.#freeCodes.push(code);
+        }
       }
     }
+    if (keys.length > 0) this.#fwd.delete(id);
+  }
+
+  tester(c: FieldCondition, several: Predicate): Predicate {
+    // Codes of keywords no point holds are -1, which no row carries.
+    const codes = (matchValues(c) ?? []).map((v) => this.#codeOf(v)).filter((x) => x >= 0);
+    return forwardTester(this.#fwd, memberOf(codes), several);
   }
 
   supports(c: FieldCondition): boolean {
@@ -401,7 +523,7 @@ class PostingIndex<K extends string | boolean> implements FieldIndex {
   }
 
   bytes(): number {
-    let b = this.#keyBytes;
+    let b = this.#keyBytes + this.#fwd.bytes + 16 * this.#codes.size;
     for (const p of this.#postings.values()) b += p.bytes + 64;
     return b;
   }
@@ -416,6 +538,8 @@ class NumericIndex implements FieldIndex {
   /** The most indexed values one point has had (a high-water mark, for estimates). */
   #perPointMax = 1;
   readonly #pairs = new SortedPairs(true);
+  /** Id → its one value (NaN: several). */
+  readonly #fwd = new ForwardMap();
 
   constructor(type: "integer" | "float") {
     this.type = type;
@@ -437,12 +561,26 @@ class NumericIndex implements FieldIndex {
     if (nums.length > 0) this.points++;
     if (nums.length > this.#perPointMax) this.#perPointMax = nums.length;
     for (const v of nums) this.#pairs.add(v, id);
+    if (nums.length === 1) this.#fwd.set(id, nums[0]);
+    else if (nums.length > 1) this.#fwd.set(id, NaN);
   }
 
   remove(id: number, values: readonly unknown[]): void {
     const nums = this.#values(values, -1);
     if (nums.length > 0) this.points--;
     for (const v of nums) this.#pairs.remove(v, id);
+    if (nums.length > 0) this.#fwd.delete(id);
+  }
+
+  tester(c: FieldCondition, several: Predicate): Predicate {
+    if (c.kind === "range") {
+      const gt = c.range.gt ?? -Infinity;
+      const gte = c.range.gte ?? -Infinity;
+      const lt = c.range.lt ?? Infinity;
+      const lte = c.range.lte ?? Infinity;
+      return forwardTester(this.#fwd, (v) => v > gt && v >= gte && v < lt && v <= lte, several);
+    }
+    return forwardTester(this.#fwd, memberOf((matchValues(c) ?? []) as number[]), several);
   }
 
   supports(c: FieldCondition): boolean {
@@ -495,7 +633,7 @@ class NumericIndex implements FieldIndex {
   }
 
   bytes(): number {
-    return this.#pairs.bytes;
+    return this.#pairs.bytes + this.#fwd.bytes;
   }
 }
 
@@ -625,6 +763,18 @@ export class PayloadIndexes {
   matchIds(c: Condition): Uint32Array | null {
     const index = this.#indexFor(c);
     return index === null ? null : index.matchIds(c as FieldCondition);
+  }
+
+  /**
+   * A test of whether point `id` matches `c`, from the index's forward map (a hash probe; the
+   * payload is read only for a point with several values at the field); null when no index
+   * answers `c`. Exact like {@link matchIds}; valid until the next write.
+   */
+  tester(c: Condition): Predicate | null {
+    const index = this.#indexFor(c);
+    if (index === null) return null;
+    const several = compileFilter({ must: [c], should: [], must_not: [], min_should: null });
+    return index.tester(c as FieldCondition, several);
   }
 
   /** An estimate of the points `c` matches, from its index; null when no index answers `c`. */

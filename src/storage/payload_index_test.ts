@@ -195,6 +195,14 @@ Deno.test("random puts, replaces and deletes keep every index equal to brute for
       checked++;
       const want = bruteIds(payloads, c);
       assert.deepEqual([...got], want, JSON.stringify(c));
+      // The forward tester agrees on every id ever used (absent ones included).
+      const t = ix.tester(parsed)!;
+      const tested: number[] = [];
+      for (let id = 0; id < IDS; id++) {
+        const pl = payloads.get(id) ?? null;
+        if (t(id, () => pl)) tested.push(id);
+      }
+      assert.deepEqual(tested, want, `tester ${JSON.stringify(c)}`);
       const est = ix.estimate(parsed)!;
       assert.ok(
         est.min <= want.length && want.length <= est.max,
@@ -229,4 +237,55 @@ Deno.test("build fills only the fields asked for, or all", () => {
   assert.deepEqual([...ix.matchIds(cond({ key: "a", match: { value: "x" } }))!], [1]);
   ix.build([]);
   assert.deepEqual([...ix.matchIds(cond({ key: "a", match: { value: "x" } }))!], []);
+});
+
+Deno.test("tester: forward values by id; several values fall back to the payload; writes keep it current", () => {
+  const ix = new PayloadIndexes();
+  ix.define("k", "keyword");
+  ix.define("n", "integer");
+  ix.define("b", "bool");
+  const payloads = new Map<number, object>([
+    [1, { k: "a", n: 5, b: true }],
+    [2, { k: ["a", "b"], n: [1, 50], b: [true, false] }],
+    [3, { k: "b", n: 7.5, b: "yes" }],
+    [4, { k: 7, n: "5" }],
+  ]);
+  for (const [id, p] of payloads) ix.add(id, p);
+  let parsed = 0;
+  const run = (json: unknown) => {
+    const t = ix.tester(cond(json))!;
+    assert.notEqual(t, null, JSON.stringify(json));
+    const out: number[] = [];
+    for (const id of [0, 1, 2, 3, 4, 9]) {
+      const pl = payloads.get(id) ?? null;
+      if (t(id, () => (parsed++, pl))) out.push(id);
+    }
+    return out;
+  };
+  assert.deepEqual(run({ key: "k", match: { value: "a" } }), [1, 2]);
+  assert.deepEqual(run({ key: "k", match: { any: ["b", "zzz"] } }), [2, 3]);
+  assert.deepEqual(run({ key: "k", match: { value: "never" } }), []);
+  assert.deepEqual(run({ key: "b", match: { value: false } }), [2]);
+  assert.deepEqual(run({ key: "n", match: { value: 5 } }), [1]);
+  // A fractional value at an integer field: the index does not answer ranges, so no tester.
+  assert.equal(ix.tester(cond({ key: "n", range: { gte: 0 } })), null);
+  assert.equal(ix.tester(cond({ key: "k", range: { gte: 0 } })), null);
+  // Only the point with several values read its payload.
+  parsed = 0;
+  assert.deepEqual(run({ key: "k", match: { value: "b" } }), [2, 3]);
+  assert.equal(parsed, 1);
+  // Replace and delete: the forward map follows; a freed keyword code is not confused.
+  ix.remove(3, payloads.get(3)!);
+  payloads.set(3, { k: "c", n: 2 });
+  ix.add(3, payloads.get(3)!);
+  ix.remove(2, payloads.get(2)!);
+  payloads.delete(2);
+  assert.deepEqual(run({ key: "k", match: { value: "b" } }), []);
+  assert.deepEqual(run({ key: "k", match: { any: ["c", "a"] } }), [1, 3]);
+  ix.remove(1, payloads.get(1)!);
+  payloads.set(1, { k: "d", n: 3 });
+  ix.add(1, payloads.get(1)!);
+  assert.deepEqual(run({ key: "k", match: { value: "a" } }), []);
+  assert.deepEqual(run({ key: "k", match: { value: "d" } }), [1]);
+  assert.deepEqual(run({ key: "n", match: { any: [2, 3] } }), [1, 3]);
 });
