@@ -30,7 +30,7 @@ import {
   type RetryPolicy,
 } from "./load_plan.ts";
 import { PointsFileError, pointsFileFormat, readPointsFile } from "./points_file.ts";
-import { utf8Length } from "../common/payload.ts";
+import { utf8Length } from "../common/utf8.ts";
 
 /** Upper bound of the encoded size of one point in a PutBatch (its payload included). */
 function pointBytesMax(p: Point): number {

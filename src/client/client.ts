@@ -36,7 +36,7 @@ import type {
 } from "../api/proto.ts";
 import { type ClientSecurity, clientSecurity } from "../api/security.ts";
 import { BATCH_POINTS_MAX, type Consistency, PUT_BATCH_BYTES_MAX } from "../common/limits.ts";
-import { utf8Length } from "../common/payload.ts";
+import { utf8Length } from "../common/utf8.ts";
 import {
   DEFAULT_RETRY,
   REAL_CLOCK,

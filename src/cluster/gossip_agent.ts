@@ -51,6 +51,7 @@
  * @module
  */
 
+import { utf8Length } from "../common/utf8.ts";
 import { randomInt } from "node:crypto";
 import {
   type Member,
@@ -181,24 +182,6 @@ function positiveInt(name: string, v: number | undefined, fallback: number): num
     throw new GossipAgentError(`Option ${name} ${x} is not a positive integer`);
   }
   return x;
-}
-
-/** UTF-8 length of `s` without allocating. */
-export function utf8Bytes(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        n += 4;
-        i++;
-      } else n += 3;
-    } else n += 3;
-  }
-  return n;
 }
 
 /** The membership of one process, driven by a timer and a transport. */
@@ -415,11 +398,11 @@ export class GossipAgent implements GossipReceiver {
   #enqueue(o: Outgoing): void {
     const payload = JSON.stringify(o.msg);
     if (
-      payload.length > this.payload_bytes_max / 3 && utf8Bytes(payload) > this.payload_bytes_max
+      payload.length > this.payload_bytes_max / 3 && utf8Length(payload) > this.payload_bytes_max
     ) {
       this.stats.dropped_oversize++;
       this.#log(
-        `gossip: dropped a ${o.msg.type} message to ${o.to}: ${utf8Bytes(payload)} bytes is ` +
+        `gossip: dropped a ${o.msg.type} message to ${o.to}: ${utf8Length(payload)} bytes is ` +
           `over the ${this.payload_bytes_max} byte limit`,
       );
       return;

@@ -10,7 +10,6 @@ import {
   type RingChange,
   RingFollower,
   ringFromMembers,
-  utf8Bytes,
 } from "./gossip_agent.ts";
 import type { Member, MembershipEvent } from "./membership.ts";
 import { SimClock } from "../sim/clock.ts";
@@ -263,13 +262,6 @@ Deno.test("bad options are rejected with the value quoted", () => {
     (e: unknown) => e instanceof GossipAgentError && /queue_max 0/.test(e.message),
   );
   assert.throws(() => net.add("n0", { send_timeout_ms: 1.5 }), GossipAgentError);
-});
-
-Deno.test("utf8Bytes agrees with TextEncoder", () => {
-  const enc = new TextEncoder();
-  for (const s of ["", "abc", "é", "€uro", "𝄞 clef", "\ud800 lone", "x\udc00", "日本語"]) {
-    assert.equal(utf8Bytes(s), enc.encode(s).length, JSON.stringify(s));
-  }
 });
 
 function member(id: string, state: Member["state"], role: "node" | "router", address = `${id}:1`) {

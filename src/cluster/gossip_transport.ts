@@ -29,8 +29,8 @@ import {
   type GossipEnvelope,
   type GossipReceiver,
   type GossipTransport,
-  utf8Bytes,
 } from "./gossip_agent.ts";
+import { utf8Length } from "../common/utf8.ts";
 import { limitService, refusalOf, type RequestLimit } from "../common/wire_limits.ts";
 
 /** Absolute path of proto/internal.proto. */
@@ -133,7 +133,7 @@ export function parseEnvelope(request: unknown): { from: string; message: object
     throw new GossipEnvelopeError(grpc.status.INVALID_ARGUMENT, "Gossip payload is missing");
   }
   if (payload.length > GOSSIP_PAYLOAD_BYTES_MAX / 3) {
-    const bytes = utf8Bytes(payload);
+    const bytes = utf8Length(payload);
     if (bytes > GOSSIP_PAYLOAD_BYTES_MAX) {
       throw new GossipEnvelopeError(
         grpc.status.RESOURCE_EXHAUSTED,

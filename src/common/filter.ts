@@ -49,6 +49,7 @@
  *
  * @module
  */
+import { utf8Length } from "./utf8.ts";
 import {
   FILTER_BYTES_MAX,
   FILTER_CONDITIONS_MAX,
@@ -457,19 +458,6 @@ export function sortUnique(ids: Uint32Array): Uint32Array {
   return n === ids.length ? ids : ids.slice(0, n);
 }
 
-/** UTF-8 length of `s`, without encoding it. */
-function utf8Bytes(s: string): number {
-  // A UTF-16 unit never takes more than 3 UTF-8 bytes, so short texts need no counting.
-  if (s.length * 3 <= FILTER_BYTES_MAX) return s.length;
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    // A surrogate pair (two units) is 4 bytes: 2 each.
-    n += c < 0x80 ? 1 : c < 0x800 ? 2 : c >= 0xd800 && c <= 0xdfff ? 2 : 3;
-  }
-  return n;
-}
-
 /**
  * Parses and checks a filter: a JSON text (at most FILTER_BYTES_MAX bytes) or an already-parsed
  * value. `field` names the root in error paths. Throws {@link FilterError}.
@@ -477,7 +465,8 @@ function utf8Bytes(s: string): number {
 export function parseFilter(input: unknown, field = "filter"): Filter {
   let value = input;
   if (typeof input === "string") {
-    const bytes = utf8Bytes(input);
+    // A UTF-16 unit is at most 3 UTF-8 bytes, so short texts need no counting.
+    const bytes = input.length * 3 <= FILTER_BYTES_MAX ? input.length : utf8Length(input);
     if (bytes > FILTER_BYTES_MAX) {
       throw new FilterError(field, `filter of ${bytes} bytes is larger than ${FILTER_BYTES_MAX}`);
     }

@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { utf8Length } from "./utf8.ts";
 import {
   PAYLOAD_BYTES_MAX,
   PAYLOAD_DEPTH_MAX,
@@ -57,24 +58,6 @@ export function shortQuote(text: string): string {
 
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
-
-/** UTF-8 bytes of `s` without encoding it (lone surrogates count 3, as TextEncoder writes). */
-export function utf8Length(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        n += 4;
-        i++;
-      } else n += 3;
-    } else n += 3;
-  }
-  return n;
-}
 
 /** Walks a parsed value, enforcing depth, key and number rules; returns the keys counted. */
 function check(

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { utf8Length } from "./utf8.ts";
 import {
   parsePayload,
   PAYLOAD_BYTES_MAX,
@@ -8,7 +9,6 @@ import {
   PayloadError,
   payloadFromValue,
   payloadText,
-  utf8Length,
 } from "./payload.ts";
 
 const text = (b: Uint8Array | null) => payloadText(b);
