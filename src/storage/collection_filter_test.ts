@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { SNAPSHOT_HEADER_BYTES, SNAPSHOT_TRAILER_BYTES } from "./snapshot.ts";
-import { crc32 } from "../io/crc32.ts";
+import { rewriteSnapshotAsVersion } from "../testing/legacy_snapshot.ts";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Collection, FieldIndexError, parsePayloadBytes } from "./collection.ts";
@@ -170,22 +169,7 @@ Deno.test("collection: a version-3 snapshot (no index definitions) loads with no
     // Rewrite the version-4 file as version 3: drop the (empty) definitions' count.
     const snapDir = join(dir, "snapshots");
     const name = readdirSync(snapDir).find((n) => n.endsWith(".snap"))!;
-    const v4 = new Uint8Array(readFileSync(join(snapDir, name)));
-    const payloadEnd = v4.length - SNAPSHOT_TRAILER_BYTES;
-    assert.deepEqual(Array.from(v4.subarray(payloadEnd - 4, payloadEnd)), [0, 0, 0, 0]);
-    const v3 = new Uint8Array(v4.length - 4);
-    v3.set(v4.subarray(0, payloadEnd - 4));
-    const view = new DataView(v3.buffer);
-    view.setUint32(4, 3, true);
-    view.setBigUint64(24, BigInt(payloadEnd - 4 - SNAPSHOT_HEADER_BYTES), true);
-    const end = v3.length - SNAPSHOT_TRAILER_BYTES;
-    view.setUint32(
-      end,
-      crc32(v3.subarray(0, SNAPSHOT_HEADER_BYTES), crc32(v3.subarray(SNAPSHOT_HEADER_BYTES, end))),
-      true,
-    );
-    view.setUint32(end + 4, 0x444E4556, true);
-    writeFileSync(join(snapDir, name), v3);
+    rewriteSnapshotAsVersion(join(snapDir, name), 3, 4);
     c = await Collection.open(dir, quiet);
     assert.equal(c.replayed, 0);
     assert.deepEqual(c.fieldIndexes(), []);

@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { rewriteSnapshotAsVersion } from "../testing/legacy_snapshot.ts";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Collection } from "./collection.ts";
 import { Backups } from "./backups.ts";
 import { NodeStore } from "./node_store.ts";
 import { parsePayload, payloadText } from "../common/payload.ts";
-import { crc32 } from "../io/crc32.ts";
-import { SNAPSHOT_HEADER_BYTES, SNAPSHOT_TRAILER_BYTES } from "./snapshot.ts";
 import { Wal } from "../io/wal.ts";
 import { decodeRecord, RecordType } from "../common/records.ts";
 
@@ -157,23 +156,7 @@ Deno.test("collection payloads: a version-2 snapshot (no payload table) still lo
     // the (empty) index definitions of 4.
     const snapDir = join(dir, "snapshots");
     const name = readdirSync(snapDir).find((n) => n.endsWith(".snap"))!;
-    const v4 = new Uint8Array(readFileSync(join(snapDir, name)));
-    const payloadEnd = v4.length - SNAPSHOT_TRAILER_BYTES;
-    const table = v4.subarray(payloadEnd - 16, payloadEnd);
-    assert.deepEqual(Array.from(table), new Array(16).fill(0), "an empty payload table");
-    const v2 = new Uint8Array(v4.length - 16);
-    v2.set(v4.subarray(0, payloadEnd - 16));
-    const view = new DataView(v2.buffer);
-    view.setUint32(4, 2, true);
-    view.setBigUint64(24, BigInt(payloadEnd - 16 - SNAPSHOT_HEADER_BYTES), true);
-    const end = v2.length - SNAPSHOT_TRAILER_BYTES;
-    view.setUint32(
-      end,
-      crc32(v2.subarray(0, SNAPSHOT_HEADER_BYTES), crc32(v2.subarray(SNAPSHOT_HEADER_BYTES, end))),
-      true,
-    );
-    view.setUint32(end + 4, 0x444E4556, true);
-    writeFileSync(join(snapDir, name), v2);
+    rewriteSnapshotAsVersion(join(snapDir, name), 2, 16); // an empty payload table
 
     c = await Collection.open(dir, quiet);
     assert.equal(c.replayed, 0, "loaded from the rewritten snapshot");
