@@ -17,7 +17,7 @@
  * @module
  */
 import type { Filter } from "../common/filter.ts";
-import { type Consistency, FILTER_KEY_CHARS_MAX } from "../common/limits.ts";
+import { type Consistency, FILTER_KEY_CHARS_MAX, PAYLOAD_FIELD_TYPES } from "../common/limits.ts";
 import {
   BATCH_POINTS_MAX,
   GET_BATCH_MAX,
@@ -27,6 +27,8 @@ import {
   SEARCH_BATCH_MAX,
 } from "../common/limits.ts";
 import {
+  filterJson,
+  quote,
   resolveCollection,
   validateConsistency,
   validateEf,
@@ -148,7 +150,11 @@ export function validateCountRequest(
 /** A field name of CreateFieldIndex / DropFieldIndex: a non-empty string, bounded. */
 function validateFieldName(value: unknown, field = "field"): string {
   if (typeof value !== "string" || value.length === 0) {
-    throw new ValidationError(field, value, `${field} must be a non-empty dotted key`);
+    throw new ValidationError(
+      field,
+      value,
+      `${field} ${quote(value)} must be a non-empty dotted key`,
+    );
   }
   if (value.length > FILTER_KEY_CHARS_MAX) {
     throw new ValidationError(
@@ -160,18 +166,22 @@ function validateFieldName(value: unknown, field = "field"): string {
   return value;
 }
 
-/** Validates a CreateFieldIndexRequest (the type is checked by the collection). */
+/** Validates a CreateFieldIndexRequest: a field name and one of the index types. */
 export function validateCreateFieldIndexRequest(
   request: { collection?: unknown; field?: unknown; type?: unknown },
 ): { collection: string; field: string; type: string } {
   const type = request.type ?? "";
-  if (typeof type !== "string") {
-    throw new ValidationError("type", type, "type must be a string");
+  if (!(PAYLOAD_FIELD_TYPES as readonly unknown[]).includes(type)) {
+    throw new ValidationError(
+      "type",
+      type,
+      `type ${quote(type)} must be one of ${PAYLOAD_FIELD_TYPES.map((t) => `"${t}"`).join(", ")}`,
+    );
   }
   return {
     collection: resolveCollection(request.collection),
     field: validateFieldName(request.field),
-    type,
+    type: type as string,
   };
 }
 
@@ -236,7 +246,14 @@ export function validateDeleteByFilterRequest(request: {
   filter?: unknown;
   consistency?: unknown;
   version?: unknown;
-}): { collection: string; filter: Filter; consistency: Consistency | undefined; version: number } {
+}): {
+  collection: string;
+  filter: Filter;
+  /** The filter's JSON text as sent (a router passes it on to the nodes). */
+  filter_json: string;
+  consistency: Consistency | undefined;
+  version: number;
+} {
   const filter = validateFilter(request.filter, "filter");
   if (filter === null) {
     throw new ValidationError(
@@ -244,12 +261,14 @@ export function validateDeleteByFilterRequest(request: {
       request.filter,
       `filter ${
         JSON.stringify(String(request.filter ?? "").slice(0, 64))
-      } is required and must have a condition (DeleteByFilter never deletes everything)`,
+      } is required and must have at least one condition (DeleteByFilter never deletes every ` +
+        "point; drop the collection for that)",
     );
   }
   return {
     collection: resolveCollection(request.collection),
     filter,
+    filter_json: filterJson(request.filter, filter),
     consistency: validateConsistency(request.consistency),
     version: validateVersionFromOutside(request.version),
   };
@@ -305,3 +324,12 @@ export function checkEfAtLeastK(v: { k: number; ef: number }, field = "ef"): voi
     throw new ValidationError(field, v.ef, `${field} ${v.ef} must be at least k ${v.k} (or 0)`);
   }
 }
+
+/** A validated GetBatch. */
+export type ValidGetBatch = ReturnType<typeof validateGetBatchRequest>;
+/** A validated DeleteBatch (version 0: the receiver stamps one). */
+export type ValidDeleteBatch = ReturnType<typeof validateDeleteBatchRequest>;
+/** A validated DeleteByFilter. */
+export type ValidDeleteByFilter = ReturnType<typeof validateDeleteByFilterRequest>;
+/** A validated CreateFieldIndex, or a DropFieldIndex (no type). */
+export type ValidFieldIndex = { collection: string; field: string; type?: string };

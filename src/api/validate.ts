@@ -298,7 +298,7 @@ export interface ValidSearch {
 export function validateFilter(value: unknown, field = "filter"): Filter | null {
   if (value === undefined || value === null || value === "") return null;
   if (typeof value !== "string") {
-    throw new ValidationError(field, value, `${field} must be a JSON text (a string)`);
+    throw new ValidationError(field, value, `${field} must be a string of JSON text`);
   }
   let f: Filter;
   try {
@@ -308,6 +308,14 @@ export function validateFilter(value: unknown, field = "filter"): Filter | null 
     throw new ValidationError(e.path, value, e.message);
   }
   return isEmptyFilter(f) ? null : f;
+}
+
+/**
+ * The filter text to pass on to the nodes, given the request's `raw` field and its validated
+ * form from {@link validateFilter}: the text as sent when it has a condition, else "".
+ */
+export function filterJson(raw: unknown, parsed: Filter | null | undefined): string {
+  return parsed === null || parsed === undefined ? "" : raw as string;
 }
 
 /** A validated CreateCollection with defaults filled in. */

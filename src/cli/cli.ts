@@ -15,6 +15,7 @@
  * @module
  */
 
+import { PAYLOAD_FIELD_TYPES } from "../common/limits.ts";
 import process from "node:process";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -386,7 +387,7 @@ export function parseVector(text: string, flag = "vector"): number[] {
 }
 
 /** Field index types of `collections index --type`. */
-export const FIELD_INDEX_TYPES = ["keyword", "integer", "float", "bool"] as const;
+export const FIELD_INDEX_TYPES = PAYLOAD_FIELD_TYPES;
 
 /** Parses "1,2,3" into point ids (each checked as --id is). */
 export function parseIds(text: string, flag = "ids"): number[] {

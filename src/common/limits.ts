@@ -267,3 +267,5 @@ export const FILTER_STRING_CHARS_MAX = 1024;
 
 /** Most payload indexes (indexed fields) one collection may define. */
 export const PAYLOAD_INDEXES_MAX = 64;
+/** Payload index types (Qdrant's names): CreateFieldIndex's `type`. */
+export const PAYLOAD_FIELD_TYPES = ["keyword", "integer", "float", "bool"] as const;

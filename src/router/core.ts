@@ -65,7 +65,7 @@ import type {
   ValidDeleteByFilter,
   ValidFieldIndex,
   ValidGetBatch,
-} from "./requests.ts";
+} from "../api/points_read.ts";
 import { BATCH_POINTS_MAX } from "../common/limits.ts";
 
 /** A Search as the router runs it: `filter_json` the filter's text for the nodes ("" none). */
@@ -275,7 +275,7 @@ export class RouterCore {
       this.#entryDeps(),
       view,
       v.collection,
-      v.filter,
+      v.filter_json,
       BATCH_POINTS_MAX,
       async (ids) => {
         await this.writes.counted(view, () =>

@@ -5,18 +5,18 @@
  */
 import assert from "node:assert/strict";
 import { HashRing } from "../cluster/ring.ts";
-import { ValidationError } from "../api/validate.ts";
+import { filterJson, validateFilter, ValidationError } from "../api/validate.ts";
 import { EntryMerge, type EntryPage, type MergedEntry } from "./points_read.ts";
 import { deleteBatchOfRecord, deleteBatchRecord, mergeGetBatch, splitIds } from "./points_batch.ts";
 import { deletedCount } from "./replication.ts";
 import { mergeFieldIndexes } from "./scatter.ts";
 import {
+  validateCreateFieldIndexRequest,
   validateDeleteBatchRequest,
   validateDeleteByFilterRequest,
-  validateFieldIndexRequest,
-  validateFilterText,
+  validateDropFieldIndexRequest,
   validateGetBatchRequest,
-} from "./requests.ts";
+} from "../api/points_read.ts";
 
 /** A page of `[id, version, deleted, matched, payload]` entries. */
 function page(entries: [number, number, boolean, boolean, string][], done = true): EntryPage {
@@ -162,25 +162,27 @@ Deno.test("mergeFieldIndexes: union by field, sorted", () => {
 });
 
 Deno.test("request checks: filter paths, field indexes, id lists, DeleteByFilter needs a condition", () => {
-  assert.equal(validateFilterText(""), "");
+  // The text the router passes on: "" without a condition, else the text as sent.
+  const passed = (raw: unknown, field?: string) => filterJson(raw, validateFilter(raw, field));
+  assert.equal(passed(""), "");
   const f = '{"must":[{"key":"a","match":{"value":1}}]}';
-  assert.equal(validateFilterText(f), f);
+  assert.equal(passed(f), f);
   assert.throws(
-    () => validateFilterText('{"must":[{"key":"a","range":{"gt":"x"}}]}'),
+    () => passed('{"must":[{"key":"a","range":{"gt":"x"}}]}'),
     (e: unknown) => e instanceof ValidationError && e.field.startsWith("filter.must[0].range"),
   );
-  assert.throws(() => validateFilterText("{oops"), /filter: not valid JSON/);
+  assert.throws(() => passed("{oops"), /filter: not valid JSON/);
   assert.throws(
-    () => validateFilterText("{}", "searches[2].filter") && validateFilterText(7),
+    () => passed("{}", "searches[2].filter") === "" && passed(7),
     /must be a string/,
   );
-  assert.deepEqual(validateFieldIndexRequest({ field: "m.lang", type: "keyword" }, true), {
+  assert.deepEqual(validateCreateFieldIndexRequest({ field: "m.lang", type: "keyword" }), {
     collection: "default",
     field: "m.lang",
     type: "keyword",
   });
-  assert.throws(() => validateFieldIndexRequest({ field: "x", type: "text" }, true), /"text"/);
-  assert.throws(() => validateFieldIndexRequest({ field: "" }, false), /field ""/);
+  assert.throws(() => validateCreateFieldIndexRequest({ field: "x", type: "text" }), /"text"/);
+  assert.throws(() => validateDropFieldIndexRequest({ field: "" }), /field ""/);
   assert.throws(() => validateGetBatchRequest({ ids: [] }), /ids has 0 entries/);
   assert.throws(
     () => validateGetBatchRequest({ ids: Array(1001).fill(1) }),
@@ -189,5 +191,5 @@ Deno.test("request checks: filter paths, field indexes, id lists, DeleteByFilter
   assert.throws(() => validateDeleteBatchRequest({ ids: [1, -2] }), /ids\[1\]/);
   assert.throws(() => validateDeleteByFilterRequest({ filter: "" }), /at least one condition/);
   assert.throws(() => validateDeleteByFilterRequest({ filter: "{}" }), /at least one condition/);
-  assert.equal(validateDeleteByFilterRequest({ filter: f }).filter, f);
+  assert.equal(validateDeleteByFilterRequest({ filter: f }).filter_json, f);
 });

@@ -60,7 +60,7 @@ import type { NodeState, NodeTable } from "./node_table.ts";
 import { decideBatch, decideWrite, newestRead, type ReadAnswer, splitBatch } from "./plan.ts";
 import type { TransferEntry } from "./rebalance/rebalancer.ts";
 import { deleteBatchRecord, mergeGetBatch, type NodeRecords, splitIds } from "./points_batch.ts";
-import type { ValidDeleteBatch, ValidFieldIndex, ValidGetBatch } from "./requests.ts";
+import type { ValidDeleteBatch, ValidFieldIndex, ValidGetBatch } from "../api/points_read.ts";
 import type { RingView } from "./ring_view.ts";
 
 /** Read repairs in flight at once; beyond, a stale replica waits for anti-entropy. */
@@ -373,7 +373,7 @@ export class Replication {
           ? nodes.call(a, "CreateFieldIndex", {
             collection: v.collection,
             field: v.field,
-            type: v.type,
+            type: v.type ?? "",
           }).then((r) => r.created)
           : nodes.call(a, "DropFieldIndex", { collection: v.collection, field: v.field })
             .then((r) => r.dropped)

@@ -32,10 +32,10 @@ import { isServiceError } from "../api/client.ts";
 import type { MethodName, VectorDBHandlers, VectorDBMethods } from "../api/proto.ts";
 import type { UnaryGuard } from "../api/unary.ts";
 import {
+  filterJson,
   resolveCollection,
   validateCollectionName,
   validateCreateCollectionRequest,
-  validateFlag,
   validatePointRef,
   validatePutBatchRequest,
   validatePutRequest,
@@ -45,18 +45,16 @@ import {
 import type { RouterCore } from "./core.ts";
 import {
   validateCountRequest,
+  validateCreateFieldIndexRequest,
+  validateDeleteBatchRequest,
+  validateDeleteByFilterRequest,
+  validateDropFieldIndexRequest,
+  validateGetBatchRequest,
   validateScrollRequest,
   validateSearchBatchRequest,
 } from "../api/points_read.ts";
 import { HintQueueFullError } from "./hints/queue.ts";
 import { RouterStatusError } from "./node_port.ts";
-import {
-  validateDeleteBatchRequest,
-  validateDeleteByFilterRequest,
-  validateFieldIndexRequest,
-  validateFilterText,
-  validateGetBatchRequest,
-} from "./requests.ts";
 
 /**
  * Most client calls the router serves at once. Each holds a few node calls and their buffers;
@@ -114,32 +112,34 @@ export function routerHandlers(shell: RouterShell, guard: UnaryGuard): VectorDBH
     Delete: unary("Delete", (r) => core.delete(validatePointRef(r))),
     Search: unary("Search", (r) => {
       const v = validateSearchRequest(r);
-      return core.search({ ...v, filter_json: validateFilterText(r.filter) });
+      return core.search({ ...v, filter_json: filterJson(r.filter, v.filter) });
     }),
     SearchBatch: unary("SearchBatch", (r) => {
       const list = validateSearchBatchRequest(r);
       const searches = r.searches ?? [];
       return core.searchBatch(list.map((v, i) => ({
         ...v,
-        filter_json: validateFilterText(searches[i]?.filter, `searches[${i}].filter`),
+        filter_json: filterJson(searches[i]?.filter, v.filter),
       })));
     }),
-    Scroll: unary("Scroll", (r) =>
-      core.scroll(validateScrollRequest(r), {
-        filter: validateFilterText(r.filter),
-        with_payload: validateFlag(r.with_payload, "with_payload"),
-      })),
-    Count: unary(
-      "Count",
-      (r) => core.count(validateCountRequest(r).collection, validateFilterText(r.filter)),
-    ),
+    Scroll: unary("Scroll", (r) => {
+      const v = validateScrollRequest(r);
+      return core.scroll(v, {
+        filter: filterJson(r.filter, v.filter),
+        with_payload: v.with_payload,
+      });
+    }),
+    Count: unary("Count", (r) => {
+      const v = validateCountRequest(r);
+      return core.count(v.collection, filterJson(r.filter, v.filter));
+    }),
     CreateFieldIndex: unary(
       "CreateFieldIndex",
-      (r) => core.createFieldIndex(validateFieldIndexRequest(r, true)),
+      (r) => core.createFieldIndex(validateCreateFieldIndexRequest(r)),
     ),
     DropFieldIndex: unary(
       "DropFieldIndex",
-      (r) => core.dropFieldIndex(validateFieldIndexRequest(r, false)),
+      (r) => core.dropFieldIndex(validateDropFieldIndexRequest(r)),
     ),
     GetBatch: unary("GetBatch", (r) => core.getBatch(validateGetBatchRequest(r))),
     DeleteBatch: unary("DeleteBatch", (r) => core.deleteBatch(validateDeleteBatchRequest(r))),

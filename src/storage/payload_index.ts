@@ -45,11 +45,14 @@ import {
   type Predicate,
   sortUnique,
 } from "../common/filter.ts";
-import { FILTER_STRING_CHARS_MAX, PAYLOAD_INDEXES_MAX } from "../common/limits.ts";
+import {
+  FILTER_STRING_CHARS_MAX,
+  PAYLOAD_FIELD_TYPES,
+  PAYLOAD_INDEXES_MAX,
+} from "../common/limits.ts";
 import { IdMap } from "../index/id_map.ts";
 
-/** Index types (Qdrant's names). */
-export const PAYLOAD_FIELD_TYPES = ["keyword", "integer", "float", "bool"] as const;
+export { PAYLOAD_FIELD_TYPES };
 /** An index type. */
 export type PayloadFieldType = typeof PAYLOAD_FIELD_TYPES[number];
 
