@@ -31,8 +31,18 @@ export const ROUTER_ENTRY = "src/router/main.ts";
 /** Client CLI entry point. */
 export const CLI_ENTRY = "src/cli/cli.ts";
 
-/** "node" (Node 20 through tsx, the production set-up) or "deno" (`deno run -A`). */
-export type Runtime = "node" | "deno";
+/**
+ * "node" (Node 20 through tsx, compiling the TypeScript at start), "bundle" (Node 20 running
+ * the JavaScript `deno task build:js` wrote, as `deno task server` does; only for the two
+ * server entries) or "deno" (`deno run -A`).
+ */
+export type Runtime = "node" | "bundle" | "deno";
+
+/** The bundles scripts/tools/build_js.ts writes for the server entry points. */
+export const BUNDLES: Readonly<Record<string, string>> = {
+  "src/node/main.ts": "build/js/node.mjs",
+  "src/router/main.ts": "build/js/router.mjs",
+};
 
 /** A Unix user to run a process as (needs root). */
 export interface RunAs {
@@ -129,9 +139,15 @@ export function routerFlags(f: RouterFlags): string[] {
  * such as the crash test's) with `flags`: under Node through tsx, or under Deno.
  */
 export function scriptCommand(entry: string, flags: string[], runtime: Runtime = "node"): string[] {
-  return runtime === "deno"
-    ? [denoPath(), "run", "-A", entry, ...flags]
-    : ["node", "--import", TSX_LOADER, entry, ...flags];
+  if (runtime === "deno") return [denoPath(), "run", "-A", entry, ...flags];
+  if (runtime === "bundle") {
+    const bundle = BUNDLES[entry];
+    if (bundle === undefined) {
+      throw new RangeError(`No bundle of ${entry} (only ${Object.keys(BUNDLES)})`);
+    }
+    return ["node", bundle, ...flags];
+  }
+  return ["node", "--import", TSX_LOADER, entry, ...flags];
 }
 
 /** Options of {@link spawnServer}. */

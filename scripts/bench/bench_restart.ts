@@ -8,10 +8,15 @@
  * 2. after a graceful stop (SIGTERM writes a snapshot): snapshot load, nothing to replay
  *    (goal: at most 3 s).
  *
+ * 3. then `--repeats` more snapshot starts each, alternating, of the same data directory under
+ *    the two ways a node can start: Node 20 compiling the TypeScript through tsx, and Node 20
+ *    running the bundle `deno task build:js` writes (what `deno task server` runs); medians.
+ *
  * The same queries are searched before and after each restart; the results must be identical.
  *
  * ```sh
- * deno run -A scripts/bench/bench_restart.ts [--n 340479] [--batch 2000] [--concurrency 2] [--json]
+ * deno run -A scripts/bench/bench_restart.ts [--n 340479] [--batch 2000] [--concurrency 2]
+ *   [--repeats 3] [--json]
  * ```
  * @module
  */
@@ -22,6 +27,7 @@ import type { SearchResult } from "../../src/api/proto.ts";
 import { readFvecs } from "./lib/fvecs.ts";
 import { NodeProcess } from "../../harness/node.ts";
 import { REPO_ROOT } from "../../harness/process.ts";
+import { spawnSync } from "node:child_process";
 
 const GOAL_SNAPSHOT_START_MS = 3000;
 const COLLECTION = "glove";
@@ -32,6 +38,7 @@ const { values } = parseArgs({
     n: { type: "string" },
     batch: { type: "string", default: "2000" },
     concurrency: { type: "string", default: "2" },
+    repeats: { type: "string", default: "3" },
     base: { type: "string", default: join(REPO_ROOT, ".cache/bench/glove-100/base.fvecs") },
     queries: { type: "string", default: join(REPO_ROOT, ".cache/bench/glove-100/queries.fvecs") },
     json: { type: "boolean", default: false },
@@ -145,6 +152,36 @@ try {
   out.snapshot_results_identical = JSON.stringify(afterSnapshot) === JSON.stringify(before);
   api.close();
   out.snapshot_goal_met = snap.first_search_ms <= GOAL_SNAPSHOT_START_MS;
+
+  // 3. tsx against the bundle, alternating on the same directory and port.
+  const built = spawnSync(Deno.execPath(), ["run", "-A", "scripts/tools/build_js.ts"], {
+    cwd: REPO_ROOT,
+    stdio: "inherit",
+  });
+  if (built.status !== 0) throw new Error("build:js failed");
+  const bundled = await NodeProcess.prepare({
+    data_dir: node.data_dir,
+    port: node.port,
+    runtime: "bundle",
+    args: ["--snapshot-every-ops", "1000000000", "--snapshot-every-s", "1000000000"],
+    ready_timeout_ms: 1_800_000,
+  });
+  const times: Record<string, number[]> = { tsx: [], bundle: [] };
+  let running: NodeProcess = node;
+  for (let r = 0; r < Number(values.repeats); r++) {
+    for (const [name, p] of [["tsx", node], ["bundle", bundled]] as const) {
+      await running.stop(1_800_000);
+      const t = await timedStart(p);
+      times[name].push(t.first_search_ms);
+      running = p;
+      log(`  ${name} start ${r + 1}: ${JSON.stringify(t)}`);
+    }
+  }
+  await running.stop(1_800_000);
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  out.first_search_ms_tsx = times.tsx;
+  out.first_search_ms_bundle = times.bundle;
+  out.first_search_median_ms = { tsx: median(times.tsx), bundle: median(times.bundle) };
   ok = out.replay_results_identical === true && out.snapshot_results_identical === true;
   out.node_log = node.tail(6);
 } catch (e) {

@@ -1,7 +1,7 @@
 /**
  * `deno task cluster`: three storage nodes (127.0.0.1:50051-50053, data under
  * `./data/node-<port>`) and the router (127.0.0.1:50050, hints under `./data/router`) as child
- * processes under Node 20 through tsx (`node --import ./node_modules/tsx/dist/esm/index.mjs …`,
+ * processes under Node 20 from the bundles `deno task build:js` writes (`node build/js/node.mjs …`,
  * see the README's runtime note; started by the shared harness, `harness/servers.ts`), each
  * output line prefixed with the process name (`node-50051 | …`).
  *
@@ -47,6 +47,9 @@ function start(name: string, entry: string, flags: string[]): ChildProc {
     name,
     entry,
     flags,
+    // The bundles `deno task build:js` (a dependency of this task) wrote: no TypeScript
+    // compilation at each start.
+    runtime: "bundle",
     lines_kept: 200,
     on_line: (line, stream) => {
       if (stream === "stdout") console.log(prefix + line);

@@ -429,7 +429,8 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
 
 // Run when executed directly (tsx/node or deno), not when imported by tests.
 const invoked = process.argv[1] ?? "";
-if (invoked.endsWith("src/node/main.ts")) {
+// The bundle (scripts/tools/build_js.ts) inlines this module: its own path then ends the line.
+if (invoked.endsWith("src/node/main.ts") || invoked.endsWith("build/js/node.mjs")) {
   main(process.argv.slice(2)).catch((e) => {
     const message = `server: ${(e as Error).message}`;
     if (logger?.format === "json") logger.error(message);

@@ -390,7 +390,8 @@ export async function main(
 
 // Run when executed directly, not when imported by tests.
 const invoked = process.argv[1] ?? "";
-if (invoked.endsWith("src/router/main.ts")) {
+// The bundle (scripts/tools/build_js.ts) inlines this module: its own path then ends the line.
+if (invoked.endsWith("src/router/main.ts") || invoked.endsWith("build/js/router.mjs")) {
   main(process.argv.slice(2)).catch((e) => {
     const message = `router: ${(e as Error).message}`;
     if (logger?.format === "json") logger.error(message);
