@@ -13,11 +13,13 @@
  * @module
  */
 import { chmod, chown, mkdir } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
 import {
   ChildProc,
   type ChildProcOptions,
   denoPath,
   type ProcGroup,
+  REPO_ROOT,
   runProcess,
   type RunResult,
 } from "./process.ts";
@@ -132,6 +134,19 @@ export function routerFlags(f: RouterFlags): string[] {
     ...httpOff(f.extra),
     ...(f.extra ?? []),
   ];
+}
+
+/**
+ * Writes the server bundles ({@link BUNDLES}) unless they are up to date, as `deno task build:js`
+ * does (scripts/tools/build_js.ts); throws with its output when the build fails. Call before
+ * starting a server with runtime "bundle" outside a task that depends on build:js.
+ */
+export function buildBundles(): void {
+  const r = spawnSync(denoPath(), ["run", "-A", "scripts/tools/build_js.ts"], {
+    cwd: REPO_ROOT,
+    encoding: "utf8",
+  });
+  if (r.status !== 0) throw new Error(`build_js failed (${r.status}): ${r.stderr}`);
 }
 
 /**

@@ -8,18 +8,18 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawnSync } from "node:child_process";
 import { ApiClient } from "../src/api/client.ts";
 import { NodeProcess } from "../harness/node.ts";
 import { freePort } from "../harness/ports.ts";
-import { BUNDLES, ROUTER_ENTRY, routerFlags, spawnServer } from "../harness/servers.ts";
+import {
+  buildBundles,
+  BUNDLES,
+  ROUTER_ENTRY,
+  routerFlags,
+  spawnServer,
+} from "../harness/servers.ts";
 
-function build(): void {
-  const r = spawnSync(Deno.execPath(), ["run", "-A", "scripts/tools/build_js.ts"], {
-    encoding: "utf8",
-  });
-  assert.equal(r.status, 0, `build_js failed: ${r.stderr}`);
-}
+const build = buildBundles;
 
 Deno.test("bundles: build:js writes them once; the node and the router start from them and serve", async () => {
   build();

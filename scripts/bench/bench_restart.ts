@@ -27,7 +27,7 @@ import type { SearchResult } from "../../src/api/proto.ts";
 import { readFvecs } from "./lib/fvecs.ts";
 import { NodeProcess } from "../../harness/node.ts";
 import { REPO_ROOT } from "../../harness/process.ts";
-import { spawnSync } from "node:child_process";
+import { buildBundles } from "../../harness/servers.ts";
 
 const GOAL_SNAPSHOT_START_MS = 3000;
 const COLLECTION = "glove";
@@ -154,11 +154,7 @@ try {
   out.snapshot_goal_met = snap.first_search_ms <= GOAL_SNAPSHOT_START_MS;
 
   // 3. tsx against the bundle, alternating on the same directory and port.
-  const built = spawnSync(Deno.execPath(), ["run", "-A", "scripts/tools/build_js.ts"], {
-    cwd: REPO_ROOT,
-    stdio: "inherit",
-  });
-  if (built.status !== 0) throw new Error("build:js failed");
+  buildBundles();
   const bundled = await NodeProcess.prepare({
     data_dir: node.data_dir,
     port: node.port,
