@@ -65,14 +65,8 @@ export function servedDescriptors(): protoLoader.PackageDefinition {
   return descriptors;
 }
 
-/**
- * Adds both reflection services to `server`, listing `services` (fully qualified names; each
- * must be one of {@link servedDescriptors}, else a RangeError names it).
- */
-export function addReflection(
-  server: Pick<grpc.Server, "addService">,
-  services: readonly string[],
-): void {
+/** Throws a RangeError naming the first of `services` that {@link servedDescriptors} lacks. */
+export function checkReflected(services: readonly string[]): void {
   const all = servedDescriptors();
   for (const s of services) {
     // A message type has `format`; a service is a map of its methods.
@@ -81,5 +75,51 @@ export function addReflection(
       throw new RangeError(`Reflection cannot list ${s}: no such service in the loaded protos`);
     }
   }
-  new ReflectionService(all, { services: [...services] }).addToServer(server);
+}
+
+/**
+ * Adds both reflection services to `server`, listing `services` (fully qualified names; each
+ * must be one of {@link servedDescriptors}: {@link checkReflected}, which a test runs on every
+ * list of {@link REFLECTED_SERVICES}).
+ *
+ * Lazily: building the descriptors of every file (what `ReflectionService`'s constructor does)
+ * took 150-450 ms of each server's start on this machine, for a service few clients ever call.
+ * The services are registered at once with handlers that build the real implementation on the
+ * first reflection call and hand every stream to it; only the two small reflection protos of
+ * the package are loaded at start (by registering an implementation over no descriptors, whose
+ * handlers are never called).
+ */
+export function addReflection(
+  server: Pick<grpc.Server, "addService">,
+  services: readonly string[],
+): void {
+  type Impl = grpc.UntypedServiceImplementation;
+  let real: Map<string, Impl[string]> | null = null;
+  const handler = (path: string): Impl[string] => {
+    if (real === null) {
+      checkReflected(services);
+      const built = new Map<string, Impl[string]>();
+      new ReflectionService(servedDescriptors(), { services: [...services] }).addToServer({
+        addService: (def: grpc.ServiceDefinition, impl: Impl) => {
+          for (const [name, fn] of Object.entries(impl)) built.set(def[name].path, fn);
+        },
+      });
+      real = built;
+    }
+    const fn = real.get(path);
+    if (fn === undefined) throw new Error(`Reflection has no handler for ${path}`);
+    return fn;
+  };
+  new ReflectionService({}, { services: [] }).addToServer({
+    addService: (def: grpc.ServiceDefinition, impl: Impl) => {
+      const lazy: Impl = {};
+      for (const name of Object.keys(impl)) {
+        const path = def[name].path;
+        // Reflection is one bidirectional-streaming method per version.
+        lazy[name] = ((call: grpc.ServerDuplexStream<unknown, unknown>) =>
+          (handler(path) as grpc.handleBidiStreamingCall<unknown, unknown>)(call)) as Impl[string];
+      }
+      server.addService(def, lazy);
+    },
+  });
 }
