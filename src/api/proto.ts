@@ -129,6 +129,8 @@ export interface SearchRequest {
   with_payload?: boolean;
   /** Results carry their stored vectors. */
   with_vector?: boolean;
+  /** Brute force instead of the graph (exact top-k; `ef` ignored). */
+  exact?: boolean;
 }
 export interface SearchResult {
   id: number;

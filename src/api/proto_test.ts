@@ -88,6 +88,7 @@ Deno.test("messages round-trip with the loader options", () => {
     with_payload: true,
     with_vector: false,
     filter: '{"must":[{"key":"a","match":{"value":1}}]}',
+    exact: true,
   };
   assert.deepEqual(search.requestDeserialize(search.requestSerialize(req)), req);
 

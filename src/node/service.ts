@@ -235,7 +235,9 @@ export function nodeHandlers(
 
   /** One search of a collection, with payloads and vectors when asked (Search, SearchBatch). */
   const runSearch = (c: Collection, s: ValidSearch): SearchResult[] => {
-    const hits = c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef, s.filter ?? null);
+    const hits = s.exact
+      ? c.exactSearch(s.vector, s.k, s.filter ?? null)
+      : c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef, s.filter ?? null);
     if (searchMetrics !== null) {
       searchMetrics.ef.observe(c.index.lastSearchEf);
       searchMetrics.visited.observe(c.index.lastVisited);

@@ -70,6 +70,7 @@ export class Scatter {
       with_payload: v.with_payload,
       with_vector: v.with_vector,
       filter: v.filter_json ?? "",
+      exact: v.exact === true,
     };
     const answered = new Set<string>();
     const asked = new Set<string>();
