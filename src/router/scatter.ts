@@ -54,10 +54,15 @@ export class Scatter {
 
   constructor(readonly deps: ScatterDeps) {}
 
-  /** `v.filter_json`: a filter's JSON text for the nodes (checked by the router); "" none. */
+  /**
+   * `v.filter_json`: a filter's JSON text for the nodes (checked by the router); "" none.
+   * `counted` false: the router's own search (the recall monitor's exact one), left out of the
+   * `searches` counter so the client search rate stays the clients'.
+   */
   async search(
     view: RingView,
     v: ValidSearch & { filter_json?: string },
+    counted = true,
   ): Promise<ResponseOf<"Search">> {
     const { nodes, table } = this.deps;
     const down = new Set<string>();
@@ -79,7 +84,7 @@ export class Scatter {
     let notFound: unknown = null;
     const errors: string[] = [];
     const counts = this.counts;
-    counts.searches++;
+    if (counted) counts.searches++;
     const round = async (targets: string[], wait_for_ready: boolean) => {
       for (const t of targets) asked.add(t);
       counts.node_calls += targets.length;
