@@ -198,6 +198,8 @@ export interface CollectionStats {
   last_snapshot_seq: Uint64;
   last_snapshot_time_ms: Uint64;
   wal_syncs?: Uint64;
+  /** Deleted points held as tombstones (router: summed over nodes). */
+  tombstones?: Uint64;
 }
 export interface NodeStats {
   node_id: string;

@@ -230,6 +230,7 @@ export function nodeHandlers(
       last_snapshot_seq: s.last_snapshot_seq,
       last_snapshot_time_ms: s.last_snapshot_time_ms,
       wal_syncs: s.wal.syncs,
+      tombstones: s.tombstones,
     };
   }
 

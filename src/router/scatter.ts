@@ -228,6 +228,7 @@ export class Scatter {
         sum.count = (BigInt(sum.count) + BigInt(c.count)).toString();
         sum.memory_bytes = (BigInt(sum.memory_bytes) + BigInt(c.memory_bytes)).toString();
         sum.wal_bytes = (BigInt(sum.wal_bytes) + BigInt(c.wal_bytes)).toString();
+        sum.tombstones = (BigInt(sum.tombstones ?? 0) + BigInt(c.tombstones ?? 0)).toString();
         sum.last_snapshot_seq = maxOf(sum.last_snapshot_seq, c.last_snapshot_seq);
         sum.last_snapshot_time_ms = maxOf(sum.last_snapshot_time_ms, c.last_snapshot_time_ms);
       }
