@@ -159,6 +159,7 @@ async function renderCollections(root) {
       h("td", { class: "num count" }, counts[i]),
       h("td", { class: "num" }, memory.has(c.name) ? bytes(memory.get(c.name).memory_bytes) : "–"),
       h("td", { class: "num" }, memory.has(c.name) ? bytes(memory.get(c.name).wal_bytes) : "–"),
+      h("td", { class: "num tombstones" }, memory.get(c.name)?.tombstones ?? "–"),
       h(
         "td",
         {},
@@ -274,6 +275,7 @@ async function renderCollections(root) {
           "points",
           "memory",
           "WAL",
+          "tombstones",
           "payload indexes",
           "",
         ],
@@ -283,7 +285,8 @@ async function renderCollections(root) {
       h(
         "p",
         { class: "hint" },
-        "points: the logical count (each point once); memory and WAL: summed over every replica.",
+        "points: the logical count (each point once); memory, WAL and tombstones: summed over " +
+          "every replica.",
       ),
     ),
     h("section", {}, h("h2", {}, "Create a collection"), create),

@@ -97,6 +97,13 @@ Deno.test({
       }));
       await json("PUT", "/collections/docs/points", { points });
       await json("PUT", "/collections/docs/index", { field: "color", type: "keyword" });
+      // One deleted point: the collections page shows 599 points and its tombstones.
+      const deleted = await fetch(`${base}/collections/docs/points/599`, { method: "DELETE" });
+      assert.equal(deleted.status, 200);
+      await deleted.body?.cancel();
+      const { answer: stats } = await json("GET", "/stats");
+      const docsStats = stats.collections.find((s: { name: string }) => s.name === "docs");
+      assert.equal(docsStats.tombstones, "2", "one tombstone on each of the point's 2 owners");
 
       // The API's answer to the filtered search the playground will run; every search is
       // sampled (--recall-sample-rate 1), so the monitor measures it against an exact search.
@@ -174,7 +181,7 @@ Deno.test({
       assert.deepEqual(shown.problems, [], "no script error or CSP violation in the console");
       assert.equal(shown.members, 4, "3 storage nodes and the router");
       assert.ok(shown.ring >= 3, `ring arcs drawn: ${shown.ring}`);
-      assert.deepEqual(shown.collections, [["docs", "600"]]);
+      assert.deepEqual(shown.collections, [["docs", "599", "2"]]);
       assert.match(shown.summary, /10 results; the server took [0-9.]+ ms .*shards answered/);
       assert.deepEqual(
         shown.results.map((r: { id: string }) => Number(r.id)),

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 /**
  * The browser half of `tests/console_test.ts`, run under Node through tsx (puppeteer-core is a
  * Node library; under Deno its WebSocket transport is not needed and not tried). Opens the web
@@ -48,7 +49,11 @@ try {
   const collections = await page.$$eval(
     "#collections tbody tr",
     (rows) =>
-      rows.map((r) => [r.getAttribute("data-collection"), r.querySelector(".count")?.textContent]),
+      rows.map((r) => [
+        r.getAttribute("data-collection"),
+        r.querySelector(".count")?.textContent,
+        r.querySelector(".tombstones")?.textContent,
+      ]),
   );
   await page.goto(`${url}/#search`, { waitUntil: "load" });
   await page.waitForSelector("#search-form select[name=collection] option");
