@@ -35,8 +35,25 @@ try {
   // A CSP violation or a script error in the console is a failure of this test.
   page.on("pageerror", (e) => problems.push(`page error: ${e}`));
   page.on("console", (m) => {
-    if (m.type() === "error") problems.push(`console error: ${m.text()}`);
+    // The first API call answers 401 before the key is typed: expected, logged by Chromium.
+    if (m.type() === "error" && !/status of 401/.test(m.text())) {
+      problems.push(`console error: ${m.text()}`);
+    }
   });
+  // Every request the page makes: the API key must travel only to the console's own origin.
+  const origin = new URL(url).origin;
+  let keyed = 0;
+  const keyedElsewhere: string[] = [];
+  page.on("request", (r) => {
+    if (r.headers().authorization === undefined) return;
+    if (new URL(r.url()).origin === origin) keyed++;
+    else keyedElsewhere.push(r.url());
+  });
+  // First load: the API answers 401, the console shows its key form; the key is typed once.
+  await page.goto(`${url}/#cluster`, { waitUntil: "load" });
+  await page.waitForSelector("#key-form:not([hidden])", { timeout: 15_000 });
+  await page.type("#key-input", flag("key"));
+  await page.click("#key-form button[type=submit]");
   const visit = async (name: string, ready: string) => {
     await page.goto(`${url}/#${name}`, { waitUntil: "load" });
     await page.waitForSelector(ready, { timeout: 15_000 });
@@ -101,9 +118,23 @@ try {
   );
   await page.screenshot({ path: join(out, "charts.png"), fullPage: true });
   const charts = await page.$$eval("#charts .chart", (c) => c.length);
-  console.log(
-    JSON.stringify({ members, ring, collections, summary, results, recall, charts, problems }),
-  );
+  const session_key = await page.evaluate(() => sessionStorage.getItem("vectordb.api_key"));
+  const local_storage = await page.evaluate(() => localStorage.length);
+  console.log(JSON.stringify({
+    members,
+    ring,
+    collections,
+    summary,
+    results,
+    recall,
+    charts,
+    problems,
+    asked_for_key: true,
+    session_key,
+    local_storage,
+    keyed_requests: keyed,
+    keyed_elsewhere: keyedElsewhere,
+  }));
 } finally {
   await browser.close();
 }
