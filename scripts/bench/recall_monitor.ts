@@ -9,7 +9,9 @@
  *
  * 1. Throughput, alternating A, B, A, B (`--rounds` each, `--seconds` long, `--clients`
  *    concurrent HTTP clients cycling through the `--queries` GloVe queries at `--ef`): queries/s
- *    per router, so drift in the machine's load hits both alike.
+ *    per router, so drift in the machine's load hits both alike; and the CPU time the storage
+ *    node and the round's router spent per search (/proc/PID/stat), which other jobs on a shared
+ *    machine disturb far less than queries/s.
  * 2. Offline recall@k: every query once through router B, against the exact top-k by brute
  *    force (WASM kernels, scripts/bench/lib/dataset.ts `groundTruth`).
  * 3. The monitor's figure from router A's `GET /console/state` (the rolling mean over its last
@@ -82,6 +84,12 @@ const row = (m: typeof base, i: number) => Array.from(m.data.subarray(i * m.dim,
 
 const group = new ProcGroup();
 const dir = await mkdtemp(join(tmpdir(), "vdb-recall-bench-"));
+/** CPU ms (user + system) process `pid` has used so far. */
+function cpuMs(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime in 100 Hz ticks
+}
 const uptime = () =>
   new TextDecoder().decode(new Deno.Command("uptime").outputSync().stdout).trim();
 
@@ -106,7 +114,7 @@ try {
     ready_timeout_ms: 60_000,
   });
   await node.ready;
-  const routers: { name: string; http: number }[] = [];
+  const routers: { name: string; http: number; pid: number }[] = [];
   for (const [name, rate] of [["A", RATE], ["B", 0]] as const) {
     const port = await freePort("127.0.0.1");
     const http = await freePort("127.0.0.1");
@@ -125,7 +133,7 @@ try {
       ready_timeout_ms: 60_000,
     });
     await p.ready;
-    routers.push({ name, http });
+    routers.push({ name, http, pid: p.pid! });
   }
   const [A, B] = routers;
 
@@ -158,11 +166,13 @@ try {
 
   // 1. Throughput, alternating.
   const qps: Record<string, number[]> = { A: [], B: [] };
+  const cpu = { A: { ms: 0, searches: 0 }, B: { ms: 0, searches: 0 } };
   const loads: string[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     for (const router of [A, B]) {
       let done = 0;
       let q = 0;
+      const cpu0 = cpuMs(node.pid!) + cpuMs(router.pid);
       const end = performance.now() + SECONDS * 1000;
       const start = performance.now();
       await Promise.all(Array.from({ length: CLIENTS }, async () => {
@@ -172,6 +182,11 @@ try {
         }
       }));
       qps[router.name].push(done / ((performance.now() - start) / 1000));
+      // The monitor's queue drains after the round: wait for it, so its work is counted.
+      if (router === A) await new Promise((r) => setTimeout(r, 2000));
+      const c = cpu[router.name as "A" | "B"];
+      c.ms += cpuMs(node.pid!) + cpuMs(router.pid) - cpu0;
+      c.searches += done;
       loads.push(`${router.name}${r}: ${uptime()}`);
       console.error(
         `recall bench: round ${r} router ${router.name}: ${
@@ -220,6 +235,11 @@ try {
     qps_monitor_off: Number(mean(qps.B).toFixed(1)),
     qps_rounds: qps,
     cost_percent: Number((100 * (1 - mean(qps.A) / mean(qps.B))).toFixed(1)),
+    cpu_ms_per_search_on: Number((cpu.A.ms / cpu.A.searches).toFixed(3)),
+    cpu_ms_per_search_off: Number((cpu.B.ms / cpu.B.searches).toFixed(3)),
+    cpu_cost_percent: Number(
+      (100 * ((cpu.A.ms / cpu.A.searches) / (cpu.B.ms / cpu.B.searches) - 1)).toFixed(1),
+    ),
     load_average: loads,
   };
   console.log(
@@ -227,7 +247,9 @@ try {
       `monitor ${result.monitor_recall} over ${fig.samples} samples (standard error ` +
       `${result.standard_error}; ${result.difference_in_se} SE apart)\n` +
       `search q/s (${CLIENTS} clients, HTTP): monitor on (rate ${RATE}) ` +
-      `${result.qps_monitor_on}, off ${result.qps_monitor_off}: cost ${result.cost_percent}%`,
+      `${result.qps_monitor_on}, off ${result.qps_monitor_off}: cost ${result.cost_percent}%\n` +
+      `CPU ms per search (node + router): monitor on ${result.cpu_ms_per_search_on}, off ` +
+      `${result.cpu_ms_per_search_off}: cost ${result.cpu_cost_percent}%`,
   );
   console.log(JSON.stringify(result));
 } finally {
