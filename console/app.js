@@ -387,7 +387,10 @@ async function runSearch(ev, out) {
         { id: "search-summary" },
         `${res.results.length} results; the server took ${timing ? timing[1] : "?"} ms ` +
           `(${r.ms.toFixed(1)} ms round trip); shards answered ${res.shards_answered} of ` +
-          `${res.shards_total}${res.partial ? " (PARTIAL: some shards did not answer)" : ""}`,
+          `${res.shards_total}${res.partial ? " (PARTIAL: some shards did not answer)" : ""}` +
+          ((res.nodes_answered ?? []).length > 0
+            ? `; nodes answered: ${res.nodes_answered.join(", ")}`
+            : ""),
       ),
       table(
         ["#", "id", "distance", "payload"],

@@ -138,6 +138,7 @@ Deno.test({
           { vector, k: 10, filter, with_payload: true },
         );
         assert.equal(expected.results.length, 10);
+        assert.equal(expected.nodes_answered.length, 3, "the router names the nodes that answered");
         for (const r of expected.results) assert.equal(r.payload.color, "green");
         assert.match(searched.headers.get("server-timing") ?? "", /^total;dur=[0-9.]+$/);
         const { answer: exact } = await json("POST", "/collections/docs/points/search", {
@@ -221,6 +222,7 @@ Deno.test({
         assert.ok(shown.ring >= 3, `ring arcs drawn: ${shown.ring}`);
         assert.deepEqual(shown.collections, [["docs", "599", "2"]]);
         assert.match(shown.summary, /10 results; the server took [0-9.]+ ms .*shards answered/);
+        for (const node of expected.nodes_answered) assert.ok(shown.summary.includes(node));
         assert.deepEqual(
           shown.results.map((r: { id: string }) => Number(r.id)),
           expected.results.map((r: { id: number }) => r.id),

@@ -262,6 +262,11 @@ const SCHEMAS: Record<string, Schema> = {
       partial: { type: "boolean" },
       shards_answered: { type: "integer" },
       shards_total: { type: "integer" },
+      nodes_answered: {
+        type: "array",
+        items: { type: "string" },
+        description: "router: the storage nodes whose answers were merged",
+      },
     },
   },
   SearchBatchBody: {

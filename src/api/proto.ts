@@ -145,6 +145,8 @@ export interface SearchResponse {
   partial?: boolean;
   shards_answered?: number;
   shards_total?: number;
+  /** Router only: the storage nodes whose answers were merged, sorted. */
+  nodes_answered?: string[];
 }
 
 export interface CreateCollectionRequest {

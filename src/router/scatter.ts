@@ -136,7 +136,7 @@ export class Scatter {
     const results = mergeSearchResults(lists, v.k);
     const coverage = searchCoverage(view.shards, answered);
     if (coverage.partial) counts.partial++;
-    return { results, ...coverage };
+    return { results, ...coverage, nodes_answered: [...answered].sort() };
   }
 
   /** The union of the collections `nodes` report; UNAVAILABLE when none answered. */
