@@ -221,6 +221,10 @@ Deno.test({
         assert.equal(shown.members, 4, "3 storage nodes and the router");
         assert.ok(shown.ring >= 3, `ring arcs drawn: ${shown.ring}`);
         assert.deepEqual(shown.collections, [["docs", "599", "2"]]);
+        assert.match(
+          shown.create_refused,
+          /PERMISSION_DENIED \(403\): .*CreateCollection needs role admin/,
+        );
         assert.match(shown.summary, /10 results; the server took [0-9.]+ ms .*shards answered/);
         for (const node of expected.nodes_answered) assert.ok(shown.summary.includes(node));
         assert.deepEqual(

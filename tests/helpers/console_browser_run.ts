@@ -35,8 +35,9 @@ try {
   // A CSP violation or a script error in the console is a failure of this test.
   page.on("pageerror", (e) => problems.push(`page error: ${e}`));
   page.on("console", (m) => {
-    // The first API call answers 401 before the key is typed: expected, logged by Chromium.
-    if (m.type() === "error" && !/status of 401/.test(m.text())) {
+    // Expected refusals, logged by Chromium: 401 before the key is typed, 403 for the create
+    // tried with the read key.
+    if (m.type() === "error" && !/status of 40[13]/.test(m.text())) {
       problems.push(`console error: ${m.text()}`);
     }
   });
@@ -72,6 +73,12 @@ try {
         r.querySelector(".tombstones")?.textContent,
       ]),
   );
+  // Creating needs the admin key; with the read key the form shows the API's refusal.
+  await page.type("#create-form input[name=name]", "made_in_ui");
+  await page.type("#create-form input[name=dimension]", "4");
+  await page.click("#create-form button[type=submit]");
+  await page.waitForSelector("#collections-message .error", { timeout: 15_000 });
+  const create_refused = await page.$eval("#collections-message .error", (e) => e.textContent);
   await page.goto(`${url}/#search`, { waitUntil: "load" });
   await page.waitForSelector("#search-form select[name=collection] option");
   await page.select("#search-form select[name=collection]", flag("collection"));
@@ -130,6 +137,7 @@ try {
     charts,
     problems,
     asked_for_key: true,
+    create_refused,
     session_key,
     local_storage,
     keyed_requests: keyed,
