@@ -58,7 +58,7 @@ class Client {
       body: options.raw ?? (body === undefined ? undefined : JSON.stringify(body)),
     });
     const text = await res.text();
-    const json = !(res.headers.get("content-type") ?? "").startsWith("text/plain");
+    const json = (res.headers.get("content-type") ?? "").startsWith("application/json");
     const answer = { status: res.status, body: json ? JSON.parse(text) : { text } };
     if (this.doc !== null) {
       const op = this.doc.paths[template]?.[method.toLowerCase()];
@@ -122,6 +122,17 @@ Deno.test({
         assert.equal(metrics.status, 200);
         assert.match(String(metrics.body.text), /^# HELP /m);
         assert.equal((await api.op("GET", "/metrics", {}, undefined, { key: null })).status, 401);
+        // The web console: its files open (no data in them), its state role read.
+        const index = await api.op("GET", "/", {}, undefined, { key: null });
+        assert.equal(index.status, 200);
+        assert.match(String(index.body.text), /<script type="module" src="\/console\/app.js">/);
+        const appJs = await api.op("GET", "/console/{file}", { file: "app.js" }, undefined, {
+          key: null,
+        });
+        assert.equal(appJs.status, 200);
+        const state = await api.op("GET", "/console/state", {}, undefined, { key: KEYS.read });
+        assert.equal(state.status, 200);
+        assert.equal((state.body.ring as unknown[]).length, 3);
 
         // Keys: none 401, a read key writing 403.
         const none = await api.op("GET", "/collections", {}, undefined, { key: null });
@@ -335,9 +346,12 @@ Deno.test({
       const doc = await api.op("GET", "/openapi.json");
       api.doc = doc.body as unknown as Doc;
       assert.match(JSON.stringify(api.doc), /storage node/);
-      for (const p of ["/openapi.json", "/healthz", "/readyz", "/metrics"]) {
+      for (const p of ["/openapi.json", "/healthz", "/readyz", "/metrics", "/"]) {
         assert.equal((await api.op("GET", p)).status, 200);
       }
+      // A node serves the console too; the ring and recall state are the router's.
+      assert.equal((await api.op("GET", "/console/{file}", { file: "api.js" })).status, 200);
+      assert.equal((await api.op("GET", "/console/state")).status, 404);
       assert.equal(
         (await api.op("PUT", "/collections/{name}", { name: C }, { dimension: 2 })).status,
         200,

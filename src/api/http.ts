@@ -54,6 +54,7 @@ import {
   type Route,
 } from "./http_routes.ts";
 import { openApiDocument } from "./openapi.ts";
+import { CONSOLE_HEADERS, ConsoleFiles, defaultConsoleDir } from "./console_files.ts";
 import type { VectorDBHandlers } from "./proto.ts";
 import type { SecurityConfig } from "./security.ts";
 import { VIA_HTTP } from "./unary.ts";
@@ -124,6 +125,13 @@ export interface HttpApiOptions {
   request_timeout_ms?: number;
   requests_max?: number;
   body_bytes_in_flight_max?: number;
+  /**
+   * The web console's files (`GET /`, `GET /console/{file}`); default: the `console/` folder
+   * of this checkout (console_files.ts).
+   */
+  console_files?: ConsoleFiles;
+  /** `GET /console/state` (the router's ring shares and recall figures); absent: 404. */
+  console_state?: () => unknown;
 }
 
 /** The outcome of one handler call. */
@@ -145,9 +153,11 @@ export class HttpApi {
   readonly #requests: RequestMetrics | null;
   /** Recorders by "METHOD route". */
   readonly #recorders = new Map<string, (code: number, seconds: number) => void>();
+  readonly #console: ConsoleFiles;
 
   constructor(options: HttpApiOptions) {
     this.#o = options;
+    this.#console = options.console_files ?? ConsoleFiles.load(defaultConsoleDir());
     this.#log = options.log ?? ((m) => console.error(m));
     this.#timeout_ms = options.request_timeout_ms ?? HTTP_REQUEST_TIMEOUT_MS;
     this.#requests_max = options.requests_max ?? HTTP_REQUESTS_MAX;
@@ -260,6 +270,7 @@ export class HttpApi {
     reserve: (n: number) => void,
     seen: { route: string },
   ): Promise<void> {
+    const t0_ms = performance.now();
     const deadline_ms = Date.now() + this.#timeout_ms;
     if (this.#active > this.#requests_max) {
       throw new HttpError(
@@ -299,8 +310,29 @@ export class HttpApi {
       this.#sendText(res, 200, await metrics.text(), METRICS_CONTENT_TYPE);
       return;
     }
+    if (route.kind === "console") {
+      const name = params.file ?? "index.html";
+      const file = this.#console.get(name);
+      if (file === null) {
+        throw new HttpError(
+          404,
+          grpc.status.NOT_FOUND,
+          `The web console has no file ${JSON.stringify(name.slice(0, 80))}`,
+        );
+      }
+      this.answered[200] = (this.answered[200] ?? 0) + 1;
+      res.writeHead(200, {
+        "content-type": file.type,
+        "content-length": file.body.length,
+        ...CONSOLE_HEADERS,
+      });
+      res.end(file.body);
+      return;
+    }
     const answer = await this.#answer(route, params, body, query, metadata, deadline_ms, req);
-    this.#send(res, answer.status, answer.body);
+    // The time this server took (the console's search playground shows it).
+    const took_ms = (performance.now() - t0_ms).toFixed(2);
+    this.#send(res, answer.status, answer.body, { "server-timing": `total;dur=${took_ms}` });
   }
 
   async #answer(
@@ -322,7 +354,20 @@ export class HttpApi {
       case "openapi":
         return { status: 200, body: openApiDocument(this.#o.kind) };
       case "metrics":
-        throw new Error("GET /metrics is answered by #serve");
+      case "console":
+        throw new Error(`GET ${route.path} is answered by #serve`);
+      case "console_state": {
+        const state = this.#o.console_state;
+        if (state === undefined) {
+          throw new HttpError(
+            404,
+            grpc.status.NOT_FOUND,
+            "GET /console/state is the router's (ring shares, recall figures); this is a " +
+              "storage node",
+          );
+        }
+        return { status: 200, body: state() };
+      }
     }
     const request = route.request!(params, body, query);
     const outcome = await this.#invoke(route, request, metadata, deadline_ms, peerOf(req));

@@ -11,6 +11,9 @@
  * | GET    | /readyz                               | (health of "")  | open  |
  * | GET    | /openapi.json                         | (like reflection) | read |
  * | GET    | /metrics                              | (Prometheus text) | read |
+ * | GET    | /                                     | (web console: index.html) | open |
+ * | GET    | /console/state                        | (router: ring shares, recall figures) | read |
+ * | GET    | /console/{file}                       | (web console: a static file) | open |
  * | GET    | /collections                          | ListCollections | read  |
  * | GET    | /collections/{name}                   | ListCollections, one entry | read |
  * | PUT    | /collections/{name}                   | CreateCollection | admin |
@@ -67,7 +70,14 @@ export const JSON_BYTES_FACTOR = 4;
 export type HttpMethod = "GET" | "PUT" | "POST" | "DELETE";
 
 /** What a route does besides calling a gRPC method. */
-export type RouteKind = "rpc" | "healthz" | "readyz" | "openapi" | "metrics";
+export type RouteKind =
+  | "rpc"
+  | "healthz"
+  | "readyz"
+  | "openapi"
+  | "metrics"
+  | "console"
+  | "console_state";
 
 /** Path parameters by name (decoded). */
 export type Params = Readonly<Record<string, string>>;
@@ -329,6 +339,35 @@ export const ROUTES: readonly Route[] = [
     summary: "Prometheus metrics, text exposition format (role read when API keys are " +
       "configured; 404 with --metrics false)",
   },
+  {
+    method: "GET",
+    path: "/",
+    kind: "console",
+    auth_path: HEALTH_PATH,
+    body_fields: null,
+    query: [],
+    summary: "The web console (console/index.html; open: it holds no data, and asks for the " +
+      "API key when the API needs one)",
+  },
+  {
+    method: "GET",
+    path: "/console/state",
+    kind: "console_state",
+    auth_path: METRICS_PATH,
+    body_fields: null,
+    query: [],
+    summary: "Router: each storage node's share of the ring and the recall monitor's figures " +
+      "(a node: 404)",
+  },
+  {
+    method: "GET",
+    path: "/console/{file}",
+    kind: "console",
+    auth_path: HEALTH_PATH,
+    body_fields: null,
+    query: [],
+    summary: "One static file of the web console (only names in the console folder)",
+  },
   rpc("GET", "/collections", "ListCollections", "List collections", null, () => ({})),
   rpc(
     "GET",
@@ -385,7 +424,7 @@ export const ROUTES: readonly Route[] = [
     "/collections/{name}/points/search",
     "Search",
     "The k nearest points to a vector (only points matching `filter` when given)",
-    ["vector", "k", "ef", "filter", "with_payload", "with_vector"],
+    ["vector", "k", "ef", "filter", "with_payload", "with_vector", "exact"],
     (p, b) => ({ ...withFilter(b), collection: pathCollection(p) }),
     {
       respond: (_p, response) => {

@@ -151,9 +151,11 @@ Deno.test("httpStatusOf: the gRPC status mapping", () => {
 Deno.test("routes: each performs its gRPC method's access rule; health routes are open", () => {
   for (const r of ROUTES) {
     const access = accessOf(r.auth_path);
-    if (r.kind === "healthz" || r.kind === "readyz") assert.equal(access, "open");
-    else if (r.kind === "openapi" || r.kind === "metrics") assert.equal(access, "read");
-    else assert.equal(r.auth_path, `/vectordb.VectorDB/${r.rpc}`);
+    if (r.kind === "healthz" || r.kind === "readyz" || r.kind === "console") {
+      assert.equal(access, "open");
+    } else if (r.kind === "openapi" || r.kind === "metrics" || r.kind === "console_state") {
+      assert.equal(access, "read");
+    } else assert.equal(r.auth_path, `/vectordb.VectorDB/${r.rpc}`);
   }
 });
 

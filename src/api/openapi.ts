@@ -160,6 +160,11 @@ const SCHEMAS: Record<string, Schema> = {
       with_payload: { type: "boolean", description: "results carry their payloads" },
       with_vector: { type: "boolean", description: "results carry their stored vectors" },
       filter: ref("Filter"),
+      exact: {
+        type: "boolean",
+        description: "brute force over every point (exact top-k; ef ignored): for measuring " +
+          "recall, a scan of the collection (not in a batch)",
+      },
     },
   },
   Filter: {
@@ -257,6 +262,11 @@ const SCHEMAS: Record<string, Schema> = {
       partial: { type: "boolean" },
       shards_answered: { type: "integer" },
       shards_total: { type: "integer" },
+      nodes_answered: {
+        type: "array",
+        items: { type: "string" },
+        description: "router: the storage nodes whose answers were merged",
+      },
     },
   },
   SearchBatchBody: {
@@ -440,6 +450,32 @@ const SCHEMAS: Record<string, Schema> = {
     },
   },
   OpenApi: { type: "object", additionalProperties: true },
+  ConsoleFile: {
+    type: "string",
+    description: "A static file of the web console (HTML, JavaScript, CSS or SVG; its " +
+      "content-type says which), sent with a Content-Security-Policy",
+  },
+  ConsoleState: {
+    type: "object",
+    properties: {
+      ring: {
+        type: "array",
+        items: {
+          type: "object",
+          properties: { address: { type: "string" }, share: { type: "number" } },
+        },
+        description: "each storage node's share of the hash ring as primary owner (sums to 1)",
+      },
+      replication_factor: { type: "integer" },
+      recall: {
+        type: "object",
+        description: "the recall monitor: sample_rate, warn_below, counts and per collection " +
+          "the rolling recall@k (null before a sample), samples, total, k, ef",
+        additionalProperties: true,
+      },
+      time_ms: { type: "integer", description: "the router's clock, ms since the Unix epoch" },
+    },
+  },
   Metrics: {
     type: "string",
     description: "Prometheus text exposition format 0.0.4 (content-type text/plain; " +
@@ -456,6 +492,9 @@ const OPERATIONS: Record<
   "GET /readyz": { ok: "Health", errors: ["503"] },
   "GET /openapi.json": { ok: "OpenApi", errors: ["401", "403"] },
   "GET /metrics": { ok: "Metrics", ok_type: "text/plain", errors: ["401", "403", "404"] },
+  "GET /": { ok: "ConsoleFile", ok_type: "text/html", errors: ["404"] },
+  "GET /console/state": { ok: "ConsoleState", errors: ["401", "403", "404"] },
+  "GET /console/{file}": { ok: "ConsoleFile", ok_type: "text/javascript", errors: ["404"] },
   "GET /collections": { ok: "ListCollectionsResponse", errors: [] },
   "GET /collections/{name}": { ok: "CollectionInfo", errors: ["400", "404"] },
   "PUT /collections/{name}": {
@@ -553,7 +592,7 @@ export function openApiDocument(kind: "node" | "router"): Record<string, unknown
     const key = `${r.method} ${r.path}`;
     const op = OPERATIONS[key];
     if (op === undefined) throw new Error(`openapi.ts does not describe ${key}`);
-    const open = r.kind === "healthz" || r.kind === "readyz";
+    const open = r.kind === "healthz" || r.kind === "readyz" || r.kind === "console";
     const errors = [...op.errors];
     if (!open) errors.push("401", "403", "429", "500", "503", "504");
     if (r.body_fields !== null) errors.push("408");
@@ -579,6 +618,8 @@ export function openApiDocument(kind: "node" | "router"): Record<string, unknown
           ? { type: "integer", minimum: 0, maximum: ID_MAX }
           : m[1] === "field"
           ? { type: "string", description: "A dotted payload key (percent-encoded)" }
+          : m[1] === "file"
+          ? { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}\\.(html|js|css|svg)$" }
           : { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
       });
     }

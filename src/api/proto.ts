@@ -129,6 +129,8 @@ export interface SearchRequest {
   with_payload?: boolean;
   /** Results carry their stored vectors. */
   with_vector?: boolean;
+  /** Brute force instead of the graph (exact top-k; `ef` ignored). */
+  exact?: boolean;
 }
 export interface SearchResult {
   id: number;
@@ -143,6 +145,8 @@ export interface SearchResponse {
   partial?: boolean;
   shards_answered?: number;
   shards_total?: number;
+  /** Router only: the storage nodes whose answers were merged, sorted. */
+  nodes_answered?: string[];
 }
 
 export interface CreateCollectionRequest {
@@ -196,6 +200,8 @@ export interface CollectionStats {
   last_snapshot_seq: Uint64;
   last_snapshot_time_ms: Uint64;
   wal_syncs?: Uint64;
+  /** Deleted points held as tombstones (router: summed over nodes). */
+  tombstones?: Uint64;
 }
 export interface NodeStats {
   node_id: string;

@@ -88,6 +88,7 @@ Deno.test("messages round-trip with the loader options", () => {
     with_payload: true,
     with_vector: false,
     filter: '{"must":[{"key":"a","match":{"value":1}}]}',
+    exact: true,
   };
   assert.deepEqual(search.requestDeserialize(search.requestSerialize(req)), req);
 
@@ -99,12 +100,19 @@ Deno.test("messages round-trip with the loader options", () => {
     partial: true,
     shards_answered: 2,
     shards_total: 3,
+    nodes_answered: ["127.0.0.1:1", "127.0.0.1:2"],
   };
   assert.deepEqual(search.responseDeserialize(search.responseSerialize(res)), res);
 
   // defaults: true and arrays: true fill absent fields.
   const empty = search.responseDeserialize(search.responseSerialize({}));
-  assert.deepEqual(empty, { results: [], partial: false, shards_answered: 0, shards_total: 0 });
+  assert.deepEqual(empty, {
+    results: [],
+    partial: false,
+    shards_answered: 0,
+    shards_total: 0,
+    nodes_answered: [],
+  });
 
   // longs: String decodes uint64 as decimal strings; numbers are accepted when encoding.
   const stats = vectorDbService.Stats;

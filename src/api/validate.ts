@@ -288,6 +288,8 @@ export interface ValidSearch {
   with_vector: boolean;
   /** Only points matching it (absent or null: every point). */
   filter?: Filter | null;
+  /** Brute force over every live point instead of the graph (SearchRequest.exact). */
+  exact?: boolean;
 }
 
 /**
@@ -408,6 +410,7 @@ export function validateSearchRequest(
     with_payload?: unknown;
     with_vector?: unknown;
     filter?: unknown;
+    exact?: unknown;
   },
   dimension?: number,
 ): ValidSearch {
@@ -419,6 +422,8 @@ export function validateSearchRequest(
     with_payload: validateFlag(request.with_payload, "with_payload"),
     with_vector: validateFlag(request.with_vector, "with_vector"),
     filter: validateFilter(request.filter, "filter"),
+    // Present only when asked for, so a plain search's validated form is unchanged.
+    ...(validateFlag(request.exact, "exact") ? { exact: true } : {}),
   };
 }
 

@@ -182,6 +182,26 @@ export class HashRing {
     return count;
   }
 
+  /**
+   * Each member's share of the hash space as primary owner (0..1, summing to 1; empty map for
+   * an empty ring). Vnode i owns the arc from the previous vnode's hash (exclusive) to its own
+   * (inclusive); the first vnode also owns the wrap past the last one. Point ids hash
+   * uniformly, so this is also the expected share of points each member holds as primary.
+   */
+  shares(): Map<string, number> {
+    const out = new Map<string, number>();
+    const hashes = this.#hashes;
+    const n = hashes.length;
+    if (n === 0) return out;
+    const arcs = new Float64Array(this.#members.length);
+    for (let i = 0; i < n; i++) {
+      const arc = i === 0 ? hashes[0] + (2 ** 32 - hashes[n - 1]) : hashes[i] - hashes[i - 1];
+      arcs[this.#owner[i]] += arc;
+    }
+    for (let m = 0; m < this.#members.length; m++) out.set(this.#members[m], arcs[m] / 2 ** 32);
+    return out;
+  }
+
   /** Index of the first vnode whose hash is ≥ h, wrapping to 0 past the end; ring not empty. */
   #firstAtOrAfter(h: number): number {
     const hashes = this.#hashes;

@@ -204,3 +204,24 @@ Deno.test("default vnodes: a 4th node's RF-2 replica share is within 5% of a qua
   }
   assert.ok(worst <= 0.05, `worst deviation ${(worst * 100).toFixed(2)}%`);
 });
+
+Deno.test("HashRing.shares: each member's arc of the hash space, matching where ids land", () => {
+  assert.equal(new HashRing().shares().size, 0);
+  assert.deepEqual([...new HashRing({ members: ["a"] }).shares()], [["a", 1]]);
+  const ring = new HashRing({ members: ["n1:1", "n2:2", "n3:3"], vnodes_per_member: 64 });
+  const shares = ring.shares();
+  assert.deepEqual([...shares.keys()], ["n1:1", "n2:2", "n3:3"]);
+  const sum = [...shares.values()].reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(sum - 1) < 1e-12, `shares sum to ${sum}`);
+  // Ids hash uniformly: the fraction each member is primary for tracks its share.
+  const counts = new Map<string, number>();
+  const n = 60_000;
+  for (let id = 0; id < n; id++) {
+    const p = ring.primary(id)!;
+    counts.set(p, (counts.get(p) ?? 0) + 1);
+  }
+  for (const [m, share] of shares) {
+    const seen = (counts.get(m) ?? 0) / n;
+    assert.ok(Math.abs(seen - share) < 0.01, `${m}: share ${share}, primary for ${seen}`);
+  }
+});

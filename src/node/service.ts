@@ -230,12 +230,15 @@ export function nodeHandlers(
       last_snapshot_seq: s.last_snapshot_seq,
       last_snapshot_time_ms: s.last_snapshot_time_ms,
       wal_syncs: s.wal.syncs,
+      tombstones: s.tombstones,
     };
   }
 
   /** One search of a collection, with payloads and vectors when asked (Search, SearchBatch). */
   const runSearch = (c: Collection, s: ValidSearch): SearchResult[] => {
-    const hits = c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef, s.filter ?? null);
+    const hits = s.exact
+      ? c.exactSearch(s.vector, s.k, s.filter ?? null)
+      : c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef, s.filter ?? null);
     if (searchMetrics !== null) {
       searchMetrics.ef.observe(c.index.lastSearchEf);
       searchMetrics.visited.observe(c.index.lastVisited);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { type HandlerCall, rejectsWith, withNode as withNodeHandlers } from "./handlers_testing.ts";
+import { Rng } from "../testing/random.ts";
 
 /** A node's handlers over a fresh store (see handlers_testing.ts). */
 const withNode = (fn: (api: HandlerCall, tr: HandlerCall) => Promise<void>) =>
@@ -125,5 +126,68 @@ Deno.test("filters, payload indexes, GetBatch, DeleteBatch, DeleteByFilter and E
     assert.equal((await api("Count", { collection: "c" })).count, "18");
     assert.equal((await api("DropFieldIndex", { collection: "c", field: "g" })).dropped, true);
     assert.equal((await api("DropFieldIndex", { collection: "c", field: "g" })).dropped, false);
+  });
+});
+
+Deno.test("Search exact: the true top-k by brute force (also filtered), where a weak graph misses some", async () => {
+  await withNode(async (api) => {
+    const rng = new Rng(41);
+    const dim = 16;
+    // A deliberately weak graph (m 2, ef_construction 2) so graph search at ef = k misses.
+    await api("CreateCollection", {
+      name: "x",
+      dimension: dim,
+      metric: "l2",
+      m: 2,
+      ef_construction: 2,
+    });
+    const vectors = Array.from({ length: 2000 }, () => Array.from(rng.vector(dim)));
+    await api("PutBatch", {
+      collection: "x",
+      points: vectors.map((vector, id) => ({
+        id,
+        vector,
+        payload: JSON.stringify({ odd: id % 2 === 1 }),
+      })),
+    });
+    const f32 = (xs: number[]) => Array.from(new Float32Array(xs));
+    const odd = JSON.stringify({ must: [{ key: "odd", match: { value: true } }] });
+    let graphMissed = 0;
+    for (let q = 0; q < 10; q++) {
+      const query = f32(Array.from(rng.vector(dim)));
+      for (const filter of ["", odd]) {
+        const ids = vectors.map((v, id) => ({ id, v: f32(v) }))
+          .filter(({ id }) => filter === "" || id % 2 === 1)
+          .map(({ id, v }) => ({ id, d: v.reduce((s, x, i) => s + (x - query[i]) ** 2, 0) }))
+          .sort((a, b) => a.d - b.d || a.id - b.id).slice(0, 10).map((p) => p.id);
+        const exact = await api("Search", {
+          collection: "x",
+          vector: query,
+          k: 10,
+          filter,
+          exact: true,
+        });
+        assert.deepEqual(
+          exact.results.map((r: { id: number }) => r.id),
+          ids,
+          `query ${q} ${filter}`,
+        );
+        const graph = await api("Search", {
+          collection: "x",
+          vector: query,
+          k: 10,
+          ef: 10,
+          filter,
+        });
+        const got = new Set(graph.results.map((r: { id: number }) => r.id));
+        graphMissed += ids.filter((id) => !got.has(id)).length;
+      }
+    }
+    assert.ok(graphMissed > 0, "the weak graph's search missed some true neighbours");
+    await rejects(
+      api("Search", { collection: "x", vector: new Array(dim).fill(0), k: 1, exact: "yes" }),
+      BAD,
+      /exact "yes" must be true or false/,
+    );
   });
 });

@@ -28,6 +28,7 @@
  *
  * @module
  */
+import type { RecallMonitor, RecallSample } from "./recall_monitor.ts";
 import * as grpc from "@grpc/grpc-js";
 import type { ResponseOf } from "../api/client.ts";
 import type { CollectionInfo } from "../api/proto.ts";
@@ -127,6 +128,8 @@ export class RouterCore {
   #view: RingView;
   #stopping = false;
   #rebalance: RebalanceHooks | null = null;
+  /** The recall monitor fed by {@link search} (set by the router; null: none). */
+  recall: RecallMonitor | null = null;
   /** Nodes kept off the ring while a move is unsettled, since when (clock ms). */
   readonly #join_waiting = new Map<string, number>();
 
@@ -230,15 +233,54 @@ export class RouterCore {
     return this.replication.get(this.routable(), v);
   }
 
-  search(v: RouterSearch): Promise<ResponseOf<"Search">> {
-    return this.scatter.search(this.routable(), v);
+  async search(v: RouterSearch): Promise<ResponseOf<"Search">> {
+    const answer = await this.scatter.search(this.routable(), v);
+    this.#offerRecall(v, answer);
+    return answer;
   }
 
   /** Each search scattered as {@link search}, a bounded number at once, in request order. */
   async searchBatch(list: readonly RouterSearch[]): Promise<ResponseOf<"SearchBatch">> {
     const view = this.routable();
-    const results = await runSearchBatch(list, (v) => this.scatter.search(view, v));
+    const results = await runSearchBatch(list, async (v) => {
+      const answer = await this.scatter.search(view, v);
+      this.#offerRecall(v, answer);
+      return answer;
+    });
     return { results };
+  }
+
+  /** Offers an answered graph search to the recall monitor (an exact one has recall 1). */
+  #offerRecall(v: RouterSearch, answer: ResponseOf<"Search">): void {
+    if (this.recall === null || v.exact === true) return;
+    this.recall.offer({
+      collection: v.collection,
+      vector: v.vector,
+      k: v.k,
+      ef: v.ef,
+      filter_json: v.filter_json ?? "",
+      ids: answer.results.map((r) => r.id),
+    }, answer.partial === true);
+  }
+
+  /**
+   * The exact top-k ids of a sampled search (SearchRequest.exact on the nodes covering the
+   * ring); not counted as a client search. Throws when the answer is partial: its truth is
+   * incomplete.
+   */
+  async exactIds(s: RecallSample): Promise<(string | number)[]> {
+    const answer = await this.scatter.search(this.routable(), {
+      vector: s.vector,
+      k: s.k,
+      ef: 0,
+      collection: s.collection,
+      with_payload: false,
+      with_vector: false,
+      filter_json: s.filter_json,
+      exact: true,
+    }, false);
+    if (answer.partial) throw new Error("the exact search missed shards");
+    return answer.results.map((r) => r.id);
   }
 
   /** A logical page of points: each id once, newest version decides (points_read.ts). */
@@ -316,6 +358,7 @@ export class RouterCore {
   }
 
   dropCollection(name: string): Promise<ResponseOf<"DropCollection">> {
+    this.recall?.forget(name);
     return this.replication.dropCollection(this.routable().nodes, name);
   }
 

@@ -22,6 +22,8 @@
  * | `--rebalance-delay-ms` | 500             | rebalancing: ring stability before it starts  |
  * | `--anti-entropy-s`     | 600             | gossip: full anti-entropy run period; 0 never |
  * | `--dead-grace-s`       | 30              | gossip: re-replicate a dead node after; 0 now |
+ * | `--recall-sample-rate` | 0.01            | recall monitor: share of searches re-run exactly; 0 off |
+ * | `--recall-warn-below`  | 0.9             | recall monitor: warn when rolling recall@k is below |
  * | `--log-level`, `--log-format` | info, text | least important messages logged; `json`: one object per line |
  *
  * {@link ROUTER_FLAGS} is the source of truth: the parser and `--help` come from it. Every flag
@@ -186,6 +188,18 @@ export const ROUTER_FLAGS = {
     arg: "S",
     help: "gossip: re-replicate a dead node's ranges after this long; 0 at once",
   },
+  "recall-sample-rate": {
+    type: "string",
+    default: "0.01",
+    arg: "FRACTION",
+    help: "recall monitor: share of searches whose exact top-k is recomputed; 0 off",
+  },
+  "recall-warn-below": {
+    type: "string",
+    default: "0.9",
+    arg: "RECALL",
+    help: "recall monitor: log a warning when a collection's rolling recall@k falls below",
+  },
   ...HTTP_FLAGS,
   ...SECURITY_FLAGS,
   ...LOG_FLAGS,
@@ -306,6 +320,8 @@ function checkedArgs(values: ResolvedConfig<typeof ROUTER_FLAGS>["values"]): Rou
     anti_entropy_interval_ms: integer("anti-entropy-s", values["anti-entropy-s"]!, 0, 86_400) *
       1000,
     dead_grace_ms: integer("dead-grace-s", values["dead-grace-s"]!, 0, 86_400) * 1000,
+    recall_sample_rate: fraction("recall-sample-rate", values["recall-sample-rate"]!),
+    recall_warn_below: fraction("recall-warn-below", values["recall-warn-below"]!),
     security_flags: {
       "api-keys-file": values["api-keys-file"],
       "cluster-secret-file": values["cluster-secret-file"],
@@ -317,6 +333,15 @@ function checkedArgs(values: ResolvedConfig<typeof ROUTER_FLAGS>["values"]): Rou
     log_level: usage(() => parseLogLevel(values["log-level"])),
     log_format: usage(() => parseLogFormat(values["log-format"])),
   };
+}
+
+/** A number between 0 and 1 (inclusive), else a usage error naming the flag. */
+function fraction(name: string, value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !(n >= 0 && n <= 1)) {
+    throw new RouterUsageError(`--${name} "${value}" must be a number between 0 and 1`);
+  }
+  return n;
 }
 
 function usage<T>(f: () => T): T {

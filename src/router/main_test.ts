@@ -119,3 +119,20 @@ Deno.test("the router's --help lists every flag it parses", () => {
     assert.ok(help.includes(envName(name)), envName(name));
   }
 });
+
+Deno.test("the recall monitor's flags: fractions between 0 and 1", () => {
+  const o = parseRouterArgs([]);
+  assert.equal(o.recall_sample_rate, 0.01);
+  assert.equal(o.recall_warn_below, 0.9);
+  const p = parseRouterArgs(["--recall-sample-rate", "0", "--recall-warn-below", "0.95"]);
+  assert.equal(p.recall_sample_rate, 0);
+  assert.equal(p.recall_warn_below, 0.95);
+  for (const [flag, value] of [["recall-sample-rate", "1.5"], ["recall-warn-below", "x"]]) {
+    assert.throws(
+      () => parseRouterArgs([`--${flag}`, value]),
+      (e) =>
+        e instanceof RouterUsageError &&
+        e.message.includes(`--${flag} "${value}" must be a number between 0 and 1`),
+    );
+  }
+});

@@ -23,6 +23,9 @@
  * | `vectordb_rebalance_transfers_total`           | counter | outcome  | done / failed                 |
  * | `vectordb_rebalance_points_total`              | counter | action   | scanned / copied / pruned     |
  * | `vectordb_rebalances_total`                    | counter |          | rebalances completed          |
+ * | `vectordb_recall`                              | gauge   | collection | rolling recall@k of sampled searches (recall_monitor.ts) |
+ * | `vectordb_recall_samples`                      | gauge   | collection | samples in that rolling window |
+ * | `vectordb_recall_searches_total`               | counter | outcome  | sampled searches: measured / dropped (queue full) / failed |
  *
  * The rebalance families are present (at 0) in static mode too, so dashboards need no cases.
  *
@@ -147,5 +150,28 @@ export function addRouterMetrics(
     "vectordb_rebalances_total",
     "Rebalances completed",
     r((s) => s.rebalances_done),
+  );
+  const figures = () => (core.recall?.figures() ?? []).filter((f) => f.samples > 0);
+  metrics.gauge(
+    "vectordb_recall",
+    "Rolling recall@k per collection: sampled searches against their exact top-k",
+    () => figures().map((f) => ({ labels: { collection: f.collection }, value: f.recall })),
+  );
+  metrics.gauge(
+    "vectordb_recall_samples",
+    "Sampled searches in the rolling recall window, per collection",
+    () => figures().map((f) => ({ labels: { collection: f.collection }, value: f.samples })),
+  );
+  metrics.counterFrom(
+    "vectordb_recall_searches_total",
+    "Searches sampled by the recall monitor, by outcome",
+    () => {
+      const c = core.recall?.counts;
+      return [
+        { labels: { outcome: "measured" }, value: c?.measured ?? 0 },
+        { labels: { outcome: "dropped" }, value: c?.dropped ?? 0 },
+        { labels: { outcome: "failed" }, value: c?.failed ?? 0 },
+      ];
+    },
   );
 }

@@ -44,6 +44,7 @@ import { ringNodes } from "./plan.ts";
 import { Rebalancer } from "./rebalance/rebalancer.ts";
 import { retryTimeoutMs } from "./scatter.ts";
 import { ROUTER_IN_FLIGHT_MAX, routerHandlers, toStatus } from "./service.ts";
+import { RecallMonitor } from "./recall_monitor.ts";
 
 /** Software version reported by Stats (package.json's, through src/common). */
 export const ROUTER_VERSION = SOFTWARE_VERSION;
@@ -51,6 +52,10 @@ export const ROUTER_VERSION = SOFTWARE_VERSION;
 export const TICK_INTERVAL_MS = 100;
 /** Default period of anti-entropy runs (gossip mode). */
 export const DEFAULT_ANTI_ENTROPY_INTERVAL_MS = 10 * 60_000;
+/** Default share of searches the recall monitor samples (`--recall-sample-rate`). */
+export const DEFAULT_RECALL_SAMPLE_RATE = 0.01;
+/** Default recall@k under which the monitor warns (`--recall-warn-below`). */
+export const DEFAULT_RECALL_WARN_BELOW = 0.9;
 
 /** Options of {@link Router.start}. */
 export interface RouterOptions {
@@ -109,6 +114,10 @@ export interface RouterOptions {
    * Default false (main.ts's `--metrics` defaults to true).
    */
   metrics?: boolean;
+  /** Recall monitor (recall_monitor.ts): share of searches sampled (0 off; default 0.01). */
+  recall_sample_rate?: number;
+  /** Recall monitor: warn when a collection's rolling recall@k is below this (default 0.9). */
+  recall_warn_below?: number;
   logger?: (message: string) => void;
 }
 
@@ -259,6 +268,16 @@ export class Router {
           `not reported any`
         : undefined,
     });
+    const core = this.core;
+    core.recall = new RecallMonitor({
+      sample_rate: options.recall_sample_rate ?? DEFAULT_RECALL_SAMPLE_RATE,
+      warn_below: options.recall_warn_below ?? DEFAULT_RECALL_WARN_BELOW,
+    }, {
+      exact: (s) => core.exactIds(s),
+      random: Math.random,
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      warn: (m) => log(`WARNING ${m}`),
+    });
   }
 
   /** The current ring's shards (cluster/ring_shards.ts). */
@@ -386,6 +405,7 @@ export class Router {
           ready: () => health.status("") === "SERVING",
           log,
           metrics: metrics?.metrics ?? null,
+          console_state: () => router.consoleState(),
         });
         router.http_port = await router.#http.listen(config.host, options.http_port!);
       }
@@ -428,6 +448,7 @@ export class Router {
     this.health.notServing(this.health.services);
     if (this.#timer !== null) clearInterval(this.#timer);
     await this.#rebalancer?.stop();
+    await this.core.recall?.stop();
     if (this.agent !== null) {
       await this.agent.leave();
       this.#follower?.close();
@@ -451,6 +472,30 @@ export class Router {
     this.#links.closeAll();
     this.#lock?.release();
     this.#lock = null;
+  }
+
+  /**
+   * What the web console's cluster and recall pages draw besides Members and Stats
+   * (`GET /console/state`): each ring member's share of the hash space as primary owner, and
+   * the recall monitor's figures (recall null before a collection's first sample).
+   */
+  consoleState(): Record<string, unknown> {
+    const monitor = this.core.recall;
+    return {
+      ring: [...this.core.view.ring.shares()].map(([address, share]) => ({ address, share })),
+      replication_factor: this.config.replication_factor,
+      recall: monitor === null ? null : {
+        sample_rate: monitor.sample_rate,
+        warn_below: monitor.warn_below,
+        queued: monitor.queued,
+        counts: { ...monitor.counts },
+        collections: monitor.figures().map((f) => ({
+          ...f,
+          recall: Number.isNaN(f.recall) ? null : f.recall,
+        })),
+      },
+      time_ms: Date.now(),
+    };
   }
 
   #tick(): void {

@@ -54,10 +54,15 @@ export class Scatter {
 
   constructor(readonly deps: ScatterDeps) {}
 
-  /** `v.filter_json`: a filter's JSON text for the nodes (checked by the router); "" none. */
+  /**
+   * `v.filter_json`: a filter's JSON text for the nodes (checked by the router); "" none.
+   * `counted` false: the router's own search (the recall monitor's exact one), left out of the
+   * `searches` counter so the client search rate stays the clients'.
+   */
   async search(
     view: RingView,
     v: ValidSearch & { filter_json?: string },
+    counted = true,
   ): Promise<ResponseOf<"Search">> {
     const { nodes, table } = this.deps;
     const down = new Set<string>();
@@ -70,6 +75,7 @@ export class Scatter {
       with_payload: v.with_payload,
       with_vector: v.with_vector,
       filter: v.filter_json ?? "",
+      exact: v.exact === true,
     };
     const answered = new Set<string>();
     const asked = new Set<string>();
@@ -78,7 +84,7 @@ export class Scatter {
     let notFound: unknown = null;
     const errors: string[] = [];
     const counts = this.counts;
-    counts.searches++;
+    if (counted) counts.searches++;
     const round = async (targets: string[], wait_for_ready: boolean) => {
       for (const t of targets) asked.add(t);
       counts.node_calls += targets.length;
@@ -130,7 +136,7 @@ export class Scatter {
     const results = mergeSearchResults(lists, v.k);
     const coverage = searchCoverage(view.shards, answered);
     if (coverage.partial) counts.partial++;
-    return { results, ...coverage };
+    return { results, ...coverage, nodes_answered: [...answered].sort() };
   }
 
   /** The union of the collections `nodes` report; UNAVAILABLE when none answered. */
@@ -222,6 +228,7 @@ export class Scatter {
         sum.count = (BigInt(sum.count) + BigInt(c.count)).toString();
         sum.memory_bytes = (BigInt(sum.memory_bytes) + BigInt(c.memory_bytes)).toString();
         sum.wal_bytes = (BigInt(sum.wal_bytes) + BigInt(c.wal_bytes)).toString();
+        sum.tombstones = (BigInt(sum.tombstones ?? 0) + BigInt(c.tombstones ?? 0)).toString();
         sum.last_snapshot_seq = maxOf(sum.last_snapshot_seq, c.last_snapshot_seq);
         sum.last_snapshot_time_ms = maxOf(sum.last_snapshot_time_ms, c.last_snapshot_time_ms);
       }

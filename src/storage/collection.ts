@@ -1065,6 +1065,31 @@ export class Collection {
     return this.index.filteredSearch(vector, k, planned, options);
   }
 
+  /**
+   * The exact k nearest live points to `vector` (matching `filter` when given), by brute force
+   * with the same batch kernels: the reference a recall measurement compares the graph search
+   * with (SearchRequest.exact). Costs one distance per live point (per matching point with a
+   * filter), so it is for sampling, not serving.
+   */
+  exactSearch(vector: ArrayLike<number>, k: number, filter?: Filter | null): Hit[] {
+    validateVector(vector, this.index.dim, "vector");
+    if (filter === undefined || filter === null || isEmptyFilter(filter)) {
+      return this.index.exactSearch(vector, k);
+    }
+    const live = this.index.count;
+    const plan = planFilter(filter, this.table.indexes, live);
+    if (plan.kind === "all") return this.index.exactSearch(vector, k);
+    let planned: PlannedFilter;
+    if (plan.kind === "ids") {
+      planned = { ids: plan.exact ? plan.ids : this.passing(plan.ids, this.tester(plan.check!)) };
+    } else {
+      // Selectivity given (any): no sampling, the plan is exact whatever it is.
+      planned = { test: this.tester(plan.check), selectivity: 1 };
+    }
+    // exactMax past any count: the planner scores every match, never walks the graph.
+    return this.index.filteredSearch(vector, k, planned, { exactMax: 2 ** 32 });
+  }
+
   /** The payload of a live point as filters read it (parsed JSON), or null. */
   private payloadObject(id: number): object | null {
     const bytes = this.table.payloads.get(id);

@@ -181,3 +181,42 @@ Deno.test("collection: a version-3 snapshot (no index definitions) loads with no
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+Deno.test("collection: exactSearch returns the true top-k, unfiltered and under indexed and unindexed filters", async () => {
+  const root = mkdtempSync(join(tmpdir(), "vdb-colx-"));
+  try {
+    const rng = new Rng(23);
+    const n = 3000;
+    const dim = 12;
+    const c = await Collection.create(join(root, "c"), { ...config, dimension: dim }, quiet);
+    const vectors = Array.from({ length: n }, () => rng.vector(dim));
+    await c.putBatch(vectors.map((vector, id) => ({ id, vector, payload: payloadOf(id) })));
+    await c.createFieldIndex("g", "integer");
+    await c.delete(7);
+    const k = 15;
+    for (
+      const text of [
+        null,
+        '{"must":[{"key":"odd","match":{"value":false}}]}', // unindexed: predicate
+        '{"must":[{"key":"g","range":{"lt":40}}]}', // indexed: id list
+        '{"must":[{"key":"g","range":{"lt":100}},{"key":"lang","match":{"value":"en"}}]}',
+      ]
+    ) {
+      const f = text === null ? null : parseFilter(text);
+      const ids = f === null
+        ? [...c.knownIds()].filter((id) => c.get(id) !== null)
+        : bruteIds(c, f);
+      assert.ok(!ids.includes(7), "the deleted point never matches");
+      for (let q = 0; q < 5; q++) {
+        const query = rng.vector(dim);
+        const d = (id: number) => vectors[id].reduce((s, x, i) => s + (x - query[i]) ** 2, 0);
+        const truth = ids.slice().sort((a, b) => d(a) - d(b)).slice(0, k);
+        const hits = c.exactSearch(query, k, f);
+        assert.deepEqual(hits.map((h) => h.id), truth, `${text}: query ${q}`);
+      }
+    }
+    await c.close();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
