@@ -49,10 +49,19 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
 /** A uint64 field: decoded as a decimal string; a number or string when encoding. */
 export type Uint64 = string | number;
 
+/**
+ * A point id field (uint64 `id`, see "Ids" in proto/vector_db.proto): decoded as a decimal
+ * string; a number or decimal string when encoding. Read it with `idFromWire(id, string_id)`
+ * (src/common/point_id.ts), write it with `idToWire`.
+ */
+export type WireId = string | number;
+
 // ----- Messages (field names and numbers as in proto/vector_db.proto) -----
 
 export interface PutRequest {
-  id: number;
+  id: WireId;
+  /** A string id instead of `id`; "" or absent for an integer id. */
+  string_id?: string;
   vector: number[];
   collection?: string;
   consistency?: string;
@@ -70,7 +79,9 @@ export interface PutResponse {
 }
 
 export interface Point {
-  id: number;
+  id: WireId;
+  /** A string id instead of `id`; "" or absent for an integer id. */
+  string_id?: string;
   vector: number[];
   /** JSON text of an object (common/payload.ts); "" or absent: none. */
   payload?: string;
@@ -90,7 +101,8 @@ export interface PutBatchResponse {
 }
 
 export interface GetRequest {
-  id: number;
+  id: WireId;
+  string_id?: string;
   collection?: string;
 }
 export interface GetResponse {
@@ -105,7 +117,8 @@ export interface GetResponse {
 }
 
 export interface DeleteRequest {
-  id: number;
+  id: WireId;
+  string_id?: string;
   collection?: string;
   consistency?: string;
   /** 0 or absent: the server stamps it. */
@@ -131,7 +144,9 @@ export interface SearchRequest {
   with_vector?: boolean;
 }
 export interface SearchResult {
-  id: number;
+  id: WireId;
+  /** The point's string id; "" or absent when its id is the integer `id`. */
+  string_id?: string;
   distance: number;
   /** With `with_payload`: compact JSON text, "" for none. */
   payload?: string;
@@ -334,7 +349,8 @@ export interface ScrollRequest {
   with_payload?: boolean;
 }
 export interface ScrollPoint {
-  id: number;
+  id: WireId;
+  string_id?: string;
   /** Empty unless `with_vector`. */
   vector: number[];
   version: Uint64;
@@ -379,13 +395,16 @@ export interface DropFieldIndexResponse {
 }
 export interface GetBatchRequest {
   collection?: string;
-  ids: number[];
+  /** Integer ids; string ids go in `string_ids` (answered after the integers). */
+  ids: WireId[];
+  string_ids?: string[];
   with_vector?: boolean;
   with_payload?: boolean;
 }
 /** One id's state, as Get answers it. */
 export interface PointRecord {
-  id: number;
+  id: WireId;
+  string_id?: string;
   found: boolean;
   vector: number[];
   payload?: string;
@@ -397,7 +416,8 @@ export interface GetBatchResponse {
 }
 export interface DeleteBatchRequest {
   collection?: string;
-  ids: number[];
+  ids: WireId[];
+  string_ids?: string[];
   consistency?: string;
   version?: Uint64;
 }
