@@ -50,6 +50,7 @@
  */
 import { BinaryFormatError, BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
 import { isVersion, VERSION_MAX } from "./version.ts";
+import type { PointId } from "./point_id.ts";
 
 /** WAL record type codes (the `type` byte of a WAL record). */
 export const RecordType = {
@@ -82,6 +83,12 @@ export { DIMENSION_MAX, type Metric, METRICS };
 export const COLLECTION_NAME_BYTES_MAX = 255;
 
 /**
+ * The ids of a batch record: a Uint32Array when all are uint32 ids (what records of types 1 to
+ * 15 hold), else canonical PointIds (src/common/point_id.ts).
+ */
+export type RecordIds = Uint32Array | readonly PointId[];
+
+/**
  * A typed WAL record. Versions are integers 0 .. VERSION_MAX; 0 only in records decoded from
  * legacy types (or written by a caller that has no version).
  */
@@ -89,18 +96,19 @@ export type WalRecord =
   | {
     kind: "put";
     collection?: string;
-    id: number;
+    id: PointId;
     vector: Float32Array;
     version: number;
     /** Canonical JSON bytes (src/common/payload.ts); null, empty or absent: none. */
     payload?: Uint8Array | null;
   }
-  | { kind: "delete"; collection?: string; id: number; version: number }
+  | { kind: "delete"; collection?: string; id: PointId; version: number }
   | {
     kind: "put_batch";
     collection?: string;
     dimension: number;
-    ids: Uint32Array;
+    /** A Uint32Array when every id is a uint32 one (the common, compact case). */
+    ids: RecordIds;
     /** Row-major, `ids.length * dimension` values. */
     vectors: Float32Array;
     /** One per id. */
@@ -113,7 +121,8 @@ export type WalRecord =
     kind: "copy";
     collection?: string;
     dimension: number;
-    ids: Uint32Array;
+    /** A Uint32Array when every id is a uint32 one (the common, compact case). */
+    ids: RecordIds;
     /** One per id. */
     versions: Float64Array;
     /** One per id: 1 for a tombstone, 0 for a live point. */
@@ -127,7 +136,8 @@ export type WalRecord =
     /** Entries to forget (point or tombstone, no tombstone left), each when held <= version. */
     kind: "forget";
     collection?: string;
-    ids: Uint32Array;
+    /** A Uint32Array when every id is a uint32 one (the common, compact case). */
+    ids: RecordIds;
     /** One per id. */
     versions: Float64Array;
   }
