@@ -14,7 +14,9 @@ function put(id: number, x: number): WalRecord {
 function ids(log: HintLog): number[] {
   return log.peek(1000).map((h) => {
     const r = decodeRecord(h.type, h.payload);
-    return r.kind === "put" || r.kind === "delete" ? (r.kind === "put" ? r.id : -r.id) : NaN;
+    return r.kind === "put" || r.kind === "delete"
+      ? (r.kind === "put" ? r.id as number : -(r.id as number))
+      : NaN;
   });
 }
 
