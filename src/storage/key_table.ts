@@ -16,7 +16,7 @@
  * the same pids. A released pid just above the cursor is handed out again first.
  *
  * A collection of uint32 ids only has an empty table: no memory, no lookups, nothing written
- * beyond the section's 8-byte header.
+ * beyond the section's 8 zero bytes.
  *
  * Memory per explicit entry (no JS object per entry): 4 (pid) + 4 (arena offset) + 1 (key
  * length) bytes of entry arrays, 2 to 4 slots of 4 bytes in each of the two open-addressing
@@ -30,7 +30,7 @@
  * | Field   | Encoding                                                            |
  * | ------- | ------------------------------------------------------------------- |
  * | count   | u32: explicit entries                                               |
- * | next    | u32: the allocation cursor                                          |
+ * | cursor  | u32: PID_ALLOCATE_MAX minus the allocation cursor (0 for a new one) |
  * | entries | per entry, pids ascending: pid u32, key as `writeId` writes it      |
  *
  * @module
@@ -258,7 +258,7 @@ export class KeyTable {
   /** Writes the snapshot section (see the module comment). */
   writeTo(w: BinaryWriter): void {
     w.u32(this.#n);
-    w.u32(this.#next);
+    w.u32(PID_ALLOCATE_MAX - this.#next);
     const order = Array.from({ length: this.#n }, (_, e) => e).sort((a, b) =>
       this.#pid[a] - this.#pid[b]
     );
@@ -275,12 +275,12 @@ export class KeyTable {
   readFrom(r: BinaryReader, inUse: (pid: number) => boolean): void {
     if (this.#n !== 0) throw new Error("KeyTable.readFrom needs an empty table");
     const n = r.u32();
-    const next = r.u32();
+    const next = PID_ALLOCATE_MAX - r.u32();
     // An entry takes at least 4 (pid) + 6 (a one-byte string id) bytes.
     if (n * 10 > r.remaining) {
       throw new KeyTableFormatError(`${n} entries need ${n * 10}+ bytes; ${r.remaining} remain`);
     }
-    if (next > PID_ALLOCATE_MAX) throw new KeyTableFormatError(`cursor ${next} is too high`);
+    if (next < 0) throw new KeyTableFormatError(`cursor ${next} is below 0`);
     let prev = -1;
     for (let i = 0; i < n; i++) {
       const pid = r.u32();
