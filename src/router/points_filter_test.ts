@@ -190,7 +190,10 @@ Deno.test("request checks: filter paths, field indexes, id lists, DeleteByFilter
   });
   assert.throws(() => validateCreateFieldIndexRequest({ field: "x", type: "text" }), /"text"/);
   assert.throws(() => validateDropFieldIndexRequest({ field: "" }), /field ""/);
-  assert.throws(() => validateGetBatchRequest({ ids: [] }), /ids has 0 entries/);
+  assert.throws(
+    () => validateGetBatchRequest({ ids: [] }),
+    /ids and string_ids have 0 entries together/,
+  );
   assert.throws(
     () => validateGetBatchRequest({ ids: Array(1001).fill(1) }),
     /1001 entries; it must have 1 to 1000/,

@@ -450,7 +450,7 @@ export async function routerScroll(
     },
   });
   // The cursor of a string id is "v1s:" and the id as JSON; of an integer id "v1:" and digits.
-  const next_cursor = more && last !== null ? encodeCursor(last as number) : "";
+  const next_cursor = more && last !== null ? encodeCursor(last) : "";
   return { points, next_cursor, ...coverage };
 }
 

@@ -169,7 +169,7 @@ Deno.test("collection: a version-3 snapshot (no index definitions) loads with no
     // Rewrite the version-4 file as version 3: drop the (empty) definitions' count.
     const snapDir = join(dir, "snapshots");
     const name = readdirSync(snapDir).find((n) => n.endsWith(".snap"))!;
-    rewriteSnapshotAsVersion(join(snapDir, name), 3, 4);
+    rewriteSnapshotAsVersion(join(snapDir, name), 3, 4 + 8); // no index definitions, no key table
     c = await Collection.open(dir, quiet);
     assert.equal(c.replayed, 0);
     assert.deepEqual(c.fieldIndexes(), []);
