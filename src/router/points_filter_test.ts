@@ -196,7 +196,7 @@ Deno.test("request checks: filter paths, field indexes, id lists, DeleteByFilter
   );
   assert.throws(
     () => validateGetBatchRequest({ ids: Array(1001).fill(1) }),
-    /1001 entries; it must have 1 to 1000/,
+    /1001 entries together; they must have 1 to 1000/,
   );
   assert.throws(() => validateDeleteBatchRequest({ ids: [1, -2] }), /ids\[1\]/);
   assert.throws(() => validateDeleteByFilterRequest({ filter: "" }), /at least one condition/);
