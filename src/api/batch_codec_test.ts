@@ -90,11 +90,25 @@ Deno.test("decodePutBatchRequest: unpacked and split vectors, repeated and unkno
   const bytes = big.subarray(3);
   const want = reference.requestDeserialize(bytes);
   assert.deepEqual(decodePutBatchRequest(bytes), want);
-  assert.deepEqual(want.points[0], { id: 5, vector: [1.5, 2, 3, -4], payload: "" });
+  assert.deepEqual(want.points[0], {
+    id: "5",
+    vector: [1.5, 2, 3, -4],
+    payload: "",
+    string_id: "",
+  });
   assert.equal(want.collection, "b");
   assert.equal(want.version, "9223372036854775808");
   const high = Buffer.from([0x0a, 6, 0x08, 0xff, 0xff, 0xff, 0xff, 0x7f]);
   assert.deepEqual(decodePutBatchRequest(high), reference.requestDeserialize(high));
+  // A uint64 id of 2^64 - 1 (10 varint bytes) and a string id.
+  const id = [0x08, ...Array(9).fill(0xff), 0x01]; // field 1, varint 2^64 - 1
+  const sid = [0x22, 5, ...new TextEncoder().encode("doc-7")]; // field 4, "doc-7"
+  const u64 = Buffer.from([0x0a, id.length + sid.length, ...id, ...sid]);
+  assert.deepEqual(decodePutBatchRequest(u64), reference.requestDeserialize(u64));
+  assert.equal(decodePutBatchRequest(u64).points[0].id, "18446744073709551615");
+  assert.equal(decodePutBatchRequest(u64).points[0].string_id, "doc-7");
+  const long = Buffer.concat([Buffer.from([0x0a, 132, 1, 0x22, 129, 1]), Buffer.alloc(129, 0x61)]);
+  assert.throws(() => decodePutBatchRequest(long), /points\[0\]\.string_id is 129 bytes/);
 });
 
 Deno.test("decodePutBatchRequest refuses wire types its schema does not allow; the server says INVALID_ARGUMENT", () => {
