@@ -9,7 +9,7 @@
  *
  * | field           | wire                                 | result                           |
  * |-----------------|--------------------------------------|----------------------------------|
- * | 1 points        | messages                             | `{ id, vector, string_id }[]`    |
+ * | 1 points        | messages                             | `Point[]`, `[]` if none          |
  * | points[].id     | varint (uint64)                      | decimal string, "0" if absent    |
  * | points[].vector | packed floats, or one float a field  | number[], `[]` if absent         |
  * | points[].payload (3) | UTF-8 string, at most PAYLOAD_BYTES_MAX bytes | string, "" if absent |
@@ -21,9 +21,10 @@
  * As protobufjs: a singular field that appears twice keeps the last value; unknown fields are
  * skipped. Stricter: a known field with another wire type, or a packed list whose length is not
  * a multiple of 4, throws (the server answers INVALID_ARGUMENT) where protobufjs would read
- * garbage. A payload longer than PAYLOAD_BYTES_MAX bytes throws naming the point before its
- * bytes are decoded (common/payload.ts checks the rest: JSON, depth, keys); so does a string id
- * over ID_STRING_BYTES_MAX bytes (common/point_id.ts checks the rest).
+ * garbage. A payload longer than PAYLOAD_BYTES_MAX bytes, or a string id longer than
+ * ID_STRING_BYTES_MAX bytes, throws naming the point before its bytes are decoded
+ * (common/payload.ts checks the rest of a payload; common/point_id.ts the rest of an id). Invalid
+ * UTF-8 becomes U+FFFD, as protobufjs (Buffer's `utf8Slice`) and TextDecoder both do.
  * proto/vector_db.proto is the reference: a test decodes random messages both ways.
  *
  * @module
@@ -46,8 +47,17 @@ function expectWire(f: Field, want: number, name: string, at: number): void {
   }
 }
 
-/** The varint in `b[from, to)` as an unsigned 64-bit decimal string. */
+/**
+ * The varint in `b[from, to)` as an unsigned 64-bit decimal string (bits above 64 dropped, as
+ * protobufjs's `uint64()` with `longs: String` does).
+ */
 function uint64(b: Uint8Array, from: number, to: number): string {
+  if (to - from <= 4) {
+    // Up to 28 bits: exact as a number, and most ids are this short.
+    let n = 0;
+    for (let i = to - 1; i >= from; i--) n = n * 128 + (b[i] & 0x7f);
+    return String(n);
+  }
   let v = 0n;
   for (let i = to - 1; i >= from; i--) v = (v << 7n) | BigInt(b[i] & 0x7f);
   return BigInt.asUintN(64, v).toString();
@@ -62,9 +72,9 @@ function decodePoint(
 ): Point {
   const f: Field = { number: 0, wire_type: 0, from: 0, to: 0 };
   let id = "0";
+  let string_id = "";
   let vector: number[] = [];
   let payload = "";
-  let string_id = "";
   for (let pos = from; pos < to;) {
     const at = pos;
     pos = nextField(b, pos, to, f);
