@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import {
   BATCH_POINTS_MAX,
   DIMENSION_MAX,
+  GET_BATCH_MAX,
   MESSAGE_BYTES_MAX,
   POINT_FIELDS_MAX,
   REQUEST_FIELDS_MAX,
@@ -579,6 +580,14 @@ export const VECTORDB_REQUEST_LIMITS: Readonly<Record<MethodName, RequestLimit>>
     max: BATCH_POINTS_MAX,
     unit: "points",
     element_fields_max: POINT_FIELDS_MAX,
+  }];
+  // String ids are counted here; `ids` + `string_ids` is checked against the same limit decoded.
+  out.GetBatch.repeated = [{ field: 5, name: "string_ids", max: GET_BATCH_MAX, unit: "ids" }];
+  out.DeleteBatch.repeated = [{
+    field: 3,
+    name: "string_ids",
+    max: BATCH_POINTS_MAX,
+    unit: "ids",
   }];
   return out;
 })();

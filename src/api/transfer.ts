@@ -130,6 +130,33 @@ export interface EntriesResponse {
   payloads?: string[];
 }
 
+/**
+ * One Scan entry as a server sends it: the id as the wire's pair (`idToWire`: an integer id in
+ * `id`, bigints as decimal strings; or 0 and `string_id`).
+ */
+export interface TransferPointWire extends Omit<TransferPoint, "id"> {
+  id: WireId;
+  string_id: string;
+}
+
+/** A Scan page as a server sends it (the cursor as the wire's `next_after_*` pair). */
+export interface ScanWireResponse {
+  points: TransferPointWire[];
+  next_after_id: WireId;
+  next_after_string_id: string;
+  done: boolean;
+  dimension: number;
+}
+
+/**
+ * An Entries page as a server sends it: integer ids in `ids` (bigints as decimal strings), then
+ * string ids in `string_ids`; `versions`, `deleted` and `matched` go with the concatenation.
+ */
+export interface EntriesWireResponse extends Omit<EntriesResponse, "ids"> {
+  ids: WireId[];
+  string_ids: string[];
+}
+
 /** The RPCs of `vectordb.internal.Transfer` with their request and response types. */
 export interface TransferMethods {
   Scan: { request: ScanRequest; response: ScanResponse };
@@ -191,6 +218,8 @@ export const TRANSFER_REQUEST_LIMITS: Readonly<Record<keyof TransferMethods, Req
     repeated: [
       { field: 3, name: "ids", max: SCAN_LIMIT_MAX, unit: "ids" },
       { field: 4, name: "versions", max: SCAN_LIMIT_MAX, unit: "versions" },
+      // Each list bounded here; `ids` + `string_ids` is checked decoded (validatePrune).
+      { field: 5, name: "string_ids", max: SCAN_LIMIT_MAX, unit: "ids" },
     ],
   },
 };

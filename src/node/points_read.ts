@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { EntriesResponse } from "../api/transfer.ts";
+import type { EntriesWireResponse } from "../api/transfer.ts";
 import type { ScrollPoint } from "../api/proto.ts";
 import { encodeCursor } from "../api/points_read.ts";
 import { SCROLL_PAGE_BYTES_MAX } from "../common/limits.ts";
@@ -83,8 +83,11 @@ export function scrollPage(
 
 /**
  * Up to `limit` entries (live points and tombstones) with ids above `after` (null: from the
- * start), ascending, as parallel lists; with `with_vector`, the vectors of the live ones, and
- * the page stops once they hold {@link ENTRIES_PAGE_BYTES_MAX} (after at least one entry).
+ * start), ascending, as parallel lists in wire form: the integer ids in `ids` (bigints as decimal
+ * strings), then the string ids in `string_ids` (`compareIds` lists every integer first), with
+ * `versions`, `deleted` and `matched` over the two in that order; with `with_vector`, the vectors
+ * of the live ones, and the page stops once they hold {@link ENTRIES_PAGE_BYTES_MAX} (after at
+ * least one entry).
  */
 export function entriesPage(
   c: Collection,
@@ -93,11 +96,12 @@ export function entriesPage(
   with_vector: boolean,
   filter: Filter | null = null,
   with_payload = false,
-): EntriesResponse {
+): EntriesWireResponse {
   const matches = c.matcher(filter);
   const ids = c.sortedIds();
-  const out: EntriesResponse = {
+  const out: EntriesWireResponse = {
     ids: [],
+    string_ids: [],
     versions: [],
     deleted: [],
     vectors: [],
@@ -108,10 +112,12 @@ export function entriesPage(
   if (with_payload) out.payloads = [];
   let bytes = 0;
   let i = upperBound(ids, after);
-  for (; i < ids.length && out.ids.length < limit && bytes < ENTRIES_PAGE_BYTES_MAX; i++) {
-    const e = c.getEntry(ids.at(i));
+  for (; i < ids.length && out.versions.length < limit && bytes < ENTRIES_PAGE_BYTES_MAX; i++) {
+    const id = ids.at(i);
+    const e = c.getEntry(id);
     if (e.vector === null && !e.deleted) continue; // no entry (cannot happen with fresh ids)
-    out.ids.push(ids.at(i));
+    if (typeof id === "string") out.string_ids.push(id);
+    else out.ids.push(typeof id === "bigint" ? id.toString() : id);
     out.versions.push(e.version);
     out.deleted.push(e.deleted);
     out.matched!.push(e.vector !== null && matches(ids.at(i)));

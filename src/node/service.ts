@@ -241,6 +241,13 @@ export function nodeHandlers(
       searchMetrics.ef.observe(c.index.lastSearchEf);
       searchMetrics.visited.observe(c.index.lastVisited);
     }
+    if (!s.with_payload && !s.with_vector) {
+      // Hits with number ids are already in wire form (no string_id means ""): no copy.
+      let plain = true;
+      for (let i = 0; i < hits.length && plain; i++) plain = typeof hits[i].id === "number";
+      if (plain) return hits as SearchResult[];
+      return hits.map((h) => ({ ...idToWire(h.id), distance: h.distance }));
+    }
     return hits.map((h) => ({
       ...idToWire(h.id),
       distance: h.distance,
