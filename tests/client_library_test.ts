@@ -221,8 +221,8 @@ Deno.test({
         const p of reader.scrollAll("tagged", { limit: 7, filter: t1, withPayload: true })
       ) {
         for (const q of p.points) {
-          scrolled_ids.push(q.id);
-          assert.deepEqual(parsePayload(q.payload), tagged[q.id].payload);
+          scrolled_ids.push(q.id as number);
+          assert.deepEqual(parsePayload(q.payload), tagged[q.id as number].payload);
         }
       }
       assert.deepEqual(scrolled_ids, t1_ids);

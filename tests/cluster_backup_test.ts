@@ -49,7 +49,8 @@ async function searchAll(
   for (const vector of queries) {
     const r = await api.call("Search", { vector, k: 10, ef: 400, collection });
     assert.equal(r.partial, false);
-    out.push(r.results.map((x) => [x.id, x.distance]));
+    // uint64 ids come as decimal strings; these are small integers.
+    out.push(r.results.map((x) => [Number(x.id), x.distance]));
   }
   return out;
 }

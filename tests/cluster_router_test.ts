@@ -85,7 +85,8 @@ async function assertSearchExact(
     assert.equal(res.shards_total, 3);
     const exact = [...points].map(([id, v]) => ({ id, distance: l2(query, v) }))
       .sort((a, b) => a.distance - b.distance || a.id - b.id).slice(0, k);
-    assert.deepEqual(res.results.map((r) => r.id), exact.map((r) => r.id));
+    // uint64 ids come as decimal strings; these are small integers.
+    assert.deepEqual(res.results.map((r) => Number(r.id)), exact.map((r) => r.id));
     res.results.forEach((r, i) => assert.ok(Math.abs(r.distance - exact[i].distance) < 1e-4));
   }
 }

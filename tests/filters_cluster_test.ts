@@ -150,8 +150,12 @@ Deno.test({
           ) {
             assert.ok(page.points.length <= 17);
             for (const p of page.points) {
-              seen.push(p.id);
-              assert.deepEqual(parsePayload(p.payload), want.get(p.id), `payload of ${p.id}`);
+              seen.push(p.id as number);
+              assert.deepEqual(
+                parsePayload(p.payload),
+                want.get(p.id as number),
+                `payload of ${p.id}`,
+              );
             }
           }
           assert.deepEqual(seen, ids, `${k.name}: scroll lists each match once, in id order`);
@@ -173,7 +177,10 @@ Deno.test({
           assert.equal(res.results.length, K, k.name);
           for (const r of res.results) {
             assert.ok(k.matches(parsePayload(r.payload)!), `${k.name}: result ${r.id} matches`);
-            assert.ok(k.matches(want.get(r.id)!), `${k.name}: ${r.id} matches what was written`);
+            assert.ok(
+              k.matches(want.get(r.id as number)!),
+              `${k.name}: ${r.id} matches what was written`,
+            );
           }
           const exact = expected(k)
             .map((id) => ({ id, d: l2(query, vectors[id]) }))
@@ -242,7 +249,11 @@ Deno.test({
         assert.deepEqual(records.map((r) => r.id), ask);
         assert.deepEqual(records.map((r) => r.found), [true, true, true, false]);
         for (const r of records.slice(0, 3)) {
-          assert.deepEqual(parsePayload(r.payload), want.get(r.id), `GetBatch payload of ${r.id}`);
+          assert.deepEqual(
+            parsePayload(r.payload),
+            want.get(r.id as number),
+            `GetBatch payload of ${r.id}`,
+          );
         }
 
         // ----- DeleteByFilter deletes exactly the matches -----
@@ -261,7 +272,7 @@ Deno.test({
         }
         const all: number[] = [];
         for await (const page of db.scrollAll(COLLECTION, { limit: 500 })) {
-          for (const p of page.points) all.push(p.id);
+          for (const p of page.points) all.push(p.id as number);
         }
         assert.deepEqual(all, [...want.keys()].sort((a, b) => a - b));
       } finally {

@@ -239,8 +239,9 @@ Deno.test({
             vector: [0.9, 0.1, 0],
             k: 3,
             collection: "refl",
-          }) as { results: { id: number; distance: number }[] };
-          assert.deepEqual(r.results.map((x) => x.id).slice(0, 1), [1], JSON.stringify(r));
+          }) as { results: { id: string; distance: number }[] };
+          // uint64 ids decode as decimal strings (longs: String).
+          assert.deepEqual(r.results.map((x) => x.id).slice(0, 1), ["1"], JSON.stringify(r));
           assert.equal(r.results.length, 3);
         } finally {
           client.close();

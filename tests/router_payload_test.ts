@@ -119,10 +119,10 @@ Deno.test({
         with_payload: true,
         with_vector: true,
       });
-      assert.equal(res.results[0].id, 7);
+      assert.equal(res.results[0].id, "7", "a uint64 id comes as a decimal string");
       assert.equal(res.results[0].payload, payloadOf(7));
       assert.deepEqual(res.results[0].vector, vec(7));
-      for (const r of res.results) assert.equal(r.payload, payloadOf(r.id));
+      for (const r of res.results) assert.equal(r.payload, payloadOf(Number(r.id)));
       const bare = await router.call("Search", { vector: vec(7), k: 3, collection: COLLECTION });
       assert.equal(bare.results[0].payload, "");
       assert.deepEqual(bare.results[0].vector, []);

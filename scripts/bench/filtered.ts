@@ -318,7 +318,8 @@ export function oursSearch(
       : index.filteredSearch(query, kk, plan(payload, spec), { ef });
   }
   const ids = new Array<number>(hits.length);
-  for (let i = 0; i < hits.length; i++) ids[i] = hits[i].id;
+  // The bench writes integer ids only.
+  for (let i = 0; i < hits.length; i++) ids[i] = hits[i].id as number;
   return ids;
 }
 

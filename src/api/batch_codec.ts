@@ -9,10 +9,11 @@
  *
  * | field           | wire                                 | result                           |
  * |-----------------|--------------------------------------|----------------------------------|
- * | 1 points        | messages                             | `{ id, vector }[]`, `[]` if none |
- * | points[].id     | varint (uint32: its low 32 bits)     | number, 0 if absent              |
+ * | 1 points        | messages                             | `Point[]`, `[]` if none          |
+ * | points[].id     | varint (uint64)                      | decimal string, "0" if absent    |
  * | points[].vector | packed floats, or one float a field  | number[], `[]` if absent         |
  * | points[].payload (3) | UTF-8 string, at most PAYLOAD_BYTES_MAX bytes | string, "" if absent |
+ * | points[].string_id (4) | UTF-8 string, at most ID_STRING_BYTES_MAX bytes | string, "" if absent |
  * | 2 collection    | UTF-8 string                         | string, "" if absent             |
  * | 10 consistency  | UTF-8 string                         | string, "" if absent             |
  * | 11 version      | varint (uint64)                      | decimal string, "0" if absent    |
@@ -20,8 +21,10 @@
  * As protobufjs: a singular field that appears twice keeps the last value; unknown fields are
  * skipped. Stricter: a known field with another wire type, or a packed list whose length is not
  * a multiple of 4, throws (the server answers INVALID_ARGUMENT) where protobufjs would read
- * garbage. A payload longer than PAYLOAD_BYTES_MAX bytes throws naming the point before its
- * bytes are decoded (common/payload.ts checks the rest: JSON, depth, keys).
+ * garbage. A payload longer than PAYLOAD_BYTES_MAX bytes, or a string id longer than
+ * ID_STRING_BYTES_MAX bytes, throws naming the point before its bytes are decoded
+ * (common/payload.ts checks the rest of a payload; common/point_id.ts the rest of an id). Invalid
+ * UTF-8 becomes U+FFFD, as protobufjs (Buffer's `utf8Slice`) and TextDecoder both do.
  * proto/vector_db.proto is the reference: a test decodes random messages both ways.
  *
  * @module
@@ -29,6 +32,7 @@
 import { type Field, nextField } from "../common/wire_limits.ts";
 import type { Point, PutBatchRequest } from "./proto.ts";
 import { PAYLOAD_BYTES_MAX } from "../common/limits.ts";
+import { ID_STRING_BYTES_MAX } from "../common/point_id.ts";
 
 const utf8 = new TextDecoder();
 
@@ -43,15 +47,17 @@ function expectWire(f: Field, want: number, name: string, at: number): void {
   }
 }
 
-/** The low 32 bits of the varint in `b[from, to)`, as protobufjs's `uint32()` reads them. */
-function uint32(b: Uint8Array, from: number, to: number): number {
-  let v = 0;
-  for (let i = 0; i < 5 && from + i < to; i++) v += (b[from + i] & 0x7f) * 2 ** (7 * i);
-  return v % 2 ** 32;
-}
-
-/** The varint in `b[from, to)` as an unsigned 64-bit decimal string. */
+/**
+ * The varint in `b[from, to)` as an unsigned 64-bit decimal string (bits above 64 dropped, as
+ * protobufjs's `uint64()` with `longs: String` does).
+ */
 function uint64(b: Uint8Array, from: number, to: number): string {
+  if (to - from <= 4) {
+    // Up to 28 bits: exact as a number, and most ids are this short.
+    let n = 0;
+    for (let i = to - 1; i >= from; i--) n = n * 128 + (b[i] & 0x7f);
+    return String(n);
+  }
   let v = 0n;
   for (let i = to - 1; i >= from; i--) v = (v << 7n) | BigInt(b[i] & 0x7f);
   return BigInt.asUintN(64, v).toString();
@@ -65,7 +71,8 @@ function decodePoint(
   index: number,
 ): Point {
   const f: Field = { number: 0, wire_type: 0, from: 0, to: 0 };
-  let id = 0;
+  let id = "0";
+  let string_id = "";
   let vector: number[] = [];
   let payload = "";
   for (let pos = from; pos < to;) {
@@ -73,7 +80,7 @@ function decodePoint(
     pos = nextField(b, pos, to, f);
     if (f.number === 1) {
       expectWire(f, 0, "points[].id", at);
-      id = uint32(b, f.from, f.to);
+      id = uint64(b, f.from, f.to);
     } else if (f.number === 2) {
       if (f.wire_type === 5) {
         vector.push(view.getFloat32(f.from, true));
@@ -96,9 +103,18 @@ function decodePoint(
         );
       }
       payload = utf8.decode(b.subarray(f.from, f.to));
+    } else if (f.number === 4) {
+      expectWire(f, 2, "points[].string_id", at);
+      if (f.to - f.from > ID_STRING_BYTES_MAX) {
+        throw new RangeError(
+          `points[${index}].string_id is ${f.to - f.from} bytes; the limit is ` +
+            `${ID_STRING_BYTES_MAX}`,
+        );
+      }
+      string_id = utf8.decode(b.subarray(f.from, f.to));
     }
   }
-  return { id, vector, payload };
+  return { id, vector, payload, string_id };
 }
 
 /** Decodes a `PutBatchRequest` as proto-loader would (see the module comment). */

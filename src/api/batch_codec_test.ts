@@ -12,7 +12,24 @@ function randomRequest(r: Prng): Record<string, unknown> {
   const dim = 1 + r.nextInt(40);
   const req: Record<string, unknown> = {
     points: Array.from({ length: r.nextInt(20) }, () => ({
-      id: pick([0, 1, 127, 128, 2 ** 31, 2 ** 32 - 1, r.nextInt(2 ** 31)]),
+      id: pick([
+        0,
+        1,
+        127,
+        128,
+        2 ** 28 - 1,
+        2 ** 28,
+        2 ** 31,
+        2 ** 32 - 1,
+        2 ** 32,
+        r.nextInt(2 ** 31),
+        "9007199254740993",
+        "18446744073709551615",
+        String(BigInt(r.nextInt(2 ** 31)) * 8_589_934_583n),
+      ]),
+      ...(r.nextInt(3) === 0
+        ? { string_id: pick(["", "a", "doc-7", "größe-ü", "é".repeat(64), "\u{1F600}x"]) }
+        : {}),
       vector: Array.from(
         { length: r.nextInt(3) === 0 ? 0 : dim },
         () => pick([0, -0, 1e-45, 3.4e38, -1.5, r.nextInt(1000) / 7, NaN, Infinity]),
@@ -46,7 +63,7 @@ Deno.test("decodePutBatchRequest: unpacked and split vectors, repeated and unkno
     0xff,
     0xff,
     0xff,
-    0x7f, // id: 5-byte varint with high bits set (uint32 keeps the low 32)
+    0x7f, // id: a 5-byte varint, 2^35 - 1
     0x15,
     ...f32(1.5), // one unpacked float
     0x12,
@@ -90,11 +107,28 @@ Deno.test("decodePutBatchRequest: unpacked and split vectors, repeated and unkno
   const bytes = big.subarray(3);
   const want = reference.requestDeserialize(bytes);
   assert.deepEqual(decodePutBatchRequest(bytes), want);
-  assert.deepEqual(want.points[0], { id: 5, vector: [1.5, 2, 3, -4], payload: "" });
+  assert.deepEqual(want.points[0], {
+    id: "5",
+    vector: [1.5, 2, 3, -4],
+    payload: "",
+    string_id: "",
+  });
   assert.equal(want.collection, "b");
   assert.equal(want.version, "9223372036854775808");
   const high = Buffer.from([0x0a, 6, 0x08, 0xff, 0xff, 0xff, 0xff, 0x7f]);
   assert.deepEqual(decodePutBatchRequest(high), reference.requestDeserialize(high));
+  assert.equal(decodePutBatchRequest(high).points[0].id, String(2 ** 35 - 1));
+  // A 10-byte varint: 2^64 - 1 whole, and one whose bits above 64 are dropped as protobufjs does.
+  for (const last of [0x01, 0x7f]) {
+    const max = Buffer.from([0x0a, 11, 0x08, ...Array(9).fill(0xff), last]);
+    assert.deepEqual(decodePutBatchRequest(max), reference.requestDeserialize(max));
+    assert.equal(decodePutBatchRequest(max).points[0].id, "18446744073709551615");
+  }
+  // Invalid UTF-8 in a string id becomes U+FFFD, as protobufjs reads it (the id validator then
+  // takes it as any other string).
+  const bad = Buffer.from([0x0a, 4, 0x22, 2, 0xc3, 0x28]);
+  assert.deepEqual(decodePutBatchRequest(bad), reference.requestDeserialize(bad));
+  assert.equal(decodePutBatchRequest(bad).points[0].string_id, "\ufffd(");
 });
 
 Deno.test("decodePutBatchRequest refuses wire types its schema does not allow; the server says INVALID_ARGUMENT", () => {
@@ -141,4 +175,23 @@ Deno.test("decodePutBatchRequest: payloads decode; one over PAYLOAD_BYTES_MAX is
   const r = refusalOf(vectorDbService.PutBatch.requestDeserialize(big));
   assert.equal(r?.code, 3);
   assert.match(r?.details ?? "", /points\[1\]\.payload is 65537 bytes; the limit is 65536/);
+});
+
+Deno.test("decodePutBatchRequest: string ids decode; one over 128 bytes is refused by its size", () => {
+  const ok = reference.requestSerialize({
+    points: [{ string_id: "é".repeat(64), vector: [1] }, {
+      id: "18446744073709551615",
+      vector: [2],
+    }],
+  });
+  const got = decodePutBatchRequest(ok);
+  assert.deepEqual(got, reference.requestDeserialize(ok));
+  assert.equal(got.points[0].string_id, "é".repeat(64));
+  assert.equal(got.points[1].id, "18446744073709551615");
+  const big = reference.requestSerialize({
+    points: [{ id: 1, vector: [1] }, { string_id: "x".repeat(129), vector: [2] }],
+  });
+  const r = refusalOf(vectorDbService.PutBatch.requestDeserialize(big));
+  assert.equal(r?.code, 3);
+  assert.match(r?.details ?? "", /points\[1\]\.string_id is 129 bytes; the limit is 128/);
 });

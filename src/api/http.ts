@@ -60,6 +60,7 @@ import type { SecurityConfig } from "./security.ts";
 import { VIA_HTTP } from "./unary.ts";
 import { type Metrics, METRICS_CONTENT_TYPE, RequestMetrics } from "../common/metrics.ts";
 import { ValidationError } from "./validate.ts";
+import { stringifyWithIds } from "../common/point_id.ts";
 
 /**
  * The HTTP door's flags, shared by the storage node and the router (their flag tables spread
@@ -502,7 +503,8 @@ export class HttpApi {
 
   #send(res: http.ServerResponse, status: number, body: unknown, headers: object = {}): void {
     if (res.headersSent || res.destroyed) return;
-    const text = JSON.stringify(body);
+    // 64-bit ids (bigints) are written as their exact digits.
+    const text = stringifyWithIds(body);
     this.answered[status] = (this.answered[status] ?? 0) + 1;
     res.writeHead(status, {
       "content-type": "application/json; charset=utf-8",

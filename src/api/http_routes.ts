@@ -60,7 +60,16 @@
 import * as grpc from "@grpc/grpc-js";
 import { SMALL_REQUEST_BYTES_MAX } from "../common/limits.ts";
 import { formatBytes } from "../common/wire_limits.ts";
-import { type MethodName, VECTORDB_REQUEST_LIMITS } from "./proto.ts";
+import { type MethodName, VECTORDB_REQUEST_LIMITS, type WireId } from "./proto.ts";
+import {
+  canonicalId,
+  formatId,
+  idFromJson,
+  idFromWire,
+  type PointId,
+  PointIdError,
+  validateStringId,
+} from "../common/point_id.ts";
 import { quote, validateCollectionName, ValidationError } from "./validate.ts";
 
 /** JSON bodies may be this many times the method's protobuf limit. */
@@ -190,9 +199,86 @@ function rpc(
   };
 }
 
-/** A path id: digits become a number (validated by the handler), anything else stays text. */
-function pathId(id: string): number | string {
-  return /^[0-9]{1,16}$/.test(id) ? Number(id) : id;
+/** Runs `fn`, answering a PointIdError as 400 INVALID_ARGUMENT with its message. */
+function idChecked<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof PointIdError) {
+      throw new HttpError(400, grpc.status.INVALID_ARGUMENT, e.message);
+    }
+    throw e;
+  }
+}
+
+/**
+ * The id in a path (decoded): all digits is an integer id (0 .. 2^64 - 1, exact: it is text),
+ * a JSON-quoted segment (`%22123%22`) the string inside, anything else the string id itself.
+ */
+export function pathPointId(segment: string): PointId {
+  return idChecked(() => {
+    if (/^[0-9]+$/.test(segment)) {
+      if (segment.length > 20) {
+        throw new PointIdError(
+          "id in the path",
+          segment,
+          "is not an integer between 0 and 2^64 - 1",
+        );
+      }
+      return canonicalId(BigInt(segment), "id in the path");
+    }
+    if (segment.length >= 2 && segment.startsWith('"') && segment.endsWith('"')) {
+      let inner: unknown;
+      try {
+        inner = JSON.parse(segment);
+      } catch {
+        inner = segment;
+      }
+      if (typeof inner === "string") return validateStringId(inner, "id in the path");
+    }
+    return validateStringId(segment, "id in the path");
+  });
+}
+
+/** An id as a request's wire fields: `{id}` (a bigint as decimal text) or `{id: 0, string_id}`. */
+function wireFields(id: PointId): { id: WireId; string_id?: string } {
+  if (typeof id === "string") return { id: 0, string_id: id };
+  return { id: typeof id === "bigint" ? id.toString() : id };
+}
+
+/** A path id as the gRPC request's `id`/`string_id` fields. */
+function pathId(segment: string): { id: WireId; string_id?: string } {
+  return wireFields(pathPointId(segment));
+}
+
+/**
+ * A JSON body's id (a number up to 2^53 - 1, or a string; see `idFromJson`) as wire fields;
+ * absent stays absent (the handler names a missing id). A bad one is 400 naming `field`.
+ */
+function bodyId(value: unknown, field: string): { id?: WireId; string_id?: string } {
+  if (value === undefined) return {};
+  return wireFields(idChecked(() => idFromJson(value, field)));
+}
+
+/**
+ * A JSON body's `ids` list (numbers and strings mixed) as the wire's `ids` and `string_ids`;
+ * anything but a list is left for the handler to refuse. Each bad id is 400 naming `ids[i]`.
+ */
+function bodyIds(value: unknown): { ids?: unknown; string_ids?: string[] } {
+  if (!Array.isArray(value)) return value === undefined ? {} : { ids: value };
+  const ids: WireId[] = [];
+  const string_ids: string[] = [];
+  value.forEach((v, i) => {
+    const f = wireFields(idChecked(() => idFromJson(v, `ids[${i}]`)));
+    if (f.string_id !== undefined) string_ids.push(f.string_id);
+    else ids.push(f.id);
+  });
+  return { ids, string_ids };
+}
+
+/** An answer item's id: its wire pair (`id`, `string_id`) as one JSON id (a bigint exact). */
+function answerId(x: Record<string, unknown>): PointId {
+  return idFromWire(x.id, x.string_id);
 }
 
 /**
@@ -250,10 +336,14 @@ function withFilter(b: Record<string, unknown>): Record<string, unknown> {
   return b.filter === undefined ? b : { ...b, filter: bodyFilter(b.filter, "filter") };
 }
 
-/** Points of an answer (Scroll, GetBatch) with their payload text as the object it holds. */
+/**
+ * Points of an answer (Scroll, GetBatch, search results) with their payload text as the object
+ * it holds and their id pair as one JSON id (number, exact big integer, or string).
+ */
 function answerPoints(points: Record<string, unknown>[]): Record<string, unknown>[] {
   return points.map((x) => {
-    const out = { ...x };
+    const { string_id: _, ...rest } = x;
+    const out: Record<string, unknown> = { ...rest, id: answerId(x) };
     if (typeof x.payload === "string") {
       if (x.payload === "") delete out.payload;
       else out.payload = answerPayload(x.payload);
@@ -290,8 +380,9 @@ function bodyPoints(points: unknown): unknown {
   return points.map((p, i) => {
     if (p === null || typeof p !== "object" || Array.isArray(p)) return p;
     const point = p as Record<string, unknown>;
-    if (point.payload === undefined) return point;
-    return { ...point, payload: bodyPayload(point.payload, `points[${i}].payload`) };
+    const id = bodyId(point.id, `points[${i}].id`);
+    if (point.payload === undefined) return { ...point, ...id };
+    return { ...point, ...id, payload: bodyPayload(point.payload, `points[${i}].payload`) };
   });
 }
 
@@ -430,7 +521,7 @@ export const ROUTES: readonly Route[] = [
       respond: (_p, response) => {
         const r = response as { results: Record<string, unknown>[] };
         const results = r.results.map((x) => {
-          const out: Record<string, unknown> = { id: x.id, distance: x.distance };
+          const out: Record<string, unknown> = { id: answerId(x), distance: x.distance };
           if (typeof x.payload === "string" && x.payload !== "") {
             out.payload = answerPayload(x.payload);
           }
@@ -505,9 +596,10 @@ export const ROUTES: readonly Route[] = [
     "POST",
     "/collections/{name}/points/get",
     "GetBatch",
-    "Up to 1,000 points by id, one record per id in request order",
+    "Up to 1,000 points by id (integers and strings): one record per id, the integer ids " +
+      "first, then the string ids, each in request order",
     ["ids", "with_vector", "with_payload"],
-    (p, b) => ({ ...b, collection: pathCollection(p) }),
+    (p, b) => ({ ...b, ...bodyIds(b.ids), collection: pathCollection(p) }),
     {
       respond: (_p, response) => {
         const r = response as { points: Record<string, unknown>[] };
@@ -530,7 +622,7 @@ export const ROUTES: readonly Route[] = [
           "ids and filter: give one of them, not both",
         );
       }
-      return { ...withFilter(b), collection: pathCollection(p) };
+      return { ...withFilter(b), ...bodyIds(b.ids), collection: pathCollection(p) };
     },
     {
       rpcFor: (r) => (r.filter !== undefined ? "DeleteByFilter" : "DeleteBatch"),
@@ -545,7 +637,7 @@ export const ROUTES: readonly Route[] = [
     (p, b) => ({
       ...b,
       ...(b.payload === undefined ? {} : { payload: bodyPayload(b.payload, "payload") }),
-      id: pathId(p.id),
+      ...pathId(p.id),
       collection: pathCollection(p),
     }),
   ),
@@ -555,7 +647,7 @@ export const ROUTES: readonly Route[] = [
     "Get",
     "One point's vector, payload and version (404 when absent or deleted)",
     null,
-    (p) => ({ id: pathId(p.id), collection: pathCollection(p) }),
+    (p) => ({ ...pathId(p.id), collection: pathCollection(p) }),
     {
       respond: (p, response) => {
         const r = response as { found: boolean; deleted?: boolean; version?: string };
@@ -563,12 +655,12 @@ export const ROUTES: readonly Route[] = [
           throw new HttpError(
             404,
             grpc.status.NOT_FOUND,
-            `Point ${p.id} is not in collection ${quote(p.name)}` +
+            `Point ${formatId(pathPointId(p.id))} is not in collection ${quote(p.name)}` +
               (r.deleted ? ` (deleted at version ${r.version})` : ""),
           );
         }
         const payload = answerPayload((r as { payload?: unknown }).payload);
-        return { status: 200, body: { id: Number(p.id), ...r, payload } };
+        return { status: 200, body: { id: pathPointId(p.id), ...r, payload } };
       },
     },
   ),
@@ -579,7 +671,7 @@ export const ROUTES: readonly Route[] = [
     "Delete one point (a versioned tombstone)",
     null,
     (p, _b, q) => ({
-      id: pathId(p.id),
+      ...pathId(p.id),
       collection: pathCollection(p),
       ...(q.consistency !== undefined ? { consistency: q.consistency } : {}),
       ...(q.version !== undefined ? { version: q.version } : {}),

@@ -49,7 +49,11 @@ Deno.test("request building: path fields win, ids and names come from the path",
   const req = m.route.request!(m.params, { vector: [1, 2] }, {});
   assert.deepEqual(req, { vector: [1, 2], id: 7, collection: "c1" });
   const bad = matchRoute("GET", "/collections/c1/points/x1");
-  assert.deepEqual(bad.route.request!(bad.params, {}, {}), { id: "x1", collection: "c1" });
+  assert.deepEqual(bad.route.request!(bad.params, {}, {}), {
+    id: 0,
+    string_id: "x1",
+    collection: "c1",
+  });
   const del = matchRoute("DELETE", "/collections/c1/points/3");
   assert.deepEqual(del.route.request!(del.params, {}, { consistency: "all", version: "5" }), {
     id: 3,
@@ -264,4 +268,100 @@ Deno.test("payloads: bodies carry objects, the gRPC requests their JSON text; an
     results: [{ id: 1, distance: 0, payload: { b: true }, vector: [1] }, { id: 2, distance: 1 }],
     partial: false,
   });
+});
+
+Deno.test("ids: path and body ids become wire pairs; answers carry one exact JSON id", () => {
+  const req = (method: string, path: string, body: Record<string, unknown> = {}) => {
+    const m = matchRoute(method, path);
+    return m.route.request!(m.params, body, {}) as Record<string, unknown>;
+  };
+  // Path: digits an integer (exact up to 2^64 - 1), a quoted segment or anything else a string.
+  assert.deepEqual(req("GET", "/collections/c/points/18446744073709551615"), {
+    id: "18446744073709551615",
+    collection: "c",
+  });
+  assert.deepEqual(req("GET", "/collections/c/points/%22123%22"), {
+    id: 0,
+    string_id: "123",
+    collection: "c",
+  });
+  assert.deepEqual(req("DELETE", "/collections/c/points/3f2c5a9e-0b7d-4e1a"), {
+    id: 0,
+    string_id: "3f2c5a9e-0b7d-4e1a",
+    collection: "c",
+  });
+  assert.throws(() => req("GET", "/collections/c/points/18446744073709551616"), {
+    http: 400,
+    message: /id in the path 18446744073709551616 is not an integer between 0 and 2\^64 - 1/,
+  });
+  assert.throws(() => req("GET", `/collections/c/points/${"x".repeat(129)}`), {
+    http: 400,
+    message: /id in the path "x+\.\.\." is over 128 bytes/,
+  });
+  // Bodies: JSON numbers (up to 2^53 - 1) and strings, mixed.
+  const batch = matchRoute("PUT", "/collections/c/points");
+  const body = parseBody(
+    batch.route,
+    '{"points":[{"id":"doc-7","vector":[1]},{"id":5,"vector":[2]}]}',
+  );
+  assert.deepEqual(batch.route.request!(batch.params, body, {}), {
+    points: [{ id: 0, string_id: "doc-7", vector: [1] }, { id: 5, vector: [2] }],
+    collection: "c",
+  });
+  assert.throws(
+    () => req("PUT", "/collections/c/points", { points: [{ id: 2 ** 53, vector: [1] }] }),
+    { http: 400, message: /points\[0\]\.id 9007199254740992 is above 2\^53 - 1/ },
+  );
+  assert.deepEqual(req("POST", "/collections/c/points/get", { ids: [1, "a", 2, "b"] }), {
+    ids: [1, 2],
+    string_ids: ["a", "b"],
+    collection: "c",
+  });
+  assert.deepEqual(req("POST", "/collections/c/points/delete", { ids: ["x", 7] }), {
+    ids: [7],
+    string_ids: ["x"],
+    collection: "c",
+  });
+  assert.throws(() => req("POST", "/collections/c/points/get", { ids: [1, true] }), {
+    http: 400,
+    message: /ids\[1\] true is not an id/,
+  });
+  // has_id passes through a filter as written.
+  const f = { must: [{ has_id: [1, "doc-7"] }] };
+  assert.equal(req("POST", "/collections/c/points/count", { filter: f }).filter, JSON.stringify(f));
+  // Answers: the wire pair becomes one id; a uint64 above 2^53 - 1 a bigint (written exactly).
+  const get = matchRoute("POST", "/collections/c/points/get");
+  const answer = get.route.respond!(get.params, {
+    points: [
+      { id: "18446744073709551615", string_id: "", found: true, vector: [], payload: "" },
+      { id: "0", string_id: "doc-7", found: false, vector: [], payload: "" },
+    ],
+  });
+  assert.deepEqual(
+    (answer.body as { points: { id: unknown }[] }).points.map((p) => p.id),
+    [18446744073709551615n, "doc-7"],
+  );
+  const one = matchRoute("GET", "/collections/c/points/doc-7");
+  assert.equal(
+    (one.route.respond!(one.params, { found: true, vector: [] }).body as { id: unknown }).id,
+    "doc-7",
+  );
+  const search = matchRoute("POST", "/collections/c/points/search");
+  const results = search.route.respond!(search.params, {
+    results: [{ id: "0", string_id: "s", distance: 0 }, { id: "12", distance: 1 }],
+  });
+  assert.deepEqual((results.body as { results: unknown[] }).results, [
+    { id: "s", distance: 0 },
+    { id: 12, distance: 1 },
+  ]);
+});
+
+Deno.test("openApiDocument: point ids are integers or strings", () => {
+  const doc = openApiDocument("router") as {
+    components: { schemas: Record<string, { properties: Record<string, unknown> }> };
+  };
+  const point = doc.components.schemas.Point.properties.id as { oneOf: { type: string }[] };
+  assert.deepEqual(point.oneOf.map((s) => s.type), ["integer", "string"]);
+  const ids = doc.components.schemas.GetBatchBody.properties.ids as { items: { oneOf: unknown[] } };
+  assert.equal(ids.items.oneOf.length, 2);
 });

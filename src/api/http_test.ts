@@ -34,6 +34,15 @@ function fakeHandlers(state: { closing: boolean; stall_ms: number; seen: unknown
       () => new Promise((resolve) => setTimeout(() => resolve({ node_id: "n" }), state.stall_ms)),
     ),
     ListCollections: guard.wrap("ListCollections", () => Promise.resolve({ collections: [] })),
+    GetBatch: guard.wrap("GetBatch", (r) => {
+      state.seen.push(r);
+      return Promise.resolve({
+        points: [
+          { id: "18446744073709551615", string_id: "", found: true, vector: [1], payload: "" },
+          { id: "0", string_id: "doc-7", found: false, vector: [], payload: "" },
+        ],
+      });
+    }),
   } as unknown as VectorDBHandlers;
   return handlers;
 }
@@ -204,4 +213,25 @@ Deno.test("HttpApi: API keys: none 401, too low 403, enough 200; health open", a
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+Deno.test("HttpApi: 64-bit ids leave as exact JSON integers, string ids as strings", async () => {
+  await withApi({}, async (base, state) => {
+    const res = await fetch(`${base}/collections/c/points/get`, {
+      method: "POST",
+      body: '{"ids":[9007199254740993, "doc-7"]}',
+    });
+    // A JSON number above 2^53 - 1 has lost precision in the parser: refused, naming the field.
+    assert.equal(res.status, 400);
+    assert.match(await res.text(), /ids\[0\] 9007199254740992 is above 2\^53 - 1/);
+    const ok = await fetch(`${base}/collections/c/points/get`, {
+      method: "POST",
+      body: '{"ids":[7, "doc-7"]}',
+    });
+    assert.equal(ok.status, 200);
+    const text = await ok.text();
+    assert.match(text, /"id":18446744073709551615,/);
+    assert.match(text, /"id":"doc-7"/);
+    assert.deepEqual(state.seen, [{ ids: [7], string_ids: ["doc-7"], collection: "c" }]);
+  });
 });

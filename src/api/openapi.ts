@@ -11,7 +11,6 @@ import {
   DIMENSION_MAX,
   EF_CONSTRUCTION_MAX,
   EF_MAX,
-  ID_MAX,
   K_MAX,
   M_MAX,
   M_MIN,
@@ -24,6 +23,7 @@ import {
   SEARCH_BATCH_MAX,
 } from "../common/limits.ts";
 import { JSON_BYTES_FACTOR, ROUTES } from "./http_routes.ts";
+import { ID_STRING_BYTES_MAX } from "../common/point_id.ts";
 
 type Schema = Record<string, unknown>;
 
@@ -51,6 +51,26 @@ const consistency: Schema = {
   type: "string",
   enum: ["", "one", "quorum", "all"],
   description: "Write consistency (router); empty: the router's default",
+};
+
+/**
+ * A point id in a request body: a JSON integer 0 .. 2^53 - 1 (a larger JSON number has lost
+ * precision in the parser and is refused; use the path, gRPC or the client for those) or a
+ * string id (1 .. 128 bytes of UTF-8; the string "5" is not the integer 5).
+ */
+const pointIdIn: Schema = {
+  oneOf: [
+    { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    { type: "string", minLength: 1, maxLength: ID_STRING_BYTES_MAX },
+  ],
+};
+
+/** A point id in an answer: an integer up to 2^64 - 1, written with every digit, or a string. */
+const pointIdOut: Schema = {
+  oneOf: [
+    { type: "integer", format: "uint64", minimum: 0 },
+    { type: "string", minLength: 1, maxLength: ID_STRING_BYTES_MAX },
+  ],
 };
 
 const SCHEMAS: Record<string, Schema> = {
@@ -103,7 +123,7 @@ const SCHEMAS: Record<string, Schema> = {
     type: "object",
     required: ["id", "vector"],
     additionalProperties: false,
-    properties: { id: { type: "integer", minimum: 0, maximum: ID_MAX }, vector, payload },
+    properties: { id: pointIdIn, vector, payload },
   },
   PutBatchBody: {
     type: "object",
@@ -137,7 +157,7 @@ const SCHEMAS: Record<string, Schema> = {
   GetResponse: {
     type: "object",
     properties: {
-      id: { type: "integer" },
+      id: pointIdOut,
       found: { type: "boolean" },
       vector,
       payload,
@@ -199,7 +219,7 @@ const SCHEMAS: Record<string, Schema> = {
     required: ["ids"],
     additionalProperties: false,
     properties: {
-      ids: { type: "array", minItems: 1, maxItems: 1000, items: { type: "integer" } },
+      ids: { type: "array", minItems: 1, maxItems: 1000, items: pointIdIn },
       with_vector: { type: "boolean" },
       with_payload: { type: "boolean" },
     },
@@ -209,11 +229,12 @@ const SCHEMAS: Record<string, Schema> = {
     properties: {
       points: {
         type: "array",
-        description: "One record per requested id, in request order",
+        description: "One record per requested id: the integer ids first, then the string " +
+          "ids, each in request order",
         items: {
           type: "object",
           properties: {
-            id: { type: "integer" },
+            id: pointIdOut,
             found: { type: "boolean" },
             vector,
             payload,
@@ -229,7 +250,7 @@ const SCHEMAS: Record<string, Schema> = {
     additionalProperties: false,
     description: "Exactly one of ids (DeleteBatch) and filter (DeleteByFilter)",
     properties: {
-      ids: { type: "array", minItems: 1, maxItems: 10000, items: { type: "integer" } },
+      ids: { type: "array", minItems: 1, maxItems: 10000, items: pointIdIn },
       filter: ref("Filter"),
       consistency,
       version: uint64,
@@ -252,7 +273,7 @@ const SCHEMAS: Record<string, Schema> = {
         items: {
           type: "object",
           properties: {
-            id: { type: "integer" },
+            id: pointIdOut,
             distance: { type: "number" },
             payload: { ...payload, description: "with_payload, when the point has one" },
             vector: { ...vector, description: "with_vector" },
@@ -318,7 +339,7 @@ const SCHEMAS: Record<string, Schema> = {
         type: "array",
         items: {
           type: "object",
-          properties: { id: { type: "integer" }, vector, version: uint64, payload },
+          properties: { id: pointIdOut, vector, version: uint64, payload },
         },
       },
       next_cursor: { type: "string", description: '"" when there are no more points' },
@@ -615,7 +636,14 @@ export function openApiDocument(kind: "node" | "router"): Record<string, unknown
         in: "path",
         required: true,
         schema: m[1] === "id"
-          ? { type: "integer", minimum: 0, maximum: ID_MAX }
+          ? {
+            oneOf: [
+              { type: "integer", format: "uint64", minimum: 0 },
+              { type: "string", minLength: 1, maxLength: ID_STRING_BYTES_MAX },
+            ],
+            description: "All digits: an integer id (up to 2^64 - 1); anything else (or a " +
+              "JSON-quoted segment, %22123%22) a string id, percent-encoded",
+          }
           : m[1] === "field"
           ? { type: "string", description: "A dotted payload key (percent-encoded)" }
           : m[1] === "file"

@@ -10,18 +10,25 @@
  * | cursor        | meaning                                                 |
  * |---------------|---------------------------------------------------------|
  * | `""`          | from the start                                          |
- * | `v1:<id>`     | points with ids above `<id>` (decimal uint32, no sign, no leading zeros) |
+ * | `v1:<id>`     | points with ids above `<id>` (decimal uint64, no sign, no leading zeros) |
+ * | `v1s:<json>`  | points with ids above the string id `<json>` (a JSON string literal)     |
  *
  * Anything else is INVALID_ARGUMENT naming `cursor` and the value (shortened when long).
  *
  * @module
  */
+import {
+  canonicalId,
+  ID_INTEGER_MAX,
+  ID_STRING_BYTES_MAX,
+  type PointId,
+  stringIdProblem,
+} from "../common/point_id.ts";
 import type { Filter } from "../common/filter.ts";
 import { type Consistency, FILTER_KEY_CHARS_MAX, PAYLOAD_FIELD_TYPES } from "../common/limits.ts";
 import {
   BATCH_POINTS_MAX,
   GET_BATCH_MAX,
-  ID_MAX,
   SCROLL_LIMIT_DEFAULT,
   SCROLL_LIMIT_MAX,
   SEARCH_BATCH_MAX,
@@ -34,8 +41,8 @@ import {
   validateEf,
   validateFilter,
   validateFlag,
-  validateId,
   validateK,
+  validatePointIds,
   validateVector,
   validateVersionFromOutside,
   ValidationError,
@@ -48,12 +55,14 @@ export const CURSOR_PREFIX_V1 = "v1:";
 /** Longest cursor quoted whole in an error message; longer ones are cut. */
 const CURSOR_QUOTE_CHARS_MAX = 64;
 
+/** Prefix of a cursor that holds a string id. */
+export const CURSOR_PREFIX_V1_STRING = "v1s:";
+
 /** The cursor that continues after `id` (the last id of a page). */
-export function encodeCursor(id: number): string {
-  if (!Number.isInteger(id) || id < 0 || id > ID_MAX) {
-    throw new RangeError(`Cursor id ${id} must be between 0 and ${ID_MAX}`);
-  }
-  return CURSOR_PREFIX_V1 + String(id);
+export function encodeCursor(id: PointId): string {
+  const canonical = canonicalId(id, "cursor id");
+  if (typeof canonical === "string") return CURSOR_PREFIX_V1_STRING + JSON.stringify(canonical);
+  return CURSOR_PREFIX_V1 + canonical.toString();
 }
 
 /** A cursor quoted for an error message, cut to {@link CURSOR_QUOTE_CHARS_MAX} characters. */
@@ -67,7 +76,7 @@ function quoteCursor(cursor: string): string {
  * The id a cursor continues after; null for "" (from the start). Throws a ValidationError
  * naming `field` and the value for anything this module did not make.
  */
-export function decodeCursor(cursor: unknown, field = "cursor"): number | null {
+export function decodeCursor(cursor: unknown, field = "cursor"): PointId | null {
   if (cursor === undefined || cursor === null || cursor === "") return null;
   if (typeof cursor !== "string") {
     throw new ValidationError(field, cursor, `${field} must be a string`);
@@ -79,12 +88,24 @@ export function decodeCursor(cursor: unknown, field = "cursor"): number | null {
       `${field} ${quoteCursor(cursor)} is not a cursor this server handed out ` +
         `(pass "" to start, then each answer's next_cursor)`,
     );
+  if (cursor.startsWith(CURSOR_PREFIX_V1_STRING)) {
+    // Bounded before parsing: a quoted id of 128 bytes takes at most 6 characters per byte.
+    if (cursor.length > CURSOR_PREFIX_V1_STRING.length + 2 + 6 * ID_STRING_BYTES_MAX) throw bad();
+    let s: unknown;
+    try {
+      s = JSON.parse(cursor.slice(CURSOR_PREFIX_V1_STRING.length));
+    } catch {
+      throw bad();
+    }
+    if (typeof s !== "string" || stringIdProblem(s) !== null) throw bad();
+    return s;
+  }
   if (!cursor.startsWith(CURSOR_PREFIX_V1)) throw bad();
   const digits = cursor.slice(CURSOR_PREFIX_V1.length);
-  if (!/^(0|[1-9][0-9]{0,9})$/.test(digits)) throw bad();
-  const id = Number(digits);
-  if (id > ID_MAX) throw bad();
-  return id;
+  if (!/^(0|[1-9][0-9]{0,19})$/.test(digits)) throw bad();
+  const big = BigInt(digits);
+  if (big > ID_INTEGER_MAX) throw bad();
+  return canonicalId(big);
 }
 
 /** A validated ScrollRequest. */
@@ -92,8 +113,8 @@ export interface ValidScroll {
   collection: string;
   /** 1 .. SCROLL_LIMIT_MAX (0 in the request: the default). */
   limit: number;
-  /** List ids above this one; null: from the start. */
-  after: number | null;
+  /** List ids above this one (`compareIds` order); null: from the start. */
+  after: PointId | null;
   with_vector: boolean;
   /** Only points matching it; null: every point. */
   filter: Filter | null;
@@ -195,31 +216,17 @@ export function validateDropFieldIndexRequest(
   };
 }
 
-/** An id list of 1 .. `max` ids, each a uint32. */
-function validateIds(value: unknown, max: number, field = "ids"): number[] {
-  const ids = value ?? [];
-  if (!Array.isArray(ids)) throw new ValidationError(field, ids, `${field} must be a list`);
-  if (ids.length < 1 || ids.length > max) {
-    throw new ValidationError(
-      field,
-      ids.length,
-      `${field} has ${ids.length} entries; it must have 1 to ${max}`,
-    );
-  }
-  for (let i = 0; i < ids.length; i++) validateId(ids[i], `${field}[${i}]`);
-  return ids as number[];
-}
-
 /** Validates a GetBatchRequest: 1 .. GET_BATCH_MAX ids. */
 export function validateGetBatchRequest(request: {
   collection?: unknown;
   ids?: unknown;
+  string_ids?: unknown;
   with_vector?: unknown;
   with_payload?: unknown;
-}): { collection: string; ids: number[]; with_vector: boolean; with_payload: boolean } {
+}): { collection: string; ids: PointId[]; with_vector: boolean; with_payload: boolean } {
   return {
     collection: resolveCollection(request.collection),
-    ids: validateIds(request.ids, GET_BATCH_MAX),
+    ids: validatePointIds(request.ids, request.string_ids, GET_BATCH_MAX),
     with_vector: validateFlag(request.with_vector, "with_vector"),
     with_payload: validateFlag(request.with_payload, "with_payload"),
   };
@@ -229,12 +236,13 @@ export function validateGetBatchRequest(request: {
 export function validateDeleteBatchRequest(request: {
   collection?: unknown;
   ids?: unknown;
+  string_ids?: unknown;
   consistency?: unknown;
   version?: unknown;
-}): { collection: string; ids: number[]; consistency: Consistency | undefined; version: number } {
+}): { collection: string; ids: PointId[]; consistency: Consistency | undefined; version: number } {
   return {
     collection: resolveCollection(request.collection),
-    ids: validateIds(request.ids, BATCH_POINTS_MAX),
+    ids: validatePointIds(request.ids, request.string_ids, BATCH_POINTS_MAX),
     consistency: validateConsistency(request.consistency),
     version: validateVersionFromOutside(request.version),
   };

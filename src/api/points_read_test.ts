@@ -13,8 +13,28 @@ Deno.test("cursors round-trip and carry a version prefix", () => {
   assert.equal(decodeCursor(""), null);
   assert.equal(decodeCursor(undefined), null);
   assert.throws(() => encodeCursor(-1), RangeError);
-  assert.throws(() => encodeCursor(2 ** 32), RangeError);
-  for (const bad of ["7", "v1:", "v1:007", "v1:+7", "v1:7.0", "v1:4294967296", "V1:7"]) {
+  assert.throws(() => encodeCursor(2n ** 64n), RangeError);
+  // 64-bit and string ids.
+  for (const id of [2 ** 32, 2n ** 64n - 1n, "doc-7", 'a"b\\é', "7"]) {
+    assert.equal(decodeCursor(encodeCursor(id)), id);
+  }
+  assert.equal(encodeCursor("doc"), 'v1s:"doc"');
+  assert.equal(encodeCursor(2n ** 64n - 1n), "v1:18446744073709551615");
+  for (
+    const bad of [
+      "7",
+      "v1:",
+      "v1:007",
+      "v1:+7",
+      "v1:7.0",
+      "v1:18446744073709551616",
+      "V1:7",
+      "v1s:",
+      "v1s:doc",
+      'v1s:""',
+      "v1s:7",
+    ]
+  ) {
     assert.throws(() => decodeCursor(bad), {
       name: "ValidationError",
       message: `cursor ${JSON.stringify(bad)} is not a cursor this server handed out ` +
@@ -22,6 +42,7 @@ Deno.test("cursors round-trip and carry a version prefix", () => {
     });
   }
   assert.throws(() => decodeCursor(5), { message: "cursor must be a string" });
+  assert.throws(() => decodeCursor(`v1s:${JSON.stringify("x".repeat(129))}`), /not a cursor/);
 });
 
 Deno.test("validateScrollRequest fills the default limit and checks every field", () => {

@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import {
   BATCH_POINTS_MAX,
   DIMENSION_MAX,
+  GET_BATCH_MAX,
   MESSAGE_BYTES_MAX,
   POINT_FIELDS_MAX,
   REQUEST_FIELDS_MAX,
@@ -49,10 +50,19 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
 /** A uint64 field: decoded as a decimal string; a number or string when encoding. */
 export type Uint64 = string | number;
 
+/**
+ * A point id field (uint64 `id`, see "Ids" in proto/vector_db.proto): decoded as a decimal
+ * string; a number or decimal string when encoding. Read it with `idFromWire(id, string_id)`
+ * (src/common/point_id.ts), write it with `idToWire`.
+ */
+export type WireId = string | number;
+
 // ----- Messages (field names and numbers as in proto/vector_db.proto) -----
 
 export interface PutRequest {
-  id: number;
+  id: WireId;
+  /** A string id instead of `id`; "" or absent for an integer id. */
+  string_id?: string;
   vector: number[];
   collection?: string;
   consistency?: string;
@@ -70,7 +80,9 @@ export interface PutResponse {
 }
 
 export interface Point {
-  id: number;
+  id: WireId;
+  /** A string id instead of `id`; "" or absent for an integer id. */
+  string_id?: string;
   vector: number[];
   /** JSON text of an object (common/payload.ts); "" or absent: none. */
   payload?: string;
@@ -90,7 +102,8 @@ export interface PutBatchResponse {
 }
 
 export interface GetRequest {
-  id: number;
+  id: WireId;
+  string_id?: string;
   collection?: string;
 }
 export interface GetResponse {
@@ -105,7 +118,8 @@ export interface GetResponse {
 }
 
 export interface DeleteRequest {
-  id: number;
+  id: WireId;
+  string_id?: string;
   collection?: string;
   consistency?: string;
   /** 0 or absent: the server stamps it. */
@@ -133,7 +147,9 @@ export interface SearchRequest {
   exact?: boolean;
 }
 export interface SearchResult {
-  id: number;
+  id: WireId;
+  /** The point's string id; "" or absent when its id is the integer `id`. */
+  string_id?: string;
   distance: number;
   /** With `with_payload`: compact JSON text, "" for none. */
   payload?: string;
@@ -340,7 +356,8 @@ export interface ScrollRequest {
   with_payload?: boolean;
 }
 export interface ScrollPoint {
-  id: number;
+  id: WireId;
+  string_id?: string;
   /** Empty unless `with_vector`. */
   vector: number[];
   version: Uint64;
@@ -385,13 +402,16 @@ export interface DropFieldIndexResponse {
 }
 export interface GetBatchRequest {
   collection?: string;
-  ids: number[];
+  /** Integer ids; string ids go in `string_ids` (answered after the integers). */
+  ids: WireId[];
+  string_ids?: string[];
   with_vector?: boolean;
   with_payload?: boolean;
 }
 /** One id's state, as Get answers it. */
 export interface PointRecord {
-  id: number;
+  id: WireId;
+  string_id?: string;
   found: boolean;
   vector: number[];
   payload?: string;
@@ -403,7 +423,8 @@ export interface GetBatchResponse {
 }
 export interface DeleteBatchRequest {
   collection?: string;
-  ids: number[];
+  ids: WireId[];
+  string_ids?: string[];
   consistency?: string;
   version?: Uint64;
 }
@@ -565,6 +586,14 @@ export const VECTORDB_REQUEST_LIMITS: Readonly<Record<MethodName, RequestLimit>>
     max: BATCH_POINTS_MAX,
     unit: "points",
     element_fields_max: POINT_FIELDS_MAX,
+  }];
+  // String ids are counted here; `ids` + `string_ids` is checked against the same limit decoded.
+  out.GetBatch.repeated = [{ field: 5, name: "string_ids", max: GET_BATCH_MAX, unit: "ids" }];
+  out.DeleteBatch.repeated = [{
+    field: 3,
+    name: "string_ids",
+    max: BATCH_POINTS_MAX,
+    unit: "ids",
   }];
   return out;
 })();

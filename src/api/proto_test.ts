@@ -35,8 +35,10 @@ function fields(name: string): string[] {
 }
 
 Deno.test("outside-client field names and numbers are fixed", () => {
+  // Ids were uint32 and are uint64 now: the same varint on the wire, so an older client's
+  // uint32 ids read and write unchanged (see "Ids" in proto/vector_db.proto).
   const fixed: Record<string, string[]> = {
-    PutRequest: ["uint32 id = 1", "repeated float vector = 2", "string collection = 3"],
+    PutRequest: ["uint64 id = 1", "repeated float vector = 2", "string collection = 3"],
     PutResponse: ["bool ok = 1"],
     SearchRequest: [
       "repeated float vector = 1",
@@ -50,14 +52,14 @@ Deno.test("outside-client field names and numbers are fixed", () => {
       "uint32 shards_answered = 3",
       "uint32 shards_total = 4",
     ],
-    SearchResult: ["uint32 id = 1", "float distance = 2"],
-    GetRequest: ["uint32 id = 1", "string collection = 2"],
+    SearchResult: ["uint64 id = 1", "float distance = 2"],
+    GetRequest: ["uint64 id = 1", "string collection = 2"],
     GetResponse: ["bool found = 1", "repeated float vector = 2"],
-    DeleteRequest: ["uint32 id = 1", "string collection = 2"],
+    DeleteRequest: ["uint64 id = 1", "string collection = 2"],
     DeleteResponse: ["bool deleted = 1"],
     PutBatchRequest: ["repeated message points = 1", "string collection = 2"],
     PutBatchResponse: ["uint32 count = 1"],
-    Point: ["uint32 id = 1", "repeated float vector = 2"],
+    Point: ["uint64 id = 1", "repeated float vector = 2"],
   };
   for (const [message, want] of Object.entries(fixed)) {
     const have = fields(message);
@@ -102,7 +104,16 @@ Deno.test("messages round-trip with the loader options", () => {
     shards_total: 3,
     nodes_answered: ["127.0.0.1:1", "127.0.0.1:2"],
   };
-  assert.deepEqual(search.responseDeserialize(search.responseSerialize(res)), res);
+  // Ids are uint64: decimal strings when decoded, with string_id "" for an integer id.
+  assert.deepEqual(search.responseDeserialize(search.responseSerialize(res)), {
+    ...res,
+    results: res.results.map((r) => ({ ...r, id: String(r.id), string_id: "" })),
+  });
+  const named = { results: [{ id: 0, string_id: "doc-é", distance: 1, payload: "", vector: [] }] };
+  assert.deepEqual(search.responseDeserialize(search.responseSerialize(named)).results[0], {
+    ...named.results[0],
+    id: "0",
+  });
 
   // defaults: true and arrays: true fill absent fields.
   const empty = search.responseDeserialize(search.responseSerialize({}));

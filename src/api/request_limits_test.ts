@@ -6,12 +6,15 @@ import { TRANSFER_REQUEST_LIMITS, transferService } from "./transfer.ts";
 import {
   BATCH_POINTS_MAX,
   DIMENSION_MAX,
+  GET_BATCH_MAX,
   SCAN_LIMIT_MAX,
   TRANSFER_REQUEST_BYTES_MAX,
   VECTORDB_REQUEST_BYTES_MAX,
 } from "../common/limits.ts";
 import { formatBytes, limitService, refusalOf } from "../common/wire_limits.ts";
 import { validatePutBatchRequest, validateVector } from "./validate.ts";
+import { validateDeleteBatchRequest, validateGetBatchRequest } from "./points_read.ts";
+import { ID_STRING_BYTES_MAX } from "../common/point_id.ts";
 
 /** `n` empty points (`0a 00`), the cheapest way to make a huge point count. */
 function tinyPoints(n: number): Buffer {
@@ -144,4 +147,64 @@ Deno.test("request limits: an unpacked vector in a batch point is refused, packe
   const decoded = vectorDbService.PutBatch.requestDeserialize(packed);
   assert.equal(refusalOf(decoded), null);
   assert.equal(decoded.points[0].vector.length, 20);
+});
+
+Deno.test("request limits: the longest string ids fit GetBatch, DeleteBatch, Prune, Scan and Entries", () => {
+  // Distinct ASCII ids of exactly ID_STRING_BYTES_MAX bytes.
+  const longest = (n: number, tag: string) =>
+    Array.from({ length: n }, (_, i) => `${tag}${i}-`.padEnd(ID_STRING_BYTES_MAX, "x"));
+  const fits = (service: grpc.ServiceDefinition, method: string, request: unknown) => {
+    const bytes = service[method].requestSerialize(request);
+    const back = service[method].requestDeserialize(bytes);
+    assert.equal(refusalOf(back), null, `${method} of ${bytes.length} bytes`);
+    return back;
+  };
+  const ids = longest(GET_BATCH_MAX, "g");
+  assert.ok(ids.every((s) => new TextEncoder().encode(s).length === ID_STRING_BYTES_MAX));
+  const get = fits(vectorDbService, "GetBatch", {
+    collection: "c".repeat(64),
+    string_ids: ids,
+    with_vector: true,
+    with_payload: true,
+  });
+  assert.equal(validateGetBatchRequest(get).ids.length, GET_BATCH_MAX);
+  const del = fits(vectorDbService, "DeleteBatch", {
+    collection: "c".repeat(64),
+    string_ids: longest(BATCH_POINTS_MAX, "d"),
+    consistency: "quorum",
+    version: "1000000000000000", // 8 bytes as a varint, as 2^53 - 1 is
+  });
+  assert.equal(validateDeleteBatchRequest(del).ids.length, BATCH_POINTS_MAX);
+  const prune = fits(transferService, "Prune", {
+    collection: "c".repeat(64),
+    string_ids: longest(SCAN_LIMIT_MAX, "p"),
+    versions: new Array(SCAN_LIMIT_MAX).fill("9007199254740991"),
+  });
+  assert.equal(prune.string_ids.length, SCAN_LIMIT_MAX);
+  const cursor = longest(1, "z")[0];
+  fits(transferService, "Scan", {
+    collection: "c".repeat(64),
+    after_string_id: cursor,
+    limit: SCAN_LIMIT_MAX,
+  });
+  fits(transferService, "Entries", {
+    collection: "c".repeat(64),
+    after_string_id: cursor,
+    limit: 10_000,
+    filter: "f".repeat(16 * 1024),
+  });
+  // Each list is still counted before decoding: one string id too many is refused.
+  const over = Buffer.alloc(2 * (GET_BATCH_MAX + 1));
+  for (let i = 0; i < over.length; i += 2) over[i] = 0x2a; // field 5 (string_ids), empty
+  assert.equal(
+    refusalOf(vectorDbService.GetBatch.requestDeserialize(over))?.details,
+    `GetBatch.string_ids has more than ${GET_BATCH_MAX} ids (the limit) in a message of ` +
+      `${formatBytes(over.length)}`,
+  );
+  const pruneOver = Buffer.alloc(2 * (SCAN_LIMIT_MAX + 1));
+  for (let i = 0; i < pruneOver.length; i += 2) pruneOver[i] = 0x2a; // field 5 (string_ids)
+  assert.equal(
+    refusalOf(transferService.Prune.requestDeserialize(pruneOver))?.details,
+    `Prune.string_ids has more than ${SCAN_LIMIT_MAX} ids (the limit) in a message of 8 KiB`,
+  );
 });

@@ -15,20 +15,24 @@ import * as grpc from "@grpc/grpc-js";
 import { channelSetup, type ClientSecurity, insecureClient } from "./security.ts";
 import * as protoLoader from "@grpc/proto-loader";
 import { fileURLToPath } from "node:url";
-import { CHANNEL_OPTIONS, type Uint64 } from "./proto.ts";
+import { CHANNEL_OPTIONS, type Uint64, type WireId } from "./proto.ts";
+import { idFromWire, idsFromWire, type PointId } from "../common/point_id.ts";
 import { POINT_FIELDS_MAX, SCAN_LIMIT_MAX, TRANSFER_REQUEST_BYTES_MAX } from "../common/limits.ts";
 import { limitService, type RequestLimit } from "../common/wire_limits.ts";
 
-export type { Uint64 };
+export type { PointId, Uint64, WireId };
 
 /** Most entries in one Scan page, CopyBatch or Prune (common/limits.ts). */
 export { SCAN_LIMIT_MAX };
 
 // ------------------------------------------------------------------------------ protocol
 
-/** One entry as Scan returns it (through {@link TransferClient}: `version` a number). */
+/**
+ * One entry as Scan returns it through {@link TransferClient}: `id` a canonical PointId (from
+ * the wire's `id` and `string_id`, src/common/point_id.ts), `version` a number.
+ */
 export interface TransferPoint {
-  id: number;
+  id: PointId;
   /** The stored vector (normalised for cosine); empty for a tombstone. */
   vector: number[];
   /** 1 .. VERSION_MAX; 0 only for entries written before versions existed. */
@@ -41,7 +45,9 @@ export interface TransferPoint {
 
 /** One entry of a CopyBatch request. */
 export interface CopyPoint {
-  id: number;
+  /** The id as on the wire (`idToWire`): an integer id here, or 0 and `string_id`. */
+  id: WireId;
+  string_id?: string;
   /** The collection's dimension for a live entry; empty (or absent) for a tombstone. */
   vector?: number[];
   /** 1 .. VERSION_MAX, a number or a decimal string. */
@@ -53,13 +59,16 @@ export interface CopyPoint {
 
 export interface ScanRequest {
   collection: string;
-  after_id: number;
+  /** The cursor as on the wire (`idToWire` of the last id of the previous page). */
+  after_id: WireId;
+  after_string_id?: string;
   from_start: boolean;
   limit: number;
 }
+/** A Scan page through {@link TransferClient} (the wire's next_after_* pair as `next_after`). */
 export interface ScanResponse {
   points: TransferPoint[];
-  next_after_id: number;
+  next_after: PointId;
   done: boolean;
   dimension: number;
 }
@@ -76,9 +85,10 @@ export interface CopyBatchResponse {
 }
 export interface PruneRequest {
   collection: string;
-  /** 1 .. 4,096 ids. */
-  ids: number[];
-  /** The version scanned for each id (same length as `ids`): numbers or decimal strings. */
+  /** 1 .. 4,096 ids in all: integer ids here, string ids in `string_ids` (`idsToWire`). */
+  ids: WireId[];
+  string_ids?: string[];
+  /** The version scanned for each id of `ids` then `string_ids`: numbers or decimal strings. */
   versions: Uint64[];
 }
 export interface PruneResponse {
@@ -90,7 +100,9 @@ export interface PruneResponse {
 
 export interface EntriesRequest {
   collection: string;
-  after_id: number;
+  /** The cursor as on the wire (`idToWire` of the last id of the previous page). */
+  after_id: WireId;
+  after_string_id?: string;
   from_start: boolean;
   /** 1 .. ENTRIES_LIMIT_MAX. */
   limit: number;
@@ -100,9 +112,12 @@ export interface EntriesRequest {
   /** Include the payloads of live entries. */
   with_payload?: boolean;
 }
-/** An Entries page: parallel lists (through {@link TransferClient}: versions as numbers). */
+/**
+ * An Entries page: parallel lists through {@link TransferClient}: `ids` canonical PointIds
+ * (the wire's `ids` then `string_ids`, ascending by `compareIds`), versions as numbers.
+ */
 export interface EntriesResponse {
-  ids: number[];
+  ids: PointId[];
   versions: number[];
   deleted: boolean[];
   /** With `with_vector`: the live entries' vectors, in order, `dimension` values each. */
@@ -113,6 +128,33 @@ export interface EntriesResponse {
   matched?: boolean[];
   /** With `with_payload`: one per live entry, its payload's JSON text ("" for none). */
   payloads?: string[];
+}
+
+/**
+ * One Scan entry as a server sends it: the id as the wire's pair (`idToWire`: an integer id in
+ * `id`, bigints as decimal strings; or 0 and `string_id`).
+ */
+export interface TransferPointWire extends Omit<TransferPoint, "id"> {
+  id: WireId;
+  string_id: string;
+}
+
+/** A Scan page as a server sends it (the cursor as the wire's `next_after_*` pair). */
+export interface ScanWireResponse {
+  points: TransferPointWire[];
+  next_after_id: WireId;
+  next_after_string_id: string;
+  done: boolean;
+  dimension: number;
+}
+
+/**
+ * An Entries page as a server sends it: integer ids in `ids` (bigints as decimal strings), then
+ * string ids in `string_ids`; `versions`, `deleted` and `matched` go with the concatenation.
+ */
+export interface EntriesWireResponse extends Omit<EntriesResponse, "ids"> {
+  ids: WireId[];
+  string_ids: string[];
 }
 
 /** The RPCs of `vectordb.internal.Transfer` with their request and response types. */
@@ -176,6 +218,8 @@ export const TRANSFER_REQUEST_LIMITS: Readonly<Record<keyof TransferMethods, Req
     repeated: [
       { field: 3, name: "ids", max: SCAN_LIMIT_MAX, unit: "ids" },
       { field: 4, name: "versions", max: SCAN_LIMIT_MAX, unit: "versions" },
+      // Each list bounded here; `ids` + `string_ids` is checked decoded (validatePrune).
+      { field: 5, name: "string_ids", max: SCAN_LIMIT_MAX, unit: "ids" },
     ],
   },
 };
@@ -246,19 +290,44 @@ export class TransferClient {
   }
 }
 
-/** A Scan reply as the loader decodes it (versions as strings), with numeric versions. */
+/**
+ * A Scan reply as the loader decodes it (ids and versions as strings), with PointIds and
+ * numeric versions. A peer's ids are checked as a client's (PointIdError when invalid).
+ */
 export function decodeScanResponse(response: unknown): ScanResponse {
-  const r = response as Omit<ScanResponse, "points"> & {
-    points: (Omit<TransferPoint, "version"> & { version: Uint64 })[];
+  const r = response as Omit<ScanResponse, "points" | "next_after"> & {
+    points: (Omit<TransferPoint, "version" | "id"> & {
+      id: WireId;
+      string_id?: string;
+      version: Uint64;
+    })[];
+    next_after_id: WireId;
+    next_after_string_id?: string;
   };
   return {
-    ...r,
-    points: r.points.map((p) => ({ ...p, version: Number(p.version) })),
+    done: r.done,
+    dimension: r.dimension,
+    next_after: idFromWire(r.next_after_id, r.next_after_string_id, "next_after_"),
+    points: r.points.map((p, i) => ({
+      id: idFromWire(p.id, p.string_id, `points[${i}].`),
+      vector: p.vector,
+      version: Number(p.version),
+      deleted: p.deleted,
+      payload: p.payload,
+    })),
   };
 }
 
-/** An Entries reply as the loader decodes it (versions as strings), with numeric versions. */
+/**
+ * An Entries reply as the loader decodes it (ids and versions as strings), with PointIds (the
+ * integer ids, then the string ids) and numeric versions.
+ */
 export function decodeEntriesResponse(response: unknown): EntriesResponse {
-  const r = response as Omit<EntriesResponse, "versions"> & { versions: Uint64[] };
-  return { ...r, versions: r.versions.map(Number) };
+  const r = response as Omit<EntriesResponse, "versions" | "ids"> & {
+    ids: WireId[];
+    string_ids?: string[];
+    versions: Uint64[];
+  };
+  const { string_ids: _s, ...rest } = r;
+  return { ...rest, ids: idsFromWire(r.ids, r.string_ids), versions: r.versions.map(Number) };
 }

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { idFromWire, idsFromWire, type PointId, PointIdError } from "../common/point_id.ts";
 import { collectionNameProblem } from "../common/collection_name.ts";
 import { VERSION_FUTURE_MAX_MS, versionCeiling } from "../common/version.ts";
 import { parsePayload, PayloadError } from "../common/payload.ts";
@@ -75,6 +76,53 @@ function integerIn(
 /** A point id: an integer 0 … 4294967295. */
 export function validateId(id: unknown, field = "id"): number {
   return integerIn(id, field, 0, ID_MAX);
+}
+
+/**
+ * A message's point id: its (`id`, `string_id`) pair (see "Ids" in proto/vector_db.proto) as a
+ * canonical PointId. `prefix` names the message (`points[3].`); a bad id is a ValidationError
+ * naming the field (`points[3].string_id`) and the value.
+ */
+export function validatePointId(id: unknown, stringId: unknown, prefix = ""): PointId {
+  try {
+    return idFromWire(id, stringId, prefix);
+  } catch (e) {
+    if (e instanceof PointIdError) throw new ValidationError(e.field, e.value, e.message);
+    throw e;
+  }
+}
+
+/**
+ * A message's id lists (`ids`, `string_ids`) as PointIds, integers first: 1 .. `max` ids in
+ * both lists together (`min` 0 allows none). `field` names the integer list.
+ */
+export function validatePointIds(
+  ids: unknown,
+  stringIds: unknown,
+  max: number,
+  field = "ids",
+  min = 1,
+): PointId[] {
+  const a = ids ?? [];
+  const b = stringIds ?? [];
+  if (!Array.isArray(a)) throw new ValidationError(field, a, `${field} must be a list`);
+  if (!Array.isArray(b)) {
+    throw new ValidationError(`string_${field}`, b, `string_${field} must be a list`);
+  }
+  const n = a.length + b.length;
+  if (n < min || n > max) {
+    throw new ValidationError(
+      field,
+      n,
+      `${field} and string_${field} have ${n} entries together; they must have ${min} to ${max}`,
+    );
+  }
+  try {
+    return idsFromWire(a, b, field);
+  } catch (e) {
+    if (e instanceof PointIdError) throw new ValidationError(e.field, e.value, e.message);
+    throw e;
+  }
 }
 
 /**
@@ -248,7 +296,7 @@ export function validateFlag(value: unknown, field: string): boolean {
 
 /** A validated Put. */
 export interface ValidPut {
-  id: number;
+  id: PointId;
   vector: number[];
   /** Canonical JSON bytes of the payload (common/payload.ts); null for none. */
   payload: Uint8Array | null;
@@ -261,7 +309,7 @@ export interface ValidPut {
 /** A validated PutBatch. */
 export interface ValidPutBatch {
   /** `payload`: canonical JSON bytes, null for none. */
-  points: { id: number; vector: number[]; payload: Uint8Array | null }[];
+  points: { id: PointId; vector: number[]; payload: Uint8Array | null }[];
   collection: string;
   consistency: Consistency | undefined;
   /** 0 when the request left it for the server to stamp. */
@@ -270,7 +318,7 @@ export interface ValidPutBatch {
 
 /** A validated Get or Delete. */
 export interface ValidPointRef {
-  id: number;
+  id: PointId;
   collection: string;
   consistency: Consistency | undefined;
   /** A Delete's version; 0 when absent (Get has none). */
@@ -331,6 +379,7 @@ export interface ValidCollection {
 
 interface PutLike {
   id?: unknown;
+  string_id?: unknown;
   vector?: unknown;
   payload?: unknown;
   collection?: unknown;
@@ -341,7 +390,7 @@ interface PutLike {
 /** Validates a PutRequest; checks the vector's dimension when `dimension` is given. */
 export function validatePutRequest(request: PutLike, dimension?: number): ValidPut {
   return {
-    id: validateId(request.id),
+    id: validatePointId(request.id, request.string_id),
     vector: validateVector(request.vector, "vector", dimension),
     payload: validatePayload(request.payload),
     collection: resolveCollection(request.collection),
@@ -371,11 +420,13 @@ export function validatePutBatchRequest(
   let dim = dimension;
   const valid = new Array<ValidPutBatch["points"][number]>(points.length);
   for (let i = 0; i < points.length; i++) {
-    const p = points[i] as { id?: unknown; vector?: unknown; payload?: unknown } | null;
+    const p = points[i] as
+      | { id?: unknown; string_id?: unknown; vector?: unknown; payload?: unknown }
+      | null;
     if (p === null || typeof p !== "object") {
       throw new ValidationError(`points[${i}]`, p, `points[${i}] ${quote(p)} is not a point`);
     }
-    const id = validateId(p.id, `points[${i}].id`);
+    const id = validatePointId(p.id, p.string_id, `points[${i}].`);
     const v = validateVector(p.vector, `points[${i}].vector`, dim);
     if (dim === undefined) dim = v.length;
     valid[i] = { id, vector: v, payload: validatePayload(p.payload, `points[${i}].payload`) };
@@ -390,10 +441,16 @@ export function validatePutBatchRequest(
 
 /** Validates a GetRequest or DeleteRequest. */
 export function validatePointRef(
-  request: { id?: unknown; collection?: unknown; consistency?: unknown; version?: unknown },
+  request: {
+    id?: unknown;
+    string_id?: unknown;
+    collection?: unknown;
+    consistency?: unknown;
+    version?: unknown;
+  },
 ): ValidPointRef {
   return {
-    id: validateId(request.id),
+    id: validatePointId(request.id, request.string_id),
     collection: resolveCollection(request.collection),
     consistency: validateConsistency(request.consistency),
     version: validateVersionFromOutside(request.version),

@@ -8,6 +8,7 @@ import {
   validateId,
   validateK,
   validateMetric,
+  validatePointIds,
   validatePointRef,
   validatePutBatchRequest,
   validatePutRequest,
@@ -179,7 +180,7 @@ Deno.test("batches", () => {
   rejects(
     () => validatePutBatchRequest({ points: [{ id: -3, vector: [1] }] }),
     "points[0].id",
-    "points[0].id -3 must be between 0 and 4294967295",
+    "points[0].id -3 is not an integer between 0 and 2^64 - 1",
   );
   rejects(
     () => validatePutBatchRequest({ points: [{ id: 1, vector: [1] }] }, 4),
@@ -308,4 +309,28 @@ Deno.test("payloads: canonical bytes, or a ValidationError naming the field", ()
     "with_vector",
     'with_vector "yes" must be true or false',
   );
+});
+
+Deno.test("point ids: integers up to 2^64 - 1 and string ids, errors naming the field", () => {
+  assert.equal(validatePutRequest({ id: "18446744073709551615", vector: [1] }).id, 2n ** 64n - 1n);
+  assert.equal(validatePutRequest({ id: "0", string_id: "doc", vector: [1] }).id, "doc");
+  const batch = validatePutBatchRequest({
+    points: [{ id: 1, vector: [1] }, { string_id: "é", vector: [1] }],
+  });
+  assert.deepEqual(batch.points.map((p) => p.id), [1, "é"]);
+  rejects(
+    () =>
+      validatePutBatchRequest({
+        points: [{ id: 1, vector: [1] }, { string_id: "x".repeat(129), vector: [1] }],
+      }),
+    "points[1].string_id",
+    /over 128 bytes/,
+  );
+  rejects(() => validatePointRef({ id: "5", string_id: "a" }), "id", /must be 0 when string_id/);
+  rejects(() => validatePointRef({ string_id: "\ud800" }), "string_id", /lone surrogate/);
+  rejects(() => validatePointRef({ id: "18446744073709551616" }), "id", /2\^64 - 1/);
+  assert.deepEqual(validatePointIds(["5", 2], ["a"], 3), [5, 2, "a"]);
+  rejects(() => validatePointIds([1, 2], ["a", "b"], 3), "ids", /4 entries together/);
+  rejects(() => validatePointIds([], [], 3), "ids", /0 entries/);
+  rejects(() => validatePointIds([1], ["a", ""], 3), "string_ids[1]", /is empty/);
 });

@@ -26,6 +26,15 @@ import { describeGrpcError } from "../api/client.ts";
 import { checkApiKey } from "../api/auth.ts";
 import { type FieldIndexType, VectorDbClient } from "../client/mod.ts";
 import { BATCH_POINTS_MAX, type Consistency, SCROLL_LIMIT_MAX } from "../common/limits.ts";
+import {
+  canonicalId,
+  formatId,
+  idFromWire,
+  idToWire,
+  type PointId,
+  PointIdError,
+  validateStringId,
+} from "../common/point_id.ts";
 import { decodeCursor } from "../api/points_read.ts";
 import { didYouMean, unknownFlagError } from "../common/config.ts";
 import { versionLine } from "../common/software_version.ts";
@@ -81,9 +90,9 @@ export const DEFAULT_K = 10;
 export const USAGE = `Usage: client [global flags] <command> [flags]
 
 Commands:
-  put --id N --vector X,Y,... [--payload JSON] [--collection C] [--consistency one|quorum|all]
-  get --id N | --ids N,N,... [--collection C]
-  delete --id N | --ids N,N,... | --filter JSON | --filter-file F [--collection C]
+  put --id ID --vector X,Y,... [--payload JSON] [--collection C] [--consistency one|quorum|all]
+  get --id ID | --ids ID,ID,... [--collection C]
+  delete --id ID | --ids ID,ID,... | --filter JSON | --filter-file F [--collection C]
                      [--consistency one|quorum|all]
   search --vector X,Y,... [--k ${DEFAULT_K}] [--ef N] [--filter JSON | --filter-file F]
                      [--with-payload] [--collection C]
@@ -120,8 +129,10 @@ Global flags:
   --version          print the version
 
 Vectors are comma-separated numbers, e.g. --vector 0.1,-0.2,3e-4. An empty --collection
-selects "default". .fvecs ids are the row number plus --start-id; JSON lines carry their own
-ids: {"id": 7, "vector": [0.1, 0.2]}, and may carry a payload: "payload": {"tag": "a"}. A
+selects "default". An ID is an integer 0 .. 2^64-1 when it is all digits, else a string of at
+most 128 bytes (a UUID, "doc-7"); a JSON-quoted ID ('"123"') is always a string. .fvecs ids
+are the row number plus --start-id; JSON lines carry their own ids: {"id": 7, "vector": [0.1,
+0.2]} or {"id": "doc-7", ...}, and may carry a payload: "payload": {"tag": "a"}. A
 payload (--payload '{"tag":"a"}') is a JSON object of at most 64 KiB, kept with the point. A
 filter is JSON in Qdrant's form, e.g. --filter '{"must":[{"key":"tenant","match":{"value":"a"}}]}'
 (conditions: match value/any/except, range, has_id, is_empty, is_null, values_count; keys are
@@ -150,19 +161,19 @@ export type Command =
   | { kind: "version" }
   | {
     kind: "put";
-    id: number;
+    id: PointId;
     vector: number[];
     collection: string;
     consistency: Consistency | undefined;
     /** JSON text of an object (`--payload`); absent: none. */
     payload?: string;
   }
-  | { kind: "get"; id: number; collection: string }
-  | { kind: "get-batch"; ids: number[]; collection: string }
-  | { kind: "delete"; id: number; collection: string; consistency: Consistency | undefined }
+  | { kind: "get"; id: PointId; collection: string }
+  | { kind: "get-batch"; ids: PointId[]; collection: string }
+  | { kind: "delete"; id: PointId; collection: string; consistency: Consistency | undefined }
   | {
     kind: "delete-batch";
-    ids: number[];
+    ids: PointId[];
     collection: string;
     consistency: Consistency | undefined;
   }
@@ -389,16 +400,60 @@ export function parseVector(text: string, flag = "vector"): number[] {
 /** Field index types of `collections index --type`. */
 export const FIELD_INDEX_TYPES = PAYLOAD_FIELD_TYPES;
 
-/** Parses "1,2,3" into point ids (each checked as --id is). */
-export function parseIds(text: string, flag = "ids"): number[] {
-  const parts = text.split(",").map((p) => p.trim());
-  if (text.trim() === "") throw new UsageError(`--${flag} is empty`);
-  return parts.map((p, i) => {
-    if (!/^\d+$/.test(p)) {
-      throw new UsageError(`--${flag}[${i}] ${JSON.stringify(p)} is not a point id`);
+/**
+ * Parses one point id flag value: all digits is an integer id (0 .. 2^64 - 1), a JSON-quoted
+ * string (`"123"`) is that string, anything else is the string as given (a UUID, `doc-7`).
+ * Errors name `field` (`--id`, `--ids[2]`) and the value.
+ */
+export function parseId(text: string, field = "--id"): PointId {
+  const t = text.trim();
+  if (t === "") throw new UsageError(`${field} is empty`);
+  try {
+    if (/^[0-9]+$/.test(t)) {
+      if (t.length > 20) {
+        throw new PointIdError(field, t, "is not an integer between 0 and 2^64 - 1");
+      }
+      return canonicalId(BigInt(t), field);
     }
-    return checked(() => validateId(Number(p), `--${flag}[${i}]`));
-  });
+    if (t.startsWith('"')) {
+      let s: unknown;
+      try {
+        s = JSON.parse(t);
+      } catch {
+        throw new UsageError(`${field} ${t} is not a JSON string (a quoted id must be one)`);
+      }
+      if (typeof s !== "string") throw new UsageError(`${field} ${t} is not a JSON string`);
+      return validateStringId(s, field);
+    }
+    return validateStringId(t, field);
+  } catch (e) {
+    if (e instanceof PointIdError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+/**
+ * Parses "1,doc-7,\"42\"" into point ids (each as {@link parseId}); commas inside a JSON-quoted
+ * item belong to it.
+ */
+export function parseIds(text: string, flag = "ids"): PointId[] {
+  if (text.trim() === "") throw new UsageError(`--${flag} is empty`);
+  const parts: string[] = [];
+  let start = 0;
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === "\\") i++;
+      else if (c === '"') quoted = false;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") {
+      parts.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(text.slice(start));
+  return parts.map((p, i) => parseId(p, `--${flag}[${i}]`));
 }
 
 /**
@@ -526,7 +581,7 @@ export function parseCli(
     if (v[flag] === undefined) throw new UsageError(`"${name}" needs --${flag}`);
   }
 
-  const id = () => checked(() => validateId(parseInteger("id", str("id")!), "--id"));
+  const id = () => parseId(str("id")!, "--id");
   const consistency = () => checked(() => validateConsistency(str("consistency"), "--consistency"));
   let filter_text: string | undefined | null = null;
   /** The filter of --filter / --filter-file, read and checked once. */
@@ -763,8 +818,12 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
   try {
     switch (command.kind) {
       case "put": {
-        const { kind: _, consistency, ...rest } = command;
-        const res = await api.call("Put", { ...rest, consistency: consistency ?? "" });
+        const { kind: _, consistency, id, ...rest } = command;
+        const res = await api.call("Put", {
+          ...rest,
+          ...idToWire(id),
+          consistency: consistency ?? "",
+        });
         const acks = res.replicas_acked ? `, ${res.replicas_acked} replicas acknowledged` : "";
         const seq = res.seq && res.seq !== "0" ? `seq ${res.seq}` : "";
         const detail = [seq, acks.slice(2)].filter(Boolean).join(", ");
@@ -773,23 +832,26 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
           global.json,
           res,
           res.ok
-            ? `Put id ${command.id} into ${collectionLabel(command.collection)}` +
+            ? `Put id ${formatId(command.id)} into ${collectionLabel(command.collection)}` +
               (detail ? ` (${detail})` : "")
-            : `Put id ${command.id} was not acknowledged`,
+            : `Put id ${formatId(command.id)} was not acknowledged`,
         );
         return res.ok ? EXIT_OK : EXIT_FAILURE;
       }
       case "get": {
-        const res = await api.call("Get", { id: command.id, collection: command.collection });
+        const res = await api.call("Get", {
+          ...idToWire(command.id),
+          collection: command.collection,
+        });
         print(
           io,
           global.json,
           res,
           res.found
-            ? `id ${command.id} in ${collectionLabel(command.collection)}: ${
+            ? `id ${formatId(command.id)} in ${collectionLabel(command.collection)}: ${
               formatVector(res.vector)
             }` + (res.payload ? `\npayload: ${res.payload}` : "")
-            : `id ${command.id} not found in ${collectionLabel(command.collection)}`,
+            : `id ${formatId(command.id)} not found in ${collectionLabel(command.collection)}`,
         );
         return EXIT_OK;
       }
@@ -804,9 +866,9 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
           { points },
           points.map((p) =>
             p.found
-              ? `id ${p.id}: ${formatVector(p.vector)}` +
+              ? `id ${formatId(p.id)}: ${formatVector(p.vector)}` +
                 (p.payload ? `  payload: ${p.payload}` : "")
-              : `id ${p.id}: not found`
+              : `id ${formatId(p.id)}: not found`
           ).join("\n"),
         );
         return EXIT_OK;
@@ -839,7 +901,7 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
       }
       case "delete": {
         const res = await api.call("Delete", {
-          id: command.id,
+          ...idToWire(command.id),
           collection: command.collection,
           consistency: command.consistency ?? "",
         });
@@ -848,14 +910,22 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
           global.json,
           res,
           res.deleted
-            ? `Deleted id ${command.id} from ${collectionLabel(command.collection)}`
-            : `id ${command.id} not found in ${collectionLabel(command.collection)}`,
+            ? `Deleted id ${formatId(command.id)} from ${collectionLabel(command.collection)}`
+            : `id ${formatId(command.id)} not found in ${collectionLabel(command.collection)}`,
         );
         return EXIT_OK;
       }
       case "search": {
         const { kind: _, ...request } = command;
-        const res = await api.call("Search", request);
+        const wire = await api.call("Search", request);
+        // Each result's wire pair (id, string_id) as one id, printed exactly.
+        const res = {
+          ...wire,
+          results: wire.results.map(({ string_id, ...r }) => ({
+            ...r,
+            id: idFromWire(r.id, string_id),
+          })),
+        };
         print(io, global.json, res, formatSearch(res, command.with_payload === true));
         return EXIT_OK;
       }

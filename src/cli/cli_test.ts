@@ -225,9 +225,10 @@ Deno.test("bad command lines throw UsageError with a clear message", () => {
     [["collections", "rename"], /Unknown command "collections rename"/],
     [["put", "--id", "1"], /"put" needs --vector/],
     [["get", "--id", "1", "--k", "3"], /--k is not a flag of "get"/],
-    [["get", "--id", "abc"], /--id "abc" is not a non-negative integer/],
-    [["get", "--id", "4294967296"], /--id 4294967296 must be between 0 and 4294967295/],
-    [["get", "--id", "-1"], /--id "-1" is not a non-negative integer/],
+    [["get", "--id", "18446744073709551616"], /--id 18446744073709551616 is not an integer/],
+    [["get", "--id", "x".repeat(129)], /--id "x{61}\.\.\." is over 128 bytes of UTF-8/],
+    [["get", "--id", '"abc'], /--id "abc is not a JSON string/],
+    [["get", "--id", " "], /--id is empty/],
     [["get", "--id", "1", "extra"], /Unexpected argument "extra"/],
     [["search", "--vector", "1", "--k", "0"], /--k 0 must be between 1 and 10000/],
     [["search", "--vector", "1", "--k", "20000"], /--k 20000 must be between 1 and 10000/],
@@ -283,10 +284,11 @@ Deno.test("bad command lines throw UsageError with a clear message", () => {
 
 Deno.test("main: usage errors are one line and exit 2; help exits 0", async () => {
   const io = captureIo();
-  assert.equal(await main(["get", "--id", "x"], io), EXIT_USAGE);
+  assert.equal(await main(["get", "--id", "99999999999999999999"], io), EXIT_USAGE);
   assert.deepEqual(io.out, []);
   assert.deepEqual(io.err, [
-    'error: --id "x" is not a non-negative integer (run with --help for usage)\n',
+    "error: --id 99999999999999999999 is not an integer between 0 and 2^64 - 1 " +
+    "(run with --help for usage)\n",
   ]);
 
   const help = captureIo();
@@ -511,6 +513,22 @@ Deno.test("filter, ids and index flags", () => {
     field: "x",
   });
   assert.deepEqual(parseIds("0,4294967295"), [0, 4294967295]);
+  // All digits: an integer id (a bigint above 2^53 - 1); anything else, or JSON-quoted, a string.
+  assert.deepEqual(
+    parseIds('7, doc-7,18446744073709551615,"123","a,b",3f2c5a9e-0b7d-4e1a,-1, 0009'),
+    [7, "doc-7", 18446744073709551615n, "123", "a,b", "3f2c5a9e-0b7d-4e1a", "-1", 9],
+  );
+  assert.deepEqual(command(["get", "--id", "doc-7"]), {
+    kind: "get",
+    id: "doc-7",
+    collection: "",
+  });
+  assert.deepEqual(command(["delete", "--ids", 'x,2,"3"']), {
+    kind: "delete-batch",
+    ids: ["x", 2, "3"],
+    collection: "",
+    consistency: undefined,
+  });
   assert.equal(filterFlag(undefined, undefined), undefined);
   assert.equal(filterFlag(undefined, "f", () => '{"must":[]}'), '{"must":[]}');
 
@@ -521,8 +539,9 @@ Deno.test("filter, ids and index flags", () => {
     [["count", "--filter-file", "/nonexistent/f.json"], /^--filter-file "\/nonexistent\/f.json": /],
     [["get"], /"get" needs one of --id, --ids/],
     [["get", "--id", "1", "--ids", "2"], /"get" takes one of --id, --ids, got --id and --ids/],
-    [["get", "--ids", "1,x"], /--ids\[1\] "x" is not a point id/],
-    [["get", "--ids", "4294967296"], /--ids\[0\] 4294967296 must be between 0 and 4294967295/],
+    [["get", "--ids", "1,"], /--ids\[1\] is empty/],
+    [["get", "--ids", "18446744073709551616"], /--ids\[0\] 18446744073709551616 is not an/],
+    [["get", "--ids", '1,""'], /--ids\[1\] "" is empty/],
     [["get", "--ids", ""], /--ids is empty/],
     [["delete"], /"delete" needs one of --id, --ids, --filter, --filter-file/],
     [["delete", "--id", "1", "--filter", "{}"], /takes one of .*got --id and --filter/],

@@ -11,11 +11,13 @@ import type {
   CountResponse,
   CreateCollectionResponse,
   MembersResponse,
-  ScrollResponse,
   SearchResponse,
+  SearchResult,
   StatsResponse,
   Uint64,
 } from "../api/proto.ts";
+import type { ScrollPage } from "../client/mod.ts";
+import { formatId, type PointId } from "../common/point_id.ts";
 
 /** Column alignment for {@link formatTable}. */
 export type Align = "left" | "right";
@@ -89,8 +91,20 @@ export function formatVector(v: number[]): string {
   return `[${v.map(formatFloat32).join(", ")}]`;
 }
 
-/** Search results as a table of rank, id and distance, with a note when partial. */
-export function formatSearch(res: SearchResponse, with_payload = false): string {
+/**
+ * A search answer whose results carry PointIds (the wire's `id`/`string_id` pair made one,
+ * src/common/point_id.ts).
+ */
+export type SearchAnswerText = Omit<SearchResponse, "results"> & {
+  results: (Omit<SearchResult, "id" | "string_id"> & { id: PointId })[];
+};
+
+/**
+ * Search results as a table of rank, id and distance, with a note when partial. Integer ids
+ * print as digits (exact beyond 2^53), string ids JSON-quoted (`"doc-7"`), so the string "5"
+ * and the integer 5 differ.
+ */
+export function formatSearch(res: SearchAnswerText, with_payload = false): string {
   const lines: string[] = [];
   if (res.results.length === 0) lines.push("No results");
   else if (with_payload) {
@@ -99,7 +113,7 @@ export function formatSearch(res: SearchResponse, with_payload = false): string 
       ["#", "id", "distance", "payload"],
       res.results.map((r, i) => [
         String(i + 1),
-        String(r.id),
+        formatId(r.id),
         formatFloat32(r.distance),
         r.payload ?? "",
       ]),
@@ -108,7 +122,7 @@ export function formatSearch(res: SearchResponse, with_payload = false): string 
   } else {
     lines.push(formatTable(
       ["#", "id", "distance"],
-      res.results.map((r, i) => [String(i + 1), String(r.id), formatFloat32(r.distance)]),
+      res.results.map((r, i) => [String(i + 1), formatId(r.id), formatFloat32(r.distance)]),
       ["right", "right", "right"],
     ));
   }
@@ -124,7 +138,7 @@ export function formatSearch(res: SearchResponse, with_payload = false): string 
  * One Scroll page: a table of id, version (and vector when present), then the cursor of the
  * next page (left out when `all`: the CLI goes on by itself) and the coverage when partial.
  */
-export function formatScroll(res: ScrollResponse, all = false, with_payload = false): string {
+export function formatScroll(res: ScrollPage, all = false, with_payload = false): string {
   const lines: string[] = [];
   const vectors = res.points.some((p) => p.vector.length > 0);
   if (res.points.length === 0) lines.push("No points");
@@ -143,7 +157,7 @@ export function formatScroll(res: ScrollResponse, all = false, with_payload = fa
     lines.push(formatTable(
       headers,
       res.points.map((p) => {
-        const row = [String(p.id), String(p.version)];
+        const row = [formatId(p.id), String(p.version)];
         if (vectors) row.push(formatVector(p.vector));
         if (with_payload) row.push(p.payload ?? "");
         return row;

@@ -240,3 +240,18 @@ Deno.test("scroll pages and counts", () => {
     '7 points in "c" (partial: 1 of 2 shards answered; the count may be low)',
   );
 });
+
+Deno.test("formatSearch and formatScroll print 64-bit ids exactly and string ids quoted", () => {
+  const big = 18446744073709551615n;
+  assert.equal(
+    formatSearch({ results: [{ id: big, distance: 0 }, { id: "5", distance: 0.5 }] }),
+    '#                    id  distance\n1  18446744073709551615         0\n2                   "5"       0.5',
+  );
+  assert.equal(
+    formatScroll({
+      points: [{ id: 5, vector: [], version: "1" }, { id: "doc-7", vector: [], version: "2" }],
+      next_cursor: "",
+    }),
+    '     id  version\n      5        1\n"doc-7"        2',
+  );
+});

@@ -5,6 +5,7 @@
  * @module
  */
 import process from "node:process";
+import { stringifyWithIds } from "../common/point_id.ts";
 
 /** Exit statuses. */
 export const EXIT_OK = 0;
@@ -44,7 +45,8 @@ export function processIo(): CliIo {
 }
 
 export function print(io: CliIo, json: boolean, value: unknown, text: string): void {
-  io.stdout((json ? JSON.stringify(value) : text) + "\n");
+  // stringifyWithIds: a 64-bit id (a bigint) is written as its exact digits.
+  io.stdout((json ? stringifyWithIds(value) : text) + "\n");
 }
 
 export function collectionLabel(c: string): string {

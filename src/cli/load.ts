@@ -34,14 +34,18 @@ import { utf8Length } from "../common/utf8.ts";
 
 /** Upper bound of the encoded size of one point in a PutBatch (its payload included). */
 function pointBytesMax(p: Point): number {
-  return 6 + 6 + 4 * p.vector.length + 6 + (p.payload ? 6 + utf8Length(p.payload) : 0);
+  // A uint64 id is a varint of up to 10 bytes (plus its tag); a string id its tag, a length of
+  // up to 2 bytes and its UTF-8.
+  return 11 + 6 + 4 * p.vector.length + 6 + (p.payload ? 6 + utf8Length(p.payload) : 0) +
+    (p.string_id ? 3 + utf8Length(p.string_id) : 0);
 }
 
 /** Upper bound of the encoded size of a PutBatch of `points` points of dimension `dim`. */
 export function batchBytesMax(points: number, dim: number): number {
-  // Per point: id (tag + ≤5 bytes varint), vector (tag + ≤5 bytes length + 4 × dim), and the
-  // point's own tag and length (≤6 bytes); plus the collection and consistency strings.
-  return points * (6 + 6 + 4 * dim + 6) + 256;
+  // Per point: id (tag + ≤10 bytes varint of a uint64), vector (tag + ≤5 bytes length +
+  // 4 × dim), and the point's own tag and length (≤6 bytes); plus the collection and
+  // consistency strings. (String ids are counted per point by pointBytesMax.)
+  return points * (11 + 6 + 4 * dim + 6) + 256;
 }
 
 /** Seconds between progress lines when stderr is not a terminal. */

@@ -13,7 +13,9 @@
  *
  * `.jsonl` / `.ndjson`: one JSON object per line, `{"id": 7, "vector": [0.1, 0.2]}`, optionally
  * with `"payload": {...}` (a JSON object kept with the point, within the limits of
- * common/payload.ts; null or absent: none); blank lines are skipped. Ids come from the file.
+ * common/payload.ts; null or absent: none); blank lines are skipped. Ids come from the file: a
+ * JSON integer 0 .. 2^64 - 1 (read from its digits, so ids above 2^53 stay exact) or a string
+ * of 1 .. 128 bytes of UTF-8 (`{"id": "doc-7", ...}`; see src/common/point_id.ts).
  *
  * Both readers stream (memory stays at one batch plus one read buffer), validate every point
  * with the API's rules, and report `bytes_read` so the caller can draw progress against the
@@ -26,8 +28,12 @@ import { Buffer } from "node:buffer";
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import type { Point } from "../api/proto.ts";
-import { BATCH_POINTS_MAX, DIMENSION_MAX, ID_MAX } from "../common/limits.ts";
-import { validateId, validatePayload, validateVector, ValidationError } from "../api/validate.ts";
+import { BATCH_POINTS_MAX, DIMENSION_MAX } from "../common/limits.ts";
+
+/** Largest id an .fvecs row gets (row + start id): exact as a JS number. */
+const FVECS_ID_MAX = Number.MAX_SAFE_INTEGER;
+import { validatePayload, validateVector, ValidationError } from "../api/validate.ts";
+import { canonicalId, idFromJson, type PointId, PointIdError } from "../common/point_id.ts";
 
 /** A point file is malformed or unreadable; the message names the file and the place. */
 export class PointsFileError extends Error {
@@ -95,7 +101,9 @@ export async function* readFvecs(
 ): AsyncGenerator<PointsBatch, void, undefined> {
   checkBatch(options.batch_points);
   const start_id = options.start_id ?? 0;
-  validateId(start_id, "start_id");
+  if (!Number.isSafeInteger(start_id) || start_id < 0) {
+    throw new PointsFileError(`start_id ${start_id} must be an integer from 0 to ${FVECS_ID_MAX}`);
+  }
   const stream = createReadStream(path, { highWaterMark: options.read_bytes ?? 1 << 20 });
   let pending = new Uint8Array(0);
   let consumed = 0; // bytes of the file fully parsed into points
@@ -131,9 +139,9 @@ export async function* readFvecs(
         const size = 4 + 4 * dim;
         if (buf.length - off < size) break;
         const id = start_id + row;
-        if (id > ID_MAX) {
+        if (id > FVECS_ID_MAX) {
           throw new PointsFileError(
-            `${path} record ${row} would get id ${id}, above the largest id ${ID_MAX}; ` +
+            `${path} record ${row} would get id ${id}, above the largest id ${FVECS_ID_MAX}; ` +
               `lower --start-id`,
           );
         }
@@ -173,6 +181,33 @@ export async function* readFvecs(
   if (points.length > 0) yield { points, bytes_read: consumed };
 }
 
+/**
+ * The source digits of every `"id"` member holding a JSON number, by the object holding it
+ * (JSON.parse's reviver sees the source text), so a uint64 id above 2^53 is read exactly.
+ */
+const digits = new WeakMap<object, string>();
+
+function idDigits(this: unknown, key: string, value: unknown, context?: { source?: string }) {
+  if (key === "id" && typeof value === "number" && typeof context?.source === "string") {
+    digits.set(this as object, context.source);
+  }
+  return value;
+}
+
+/** A JSON line's id: a string, or an integer read from its digits when it has them. */
+function jsonlId(value: unknown, source: string | undefined): PointId {
+  if (typeof value === "number" && source !== undefined && /^[0-9]{16,20}$/.test(source)) {
+    return canonicalId(BigInt(source), "id");
+  }
+  return idFromJson(value, "id");
+}
+
+/** The wire fields of an id: `{id}` (a bigint as decimal text) or `{id: 0, string_id}`. */
+function wireId(id: PointId): { id: number | string; string_id?: string } {
+  if (typeof id === "string") return { id: 0, string_id: id };
+  return { id: typeof id === "bigint" ? id.toString() : id };
+}
+
 /** Reads a JSON lines file of `{"id":…,"vector":[…]}` objects in batches. */
 export async function* readJsonl(
   path: string,
@@ -199,7 +234,7 @@ export async function* readJsonl(
       const where = `${path} line ${lineNo}`;
       let value: unknown;
       try {
-        value = JSON.parse(text);
+        value = JSON.parse(text, idDigits);
       } catch (e) {
         throw new PointsFileError(`${where} is not valid JSON: ${(e as Error).message}`);
       }
@@ -208,7 +243,7 @@ export async function* readJsonl(
       }
       const p = value as { id?: unknown; vector?: unknown; payload?: unknown };
       try {
-        const id = validateId(p.id, "id");
+        const id = jsonlId(p.id, digits.get(value));
         const vector = validateVector(p.vector, "vector");
         if (dim < 0) dim = vector.length;
         else if (vector.length !== dim) {
@@ -216,7 +251,7 @@ export async function* readJsonl(
             `${where}: vector dimension ${vector.length} does not match the first point's ${dim}`,
           );
         }
-        if (p.payload === undefined || p.payload === null) points.push({ id, vector });
+        if (p.payload === undefined || p.payload === null) points.push({ ...wireId(id), vector });
         else {
           if (typeof p.payload !== "object" || Array.isArray(p.payload)) {
             throw new PointsFileError(
@@ -225,10 +260,12 @@ export async function* readJsonl(
           }
           const payload = JSON.stringify(p.payload);
           validatePayload(payload, "payload"); // the server's limits, named with the line
-          points.push({ id, vector, payload });
+          points.push({ ...wireId(id), vector, payload });
         }
       } catch (e) {
-        if (e instanceof ValidationError) throw new PointsFileError(`${where}: ${e.message}`);
+        if (e instanceof ValidationError || e instanceof PointIdError) {
+          throw new PointsFileError(`${where}: ${e.message}`);
+        }
         throw e;
       }
       if (points.length === options.batch_points) {

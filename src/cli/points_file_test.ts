@@ -98,8 +98,8 @@ Deno.test("fvecs: malformed files are rejected with the record named", async () 
     const two = join(dir, "two.fvecs");
     await Deno.writeFile(two, fvecs([[1, 2], [3, 4]]));
     await assert.rejects(
-      collect(readFvecs(two, { batch_points: 1, start_id: 4294967295 })),
-      /record 1 would get id 4294967296/,
+      collect(readFvecs(two, { batch_points: 1, start_id: Number.MAX_SAFE_INTEGER })),
+      /record 1 would get id 9007199254740992/,
     );
   });
 });
@@ -118,7 +118,11 @@ Deno.test("jsonl: ids from the file, blank lines skipped, errors name the line",
     const cases: [string, RegExp][] = [
       ['{"id": 1, "vector": [1]}\nnot json\n', /line 2 is not valid JSON/],
       ["[1, 2]\n", /line 1 must be an object/],
-      ['{"id": -1, "vector": [1]}\n', /line 1: id -1 must be between 0 and 4294967295/],
+      ['{"id": -1, "vector": [1]}\n', /line 1: id -1 is not an integer between 0 and 2\^64 - 1/],
+      ['{"id": "", "vector": [1]}\n', /line 1: id "" is empty/],
+      ['{"id": 1.5, "vector": [1]}\n', /line 1: id 1.5 is not an integer/],
+      ['{"id": 18446744073709551616, "vector": [1]}\n', /line 1: id 18446744073709551616 is not/],
+      ['{"id": [1], "vector": [1]}\n', /line 1: id \[1\] is not an id/],
       ['{"id": 1, "vector": []}\n', /line 1: vector is empty/],
       ['{"id": 1, "vector": [1, 2]}\n{"id": 2, "vector": [1]}\n', /line 2: vector dimension 1/],
     ];
@@ -161,5 +165,28 @@ Deno.test("jsonl: payloads are kept as JSON text; bad ones name the line", async
       await Deno.writeTextFile(path, text);
       await assert.rejects(collect(readJsonl(path, { batch_points: 10 })), error);
     }
+  });
+});
+
+Deno.test("jsonl: string ids and 64-bit ids are kept exactly, with payloads", async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, "s.jsonl");
+    await Deno.writeTextFile(
+      path,
+      '{"id": "doc-7", "vector": [1, 2], "payload": {"id": 12345678901234567, "t": "a"}}\n' +
+        '{"id": 18446744073709551615, "vector": [3, 4]}\n' +
+        '{"id": 9007199254740993, "vector": [5, 6]}\n' +
+        '{"id": "7", "vector": [7, 8]}\n{"id": 7, "vector": [9, 9]}\n',
+    );
+    const [batch] = await collect(readJsonl(path, { batch_points: 10 }));
+    assert.deepEqual(batch.points.map((p) => [p.id, p.string_id]), [
+      [0, "doc-7"],
+      ["18446744073709551615", undefined],
+      ["9007199254740993", undefined],
+      [0, "7"],
+      [7, undefined],
+    ]);
+    // A payload's own "id" member is the payload's, not read as a point id.
+    assert.equal(batch.points[0].payload, JSON.stringify({ id: 12345678901234567, t: "a" }));
   });
 });

@@ -29,11 +29,15 @@ import type {
   PutBatchResponse,
   PutResponse,
   RestoreResponse,
+  ScrollPoint,
   ScrollResponse,
   SearchResponse,
+  SearchResult,
   StatsResponse,
   Uint64,
+  WireId,
 } from "../api/proto.ts";
+import { canonicalId, idFromWire, type PointId } from "../common/point_id.ts";
 import { type ClientSecurity, clientSecurity } from "../api/security.ts";
 import { BATCH_POINTS_MAX, type Consistency, PUT_BATCH_BYTES_MAX } from "../common/limits.ts";
 import { utf8Length } from "../common/utf8.ts";
@@ -214,9 +218,67 @@ export interface CountOptions extends CallOptions {
   filter?: FilterInput;
 }
 
+/**
+ * A point id as the client takes it: an integer 0 .. 2^64 - 1 (a `number` up to 2^53 - 1, a
+ * `bigint` for any) or a string of 1 .. 128 bytes of UTF-8 (a UUID, a document key). Answers
+ * carry ids as {@link PointId}s: a number, a bigint only above 2^53 - 1, or a string.
+ */
+export type IdInput = number | bigint | string;
+
+export type { PointId };
+
+/** An answer's item with its id as one {@link PointId} (the wire's `id`/`string_id` pair). */
+export type WithPointId<T> = Omit<T, "id" | "string_id"> & { id: PointId };
+
+/** A Search answer with PointIds. */
+export type SearchAnswer = Omit<SearchResponse, "results"> & {
+  results: WithPointId<SearchResult>[];
+};
+
+/** A Scroll page with PointIds. */
+export type ScrollPage = Omit<ScrollResponse, "points"> & { points: WithPointId<ScrollPoint>[] };
+
+/** A GetBatch record with its PointId. */
+export type PointState = WithPointId<PointRecord>;
+
+/**
+ * The wire fields of an id (`field` names it in a PointIdError): `{id}` for an integer (a
+ * bigint as a decimal string), `{id: 0, string_id}` for a string.
+ */
+function idFields(value: unknown, field: string): { id: WireId; string_id?: string } {
+  const id = canonicalId(value, field);
+  if (typeof id === "string") return { id: 0, string_id: id };
+  return { id: typeof id === "bigint" ? id.toString() : id };
+}
+
+/** The wire lists of `ids`: integers in `ids`, strings in `string_ids`, each in order. */
+function idLists(ids: readonly IdInput[]): { ids: WireId[]; string_ids?: string[] } {
+  if (!Array.isArray(ids)) throw new TypeError(`ids ${String(ids)} must be an array of ids`);
+  const nums: WireId[] = [];
+  const strs: string[] = [];
+  ids.forEach((value, i) => {
+    const f = idFields(value, `ids[${i}]`);
+    if (f.string_id !== undefined) strs.push(f.string_id);
+    else nums.push(f.id);
+  });
+  return strs.length > 0 ? { ids: nums, string_ids: strs } : { ids: nums };
+}
+
+/** An answer's item with its wire id pair made one PointId. */
+function withPointId<T extends { id: WireId; string_id?: string }>(item: T): WithPointId<T> {
+  const { string_id, ...rest } = item;
+  return { ...rest, id: idFromWire(item.id, string_id) } as WithPointId<T>;
+}
+
+/** A Search answer with PointIds. */
+function searchAnswer(res: SearchResponse): SearchAnswer {
+  return { ...res, results: (res.results ?? []).map(withPointId) };
+}
+
 /** A point to upsert; the vector may be a typed array. */
 export interface PointInput {
-  id: number;
+  /** An integer (number or bigint) or a string id ({@link IdInput}). */
+  id: IdInput;
   vector: ArrayLike<number>;
   /** The point's payload; absent or null: none. */
   payload?: Payload | null;
@@ -300,14 +362,17 @@ function plainVector(vector: ArrayLike<number>, what: string): number[] {
 }
 
 /** Upper bound of the encoded size of one point of dimension `dim` in a PutBatch. */
-function pointBytesMax(dim: number, payload_bytes = 0): number {
-  // id (tag + ≤5 varint), vector (tag + ≤5 length + 4 × dim), the point's tag and length (≤6),
-  // a payload (tag + ≤5 length + its bytes).
-  return 6 + 6 + 4 * dim + 6 + (payload_bytes > 0 ? 6 + payload_bytes : 0);
+function pointBytesMax(dim: number, payload_bytes = 0, string_id_bytes = 0): number {
+  // id (tag + ≤10 varint of a uint64), vector (tag + ≤5 length + 4 × dim), the point's tag and
+  // length (≤6), a payload (tag + ≤5 length + its bytes), a string id (tag + ≤2 length + bytes).
+  return 11 + 6 + 4 * dim + 6 + (payload_bytes > 0 ? 6 + payload_bytes : 0) +
+    (string_id_bytes > 0 ? 3 + string_id_bytes : 0);
 }
 
 /** Split `points` into batches of at most `size` points and under the PutBatch byte limit. */
-export function splitBatches<T extends { vector: ArrayLike<number>; payload?: string }>(
+export function splitBatches<
+  T extends { vector: ArrayLike<number>; payload?: string; string_id?: string },
+>(
   points: readonly T[],
   size: number = BATCH_POINTS_MAX,
   bytes_max: number = PUT_BATCH_BYTES_MAX - 4096,
@@ -319,6 +384,7 @@ export function splitBatches<T extends { vector: ArrayLike<number>; payload?: st
     const b = pointBytesMax(
       p.vector?.length ?? 0,
       typeof p.payload === "string" ? utf8Length(p.payload) : 0,
+      typeof p.string_id === "string" ? utf8Length(p.string_id) : 0,
     );
     if (batch.length > 0 && (batch.length >= size || bytes + b > bytes_max)) {
       out.push(batch);
@@ -453,7 +519,10 @@ export class VectorDbClient {
       );
     }
     const wire: Point[] = points.map((p, i) => {
-      const point: Point = { id: p?.id, vector: plainVector(p?.vector, `points[${i}].vector`) };
+      const point: Point = {
+        ...idFields(p?.id, `points[${i}].id`),
+        vector: plainVector(p?.vector, `points[${i}].vector`),
+      };
       const payload = payloadWire(p?.payload, `points[${i}].payload`);
       if (payload !== "") point.payload = payload;
       return point;
@@ -493,13 +562,13 @@ export class VectorDbClient {
   /** Writes one point (a Put), with `options.payload` when given; {@link upsert} for many. */
   put(
     collection: string,
-    id: number,
+    id: IdInput,
     vector: ArrayLike<number>,
     options: PutOptions = {},
   ): Promise<PutResponse> {
     const payload = payloadWire(options.payload, "payload");
     return this.call("Put", {
-      id,
+      ...idFields(id, "id"),
       vector: plainVector(vector, "vector"),
       ...(payload === "" ? {} : { payload }),
       collection,
@@ -512,14 +581,14 @@ export class VectorDbClient {
    * Point `id` of `collection`: `found`, its `vector`, `payload` (JSON text, "" for none; see
    * {@link parsePayload}) and `version` (`deleted` after a delete).
    */
-  get(collection: string, id: number, options?: CallOptions): Promise<GetResponse> {
-    return this.call("Get", { id, collection }, options);
+  get(collection: string, id: IdInput, options?: CallOptions): Promise<GetResponse> {
+    return this.call("Get", { ...idFields(id, "id"), collection }, options);
   }
 
   /** Deletes point `id` (`deleted: false` when it was not there). */
-  delete(collection: string, id: number, options: WriteOptions = {}): Promise<DeleteResponse> {
+  delete(collection: string, id: IdInput, options: WriteOptions = {}): Promise<DeleteResponse> {
     return this.call("Delete", {
-      id,
+      ...idFields(id, "id"),
       collection,
       consistency: options.consistency ?? "",
       version: options.version ?? 0,
@@ -544,7 +613,7 @@ export class VectorDbClient {
     collection: string,
     vector: ArrayLike<number>,
     options: SearchOptions = {},
-  ): Promise<SearchResponse> {
+  ): Promise<SearchAnswer> {
     const filter = filterWire(options.filter);
     return this.call("Search", {
       vector: plainVector(vector, "vector"),
@@ -554,7 +623,7 @@ export class VectorDbClient {
       ...(filter === "" ? {} : { filter }),
       ...(options.withPayload ? { with_payload: true } : {}),
       ...(options.withVector ? { with_vector: true } : {}),
-    }, options);
+    }, options).then(searchAnswer);
   }
 
   /**
@@ -565,7 +634,7 @@ export class VectorDbClient {
     collection: string,
     searches: readonly BatchSearch[],
     options?: CallOptions,
-  ): Promise<SearchResponse[]> {
+  ): Promise<SearchAnswer[]> {
     const res = await this.call("SearchBatch", {
       searches: searches.map((s, i) => {
         const filter = filterWire(s.filter, `searches[${i}].filter`);
@@ -580,7 +649,7 @@ export class VectorDbClient {
         };
       }),
     }, options);
-    return res.results;
+    return res.results.map(searchAnswer);
   }
 
   /**
@@ -589,7 +658,7 @@ export class VectorDbClient {
    * With `filter` only the matching points (a page may then hold fewer than `limit` points
    * and still have a `next_cursor`).
    */
-  scroll(collection: string, options: ScrollOptions = {}): Promise<ScrollResponse> {
+  scroll(collection: string, options: ScrollOptions = {}): Promise<ScrollPage> {
     const filter = filterWire(options.filter);
     return this.call("Scroll", {
       collection,
@@ -598,7 +667,7 @@ export class VectorDbClient {
       with_vector: options.withVector ?? false,
       ...(filter === "" ? {} : { filter }),
       ...(options.withPayload ? { with_payload: true } : {}),
-    }, options);
+    }, options).then((res) => ({ ...res, points: (res.points ?? []).map(withPointId) }));
   }
 
   /**
@@ -620,7 +689,7 @@ export class VectorDbClient {
   async *scrollAll(
     collection: string,
     options: ScrollOptions = {},
-  ): AsyncGenerator<ScrollResponse, void, undefined> {
+  ): AsyncGenerator<ScrollPage, void, undefined> {
     let cursor = options.cursor ?? "";
     do {
       const page = await this.scroll(collection, { ...options, cursor });
@@ -681,38 +750,41 @@ export class VectorDbClient {
   }
 
   /**
-   * The state of each of `ids` (1 .. 1,000), in request order: `found`, and with the options
-   * the `vector` and `payload` (JSON text, "" for none; see {@link parsePayload}).
+   * The state of each of `ids` (1 .. 1,000): the integer ids first, then the string ids, each
+   * in request order; `found`, and with the options the `vector` and `payload` (JSON text, ""
+   * for none; see {@link parsePayload}). Ids are {@link PointId}s (a bigint only above
+   * 2^53 - 1).
    *
    * @example
    * ```ts
-   * const points = await db.getBatch("docs", [1, 2, 3], { withPayload: true });
+   * const points = await db.getBatch("docs", [1, "doc-7", 2n ** 63n], { withPayload: true });
+   * // ids 1, 9223372036854775808n, then "doc-7"
    * for (const p of points) if (p.found) console.log(p.id, parsePayload(p.payload));
    * ```
    */
   async getBatch(
     collection: string,
-    ids: readonly number[],
+    ids: readonly IdInput[],
     options: GetBatchOptions = {},
-  ): Promise<PointRecord[]> {
+  ): Promise<PointState[]> {
     const res = await this.call("GetBatch", {
       collection,
-      ids: [...ids],
+      ...idLists(ids),
       with_vector: options.withVector ?? false,
       with_payload: options.withPayload ?? false,
     }, options);
-    return res.points;
+    return res.points.map(withPointId);
   }
 
   /** Deletes points `ids` (1 .. 10,000) in one write; `deleted` counts those that were live. */
   deleteBatch(
     collection: string,
-    ids: readonly number[],
+    ids: readonly IdInput[],
     options: WriteOptions = {},
   ): Promise<DeleteBatchResponse> {
     return this.call("DeleteBatch", {
       collection,
-      ids: [...ids],
+      ...idLists(ids),
       consistency: options.consistency ?? "",
       version: options.version ?? 0,
     }, options);

@@ -8,6 +8,8 @@ import {
   isServiceError,
   parsePayload,
   type Payload,
+  type PointId,
+  PointIdError,
   splitBatches,
   type Transport,
   UpsertError,
@@ -281,7 +283,7 @@ Deno.test("client: searchBatch, scroll, scrollAll and count send the proto's fie
   ]);
   assert.equal(answers.length, 2);
   assert.deepEqual(await db.count("c"), { count: 42, partial: true });
-  const seen: number[] = [];
+  const seen: PointId[] = [];
   for await (const page of db.scrollAll("c", { limit: 1, withVector: true })) {
     for (const p of page.points) seen.push(p.id);
   }
@@ -427,5 +429,82 @@ Deno.test("client: a filter that is not an object or text is a TypeError before 
     /filter must be a filter object or its JSON text, got 5/,
   );
   await assert.rejects(() => db.deleteByFilter("c", ""), /deleteByFilter needs a filter/);
+  assert.equal(t.sent.length, 0);
+});
+
+Deno.test("client: ids may be numbers, bigints or strings; answers carry PointIds", async () => {
+  const big = 18446744073709551615n;
+  const t = fakeTransport((method) =>
+    method === "PutBatch" ? { count: 3 } : method === "Search"
+      ? {
+        results: [
+          { id: "18446744073709551615", string_id: "", distance: 0 },
+          { id: "0", string_id: "doc-7", distance: 1 },
+          { id: "9007199254740991", distance: 2 },
+        ],
+      }
+      : method === "GetBatch"
+      ? {
+        points: [
+          { id: "5", string_id: "", found: true, vector: [], version: "1", deleted: false },
+          { id: "0", string_id: "5", found: false, vector: [], version: "0", deleted: false },
+        ],
+      }
+      : method === "Scroll"
+      ? { points: [{ id: "0", string_id: "a", vector: [], version: "1" }], next_cursor: "" }
+      : {}
+  );
+  const db = new VectorDbClient({ transport: t });
+  await db.upsert("c", [
+    { id: "doc-7", vector: [1], payload: { k: 1 } },
+    { id: big, vector: [2] },
+    { id: 5n, vector: [3] },
+  ]);
+  await db.put("c", "uuid-1", [1]);
+  await db.get("c", 2n ** 60n);
+  await db.delete("c", "doc-7");
+  await db.deleteBatch("c", ["x", 1, big]);
+  const search = await db.search("c", [1]);
+  const records = await db.getBatch("c", [5, "5"]);
+  const page = await db.scroll("c");
+  assert.deepEqual(search.results.map((r) => r.id), [big, "doc-7", 9007199254740991]);
+  assert.ok(!("string_id" in search.results[0]), "the pair is one id");
+  assert.deepEqual(records.map((r) => [r.id, r.found]), [[5, true], ["5", false]]);
+  assert.deepEqual(page.points.map((p) => p.id), ["a"]);
+  assert.deepEqual(t.sent.slice(0, 5).map((s) => s.request), [
+    {
+      points: [
+        { id: 0, string_id: "doc-7", vector: [1], payload: '{"k":1}' },
+        { id: "18446744073709551615", vector: [2] },
+        { id: 5, vector: [3] },
+      ],
+      collection: "c",
+      consistency: "",
+      version: 0,
+    },
+    { id: 0, string_id: "uuid-1", vector: [1], collection: "c", consistency: "", version: 0 },
+    { id: "1152921504606846976", collection: "c" },
+    { id: 0, string_id: "doc-7", collection: "c", consistency: "", version: 0 },
+    {
+      collection: "c",
+      ids: [1, "18446744073709551615"],
+      string_ids: ["x"],
+      consistency: "",
+      version: 0,
+    },
+  ]);
+  assert.deepEqual((t.sent[6].request as { ids: unknown }).ids, [5]);
+  assert.deepEqual((t.sent[6].request as { string_ids: unknown }).string_ids, ["5"]);
+});
+
+Deno.test("client: a bad id is a PointIdError naming it, before any call", async () => {
+  const t = fakeTransport();
+  const db = new VectorDbClient({ transport: t });
+  assert.throws(() => db.get("c", -1), PointIdError);
+  assert.throws(() => db.get("c", 2 ** 53), /id 9007199254740992 is above 2\^53 - 1/);
+  assert.throws(() => db.put("c", "", [1]), /id "" is empty/);
+  assert.throws(() => db.delete("c", 2n ** 64n), /not an integer between 0 and 2\^64 - 1/);
+  await assert.rejects(() => db.getBatch("c", [1, "x".repeat(129)]), /ids\[1\] .* over 128 bytes/);
+  await assert.rejects(() => db.upsert("c", [{ id: 1.5, vector: [1] }]), /points\[0\]\.id 1\.5/);
   assert.equal(t.sent.length, 0);
 });

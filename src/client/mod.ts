@@ -22,6 +22,13 @@
  *   const { results } = await db.search("docs", [0.1, 0.2, 0.3], { k: 1 });
  *   const point = await db.get("docs", 2);
  *   console.log(count, results[0].id, point.found); // 2 1 true
+ *   // Ids may also be 64-bit integers (bigint) or strings such as UUIDs:
+ *   await db.upsert("docs", [
+ *     { id: "3f2c5a9e-0b7d-4e1a-9c3b-2d6f8e4a1b0c", vector: [0.5, 0.5, 0.5] },
+ *     { id: 18446744073709551615n, vector: [0.2, 0.1, 0.0] },
+ *   ]);
+ *   const [uuid] = await db.getBatch("docs", ["3f2c5a9e-0b7d-4e1a-9c3b-2d6f8e4a1b0c"]);
+ *   console.log(uuid.id, uuid.found); // 3f2c5a9e-0b7d-4e1a-9c3b-2d6f8e4a1b0c true
  *   await db.delete("docs", 2);
  *   console.log((await db.listCollections()).map((c) => c.name));
  * } finally {
@@ -46,11 +53,16 @@ export {
   type FilterInput,
   filterWire,
   type GetBatchOptions,
+  type IdInput,
   parsePayload,
   type Payload,
+  type PointId,
   type PointInput,
+  type PointState,
   type PutOptions,
   type ScrollOptions,
+  type ScrollPage,
+  type SearchAnswer,
   type SearchOptions,
   splitBatches,
   type Transport,
@@ -59,8 +71,10 @@ export {
   type UpsertResult,
   VectorDbClient,
   type VectorDbClientOptions,
+  type WithPointId,
   type WriteOptions,
 } from "./client.ts";
+export { PointIdError } from "../common/point_id.ts";
 export {
   backoffCapMs,
   backoffMs,

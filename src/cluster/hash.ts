@@ -7,6 +7,8 @@
  * | ----------------- | -------------------------------------------- | ------- |
  * | `hashId(id)`      | the 4 little-endian bytes of the uint32 `id` | uint32  |
  * | `hashString(s)`   | the UTF-8 bytes of `s`                       | uint32  |
+ * | `hashPointId(id)` | uint32 ids: as `hashId`; larger integers: the 8 little-endian bytes; | uint32 |
+ * |                   | string ids: their UTF-8 bytes with seed 1 (0x00000001)               |        |
  * | `murmur3_32(b,s)` | `b`, seed `s`                                | uint32  |
  *
  * `hashId(id)` equals `murmur3_32` of those 4 bytes but runs without allocating.
@@ -18,6 +20,8 @@
  *
  * @module
  */
+
+import type { PointId } from "../common/point_id.ts";
 
 const C1 = 0xcc9e2d51;
 const C2 = 0x1b873593;
@@ -78,6 +82,20 @@ export class PointIdError extends RangeError {
 export function hashId(id: number): number {
   if (!(id >= 0 && id <= 0xffff_ffff && Number.isInteger(id))) throw new PointIdError(id);
   return fmix32(mixBlock(0, id | 0) ^ 4);
+}
+
+/**
+ * Hash of any point id (src/common/point_id.ts) for the ring. A uint32 id hashes as `hashId`
+ * did before 64-bit and string ids existed, so existing clusters keep every point where it is.
+ * Integers above 2^32 - 1 hash their 8 little-endian bytes, strings their UTF-8 with seed 1.
+ */
+export function hashPointId(id: PointId): number {
+  if (typeof id === "number" && id <= 0xffff_ffff) return hashId(id);
+  if (typeof id === "string") return murmur3_32(UTF8.encode(id), 1);
+  const v = BigInt(id);
+  const lo = Number(v & 0xffff_ffffn) | 0;
+  const hi = Number(v >> 32n) | 0;
+  return fmix32(mixBlock(mixBlock(0, lo), hi) ^ 8);
 }
 
 /** Hash of a string (member ids, virtual node keys): MurmurHash3 x86_32, seed 0, of its UTF-8. */

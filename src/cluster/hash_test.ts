@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fmix32, hashId, hashString, murmur3_32, PointIdError } from "./hash.ts";
+import { fmix32, hashId, hashPointId, hashString, murmur3_32, PointIdError } from "./hash.ts";
 
 const utf8 = (s: string) => new TextEncoder().encode(s);
 
@@ -81,4 +81,14 @@ Deno.test("hashId rejects ids that are not uint32", () => {
     assert.throws(() => hashId(bad), PointIdError);
   }
   assert.throws(() => hashId(-1), /Point id -1 is not an integer between 0 and 4294967295/);
+});
+
+Deno.test("hashPointId keeps uint32 ids where hashId put them and hashes the bytes of others", () => {
+  for (const id of [0, 1, 4095, 0xffff_ffff]) assert.equal(hashPointId(id), hashId(id));
+  const big = 0x0102_0304_0506_0708n;
+  const le = new Uint8Array([8, 7, 6, 5, 4, 3, 2, 1]);
+  assert.equal(hashPointId(big), murmur3_32(le));
+  assert.equal(hashPointId(2 ** 40), murmur3_32(new Uint8Array([0, 0, 0, 0, 0, 1, 0, 0])));
+  assert.equal(hashPointId("doc-7"), murmur3_32(new TextEncoder().encode("doc-7"), 1));
+  assert.notEqual(hashPointId("7"), hashPointId(7));
 });

@@ -3,7 +3,8 @@
  *
  * Every member places `vnodes_per_member` virtual nodes on a 32-bit ring at
  * `hashString(member + "#" + i)` for i = 0 … vnodes_per_member − 1 (see hash.ts). A point id
- * sits at `hashId(id)`; its owners are the first `replication_factor` DISTINCT members met
+ * sits at `hashPointId(id)` (a uint32 id at `hashId(id)`, as before 64-bit and string ids
+ * existed, so existing clusters keep their placement); its owners are the first `replication_factor` DISTINCT members met
  * walking clockwise from there (the first vnode whose hash is ≥ the point's hash, wrapping at
  * 2³²). The first owner is the primary. Equal vnode hashes are ordered by member id, so the
  * ring depends only on the set of members and `vnodes_per_member`, never on the order in which
@@ -26,7 +27,8 @@
  * @module
  */
 
-import { hashId, hashString } from "./hash.ts";
+import { hashPointId, hashString } from "./hash.ts";
+import type { PointId } from "../common/point_id.ts";
 
 /**
  * Virtual nodes per member when none is given. A member's share of the ring has a relative
@@ -130,17 +132,17 @@ export class HashRing {
   }
 
   /** The primary owner of point `id`, or undefined when the ring is empty. */
-  primary(id: number): string | undefined {
-    const h = hashId(id);
+  primary(id: PointId): string | undefined {
+    const h = hashPointId(id);
     if (this.#hashes.length === 0) return undefined;
     return this.#members[this.#owner[this.#firstAtOrAfter(h)]];
   }
 
   /**
    * The owners of point `id`: `replication_factor` distinct members clockwise from
-   * `hashId(id)`, primary first; fewer when the ring has fewer members.
+   * `hashPointId(id)`, primary first; fewer when the ring has fewer members.
    */
-  owners(id: number, replication_factor: number): string[] {
+  owners(id: PointId, replication_factor: number): string[] {
     const out: string[] = [];
     this.ownersInto(id, replication_factor, out);
     return out;
@@ -150,13 +152,13 @@ export class HashRing {
    * Like {@link owners} but writes into `out` (its length is set to the number of owners) and
    * returns that number; allocates nothing once `out` has grown to `replication_factor`.
    */
-  ownersInto(id: number, replication_factor: number, out: string[]): number {
+  ownersInto(id: PointId, replication_factor: number, out: string[]): number {
     if (!Number.isInteger(replication_factor) || replication_factor < 0) {
       throw new RingError(
         `Replication factor ${replication_factor} must be a non-negative integer`,
       );
     }
-    const h = hashId(id);
+    const h = hashPointId(id);
     const want = Math.min(replication_factor, this.#members.length);
     const hashes = this.#hashes;
     const owner = this.#owner;

@@ -225,3 +225,46 @@ Deno.test("HashRing.shares: each member's arc of the hash space, matching where 
     assert.ok(Math.abs(seen - share) < 0.01, `${m}: share ${share}, primary for ${seen}`);
   }
 });
+
+Deno.test("uint32 ids keep the placement they had before 64-bit and string ids", () => {
+  // Owners computed by the ring of the uint32 era (hashId) for these members and vnodes.
+  const ring = new HashRing({
+    vnodes_per_member: 64,
+    members: ["n1:7001", "n2:7002", "n3:7003", "n4:7004"],
+  });
+  const before: [number, string[]][] = [
+    [0, ["n4:7004", "n2:7002"]],
+    [1, ["n1:7001", "n3:7003"]],
+    [7, ["n3:7003", "n2:7002"]],
+    [42, ["n1:7001", "n2:7002"]],
+    [1000, ["n1:7001", "n3:7003"]],
+    [65535, ["n1:7001", "n3:7003"]],
+    [123456789, ["n4:7004", "n3:7003"]],
+    [4294967295, ["n4:7004", "n1:7001"]],
+  ];
+  for (const [id, owners] of before) assert.deepEqual(ring.owners(id, 2), owners, `id ${id}`);
+});
+
+Deno.test("string and 64-bit ids spread over the members", () => {
+  const ring = new HashRing({ members: names(5) });
+  const strings = Array.from({ length: 50_000 }, (_, i) => `doc-${i}`);
+  const bigs = Array.from({ length: 50_000 }, (_, i) => (1n << 60n) + BigInt(i) * 7919n);
+  const mids = Array.from({ length: 50_000 }, (_, i) => 2 ** 40 + i * 13);
+  for (const ids of [strings, bigs, mids] as (string | bigint | number)[][]) {
+    const load = new Map<string, number>();
+    const out: string[] = [];
+    for (const id of ids) {
+      assert.equal(ring.ownersInto(id, 2, out), 2);
+      assert.equal(out[0], ring.primary(id));
+      load.set(out[0], (load.get(out[0]) ?? 0) + 1);
+    }
+    assert.equal(load.size, 5, `every member is primary of some ${typeof ids[0]} ids`);
+    const max = Math.max(...load.values()) / (ids.length / 5);
+    assert.ok(max <= 1.25, `${typeof ids[0]} ids: primary load ${max} x mean`);
+  }
+  // The string "7" and the integer 7 are different ids, placed independently.
+  const differ = Array.from({ length: 200 }, (_, i) => i).filter((i) =>
+    ring.primary(i) !== ring.primary(String(i))
+  );
+  assert.ok(differ.length > 100, `only ${differ.length} of 200 "n" and n share a primary`);
+});

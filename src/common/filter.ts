@@ -15,7 +15,7 @@
  * | condition: match except      | `{ key, match: { except: [v, …] } }`                         |
  * | condition: range             | `{ key, range: { gt?, gte?, lt?, lte? } }` (numbers)         |
  * | condition: values count      | `{ key, values_count: { gt?, gte?, lt?, lte? } }` (integers) |
- * | condition: has id            | `{ has_id: [id, …] }` (point ids, uint32)                    |
+ * | condition: has id            | `{ has_id: [id, …] }` (point ids: integers or strings)      |
  * | condition: is empty          | `{ is_empty: { key } }`                                      |
  * | condition: is null           | `{ is_null: { key } }`                                       |
  *
@@ -59,8 +59,15 @@ import {
   FILTER_STRING_CHARS_MAX,
   FILTER_VALUES_MAX,
   FILTER_VALUES_TOTAL_MAX,
-  ID_MAX,
 } from "./limits.ts";
+import {
+  compareIds,
+  ID_STRING_BYTES_MAX,
+  idFromJson,
+  isU32Id,
+  type PointId,
+  PointIdError,
+} from "./point_id.ts";
 
 /** A malformed or oversized filter; `path` is the JSON path of the bad part (`filter.must[1]`). */
 export class FilterError extends Error {
@@ -102,10 +109,17 @@ export type FieldCondition =
   | Keyed & { kind: "is_empty" }
   | Keyed & { kind: "is_null" };
 
-/** `has_id`: the point id is one of `ids` (sorted ascending, no duplicates). */
+/**
+ * `has_id`: the point id is one of `ids` (uint32 ids, sorted ascending, no duplicates) or of
+ * `other_ids` (integers above 2^32 - 1 and string ids, in `compareIds` order, no duplicates;
+ * absent when none). A compiled filter tests `ids` against the number it is given: a storage
+ * collection first rewrites every `has_id` into its internal pids (`resolveHasIds`,
+ * src/storage/filter_plan.ts), which is what its compiled filters see.
+ */
 export interface HasIdCondition {
   kind: "has_id";
   ids: Uint32Array;
+  other_ids?: readonly PointId[];
 }
 
 /** A filter used as a condition. */
@@ -293,7 +307,7 @@ class Parser {
           }
         }
         const p = `${path}.${k}`;
-        if (k === "has_id") return { kind: "has_id", ids: this.ids(v[k], p) };
+        if (k === "has_id") return { kind: "has_id", ...this.ids(v[k], p) };
         const inner = v[k];
         if (!isObject(inner)) {
           throw new FilterError(p, `expected { "key": … }, got ${quote(inner)}`);
@@ -409,20 +423,33 @@ class Parser {
     return list.map((x, i) => this.value(x, `${path}[${i}]`));
   }
 
-  ids(v: unknown, path: string): Uint32Array {
+  ids(v: unknown, path: string): { ids: Uint32Array; other_ids?: PointId[] } {
     const list = this.counted(v, path);
-    const ids = new Uint32Array(list.length);
+    const ids: number[] = [];
+    const others: PointId[] = [];
     for (let i = 0; i < list.length; i++) {
-      const id = list[i];
-      if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id > ID_MAX) {
+      let id: PointId;
+      try {
+        id = idFromJson(list[i], `${path}[${i}]`);
+      } catch (e) {
+        if (!(e instanceof PointIdError)) throw e;
         throw new FilterError(
           `${path}[${i}]`,
-          `expected a point id (an integer from 0 to ${ID_MAX}), got ${quote(id)}`,
+          `expected a point id (an integer from 0 to ${Number.MAX_SAFE_INTEGER} or a string of ` +
+            `1 to ${ID_STRING_BYTES_MAX} bytes), got ${quote(list[i])}`,
         );
       }
-      ids[i] = id;
+      if (isU32Id(id)) ids.push(id);
+      else others.push(id);
     }
-    return sortUnique(ids);
+    const out: { ids: Uint32Array; other_ids?: PointId[] } = {
+      ids: sortUnique(Uint32Array.from(ids)),
+    };
+    if (others.length > 0) {
+      others.sort(compareIds);
+      out.other_ids = others.filter((x, i) => i === 0 || x !== others[i - 1]);
+    }
+    return out;
   }
 
   bounds(v: Record<string, unknown>, path: string, counts: boolean): Bounds {

@@ -97,8 +97,9 @@ Deno.test("malformed filters are refused with the JSON path of the bad part", ()
       "got 1.5",
     ],
     [{ must: [{ has_id: [1, -2] }] }, "filter.must[0].has_id[1]", "expected a point id"],
-    [{ must: [{ has_id: [2 ** 32] }] }, "filter.must[0].has_id[0]", "4294967296"],
-    [{ must: [{ has_id: ["u-1"] }] }, "filter.must[0].has_id[0]", '"u-1"'],
+    [{ must: [{ has_id: [2 ** 53] }] }, "filter.must[0].has_id[0]", "9007199254740992"],
+    [{ must: [{ has_id: ["u-1", ""] }] }, "filter.must[0].has_id[1]", '""'],
+    [{ must: [{ has_id: [true] }] }, "filter.must[0].has_id[0]", "true"],
     [{ must: [{ has_id: [1], key: "a" }] }, "filter.must[0].has_id", "unknown condition"],
     [{ must: [{ has_id: [1], must: [] }] }, "filter.must[0].must", "beside has_id"],
     [{ must: [{ is_empty: "a" }] }, "filter.must[0].is_empty", 'got "a"'],
@@ -227,6 +228,13 @@ Deno.test("parsing builds the typed AST: keys split, [] dropped, ids sorted and 
     values: ["a", 1, true],
   });
   assert.deepEqual(f.must[1], { kind: "has_id", ids: new Uint32Array([1, 3, 9]) });
+  // Integers above 2^32 - 1 and strings go to other_ids, in compareIds order, without repeats.
+  const g = parseFilter({ must: [{ has_id: ["b", 2 ** 40, 7, "a", "b"] }] });
+  assert.deepEqual(g.must[0], {
+    kind: "has_id",
+    ids: new Uint32Array([7]),
+    other_ids: [2 ** 40, "a", "b"],
+  });
   assert.deepEqual(f.must[2], { kind: "range", key: "n", path: ["n"], range: { gte: 1, lt: 2.5 } });
   assert.deepEqual(f.should, [{ kind: "is_null", key: "x", path: ["x"] }]);
   assert.equal(f.min_should?.min_count, 1);

@@ -95,8 +95,18 @@ export const COPY_BATCH_BYTES_MAX = 16 * 1024 * 1024;
  */
 export const SEARCH_BATCH_BYTES_MAX = 26 * 1024 * 1024;
 
-/** A Prune: SCAN_LIMIT_MAX ids (5 bytes) and versions (10 bytes), unpacked, plus framing. */
-export const PRUNE_BYTES_MAX = 128 * 1024;
+/**
+ * Wire bytes of one string id at its longest in a repeated `string_ids` field: a tag byte, a
+ * 2-byte length and 128 bytes of UTF-8 (ID_STRING_BYTES_MAX in common/point_id.ts).
+ */
+const STRING_ID_WIRE_BYTES_MAX = 1 + 2 + 128;
+
+/**
+ * A Prune: SCAN_LIMIT_MAX ids, all of them string ids at their longest (131 bytes each, 524 KiB;
+ * an integer id takes at most 11), and as many versions unpacked (11 bytes each, 44 KiB), plus
+ * framing: 576 KiB.
+ */
+export const PRUNE_BYTES_MAX = 576 * 1024;
 
 /**
  * Most top-level wire fields of a request besides its repeated ones. An encoder writes each
@@ -125,12 +135,12 @@ export const POINT_FIELDS_MAX = 16;
  * | vectordb.VectorDB          | SearchBatch                             | 26 MiB    | searches <= SEARCH_BATCH_MAX, 64 fields per search |
  * | vectordb.VectorDB          | Get, Delete, Create/DropCollection, ListCollections, Stats, Members, Drain, Backup, ListBackups, Restore, DeleteBackup, Create/DropFieldIndex | 4 KiB | |
  * | vectordb.VectorDB          | Scroll, Count, DeleteByFilter (a filter)| 20 KiB    |                              |
- * | vectordb.VectorDB          | GetBatch                                | 8 KiB     | (ids <= GET_BATCH_MAX, checked decoded) |
- * | vectordb.VectorDB          | DeleteBatch                             | 56 KiB    | (ids <= BATCH_POINTS_MAX, checked decoded) |
- * | vectordb.internal.Transfer | Scan                                    | 4 KiB     |                              |
+ * | vectordb.VectorDB          | GetBatch                                | 132 KiB   | string_ids <= GET_BATCH_MAX (ids + string_ids <= GET_BATCH_MAX checked decoded) |
+ * | vectordb.VectorDB          | DeleteBatch                             | 1,284 KiB | string_ids <= BATCH_POINTS_MAX (ids + string_ids <= BATCH_POINTS_MAX checked decoded) |
+ * | vectordb.internal.Transfer | Scan (a cursor of up to 128 B)          | 4 KiB     |                              |
  * | vectordb.internal.Transfer | Entries (a filter)                      | 20 KiB    |                              |
  * | vectordb.internal.Transfer | CopyBatch                               | 16 MiB    | points <= SCAN_LIMIT_MAX, 16 fields per point |
- * | vectordb.internal.Transfer | Prune                                   | 128 KiB   | ids, versions <= SCAN_LIMIT_MAX |
+ * | vectordb.internal.Transfer | Prune                                   | 576 KiB   | ids, string_ids, versions <= SCAN_LIMIT_MAX each (ids + string_ids checked decoded) |
  * | vectordb.internal.Gossip   | Exchange (cluster/gossip_transport.ts)  | 65 KiB    | (payload 64 KiB + sender)    |
  *
  * Every request also has at most REQUEST_FIELDS_MAX other top-level fields.
@@ -141,10 +151,19 @@ export const POINT_FIELDS_MAX = 16;
  * the filter limits are declared further down.
  */
 const FILTER_REQUEST_BYTES_MAX = 20 * 1024;
-/** GetBatch: GET_BATCH_MAX ids of at most 5 bytes each, packed, plus the other fields. */
-const GET_BATCH_BYTES_MAX = 8 * 1024;
-/** DeleteBatch: BATCH_POINTS_MAX ids of at most 5 bytes each, packed, plus the other fields. */
-const DELETE_BATCH_BYTES_MAX = 56 * 1024;
+/**
+ * GetBatch: GET_BATCH_MAX ids (`ids` and `string_ids` together), all of them string ids at their
+ * longest (131 bytes each on the wire; an integer id takes at most 10 packed), plus 4 KiB for the
+ * other fields: 132 KiB.
+ */
+const GET_BATCH_BYTES_MAX = Math.ceil((GET_BATCH_MAX * STRING_ID_WIRE_BYTES_MAX) / 1024) * 1024 +
+  4 * 1024;
+/**
+ * DeleteBatch: BATCH_POINTS_MAX ids (`ids` and `string_ids` together), all of them string ids at
+ * their longest, plus 4 KiB for the other fields: 1,284 KiB.
+ */
+const DELETE_BATCH_BYTES_MAX =
+  Math.ceil((BATCH_POINTS_MAX * STRING_ID_WIRE_BYTES_MAX) / 1024) * 1024 + 4 * 1024;
 
 export const VECTORDB_REQUEST_BYTES_MAX = {
   Put: PUT_REQUEST_BYTES_MAX,

@@ -24,6 +24,19 @@
  * | 13   | COPY_P            | as COPY, then payloads (tombstones: empty)                      |
  * | 14   | CREATE_FIELD_INDEX| field string, type string ("keyword", "integer", "float", "bool")|
  * | 15   | DROP_FIELD_INDEX  | field string                                                    |
+ * | 16   | PUT_K             | id, version u64, vector f32Array, payload bytes (empty: none)   |
+ * | 17   | DELETE_K          | id, version u64                                                 |
+ * | 18   | PUT_BATCH_K       | dimension u32, id list, versions, vectors f32Array, payloads    |
+ * | 19   | COPY_K            | dimension u32, id list, versions, deleted bytes, vectors        |
+ * |      |                   | f32Array (live entries only), payloads (tombstones: empty)      |
+ * | 20   | FORGET_K          | id list, versions                                               |
+ *
+ * `id` is a point id as `writeId` writes it (src/common/point_id.ts: a kind byte, then a u64 or
+ * a string of 1 .. ID_STRING_BYTES_MAX bytes); `id list` is a u32 count followed by that many.
+ * Types 16 to 20 are written only when some id of the record is not a uint32 (an integer above
+ * 2^32 - 1 or a string id); a record whose ids are all uint32 keeps the older type, so logs of
+ * collections that use only uint32 ids are byte for byte what earlier versions wrote. They
+ * always carry payloads (empty when none), like types 11 to 13.
  *
  * `versions` is a u32 count (equal to the number of ids) followed by one u64 per id. A version
  * is an integer 0 .. 2^53 - 1 (`VERSION_MAX`, src/common/version.ts); see "Versions" in
@@ -50,6 +63,16 @@
  */
 import { BinaryFormatError, BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
 import { isVersion, VERSION_MAX } from "./version.ts";
+import {
+  canonicalId,
+  formatId,
+  isU32Id,
+  type PointId,
+  readId,
+  stringIdProblem,
+  writeId,
+} from "./point_id.ts";
+import { utf8Length } from "./utf8.ts";
 
 /** WAL record type codes (the `type` byte of a WAL record). */
 export const RecordType = {
@@ -71,6 +94,11 @@ export const RecordType = {
   COPY_P: 13,
   CREATE_FIELD_INDEX: 14,
   DROP_FIELD_INDEX: 15,
+  PUT_K: 16,
+  DELETE_K: 17,
+  PUT_BATCH_K: 18,
+  COPY_K: 19,
+  FORGET_K: 20,
 } as const;
 
 /** Largest payload index field name in a record (UTF-8 bytes). */
@@ -82,6 +110,12 @@ export { DIMENSION_MAX, type Metric, METRICS };
 export const COLLECTION_NAME_BYTES_MAX = 255;
 
 /**
+ * The ids of a batch record: a Uint32Array when all are uint32 ids (what records of types 1 to
+ * 15 hold), else canonical PointIds (src/common/point_id.ts).
+ */
+export type RecordIds = Uint32Array | readonly PointId[];
+
+/**
  * A typed WAL record. Versions are integers 0 .. VERSION_MAX; 0 only in records decoded from
  * legacy types (or written by a caller that has no version).
  */
@@ -89,18 +123,19 @@ export type WalRecord =
   | {
     kind: "put";
     collection?: string;
-    id: number;
+    id: PointId;
     vector: Float32Array;
     version: number;
     /** Canonical JSON bytes (src/common/payload.ts); null, empty or absent: none. */
     payload?: Uint8Array | null;
   }
-  | { kind: "delete"; collection?: string; id: number; version: number }
+  | { kind: "delete"; collection?: string; id: PointId; version: number }
   | {
     kind: "put_batch";
     collection?: string;
     dimension: number;
-    ids: Uint32Array;
+    /** A Uint32Array when every id is a uint32 one (the common, compact case). */
+    ids: RecordIds;
     /** Row-major, `ids.length * dimension` values. */
     vectors: Float32Array;
     /** One per id. */
@@ -113,7 +148,8 @@ export type WalRecord =
     kind: "copy";
     collection?: string;
     dimension: number;
-    ids: Uint32Array;
+    /** A Uint32Array when every id is a uint32 one (the common, compact case). */
+    ids: RecordIds;
     /** One per id. */
     versions: Float64Array;
     /** One per id: 1 for a tombstone, 0 for a live point. */
@@ -127,7 +163,8 @@ export type WalRecord =
     /** Entries to forget (point or tombstone, no tombstone left), each when held <= version. */
     kind: "forget";
     collection?: string;
-    ids: Uint32Array;
+    /** A Uint32Array when every id is a uint32 one (the common, compact case). */
+    ids: RecordIds;
     /** One per id. */
     versions: Float64Array;
   }
@@ -187,6 +224,11 @@ const TYPE_NAMES: Record<number, string> = {
   13: "COPY_P",
   14: "CREATE_FIELD_INDEX",
   15: "DROP_FIELD_INDEX",
+  16: "PUT_K",
+  17: "DELETE_K",
+  18: "PUT_BATCH_K",
+  19: "COPY_K",
+  20: "FORGET_K",
 };
 
 /** The name of a record type code, or `UNKNOWN(<code>)`. */
@@ -196,7 +238,76 @@ export function recordTypeName(type: number): string {
 
 const utf8 = new TextEncoder();
 
-const badId = (id: number) => !Number.isInteger(id) || id < 0 || id > 0xffffffff;
+/** Why `id` is not a canonical point id, or null. */
+function idProblem(id: PointId): string | null {
+  if (typeof id === "number" && Number.isInteger(id) && id >= 0 && id <= 0xffffffff) return null;
+  if (typeof id === "string") {
+    const bad = stringIdProblem(id);
+    return bad === null ? null : `String id ${formatId(id)} ${bad}`;
+  }
+  try {
+    if (canonicalId(id) === id) return null;
+  } catch {
+    // falls through to the message below
+  }
+  return `Point id ${String(id)} is not a canonical id (an integer 0 .. 2^64 - 1 or a string)`;
+}
+
+/** Why an id list is not valid, or null. */
+function idsProblem(ids: RecordIds): string | null {
+  if (ids instanceof Uint32Array) return null;
+  if (!Array.isArray(ids)) return "Ids must be a Uint32Array or an array of point ids";
+  for (let i = 0; i < ids.length; i++) {
+    const bad = idProblem(ids[i]);
+    if (bad !== null) return `Entry ${i}: ${bad}`;
+  }
+  return null;
+}
+
+/** Whether every id is a uint32 one (then the record keeps its older type). */
+function allU32(ids: RecordIds): boolean {
+  if (ids instanceof Uint32Array) return true;
+  for (let i = 0; i < ids.length; i++) if (!isU32Id(ids[i])) return false;
+  return true;
+}
+
+/** Bytes `writeId` takes for `id`. */
+function idBytes(id: PointId): number {
+  return typeof id === "string" ? 1 + 4 + utf8Length(id) : 1 + 8;
+}
+
+/** Bytes of an `id list`. */
+function idListBytes(ids: RecordIds): number {
+  let n = 4;
+  for (let i = 0; i < ids.length; i++) n += idBytes(ids[i]);
+  return n;
+}
+
+function writeIdList(w: BinaryWriter, ids: RecordIds): void {
+  w.u32(ids.length);
+  for (let i = 0; i < ids.length; i++) writeId(w, ids[i]);
+}
+
+/** Smallest encoding of one id (a kind byte, then a string of at least one byte). */
+const ID_BYTES_MIN = 1 + 4 + 1;
+
+/** Reads an `id list`, its count bounded by the bytes that remain. */
+function readIdList(r: BinaryReader): PointId[] {
+  const n = r.u32();
+  if (n * ID_BYTES_MIN > r.remaining) {
+    throw new BinaryFormatError(
+      `${n} ids need ${n * ID_BYTES_MIN}+ bytes but ${r.remaining} remain`,
+    );
+  }
+  const out = new Array<PointId>(n);
+  for (let i = 0; i < n; i++) out[i] = readId(r);
+  return out;
+}
+
+/** A Uint32Array for `ids` when all are uint32 ones (the older record types). */
+function u32Ids(ids: RecordIds): Uint32Array {
+  return ids instanceof Uint32Array ? ids : Uint32Array.from(ids as number[]);
+}
 const badDim = (d: number) => !Number.isInteger(d) || d < 1 || d > DIMENSION_MAX;
 const nonFinite = (v: Float32Array) => {
   for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) return i;
@@ -206,13 +317,13 @@ const versionProblem = (v: number, what: string): string | null =>
   isVersion(v) ? null : `Version ${v} of ${what} is not an integer between 0 and ${VERSION_MAX}`;
 
 /** Checks a `versions` array against its ids; returns an error message or null. */
-function versionsProblem(ids: Uint32Array, versions: Float64Array): string | null {
+function versionsProblem(ids: RecordIds, versions: Float64Array): string | null {
   if (!(versions instanceof Float64Array)) return "Versions must be a Float64Array";
   if (versions.length !== ids.length) {
     return `${ids.length} ids come with ${versions.length} versions`;
   }
   for (let i = 0; i < versions.length; i++) {
-    const bad = versionProblem(versions[i], `entry ${i} (point ${ids[i]})`);
+    const bad = versionProblem(versions[i], `entry ${i} (point ${formatId(ids[i])})`);
     if (bad !== null) return bad;
   }
   return null;
@@ -237,7 +348,7 @@ function payloadProblem(p: Uint8Array | null | undefined, what: string): string 
 
 /** Checks a `payloads` array against its ids; returns an error message or null. */
 function payloadsProblem(
-  ids: Uint32Array,
+  ids: RecordIds,
   payloads: readonly (Uint8Array | null)[] | undefined,
   deleted?: Uint8Array,
 ): string | null {
@@ -246,10 +357,10 @@ function payloadsProblem(
     return `${ids.length} ids come with ${payloads.length} payloads`;
   }
   for (let i = 0; i < payloads.length; i++) {
-    const bad = payloadProblem(payloads[i], `entry ${i} (point ${ids[i]})`);
+    const bad = payloadProblem(payloads[i], `entry ${i} (point ${formatId(ids[i])})`);
     if (bad !== null) return bad;
     if (deleted !== undefined && deleted[i] === 1 && payloadLength(payloads[i]) > 0) {
-      return `Tombstone entry ${i} (point ${ids[i]}) has a payload`;
+      return `Tombstone entry ${i} (point ${formatId(ids[i])}) has a payload`;
     }
   }
   return null;
@@ -265,19 +376,21 @@ function problem(r: WalRecord): string | null {
   }
   switch (r.kind) {
     case "put": {
-      if (badId(r.id)) return `Point id ${r.id} is not an unsigned 32-bit integer`;
+      const badId = idProblem(r.id);
+      if (badId !== null) return badId;
       if (badDim(r.vector.length)) {
         return `Vector dimension ${r.vector.length} is outside 1..${DIMENSION_MAX}`;
       }
       const at = nonFinite(r.vector);
-      if (at >= 0) return `Vector component ${at} of point ${r.id} is ${r.vector[at]}`;
-      return versionProblem(r.version, `point ${r.id}`) ??
-        payloadProblem(r.payload, `point ${r.id}`);
+      if (at >= 0) return `Vector component ${at} of point ${formatId(r.id)} is ${r.vector[at]}`;
+      return versionProblem(r.version, `point ${formatId(r.id)}`) ??
+        payloadProblem(r.payload, `point ${formatId(r.id)}`);
     }
     case "delete":
-      if (badId(r.id)) return `Point id ${r.id} is not an unsigned 32-bit integer`;
-      return versionProblem(r.version, `point ${r.id}`);
+      return idProblem(r.id) ?? versionProblem(r.version, `point ${formatId(r.id)}`);
     case "put_batch": {
+      const badIds = idsProblem(r.ids);
+      if (badIds !== null) return badIds;
       if (badDim(r.dimension)) return `Dimension ${r.dimension} is outside 1..${DIMENSION_MAX}`;
       if (r.vectors.length !== r.ids.length * r.dimension) {
         return `Batch of ${r.ids.length} ids with dimension ${r.dimension} needs ` +
@@ -288,6 +401,8 @@ function problem(r: WalRecord): string | null {
       return versionsProblem(r.ids, r.versions) ?? payloadsProblem(r.ids, r.payloads);
     }
     case "copy": {
+      const badIds = idsProblem(r.ids);
+      if (badIds !== null) return badIds;
       if (badDim(r.dimension)) return `Dimension ${r.dimension} is outside 1..${DIMENSION_MAX}`;
       const bad = versionsProblem(r.ids, r.versions);
       if (bad !== null) return bad;
@@ -308,7 +423,7 @@ function problem(r: WalRecord): string | null {
       return payloadsProblem(r.ids, r.payloads, r.deleted);
     }
     case "forget":
-      return versionsProblem(r.ids, r.versions);
+      return idsProblem(r.ids) ?? versionsProblem(r.ids, r.versions);
     case "create_collection":
       if (name === "") return "Collection name must not be empty";
       if (badDim(r.dimension)) return `Dimension ${r.dimension} is outside 1..${DIMENSION_MAX}`;
@@ -359,19 +474,32 @@ function payloadBytes(r: WalRecord): number {
   const name = 4 + utf8.encode(r.collection ?? "").length;
   switch (r.kind) {
     case "put":
+      if (!isU32Id(r.id)) {
+        return name + idBytes(r.id) + 8 + 4 + r.vector.byteLength + 4 + payloadLength(r.payload);
+      }
       return name + 4 + 8 + 4 + r.vector.byteLength +
         (payloadLength(r.payload) > 0 ? 4 + payloadLength(r.payload) : 0);
     case "delete":
-      return name + 4 + 8;
+      return name + (isU32Id(r.id) ? 4 : idBytes(r.id)) + 8;
     case "put_batch":
-      return name + 4 + 4 + r.ids.byteLength + 4 + 8 * r.versions.length + 4 +
+      if (!allU32(r.ids)) {
+        return name + 4 + idListBytes(r.ids) + 4 + 8 * r.versions.length + 4 +
+          r.vectors.byteLength + payloadsBytes(r.payloads ?? new Array(r.ids.length).fill(null));
+      }
+      return name + 4 + 4 + 4 * r.ids.length + 4 + 8 * r.versions.length + 4 +
         r.vectors.byteLength + (anyPayload(r.payloads) ? payloadsBytes(r.payloads!) : 0);
     case "copy":
-      return name + 4 + 4 + r.ids.byteLength + 4 + 8 * r.versions.length + 4 +
+      if (!allU32(r.ids)) {
+        return name + 4 + idListBytes(r.ids) + 4 + 8 * r.versions.length + 4 +
+          r.deleted.length + 4 + r.vectors.byteLength +
+          payloadsBytes(r.payloads ?? new Array(r.ids.length).fill(null));
+      }
+      return name + 4 + 4 + 4 * r.ids.length + 4 + 8 * r.versions.length + 4 +
         r.deleted.length + 4 + r.vectors.byteLength +
         (anyPayload(r.payloads) ? payloadsBytes(r.payloads!) : 0);
     case "forget":
-      return name + 4 + r.ids.byteLength + 4 + 8 * r.versions.length;
+      return name + (allU32(r.ids) ? 4 + 4 * r.ids.length : idListBytes(r.ids)) + 4 +
+        8 * r.versions.length;
     case "create_collection":
       return name + 4 + 4 + utf8.encode(r.metric).length + 4 + 4;
     case "drop_collection":
@@ -438,6 +566,14 @@ export function encodeRecord(r: WalRecord): EncodedRecord {
   let type: number;
   switch (r.kind) {
     case "put":
+      if (!isU32Id(r.id)) {
+        type = RecordType.PUT_K;
+        writeId(w, r.id);
+        w.u64(r.version);
+        w.f32Array(r.vector);
+        w.bytes(r.payload ?? EMPTY_BYTES);
+        break;
+      }
       type = payloadLength(r.payload) > 0 ? RecordType.PUT_P : RecordType.PUT_V;
       w.u32(r.id);
       w.u64(r.version);
@@ -445,30 +581,61 @@ export function encodeRecord(r: WalRecord): EncodedRecord {
       if (type === RecordType.PUT_P) w.bytes(r.payload!);
       break;
     case "delete":
+      if (!isU32Id(r.id)) {
+        type = RecordType.DELETE_K;
+        writeId(w, r.id);
+        w.u64(r.version);
+        break;
+      }
       type = RecordType.DELETE_V;
       w.u32(r.id);
       w.u64(r.version);
       break;
     case "put_batch":
+      if (!allU32(r.ids)) {
+        type = RecordType.PUT_BATCH_K;
+        w.u32(r.dimension);
+        writeIdList(w, r.ids);
+        writeVersions(w, r.versions);
+        w.f32Array(r.vectors);
+        writePayloads(w, r.payloads ?? new Array(r.ids.length).fill(null));
+        break;
+      }
       type = anyPayload(r.payloads) ? RecordType.PUT_BATCH_P : RecordType.PUT_BATCH_V;
       w.u32(r.dimension);
-      w.u32Array(r.ids);
+      w.u32Array(u32Ids(r.ids));
       writeVersions(w, r.versions);
       w.f32Array(r.vectors);
       if (type === RecordType.PUT_BATCH_P) writePayloads(w, r.payloads!);
       break;
     case "copy":
+      if (!allU32(r.ids)) {
+        type = RecordType.COPY_K;
+        w.u32(r.dimension);
+        writeIdList(w, r.ids);
+        writeVersions(w, r.versions);
+        w.bytes(r.deleted);
+        w.f32Array(r.vectors);
+        writePayloads(w, r.payloads ?? new Array(r.ids.length).fill(null));
+        break;
+      }
       type = anyPayload(r.payloads) ? RecordType.COPY_P : RecordType.COPY;
       w.u32(r.dimension);
-      w.u32Array(r.ids);
+      w.u32Array(u32Ids(r.ids));
       writeVersions(w, r.versions);
       w.bytes(r.deleted);
       w.f32Array(r.vectors);
       if (type === RecordType.COPY_P) writePayloads(w, r.payloads!);
       break;
     case "forget":
+      if (!allU32(r.ids)) {
+        type = RecordType.FORGET_K;
+        writeIdList(w, r.ids);
+        writeVersions(w, r.versions);
+        break;
+      }
       type = RecordType.FORGET;
-      w.u32Array(r.ids);
+      w.u32Array(u32Ids(r.ids));
       writeVersions(w, r.versions);
       break;
     case "create_collection":
@@ -569,6 +736,40 @@ export function decodeRecord(type: number, payload: Uint8Array): WalRecord {
       }
       case RecordType.FORGET: {
         const ids = r.u32Array();
+        rec = { kind: "forget", collection, ids, versions: readVersions(r) };
+        break;
+      }
+      case RecordType.PUT_K: {
+        const id = readId(r);
+        const version = r.u64Number();
+        const vector = r.f32Array();
+        rec = { kind: "put", collection, id, vector, version, payload: readPayload(r) };
+        break;
+      }
+      case RecordType.DELETE_K:
+        rec = { kind: "delete", collection, id: readId(r), version: r.u64Number() };
+        break;
+      case RecordType.PUT_BATCH_K: {
+        const dimension = r.u32();
+        const ids = readIdList(r);
+        const versions = readVersions(r);
+        const vectors = r.f32Array();
+        const payloads = readPayloads(r);
+        rec = { kind: "put_batch", collection, dimension, ids, versions, vectors, payloads };
+        break;
+      }
+      case RecordType.COPY_K: {
+        const dimension = r.u32();
+        const ids = readIdList(r);
+        const versions = readVersions(r);
+        const deleted = r.bytes();
+        const vectors = r.f32Array();
+        const payloads = readPayloads(r);
+        rec = { kind: "copy", collection, dimension, ids, versions, deleted, vectors, payloads };
+        break;
+      }
+      case RecordType.FORGET_K: {
+        const ids = readIdList(r);
         rec = { kind: "forget", collection, ids, versions: readVersions(r) };
         break;
       }

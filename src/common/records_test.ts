@@ -372,3 +372,121 @@ Deno.test("field index records round trip and refuse bad fields", () => {
     RecordFormatError,
   );
 });
+
+Deno.test("records with 64-bit and string ids use types 16-20 and round trip", () => {
+  const big = 2n ** 64n - 1n;
+  const p = new TextEncoder().encode('{"a":1}');
+  const cases: [WalRecord, number][] = [
+    [
+      { kind: "put", collection: "", id: "doc-1", vector: new Float32Array([1, 2]), version: 3 },
+      RecordType.PUT_K,
+    ],
+    [
+      {
+        kind: "put",
+        collection: "c",
+        id: big,
+        vector: new Float32Array([1]),
+        version: 4,
+        payload: p,
+      },
+      RecordType.PUT_K,
+    ],
+    [{ kind: "delete", collection: "", id: 2 ** 40, version: 9 }, RecordType.DELETE_K],
+    [
+      {
+        kind: "put_batch",
+        collection: "",
+        dimension: 1,
+        ids: [1, "é-ü", big],
+        vectors: new Float32Array([1, 2, 3]),
+        versions: new Float64Array([5, 5, 5]),
+        payloads: [null, p, null],
+      },
+      RecordType.PUT_BATCH_K,
+    ],
+    [
+      {
+        kind: "copy",
+        collection: "",
+        dimension: 1,
+        ids: ["a", "b"],
+        versions: new Float64Array([5, 6]),
+        deleted: new Uint8Array([1, 0]),
+        vectors: new Float32Array([7]),
+        payloads: [null, p],
+      },
+      RecordType.COPY_K,
+    ],
+    [
+      {
+        kind: "forget",
+        collection: "",
+        ids: ["x", 2 ** 53 - 1],
+        versions: new Float64Array([1, 2]),
+      },
+      RecordType.FORGET_K,
+    ],
+  ];
+  for (const [rec, type] of cases) {
+    const enc = encodeRecord(rec);
+    assert.equal(enc.type, type, recordTypeName(enc.type));
+    const dec = decodeRecord(enc.type, enc.payload);
+    if (rec.kind === "put") assert.deepEqual(dec, { ...rec, payload: rec.payload ?? null });
+    else assert.deepEqual(dec, rec);
+  }
+  assert.equal(recordTypeName(18), "PUT_BATCH_K");
+});
+
+Deno.test("records whose ids are all uint32 keep the older types, byte for byte", () => {
+  const asArray = encodeRecord({
+    kind: "put_batch",
+    dimension: 1,
+    ids: [1, 2, 0xffffffff],
+    vectors: new Float32Array([1, 2, 3]),
+    versions: new Float64Array([5, 5, 5]),
+  });
+  const asTyped = encodeRecord({
+    kind: "put_batch",
+    dimension: 1,
+    ids: new Uint32Array([1, 2, 0xffffffff]),
+    vectors: new Float32Array([1, 2, 3]),
+    versions: new Float64Array([5, 5, 5]),
+  });
+  assert.equal(asArray.type, RecordType.PUT_BATCH_V);
+  assert.deepEqual(asArray, asTyped);
+  assert.equal(
+    encodeRecord({ kind: "forget", ids: [3], versions: new Float64Array([1]) }).type,
+    10,
+  );
+  assert.equal(encodeRecord({ kind: "delete", id: 7, version: 1 }).type, RecordType.DELETE_V);
+});
+
+Deno.test("bad ids are refused when encoding and decoding", () => {
+  const v = new Float32Array([1]);
+  for (const id of ["", "x".repeat(129), "\ud800", 5n, -1, 2 ** 53, 2n ** 64n, 1.5]) {
+    assert.throws(
+      () => encodeRecord({ kind: "put", id: id as never, vector: v, version: 1 }),
+      InvalidRecordError,
+      String(id),
+    );
+  }
+  const good = encodeRecord({ kind: "delete", id: "abc", version: 1 });
+  // Kind byte 7 is neither integer nor string.
+  const bad = good.payload.slice();
+  bad[4] = 7;
+  assert.throws(() => decodeRecord(good.type, bad), RecordFormatError);
+  // A list claiming more ids than the bytes can hold is refused before anything is read.
+  const list = encodeRecord({ kind: "forget", ids: ["a"], versions: new Float64Array([1]) });
+  const huge = list.payload.slice();
+  new DataView(huge.buffer).setUint32(4, 0x10000000, true);
+  assert.throws(() => decodeRecord(list.type, huge), /ids need/);
+  // A string id over 128 bytes written by hand is refused on decode.
+  const long = encodeRecord({ kind: "delete", id: "y".repeat(128), version: 1 });
+  const grown = new Uint8Array(long.payload.length + 1);
+  grown.set(long.payload.subarray(0, 5));
+  new DataView(grown.buffer).setUint32(5, 129, true);
+  grown.fill(0x79, 9, 9 + 129);
+  grown.set(long.payload.subarray(9 + 128), 9 + 129);
+  assert.throws(() => decodeRecord(long.type, grown), /over 128 bytes/);
+});

@@ -2,19 +2,32 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { type HandlerCall, rejectsWith, withNode as withNodeHandlers } from "./handlers_testing.ts";
 import { upperBound } from "./points_read.ts";
+import { IdList } from "../storage/collection.ts";
 
 /** A node's handlers over a fresh store (see handlers_testing.ts). */
 const withNode = (fn: (api: HandlerCall, tr: HandlerCall) => Promise<void>) =>
   withNodeHandlers("points_read_test_", fn);
 const rejects = rejectsWith;
 
-Deno.test("upperBound finds the first id above `after`", () => {
-  const ids = Uint32Array.from([2, 5, 9]);
+Deno.test("upperBound finds the first id above `after`, uint32 ids first, then the others", () => {
+  const big = 2n ** 63n;
+  const ids = new IdList(Uint32Array.from([2, 5, 9]), [2 ** 32, 2 ** 53 - 1, big, "a", "b"]);
   assert.equal(upperBound(ids, null), 0);
   assert.equal(upperBound(ids, 1), 0);
   assert.equal(upperBound(ids, 2), 1);
   assert.equal(upperBound(ids, 6), 2);
   assert.equal(upperBound(ids, 9), 3);
+  assert.equal(upperBound(ids, 2 ** 32 - 1), 3);
+  assert.equal(upperBound(ids, 2 ** 32), 4);
+  assert.equal(upperBound(ids, 2 ** 40), 4);
+  assert.equal(upperBound(ids, big - 1n), 5);
+  assert.equal(upperBound(ids, big), 6);
+  assert.equal(upperBound(ids, 2n ** 64n - 1n), 6);
+  assert.equal(upperBound(ids, ""), 6);
+  assert.equal(upperBound(ids, "a"), 7);
+  assert.equal(upperBound(ids, "aa"), 7);
+  assert.equal(upperBound(ids, "b"), 8);
+  assert.deepEqual([...ids], [2, 5, 9, 2 ** 32, 2 ** 53 - 1, big, "a", "b"]);
 });
 
 Deno.test("Scroll pages live points in id order; the cursor continues; Count is exact", async () => {
@@ -92,17 +105,38 @@ Deno.test("Scroll refuses bad limits and cursors, naming the field and the value
       bad,
       /^limit 10001 must be between 1 and 10000/,
     );
-    for (const cursor of ["x", "v1:", "v1:01", "v1:-1", "v1:4294967296", "v2:5", "v1:1 "]) {
+    for (
+      const cursor of [
+        "x",
+        "v1:",
+        "v1:01",
+        "v1:-1",
+        "v1:18446744073709551616",
+        "v2:5",
+        "v1:1 ",
+        'v1s:""',
+        "v1s:5",
+      ]
+    ) {
       await rejects(
         api("Scroll", { cursor }),
         bad,
-        new RegExp(`^cursor ${JSON.stringify(cursor).replace(/[+-]/g, "\\$&")} is not a cursor`),
+        new RegExp(
+          `^cursor ${JSON.stringify(cursor).replace(/[\\^$.*+?()[\]{}|-]/g, "\\$&")} ` +
+            "is not a cursor",
+        ),
       );
     }
+    // A string cursor whose id is over 128 bytes was never handed out.
+    await rejects(
+      api("Scroll", { cursor: 'v1s:"' + "x".repeat(129) + '"' }),
+      bad,
+      /^cursor "v1s:\\"x+"\.\.\. \(135 characters\) is not a cursor/,
+    );
     const long = "v1:" + "9".repeat(500);
     await rejects(api("Scroll", { cursor: long }), bad, /\.\.\. \(503 characters\)/);
-    // The largest id is a valid cursor: nothing follows it.
-    const end = await api("Scroll", { cursor: "v1:4294967295" });
+    // The largest integer id is a valid cursor: only string ids follow it.
+    const end = await api("Scroll", { cursor: "v1:18446744073709551615" });
     assert.deepEqual(end.points, []);
     assert.equal(end.next_cursor, "");
   });

@@ -31,6 +31,7 @@
  *
  * @module
  */
+import { idToWire } from "../common/point_id.ts";
 import * as grpc from "@grpc/grpc-js";
 import { memoryUsage } from "node:process";
 import type { GetResponse, SearchResult, VectorDBHandlers } from "../api/proto.ts";
@@ -243,9 +244,15 @@ export function nodeHandlers(
       searchMetrics.ef.observe(c.index.lastSearchEf);
       searchMetrics.visited.observe(c.index.lastVisited);
     }
-    if (!s.with_payload && !s.with_vector) return hits;
+    if (!s.with_payload && !s.with_vector) {
+      // Hits with number ids are already in wire form (no string_id means ""): no copy.
+      let plain = true;
+      for (let i = 0; i < hits.length && plain; i++) plain = typeof hits[i].id === "number";
+      if (plain) return hits as SearchResult[];
+      return hits.map((h) => ({ ...idToWire(h.id), distance: h.distance }));
+    }
     return hits.map((h) => ({
-      id: h.id,
+      ...idToWire(h.id),
       distance: h.distance,
       payload: s.with_payload ? payloadText(c.getPayload(h.id)) : "",
       vector: s.with_vector ? Array.from(c.get(h.id) ?? []) : [],
@@ -442,14 +449,22 @@ export function nodeHandlers(
     GetBatch: guard.wrap("GetBatch", (req) => {
       const v = validateGetBatchRequest(req);
       const c = readable(v.collection);
+      // Integer ids first, then string ids, each in request order (what idsFromWire gives).
       const points = v.ids.map((id) => {
         if (c === null) {
-          return { id, found: false, vector: [], payload: "", version: "0", deleted: false };
+          return {
+            ...idToWire(id),
+            found: false,
+            vector: [],
+            payload: "",
+            version: "0",
+            deleted: false,
+          };
         }
         const e = c.getEntry(id);
         const payload = v.with_payload && e.vector !== null ? c.getPayload(id) : null;
         return {
-          id,
+          ...idToWire(id),
           found: e.vector !== null,
           vector: v.with_vector && e.vector !== null ? Array.from(e.vector) : [],
           payload: payload === null ? "" : payloadText(payload),
@@ -477,7 +492,7 @@ export function nodeHandlers(
       let deleted = 0;
       if (ids.length === 0 && version === 0) version = c.clock.next();
       for (let at = 0; at < ids.length; at += BATCH_POINTS_MAX) {
-        const d = await c.deleteBatch(ids.subarray(at, at + BATCH_POINTS_MAX), version);
+        const d = await c.deleteBatch(ids.slice(at, at + BATCH_POINTS_MAX), version);
         version = d.version;
         deleted += d.deleted;
       }

@@ -16,7 +16,7 @@
  *
  * **Scan** lists a collection's entries (live points and tombstones) in ascending id order. The
  * first page (`from_start`) takes a snapshot of every id the collection holds an entry for (a
- * sort: O(n log n), 4 bytes per id) that later pages walk with a binary search; one snapshot
+ * sort: O(n log n), 4 bytes per uint32 id, a reference per other id) that later pages walk with a binary search; one snapshot
  * per collection is cached ({@link SCAN_SNAPSHOT_TTL_MS}), and dropped when a scan reaches its
  * end. Entries forgotten since the snapshot are skipped; each listed entry is read as it is
  * when its page is built. Pages hold at most {@link SCAN_LIMIT_MAX} entries and about
@@ -40,13 +40,13 @@ import {
   type CopyBatchRequest,
   type CopyBatchResponse,
   type EntriesRequest,
-  type EntriesResponse,
+  type EntriesWireResponse,
   type PruneRequest,
   type PruneResponse,
   SCAN_LIMIT_MAX,
   type ScanRequest,
-  type ScanResponse,
-  type TransferPoint,
+  type ScanWireResponse,
+  type TransferPointWire,
   transferService,
 } from "../api/transfer.ts";
 import { ENTRIES_LIMIT_MAX, VERSION_MAX } from "../common/limits.ts";
@@ -54,13 +54,15 @@ import { entriesPage } from "./points_read.ts";
 import {
   resolveCollection,
   validateFilter,
-  validateId,
   validatePayload,
+  validatePointId,
+  validatePointIds,
   validateVector,
   validateVersionFromOutside,
   ValidationError,
 } from "../api/validate.ts";
-import type { Collection, CopyEntry } from "../storage/collection.ts";
+import type { Collection, CopyEntry, IdList } from "../storage/collection.ts";
+import { idToWire, type PointId } from "../common/point_id.ts";
 import type { NodeStore } from "../storage/node_store.ts";
 import { UnaryGuard } from "../api/unary.ts";
 import type { RequestMetrics } from "../common/metrics.ts";
@@ -107,6 +109,7 @@ export function validateCopyPoints(points: unknown, dimension: number): CopyEntr
   return list.map((raw, i) => {
     const p = raw as {
       id?: unknown;
+      string_id?: unknown;
       vector?: unknown;
       version?: unknown;
       deleted?: unknown;
@@ -115,7 +118,7 @@ export function validateCopyPoints(points: unknown, dimension: number): CopyEntr
     if (p === null || typeof p !== "object") {
       throw new ValidationError(`points[${i}]`, p, `points[${i}] is not an entry`);
     }
-    const id = validateId(p.id, `points[${i}].id`);
+    const id = validatePointId(p.id, p.string_id, `points[${i}].`);
     const version = validateVersionFromOutside(p.version, `points[${i}].version`);
     if (version < 1) {
       throw new ValidationError(
@@ -154,37 +157,30 @@ export function validateCopyPoints(points: unknown, dimension: number): CopyEntr
   });
 }
 
-/** Validates a Prune request's ids and versions (same length, 1 .. 4,096). */
+/**
+ * Validates a Prune request's ids and versions: 1 .. 4,096 ids in `ids` and `string_ids`
+ * together, as PointIds (the integer ids, then the string ids), and one version for each, in
+ * that order.
+ */
 export function validatePrune(
   ids: unknown,
+  stringIds: unknown,
   versions: unknown,
-): { ids: number[]; versions: number[] } {
-  const idList = arrayOf(ids, "ids");
+): { ids: PointId[]; versions: number[] } {
   const versionList = arrayOf(versions, "versions");
-  countOf(idList.length, "ids");
+  const idList = validatePointIds(ids, stringIds, SCAN_LIMIT_MAX);
   if (versionList.length !== idList.length) {
     throw new ValidationError(
       "versions",
       versionList.length,
-      `versions has ${versionList.length} entries but ids has ${idList.length}`,
+      `versions has ${versionList.length} entries but ids and string_ids have ` +
+        `${idList.length} together`,
     );
   }
   return {
-    ids: idList.map((id, i) => validateId(id, `ids[${i}]`)),
+    ids: idList,
     versions: versionList.map((v, i) => validateVersionFromOutside(v, `versions[${i}]`)),
   };
-}
-
-/** First index in sorted `ids` whose value is greater than `after`. */
-function upperBound(ids: Uint32Array, after: number): number {
-  let lo = 0;
-  let hi = ids.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (ids[mid] <= after) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /** Options of {@link transferHandlers}. */
@@ -210,7 +206,7 @@ export function transferHandlers(
 ): grpc.UntypedServiceImplementation {
   const log = options.logger ?? ((m: string) => console.error(m));
   const now = options.clock ?? (() => Date.now());
-  const snapshots = new Map<string, { ids: Uint32Array; built_ms: number; c: Collection }>();
+  const snapshots = new Map<string, { ids: IdList; built_ms: number; c: Collection }>();
 
   const guard = new UnaryGuard({
     server_name: "node",
@@ -227,32 +223,35 @@ export function transferHandlers(
   }
 
   return {
-    Scan: guard.wrap<ScanRequest, ScanResponse>("Scan", (req) => {
+    Scan: guard.wrap<ScanRequest, ScanWireResponse>("Scan", (req) => {
       arrived();
       const name = resolveCollection(req.collection);
       const limit = limitOf(req.limit);
+      const after = req.from_start
+        ? null
+        : validatePointId(req.after_id ?? 0, req.after_string_id, "after_");
       const c = store.get(name);
-      let snap = snapshots.get(name);
+      let cached = snapshots.get(name);
       if (
-        req.from_start || snap === undefined || snap.c !== c ||
-        now() - snap.built_ms > SCAN_SNAPSHOT_TTL_MS
+        req.from_start || cached === undefined || cached.c !== c ||
+        now() - cached.built_ms > SCAN_SNAPSHOT_TTL_MS
       ) {
-        snap = { ids: c.knownIds(), built_ms: now(), c };
-        snapshots.set(name, snap);
+        cached = { ids: c.knownIds(), built_ms: now(), c };
+        snapshots.set(name, cached);
       }
-      const after = req.from_start ? -1 : validateId(req.after_id ?? 0, "after_id");
-      const points: TransferPoint[] = [];
+      const ids = cached.ids;
+      const points: TransferPointWire[] = [];
       let bytes = 0;
-      let i = upperBound(snap.ids, after);
-      let last = after < 0 ? 0 : after;
-      for (; i < snap.ids.length && points.length < limit && bytes < SCAN_PAGE_BYTES_MAX; i++) {
-        const id = snap.ids[i];
+      let i = ids.upperBound(after);
+      let last: PointId = after ?? 0;
+      for (; i < ids.length && points.length < limit && bytes < SCAN_PAGE_BYTES_MAX; i++) {
+        const id = ids.at(i);
         last = id;
         const e = c.getEntry(id);
         if (e.vector === null && !e.deleted) continue; // forgotten since the snapshot
         const payload = e.vector === null ? null : c.getPayload(id);
-        const point: TransferPoint = {
-          id,
+        const point: TransferPointWire = {
+          ...idToWire(id),
           vector: e.vector === null ? [] : Array.from(e.vector),
           version: e.version,
           deleted: e.deleted,
@@ -261,9 +260,16 @@ export function transferHandlers(
         points.push(point);
         if (e.vector !== null) bytes += e.vector.byteLength + (payload?.length ?? 0);
       }
-      const done = i >= snap.ids.length;
+      const done = i >= ids.length;
       if (done) snapshots.delete(name);
-      return Promise.resolve({ points, next_after_id: last, done, dimension: c.config.dimension });
+      const next = idToWire(last);
+      return Promise.resolve({
+        points,
+        next_after_id: next.id,
+        next_after_string_id: next.string_id,
+        done,
+        dimension: c.config.dimension,
+      });
     }),
     CopyBatch: guard.wrap<CopyBatchRequest, CopyBatchResponse>("CopyBatch", async (req) => {
       arrived();
@@ -276,14 +282,14 @@ export function transferHandlers(
     Prune: guard.wrap<PruneRequest, PruneResponse>("Prune", async (req) => {
       arrived();
       const name = resolveCollection(req.collection);
-      const { ids, versions } = validatePrune(req.ids, req.versions);
+      const { ids, versions } = validatePrune(req.ids, req.string_ids, req.versions);
       const c = store.get(name);
       const r = await c.forget(ids, versions);
       return { deleted: r.forgotten, skipped: r.skipped };
     }),
     // A read for a client's Scroll or Count through the router: not rebalancing traffic, so it
     // does not hold a leaving node's hand-off open (no `arrived()`).
-    Entries: guard.wrap<EntriesRequest, EntriesResponse>("Entries", (req) => {
+    Entries: guard.wrap<EntriesRequest, EntriesWireResponse>("Entries", (req) => {
       const name = resolveCollection(req.collection);
       const limit = req.limit;
       if (
@@ -296,7 +302,9 @@ export function transferHandlers(
           `limit ${limit} must be between 1 and ${ENTRIES_LIMIT_MAX}`,
         );
       }
-      const after = req.from_start ? null : validateId(req.after_id ?? 0, "after_id");
+      const after = req.from_start
+        ? null
+        : validatePointId(req.after_id ?? 0, req.after_string_id, "after_");
       const filter = validateFilter(req.filter, "filter");
       const c = store.get(name);
       return Promise.resolve(

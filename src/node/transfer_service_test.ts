@@ -53,11 +53,20 @@ Deno.test("Scan pages through live points and tombstones in id order, with versi
       if (p.id === ids[5] || p.id === 100_500) {
         assert.deepEqual(p, {
           id: p.id,
+          string_id: "",
           vector: [],
           version: p.id === ids[5] ? 200 : 201,
           deleted: true,
         });
-      } else assert.deepEqual(p, { id: p.id, vector: [p.id, 1], version: 100, deleted: false });
+      } else {
+        assert.deepEqual(p, {
+          id: p.id,
+          string_id: "",
+          vector: [p.id, 1],
+          version: 100,
+          deleted: false,
+        });
+      }
     }
     // Entries forgotten after the first page are skipped by later pages.
     const first = await tr("Scan", { collection: "c", after_id: 0, from_start: true, limit: 10 });
@@ -80,12 +89,16 @@ Deno.test("Scan pages through live points and tombstones in id order, with versi
     await invalid(tr("Scan", { collection: "c", limit: 0 }), "limit 0 must be between 1 and 4096");
     await invalid(tr("Scan", { collection: "c", limit: 4097 }), /limit 4097/);
     await invalid(
-      tr("Scan", { collection: "c", after_id: 2 ** 32, limit: 1 }),
-      "after_id 4294967296 must be between 0 and 4294967295",
+      tr("Scan", { collection: "c", after_id: "18446744073709551616", limit: 1 }),
+      "after_id 18446744073709551616 is not an integer between 0 and 2^64 - 1",
     );
     await invalid(
       tr("Scan", { collection: "c", after_id: 1.5, limit: 1 }),
-      "after_id 1.5 must be an integer between 0 and 4294967295",
+      "after_id 1.5 is not an integer between 0 and 2^64 - 1",
+    );
+    await invalid(
+      tr("Scan", { collection: "c", after_id: 1, after_string_id: "a", limit: 1 }),
+      'after_id 1 must be 0 when string_id is set ("a")',
     );
     await assert.rejects(tr("Scan", { collection: "nope", limit: 1 }), {
       code: grpc.status.NOT_FOUND,
@@ -170,7 +183,11 @@ Deno.test("CopyBatch and Prune validation errors name the field and the value", 
     );
     await invalid(
       copy([{ id: -1, vector: [1, 1], version: "5" }]),
-      "points[0].id -1 must be between 0 and 4294967295",
+      "points[0].id -1 is not an integer between 0 and 2^64 - 1",
+    );
+    await invalid(
+      copy([{ id: 0, string_id: "s".repeat(129), vector: [1, 1], version: "5" }]),
+      /^points\[0\]\.string_id "s+\.\.\." is over 128 bytes of UTF-8 \(129\)$/,
     );
     await invalid(copy([]), "points has 0 entries; it must have 1 to 4096");
     await invalid(
@@ -193,14 +210,36 @@ Deno.test("CopyBatch and Prune validation errors name the field and the value", 
 
     const prune = (ids: unknown, versions: unknown) =>
       tr("Prune", { collection: "c", ids, versions });
-    await invalid(prune([1, 2], ["5"]), "versions has 1 entries but ids has 2");
-    await invalid(prune([], []), "ids has 0 entries; it must have 1 to 4096");
+    await invalid(
+      prune([1, 2], ["5"]),
+      "versions has 1 entries but ids and string_ids have 2 together",
+    );
+    await invalid(
+      prune([], []),
+      "ids and string_ids have 0 entries together; they must have 1 to 4096",
+    );
     await invalid(prune([1], ["x"]), 'versions[0] "x" is not an unsigned integer');
     await invalid(
       prune([1], ["9007199254740992"]),
       'versions[0] "9007199254740992" is above 9007199254740991',
     );
-    await invalid(prune([2 ** 32], [1]), "ids[0] 4294967296 must be between 0 and 4294967295");
+    await invalid(
+      prune(["18446744073709551616"], [1]),
+      "ids[0] 18446744073709551616 is not an integer between 0 and 2^64 - 1",
+    );
+    await invalid(
+      tr("Prune", { collection: "c", ids: [1], string_ids: ["a", ""], versions: [1, 1, 1] }),
+      'string_ids[1] "" is empty',
+    );
+    await invalid(
+      tr("Prune", {
+        collection: "c",
+        ids: new Array(4000).fill(1),
+        string_ids: new Array(97).fill("a"),
+        versions: new Array(4097).fill(1),
+      }),
+      "ids and string_ids have 4097 entries together; they must have 1 to 4096",
+    );
   });
 });
 
@@ -250,7 +289,7 @@ Deno.test("Transfer messages carry versions as uint64; Scan replies decode to nu
       { id: 2, vector: [], version: 17, deleted: true, payload: "" },
       { id: 3, vector: [3, 3], version: 0, deleted: false, payload: "" },
     ],
-    next_after_id: 3,
+    next_after: 3,
     done: true,
     dimension: 2,
   });

@@ -32,6 +32,7 @@ import type { RecallMonitor, RecallSample } from "./recall_monitor.ts";
 import * as grpc from "@grpc/grpc-js";
 import type { ResponseOf } from "../api/client.ts";
 import type { CollectionInfo } from "../api/proto.ts";
+import type { PointId } from "../common/point_id.ts";
 import {
   validateCreateCollectionRequest,
   type ValidCollection,
@@ -84,7 +85,7 @@ export interface RebalanceHooks {
   /** The nodes of the last ring whose placement is complete (they hold their ranges). */
   settledNodes(): readonly string[];
   /** Who may hold the newest version of `id` while a move is unsettled. */
-  readers(id: number): string[];
+  readers(id: PointId): string[];
   /** Starts an anti-entropy run now (after a cluster restore); absent: none is started. */
   antiEntropy?(): void;
 }

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { idsToWire, idToWire } from "../common/point_id.ts";
 import * as grpc from "@grpc/grpc-js";
 import {
   ApiClient,
@@ -143,9 +144,15 @@ export class GrpcNodeLinks implements NodePort {
       throw e;
     };
     return {
-      scan: async (collection, after_id, from_start, limit) => {
-        const page = await client.call("Scan", { collection, after_id, from_start, limit })
-          .catch(missing);
+      scan: async (collection, after, from_start, limit) => {
+        const cursor = idToWire(after);
+        const page = await client.call("Scan", {
+          collection,
+          after_id: cursor.id,
+          after_string_id: cursor.string_id,
+          from_start,
+          limit,
+        }).catch(missing);
         return {
           entries: page.points.map((p) => ({
             id: p.id,
@@ -154,13 +161,13 @@ export class GrpcNodeLinks implements NodePort {
             vector: p.vector,
             payload: p.payload ?? "",
           })),
-          next_after_id: page.next_after_id,
+          next_after: page.next_after,
           done: page.done,
         };
       },
       copy: async (collection, entries) => {
         const points = entries.map((e) => ({
-          id: e.id,
+          ...idToWire(e.id),
           // An entry from before versions (0) travels as 1, the oldest: any real write wins.
           version: String(Math.max(1, e.version)),
           deleted: e.deleted,
@@ -171,10 +178,16 @@ export class GrpcNodeLinks implements NodePort {
         return { applied: r.applied, skipped: r.skipped };
       },
       prune: async (collection, ids, versions) => {
+        // The node reads `versions` as those of `ids` then `string_ids`: integers first.
+        const order = ids.map((_, i) => i);
+        order.sort((a, b) =>
+          Number(typeof ids[a] === "string") - Number(typeof ids[b] === "string")
+        );
+        const wire = idsToWire(order.map((i) => ids[i]));
         const r = await client.call("Prune", {
           collection,
-          ids,
-          versions: versions.map(String),
+          ...wire,
+          versions: order.map((i) => String(versions[i])),
         }).catch(missing);
         return r.deleted;
       },

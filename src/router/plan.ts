@@ -31,6 +31,7 @@
 import { type Consistency, CONSISTENCY_LEVELS } from "../common/limits.ts";
 import type { Point, SearchResult } from "../api/proto.ts";
 import type { HashRing } from "../cluster/ring.ts";
+import { compareIds, formatId, idFromWire, type PointId } from "../common/point_id.ts";
 
 /** Consistency when neither the request nor the router's flag names one. */
 export const DEFAULT_CONSISTENCY: Consistency = "quorum";
@@ -153,7 +154,7 @@ export function splitBatch(
   const sets = new Map<string, string[]>();
   const owners: string[] = [];
   for (const p of points) {
-    ring.ownersInto(p.id, replication_factor, owners);
+    ring.ownersInto(idFromWire(p.id, p.string_id), replication_factor, owners);
     const key = owners.join("\n");
     if (!sets.has(key)) sets.set(key, owners.slice());
     for (const o of owners) {
@@ -165,9 +166,14 @@ export function splitBatch(
   return { per_owner, owner_sets: [...sets.values()] };
 }
 
-/** Orders search results: distance ascending, then id ascending. */
+/** The id of a search result (its wire pair `id`/`string_id`). */
+export function resultId(r: SearchResult): PointId {
+  return idFromWire(r.id, r.string_id);
+}
+
+/** Orders search results: distance ascending, then id ascending (`compareIds`). */
 export function compareResults(a: SearchResult, b: SearchResult): number {
-  return a.distance - b.distance || a.id - b.id;
+  return a.distance - b.distance || compareIds(resultId(a), resultId(b));
 }
 
 /**
@@ -181,20 +187,23 @@ export function mergeSearchResults(
   if (!Number.isInteger(k) || k < 1) throw new PlanError(`k ${k} must be a positive integer`);
   // The result objects are kept as the nodes sent them, so a payload or vector asked for
   // (with_payload, with_vector) comes along with the copy that won.
-  const best = new Map<number, SearchResult>();
+  // Keyed by the canonical id, so the integer 5 sent as "5" or 5 is one point, the string "5"
+  // another.
+  const best = new Map<PointId, SearchResult>();
   for (const list of answers) {
     for (const r of list) {
+      const id = resultId(r);
       if (Number.isNaN(r.distance)) {
-        throw new PlanError(`Search result for id ${r.id} has distance NaN`);
+        throw new PlanError(`Search result for id ${formatId(id)} has distance NaN`);
       }
-      const d = best.get(r.id);
-      if (d === undefined || r.distance < d.distance) best.set(r.id, r);
+      const d = best.get(id);
+      if (d === undefined || r.distance < d.distance) best.set(id, r);
     }
   }
-  const merged: SearchResult[] = [...best.values()];
-  merged.sort(compareResults);
+  const merged = [...best].map(([id, r]) => ({ id, r }));
+  merged.sort((a, b) => a.r.distance - b.r.distance || compareIds(a.id, b.id));
   if (merged.length > k) merged.length = k;
-  return merged;
+  return merged.map((m) => m.r);
 }
 
 /**

@@ -73,7 +73,7 @@ Deno.test("splitBatch gives each owner exactly its points, in request order", ()
     let last = -1;
     for (const p of list) {
       assert.ok(ring.owners(p.id, 2).includes(owner), `${owner} does not own ${p.id}`);
-      const at = points.indexOf(p);
+      const at = points.indexOf(p as (typeof points)[number]);
       assert.ok(at > last, "order is kept");
       last = at;
     }
@@ -209,4 +209,38 @@ Deno.test("ringNodes: gossip ring addresses plus static nodes gossip never repor
     ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"],
   );
   assert.deepEqual(ringNodes([], [], new Set()), []);
+});
+
+Deno.test("mergeSearchResults: string and 64-bit ids dedupe by canonical id; ties by compareIds", () => {
+  const big = (2n ** 63n).toString();
+  const merged = mergeSearchResults(
+    [
+      [{ id: 0, string_id: "b", distance: 1 }, { id: big, distance: 1 }, { id: "9", distance: 1 }],
+      [{ id: 0, string_id: "a", distance: 1 }, { id: big, string_id: "", distance: 0.5 }],
+      [{ id: 9, distance: 2 }, { id: "0", string_id: "9", distance: 0.1 }],
+    ],
+    10,
+  );
+  assert.deepEqual(merged.map((r) => [r.id, r.string_id ?? "", r.distance]), [
+    ["0", "9", 0.1],
+    [big, "", 0.5],
+    ["9", "", 1],
+    [0, "a", 1],
+    [0, "b", 1],
+  ], 'the integer 9 sent as "9" and 9 is one point; the string "9" another');
+  assert.equal(merged.length, 5);
+});
+
+Deno.test("splitBatch places string and 64-bit ids as the ring does", () => {
+  const ring = new HashRing({ members: ["a:1", "b:1", "c:1"] });
+  const points = [
+    { id: 0, string_id: "doc-1", vector: [1] },
+    { id: "18446744073709551615", vector: [2] },
+    { id: 7, vector: [3] },
+  ];
+  const split = splitBatch(ring, 2, points);
+  const ids = ["doc-1", 18446744073709551615n, 7] as const;
+  points.forEach((p, i) => {
+    for (const o of ring.owners(ids[i], 2)) assert.ok(split.per_owner.get(o)!.includes(p));
+  });
 });

@@ -12,20 +12,21 @@
  * @module
  */
 import type { PointRecord } from "../api/proto.ts";
-import type { WalRecord } from "../common/records.ts";
+import type { RecordIds, WalRecord } from "../common/records.ts";
+import { idFromWire, isU32Id, type PointId } from "../common/point_id.ts";
 import type { HashRing } from "../cluster/ring.ts";
 import { newestRead, type ReadAnswer } from "./plan.ts";
 
 /** Ids split by owner: each owner's ids in request order, and the distinct owner lists. */
 export interface IdSplit {
-  per_owner: Map<string, number[]>;
+  per_owner: Map<string, PointId[]>;
   /** The distinct owner lists (primary first), in first-seen order. */
   owner_sets: string[][];
 }
 
 /** Splits `ids` by their owners on `ring` (each id under each of its `rf` owners). */
-export function splitIds(ring: HashRing, rf: number, ids: readonly number[]): IdSplit {
-  const per_owner = new Map<string, number[]>();
+export function splitIds(ring: HashRing, rf: number, ids: readonly PointId[]): IdSplit {
+  const per_owner = new Map<string, PointId[]>();
   const sets = new Map<string, string[]>();
   const owners: string[] = [];
   for (const id of ids) {
@@ -56,24 +57,26 @@ export interface MergedRecord {
 }
 
 /**
- * Merges the replicas' answers: for each distinct id, the record with the highest version (at
+ * Merges the replicas' answers (records name their id by the wire pair `id`/`string_id`,
+ * src/common/point_id.ts): for each distinct id, the record with the highest version (at
  * equal versions a found point beats an absent one), as Get's `newestRead`. `ownersOf(id)`
  * names the owners whose older answers are stale. Ids no node answered are absent from the map.
  */
 export function mergeGetBatch(
   answers: readonly NodeRecords[],
-  ownersOf: (id: number) => readonly string[],
-): Map<number, MergedRecord> {
-  const byId = new Map<number, { answers: ReadAnswer[]; records: PointRecord[] }>();
+  ownersOf: (id: PointId) => readonly string[],
+): Map<PointId, MergedRecord> {
+  const byId = new Map<PointId, { answers: ReadAnswer[]; records: PointRecord[] }>();
   for (const a of answers) {
     for (const r of a.points) {
-      let e = byId.get(r.id);
-      if (e === undefined) byId.set(r.id, e = { answers: [], records: [] });
+      const id = idFromWire(r.id, r.string_id);
+      let e = byId.get(id);
+      if (e === undefined) byId.set(id, e = { answers: [], records: [] });
       e.answers.push({ node: a.node, version: Number(r.version ?? 0), found: r.found });
       e.records.push(r);
     }
   }
-  const out = new Map<number, MergedRecord>();
+  const out = new Map<PointId, MergedRecord>();
   for (const [id, e] of byId) {
     const pick = newestRead(e.answers, ownersOf(id));
     out.set(id, { record: e.records[pick.index], version: pick.version, stale: pick.stale });
@@ -84,14 +87,14 @@ export function mergeGetBatch(
 /** The hint record of one owner's share of a DeleteBatch: tombstones at `version`. */
 export function deleteBatchRecord(
   collection: string,
-  ids: readonly number[],
+  ids: readonly PointId[],
   version: number,
 ): WalRecord {
   return {
     kind: "copy",
     collection,
     dimension: 1,
-    ids: Uint32Array.from(ids),
+    ids: toRecordIds(ids),
     versions: new Float64Array(ids.length).fill(version),
     deleted: new Uint8Array(ids.length).fill(1),
     vectors: new Float32Array(0),
@@ -104,11 +107,20 @@ export function deleteBatchRecord(
  */
 export function deleteBatchOfRecord(
   r: WalRecord,
-): { collection: string; ids: number[]; version: number } | null {
+): { collection: string; ids: PointId[]; version: number } | null {
   if (r.kind !== "copy" || r.ids.length === 0) return null;
   const version = r.versions[0];
   for (let i = 0; i < r.ids.length; i++) {
     if (r.deleted[i] !== 1 || r.versions[i] !== version) return null;
   }
   return { collection: r.collection ?? "", ids: Array.from(r.ids), version };
+}
+
+/**
+ * The ids of a batch record (common/records.ts): a Uint32Array when every id is a uint32 one
+ * (the compact form every record type reads), else the PointIds as given.
+ */
+export function toRecordIds(ids: readonly PointId[]): RecordIds {
+  for (const id of ids) if (!isU32Id(id)) return ids.slice();
+  return Uint32Array.from(ids as readonly number[]);
 }

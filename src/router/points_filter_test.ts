@@ -7,7 +7,14 @@ import assert from "node:assert/strict";
 import { HashRing } from "../cluster/ring.ts";
 import { filterJson, validateFilter, ValidationError } from "../api/validate.ts";
 import { EntryMerge, type EntryPage, type MergedEntry } from "./points_read.ts";
-import { deleteBatchOfRecord, deleteBatchRecord, mergeGetBatch, splitIds } from "./points_batch.ts";
+import {
+  deleteBatchOfRecord,
+  deleteBatchRecord,
+  mergeGetBatch,
+  splitIds,
+  toRecordIds,
+} from "./points_batch.ts";
+import { compareIds } from "../common/point_id.ts";
 import { deletedCount } from "./replication.ts";
 import { mergeFieldIndexes } from "./scatter.ts";
 import {
@@ -127,7 +134,7 @@ Deno.test("splitIds: every id goes to each of its owners, in request order", () 
   for (const list of split.per_owner.values()) {
     total += list.length;
     for (let i = 1; i < list.length; i++) {
-      assert.ok(ids.indexOf(list[i - 1]) < ids.indexOf(list[i]));
+      assert.ok(ids.indexOf(list[i - 1] as number) < ids.indexOf(list[i] as number));
     }
   }
   assert.equal(total, ids.length * 2);
@@ -183,13 +190,56 @@ Deno.test("request checks: filter paths, field indexes, id lists, DeleteByFilter
   });
   assert.throws(() => validateCreateFieldIndexRequest({ field: "x", type: "text" }), /"text"/);
   assert.throws(() => validateDropFieldIndexRequest({ field: "" }), /field ""/);
-  assert.throws(() => validateGetBatchRequest({ ids: [] }), /ids has 0 entries/);
+  assert.throws(
+    () => validateGetBatchRequest({ ids: [] }),
+    /ids and string_ids have 0 entries together/,
+  );
   assert.throws(
     () => validateGetBatchRequest({ ids: Array(1001).fill(1) }),
-    /1001 entries; it must have 1 to 1000/,
+    /1001 entries together; they must have 1 to 1000/,
   );
   assert.throws(() => validateDeleteBatchRequest({ ids: [1, -2] }), /ids\[1\]/);
   assert.throws(() => validateDeleteByFilterRequest({ filter: "" }), /at least one condition/);
   assert.throws(() => validateDeleteByFilterRequest({ filter: "{}" }), /at least one condition/);
   assert.equal(validateDeleteByFilterRequest({ filter: f }).filter_json, f);
+});
+
+Deno.test("string and 64-bit ids: split by owners, merged by canonical id, hinted as PointIds", () => {
+  const ring = new HashRing({ members: ["n1:1", "n2:1", "n3:1"] });
+  const big = 2n ** 64n - 1n;
+  const ids = [5, big, "doc-7", "5", 2 ** 40];
+  const split = splitIds(ring, 2, ids);
+  for (const id of ids) {
+    for (const o of ring.owners(id, 2)) {
+      assert.ok(split.per_owner.get(o)!.includes(id), `${String(id)} on ${o}`);
+    }
+  }
+  // Nodes answer with wire pairs: a uint64 as a decimal string, a string id in string_id.
+  const rec = (id: string | number, string_id: string, version: number) => ({
+    id,
+    string_id,
+    found: true,
+    vector: [version],
+    version: String(version),
+    deleted: false,
+  });
+  const merged = mergeGetBatch([
+    { node: "a", points: [rec(big.toString(), "", 3), rec(0, "5", 1), rec("5", "", 2)] },
+    { node: "b", points: [rec(big.toString(), "", 4), rec("0", "5", 6)] },
+  ], () => ["a", "b"]);
+  assert.deepEqual([...merged.keys()].sort(compareIds), [5, big, "5"]);
+  assert.equal(merged.get(big)!.version, 4);
+  assert.deepEqual(merged.get(big)!.stale, ["a"]);
+  assert.equal(merged.get("5")!.version, 6, 'the string "5" is not the integer 5');
+  assert.equal(merged.get(5)!.version, 2);
+  // A DeleteBatch hint keeps string and big ids (a Uint32Array only when all are uint32).
+  const r = deleteBatchRecord("c", ["doc-7", big, 3], 9);
+  assert.ok(r.kind === "copy" && Array.isArray(r.ids));
+  assert.deepEqual(deleteBatchOfRecord(r), { collection: "c", ids: ["doc-7", big, 3], version: 9 });
+  assert.ok(toRecordIds([1, 2, 0xffff_ffff]) instanceof Uint32Array);
+  assert.deepEqual(toRecordIds([1, 2 ** 32]), [1, 2 ** 32]);
+  assert.equal(
+    deletedCount(new Map([["a", ["x", 1]], ["b", ["x"]]]), new Map([["a", 2], ["b", 1]])),
+    2,
+  );
 });

@@ -2,7 +2,8 @@
  * The router's logical Scroll and Count: every id once, although it is stored on RF replicas,
  * decided by the newest version among them.
  *
- * Each storage node pages its entries in ascending id order, live points AND tombstones with
+ * Each storage node pages its entries in ascending id order (`compareIds`: integer ids, then
+ * string ids), live points AND tombstones with
  * their versions (`vectordb.internal.Transfer/Entries`, src/node/points_read.ts). The router
  * merges those streams ({@link EntryMerge}, pure): for every id, the entry with the highest
  * version across the nodes decides (at equal versions a live point beats a tombstone, as Get's
@@ -30,6 +31,7 @@ import { encodeCursor, type ValidScroll } from "../api/points_read.ts";
 import type { ScrollPoint } from "../api/proto.ts";
 import type { EntriesRequest, EntriesResponse } from "../api/transfer.ts";
 import type { ValidSearch } from "../api/validate.ts";
+import { compareIds, formatId, idToWire, type PointId } from "../common/point_id.ts";
 import { DEFAULT_COLLECTION, ENTRIES_LIMIT_MAX, SCROLL_PAGE_BYTES_MAX } from "../common/limits.ts";
 import { isNotFound, isTransient, type NodePort, RouterStatusError } from "./node_port.ts";
 import type { NodeTable } from "./node_table.ts";
@@ -52,7 +54,7 @@ export class EntryPageError extends RangeError {
 
 /** What the merge decided for one id. */
 export interface MergedEntry {
-  id: number;
+  id: PointId;
   version: number;
   deleted: boolean;
   /** The winning entry's vector (a view into its page), when the pages carry vectors. */
@@ -76,7 +78,7 @@ class NodeStream {
   /** Index in `page.payloads` of the next live entry's payload. */
   payload_at = 0;
   /** Last id listed by this node so far (the `after_id` of its next page); null: none yet. */
-  last: number | null = null;
+  last: PointId | null = null;
 
   constructor(readonly node: string) {}
 
@@ -99,7 +101,7 @@ export class EntryMerge {
   readonly #streams = new Map<string, NodeStream>();
 
   /** `nodes`: the nodes whose streams are merged; `after`: where the pages start (null: 0). */
-  constructor(nodes: readonly string[], readonly after: number | null) {
+  constructor(nodes: readonly string[], readonly after: PointId | null) {
     for (const n of nodes) this.#streams.set(n, new NodeStream(n));
   }
 
@@ -109,8 +111,8 @@ export class EntryMerge {
   }
 
   /** Nodes whose next page is needed, with the id to page after (null: from `after`). */
-  hungry(): { node: string; after: number | null }[] {
-    const out: { node: string; after: number | null }[] = [];
+  hungry(): { node: string; after: PointId | null }[] {
+    const out: { node: string; after: PointId | null }[] = [];
     for (const s of this.#streams.values()) {
       if (s.hungry) out.push({ node: s.node, after: s.last ?? this.after });
     }
@@ -131,12 +133,13 @@ export class EntryMerge {
     if (n === 0 && !page.done) {
       throw new EntryPageError(`Node ${node} sent an empty page that is not its last`);
     }
-    let prev = s.last ?? this.after ?? -1;
+    let prev = s.last ?? this.after;
     let live = 0;
     for (let i = 0; i < n; i++) {
-      if (!(page.ids[i] > prev)) {
+      if (prev !== null && !(compareIds(page.ids[i], prev) > 0)) {
         throw new EntryPageError(
-          `Node ${node} listed id ${page.ids[i]} after ${prev}: ids must ascend`,
+          `Node ${node} listed id ${formatId(page.ids[i])} after ${formatId(prev)}: ids must ` +
+            "ascend",
         );
       }
       prev = page.ids[i];
@@ -178,15 +181,16 @@ export class EntryMerge {
 
   /**
    * The largest id up to which every stream has listed, so merged ids up to it are final:
-   * the smallest last-id among streams whose page was full; Infinity when all are `done`.
+   * the smallest last-id (`compareIds`) among streams whose page was full; null (no bound)
+   * when all are `done`.
    */
-  bound(): number {
-    let bound = Infinity;
+  bound(): PointId | null {
+    let bound: PointId | null = null;
     for (const s of this.#streams.values()) {
       if (s.hungry) {
         throw new EntryPageError(`Node ${s.node} needs its next page before the merge goes on`);
       }
-      if (!s.page!.done && s.last! < bound) bound = s.last!;
+      if (!s.page!.done && (bound === null || compareIds(s.last!, bound) < 0)) bound = s.last!;
     }
     return bound;
   }
@@ -210,12 +214,14 @@ export class EntryMerge {
       payload: "",
     };
     while (true) {
-      let id = Infinity;
+      let id: PointId | null = null;
       for (const s of streams) {
         const p = s.page!;
-        if (s.at < p.ids.length && p.ids[s.at] < id) id = p.ids[s.at];
+        if (s.at < p.ids.length && (id === null || compareIds(p.ids[s.at], id) < 0)) {
+          id = p.ids[s.at];
+        }
       }
-      if (id === Infinity || id > bound) return true;
+      if (id === null || (bound !== null && compareIds(id, bound) > 0)) return true;
       let found = false;
       let page: EntryPage | null = null;
       let vector_at = -1;
@@ -270,8 +276,8 @@ export interface EntryReadDeps {
 /** One logical read: which collection, from where, how big each node's pages are. */
 export interface EntryRead {
   collection: string;
-  /** Ids above this one; null: from the start. */
-  after: number | null;
+  /** Ids above this one (`compareIds`); null: from the start. */
+  after: PointId | null;
   /** Entries per node page, 1 .. ENTRIES_LIMIT_MAX. */
   page_limit: number;
   with_vector: boolean;
@@ -310,9 +316,10 @@ export async function readEntries(
   const missing = new Set<string>();
   const errors: string[] = [];
 
-  const request = (after: number | null): EntriesRequest => ({
+  const request = (after: PointId | null): EntriesRequest => ({
     collection: read.collection,
-    after_id: after ?? 0,
+    after_id: after === null ? 0 : idToWire(after).id,
+    after_string_id: after === null ? "" : idToWire(after).string_id,
     from_start: after === null,
     limit: page_limit,
     with_vector: read.with_vector,
@@ -321,7 +328,7 @@ export async function readEntries(
   });
   /** Fetches one page of each of `targets`; failed ones are returned with their errors. */
   const fetch = async (
-    targets: { node: string; after: number | null }[],
+    targets: { node: string; after: PointId | null }[],
     wait_for_ready: boolean,
   ) => {
     const settled = await Promise.allSettled(targets.map((t) =>
@@ -412,6 +419,7 @@ export async function routerScroll(
   filter: ScrollFilter = {},
 ): Promise<ResponseOf<"Scroll">> {
   const points: ScrollPoint[] = [];
+  let last: PointId | null = null;
   let bytes = 0;
   let more = false;
   const coverage = await readEntries(deps, view, {
@@ -429,8 +437,9 @@ export async function routerScroll(
         more = true;
         return false;
       }
+      last = e.id;
       points.push({
-        id: e.id,
+        ...idToWire(e.id),
         vector: v.with_vector && e.vector !== null ? Array.from(e.vector) : [],
         version: String(e.version),
         ...(filter.with_payload ? { payload: e.payload } : {}),
@@ -440,8 +449,9 @@ export async function routerScroll(
       return true;
     },
   });
-  const last = points.length > 0 ? points[points.length - 1].id : null;
-  return { points, next_cursor: more && last !== null ? encodeCursor(last) : "", ...coverage };
+  // The cursor of a string id is "v1s:" and the id as JSON; of an integer id "v1:" and digits.
+  const next_cursor = more && last !== null ? encodeCursor(last) : "";
+  return { points, next_cursor, ...coverage };
 }
 
 /** The filter part of a Scroll (router-side fields; "" / false: none). */
@@ -487,12 +497,11 @@ export async function routerMatchingIds(
   collection: string,
   filter: string,
   chunk_size: number,
-  chunk: (ids: number[]) => Promise<void>,
+  chunk: (ids: PointId[]) => Promise<void>,
 ): Promise<{ ids: number; coverage: SearchCoverage }> {
   // Every matching id is resolved first (the proto's "resolved, then deleted": the merge's
-  // visit cannot await a write), 4 bytes an id, then handed over chunk by chunk.
-  let all = new Uint32Array(1024);
-  let n = 0;
+  // visit cannot await a write), then handed over chunk by chunk.
+  const all: PointId[] = [];
   let total = 0;
   const coverage = await readEntries(deps, view, {
     collection,
@@ -502,19 +511,12 @@ export async function routerMatchingIds(
     filter,
     what: "DeleteByFilter",
     visit: (e) => {
-      if (!e.deleted && e.matched) {
-        if (n === all.length) {
-          const grown = new Uint32Array(all.length * 2);
-          grown.set(all);
-          all = grown;
-        }
-        all[n++] = e.id;
-      }
+      if (!e.deleted && e.matched) all.push(e.id);
       return true;
     },
   });
-  for (let i = 0; i < n; i += chunk_size) {
-    const part = Array.from(all.subarray(i, Math.min(n, i + chunk_size)));
+  for (let i = 0; i < all.length; i += chunk_size) {
+    const part = all.slice(i, i + chunk_size);
     await chunk(part);
     total += part.length;
   }

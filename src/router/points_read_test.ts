@@ -13,10 +13,11 @@ import {
   runSearchBatch,
 } from "./points_read.ts";
 import { makeView } from "./ring_view.ts";
+import { compareIds, idFromWire, type PointId } from "../common/point_id.ts";
 
 /** A page of entries `[id, version, deleted]`; vectors `[id]` for live ones when asked. */
 function page(
-  entries: [number, number, boolean][],
+  entries: [PointId, number, boolean][],
   done: boolean,
   with_vector = false,
 ): EntryPage {
@@ -24,7 +25,7 @@ function page(
     ids: entries.map((e) => e[0]),
     versions: entries.map((e) => e[1]),
     deleted: entries.map((e) => e[2]),
-    vectors: with_vector ? entries.filter((e) => !e[2]).map((e) => e[0]) : [],
+    vectors: with_vector ? entries.filter((e) => !e[2]).map((e) => Number(e[0]) || 0) : [],
     dimension: 1,
     done,
   };
@@ -81,7 +82,7 @@ Deno.test("EntryMerge: merges only up to the smallest last id of a full page", (
   assert.deepEqual(drain(m).map((e) => e.id), [25, 30]);
   assert.deepEqual(m.hungry(), [{ node: "b", after: 30 }]);
   m.feed("b", page([], true));
-  assert.equal(m.bound(), Infinity);
+  assert.equal(m.bound(), null);
   assert.deepEqual(drain(m), []);
   assert.ok(m.finished);
 });
@@ -90,7 +91,7 @@ Deno.test("EntryMerge: a visitor can stop; a dropped node leaves the merge", () 
   const m = new EntryMerge(["a", "b"], null);
   m.feed("a", page([[1, 1, false], [2, 1, false], [3, 1, false]], true));
   m.feed("b", page([[5, 1, false]], false));
-  const seen: number[] = [];
+  const seen: PointId[] = [];
   assert.equal(m.step((e) => (seen.push(e.id), seen.length < 2)), false);
   assert.deepEqual(seen, [1, 2]);
   const n = new EntryMerge(["a", "b"], null);
@@ -120,7 +121,7 @@ Deno.test("EntryMerge refuses pages that break the Entries contract", () => {
 
 /** A NodePort whose nodes hold sorted entry lists and page them like Transfer.Entries. */
 function fakeNodes(
-  held: Record<string, [number, number, boolean][]>,
+  held: Record<string, [PointId, number, boolean][]>,
   fail: { node: string; after_calls: number } | null = null,
 ): NodePort & { calls: number } {
   let calls = 0;
@@ -141,8 +142,8 @@ function fakeNodes(
       if (list === undefined) {
         return Promise.reject(new NodeStatusError(grpc.status.NOT_FOUND, "no collection"));
       }
-      const after = r.from_start ? -1 : r.after_id;
-      const rest = list.filter((e) => e[0] > after);
+      const after = r.from_start ? null : idFromWire(r.after_id, r.after_string_id);
+      const rest = list.filter((e) => after === null || compareIds(e[0], after) > 0);
       const slice = rest.slice(0, r.limit);
       return Promise.resolve({
         ...page(slice, slice.length === rest.length, r.with_vector),
@@ -186,7 +187,7 @@ Deno.test("routerCount and routerScroll: each id once, newest version decides, p
     });
     pages++;
     for (const p of r.points) {
-      ids.push(p.id);
+      ids.push(Number(p.id));
       assert.deepEqual(p.vector, [p.id]);
     }
     if (r.next_cursor === "") break;
@@ -202,7 +203,7 @@ Deno.test("routerCount and routerScroll: each id once, newest version decides, p
     filter: null,
     with_payload: false,
   })).points[0];
-  assert.deepEqual(version6, { id: 6, vector: [], version: "7" });
+  assert.deepEqual(version6, { id: 6, string_id: "", vector: [], version: "7" });
 });
 
 Deno.test("readEntries: a node failing part-way makes the answer partial", async () => {
@@ -267,4 +268,54 @@ Deno.test("runSearchBatch keeps request order, bounds concurrency, names the fai
     assert.match(e.message, /^searches\[5\]: /);
     return true;
   });
+});
+
+Deno.test("EntryMerge orders integer ids, 64-bit ids, then string ids (compareIds)", () => {
+  const big = 18446744073709551615n;
+  const m = new EntryMerge(["a", "b"], null);
+  m.feed("a", page([[3, 1, false], [2n ** 60n, 2, false], ["a", 1, false], ["b", 4, true]], false));
+  m.feed("b", page([[7, 1, false], [big, 1, false], ["a", 3, false], ["ab", 1, false]], true));
+  // a's page is full and ends at "b": everything up to "b" is final.
+  assert.equal(m.bound(), "b");
+  const merged = drain(m);
+  assert.deepEqual(merged.map((e) => [e.id, e.version, e.deleted]), [
+    [3, 1, false],
+    [7, 1, false],
+    [2n ** 60n, 2, false],
+    [big, 1, false],
+    ["a", 3, false],
+    ["ab", 1, false],
+    ["b", 4, true],
+  ]);
+  assert.deepEqual(m.hungry(), [{ node: "a", after: "b" }]);
+  // A string id below the cursor, or an integer after a string, breaks the order.
+  assert.throws(() => m.feed("a", page([[9, 1, false]], true)), /listed id 9 after "b"/);
+  const s = new EntryMerge(["a"], "m");
+  assert.throws(() => s.feed("a", page([["l", 1, false]], true)), /listed id "l" after "m"/);
+});
+
+Deno.test("routerCount and routerScroll with string and 64-bit ids: each id once", async () => {
+  const big = 2n ** 63n + 5n;
+  const held: Record<string, [PointId, number, boolean][]> = {
+    a: [[1, 1, false], [big, 2, false], ["doc-1", 1, false], ["doc-2", 5, true]],
+    b: [[1, 1, false], [big, 2, false], ["doc-2", 3, false], ["doc-3", 1, false]],
+  };
+  const view = makeView(["a", "b"], 2);
+  const deps = { nodes: fakeNodes(held), table: NO_TABLE, retry_timeout_ms: 100 };
+  assert.equal((await routerCount(deps, view, "c1")).count, "4"); // 1, big, doc-1, doc-3 (doc-2 deleted)
+  const r = await routerScroll(deps, view, {
+    collection: "c1",
+    limit: 10,
+    after: null,
+    with_vector: false,
+    filter: null,
+    with_payload: false,
+  });
+  assert.deepEqual(r.points.map((p) => [p.id, p.string_id]), [
+    [1, ""],
+    [big.toString(), ""],
+    [0, "doc-1"],
+    [0, "doc-3"],
+  ]);
+  assert.equal(r.next_cursor, "");
 });

@@ -45,6 +45,7 @@ import type { Consistency } from "../common/limits.ts";
 import type { WalRecord } from "../common/records.ts";
 import { versionCeiling, type VersionClock } from "../common/version.ts";
 import { payloadText } from "../common/payload.ts";
+import { formatId, idFromWire, idsToWire, idToWire, type PointId } from "../common/point_id.ts";
 import type { Hint } from "./hints/queue.ts";
 import { HintQueueFullError } from "./hints/queue.ts";
 import { writeTimeoutMs } from "./hints/replay.ts";
@@ -59,7 +60,13 @@ import {
 import type { NodeState, NodeTable } from "./node_table.ts";
 import { decideBatch, decideWrite, newestRead, type ReadAnswer, splitBatch } from "./plan.ts";
 import type { TransferEntry } from "./rebalance/rebalancer.ts";
-import { deleteBatchRecord, mergeGetBatch, type NodeRecords, splitIds } from "./points_batch.ts";
+import {
+  deleteBatchRecord,
+  mergeGetBatch,
+  type NodeRecords,
+  splitIds,
+  toRecordIds,
+} from "./points_batch.ts";
 import type { ValidDeleteBatch, ValidFieldIndex, ValidGetBatch } from "../api/points_read.ts";
 import type { RingView } from "./ring_view.ts";
 
@@ -90,7 +97,7 @@ export interface ReplicationDeps {
   /** A hint was queued for the node: start delivering (hints/replay.ts). */
   queued(state: NodeState): void;
   /** Who may hold the newest version of `id` (null: its owners on the current ring). */
-  readers(id: number): string[] | null;
+  readers(id: PointId): string[] | null;
 }
 
 function maxSeq(values: (string | number | undefined)[]): string {
@@ -102,6 +109,9 @@ function maxSeq(values: (string | number | undefined)[]): string {
   }
   return best.toString();
 }
+
+/** A validated request whose `ids` are PointIds (integers first, then strings). */
+export type WithPointIds<T> = Omit<T, "ids"> & { ids: readonly PointId[] };
 
 /** The write path and point reads of the router. */
 export class Replication {
@@ -161,14 +171,19 @@ export class Replication {
       payload: v.payload,
     };
     const request = {
-      id: v.id,
+      ...idToWire(v.id),
       vector: v.vector,
       collection: v.collection,
       version,
       payload: payloadText(v.payload),
     };
     const results = await this.write(owners, "Put", () => request, record);
-    const d = decideWrite(owners, ackedSet(results), consistency, `the put of id ${v.id}`);
+    const d = decideWrite(
+      owners,
+      ackedSet(results),
+      consistency,
+      `the put of id ${formatId(v.id)}`,
+    );
     if (!d.ok) failWrite(results, d.message);
     this.#succeeded(v.version);
     const primary = results.get(owners[0]);
@@ -184,7 +199,7 @@ export class Replication {
     const consistency = v.consistency ?? this.deps.consistency;
     // The wire form once (payloads as JSON text), shared by every owner's request.
     const wire: Point[] = v.points.map((p) => ({
-      id: p.id,
+      ...idToWire(p.id),
       vector: p.vector,
       payload: payloadText(p.payload),
     }));
@@ -210,11 +225,16 @@ export class Replication {
     const owners = view.ring.owners(v.id, this.deps.replication_factor);
     const version = this.stamp(v.version);
     const record: WalRecord = { kind: "delete", collection: v.collection, id: v.id, version };
-    const request = { id: v.id, collection: v.collection, version };
+    const request = { ...idToWire(v.id), collection: v.collection, version };
     const results = await this.write(owners, "Delete", () => request, record);
     // A node without the collection has nothing to delete: that is an acknowledgement.
     notFoundIsAck(results, { deleted: false, seq: "0", version: String(version) });
-    const d = decideWrite(owners, ackedSet(results), consistency, `the delete of id ${v.id}`);
+    const d = decideWrite(
+      owners,
+      ackedSet(results),
+      consistency,
+      `the delete of id ${formatId(v.id)}`,
+    );
     if (!d.ok) failWrite(results, d.message);
     this.#succeeded(v.version);
     let deleted = false;
@@ -233,7 +253,10 @@ export class Replication {
    * success per consistency for every owner group, as PutBatch. `deleted` counts the ids that
    * some owner reported live, each once ({@link deletedCount}).
    */
-  async deleteBatch(view: RingView, v: ValidDeleteBatch): Promise<ResponseOf<"DeleteBatch">> {
+  async deleteBatch(
+    view: RingView,
+    v: WithPointIds<ValidDeleteBatch>,
+  ): Promise<ResponseOf<"DeleteBatch">> {
     const consistency = v.consistency ?? this.deps.consistency;
     const split = splitIds(view.ring, this.deps.replication_factor, v.ids);
     const owners = [...split.per_owner.keys()];
@@ -241,7 +264,11 @@ export class Replication {
     const results = await this.write(
       owners,
       "DeleteBatch",
-      (o) => ({ ids: split.per_owner.get(o)!, collection: v.collection, version: String(version) }),
+      (o) => ({
+        ...idsToWire(split.per_owner.get(o)!),
+        collection: v.collection,
+        version: String(version),
+      }),
       (o) => deleteBatchRecord(v.collection, split.per_owner.get(o)!, version),
     );
     notFoundIsAck(results, { deleted: 0, version: String(version) });
@@ -256,13 +283,17 @@ export class Replication {
   /**
    * GetBatch: each node that may hold the newest version of some id (its owners, or while a
    * move is unsettled its possible holders) gets one GetBatch of those ids; per id the highest
-   * version wins, as Get, with read repair of stale owners. Answers in request order.
+   * version wins, as Get, with read repair of stale owners. Answers in the order of `v.ids`
+   * (the validator lists integer ids first, then string ids, each in request order).
    */
-  async getBatch(view: RingView, v: ValidGetBatch): Promise<ResponseOf<"GetBatch">> {
+  async getBatch(
+    view: RingView,
+    v: WithPointIds<ValidGetBatch>,
+  ): Promise<ResponseOf<"GetBatch">> {
     const { table, nodes } = this.deps;
     const rf = this.deps.replication_factor;
     const unique = [...new Set(v.ids)];
-    const per_node = new Map<string, number[]>();
+    const per_node = new Map<string, PointId[]>();
     for (const id of unique) {
       const holders = this.deps.readers(id) ?? view.ring.owners(id, rf);
       for (const a of holders) {
@@ -277,7 +308,7 @@ export class Replication {
     // Read repair needs the vector and payload of the newest version.
     const settled = await Promise.allSettled(targets.map((a) =>
       nodes.call(a, "GetBatch", {
-        ids: per_node.get(a)!,
+        ...idsToWire(per_node.get(a)!),
         collection: v.collection,
         with_vector: true,
         with_payload: true,
@@ -307,7 +338,7 @@ export class Replication {
       if (errors.length > 0 || notFound === null) {
         throw new RouterStatusError(
           grpc.status.UNAVAILABLE,
-          `No node holding id ${missing[0]}${
+          `No node holding id ${formatId(missing[0])}${
             missing.length > 1
               ? ` (and ${missing.length - 1} ` +
                 "more ids)"
@@ -341,10 +372,17 @@ export class Replication {
       points: v.ids.map((id) => {
         const r = merged.get(id)?.record;
         if (r === undefined) {
-          return { id, found: false, vector: [], payload: "", version: "0", deleted: false };
+          return {
+            ...idToWire(id),
+            found: false,
+            vector: [],
+            payload: "",
+            version: "0",
+            deleted: false,
+          };
         }
         return {
-          id,
+          ...idToWire(id),
           found: r.found,
           vector: v.with_vector && r.found ? r.vector : [],
           payload: v.with_payload && r.found ? r.payload ?? "" : "",
@@ -463,7 +501,7 @@ export class Replication {
       return s !== undefined && s.active;
     });
     const settled = await Promise.allSettled(
-      askers.map((a) => nodes.call(a, "Get", { id: v.id, collection: v.collection })),
+      askers.map((a) => nodes.call(a, "Get", { ...idToWire(v.id), collection: v.collection })),
     );
     let verdict: unknown = null;
     let notFound: unknown = null;
@@ -494,7 +532,9 @@ export class Replication {
       if (notFound !== null) throw notFound;
       throw new RouterStatusError(
         grpc.status.UNAVAILABLE,
-        `None of the ${askers.length} nodes holding id ${v.id} answered: ${errors.join("; ")}`,
+        `None of the ${askers.length} nodes holding id ${formatId(v.id)} answered: ${
+          errors.join("; ")
+        }`,
       );
     }
     const newest = responses[pick.index];
@@ -508,7 +548,7 @@ export class Replication {
   /** Sends the newest version of a point to owners that answered with an older one. */
   #readRepair(
     collection: string,
-    id: number,
+    id: PointId,
     newest: ResponseOf<"Get">,
     version: number,
     owners: string[],
@@ -530,9 +570,11 @@ export class Replication {
       const run = port.copy(collection, [entry]).then(
         () => {},
         (e) =>
-          this.deps.log(`WARNING read repair of id ${id} on ${o} failed: ${describeGrpcError(e)}`),
+          this.deps.log(
+            `WARNING read repair of id ${formatId(id)} on ${o} failed: ${describeGrpcError(e)}`,
+          ),
       ).finally(() => this.#repairs_in_flight--);
-      this.deps.background.track(`read repair of id ${id} on ${o}`, run);
+      this.deps.background.track(`read repair of id ${formatId(id)} on ${o}`, run);
     }
   }
 
@@ -670,10 +712,10 @@ export function createRecord(v: ValidCollection): WalRecord {
  * (a lower bound when a replica that missed a write counted less than its peer).
  */
 export function deletedCount(
-  per_owner: ReadonlyMap<string, readonly number[]>,
+  per_owner: ReadonlyMap<string, readonly PointId[]>,
   acked: ReadonlyMap<string, number>,
 ): number {
-  const used = new Set<number>();
+  const used = new Set<PointId>();
   let sum = 0;
   const order = [...acked].sort((a, b) => b[1] - a[1]);
   for (const [o, n] of order) {
@@ -733,15 +775,16 @@ function batchRecord(
   points: readonly Point[],
   version: number,
 ): WalRecord {
-  const ids = new Uint32Array(points.length);
+  const list = new Array<PointId>(points.length);
   const vectors = new Float32Array(points.length * dimension);
   const payloads = new Array<Uint8Array | null>(points.length);
   points.forEach((p, i) => {
-    ids[i] = p.id;
+    list[i] = idFromWire(p.id, p.string_id);
     vectors.set(p.vector, i * dimension);
     payloads[i] = p.payload ? utf8.encode(p.payload) : null;
   });
   const versions = new Float64Array(points.length).fill(version);
+  const ids = toRecordIds(list);
   return { kind: "put_batch", collection, dimension, ids, vectors, versions, payloads };
 }
 

@@ -60,6 +60,16 @@
  * | 4                 | as 3, then the payload index definitions: u32 count, then per index |
  * |                   | field string, type string (sorted by field); the indexes themselves |
  * |                   | are rebuilt from the payloads at open                              |
+ * | 5                 | as 4, then the key table section (`key_table.ts`); 1 to 4 load with |
+ * |                   | an empty key table                                                 |
+ *
+ * **Ids** (see "Ids" in proto/vector_db.proto) are `PointId`s (uint64 integers and strings,
+ * src/common/point_id.ts) at this class's boundary; everything inside (index, version table,
+ * payloads, payload indexes, filter plans) works on uint32 "pids" that the {@link KeyTable}
+ * maps them to: a uint32 id is its own pid (nothing stored), other ids get an allocated pid
+ * and an explicit entry, released when the id is forgotten entirely (no tombstone left). The
+ * key table changes only while a record applies, in WAL order, so replay rebuilds the same
+ * map; snapshots (version 5) carry it. Listing order (Scroll, Entries, Scan) is `compareIds`.
  *
  * **Payloads** (src/common/payload.ts) are part of a point's state: a put sets the vector and
  * the payload together (a put without one clears it), a delete or forget removes both, and the
@@ -87,10 +97,12 @@ import { collectionNameProblem } from "../common/collection_name.ts";
 import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
-import { HnswIndex, validateId, validateVector } from "../index/hnsw.ts";
+import { HnswIndex, validateVector } from "../index/hnsw.ts";
 import type { Hit } from "../index/hnsw.ts";
 import type { Metric } from "../kernels/kernels.ts";
-import { decodeRecord, encodeRecord, type WalRecord } from "../common/records.ts";
+import { decodeRecord, encodeRecord, type RecordIds, type WalRecord } from "../common/records.ts";
+import { canonicalId, compareIds, isU32Id, type PointId } from "../common/point_id.ts";
+import { KeyTable, KeyTableFormatError } from "./key_table.ts";
 import { Wal, type WalEntry, type WalStats } from "../io/wal.ts";
 import {
   listSnapshots,
@@ -110,7 +122,7 @@ import {
   type Predicate,
 } from "../common/filter.ts";
 import { PAYLOAD_FIELD_TYPES, PayloadIndexes, type PayloadIndexInfo } from "./payload_index.ts";
-import { planFilter } from "./filter_plan.ts";
+import { planFilter, resolveHasIds } from "./filter_plan.ts";
 import type { PlannedFilter } from "../index/hnsw.ts";
 
 /** Parameters a collection is created with. */
@@ -155,7 +167,7 @@ export interface Observer {
 
 /** One point of a batch. */
 export interface Point {
-  id: number;
+  id: PointId;
   vector: ArrayLike<number>;
   /** Canonical JSON bytes (src/common/payload.ts: `parsePayload`); null or absent: none. */
   payload?: Uint8Array | null;
@@ -163,7 +175,7 @@ export interface Point {
 
 /** One entry of a copy: a live point (with its vector) or a tombstone (`deleted`). */
 export interface CopyEntry {
-  id: number;
+  id: PointId;
   /** 1 .. VERSION_MAX. */
   version: number;
   deleted: boolean;
@@ -181,6 +193,73 @@ export interface Entry {
   version: number;
   /** True when the last write applied was a delete (a tombstone). */
   deleted: boolean;
+}
+
+/** A search hit: the point's id and its distance to the query. */
+export interface KeyHit {
+  id: PointId;
+  distance: number;
+}
+
+/**
+ * The ids a collection held at one moment, in `compareIds` order (see
+ * {@link Collection.sortedIds}): the uint32 ids, ascending, then the others. Immutable.
+ */
+export class IdList {
+  constructor(
+    /** The uint32 ids, ascending. */
+    readonly u32: Uint32Array,
+    /** Integers above 2^32 - 1 and string ids, in `compareIds` order. */
+    readonly others: readonly PointId[],
+  ) {}
+
+  get length(): number {
+    return this.u32.length + this.others.length;
+  }
+
+  *[Symbol.iterator](): Generator<PointId> {
+    yield* this.u32;
+    yield* this.others;
+  }
+
+  /** The id at position `i`. */
+  at(i: number): PointId {
+    return i < this.u32.length ? this.u32[i] : this.others[i - this.u32.length];
+  }
+
+  /** First position whose id is above `after` in `compareIds` order (0 for null). */
+  upperBound(after: PointId | null): number {
+    if (after === null) return 0;
+    if (isU32Id(after)) {
+      let lo = 0;
+      let hi = this.u32.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (this.u32[mid] <= after) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo;
+    }
+    let lo = 0;
+    let hi = this.others.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareIds(this.others[mid], after) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.u32.length + lo;
+  }
+}
+
+/** The canonical form of an id argument (a PointIdError, a RangeError, naming `field`). */
+function checkId(id: PointId, field = "id"): PointId {
+  return canonicalId(id, field);
+}
+
+/** A record's ids: a Uint32Array when all are uint32 ones (the older, compact record types). */
+function recordIds(ids: readonly PointId[]): RecordIds {
+  for (let i = 0; i < ids.length; i++) if (!isU32Id(ids[i])) return ids;
+  return Uint32Array.from(ids as number[]);
 }
 
 /** Raised when a collection's files hold no usable state (no snapshot and no creation record). */
@@ -263,7 +342,22 @@ class PointTable {
   readonly indexes = new PayloadIndexes();
   /** Index definitions (field → type), as logged; empty: no payload parsing on writes. */
   readonly fieldIndexes = new Map<string, string>();
+  /** Point ids ↔ pids (empty while every id is a uint32 one). */
+  readonly keys = new KeyTable();
   tombstones = 0;
+  /** Whether a pid holds an entry (what the key table must not allocate). */
+  readonly inUse = (pid: number): boolean => this.versions.has(pid);
+
+  /** The pid of `id`, or -1 when the collection holds nothing for it. */
+  pidOf(id: PointId): number {
+    return this.keys.lookup(id);
+  }
+
+  /** The version held for `id` (see {@link versions}), undefined when none. */
+  held(id: PointId): number | undefined {
+    const pid = this.keys.lookup(id);
+    return pid < 0 ? undefined : this.versions.get(pid);
+  }
 
   /** Unindexes the current payload of `id` (before it changes). */
   private unindex(id: number): void {
@@ -335,13 +429,15 @@ class PointTable {
 
   /** Applies a put (vector and payload together); returns whether it applied. */
   put(
-    id: number,
+    key: PointId,
     vector: ArrayLike<number>,
     version: number,
     payload: Uint8Array | null | undefined = null,
   ): boolean {
-    const held = this.versions.get(id);
+    const found = this.keys.lookup(key);
+    const held = found < 0 ? undefined : this.versions.get(found);
     if (!applies(version, held)) return false;
+    const id = found >= 0 ? found : this.keys.assign(key, this.inUse);
     this.index.add(id, vector);
     this.unindex(id);
     this.payloads.set(id, payload ?? null);
@@ -352,15 +448,19 @@ class PointTable {
   }
 
   /** Applies a delete; returns whether it applied and whether it removed a live point. */
-  delete(id: number, version: number): { applied: boolean; removed: boolean } {
-    const held = this.versions.get(id);
+  delete(key: PointId, version: number): { applied: boolean; removed: boolean } {
+    const found = this.keys.lookup(key);
+    const held = found < 0 ? undefined : this.versions.get(found);
     if (!applies(version, held)) return { applied: false, removed: false };
+    if (found < 0 && version === 0) return { applied: true, removed: false }; // nothing held
+    const id = found >= 0 ? found : this.keys.assign(key, this.inUse);
     const removed = this.index.delete(id);
     this.unindex(id);
     this.payloads.delete(id);
     if (held !== undefined && held < 0) this.tombstones--;
     if (version === 0) {
       this.versions.delete(id); // a legacy delete: nothing to remember
+      this.keys.release(id);
     } else {
       this.versions.set(id, -version);
       this.tombstones++;
@@ -369,8 +469,9 @@ class PointTable {
   }
 
   /** Forgets an entry when the held version is at most `version`; returns whether it did. */
-  forget(id: number, version: number): boolean {
-    const held = this.versions.get(id);
+  forget(key: PointId, version: number): boolean {
+    const id = this.keys.lookup(key);
+    const held = id < 0 ? undefined : this.versions.get(id);
     if (held === undefined || Math.abs(held) > version) return false;
     if (held < 0) this.tombstones--;
     else {
@@ -379,11 +480,13 @@ class PointTable {
       this.payloads.delete(id);
     }
     this.versions.delete(id);
+    this.keys.release(id);
     return true;
   }
 
-  entry(id: number): Entry {
-    const held = this.versions.get(id);
+  entry(key: PointId): Entry {
+    const id = this.keys.lookup(key);
+    const held = id < 0 ? undefined : this.versions.get(id);
     if (held === undefined) return { vector: null, version: 0, deleted: false };
     if (held < 0) return { vector: null, version: -held, deleted: true };
     return { vector: this.index.get(id), version: held, deleted: false };
@@ -391,7 +494,7 @@ class PointTable {
 
   /** Applies one entry of a copy record; returns whether it applied. */
   copyEntry(
-    id: number,
+    id: PointId,
     version: number,
     deleted: boolean,
     vector: ArrayLike<number>,
@@ -454,17 +557,32 @@ class PointTable {
     }
   }
 
-  /** Every known id (live and tombstones), ascending. */
-  knownIds(): Uint32Array {
+  /** Every known pid (live and tombstones), ascending. */
+  knownPids(): Uint32Array {
     const ids = new Uint32Array(this.versions.size);
     let i = 0;
     for (const id of this.versions.keys()) ids[i++] = id;
     return ids.sort();
   }
 
+  /** Every known id (live and tombstones), in `compareIds` order. */
+  knownIds(): IdList {
+    if (this.keys.size === 0) return new IdList(this.knownPids(), []);
+    const u32 = new Uint32Array(this.versions.size);
+    let n = 0;
+    for (const pid of this.versions.keys()) if (!this.keys.isExplicit(pid)) u32[n++] = pid;
+    const sorted = this.keys.sorted();
+    const others: PointId[] = [];
+    for (const key of sorted.keys) {
+      if (isU32Id(key)) u32[n++] = key;
+      else others.push(key);
+    }
+    return new IdList(u32.subarray(0, n).sort(), others);
+  }
+
   /** Writes the version table of a version-2 snapshot payload (see the module comment). */
   writeTo(w: BinaryWriter): void {
-    const ids = this.knownIds();
+    const ids = this.knownPids();
     const deleted = new Uint8Array(ids.length);
     w.u32Array(ids);
     for (let i = 0; i < ids.length; i++) {
@@ -689,6 +807,14 @@ export class Collection {
           }
         }
         if (version >= 4) table.readIndexesFrom(r);
+        if (version >= 5) {
+          try {
+            table.keys.readFrom(r, table.inUse);
+          } catch (e) {
+            if (!(e instanceof KeyTableFormatError)) throw e;
+            throw new CollectionStateError(e.message);
+          }
+        }
         return table;
       },
       { logger: log },
@@ -800,13 +926,13 @@ export class Collection {
    * clears a payload the point had.
    */
   async put(
-    id: number,
+    key: PointId,
     vector: ArrayLike<number>,
     version = 0,
     data: Uint8Array | null = null,
   ): Promise<{ seq: number; version: number; applied: boolean }> {
     this.checkOpen();
-    validateId(id);
+    const id = checkId(key);
     validateVector(vector, this.index.dim);
     checkPayload(data, "payload");
     const v = this.stamp(version, "version");
@@ -838,7 +964,7 @@ export class Collection {
     const dim = this.index.dim;
     for (let i = 0; i < points.length; i++) {
       const p = points[i];
-      validateId(p.id);
+      checkId(p.id, `points[${i}].id`);
       validateVector(p.vector, dim, `points[${i}].vector`);
       checkPayload(p.payload, `points[${i}].payload`);
     }
@@ -847,21 +973,22 @@ export class Collection {
     // Keep the last occurrence of each id, in order: with one version for the whole batch, an
     // earlier duplicate would otherwise win (a later one is not above it).
     const keep: number[] = [];
-    const seen = new Set<number>();
+    const seen = new Set<PointId>();
     for (let i = points.length - 1; i >= 0; i--) {
       if (seen.has(points[i].id)) continue;
       seen.add(points[i].id);
       keep.push(i);
     }
     keep.reverse();
-    const ids = new Uint32Array(keep.length);
+    const keys = new Array<PointId>(keep.length);
     const vectors = new Float32Array(keep.length * dim);
     const payloads = new Array<Uint8Array | null>(keep.length);
     keep.forEach((at, i) => {
-      ids[i] = points[at].id;
+      keys[i] = canonicalId(points[at].id);
       vectors.set(points[at].vector, i * dim);
       payloads[i] = points[at].payload ?? null;
     });
+    const ids = recordIds(keys);
     const v = this.stamp(version, "version");
     const versions = new Float64Array(ids.length).fill(v);
     const { type, payload } = encodeRecord({
@@ -893,11 +1020,11 @@ export class Collection {
    * point was removed, the sequence number, the version and whether the delete applied.
    */
   async delete(
-    id: number,
+    key: PointId,
     version = 0,
   ): Promise<{ deleted: boolean; seq: number; version: number; applied: boolean }> {
     this.checkOpen();
-    validateId(id);
+    const id = checkId(key);
     const v = this.stamp(version, "version");
     const { type, payload } = encodeRecord({ kind: "delete", id, version: v });
     const seq = await this.wal.append(type, payload);
@@ -920,7 +1047,7 @@ export class Collection {
     const n = entries.length;
     for (let i = 0; i < n; i++) {
       const e = entries[i];
-      validateId(e.id);
+      checkId(e.id, `entries[${i}].id`);
       checkVersion(e.version, `entries[${i}].version`, 1);
       if (!e.deleted) {
         if (e.vector === undefined) {
@@ -940,13 +1067,13 @@ export class Collection {
     const fresh: number[] = [];
     let live = 0;
     for (let i = 0; i < n; i++) {
-      if (!applies(entries[i].version, this.table.versions.get(entries[i].id))) continue;
+      if (!applies(entries[i].version, this.table.held(canonicalId(entries[i].id)))) continue;
       fresh.push(i);
       if (!entries[i].deleted) live++;
     }
     if (fresh.length === 0) return { applied: 0, skipped: n, seq: this.applied };
     const m = fresh.length;
-    const ids = new Uint32Array(m);
+    const keys = new Array<PointId>(m);
     const versions = new Float64Array(m);
     const deleted = new Uint8Array(m);
     const vectors = new Float32Array(live * dim);
@@ -954,12 +1081,13 @@ export class Collection {
     live = 0;
     for (let j = 0; j < m; j++) {
       const e = entries[fresh[j]];
-      ids[j] = e.id;
+      keys[j] = canonicalId(e.id);
       versions[j] = e.version;
       deleted[j] = e.deleted ? 1 : 0;
       payloads[j] = e.deleted ? null : e.payload ?? null;
       if (!e.deleted) vectors.set(e.vector!, live++ * dim);
     }
+    const ids = recordIds(keys);
     const { type, payload } = encodeRecord({
       kind: "copy",
       dimension: dim,
@@ -988,7 +1116,7 @@ export class Collection {
    * the version held for it is at most the given one. `versions[i]` goes with `ids[i]`.
    */
   async forget(
-    ids: ArrayLike<number>,
+    ids: ArrayLike<PointId>,
     versions: ArrayLike<number>,
   ): Promise<{ forgotten: number; skipped: number; seq: number }> {
     this.checkOpen();
@@ -996,14 +1124,14 @@ export class Collection {
       throw new RangeError(`${ids.length} ids come with ${versions.length} versions`);
     }
     const n = ids.length;
-    const idArray = new Uint32Array(n);
+    const keys = new Array<PointId>(n);
     const versionArray = new Float64Array(n);
     for (let i = 0; i < n; i++) {
-      validateId(ids[i]);
+      keys[i] = checkId(ids[i], `ids[${i}]`);
       checkVersion(versions[i], `versions[${i}]`, 0);
-      idArray[i] = ids[i];
       versionArray[i] = versions[i];
     }
+    const idArray = recordIds(keys);
     if (n === 0) return { forgotten: 0, skipped: 0, seq: this.applied };
     for (let i = 0; i < n; i++) this.clock.observe(versionArray[i]);
     const { type, payload } = encodeRecord({
@@ -1035,14 +1163,39 @@ export class Collection {
    * | `predicate`          | `filteredSearch` with a test, at the planner's selectivity     |
    * |                      | when every condition was estimated from an index               |
    */
-  search(vector: ArrayLike<number>, k: number, ef?: number, filter?: Filter | null): Hit[] {
+  search(
+    vector: ArrayLike<number>,
+    k: number,
+    ef?: number,
+    filter?: Filter | null,
+  ): KeyHit[] {
+    return this.keyHits(this.searchPids(vector, k, ef, filter));
+  }
+
+  /** Hits with pids turned into ids (the same objects when every id is a uint32 one). */
+  private keyHits(hits: Hit[]): KeyHit[] {
+    if (this.table.keys.size === 0) return hits;
+    return hits.map((h) => ({ id: this.table.keys.keyOf(h.id), distance: h.distance }));
+  }
+
+  /** `filter` with its has_id ids turned into pids (filter_plan.ts: resolveHasIds). */
+  private resolved(filter: Filter): Filter {
+    return resolveHasIds(filter, (id) => this.table.pidOf(id), this.table.keys.size === 0);
+  }
+
+  private searchPids(
+    vector: ArrayLike<number>,
+    k: number,
+    ef?: number,
+    filter?: Filter | null,
+  ): Hit[] {
     // Named after the API field, so the error a client sees points at what it sent.
     validateVector(vector, this.index.dim, "vector");
     if (filter === undefined || filter === null || isEmptyFilter(filter)) {
       return this.index.search(vector, k, { ef });
     }
     const live = this.index.count;
-    const plan = planFilter(filter, this.table.indexes, live);
+    const plan = planFilter(this.resolved(filter), this.table.indexes, live);
     const options = { ef: ef === undefined ? undefined : Math.max(ef, k) };
     let planned: PlannedFilter;
     if (plan.kind === "all") return this.index.search(vector, k, { ef });
@@ -1071,13 +1224,17 @@ export class Collection {
    * with (SearchRequest.exact). Costs one distance per live point (per matching point with a
    * filter), so it is for sampling, not serving.
    */
-  exactSearch(vector: ArrayLike<number>, k: number, filter?: Filter | null): Hit[] {
+  exactSearch(vector: ArrayLike<number>, k: number, filter?: Filter | null): KeyHit[] {
+    return this.keyHits(this.exactSearchPids(vector, k, filter));
+  }
+
+  private exactSearchPids(vector: ArrayLike<number>, k: number, filter?: Filter | null): Hit[] {
     validateVector(vector, this.index.dim, "vector");
     if (filter === undefined || filter === null || isEmptyFilter(filter)) {
       return this.index.exactSearch(vector, k);
     }
     const live = this.index.count;
-    const plan = planFilter(filter, this.table.indexes, live);
+    const plan = planFilter(this.resolved(filter), this.table.indexes, live);
     if (plan.kind === "all") return this.index.exactSearch(vector, k);
     let planned: PlannedFilter;
     if (plan.kind === "ids") {
@@ -1121,11 +1278,22 @@ export class Collection {
    * A test of whether an id is a live point matching `filter` (every live point when it is
    * null or empty), for paging reads (Scroll, Entries). Valid until the next write applies.
    */
-  matcher(filter: Filter | null | undefined): (id: number) => boolean {
+  matcher(filter: Filter | null | undefined): (id: PointId) => boolean {
+    const test = this.pidMatcher(filter);
+    if (this.table.keys.size === 0) {
+      return (id) => isU32Id(id) && test(id);
+    }
+    return (id) => {
+      const pid = this.table.pidOf(id);
+      return pid >= 0 && test(pid);
+    };
+  }
+
+  private pidMatcher(filter: Filter | null | undefined): (id: number) => boolean {
     if (filter === undefined || filter === null || isEmptyFilter(filter)) {
       return (id) => this.index.has(id);
     }
-    const plan = planFilter(filter, this.table.indexes, this.index.count);
+    const plan = planFilter(this.resolved(filter), this.table.indexes, this.index.count);
     if (plan.kind === "all") return (id) => this.index.has(id);
     if (plan.kind === "predicate") {
       const test = this.tester(plan.check);
@@ -1141,27 +1309,32 @@ export class Collection {
    * The live points matching `filter`, ascending (all of them for null or an empty filter).
    * An exact index plan reads no payload.
    */
-  matchingIds(filter: Filter | null | undefined): Uint32Array {
+  matchingIds(filter: Filter | null | undefined): PointId[] {
+    let pids: Uint32Array | null = null;
     if (filter !== undefined && filter !== null && !isEmptyFilter(filter)) {
-      const plan = planFilter(filter, this.table.indexes, this.index.count);
+      const plan = planFilter(this.resolved(filter), this.table.indexes, this.index.count);
       if (plan.kind === "ids") {
-        return this.passing(plan.ids, plan.exact ? undefined : this.tester(plan.check!));
+        pids = this.passing(plan.ids, plan.exact ? undefined : this.tester(plan.check!));
       }
     }
-    const test = this.matcher(filter);
-    const known = this.sortedIds();
-    const out = new Uint32Array(this.index.count);
-    let n = 0;
-    for (let i = 0; i < known.length && n < out.length; i++) {
-      if (test(known[i])) out[n++] = known[i];
+    if (pids === null) {
+      const test = this.pidMatcher(filter);
+      const known = this.table.knownPids();
+      const out = new Uint32Array(this.index.count);
+      let n = 0;
+      for (let i = 0; i < known.length && n < out.length; i++) {
+        if (test(known[i])) out[n++] = known[i];
+      }
+      pids = out.subarray(0, n);
     }
-    return out.slice(0, n);
+    const ids = Array.from(pids, (p) => this.table.keys.keyOf(p));
+    return this.table.keys.size === 0 ? ids : ids.sort(compareIds);
   }
 
   /** Live points matching `filter` (all of them for null or an empty filter). */
   count(filter?: Filter | null): number {
     if (filter === undefined || filter === null || isEmptyFilter(filter)) return this.index.count;
-    const plan = planFilter(filter, this.table.indexes, this.index.count);
+    const plan = planFilter(this.resolved(filter), this.table.indexes, this.index.count);
     if (plan.kind === "all") return this.index.count;
     if (plan.kind === "ids") {
       return this.passing(plan.ids, plan.exact ? undefined : this.tester(plan.check!)).length;
@@ -1234,19 +1407,20 @@ export class Collection {
    * count once. `deleted`: live points removed.
    */
   async deleteBatch(
-    ids: ArrayLike<number>,
+    ids: ArrayLike<PointId>,
     version = 0,
   ): Promise<{ deleted: number; applied: number; seq: number; version: number }> {
     this.checkOpen();
-    for (let i = 0; i < ids.length; i++) validateId(ids[i]);
+    const keys = Array.from(ids, (id, i) => checkId(id, `ids[${i}]`));
     const v = this.stamp(version, "version");
-    const unique = Uint32Array.from(ids).sort();
+    keys.sort(compareIds);
     let m = 0;
-    for (let i = 0; i < unique.length; i++) {
-      if (m === 0 || unique[i] !== unique[m - 1]) unique[m++] = unique[i];
+    for (let i = 0; i < keys.length; i++) {
+      if (m === 0 || keys[i] !== keys[m - 1]) keys[m++] = keys[i];
     }
     if (m === 0) return { deleted: 0, applied: 0, seq: this.applied, version: v };
-    const list = unique.slice(0, m);
+    keys.length = m;
+    const list = recordIds(keys);
     const { type, payload } = encodeRecord({
       kind: "copy",
       dimension: this.index.dim,
@@ -1269,9 +1443,9 @@ export class Collection {
     return { deleted, applied, seq, version: v };
   }
 
-  get(id: number): Float32Array | null {
-    validateId(id);
-    return this.index.get(id);
+  get(id: PointId): Float32Array | null {
+    const pid = this.table.pidOf(checkId(id));
+    return pid < 0 ? null : this.index.get(pid);
   }
 
   /**
@@ -1279,23 +1453,27 @@ export class Collection {
    * absent). A view into the payload store: valid until the next write applies, so decode or
    * copy it before awaiting anything.
    */
-  getPayload(id: number): Uint8Array | null {
-    validateId(id);
-    return this.table.payloads.get(id);
+  getPayload(id: PointId): Uint8Array | null {
+    const pid = this.table.pidOf(checkId(id));
+    return pid < 0 ? null : this.table.payloads.get(pid);
   }
 
   /** What the collection holds for `id`: vector, version, tombstone (see {@link Entry}). */
-  getEntry(id: number): Entry {
-    validateId(id);
-    return this.table.entry(id);
+  getEntry(id: PointId): Entry {
+    return this.table.entry(checkId(id));
   }
 
   /**
-   * Every id the collection holds an entry for (live points and tombstones), ascending: a
-   * snapshot in time (O(n log n), 4 bytes per id).
+   * Every id the collection holds an entry for (live points and tombstones), in `compareIds`
+   * order: a snapshot in time (O(n log n), 4 bytes per uint32 id).
    */
-  knownIds(): Uint32Array {
+  knownIds(): IdList {
     return this.table.knownIds();
+  }
+
+  /** Explicit entries of the key table (ids that are not their own pid). */
+  get keyTableSize(): number {
+    return this.table.keys.size;
   }
 
   /** Sequence number of the last write applied. */
@@ -1334,7 +1512,7 @@ export class Collection {
       dimension: this.index.dim,
       metric: this.index.metric,
       memory_bytes: this.index.memoryBytes + this.table.payloads.memoryBytes +
-        this.table.indexes.memoryBytes(),
+        this.table.indexes.memoryBytes() + this.table.keys.memoryBytes,
       wal_bytes: walBytes,
       wal: this.wal.stats(),
       last_snapshot_seq: this.snapshotSeq,
@@ -1381,6 +1559,7 @@ export class Collection {
       this.table.writeTo(w);
       this.table.payloads.writeTo(w);
       this.table.writeIndexesTo(w);
+      this.table.keys.writeTo(w);
       w.flush();
       return {
         seq: this.applied,
@@ -1418,6 +1597,7 @@ export class Collection {
       this.table.writeTo(w);
       this.table.payloads.writeTo(w);
       this.table.writeIndexesTo(w);
+      this.table.keys.writeTo(w);
       w.flush();
       const ops = this.opsSinceSnapshot;
       this.opsSinceSnapshot = 0;
@@ -1526,7 +1706,7 @@ export class Collection {
   }
 
   /** The id order {@link sortedIds} built last, and the state it was built from. */
-  private idOrder: { seq: number; entries: number; ids: Uint32Array } | null = null;
+  private idOrder: { seq: number; entries: number; ids: IdList } | null = null;
 
   /**
    * Every id the collection holds an entry for (live points and tombstones), ascending, for
@@ -1537,7 +1717,7 @@ export class Collection {
    * that see the same sequence number and count — even inside one record applied in slices —
    * the set of ids is the same. Paging a collection nobody writes costs one sort in all.
    */
-  sortedIds(): Uint32Array {
+  sortedIds(): IdList {
     const o = this.idOrder;
     if (o !== null && o.seq === this.applied && o.entries === this.table.versions.size) {
       return o.ids;

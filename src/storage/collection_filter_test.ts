@@ -20,7 +20,9 @@ function payloadOf(id: number): Uint8Array {
 /** Live ids matching `f`, by evaluating every point's payload. */
 function bruteIds(c: Collection, f: Filter): number[] {
   const out: number[] = [];
-  for (const id of c.knownIds()) {
+  // These collections hold uint32 ids only, so an id is its own pid (what `evaluate` takes).
+  for (const key of c.knownIds()) {
+    const id = key as number;
     if (c.get(id) === null) continue;
     const b = c.getPayload(id);
     const p = b === null ? null : parsePayloadBytes(b);
@@ -145,7 +147,9 @@ Deno.test("collection: filtered search finds the true neighbours at 50%, 5% and 
         const d = (id: number) => vectors[id].reduce((s, x, i) => s + (x - query[i]) ** 2, 0);
         const truth = ids.slice().sort((a, b) => d(a) - d(b)).slice(0, k);
         const hits = c.search(query, k, 64, f);
-        for (const h of hits) assert.ok(ids.includes(h.id), `${text}: hit ${h.id} does not match`);
+        for (const h of hits) {
+          assert.ok(ids.includes(h.id as number), `${text}: hit ${h.id} does not match`);
+        }
         const got = new Set(hits.map((h) => h.id));
         for (const id of truth) if (got.has(id)) found++;
         total += truth.length;
@@ -169,7 +173,7 @@ Deno.test("collection: a version-3 snapshot (no index definitions) loads with no
     // Rewrite the version-4 file as version 3: drop the (empty) definitions' count.
     const snapDir = join(dir, "snapshots");
     const name = readdirSync(snapDir).find((n) => n.endsWith(".snap"))!;
-    rewriteSnapshotAsVersion(join(snapDir, name), 3, 4);
+    rewriteSnapshotAsVersion(join(snapDir, name), 3, 4 + 8); // no index definitions, no key table
     c = await Collection.open(dir, quiet);
     assert.equal(c.replayed, 0);
     assert.deepEqual(c.fieldIndexes(), []);

@@ -156,7 +156,7 @@ Deno.test("collection payloads: a version-2 snapshot (no payload table) still lo
     // the (empty) index definitions of 4.
     const snapDir = join(dir, "snapshots");
     const name = readdirSync(snapDir).find((n) => n.endsWith(".snap"))!;
-    rewriteSnapshotAsVersion(join(snapDir, name), 2, 16); // an empty payload table
+    rewriteSnapshotAsVersion(join(snapDir, name), 2, 16 + 8); // empty payload table, key table
 
     c = await Collection.open(dir, quiet);
     assert.equal(c.replayed, 0, "loaded from the rewritten snapshot");

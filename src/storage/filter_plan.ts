@@ -34,6 +34,7 @@ import {
   mustTerms,
   type Predicate,
 } from "../common/filter.ts";
+import type { PointId } from "../common/point_id.ts";
 import type { Prng } from "../common/prng.ts";
 import type { Cardinality, PayloadIndexes } from "./payload_index.ts";
 
@@ -463,4 +464,54 @@ export function sampleCardinality(
     exp: Math.round(p * n),
     max: Math.min(n, Math.ceil((p + spread) * n)),
   };
+}
+
+/** Whether `f` has a `has_id` condition naming an id that is not a uint32 one. */
+function hasOtherIds(f: Filter): boolean {
+  const any = (cs: readonly Condition[]) =>
+    cs.some((c) =>
+      c.kind === "has_id"
+        ? (c.other_ids?.length ?? 0) > 0
+        : c.kind === "filter" && hasOtherIds(c.filter)
+    );
+  return any(f.must) || any(f.should) || any(f.must_not) ||
+    (f.min_should !== null && any(f.min_should.conditions));
+}
+
+/**
+ * `filter` with every `has_id` rewritten into the collection's internal pids (`pidOf`: the pid
+ * of an id, or -1 when the collection has none, see key_table.ts): ids the collection does not
+ * hold simply match nothing. Returns `filter` itself when nothing needs rewriting (the key
+ * table is `identity` and every has_id id is a uint32 one), so its compiled form stays cached.
+ */
+export function resolveHasIds(
+  filter: Filter,
+  pidOf: (id: PointId) => number,
+  identity: boolean,
+): Filter {
+  if (identity && !hasOtherIds(filter)) return filter;
+  const condition = (c: Condition): Condition => {
+    if (c.kind === "filter") return { kind: "filter", filter: rewrite(c.filter) };
+    if (c.kind !== "has_id") return c;
+    const pids: number[] = [];
+    for (let i = 0; i < c.ids.length; i++) {
+      const p = pidOf(c.ids[i]);
+      if (p >= 0) pids.push(p);
+    }
+    for (const id of c.other_ids ?? []) {
+      const p = pidOf(id);
+      if (p >= 0) pids.push(p);
+    }
+    const ids = Uint32Array.from(pids).sort();
+    return { kind: "has_id", ids: ids.filter((x, i) => i === 0 || x !== ids[i - 1]) };
+  };
+  const rewrite = (f: Filter): Filter => ({
+    must: f.must.map(condition),
+    should: f.should.map(condition),
+    must_not: f.must_not.map(condition),
+    min_should: f.min_should === null
+      ? null
+      : { ...f.min_should, conditions: f.min_should.conditions.map(condition) },
+  });
+  return rewrite(filter);
 }

@@ -97,7 +97,7 @@ Deno.test("node store disk full: writes refused, reads go on, writes resume, reo
     for (const id of refused) assert.equal(c.getEntry(id).vector, null);
     const hits = c.search(vectorOf(24), 5);
     assert.equal(hits.length, 5);
-    for (const h of hits) assert.ok(acked.has(h.id), `search found refused id ${h.id}`);
+    for (const h of hits) assert.ok(acked.has(h.id as number), `search found refused id ${h.id}`);
 
     // Space is freed: the next writes go through, no restart.
     full.on = false;

@@ -6,7 +6,10 @@
  * result of its last acknowledged write or of a write issued after it (see
  * `server_crash_model.ts`), and the node's point count must equal the model's, so no point
  * appears that was never written. Puts carry payloads derived from the id and version
- * (`crashPayload`): a point must hold exactly its version's payload, compared byte for byte. Snapshots are due every second while writes go on, so kills
+ * (`crashPayload`): a point must hold exactly its version's payload, compared byte for byte. A
+ * quarter of each client's points have uint64 ids above 2^53 and a quarter string ids
+ * (`wireId`), so writes logged as the 64-bit and string id record types and the snapshot's key
+ * table are checked the same way. Snapshots are due every second while writes go on, so kills
  * also land in snapshot writing and WAL truncation; every 10th iteration also restarts the node
  * gracefully (a snapshot on shutdown, then a start from it), which keeps the WAL that every
  * start replays short.
@@ -41,6 +44,18 @@ const CLIENTS = 16;
 /** Each client owns ids [c * ID_STRIDE, c * ID_STRIDE + IDS_PER_CLIENT). */
 const ID_STRIDE = 100_000;
 const IDS_PER_CLIENT = 64;
+
+/**
+ * The id a point of the model (its `tag`, c * ID_STRIDE + k) has on the wire: tags with k % 4
+ * = 1 have the uint64 id 2^63 + tag (above 2^53: a decimal string), k % 4 = 3 the string id
+ * `crash-<tag>-ü`, the rest the integer id tag. Vectors and payloads encode the tag.
+ */
+function wireId(tag: number): { id: number | string; string_id?: string } {
+  const k = tag % ID_STRIDE;
+  if (k % 4 === 1) return { id: (2n ** 63n + BigInt(tag)).toString() };
+  if (k % 4 === 3) return { id: 0, string_id: `crash-${tag}-ü` };
+  return { id: tag };
+}
 const COLLECTION = "crash";
 const CALL_TIMEOUT_MS = 10_000;
 /** Errors a write may get because the node was killed under it. */
@@ -126,7 +141,7 @@ function startWriters(
         const v = model.version();
         writes = [model.issue(id, v)];
         ok = await send(client, "Put", {
-          id,
+          ...wireId(id),
           vector: crashVector(id, v),
           payload: crashPayload(id, v),
           collection: COLLECTION,
@@ -139,7 +154,7 @@ function startWriters(
         writes = points.map((p) => model.issue(p.id, p.v));
         ok = await send(client, "PutBatch", {
           points: points.map((p) => ({
-            id: p.id,
+            ...wireId(p.id),
             vector: crashVector(p.id, p.v),
             payload: crashPayload(p.id, p.v),
           })),
@@ -148,7 +163,7 @@ function startWriters(
       } else {
         const id = pick();
         writes = [model.issue(id, null)];
-        ok = await send(client, "Delete", { id, collection: COLLECTION });
+        ok = await send(client, "Delete", { ...wireId(id), collection: COLLECTION });
       }
       if (ok) {
         for (const w of writes) model.ack(w);
@@ -182,7 +197,7 @@ async function verify(api: ApiClient, model: CrashModel, where: string): Promise
   for (let at = 0; at < ids.length; at += 256) {
     await Promise.all(
       ids.slice(at, at + 256).map(async (id) => {
-        const got = await api.call("Get", { id, collection: COLLECTION });
+        const got = await api.call("Get", { ...wireId(id), collection: COLLECTION });
         const state = got.found ? decodeCrashVector(id, got.vector) : null;
         observed.set(id, state);
         const problem = model.check(id, state);

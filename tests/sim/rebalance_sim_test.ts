@@ -266,7 +266,8 @@ async function runSeed(
         if (collection !== C) return Promise.reject(new MissingCollectionError(collection));
         const node = n();
         const ids = [...node.data.keys()].sort((a, b) => a - b)
-          .filter((id) => from_start || id > after_id);
+          // The simulated nodes hold integer ids only.
+          .filter((id) => from_start || id > (after_id as number));
         const page = ids.slice(0, limit);
         const entries: TransferEntry[] = page.map((id) => {
           const h = node.data.get(id)!;
@@ -274,7 +275,7 @@ async function runSeed(
         });
         return Promise.resolve({
           entries,
-          next_after_id: page.length > 0 ? page[page.length - 1] : after_id,
+          next_after: page.length > 0 ? page[page.length - 1] : after_id,
           done: page.length === ids.length,
         });
       },
@@ -284,7 +285,7 @@ async function runSeed(
         const epoch = node.epoch;
         let applied = 0;
         for (const e of entries) {
-          if (node.apply(e.id, e.version, e.deleted, e.vector[0] ?? 0)) applied++;
+          if (node.apply(e.id as number, e.version, e.deleted, e.vector[0] ?? 0)) applied++;
         }
         unsynced(name, epoch);
         return Promise.resolve({ applied, skipped: entries.length - applied });
@@ -295,7 +296,7 @@ async function runSeed(
         const epoch = node.epoch;
         let forgotten = 0;
         ids.forEach((id, i) => {
-          if (node.forget(id, versions[i])) forgotten++;
+          if (node.forget(id as number, versions[i])) forgotten++;
         });
         unsynced(name, epoch);
         return Promise.resolve(forgotten);

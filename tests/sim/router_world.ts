@@ -289,7 +289,8 @@ export class SimNodePort implements NodePort {
       this.world.send(node, timeout_ms, (n) => {
         let applied = 0;
         for (const e of entries) {
-          if (n.apply(e.id, e.version, e.deleted, e.deleted ? 0 : e.vector[0])) applied++;
+          // The simulated nodes hold integer ids only.
+          if (n.apply(e.id as number, e.version, e.deleted, e.deleted ? 0 : e.vector[0])) applied++;
         }
         return { applied, skipped: entries.length - applied };
       });

@@ -83,7 +83,7 @@ export async function measureRecall(
         const res = await c.call("Search", { vector: row(queries, q), ...spec });
         if (res.partial) partial++;
         const truth = new Set(gt.data.subarray(q * gt.dim, q * gt.dim + spec.k));
-        for (const r of res.results) if (truth.has(r.id)) hits++;
+        for (const r of res.results) if (truth.has(Number(r.id))) hits++;
       }
     }));
   } finally {

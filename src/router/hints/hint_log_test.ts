@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { decodeRecord, type WalRecord } from "../../common/records.ts";
 import { decodeDelivered, encodeDelivered, HintLog, HintLogCorruptionError } from "./hint_log.ts";
 import { HintQueueFullError, MemoryHintQueue } from "./queue.ts";
+import { deleteBatchOfRecord, deleteBatchRecord } from "../points_batch.ts";
 
 const quiet = () => {};
 
@@ -14,7 +15,9 @@ function put(id: number, x: number): WalRecord {
 function ids(log: HintLog): number[] {
   return log.peek(1000).map((h) => {
     const r = decodeRecord(h.type, h.payload);
-    return r.kind === "put" || r.kind === "delete" ? (r.kind === "put" ? r.id : -r.id) : NaN;
+    return r.kind === "put" || r.kind === "delete"
+      ? (r.kind === "put" ? r.id as number : -(r.id as number))
+      : NaN;
   });
 }
 
@@ -156,4 +159,30 @@ Deno.test("memory hint queue: same contract as the log (order, limits, settle, c
   assert.equal(await q.commit(), 1);
   assert.equal(q.pending, 1);
   assert.equal(decodeRecord(b.type, b.payload).collection, "b");
+});
+
+Deno.test("hints of string and 64-bit ids survive a reopen with their ids exact", async () => {
+  await withDir(async (dir) => {
+    const big = 2n ** 64n - 1n;
+    let log = await HintLog.open("n1", dir, { logger: quiet });
+    await log.append({
+      kind: "put",
+      collection: "c",
+      id: "doc-7",
+      vector: Float32Array.of(1, 2),
+      version: 5,
+    });
+    await log.append(deleteBatchRecord("c", ["x", big, 3], 9));
+    await log.close();
+    log = await HintLog.open("n1", dir, { logger: quiet });
+    const records = log.peek(10).map((h) => decodeRecord(h.type, h.payload));
+    assert.equal(records.length, 2);
+    assert.ok(records[0].kind === "put" && records[0].id === "doc-7");
+    assert.deepEqual(deleteBatchOfRecord(records[1]), {
+      collection: "c",
+      ids: ["x", big, 3],
+      version: 9,
+    });
+    await log.close();
+  });
 });

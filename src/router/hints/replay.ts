@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { idsToWire, idToWire } from "../../common/point_id.ts";
 import { describeGrpcError } from "../../api/client.ts";
 import type { Point } from "../../api/proto.ts";
 import { decodeRecord } from "../../common/records.ts";
@@ -183,7 +184,7 @@ export class HintReplay {
       switch (r.kind) {
         case "put":
           await nodes.call(a, "Put", {
-            id: r.id,
+            ...idToWire(r.id),
             vector: Array.from(r.vector),
             collection: r.collection,
             version: String(r.version),
@@ -192,7 +193,7 @@ export class HintReplay {
           break;
         case "delete":
           await nodes.call(a, "Delete", {
-            id: r.id,
+            ...idToWire(r.id),
             collection: r.collection,
             version: String(r.version),
           });
@@ -203,7 +204,7 @@ export class HintReplay {
           if (r.versions.some((x) => x !== version)) {
             for (let i = 0; i < r.ids.length; i++) {
               await nodes.call(a, "Put", {
-                id: r.ids[i],
+                ...idToWire(r.ids[i]),
                 vector: Array.from(r.vectors.subarray(i * r.dimension, (i + 1) * r.dimension)),
                 collection: r.collection,
                 version: String(r.versions[i]),
@@ -215,7 +216,7 @@ export class HintReplay {
           const points: Point[] = [];
           for (let i = 0; i < r.ids.length; i++) {
             points.push({
-              id: r.ids[i],
+              ...idToWire(r.ids[i]),
               vector: Array.from(r.vectors.subarray(i * r.dimension, (i + 1) * r.dimension)),
               payload: payloadText(r.payloads?.[i]),
             });
@@ -250,7 +251,7 @@ export class HintReplay {
             return "discarded";
           }
           await nodes.call(a, "DeleteBatch", {
-            ids: batch.ids,
+            ...idsToWire(batch.ids),
             collection: batch.collection,
             version: String(batch.version),
           });

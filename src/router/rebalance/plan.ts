@@ -35,6 +35,7 @@
  */
 
 import type { HashRing } from "../../cluster/ring.ts";
+import type { PointId } from "../../common/point_id.ts";
 
 /** What to do with one entry found on one node. */
 export interface EntryRoute {
@@ -48,7 +49,7 @@ export interface EntryRoute {
  * Where an entry with `id`, found on `holder`, goes under ring `to` with replication factor
  * `rf`.
  */
-export function routeEntry(to: HashRing, rf: number, holder: string, id: number): EntryRoute {
+export function routeEntry(to: HashRing, rf: number, holder: string, id: PointId): EntryRoute {
   const owners = to.owners(id, rf);
   const targets: string[] = [];
   let owned = false;
@@ -64,7 +65,7 @@ export function routeEntry(to: HashRing, rf: number, holder: string, id: number)
  * published since, and the ring in use), without repeats, in ring order of the LAST ring first
  * (the current owners), then the older rings' owners.
  */
-export function readSet(rings: readonly HashRing[], rf: number, id: number): string[] {
+export function readSet(rings: readonly HashRing[], rf: number, id: PointId): string[] {
   const out: string[] = [];
   const seen = new Set<string>();
   for (let i = rings.length - 1; i >= 0; i--) {

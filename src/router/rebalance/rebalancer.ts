@@ -59,6 +59,7 @@
  * @module
  */
 
+import type { PointId } from "../../common/point_id.ts";
 import type { HashRing } from "../../cluster/ring.ts";
 import { readSet, routeEntry } from "./plan.ts";
 
@@ -95,7 +96,7 @@ export interface RingRef {
 
 /** One entry of a node: a live point or a tombstone, with the version of its last write. */
 export interface TransferEntry {
-  id: number;
+  id: PointId;
   version: number;
   deleted: boolean;
   /** The vector (empty for a tombstone). */
@@ -107,7 +108,8 @@ export interface TransferEntry {
 /** One Scan page. */
 export interface ScanPage {
   entries: TransferEntry[];
-  next_after_id: number;
+  /** The cursor of the next page: the last id scanned (order of `compareIds`). */
+  next_after: PointId;
   done: boolean;
 }
 
@@ -121,10 +123,10 @@ export class MissingCollectionError extends Error {
  * Each method throws {@link MissingCollectionError} when the node lacks the collection.
  */
 export interface TransferPort {
-  scan(collection: string, after_id: number, from_start: boolean, limit: number): Promise<ScanPage>;
+  scan(collection: string, after: PointId, from_start: boolean, limit: number): Promise<ScanPage>;
   copy(collection: string, entries: TransferEntry[]): Promise<{ applied: number; skipped: number }>;
   /** Forgets each id whose held version is at most the given one; resolves with the count. */
-  prune(collection: string, ids: number[], versions: number[]): Promise<number>;
+  prune(collection: string, ids: PointId[], versions: number[]): Promise<number>;
 }
 
 /** What the rebalancer needs from the router. */
@@ -266,7 +268,7 @@ export class Rebalancer {
    * unsettled, under the settled ring and every ring published since (one of them may hold the
    * newest version still). Current owners first.
    */
-  readers(id: number): string[] {
+  readers(id: PointId): string[] {
     const rings: HashRing[] = [];
     if (this.#settled !== null && this.stats.rebalancing) rings.push(this.#settled.ring);
     for (const r of this.#chain) rings.push(r.ring);
@@ -445,7 +447,7 @@ export class Rebalancer {
         `${this.transfers_max} at once`,
     );
     /** Entries each node may forget, per collection: ids and the versions scanned. */
-    const prune = new Map<string, Map<string, { ids: number[]; versions: number[] }>>();
+    const prune = new Map<string, Map<string, { ids: PointId[]; versions: number[] }>>();
     let pruneIds = 0;
     let pruneOverflow = false;
     let failed = 0;
@@ -455,9 +457,9 @@ export class Rebalancer {
     const transfer = async (u: { node: string; collection: string }) => {
       const port = host.transfer(u.node);
       if (port === null) throw new Error(`no channel to ${u.node}`);
-      let after = 0;
+      let after: PointId = 0;
       let first = true;
-      const forget = { ids: [] as number[], versions: [] as number[] };
+      const forget = { ids: [] as PointId[], versions: [] as number[] };
       for (;;) {
         check();
         let page: ScanPage;
@@ -493,7 +495,7 @@ export class Rebalancer {
           forget.versions.push(e.version);
         }
         if (page.done) break;
-        after = page.next_after_id;
+        after = page.next_after;
       }
       if (forget.ids.length > 0) {
         if (pruneIds + forget.ids.length > PRUNE_IDS_MAX) pruneOverflow = true;
