@@ -44,7 +44,10 @@ Deno.test("idFromWire reads the (id, string_id) pair and names the field", () =>
   assert.equal(idFromWire(undefined, undefined), 0);
   assert.equal(idFromWire("0", "doc-7"), "doc-7");
   assert.throws(() => idFromWire("3", "doc-7", "points[1]."), /points\[1\]\.id "3" must be 0/);
-  assert.throws(() => idFromWire("18446744073709551616", ""), /^PointIdError: id 18446744073709551616 is not an integer/);
+  assert.throws(
+    () => idFromWire("18446744073709551616", ""),
+    /^PointIdError: id 18446744073709551616 is not an integer/,
+  );
   assert.throws(() => idFromWire("0x10", ""), PointIdError);
   assert.throws(() => idFromWire("0", "\u0000"), /string_id/);
 });
