@@ -384,6 +384,44 @@ export class BinaryReader {
     return out;
   }
 
+  /**
+   * Reads an `f32Array` straight into `target` from element `at` (one copy, no temporary
+   * array): how a snapshot's vectors land in WASM memory. Returns the element count; throws
+   * BinaryFormatError when it is not `expected` (when given) or does not fit.
+   */
+  f32ArrayInto(target: Float32Array, at: number, expected?: number): number {
+    return this.#arrayInto(target, at, expected, "f32");
+  }
+
+  /** As {@link f32ArrayInto}, for a `u32Array`. */
+  u32ArrayInto(target: Uint32Array, at: number, expected?: number): number {
+    return this.#arrayInto(target, at, expected, "u32");
+  }
+
+  #arrayInto(
+    target: Float32Array | Uint32Array,
+    at: number,
+    expected: number | undefined,
+    kind: string,
+  ): number {
+    const start = this.#pos;
+    const src = this.#array(4);
+    const count = src.length / 4;
+    if (expected !== undefined && count !== expected) {
+      throw new BinaryFormatError(
+        `${kind} array at offset ${start} holds ${count} elements, expected ${expected}`,
+      );
+    }
+    if (!Number.isInteger(at) || at < 0 || at + count > target.length) {
+      throw new BinaryFormatError(
+        `${kind} array at offset ${start} of ${count} elements does not fit at ${at} of ` +
+          `${target.length}`,
+      );
+    }
+    new Uint8Array(target.buffer, target.byteOffset + at * 4, count * 4).set(src);
+    return count;
+  }
+
   /** Asserts that the whole input was consumed. */
   expectEnd(): void {
     if (this.remaining !== 0) {

@@ -223,3 +223,28 @@ Deno.test("seek moves within the input and refuses offsets outside it", () => {
   assert.throws(() => r.seek(6), /Offset 6 is outside the input of 5 bytes/);
   assert.throws(() => r.seek(-1), RangeError);
 });
+
+Deno.test("f32ArrayInto/u32ArrayInto read straight into a target, checking count and room", () => {
+  const sink = new BufferSink();
+  const w = new BinaryWriter(sink);
+  w.f32Array(new Float32Array([1.5, -2, 3]));
+  w.u32Array(new Uint32Array([7, 8]));
+  w.flush();
+  const bytes = sink.bytes();
+  const r = new BinaryReader(bytes);
+  const f = new Float32Array(6);
+  assert.equal(r.f32ArrayInto(f, 2, 3), 3);
+  assert.deepEqual(Array.from(f), [0, 0, 1.5, -2, 3, 0]);
+  const u = new Uint32Array(new ArrayBuffer(16), 4, 3); // a view at a byte offset
+  assert.equal(r.u32ArrayInto(u, 1), 2);
+  assert.deepEqual(Array.from(u), [0, 7, 8]);
+  r.expectEnd();
+  assert.throws(
+    () => new BinaryReader(bytes).f32ArrayInto(new Float32Array(6), 0, 4),
+    /holds 3 elements, expected 4/,
+  );
+  assert.throws(
+    () => new BinaryReader(bytes).f32ArrayInto(new Float32Array(6), 4),
+    /does not fit at 4 of 6/,
+  );
+});
