@@ -674,12 +674,21 @@ export class HnswIndex {
       throw new BinaryFormatError(`Index ${what} does not match its header (${n} slots)`);
     };
     const s = index.store;
-    const vectors = r.f32Array();
-    if (vectors.length !== n * s.stride) fail("vector table");
-    s.f32.set(vectors, s.vectorsPtr >>> 2);
-    const links0 = r.u32Array();
-    if (links0.length !== n * (index.M0 + 1)) fail("layer-0 links");
-    index.links0.set(links0);
+    // The two big tables go straight from the file's bytes to their final place (the vectors
+    // into WASM memory): one copy each, no temporary arrays.
+    try {
+      r.f32ArrayInto(s.f32, s.vectorsPtr >>> 2, n * s.stride);
+    } catch (e) {
+      if (e instanceof BinaryFormatError) fail("vector table");
+      throw e;
+    }
+    try {
+      r.u32ArrayInto(index.links0, 0, n * (index.M0 + 1));
+    } catch (e) {
+      if (e instanceof BinaryFormatError) fail("layer-0 links");
+      throw e;
+    }
+    const links0 = index.links0;
     const levels = r.bytes();
     const flags = r.bytes();
     const labels = r.u32Array();

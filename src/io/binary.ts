@@ -321,12 +321,16 @@ export class BinaryReader {
 
   /** A u64 that must fit a safe integer (sequence numbers, sizes, timestamps). */
   u64Number(): number {
-    const at = this.#pos;
-    const value = this.u64();
-    if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+    const at = this.#take(8);
+    // Two u32 halves, no BigInt: this runs once per point when a snapshot's version table or
+    // a WAL record is read.
+    const lo = this.#view.getUint32(at, true);
+    const hi = this.#view.getUint32(at + 4, true);
+    if (hi > 0x1f_ffff) {
+      const value = this.#view.getBigUint64(at, true);
       throw new BinaryFormatError(`Value ${value} at offset ${at} exceeds the safe integer range`);
     }
-    return Number(value);
+    return hi * 0x1_0000_0000 + lo;
   }
 
   f32(): number {

@@ -182,6 +182,14 @@ Deno.test("format errors: bad UTF-8, unsafe u64, trailing bytes", () => {
   assert.throws(() => new BinaryReader(bad).string(), BinaryFormatError);
   const big = new Uint8Array(8).fill(0xff);
   assert.throws(() => new BinaryReader(big).u64Number(), /exceeds the safe integer range/);
+  // The edges of the two-halves reading: 2^53 - 1 reads, 2^53 does not.
+  const edge = new Uint8Array(16);
+  const dv = new DataView(edge.buffer);
+  dv.setBigUint64(0, 2n ** 53n - 1n, true);
+  dv.setBigUint64(8, 2n ** 53n, true);
+  const er = new BinaryReader(edge);
+  assert.equal(er.u64Number(), Number.MAX_SAFE_INTEGER);
+  assert.throws(() => er.u64Number(), /Value 9007199254740992 at offset 8 exceeds/);
   const r = new BinaryReader(new Uint8Array(3));
   r.u8();
   assert.throws(() => r.expectEnd(), /2 bytes remain/);
