@@ -97,6 +97,7 @@ import { collectionNameProblem } from "../common/collection_name.ts";
 import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
+import { VersionTable } from "./version_table.ts";
 import { HnswIndex, validateVector } from "../index/hnsw.ts";
 import type { Hit } from "../index/hnsw.ts";
 import type { Metric } from "../kernels/kernels.ts";
@@ -335,7 +336,7 @@ function applies(version: number, held: number | undefined): boolean {
  */
 class PointTable {
   /** Version per id: `>= 0` a live point's put, `< 0` a tombstone (negated delete version). */
-  readonly versions = new Map<number, number>();
+  readonly versions = new VersionTable();
   /** Payloads of live points (a point without one has no entry). */
   readonly payloads = new PayloadStore();
   /** Payload indexes over {@link payloads}, kept current by every apply. */
@@ -561,7 +562,7 @@ class PointTable {
   knownPids(): Uint32Array {
     const ids = new Uint32Array(this.versions.size);
     let i = 0;
-    for (const id of this.versions.keys()) ids[i++] = id;
+    for (const id of this.versions.pids()) ids[i++] = id;
     return ids.sort();
   }
 
@@ -570,7 +571,7 @@ class PointTable {
     if (this.keys.size === 0) return new IdList(this.knownPids(), []);
     const u32 = new Uint32Array(this.versions.size);
     let n = 0;
-    for (const pid of this.versions.keys()) if (!this.keys.isExplicit(pid)) u32[n++] = pid;
+    for (const pid of this.versions.pids()) if (!this.keys.isExplicit(pid)) u32[n++] = pid;
     const sorted = this.keys.sorted();
     const others: PointId[] = [];
     for (const key of sorted.keys) {
@@ -1341,7 +1342,9 @@ export class Collection {
     }
     const test = this.tester(plan.check);
     let n = 0;
-    for (const [id, held] of this.table.versions) if (held >= 0 && test(id)) n++;
+    this.table.versions.forEach((held, id) => {
+      if (held >= 0 && test(id)) n++;
+    });
     return n;
   }
 
