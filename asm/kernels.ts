@@ -243,6 +243,74 @@ export function cosine_range(
   }
 }
 
+// ---- int8 (scalar-quantized) kernels ---------------------------------------------------
+//
+// Codes are u8 (one byte per dimension, src/index/quantizer.ts); the query is a vector of i16
+// weights, zero past the real dimension so that whatever bytes pad a code row (the row's f32
+// norm may sit there) contribute nothing. Products are summed in i32 with
+// i32x4.dot_i16x8_s; the host bounds the weights so no sum can overflow
+// (dim * 255 * max|weight| < 2^31). `n` is the number of code bytes compared and a multiple
+// of 16 on the hot path (the scalar tail serves any other n).
+//
+// The batch kernel turns the integer sum s of a row at v into a distance with the affine map
+// set by q8_set: a + b * s + c * f32 at (v + normOff). For l2, c = 1 and the row's squared
+// norm enters; for dot and cosine, c = 0.
+
+let q8A: f32 = 0;
+let q8B: f32 = 0;
+let q8C: f32 = 0;
+let q8NormOff: usize = 0;
+
+function q8DotRaw(q: usize, v: usize, n: i32): i32 {
+  let acc0 = i32x4.splat(0);
+  let acc1 = i32x4.splat(0);
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const c = v128.load(v + <usize> i);
+    const qo = q + (<usize> i << 1);
+    acc0 = i32x4.add(acc0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(c), v128.load(qo)));
+    acc1 = i32x4.add(acc1, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(c), v128.load(qo, 16)));
+  }
+  const s = i32x4.add(acc0, acc1);
+  let sum: i32 = i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) +
+    i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3);
+  for (; i < n; i++) {
+    sum += <i32> load<u8>(v + <usize> i) * <i32> load<i16>(q + (<usize> i << 1));
+  }
+  return sum;
+}
+
+/** Sets the affine map of {@link q8_slots}: distance = a + b * sum + c * (f32 at row + normOff). */
+export function q8_set(a: f32, b: f32, c: f32, normOff: usize): void {
+  q8A = a;
+  q8B = b;
+  q8C = c;
+  q8NormOff = normOff;
+}
+
+/** Integer dot product of `n` u8 codes at `v` with `n` i16 weights at `q`. */
+export function q8_dot(q: usize, v: usize, n: i32): i32 {
+  return q8DotRaw(q, v, n);
+}
+
+export function q8_slots(
+  q: usize,
+  base: usize,
+  stride: usize,
+  slots: usize,
+  n: i32,
+  out: usize,
+  dim: i32,
+): void {
+  touchSlots(base, stride, slots, n);
+  const a = q8A, b = q8B, c = q8C, no = q8NormOff;
+  for (let i = 0; i < n; i++) {
+    const v = base + <usize> load<u32>(slots + (<usize> i << 2)) * stride;
+    const s = q8DotRaw(q, v, dim);
+    store<f32>(out + (<usize> i << 2), a + b * <f32> s + c * load<f32>(v + no));
+  }
+}
+
 // ---- helpers ---------------------------------------------------------------------------
 
 /** Scales `dim` floats at `a` to unit length in place; returns the original norm. */

@@ -69,6 +69,15 @@ export interface Kernels {
   cosine_range: RangeKernel;
   normalize(a: number, dim: number): number;
   heap_base(): number;
+  /**
+   * Sets the affine map the int8 batch kernel applies to each integer sum `s` of a code row at
+   * `v`: distance = a + b * s + c * (f32 at v + normOff). See asm/kernels.ts.
+   */
+  q8_set(a: number, b: number, c: number, normOff: number): void;
+  /** Integer dot product of `n` u8 codes at `v` with `n` i16 weights at `q` (i32 sum). */
+  q8_dot(q: number, v: number, n: number): number;
+  /** Int8 batch kernel over slots: `dim` is the code bytes compared per row (see q8_set). */
+  q8_slots: SlotsKernel;
 }
 
 /** Thrown when the compiled kernels are missing; names the file and the command that builds it. */
