@@ -50,19 +50,21 @@
 import { instantiateKernels, type Kernels, type Metric } from "../kernels/kernels.ts";
 import { BATCH_MAX, CapacityError } from "./vector_store.ts";
 import { BinaryFormatError } from "../io/binary.ts";
+import {
+  DEFAULT_RESCORE,
+  type Quantization,
+  QUANTIZATIONS,
+  RESCORE_MAX,
+} from "../common/limits.ts";
 
-/** Vector quantization of a collection's index: `none` (floats only) or `int8` (scalar). */
-export type Quantization = "none" | "int8";
-/** Every {@link Quantization}, for validation messages. */
-export const QUANTIZATIONS: readonly Quantization[] = ["none", "int8"];
+/** Vector quantization (`none` or `int8`) and its limits: one definition, in common/limits.ts. */
+export { DEFAULT_RESCORE, type Quantization, QUANTIZATIONS };
 /** Points in the index when the quantizer trains, unless the caller says otherwise. */
 export const DEFAULT_TRAIN_SIZE = 4096;
 /** Fraction of each tail of a dimension's training values clipped away when choosing its range. */
 export const DEFAULT_CLIP = 0.001;
-/** Default re-ranking factor: the best `rescore * k` candidates are scored exactly. */
-export const DEFAULT_RESCORE = 4;
 /** Largest re-ranking factor accepted (a search re-ranks at most ef candidates anyway). */
-export const MAX_RESCORE = 1000;
+export const MAX_RESCORE = RESCORE_MAX;
 /** Most training points read (evenly spaced over the slots when there are more). */
 export const TRAIN_SAMPLE_MAX = 65_536;
 
