@@ -420,16 +420,36 @@ export class HnswIndex {
       n++;
     }
     const qz = ScalarQuantizer.train(sample, n, this.dim, this.dim, clip);
-    const codes = new CodeStore(this.dim, this.metric, qz);
+    const codes = new CodeStore(this.dim, this.metric, qz, this.M0 + 1);
     this.fillCodes(codes);
     this.codes = codes;
   }
 
-  /** Encodes every slot in use into `codes` (sized to the index's capacity). */
+  /** Encodes every slot in use into `codes` (sized to the index's capacity) and mirrors the graph. */
   private fillCodes(codes: CodeStore): void {
     codes.reserve(this.capacity);
     const store = this.store;
     for (let s = 0; s < this.size; s++) codes.write(s, store.f32, store.ptr(s) >>> 2);
+    codes.syncGraph(this.links0, this.flags, this.size);
+  }
+
+  /**
+   * Mirrors an insert into the code store: the slot's codes, flag and layer-0 list, and the
+   * lists of its layer-0 neighbours (the insert added itself to them, pruning some).
+   */
+  private mirrorInsert(codes: CodeStore, slot: number): void {
+    const store = this.store;
+    codes.write(slot, store.f32, store.ptr(slot) >>> 2);
+    codes.setFlag(slot, FLAG_LIVE);
+    const row0 = this.M0 + 1;
+    const links = this.links0;
+    const off = slot * row0;
+    codes.setLinks(slot, links, off);
+    const cnt = links[off];
+    for (let j = 1; j <= cnt; j++) {
+      const n = links[off + j];
+      codes.setLinks(n, links, n * row0);
+    }
   }
 
   /** Live points. */
@@ -515,7 +535,7 @@ export class HnswIndex {
     this.live++;
     this.link(slot, this.randomLevel());
     if (this.codes !== null) {
-      this.codes.write(slot, this.store.f32, this.store.ptr(slot) >>> 2);
+      this.mirrorInsert(this.codes, slot);
     } else if (this.quantization !== "none" && this.live >= this.trainSize) {
       this.trainQuantizer();
     }
@@ -527,6 +547,7 @@ export class HnswIndex {
     const slot = this.ids.delete(id);
     if (slot < 0) return false;
     this.flags[slot] = FLAG_DELETED;
+    this.codes?.setFlag(slot, FLAG_DELETED);
     this.live--;
     this.deleted++;
     if (this.deleted > this.compactRatio * this.size && this.deleted >= 8) this.compact();
@@ -564,10 +585,41 @@ export class HnswIndex {
       cur = this.greedy(src, q, cur, l);
       curDist = this.lastGreedyDist;
     }
-    this.searchLayer(src, q, cur, curDist, ef, 0, true, filter);
     this.lastSearchEf = ef;
+    if (codes !== null && filter === null) {
+      // The whole layer-0 walk runs in WASM over the codes and the mirrored links.
+      codes.search0(cur, ef);
+      this.lastVisited = codes.lastSeen;
+      this.rerankCodes(codes, Math.max(k, rescore * k), k);
+      return this.takeResults(k);
+    }
+    this.searchLayer(src, q, cur, curDist, ef, 0, true, filter);
     if (codes !== null) this.rerank(Math.max(k, rescore * k), k);
     return this.takeResults(k);
+  }
+
+  /**
+   * Exact re-ranking after {@link CodeStore.search0}: the best `r` of its results are scored
+   * from the float vectors in one batch; the k nearest are left in `this.res`.
+   */
+  private rerankCodes(codes: CodeStore, r: number, k: number): void {
+    const m = codes.trim(r);
+    const store = this.store;
+    const u32 = store.u32;
+    const si = store.slotsIdx;
+    for (let j = 0; j < m; j++) u32[si + j] = codes.resultSlot(j);
+    store.distancesToSlots(store.queryPtr, m);
+    const f32 = store.f32;
+    const oi = store.outIdx;
+    const res = this.res;
+    res.clear();
+    for (let j = 0; j < m; j++) {
+      const d = f32[oi + j];
+      if (res.size < k || d < res.topKey()) {
+        res.push(d, u32[si + j]);
+        if (res.size > k) res.pop();
+      }
+    }
   }
 
   /**
@@ -764,6 +816,7 @@ export class HnswIndex {
       this.freeSlots[this.freeCount++] = s;
     }
     this.deleted = 0;
+    this.codes?.syncGraph(this.links0, flags, this.size);
     if (this.entry >= 0 && flags[this.entry] !== FLAG_LIVE) {
       this.entry = -1;
       this.maxLevel = -1;
@@ -957,9 +1010,10 @@ export class HnswIndex {
     } catch (e) {
       throw new BinaryFormatError(`Index quantizer: ${(e as Error).message}`);
     }
-    const codes = new CodeStore(base.dim, base.metric, qz);
+    const codes = new CodeStore(base.dim, base.metric, qz, base.M0 + 1);
     codes.reserve(base.capacity);
     codes.loadRows(r.bytes(), base.size);
+    codes.syncGraph(base.links0, base.flags, base.size);
     base.codes = codes;
     return base;
   }

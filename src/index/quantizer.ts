@@ -69,6 +69,8 @@ export const MAX_RESCORE = RESCORE_MAX;
 export const TRAIN_SAMPLE_MAX = 65_536;
 
 const PAGE_BYTES = 65536;
+/** Mirrored flag of a slot not in use (the index's FLAG_FREE). */
+const FREE_FLAG = 2;
 const MAX_PAGES = 65536;
 
 /** Thrown for a quantization name that is not one of {@link QUANTIZATIONS}; quotes it. */
@@ -179,6 +181,17 @@ export class ScalarQuantizer {
  * | slots   | `slotsPtr`   | `BATCH_MAX * 4`        | u32 slot list for a batch           |
  * | out     | `outPtr`     | `BATCH_MAX * 4`        | f32 distances of a batch            |
  * | codes   | `codesPtr`   | `capacity * rowBytes`  | slot `s` at `+ s * rowBytes`        |
+ * | links   | `linksPtr`   | `capacity * linkWords * 4` | mirror of the layer-0 link rows |
+ * | flags   | `flagsPtr`   | `capacity`             | mirror of the slot flags (0 live)   |
+ * | visited | `visitedPtr` | `capacity`             | epoch stamps of the WASM walk       |
+ * | cand    | `candPtr`    | `(capacity + 1) * 8`   | candidate min-heap of the walk      |
+ * | res     | `resPtr`     | `(capacity + 1) * 8`   | result max-heap of the walk         |
+ *
+ * The regions from `links` on exist only when the store mirrors a graph (`linkWords` > 0):
+ * then {@link CodeStore.search0} walks layer 0 inside WASM (asm/kernels.ts, q8_search0). The
+ * index keeps the mirror current: a slot's row and flag after each insert (with the rows of
+ * its neighbours, whose lists the insert changed), a flag on delete, everything after a
+ * compaction or a load. Growth moves the regions after `codes` (copied, then re-laid out).
  */
 export class CodeStore {
   readonly dim: number;
@@ -206,13 +219,23 @@ export class CodeStore {
   capacity = 0;
   private readonly w: Float64Array;
 
-  constructor(dim: number, metric: Metric, quantizer: ScalarQuantizer) {
+  /** Words per mirrored layer-0 link row (1 + 2M); 0 when no graph is mirrored. */
+  readonly linkWords: number;
+  linksPtr = 0;
+  flagsPtr = 0;
+  visitedPtr = 0;
+  candPtr = 0;
+  resPtr = 0;
+  private epoch = 0;
+
+  constructor(dim: number, metric: Metric, quantizer: ScalarQuantizer, linkWords = 0) {
     if (quantizer.dim !== dim) {
       throw new RangeError(`quantizer has dimension ${quantizer.dim}; the index has ${dim}`);
     }
     this.dim = dim;
     this.metric = metric;
     this.quantizer = quantizer;
+    this.linkWords = linkWords;
     const align = (x: number, a: number) => Math.ceil(x / a) * a;
     this.codeBytes = align(dim, 16);
     this.normOff = align(dim, 4);
@@ -245,9 +268,27 @@ export class CodeStore {
     return this.codesPtr + slot * this.rowBytes;
   }
 
-  /** Makes room for at least `slots` rows (views are replaced when the memory grows). */
+  /**
+   * Makes room for at least `slots` rows (views are replaced when the memory grows; the graph
+   * regions move, keeping their contents).
+   */
   reserve(slots: number): void {
-    const need = this.codesPtr + slots * this.rowBytes;
+    if (this.laidOut && slots <= this.capacity) return;
+    const cap = Math.max(slots, this.capacity);
+    const align = (x: number, a: number) => Math.ceil(x / a) * a;
+    const lw = this.linkWords;
+    const links = align(this.codesPtr + cap * this.rowBytes, 64);
+    const flags = links + cap * lw * 4;
+    const visited = flags + (lw > 0 ? cap : 0);
+    const cand = align(visited + (lw > 0 ? cap : 0), 8);
+    const res = cand + (lw > 0 ? (cap + 1) * 8 : 0);
+    const need = res + (lw > 0 ? (cap + 1) * 8 : 0);
+    // Keep the graph mirror across the move (the heaps are scratch).
+    const old = this.capacity;
+    const keepLinks = lw > 0 && old > 0
+      ? this.u32.slice(this.linksPtr >>> 2, (this.linksPtr >>> 2) + old * lw)
+      : null;
+    const keepFlags = lw > 0 && old > 0 ? this.u8.slice(this.flagsPtr, this.flagsPtr + old) : null;
     const mem = this.kernels.memory;
     const have = mem.buffer.byteLength;
     if (need > have) {
@@ -268,7 +309,81 @@ export class CodeStore {
       this.i16 = new Int16Array(buf);
       this.dv = new DataView(buf);
     }
-    this.capacity = Math.floor((mem.buffer.byteLength - this.codesPtr) / this.rowBytes);
+    this.linksPtr = links;
+    this.flagsPtr = flags;
+    this.visitedPtr = visited;
+    this.candPtr = cand;
+    this.resPtr = res;
+    if (lw > 0) {
+      this.u32.fill(0, links >>> 2, (links >>> 2) + cap * lw);
+      if (keepLinks !== null) this.u32.set(keepLinks, links >>> 2);
+      this.u8.fill(FREE_FLAG, flags, flags + cap);
+      if (keepFlags !== null) this.u8.set(keepFlags, flags);
+      this.u8.fill(0, visited, visited + cap);
+      this.epoch = 0;
+    }
+    this.capacity = cap;
+    this.laidOut = true;
+    this.kernels.q8_layout(
+      this.codesPtr,
+      this.rowBytes,
+      this.codeBytes,
+      links,
+      lw * 4,
+      flags,
+      visited,
+      cand,
+      res,
+      this.slotsPtr,
+    );
+  }
+  private laidOut = false;
+
+  /** Copies the layer-0 link row of `slot` (`linkWords` words of `links` at `off`). */
+  setLinks(slot: number, links: Uint32Array, off: number): void {
+    const lw = this.linkWords;
+    this.u32.set(links.subarray(off, off + lw), (this.linksPtr >>> 2) + slot * lw);
+  }
+
+  /** Sets the mirrored flag of `slot` (0 live, anything else: never a result). */
+  setFlag(slot: number, flag: number): void {
+    this.u8[this.flagsPtr + slot] = flag;
+  }
+
+  /** Mirrors the first `n` link rows and flags (after a load, a training or a compaction). */
+  syncGraph(links: Uint32Array, flags: Uint8Array, n: number): void {
+    if (this.linkWords === 0) return;
+    this.u32.set(links.subarray(0, n * this.linkWords), this.linksPtr >>> 2);
+    this.u8.set(flags.subarray(0, n), this.flagsPtr);
+  }
+
+  /**
+   * Layer-0 search over the codes from slot `ep` with the prepared query, in WASM; leaves up
+   * to `ef` results in the result heap (read with {@link resultSlot} after {@link trim}).
+   * Returns how many.
+   */
+  search0(ep: number, ef: number): number {
+    if (this.epoch === 255) {
+      this.u8.fill(0, this.visitedPtr, this.visitedPtr + this.capacity);
+      this.epoch = 0;
+    }
+    this.epoch++;
+    return this.kernels.q8_search0(this.queryPtr, ep, ef, this.epoch);
+  }
+
+  /** Keeps the best `r` results of the last {@link search0}; returns how many remain. */
+  trim(r: number): number {
+    return this.kernels.q8_res_trim(r);
+  }
+
+  /** The slot of result `i` (in heap order) of the last {@link search0}. */
+  resultSlot(i: number): number {
+    return this.u32[(this.resPtr >>> 2) + 2 * i + 1];
+  }
+
+  /** Nodes the last {@link search0} scored. */
+  get lastSeen(): number {
+    return this.kernels.q8_seen();
   }
 
   /** Encodes the stored-form floats at `src[off ..]` into the row of `slot`. */

@@ -122,7 +122,7 @@ Deno.test("quantizer: code store rows survive growth and a copy through rows/loa
   const cs = new CodeStore(dim, "l2", qz);
   assert.equal(cs.rowBytes, 112);
   for (let s = 0; s < 3000; s++) {
-    if (s >= cs.capacity) cs.reserve(s * 2);
+    if (s >= cs.capacity) cs.reserve(Math.max(16, s * 2));
     cs.write(s, data, s * dim);
   }
   const first = cs.codes(0), last = cs.codes(2999);
