@@ -263,3 +263,18 @@ Deno.test("payloads: bodies carry objects, the gRPC requests their JSON text; an
     partial: false,
   });
 });
+
+Deno.test("create collection: the body may carry quantization and rescore", () => {
+  const create = matchRoute("PUT", "/collections/q");
+  assert.equal(create.route.rpc, "CreateCollection");
+  assert.ok(create.route.body_fields!.includes("quantization"));
+  assert.ok(create.route.body_fields!.includes("rescore"));
+  assert.deepEqual(
+    create.route.request!(create.params, { dimension: 4, quantization: "int8", rescore: 3 }, {}),
+    { dimension: 4, quantization: "int8", rescore: 3, name: "q" },
+  );
+  // deno-lint-ignore no-explicit-any
+  const doc = openApiDocument("node") as any;
+  const body = doc.components.schemas.CreateCollectionBody.properties;
+  assert.deepEqual(body.quantization.enum, ["", "none", "int8"]);
+});
