@@ -262,6 +262,7 @@ if (!args["no-hnswlib"]) {
       efConstruction,
       efs,
       k,
+      indexFile: args["index-file"] === undefined ? undefined : `${args["index-file"]}.hnswlib`,
     };
     log("bench: running hnswlib-node under Node");
     const r = spawnSync(
