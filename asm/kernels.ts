@@ -475,6 +475,9 @@ export function q8_search0(q: usize, ep: u32, ef: i32, epoch: i32): i32 {
     const c = hv(cand, 0);
     minPop(cand, candSize);
     candSize--;
+    // Touch the link row of the next candidate now: its cache miss then overlaps this
+    // expansion's distance work instead of stalling the next one (there is no prefetch).
+    if (candSize > 0) touchSink ^= load<u32>(sLinks + <usize> hv(cand, 0) * sLinkRow);
     const row = sLinks + <usize> c * sLinkRow;
     const cnt = load<u32>(row);
     let m = 0;
