@@ -90,7 +90,7 @@ import {
  * | trainSize        | u32           | points at which the quantizer trains           |
  * | trained          | u8            | 0 not yet, 1 trained (the fields below follow) |
  * | lo, scale        | f32[], f32[]  | dim each: the per-dimension ranges             |
- * | codes            | bytes         | size x rowBytes code rows (quantizer.ts)       |
+ * | codes            | bytes         | size x codeRowBytes code rows (quantizer.ts)   |
  */
 const INDEX_MAGIC = 0x57534e48;
 const INDEX_VERSION = 1;
@@ -392,7 +392,7 @@ export class HnswIndex {
 
   /** Bytes of one int8 code row (0 while there are no codes). */
   get codeBytesPerVector(): number {
-    return this.codes === null ? 0 : this.codes.rowBytes;
+    return this.codes === null ? 0 : this.codes.codeRowBytes;
   }
 
   /**

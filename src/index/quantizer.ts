@@ -31,7 +31,9 @@
  * | `0 .. dim - 1`                 | u8 codes                                               |
  * | `dim .. normOff - 1`           | zero                                                   |
  * | `normOff .. normOff + 3`       | f32 `|x̂|²`, `normOff = align(dim, 4)`                  |
- * | up to `rowBytes`               | zero; `rowBytes = align(max(codeBytes, normOff + 4), 16)` |
+ * | up to `codeRowBytes`           | zero; `codeRowBytes = align(max(codeBytes, normOff + 4), 16)` |
+ * | `codeRowBytes ..`              | with a graph mirror: the layer-0 link row (u32 count,    |
+ * |                                | then the links), `rowBytes = align(.., 64)`              |
  *
  * The kernel reads `codeBytes = align(dim, 16)` bytes of each row (the norm may lie inside
  * them); the query weights are zero past `dim`, so those bytes add nothing.
@@ -180,18 +182,20 @@ export class ScalarQuantizer {
  * | query   | `queryPtr`   | `codeBytes * 2`        | i16 weights, zero past `dim`        |
  * | slots   | `slotsPtr`   | `BATCH_MAX * 4`        | u32 slot list for a batch           |
  * | out     | `outPtr`     | `BATCH_MAX * 4`        | f32 distances of a batch            |
- * | codes   | `codesPtr`   | `capacity * rowBytes`  | slot `s` at `+ s * rowBytes`        |
- * | links   | `linksPtr`   | `capacity * linkWords * 4` | mirror of the layer-0 link rows |
+ * | rows    | `codesPtr`   | `capacity * rowBytes`  | slot `s` at `+ s * rowBytes`: codes |
+ * |         |              |                        | and, mirrored, its layer-0 links    |
  * | flags   | `flagsPtr`   | `capacity`             | mirror of the slot flags (0 live)   |
  * | visited | `visitedPtr` | `capacity`             | epoch stamps of the WASM walk       |
  * | cand    | `candPtr`    | `(capacity + 1) * 8`   | candidate min-heap of the walk      |
  * | res     | `resPtr`     | `(capacity + 1) * 8`   | result max-heap of the walk         |
  *
- * The regions from `links` on exist only when the store mirrors a graph (`linkWords` > 0):
- * then {@link CodeStore.search0} walks layer 0 inside WASM (asm/kernels.ts, q8_search0). The
- * index keeps the mirror current: a slot's row and flag after each insert (with the rows of
- * its neighbours, whose lists the insert changed), a flag on delete, everything after a
- * compaction or a load. Growth moves the regions after `codes` (copied, then re-laid out).
+ * The links and the regions from `flags` on exist only when the store mirrors a graph
+ * (`linkWords` > 0): then {@link CodeStore.search0} walks layer 0 inside WASM (asm/kernels.ts,
+ * q8_search0). A node's links sit right after its codes in one 64-byte-aligned row, so the
+ * touch that brings a scored node's codes into cache brings the links its expansion reads
+ * next. The index keeps the mirror current: a slot's links and flag after each insert (with
+ * the links of its neighbours, whose lists the insert changed), a flag on delete, everything
+ * after a compaction or a load. Growth moves the regions after the rows (copied, re-laid out).
  */
 export class CodeStore {
   readonly dim: number;
@@ -201,6 +205,9 @@ export class CodeStore {
   readonly codeBytes: number;
   /** Byte offset of the f32 `|x̂|²` in a row. */
   readonly normOff: number;
+  /** Bytes of one code row: the codes, padding and the norm (what snapshots store per slot). */
+  readonly codeRowBytes: number;
+  /** Stride of a slot's row in memory: the code row, then the mirrored links when present. */
   readonly rowBytes: number;
   readonly kernels: Kernels;
   readonly queryPtr: number;
@@ -239,7 +246,10 @@ export class CodeStore {
     const align = (x: number, a: number) => Math.ceil(x / a) * a;
     this.codeBytes = align(dim, 16);
     this.normOff = align(dim, 4);
-    this.rowBytes = align(Math.max(this.codeBytes, this.normOff + 4), 16);
+    this.codeRowBytes = align(Math.max(this.codeBytes, this.normOff + 4), 16);
+    this.rowBytes = linkWords > 0
+      ? align(this.codeRowBytes + linkWords * 4, 64)
+      : this.codeRowBytes;
     this.kernels = instantiateKernels();
     this.queryPtr = align(this.kernels.heap_base(), 64);
     this.slotsPtr = align(this.queryPtr + this.codeBytes * 2, 64);
@@ -277,17 +287,14 @@ export class CodeStore {
     const cap = Math.max(slots, this.capacity);
     const align = (x: number, a: number) => Math.ceil(x / a) * a;
     const lw = this.linkWords;
-    const links = align(this.codesPtr + cap * this.rowBytes, 64);
-    const flags = links + cap * lw * 4;
+    const links = this.codesPtr + this.codeRowBytes;
+    const flags = align(this.codesPtr + cap * this.rowBytes, 64);
     const visited = flags + (lw > 0 ? cap : 0);
     const cand = align(visited + (lw > 0 ? cap : 0), 8);
     const res = cand + (lw > 0 ? (cap + 1) * 8 : 0);
     const need = res + (lw > 0 ? (cap + 1) * 8 : 0);
     // Keep the graph mirror across the move (the heaps are scratch).
     const old = this.capacity;
-    const keepLinks = lw > 0 && old > 0
-      ? this.u32.slice(this.linksPtr >>> 2, (this.linksPtr >>> 2) + old * lw)
-      : null;
     const keepFlags = lw > 0 && old > 0 ? this.u8.slice(this.flagsPtr, this.flagsPtr + old) : null;
     const mem = this.kernels.memory;
     const have = mem.buffer.byteLength;
@@ -315,8 +322,7 @@ export class CodeStore {
     this.candPtr = cand;
     this.resPtr = res;
     if (lw > 0) {
-      this.u32.fill(0, links >>> 2, (links >>> 2) + cap * lw);
-      if (keepLinks !== null) this.u32.set(keepLinks, links >>> 2);
+      for (let s = old; s < cap; s++) this.u32[(links + s * this.rowBytes) >>> 2] = 0;
       this.u8.fill(FREE_FLAG, flags, flags + cap);
       if (keepFlags !== null) this.u8.set(keepFlags, flags);
       this.u8.fill(0, visited, visited + cap);
@@ -329,7 +335,7 @@ export class CodeStore {
       this.rowBytes,
       this.codeBytes,
       links,
-      lw * 4,
+      this.rowBytes,
       flags,
       visited,
       cand,
@@ -342,7 +348,7 @@ export class CodeStore {
   /** Copies the layer-0 link row of `slot` (`linkWords` words of `links` at `off`). */
   setLinks(slot: number, links: Uint32Array, off: number): void {
     const lw = this.linkWords;
-    this.u32.set(links.subarray(off, off + lw), (this.linksPtr >>> 2) + slot * lw);
+    this.u32.set(links.subarray(off, off + lw), (this.linksPtr + slot * this.rowBytes) >>> 2);
   }
 
   /** Sets the mirrored flag of `slot` (0 live, anything else: never a result). */
@@ -352,8 +358,9 @@ export class CodeStore {
 
   /** Mirrors the first `n` link rows and flags (after a load, a training or a compaction). */
   syncGraph(links: Uint32Array, flags: Uint8Array, n: number): void {
-    if (this.linkWords === 0) return;
-    this.u32.set(links.subarray(0, n * this.linkWords), this.linksPtr >>> 2);
+    const lw = this.linkWords;
+    if (lw === 0) return;
+    for (let s = 0; s < n; s++) this.setLinks(s, links, s * lw);
     this.u8.set(flags.subarray(0, n), this.flagsPtr);
   }
 
@@ -393,7 +400,7 @@ export class CodeStore {
     }
     const p = this.ptr(slot);
     const norm = this.quantizer.encode(src, off, this.u8, p);
-    this.u8.fill(0, p + this.dim, p + this.rowBytes);
+    this.u8.fill(0, p + this.dim, p + this.codeRowBytes);
     this.dv.setFloat32(p + this.normOff, norm, true);
   }
 
@@ -451,19 +458,28 @@ export class CodeStore {
     return this.f32[this.outIdx];
   }
 
-  /** Copies rows `0 .. n - 1` out (for serialisation). */
+  /** The code rows of slots `0 .. n - 1`, `codeRowBytes` each, packed (for serialisation). */
   rows(n: number): Uint8Array {
-    return this.u8.subarray(this.codesPtr, this.codesPtr + n * this.rowBytes);
+    if (this.rowBytes === this.codeRowBytes) {
+      return this.u8.subarray(this.codesPtr, this.codesPtr + n * this.rowBytes);
+    }
+    const out = new Uint8Array(n * this.codeRowBytes);
+    for (let s = 0; s < n; s++) {
+      const p = this.ptr(s);
+      out.set(this.u8.subarray(p, p + this.codeRowBytes), s * this.codeRowBytes);
+    }
+    return out;
   }
 
-  /** Loads rows written by {@link rows}; the length must be `n * rowBytes`. */
+  /** Loads rows written by {@link rows}; the length must be `n * codeRowBytes`. */
   loadRows(bytes: Uint8Array, n: number): void {
-    if (bytes.length !== n * this.rowBytes) {
+    const cb = this.codeRowBytes;
+    if (bytes.length !== n * cb) {
       throw new BinaryFormatError(
-        `int8 code table has ${bytes.length} bytes; ${n} rows of ${this.rowBytes} expected`,
+        `int8 code table has ${bytes.length} bytes; ${n} rows of ${cb} expected`,
       );
     }
     this.reserve(n);
-    this.u8.set(bytes, this.codesPtr);
+    for (let s = 0; s < n; s++) this.u8.set(bytes.subarray(s * cb, (s + 1) * cb), this.ptr(s));
   }
 }
