@@ -367,16 +367,13 @@ export function q8_layout(
   sSlots = slots;
 }
 
-// @ts-ignore: decorator
-@inline function hk(h: usize, i: i32): f32 {
+function hk(h: usize, i: i32): f32 {
   return load<f32>(h + (<usize> i << 3));
 }
-// @ts-ignore: decorator
-@inline function hv(h: usize, i: i32): u32 {
+function hv(h: usize, i: i32): u32 {
   return load<u32>(h + (<usize> i << 3), 4);
 }
-// @ts-ignore: decorator
-@inline function hset(h: usize, i: i32, k: f32, v: u32): void {
+function hset(h: usize, i: i32, k: f32, v: u32): void {
   store<f32>(h + (<usize> i << 3), k);
   store<u32>(h + (<usize> i << 3), v, 4);
 }
@@ -441,8 +438,7 @@ function maxPop(h: usize, n: i32): void {
   hset(h, i, k, v);
 }
 
-// @ts-ignore: decorator
-@inline function q8Dist(q: usize, slot: u32): f32 {
+function q8Dist(q: usize, slot: u32): f32 {
   const v = sCodes + <usize> slot * sRow;
   return q8A + q8B * <f32> q8DotRaw(q, v, sCodeBytes) + q8C * load<f32>(v + q8NormOff);
 }
