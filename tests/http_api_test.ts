@@ -165,6 +165,8 @@ Deno.test({
           m: 16,
           ef_construction: 200,
           field_indexes: [],
+          quantization: "none",
+          rescore: 0,
         });
         assert.equal((await api.op("GET", "/collections/{name}", { name: "nope" })).status, 404);
 

@@ -77,7 +77,7 @@ Deno.test({
         vector: points[123].vector,
         k: 3,
       });
-      assert.equal(res.results[0].id, 123);
+      assert.equal(Number(res.results[0].id), 123);
       assert.ok(Math.abs(res.results[0].distance) < 1e-6);
     });
   },
