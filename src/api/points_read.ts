@@ -21,10 +21,12 @@ import {
   canonicalId,
   ID_INTEGER_MAX,
   ID_STRING_BYTES_MAX,
+  idToWire,
   type PointId,
   stringIdProblem,
 } from "../common/point_id.ts";
 import type { Filter } from "../common/filter.ts";
+import type { PointRecord } from "./proto.ts";
 import { type Consistency, FILTER_KEY_CHARS_MAX, PAYLOAD_FIELD_TYPES } from "../common/limits.ts";
 import {
   BATCH_POINTS_MAX,
@@ -217,6 +219,11 @@ export function validateDropFieldIndexRequest(
 }
 
 /** Validates a GetBatchRequest: 1 .. GET_BATCH_MAX ids. */
+/** GetBatch's answer for an id that was never written (or whose collection is absent). */
+export function missingRecord(id: PointId): PointRecord {
+  return { ...idToWire(id), found: false, vector: [], payload: "", version: "0", deleted: false };
+}
+
 export function validateGetBatchRequest(request: {
   collection?: unknown;
   ids?: unknown;

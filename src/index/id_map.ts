@@ -16,7 +16,7 @@ const EMPTY = -1;
 const TOMBSTONE = -2;
 
 /** Mixes an id into a well-spread 32-bit hash (murmur3's finaliser). */
-function mix(x: number): number {
+export function mix(x: number): number {
   x ^= x >>> 16;
   x = Math.imul(x, 0x85ebca6b);
   x ^= x >>> 13;

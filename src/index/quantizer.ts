@@ -50,7 +50,7 @@
  * @module
  */
 import { instantiateKernels, type Kernels, type Metric } from "../kernels/kernels.ts";
-import { BATCH_MAX, CapacityError } from "./vector_store.ts";
+import { BATCH_MAX, growMemory } from "./vector_store.ts";
 import { BinaryFormatError } from "../io/binary.ts";
 import {
   DEFAULT_RESCORE,
@@ -70,10 +70,8 @@ export const MAX_RESCORE = RESCORE_MAX;
 /** Most training points read (evenly spaced over the slots when there are more). */
 export const TRAIN_SAMPLE_MAX = 65_536;
 
-const PAGE_BYTES = 65536;
 /** Mirrored flag of a slot not in use (the index's FLAG_FREE). */
 const FREE_FLAG = 2;
-const MAX_PAGES = 65536;
 
 /** Thrown for a quantization name that is not one of {@link QUANTIZATIONS}; quotes it. */
 export class UnknownQuantizationError extends TypeError {
@@ -297,17 +295,7 @@ export class CodeStore {
     const old = this.capacity;
     const keepFlags = lw > 0 && old > 0 ? this.u8.slice(this.flagsPtr, this.flagsPtr + old) : null;
     const mem = this.kernels.memory;
-    const have = mem.buffer.byteLength;
-    if (need > have) {
-      const pages = Math.ceil((need - have) / PAGE_BYTES);
-      if (have / PAGE_BYTES + pages > MAX_PAGES) {
-        throw new CapacityError(
-          `int8 codes of ${slots} vectors of dimension ${this.dim} need ${need} bytes; ` +
-            `a WASM memory holds at most 4 GiB`,
-        );
-      }
-      mem.grow(pages);
-    }
+    growMemory(mem, need, `int8 codes of ${slots} vectors of dimension ${this.dim}`);
     if (this.u8.buffer !== mem.buffer) {
       const buf = mem.buffer;
       this.f32 = new Float32Array(buf);

@@ -55,6 +55,20 @@ export class CapacityError extends RangeError {
 }
 
 /** Vectors of one index in one WASM memory, with the metric's kernels chosen once. */
+/**
+ * Grows `mem` to hold at least `need` bytes (whole 64 KiB pages); a CapacityError names
+ * `what` and `need` when that passes the 4 GiB a WASM memory can address.
+ */
+export function growMemory(mem: WebAssembly.Memory, need: number, what: string): void {
+  const have = mem.buffer.byteLength;
+  if (need <= have) return;
+  const pages = Math.ceil((need - have) / PAGE_BYTES);
+  if (have / PAGE_BYTES + pages > MAX_PAGES) {
+    throw new CapacityError(`${what} need ${need} bytes; a WASM memory holds at most 4 GiB`);
+  }
+  mem.grow(pages);
+}
+
 export class VectorStore {
   readonly dim: number;
   /** Floats per stored vector (dim rounded up to a multiple of 4). */
@@ -123,17 +137,7 @@ export class VectorStore {
   reserve(slots: number): void {
     const need = this.vectorsPtr + slots * this.strideBytes;
     const mem = this.kernels.memory;
-    const have = mem.buffer.byteLength;
-    if (need > have) {
-      const pages = Math.ceil((need - have) / PAGE_BYTES);
-      if (have / PAGE_BYTES + pages > MAX_PAGES) {
-        throw new CapacityError(
-          `Index of ${slots} vectors of dimension ${this.dim} needs ${need} bytes; ` +
-            `a WASM memory holds at most 4 GiB`,
-        );
-      }
-      mem.grow(pages);
-    }
+    growMemory(mem, need, `${slots} vectors of dimension ${this.dim}`);
     if (this.f32.buffer !== mem.buffer) {
       this.f32 = new Float32Array(mem.buffer);
       this.u32 = new Uint32Array(mem.buffer);

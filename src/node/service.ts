@@ -72,6 +72,7 @@ import { BufferLimitError } from "../io/binary.ts";
 import { type Collection, FieldIndexError } from "../storage/collection.ts";
 import type { Member as ClusterMember } from "../cluster/membership.ts";
 import {
+  missingRecord,
   validateCountRequest,
   validateCreateFieldIndexRequest,
   validateDeleteBatchRequest,
@@ -456,14 +457,7 @@ export function nodeHandlers(
       // Integer ids first, then string ids, each in request order (what idsFromWire gives).
       const points = v.ids.map((id) => {
         if (c === null) {
-          return {
-            ...idToWire(id),
-            found: false,
-            vector: [],
-            payload: "",
-            version: "0",
-            deleted: false,
-          };
+          return missingRecord(id);
         }
         const e = c.getEntry(id);
         const payload = v.with_payload && e.vector !== null ? c.getPayload(id) : null;

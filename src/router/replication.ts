@@ -67,7 +67,12 @@ import {
   splitIds,
   toRecordIds,
 } from "./points_batch.ts";
-import type { ValidDeleteBatch, ValidFieldIndex, ValidGetBatch } from "../api/points_read.ts";
+import {
+  missingRecord,
+  type ValidDeleteBatch,
+  type ValidFieldIndex,
+  type ValidGetBatch,
+} from "../api/points_read.ts";
 import type { RingView } from "./ring_view.ts";
 
 /** Read repairs in flight at once; beyond, a stale replica waits for anti-entropy. */
@@ -372,14 +377,7 @@ export class Replication {
       points: v.ids.map((id) => {
         const r = merged.get(id)?.record;
         if (r === undefined) {
-          return {
-            ...idToWire(id),
-            found: false,
-            vector: [],
-            payload: "",
-            version: "0",
-            deleted: false,
-          };
+          return missingRecord(id);
         }
         return {
           ...idToWire(id),

@@ -25,19 +25,11 @@
  * @module
  */
 
+import { mix } from "../index/id_map.ts";
+
 const EMPTY = 0;
 const FULL = 1;
 const REMOVED = 2;
-
-/** Mixes a pid into a well-spread 32-bit hash (murmur3's finaliser). */
-function mix(x: number): number {
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
 
 export class VersionTable {
   private keys: Uint32Array;
