@@ -243,6 +243,286 @@ export function cosine_range(
   }
 }
 
+// ---- int8 (scalar-quantized) kernels ---------------------------------------------------
+//
+// Codes are u8 (one byte per dimension, src/index/quantizer.ts); the query is a vector of i16
+// weights, zero past the real dimension so that whatever bytes pad a code row (the row's f32
+// norm may sit there) contribute nothing. Products are summed in i32 with
+// i32x4.dot_i16x8_s; the host bounds the weights so no sum can overflow
+// (dim * 255 * max|weight| < 2^31). `n` is the number of code bytes compared and a multiple
+// of 16 on the hot path (the scalar tail serves any other n).
+//
+// The batch kernel turns the integer sum s of a row at v into a distance with the affine map
+// set by q8_set: a + b * s + c * f32 at (v + normOff). For l2, c = 1 and the row's squared
+// norm enters; for dot and cosine, c = 0.
+
+let q8A: f32 = 0;
+let q8B: f32 = 0;
+let q8C: f32 = 0;
+let q8NormOff: usize = 0;
+
+function q8DotRaw(q: usize, v: usize, n: i32): i32 {
+  let acc0 = i32x4.splat(0);
+  let acc1 = i32x4.splat(0);
+  let i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const c = v128.load(v + <usize> i);
+    const qo = q + (<usize> i << 1);
+    acc0 = i32x4.add(acc0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(c), v128.load(qo)));
+    acc1 = i32x4.add(acc1, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(c), v128.load(qo, 16)));
+  }
+  const s = i32x4.add(acc0, acc1);
+  let sum: i32 = i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) +
+    i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3);
+  for (; i < n; i++) {
+    sum += <i32> load<u8>(v + <usize> i) * <i32> load<i16>(q + (<usize> i << 1));
+  }
+  return sum;
+}
+
+/** Sets the affine map of {@link q8_slots}: distance = a + b * sum + c * (f32 at row + normOff). */
+export function q8_set(a: f32, b: f32, c: f32, normOff: usize): void {
+  q8A = a;
+  q8B = b;
+  q8C = c;
+  q8NormOff = normOff;
+}
+
+/** Integer dot product of `n` u8 codes at `v` with `n` i16 weights at `q`. */
+export function q8_dot(q: usize, v: usize, n: i32): i32 {
+  return q8DotRaw(q, v, n);
+}
+
+export function q8_slots(
+  q: usize,
+  base: usize,
+  stride: usize,
+  slots: usize,
+  n: i32,
+  out: usize,
+  dim: i32,
+): void {
+  touchSlots(base, stride, slots, n);
+  const a = q8A, b = q8B, c = q8C, no = q8NormOff;
+  for (let i = 0; i < n; i++) {
+    const v = base + <usize> load<u32>(slots + (<usize> i << 2)) * stride;
+    const s = q8DotRaw(q, v, dim);
+    store<f32>(out + (<usize> i << 2), a + b * <f32> s + c * load<f32>(v + no));
+  }
+}
+
+// ---- layer-0 graph walk over int8 codes ------------------------------------------------
+//
+// The best-first search of HNSW layer 0 run entirely here, so a quantized search crosses the
+// JS/WASM boundary once per query instead of once per expanded node, and keeps no JS heaps.
+// The host mirrors the graph into this memory (src/index/quantizer.ts, CodeStore):
+//
+// | region   | per slot              | meaning                                            |
+// |----------|-----------------------|----------------------------------------------------|
+// | codes    | rowBytes              | code row (see q8_slots), distance via q8_set's map |
+// | links    | linkRowBytes          | u32 count, then the layer-0 links                  |
+// | flags    | 1 byte                | 0 live, else not a result (tombstones stay walked) |
+// | visited  | 1 byte                | epoch stamp of the last search that reached it     |
+// | cand     | 8 bytes (+1 entry)    | min-heap of (f32 distance, u32 slot) candidates    |
+// | res      | 8 bytes (+1 entry)    | max-heap of the best ef results                    |
+//
+// Each slot enters the candidate heap at most once per search (it is stamped visited first),
+// so capacity + 1 entries always suffice; the result heap never holds more than ef + 1.
+
+let sCodes: usize = 0;
+let sRow: usize = 0;
+let sCodeBytes: i32 = 0;
+let sLinks: usize = 0;
+let sLinkRow: usize = 0;
+let sFlags: usize = 0;
+let sVisited: usize = 0;
+let sCand: usize = 0;
+let sRes: usize = 0;
+let sSlots: usize = 0;
+let resSize: i32 = 0;
+let walkSeen: i32 = 0;
+
+/** Sets the regions q8_search0 works on (called again whenever the host moves them). */
+export function q8_layout(
+  codes: usize,
+  rowBytes: usize,
+  codeBytes: i32,
+  links: usize,
+  linkRowBytes: usize,
+  flags: usize,
+  visited: usize,
+  cand: usize,
+  res: usize,
+  slots: usize,
+): void {
+  sCodes = codes;
+  sRow = rowBytes;
+  sCodeBytes = codeBytes;
+  sLinks = links;
+  sLinkRow = linkRowBytes;
+  sFlags = flags;
+  sVisited = visited;
+  sCand = cand;
+  sRes = res;
+  sSlots = slots;
+}
+
+// @ts-ignore: decorator
+@inline function hk(h: usize, i: i32): f32 {
+  return load<f32>(h + (<usize> i << 3));
+}
+// @ts-ignore: decorator
+@inline function hv(h: usize, i: i32): u32 {
+  return load<u32>(h + (<usize> i << 3), 4);
+}
+// @ts-ignore: decorator
+@inline function hset(h: usize, i: i32, k: f32, v: u32): void {
+  store<f32>(h + (<usize> i << 3), k);
+  store<u32>(h + (<usize> i << 3), v, 4);
+}
+
+/** Inserts (k, v) into the min-heap at h holding n entries. */
+function minPush(h: usize, n: i32, k: f32, v: u32): void {
+  let i = n;
+  while (i > 0) {
+    const p = (i - 1) >> 1;
+    const pk = hk(h, p);
+    if (pk <= k) break;
+    hset(h, i, pk, hv(h, p));
+    i = p;
+  }
+  hset(h, i, k, v);
+}
+
+/** Removes the top of the min-heap at h holding n entries. */
+function minPop(h: usize, n: i32): void {
+  const last = n - 1;
+  const k = hk(h, last);
+  const v = hv(h, last);
+  let i = 0;
+  while (true) {
+    let c = 2 * i + 1;
+    if (c >= last) break;
+    if (c + 1 < last && hk(h, c + 1) < hk(h, c)) c++;
+    const ck = hk(h, c);
+    if (ck >= k) break;
+    hset(h, i, ck, hv(h, c));
+    i = c;
+  }
+  hset(h, i, k, v);
+}
+
+function maxPush(h: usize, n: i32, k: f32, v: u32): void {
+  let i = n;
+  while (i > 0) {
+    const p = (i - 1) >> 1;
+    const pk = hk(h, p);
+    if (pk >= k) break;
+    hset(h, i, pk, hv(h, p));
+    i = p;
+  }
+  hset(h, i, k, v);
+}
+
+function maxPop(h: usize, n: i32): void {
+  const last = n - 1;
+  const k = hk(h, last);
+  const v = hv(h, last);
+  let i = 0;
+  while (true) {
+    let c = 2 * i + 1;
+    if (c >= last) break;
+    if (c + 1 < last && hk(h, c + 1) > hk(h, c)) c++;
+    const ck = hk(h, c);
+    if (ck <= k) break;
+    hset(h, i, ck, hv(h, c));
+    i = c;
+  }
+  hset(h, i, k, v);
+}
+
+// @ts-ignore: decorator
+@inline function q8Dist(q: usize, slot: u32): f32 {
+  const v = sCodes + <usize> slot * sRow;
+  return q8A + q8B * <f32> q8DotRaw(q, v, sCodeBytes) + q8C * load<f32>(v + q8NormOff);
+}
+
+/**
+ * Best-first search of layer 0 from slot `ep` with the query weights at `q` (q8_set already
+ * called); leaves up to `ef` live results in the result heap and returns how many. `epoch`
+ * (1..255) stamps the visited bytes; the host clears them when it wraps.
+ */
+export function q8_search0(q: usize, ep: u32, ef: i32, epoch: i32): i32 {
+  const stamp = <u8> epoch;
+  const cand = sCand;
+  const res = sRes;
+  const visited = sVisited;
+  const flags = sFlags;
+  const slots = sSlots;
+  store<u8>(visited + <usize> ep, stamp);
+  const epDist = q8Dist(q, ep);
+  let candSize = 0;
+  let rs = 0;
+  minPush(cand, candSize++, epDist, ep);
+  let bound: f32 = Infinity;
+  if (load<u8>(flags + <usize> ep) == 0) {
+    maxPush(res, rs++, epDist, ep);
+    bound = epDist;
+  }
+  let seen = 1;
+  while (candSize > 0) {
+    if (hk(cand, 0) > bound && rs >= ef) break;
+    const c = hv(cand, 0);
+    minPop(cand, candSize);
+    candSize--;
+    const row = sLinks + <usize> c * sLinkRow;
+    const cnt = load<u32>(row);
+    let m = 0;
+    for (let j: u32 = 1; j <= cnt; j++) {
+      const n = load<u32>(row + (<usize> j << 2));
+      if (load<u8>(visited + <usize> n) != stamp) {
+        store<u8>(visited + <usize> n, stamp);
+        store<u32>(slots + (<usize> m << 2), n);
+        m++;
+      }
+    }
+    if (m == 0) continue;
+    seen += m;
+    touchSlots(sCodes, sRow, slots, m);
+    for (let j = 0; j < m; j++) {
+      const n = load<u32>(slots + (<usize> j << 2));
+      const d = q8Dist(q, n);
+      if (rs < ef || d < bound) {
+        minPush(cand, candSize++, d, n);
+        if (load<u8>(flags + <usize> n) != 0) continue;
+        maxPush(res, rs++, d, n);
+        if (rs > ef) {
+          maxPop(res, rs);
+          rs--;
+        }
+        bound = hk(res, 0);
+      }
+    }
+  }
+  resSize = rs;
+  walkSeen = seen;
+  return rs;
+}
+
+/** Drops the worst results of the last q8_search0 until at most `r` remain; returns how many. */
+export function q8_res_trim(r: i32): i32 {
+  while (resSize > r) {
+    maxPop(sRes, resSize);
+    resSize--;
+  }
+  return resSize;
+}
+
+/** Nodes whose distance the last q8_search0 computed (for metrics). */
+export function q8_seen(): i32 {
+  return walkSeen;
+}
+
 // ---- helpers ---------------------------------------------------------------------------
 
 /** Scales `dim` floats at `a` to unit length in place; returns the original norm. */

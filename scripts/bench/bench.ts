@@ -10,16 +10,26 @@
  * deno task bench                          # full GloVe-100, M=16, ef_construction=200
  * deno task bench --n 50000 --json         # first 50,000 base vectors, JSON rows
  * deno task bench --no-hnswlib --efs 50,100
+ * deno task bench --quantization int8      # also int8 codes with exact re-ranking
+ * deno task bench --dataset mnist --quantization int8 --rescore 2,4
+ * deno task bench --quantization int8 --index-file .cache/glove.idx  # build once, then load
  * ```
+ *
+ * With `--quantization int8` the one graph is built once (the build walks the floats either
+ * way, so it is the graph a quantized collection gets), swept over floats, then the quantizer
+ * is trained from all base vectors (that time is added to the build) and the same ef values
+ * are swept over the codes, once per `--rescore` factor.
  * @module
  */
 import { parseArgs } from "node:util";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { BinaryReader, BinaryWriter, BufferSink } from "../../src/io/binary.ts";
 import { spawnSync } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HnswIndex } from "../../src/index/hnsw.ts";
 import { parseMetric } from "../../src/kernels/kernels.ts";
+import { parseQuantization } from "../../src/index/quantizer.ts";
 import { loadDataset } from "./lib/dataset.ts";
 import { type Engine, type Row, sweep } from "./lib/sweep.ts";
 
@@ -38,6 +48,10 @@ const { values: args } = parseArgs({
     k: { type: "string", default: "10" },
     "no-hnswlib": { type: "boolean", default: false },
     json: { type: "boolean", default: false },
+    dataset: { type: "string" },
+    quantization: { type: "string", default: "none" },
+    rescore: { type: "string", default: "4" },
+    "index-file": { type: "string" },
     "cache-dir": { type: "string", default: join(root, ".cache", "bench") },
   },
 });
@@ -63,7 +77,10 @@ const ds = loadDataset({
   gt: args.gt,
   metric: args.metric ? parseMetric(args.metric) : undefined,
   n: args.n ? int("n", args.n) : undefined,
+  dataset: args.dataset,
 });
+const quantization = parseQuantization(args.quantization!);
+const rescores = args.rescore!.split(",").map((s) => int("rescore", s));
 const log = (s: string) => console.error(s);
 log(
   `bench: ${ds.name}: ${ds.base.n} base vectors, ${ds.queries.n} queries, dim ${ds.base.dim}, ` +
@@ -91,11 +108,31 @@ const emit = (row: Row) => {
 const cfg = { dataset: ds.name, metric: ds.metric, M, efConstruction, efs, k };
 
 // ---- ours ----------------------------------------------------------------------------------
-let index: HnswIndex;
+let index!: HnswIndex;
 const ours: Engine = {
   impl: "vectordb",
   build(b) {
-    index = new HnswIndex({ dim: b.dim, metric: ds.metric, M, efConstruction, capacity: b.n });
+    const file = args["index-file"];
+    if (file !== undefined && existsSync(file)) {
+      // A graph saved by an earlier run with the same data and parameters: the build time
+      // reported is then the load time (say so), the searches are the same.
+      index = HnswIndex.readFrom(new BinaryReader(new Uint8Array(readFileSync(file))));
+      if (index.count !== b.n || index.dim !== b.dim || index.M !== M) {
+        throw new RangeError(`--index-file ${file} holds another index (${index.count} points)`);
+      }
+      log(`  vectordb: graph loaded from ${file} (build_s below is the load time)`);
+      return;
+    }
+    index = new HnswIndex({
+      dim: b.dim,
+      metric: ds.metric,
+      M,
+      efConstruction,
+      capacity: b.n,
+      quantization,
+      // Trained after the build (below), so the float sweep runs first on the same graph.
+      trainSize: b.n + 1,
+    });
     const step = Math.max(1, Math.floor(b.n / 10));
     const t0 = performance.now();
     for (let i = 0; i < b.n; i++) {
@@ -103,6 +140,14 @@ const ours: Engine = {
       if ((i + 1) % step === 0 && !args.json) {
         log(`  vectordb build ${i + 1}/${b.n} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
       }
+    }
+    if (file !== undefined) {
+      const sink = new BufferSink({ bytes_max: 2 ** 31 });
+      const w = new BinaryWriter(sink);
+      index.writeTo(w);
+      w.flush();
+      writeFileSync(file, sink.bytes());
+      log(`  vectordb: graph saved to ${file}`);
     }
   },
   prepareQueries(q) {
@@ -130,6 +175,43 @@ log(
     `inserts/s), ${oursRows[0].bytes_per_vector!.toFixed(1)} bytes/vector ` +
     `(budget 1.3 x (4*dim + 8*M) = ${(1.3 * (4 * ds.base.dim + 8 * M)).toFixed(1)})`,
 );
+
+// ---- ours over int8 codes (same graph) -----------------------------------------------------
+const int8Rows: Map<number, Row[]> = new Map();
+if (quantization === "int8") {
+  let trainS = 0;
+  for (const rescore of rescores) {
+    const impl = `vectordb-int8-r${rescore}`;
+    const engine: Engine = {
+      ...ours,
+      impl,
+      build() {
+        if (index.codes === null) {
+          const t0 = performance.now();
+          index.trainQuantizer();
+          trainS = (performance.now() - t0) / 1000;
+        }
+        index.rescore = rescore;
+      },
+    };
+    const mine: Row[] = [];
+    sweep(engine, ds.base, ds.queries, ds.gt, cfg, (row) => {
+      // The build of a quantized index is the float build plus the training and encoding.
+      const build_s = oursRows[0].build_s + trainS;
+      const r = { ...row, build_s, inserts_per_s: ds.base.n / build_s };
+      mine.push(r);
+      emit(r);
+    });
+    int8Rows.set(rescore, mine);
+  }
+  const floatBytes = index.store.strideBytes;
+  const codeBytes = index.codeBytesPerVector;
+  log(
+    `  vectordb-int8 train+encode ${trainS.toFixed(2)} s; vector bytes: float ${floatBytes}, ` +
+      `int8 code row ${codeBytes} (${(codeBytes / floatBytes).toFixed(3)}x); whole index ` +
+      `${(index.memoryBytes / ds.base.n).toFixed(1)} bytes/vector with both`,
+  );
+}
 
 // ---- hnswlib-node under Node ---------------------------------------------------------------
 function ensureHnswlib(): string | null {
@@ -180,6 +262,7 @@ if (!args["no-hnswlib"]) {
       efConstruction,
       efs,
       k,
+      indexFile: args["index-file"] === undefined ? undefined : `${args["index-file"]}.hnswlib`,
     };
     log("bench: running hnswlib-node under Node");
     const r = spawnSync(
@@ -221,6 +304,8 @@ function qpsAt(rs: Row[], target: number): number | null {
 }
 
 log("\nsummary:");
+const uptime = spawnSync("uptime", [], { encoding: "utf8" });
+log(`  load: ${(uptime.stdout ?? "").trim()}`);
 log(`  max recall@10 (vectordb): ${Math.max(...oursRows.map((r) => r.recall_at_10)).toFixed(4)}`);
 for (const target of [0.9, 0.95, 0.99]) {
   const a = qpsAt(oursRows, target);
@@ -233,6 +318,14 @@ for (const target of [0.9, 0.95, 0.99]) {
         }`
         : ""),
   );
+  for (const [rescore, rs] of int8Rows) {
+    const c = qpsAt(rs, target);
+    log(
+      `      int8 rescore ${rescore}: ${c === null ? "n/a" : c.toFixed(0)} qps` +
+        (a !== null && c !== null ? `, ${(c / a).toFixed(2)}x float` : "") +
+        (b !== null && c !== null ? `, ${(c / b).toFixed(2)}x hnswlib-node` : ""),
+    );
+  }
 }
 if (theirs.length) {
   log(

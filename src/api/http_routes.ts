@@ -487,7 +487,7 @@ export const ROUTES: readonly Route[] = [
     "/collections/{name}",
     "CreateCollection",
     "Create a collection (idempotent with the same settings)",
-    ["dimension", "metric", "m", "ef_construction"],
+    ["dimension", "metric", "m", "ef_construction", "quantization", "rescore"],
     (p, b) => ({ ...b, name: pathCollection(p) }),
   ),
   rpc(

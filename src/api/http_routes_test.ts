@@ -365,3 +365,18 @@ Deno.test("openApiDocument: point ids are integers or strings", () => {
   const ids = doc.components.schemas.GetBatchBody.properties.ids as { items: { oneOf: unknown[] } };
   assert.equal(ids.items.oneOf.length, 2);
 });
+
+Deno.test("create collection: the body may carry quantization and rescore", () => {
+  const create = matchRoute("PUT", "/collections/q");
+  assert.equal(create.route.rpc, "CreateCollection");
+  assert.ok(create.route.body_fields!.includes("quantization"));
+  assert.ok(create.route.body_fields!.includes("rescore"));
+  assert.deepEqual(
+    create.route.request!(create.params, { dimension: 4, quantization: "int8", rescore: 3 }, {}),
+    { dimension: 4, quantization: "int8", rescore: 3, name: "q" },
+  );
+  // deno-lint-ignore no-explicit-any
+  const doc = openApiDocument("node") as any;
+  const body = doc.components.schemas.CreateCollectionBody.properties;
+  assert.deepEqual(body.quantization.enum, ["", "none", "int8"]);
+});

@@ -22,6 +22,7 @@ import {
   SCROLL_LIMIT_MAX,
   SEARCH_BATCH_MAX,
 } from "../common/limits.ts";
+import { DEFAULT_RESCORE, RESCORE_MAX } from "../common/limits.ts";
 import { JSON_BYTES_FACTOR, ROUTES } from "./http_routes.ts";
 import { ID_STRING_BYTES_MAX } from "../common/point_id.ts";
 
@@ -97,6 +98,8 @@ const SCHEMAS: Record<string, Schema> = {
       metric: { type: "string", enum: ["l2", "cosine", "dot"] },
       m: { type: "integer" },
       ef_construction: { type: "integer" },
+      quantization: { type: "string", enum: ["none", "int8"] },
+      rescore: { type: "integer", description: "re-ranking factor of an int8 collection" },
     },
   },
   CreateCollectionBody: {
@@ -108,6 +111,18 @@ const SCHEMAS: Record<string, Schema> = {
       metric: { type: "string", enum: ["", "l2", "cosine", "dot"], default: "l2" },
       m: { type: "integer", minimum: 0, maximum: M_MAX, description: `0: 16; else ${M_MIN}..` },
       ef_construction: { type: "integer", minimum: 0, maximum: EF_CONSTRUCTION_MAX },
+      quantization: {
+        type: "string",
+        enum: ["", "none", "int8"],
+        default: "none",
+        description: "int8: search one-byte codes, re-rank the best rescore x k exactly",
+      },
+      rescore: {
+        type: "integer",
+        minimum: 0,
+        maximum: RESCORE_MAX,
+        description: `0: ${DEFAULT_RESCORE}; ignored without quantization`,
+      },
     },
   },
   CreateCollectionResponse: {

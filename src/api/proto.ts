@@ -171,6 +171,10 @@ export interface CreateCollectionRequest {
   metric?: string;
   m?: number;
   ef_construction?: number;
+  /** "" / "none" or "int8". */
+  quantization?: string;
+  /** Re-ranking factor of an int8 collection; 0 selects 4. */
+  rescore?: number;
 }
 export interface CollectionInfo {
   name: string;
@@ -180,6 +184,10 @@ export interface CollectionInfo {
   ef_construction: number;
   /** Payload indexes, sorted by field. */
   field_indexes?: FieldIndex[];
+  /** "none" or "int8". */
+  quantization?: string;
+  /** Re-ranking factor of an int8 collection (0 without quantization). */
+  rescore?: number;
 }
 /** A payload index: `field` indexed as `type` ("keyword", "integer", "float", "bool"). */
 export interface FieldIndex {

@@ -37,6 +37,12 @@ import {
   METRICS,
   VERSION_MAX,
 } from "../common/limits.ts";
+import {
+  DEFAULT_RESCORE,
+  type Quantization,
+  QUANTIZATIONS,
+  RESCORE_MAX,
+} from "../common/limits.ts";
 
 /** A request field breaks a rule of the API; `field` is its path, e.g. `points[3].vector[7]`. */
 export class ValidationError extends Error {
@@ -375,6 +381,23 @@ export interface ValidCollection {
   metric: Metric;
   m: number;
   ef_construction: number;
+  /** Present only for a quantized collection (absent: "none"). */
+  quantization?: Quantization;
+  /** Re-ranking factor, present with `quantization`. */
+  rescore?: number;
+}
+
+/** A quantization name; "" or absent gives "none". */
+export function validateQuantization(value: unknown, field = "quantization"): Quantization {
+  if (value === undefined || value === "") return "none";
+  if (!(QUANTIZATIONS as readonly unknown[]).includes(value)) {
+    throw new ValidationError(
+      field,
+      value,
+      `${field} ${quote(value)} must be one of ${QUANTIZATIONS.map((q) => `"${q}"`).join(", ")}`,
+    );
+  }
+  return value as Quantization;
 }
 
 interface PutLike {
@@ -491,6 +514,8 @@ export function validateCreateCollectionRequest(request: {
   metric?: unknown;
   m?: unknown;
   ef_construction?: unknown;
+  quantization?: unknown;
+  rescore?: unknown;
 }): ValidCollection {
   const name = validateCollectionName(request.name, "name");
   const dimension = integerIn(request.dimension, "dimension", 1, DIMENSION_MAX);
@@ -507,5 +532,16 @@ export function validateCreateCollectionRequest(request: {
       EF_CONSTRUCTION_MAX,
       ` (at least m; 0 selects ${DEFAULT_EF_CONSTRUCTION})`,
     );
-  return { name, dimension, metric, m, ef_construction };
+  const quantization = validateQuantization(request.quantization);
+  const given = request.rescore === undefined || request.rescore === 0
+    ? DEFAULT_RESCORE
+    : integerIn(request.rescore, "rescore", 1, RESCORE_MAX, ` (0 selects ${DEFAULT_RESCORE})`);
+  const v: ValidCollection = { name, dimension, metric, m, ef_construction };
+  // Without quantization nothing is re-ranked: both fields stay absent (a float collection's
+  // parameters are what they were before quantization existed), whatever rescore was sent.
+  if (quantization !== "none") {
+    v.quantization = quantization;
+    v.rescore = given;
+  }
+  return v;
 }

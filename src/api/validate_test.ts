@@ -334,3 +334,37 @@ Deno.test("point ids: integers up to 2^64 - 1 and string ids, errors naming the 
   rejects(() => validatePointIds([], [], 3), "ids", /0 entries/);
   rejects(() => validatePointIds([1], ["a", ""], 3), "string_ids[1]", /is empty/);
 });
+
+Deno.test("create collection: quantization and rescore are checked and defaulted", () => {
+  const base = { name: "c", dimension: 8 };
+  assert.deepEqual(
+    validateCreateCollectionRequest({ ...base, quantization: "int8" }),
+    {
+      name: "c",
+      dimension: 8,
+      metric: "l2",
+      m: 16,
+      ef_construction: 200,
+      quantization: "int8",
+      rescore: 4,
+    },
+  );
+  assert.equal(
+    validateCreateCollectionRequest({ ...base, quantization: "int8", rescore: 9 }).rescore,
+    9,
+  );
+  // "none" (or "") leaves both fields out, whatever rescore says.
+  const none = validateCreateCollectionRequest({ ...base, quantization: "none", rescore: 7 });
+  assert.equal(none.quantization, undefined);
+  assert.equal(none.rescore, undefined);
+  rejects(
+    () => validateCreateCollectionRequest({ ...base, quantization: "int4" }),
+    "quantization",
+    'quantization "int4" must be one of "none", "int8"',
+  );
+  rejects(
+    () => validateCreateCollectionRequest({ ...base, quantization: "int8", rescore: 1001 }),
+    "rescore",
+    "rescore 1001 must be between 1 and 1000 (0 selects 4)",
+  );
+});

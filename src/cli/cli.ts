@@ -101,7 +101,8 @@ Commands:
                      (points in id order, one page; --all: every page from the cursor on)
   count [--collection C] [--filter JSON | --filter-file F]
   collections create --name C --dimension D [--metric l2|cosine|dot] [--m 16]
-                     [--ef-construction 200]
+                     [--ef-construction 200] [--quantization none|int8] [--rescore 4]
+                     (int8: searches one-byte codes, re-ranks the best rescore x k exactly)
   collections list   (with each collection's payload indexes)
   collections drop --name C
   collections index --name C --field KEY --type keyword|integer|float|bool
@@ -214,6 +215,8 @@ export type Command =
     metric: string;
     m: number;
     ef_construction: number;
+    quantization?: string;
+    rescore?: number;
   }
   | { kind: "collections-list" }
   | { kind: "collections-drop"; name: string }
@@ -263,6 +266,8 @@ const OPTIONS = {
   metric: { type: "string" },
   m: { type: "string" },
   "ef-construction": { type: "string" },
+  quantization: { type: "string" },
+  rescore: { type: "string" },
   file: { type: "string" },
   batch: { type: "string" },
   "start-id": { type: "string" },
@@ -312,7 +317,13 @@ const COMMAND_FLAGS: Record<string, [Flag[], Flag[]]> = {
     "filter-file",
   ]],
   count: [[], ["collection", "filter", "filter-file"]],
-  "collections create": [["name", "dimension"], ["metric", "m", "ef-construction"]],
+  "collections create": [["name", "dimension"], [
+    "metric",
+    "m",
+    "ef-construction",
+    "quantization",
+    "rescore",
+  ]],
   "collections list": [[], []],
   "collections drop": [["name"], []],
   "collections index": [["name", "field"], ["type", "drop"]],
@@ -690,6 +701,8 @@ export function parseCli(
           metric: str("metric") ?? "",
           m: num("m"),
           ef_construction: num("ef-construction"),
+          quantization: str("quantization") ?? "",
+          rescore: num("rescore"),
         })
       );
       command = { kind: "collections-create", ...c };

@@ -565,3 +565,35 @@ Deno.test("filter, ids and index flags", () => {
     });
   }
 });
+
+Deno.test("cli: collections create --quantization int8 [--rescore N]", () => {
+  assert.deepEqual(
+    command([
+      "collections",
+      "create",
+      "--name",
+      "q",
+      "--dimension",
+      "100",
+      "--quantization",
+      "int8",
+      "--rescore",
+      "6",
+    ]),
+    {
+      kind: "collections-create",
+      name: "q",
+      dimension: 100,
+      metric: "l2",
+      m: 16,
+      ef_construction: 200,
+      quantization: "int8",
+      rescore: 6,
+    },
+  );
+  assert.throws(
+    () =>
+      command(["collections", "create", "--name", "q", "--dimension", "4", "--quantization", "pq"]),
+    /quantization "pq"/,
+  );
+});

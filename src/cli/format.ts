@@ -218,7 +218,9 @@ export function formatCollections(collections: CollectionInfo[]): string {
 export function formatCreated(name: string, res: CreateCollectionResponse): string {
   const c = res.collection;
   const params = c
-    ? ` (dimension ${c.dimension}, ${c.metric}, m ${c.m}, ef_construction ${c.ef_construction})`
+    ? ` (dimension ${c.dimension}, ${c.metric}, m ${c.m}, ef_construction ${c.ef_construction}${
+      c.quantization === "int8" ? `, int8 codes, rescore ${c.rescore}` : ""
+    })`
     : "";
   return res.created
     ? `Created collection "${name}"${params}`

@@ -241,6 +241,18 @@ export type Metric = typeof METRICS[number];
 /** Metric when `CreateCollectionRequest.metric` is empty. */
 export const DEFAULT_METRIC: Metric = "l2";
 
+/**
+ * Vector quantization of a collection's index (`CreateCollectionRequest.quantization`):
+ * `none` keeps floats only; `int8` walks one-byte codes and re-ranks exactly (index/quantizer.ts).
+ */
+export const QUANTIZATIONS = ["none", "int8"] as const;
+/** A quantization name as it travels in `CreateCollectionRequest.quantization`. */
+export type Quantization = typeof QUANTIZATIONS[number];
+/** Re-ranking factor of an int8 collection when `CreateCollectionRequest.rescore` is 0. */
+export const DEFAULT_RESCORE = 4;
+/** Largest re-ranking factor (the best `rescore * k` candidates are scored exactly). */
+export const RESCORE_MAX = 1000;
+
 /** Write consistency levels; the empty string selects the server default. */
 export const CONSISTENCY_LEVELS = ["one", "quorum", "all"] as const;
 /** A write consistency level as it travels in the `consistency` request fields. */

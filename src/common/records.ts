@@ -11,7 +11,9 @@
  * | 1    | PUT (legacy)      | id u32, vector f32Array                                         |
  * | 2    | DELETE (legacy)   | id u32                                                          |
  * | 3    | PUT_BATCH (legacy)| dimension u32, ids u32Array, vectors f32Array (ids × dimension) |
- * | 4    | CREATE_COLLECTION | dimension u32, metric string, m u32, ef_construction u32        |
+ * | 4    | CREATE_COLLECTION | dimension u32, metric string, m u32, ef_construction u32;       |
+ * |      |                   | then, for a quantized collection only: quantization string,     |
+ * |      |                   | rescore u32                                                     |
  * | 5    | DROP_COLLECTION   | (nothing)                                                       |
  * | 6    | PUT_V             | id u32, version u64, vector f32Array                            |
  * | 7    | DELETE_V          | id u32, version u64                                             |
@@ -56,6 +58,10 @@
  * a dotted key of at most FIELD_INDEX_NAME_BYTES_MAX bytes. The collection checks the key and the
  * type before logging; decoding bounds their sizes only, and the collection refuses a bad
  * definition at replay like any other invalid record.
+ *
+ * CREATE_COLLECTION's quantization fields trail the record and are written only when the
+ * quantization is not "none": a float collection's record is byte for byte what earlier
+ * versions wrote, and a record without them decodes as "none".
  *
  * Every field is validated when encoding and again when decoding; decoding also requires that
  * the payload is consumed exactly.
@@ -105,6 +111,7 @@ export const RecordType = {
 export const FIELD_INDEX_NAME_BYTES_MAX = 1024;
 
 import { DIMENSION_MAX, type Metric, METRICS, PAYLOAD_BYTES_MAX } from "./limits.ts";
+import { type Quantization, QUANTIZATIONS, RESCORE_MAX } from "./limits.ts";
 export { DIMENSION_MAX, type Metric, METRICS };
 /** Largest collection name, in UTF-8 bytes. */
 export const COLLECTION_NAME_BYTES_MAX = 255;
@@ -175,6 +182,10 @@ export type WalRecord =
     metric: Metric;
     m: number;
     ef_construction: number;
+    /** Absent (or "none"): float vectors only. */
+    quantization?: Quantization;
+    /** Re-ranking factor of a quantized collection, 1 .. RESCORE_MAX. */
+    rescore?: number;
   }
   | { kind: "drop_collection"; collection: string }
   | {
@@ -437,6 +448,17 @@ function problem(r: WalRecord): string | null {
       ) {
         return `ef_construction ${r.ef_construction} is outside 1..16777215`;
       }
+      if (r.quantization !== undefined && r.quantization !== "none") {
+        if (!(QUANTIZATIONS as readonly string[]).includes(r.quantization)) {
+          return `Quantization ${JSON.stringify(r.quantization)} is not one of ${
+            QUANTIZATIONS.join(", ")
+          }`;
+        }
+        const q = r.rescore;
+        if (q === undefined || !Number.isInteger(q) || q < 1 || q > RESCORE_MAX) {
+          return `Rescore ${q} is outside 1..${RESCORE_MAX}`;
+        }
+      }
       return null;
     case "drop_collection":
       return name === "" ? "Collection name must not be empty" : null;
@@ -501,7 +523,10 @@ function payloadBytes(r: WalRecord): number {
       return name + (allU32(r.ids) ? 4 + 4 * r.ids.length : idListBytes(r.ids)) + 4 +
         8 * r.versions.length;
     case "create_collection":
-      return name + 4 + 4 + utf8.encode(r.metric).length + 4 + 4;
+      return name + 4 + 4 + utf8.encode(r.metric).length + 4 + 4 +
+        (r.quantization !== undefined && r.quantization !== "none"
+          ? 4 + utf8.encode(r.quantization).length + 4
+          : 0);
     case "drop_collection":
       return name;
     case "create_field_index":
@@ -644,6 +669,10 @@ export function encodeRecord(r: WalRecord): EncodedRecord {
       w.string(r.metric);
       w.u32(r.m);
       w.u32(r.ef_construction);
+      if (r.quantization !== undefined && r.quantization !== "none") {
+        w.string(r.quantization);
+        w.u32(r.rescore!);
+      }
       break;
     case "drop_collection":
       type = RecordType.DROP_COLLECTION;
@@ -773,8 +802,8 @@ export function decodeRecord(type: number, payload: Uint8Array): WalRecord {
         rec = { kind: "forget", collection, ids, versions: readVersions(r) };
         break;
       }
-      case RecordType.CREATE_COLLECTION:
-        rec = {
+      case RecordType.CREATE_COLLECTION: {
+        const created: Extract<WalRecord, { kind: "create_collection" }> = {
           kind: "create_collection",
           collection,
           dimension: r.u32(),
@@ -782,7 +811,17 @@ export function decodeRecord(type: number, payload: Uint8Array): WalRecord {
           m: r.u32(),
           ef_construction: r.u32(),
         };
+        if (r.remaining > 0) {
+          // Bounded: a quantization name is a few bytes.
+          if (r.remaining > 64) {
+            throw new BinaryFormatError(`Create record has ${r.remaining} trailing bytes`);
+          }
+          created.quantization = r.string() as Quantization;
+          created.rescore = r.u32();
+        }
+        rec = created;
         break;
+      }
       case RecordType.DROP_COLLECTION:
         rec = { kind: "drop_collection", collection };
         break;

@@ -490,3 +490,35 @@ Deno.test("bad ids are refused when encoding and decoding", () => {
   grown.set(long.payload.subarray(9 + 128), 9 + 129);
   assert.throws(() => decodeRecord(long.type, grown), /over 128 bytes/);
 });
+
+Deno.test("records: create_collection carries int8 quantization; a float one is the old bytes", () => {
+  const plain: WalRecord = {
+    kind: "create_collection",
+    collection: "g",
+    dimension: 100,
+    metric: "cosine",
+    m: 16,
+    ef_construction: 200,
+  };
+  const q8: WalRecord = { ...plain, quantization: "int8", rescore: 6 };
+  const a = encodeRecord(plain);
+  const b = encodeRecord(q8);
+  assert.equal(b.type, RecordType.CREATE_COLLECTION);
+  // The quantized record is the float one plus the trailing fields: older records decode.
+  assert.deepEqual(b.payload.subarray(0, a.payload.length), a.payload);
+  assert.equal(b.payload.length, a.payload.length + 4 + 4 + 4);
+  assert.deepEqual(decodeRecord(a.type, a.payload), plain);
+  assert.deepEqual(decodeRecord(b.type, b.payload), q8);
+  // "none" writes nothing extra.
+  assert.deepEqual(encodeRecord({ ...plain, quantization: "none" }).payload, a.payload);
+  assert.throws(
+    () => encodeRecord({ ...plain, quantization: "int4" as "int8", rescore: 4 }),
+    /Quantization "int4"/,
+  );
+  assert.throws(() => encodeRecord({ ...plain, quantization: "int8", rescore: 0 }), /Rescore 0/);
+  // Damaged trailing bytes are refused when decoding.
+  const bad = new Uint8Array([...b.payload.subarray(0, b.payload.length - 4), 0, 0, 0, 0]);
+  assert.throws(() => decodeRecord(b.type, bad), /Rescore 0/);
+  const tail = new Uint8Array([...a.payload, 1]);
+  assert.throws(() => decodeRecord(a.type, tail));
+});

@@ -43,6 +43,16 @@ import { BATCH_MAX, VectorStore } from "./vector_store.ts";
 import { MaxHeap, MinHeap } from "./heap.ts";
 import { IdMap } from "./id_map.ts";
 import { BinaryFormatError, type BinaryReader, type BinaryWriter } from "../io/binary.ts";
+import {
+  CodeStore,
+  DEFAULT_CLIP,
+  DEFAULT_RESCORE,
+  DEFAULT_TRAIN_SIZE,
+  MAX_RESCORE,
+  type Quantization,
+  ScalarQuantizer,
+  TRAIN_SAMPLE_MAX,
+} from "./quantizer.ts";
 
 /**
  * Serialised form of an index ({@link HnswIndex.writeTo} / {@link HnswIndex.readFrom}); the
@@ -69,9 +79,24 @@ import { BinaryFormatError, type BinaryReader, type BinaryWriter } from "../io/b
  * | upperAlloc       | bytes         | size                                           |
  * | upper            | u32[]         | the used part of the upper-layer pool          |
  * | freeSlots        | i32[]         | free slots                                     |
+ *
+ * Version 2 (written only for a quantized index; an index without quantization still writes
+ * version 1, and both load) appends the quantization section:
+ *
+ * | field            | type          | meaning                                        |
+ * |------------------|---------------|------------------------------------------------|
+ * | quantization     | u8            | 1 int8                                         |
+ * | rescore          | u32           | default re-ranking factor                      |
+ * | trainSize        | u32           | points at which the quantizer trains           |
+ * | trained          | u8            | 0 not yet, 1 trained (the fields below follow) |
+ * | lo, scale        | f32[], f32[]  | dim each: the per-dimension ranges             |
+ * | codes            | bytes         | size x rowBytes code rows (quantizer.ts)       |
  */
 const INDEX_MAGIC = 0x57534e48;
 const INDEX_VERSION = 1;
+/** Image version of a quantized index (adds the quantization section). */
+const INDEX_VERSION_QUANTIZED = 2;
+const QUANTIZATION_CODES: Record<Quantization, number> = { none: 0, int8: 1 };
 const METRIC_CODES: Record<Metric, number> = { l2: 0, cosine: 1, dot: 2 };
 const METRIC_NAMES: Metric[] = ["l2", "cosine", "dot"];
 
@@ -92,6 +117,18 @@ export interface HnswOptions {
   seed?: number;
   /** Compact when tombstones exceed this fraction of the slots in use. Default 0.1. */
   compactRatio?: number;
+  /**
+   * `int8`: search walks the graph over one-byte codes and re-ranks the best `rescore * k`
+   * candidates exactly from the float vectors (quantizer.ts). Default `none`.
+   */
+  quantization?: Quantization;
+  /** Re-ranking factor of a quantized search (1 .. 1000). Default 4. */
+  rescore?: number;
+  /**
+   * Live points at which the int8 quantizer trains its ranges (from every point then in the
+   * index) and encodes them; until then search uses the floats. Default 4096.
+   */
+  trainSize?: number;
 }
 
 /** One search hit. */
@@ -107,6 +144,8 @@ export type IdFilter = ((id: number) => boolean) | Set<number>;
 export interface SearchOptions {
   ef?: number;
   filter?: IdFilter;
+  /** Re-ranking factor of a quantized index for this search (default: the index's). */
+  rescore?: number;
 }
 
 /**
@@ -200,6 +239,20 @@ export interface HnswParams {
   M: number;
   efConstruction: number;
   ef: number;
+  /** Absent or `none` for a float-only index. */
+  quantization?: Quantization;
+  rescore?: number;
+  trainSize?: number;
+}
+
+/** A table the walk scores against: the float vectors or the int8 codes. */
+interface DistanceSource {
+  u32: Uint32Array;
+  f32: Float32Array;
+  readonly slotsIdx: number;
+  readonly outIdx: number;
+  distancesToSlots(qPtr: number, n: number): void;
+  distanceTo(qPtr: number, slot: number): number;
 }
 
 export class HnswIndex {
@@ -211,6 +264,12 @@ export class HnswIndex {
   /** Default search ef. */
   ef: number;
   readonly store: VectorStore;
+  /** Default re-ranking factor of a quantized search. */
+  rescore: number;
+  private quant: Quantization;
+  private quantTrainSize: number;
+  /** The int8 code rows once trained (null: float-only, or not trained yet). */
+  codes: CodeStore | null = null;
   private readonly mL: number;
   private readonly compactRatio: number;
 
@@ -280,6 +339,17 @@ export class HnswIndex {
     this.mL = 1 / Math.log(this.M);
     this.rng = (options.seed ?? 42) >>> 0 || 1;
     this.store = new VectorStore(dim, this.metric);
+    this.quant = options.quantization ?? "none";
+    if (this.quant !== "none" && this.quant !== "int8") {
+      throw new TypeError(`Unknown quantization "${this.quant}"; expected none or int8`);
+    }
+    this.rescore = checkInt("rescore", options.rescore ?? DEFAULT_RESCORE, 1, MAX_RESCORE);
+    this.quantTrainSize = checkInt(
+      "trainSize",
+      options.trainSize ?? DEFAULT_TRAIN_SIZE,
+      1,
+      2 ** 32 - 1,
+    );
     this.ids = new IdMap(options.capacity ?? 1024);
     this.cand = new MinHeap(256);
     this.res = new MaxHeap(256);
@@ -295,13 +365,91 @@ export class HnswIndex {
 
   /** Parameters, as a snapshot stores them. */
   get params(): HnswParams {
-    return {
+    const p: HnswParams = {
       dim: this.dim,
       metric: this.metric,
       M: this.M,
       efConstruction: this.efConstruction,
       ef: this.ef,
     };
+    if (this.quantization !== "none") {
+      p.quantization = this.quantization;
+      p.rescore = this.rescore;
+      p.trainSize = this.trainSize;
+    }
+    return p;
+  }
+
+  /** Vector quantization, fixed at construction. */
+  get quantization(): Quantization {
+    return this.quant;
+  }
+
+  /** Live points at which the quantizer trains (see {@link HnswOptions.trainSize}). */
+  get trainSize(): number {
+    return this.quantTrainSize;
+  }
+
+  /** Bytes of one int8 code row (0 while there are no codes). */
+  get codeBytesPerVector(): number {
+    return this.codes === null ? 0 : this.codes.rowBytes;
+  }
+
+  /**
+   * Trains the int8 quantizer from the points in the index now (up to
+   * {@link TRAIN_SAMPLE_MAX}, evenly spaced) and encodes every slot; later inserts are encoded
+   * as they come, clipped to these ranges. Called by {@link add} when the index first holds
+   * `trainSize` live points; callable earlier (or again, to retrain). Throws for an index
+   * without quantization or without live points.
+   */
+  trainQuantizer(clip = DEFAULT_CLIP): void {
+    if (this.quantization === "none") {
+      throw new TypeError("trainQuantizer: the index has no quantization");
+    }
+    if (this.live === 0) throw new RangeError("trainQuantizer: the index holds no live points");
+    const store = this.store;
+    const step = Math.max(1, Math.floor(this.live / TRAIN_SAMPLE_MAX));
+    const sample = new Float32Array(Math.min(this.live, TRAIN_SAMPLE_MAX) * this.dim);
+    let n = 0, seen = 0;
+    const f32 = store.f32;
+    for (let s = 0; s < this.size && n * this.dim < sample.length; s++) {
+      if (this.flags[s] !== FLAG_LIVE) continue;
+      if (seen++ % step !== 0) continue;
+      const p = store.ptr(s) >>> 2;
+      sample.set(f32.subarray(p, p + this.dim), n * this.dim);
+      n++;
+    }
+    const qz = ScalarQuantizer.train(sample, n, this.dim, this.dim, clip);
+    const codes = new CodeStore(this.dim, this.metric, qz, this.M0 + 1);
+    this.fillCodes(codes);
+    this.codes = codes;
+  }
+
+  /** Encodes every slot in use into `codes` (sized to the index's capacity) and mirrors the graph. */
+  private fillCodes(codes: CodeStore): void {
+    codes.reserve(this.capacity);
+    const store = this.store;
+    for (let s = 0; s < this.size; s++) codes.write(s, store.f32, store.ptr(s) >>> 2);
+    codes.syncGraph(this.links0, this.flags, this.size);
+  }
+
+  /**
+   * Mirrors an insert into the code store: the slot's codes, flag and layer-0 list, and the
+   * lists of its layer-0 neighbours (the insert added itself to them, pruning some).
+   */
+  private mirrorInsert(codes: CodeStore, slot: number): void {
+    const store = this.store;
+    codes.write(slot, store.f32, store.ptr(slot) >>> 2);
+    codes.setFlag(slot, FLAG_LIVE);
+    const row0 = this.M0 + 1;
+    const links = this.links0;
+    const off = slot * row0;
+    codes.setLinks(slot, links, off);
+    const cnt = links[off];
+    for (let j = 1; j <= cnt; j++) {
+      const n = links[off + j];
+      codes.setLinks(n, links, n * row0);
+    }
   }
 
   /** Live points. */
@@ -316,7 +464,8 @@ export class HnswIndex {
 
   /** Every byte the index holds: the WASM memory and all typed arrays. */
   get memoryBytes(): number {
-    return this.store.memoryBytes + this.links0.byteLength + this.upper.byteLength +
+    return this.store.memoryBytes + (this.codes === null ? 0 : this.codes.memoryBytes) +
+      this.links0.byteLength + this.upper.byteLength +
       this.upperOff.byteLength + this.upperAlloc.byteLength + this.levels.byteLength +
       this.labels.byteLength + this.flags.byteLength + this.visited.byteLength +
       this.fstate.byteLength +
@@ -328,6 +477,7 @@ export class HnswIndex {
   reserve(n: number): void {
     if (n <= this.capacity) return;
     this.store.reserve(n);
+    this.codes?.reserve(n);
     const grow32 = (a: Uint32Array, len: number) => {
       const b = new Uint32Array(len);
       b.set(a);
@@ -384,6 +534,11 @@ export class HnswIndex {
     this.ids.set(id, slot);
     this.live++;
     this.link(slot, this.randomLevel());
+    if (this.codes !== null) {
+      this.mirrorInsert(this.codes, slot);
+    } else if (this.quantization !== "none" && this.live >= this.trainSize) {
+      this.trainQuantizer();
+    }
   }
 
   /** Removes `id`; returns whether it was present. */
@@ -392,6 +547,7 @@ export class HnswIndex {
     const slot = this.ids.delete(id);
     if (slot < 0) return false;
     this.flags[slot] = FLAG_DELETED;
+    this.codes?.setFlag(slot, FLAG_DELETED);
     this.live--;
     this.deleted++;
     if (this.deleted > this.compactRatio * this.size && this.deleted >= 8) this.compact();
@@ -412,20 +568,83 @@ export class HnswIndex {
     } else {
       ef = Math.max(this.ef, k);
     }
+    const rescore = options.rescore === undefined
+      ? this.rescore
+      : checkInt("rescore", options.rescore, 1, MAX_RESCORE);
     if (this.entry < 0 || this.live === 0) return [];
     const filter = options.filter ?? null;
     const store = this.store;
     store.setQuery(query);
+    const codes = this.codes;
+    const src: DistanceSource = codes === null ? store : codes;
+    if (codes !== null) codes.setQuery(store.f32, store.queryIdx);
     const q = store.queryPtr;
     let cur = this.entry;
-    let curDist = store.pair(q, store.ptr(cur), store.stride);
+    let curDist = src.distanceTo(q, cur);
     for (let l = this.maxLevel; l > 0; l--) {
-      cur = this.greedy(q, cur, l);
+      cur = this.greedy(src, q, cur, l);
       curDist = this.lastGreedyDist;
     }
-    this.searchLayer(q, cur, curDist, ef, 0, true, filter);
     this.lastSearchEf = ef;
+    if (codes !== null && filter === null) {
+      // The whole layer-0 walk runs in WASM over the codes and the mirrored links.
+      codes.search0(cur, ef);
+      this.lastVisited = codes.lastSeen;
+      this.rerankCodes(codes, Math.max(k, rescore * k), k);
+      return this.takeResults(k);
+    }
+    this.searchLayer(src, q, cur, curDist, ef, 0, true, filter);
+    if (codes !== null) this.rerank(Math.max(k, rescore * k), k);
     return this.takeResults(k);
+  }
+
+  /**
+   * Exact re-ranking after {@link CodeStore.search0}: the best `r` of its results are scored
+   * from the float vectors in one batch; the k nearest are left in `this.res`.
+   */
+  private rerankCodes(codes: CodeStore, r: number, k: number): void {
+    const m = codes.trim(r);
+    const store = this.store;
+    const u32 = store.u32;
+    const si = store.slotsIdx;
+    for (let j = 0; j < m; j++) u32[si + j] = codes.resultSlot(j);
+    store.distancesToSlots(store.queryPtr, m);
+    const f32 = store.f32;
+    const oi = store.outIdx;
+    const res = this.res;
+    res.clear();
+    for (let j = 0; j < m; j++) {
+      const d = f32[oi + j];
+      if (res.size < k || d < res.topKey()) {
+        res.push(d, u32[si + j]);
+        if (res.size > k) res.pop();
+      }
+    }
+  }
+
+  /**
+   * Exact re-ranking of a search over codes: keeps the best `r` approximate results in
+   * `this.res`, scores them from the float vectors in one batch, and leaves the k nearest
+   * by exact distance in `this.res`.
+   */
+  private rerank(r: number, k: number): void {
+    const res = this.res;
+    while (res.size > r) res.pop();
+    const m = res.size;
+    const store = this.store;
+    const u32 = store.u32;
+    const si = store.slotsIdx;
+    for (let j = 0; j < m; j++) u32[si + j] = res.pop();
+    store.distancesToSlots(store.queryPtr, m);
+    const f32 = store.f32;
+    const oi = store.outIdx;
+    for (let j = 0; j < m; j++) {
+      const d = f32[oi + j];
+      if (res.size < k || d < res.topKey()) {
+        res.push(d, u32[si + j]);
+        if (res.size > k) res.pop();
+      }
+    }
   }
 
   /** Exact k nearest live points by brute force with the same kernels. */
@@ -558,7 +777,7 @@ export class HnswIndex {
       let cur = this.entry;
       let curDist = store.pair(q, store.ptr(cur), store.stride);
       for (let l = this.maxLevel; l > 0; l--) {
-        cur = this.greedy(q, cur, l);
+        cur = this.greedy(store, q, cur, l);
         curDist = this.lastGreedyDist;
       }
       this.filteredLayer0(q, cur, curDist, ef, twoHop);
@@ -597,6 +816,7 @@ export class HnswIndex {
       this.freeSlots[this.freeCount++] = s;
     }
     this.deleted = 0;
+    this.codes?.syncGraph(this.links0, flags, this.size);
     if (this.entry >= 0 && flags[this.entry] !== FLAG_LIVE) {
       this.entry = -1;
       this.maxLevel = -1;
@@ -613,7 +833,7 @@ export class HnswIndex {
   writeTo(w: BinaryWriter): void {
     const n = this.size;
     w.u32(INDEX_MAGIC);
-    w.u32(INDEX_VERSION);
+    w.u32(this.quantization === "none" ? INDEX_VERSION : INDEX_VERSION_QUANTIZED);
     w.u32(this.dim);
     w.u32(this.M);
     w.u8(METRIC_CODES[this.metric]);
@@ -636,6 +856,16 @@ export class HnswIndex {
     w.bytes(this.upperAlloc.subarray(0, n));
     w.u32Array(this.upper.subarray(0, this.upperUsed));
     w.i32Array(this.freeSlots.subarray(0, this.freeCount));
+    if (this.quantization === "none") return;
+    w.u8(QUANTIZATION_CODES[this.quantization]);
+    w.u32(this.rescore);
+    w.u32(this.trainSize);
+    const codes = this.codes;
+    w.u8(codes === null ? 0 : 1);
+    if (codes === null) return;
+    w.f32Array(codes.quantizer.lo);
+    w.f32Array(codes.quantizer.scale);
+    w.bytes(codes.rows(n));
   }
 
   /** Reads an index written by {@link writeTo}, checking every structural invariant. */
@@ -645,8 +875,8 @@ export class HnswIndex {
       throw new BinaryFormatError(`Index magic 0x${magic.toString(16)} is not 0x57534e48`);
     }
     const version = r.u32();
-    if (version !== INDEX_VERSION) {
-      throw new BinaryFormatError(`Index format version ${version} is not supported (want 1)`);
+    if (version !== INDEX_VERSION && version !== INDEX_VERSION_QUANTIZED) {
+      throw new BinaryFormatError(`Index format version ${version} is not supported (want 1 or 2)`);
     }
     const dim = r.u32();
     const M = r.u32();
@@ -743,7 +973,49 @@ export class HnswIndex {
     }
     index.live = live;
     index.deleted = deleted;
+    if (version === INDEX_VERSION_QUANTIZED) return HnswIndex.readQuantization(r, index);
     return index;
+  }
+
+  /**
+   * Reads the quantization section of a version-2 image into a new index that shares the
+   * graph and vectors `base` read (the quantization fields are readonly, fixed at construction).
+   */
+  private static readQuantization(r: BinaryReader, base: HnswIndex): HnswIndex {
+    const code = r.u8();
+    if (code !== QUANTIZATION_CODES.int8) {
+      throw new BinaryFormatError(`Index quantization code ${code} is unknown`);
+    }
+    const rescore = r.u32();
+    const trainSize = r.u32();
+    if (rescore < 1 || rescore > MAX_RESCORE || trainSize < 1) {
+      throw new BinaryFormatError(`Index rescore ${rescore} or train size ${trainSize} is invalid`);
+    }
+    const trained = r.u8();
+    if (trained > 1) throw new BinaryFormatError(`Index trained flag ${trained} is not 0 or 1`);
+    base.quant = "int8";
+    base.quantTrainSize = trainSize;
+    base.rescore = rescore;
+    if (trained === 0) return base;
+    const lo = r.f32Array();
+    const scale = r.f32Array();
+    if (lo.length !== base.dim || scale.length !== base.dim) {
+      throw new BinaryFormatError(
+        `Index quantizer ranges have ${lo.length} / ${scale.length} dimensions, not ${base.dim}`,
+      );
+    }
+    let qz: ScalarQuantizer;
+    try {
+      qz = new ScalarQuantizer(lo, scale);
+    } catch (e) {
+      throw new BinaryFormatError(`Index quantizer: ${(e as Error).message}`);
+    }
+    const codes = new CodeStore(base.dim, base.metric, qz, base.M0 + 1);
+    codes.reserve(base.capacity);
+    codes.loadRows(r.bytes(), base.size);
+    codes.syncGraph(base.links0, base.flags, base.size);
+    base.codes = codes;
+    return base;
   }
 
   // ---- internals -------------------------------------------------------------------------
@@ -814,15 +1086,14 @@ export class HnswIndex {
   private touched = 0;
 
   /** Greedy walk (ef = 1) on one upper layer; returns the closest slot found. */
-  private greedy(q: number, start: number, level: number): number {
-    const store = this.store;
+  private greedy(store: DistanceSource, q: number, start: number, level: number): number {
     const u32 = store.u32;
     const f32 = store.f32;
     const si = store.slotsIdx;
     const oi = store.outIdx;
     const links = level === 0 ? this.links0 : this.upper;
     let cur = start;
-    let curDist = store.pair(q, store.ptr(cur), store.stride);
+    let curDist = store.distanceTo(q, cur);
     let changed = true;
     while (changed) {
       changed = false;
@@ -856,6 +1127,7 @@ export class HnswIndex {
    * that passes the bound.
    */
   private searchLayer(
+    store: DistanceSource,
     q: number,
     ep: number,
     epDist: number,
@@ -864,7 +1136,6 @@ export class HnswIndex {
     liveOnly: boolean,
     filter: IdFilter | null,
   ): void {
-    const store = this.store;
     const u32 = store.u32;
     const f32 = store.f32;
     const si = store.slotsIdx;
@@ -1215,10 +1486,10 @@ export class HnswIndex {
     const store = this.store;
     const q = store.ptr(slot);
     let cur = this.entry;
-    for (let l = this.maxLevel; l > level; l--) cur = this.greedy(q, cur, l);
+    for (let l = this.maxLevel; l > level; l--) cur = this.greedy(store, q, cur, l);
     let curDist = store.pair(q, store.ptr(cur), store.stride);
     for (let l = Math.min(level, this.maxLevel); l >= 0; l--) {
-      this.searchLayer(q, cur, curDist, this.efConstruction, l, false, null);
+      this.searchLayer(store, q, cur, curDist, this.efConstruction, l, false, null);
       // Move the results into the selection queue, nearest first; tombstones are not linked to.
       const res = this.res;
       const sel = this.sel;

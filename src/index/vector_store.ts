@@ -171,6 +171,11 @@ export class VectorStore {
     return this.f32.slice(base, base + this.dim);
   }
 
+  /** Distance from the vector at byte address `qPtr` to the vector of `slot`. */
+  distanceTo(qPtr: number, slot: number): number {
+    return this.pair(qPtr, this.ptr(slot), this.stride);
+  }
+
   /** Distance between two stored vectors. */
   distanceBetween(a: number, b: number): number {
     return this.pair(this.ptr(a), this.ptr(b), this.stride);

@@ -69,6 +69,34 @@ export interface Kernels {
   cosine_range: RangeKernel;
   normalize(a: number, dim: number): number;
   heap_base(): number;
+  /**
+   * Sets the affine map the int8 batch kernel applies to each integer sum `s` of a code row at
+   * `v`: distance = a + b * s + c * (f32 at v + normOff). See asm/kernels.ts.
+   */
+  q8_set(a: number, b: number, c: number, normOff: number): void;
+  /** Integer dot product of `n` u8 codes at `v` with `n` i16 weights at `q` (i32 sum). */
+  q8_dot(q: number, v: number, n: number): number;
+  /** Int8 batch kernel over slots: `dim` is the code bytes compared per row (see q8_set). */
+  q8_slots: SlotsKernel;
+  /** Sets the regions of {@link Kernels.q8_search0} (see asm/kernels.ts for the table). */
+  q8_layout(
+    codes: number,
+    rowBytes: number,
+    codeBytes: number,
+    links: number,
+    linkRowBytes: number,
+    flags: number,
+    visited: number,
+    cand: number,
+    res: number,
+    slots: number,
+  ): void;
+  /** Layer-0 best-first search over codes from slot `ep`; returns the results it left. */
+  q8_search0(q: number, ep: number, ef: number, epoch: number): number;
+  /** Keeps the best `r` results of the last q8_search0; returns how many remain. */
+  q8_res_trim(r: number): number;
+  /** Nodes the last q8_search0 scored. */
+  q8_seen(): number;
 }
 
 /** Thrown when the compiled kernels are missing; names the file and the command that builds it. */

@@ -120,3 +120,70 @@ Deno.test("kernels: each instance owns its own memory", () => {
   const b = instantiateKernels();
   assert.notEqual(a.memory, b.memory);
 });
+
+Deno.test("kernels: q8_dot matches a scalar reference for n 0..300, unaligned, extreme values", () => {
+  const k = instantiateKernels();
+  const rng = new Rng(13);
+  k.memory.grow(1);
+  const base = Math.ceil(k.heap_base() / 16) * 16;
+  for (let n = 0; n <= 300; n++) {
+    const u8 = new Uint8Array(k.memory.buffer);
+    const dv = new DataView(k.memory.buffer);
+    // Weights at an even but not 16-aligned address, codes at an odd one.
+    const pq = base + 2, pv = base + 2 * n + 2 + 17;
+    let ref = 0;
+    for (let i = 0; i < n; i++) {
+      // Every few rows take the extremes: code 255 times weight -32768 / 32767.
+      const extreme = n % 7 === 0;
+      const c = extreme ? 255 : Math.floor(rng.next() * 256);
+      const w = extreme ? (i % 2 === 0 ? -32768 : 32767) : Math.floor(rng.next() * 65536) - 32768;
+      u8[pv + i] = c;
+      dv.setInt16(pq + 2 * i, w, true);
+      ref += c * w;
+    }
+    // The host keeps |sum| < 2^31; larger n at the extremes would overflow by design.
+    if (Math.abs(ref) >= 2 ** 31) continue;
+    assert.equal(k.q8_dot(pq, pv, n), ref, `q8_dot n ${n}`);
+  }
+});
+
+Deno.test("kernels: q8_slots applies the affine map with the row's norm to every listed slot", () => {
+  const k = instantiateKernels();
+  const rng = new Rng(17);
+  k.memory.grow(4);
+  const dim = 48;
+  const rowBytes = 64; // 48 code bytes, then the f32 norm at byte 48
+  const q = Math.ceil(k.heap_base() / 16) * 16;
+  const slotsPtr = q + dim * 2;
+  const outPtr = slotsPtr + 64 * 4;
+  const rows = outPtr + 64 * 4;
+  const dv = new DataView(k.memory.buffer);
+  const weights: number[] = [];
+  for (let i = 0; i < dim; i++) {
+    weights.push(Math.floor(rng.next() * 2001) - 1000);
+    dv.setInt16(q + 2 * i, weights[i], true);
+  }
+  const sums: number[] = [], norms: number[] = [];
+  for (let r = 0; r < 20; r++) {
+    let s = 0;
+    for (let i = 0; i < dim; i++) {
+      const c = Math.floor(rng.next() * 256);
+      dv.setUint8(rows + r * rowBytes + i, c);
+      s += c * weights[i];
+    }
+    sums.push(s);
+    norms.push(Math.fround(rng.next() * 10));
+    dv.setFloat32(rows + r * rowBytes + dim, norms[r], true);
+  }
+  const slots = [19, 0, 7, 7, 3];
+  slots.forEach((s, i) => dv.setUint32(slotsPtr + 4 * i, s, true));
+  for (const [a, b, c] of [[1, -0.001, 0], [2.5, 0.5, 1]]) {
+    k.q8_set(a, b, c, dim);
+    k.q8_slots(q, rows, rowBytes, slotsPtr, slots.length, outPtr, dim);
+    const out = new Float32Array(k.memory.buffer, outPtr, slots.length);
+    slots.forEach((s, i) => {
+      const want = a + b * sums[s] + c * norms[s];
+      assert.ok(Math.abs(out[i] - want) <= 1e-5 * Math.max(1, Math.abs(want)), `slot ${s}`);
+    });
+  }
+});

@@ -216,6 +216,8 @@ export function nodeHandlers(
       m: c.config.m,
       ef_construction: c.config.ef_construction,
       field_indexes: c.fieldIndexes().map((i) => ({ field: i.field, type: i.type })),
+      quantization: c.config.quantization ?? "none",
+      rescore: c.config.rescore ?? 0,
     };
   }
 
@@ -319,7 +321,9 @@ export function nodeHandlers(
         const existing = store.list().find((c) => c.name === v.name);
         const same = existing !== undefined && existing.config.dimension === v.dimension &&
           existing.config.metric === v.metric && existing.config.m === v.m &&
-          existing.config.ef_construction === v.ef_construction;
+          existing.config.ef_construction === v.ef_construction &&
+          (existing.config.quantization ?? "none") === (v.quantization ?? "none") &&
+          (existing.config.rescore ?? 0) === (v.rescore ?? 0);
         if (!same) {
           throw new CollectionExistsError(v.name);
         }

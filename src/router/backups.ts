@@ -73,7 +73,9 @@ function failureCode(errors: readonly unknown[]): grpc.status {
 
 function sameParameters(a: CollectionInfo, b: CollectionInfo): boolean {
   return a.dimension === b.dimension && a.metric === b.metric && a.m === b.m &&
-    a.ef_construction === b.ef_construction;
+    a.ef_construction === b.ef_construction &&
+    (a.quantization || "none") === (b.quantization || "none") &&
+    (a.rescore ?? 0) === (b.rescore ?? 0);
 }
 
 function sum(values: readonly (string | number | undefined)[]): string {
@@ -278,6 +280,8 @@ export class ClusterBackups {
       metric: params.metric,
       m: params.m,
       ef_construction: params.ef_construction,
+      quantization: params.quantization ?? "",
+      rescore: params.rescore ?? 0,
     };
     const settled = await Promise.allSettled(ring.map(async (a): Promise<NodeRestore> => {
       if (holders.has(a)) {

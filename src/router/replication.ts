@@ -702,6 +702,10 @@ export function createRecord(v: ValidCollection): WalRecord {
     metric: v.metric,
     m: v.m,
     ef_construction: v.ef_construction,
+    // Only a quantized collection's record carries these (older routers' hints decode as none).
+    ...(v.quantization !== undefined && v.quantization !== "none"
+      ? { quantization: v.quantization, rescore: v.rescore }
+      : {}),
   };
 }
 

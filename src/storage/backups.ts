@@ -62,6 +62,10 @@ export interface BackupManifest {
     metric: string;
     m: number;
     ef_construction: number;
+    /** Present only for a quantized collection ("int8"). */
+    quantization?: string;
+    /** Present with `quantization`. */
+    rescore?: number;
   };
   /** Live points in the image. */
   points: number;
@@ -195,6 +199,9 @@ export class Backups {
           metric: c.config.metric,
           m: c.config.m,
           ef_construction: c.config.ef_construction,
+          ...(c.config.quantization !== undefined && c.config.quantization !== "none"
+            ? { quantization: c.config.quantization, rescore: c.config.rescore }
+            : {}),
         },
         points: image.points,
         tombstones: image.tombstones,

@@ -124,6 +124,7 @@ import {
 import { PAYLOAD_FIELD_TYPES, PayloadIndexes, type PayloadIndexInfo } from "./payload_index.ts";
 import { planFilter, resolveHasIds } from "./filter_plan.ts";
 import type { PlannedFilter } from "../index/hnsw.ts";
+import { DEFAULT_RESCORE, type Quantization } from "../common/limits.ts";
 
 /** Parameters a collection is created with. */
 export interface CollectionConfig {
@@ -132,6 +133,22 @@ export interface CollectionConfig {
   metric: Metric;
   m: number;
   ef_construction: number;
+  /**
+   * `int8`: the index also keeps one-byte codes and searches over them, re-ranking exactly
+   * (src/index/quantizer.ts). Absent or `none`: floats only.
+   */
+  quantization?: Quantization;
+  /** Re-ranking factor of an int8 collection (default 4). */
+  rescore?: number;
+}
+
+/** The index options a collection's quantization settings give (none when not quantized). */
+function quantizationOptions(
+  q: Quantization | undefined,
+  rescore: number | undefined,
+): { quantization?: Quantization; rescore?: number } {
+  if (q === undefined || q === "none") return {};
+  return { quantization: q, rescore: rescore ?? DEFAULT_RESCORE };
 }
 
 export interface CollectionOptions {
@@ -765,6 +782,7 @@ export class Collection {
       metric: config.metric,
       M: config.m,
       efConstruction: config.ef_construction,
+      ...quantizationOptions(config.quantization, config.rescore),
     });
     mkdirSync(join(dir, "snapshots"), { recursive: true });
     const wal = await Wal.open(join(dir, "wal"), {
@@ -782,6 +800,7 @@ export class Collection {
       metric: config.metric,
       m: config.m,
       ef_construction: config.ef_construction,
+      ...quantizationOptions(config.quantization, config.rescore),
     });
     const seq = await wal.append(type, payload);
     const table = new PointTable(index, new VersionClock(options.now_ms));
@@ -826,6 +845,7 @@ export class Collection {
       metric: table.index.metric,
       m: table.index.M,
       ef_construction: table.index.efConstruction,
+      ...quantizationOptions(table.index.quantization, table.index.rescore),
     };
     let applied = snap?.seq ?? 0;
     let replayed = 0;
@@ -840,6 +860,7 @@ export class Collection {
             metric: rec.metric,
             m: rec.m,
             ef_construction: rec.ef_construction,
+            ...quantizationOptions(rec.quantization, rec.rescore),
           };
           table = new PointTable(
             new HnswIndex({
@@ -847,6 +868,7 @@ export class Collection {
               metric: rec.metric,
               M: rec.m,
               efConstruction: rec.ef_construction,
+              ...quantizationOptions(rec.quantization, rec.rescore),
             }),
             clock,
           );

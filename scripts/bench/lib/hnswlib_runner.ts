@@ -6,6 +6,7 @@
  * @module
  */
 import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
 import { memoryUsage } from "node:process";
 import { readFvecs, readIvecs } from "./fvecs.ts";
 import { type Engine, sweep } from "./sweep.ts";
@@ -22,6 +23,8 @@ interface Config {
   efConstruction: number;
   efs: number[];
   k: number;
+  /** hnswlib's own index file: loaded when present (no build), else written after the build. */
+  indexFile?: string;
 }
 
 const cfg = JSON.parse(process.argv[2]) as Config;
@@ -42,10 +45,18 @@ const engine: Engine = {
   build(b) {
     rssBefore = memoryUsage().rss;
     index = new HierarchicalNSW(space, b.dim);
+    if (cfg.indexFile !== undefined && existsSync(cfg.indexFile)) {
+      index.readIndexSync(cfg.indexFile);
+      console.error(
+        `  hnswlib-node: graph loaded from ${cfg.indexFile} (build_s is the load time)`,
+      );
+      return;
+    }
     index.initIndex(b.n, cfg.M, cfg.efConstruction, 100);
     for (let i = 0; i < b.n; i++) {
       index.addPoint(Array.from(b.data.subarray(i * b.dim, (i + 1) * b.dim)), i);
     }
+    if (cfg.indexFile !== undefined) index.writeIndexSync(cfg.indexFile);
   },
   prepareQueries(q) {
     const out: number[][] = [];

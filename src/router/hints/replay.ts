@@ -235,6 +235,8 @@ export class HintReplay {
             metric: r.metric,
             m: r.m,
             ef_construction: r.ef_construction,
+            quantization: r.quantization ?? "",
+            rescore: r.rescore ?? 0,
           });
           break;
         case "drop_collection":

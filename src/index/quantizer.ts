@@ -1,0 +1,469 @@
+/**
+ * Scalar (int8) quantization of an index's vectors: one byte per dimension, searched with the
+ * WASM int8 kernel (`q8_slots` in asm/kernels.ts), re-ranked exactly from the float vectors by
+ * {@link HnswIndex}.
+ *
+ * **Codes.** Each dimension `i` has a range `[lo_i, lo_i + 255 * scale_i]` trained from the
+ * data; a value `x` is stored as `c = clamp(round((x - lo_i) / scale_i), 0, 255)` and stands for
+ * `x̂ = lo_i + scale_i * c`. The range is the `clip` and `1 - clip` quantiles of the training
+ * sample per dimension, so a few outliers do not stretch it for everyone; values outside it
+ * (outliers, or points inserted after training that fall outside the trained range) are
+ * clipped to the nearest end. A dimension with no spread has scale 0 and decodes to `lo_i`.
+ *
+ * **Distances.** With the query `q` (the stored form: normalised for cosine), the inner product
+ * is `q·x̂ = q·lo + Σ (q_i scale_i) c_i`. The per-query weights `w_i = q_i scale_i` are rounded
+ * to i16 with one scale `s_w` (bounded so that `dim * 255 * max|w| < 2^31`: the integer sum
+ * cannot overflow), so the kernel's integer sum `S = Σ w'_i c_i` gives
+ *
+ * | metric        | distance (what the index orders by)         | affine map `a + b S + c n(x)` |
+ * |---------------|---------------------------------------------|-------------------------------|
+ * | l2            | `|q|² - 2 q·x̂ + |x̂|²`                        | `a = |q|² - 2 q·lo, b = -2 s_w, c = 1` |
+ * | dot, cosine   | `1 - q·x̂`                                    | `a = 1 - q·lo, b = -s_w, c = 0` |
+ *
+ * where `n(x) = |x̂|²` is stored in the code row. The query keeps ~15 bits, the data 8: the
+ * error is the data's rounding, which the exact re-ranking removes from the final order.
+ *
+ * **Code rows** (in the code store's own WASM memory, so the float vectors, read only to
+ * re-rank, stay out of the walk's caches):
+ *
+ * | bytes                          | content                                                |
+ * |--------------------------------|--------------------------------------------------------|
+ * | `0 .. dim - 1`                 | u8 codes                                               |
+ * | `dim .. normOff - 1`           | zero                                                   |
+ * | `normOff .. normOff + 3`       | f32 `|x̂|²`, `normOff = align(dim, 4)`                  |
+ * | up to `rowBytes`               | zero; `rowBytes = align(max(codeBytes, normOff + 4), 16)` |
+ *
+ * The kernel reads `codeBytes = align(dim, 16)` bytes of each row (the norm may lie inside
+ * them); the query weights are zero past `dim`, so those bytes add nothing.
+ *
+ * @example
+ * ```ts
+ * import { ScalarQuantizer } from "./quantizer.ts";
+ * const data = new Float32Array([0, 1, 2, 3, 4, 5]); // three 2-d points
+ * const qz = ScalarQuantizer.train(data, 3, 2, 2, 0);
+ * const codes = new Uint8Array(2);
+ * qz.encode(data, 4, codes, 0);
+ * console.log(Array.from(codes)); // [255, 255]
+ * ```
+ * @module
+ */
+import { instantiateKernels, type Kernels, type Metric } from "../kernels/kernels.ts";
+import { BATCH_MAX, CapacityError } from "./vector_store.ts";
+import { BinaryFormatError } from "../io/binary.ts";
+import {
+  DEFAULT_RESCORE,
+  type Quantization,
+  QUANTIZATIONS,
+  RESCORE_MAX,
+} from "../common/limits.ts";
+
+/** Vector quantization (`none` or `int8`) and its limits: one definition, in common/limits.ts. */
+export { DEFAULT_RESCORE, type Quantization, QUANTIZATIONS };
+/** Points in the index when the quantizer trains, unless the caller says otherwise. */
+export const DEFAULT_TRAIN_SIZE = 4096;
+/** Fraction of each tail of a dimension's training values clipped away when choosing its range. */
+export const DEFAULT_CLIP = 0.001;
+/** Largest re-ranking factor accepted (a search re-ranks at most ef candidates anyway). */
+export const MAX_RESCORE = RESCORE_MAX;
+/** Most training points read (evenly spaced over the slots when there are more). */
+export const TRAIN_SAMPLE_MAX = 65_536;
+
+const PAGE_BYTES = 65536;
+/** Mirrored flag of a slot not in use (the index's FLAG_FREE). */
+const FREE_FLAG = 2;
+const MAX_PAGES = 65536;
+
+/** Thrown for a quantization name that is not one of {@link QUANTIZATIONS}; quotes it. */
+export class UnknownQuantizationError extends TypeError {
+  constructor(value: string) {
+    super(`quantization "${value.slice(0, 40)}" is not one of none, int8`);
+    this.name = "UnknownQuantizationError";
+  }
+}
+
+/** The quantization named by `value` ("" means none); throws {@link UnknownQuantizationError}. */
+export function parseQuantization(value: string): Quantization {
+  const v = value.toLowerCase();
+  if (v === "" || v === "none") return "none";
+  if (v === "int8") return "int8";
+  throw new UnknownQuantizationError(value);
+}
+
+/** Per-dimension ranges of int8 codes (see the module doc). */
+export class ScalarQuantizer {
+  readonly dim: number;
+  /** Lower end of each dimension's range. */
+  readonly lo: Float32Array;
+  /** Step per code of each dimension (0: the dimension decodes to `lo`). */
+  readonly scale: Float32Array;
+  private readonly inv: Float32Array;
+
+  constructor(lo: Float32Array, scale: Float32Array) {
+    if (lo.length !== scale.length || lo.length === 0) {
+      throw new RangeError(`quantizer ranges have ${lo.length} and ${scale.length} dimensions`);
+    }
+    for (let i = 0; i < lo.length; i++) {
+      if (!Number.isFinite(lo[i]) || !(scale[i] >= 0) || !Number.isFinite(scale[i])) {
+        throw new RangeError(
+          `quantizer range of dimension ${i} is invalid (${lo[i]}, ${scale[i]})`,
+        );
+      }
+    }
+    this.dim = lo.length;
+    this.lo = lo;
+    this.scale = scale;
+    this.inv = new Float32Array(lo.length);
+    for (let i = 0; i < lo.length; i++) this.inv[i] = scale[i] > 0 ? 1 / scale[i] : 0;
+  }
+
+  /**
+   * Trains ranges from `n` vectors of `dim` floats, the i-th at `data[i * stride]`: per
+   * dimension the `clip` and `1 - clip` quantiles (clip in [0, 0.5)).
+   */
+  static train(
+    data: Float32Array,
+    n: number,
+    dim: number,
+    stride: number,
+    clip = DEFAULT_CLIP,
+    offset = 0,
+  ): ScalarQuantizer {
+    if (!(clip >= 0 && clip < 0.5)) throw new RangeError(`clip ${clip} must be in [0, 0.5)`);
+    if (n < 1) throw new RangeError(`training needs at least one vector, got ${n}`);
+    const lo = new Float32Array(dim);
+    const scale = new Float32Array(dim);
+    const col = new Float32Array(n);
+    const a = Math.floor(clip * (n - 1));
+    const b = Math.ceil((1 - clip) * (n - 1));
+    for (let d = 0; d < dim; d++) {
+      for (let i = 0; i < n; i++) col[i] = data[offset + i * stride + d];
+      col.sort();
+      lo[d] = col[a];
+      scale[d] = Math.max(0, (col[b] - col[a]) / 255);
+    }
+    return new ScalarQuantizer(lo, scale);
+  }
+
+  /**
+   * Encodes the `dim` floats at `src[srcOff ..]` into `out[outOff ..]`, clipping to the range;
+   * returns `|x̂|²`, the squared norm of the decoded vector.
+   */
+  encode(src: Float32Array, srcOff: number, out: Uint8Array, outOff: number): number {
+    const lo = this.lo, scale = this.scale, inv = this.inv;
+    let norm = 0;
+    for (let i = 0; i < this.dim; i++) {
+      let c = Math.round((src[srcOff + i] - lo[i]) * inv[i]);
+      if (!(c > 0)) c = 0; // also NaN-safe; inputs are validated finite
+      else if (c > 255) c = 255;
+      out[outOff + i] = c;
+      const x = lo[i] + scale[i] * c;
+      norm += x * x;
+    }
+    return norm;
+  }
+
+  /** Decodes `dim` codes at `codes[off ..]` into `out` (the values the codes stand for). */
+  decode(codes: Uint8Array, off: number, out: Float32Array): Float32Array {
+    for (let i = 0; i < this.dim; i++) out[i] = this.lo[i] + this.scale[i] * codes[off + i];
+    return out;
+  }
+}
+
+/**
+ * Int8 code rows of an index in a WASM memory of their own, addressed by the index's slots,
+ * with the query weights and the batch buffers. Same batch interface as the float
+ * {@link VectorStore}: write slots to `u32[slotsIdx ..]`, call {@link distancesToSlots}, read
+ * `f32[outIdx ..]`.
+ *
+ * | region  | offset       | size                   | use                                 |
+ * |---------|--------------|------------------------|-------------------------------------|
+ * | query   | `queryPtr`   | `codeBytes * 2`        | i16 weights, zero past `dim`        |
+ * | slots   | `slotsPtr`   | `BATCH_MAX * 4`        | u32 slot list for a batch           |
+ * | out     | `outPtr`     | `BATCH_MAX * 4`        | f32 distances of a batch            |
+ * | codes   | `codesPtr`   | `capacity * rowBytes`  | slot `s` at `+ s * rowBytes`        |
+ * | links   | `linksPtr`   | `capacity * linkWords * 4` | mirror of the layer-0 link rows |
+ * | flags   | `flagsPtr`   | `capacity`             | mirror of the slot flags (0 live)   |
+ * | visited | `visitedPtr` | `capacity`             | epoch stamps of the WASM walk       |
+ * | cand    | `candPtr`    | `(capacity + 1) * 8`   | candidate min-heap of the walk      |
+ * | res     | `resPtr`     | `(capacity + 1) * 8`   | result max-heap of the walk         |
+ *
+ * The regions from `links` on exist only when the store mirrors a graph (`linkWords` > 0):
+ * then {@link CodeStore.search0} walks layer 0 inside WASM (asm/kernels.ts, q8_search0). The
+ * index keeps the mirror current: a slot's row and flag after each insert (with the rows of
+ * its neighbours, whose lists the insert changed), a flag on delete, everything after a
+ * compaction or a load. Growth moves the regions after `codes` (copied, then re-laid out).
+ */
+export class CodeStore {
+  readonly dim: number;
+  readonly metric: Metric;
+  readonly quantizer: ScalarQuantizer;
+  /** Code bytes the kernel compares per row: dim rounded up to 16. */
+  readonly codeBytes: number;
+  /** Byte offset of the f32 `|x̂|²` in a row. */
+  readonly normOff: number;
+  readonly rowBytes: number;
+  readonly kernels: Kernels;
+  readonly queryPtr: number;
+  readonly slotsPtr: number;
+  readonly outPtr: number;
+  readonly codesPtr: number;
+  readonly slotsIdx: number;
+  readonly outIdx: number;
+  /** Largest |weight| of a query, so that `dim * 255 * qMax < 2^31`. */
+  readonly qMax: number;
+  f32: Float32Array;
+  u32: Uint32Array;
+  u8: Uint8Array;
+  private i16: Int16Array;
+  private dv: DataView;
+  capacity = 0;
+  private readonly w: Float64Array;
+
+  /** Words per mirrored layer-0 link row (1 + 2M); 0 when no graph is mirrored. */
+  readonly linkWords: number;
+  linksPtr = 0;
+  flagsPtr = 0;
+  visitedPtr = 0;
+  candPtr = 0;
+  resPtr = 0;
+  private epoch = 0;
+
+  constructor(dim: number, metric: Metric, quantizer: ScalarQuantizer, linkWords = 0) {
+    if (quantizer.dim !== dim) {
+      throw new RangeError(`quantizer has dimension ${quantizer.dim}; the index has ${dim}`);
+    }
+    this.dim = dim;
+    this.metric = metric;
+    this.quantizer = quantizer;
+    this.linkWords = linkWords;
+    const align = (x: number, a: number) => Math.ceil(x / a) * a;
+    this.codeBytes = align(dim, 16);
+    this.normOff = align(dim, 4);
+    this.rowBytes = align(Math.max(this.codeBytes, this.normOff + 4), 16);
+    this.kernels = instantiateKernels();
+    this.queryPtr = align(this.kernels.heap_base(), 64);
+    this.slotsPtr = align(this.queryPtr + this.codeBytes * 2, 64);
+    this.outPtr = this.slotsPtr + BATCH_MAX * 4;
+    this.codesPtr = align(this.outPtr + BATCH_MAX * 4, 64);
+    this.slotsIdx = this.slotsPtr >>> 2;
+    this.outIdx = this.outPtr >>> 2;
+    this.qMax = Math.min(32767, Math.floor((2 ** 31 - 1) / (255 * dim)) - 1);
+    this.w = new Float64Array(dim);
+    const buf = this.kernels.memory.buffer;
+    this.f32 = new Float32Array(buf);
+    this.u32 = new Uint32Array(buf);
+    this.u8 = new Uint8Array(buf);
+    this.i16 = new Int16Array(buf);
+    this.dv = new DataView(buf);
+    this.reserve(0);
+  }
+
+  /** Bytes the memory holds now. */
+  get memoryBytes(): number {
+    return this.kernels.memory.buffer.byteLength;
+  }
+
+  /** Byte address of a slot's code row. */
+  ptr(slot: number): number {
+    return this.codesPtr + slot * this.rowBytes;
+  }
+
+  /**
+   * Makes room for at least `slots` rows (views are replaced when the memory grows; the graph
+   * regions move, keeping their contents).
+   */
+  reserve(slots: number): void {
+    if (this.laidOut && slots <= this.capacity) return;
+    const cap = Math.max(slots, this.capacity);
+    const align = (x: number, a: number) => Math.ceil(x / a) * a;
+    const lw = this.linkWords;
+    const links = align(this.codesPtr + cap * this.rowBytes, 64);
+    const flags = links + cap * lw * 4;
+    const visited = flags + (lw > 0 ? cap : 0);
+    const cand = align(visited + (lw > 0 ? cap : 0), 8);
+    const res = cand + (lw > 0 ? (cap + 1) * 8 : 0);
+    const need = res + (lw > 0 ? (cap + 1) * 8 : 0);
+    // Keep the graph mirror across the move (the heaps are scratch).
+    const old = this.capacity;
+    const keepLinks = lw > 0 && old > 0
+      ? this.u32.slice(this.linksPtr >>> 2, (this.linksPtr >>> 2) + old * lw)
+      : null;
+    const keepFlags = lw > 0 && old > 0 ? this.u8.slice(this.flagsPtr, this.flagsPtr + old) : null;
+    const mem = this.kernels.memory;
+    const have = mem.buffer.byteLength;
+    if (need > have) {
+      const pages = Math.ceil((need - have) / PAGE_BYTES);
+      if (have / PAGE_BYTES + pages > MAX_PAGES) {
+        throw new CapacityError(
+          `int8 codes of ${slots} vectors of dimension ${this.dim} need ${need} bytes; ` +
+            `a WASM memory holds at most 4 GiB`,
+        );
+      }
+      mem.grow(pages);
+    }
+    if (this.u8.buffer !== mem.buffer) {
+      const buf = mem.buffer;
+      this.f32 = new Float32Array(buf);
+      this.u32 = new Uint32Array(buf);
+      this.u8 = new Uint8Array(buf);
+      this.i16 = new Int16Array(buf);
+      this.dv = new DataView(buf);
+    }
+    this.linksPtr = links;
+    this.flagsPtr = flags;
+    this.visitedPtr = visited;
+    this.candPtr = cand;
+    this.resPtr = res;
+    if (lw > 0) {
+      this.u32.fill(0, links >>> 2, (links >>> 2) + cap * lw);
+      if (keepLinks !== null) this.u32.set(keepLinks, links >>> 2);
+      this.u8.fill(FREE_FLAG, flags, flags + cap);
+      if (keepFlags !== null) this.u8.set(keepFlags, flags);
+      this.u8.fill(0, visited, visited + cap);
+      this.epoch = 0;
+    }
+    this.capacity = cap;
+    this.laidOut = true;
+    this.kernels.q8_layout(
+      this.codesPtr,
+      this.rowBytes,
+      this.codeBytes,
+      links,
+      lw * 4,
+      flags,
+      visited,
+      cand,
+      res,
+      this.slotsPtr,
+    );
+  }
+  private laidOut = false;
+
+  /** Copies the layer-0 link row of `slot` (`linkWords` words of `links` at `off`). */
+  setLinks(slot: number, links: Uint32Array, off: number): void {
+    const lw = this.linkWords;
+    this.u32.set(links.subarray(off, off + lw), (this.linksPtr >>> 2) + slot * lw);
+  }
+
+  /** Sets the mirrored flag of `slot` (0 live, anything else: never a result). */
+  setFlag(slot: number, flag: number): void {
+    this.u8[this.flagsPtr + slot] = flag;
+  }
+
+  /** Mirrors the first `n` link rows and flags (after a load, a training or a compaction). */
+  syncGraph(links: Uint32Array, flags: Uint8Array, n: number): void {
+    if (this.linkWords === 0) return;
+    this.u32.set(links.subarray(0, n * this.linkWords), this.linksPtr >>> 2);
+    this.u8.set(flags.subarray(0, n), this.flagsPtr);
+  }
+
+  /**
+   * Layer-0 search over the codes from slot `ep` with the prepared query, in WASM; leaves up
+   * to `ef` results in the result heap (read with {@link resultSlot} after {@link trim}).
+   * Returns how many.
+   */
+  search0(ep: number, ef: number): number {
+    if (this.epoch === 255) {
+      this.u8.fill(0, this.visitedPtr, this.visitedPtr + this.capacity);
+      this.epoch = 0;
+    }
+    this.epoch++;
+    return this.kernels.q8_search0(this.queryPtr, ep, ef, this.epoch);
+  }
+
+  /** Keeps the best `r` results of the last {@link search0}; returns how many remain. */
+  trim(r: number): number {
+    return this.kernels.q8_res_trim(r);
+  }
+
+  /** The slot of result `i` (in heap order) of the last {@link search0}. */
+  resultSlot(i: number): number {
+    return this.u32[(this.resPtr >>> 2) + 2 * i + 1];
+  }
+
+  /** Nodes the last {@link search0} scored. */
+  get lastSeen(): number {
+    return this.kernels.q8_seen();
+  }
+
+  /** Encodes the stored-form floats at `src[off ..]` into the row of `slot`. */
+  write(slot: number, src: Float32Array, off: number): void {
+    if (slot < 0 || slot >= this.capacity) {
+      throw new RangeError(`Slot ${slot} is outside the code store's capacity ${this.capacity}`);
+    }
+    const p = this.ptr(slot);
+    const norm = this.quantizer.encode(src, off, this.u8, p);
+    this.u8.fill(0, p + this.dim, p + this.rowBytes);
+    this.dv.setFloat32(p + this.normOff, norm, true);
+  }
+
+  /** The code bytes of `slot` (a copy), for tests and tools. */
+  codes(slot: number): Uint8Array {
+    const p = this.ptr(slot);
+    return this.u8.slice(p, p + this.dim);
+  }
+
+  /**
+   * Prepares a query (stored form: `dim` floats at `q[off ..]`, normalised for cosine): its i16
+   * weights and the kernel's affine map (see the module doc).
+   */
+  setQuery(q: Float32Array, off: number): void {
+    const qz = this.quantizer;
+    const lo = qz.lo, scale = qz.scale;
+    const w = this.w;
+    let qlo = 0, qq = 0, wmax = 0;
+    for (let i = 0; i < this.dim; i++) {
+      const x = q[off + i];
+      qlo += x * lo[i];
+      qq += x * x;
+      const wi = x * scale[i];
+      w[i] = wi;
+      const a = wi < 0 ? -wi : wi;
+      if (a > wmax) wmax = a;
+    }
+    const sw = wmax > 0 ? wmax / this.qMax : 0;
+    const inv = sw > 0 ? 1 / sw : 0;
+    const i16 = this.i16;
+    const qi = this.queryPtr >>> 1;
+    for (let i = 0; i < this.dim; i++) i16[qi + i] = Math.round(w[i] * inv);
+    for (let i = this.dim; i < this.codeBytes; i++) i16[qi + i] = 0;
+    if (this.metric === "l2") this.kernels.q8_set(qq - 2 * qlo, -2 * sw, 1, this.normOff);
+    else this.kernels.q8_set(1 - qlo, -sw, 0, this.normOff);
+  }
+
+  /** Approximate distances from the prepared query to the `n` slots at `u32[slotsIdx ..]`. */
+  distancesToSlots(_qPtr: number, n: number): void {
+    this.kernels.q8_slots(
+      this.queryPtr,
+      this.codesPtr,
+      this.rowBytes,
+      this.slotsPtr,
+      n,
+      this.outPtr,
+      this.codeBytes,
+    );
+  }
+
+  /** Approximate distance from the prepared query to one slot. */
+  distanceTo(_qPtr: number, slot: number): number {
+    this.u32[this.slotsIdx] = slot;
+    this.distancesToSlots(this.queryPtr, 1);
+    return this.f32[this.outIdx];
+  }
+
+  /** Copies rows `0 .. n - 1` out (for serialisation). */
+  rows(n: number): Uint8Array {
+    return this.u8.subarray(this.codesPtr, this.codesPtr + n * this.rowBytes);
+  }
+
+  /** Loads rows written by {@link rows}; the length must be `n * rowBytes`. */
+  loadRows(bytes: Uint8Array, n: number): void {
+    if (bytes.length !== n * this.rowBytes) {
+      throw new BinaryFormatError(
+        `int8 code table has ${bytes.length} bytes; ${n} rows of ${this.rowBytes} expected`,
+      );
+    }
+    this.reserve(n);
+    this.u8.set(bytes, this.codesPtr);
+  }
+}
