@@ -213,7 +213,8 @@ Deno.test("collection: exactSearch returns the true top-k, unfiltered and under 
       assert.ok(!ids.includes(7), "the deleted point never matches");
       for (let q = 0; q < 5; q++) {
         const query = rng.vector(dim);
-        const d = (id: number) => vectors[id].reduce((s, x, i) => s + (x - query[i]) ** 2, 0);
+        const d = (id: unknown) =>
+          vectors[id as number].reduce((s, x, i) => s + (x - query[i]) ** 2, 0);
         const truth = ids.slice().sort((a, b) => d(a) - d(b)).slice(0, k);
         const hits = c.exactSearch(query, k, f);
         assert.deepEqual(hits.map((h) => h.id), truth, `${text}: query ${q}`);
