@@ -43,7 +43,7 @@ import {
   validateFlag,
   validateK,
   validatePointIds,
-  validateVector,
+  validateVectorOrBytes,
   validateVersionFromOutside,
   ValidationError,
   type ValidSearch,
@@ -305,6 +305,7 @@ export function validateSearchBatchRequest(request: { searches?: unknown }): Val
     }
     const s = raw as {
       vector?: unknown;
+      vector_bytes?: unknown;
       k?: unknown;
       ef?: unknown;
       collection?: unknown;
@@ -313,7 +314,7 @@ export function validateSearchBatchRequest(request: { searches?: unknown }): Val
       filter?: unknown;
     };
     const v: ValidSearch = {
-      vector: validateVector(s.vector, `${at}.vector`),
+      vector: validateVectorOrBytes(s.vector, s.vector_bytes, `${at}.vector`),
       k: validateK(s.k, `${at}.k`),
       ef: validateEf(s.ef, `${at}.ef`),
       collection: resolveCollection(s.collection, `${at}.collection`),
