@@ -10,7 +10,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Buffer } from "node:buffer";
+import type { Buffer } from "node:buffer";
 import process from "node:process";
 import { VectorDBClient, vectorDbService } from "../../src/api/proto.ts";
 import { validateSearchRequest } from "../../src/api/validate.ts";

@@ -9,7 +9,7 @@ import * as grpc from "@grpc/grpc-js";
 import { describeGrpcError, type ResponseOf } from "../api/client.ts";
 import {
   type CollectionInfo,
-  CollectionStats,
+  type CollectionStats,
   type FieldIndex,
   type NodeStats,
   type SearchResult,
