@@ -242,7 +242,10 @@ export function validateVectorOrBytes(
   } else if (b.byteOffset % 4 === 0) {
     out = new Float32Array(b.buffer, b.byteOffset, n);
   } else {
-    out = new Float32Array(b.slice().buffer, 0, n);
+    // Not b.slice(): a Buffer's slice is a view of the same memory.
+    const copy = new Uint8Array(b.length);
+    copy.set(b);
+    out = new Float32Array(copy.buffer, 0, n);
   }
   for (let i = 0; i < n; i++) {
     if (Number.isFinite(out[i])) continue;

@@ -398,6 +398,10 @@ Deno.test("vector_bytes: a Float32Array of the packed values, over the bytes whe
   odd.set(bytes, 1);
   const u = validateVectorOrBytes(undefined, odd.subarray(1), "vector");
   assert.deepEqual(Array.from(u), [0.5, -2, 3.25]);
+  // A Buffer in a larger pool (as protobufjs decodes it), unaligned.
+  const pool = Buffer.alloc(64);
+  pool.set(bytes, 9);
+  assert.deepEqual(Array.from(validateVectorOrBytes([], pool.subarray(9, 21))), [0.5, -2, 3.25]);
   // Absent or empty bytes: the repeated floats, as before.
   assert.deepEqual(validateVectorOrBytes([1, 2], Buffer.alloc(0)), [1, 2]);
   assert.deepEqual(validateVectorOrBytes([1, 2], undefined), [1, 2]);
