@@ -122,8 +122,8 @@ result.index_alone = summary(alone);
 log(`index alone: ${JSON.stringify(result.index_alone)}`);
 
 await withCluster({ nodes: 1, replication_factor: 1 }, async (c) => {
-  const node = c.api(c.nodeAddrs[0]);
-  const router = c.api(c.routerAddr);
+  const node = c.api(c.nodeAddrs[0], 60_000);
+  const router = c.api(c.routerAddr, 60_000);
   await router.call("CreateCollection", {
     name: "glove",
     dimension: dim,
