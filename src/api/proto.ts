@@ -41,10 +41,15 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   arrays: true,
 };
 
-/** Channel/server options every client and server of this API uses (64 MiB messages). */
+/**
+ * Channel/server options every client and server of this API uses: 64 MiB messages; channelz
+ * off (grpc-js tracks every call and socket for the channelz service by default, which no
+ * server here offers: docs/REQUEST_PATH.md measures its cost per call).
+ */
 export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   "grpc.max_receive_message_length": MESSAGE_BYTES_MAX,
   "grpc.max_send_message_length": MESSAGE_BYTES_MAX,
+  "grpc.enable_channelz": 0,
 };
 
 /** A uint64 field: decoded as a decimal string; a number or string when encoding. */
