@@ -1,7 +1,8 @@
 /**
  * Packed vectors (`vector_bytes`) through the router over two real storage nodes (RF 2): Put,
  * PutBatch and Search with packed vectors give exactly what repeated floats give, the router
- * forwards them packed (the nodes store the same vectors), and a refusal names the field.
+ * forwards them packed (the nodes store the same vectors), hints for a node that is down hold
+ * the same vectors, and a refusal names the field.
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
@@ -9,6 +10,7 @@ import { isServiceError } from "../src/api/client.ts";
 import { packVector } from "../src/api/proto.ts";
 import { withCluster } from "../harness/cluster.ts";
 import { Rng } from "../src/testing/random.ts";
+import { waitFor } from "../harness/wait.ts";
 
 const DIM = 6;
 
@@ -84,6 +86,37 @@ Deno.test({
           e.details ===
             "vector_bytes dimension 2 (8 bytes) does not match the collection dimension 6",
       );
+      // A node down: packed writes are hinted for it (the router's hint record holds the
+      // floats) and reach it, the same vectors, once it is back.
+      await c.killNode(1);
+      await router.call("PutBatch", {
+        collection: "packed",
+        consistency: "one",
+        points: [{ id: 100, ...form(true, vectors[7]) }, { id: 101, ...form(true, vectors[8]) }],
+      });
+      await router.call("Put", {
+        id: 102,
+        ...form(true, vectors[9]),
+        collection: "packed",
+        consistency: "one",
+      });
+      await c.startNode(1);
+      const back = c.api(c.nodeAddrs[1], 30_000);
+      await waitFor(
+        async () => {
+          for (const id of [100, 101, 102]) {
+            if (!(await back.call("Get", { id, collection: "packed" })).found) return false;
+          }
+          return true;
+        },
+        "hinted packed writes reach the restarted node",
+        30_000,
+        200,
+      );
+      for (const [id, v] of [[100, 7], [101, 8], [102, 9]]) {
+        const got = await back.call("Get", { id, collection: "packed" });
+        assert.deepEqual(got.vector, Array.from(vectors[v]), `id ${id}`);
+      }
       // Both forms at once: refused by the router before any node is asked.
       await assert.rejects(
         router.call("Put", {
