@@ -14,6 +14,7 @@
  * | points[].vector | packed floats, or one float a field  | number[], `[]` if absent         |
  * | points[].payload (3) | UTF-8 string, at most PAYLOAD_BYTES_MAX bytes | string, "" if absent |
  * | points[].string_id (4) | UTF-8 string, at most ID_STRING_BYTES_MAX bytes | string, "" if absent |
+ * | points[].vector_bytes (5) | bytes (packed little-endian float32) | Buffer over the message's bytes (no copy), empty if absent |
  * | 2 collection    | UTF-8 string                         | string, "" if absent             |
  * | 10 consistency  | UTF-8 string                         | string, "" if absent             |
  * | 11 version      | varint (uint64)                      | decimal string, "0" if absent    |
@@ -29,12 +30,15 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import { type Field, nextField } from "../common/wire_limits.ts";
 import type { Point, PutBatchRequest } from "./proto.ts";
 import { PAYLOAD_BYTES_MAX } from "../common/limits.ts";
 import { ID_STRING_BYTES_MAX } from "../common/point_id.ts";
 
 const utf8 = new TextDecoder();
+/** An absent bytes field (proto-loader's `defaults`: an empty Buffer). */
+const EMPTY: Buffer = Buffer.alloc(0);
 
 /** Malformed for this schema at byte `at`. */
 function fail(at: number, message: string): never {
@@ -75,6 +79,7 @@ function decodePoint(
   let string_id = "";
   let vector: number[] = [];
   let payload = "";
+  let vector_bytes = EMPTY;
   for (let pos = from; pos < to;) {
     const at = pos;
     pos = nextField(b, pos, to, f);
@@ -112,9 +117,13 @@ function decodePoint(
         );
       }
       string_id = utf8.decode(b.subarray(f.from, f.to));
+    } else if (f.number === 5) {
+      expectWire(f, 2, "points[].vector_bytes", at);
+      // A view, as protobufjs gives: api/validate.ts reads it as float32 (copying if unaligned).
+      vector_bytes = Buffer.from(b.buffer, b.byteOffset + f.from, f.to - f.from);
     }
   }
-  return { id, vector, payload, string_id };
+  return { id, vector, payload, string_id, vector_bytes };
 }
 
 /** Decodes a `PutBatchRequest` as proto-loader would (see the module comment). */

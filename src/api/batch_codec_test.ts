@@ -37,6 +37,15 @@ function randomRequest(r: Prng): Record<string, unknown> {
       ...(r.nextInt(2)
         ? { payload: pick(["", "{}", '{"a":[1,"é"]}', "not json", "x".repeat(200)]) }
         : {}),
+      // Packed vectors, of any length (validation, not decoding, checks it).
+      ...(r.nextInt(3) === 0
+        ? {
+          vector_bytes: new Uint8Array(
+            Float32Array.from({ length: r.nextInt(3) === 0 ? 0 : dim }, () => r.nextInt(100) / 3)
+              .buffer,
+          ).subarray(0, 4 * dim - r.nextInt(2)),
+        }
+        : {}),
     })),
   };
   if (r.nextInt(2)) req.collection = pick(["", "c", "default", "größe-ü", "x".repeat(300)]);
@@ -74,8 +83,8 @@ Deno.test("decodePutBatchRequest: unpacked and split vectors, repeated and unkno
     ...f32(-4), // another unpacked one
     0x08,
     5, // the id again: the last one wins
-    0x28,
-    1, // unknown varint field 5
+    0x30,
+    1, // unknown varint field 6
   ];
   const msg = [
     0x0a,
@@ -112,6 +121,7 @@ Deno.test("decodePutBatchRequest: unpacked and split vectors, repeated and unkno
     vector: [1.5, 2, 3, -4],
     payload: "",
     string_id: "",
+    vector_bytes: Buffer.alloc(0),
   });
   assert.equal(want.collection, "b");
   assert.equal(want.version, "9223372036854775808");
@@ -194,4 +204,26 @@ Deno.test("decodePutBatchRequest: string ids decode; one over 128 bytes is refus
   const r = refusalOf(vectorDbService.PutBatch.requestDeserialize(big));
   assert.equal(r?.code, 3);
   assert.match(r?.details ?? "", /points\[1\]\.string_id is 129 bytes; the limit is 128/);
+});
+
+Deno.test("decodePutBatchRequest: vector_bytes is the point's bytes, a view as protobufjs gives", () => {
+  const floats = new Float32Array([0.5, -2, 3.25]);
+  const bytes = reference.requestSerialize({
+    points: [{ id: 7, vector: [], vector_bytes: new Uint8Array(floats.buffer) }, { id: 8 }],
+    collection: "c",
+  });
+  const got = decodePutBatchRequest(bytes);
+  assert.deepEqual(got, reference.requestDeserialize(bytes));
+  const packed = got.points[0].vector_bytes!;
+  assert.equal(packed.length, 12);
+  assert.deepEqual(
+    Array.from(new Float32Array(Uint8Array.from(packed).buffer)),
+    [0.5, -2, 3.25],
+  );
+  // No copy: the view lies in the message's buffer.
+  assert.equal(packed.buffer, bytes.buffer);
+  assert.equal(got.points[1].vector_bytes!.length, 0);
+  // Another wire type for field 5 is refused, not read as garbage.
+  const bad = Buffer.from([0x0a, 4, 0x08, 1, 0x28, 1]);
+  assert.throws(() => decodePutBatchRequest(bad), /vector_bytes \(field 5\) has wire type 0/);
 });

@@ -45,7 +45,7 @@ import {
   validateFlag,
   validateK,
   validatePointIds,
-  validateVector,
+  validateVectorOrBytes,
   validateVersionFromOutside,
   ValidationError,
   type ValidSearch,
@@ -312,6 +312,7 @@ export function validateSearchBatchRequest(request: { searches?: unknown }): Val
     }
     const s = raw as {
       vector?: unknown;
+      vector_bytes?: unknown;
       k?: unknown;
       ef?: unknown;
       collection?: unknown;
@@ -320,7 +321,7 @@ export function validateSearchBatchRequest(request: { searches?: unknown }): Val
       filter?: unknown;
     };
     const v: ValidSearch = {
-      vector: validateVector(s.vector, `${at}.vector`),
+      vector: validateVectorOrBytes(s.vector, s.vector_bytes, `${at}.vector`),
       k: validateK(s.k, `${at}.k`),
       ef: validateEf(s.ef, `${at}.ef`),
       collection: resolveCollection(s.collection, `${at}.collection`),

@@ -41,10 +41,15 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   arrays: true,
 };
 
-/** Channel/server options every client and server of this API uses (64 MiB messages). */
+/**
+ * Channel/server options every client and server of this API uses: 64 MiB messages; channelz
+ * off (grpc-js tracks every call and socket for the channelz service by default, which no
+ * server here offers: docs/REQUEST_PATH.md measures its cost per call).
+ */
 export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   "grpc.max_receive_message_length": MESSAGE_BYTES_MAX,
   "grpc.max_send_message_length": MESSAGE_BYTES_MAX,
+  "grpc.enable_channelz": 0,
 };
 
 /** A uint64 field: decoded as a decimal string; a number or string when encoding. */
@@ -64,6 +69,11 @@ export interface PutRequest {
   /** A string id instead of `id`; "" or absent for an integer id. */
   string_id?: string;
   vector: number[];
+  /**
+   * The vector as packed little-endian float32 bytes instead of `vector` (then `vector` is
+   * `[]`); see {@link packVector}.
+   */
+  vector_bytes?: Uint8Array;
   collection?: string;
   consistency?: string;
   /** 0 or absent: the server stamps it. At most 2^53 - 1 (VERSION_MAX). */
@@ -84,6 +94,11 @@ export interface Point {
   /** A string id instead of `id`; "" or absent for an integer id. */
   string_id?: string;
   vector: number[];
+  /**
+   * The vector as packed little-endian float32 bytes instead of `vector` (then `vector` is
+   * `[]`); see {@link packVector}.
+   */
+  vector_bytes?: Uint8Array;
   /** JSON text of an object (common/payload.ts); "" or absent: none. */
   payload?: string;
 }
@@ -134,6 +149,11 @@ export interface DeleteResponse {
 
 export interface SearchRequest {
   vector: number[];
+  /**
+   * The vector as packed little-endian float32 bytes instead of `vector` (then `vector` is
+   * `[]`); see {@link packVector}.
+   */
+  vector_bytes?: Uint8Array;
   k: number;
   collection?: string;
   ef?: number;
@@ -450,6 +470,35 @@ export interface DeleteByFilterResponse {
   deleted: Uint64;
   version: Uint64;
 }
+
+/**
+ * `vector`'s packed wire form (`vector_bytes` of SearchRequest, PutRequest and Point): its
+ * float32 values little-endian, 4 bytes each. A Float32Array is viewed, not copied, on a
+ * little-endian host; anything else is converted (rounding to float32).
+ */
+export function packVector(vector: ArrayLike<number>): Uint8Array {
+  if (vector instanceof Float32Array && LITTLE_ENDIAN) {
+    return new Uint8Array(vector.buffer, vector.byteOffset, vector.byteLength);
+  }
+  const out = new Uint8Array(vector.length * 4);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < vector.length; i++) view.setFloat32(i * 4, vector[i], true);
+  return out;
+}
+
+/**
+ * A validated vector in the form it came in: a plain array as `vector`, a Float32Array (from
+ * `vector_bytes`) packed again as `vector_bytes` (a view, no per-value work): what a router
+ * forwards to storage nodes.
+ */
+export function vectorToWire(
+  vector: number[] | Float32Array,
+): { vector: number[]; vector_bytes?: Uint8Array } {
+  return Array.isArray(vector) ? { vector } : { vector: [], vector_bytes: packVector(vector) };
+}
+
+/** True when this host stores a Float32Array's values little-endian (every common one). */
+export const LITTLE_ENDIAN: boolean = new Uint8Array(new Float32Array([1]).buffer)[3] === 0x3f;
 
 // ----- Service -----
 

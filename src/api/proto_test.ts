@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { Buffer } from "node:buffer";
 import {
   CHANNEL_OPTIONS,
   METHOD_NAMES,
   packageDefinition,
+  packVector,
   PROTO_PATH,
   type SearchResponse,
   type StatsResponse,
@@ -92,7 +94,15 @@ Deno.test("messages round-trip with the loader options", () => {
     filter: '{"must":[{"key":"a","match":{"value":1}}]}',
     exact: true,
   };
-  assert.deepEqual(search.requestDeserialize(search.requestSerialize(req)), req);
+  // An absent bytes field decodes as an empty Buffer (the loader's `defaults`).
+  assert.deepEqual(search.requestDeserialize(search.requestSerialize(req)), {
+    ...req,
+    vector_bytes: Buffer.alloc(0),
+  });
+  const packed = { ...req, vector: [], vector_bytes: packVector([0.5, -1.25, 3]) };
+  const got = search.requestDeserialize(search.requestSerialize(packed)) as typeof packed;
+  assert.deepEqual(Array.from(got.vector_bytes), Array.from(packed.vector_bytes));
+  assert.deepEqual(got.vector, []);
 
   const res: SearchResponse = {
     results: [

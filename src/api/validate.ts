@@ -169,6 +169,92 @@ export function validateVector(vector: unknown, field = "vector", dimension?: nu
   return vector;
 }
 
+/** A validated vector: a plain array (`repeated float`) or a Float32Array (`vector_bytes`). */
+export type VectorValue = number[] | Float32Array;
+
+/** True when a Float32Array's bytes are little-endian on this host (every common one). */
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Float32Array([1]).buffer)[3] === 0x3f;
+
+/** True when `bytes` is a set (non-empty) `vector_bytes` field. */
+function isSetBytes(bytes: unknown): boolean {
+  return bytes !== undefined && bytes !== null &&
+    !(bytes instanceof Uint8Array && bytes.length === 0);
+}
+
+/**
+ * The name of the field a request's vector came in: `${field}_bytes` when its packed form is
+ * set, else `field` (for messages about a vector checked later, e.g. against a dimension).
+ */
+export function vectorFieldName(request: { vector_bytes?: unknown }, field = "vector"): string {
+  return isSetBytes(request.vector_bytes) ? `${field}_bytes` : field;
+}
+
+/**
+ * A vector given as `field` (`repeated float`) or `${field}_bytes` (packed little-endian float32,
+ * see proto/vector_db.proto): exactly one may be set. The packed form becomes a Float32Array
+ * without per-value decoding (over the bytes when 4-aligned, else over an aligned copy), checked
+ * like {@link validateVector}: 1 … DIMENSION_MAX finite values, `dimension` of them when given.
+ */
+export function validateVectorOrBytes(
+  vector: unknown,
+  bytes: unknown,
+  field = "vector",
+  dimension?: number,
+): VectorValue {
+  if (!isSetBytes(bytes)) return validateVector(vector, field, dimension);
+  const name = `${field}_bytes`;
+  if (!(bytes instanceof Uint8Array)) {
+    throw new ValidationError(name, bytes, `${name} must be bytes, got ${quote(bytes)}`);
+  }
+  if (Array.isArray(vector) && vector.length > 0) {
+    throw new ValidationError(
+      name,
+      bytes.length,
+      `${field} (${vector.length} values) and ${name} (${bytes.length} bytes) are both set; ` +
+        `set exactly one`,
+    );
+  }
+  const b = bytes as Uint8Array;
+  if (b.length % 4 !== 0) {
+    throw new ValidationError(
+      name,
+      b.length,
+      `${name} has ${b.length} bytes, not a multiple of 4 (one float32 is 4 bytes)`,
+    );
+  }
+  const n = b.length / 4;
+  if (n > DIMENSION_MAX) {
+    throw new ValidationError(name, n, `${name} has ${n} values; the limit is ${DIMENSION_MAX}`);
+  }
+  if (dimension !== undefined && n !== dimension) {
+    throw new ValidationError(
+      name,
+      n,
+      `${name} dimension ${n} (${b.length} bytes) does not match the collection dimension ` +
+        `${dimension}`,
+    );
+  }
+  let out: Float32Array;
+  if (!HOST_LITTLE_ENDIAN) {
+    out = new Float32Array(n);
+    const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    for (let i = 0; i < n; i++) out[i] = view.getFloat32(4 * i, true);
+  } else if (b.byteOffset % 4 === 0) {
+    out = new Float32Array(b.buffer, b.byteOffset, n);
+  } else {
+    // Not b.slice(): a Buffer's slice is a view of the same memory.
+    const copy = new Uint8Array(b.length);
+    copy.set(b);
+    out = new Float32Array(copy.buffer, 0, n);
+  }
+  for (let i = 0; i < n; i++) {
+    if (Number.isFinite(out[i])) continue;
+    const at = `${name}[${i}]`;
+    throw new ValidationError(at, out[i], `${at} is ${out[i]}`);
+  }
+  return out;
+}
+
 /** Search `k`: 1 … K_MAX. */
 export function validateK(k: unknown, field = "k"): number {
   return integerIn(k, field, 1, K_MAX);
@@ -303,7 +389,7 @@ export function validateFlag(value: unknown, field: string): boolean {
 /** A validated Put. */
 export interface ValidPut {
   id: PointId;
-  vector: number[];
+  vector: VectorValue;
   /** Canonical JSON bytes of the payload (common/payload.ts); null for none. */
   payload: Uint8Array | null;
   collection: string;
@@ -315,7 +401,7 @@ export interface ValidPut {
 /** A validated PutBatch. */
 export interface ValidPutBatch {
   /** `payload`: canonical JSON bytes, null for none. */
-  points: { id: PointId; vector: number[]; payload: Uint8Array | null }[];
+  points: { id: PointId; vector: VectorValue; payload: Uint8Array | null }[];
   collection: string;
   consistency: Consistency | undefined;
   /** 0 when the request left it for the server to stamp. */
@@ -333,7 +419,7 @@ export interface ValidPointRef {
 
 /** A validated Search; `ef` 0 means the server default. */
 export interface ValidSearch {
-  vector: number[];
+  vector: VectorValue;
   k: number;
   ef: number;
   collection: string;
@@ -404,6 +490,7 @@ interface PutLike {
   id?: unknown;
   string_id?: unknown;
   vector?: unknown;
+  vector_bytes?: unknown;
   payload?: unknown;
   collection?: unknown;
   consistency?: unknown;
@@ -414,7 +501,7 @@ interface PutLike {
 export function validatePutRequest(request: PutLike, dimension?: number): ValidPut {
   return {
     id: validatePointId(request.id, request.string_id),
-    vector: validateVector(request.vector, "vector", dimension),
+    vector: validateVectorOrBytes(request.vector, request.vector_bytes, "vector", dimension),
     payload: validatePayload(request.payload),
     collection: resolveCollection(request.collection),
     consistency: validateConsistency(request.consistency),
@@ -444,13 +531,19 @@ export function validatePutBatchRequest(
   const valid = new Array<ValidPutBatch["points"][number]>(points.length);
   for (let i = 0; i < points.length; i++) {
     const p = points[i] as
-      | { id?: unknown; string_id?: unknown; vector?: unknown; payload?: unknown }
+      | {
+        id?: unknown;
+        string_id?: unknown;
+        vector?: unknown;
+        vector_bytes?: unknown;
+        payload?: unknown;
+      }
       | null;
     if (p === null || typeof p !== "object") {
       throw new ValidationError(`points[${i}]`, p, `points[${i}] ${quote(p)} is not a point`);
     }
     const id = validatePointId(p.id, p.string_id, `points[${i}].`);
-    const v = validateVector(p.vector, `points[${i}].vector`, dim);
+    const v = validateVectorOrBytes(p.vector, p.vector_bytes, `points[${i}].vector`, dim);
     if (dim === undefined) dim = v.length;
     valid[i] = { id, vector: v, payload: validatePayload(p.payload, `points[${i}].payload`) };
   }
@@ -484,6 +577,7 @@ export function validatePointRef(
 export function validateSearchRequest(
   request: {
     vector?: unknown;
+    vector_bytes?: unknown;
     k?: unknown;
     ef?: unknown;
     collection?: unknown;
@@ -495,7 +589,7 @@ export function validateSearchRequest(
   dimension?: number,
 ): ValidSearch {
   return {
-    vector: validateVector(request.vector, "vector", dimension),
+    vector: validateVectorOrBytes(request.vector, request.vector_bytes, "vector", dimension),
     k: validateK(request.k),
     ef: validateEf(request.ef),
     collection: resolveCollection(request.collection),

@@ -14,9 +14,13 @@ import {
   validatePutRequest,
   validateSearchRequest,
   validateVector,
+  validateVectorOrBytes,
   validateVersion,
   ValidationError,
+  vectorFieldName,
 } from "./validate.ts";
+import { Buffer } from "node:buffer";
+import { packVector, VectorDBClient } from "./proto.ts";
 import {
   BATCH_POINTS_MAX,
   DEFAULT_COLLECTION,
@@ -366,5 +370,110 @@ Deno.test("create collection: quantization and rescore are checked and defaulted
     () => validateCreateCollectionRequest({ ...base, quantization: "int8", rescore: 1001 }),
     "rescore",
     "rescore 1001 must be between 1 and 1000 (0 selects 4)",
+  );
+});
+
+/** `values` as vector_bytes (little-endian float32). */
+const packed = (values: number[]) => packVector(Float32Array.from(values));
+
+/** The ValidationError `fn` throws: its field and message. */
+function refusal(fn: () => unknown): { field: string; message: string } {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof ValidationError, String(e));
+    return { field: e.field, message: e.message };
+  }
+  throw new Error("not refused");
+}
+
+Deno.test("vector_bytes: a Float32Array of the packed values, over the bytes when aligned", () => {
+  const bytes = packed([0.5, -2, 3.25]);
+  const v = validateVectorOrBytes([], bytes, "vector", 3);
+  assert.ok(v instanceof Float32Array);
+  assert.deepEqual(Array.from(v), [0.5, -2, 3.25]);
+  assert.equal(v.buffer, bytes.buffer);
+  // Unaligned (as in a message's buffer): an aligned copy with the same values.
+  const odd = new Uint8Array(13);
+  odd.set(bytes, 1);
+  const u = validateVectorOrBytes(undefined, odd.subarray(1), "vector");
+  assert.deepEqual(Array.from(u), [0.5, -2, 3.25]);
+  // A Buffer in a larger pool (as protobufjs decodes it), unaligned.
+  const pool = Buffer.alloc(64);
+  pool.set(bytes, 9);
+  assert.deepEqual(Array.from(validateVectorOrBytes([], pool.subarray(9, 21))), [0.5, -2, 3.25]);
+  // Absent or empty bytes: the repeated floats, as before.
+  assert.deepEqual(validateVectorOrBytes([1, 2], Buffer.alloc(0)), [1, 2]);
+  assert.deepEqual(validateVectorOrBytes([1, 2], undefined), [1, 2]);
+  assert.equal(vectorFieldName({ vector_bytes: bytes }), "vector_bytes");
+  assert.equal(vectorFieldName({ vector_bytes: Buffer.alloc(0) }), "vector");
+});
+
+Deno.test("vector_bytes: refusals name the field and the value", () => {
+  assert.deepEqual(refusal(() => validateVectorOrBytes([1, 2, 3], packed([1, 2, 3]))), {
+    field: "vector_bytes",
+    message: "vector (3 values) and vector_bytes (12 bytes) are both set; set exactly one",
+  });
+  assert.deepEqual(refusal(() => validateVectorOrBytes([], new Uint8Array(10))), {
+    field: "vector_bytes",
+    message: "vector_bytes has 10 bytes, not a multiple of 4 (one float32 is 4 bytes)",
+  });
+  assert.deepEqual(refusal(() => validateVectorOrBytes([], packed([1, 2]), "vector", 3)), {
+    field: "vector_bytes",
+    message: "vector_bytes dimension 2 (8 bytes) does not match the collection dimension 3",
+  });
+  assert.deepEqual(refusal(() => validateVectorOrBytes([], packed([1, NaN]))), {
+    field: "vector_bytes[1]",
+    message: "vector_bytes[1] is NaN",
+  });
+  assert.deepEqual(refusal(() => validateVectorOrBytes([], packed([-Infinity]))), {
+    field: "vector_bytes[0]",
+    message: "vector_bytes[0] is -Infinity",
+  });
+  assert.equal(refusal(() => validateVectorOrBytes([], "abcd")).field, "vector_bytes");
+  // Neither set: the repeated field's message, as before.
+  assert.equal(
+    refusal(() => validateVectorOrBytes([], Buffer.alloc(0))).message,
+    "vector is empty",
+  );
+});
+
+Deno.test("vector_bytes in Search, Put and PutBatch requests, decoded by protobufjs", () => {
+  const svc = VectorDBClient.service;
+  const search = svc.Search.requestDeserialize(
+    svc.Search.requestSerialize({ vector: [], vector_bytes: packed([1, 2]), k: 3 }),
+  );
+  assert.deepEqual(Array.from(validateSearchRequest(search, 2).vector), [1, 2]);
+  assert.equal(
+    refusal(() =>
+      validateSearchRequest(
+        svc.Search.requestDeserialize(
+          svc.Search.requestSerialize({ vector: [1, 2], vector_bytes: packed([1, 2]), k: 3 }),
+        ),
+      )
+    ).field,
+    "vector_bytes",
+  );
+  const put = svc.Put.requestDeserialize(
+    svc.Put.requestSerialize({ id: 4, vector: [], vector_bytes: packed([7, 8]) }),
+  );
+  assert.deepEqual(Array.from(validatePutRequest(put).vector), [7, 8]);
+  assert.equal(refusal(() => validatePutRequest(put, 3)).field, "vector_bytes");
+  const batch = svc.PutBatch.requestDeserialize(svc.PutBatch.requestSerialize({
+    points: [{ id: 1, vector: [1, 2] }, { id: 2, vector: [], vector_bytes: packed([3, 4]) }],
+  }));
+  const b = validatePutBatchRequest(batch);
+  assert.deepEqual(b.points.map((p) => Array.from(p.vector)), [[1, 2], [3, 4]]);
+  assert.deepEqual(
+    refusal(() =>
+      validatePutBatchRequest({
+        points: [{ id: 1, vector: [1, 2] }, { id: 2, vector: [], vector_bytes: packed([3]) }],
+      })
+    ),
+    {
+      field: "points[1].vector_bytes",
+      message:
+        "points[1].vector_bytes dimension 1 (4 bytes) does not match the collection dimension 2",
+    },
   );
 });

@@ -22,6 +22,7 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { BackupInfo, NodeRestore } from "../api/proto.ts";
+import { vectorToWire } from "../api/proto.ts";
 import { describeGrpcError } from "../api/client.ts";
 import { checkApiKey } from "../api/auth.ts";
 import { type FieldIndexType, VectorDbClient } from "../client/mod.ts";
@@ -831,9 +832,11 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
   try {
     switch (command.kind) {
       case "put": {
-        const { kind: _, consistency, id, ...rest } = command;
+        const { kind: _, consistency, id, vector, ...rest } = command;
         const res = await api.call("Put", {
           ...rest,
+          // Packed: the servers decode it without per-value work.
+          ...vectorToWire(Float32Array.from(vector)),
           ...idToWire(id),
           consistency: consistency ?? "",
         });
@@ -929,8 +932,11 @@ export async function runCommand(parsed: ParsedCli, io: CliIo): Promise<number> 
         return EXIT_OK;
       }
       case "search": {
-        const { kind: _, ...request } = command;
-        const wire = await api.call("Search", request);
+        const { kind: _, vector, ...request } = command;
+        const wire = await api.call("Search", {
+          ...request,
+          ...vectorToWire(Float32Array.from(vector)),
+        });
         // Each result's wire pair (id, string_id) as one id, printed exactly.
         const res = {
           ...wire,

@@ -37,6 +37,7 @@ import type {
   Uint64,
   WireId,
 } from "../api/proto.ts";
+import { packVector } from "../api/proto.ts";
 import { canonicalId, idFromWire, type PointId } from "../common/point_id.ts";
 import { type ClientSecurity, clientSecurity } from "../api/security.ts";
 import { BATCH_POINTS_MAX, type Consistency, PUT_BATCH_BYTES_MAX } from "../common/limits.ts";
@@ -88,6 +89,12 @@ export interface VectorDbClientOptions {
   grpcOptions?: Partial<grpc.ClientOptions>;
   /** How values are named in error messages, e.g. `{ tlsCa: "--tls-ca" }` (the CLI's flags). */
   sources?: { apiKey?: string; tlsCa?: string };
+  /**
+   * Send vectors packed (`vector_bytes`: little-endian float32, decoded by servers without
+   * per-value work; default true), or as `repeated float vector` (false: for servers older than
+   * `vector_bytes`, which would see an empty vector).
+   */
+  packedVectors?: boolean;
   /** Tests: the transport to use instead of a gRPC channel (security options are ignored). */
   transport?: Transport;
   /** Tests: time, waits and randomness of the retries. */
@@ -361,6 +368,17 @@ function plainVector(vector: ArrayLike<number>, what: string): number[] {
   return Array.from(vector);
 }
 
+/** `vector`'s wire fields: packed as `vector_bytes` (see {@link VectorDbClientOptions.packedVectors}) or plain. */
+function vectorFields(
+  vector: ArrayLike<number>,
+  what: string,
+  packed: boolean,
+): { vector: number[]; vector_bytes?: Uint8Array } {
+  if (!packed) return { vector: plainVector(vector, what) };
+  if (!(vector instanceof Float32Array)) vector = plainVector(vector, what);
+  return { vector: [], vector_bytes: packVector(vector) };
+}
+
 /** Upper bound of the encoded size of one point of dimension `dim` in a PutBatch. */
 function pointBytesMax(dim: number, payload_bytes = 0, string_id_bytes = 0): number {
   // id (tag + ≤10 varint of a uint64), vector (tag + ≤5 length + 4 × dim), the point's tag and
@@ -371,7 +389,12 @@ function pointBytesMax(dim: number, payload_bytes = 0, string_id_bytes = 0): num
 
 /** Split `points` into batches of at most `size` points and under the PutBatch byte limit. */
 export function splitBatches<
-  T extends { vector: ArrayLike<number>; payload?: string; string_id?: string },
+  T extends {
+    vector: ArrayLike<number>;
+    vector_bytes?: Uint8Array;
+    payload?: string;
+    string_id?: string;
+  },
 >(
   points: readonly T[],
   size: number = BATCH_POINTS_MAX,
@@ -382,7 +405,7 @@ export function splitBatches<
   let bytes = 0;
   for (const p of points) {
     const b = pointBytesMax(
-      p.vector?.length ?? 0,
+      Math.max(p.vector?.length ?? 0, Math.ceil((p.vector_bytes?.length ?? 0) / 4)),
       typeof p.payload === "string" ? utf8Length(p.payload) : 0,
       typeof p.string_id === "string" ? utf8Length(p.string_id) : 0,
     );
@@ -435,6 +458,8 @@ export class VectorDbClient {
   readonly transport: Transport;
   readonly #clock: RetryClock;
   readonly #onRetry: ((event: RetryEvent) => void) | undefined;
+  /** Vectors go as `vector_bytes`. */
+  readonly #packed: boolean;
 
   constructor(options: VectorDbClientOptions = {}) {
     this.address = checkAddress(options.address ?? DEFAULT_ADDRESS);
@@ -444,6 +469,7 @@ export class VectorDbClient {
       : retryPolicy(options.retry ?? {}, DEFAULT_RETRY);
     this.#clock = options.clock ?? REAL_CLOCK;
     this.#onRetry = options.onRetry;
+    this.#packed = options.packedVectors ?? true;
     this.transport = options.transport ??
       new ApiClient(this.address, {
         timeout_ms: this.timeoutMs,
@@ -521,7 +547,7 @@ export class VectorDbClient {
     const wire: Point[] = points.map((p, i) => {
       const point: Point = {
         ...idFields(p?.id, `points[${i}].id`),
-        vector: plainVector(p?.vector, `points[${i}].vector`),
+        ...vectorFields(p?.vector, `points[${i}].vector`, this.#packed),
       };
       const payload = payloadWire(p?.payload, `points[${i}].payload`);
       if (payload !== "") point.payload = payload;
@@ -569,7 +595,7 @@ export class VectorDbClient {
     const payload = payloadWire(options.payload, "payload");
     return this.call("Put", {
       ...idFields(id, "id"),
-      vector: plainVector(vector, "vector"),
+      ...vectorFields(vector, "vector", this.#packed),
       ...(payload === "" ? {} : { payload }),
       collection,
       consistency: options.consistency ?? "",
@@ -616,7 +642,7 @@ export class VectorDbClient {
   ): Promise<SearchAnswer> {
     const filter = filterWire(options.filter);
     return this.call("Search", {
-      vector: plainVector(vector, "vector"),
+      ...vectorFields(vector, "vector", this.#packed),
       k: options.k ?? DEFAULT_SEARCH_K,
       ef: options.ef ?? 0,
       collection,
@@ -639,7 +665,7 @@ export class VectorDbClient {
       searches: searches.map((s, i) => {
         const filter = filterWire(s.filter, `searches[${i}].filter`);
         return {
-          vector: plainVector(s.vector, `searches[${i}].vector`),
+          ...vectorFields(s.vector, `searches[${i}].vector`, this.#packed),
           k: s.k ?? DEFAULT_SEARCH_K,
           ef: s.ef ?? 0,
           collection: s.collection ?? collection,

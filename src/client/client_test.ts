@@ -106,7 +106,7 @@ Deno.test("client: every VectorDB RPC is reachable through a method of the libra
   assert.ok(t.closed);
 });
 
-Deno.test("client: requests carry the proto's fields; typed arrays become plain arrays", async () => {
+Deno.test("client: requests carry the proto's fields; typed arrays become plain arrays (packedVectors: false)", async () => {
   const t = fakeTransport((method) =>
     method === "PutBatch"
       ? { count: 2 }
@@ -114,7 +114,7 @@ Deno.test("client: requests carry the proto's fields; typed arrays become plain 
       ? { collections: [{ name: "c", dimension: 2, metric: "l2", m: 16, ef_construction: 200 }] }
       : {}
   );
-  const db = new VectorDbClient({ transport: t, timeoutMs: 1234 });
+  const db = new VectorDbClient({ transport: t, timeoutMs: 1234, packedVectors: false });
   await db.createCollection("c", { dimension: 2, metric: "cosine", ef_construction: 50 });
   const r = await db.upsert("c", [
     { id: 1, vector: new Float32Array([0.5, 1]) },
@@ -276,7 +276,7 @@ Deno.test("client: searchBatch, scroll, scrollAll and count send the proto's fie
     const cursor = (request as { cursor: string }).cursor;
     return cursor === "" ? pages[0] : pages[1];
   });
-  const db = new VectorDbClient({ transport: t });
+  const db = new VectorDbClient({ transport: t, packedVectors: false });
   const answers = await db.searchBatch("c", [
     { vector: new Float32Array([1, 2]), k: 3 },
     { vector: [4, 5], ef: 20, collection: "other" },
@@ -303,7 +303,7 @@ Deno.test("client: searchBatch, scroll, scrollAll and count send the proto's fie
 
 Deno.test("client: payloads go as JSON text; search asks for them; parsePayload reads answers", async () => {
   const t = fakeTransport((method) => (method === "PutBatch" ? { count: 2 } : {}));
-  const db = new VectorDbClient({ transport: t });
+  const db = new VectorDbClient({ transport: t, packedVectors: false });
   await db.upsert("c", [
     { id: 1, vector: [1], payload: { tag: "a", n: [1, 2] } },
     { id: 2, vector: [2], payload: null },
@@ -360,7 +360,7 @@ Deno.test("client: filters go out as JSON text on search, searchBatch, scroll, c
       ? { deleted: 2, version: "98" }
       : {}
   );
-  const db = new VectorDbClient({ transport: t });
+  const db = new VectorDbClient({ transport: t, packedVectors: false });
   const f = { must: [{ key: "tenant", match: { value: "acme" } }] };
   const text = JSON.stringify(f);
   await db.search("c", [1, 2], { filter: f, withPayload: true });
@@ -454,7 +454,7 @@ Deno.test("client: ids may be numbers, bigints or strings; answers carry PointId
       ? { points: [{ id: "0", string_id: "a", vector: [], version: "1" }], next_cursor: "" }
       : {}
   );
-  const db = new VectorDbClient({ transport: t });
+  const db = new VectorDbClient({ transport: t, packedVectors: false });
   await db.upsert("c", [
     { id: "doc-7", vector: [1], payload: { k: 1 } },
     { id: big, vector: [2] },
@@ -507,4 +507,41 @@ Deno.test("client: a bad id is a PointIdError naming it, before any call", async
   await assert.rejects(() => db.getBatch("c", [1, "x".repeat(129)]), /ids\[1\] .* over 128 bytes/);
   await assert.rejects(() => db.upsert("c", [{ id: 1.5, vector: [1] }]), /points\[0\]\.id 1\.5/);
   assert.equal(t.sent.length, 0);
+});
+
+Deno.test("client: vectors go packed (vector_bytes, little-endian float32) by default", async () => {
+  const t = fakeTransport((method) =>
+    method === "PutBatch"
+      ? { count: 2 }
+      : method === "SearchBatch"
+      ? { results: [{ results: [] }] }
+      : { results: [] }
+  );
+  const db = new VectorDbClient({ transport: t });
+  const f32 = (xs: number[]) => new Uint8Array(new Float32Array(xs).buffer);
+  const query = new Float32Array([0.5, -2]);
+  await db.search("c", query, { k: 3 });
+  await db.search("c", [1, 2.1]);
+  await db.put("c", 9, [3, 4]);
+  await db.upsert("c", [{ id: 1, vector: new Float64Array([5, 6]) }, { id: 2, vector: [7, 8] }]);
+  await db.searchBatch("c", [{ vector: [1, 2], k: 2 }]);
+  const sent = t.sent.map((s) => s.request) as {
+    vector?: number[];
+    vector_bytes?: Uint8Array;
+    points?: { vector: number[]; vector_bytes: Uint8Array }[];
+    searches?: { vector: number[]; vector_bytes: Uint8Array }[];
+  }[];
+  // A Float32Array is sent as a view of its bytes, not copied.
+  assert.equal(sent[0].vector_bytes!.buffer, query.buffer);
+  assert.deepEqual(sent[0].vector, []);
+  // Anything else is rounded to float32 once (2.1 is not a float32).
+  assert.deepEqual(sent[1].vector_bytes, f32([1, 2.1]));
+  assert.deepEqual(sent[2].vector_bytes, f32([3, 4]));
+  assert.deepEqual(sent[3].points!.map((p) => [p.vector, p.vector_bytes]), [
+    [[], f32([5, 6])],
+    [[], f32([7, 8])],
+  ]);
+  assert.deepEqual(sent[4].searches![0].vector_bytes, f32([1, 2]));
+  assert.throws(() => db.search("c", 5 as unknown as number[]), /vector 5 is not an array/);
+  db.close();
 });

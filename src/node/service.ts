@@ -46,7 +46,12 @@ import {
   validateSearchRequest,
   ValidationError,
 } from "../api/validate.ts";
-import { resolveCollection, validateCollectionName, type ValidSearch } from "../api/validate.ts";
+import {
+  resolveCollection,
+  validateCollectionName,
+  type ValidSearch,
+  vectorFieldName,
+} from "../api/validate.ts";
 import {
   BackupBusyError,
   BackupCorruptError,
@@ -238,6 +243,27 @@ export function nodeHandlers(
     };
   }
 
+  /**
+   * Refuses a vector whose length is not the collection's dimension, naming the field it came
+   * in (`vector` or `vector_bytes`, under `prefix`).
+   */
+  const checkDimension = (
+    c: Collection,
+    length: number,
+    request: { vector_bytes?: unknown },
+    prefix = "",
+  ): void => {
+    const dimension = c.config.dimension;
+    if (length === dimension) return;
+    const field = prefix + vectorFieldName(request);
+    const packed = field.endsWith("_bytes") ? ` (${length * 4} bytes)` : "";
+    throw new ValidationError(
+      field,
+      length,
+      `${field} dimension ${length}${packed} does not match the collection dimension ${dimension}`,
+    );
+  };
+
   /** One search of a collection, with payloads and vectors when asked (Search, SearchBatch). */
   const runSearch = (c: Collection, s: ValidSearch): SearchResult[] => {
     const hits = s.exact
@@ -266,12 +292,15 @@ export function nodeHandlers(
     Put: guard.wrap("Put", async (req) => {
       const p = validatePutRequest(req);
       const c = await store.getForWrite(p.collection, p.vector.length);
+      checkDimension(c, p.vector.length, req);
       const w = await c.put(p.id, p.vector, p.version, p.payload);
       return { ok: true, seq: String(w.seq), replicas_acked: 1, version: String(w.version) };
     }),
     PutBatch: guard.wrap("PutBatch", async (req) => {
       const b = validatePutBatchRequest(req);
       const c = await store.getForWrite(b.collection, b.points[0].vector.length);
+      // Every point has the first's length (validated): the first names the field.
+      checkDimension(c, b.points[0].vector.length, req.points[0], "points[0].");
       const w = await c.putBatch(b.points, b.version);
       return { count: b.points.length, seq: String(w.seq), version: String(w.version) };
     }),
@@ -307,6 +336,7 @@ export function nodeHandlers(
       const c = readable(s.collection);
       const covered = { partial: false, shards_answered: 1, shards_total: 1 };
       if (c === null) return Promise.resolve({ results: [], ...covered });
+      checkDimension(c, s.vector.length, req);
       if (s.ef !== 0 && s.ef < s.k) {
         throw new ValidationError("ef", s.ef, `ef ${s.ef} must be at least k ${s.k} (or 0)`);
       }
@@ -402,14 +432,7 @@ export function nodeHandlers(
       // Every search is checked against its collection before any runs.
       const targets = list.map((s, i) => {
         const c = readable(s.collection);
-        if (c !== null && s.vector.length !== c.config.dimension) {
-          throw new ValidationError(
-            `searches[${i}].vector`,
-            s.vector.length,
-            `searches[${i}].vector dimension ${s.vector.length} does not match the ` +
-              `collection dimension ${c.config.dimension}`,
-          );
-        }
+        if (c !== null) checkDimension(c, s.vector.length, req.searches[i], `searches[${i}].`);
         return c;
       });
       const results = list.map((s, i) => {

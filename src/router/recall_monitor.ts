@@ -27,7 +27,7 @@
 /** A search the router answered, as the monitor samples it. */
 export interface RecallSample {
   collection: string;
-  vector: number[];
+  vector: number[] | Float32Array;
   k: number;
   ef: number;
   /** The filter's JSON text for the nodes ("" none). */

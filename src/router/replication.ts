@@ -39,7 +39,13 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { describeGrpcError, isServiceError, type ResponseOf } from "../api/client.ts";
-import type { CollectionInfo, MethodName, Point, VectorDBMethods } from "../api/proto.ts";
+import {
+  type CollectionInfo,
+  type MethodName,
+  type Point,
+  type VectorDBMethods,
+  vectorToWire,
+} from "../api/proto.ts";
 import type { ValidCollection, ValidPointRef, ValidPut, ValidPutBatch } from "../api/validate.ts";
 import type { Consistency } from "../common/limits.ts";
 import type { WalRecord } from "../common/records.ts";
@@ -177,7 +183,7 @@ export class Replication {
     };
     const request = {
       ...idToWire(v.id),
-      vector: v.vector,
+      ...vectorToWire(v.vector),
       collection: v.collection,
       version,
       payload: payloadText(v.payload),
@@ -205,7 +211,7 @@ export class Replication {
     // The wire form once (payloads as JSON text), shared by every owner's request.
     const wire: Point[] = v.points.map((p) => ({
       ...idToWire(p.id),
-      vector: p.vector,
+      ...vectorToWire(p.vector),
       payload: payloadText(p.payload),
     }));
     const split = splitBatch(view.ring, this.deps.replication_factor, wire);
@@ -782,7 +788,16 @@ function batchRecord(
   const payloads = new Array<Uint8Array | null>(points.length);
   points.forEach((p, i) => {
     list[i] = idFromWire(p.id, p.string_id);
-    vectors.set(p.vector, i * dimension);
+    const packed = p.vector_bytes;
+    if (packed !== undefined && packed.length > 0) {
+      // Forwarded packed (vectorToWire): little-endian float32 bytes of `dimension` values.
+      const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
+      for (let j = 0; j < dimension; j++) {
+        vectors[i * dimension + j] = view.getFloat32(4 * j, true);
+      }
+    } else {
+      vectors.set(p.vector, i * dimension);
+    }
     payloads[i] = p.payload ? utf8.encode(p.payload) : null;
   });
   const versions = new Float64Array(points.length).fill(version);

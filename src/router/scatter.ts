@@ -7,12 +7,13 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { describeGrpcError, type ResponseOf } from "../api/client.ts";
-import type {
-  CollectionInfo,
-  CollectionStats,
-  FieldIndex,
-  NodeStats,
-  SearchResult,
+import {
+  type CollectionInfo,
+  type CollectionStats,
+  type FieldIndex,
+  type NodeStats,
+  type SearchResult,
+  vectorToWire,
 } from "../api/proto.ts";
 import type { ValidSearch } from "../api/validate.ts";
 import { isNotFound, isTransient, type NodePort, RouterStatusError } from "./node_port.ts";
@@ -68,7 +69,8 @@ export class Scatter {
     const down = new Set<string>();
     for (const s of table.all()) if (!s.delivery.reachable) down.add(s.address);
     const request = {
-      vector: v.vector,
+      // Packed when the client sent it packed: forwarded without per-value work.
+      ...vectorToWire(v.vector),
       k: v.k,
       ef: v.ef,
       collection: v.collection,
