@@ -111,7 +111,7 @@ Deno.test({
       assert.match(lines[1], /^id 101: True \[0\.9, 0\.8, 0\.7\] version [1-9]\d*$/);
       assert.equal(
         lines[2],
-        "error: INVALID_ARGUMENT vector has dimension 2; the index dimension is 3",
+        "error: INVALID_ARGUMENT vector dimension 2 does not match the collection dimension 3",
       );
       // Without the key the node refuses it, and the program says so.
       const anonymous = await runProcess(python, [program], {
