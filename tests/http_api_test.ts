@@ -273,7 +273,10 @@ Deno.test({
           vector: [1, 2],
         });
         assert.equal(dim.status, 400);
-        assert.match(errorOf(dim).message, /vector dimension 2 does not match the collection dimension 3/);
+        assert.match(
+          errorOf(dim).message,
+          /vector dimension 2 does not match the collection dimension 3/,
+        );
 
         const del = await api.op(
           "DELETE",
