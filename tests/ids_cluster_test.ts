@@ -19,7 +19,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { HashRing } from "../src/cluster/ring.ts";
-import { compareIds, idToWire, type PointId } from "../src/common/point_id.ts";
+import { compareIds, idsToWire, idToWire, type PointId } from "../src/common/point_id.ts";
 import { VectorDbClient } from "../src/client/mod.ts";
 import type { ApiClient } from "../src/api/client.ts";
 import { type TestCluster, withCluster } from "../harness/cluster.ts";
@@ -170,7 +170,7 @@ async function assertPlaced(c: TestCluster, nodes: string[], ids: PointId[]): Pr
   const ring = new HashRing({ members: nodes });
   for (const addr of nodes) {
     const got = await c.api(addr, 10_000).call("GetBatch", {
-      ...idsToWireLists(ids),
+      ...idsToWire(ids),
       collection: COLLECTION,
     });
     // The node answers integer ids first, then strings: the order of sortedForWire.
@@ -180,17 +180,6 @@ async function assertPlaced(c: TestCluster, nodes: string[], ids: PointId[]): Pr
       assert.equal(p.found, ring.owners(id, RF).includes(addr), `${String(id)} on ${addr}`);
     });
   }
-}
-
-/** Ids as the wire's two lists. */
-function idsToWireLists(ids: PointId[]): { ids: (number | string)[]; string_ids: string[] } {
-  const nums: (number | string)[] = [];
-  const strs: string[] = [];
-  for (const id of ids) {
-    if (typeof id === "string") strs.push(id);
-    else nums.push(idToWire(id).id);
-  }
-  return { ids: nums, string_ids: strs };
 }
 
 /** `ids` integers first, then strings, each in the given order. */
