@@ -38,7 +38,7 @@ import type {
   WireId,
 } from "../api/proto.ts";
 import { packVector } from "../api/proto.ts";
-import { canonicalId, idFromWire, type PointId } from "../common/point_id.ts";
+import { canonicalId, idFromWire, idsToWire, type PointId } from "../common/point_id.ts";
 import { type ClientSecurity, clientSecurity } from "../api/security.ts";
 import { BATCH_POINTS_MAX, type Consistency, PUT_BATCH_BYTES_MAX } from "../common/limits.ts";
 import { utf8Length } from "../common/utf8.ts";
@@ -261,14 +261,8 @@ function idFields(value: unknown, field: string): { id: WireId; string_id?: stri
 /** The wire lists of `ids`: integers in `ids`, strings in `string_ids`, each in order. */
 function idLists(ids: readonly IdInput[]): { ids: WireId[]; string_ids?: string[] } {
   if (!Array.isArray(ids)) throw new TypeError(`ids ${String(ids)} must be an array of ids`);
-  const nums: WireId[] = [];
-  const strs: string[] = [];
-  ids.forEach((value, i) => {
-    const f = idFields(value, `ids[${i}]`);
-    if (f.string_id !== undefined) strs.push(f.string_id);
-    else nums.push(f.id);
-  });
-  return strs.length > 0 ? { ids: nums, string_ids: strs } : { ids: nums };
+  const wire = idsToWire(ids.map((value, i) => canonicalId(value, `ids[${i}]`)));
+  return wire.string_ids.length > 0 ? wire : { ids: wire.ids };
 }
 
 /** An answer's item with its wire id pair made one PointId. */
