@@ -459,6 +459,8 @@ export interface DeleteBatchRequest {
 export interface DeleteBatchResponse {
   deleted: number;
   version: Uint64;
+  /** From a node: per id in wire order, 1 where a live point was removed (empty from a router). */
+  removed?: Uint8Array;
 }
 export interface DeleteByFilterRequest {
   collection?: string;

@@ -31,7 +31,7 @@
  *
  * @module
  */
-import { idToWire } from "../common/point_id.ts";
+import { idToWire, type PointId } from "../common/point_id.ts";
 import * as grpc from "@grpc/grpc-js";
 import { memoryUsage } from "node:process";
 import type { GetResponse, SearchResult, VectorDBHandlers } from "../api/proto.ts";
@@ -499,9 +499,17 @@ export function nodeHandlers(
       const v = validateDeleteBatchRequest(req);
       const c = readable(v.collection);
       // As Delete: the default collection before its first Put has nothing to delete.
-      if (c === null) return { deleted: 0, version: String(v.version) };
-      const d = await c.deleteBatch(v.ids, v.version);
-      return { deleted: d.deleted, version: String(d.version) };
+      if (c === null) {
+        return { deleted: 0, version: String(v.version), removed: new Uint8Array(v.ids.length) };
+      }
+      const gone = new Set<PointId>();
+      const d = await c.deleteBatch(v.ids, v.version, gone);
+      // v.ids is in wire order (integer ids, then string ids); a repeated id is marked once.
+      const removed = new Uint8Array(v.ids.length);
+      v.ids.forEach((id, i) => {
+        if (gone.delete(id)) removed[i] = 1;
+      });
+      return { deleted: d.deleted, version: String(d.version), removed };
     }),
     DeleteByFilter: guard.wrap("DeleteByFilter", async (req) => {
       const v = validateDeleteByFilterRequest(req);

@@ -116,6 +116,8 @@ Deno.test("filters, payload indexes, GetBatch, DeleteBatch, DeleteByFilter and E
 
     const del = await api("DeleteBatch", { collection: "c", ids: [1, 2, 2, 99] });
     assert.equal(del.deleted, 2);
+    // Per id in request order: a repeated id is marked once, an absent one not at all.
+    assert.deepEqual([...del.removed], [1, 1, 0, 0]);
     assert.notEqual(del.version, "0");
     const after = await api("GetBatch", { collection: "c", ids: [1, 99] });
     assert.deepEqual(after.points.map((p: { deleted: boolean }) => p.deleted), [true, true]);

@@ -173,6 +173,8 @@ Deno.test("node gRPC: string ids and uint64 ids above 2^53 through every point R
       string_ids: ["a"],
     });
     assert.equal(del.deleted, 2);
+    // Wire order: ids, then string_ids ("404" names no point).
+    assert.deepEqual([...(del.removed as Uint8Array)], [1, 0, 1]);
     const byFilter = await api("DeleteByFilter", {
       collection: "c",
       filter: `{"must":[{"has_id":[1,"doc-7",${JSON.stringify(LONG)}]}]}`,

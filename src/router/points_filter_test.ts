@@ -14,7 +14,7 @@ import {
   splitIds,
   toRecordIds,
 } from "./points_batch.ts";
-import { compareIds } from "../common/point_id.ts";
+import { compareIds, type PointId } from "../common/point_id.ts";
 import { deletedCount } from "./replication.ts";
 import { mergeFieldIndexes } from "./scatter.ts";
 import {
@@ -140,12 +140,43 @@ Deno.test("splitIds: every id goes to each of its owners, in request order", () 
   assert.equal(total, ids.length * 2);
 });
 
+/** Count-only answers (older nodes). */
+function counts(entries: [string, number][]): Map<string, { deleted: number }> {
+  return new Map(entries.map(([o, n]) => [o, { deleted: n }]));
+}
+
 Deno.test("deletedCount: replicas of one id count it once", () => {
   const per_owner = new Map([["a", [1, 2]], ["b", [1, 2, 3]], ["c", [3]]]);
   // b holds all three ids: its count alone; a and c overlap b.
-  assert.equal(deletedCount(per_owner, new Map([["a", 2], ["b", 3], ["c", 1]])), 3);
+  assert.equal(deletedCount(per_owner, counts([["a", 2], ["b", 3], ["c", 1]])), 3);
   // Without b, a and c are disjoint: summed.
-  assert.equal(deletedCount(per_owner, new Map([["a", 2], ["c", 1]])), 3);
+  assert.equal(deletedCount(per_owner, counts([["a", 2], ["c", 1]])), 3);
+});
+
+Deno.test("deletedCount: per-id bytes count exactly where owner lists overlap in a ring", () => {
+  // RF 2 over 3 nodes: every pair of owners shares an id, so counts alone cannot be summed
+  // (the greedy fallback gives 2: the flaky CI failure of 2026-12-01).
+  const per_owner = new Map<string, PointId[]>([
+    ["a", ["doc-1", 5]],
+    ["b", ["doc-1", 9, "nope"]],
+    ["c", [5, 9]],
+  ]);
+  assert.equal(deletedCount(per_owner, counts([["a", 2], ["b", 2], ["c", 2]])), 2);
+  // Wire order is integer ids first: a's bytes are [5, "doc-1"], b's [9, "doc-1", "nope"].
+  const exact = new Map([
+    ["a", { deleted: 2, removed: Uint8Array.from([1, 1]) }],
+    ["b", { deleted: 2, removed: Uint8Array.from([1, 1, 0]) }],
+    ["c", { deleted: 2, removed: Uint8Array.from([1, 1]) }],
+  ]);
+  assert.equal(deletedCount(per_owner, exact), 3);
+  // A replica that missed the write (c never had 9) still lets the other count it once.
+  exact.set("c", { deleted: 1, removed: Uint8Array.from([1, 0]) });
+  assert.equal(deletedCount(per_owner, exact), 3);
+  // Only b removed "doc-1"'s live copy, and a saw nothing: the bytes say which ids.
+  exact.set("a", { deleted: 1, removed: Uint8Array.from([1, 0]) });
+  exact.set("b", { deleted: 1, removed: Uint8Array.from([0, 1, 0]) });
+  exact.set("c", { deleted: 0, removed: Uint8Array.from([0, 0]) });
+  assert.equal(deletedCount(per_owner, exact), 2);
 });
 
 Deno.test("DeleteBatch hints: tombstones at one version, read back; other copies are not", () => {
@@ -239,7 +270,7 @@ Deno.test("string and 64-bit ids: split by owners, merged by canonical id, hinte
   assert.ok(toRecordIds([1, 2, 0xffff_ffff]) instanceof Uint32Array);
   assert.deepEqual(toRecordIds([1, 2 ** 32]), [1, 2 ** 32]);
   assert.equal(
-    deletedCount(new Map([["a", ["x", 1]], ["b", ["x"]]]), new Map([["a", 2], ["b", 1]])),
+    deletedCount(new Map([["a", ["x", 1]], ["b", ["x"]]]), counts([["a", 2], ["b", 1]])),
     2,
   );
 });

@@ -286,8 +286,8 @@ export class Replication {
     const d = decideBatch(split.owner_sets, ackedSet(results), consistency);
     if (!d.ok) failWrite(results, d.message);
     this.#succeeded(v.version);
-    const acked = new Map<string, number>();
-    for (const [o, r] of results) if (r.kind === "acked") acked.set(o, r.response.deleted ?? 0);
+    const acked = new Map<string, { deleted: number; removed?: Uint8Array }>();
+    for (const [o, r] of results) if (r.kind === "acked") acked.set(o, r.response);
     return { deleted: deletedCount(split.per_owner, acked), version: String(version) };
   }
 
@@ -714,23 +714,45 @@ export function createRecord(v: ValidCollection): WalRecord {
 }
 
 /**
- * A DeleteBatch's `deleted`, never counting an id twice: nodes count the live points they
- * deleted, and replicas of an id each count it. Taking owners greedily by count, an owner is
- * summed only when none of its ids belongs to an owner already summed; the answer is that sum
- * (a lower bound when a replica that missed a write counted less than its peer).
+ * A DeleteBatch's `deleted`, never counting an id twice though replicas of an id each remove
+ * it: the ids some owner marked in its `removed` bytes. Only when an owner (an older node) sent
+ * just its count: owners are taken greedily by count, each summed only when none of its ids
+ * belongs to an owner already summed (a lower bound: with three owners whose lists overlap in
+ * a ring, two of them may never be summed).
  */
 export function deletedCount(
   per_owner: ReadonlyMap<string, readonly PointId[]>,
-  acked: ReadonlyMap<string, number>,
+  acked: ReadonlyMap<string, { deleted?: number; removed?: Uint8Array }>,
 ): number {
+  // Exact when every owner that answered said which ids it removed (nodes do): an id counts
+  // once if any replica removed it. A node's per-id bytes are in its wire order (integer ids,
+  // then string ids), which is idsToWire's split of the list the router sent it.
+  // (An owner whose collection is absent answered NOT_FOUND: acknowledged, nothing removed.)
+  const exact = [...acked].every(([o, r]) =>
+    (r.removed !== undefined && r.removed.length === (per_owner.get(o) ?? []).length) ||
+    (r.deleted ?? 0) === 0
+  );
+  if (exact) {
+    const gone = new Set<PointId>();
+    for (const [o, r] of acked) {
+      const list = per_owner.get(o) ?? [];
+      if (r.removed === undefined || r.removed.length !== list.length) continue;
+      let at = 0;
+      for (const id of list) if (typeof id !== "string" && r.removed![at++] === 1) gone.add(id);
+      for (const id of list) if (typeof id === "string" && r.removed![at++] === 1) gone.add(id);
+    }
+    return gone.size;
+  }
+  // An older node sends only its count: owners whose id lists are disjoint from those already
+  // counted are summed, the largest counts first (a lower bound when replicas overlap).
   const used = new Set<PointId>();
   let sum = 0;
-  const order = [...acked].sort((a, b) => b[1] - a[1]);
-  for (const [o, n] of order) {
+  const order = [...acked].sort((a, b) => (b[1].deleted ?? 0) - (a[1].deleted ?? 0));
+  for (const [o, r] of order) {
     const ids = per_owner.get(o) ?? [];
     if (ids.some((id) => used.has(id))) continue;
     for (const id of ids) used.add(id);
-    sum += n;
+    sum += r.deleted ?? 0;
   }
   return sum;
 }

@@ -1429,11 +1429,13 @@ export class Collection {
   /**
    * Deletes many ids at one `version` (0: stamped) with one WAL record (a COPY record whose
    * entries are all tombstones, which applies exactly like that many deletes). Repeated ids
-   * count once. `deleted`: live points removed.
+   * count once. `deleted`: live points removed; `removed`, when given, receives their ids (a
+   * router counts each id once across replicas from them).
    */
   async deleteBatch(
     ids: ArrayLike<PointId>,
     version = 0,
+    removed?: Set<PointId>,
   ): Promise<{ deleted: number; applied: number; seq: number; version: number }> {
     this.checkOpen();
     const keys = Array.from(ids, (id, i) => checkId(id, `ids[${i}]`));
@@ -1461,7 +1463,10 @@ export class Collection {
       for (let i = 0; i < m; i++) {
         const r = this.table.delete(list[i], v);
         if (r.applied) applied++;
-        if (r.removed) deleted++;
+        if (r.removed) {
+          deleted++;
+          removed?.add(keys[i]);
+        }
         if ((i + 1) % APPLY_SLICE_POINTS === 0 && i + 1 < m) await yieldToLoop();
       }
     });
