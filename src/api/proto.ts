@@ -165,6 +165,8 @@ export interface SearchRequest {
   with_vector?: boolean;
   /** Brute force instead of the graph (exact top-k; `ef` ignored). */
   exact?: boolean;
+  /** Storage nodes only: the shards to search (empty: every shard the node holds). */
+  shards?: number[];
 }
 export interface SearchResult {
   id: WireId;
@@ -183,6 +185,8 @@ export interface SearchResponse {
   shards_total?: number;
   /** Router only: the storage nodes whose answers were merged, sorted. */
   nodes_answered?: string[];
+  /** Graph (or exact) searches the query executed: one per shard searched, summed. */
+  shard_searches?: number;
 }
 
 export interface CreateCollectionRequest {
@@ -195,6 +199,10 @@ export interface CreateCollectionRequest {
   quantization?: string;
   /** Re-ranking factor of an int8 collection; 0 selects 4. */
   rescore?: number;
+  /** Shards, 1 .. SHARDS_MAX; 0: the router chooses (a node: 1). */
+  shard_number?: number;
+  /** Replicas per shard, 1 .. REPLICATION_FACTOR_MAX; 0: the router's default. */
+  replication_factor?: number;
 }
 export interface CollectionInfo {
   name: string;
@@ -208,6 +216,10 @@ export interface CollectionInfo {
   quantization?: string;
   /** Re-ranking factor of an int8 collection (0 without quantization). */
   rescore?: number;
+  /** Shards (1 for a collection made before shards existed). */
+  shard_number?: number;
+  /** Replicas per shard (0: the router's --replication-factor). */
+  replication_factor?: number;
 }
 /** A payload index: `field` indexed as `type` ("keyword", "integer", "float", "bool"). */
 export interface FieldIndex {

@@ -98,6 +98,7 @@ Deno.test("messages round-trip with the loader options", () => {
   assert.deepEqual(search.requestDeserialize(search.requestSerialize(req)), {
     ...req,
     vector_bytes: Buffer.alloc(0),
+    shards: [],
   });
   const packed = { ...req, vector: [], vector_bytes: packVector([0.5, -1.25, 3]) };
   const got = search.requestDeserialize(search.requestSerialize(packed)) as typeof packed;
@@ -113,6 +114,7 @@ Deno.test("messages round-trip with the loader options", () => {
     shards_answered: 2,
     shards_total: 3,
     nodes_answered: ["127.0.0.1:1", "127.0.0.1:2"],
+    shard_searches: 3,
   };
   // Ids are uint64: decimal strings when decoded, with string_id "" for an integer id.
   assert.deepEqual(search.responseDeserialize(search.responseSerialize(res)), {
@@ -133,6 +135,7 @@ Deno.test("messages round-trip with the loader options", () => {
     shards_answered: 0,
     shards_total: 0,
     nodes_answered: [],
+    shard_searches: 0,
   });
 
   // longs: String decodes uint64 as decimal strings; numbers are accepted when encoding.

@@ -41,7 +41,9 @@ import {
   DEFAULT_RESCORE,
   type Quantization,
   QUANTIZATIONS,
+  REPLICATION_FACTOR_MAX,
   RESCORE_MAX,
+  SHARDS_MAX,
 } from "../common/limits.ts";
 
 /** A request field breaks a rule of the API; `field` is its path, e.g. `points[3].vector[7]`. */
@@ -471,6 +473,13 @@ export interface ValidCollection {
   quantization?: Quantization;
   /** Re-ranking factor, present with `quantization`. */
   rescore?: number;
+  /**
+   * Shards, 1 .. SHARDS_MAX; absent: not chosen yet (a router picks the number of its storage
+   * nodes; a node makes 1). Absent also for collections made before shards existed.
+   */
+  shard_number?: number;
+  /** Replicas per shard, 1 .. REPLICATION_FACTOR_MAX; absent: the router's default. */
+  replication_factor?: number;
 }
 
 /** A quantization name; "" or absent gives "none". */
@@ -610,6 +619,8 @@ export function validateCreateCollectionRequest(request: {
   ef_construction?: unknown;
   quantization?: unknown;
   rescore?: unknown;
+  shard_number?: unknown;
+  replication_factor?: unknown;
 }): ValidCollection {
   const name = validateCollectionName(request.name, "name");
   const dimension = integerIn(request.dimension, "dimension", 1, DIMENSION_MAX);
@@ -636,6 +647,25 @@ export function validateCreateCollectionRequest(request: {
   if (quantization !== "none") {
     v.quantization = quantization;
     v.rescore = given;
+  }
+  // 0 or absent: left for the receiver to choose (both stay absent, as before shards existed).
+  if (request.shard_number !== undefined && request.shard_number !== 0) {
+    v.shard_number = integerIn(
+      request.shard_number,
+      "shard_number",
+      1,
+      SHARDS_MAX,
+      " (0 lets the router choose)",
+    );
+  }
+  if (request.replication_factor !== undefined && request.replication_factor !== 0) {
+    v.replication_factor = integerIn(
+      request.replication_factor,
+      "replication_factor",
+      1,
+      REPLICATION_FACTOR_MAX,
+      " (0 selects the router's --replication-factor)",
+    );
   }
   return v;
 }

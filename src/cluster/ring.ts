@@ -27,7 +27,7 @@
  * @module
  */
 
-import { hashPointId, hashString } from "./hash.ts";
+import { hashPointId, hashString } from "../common/hash.ts";
 import type { PointId } from "../common/point_id.ts";
 
 /**

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { hashString } from "./hash.ts";
+import { hashString } from "../common/hash.ts";
 import type { HashRing } from "./ring.ts";
 
 /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DEFAULT_VNODES_PER_MEMBER, HashRing, RingError } from "./ring.ts";
-import { PointIdError } from "./hash.ts";
+import { PointIdError } from "../common/hash.ts";
 import { Rng } from "../testing/random.ts";
 
 /** mulberry32: a small seeded PRNG returning uint32s. */

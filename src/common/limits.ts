@@ -253,6 +253,15 @@ export const DEFAULT_RESCORE = 4;
 /** Largest re-ranking factor (the best `rescore * k` candidates are scored exactly). */
 export const RESCORE_MAX = 1000;
 
+/**
+ * Most shards of one collection (`CreateCollectionRequest.shard_number`). A shard is a unit of
+ * placement, search and movement (src/cluster/placement.ts); each replica of it on a node has
+ * its own index, WAL and snapshots, so the bound also bounds a node's open files per collection.
+ */
+export const SHARDS_MAX = 256;
+/** Most replicas of one shard (`replication_factor`, and the router's `--replication-factor`). */
+export const REPLICATION_FACTOR_MAX = 64;
+
 /** Write consistency levels; the empty string selects the server default. */
 export const CONSISTENCY_LEVELS = ["one", "quorum", "all"] as const;
 /** A write consistency level as it travels in the `consistency` request fields. */

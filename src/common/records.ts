@@ -12,8 +12,9 @@
  * | 2    | DELETE (legacy)   | id u32                                                          |
  * | 3    | PUT_BATCH (legacy)| dimension u32, ids u32Array, vectors f32Array (ids × dimension) |
  * | 4    | CREATE_COLLECTION | dimension u32, metric string, m u32, ef_construction u32;       |
- * |      |                   | then, for a quantized collection only: quantization string,     |
- * |      |                   | rescore u32                                                     |
+ * |      |                   | then, for a quantized or sharded collection only: quantization  |
+ * |      |                   | string, rescore u32 ("none" and 0 when not quantized); then,    |
+ * |      |                   | for a sharded one only: shard_number u32, replication_factor u32|
  * | 5    | DROP_COLLECTION   | (nothing)                                                       |
  * | 6    | PUT_V             | id u32, version u64, vector f32Array                            |
  * | 7    | DELETE_V          | id u32, version u64                                             |
@@ -60,8 +61,10 @@
  * definition at replay like any other invalid record.
  *
  * CREATE_COLLECTION's quantization fields trail the record and are written only when the
- * quantization is not "none": a float collection's record is byte for byte what earlier
- * versions wrote, and a record without them decodes as "none".
+ * quantization is not "none" or shard fields follow them: a float collection's record without
+ * shards is byte for byte what earlier versions wrote, and a record without them decodes as
+ * "none". The shard fields (written when `shard_number` is set; replication_factor 0 means the
+ * router's default) come last; a record without them decodes with both absent.
  *
  * Every field is validated when encoding and again when decoding; decoding also requires that
  * the payload is consumed exactly.
@@ -111,7 +114,13 @@ export const RecordType = {
 export const FIELD_INDEX_NAME_BYTES_MAX = 1024;
 
 import { DIMENSION_MAX, type Metric, METRICS, PAYLOAD_BYTES_MAX } from "./limits.ts";
-import { type Quantization, QUANTIZATIONS, RESCORE_MAX } from "./limits.ts";
+import {
+  type Quantization,
+  QUANTIZATIONS,
+  REPLICATION_FACTOR_MAX,
+  RESCORE_MAX,
+  SHARDS_MAX,
+} from "./limits.ts";
 export { DIMENSION_MAX, type Metric, METRICS };
 /** Largest collection name, in UTF-8 bytes. */
 export const COLLECTION_NAME_BYTES_MAX = 255;
@@ -186,6 +195,10 @@ export type WalRecord =
     quantization?: Quantization;
     /** Re-ranking factor of a quantized collection, 1 .. RESCORE_MAX. */
     rescore?: number;
+    /** Shards, 1 .. SHARDS_MAX; absent: a collection made before shards (or without a choice). */
+    shard_number?: number;
+    /** Replicas per shard, 0 .. REPLICATION_FACTOR_MAX (0: the router's default); with shards. */
+    replication_factor?: number;
   }
   | { kind: "drop_collection"; collection: string }
   | {
@@ -459,6 +472,18 @@ function problem(r: WalRecord): string | null {
           return `Rescore ${q} is outside 1..${RESCORE_MAX}`;
         }
       }
+      if (r.shard_number !== undefined) {
+        const s = r.shard_number;
+        if (!Number.isInteger(s) || s < 1 || s > SHARDS_MAX) {
+          return `Shard number ${s} is outside 1..${SHARDS_MAX}`;
+        }
+        const f = r.replication_factor ?? 0;
+        if (!Number.isInteger(f) || f < 0 || f > REPLICATION_FACTOR_MAX) {
+          return `Replication factor ${f} is outside 0..${REPLICATION_FACTOR_MAX}`;
+        }
+      } else if (r.replication_factor !== undefined) {
+        return "Replication factor needs a shard number";
+      }
       return null;
     case "drop_collection":
       return name === "" ? "Collection name must not be empty" : null;
@@ -522,11 +547,13 @@ function payloadBytes(r: WalRecord): number {
     case "forget":
       return name + (allU32(r.ids) ? 4 + 4 * r.ids.length : idListBytes(r.ids)) + 4 +
         8 * r.versions.length;
-    case "create_collection":
+    case "create_collection": {
+      const quantized = r.quantization !== undefined && r.quantization !== "none";
+      const sharded = r.shard_number !== undefined;
       return name + 4 + 4 + utf8.encode(r.metric).length + 4 + 4 +
-        (r.quantization !== undefined && r.quantization !== "none"
-          ? 4 + utf8.encode(r.quantization).length + 4
-          : 0);
+        (quantized || sharded ? 4 + utf8.encode(r.quantization ?? "none").length + 4 : 0) +
+        (sharded ? 8 : 0);
+    }
     case "drop_collection":
       return name;
     case "create_field_index":
@@ -672,6 +699,13 @@ export function encodeRecord(r: WalRecord): EncodedRecord {
       if (r.quantization !== undefined && r.quantization !== "none") {
         w.string(r.quantization);
         w.u32(r.rescore!);
+      } else if (r.shard_number !== undefined) {
+        w.string("none");
+        w.u32(0);
+      }
+      if (r.shard_number !== undefined) {
+        w.u32(r.shard_number);
+        w.u32(r.replication_factor ?? 0);
       }
       break;
     case "drop_collection":
@@ -816,8 +850,16 @@ export function decodeRecord(type: number, payload: Uint8Array): WalRecord {
           if (r.remaining > 64) {
             throw new BinaryFormatError(`Create record has ${r.remaining} trailing bytes`);
           }
-          created.quantization = r.string() as Quantization;
-          created.rescore = r.u32();
+          const quantization = r.string() as Quantization;
+          const rescore = r.u32();
+          if (quantization !== "none") {
+            created.quantization = quantization;
+            created.rescore = rescore;
+          }
+          if (r.remaining > 0) {
+            created.shard_number = r.u32();
+            created.replication_factor = r.u32();
+          }
         }
         rec = created;
         break;

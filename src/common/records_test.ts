@@ -522,3 +522,34 @@ Deno.test("records: create_collection carries int8 quantization; a float one is 
   const tail = new Uint8Array([...a.payload, 1]);
   assert.throws(() => decodeRecord(a.type, tail));
 });
+
+Deno.test("records: create_collection carries shard_number and replication_factor last", () => {
+  const plain: WalRecord = {
+    kind: "create_collection",
+    collection: "s",
+    dimension: 8,
+    metric: "l2",
+    m: 16,
+    ef_construction: 200,
+  };
+  const a = encodeRecord(plain);
+  const sharded: WalRecord = { ...plain, shard_number: 6, replication_factor: 2 };
+  const b = encodeRecord(sharded);
+  // Older bytes first, then "none", rescore 0, then the two shard fields.
+  assert.deepEqual(b.payload.subarray(0, a.payload.length), a.payload);
+  assert.equal(b.payload.length, a.payload.length + (4 + 4) + 4 + 8);
+  assert.deepEqual(decodeRecord(b.type, b.payload), sharded);
+  const both: WalRecord = { ...sharded, quantization: "int8", rescore: 3, replication_factor: 0 };
+  assert.deepEqual(decodeRecord(b.type, encodeRecord(both).payload), both);
+  assert.throws(() => encodeRecord({ ...plain, shard_number: 0 }), /Shard number 0/);
+  assert.throws(() => encodeRecord({ ...plain, shard_number: 257 }), /Shard number 257/);
+  assert.throws(
+    () => encodeRecord({ ...plain, shard_number: 2, replication_factor: 65 }),
+    /Replication factor 65/,
+  );
+  assert.throws(() => encodeRecord({ ...plain, replication_factor: 2 }), /needs a shard number/);
+  // A damaged shard count is refused when decoding.
+  const bad = b.payload.slice();
+  new DataView(bad.buffer).setUint32(bad.length - 8, 9999, true);
+  assert.throws(() => decodeRecord(b.type, bad), /Shard number 9999/);
+});

@@ -710,6 +710,10 @@ export function createRecord(v: ValidCollection): WalRecord {
     ...(v.quantization !== undefined && v.quantization !== "none"
       ? { quantization: v.quantization, rescore: v.rescore }
       : {}),
+    // A sharded collection's layout travels with its creation (hints and catalog copies too).
+    ...(v.shard_number !== undefined
+      ? { shard_number: v.shard_number, replication_factor: v.replication_factor ?? 0 }
+      : {}),
   };
 }
 

@@ -1,5 +1,6 @@
 /**
- * Stable 32-bit hashes that place points and virtual nodes on the consistent-hash ring.
+ * Stable 32-bit hashes that place points: on shards (src/cluster/placement.ts), and on the
+ * consistent-hash ring of routers before shards (src/cluster/ring.ts).
  *
  * Both hashes are MurmurHash3 x86_32 (Austin Appleby's public-domain design) with seed 0:
  *
@@ -21,7 +22,7 @@
  * @module
  */
 
-import type { PointId } from "../common/point_id.ts";
+import type { PointId } from "./point_id.ts";
 
 const C1 = 0xcc9e2d51;
 const C2 = 0x1b873593;
