@@ -8,6 +8,7 @@
  */
 import { HashRing } from "../cluster/ring.ts";
 import { ringShards } from "../cluster/ring_shards.ts";
+import { Placement } from "../cluster/placement.ts";
 import type { RouterClock } from "./node_port.ts";
 
 /** The ring the router routes with; replaced as a whole, never mutated, one per request. */
@@ -16,6 +17,8 @@ export interface RingView {
   readonly nodes: string[];
   readonly ring: HashRing;
   readonly shards: string[][];
+  /** Shard placement over the same nodes (src/cluster/placement.ts). */
+  readonly placement: Placement;
   /** Writes planned on this ring still in flight. */
   writes: number;
 }
@@ -23,7 +26,13 @@ export interface RingView {
 /** A view of `nodes` (addresses) with replication factor `rf`. */
 export function makeView(nodes: string[], rf: number, vnodes_per_member?: number): RingView {
   const ring = new HashRing({ members: nodes, vnodes_per_member });
-  return { nodes, ring, shards: ringShards(ring, rf), writes: 0 };
+  return {
+    nodes,
+    ring,
+    shards: ringShards(ring, rf),
+    placement: new Placement(nodes),
+    writes: 0,
+  };
 }
 
 /** Poll period of {@link WriteViews.drainOlder}. */
