@@ -6,14 +6,19 @@
  *   S ({@link shardOf}, src/common/shard.ts, shared with the storage layer).
  * - Each shard is a replica set of `replication_factor` (R) members, chosen by rendezvous
  *   (highest random weight) hashing: every member gets a score, a hash of
- *   `(collection, shard, member)`, and the R highest scores hold the shard
- *   ({@link shardReplicas}). Ties (never seen in practice with 32-bit scores, but possible) go to
- *   the smaller member id. The first replica is the shard's primary.
- * - Why rendezvous: when a member joins, a shard moves to it only where the newcomer's score
- *   beats one of the current R best (about R/(N+1) of the shards, each losing one replica); when
- *   a member leaves, only the shards it held change, each gaining the next best member. No
- *   other shard moves, and no virtual nodes or ring state are needed: the member list is the
- *   whole input.
+ *   `(collection, shard, member)`, and the R highest scores hold the shard, within the load
+ *   bound below. Ties (never seen in practice with 32-bit scores, but possible) go to the
+ *   smaller member id. The first replica is the shard's primary.
+ * - Bounded loads: plain rendezvous hashing balances only on average; with few shards it can
+ *   stack them (3 shards of RF 2 on 3 members all land on the same two members one time in
+ *   nine, leaving the third idle). So each member holds at most
+ *   `cap = ceil(S × R / N)` replicas of a collection: shards are placed in order 0 .. S-1, each
+ *   taking the R highest-scoring members still under the cap ({@link shardReplicasAll}). With
+ *   S × R a multiple of N every member holds exactly `cap`.
+ * - Why rendezvous: when a member joins, a shard moves to it mostly where the newcomer's score
+ *   beats one of the current R best (about R/(N+1) of the shards, each losing one replica; the
+ *   cap moves a few more); when a member leaves, mostly the shards it held change. No virtual
+ *   nodes or ring state are needed: the member list is the whole input.
  * - Including the collection name in the score spreads the primaries of different collections
  *   over different members instead of stacking every collection's shard 0 on one node.
  *
@@ -74,18 +79,71 @@ export function shardScore(collection: string, shard: number, member: string): n
 }
 
 /**
- * The members holding `shard` of `collection`: the `rf` highest {@link shardScore}s (all members
- * when there are fewer), highest first; equal scores by member id.
+ * The replicas of every shard of `collection` (indexed by shard), each the `rf` highest
+ * {@link shardScore}s among the members still under the load cap (module comment), highest
+ * first; all members when there are fewer than `rf`.
  */
-export function shardReplicas(
+export function shardReplicasAll(
   collection: string,
-  shard: number,
+  shard_number: number,
   members: readonly string[],
   rf: number,
-): string[] {
-  const scored = members.map((m) => ({ m, s: shardScore(collection, shard, m) }));
-  scored.sort((a, b) => b.s - a.s || (a.m < b.m ? -1 : a.m > b.m ? 1 : 0));
-  return scored.slice(0, Math.min(rf, scored.length)).map((x) => x.m);
+): string[][] {
+  const n = members.length;
+  const want = Math.min(rf, n);
+  const cap = n === 0 ? 0 : Math.ceil((shard_number * want) / n);
+  const left = new Array<number>(n).fill(cap); // replicas each member may still take
+  const out: string[][] = [];
+  const order = members.map((_, i) => i);
+  for (let s = 0; s < shard_number; s++) {
+    const score = members.map((m) => shardScore(collection, s, m));
+    order.sort((a, b) =>
+      score[b] - score[a] || (members[a] < members[b] ? -1 : members[a] > members[b] ? 1 : 0)
+    );
+    const picked: number[] = [];
+    for (const i of order) {
+      if (picked.length === want) break;
+      if (left[i] === 0) continue;
+      // Take i only if the rest of this shard and every later shard can still be placed.
+      left[i]--;
+      picked.push(i);
+      if (!completable(left, picked, want, shard_number - s - 1, want)) {
+        picked.pop();
+        left[i]++;
+      }
+    }
+    // Never short of replicas: the bound yields before the replication factor does.
+    for (const i of order) {
+      if (picked.length === want) break;
+      if (!picked.includes(i)) picked.push(i);
+    }
+    out.push(picked.map((i) => members[i]));
+  }
+  return out;
+}
+
+/**
+ * Whether the current shard (holding `picked`, needing `want`) and `later` more shards of `rf`
+ * distinct members each fit in the capacities `left`: the current shard takes the unpicked
+ * members with the most room (best for the later ones), then the later shards fit iff
+ * Σ min(left, later) ≥ later × rf (each member serves a shard at most once).
+ */
+function completable(
+  left: readonly number[],
+  picked: readonly number[],
+  want: number,
+  later: number,
+  rf: number,
+): boolean {
+  const room = left.slice();
+  const free = room.map((_, i) => i).filter((i) => !picked.includes(i) && room[i] > 0);
+  free.sort((a, b) => room[b] - room[a]);
+  const need = want - picked.length;
+  if (free.length < need) return false;
+  for (let k = 0; k < need; k++) room[free[k]]--;
+  let sum = 0;
+  for (const r of room) sum += Math.min(r, later);
+  return sum >= later * rf;
 }
 
 /** One shard whose replica set differs between two placements. */
@@ -122,11 +180,12 @@ export class Placement {
     let all = this.#cache.get(key);
     if (all === undefined) {
       checkLayout(layout);
-      const list: string[][] = [];
-      for (let s = 0; s < layout.shard_number; s++) {
-        list.push(shardReplicas(collection, s, this.members, layout.replication_factor));
-      }
-      all = list;
+      all = shardReplicasAll(
+        collection,
+        layout.shard_number,
+        this.members,
+        layout.replication_factor,
+      );
       // Bounded by the collections a router knows (COLLECTIONS_MAX) times layouts seen.
       this.#cache.set(key, all);
     }
