@@ -33,6 +33,7 @@ import type { RingView } from "./ring_view.ts";
 import type { Placement, ShardLayout } from "../cluster/placement.ts";
 import { ReplicaStats } from "./replica_stats.ts";
 import {
+  coverByHolders,
   groupByNode,
   hedgeDelayMs,
   nextReplica,
@@ -246,6 +247,14 @@ export class Scatter {
     const calls: SearchCall[] = [];
     if (counted) counts.searches++;
 
+    /** The shards `node` holds (it searches them all when it gets no `shards`). */
+    const holdings = (node: string): number[] => {
+      const out: number[] = [];
+      replicas.forEach((r, s) => {
+        if (r.includes(node)) out.push(s);
+      });
+      return out;
+    };
     const send = (req: NodeShards, hedge: boolean, wait_for_ready: boolean) => {
       const call: SearchCall = {
         node: req.node,
@@ -256,6 +265,7 @@ export class Scatter {
         settled: false,
         hedged: false,
       };
+      if (!send_shards) req = { node: req.node, shards: holdings(req.node) };
       for (const s of req.shards) tried[s].add(req.node);
       asked.add(req.node);
       calls.push(call);
@@ -386,7 +396,9 @@ export class Scatter {
       }
     };
 
-    for (const r of plan.requests) send(r, false, false);
+    // Nodes that search everything they hold (no `shards` sent): fewer requests cover it all.
+    const first = send_shards ? plan.requests : coverByHolders(plan.requests, replicas, this.#turn);
+    for (const r of first) send(r, false, false);
     await run(true);
     if (verdict === null && unanswered > 0) {
       // Last resort: the remaining replicas of unanswered shards, believed down or not yet

@@ -332,5 +332,9 @@ Deno.test("Scatter.search without a layout source plans over the ring and sends 
   assert.equal(r.partial, false);
   assert.equal(r.shards_total, view.shards.length);
   assert.ok(nodes.calls.every((c) => c.request.shards === undefined));
+  // Each node searches all it holds: with RF 2 of 3, any two nodes cover every replica set.
+  assert.equal(nodes.calls.length, 2);
+  assert.equal(r.shard_searches, 2);
+  assert.equal(r.nodes_answered!.length, 2);
   assert.deepEqual(r.results.map((x) => x.id), top5);
 });

@@ -171,6 +171,40 @@ export function planSearch(input: SearchPlanInput): SearchPlan {
 }
 
 /**
+ * For nodes that search every shard they hold whatever they are asked (nodes without shard
+ * support, and the ring's replica sets before collections had shards): the requests of `plan`
+ * less those whose shards other kept nodes hold anyway, each request widened to every shard its
+ * node holds. Requests are considered from index `turn` on (wrapping), so the nodes kept
+ * rotate between searches.
+ */
+export function coverByHolders(
+  requests: readonly NodeShards[],
+  shards: readonly (readonly string[])[],
+  turn: number,
+): NodeShards[] {
+  const held = new Map<string, number[]>();
+  shards.forEach((replicas, s) => {
+    for (const n of replicas) {
+      let list = held.get(n);
+      if (list === undefined) held.set(n, list = []);
+      if (!list.includes(s)) list.push(s);
+    }
+  });
+  const covered = new Set<number>();
+  const kept: NodeShards[] = [];
+  const n = requests.length;
+  const start = n === 0 ? 0 : ((turn % n) + n) % n;
+  for (let i = 0; i < n; i++) {
+    const r = requests[(start + i) % n];
+    if (r.shards.every((s) => covered.has(s))) continue;
+    const all = held.get(r.node) ?? r.shards;
+    for (const s of all) covered.add(s);
+    kept.push({ node: r.node, shards: [...all].sort((a, b) => a - b) });
+  }
+  return kept.sort((a, b) => byId(a.node, b.node));
+}
+
+/**
  * The next replica of a shard to try: the first of `ranked` not in `tried` and not in `avoid`
  * (nodes believed down, or failed during this search); undefined when none is left.
  */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Placement } from "../cluster/placement.ts";
 import {
+  coverByHolders,
   groupByNode,
   hedgeDelayMs,
   nextReplica,
@@ -123,4 +124,20 @@ Deno.test("nextReplica, groupByNode, hedgeDelayMs", () => {
   assert.equal(hedgeDelayMs(0, 3, 100), Infinity, "0 turns hedging off");
   assert.equal(hedgeDelayMs(10, 3, 1), 10);
   assert.equal(hedgeDelayMs(10, 3, 20), 60);
+});
+
+Deno.test("coverByHolders: nodes that search all they hold; drops requests covered anyway, rotating", () => {
+  const shards = [["a", "b"], ["b", "c"], ["c", "a"]];
+  const requests = [{ node: "a", shards: [0] }, { node: "b", shards: [1] }, {
+    node: "c",
+    shards: [2],
+  }];
+  const kept = [0, 1, 2].map((t) => coverByHolders(requests, shards, t));
+  assert.deepEqual(kept[0], [{ node: "a", shards: [0, 2] }, { node: "b", shards: [0, 1] }]);
+  assert.deepEqual(kept[1], [{ node: "b", shards: [0, 1] }, { node: "c", shards: [1, 2] }]);
+  assert.deepEqual(kept[2], [{ node: "a", shards: [0, 2] }, { node: "c", shards: [1, 2] }]);
+  for (const k of kept) {
+    assert.deepEqual([...new Set(k.flatMap((r) => r.shards))].sort(), [0, 1, 2], "all covered");
+  }
+  assert.deepEqual(coverByHolders([], shards, 5), []);
 });
