@@ -212,6 +212,8 @@ interface SetupResult {
   qps_per_core: number;
   shard_searches_per_query: number | null;
   metrics_shard_searches_per_query: number | null;
+  /** The router's hedged calls in the timed run (their late answers raise the metrics figure). */
+  hedges: { sent: number; won: number };
   loadavg_before: number[];
   loadavg_after: number[];
 }
@@ -338,12 +340,17 @@ async function runSetup(s: Setup, baseFile: string, ds: {
       const loadavg_after = Deno.loadavg();
       const m1 = metricsUrl === null ? null : await scrape(metricsUrl);
       let metrics_per_query: number | null = null;
+      let hedges = { sent: 0, won: 0 };
       if (m0 !== null && m1 !== null) {
         const d = (name: string) => (m1.get(name) ?? 0) - (m0.get(name) ?? 0);
         const searches = d("vectordb_router_searches_total");
         if (searches > 0) {
           metrics_per_query = d("vectordb_router_search_shard_searches_total") / searches;
         }
+        hedges = {
+          sent: d('vectordb_router_search_hedges_total{outcome="sent"}'),
+          won: d('vectordb_router_search_hedges_total{outcome="won"}'),
+        };
       }
       const qps = answered / wall_s;
       const cores = cpu_s / wall_s;
@@ -366,6 +373,7 @@ async function runSetup(s: Setup, baseFile: string, ds: {
           ? shard_searches / answered
           : null,
         metrics_shard_searches_per_query: metrics_per_query,
+        hedges,
         loadavg_before,
         loadavg_after,
       };
@@ -407,7 +415,8 @@ try {
         } cores, ` +
         `${r.qps_per_core.toFixed(0)} q/s per core, shard searches/query ` +
         `${r.shard_searches_per_query?.toFixed(2) ?? "-"} (metrics ` +
-        `${r.metrics_shard_searches_per_query?.toFixed(2) ?? "-"}), ${r.errors} errors, ` +
+        `${r.metrics_shard_searches_per_query?.toFixed(2) ?? "-"}), hedges ${r.hedges.sent} ` +
+        `sent ${r.hedges.won} won, ${r.errors} errors, ` +
         `${r.partial} partial, loadavg ${r.loadavg_before.map((x) => x.toFixed(2))} → ` +
         `${r.loadavg_after.map((x) => x.toFixed(2))}`,
     );

@@ -111,15 +111,17 @@ export class ReplicaStats {
   /**
    * A Search call to `node` settled after `latency_ms`: `ok` false for a transient failure
    * (unreachable, deadline) at clock time `now_ms`. A verdict (the node answered with an
-   * error) counts as ok: the node is up.
+   * error) counts as ok: the node is up. `sample` false: the call is of another kind (an exact
+   * search, a scan) whose latency says nothing of a graph search's; only its end is recorded.
    */
-  end(node: string, latency_ms: number, ok: boolean, now_ms: number): void {
+  end(node: string, latency_ms: number, ok: boolean, now_ms: number, sample = true): void {
     const s = this.#entry(node);
     if (s.in_flight > 0) s.in_flight--;
     if (!ok) {
       s.failed_at_ms = now_ms;
       return;
     }
+    if (!sample) return;
     const x = Math.max(0, latency_ms);
     s.ewma_ms = s.samples === 0 ? x : s.ewma_ms + this.#alpha * (x - s.ewma_ms);
     s.samples++;

@@ -21,6 +21,10 @@ Deno.test("ReplicaStats: EWMA of successful calls, in-flight count, cost = ewma 
   assert.equal(s.failedRecently("a", 5 + 1000, 1000), false);
   assert.equal(s.failedRecently("b", 0, 1000), false);
   assert.equal(s.typical_ms, 15, "the all-nodes average saw 10 then 20");
+  s.begin("a");
+  s.end("a", 5000, true, 6, false);
+  assert.equal(s.get("a")!.ewma_ms, 15, "an exact search's latency is not sampled");
+  assert.equal(s.get("a")!.in_flight, 1, "its end is counted");
 });
 
 Deno.test("ReplicaStats: passed-over nodes decay toward being tried again; memory is bounded", () => {

@@ -76,7 +76,7 @@ export const DEFAULT_SEARCH_OPTIONS: Readonly<SearchOptions> = {
   hedge_ms: 20,
   hedge_factor: 3,
   hedges_max: 2,
-  hedge_budget: 0.1,
+  hedge_budget: 0.05,
   failure_window_ms: 1000,
 };
 
@@ -194,6 +194,8 @@ export class Scatter {
     const clock = this.#clock;
     const opts = this.#options;
     const counts = this.counts;
+    // An exact search is a scan, many times a graph search's cost: a hedge would double it.
+    const exact = v.exact === true;
     if (this.#stats_view !== view) {
       // The ring changed: forget nodes that left it (bounded memory).
       this.#stats_view = view;
@@ -287,14 +289,15 @@ export class Scatter {
       }
       reply.then(
         (value) => {
-          stats.end(req.node, clock.now_ms() - call.started_ms, true, clock.now_ms());
+          stats.end(req.node, clock.now_ms() - call.started_ms, true, clock.now_ms(), !exact);
           if (counted) counts.shard_searches += this.#shardSearches(value, call, send_shards);
           queue.push({ call, ok: true, value });
           wake?.();
         },
         (reason) => {
           const transient = isTransient(reason);
-          stats.end(req.node, clock.now_ms() - call.started_ms, !transient, clock.now_ms());
+          const took = clock.now_ms() - call.started_ms;
+          stats.end(req.node, took, !transient, clock.now_ms(), !exact);
           queue.push({ call, ok: false, reason });
           wake?.();
         },
@@ -399,7 +402,7 @@ export class Scatter {
     // Nodes that search everything they hold (no `shards` sent): fewer requests cover it all.
     const first = send_shards ? plan.requests : coverByHolders(plan.requests, replicas, this.#turn);
     for (const r of first) send(r, false, false);
-    await run(true);
+    await run(!exact);
     if (verdict === null && unanswered > 0) {
       // Last resort: the remaining replicas of unanswered shards, believed down or not yet
       // asked, waiting for their channels (not the ones that failed during this search).

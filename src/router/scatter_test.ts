@@ -338,3 +338,20 @@ Deno.test("Scatter.search without a layout source plans over the ring and sends 
   assert.equal(r.nodes_answered!.length, 2);
   assert.deepEqual(r.results.map((x) => x.id), top5);
 });
+
+Deno.test("Scatter.search: an exact search is never hedged and does not feed the latency average", async () => {
+  const { clock, nodes, scatter, view, replicas } = setup(
+    { shard_number: 1, replication_factor: 2 },
+    { hedge_ms: 10 },
+  );
+  for (const n of replicas[0]) nodes.mode.set(n, "hang");
+  const pending = scatter.search(view, { ...query, exact: true }, false);
+  await clock.advance(1000);
+  assert.equal(nodes.calls.length, 1);
+  nodes.hung[0].release();
+  const r = await pending;
+  assert.equal(r.partial, false);
+  assert.equal(scatter.stats.get(nodes.calls[0].node)!.samples, 0);
+  assert.equal(scatter.counts.searches, 0, "the router's own search is not a client search");
+  assert.equal(scatter.counts.shard_searches, 0);
+});
