@@ -66,6 +66,9 @@ class FakeNodes implements NodePort {
   readonly calls: Call[] = [];
   readonly mode = new Map<string, Mode>();
   readonly hung: { node: string; release: () => void }[] = [];
+  /** Answer after this many ms of `clock` (mode "ok" only). */
+  readonly delay_ms = new Map<string, number>();
+  clock: RouterClock | null = null;
   constructor(readonly holds: Map<string, number[]>, readonly shard_number: number) {}
 
   call<K extends MethodName>(
@@ -102,6 +105,8 @@ class FakeNodes implements NodePort {
     if (mode === "hang") {
       return new Promise((resolve) => this.hung.push({ node, release: () => resolve(answer) }));
     }
+    const delay = this.delay_ms.get(node) ?? 0;
+    if (delay > 0 && this.clock !== null) return this.clock.sleep(delay).then(() => answer);
     return Promise.resolve(answer);
   }
   entries(): never {
@@ -125,6 +130,7 @@ function setup(layout: ShardLayout, search: Partial<SearchOptions> = {}) {
     for (const n of r) holds.set(n, [...(holds.get(n) ?? []), s]);
   });
   const nodes = new FakeNodes(holds, layout.shard_number);
+  nodes.clock = clock;
   const table = new NodeTable({
     openHints: () => Promise.reject(new Error("no hints here")),
     clock,
@@ -354,4 +360,36 @@ Deno.test("Scatter.search: an exact search is never hedged and does not feed the
   assert.equal(scatter.stats.get(nodes.calls[0].node)!.samples, 0);
   assert.equal(scatter.counts.searches, 0, "the router's own search is not a client search");
   assert.equal(scatter.counts.shard_searches, 0);
+});
+
+Deno.test("Scatter.search moves reads away from a slow replica and back once it recovers", async () => {
+  const { clock, nodes, scatter, view, replicas } = setup(
+    { shard_number: 1, replication_factor: 3 },
+    { hedge_ms: 0 },
+  );
+  const [slow, ...fast] = replicas[0];
+  nodes.delay_ms.set(slow, 50);
+  for (const f of fast) nodes.delay_ms.set(f, 5);
+  const run = async (searches: number) => {
+    const per = new Map<string, number>();
+    for (let i = 0; i < searches; i++) {
+      const before = nodes.calls.length;
+      const pending = scatter.search(view, query);
+      let done = false;
+      pending.then(() => done = true, () => done = true);
+      while (!done) await clock.advance(1);
+      await pending;
+      for (const c of nodes.calls.slice(before)) per.set(c.node, (per.get(c.node) ?? 0) + 1);
+    }
+    return per;
+  };
+  const first = await run(60);
+  // The slow node is tried (unmeasured nodes first, then when its average has decayed) but
+  // serves far fewer than its third.
+  assert.ok((first.get(slow) ?? 0) <= 6, `slow node served ${first.get(slow)} of 60`);
+  for (const f of fast) assert.ok((first.get(f) ?? 0) >= 25, `${f}: ${first.get(f)}`);
+  // Recovered: the passed-over decay brings it back into the rotation.
+  nodes.delay_ms.set(slow, 5);
+  const later = await run(300);
+  assert.ok((later.get(slow) ?? 0) >= 60, `recovered node served ${later.get(slow)} of 300`);
 });
