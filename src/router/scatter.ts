@@ -344,12 +344,23 @@ export class Scatter {
         if (!call.wait_for_ready) counts.retries += resend(call.shards, false);
       } else if (isNotFound(reason)) {
         if (state !== undefined) table.observe(state, null);
-        // The node has no such collection: it answered, with nothing.
-        const fresh = call.shards.filter((s) => !answered_shard[s]);
-        for (const s of fresh) answered_shard[s] = true;
-        unanswered -= fresh.length;
-        merged_from.add(call.node);
         notFound ??= reason;
+        const fresh = call.shards.filter((s) => !answered_shard[s]);
+        // Asked for shards, the node may lack one it is about to receive (a move): their next
+        // replicas are asked. A shard none of whose replicas has it is answered, with nothing
+        // (the collection does not exist, or not yet everywhere).
+        let empty = fresh;
+        if (send_shards) {
+          const avoid = new Set([...down, ...failed]);
+          const retry = fresh.filter((s) =>
+            nextReplica(plan.ranked[s], tried[s], avoid) !== undefined
+          );
+          if (retry.length > 0) counts.retries += resend(retry, false);
+          empty = fresh.filter((s) => !retry.includes(s));
+        }
+        for (const s of empty) answered_shard[s] = true;
+        unanswered -= empty.length;
+        if (empty.length > 0) merged_from.add(call.node);
       } else {
         if (state !== undefined) table.observe(state, null);
         verdict ??= reason;

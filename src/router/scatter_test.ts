@@ -393,3 +393,17 @@ Deno.test("Scatter.search moves reads away from a slow replica and back once it 
   const later = await run(300);
   assert.ok((later.get(slow) ?? 0) >= 60, `recovered node served ${later.get(slow)} of 300`);
 });
+
+Deno.test("Scatter.search: a replica without the shard (NOT_FOUND) is passed for the next one", async () => {
+  const { nodes, scatter, view, replicas } = setup({ shard_number: 1, replication_factor: 3 });
+  const [a, b, c] = replicas[0];
+  nodes.mode.set(a, "not_found");
+  nodes.mode.set(b, "not_found");
+  for (let i = 0; i < 3; i++) {
+    const r = await scatter.search(view, query);
+    assert.equal(r.partial, false);
+    assert.deepEqual(r.results.map((x) => x.id), top5);
+    assert.deepEqual(r.nodes_answered, [c]);
+  }
+  assert.ok(scatter.counts.retries >= 2);
+});
