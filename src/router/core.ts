@@ -52,7 +52,7 @@ import { type NodeState, NodeTable } from "./node_table.ts";
 import { JOIN_WAIT_MAX_MS, type RingRef, type TransferPort } from "./rebalance/rebalancer.ts";
 import { createRecord, Replication } from "./replication.ts";
 import { makeView, type RingView, WriteViews } from "./ring_view.ts";
-import { Scatter } from "./scatter.ts";
+import { Scatter, type SearchOptions } from "./scatter.ts";
 import type { ValidScroll } from "../api/points_read.ts";
 import {
   type EntryReadDeps,
@@ -105,6 +105,8 @@ export interface RouterCoreOptions {
   vnodes_per_member?: number;
   /** A message for "no storage node yet" (gossip mode names its seeds). */
   no_nodes_message?: string;
+  /** Search replica selection and hedging (scatter.ts; defaults DEFAULT_SEARCH_OPTIONS). */
+  search?: Partial<SearchOptions>;
 }
 
 /** What {@link RouterCore.followRing} did. */
@@ -171,6 +173,9 @@ export class RouterCore {
       nodes: options.nodes,
       table: this.table,
       retry_timeout_ms: options.retry_timeout_ms,
+      clock: options.clock,
+      replication_factor: options.replication_factor,
+      search: options.search,
     });
     this.backups = new ClusterBackups({
       nodes: options.nodes,

@@ -24,6 +24,9 @@
  * | `--dead-grace-s`       | 30              | gossip: re-replicate a dead node after; 0 now |
  * | `--recall-sample-rate` | 0.01            | recall monitor: share of searches re-run exactly; 0 off |
  * | `--recall-warn-below`  | 0.9             | recall monitor: warn when rolling recall@k is below |
+ * | `--search-hedge-ms`    | 20              | search: hedge floor; a node slower than max(this, factor × recent latency) has its shards asked of other replicas too; 0 off |
+ * | `--search-hedge-factor` | 3              | search: hedge delay as a multiple of the recent Search latency |
+ * | `--search-hedges-max`  | 2               | search: hedged requests per search at most    |
  * | `--log-level`, `--log-format` | info, text | least important messages logged; `json`: one object per line |
  *
  * {@link ROUTER_FLAGS} is the source of truth: the parser and `--help` come from it. Every flag
@@ -200,6 +203,25 @@ export const ROUTER_FLAGS = {
     arg: "RECALL",
     help: "recall monitor: log a warning when a collection's rolling recall@k falls below",
   },
+  "search-hedge-ms": {
+    type: "string",
+    default: "20",
+    arg: "MS",
+    help: "search: hedge floor; a node slower than max(this, factor x recent latency) has its " +
+      "shards asked of their other replicas too; 0 off",
+  },
+  "search-hedge-factor": {
+    type: "string",
+    default: "3",
+    arg: "X",
+    help: "search: hedge delay as a multiple of the cluster's recent Search latency",
+  },
+  "search-hedges-max": {
+    type: "string",
+    default: "2",
+    arg: "N",
+    help: "search: hedged requests one search sends at most",
+  },
   ...HTTP_FLAGS,
   ...SECURITY_FLAGS,
   ...LOG_FLAGS,
@@ -322,6 +344,11 @@ function checkedArgs(values: ResolvedConfig<typeof ROUTER_FLAGS>["values"]): Rou
     dead_grace_ms: integer("dead-grace-s", values["dead-grace-s"]!, 0, 86_400) * 1000,
     recall_sample_rate: fraction("recall-sample-rate", values["recall-sample-rate"]!),
     recall_warn_below: fraction("recall-warn-below", values["recall-warn-below"]!),
+    search: {
+      hedge_ms: integer("search-hedge-ms", values["search-hedge-ms"]!, 0, 600_000),
+      hedge_factor: positive("search-hedge-factor", values["search-hedge-factor"]!, 100),
+      hedges_max: integer("search-hedges-max", values["search-hedges-max"]!, 0, 64),
+    },
     security_flags: {
       "api-keys-file": values["api-keys-file"],
       "cluster-secret-file": values["cluster-secret-file"],
@@ -340,6 +367,14 @@ function fraction(name: string, value: string): number {
   const n = Number(value);
   if (value.trim() === "" || !(n >= 0 && n <= 1)) {
     throw new RouterUsageError(`--${name} "${value}" must be a number between 0 and 1`);
+  }
+  return n;
+}
+
+function positive(name: string, value: string, max: number): number {
+  const n = Number(value);
+  if (value.trim() === "" || !(n > 0 && n <= max)) {
+    throw new RouterUsageError(`--${name} "${value}" must be a number above 0 and at most ${max}`);
   }
   return n;
 }

@@ -136,3 +136,22 @@ Deno.test("the recall monitor's flags: fractions between 0 and 1", () => {
     );
   }
 });
+
+Deno.test("the search flags: hedge floor (0 off), factor, hedges per search", () => {
+  assert.deepEqual(parseRouterArgs([]).search, { hedge_ms: 20, hedge_factor: 3, hedges_max: 2 });
+  const p = parseRouterArgs([
+    "--search-hedge-ms",
+    "0",
+    "--search-hedge-factor",
+    "1.5",
+    "--search-hedges-max",
+    "0",
+  ]);
+  assert.deepEqual(p.search, { hedge_ms: 0, hedge_factor: 1.5, hedges_max: 0 });
+  assert.throws(() => parseRouterArgs(["--search-hedge-ms=-1"]), /--search-hedge-ms "-1"/);
+  assert.throws(
+    () => parseRouterArgs(["--search-hedge-factor", "0"]),
+    /--search-hedge-factor "0" must be a number above 0/,
+  );
+  assert.throws(() => parseRouterArgs(["--search-hedges-max", "x"]), /--search-hedges-max "x"/);
+});

@@ -9,8 +9,13 @@
  * | `vectordb_router_searches_total`               | counter |          | searches fanned out           |
  * | `vectordb_router_search_partial_total`         | counter |          | answers that missed shards (`partial`) |
  * | `vectordb_router_search_unanswered_total`      | counter |          | searches no node answered (UNAVAILABLE) |
- * | `vectordb_router_node_searches_total`          | counter |          | per-node Search calls (both rounds) |
+ * | `vectordb_router_node_searches_total`          | counter |          | per-node Search calls (all rounds, hedges and retries) |
  * | `vectordb_router_node_search_failures_total`   | counter |          | those that failed transiently |
+ * | `vectordb_router_search_shard_searches_total`  | counter |          | shard (graph or exact) searches the nodes ran for client searches; ÷ searches = graph searches per query |
+ * | `vectordb_router_search_hedges_total`          | counter | outcome  | hedged calls: sent / won (first answer for a shard) |
+ * | `vectordb_router_search_retries_total`         | counter |          | calls sent to the next replica after a failure |
+ * | `vectordb_router_node_search_latency_seconds`  | gauge   | node     | EWMA of the node's Search latency (replica selection) |
+ * | `vectordb_router_node_searches_in_flight`      | gauge   | node     | Search calls to the node not settled |
  * | `vectordb_router_nodes`                        | gauge   | state    | nodes reachable / unreachable |
  * | `vectordb_hints_queued_total`                  | counter |          | hints accepted into a queue   |
  * | `vectordb_hints_delivered_total`               | counter |          | hints the node applied        |
@@ -57,13 +62,50 @@ export function addRouterMetrics(
   );
   one(
     "vectordb_router_node_searches_total",
-    "Search calls made to storage nodes (first round and retries)",
+    "Search calls made to storage nodes (all rounds, hedges and retries included)",
     () => sc.node_calls,
   );
   one(
     "vectordb_router_node_search_failures_total",
     "Search calls to storage nodes that failed transiently (unreachable, deadline)",
     () => sc.node_failures,
+  );
+  one(
+    "vectordb_router_search_shard_searches_total",
+    "Shard searches (graph or exact) the storage nodes ran for client searches; " +
+      "divided by vectordb_router_searches_total: graph searches per query",
+    () => sc.shard_searches,
+  );
+  metrics.counterFrom(
+    "vectordb_router_search_hedges_total",
+    "Hedged Search calls (a slow node's shards asked of other replicas), by outcome",
+    () => [
+      { labels: { outcome: "sent" }, value: sc.hedges },
+      { labels: { outcome: "won" }, value: sc.hedges_won },
+    ],
+  );
+  one(
+    "vectordb_router_search_retries_total",
+    "Search calls sent to a shard's next replica after a call failed",
+    () => sc.retries,
+  );
+  metrics.gauge(
+    "vectordb_router_node_search_latency_seconds",
+    "Moving average of each storage node's Search latency (adaptive replica selection)",
+    () =>
+      [...core.scatter.stats.entries()].map(([node, s]) => ({
+        labels: { node },
+        value: s.ewma_ms / 1000,
+      })),
+  );
+  metrics.gauge(
+    "vectordb_router_node_searches_in_flight",
+    "Search calls to each storage node not settled yet",
+    () =>
+      [...core.scatter.stats.entries()].map(([node, s]) => ({
+        labels: { node },
+        value: s.in_flight,
+      })),
   );
   metrics.gauge("vectordb_router_nodes", "Storage nodes the router tracks, by state", () => {
     let up = 0;

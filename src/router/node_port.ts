@@ -59,12 +59,29 @@ export interface NodePort {
 export interface RouterClock {
   now_ms(): number;
   sleep(ms: number): Promise<void>;
+  /**
+   * A sleep that can be cancelled (a hedge timer that must not outlive its search); optional:
+   * without it, callers fall back to {@link sleep} and let it run out.
+   */
+  timer?(ms: number): CancellableSleep;
+}
+
+/** A sleep that {@link RouterClock.timer} started. */
+export interface CancellableSleep {
+  /** Resolves after the delay; never when cancelled first. */
+  readonly done: Promise<void>;
+  cancel(): void;
 }
 
 /** The real clock. */
 export const SYSTEM_CLOCK: RouterClock = {
   now_ms: () => Date.now(),
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  timer: (ms) => {
+    let id: ReturnType<typeof setTimeout> | undefined;
+    const done = new Promise<void>((resolve) => id = setTimeout(resolve, ms));
+    return { done, cancel: () => clearTimeout(id) };
+  },
 };
 
 /** A gRPC status error raised by something that is not grpc-js (a simulated node). */

@@ -17,13 +17,19 @@
  *   ({@link decideWrite}); a batch must meet the level for every point's owner set
  *   ({@link decideBatch}).
  *
- * Search: every node believed up is asked for `k` neighbours with the caller's `ef`, plus
- * the owners of any shard with no owner believed up ({@link searchTargets}); if some shard is
- * still uncovered, its owners not asked yet are asked in a second round
- * ({@link searchRetryTargets}), since a node believed down may be back. Answers are merged
- * by distance with replica duplicates removed
- * ({@link mergeSearchResults}); a shard (a distinct replica set of ring ranges, see shards.ts)
- * counts as answered when at least one of its owners answered ({@link searchCoverage}).
+ * Search reads ONE replica of each shard of the collection (the placement's replica lists,
+ * src/cluster/placement.ts): search_plan.ts ranks each shard's replicas (down last, then by
+ * recent latency × calls in flight, equals taking turns) and groups the chosen shards into one
+ * request per node (`SearchRequest.shards`); scatter.ts retries a failed shard on its next
+ * replica, hedges a slow one, and asks the replicas believed down last, waiting for their
+ * channels. Answers are merged by distance with duplicates removed ({@link mergeSearchResults}:
+ * shards are disjoint by id, but during a move a point may come from two shards' replicas; the
+ * nearer copy is kept); a shard counts as answered when one of its replicas answered.
+ *
+ * Scroll and Count (points_read.ts) still ask every node believed up, plus the owners of any
+ * ring shard (a distinct replica set of ring ranges, see ring_shards.ts) with no owner believed
+ * up ({@link searchTargets}), then unasked owners of shards still uncovered
+ * ({@link searchRetryTargets}); coverage is {@link searchCoverage}.
  *
  * @module
  */

@@ -42,7 +42,7 @@ import { SYSTEM_CLOCK } from "./node_port.ts";
 import { GrpcNodeLinks, RECONNECT_BACKOFF_MAX_MS } from "./node_links.ts";
 import { ringNodes } from "./plan.ts";
 import { Rebalancer } from "./rebalance/rebalancer.ts";
-import { retryTimeoutMs } from "./scatter.ts";
+import { retryTimeoutMs, type SearchOptions } from "./scatter.ts";
 import { ROUTER_IN_FLIGHT_MAX, routerHandlers, toStatus } from "./service.ts";
 import { RecallMonitor } from "./recall_monitor.ts";
 
@@ -118,6 +118,8 @@ export interface RouterOptions {
   recall_sample_rate?: number;
   /** Recall monitor: warn when a collection's rolling recall@k is below this (default 0.9). */
   recall_warn_below?: number;
+  /** Search replica selection and hedging (scatter.ts `SearchOptions`; `--search-*` flags). */
+  search?: Partial<SearchOptions>;
   logger?: (message: string) => void;
 }
 
@@ -263,6 +265,7 @@ export class Router {
       retry_interval_ms: config.retry_interval_ms,
       retry_timeout_ms: retryTimeoutMs(config.node_timeout_ms, RECONNECT_BACKOFF_MAX_MS),
       vnodes_per_member: options.vnodes_per_member,
+      search: options.search,
       no_nodes_message: agent !== null
         ? `The router knows no storage node yet: gossip through ${config.join.join(",")} has ` +
           `not reported any`

@@ -1,7 +1,9 @@
 /**
- * The router's fan-out reads over a {@link NodePort}: Search (scatter to the nodes that cover
- * the ring, gather, merge, report coverage), ListCollections (union) and the per-node part of
- * Stats. Decisions are the pure functions of plan.ts.
+ * The router's fan-out reads over a {@link NodePort}: Search (one replica per shard, chosen by
+ * search_plan.ts from the latency and load replica_stats.ts tracks, hedged when slow, retried
+ * on the next replica when it fails; gather, merge, report coverage), ListCollections (union)
+ * and the per-node part of Stats. Decisions are the pure functions of plan.ts and
+ * search_plan.ts.
  *
  * @module
  */
@@ -16,10 +18,28 @@ import {
   vectorToWire,
 } from "../api/proto.ts";
 import type { ValidSearch } from "../api/validate.ts";
-import { isNotFound, isTransient, type NodePort, RouterStatusError } from "./node_port.ts";
+import {
+  type CancellableSleep,
+  isNotFound,
+  isTransient,
+  type NodePort,
+  type RouterClock,
+  RouterStatusError,
+  SYSTEM_CLOCK,
+} from "./node_port.ts";
 import type { NodeTable } from "./node_table.ts";
-import { mergeSearchResults, searchCoverage, searchRetryTargets, searchTargets } from "./plan.ts";
+import { mergeSearchResults } from "./plan.ts";
 import type { RingView } from "./ring_view.ts";
+import type { Placement, ShardLayout } from "../cluster/placement.ts";
+import { ReplicaStats } from "./replica_stats.ts";
+import {
+  coverByHolders,
+  groupByNode,
+  hedgeDelayMs,
+  nextReplica,
+  type NodeShards,
+  planSearch,
+} from "./search_plan.ts";
 
 /** Deadline of a call that waits for a reconnecting channel: the reconnect backoff cap + 200. */
 export function retryTimeoutMs(node_timeout_ms: number, reconnect_backoff_max_ms: number): number {
@@ -29,13 +49,76 @@ export function retryTimeoutMs(node_timeout_ms: number, reconnect_backoff_max_ms
 /** Per-node Stats as the router reports them. */
 export type RouterNodeStats = NodeStats & { hints_pending: string; hints_refused: string };
 
+/** How a Search picks, hedges and retries replicas (router flags `--search-*`). */
+export interface SearchOptions {
+  /**
+   * Hedge floor, ms: a node that has not answered after `max(hedge_ms, hedge_factor × the
+   * cluster's recent Search latency)` has its shards asked of their next replicas too; 0
+   * disables hedging.
+   */
+  hedge_ms: number;
+  /** See `hedge_ms`. */
+  hedge_factor: number;
+  /** Hedged requests one Search may send at most. */
+  hedges_max: number;
+  /**
+   * Hedges over node calls in the long run: each node call earns this share of a hedge (at most
+   * {@link HEDGE_TOKENS_MAX} saved), each hedge spends one, so an overloaded cluster, where
+   * every node is slow, is not asked to do even more work.
+   */
+  hedge_budget: number;
+  /** A node whose Search failed less than this long ago ranks as down, ms. */
+  failure_window_ms: number;
+}
+
+/** Defaults of {@link SearchOptions}. */
+export const DEFAULT_SEARCH_OPTIONS: Readonly<SearchOptions> = {
+  hedge_ms: 20,
+  hedge_factor: 3,
+  hedges_max: 2,
+  hedge_budget: 0.05,
+  failure_window_ms: 1000,
+};
+
+/** Saved hedges at most (see {@link SearchOptions.hedge_budget}). */
+export const HEDGE_TOKENS_MAX = 10;
+
 /** What {@link Scatter} needs. */
 export interface ScatterDeps {
   nodes: NodePort;
   table: NodeTable;
   /** Deadline of the second Search round, which waits for reconnecting channels. */
   retry_timeout_ms: number;
+  /** Times Search calls and hedges (default the system clock). */
+  clock?: RouterClock;
+  /** The router's --replication-factor (the layout of a collection no node reported). */
+  replication_factor?: number;
+  /**
+   * A collection's shard layout (the router's catalog). Absent: searches plan over the ring's
+   * replica sets (`view.shards`) and send no `shards`, as before collections had shards.
+   */
+  layout?: (collection: string) => Promise<ShardLayout>;
+  /** The placement searches read from (during a move, the settled one); default `view.placement`. */
+  search_placement?: () => Placement;
+  /** Hedging and replica selection (defaults {@link DEFAULT_SEARCH_OPTIONS}). */
+  search?: Partial<SearchOptions>;
 }
+
+/** A request a Search sent to one node. */
+interface SearchCall {
+  node: string;
+  shards: number[];
+  hedge: boolean;
+  wait_for_ready: boolean;
+  started_ms: number;
+  settled: boolean;
+  /** Hedged already (a call is hedged at most once). */
+  hedged: boolean;
+}
+
+type CallOutcome =
+  | { call: SearchCall; ok: true; value: ResponseOf<"Search"> }
+  | { call: SearchCall; ok: false; reason: unknown };
 
 /** Fan-out reads. */
 export class Scatter {
@@ -47,18 +130,59 @@ export class Scatter {
     partial: 0,
     /** Searches no storage node answered (UNAVAILABLE). */
     unanswered: 0,
-    /** Node Search calls made (both rounds). */
+    /** Node Search calls made (all rounds, hedges and retries included). */
     node_calls: 0,
     /** Node Search calls that failed transiently (unreachable, deadline). */
     node_failures: 0,
+    /** Shard searches the nodes reported for client searches (late answers included). */
+    shard_searches: 0,
+    /** Hedged node calls sent (a slow node's shards asked of other replicas). */
+    hedges: 0,
+    /** Hedged calls whose answer was the first for at least one of their shards. */
+    hedges_won: 0,
+    /** Calls sent at once to the next replica after a call failed transiently. */
+    retries: 0,
   };
+  /** Per-node Search latency and load (adaptive replica selection). */
+  readonly stats = new ReplicaStats();
+  readonly #options: SearchOptions;
+  readonly #clock: RouterClock;
+  #turn = 0;
+  #hedge_tokens = HEDGE_TOKENS_MAX;
+  #stats_view: RingView | null = null;
 
-  constructor(readonly deps: ScatterDeps) {}
+  constructor(readonly deps: ScatterDeps) {
+    this.#options = { ...DEFAULT_SEARCH_OPTIONS, ...deps.search };
+    this.#clock = deps.clock ?? SYSTEM_CLOCK;
+  }
+
+  /** The search options in force. */
+  get searchOptions(): Readonly<SearchOptions> {
+    return this.#options;
+  }
+
+  /** The replica sets a search of `collection` must cover, and whether nodes get `shards`. */
+  async #targets(
+    view: RingView,
+    collection: string,
+  ): Promise<{ replicas: readonly (readonly string[])[]; send_shards: boolean }> {
+    const { layout, search_placement } = this.deps;
+    if (layout === undefined) return { replicas: view.shards, send_shards: false };
+    const placement = search_placement?.() ?? view.placement;
+    return { replicas: placement.shards(collection, await layout(collection)), send_shards: true };
+  }
 
   /**
    * `v.filter_json`: a filter's JSON text for the nodes (checked by the router); "" none.
    * `counted` false: the router's own search (the recall monitor's exact one), left out of the
    * `searches` counter so the client search rate stays the clients'.
+   *
+   * Reads one replica per shard (search_plan.ts), one request per node; a failed call's shards
+   * go at once to their next replicas believed up; a call slower than the hedge delay has its
+   * shards asked of their next replicas too (the first answer per shard wins, later ones are
+   * ignored); last, shards still unanswered are asked of their remaining replicas with
+   * wait-for-ready (a node believed down may be back while its channel waits out its reconnect
+   * backoff). `partial` only when some shard got no answer from any replica.
    */
   async search(
     view: RingView,
@@ -66,9 +190,36 @@ export class Scatter {
     counted = true,
   ): Promise<ResponseOf<"Search">> {
     const { nodes, table } = this.deps;
+    const stats = this.stats;
+    const clock = this.#clock;
+    const opts = this.#options;
+    const counts = this.counts;
+    // An exact search is a scan, many times a graph search's cost: a hedge would double it.
+    const exact = v.exact === true;
+    if (this.#stats_view !== view) {
+      // The ring changed: forget nodes that left it (bounded memory).
+      this.#stats_view = view;
+      stats.retain([...view.nodes, ...(this.deps.search_placement?.().members ?? [])]);
+    }
+    const { replicas, send_shards } = await this.#targets(view, v.collection);
+    const now0 = clock.now_ms();
     const down = new Set<string>();
     for (const s of table.all()) if (!s.delivery.reachable) down.add(s.address);
-    const request = {
+    for (const shard of replicas) {
+      for (const n of shard) {
+        if (stats.failedRecently(n, now0, opts.failure_window_ms)) down.add(n);
+      }
+    }
+    const plan = planSearch({
+      shards: replicas,
+      down,
+      cost: (n) => stats.cost(n),
+      turn: this.#turn++,
+    });
+    plan.ranked.forEach((order) => {
+      for (let i = 1; i < order.length; i++) if (!down.has(order[i])) stats.passedOver(order[i]);
+    });
+    const base = {
       // Packed when the client sent it packed: forwarded without per-value work.
       ...vectorToWire(v.vector),
       k: v.k,
@@ -79,53 +230,201 @@ export class Scatter {
       filter: v.filter_json ?? "",
       exact: v.exact === true,
     };
-    const answered = new Set<string>();
+    const total = replicas.length;
+    const answered_shard: boolean[] = new Array(total).fill(false);
+    let unanswered = total;
+    const tried: Set<string>[] = replicas.map(() => new Set<string>());
+    const failed = new Set<string>();
     const asked = new Set<string>();
+    const merged_from = new Set<string>();
     const lists: SearchResult[][] = [];
+    let shard_searches = 0;
     let verdict: unknown = null;
     let notFound: unknown = null;
     const errors: string[] = [];
-    const counts = this.counts;
+    let hedges = 0;
+    let pending = 0;
+    const queue: CallOutcome[] = [];
+    let wake: (() => void) | null = null;
+    const calls: SearchCall[] = [];
     if (counted) counts.searches++;
-    const round = async (targets: string[], wait_for_ready: boolean) => {
-      for (const t of targets) asked.add(t);
-      counts.node_calls += targets.length;
-      const settled = await Promise.allSettled(
-        targets.map((t) =>
-          nodes.call(
-            t,
-            "Search",
-            request,
-            wait_for_ready ? { wait_for_ready, timeout_ms: this.deps.retry_timeout_ms } : {},
-          )
-        ),
-      );
-      settled.forEach((s, i) => {
-        const state = table.find(targets[i]);
-        if (s.status === "fulfilled") {
-          if (state !== undefined) table.observe(state, null);
-          answered.add(targets[i]);
-          lists.push(s.value.results);
-          return;
-        }
-        if (state !== undefined) table.observe(state, s.reason);
-        if (isTransient(s.reason)) {
-          counts.node_failures++;
-          errors.push(`${targets[i]}: ${describeGrpcError(s.reason)}`);
-        } else if (isNotFound(s.reason)) {
-          // The node has no such collection: it answered, with nothing.
-          answered.add(targets[i]);
-          notFound ??= s.reason;
-        } else {
-          verdict ??= s.reason;
-        }
+
+    /** The shards `node` holds (it searches them all when it gets no `shards`). */
+    const holdings = (node: string): number[] => {
+      const out: number[] = [];
+      replicas.forEach((r, s) => {
+        if (r.includes(node)) out.push(s);
       });
+      return out;
     };
-    await round(searchTargets(view.nodes, view.shards, down), false);
-    // A node believed down may be back while its channel still waits out its reconnect
-    // backoff (up to 1 s); the second round waits for the channel, for a bounded time.
-    const retry = searchRetryTargets(view.nodes, view.shards, answered, asked);
-    if (retry.length > 0 && verdict === null) await round(retry, true);
+    const send = (req: NodeShards, hedge: boolean, wait_for_ready: boolean) => {
+      const call: SearchCall = {
+        node: req.node,
+        shards: req.shards,
+        hedge,
+        wait_for_ready,
+        started_ms: clock.now_ms(),
+        settled: false,
+        hedged: false,
+      };
+      if (!send_shards) req = { node: req.node, shards: holdings(req.node) };
+      for (const s of req.shards) tried[s].add(req.node);
+      asked.add(req.node);
+      calls.push(call);
+      pending++;
+      counts.node_calls++;
+      this.#hedge_tokens = Math.min(HEDGE_TOKENS_MAX, this.#hedge_tokens + opts.hedge_budget);
+      stats.begin(req.node);
+      const request = send_shards ? { ...base, shards: req.shards } : base;
+      let reply: Promise<ResponseOf<"Search">>;
+      try {
+        reply = nodes.call(
+          req.node,
+          "Search",
+          request,
+          wait_for_ready ? { wait_for_ready, timeout_ms: this.deps.retry_timeout_ms } : {},
+        );
+      } catch (e) {
+        reply = Promise.reject(e);
+      }
+      reply.then(
+        (value) => {
+          stats.end(req.node, clock.now_ms() - call.started_ms, true, clock.now_ms(), !exact);
+          if (counted) counts.shard_searches += this.#shardSearches(value, call, send_shards);
+          queue.push({ call, ok: true, value });
+          wake?.();
+        },
+        (reason) => {
+          const transient = isTransient(reason);
+          const took = clock.now_ms() - call.started_ms;
+          stats.end(req.node, took, !transient, clock.now_ms(), !exact);
+          queue.push({ call, ok: false, reason });
+          wake?.();
+        },
+      );
+    };
+
+    /** Sends the unanswered shards of `shards` to their next replicas believed up. */
+    const resend = (shards: readonly number[], hedge: boolean): number => {
+      const choices: [number, string][] = [];
+      for (const s of shards) {
+        if (answered_shard[s]) continue;
+        const next = nextReplica(plan.ranked[s], tried[s], new Set([...down, ...failed]));
+        if (next !== undefined) choices.push([s, next]);
+      }
+      const requests = groupByNode(choices);
+      for (const r of requests) send(r, hedge, false);
+      return requests.length;
+    };
+
+    const handle = (o: CallOutcome) => {
+      const call = o.call;
+      call.settled = true;
+      pending--;
+      const state = table.find(call.node);
+      if (o.ok) {
+        if (state !== undefined) table.observe(state, null);
+        shard_searches += this.#shardSearches(o.value, call, send_shards);
+        const fresh = call.shards.filter((s) => !answered_shard[s]);
+        // A late answer (every shard answered by another replica first) is ignored.
+        if (fresh.length === 0) return;
+        for (const s of fresh) answered_shard[s] = true;
+        unanswered -= fresh.length;
+        if (call.hedge) counts.hedges_won++;
+        merged_from.add(call.node);
+        lists.push(o.value.results);
+        return;
+      }
+      const reason = o.reason;
+      if (isTransient(reason)) {
+        if (state !== undefined) table.observe(state, reason);
+        counts.node_failures++;
+        failed.add(call.node);
+        errors.push(`${call.node}: ${describeGrpcError(reason)}`);
+        if (!call.wait_for_ready) counts.retries += resend(call.shards, false);
+      } else if (isNotFound(reason)) {
+        if (state !== undefined) table.observe(state, null);
+        notFound ??= reason;
+        const fresh = call.shards.filter((s) => !answered_shard[s]);
+        // Asked for shards, the node may lack one it is about to receive (a move): their next
+        // replicas are asked. A shard none of whose replicas has it is answered, with nothing
+        // (the collection does not exist, or not yet everywhere).
+        let empty = fresh;
+        if (send_shards) {
+          const avoid = new Set([...down, ...failed]);
+          const retry = fresh.filter((s) =>
+            nextReplica(plan.ranked[s], tried[s], avoid) !== undefined
+          );
+          if (retry.length > 0) counts.retries += resend(retry, false);
+          empty = fresh.filter((s) => !retry.includes(s));
+        }
+        for (const s of empty) answered_shard[s] = true;
+        unanswered -= empty.length;
+        if (empty.length > 0) merged_from.add(call.node);
+      } else {
+        if (state !== undefined) table.observe(state, null);
+        verdict ??= reason;
+      }
+    };
+
+    const run = async (hedging: boolean) => {
+      const delay = hedging
+        ? hedgeDelayMs(opts.hedge_ms, opts.hedge_factor, stats.typical_ms)
+        : Infinity;
+      while (true) {
+        while (queue.length > 0) handle(queue.shift()!);
+        if (verdict !== null || unanswered === 0 || pending === 0) return;
+        let next = Infinity;
+        if (delay !== Infinity) {
+          const now = clock.now_ms();
+          for (const c of calls) {
+            if (c.settled || c.hedged || c.wait_for_ready) continue;
+            if (!c.shards.some((s) => !answered_shard[s])) continue;
+            if (hedges >= opts.hedges_max) break;
+            const due = c.started_ms + delay;
+            if (due > now) {
+              next = Math.min(next, due);
+              continue;
+            }
+            c.hedged = true;
+            if (this.#hedge_tokens < 1) continue;
+            const sent = resend(c.shards, true);
+            hedges += sent;
+            counts.hedges += sent;
+            this.#hedge_tokens -= sent;
+          }
+          if (queue.length > 0) continue;
+        }
+        let timer: CancellableSleep | null = null;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          if (next === Infinity) return;
+          const ms = Math.max(0, next - clock.now_ms());
+          if (clock.timer !== undefined) {
+            timer = clock.timer(ms);
+            timer.done.then(resolve);
+          } else clock.sleep(ms).then(resolve);
+        });
+        wake = null;
+        (timer as CancellableSleep | null)?.cancel();
+      }
+    };
+
+    // Nodes that search everything they hold (no `shards` sent): fewer requests cover it all.
+    const first = send_shards ? plan.requests : coverByHolders(plan.requests, replicas, this.#turn);
+    for (const r of first) send(r, false, false);
+    await run(!exact);
+    if (verdict === null && unanswered > 0) {
+      // Last resort: the remaining replicas of unanswered shards, believed down or not yet
+      // asked, waiting for their channels (not the ones that failed during this search).
+      const choices: [number, string][] = [];
+      replicas.forEach((order, s) => {
+        if (answered_shard[s]) return;
+        for (const n of order) if (!tried[s].has(n) && !failed.has(n)) choices.push([s, n]);
+      });
+      for (const r of groupByNode(choices)) send(r, false, true);
+      await run(false);
+    }
     if (verdict !== null) throw verdict;
     if (lists.length === 0) {
       if (notFound !== null) throw notFound;
@@ -136,9 +435,24 @@ export class Scatter {
       );
     }
     const results = mergeSearchResults(lists, v.k);
-    const coverage = searchCoverage(view.shards, answered);
-    if (coverage.partial) counts.partial++;
-    return { results, ...coverage, nodes_answered: [...answered].sort() };
+    const shards_answered = total - unanswered;
+    const partial = shards_answered < total;
+    if (partial) counts.partial++;
+    return {
+      results,
+      partial,
+      shards_answered,
+      shards_total: total,
+      nodes_answered: [...merged_from].sort(),
+      shard_searches,
+    };
+  }
+
+  /** Shard searches a node's answer reports; the shards asked when it does not say. */
+  #shardSearches(r: ResponseOf<"Search">, call: SearchCall, send_shards: boolean): number {
+    const n = r.shard_searches ?? 0;
+    if (n > 0) return n;
+    return send_shards ? call.shards.length : 1;
   }
 
   /** The union of the collections `nodes` report; UNAVAILABLE when none answered. */

@@ -1,0 +1,448 @@
+/**
+ * Shards benchmark (a script, not a test): the search figures issue 14 asks for, on real
+ * processes over loopback gRPC with the same GloVe-100 points (cosine) in three setups:
+ *
+ * | setup | processes                  | collection                    |
+ * | ----- | -------------------------- | ----------------------------- |
+ * | (a)   | one storage node           | all points (asked directly)   |
+ * | (b)   | 3 nodes + a router         | 1 shard, replication factor 3 |
+ * | (c)   | 3 nodes + a router         | 3 shards, replication factor 2 |
+ *
+ * For each setup, one after the other (the machine runs one setup at a time): the collection is
+ * created (`shard_number`, `replication_factor` in CreateCollection), the first `--n` base
+ * vectors are loaded with the real CLI (`client load`), ef is swept (`--efs`) until recall@10
+ * over `--queries` queries reaches `--recall` (0.95; the largest ef when none does), then
+ * `--clients` clients (each its own channel, one request at a time) search for `--seconds`.
+ * Reported per setup:
+ *
+ * | figure                | how                                                            |
+ * | --------------------- | -------------------------------------------------------------- |
+ * | queries/s             | answered searches ÷ wall seconds                               |
+ * | CPU s per query       | utime + stime of every server process (and its children) from `/proc/<pid>/stat`, after − before, summed, ÷ queries |
+ * | queries/s per core    | queries/s ÷ (CPU seconds used ÷ wall seconds)                  |
+ * | shard searches/query  | Σ SearchResponse.shard_searches ÷ queries (the router's sum); and the router's `/metrics` delta of `vectordb_router_search_shard_searches_total` ÷ `vectordb_router_searches_total` |
+ * | loadavg               | `Deno.loadavg()` before and after the timed run                |
+ *
+ * ```sh
+ * deno run -A scripts/bench/shards_search.ts                           # n 100000, 30 s each
+ * deno run -A scripts/bench/shards_search.ts --n 20000 --seconds 5 --queries 200   # quick
+ * ```
+ *
+ * | flag          | default        | meaning                                              |
+ * | ------------- | -------------- | ---------------------------------------------------- |
+ * | `--n`         | 100000         | base vectors loaded (the first n)                    |
+ * | `--queries`   | 500            | queries of the recall sweep (the first q)            |
+ * | `--efs`       | 32,48,64,96,128,192,256 | ef values tried, in order, until the recall target |
+ * | `--recall`    | 0.95           | recall@10 target                                     |
+ * | `--clients`   | 16             | concurrent clients of the timed run                  |
+ * | `--seconds`   | 30             | length of the timed run                              |
+ * | `--setups`    | a,b,c          | which setups to run                                  |
+ * | `--batch`     | 100            | `client load --batch`                                |
+ * | `--json`      |                | one JSON object on stdout instead of the table       |
+ *
+ * Every process is stopped at the end, also on error and on Ctrl-C; the directory is removed.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { readFileSync } from "node:fs";
+import { freePort } from "../../harness/ports.ts";
+import { type ChildProc, ProcGroup, REPO_ROOT } from "../../harness/process.ts";
+import {
+  NODE_ENTRY,
+  nodeFlags,
+  ROUTER_ENTRY,
+  routerFlags,
+  runCli,
+  spawnServer,
+} from "../../harness/servers.ts";
+import { loadDataset } from "./lib/dataset.ts";
+import { type Matrix, writeFvecs } from "./lib/fvecs.ts";
+import { measureRecall, ownClient, row, type SearchSpec } from "./lib/cluster_search.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    n: { type: "string", default: "100000" },
+    queries: { type: "string", default: "500" },
+    efs: { type: "string", default: "32,48,64,96,128,192,256" },
+    recall: { type: "string", default: "0.95" },
+    clients: { type: "string", default: "16" },
+    seconds: { type: "string", default: "30" },
+    setups: { type: "string", default: "a,b,c" },
+    batch: { type: "string", default: "100" },
+    json: { type: "boolean", default: false },
+  },
+  strict: true,
+  allowPositionals: false,
+});
+
+function positive(name: string, text: string | undefined): number {
+  const x = Number(text);
+  if (text === undefined || !Number.isFinite(x) || x <= 0) {
+    throw new RangeError(`--${name} "${text}" must be a positive number`);
+  }
+  return x;
+}
+
+const N = Math.floor(positive("n", flags.n));
+const Q = Math.floor(positive("queries", flags.queries));
+const EFS = flags.efs!.split(",").map((s) => Math.floor(positive("efs", s)));
+const RECALL = positive("recall", flags.recall);
+const CLIENTS = Math.floor(positive("clients", flags.clients));
+const SECONDS = positive("seconds", flags.seconds);
+const BATCH = Math.floor(positive("batch", flags.batch));
+const K = 10;
+const COLLECTION = "glove";
+const CALL_TIMEOUT_MS = 30_000;
+const READY_TIMEOUT_MS = 300_000;
+const LOAD_TIMEOUT_MS = 1_800_000;
+
+/** A setup of the module comment's table. */
+interface Setup {
+  name: string;
+  nodes: number;
+  router: boolean;
+  shard_number: number;
+  replication_factor: number;
+}
+
+const SETUPS: Record<string, Setup> = {
+  a: { name: "(a) one node", nodes: 1, router: false, shard_number: 1, replication_factor: 1 },
+  b: {
+    name: "(b) 3 nodes, 1 shard, RF 3",
+    nodes: 3,
+    router: true,
+    shard_number: 1,
+    replication_factor: 3,
+  },
+  c: {
+    name: "(c) 3 nodes, 3 shards, RF 2",
+    nodes: 3,
+    router: true,
+    shard_number: 3,
+    replication_factor: 2,
+  },
+};
+
+const T0 = performance.now();
+function log(message: string): void {
+  console.error(`[${((performance.now() - T0) / 1000).toFixed(1).padStart(6)} s] ${message}`);
+}
+
+const dir = await Deno.makeTempDir({ prefix: "vectordb_bench_shards_" });
+const procs = new ProcGroup();
+let cleaning: Promise<void> | null = null;
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await procs.stopAll(10_000);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  })();
+  return cleaning;
+}
+Deno.addSignalListener("SIGINT", () => {
+  log("interrupted: stopping every process");
+  cleanup().finally(() => Deno.exit(130));
+});
+
+// ----- CPU time from /proc -----
+
+const CLK_TCK = 100; // Linux USER_HZ on every common kernel.
+
+/** `pid` and its descendants (read from /proc/<pid>/task/<pid>/children). */
+function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    try {
+      const text = readFileSync(`/proc/${out[i]}/task/${out[i]}/children`, "utf8").trim();
+      for (const c of text.split(/\s+/)) if (c !== "") out.push(Number(c));
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return out;
+}
+
+/** CPU seconds (user + system) used so far by `pid` and its descendants. */
+function cpuSeconds(pid: number): number {
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      // Fields after the command (which may hold spaces) start after the last ')'.
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return ticks / CLK_TCK;
+}
+
+// ----- Metrics -----
+
+async function scrape(url: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const text = await (await fetch(url, { signal: AbortSignal.timeout(5000) })).text();
+  for (const line of text.split("\n")) {
+    if (line.startsWith("#") || line === "") continue;
+    const i = line.lastIndexOf(" ");
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+// ----- One setup -----
+
+interface SetupResult {
+  setup: string;
+  ef: number;
+  recall: number;
+  sweep: { ef: number; recall: number }[];
+  queries: number;
+  errors: number;
+  partial: number;
+  wall_s: number;
+  qps: number;
+  cpu_s: number;
+  cpu_s_per_query: number;
+  cores_used: number;
+  qps_per_core: number;
+  shard_searches_per_query: number | null;
+  metrics_shard_searches_per_query: number | null;
+  /** The router's hedged calls in the timed run (their late answers raise the metrics figure). */
+  hedges: { sent: number; won: number };
+  loadavg_before: number[];
+  loadavg_after: number[];
+}
+
+async function runSetup(s: Setup, baseFile: string, ds: {
+  queries: Matrix<Float32Array>;
+  gt: Matrix<Int32Array>;
+}): Promise<SetupResult> {
+  const group: ChildProc[] = [];
+  const nodePorts = await Promise.all(Array.from({ length: s.nodes }, () => freePort()));
+  const nodeAddrs = nodePorts.map((p) => `127.0.0.1:${p}`);
+  for (const [i, p] of nodePorts.entries()) {
+    group.push(spawnServer({
+      name: `node-${p}`,
+      entry: NODE_ENTRY,
+      flags: nodeFlags({ port: p, data_dir: join(dir, `${s.name.slice(1, 2)}-node-${i}`) }),
+      ready_timeout_ms: READY_TIMEOUT_MS,
+      group: procs,
+    }));
+  }
+  let addr = nodeAddrs[0];
+  let metricsUrl: string | null = null;
+  if (s.router) {
+    const port = await freePort();
+    const http = await freePort();
+    group.push(spawnServer({
+      name: "router",
+      entry: ROUTER_ENTRY,
+      flags: routerFlags({
+        port,
+        nodes: nodeAddrs,
+        replication_factor: s.replication_factor,
+        data_dir: join(dir, `${s.name.slice(1, 2)}-router`),
+        // Recall sampling would add exact searches to the measured CPU.
+        extra: ["--http-port", String(http), "--recall-sample-rate", "0"],
+      }),
+      ready_timeout_ms: READY_TIMEOUT_MS,
+      group: procs,
+    }));
+    addr = `127.0.0.1:${port}`;
+    metricsUrl = `http://127.0.0.1:${http}/metrics`;
+  }
+  try {
+    await Promise.all(group.map((p) => p.ready));
+    log(`${s.name}: up (${group.length} processes)`);
+    const api = ownClient(addr, CALL_TIMEOUT_MS);
+    try {
+      await api.call("CreateCollection", {
+        name: COLLECTION,
+        dimension: ds.queries.dim,
+        metric: "cosine",
+        m: 16,
+        ef_construction: 200,
+        shard_number: s.shard_number,
+        replication_factor: s.replication_factor,
+      });
+    } finally {
+      api.close();
+    }
+    const t = performance.now();
+    const load = await runCli([
+      "--json",
+      "--timeout-ms",
+      String(LOAD_TIMEOUT_MS),
+      "--addr",
+      addr,
+      "load",
+      "--file",
+      baseFile,
+      "--collection",
+      COLLECTION,
+      "--batch",
+      String(BATCH),
+    ], { group: procs });
+    if (load.code !== 0) throw new Error(`client load failed:\n${load.stdout}${load.stderr}`);
+    log(`${s.name}: loaded ${N} points in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+
+    const sweep: { ef: number; recall: number }[] = [];
+    for (const ef of EFS) {
+      const spec: SearchSpec = { collection: COLLECTION, k: K, ef: Math.max(ef, K) };
+      const r = await measureRecall(addr, ds.queries, ds.gt, spec, 4, CALL_TIMEOUT_MS);
+      sweep.push({ ef, recall: r.recall });
+      log(`${s.name}: ef ${ef} recall@${K} ${r.recall.toFixed(4)} (${r.partial} partial)`);
+      if (r.recall >= RECALL) break;
+    }
+    const chosen = sweep.find((x) => x.recall >= RECALL) ?? sweep[sweep.length - 1];
+    const spec: SearchSpec = { collection: COLLECTION, k: K, ef: Math.max(chosen.ef, K) };
+
+    // Timed run.
+    const vectors = Array.from({ length: ds.queries.n }, (_, i) => row(ds.queries, i));
+    const clients = Array.from({ length: CLIENTS }, () => ownClient(addr, CALL_TIMEOUT_MS));
+    try {
+      await Promise.all(clients.map(async (c, j) => {
+        for (let i = 0; i < 10; i++) {
+          await c.call("Search", { vector: vectors[(j * 10 + i) % vectors.length], ...spec });
+        }
+      }));
+      const pids = group.map((p) => p.pid!).filter((p) => p !== undefined);
+      const m0 = metricsUrl === null ? null : await scrape(metricsUrl);
+      const loadavg_before = Deno.loadavg();
+      const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
+      const t0 = performance.now();
+      const end = t0 + SECONDS * 1000;
+      let answered = 0;
+      let errors = 0;
+      let partial = 0;
+      let shard_searches = 0;
+      let next = 0;
+      await Promise.all(clients.map(async (c) => {
+        while (performance.now() < end) {
+          const q = next++ % vectors.length;
+          try {
+            const res = await c.call("Search", { vector: vectors[q], ...spec });
+            answered++;
+            if (res.partial) partial++;
+            shard_searches += res.shard_searches ?? 0;
+          } catch {
+            errors++;
+          }
+        }
+      }));
+      const wall_s = (performance.now() - t0) / 1000;
+      const cpu_s = pids.reduce((a, p) => a + cpuSeconds(p), 0) - cpu0;
+      const loadavg_after = Deno.loadavg();
+      const m1 = metricsUrl === null ? null : await scrape(metricsUrl);
+      let metrics_per_query: number | null = null;
+      let hedges = { sent: 0, won: 0 };
+      if (m0 !== null && m1 !== null) {
+        const d = (name: string) => (m1.get(name) ?? 0) - (m0.get(name) ?? 0);
+        const searches = d("vectordb_router_searches_total");
+        if (searches > 0) {
+          metrics_per_query = d("vectordb_router_search_shard_searches_total") / searches;
+        }
+        hedges = {
+          sent: d('vectordb_router_search_hedges_total{outcome="sent"}'),
+          won: d('vectordb_router_search_hedges_total{outcome="won"}'),
+        };
+      }
+      const qps = answered / wall_s;
+      const cores = cpu_s / wall_s;
+      return {
+        setup: s.name,
+        ef: chosen.ef,
+        recall: chosen.recall,
+        sweep,
+        queries: answered,
+        errors,
+        partial,
+        wall_s,
+        qps,
+        cpu_s,
+        cpu_s_per_query: cpu_s / Math.max(1, answered),
+        cores_used: cores,
+        qps_per_core: cores > 0 ? qps / cores : NaN,
+        // A single node answers shard_searches itself (1 per search, or 0 from older nodes).
+        shard_searches_per_query: answered > 0 && shard_searches > 0
+          ? shard_searches / answered
+          : null,
+        metrics_shard_searches_per_query: metrics_per_query,
+        hedges,
+        loadavg_before,
+        loadavg_after,
+      };
+    } finally {
+      for (const c of clients) c.close();
+    }
+  } finally {
+    await Promise.all(group.map((p) => p.stop(10_000).catch(() => {})));
+  }
+}
+
+// ----- Main -----
+
+const results: SetupResult[] = [];
+try {
+  const ds = loadDataset({ cacheDir: join(REPO_ROOT, ".cache/bench"), n: N });
+  const queries: Matrix<Float32Array> = {
+    n: Math.min(Q, ds.queries.n),
+    dim: ds.queries.dim,
+    data: ds.queries.data.subarray(0, Math.min(Q, ds.queries.n) * ds.queries.dim),
+  };
+  const gt: Matrix<Int32Array> = {
+    n: queries.n,
+    dim: ds.gt.dim,
+    data: ds.gt.data.subarray(0, queries.n * ds.gt.dim),
+  };
+  const baseFile = join(dir, `glove-100-n${N}.fvecs`);
+  writeFvecs(baseFile, ds.base);
+  log(`${N} points (dimension ${ds.base.dim}), ${queries.n} queries; loadavg ${Deno.loadavg()}`);
+  for (const key of flags.setups!.split(",")) {
+    const s = SETUPS[key.trim()];
+    if (s === undefined) throw new RangeError(`--setups entry "${key}" must be a, b or c`);
+    const r = await runSetup(s, baseFile, { queries, gt });
+    results.push(r);
+    log(
+      `${r.setup}: ef ${r.ef} recall ${r.recall.toFixed(3)}: ${r.qps.toFixed(0)} q/s, ` +
+        `${(r.cpu_s_per_query * 1000).toFixed(2)} CPU ms/query, ${
+          r.cores_used.toFixed(2)
+        } cores, ` +
+        `${r.qps_per_core.toFixed(0)} q/s per core, shard searches/query ` +
+        `${r.shard_searches_per_query?.toFixed(2) ?? "-"} (metrics ` +
+        `${r.metrics_shard_searches_per_query?.toFixed(2) ?? "-"}), hedges ${r.hedges.sent} ` +
+        `sent ${r.hedges.won} won, ${r.errors} errors, ` +
+        `${r.partial} partial, loadavg ${r.loadavg_before.map((x) => x.toFixed(2))} → ` +
+        `${r.loadavg_after.map((x) => x.toFixed(2))}`,
+    );
+  }
+} finally {
+  await cleanup();
+}
+
+if (flags.json) {
+  console.log(JSON.stringify({ n: N, clients: CLIENTS, seconds: SECONDS, results }));
+} else {
+  const a = results.find((r) => r.setup.startsWith("(a)"));
+  console.log(
+    "| setup | ef | recall@10 | queries/s | CPU ms/query | cores used | q/s per core | vs (a) per core | CPU/query vs (a) | shard searches/query | loadavg (1 min) |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+  for (const r of results) {
+    const perCore = a === undefined ? "-" : (r.qps_per_core / a.qps_per_core).toFixed(2) + "x";
+    const cpu = a === undefined ? "-" : (r.cpu_s_per_query / a.cpu_s_per_query).toFixed(2) + "x";
+    console.log(
+      `| ${r.setup} | ${r.ef} | ${r.recall.toFixed(3)} | ${r.qps.toFixed(0)} | ` +
+        `${(r.cpu_s_per_query * 1000).toFixed(2)} | ${r.cores_used.toFixed(2)} | ` +
+        `${r.qps_per_core.toFixed(0)} | ${perCore} | ${cpu} | ` +
+        `${r.shard_searches_per_query?.toFixed(2) ?? "-"} / ` +
+        `${r.metrics_shard_searches_per_query?.toFixed(2) ?? "-"} | ` +
+        `${r.loadavg_before[0].toFixed(2)} → ${r.loadavg_after[0].toFixed(2)} |`,
+    );
+  }
+}

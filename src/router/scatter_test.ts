@@ -1,0 +1,409 @@
+/**
+ * Scatter's Search over a fake NodePort and a manual clock: one replica per shard, one request
+ * per node, retries on failure, hedges when slow, `partial` only when a shard had no answer.
+ */
+import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import type { RequestOf, ResponseOf } from "../api/client.ts";
+import type { MethodName, SearchRequest, SearchResult } from "../api/proto.ts";
+import { Placement, type ShardLayout } from "../cluster/placement.ts";
+import {
+  Background,
+  type CancellableSleep,
+  type NodeCallOptions,
+  type NodePort,
+  NodeStatusError,
+  type RouterClock,
+} from "./node_port.ts";
+import { NodeTable } from "./node_table.ts";
+import { makeView, type RingView } from "./ring_view.ts";
+import { Scatter, type SearchOptions } from "./scatter.ts";
+
+/** A clock that moves only when told; timers fire in `advance`. */
+class ManualClock implements RouterClock {
+  now = 0;
+  readonly #timers: { at: number; fire: () => void; cancelled: boolean }[] = [];
+  now_ms(): number {
+    return this.now;
+  }
+  sleep(ms: number): Promise<void> {
+    return this.timer(ms).done;
+  }
+  timer(ms: number): CancellableSleep {
+    const t = { at: this.now + ms, fire: () => {}, cancelled: false };
+    const done = new Promise<void>((resolve) => t.fire = resolve);
+    this.#timers.push(t);
+    return { done, cancel: () => t.cancelled = true };
+  }
+  get pending(): number {
+    return this.#timers.filter((t) => !t.cancelled).length;
+  }
+  async advance(ms: number): Promise<void> {
+    this.now += ms;
+    for (const t of this.#timers.splice(0)) {
+      if (t.cancelled) continue;
+      if (t.at <= this.now) t.fire();
+      else this.#timers.push(t);
+    }
+    await settle();
+  }
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+}
+
+type Mode = "ok" | "fail" | "hang" | "not_found" | "legacy";
+
+interface Call {
+  node: string;
+  request: SearchRequest;
+  options?: NodeCallOptions;
+}
+
+/** Nodes holding points 0..29 of shard `id % S`; each answers from the shards it is asked. */
+class FakeNodes implements NodePort {
+  readonly calls: Call[] = [];
+  readonly mode = new Map<string, Mode>();
+  readonly hung: { node: string; release: () => void }[] = [];
+  /** Answer after this many ms of `clock` (mode "ok" only). */
+  readonly delay_ms = new Map<string, number>();
+  clock: RouterClock | null = null;
+  constructor(readonly holds: Map<string, number[]>, readonly shard_number: number) {}
+
+  call<K extends MethodName>(
+    node: string,
+    method: K,
+    request: RequestOf<K>,
+    options?: NodeCallOptions,
+  ): Promise<ResponseOf<K>> {
+    assert.equal(method, "Search");
+    const r = request as SearchRequest;
+    this.calls.push({ node, request: r, options });
+    const mode = this.mode.get(node) ?? "ok";
+    if (mode === "fail") {
+      return Promise.reject(new NodeStatusError(grpc.status.UNAVAILABLE, `${node} is down`));
+    }
+    if (mode === "not_found") {
+      return Promise.reject(new NodeStatusError(grpc.status.NOT_FOUND, "no collection"));
+    }
+    const held = this.holds.get(node) ?? [];
+    const shards = (r.shards ?? []).length > 0 ? r.shards! : held;
+    for (const s of shards) assert.ok(held.includes(s), `${node} asked for shard ${s} it lacks`);
+    const results: SearchResult[] = [];
+    for (let id = 0; id < 30; id++) {
+      if (shards.includes(id % this.shard_number)) results.push({ id, distance: id });
+    }
+    const answer = {
+      results: results.slice(0, r.k),
+      partial: false,
+      shards_answered: 1,
+      shards_total: 1,
+      nodes_answered: [],
+      shard_searches: mode === "legacy" ? 0 : shards.length,
+    } as unknown as ResponseOf<K>;
+    if (mode === "hang") {
+      return new Promise((resolve) => this.hung.push({ node, release: () => resolve(answer) }));
+    }
+    const delay = this.delay_ms.get(node) ?? 0;
+    if (delay > 0 && this.clock !== null) return this.clock.sleep(delay).then(() => answer);
+    return Promise.resolve(answer);
+  }
+  entries(): never {
+    throw new Error("not used");
+  }
+  transfer(): null {
+    return null;
+  }
+  open(): void {}
+  close(): void {}
+}
+
+const NODES = ["n1:1", "n2:1", "n3:1"];
+
+function setup(layout: ShardLayout, search: Partial<SearchOptions> = {}) {
+  const clock = new ManualClock();
+  const placement = new Placement(NODES);
+  const replicas = placement.shards("c", layout);
+  const holds = new Map<string, number[]>();
+  replicas.forEach((r, s) => {
+    for (const n of r) holds.set(n, [...(holds.get(n) ?? []), s]);
+  });
+  const nodes = new FakeNodes(holds, layout.shard_number);
+  nodes.clock = clock;
+  const table = new NodeTable({
+    openHints: () => Promise.reject(new Error("no hints here")),
+    clock,
+    log: () => {},
+    background: new Background(() => {}),
+    retry_interval_ms: 100,
+  });
+  const scatter = new Scatter({
+    nodes,
+    table,
+    retry_timeout_ms: 500,
+    clock,
+    replication_factor: layout.replication_factor,
+    layout: () => Promise.resolve(layout),
+    search_placement: () => placement,
+    search,
+  });
+  const view: RingView = makeView(NODES, layout.replication_factor);
+  return { clock, nodes, scatter, view, replicas };
+}
+
+const query = {
+  vector: [0, 0],
+  k: 5,
+  ef: 0,
+  collection: "c",
+  with_payload: false,
+  with_vector: false,
+};
+const top5 = [0, 1, 2, 3, 4];
+
+Deno.test("Scatter.search asks one replica per shard, one request per node, and spreads load", async () => {
+  const { nodes, scatter, view } = setup({ shard_number: 3, replication_factor: 2 });
+  const per = new Map<string, number>();
+  for (let i = 0; i < 30; i++) {
+    const before = nodes.calls.length;
+    const r = await scatter.search(view, query);
+    assert.deepEqual(r.results.map((x) => x.id), top5);
+    assert.equal(r.partial, false);
+    assert.equal(r.shards_answered, 3);
+    assert.equal(r.shards_total, 3);
+    assert.equal(r.shard_searches, 3, "one graph search per shard, not per node");
+    const mine = nodes.calls.slice(before);
+    const asked = mine.flatMap((c) => c.request.shards!).sort();
+    assert.deepEqual(asked, [0, 1, 2], "each shard asked of exactly one replica");
+    assert.equal(new Set(mine.map((c) => c.node)).size, mine.length, "one request per node");
+    assert.deepEqual(r.nodes_answered, mine.map((c) => c.node).sort());
+    for (const c of mine) per.set(c.node, (per.get(c.node) ?? 0) + c.request.shards!.length);
+  }
+  assert.equal(scatter.counts.shard_searches, 90);
+  assert.equal(scatter.counts.searches, 30);
+  // Every node holding a shard served some of them.
+  const holders = new Set(nodes.holds.keys());
+  assert.deepEqual([...per.keys()].sort(), [...holders].sort());
+});
+
+Deno.test("Scatter.search: 1 shard RF 3 reads one node per query, rotating over all three", async () => {
+  const { nodes, scatter, view } = setup({ shard_number: 1, replication_factor: 3 });
+  for (let i = 0; i < 9; i++) {
+    const r = await scatter.search(view, query);
+    assert.equal(r.shard_searches, 1);
+    assert.equal(r.nodes_answered!.length, 1);
+  }
+  const per = new Map<string, number>();
+  for (const c of nodes.calls) per.set(c.node, (per.get(c.node) ?? 0) + 1);
+  assert.deepEqual([...per.values()], [3, 3, 3]);
+});
+
+Deno.test("Scatter.search retries a failed replica's shards on the next replica at once", async () => {
+  const { nodes, scatter, view, replicas } = setup({ shard_number: 1, replication_factor: 3 });
+  const [a, b, c] = replicas[0];
+  nodes.mode.set(a, "fail");
+  nodes.mode.set(b, "fail");
+  // Rotation starts each search on another replica: within three, both failing ones were tried.
+  for (let i = 0; i < 3; i++) {
+    const r = await scatter.search(view, query);
+    assert.deepEqual(r.results.map((x) => x.id), top5);
+    assert.equal(r.partial, false);
+    assert.deepEqual(r.nodes_answered, [c]);
+  }
+  assert.equal(scatter.counts.retries, 2);
+  assert.equal(scatter.counts.node_failures, 2);
+  assert.ok(nodes.calls.every((x) => x.options?.wait_for_ready !== true), "no waiting round");
+  // The failures are remembered: the next searches go straight to the node that answered.
+  const before = nodes.calls.length;
+  await scatter.search(view, query);
+  await scatter.search(view, query);
+  assert.deepEqual(nodes.calls.slice(before).map((x) => x.node), [c, c]);
+});
+
+Deno.test("Scatter.search: the last round asks replicas believed down, waiting for them", async () => {
+  const { clock, nodes, scatter, view, replicas } = setup({
+    shard_number: 1,
+    replication_factor: 2,
+  });
+  const [x, y] = replicas[0];
+  nodes.mode.set(x, "fail");
+  nodes.mode.set(y, "fail");
+  await assert.rejects(scatter.search(view, query), /No storage node answered/);
+  assert.equal(scatter.counts.unanswered, 1);
+  // Later, y is believed up again but fails; x's last call failed a moment ago (believed
+  // down), and it is back: y fails fast, the last round waits for x.
+  await clock.advance(5000);
+  scatter.stats.begin(x);
+  scatter.stats.end(x, 0, false, clock.now);
+  nodes.mode.set(x, "ok");
+  const before = nodes.calls.length;
+  const r = await scatter.search(view, query);
+  assert.equal(r.partial, false);
+  assert.deepEqual(r.nodes_answered, [x]);
+  const mine = nodes.calls.slice(before);
+  assert.deepEqual(mine.map((c) => [c.node, c.options?.wait_for_ready === true]), [
+    [y, false],
+    [x, true],
+  ]);
+});
+
+Deno.test("Scatter.search: partial only when no replica of some shard answered", async () => {
+  const { nodes, scatter, view, replicas } = setup({ shard_number: 3, replication_factor: 1 });
+  const dead = replicas[0][0];
+  nodes.mode.set(dead, "fail");
+  const lost = replicas.filter((r) => r[0] === dead).length;
+  if (lost === 3) {
+    await assert.rejects(scatter.search(view, query), /No storage node answered/);
+    return;
+  }
+  const r = await scatter.search(view, query);
+  assert.equal(r.partial, true);
+  assert.equal(r.shards_answered, 3 - lost);
+  assert.equal(r.shards_total, 3);
+  assert.equal(scatter.counts.partial, 1);
+  assert.ok(!r.nodes_answered!.includes(dead));
+});
+
+Deno.test("Scatter.search hedges a slow node; the first answer per shard wins, late ones are ignored", async () => {
+  const { clock, nodes, scatter, view, replicas } = setup(
+    { shard_number: 1, replication_factor: 2 },
+    { hedge_ms: 10, hedge_factor: 3 },
+  );
+  for (const n of replicas[0]) nodes.mode.set(n, "hang");
+  const pending = scatter.search(view, query);
+  await settle();
+  assert.equal(nodes.calls.length, 1, "one replica asked first");
+  const first = nodes.calls[0].node;
+  await clock.advance(9);
+  assert.equal(nodes.calls.length, 1, "no hedge before the delay");
+  await clock.advance(1);
+  assert.equal(nodes.calls.length, 2, "hedged after 10 ms");
+  const second = nodes.calls[1].node;
+  assert.notEqual(second, first);
+  assert.equal(scatter.counts.hedges, 1);
+  nodes.hung.find((h) => h.node === second)!.release();
+  const r = await pending;
+  assert.deepEqual(r.results.map((x) => x.id), top5);
+  assert.deepEqual(r.nodes_answered, [second]);
+  assert.equal(r.shard_searches, 1);
+  assert.equal(scatter.counts.hedges_won, 1);
+  assert.equal(clock.pending, 0, "no hedge timer outlives the search");
+  // The slow node's late answer changes nothing of the answer given, and is still measured.
+  nodes.hung.find((h) => h.node === first)!.release();
+  await settle();
+  assert.equal(scatter.stats.get(first)!.in_flight, 0);
+  assert.equal(scatter.counts.shard_searches, 2, "both graph searches ran");
+});
+
+Deno.test("Scatter.search with hedging off waits for the slow node", async () => {
+  const { clock, nodes, scatter, view, replicas } = setup(
+    { shard_number: 1, replication_factor: 2 },
+    { hedge_ms: 0 },
+  );
+  for (const n of replicas[0]) nodes.mode.set(n, "hang");
+  const pending = scatter.search(view, query);
+  await clock.advance(1000);
+  assert.equal(nodes.calls.length, 1);
+  nodes.hung[0].release();
+  assert.equal((await pending).shard_searches, 1);
+  assert.equal(scatter.counts.hedges, 0);
+});
+
+Deno.test("Scatter.search: a node without shard_searches counts the shards asked; NOT_FOUND everywhere is NOT_FOUND", async () => {
+  const { nodes, scatter, view } = setup({ shard_number: 3, replication_factor: 3 });
+  for (const n of NODES) nodes.mode.set(n, "legacy");
+  const r = await scatter.search(view, query);
+  assert.equal(r.shard_searches, 3);
+  for (const n of NODES) nodes.mode.set(n, "not_found");
+  await assert.rejects(scatter.search(view, query), (e: NodeStatusError) => {
+    assert.equal(e.code, grpc.status.NOT_FOUND);
+    return true;
+  });
+});
+
+Deno.test("Scatter.search without a layout source plans over the ring and sends no shards", async () => {
+  const clock = new ManualClock();
+  const nodes = new FakeNodes(new Map(NODES.map((n) => [n, [0]])), 1);
+  const table = new NodeTable({
+    openHints: () => Promise.reject(new Error("no hints here")),
+    clock,
+    log: () => {},
+    background: new Background(() => {}),
+    retry_interval_ms: 100,
+  });
+  const scatter = new Scatter({ nodes, table, retry_timeout_ms: 500, clock });
+  const view = makeView(NODES, 2);
+  const r = await scatter.search(view, query);
+  assert.equal(r.partial, false);
+  assert.equal(r.shards_total, view.shards.length);
+  assert.ok(nodes.calls.every((c) => c.request.shards === undefined));
+  // Each node searches all it holds: with RF 2 of 3, any two nodes cover every replica set.
+  assert.equal(nodes.calls.length, 2);
+  assert.equal(r.shard_searches, 2);
+  assert.equal(r.nodes_answered!.length, 2);
+  assert.deepEqual(r.results.map((x) => x.id), top5);
+});
+
+Deno.test("Scatter.search: an exact search is never hedged and does not feed the latency average", async () => {
+  const { clock, nodes, scatter, view, replicas } = setup(
+    { shard_number: 1, replication_factor: 2 },
+    { hedge_ms: 10 },
+  );
+  for (const n of replicas[0]) nodes.mode.set(n, "hang");
+  const pending = scatter.search(view, { ...query, exact: true }, false);
+  await clock.advance(1000);
+  assert.equal(nodes.calls.length, 1);
+  nodes.hung[0].release();
+  const r = await pending;
+  assert.equal(r.partial, false);
+  assert.equal(scatter.stats.get(nodes.calls[0].node)!.samples, 0);
+  assert.equal(scatter.counts.searches, 0, "the router's own search is not a client search");
+  assert.equal(scatter.counts.shard_searches, 0);
+});
+
+Deno.test("Scatter.search moves reads away from a slow replica and back once it recovers", async () => {
+  const { clock, nodes, scatter, view, replicas } = setup(
+    { shard_number: 1, replication_factor: 3 },
+    { hedge_ms: 0 },
+  );
+  const [slow, ...fast] = replicas[0];
+  nodes.delay_ms.set(slow, 50);
+  for (const f of fast) nodes.delay_ms.set(f, 5);
+  const run = async (searches: number) => {
+    const per = new Map<string, number>();
+    for (let i = 0; i < searches; i++) {
+      const before = nodes.calls.length;
+      const pending = scatter.search(view, query);
+      let done = false;
+      pending.then(() => done = true, () => done = true);
+      while (!done) await clock.advance(1);
+      await pending;
+      for (const c of nodes.calls.slice(before)) per.set(c.node, (per.get(c.node) ?? 0) + 1);
+    }
+    return per;
+  };
+  const first = await run(60);
+  // The slow node is tried (unmeasured nodes first, then when its average has decayed) but
+  // serves far fewer than its third.
+  assert.ok((first.get(slow) ?? 0) <= 6, `slow node served ${first.get(slow)} of 60`);
+  for (const f of fast) assert.ok((first.get(f) ?? 0) >= 25, `${f}: ${first.get(f)}`);
+  // Recovered: the passed-over decay brings it back into the rotation.
+  nodes.delay_ms.set(slow, 5);
+  const later = await run(300);
+  assert.ok((later.get(slow) ?? 0) >= 60, `recovered node served ${later.get(slow)} of 300`);
+});
+
+Deno.test("Scatter.search: a replica without the shard (NOT_FOUND) is passed for the next one", async () => {
+  const { nodes, scatter, view, replicas } = setup({ shard_number: 1, replication_factor: 3 });
+  const [a, b, c] = replicas[0];
+  nodes.mode.set(a, "not_found");
+  nodes.mode.set(b, "not_found");
+  for (let i = 0; i < 3; i++) {
+    const r = await scatter.search(view, query);
+    assert.equal(r.partial, false);
+    assert.deepEqual(r.results.map((x) => x.id), top5);
+    assert.deepEqual(r.nodes_answered, [c]);
+  }
+  assert.ok(scatter.counts.retries >= 2);
+});

@@ -1,0 +1,228 @@
+/**
+ * Which replica of each shard a Search reads (adaptive replica selection), as pure functions:
+ * no IO, no clock, no randomness. scatter.ts passes in what it knows (the replica lists of the
+ * collection's shards, the nodes believed down, each node's cost from replica_stats.ts, and a
+ * turn number it increments per search) and performs the calls planned here.
+ *
+ * Ranking the replicas of one shard ({@link rankReplicas}), best first:
+ *
+ * | order | replicas                                                                   |
+ * | ----- | -------------------------------------------------------------------------- |
+ * | 1     | up, cost within the tie band of the cheapest up replica (see below)        |
+ * | 2     | up, costlier, by cost then id                                              |
+ * | 3     | believed down (unreachable, or a Search failed recently), by id            |
+ *
+ * The tie band is every up replica whose cost is at most `best × tie_ratio + tie_slack_ms`:
+ * replicas that cost about the same are equals, so the load spreads over all of them instead of
+ * always landing on the one that measured a hair faster (or on the primary). Within the band,
+ * a replica that has fewer shards of this same query already planned on it comes first (so a
+ * query's shards spread over nodes and run in parallel), then the band is rotated by
+ * `turn + shard`, so successive searches start on successive replicas.
+ *
+ * {@link planSearch} takes each shard's first-ranked replica and groups the shards per node:
+ * ONE request per node carries every shard it was chosen for (SearchRequest.shards), so a
+ * query costs one graph search per shard, not per node. The ranking stays with the plan: a
+ * shard whose replica fails is retried at once on its next replica believed up
+ * ({@link nextReplica}), a slow one is hedged the same way, and replicas believed down are
+ * asked last, in the wait-for-ready round.
+ *
+ * @module
+ */
+
+/** One request of a plan: a node and the shards it is asked to search, ascending. */
+export interface NodeShards {
+  node: string;
+  shards: number[];
+}
+
+/** What {@link planSearch} needs. */
+export interface SearchPlanInput {
+  /** The replicas of every shard (index = shard), primary first; may be empty (no replica). */
+  shards: readonly (readonly string[])[];
+  /** Nodes believed down: ranked after every node believed up. */
+  down: ReadonlySet<string>;
+  /** A node's expected cost (replica_stats.ts); lower is better, 0 for a node not measured. */
+  cost: (node: string) => number;
+  /** Rotation of equal replicas: any integer, incremented per search by the caller. */
+  turn: number;
+  /** Costs within `best × tie_ratio + tie_slack_ms` are equal (default 1.25). */
+  tie_ratio?: number;
+  /** See `tie_ratio` (default 1 ms: sub-millisecond differences are noise). */
+  tie_slack_ms?: number;
+}
+
+/** A Search plan: each shard's replicas in the order to try them, and the first requests. */
+export interface SearchPlan {
+  /** Per shard, its replicas best first (empty for a shard with no replica). */
+  ranked: string[][];
+  /** One request per node, nodes sorted; each shard in exactly one request (if it has a replica). */
+  requests: NodeShards[];
+}
+
+/** Default {@link SearchPlanInput.tie_ratio}. */
+export const TIE_RATIO = 1.25;
+/** Default {@link SearchPlanInput.tie_slack_ms}. */
+export const TIE_SLACK_MS = 1;
+
+function byId(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * The replicas of shard `shard` best first (module comment's table). `load` counts the shards
+ * of this query already planned per node (read only).
+ */
+export function rankReplicas(
+  replicas: readonly string[],
+  shard: number,
+  input: SearchPlanInput,
+  load: ReadonlyMap<string, number> = new Map(),
+): string[] {
+  const ratio = input.tie_ratio ?? TIE_RATIO;
+  const slack = input.tie_slack_ms ?? TIE_SLACK_MS;
+  const up: { node: string; cost: number }[] = [];
+  const down: string[] = [];
+  for (const node of new Set(replicas)) {
+    if (input.down.has(node)) down.push(node);
+    else up.push({ node, cost: Math.max(0, input.cost(node)) });
+  }
+  down.sort(byId);
+  if (up.length === 0) return down;
+  let best = Infinity;
+  for (const u of up) best = Math.min(best, u.cost);
+  const limit = best * ratio + slack;
+  const band = up.filter((u) => u.cost <= limit).map((u) => u.node).sort(byId);
+  const rest = up.filter((u) => u.cost > limit);
+  rest.sort((a, b) => a.cost - b.cost || byId(a.node, b.node));
+  // Rotate the band, then (stably) put the nodes carrying fewer of this query's shards first.
+  const r = ((input.turn + shard) % band.length + band.length) % band.length;
+  const rotated = band.slice(r).concat(band.slice(0, r));
+  rotated.sort((a, b) => (load.get(a) ?? 0) - (load.get(b) ?? 0));
+  return [...rotated, ...rest.map((u) => u.node), ...down];
+}
+
+/** How many of a ranking's first replicas are in the tie band (see the module comment). */
+function bandSize(order: readonly string[], input: SearchPlanInput): number {
+  if (order.length === 0 || input.down.has(order[0])) return 0;
+  const ratio = input.tie_ratio ?? TIE_RATIO;
+  const slack = input.tie_slack_ms ?? TIE_SLACK_MS;
+  let best = Infinity;
+  for (const n of order) if (!input.down.has(n)) best = Math.min(best, Math.max(0, input.cost(n)));
+  let i = 0;
+  while (
+    i < order.length && !input.down.has(order[i]) &&
+    Math.max(0, input.cost(order[i])) <= best * ratio + slack
+  ) i++;
+  return i;
+}
+
+/** Groups `shard → node` choices into one request per node (nodes sorted, shards ascending). */
+export function groupByNode(choices: Iterable<readonly [number, string]>): NodeShards[] {
+  const per = new Map<string, number[]>();
+  for (const [shard, node] of choices) {
+    let list = per.get(node);
+    if (list === undefined) per.set(node, list = []);
+    list.push(shard);
+  }
+  return [...per].sort((a, b) => byId(a[0], b[0])).map(([node, shards]) => ({
+    node,
+    shards: shards.sort((a, b) => a - b),
+  }));
+}
+
+/** The plan of one Search (see the module comment). */
+export function planSearch(input: SearchPlanInput): SearchPlan {
+  const load = new Map<string, number>();
+  const ranked: string[][] = [];
+  const choices: [number, string][] = [];
+  const bands: number[] = [];
+  input.shards.forEach((replicas, shard) => {
+    const order = rankReplicas(replicas, shard, input, load);
+    ranked.push(order);
+    bands.push(bandSize(order, input));
+    if (order.length === 0) return;
+    load.set(order[0], (load.get(order[0]) ?? 0) + 1);
+  });
+  // The greedy pass can stack two shards on one node while an equal replica of one of them
+  // has none (shards {a,b} {b,c} {c,a} → a, c, a): move a shard to an equal replica carrying
+  // at least two fewer until none is left. Each move lowers the sum of squared loads, so this
+  // ends; a handful of shards makes it a few steps.
+  for (let moved = true; moved;) {
+    moved = false;
+    ranked.forEach((order, shard) => {
+      if (order.length === 0) return;
+      const here = load.get(order[0])!;
+      for (let i = 1; i < bands[shard]; i++) {
+        const there = load.get(order[i]) ?? 0;
+        if (there + 2 > here) continue;
+        load.set(order[0], here - 1);
+        load.set(order[i], there + 1);
+        const [alt] = order.splice(i, 1);
+        order.unshift(alt);
+        moved = true;
+        return;
+      }
+    });
+  }
+  ranked.forEach((order, shard) => {
+    if (order.length > 0) choices.push([shard, order[0]]);
+  });
+  return { ranked, requests: groupByNode(choices) };
+}
+
+/**
+ * For nodes that search every shard they hold whatever they are asked (nodes without shard
+ * support, and the ring's replica sets before collections had shards): the requests of `plan`
+ * less those whose shards other kept nodes hold anyway, each request widened to every shard its
+ * node holds. Requests are considered from index `turn` on (wrapping), so the nodes kept
+ * rotate between searches.
+ */
+export function coverByHolders(
+  requests: readonly NodeShards[],
+  shards: readonly (readonly string[])[],
+  turn: number,
+): NodeShards[] {
+  const held = new Map<string, number[]>();
+  shards.forEach((replicas, s) => {
+    for (const n of replicas) {
+      let list = held.get(n);
+      if (list === undefined) held.set(n, list = []);
+      if (!list.includes(s)) list.push(s);
+    }
+  });
+  const covered = new Set<number>();
+  const kept: NodeShards[] = [];
+  const n = requests.length;
+  const start = n === 0 ? 0 : ((turn % n) + n) % n;
+  for (let i = 0; i < n; i++) {
+    const r = requests[(start + i) % n];
+    if (r.shards.every((s) => covered.has(s))) continue;
+    const all = held.get(r.node) ?? r.shards;
+    for (const s of all) covered.add(s);
+    kept.push({ node: r.node, shards: [...all].sort((a, b) => a - b) });
+  }
+  return kept.sort((a, b) => byId(a.node, b.node));
+}
+
+/**
+ * The next replica of a shard to try: the first of `ranked` not in `tried` and not in `avoid`
+ * (nodes believed down, or failed during this search); undefined when none is left.
+ */
+export function nextReplica(
+  ranked: readonly string[],
+  tried: ReadonlySet<string>,
+  avoid: ReadonlySet<string>,
+): string | undefined {
+  for (const n of ranked) if (!tried.has(n) && !avoid.has(n)) return n;
+  return undefined;
+}
+
+/**
+ * How long to wait for a node's answer before hedging: `max(floor_ms, factor × typical_ms)`,
+ * where `typical_ms` is the recent Search latency of the cluster (replica_stats.ts); Infinity
+ * (never) when `floor_ms` is 0 (hedging off).
+ */
+export function hedgeDelayMs(floor_ms: number, factor: number, typical_ms: number): number {
+  if (!(floor_ms > 0)) return Infinity;
+  return Math.max(floor_ms, factor * Math.max(0, typical_ms));
+}
