@@ -284,7 +284,8 @@ function mergeAll(lists: IdList[]): IdList {
   return level[0];
 }
 
-const byDistance = (a: KeyHit, b: KeyHit) => a.distance - b.distance;
+/** Nearest first; equal distances by id, so a merge of units is deterministic. */
+const byDistance = (a: KeyHit, b: KeyHit) => a.distance - b.distance || compareIds(a.id, b.id);
 
 /** One collection of a node: its shard units behind the interface of a {@link Collection}. */
 export class ShardedCollection {

@@ -6,6 +6,7 @@ import { shardOf } from "../common/shard.ts";
 import { parseFilter } from "../common/filter.ts";
 import type { PointId } from "../common/point_id.ts";
 import { NodeStore } from "./node_store.ts";
+import { Collection } from "./collection.ts";
 import {
   decodeLayout,
   encodeLayout,
@@ -280,6 +281,42 @@ Deno.test("sharded collection: a backup restores as the same sharded collection"
     assert.equal(again.get("r").shard_number, 3);
     assert.equal(again.get("r").count(), again.get("c").count());
     await again.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Every file under `dir` with its bytes (relative path → content), for a byte-for-byte check. */
+function files(dir: string, under = ""): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const e of Deno.readDirSync(join(dir, under))) {
+    const rel = join(under, e.name);
+    if (e.isDirectory) { for (const [k, v] of files(dir, rel)) out.set(k, v); }
+    else out.set(rel, readFileSync(join(dir, rel)).toString("base64"));
+  }
+  return out;
+}
+
+Deno.test("sharded collection: a data directory of the pre-shard layout opens unchanged as 1 shard", async () => {
+  const dir = tempDir();
+  try {
+    // What earlier versions wrote: collections/<name>/ with wal/ and snapshots/, no layout file.
+    const old = join(dir, "collections", "legacy");
+    const made = await Collection.create(old, config("legacy", 1), quiet);
+    for (let i = 0; i < 20; i++) await made.put(i, vec(i));
+    await made.snapshot();
+    for (let i = 20; i < 30; i++) await made.put(`s-${i}`, vec(i));
+    await made.close();
+    const before = files(old);
+    const store = await NodeStore.open(dir, quiet);
+    const c = store.get("legacy");
+    assert.equal(c.shard_number, 1);
+    assert.equal(c.replication_factor, 0);
+    assert.equal(c.count(), 30);
+    assert.deepEqual(c.getEntry("s-25").vector, Float32Array.from(vec(25)));
+    await store.close({ snapshot: false });
+    assert.ok(!existsSync(join(old, LAYOUT_FILE)));
+    assert.deepEqual(files(old), before, "opening changed no file");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
