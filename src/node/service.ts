@@ -243,6 +243,7 @@ export function nodeHandlers(
       last_snapshot_time_ms: s.last_snapshot_time_ms,
       wal_syncs: s.wal.syncs,
       tombstones: s.tombstones,
+      shards: c.shard_number === 1 ? [] : s.shards,
     };
   }
 

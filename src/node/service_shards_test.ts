@@ -125,6 +125,14 @@ Deno.test("node service: every RPC works across shard units as on one shard", as
     const stats = await api("Stats", {});
     const six = stats.collections.find((c: { name: string }) => c.name === "six");
     assert.equal(six.count, 55);
+    assert.equal(six.shards.length, 6);
+    assert.equal(
+      six.shards.reduce((n: number, x: { count: number }) => n + Number(x.count), 0),
+      55,
+    );
+    assert.deepEqual(six.shards.map((x: { shard: number }) => x.shard), [0, 1, 2, 3, 4, 5]);
+    const one = stats.collections.find((c: { name: string }) => c.name === "one");
+    assert.deepEqual(one.shards, []);
   });
 });
 
