@@ -39,8 +39,10 @@
  * | crc32              | u32        | CRC-32 (io/crc32.ts) of every byte before it       |
  *
  * Every unit of a collection is made when the collection is (in the node store's `creating/`
- * directory, before the rename that commits it), so a committed collection never has a half-made
- * unit and field indexes always exist on every unit. An empty unit costs a WAL segment and two
+ * directory, before the rename that commits it), so a committed collection has no half-made unit
+ * after a crash and field indexes always exist on every unit. A unit found holding no snapshot
+ * and no log record anyway never held an acknowledged write; {@link ShardedCollection.open} makes
+ * it again, empty (logged), as the node store removes a half-made collection. An empty unit costs a WAL segment and two
  * directories; units of shards the node is not placed on stay empty and are skipped by searches.
  *
  * Writes of one id go to one unit, so their order is kept. A batch over several units is split;
@@ -56,7 +58,7 @@
  *
  * @module
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
 import { crc32 } from "../io/crc32.ts";
@@ -246,6 +248,14 @@ export function decodeLayout(bytes: Uint8Array, file: string): ShardedConfig {
   }
 }
 
+/** A unit's parameters: the collection's, without the shard layout. */
+function unitConfigOf(config: ShardedConfig): CollectionConfig {
+  const c: ShardedConfig = { ...config };
+  delete c.shard_number;
+  delete c.replication_factor;
+  return c;
+}
+
 function shardsOf(config: ShardedConfig): number {
   const s = config.shard_number ?? 0;
   return s === 0 ? 1 : s;
@@ -347,9 +357,7 @@ export class ShardedCollection {
       const bytes = encodeLayout(config);
       await writeFileAtomic(join(dir, LAYOUT_FILE), (h, temp) => writeFully(h, temp, bytes, 0));
     }
-    const unitConfig: CollectionConfig = { ...config };
-    delete (unitConfig as ShardedConfig).shard_number;
-    delete (unitConfig as ShardedConfig).replication_factor;
+    const unitConfig = unitConfigOf(config);
     if (s > 1) mkdirSync(join(dir, SHARDS_DIR), { recursive: true });
     for (let k = 0; k < s; k++) {
       const unit = await Collection.create(unitDir(dir, s, k), unitConfig, options);
@@ -365,6 +373,7 @@ export class ShardedCollection {
   static async open(dir: string, options: CollectionOptions = {}): Promise<ShardedCollection> {
     const clock = new VersionClock(options.now_ms);
     const unitOptions = { ...options, clock };
+    const log = options.logger ?? ((m: string) => console.error(m));
     const file = join(dir, LAYOUT_FILE);
     if (!existsSync(file)) {
       const only = await Collection.open(dir, unitOptions);
@@ -388,15 +397,25 @@ export class ShardedCollection {
               `(the layout file ${file} names ${s} shards)`,
           );
         }
-        units.push(await Collection.open(at, unitOptions));
+        try {
+          units.push(await Collection.open(at, unitOptions));
+        } catch (e) {
+          if (!(e instanceof CollectionIncompleteError) || s === 1) throw e;
+          // A unit holding no snapshot and no log record never held an acknowledged write (a
+          // write is acknowledged only once in its unit's log), like a half-made collection:
+          // it is made again, empty, rather than refusing the whole collection.
+          log(
+            `Collection "${config.name}": unit ${at} of shard ${k} held no snapshot and no log ` +
+              `record (never acknowledged); made it again, empty`,
+          );
+          rmSync(at, { recursive: true, force: true });
+          const made = await Collection.create(at, unitConfigOf(config), unitOptions);
+          await made.close();
+          units.push(await Collection.open(at, unitOptions));
+        }
       }
     } catch (e) {
       for (const u of units) await u.close().catch(() => {});
-      if (e instanceof CollectionIncompleteError && s > 1) {
-        // Units are made before the collection is committed, so an empty one inside a committed
-        // collection is damage, not an interrupted creation: refuse rather than discard it all.
-        throw new CollectionStateError(`Collection "${config.name}": ${e.message}`);
-      }
       throw e;
     }
     return new ShardedCollection(dir, config, units, clock);

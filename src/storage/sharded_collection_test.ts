@@ -321,3 +321,32 @@ Deno.test("sharded collection: a data directory of the pre-shard layout opens un
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test("sharded collection: a unit holding no record is made again; the others keep their data", async () => {
+  const dir = tempDir();
+  try {
+    let store = await NodeStore.open(dir, quiet);
+    const c = await store.create(config("c", 3));
+    const list = ids(60);
+    await load(c, list);
+    const kept = [...c.units[0].sortedIds(), ...c.units[2].sortedIds()];
+    await store.close({ snapshot: false });
+    // Unit 1 loses its log and snapshots: as if its creation had never become durable.
+    const unit = join(dir, "collections", "c", "shards", "1");
+    rmSync(join(unit, "wal"), { recursive: true });
+    rmSync(join(unit, "snapshots"), { recursive: true });
+    const lines: string[] = [];
+    store = await NodeStore.open(dir, { logger: (m) => lines.push(m) });
+    const again = store.get("c");
+    assert.ok(
+      lines.some((l) => l.includes(unit) && /made it again, empty/.test(l)),
+      lines.join("\n"),
+    );
+    assert.equal(again.units[1].entryCount, 0);
+    assert.deepEqual([...again.units[0].sortedIds(), ...again.units[2].sortedIds()], kept);
+    await again.put(list[0], vec(0));
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
