@@ -195,7 +195,11 @@ export function nodeHandlers(
     const m = b.manifest;
     return {
       name: m.name,
-      collection: { ...m.collection },
+      collection: {
+        ...m.collection,
+        shard_number: m.shard_number ?? 1,
+        replication_factor: m.replication_factor ?? 0,
+      },
       points: String(m.points),
       bytes: String(b.bytes),
       created_ms: String(m.created_ms),

@@ -205,3 +205,27 @@ Deno.test("node service: bad shards values are INVALID_ARGUMENT naming the field
     assert.equal((await search([0, 1, 2])).shard_searches, 3);
   });
 });
+
+Deno.test("node service: a sharded collection's backup restores as that sharded collection", async () => {
+  await withNode("service_shards_", async (api) => {
+    await api("CreateCollection", {
+      name: "c",
+      dimension: 2,
+      shard_number: 3,
+      replication_factor: 2,
+    });
+    await fill(api, "c", 30);
+    const made = await api("Backup", { collection: "c", name: "b" });
+    assert.equal(made.backup.collection.shard_number, 3);
+    assert.equal(made.backup.points, "34");
+    const listed = await api("ListBackups", {});
+    assert.equal(listed.backups[0].collection.replication_factor, 2);
+    const r = await api("Restore", { backup: "b", collection: "r" });
+    assert.equal(r.collection.shard_number, 3);
+    assert.equal(r.collection.replication_factor, 2);
+    assert.equal(r.points, "34");
+    const a = await api("Scroll", { collection: "c", limit: 100, with_vector: true });
+    const b = await api("Scroll", { collection: "r", limit: 100, with_vector: true });
+    assert.deepEqual(b, a);
+  });
+});
