@@ -451,33 +451,31 @@ export class NodeStore {
     const c: Collection = col.units[k];
     const key = unitKey(col, k);
     const label = `Collection "${col.name}"${unitLabel(col, k)}`;
-    {
-      const last = this.lastSnapshotMs.get(key) ?? 0;
-      const retry = this.snapshotRetry.get(key);
-      // After a failure the retry schedule decides, even when no write came since.
-      const due = retry !== undefined ? nowMs >= retry.at_ms : c.opsSinceSnapshot >= everyOps ||
-        (c.opsSinceSnapshot > 0 && nowMs - last >= everyMs);
-      if (!due) return;
-      this.lastSnapshotMs.set(key, nowMs);
-      try {
-        await c.snapshot();
-        if (retry !== undefined) {
-          this.snapshotRetry.delete(key);
-          this.log(
-            `${label}: snapshot succeeded after ${retry.failures} failed attempts`,
-          );
-        }
-      } catch (e) {
-        // A failed snapshot loses nothing (the WAL still holds every write): say so and retry
-        // with a backoff.
-        const failures = (retry?.failures ?? 0) + 1;
-        const waitMs = Math.min(retryMaxMs, retryMs * 2 ** Math.min(failures - 1, 30));
-        this.snapshotRetry.set(key, { failures, at_ms: nowMs + waitMs });
+    const last = this.lastSnapshotMs.get(key) ?? 0;
+    const retry = this.snapshotRetry.get(key);
+    // After a failure the retry schedule decides, even when no write came since.
+    const due = retry !== undefined ? nowMs >= retry.at_ms : c.opsSinceSnapshot >= everyOps ||
+      (c.opsSinceSnapshot > 0 && nowMs - last >= everyMs);
+    if (!due) return;
+    this.lastSnapshotMs.set(key, nowMs);
+    try {
+      await c.snapshot();
+      if (retry !== undefined) {
+        this.snapshotRetry.delete(key);
         this.log(
-          `${label}: snapshot failed (attempt ${failures}): ` +
-            `${(e as Error).message}; retrying in ${waitMs} ms`,
+          `${label}: snapshot succeeded after ${retry.failures} failed attempts`,
         );
       }
+    } catch (e) {
+      // A failed snapshot loses nothing (the WAL still holds every write): say so and retry
+      // with a backoff.
+      const failures = (retry?.failures ?? 0) + 1;
+      const waitMs = Math.min(retryMaxMs, retryMs * 2 ** Math.min(failures - 1, 30));
+      this.snapshotRetry.set(key, { failures, at_ms: nowMs + waitMs });
+      this.log(
+        `${label}: snapshot failed (attempt ${failures}): ` +
+          `${(e as Error).message}; retrying in ${waitMs} ms`,
+      );
     }
   }
 

@@ -327,10 +327,7 @@ export class ShardedCollection {
     this.name = config.name;
     this.shard_number = units.length;
     this.replication_factor = config.replication_factor ?? 0;
-    const c: CollectionConfig = { ...config };
-    delete (c as ShardedConfig).shard_number;
-    delete (c as ShardedConfig).replication_factor;
-    this.config = c;
+    this.config = unitConfigOf(config);
     this.units = units;
     this.clock = clock;
   }
