@@ -258,6 +258,17 @@ export interface CollectionStats {
   wal_syncs?: Uint64;
   /** Deleted points held as tombstones (router: summed over nodes). */
   tombstones?: Uint64;
+  /** Storage node, more than one shard: each shard unit (empty for one shard). */
+  shards?: ShardStats[];
+}
+/** One shard unit of a collection on a storage node. */
+export interface ShardStats {
+  shard: number;
+  count: Uint64;
+  tombstones: Uint64;
+  last_seq: Uint64;
+  last_snapshot_seq: Uint64;
+  wal_bytes: Uint64;
 }
 export interface NodeStats {
   node_id: string;

@@ -74,7 +74,8 @@ import { VersionOverflowError } from "../common/version.ts";
 import { SOFTWARE_VERSION } from "../common/software_version.ts";
 import { CapacityError } from "../index/vector_store.ts";
 import { BufferLimitError } from "../io/binary.ts";
-import { type Collection, FieldIndexError } from "../storage/collection.ts";
+import { FieldIndexError } from "../storage/collection.ts";
+import type { ShardedCollection } from "../storage/sharded_collection.ts";
 import type { Member as ClusterMember } from "../cluster/membership.ts";
 import {
   missingRecord,
@@ -87,7 +88,7 @@ import {
   validateScrollRequest,
   validateSearchBatchRequest,
 } from "../api/points_read.ts";
-import { BATCH_POINTS_MAX } from "../common/limits.ts";
+import { BATCH_POINTS_MAX, SHARDS_MAX } from "../common/limits.ts";
 import { scrollPage } from "./points_read.ts";
 
 /** Most requests a node works on at once; more are refused with RESOURCE_EXHAUSTED. */
@@ -194,7 +195,11 @@ export function nodeHandlers(
     const m = b.manifest;
     return {
       name: m.name,
-      collection: { ...m.collection },
+      collection: {
+        ...m.collection,
+        shard_number: m.shard_number ?? 1,
+        replication_factor: m.replication_factor ?? 0,
+      },
       points: String(m.points),
       bytes: String(b.bytes),
       created_ms: String(m.created_ms),
@@ -205,7 +210,7 @@ export function nodeHandlers(
   }
 
   /** A collection for reading; the default one may not exist yet (it then reads as empty). */
-  function readable(name: string): Collection | null {
+  function readable(name: string): ShardedCollection | null {
     try {
       return store.get(name);
     } catch (e) {
@@ -214,7 +219,7 @@ export function nodeHandlers(
     }
   }
 
-  function info(c: Collection) {
+  function info(c: ShardedCollection) {
     return {
       name: c.name,
       dimension: c.config.dimension,
@@ -224,10 +229,12 @@ export function nodeHandlers(
       field_indexes: c.fieldIndexes().map((i) => ({ field: i.field, type: i.type })),
       quantization: c.config.quantization ?? "none",
       rescore: c.config.rescore ?? 0,
+      shard_number: c.shard_number,
+      replication_factor: c.replication_factor,
     };
   }
 
-  function collectionStats(c: Collection) {
+  function collectionStats(c: ShardedCollection) {
     const s = c.stats();
     return {
       name: c.name,
@@ -240,15 +247,50 @@ export function nodeHandlers(
       last_snapshot_time_ms: s.last_snapshot_time_ms,
       wal_syncs: s.wal.syncs,
       tombstones: s.tombstones,
+      shards: c.shard_number === 1 ? [] : s.shards,
     };
   }
+
+  /**
+   * A request's `shards` list (absent: empty), each entry a uint32 (INVALID_ARGUMENT naming
+   * `field` otherwise) and at most SHARDS_MAX of them; checked against the collection by
+   * {@link checkShards}.
+   */
+  const shardList = (value: unknown, field: string): number[] => {
+    if (value === undefined || value === null) return [];
+    if (!Array.isArray(value)) throw new ValidationError(field, value, `${field} is not a list`);
+    if (value.length > SHARDS_MAX) {
+      throw new ValidationError(
+        field,
+        value.length,
+        `${field} has ${value.length} entries; at most ${SHARDS_MAX}`,
+      );
+    }
+    for (let i = 0; i < value.length; i++) {
+      const k = value[i];
+      if (typeof k !== "number" || !Number.isInteger(k) || k < 0 || k > 0xffff_ffff) {
+        throw new ValidationError(`${field}[${i}]`, k, `${field}[${i}] ${k} is not a uint32`);
+      }
+    }
+    return value as number[];
+  };
+
+  /** Each of `shards` below the collection's shard_number and listed once (INVALID_ARGUMENT). */
+  const checkShards = (c: ShardedCollection, shards: readonly number[], field: string) => {
+    if (shards.length === 0) return;
+    try {
+      c.checkShards(shards, field);
+    } catch (e) {
+      throw new ValidationError(field, shards.join(","), (e as Error).message);
+    }
+  };
 
   /**
    * Refuses a vector whose length is not the collection's dimension, naming the field it came
    * in (`vector` or `vector_bytes`, under `prefix`).
    */
   const checkDimension = (
-    c: Collection,
+    c: ShardedCollection,
     length: number,
     request: { vector_bytes?: unknown },
     prefix = "",
@@ -265,13 +307,13 @@ export function nodeHandlers(
   };
 
   /** One search of a collection, with payloads and vectors when asked (Search, SearchBatch). */
-  const runSearch = (c: Collection, s: ValidSearch): SearchResult[] => {
+  const runSearch = (c: ShardedCollection, s: ValidSearch, shards: number[]): SearchResult[] => {
     const hits = s.exact
-      ? c.exactSearch(s.vector, s.k, s.filter ?? null)
-      : c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef, s.filter ?? null);
+      ? c.exactSearch(s.vector, s.k, s.filter ?? null, shards)
+      : c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef, s.filter ?? null, shards);
     if (searchMetrics !== null) {
-      searchMetrics.ef.observe(c.index.lastSearchEf);
-      searchMetrics.visited.observe(c.index.lastVisited);
+      searchMetrics.ef.observe(c.lastSearchEf);
+      searchMetrics.visited.observe(c.lastVisited);
     }
     if (!s.with_payload && !s.with_vector) {
       // Hits with number ids are already in wire form (no string_id means ""): no copy.
@@ -335,12 +377,15 @@ export function nodeHandlers(
       const s = validateSearchRequest(req);
       const c = readable(s.collection);
       const covered = { partial: false, shards_answered: 1, shards_total: 1 };
-      if (c === null) return Promise.resolve({ results: [], ...covered });
+      const shards = shardList(req.shards, "shards");
+      if (c === null) return Promise.resolve({ results: [], ...covered, shard_searches: 0 });
+      checkShards(c, shards, "shards");
       checkDimension(c, s.vector.length, req);
       if (s.ef !== 0 && s.ef < s.k) {
         throw new ValidationError("ef", s.ef, `ef ${s.ef} must be at least k ${s.k} (or 0)`);
       }
-      return Promise.resolve({ results: runSearch(c, s), ...covered });
+      const results = runSearch(c, s, shards);
+      return Promise.resolve({ results, ...covered, shard_searches: c.lastShardSearches });
     }),
     CreateCollection: guard.wrap("CreateCollection", async (req) => {
       const v = validateCreateCollectionRequest(req);
@@ -351,6 +396,8 @@ export function nodeHandlers(
         if (!(e instanceof CollectionExistsError)) throw e;
         const existing = store.list().find((c) => c.name === v.name);
         const same = existing !== undefined && existing.config.dimension === v.dimension &&
+          existing.shard_number === (v.shard_number ?? 1) &&
+          existing.replication_factor === (v.replication_factor ?? 0) &&
           existing.config.metric === v.metric && existing.config.m === v.m &&
           existing.config.ef_construction === v.ef_construction &&
           (existing.config.quantization ?? "none") === (v.quantization ?? "none") &&
@@ -411,11 +458,9 @@ export function nodeHandlers(
       const backup = validateCollectionName(req.backup, "backup");
       const collection = validateCollectionName(req.collection, "collection");
       const r = await backups.restore(backup, collection);
-      log(
-        `Backup "${backup}" restored into collection "${collection}": ` +
-          `${r.collection.index.count} points`,
-      );
-      return { collection: info(r.collection), points: String(r.collection.index.count) };
+      const points = r.collection.count();
+      log(`Backup "${backup}" restored into collection "${collection}": ${points} points`);
+      return { collection: info(r.collection), points: String(points) };
     }),
     DeleteBackup: guard.wrap("DeleteBackup", async (req) => {
       const name = validateCollectionName(req.name, "name");
@@ -430,14 +475,22 @@ export function nodeHandlers(
       const list = validateSearchBatchRequest(req);
       const covered = { partial: false, shards_answered: 1, shards_total: 1 };
       // Every search is checked against its collection before any runs.
+      const shardLists = list.map((_, i) =>
+        shardList(req.searches[i].shards, `searches[${i}].shards`)
+      );
       const targets = list.map((s, i) => {
         const c = readable(s.collection);
-        if (c !== null) checkDimension(c, s.vector.length, req.searches[i], `searches[${i}].`);
+        if (c !== null) {
+          checkShards(c, shardLists[i], `searches[${i}].shards`);
+          checkDimension(c, s.vector.length, req.searches[i], `searches[${i}].`);
+        }
         return c;
       });
       const results = list.map((s, i) => {
         const c = targets[i];
-        return { results: c === null ? [] : runSearch(c, s), ...covered };
+        if (c === null) return { results: [], ...covered, shard_searches: 0 };
+        const results = runSearch(c, s, shardLists[i]);
+        return { results, ...covered, shard_searches: c.lastShardSearches };
       });
       return Promise.resolve({ results });
     }),

@@ -61,7 +61,8 @@ import {
   validateVersionFromOutside,
   ValidationError,
 } from "../api/validate.ts";
-import type { Collection, CopyEntry, IdList } from "../storage/collection.ts";
+import type { CopyEntry, IdList } from "../storage/collection.ts";
+import type { ShardedCollection as Collection } from "../storage/sharded_collection.ts";
 import { idToWire, type PointId } from "../common/point_id.ts";
 import type { NodeStore } from "../storage/node_store.ts";
 import { UnaryGuard } from "../api/unary.ts";

@@ -5,6 +5,7 @@
  * |---------------------------------------|----------------------------------------------------|
  * | `backups/<name>/snapshot-<seq>.snap`  | a snapshot of the collection (`snapshot.ts` format) |
  * | `backups/<name>/manifest.json`        | {@link BackupManifest}: collection, points, seq, sha256 |
+ * | `backups/<name>/shards/<k>/snapshot-<seq>.snap` | version 2: shard k's snapshot (see below) |
  * | `backups/.partial-<name>-<random>/`   | a backup being written (removed at start-up)        |
  * | `backups/.deleting-<name>-<random>/`  | a backup being deleted (removed at start-up)        |
  *
@@ -14,6 +15,15 @@
  * directory fsynced), which is renamed to `backups/<name>/`; `backups/` is then fsynced. A crash
  * leaves either no backup or the whole one (plus a `.partial-` leftover that
  * {@link removePartialBackups} deletes). An existing name is refused (`BackupExistsError`).
+ *
+ * **Sharded collections** (more than one shard, or a replication factor; see
+ * sharded_collection.ts) get a version 2 manifest: `shard_number`, `replication_factor` and
+ * `shards`, one {@link BackupShard} per shard (its snapshot under `shards/<k>/`, its own seq and
+ * sha256). Each shard's image is exact at its own seq (shards are independent logs, so there is no
+ * single cut across them). The top-level `points`, `tombstones` and `seq` are the sums, and
+ * `sha256` is the sha256 of the shards' sha256 strings joined by "\n". A 1-shard collection's
+ * backup is exactly version 1, as before, and restores as a 1-shard collection; a version 2
+ * backup restores as a collection with the same shards (layout file and units).
  *
  * **Restore** reads the manifest, checks the snapshot file's sha256 against it, then builds a NEW
  * collection under the store's `creating/<collection>/` (the snapshot copied into its
@@ -38,7 +48,15 @@ import { basename, join } from "node:path";
 import { collectionNameProblem } from "../common/collection_name.ts";
 import { fsyncDir, writeFileAtomic } from "../io/fs_util.ts";
 import { snapshotName } from "./snapshot.ts";
-import { type Collection, CollectionStateError } from "./collection.ts";
+import { CollectionStateError } from "./collection.ts";
+import {
+  encodeLayout,
+  LAYOUT_FILE,
+  type ShardedCollection,
+  SHARDS_DIR,
+  unitDir,
+} from "./sharded_collection.ts";
+import { SHARDS_MAX } from "../common/limits.ts";
 import type { NodeStore } from "./node_store.ts";
 
 /** Directory of the backups, under the data directory. */
@@ -48,8 +66,22 @@ const DELETING_PREFIX = ".deleting-";
 const MANIFEST = "manifest.json";
 /** `format` of a manifest. */
 export const BACKUP_FORMAT = "vectordb-backup";
-/** `version` of the manifests written. */
+/** `version` of the manifests written for a 1-shard collection (what older versions read). */
 export const BACKUP_FORMAT_VERSION = 1;
+/** `version` of the manifests of sharded collections (`shards` present). */
+export const BACKUP_FORMAT_VERSION_SHARDED = 2;
+
+/** One shard of a version 2 backup. */
+export interface BackupShard {
+  shard: number;
+  /** File name of the shard's snapshot, in `shards/<shard>/` of the backup's directory. */
+  snapshot_file: string;
+  snapshot_bytes: number;
+  sha256: string;
+  seq: number;
+  points: number;
+  tombstones: number;
+}
 
 /** `manifest.json` of a backup. */
 export interface BackupManifest {
@@ -77,8 +109,12 @@ export interface BackupManifest {
   /** File name of the snapshot, in the backup's directory. */
   snapshot_file: string;
   snapshot_bytes: number;
-  /** Hex sha256 of the snapshot file. */
+  /** Hex sha256 of the snapshot file (version 2: of the shards' sha256s, module comment). */
   sha256: string;
+  /** Version 2 only: the collection's shards and replication factor, and each shard. */
+  shard_number?: number;
+  replication_factor?: number;
+  shards?: BackupShard[];
 }
 
 /** A backup as listed: its manifest and the bytes of its directory. */
@@ -178,7 +214,7 @@ export class Backups {
   async create(collection: string, name: string): Promise<BackupSummary> {
     checkName(collection, "collection");
     checkName(name, "name");
-    const c: Collection = this.store.get(collection);
+    const c = this.store.get(collection);
     const final = join(this.dir, name);
     if (this.#writing.has(name) || existsSync(final)) throw new BackupExistsError(name);
     this.#writing.add(name);
@@ -187,11 +223,47 @@ export class Backups {
       const created = await fsp.mkdir(this.dir, { recursive: true });
       if (created !== undefined) await fsyncDir(this.store.dataDir);
       await fsp.mkdir(temp);
-      const image = await c.backupTo(temp);
-      const sha256 = await sha256File(image.path);
+      const sharded = c.shard_number > 1 || c.replication_factor > 0;
+      let image: {
+        path: string;
+        seq: number;
+        points: number;
+        tombstones: number;
+        created_ms: number;
+      };
+      let sha256: string;
+      let shards: BackupShard[] | undefined;
+      if (!sharded) {
+        image = await c.units[0].backupTo(temp);
+        sha256 = await sha256File(image.path);
+      } else {
+        shards = [];
+        image = { path: "", seq: 0, points: 0, tombstones: 0, created_ms: Date.now() };
+        await fsp.mkdir(join(temp, SHARDS_DIR));
+        for (let k = 0; k < c.shard_number; k++) {
+          const at = join(temp, SHARDS_DIR, String(k));
+          await fsp.mkdir(at);
+          const part = await c.units[k].backupTo(at);
+          await fsyncDir(at);
+          shards.push({
+            shard: k,
+            snapshot_file: basename(part.path),
+            snapshot_bytes: statSync(part.path).size,
+            sha256: await sha256File(part.path),
+            seq: part.seq,
+            points: part.points,
+            tombstones: part.tombstones,
+          });
+          image.seq += part.seq;
+          image.points += part.points;
+          image.tombstones += part.tombstones;
+        }
+        await fsyncDir(join(temp, SHARDS_DIR));
+        sha256 = shardsDigest(shards);
+      }
       const manifest: BackupManifest = {
         format: BACKUP_FORMAT,
-        version: BACKUP_FORMAT_VERSION,
+        version: sharded ? BACKUP_FORMAT_VERSION_SHARDED : BACKUP_FORMAT_VERSION,
         name,
         collection: {
           name: c.name,
@@ -207,9 +279,16 @@ export class Backups {
         tombstones: image.tombstones,
         seq: image.seq,
         created_ms: image.created_ms,
-        snapshot_file: basename(image.path),
-        snapshot_bytes: statSync(image.path).size,
+        snapshot_file: shards === undefined ? basename(image.path) : "",
+        snapshot_bytes: shards === undefined
+          ? statSync(image.path).size
+          : shards.reduce((n, s) => n + s.snapshot_bytes, 0),
         sha256,
+        ...(shards === undefined ? {} : {
+          shard_number: c.shard_number,
+          replication_factor: c.replication_factor,
+          shards,
+        }),
       };
       const text = new TextEncoder().encode(JSON.stringify(manifest, null, 2) + "\n");
       await writeFileAtomic(join(temp, MANIFEST), async (handle) => {
@@ -263,12 +342,37 @@ export class Backups {
     } catch (e) {
       throw new BackupCorruptError(name, `${MANIFEST} is not JSON: ${(e as Error).message}`);
     }
-    if (m?.format !== BACKUP_FORMAT || m.version !== BACKUP_FORMAT_VERSION) {
+    if (
+      m?.format !== BACKUP_FORMAT ||
+      (m.version !== BACKUP_FORMAT_VERSION && m.version !== BACKUP_FORMAT_VERSION_SHARDED)
+    ) {
       throw new BackupCorruptError(
         name,
         `${MANIFEST} has format ${JSON.stringify(m?.format)} version ` +
-          `${JSON.stringify(m?.version)}; expected "${BACKUP_FORMAT}" ${BACKUP_FORMAT_VERSION}`,
+          `${JSON.stringify(m?.version)}; expected "${BACKUP_FORMAT}" ${BACKUP_FORMAT_VERSION} ` +
+          `or ${BACKUP_FORMAT_VERSION_SHARDED}`,
       );
+    }
+    if (m.version === BACKUP_FORMAT_VERSION_SHARDED) {
+      const s = m.shard_number;
+      const f = m.replication_factor;
+      if (
+        typeof s !== "number" || !Number.isInteger(s) || s < 1 || s > SHARDS_MAX ||
+        typeof f !== "number" || !Number.isInteger(f) || f < 0 ||
+        !Array.isArray(m.shards) || m.shards.length !== s ||
+        m.shards.some((x, k) =>
+          x?.shard !== k || typeof x.snapshot_file !== "string" || x.snapshot_file === "" ||
+          basename(x.snapshot_file) !== x.snapshot_file || typeof x.sha256 !== "string" ||
+          !Number.isInteger(x.seq) || !Number.isInteger(x.points)
+        )
+      ) {
+        throw new BackupCorruptError(
+          name,
+          `${MANIFEST} (version 2) has no valid shard_number, replication_factor and shards ` +
+            `(shard_number ${JSON.stringify(s)})`,
+        );
+      }
+      return m;
     }
     if (typeof m.snapshot_file !== "string" || basename(m.snapshot_file) !== m.snapshot_file) {
       throw new BackupCorruptError(name, `${MANIFEST} names no valid snapshot_file`);
@@ -283,7 +387,7 @@ export class Backups {
   async restore(
     backup: string,
     collection: string,
-  ): Promise<{ collection: Collection; manifest: BackupManifest }> {
+  ): Promise<{ collection: ShardedCollection; manifest: BackupManifest }> {
     checkName(backup, "backup");
     checkName(collection, "collection");
     if (this.#deleting.has(backup)) throw new BackupBusyError(backup, "deleted");
@@ -332,37 +436,69 @@ export class Backups {
   async #restore(
     backup: string,
     collection: string,
-  ): Promise<{ collection: Collection; manifest: BackupManifest }> {
+  ): Promise<{ collection: ShardedCollection; manifest: BackupManifest }> {
     const m = this.manifest(backup);
-    const source = join(this.dir, backup, m.snapshot_file);
-    if (!existsSync(source)) {
-      throw new BackupCorruptError(backup, `its snapshot file ${source} is missing`);
+    // Each snapshot file of the backup, with its seq and the unit directory it restores into.
+    const parts = m.shards === undefined
+      ? [{ source: join(this.dir, backup, m.snapshot_file), seq: m.seq, sha256: m.sha256, k: 0 }]
+      : m.shards.map((x) => ({
+        source: join(this.dir, backup, SHARDS_DIR, String(x.shard), x.snapshot_file),
+        seq: x.seq,
+        sha256: x.sha256,
+        k: x.shard,
+      }));
+    for (const p of parts) {
+      if (!existsSync(p.source)) {
+        throw new BackupCorruptError(backup, `its snapshot file ${p.source} is missing`);
+      }
     }
     this.store.checkFree(collection);
-    const sha = await sha256File(source);
-    if (sha !== m.sha256) {
-      throw new BackupCorruptError(
-        backup,
-        `sha256 of ${source} is ${sha}; the manifest says ${m.sha256}`,
-      );
-    }
-    const c = await this.store.createFrom(collection, async (temp) => {
-      const snapshots = join(temp, "snapshots");
-      await fsp.mkdir(snapshots, { recursive: true });
-      const target = join(snapshots, snapshotName(m.seq));
-      await fsp.copyFile(source, target);
-      const handle = await fsp.open(target, "r+");
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
+    for (const p of parts) {
+      const sha = await sha256File(p.source);
+      if (sha !== p.sha256) {
+        throw new BackupCorruptError(
+          backup,
+          `sha256 of ${p.source} is ${sha}; the manifest says ${p.sha256}`,
+        );
       }
-      await fsyncDir(snapshots);
+    }
+    const shard_number = m.shard_number ?? 1;
+    const c = await this.store.createFrom(collection, async (temp) => {
+      if (m.shards !== undefined) {
+        const layout = encodeLayout({
+          ...m.collection,
+          metric: m.collection.metric as ShardedCollection["config"]["metric"],
+          quantization: m.collection.quantization as ShardedCollection["config"]["quantization"],
+          name: collection,
+          shard_number,
+          replication_factor: m.replication_factor ?? 0,
+        });
+        await fsp.mkdir(temp, { recursive: true });
+        await writeFileAtomic(join(temp, LAYOUT_FILE), async (handle) => {
+          await handle.write(layout, 0, layout.length, 0);
+        });
+      }
+      for (const p of parts) {
+        const unit = unitDir(temp, shard_number, p.k);
+        const snapshots = join(unit, "snapshots");
+        await fsp.mkdir(snapshots, { recursive: true });
+        const target = join(snapshots, snapshotName(p.seq));
+        await fsp.copyFile(p.source, target);
+        const handle = await fsp.open(target, "r+");
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        await fsyncDir(snapshots);
+        await fsyncDir(unit);
+      }
+      if (shard_number > 1) await fsyncDir(join(temp, SHARDS_DIR));
       await fsyncDir(temp);
     });
-    if (c.index.count !== m.points) {
+    if (c.count() !== m.points) {
       throw new CollectionStateError(
-        `Restored collection "${collection}" has ${c.index.count} points; backup "${backup}" ` +
+        `Restored collection "${collection}" has ${c.count()} points; backup "${backup}" ` +
           `recorded ${m.points}`,
       );
     }
@@ -372,6 +508,14 @@ export class Backups {
 
 function dirBytes(dir: string): number {
   let total = 0;
-  for (const name of readdirSync(dir)) total += statSync(join(dir, name)).size;
+  for (const name of readdirSync(dir)) {
+    const st = statSync(join(dir, name));
+    total += st.isDirectory() ? dirBytes(join(dir, name)) : st.size;
+  }
   return total;
+}
+
+/** The top-level sha256 of a version 2 manifest (module comment). */
+function shardsDigest(shards: readonly BackupShard[]): string {
+  return createHash("sha256").update(shards.map((s) => s.sha256).join("\n")).digest("hex");
 }

@@ -11,6 +11,7 @@ import {
   Backups,
 } from "./backups.ts";
 import type { Collection } from "./collection.ts";
+import type { ShardedCollection } from "./sharded_collection.ts";
 import { CollectionExistsError, CollectionNotFoundError, NodeStore } from "./node_store.ts";
 
 const DIM = 4;
@@ -20,7 +21,10 @@ function vec(i: number, salt = 0): number[] {
 }
 
 /** Every id 0..maxId: its vector (null when absent) and version. */
-function state(c: Collection, maxId: number): Array<[number[] | null, number, boolean]> {
+function state(
+  c: Collection | ShardedCollection,
+  maxId: number,
+): Array<[number[] | null, number, boolean]> {
   const out: Array<[number[] | null, number, boolean]> = [];
   for (let id = 0; id <= maxId; id++) {
     const e = c.getEntry(id);
@@ -43,7 +47,7 @@ Deno.test("backup, later writes and deletes, restore: the restored collection is
     await c.putBatch(Array.from({ length: 300 }, (_, i) => ({ id: i, vector: vec(i) })), 0);
     for (let i = 0; i < 20; i++) await c.delete(i * 7, 0);
     const atBackup = state(c, 400);
-    const countAtBackup = c.index.count;
+    const countAtBackup = c.count();
     const backups = new Backups(store);
     const made = await backups.create("src", "b1");
     assert.equal(made.manifest.points, countAtBackup);
@@ -60,7 +64,7 @@ Deno.test("backup, later writes and deletes, restore: the restored collection is
 
     const r = await backups.restore("b1", "dst");
     assert.equal(r.collection.name, "dst");
-    assert.equal(r.collection.index.count, countAtBackup);
+    assert.equal(r.collection.count(), countAtBackup);
     assert.deepEqual(state(r.collection, 400), atBackup);
     const q = vec(42, 0.1);
     assert.deepEqual(r.collection.search(q, 10, 64).map((h) => h.id).length, 10);

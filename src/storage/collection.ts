@@ -166,6 +166,12 @@ export interface CollectionOptions {
   data_dir?: string;
   /** Metrics histograms (common/metrics.ts) fed by every collection; absent: none. */
   observers?: CollectionObservers;
+  /**
+   * The version clock to stamp and observe with; absent: a new one. The shard units of one
+   * collection (sharded_collection.ts) share one, so a stamp sorts after every version any of
+   * them holds, as it does in a single collection.
+   */
+  clock?: VersionClock;
 }
 
 /** Where a collection reports durations and sizes (metrics histograms, shared by a node). */
@@ -337,6 +343,43 @@ function checkVersion(version: number, field: string, min: number): number {
     );
   }
   return version;
+}
+
+/**
+ * Checks a batch of points (ids, vectors of `dim`, payload sizes), naming `points[i]` fields in
+ * a RangeError or PointIdError: before a batch is split over shard units, so errors name the
+ * caller's positions.
+ */
+export function validatePoints(points: readonly Point[], dim: number): void {
+  for (let i = 0; i < points.length; i++) {
+    const p = points[i];
+    checkId(p.id, `points[${i}].id`);
+    validateVector(p.vector, dim, `points[${i}].vector`);
+    checkPayload(p.payload, `points[${i}].payload`);
+  }
+}
+
+/** Checks copied entries as {@link Collection.copy} takes them, naming `entries[i]` fields. */
+export function validateCopyEntries(entries: readonly CopyEntry[], dim: number): void {
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i];
+    checkId(e.id, `entries[${i}].id`);
+    checkVersion(e.version, `entries[${i}].version`, 1);
+    if (!e.deleted) {
+      if (e.vector === undefined) {
+        throw new RangeError(`entries[${i}].vector is missing for a live entry`);
+      }
+      validateVector(e.vector, dim, `entries[${i}].vector`);
+      checkPayload(e.payload, `entries[${i}].payload`);
+    } else if (e.payload !== undefined && e.payload !== null && e.payload.length > 0) {
+      throw new RangeError(`entries[${i}].payload is set on a tombstone (point ${e.id})`);
+    }
+  }
+}
+
+/** A version argument, as {@link Collection} checks it (a RangeError naming `field`). */
+export function validateVersion(version: number, field: string, min: number): number {
+  return checkVersion(version, field, min);
 }
 
 /**
@@ -804,14 +847,14 @@ export class Collection {
       ...quantizationOptions(config.quantization, config.rescore),
     });
     const seq = await wal.append(type, payload);
-    const table = new PointTable(index, new VersionClock(options.now_ms));
+    const table = new PointTable(index, options.clock ?? new VersionClock(options.now_ms));
     return new Collection(dir, config, table, wal, seq, 0, 0, options, 0);
   }
 
   /** Opens an existing collection: newest valid snapshot, then the WAL after it. */
   static async open(dir: string, options: CollectionOptions = {}): Promise<Collection> {
     const log = options.logger ?? ((m: string) => console.error(m));
-    const clock = new VersionClock(options.now_ms);
+    const clock = options.clock ?? new VersionClock(options.now_ms);
     const snap = await loadNewestSnapshot(
       join(dir, "snapshots"),
       (r, _seq, version) => {
@@ -985,12 +1028,7 @@ export class Collection {
   ): Promise<{ seq: number; version: number; applied: number }> {
     this.checkOpen();
     const dim = this.index.dim;
-    for (let i = 0; i < points.length; i++) {
-      const p = points[i];
-      checkId(p.id, `points[${i}].id`);
-      validateVector(p.vector, dim, `points[${i}].vector`);
-      checkPayload(p.payload, `points[${i}].payload`);
-    }
+    validatePoints(points, dim);
     checkVersion(version, "version", 0);
     if (points.length === 0) return { seq: this.applied, version, applied: 0 };
     // Keep the last occurrence of each id, in order: with one version for the whole batch, an
@@ -1068,20 +1106,7 @@ export class Collection {
     this.checkOpen();
     const dim = this.index.dim;
     const n = entries.length;
-    for (let i = 0; i < n; i++) {
-      const e = entries[i];
-      checkId(e.id, `entries[${i}].id`);
-      checkVersion(e.version, `entries[${i}].version`, 1);
-      if (!e.deleted) {
-        if (e.vector === undefined) {
-          throw new RangeError(`entries[${i}].vector is missing for a live entry`);
-        }
-        validateVector(e.vector, dim, `entries[${i}].vector`);
-        checkPayload(e.payload, `entries[${i}].payload`);
-      } else if (e.payload !== undefined && e.payload !== null && e.payload.length > 0) {
-        throw new RangeError(`entries[${i}].payload is set on a tombstone (point ${e.id})`);
-      }
-    }
+    validateCopyEntries(entries, dim);
     if (n === 0) return { applied: 0, skipped: 0, seq: this.applied };
     for (let i = 0; i < n; i++) this.clock.observe(entries[i].version);
     // Entries already held at the same or a newer version are skipped before logging: held

@@ -4,6 +4,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Collection } from "./collection.ts";
+import type { ShardedCollection } from "./sharded_collection.ts";
 import { Backups } from "./backups.ts";
 import { NodeStore } from "./node_store.ts";
 import { parsePayload, payloadText } from "../common/payload.ts";
@@ -19,7 +20,7 @@ function tempDir(): string {
 }
 
 /** Every id's payload text ("" for none), for ids 0 .. n-1. */
-function payloads(c: Collection, n: number): string[] {
+function payloads(c: Collection | ShardedCollection, n: number): string[] {
   return Array.from({ length: n }, (_, id) => payloadText(c.getPayload(id)));
 }
 

@@ -125,7 +125,7 @@ Deno.test("node store: default collection on first put, named collections, drop,
 
     store = await NodeStore.open(dir, quiet);
     assert.deepEqual(store.list().map((x) => x.name).sort(), ["default", "docs"]);
-    assert.equal(store.get("docs").index.metric, "dot");
+    assert.equal(store.get("docs").config.metric, "dot");
     assert.equal(store.get("default").search([0.9, 0.8, 0.7], 1)[0].id, 101);
     await store.drop("docs");
     assert.throws(() => store.get("docs"), CollectionNotFoundError);
@@ -146,7 +146,7 @@ Deno.test("node store: concurrent first puts create the default collection once"
       const c = await store.getForWrite(undefined, 2);
       await c.put(i, [i, 1]);
     }));
-    assert.equal(store.get(undefined).index.count, 20);
+    assert.equal(store.get(undefined).count(), 20);
     // 20 puts in far fewer syncs: group commit.
     const st = store.get(undefined).stats();
     assert.ok(st.wal.syncs < 20, `syncs ${st.wal.syncs}`);

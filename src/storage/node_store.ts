@@ -4,7 +4,8 @@
  * | path                          | what                                                |
  * |-------------------------------|-----------------------------------------------------|
  * | `<data>/LOCK`                 | the lock of the process using it (`io/dir_lock.ts`) |
- * | `<data>/collections/<name>/`  | one collection (see `collection.ts`)                |
+ * | `<data>/collections/<name>/`  | one collection: its shard units and layout file     |
+ * |                               | (`sharded_collection.ts`; one shard: `collection.ts`)|
  * | `<data>/creating/<name>/`     | a collection being created (removed at start-up)    |
  * | `<data>/dropped/`             | collections being dropped (removed at start-up)     |
  * | `<data>/backups/<name>/`      | backups of collections (`backups.ts`)               |
@@ -25,7 +26,12 @@
  * with the dimension of that Put, so the original `Put{id, vector}` / `Search{vector, k}` calls
  * work with no set-up.
  *
- * Snapshot policy: a collection is snapshotted after `snapshot_every_ops` writes or
+ * Shards: every collection is a {@link ShardedCollection}, one {@link Collection} per shard
+ * (all made at creation, inside the atomic creation below). A collection created before shards
+ * existed, or with one shard, keeps exactly the older layout and loads unchanged. COLLECTIONS_MAX
+ * counts collections, not units.
+ *
+ * Snapshot policy (per shard unit): a unit is snapshotted after `snapshot_every_ops` writes or
  * `snapshot_every_ms` (whichever comes first, checked by {@link NodeStore.tick}, which the
  * caller drives), and on {@link NodeStore.close}. Records replayed at start-up count as writes
  * when there were at least `snapshot_every_ops` of them, so the first tick after a start that
@@ -47,12 +53,12 @@ import { acquireDirLock, type DirLock } from "../io/dir_lock.ts";
 import { fsyncDir } from "../io/fs_util.ts";
 import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
 import {
-  Collection,
-  type CollectionConfig,
+  type Collection,
   CollectionIncompleteError,
   type CollectionOptions,
   validateCollectionName,
 } from "./collection.ts";
+import { ShardedCollection, type ShardedConfig } from "./sharded_collection.ts";
 
 export { DirLockedError } from "../io/dir_lock.ts";
 
@@ -113,14 +119,15 @@ export interface NodeStoreOptions extends CollectionOptions {
 
 export class NodeStore {
   readonly dataDir: string;
-  private readonly collections = new Map<string, Collection>();
+  private readonly collections = new Map<string, ShardedCollection>();
   /** Creations in flight, so two concurrent first Puts create the default collection once. */
-  private readonly creating = new Map<string, Promise<Collection>>();
+  private readonly creating = new Map<string, Promise<ShardedCollection>>();
   private readonly options: NodeStoreOptions;
   private readonly log: (message: string) => void;
   private lastSnapshotCheckMs = 0;
+  /** Keyed by unit ({@link unitKey}), as is snapshotRetry. */
   private readonly lastSnapshotMs = new Map<string, number>();
-  /** Collections whose last snapshot failed: failures in a row and when to retry. */
+  /** Units whose last snapshot failed: failures in a row and when to retry. */
   private readonly snapshotRetry = new Map<string, { failures: number; at_ms: number }>();
 
   private lock: DirLock | null = null;
@@ -178,9 +185,9 @@ export class NodeStore {
         this.log(`Ignored ${dir}: not a collection directory`);
         continue;
       }
-      let c: Collection;
+      let c: ShardedCollection;
       try {
-        c = await Collection.open(dir, this.options);
+        c = await ShardedCollection.open(dir, this.options);
       } catch (e) {
         if (!(e instanceof CollectionIncompleteError)) throw e;
         await this.discard(dir, name);
@@ -191,16 +198,31 @@ export class NodeStore {
         continue;
       }
       this.collections.set(name, c);
-      this.lastSnapshotMs.set(name, Date.now());
+      this.startClocks(c);
       const everyOps = this.options.snapshot_every_ops ?? 20_000;
-      if (c.replayed >= everyOps) {
+      c.units.forEach((u, k) => {
+        if (u.replayed < everyOps) return;
         // A long replay: snapshot at the first tick, so the next start does not repeat it.
-        c.opsSinceSnapshot += c.replayed;
+        u.opsSinceSnapshot += u.replayed;
         this.log(
-          `Collection "${name}": replayed ${c.replayed} WAL records (snapshot_every_ops is ` +
-            `${everyOps}); a snapshot is due at the next tick`,
+          `Collection "${name}"${unitLabel(c, k)}: replayed ${u.replayed} WAL records ` +
+            `(snapshot_every_ops is ${everyOps}); a snapshot is due at the next tick`,
         );
-      }
+      });
+    }
+  }
+
+  /** Starts the snapshot timers of a collection's units. */
+  private startClocks(c: ShardedCollection): void {
+    const now = Date.now();
+    for (let k = 0; k < c.shard_number; k++) this.lastSnapshotMs.set(unitKey(c, k), now);
+  }
+
+  /** Forgets a collection's snapshot timers and retries. */
+  private stopClocks(c: ShardedCollection): void {
+    for (let k = 0; k < c.shard_number; k++) {
+      this.lastSnapshotMs.delete(unitKey(c, k));
+      this.snapshotRetry.delete(unitKey(c, k));
     }
   }
 
@@ -220,7 +242,7 @@ export class NodeStore {
   }
 
   /** The collection, or CollectionNotFoundError. */
-  get(name: string | undefined): Collection {
+  get(name: string | undefined): ShardedCollection {
     const n = NodeStore.resolveName(name);
     const c = this.collections.get(n);
     if (!c) throw new CollectionNotFoundError(n);
@@ -228,7 +250,7 @@ export class NodeStore {
   }
 
   /** The collection, creating the default one (with `dimension`) if it is the one asked for. */
-  async getForWrite(name: string | undefined, dimension: number): Promise<Collection> {
+  async getForWrite(name: string | undefined, dimension: number): Promise<ShardedCollection> {
     const n = NodeStore.resolveName(name);
     const c = this.collections.get(n);
     if (c) return c;
@@ -242,12 +264,15 @@ export class NodeStore {
     }, true);
   }
 
-  list(): Collection[] {
+  list(): ShardedCollection[] {
     return [...this.collections.values()];
   }
 
-  /** Creates a collection; CollectionExistsError if the name is taken. */
-  async create(config: CollectionConfig): Promise<Collection> {
+  /**
+   * Creates a collection (with `shard_number` units; absent or 0: 1); CollectionExistsError if
+   * the name is taken.
+   */
+  async create(config: ShardedConfig): Promise<ShardedCollection> {
     validateCollectionName(config.name);
     if (this.collections.has(config.name) || this.creating.has(config.name)) {
       throw new CollectionExistsError(config.name);
@@ -255,7 +280,10 @@ export class NodeStore {
     return await this.createShared(config, false);
   }
 
-  private createShared(config: CollectionConfig, shareExisting: boolean): Promise<Collection> {
+  private createShared(
+    config: ShardedConfig,
+    shareExisting: boolean,
+  ): Promise<ShardedCollection> {
     const pending = this.creating.get(config.name);
     if (pending) {
       if (shareExisting) return pending;
@@ -265,7 +293,7 @@ export class NodeStore {
       return Promise.reject(new TooManyCollectionsError(COLLECTIONS_MAX));
     }
     const run = (async () => {
-      let c: Collection;
+      let c: ShardedCollection;
       try {
         c = await this.createAtomically(config);
       } catch (e) {
@@ -278,10 +306,11 @@ export class NodeStore {
         );
       }
       this.collections.set(config.name, c);
-      this.lastSnapshotMs.set(config.name, Date.now());
+      this.startClocks(c);
       this.log(
         `Collection "${config.name}" created: dimension ${config.dimension}, metric ` +
-          `${config.metric}, M ${config.m}, ef_construction ${config.ef_construction}`,
+          `${config.metric}, M ${config.m}, ef_construction ${config.ef_construction}, ` +
+          `${c.shard_number} shards, replication factor ${c.replication_factor}`,
       );
       return c;
     })().finally(() => this.creating.delete(config.name));
@@ -293,13 +322,14 @@ export class NodeStore {
    * Builds the collection under `creating/<name>/`, renames it into `collections/` and opens it
    * there (see the module comment). On failure nothing is left under either name.
    */
-  private createAtomically(config: CollectionConfig): Promise<Collection> {
-    return this.moveIntoPlace(config.name, async (temp) => {
-      const made = await Collection.create(temp, config, this.options);
-      // Its creation record is durable (appended and fdatasynced), its segment and directories
-      // are fsynced into their parents; closing it lets the directory move.
-      await made.close();
-    });
+  private createAtomically(config: ShardedConfig): Promise<ShardedCollection> {
+    // Every unit's creation record is durable (appended and fdatasynced), segments and
+    // directories fsynced into their parents, the layout file written atomically; the units
+    // are closed so that the directory can move.
+    return this.moveIntoPlace(
+      config.name,
+      (temp) => ShardedCollection.build(temp, config, this.options),
+    );
   }
 
   /**
@@ -309,7 +339,7 @@ export class NodeStore {
   private async moveIntoPlace(
     name: string,
     fill: (temp: string) => Promise<void>,
-  ): Promise<Collection> {
+  ): Promise<ShardedCollection> {
     const colDir = join(this.dataDir, "collections");
     const dir = join(colDir, name);
     const creating = join(this.dataDir, CREATING_DIR);
@@ -329,7 +359,7 @@ export class NodeStore {
       throw e;
     }
     try {
-      return await Collection.open(dir, this.options);
+      return await ShardedCollection.open(dir, this.options);
     } catch (e) {
       // Not acknowledged: take it away again rather than leave a collection not in the map.
       await this.discard(dir, name).catch(() => {});
@@ -352,7 +382,10 @@ export class NodeStore {
    * collection, and start-up removes the temporary). CollectionExistsError when the name is
    * taken.
    */
-  async createFrom(name: string, fill: (dir: string) => Promise<void>): Promise<Collection> {
+  async createFrom(
+    name: string,
+    fill: (dir: string) => Promise<void>,
+  ): Promise<ShardedCollection> {
     this.checkFree(name);
     if (this.collections.size >= COLLECTIONS_MAX) {
       throw new TooManyCollectionsError(COLLECTIONS_MAX);
@@ -360,9 +393,9 @@ export class NodeStore {
     const run = (async () => {
       const c = await this.moveIntoPlace(name, fill);
       this.collections.set(name, c);
-      this.lastSnapshotMs.set(name, Date.now());
+      this.startClocks(c);
       this.log(
-        `Collection "${name}" restored: ${c.index.count} points, dimension ` +
+        `Collection "${name}" restored: ${c.count()} points, dimension ` +
           `${c.config.dimension}, metric ${c.config.metric}`,
       );
       return c;
@@ -375,7 +408,7 @@ export class NodeStore {
   async drop(name: string): Promise<void> {
     const c = this.get(name);
     this.collections.delete(c.name);
-    this.snapshotRetry.delete(c.name);
+    this.stopClocks(c);
     await c.close();
     // Move it out of collections/ first (atomic), so a crash mid-delete cannot leave half a
     // collection that start-up would try to open.
@@ -398,39 +431,63 @@ export class NodeStore {
     const everyMs = this.options.snapshot_every_ms ?? 60_000;
     const retryMs = this.options.snapshot_retry_ms ?? 1_000;
     const retryMaxMs = this.options.snapshot_retry_max_ms ?? 60_000;
-    for (const c of this.collections.values()) {
-      const last = this.lastSnapshotMs.get(c.name) ?? 0;
-      const retry = this.snapshotRetry.get(c.name);
-      // After a failure the retry schedule decides, even when no write came since.
-      const due = retry !== undefined ? nowMs >= retry.at_ms : c.opsSinceSnapshot >= everyOps ||
-        (c.opsSinceSnapshot > 0 && nowMs - last >= everyMs);
-      if (!due) continue;
-      this.lastSnapshotMs.set(c.name, nowMs);
-      try {
-        await c.snapshot();
-        if (retry !== undefined) {
-          this.snapshotRetry.delete(c.name);
-          this.log(
-            `Collection "${c.name}": snapshot succeeded after ${retry.failures} failed attempts`,
-          );
-        }
-      } catch (e) {
-        // A failed snapshot loses nothing (the WAL still holds every write): say so and retry
-        // with a backoff.
-        const failures = (retry?.failures ?? 0) + 1;
-        const waitMs = Math.min(retryMaxMs, retryMs * 2 ** Math.min(failures - 1, 30));
-        this.snapshotRetry.set(c.name, { failures, at_ms: nowMs + waitMs });
-        this.log(
-          `Collection "${c.name}": snapshot failed (attempt ${failures}): ` +
-            `${(e as Error).message}; retrying in ${waitMs} ms`,
-        );
+    for (const col of this.collections.values()) {
+      for (let k = 0; k < col.shard_number; k++) {
+        await this.tickUnit(col, k, nowMs, everyOps, everyMs, retryMs, retryMaxMs);
       }
     }
   }
 
-  /** Failed snapshot attempts in a row of a collection, and when the next is due; null if none. */
-  snapshotRetryOf(name: string): { failures: number; at_ms: number } | null {
-    const r = this.snapshotRetry.get(name);
+  /** The snapshot policy of one unit (see {@link tick}). */
+  private async tickUnit(
+    col: ShardedCollection,
+    k: number,
+    nowMs: number,
+    everyOps: number,
+    everyMs: number,
+    retryMs: number,
+    retryMaxMs: number,
+  ): Promise<void> {
+    const c: Collection = col.units[k];
+    const key = unitKey(col, k);
+    const label = `Collection "${col.name}"${unitLabel(col, k)}`;
+    const last = this.lastSnapshotMs.get(key) ?? 0;
+    const retry = this.snapshotRetry.get(key);
+    // After a failure the retry schedule decides, even when no write came since.
+    const due = retry !== undefined ? nowMs >= retry.at_ms : c.opsSinceSnapshot >= everyOps ||
+      (c.opsSinceSnapshot > 0 && nowMs - last >= everyMs);
+    if (!due) return;
+    this.lastSnapshotMs.set(key, nowMs);
+    try {
+      await c.snapshot();
+      if (retry !== undefined) {
+        this.snapshotRetry.delete(key);
+        this.log(
+          `${label}: snapshot succeeded after ${retry.failures} failed attempts`,
+        );
+      }
+    } catch (e) {
+      // A failed snapshot loses nothing (the WAL still holds every write): say so and retry
+      // with a backoff.
+      const failures = (retry?.failures ?? 0) + 1;
+      const waitMs = Math.min(retryMaxMs, retryMs * 2 ** Math.min(failures - 1, 30));
+      this.snapshotRetry.set(key, { failures, at_ms: nowMs + waitMs });
+      this.log(
+        `${label}: snapshot failed (attempt ${failures}): ` +
+          `${(e as Error).message}; retrying in ${waitMs} ms`,
+      );
+    }
+  }
+
+  /**
+   * Failed snapshot attempts in a row of a collection's unit (`shard`, default 0), and when the
+   * next is due; null if none.
+   */
+  snapshotRetryOf(name: string, shard = 0): { failures: number; at_ms: number } | null {
+    const c = this.collections.get(name);
+    const r = this.snapshotRetry.get(
+      c === undefined || c.shard_number === 1 ? name : `${name}/${shard}`,
+    );
     return r === undefined ? null : { ...r };
   }
 
@@ -447,4 +504,14 @@ export class NodeStore {
     this.lock?.release();
     this.lock = null;
   }
+}
+
+/** A unit's key in the snapshot maps: the name for a 1-shard collection, else `name/k`. */
+function unitKey(c: ShardedCollection, k: number): string {
+  return c.shard_number === 1 ? c.name : `${c.name}/${k}`;
+}
+
+/** How log lines name a unit: nothing for a 1-shard collection, else ` shard k`. */
+function unitLabel(c: ShardedCollection, k: number): string {
+  return c.shard_number === 1 ? "" : ` shard ${k}`;
 }

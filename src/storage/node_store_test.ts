@@ -39,7 +39,7 @@ async function assertRepaired(dir: string, lines: string[]): Promise<void> {
   const store = await NodeStore.open(dir, { logger: (m) => lines.push(m) });
   try {
     assert.deepEqual(store.list().map((c) => c.name), ["keep"], lines.join("\n"));
-    assert.equal(store.get("keep").index.count, 10);
+    assert.equal(store.get("keep").count(), 10);
     assert.deepEqual(Array.from(store.get("keep").get(7)!), [7, 1]);
     assert.ok(!existsSync(join(dir, "creating")), "temporaries are removed");
     assert.ok(!existsSync(join(dir, "collections", "half")), "the half-made one is removed");
@@ -50,7 +50,7 @@ async function assertRepaired(dir: string, lines: string[]): Promise<void> {
   }
   const again = await NodeStore.open(dir, { logger: () => {} });
   assert.deepEqual(again.list().map((c) => c.name).sort(), ["half", "keep"]);
-  assert.equal(again.get("half").index.count, 1);
+  assert.equal(again.get("half").count(), 1);
   await again.close({ snapshot: false });
 }
 
@@ -69,7 +69,7 @@ Deno.test("node store: a new collection leaves no temporary and survives a resta
     assert.deepEqual(readdirSync(join(dir, "creating")), []);
     assert.deepEqual(readdirSync(join(dir, "collections")), ["keep"]);
     const store = await NodeStore.open(dir, { logger: () => {} });
-    assert.equal(store.get("keep").index.count, 10);
+    assert.equal(store.get("keep").count(), 10);
     await store.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -20,7 +20,10 @@
  *
  * `CRASH_SEED=<seed>` replays a run's choices (operations, ids, delays; the interleaving of the
  * clients still varies); `CRASH_ITERATIONS` (default 50) sets the number of kill points: each
- * iteration kills under load, and about a quarter also kill the next start-up.
+ * iteration kills under load, and about a quarter also kill the next start-up. `CRASH_SHARDS`
+ * (default 1) creates the collection with that many shards: each a unit with its own WAL and
+ * snapshots on the node (src/storage/sharded_collection.ts), so batches spanning units and
+ * per-unit recovery are checked the same way.
  */
 import assert from "node:assert/strict";
 import process from "node:process";
@@ -231,7 +234,7 @@ async function verify(api: ApiClient, model: CrashModel, where: string): Promise
 }
 
 /** Runs the crash test; throws on the first wrong point. Returns the summary line. */
-export async function runCrash(seed: number, iterations: number): Promise<string> {
+export async function runCrash(seed: number, iterations: number, shards = 1): Promise<string> {
   const random = churnRandom(seed);
   const node = await NodeProcess.prepare({ args: ["--snapshot-every-s", "1"] });
   const model = new CrashModel();
@@ -250,7 +253,12 @@ export async function runCrash(seed: number, iterations: number): Promise<string
   try {
     await node.start();
     api = new ApiClient(node.address, { timeout_ms: 30_000, client_options: FAST_RECONNECT });
-    await api.call("CreateCollection", { name: COLLECTION, dimension: CRASH_DIM });
+    const made = await api.call("CreateCollection", {
+      name: COLLECTION,
+      dimension: CRASH_DIM,
+      shard_number: shards,
+    });
+    assert.equal(made.collection?.shard_number, shards, "the node made the shards asked for");
     // Long-lived channels that reconnect fast. (Closing a channel whose connection the kill
     // dropped can abort a Deno process in nghttp2: denoland/deno#36788.)
     for (let c = 0; c < CLIENTS; c++) {
@@ -301,7 +309,7 @@ export async function runCrash(seed: number, iterations: number): Promise<string
     checked += await verify(api, model, `after graceful restart (seed ${seed})`);
     assert.deepEqual(node.unexpected_exits, []);
     return (
-      `seed ${seed}: ${killPoints} kill points (${startupKills} during start-up), ` +
+      `seed ${seed}, ${shards} shards: ${killPoints} kill points (${startupKills} during start-up), ` +
       `${gracefulRestarts + 1} graceful restarts, ` +
       `${stats.acked} acked writes, ${stats.failed} failed ` +
       `(${[...stats.codes].map(([k, n]) => `${k} ${n}`).join(", ")}), ${checked} point checks, ` +
@@ -327,7 +335,8 @@ export async function runCrash(seed: number, iterations: number): Promise<string
 if ((process.argv[1] ?? "").endsWith("server_crash_run.ts")) {
   const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
   const iterations = Number(process.env.CRASH_ITERATIONS ?? 50);
-  runCrash(seed, iterations).then(
+  const shards = Number(process.env.CRASH_SHARDS ?? 1);
+  runCrash(seed, iterations, shards).then(
     (summary) => {
       console.log(summary);
       process.exit(0);

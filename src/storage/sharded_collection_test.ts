@@ -1,0 +1,352 @@
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { shardOf } from "../common/shard.ts";
+import { parseFilter } from "../common/filter.ts";
+import type { PointId } from "../common/point_id.ts";
+import { NodeStore } from "./node_store.ts";
+import { Collection } from "./collection.ts";
+import {
+  decodeLayout,
+  encodeLayout,
+  LAYOUT_FILE,
+  LayoutFormatError,
+  type ShardedCollection,
+  type ShardedConfig,
+  ShardListError,
+  unitDir,
+} from "./sharded_collection.ts";
+import { Backups } from "./backups.ts";
+
+const quiet = { logger: () => {} };
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), "vdb-sharded-"));
+}
+
+function config(name: string, shard_number: number, replication_factor = 0): ShardedConfig {
+  return {
+    name,
+    dimension: 3,
+    metric: "l2",
+    m: 8,
+    ef_construction: 64,
+    shard_number,
+    replication_factor,
+  };
+}
+
+/** Deterministic vector of point i. */
+function vec(i: number): number[] {
+  return [Math.sin(i), Math.cos(i * 0.7), (i % 17) / 17];
+}
+
+/** Ids of both kinds: uint32 integers, integers above 2^32 and strings. */
+function ids(n: number): PointId[] {
+  const out: PointId[] = [];
+  for (let i = 0; i < n; i++) {
+    out.push(i % 5 === 0 ? `doc-${i}` : i % 7 === 0 ? 2 ** 40 + i : i * 3);
+  }
+  return out;
+}
+
+/** Loads the same data (puts, payloads, deletes) into `c`. */
+async function load(c: ShardedCollection, list: PointId[]): Promise<void> {
+  const cut = Math.floor(list.length * 0.75);
+  await c.putBatch(
+    list.slice(0, cut).map((id, i) => ({
+      id,
+      vector: vec(i),
+      payload: new TextEncoder().encode(JSON.stringify({ even: i % 2 === 0 })),
+    })),
+  );
+  for (let i = cut; i < list.length; i++) await c.put(list[i], vec(i));
+  await c.deleteBatch([list[3], list[10], list[cut + 1]]);
+  await c.delete(list[20]);
+}
+
+Deno.test("sharded collection: writes land in their shard's unit directory; reads equal one shard's", async () => {
+  const dir = tempDir();
+  try {
+    const store = await NodeStore.open(dir, quiet);
+    const one = await store.create(config("one", 1));
+    const three = await store.create(config("three", 3, 2));
+    const list = ids(200);
+    await load(one, list);
+    await load(three, list);
+    assert.equal(three.shard_number, 3);
+    assert.equal(three.replication_factor, 2);
+    assert.ok(existsSync(join(dir, "collections", "three", LAYOUT_FILE)));
+    assert.ok(!existsSync(join(dir, "collections", "one", LAYOUT_FILE)), "1 shard: old layout");
+    assert.ok(existsSync(join(dir, "collections", "one", "wal")));
+    for (let k = 0; k < 3; k++) {
+      assert.ok(existsSync(join(dir, "collections", "three", "shards", String(k), "wal")));
+    }
+    // Every id is held by exactly its shard's unit.
+    for (const id of list) {
+      const k = shardOf(id, 3);
+      for (let u = 0; u < 3; u++) {
+        const e = three.units[u].getEntry(id);
+        assert.equal(e.vector !== null || e.deleted, u === k, `id ${id} in unit ${u}`);
+      }
+    }
+    assert.ok(three.units.every((u) => u.count() > 0), "every shard got points");
+    // Reads across units equal the 1-shard collection's.
+    assert.equal(three.count(), one.count());
+    const even = parseFilter('{"must":[{"key":"even","match":{"value":true}}]}');
+    assert.equal(three.count(even), one.count(even));
+    assert.deepEqual(three.matchingIds(even), one.matchingIds(even));
+    assert.deepEqual(three.exactSearch([0, 1, 0], 7, even), one.exactSearch([0, 1, 0], 7, even));
+    assert.deepEqual([...three.sortedIds()], [...one.sortedIds()]);
+    assert.deepEqual([...three.knownIds()], [...one.knownIds()]);
+    assert.deepEqual(three.matchingIds(null), one.matchingIds(null));
+    for (const id of list) {
+      // Versions are stamped by each collection's clock: the state is what must agree.
+      const [a, b] = [three.getEntry(id), one.getEntry(id)];
+      assert.deepEqual([a.vector, a.deleted, a.version > 0], [b.vector, b.deleted, b.version > 0]);
+      assert.deepEqual(three.getPayload(id), one.getPayload(id));
+    }
+    const q = [0.2, 0.5, 0.1];
+    const exact1 = one.exactSearch(q, 10);
+    assert.deepEqual(three.exactSearch(q, 10), exact1);
+    assert.equal(three.lastShardSearches, 3);
+    assert.deepEqual(
+      three.search(q, 10, 200).map((h) => h.id),
+      exact1.map((h) => h.id),
+      "small graphs with a large ef find the exact neighbours",
+    );
+    const s = three.stats();
+    assert.equal(s.count, one.stats().count);
+    assert.equal(s.tombstones, one.stats().tombstones);
+    assert.equal(s.shards.length, 3);
+    assert.equal(s.shards.reduce((n, x) => n + x.count, 0), s.count);
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("sharded collection: `shards` restricts a search to those units", async () => {
+  const dir = tempDir();
+  try {
+    const store = await NodeStore.open(dir, quiet);
+    const c = await store.create(config("c", 4));
+    const list = ids(120);
+    await load(c, list);
+    const q = [0.1, 0.9, 0.3];
+    const hits = c.exactSearch(q, 500, null, [1, 3]);
+    assert.equal(c.lastShardSearches, 2);
+    assert.ok(hits.length > 0);
+    for (const h of hits) assert.ok([1, 3].includes(shardOf(h.id, 4)), `hit ${h.id}`);
+    assert.equal(hits.length, c.units[1].count() + c.units[3].count());
+    assert.throws(() => c.search(q, 5, undefined, null, [4]), ShardListError);
+    assert.throws(() => c.search(q, 5, undefined, null, [0, 0]), /shards\[1\] 0 is listed twice/);
+    assert.throws(() => c.search(q, 5, undefined, null, [-1]), /shards\[0\] -1 is not a shard/);
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("sharded collection: reopen after close and after an abandon keeps every acknowledged write", async () => {
+  const dir = tempDir();
+  try {
+    let store = await NodeStore.open(dir, quiet);
+    let c = await store.create(config("c", 3));
+    const list = ids(90);
+    await load(c, list);
+    await c.createFieldIndex("even", "bool");
+    const before = { ids: [...c.sortedIds()], count: c.count(), entries: c.entryCount };
+    await store.close();
+    store = await NodeStore.open(dir, quiet);
+    c = store.get("c");
+    assert.equal(c.shard_number, 3);
+    assert.deepEqual([...c.sortedIds()], before.ids);
+    assert.equal(c.count(), before.count);
+    assert.deepEqual(c.units.map((u) => u.fieldIndexes().map((i) => i.field)), [
+      ["even"],
+      ["even"],
+      ["even"],
+    ]);
+    // More writes, then abandon without closing (the WAL is all there is): a crash-like stop.
+    await c.putBatch(list.slice(0, 30).map((id, i) => ({ id, vector: vec(i + 1000) })), 0);
+    await c.deleteBatch(list.slice(30, 40));
+    const after = { ids: [...c.sortedIds()], count: c.count() };
+    const entries = list.map((id) => c.getEntry(id));
+    // Release the lock as a dead process would (its units are never closed or snapshotted).
+    // deno-lint-ignore no-explicit-any
+    (store as any).lock.release();
+    store = await NodeStore.open(dir, quiet);
+    c = store.get("c");
+    assert.deepEqual([...c.sortedIds()], after.ids);
+    assert.equal(c.count(), after.count);
+    assert.deepEqual(list.map((id) => c.getEntry(id)), entries);
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("sharded collection: a damaged layout file is a clear error naming the file", async () => {
+  const dir = tempDir();
+  try {
+    let store = await NodeStore.open(dir, quiet);
+    await store.create(config("c", 2));
+    await store.close();
+    const file = join(dir, "collections", "c", LAYOUT_FILE);
+    const bytes = readFileSync(file);
+    bytes[bytes.length - 6] ^= 0xff;
+    writeFileSync(file, bytes);
+    await assert.rejects(
+      NodeStore.open(dir, quiet),
+      (e: Error) => e instanceof LayoutFormatError && e.message.includes(file),
+    );
+    writeFileSync(file, new Uint8Array([1, 2, 3]));
+    await assert.rejects(NodeStore.open(dir, quiet), new RegExp(`${file}.*3 bytes`));
+    // A good layout file again: it opens.
+    writeFileSync(file, encodeLayout(config("c", 2)));
+    store = await NodeStore.open(dir, quiet);
+    assert.equal(store.get("c").shard_number, 2);
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("sharded collection: layout file round trip, and refusals of bad values", () => {
+  const c: ShardedConfig = { ...config("x", 7, 3), quantization: "int8", rescore: 5 };
+  assert.deepEqual(decodeLayout(encodeLayout(c), "f"), c);
+  const bad = encodeLayout(config("x", 7));
+  bad[0] = 0;
+  assert.throws(() => decodeLayout(bad, "the/file"), /the\/file.*magic/);
+  assert.equal(unitDir("/d", 1, 0), "/d");
+  assert.equal(unitDir("/d", 4, 2), join("/d", "shards", "2"));
+});
+
+Deno.test("sharded collection: drop removes every unit; the store counts logical collections", async () => {
+  const dir = tempDir();
+  try {
+    const store = await NodeStore.open(dir, quiet);
+    await store.create(config("c", 5));
+    assert.equal(store.list().length, 1);
+    await store.drop("c");
+    assert.ok(!existsSync(join(dir, "collections", "c")));
+    assert.equal(store.list().length, 0);
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("sharded collection: tick snapshots each unit by its own writes", async () => {
+  const dir = tempDir();
+  try {
+    const store = await NodeStore.open(dir, { ...quiet, snapshot_every_ops: 5 });
+    const c = await store.create(config("c", 3));
+    // Writes to one shard only: that unit snapshots, the others do not.
+    const mine = ids(300).filter((id) => shardOf(id, 3) === 1).slice(0, 6);
+    for (const id of mine) await c.put(id, [1, 2, 3]);
+    await store.tick();
+    const s = c.stats().shards;
+    assert.ok(s[1].last_snapshot_seq > 0);
+    assert.equal(s[0].last_snapshot_seq, 0);
+    assert.equal(s[2].last_snapshot_seq, 0);
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("sharded collection: a backup restores as the same sharded collection", async () => {
+  const dir = tempDir();
+  try {
+    const store = await NodeStore.open(dir, quiet);
+    const c = await store.create(config("c", 3, 2));
+    const list = ids(80);
+    await load(c, list);
+    const backups = new Backups(store);
+    const made = await backups.create("c", "b");
+    assert.equal(made.manifest.version, 2);
+    assert.equal(made.manifest.shards?.length, 3);
+    assert.equal(made.manifest.points, c.count());
+    const r = await backups.restore("b", "r");
+    assert.equal(r.collection.shard_number, 3);
+    assert.equal(r.collection.replication_factor, 2);
+    assert.deepEqual([...r.collection.sortedIds()], [...c.sortedIds()]);
+    for (const id of list) assert.deepEqual(r.collection.getEntry(id), c.getEntry(id));
+    await store.close();
+    // And it reopens as that.
+    const again = await NodeStore.open(dir, quiet);
+    assert.equal(again.get("r").shard_number, 3);
+    assert.equal(again.get("r").count(), again.get("c").count());
+    await again.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Every file under `dir` with its bytes (relative path → content), for a byte-for-byte check. */
+function files(dir: string, under = ""): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const e of Deno.readDirSync(join(dir, under))) {
+    const rel = join(under, e.name);
+    if (e.isDirectory) { for (const [k, v] of files(dir, rel)) out.set(k, v); }
+    else out.set(rel, readFileSync(join(dir, rel)).toString("base64"));
+  }
+  return out;
+}
+
+Deno.test("sharded collection: a data directory of the pre-shard layout opens unchanged as 1 shard", async () => {
+  const dir = tempDir();
+  try {
+    // What earlier versions wrote: collections/<name>/ with wal/ and snapshots/, no layout file.
+    const old = join(dir, "collections", "legacy");
+    const made = await Collection.create(old, config("legacy", 1), quiet);
+    for (let i = 0; i < 20; i++) await made.put(i, vec(i));
+    await made.snapshot();
+    for (let i = 20; i < 30; i++) await made.put(`s-${i}`, vec(i));
+    await made.close();
+    const before = files(old);
+    const store = await NodeStore.open(dir, quiet);
+    const c = store.get("legacy");
+    assert.equal(c.shard_number, 1);
+    assert.equal(c.replication_factor, 0);
+    assert.equal(c.count(), 30);
+    assert.deepEqual(c.getEntry("s-25").vector, Float32Array.from(vec(25)));
+    await store.close({ snapshot: false });
+    assert.ok(!existsSync(join(old, LAYOUT_FILE)));
+    assert.deepEqual(files(old), before, "opening changed no file");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("sharded collection: a unit holding no record is made again; the others keep their data", async () => {
+  const dir = tempDir();
+  try {
+    let store = await NodeStore.open(dir, quiet);
+    const c = await store.create(config("c", 3));
+    const list = ids(60);
+    await load(c, list);
+    const kept = [...c.units[0].sortedIds(), ...c.units[2].sortedIds()];
+    await store.close({ snapshot: false });
+    // Unit 1 loses its log and snapshots: as if its creation had never become durable.
+    const unit = join(dir, "collections", "c", "shards", "1");
+    rmSync(join(unit, "wal"), { recursive: true });
+    rmSync(join(unit, "snapshots"), { recursive: true });
+    const lines: string[] = [];
+    store = await NodeStore.open(dir, { logger: (m) => lines.push(m) });
+    const again = store.get("c");
+    assert.ok(
+      lines.some((l) => l.includes(unit) && /made it again, empty/.test(l)),
+      lines.join("\n"),
+    );
+    assert.equal(again.units[1].entryCount, 0);
+    assert.deepEqual([...again.units[0].sortedIds(), ...again.units[2].sortedIds()], kept);
+    await again.put(list[0], vec(0));
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
