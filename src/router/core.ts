@@ -69,6 +69,13 @@ import type {
   ValidGetBatch,
 } from "../api/points_read.ts";
 import { BATCH_POINTS_MAX } from "../common/limits.ts";
+import { Catalog } from "./catalog.ts";
+import type { Placement, ShardLayout } from "../cluster/placement.ts";
+
+/** How long a collection no node reported is not looked up again (a negative cache). */
+export const LAYOUT_MISS_TTL_MS = 2000;
+/** Most names in the negative cache (cleared as a whole when full). */
+const LAYOUT_MISSES_MAX = 1024;
 
 /** A Search as the router runs it: `filter_json` the filter's text for the nodes ("" none). */
 export type RouterSearch = ValidSearch & { filter_json?: string };
@@ -84,8 +91,13 @@ export interface RebalanceHooks {
   changed(view: RingRef, deaths_only: boolean): void;
   /** The nodes of the last ring whose placement is complete (they hold their ranges). */
   settledNodes(): readonly string[];
-  /** Who may hold the newest version of `id` while a move is unsettled. */
-  readers(id: PointId): string[];
+  /** Who may hold the newest version of `id` in `collection` while a move is unsettled. */
+  readers(collection: string, layout: ShardLayout, id: PointId): string[];
+  /**
+   * The placement a search reads from: the settled one while a move is unsettled (its replicas
+   * hold complete shards), else the one in use.
+   */
+  readPlacement(): Placement;
   /** Starts an anti-entropy run now (after a cluster restore); absent: none is started. */
   antiEntropy?(): void;
 }
@@ -133,10 +145,17 @@ export class RouterCore {
   recall: RecallMonitor | null = null;
   /** Nodes kept off the ring while a move is unsettled, since when (clock ms). */
   readonly #join_waiting = new Map<string, number>();
+  /** Collection layouts (shards, replicas) the router routes by (catalog.ts). */
+  readonly catalog: Catalog;
+  /** The ListCollections refresh in flight, shared by every request that waits for it. */
+  #refreshing: Promise<void> | null = null;
+  /** Collections no node reported at the last refresh, until when (clock ms). */
+  readonly #misses = new Map<string, number>();
 
   constructor(readonly options: RouterCoreOptions) {
     const log = options.log;
     this.versions = new VersionClock(() => options.clock.now_ms());
+    this.catalog = new Catalog({ default_rf: options.replication_factor });
     this.background = new Background(log);
     this.table = new NodeTable({
       openHints: options.openHints,
@@ -161,16 +180,17 @@ export class RouterCore {
       versions: this.versions,
       background: this.background,
       log,
-      replication_factor: options.replication_factor,
       consistency: options.consistency,
       node_timeout_ms: options.node_timeout_ms,
       queued: (s) => this.replay.tick(s),
-      readers: (id) => this.#rebalance?.readers(id) ?? null,
+      readers: (c, layout, id) => this.#rebalance?.readers(c, layout, id) ?? null,
     });
     this.scatter = new Scatter({
       nodes: options.nodes,
       table: this.table,
       retry_timeout_ms: options.retry_timeout_ms,
+      layout: (collection) => this.layout(collection),
+      search_placement: () => this.searchPlacement(),
     });
     this.backups = new ClusterBackups({
       nodes: options.nodes,
@@ -213,25 +233,96 @@ export class RouterCore {
     );
   }
 
+  // ----- collection layouts -----
+
+  /**
+   * The shard layout of `collection`: the catalog's; for a name it does not know, after one
+   * ListCollections of the ring's nodes (shared by concurrent callers; a name no node reported
+   * is not looked up again for {@link LAYOUT_MISS_TTL_MS}); still unknown, the layout of a
+   * collection from before shards (1 shard, the router's replication factor), which is what the
+   * implicit "default" collection and every pre-shard collection are.
+   */
+  async layout(collection: string): Promise<ShardLayout> {
+    const known = this.catalog.get(collection);
+    if (known !== undefined) return known;
+    const now_ms = this.options.clock.now_ms();
+    const miss_until = this.#misses.get(collection);
+    if (miss_until === undefined || miss_until <= now_ms) {
+      if (miss_until !== undefined) this.#misses.delete(collection);
+      await this.#refreshCatalog();
+      const found = this.catalog.get(collection);
+      if (found !== undefined) return found;
+      if (this.#misses.size >= LAYOUT_MISSES_MAX) this.#misses.clear();
+      this.#misses.set(collection, this.options.clock.now_ms() + LAYOUT_MISS_TTL_MS);
+    }
+    return this.catalog.legacy;
+  }
+
+  /** One ListCollections of the ring's nodes into the catalog (concurrent callers share it). */
+  #refreshCatalog(): Promise<void> {
+    if (this.#refreshing !== null) return this.#refreshing;
+    const nodes = this.#view.nodes;
+    const run = Promise.allSettled(
+      nodes.map((a) =>
+        this.options.nodes.call(a, "ListCollections", {}, {
+          timeout_ms: this.options.node_timeout_ms,
+        })
+      ),
+    ).then((settled) => {
+      for (const s of settled) if (s.status === "fulfilled") this.#learn(s.value.collections);
+    }).finally(() => {
+      this.#refreshing = null;
+    });
+    this.#refreshing = run;
+    return run;
+  }
+
+  /**
+   * Learns layouts from nodes' CollectionInfo. A node that reports a layout is believed; one
+   * that reports none (a node from before shards, or a collection made before them) teaches the
+   * legacy layout only for a collection the catalog does not know yet.
+   */
+  #learn(infos: readonly CollectionInfo[]): void {
+    for (const c of infos) {
+      if ((c.shard_number ?? 0) >= 1) this.catalog.learn(c);
+      else if (this.catalog.get(c.name) === undefined) this.catalog.learn(c);
+      this.#misses.delete(c.name);
+    }
+  }
+
+  /**
+   * The placement a search reads from: while a move is unsettled the settled one (its nodes
+   * hold complete shards), else the current ring's.
+   */
+  searchPlacement(): Placement {
+    return this.#rebalance?.readPlacement() ?? this.#view.placement;
+  }
+
   // ----- requests -----
 
-  put(v: ValidPut): Promise<ResponseOf<"Put">> {
+  async put(v: ValidPut): Promise<ResponseOf<"Put">> {
+    // The layout first: the view is taken after it, so the write counts itself in flight on
+    // the ring it plans on before anything else awaits (rebalancing drains older rings).
+    const layout = await this.layout(v.collection);
     const view = this.routable();
-    return this.writes.counted(view, () => this.replication.put(view, v));
+    return this.writes.counted(view, () => this.replication.put(view, layout, v));
   }
 
-  putBatch(v: ValidPutBatch): Promise<ResponseOf<"PutBatch">> {
+  async putBatch(v: ValidPutBatch): Promise<ResponseOf<"PutBatch">> {
+    const layout = await this.layout(v.collection);
     const view = this.routable();
-    return this.writes.counted(view, () => this.replication.putBatch(view, v));
+    return this.writes.counted(view, () => this.replication.putBatch(view, layout, v));
   }
 
-  delete(v: ValidPointRef): Promise<ResponseOf<"Delete">> {
+  async delete(v: ValidPointRef): Promise<ResponseOf<"Delete">> {
+    const layout = await this.layout(v.collection);
     const view = this.routable();
-    return this.writes.counted(view, () => this.replication.delete(view, v));
+    return this.writes.counted(view, () => this.replication.delete(view, layout, v));
   }
 
-  get(v: ValidPointRef): Promise<ResponseOf<"Get">> {
-    return this.replication.get(this.routable(), v);
+  async get(v: ValidPointRef): Promise<ResponseOf<"Get">> {
+    const layout = await this.layout(v.collection);
+    return this.replication.get(this.routable(), layout, v);
   }
 
   async search(v: RouterSearch): Promise<ResponseOf<"Search">> {
@@ -295,14 +386,16 @@ export class RouterCore {
   }
 
   /** Points by id, the newest version among the replicas each (replication.ts). */
-  getBatch(v: ValidGetBatch): Promise<ResponseOf<"GetBatch">> {
-    return this.replication.getBatch(this.routable(), v);
+  async getBatch(v: ValidGetBatch): Promise<ResponseOf<"GetBatch">> {
+    const layout = await this.layout(v.collection);
+    return this.replication.getBatch(this.routable(), layout, v);
   }
 
   /** Deletes ids at one version on their owners (replication.ts). */
-  deleteBatch(v: ValidDeleteBatch): Promise<ResponseOf<"DeleteBatch">> {
+  async deleteBatch(v: ValidDeleteBatch): Promise<ResponseOf<"DeleteBatch">> {
+    const layout = await this.layout(v.collection);
     const view = this.routable();
-    return this.writes.counted(view, () => this.replication.deleteBatch(view, v));
+    return this.writes.counted(view, () => this.replication.deleteBatch(view, layout, v));
   }
 
   /**
@@ -311,6 +404,7 @@ export class RouterCore {
    * A failed chunk fails the call; the chunks before it stay deleted (a retry deletes the rest).
    */
   async deleteByFilter(v: ValidDeleteByFilter): Promise<ResponseOf<"DeleteByFilter">> {
+    const layout = await this.layout(v.collection);
     const view = this.routable();
     const version = this.replication.stamp(v.version);
     let deleted = 0;
@@ -322,7 +416,7 @@ export class RouterCore {
       BATCH_POINTS_MAX,
       async (ids) => {
         await this.writes.counted(view, () =>
-          this.replication.deleteBatch(view, {
+          this.replication.deleteBatch(view, layout, {
             collection: v.collection,
             ids,
             consistency: v.consistency,
@@ -351,20 +445,64 @@ export class RouterCore {
       nodes: this.options.nodes,
       table: this.table,
       retry_timeout_ms: this.options.retry_timeout_ms,
+      layout: (collection) => this.layout(collection),
     };
   }
 
-  createCollection(v: ValidCollection): Promise<ResponseOf<"CreateCollection">> {
-    return this.replication.createCollection(this.routable().nodes, v);
+  /**
+   * CreateCollection on every node of the ring, with its layout filled in (catalog.ts
+   * `chooseForCreate`: shard_number 0 → the ring's node count now, replication_factor 0 → the
+   * router's): every node stores it, so every router learns the same layout. A collection that
+   * already existed keeps the layout its nodes report (or, when they report none, the one the
+   * catalog knew, else the pre-shard layout).
+   */
+  async createCollection(v: ValidCollection): Promise<ResponseOf<"CreateCollection">> {
+    const nodes = this.routable().nodes;
+    const before = this.catalog.get(v.name);
+    const filled = this.catalog.chooseForCreate(v, nodes.length);
+    let answer: ResponseOf<"CreateCollection">;
+    try {
+      answer = await this.replication.createCollection(nodes, filled);
+    } catch (e) {
+      // Not created: the catalog must not keep a layout no node may hold.
+      if (before === undefined) this.catalog.drop(v.name);
+      else this.catalog.set(v.name, before);
+      throw e;
+    }
+    const info = answer.collection;
+    if (info !== null && info !== undefined && (info.shard_number ?? 0) >= 1) {
+      this.catalog.learn(info);
+    } else if (!answer.created) {
+      // It existed already, on nodes that do not report layouts.
+      if (before !== undefined) this.catalog.set(v.name, before);
+      else this.catalog.set(v.name, this.catalog.legacy);
+    }
+    this.#misses.delete(v.name);
+    return answer;
   }
 
-  dropCollection(name: string): Promise<ResponseOf<"DropCollection">> {
+  async dropCollection(name: string): Promise<ResponseOf<"DropCollection">> {
     this.recall?.forget(name);
-    return this.replication.dropCollection(this.routable().nodes, name);
+    const answer = await this.replication.dropCollection(this.routable().nodes, name);
+    this.catalog.drop(name);
+    return answer;
   }
 
-  listCollections(): Promise<ResponseOf<"ListCollections">> {
-    return this.scatter.listCollections(this.routable().nodes);
+  /**
+   * The union of the nodes' collections; the catalog learns their layouts, and a collection
+   * whose nodes report no layout (nodes from before shards) is shown with the catalog's.
+   */
+  async listCollections(): Promise<ResponseOf<"ListCollections">> {
+    const answer = await this.scatter.listCollections(this.routable().nodes);
+    this.#learn(answer.collections);
+    for (const c of answer.collections) {
+      if ((c.shard_number ?? 0) >= 1) continue;
+      const l = this.catalog.get(c.name);
+      if (l === undefined) continue;
+      c.shard_number = l.shard_number;
+      c.replication_factor = l.replication_factor;
+    }
+    return answer;
   }
 
   /** Backup `name` of `collection` on every node of the ring, or on none (backups.ts). */
@@ -518,6 +656,8 @@ export class RouterCore {
     if (removed.length + added.length === 0) return { added, removed, retry_at_ms };
     for (const a of added) this.#join_waiting.delete(a);
     this.#view = this.#makeView(ready);
+    // Start-up (the first nodes): learn the layouts of the collections they hold.
+    if (before.length === 0) this.background.track("catalog refresh", this.#refreshCatalog());
     this.#rebalance?.changed(this.#view, added.length === 0 && !removed.some((a) => left.has(a)));
     for (const a of removed) {
       const s = this.table.find(a);
@@ -568,7 +708,21 @@ export class RouterCore {
     const byName = new Map<string, CollectionInfo>();
     for (const s of settled) {
       if (s.status !== "fulfilled") continue;
+      this.#learn(s.value.collections);
       for (const c of s.value.collections) if (!byName.has(c.name)) byName.set(c.name, c);
+    }
+    // The newcomer gets each collection with its layout (nodes from before shards do not
+    // report it; the catalog knows it when this router created it).
+    for (const [name, c] of byName) {
+      const l = this.catalog.get(name);
+      const legacy = this.catalog.legacy;
+      if (
+        (c.shard_number ?? 0) < 1 && l !== undefined &&
+        (l.shard_number !== legacy.shard_number ||
+          l.replication_factor !== legacy.replication_factor)
+      ) {
+        byName.set(name, { ...c, ...l });
+      }
     }
     if (sources.length > 0 && settled.every((s) => s.status === "rejected")) {
       log(

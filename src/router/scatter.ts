@@ -19,6 +19,7 @@ import type { ValidSearch } from "../api/validate.ts";
 import { isNotFound, isTransient, type NodePort, RouterStatusError } from "./node_port.ts";
 import type { NodeTable } from "./node_table.ts";
 import { mergeSearchResults, searchCoverage, searchRetryTargets, searchTargets } from "./plan.ts";
+import type { Placement, ShardLayout } from "../cluster/placement.ts";
 import type { RingView } from "./ring_view.ts";
 
 /** Deadline of a call that waits for a reconnecting channel: the reconnect backoff cap + 200. */
@@ -35,6 +36,10 @@ export interface ScatterDeps {
   table: NodeTable;
   /** Deadline of the second Search round, which waits for reconnecting channels. */
   retry_timeout_ms: number;
+  /** A collection's shard layout (RouterCore.layout: the catalog, legacy when unknown). */
+  layout?: (collection: string) => Promise<ShardLayout>;
+  /** The placement a search reads from (RouterCore.searchPlacement). */
+  search_placement?: () => Placement;
 }
 
 /** Fan-out reads. */
