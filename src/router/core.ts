@@ -148,7 +148,7 @@ export class RouterCore {
   /** Collection layouts (shards, replicas) the router routes by (catalog.ts). */
   readonly catalog: Catalog;
   /** The ListCollections refresh in flight, shared by every request that waits for it. */
-  #refreshing: Promise<void> | null = null;
+  #refreshing: Promise<boolean> | null = null;
   /** Collections no node reported at the last refresh, until when (clock ms). */
   readonly #misses = new Map<string, number>();
 
@@ -240,7 +240,8 @@ export class RouterCore {
    * ListCollections of the ring's nodes (shared by concurrent callers; a name no node reported
    * is not looked up again for {@link LAYOUT_MISS_TTL_MS}); still unknown, the layout of a
    * collection from before shards (1 shard, the router's replication factor), which is what the
-   * implicit "default" collection and every pre-shard collection are.
+   * implicit "default" collection and every pre-shard collection are. UNAVAILABLE when the
+   * catalog does not know it and no node answered the lookup.
    */
   async layout(collection: string): Promise<ShardLayout> {
     const known = this.catalog.get(collection);
@@ -249,17 +250,28 @@ export class RouterCore {
     const miss_until = this.#misses.get(collection);
     if (miss_until === undefined || miss_until <= now_ms) {
       if (miss_until !== undefined) this.#misses.delete(collection);
-      await this.#refreshCatalog();
+      const answered = await this.#refreshCatalog();
       const found = this.catalog.get(collection);
       if (found !== undefined) return found;
+      if (!answered && this.#view.nodes.length > 0) {
+        // Guessing the pre-shard layout here could send a write to the wrong replicas.
+        throw new RouterStatusError(
+          grpc.status.UNAVAILABLE,
+          `Cannot learn the layout of collection "${collection}": no storage node answered ` +
+            "ListCollections",
+        );
+      }
       if (this.#misses.size >= LAYOUT_MISSES_MAX) this.#misses.clear();
       this.#misses.set(collection, this.options.clock.now_ms() + LAYOUT_MISS_TTL_MS);
     }
     return this.catalog.legacy;
   }
 
-  /** One ListCollections of the ring's nodes into the catalog (concurrent callers share it). */
-  #refreshCatalog(): Promise<void> {
+  /**
+   * One ListCollections of the ring's nodes into the catalog (concurrent callers share it);
+   * resolves with whether some node answered.
+   */
+  #refreshCatalog(): Promise<boolean> {
     if (this.#refreshing !== null) return this.#refreshing;
     const nodes = this.#view.nodes;
     const run = Promise.allSettled(
@@ -269,7 +281,13 @@ export class RouterCore {
         })
       ),
     ).then((settled) => {
-      for (const s of settled) if (s.status === "fulfilled") this.#learn(s.value.collections);
+      let answered = false;
+      for (const s of settled) {
+        if (s.status !== "fulfilled") continue;
+        answered = true;
+        this.#learn(s.value.collections);
+      }
+      return answered;
     }).finally(() => {
       this.#refreshing = null;
     });
@@ -300,29 +318,48 @@ export class RouterCore {
 
   // ----- requests -----
 
-  async put(v: ValidPut): Promise<ResponseOf<"Put">> {
-    // The layout first: the view is taken after it, so the write counts itself in flight on
-    // the ring it plans on before anything else awaits (rebalancing drains older rings).
-    const layout = await this.layout(v.collection);
-    const view = this.routable();
-    return this.writes.counted(view, () => this.replication.put(view, layout, v));
+  /**
+   * Runs `fn` with the layout of `collection`: at once (no await before the node calls start)
+   * when the catalog knows it, else after {@link layout}. A write takes its view inside `fn`,
+   * so it counts itself in flight on the ring it plans on before anything else awaits
+   * (rebalancing drains writes planned on older rings).
+   */
+  #withLayout<T>(collection: string, fn: (layout: ShardLayout) => Promise<T>): Promise<T> {
+    const known = this.catalog.get(collection);
+    if (known === undefined) return this.layout(collection).then(fn);
+    try {
+      return fn(known);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
-  async putBatch(v: ValidPutBatch): Promise<ResponseOf<"PutBatch">> {
-    const layout = await this.layout(v.collection);
-    const view = this.routable();
-    return this.writes.counted(view, () => this.replication.putBatch(view, layout, v));
+  put(v: ValidPut): Promise<ResponseOf<"Put">> {
+    return this.#withLayout(v.collection, (layout) => {
+      const view = this.routable();
+      return this.writes.counted(view, () => this.replication.put(view, layout, v));
+    });
   }
 
-  async delete(v: ValidPointRef): Promise<ResponseOf<"Delete">> {
-    const layout = await this.layout(v.collection);
-    const view = this.routable();
-    return this.writes.counted(view, () => this.replication.delete(view, layout, v));
+  putBatch(v: ValidPutBatch): Promise<ResponseOf<"PutBatch">> {
+    return this.#withLayout(v.collection, (layout) => {
+      const view = this.routable();
+      return this.writes.counted(view, () => this.replication.putBatch(view, layout, v));
+    });
   }
 
-  async get(v: ValidPointRef): Promise<ResponseOf<"Get">> {
-    const layout = await this.layout(v.collection);
-    return this.replication.get(this.routable(), layout, v);
+  delete(v: ValidPointRef): Promise<ResponseOf<"Delete">> {
+    return this.#withLayout(v.collection, (layout) => {
+      const view = this.routable();
+      return this.writes.counted(view, () => this.replication.delete(view, layout, v));
+    });
+  }
+
+  get(v: ValidPointRef): Promise<ResponseOf<"Get">> {
+    return this.#withLayout(
+      v.collection,
+      (layout) => this.replication.get(this.routable(), layout, v),
+    );
   }
 
   async search(v: RouterSearch): Promise<ResponseOf<"Search">> {
@@ -386,16 +423,19 @@ export class RouterCore {
   }
 
   /** Points by id, the newest version among the replicas each (replication.ts). */
-  async getBatch(v: ValidGetBatch): Promise<ResponseOf<"GetBatch">> {
-    const layout = await this.layout(v.collection);
-    return this.replication.getBatch(this.routable(), layout, v);
+  getBatch(v: ValidGetBatch): Promise<ResponseOf<"GetBatch">> {
+    return this.#withLayout(
+      v.collection,
+      (layout) => this.replication.getBatch(this.routable(), layout, v),
+    );
   }
 
   /** Deletes ids at one version on their owners (replication.ts). */
-  async deleteBatch(v: ValidDeleteBatch): Promise<ResponseOf<"DeleteBatch">> {
-    const layout = await this.layout(v.collection);
-    const view = this.routable();
-    return this.writes.counted(view, () => this.replication.deleteBatch(view, layout, v));
+  deleteBatch(v: ValidDeleteBatch): Promise<ResponseOf<"DeleteBatch">> {
+    return this.#withLayout(v.collection, (layout) => {
+      const view = this.routable();
+      return this.writes.counted(view, () => this.replication.deleteBatch(view, layout, v));
+    });
   }
 
   /**
