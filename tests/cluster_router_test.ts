@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { type ApiClient, isServiceError } from "../src/api/client.ts";
 import type { StatsResponse } from "../src/api/proto.ts";
-import { HashRing } from "../src/cluster/ring.ts";
+import { type CollectionPlacement, placementOf, placementWith } from "../harness/placement.ts";
 import { type TestCluster, withCluster } from "../harness/cluster.ts";
 import { freePort } from "../harness/ports.ts";
 import { ROUTER_ENTRY, routerFlags, runCli, spawnServer } from "../harness/servers.ts";
@@ -54,7 +54,7 @@ async function getOn(api: ApiClient, id: number): Promise<number[] | null> {
 /** Every point is on exactly its owners (checked directly on each running node). */
 async function assertPlacement(
   c: TestCluster,
-  ring: HashRing,
+  ring: CollectionPlacement,
   points: Map<number, number[]>,
   skip: Set<number> = new Set(),
 ): Promise<void> {
@@ -62,7 +62,7 @@ async function assertPlacement(
     if (skip.has(i)) continue;
     const api = c.api(c.nodeAddrs[i]);
     for (const [id, v] of points) {
-      const owns = ring.owners(id, 2).includes(c.nodeAddrs[i]);
+      const owns = ring.owners(id).includes(c.nodeAddrs[i]);
       const got = await getOn(api, id);
       if (owns) assert.deepEqual(got, v, `node ${c.nodeAddrs[i]} should hold id ${id}`);
       else assert.equal(got, null, `node ${c.nodeAddrs[i]} should not hold id ${id}`);
@@ -104,7 +104,12 @@ Deno.test({
     };
     await withCluster({ nodes: 3, replication_factor: 2 }, async (c) => {
       const router = c.api(c.routerAddr);
-      const ring = new HashRing({ members: c.nodeAddrs });
+      // The router's default layout: one shard per storage node at creation, its RF (2).
+      const ring = placementWith(
+        COLLECTION,
+        { shard_number: c.nodeAddrs.length, replication_factor: 2 },
+        c.nodeAddrs,
+      );
       const random = mulberry32(20240611);
 
       await step("the original quickstart through the CLI", async () => {
@@ -159,6 +164,11 @@ Deno.test({
           const r = await router.call("Put", { id, vector: v, collection: COLLECTION });
           assert.equal(r.replicas_acked, 2);
         }
+        // The layout the router reports is the one assumed above.
+        assert.deepEqual(
+          (await placementOf(router, COLLECTION, c.nodeAddrs, 2)).layout,
+          ring.layout,
+        );
         await assertPlacement(c, ring, points);
       });
 
@@ -190,7 +200,7 @@ Deno.test({
         // Ids the down node owns, and one it does not.
         const owned: number[] = [];
         for (let id = 3_000_000; owned.length < 6; id++) {
-          if (ring.owners(id, 2).includes(addr)) owned.push(id);
+          if (ring.owners(id).includes(addr)) owned.push(id);
         }
         const [a, b, d, e, q, x] = owned;
         const one = { collection: COLLECTION, consistency: "one" };
@@ -210,7 +220,7 @@ Deno.test({
         const ve = vec(random);
         await router.call("PutBatch", { points: [{ id: e, vector: ve }], ...one });
         points.set(e, ve);
-        const gone = [...points.keys()].find((id) => ring.owners(id, 2).includes(addr))!;
+        const gone = [...points.keys()].find((id) => ring.owners(id).includes(addr))!;
         await router.call("Delete", { id: gone, ...one });
         points.delete(gone);
         // Quorum needs both owners: refused with the count, yet queued for the down owner.
@@ -272,7 +282,7 @@ Deno.test({
           await c.killNode(2);
           const owned: number[] = [];
           for (let id = 4_000_000; owned.length < 3; id++) {
-            if (ring.owners(id, 2).includes(addr)) owned.push(id);
+            if (ring.owners(id).includes(addr)) owned.push(id);
           }
           const one = { collection: COLLECTION, consistency: "one" };
           await api.call("Put", { id: owned[0], vector: vec(random), ...one });

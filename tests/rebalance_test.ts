@@ -19,7 +19,7 @@
 import assert from "node:assert/strict";
 import type { ApiClient } from "../src/api/client.ts";
 import type { StatsResponse } from "../src/api/proto.ts";
-import { HashRing } from "../src/cluster/ring.ts";
+import { placementOf } from "../harness/placement.ts";
 import { type TestCluster, withCluster } from "../harness/cluster.ts";
 import { waitFor } from "../harness/wait.ts";
 import { Rng } from "../src/testing/random.ts";
@@ -80,7 +80,7 @@ async function assertPlacement(
   nodes: string[],
   expected: Map<number, number[] | null>,
 ): Promise<Map<string, number>> {
-  const ring = new HashRing({ members: nodes });
+  const ring = await placementOf(c.api(c.routerAddr), COLLECTION, nodes, RF);
   const held = new Map<string, number>();
   const ids = [...expected.keys()];
   for (const addr of nodes) {
@@ -93,7 +93,7 @@ async function assertPlacement(
       );
       chunk.forEach((id, j) => {
         const want = expected.get(id)!;
-        const owner = ring.owners(id, RF).includes(addr);
+        const owner = ring.owners(id).includes(addr);
         if (want !== null && owner) {
           assert.ok(got[j].found, `${addr} owns id ${id} but lacks it`);
           assert.deepEqual(got[j].vector, want, `${addr} holds a stale value of id ${id}`);

@@ -16,7 +16,7 @@
 import assert from "node:assert/strict";
 import type { ApiClient } from "../src/api/client.ts";
 import type { StatsResponse } from "../src/api/proto.ts";
-import { HashRing } from "../src/cluster/ring.ts";
+import { placementOf } from "../harness/placement.ts";
 import { type TestCluster, withCluster } from "../harness/cluster.ts";
 import { waitFor } from "../harness/wait.ts";
 import { runCli } from "../harness/servers.ts";
@@ -56,7 +56,7 @@ async function assertHeld(
   nodes: string[],
   want: Map<number, Want>,
 ): Promise<void> {
-  const ring = new HashRing({ members: nodes });
+  const ring = await placementOf(c.api(c.routerAddr), COLLECTION, nodes, RF);
   for (const addr of nodes) {
     const api = c.api(addr);
     const ids = [...want.keys()];
@@ -67,7 +67,7 @@ async function assertHeld(
       );
       chunk.forEach((id, j) => {
         const w = want.get(id)!;
-        if (w !== null && ring.owners(id, RF).includes(addr)) {
+        if (w !== null && ring.owners(id).includes(addr)) {
           assert.ok(got[j].found, `${addr} owns id ${id} but lacks it`);
           assert.deepEqual(got[j].vector, w.vector, `vector of id ${id} on ${addr}`);
           assert.equal(got[j].payload ?? "", w.payload, `payload of id ${id} on ${addr}`);
@@ -137,9 +137,9 @@ Deno.test({
       // Node 1 goes down; writes it owns are hinted.
       const down = 1;
       const addr = c.nodeAddrs[down];
-      const ring = new HashRing({ members: c.nodeAddrs });
+      const ring = await placementOf(c.api(c.routerAddr), COLLECTION, c.nodeAddrs, RF);
       await c.killNode(down);
-      const owned = [...want.keys()].filter((id) => ring.owners(id, RF).includes(addr));
+      const owned = [...want.keys()].filter((id) => ring.owners(id).includes(addr));
       const [a, b, d, e] = owned.filter((id) => id % 5 !== 0);
       await put(router, want, a, 1); // a new payload
       await router.call("Put", {
@@ -153,7 +153,7 @@ Deno.test({
       await router.call("Delete", { id: d, collection: COLLECTION, consistency: "one" });
       want.set(d, null); // deleted after its payloaded put
       const fresh = Array.from({ length: 2000 }, (_, i) => 10_000 + i)
-        .filter((id) => ring.owners(id, RF).includes(addr)).slice(0, 40);
+        .filter((id) => ring.owners(id).includes(addr)).slice(0, 40);
       await router.call("PutBatch", {
         points: fresh.map((id) => ({ id, vector: vec(id), payload: payloadOf(id, 3) })),
         collection: COLLECTION,
@@ -178,7 +178,7 @@ Deno.test({
       // Read repair: one owner gets a newer version directly; a Get through the router answers
       // with it and copies it, payload included, to the other owner.
       const r = [...want.keys()].find((id) => id % 5 !== 0 && want.get(id) !== null)!;
-      const [first, second] = ring.owners(r, RF);
+      const [first, second] = ring.owners(r);
       const held = await c.api(second).call("Get", { id: r, collection: COLLECTION });
       const newer = String(BigInt(held.version!) + 1024n);
       const repaired = JSON.stringify({ repaired: true, id: r });
