@@ -98,6 +98,11 @@ export interface RebalanceHooks {
    * hold complete shards), else the one in use.
    */
   readPlacement(): Placement;
+  /**
+   * A rebalancing run settled since this router started: every entry then sits on its shard's
+   * replicas, collections from before shards included (they lay on hash-ring owners before).
+   */
+  readonly migrated?: boolean;
   /** Starts an anti-entropy run now (after a cluster restore); absent: none is started. */
   antiEntropy?(): void;
 }
@@ -183,7 +188,7 @@ export class RouterCore {
       consistency: options.consistency,
       node_timeout_ms: options.node_timeout_ms,
       queued: (s) => this.replay.tick(s),
-      readers: (c, layout, id) => this.#rebalance?.readers(c, layout, id) ?? null,
+      readers: (c, layout, id) => this.#readers(c, layout, id),
     });
     this.scatter = new Scatter({
       nodes: options.nodes,
@@ -306,6 +311,23 @@ export class RouterCore {
       else if (this.catalog.get(c.name) === undefined) this.catalog.learn(c);
       this.#misses.delete(c.name);
     }
+  }
+
+  /**
+   * Who may hold the newest version of `id` (null: its owners). A collection from before shards
+   * (one shard) kept its points on their hash-ring owners: until a rebalancing run settled since
+   * this router started (never without rebalancing, in static mode) those are asked too, so its
+   * points stay readable by id while the first run moves them to the shard's replicas.
+   */
+  #readers(collection: string, layout: ShardLayout, id: PointId): string[] | null {
+    const r = this.#rebalance?.readers(collection, layout, id) ?? null;
+    if (layout.shard_number !== 1 || this.#rebalance?.migrated === true) return r;
+    const view = this.#view;
+    const out = r ?? [...view.placement.owners(collection, layout, id)];
+    for (const o of view.ring.owners(id, layout.replication_factor)) {
+      if (!out.includes(o)) out.push(o);
+    }
+    return out;
   }
 
   /**

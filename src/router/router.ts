@@ -377,6 +377,9 @@ export class Router {
         settledNodes: () => rebalancer.settled?.nodes ?? [],
         readers: (c, layout, id) => rebalancer.readers(c, layout, id),
         readPlacement: () => rebalancer.readPlacement(),
+        get migrated() {
+          return rebalancer.stats.rebalances_done > 0;
+        },
         antiEntropy: () => rebalancer.antiEntropy(),
       });
     }

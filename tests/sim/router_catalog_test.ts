@@ -126,3 +126,33 @@ Deno.test("router catalog: CreateCollection fills in and sends the layout; Drop 
   assert.equal(core.catalog.get("d"), undefined);
   await core.stop();
 });
+
+Deno.test("router catalog: a pre-shard collection's points on hash-ring owners stay readable", async () => {
+  // Nodes report no layout: collection "c" is from before shards (1 shard, the router's RF 2),
+  // and its points still lie where the hash ring put them (no rebalancing here).
+  const { world, core } = await simRouterCore(15);
+  const legacy = core.catalog.legacy;
+  let id = 1;
+  let holder = "";
+  for (; id < 1000; id++) {
+    const only = core.view.ring.owners(id, 2).find((a) =>
+      !core.view.placement.owners("c", legacy, id).includes(a)
+    );
+    if (only !== undefined) {
+      holder = only;
+      break;
+    }
+  }
+  assert.notEqual(holder, "", "some id has a ring owner outside its shard's replicas");
+  world.nodes.get(holder)!.data.set(id, { version: 5, deleted: false, value: 42 });
+  world.recordApplied(id, 5, false, 42);
+  const got = await settle(world, core.get(validatePointRef({ id, collection: "c" })));
+  assert.equal(got.found, true, "found on its hash-ring owner");
+  assert.equal(got.vector[0], 42);
+  // Read repair copies it to the shard's replicas (the migration, one read at a time).
+  await world.run(world.clock.now_ms + 2_000);
+  for (const a of core.view.placement.owners("c", legacy, id)) {
+    assert.equal(world.nodes.get(a)!.data.get(id)?.version, 5, `repaired onto ${a}`);
+  }
+  await core.stop();
+});
