@@ -576,8 +576,31 @@ export class RouterCore {
     return this.backups.list(this.routable().nodes);
   }
 
-  restore(backup: string, collection: string): Promise<ResponseOf<"Restore">> {
-    return this.backups.restore(this.routable().nodes, backup, collection);
+  /**
+   * Restore (backups.ts). The new collection gets the layout its nodes report, else that of the
+   * collection the backup was taken of (when this router knows it): its points then move to
+   * that layout's placement in the anti-entropy run the restore starts.
+   */
+  async restore(backup: string, collection: string): Promise<ResponseOf<"Restore">> {
+    const nodes = this.routable().nodes;
+    const r = await this.backups.restore(nodes, backup, collection);
+    this.#misses.delete(collection);
+    if ((r.collection?.shard_number ?? 0) >= 1) {
+      this.catalog.learn({ ...r.collection!, name: collection });
+      return r;
+    }
+    try {
+      const list = await this.backups.list(nodes);
+      const source = list.backups.find((b) => b.name === backup)?.collection?.name;
+      const layout = source === undefined ? undefined : this.catalog.get(source);
+      if (layout !== undefined) this.catalog.set(collection, layout);
+    } catch (e) {
+      this.options.log(
+        `WARNING restored collection "${collection}" takes the pre-shard layout: ` +
+          `${(e as Error).message}`,
+      );
+    }
+    return r;
   }
 
   deleteBackup(name: string): Promise<ResponseOf<"DeleteBackup">> {
