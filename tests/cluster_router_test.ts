@@ -22,6 +22,8 @@ import { Rng } from "../src/testing/random.ts";
 
 const DIM = 4;
 const COLLECTION = "cluster_test";
+/** Shards of the test collection. */
+const SHARDS = 12;
 
 /** Seeded uniform [0, 1) numbers: the project's mulberry32 generator. */
 function mulberry32(seed: number): () => number {
@@ -104,10 +106,11 @@ Deno.test({
     };
     await withCluster({ nodes: 3, replication_factor: 2 }, async (c) => {
       const router = c.api(c.routerAddr);
-      // The router's default layout: one shard per storage node at creation, its RF (2).
+      // 12 shards of the router's RF (2): every node holds some (the steps below need ids
+      // each node owns; with one shard per node a node may hold none).
       const ring = placementWith(
         COLLECTION,
-        { shard_number: c.nodeAddrs.length, replication_factor: 2 },
+        { shard_number: SHARDS, replication_factor: 2 },
         c.nodeAddrs,
       );
       const random = mulberry32(20240611);
@@ -144,7 +147,11 @@ Deno.test({
 
       const points = new Map<number, number[]>();
       await step("writes land on exactly the owners the ring names", async () => {
-        const created = await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
+        const created = await router.call("CreateCollection", {
+          name: COLLECTION,
+          dimension: DIM,
+          shard_number: SHARDS,
+        });
         assert.equal(created.created, true);
         const list = await router.call("ListCollections", {});
         assert.ok(list.collections.some((x) => x.name === COLLECTION));

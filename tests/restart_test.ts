@@ -59,7 +59,8 @@ Deno.test({
       const rng = new Rng(41);
       const expected = new Map<number, number[]>();
       await waitFor(async () => (await settled(router, c.nodeAddrs)) !== null, "3-node ring");
-      await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
+      // 12 shards: the restarted node is all but sure to hold some (`owned` below).
+      await router.call("CreateCollection", { name: COLLECTION, dimension: DIM, shard_number: 12 });
       for (let from = 0; from < POINTS; from += 500) {
         const points = [];
         for (let id = from; id < from + 500; id++) {

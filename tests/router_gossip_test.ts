@@ -145,7 +145,12 @@ Deno.test({
       });
 
       await step("puts land on the ring owners; searches are exact and complete", async () => {
-        await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
+        // 12 shards: a node joining later is all but sure to gain some (checked below).
+        await router.call("CreateCollection", {
+          name: COLLECTION,
+          dimension: DIM,
+          shard_number: 12,
+        });
         await putRange(router, points, random, 0, 40);
         const ring = await placementOf(router, COLLECTION, c.nodeAddrs, 2);
         for (let i = 0; i < 3; i++) {

@@ -99,7 +99,8 @@ Deno.test({
     await withCluster({ nodes: 3, replication_factor: RF }, async (c) => {
       const router = c.api(c.routerAddr, 10_000);
       const want = new Map<number, Want>();
-      await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
+      // 12 shards: the node taken down below is all but sure to own some ids.
+      await router.call("CreateCollection", { name: COLLECTION, dimension: DIM, shard_number: 12 });
       const points = Array.from({ length: 300 }, (_, id) => ({
         id,
         vector: vec(id),
