@@ -285,11 +285,18 @@ Deno.test({
         try {
           await small.ready;
           const api = c.api(`127.0.0.1:${port}`);
-          const addr = c.nodeAddrs[2];
-          await c.killNode(2);
+          // This router learned the layout from the nodes (storage nodes from before shards
+          // report none: then it routes the collection as one shard): ask it, and stop a node
+          // that holds a shard under it.
+          const its = await placementOf(api, COLLECTION, c.nodeAddrs, 2);
+          const victim = [2, 1, 0].find((i) =>
+            its.placement.shardsOf(COLLECTION, its.layout, c.nodeAddrs[i]).length > 0
+          )!;
+          const addr = c.nodeAddrs[victim];
+          await c.killNode(victim);
           const owned: number[] = [];
           for (let id = 4_000_000; owned.length < 3; id++) {
-            if (ring.owners(id).includes(addr)) owned.push(id);
+            if (its.owners(id).includes(addr)) owned.push(id);
           }
           const one = { collection: COLLECTION, consistency: "one" };
           await api.call("Put", { id: owned[0], vector: vec(random), ...one });
@@ -306,7 +313,7 @@ Deno.test({
           const stats = await api.call("Stats", {});
           const n = stats.nodes!.find((x) => x.address === addr) as { hints_refused?: string };
           assert.equal(n.hints_refused, "1");
-          await c.startNode(2);
+          await c.startNode(victim);
           await waitFor(
             async () => hintsPending(await api.call("Stats", {}), addr) === 0,
             "the small router did not replay its hints",
