@@ -163,6 +163,54 @@ export interface TransferMethods {
   CopyBatch: { request: CopyBatchRequest; response: CopyBatchResponse };
   Prune: { request: PruneRequest; response: PruneResponse };
   Entries: { request: EntriesRequest; response: EntriesResponse };
+  ShardImageOpen: { request: ShardImageOpenRequest; response: ShardImageOpenResponse };
+  ShardImageRead: { request: ShardImageReadRequest; response: ShardImageReadResponse };
+  ShardImageClose: { request: { image_id: string }; response: Record<string, never> };
+  ShardInstallBegin: { request: ShardInstallBeginRequest; response: { install_id: string } };
+  ShardInstallChunk: { request: ShardInstallChunkRequest; response: { received: Uint64 } };
+  ShardInstallCommit: {
+    request: { install_id: string };
+    response: { merged: Uint64; points: Uint64 };
+  };
+}
+
+/** ShardImageOpen (proto/internal.proto): one shard unit of a collection. */
+export interface ShardImageOpenRequest {
+  collection: string;
+  shard: number;
+}
+/** A pinned image: id, size, the seq it covers, CRC-32, entries (uint64s as decimal strings). */
+export interface ShardImageOpenResponse {
+  image_id: string;
+  size: Uint64;
+  seq: Uint64;
+  crc32: number;
+  points: Uint64;
+  tombstones: Uint64;
+}
+export interface ShardImageReadRequest {
+  image_id: string;
+  offset: Uint64;
+  /** 1 .. SHARD_CHUNK_BYTES_MAX. */
+  max_bytes: number;
+}
+export interface ShardImageReadResponse {
+  data: Uint8Array;
+  crc32: number;
+  done: boolean;
+}
+export interface ShardInstallBeginRequest {
+  collection: string;
+  shard: number;
+  size: Uint64;
+  seq: Uint64;
+  crc32: number;
+}
+export interface ShardInstallChunkRequest {
+  install_id: string;
+  offset: Uint64;
+  data: Uint8Array;
+  crc32: number;
 }
 
 const packageDefinition = protoLoader.loadSync(
@@ -222,6 +270,12 @@ export const TRANSFER_REQUEST_LIMITS: Readonly<Record<keyof TransferMethods, Req
       { field: 5, name: "string_ids", max: SCAN_LIMIT_MAX, unit: "ids" },
     ],
   },
+  ShardImageOpen: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.ShardImageOpen },
+  ShardImageRead: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.ShardImageRead },
+  ShardImageClose: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.ShardImageClose },
+  ShardInstallBegin: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.ShardInstallBegin },
+  ShardInstallChunk: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.ShardInstallChunk },
+  ShardInstallCommit: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.ShardInstallCommit },
 };
 
 /**

@@ -141,6 +141,8 @@ export const POINT_FIELDS_MAX = 16;
  * | vectordb.internal.Transfer | Entries (a filter)                      | 20 KiB    |                              |
  * | vectordb.internal.Transfer | CopyBatch                               | 16 MiB    | points <= SCAN_LIMIT_MAX, 16 fields per point |
  * | vectordb.internal.Transfer | Prune                                   | 576 KiB   | ids, string_ids, versions <= SCAN_LIMIT_MAX each (ids + string_ids checked decoded) |
+ * | vectordb.internal.Transfer | ShardImageOpen, ShardImageRead, ShardImageClose, ShardInstallBegin, ShardInstallCommit | 4 KiB | |
+ * | vectordb.internal.Transfer | ShardInstallChunk (a chunk <= SHARD_CHUNK_BYTES_MAX) | 1,028 KiB | |
  * | vectordb.internal.Gossip   | Exchange (cluster/gossip_transport.ts)  | 65 KiB    | (payload 64 KiB + sender)    |
  *
  * Every request also has at most REQUEST_FIELDS_MAX other top-level fields.
@@ -191,12 +193,23 @@ export const VECTORDB_REQUEST_BYTES_MAX = {
   DeleteByFilter: FILTER_REQUEST_BYTES_MAX,
 } as const;
 
+/** Largest chunk of a shard image in ShardImageRead and ShardInstallChunk: 1 MiB. */
+export const SHARD_CHUNK_BYTES_MAX = 1024 * 1024;
+/** Largest shard image a node receives: 64 GiB. */
+export const SHARD_IMAGE_BYTES_MAX = 64 * 2 ** 30;
+
 /** Largest encoded request per RPC of `vectordb.internal.Transfer` (see the table above). */
 export const TRANSFER_REQUEST_BYTES_MAX = {
   Scan: SMALL_REQUEST_BYTES_MAX,
   CopyBatch: COPY_BATCH_BYTES_MAX,
   Prune: PRUNE_BYTES_MAX,
   Entries: FILTER_REQUEST_BYTES_MAX,
+  ShardImageOpen: SMALL_REQUEST_BYTES_MAX,
+  ShardImageRead: SMALL_REQUEST_BYTES_MAX,
+  ShardImageClose: SMALL_REQUEST_BYTES_MAX,
+  ShardInstallBegin: SMALL_REQUEST_BYTES_MAX,
+  ShardInstallChunk: SHARD_CHUNK_BYTES_MAX + SMALL_REQUEST_BYTES_MAX,
+  ShardInstallCommit: SMALL_REQUEST_BYTES_MAX,
 } as const;
 
 /**

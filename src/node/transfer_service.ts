@@ -46,6 +46,12 @@ import {
   SCAN_LIMIT_MAX,
   type ScanRequest,
   type ScanWireResponse,
+  type ShardImageOpenRequest,
+  type ShardImageOpenResponse,
+  type ShardImageReadRequest,
+  type ShardImageReadResponse,
+  type ShardInstallBeginRequest,
+  type ShardInstallChunkRequest,
   type TransferPointWire,
   transferService,
 } from "../api/transfer.ts";
@@ -69,6 +75,7 @@ import { UnaryGuard } from "../api/unary.ts";
 import type { RequestMetrics } from "../common/metrics.ts";
 import { IN_FLIGHT_MAX, toStatus } from "./service.ts";
 import { payloadText } from "../common/payload.ts";
+import { ShardTransfers } from "./shard_transfer.ts";
 
 /** A Scan page stops once its vectors and payloads hold this many bytes. */
 export const SCAN_PAGE_BYTES_MAX = 4 * 2 ** 20;
@@ -190,6 +197,8 @@ export interface TransferServiceOptions {
   /** Counts Scan, CopyBatch and Prune in the gRPC request metrics. */
   metrics?: RequestMetrics;
   clock?: () => number;
+  /** The shard image and install state (ShardImage*, ShardInstall*); default a new one. */
+  shard_transfers?: ShardTransfers;
 }
 
 /**
@@ -208,6 +217,7 @@ export function transferHandlers(
   const log = options.logger ?? ((m: string) => console.error(m));
   const now = options.clock ?? (() => Date.now());
   const snapshots = new Map<string, { ids: IdList; built_ms: number; c: Collection }>();
+  const shards = options.shard_transfers ?? new ShardTransfers(store, { clock: now, logger: log });
 
   const guard = new UnaryGuard({
     server_name: "node",
@@ -312,6 +322,50 @@ export function transferHandlers(
         entriesPage(c, after, limit, req.with_vector === true, filter, req.with_payload === true),
       );
     }),
+    // Shard moves as files (src/node/shard_transfer.ts).
+    ShardImageOpen: guard.wrap<ShardImageOpenRequest, ShardImageOpenResponse>(
+      "ShardImageOpen",
+      (req) => {
+        arrived();
+        return shards.openImage(resolveCollection(req.collection), req.shard);
+      },
+    ),
+    ShardImageRead: guard.wrap<ShardImageReadRequest, ShardImageReadResponse>(
+      "ShardImageRead",
+      (req) => {
+        arrived();
+        return shards.readImage(req.image_id, req.offset, req.max_bytes);
+      },
+    ),
+    ShardImageClose: guard.wrap<{ image_id: string }, Record<string, never>>(
+      "ShardImageClose",
+      async (req) => {
+        await shards.closeImage(req.image_id);
+        return {};
+      },
+    ),
+    ShardInstallBegin: guard.wrap<ShardInstallBeginRequest, { install_id: string }>(
+      "ShardInstallBegin",
+      (req) => {
+        arrived();
+        const name = resolveCollection(req.collection);
+        return shards.beginInstall(name, req.shard, req.size, req.seq, req.crc32);
+      },
+    ),
+    ShardInstallChunk: guard.wrap<ShardInstallChunkRequest, { received: number }>(
+      "ShardInstallChunk",
+      (req) => {
+        arrived();
+        return shards.chunk(req.install_id, req.offset, req.data, req.crc32);
+      },
+    ),
+    ShardInstallCommit: guard.wrap<{ install_id: string }, { merged: number; points: number }>(
+      "ShardInstallCommit",
+      (req) => {
+        arrived();
+        return shards.commit(req.install_id);
+      },
+    ),
   };
 }
 

@@ -71,6 +71,7 @@ import type { Filter } from "../common/filter.ts";
 import type { Metric } from "../kernels/kernels.ts";
 import type { WalStats } from "../io/wal.ts";
 import type { PayloadIndexInfo } from "./payload_index.ts";
+import { recoverUnitSwap, swapUnitDirs } from "./unit_swap.ts";
 import {
   Collection,
   type CollectionConfig,
@@ -308,8 +309,16 @@ export class ShardedCollection {
   readonly replication_factor: number;
   /** Shared by every unit (see the module comment). */
   readonly clock: VersionClock;
-  /** Unit k holds shard k. */
+  /** Unit k holds shard k (replaced whole by {@link installUnit}). */
   readonly units: readonly Collection[];
+  /** Options the units were opened with (an installed unit is opened the same way). */
+  readonly unitOptions: CollectionOptions;
+  /** Per shard: writes started and not yet finished (see {@link on}). */
+  private readonly inflight: Int32Array;
+  /** Shards whose unit is being swapped: writes to them wait for the promise. */
+  private readonly gates = new Map<number, Promise<void>>();
+  /** Shards with an {@link installUnit} under way. */
+  private readonly installing = new Set<number>();
   /** Units searched by the last search (Search's `shard_searches`). */
   lastShardSearches = 0;
   /** Largest ef of the last search's units, and the nodes they visited (summed), for metrics. */
@@ -322,7 +331,10 @@ export class ShardedCollection {
     config: ShardedConfig,
     units: Collection[],
     clock: VersionClock,
+    unitOptions: CollectionOptions = {},
   ) {
+    this.unitOptions = unitOptions;
+    this.inflight = new Int32Array(units.length);
     this.dir = dir;
     this.name = config.name;
     this.shard_number = units.length;
@@ -374,7 +386,7 @@ export class ShardedCollection {
     const file = join(dir, LAYOUT_FILE);
     if (!existsSync(file)) {
       const only = await Collection.open(dir, unitOptions);
-      return new ShardedCollection(dir, { ...only.config }, [only], clock);
+      return new ShardedCollection(dir, { ...only.config }, [only], clock, unitOptions);
     }
     let bytes: Uint8Array;
     try {
@@ -388,6 +400,10 @@ export class ShardedCollection {
     try {
       for (let k = 0; k < s; k++) {
         const at = unitDir(dir, s, k);
+        // A unit install (unit_swap.ts) a crash interrupted: keep the old unit or the new one.
+        if (s > 1) {
+          for (const line of recoverUnitSwap(at)) log(`Collection "${config.name}": ${line}`);
+        }
         if (!existsSync(at)) {
           throw new CollectionStateError(
             `Collection "${config.name}": unit directory ${at} of shard ${k} is missing ` +
@@ -415,12 +431,31 @@ export class ShardedCollection {
       for (const u of units) await u.close().catch(() => {});
       throw e;
     }
-    return new ShardedCollection(dir, config, units, clock);
+    return new ShardedCollection(dir, config, units, clock, unitOptions);
   }
 
   /** The unit of `id` (canonical). */
   private unitOf(id: PointId): Collection {
     return this.units[shardOf(id, this.shard_number)];
+  }
+
+  /** The shard of `id`, after checking the id (a PointIdError naming `field`). */
+  private shardFor(id: PointId, field = "id"): number {
+    return shardOf(canonicalId(id, field), this.shard_number);
+  }
+
+  /**
+   * Runs a write on unit `k`: after any unit install under way on it (writes wait out the
+   * swap), counted in flight so an install can wait for writes already started on the old unit.
+   */
+  private async on<T>(k: number, f: (u: Collection) => Promise<T>): Promise<T> {
+    for (let g = this.gates.get(k); g !== undefined; g = this.gates.get(k)) await g;
+    this.inflight[k]++;
+    try {
+      return await f(this.units[k]);
+    } finally {
+      this.inflight[k]--;
+    }
   }
 
   /** The unit of `id`, after checking the id (a PointIdError naming `field`). */
@@ -459,7 +494,8 @@ export class ShardedCollection {
     version = 0,
     data: Uint8Array | null = null,
   ): Promise<{ seq: number; version: number; applied: boolean }> {
-    return this.unitFor(id).put(id, vector, version, data);
+    if (this.shard_number === 1) return this.units[0].put(id, vector, version, data);
+    return this.on(this.shardFor(id), (u) => u.put(id, vector, version, data));
   }
 
   /** See {@link Collection.putBatch}; split by shard, acknowledged when every part is durable. */
@@ -479,7 +515,7 @@ export class ShardedCollection {
       if (start[k] === start[k + 1]) continue;
       const part: Point[] = new Array(start[k + 1] - start[k]);
       for (let j = start[k]; j < start[k + 1]; j++) part[j - start[k]] = points[order[j]];
-      parts.push(this.units[k].putBatch(part, v));
+      parts.push(this.on(k, (u) => u.putBatch(part, v)));
     }
     const done = await Promise.all(parts);
     let seq = 0, applied = 0;
@@ -495,7 +531,8 @@ export class ShardedCollection {
     id: PointId,
     version = 0,
   ): Promise<{ deleted: boolean; seq: number; version: number; applied: boolean }> {
-    return this.unitFor(id).delete(id, version);
+    if (this.shard_number === 1) return this.units[0].delete(id, version);
+    return this.on(this.shardFor(id), (u) => u.delete(id, version));
   }
 
   /** See {@link Collection.copy}; split by shard. */
@@ -511,7 +548,7 @@ export class ShardedCollection {
       if (start[k] === start[k + 1]) continue;
       const part: CopyEntry[] = new Array(start[k + 1] - start[k]);
       for (let j = start[k]; j < start[k + 1]; j++) part[j - start[k]] = entries[order[j]];
-      parts.push(this.units[k].copy(part));
+      parts.push(this.on(k, (u) => u.copy(part)));
     }
     let applied = 0, skipped = 0, seq = 0;
     for (const d of await Promise.all(parts)) {
@@ -544,7 +581,7 @@ export class ShardedCollection {
         partIds[j] = keys[order[start[k] + j]];
         partVersions[j] = versions[order[start[k] + j]];
       }
-      parts.push(this.units[k].forget(partIds, partVersions));
+      parts.push(this.on(k, (u) => u.forget(partIds, partVersions)));
     }
     let forgotten = 0, skipped = 0, seq = 0;
     for (const d of await Promise.all(parts)) {
@@ -572,7 +609,7 @@ export class ShardedCollection {
       if (start[k] === start[k + 1]) continue;
       const part: PointId[] = new Array(start[k + 1] - start[k]);
       for (let j = start[k]; j < start[k + 1]; j++) part[j - start[k]] = keys[order[j]];
-      parts.push(this.units[k].deleteBatch(part, v, removed));
+      parts.push(this.on(k, (u) => u.deleteBatch(part, v, removed)));
     }
     let deleted = 0, applied = 0, seq = 0;
     for (const d of await Promise.all(parts)) {
@@ -827,6 +864,75 @@ export class ShardedCollection {
     };
   }
 
+  /**
+   * Replaces the unit of shard `k` by the unit staged (complete: a snapshot image in its
+   * `snapshots/`) in the directory `staged` (`unit_swap.ts` `stagedUnitDir`), which the image
+   * loads without re-inserting anything. The entries the current unit holds (writes routed to
+   * this node since it gained the shard) are copied into the new unit last-writer-wins: once
+   * while the old unit still takes writes, then again after writes to shard k were stopped and
+   * those in flight finished (few by then). Then both are closed, the directories swapped
+   * (`swapUnitDirs`: a crash leaves the old unit or the new, whole) and the new unit opened in
+   * place; writes to shard k wait during that last step. Returns the entries merged.
+   * CollectionStateError for a 1-shard collection (its unit is the collection's directory) or
+   * while another install of shard `k` runs.
+   */
+  async installUnit(k: number, staged: string): Promise<{ merged: number }> {
+    if (this.shard_number === 1) {
+      throw new CollectionStateError(
+        `Collection "${this.name}" has one shard; its unit cannot be installed from an image`,
+      );
+    }
+    if (!Number.isInteger(k) || k < 0 || k >= this.shard_number) {
+      throw new ShardListError(`shard ${k} is outside 0 .. ${this.shard_number - 1}`);
+    }
+    if (this.installing.has(k)) {
+      throw new CollectionStateError(
+        `Collection "${this.name}": shard ${k} is already being installed`,
+      );
+    }
+    this.installing.add(k);
+    try {
+      const fresh = await Collection.open(staged, this.unitOptions);
+      let merged = 0;
+      try {
+        merged += await mergeUnit(this.units[k], fresh);
+      } catch (e) {
+        await fresh.close().catch(() => {});
+        throw e;
+      }
+      let release = () => {};
+      this.gates.set(k, new Promise<void>((r) => release = r));
+      const at = unitDir(this.dir, this.shard_number, k);
+      const units = this.units as Collection[];
+      try {
+        while (this.inflight[k] > 0) await new Promise((r) => setTimeout(r, 1));
+        const old = units[k];
+        try {
+          merged += await mergeUnit(old, fresh);
+        } catch (e) {
+          await fresh.close().catch(() => {});
+          throw e;
+        }
+        await fresh.close();
+        await old.close();
+        try {
+          await swapUnitDirs(at, staged);
+        } finally {
+          // Whatever the swap reached, the directory now holds one whole unit.
+          recoverUnitSwap(at);
+          units[k] = await Collection.open(at, this.unitOptions);
+          this.idOrder = null;
+        }
+      } finally {
+        this.gates.delete(k);
+        release();
+      }
+      return { merged };
+    } finally {
+      this.installing.delete(k);
+    }
+  }
+
   /** Snapshots every unit with unsnapshotted writes. */
   async snapshot(): Promise<void> {
     await Promise.all(this.units.map((u) => u.snapshot()));
@@ -844,4 +950,40 @@ export class ShardedCollection {
     }
     if (failure !== null) throw failure;
   }
+}
+
+/** Entries copied per batch by {@link mergeUnit}. */
+const MERGE_BATCH = 4096;
+
+/**
+ * Copies every entry `from` holds (live points and tombstones, with their versions) into
+ * `into`, last-writer-wins; entries without a version (written before versions existed) cannot
+ * be ordered and are left out. Returns the entries applied.
+ */
+export async function mergeUnit(from: Collection, into: Collection): Promise<number> {
+  const ids = from.knownIds();
+  let applied = 0;
+  let batch: CopyEntry[] = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    applied += (await into.copy(batch)).applied;
+    batch = [];
+  };
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids.at(i);
+    const e = from.getEntry(id);
+    if (e.version < 1 || (e.vector === null && !e.deleted)) continue;
+    batch.push(
+      e.deleted ? { id, version: e.version, deleted: true } : {
+        id,
+        version: e.version,
+        deleted: false,
+        vector: e.vector!,
+        payload: from.getPayload(id),
+      },
+    );
+    if (batch.length >= MERGE_BATCH) await flush();
+  }
+  await flush();
+  return applied;
 }
