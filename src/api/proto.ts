@@ -301,6 +301,22 @@ export interface StatsResponse {
   points_pruned?: Uint64;
   rebalances_done?: Uint64;
   points_unresolved?: Uint64;
+  /** Router only: shard files moved (src/router/rebalance/shard_move.ts). */
+  shard_moves_active?: number;
+  shard_moves_done?: Uint64;
+  shard_moves_failed?: Uint64;
+  shard_bytes_moved?: Uint64;
+  shard_moves?: ShardMoveStats[];
+}
+
+/** One shard file move under way (Stats). */
+export interface ShardMoveStats {
+  collection: string;
+  shard: number;
+  source: string;
+  target: string;
+  bytes_done: Uint64;
+  bytes_total: Uint64;
 }
 
 // deno-lint-ignore no-empty-interface

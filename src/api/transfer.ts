@@ -64,6 +64,9 @@ export interface ScanRequest {
   after_string_id?: string;
   from_start: boolean;
   limit: number;
+  /** Only the entries of shard `shard` (see proto/internal.proto). */
+  by_shard?: boolean;
+  shard?: number;
 }
 /** A Scan page through {@link TransferClient} (the wire's next_after_* pair as `next_after`). */
 export interface ScanResponse {

@@ -216,7 +216,7 @@ export function transferHandlers(
 ): grpc.UntypedServiceImplementation {
   const log = options.logger ?? ((m: string) => console.error(m));
   const now = options.clock ?? (() => Date.now());
-  const snapshots = new Map<string, { ids: IdList; built_ms: number; c: Collection }>();
+  const snapshots = new Map<string, { ids: IdList; built_ms: number; c: unknown }>();
   const shards = options.shard_transfers ?? new ShardTransfers(store, { clock: now, logger: log });
 
   const guard = new UnaryGuard({
@@ -241,14 +241,29 @@ export function transferHandlers(
       const after = req.from_start
         ? null
         : validatePointId(req.after_id ?? 0, req.after_string_id, "after_");
-      const c = store.get(name);
-      let cached = snapshots.get(name);
+      const whole = store.get(name);
+      // One shard's unit when asked (a shard moved as a file: its catch-up and its losers).
+      let c: Pick<Collection, "knownIds" | "getEntry" | "getPayload"> = whole;
+      let key = name;
+      if (req.by_shard === true) {
+        const k = req.shard ?? 0;
+        if (!Number.isInteger(k) || k < 0 || k >= whole.shard_number) {
+          throw new ValidationError(
+            "shard",
+            k,
+            `shard ${k} is outside collection "${name}" (shards 0 .. ${whole.shard_number - 1})`,
+          );
+        }
+        c = whole.units[k];
+        key = `${name}\u0000${k}`;
+      }
+      let cached = snapshots.get(key);
       if (
         req.from_start || cached === undefined || cached.c !== c ||
         now() - cached.built_ms > SCAN_SNAPSHOT_TTL_MS
       ) {
         cached = { ids: c.knownIds(), built_ms: now(), c };
-        snapshots.set(name, cached);
+        snapshots.set(key, cached);
       }
       const ids = cached.ids;
       const points: TransferPointWire[] = [];
@@ -272,14 +287,14 @@ export function transferHandlers(
         if (e.vector !== null) bytes += e.vector.byteLength + (payload?.length ?? 0);
       }
       const done = i >= ids.length;
-      if (done) snapshots.delete(name);
+      if (done) snapshots.delete(key);
       const next = idToWire(last);
       return Promise.resolve({
         points,
         next_after_id: next.id,
         next_after_string_id: next.string_id,
         done,
-        dimension: c.config.dimension,
+        dimension: whole.config.dimension,
       });
     }),
     CopyBatch: guard.wrap<CopyBatchRequest, CopyBatchResponse>("CopyBatch", async (req) => {

@@ -19,6 +19,7 @@
  * | `--hint-bytes-max`     | 268435456       | pending hint payload bytes per node           |
  * | `--retry-interval-ms`  | 500             | pause between attempts to reach a down node   |
  * | `--transfers-max`      | 2               | rebalancing: most transfers at once           |
+ * | `--transfer-bytes-per-s` | 134217728     | rebalancing: bandwidth of shard files moved (0: no limit) |
  * | `--rebalance-delay-ms` | 500             | rebalancing: ring stability before it starts  |
  * | `--anti-entropy-s`     | 600             | gossip: full anti-entropy run period; 0 never |
  * | `--dead-grace-s`       | 30              | gossip: re-replicate a dead node after; 0 now |
@@ -172,6 +173,12 @@ export const ROUTER_FLAGS = {
     default: "2",
     arg: "N",
     help: "rebalancing: most transfers at once",
+  },
+  "transfer-bytes-per-s": {
+    type: "string",
+    default: "134217728",
+    arg: "BYTES",
+    help: "rebalancing: bandwidth of shard files moved, all moves together (0: no limit)",
   },
   "rebalance-delay-ms": {
     type: "string",
@@ -338,6 +345,12 @@ function checkedArgs(values: ResolvedConfig<typeof ROUTER_FLAGS>["values"]): Rou
     hint_bytes_max: integer("hint-bytes-max", values["hint-bytes-max"]!, 1, 2 ** 40),
     retry_interval_ms: integer("retry-interval-ms", values["retry-interval-ms"]!, 1, 600_000),
     transfers_max: integer("transfers-max", values["transfers-max"]!, 1, 64),
+    transfer_bytes_per_s: integer(
+      "transfer-bytes-per-s",
+      values["transfer-bytes-per-s"]!,
+      0,
+      2 ** 40,
+    ),
     rebalance_delay_ms: integer("rebalance-delay-ms", values["rebalance-delay-ms"]!, 0, 600_000),
     anti_entropy_interval_ms: integer("anti-entropy-s", values["anti-entropy-s"]!, 0, 86_400) *
       1000,

@@ -28,6 +28,9 @@
  * | `vectordb_rebalance_transfers_total`           | counter | outcome  | done / failed                 |
  * | `vectordb_rebalance_points_total`              | counter | action   | scanned / copied / pruned     |
  * | `vectordb_rebalances_total`                    | counter |          | rebalances completed          |
+ * | `vectordb_rebalance_shard_moves_active`        | gauge   |          | shard files streaming now     |
+ * | `vectordb_rebalance_shard_moves_total`         | counter | outcome  | shard file moves: done / failed |
+ * | `vectordb_rebalance_shard_bytes_total`         | counter |          | bytes of shard files moved    |
  * | `vectordb_recall`                              | gauge   | collection | rolling recall@k of sampled searches (recall_monitor.ts) |
  * | `vectordb_recall_samples`                      | gauge   | collection | samples in that rolling window |
  * | `vectordb_recall_searches_total`               | counter | outcome  | sampled searches: measured / dropped (queue full) / failed |
@@ -192,6 +195,27 @@ export function addRouterMetrics(
     "vectordb_rebalances_total",
     "Rebalances completed",
     r((s) => s.rebalances_done),
+  );
+  metrics.gauge(
+    "vectordb_rebalance_shard_moves_active",
+    "Shard files streaming to nodes that gained the shard",
+    r((s) => s.shard_moves_active),
+  );
+  metrics.counterFrom(
+    "vectordb_rebalance_shard_moves_total",
+    "Shard file moves, by outcome",
+    () => {
+      const s = rebalance();
+      return [
+        { labels: { outcome: "done" }, value: s?.shard_moves_done ?? 0 },
+        { labels: { outcome: "failed" }, value: s?.shard_moves_failed ?? 0 },
+      ];
+    },
+  );
+  metrics.counterFrom(
+    "vectordb_rebalance_shard_bytes_total",
+    "Bytes of shard files moved",
+    r((s) => s.shard_bytes_moved),
   );
   const figures = () => (core.recall?.figures() ?? []).filter((f) => f.samples > 0);
   metrics.gauge(

@@ -22,6 +22,9 @@ import { type ClientSecurity, insecureClient } from "../api/security.ts";
 import { type NodeCallOptions, type NodePort, RouterStatusError } from "./node_port.ts";
 import { MissingCollectionError, type TransferPort } from "./rebalance/rebalancer.ts";
 
+/** Deadline of ShardInstallCommit: the receiver loads the image and merges before answering. */
+export const SHARD_COMMIT_TIMEOUT_MS = 300_000;
+
 /** Longest pause between a node channel's reconnect attempts. */
 export const RECONNECT_BACKOFF_MAX_MS = 1000;
 
@@ -144,7 +147,7 @@ export class GrpcNodeLinks implements NodePort {
       throw e;
     };
     return {
-      scan: async (collection, after, from_start, limit) => {
+      scan: async (collection, after, from_start, limit, shard) => {
         const cursor = idToWire(after);
         const page = await client.call("Scan", {
           collection,
@@ -152,6 +155,7 @@ export class GrpcNodeLinks implements NodePort {
           after_string_id: cursor.string_id,
           from_start,
           limit,
+          ...(shard === undefined ? {} : { by_shard: true, shard }),
         }).catch(missing);
         return {
           entries: page.points.map((p) => ({
@@ -190,6 +194,55 @@ export class GrpcNodeLinks implements NodePort {
           versions: order.map((i) => String(versions[i])),
         }).catch(missing);
         return r.deleted;
+      },
+      files: {
+        openImage: async (collection, shard) => {
+          // The source snapshots the unit before answering.
+          const r = await client.call(
+            "ShardImageOpen",
+            { collection, shard },
+            Math.max(client.timeout_ms, SHARD_COMMIT_TIMEOUT_MS),
+          ).catch(missing);
+          return {
+            image_id: r.image_id,
+            size: Number(r.size),
+            seq: Number(r.seq),
+            crc32: r.crc32,
+            points: Number(r.points),
+          };
+        },
+        readImage: (image_id, offset, max_bytes) =>
+          client.call("ShardImageRead", { image_id, offset: String(offset), max_bytes }),
+        closeImage: async (image_id) => {
+          await client.call("ShardImageClose", { image_id });
+        },
+        beginInstall: async (collection, shard, image) => {
+          const r = await client.call("ShardInstallBegin", {
+            collection,
+            shard,
+            size: String(image.size),
+            seq: String(image.seq),
+            crc32: image.crc32,
+          }).catch(missing);
+          return r.install_id;
+        },
+        installChunk: async (install_id, offset, data, crc32) => {
+          await client.call("ShardInstallChunk", {
+            install_id,
+            offset: String(offset),
+            data,
+            crc32,
+          });
+        },
+        commitInstall: async (install_id) => {
+          // Loading a large image and swapping it in takes longer than a point call.
+          const r = await client.call(
+            "ShardInstallCommit",
+            { install_id },
+            Math.max(client.timeout_ms, SHARD_COMMIT_TIMEOUT_MS),
+          );
+          return { merged: Number(r.merged), points: Number(r.points) };
+        },
       },
     };
   }

@@ -88,6 +88,8 @@ export interface RouterOptions {
   vnodes_per_member?: number;
   /** Rebalancing (gossip only): most transfers at once; default 2. */
   transfers_max?: number;
+  /** Rebalancing: bandwidth of shard files moved (bytes/s, 0 no limit); default 128 MiB/s. */
+  transfer_bytes_per_s?: number;
   /** Rebalancing: ring stability before transfers start; default 500 ms. */
   rebalance_delay_ms?: number;
   /**
@@ -366,6 +368,7 @@ export class Router {
         describe: describeGrpcError,
       }, {
         transfers_max: options.transfers_max,
+        transfer_bytes_per_s: options.transfer_bytes_per_s,
         delay_ms: options.rebalance_delay_ms,
         anti_entropy_interval_ms: options.anti_entropy_interval_ms ??
           DEFAULT_ANTI_ENTROPY_INTERVAL_MS,
@@ -570,6 +573,15 @@ export class Router {
       // With versions every copy is safe, so no point is ever left unresolved.
       points_unresolved: "0",
       rebalances_done: String(s?.rebalances_done ?? 0),
+      shard_moves_active: s?.shard_moves_active ?? 0,
+      shard_moves_done: String(s?.shard_moves_done ?? 0),
+      shard_moves_failed: String(s?.shard_moves_failed ?? 0),
+      shard_bytes_moved: String(s?.shard_bytes_moved ?? 0),
+      shard_moves: (s?.shard_moves ?? []).map((m) => ({
+        ...m,
+        bytes_done: String(m.bytes_done),
+        bytes_total: String(m.bytes_total),
+      })),
     };
   }
 

@@ -36,6 +36,9 @@ import {
   type TransferEntry,
   type TransferPort,
 } from "../../src/router/rebalance/rebalancer.ts";
+import type { ShardFilePort } from "../../src/router/rebalance/shard_move.ts";
+import { shardOf } from "../../src/common/shard.ts";
+import { crc32 } from "../../src/io/crc32.ts";
 
 const IDS = 120;
 
@@ -106,9 +109,19 @@ const vec = (value: number) => [value];
 async function runSeed(
   seed: number,
 ): Promise<
-  { copies: number; changes: number; gets: number; crashes: number; settled_checks: number }
+  {
+    copies: number;
+    changes: number;
+    gets: number;
+    crashes: number;
+    settled_checks: number;
+    file_moves: number;
+  }
 > {
   const prng = new Prng(seed);
+  /** Most seeds move gained shards as files; the rest exercise the point path alone. */
+  const with_files = prng.chance(0.75);
+  let file_moves = 0;
   /** The collections: a sharded one and one from before shards (1 shard), each its own RF. */
   const layouts = new Map<string, ShardLayout>([
     ["c", { shard_number: prng.intBetween(3, 6), replication_factor: prng.intBetween(2, 3) }],
@@ -172,6 +185,11 @@ async function runSeed(
     }
     // RF 2: both owners; RF 3: a quorum of two.
     if (applied >= 2) acked.set(key(c, id), held);
+    if (process.env.SIM_LOG && c === "c" && id === Number(process.env.SIM_LOG)) {
+      console.log(
+        `write c/${id} v${held.version} owners ${owners} applied ${applied} missed ${missed}`,
+      );
+    }
     // A write that reached some owner is hinted to the others (delivered later, any order).
     if (applied > 0) { for (const o of missed) hints.push({ node: o, c, id, held }); }
   };
@@ -211,6 +229,7 @@ async function runSeed(
 
   const publish = (members: string[]) => {
     current = ringOf(members);
+    if (process.env.SIM_LOG) console.log(`publish [${current.nodes.join(",")}]`);
     changes++;
     rb.changed(current);
   };
@@ -284,7 +303,7 @@ async function runSeed(
       return node;
     };
     return {
-      scan: (collection, after_id, from_start, limit): Promise<ScanPage> => {
+      scan: (collection, after_id, from_start, limit, shard): Promise<ScanPage> => {
         act(true);
         if (!layouts.has(collection)) {
           return Promise.reject(new MissingCollectionError(collection));
@@ -293,7 +312,10 @@ async function runSeed(
         const data = node.data(collection);
         const ids = [...data.keys()].sort((a, b) => a - b)
           // The simulated nodes hold integer ids only.
-          .filter((id) => from_start || id > (after_id as number));
+          .filter((id) => from_start || id > (after_id as number))
+          .filter((id) =>
+            shard === undefined || shardOf(id, layouts.get(collection)!.shard_number) === shard
+          );
         const page = ids.slice(0, limit);
         const entries: TransferEntry[] = page.map((id) => {
           const h = data.get(id)!;
@@ -329,11 +351,95 @@ async function runSeed(
         unsynced(name, epoch);
         return Promise.resolve(forgotten);
       },
+      ...(with_files ? { files: files(name, n) } : {}),
     };
   };
 
+  /**
+   * The file side of a simulated node: an image is the shard's entries as JSON; an install
+   * applies the image's entries last-writer-wins into the node's (what a real install's image
+   * plus merge of the former unit amounts to), all synced at once at the commit, so a crash in
+   * its window leaves the former entries whole.
+   */
+  const images = new Map<string, Uint8Array>();
+  const installs = new Map<string, { node: string; collection: string; parts: Uint8Array[] }>();
+  let file_ids = 0;
+  const files = (name: string, n: () => SimNode): ShardFilePort => ({
+    openImage: (collection, shard) => {
+      act(true);
+      const node = n();
+      const l = layouts.get(collection)!;
+      const list = [...node.data(collection)].filter(([id]) =>
+        shardOf(id, l.shard_number) === shard
+      );
+      const bytes = new TextEncoder().encode(JSON.stringify(list));
+      const image_id = `i${file_ids++}`;
+      images.set(image_id, bytes);
+      return Promise.resolve({
+        image_id,
+        size: bytes.length,
+        seq: 0,
+        crc32: crc32(bytes),
+        points: list.length,
+      });
+    },
+    readImage: (image_id, offset, max_bytes) => {
+      act(true);
+      n();
+      const bytes = images.get(image_id);
+      if (bytes === undefined) return Promise.reject(new Error(`no image ${image_id}`));
+      const data = bytes.subarray(offset, offset + max_bytes);
+      return Promise.resolve({
+        data,
+        crc32: crc32(data),
+        done: offset + data.length >= bytes.length,
+      });
+    },
+    closeImage: (image_id) => {
+      images.delete(image_id);
+      return Promise.resolve();
+    },
+    beginInstall: (collection) => {
+      act(true);
+      n();
+      if (!layouts.has(collection)) return Promise.reject(new MissingCollectionError(collection));
+      const id = `s${file_ids++}`;
+      installs.set(id, { node: name, collection, parts: [] });
+      return Promise.resolve(id);
+    },
+    installChunk: (install_id, _offset, data) => {
+      act(true);
+      n();
+      installs.get(install_id)!.parts.push(data.slice());
+      return Promise.resolve();
+    },
+    commitInstall: (install_id) => {
+      act(true);
+      const node = n();
+      const epoch = node.epoch;
+      const ins = installs.get(install_id)!;
+      installs.delete(install_id);
+      const all = new Uint8Array(ins.parts.reduce((k, p) => k + p.length, 0));
+      let at = 0;
+      for (const p of ins.parts) {
+        all.set(p, at);
+        at += p.length;
+      }
+      const list = JSON.parse(new TextDecoder().decode(all)) as [number, Held][];
+      let merged = 0;
+      for (const [id, h] of list) {
+        if (!node.apply(ins.collection, id, h.version, h.deleted, h.value)) merged++;
+      }
+      unsynced(name, epoch);
+      file_moves++;
+      return Promise.resolve({ merged, points: list.length });
+    },
+  });
+
   const rb: Rebalancer = new Rebalancer({
-    log: () => {},
+    log: (m) => {
+      if (process.env.SIM_LOG) console.log(m);
+    },
     transfer: (a) => (current.nodes.includes(a) ? port(a) : null),
     collections: () => Promise.resolve(names),
     layout: (c) => Promise.resolve(layouts.get(c)!),
@@ -344,7 +450,11 @@ async function runSeed(
       act(true);
       return Promise.resolve();
     },
-  }, { delay_ms: 0, page_points: prng.intBetween(4, 32) });
+  }, {
+    delay_ms: 0,
+    page_points: prng.intBetween(4, 32),
+    transfer_bytes_per_s: 0,
+  });
   rb.changed(current);
 
   for (let i = 0; i < IDS * 2; i++) write();
@@ -410,13 +520,27 @@ async function runSeed(
     }
   }
   settledChecks += checkSettled();
-  return { copies: rb.stats.points_copied, changes, gets, crashes, settled_checks: settledChecks };
+  return {
+    copies: rb.stats.points_copied,
+    changes,
+    gets,
+    crashes,
+    settled_checks: settledChecks,
+    file_moves,
+  };
 }
 
 async function runOne(
   seed: number,
 ): Promise<
-  { copies: number; changes: number; gets: number; crashes: number; settled_checks: number }
+  {
+    copies: number;
+    changes: number;
+    gets: number;
+    crashes: number;
+    settled_checks: number;
+    file_moves: number;
+  }
 > {
   try {
     return await runSeed(seed);
@@ -434,6 +558,7 @@ Deno.test("rebalance simulation: 400 seeds, no acknowledged write lost, exact pl
   let gets = 0;
   let crashes = 0;
   let settled = 0;
+  let file_moves = 0;
   for (const seed of seeds) {
     const r = await runOne(seed);
     copies += r.copies;
@@ -441,10 +566,13 @@ Deno.test("rebalance simulation: 400 seeds, no acknowledged write lost, exact pl
     gets += r.gets;
     crashes += r.crashes;
     settled += r.settled_checks;
+    file_moves += r.file_moves;
   }
   assert.ok(copies > 0 && changes > 0 && gets > 0 && crashes > 0 && settled > 0);
+  if (only === undefined) assert.ok(file_moves > 0);
   console.log(
     `  ${seeds.length} seeds: ${changes} ring changes, ${crashes} crashes, ${copies} copies ` +
-      `applied, ${gets} gets, ${settled} owner checks after settling`,
+      `applied, ${gets} gets, ${settled} owner checks after settling, ${file_moves} shards ` +
+      `installed from files`,
   );
 });

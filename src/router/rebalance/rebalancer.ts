@@ -66,6 +66,13 @@
 import type { PointId } from "../../common/point_id.ts";
 import type { Placement, ShardLayout } from "../../cluster/placement.ts";
 import { readSet, routeEntry } from "./plan.ts";
+import { type ScanUnit, shardFilePhase } from "./file_phase.ts";
+import {
+  ByteBucket,
+  DEFAULT_TRANSFER_BYTES_PER_S,
+  type ShardFilePort,
+  type ShardMoveProgress,
+} from "./shard_move.ts";
 
 /** Entries per Scan page (and so at most per CopyBatch). */
 export const PAGE_POINTS = 512;
@@ -128,10 +135,19 @@ export class MissingCollectionError extends Error {
  * Each method throws {@link MissingCollectionError} when the node lacks the collection.
  */
 export interface TransferPort {
-  scan(collection: string, after: PointId, from_start: boolean, limit: number): Promise<ScanPage>;
+  /** With `shard`: only that shard's unit (a node may list every entry instead; harmless). */
+  scan(
+    collection: string,
+    after: PointId,
+    from_start: boolean,
+    limit: number,
+    shard?: number,
+  ): Promise<ScanPage>;
   copy(collection: string, entries: TransferEntry[]): Promise<{ applied: number; skipped: number }>;
   /** Forgets each id whose held version is at most the given one; resolves with the count. */
   prune(collection: string, ids: PointId[], versions: number[]): Promise<number>;
+  /** Shard images and installs (src/router/rebalance/shard_move.ts); absent: points only. */
+  files?: ShardFilePort;
 }
 
 /** What the rebalancer needs from the router. */
@@ -176,6 +192,8 @@ export interface RebalancerOptions {
    * change, not `delay_ms` after the last (default {@link DEFAULT_DEAD_GRACE_MS}).
    */
   dead_grace_ms?: number;
+  /** Bandwidth of shard files moved, all moves together (bytes/s; 0: no limit). */
+  transfer_bytes_per_s?: number;
 }
 
 /** Progress counters (cumulative since the router started, except the first three). */
@@ -190,6 +208,13 @@ export interface RebalanceStats {
   points_copied: number;
   points_pruned: number;
   rebalances_done: number;
+  /** Shard files (shard_move.ts): moves running, done and failed, bytes moved in all. */
+  shard_moves_active: number;
+  shard_moves_done: number;
+  shard_moves_failed: number;
+  shard_bytes_moved: number;
+  /** The moves running now, with their progress. */
+  shard_moves: ShardMoveProgress[];
 }
 
 class Aborted extends Error {
@@ -215,7 +240,14 @@ export class Rebalancer {
     points_copied: 0,
     points_pruned: 0,
     rebalances_done: 0,
+    shard_moves_active: 0,
+    shard_moves_done: 0,
+    shard_moves_failed: 0,
+    shard_bytes_moved: 0,
+    shard_moves: [],
   };
+  /** Shared by every shard file move (`transfer_bytes_per_s`). */
+  readonly bucket: ByteBucket;
   readonly #host: RebalanceHost;
   readonly #sleep: (ms: number) => Promise<void>;
   readonly #describe: (error: unknown) => string;
@@ -232,6 +264,11 @@ export class Rebalancer {
   /** When the pending timer fires, if it waits out a dead node's grace; else null. */
   #grace_due_ms: number | null = null;
   #anti_entropy_timer: ReturnType<typeof setTimeout> | null = null;
+  /** Since the settled ring (file_phase.ts): shard units filled, and collections copied whole. */
+  readonly #touched = new Map<string, ScanUnit & { shard: number }>();
+  readonly #copiedWhole = new Set<string>();
+  /** An anti-entropy run was asked for: the next run is the full point pass. */
+  #fullWanted = false;
 
   constructor(host: RebalanceHost, options: RebalancerOptions) {
     this.#host = host;
@@ -242,6 +279,7 @@ export class Rebalancer {
     this.page_points = options.page_points ?? PAGE_POINTS;
     this.anti_entropy_interval_ms = options.anti_entropy_interval_ms ?? 0;
     this.dead_grace_ms = options.dead_grace_ms ?? DEFAULT_DEAD_GRACE_MS;
+    this.bucket = new ByteBucket(options.transfer_bytes_per_s ?? DEFAULT_TRANSFER_BYTES_PER_S);
     if (!(this.dead_grace_ms >= 0)) {
       throw new RangeError(
         `Rebalance option dead_grace_ms ${this.dead_grace_ms} must be 0 or more`,
@@ -338,6 +376,7 @@ export class Rebalancer {
     if (this.#stopped || this.#settled === null) return;
     // A dead node's grace is pending: its run comes then (and is the same full run).
     if (this.#grace_due_ms !== null) return;
+    this.#fullWanted = true;
     if (!this.stats.rebalancing) {
       this.#generation++;
       this.#chain.push(this.#host.current());
@@ -445,9 +484,26 @@ export class Rebalancer {
     // Nodes handing off (they left on purpose) are scanned first, as sources only.
     const leavers = (host.sources?.() ?? []).filter((n) => !to.nodes.includes(n));
     const collections = await host.collections([...to.nodes, ...leavers]);
-    const units: { node: string; collection: string }[] = [];
+    // Shards gained move as files first (file_phase.ts); the collections they covered then
+    // need only the units listed, the others every unit.
+    let covered = new Map<string, ScanUnit[]>();
+    if (this.#settled !== null && !this.#fullWanted) {
+      try {
+        covered = await shardFilePhase(this.#filePhase(to, leavers, collections, check));
+      } catch (e) {
+        if (e instanceof Aborted) return "aborted";
+        throw e;
+      }
+    }
+    const units: ScanUnit[] = [];
+    for (const collection of collections) units.push(...(covered.get(collection) ?? []));
     for (const node of [...leavers, ...to.nodes]) {
-      for (const collection of collections) units.push({ node, collection });
+      for (const collection of collections) {
+        if (!covered.has(collection)) units.push({ node, collection });
+      }
+    }
+    for (const collection of collections) {
+      if (!covered.has(collection)) this.#copiedWhole.add(collection);
     }
     /** Leavers whose scan failed (they exited): their entries stay where they are. */
     const gone = new Set<string>();
@@ -464,7 +520,7 @@ export class Rebalancer {
     let copied = 0;
     let scanned = 0;
     this.stats.transfers_pending = units.length;
-    const transfer = async (u: { node: string; collection: string }) => {
+    const transfer = async (u: ScanUnit) => {
       const port = host.transfer(u.node);
       if (port === null) throw new Error(`no channel to ${u.node}`);
       const layout = await host.layout(u.collection);
@@ -478,7 +534,7 @@ export class Rebalancer {
         check();
         let page: ScanPage;
         try {
-          page = await port.scan(u.collection, after, first, this.page_points);
+          page = await port.scan(u.collection, after, first, this.page_points, u.shard);
         } catch (e) {
           // A node without the collection holds none of its entries.
           if (e instanceof MissingCollectionError) return;
@@ -591,6 +647,9 @@ export class Rebalancer {
     if (this.#stopped || generation !== this.#generation) return "aborted";
     this.#settled = to;
     this.#chain = [];
+    this.#touched.clear();
+    this.#copiedWhole.clear();
+    this.#fullWanted = false;
     const handed = leavers.filter((n) => !gone.has(n));
     if (leavers.length > 0) host.handedOff?.(leavers);
     this.stats.rebalancing = false;
@@ -602,6 +661,40 @@ export class Rebalancer {
         (leavers.length > 0 ? `; handed off from [${handed.join(", ")}]` : ""),
     );
     return "done";
+  }
+
+  /** What the file phase of a run to `to` needs (file_phase.ts). */
+  #filePhase(
+    to: RingRef,
+    leavers: string[],
+    collections: string[],
+    check: () => void,
+  ): Parameters<typeof shardFilePhase>[0] {
+    const host = this.#host;
+    const deadline = Date.now() + COLLECTION_WAIT_MS;
+    return {
+      settled: this.#settled!,
+      to,
+      chain: this.#chain,
+      exclude: this.#copiedWhole,
+      touched: this.#touched,
+      leavers,
+      collections,
+      layout: (c) => host.layout(c),
+      files: (n) => host.transfer(n)?.files ?? null,
+      transfers_max: this.transfers_max,
+      bucket: this.bucket,
+      stats: this.stats,
+      check,
+      beginWait: async (e) => {
+        if (!(e instanceof MissingCollectionError) || Date.now() >= deadline) return false;
+        await this.#sleep(200);
+        return true;
+      },
+      isAbort: (e) => e instanceof Aborted,
+      log: (m) => host.log(m),
+      describe: this.#describe,
+    };
   }
 
   /** Copies entries to `target`, waiting for a collection still being created there. */

@@ -1,0 +1,219 @@
+/**
+ * The first phase of a rebalancing run that moves shards (rebalancer.ts): every shard a node
+ * gained is streamed to it as a file (shard_move.ts), at most `transfers_max` at once, then the
+ * run's point-level phase is narrowed, per collection whose files all arrived, to the units that
+ * still need it: for each shard whose replica set changed at some point between the settled
+ * placement and the one in use, the unit of every node that was one of its replicas on the way
+ * (the catch-up, see the comment in {@link shardFilePhase}: copies to the shard's owners, which
+ * skip what they hold, then the nodes that no longer own it forget it, conditionally on
+ * versions), and units an earlier aborted attempt filled on a node that no longer owns them
+ * (strays). Shards whose replicas never changed are not read at all.
+ *
+ * The file path is skipped, and the run does the full point-by-point pass as before, when:
+ * there is no placement change (an anti-entropy run, which asks for the full pass); or, per
+ * collection, an earlier attempt since the settled ring copied it whole, it has one shard (its
+ * unit is the
+ * collection's directory), a gained shard has no reachable source, a node lacks the file RPCs,
+ * or a move failed on every source twice.
+ *
+ * @module
+ */
+import type { Placement, ShardLayout } from "../../cluster/placement.ts";
+import {
+  type ByteBucket,
+  planShardFiles,
+  type ShardFileMove,
+  type ShardMoveProgress,
+  streamShard,
+} from "./shard_move.ts";
+
+/** One unit of the point-level phase: a node's entries of a collection (of one shard, or all). */
+export interface ScanUnit {
+  node: string;
+  collection: string;
+  /** Only this shard's unit; absent: every entry of the collection on the node. */
+  shard?: number;
+}
+
+/** What {@link shardFilePhase} needs of the rebalancer. */
+export interface FilePhaseContext {
+  /** Settled and current member lists, the rings published in between, and placements. */
+  settled: { nodes: string[]; placement: Placement };
+  to: { nodes: string[]; placement: Placement };
+  chain: readonly { nodes: string[]; placement: Placement }[];
+  /** Collections that get the full point pass anyway (an earlier attempt copied points). */
+  exclude: ReadonlySet<string>;
+  leavers: readonly string[];
+  collections: readonly string[];
+  /**
+   * Shard units that received entries (installs, copies) in earlier attempts since the settled
+   * ring, keyed `node \0 collection \0 shard`: one no longer owned under `to` holds strays.
+   */
+  touched: Map<string, ScanUnit & { shard: number }>;
+  layout(collection: string): Promise<ShardLayout>;
+  files(node: string): import("./shard_move.ts").ShardFilePort | null;
+  transfers_max: number;
+  bucket: ByteBucket;
+  stats: {
+    shard_moves_active: number;
+    shard_moves_done: number;
+    shard_moves_failed: number;
+    shard_bytes_moved: number;
+    shard_moves: ShardMoveProgress[];
+  };
+  check(): void;
+  /** Whether to retry a failed `beginInstall` (the target still lacks the collection). */
+  beginWait(e: unknown): Promise<boolean>;
+  isAbort(e: unknown): boolean;
+  log(message: string): void;
+  describe(e: unknown): string;
+}
+
+/**
+ * Runs the file phase (module comment). Returns the point-level units of every collection the
+ * files covered; a collection absent from the map needs the full pass. Throws only an abort.
+ */
+export async function shardFilePhase(ctx: FilePhaseContext): Promise<Map<string, ScanUnit[]>> {
+  const out = new Map<string, ScanUnit[]>();
+  const settled = new Set(ctx.settled.nodes);
+  const current = new Set(ctx.to.nodes);
+  const same = ctx.settled.nodes.length === ctx.to.nodes.length &&
+    ctx.to.nodes.every((n) => settled.has(n));
+  if (same) return out;
+  const sourceOk = (n: string) =>
+    (current.has(n) || ctx.leavers.includes(n)) && ctx.files(n) !== null;
+  const plans = new Map<string, ShardFileMove[]>();
+  for (const collection of ctx.collections) {
+    const layout = await ctx.layout(collection);
+    if (layout.shard_number === 1 || ctx.exclude.has(collection)) continue;
+    const moves = planShardFiles(
+      ctx.settled.placement,
+      ctx.to.placement,
+      collection,
+      layout,
+      ctx.to.nodes,
+      sourceOk,
+    );
+    if (moves.some((m) => m.sources.length === 0 || ctx.files(m.target) === null)) continue;
+    plans.set(collection, moves);
+  }
+  const all = [...plans.values()].flat();
+  const failedCollections = new Set<string>();
+  /** The source each move streamed from. */
+  const usedSource = new Map<ShardFileMove, string>();
+  let next = 0;
+  let aborted: unknown = null;
+  const worker = async () => {
+    while (next < all.length && aborted === null) {
+      const m = all[next++];
+      if (failedCollections.has(m.collection)) continue;
+      const attempts = [...m.sources, ...m.sources];
+      let ok = false;
+      for (const source of attempts) {
+        const src = ctx.files(source);
+        const dst = ctx.files(m.target);
+        if (src === null || dst === null) continue;
+        const progress: ShardMoveProgress = {
+          collection: m.collection,
+          shard: m.shard,
+          source,
+          target: m.target,
+          bytes_done: 0,
+          bytes_total: 0,
+        };
+        ctx.stats.shard_moves.push(progress);
+        ctx.stats.shard_moves_active++;
+        const t0 = Date.now();
+        try {
+          const r = await streamShard(
+            m,
+            src,
+            dst,
+            ctx.bucket,
+            progress,
+            () => ctx.check(),
+            (e) => ctx.beginWait(e),
+          );
+          ctx.stats.shard_moves_done++;
+          ctx.stats.shard_bytes_moved += r.bytes;
+          usedSource.set(m, source);
+          ctx.log(
+            `rebalance: shard ${m.shard} of "${m.collection}" moved as a file ${source} -> ` +
+              `${m.target}: ${r.bytes} bytes, ${r.points} points, ${r.merged} merged, ` +
+              `${Date.now() - t0} ms`,
+          );
+          ok = true;
+        } catch (e) {
+          if (ctx.isAbort(e)) {
+            aborted = e;
+            return;
+          }
+          ctx.stats.shard_moves_failed++;
+          ctx.log(
+            `WARNING rebalance: moving shard ${m.shard} of "${m.collection}" from ${source} to ` +
+              `${m.target} as a file failed: ${ctx.describe(e)}`,
+          );
+        } finally {
+          ctx.stats.shard_moves_active--;
+          const i = ctx.stats.shard_moves.indexOf(progress);
+          if (i >= 0) ctx.stats.shard_moves.splice(i, 1);
+        }
+        if (ok) break;
+      }
+      if (!ok) failedCollections.add(m.collection);
+    }
+  };
+  await Promise.all(
+    Array.from({ length: Math.min(ctx.transfers_max, all.length) }, worker),
+  );
+  if (aborted !== null) throw aborted;
+  for (const [collection, moves] of plans) {
+    if (failedCollections.has(collection)) {
+      ctx.log(`rebalance: "${collection}" falls back to moving points`);
+      continue;
+    }
+    const units: ScanUnit[] = [];
+    const seen = new Set<string>();
+    const add = (node: string, shard: number) => {
+      const key = `${node}\u0000${shard}`;
+      if (seen.has(key)) return;
+      seen.add(key);
+      units.push({ node, collection, shard });
+    };
+    // Catch-up: every shard whose replica set was not the same under the settled placement,
+    // every one published since and the one in use is read from each node that was a replica
+    // under any of them (writes went to the replicas of the placement current when they were
+    // made; and replicas may differ: a write acknowledged without one of them has its hint
+    // queued for that one only). Copies go to the owners under `to`, which skip what they hold;
+    // the nodes that are no longer owners then forget the shard's entries.
+    const layout = await ctx.layout(collection);
+    const placements = [ctx.settled.placement, ...ctx.chain.map((r) => r.placement)];
+    if (placements[placements.length - 1] !== ctx.to.placement) placements.push(ctx.to.placement);
+    for (let k = 0; k < layout.shard_number; k++) {
+      const sets = placements.map((p) => p.replicas(collection, layout, k));
+      const first = [...sets[0]].sort().join(",");
+      if (sets.every((r) => [...r].sort().join(",") === first)) continue;
+      for (const r of sets) for (const n of r) if (sourceOk(n)) add(n, k);
+    }
+    for (const m of moves) add(usedSource.get(m)!, m.shard);
+    // Strays of earlier aborted attempts: a unit filled then, whose node no longer owns it.
+    for (const t of ctx.touched.values()) {
+      if (t.collection !== collection || !sourceOk(t.node)) continue;
+      if (!ctx.to.placement.replicas(collection, layout, t.shard).includes(t.node)) {
+        add(t.node, t.shard);
+      }
+    }
+    // This attempt fills the owners of every shard it reads (installs, catch-up copies).
+    for (const u of units) {
+      for (const node of ctx.to.placement.replicas(collection, layout, u.shard!)) {
+        ctx.touched.set(`${node}\u0000${collection}\u0000${u.shard}`, {
+          node,
+          collection,
+          shard: u.shard!,
+        });
+      }
+    }
+    out.set(collection, units);
+  }
+  return out;
+}
