@@ -237,6 +237,11 @@ export class HintReplay {
             ef_construction: r.ef_construction,
             quantization: r.quantization ?? "",
             rescore: r.rescore ?? 0,
+            // A sharded collection keeps its layout on the nodes it reaches by hint (a node
+            // that joined later): without it the node would make a 1-shard collection.
+            ...(r.shard_number !== undefined
+              ? { shard_number: r.shard_number, replication_factor: r.replication_factor ?? 0 }
+              : {}),
           });
           break;
         case "drop_collection":

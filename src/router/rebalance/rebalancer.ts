@@ -573,7 +573,15 @@ export class Rebalancer {
           pruneIds += forget.ids.length;
           let m = prune.get(u.node);
           if (m === undefined) prune.set(u.node, m = new Map());
-          m.set(u.collection, forget);
+          // Several units of one collection (one per shard) add up.
+          const had = m.get(u.collection);
+          if (had === undefined) m.set(u.collection, forget);
+          else {
+            for (let i = 0; i < forget.ids.length; i++) {
+              had.ids.push(forget.ids[i]);
+              had.versions.push(forget.versions[i]);
+            }
+          }
         }
       }
     };
