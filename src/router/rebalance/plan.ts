@@ -18,8 +18,8 @@
  * tombstones) to the entry's other owners under that placement; once all those copies
  * succeeded, each owner holds the newest version any reachable node had, and the nodes that no
  * longer own an entry may forget it (only if they still hold the version they sent: a newer one
- * that arrived meanwhile stays, for the next run to place). Entries still move point by point;
- * moving whole shard replicas as files is a later step (issue 14, must-have 4).
+ * that arrived meanwhile stays, for the next run to place). Gained shards first arrive as files
+ * (file_phase.ts, shard_move.ts); the same rules then hold for the catch-up copies.
  *
  * Reads during a move. Until a run succeeds, the newest version of a point may sit only on a
  * node that owned it under an earlier placement (the settled one or one published since). A

@@ -4,8 +4,11 @@
  * resurrecting concurrent writes. The owners of an entry are the replicas of its shard
  * (src/cluster/placement.ts: rendezvous hashing over the ring's members, per collection, with
  * the collection's shard count and replication factor, {@link RebalanceHost.layout}); a
- * collection from before shards is one shard and migrates that way. Entries still move point by
- * point (Scan, CopyBatch); shipping a shard replica's files is a later step.
+ * collection from before shards is one shard and migrates that way. A run that moves shards
+ * first streams every gained shard to its new replica as a file (file_phase.ts, shard_move.ts:
+ * the receiver loads the image without re-inserting), then does step 2 below only for the shard
+ * units still needing it (catch-up and losers); a collection whose files did not all arrive, a
+ * 1-shard one, and an anti-entropy run get the full point pass described below.
  *
  * Correctness rests on versions, not on ordering (proto/vector_db.proto, "Versions"): every
  * write carries a version, and nodes apply puts, deletes, hints and copies last-writer-wins with
