@@ -114,6 +114,7 @@ import {
 import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
 import { isVersion, VERSION_MAX, VersionClock } from "../common/version.ts";
 import { PayloadStore, PayloadTableError } from "./payload_store.ts";
+import { type RootDigest, UnitDigest } from "../common/digest.ts";
 import { PAYLOAD_BYTES_MAX, PAYLOAD_INDEXES_MAX } from "../common/limits.ts";
 import {
   canonicalKey,
@@ -406,6 +407,12 @@ class PointTable {
   /** Point ids ↔ pids (empty while every id is a uint32 one). */
   readonly keys = new KeyTable();
   tombstones = 0;
+  /**
+   * The digest of every entry (common/digest.ts), kept current by put, delete and forget (O(1)
+   * each); rebuilt once at open ({@link rebuildDigest}) since snapshot loads fill the version
+   * table directly.
+   */
+  readonly digest = new UnitDigest();
   /** Whether a pid holds an entry (what the key table must not allocate). */
   readonly inUse = (pid: number): boolean => this.versions.has(pid);
 
@@ -504,6 +511,8 @@ class PointTable {
     this.payloads.set(id, payload ?? null);
     this.reindex(id, payload);
     if (held !== undefined && held < 0) this.tombstones--;
+    if (held !== undefined) this.digest.remove(key, Math.abs(held), held < 0);
+    this.digest.add(key, version, false);
     this.versions.set(id, version);
     return true;
   }
@@ -519,11 +528,13 @@ class PointTable {
     this.unindex(id);
     this.payloads.delete(id);
     if (held !== undefined && held < 0) this.tombstones--;
+    if (held !== undefined) this.digest.remove(key, Math.abs(held), held < 0);
     if (version === 0) {
       this.versions.delete(id); // a legacy delete: nothing to remember
       this.keys.release(id);
     } else {
       this.versions.set(id, -version);
+      this.digest.add(key, version, true);
       this.tombstones++;
     }
     return { applied: true, removed };
@@ -534,6 +545,7 @@ class PointTable {
     const id = this.keys.lookup(key);
     const held = id < 0 ? undefined : this.versions.get(id);
     if (held === undefined || Math.abs(held) > version) return false;
+    this.digest.remove(key, Math.abs(held), held < 0);
     if (held < 0) this.tombstones--;
     else {
       this.index.delete(id);
@@ -616,6 +628,14 @@ class PointTable {
       case "create_collection":
         break;
     }
+  }
+
+  /** Recomputes {@link digest} from every entry (after a snapshot load, which bypasses it). */
+  rebuildDigest(): void {
+    this.digest.reset();
+    this.versions.forEach((held, pid) => {
+      this.digest.add(this.keys.keyOf(pid), Math.abs(held), held < 0);
+    });
   }
 
   /** Every known pid (live and tombstones), ascending. */
@@ -955,6 +975,8 @@ export class Collection {
     }
     const finalConfig = config as CollectionConfig;
     const finalTable = table as PointTable;
+    // One pass over the entries: snapshot loads fill the version table without the digest.
+    finalTable.rebuildDigest();
     if (finalConfig.name === "") finalConfig.name = dir.replace(/\/+$/, "").replace(/^.*\//, "");
     validateCollectionName(finalConfig.name);
     log(
@@ -1524,6 +1546,34 @@ export class Collection {
    */
   knownIds(): IdList {
     return this.table.knownIds();
+  }
+
+  /** The root digest of the entries (common/digest.ts): O(1), kept current by every write. */
+  digestRoot(): RootDigest {
+    return this.table.digest.root();
+  }
+
+  /** Every bucket's digest in wire form (common/digest.ts `UnitDigest.bucketBytes`). */
+  digestBuckets(): Uint8Array {
+    return this.table.digest.bucketBytes();
+  }
+
+  /**
+   * Up to `max` tombstones whose delete version is below `before` (what tombstone collection
+   * forgets, see src/node/tombstone_gc.ts), with their versions: one pass over the version
+   * table, none when the collection holds no tombstone.
+   */
+  expiredTombstones(before: number, max: number): { ids: PointId[]; versions: number[] } {
+    const ids: PointId[] = [];
+    const versions: number[] = [];
+    if (this.table.tombstones === 0 || max < 1) return { ids, versions };
+    this.table.versions.forEach((held, pid) => {
+      if (ids.length < max && held < 0 && -held < before) {
+        ids.push(this.table.keys.keyOf(pid));
+        versions.push(-held);
+      }
+    });
+    return { ids, versions };
   }
 
   /** Explicit entries of the key table (ids that are not their own pid). */
