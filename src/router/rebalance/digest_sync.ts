@@ -1,0 +1,382 @@
+/**
+ * Anti-entropy by digests: brings the replicas of one shard into agreement by comparing compact
+ * digests (src/common/digest.ts) and exchanging only the buckets that differ, so a run's cost
+ * grows with what differs, not with the data. It replaces reading every entry of every node
+ * (the rebalancer's full Scan) for replicas that should already agree.
+ *
+ * {@link syncShard}, for one shard and its replica list:
+ *
+ * 1. `Digest` (root only) from every replica: 8 bytes and an entry count each. All equal: done
+ *    (a few dozen bytes per replica; this is the whole cost on an unchanged cluster).
+ * 2. Else `Digest` with the 1,024 bucket digests (8 KiB each) from every replica; the buckets
+ *    where they disagree are the work. Per such bucket the replicas fall into groups of equal
+ *    digests; one member of each group (the first in replica order) is read.
+ * 3. `BucketEntries` of those buckets from each chosen replica (paged; live points and
+ *    tombstones with versions, vectors and payloads), and `CopyBatch` of each entry to every
+ *    replica whose digest for the entry's bucket differs from the reader's. Copies are
+ *    last-writer-wins by version on the receiver (transfer_service.ts), so they are safe in any
+ *    order, alongside client writes and hints, and copying an entry twice changes nothing.
+ * 4. The roots again: `converged` says whether the replicas agree now (writes arriving during
+ *    the run, or a tombstone older than a receiver's grace, which it refuses, leave them apart
+ *    until later).
+ *
+ * Replicas that fail a call are reported in `failed` and left out of the rest of the run; the
+ * others still sync. Bytes are counted as the payloads of requests and replies (digests, ids,
+ * versions, vectors as 4 bytes a value, payload text; {@link entryBytes}), without gRPC framing,
+ * the same measure the bench applies to a full Scan (scripts/bench/anti_entropy.ts).
+ *
+ * Pure over {@link DigestPort}s: the unit tests use fake nodes; {@link transferDigestPort} is
+ * the gRPC one.
+ *
+ * @module
+ */
+import { differingBuckets, DIGEST_BUCKETS } from "../../common/digest.ts";
+import { bucketOf } from "../../common/digest.ts";
+import { idToWire, type PointId } from "../../common/point_id.ts";
+import { SCAN_LIMIT_MAX } from "../../common/limits.ts";
+import type { TransferClient } from "../../api/transfer.ts";
+
+/** An entry as BucketEntries lists it and CopyBatch takes it. */
+export interface DigestEntry {
+  id: PointId;
+  version: number;
+  deleted: boolean;
+  /** Empty for a tombstone. */
+  vector: ArrayLike<number>;
+  /** A live entry's payload as JSON text; "" or absent for none. */
+  payload?: string;
+}
+
+/** One shard replica's digest as a node answers `Digest`. */
+export interface ShardDigest {
+  /** 8 bytes. */
+  root: Uint8Array;
+  entries: number;
+  /** DIGEST_BUCKETS × 8 bytes when asked for; else empty. */
+  bucket_digests: Uint8Array;
+}
+
+/** One `BucketEntries` page. */
+export interface BucketPage {
+  entries: DigestEntry[];
+  next_after: PointId;
+  done: boolean;
+}
+
+/** What a digest sync needs of one node (src/node/transfer_service.ts). */
+export interface DigestPort {
+  digest(collection: string, shard: number, with_buckets: boolean): Promise<ShardDigest>;
+  bucketEntries(
+    collection: string,
+    shard: number,
+    buckets: number[],
+    after: PointId | null,
+    limit: number,
+  ): Promise<BucketPage>;
+  copy(collection: string, entries: DigestEntry[]): Promise<{ applied: number; skipped: number }>;
+}
+
+/** What {@link syncShard} did. */
+export interface ShardSyncReport {
+  collection: string;
+  shard: number;
+  /** Whether the roots agreed at the start (nothing else was exchanged). */
+  equal: boolean;
+  /** Buckets where the replicas disagreed. */
+  buckets_differing: number;
+  /** Entries read from replicas (BucketEntries). */
+  entries_read: number;
+  /** Entries that changed a replica (CopyBatch `applied`, summed over receivers). */
+  entries_copied: number;
+  /** Request and reply payload bytes of the whole sync (see the module comment). */
+  bytes: number;
+  /** Whether the replicas' roots agree at the end (every replica answered). */
+  converged: boolean;
+  /** Replicas whose calls failed, with the error. */
+  failed: { node: string; error: string }[];
+}
+
+/** Options of {@link syncShard}. */
+export interface SyncOptions {
+  /** Entries per BucketEntries page (and so at most per CopyBatch); default 512. */
+  page_limit?: number;
+  /** Describes an error for the report; default its message. */
+  describe?: (e: unknown) => string;
+}
+
+/** Bytes of a request's fixed part (collection name, shard, flags, cursor): an estimate. */
+const REQUEST_BYTES = 32;
+/** Bytes of a Digest reply without buckets: root 8, entries, buckets, shard_number, tags. */
+const ROOT_REPLY_BYTES = 24;
+
+/** The payload bytes of one entry on the wire: id, version, flag, vector, payload text. */
+export function entryBytes(e: DigestEntry): number {
+  const w = idToWire(e.id);
+  const id = w.string_id !== "" ? w.string_id.length + 2 : 9;
+  return id + 9 + 2 + e.vector.length * 4 + (e.payload?.length ?? 0) + 4;
+}
+
+function rootsAgree(digests: ShardDigest[]): boolean {
+  const first = digests[0];
+  return digests.every((d) =>
+    d.entries === first.entries && d.root.length === first.root.length &&
+    d.root.every((b, i) => b === first.root[i])
+  );
+}
+
+function bucketEqual(a: Uint8Array, b: Uint8Array, k: number): boolean {
+  for (let j = 0; j < 8; j++) if (a[k * 8 + j] !== b[k * 8 + j]) return false;
+  return true;
+}
+
+/**
+ * Syncs the replicas `replicas` of shard `shard` of `collection` (see the module comment).
+ * `ports(node)` is the node's DigestPort, or null when the router cannot reach it (reported as
+ * failed).
+ */
+export async function syncShard(
+  ports: (node: string) => DigestPort | null,
+  collection: string,
+  shard: number,
+  replicas: readonly string[],
+  options: SyncOptions = {},
+): Promise<ShardSyncReport> {
+  const limit = Math.max(1, Math.min(SCAN_LIMIT_MAX, options.page_limit ?? 512));
+  const describe = options.describe ?? ((e: unknown) => (e as Error)?.message ?? String(e));
+  const report: ShardSyncReport = {
+    collection,
+    shard,
+    equal: false,
+    buckets_differing: 0,
+    entries_read: 0,
+    entries_copied: 0,
+    bytes: 0,
+    converged: false,
+    failed: [],
+  };
+  let live: string[] = [];
+  const fail = (node: string, e: unknown) => {
+    report.failed.push({ node, error: describe(e) });
+    live = live.filter((n) => n !== node);
+  };
+  for (const node of replicas) {
+    if (ports(node) === null) report.failed.push({ node, error: "no channel to the node" });
+    else live.push(node);
+  }
+  /** Digests of the live replicas (those that fail drop out). */
+  const digests = async (with_buckets: boolean): Promise<Map<string, ShardDigest>> => {
+    const out = new Map<string, ShardDigest>();
+    await Promise.all(live.map(async (node) => {
+      report.bytes += REQUEST_BYTES;
+      try {
+        const d = await ports(node)!.digest(collection, shard, with_buckets);
+        report.bytes += ROOT_REPLY_BYTES + d.bucket_digests.length;
+        out.set(node, d);
+      } catch (e) {
+        fail(node, e);
+      }
+    }));
+    return out;
+  };
+
+  const roots = await digests(false);
+  if (live.length < 2) {
+    report.equal = report.converged = live.length === replicas.length;
+    return report;
+  }
+  if (rootsAgree(live.map((n) => roots.get(n)!))) {
+    report.equal = true;
+    report.converged = report.failed.length === 0;
+    return report;
+  }
+
+  const full = await digests(true);
+  const nodes = live.filter((n) => full.has(n));
+  const buckets = nodes.map((n) => full.get(n)!.bucket_digests);
+  // Buckets where some replica differs from the first: a bucket where every replica agrees
+  // with the first agrees everywhere.
+  const differing = new Set<number>();
+  for (let i = 1; i < nodes.length; i++) {
+    for (const k of differingBuckets(buckets[0], buckets[i])) differing.add(k);
+  }
+  report.buckets_differing = differing.size;
+  // The reader of each (bucket, group of equal digests): the first replica of the group.
+  const reads = new Map<number, number[]>(); // node index → buckets it reads
+  for (const k of differing) {
+    for (let i = 0; i < nodes.length; i++) {
+      let first = true;
+      for (let j = 0; j < i; j++) {
+        if (bucketEqual(buckets[i], buckets[j], k)) {
+          first = false;
+          break;
+        }
+      }
+      if (first) {
+        if (!reads.has(i)) reads.set(i, []);
+        reads.get(i)!.push(k);
+      }
+    }
+  }
+  for (const [i, list] of reads) {
+    const reader = nodes[i];
+    if (!live.includes(reader)) continue;
+    list.sort((a, b) => a - b);
+    let after: PointId | null = null;
+    for (;;) {
+      let page: BucketPage;
+      report.bytes += REQUEST_BYTES + list.length * 2;
+      try {
+        page = await ports(reader)!.bucketEntries(collection, shard, list, after, limit);
+      } catch (e) {
+        fail(reader, e);
+        break;
+      }
+      report.entries_read += page.entries.length;
+      const per = new Map<string, DigestEntry[]>();
+      for (const e of page.entries) {
+        const size = entryBytes(e);
+        report.bytes += size;
+        const k = bucketOf(e.id);
+        for (let j = 0; j < nodes.length; j++) {
+          if (j === i || bucketEqual(buckets[i], buckets[j], k)) continue;
+          const target = nodes[j];
+          if (!per.has(target)) per.set(target, []);
+          per.get(target)!.push(e);
+        }
+      }
+      await Promise.all([...per].map(async ([target, entries]) => {
+        if (!live.includes(target)) return;
+        for (const e of entries) report.bytes += entryBytes(e);
+        report.bytes += REQUEST_BYTES + 8;
+        try {
+          const r = await ports(target)!.copy(collection, entries);
+          report.entries_copied += r.applied;
+        } catch (e) {
+          fail(target, e);
+        }
+      }));
+      if (page.done || page.entries.length === 0 && page.next_after === after) break;
+      after = page.next_after;
+    }
+  }
+  if (live.length >= 2) {
+    const end = await digests(false);
+    report.converged = report.failed.length === 0 && end.size === nodes.length &&
+      rootsAgree([...end.values()]);
+  }
+  return report;
+}
+
+/** One shard to sync in a {@link digestRun}. */
+export interface ShardReplicas {
+  collection: string;
+  shard: number;
+  /** Its replicas under the current placement. */
+  replicas: readonly string[];
+}
+
+/** What a {@link digestRun} did, summed over its shards. */
+export interface DigestRunReport {
+  shards: number;
+  shards_equal: number;
+  shards_converged: number;
+  buckets_differing: number;
+  entries_read: number;
+  entries_copied: number;
+  bytes: number;
+  failed: { node: string; error: string }[];
+  reports: ShardSyncReport[];
+}
+
+/**
+ * A periodic anti-entropy run by digests: {@link syncShard} over every listed shard, at most
+ * `concurrency` (default 4) at a time. An unchanged cluster costs one root exchange per replica.
+ */
+export async function digestRun(
+  ports: (node: string) => DigestPort | null,
+  shards: readonly ShardReplicas[],
+  options: SyncOptions & { concurrency?: number } = {},
+): Promise<DigestRunReport> {
+  const reports: ShardSyncReport[] = new Array(shards.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < shards.length) {
+      const i = next++;
+      const s = shards[i];
+      reports[i] = await syncShard(ports, s.collection, s.shard, s.replicas, options);
+    }
+  };
+  const n = Math.max(1, Math.min(options.concurrency ?? 4, shards.length));
+  await Promise.all(Array.from({ length: n }, worker));
+  const out: DigestRunReport = {
+    shards: shards.length,
+    shards_equal: 0,
+    shards_converged: 0,
+    buckets_differing: 0,
+    entries_read: 0,
+    entries_copied: 0,
+    bytes: 0,
+    failed: [],
+    reports,
+  };
+  for (const r of reports) {
+    if (r.equal) out.shards_equal++;
+    if (r.converged) out.shards_converged++;
+    out.buckets_differing += r.buckets_differing;
+    out.entries_read += r.entries_read;
+    out.entries_copied += r.entries_copied;
+    out.bytes += r.bytes;
+    out.failed.push(...r.failed);
+  }
+  return out;
+}
+
+/** The {@link DigestPort} of one node over its Transfer client (src/api/transfer.ts). */
+export function transferDigestPort(client: TransferClient, timeout_ms?: number): DigestPort {
+  return {
+    async digest(collection, shard, with_buckets) {
+      const r = await client.call("Digest", { collection, shard, with_buckets }, timeout_ms);
+      if (r.bucket_digests.length !== 0 && r.bucket_digests.length !== DIGEST_BUCKETS * 8) {
+        throw new RangeError(
+          `Digest reply of ${client.address} has ${r.bucket_digests.length} bytes of bucket ` +
+            `digests, not ${DIGEST_BUCKETS * 8}`,
+        );
+      }
+      return {
+        root: new Uint8Array(r.root),
+        entries: r.entries,
+        bucket_digests: new Uint8Array(r.bucket_digests),
+      };
+    },
+    async bucketEntries(collection, shard, buckets, after, limit) {
+      const cursor = after === null ? { id: 0, string_id: "" } : idToWire(after);
+      const page = await client.call("BucketEntries", {
+        collection,
+        shard,
+        buckets,
+        after_id: cursor.id,
+        after_string_id: cursor.string_id,
+        from_start: after === null,
+        limit,
+      }, timeout_ms);
+      return { entries: page.points, next_after: page.next_after, done: page.done };
+    },
+    async copy(collection, entries) {
+      const r = await client.call("CopyBatch", {
+        collection,
+        points: entries.map((e) => {
+          const w = idToWire(e.id);
+          return {
+            id: w.id,
+            string_id: w.string_id,
+            vector: Array.from(e.vector),
+            version: e.version,
+            deleted: e.deleted,
+            payload: e.payload ?? "",
+          };
+        }),
+      }, timeout_ms);
+      return { applied: r.applied, skipped: r.skipped };
+    },
+  };
+}
