@@ -99,7 +99,7 @@ import {
   type ResolvedConfig,
 } from "../common/config.ts";
 import { LOG_FLAGS, Logger, parseLogFormat, parseLogLevel } from "../common/log.ts";
-import { discardStaleEntries, TombstoneCollector } from "./tombstone_gc.ts";
+import { discardStaleEntries, HEARTBEAT_EVERY_MS, TombstoneCollector } from "./tombstone_gc.ts";
 import { SOFTWARE_VERSION, versionLine } from "../common/software_version.ts";
 
 /** The storage node's flags: the parser, `--help` and the README's table come from here. */
@@ -282,7 +282,14 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
   log(`opened ${dataDir} in ${Date.now() - t0} ms (${store.list().length} collections)`);
   // A node away longer than the tombstone grace forgets its entries (tombstone_gc.ts).
   await discardStaleEntries(store, Date.now(), tombstoneGraceMs, log);
-  const collector = new TombstoneCollector(store, tombstoneGraceMs, log);
+  // The heartbeat is at most a quarter of the grace old while the node runs, so an absence is
+  // never over-counted by more than that (and a short grace, as in tests, is honoured).
+  const collector = new TombstoneCollector(
+    store,
+    tombstoneGraceMs,
+    log,
+    tombstoneGraceMs > 0 ? Math.min(HEARTBEAT_EVERY_MS, tombstoneGraceMs / 4) : HEARTBEAT_EVERY_MS,
+  );
 
   let stopping = false;
   const state = { closing: false, transfer_last_ms: 0 };
