@@ -30,6 +30,17 @@
  * id without keeping anything between pages (src/node/points_read.ts): the router merges them
  * across replicas for a client's Scroll and Count.
  *
+ * **Digest** and **BucketEntries** serve anti-entropy by digests (src/common/digest.ts,
+ * src/router/rebalance/digest_sync.ts): Digest answers one shard unit's root digest (O(1), kept
+ * by every write) and, on request, its 1,024 bucket digests; BucketEntries pages that unit's
+ * entries whose ids fall in the given buckets, in Scan's form, walking the unit's cached id
+ * order and hashing each id (memory only; nothing is sent for buckets not asked for).
+ *
+ * **Tombstone grace** (src/node/tombstone_gc.ts): with `tombstone_grace_ms`, CopyBatch does not
+ * store a tombstone older than the grace (counted as skipped): the node collects such
+ * tombstones, and taking them back from a replica that has not yet would make their digests
+ * disagree run after run.
+ *
  * The wire types and the client live in src/api/transfer.ts.
  *
  * @module

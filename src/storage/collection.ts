@@ -84,9 +84,14 @@
  * or a definition replays. Filtered reads ({@link Collection.search}, {@link Collection.count},
  * {@link Collection.matches}) plan with `filter_plan.ts`.
  *
- * Known limit: tombstones are kept forever (they take an entry each in memory and in
- * snapshots). Collecting them needs a grace period longer than any node's absence, or a
- * replica that missed the delete could bring the point back.
+ * **Digest** (src/common/digest.ts): the table keeps a digest of its entries (1,024 buckets of
+ * XORed 64-bit hashes of id, version and deleted flag), updated in O(1) by every put, delete and
+ * forget that applies (live writes, copies and replay alike), and rebuilt in one pass at open
+ * (snapshot loads fill the version table directly). Not persisted: no format to keep. Replicas
+ * of a shard compare it for anti-entropy (src/node/transfer_service.ts `Digest`).
+ *
+ * Tombstones are collected by the node (src/node/tombstone_gc.ts) once older than the
+ * tombstone grace ({@link Collection.expiredTombstones}, then FORGET records).
  *
  * Size: ~900 lines: the one place where a write goes WAL → version table → index, with replay,
  * snapshots and copies sharing that order; splitting it would split the ordering argument.
