@@ -39,7 +39,6 @@ export const DIGEST_BUCKETS = 1024;
 /** Bytes of one digest on the wire (lo, hi: u32 little-endian each). */
 export const DIGEST_BYTES = 8;
 
-const UTF8 = new TextEncoder();
 const SEED_B = 0x2545f491;
 const SEED_BUCKET = 0x5bd1e995;
 const SEED_LO = 0x243f6a88;
@@ -58,11 +57,49 @@ export function mixStep(h: number, k: number): number {
 /** The second, independent 32-bit hash of an id (`b` in the module table). */
 function secondHash(id: PointId, a: number): number {
   if (typeof id === "number" && id <= 0xffff_ffff) return fmix32(a ^ SEED_B);
-  if (typeof id === "string") return murmur3_32(UTF8.encode(id), SEED_B);
+  if (typeof id === "string") return murmur3_32(utf8Scratch(id), SEED_B);
   const v = BigInt(id);
   const bytes = new Uint8Array(8);
   new DataView(bytes.buffer).setBigUint64(0, v, true);
   return murmur3_32(bytes, SEED_B);
+}
+
+let scratch = new Uint8Array(512);
+
+/** The UTF-8 bytes of `s` in a kept buffer (valid until the next call); lone surrogates as U+FFFD. */
+export function utf8Scratch(s: string): Uint8Array {
+  if (scratch.length < s.length * 3) scratch = new Uint8Array(s.length * 3);
+  const out = scratch;
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    let c = s.charCodeAt(i);
+    if (c < 0x80) {
+      out[n++] = c;
+      continue;
+    }
+    if (c < 0x800) {
+      out[n++] = 0xc0 | (c >> 6);
+      out[n++] = 0x80 | (c & 63);
+      continue;
+    }
+    if (c >= 0xd800 && c <= 0xdfff) {
+      const d = i + 1 < s.length ? s.charCodeAt(i + 1) : 0;
+      if (c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+        out[n++] = 0xf0 | (c >> 18);
+        out[n++] = 0x80 | ((c >> 12) & 63);
+        out[n++] = 0x80 | ((c >> 6) & 63);
+        out[n++] = 0x80 | (c & 63);
+        continue;
+      }
+      c = 0xfffd;
+    }
+    out[n++] = 0xe0 | (c >> 12);
+    out[n++] = 0x80 | ((c >> 6) & 63);
+    out[n++] = 0x80 | (c & 63);
+  }
+  return out.subarray(0, n);
 }
 
 /** The digest bucket of `id` (a canonical PointId): 0 .. DIGEST_BUCKETS - 1. */
@@ -78,8 +115,17 @@ export type HashOut = Uint32Array;
  * must be canonical (common/point_id.ts `canonicalId`): 5 and 5n are one id but hash apart.
  */
 export function entryHash(id: PointId, version: number, deleted: boolean, out: HashOut): number {
-  const a = hashPointId(id);
-  const b = secondHash(id, a);
+  let a: number, b: number;
+  if (typeof id === "string") {
+    // hashPointId of a string is MurmurHash3 of its UTF-8 with seed 1: encode once for both,
+    // in JS into a kept buffer (TextEncoder costs ~1 µs a call here: most of a write's digest).
+    const bytes = utf8Scratch(id);
+    a = murmur3_32(bytes, 1);
+    b = murmur3_32(bytes, SEED_B);
+  } else {
+    a = hashPointId(id);
+    b = secondHash(id, a);
+  }
   const vlo = version >>> 0;
   const vhi = Math.floor(version / 0x1_0000_0000) >>> 0;
   const d = deleted ? 1 : 0;

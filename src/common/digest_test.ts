@@ -7,6 +7,7 @@ import {
   entryHash,
   rootBytes,
   UnitDigest,
+  utf8Scratch,
 } from "./digest.ts";
 import { shardOf } from "./shard.ts";
 
@@ -63,4 +64,11 @@ Deno.test("differingBuckets: a list of the wrong length differs everywhere", () 
   assert(
     differingBuckets(new UnitDigest().bucketBytes(), new UnitDigest().bucketBytes()).length === 0,
   );
+});
+
+Deno.test("utf8Scratch encodes as TextEncoder does (surrogate pairs, lone surrogates)", () => {
+  const enc = new TextEncoder();
+  for (const s of ["", "doc-7", "é", "€uro", "a😀b", "\ud800x", "x\udc00", "z".repeat(300)]) {
+    assert.deepEqual([...utf8Scratch(s)], [...enc.encode(s)], JSON.stringify(s));
+  }
 });
