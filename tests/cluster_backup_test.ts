@@ -14,6 +14,7 @@
  */
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
+import { placementOf } from "../harness/placement.ts";
 import { type ApiClient, isServiceError } from "../src/api/client.ts";
 import type { StatsResponse } from "../src/api/proto.ts";
 import { withCluster } from "../harness/cluster.ts";
@@ -186,7 +187,8 @@ Deno.test({
       const answering = async () => (await stats(api)).nodes!.filter((n) => n.error === "").length;
       await waitFor(async () => (await answering()) === 3, "the router's ring has 3 nodes");
       const rng = new Rng(9);
-      await api.call("CreateCollection", { name: C, dimension: DIM });
+      // 12 shards: the node that joins later is all but sure to hold some (checked below).
+      await api.call("CreateCollection", { name: C, dimension: DIM, shard_number: 12 });
       await writeSome(api, rng, 0, 200);
       await waitFor(async () => !(await stats(api)).rebalancing, "placement settled", 30_000);
       const atBackup = await readAll(api, C);
@@ -208,9 +210,16 @@ Deno.test({
         60_000,
       );
       assert.deepEqual(await readAll(api, "g_dst"), atBackup);
-      // The new node now holds its share of the restored collection.
+      // The new node now holds its share of the restored collection: the points of its shards
+      // (the restored collection keeps the backed-up one's 12 shards).
+      const placed = await placementOf(api, "g_dst", c.nodeAddrs, 2);
+      assert.equal(placed.layout.shard_number, 12);
+      const mine = [...atBackup.keys()].filter((id) =>
+        atBackup[id] !== null && placed.owners(id).includes(c.nodeAddrs[n])
+      );
       const own = await c.api(c.nodeAddrs[n]).call("Stats", {});
       const count = Number(own.collections.find((x) => x.name === "g_dst")?.count ?? 0);
-      assert.ok(count > 0, `the new node holds ${count} points of g_dst`);
+      assert.equal(count, mine.length, `the new node holds ${count} points of g_dst`);
+      assert.ok(count > 0);
     }),
 });

@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { type ApiClient, isServiceError } from "../src/api/client.ts";
 import type { StatsResponse } from "../src/api/proto.ts";
-import { HashRing } from "../src/cluster/ring.ts";
+import { type CollectionPlacement, placementOf, placementWith } from "../harness/placement.ts";
 import { type TestCluster, withCluster } from "../harness/cluster.ts";
 import { freePort } from "../harness/ports.ts";
 import { ROUTER_ENTRY, routerFlags, runCli, spawnServer } from "../harness/servers.ts";
@@ -22,6 +22,8 @@ import { Rng } from "../src/testing/random.ts";
 
 const DIM = 4;
 const COLLECTION = "cluster_test";
+/** Shards of the test collection. */
+const SHARDS = 12;
 
 /** Seeded uniform [0, 1) numbers: the project's mulberry32 generator. */
 function mulberry32(seed: number): () => number {
@@ -54,7 +56,7 @@ async function getOn(api: ApiClient, id: number): Promise<number[] | null> {
 /** Every point is on exactly its owners (checked directly on each running node). */
 async function assertPlacement(
   c: TestCluster,
-  ring: HashRing,
+  ring: CollectionPlacement,
   points: Map<number, number[]>,
   skip: Set<number> = new Set(),
 ): Promise<void> {
@@ -62,7 +64,7 @@ async function assertPlacement(
     if (skip.has(i)) continue;
     const api = c.api(c.nodeAddrs[i]);
     for (const [id, v] of points) {
-      const owns = ring.owners(id, 2).includes(c.nodeAddrs[i]);
+      const owns = ring.owners(id).includes(c.nodeAddrs[i]);
       const got = await getOn(api, id);
       if (owns) assert.deepEqual(got, v, `node ${c.nodeAddrs[i]} should hold id ${id}`);
       else assert.equal(got, null, `node ${c.nodeAddrs[i]} should not hold id ${id}`);
@@ -104,7 +106,13 @@ Deno.test({
     };
     await withCluster({ nodes: 3, replication_factor: 2 }, async (c) => {
       const router = c.api(c.routerAddr);
-      const ring = new HashRing({ members: c.nodeAddrs });
+      // 12 shards of the router's RF (2): every node holds some (the steps below need ids
+      // each node owns; with one shard per node a node may hold none).
+      const ring = placementWith(
+        COLLECTION,
+        { shard_number: SHARDS, replication_factor: 2 },
+        c.nodeAddrs,
+      );
       const random = mulberry32(20240611);
 
       await step("the original quickstart through the CLI", async () => {
@@ -139,7 +147,11 @@ Deno.test({
 
       const points = new Map<number, number[]>();
       await step("writes land on exactly the owners the ring names", async () => {
-        const created = await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
+        const created = await router.call("CreateCollection", {
+          name: COLLECTION,
+          dimension: DIM,
+          shard_number: SHARDS,
+        });
         assert.equal(created.created, true);
         const list = await router.call("ListCollections", {});
         assert.ok(list.collections.some((x) => x.name === COLLECTION));
@@ -159,6 +171,11 @@ Deno.test({
           const r = await router.call("Put", { id, vector: v, collection: COLLECTION });
           assert.equal(r.replicas_acked, 2);
         }
+        // The layout the router reports is the one assumed above.
+        assert.deepEqual(
+          (await placementOf(router, COLLECTION, c.nodeAddrs, 2)).layout,
+          ring.layout,
+        );
         await assertPlacement(c, ring, points);
       });
 
@@ -190,7 +207,7 @@ Deno.test({
         // Ids the down node owns, and one it does not.
         const owned: number[] = [];
         for (let id = 3_000_000; owned.length < 6; id++) {
-          if (ring.owners(id, 2).includes(addr)) owned.push(id);
+          if (ring.owners(id).includes(addr)) owned.push(id);
         }
         const [a, b, d, e, q, x] = owned;
         const one = { collection: COLLECTION, consistency: "one" };
@@ -210,7 +227,7 @@ Deno.test({
         const ve = vec(random);
         await router.call("PutBatch", { points: [{ id: e, vector: ve }], ...one });
         points.set(e, ve);
-        const gone = [...points.keys()].find((id) => ring.owners(id, 2).includes(addr))!;
+        const gone = [...points.keys()].find((id) => ring.owners(id).includes(addr))!;
         await router.call("Delete", { id: gone, ...one });
         points.delete(gone);
         // Quorum needs both owners: refused with the count, yet queued for the down owner.
@@ -268,11 +285,18 @@ Deno.test({
         try {
           await small.ready;
           const api = c.api(`127.0.0.1:${port}`);
-          const addr = c.nodeAddrs[2];
-          await c.killNode(2);
+          // This router learned the layout from the nodes (storage nodes from before shards
+          // report none: then it routes the collection as one shard): ask it, and stop a node
+          // that holds a shard under it.
+          const its = await placementOf(api, COLLECTION, c.nodeAddrs, 2);
+          const victim = [2, 1, 0].find((i) =>
+            its.placement.shardsOf(COLLECTION, its.layout, c.nodeAddrs[i]).length > 0
+          )!;
+          const addr = c.nodeAddrs[victim];
+          await c.killNode(victim);
           const owned: number[] = [];
           for (let id = 4_000_000; owned.length < 3; id++) {
-            if (ring.owners(id, 2).includes(addr)) owned.push(id);
+            if (its.owners(id).includes(addr)) owned.push(id);
           }
           const one = { collection: COLLECTION, consistency: "one" };
           await api.call("Put", { id: owned[0], vector: vec(random), ...one });
@@ -289,7 +313,7 @@ Deno.test({
           const stats = await api.call("Stats", {});
           const n = stats.nodes!.find((x) => x.address === addr) as { hints_refused?: string };
           assert.equal(n.hints_refused, "1");
-          await c.startNode(2);
+          await c.startNode(victim);
           await waitFor(
             async () => hintsPending(await api.call("Stats", {}), addr) === 0,
             "the small router did not replay its hints",

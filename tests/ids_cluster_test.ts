@@ -18,7 +18,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { HashRing } from "../src/cluster/ring.ts";
+import { placementOf } from "../harness/placement.ts";
 import { compareIds, idsToWire, idToWire, type PointId } from "../src/common/point_id.ts";
 import { VectorDbClient } from "../src/client/mod.ts";
 import type { ApiClient } from "../src/api/client.ts";
@@ -71,9 +71,9 @@ Deno.test({
         assert.deepEqual(await db.count(COLLECTION), { count: ids.length, partial: false });
 
         // Each id is on exactly its owners, found there by its wire pair.
-        const ring = new HashRing({ members: c.nodeAddrs });
+        const ring = await placementOf(c.api(c.routerAddr), COLLECTION, c.nodeAddrs, RF);
         for (const id of [ids[0], "7", 7, BIG, MAX]) {
-          const owners = ring.owners(id, RF);
+          const owners = ring.owners(id);
           for (const addr of c.nodeAddrs) {
             const got = await c.api(addr).call("Get", { ...idToWire(id), collection: COLLECTION });
             assert.equal(got.found, owners.includes(addr), `${String(id)} on ${addr}`);
@@ -167,7 +167,7 @@ Deno.test({
 
 /** Each of `ids` is held (live) by exactly its owners under `nodes`. */
 async function assertPlaced(c: TestCluster, nodes: string[], ids: PointId[]): Promise<void> {
-  const ring = new HashRing({ members: nodes });
+  const ring = await placementOf(c.api(c.routerAddr), COLLECTION, nodes, RF);
   for (const addr of nodes) {
     const got = await c.api(addr, 10_000).call("GetBatch", {
       ...idsToWire(ids),
@@ -177,7 +177,7 @@ async function assertPlaced(c: TestCluster, nodes: string[], ids: PointId[]): Pr
     const order = sortedForWire(ids);
     got.points.forEach((p, i) => {
       const id = order[i];
-      assert.equal(p.found, ring.owners(id, RF).includes(addr), `${String(id)} on ${addr}`);
+      assert.equal(p.found, ring.owners(id).includes(addr), `${String(id)} on ${addr}`);
     });
   }
 }

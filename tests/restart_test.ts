@@ -18,7 +18,7 @@
 import assert from "node:assert/strict";
 import { ApiClient } from "../src/api/client.ts";
 import type { StatsResponse } from "../src/api/proto.ts";
-import { HashRing } from "../src/cluster/ring.ts";
+import { placementOf } from "../harness/placement.ts";
 import { withCluster } from "../harness/cluster.ts";
 import { waitFor } from "../harness/wait.ts";
 import { Rng } from "../src/testing/random.ts";
@@ -59,7 +59,8 @@ Deno.test({
       const rng = new Rng(41);
       const expected = new Map<number, number[]>();
       await waitFor(async () => (await settled(router, c.nodeAddrs)) !== null, "3-node ring");
-      await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
+      // 12 shards: the restarted node is all but sure to hold some (`owned` below).
+      await router.call("CreateCollection", { name: COLLECTION, dimension: DIM, shard_number: 12 });
       for (let from = 0; from < POINTS; from += 500) {
         const points = [];
         for (let id = from; id < from + 500; id++) {
@@ -73,8 +74,8 @@ Deno.test({
       await waitFor(async () => (before = await settled(router, c.nodeAddrs)) !== null, "settled");
       const copiedBefore = Number(before!.points_copied);
       const addr = c.nodeAddrs[1];
-      const ring = new HashRing({ members: c.nodeAddrs });
-      const owned = [...expected.keys()].filter((id) => ring.owners(id, RF).includes(addr));
+      const ring = await placementOf(c.api(c.routerAddr), COLLECTION, c.nodeAddrs, RF);
+      const owned = [...expected.keys()].filter((id) => ring.owners(id).includes(addr));
       // A client of its own, closed before the SIGTERM: a Deno client that receives the
       // server's GOAWAY can hit denoland/deno#36788 (an nghttp2 assertion aborts the test).
       const first = new ApiClient(addr, { timeout_ms: 5000 });
@@ -129,7 +130,7 @@ Deno.test({
 
       // Node 1 still holds its points, and what it owns of the writes it missed.
       const api = c.api(addr);
-      const mine = [...expected.keys()].filter((id) => ring.owners(id, RF).includes(addr));
+      const mine = [...expected.keys()].filter((id) => ring.owners(id).includes(addr));
       assert.equal(await countOn(api), mine.length, "node 1's count after the restart");
       for (let i = 0; i < mine.length; i += 200) {
         const chunk = mine.slice(i, i + 200);

@@ -16,7 +16,7 @@
 import assert from "node:assert/strict";
 import type { ApiClient } from "../src/api/client.ts";
 import type { MembersResponse } from "../src/api/proto.ts";
-import { HashRing } from "../src/cluster/ring.ts";
+import { placementOf } from "../harness/placement.ts";
 import { type TestCluster, withCluster } from "../harness/cluster.ts";
 import { runCli } from "../harness/servers.ts";
 import { waitFor } from "../harness/wait.ts";
@@ -145,14 +145,19 @@ Deno.test({
       });
 
       await step("puts land on the ring owners; searches are exact and complete", async () => {
-        await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
+        // 12 shards: a node joining later is all but sure to gain some (checked below).
+        await router.call("CreateCollection", {
+          name: COLLECTION,
+          dimension: DIM,
+          shard_number: 12,
+        });
         await putRange(router, points, random, 0, 40);
-        const ring = new HashRing({ members: c.nodeAddrs });
+        const ring = await placementOf(router, COLLECTION, c.nodeAddrs, 2);
         for (let i = 0; i < 3; i++) {
           const api = c.api(c.nodeAddrs[i]);
           for (const [p, v] of points) {
             const got = await getOn(api, p);
-            if (ring.owners(p, 2).includes(c.nodeAddrs[i])) {
+            if (ring.owners(p).includes(c.nodeAddrs[i])) {
               assert.deepEqual(got, v, `${id(i)} should hold id ${p}`);
             } else assert.equal(got, null, `${id(i)} should not hold id ${p}`);
           }
@@ -166,12 +171,12 @@ Deno.test({
           await c.killNode(2);
           const t0 = Date.now();
           // Before it is declared dead it is still an owner: writes it misses are hinted.
-          const ring = new HashRing({ members: c.nodeAddrs });
+          const ring = await placementOf(router, COLLECTION, c.nodeAddrs, 2);
           for (let p = 50; p < 70; p++) {
             const vector = vec(random);
             await router.call("Put", { id: p, vector, collection: COLLECTION, consistency: "one" });
             points.set(p, vector);
-            if (ring.owners(p, 2).includes(c.nodeAddrs[2])) hinted.push(p);
+            if (ring.owners(p).includes(c.nodeAddrs[2])) hinted.push(p);
           }
           assert.ok(hinted.length > 0);
           assert.equal(await hintsPending(router, c.nodeAddrs[2]), hinted.length);
@@ -218,12 +223,16 @@ Deno.test({
           `${id(n)} got collection ${COLLECTION}`,
           10_000,
         );
-        const ring = new HashRing({ members: [c.nodeAddrs[0], c.nodeAddrs[1], c.nodeAddrs[n]] });
+        const ring = await placementOf(router, COLLECTION, [
+          c.nodeAddrs[0],
+          c.nodeAddrs[1],
+          c.nodeAddrs[n],
+        ], 2);
         await putRange(router, points, random, 200, 240);
         let owned = 0;
         for (let p = 200; p < 240; p++) {
           const got = await getOn(fresh, p);
-          if (ring.owners(p, 2).includes(c.nodeAddrs[n])) {
+          if (ring.owners(p).includes(c.nodeAddrs[n])) {
             owned++;
             assert.deepEqual(got, points.get(p), `${id(n)} should hold id ${p}`);
           } else assert.equal(got, null, `${id(n)} should not hold id ${p}`);
@@ -248,9 +257,9 @@ Deno.test({
         );
         const back = c.api(c.nodeAddrs[2]);
         // Rebalancing may prune the hinted points it no longer owns on the 4-node ring.
-        const ring = new HashRing({ members: c.nodeAddrs });
+        const ring = await placementOf(router, COLLECTION, c.nodeAddrs, 2);
         for (const p of hinted) {
-          if (!ring.owners(p, 2).includes(c.nodeAddrs[2])) continue;
+          if (!ring.owners(p).includes(c.nodeAddrs[2])) continue;
           assert.deepEqual(await getOn(back, p), points.get(p), `id ${p}`);
         }
         assert.equal((await answeringNodes(router)).length, 4);

@@ -16,7 +16,7 @@
 import assert from "node:assert/strict";
 import type { ApiClient } from "../src/api/client.ts";
 import type { StatsResponse } from "../src/api/proto.ts";
-import { HashRing } from "../src/cluster/ring.ts";
+import { placementOf } from "../harness/placement.ts";
 import { type TestCluster, withCluster } from "../harness/cluster.ts";
 import { waitFor } from "../harness/wait.ts";
 import { runCli } from "../harness/servers.ts";
@@ -56,7 +56,7 @@ async function assertHeld(
   nodes: string[],
   want: Map<number, Want>,
 ): Promise<void> {
-  const ring = new HashRing({ members: nodes });
+  const ring = await placementOf(c.api(c.routerAddr), COLLECTION, nodes, RF);
   for (const addr of nodes) {
     const api = c.api(addr);
     const ids = [...want.keys()];
@@ -67,7 +67,7 @@ async function assertHeld(
       );
       chunk.forEach((id, j) => {
         const w = want.get(id)!;
-        if (w !== null && ring.owners(id, RF).includes(addr)) {
+        if (w !== null && ring.owners(id).includes(addr)) {
           assert.ok(got[j].found, `${addr} owns id ${id} but lacks it`);
           assert.deepEqual(got[j].vector, w.vector, `vector of id ${id} on ${addr}`);
           assert.equal(got[j].payload ?? "", w.payload, `payload of id ${id} on ${addr}`);
@@ -99,7 +99,8 @@ Deno.test({
     await withCluster({ nodes: 3, replication_factor: RF }, async (c) => {
       const router = c.api(c.routerAddr, 10_000);
       const want = new Map<number, Want>();
-      await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
+      // 12 shards: the node taken down below is all but sure to own some ids.
+      await router.call("CreateCollection", { name: COLLECTION, dimension: DIM, shard_number: 12 });
       const points = Array.from({ length: 300 }, (_, id) => ({
         id,
         vector: vec(id),
@@ -137,9 +138,9 @@ Deno.test({
       // Node 1 goes down; writes it owns are hinted.
       const down = 1;
       const addr = c.nodeAddrs[down];
-      const ring = new HashRing({ members: c.nodeAddrs });
+      const ring = await placementOf(c.api(c.routerAddr), COLLECTION, c.nodeAddrs, RF);
       await c.killNode(down);
-      const owned = [...want.keys()].filter((id) => ring.owners(id, RF).includes(addr));
+      const owned = [...want.keys()].filter((id) => ring.owners(id).includes(addr));
       const [a, b, d, e] = owned.filter((id) => id % 5 !== 0);
       await put(router, want, a, 1); // a new payload
       await router.call("Put", {
@@ -153,7 +154,7 @@ Deno.test({
       await router.call("Delete", { id: d, collection: COLLECTION, consistency: "one" });
       want.set(d, null); // deleted after its payloaded put
       const fresh = Array.from({ length: 2000 }, (_, i) => 10_000 + i)
-        .filter((id) => ring.owners(id, RF).includes(addr)).slice(0, 40);
+        .filter((id) => ring.owners(id).includes(addr)).slice(0, 40);
       await router.call("PutBatch", {
         points: fresh.map((id) => ({ id, vector: vec(id), payload: payloadOf(id, 3) })),
         collection: COLLECTION,
@@ -178,7 +179,7 @@ Deno.test({
       // Read repair: one owner gets a newer version directly; a Get through the router answers
       // with it and copies it, payload included, to the other owner.
       const r = [...want.keys()].find((id) => id % 5 !== 0 && want.get(id) !== null)!;
-      const [first, second] = ring.owners(r, RF);
+      const [first, second] = ring.owners(r);
       const held = await c.api(second).call("Get", { id: r, collection: COLLECTION });
       const newer = String(BigInt(held.version!) + 1024n);
       const repaired = JSON.stringify({ repaired: true, id: r });
@@ -272,7 +273,8 @@ Deno.test({
         async () => (await stats(router)).nodes!.filter((n) => n.error === "").length === 3,
         "the router's ring has 3 nodes",
       );
-      await router.call("CreateCollection", { name: COLLECTION, dimension: DIM });
+      // Twelve shards: the fourth node is all but sure to gain some (checked below).
+      await router.call("CreateCollection", { name: COLLECTION, dimension: DIM, shard_number: 12 });
       const want = new Map<number, Want>();
       const points = Array.from({ length: 1500 }, (_, id) => ({
         id,
@@ -292,7 +294,10 @@ Deno.test({
       await c.addNode();
       await waitSettled(router, c.nodeAddrs.slice(), Number(s.rebalances_done));
       const after = await stats(router);
-      assert.ok(Number(after.points_copied) > 0, "the join copied points");
+      const placed = await placementOf(router, COLLECTION, c.nodeAddrs, RF);
+      assert.equal(placed.layout.shard_number, 12);
+      const gained = placed.placement.shardsOf(COLLECTION, placed.layout, c.nodeAddrs[3]);
+      if (gained.length > 0) assert.ok(Number(after.points_copied) > 0, "the join copied points");
       await assertHeld(c, c.nodeAddrs.slice(), want);
     });
   },

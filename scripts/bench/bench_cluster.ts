@@ -14,8 +14,8 @@
  *    standalone node holding all `--n` points (created and loaded the same way; its load rate
  *    and recall are reported too). ef is `--ef`, or by default the smallest of `--efs` whose
  *    recall through the router is at least 0.95 (the largest when none is).
- * 4. Node failure: after checking that `HashRing` (node addresses as member ids, the router's
- *    default vnodes) predicts where points land, a writer (Puts of new ids at quorum) and a
+ * 4. Node failure: after checking that the shard placement (harness/placement.ts, the
+ *    collection's layout as the router reports it) predicts where points land, a writer (Puts of new ids at quorum) and a
  *    searcher run through the router; one node is SIGKILLed mid-run and restarted later; then
  *    hint queues are waited out and every acknowledged write is looked up on each of its
  *    owners directly (must be 0 missing). See lib/cluster_kill.ts.
@@ -78,7 +78,6 @@ import {
   runCli,
   spawnServer,
 } from "../../harness/servers.ts";
-import { HashRing } from "../../src/cluster/ring.ts";
 import { groundTruth } from "./lib/dataset.ts";
 import { type Matrix, readFvecs, writeFvecs } from "./lib/fvecs.ts";
 import {
@@ -88,6 +87,8 @@ import {
   type SearchSpec,
   type ThroughputResult,
 } from "./lib/cluster_search.ts";
+import { placementOf } from "../../harness/placement.ts";
+import { ApiClient } from "../../src/api/client.ts";
 import { checkRing, type KillResult, type RingCheck, runKill } from "./lib/cluster_kill.ts";
 
 // ----- Flags -----
@@ -568,7 +569,10 @@ try {
 
   // 4. Node failure.
   if (!flags["no-kill"]) {
-    const ring = new HashRing({ members: nodeAddrs });
+    const routerApi = new ApiClient(routerAddr, { timeout_ms: CALL_TIMEOUT_MS });
+    const ring = await placementOf(routerApi, COLLECTION, nodeAddrs, RF).finally(() =>
+      routerApi.close()
+    );
     report.ring_check = await checkRing({
       router: routerAddr,
       nodes: nodeAddrs,

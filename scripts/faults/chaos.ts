@@ -61,7 +61,8 @@
  * | `--seed`               | from the clock                              | schedule and load seed    |
  * | `--duration-s`         | 300                                         | load duration             |
  * | `--nodes`              | 5                                           | storage nodes             |
- * | `--replication-factor` | 2                                           | router's owners per point |
+ * | `--replication-factor` | 2                                           | replicas per shard (router's and the collection's) |
+ * | `--shards`             | 3                                           | shards of the collection  |
  * | `--fault-every-s`      | 8                                           | mean gap between faults (uniform in [½, 1½]×) |
  * | `--hold-min-s`         | 2                                           | shortest fault            |
  * | `--hold-max-s`         | 8                                           | longest fault             |
@@ -83,7 +84,7 @@
  */
 import { parseArgs } from "node:util";
 import { Prng } from "../../src/common/prng.ts";
-import { HashRing } from "../../src/cluster/ring.ts";
+import { placementOf } from "../../harness/placement.ts";
 import { TestCluster } from "../../harness/cluster.ts";
 import { type RunAs, runCli } from "../../harness/servers.ts";
 import { waitFor } from "../../harness/wait.ts";
@@ -125,6 +126,7 @@ const { values: args } = parseArgs({
     "duration-s": { type: "string", default: "300" },
     nodes: { type: "string", default: "5" },
     "replication-factor": { type: "string", default: "2" },
+    shards: { type: "string", default: "3" },
     "fault-every-s": { type: "string", default: "8" },
     "hold-min-s": { type: "string", default: "2" },
     "hold-max-s": { type: "string", default: "8" },
@@ -158,6 +160,7 @@ const durationMs = positive("duration-s", args["duration-s"]) * 1000;
 const nodeCount = positive("nodes", args.nodes, true);
 if (nodeCount > 200) usage(`--nodes ${nodeCount} must be at most 200`);
 const rf = positive("replication-factor", args["replication-factor"], true);
+const shards = positive("shards", args.shards, true);
 const faultEveryMs = positive("fault-every-s", args["fault-every-s"]) * 1000;
 const holdMinMs = Math.round(positive("hold-min-s", args["hold-min-s"]) * 1000);
 const holdMaxMs = Math.round(positive("hold-max-s", args["hold-max-s"]) * 1000);
@@ -202,7 +205,7 @@ const root = new Prng(seed);
 const faultRng = root.fork();
 const loadRngs = Array.from({ length: writerCount + searcherCount }, () => root.fork());
 log(
-  `seed ${seed} (replay with --seed ${seed}), ${nodeCount} nodes, RF ${rf}, ` +
+  `seed ${seed} (replay with --seed ${seed}), ${nodeCount} nodes, ${shards} shards of RF ${rf}, ` +
     `${durationMs / 1000} s, a fault every ~${faultEveryMs / 1000} s held ` +
     `${holdMinMs / 1000}-${holdMaxMs / 1000} s, kinds [${kinds.join(",")}], ` +
     `link cuts ${linkCutsNote}, gossip ${args.gossip}`,
@@ -611,7 +614,13 @@ try {
   // With gossip the router's ring fills a moment after the views converge: retry.
   await waitFor(
     async () => {
-      await api.call("CreateCollection", { name: "chaos", dimension: dim, metric: "l2" });
+      await api.call("CreateCollection", {
+        name: "chaos",
+        dimension: dim,
+        metric: "l2",
+        shard_number: shards,
+        replication_factor: rf,
+      });
       return true;
     },
     "collection created on every node",
@@ -802,8 +811,12 @@ try {
 
   // ----- check through the router and on every owner -----
   log("checking every acknowledged write through the router and on its owners");
-  const ring = new HashRing({ members: cluster.nodeAddrs });
-  const owners_per_point = Math.min(rf, nodeCount);
+  // The owners of a point: the replicas of its shard, under the layout the router reports.
+  const placed = await placementOf(api, "chaos", cluster.nodeAddrs, rf);
+  log(
+    `collection layout: ${placed.layout.shard_number} shards of ` +
+      `${placed.layout.replication_factor} replicas`,
+  );
   const nodeClients = new Map(cluster.nodeAddrs.map((a) => [a, cluster.api(a, 5000)]));
   const router = newTally();
   const owners = newTally();
@@ -814,7 +827,7 @@ try {
   await forEachLimit(checked, CHECK_CONCURRENCY, async ([id, st]) => {
     const viaRouter = await checkRead(api, id, st, router, "router");
     let misses = 0;
-    const own = ring.owners(id, owners_per_point);
+    const own = placed.owners(id);
     for (const addr of own) {
       const verdict = await checkRead(nodeClients.get(addr)!, id, st, owners, `owner ${addr}`);
       if (

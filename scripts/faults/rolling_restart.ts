@@ -11,7 +11,8 @@
  * process), its missed writes are delivered (the router's `hints_pending` for it back to 0) and
  * the router's placement is settled again; then the next node. At the end the load stops and
  * every acknowledged write is read back through the router (`Get`, vector compared) and on each
- * of its owners directly (the ring the router uses: node addresses, default vnodes, RF).
+ * of its owners directly (the replicas of its shard: harness/placement.ts, with the layout the
+ * router reports).
  *
  * The report (stdout; one JSON object with `--json`) gives: searches answered, partial and
  * failed (by status), writes acknowledged and failed (by status, and by phase of the restart),
@@ -57,7 +58,7 @@ import { raceTimeout, StartError } from "../../harness/process.ts";
 import { sleep, waitFor } from "../../harness/wait.ts";
 import { type ApiClient, describeGrpcError, isServiceError } from "../../src/api/client.ts";
 import type { StatsResponse } from "../../src/api/proto.ts";
-import { HashRing } from "../../src/cluster/ring.ts";
+import { placementOf } from "../../harness/placement.ts";
 import { Prng } from "../../src/common/prng.ts";
 import * as grpc from "@grpc/grpc-js";
 import { forEachLimit } from "./lib/concurrency.ts";
@@ -655,8 +656,12 @@ try {
 
   log(`checking ${acked.size} acknowledged points through the router and on their owners`);
   const t_check = performance.now();
-  const ring = new HashRing({ members: cluster.nodeAddrs });
-  const owners_per_point = Math.min(rf, nodeCount);
+  const ring = await placementOf(
+    cluster.api(cluster.routerAddr, 10_000),
+    COLLECTION,
+    cluster.nodeAddrs,
+    rf,
+  );
   const checkers = Array.from(
     { length: 4 },
     () => cluster.api(cluster.routerAddr, 10_000),
@@ -668,7 +673,7 @@ try {
   let k = 0;
   await forEachLimit([...acked.keys()], CHECK_CONCURRENCY, async (id) => {
     await checkRead(checkers[k++ % checkers.length], id, viaRouter, "router");
-    for (const a of ring.owners(id, owners_per_point)) {
+    for (const a of ring.owners(id)) {
       const lostBefore = onOwners.lost + onOwners.errors;
       await checkRead(nodeClients.get(a)!, id, onOwners, `owner ${a}`);
       if (onOwners.lost + onOwners.errors > lostBefore) bump(ownerMisses, a);

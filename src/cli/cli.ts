@@ -104,6 +104,8 @@ Commands:
   collections create --name C --dimension D [--metric l2|cosine|dot] [--m 16]
                      [--ef-construction 200] [--quantization none|int8] [--rescore 4]
                      (int8: searches one-byte codes, re-ranks the best rescore x k exactly)
+                     [--shard-number S] [--replication-factor R]
+                     (through a router; default: one shard per storage node, the router's RF)
   collections list   (with each collection's payload indexes)
   collections drop --name C
   collections index --name C --field KEY --type keyword|integer|float|bool
@@ -218,6 +220,8 @@ export type Command =
     ef_construction: number;
     quantization?: string;
     rescore?: number;
+    shard_number?: number;
+    replication_factor?: number;
   }
   | { kind: "collections-list" }
   | { kind: "collections-drop"; name: string }
@@ -269,6 +273,8 @@ const OPTIONS = {
   "ef-construction": { type: "string" },
   quantization: { type: "string" },
   rescore: { type: "string" },
+  "shard-number": { type: "string" },
+  "replication-factor": { type: "string" },
   file: { type: "string" },
   batch: { type: "string" },
   "start-id": { type: "string" },
@@ -324,6 +330,8 @@ const COMMAND_FLAGS: Record<string, [Flag[], Flag[]]> = {
     "ef-construction",
     "quantization",
     "rescore",
+    "shard-number",
+    "replication-factor",
   ]],
   "collections list": [[], []],
   "collections drop": [["name"], []],
@@ -704,6 +712,8 @@ export function parseCli(
           ef_construction: num("ef-construction"),
           quantization: str("quantization") ?? "",
           rescore: num("rescore"),
+          shard_number: num("shard-number"),
+          replication_factor: num("replication-factor"),
         })
       );
       command = { kind: "collections-create", ...c };

@@ -566,6 +566,24 @@ Deno.test("filter, ids and index flags", () => {
   }
 });
 
+Deno.test("cli: collections create --shard-number S --replication-factor R", () => {
+  const args = ["collections", "create", "--name", "s", "--dimension", "4"];
+  assert.deepEqual(
+    command([...args, "--shard-number", "6", "--replication-factor", "3"]),
+    {
+      kind: "collections-create",
+      name: "s",
+      dimension: 4,
+      metric: "l2",
+      m: 16,
+      ef_construction: 200,
+      shard_number: 6,
+      replication_factor: 3,
+    },
+  );
+  assert.throws(() => command([...args, "--shard-number", "-1"]), /shard-number|shard_number/);
+});
+
 Deno.test("cli: collections create --quantization int8 [--rescore N]", () => {
   assert.deepEqual(
     command([

@@ -69,6 +69,13 @@ import type {
   ValidGetBatch,
 } from "../api/points_read.ts";
 import { BATCH_POINTS_MAX } from "../common/limits.ts";
+import { Catalog } from "./catalog.ts";
+import type { Placement, ShardLayout } from "../cluster/placement.ts";
+
+/** How long a collection no node reported is not looked up again (a negative cache). */
+export const LAYOUT_MISS_TTL_MS = 2000;
+/** Most names in the negative cache (cleared as a whole when full). */
+const LAYOUT_MISSES_MAX = 1024;
 
 /** A Search as the router runs it: `filter_json` the filter's text for the nodes ("" none). */
 export type RouterSearch = ValidSearch & { filter_json?: string };
@@ -84,8 +91,18 @@ export interface RebalanceHooks {
   changed(view: RingRef, deaths_only: boolean): void;
   /** The nodes of the last ring whose placement is complete (they hold their ranges). */
   settledNodes(): readonly string[];
-  /** Who may hold the newest version of `id` while a move is unsettled. */
-  readers(id: PointId): string[];
+  /** Who may hold the newest version of `id` in `collection` while a move is unsettled. */
+  readers(collection: string, layout: ShardLayout, id: PointId): string[];
+  /**
+   * The placement a search reads from: the settled one while a move is unsettled (its replicas
+   * hold complete shards), else the one in use.
+   */
+  readPlacement(): Placement;
+  /**
+   * A rebalancing run settled since this router started: every entry then sits on its shard's
+   * replicas, collections from before shards included (they lay on hash-ring owners before).
+   */
+  readonly migrated?: boolean;
   /** Starts an anti-entropy run now (after a cluster restore); absent: none is started. */
   antiEntropy?(): void;
 }
@@ -135,10 +152,17 @@ export class RouterCore {
   recall: RecallMonitor | null = null;
   /** Nodes kept off the ring while a move is unsettled, since when (clock ms). */
   readonly #join_waiting = new Map<string, number>();
+  /** Collection layouts (shards, replicas) the router routes by (catalog.ts). */
+  readonly catalog: Catalog;
+  /** The ListCollections refresh in flight, shared by every request that waits for it. */
+  #refreshing: Promise<boolean> | null = null;
+  /** Collections no node reported at the last refresh, until when (clock ms). */
+  readonly #misses = new Map<string, number>();
 
   constructor(readonly options: RouterCoreOptions) {
     const log = options.log;
     this.versions = new VersionClock(() => options.clock.now_ms());
+    this.catalog = new Catalog({ default_rf: options.replication_factor });
     this.background = new Background(log);
     this.table = new NodeTable({
       openHints: options.openHints,
@@ -163,11 +187,10 @@ export class RouterCore {
       versions: this.versions,
       background: this.background,
       log,
-      replication_factor: options.replication_factor,
       consistency: options.consistency,
       node_timeout_ms: options.node_timeout_ms,
       queued: (s) => this.replay.tick(s),
-      readers: (id) => this.#rebalance?.readers(id) ?? null,
+      readers: (c, layout, id) => this.#readers(c, layout, id),
     });
     this.scatter = new Scatter({
       nodes: options.nodes,
@@ -176,6 +199,8 @@ export class RouterCore {
       clock: options.clock,
       replication_factor: options.replication_factor,
       search: options.search,
+      layout: (collection) => this.layout(collection),
+      search_placement: () => this.searchPlacement(),
     });
     this.backups = new ClusterBackups({
       nodes: options.nodes,
@@ -218,25 +243,150 @@ export class RouterCore {
     );
   }
 
+  // ----- collection layouts -----
+
+  /**
+   * The shard layout of `collection`: the catalog's; for a name it does not know, after one
+   * ListCollections of the ring's nodes (shared by concurrent callers; a name no node reported
+   * is not looked up again for {@link LAYOUT_MISS_TTL_MS}); still unknown, the layout of a
+   * collection from before shards (1 shard, the router's replication factor), which is what the
+   * implicit "default" collection and every pre-shard collection are. UNAVAILABLE when the
+   * catalog does not know it and no node answered the lookup.
+   */
+  async layout(collection: string): Promise<ShardLayout> {
+    const known = this.catalog.get(collection);
+    if (known !== undefined) return known;
+    const now_ms = this.options.clock.now_ms();
+    const miss_until = this.#misses.get(collection);
+    if (miss_until === undefined || miss_until <= now_ms) {
+      if (miss_until !== undefined) this.#misses.delete(collection);
+      const answered = await this.#refreshCatalog();
+      const found = this.catalog.get(collection);
+      if (found !== undefined) return found;
+      if (!answered && this.#view.nodes.length > 0) {
+        // Guessing the pre-shard layout here could send a write to the wrong replicas.
+        throw new RouterStatusError(
+          grpc.status.UNAVAILABLE,
+          `Cannot learn the layout of collection "${collection}": no storage node answered ` +
+            "ListCollections",
+        );
+      }
+      if (this.#misses.size >= LAYOUT_MISSES_MAX) this.#misses.clear();
+      this.#misses.set(collection, this.options.clock.now_ms() + LAYOUT_MISS_TTL_MS);
+    }
+    return this.catalog.legacy;
+  }
+
+  /**
+   * One ListCollections of the ring's nodes into the catalog (concurrent callers share it);
+   * resolves with whether some node answered.
+   */
+  #refreshCatalog(): Promise<boolean> {
+    if (this.#refreshing !== null) return this.#refreshing;
+    const nodes = this.#view.nodes;
+    const run = Promise.allSettled(
+      nodes.map((a) =>
+        this.options.nodes.call(a, "ListCollections", {}, {
+          timeout_ms: this.options.node_timeout_ms,
+        })
+      ),
+    ).then((settled) => {
+      let answered = false;
+      for (const s of settled) {
+        if (s.status !== "fulfilled") continue;
+        answered = true;
+        this.#learn(s.value.collections);
+      }
+      return answered;
+    }).finally(() => {
+      this.#refreshing = null;
+    });
+    this.#refreshing = run;
+    return run;
+  }
+
+  /**
+   * Learns layouts from nodes' CollectionInfo. A node that reports a layout is believed; one
+   * that reports none (a node from before shards, or a collection made before them) teaches the
+   * legacy layout only for a collection the catalog does not know yet.
+   */
+  #learn(infos: readonly CollectionInfo[]): void {
+    for (const c of infos) {
+      if ((c.shard_number ?? 0) >= 1) this.catalog.learn(c);
+      else if (this.catalog.get(c.name) === undefined) this.catalog.learn(c);
+      this.#misses.delete(c.name);
+    }
+  }
+
+  /**
+   * Who may hold the newest version of `id` (null: its owners). A collection from before shards
+   * (one shard) kept its points on their hash-ring owners: until a rebalancing run settled since
+   * this router started (never without rebalancing, in static mode) those are asked too, so its
+   * points stay readable by id while the first run moves them to the shard's replicas.
+   */
+  #readers(collection: string, layout: ShardLayout, id: PointId): string[] | null {
+    const r = this.#rebalance?.readers(collection, layout, id) ?? null;
+    if (layout.shard_number !== 1 || this.#rebalance?.migrated === true) return r;
+    const view = this.#view;
+    const out = r ?? [...view.placement.owners(collection, layout, id)];
+    for (const o of view.ring.owners(id, layout.replication_factor)) {
+      if (!out.includes(o)) out.push(o);
+    }
+    return out;
+  }
+
+  /**
+   * The placement a search reads from: while a move is unsettled the settled one (its nodes
+   * hold complete shards), else the current ring's.
+   */
+  searchPlacement(): Placement {
+    return this.#rebalance?.readPlacement() ?? this.#view.placement;
+  }
+
   // ----- requests -----
 
+  /**
+   * Runs `fn` with the layout of `collection`: at once (no await before the node calls start)
+   * when the catalog knows it, else after {@link layout}. A write takes its view inside `fn`,
+   * so it counts itself in flight on the ring it plans on before anything else awaits
+   * (rebalancing drains writes planned on older rings).
+   */
+  #withLayout<T>(collection: string, fn: (layout: ShardLayout) => Promise<T>): Promise<T> {
+    const known = this.catalog.get(collection);
+    if (known === undefined) return this.layout(collection).then(fn);
+    try {
+      return fn(known);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   put(v: ValidPut): Promise<ResponseOf<"Put">> {
-    const view = this.routable();
-    return this.writes.counted(view, () => this.replication.put(view, v));
+    return this.#withLayout(v.collection, (layout) => {
+      const view = this.routable();
+      return this.writes.counted(view, () => this.replication.put(view, layout, v));
+    });
   }
 
   putBatch(v: ValidPutBatch): Promise<ResponseOf<"PutBatch">> {
-    const view = this.routable();
-    return this.writes.counted(view, () => this.replication.putBatch(view, v));
+    return this.#withLayout(v.collection, (layout) => {
+      const view = this.routable();
+      return this.writes.counted(view, () => this.replication.putBatch(view, layout, v));
+    });
   }
 
   delete(v: ValidPointRef): Promise<ResponseOf<"Delete">> {
-    const view = this.routable();
-    return this.writes.counted(view, () => this.replication.delete(view, v));
+    return this.#withLayout(v.collection, (layout) => {
+      const view = this.routable();
+      return this.writes.counted(view, () => this.replication.delete(view, layout, v));
+    });
   }
 
   get(v: ValidPointRef): Promise<ResponseOf<"Get">> {
-    return this.replication.get(this.routable(), v);
+    return this.#withLayout(
+      v.collection,
+      (layout) => this.replication.get(this.routable(), layout, v),
+    );
   }
 
   async search(v: RouterSearch): Promise<ResponseOf<"Search">> {
@@ -301,13 +451,18 @@ export class RouterCore {
 
   /** Points by id, the newest version among the replicas each (replication.ts). */
   getBatch(v: ValidGetBatch): Promise<ResponseOf<"GetBatch">> {
-    return this.replication.getBatch(this.routable(), v);
+    return this.#withLayout(
+      v.collection,
+      (layout) => this.replication.getBatch(this.routable(), layout, v),
+    );
   }
 
   /** Deletes ids at one version on their owners (replication.ts). */
   deleteBatch(v: ValidDeleteBatch): Promise<ResponseOf<"DeleteBatch">> {
-    const view = this.routable();
-    return this.writes.counted(view, () => this.replication.deleteBatch(view, v));
+    return this.#withLayout(v.collection, (layout) => {
+      const view = this.routable();
+      return this.writes.counted(view, () => this.replication.deleteBatch(view, layout, v));
+    });
   }
 
   /**
@@ -316,6 +471,7 @@ export class RouterCore {
    * A failed chunk fails the call; the chunks before it stay deleted (a retry deletes the rest).
    */
   async deleteByFilter(v: ValidDeleteByFilter): Promise<ResponseOf<"DeleteByFilter">> {
+    const layout = await this.layout(v.collection);
     const view = this.routable();
     const version = this.replication.stamp(v.version);
     let deleted = 0;
@@ -327,7 +483,7 @@ export class RouterCore {
       BATCH_POINTS_MAX,
       async (ids) => {
         await this.writes.counted(view, () =>
-          this.replication.deleteBatch(view, {
+          this.replication.deleteBatch(view, layout, {
             collection: v.collection,
             ids,
             consistency: v.consistency,
@@ -356,20 +512,64 @@ export class RouterCore {
       nodes: this.options.nodes,
       table: this.table,
       retry_timeout_ms: this.options.retry_timeout_ms,
+      layout: (collection) => this.layout(collection),
     };
   }
 
-  createCollection(v: ValidCollection): Promise<ResponseOf<"CreateCollection">> {
-    return this.replication.createCollection(this.routable().nodes, v);
+  /**
+   * CreateCollection on every node of the ring, with its layout filled in (catalog.ts
+   * `chooseForCreate`: shard_number 0 → the ring's node count now, replication_factor 0 → the
+   * router's): every node stores it, so every router learns the same layout. A collection that
+   * already existed keeps the layout its nodes report (or, when they report none, the one the
+   * catalog knew, else the pre-shard layout).
+   */
+  async createCollection(v: ValidCollection): Promise<ResponseOf<"CreateCollection">> {
+    const nodes = this.routable().nodes;
+    const before = this.catalog.get(v.name);
+    const filled = this.catalog.chooseForCreate(v, nodes.length);
+    let answer: ResponseOf<"CreateCollection">;
+    try {
+      answer = await this.replication.createCollection(nodes, filled);
+    } catch (e) {
+      // Not created: the catalog must not keep a layout no node may hold.
+      if (before === undefined) this.catalog.drop(v.name);
+      else this.catalog.set(v.name, before);
+      throw e;
+    }
+    const info = answer.collection;
+    if (info !== null && info !== undefined && (info.shard_number ?? 0) >= 1) {
+      this.catalog.learn(info);
+    } else if (!answer.created) {
+      // It existed already, on nodes that do not report layouts.
+      if (before !== undefined) this.catalog.set(v.name, before);
+      else this.catalog.set(v.name, this.catalog.legacy);
+    }
+    this.#misses.delete(v.name);
+    return answer;
   }
 
-  dropCollection(name: string): Promise<ResponseOf<"DropCollection">> {
+  async dropCollection(name: string): Promise<ResponseOf<"DropCollection">> {
     this.recall?.forget(name);
-    return this.replication.dropCollection(this.routable().nodes, name);
+    const answer = await this.replication.dropCollection(this.routable().nodes, name);
+    this.catalog.drop(name);
+    return answer;
   }
 
-  listCollections(): Promise<ResponseOf<"ListCollections">> {
-    return this.scatter.listCollections(this.routable().nodes);
+  /**
+   * The union of the nodes' collections; the catalog learns their layouts, and a collection
+   * whose nodes report no layout (nodes from before shards) is shown with the catalog's.
+   */
+  async listCollections(): Promise<ResponseOf<"ListCollections">> {
+    const answer = await this.scatter.listCollections(this.routable().nodes);
+    this.#learn(answer.collections);
+    for (const c of answer.collections) {
+      if ((c.shard_number ?? 0) >= 1) continue;
+      const l = this.catalog.get(c.name);
+      if (l === undefined) continue;
+      c.shard_number = l.shard_number;
+      c.replication_factor = l.replication_factor;
+    }
+    return answer;
   }
 
   /** Backup `name` of `collection` on every node of the ring, or on none (backups.ts). */
@@ -381,8 +581,31 @@ export class RouterCore {
     return this.backups.list(this.routable().nodes);
   }
 
-  restore(backup: string, collection: string): Promise<ResponseOf<"Restore">> {
-    return this.backups.restore(this.routable().nodes, backup, collection);
+  /**
+   * Restore (backups.ts). The new collection gets the layout its nodes report, else that of the
+   * collection the backup was taken of (when this router knows it): its points then move to
+   * that layout's placement in the anti-entropy run the restore starts.
+   */
+  async restore(backup: string, collection: string): Promise<ResponseOf<"Restore">> {
+    const nodes = this.routable().nodes;
+    const r = await this.backups.restore(nodes, backup, collection);
+    this.#misses.delete(collection);
+    if ((r.collection?.shard_number ?? 0) >= 1) {
+      this.catalog.learn({ ...r.collection!, name: collection });
+      return r;
+    }
+    try {
+      const list = await this.backups.list(nodes);
+      const source = list.backups.find((b) => b.name === backup)?.collection?.name;
+      const layout = source === undefined ? undefined : this.catalog.get(source);
+      if (layout !== undefined) this.catalog.set(collection, layout);
+    } catch (e) {
+      this.options.log(
+        `WARNING restored collection "${collection}" takes the pre-shard layout: ` +
+          `${(e as Error).message}`,
+      );
+    }
+    return r;
   }
 
   deleteBackup(name: string): Promise<ResponseOf<"DeleteBackup">> {
@@ -523,6 +746,8 @@ export class RouterCore {
     if (removed.length + added.length === 0) return { added, removed, retry_at_ms };
     for (const a of added) this.#join_waiting.delete(a);
     this.#view = this.#makeView(ready);
+    // Start-up (the first nodes): learn the layouts of the collections they hold.
+    if (before.length === 0) this.background.track("catalog refresh", this.#refreshCatalog());
     this.#rebalance?.changed(this.#view, added.length === 0 && !removed.some((a) => left.has(a)));
     for (const a of removed) {
       const s = this.table.find(a);
@@ -573,7 +798,21 @@ export class RouterCore {
     const byName = new Map<string, CollectionInfo>();
     for (const s of settled) {
       if (s.status !== "fulfilled") continue;
+      this.#learn(s.value.collections);
       for (const c of s.value.collections) if (!byName.has(c.name)) byName.set(c.name, c);
+    }
+    // The newcomer gets each collection with its layout (nodes from before shards do not
+    // report it; the catalog knows it when this router created it).
+    for (const [name, c] of byName) {
+      const l = this.catalog.get(name);
+      const legacy = this.catalog.legacy;
+      if (
+        (c.shard_number ?? 0) < 1 && l !== undefined &&
+        (l.shard_number !== legacy.shard_number ||
+          l.replication_factor !== legacy.replication_factor)
+      ) {
+        byName.set(name, { ...c, ...l });
+      }
     }
     if (sources.length > 0 && settled.every((s) => s.status === "rejected")) {
       log(

@@ -5,7 +5,9 @@
  *
  * Writes (Put, PutBatch, Delete, and the collection RPCs fanned out to every node):
  *
- * - the owners of a point are `ring.owners(id, replication_factor)`, primary first;
+ * - the owners of a point are the replicas of its shard, `placement.owners(collection, layout,
+ *   id)` (src/cluster/placement.ts; the layout is the collection's, from the catalog), primary
+ *   first;
  * - a write is sent to every owner in parallel; the reply waits until EVERY owner has settled
  *   (acknowledged, failed, or its copy was durably queued as a hint), never just the first
  *   `required` ones: a client that waits for a write's reply before sending the next one thus
@@ -36,7 +38,7 @@
 
 import { type Consistency, CONSISTENCY_LEVELS } from "../common/limits.ts";
 import type { Point, SearchResult } from "../api/proto.ts";
-import type { HashRing } from "../cluster/ring.ts";
+import type { Placement, ShardLayout } from "../cluster/placement.ts";
 import { compareIds, formatId, idFromWire, type PointId } from "../common/point_id.ts";
 
 /** Consistency when neither the request nor the router's flag names one. */
@@ -150,26 +152,42 @@ export interface BatchSplit {
   owner_sets: string[][];
 }
 
-/** Splits a batch's points by owner: each owner gets every point it owns, in order. */
+/**
+ * Splits a batch's points by owner (the replicas of each point's shard of `collection` under
+ * `placement`): each owner gets every point it owns, in order.
+ */
 export function splitBatch(
-  ring: HashRing,
-  replication_factor: number,
+  placement: Placement,
+  collection: string,
+  layout: ShardLayout,
   points: readonly Point[],
 ): BatchSplit {
   const per_owner = new Map<string, Point[]>();
-  const sets = new Map<string, string[]>();
-  const owners: string[] = [];
+  // Replica lists are shared per shard by the placement: the list itself is a cheap key.
+  const sets = new Set<readonly string[]>();
   for (const p of points) {
-    ring.ownersInto(idFromWire(p.id, p.string_id), replication_factor, owners);
-    const key = owners.join("\n");
-    if (!sets.has(key)) sets.set(key, owners.slice());
+    const owners = placement.owners(collection, layout, idFromWire(p.id, p.string_id));
+    sets.add(owners);
     for (const o of owners) {
       let list = per_owner.get(o);
       if (list === undefined) per_owner.set(o, list = []);
       list.push(p);
     }
   }
-  return { per_owner, owner_sets: [...sets.values()] };
+  return { per_owner, owner_sets: distinctSets(sets) };
+}
+
+/**
+ * The distinct owner lists among `lists` (two shards may share a replica set), copied, in
+ * first-seen order.
+ */
+export function distinctSets(lists: Iterable<readonly string[]>): string[][] {
+  const out = new Map<string, string[]>();
+  for (const l of lists) {
+    const key = l.join("\n");
+    if (!out.has(key)) out.set(key, l.slice());
+  }
+  return [...out.values()];
 }
 
 /** The id of a search result (its wire pair `id`/`string_id`). */

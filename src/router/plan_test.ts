@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { HashRing } from "../cluster/ring.ts";
+import { Placement } from "../cluster/placement.ts";
+import type { PointId } from "../common/point_id.ts";
 import {
   decideBatch,
   decideWrite,
@@ -14,6 +15,13 @@ import {
   searchTargets,
   splitBatch,
 } from "./plan.ts";
+
+/** Four shards of RF 2 of collection "c"; `owners(id, rf)` as the hash ring's was called. */
+const L = { shard_number: 4, replication_factor: 2 };
+function placed(members: string[]) {
+  const p = new Placement(members);
+  return { p, owners: (id: PointId, _rf: number) => p.owners("c", L, id) };
+}
 
 Deno.test("requiredAcks: one, quorum and all", () => {
   assert.deepEqual([1, 2, 3, 4, 5].map((n) => requiredAcks("one", n)), [1, 1, 1, 1, 1]);
@@ -63,10 +71,10 @@ Deno.test("decideBatch needs every owner set to meet the level", () => {
 });
 
 Deno.test("splitBatch gives each owner exactly its points, in request order", () => {
-  const ring = new HashRing({ members: ["n1", "n2", "n3"] });
+  const ring = placed(["n1", "n2", "n3"]);
   const points = Array.from({ length: 300 }, (_, i) => ({ id: i * 7919, vector: [i] }));
   points.push({ id: 0, vector: [-1] }); // a repeated id: the later point must come later
-  const split = splitBatch(ring, 2, points);
+  const split = splitBatch(ring.p, "c", L, points);
   let total = 0;
   for (const [owner, list] of split.per_owner) {
     total += list.length;
@@ -232,13 +240,13 @@ Deno.test("mergeSearchResults: string and 64-bit ids dedupe by canonical id; tie
 });
 
 Deno.test("splitBatch places string and 64-bit ids as the ring does", () => {
-  const ring = new HashRing({ members: ["a:1", "b:1", "c:1"] });
+  const ring = placed(["a:1", "b:1", "c:1"]);
   const points = [
     { id: 0, string_id: "doc-1", vector: [1] },
     { id: "18446744073709551615", vector: [2] },
     { id: 7, vector: [3] },
   ];
-  const split = splitBatch(ring, 2, points);
+  const split = splitBatch(ring.p, "c", L, points);
   const ids = ["doc-1", 18446744073709551615n, 7] as const;
   points.forEach((p, i) => {
     for (const o of ring.owners(ids[i], 2)) assert.ok(split.per_owner.get(o)!.includes(p));

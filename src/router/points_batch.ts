@@ -14,8 +14,8 @@
 import type { PointRecord } from "../api/proto.ts";
 import type { RecordIds, WalRecord } from "../common/records.ts";
 import { idFromWire, isU32Id, type PointId } from "../common/point_id.ts";
-import type { HashRing } from "../cluster/ring.ts";
-import { newestRead, type ReadAnswer } from "./plan.ts";
+import type { Placement, ShardLayout } from "../cluster/placement.ts";
+import { distinctSets, newestRead, type ReadAnswer } from "./plan.ts";
 
 /** Ids split by owner: each owner's ids in request order, and the distinct owner lists. */
 export interface IdSplit {
@@ -24,22 +24,29 @@ export interface IdSplit {
   owner_sets: string[][];
 }
 
-/** Splits `ids` by their owners on `ring` (each id under each of its `rf` owners). */
-export function splitIds(ring: HashRing, rf: number, ids: readonly PointId[]): IdSplit {
+/**
+ * Splits `ids` by their owners (each id under every replica of its shard of `collection` under
+ * `placement`).
+ */
+export function splitIds(
+  placement: Placement,
+  collection: string,
+  layout: ShardLayout,
+  ids: readonly PointId[],
+): IdSplit {
   const per_owner = new Map<string, PointId[]>();
-  const sets = new Map<string, string[]>();
-  const owners: string[] = [];
+  // Replica lists are shared per shard by the placement: the list itself is a cheap key.
+  const sets = new Set<readonly string[]>();
   for (const id of ids) {
-    ring.ownersInto(id, rf, owners);
-    const key = owners.join("\n");
-    if (!sets.has(key)) sets.set(key, owners.slice());
+    const owners = placement.owners(collection, layout, id);
+    sets.add(owners);
     for (const o of owners) {
       let list = per_owner.get(o);
       if (list === undefined) per_owner.set(o, list = []);
       list.push(id);
     }
   }
-  return { per_owner, owner_sets: [...sets.values()] };
+  return { per_owner, owner_sets: distinctSets(sets) };
 }
 
 /** One node's GetBatch answer (its records, one per id it was asked, in its request order). */

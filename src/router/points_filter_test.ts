@@ -4,7 +4,7 @@
  * hints as tombstones, and the request checks.
  */
 import assert from "node:assert/strict";
-import { HashRing } from "../cluster/ring.ts";
+import { Placement } from "../cluster/placement.ts";
 import { filterJson, validateFilter, ValidationError } from "../api/validate.ts";
 import { EntryMerge, type EntryPage, type MergedEntry } from "./points_read.ts";
 import {
@@ -24,6 +24,13 @@ import {
   validateDropFieldIndexRequest,
   validateGetBatchRequest,
 } from "../api/points_read.ts";
+
+/** Four shards of RF 2 of collection "c"; `owners(id, rf)` as the hash ring's was called. */
+const L = { shard_number: 4, replication_factor: 2 };
+function placed(members: string[]) {
+  const p = new Placement(members);
+  return { p, owners: (id: PointId, _rf: number) => p.owners("c", L, id) };
+}
 
 /** A page of `[id, version, deleted, matched, payload]` entries. */
 function page(entries: [number, number, boolean, boolean, string][], done = true): EntryPage {
@@ -122,9 +129,9 @@ Deno.test("mergeGetBatch: the newest version per id wins; stale owners are liste
 });
 
 Deno.test("splitIds: every id goes to each of its owners, in request order", () => {
-  const ring = new HashRing({ members: ["n1:1", "n2:1", "n3:1"] });
+  const ring = placed(["n1:1", "n2:1", "n3:1"]);
   const ids = Array.from({ length: 200 }, (_, i) => i * 7);
-  const split = splitIds(ring, 2, ids);
+  const split = splitIds(ring.p, "c", L, ids);
   for (const id of ids) {
     const owners = ring.owners(id, 2);
     for (const o of owners) assert.ok(split.per_owner.get(o)!.includes(id), `${id} on ${o}`);
@@ -236,10 +243,10 @@ Deno.test("request checks: filter paths, field indexes, id lists, DeleteByFilter
 });
 
 Deno.test("string and 64-bit ids: split by owners, merged by canonical id, hinted as PointIds", () => {
-  const ring = new HashRing({ members: ["n1:1", "n2:1", "n3:1"] });
+  const ring = placed(["n1:1", "n2:1", "n3:1"]);
   const big = 2n ** 64n - 1n;
   const ids = [5, big, "doc-7", "5", 2 ** 40];
-  const split = splitIds(ring, 2, ids);
+  const split = splitIds(ring.p, "c", L, ids);
   for (const id of ids) {
     for (const o of ring.owners(id, 2)) {
       assert.ok(split.per_owner.get(o)!.includes(id), `${String(id)} on ${o}`);

@@ -21,7 +21,9 @@
  * uncovered ({@link searchRetryTargets}). A node that fails part-way is dropped from the merge
  * and from the answered set; a node without the collection (NOT_FOUND) answered with nothing.
  * Coverage is {@link searchCoverage} over the nodes that answered to the end of what was read:
- * `partial` when some shard had no such owner, so points may be missing (or a count low).
+ * `partial` when some shard had no such owner, so points may be missing (or a count low). The
+ * shards are the collection's (its replica sets under the placement) when the router passes
+ * its catalog ({@link EntryReadDeps.layout}).
  *
  * @module
  */
@@ -37,6 +39,7 @@ import { isNotFound, isTransient, type NodePort, RouterStatusError } from "./nod
 import type { NodeTable } from "./node_table.ts";
 import { type SearchCoverage, searchCoverage, searchRetryTargets, searchTargets } from "./plan.ts";
 import type { RingView } from "./ring_view.ts";
+import type { ShardLayout } from "../cluster/placement.ts";
 
 /** One node's page as the merge reads it (an Entries reply). */
 export type EntryPage = Pick<
@@ -271,6 +274,11 @@ export interface EntryReadDeps {
   table: NodeTable;
   /** Deadline of the second round, which waits for reconnecting channels. */
   retry_timeout_ms: number;
+  /**
+   * A collection's shard layout (the router's catalog). Coverage is then counted per shard of
+   * the placement (a shard is read when one of its replicas answered); absent: per ring shard.
+   */
+  layout?: (collection: string) => Promise<ShardLayout>;
 }
 
 /** One logical read: which collection, from where, how big each node's pages are. */
@@ -303,6 +311,9 @@ export async function readEntries(
   read: EntryRead,
 ): Promise<SearchCoverage> {
   const { nodes, table } = deps;
+  const shards = deps.layout === undefined
+    ? view.shards
+    : view.placement.shards(read.collection, await deps.layout(read.collection));
   const page_limit = Math.max(1, Math.min(ENTRIES_LIMIT_MAX, read.page_limit));
   const down = new Set<string>();
   for (const s of table.all()) if (!s.delivery.reachable) down.add(s.address);
@@ -364,8 +375,8 @@ export async function readEntries(
       first.set(g.node, g.page);
     }
   };
-  await round(searchTargets(view.nodes, view.shards, down), false);
-  const retry = searchRetryTargets(view.nodes, view.shards, answered, asked);
+  await round(searchTargets(view.nodes, shards, down), false);
+  const retry = searchRetryTargets(view.nodes, shards, answered, asked);
   if (retry.length > 0) await round(retry, true);
   if (answered.size === 0) {
     throw new RouterStatusError(
@@ -391,7 +402,7 @@ export async function readEntries(
       } else merge.feed(g.node, g.page);
     }
   }
-  return searchCoverage(view.shards, answered);
+  return searchCoverage(shards, answered);
 }
 
 function emptyPage(): EntriesResponse {

@@ -3,6 +3,10 @@
  * own (a {@link RouterClock} is passed in), so a seeded simulation drives exactly this code
  * (tests/sim/router_sim_test.ts).
  *
+ * **Owners.** A point's owners are the replicas of its shard: `view.placement.owners(collection,
+ * layout, id)` (src/cluster/placement.ts), with the collection's layout (shard count and
+ * replication factor) from the router's catalog (catalog.ts), primary first.
+ *
  * **Writes.** A write is sent to every owner at once (an owner with pending hints gets it through
  * its hint queue instead, see hints/delivery.ts). The reply waits until every owner has settled.
  * Owners that failed with an availability error (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED,
@@ -80,6 +84,7 @@ import {
   type ValidGetBatch,
 } from "../api/points_read.ts";
 import type { RingView } from "./ring_view.ts";
+import type { ShardLayout } from "../cluster/placement.ts";
 
 /** Read repairs in flight at once; beyond, a stale replica waits for anti-entropy. */
 export const READ_REPAIRS_MAX = 64;
@@ -101,14 +106,16 @@ export interface ReplicationDeps {
   versions: VersionClock;
   background: Background;
   log(message: string): void;
-  replication_factor: number;
   /** Default write consistency. */
   consistency: Consistency;
   node_timeout_ms: number;
   /** A hint was queued for the node: start delivering (hints/replay.ts). */
   queued(state: NodeState): void;
-  /** Who may hold the newest version of `id` (null: its owners on the current ring). */
-  readers(id: PointId): string[] | null;
+  /**
+   * Who may hold the newest version of `id` in `collection` (null: its shard's replicas under
+   * the current placement).
+   */
+  readers(collection: string, layout: ShardLayout, id: PointId): string[] | null;
 }
 
 function maxSeq(values: (string | number | undefined)[]): string {
@@ -169,9 +176,9 @@ export class Replication {
     this.deps.versions.observe(version);
   }
 
-  async put(view: RingView, v: ValidPut): Promise<ResponseOf<"Put">> {
+  async put(view: RingView, layout: ShardLayout, v: ValidPut): Promise<ResponseOf<"Put">> {
     const consistency = v.consistency ?? this.deps.consistency;
-    const owners = view.ring.owners(v.id, this.deps.replication_factor);
+    const owners = view.placement.owners(v.collection, layout, v.id);
     const version = this.stamp(v.version);
     const record: WalRecord = {
       kind: "put",
@@ -206,7 +213,11 @@ export class Replication {
     };
   }
 
-  async putBatch(view: RingView, v: ValidPutBatch): Promise<ResponseOf<"PutBatch">> {
+  async putBatch(
+    view: RingView,
+    layout: ShardLayout,
+    v: ValidPutBatch,
+  ): Promise<ResponseOf<"PutBatch">> {
     const consistency = v.consistency ?? this.deps.consistency;
     // The wire form once (payloads as JSON text), shared by every owner's request.
     const wire: Point[] = v.points.map((p) => ({
@@ -214,7 +225,7 @@ export class Replication {
       ...vectorToWire(p.vector),
       payload: payloadText(p.payload),
     }));
-    const split = splitBatch(view.ring, this.deps.replication_factor, wire);
+    const split = splitBatch(view.placement, v.collection, layout, wire);
     const owners = [...split.per_owner.keys()];
     const dimension = v.points[0].vector.length;
     const version = this.stamp(v.version);
@@ -231,9 +242,13 @@ export class Replication {
     return { count: v.points.length, seq: maxSeq(seqs), version: String(version) };
   }
 
-  async delete(view: RingView, v: ValidPointRef): Promise<ResponseOf<"Delete">> {
+  async delete(
+    view: RingView,
+    layout: ShardLayout,
+    v: ValidPointRef,
+  ): Promise<ResponseOf<"Delete">> {
     const consistency = v.consistency ?? this.deps.consistency;
-    const owners = view.ring.owners(v.id, this.deps.replication_factor);
+    const owners = view.placement.owners(v.collection, layout, v.id);
     const version = this.stamp(v.version);
     const record: WalRecord = { kind: "delete", collection: v.collection, id: v.id, version };
     const request = { ...idToWire(v.id), collection: v.collection, version };
@@ -266,10 +281,11 @@ export class Replication {
    */
   async deleteBatch(
     view: RingView,
+    layout: ShardLayout,
     v: WithPointIds<ValidDeleteBatch>,
   ): Promise<ResponseOf<"DeleteBatch">> {
     const consistency = v.consistency ?? this.deps.consistency;
-    const split = splitIds(view.ring, this.deps.replication_factor, v.ids);
+    const split = splitIds(view.placement, v.collection, layout, v.ids);
     const owners = [...split.per_owner.keys()];
     const version = this.stamp(v.version);
     const results = await this.write(
@@ -299,14 +315,15 @@ export class Replication {
    */
   async getBatch(
     view: RingView,
+    layout: ShardLayout,
     v: WithPointIds<ValidGetBatch>,
   ): Promise<ResponseOf<"GetBatch">> {
     const { table, nodes } = this.deps;
-    const rf = this.deps.replication_factor;
+    const owners = (id: PointId) => view.placement.owners(v.collection, layout, id);
     const unique = [...new Set(v.ids)];
     const per_node = new Map<string, PointId[]>();
     for (const id of unique) {
-      const holders = this.deps.readers(id) ?? view.ring.owners(id, rf);
+      const holders = this.deps.readers(v.collection, layout, id) ?? owners(id);
       for (const a of holders) {
         const s = table.find(a);
         if (s === undefined || !s.active) continue;
@@ -342,7 +359,7 @@ export class Replication {
       answers.push({ node: targets[i], points: s.value.points });
     });
     if (verdict !== null) throw verdict;
-    const merged = mergeGetBatch(answers, (id) => view.ring.owners(id, rf));
+    const merged = mergeGetBatch(answers, owners);
     const missing = unique.filter((id) => !merged.has(id));
     if (missing.length > 0) {
       if (answers.length === 0 && notFound !== null) throw notFound;
@@ -497,10 +514,10 @@ export class Replication {
   }
 
   /** Get: the highest version among every possible holder, with read repair (module comment). */
-  async get(view: RingView, v: ValidPointRef): Promise<ResponseOf<"Get">> {
+  async get(view: RingView, layout: ShardLayout, v: ValidPointRef): Promise<ResponseOf<"Get">> {
     const { table, nodes } = this.deps;
-    const owners = view.ring.owners(v.id, this.deps.replication_factor);
-    const askers = (this.deps.readers(v.id) ?? owners).filter((a) => {
+    const owners = view.placement.owners(v.collection, layout, v.id);
+    const askers = (this.deps.readers(v.collection, layout, v.id) ?? owners).filter((a) => {
       const s = table.find(a);
       return s !== undefined && s.active;
     });

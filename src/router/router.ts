@@ -359,12 +359,12 @@ export class Router {
         sources: () => core.leavers(),
         handedOff: (nodes) => core.handedOff(nodes),
         collections: (nodes) => core.scatter.collectionNames(nodes),
+        layout: (collection) => core.layout(collection),
         current: () => core.view,
         drainOlderWrites: (view, ms) => core.drainOlderWrites(view, ms),
         node_timeout_ms: config.node_timeout_ms,
         describe: describeGrpcError,
       }, {
-        replication_factor: config.replication_factor,
         transfers_max: options.transfers_max,
         delay_ms: options.rebalance_delay_ms,
         anti_entropy_interval_ms: options.anti_entropy_interval_ms ??
@@ -378,7 +378,11 @@ export class Router {
         },
         changed: (view, deaths_only) => rebalancer.changed(view, deaths_only),
         settledNodes: () => rebalancer.settled?.nodes ?? [],
-        readers: (id) => rebalancer.readers(id),
+        readers: (c, layout, id) => rebalancer.readers(c, layout, id),
+        readPlacement: () => rebalancer.readPlacement(),
+        get migrated() {
+          return rebalancer.stats.rebalances_done > 0;
+        },
         antiEntropy: () => rebalancer.antiEntropy(),
       });
     }

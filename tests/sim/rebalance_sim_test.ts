@@ -6,17 +6,19 @@
  * answers, as its WAL does), and a crash loses what was not; some crashes restart at once,
  * unnoticed by the ring, in the middle of a client write or of a copy or prune, which then fails.
  * Every call the driver makes to a node first lets the simulation act: client puts and deletes
- * (stamped with increasing versions, sent to the owners under the ring in use; an owner that is
- * down gets a hint delivered at some later step, in any order), Gets done the router's way
- * (ask {@link Rebalancer.readers}, take the highest version), node deaths (the ring drops the
- * node a few steps later), restarts with the old data, and new nodes. At most one node is down
- * at a time; RF is 2 or 3; a write is acknowledged when every owner applied it (RF 2) or all
- * but one (RF 3, the missing one gets a hint).
+ * (stamped with increasing versions, sent to the replicas of the point's shard under the
+ * placement in use; an owner that is down gets a hint delivered at some later step, in any
+ * order), Gets done the router's way (ask {@link Rebalancer.readers}, take the highest version),
+ * node deaths (the ring drops the node a few steps later), restarts with the old data, and new
+ * nodes. Two collections: one with 3 to 6 shards, and one from before shards (1 shard), each
+ * with its own replication factor, 2 or 3; a write is acknowledged when every owner applied it
+ * (RF 2) or all but one (RF 3, the missing one gets a hint). At most one node is down at a
+ * time.
  *
  * Checked all along: a Get never returns less than the last acknowledged write of the id (never
  * a lost write, never a resurrected delete). Checked at the end, once every node is back, every
- * hint delivered and one more anti-entropy run settled: every owner of every id holds the newest
- * version any node ever applied, and no other node holds the id.
+ * hint delivered and one more anti-entropy run settled: every replica of every id's shard holds
+ * the newest version any node ever applied, and no other node holds the id.
  *
  * A failing seed prints itself; `SIM_SEED=<n> deno test -A tests/sim/rebalance_sim_test.ts`
  * replays it alone.
@@ -24,7 +26,7 @@
 
 import assert from "node:assert/strict";
 import process from "node:process";
-import { HashRing } from "../../src/cluster/ring.ts";
+import { Placement, type ShardLayout } from "../../src/cluster/placement.ts";
 import { Prng } from "../../src/common/prng.ts";
 import {
   MissingCollectionError,
@@ -35,7 +37,6 @@ import {
   type TransferPort,
 } from "../../src/router/rebalance/rebalancer.ts";
 
-const C = "c";
 const IDS = 120;
 
 interface Held {
@@ -50,26 +51,33 @@ interface Held {
  * crash loses the changes not synced yet.
  */
 class SimNode {
-  readonly data = new Map<number, Held>();
+  /** Entries per collection. */
+  readonly collections = new Map<string, Map<number, Held>>();
   up = true;
   /** Bumped by every crash: a call in progress across a crash fails. */
   epoch = 0;
-  /** Changes since the last sync, oldest first: the id and its entry before (or none). */
-  readonly #unsynced: [number, Held | undefined][] = [];
+  /** Changes since the last sync, oldest first: the collection, id and entry before (or none). */
+  readonly #unsynced: [string, number, Held | undefined][] = [];
+  /** The entries of collection `c`. */
+  data(c: string): Map<number, Held> {
+    let m = this.collections.get(c);
+    if (m === undefined) this.collections.set(c, m = new Map());
+    return m;
+  }
   /** Applies an entry last-writer-wins; true when it changed the node. */
-  apply(id: number, version: number, deleted: boolean, value: number): boolean {
-    const held = this.data.get(id);
+  apply(c: string, id: number, version: number, deleted: boolean, value: number): boolean {
+    const held = this.data(c).get(id);
     if (held !== undefined && held.version >= version) return false;
-    this.#unsynced.push([id, held]);
-    this.data.set(id, { version, deleted, value });
+    this.#unsynced.push([c, id, held]);
+    this.data(c).set(id, { version, deleted, value });
     return true;
   }
   /** Forgets an entry whose version is at most `version`; true when it did. */
-  forget(id: number, version: number): boolean {
-    const held = this.data.get(id);
+  forget(c: string, id: number, version: number): boolean {
+    const held = this.data(c).get(id);
     if (held === undefined || held.version > version) return false;
-    this.#unsynced.push([id, held]);
-    this.data.delete(id);
+    this.#unsynced.push([c, id, held]);
+    this.data(c).delete(id);
     return true;
   }
   sync(): void {
@@ -78,9 +86,9 @@ class SimNode {
   /** Power loss: every change since the last sync is gone (undone newest first). */
   crash(): void {
     for (let i = this.#unsynced.length - 1; i >= 0; i--) {
-      const [id, before] = this.#unsynced[i];
-      if (before === undefined) this.data.delete(id);
-      else this.data.set(id, before);
+      const [c, id, before] = this.#unsynced[i];
+      if (before === undefined) this.data(c).delete(id);
+      else this.data(c).set(id, before);
     }
     this.#unsynced.length = 0;
     this.epoch++;
@@ -101,11 +109,20 @@ async function runSeed(
   { copies: number; changes: number; gets: number; crashes: number; settled_checks: number }
 > {
   const prng = new Prng(seed);
-  const rf = prng.intBetween(2, 3);
+  /** The collections: a sharded one and one from before shards (1 shard), each its own RF. */
+  const layouts = new Map<string, ShardLayout>([
+    ["c", { shard_number: prng.intBetween(3, 6), replication_factor: prng.intBetween(2, 3) }],
+    ["old", { shard_number: 1, replication_factor: prng.intBetween(2, 3) }],
+  ]);
+  const names = [...layouts.keys()];
+  const rf = Math.max(...[...layouts.values()].map((l) => l.replication_factor));
   const ringOf = (m: string[]): RingRef => ({
     nodes: [...m].sort(),
-    ring: new HashRing({ members: m, vnodes_per_member: 16 }),
+    placement: new Placement(m),
   });
+  const ownersOf = (p: RingRef, c: string, id: number) =>
+    p.placement.owners(c, layouts.get(c)!, id);
+  const key = (c: string, id: number) => `${c}/${id}`;
   const nodes = new Map<string, SimNode>();
   let next = 0;
   const add = () => {
@@ -116,9 +133,9 @@ async function runSeed(
   for (let i = 0; i < rf + prng.intBetween(0, 2); i++) add();
   let current = ringOf([...nodes.keys()]);
   let version = 0;
-  /** Last acknowledged write per id. */
-  const acked = new Map<number, Held>();
-  const hints: { node: string; id: number; held: Held }[] = [];
+  /** Last acknowledged write per collection and id ({@link key}). */
+  const acked = new Map<string, Held>();
+  const hints: { node: string; c: string; id: number; held: Held }[] = [];
   let gets = 0;
   let changes = 0;
   /** A node that died and is still on the ring (the router has not noticed yet). */
@@ -126,12 +143,13 @@ async function runSeed(
   const down = () => [...nodes].filter(([, n]) => !n.up).map(([k]) => k);
 
   const write = () => {
+    const c = prng.pick(names);
     const id = prng.nextInt(IDS);
     const held: Held = { version: ++version, deleted: prng.chance(0.25), value: version };
-    const owners = current.ring.owners(id, rf);
+    const owners = ownersOf(current, c, id);
     for (const o of owners) {
       const n = nodes.get(o)!;
-      if (n.up) n.apply(id, held.version, held.deleted, held.value);
+      if (n.up) n.apply(c, id, held.version, held.deleted, held.value);
     }
     // Between the apply and the sync an owner may crash and lose it (and restart at once).
     if (crashes_left > 0 && prng.chance(0.05)) {
@@ -147,31 +165,36 @@ async function runSeed(
     const missed: string[] = [];
     for (const o of owners) {
       const n = nodes.get(o)!;
-      if (n.up && n.data.get(id)?.version === held.version) {
+      if (n.up && n.data(c).get(id)?.version === held.version) {
         n.sync();
         applied++;
       } else missed.push(o);
     }
     // RF 2: both owners; RF 3: a quorum of two.
-    if (applied >= 2) acked.set(id, held);
+    if (applied >= 2) acked.set(key(c, id), held);
     // A write that reached some owner is hinted to the others (delivered later, any order).
-    if (applied > 0) { for (const o of missed) hints.push({ node: o, id, held }); }
+    if (applied > 0) { for (const o of missed) hints.push({ node: o, c, id, held }); }
   };
 
   const read = (rb: Rebalancer) => {
+    const c = prng.pick(names);
     const id = prng.nextInt(IDS);
-    const want = acked.get(id);
-    const askers = rb.readers(id).filter((a) => current.nodes.includes(a) && nodes.get(a)!.up);
+    const want = acked.get(key(c, id));
+    const askers = rb.readers(c, layouts.get(c)!, id).filter((a) =>
+      current.nodes.includes(a) && nodes.get(a)!.up
+    );
     let best: Held | null = null;
     for (const a of askers) {
-      const h = nodes.get(a)!.data.get(id);
+      const h = nodes.get(a)!.data(c).get(id);
       if (h !== undefined && (best === null || h.version > best.version)) best = h;
     }
     gets++;
     if (want === undefined) return;
     assert.ok(
       best !== null && best.version >= want.version,
-      `seed ${seed}: Get of id ${id} from [${askers}] found version ${best?.version ?? "none"}, ` +
+      `seed ${seed}: Get of ${c}/${id} from [${askers}] found version ${
+        best?.version ?? "none"
+      }, ` +
         `below the acknowledged ${want.version}`,
     );
   };
@@ -183,7 +206,7 @@ async function runSeed(
     const n = nodes.get(h.node)!;
     if (!n.up) return;
     hints.splice(i, 1);
-    n.apply(h.id, h.held.version, h.held.deleted, h.held.value);
+    n.apply(h.c, h.id, h.held.version, h.held.deleted, h.held.value);
   };
 
   const publish = (members: string[]) => {
@@ -263,14 +286,17 @@ async function runSeed(
     return {
       scan: (collection, after_id, from_start, limit): Promise<ScanPage> => {
         act(true);
-        if (collection !== C) return Promise.reject(new MissingCollectionError(collection));
+        if (!layouts.has(collection)) {
+          return Promise.reject(new MissingCollectionError(collection));
+        }
         const node = n();
-        const ids = [...node.data.keys()].sort((a, b) => a - b)
+        const data = node.data(collection);
+        const ids = [...data.keys()].sort((a, b) => a - b)
           // The simulated nodes hold integer ids only.
           .filter((id) => from_start || id > (after_id as number));
         const page = ids.slice(0, limit);
         const entries: TransferEntry[] = page.map((id) => {
-          const h = node.data.get(id)!;
+          const h = data.get(id)!;
           return { id, version: h.version, deleted: h.deleted, vector: vec(h.value) };
         });
         return Promise.resolve({
@@ -279,24 +305,26 @@ async function runSeed(
           done: page.length === ids.length,
         });
       },
-      copy: (_collection, entries) => {
+      copy: (collection, entries) => {
         act(true);
         const node = n();
         const epoch = node.epoch;
         let applied = 0;
         for (const e of entries) {
-          if (node.apply(e.id as number, e.version, e.deleted, e.vector[0] ?? 0)) applied++;
+          if (node.apply(collection, e.id as number, e.version, e.deleted, e.vector[0] ?? 0)) {
+            applied++;
+          }
         }
         unsynced(name, epoch);
         return Promise.resolve({ applied, skipped: entries.length - applied });
       },
-      prune: (_collection, ids, versions) => {
+      prune: (collection, ids, versions) => {
         act(true);
         const node = n();
         const epoch = node.epoch;
         let forgotten = 0;
         ids.forEach((id, i) => {
-          if (node.forget(id as number, versions[i])) forgotten++;
+          if (node.forget(collection, id as number, versions[i])) forgotten++;
         });
         unsynced(name, epoch);
         return Promise.resolve(forgotten);
@@ -307,7 +335,8 @@ async function runSeed(
   const rb: Rebalancer = new Rebalancer({
     log: () => {},
     transfer: (a) => (current.nodes.includes(a) ? port(a) : null),
-    collections: () => Promise.resolve([C]),
+    collections: () => Promise.resolve(names),
+    layout: (c) => Promise.resolve(layouts.get(c)!),
     current: () => current,
     drainOlderWrites: () => Promise.resolve(true),
     node_timeout_ms: 1000,
@@ -315,7 +344,7 @@ async function runSeed(
       act(true);
       return Promise.resolve();
     },
-  }, { replication_factor: rf, delay_ms: 0, page_points: prng.intBetween(4, 32) });
+  }, { delay_ms: 0, page_points: prng.intBetween(4, 32) });
   rb.changed(current);
 
   for (let i = 0; i < IDS * 2; i++) write();
@@ -326,14 +355,16 @@ async function runSeed(
    */
   const checkSettled = () => {
     let checked = 0;
-    for (const [id, want] of acked) {
-      for (const o of current.ring.owners(id, rf)) {
+    for (const [k, want] of acked) {
+      const [c, text] = k.split("/");
+      const id = Number(text);
+      for (const o of ownersOf(current, c, id)) {
         const node = nodes.get(o)!;
-        if (!node.up || hints.some((h) => h.node === o && h.id === id)) continue;
-        const held = node.data.get(id)?.version ?? 0;
+        if (!node.up || hints.some((h) => h.node === o && h.c === c && h.id === id)) continue;
+        const held = node.data(c).get(id)?.version ?? 0;
         assert.ok(
           held >= want.version,
-          `seed ${seed}: settled, but owner ${o} of id ${id} holds ${held} < ${want.version}`,
+          `seed ${seed}: settled, but owner ${o} of ${k} holds ${held} < ${want.version}`,
         );
         checked++;
       }
@@ -352,25 +383,29 @@ async function runSeed(
     if (!current.nodes.includes(name)) publish([...current.nodes, name]);
   }
   dying = null;
-  for (const h of hints) nodes.get(h.node)!.apply(h.id, h.held.version, h.held.deleted, 0);
+  for (const h of hints) nodes.get(h.node)!.apply(h.c, h.id, h.held.version, h.held.deleted, 0);
   hints.length = 0;
   rb.antiEntropy();
   for (let spin = 0; rb.busy && spin < 1_000_000; spin++) await Promise.resolve();
   assert.ok(!rb.busy, `seed ${seed}: the final run did not settle`);
-  for (let id = 0; id < IDS; id++) {
-    let newest = 0;
-    for (const n of nodes.values()) newest = Math.max(newest, n.data.get(id)?.version ?? 0);
-    const want = acked.get(id);
-    if (want !== undefined) {
-      assert.ok(newest >= want.version, `seed ${seed}: id ${id} lost write ${want.version}`);
-    }
-    const owners = current.ring.owners(id, rf);
-    for (const [name, node] of nodes) {
-      const held = node.data.get(id)?.version ?? 0;
-      if (owners.includes(name)) {
-        assert.equal(held, newest, `seed ${seed}: owner ${name} of id ${id} holds ${held}`);
-      } else {
-        assert.equal(held, 0, `seed ${seed}: ${name} holds id ${id} it does not own`);
+  for (const c of names) {
+    for (let id = 0; id < IDS; id++) {
+      let newest = 0;
+      for (const n of nodes.values()) newest = Math.max(newest, n.data(c).get(id)?.version ?? 0);
+      const want = acked.get(key(c, id));
+      if (want !== undefined) {
+        assert.ok(newest >= want.version, `seed ${seed}: ${c}/${id} lost write ${want.version}`);
+      }
+      // Exact placement: the replicas of the id's shard hold it, and no other node.
+      const owners = ownersOf(current, c, id);
+      assert.equal(owners.length, Math.min(layouts.get(c)!.replication_factor, nodes.size));
+      for (const [name, node] of nodes) {
+        const held = node.data(c).get(id)?.version ?? 0;
+        if (owners.includes(name)) {
+          assert.equal(held, newest, `seed ${seed}: owner ${name} of ${c}/${id} holds ${held}`);
+        } else {
+          assert.equal(held, 0, `seed ${seed}: ${name} holds ${c}/${id} it does not own`);
+        }
       }
     }
   }

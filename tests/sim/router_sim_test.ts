@@ -3,7 +3,9 @@
  * replication, hints, hint delivery, Get with read repair) over simulated storage nodes behind
  * a lossy, reordering network (tests/sim/router_world.ts).
  *
- * Each seed picks 3–5 nodes, a replication factor of 2 or 3 and a loss rate, then runs four
+ * Each seed picks 3–5 nodes, a shard layout for the collection (3 to 6 shards of 2 or 3 replicas,
+ * which the nodes report in ListCollections and the router learns; the router's own
+ * --replication-factor is drawn apart, and must not matter), and a loss rate, then runs four
  * concurrent clients for 20 simulated seconds over 16 ids (so writes to one id race): puts,
  * batches and deletes at every consistency level (one, quorum, all, the default), and Gets.
  * Meanwhile nodes die and come back with the data they had (missing what was written while
@@ -99,7 +101,10 @@ async function simulate(seed: number, lib: RouterLib): Promise<Summary> {
   const rng = new Prng(seed);
   const n_nodes = rng.intBetween(3, 5);
   const rf = rng.intBetween(2, 3);
+  const layout = { shard_number: rng.intBetween(3, 6), replication_factor: rf };
+  const router_rf = rng.intBetween(1, 3);
   const world = new World({
+    layout,
     rng: rng.fork(),
     nodes: n_nodes,
     loss: rng.pick([0, 0.01, 0.05]),
@@ -126,7 +131,7 @@ async function simulate(seed: number, lib: RouterLib): Promise<Summary> {
       logs.push(`${world.clock.now_ms} ${m}`);
       if (logs.length > 40) logs.shift();
     },
-    replication_factor: rf,
+    replication_factor: router_rf,
     consistency: "quorum",
     node_timeout_ms: NODE_TIMEOUT_MS,
     retry_interval_ms: 100,
@@ -134,12 +139,12 @@ async function simulate(seed: number, lib: RouterLib): Promise<Summary> {
   });
   const fail = (what: string): never => {
     throw new SimFailure(
-      `seed ${seed} (${n_nodes} nodes, RF ${rf}) at ${world.clock.now_ms} ms: ${what}\n` +
+      `seed ${seed} (${n_nodes} nodes, ${layout.shard_number} shards, RF ${rf}) at ${world.clock.now_ms} ms: ${what}\n` +
         `  replay: ${REPLAY(seed)}\n  last router log lines:\n    ${logs.join("\n    ")}`,
     );
   };
   await core.followRing([...world.addresses].sort(), new Set(), true);
-  const owners = (id: number) => core.view.ring.owners(id, rf);
+  const owners = (id: number) => core.view.placement.owners("c", layout, id);
   const acks = new Map<number, Ack[]>();
   const end_ms = RUN_MS;
   let value = 1;
@@ -366,8 +371,23 @@ const MUTATIONS: Mutation[] = [
   {
     name: "Get asks only the first owner",
     file: "src/router/replication.ts",
-    from: `const askers = (this.deps.readers(v.id) ?? owners).filter(`,
-    to: `const askers = (this.deps.readers(v.id) ?? owners.slice(0, 1)).filter(`,
+    from: `const askers = (this.deps.readers(v.collection, layout, v.id) ?? owners).filter(`,
+    to: `const askers = (this.deps.readers(v.collection, layout, v.id) ?? owners.slice(0, 1))` +
+      `.filter(`,
+  },
+  {
+    name: "a Put ignores the collection's shard count (one shard)",
+    file: "src/router/replication.ts",
+    from:
+      `  async put(view: RingView, layout: ShardLayout, v: ValidPut): Promise<ResponseOf<"Put">> {`,
+    to: `  async put(view: RingView, l: ShardLayout, v: ValidPut): Promise<ResponseOf<"Put">> {\n` +
+      `    const layout = { ...l, shard_number: 1 };`,
+  },
+  {
+    name: "the router ignores the layouts the nodes report",
+    file: "src/router/core.ts",
+    from: `if ((c.shard_number ?? 0) >= 1) this.catalog.learn(c);`,
+    to: `if ((c.shard_number ?? 0) >= 1) this.catalog.get(c.name);`,
   },
   {
     name: "replay marks a hint delivered without sending it",

@@ -50,6 +50,10 @@ export class SimNode {
   up = true;
   /** When set, writes are refused with RESOURCE_EXHAUSTED and this message (a full disk). */
   refuse_writes: string | null = null;
+  /** Collections created by CreateCollection (besides "c"), with the request that made them. */
+  readonly created = new Map<string, Record<string, unknown>>();
+  /** ListCollections calls answered. */
+  list_calls = 0;
 
   constructor(readonly address: string, readonly world: World) {}
 
@@ -98,13 +102,25 @@ export class SimNode {
         };
       }
       case "ListCollections":
+        this.list_calls++;
         return {
-          collections: [{ name: "c", dimension: 2, metric: "l2", m: 16, ef_construction: 200 }],
+          collections: [...this.created.values()].map((c) => ({ ...c })).concat([{
+            name: "c",
+            dimension: 2,
+            metric: "l2",
+            m: 16,
+            ef_construction: 200,
+            ...this.world.options.layout,
+          }]),
         };
-      case "CreateCollection":
-        return { created: false, collection: null };
+      case "CreateCollection": {
+        const name = r.name as string;
+        if (name === "c" || this.created.has(name)) return { created: false, collection: null };
+        this.created.set(name, { ...r });
+        return { created: true, collection: null };
+      }
       case "DropCollection":
-        return { dropped: false };
+        return { dropped: this.created.delete(r.name as string) };
       default:
         throw new NodeStatusError(grpc.status.UNIMPLEMENTED, `${method} is not simulated`);
     }
@@ -121,6 +137,8 @@ export interface WorldOptions {
   /** Probability that a request is delayed past any deadline (applied late). */
   late: number;
   node_timeout_ms: number;
+  /** The layout nodes report for collection "c" (absent: none, a collection from before shards). */
+  layout?: { shard_number: number; replication_factor: number };
 }
 
 /** Every version a node ever applied for an id, with its content (for phantom checks). */
@@ -318,8 +336,10 @@ export class SimNodePort implements NodePort {
 export async function simRouterCore(
   seed: number,
   start_ms = 0,
+  layout?: WorldOptions["layout"],
 ): Promise<{ world: World; core: RouterCore }> {
   const world = new World({
+    layout,
     rng: new Prng(seed),
     nodes: 3,
     loss: 0,

@@ -1,8 +1,9 @@
 /**
  * The node-failure phase of the cluster benchmark (scripts/bench/bench_cluster.ts).
  *
- * 1. {@link checkRing}: the owners the benchmark computes with `HashRing` (node addresses as
- *    member ids, the router's default vnodes) must be exactly the nodes that hold a point:
+ * 1. {@link checkRing}: the owners the benchmark computes (the replicas of the point's shard,
+ *    harness/placement.ts, with the layout the router reports) must be exactly the nodes that
+ *    hold a point:
  *    a few fresh Puts through the router and a sample of loaded ids, each looked up with Get
  *    on every node directly.
  * 2. {@link runKill}: a writer (Puts of new ids, one at a time, at the router's consistency)
@@ -20,7 +21,10 @@
  */
 
 import { describeGrpcError } from "../../../src/api/client.ts";
-import type { HashRing } from "../../../src/cluster/ring.ts";
+/** Who owns a point (the replicas of its shard: harness/placement.ts `CollectionPlacement`). */
+export interface PointOwners {
+  owners(id: number): readonly string[];
+}
 import type { Matrix } from "./fvecs.ts";
 import {
   type LatencySummary,
@@ -86,13 +90,13 @@ export interface RingCheck {
 }
 
 /**
- * Checks that `ring.owners(id, rf)` are exactly the nodes holding each id: `probes` new points
+ * Checks that `ring.owners(id)` are exactly the nodes holding each id: `probes` new points
  * Put through the router (ids from `probe_id_base`) and `sample` loaded ids below `loaded_n`.
  */
 export async function checkRing(o: {
   router: string;
   nodes: readonly string[];
-  ring: HashRing;
+  ring: PointOwners;
   replication_factor: number;
   collection: string;
   probe_vector: number[];
@@ -119,7 +123,7 @@ export async function checkRing(o: {
   const { found } = await locate(o.nodes, o.collection, ids, o.timeout_ms);
   const mismatches: string[] = [];
   ids.forEach((id, i) => {
-    const want = new Set(o.ring.owners(id, o.replication_factor));
+    const want = new Set(o.ring.owners(id));
     const have = o.nodes.filter((_, j) => found[i][j]);
     const same = have.length === want.size && have.every((n) => want.has(n));
     if (!same) {
@@ -157,7 +161,7 @@ interface SearchRecord {
 export interface KillOptions {
   router: string;
   nodes: readonly string[];
-  ring: HashRing;
+  ring: PointOwners;
   replication_factor: number;
   consistency: string;
   /** Index in `nodes` of the node to kill. */
@@ -382,7 +386,7 @@ export async function runKill(o: KillOptions): Promise<KillResult> {
   let unacked_all = 0, unacked_some = 0, unacked_none = 0;
   const missing_examples: string[] = [];
   writes.forEach((w, i) => {
-    const owners = o.ring.owners(w.id, o.replication_factor).map((a) => o.nodes.indexOf(a));
+    const owners = o.ring.owners(w.id).map((a) => o.nodes.indexOf(a));
     const want = stored(row(o.source, w.row), o.cosine);
     const holds = owners.map((j) => {
       const v = vectors[i][j];
@@ -411,7 +415,7 @@ export async function runKill(o: KillOptions): Promise<KillResult> {
   const victimIds: number[] = [];
   const stride = Math.max(1, Math.floor(o.loaded_n / 2000));
   for (let id = 0; id < o.loaded_n && victimIds.length < 500; id += stride) {
-    if (o.ring.owners(id, o.replication_factor).includes(victim)) victimIds.push(id);
+    if (o.ring.owners(id).includes(victim)) victimIds.push(id);
   }
   const onVictim = await locate([victim], o.collection, victimIds, o.call_timeout_ms);
   const loaded_missing = onVictim.found.filter((f) => !f[0]).length;

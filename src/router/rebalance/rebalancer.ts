@@ -1,7 +1,11 @@
 /**
  * Rebalancing and anti-entropy, driven by the router: when its ring changes (and periodically),
- * every entry moves to the nodes that own it under the ring in use, without losing or
- * resurrecting concurrent writes.
+ * every entry moves to the nodes that own it under the placement in use, without losing or
+ * resurrecting concurrent writes. The owners of an entry are the replicas of its shard
+ * (src/cluster/placement.ts: rendezvous hashing over the ring's members, per collection, with
+ * the collection's shard count and replication factor, {@link RebalanceHost.layout}); a
+ * collection from before shards is one shard and migrates that way. Entries still move point by
+ * point (Scan, CopyBatch); shipping a shard replica's files is a later step.
  *
  * Correctness rests on versions, not on ordering (proto/vector_db.proto, "Versions"): every
  * write carries a version, and nodes apply puts, deletes, hints and copies last-writer-wins with
@@ -16,8 +20,8 @@
  *    their scan maybe, and would be missed. If they do not drain the run fails (and is retried).
  * 2. **Scan and copy.** Each node of the ring in use is scanned, collection by collection (a
  *    *transfer*; at most `transfers_max` at once), in pages of ascending ids, live points and
- *    tombstones with their versions. Each entry goes, through `CopyBatch`, to its other owners
- *    under the ring in use. A target that lacks the collection (its creation still in its hint
+ *    tombstones with their versions. Each entry goes, through `CopyBatch`, to its shard's other
+ *    replicas under the placement in use. A target that lacks the collection (its creation still in its hint
  *    queue) is retried for up to {@link COLLECTION_WAIT_MS}.
  * 3. **Prune.** Once every transfer succeeded, each node forgets the entries it sent but does
  *    not own (`Prune`, conditional on the version scanned: a newer write that arrived since is
@@ -60,7 +64,7 @@
  */
 
 import type { PointId } from "../../common/point_id.ts";
-import type { HashRing } from "../../cluster/ring.ts";
+import type { Placement, ShardLayout } from "../../cluster/placement.ts";
 import { readSet, routeEntry } from "./plan.ts";
 
 /** Entries per Scan page (and so at most per CopyBatch). */
@@ -91,7 +95,8 @@ export const DEFAULT_DEAD_GRACE_MS = 30_000;
 export interface RingRef {
   /** Storage node addresses, sorted. */
   nodes: string[];
-  ring: HashRing;
+  /** The shard placement over `nodes`. */
+  placement: Placement;
 }
 
 /** One entry of a node: a live point or a tombstone, with the version of its last write. */
@@ -146,6 +151,8 @@ export interface RebalanceHost {
   handedOff?: (nodes: string[]) => void;
   /** Names of the collections the given nodes report (union). */
   collections(nodes: readonly string[]): Promise<string[]>;
+  /** A collection's shard layout (the router's catalog; a collection from before shards: 1). */
+  layout(collection: string): Promise<ShardLayout>;
   /** The ring in use now. */
   current(): RingRef;
   /** Resolves once no write planned on a ring other than `ring` is in flight, or after `ms`. */
@@ -159,7 +166,6 @@ export interface RebalanceHost {
 
 /** Options of {@link Rebalancer}. */
 export interface RebalancerOptions {
-  replication_factor: number;
   transfers_max?: number;
   delay_ms?: number;
   page_points?: number;
@@ -194,7 +200,6 @@ const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The router's rebalancing driver (see the module comment). */
 export class Rebalancer {
-  readonly replication_factor: number;
   readonly transfers_max: number;
   readonly delay_ms: number;
   readonly page_points: number;
@@ -232,7 +237,6 @@ export class Rebalancer {
     this.#host = host;
     this.#sleep = host.sleep ?? realSleep;
     this.#describe = host.describe ?? ((e) => (e as Error)?.message ?? String(e));
-    this.replication_factor = options.replication_factor;
     this.transfers_max = options.transfers_max ?? DEFAULT_TRANSFERS_MAX;
     this.delay_ms = options.delay_ms ?? DEFAULT_DELAY_MS;
     this.page_points = options.page_points ?? PAGE_POINTS;
@@ -264,17 +268,27 @@ export class Rebalancer {
   }
 
   /**
-   * The nodes a read of `id` should ask: its owners under the ring in use and, while a move is
-   * unsettled, under the settled ring and every ring published since (one of them may hold the
-   * newest version still). Current owners first.
+   * The placement whose replicas hold complete shards: the settled one while a move is
+   * unsettled, else the one in use (a search reads from it).
    */
-  readers(id: PointId): string[] {
-    const rings: HashRing[] = [];
-    if (this.#settled !== null && this.stats.rebalancing) rings.push(this.#settled.ring);
-    for (const r of this.#chain) rings.push(r.ring);
-    const current = this.#host.current();
-    if (rings.length === 0 || rings[rings.length - 1] !== current.ring) rings.push(current.ring);
-    return readSet(rings, this.replication_factor, id);
+  readPlacement(): Placement {
+    const current = this.#host.current().placement;
+    if (this.#settled !== null && this.stats.rebalancing) return this.#settled.placement;
+    return current;
+  }
+
+  /**
+   * The nodes a read of `id` in `collection` should ask: its owners under the placement in use
+   * and, while a move is unsettled, under the settled placement and every one published since
+   * (one of them may hold the newest version still). Current owners first.
+   */
+  readers(collection: string, layout: ShardLayout, id: PointId): string[] {
+    const list: Placement[] = [];
+    if (this.#settled !== null && this.stats.rebalancing) list.push(this.#settled.placement);
+    for (const r of this.#chain) list.push(r.placement);
+    const current = this.#host.current().placement;
+    if (list.length === 0 || list[list.length - 1] !== current) list.push(current);
+    return readSet(list, collection, layout, id);
   }
 
   /**
@@ -428,7 +442,6 @@ export class Rebalancer {
     const check = () => {
       if (this.#stopped || generation !== this.#generation) throw new Aborted("ring changed");
     };
-    const rf = this.replication_factor;
     // Nodes handing off (they left on purpose) are scanned first, as sources only.
     const leavers = (host.sources?.() ?? []).filter((n) => !to.nodes.includes(n));
     const collections = await host.collections([...to.nodes, ...leavers]);
@@ -436,9 +449,6 @@ export class Rebalancer {
     for (const node of [...leavers, ...to.nodes]) {
       for (const collection of collections) units.push({ node, collection });
     }
-    // Forgetting an entry is safe only once it reached an owner; with fewer nodes than RF on
-    // the ring (a cluster shutting down) nothing is forgotten.
-    const may_prune = to.nodes.length >= rf;
     /** Leavers whose scan failed (they exited): their entries stay where they are. */
     const gone = new Set<string>();
     host.log(
@@ -457,6 +467,10 @@ export class Rebalancer {
     const transfer = async (u: { node: string; collection: string }) => {
       const port = host.transfer(u.node);
       if (port === null) throw new Error(`no channel to ${u.node}`);
+      const layout = await host.layout(u.collection);
+      // Forgetting an entry is safe only once it reached an owner; with fewer nodes than the
+      // collection's RF on the ring (a cluster shutting down) nothing is forgotten.
+      const may_prune = to.nodes.length >= layout.replication_factor;
       let after: PointId = 0;
       let first = true;
       const forget = { ids: [] as PointId[], versions: [] as number[] };
@@ -476,7 +490,7 @@ export class Rebalancer {
         const per = new Map<string, TransferEntry[]>();
         const pagePrune: TransferEntry[] = [];
         for (const e of page.entries) {
-          const r = routeEntry(to.ring, rf, u.node, e.id);
+          const r = routeEntry(to.placement, u.collection, layout, u.node, e.id);
           for (const t of r.targets) {
             let list = per.get(t);
             if (list === undefined) per.set(t, list = []);

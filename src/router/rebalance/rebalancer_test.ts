@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
-import { HashRing } from "../../cluster/ring.ts";
+import { Placement } from "../../cluster/placement.ts";
 import { type RebalanceHost, Rebalancer, type RingRef } from "./rebalancer.ts";
 
 const ringOf = (nodes: string[]): RingRef => ({
   nodes,
-  ring: new HashRing({ members: nodes, vnodes_per_member: 16 }),
+  placement: new Placement(nodes),
 });
+
+const L = { shard_number: 3, replication_factor: 2 };
 
 /** A host whose nodes hold nothing: a run settles at once. Counts the runs. */
 function host(current: () => RingRef) {
@@ -17,6 +19,7 @@ function host(current: () => RingRef) {
       runs.push(current().nodes);
       return Promise.resolve([]);
     },
+    layout: () => Promise.resolve(L),
     current,
     drainOlderWrites: () => Promise.resolve(true),
     node_timeout_ms: 1000,
@@ -33,7 +36,7 @@ Deno.test("rebalancer: a dead node's grace; it returns within it and nothing is 
   const full = ringOf(["a", "b", "c"]);
   let cur = full;
   const { h, runs } = host(() => cur);
-  const rb = new Rebalancer(h, { replication_factor: 2, delay_ms: 1, dead_grace_ms: 60_000 });
+  const rb = new Rebalancer(h, { delay_ms: 1, dead_grace_ms: 60_000 });
   rb.changed(full);
   // c is declared dead: the ring in use loses it, but the run waits out the grace.
   cur = ringOf(["a", "b"]);
@@ -41,16 +44,21 @@ Deno.test("rebalancer: a dead node's grace; it returns within it and nothing is 
   assert.equal(rb.inGrace, true);
   assert.equal(rb.busy, false, "a joining node is not held back during a grace");
   assert.equal(rb.stats.rebalancing, true);
-  // Reads still ask c's replicas' other holders under the settled ring.
+  // Reads still ask c's replicas' other holders under the settled placement, and a search
+  // reads from the settled placement (its replicas hold complete shards).
   for (const id of [1, 2, 3, 4, 5]) {
-    for (const o of full.ring.owners(id, 2)) assert.ok(rb.readers(id).includes(o));
+    for (const o of full.placement.owners("c", L, id)) {
+      assert.ok(rb.readers("c", L, id).includes(o));
+    }
   }
+  assert.equal(rb.readPlacement(), full.placement);
   // c is back: the run starts at once, to the full ring (only what c missed moves).
   cur = full;
   rb.changed(cur, false);
   assert.equal(rb.inGrace, false);
   await until(() => !rb.stats.rebalancing, "the run after the return settles");
   assert.deepEqual(runs, [["a", "b", "c"]], "no run on the ring without c");
+  assert.equal(rb.readPlacement(), full.placement, "settled: the placement in use");
   assert.equal(rb.stats.rebalances_done, 1);
   await rb.stop();
 });
@@ -59,7 +67,7 @@ Deno.test("rebalancer: after the grace a dead node's ranges are re-replicated", 
   const full = ringOf(["a", "b", "c"]);
   let cur = full;
   const { h, runs } = host(() => cur);
-  const rb = new Rebalancer(h, { replication_factor: 2, delay_ms: 1, dead_grace_ms: 30 });
+  const rb = new Rebalancer(h, { delay_ms: 1, dead_grace_ms: 30 });
   rb.changed(full);
   cur = ringOf(["a", "b"]);
   rb.changed(cur, true);
@@ -75,12 +83,12 @@ Deno.test("rebalancer: after the grace a dead node's ranges are re-replicated", 
   assert.equal(rb.inGrace, false);
   await until(() => rb.stats.rebalances_done === 2, "the run settles");
   // With dead_grace_ms 0 a death moves at once.
-  const zero = new Rebalancer(host(() => cur).h, { replication_factor: 2, dead_grace_ms: 0 });
+  const zero = new Rebalancer(host(() => cur).h, { dead_grace_ms: 0 });
   zero.changed(full);
   zero.changed(ringOf(["a", "b"]), true);
   assert.equal(zero.inGrace, false);
   assert.throws(
-    () => new Rebalancer(h, { replication_factor: 2, dead_grace_ms: -1 }),
+    () => new Rebalancer(h, { dead_grace_ms: -1 }),
     /dead_grace_ms -1/,
   );
   await rb.stop();

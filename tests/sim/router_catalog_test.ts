@@ -1,0 +1,158 @@
+/**
+ * The router's catalog of collection layouts at work in the router core, in the simulated world
+ * of router_world.ts: points go to the replicas of their shard under the layout the nodes
+ * report; an unknown collection is looked up once (shared, then negatively cached), never
+ * guessed while no node answers; CreateCollection fills in and sends the layout; DropCollection
+ * forgets it; ListCollections shows it.
+ */
+import assert from "node:assert/strict";
+import {
+  validateCreateCollectionRequest,
+  validatePointRef,
+  validatePutRequest,
+} from "../../src/api/validate.ts";
+import { RouterStatusError } from "../../src/router/node_port.ts";
+import { LAYOUT_MISS_TTL_MS } from "../../src/router/core.ts";
+import { simRouterCore, type World } from "./router_world.ts";
+
+/** Runs the world until `p` settled; its rejection is returned to the caller, not unhandled. */
+async function settle<T>(world: World, p: Promise<T>): Promise<T> {
+  const outcome = p.then((value) => ({ value }), (error) => ({ error }));
+  await world.run(world.clock.now_ms + 5_000);
+  const o = await outcome;
+  if ("error" in o) throw o.error;
+  return o.value;
+}
+
+const listCalls = (world: World) =>
+  [...world.nodes.values()].reduce((sum, n) => sum + n.list_calls, 0);
+
+Deno.test("router catalog: points go to their shard's replicas under the reported layout", async () => {
+  const layout = { shard_number: 5, replication_factor: 2 };
+  const { world, core } = await simRouterCore(11, 0, layout);
+  for (let id = 1; id <= 60; id++) {
+    await settle(world, core.put(validatePutRequest({ id, vector: [id, 0], collection: "c" })));
+  }
+  assert.deepEqual(core.catalog.get("c"), layout, "learned from the nodes");
+  for (let id = 1; id <= 60; id++) {
+    const owners = core.view.placement.owners("c", layout, id);
+    for (const [a, n] of world.nodes) {
+      assert.equal(n.data.has(id), owners.includes(a), `id ${id} on ${a}`);
+    }
+  }
+  // The ring's hash would have placed some ids elsewhere: routing really changed.
+  const differs = Array.from({ length: 60 }, (_, i) => i + 1).some((id) =>
+    core.view.ring.owners(id, 2).join() !== core.view.placement.owners("c", layout, id).join()
+  );
+  assert.ok(differs);
+  await core.stop();
+});
+
+Deno.test("router catalog: an unknown collection is looked up once, shared, then cached as missing", async () => {
+  const { world, core } = await simRouterCore(12);
+  await world.run(world.clock.now_ms + 1_000); // the start-up refresh
+  const before = listCalls(world);
+  // Ten concurrent requests for a collection no node has: one ListCollections per node.
+  const gets = Array.from(
+    { length: 10 },
+    (_, i) => core.get(validatePointRef({ id: i + 1, collection: "nope" })).catch(() => null),
+  );
+  await settle(world, Promise.all(gets));
+  assert.equal(listCalls(world) - before, 3, "one shared refresh of the three nodes");
+  // More within the negative cache's time: no more lookups, the pre-shard layout is used.
+  assert.deepEqual(await settle(world, core.layout("nope")), core.catalog.legacy);
+  assert.equal(listCalls(world) - before, 3, "negatively cached");
+  world.clock.runUntil(world.clock.now_ms + LAYOUT_MISS_TTL_MS + 1);
+  await settle(world, core.layout("nope"));
+  assert.equal(listCalls(world) - before, 6, "looked up again after the cache's time");
+  await core.stop();
+});
+
+Deno.test("router catalog: no node answering the lookup is UNAVAILABLE, not a guess", async () => {
+  const { world, core } = await simRouterCore(13, 0, { shard_number: 4, replication_factor: 2 });
+  for (const n of world.nodes.values()) n.up = false;
+  await world.run(world.clock.now_ms + 1_000); // the start-up refresh fails
+  assert.equal(core.catalog.get("c"), undefined);
+  await assert.rejects(
+    settle(world, core.put(validatePutRequest({ id: 1, vector: [1, 0], collection: "c" }))),
+    (e: unknown) => e instanceof RouterStatusError && /layout of collection "c"/.test(e.message),
+  );
+  for (const n of world.nodes.values()) n.up = true;
+  await settle(world, core.put(validatePutRequest({ id: 1, vector: [1, 0], collection: "c" })));
+  assert.deepEqual(core.catalog.get("c"), { shard_number: 4, replication_factor: 2 });
+  await core.stop();
+});
+
+Deno.test("router catalog: CreateCollection fills in and sends the layout; Drop forgets it", async () => {
+  const { world, core } = await simRouterCore(14);
+  const made = await settle(
+    world,
+    core.createCollection(validateCreateCollectionRequest({ name: "d", dimension: 2 })),
+  );
+  assert.equal(made.created, true);
+  // Default: one shard per storage node at creation, the router's replication factor.
+  const want = { shard_number: 3, replication_factor: 2 };
+  assert.deepEqual(core.catalog.get("d"), want);
+  for (const n of world.nodes.values()) {
+    const r = n.created.get("d")!;
+    assert.equal(r.shard_number, 3);
+    assert.equal(r.replication_factor, 2);
+  }
+  const asked = await settle(
+    world,
+    core.createCollection(
+      validateCreateCollectionRequest({
+        name: "e",
+        dimension: 2,
+        shard_number: 6,
+        replication_factor: 3,
+      }),
+    ),
+  );
+  assert.equal(asked.created, true);
+  assert.deepEqual(core.catalog.get("e"), { shard_number: 6, replication_factor: 3 });
+  // Creating it again (it exists) keeps the layout.
+  await settle(
+    world,
+    core.createCollection(validateCreateCollectionRequest({ name: "e", dimension: 2 })),
+  );
+  assert.deepEqual(core.catalog.get("e"), { shard_number: 6, replication_factor: 3 });
+  // ListCollections shows the layouts.
+  const list = await settle(world, core.listCollections());
+  const e = list.collections.find((c) => c.name === "e")!;
+  assert.equal(e.shard_number, 6);
+  assert.equal(e.replication_factor, 3);
+  await settle(world, core.dropCollection("d"));
+  assert.equal(core.catalog.get("d"), undefined);
+  await core.stop();
+});
+
+Deno.test("router catalog: a pre-shard collection's points on hash-ring owners stay readable", async () => {
+  // Nodes report no layout: collection "c" is from before shards (1 shard, the router's RF 2),
+  // and its points still lie where the hash ring put them (no rebalancing here).
+  const { world, core } = await simRouterCore(15);
+  const legacy = core.catalog.legacy;
+  let id = 1;
+  let holder = "";
+  for (; id < 1000; id++) {
+    const only = core.view.ring.owners(id, 2).find((a) =>
+      !core.view.placement.owners("c", legacy, id).includes(a)
+    );
+    if (only !== undefined) {
+      holder = only;
+      break;
+    }
+  }
+  assert.notEqual(holder, "", "some id has a ring owner outside its shard's replicas");
+  world.nodes.get(holder)!.data.set(id, { version: 5, deleted: false, value: 42 });
+  world.recordApplied(id, 5, false, 42);
+  const got = await settle(world, core.get(validatePointRef({ id, collection: "c" })));
+  assert.equal(got.found, true, "found on its hash-ring owner");
+  assert.equal(got.vector[0], 42);
+  // Read repair copies it to the shard's replicas (the migration, one read at a time).
+  await world.run(world.clock.now_ms + 2_000);
+  for (const a of core.view.placement.owners("c", legacy, id)) {
+    assert.equal(world.nodes.get(a)!.data.get(id)?.version, 5, `repaired onto ${a}`);
+  }
+  await core.stop();
+});
