@@ -369,10 +369,12 @@ export function transferDigestPort(client: TransferClient, timeout_ms?: number):
           return {
             id: w.id,
             string_id: w.string_id,
-            vector: Array.from(e.vector),
-            version: e.version,
+            vector: e.deleted ? [] : Array.from(e.vector),
+            // An entry from before versions (0) travels as 1, the oldest: any real write wins
+            // (as the rebalancer's copies, node_links.ts).
+            version: String(Math.max(1, e.version)),
             deleted: e.deleted,
-            payload: e.payload ?? "",
+            payload: e.deleted ? "" : e.payload ?? "",
           };
         }),
       }, timeout_ms);
