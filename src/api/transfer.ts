@@ -198,6 +198,11 @@ export interface BucketEntriesRequest {
   from_start: boolean;
   /** 1 .. SCAN_LIMIT_MAX. */
   limit: number;
+  /** Ids, versions and deleted flags only. */
+  keys_only?: boolean;
+  /** Only these ids (`idsToWire`: integer ids here, string ids in `string_ids`). */
+  ids?: WireId[];
+  string_ids?: string[];
 }
 
 const packageDefinition = protoLoader.loadSync(
@@ -251,7 +256,12 @@ export const TRANSFER_REQUEST_LIMITS: Readonly<Record<keyof TransferMethods, Req
   Digest: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.Digest },
   BucketEntries: {
     bytes_max: TRANSFER_REQUEST_BYTES_MAX.BucketEntries,
-    repeated: [{ field: 3, name: "buckets", max: DIGEST_BUCKETS, unit: "buckets" }],
+    repeated: [
+      { field: 3, name: "buckets", max: DIGEST_BUCKETS, unit: "buckets" },
+      // Each list bounded here; `ids` + `string_ids` is checked decoded.
+      { field: 9, name: "ids", max: SCAN_LIMIT_MAX, unit: "ids" },
+      { field: 10, name: "string_ids", max: SCAN_LIMIT_MAX, unit: "ids" },
+    ],
   },
   Prune: {
     bytes_max: TRANSFER_REQUEST_BYTES_MAX.Prune,

@@ -99,6 +99,34 @@ Deno.test("BucketEntries: pages the entries of the given buckets of one shard, a
     const live = seen.find((p) => Number(p.id) !== 4)!;
     assert.deepEqual(live.vector, [Number(live.id), 1]);
 
+    // Keys only: no vectors; only listed ids (those in the buckets and held; repeats once).
+    const keys = await tr("BucketEntries", {
+      collection: "c",
+      shard,
+      buckets,
+      from_start: true,
+      limit: 4096,
+      keys_only: true,
+    });
+    assert.deepEqual(keys.points.map((p: { id: number }) => Number(p.id)), want);
+    assert.ok(keys.points.every((p: { vector: number[] }) => p.vector.length === 0));
+    assert.ok(keys.points.every((p: { payload?: string }) => (p.payload ?? "") === ""));
+    const listed = [want[1], want[0], 1_999_999, want[0]];
+    const only = await tr("BucketEntries", {
+      collection: "c",
+      shard,
+      buckets,
+      from_start: true,
+      limit: 4096,
+      ids: listed,
+    });
+    assert.deepEqual(only.points.map((p: { id: number }) => Number(p.id)), [want[0], want[1]]);
+    assert.ok(
+      only.points.every((p: { vector: number[]; deleted: boolean }) =>
+        p.deleted || p.vector.length === 2
+      ),
+    );
+
     const req = { collection: "c", shard, buckets: [1], from_start: true, limit: 10 };
     await invalid(
       tr("BucketEntries", { ...req, buckets: [] }),
@@ -114,6 +142,10 @@ Deno.test("BucketEntries: pages the entries of the given buckets of one shard, a
     );
     await invalid(tr("BucketEntries", { ...req, limit: 0 }), /limit 0 must be between 1 and 4096/);
     await invalid(tr("BucketEntries", { ...req, shard: 2 }), /shard 2 is not a shard/);
+    await invalid(
+      tr("BucketEntries", { ...req, ids: Array.from({ length: 4097 }, (_, i) => i) }),
+      /4097/,
+    );
   });
 });
 

@@ -76,9 +76,9 @@ import {
   validateVersionFromOutside,
   ValidationError,
 } from "../api/validate.ts";
-import type { Collection as Unit, CopyEntry, IdList } from "../storage/collection.ts";
+import { type Collection as Unit, type CopyEntry, IdList } from "../storage/collection.ts";
 import type { ShardedCollection as Collection } from "../storage/sharded_collection.ts";
-import { idToWire, type PointId } from "../common/point_id.ts";
+import { compareIds, idToWire, type PointId } from "../common/point_id.ts";
 import type { NodeStore } from "../storage/node_store.ts";
 import { UnaryGuard } from "../api/unary.ts";
 import type { RequestMetrics } from "../common/metrics.ts";
@@ -245,10 +245,14 @@ export function bucketMaskOf(buckets: unknown): Uint8Array {
   return mask;
 }
 
-/** One entry of a unit in Scan's wire form, or null when it holds none for `id`. */
-function wireEntry(c: Unit, id: PointId): TransferPointWire | null {
+/**
+ * One entry of a unit in Scan's wire form, or null when it holds none for `id`; `keys_only`:
+ * without vector and payload.
+ */
+function wireEntry(c: Unit, id: PointId, keys_only = false): TransferPointWire | null {
   const e = c.getEntry(id);
   if (e.vector === null && !e.deleted) return null;
+  if (keys_only) return { ...idToWire(id), vector: [], version: e.version, deleted: e.deleted };
   const payload = e.vector === null ? null : c.getPayload(id);
   const point: TransferPointWire = {
     ...idToWire(id),
@@ -272,8 +276,9 @@ export function bucketEntriesPage(
   mask: Uint8Array,
   after: PointId | null,
   limit: number,
+  options: { keys_only?: boolean; only?: IdList } = {},
 ): ScanWireResponse {
-  const ids = unit.sortedIds();
+  const ids = options.only ?? unit.sortedIds();
   const points: TransferPointWire[] = [];
   let bytes = 0;
   let i = ids.upperBound(after);
@@ -282,7 +287,7 @@ export function bucketEntriesPage(
     const id = ids.at(i);
     last = id;
     if (mask[bucketOf(id)] !== 1) continue;
-    const point = wireEntry(unit, id);
+    const point = wireEntry(unit, id, options.keys_only === true);
     if (point === null) continue;
     points.push(point);
     bytes += point.vector.length * 4 + (point.payload?.length ?? 0);
@@ -295,6 +300,19 @@ export function bucketEntriesPage(
     done: i >= ids.length,
     dimension: unit.config.dimension,
   };
+}
+
+/** `ids` as an {@link IdList}: ascending by `compareIds`, each once. */
+export function sortedIdList(ids: readonly PointId[]): IdList {
+  const u32: number[] = [];
+  const others: PointId[] = [];
+  for (const id of ids) {
+    if (typeof id === "number" && id <= 0xffff_ffff) u32.push(id);
+    else others.push(id);
+  }
+  const a = Uint32Array.from(new Set(u32)).sort();
+  const b = [...new Set(others)].sort(compareIds);
+  return new IdList(a, b);
 }
 
 /** Options of {@link transferHandlers}. */
@@ -462,7 +480,14 @@ export function transferHandlers(
       const after = req.from_start
         ? null
         : validatePointId(req.after_id ?? 0, req.after_string_id, "after_");
-      return Promise.resolve(bucketEntriesPage(unit, mask, after, limit));
+      const listed = (req.ids?.length ?? 0) + (req.string_ids?.length ?? 0);
+      // Only the listed ids, sorted (compareIds) and without repeats, paged like the unit's.
+      const only = listed === 0
+        ? undefined
+        : sortedIdList(validatePointIds(req.ids, req.string_ids, SCAN_LIMIT_MAX));
+      return Promise.resolve(
+        bucketEntriesPage(unit, mask, after, limit, { keys_only: req.keys_only === true, only }),
+      );
     }),
   };
 }

@@ -11,11 +11,15 @@
  * 2. Else `Digest` with the 1,024 bucket digests (8 KiB each) from every replica; the buckets
  *    where they disagree are the work. Per such bucket the replicas fall into groups of equal
  *    digests; one member of each group (the first in replica order) is read.
- * 3. `BucketEntries` of those buckets from each chosen replica (paged; live points and
- *    tombstones with versions, vectors and payloads), and `CopyBatch` of each entry to every
- *    replica whose digest for the entry's bucket differs from the reader's. Copies are
- *    last-writer-wins by version on the receiver (transfer_service.ts), so they are safe in any
- *    order, alongside client writes and hints, and copying an entry twice changes nothing.
+ * 3. Per chunk of {@link CHUNK_BUCKETS} differing buckets (bounding what the router holds):
+ *    `BucketEntries` with `keys_only` from each chosen replica (ids, versions, deleted flags:
+ *    about 20 bytes an entry); per id, the newest version among the groups, and the replicas
+ *    whose group holds less. Tombstones are copied from those keys; puts are read in full
+ *    (`BucketEntries` with `ids`) from one replica that holds them, once, and `CopyBatch`-ed to
+ *    the replicas that lack them. So vectors travel only for entries some replica lacks. Copies
+ *    are last-writer-wins by version on the receiver (transfer_service.ts), so they are safe in
+ *    any order, alongside client writes and hints (an entry that changed between the passes is
+ *    copied as it is then), and copying an entry twice changes nothing.
  * 4. The roots again: `converged` says whether the replicas agree now (writes arriving during
  *    the run, or a tombstone older than a receiver's grace, which it refuses, leave them apart
  *    until later).
@@ -32,7 +36,7 @@
  */
 import { differingBuckets, DIGEST_BUCKETS } from "../../common/digest.ts";
 import { bucketOf } from "../../common/digest.ts";
-import { idToWire, type PointId } from "../../common/point_id.ts";
+import { idsToWire, idToWire, type PointId } from "../../common/point_id.ts";
 import { SCAN_LIMIT_MAX } from "../../common/limits.ts";
 import type { TransferClient } from "../../api/transfer.ts";
 
@@ -72,6 +76,7 @@ export interface DigestPort {
     buckets: number[],
     after: PointId | null,
     limit: number,
+    options?: { keys_only?: boolean; ids?: PointId[] },
   ): Promise<BucketPage>;
   copy(collection: string, entries: DigestEntry[]): Promise<{ applied: number; skipped: number }>;
 }
@@ -84,7 +89,7 @@ export interface ShardSyncReport {
   equal: boolean;
   /** Buckets where the replicas disagreed. */
   buckets_differing: number;
-  /** Entries read from replicas (BucketEntries). */
+  /** Entries read in full (with vectors) from replicas: the puts some replica lacked. */
   entries_read: number;
   /** Entries that changed a replica (CopyBatch `applied`, summed over receivers). */
   entries_copied: number;
@@ -109,11 +114,18 @@ const REQUEST_BYTES = 32;
 /** Bytes of a Digest reply without buckets: root 8, entries, buckets, shard_number, tags. */
 const ROOT_REPLY_BYTES = 24;
 
+/** Buckets handled at once: bounds the keys a sync holds in memory. */
+const CHUNK_BUCKETS = 64;
+
+/** The payload bytes of an id on the wire. */
+function idBytes(id: PointId): number {
+  const w = idToWire(id);
+  return w.string_id !== "" ? w.string_id.length + 2 : 9;
+}
+
 /** The payload bytes of one entry on the wire: id, version, flag, vector, payload text. */
 export function entryBytes(e: DigestEntry): number {
-  const w = idToWire(e.id);
-  const id = w.string_id !== "" ? w.string_id.length + 2 : 9;
-  return id + 9 + 2 + e.vector.length * 4 + (e.payload?.length ?? 0) + 4;
+  return idBytes(e.id) + 9 + 2 + e.vector.length * 4 + (e.payload?.length ?? 0) + 4;
 }
 
 function rootsAgree(digests: ShardDigest[]): boolean {
@@ -200,64 +212,136 @@ export async function syncShard(
     for (const k of differingBuckets(buckets[0], buckets[i])) differing.add(k);
   }
   report.buckets_differing = differing.size;
-  // The reader of each (bucket, group of equal digests): the first replica of the group.
-  const reads = new Map<number, number[]>(); // node index → buckets it reads
-  for (const k of differing) {
-    for (let i = 0; i < nodes.length; i++) {
-      let first = true;
-      for (let j = 0; j < i; j++) {
-        if (bucketEqual(buckets[i], buckets[j], k)) {
-          first = false;
-          break;
-        }
-      }
-      if (first) {
-        if (!reads.has(i)) reads.set(i, []);
-        reads.get(i)!.push(k);
-      }
-    }
-  }
-  for (const [i, list] of reads) {
-    const reader = nodes[i];
-    if (!live.includes(reader)) continue;
-    list.sort((a, b) => a - b);
+  /** The first replica (index) whose digest of bucket `k` equals replica `j`'s. */
+  const repOf = (j: number, k: number): number => {
+    for (let i = 0; i < j; i++) if (bucketEqual(buckets[i], buckets[j], k)) return i;
+    return j;
+  };
+  /** Pages BucketEntries of `reader` over `chunk` (keys only, or only `ids`) into `visit`. */
+  const page = async (
+    reader: string,
+    chunk: number[],
+    keys_only: boolean,
+    ids: PointId[] | undefined,
+    visit: (e: DigestEntry) => void,
+  ): Promise<boolean> => {
     let after: PointId | null = null;
     for (;;) {
-      let page: BucketPage;
-      report.bytes += REQUEST_BYTES + list.length * 2;
+      let p: BucketPage;
+      report.bytes += REQUEST_BYTES + chunk.length * 2;
+      if (ids !== undefined) { for (const id of ids) report.bytes += idBytes(id); }
       try {
-        page = await ports(reader)!.bucketEntries(collection, shard, list, after, limit);
+        p = await ports(reader)!.bucketEntries(collection, shard, chunk, after, limit, {
+          keys_only,
+          ids,
+        });
       } catch (e) {
         fail(reader, e);
-        break;
+        return false;
       }
-      report.entries_read += page.entries.length;
-      const per = new Map<string, DigestEntry[]>();
-      for (const e of page.entries) {
-        const size = entryBytes(e);
-        report.bytes += size;
-        const k = bucketOf(e.id);
-        for (let j = 0; j < nodes.length; j++) {
-          if (j === i || bucketEqual(buckets[i], buckets[j], k)) continue;
-          const target = nodes[j];
-          if (!per.has(target)) per.set(target, []);
-          per.get(target)!.push(e);
-        }
+      for (const e of p.entries) {
+        report.bytes += entryBytes(e);
+        visit(e);
       }
-      await Promise.all([...per].map(async ([target, entries]) => {
-        if (!live.includes(target)) return;
-        for (const e of entries) report.bytes += entryBytes(e);
-        report.bytes += REQUEST_BYTES + 8;
-        try {
-          const r = await ports(target)!.copy(collection, entries);
-          report.entries_copied += r.applied;
-        } catch (e) {
-          fail(target, e);
-        }
-      }));
-      if (page.done || page.entries.length === 0 && page.next_after === after) break;
-      after = page.next_after;
+      if (!keys_only) report.entries_read += p.entries.length;
+      if (p.done || (p.entries.length === 0 && p.next_after === after)) return true;
+      after = p.next_after;
     }
+  };
+  const copyTo = async (target: string, entries: DigestEntry[]) => {
+    if (!live.includes(target) || entries.length === 0) return;
+    for (let i = 0; i < entries.length; i += limit) {
+      const part = entries.slice(i, i + limit);
+      for (const e of part) report.bytes += entryBytes(e);
+      report.bytes += REQUEST_BYTES + 8;
+      try {
+        // Not `+= await`: that reads the sum before the await and loses concurrent copies.
+        const r = await ports(target)!.copy(collection, part);
+        report.entries_copied += r.applied;
+      } catch (e) {
+        fail(target, e);
+        return;
+      }
+    }
+  };
+  const syncChunk = async (chunk: number[]): Promise<void> => {
+    // Pass 1: every group representative's (id, version, deleted) in the chunk's buckets.
+    const held = new Map<number, Map<PointId, { version: number; deleted: boolean }>>();
+    const repBuckets = new Map<number, number[]>();
+    for (const k of chunk) {
+      for (let j = 0; j < nodes.length; j++) {
+        if (repOf(j, k) !== j) continue;
+        if (!repBuckets.has(j)) repBuckets.set(j, []);
+        repBuckets.get(j)!.push(k);
+      }
+    }
+    for (const [r, ks] of repBuckets) {
+      if (!live.includes(nodes[r])) continue;
+      const m = new Map<PointId, { version: number; deleted: boolean }>();
+      held.set(r, m);
+      await page(nodes[r], ks, true, undefined, (e) => {
+        m.set(e.id, { version: e.version, deleted: e.deleted });
+      });
+    }
+    // Decide: per id, the newest version among the representatives of its bucket; every
+    // replica whose group holds less gets it. Tombstones go from the keys; puts are fetched.
+    const tombs = new Map<string, DigestEntry[]>();
+    const fetch = new Map<number, Map<PointId, string[]>>(); // source rep → id → targets
+    const ids = new Set<PointId>();
+    for (const m of held.values()) for (const id of m.keys()) ids.add(id);
+    for (const id of ids) {
+      const k = bucketOf(id);
+      let best = -1, src = -1, deleted = false;
+      for (let j = 0; j < nodes.length; j++) {
+        if (repOf(j, k) !== j) continue;
+        const h = held.get(j)?.get(id);
+        if (h !== undefined && h.version > best) {
+          best = h.version;
+          src = j;
+          deleted = h.deleted;
+        }
+      }
+      if (src < 0) continue;
+      const targets: string[] = [];
+      for (let j = 0; j < nodes.length; j++) {
+        const r = repOf(j, k);
+        if (!held.has(r)) continue; // its group's representative failed: not known
+        const h = held.get(r)!.get(id);
+        if (h === undefined || h.version < best) targets.push(nodes[j]);
+      }
+      if (targets.length === 0) continue;
+      if (deleted) {
+        for (const t of targets) {
+          if (!tombs.has(t)) tombs.set(t, []);
+          tombs.get(t)!.push({ id, version: best, deleted: true, vector: [] });
+        }
+      } else {
+        if (!fetch.has(src)) fetch.set(src, new Map());
+        fetch.get(src)!.set(id, targets);
+      }
+    }
+    await Promise.all([...tombs].map(([t, entries]) => copyTo(t, entries)));
+    // Pass 2: the puts some replica lacks, in full, from a replica that holds them.
+    for (const [src, wanted] of fetch) {
+      const all = [...wanted.keys()];
+      for (let i = 0; i < all.length; i += SCAN_LIMIT_MAX) {
+        const per = new Map<string, DigestEntry[]>();
+        const ok = await page(nodes[src], chunk, false, all.slice(i, i + SCAN_LIMIT_MAX), (e) => {
+          for (const t of wanted.get(e.id) ?? []) {
+            if (!per.has(t)) per.set(t, []);
+            per.get(t)!.push(e);
+          }
+        });
+        await Promise.all([...per].map(([t, entries]) => copyTo(t, entries)));
+        if (!ok) break;
+      }
+    }
+  };
+  // Per chunk of differing buckets (bounded memory): a keys-only pass from one replica of each
+  // group of equal bucket digests, then only the entries some replica lacks travel in full.
+  const list = [...differing].sort((x, y) => x - y);
+  for (let c = 0; c < list.length; c += CHUNK_BUCKETS) {
+    await syncChunk(list.slice(c, c + CHUNK_BUCKETS));
   }
   if (live.length >= 2) {
     const end = await digests(false);
@@ -348,8 +432,11 @@ export function transferDigestPort(client: TransferClient, timeout_ms?: number):
         bucket_digests: new Uint8Array(r.bucket_digests),
       };
     },
-    async bucketEntries(collection, shard, buckets, after, limit) {
+    async bucketEntries(collection, shard, buckets, after, limit, options = {}) {
       const cursor = after === null ? { id: 0, string_id: "" } : idToWire(after);
+      const listed = options.ids === undefined
+        ? { ids: [], string_ids: [] }
+        : idsToWire(options.ids);
       const page = await client.call("BucketEntries", {
         collection,
         shard,
@@ -358,6 +445,9 @@ export function transferDigestPort(client: TransferClient, timeout_ms?: number):
         after_string_id: cursor.string_id,
         from_start: after === null,
         limit,
+        keys_only: options.keys_only === true,
+        ids: listed.ids,
+        string_ids: listed.string_ids,
       }, timeout_ms);
       return { entries: page.points, next_after: page.next_after, done: page.done };
     },

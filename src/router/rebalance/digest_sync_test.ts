@@ -16,6 +16,8 @@ class FakeNode implements DigestPort {
   readonly d = new UnitDigest();
   calls = { digest: 0, buckets: 0, bucketEntries: 0, copy: 0 };
   down = false;
+  keysSent = 0;
+  fullSent = 0;
 
   write(e: DigestEntry): boolean {
     const held = this.entries.get(e.id);
@@ -47,17 +49,25 @@ class FakeNode implements DigestPort {
     buckets: number[],
     after: PointId | null,
     limit: number,
+    options: { keys_only?: boolean; ids?: PointId[] } = {},
   ): Promise<BucketPage> {
     this.check();
     this.calls.bucketEntries++;
     const ids = [...this.entries.keys()].sort(compareIds)
-      .filter((id) => after === null || compareIds(id, after) > 0);
+      .filter((id) => after === null || compareIds(id, after) > 0)
+      .filter((id) => options.ids === undefined || options.ids.includes(id));
     const out: DigestEntry[] = [];
     let i = 0;
     let last = after ?? 0;
     for (; i < ids.length && out.length < limit; i++) {
       last = ids[i];
-      if (buckets.includes(bucketOf(ids[i]))) out.push(this.entries.get(ids[i])!);
+      if (!buckets.includes(bucketOf(ids[i]))) continue;
+      const e = this.entries.get(ids[i])!;
+      if (options.keys_only) this.keysSent++;
+      else this.fullSent++;
+      out.push(
+        options.keys_only ? { id: e.id, version: e.version, deleted: e.deleted, vector: [] } : e,
+      );
     }
     return Promise.resolve({ entries: out, next_after: last, done: i >= ids.length });
   }
@@ -142,6 +152,11 @@ Deno.test("syncShard: diverged replicas converge by exchanging only the differin
   // a's 30 entries to b and c, b's 2 to a and c, 44 to c (c's old tombstone of 43 never
   // applied: it held a newer put).
   assert.equal(r.entries_copied, 30 * 2 + 2 * 2 + 1);
+  // Vectors travel only for puts some replica lacked (a's 30, doc-b, 44: one read each), never for the
+  // entries of a differing bucket that every replica already held.
+  assert.equal(r.entries_read, 32);
+  const full = [a, b, c].reduce((n, x) => n + x.fullSent, 0);
+  assert.equal(full, 32);
   // A second run finds nothing.
   const again = await syncShard((n) => nodes.get(n) ?? null, "c", 0, ["n0", "n1", "n2"]);
   assert.equal(again.equal, true);

@@ -44,16 +44,22 @@ class Node {
           bucket_digests: with_buckets ? d.bucketBytes() : new Uint8Array(0),
         });
       },
-      bucketEntries: (_c, shard, buckets, after, limit): Promise<BucketPage> => {
+      bucketEntries: (_c, shard, buckets, after, limit, options = {}): Promise<BucketPage> => {
         const ids = [...this.shards[shard].entries.keys()].sort(compareIds)
-          .filter((id) => after === null || compareIds(id, after) > 0);
+          .filter((id) => after === null || compareIds(id, after) > 0)
+          .filter((id) => options.ids === undefined || options.ids.includes(id));
         const out: DigestEntry[] = [];
         let i = 0;
         let last = after ?? 0;
         for (; i < ids.length && out.length < limit; i++) {
           last = ids[i];
           if (buckets.includes(bucketOf(ids[i]))) {
-            out.push(this.shards[shard].entries.get(ids[i])!);
+            const e = this.shards[shard].entries.get(ids[i])!;
+            out.push(
+              options.keys_only
+                ? { id: e.id, version: e.version, deleted: e.deleted, vector: [] }
+                : e,
+            );
           }
         }
         return Promise.resolve({ entries: out, next_after: last, done: i >= ids.length });
