@@ -20,7 +20,9 @@
  * | digest, diverged   | digestRun: bucket digests, BucketEntries, CopyBatch               |
  * | digest, after      | digestRun again: equal roots everywhere                           |
  *
- * Bytes are request and reply payloads as digest_sync.ts counts them (`entryBytes`: id,
+ * "entries read" is entries read in full (with vectors): every entry for the full scan, only
+ * the puts some replica lacked for a digest run (which reads the keys of differing buckets
+ * first). Bytes are request and reply payloads as digest_sync.ts counts them (`entryBytes`: id,
  * version, flag, vector at 4 bytes a value, payload; digests 8 bytes and 8 KiB of buckets), the
  * same measure for both paths, without gRPC framing. Time is wall time of the run;
  * `os.loadavg()` is printed before and after each step (the machine is shared).

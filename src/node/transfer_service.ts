@@ -34,7 +34,8 @@
  * src/router/rebalance/digest_sync.ts): Digest answers one shard unit's root digest (O(1), kept
  * by every write) and, on request, its 1,024 bucket digests; BucketEntries pages that unit's
  * entries whose ids fall in the given buckets, in Scan's form, walking the unit's cached id
- * order and hashing each id (memory only; nothing is sent for buckets not asked for).
+ * order and hashing each id (memory only; nothing is sent for buckets not asked for); with
+ * `keys_only` without vectors and payloads, with `ids` only those ids.
  *
  * **Tombstone grace** (src/node/tombstone_gc.ts): with `tombstone_grace_ms`, CopyBatch does not
  * store a tombstone older than the grace (counted as skipped): the node collects such
