@@ -300,7 +300,14 @@ Deno.test("Transfer messages carry versions as uint64; Scan replies decode to nu
     versions: [5, "9007199254740991"],
   }));
   assert.deepEqual(req.versions, ["5", "9007199254740991"]);
-  assert.deepEqual(Object.keys(transferService).sort(), ["CopyBatch", "Entries", "Prune", "Scan"]);
+  assert.deepEqual(Object.keys(transferService).sort(), [
+    "BucketEntries",
+    "CopyBatch",
+    "Digest",
+    "Entries",
+    "Prune",
+    "Scan",
+  ]);
   // Entries: packed parallel lists; versions decode to numbers.
   const entries = transferService.Entries;
   const page = decodeEntriesResponse(entries.responseDeserialize(entries.responseSerialize({

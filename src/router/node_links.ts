@@ -21,6 +21,7 @@ import { type EntriesRequest, type EntriesResponse, TransferClient } from "../ap
 import { type ClientSecurity, insecureClient } from "../api/security.ts";
 import { type NodeCallOptions, type NodePort, RouterStatusError } from "./node_port.ts";
 import { MissingCollectionError, type TransferPort } from "./rebalance/rebalancer.ts";
+import { type DigestPort, transferDigestPort } from "./rebalance/digest_sync.ts";
 
 /** Longest pause between a node channel's reconnect attempts. */
 export const RECONNECT_BACKOFF_MAX_MS = 1000;
@@ -131,6 +132,11 @@ export class GrpcNodeLinks implements NodePort {
       return Promise.reject(e);
     }
     return link.transfer.call("Entries", request, options.timeout_ms, options.wait_for_ready);
+  }
+
+  digest(node: string): DigestPort | null {
+    const l = this.#links.get(node);
+    return l === undefined ? null : transferDigestPort(l.transfer);
   }
 
   transfer(node: string): TransferPort | null {

@@ -33,7 +33,13 @@
  * version. A ring change aborts a run at its next page; the next run starts over on the newest
  * ring. With `anti_entropy_interval_ms`, a run is also started that long after the last one
  * settled, with no ring change: it repairs replicas that diverged for any reason (a hint
- * discarded, a node restored from an old disk).
+ * discarded, a node restored from an old disk). When the host gives digest ports
+ * ({@link RebalanceHost.digest}) and the ring is still the settled one, that run goes **by
+ * digests** (digest_sync.ts): per shard, the replicas compare a root digest and exchange only
+ * the buckets that differ, so an unchanged cluster costs a few dozen bytes per shard replica
+ * instead of every entry. A digest run that cannot finish (a replica fails, a collection is
+ * missing somewhere, replicas still disagree after it) falls back to the full scan below, in
+ * the same run. Digest runs do not prune entries off non-owners; ring changes still scan.
  *
  * Membership events handled: a node that **joins** receives its ranges from every node that
  * holds them; a node declared **dead** has its ranges re-replicated from the surviving holders,
@@ -66,6 +72,7 @@
 import type { PointId } from "../../common/point_id.ts";
 import type { Placement, ShardLayout } from "../../cluster/placement.ts";
 import { readSet, routeEntry } from "./plan.ts";
+import { type DigestPort, digestRun, type ShardReplicas } from "./digest_sync.ts";
 
 /** Entries per Scan page (and so at most per CopyBatch). */
 export const PAGE_POINTS = 512;
@@ -139,6 +146,11 @@ export interface RebalanceHost {
   log(message: string): void;
   /** The transfer port of a node on the current ring, or null. */
   transfer(address: string): TransferPort | null;
+  /**
+   * The digest port of a node on the current ring, or null; absent: anti-entropy runs scan
+   * (see the module comment).
+   */
+  digest?: (address: string) => DigestPort | null;
   /**
    * Nodes off the ring that left on purpose and still serve their entries (a hand-off): each
    * run scans them first, as sources only. Default none.
@@ -232,6 +244,10 @@ export class Rebalancer {
   /** When the pending timer fires, if it waits out a dead node's grace; else null. */
   #grace_due_ms: number | null = null;
   #anti_entropy_timer: ReturnType<typeof setTimeout> | null = null;
+  /** The next run is a periodic anti-entropy one with no ring change: try digests first. */
+  #digest_wanted = false;
+  /** Anti-entropy runs done by digests, and their bytes (logged with each run). */
+  digest_runs = 0;
 
   constructor(host: RebalanceHost, options: RebalancerOptions) {
     this.#host = host;
@@ -309,6 +325,7 @@ export class Rebalancer {
     this.#generation++;
     this.#chain.push(ring);
     this.stats.rebalancing = true;
+    this.#digest_wanted = false;
     // Only while the ring in use is the settled one minus dead nodes: a move already owed
     // (a node joined) is not held back by a death.
     const settled = new Set(this.#settled.nodes);
@@ -342,6 +359,7 @@ export class Rebalancer {
       this.#generation++;
       this.#chain.push(this.#host.current());
       this.stats.rebalancing = true;
+      this.#digest_wanted = this.#host.digest !== undefined;
     }
     this.#schedule(0);
   }
@@ -445,6 +463,21 @@ export class Rebalancer {
     // Nodes handing off (they left on purpose) are scanned first, as sources only.
     const leavers = (host.sources?.() ?? []).filter((n) => !to.nodes.includes(n));
     const collections = await host.collections([...to.nodes, ...leavers]);
+    if (this.#digest_wanted) {
+      this.#digest_wanted = false;
+      const same = this.#settled !== null && leavers.length === 0 &&
+        this.#settled.nodes.join(",") === to.nodes.join(",");
+      if (same && await this.#byDigests(to, collections, t0)) {
+        if (this.#stopped || generation !== this.#generation) return "aborted";
+        this.#settled = to;
+        this.#chain = [];
+        this.stats.rebalancing = false;
+        this.stats.rebalances_done++;
+        this.#armAntiEntropy();
+        return "done";
+      }
+      if (this.#stopped || generation !== this.#generation) return "aborted";
+    }
     const units: { node: string; collection: string }[] = [];
     for (const node of [...leavers, ...to.nodes]) {
       for (const collection of collections) units.push({ node, collection });
@@ -602,6 +635,41 @@ export class Rebalancer {
         (leavers.length > 0 ? `; handed off from [${handed.join(", ")}]` : ""),
     );
     return "done";
+  }
+
+  /**
+   * An anti-entropy run by digests over every shard of `collections` on the ring `to`; true
+   * when every shard's replicas agree at its end (else the caller scans).
+   */
+  async #byDigests(to: RingRef, collections: string[], t0: number): Promise<boolean> {
+    const host = this.#host;
+    const shards: ShardReplicas[] = [];
+    for (const collection of collections) {
+      const layout = await host.layout(collection);
+      for (let shard = 0; shard < layout.shard_number; shard++) {
+        const replicas = to.placement.replicas(collection, layout, shard);
+        if (replicas.length > 1) shards.push({ collection, shard, replicas });
+      }
+    }
+    const r = await digestRun((a) => host.digest?.(a) ?? null, shards, {
+      page_limit: this.page_points,
+      concurrency: this.transfers_max,
+      describe: this.#describe,
+    });
+    this.stats.points_copied += r.entries_copied;
+    this.digest_runs++;
+    const ok = r.failed.length === 0 && r.shards_converged === r.shards;
+    host.log(
+      `rebalance: anti-entropy by digests over ${r.shards} shard replica sets in ` +
+        `${Date.now() - t0} ms: ${r.shards_equal} equal, ${r.buckets_differing} buckets ` +
+        `differed, ${r.entries_read} entries read, ${r.entries_copied} copies applied, ` +
+        `${r.bytes} bytes` +
+        (ok ? "" : `; ${r.failed.length} replicas failed or replicas still differ: scanning`),
+    );
+    for (const f of r.failed.slice(0, 3)) {
+      host.log(`WARNING rebalance: digest sync with ${f.node} failed: ${f.error}`);
+    }
+    return ok;
   }
 
   /** Copies entries to `target`, waiting for a collection still being created there. */
