@@ -461,10 +461,17 @@ export class ThreadedHnsw {
   /**
    * Searches `queries.length / dim` queries, split in contiguous runs across `searchThreads`
    * workers; the queries are copied once into a shared buffer (or used in place when they
-   * already are one) and the results come back through shared arrays.
+   * already are one) and the results come back through shared arrays. `threads` (at most the
+   * pool's size) overrides `searchThreads` for this call.
    */
-  async searchBatch(queries: Float32Array, k: number, ef?: number): Promise<Hit[][]> {
+  async searchBatch(
+    queries: Float32Array,
+    k: number,
+    ef?: number,
+    threads: number = this.searchThreads,
+  ): Promise<Hit[][]> {
     this.checkOpen();
+    checkInt("threads", threads, 1, MAX_GRAPH_THREADS - 1);
     const e = this.resolveEf(k, ef);
     const dim = this.dim;
     if (queries.length % dim !== 0) {
@@ -477,7 +484,7 @@ export class ThreadedHnsw {
       if (!Number.isFinite(queries[i])) throw new RangeError(`queries[${i}] is ${queries[i]}`);
     }
     if (n === 0) return [];
-    if (this.searchThreads === 1 || this.workers.length === 0) {
+    if (this.workers.length === 0) {
       const out: Hit[][] = new Array(n);
       for (let i = 0; i < n; i++) {
         out[i] = this.search(queries.subarray(i * dim, (i + 1) * dim), k, e);
@@ -492,9 +499,9 @@ export class ThreadedHnsw {
     const ids = new Uint32Array(new SharedArrayBuffer(n * k * 4));
     const distances = new Float32Array(new SharedArrayBuffer(n * k * 4));
     const counts = new Int32Array(new SharedArrayBuffer(n * 4));
-    const threads = Math.min(this.searchThreads, this.workers.length, n);
+    const use = Math.min(threads, this.workers.length, n);
     const jobs: Promise<number>[] = [];
-    if (threads === 1) {
+    if (use === 1) {
       // One query (or one thread): the least busy worker, so concurrent callers spread.
       let best = this.workers[this.nextWorker++ % this.workers.length];
       for (const w of this.workers) if (w.inFlight < best.inFlight) best = w;
@@ -512,8 +519,8 @@ export class ThreadedHnsw {
         }),
       );
     } else {
-      const per = Math.ceil(n / threads);
-      for (let t = 0; t < threads; t++) {
+      const per = Math.ceil(n / use);
+      for (let t = 0; t < use; t++) {
         const from = t * per;
         const to = Math.min(n, from + per);
         if (from >= to) break;
