@@ -35,6 +35,7 @@ import { Worker } from "node:worker_threads";
 import { availableParallelism } from "node:os";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import process from "node:process";
 import type { Metric } from "../kernels/kernels.ts";
 import { IdMap } from "./id_map.ts";
 import type { Hit } from "./hnsw.ts";
@@ -132,7 +133,9 @@ class PoolWorker {
       const code = `require(${JSON.stringify(tsx)}); require(${
         JSON.stringify(fileURLToPath(url))
       });`;
-      this.worker = new Worker(code, { eval: true });
+      // `--input-type=module` (a parent run with `-e`) would make the eval'd script a module.
+      const execArgv = process.execArgv.filter((a) => !a.startsWith("--input-type"));
+      this.worker = new Worker(code, { eval: true, execArgv });
     } else {
       this.worker = new Worker(url);
     }

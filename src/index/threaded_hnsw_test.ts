@@ -247,3 +247,67 @@ Deno.test("upserts and deletes keep the last vector; bad input is refused with t
     (e: Error) => e instanceof RangeError && e.message.includes("searchThreads 0"),
   );
 });
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const NODE_PROGRAM = (modulePath: string) => `
+import { ThreadedHnsw } from ${JSON.stringify(modulePath)};
+const t = await ThreadedHnsw.create({ dim: 2, searchThreads: 2, buildThreads: 2 });
+await t.addBatch([1, 2, 3], new Float32Array([0, 0, 5, 5, 9, 9]));
+const r = await t.searchBatch(new Float32Array([8, 8, 1, 1]), 1);
+console.log(JSON.stringify({ ids: r.map((h) => h[0].id), workers: t.workerCount }));
+await t.close();
+`;
+
+function runNode(args: string[]): string {
+  const out = new Deno.Command("/usr/bin/env", { args: ["node", ...args], cwd: ROOT }).outputSync();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return text.trim();
+}
+
+Deno.test("the worker pool runs under Node 20: through tsx from the sources, and from esbuild bundles", () => {
+  const want = JSON.stringify({ ids: [3, 1], workers: 2 });
+  // Sources through tsx, as tests start servers.
+  const tsx = `${ROOT}node_modules/tsx/dist/esm/index.mjs`;
+  const viaTsx = runNode([
+    "--import",
+    tsx,
+    "--input-type=module",
+    "-e",
+    NODE_PROGRAM(`${ROOT}src/index/threaded_hnsw.ts`),
+  ]);
+  assert.equal(viaTsx, want);
+  // Bundles laid out as build:js lays them out: the worker bundle beside the program's, two
+  // folders below a root that holds build/kernels_shared.wasm.
+  const dir = Deno.makeTempDirSync();
+  try {
+    Deno.mkdirSync(`${dir}/build/js`, { recursive: true });
+    Deno.copyFileSync(`${ROOT}build/kernels_shared.wasm`, `${dir}/build/kernels_shared.wasm`);
+    Deno.writeTextFileSync(
+      `${dir}/entry.ts`,
+      NODE_PROGRAM(`${ROOT}src/index/threaded_hnsw.ts`),
+    );
+    const esbuild = `${ROOT}node_modules/esbuild/bin/esbuild`;
+    for (
+      const [src, out] of [[`${dir}/entry.ts`, "prog.mjs"], [
+        `${ROOT}src/index/graph_worker.ts`,
+        "graph_worker.mjs",
+      ]]
+    ) {
+      const r = new Deno.Command(esbuild, {
+        args: [
+          src,
+          "--bundle",
+          "--platform=node",
+          "--format=esm",
+          "--log-level=warning",
+          `--outfile=${dir}/build/js/${out}`,
+        ],
+      }).outputSync();
+      assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+    }
+    assert.equal(runNode([`${dir}/build/js/prog.mjs`]), want);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
