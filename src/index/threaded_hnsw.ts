@@ -295,6 +295,7 @@ export class ThreadedHnsw {
     grow(L.labels, n * 4);
     grow(L.seq, n * 4);
     this.capacity = n;
+    this.graph.refreshViews();
     Atomics.store(this.graph.header, H_CAPACITY, n);
   }
 
@@ -350,6 +351,7 @@ export class ThreadedHnsw {
       if (need > max) throw new CapacityError(`upper-layer pool needs ${need} bytes of ${max}`);
       // deno-lint-ignore no-explicit-any
       (L.upper as any).grow(Math.min(max, Math.max(need, L.upper.byteLength * 2, 65536)));
+      g.refreshViews();
     }
     g.upperOff[slot] = used;
     for (let l = 0; l < level; l++) g.upper[used + l * (this.M + 1)] = 0;
