@@ -701,7 +701,7 @@ export class SharedGraph {
     const entry = this.epEntry;
     const maxLevel = this.epLevel;
     if (entry < 0) {
-      Atomics.store(this.states, slot, STATE_LIVE);
+      Atomics.compareExchange(this.states, slot, STATE_PENDING, STATE_LIVE);
       this.writeEntry(slot, level);
       if (global) this.unlockGlobal();
       return;
@@ -735,7 +735,9 @@ export class SharedGraph {
       this.unlock(slot);
       for (let j = 0; j < n; j++) this.addLink(chosen[j], slot, l);
     }
-    Atomics.store(this.states, slot, STATE_LIVE);
+    // Pending -> live, unless the owner deleted it meanwhile (an upsert or delete of its id
+    // during the batch): then it stays a tombstone.
+    Atomics.compareExchange(this.states, slot, STATE_PENDING, STATE_LIVE);
     if (global) {
       this.writeEntry(slot, level);
       this.unlockGlobal();

@@ -53,7 +53,6 @@ import {
   MAX_LEVEL,
   SharedGraph,
   STATE_DELETED,
-  STATE_LIVE,
   STATE_PENDING,
 } from "./shared_graph.ts";
 
@@ -541,9 +540,9 @@ export class ThreadedHnsw {
     return out;
   }
 
-  /** Whether `id` is live. */
+  /** Whether `id` is in the index (its insert may still be linking). */
   has(id: number): boolean {
-    return this.ids.get(id) >= 0 && this.graph.states[this.ids.get(id)] === STATE_LIVE;
+    return this.ids.get(id) >= 0;
   }
 
   private checkOpen(): void {

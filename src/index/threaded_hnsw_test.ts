@@ -208,6 +208,12 @@ Deno.test("upserts and deletes keep the last vector; bad input is refused with t
     t.add(1, [9.1, 9.1]);
     assert.deepEqual(t.count, 3);
     assert.deepEqual((await t.searchAsync([0, 0], 1))[0].id, 2);
+    // A repeated id in one parallel batch keeps its last vector; the first stays a tombstone.
+    await t.addBatch([7, 8, 7], new Float32Array([100, 100, 50, 50, -40, -40]));
+    assert.deepEqual(t.count, 5);
+    assert.deepEqual((await t.searchAsync([-40, -40], 1))[0].id, 7);
+    assert.deepEqual((await t.searchAsync([100, 100], 1))[0].id, 8);
+    assert.deepEqual(t.delete(7) && t.delete(8), true);
     assert.deepEqual(t.delete(2), true);
     assert.deepEqual(t.delete(2), false);
     assert.deepEqual((await t.searchAsync([0, 0], 3)).map((h) => h.id).sort(), [1, 3]);
