@@ -78,6 +78,9 @@ export interface ThreadedHnswOptions {
   buildThreads?: number;
 }
 
+/** Most results (queries x k) one {@link ThreadedHnsw.searchBatch} may ask for (its shared buffers). */
+export const MAX_BATCH_RESULTS = 1 << 24;
+
 /** Thread count default: the cores this process may use. */
 export function defaultThreads(): number {
   return Math.max(1, Math.min(MAX_GRAPH_THREADS - 1, availableParallelism()));
@@ -488,6 +491,11 @@ export class ThreadedHnsw {
       if (!Number.isFinite(queries[i])) throw new RangeError(`queries[${i}] is ${queries[i]}`);
     }
     if (n === 0) return [];
+    if (n * k > MAX_BATCH_RESULTS) {
+      throw new RangeError(
+        `searchBatch: ${n} queries x k ${k} = ${n * k} results pass the limit ${MAX_BATCH_RESULTS}`,
+      );
+    }
     if (this.workers.length === 0) {
       const out: Hit[][] = new Array(n);
       for (let i = 0; i < n; i++) {

@@ -238,6 +238,10 @@ Deno.test("upserts and deletes keep the last vector; bad input is refused with t
       (e: Error) => e instanceof RangeError && e.message.includes("NaN"),
     );
     await assert.rejects(
+      () => t.searchBatch(new Float32Array(2 * 200), 100_000),
+      (e: Error) => e instanceof RangeError && e.message.includes("200 queries x k 100000"),
+    );
+    await assert.rejects(
       () => t.searchBatch(new Float32Array(3), 1),
       (e: Error) => e instanceof RangeError && e.message.includes("multiple of dimension 2"),
     );
