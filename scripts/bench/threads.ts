@@ -28,6 +28,7 @@
 import { parseArgs } from "node:util";
 import { loadavg } from "node:os";
 import { spawnSync } from "node:child_process";
+import { Worker } from "node:worker_threads";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -77,6 +78,35 @@ log(
   `threads bench: ${ds.name} n=${ds.base.n} dim=${dim} ${ds.metric} M=${M} efc=${efc} ef=${ef} k=${k}, ${nq} queries`,
 );
 
+/**
+ * How much two threads get done now against one, on a fixed pure-CPU loop (no memory, no
+ * shared data): the ceiling the machine allows at this moment. Other processes on a shared
+ * 2-core machine often leave about one core, and then no code can show a 2x.
+ */
+async function cpuScaling(): Promise<number> {
+  const code = `const { parentPort } = require("node:worker_threads");
+parentPort.on("message", (n) => { let s = 0; for (let i = 0; i < n; i++) s = (s + Math.imul(i, 40503)) | 0; parentPort.postMessage(s); });`;
+  const ws = [new Worker(code, { eval: true }), new Worker(code, { eval: true })];
+  const run = (k: number, n: number) =>
+    Promise.all(
+      ws.slice(0, k).map((w) =>
+        new Promise((r) => {
+          w.once("message", r);
+          w.postMessage(n);
+        })
+      ),
+    );
+  await run(2, 1e6);
+  let t0 = performance.now();
+  await run(1, 4e8);
+  const one = performance.now() - t0;
+  t0 = performance.now();
+  await run(2, 2e8);
+  const two = performance.now() - t0;
+  for (const w of ws) await w.terminate();
+  return one / two;
+}
+
 function recall(results: Hit[][]): number {
   let hit = 0;
   for (let i = 0; i < nq; i++) {
@@ -87,6 +117,9 @@ function recall(results: Hit[][]): number {
   return hit / (nq * k);
 }
 
+log(
+  `machine now: 2 threads do ${(await cpuScaling()).toFixed(2)}x the work of 1 on a pure-CPU loop`,
+);
 const ids = Array.from({ length: ds.base.n }, (_, i) => i);
 let baseline: HnswIndex | null = null;
 if (args.baseline) {
@@ -185,6 +218,9 @@ log(
   `search best of ${rounds}: ${[...best].map(([n, q]) => `${n} ${q.toFixed(0)} q/s`).join(", ")}`,
 );
 await index.close();
+log(
+  `machine now: 2 threads do ${(await cpuScaling()).toFixed(2)}x the work of 1 on a pure-CPU loop`,
+);
 
 if (!args["no-hnswlib"]) {
   const dir = join(cacheDir, "hnswlib");

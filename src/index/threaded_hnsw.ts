@@ -211,6 +211,8 @@ export class ThreadedHnsw {
   private linking = false;
   private closed = false;
   private nextWorker = 0;
+  /** Slots each thread linked in the last {@link addBatch} (one entry per thread used). */
+  lastLinked: number[] = [];
 
   private constructor(o: ThreadedHnswOptions, layout: GraphLayout, workers: PoolWorker[]) {
     this.dim = o.dim;
@@ -405,12 +407,14 @@ export class ThreadedHnsw {
     Atomics.store(h, H_LINK_NEXT, start);
     const threads = Math.min(this.buildThreads, this.workers.length);
     if (this.buildThreads === 1 || threads === 0) {
-      this.graph.linkBatch();
+      this.lastLinked = [this.graph.linkBatch()];
       return;
     }
     this.linking = true;
     try {
-      await Promise.all(this.workers.slice(0, threads).map((w) => w.request({ op: "link" })));
+      this.lastLinked = await Promise.all(
+        this.workers.slice(0, threads).map((w) => w.request({ op: "link" })),
+      );
     } finally {
       this.linking = false;
     }

@@ -92,6 +92,8 @@ Deno.test("parallel build: recall within 0.02 of the one-thread build on 5000 po
       // Several batches, so later batches link against a graph built in parallel.
       for (let s = 0; s < n; s += 1250) {
         await t.addBatch(ids.slice(s, s + 1250), data.subarray(s * dim, (s + 1250) * dim));
+        assert.equal(t.lastLinked.length, buildThreads);
+        assert.equal(t.lastLinked.reduce((a, b) => a + b, 0), 1250);
       }
       assert.deepEqual(t.count, n);
       let hit = 0;
