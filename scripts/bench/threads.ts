@@ -27,6 +27,7 @@
  */
 import { parseArgs } from "node:util";
 import { loadavg } from "node:os";
+import process from "node:process";
 import { spawnSync } from "node:child_process";
 import { Worker } from "node:worker_threads";
 import { existsSync } from "node:fs";
@@ -72,6 +73,11 @@ const ds = loadDataset({ cacheDir, n: int("n", args.n!) });
 const nq = Math.min(int("queries", args.queries!), ds.queries.n);
 const dim = ds.base.dim;
 const queries = ds.queries.data.slice(0, nq * dim);
+/** CPU seconds of the whole process (every thread): wall time hides how busy the machine is. */
+const cpuS = () => {
+  const c = process.cpuUsage();
+  return (c.user + c.system) / 1e6;
+};
 const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
 const log = (s: string) => console.log(`${s}  [load ${load()}]`);
 log(
@@ -157,17 +163,19 @@ for (const bt of buildThreads) {
     searchThreads: maxSearch,
   });
   const t0 = performance.now();
+  const c0 = cpuS();
   for (let s = 0; s < ds.base.n; s += batch) {
     const e = Math.min(ds.base.n, s + batch);
     await index.addBatch(ids.slice(s, e), ds.base.data.subarray(s * dim, e * dim));
   }
   const buildS = (performance.now() - t0) / 1000;
+  const buildCpuS = cpuS() - c0;
   const res: Hit[][] = [];
   for (let i = 0; i < nq; i++) {
     res.push(index.search(queries.subarray(i * dim, (i + 1) * dim), k, ef));
   }
   log(
-    `build  threads=${bt}: ${buildS.toFixed(1)} s (${
+    `build  threads=${bt}: ${buildS.toFixed(1)} s (cpu ${buildCpuS.toFixed(1)} s, ${
       (ds.base.n / buildS).toFixed(0)
     } inserts/s), ` +
       `recall@10 at ef ${ef} ${recall(res).toFixed(4)}`,
@@ -207,10 +215,16 @@ for (let r = 0; r < rounds; r++) {
   const line: string[] = [];
   for (const [name, run] of configs) {
     const t0 = performance.now();
+    const c0 = cpuS();
     const res = await run();
     const qps = nq / ((performance.now() - t0) / 1000);
+    const cpuMsPerQuery = (cpuS() - c0) * 1000 / nq;
     best.set(name, Math.max(best.get(name) ?? 0, qps));
-    line.push(`${name} ${qps.toFixed(0)} q/s (recall@10 ${recall(res).toFixed(4)})`);
+    line.push(
+      `${name} ${qps.toFixed(0)} q/s (cpu ${cpuMsPerQuery.toFixed(2)} ms/query, recall@10 ${
+        recall(res).toFixed(4)
+      })`,
+    );
   }
   log(`search round ${r + 1}: ${line.join(", ")}`);
 }
