@@ -167,6 +167,8 @@ Deno.test({
           field_indexes: [],
           quantization: "none",
           rescore: 0,
+          shard_number: 3,
+          replication_factor: 2,
         });
         assert.equal((await api.op("GET", "/collections/{name}", { name: "nope" })).status, 404);
 

@@ -162,7 +162,7 @@ Deno.test({
             } else assert.equal(got, null, `${id(i)} should not hold id ${p}`);
           }
         }
-        await assertSearchExact(router, points, random, 5, 3);
+        await assertSearchExact(router, points, random, 5, 12);
       });
 
       await step(
@@ -190,13 +190,13 @@ Deno.test({
           );
           console.log(`    router saw ${id(2)} dead ${Date.now() - t0} ms after SIGKILL`);
           assert.deepEqual(await answeringNodes(router), c.nodeAddrs.slice(0, 2).sort());
-          await assertSearchExact(router, points, random, 5, 1);
+          await assertSearchExact(router, points, random, 5, 12);
           await putRange(router, points, random, 100, 120);
           for (let p = 100; p < 120; p++) {
             const r = await router.call("Get", { id: p, collection: COLLECTION });
             assert.deepEqual(r.vector, points.get(p));
           }
-          await assertSearchExact(router, points, random, 3, 1);
+          await assertSearchExact(router, points, random, 3, 12);
           // Off the ring, its hints are kept (and reported by Stats).
           assert.equal(await hintsPending(router, c.nodeAddrs[2]), hinted.length);
         },

@@ -31,6 +31,11 @@ const asmDir = join(root, "asm");
 const outDir = join(root, "build");
 const outWasm = join(outDir, "kernels.wasm");
 const outHash = join(outDir, "kernels.wasm.hash");
+/**
+ * The same kernels over an imported shared memory (`env.memory`), so that one instance per
+ * thread can work on one `WebAssembly.Memory({ shared: true })` (src/index/shared_graph.ts).
+ */
+const outSharedWasm = join(outDir, "kernels_shared.wasm");
 const ascJs = join(root, "node_modules", "assemblyscript", "bin", "asc.js");
 
 // SIMD is required; relaxed SIMD is not used because Node 20 (which may host the server)
@@ -45,6 +50,15 @@ const flags = [
   "--initialMemory",
   "2",
 ];
+/** Extra flags of the shared variant: atomics, an imported shared memory of up to 4 GiB. */
+const sharedFlags = [
+  "--enable",
+  "threads",
+  "--importMemory",
+  "--sharedMemory",
+  "--maximumMemory",
+  "65536",
+];
 
 function sourceHash(): string {
   const h = createHash("sha256");
@@ -58,6 +72,7 @@ function sourceHash(): string {
   );
   h.update(String(pkg.version));
   h.update(flags.join(" "));
+  h.update(sharedFlags.join(" "));
   return h.digest("hex");
 }
 
@@ -71,16 +86,23 @@ function main(): void {
   const force = process.argv.includes("--force");
   const hash = sourceHash();
   if (!force && existsSync(outWasm) && existsSync(outHash)) {
-    if (readFileSync(outHash, "utf8").trim() === hash) return;
+    if (readFileSync(outHash, "utf8").trim() === hash && existsSync(outSharedWasm)) return;
   }
   mkdirSync(outDir, { recursive: true });
-  const tmp = `${outWasm}.tmp`;
+  compile(flags, outWasm);
+  compile([...flags, ...sharedFlags], outSharedWasm);
+  writeFileSync(outHash, hash + "\n");
+}
+
+/** Runs asc on asm/kernels.ts with `extra` flags into `out` (through a temporary name). */
+function compile(extra: string[], out: string): void {
+  const tmp = `${out}.tmp`;
   // Through env: Deno rewrites a child named "node" into itself, and asc needs real Node.
   const r = spawnSync("/usr/bin/env", [
     "node",
     ascJs,
     join(asmDir, "kernels.ts"),
-    ...flags,
+    ...extra,
     "-o",
     tmp,
   ], {
@@ -90,9 +112,8 @@ function main(): void {
     console.error(`build:asm: asc failed with exit status ${r.status}`);
     process.exit(1);
   }
-  renameSync(tmp, outWasm);
-  writeFileSync(outHash, hash + "\n");
-  console.error(`build:asm: wrote ${outWasm}`);
+  renameSync(tmp, out);
+  console.error(`build:asm: wrote ${out}`);
 }
 
 main();

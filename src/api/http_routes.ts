@@ -487,7 +487,16 @@ export const ROUTES: readonly Route[] = [
     "/collections/{name}",
     "CreateCollection",
     "Create a collection (idempotent with the same settings)",
-    ["dimension", "metric", "m", "ef_construction", "quantization", "rescore"],
+    [
+      "dimension",
+      "metric",
+      "m",
+      "ef_construction",
+      "quantization",
+      "rescore",
+      "shard_number",
+      "replication_factor",
+    ],
     (p, b) => ({ ...b, name: pathCollection(p) }),
   ),
   rpc(

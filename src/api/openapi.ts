@@ -22,7 +22,12 @@ import {
   SCROLL_LIMIT_MAX,
   SEARCH_BATCH_MAX,
 } from "../common/limits.ts";
-import { DEFAULT_RESCORE, RESCORE_MAX } from "../common/limits.ts";
+import {
+  DEFAULT_RESCORE,
+  REPLICATION_FACTOR_MAX,
+  RESCORE_MAX,
+  SHARDS_MAX,
+} from "../common/limits.ts";
 import { JSON_BYTES_FACTOR, ROUTES } from "./http_routes.ts";
 import { ID_STRING_BYTES_MAX } from "../common/point_id.ts";
 
@@ -100,6 +105,14 @@ const SCHEMAS: Record<string, Schema> = {
       ef_construction: { type: "integer" },
       quantization: { type: "string", enum: ["none", "int8"] },
       rescore: { type: "integer", description: "re-ranking factor of an int8 collection" },
+      shard_number: {
+        type: "integer",
+        description: "shards (1 for a collection from before shards)",
+      },
+      replication_factor: {
+        type: "integer",
+        description: "replicas per shard (0: the router's --replication-factor)",
+      },
     },
   },
   CreateCollectionBody: {
@@ -122,6 +135,18 @@ const SCHEMAS: Record<string, Schema> = {
         minimum: 0,
         maximum: RESCORE_MAX,
         description: `0: ${DEFAULT_RESCORE}; ignored without quantization`,
+      },
+      shard_number: {
+        type: "integer",
+        minimum: 0,
+        maximum: SHARDS_MAX,
+        description: "shards; 0: the number of storage nodes at creation",
+      },
+      replication_factor: {
+        type: "integer",
+        minimum: 0,
+        maximum: REPLICATION_FACTOR_MAX,
+        description: "replicas per shard; 0: the router's --replication-factor",
       },
     },
   },

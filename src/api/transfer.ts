@@ -19,6 +19,7 @@ import { CHANNEL_OPTIONS, type Uint64, type WireId } from "./proto.ts";
 import { idFromWire, idsFromWire, type PointId } from "../common/point_id.ts";
 import { POINT_FIELDS_MAX, SCAN_LIMIT_MAX, TRANSFER_REQUEST_BYTES_MAX } from "../common/limits.ts";
 import { limitService, type RequestLimit } from "../common/wire_limits.ts";
+import { DIGEST_BUCKETS } from "../common/digest.ts";
 
 export type { PointId, Uint64, WireId };
 
@@ -166,6 +167,8 @@ export interface TransferMethods {
   CopyBatch: { request: CopyBatchRequest; response: CopyBatchResponse };
   Prune: { request: PruneRequest; response: PruneResponse };
   Entries: { request: EntriesRequest; response: EntriesResponse };
+  Digest: { request: DigestRequest; response: DigestResponse };
+  BucketEntries: { request: BucketEntriesRequest; response: ScanResponse };
   ShardImageOpen: { request: ShardImageOpenRequest; response: ShardImageOpenResponse };
   ShardImageRead: { request: ShardImageReadRequest; response: ShardImageReadResponse };
   ShardImageClose: { request: { image_id: string }; response: Record<string, never> };
@@ -175,6 +178,43 @@ export interface TransferMethods {
     request: { install_id: string };
     response: { merged: Uint64; points: Uint64 };
   };
+}
+
+/** A Digest request: one shard replica's digest (common/digest.ts). */
+export interface DigestRequest {
+  collection: string;
+  /** 0 .. shard_number - 1. */
+  shard: number;
+  /** Include the bucket digests (8 KiB). */
+  with_buckets: boolean;
+}
+/** A Digest reply (through {@link TransferClient}: `entries` a number). */
+export interface DigestResponse {
+  /** 8 bytes: the root digest (common/digest.ts `rootBytes`). */
+  root: Uint8Array;
+  entries: number;
+  buckets: number;
+  /** With `with_buckets`: `buckets` × 8 bytes; else empty. */
+  bucket_digests: Uint8Array;
+  shard_number: number;
+}
+/** A BucketEntries request: a page of one shard replica's entries in the given buckets. */
+export interface BucketEntriesRequest {
+  collection: string;
+  shard: number;
+  /** 1 .. DIGEST_BUCKETS distinct buckets. */
+  buckets: number[];
+  /** The cursor as on the wire (`idToWire` of the previous page's `next_after`). */
+  after_id: WireId;
+  after_string_id?: string;
+  from_start: boolean;
+  /** 1 .. SCAN_LIMIT_MAX. */
+  limit: number;
+  /** Ids, versions and deleted flags only. */
+  keys_only?: boolean;
+  /** Only these ids (`idsToWire`: integer ids here, string ids in `string_ids`). */
+  ids?: WireId[];
+  string_ids?: string[];
 }
 
 /** ShardImageOpen (proto/internal.proto): one shard unit of a collection. */
@@ -264,6 +304,16 @@ export const TRANSFER_REQUEST_LIMITS: Readonly<Record<keyof TransferMethods, Req
     }],
   },
   Entries: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.Entries },
+  Digest: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.Digest },
+  BucketEntries: {
+    bytes_max: TRANSFER_REQUEST_BYTES_MAX.BucketEntries,
+    repeated: [
+      { field: 3, name: "buckets", max: DIGEST_BUCKETS, unit: "buckets" },
+      // Each list bounded here; `ids` + `string_ids` is checked decoded.
+      { field: 9, name: "ids", max: SCAN_LIMIT_MAX, unit: "ids" },
+      { field: 10, name: "string_ids", max: SCAN_LIMIT_MAX, unit: "ids" },
+    ],
+  },
   Prune: {
     bytes_max: TRANSFER_REQUEST_BYTES_MAX.Prune,
     repeated: [
@@ -332,10 +382,13 @@ export class TransferClient {
         { deadline: Date.now() + timeout_ms, waitForReady: wait_for_ready },
         (error: grpc.ServiceError | null, response?: unknown) => {
           if (error) reject(error);
-          else if (method === "Scan") {
+          else if (method === "Scan" || method === "BucketEntries") {
             resolve(decodeScanResponse(response) as TransferMethods[K]["response"]);
           } else if (method === "Entries") {
             resolve(decodeEntriesResponse(response) as TransferMethods[K]["response"]);
+          } else if (method === "Digest") {
+            const d = response as DigestResponse & { entries: Uint64 };
+            resolve({ ...d, entries: Number(d.entries) } as TransferMethods[K]["response"]);
           } else resolve(response as TransferMethods[K]["response"]);
         },
       );

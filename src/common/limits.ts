@@ -141,6 +141,8 @@ export const POINT_FIELDS_MAX = 16;
  * | vectordb.internal.Transfer | Entries (a filter)                      | 20 KiB    |                              |
  * | vectordb.internal.Transfer | CopyBatch                               | 16 MiB    | points <= SCAN_LIMIT_MAX, 16 fields per point |
  * | vectordb.internal.Transfer | Prune                                   | 576 KiB   | ids, string_ids, versions <= SCAN_LIMIT_MAX each (ids + string_ids checked decoded) |
+ * | vectordb.internal.Transfer | Digest                                  | 4 KiB     |                              |
+ * | vectordb.internal.Transfer | BucketEntries                           | 588 KiB   | buckets <= DIGEST_BUCKETS (1,024); ids, string_ids <= SCAN_LIMIT_MAX each |
  * | vectordb.internal.Transfer | ShardImageOpen, ShardImageRead, ShardImageClose, ShardInstallBegin, ShardInstallCommit | 4 KiB | |
  * | vectordb.internal.Transfer | ShardInstallChunk (a chunk <= SHARD_CHUNK_BYTES_MAX) | 1,028 KiB | |
  * | vectordb.internal.Gossip   | Exchange (cluster/gossip_transport.ts)  | 65 KiB    | (payload 64 KiB + sender)    |
@@ -204,6 +206,10 @@ export const TRANSFER_REQUEST_BYTES_MAX = {
   CopyBatch: COPY_BATCH_BYTES_MAX,
   Prune: PRUNE_BYTES_MAX,
   Entries: FILTER_REQUEST_BYTES_MAX,
+  Digest: SMALL_REQUEST_BYTES_MAX,
+  // 1,024 packed bucket numbers (at most 5 bytes each), a cursor of up to 128 bytes, the rest
+  // (12 KiB), and up to 4,096 ids as Prune's.
+  BucketEntries: 12 * 1024 + PRUNE_BYTES_MAX,
   ShardImageOpen: SMALL_REQUEST_BYTES_MAX,
   ShardImageRead: SMALL_REQUEST_BYTES_MAX,
   ShardImageClose: SMALL_REQUEST_BYTES_MAX,

@@ -163,3 +163,52 @@ export function metricKernels(k: Kernels, metric: Metric): MetricKernels {
       return { pair: k.ip, slots: k.ip_slots, range: k.ip_range };
   }
 }
+
+const sharedWasmUrl = new URL("../../build/kernels_shared.wasm", import.meta.url);
+let compiledShared: WebAssembly.Module | null = null;
+
+/**
+ * The kernel module built over an imported shared memory (`build/kernels_shared.wasm`, from
+ * the same source with `--importMemory --sharedMemory`): compiled on first use, once per
+ * thread (a worker compiles its own copy; modules are not shared between isolates here).
+ */
+export function sharedKernelModule(): WebAssembly.Module {
+  if (compiledShared === null) {
+    const path = fileURLToPath(sharedWasmUrl);
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = new Uint8Array(readFileSync(path));
+    } catch (e) {
+      throw new KernelsNotBuiltError(path, e);
+    }
+    compiledShared = new WebAssembly.Module(bytes);
+  }
+  return compiledShared;
+}
+
+/** Pages (64 KiB) a shared kernel memory may declare at most: the 4 GiB of wasm32. */
+export const SHARED_MAX_PAGES = 65536;
+
+/**
+ * A shared linear memory for {@link instantiateSharedKernels}: `initialPages` now, growable in
+ * place up to `maxPages` (V8 reserves the maximum's address range up front, so growth never
+ * moves it and every thread keeps valid pointers).
+ */
+export function createSharedMemory(initialPages: number, maxPages: number): WebAssembly.Memory {
+  if (!Number.isInteger(maxPages) || maxPages < 2 || maxPages > SHARED_MAX_PAGES) {
+    throw new RangeError(`maxPages ${maxPages} must be an integer between 2 and 65536`);
+  }
+  const initial = Math.min(maxPages, Math.max(2, initialPages));
+  return new WebAssembly.Memory({ initial, maximum: maxPages, shared: true });
+}
+
+/**
+ * A kernel instance over `memory` (a shared memory from {@link createSharedMemory}); several
+ * instances, one per thread, may use the same memory at once. The module keeps no state in
+ * memory below `heap_base()` that a second instantiation could disturb (it has no data
+ * segments; its only globals, those of the int8 kernels, are per instance).
+ */
+export function instantiateSharedKernels(memory: WebAssembly.Memory): Kernels {
+  const instance = new WebAssembly.Instance(sharedKernelModule(), { env: { memory } });
+  return Object.assign(Object.create(null), instance.exports, { memory }) as Kernels;
+}

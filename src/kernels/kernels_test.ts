@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { instantiateKernels, metricKernels, parseMetric } from "./kernels.ts";
+import {
+  createSharedMemory,
+  instantiateKernels,
+  instantiateSharedKernels,
+  metricKernels,
+  parseMetric,
+} from "./kernels.ts";
 import { Rng } from "../testing/random.ts";
 
 // Scalar references in f64. For the inner product the error is measured against the sum of
@@ -186,4 +192,22 @@ Deno.test("kernels: q8_slots applies the affine map with the row's norm to every
       assert.ok(Math.abs(out[i] - want) <= 1e-5 * Math.max(1, Math.abs(want)), `slot ${s}`);
     });
   }
+});
+
+Deno.test("shared kernels: two instances over one shared memory see each other's data, also after growth", () => {
+  const memory = createSharedMemory(2, 64);
+  assert.equal(memory.buffer instanceof SharedArrayBuffer, true);
+  const a = instantiateSharedKernels(memory);
+  const b = instantiateSharedKernels(memory);
+  const base = 4096;
+  new Float32Array(memory.buffer).set([1, 2, 3, 0, 1, 2, 4, 0], base / 4);
+  assert.equal(a.l2sq(base, base + 16, 4), 1);
+  assert.equal(b.l2sq(base, base + 16, 4), 1);
+  // Grow in place: old addresses keep their data; the new pages are usable by both.
+  memory.grow(4);
+  const far = 5 * 65536;
+  new Float32Array(memory.buffer).set([3, 4, 0, 0], far / 4);
+  assert.equal(b.l2sq(base, far, 4), (3 - 1) ** 2 + (4 - 2) ** 2 + 9);
+  assert.equal(a.ip(far, far, 4), 1 - 25);
+  assert.throws(() => createSharedMemory(2, 70000), RangeError);
 });

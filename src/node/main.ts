@@ -17,6 +17,7 @@
  * | `--join`               | (none)               | seeds to join through, `host:port[,…]`   |
  * | `--advertise`          | `<host>:<port>`      | address other members reach this node at |
  * | `--handoff-timeout-s`  | 120                  | on `Drain` (`client drain`), longest wait for the router to place this node's entries elsewhere; 0 leaves without waiting |
+ * | `--tombstone-grace-s`  | 604800 (7 days)      | forget tombstones older than this; the longest absence the cluster accepts (a node away longer forgets its entries at start-up); 0 keeps tombstones forever |
  * | `--api-keys-file`      | (none)               | clients need `authorization: Bearer KEY` (src/api/auth.ts); needs `--cluster-secret-file`; re-read on SIGHUP |
  * | `--cluster-secret-file`| (none)               | internal RPCs need the secret's proof (src/api/cluster_proof.ts) |
  * | `--tls-cert`, `--tls-key` | (none)            | serve TLS; `--tls-ca` trusts a CA when calling members (src/api/security.ts) |
@@ -98,6 +99,7 @@ import {
   type ResolvedConfig,
 } from "../common/config.ts";
 import { LOG_FLAGS, Logger, parseLogFormat, parseLogLevel } from "../common/log.ts";
+import { discardStaleEntries, HEARTBEAT_EVERY_MS, TombstoneCollector } from "./tombstone_gc.ts";
 import { SOFTWARE_VERSION, versionLine } from "../common/software_version.ts";
 
 /** The storage node's flags: the parser, `--help` and the README's table come from here. */
@@ -152,6 +154,13 @@ export const NODE_FLAGS = {
     default: "120",
     arg: "S",
     help: "on Drain, longest wait for the router to place this node's entries; 0: no wait",
+  },
+  "tombstone-grace-s": {
+    type: "string",
+    default: "604800",
+    arg: "S",
+    help: "forget tombstones older than this; also the longest absence the cluster accepts: " +
+      "a node away longer forgets its entries at start-up (0: keep tombstones forever)",
   },
   ...HTTP_FLAGS,
   ...SECURITY_FLAGS,
@@ -245,6 +254,14 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
     );
   }
 
+  const graceS = Number(values["tombstone-grace-s"]);
+  if (!Number.isInteger(graceS) || graceS < 0) {
+    throw new ConfigError(
+      `--tombstone-grace-s "${values["tombstone-grace-s"]}" must be a non-negative integer`,
+    );
+  }
+  const tombstoneGraceMs = graceS * 1000;
+
   if (values["api-keys-file"] !== undefined && values["cluster-secret-file"] === undefined) {
     throw new SecurityConfigError(
       "--api-keys-file needs --cluster-secret-file too: the router and the other members " +
@@ -263,6 +280,16 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
     snapshot_every_ms: positiveInt("snapshot-every-s", values["snapshot-every-s"]) * 1000,
   });
   log(`opened ${dataDir} in ${Date.now() - t0} ms (${store.list().length} collections)`);
+  // A node away longer than the tombstone grace forgets its entries (tombstone_gc.ts).
+  await discardStaleEntries(store, Date.now(), tombstoneGraceMs, log);
+  // The heartbeat is at most a quarter of the grace old while the node runs, so an absence is
+  // never over-counted by more than that (and a short grace, as in tests, is honoured).
+  const collector = new TombstoneCollector(
+    store,
+    tombstoneGraceMs,
+    log,
+    tombstoneGraceMs > 0 ? Math.min(HEARTBEAT_EVERY_MS, tombstoneGraceMs / 4) : HEARTBEAT_EVERY_MS,
+  );
 
   let stopping = false;
   const state = { closing: false, transfer_last_ms: 0 };
@@ -294,7 +321,11 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
   addGossipService(server, agent);
   metrics?.watchStore(store);
   metrics?.watchGossip(agent);
-  addTransferService(server, store, state, { logger: log, metrics: metrics?.grpc });
+  addTransferService(server, store, state, {
+    logger: log,
+    metrics: metrics?.grpc,
+    tombstone_grace_ms: tombstoneGraceMs,
+  });
   const handlers = nodeHandlers(
     store,
     {
@@ -342,7 +373,13 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
   const timer = setInterval(() => {
     if (ticking) return;
     ticking = true;
-    store.tick().finally(() => (ticking = false));
+    store.tick()
+      .then(() =>
+        collector.tick().catch((e) =>
+          log(`tombstone collection or heartbeat failed: ${(e as Error).message}`)
+        )
+      )
+      .finally(() => (ticking = false));
   }, 1000);
 
   /** Set by a signal that arrives while a drain waits for its hand-off: stop waiting. */

@@ -30,6 +30,18 @@
  * id without keeping anything between pages (src/node/points_read.ts): the router merges them
  * across replicas for a client's Scroll and Count.
  *
+ * **Digest** and **BucketEntries** serve anti-entropy by digests (src/common/digest.ts,
+ * src/router/rebalance/digest_sync.ts): Digest answers one shard unit's root digest (O(1), kept
+ * by every write) and, on request, its 1,024 bucket digests; BucketEntries pages that unit's
+ * entries whose ids fall in the given buckets, in Scan's form, walking the unit's cached id
+ * order and hashing each id (memory only; nothing is sent for buckets not asked for); with
+ * `keys_only` without vectors and payloads, with `ids` only those ids.
+ *
+ * **Tombstone grace** (src/node/tombstone_gc.ts): with `tombstone_grace_ms`, CopyBatch does not
+ * store a tombstone older than the grace (counted as skipped): the node collects such
+ * tombstones, and taking them back from a replica that has not yet would make their digests
+ * disagree run after run.
+ *
  * The wire types and the client live in src/api/transfer.ts.
  *
  * @module
@@ -37,8 +49,10 @@
 
 import type * as grpc from "@grpc/grpc-js";
 import {
+  type BucketEntriesRequest,
   type CopyBatchRequest,
   type CopyBatchResponse,
+  type DigestRequest,
   type EntriesRequest,
   type EntriesWireResponse,
   type PruneRequest,
@@ -55,6 +69,8 @@ import {
   type TransferPointWire,
   transferService,
 } from "../api/transfer.ts";
+import { bucketOf, DIGEST_BUCKETS, rootBytes } from "../common/digest.ts";
+import { tombstoneCutoffVersion } from "./tombstone_gc.ts";
 import { ENTRIES_LIMIT_MAX, VERSION_MAX } from "../common/limits.ts";
 import { entriesPage } from "./points_read.ts";
 import {
@@ -67,9 +83,9 @@ import {
   validateVersionFromOutside,
   ValidationError,
 } from "../api/validate.ts";
-import type { CopyEntry, IdList } from "../storage/collection.ts";
+import { type Collection as Unit, type CopyEntry, IdList } from "../storage/collection.ts";
 import type { ShardedCollection as Collection } from "../storage/sharded_collection.ts";
-import { idToWire, type PointId } from "../common/point_id.ts";
+import { compareIds, idToWire, type PointId } from "../common/point_id.ts";
 import type { NodeStore } from "../storage/node_store.ts";
 import { UnaryGuard } from "../api/unary.ts";
 import type { RequestMetrics } from "../common/metrics.ts";
@@ -191,12 +207,134 @@ export function validatePrune(
   };
 }
 
+/** The unit of shard `shard` of `c`, after checking the number (INVALID_ARGUMENT naming it). */
+export function unitOfShard(c: Collection, shard: unknown): Unit {
+  if (
+    typeof shard !== "number" || !Number.isInteger(shard) || shard < 0 ||
+    shard >= c.shard_number
+  ) {
+    throw new ValidationError(
+      "shard",
+      shard,
+      `shard ${shard} is not a shard of collection "${c.name}" (shard_number ` +
+        `${c.shard_number}: 0 .. ${c.shard_number - 1})`,
+    );
+  }
+  return c.units[shard];
+}
+
+/**
+ * A BucketEntries request's buckets as a membership mask: 1 .. DIGEST_BUCKETS distinct
+ * integers below DIGEST_BUCKETS (INVALID_ARGUMENT naming `buckets[i]`).
+ */
+export function bucketMaskOf(buckets: unknown): Uint8Array {
+  const list = arrayOf(buckets, "buckets");
+  if (list.length < 1 || list.length > DIGEST_BUCKETS) {
+    throw new ValidationError(
+      "buckets",
+      list.length,
+      `buckets has ${list.length} entries; it must have 1 to ${DIGEST_BUCKETS}`,
+    );
+  }
+  const mask = new Uint8Array(DIGEST_BUCKETS);
+  list.forEach((b, i) => {
+    if (typeof b !== "number" || !Number.isInteger(b) || b < 0 || b >= DIGEST_BUCKETS) {
+      throw new ValidationError(
+        `buckets[${i}]`,
+        b,
+        `buckets[${i}] ${b} must be between 0 and ${DIGEST_BUCKETS - 1}`,
+      );
+    }
+    if (mask[b] === 1) {
+      throw new ValidationError(`buckets[${i}]`, b, `buckets[${i}] ${b} is listed twice`);
+    }
+    mask[b] = 1;
+  });
+  return mask;
+}
+
+/**
+ * One entry of a unit in Scan's wire form, or null when it holds none for `id`; `keys_only`:
+ * without vector and payload.
+ */
+function wireEntry(c: Unit, id: PointId, keys_only = false): TransferPointWire | null {
+  const e = c.getEntry(id);
+  if (e.vector === null && !e.deleted) return null;
+  if (keys_only) return { ...idToWire(id), vector: [], version: e.version, deleted: e.deleted };
+  const payload = e.vector === null ? null : c.getPayload(id);
+  const point: TransferPointWire = {
+    ...idToWire(id),
+    vector: e.vector === null ? [] : Array.from(e.vector),
+    version: e.version,
+    deleted: e.deleted,
+  };
+  if (payload !== null) point.payload = payloadText(payload);
+  return point;
+}
+
+/**
+ * One BucketEntries page of `unit`: its entries whose bucket is in `mask`, ascending after
+ * `after`, at most `limit` entries and about {@link SCAN_PAGE_BYTES_MAX} of vectors and
+ * payloads. Walks the unit's cached id order (`sortedIds`) from the cursor, hashing each id:
+ * one pass over the unit's ids in memory for a whole run of pages, and nothing sent for the
+ * entries of buckets that agree.
+ */
+export function bucketEntriesPage(
+  unit: Unit,
+  mask: Uint8Array,
+  after: PointId | null,
+  limit: number,
+  options: { keys_only?: boolean; only?: IdList } = {},
+): ScanWireResponse {
+  const ids = options.only ?? unit.sortedIds();
+  const points: TransferPointWire[] = [];
+  let bytes = 0;
+  let i = ids.upperBound(after);
+  let last: PointId = after ?? 0;
+  for (; i < ids.length && points.length < limit && bytes < SCAN_PAGE_BYTES_MAX; i++) {
+    const id = ids.at(i);
+    last = id;
+    if (mask[bucketOf(id)] !== 1) continue;
+    const point = wireEntry(unit, id, options.keys_only === true);
+    if (point === null) continue;
+    points.push(point);
+    bytes += point.vector.length * 4 + (point.payload?.length ?? 0);
+  }
+  const next = idToWire(last);
+  return {
+    points,
+    next_after_id: next.id,
+    next_after_string_id: next.string_id,
+    done: i >= ids.length,
+    dimension: unit.config.dimension,
+  };
+}
+
+/** `ids` as an {@link IdList}: ascending by `compareIds`, each once. */
+export function sortedIdList(ids: readonly PointId[]): IdList {
+  const u32: number[] = [];
+  const others: PointId[] = [];
+  for (const id of ids) {
+    if (typeof id === "number" && id <= 0xffff_ffff) u32.push(id);
+    else others.push(id);
+  }
+  const a = Uint32Array.from(new Set(u32)).sort();
+  const b = [...new Set(others)].sort(compareIds);
+  return new IdList(a, b);
+}
+
 /** Options of {@link transferHandlers}. */
 export interface TransferServiceOptions {
   logger?: (message: string) => void;
   /** Counts Scan, CopyBatch and Prune in the gRPC request metrics. */
   metrics?: RequestMetrics;
   clock?: () => number;
+  /**
+   * The node's tombstone grace (src/node/tombstone_gc.ts); 0 or absent: tombstones are kept
+   * forever. A copied tombstone older than it is not stored: this node collected it (or will),
+   * and storing it again would make digests of replicas disagree run after run.
+   */
+  tombstone_grace_ms?: number;
   /** The shard image and install state (ShardImage*, ShardInstall*); default a new one. */
   shard_transfers?: ShardTransfers;
 }
@@ -301,9 +439,18 @@ export function transferHandlers(
       arrived();
       const name = resolveCollection(req.collection);
       const c = store.get(name);
-      const entries = validateCopyPoints(req.points, c.config.dimension);
+      let entries = validateCopyPoints(req.points, c.config.dimension);
+      const grace = options.tombstone_grace_ms ?? 0;
+      let expired = 0;
+      if (grace > 0) {
+        const cutoff = tombstoneCutoffVersion(now(), grace);
+        const kept = entries.filter((e) => !(e.deleted && e.version < cutoff));
+        expired = entries.length - kept.length;
+        entries = kept;
+      }
+      if (entries.length === 0) return { applied: 0, skipped: expired };
       const r = await c.copy(entries);
-      return { applied: r.applied, skipped: r.skipped };
+      return { applied: r.applied, skipped: r.skipped + expired };
     }),
     Prune: guard.wrap<PruneRequest, PruneResponse>("Prune", async (req) => {
       arrived();
@@ -335,6 +482,37 @@ export function transferHandlers(
       const c = store.get(name);
       return Promise.resolve(
         entriesPage(c, after, limit, req.with_vector === true, filter, req.with_payload === true),
+      );
+    }),
+    Digest: guard.wrap<DigestRequest, Record<string, unknown>>("Digest", (req) => {
+      arrived();
+      const c = store.get(resolveCollection(req.collection));
+      const unit = unitOfShard(c, req.shard ?? 0);
+      const root = unit.digestRoot();
+      return Promise.resolve({
+        root: rootBytes(root),
+        entries: root.count,
+        buckets: DIGEST_BUCKETS,
+        bucket_digests: req.with_buckets === true ? unit.digestBuckets() : new Uint8Array(0),
+        shard_number: c.shard_number,
+      });
+    }),
+    BucketEntries: guard.wrap<BucketEntriesRequest, ScanWireResponse>("BucketEntries", (req) => {
+      arrived();
+      const c = store.get(resolveCollection(req.collection));
+      const unit = unitOfShard(c, req.shard ?? 0);
+      const mask = bucketMaskOf(req.buckets);
+      const limit = limitOf(req.limit);
+      const after = req.from_start
+        ? null
+        : validatePointId(req.after_id ?? 0, req.after_string_id, "after_");
+      const listed = (req.ids?.length ?? 0) + (req.string_ids?.length ?? 0);
+      // Only the listed ids, sorted (compareIds) and without repeats, paged like the unit's.
+      const only = listed === 0
+        ? undefined
+        : sortedIdList(validatePointIds(req.ids, req.string_ids, SCAN_LIMIT_MAX));
+      return Promise.resolve(
+        bucketEntriesPage(unit, mask, after, limit, { keys_only: req.keys_only === true, only }),
       );
     }),
     // Shard moves as files (src/node/shard_transfer.ts).

@@ -301,7 +301,9 @@ Deno.test("Transfer messages carry versions as uint64; Scan replies decode to nu
   }));
   assert.deepEqual(req.versions, ["5", "9007199254740991"]);
   assert.deepEqual(Object.keys(transferService).sort(), [
+    "BucketEntries",
     "CopyBatch",
+    "Digest",
     "Entries",
     "Prune",
     "Scan",

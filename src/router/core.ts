@@ -50,6 +50,7 @@ import { ClusterBackups } from "./backups.ts";
 import { Background, type NodePort, type RouterClock, RouterStatusError } from "./node_port.ts";
 import { type NodeState, NodeTable } from "./node_table.ts";
 import { JOIN_WAIT_MAX_MS, type RingRef, type TransferPort } from "./rebalance/rebalancer.ts";
+import type { DigestPort } from "./rebalance/digest_sync.ts";
 import { createRecord, Replication } from "./replication.ts";
 import { makeView, type RingView, WriteViews } from "./ring_view.ts";
 import { Scatter, type SearchOptions } from "./scatter.ts";
@@ -633,6 +634,13 @@ export class RouterCore {
     const s = this.table.find(address);
     if (s === undefined || (!s.active && s.leaving_since_ms === 0)) return null;
     return this.options.nodes.transfer(address);
+  }
+
+  /** The digest port of a node on the ring; null otherwise (or when the port has none). */
+  digest(address: string): DigestPort | null {
+    const s = this.table.find(address);
+    if (s === undefined || !s.active) return null;
+    return this.options.nodes.digest?.(address) ?? null;
   }
 
   /** Nodes that left on purpose and still wait for their hand-off. */

@@ -21,6 +21,7 @@ import { type EntriesRequest, type EntriesResponse, TransferClient } from "../ap
 import { type ClientSecurity, insecureClient } from "../api/security.ts";
 import { type NodeCallOptions, type NodePort, RouterStatusError } from "./node_port.ts";
 import { MissingCollectionError, type TransferPort } from "./rebalance/rebalancer.ts";
+import { type DigestPort, transferDigestPort } from "./rebalance/digest_sync.ts";
 
 /** Deadline of ShardInstallCommit: the receiver loads the image and merges before answering. */
 export const SHARD_COMMIT_TIMEOUT_MS = 300_000;
@@ -134,6 +135,11 @@ export class GrpcNodeLinks implements NodePort {
       return Promise.reject(e);
     }
     return link.transfer.call("Entries", request, options.timeout_ms, options.wait_for_ready);
+  }
+
+  digest(node: string): DigestPort | null {
+    const l = this.#links.get(node);
+    return l === undefined ? null : transferDigestPort(l.transfer);
   }
 
   transfer(node: string): TransferPort | null {

@@ -20,6 +20,7 @@ import { isServiceError, type RequestOf, type ResponseOf } from "../api/client.t
 import type { MethodName } from "../api/proto.ts";
 import type { EntriesRequest, EntriesResponse } from "../api/transfer.ts";
 import type { TransferPort } from "./rebalance/rebalancer.ts";
+import type { DigestPort } from "./rebalance/digest_sync.ts";
 
 /** Options of one call to a node. */
 export interface NodeCallOptions {
@@ -49,6 +50,11 @@ export interface NodePort {
   ): Promise<EntriesResponse>;
   /** The node's Transfer service (rebalancing, read repair); null when it has no channel. */
   transfer(node: string): TransferPort | null;
+  /**
+   * The node's digest calls (anti-entropy by digests, rebalance/digest_sync.ts); null when it
+   * has no channel. Optional: without it, anti-entropy runs scan every entry.
+   */
+  digest?(node: string): DigestPort | null;
   /** Opens (or reopens) the channels to a node that came onto the ring or is leaving. */
   open(node: string): void;
   /** Closes the channels to a node; its pending calls fail with CANCELLED. */

@@ -358,6 +358,7 @@ export class Router {
       const rebalancer = new Rebalancer({
         log,
         transfer: (a) => core.transfer(a),
+        digest: (a) => core.digest(a),
         sources: () => core.leavers(),
         handedOff: (nodes) => core.handedOff(nodes),
         collections: (nodes) => core.scatter.collectionNames(nodes),

@@ -84,9 +84,14 @@
  * or a definition replays. Filtered reads ({@link Collection.search}, {@link Collection.count},
  * {@link Collection.matches}) plan with `filter_plan.ts`.
  *
- * Known limit: tombstones are kept forever (they take an entry each in memory and in
- * snapshots). Collecting them needs a grace period longer than any node's absence, or a
- * replica that missed the delete could bring the point back.
+ * **Digest** (src/common/digest.ts): the table keeps a digest of its entries (1,024 buckets of
+ * XORed 64-bit hashes of id, version and deleted flag), updated in O(1) by every put, delete and
+ * forget that applies (live writes, copies and replay alike), and rebuilt in one pass at open
+ * (snapshot loads fill the version table directly). Not persisted: no format to keep. Replicas
+ * of a shard compare it for anti-entropy (src/node/transfer_service.ts `Digest`).
+ *
+ * Tombstones are collected by the node (src/node/tombstone_gc.ts) once older than the
+ * tombstone grace ({@link Collection.expiredTombstones}, then FORGET records).
  *
  * Size: ~900 lines: the one place where a write goes WAL → version table → index, with replay,
  * snapshots and copies sharing that order; splitting it would split the ordering argument.
@@ -114,6 +119,7 @@ import {
 import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
 import { isVersion, VERSION_MAX, VersionClock } from "../common/version.ts";
 import { PayloadStore, PayloadTableError } from "./payload_store.ts";
+import { type RootDigest, UnitDigest } from "../common/digest.ts";
 import { PAYLOAD_BYTES_MAX, PAYLOAD_INDEXES_MAX } from "../common/limits.ts";
 import {
   canonicalKey,
@@ -406,6 +412,12 @@ class PointTable {
   /** Point ids ↔ pids (empty while every id is a uint32 one). */
   readonly keys = new KeyTable();
   tombstones = 0;
+  /**
+   * The digest of every entry (common/digest.ts), kept current by put, delete and forget (O(1)
+   * each); rebuilt once at open ({@link rebuildDigest}) since snapshot loads fill the version
+   * table directly.
+   */
+  readonly digest = new UnitDigest();
   /** Whether a pid holds an entry (what the key table must not allocate). */
   readonly inUse = (pid: number): boolean => this.versions.has(pid);
 
@@ -504,6 +516,8 @@ class PointTable {
     this.payloads.set(id, payload ?? null);
     this.reindex(id, payload);
     if (held !== undefined && held < 0) this.tombstones--;
+    if (held !== undefined) this.digest.remove(key, Math.abs(held), held < 0);
+    this.digest.add(key, version, false);
     this.versions.set(id, version);
     return true;
   }
@@ -519,11 +533,13 @@ class PointTable {
     this.unindex(id);
     this.payloads.delete(id);
     if (held !== undefined && held < 0) this.tombstones--;
+    if (held !== undefined) this.digest.remove(key, Math.abs(held), held < 0);
     if (version === 0) {
       this.versions.delete(id); // a legacy delete: nothing to remember
       this.keys.release(id);
     } else {
       this.versions.set(id, -version);
+      this.digest.add(key, version, true);
       this.tombstones++;
     }
     return { applied: true, removed };
@@ -534,6 +550,7 @@ class PointTable {
     const id = this.keys.lookup(key);
     const held = id < 0 ? undefined : this.versions.get(id);
     if (held === undefined || Math.abs(held) > version) return false;
+    this.digest.remove(key, Math.abs(held), held < 0);
     if (held < 0) this.tombstones--;
     else {
       this.index.delete(id);
@@ -616,6 +633,14 @@ class PointTable {
       case "create_collection":
         break;
     }
+  }
+
+  /** Recomputes {@link digest} from every entry (after a snapshot load, which bypasses it). */
+  rebuildDigest(): void {
+    this.digest.reset();
+    this.versions.forEach((held, pid) => {
+      this.digest.add(this.keys.keyOf(pid), Math.abs(held), held < 0);
+    });
   }
 
   /** Every known pid (live and tombstones), ascending. */
@@ -955,6 +980,8 @@ export class Collection {
     }
     const finalConfig = config as CollectionConfig;
     const finalTable = table as PointTable;
+    // One pass over the entries: snapshot loads fill the version table without the digest.
+    finalTable.rebuildDigest();
     if (finalConfig.name === "") finalConfig.name = dir.replace(/\/+$/, "").replace(/^.*\//, "");
     validateCollectionName(finalConfig.name);
     log(
@@ -1524,6 +1551,34 @@ export class Collection {
    */
   knownIds(): IdList {
     return this.table.knownIds();
+  }
+
+  /** The root digest of the entries (common/digest.ts): O(1), kept current by every write. */
+  digestRoot(): RootDigest {
+    return this.table.digest.root();
+  }
+
+  /** Every bucket's digest in wire form (common/digest.ts `UnitDigest.bucketBytes`). */
+  digestBuckets(): Uint8Array {
+    return this.table.digest.bucketBytes();
+  }
+
+  /**
+   * Up to `max` tombstones whose delete version is below `before` (what tombstone collection
+   * forgets, see src/node/tombstone_gc.ts), with their versions: one pass over the version
+   * table, none when the collection holds no tombstone.
+   */
+  expiredTombstones(before: number, max: number): { ids: PointId[]; versions: number[] } {
+    const ids: PointId[] = [];
+    const versions: number[] = [];
+    if (this.table.tombstones === 0 || max < 1) return { ids, versions };
+    this.table.versions.forEach((held, pid) => {
+      if (ids.length < max && held < 0 && -held < before) {
+        ids.push(this.table.keys.keyOf(pid));
+        versions.push(-held);
+      }
+    });
+    return { ids, versions };
   }
 
   /** Explicit entries of the key table (ids that are not their own pid). */

@@ -19,6 +19,9 @@
  * @module
  */
 import type { Placement, ShardLayout } from "../../cluster/placement.ts";
+import type { PointId } from "../../common/point_id.ts";
+import { DIGEST_BUCKETS } from "../../common/digest.ts";
+import { type DigestPort, syncShard } from "./digest_sync.ts";
 import {
   type ByteBucket,
   planShardFiles,
@@ -33,6 +36,22 @@ export interface ScanUnit {
   collection: string;
   /** Only this shard's unit; absent: every entry of the collection on the node. */
   shard?: number;
+}
+
+/** Entries a loser forgets at the end of the run (conditional on the versions listed). */
+export interface FilePrune {
+  node: string;
+  collection: string;
+  ids: PointId[];
+  versions: number[];
+}
+
+/** What {@link shardFilePhase} did. */
+export interface FilePhaseResult {
+  /** The point-level units of every collection the files covered (absent: the full pass). */
+  covered: Map<string, ScanUnit[]>;
+  /** Losers' entries of shards synced by digests, to forget once the run's copies landed. */
+  prunes: FilePrune[];
 }
 
 /** What {@link shardFilePhase} needs of the rebalancer. */
@@ -53,6 +72,14 @@ export interface FilePhaseContext {
   layout(collection: string): Promise<ShardLayout>;
   files(node: string): import("./shard_move.ts").ShardFilePort | null;
   transfers_max: number;
+  /** The node's digest port (digest_sync.ts); absent or null: catch-up by scans. */
+  digest?: (node: string) => DigestPort | null;
+  /** Entries per BucketEntries page. */
+  page_points: number;
+  /** Whether a loser may forget (enough nodes on the ring for RF). */
+  mayPrune(layout: ShardLayout): boolean;
+  /** Counts copies applied by digest syncs (Stats points_copied) and their bytes. */
+  counted(copied: number, bytes: number): void;
   bucket: ByteBucket;
   stats: {
     shard_moves_active: number;
@@ -73,13 +100,14 @@ export interface FilePhaseContext {
  * Runs the file phase (module comment). Returns the point-level units of every collection the
  * files covered; a collection absent from the map needs the full pass. Throws only an abort.
  */
-export async function shardFilePhase(ctx: FilePhaseContext): Promise<Map<string, ScanUnit[]>> {
+export async function shardFilePhase(ctx: FilePhaseContext): Promise<FilePhaseResult> {
   const out = new Map<string, ScanUnit[]>();
+  const prunes: FilePrune[] = [];
   const settled = new Set(ctx.settled.nodes);
   const current = new Set(ctx.to.nodes);
   const same = ctx.settled.nodes.length === ctx.to.nodes.length &&
     ctx.to.nodes.every((n) => settled.has(n));
-  if (same) return out;
+  if (same) return { covered: out, prunes };
   const sourceOk = (n: string) =>
     (current.has(n) || ctx.leavers.includes(n)) && ctx.files(n) !== null;
   const plans = new Map<string, ShardFileMove[]>();
@@ -167,6 +195,7 @@ export async function shardFilePhase(ctx: FilePhaseContext): Promise<Map<string,
     Array.from({ length: Math.min(ctx.transfers_max, all.length) }, worker),
   );
   if (aborted !== null) throw aborted;
+  const result = { covered: out, prunes };
   for (const [collection, moves] of plans) {
     if (failedCollections.has(collection)) {
       ctx.log(`rebalance: "${collection}" falls back to moving points`);
@@ -189,13 +218,28 @@ export async function shardFilePhase(ctx: FilePhaseContext): Promise<Map<string,
     const layout = await ctx.layout(collection);
     const placements = [ctx.settled.placement, ...ctx.chain.map((r) => r.placement)];
     if (placements[placements.length - 1] !== ctx.to.placement) placements.push(ctx.to.placement);
+    const synced: { shard: number; nodes: string[] }[] = [];
+    const changed: { shard: number; nodes: string[] }[] = [];
     for (let k = 0; k < layout.shard_number; k++) {
       const sets = placements.map((p) => p.replicas(collection, layout, k));
       const first = [...sets[0]].sort().join(",");
       if (sets.every((r) => [...r].sort().join(",") === first)) continue;
-      for (const r of sets) for (const n of r) if (sourceOk(n)) add(n, k);
+      const nodes = [...new Set(sets.flat())].filter(sourceOk);
+      changed.push({ shard: k, nodes });
     }
-    for (const m of moves) add(usedSource.get(m)!, m.shard);
+    // With digests (digest_sync.ts), the replicas of a changed shard are synced bucket by
+    // bucket (vectors travel only for entries some replica lacks); its losers are then listed
+    // by keys only and forgotten at the end of the run. A shard whose sync did not converge is
+    // scanned instead.
+    await pool(changed, ctx.transfers_max, async (ch) => {
+      ctx.check();
+      const r = await catchUpByDigests(ctx, collection, layout, ch.shard, ch.nodes, prunes);
+      if (r) synced.push(ch);
+      else for (const n of ch.nodes) add(n, ch.shard);
+    });
+    for (const m of moves) {
+      if (!synced.some((x) => x.shard === m.shard)) add(usedSource.get(m)!, m.shard);
+    }
     // Strays of earlier aborted attempts: a unit filled then, whose node no longer owns it.
     for (const t of ctx.touched.values()) {
       if (t.collection !== collection || !sourceOk(t.node)) continue;
@@ -203,7 +247,17 @@ export async function shardFilePhase(ctx: FilePhaseContext): Promise<Map<string,
         add(t.node, t.shard);
       }
     }
-    // This attempt fills the owners of every shard it reads (installs, catch-up copies).
+    // This attempt fills the owners of every shard it reads (installs, catch-up copies) and, by
+    // digests, every replica it synced.
+    for (const x of synced) {
+      for (const node of x.nodes) {
+        ctx.touched.set(`${node}\u0000${collection}\u0000${x.shard}`, {
+          node,
+          collection,
+          shard: x.shard,
+        });
+      }
+    }
     for (const u of units) {
       for (const node of ctx.to.placement.replicas(collection, layout, u.shard!)) {
         ctx.touched.set(`${node}\u0000${collection}\u0000${u.shard}`, {
@@ -215,5 +269,83 @@ export async function shardFilePhase(ctx: FilePhaseContext): Promise<Map<string,
     }
     out.set(collection, units);
   }
-  return out;
+  return result;
+}
+
+/** Runs `f` over `items`, at most `n` at once; the first error is rethrown after all ended. */
+async function pool<T>(items: readonly T[], n: number, f: (x: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: unknown = null;
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
+    while (next < items.length && failure === null) {
+      try {
+        await f(items[next++]);
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+  }));
+  if (failure !== null) throw failure;
+}
+
+/**
+ * Syncs shard `shard`'s replicas `nodes` by digests and lists what its losers (those of `nodes`
+ * that do not own it under `to`) must forget into `prunes`. False when digests are unavailable
+ * or a replica failed (the caller scans the shard instead).
+ */
+async function catchUpByDigests(
+  ctx: FilePhaseContext,
+  collection: string,
+  layout: ShardLayout,
+  shard: number,
+  nodes: string[],
+  prunes: FilePrune[],
+): Promise<boolean> {
+  const digest = ctx.digest;
+  if (digest === undefined || nodes.length < 2 || nodes.some((n) => digest(n) === null)) {
+    return false;
+  }
+  // The losers' keys are listed BEFORE the sync: once it converged, every (id, version)
+  // listed is on every owner (at that version or newer), so forgetting them loses nothing; a
+  // write reaching a loser later is not listed and stays for the next run.
+  const owners = ctx.to.placement.replicas(collection, layout, shard);
+  const lists: FilePrune[] = [];
+  try {
+    if (ctx.mayPrune(layout)) {
+      const all = Array.from({ length: DIGEST_BUCKETS }, (_, i) => i);
+      for (const loser of nodes.filter((n) => !owners.includes(n))) {
+        const port = digest(loser)!;
+        const list: FilePrune = { node: loser, collection, ids: [], versions: [] };
+        let after: PointId | null = null;
+        for (;;) {
+          ctx.check();
+          const page = await port.bucketEntries(collection, shard, all, after, ctx.page_points, {
+            keys_only: true,
+          });
+          for (const e of page.entries) {
+            list.ids.push(e.id);
+            list.versions.push(e.version);
+          }
+          if (page.done) break;
+          after = page.next_after;
+        }
+        if (list.ids.length > 0) lists.push(list);
+      }
+    }
+    const r = await syncShard(digest, collection, shard, nodes, {
+      page_limit: ctx.page_points,
+      describe: ctx.describe,
+    });
+    ctx.counted(r.entries_copied, r.bytes);
+    // Not `converged`: writes arriving meanwhile (to the owners, not the losers) keep roots
+    // apart. What matters is that every bucket that differed was reconciled among replicas that
+    // all answered: then each entry a replica held at its digest reached the others.
+    if (r.failed.length > 0) return false;
+  } catch (e) {
+    if (ctx.isAbort(e)) throw e;
+    ctx.log(`WARNING rebalance: digest sync of shard ${shard} failed: ${ctx.describe(e)}`);
+    return false;
+  }
+  prunes.push(...lists);
+  return true;
 }

@@ -29,24 +29,26 @@ Deno.test("routeEntry from a node off the placement targets every owner", () => 
   }
 });
 
-Deno.test("adding a node: only whole shards gain it, each losing exactly one replica", () => {
+Deno.test("adding a node: whole shards move, mostly to the newcomer, each keeping a replica mostly", () => {
   const layout = { shard_number: 64, replication_factor: 2 };
   const from = new Placement(["a", "b", "c"]);
   const to = new Placement(["a", "b", "c", "d"]);
   let gained = 0;
+  let moved = 0; // entries whose owner set changed at all
+  let kept = 0; // of those, entries that keep one old owner (a copy source stays an owner)
   for (const id of IDS) {
     const before = from.owners(C, layout, id);
     const after = to.owners(C, layout, id);
-    if (after.includes("d")) {
-      gained++;
-      // The new owner replaced exactly one old owner; the other kept it.
-      assert.equal(after.filter((o) => before.includes(o)).length, 1);
-    } else {
-      assert.deepEqual(new Set(after), new Set(before));
-    }
+    if (after.includes("d")) gained++;
+    const same = after.filter((o) => before.includes(o)).length;
+    if (same < 2) moved++;
+    if (same === 1) kept++;
   }
-  // About RF/N of the entries move (their shards, rather).
+  // About RF/N of the entries go to the newcomer (their shards, rather); the placement's load
+  // bound moves a few more between old members (placement_test.ts bounds the total).
   assert.ok(gained > IDS.length * 0.3 && gained < IDS.length * 0.7, `gained ${gained}`);
+  assert.ok(moved <= gained * 1.3, `moved ${moved}, gained ${gained}`);
+  assert.ok(kept >= moved * 0.8, `kept ${kept} of ${moved}`);
 });
 
 Deno.test("readSet is the union of owners, current placement first, without repeats", () => {

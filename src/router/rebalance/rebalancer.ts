@@ -36,7 +36,13 @@
  * version. A ring change aborts a run at its next page; the next run starts over on the newest
  * ring. With `anti_entropy_interval_ms`, a run is also started that long after the last one
  * settled, with no ring change: it repairs replicas that diverged for any reason (a hint
- * discarded, a node restored from an old disk).
+ * discarded, a node restored from an old disk). When the host gives digest ports
+ * ({@link RebalanceHost.digest}) and the ring is still the settled one, that run goes **by
+ * digests** (digest_sync.ts): per shard, the replicas compare a root digest and exchange only
+ * the buckets that differ, so an unchanged cluster costs a few dozen bytes per shard replica
+ * instead of every entry. A digest run that cannot finish (a replica fails, a collection is
+ * missing somewhere, replicas still disagree after it) falls back to the full scan below, in
+ * the same run. Digest runs do not prune entries off non-owners; ring changes still scan.
  *
  * Membership events handled: a node that **joins** receives its ranges from every node that
  * holds them; a node declared **dead** has its ranges re-replicated from the surviving holders,
@@ -69,7 +75,8 @@
 import type { PointId } from "../../common/point_id.ts";
 import type { Placement, ShardLayout } from "../../cluster/placement.ts";
 import { readSet, routeEntry } from "./plan.ts";
-import { type ScanUnit, shardFilePhase } from "./file_phase.ts";
+import { type DigestPort, digestRun, type ShardReplicas } from "./digest_sync.ts";
+import { type FilePrune, type ScanUnit, shardFilePhase } from "./file_phase.ts";
 import {
   ByteBucket,
   DEFAULT_TRANSFER_BYTES_PER_S,
@@ -158,6 +165,11 @@ export interface RebalanceHost {
   log(message: string): void;
   /** The transfer port of a node on the current ring, or null. */
   transfer(address: string): TransferPort | null;
+  /**
+   * The digest port of a node on the current ring, or null; absent: anti-entropy runs scan
+   * (see the module comment).
+   */
+  digest?: (address: string) => DigestPort | null;
   /**
    * Nodes off the ring that left on purpose and still serve their entries (a hand-off): each
    * run scans them first, as sources only. Default none.
@@ -267,6 +279,10 @@ export class Rebalancer {
   /** When the pending timer fires, if it waits out a dead node's grace; else null. */
   #grace_due_ms: number | null = null;
   #anti_entropy_timer: ReturnType<typeof setTimeout> | null = null;
+  /** The next run is a periodic anti-entropy one with no ring change: try digests first. */
+  #digest_wanted = false;
+  /** Anti-entropy runs done by digests, and their bytes (logged with each run). */
+  digest_runs = 0;
   /** Since the settled ring (file_phase.ts): shard units filled, and collections copied whole. */
   readonly #touched = new Map<string, ScanUnit & { shard: number }>();
   readonly #copiedWhole = new Set<string>();
@@ -350,6 +366,7 @@ export class Rebalancer {
     this.#generation++;
     this.#chain.push(ring);
     this.stats.rebalancing = true;
+    this.#digest_wanted = false;
     // Only while the ring in use is the settled one minus dead nodes: a move already owed
     // (a node joined) is not held back by a death.
     const settled = new Set(this.#settled.nodes);
@@ -384,6 +401,7 @@ export class Rebalancer {
       this.#generation++;
       this.#chain.push(this.#host.current());
       this.stats.rebalancing = true;
+      this.#digest_wanted = this.#host.digest !== undefined;
     }
     this.#schedule(0);
   }
@@ -487,12 +505,33 @@ export class Rebalancer {
     // Nodes handing off (they left on purpose) are scanned first, as sources only.
     const leavers = (host.sources?.() ?? []).filter((n) => !to.nodes.includes(n));
     const collections = await host.collections([...to.nodes, ...leavers]);
+    if (this.#digest_wanted) {
+      this.#digest_wanted = false;
+      const same = this.#settled !== null && leavers.length === 0 &&
+        this.#settled.nodes.join(",") === to.nodes.join(",");
+      if (same && await this.#byDigests(to, collections, t0)) {
+        if (this.#stopped || generation !== this.#generation) return "aborted";
+        this.#settled = to;
+        this.#chain = [];
+        this.#touched.clear();
+        this.#copiedWhole.clear();
+        this.#fullWanted = false;
+        this.stats.rebalancing = false;
+        this.stats.rebalances_done++;
+        this.#armAntiEntropy();
+        return "done";
+      }
+      if (this.#stopped || generation !== this.#generation) return "aborted";
+    }
     // Shards gained move as files first (file_phase.ts); the collections they covered then
     // need only the units listed, the others every unit.
     let covered = new Map<string, ScanUnit[]>();
+    let filePrunes: FilePrune[] = [];
     if (this.#settled !== null && !this.#fullWanted) {
       try {
-        covered = await shardFilePhase(this.#filePhase(to, leavers, collections, check));
+        const r = await shardFilePhase(this.#filePhase(to, leavers, collections, check));
+        covered = r.covered;
+        filePrunes = r.prunes;
       } catch (e) {
         if (e instanceof Aborted) return "aborted";
         throw e;
@@ -519,6 +558,24 @@ export class Rebalancer {
     const prune = new Map<string, Map<string, { ids: PointId[]; versions: number[] }>>();
     let pruneIds = 0;
     let pruneOverflow = false;
+    // Losers' entries of shards synced by digests (file_phase.ts), forgotten with the rest.
+    for (const f of filePrunes) {
+      if (pruneIds + f.ids.length > PRUNE_IDS_MAX) {
+        pruneOverflow = true;
+        break;
+      }
+      pruneIds += f.ids.length;
+      let m = prune.get(f.node);
+      if (m === undefined) prune.set(f.node, m = new Map());
+      const had = m.get(f.collection);
+      if (had === undefined) m.set(f.collection, { ids: [...f.ids], versions: [...f.versions] });
+      else {
+        for (let i = 0; i < f.ids.length; i++) {
+          had.ids.push(f.ids[i]);
+          had.versions.push(f.versions[i]);
+        }
+      }
+    }
     let failed = 0;
     let copied = 0;
     let scanned = 0;
@@ -694,6 +751,12 @@ export class Rebalancer {
       layout: (c) => host.layout(c),
       files: (n) => host.transfer(n)?.files ?? null,
       transfers_max: this.transfers_max,
+      digest: host.digest === undefined ? undefined : (n) => host.digest!(n),
+      page_points: this.page_points,
+      mayPrune: (layout) => to.nodes.length >= layout.replication_factor,
+      counted: (copied) => {
+        this.stats.points_copied += copied;
+      },
       bucket: this.bucket,
       stats: this.stats,
       check,
@@ -706,6 +769,41 @@ export class Rebalancer {
       log: (m) => host.log(m),
       describe: this.#describe,
     };
+  }
+
+  /**
+   * An anti-entropy run by digests over every shard of `collections` on the ring `to`; true
+   * when every shard's replicas agree at its end (else the caller scans).
+   */
+  async #byDigests(to: RingRef, collections: string[], t0: number): Promise<boolean> {
+    const host = this.#host;
+    const shards: ShardReplicas[] = [];
+    for (const collection of collections) {
+      const layout = await host.layout(collection);
+      for (let shard = 0; shard < layout.shard_number; shard++) {
+        const replicas = to.placement.replicas(collection, layout, shard);
+        if (replicas.length > 1) shards.push({ collection, shard, replicas });
+      }
+    }
+    const r = await digestRun((a) => host.digest?.(a) ?? null, shards, {
+      page_limit: this.page_points,
+      concurrency: this.transfers_max,
+      describe: this.#describe,
+    });
+    this.stats.points_copied += r.entries_copied;
+    this.digest_runs++;
+    const ok = r.failed.length === 0 && r.shards_converged === r.shards;
+    host.log(
+      `rebalance: anti-entropy by digests over ${r.shards} shard replica sets in ` +
+        `${Date.now() - t0} ms: ${r.shards_equal} equal, ${r.buckets_differing} buckets ` +
+        `differed, ${r.entries_read} entries read, ${r.entries_copied} copies applied, ` +
+        `${r.bytes} bytes` +
+        (ok ? "" : `; ${r.failed.length} replicas failed or replicas still differ: scanning`),
+    );
+    for (const f of r.failed.slice(0, 3)) {
+      host.log(`WARNING rebalance: digest sync with ${f.node} failed: ${f.error}`);
+    }
+    return ok;
   }
 
   /** Copies entries to `target`, waiting for a collection still being created there. */

@@ -1,0 +1,759 @@
+/**
+ * An HNSW graph laid out in shared memory, so that several threads search it and link into
+ * it at once: the core that {@link ThreadedHnsw} (threaded_hnsw.ts) runs on its own thread and
+ * in every worker (graph_worker.ts).
+ *
+ * Why a second graph beside {@link HnswIndex}: the single-threaded index keeps its links in
+ * private typed arrays it replaces on growth, with scratch state in one place per index; here
+ * every array must be visible to every thread without copies, never move, and be read while
+ * another thread writes it. The algorithms (greedy descent, best-first layer search, the
+ * selection heuristic, pruning on overflow) are the same, step for step, so a build by one
+ * thread from the same seed gives the same graph, and a search the same hits, as HnswIndex.
+ *
+ * Shared state (one {@link GraphLayout}, posted to every worker once):
+ *
+ * | buffer     | kind                          | per slot               | meaning                     |
+ * |------------|-------------------------------|------------------------|-----------------------------|
+ * | `memory`   | shared `WebAssembly.Memory`   | `stride` floats        | vectors (see memory table)  |
+ * | `links0`   | growable SAB, u32             | `1 + 2M` words         | layer-0 count, then links   |
+ * | `upper`    | growable SAB, u32             | `level * (1 + M)`      | layers 1..level lists       |
+ * | `upperOff` | growable SAB, i32             | 1                      | a slot's block in `upper`   |
+ * | `levels`   | growable SAB, u8              | 1                      | top layer of the slot       |
+ * | `states`   | growable SAB, u8              | 1                      | 0 empty, 1 pending, 2 live, 3 deleted |
+ * | `labels`   | growable SAB, u32             | 1                      | point id of the slot        |
+ * | `seq`      | growable SAB, i32             | 1                      | lock / sequence word        |
+ * | `header`   | SAB, i32                      | -                      | see `H_*` below             |
+ *
+ * Memory (byte offsets into `memory`): `[0, heap_base)` the module's own, then one scratch
+ * block per thread (query vector, a slot list and a distance list for the batch kernel), then
+ * the vectors from `vectorsPtr`, slot `s` at `vectorsPtr + s * stride * 4`.
+ *
+ * Concurrency protocol (why it is safe):
+ * - `seq[s]` is both the lock and the seqlock of every link list of slot `s`. A writer takes
+ *   it by compare-exchange from an even value to the next odd one, rewrites the lists, and
+ *   adds one more (even again). A reader loads it (spinning while odd), copies the list it
+ *   needs into a private buffer, loads it again and retries if it changed. So readers never
+ *   take locks, and never see a list half rewritten by pruning.
+ * - Slots become visible only through links; a slot is linked only after its vector, level
+ *   and upper-layer block are written. Searches walk live and deleted slots only: a slot still
+ *   being linked (pending) is skipped, so a search never returns a slot before its insert
+ *   finished (its state turns live with `Atomics.store` after its last link). Linking threads
+ *   do walk pending slots, as hnswlib does, so parallel inserts find one another.
+ * - The entry point and top layer change together under `H_EP_SEQ` (a seqlock; readers
+ *   retry). An insert whose level is above the top layer holds the global lock `H_GLOBAL` for
+ *   its whole insert, so two new tops cannot race (rare: about one insert in M^level).
+ * - A thread holds at most one slot lock at a time (its own list, then each neighbour's in
+ *   turn), and takes the global lock before any slot lock: no lock order cycle, no deadlock.
+ * - Growth happens on the owning thread only, between batches: the growable buffers and the
+ *   shared memory grow in place (addresses never move); length-tracking views see the new
+ *   length, and the capacity in `H_CAPACITY` is stored after the growth. A searching thread
+ *   grows its private visited array when it meets a slot beyond it.
+ *
+ * Plain (non-atomic) loads of list words between the two `Atomics.load`s of a seqlock are
+ * data races by design; JavaScript gives such reads some value that was written (no undefined
+ * behaviour), and the second load rejects any copy that overlapped a write.
+ * @module
+ */
+import {
+  createSharedMemory,
+  instantiateSharedKernels,
+  type Kernels,
+  type Metric,
+  metricKernels,
+  type PairKernel,
+  SHARED_MAX_PAGES,
+  type SlotsKernel,
+} from "../kernels/kernels.ts";
+import { MaxHeap, MinHeap } from "./heap.ts";
+import { CapacityError } from "./vector_store.ts";
+
+/** Slot states (`states` array). */
+export const STATE_EMPTY = 0;
+export const STATE_PENDING = 1;
+export const STATE_LIVE = 2;
+export const STATE_DELETED = 3;
+
+/** Header words (Int32Array over `header`). */
+export const H_ENTRY = 0;
+export const H_MAX_LEVEL = 1;
+/** Seqlock of entry + max level. */
+export const H_EP_SEQ = 2;
+/** Global lock for an insert that raises the top layer. */
+export const H_GLOBAL = 3;
+/** Slots handed out. */
+export const H_SIZE = 4;
+/** Slots the buffers hold now. */
+export const H_CAPACITY = 5;
+/** Next slot of the current link batch to claim, and the end of the batch. */
+export const H_LINK_NEXT = 6;
+export const H_LINK_END = 7;
+/** Words used in the upper-layer pool. */
+export const H_UPPER_USED = 8;
+const HEADER_WORDS = 16;
+
+/** Most threads (the owner included) that may work on one graph. */
+export const MAX_GRAPH_THREADS = 64;
+/** Highest layer a node may have (as HnswIndex). */
+export const MAX_LEVEL = 31;
+const PAGE_BYTES = 65536;
+
+/** Everything a thread needs to work on a graph; structured-cloneable (buffers are shared). */
+export interface GraphLayout {
+  dim: number;
+  metric: Metric;
+  M: number;
+  efConstruction: number;
+  /** Slots the buffers may ever hold (their reserved maximum). */
+  maxCapacity: number;
+  /** Threads (owner at index 0, workers 1..) the scratch blocks are laid out for. */
+  threads: number;
+  memory: WebAssembly.Memory;
+  header: SharedArrayBuffer;
+  links0: SharedArrayBuffer;
+  upper: SharedArrayBuffer;
+  upperOff: SharedArrayBuffer;
+  levels: SharedArrayBuffer;
+  states: SharedArrayBuffer;
+  labels: SharedArrayBuffer;
+  seq: SharedArrayBuffer;
+}
+
+/** Parameters of {@link createLayout}. */
+export interface LayoutOptions {
+  dim: number;
+  metric: Metric;
+  M: number;
+  efConstruction: number;
+  maxCapacity: number;
+  threads: number;
+}
+
+function growable(maxBytes: number): SharedArrayBuffer {
+  // deno-lint-ignore no-explicit-any
+  return new (SharedArrayBuffer as any)(0, { maxByteLength: maxBytes }) as SharedArrayBuffer;
+}
+
+/** Floats per stored vector: dim rounded up to 4 (16-byte aligned rows, no scalar tail). */
+export function strideOf(dim: number): number {
+  return (dim + 3) & ~3;
+}
+
+/** Per-thread scratch: the query, then `scratchSlots` u32 slots and as many f32 distances. */
+function scratchLayout(dim: number, M: number) {
+  const strideBytes = strideOf(dim) * 4;
+  const queryBytes = Math.ceil(strideBytes / 64) * 64;
+  // The largest batch: a full layer-0 list plus the newcomer (pruning), 2M + 1.
+  const slots = Math.ceil((2 * M + 2) / 16) * 16;
+  return { queryBytes, slots, blockBytes: queryBytes + slots * 8 };
+}
+
+/** Allocates the shared buffers of an empty graph (capacity 0; {@link growLayout} adds room). */
+export function createLayout(o: LayoutOptions): GraphLayout {
+  if (!Number.isInteger(o.threads) || o.threads < 1 || o.threads > MAX_GRAPH_THREADS) {
+    throw new RangeError(`threads ${o.threads} must be an integer between 1 and 64`);
+  }
+  const M0 = 2 * o.M;
+  const cap = o.maxCapacity;
+  const stride = strideOf(o.dim);
+  const sc = scratchLayout(o.dim, o.M);
+  const base = 4096 + o.threads * sc.blockBytes;
+  const needBytes = base + cap * stride * 4;
+  if (needBytes > SHARED_MAX_PAGES * PAGE_BYTES) {
+    throw new CapacityError(
+      `maxCapacity ${cap} vectors of dimension ${o.dim} need ${needBytes} bytes; a WASM memory holds at most 4 GiB`,
+    );
+  }
+  const maxPages = Math.min(SHARED_MAX_PAGES, Math.ceil(needBytes / PAGE_BYTES) + 1);
+  // Upper pool bound: (M + 1) words per layer; expected layers per node 1 / (M - 1), so
+  // cap * (M + 1) words is M - 1 times the expectation (a reservation, not memory in use).
+  return {
+    dim: o.dim,
+    metric: o.metric,
+    M: o.M,
+    efConstruction: o.efConstruction,
+    maxCapacity: cap,
+    threads: o.threads,
+    memory: createSharedMemory(Math.ceil(base / PAGE_BYTES) + 1, maxPages),
+    header: new SharedArrayBuffer(HEADER_WORDS * 4),
+    links0: growable(cap * (M0 + 1) * 4),
+    upper: growable(Math.max(4096, cap * (o.M + 1) * 4)),
+    upperOff: growable(cap * 4),
+    levels: growable(cap),
+    states: growable(cap),
+    labels: growable(cap * 4),
+    seq: growable(cap * 4),
+  };
+}
+
+/** Result of {@link SharedGraph.search}: parallel arrays, nearest first, `count` valid. */
+export interface GraphHits {
+  count: number;
+  /** Point ids (labels). */
+  ids: Uint32Array;
+  /** Distances as the index orders them (squared L2, or 1 - dot). */
+  distances: Float32Array;
+}
+
+const MODE_READ = 0;
+const MODE_BUILD = 1;
+
+/** One thread's handle on a shared graph: its kernels instance, views and scratch. */
+export class SharedGraph {
+  readonly layout: GraphLayout;
+  readonly dim: number;
+  readonly stride: number;
+  readonly strideBytes: number;
+  readonly M: number;
+  readonly M0: number;
+  readonly efConstruction: number;
+  readonly kernels: Kernels;
+  readonly vectorsPtr: number;
+  /** This thread's scratch: query vector, slot list, distances (byte addresses). */
+  readonly queryPtr: number;
+  readonly slotsPtr: number;
+  readonly outPtr: number;
+  private readonly slotsIdx: number;
+  private readonly outIdx: number;
+  private readonly pair: PairKernel;
+  private readonly slotsKernel: SlotsKernel;
+  readonly header: Int32Array;
+  /**
+   * Fixed-length views of the growable buffers, replaced by {@link refreshViews} when they
+   * grew: V8 reads a length-tracking view of a growable buffer about 2.5 times slower than a
+   * fixed one (measured), and these are the hot arrays. Re-read them after any call that may
+   * grow; never keep them across one.
+   */
+  links0!: Uint32Array;
+  upper!: Uint32Array;
+  upperOff!: Int32Array;
+  levels!: Uint8Array;
+  states!: Uint8Array;
+  labels!: Uint32Array;
+  seq!: Int32Array;
+  /** Slots the per-slot views cover. */
+  private viewSlots = -1;
+  /** Views of the scratch (low addresses, so views made once stay valid after growth). */
+  private readonly su32: Uint32Array;
+  private readonly sf32: Float32Array;
+  private visited = new Uint8Array(0);
+  private epoch = 0;
+  private readonly cand: MinHeap;
+  private readonly res: MaxHeap;
+  private readonly sel: MinHeap;
+  private readonly selOut: Uint32Array;
+  private readonly selDist: Float32Array;
+  /** Private copies of link lists read under the seqlock, one per nesting depth. */
+  private readonly listBuf: Uint32Array;
+  private readonly newLinks: Uint32Array;
+  private lastGreedyDist = 0;
+  /** Results of the last {@link search}. */
+  readonly hits: GraphHits;
+
+  /** `thread` is this thread's scratch block: 0 for the owner, 1.. for workers. */
+  constructor(layout: GraphLayout, thread: number) {
+    if (!Number.isInteger(thread) || thread < 0 || thread >= layout.threads) {
+      throw new RangeError(
+        `thread ${thread} must be an integer between 0 and ${layout.threads - 1}`,
+      );
+    }
+    this.layout = layout;
+    this.dim = layout.dim;
+    this.stride = strideOf(layout.dim);
+    this.strideBytes = this.stride * 4;
+    this.M = layout.M;
+    this.M0 = 2 * layout.M;
+    this.efConstruction = layout.efConstruction;
+    this.kernels = instantiateSharedKernels(layout.memory);
+    const mk = metricKernels(this.kernels, layout.metric);
+    this.pair = mk.pair;
+    this.slotsKernel = mk.slots;
+    const sc = scratchLayout(layout.dim, layout.M);
+    if (this.kernels.heap_base() > 4096) throw new Error("kernel static data passes 4096 bytes");
+    this.vectorsPtr = 4096 + layout.threads * sc.blockBytes;
+    this.queryPtr = 4096 + thread * sc.blockBytes;
+    this.slotsPtr = this.queryPtr + sc.queryBytes;
+    this.outPtr = this.slotsPtr + sc.slots * 4;
+    this.slotsIdx = this.slotsPtr >>> 2;
+    this.outIdx = this.outPtr >>> 2;
+    const buf = layout.memory.buffer;
+    this.su32 = new Uint32Array(buf, 0, this.vectorsPtr >>> 2);
+    this.sf32 = new Float32Array(buf, 0, this.vectorsPtr >>> 2);
+    this.header = new Int32Array(layout.header);
+    this.refreshViews();
+    this.cand = new MinHeap(256);
+    this.res = new MaxHeap(256);
+    this.sel = new MinHeap(4 * this.M0);
+    this.selOut = new Uint32Array(this.M0 + 1);
+    this.selDist = new Float32Array(this.M0 + 1);
+    this.listBuf = new Uint32Array(this.M0 + 1);
+    this.newLinks = new Uint32Array(this.M0 + 1);
+    this.hits = { count: 0, ids: new Uint32Array(16), distances: new Float32Array(16) };
+  }
+
+  /** Re-creates the views over the buffers' current lengths (after growth). */
+  refreshViews(): void {
+    const L = this.layout;
+    const slots = L.states.byteLength;
+    this.links0 = new Uint32Array(L.links0, 0, L.links0.byteLength >>> 2);
+    this.upper = new Uint32Array(L.upper, 0, L.upper.byteLength >>> 2);
+    this.upperOff = new Int32Array(L.upperOff, 0, slots);
+    this.levels = new Uint8Array(L.levels, 0, slots);
+    this.states = new Uint8Array(L.states, 0, slots);
+    this.labels = new Uint32Array(L.labels, 0, slots);
+    this.seq = new Int32Array(L.seq, 0, slots);
+    this.viewSlots = slots;
+  }
+
+  /** Makes sure the views cover `slot` and the upper pool up to `word` (they grew meanwhile). */
+  private cover(slot: number): void {
+    if (slot >= this.viewSlots) this.refreshViews();
+  }
+
+  /** Byte address of a slot's vector. */
+  ptr(slot: number): number {
+    return this.vectorsPtr + slot * this.strideBytes;
+  }
+
+  /** Copies `vector` (dim floats from `offset`) into this thread's query (normalised for cosine). */
+  setQuery(vector: ArrayLike<number>, offset = 0): void {
+    const f32 = this.sf32;
+    const q = this.queryPtr >>> 2;
+    for (let i = 0; i < this.dim; i++) f32[q + i] = vector[offset + i];
+    for (let i = this.dim; i < this.stride; i++) f32[q + i] = 0;
+    if (this.layout.metric === "cosine") this.kernels.normalize(this.queryPtr, this.stride);
+  }
+
+  // ---- locks --------------------------------------------------------------------------
+
+  private lock(slot: number): void {
+    const seq = this.seq;
+    for (;;) {
+      const v = Atomics.load(seq, slot);
+      if ((v & 1) === 0 && Atomics.compareExchange(seq, slot, v, v + 1) === v) return;
+    }
+  }
+
+  private unlock(slot: number): void {
+    Atomics.add(this.seq, slot, 1);
+  }
+
+  private lockGlobal(): void {
+    const h = this.header;
+    while (Atomics.compareExchange(h, H_GLOBAL, 0, 1) !== 0) {
+      // Long holds (a whole insert): sleep instead of spinning where the thread may block.
+      Atomics.wait(h, H_GLOBAL, 1, 1);
+    }
+  }
+
+  private unlockGlobal(): void {
+    Atomics.store(this.header, H_GLOBAL, 0);
+    Atomics.notify(this.header, H_GLOBAL);
+  }
+
+  /** Entry point and top layer, read consistently: `[entry, maxLevel]` into the fields. */
+  private epEntry = -1;
+  private epLevel = -1;
+  private readEntry(): void {
+    const h = this.header;
+    for (;;) {
+      const v = Atomics.load(h, H_EP_SEQ);
+      if ((v & 1) !== 0) continue;
+      const e = h[H_ENTRY];
+      const l = h[H_MAX_LEVEL];
+      if (Atomics.load(h, H_EP_SEQ) === v) {
+        this.epEntry = e;
+        this.epLevel = l;
+        return;
+      }
+    }
+  }
+
+  private writeEntry(entry: number, level: number): void {
+    const h = this.header;
+    Atomics.add(h, H_EP_SEQ, 1);
+    Atomics.store(h, H_ENTRY, entry);
+    Atomics.store(h, H_MAX_LEVEL, level);
+    Atomics.add(h, H_EP_SEQ, 1);
+  }
+
+  /** Word offset of `slot`'s list on `level` (in links0 or upper). */
+  private listOffset(slot: number, level: number): number {
+    return level === 0 ? slot * (this.M0 + 1) : this.upperOff[slot] + (level - 1) * (this.M + 1);
+  }
+
+  /**
+   * Copies the list of `slot` on `level` into `dst` under the seqlock; returns its length.
+   * The count is clamped to the list's room so a torn read can never index past it.
+   */
+  private readList(slot: number, level: number, dst: Uint32Array): number {
+    if (slot >= this.viewSlots) this.refreshViews();
+    const max = level === 0 ? this.M0 : this.M;
+    const off = this.listOffset(slot, level);
+    if (level > 0 && off + max >= this.upper.length) this.refreshViews();
+    const links = level === 0 ? this.links0 : this.upper;
+    const seq = this.seq;
+    for (;;) {
+      const v = Atomics.load(seq, slot);
+      if ((v & 1) !== 0) continue;
+      let cnt = links[off];
+      if (cnt > max) cnt = max;
+      for (let j = 0; j < cnt; j++) dst[j] = links[off + 1 + j];
+      if (Atomics.load(seq, slot) === v) return cnt;
+    }
+  }
+
+  private nextEpoch(): number {
+    const cap = Atomics.load(this.header, H_CAPACITY);
+    if (cap > this.viewSlots) this.refreshViews();
+    if (this.visited.length < cap) {
+      this.visited = new Uint8Array(cap);
+      this.epoch = 0;
+    }
+    if (this.epoch === 255) {
+      this.visited.fill(0);
+      this.epoch = 0;
+    }
+    return ++this.epoch;
+  }
+
+  /** Marks `n` visited in this epoch; false when it already was. Grows the array when needed. */
+  private visit(n: number, epoch: number): boolean {
+    let v = this.visited;
+    if (n >= v.length) {
+      this.cover(n);
+      // The graph grew during this search: a slot past the array seen at its start.
+      const b = new Uint8Array(Math.max(n + 1, Atomics.load(this.header, H_CAPACITY)));
+      b.set(v);
+      this.visited = v = b;
+    }
+    if (v[n] === epoch) return false;
+    v[n] = epoch;
+    return true;
+  }
+
+  // ---- search -------------------------------------------------------------------------
+
+  /** Whether a walk in `mode` may step on `n` (`self` is the slot being linked, or -1). */
+  private walkable(n: number, mode: number, self: number): boolean {
+    if (n >= this.viewSlots) this.refreshViews();
+    const st = this.states[n];
+    return mode === MODE_READ ? st >= STATE_LIVE : st >= STATE_PENDING && n !== self;
+  }
+
+  private greedy(q: number, start: number, level: number, mode: number, self: number): number {
+    const u32 = this.su32;
+    const f32 = this.sf32;
+    const si = this.slotsIdx;
+    const oi = this.outIdx;
+    const buf = this.listBuf;
+    let cur = start;
+    let curDist = this.pair(q, this.ptr(cur), this.stride);
+    let changed = true;
+    while (changed) {
+      changed = false;
+      const cnt = this.readList(cur, level, buf);
+      let m = 0;
+      for (let j = 0; j < cnt; j++) {
+        const n = buf[j];
+        if (this.walkable(n, mode, self)) u32[si + m++] = n;
+      }
+      this.slotsKernel(
+        q,
+        this.vectorsPtr,
+        this.strideBytes,
+        this.slotsPtr,
+        m,
+        this.outPtr,
+        this.stride,
+      );
+      for (let j = 0; j < m; j++) {
+        const d = f32[oi + j];
+        if (d < curDist) {
+          curDist = d;
+          cur = u32[si + j];
+          changed = true;
+        }
+      }
+    }
+    this.lastGreedyDist = curDist;
+    return cur;
+  }
+
+  /**
+   * Best-first search of one layer from `ep`, up to `ef` results left in `this.res`. READ:
+   * walks live and deleted slots, keeps live ones. BUILD: walks every linked slot but `self`,
+   * keeps them all (the caller drops tombstones, as HnswIndex does).
+   */
+  private searchLayer(
+    q: number,
+    ep: number,
+    epDist: number,
+    ef: number,
+    level: number,
+    mode: number,
+    self: number,
+  ): void {
+    const u32 = this.su32;
+    const f32 = this.sf32;
+    const si = this.slotsIdx;
+    const oi = this.outIdx;
+    const epoch = this.nextEpoch();
+    const cand = this.cand;
+    const res = this.res;
+    const buf = this.listBuf;
+    cand.clear();
+    res.clear();
+    this.visit(ep, epoch);
+    cand.push(epDist, ep);
+    let bound = Infinity;
+    if (mode === MODE_BUILD || this.states[ep] === STATE_LIVE) {
+      res.push(epDist, ep);
+      bound = epDist;
+    }
+    while (cand.size > 0) {
+      if (cand.topKey() > bound && res.size >= ef) break;
+      const c = cand.pop();
+      const cnt = this.readList(c, level, buf);
+      let m = 0;
+      // The visited test first (private, hot in cache), then the state (shared): a pending
+      // node marked visited is not looked at again this search, which only skips it.
+      let visited = this.visited;
+      for (let j = 0; j < cnt; j++) {
+        const n = buf[j];
+        if (n >= visited.length) {
+          this.visit(n, epoch);
+          visited = this.visited;
+        } else {
+          if (visited[n] === epoch) continue;
+          visited[n] = epoch;
+        }
+        if (this.walkable(n, mode, self)) u32[si + m++] = n;
+      }
+      if (m === 0) continue;
+      this.slotsKernel(
+        q,
+        this.vectorsPtr,
+        this.strideBytes,
+        this.slotsPtr,
+        m,
+        this.outPtr,
+        this.stride,
+      );
+      for (let j = 0; j < m; j++) {
+        const d = f32[oi + j];
+        if (res.size < ef || d < bound) {
+          const n = u32[si + j];
+          cand.push(d, n);
+          if (mode === MODE_READ && this.states[n] !== STATE_LIVE) continue;
+          res.push(d, n);
+          if (res.size > ef) res.pop();
+          bound = res.topKey();
+        }
+      }
+    }
+  }
+
+  /**
+   * The k nearest live points to this thread's query (set by {@link setQuery}) into
+   * {@link hits}; returns how many. Safe while other threads insert.
+   */
+  search(k: number, ef: number): number {
+    const hits = this.hits;
+    hits.count = 0;
+    this.readEntry();
+    if (this.epEntry < 0) return 0;
+    const q = this.queryPtr;
+    let cur = this.epEntry;
+    let curDist = this.pair(q, this.ptr(cur), this.stride);
+    for (let l = this.epLevel; l > 0; l--) {
+      cur = this.greedy(q, cur, l, MODE_READ, -1);
+      curDist = this.lastGreedyDist;
+    }
+    this.searchLayer(q, cur, curDist, Math.max(ef, k), 0, MODE_READ, -1);
+    const res = this.res;
+    while (res.size > k) res.pop();
+    const n = res.size;
+    if (hits.ids.length < n) {
+      hits.ids = new Uint32Array(n);
+      hits.distances = new Float32Array(n);
+    }
+    for (let i = n - 1; i >= 0; i--) {
+      hits.distances[i] = res.topKey();
+      hits.ids[i] = this.labels[res.pop()];
+    }
+    hits.count = n;
+    return n;
+  }
+
+  // ---- insert -------------------------------------------------------------------------
+
+  /** Same heuristic as HnswIndex.selectNeighbors (the paper's Algorithm 4). */
+  private selectNeighbors(max: number): number {
+    const sel = this.sel;
+    const out = this.selOut;
+    const outDist = this.selDist;
+    if (sel.size <= max) {
+      let n = 0;
+      while (sel.size > 0) {
+        outDist[n] = sel.topKey();
+        out[n++] = sel.pop();
+      }
+      return n;
+    }
+    const si = this.slotsIdx;
+    const oi = this.outIdx;
+    const u32 = this.su32;
+    const f32 = this.sf32;
+    let n = 0;
+    while (sel.size > 0 && n < max) {
+      const d = sel.topKey();
+      const e = sel.pop();
+      let good = true;
+      if (n > 0) {
+        for (let j = 0; j < n; j++) u32[si + j] = out[j];
+        this.slotsKernel(
+          this.ptr(e),
+          this.vectorsPtr,
+          this.strideBytes,
+          this.slotsPtr,
+          n,
+          this.outPtr,
+          this.stride,
+        );
+        for (let j = 0; j < n; j++) {
+          if (f32[oi + j] < d) {
+            good = false;
+            break;
+          }
+        }
+      }
+      if (good) {
+        outDist[n] = d;
+        out[n++] = e;
+      }
+    }
+    return n;
+  }
+
+  /** Adds `to` to the list of `from` on `level` under `from`'s lock, pruning when full. */
+  private addLink(from: number, to: number, level: number): void {
+    const links = level === 0 ? this.links0 : this.upper;
+    const max = level === 0 ? this.M0 : this.M;
+    this.lock(from);
+    const off = this.listOffset(from, level);
+    const cnt = links[off];
+    if (cnt < max) {
+      links[off + 1 + cnt] = to;
+      links[off] = cnt + 1;
+      this.unlock(from);
+      return;
+    }
+    const u32 = this.su32;
+    const si = this.slotsIdx;
+    for (let j = 0; j < cnt; j++) u32[si + j] = links[off + 1 + j];
+    u32[si + cnt] = to;
+    this.slotsKernel(
+      this.ptr(from),
+      this.vectorsPtr,
+      this.strideBytes,
+      this.slotsPtr,
+      cnt + 1,
+      this.outPtr,
+      this.stride,
+    );
+    const f32 = this.sf32;
+    const oi = this.outIdx;
+    const sel = this.sel;
+    sel.clear();
+    for (let j = 0; j <= cnt; j++) sel.push(f32[oi + j], u32[si + j]);
+    const n = this.selectNeighbors(max);
+    for (let j = 0; j < n; j++) links[off + 1 + j] = this.selOut[j];
+    links[off] = n;
+    this.unlock(from);
+  }
+
+  /**
+   * Links `slot` into the graph at layers 0..levels[slot] (the paper's Algorithm 1), safe
+   * beside other threads linking other slots and threads searching. Its vector, level, label
+   * and upper block must be written and its state pending; it turns live at the end.
+   */
+  link(slot: number): void {
+    // The owner grows buffers only before it hands slots out (never during a batch), so views
+    // fresh at the start of an insert cover everything the insert touches.
+    if (
+      slot >= this.viewSlots || Atomics.load(this.header, H_CAPACITY) > this.viewSlots ||
+      this.layout.upper.byteLength !== this.upper.byteLength
+    ) {
+      this.refreshViews();
+    }
+    const level = this.levels[slot];
+    let global = false;
+    this.readEntry();
+    if (level > this.epLevel) {
+      this.lockGlobal();
+      global = true;
+      this.readEntry();
+      if (level <= this.epLevel) {
+        this.unlockGlobal();
+        global = false;
+      }
+    }
+    const entry = this.epEntry;
+    const maxLevel = this.epLevel;
+    if (entry < 0) {
+      Atomics.compareExchange(this.states, slot, STATE_PENDING, STATE_LIVE);
+      this.writeEntry(slot, level);
+      if (global) this.unlockGlobal();
+      return;
+    }
+    const q = this.ptr(slot);
+    let cur = entry;
+    for (let l = maxLevel; l > level; l--) cur = this.greedy(q, cur, l, MODE_BUILD, slot);
+    let curDist = this.pair(q, this.ptr(cur), this.stride);
+    const chosen = this.newLinks;
+    for (let l = Math.min(level, maxLevel); l >= 0; l--) {
+      this.searchLayer(q, cur, curDist, this.efConstruction, l, MODE_BUILD, slot);
+      const res = this.res;
+      const sel = this.sel;
+      sel.clear();
+      while (res.size > 0) {
+        const d = res.topKey();
+        const s = res.pop();
+        const st = this.states[s];
+        if ((st === STATE_LIVE || st === STATE_PENDING) && s !== slot) sel.push(d, s);
+      }
+      if (sel.size === 0) continue;
+      cur = sel.topValue();
+      curDist = sel.topKey();
+      const n = this.selectNeighbors(this.M);
+      for (let j = 0; j < n; j++) chosen[j] = this.selOut[j];
+      const links = l === 0 ? this.links0 : this.upper;
+      this.lock(slot);
+      const off = this.listOffset(slot, l);
+      for (let j = 0; j < n; j++) links[off + 1 + j] = chosen[j];
+      links[off] = n;
+      this.unlock(slot);
+      for (let j = 0; j < n; j++) this.addLink(chosen[j], slot, l);
+    }
+    // Pending -> live, unless the owner deleted it meanwhile (an upsert or delete of its id
+    // during the batch): then it stays a tombstone.
+    Atomics.compareExchange(this.states, slot, STATE_PENDING, STATE_LIVE);
+    if (global) {
+      this.writeEntry(slot, level);
+      this.unlockGlobal();
+    }
+  }
+
+  /** Links slots of the current batch (`H_LINK_NEXT` .. `H_LINK_END`) until none is left; returns how many this thread linked. */
+  linkBatch(): number {
+    const h = this.header;
+    const end = Atomics.load(h, H_LINK_END);
+    let done = 0;
+    for (;;) {
+      const s = Atomics.add(h, H_LINK_NEXT, 1);
+      if (s >= end) return done;
+      this.link(s);
+      done++;
+    }
+  }
+}
