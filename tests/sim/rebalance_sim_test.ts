@@ -39,6 +39,8 @@ import {
 import type { ShardFilePort } from "../../src/router/rebalance/shard_move.ts";
 import { shardOf } from "../../src/common/shard.ts";
 import { crc32 } from "../../src/io/crc32.ts";
+import type { DigestEntry, DigestPort } from "../../src/router/rebalance/digest_sync.ts";
+import { bucketOf, rootBytes, UnitDigest } from "../../src/common/digest.ts";
 
 const IDS = 120;
 
@@ -121,6 +123,8 @@ async function runSeed(
   const prng = new Prng(seed);
   /** Most seeds move gained shards as files; the rest exercise the point path alone. */
   const with_files = prng.chance(0.75);
+  /** Some of those catch up by digests (digest_sync.ts) instead of scans. */
+  const with_digests = with_files && prng.chance(0.5);
   let file_moves = 0;
   /** The collections: a sharded one and one from before shards (1 shard), each its own RF. */
   const layouts = new Map<string, ShardLayout>([
@@ -361,6 +365,70 @@ async function runSeed(
    * plus merge of the former unit amounts to), all synced at once at the commit, so a crash in
    * its window leaves the former entries whole.
    */
+  /**
+   * The digest side of a simulated node (one shard's entries, digest computed on demand), as
+   * src/node/transfer_service.ts serves it; copies are applied and synced like CopyBatch.
+   */
+  const digestPort = (name: string): DigestPort => {
+    const n = () => {
+      const node = nodes.get(name)!;
+      if (!node.up) throw new Unavailable(`${name} is down`);
+      return node;
+    };
+    const shardEntries = (c: string, shard: number) => {
+      const l = layouts.get(c)!;
+      return [...n().data(c)].filter(([id]) => shardOf(id, l.shard_number) === shard)
+        .sort((a, b) => a[0] - b[0]);
+    };
+    return {
+      digest: (c, shard, with_buckets) => {
+        act(true);
+        const d = new UnitDigest();
+        for (const [id, h] of shardEntries(c, shard)) d.add(id, h.version, h.deleted);
+        return Promise.resolve({
+          root: rootBytes(d.root()),
+          entries: d.count,
+          bucket_digests: with_buckets ? d.bucketBytes() : new Uint8Array(0),
+        });
+      },
+      bucketEntries: (c, shard, buckets, after, limit, options = {}) => {
+        act(true);
+        const list = shardEntries(c, shard).filter(([id]) =>
+          (after === null || id > (after as number)) &&
+          (options.ids === undefined || options.ids.includes(id))
+        );
+        const entries: DigestEntry[] = [];
+        let i = 0;
+        let last: number = (after as number | null) ?? 0;
+        for (; i < list.length && entries.length < limit; i++) {
+          const [id, h] = list[i];
+          last = id;
+          if (!buckets.includes(bucketOf(id))) continue;
+          entries.push({
+            id,
+            version: h.version,
+            deleted: h.deleted,
+            vector: options.keys_only || h.deleted ? [] : vec(h.value),
+          });
+        }
+        return Promise.resolve({ entries, next_after: last, done: i >= list.length });
+      },
+      copy: (c, entries) => {
+        act(true);
+        const node = n();
+        const epoch = node.epoch;
+        let applied = 0;
+        for (const e of entries) {
+          if (node.apply(c, e.id as number, e.version, e.deleted, Number(e.vector[0] ?? 0))) {
+            applied++;
+          }
+        }
+        unsynced(name, epoch);
+        return Promise.resolve({ applied, skipped: entries.length - applied });
+      },
+    };
+  };
+
   const images = new Map<string, Uint8Array>();
   const installs = new Map<string, { node: string; collection: string; parts: Uint8Array[] }>();
   let file_ids = 0;
@@ -441,6 +509,9 @@ async function runSeed(
       if (process.env.SIM_LOG) console.log(m);
     },
     transfer: (a) => (current.nodes.includes(a) ? port(a) : null),
+    ...(with_digests
+      ? { digest: (a: string) => (current.nodes.includes(a) ? digestPort(a) : null) }
+      : {}),
     collections: () => Promise.resolve(names),
     layout: (c) => Promise.resolve(layouts.get(c)!),
     current: () => current,

@@ -332,7 +332,18 @@ async function catchUpByDigests(
         if (list.ids.length > 0) lists.push(list);
       }
     }
-    const r = await syncShard(digest, collection, shard, nodes, {
+    // Losers are read, never written: a copy to one would only be forgotten again (and would
+    // raise its version above the one listed, so the prune would skip it).
+    const ports = (n: string): DigestPort | null => {
+      const p = digest(n);
+      if (p === null || owners.includes(n)) return p;
+      return {
+        digest: (c, k, b) => p.digest(c, k, b),
+        bucketEntries: (c, k, b, after, limit, o) => p.bucketEntries(c, k, b, after, limit, o),
+        copy: (_c, entries) => Promise.resolve({ applied: 0, skipped: entries.length }),
+      };
+    };
+    const r = await syncShard(ports, collection, shard, nodes, {
       page_limit: ctx.page_points,
       describe: ctx.describe,
     });

@@ -507,8 +507,11 @@ export class Rebalancer {
     const collections = await host.collections([...to.nodes, ...leavers]);
     if (this.#digest_wanted) {
       this.#digest_wanted = false;
+      // Not after an unsettled move (an attempt since the settled ring filled units or copied
+      // whole collections): nodes may hold strays that only a scan finds and forgets.
       const same = this.#settled !== null && leavers.length === 0 &&
-        this.#settled.nodes.join(",") === to.nodes.join(",");
+        this.#settled.nodes.join(",") === to.nodes.join(",") && this.#touched.size === 0 &&
+        this.#copiedWhole.size === 0;
       if (same && await this.#byDigests(to, collections, t0)) {
         if (this.#stopped || generation !== this.#generation) return "aborted";
         this.#settled = to;
