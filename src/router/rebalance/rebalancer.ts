@@ -692,12 +692,14 @@ export class Rebalancer {
     if (pruneOverflow) {
       host.log(`WARNING rebalance: not pruning, over ${PRUNE_IDS_MAX} ids to forget`);
     } else {
-      for (const [node, byCollection] of prune) {
+      // Nodes prune in parallel (each node's pages in order): a node dropping whole shards
+      // forgets many entries, and nodes do it independently.
+      await Promise.all([...prune].map(async ([node, byCollection]) => {
         const port = host.transfer(node);
-        if (port === null) continue;
+        if (port === null) return;
         for (const [collection, list] of byCollection) {
           for (let i = 0; i < list.ids.length; i += this.page_points) {
-            if (this.#stopped || generation !== this.#generation) return "aborted";
+            if (this.#stopped || generation !== this.#generation) return;
             try {
               const n = await port.prune(
                 collection,
@@ -713,7 +715,7 @@ export class Rebalancer {
             }
           }
         }
-      }
+      }));
     }
     if (this.#stopped || generation !== this.#generation) return "aborted";
     this.#settled = to;
