@@ -237,6 +237,9 @@ export class HintReplay {
             ef_construction: r.ef_construction,
             quantization: r.quantization ?? "",
             rescore: r.rescore ?? 0,
+            // The layout travels with the hint: a node created without it would make 1 shard.
+            shard_number: r.shard_number ?? 0,
+            replication_factor: r.replication_factor ?? 0,
           });
           break;
         case "drop_collection":
