@@ -127,6 +127,36 @@ Deno.test("router catalog: CreateCollection fills in and sends the layout; Drop 
   await core.stop();
 });
 
+Deno.test("router catalog: a creation hinted to a node that was down carries the layout", async () => {
+  const { world, core } = await simRouterCore(15);
+  await world.run(world.clock.now_ms + 1_000);
+  const down = [...world.nodes.values()][2];
+  down.up = false;
+  const made = await settle(
+    world,
+    core.createCollection(
+      validateCreateCollectionRequest({ name: "h", dimension: 2, shard_number: 5 }),
+    ),
+  );
+  assert.equal(made.created, true);
+  assert.equal(down.created.get("h"), undefined);
+  down.up = true;
+  // The production loop's 100 ms tick delivers hints.
+  const until = world.clock.now_ms + 10_000;
+  const tick = () => {
+    core.tick();
+    if (world.clock.now_ms < until) world.clock.after(100, tick);
+  };
+  world.clock.after(100, tick);
+  await world.run(until + 1_000);
+  const r = down.created.get("h");
+  assert.ok(r !== undefined, "the hinted creation was delivered");
+  // Without the layout the node would make one shard and refuse the router's shard lists.
+  assert.equal(r.shard_number, 5);
+  assert.equal(r.replication_factor, 2);
+  await core.stop();
+});
+
 Deno.test("router catalog: a pre-shard collection's points on hash-ring owners stay readable", async () => {
   // Nodes report no layout: collection "c" is from before shards (1 shard, the router's RF 2),
   // and its points still lie where the hash ring put them (no rebalancing here).

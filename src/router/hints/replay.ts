@@ -237,11 +237,9 @@ export class HintReplay {
             ef_construction: r.ef_construction,
             quantization: r.quantization ?? "",
             rescore: r.rescore ?? 0,
-            // A sharded collection keeps its layout on the nodes it reaches by hint (a node
-            // that joined later): without it the node would make a 1-shard collection.
-            ...(r.shard_number !== undefined
-              ? { shard_number: r.shard_number, replication_factor: r.replication_factor ?? 0 }
-              : {}),
+            // The layout travels with the hint: a node created without it would make 1 shard.
+            shard_number: r.shard_number ?? 0,
+            replication_factor: r.replication_factor ?? 0,
           });
           break;
         case "drop_collection":
