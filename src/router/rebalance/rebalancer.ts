@@ -268,6 +268,8 @@ export class Rebalancer {
   readonly #describe: (error: unknown) => string;
   /** The last ring whose placement is complete; null before the first ring. */
   #settled: RingRef | null = null;
+  /** A ring whose copies all landed in a run that has not settled yet (pruning, or retrying a prune). */
+  #readable: RingRef | null = null;
   /** Rings published since the settled one, oldest first (the last is the current one). */
   #chain: RingRef[] = [];
   /** Bumped on every ring change; a run stops when it no longer matches. */
@@ -329,9 +331,11 @@ export class Rebalancer {
    * unsettled, else the one in use (a search reads from it).
    */
   readPlacement(): Placement {
-    const current = this.#host.current().placement;
+    const current = this.#host.current();
+    // Once a run's copies all landed, the ring it moved to holds every entry (see #run).
+    if (this.#readable !== null && this.#readable === current) return current.placement;
     if (this.#settled !== null && this.stats.rebalancing) return this.#settled.placement;
-    return current;
+    return current.placement;
   }
 
   /**
@@ -688,10 +692,13 @@ export class Rebalancer {
       return "aborted";
     }
     if (failed > 0) return "failed";
+    // Every entry is on its owners under `to` (copies done, writes routed to `to` since), so
+    // searches may read `to`'s replicas now, before the losers forget theirs: reading the old
+    // placement while it is pruned would miss the pruned entries.
+    this.#readable = to;
     let pruned = 0;
-    if (pruneOverflow) {
-      host.log(`WARNING rebalance: not pruning, over ${PRUNE_IDS_MAX} ids to forget`);
-    } else {
+    let pruneFailed = false;
+    {
       // Nodes prune in parallel (each node's pages in order): a node dropping whole shards
       // forgets many entries, and nodes do it independently.
       await Promise.all([...prune].map(async ([node, byCollection]) => {
@@ -709,8 +716,10 @@ export class Rebalancer {
               pruned += n;
               this.stats.points_pruned += n;
             } catch (e) {
-              // Harmless: the entries stay, and the next run prunes them.
+              // The entries stay; the run does not settle, so the next attempt prunes them
+              // (settling would leave them to resurface once their tombstones are collected).
               host.log(`WARNING rebalance: prune on ${node} failed: ${this.#describe(e)}`);
+              pruneFailed = true;
               break;
             }
           }
@@ -718,6 +727,16 @@ export class Rebalancer {
       }));
     }
     if (this.#stopped || generation !== this.#generation) return "aborted";
+    if (pruneFailed || pruneOverflow) {
+      // Not settled: entries left on non-owners would outlive their deletes' tombstones (the
+      // tombstone grace) and be copied back by a later scan. The retry prunes the rest.
+      host.log(
+        `WARNING rebalance: ${pruned} pruned, but ` +
+          (pruneOverflow ? `over ${PRUNE_IDS_MAX} ids were listed` : "a prune failed") +
+          `; not settling, the next attempt prunes the rest`,
+      );
+      return "failed";
+    }
     this.#settled = to;
     this.#chain = [];
     this.#touched.clear();

@@ -94,3 +94,70 @@ Deno.test("rebalancer: after the grace a dead node's ranges are re-replicated", 
   await rb.stop();
   await zero.stop();
 });
+
+Deno.test("rebalancer: searches read the new placement while losers prune; a failed prune does not settle", async () => {
+  // Three nodes hold one 1-shard collection on a and b (RF 2); c joins with RF 2: under the
+  // new placement the shard's replicas change, and a node that lost it prunes.
+  const layout = { shard_number: 1, replication_factor: 2 };
+  const before = ringOf(["a", "b"]);
+  const after = ringOf(["a", "b", "c"]);
+  // A collection name whose shard moves to c (the placement of some names keeps a and b).
+  const name = ["k", "k1", "k2", "k3", "k4", "k5", "k6", "k7"].find((n) =>
+    after.placement.owners(n, layout, 7).includes("c")
+  )!;
+  const owners = after.placement.owners(name, layout, 7);
+  const loser = ["a", "b"].find((n) => !owners.includes(n))!;
+  const held = new Map<string, Map<number, number>>([
+    ["a", new Map([[7, 5]])],
+    ["b", new Map([[7, 5]])],
+    ["c", new Map()],
+  ]);
+  let failPrunes = 1;
+  let readDuringPrune: Placement | null = null;
+  let rb: Rebalancer;
+  const port = (node: string) => ({
+    scan: (_c: string, _after: unknown, _from: boolean, _limit: number) => {
+      const entries = [...held.get(node)!].map(([id, version]) => ({
+        id,
+        version,
+        deleted: false,
+        vector: [1, 2],
+      }));
+      return Promise.resolve({ entries, next_after: 7, done: true });
+    },
+    copy: (_c: string, entries: { id: unknown; version: number }[]) => {
+      for (const e of entries) held.get(node)!.set(e.id as number, e.version);
+      return Promise.resolve({ applied: entries.length, skipped: 0 });
+    },
+    prune: (_c: string, ids: unknown[]) => {
+      readDuringPrune = rb.readPlacement();
+      if (failPrunes > 0) {
+        failPrunes--;
+        return Promise.reject(new Error("UNAVAILABLE: prune"));
+      }
+      for (const id of ids) held.get(node)!.delete(id as number);
+      return Promise.resolve(ids.length);
+    },
+  });
+  let cur = before;
+  const h: RebalanceHost = {
+    log: () => {},
+    transfer: (n) => port(n),
+    collections: () => Promise.resolve([name]),
+    layout: () => Promise.resolve(layout),
+    current: () => cur,
+    drainOlderWrites: () => Promise.resolve(true),
+    node_timeout_ms: 1000,
+    sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 20))),
+  };
+  rb = new Rebalancer(h, { delay_ms: 1, dead_grace_ms: 0 });
+  rb.changed(before); // the first ring a router sees is taken as settled
+  cur = after;
+  rb.changed(after);
+  await until(() => rb.stats.rebalances_done === 1, "the join settles after the retried prune");
+  assert.equal(readDuringPrune, after.placement, "searches read the new placement while pruning");
+  assert.equal(failPrunes, 0, "the first prune failed");
+  assert.equal(held.get(loser)!.has(7), false, "the retry pruned the loser's copy");
+  for (const o of owners) assert.equal(held.get(o)!.get(7), 5);
+  await rb.stop();
+});
