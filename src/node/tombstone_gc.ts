@@ -8,8 +8,9 @@
  * bringing the point back. Kept forever, tombstones cost memory and snapshot space per deleted
  * id. So each node forgets tombstones whose version is older than the grace ({@link
  * collectTombstones}, from its tick; FORGET records in each unit's WAL, so replay agrees), and
- * refuses copies of such old tombstones (transfer_service.ts), so replicas that collected them
- * do not get them back run after run.
+ * refuses copies of such old tombstones (transfer_service.ts) unless the receiver holds an older
+ * entry for the id, so replicas that collected them do not get them back run after run while one
+ * that missed the delete still takes it.
  *
  * That is only safe if no replica still holds an older live copy of a collected point. A replica
  * that was reachable got the delete (or its tombstone by anti-entropy) long before the grace ran

@@ -177,3 +177,42 @@ Deno.test("CopyBatch with a tombstone grace: a tombstone older than the grace is
     assert.equal(c.getEntry(3).version, cutoff - 1, "live entries are copied whatever their age");
   });
 });
+
+Deno.test("CopyBatch with a tombstone grace: an expired tombstone still beats an older live entry", async () => {
+  await withNode("copy_grace_older_", async (api, _tr, store) => {
+    await api("CreateCollection", { name: "c", dimension: 2 });
+    const now = Date.now();
+    const grace = 3600_000;
+    const tr = caller(
+      transferHandlers(store, { closing: false }, {
+        logger: () => {},
+        clock: () => now,
+        tombstone_grace_ms: grace,
+      }),
+    );
+    const cutoff = tombstoneCutoffVersion(now, grace);
+    // This replica missed the delete of 1 (still holds the put it beat); 2 it holds newer.
+    await tr("CopyBatch", {
+      collection: "c",
+      points: [
+        { id: 1, version: cutoff - 100, deleted: false, vector: [1, 1] },
+        { id: 2, version: cutoff - 5, deleted: false, vector: [2, 2] },
+      ],
+    });
+    const r = await tr("CopyBatch", {
+      collection: "c",
+      points: [
+        { id: 1, version: cutoff - 10, deleted: true }, // beats the held put: applied
+        { id: 2, version: cutoff - 10, deleted: true }, // older than the held put: refused
+        { id: 3, version: cutoff - 10, deleted: true }, // nothing held: refused
+      ],
+    });
+    assert.deepEqual(r, { applied: 1, skipped: 2 });
+    const c = store.get("c");
+    assert.equal(c.getEntry(1).deleted, true, "the missed delete applies, not refused");
+    assert.equal(c.getEntry(1).version, cutoff - 10);
+    assert.equal(c.count(), 1);
+    assert.equal(c.getEntry(2).deleted, false);
+    assert.equal(c.getEntry(3).version, 0);
+  });
+});

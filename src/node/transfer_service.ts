@@ -418,8 +418,18 @@ export function transferHandlers(
       const grace = options.tombstone_grace_ms ?? 0;
       let expired = 0;
       if (grace > 0) {
+        // A tombstone older than the grace is refused only when storing it would change
+        // nothing this replica serves: it holds nothing for the id (collected, or never had it)
+        // or holds a version at least as new. Over an older entry it applies — refusing it
+        // would keep a live point its delete already beat, and once the other replicas collect
+        // the tombstone that point would be copied back everywhere (a resurrection); stored, it
+        // is forgotten by the next collection like any other expired tombstone.
         const cutoff = tombstoneCutoffVersion(now(), grace);
-        const kept = entries.filter((e) => !(e.deleted && e.version < cutoff));
+        const kept = entries.filter((e) => {
+          if (!e.deleted || e.version >= cutoff) return true;
+          const held = c.getEntry(e.id).version;
+          return held !== 0 && held < e.version;
+        });
         expired = entries.length - kept.length;
         entries = kept;
       }
