@@ -37,8 +37,10 @@
  * index has an entry; an id with no entry was never written (or was forgotten): version 0.
  * Records are applied in WAL order, which makes replay deterministic, by this rule:
  *
- * - a put, delete or copied entry applies only when its version is above the held one (version
- *   0, from records written before versions existed, applies unconditionally);
+ * - a put, delete or copied entry applies only when its version is above the held one, or equal
+ *   to it when the entry is a delete and the held one a live point (a delete beats a put at equal
+ *   versions: common/version.ts `supersedes`, the rule anti-entropy follows too); version 0, from
+ *   records written before versions existed, applies unconditionally;
  * - a delete that applies removes the point from the index (when there) and leaves a tombstone;
  * - forget(id, v) removes the entry (point or tombstone, leaving nothing) when the held version
  *   is at most v;
@@ -117,7 +119,7 @@ import {
   type WrittenSnapshot,
 } from "./snapshot.ts";
 import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
-import { isVersion, VERSION_MAX, VersionClock } from "../common/version.ts";
+import { isVersion, supersedes, VERSION_MAX, VersionClock } from "../common/version.ts";
 import { PayloadStore, PayloadTableError } from "./payload_store.ts";
 import { type RootDigest, UnitDigest } from "../common/digest.ts";
 import { PAYLOAD_BYTES_MAX, PAYLOAD_INDEXES_MAX } from "../common/limits.ts";
@@ -392,8 +394,9 @@ export function validateVersion(version: number, field: string, min: number): nu
  * The apply rule of the module comment: whether a write at `version` applies over `held` (the
  * table's value for the id: undefined when none, negative for a tombstone).
  */
-function applies(version: number, held: number | undefined): boolean {
-  return version === 0 || held === undefined || version > Math.abs(held);
+function applies(version: number, deleted: boolean, held: number | undefined): boolean {
+  return version === 0 || held === undefined ||
+    supersedes(version, deleted, Math.abs(held), held < 0);
 }
 
 /**
@@ -509,7 +512,7 @@ class PointTable {
   ): boolean {
     const found = this.keys.lookup(key);
     const held = found < 0 ? undefined : this.versions.get(found);
-    if (!applies(version, held)) return false;
+    if (!applies(version, false, held)) return false;
     const id = found >= 0 ? found : this.keys.assign(key, this.inUse);
     this.index.add(id, vector);
     this.unindex(id);
@@ -526,7 +529,7 @@ class PointTable {
   delete(key: PointId, version: number): { applied: boolean; removed: boolean } {
     const found = this.keys.lookup(key);
     const held = found < 0 ? undefined : this.versions.get(found);
-    if (!applies(version, held)) return { applied: false, removed: false };
+    if (!applies(version, true, held)) return { applied: false, removed: false };
     if (found < 0 && version === 0) return { applied: true, removed: false }; // nothing held
     const id = found >= 0 ? found : this.keys.assign(key, this.inUse);
     const removed = this.index.delete(id);
@@ -1142,7 +1145,8 @@ export class Collection {
     const fresh: number[] = [];
     let live = 0;
     for (let i = 0; i < n; i++) {
-      if (!applies(entries[i].version, this.table.held(canonicalId(entries[i].id)))) continue;
+      const held = this.table.held(canonicalId(entries[i].id));
+      if (!applies(entries[i].version, entries[i].deleted, held)) continue;
       fresh.push(i);
       if (!entries[i].deleted) live++;
     }

@@ -633,3 +633,36 @@ Deno.test("collection: a missing newest WAL segment refuses to open, naming it",
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+Deno.test("collection: at equal versions a delete beats a put, in any order, live, copied and replayed", async () => {
+  const root = tempDir();
+  try {
+    const dir = join(root, "c");
+    const c = await Collection.create(dir, { name: "c", ...small }, quiet);
+    await c.put(1, [1, 1], 500);
+    assert.equal((await c.delete(1, 500)).applied, true, "the delete beats the put");
+    await c.put(1, [2, 2], 500);
+    assert.equal(c.getEntry(1).deleted, true, "the put does not undo the delete");
+    await c.delete(2, 600);
+    await c.put(2, [2, 2], 600);
+    assert.equal(c.getEntry(2).deleted, true);
+    await c.put(3, [3, 3], 700);
+    const r = await c.copy([
+      { id: 3, version: 700, deleted: true },
+      { id: 1, version: 500, deleted: false, vector: [5, 5] },
+    ]);
+    assert.deepEqual([r.applied, r.skipped], [1, 1]);
+    assert.equal(c.getEntry(3).deleted, true, "a copied tombstone beats the put");
+    assert.equal(c.count(), 0);
+    await c.close({ snapshot: false });
+    const d = await Collection.open(dir, quiet);
+    try {
+      for (const id of [1, 2, 3]) assert.equal(d.getEntry(id).deleted, true, `id ${id} replayed`);
+      assert.equal(d.count(), 0);
+    } finally {
+      await d.close({ snapshot: false });
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
