@@ -373,7 +373,9 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
   const timer = setInterval(() => {
     if (ticking) return;
     ticking = true;
+    // The heartbeat follows whatever the snapshot tick did: a node that runs must beat.
     store.tick()
+      .catch((e) => log(`snapshot tick failed: ${(e as Error).message}`))
       .then(() =>
         collector.tick().catch((e) =>
           log(`tombstone collection or heartbeat failed: ${(e as Error).message}`)
