@@ -197,6 +197,7 @@ Deno.test("CopyBatch with a tombstone grace: an expired tombstone still beats an
       points: [
         { id: 1, version: cutoff - 100, deleted: false, vector: [1, 1] },
         { id: 2, version: cutoff - 5, deleted: false, vector: [2, 2] },
+        { id: 4, version: cutoff - 10, deleted: false, vector: [4, 4] },
       ],
     });
     const r = await tr("CopyBatch", {
@@ -205,9 +206,11 @@ Deno.test("CopyBatch with a tombstone grace: an expired tombstone still beats an
         { id: 1, version: cutoff - 10, deleted: true }, // beats the held put: applied
         { id: 2, version: cutoff - 10, deleted: true }, // older than the held put: refused
         { id: 3, version: cutoff - 10, deleted: true }, // nothing held: refused
+        { id: 4, version: cutoff - 10, deleted: true }, // a put at its version: the delete wins
       ],
     });
-    assert.deepEqual(r, { applied: 1, skipped: 2 });
+    assert.deepEqual(r, { applied: 2, skipped: 2 });
+    assert.equal(store.get("c").getEntry(4).deleted, true);
     const c = store.get("c");
     assert.equal(c.getEntry(1).deleted, true, "the missed delete applies, not refused");
     assert.equal(c.getEntry(1).version, cutoff - 10);

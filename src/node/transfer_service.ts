@@ -50,6 +50,7 @@
  * @module
  */
 
+import { supersedes } from "../common/version.ts";
 import { BucketGatherCache } from "./bucket_gather.ts";
 import type * as grpc from "@grpc/grpc-js";
 import {
@@ -432,8 +433,8 @@ export function transferHandlers(
         const cutoff = tombstoneCutoffVersion(now(), grace);
         const kept = entries.filter((e) => {
           if (!e.deleted || e.version >= cutoff) return true;
-          const held = c.getEntry(e.id).version;
-          return held !== 0 && held < e.version;
+          const held = c.getEntry(e.id);
+          return held.version !== 0 && supersedes(e.version, true, held.version, held.deleted);
         });
         expired = entries.length - kept.length;
         entries = kept;
