@@ -53,6 +53,24 @@ export class VersionOverflowError extends Error {
   }
 }
 
+/**
+ * Last writer wins, with one tie-break: whether an entry (`version`, `deleted`) supersedes a
+ * held one (`held_version`, `held_deleted`). A newer version wins; at equal versions a delete
+ * beats a put (two replicas that hold one id at one version with different flags — writes
+ * stamped alike by two clocks, a client's explicit version reused — must still converge, and
+ * the order must not depend on which arrived first). Equal entries do not supersede each other.
+ * The storage layer applies writes (src/storage/collection.ts) and anti-entropy picks the entry
+ * to spread (src/router/rebalance/digest_sync.ts) by this one rule.
+ */
+export function supersedes(
+  version: number,
+  deleted: boolean,
+  held_version: number,
+  held_deleted: boolean,
+): boolean {
+  return version > held_version || (version === held_version && deleted && !held_deleted);
+}
+
 /** True when `v` is a valid version (an integer in 0 .. {@link VERSION_MAX}). */
 export function isVersion(v: unknown): v is number {
   return typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= VERSION_MAX;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   isVersion,
+  supersedes,
   VERSION_LOGICAL_BITS,
   VERSION_MAX,
   VersionClock,
@@ -56,4 +57,13 @@ Deno.test("version clock: the default wall clock gives current-time stamps", () 
   const v = clock.next();
   assert.ok(v >= before && v <= (Date.now() + 1) * 1024, `stamp ${v}`);
   assert.equal(VERSION_MAX, Number.MAX_SAFE_INTEGER);
+});
+
+Deno.test("supersedes: newer wins; at equal versions a delete beats a put, never the reverse", () => {
+  assert.equal(supersedes(6, false, 5, true), true);
+  assert.equal(supersedes(5, true, 6, false), false);
+  assert.equal(supersedes(5, true, 5, false), true);
+  assert.equal(supersedes(5, false, 5, true), false);
+  assert.equal(supersedes(5, false, 5, false), false, "equal entries: no change");
+  assert.equal(supersedes(5, true, 5, true), false);
 });

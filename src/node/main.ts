@@ -17,7 +17,7 @@
  * | `--join`               | (none)               | seeds to join through, `host:port[,…]`   |
  * | `--advertise`          | `<host>:<port>`      | address other members reach this node at |
  * | `--handoff-timeout-s`  | 120                  | on `Drain` (`client drain`), longest wait for the router to place this node's entries elsewhere; 0 leaves without waiting |
- * | `--tombstone-grace-s`  | 604800 (7 days)      | forget tombstones older than this; the longest absence the cluster accepts (a node away longer forgets its entries at start-up); 0 keeps tombstones forever |
+ * | `--tombstone-grace-s`  | 604800 (7 days)      | forget tombstones older than this; three quarters of it is the longest absence the cluster accepts (a node stopped longer forgets its entries at start-up); 0 keeps tombstones forever |
  * | `--api-keys-file`      | (none)               | clients need `authorization: Bearer KEY` (src/api/auth.ts); needs `--cluster-secret-file`; re-read on SIGHUP |
  * | `--cluster-secret-file`| (none)               | internal RPCs need the secret's proof (src/api/cluster_proof.ts) |
  * | `--tls-cert`, `--tls-key` | (none)            | serve TLS; `--tls-ca` trusts a CA when calling members (src/api/security.ts) |
@@ -159,8 +159,9 @@ export const NODE_FLAGS = {
     type: "string",
     default: "604800",
     arg: "S",
-    help: "forget tombstones older than this; also the longest absence the cluster accepts: " +
-      "a node away longer forgets its entries at start-up (0: keep tombstones forever)",
+    help: "forget tombstones older than this; three quarters of it is the longest absence the " +
+      "cluster accepts: a node stopped longer forgets its entries at start-up " +
+      "(0: keep tombstones forever)",
   },
   ...HTTP_FLAGS,
   ...SECURITY_FLAGS,
@@ -373,7 +374,9 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
   const timer = setInterval(() => {
     if (ticking) return;
     ticking = true;
+    // The heartbeat follows whatever the snapshot tick did: a node that runs must beat.
     store.tick()
+      .catch((e) => log(`snapshot tick failed: ${(e as Error).message}`))
       .then(() =>
         collector.tick().catch((e) =>
           log(`tombstone collection or heartbeat failed: ${(e as Error).message}`)

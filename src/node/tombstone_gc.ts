@@ -8,19 +8,26 @@
  * bringing the point back. Kept forever, tombstones cost memory and snapshot space per deleted
  * id. So each node forgets tombstones whose version is older than the grace ({@link
  * collectTombstones}, from its tick; FORGET records in each unit's WAL, so replay agrees), and
- * refuses copies of such old tombstones (transfer_service.ts), so replicas that collected them
- * do not get them back run after run.
+ * refuses copies of such old tombstones (transfer_service.ts) unless the receiver holds an older
+ * entry for the id, so replicas that collected them do not get them back run after run while one
+ * that missed the delete still takes it.
  *
  * That is only safe if no replica still holds an older live copy of a collected point. A replica
  * that was reachable got the delete (or its tombstone by anti-entropy) long before the grace ran
  * out; one that was away longer than the grace may not have. So a node that was away longer than
  * the grace does not trust its points: each node writes a {@link HEARTBEAT_FILE} to its data
  * directory every {@link HEARTBEAT_EVERY_MS} while it runs; at start-up, when that file says the
- * node last ran more than the grace ago, it forgets every entry of every collection
- * ({@link discardStaleEntries}: collection definitions and field indexes stay, logged with a
+ * node last ran more than {@link absenceLimitMs} ago (the grace less a quarter, kept as
+ * margin for an anti-entropy run to repair a node back just in time), it forgets every entry of
+ * every collection ({@link discardStaleEntries}: collection definitions and field indexes stay, logged with a
  * warning naming the age and the grace) and starts empty, and the router's rebalancing refills
  * it from the replicas that stayed. The grace must also cover an anti-entropy interval: a
- * replica that came back after an absence just under the grace is repaired by the next run.
+ * replica that came back after an absence just under the limit is repaired by the next run.
+ *
+ * The heartbeat measures how long the **process** was not running, not how long the node was
+ * out of contact: a node that keeps running while partitioned from the cluster longer than the
+ * limit keeps its entries and is not discarded; the operator must stop it and empty its data
+ * directory (or `drain` it) before it rejoins (docs/OPERATIONS.md).
  *
  * `HEARTBEAT` (written to `HEARTBEAT.tmp`, fsynced, renamed, directory fsynced; little-endian):
  *
@@ -137,8 +144,27 @@ async function forgetAll(unit: Collection): Promise<number> {
 }
 
 /**
+ * The longest absence a node survives with its entries: the grace less {@link
+ * absenceMarginMs}. Why a margin: a node that left at time L missed the deletes made just after
+ * L; their tombstones are collected elsewhere at L + grace. Back at R, the node is repaired only
+ * by the next anti-entropy run that reaches it, up to one `--anti-entropy-s` interval plus a
+ * heartbeat period later; that must come before L + grace, so R - L must stay below the grace by
+ * at least that much. The node does not know the router's interval, so the margin is a fixed
+ * quarter of the grace (1.75 days of the default 7): keep `--anti-entropy-s` plus a minute well
+ * under it (docs/OPERATIONS.md).
+ */
+export function absenceLimitMs(grace_ms: number): number {
+  return grace_ms - absenceMarginMs(grace_ms);
+}
+
+/** The margin of {@link absenceLimitMs}: a quarter of the grace. */
+export function absenceMarginMs(grace_ms: number): number {
+  return grace_ms / 4;
+}
+
+/**
  * At start-up, after the store opened: when the data directory's heartbeat is older than
- * `grace_ms`, forgets every entry of every collection (definitions and field indexes stay)
+ * {@link absenceLimitMs} (the grace less a quarter), forgets every entry of every collection (definitions and field indexes stay)
  * and returns the entries forgotten; else 0. Writes a fresh heartbeat either way, after the
  * discard (a crash during it repeats it at the next start).
  */
@@ -150,12 +176,14 @@ export async function discardStaleEntries(
 ): Promise<number> {
   const last = readHeartbeat(store.dataDir, log);
   let forgotten = 0;
-  if (grace_ms > 0 && last !== null && now_ms - last > grace_ms) {
+  if (grace_ms > 0 && last !== null && now_ms - last > absenceLimitMs(grace_ms)) {
     const age_s = Math.round((now_ms - last) / 1000);
     log(
-      `WARNING: this node last ran ${age_s} s ago, longer than the tombstone grace ` +
-        `(${Math.round(grace_ms / 1000)} s, --tombstone-grace-s): deletes made meanwhile may ` +
-        `have been collected, so its entries cannot be trusted; forgetting every entry ` +
+      `WARNING: this node last ran ${age_s} s ago, longer than the tombstone grace less its ` +
+        `margin (${Math.round(absenceLimitMs(grace_ms) / 1000)} s: ` +
+        `${Math.round(grace_ms / 1000)} s, --tombstone-grace-s, less a quarter left for ` +
+        `anti-entropy to repair a returning node): deletes made meanwhile may soon be ` +
+        `collected, so its entries cannot be trusted; forgetting every entry ` +
         `(collections and field indexes stay) and starting empty for the cluster to refill`,
     );
     for (const c of store.list()) {
@@ -211,14 +239,26 @@ export class TombstoneCollector {
     private readonly every_ms = HEARTBEAT_EVERY_MS,
   ) {}
 
+  /**
+   * Collects, then writes the heartbeat — in `finally`: the heartbeat says the node is running
+   * (and serving writes), so a collection that keeps failing (a full disk refusing FORGET, a
+   * unit closed by a concurrent drop) must not stop it, or the next start would wrongly find
+   * the node away longer than the grace and discard every entry. A collection error is logged
+   * and swallowed (the next tick retries); a heartbeat error is thrown to the caller.
+   */
   async tick(now_ms: number = Date.now()): Promise<void> {
     if (now_ms - this.last_ms < this.every_ms) return;
     this.last_ms = now_ms;
-    const n = await collectTombstones(this.store, now_ms, this.grace_ms);
-    if (n > 0) {
-      this.collected += n;
-      this.log(`collected ${n} tombstones older than the grace (${this.grace_ms} ms)`);
+    try {
+      const n = await collectTombstones(this.store, now_ms, this.grace_ms);
+      if (n > 0) {
+        this.collected += n;
+        this.log(`collected ${n} tombstones older than the grace (${this.grace_ms} ms)`);
+      }
+    } catch (e) {
+      this.log(`tombstone collection failed (retried next tick): ${(e as Error).message}`);
+    } finally {
+      await writeHeartbeat(this.store.dataDir, now_ms);
     }
-    await writeHeartbeat(this.store.dataDir, now_ms);
   }
 }

@@ -177,3 +177,80 @@ Deno.test("CopyBatch with a tombstone grace: a tombstone older than the grace is
     assert.equal(c.getEntry(3).version, cutoff - 1, "live entries are copied whatever their age");
   });
 });
+
+Deno.test("CopyBatch with a tombstone grace: an expired tombstone still beats an older live entry", async () => {
+  await withNode("copy_grace_older_", async (api, _tr, store) => {
+    await api("CreateCollection", { name: "c", dimension: 2 });
+    const now = Date.now();
+    const grace = 3600_000;
+    const tr = caller(
+      transferHandlers(store, { closing: false }, {
+        logger: () => {},
+        clock: () => now,
+        tombstone_grace_ms: grace,
+      }),
+    );
+    const cutoff = tombstoneCutoffVersion(now, grace);
+    // This replica missed the delete of 1 (still holds the put it beat); 2 it holds newer.
+    await tr("CopyBatch", {
+      collection: "c",
+      points: [
+        { id: 1, version: cutoff - 100, deleted: false, vector: [1, 1] },
+        { id: 2, version: cutoff - 5, deleted: false, vector: [2, 2] },
+        { id: 4, version: cutoff - 10, deleted: false, vector: [4, 4] },
+      ],
+    });
+    const r = await tr("CopyBatch", {
+      collection: "c",
+      points: [
+        { id: 1, version: cutoff - 10, deleted: true }, // beats the held put: applied
+        { id: 2, version: cutoff - 10, deleted: true }, // older than the held put: refused
+        { id: 3, version: cutoff - 10, deleted: true }, // nothing held: refused
+        { id: 4, version: cutoff - 10, deleted: true }, // a put at its version: the delete wins
+      ],
+    });
+    assert.deepEqual(r, { applied: 2, skipped: 2 });
+    assert.equal(store.get("c").getEntry(4).deleted, true);
+    const c = store.get("c");
+    assert.equal(c.getEntry(1).deleted, true, "the missed delete applies, not refused");
+    assert.equal(c.getEntry(1).version, cutoff - 10);
+    assert.equal(c.count(), 1);
+    assert.equal(c.getEntry(2).deleted, false);
+    assert.equal(c.getEntry(3).version, 0);
+  });
+});
+
+Deno.test("BucketEntries under writes: one gather of the buckets' ids serves every page of a paging", async () => {
+  await withNode("bucket_gather_", async (api, tr, store) => {
+    await api("CreateCollection", { name: "c", dimension: 2 });
+    const ids = Array.from({ length: 3000 }, (_, i) => i);
+    await api("PutBatch", { collection: "c", points: points(ids), version: "100" });
+    const unit = store.get("c").units[0];
+    const order = unit.sortedIds.bind(unit);
+    let walks = 0; // how often a page asked for the unit's whole id order
+    unit.sortedIds = () => {
+      walks++;
+      return order();
+    };
+    const buckets = [bucketOf(1), bucketOf(2), bucketOf(3)].filter((b, i, a) => a.indexOf(b) === i);
+    const want = ids.filter((id) => buckets.includes(bucketOf(id)));
+    const req = { collection: "c", shard: 0, buckets, limit: 1, keys_only: true };
+    let page = await tr("BucketEntries", { ...req, from_start: true });
+    const seen = [...page.points];
+    let n = 0;
+    while (!page.done) {
+      // A write between pages (a new id in another bucket) changes the unit's id order.
+      await api("Put", { collection: "c", id: 10_000 + n++, vector: [1, 1], version: "100" });
+      page = await tr("BucketEntries", {
+        ...req,
+        after_id: page.next_after_id,
+        after_string_id: page.next_after_string_id,
+        from_start: false,
+      });
+      seen.push(...page.points);
+    }
+    assert.deepEqual(seen.map((p) => Number(p.id)), want);
+    assert.ok(want.length >= 3);
+    assert.equal(walks, 1, "the unit's ids were walked once, not once per page");
+  });
+});

@@ -6,7 +6,8 @@
  * (see "Versions" in proto/vector_db.proto and src/storage/collection.ts): a live point the
  * version of its put, a tombstone the version of its delete. The router reads entries from one
  * node (`Scan`, tombstones included) and writes them to another (`CopyBatch`), where each entry
- * applies only when its version is above the one the target holds for that id. So a copy can
+ * applies only when its version is above the one the target holds for that id (or equal, for a
+ * tombstone over a live point: common/version.ts `supersedes`). So a copy can
  * never undo a newer client write or resurrect a newer delete, whatever order copies, hints,
  * retries and client writes arrive in; copying the same entries twice changes nothing. Each
  * CopyBatch is one durable WAL record on the target before the reply, applied in WAL order, so
@@ -33,20 +34,24 @@
  * **Digest** and **BucketEntries** serve anti-entropy by digests (src/common/digest.ts,
  * src/router/rebalance/digest_sync.ts): Digest answers one shard unit's root digest (O(1), kept
  * by every write) and, on request, its 1,024 bucket digests; BucketEntries pages that unit's
- * entries whose ids fall in the given buckets, in Scan's form, walking the unit's cached id
- * order and hashing each id (memory only; nothing is sent for buckets not asked for); with
+ * entries whose ids fall in the given buckets, in Scan's form: the first page of a paging
+ * gathers those buckets' ids from the unit's id order once, the next pages reuse the gather
+ * (bucket_gather.ts: bounded, expiring; nothing is sent for buckets not asked for); with
  * `keys_only` without vectors and payloads, with `ids` only those ids.
  *
  * **Tombstone grace** (src/node/tombstone_gc.ts): with `tombstone_grace_ms`, CopyBatch does not
- * store a tombstone older than the grace (counted as skipped): the node collects such
- * tombstones, and taking them back from a replica that has not yet would make their digests
- * disagree run after run.
+ * store a tombstone older than the grace (counted as skipped) when the node holds nothing for
+ * its id or something at least as new: the node collects such tombstones, and taking them back
+ * from a replica that has not yet would make their digests disagree run after run. Over an older
+ * entry it applies (a missed delete must still win; the next collection forgets it).
  *
  * The wire types and the client live in src/api/transfer.ts.
  *
  * @module
  */
 
+import { supersedes } from "../common/version.ts";
+import { BucketGatherCache } from "./bucket_gather.ts";
 import type * as grpc from "@grpc/grpc-js";
 import {
   type BucketEntriesRequest,
@@ -275,18 +280,18 @@ function wireEntry(c: Unit, id: PointId, keys_only = false): TransferPointWire |
 /**
  * One BucketEntries page of `unit`: its entries whose bucket is in `mask`, ascending after
  * `after`, at most `limit` entries and about {@link SCAN_PAGE_BYTES_MAX} of vectors and
- * payloads. Walks the unit's cached id order (`sortedIds`) from the cursor, hashing each id:
- * one pass over the unit's ids in memory for a whole run of pages, and nothing sent for the
- * entries of buckets that agree.
+ * payloads. Walks `gathered` (the ids of those buckets, bucket_gather.ts) when given, else the
+ * unit's cached id order (`sortedIds`) from the cursor, hashing each id; nothing is sent for
+ * the entries of buckets that agree.
  */
 export function bucketEntriesPage(
   unit: Unit,
   mask: Uint8Array,
   after: PointId | null,
   limit: number,
-  options: { keys_only?: boolean; only?: IdList } = {},
+  options: { keys_only?: boolean; only?: IdList; gathered?: IdList } = {},
 ): ScanWireResponse {
-  const ids = options.only ?? unit.sortedIds();
+  const ids = options.only ?? options.gathered ?? unit.sortedIds();
   const points: TransferPointWire[] = [];
   let bytes = 0;
   let i = ids.upperBound(after);
@@ -356,6 +361,7 @@ export function transferHandlers(
   const now = options.clock ?? (() => Date.now());
   const snapshots = new Map<string, { ids: IdList; built_ms: number; c: unknown }>();
   const shards = options.shard_transfers ?? new ShardTransfers(store, { clock: now, logger: log });
+  const gathers = new BucketGatherCache(now);
 
   const guard = new UnaryGuard({
     server_name: "node",
@@ -443,8 +449,18 @@ export function transferHandlers(
       const grace = options.tombstone_grace_ms ?? 0;
       let expired = 0;
       if (grace > 0) {
+        // A tombstone older than the grace is refused only when storing it would change
+        // nothing this replica serves: it holds nothing for the id (collected, or never had it)
+        // or holds a version at least as new. Over an older entry it applies — refusing it
+        // would keep a live point its delete already beat, and once the other replicas collect
+        // the tombstone that point would be copied back everywhere (a resurrection); stored, it
+        // is forgotten by the next collection like any other expired tombstone.
         const cutoff = tombstoneCutoffVersion(now(), grace);
-        const kept = entries.filter((e) => !(e.deleted && e.version < cutoff));
+        const kept = entries.filter((e) => {
+          if (!e.deleted || e.version >= cutoff) return true;
+          const held = c.getEntry(e.id);
+          return held.version !== 0 && supersedes(e.version, true, held.version, held.deleted);
+        });
         expired = entries.length - kept.length;
         entries = kept;
       }
@@ -511,9 +527,18 @@ export function transferHandlers(
       const only = listed === 0
         ? undefined
         : sortedIdList(validatePointIds(req.ids, req.string_ids, SCAN_LIMIT_MAX));
-      return Promise.resolve(
-        bucketEntriesPage(unit, mask, after, limit, { keys_only: req.keys_only === true, only }),
-      );
+      // Without listed ids, the pages of one paging share one gather of the buckets' ids.
+      const name = `${c.name}\0${req.shard ?? 0}`;
+      const gathered = only === undefined
+        ? gathers.idsFor(name, unit, mask, after) ?? undefined
+        : undefined;
+      const page = bucketEntriesPage(unit, mask, after, limit, {
+        keys_only: req.keys_only === true,
+        only,
+        gathered,
+      });
+      if (page.done && only === undefined) gathers.done(name, mask);
+      return Promise.resolve(page);
     }),
     // Shard moves as files (src/node/shard_transfer.ts).
     ShardImageOpen: guard.wrap<ShardImageOpenRequest, ShardImageOpenResponse>(

@@ -56,7 +56,7 @@ import {
   SHARDS_DIR,
   unitDir,
 } from "./sharded_collection.ts";
-import { SHARDS_MAX } from "../common/limits.ts";
+import { REPLICATION_FACTOR_MAX, SHARDS_MAX } from "../common/limits.ts";
 import type { NodeStore } from "./node_store.ts";
 
 /** Directory of the backups, under the data directory. */
@@ -137,6 +137,12 @@ export class BackupExistsError extends Error {
     super(`Backup "${backup}" already exists`);
     this.name = "BackupExistsError";
   }
+}
+
+/** A manifest value as JSON for a message, cut to 40 characters (a damaged file may hold anything). */
+function shown(v: unknown): string {
+  const t = JSON.stringify(v) ?? String(v);
+  return t.length <= 40 ? t : `${t.slice(0, 40)}...`;
 }
 
 /** The backup's files do not match its manifest (or the manifest is unreadable). */
@@ -356,9 +362,22 @@ export class Backups {
     if (m.version === BACKUP_FORMAT_VERSION_SHARDED) {
       const s = m.shard_number;
       const f = m.replication_factor;
+      if (typeof s !== "number" || !Number.isInteger(s) || s < 1 || s > SHARDS_MAX) {
+        throw new BackupCorruptError(
+          name,
+          `${MANIFEST} (version 2) shard_number ${shown(s)} ` +
+            `must be an integer from 1 to ${SHARDS_MAX}`,
+        );
+      }
+      // 0: the collection followed the router's default factor.
+      if (typeof f !== "number" || !Number.isInteger(f) || f < 0 || f > REPLICATION_FACTOR_MAX) {
+        throw new BackupCorruptError(
+          name,
+          `${MANIFEST} (version 2) replication_factor ${shown(f)} ` +
+            `must be an integer from 0 to ${REPLICATION_FACTOR_MAX}`,
+        );
+      }
       if (
-        typeof s !== "number" || !Number.isInteger(s) || s < 1 || s > SHARDS_MAX ||
-        typeof f !== "number" || !Number.isInteger(f) || f < 0 ||
         !Array.isArray(m.shards) || m.shards.length !== s ||
         m.shards.some((x, k) =>
           x?.shard !== k || typeof x.snapshot_file !== "string" || x.snapshot_file === "" ||

@@ -186,3 +186,46 @@ Deno.test("an interrupted delete leaves no backup of that name; start-up removes
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test("a version 2 manifest with shard_number or replication_factor out of bounds is refused, naming field and value", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "vdb-backup-"));
+  try {
+    const store = await NodeStore.open(dir, { logger: () => {} });
+    try {
+      await store.create({
+        name: "src",
+        dimension: DIM,
+        metric: "l2",
+        m: 8,
+        ef_construction: 32,
+        shard_number: 2,
+      });
+      const backups = new Backups(store);
+      const made = await backups.create("src", "b1");
+      assert.equal(made.manifest.version, 2);
+      const file = join(dir, "backups", "b1", "manifest.json");
+      const good = JSON.parse(Deno.readTextFileSync(file));
+      const corrupt = (patch: Record<string, unknown>, message: RegExp) => {
+        writeFileSync(file, JSON.stringify({ ...good, ...patch }));
+        assert.throws(
+          () => backups.manifest("b1"),
+          (e: Error) => e instanceof BackupCorruptError && message.test(e.message),
+        );
+      };
+      corrupt(
+        { replication_factor: 1e9 },
+        /replication_factor 1000000000 must be an integer from 0 to 64/,
+      );
+      corrupt({ replication_factor: 65 }, /replication_factor 65 must be/);
+      corrupt({ replication_factor: "x".repeat(500) }, /replication_factor "x{39}\.\.\. must/);
+      corrupt({ shard_number: 257 }, /shard_number 257 must be an integer from 1 to 256/);
+      corrupt({ shard_number: 0 }, /shard_number 0 must be/);
+      writeFileSync(file, JSON.stringify({ ...good, replication_factor: 64 }));
+      assert.equal(backups.manifest("b1").replication_factor, 64, "the bound itself is valid");
+    } finally {
+      await store.close({ snapshot: false });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -37,8 +37,10 @@
  * index has an entry; an id with no entry was never written (or was forgotten): version 0.
  * Records are applied in WAL order, which makes replay deterministic, by this rule:
  *
- * - a put, delete or copied entry applies only when its version is above the held one (version
- *   0, from records written before versions existed, applies unconditionally);
+ * - a put, delete or copied entry applies only when its version is above the held one, or equal
+ *   to it when the entry is a delete and the held one a live point (a delete beats a put at equal
+ *   versions: common/version.ts `supersedes`, the rule anti-entropy follows too); version 0, from
+ *   records written before versions existed, applies unconditionally;
  * - a delete that applies removes the point from the index (when there) and leaves a tombstone;
  * - forget(id, v) removes the entry (point or tombstone, leaving nothing) when the held version
  *   is at most v;
@@ -117,7 +119,7 @@ import {
   type WrittenSnapshot,
 } from "./snapshot.ts";
 import { diskFullCode, DiskFullError } from "../io/disk_full.ts";
-import { isVersion, VERSION_MAX, VersionClock } from "../common/version.ts";
+import { isVersion, supersedes, VERSION_MAX, VersionClock } from "../common/version.ts";
 import { PayloadStore, PayloadTableError } from "./payload_store.ts";
 import { type RootDigest, UnitDigest } from "../common/digest.ts";
 import { PAYLOAD_BYTES_MAX, PAYLOAD_INDEXES_MAX } from "../common/limits.ts";
@@ -392,8 +394,9 @@ export function validateVersion(version: number, field: string, min: number): nu
  * The apply rule of the module comment: whether a write at `version` applies over `held` (the
  * table's value for the id: undefined when none, negative for a tombstone).
  */
-function applies(version: number, held: number | undefined): boolean {
-  return version === 0 || held === undefined || version > Math.abs(held);
+function applies(version: number, deleted: boolean, held: number | undefined): boolean {
+  return version === 0 || held === undefined ||
+    supersedes(version, deleted, Math.abs(held), held < 0);
 }
 
 /**
@@ -412,6 +415,13 @@ class PointTable {
   /** Point ids ↔ pids (empty while every id is a uint32 one). */
   readonly keys = new KeyTable();
   tombstones = 0;
+  /**
+   * A lower bound of every held tombstone's version (Infinity: none held): lowered by each
+   * tombstone stored, raised only by a full walk of {@link Collection.expiredTombstones}. While
+   * a collection cutoff is at or below it no tombstone can be expired, so the periodic
+   * collection skips the O(n) walk (8 bytes, not per entry).
+   */
+  tombstoneMin = Infinity;
   /**
    * The digest of every entry (common/digest.ts), kept current by put, delete and forget (O(1)
    * each); rebuilt once at open ({@link rebuildDigest}) since snapshot loads fill the version
@@ -509,7 +519,7 @@ class PointTable {
   ): boolean {
     const found = this.keys.lookup(key);
     const held = found < 0 ? undefined : this.versions.get(found);
-    if (!applies(version, held)) return false;
+    if (!applies(version, false, held)) return false;
     const id = found >= 0 ? found : this.keys.assign(key, this.inUse);
     this.index.add(id, vector);
     this.unindex(id);
@@ -526,7 +536,7 @@ class PointTable {
   delete(key: PointId, version: number): { applied: boolean; removed: boolean } {
     const found = this.keys.lookup(key);
     const held = found < 0 ? undefined : this.versions.get(found);
-    if (!applies(version, held)) return { applied: false, removed: false };
+    if (!applies(version, true, held)) return { applied: false, removed: false };
     if (found < 0 && version === 0) return { applied: true, removed: false }; // nothing held
     const id = found >= 0 ? found : this.keys.assign(key, this.inUse);
     const removed = this.index.delete(id);
@@ -541,6 +551,7 @@ class PointTable {
       this.versions.set(id, -version);
       this.digest.add(key, version, true);
       this.tombstones++;
+      if (version < this.tombstoneMin) this.tombstoneMin = version;
     }
     return { applied: true, removed };
   }
@@ -705,8 +716,10 @@ class PointTable {
       }
       this.versions.set(id, tomb ? -v : v);
       this.clock.observe(v);
-      if (tomb) this.tombstones++;
-      else live++;
+      if (tomb) {
+        this.tombstones++;
+        if (v < this.tombstoneMin) this.tombstoneMin = v;
+      } else live++;
     }
     if (live !== this.index.count) {
       fail(`${live} live entries, but the index holds ${this.index.count} points`);
@@ -1142,7 +1155,8 @@ export class Collection {
     const fresh: number[] = [];
     let live = 0;
     for (let i = 0; i < n; i++) {
-      if (!applies(entries[i].version, this.table.held(canonicalId(entries[i].id)))) continue;
+      const held = this.table.held(canonicalId(entries[i].id));
+      if (!applies(entries[i].version, entries[i].deleted, held)) continue;
       fresh.push(i);
       if (!entries[i].deleted) live++;
     }
@@ -1566,18 +1580,29 @@ export class Collection {
   /**
    * Up to `max` tombstones whose delete version is below `before` (what tombstone collection
    * forgets, see src/node/tombstone_gc.ts), with their versions: one pass over the version
-   * table, none when the collection holds no tombstone.
+   * table, none when the collection holds no tombstone or none older than `before` can be held
+   * (the table's lower bound of tombstone versions, which each pass makes exact again: a
+   * collection ticking every minute walks the table only when some tombstone is due, not on
+   * every tick while recent ones wait).
    */
   expiredTombstones(before: number, max: number): { ids: PointId[]; versions: number[] } {
     const ids: PointId[] = [];
     const versions: number[] = [];
-    if (this.table.tombstones === 0 || max < 1) return { ids, versions };
-    this.table.versions.forEach((held, pid) => {
-      if (ids.length < max && held < 0 && -held < before) {
-        ids.push(this.table.keys.keyOf(pid));
+    const t = this.table;
+    if (t.tombstones === 0) t.tombstoneMin = Infinity;
+    if (t.tombstones === 0 || max < 1 || before <= t.tombstoneMin) return { ids, versions };
+    // The bound becomes the least version seen, returned ones included: they stay held until
+    // forgotten (a failed FORGET keeps them), and the next pass drops them from the bound.
+    let least = Infinity;
+    t.versions.forEach((held, pid) => {
+      if (held >= 0) return;
+      if (-held < least) least = -held;
+      if (ids.length < max && -held < before) {
+        ids.push(t.keys.keyOf(pid));
         versions.push(-held);
       }
     });
+    t.tombstoneMin = least;
     return { ids, versions };
   }
 

@@ -633,3 +633,85 @@ Deno.test("collection: a missing newest WAL segment refuses to open, naming it",
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+Deno.test("collection: at equal versions a delete beats a put, in any order, live, copied and replayed", async () => {
+  const root = tempDir();
+  try {
+    const dir = join(root, "c");
+    const c = await Collection.create(dir, { name: "c", ...small }, quiet);
+    await c.put(1, [1, 1], 500);
+    assert.equal((await c.delete(1, 500)).applied, true, "the delete beats the put");
+    await c.put(1, [2, 2], 500);
+    assert.equal(c.getEntry(1).deleted, true, "the put does not undo the delete");
+    await c.delete(2, 600);
+    await c.put(2, [2, 2], 600);
+    assert.equal(c.getEntry(2).deleted, true);
+    await c.put(3, [3, 3], 700);
+    const r = await c.copy([
+      { id: 3, version: 700, deleted: true },
+      { id: 1, version: 500, deleted: false, vector: [5, 5] },
+    ]);
+    assert.deepEqual([r.applied, r.skipped], [1, 1]);
+    assert.equal(c.getEntry(3).deleted, true, "a copied tombstone beats the put");
+    assert.equal(c.count(), 0);
+    await c.close({ snapshot: false });
+    const d = await Collection.open(dir, quiet);
+    try {
+      for (const id of [1, 2, 3]) assert.equal(d.getEntry(id).deleted, true, `id ${id} replayed`);
+      assert.equal(d.count(), 0);
+    } finally {
+      await d.close({ snapshot: false });
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: expiredTombstones walks the table only when a tombstone can be due", async () => {
+  const root = tempDir();
+  try {
+    const dir = join(root, "c");
+    const c = await Collection.create(dir, { name: "c", ...small }, quiet);
+    await c.putBatch(Array.from({ length: 2000 }, (_, i) => ({ id: i, vector: [i, 1] })), 100);
+    await c.delete(5, 1000);
+    await c.delete(6, 3000);
+    // Count the walks of the version table (a white-box spy on the table's iteration).
+    const versions =
+      (c as unknown as { table: { versions: { forEach: (...a: unknown[]) => void } } })
+        .table.versions;
+    const walk = versions.forEach.bind(versions);
+    let walks = 0;
+    versions.forEach = (...a: unknown[]) => {
+      walks++;
+      walk(...(a as Parameters<typeof walk>));
+    };
+    assert.deepEqual(c.expiredTombstones(1000, 10).ids, [], "none below 1000");
+    assert.equal(walks, 0, "the bound (1000) says none is due: no walk");
+    assert.deepEqual(c.expiredTombstones(2000, 10), { ids: [5], versions: [1000] });
+    assert.equal(walks, 1);
+    assert.deepEqual(c.expiredTombstones(2000, 10).ids, [5], "not yet forgotten: still due");
+    assert.equal(walks, 2);
+    await c.forget([5], [1000]);
+    assert.deepEqual(c.expiredTombstones(2000, 10).ids, []);
+    assert.equal(walks, 3, "one walk makes the bound exact again (3000)");
+    assert.deepEqual(c.expiredTombstones(2500, 10).ids, []);
+    assert.equal(walks, 3, "no walk while the cutoff is at or below 3000");
+    await c.delete(7, 200); // an older delete (a copied tombstone, say) lowers the bound
+    assert.deepEqual(c.expiredTombstones(2500, 10), { ids: [7], versions: [200] });
+    assert.equal(walks, 4);
+    await c.close({ snapshot: true });
+    const d = await Collection.open(dir, quiet);
+    try {
+      assert.deepEqual(
+        d.expiredTombstones(2500, 10),
+        { ids: [7], versions: [200] },
+        "the bound is rebuilt at load",
+      );
+      assert.deepEqual(d.expiredTombstones(4000, 10).ids.length, 2);
+    } finally {
+      await d.close({ snapshot: false });
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

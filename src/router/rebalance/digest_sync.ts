@@ -38,6 +38,7 @@ import { differingBuckets, DIGEST_BUCKETS } from "../../common/digest.ts";
 import { bucketOf } from "../../common/digest.ts";
 import { idsToWire, idToWire, type PointId } from "../../common/point_id.ts";
 import { SCAN_LIMIT_MAX } from "../../common/limits.ts";
+import { supersedes } from "../../common/version.ts";
 import type { TransferClient } from "../../api/transfer.ts";
 
 /** An entry as BucketEntries lists it and CopyBatch takes it. */
@@ -283,8 +284,10 @@ export async function syncShard(
         m.set(e.id, { version: e.version, deleted: e.deleted });
       });
     }
-    // Decide: per id, the newest version among the representatives of its bucket; every
-    // replica whose group holds less gets it. Tombstones go from the keys; puts are fetched.
+    // Decide: per id, the newest version among the representatives of its bucket (a delete
+    // beats a put at equal versions: common/version.ts `supersedes`, the rule the nodes apply
+    // copies by, so replicas with one version and different flags converge); every replica
+    // whose group holds less gets it. Tombstones go from the keys; puts are fetched.
     const tombs = new Map<string, DigestEntry[]>();
     const fetch = new Map<number, Map<PointId, string[]>>(); // source rep → id → targets
     const ids = new Set<PointId>();
@@ -295,7 +298,7 @@ export async function syncShard(
       for (let j = 0; j < nodes.length; j++) {
         if (repOf(j, k) !== j) continue;
         const h = held.get(j)?.get(id);
-        if (h !== undefined && h.version > best) {
+        if (h !== undefined && supersedes(h.version, h.deleted, best, deleted)) {
           best = h.version;
           src = j;
           deleted = h.deleted;
@@ -307,7 +310,9 @@ export async function syncShard(
         const r = repOf(j, k);
         if (!held.has(r)) continue; // its group's representative failed: not known
         const h = held.get(r)!.get(id);
-        if (h === undefined || h.version < best) targets.push(nodes[j]);
+        if (h === undefined || supersedes(best, deleted, h.version, h.deleted)) {
+          targets.push(nodes[j]);
+        }
       }
       if (targets.length === 0) continue;
       if (deleted) {

@@ -9,8 +9,9 @@ import {
 } from "./digest_sync.ts";
 import { bucketOf, rootBytes, UnitDigest } from "../../common/digest.ts";
 import { compareIds, type PointId } from "../../common/point_id.ts";
+import { supersedes } from "../../common/version.ts";
 
-/** A replica in memory, last-writer-wins by version, with a kept digest; counts its calls. */
+/** A replica in memory, last-writer-wins by version (`supersedes`, as a node), with a kept digest; counts its calls. */
 class FakeNode implements DigestPort {
   readonly entries = new Map<PointId, DigestEntry>();
   readonly d = new UnitDigest();
@@ -21,7 +22,9 @@ class FakeNode implements DigestPort {
 
   write(e: DigestEntry): boolean {
     const held = this.entries.get(e.id);
-    if (held !== undefined && held.version >= e.version) return false;
+    if (held !== undefined && !supersedes(e.version, e.deleted, held.version, held.deleted)) {
+      return false;
+    }
     if (held !== undefined) this.d.remove(held.id, held.version, held.deleted);
     this.entries.set(e.id, e);
     this.d.add(e.id, e.version, e.deleted);
@@ -191,4 +194,26 @@ Deno.test("digestRun: sums its shards' reports", async () => {
   assert.equal(run.buckets_differing, 1);
   assert.equal(run.entries_copied, 1);
   assert.equal(run.reports[1].entries_copied, 1);
+});
+
+Deno.test("syncShard: one id at one version, a put here and a delete there: the delete wins everywhere", async () => {
+  const nodes = cluster(3, 200);
+  const [a, b, c] = [nodes.get("n0")!, nodes.get("n1")!, nodes.get("n2")!];
+  for (const n of [a, b, c]) n.write(put(5000, 900));
+  b.write(tomb(5000, 900)); // equal version, other flag: a delete beats a put
+  assert.equal(b.entries.get(5000)!.deleted, true);
+  a.write(tomb(6000, 901)); // and the other way round: the put does not undo the delete
+  for (const n of [b, c]) n.write(put(6000, 901));
+  assert.equal(b.entries.get(6000)!.deleted, false);
+  const get = (n: string) => nodes.get(n) ?? null;
+  const r = await syncShard(get, "c", 0, ["n0", "n1", "n2"]);
+  assert.equal(r.converged, true, JSON.stringify(r));
+  for (const n of [a, b, c]) {
+    assert.equal(n.entries.get(5000)!.deleted, true);
+    assert.equal(n.entries.get(6000)!.deleted, true);
+  }
+  assert.equal(state(a), state(b));
+  assert.equal(state(a), state(c));
+  const again = await syncShard(get, "c", 0, ["n0", "n1", "n2"]);
+  assert.equal(again.equal, true, "the next run finds the replicas equal");
 });
