@@ -25,8 +25,8 @@
  * Versions (see "Versions" in proto/vector_db.proto): Put, PutBatch and Delete take the
  * request's `version` (a uint64 decimal string; above 2^53 - 1 is INVALID_ARGUMENT) or, when it
  * is 0, a stamp from the collection's clock, and answer with the version used. The collection
- * applies a write only when its version is above the one it holds for the id (last writer
- * wins); a write that loses is still logged and acknowledged. Get answers with the id's version
+ * applies a write only when its version is above the one it holds for the id, or equal to it
+ * for a delete over a put (last writer wins; `supersedes` in common/version.ts); a write that loses is still logged and acknowledged. Get answers with the id's version
  * and whether its last write was a delete.
  *
  * @module
