@@ -69,7 +69,7 @@ import type {
   ValidFieldIndex,
   ValidGetBatch,
 } from "../api/points_read.ts";
-import { BATCH_POINTS_MAX } from "../common/limits.ts";
+import { BATCH_POINTS_MAX, DEFAULT_COLLECTION } from "../common/limits.ts";
 import { Catalog } from "./catalog.ts";
 import type { Placement, ShardLayout } from "../cluster/placement.ts";
 
@@ -279,6 +279,26 @@ export class RouterCore {
   }
 
   /**
+   * The layout a WRITE of `collection` is routed with: {@link layout}'s, but never a guess for
+   * a collection no node reported (it may exist with more shards on nodes the lookup missed, or
+   * be created through another router a moment later: points routed under a guessed layout
+   * would land on replicas that do not own them). The implicit default collection, which nodes
+   * make on its first Put, is the one collection written with the pre-shard layout unseen.
+   * NOT_FOUND naming the collection otherwise, as the nodes answer; a name looked up in vain
+   * less than {@link LAYOUT_MISS_TTL_MS} ago is not looked up again.
+   */
+  async writeLayout(collection: string): Promise<ShardLayout> {
+    const layout = await this.layout(collection);
+    if (this.catalog.get(collection) !== undefined) return layout;
+    // No storage node: routable() answers UNAVAILABLE, which says more than NOT_FOUND.
+    if (collection === DEFAULT_COLLECTION || this.#view.nodes.length === 0) return layout;
+    throw new RouterStatusError(
+      grpc.status.NOT_FOUND,
+      `Collection "${collection}" does not exist (no storage node reported it)`,
+    );
+  }
+
+  /**
    * One ListCollections of the ring's nodes into the catalog (concurrent callers share it);
    * resolves with whether some node answered.
    */
@@ -352,9 +372,15 @@ export class RouterCore {
    * so it counts itself in flight on the ring it plans on before anything else awaits
    * (rebalancing drains writes planned on older rings).
    */
-  #withLayout<T>(collection: string, fn: (layout: ShardLayout) => Promise<T>): Promise<T> {
+  #withLayout<T>(
+    collection: string,
+    fn: (layout: ShardLayout) => Promise<T>,
+    write = false,
+  ): Promise<T> {
     const known = this.catalog.get(collection);
-    if (known === undefined) return this.layout(collection).then(fn);
+    if (known === undefined) {
+      return (write ? this.writeLayout(collection) : this.layout(collection)).then(fn);
+    }
     try {
       return fn(known);
     } catch (e) {
@@ -366,21 +392,21 @@ export class RouterCore {
     return this.#withLayout(v.collection, (layout) => {
       const view = this.routable();
       return this.writes.counted(view, () => this.replication.put(view, layout, v));
-    });
+    }, true);
   }
 
   putBatch(v: ValidPutBatch): Promise<ResponseOf<"PutBatch">> {
     return this.#withLayout(v.collection, (layout) => {
       const view = this.routable();
       return this.writes.counted(view, () => this.replication.putBatch(view, layout, v));
-    });
+    }, true);
   }
 
   delete(v: ValidPointRef): Promise<ResponseOf<"Delete">> {
     return this.#withLayout(v.collection, (layout) => {
       const view = this.routable();
       return this.writes.counted(view, () => this.replication.delete(view, layout, v));
-    });
+    }, true);
   }
 
   get(v: ValidPointRef): Promise<ResponseOf<"Get">> {
@@ -463,7 +489,7 @@ export class RouterCore {
     return this.#withLayout(v.collection, (layout) => {
       const view = this.routable();
       return this.writes.counted(view, () => this.replication.deleteBatch(view, layout, v));
-    });
+    }, true);
   }
 
   /**
@@ -472,7 +498,7 @@ export class RouterCore {
    * A failed chunk fails the call; the chunks before it stay deleted (a retry deletes the rest).
    */
   async deleteByFilter(v: ValidDeleteByFilter): Promise<ResponseOf<"DeleteByFilter">> {
-    const layout = await this.layout(v.collection);
+    const layout = await this.writeLayout(v.collection);
     const view = this.routable();
     const version = this.replication.stamp(v.version);
     let deleted = 0;

@@ -11,6 +11,7 @@ import {
   validatePointRef,
   validatePutRequest,
 } from "../../src/api/validate.ts";
+import * as grpc from "@grpc/grpc-js";
 import { RouterStatusError } from "../../src/router/node_port.ts";
 import { LAYOUT_MISS_TTL_MS } from "../../src/router/core.ts";
 import { simRouterCore, type World } from "./router_world.ts";
@@ -154,5 +155,32 @@ Deno.test("router catalog: a pre-shard collection's points on hash-ring owners s
   for (const a of core.view.placement.owners("c", legacy, id)) {
     assert.equal(world.nodes.get(a)!.data.get(id)?.version, 5, `repaired onto ${a}`);
   }
+  await core.stop();
+});
+
+Deno.test("router catalog: a write to a collection no node reported is NOT_FOUND, never routed by a guess", async () => {
+  const { world, core } = await simRouterCore(16, 0, { shard_number: 4, replication_factor: 2 });
+  await world.run(world.clock.now_ms + 1_000); // the start-up refresh
+  const isNotFound = (e: unknown) =>
+    e instanceof RouterStatusError && e.code === grpc.status.NOT_FOUND &&
+    /Collection "nope"/.test(e.message);
+  await assert.rejects(
+    settle(world, core.put(validatePutRequest({ id: 1, vector: [1, 0], collection: "nope" }))),
+    isNotFound,
+  );
+  // Again within the negative cache's time: still refused, not guessed.
+  await assert.rejects(
+    settle(world, core.delete(validatePointRef({ id: 1, collection: "nope" }))),
+    isNotFound,
+  );
+  for (const n of world.nodes.values()) assert.equal(n.data.has(1), false, "nothing written");
+  // The implicit default collection (made by its first Put on the nodes) is written unseen.
+  const put = await settle(
+    world,
+    core.put(validatePutRequest({ id: 2, vector: [2, 0], collection: "default" })),
+  );
+  assert.equal(put.ok, true);
+  // A read of an unknown collection is not refused here (the nodes answer for it).
+  await settle(world, core.get(validatePointRef({ id: 3, collection: "nope" })));
   await core.stop();
 });
