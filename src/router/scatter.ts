@@ -166,11 +166,25 @@ export class Scatter {
   async #targets(
     view: RingView,
     collection: string,
-  ): Promise<{ replicas: readonly (readonly string[])[]; send_shards: boolean }> {
+  ): Promise<{
+    replicas: readonly (readonly string[])[];
+    send_shards: boolean;
+    preferred?: (ReadonlySet<string> | null)[];
+  }> {
     const { layout, search_placement } = this.deps;
     if (layout === undefined) return { replicas: view.shards, send_shards: false };
     const placement = search_placement?.() ?? view.placement;
-    return { replicas: placement.shards(collection, await layout(collection)), send_shards: true };
+    const l = await layout(collection);
+    const replicas = placement.shards(collection, l);
+    if (placement === view.placement) return { replicas, send_shards: true };
+    // A move is unsettled: per shard, prefer the settled replicas that own it now too (they
+    // get every write; one the shard leaves misses those made since the move began).
+    const now = view.placement.shards(collection, l);
+    const preferred = replicas.map((r, s) => {
+      const both = new Set(r.filter((n) => now[s]?.includes(n)));
+      return both.size === 0 || both.size === r.length ? null : both;
+    });
+    return { replicas, send_shards: true, preferred };
   }
 
   /**
@@ -202,7 +216,7 @@ export class Scatter {
       this.#stats_view = view;
       stats.retain([...view.nodes, ...(this.deps.search_placement?.().members ?? [])]);
     }
-    const { replicas, send_shards } = await this.#targets(view, v.collection);
+    const { replicas, send_shards, preferred } = await this.#targets(view, v.collection);
     const now0 = clock.now_ms();
     const down = new Set<string>();
     for (const s of table.all()) if (!s.delivery.reachable) down.add(s.address);
@@ -216,6 +230,7 @@ export class Scatter {
       down,
       cost: (n) => stats.cost(n),
       turn: this.#turn++,
+      preferred,
     });
     plan.ranked.forEach((order) => {
       for (let i = 1; i < order.length; i++) if (!down.has(order[i])) stats.passedOver(order[i]);

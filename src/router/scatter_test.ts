@@ -502,3 +502,54 @@ Deno.test("Scatter.search: a NOT_FOUND reply is no latency sample", async () => 
   assert.equal(scatter.stats.get(a)!.samples, 0);
   assert.equal(scatter.stats.get(a)!.in_flight, 0);
 });
+
+Deno.test("Scatter.search during a move reads a shard's replicas that own it now too, the leaving one only as a fallback", async () => {
+  const clock = new ManualClock();
+  const layout = { shard_number: 8, replication_factor: 2 };
+  const settled = new Placement(NODES);
+  const grown = [...NODES, "n4:1"];
+  const view = makeView(grown, 2);
+  const before = settled.shards("c", layout);
+  const after = view.placement.shards("c", layout);
+  // Shards that keep one replica and lose the other: a search must read the one kept.
+  const moving = before.map((r, s) => r.filter((n) => after[s].includes(n)))
+    .map((kept, s) => (kept.length === 1 ? s : -1)).filter((s) => s >= 0);
+  assert.ok(moving.length > 0, `no shard keeps exactly one replica: ${JSON.stringify(after)}`);
+  const holds = new Map<string, number[]>();
+  before.forEach((r, s) => {
+    for (const n of r) holds.set(n, [...(holds.get(n) ?? []), s]);
+  });
+  const nodes = new FakeNodes(holds, layout.shard_number);
+  const table = new NodeTable({
+    openHints: () => Promise.reject(new Error("no hints here")),
+    clock,
+    log: () => {},
+    background: new Background(() => {}),
+    retry_interval_ms: 100,
+  });
+  const scatter = new Scatter({
+    nodes,
+    table,
+    retry_timeout_ms: 500,
+    clock,
+    layout: () => Promise.resolve(layout),
+    search_placement: () => settled,
+  });
+  for (let i = 0; i < 20; i++) {
+    const r = await scatter.search(view, query);
+    assert.deepEqual(r.results.map((x) => x.id), top5);
+  }
+  for (const s of moving) {
+    const readers = new Set(
+      nodes.calls.filter((c) => c.request.shards!.includes(s)).map((c) => c.node),
+    );
+    const kept = before[s].filter((n) => after[s].includes(n));
+    assert.deepEqual([...readers], kept, `shard ${s} read from ${[...readers]}, kept ${kept}`);
+  }
+  // The kept replica down: the leaving one answers (a fallback, not a gap).
+  const s0 = moving[0];
+  const kept = before[s0].find((n) => after[s0].includes(n))!;
+  nodes.mode.set(kept, "fail");
+  const r = await scatter.search(view, { ...query, k: 30 });
+  assert.equal(r.partial, false);
+});
