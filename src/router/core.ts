@@ -634,6 +634,9 @@ export class RouterCore {
       else this.catalog.set(v.name, this.catalog.legacy);
     }
     this.#misses.delete(v.name);
+    // Another router may have created it at once with another layout (a different ring size):
+    // a refresh compares what the nodes now report and refuses writes if they disagree.
+    this.background.track("catalog refresh", this.#refreshCatalog());
     return answer;
   }
 

@@ -248,3 +248,25 @@ Deno.test("router catalog: nodes reporting two layouts for one collection: write
   assert.deepEqual(core.layoutConflicts(), []);
   await core.stop();
 });
+
+Deno.test("router catalog: after a creation, nodes that kept another router's layout are found out", async () => {
+  const { world, core } = await simRouterCore(19, 0, { shard_number: 4, replication_factor: 2 });
+  await world.run(world.clock.now_ms + 1_000); // the start-up refresh
+  // Another router (a ring of 5) created "d" on one node first; that node keeps its layout.
+  const [a] = [...world.nodes.values()];
+  a.created.set("d", { name: "d", dimension: 2, shard_number: 5, replication_factor: 2 });
+  // (A simulated node does not compare layouts: it answers created:false.)
+  await settle(
+    world,
+    core.createCollection(
+      validateCreateCollectionRequest({ name: "d", dimension: 2, shard_number: 3 }),
+    ),
+  );
+  await world.run(world.clock.now_ms + 1_000);
+  assert.equal(core.layoutConflicts().length, 1, "the refresh after the creation saw both");
+  await assert.rejects(
+    settle(world, core.put(validatePutRequest({ id: 1, vector: [1, 0], collection: "d" }))),
+    (e: unknown) => e instanceof RouterStatusError && e.code === grpc.status.FAILED_PRECONDITION,
+  );
+  await core.stop();
+});
