@@ -146,6 +146,15 @@ function completable(
   return sum >= later * rf;
 }
 
+/**
+ * The replicas of point `id`'s shard in `shards`, a collection's replica lists as
+ * {@link Placement.shards} returns them (its length is the shard count). A request over many
+ * ids resolves `shards` once and calls this per id: no cache key is built per id.
+ */
+export function ownersIn(shards: readonly (readonly string[])[], id: PointId): readonly string[] {
+  return shards[shardOf(id, shards.length)];
+}
+
 /** One shard whose replica set differs between two placements. */
 export interface ShardMove {
   shard: number;

@@ -45,6 +45,7 @@ import {
   validatePutRequest,
   validateSearchRequest,
   ValidationError,
+  type ValidCollection,
 } from "../api/validate.ts";
 import {
   resolveCollection,
@@ -395,17 +396,10 @@ export function nodeHandlers(
       } catch (e) {
         if (!(e instanceof CollectionExistsError)) throw e;
         const existing = store.list().find((c) => c.name === v.name);
-        const same = existing !== undefined && existing.config.dimension === v.dimension &&
-          existing.shard_number === (v.shard_number ?? 1) &&
-          existing.replication_factor === (v.replication_factor ?? 0) &&
-          existing.config.metric === v.metric && existing.config.m === v.m &&
-          existing.config.ef_construction === v.ef_construction &&
-          (existing.config.quantization ?? "none") === (v.quantization ?? "none") &&
-          (existing.config.rescore ?? 0) === (v.rescore ?? 0);
-        if (!same) {
-          throw new CollectionExistsError(v.name);
-        }
-        return { created: false, collection: info(existing!) };
+        if (existing === undefined) throw e;
+        const difference = createDifference(existing, v);
+        if (difference !== null) throw new CollectionExistsError(v.name, difference);
+        return { created: false, collection: info(existing) };
       }
     }),
     DropCollection: guard.wrap("DropCollection", async (req) => {
@@ -600,4 +594,36 @@ export function nodeHandlers(
           })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
       })),
   };
+}
+
+/**
+ * How a CreateCollection request differs from the existing collection of its name, or null
+ * when it asks for what exists: a client re-issuing its create (create-if-absent) is no error.
+ * shard_number and replication_factor are compared only when the request sets them (0 means
+ * "any": a router fills in the layout it learned from the nodes), and replication_factor not
+ * against a collection that stored none (made before shards, or without one).
+ */
+export function createDifference(
+  existing: Pick<ShardedCollection, "config" | "shard_number" | "replication_factor">,
+  v: ValidCollection,
+): string | null {
+  const c = existing.config;
+  const pairs: [string, unknown, unknown][] = [
+    ["dimension", c.dimension, v.dimension],
+    ["metric", c.metric, v.metric],
+    ["m", c.m, v.m],
+    ["ef_construction", c.ef_construction, v.ef_construction],
+    ["quantization", c.quantization ?? "none", v.quantization ?? "none"],
+    ["rescore", c.rescore ?? 0, v.rescore ?? 0],
+  ];
+  if (v.shard_number !== undefined) {
+    pairs.push(["shard_number", existing.shard_number, v.shard_number]);
+  }
+  if (v.replication_factor !== undefined && existing.replication_factor !== 0) {
+    pairs.push(["replication_factor", existing.replication_factor, v.replication_factor]);
+  }
+  for (const [field, has, asked] of pairs) {
+    if (has !== asked) return `with ${field} ${has}; the request asks ${asked}`;
+  }
+  return null;
 }

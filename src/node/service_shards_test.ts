@@ -49,7 +49,24 @@ Deno.test("node service: a collection's shard_number and replication_factor, sto
     await rejectsWith(
       api("CreateCollection", { name: "s", dimension: 2, shard_number: 4 }),
       grpc.status.ALREADY_EXISTS,
-      /"s" already exists/,
+      /"s" already exists with shard_number 3; the request asks 4/,
+    );
+    await rejectsWith(
+      api("CreateCollection", { name: "s", dimension: 2, shard_number: 3, replication_factor: 3 }),
+      grpc.status.ALREADY_EXISTS,
+      /replication_factor 2; the request asks 3/,
+    );
+    // Fields the request leaves at 0 are not compared (create-if-absent re-issued).
+    const unset = await api("CreateCollection", { name: "s", dimension: 2 });
+    assert.equal(unset.created, false);
+    assert.equal(unset.collection.shard_number, 3);
+    // A collection that stored no replication factor takes any.
+    const any = await api("CreateCollection", { name: "p", dimension: 2, replication_factor: 3 });
+    assert.equal(any.created, false);
+    await rejectsWith(
+      api("CreateCollection", { name: "p", dimension: 3 }),
+      grpc.status.ALREADY_EXISTS,
+      /with dimension 2; the request asks 3/,
     );
     await rejectsWith(
       api("CreateCollection", { name: "x", dimension: 2, shard_number: 257 }),

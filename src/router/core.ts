@@ -69,7 +69,7 @@ import type {
   ValidFieldIndex,
   ValidGetBatch,
 } from "../api/points_read.ts";
-import { BATCH_POINTS_MAX } from "../common/limits.ts";
+import { BATCH_POINTS_MAX, DEFAULT_COLLECTION } from "../common/limits.ts";
 import { Catalog } from "./catalog.ts";
 import type { Placement, ShardLayout } from "../cluster/placement.ts";
 
@@ -159,6 +159,14 @@ export class RouterCore {
   #refreshing: Promise<boolean> | null = null;
   /** Collections no node reported at the last refresh, until when (clock ms). */
   readonly #misses = new Map<string, number>();
+  /**
+   * Collections whose nodes reported two different layouts at the last catalog refresh (two
+   * routers with different ring sizes created it at once: each node kept the first creation it
+   * got), with the message naming both. Writes to them are refused with FAILED_PRECONDITION
+   * (routed by either layout, points would land on replicas that the other nodes' shards do
+   * not own) until a refresh finds the nodes agreeing, or the collection is dropped.
+   */
+  readonly #conflicts = new Map<string, string>();
 
   constructor(readonly options: RouterCoreOptions) {
     const log = options.log;
@@ -279,6 +287,40 @@ export class RouterCore {
   }
 
   /**
+   * The layout a WRITE of `collection` is routed with: {@link layout}'s, but never a guess for
+   * a collection no node reported (it may exist with more shards on nodes the lookup missed, or
+   * be created through another router a moment later: points routed under a guessed layout
+   * would land on replicas that do not own them). The implicit default collection, which nodes
+   * make on its first Put, is the one collection written with the pre-shard layout unseen.
+   * NOT_FOUND naming the collection otherwise, as the nodes answer; a name looked up in vain
+   * less than {@link LAYOUT_MISS_TTL_MS} ago is not looked up again.
+   */
+  async writeLayout(collection: string): Promise<ShardLayout> {
+    const layout = await this.layout(collection);
+    this.#checkConflict(collection);
+    if (this.catalog.get(collection) !== undefined) return layout;
+    // No storage node: routable() answers UNAVAILABLE, which says more than NOT_FOUND.
+    if (collection === DEFAULT_COLLECTION || this.#view.nodes.length === 0) return layout;
+    throw new RouterStatusError(
+      grpc.status.NOT_FOUND,
+      `Collection "${collection}" does not exist (no storage node reported it)`,
+    );
+  }
+
+  /** The collections whose nodes disagree on their layout, each with its message (sorted). */
+  layoutConflicts(): string[] {
+    return [...this.#conflicts.values()].sort();
+  }
+
+  /** FAILED_PRECONDITION when `collection`'s nodes disagree on its layout (see #conflicts). */
+  #checkConflict(collection: string): void {
+    const conflict = this.#conflicts.get(collection);
+    if (conflict !== undefined) {
+      throw new RouterStatusError(grpc.status.FAILED_PRECONDITION, conflict);
+    }
+  }
+
+  /**
    * One ListCollections of the ring's nodes into the catalog (concurrent callers share it);
    * resolves with whether some node answered.
    */
@@ -293,10 +335,36 @@ export class RouterCore {
       ),
     ).then((settled) => {
       let answered = false;
-      for (const s of settled) {
-        if (s.status !== "fulfilled") continue;
+      const seen = new Map<string, { node: string; layout: ShardLayout }>();
+      const conflicts = new Map<string, string>();
+      settled.forEach((s, i) => {
+        if (s.status !== "fulfilled") return;
         answered = true;
         this.#learn(s.value.collections);
+        for (const c of s.value.collections) {
+          if ((c.shard_number ?? 0) < 1) continue;
+          const layout = this.catalog.layoutOf(c);
+          const first = seen.get(c.name);
+          if (first === undefined) seen.set(c.name, { node: nodes[i], layout });
+          else if (!conflicts.has(c.name) && !sameLayout(first.layout, layout)) {
+            conflicts.set(
+              c.name,
+              `Collection "${c.name}" has two layouts: node ${first.node} reports ` +
+                `${describeLayout(first.layout)}, node ${nodes[i]} ${describeLayout(layout)} ` +
+                "(created at once through routers with different ring sizes?); writes to it " +
+                "are refused until it is dropped and created again",
+            );
+          }
+        }
+      });
+      for (const name of seen.keys()) {
+        const conflict = conflicts.get(name);
+        if (conflict === undefined) this.#conflicts.delete(name);
+        else {
+          if (this.#conflicts.get(name) !== conflict) this.options.log(`ERROR ${conflict}`);
+          if (this.#conflicts.size >= LAYOUT_MISSES_MAX) this.#conflicts.clear();
+          this.#conflicts.set(name, conflict);
+        }
       }
       return answered;
     }).finally(() => {
@@ -352,10 +420,17 @@ export class RouterCore {
    * so it counts itself in flight on the ring it plans on before anything else awaits
    * (rebalancing drains writes planned on older rings).
    */
-  #withLayout<T>(collection: string, fn: (layout: ShardLayout) => Promise<T>): Promise<T> {
+  #withLayout<T>(
+    collection: string,
+    fn: (layout: ShardLayout) => Promise<T>,
+    write = false,
+  ): Promise<T> {
     const known = this.catalog.get(collection);
-    if (known === undefined) return this.layout(collection).then(fn);
+    if (known === undefined) {
+      return (write ? this.writeLayout(collection) : this.layout(collection)).then(fn);
+    }
     try {
+      if (write) this.#checkConflict(collection);
       return fn(known);
     } catch (e) {
       return Promise.reject(e);
@@ -366,21 +441,21 @@ export class RouterCore {
     return this.#withLayout(v.collection, (layout) => {
       const view = this.routable();
       return this.writes.counted(view, () => this.replication.put(view, layout, v));
-    });
+    }, true);
   }
 
   putBatch(v: ValidPutBatch): Promise<ResponseOf<"PutBatch">> {
     return this.#withLayout(v.collection, (layout) => {
       const view = this.routable();
       return this.writes.counted(view, () => this.replication.putBatch(view, layout, v));
-    });
+    }, true);
   }
 
   delete(v: ValidPointRef): Promise<ResponseOf<"Delete">> {
     return this.#withLayout(v.collection, (layout) => {
       const view = this.routable();
       return this.writes.counted(view, () => this.replication.delete(view, layout, v));
-    });
+    }, true);
   }
 
   get(v: ValidPointRef): Promise<ResponseOf<"Get">> {
@@ -463,7 +538,7 @@ export class RouterCore {
     return this.#withLayout(v.collection, (layout) => {
       const view = this.routable();
       return this.writes.counted(view, () => this.replication.deleteBatch(view, layout, v));
-    });
+    }, true);
   }
 
   /**
@@ -472,7 +547,7 @@ export class RouterCore {
    * A failed chunk fails the call; the chunks before it stay deleted (a retry deletes the rest).
    */
   async deleteByFilter(v: ValidDeleteByFilter): Promise<ResponseOf<"DeleteByFilter">> {
-    const layout = await this.layout(v.collection);
+    const layout = await this.writeLayout(v.collection);
     const view = this.routable();
     const version = this.replication.stamp(v.version);
     let deleted = 0;
@@ -527,6 +602,19 @@ export class RouterCore {
   async createCollection(v: ValidCollection): Promise<ResponseOf<"CreateCollection">> {
     const nodes = this.routable().nodes;
     const before = this.catalog.get(v.name);
+    // Create-if-absent re-issued (after the ring grew, or through a router with another
+    // --replication-factor): what the client left unset is what the nodes report, so they
+    // answer created:false rather than ALREADY_EXISTS for a layout the client never asked.
+    if (v.shard_number === undefined || v.replication_factor === undefined) {
+      const reported = await this.#reportedLayout(nodes, v.name);
+      if (reported !== undefined) {
+        v = {
+          ...v,
+          shard_number: v.shard_number ?? reported.shard_number,
+          replication_factor: v.replication_factor ?? reported.replication_factor,
+        };
+      }
+    }
     const filled = this.catalog.chooseForCreate(v, nodes.length);
     let answer: ResponseOf<"CreateCollection">;
     try {
@@ -546,13 +634,37 @@ export class RouterCore {
       else this.catalog.set(v.name, this.catalog.legacy);
     }
     this.#misses.delete(v.name);
+    // Another router may have created it at once with another layout (a different ring size):
+    // a refresh compares what the nodes now report and refuses writes if they disagree.
+    this.background.track("catalog refresh", this.#refreshCatalog());
     return answer;
+  }
+
+  /**
+   * The layout the first of `nodes` that has `name` reports (the pre-shard layout for a node
+   * that reports none); undefined when none answered with it.
+   */
+  async #reportedLayout(nodes: readonly string[], name: string): Promise<ShardLayout | undefined> {
+    const settled = await Promise.allSettled(
+      nodes.map((a) =>
+        this.options.nodes.call(a, "ListCollections", {}, {
+          timeout_ms: this.options.node_timeout_ms,
+        })
+      ),
+    );
+    for (const s of settled) {
+      if (s.status !== "fulfilled") continue;
+      const c = s.value.collections.find((c) => c.name === name);
+      if (c !== undefined) return this.catalog.layoutOf(c);
+    }
+    return undefined;
   }
 
   async dropCollection(name: string): Promise<ResponseOf<"DropCollection">> {
     this.recall?.forget(name);
     const answer = await this.replication.dropCollection(this.routable().nodes, name);
     this.catalog.drop(name);
+    this.#conflicts.delete(name);
     return answer;
   }
 
@@ -847,4 +959,12 @@ export class RouterCore {
       log(`node ${a} joined the ring: queued ${queued} collection creations for it`);
     }
   }
+}
+
+function sameLayout(a: ShardLayout, b: ShardLayout): boolean {
+  return a.shard_number === b.shard_number && a.replication_factor === b.replication_factor;
+}
+
+function describeLayout(l: ShardLayout): string {
+  return `shard_number ${l.shard_number} replication_factor ${l.replication_factor}`;
 }

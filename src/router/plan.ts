@@ -38,7 +38,7 @@
 
 import { type Consistency, CONSISTENCY_LEVELS } from "../common/limits.ts";
 import type { Point, SearchResult } from "../api/proto.ts";
-import type { Placement, ShardLayout } from "../cluster/placement.ts";
+import { ownersIn, type Placement, type ShardLayout } from "../cluster/placement.ts";
 import { compareIds, formatId, idFromWire, type PointId } from "../common/point_id.ts";
 
 /** Consistency when neither the request nor the router's flag names one. */
@@ -165,8 +165,10 @@ export function splitBatch(
   const per_owner = new Map<string, Point[]>();
   // Replica lists are shared per shard by the placement: the list itself is a cheap key.
   const sets = new Set<readonly string[]>();
+  // Resolved once per batch, not per point (Placement.shards builds a cache key per call).
+  const shards = placement.shards(collection, layout);
   for (const p of points) {
-    const owners = placement.owners(collection, layout, idFromWire(p.id, p.string_id));
+    const owners = ownersIn(shards, idFromWire(p.id, p.string_id));
     sets.add(owners);
     for (const o of owners) {
       let list = per_owner.get(o);

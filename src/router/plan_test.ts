@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Placement } from "../cluster/placement.ts";
+import { ownersIn, Placement } from "../cluster/placement.ts";
 import type { PointId } from "../common/point_id.ts";
 import {
   decideBatch,
@@ -15,6 +15,7 @@ import {
   searchTargets,
   splitBatch,
 } from "./plan.ts";
+import { splitIds } from "./points_batch.ts";
 
 /** Four shards of RF 2 of collection "c"; `owners(id, rf)` as the hash ring's was called. */
 const L = { shard_number: 4, replication_factor: 2 };
@@ -251,4 +252,25 @@ Deno.test("splitBatch places string and 64-bit ids as the ring does", () => {
   points.forEach((p, i) => {
     for (const o of ring.owners(ids[i], 2)) assert.ok(split.per_owner.get(o)!.includes(p));
   });
+});
+
+Deno.test("splitBatch and splitIds resolve the placement once per request, not per point", () => {
+  let calls = 0;
+  class Counting extends Placement {
+    override shards(collection: string, layout: typeof L) {
+      calls++;
+      return super.shards(collection, layout);
+    }
+  }
+  const p = new Counting(["n1", "n2", "n3"]);
+  const points = Array.from({ length: 1000 }, (_, i) => ({ id: i, vector: [i] }));
+  const split = splitBatch(p, "c", L, points);
+  assert.equal(calls, 1);
+  for (const [owner, list] of split.per_owner) {
+    for (const pt of list) assert.ok(p.owners("c", L, pt.id).includes(owner));
+  }
+  calls = 0;
+  splitIds(p, "c", L, points.map((pt) => pt.id));
+  assert.equal(calls, 1);
+  assert.deepEqual(ownersIn(p.shards("c", L), "doc-7"), p.owners("c", L, "doc-7"));
 });

@@ -14,7 +14,7 @@
 import type { PointRecord } from "../api/proto.ts";
 import type { RecordIds, WalRecord } from "../common/records.ts";
 import { idFromWire, isU32Id, type PointId } from "../common/point_id.ts";
-import type { Placement, ShardLayout } from "../cluster/placement.ts";
+import { ownersIn, type Placement, type ShardLayout } from "../cluster/placement.ts";
 import { distinctSets, newestRead, type ReadAnswer } from "./plan.ts";
 
 /** Ids split by owner: each owner's ids in request order, and the distinct owner lists. */
@@ -37,8 +37,10 @@ export function splitIds(
   const per_owner = new Map<string, PointId[]>();
   // Replica lists are shared per shard by the placement: the list itself is a cheap key.
   const sets = new Set<readonly string[]>();
+  // Resolved once per request, not per id (Placement.shards builds a cache key per call).
+  const shards = placement.shards(collection, layout);
   for (const id of ids) {
-    const owners = placement.owners(collection, layout, id);
+    const owners = ownersIn(shards, id);
     sets.add(owners);
     for (const o of owners) {
       let list = per_owner.get(o);

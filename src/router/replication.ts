@@ -84,7 +84,7 @@ import {
   type ValidGetBatch,
 } from "../api/points_read.ts";
 import type { RingView } from "./ring_view.ts";
-import type { ShardLayout } from "../cluster/placement.ts";
+import { ownersIn, type ShardLayout } from "../cluster/placement.ts";
 
 /** Read repairs in flight at once; beyond, a stale replica waits for anti-entropy. */
 export const READ_REPAIRS_MAX = 64;
@@ -319,7 +319,8 @@ export class Replication {
     v: WithPointIds<ValidGetBatch>,
   ): Promise<ResponseOf<"GetBatch">> {
     const { table, nodes } = this.deps;
-    const owners = (id: PointId) => view.placement.owners(v.collection, layout, id);
+    const shards = view.placement.shards(v.collection, layout);
+    const owners = (id: PointId) => ownersIn(shards, id);
     const unique = [...new Set(v.ids)];
     const per_node = new Map<string, PointId[]>();
     for (const id of unique) {

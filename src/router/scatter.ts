@@ -28,7 +28,8 @@ import {
   SYSTEM_CLOCK,
 } from "./node_port.ts";
 import type { NodeTable } from "./node_table.ts";
-import { mergeSearchResults } from "./plan.ts";
+import { mergeSearchResults, resultId } from "./plan.ts";
+import { shardOf } from "../common/shard.ts";
 import type { RingView } from "./ring_view.ts";
 import type { Placement, ShardLayout } from "../cluster/placement.ts";
 import { ReplicaStats } from "./replica_stats.ts";
@@ -165,11 +166,25 @@ export class Scatter {
   async #targets(
     view: RingView,
     collection: string,
-  ): Promise<{ replicas: readonly (readonly string[])[]; send_shards: boolean }> {
+  ): Promise<{
+    replicas: readonly (readonly string[])[];
+    send_shards: boolean;
+    preferred?: (ReadonlySet<string> | null)[];
+  }> {
     const { layout, search_placement } = this.deps;
     if (layout === undefined) return { replicas: view.shards, send_shards: false };
     const placement = search_placement?.() ?? view.placement;
-    return { replicas: placement.shards(collection, await layout(collection)), send_shards: true };
+    const l = await layout(collection);
+    const replicas = placement.shards(collection, l);
+    if (placement === view.placement) return { replicas, send_shards: true };
+    // A move is unsettled: per shard, prefer the settled replicas that own it now too (they
+    // get every write; one the shard leaves misses those made since the move began).
+    const now = view.placement.shards(collection, l);
+    const preferred = replicas.map((r, s) => {
+      const both = new Set(r.filter((n) => now[s]?.includes(n)));
+      return both.size === 0 || both.size === r.length ? null : both;
+    });
+    return { replicas, send_shards: true, preferred };
   }
 
   /**
@@ -201,7 +216,7 @@ export class Scatter {
       this.#stats_view = view;
       stats.retain([...view.nodes, ...(this.deps.search_placement?.().members ?? [])]);
     }
-    const { replicas, send_shards } = await this.#targets(view, v.collection);
+    const { replicas, send_shards, preferred } = await this.#targets(view, v.collection);
     const now0 = clock.now_ms();
     const down = new Set<string>();
     for (const s of table.all()) if (!s.delivery.reachable) down.add(s.address);
@@ -215,6 +230,7 @@ export class Scatter {
       down,
       cost: (n) => stats.cost(n),
       turn: this.#turn++,
+      preferred,
     });
     plan.ranked.forEach((order) => {
       for (let i = 1; i < order.length; i++) if (!down.has(order[i])) stats.passedOver(order[i]);
@@ -234,6 +250,8 @@ export class Scatter {
     const answered_shard: boolean[] = new Array(total).fill(false);
     let unanswered = total;
     const tried: Set<string>[] = replicas.map(() => new Set<string>());
+    /** Per shard, the replicas that answered NOT_FOUND for it (it is empty only when all did). */
+    const lacking: Set<string>[] = replicas.map(() => new Set<string>());
     const failed = new Set<string>();
     const asked = new Set<string>();
     const merged_from = new Set<string>();
@@ -289,15 +307,18 @@ export class Scatter {
       }
       reply.then(
         (value) => {
+          // Only a successful Search is a latency sample.
           stats.end(req.node, clock.now_ms() - call.started_ms, true, clock.now_ms(), !exact);
           if (counted) counts.shard_searches += this.#shardSearches(value, call, send_shards);
           queue.push({ call, ok: true, value });
           wake?.();
         },
         (reason) => {
+          // An error reply (NOT_FOUND, a verdict) is fast because nothing was searched: as a
+          // latency sample it would rank a node lacking the collection first everywhere.
           const transient = isTransient(reason);
           const took = clock.now_ms() - call.started_ms;
-          stats.end(req.node, took, !transient, clock.now_ms(), !exact);
+          stats.end(req.node, took, !transient, clock.now_ms(), false);
           queue.push({ call, ok: false, reason });
           wake?.();
         },
@@ -332,7 +353,14 @@ export class Scatter {
         unanswered -= fresh.length;
         if (call.hedge) counts.hedges_won++;
         merged_from.add(call.node);
-        lists.push(o.value.results);
+        // Some of its shards were answered first by another replica (a hedge): only the hits
+        // of the newly answered shards count, or one shard's hits would come from two
+        // replicas (one possibly stale: duplicates, deleted points back).
+        lists.push(
+          send_shards && fresh.length < call.shards.length
+            ? onlyShards(o.value.results, fresh, replicas.length)
+            : o.value.results,
+        );
         return;
       }
       const reason = o.reason;
@@ -347,16 +375,21 @@ export class Scatter {
         notFound ??= reason;
         const fresh = call.shards.filter((s) => !answered_shard[s]);
         // Asked for shards, the node may lack one it is about to receive (a move): their next
-        // replicas are asked. A shard none of whose replicas has it is answered, with nothing
-        // (the collection does not exist, or not yet everywhere).
+        // replicas believed up are asked; a shard with none left stays unanswered, so the last
+        // round asks its replicas believed down. A shard is answered with nothing only when
+        // every one of its replicas answered NOT_FOUND (the collection does not exist, or not
+        // yet anywhere).
         let empty = fresh;
         if (send_shards) {
+          for (const s of fresh) lacking[s].add(call.node);
           const avoid = new Set([...down, ...failed]);
           const retry = fresh.filter((s) =>
             nextReplica(plan.ranked[s], tried[s], avoid) !== undefined
           );
           if (retry.length > 0) counts.retries += resend(retry, false);
-          empty = fresh.filter((s) => !retry.includes(s));
+          empty = fresh.filter((s) =>
+            !retry.includes(s) && replicas[s].every((n) => lacking[s].has(n))
+          );
         }
         for (const s of empty) answered_shard[s] = true;
         unanswered -= empty.length;
@@ -562,6 +595,16 @@ export class Scatter {
     const collections = [...sums.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
     return { per, collections };
   }
+}
+
+/** The results of `results` whose point lies in one of `shards` (of `shard_number`). */
+function onlyShards(
+  results: readonly SearchResult[],
+  shards: readonly number[],
+  shard_number: number,
+): SearchResult[] {
+  const keep = new Set(shards);
+  return results.filter((r) => keep.has(shardOf(resultId(r), shard_number)));
 }
 
 function maxOf(a: string | number | undefined, b: string | number | undefined): string {

@@ -18,6 +18,7 @@ import {
 import { NodeTable } from "./node_table.ts";
 import { makeView, type RingView } from "./ring_view.ts";
 import { Scatter, type SearchOptions } from "./scatter.ts";
+import { shardOf } from "../common/shard.ts";
 
 /** A clock that moves only when told; timers fire in `advance`. */
 class ManualClock implements RouterClock {
@@ -61,13 +62,15 @@ interface Call {
   options?: NodeCallOptions;
 }
 
-/** Nodes holding points 0..29 of shard `id % S`; each answers from the shards it is asked. */
+/** Nodes holding points 0..29 of shard `shardOf(id, S)`; each answers from the shards it is asked. */
 class FakeNodes implements NodePort {
   readonly calls: Call[] = [];
   readonly mode = new Map<string, Mode>();
   readonly hung: { node: string; release: () => void }[] = [];
   /** Answer after this many ms of `clock` (mode "ok" only). */
   readonly delay_ms = new Map<string, number>();
+  /** Extra hits a node returns (a stale replica's deleted points), when asked for their shard. */
+  readonly extra = new Map<string, SearchResult[]>();
   clock: RouterClock | null = null;
   constructor(readonly holds: Map<string, number[]>, readonly shard_number: number) {}
 
@@ -92,7 +95,10 @@ class FakeNodes implements NodePort {
     for (const s of shards) assert.ok(held.includes(s), `${node} asked for shard ${s} it lacks`);
     const results: SearchResult[] = [];
     for (let id = 0; id < 30; id++) {
-      if (shards.includes(id % this.shard_number)) results.push({ id, distance: id });
+      if (shards.includes(shardOf(id, this.shard_number))) results.push({ id, distance: id });
+    }
+    for (const x of this.extra.get(node) ?? []) {
+      if (shards.includes(shardOf(x.id as number, this.shard_number))) results.unshift(x);
     }
     const answer = {
       results: results.slice(0, r.k),
@@ -406,4 +412,144 @@ Deno.test("Scatter.search: a replica without the shard (NOT_FOUND) is passed for
     assert.deepEqual(r.nodes_answered, [c]);
   }
   assert.ok(scatter.counts.retries >= 2);
+});
+
+Deno.test("Scatter.search: a shard whose replica lacks it and whose others are believed down waits for them", async () => {
+  const { clock, nodes, scatter, view, replicas } = setup({
+    shard_number: 3,
+    replication_factor: 2,
+  });
+  const [a, b] = replicas[0];
+  nodes.mode.set(a, "not_found");
+  // b is believed down (its last call failed a moment ago) but is back.
+  scatter.stats.begin(b);
+  scatter.stats.end(b, 0, false, clock.now);
+  const r = await scatter.search(view, { ...query, k: 30 });
+  assert.equal(r.partial, false);
+  assert.equal(r.shards_answered, 3);
+  assert.deepEqual(
+    r.results.map((x) => x.id).sort((x, y) => Number(x) - Number(y)),
+    Array.from({ length: 30 }, (_, i) => i),
+    "shard 0's points are all there",
+  );
+  assert.ok(
+    nodes.calls.some((c) => c.node === b && c.options?.wait_for_ready === true),
+    "the replica believed down was asked in the waiting round",
+  );
+  // b stays down: shard 0 is not answered, and the answer says so.
+  await clock.advance(5000);
+  nodes.mode.set(b, "fail");
+  scatter.stats.begin(b);
+  scatter.stats.end(b, 0, false, clock.now);
+  const p = await scatter.search(view, { ...query, k: 30 });
+  assert.equal(p.partial, true);
+  assert.equal(p.shards_answered, 2);
+  assert.ok(p.results.every((x) => shardOf(x.id as number, 3) !== 0));
+});
+
+Deno.test("Scatter.search: a late answer adds only the hits of the shards it answered first", async () => {
+  const { clock, nodes, scatter, view, replicas } = setup(
+    { shard_number: 3, replication_factor: 2 },
+    { hedge_ms: 10, hedge_factor: 0 },
+  );
+  // Shards x and y share replica a; their other replicas b and c differ.
+  let found: [number, number, string, string, string] | null = null;
+  for (let x = 0; x < 3 && found === null; x++) {
+    for (let y = 0; y < 3 && found === null; y++) {
+      if (x === y) continue;
+      const a = replicas[x].find((n) => replicas[y].includes(n));
+      if (a === undefined) continue;
+      const b = replicas[x].find((n) => n !== a)!;
+      const c = replicas[y].find((n) => n !== a)!;
+      if (b !== c) found = [x, y, a, b, c];
+    }
+  }
+  assert.ok(found !== null, `no two shards share one replica: ${JSON.stringify(replicas)}`);
+  const [x, _y, a, b, c] = found;
+  // b and c measured slow, a not measured: a is asked for both its shards.
+  for (const n of [b, c]) {
+    scatter.stats.begin(n);
+    scatter.stats.end(n, 100, true, clock.now);
+  }
+  nodes.mode.set(a, "hang");
+  nodes.mode.set(c, "hang");
+  // a is a stale replica of shard x: it still returns a point deleted there.
+  let stale = 1000;
+  while (shardOf(stale, 3) !== x) stale++;
+  nodes.extra.set(a, [{ id: stale, distance: -1 }]);
+  const pending = scatter.search(view, query);
+  await settle();
+  const first = nodes.calls.find((call) => call.node === a);
+  assert.ok(first !== undefined && first.request.shards!.length >= 2, "a asked for both shards");
+  await clock.advance(10);
+  assert.ok(nodes.calls.some((call) => call.node === b), "x hedged to b");
+  // b answered shard x; now a answers all it was asked.
+  for (const h of nodes.hung.filter((h) => h.node === a)) h.release();
+  await settle();
+  for (const h of nodes.hung.filter((h) => h.node === c)) h.release();
+  const r = await pending;
+  assert.equal(r.partial, false);
+  assert.ok(!r.results.some((hit) => hit.id === stale), "the stale replica's hit of x is dropped");
+  assert.deepEqual(r.results.map((hit) => hit.id), top5);
+});
+
+Deno.test("Scatter.search: a NOT_FOUND reply is no latency sample", async () => {
+  const { nodes, scatter, view, replicas } = setup({ shard_number: 1, replication_factor: 3 });
+  const [a] = replicas[0];
+  nodes.mode.set(a, "not_found");
+  for (let i = 0; i < 3; i++) await scatter.search(view, query);
+  assert.ok(nodes.calls.some((c) => c.node === a), "a was asked");
+  assert.equal(scatter.stats.get(a)!.samples, 0);
+  assert.equal(scatter.stats.get(a)!.in_flight, 0);
+});
+
+Deno.test("Scatter.search during a move reads a shard's replicas that own it now too, the leaving one only as a fallback", async () => {
+  const clock = new ManualClock();
+  const layout = { shard_number: 8, replication_factor: 2 };
+  const settled = new Placement(NODES);
+  const grown = [...NODES, "n4:1"];
+  const view = makeView(grown, 2);
+  const before = settled.shards("c", layout);
+  const after = view.placement.shards("c", layout);
+  // Shards that keep one replica and lose the other: a search must read the one kept.
+  const moving = before.map((r, s) => r.filter((n) => after[s].includes(n)))
+    .map((kept, s) => (kept.length === 1 ? s : -1)).filter((s) => s >= 0);
+  assert.ok(moving.length > 0, `no shard keeps exactly one replica: ${JSON.stringify(after)}`);
+  const holds = new Map<string, number[]>();
+  before.forEach((r, s) => {
+    for (const n of r) holds.set(n, [...(holds.get(n) ?? []), s]);
+  });
+  const nodes = new FakeNodes(holds, layout.shard_number);
+  const table = new NodeTable({
+    openHints: () => Promise.reject(new Error("no hints here")),
+    clock,
+    log: () => {},
+    background: new Background(() => {}),
+    retry_interval_ms: 100,
+  });
+  const scatter = new Scatter({
+    nodes,
+    table,
+    retry_timeout_ms: 500,
+    clock,
+    layout: () => Promise.resolve(layout),
+    search_placement: () => settled,
+  });
+  for (let i = 0; i < 20; i++) {
+    const r = await scatter.search(view, query);
+    assert.deepEqual(r.results.map((x) => x.id), top5);
+  }
+  for (const s of moving) {
+    const readers = new Set(
+      nodes.calls.filter((c) => c.request.shards!.includes(s)).map((c) => c.node),
+    );
+    const kept = before[s].filter((n) => after[s].includes(n));
+    assert.deepEqual([...readers], kept, `shard ${s} read from ${[...readers]}, kept ${kept}`);
+  }
+  // The kept replica down: the leaving one answers (a fallback, not a gap).
+  const s0 = moving[0];
+  const kept = before[s0].find((n) => after[s0].includes(n))!;
+  nodes.mode.set(kept, "fail");
+  const r = await scatter.search(view, { ...query, k: 30 });
+  assert.equal(r.partial, false);
 });

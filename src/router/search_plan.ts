@@ -45,6 +45,14 @@ export interface SearchPlanInput {
   cost: (node: string) => number;
   /** Rotation of equal replicas: any integer, incremented per search by the caller. */
   turn: number;
+  /**
+   * Per shard, the replicas to prefer (null or absent: no preference): while a shard moves,
+   * searches read the settled placement, and its replicas that are owners in the current one
+   * too receive every write, while one the shard is leaving misses the writes made since the
+   * move began. Preferred replicas believed up rank before the others believed up (each group
+   * in the order of the table above); the others are the fallback.
+   */
+  preferred?: readonly (ReadonlySet<string> | null)[];
   /** Costs within `best × tie_ratio + tie_slack_ms` are equal (default 1.25). */
   tie_ratio?: number;
   /** See `tie_ratio` (default 1 ms: sub-millisecond differences are noise). */
@@ -98,19 +106,27 @@ export function rankReplicas(
   const r = ((input.turn + shard) % band.length + band.length) % band.length;
   const rotated = band.slice(r).concat(band.slice(0, r));
   rotated.sort((a, b) => (load.get(a) ?? 0) - (load.get(b) ?? 0));
-  return [...rotated, ...rest.map((u) => u.node), ...down];
+  const ups = [...rotated, ...rest.map((u) => u.node)];
+  const preferred = input.preferred?.[shard];
+  if (preferred === null || preferred === undefined) return [...ups, ...down];
+  const first = ups.filter((n) => preferred.has(n));
+  return [...first, ...ups.filter((n) => !preferred.has(n)), ...down];
 }
 
 /** How many of a ranking's first replicas are in the tie band (see the module comment). */
-function bandSize(order: readonly string[], input: SearchPlanInput): number {
+function bandSize(order: readonly string[], input: SearchPlanInput, shard: number): number {
   if (order.length === 0 || input.down.has(order[0])) return 0;
+  // Load balancing never swaps a preferred replica for a fallback one.
+  const preferred = input.preferred?.[shard];
+  const group = (n: string) => preferred === null || preferred === undefined || preferred.has(n);
+  const head = group(order[0]);
   const ratio = input.tie_ratio ?? TIE_RATIO;
   const slack = input.tie_slack_ms ?? TIE_SLACK_MS;
   let best = Infinity;
   for (const n of order) if (!input.down.has(n)) best = Math.min(best, Math.max(0, input.cost(n)));
   let i = 0;
   while (
-    i < order.length && !input.down.has(order[i]) &&
+    i < order.length && !input.down.has(order[i]) && group(order[i]) === head &&
     Math.max(0, input.cost(order[i])) <= best * ratio + slack
   ) i++;
   return i;
@@ -139,7 +155,7 @@ export function planSearch(input: SearchPlanInput): SearchPlan {
   input.shards.forEach((replicas, shard) => {
     const order = rankReplicas(replicas, shard, input, load);
     ranked.push(order);
-    bands.push(bandSize(order, input));
+    bands.push(bandSize(order, input, shard));
     if (order.length === 0) return;
     load.set(order[0], (load.get(order[0]) ?? 0) + 1);
   });

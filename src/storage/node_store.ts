@@ -93,8 +93,9 @@ export class CollectionNotFoundError extends Error {
 }
 
 export class CollectionExistsError extends Error {
-  constructor(readonly collection: string) {
-    super(`Collection "${collection}" already exists`);
+  /** `difference`: which setting differs, e.g. "with shard_number 3; the request asks 4". */
+  constructor(readonly collection: string, difference = "") {
+    super(`Collection "${collection}" already exists${difference === "" ? "" : " " + difference}`);
     this.name = "CollectionExistsError";
   }
 }

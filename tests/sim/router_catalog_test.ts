@@ -11,6 +11,7 @@ import {
   validatePointRef,
   validatePutRequest,
 } from "../../src/api/validate.ts";
+import * as grpc from "@grpc/grpc-js";
 import { RouterStatusError } from "../../src/router/node_port.ts";
 import { LAYOUT_MISS_TTL_MS } from "../../src/router/core.ts";
 import { simRouterCore, type World } from "./router_world.ts";
@@ -184,5 +185,118 @@ Deno.test("router catalog: a pre-shard collection's points on hash-ring owners s
   for (const a of core.view.placement.owners("c", legacy, id)) {
     assert.equal(world.nodes.get(a)!.data.get(id)?.version, 5, `repaired onto ${a}`);
   }
+  await core.stop();
+});
+
+Deno.test("router catalog: a write to a collection no node reported is NOT_FOUND, never routed by a guess", async () => {
+  const { world, core } = await simRouterCore(16, 0, { shard_number: 4, replication_factor: 2 });
+  await world.run(world.clock.now_ms + 1_000); // the start-up refresh
+  const isNotFound = (e: unknown) =>
+    e instanceof RouterStatusError && e.code === grpc.status.NOT_FOUND &&
+    /Collection "nope"/.test(e.message);
+  await assert.rejects(
+    settle(world, core.put(validatePutRequest({ id: 1, vector: [1, 0], collection: "nope" }))),
+    isNotFound,
+  );
+  // Again within the negative cache's time: still refused, not guessed.
+  await assert.rejects(
+    settle(world, core.delete(validatePointRef({ id: 1, collection: "nope" }))),
+    isNotFound,
+  );
+  for (const n of world.nodes.values()) assert.equal(n.data.has(1), false, "nothing written");
+  // The implicit default collection (made by its first Put on the nodes) is written unseen.
+  const put = await settle(
+    world,
+    core.put(validatePutRequest({ id: 2, vector: [2, 0], collection: "default" })),
+  );
+  assert.equal(put.ok, true);
+  // A read of an unknown collection is not refused here (the nodes answer for it).
+  await settle(world, core.get(validatePointRef({ id: 3, collection: "nope" })));
+  await core.stop();
+});
+
+Deno.test("router catalog: create-if-absent re-issued sends the layout the nodes report for what the client left unset", async () => {
+  // "c" exists with 4 shards (RF 2); the ring has 3 nodes, the router's default would be 3.
+  const { world, core } = await simRouterCore(17, 0, { shard_number: 4, replication_factor: 2 });
+  const again = await settle(
+    world,
+    core.createCollection(validateCreateCollectionRequest({ name: "c", dimension: 2 })),
+  );
+  assert.equal(again.created, false);
+  for (const n of world.nodes.values()) {
+    const r = n.create_requests.at(-1)!;
+    assert.equal(r.shard_number, 4, `${n.address} asked for the reported shard_number`);
+    assert.equal(r.replication_factor, 2);
+  }
+  // What the client sets is sent as set (the nodes compare it).
+  await settle(
+    world,
+    core.createCollection(
+      validateCreateCollectionRequest({ name: "c", dimension: 2, shard_number: 5 }),
+    ),
+  );
+  for (const n of world.nodes.values()) {
+    assert.equal(n.create_requests.at(-1)!.shard_number, 5);
+    assert.equal(n.create_requests.at(-1)!.replication_factor, 2);
+  }
+  // A new collection still gets the defaults (one shard per node).
+  await settle(
+    world,
+    core.createCollection(validateCreateCollectionRequest({ name: "new", dimension: 2 })),
+  );
+  for (const n of world.nodes.values()) assert.equal(n.create_requests.at(-1)!.shard_number, 3);
+  await core.stop();
+});
+
+Deno.test("router catalog: nodes reporting two layouts for one collection: writes refused naming both", async () => {
+  const { world, core } = await simRouterCore(18, 0, { shard_number: 4, replication_factor: 2 });
+  const [a, b, c] = [...world.nodes.values()];
+  const made = (shard_number: number) => ({
+    name: "d",
+    dimension: 2,
+    metric: "l2",
+    shard_number,
+    replication_factor: 2,
+  });
+  a.created.set("d", made(3));
+  b.created.set("d", made(4));
+  c.created.set("d", made(3));
+  const put = (id: number) =>
+    settle(world, core.put(validatePutRequest({ id, vector: [1, 0], collection: "d" })));
+  await assert.rejects(put(1), (e: unknown) => {
+    assert.ok(e instanceof RouterStatusError);
+    assert.equal(e.code, grpc.status.FAILED_PRECONDITION);
+    assert.match(e.message, /"d" has two layouts/);
+    assert.match(e.message, /shard_number 3 replication_factor 2/);
+    assert.match(e.message, /shard_number 4 replication_factor 2/);
+    return true;
+  });
+  assert.equal(core.layoutConflicts().length, 1);
+  for (const n of world.nodes.values()) assert.equal(n.data.has(1), false, "nothing written");
+  // Dropped (to be made again alike): forgotten.
+  await settle(world, core.dropCollection("d"));
+  assert.deepEqual(core.layoutConflicts(), []);
+  await core.stop();
+});
+
+Deno.test("router catalog: after a creation, nodes that kept another router's layout are found out", async () => {
+  const { world, core } = await simRouterCore(19, 0, { shard_number: 4, replication_factor: 2 });
+  await world.run(world.clock.now_ms + 1_000); // the start-up refresh
+  // Another router (a ring of 5) created "d" on one node first; that node keeps its layout.
+  const [a] = [...world.nodes.values()];
+  a.created.set("d", { name: "d", dimension: 2, shard_number: 5, replication_factor: 2 });
+  // (A simulated node does not compare layouts: it answers created:false.)
+  await settle(
+    world,
+    core.createCollection(
+      validateCreateCollectionRequest({ name: "d", dimension: 2, shard_number: 3 }),
+    ),
+  );
+  await world.run(world.clock.now_ms + 1_000);
+  assert.equal(core.layoutConflicts().length, 1, "the refresh after the creation saw both");
+  await assert.rejects(
+    settle(world, core.put(validatePutRequest({ id: 1, vector: [1, 0], collection: "d" }))),
+    (e: unknown) => e instanceof RouterStatusError && e.code === grpc.status.FAILED_PRECONDITION,
+  );
   await core.stop();
 });

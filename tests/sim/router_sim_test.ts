@@ -387,7 +387,8 @@ const MUTATIONS: Mutation[] = [
     name: "the router ignores the layouts the nodes report",
     file: "src/router/core.ts",
     from: `if ((c.shard_number ?? 0) >= 1) this.catalog.learn(c);`,
-    to: `if ((c.shard_number ?? 0) >= 1) this.catalog.get(c.name);`,
+    // Learns the pre-shard layout instead (a collection it knows nothing of is refused writes).
+    to: `if ((c.shard_number ?? 0) >= 1) this.catalog.set(c.name, this.catalog.legacy);`,
   },
   {
     name: "replay marks a hint delivered without sending it",

@@ -54,6 +54,8 @@ export class SimNode {
   readonly created = new Map<string, Record<string, unknown>>();
   /** ListCollections calls answered. */
   list_calls = 0;
+  /** Every CreateCollection request received, in order. */
+  readonly create_requests: Record<string, unknown>[] = [];
 
   constructor(readonly address: string, readonly world: World) {}
 
@@ -115,6 +117,7 @@ export class SimNode {
         };
       case "CreateCollection": {
         const name = r.name as string;
+        this.create_requests.push({ ...r });
         if (name === "c" || this.created.has(name)) return { created: false, collection: null };
         this.created.set(name, { ...r });
         return { created: true, collection: null };
