@@ -262,7 +262,11 @@ export function bucketMaskOf(buckets: unknown): Uint8Array {
  * One entry of a unit in Scan's wire form, or null when it holds none for `id`; `keys_only`:
  * without vector and payload.
  */
-function wireEntry(c: Unit, id: PointId, keys_only = false): TransferPointWire | null {
+function wireEntry(
+  c: Pick<Unit, "getEntry" | "getPayload">,
+  id: PointId,
+  keys_only = false,
+): TransferPointWire | null {
   const e = c.getEntry(id);
   if (e.vector === null && !e.deleted) return null;
   if (keys_only) return { ...idToWire(id), vector: [], version: e.version, deleted: e.deleted };
@@ -417,18 +421,10 @@ export function transferHandlers(
       for (; i < ids.length && points.length < limit && bytes < SCAN_PAGE_BYTES_MAX; i++) {
         const id = ids.at(i);
         last = id;
-        const e = c.getEntry(id);
-        if (e.vector === null && !e.deleted) continue; // forgotten since the snapshot
-        const payload = e.vector === null ? null : c.getPayload(id);
-        const point: TransferPointWire = {
-          ...idToWire(id),
-          vector: e.vector === null ? [] : Array.from(e.vector),
-          version: e.version,
-          deleted: e.deleted,
-        };
-        if (payload !== null) point.payload = payloadText(payload);
+        const point = wireEntry(c, id);
+        if (point === null) continue; // forgotten since the snapshot
         points.push(point);
-        if (e.vector !== null) bytes += e.vector.byteLength + (payload?.length ?? 0);
+        bytes += 4 * point.vector.length + (point.payload?.length ?? 0);
       }
       const done = i >= ids.length;
       if (done) snapshots.delete(key);
