@@ -261,6 +261,18 @@ async function runSetup(s: Setup, baseFile: string, ds: {
     log(`${s.name}: up (${group.length} processes)`);
     const api = ownClient(addr, CALL_TIMEOUT_MS);
     try {
+      if (s.router) {
+        // The router reaches its nodes a moment after it listens: create once all answer (else
+        // the creation is hinted to the late ones and fails the quorum).
+        const deadline = Date.now() + READY_TIMEOUT_MS;
+        for (;;) {
+          const st = await api.call("Stats", {});
+          const up = (st.nodes ?? []).filter((n) => n.error === "").length;
+          if (up === s.nodes) break;
+          if (Date.now() > deadline) throw new Error(`only ${up} of ${s.nodes} nodes answer`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
       await api.call("CreateCollection", {
         name: COLLECTION,
         dimension: ds.queries.dim,
