@@ -296,6 +296,25 @@ export function bucketEntriesPage(
   options: { keys_only?: boolean; only?: IdList; gathered?: IdList } = {},
 ): ScanWireResponse {
   const ids = options.only ?? options.gathered ?? unit.sortedIds();
+  return scanPage(unit, ids, after, limit, unit.config.dimension, {
+    keys_only: options.keys_only,
+    accept: (id) => mask[bucketOf(id)] === 1,
+  });
+}
+
+/**
+ * One page of `source`'s entries in `ids` (ascending) after `after`: at most `limit` entries and
+ * about {@link SCAN_PAGE_BYTES_MAX} of vectors and payloads, skipping ids `accept` refuses and
+ * ids `source` no longer holds. Scan and BucketEntries pages both come from here.
+ */
+function scanPage(
+  source: Pick<Unit, "getEntry" | "getPayload">,
+  ids: IdList,
+  after: PointId | null,
+  limit: number,
+  dimension: number,
+  options: { keys_only?: boolean; accept?: (id: PointId) => boolean } = {},
+): ScanWireResponse {
   const points: TransferPointWire[] = [];
   let bytes = 0;
   let i = ids.upperBound(after);
@@ -303,9 +322,9 @@ export function bucketEntriesPage(
   for (; i < ids.length && points.length < limit && bytes < SCAN_PAGE_BYTES_MAX; i++) {
     const id = ids.at(i);
     last = id;
-    if (mask[bucketOf(id)] !== 1) continue;
-    const point = wireEntry(unit, id, options.keys_only === true);
-    if (point === null) continue;
+    if (options.accept !== undefined && !options.accept(id)) continue;
+    const point = wireEntry(source, id, options.keys_only === true);
+    if (point === null) continue; // forgotten since the ids were listed
     points.push(point);
     bytes += point.vector.length * 4 + (point.payload?.length ?? 0);
   }
@@ -315,7 +334,7 @@ export function bucketEntriesPage(
     next_after_id: next.id,
     next_after_string_id: next.string_id,
     done: i >= ids.length,
-    dimension: unit.config.dimension,
+    dimension,
   };
 }
 
@@ -413,29 +432,9 @@ export function transferHandlers(
         cached = { ids: c.knownIds(), built_ms: now(), c };
         snapshots.set(key, cached);
       }
-      const ids = cached.ids;
-      const points: TransferPointWire[] = [];
-      let bytes = 0;
-      let i = ids.upperBound(after);
-      let last: PointId = after ?? 0;
-      for (; i < ids.length && points.length < limit && bytes < SCAN_PAGE_BYTES_MAX; i++) {
-        const id = ids.at(i);
-        last = id;
-        const point = wireEntry(c, id);
-        if (point === null) continue; // forgotten since the snapshot
-        points.push(point);
-        bytes += 4 * point.vector.length + (point.payload?.length ?? 0);
-      }
-      const done = i >= ids.length;
-      if (done) snapshots.delete(key);
-      const next = idToWire(last);
-      return Promise.resolve({
-        points,
-        next_after_id: next.id,
-        next_after_string_id: next.string_id,
-        done,
-        dimension: whole.config.dimension,
-      });
+      const page = scanPage(c, cached.ids, after, limit, whole.config.dimension);
+      if (page.done) snapshots.delete(key);
+      return Promise.resolve(page);
     }),
     CopyBatch: guard.wrap<CopyBatchRequest, CopyBatchResponse>("CopyBatch", async (req) => {
       arrived();
