@@ -103,6 +103,11 @@ export class VersionTable {
     return this;
   }
 
+  /** Makes room for `expected` entries at once (a snapshot load: no rehash per doubling). */
+  reserve(expected: number): void {
+    if (expected * 1.25 > this.states.length * 0.75) this.rehash(expected);
+  }
+
   /** Removes `id`; returns whether it was there. */
   delete(id: number): boolean {
     const i = this.find(id);
