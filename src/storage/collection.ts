@@ -114,7 +114,7 @@ import type { Metric } from "../kernels/kernels.ts";
 import { decodeRecord, encodeRecord, type RecordIds, type WalRecord } from "../common/records.ts";
 import { canonicalId, compareIds, isU32Id, type PointId } from "../common/point_id.ts";
 import { KeyTable, KeyTableFormatError } from "./key_table.ts";
-import { Wal, type WalEntry, type WalStats } from "../io/wal.ts";
+import { prefetchSegments, Wal, type WalEntry, type WalStats } from "../io/wal.ts";
 import {
   listSnapshots,
   loadNewestSnapshot,
@@ -925,6 +925,9 @@ export class Collection {
       phases[name] = (phases[name] ?? 0) + now - lap;
       lap = now;
     };
+    // The log's segments are read on the thread pool while the snapshot loads on this one
+    // (wal.ts `prefetchSegments`): the scan after the load then finds them in memory.
+    const prefetched = prefetchSegments(join(dir, "wal"));
     const snap = await loadNewestSnapshot(
       join(dir, "snapshots"),
       (r, _seq, version) => {
@@ -1017,6 +1020,7 @@ export class Collection {
     };
     const wal = await Wal.open(join(dir, "wal"), {
       afterSeq: snap?.seq ?? 0,
+      prefetched,
       onRecord: apply,
       logger: log,
       recovery: options.recovery,
