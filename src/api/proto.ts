@@ -26,6 +26,7 @@ import {
 } from "../common/limits.ts";
 import { limitService, type RequestLimit } from "../common/wire_limits.ts";
 import { decodePutBatchRequest } from "./batch_codec.ts";
+import { loadServices } from "./proto_services.ts";
 
 /** Absolute path of proto/vector_db.proto. */
 export const PROTO_PATH: string = fileURLToPath(
@@ -643,8 +644,11 @@ export type VectorDBHandlers = {
   >;
 };
 
-/** The loaded package definition (all messages and the service). */
-export const packageDefinition: protoLoader.PackageDefinition = protoLoader.loadSync(
+/**
+ * The service's definition, loaded from the .proto (src/api/proto_services.ts: the services
+ * only; reflection loads the message descriptors with proto-loader when asked).
+ */
+export const packageDefinition: protoLoader.PackageDefinition = loadServices(
   PROTO_PATH,
   LOADER_OPTIONS,
 );

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { Buffer } from "node:buffer";
+import * as protoLoader from "@grpc/proto-loader";
 import {
   CHANNEL_OPTIONS,
+  LOADER_OPTIONS,
   METHOD_NAMES,
-  packageDefinition,
   packVector,
   PROTO_PATH,
   type SearchResponse,
@@ -23,6 +24,9 @@ Deno.test("the service has exactly the documented RPCs with their message types"
     assert.equal(vectorDbService[name].path, `/vectordb.VectorDB/${name}`);
   }
 });
+
+/** The full descriptors (messages too), as reflection loads them. */
+const packageDefinition = protoLoader.loadSync(PROTO_PATH, LOADER_OPTIONS);
 
 /** "name number type" for every field of message `name`, from the loaded descriptors. */
 function fields(name: string): string[] {

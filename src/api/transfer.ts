@@ -13,7 +13,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { channelSetup, type ClientSecurity, insecureClient } from "./security.ts";
-import * as protoLoader from "@grpc/proto-loader";
+import { loadServices } from "./proto_services.ts";
 import { fileURLToPath } from "node:url";
 import { CHANNEL_OPTIONS, type Uint64, type WireId } from "./proto.ts";
 import { idFromWire, idsFromWire, type PointId } from "../common/point_id.ts";
@@ -256,7 +256,7 @@ export interface ShardInstallChunkRequest {
   crc32: number;
 }
 
-const packageDefinition = protoLoader.loadSync(
+const packageDefinition = loadServices(
   fileURLToPath(new URL("../../proto/internal.proto", import.meta.url)),
   { keepCase: true, longs: String, enums: String, defaults: true, arrays: true },
 );

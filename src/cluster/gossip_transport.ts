@@ -21,7 +21,7 @@
  */
 
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
+import { loadServices } from "../api/proto_services.ts";
 import { fileURLToPath } from "node:url";
 import {
   GOSSIP_FROM_CHARS_MAX,
@@ -38,7 +38,7 @@ export const INTERNAL_PROTO_PATH: string = fileURLToPath(
   new URL("../../proto/internal.proto", import.meta.url),
 );
 
-const packageDefinition = protoLoader.loadSync(INTERNAL_PROTO_PATH, {
+const packageDefinition = loadServices(INTERNAL_PROTO_PATH, {
   keepCase: true,
   longs: String,
   enums: String,

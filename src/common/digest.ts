@@ -144,8 +144,8 @@ export interface RootDigest {
 /**
  * The digest of one unit's entries, kept current in O(1) per change: {@link add} when an entry
  * appears, {@link remove} when it goes (a changed entry is a remove then an add). Two typed
- * arrays of {@link DIGEST_BUCKETS} u32 (8 KiB); not persisted: rebuilt at open from the entries
- * (the snapshot load and replay visit them anyway).
+ * arrays of {@link DIGEST_BUCKETS} u32 (8 KiB); not persisted: after a snapshot load the
+ * collection rebuilds it from the entries when it is first read (src/storage/collection.ts).
  */
 export class UnitDigest {
   readonly lo = new Uint32Array(DIGEST_BUCKETS);

@@ -891,6 +891,14 @@ export class HnswIndex {
     const deleted = r.u32();
     const entry = r.i32();
     const maxLevel = r.i32();
+    // Bounded by the input before anything is allocated: each slot's vector and layer-0 links
+    // follow (a damaged count must not allocate gigabytes before a checksum refuses the file).
+    if (n * 4 * (dim + 2 * M + 1) > r.remaining) {
+      throw new BinaryFormatError(
+        `Index of ${n} slots (dimension ${dim}, M ${M}) needs more than the ${r.remaining} ` +
+          `bytes that remain`,
+      );
+    }
     const index = new HnswIndex({
       dim,
       metric,

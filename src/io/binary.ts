@@ -265,29 +265,73 @@ export class BinaryWriter {
   }
 }
 
-/** Reads what {@link BinaryWriter} wrote, from one in-memory buffer. */
+/**
+ * Fills `into` entirely with the next bytes of a stream (see {@link BinaryReader.streaming}).
+ */
+export type ByteSource = (into: Uint8Array) => void;
+
+/** Window of a streaming reader: the bytes read ahead of the fields decoded. */
+const STREAM_WINDOW_BYTES = 1 << 20;
+
+/**
+ * Reads what {@link BinaryWriter} wrote: from one in-memory buffer, or streaming from a source
+ * ({@link BinaryReader.streaming}: a snapshot file), where the large arrays of
+ * {@link f32ArrayInto} and {@link u32ArrayInto} go from the source straight into their
+ * destination (WASM memory, an index's link table) and everything else through a window.
+ */
 export class BinaryReader {
-  readonly input: Uint8Array;
+  /** The buffer read (in streaming mode: the current window, which later reads replace). */
+  input: Uint8Array;
   #view: DataView;
+  /** Read position in {@link input}. */
   #pos = 0;
+  /** Stream offset of `input[0]` (always 0 for a buffer). */
+  #base = 0;
+  /** Stream length (the buffer's length for a buffer). */
+  #limit: number;
+  #source: ByteSource | null = null;
+  /** Streaming: the window's storage, of which {@link input} is the filled part. */
+  #window: Uint8Array = new Uint8Array(0);
 
   constructor(input: Uint8Array) {
     this.input = input;
     this.#view = new DataView(input.buffer, input.byteOffset, input.byteLength);
+    this.#limit = input.length;
   }
 
-  /** Bytes consumed so far. */
+  /**
+   * A reader of `length` bytes that `source` delivers in order, each byte exactly once (so the
+   * source can checksum them as they pass). Views returned by `raw` stay valid only until the
+   * next read; `seek` is refused.
+   */
+  static streaming(
+    length: number,
+    source: ByteSource,
+    window_bytes = STREAM_WINDOW_BYTES,
+  ): BinaryReader {
+    if (!Number.isSafeInteger(length) || length < 0) {
+      throw new RangeError(`Stream length ${length} is not a non-negative safe integer`);
+    }
+    const r = new BinaryReader(new Uint8Array(0));
+    r.#limit = length;
+    r.#source = source;
+    r.#window = new Uint8Array(Math.max(64, window_bytes));
+    return r;
+  }
+
+  /** Bytes consumed so far (the stream offset in streaming mode). */
   get offset(): number {
-    return this.#pos;
+    return this.#base + this.#pos;
   }
 
   /** Bytes left to read. */
   get remaining(): number {
-    return this.input.length - this.#pos;
+    return this.#limit - this.#base - this.#pos;
   }
 
-  /** Moves to an absolute offset within the input. */
+  /** Moves the read position to `offset` (buffers only). */
   seek(offset: number): void {
+    if (this.#source !== null) throw new Error("A streaming reader cannot seek");
     if (!Number.isInteger(offset) || offset < 0 || offset > this.input.length) {
       throw new RangeError(`Offset ${offset} is outside the input of ${this.input.length} bytes`);
     }
@@ -295,28 +339,67 @@ export class BinaryReader {
   }
 
   #take(n: number): number {
-    if (n > this.input.length - this.#pos) {
-      throw new TruncatedInputError(this.#pos, n, this.input.length - this.#pos);
-    }
+    if (n > this.input.length - this.#pos) this.#fill(n);
     const at = this.#pos;
     this.#pos += n;
     return at;
   }
 
+  /** Makes `n` bytes available at {@link #pos} (streaming), or throws the truncation. */
+  #fill(n: number): void {
+    const left = this.input.length - this.#pos;
+    if (this.#source === null || n > this.remaining) {
+      throw new TruncatedInputError(this.offset, n, this.remaining);
+    }
+    if (this.#window.length < n) {
+      const grown = new Uint8Array(n);
+      grown.set(this.input.subarray(this.#pos));
+      this.#window = grown;
+    } else {
+      this.#window.copyWithin(0, this.#pos, this.input.length);
+    }
+    const streamed = this.#base + this.input.length;
+    const get = Math.min(this.#window.length - left, this.#limit - streamed);
+    this.#source(this.#window.subarray(left, left + get));
+    this.#base += this.#pos;
+    this.#setInput(this.#window.subarray(0, left + get));
+  }
+
+  #setInput(input: Uint8Array): void {
+    this.input = input;
+    this.#view = new DataView(input.buffer, input.byteOffset, input.byteLength);
+    this.#pos = 0;
+  }
+
+  /** Streaming: the next `bytes` into `target` (what the window holds, then the source's). */
+  #streamInto(target: Uint8Array): void {
+    const fromWindow = Math.min(target.length, this.input.length - this.#pos);
+    target.set(this.input.subarray(this.#pos, this.#pos + fromWindow));
+    this.#pos += fromWindow;
+    if (fromWindow === target.length) return;
+    this.#source!(target.subarray(fromWindow));
+    this.#base += this.input.length + target.length - fromWindow;
+    this.#setInput(this.#window.subarray(0, 0));
+  }
+
   u8(): number {
-    return this.input[this.#take(1)];
+    const at = this.#take(1);
+    return this.input[at];
   }
 
   u32(): number {
-    return this.#view.getUint32(this.#take(4), true);
+    const at = this.#take(4);
+    return this.#view.getUint32(at, true);
   }
 
   i32(): number {
-    return this.#view.getInt32(this.#take(4), true);
+    const at = this.#take(4);
+    return this.#view.getInt32(at, true);
   }
 
   u64(): bigint {
-    return this.#view.getBigUint64(this.#take(8), true);
+    const at = this.#take(8);
+    return this.#view.getBigUint64(at, true);
   }
 
   /** A u64 that must fit a safe integer (sequence numbers, sizes, timestamps). */
@@ -334,11 +417,13 @@ export class BinaryReader {
   }
 
   f32(): number {
-    return this.#view.getFloat32(this.#take(4), true);
+    const at = this.#take(4);
+    return this.#view.getFloat32(at, true);
   }
 
   f64(): number {
-    return this.#view.getFloat64(this.#take(8), true);
+    const at = this.#take(8);
+    return this.#view.getFloat64(at, true);
   }
 
   /** `n` bytes as a zero-copy view into the input. */
@@ -408,9 +493,11 @@ export class BinaryReader {
     expected: number | undefined,
     kind: string,
   ): number {
-    const start = this.#pos;
-    const src = this.#array(4);
-    const count = src.length / 4;
+    const start = this.offset;
+    const count = this.u32();
+    if (count * 4 > this.remaining) {
+      throw new TruncatedInputError(this.offset, count * 4, this.remaining);
+    }
     if (expected !== undefined && count !== expected) {
       throw new BinaryFormatError(
         `${kind} array at offset ${start} holds ${count} elements, expected ${expected}`,
@@ -422,7 +509,9 @@ export class BinaryReader {
           `${target.length}`,
       );
     }
-    new Uint8Array(target.buffer, target.byteOffset + at * 4, count * 4).set(src);
+    const into = new Uint8Array(target.buffer, target.byteOffset + at * 4, count * 4);
+    if (this.#source === null) into.set(this.raw(count * 4));
+    else this.#streamInto(into);
     return count;
   }
 

@@ -256,3 +256,62 @@ Deno.test("f32ArrayInto/u32ArrayInto read straight into a target, checking count
     /does not fit at 4 of 6/,
   );
 });
+
+Deno.test("a streaming reader reads what a buffer reader reads, each byte delivered once, in order", () => {
+  const sink = new BufferSink();
+  const w = new BinaryWriter(sink);
+  writeAll(w);
+  const big = new Float32Array(5000).map((_, i) => i / 3);
+  w.f32Array(big);
+  w.u32Array(new Uint32Array([4, 5, 6]));
+  w.string("x".repeat(300)); // longer than the window: the window grows
+  w.u32(77);
+  w.flush();
+  const bytes = sink.bytes();
+  for (const window of [64, 100, 1 << 20]) {
+    let at = 0;
+    const source = (into: Uint8Array) => {
+      into.set(bytes.subarray(at, at + into.length));
+      at += into.length;
+    };
+    const r = BinaryReader.streaming(bytes.length, source, window);
+    // writeAll's fields, then the array straight into a target, then the rest.
+    assert.equal(r.u8(), 0);
+    assert.equal(r.u8(), 255);
+    assert.equal(r.u32(), 0xdeadbeef);
+    assert.equal(r.i32(), -123456789);
+    assert.equal(r.u64(), 0xffffffffffffffffn);
+    assert.equal(r.u64Number(), Number.MAX_SAFE_INTEGER);
+    assert.equal(r.u64Number(), 0);
+    assert.equal(r.f32(), 1.5);
+    assert.equal(r.f64(), Math.PI);
+    assert.deepEqual(r.bytes(), new Uint8Array([1, 2, 3]));
+    assert.deepEqual(r.raw(2), new Uint8Array([9, 8]));
+    assert.equal(r.string(), "héllo, 世界 🌍");
+    assert.equal(r.string(), "");
+    assert.deepEqual(r.u32Array(), new Uint32Array([0, 1, 0xffffffff]));
+    assert.deepEqual(r.i32Array(), new Int32Array([-1, 2, -3]));
+    assert.deepEqual(r.f32Array(), new Float32Array([1, 2, -0.5]));
+    const target = new Float32Array(5002);
+    assert.equal(r.f32ArrayInto(target, 1, 5000), 5000);
+    assert.deepEqual(target.subarray(1, 5001), big, `window ${window}`);
+    const u = new Uint32Array(3);
+    r.u32ArrayInto(u, 0);
+    assert.deepEqual(Array.from(u), [4, 5, 6]);
+    assert.equal(r.string(), "x".repeat(300));
+    assert.equal(r.remaining, 4);
+    assert.equal(r.u32(), 77);
+    r.expectEnd();
+    assert.equal(at, bytes.length, "every byte was read once");
+    assert.throws(() => r.u8(), TruncatedInputError);
+    assert.throws(() => r.seek(0), /cannot seek/);
+  }
+  // An array longer than what is left is refused before the source is asked for it.
+  let asked = 0;
+  const short = BinaryReader.streaming(8, (into) => {
+    asked += into.length;
+    new DataView(into.buffer, into.byteOffset).setUint32(0, 1000, true);
+  }, 64);
+  assert.throws(() => short.f32ArrayInto(new Float32Array(2000), 0), TruncatedInputError);
+  assert.equal(asked, 8);
+});

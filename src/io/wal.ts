@@ -133,6 +133,47 @@ export interface WalOptions {
   queue_bytes_max?: number;
   /** The data directory a {@link DiskFullError} names. Default: the log's own directory. */
   data_dir?: string;
+  /** Segment reads started earlier ({@link prefetchSegments}), taken instead of reading again. */
+  prefetched?: SegmentPrefetch;
+}
+
+/** Segment reads started ahead of {@link Wal.open}: segment path → its bytes (null: failed). */
+export type SegmentPrefetch = Map<string, Promise<Uint8Array | null>>;
+
+/** Most segment bytes {@link prefetchSegments} reads ahead (the rest is read as open goes). */
+const PREFETCH_BYTES_MAX = 128 * 2 ** 20;
+
+/**
+ * Starts reading the log's segments in `dir`, oldest first, up to 128 MiB in all, and returns
+ * at once: the reads run on libuv's thread pool while the caller does other work (a collection
+ * loads its snapshot meanwhile), and {@link Wal.open} given the result (`prefetched`) takes the
+ * bytes from there instead of waiting for a read then. Nothing else writes the log before open
+ * (the data directory is locked), so the bytes are the file's. A read that failed yields null
+ * and open reads the file itself (reporting a failure as it would have).
+ */
+export function prefetchSegments(dir: string): SegmentPrefetch {
+  const out: SegmentPrefetch = new Map();
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return out; // open reports what is wrong
+  }
+  const segments = names.filter((n) => SEGMENT_NAME.test(n)).sort();
+  let bytes = 0;
+  for (const name of segments) {
+    const path = join(dir, name);
+    let size: number;
+    try {
+      size = fs.statSync(path).size;
+    } catch {
+      break;
+    }
+    if (bytes + size > PREFETCH_BYTES_MAX) break;
+    bytes += size;
+    out.set(path, readSegment(path).catch(() => null));
+  }
+  return out;
 }
 
 export interface WalStats {
@@ -695,7 +736,9 @@ export class Wal {
     for (let i = 0; i < found.length; i++) {
       const seg = found[i];
       const isLast = i === found.length - 1;
-      const buf = await readSegment(seg.path);
+      const ahead = options.prefetched?.get(seg.path);
+      options.prefetched?.delete(seg.path);
+      const buf = (ahead === undefined ? null : await ahead) ?? await readSegment(seg.path);
       const header = parseSegmentHeader(buf);
       let reason: string | null = null;
       if ("reason" in header) reason = header.reason;

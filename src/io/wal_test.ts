@@ -4,6 +4,7 @@ import { join } from "node:path";
 import {
   CONTROL_NAME,
   parseControl,
+  prefetchSegments,
   RECORD_HEADER_BYTES,
   SEGMENT_HEADER_BYTES,
   segmentName,
@@ -571,5 +572,31 @@ Deno.test("wal: truncate moves what it cuts into cut-<timestamp>/, byte for byte
     const again = await replay(dir);
     checkEntries(again.entries, 1, 1);
     await again.wal.close();
+  });
+});
+
+Deno.test("wal: segments prefetched before open replay the same; failed or missing reads are read again", async () => {
+  await withDir(async (dir) => {
+    const names = await writeSegmented(dir, 40);
+    assert.ok(names.length > 2);
+    const plain = await replay(dir, { afterSeq: 10 });
+    await plain.wal.close();
+    const prefetched = prefetchSegments(dir);
+    assert.deepEqual(
+      [...prefetched.keys()],
+      names.map((n) => join(dir, n)),
+      "every segment, oldest first",
+    );
+    const ahead = await replay(dir, { afterSeq: 10, prefetched });
+    assert.deepEqual(ahead.entries, plain.entries);
+    assert.equal(prefetched.size, 0, "open took every prefetched segment");
+    await ahead.wal.close();
+    // A read that failed (null) is done again by open; a missing directory prefetches nothing.
+    const failed = prefetchSegments(dir);
+    for (const path of failed.keys()) failed.set(path, Promise.resolve(null));
+    const again = await replay(dir, { afterSeq: 10, prefetched: failed });
+    assert.deepEqual(again.entries, plain.entries);
+    await again.wal.close();
+    assert.equal(prefetchSegments(join(dir, "missing")).size, 0);
   });
 });

@@ -224,6 +224,9 @@ export async function main(
 }
 
 async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
+  // Milliseconds since the process started (performance's time origin): process start-up and
+  // module loading end here; the log line after binding says where the rest went.
+  const modulesLoadedMs = performance.now();
   const values = config.values;
   const port = positiveInt("port", values.port);
   if (port > 65535) throw new ConfigError(`--port ${port} must be at most 65535`);
@@ -281,6 +284,7 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
     snapshot_every_ms: positiveInt("snapshot-every-s", values["snapshot-every-s"]) * 1000,
   });
   log(`opened ${dataDir} in ${Date.now() - t0} ms (${store.list().length} collections)`);
+  const storeOpenedMs = performance.now();
   // A node away longer than the tombstone grace forgets its entries (tombstone_gc.ts).
   await discardStaleEntries(store, Date.now(), tombstoneGraceMs, log);
   // The heartbeat is at most a quarter of the grace old while the node runs, so an absence is
@@ -366,8 +370,14 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
     await store.close({ snapshot: false });
     throw e;
   }
+  const boundMs = performance.now();
   agent.start();
   log(`serving vectordb.VectorDB on ${host}:${port}; gossip as ${advertise}, seeds [${seeds}]`);
+  log(
+    `start-up: ${Math.round(boundMs)} ms after the process started (modules loaded at ` +
+      `${Math.round(modulesLoadedMs)} ms, store opened at ${Math.round(storeOpenedMs)} ms, ` +
+      `bound at ${Math.round(boundMs)} ms)`,
+  );
   if (httpApi !== null) log(`serving the HTTP API on ${host}:${httpPort}`);
 
   let ticking = false;

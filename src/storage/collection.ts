@@ -88,8 +88,11 @@
  *
  * **Digest** (src/common/digest.ts): the table keeps a digest of its entries (1,024 buckets of
  * XORed 64-bit hashes of id, version and deleted flag), updated in O(1) by every put, delete and
- * forget that applies (live writes, copies and replay alike), and rebuilt in one pass at open
- * (snapshot loads fill the version table directly). Not persisted: no format to keep. Replicas
+ * forget that applies (live writes, copies and replay alike). A snapshot load fills the version
+ * table directly and leaves the digest stale: it is rebuilt in one pass when first read (the
+ * first anti-entropy call after a restart), so a restart does not wait for it; writes while it
+ * is stale skip it, as the rebuild reads the entries as they are then. Not persisted: no format
+ * to keep. Replicas
  * of a shard compare it for anti-entropy (src/node/transfer_service.ts `Digest`).
  *
  * Tombstones are collected by the node (src/node/tombstone_gc.ts) once older than the
@@ -111,7 +114,7 @@ import type { Metric } from "../kernels/kernels.ts";
 import { decodeRecord, encodeRecord, type RecordIds, type WalRecord } from "../common/records.ts";
 import { canonicalId, compareIds, isU32Id, type PointId } from "../common/point_id.ts";
 import { KeyTable, KeyTableFormatError } from "./key_table.ts";
-import { Wal, type WalEntry, type WalStats } from "../io/wal.ts";
+import { prefetchSegments, Wal, type WalEntry, type WalStats } from "../io/wal.ts";
 import {
   listSnapshots,
   loadNewestSnapshot,
@@ -424,10 +427,23 @@ class PointTable {
   tombstoneMin = Infinity;
   /**
    * The digest of every entry (common/digest.ts), kept current by put, delete and forget (O(1)
-   * each); rebuilt once at open ({@link rebuildDigest}) since snapshot loads fill the version
-   * table directly.
+   * each) while it is built; null while stale. A snapshot load fills the version table without
+   * it and leaves it stale ({@link invalidateDigest}): it is a function of the entries alone,
+   * so it is rebuilt in one pass when first read ({@link digest}), not on the restart's path,
+   * and the writes meanwhile need not update it.
    */
-  readonly digest = new UnitDigest();
+  private digestState: UnitDigest | null = new UnitDigest();
+
+  /** The digest of every entry, rebuilt first when stale. */
+  get digest(): UnitDigest {
+    if (this.digestState === null) this.digestState = this.rebuildDigest();
+    return this.digestState;
+  }
+
+  /** Marks the digest stale (the entries changed without it). */
+  invalidateDigest(): void {
+    this.digestState = null;
+  }
   /** Whether a pid holds an entry (what the key table must not allocate). */
   readonly inUse = (pid: number): boolean => this.versions.has(pid);
 
@@ -526,8 +542,11 @@ class PointTable {
     this.payloads.set(id, payload ?? null);
     this.reindex(id, payload);
     if (held !== undefined && held < 0) this.tombstones--;
-    if (held !== undefined) this.digest.remove(key, Math.abs(held), held < 0);
-    this.digest.add(key, version, false);
+    const digest = this.digestState;
+    if (digest !== null) {
+      if (held !== undefined) digest.remove(key, Math.abs(held), held < 0);
+      digest.add(key, version, false);
+    }
     this.versions.set(id, version);
     return true;
   }
@@ -543,13 +562,14 @@ class PointTable {
     this.unindex(id);
     this.payloads.delete(id);
     if (held !== undefined && held < 0) this.tombstones--;
-    if (held !== undefined) this.digest.remove(key, Math.abs(held), held < 0);
+    const digest = this.digestState;
+    if (held !== undefined) digest?.remove(key, Math.abs(held), held < 0);
     if (version === 0) {
       this.versions.delete(id); // a legacy delete: nothing to remember
       this.keys.release(id);
     } else {
       this.versions.set(id, -version);
-      this.digest.add(key, version, true);
+      digest?.add(key, version, true);
       this.tombstones++;
       if (version < this.tombstoneMin) this.tombstoneMin = version;
     }
@@ -561,7 +581,7 @@ class PointTable {
     const id = this.keys.lookup(key);
     const held = id < 0 ? undefined : this.versions.get(id);
     if (held === undefined || Math.abs(held) > version) return false;
-    this.digest.remove(key, Math.abs(held), held < 0);
+    this.digestState?.remove(key, Math.abs(held), held < 0);
     if (held < 0) this.tombstones--;
     else {
       this.index.delete(id);
@@ -646,12 +666,13 @@ class PointTable {
     }
   }
 
-  /** Recomputes {@link digest} from every entry (after a snapshot load, which bypasses it). */
-  rebuildDigest(): void {
-    this.digest.reset();
+  /** The digest of every entry, computed from the version table and the key table. */
+  private rebuildDigest(): UnitDigest {
+    const digest = new UnitDigest();
     this.versions.forEach((held, pid) => {
-      this.digest.add(this.keys.keyOf(pid), Math.abs(held), held < 0);
+      digest.add(this.keys.keyOf(pid), Math.abs(held), held < 0);
     });
+    return digest;
   }
 
   /** Every known pid (live and tombstones), ascending. */
@@ -693,29 +714,36 @@ class PointTable {
   /** Reads a version table written by {@link writeTo}, checking it against the index. */
   readFrom(r: BinaryReader): void {
     const ids = r.u32Array();
-    const versions = new Float64Array(ids.length);
-    for (let i = 0; i < ids.length; i++) versions[i] = r.u64Number();
+    const n = ids.length;
+    // The u64 versions in one read, as (low, high) word pairs of an aligned copy: a snapshot
+    // load does no per-point decoding call.
+    const words = new Uint32Array(2 * n);
+    new Uint8Array(words.buffer).set(r.raw(8 * n));
     const deleted = r.bytes();
     const fail = (why: string): never => {
       throw new CollectionStateError(`Snapshot version table: ${why}`);
     };
-    if (deleted.length !== ids.length) {
-      fail(`${ids.length} ids come with ${deleted.length} deleted flags`);
-    }
+    if (deleted.length !== n) fail(`${n} ids come with ${deleted.length} deleted flags`);
     let live = 0;
-    for (let i = 0; i < ids.length; i++) {
+    let newest = 0;
+    // Every id is new to the table (a fresh one) and distinct (ascending, checked below).
+    if (this.versions.size !== 0) fail("the table is not empty before a load");
+    this.versions.reserve(n);
+    for (let i = 0; i < n; i++) {
       const id = ids[i];
-      const v = versions[i];
+      const hi = words[2 * i + 1];
+      // Up to 2^53 - 1 (VERSION_MAX): the high word holds at most 21 bits.
+      if (hi > 0x1f_ffff) fail(`version of point ${id} is above ${VERSION_MAX}`);
+      const v = hi * 0x1_0000_0000 + words[2 * i];
       if (i > 0 && id <= ids[i - 1]) fail(`id ${id} follows ${ids[i - 1]} (not ascending)`);
-      if (!isVersion(v)) fail(`version ${v} of point ${id} is above ${VERSION_MAX}`);
       if (deleted[i] > 1) fail(`deleted flag ${deleted[i]} of point ${id} is not 0 or 1`);
       const tomb = deleted[i] === 1;
       if (tomb && v === 0) fail(`tombstone of point ${id} has version 0`);
       if (tomb === this.index.has(id)) {
         fail(`point ${id} is ${tomb ? "a tombstone but live" : "live but not"} in the index`);
       }
-      this.versions.set(id, tomb ? -v : v);
-      this.clock.observe(v);
+      this.versions.insertAbsent(id, tomb ? -v : v);
+      if (v > newest) newest = v;
       if (tomb) {
         this.tombstones++;
         if (v < this.tombstoneMin) this.tombstoneMin = v;
@@ -724,6 +752,7 @@ class PointTable {
     if (live !== this.index.count) {
       fail(`${live} live entries, but the index holds ${this.index.count} points`);
     }
+    this.clock.observe(newest);
   }
 
   /** Fills the table from a version-1 snapshot's index: every live point at version 0. */
@@ -893,12 +922,26 @@ export class Collection {
   static async open(dir: string, options: CollectionOptions = {}): Promise<Collection> {
     const log = options.logger ?? ((m: string) => console.error(m));
     const clock = options.clock ?? new VersionClock(options.now_ms);
+    // Milliseconds per part of the open, for the log line (where a restart's time goes).
+    const phases: Record<string, number> = {};
+    let lap = performance.now();
+    const phase = (name: string) => {
+      const now = performance.now();
+      phases[name] = (phases[name] ?? 0) + now - lap;
+      lap = now;
+    };
+    // The log's segments are read on the thread pool while the snapshot loads on this one
+    // (wal.ts `prefetchSegments`): the scan after the load then finds them in memory.
+    const prefetched = prefetchSegments(join(dir, "wal"));
     const snap = await loadNewestSnapshot(
       join(dir, "snapshots"),
       (r, _seq, version) => {
+        lap = performance.now();
         const table = new PointTable(HnswIndex.readFrom(r), clock);
+        phase("index");
         if (version >= 2) table.readFrom(r);
         else table.fillLegacy();
+        phase("versions");
         if (version >= 3) {
           try {
             table.payloads.readFrom(r, (id) => table.index.has(id));
@@ -907,7 +950,9 @@ export class Collection {
             throw new CollectionStateError(e.message);
           }
         }
+        phase("payloads");
         if (version >= 4) table.readIndexesFrom(r);
+        phase("payload_indexes");
         if (version >= 5) {
           try {
             table.keys.readFrom(r, table.inUse);
@@ -916,6 +961,9 @@ export class Collection {
             throw new CollectionStateError(e.message);
           }
         }
+        phase("keys");
+        // The load filled the version table without the digest: rebuilt when first read.
+        table.invalidateDigest();
         return table;
       },
       { logger: log },
@@ -932,6 +980,7 @@ export class Collection {
     let applied = snap?.seq ?? 0;
     let replayed = 0;
     const started = Date.now();
+    lap = performance.now();
     const apply = (entry: WalEntry) => {
       const rec = decodeRecord(entry.type, entry.payload);
       if (rec.kind === "create_collection") {
@@ -976,6 +1025,7 @@ export class Collection {
     };
     const wal = await Wal.open(join(dir, "wal"), {
       afterSeq: snap?.seq ?? 0,
+      prefetched,
       onRecord: apply,
       logger: log,
       recovery: options.recovery,
@@ -993,15 +1043,22 @@ export class Collection {
     }
     const finalConfig = config as CollectionConfig;
     const finalTable = table as PointTable;
-    // One pass over the entries: snapshot loads fill the version table without the digest.
-    finalTable.rebuildDigest();
+    phase("wal");
+    if (snap !== null) {
+      // Within the parts above: the file streams into the index and tables as they load.
+      phases.of_which_file_read = snap.read_ms;
+      phases.of_which_checksum = snap.checksum_ms;
+    }
+    const parts = Object.entries(phases).filter(([, ms]) => ms >= 0.5)
+      .map(([name, ms]) => `${name} ${Math.round(ms)}`).join(", ");
     if (finalConfig.name === "") finalConfig.name = dir.replace(/\/+$/, "").replace(/^.*\//, "");
     validateCollectionName(finalConfig.name);
     log(
       `Collection "${finalConfig.name}": ${
         snap ? `snapshot at seq ${snap.seq}` : "no snapshot"
       }, replayed ${replayed} WAL records in ${Date.now() - started} ms, ` +
-        `${finalTable.index.count} points, ${finalTable.tombstones} tombstones`,
+        `${finalTable.index.count} points, ${finalTable.tombstones} tombstones` +
+        (parts === "" ? "" : ` (ms: ${parts})`),
     );
     return new Collection(
       dir,

@@ -715,3 +715,116 @@ Deno.test("collection: expiredTombstones walks the table only when a tombstone c
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+Deno.test("collection: reopened from its snapshot alone it answers the same (searches, ids, payloads, versions, digest)", async () => {
+  const dir = tempDir();
+  try {
+    const rng = new Rng(9);
+    const dim = 12;
+    let c = await Collection.create(dir, {
+      name: "c",
+      dimension: dim,
+      metric: "cosine",
+      m: 8,
+      ef_construction: 48,
+    }, quiet);
+    const enc = new TextEncoder();
+    await c.putBatch(
+      Array.from({ length: 600 }, (_, i) => ({
+        id: i,
+        vector: rng.vector(dim),
+        payload: i % 3 === 0 ? enc.encode(`{"n":${i}}`) : null,
+      })),
+      1_000,
+    );
+    await c.put("doc-a", rng.vector(dim), 2_000, enc.encode(`{"s":"a"}`));
+    await c.put(2n ** 60n, rng.vector(dim), 2_001);
+    await c.put(5, rng.vector(dim), 2_002); // replaced: a new version and no payload
+    await c.delete(7, 2_003); // a tombstone
+    await c.delete("never-put", 2_004);
+    const queries = Array.from({ length: 25 }, () => rng.vector(dim));
+    const state = (x: Collection) => {
+      const ids = x.knownIds();
+      const entries = [];
+      for (let i = 0; i < ids.length; i++) {
+        const id = ids.at(i);
+        const e = x.getEntry(id);
+        entries.push({
+          id: String(id),
+          version: e.version,
+          deleted: e.deleted,
+          vector: e.vector === null ? null : Array.from(e.vector),
+          payload: x.getPayload(id) === null ? null : Array.from(x.getPayload(id)!),
+        });
+      }
+      return {
+        entries,
+        searches: queries.map((q) => x.search(q, 10)),
+        digest: x.digestRoot(),
+        buckets: Array.from(x.digestBuckets()),
+        count: x.index.count,
+        entryCount: x.entryCount,
+      };
+    };
+    const before = state(c);
+    await c.close({ snapshot: true });
+
+    const lines: string[] = [];
+    c = await Collection.open(dir, { logger: (m) => lines.push(m) });
+    assert.ok(lines.some((l) => /snapshot at seq \d+, replayed 0 WAL records/.test(l)), `${lines}`);
+    assert.deepEqual(state(c), before);
+    // Writes while the digest is not rebuilt yet (it is rebuilt when first read) leave it equal
+    // to one computed from the entries.
+    await c.close();
+    c = await Collection.open(dir, quiet);
+    await c.put(8, rng.vector(dim), 3_000);
+    await c.delete(9, 3_001);
+    await c.forget([7], [2_003]);
+    await c.copy([{ id: "doc-b", version: 3_002, deleted: false, vector: rng.vector(dim) }]);
+    const after = c.digestRoot();
+    await c.close({ snapshot: true });
+    c = await Collection.open(dir, quiet);
+    assert.deepEqual(c.digestRoot(), after);
+    assert.equal(c.digestRoot().count, c.entryCount);
+    await c.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: a snapshot whose damage the consumer trips on is skipped as damaged, never allocated from", async () => {
+  const dir = tempDir();
+  try {
+    const rng = new Rng(4);
+    let c = await Collection.create(dir, {
+      name: "c",
+      dimension: 4,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, quiet);
+    for (let i = 0; i < 80; i++) await c.put(i, rng.vector(4));
+    const q = rng.vector(4);
+    const want = c.search(q, 10);
+    await c.close({ snapshot: true });
+    const [name] = readdirSync(join(dir, "snapshots"));
+    const path = join(dir, "snapshots", name);
+    const good = readFileSync(path);
+    // The index's slot count (payload offset 37: after magic, version, dim, M, metric,
+    // efConstruction, ef, compactRatio, rng) made huge: refused before anything is allocated.
+    const bad = new Uint8Array(good);
+    new DataView(bad.buffer).setUint32(SNAPSHOT_HEADER_BYTES + 37, 0x7fff_0000, true);
+    writeFileSync(path, bad);
+    const lines: string[] = [];
+    c = await Collection.open(dir, { logger: (m) => lines.push(m) });
+    assert.ok(
+      lines.some((l) => l.includes(`Skipping snapshot ${path}: checksum mismatch`)),
+      lines.join("\n"),
+    );
+    assert.equal(c.index.count, 80, "the WAL holds every write");
+    assert.deepEqual(c.search(q, 10), want);
+    await c.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

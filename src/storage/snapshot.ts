@@ -25,8 +25,11 @@
  * Writing goes to a temporary file (`<final name>.tmp-<random>`), which is fsynced, renamed to its
  * final name, and the directory fsynced; then all but the newest `keep` snapshots (by seq) are
  * deleted. Loading tries snapshots newest first and skips (with a log line) any that fail
- * validation; temporary leftovers from interrupted writes are removed. Loading reads a whole file
- * into memory.
+ * validation; temporary leftovers from interrupted writes are removed. Loading streams the
+ * payload from the file to the consumer ({@link BinaryReader.streaming}), checksumming it as it
+ * passes, so the large arrays are read once, straight into their final place (an index's WASM
+ * memory and link table), and the file is never held whole in memory; the checksum is checked
+ * once the consumer is done, and a consumer's value from a file that fails it is dropped.
  * @module
  */
 import { randomBytes } from "node:crypto";
@@ -99,6 +102,13 @@ export interface LoadedSnapshot<T> {
   version: number;
   created_ms: number;
   path: string;
+  /**
+   * Milliseconds (start-up logs): reading the file and checksumming it, both within the whole
+   * load (`load_ms`, the consumer's work included).
+   */
+  read_ms: number;
+  checksum_ms: number;
+  load_ms: number;
 }
 
 /** A validated snapshot: the header fields and a view of the payload. */
@@ -272,21 +282,82 @@ export async function writeSnapshot(
   return { path, seq, payload_bytes: payloadBytes, deleted };
 }
 
-function readWhole(path: string, bytesMax: number): Uint8Array | string {
+/** A snapshot file being loaded: its header, and its payload streamed from the file. */
+interface OpenedSnapshot {
+  fd: number;
+  seq: number;
+  version: number;
+  created_ms: number;
+  payload_bytes: number;
+  header: Uint8Array;
+}
+
+/** Opens `path` and validates its header and size; a string says why it is invalid. */
+function openSnapshot(path: string, seq: number, bytesMax: number): OpenedSnapshot | string {
   const fd = fs.openSync(path, "r");
+  let ok = false;
   try {
     const size = fs.fstatSync(fd).size;
     if (size > bytesMax) return `file of ${size} bytes exceeds the limit of ${bytesMax} bytes`;
-    const out = new Uint8Array(size);
-    let done = 0;
-    while (done < size) {
-      const n = fs.readSync(fd, out, done, Math.min(READ_CHUNK_BYTES, size - done), done);
-      if (n <= 0) return `file shrank to ${done} bytes while being read`;
-      done += n;
+    const overhead = SNAPSHOT_HEADER_BYTES + SNAPSHOT_TRAILER_BYTES;
+    if (size < overhead) {
+      return `file of ${size} bytes is shorter than the ${overhead}-byte header and trailer`;
     }
-    return out;
+    const header = new Uint8Array(SNAPSHOT_HEADER_BYTES);
+    if (fs.readSync(fd, header, 0, header.length, 0) !== header.length) {
+      return "file shrank while being read";
+    }
+    const r = new BinaryReader(header);
+    const magic = r.u32();
+    if (magic !== SNAPSHOT_MAGIC) return `bad magic ${hex(magic)}`;
+    const version = r.u32();
+    if (!SNAPSHOT_VERSIONS_READ.includes(version)) return `unsupported version ${version}`;
+    let fields: number[];
+    try {
+      fields = [r.u64Number(), r.u64Number(), r.u64Number()];
+    } catch (e) {
+      return `header field out of range: ${(e as Error).message}`;
+    }
+    const [headerSeq, createdMs, payloadBytes] = fields;
+    if (headerSeq !== seq) return `header seq ${headerSeq} does not match the expected seq ${seq}`;
+    if (payloadBytes !== size - overhead) {
+      return `payload length ${payloadBytes} does not match the file size ` +
+        `(${payloadBytes + overhead} bytes expected, ${size} found)`;
+    }
+    ok = true;
+    return {
+      fd,
+      seq,
+      version,
+      created_ms: createdMs,
+      payload_bytes: payloadBytes,
+      header,
+    };
   } finally {
-    fs.closeSync(fd);
+    if (!ok) fs.closeSync(fd);
+  }
+}
+
+/** Reads `into.length` bytes of `fd` at `position` (a string: the file ended first). */
+function readFullyAt(fd: number, into: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < into.length) {
+    const n = fs.readSync(
+      fd,
+      into,
+      done,
+      Math.min(READ_CHUNK_BYTES, into.length - done),
+      position + done,
+    );
+    if (n <= 0) throw new SnapshotTruncated(position + done);
+    done += n;
+  }
+}
+
+/** The file ended before its header said (it shrank while being read). */
+class SnapshotTruncated extends Error {
+  constructor(readonly at: number) {
+    super(`file shrank to ${at} bytes while being read`);
   }
 }
 
@@ -320,30 +391,92 @@ export async function loadNewestSnapshot<T>(
   if (removed > 0) await fsyncDir(dir);
 
   for (const file of await listSnapshots(dir)) {
-    const bytes = readWhole(file.path, bytesMax);
-    let parsed: ParsedSnapshot;
-    try {
-      if (typeof bytes === "string") throw new SnapshotFormatError(file.path, bytes);
-      parsed = parseSnapshot(bytes, file.path, file.seq);
-    } catch (e) {
-      if (!(e instanceof SnapshotFormatError)) throw e;
-      log(`Skipping snapshot ${file.path}: ${e.reason}`);
+    const t0 = performance.now();
+    const opened = openSnapshot(file.path, file.seq, bytesMax);
+    if (typeof opened === "string") {
+      log(`Skipping snapshot ${file.path}: ${opened}`);
       continue;
     }
-    const r = new BinaryReader(parsed.payload);
-    const value = await consume(r, parsed.seq, parsed.version);
-    if (r.remaining !== 0) {
+    // The payload streams from the file into its final places (the index's arrays, WASM
+    // memory) through the consumer, checksummed as it passes: one read of each byte, no copy
+    // of the whole file. The checksum is known only at the end, so a consumer's error on a
+    // file whose checksum fails is that file's damage (skipped), not a bug (thrown).
+    const fd = opened.fd;
+    let position = SNAPSHOT_HEADER_BYTES;
+    let crc = 0;
+    let readMs = 0;
+    let checksumMs = 0;
+    const source = (into: Uint8Array) => {
+      const r0 = performance.now();
+      readFullyAt(fd, into, position);
+      const r1 = performance.now();
+      position += into.length;
+      crc = crc32(into, crc);
+      readMs += r1 - r0;
+      checksumMs += performance.now() - r1;
+    };
+    const payloadEnd = SNAPSHOT_HEADER_BYTES + opened.payload_bytes;
+    /** Reads what the consumer left, then the trailer: null when valid, else why not. */
+    const verify = (): string | null => {
+      const rest = new Uint8Array(Math.min(1 << 20, payloadEnd - position));
+      while (position < payloadEnd) {
+        source(rest.subarray(0, Math.min(rest.length, payloadEnd - position)));
+      }
+      const trailer = new Uint8Array(SNAPSHOT_TRAILER_BYTES);
+      readFullyAt(fd, trailer, payloadEnd);
+      const tv = new DataView(trailer.buffer);
+      const endMagic = tv.getUint32(4, true);
+      if (endMagic !== SNAPSHOT_END_MAGIC) return `bad end magic ${hex(endMagic)}`;
+      const stored = tv.getUint32(0, true);
+      const computed = crc32(opened.header, crc);
+      if (stored !== computed) {
+        return `checksum mismatch (stored ${hex(stored)}, computed ${hex(computed)})`;
+      }
+      return null;
+    };
+    let value: T;
+    let invalid: string | null;
+    let unread = 0;
+    try {
+      try {
+        const r = BinaryReader.streaming(opened.payload_bytes, source);
+        value = await consume(r, opened.seq, opened.version);
+        unread = r.remaining;
+      } catch (e) {
+        if (e instanceof SnapshotTruncated) throw e;
+        const why = verify();
+        if (why === null) throw e;
+        log(`Skipping snapshot ${file.path}: ${why}`);
+        continue;
+      }
+      invalid = verify();
+    } catch (e) {
+      if (!(e instanceof SnapshotTruncated)) throw e;
+      log(`Skipping snapshot ${file.path}: ${e.message}`);
+      continue;
+    } finally {
+      fs.closeSync(fd);
+    }
+    if (invalid !== null) {
+      log(`Skipping snapshot ${file.path}: ${invalid}`);
+      continue;
+    }
+    if (unread !== 0) {
       throw new SnapshotFormatError(
         file.path,
-        `the consumer left ${r.remaining} of ${parsed.payload.length} payload bytes unread`,
+        `the consumer left ${unread} of ${opened.payload_bytes} payload bytes unread`,
       );
     }
+    const total = performance.now() - t0;
     return {
       value,
-      seq: parsed.seq,
-      version: parsed.version,
-      created_ms: parsed.created_ms,
+      seq: opened.seq,
+      version: opened.version,
+      created_ms: opened.created_ms,
       path: file.path,
+      read_ms: readMs,
+      checksum_ms: checksumMs,
+      load_ms: total,
     };
   }
   return null;

@@ -198,3 +198,35 @@ Deno.test("snapshot: version 1 files still load (as do 2), and the consumer is t
     assert.equal(SNAPSHOT_VERSION, 5);
   });
 });
+
+Deno.test("snapshot: a consumer's error on a damaged file skips it; on an intact file it propagates", async () => {
+  await withDir(async (dir) => {
+    await writeSnapshot(dir, 10, produce(stateFor(10)), quiet);
+    await writeSnapshot(dir, 20, produce(stateFor(20)), quiet);
+    const newest = join(dir, snapshotName(20));
+    const bytes = fs.readFileSync(newest);
+    // The label's length prefix made huge: the consumer throws (truncated input) before the
+    // checksum is known; the checksum then says the file is damaged.
+    new DataView(bytes.buffer, bytes.byteOffset).setUint32(SNAPSHOT_HEADER_BYTES, 1 << 30, true);
+    fs.writeFileSync(newest, bytes);
+    const logs: string[] = [];
+    const loaded = await loadNewestSnapshot(dir, consume, { logger: (m) => logs.push(m) });
+    assert.equal(loaded?.seq, 10);
+    assert.deepEqual(loaded?.value, stateFor(10));
+    assert.match(logs.join("\n"), /Skipping snapshot .*20\.snap: checksum mismatch/);
+    // An intact file whose consumer fails: a bug, not damage.
+    await writeSnapshot(dir, 30, produce(stateFor(30)), quiet);
+    await assert.rejects(
+      () =>
+        loadNewestSnapshot(dir, () => {
+          throw new Error("consumer bug");
+        }, quiet),
+      /consumer bug/,
+    );
+    // The reader streams: a 1 MiB vector payload arrives whole, the timings are reported.
+    await writeSnapshot(dir, 40, produce(stateFor(40, 1 << 18)), quiet);
+    const big = await loadNewestSnapshot(dir, consume, quiet);
+    assert.deepEqual(big?.value, stateFor(40, 1 << 18));
+    assert.ok(big!.read_ms >= 0 && big!.checksum_ms >= 0 && big!.load_ms >= big!.read_ms);
+  });
+});

@@ -41,3 +41,23 @@ Deno.test("VersionTable behaves like a Map<number, number> under random puts and
   assert.equal(t.set(5, 0).get(5), 0); // a legacy version 0 is a value, not "absent"
   assert.ok(t.bytes >= t.size * 13);
 });
+
+Deno.test("version table: insertAbsent after reserve holds what set would, through removed buckets too", () => {
+  const a = new VersionTable();
+  const b = new VersionTable();
+  a.reserve(3000);
+  for (let id = 0; id < 3000; id++) {
+    const v = id % 7 === 0 ? -(id + 1) : id * 1024;
+    a.insertAbsent(id * 2654435761 >>> 0, v);
+    b.set(id * 2654435761 >>> 0, v);
+  }
+  assert.equal(a.size, b.size);
+  for (const [k, v] of b) assert.equal(a.get(k), v);
+  // Deleted buckets are reused by later absent ids, and the table grows past its reservation.
+  for (let id = 0; id < 3000; id += 3) assert.ok(a.delete(id * 2654435761 >>> 0));
+  for (let id = 5000; id < 9000; id++) a.insertAbsent(id, id);
+  assert.equal(a.size, 3000 - 1000 + 4000);
+  for (let id = 5000; id < 9000; id++) assert.equal(a.get(id), id);
+  assert.equal(a.get(3 * 2654435761 >>> 0), undefined);
+  assert.equal(a.get(2654435761 >>> 0), b.get(2654435761 >>> 0));
+});
