@@ -307,6 +307,10 @@ export interface StatsResponse {
   shard_moves_failed?: Uint64;
   shard_bytes_moved?: Uint64;
   shard_moves?: ShardMoveStats[];
+  /** Router only: losers' shard units emptied wholesale (ShardDrop), refusals, entries. */
+  shard_drops_done?: Uint64;
+  shard_drops_refused?: Uint64;
+  points_dropped?: Uint64;
 }
 
 /** One shard file move under way (Stats). */
