@@ -80,6 +80,8 @@ export interface PutRequest {
   version?: Uint64;
   /** JSON text of an object (common/payload.ts); "" or absent: none. */
   payload?: string;
+  /** The sender's shard count of the collection (routers); 0 or absent: not checked. */
+  shard_number?: number;
 }
 export interface PutResponse {
   ok: boolean;
@@ -108,6 +110,8 @@ export interface PutBatchRequest {
   consistency?: string;
   /** Version of every point; 0 or absent: the server stamps one. */
   version?: Uint64;
+  /** The sender's shard count of the collection (routers); 0 or absent: not checked. */
+  shard_number?: number;
 }
 export interface PutBatchResponse {
   count: number;
@@ -139,6 +143,8 @@ export interface DeleteRequest {
   consistency?: string;
   /** 0 or absent: the server stamps it. */
   version?: Uint64;
+  /** The sender's shard count of the collection (routers); 0 or absent: not checked. */
+  shard_number?: number;
 }
 export interface DeleteResponse {
   deleted: boolean;
@@ -498,6 +504,8 @@ export interface DeleteBatchRequest {
   string_ids?: string[];
   consistency?: string;
   version?: Uint64;
+  /** The sender's shard count of the collection (routers); 0 or absent: not checked. */
+  shard_number?: number;
 }
 export interface DeleteBatchResponse {
   deleted: number;
