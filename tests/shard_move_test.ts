@@ -183,6 +183,10 @@ Deno.test({
         });
       }
       assert.ok(held > 0, "the newcomer holds no shard");
+      // The router counts each point once (per shard, from its replicas), not once per replica.
+      const logical = (await stats(router)).collections.find((x) => x.name === COLLECTION)!;
+      assert.equal(Number(logical.count), ids.length, "the router's logical count");
+      assert.equal(Number(logical.replica_count), ids.length * RF);
       // Every node holds exactly the points of its shards (losers kept nothing they lost).
       for (const addr of c.nodeAddrs) {
         const st = await c.api(addr).call("Stats", {});

@@ -262,10 +262,12 @@ export interface CollectionStats {
   last_snapshot_seq: Uint64;
   last_snapshot_time_ms: Uint64;
   wal_syncs?: Uint64;
-  /** Deleted points held as tombstones (router: summed over nodes). */
+  /** Deleted points held as tombstones (router: logical, as `count`). */
   tombstones?: Uint64;
   /** Storage node, more than one shard: each shard unit (empty for one shard). */
   shards?: ShardStats[];
+  /** Router only: live points summed over every node that answered (each replica counts). */
+  replica_count?: Uint64;
 }
 /** One shard unit of a collection on a storage node. */
 export interface ShardStats {

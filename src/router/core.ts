@@ -31,6 +31,7 @@
 import type { RecallMonitor, RecallSample } from "./recall_monitor.ts";
 import * as grpc from "@grpc/grpc-js";
 import { describeGrpcError, isServiceError, type ResponseOf } from "../api/client.ts";
+import { logicalCounts } from "./logical_stats.ts";
 import type { CollectionInfo } from "../api/proto.ts";
 import type { PointId } from "../common/point_id.ts";
 import {
@@ -766,8 +767,23 @@ export class RouterCore {
     return this.backups.delete(this.routable().nodes, name);
   }
 
-  nodeStats(): ReturnType<Scatter["nodeStats"]> {
-    return this.scatter.nodeStats(this.#view.nodes);
+  /**
+   * Each ring node's Stats, and the collections with logical counts (logical_stats.ts: per
+   * shard from the replicas the placement reads use, not summed over replicas).
+   */
+  async nodeStats(): ReturnType<Scatter["nodeStats"]> {
+    const r = await this.scatter.nodeStats(this.#view.nodes);
+    const placement = this.searchPlacement();
+    logicalCounts(
+      r.collections,
+      r.per.filter((n) => n.error === "").map((n) => ({
+        address: n.address,
+        collections: n.collections,
+      })),
+      (c) => this.catalog.get(c) ?? this.catalog.legacy,
+      (c, l, k) => placement.replicas(c, l, k),
+    );
+    return r;
   }
 
   /** Whether each ring node was reachable at the last call (static-mode Members). */
