@@ -18,9 +18,10 @@
  * install stays at the same offset, so the sender may resend it). `ShardInstallCommit` checks
  * the size and the whole CRC-32, fsyncs the file, moves it into the staged unit's `snapshots/`
  * as `snapshot-<seq>.snap`, fsyncs, and calls `ShardedCollection.installUnit`: the image loads
- * as the new unit (vectors, links, versions, payloads read straight in), the entries of the
- * unit it replaces are merged in last-writer-wins (writes routed here since the node gained
- * the shard), and the directories are swapped crash-safely. A refused commit discards the
+ * as the new unit (vectors, links, versions, payloads read straight in, once: after the swap the
+ * loaded unit is reopened in place, `Collection.reopenMoved`), the entries of the unit it
+ * replaces are merged in last-writer-wins (writes routed here since the node gained the shard),
+ * and the directories are swapped crash-safely. A refused commit discards the
  * install: nothing of it is installed. At most {@link SHARD_INSTALLS_MAX} installs at once; one
  * idle for {@link SHARD_IMAGE_IDLE_MS} is discarded. Staged directories a crash left behind are
  * removed when the collection opens (unit_swap.ts `recoverUnitSwap`).

@@ -917,12 +917,18 @@ export class ShardedCollection {
         }
         await fresh.close();
         await old.close();
+        let swapped = false;
         try {
           await swapUnitDirs(at, staged);
+          swapped = true;
         } finally {
           // Whatever the swap reached, the directory now holds one whole unit.
           recoverUnitSwap(at);
-          units[k] = await Collection.open(at, this.unitOptions);
+          // Swapped: the new unit's state is in memory already (the image is not loaded
+          // twice); else whichever unit the directory holds is opened from disk.
+          units[k] = swapped
+            ? await Collection.reopenMoved(fresh, at, this.unitOptions)
+            : await Collection.open(at, this.unitOptions);
           this.idOrder = null;
         }
       } finally {

@@ -18,6 +18,9 @@ import {
   unitDir,
 } from "./sharded_collection.ts";
 import { Backups } from "./backups.ts";
+import { stagedUnitDir } from "./unit_swap.ts";
+import { snapshotName } from "./snapshot.ts";
+import { copyFileSync, mkdirSync } from "node:fs";
 
 const quiet = { logger: () => {} };
 
@@ -430,5 +433,47 @@ Deno.test("sharded collection: a write racing dropUnit is never lost (refused, o
     await store.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("sharded collection: installUnit loads the image once; the installed unit takes writes that survive a reopen", async () => {
+  const dir = tempDir();
+  const other = tempDir();
+  try {
+    const src = await NodeStore.open(other, quiet);
+    const from = await src.create(config("c", 3));
+    const list = ids(150);
+    await load(from, list);
+    const k = 2;
+    const made = await from.units[k].backupTo(join(other, "image"));
+    const logs: string[] = [];
+    let store = await NodeStore.open(dir, { logger: (m: string) => logs.push(m) });
+    let c = await store.create(config("c", 3));
+    const staged = stagedUnitDir(unitDir(c.dir, 3, k), "t1");
+    mkdirSync(join(staged, "snapshots"), { recursive: true });
+    copyFileSync(made.path, join(staged, "snapshots", snapshotName(made.seq)));
+    logs.length = 0;
+    await c.installUnit(k, staged);
+    const loads = logs.filter((m) => /snapshot at seq/.test(m));
+    assert.equal(loads.length, 1, `the image was loaded ${loads.length} times: ${loads}`);
+    // Named as a unit opened from its directory is.
+    assert.equal(c.units[k].name, String(k));
+    const mine = list.filter((id) => shardOf(id, 3) === k);
+    assert.deepEqual(mine.map((id) => c.getEntry(id)), mine.map((id) => from.getEntry(id)));
+    // The unit in place logs to its own directory: a write after the install survives a reopen.
+    const w = await c.put(mine[0], [5, 5, 5]);
+    await store.close({ snapshot: false });
+    store = await NodeStore.open(dir, quiet);
+    c = store.get("c");
+    assert.equal(c.getEntry(mine[0]).version, w.version);
+    assert.deepEqual(
+      mine.slice(1).map((id) => c.getEntry(id)),
+      mine.slice(1).map((id) => from.getEntry(id)),
+    );
+    await store.close();
+    await src.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(other, { recursive: true, force: true });
   }
 });
