@@ -9,6 +9,13 @@
  * versions), and units an earlier aborted attempt filled on a node that no longer owns them
  * (strays). Shards whose replicas never changed are not read at all.
  *
+ * With digests, a loser (a node that no longer owns a changed shard) is only read by the sync,
+ * never written, and its unit is emptied wholesale at the end of the run ({@link settleDrop},
+ * `Transfer/ShardDrop`), conditional on the unit's root digest read BEFORE the sync: if the root
+ * is unchanged at the drop, the unit held exactly what the sync put on the owners; a write that
+ * reached it since changes the root, and the node refuses. Losers without ShardDrop list their
+ * keys before the sync instead and forget them through Prune, conditional on versions.
+ *
  * The file path is skipped, and the run does the full point-by-point pass as before, when:
  * there is no placement change (an anti-entropy run, which asks for the full pass); or, per
  * collection, an earlier attempt since the settled ring copied it whole, it has one shard (its

@@ -28,7 +28,9 @@
  *    queue) is retried for up to {@link COLLECTION_WAIT_MS}.
  * 3. **Prune.** Once every transfer succeeded, each node forgets the entries it sent but does
  *    not own (`Prune`, conditional on the version scanned: a newer write that arrived since is
- *    kept for the next run). Then the ring in use becomes the settled ring.
+ *    kept for the next run); a shard unit a node lost and the file phase synced by digests is
+ *    emptied wholesale instead (`ShardDrop`, conditional on its root digest, file_phase.ts
+ *    `settleDrop`). Then the ring in use becomes the settled ring.
  *
  * A run that fails is retried every {@link RETRY_DELAY_MS} (growing to
  * {@link RETRY_DELAY_MAX_MS}), never settled half-done: until it succeeds, reads ask the owners
