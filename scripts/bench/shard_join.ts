@@ -99,7 +99,18 @@ try {
         next = Math.min(n, next + batch);
         const points = [];
         for (let id = start; id < next; id++) points.push({ id, vector: row(id) });
-        await c.call("PutBatch", { points, collection: "join" });
+        // A shared, loaded machine may time a batch out: it is sent again (same points; a put
+        // is idempotent), a few times, before the run gives up.
+        for (let attempt = 1;; attempt++) {
+          try {
+            await c.call("PutBatch", { points, collection: "join" });
+            break;
+          } catch (e) {
+            if (attempt >= 5) throw e;
+            log(`PutBatch of ids ${start}.. failed (${(e as Error).message}); again`);
+            await sleep(2000 * attempt);
+          }
+        }
         for (let id = start; id < next; id++) acked.set(id, id);
       }
     } finally {
