@@ -5,7 +5,7 @@
  *
  * - anonymous, unknown-key and wrong-role calls to every RPC of `vectordb.VectorDB`, on the
  *   router and on a node → UNAUTHENTICATED / PERMISSION_DENIED, with messages naming the RPC;
- * - every internal RPC (Gossip.Exchange, Transfer.Scan/CopyBatch/Prune) without a proof, with
+ * - every internal RPC (Gossip.Exchange, Transfer.Scan/CopyBatch/Prune/ShardDrop) without a proof, with
  *   a proof made with another secret, with a replayed proof → UNAUTHENTICATED; forged gossip
  *   `alive` members and a forged `dead` of a real node change nothing;
  * - version extremes through the router (2^53 − 1, beyond the window) → INVALID_ARGUMENT and
@@ -280,6 +280,12 @@ Deno.test({
                 points: [{ id: 1, vector: [0, 0, 0, 0], version: 2 ** 53 - 1, deleted: true }],
               }],
               ["Scan", { collection: COLLECTION, after_id: 0, from_start: true, limit: 10 }],
+              ["ShardDrop", {
+                collection: COLLECTION,
+                shard: 0,
+                expected_root: new Uint8Array(8),
+                expected_entries: 0,
+              }],
             ] as const
           ) {
             if (what === "a replayed proof" && m !== "Scan") continue; // bound to Scan's path

@@ -10,7 +10,9 @@
  * - no acknowledged write was lost: every id reads back (through the router) with the last
  *   value written;
  * - the newcomer serves its shards: it holds every point of the shards placed on it, with the
- *   last value written, and nothing else.
+ *   last value written, and nothing else;
+ * - the nodes that lost shards emptied those units wholesale (Stats: shard drops done) and
+ *   every node holds exactly the points of its shards.
  */
 
 import assert from "node:assert/strict";
@@ -138,6 +140,9 @@ Deno.test({
           `copied to catch up; traffic ${JSON.stringify(counts)}`,
       );
       assert.ok(Number(s.shard_moves_done) > 0, "no shard moved as a file");
+      // The nodes that lost shards emptied those units wholesale (ShardDrop), not entry by entry.
+      assert.ok(Number(s.shard_drops_done) > 0, "no lost shard unit was dropped whole");
+      assert.ok(Number(s.points_dropped) > 0);
       assert.ok(Number(s.shard_bytes_moved) > 0);
       assert.equal(s.shard_moves_active, 0);
       assert.ok(counts.searches > 0 && counts.writes > 0);
@@ -178,6 +183,17 @@ Deno.test({
         });
       }
       assert.ok(held > 0, "the newcomer holds no shard");
+      // The router counts each point once (per shard, from its replicas), not once per replica.
+      const logical = (await stats(router)).collections.find((x) => x.name === COLLECTION)!;
+      assert.equal(Number(logical.count), ids.length, "the router's logical count");
+      assert.equal(Number(logical.replica_count), ids.length * RF);
+      // Every node holds exactly the points of its shards (losers kept nothing they lost).
+      for (const addr of c.nodeAddrs) {
+        const st = await c.api(addr).call("Stats", {});
+        const mine = st.collections!.find((x) => x.name === COLLECTION)!;
+        const owned = ids.filter((id) => ring.owners(id).includes(addr)).length;
+        assert.equal(Number(mine.count), owned, `${addr} holds ${mine.count}, owns ${owned}`);
+      }
       console.log(`  ${newcomer} serves ${held} of ${ids.length} points`);
     });
   },

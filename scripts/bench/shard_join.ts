@@ -3,7 +3,8 @@
  * (gossip, RF 2, `--shards` shards) of `--n` GloVe-100 points while 4 search clients and 1
  * writer run. Reports the time from the 4th node's start until the router's placement is
  * settled on 4 nodes (from then on searches read the new node's shards), the bytes of shard
- * images moved (router Stats `shard_bytes_moved`) and the points copied to catch up, failed
+ * images moved (router Stats `shard_bytes_moved`), the points copied to catch up, the units the
+ * nodes that lost shards emptied wholesale (`shard_drops_done`, `points_dropped`), failed
  * and partial searches, and lost writes (every acknowledged write checked through the router at
  * the end; deletes must stay deleted), with os.loadavg() beside. A benchmark script, not a test.
  *
@@ -98,7 +99,18 @@ try {
         next = Math.min(n, next + batch);
         const points = [];
         for (let id = start; id < next; id++) points.push({ id, vector: row(id) });
-        await c.call("PutBatch", { points, collection: "join" });
+        // A shared, loaded machine may time a batch out: it is sent again (same points; a put
+        // is idempotent), a few times, before the run gives up.
+        for (let attempt = 1;; attempt++) {
+          try {
+            await c.call("PutBatch", { points, collection: "join" });
+            break;
+          } catch (e) {
+            if (attempt >= 5) throw e;
+            log(`PutBatch of ids ${start}.. failed (${(e as Error).message}); again`);
+            await sleep(2000 * attempt);
+          }
+        }
         for (let id = start; id < next; id++) acked.set(id, id);
       }
     } finally {
@@ -262,6 +274,12 @@ try {
     catch_up_points_scanned: Number(end.points_scanned ?? 0) - Number(before.points_scanned ?? 0),
     catch_up_points_copied: Number(end.points_copied ?? 0) - Number(before.points_copied ?? 0),
     points_pruned: Number(end.points_pruned ?? 0) - Number(before.points_pruned ?? 0),
+    // Losers' units emptied wholesale (ShardDrop) instead of pruned entry by entry.
+    shard_drops_done: Number(end.shard_drops_done ?? 0) - Number(before.shard_drops_done ?? 0),
+    shard_drops_refused: Number(end.shard_drops_refused ?? 0) -
+      Number(before.shard_drops_refused ?? 0),
+    points_dropped: Number(end.points_dropped ?? 0) - Number(before.points_dropped ?? 0),
+    router_count: Number(end.collections.find((x) => x.name === "join")?.count ?? 0),
     per_node_points: perNode,
     ...counts,
     searches,

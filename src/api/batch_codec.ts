@@ -18,6 +18,7 @@
  * | 2 collection    | UTF-8 string                         | string, "" if absent             |
  * | 10 consistency  | UTF-8 string                         | string, "" if absent             |
  * | 11 version      | varint (uint64)                      | decimal string, "0" if absent    |
+ * | 12 shard_number | varint (uint32)                      | number, 0 if absent              |
  *
  * As protobufjs: a singular field that appears twice keeps the last value; unknown fields are
  * skipped. Stricter: a known field with another wire type, or a packed list whose length is not
@@ -135,6 +136,7 @@ export function decodePutBatchRequest(b: Uint8Array): Required<PutBatchRequest> 
     collection: "",
     consistency: "",
     version: "0",
+    shard_number: 0,
   };
   for (let pos = 0; pos < b.length;) {
     const at = pos;
@@ -155,6 +157,11 @@ export function decodePutBatchRequest(b: Uint8Array): Required<PutBatchRequest> 
       case 11:
         expectWire(f, 0, "version", at);
         out.version = uint64(b, f.from, f.to);
+        break;
+      case 12:
+        expectWire(f, 0, "shard_number", at);
+        // uint32: the low 32 bits of the varint, as protobufjs reads it.
+        out.shard_number = Number(BigInt.asUintN(32, BigInt(uint64(b, f.from, f.to))));
         break;
     }
   }

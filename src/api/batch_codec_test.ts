@@ -53,6 +53,7 @@ function randomRequest(r: Prng): Record<string, unknown> {
   if (r.nextInt(2)) {
     req.version = pick([0, 1, 2 ** 53 - 1, "9007199254740993", "18446744073709551615", 12345]);
   }
+  if (r.nextInt(2)) req.shard_number = pick([0, 1, 3, 127, 128, 2 ** 31, 2 ** 32 - 1]);
   return req;
 }
 

@@ -81,6 +81,8 @@ export interface PutRequest {
   version?: Uint64;
   /** JSON text of an object (common/payload.ts); "" or absent: none. */
   payload?: string;
+  /** The sender's shard count of the collection (routers); 0 or absent: not checked. */
+  shard_number?: number;
 }
 export interface PutResponse {
   ok: boolean;
@@ -109,6 +111,8 @@ export interface PutBatchRequest {
   consistency?: string;
   /** Version of every point; 0 or absent: the server stamps one. */
   version?: Uint64;
+  /** The sender's shard count of the collection (routers); 0 or absent: not checked. */
+  shard_number?: number;
 }
 export interface PutBatchResponse {
   count: number;
@@ -140,6 +144,8 @@ export interface DeleteRequest {
   consistency?: string;
   /** 0 or absent: the server stamps it. */
   version?: Uint64;
+  /** The sender's shard count of the collection (routers); 0 or absent: not checked. */
+  shard_number?: number;
 }
 export interface DeleteResponse {
   deleted: boolean;
@@ -257,10 +263,12 @@ export interface CollectionStats {
   last_snapshot_seq: Uint64;
   last_snapshot_time_ms: Uint64;
   wal_syncs?: Uint64;
-  /** Deleted points held as tombstones (router: summed over nodes). */
+  /** Deleted points held as tombstones (router: logical, as `count`). */
   tombstones?: Uint64;
   /** Storage node, more than one shard: each shard unit (empty for one shard). */
   shards?: ShardStats[];
+  /** Router only: live points summed over every node that answered (each replica counts). */
+  replica_count?: Uint64;
 }
 /** One shard unit of a collection on a storage node. */
 export interface ShardStats {
@@ -308,6 +316,10 @@ export interface StatsResponse {
   shard_moves_failed?: Uint64;
   shard_bytes_moved?: Uint64;
   shard_moves?: ShardMoveStats[];
+  /** Router only: losers' shard units emptied wholesale (ShardDrop), refusals, entries. */
+  shard_drops_done?: Uint64;
+  shard_drops_refused?: Uint64;
+  points_dropped?: Uint64;
 }
 
 /** One shard file move under way (Stats). */
@@ -495,6 +507,8 @@ export interface DeleteBatchRequest {
   string_ids?: string[];
   consistency?: string;
   version?: Uint64;
+  /** The sender's shard count of the collection (routers); 0 or absent: not checked. */
+  shard_number?: number;
 }
 export interface DeleteBatchResponse {
   deleted: number;

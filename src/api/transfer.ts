@@ -178,6 +178,17 @@ export interface TransferMethods {
     request: { install_id: string };
     response: { merged: Uint64; points: Uint64 };
   };
+  ShardDrop: { request: ShardDropRequest; response: { dropped: Uint64 } };
+}
+
+/** ShardDrop (proto/internal.proto): empty a shard unit whose root is still `expected_root`. */
+export interface ShardDropRequest {
+  collection: string;
+  shard: number;
+  /** 8 bytes: the root digest read before the sync (common/digest.ts `rootBytes`). */
+  expected_root: Uint8Array;
+  /** The entry count of that digest. */
+  expected_entries: Uint64;
 }
 
 /** A Digest request: one shard replica's digest (common/digest.ts). */
@@ -329,6 +340,7 @@ export const TRANSFER_REQUEST_LIMITS: Readonly<Record<keyof TransferMethods, Req
   ShardInstallBegin: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.ShardInstallBegin },
   ShardInstallChunk: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.ShardInstallChunk },
   ShardInstallCommit: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.ShardInstallCommit },
+  ShardDrop: { bytes_max: TRANSFER_REQUEST_BYTES_MAX.ShardDrop },
 };
 
 /**

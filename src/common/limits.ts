@@ -143,7 +143,7 @@ export const POINT_FIELDS_MAX = 16;
  * | vectordb.internal.Transfer | Prune                                   | 576 KiB   | ids, string_ids, versions <= SCAN_LIMIT_MAX each (ids + string_ids checked decoded) |
  * | vectordb.internal.Transfer | Digest                                  | 4 KiB     |                              |
  * | vectordb.internal.Transfer | BucketEntries                           | 588 KiB   | buckets <= DIGEST_BUCKETS (1,024); ids, string_ids <= SCAN_LIMIT_MAX each |
- * | vectordb.internal.Transfer | ShardImageOpen, ShardImageRead, ShardImageClose, ShardInstallBegin, ShardInstallCommit | 4 KiB | |
+ * | vectordb.internal.Transfer | ShardImageOpen, ShardImageRead, ShardImageClose, ShardInstallBegin, ShardInstallCommit, ShardDrop | 4 KiB | |
  * | vectordb.internal.Transfer | ShardInstallChunk (a chunk <= SHARD_CHUNK_BYTES_MAX) | 1,028 KiB | |
  * | vectordb.internal.Gossip   | Exchange (cluster/gossip_transport.ts)  | 65 KiB    | (payload 64 KiB + sender)    |
  *
@@ -216,6 +216,7 @@ export const TRANSFER_REQUEST_BYTES_MAX = {
   ShardInstallBegin: SMALL_REQUEST_BYTES_MAX,
   ShardInstallChunk: SHARD_CHUNK_BYTES_MAX + SMALL_REQUEST_BYTES_MAX,
   ShardInstallCommit: SMALL_REQUEST_BYTES_MAX,
+  ShardDrop: SMALL_REQUEST_BYTES_MAX,
 } as const;
 
 /**

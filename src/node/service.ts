@@ -104,6 +104,33 @@ export class StatusError extends Error {
 }
 
 /**
+ * A write's `shard_number` guard (proto/vector_db.proto PutRequest.shard_number): 0 or absent
+ * passes; a number that is not this node's shard count of the collection is FAILED_PRECONDITION
+ * naming the collection and both numbers (the sender routed with a stale layout, e.g. of a
+ * collection dropped and created again with another shard count, and must not write here).
+ */
+export function checkShardNumber(
+  c: Pick<ShardedCollection, "name" | "shard_number">,
+  value: unknown,
+): void {
+  if (value === undefined || value === null || value === 0) return;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+    throw new ValidationError(
+      "shard_number",
+      value,
+      `shard_number ${value} must be a non-negative integer`,
+    );
+  }
+  if (value !== c.shard_number) {
+    throw new StatusError(
+      grpc.status.FAILED_PRECONDITION,
+      `collection "${c.name}" has ${c.shard_number} shards on this node, not ${value} as the ` +
+        `request's shard_number says (the sender's layout of the collection is stale)`,
+    );
+  }
+}
+
+/**
  * Maps an error to a gRPC status and message. `dataDir` (the node's data directory) is named
  * when a full disk surfaces as a bare ENOSPC/EDQUOT rather than a {@link DiskFullError}.
  */
@@ -336,6 +363,7 @@ export function nodeHandlers(
       const p = validatePutRequest(req);
       const c = await store.getForWrite(p.collection, p.vector.length);
       checkDimension(c, p.vector.length, req);
+      checkShardNumber(c, req.shard_number);
       const w = await c.put(p.id, p.vector, p.version, p.payload);
       return { ok: true, seq: String(w.seq), replicas_acked: 1, version: String(w.version) };
     }),
@@ -344,6 +372,7 @@ export function nodeHandlers(
       const c = await store.getForWrite(b.collection, b.points[0].vector.length);
       // Every point has the first's length (validated): the first names the field.
       checkDimension(c, b.points[0].vector.length, req.points[0], "points[0].");
+      checkShardNumber(c, req.shard_number);
       const w = await c.putBatch(b.points, b.version);
       return { count: b.points.length, seq: String(w.seq), version: String(w.version) };
     }),
@@ -371,6 +400,7 @@ export function nodeHandlers(
       // The default collection does not exist before its first Put (its dimension is unknown),
       // so there is nothing to delete and nowhere to keep a tombstone.
       if (c === null) return { deleted: false, seq: "0", version: String(r.version) };
+      checkShardNumber(c, req.shard_number);
       const d = await c.delete(r.id, r.version);
       return { deleted: d.deleted, seq: String(d.seq), version: String(d.version) };
     }),
@@ -549,6 +579,7 @@ export function nodeHandlers(
       if (c === null) {
         return { deleted: 0, version: String(v.version), removed: new Uint8Array(v.ids.length) };
       }
+      checkShardNumber(c, req.shard_number);
       const gone = new Set<PointId>();
       const d = await c.deleteBatch(v.ids, v.version, gone);
       // v.ids is in wire order (integer ids, then string ids); a repeated id is marked once.

@@ -246,3 +246,38 @@ Deno.test("node service: a sharded collection's backup restores as that sharded 
     assert.deepEqual(b, a);
   });
 });
+
+Deno.test("writes carrying another shard_number than the node's are refused, naming both; 0 or absent passes", async () => {
+  await withNode("shard_guard_", async (api, _tr, store) => {
+    await api("CreateCollection", { name: "g", dimension: 2, shard_number: 3 });
+    const refused = (n: number) =>
+      new RegExp(
+        `^collection "g" has 3 shards on this node, not ${n} as the request's shard_number says`,
+      );
+    const writes: [string, Record<string, unknown>][] = [
+      ["Put", { collection: "g", id: 1, vector: [1, 2] }],
+      ["PutBatch", { collection: "g", points: [{ id: 2, vector: [1, 2] }] }],
+      ["Delete", { collection: "g", id: 1 }],
+      ["DeleteBatch", { collection: "g", ids: [2] }],
+    ];
+    for (const [method, req] of writes) {
+      await rejectsWith(
+        api(method, { ...req, shard_number: 4 }),
+        grpc.status.FAILED_PRECONDITION,
+        refused(4),
+      );
+      await api(method, { ...req, shard_number: 3 });
+      await api(method, { ...req, shard_number: 0 });
+      await api(method, req);
+    }
+    // The refused writes changed nothing: ids 1 and 2 end deleted by the accepted deletes.
+    assert.equal(store.get("g").getEntry(1).deleted, true);
+    assert.equal(store.get("g").getEntry(2).deleted, true);
+    await rejectsWith(
+      api("Put", { collection: "g", id: 9, vector: [1, 2], shard_number: 1 }),
+      grpc.status.FAILED_PRECONDITION,
+      refused(1),
+    );
+    assert.equal(store.get("g").getEntry(9).version, 0);
+  });
+});

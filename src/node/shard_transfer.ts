@@ -18,12 +18,19 @@
  * install stays at the same offset, so the sender may resend it). `ShardInstallCommit` checks
  * the size and the whole CRC-32, fsyncs the file, moves it into the staged unit's `snapshots/`
  * as `snapshot-<seq>.snap`, fsyncs, and calls `ShardedCollection.installUnit`: the image loads
- * as the new unit (vectors, links, versions, payloads read straight in), the entries of the
- * unit it replaces are merged in last-writer-wins (writes routed here since the node gained
- * the shard), and the directories are swapped crash-safely. A refused commit discards the
+ * as the new unit (vectors, links, versions, payloads read straight in, once: after the swap the
+ * loaded unit is reopened in place, `Collection.reopenMoved`), the entries of the unit it
+ * replaces are merged in last-writer-wins (writes routed here since the node gained the shard),
+ * and the directories are swapped crash-safely. A refused commit discards the
  * install: nothing of it is installed. At most {@link SHARD_INSTALLS_MAX} installs at once; one
  * idle for {@link SHARD_IMAGE_IDLE_MS} is discarded. Staged directories a crash left behind are
  * removed when the collection opens (unit_swap.ts `recoverUnitSwap`).
+ *
+ * **Drop.** `ShardDrop` empties the unit of a shard this node lost, wholesale
+ * (`ShardedCollection.dropUnit`: an empty unit swapped in crash-safely), but only while its root
+ * digest still equals the one the router read before it confirmed that the new owners hold
+ * everything the unit held; otherwise FAILED_PRECONDITION names both roots and nothing changes
+ * (a write that reached the unit since is kept; the router re-syncs or prunes instead).
  *
  * @module
  */
@@ -39,6 +46,7 @@ import { ValidationError } from "../api/validate.ts";
 import type { NodeStore } from "../storage/node_store.ts";
 import { type ShardedCollection, unitDir } from "../storage/sharded_collection.ts";
 import { stagedUnitDir } from "../storage/unit_swap.ts";
+import { DIGEST_BYTES, type RootDigest } from "../common/digest.ts";
 import { snapshotName } from "../storage/snapshot.ts";
 import { StatusError } from "./service.ts";
 
@@ -83,6 +91,16 @@ export interface ShardTransferStats {
   installs_done: number;
   installs_failed: number;
   install_bytes_received: number;
+  /** ShardDrop: units emptied, refused because their root had changed, entries dropped. */
+  drops_done: number;
+  drops_refused: number;
+  entries_dropped: number;
+}
+
+/** A root digest as the router and the node name it in messages. */
+export function describeRoot(root: RootDigest): string {
+  const hex = (n: number) => n.toString(16).padStart(8, "0");
+  return `${hex(root.hi)}${hex(root.lo)} (${root.count} entries)`;
 }
 
 function newId(): string {
@@ -125,6 +143,9 @@ export class ShardTransfers {
     installs_done: 0,
     installs_failed: 0,
     install_bytes_received: 0,
+    drops_done: 0,
+    drops_refused: 0,
+    entries_dropped: 0,
   };
   readonly #store: NodeStore;
   readonly #dir: string;
@@ -443,6 +464,60 @@ export class ShardTransfers {
       await this.#discard(id, ins, true);
       throw e;
     }
+  }
+
+  /** ShardDrop (see the module comment). */
+  async drop(
+    name: string,
+    shard: unknown,
+    expected_root: unknown,
+    expected_entries: unknown,
+  ): Promise<{ dropped: number }> {
+    const c = this.#store.get(name);
+    const k = this.#shardOf(c, shard);
+    if (!(expected_root instanceof Uint8Array) || expected_root.length !== DIGEST_BYTES) {
+      const n = expected_root instanceof Uint8Array ? expected_root.length : 0;
+      throw new ValidationError(
+        "expected_root",
+        n,
+        `expected_root has ${n} bytes; it must have ${DIGEST_BYTES} (a Digest reply's root)`,
+      );
+    }
+    const count = u64Of(expected_entries ?? 0, "expected_entries", 0, Number.MAX_SAFE_INTEGER);
+    const v = new DataView(expected_root.buffer, expected_root.byteOffset, DIGEST_BYTES);
+    const expected: RootDigest = {
+      lo: v.getUint32(0, true),
+      hi: v.getUint32(4, true),
+      count,
+    };
+    if (c.shard_number === 1) {
+      throw new StatusError(
+        grpc.status.FAILED_PRECONDITION,
+        `collection "${name}" has one shard; its entries are forgotten through Prune`,
+      );
+    }
+    for (const ins of this.#installs.values()) {
+      if (ins.collection === c && ins.shard === k) {
+        throw new StatusError(
+          grpc.status.FAILED_PRECONDITION,
+          `shard ${k} of "${name}" is being installed on this node; it is not dropped`,
+        );
+      }
+    }
+    const r = await c.dropUnit(k, expected);
+    if (r.mismatch !== null) {
+      this.stats.drops_refused++;
+      throw new StatusError(
+        grpc.status.FAILED_PRECONDITION,
+        `shard ${k} of "${name}" was not dropped: its root digest is ` +
+          `${describeRoot(r.mismatch)}, not the expected ${describeRoot(expected)} (it was ` +
+          `written since)`,
+      );
+    }
+    this.stats.drops_done++;
+    this.stats.entries_dropped += r.dropped;
+    this.#log(`shard ${k} of "${name}" dropped: ${r.dropped} entries (this node lost the shard)`);
+    return { dropped: r.dropped };
   }
 
   async #discard(id: string, ins: Install, failed: boolean): Promise<void> {

@@ -256,3 +256,63 @@ Deno.test("bad chunks, gaps and size or checksum mismatches are refused; nothing
     });
   });
 });
+
+Deno.test("ShardDrop empties a unit only while its root is the one the router read; bad input is refused", async () => {
+  await withNode("shard_drop_", async (api, tr, store) => {
+    await loadSource(api);
+    const shard = 1;
+    const d = await tr("Digest", { collection: "c", shard, with_buckets: false });
+    const held = store.get("c").units[shard].entryCount;
+    assert.ok(held > 100);
+    // A write reaching the unit after the root was read: refused, naming both roots.
+    const late = [...Array(5000).keys()].map((i) => 200_000 + i).find((i) =>
+      shardOf(i, SHARDS) === shard
+    )!;
+    await api("Put", { collection: "c", id: late, vector: [1, 2, 3, 4], version: "900" });
+    await rejectsWith(
+      tr("ShardDrop", {
+        collection: "c",
+        shard,
+        expected_root: d.root,
+        expected_entries: d.entries,
+      }),
+      grpc.status.FAILED_PRECONDITION,
+      new RegExp(
+        `shard 1 of "c" was not dropped: its root digest is [0-9a-f]{16} \\(${
+          held + 1
+        } entries\\), not the expected [0-9a-f]{16} \\(${held} entries\\)`,
+      ),
+    );
+    assert.equal(store.get("c").units[shard].entryCount, held + 1);
+    // Bad fields.
+    await rejectsWith(
+      tr("ShardDrop", { collection: "c", shard, expected_root: new Uint8Array(3) }),
+      grpc.status.INVALID_ARGUMENT,
+      /expected_root has 3 bytes; it must have 8/,
+    );
+    await rejectsWith(
+      tr("ShardDrop", { collection: "c", shard: 3, expected_root: d.root }),
+      grpc.status.INVALID_ARGUMENT,
+      /shard 3 is outside collection "c"/,
+    );
+    await rejectsWith(
+      tr("ShardDrop", { collection: "nope", shard: 0, expected_root: d.root }),
+      grpc.status.NOT_FOUND,
+      /nope/,
+    );
+    // With the current root: dropped whole; the other units keep theirs.
+    const now = await tr("Digest", { collection: "c", shard, with_buckets: false });
+    const others = [0, 2].map((k) => store.get("c").units[k].entryCount);
+    const r = await tr("ShardDrop", {
+      collection: "c",
+      shard,
+      expected_root: now.root,
+      expected_entries: now.entries,
+    });
+    assert.equal(Number(r.dropped), held + 1);
+    assert.equal(store.get("c").units[shard].entryCount, 0);
+    assert.deepEqual([0, 2].map((k) => store.get("c").units[k].entryCount), others);
+    const got = await api("Get", { collection: "c", id: late });
+    assert.equal(got.found, false);
+  });
+});

@@ -65,6 +65,7 @@ import {
   SCAN_LIMIT_MAX,
   type ScanRequest,
   type ScanWireResponse,
+  type ShardDropRequest,
   type ShardImageOpenRequest,
   type ShardImageOpenResponse,
   type ShardImageReadRequest,
@@ -579,6 +580,11 @@ export function transferHandlers(
         return shards.commit(req.install_id);
       },
     ),
+    ShardDrop: guard.wrap<ShardDropRequest, { dropped: number }>("ShardDrop", (req) => {
+      arrived();
+      const name = resolveCollection(req.collection);
+      return shards.drop(name, req.shard, req.expected_root, req.expected_entries);
+    }),
   };
 }
 

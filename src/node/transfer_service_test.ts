@@ -307,6 +307,7 @@ Deno.test("Transfer messages carry versions as uint64; Scan replies decode to nu
     "Entries",
     "Prune",
     "Scan",
+    "ShardDrop",
     "ShardImageClose",
     "ShardImageOpen",
     "ShardImageRead",

@@ -30,7 +30,8 @@
  */
 import type { RecallMonitor, RecallSample } from "./recall_monitor.ts";
 import * as grpc from "@grpc/grpc-js";
-import type { ResponseOf } from "../api/client.ts";
+import { describeGrpcError, isServiceError, type ResponseOf } from "../api/client.ts";
+import { logicalCounts } from "./logical_stats.ts";
 import type { CollectionInfo } from "../api/proto.ts";
 import type { PointId } from "../common/point_id.ts";
 import {
@@ -437,25 +438,46 @@ export class RouterCore {
     }
   }
 
+  /**
+   * A write routed with the catalog's layout of `collection` ({@link #withLayout}). Each node
+   * request carries the layout's shard_number; a node holding the collection with another shard
+   * count refuses it (FAILED_PRECONDITION, {@link isStaleLayout}): the catalog entry is stale
+   * (the collection was dropped and made again with another layout, say), so it is refreshed
+   * from the nodes and the write is routed once more with what they report.
+   */
+  #layoutWrite<T>(collection: string, fn: (layout: ShardLayout) => Promise<T>): Promise<T> {
+    return this.#withLayout(collection, fn, true).catch(async (e) => {
+      if (!isStaleLayout(e)) throw e;
+      const was = this.catalog.get(collection);
+      await this.#refreshCatalog();
+      this.options.log(
+        `WARNING a node refused a write of "${collection}" routed with ${
+          was === undefined ? "no layout" : describeLayout(was)
+        } (${describeGrpcError(e)}); refreshed the catalog and routing it again`,
+      );
+      return await this.#withLayout(collection, fn, true);
+    });
+  }
+
   put(v: ValidPut): Promise<ResponseOf<"Put">> {
-    return this.#withLayout(v.collection, (layout) => {
+    return this.#layoutWrite(v.collection, (layout) => {
       const view = this.routable();
       return this.writes.counted(view, () => this.replication.put(view, layout, v));
-    }, true);
+    });
   }
 
   putBatch(v: ValidPutBatch): Promise<ResponseOf<"PutBatch">> {
-    return this.#withLayout(v.collection, (layout) => {
+    return this.#layoutWrite(v.collection, (layout) => {
       const view = this.routable();
       return this.writes.counted(view, () => this.replication.putBatch(view, layout, v));
-    }, true);
+    });
   }
 
   delete(v: ValidPointRef): Promise<ResponseOf<"Delete">> {
-    return this.#withLayout(v.collection, (layout) => {
+    return this.#layoutWrite(v.collection, (layout) => {
       const view = this.routable();
       return this.writes.counted(view, () => this.replication.delete(view, layout, v));
-    }, true);
+    });
   }
 
   get(v: ValidPointRef): Promise<ResponseOf<"Get">> {
@@ -535,10 +557,10 @@ export class RouterCore {
 
   /** Deletes ids at one version on their owners (replication.ts). */
   deleteBatch(v: ValidDeleteBatch): Promise<ResponseOf<"DeleteBatch">> {
-    return this.#withLayout(v.collection, (layout) => {
+    return this.#layoutWrite(v.collection, (layout) => {
       const view = this.routable();
       return this.writes.counted(view, () => this.replication.deleteBatch(view, layout, v));
-    }, true);
+    });
   }
 
   /**
@@ -547,9 +569,29 @@ export class RouterCore {
    * A failed chunk fails the call; the chunks before it stay deleted (a retry deletes the rest).
    */
   async deleteByFilter(v: ValidDeleteByFilter): Promise<ResponseOf<"DeleteByFilter">> {
+    const version = this.replication.stamp(v.version);
+    try {
+      return await this.#deleteByFilter(v, version);
+    } catch (e) {
+      // As #layoutWrite: a node refused the stale layout; refreshed, the same deletes (same
+      // version) are routed again.
+      if (!isStaleLayout(e)) throw e;
+      await this.#refreshCatalog();
+      this.options.log(
+        `WARNING a node refused a DeleteByFilter of "${v.collection}" (${
+          describeGrpcError(e)
+        }); refreshed the catalog and routing it again`,
+      );
+      return await this.#deleteByFilter(v, version);
+    }
+  }
+
+  async #deleteByFilter(
+    v: ValidDeleteByFilter,
+    version: number,
+  ): Promise<ResponseOf<"DeleteByFilter">> {
     const layout = await this.writeLayout(v.collection);
     const view = this.routable();
-    const version = this.replication.stamp(v.version);
     let deleted = 0;
     await routerMatchingIds(
       this.#entryDeps(),
@@ -725,8 +767,23 @@ export class RouterCore {
     return this.backups.delete(this.routable().nodes, name);
   }
 
-  nodeStats(): ReturnType<Scatter["nodeStats"]> {
-    return this.scatter.nodeStats(this.#view.nodes);
+  /**
+   * Each ring node's Stats, and the collections with logical counts (logical_stats.ts: per
+   * shard from the replicas the placement reads use, not summed over replicas).
+   */
+  async nodeStats(): ReturnType<Scatter["nodeStats"]> {
+    const r = await this.scatter.nodeStats(this.#view.nodes);
+    const placement = this.searchPlacement();
+    logicalCounts(
+      r.collections,
+      r.per.filter((n) => n.error === "").map((n) => ({
+        address: n.address,
+        collections: n.collections,
+      })),
+      (c) => this.catalog.get(c) ?? this.catalog.legacy,
+      (c, l, k) => placement.replicas(c, l, k),
+    );
+    return r;
   }
 
   /** Whether each ring node was reachable at the last call (static-mode Members). */
@@ -963,6 +1020,15 @@ export class RouterCore {
 
 function sameLayout(a: ShardLayout, b: ShardLayout): boolean {
   return a.shard_number === b.shard_number && a.replication_factor === b.replication_factor;
+}
+
+/**
+ * Whether `e` is a node's refusal of a write routed with another shard count than the node's
+ * (src/node/service.ts `checkShardNumber`): the router's layout of the collection is stale.
+ */
+export function isStaleLayout(e: unknown): boolean {
+  return isServiceError(e) && e.code === grpc.status.FAILED_PRECONDITION &&
+    /as the request's shard_number says/.test(e.details ?? e.message);
 }
 
 function describeLayout(l: ShardLayout): string {

@@ -181,13 +181,15 @@ export function addRouterMetrics(
   );
   metrics.counterFrom(
     "vectordb_rebalance_points_total",
-    "Entries handled by rebalancing, by action (scanned, copied to a new owner, pruned)",
+    "Entries handled by rebalancing, by action (scanned, copied to a new owner, pruned, " +
+      "dropped with a lost shard's unit)",
     () => {
       const s = rebalance();
       return [
         { labels: { action: "scanned" }, value: s?.points_scanned ?? 0 },
         { labels: { action: "copied" }, value: s?.points_copied ?? 0 },
         { labels: { action: "pruned" }, value: s?.points_pruned ?? 0 },
+        { labels: { action: "dropped" }, value: s?.points_dropped ?? 0 },
       ];
     },
   );
@@ -209,6 +211,18 @@ export function addRouterMetrics(
       return [
         { labels: { outcome: "done" }, value: s?.shard_moves_done ?? 0 },
         { labels: { outcome: "failed" }, value: s?.shard_moves_failed ?? 0 },
+      ];
+    },
+  );
+  metrics.counterFrom(
+    "vectordb_rebalance_shard_drops_total",
+    "Shard units of nodes that lost the shard emptied wholesale (ShardDrop), by outcome " +
+      "(refused: written since its digest was read)",
+    () => {
+      const s = rebalance();
+      return [
+        { labels: { outcome: "done" }, value: s?.shard_drops_done ?? 0 },
+        { labels: { outcome: "refused" }, value: s?.shard_drops_refused ?? 0 },
       ];
     },
   );

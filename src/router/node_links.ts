@@ -22,6 +22,7 @@ import { type ClientSecurity, insecureClient } from "../api/security.ts";
 import { type NodeCallOptions, type NodePort, RouterStatusError } from "./node_port.ts";
 import { MissingCollectionError, type TransferPort } from "./rebalance/rebalancer.ts";
 import { type DigestPort, transferDigestPort } from "./rebalance/digest_sync.ts";
+import { ShardDropUnsupportedError, ShardRootChangedError } from "./rebalance/shard_move.ts";
 
 /** Deadline of ShardInstallCommit: the receiver loads the image and merges before answering. */
 export const SHARD_COMMIT_TIMEOUT_MS = 300_000;
@@ -248,6 +249,25 @@ export class GrpcNodeLinks implements NodePort {
             Math.max(client.timeout_ms, SHARD_COMMIT_TIMEOUT_MS),
           );
           return { merged: Number(r.merged), points: Number(r.points) };
+        },
+        dropShard: async (collection, shard, root, entries) => {
+          try {
+            // The node swaps in an empty unit (fsyncs, renames) before answering.
+            const r = await client.call(
+              "ShardDrop",
+              { collection, shard, expected_root: root, expected_entries: String(entries) },
+              Math.max(client.timeout_ms, SHARD_COMMIT_TIMEOUT_MS),
+            );
+            return Number(r.dropped);
+          } catch (e) {
+            if (isServiceError(e) && e.code === grpc.status.FAILED_PRECONDITION) {
+              throw new ShardRootChangedError(describeGrpcError(e));
+            }
+            if (isServiceError(e) && e.code === grpc.status.UNIMPLEMENTED) {
+              throw new ShardDropUnsupportedError(describeGrpcError(e));
+            }
+            return missing(e);
+          }
         },
       },
     };

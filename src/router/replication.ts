@@ -194,6 +194,8 @@ export class Replication {
       collection: v.collection,
       version,
       payload: payloadText(v.payload),
+      // Nodes with another layout of the collection refuse (core.ts retries once, refreshed).
+      shard_number: layout.shard_number,
     };
     const results = await this.write(owners, "Put", () => request, record);
     const d = decideWrite(
@@ -232,7 +234,12 @@ export class Replication {
     const results = await this.write(
       owners,
       "PutBatch",
-      (o) => ({ points: split.per_owner.get(o)!, collection: v.collection, version }),
+      (o) => ({
+        points: split.per_owner.get(o)!,
+        collection: v.collection,
+        version,
+        shard_number: layout.shard_number,
+      }),
       (o) => batchRecord(v.collection, dimension, split.per_owner.get(o)!, version),
     );
     const d = decideBatch(split.owner_sets, ackedSet(results), consistency);
@@ -251,7 +258,12 @@ export class Replication {
     const owners = view.placement.owners(v.collection, layout, v.id);
     const version = this.stamp(v.version);
     const record: WalRecord = { kind: "delete", collection: v.collection, id: v.id, version };
-    const request = { ...idToWire(v.id), collection: v.collection, version };
+    const request = {
+      ...idToWire(v.id),
+      collection: v.collection,
+      version,
+      shard_number: layout.shard_number,
+    };
     const results = await this.write(owners, "Delete", () => request, record);
     // A node without the collection has nothing to delete: that is an acknowledgement.
     notFoundIsAck(results, { deleted: false, seq: "0", version: String(version) });
@@ -295,6 +307,7 @@ export class Replication {
         ...idsToWire(split.per_owner.get(o)!),
         collection: v.collection,
         version: String(version),
+        shard_number: layout.shard_number,
       }),
       (o) => deleteBatchRecord(v.collection, split.per_owner.get(o)!, version),
     );

@@ -578,6 +578,9 @@ export class Router {
       shard_moves_done: String(s?.shard_moves_done ?? 0),
       shard_moves_failed: String(s?.shard_moves_failed ?? 0),
       shard_bytes_moved: String(s?.shard_bytes_moved ?? 0),
+      shard_drops_done: String(s?.shard_drops_done ?? 0),
+      shard_drops_refused: String(s?.shard_drops_refused ?? 0),
+      points_dropped: String(s?.points_dropped ?? 0),
       shard_moves: (s?.shard_moves ?? []).map((m) => ({
         ...m,
         bytes_done: String(m.bytes_done),

@@ -881,6 +881,53 @@ export class Collection {
     this.wal.sync_observer = this.observers.wal_sync_seconds ?? null;
   }
 
+  /**
+   * Opens again, at `dir`, the collection `moved`: closed, its directory since renamed to `dir`
+   * whole (a shard unit installed from an image, sharded_collection.ts `installUnit`). Nothing
+   * is loaded again: the in-memory state (index, versions, payloads, digest) is reused and only
+   * the log is opened, which holds no record `moved` had not applied (CollectionStateError
+   * otherwise: the directory is not the one it closed).
+   */
+  static async reopenMoved(
+    moved: Collection,
+    dir: string,
+    options: CollectionOptions = {},
+  ): Promise<Collection> {
+    if (!moved.closed) {
+      throw new CollectionStateError(`Collection "${moved.name}" must be closed to be reopened`);
+    }
+    const wal = await Wal.open(join(dir, "wal"), {
+      afterSeq: moved.applied,
+      onRecord: (entry) => {
+        throw new CollectionStateError(
+          `Collection directory "${dir}" holds record ${entry.seq}, after the last one ` +
+            `(${moved.applied}) of the collection moved there`,
+        );
+      },
+      logger: options.logger,
+      recovery: options.recovery,
+      segment_bytes_max: options.segment_bytes_max,
+      data_dir: options.data_dir,
+    });
+    // A name taken from the directory (a snapshot holds none) follows it, as an open would.
+    const base = (d: string) => d.replace(/\/+$/, "").replace(/^.*\//, "");
+    const name = moved.name === base(moved.dir) ? base(dir) : moved.name;
+    const c = new Collection(
+      dir,
+      { ...moved.config, name },
+      moved.table,
+      wal,
+      moved.applied,
+      moved.snapshotSeq,
+      moved.snapshotTimeMs,
+      options,
+      moved.replayed,
+    );
+    c.opsSinceSnapshot = moved.opsSinceSnapshot;
+    c.trimPending = moved.trimPending;
+    return c;
+  }
+
   /** Creates a new, empty collection in `dir` (which must not hold one yet). */
   static async create(
     dir: string,

@@ -71,7 +71,9 @@ import type { Filter } from "../common/filter.ts";
 import type { Metric } from "../kernels/kernels.ts";
 import type { WalStats } from "../io/wal.ts";
 import type { PayloadIndexInfo } from "./payload_index.ts";
-import { recoverUnitSwap, swapUnitDirs } from "./unit_swap.ts";
+import { recoverUnitSwap, stagedUnitDir, swapUnitDirs } from "./unit_swap.ts";
+import { randomBytes } from "node:crypto";
+import type { RootDigest } from "../common/digest.ts";
 import {
   Collection,
   type CollectionConfig,
@@ -915,12 +917,18 @@ export class ShardedCollection {
         }
         await fresh.close();
         await old.close();
+        let swapped = false;
         try {
           await swapUnitDirs(at, staged);
+          swapped = true;
         } finally {
           // Whatever the swap reached, the directory now holds one whole unit.
           recoverUnitSwap(at);
-          units[k] = await Collection.open(at, this.unitOptions);
+          // Swapped: the new unit's state is in memory already (the image is not loaded
+          // twice); else whichever unit the directory holds is opened from disk.
+          units[k] = swapped
+            ? await Collection.reopenMoved(fresh, at, this.unitOptions)
+            : await Collection.open(at, this.unitOptions);
           this.idOrder = null;
         }
       } finally {
@@ -929,6 +937,77 @@ export class ShardedCollection {
       }
       return { merged };
     } finally {
+      this.installing.delete(k);
+    }
+  }
+
+  /**
+   * Empties the unit of shard `k` wholesale (ShardDrop, src/node/shard_transfer.ts): a node that
+   * lost the shard forgets every entry at once instead of one by one. An empty unit (its
+   * creation record and the current unit's payload indexes, durable) is made in a staged
+   * directory first; then writes to shard k are stopped, those in flight finish, and the unit's
+   * root digest is compared with `expected` (the one the router read before it confirmed that
+   * the shard's owners hold everything the unit held). Only when they are equal (entry count
+   * included) are the units swapped (`swapUnitDirs`: a crash leaves the full unit or the empty
+   * one, never a mix); otherwise nothing changes and the unit's root comes back as `mismatch`,
+   * so a write that reached this unit after the router's check is never lost. Returns the
+   * entries dropped. CollectionStateError for a 1-shard collection or while an install or
+   * another drop of shard `k` runs.
+   */
+  async dropUnit(
+    k: number,
+    expected: RootDigest,
+  ): Promise<{ dropped: number; mismatch: RootDigest | null }> {
+    if (this.shard_number === 1) {
+      throw new CollectionStateError(
+        `Collection "${this.name}" has one shard; its unit cannot be dropped wholesale`,
+      );
+    }
+    if (!Number.isInteger(k) || k < 0 || k >= this.shard_number) {
+      throw new ShardListError(`shard ${k} is outside 0 .. ${this.shard_number - 1}`);
+    }
+    if (this.installing.has(k)) {
+      throw new CollectionStateError(
+        `Collection "${this.name}": shard ${k} is being installed or dropped`,
+      );
+    }
+    this.installing.add(k);
+    const at = unitDir(this.dir, this.shard_number, k);
+    const staged = stagedUnitDir(at, randomBytes(12).toString("hex"));
+    try {
+      const units = this.units as Collection[];
+      const fresh = await Collection.create(staged, this.config, this.unitOptions);
+      try {
+        for (const f of units[k].fieldIndexes()) await fresh.createFieldIndex(f.field, f.type);
+      } finally {
+        await fresh.close();
+      }
+      let release = () => {};
+      this.gates.set(k, new Promise<void>((r) => release = r));
+      try {
+        while (this.inflight[k] > 0) await new Promise((r) => setTimeout(r, 1));
+        const old = units[k];
+        const root = old.digestRoot();
+        if (root.lo !== expected.lo || root.hi !== expected.hi || root.count !== expected.count) {
+          return { dropped: 0, mismatch: root };
+        }
+        const dropped = old.entryCount;
+        await old.close();
+        try {
+          await swapUnitDirs(at, staged);
+        } finally {
+          // Whatever the swap reached, the directory now holds one whole unit.
+          recoverUnitSwap(at);
+          units[k] = await Collection.open(at, this.unitOptions);
+          this.idOrder = null;
+        }
+        return { dropped, mismatch: null };
+      } finally {
+        this.gates.delete(k);
+        release();
+      }
+    } finally {
+      rmSync(staged, { recursive: true, force: true });
       this.installing.delete(k);
     }
   }

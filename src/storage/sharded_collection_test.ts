@@ -18,6 +18,9 @@ import {
   unitDir,
 } from "./sharded_collection.ts";
 import { Backups } from "./backups.ts";
+import { stagedUnitDir } from "./unit_swap.ts";
+import { snapshotName } from "./snapshot.ts";
+import { copyFileSync, mkdirSync } from "node:fs";
 
 const quiet = { logger: () => {} };
 
@@ -348,5 +351,129 @@ Deno.test("sharded collection: a unit holding no record is made again; the other
     await store.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("sharded collection: dropUnit empties one unit wholesale only while its root is the expected one; survives reopen", async () => {
+  const dir = tempDir();
+  try {
+    let store = await NodeStore.open(dir, quiet);
+    let c = await store.create(config("c", 3));
+    const list = ids(120);
+    await load(c, list);
+    await c.createFieldIndex("even", "bool");
+    const k = 1;
+    const others = [0, 2].map((j) => [...c.units[j].sortedIds()]);
+    const expected = c.units[k].digestRoot();
+    assert.ok(expected.count > 10);
+    // A write after the root was read changes it: refused, nothing dropped, the write kept.
+    const late = list.find((id) => shardOf(id, 3) === k)!;
+    const w = await c.put(late, [7, 7, 7]);
+    const refused = await c.dropUnit(k, expected);
+    assert.equal(refused.dropped, 0);
+    assert.deepEqual(refused.mismatch, c.units[k].digestRoot());
+    assert.equal(c.getEntry(late).version, w.version);
+    // With the current root: emptied (points and tombstones), indexes kept, others untouched.
+    const now = c.units[k].digestRoot();
+    const r = await c.dropUnit(k, now);
+    assert.equal(r.mismatch, null);
+    assert.equal(r.dropped, now.count);
+    assert.equal(c.units[k].entryCount, 0);
+    assert.deepEqual(c.units[k].digestRoot(), { lo: 0, hi: 0, count: 0 });
+    assert.deepEqual(c.units[k].fieldIndexes().map((i) => i.field), ["even"]);
+    assert.deepEqual([0, 2].map((j) => [...c.units[j].sortedIds()]), others);
+    // The emptied unit takes writes, and no staged or old directory is left.
+    await c.put(late, [1, 2, 3], 0);
+    assert.equal(c.units[k].count(), 1);
+    const shardsDir = join(dir, "collections", "c", "shards");
+    assert.deepEqual(Deno.readDirSync(shardsDir).map((e) => e.name).toArray().sort(), [
+      "0",
+      "1",
+      "2",
+    ]);
+    await store.close();
+    store = await NodeStore.open(dir, quiet);
+    c = store.get("c");
+    assert.equal(c.units[k].entryCount, 1);
+    assert.deepEqual(c.units[k].fieldIndexes().map((i) => i.field), ["even"]);
+    assert.deepEqual([0, 2].map((j) => [...c.units[j].sortedIds()]), others);
+    // A 1-shard collection is refused (its unit is the collection's directory).
+    const one = await store.create(config("one", 1));
+    await assert.rejects(one.dropUnit(0, { lo: 0, hi: 0, count: 0 }), /has one shard/);
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("sharded collection: a write racing dropUnit is never lost (refused, or it lands in the empty unit)", async () => {
+  const dir = tempDir();
+  try {
+    const store = await NodeStore.open(dir, quiet);
+    const c = await store.create(config("c", 2));
+    const list = ids(200);
+    await load(c, list);
+    const k = 0;
+    const mine = list.filter((id) => shardOf(id, 2) === k);
+    for (let round = 0; round < 6; round++) {
+      const expected = c.units[k].digestRoot();
+      const id = mine[round];
+      // Started together: the write either lands before the check (the drop is refused) or
+      // waits out the swap and lands in the empty unit.
+      const [d, w] = await Promise.all([
+        c.dropUnit(k, expected),
+        round % 2 === 0 ? c.put(id, vec(round + 500)) : c.delete(id),
+      ]);
+      const e = c.getEntry(id);
+      assert.equal(e.version, w.version, `round ${round}: the racing write is held`);
+      assert.equal(e.deleted, round % 2 === 1);
+      if (d.mismatch === null) assert.equal(c.units[k].entryCount, 1);
+      else assert.ok(c.units[k].entryCount > 1);
+    }
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("sharded collection: installUnit loads the image once; the installed unit takes writes that survive a reopen", async () => {
+  const dir = tempDir();
+  const other = tempDir();
+  try {
+    const src = await NodeStore.open(other, quiet);
+    const from = await src.create(config("c", 3));
+    const list = ids(150);
+    await load(from, list);
+    const k = 2;
+    const made = await from.units[k].backupTo(join(other, "image"));
+    const logs: string[] = [];
+    let store = await NodeStore.open(dir, { logger: (m: string) => logs.push(m) });
+    let c = await store.create(config("c", 3));
+    const staged = stagedUnitDir(unitDir(c.dir, 3, k), "t1");
+    mkdirSync(join(staged, "snapshots"), { recursive: true });
+    copyFileSync(made.path, join(staged, "snapshots", snapshotName(made.seq)));
+    logs.length = 0;
+    await c.installUnit(k, staged);
+    const loads = logs.filter((m) => /snapshot at seq/.test(m));
+    assert.equal(loads.length, 1, `the image was loaded ${loads.length} times: ${loads}`);
+    // Named as a unit opened from its directory is.
+    assert.equal(c.units[k].name, String(k));
+    const mine = list.filter((id) => shardOf(id, 3) === k);
+    assert.deepEqual(mine.map((id) => c.getEntry(id)), mine.map((id) => from.getEntry(id)));
+    // The unit in place logs to its own directory: a write after the install survives a reopen.
+    const w = await c.put(mine[0], [5, 5, 5]);
+    await store.close({ snapshot: false });
+    store = await NodeStore.open(dir, quiet);
+    c = store.get("c");
+    assert.equal(c.getEntry(mine[0]).version, w.version);
+    assert.deepEqual(
+      mine.slice(1).map((id) => c.getEntry(id)),
+      mine.slice(1).map((id) => from.getEntry(id)),
+    );
+    await store.close();
+    await src.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(other, { recursive: true, force: true });
   }
 });

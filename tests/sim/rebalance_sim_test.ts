@@ -36,7 +36,11 @@ import {
   type TransferEntry,
   type TransferPort,
 } from "../../src/router/rebalance/rebalancer.ts";
-import type { ShardFilePort } from "../../src/router/rebalance/shard_move.ts";
+import {
+  ShardDropUnsupportedError,
+  type ShardFilePort,
+  ShardRootChangedError,
+} from "../../src/router/rebalance/shard_move.ts";
 import { shardOf } from "../../src/common/shard.ts";
 import { crc32 } from "../../src/io/crc32.ts";
 import type { DigestEntry, DigestPort } from "../../src/router/rebalance/digest_sync.ts";
@@ -118,6 +122,7 @@ async function runSeed(
     crashes: number;
     settled_checks: number;
     file_moves: number;
+    drops: number;
   }
 > {
   const prng = new Prng(seed);
@@ -126,6 +131,13 @@ async function runSeed(
   /** Some of those catch up by digests (digest_sync.ts) instead of scans. */
   const with_digests = with_files && prng.chance(0.5);
   let file_moves = 0;
+  /**
+   * Losers of digest seeds empty their units wholesale (ShardDrop, conditional on the root),
+   * except every 4th seed's nodes, which answer as a node without the RPC (the prune path).
+   * Derived from the seed, not drawn, so the draws of every seed stay as they were.
+   */
+  const drop_mode = !with_digests ? "none" : seed % 4 === 0 ? "unsupported" : "drop";
+  let drops = 0;
   /** The collections: a sharded one and one from before shards (1 shard), each its own RF. */
   const layouts = new Map<string, ShardLayout>([
     ["c", { shard_number: prng.intBetween(3, 6), replication_factor: prng.intBetween(2, 3) }],
@@ -502,6 +514,31 @@ async function runSeed(
       file_moves++;
       return Promise.resolve({ merged, points: list.length });
     },
+    ...(drop_mode === "none" ? {} : {
+      dropShard: (collection: string, shard: number, root: Uint8Array, entries: number) => {
+        act(true);
+        if (drop_mode === "unsupported") {
+          return Promise.reject(new ShardDropUnsupportedError(`${name}: UNIMPLEMENTED`));
+        }
+        const node = n();
+        const epoch = node.epoch;
+        const l = layouts.get(collection)!;
+        const list = [...node.data(collection)].filter(([id]) =>
+          shardOf(id, l.shard_number) === shard
+        );
+        const d = new UnitDigest();
+        for (const [id, h] of list) d.add(id, h.version, h.deleted);
+        const now = rootBytes(d.root());
+        if (d.count !== entries || now.some((b, i) => b !== root[i])) {
+          return Promise.reject(new ShardRootChangedError(`${name}: root changed`));
+        }
+        // All at once, synced at once: a crash in the window leaves the unit whole.
+        for (const [id] of list) node.forget(collection, id, Number.MAX_SAFE_INTEGER);
+        unsynced(name, epoch);
+        drops++;
+        return Promise.resolve(list.length);
+      },
+    }),
   });
 
   const rb: Rebalancer = new Rebalancer({
@@ -598,6 +635,7 @@ async function runSeed(
     crashes,
     settled_checks: settledChecks,
     file_moves,
+    drops,
   };
 }
 
@@ -611,6 +649,7 @@ async function runOne(
     crashes: number;
     settled_checks: number;
     file_moves: number;
+    drops: number;
   }
 > {
   try {
@@ -630,6 +669,7 @@ Deno.test("rebalance simulation: 400 seeds, no acknowledged write lost, exact pl
   let crashes = 0;
   let settled = 0;
   let file_moves = 0;
+  let drops = 0;
   for (const seed of seeds) {
     const r = await runOne(seed);
     copies += r.copies;
@@ -638,12 +678,13 @@ Deno.test("rebalance simulation: 400 seeds, no acknowledged write lost, exact pl
     crashes += r.crashes;
     settled += r.settled_checks;
     file_moves += r.file_moves;
+    drops += r.drops;
   }
   assert.ok(copies > 0 && changes > 0 && gets > 0 && crashes > 0 && settled > 0);
-  if (only === undefined) assert.ok(file_moves > 0);
+  if (only === undefined) assert.ok(file_moves > 0 && drops > 0);
   console.log(
     `  ${seeds.length} seeds: ${changes} ring changes, ${crashes} crashes, ${copies} copies ` +
       `applied, ${gets} gets, ${settled} owner checks after settling, ${file_moves} shards ` +
-      `installed from files`,
+      `installed from files, ${drops} lost shard units dropped whole`,
   );
 });

@@ -300,3 +300,32 @@ Deno.test("router catalog: after a creation, nodes that kept another router's la
   );
   await core.stop();
 });
+
+Deno.test("router catalog: a write routed with a stale layout is refused by its nodes; the catalog is refreshed and the write routed again", async () => {
+  const layout = { shard_number: 5, replication_factor: 2 };
+  const { world, core } = await simRouterCore(13, 0, layout);
+  await world.run(world.clock.now_ms + 1_000); // the start-up refresh
+  assert.deepEqual(core.catalog.get("c"), layout);
+  // The catalog keeps an older layout of "c" (dropped and made again through another router).
+  const stale = { shard_number: 3, replication_factor: 2 };
+  core.catalog.set("c", stale);
+  for (let id = 1; id <= 40; id++) {
+    await settle(world, core.put(validatePutRequest({ id, vector: [id, 0], collection: "c" })));
+    if (id === 1) assert.deepEqual(core.catalog.get("c"), layout, "refreshed after the refusal");
+  }
+  // Every point sits on its owners under the nodes' layout, and nowhere else.
+  for (let id = 1; id <= 40; id++) {
+    const owners = core.view.placement.owners("c", layout, id);
+    for (const [a, n] of world.nodes) {
+      assert.equal(n.data.has(id), owners.includes(a), `id ${id} on ${a}`);
+    }
+  }
+  // Deletes too, after the catalog went stale again.
+  core.catalog.set("c", stale);
+  await settle(world, core.delete(validatePointRef({ id: 7, collection: "c" })));
+  assert.deepEqual(core.catalog.get("c"), layout);
+  for (const a of core.view.placement.owners("c", layout, 7)) {
+    assert.equal(world.nodes.get(a)!.data.get(7)!.deleted, true);
+  }
+  await core.stop();
+});

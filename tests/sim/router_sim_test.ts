@@ -273,6 +273,11 @@ async function simulate(seed: number, lib: RouterLib): Promise<Summary> {
         }
       } catch (e) {
         if (e instanceof SimFailure) throw e;
+        // The nodes' layout never changes here: a write they refuse as routed with another
+        // shard count (the shard_number guard) means the router routes with a wrong layout.
+        if (/as the request's shard_number says/.test((e as Error)?.message ?? "")) {
+          fail(`a write was refused for its layout: ${(e as Error).message}`);
+        }
         if (op < 70) s.writes_failed++;
       }
     }

@@ -76,6 +76,16 @@ export class SimNode {
     if (write && this.refuse_writes !== null) {
       throw new NodeStatusError(grpc.status.RESOURCE_EXHAUSTED, this.refuse_writes);
     }
+    // The shard_number guard of src/node/service.ts, for collection "c".
+    const shards = this.world.options.layout?.shard_number ?? 1;
+    const asked = Number(r.shard_number ?? 0);
+    if (write && (r.collection ?? "c") === "c" && asked !== 0 && asked !== shards) {
+      throw new NodeStatusError(
+        grpc.status.FAILED_PRECONDITION,
+        `collection "c" has ${shards} shards on this node, not ${asked} as the request's ` +
+          `shard_number says (the sender's layout of the collection is stale)`,
+      );
+    }
     switch (method) {
       case "Put": {
         const v = r.vector as number[];

@@ -9,6 +9,13 @@
  * versions), and units an earlier aborted attempt filled on a node that no longer owns them
  * (strays). Shards whose replicas never changed are not read at all.
  *
+ * With digests, a loser (a node that no longer owns a changed shard) is only read by the sync,
+ * never written, and its unit is emptied wholesale at the end of the run ({@link settleDrop},
+ * `Transfer/ShardDrop`), conditional on the unit's root digest read BEFORE the sync: if the root
+ * is unchanged at the drop, the unit held exactly what the sync put on the owners; a write that
+ * reached it since changes the root, and the node refuses. Losers without ShardDrop list their
+ * keys before the sync instead and forget them through Prune, conditional on versions.
+ *
  * The file path is skipped, and the run does the full point-by-point pass as before, when:
  * there is no placement change (an anti-entropy run, which asks for the full pass); or, per
  * collection, an earlier attempt since the settled ring copied it whole, it has one shard (its
@@ -25,10 +32,15 @@ import { type DigestPort, syncShard } from "./digest_sync.ts";
 import {
   type ByteBucket,
   planShardFiles,
+  ShardDropUnsupportedError,
   type ShardFileMove,
   type ShardMoveProgress,
+  ShardRootChangedError,
   streamShard,
 } from "./shard_move.ts";
+
+/** Times a refused ShardDrop is retried after a fresh sync before its entries are pruned. */
+export const DROP_RETRIES = 2;
 
 /** One unit of the point-level phase: a node's entries of a collection (of one shard, or all). */
 export interface ScanUnit {
@@ -46,12 +58,28 @@ export interface FilePrune {
   versions: number[];
 }
 
+/**
+ * A loser's unit to empty at the end of the run (ShardDrop, {@link settleDrop}): its root
+ * digest as read BEFORE the digest sync that put everything it held on `owners`.
+ */
+export interface FileDrop {
+  node: string;
+  collection: string;
+  shard: number;
+  /** The shard's replicas under the placement in use. */
+  owners: readonly string[];
+  root: Uint8Array;
+  entries: number;
+}
+
 /** What {@link shardFilePhase} did. */
 export interface FilePhaseResult {
   /** The point-level units of every collection the files covered (absent: the full pass). */
   covered: Map<string, ScanUnit[]>;
   /** Losers' entries of shards synced by digests, to forget once the run's copies landed. */
   prunes: FilePrune[];
+  /** Losers' units of shards synced by digests, to empty once the run's copies landed. */
+  drops: FileDrop[];
 }
 
 /** What {@link shardFilePhase} needs of the rebalancer. */
@@ -103,11 +131,12 @@ export interface FilePhaseContext {
 export async function shardFilePhase(ctx: FilePhaseContext): Promise<FilePhaseResult> {
   const out = new Map<string, ScanUnit[]>();
   const prunes: FilePrune[] = [];
+  const drops: FileDrop[] = [];
   const settled = new Set(ctx.settled.nodes);
   const current = new Set(ctx.to.nodes);
   const same = ctx.settled.nodes.length === ctx.to.nodes.length &&
     ctx.to.nodes.every((n) => settled.has(n));
-  if (same) return { covered: out, prunes };
+  if (same) return { covered: out, prunes, drops };
   const sourceOk = (n: string) =>
     (current.has(n) || ctx.leavers.includes(n)) && ctx.files(n) !== null;
   const plans = new Map<string, ShardFileMove[]>();
@@ -195,7 +224,7 @@ export async function shardFilePhase(ctx: FilePhaseContext): Promise<FilePhaseRe
     Array.from({ length: Math.min(ctx.transfers_max, all.length) }, worker),
   );
   if (aborted !== null) throw aborted;
-  const result = { covered: out, prunes };
+  const result = { covered: out, prunes, drops };
   for (const [collection, moves] of plans) {
     if (failedCollections.has(collection)) {
       ctx.log(`rebalance: "${collection}" falls back to moving points`);
@@ -233,7 +262,15 @@ export async function shardFilePhase(ctx: FilePhaseContext): Promise<FilePhaseRe
     // scanned instead.
     await pool(changed, ctx.transfers_max, async (ch) => {
       ctx.check();
-      const r = await catchUpByDigests(ctx, collection, layout, ch.shard, ch.nodes, prunes);
+      const r = await catchUpByDigests(
+        ctx,
+        collection,
+        layout,
+        ch.shard,
+        ch.nodes,
+        prunes,
+        drops,
+      );
       if (r) synced.push(ch);
       else for (const n of ch.nodes) add(n, ch.shard);
     });
@@ -300,6 +337,7 @@ async function catchUpByDigests(
   shard: number,
   nodes: string[],
   prunes: FilePrune[],
+  drops: FileDrop[],
 ): Promise<boolean> {
   const digest = ctx.digest;
   if (digest === undefined || nodes.length < 2 || nodes.some((n) => digest(n) === null)) {
@@ -308,42 +346,32 @@ async function catchUpByDigests(
   // The losers' keys are listed BEFORE the sync: once it converged, every (id, version)
   // listed is on every owner (at that version or newer), so forgetting them loses nothing; a
   // write reaching a loser later is not listed and stays for the next run.
+  // Likewise a loser that can drop its unit wholesale has its root digest read BEFORE the sync:
+  // if the root is the same at the drop, the unit held exactly what the sync read.
   const owners = ctx.to.placement.replicas(collection, layout, shard);
   const lists: FilePrune[] = [];
+  const dropping: FileDrop[] = [];
   try {
     if (ctx.mayPrune(layout)) {
-      const all = Array.from({ length: DIGEST_BUCKETS }, (_, i) => i);
       for (const loser of nodes.filter((n) => !owners.includes(n))) {
-        const port = digest(loser)!;
-        const list: FilePrune = { node: loser, collection, ids: [], versions: [] };
-        let after: PointId | null = null;
-        for (;;) {
+        if (ctx.files(loser)?.dropShard !== undefined) {
           ctx.check();
-          const page = await port.bucketEntries(collection, shard, all, after, ctx.page_points, {
-            keys_only: true,
+          const d = await digest(loser)!.digest(collection, shard, false);
+          dropping.push({
+            node: loser,
+            collection,
+            shard,
+            owners,
+            root: d.root,
+            entries: d.entries,
           });
-          for (const e of page.entries) {
-            list.ids.push(e.id);
-            list.versions.push(e.version);
-          }
-          if (page.done) break;
-          after = page.next_after;
+          continue;
         }
+        const list = await listKeys(ctx, digest(loser)!, loser, collection, shard);
         if (list.ids.length > 0) lists.push(list);
       }
     }
-    // Losers are read, never written: a copy to one would only be forgotten again (and would
-    // raise its version above the one listed, so the prune would skip it).
-    const ports = (n: string): DigestPort | null => {
-      const p = digest(n);
-      if (p === null || owners.includes(n)) return p;
-      return {
-        digest: (c, k, b) => p.digest(c, k, b),
-        bucketEntries: (c, k, b, after, limit, o) => p.bucketEntries(c, k, b, after, limit, o),
-        copy: (_c, entries) => Promise.resolve({ applied: 0, skipped: entries.length }),
-      };
-    };
-    const r = await syncShard(ports, collection, shard, nodes, {
+    const r = await syncShard(readOnlyLosers(digest, owners), collection, shard, nodes, {
       page_limit: ctx.page_points,
       describe: ctx.describe,
     });
@@ -358,5 +386,125 @@ async function catchUpByDigests(
     return false;
   }
   prunes.push(...lists);
+  drops.push(...dropping);
   return true;
+}
+
+/**
+ * The digest ports of a shard's sync where the nodes not in `owners` (losers) are read, never
+ * written: a copy to one would only be forgotten again (and would raise its version above the
+ * one listed, so the prune would skip it, or change the root a drop expects).
+ */
+function readOnlyLosers(
+  digest: (node: string) => DigestPort | null,
+  owners: readonly string[],
+): (node: string) => DigestPort | null {
+  return (n) => {
+    const p = digest(n);
+    if (p === null || owners.includes(n)) return p;
+    return {
+      digest: (c, k, b) => p.digest(c, k, b),
+      bucketEntries: (c, k, b, after, limit, o) => p.bucketEntries(c, k, b, after, limit, o),
+      copy: (_c, entries) => Promise.resolve({ applied: 0, skipped: entries.length }),
+    };
+  };
+}
+
+/** Every (id, version) of `node`'s unit of `shard`, keys only (a prune list). */
+async function listKeys(
+  ctx: Pick<FilePhaseContext, "check" | "page_points">,
+  port: DigestPort,
+  node: string,
+  collection: string,
+  shard: number,
+): Promise<FilePrune> {
+  const all = Array.from({ length: DIGEST_BUCKETS }, (_, i) => i);
+  const list: FilePrune = { node, collection, ids: [], versions: [] };
+  let after: PointId | null = null;
+  for (;;) {
+    ctx.check();
+    const page = await port.bucketEntries(collection, shard, all, after, ctx.page_points, {
+      keys_only: true,
+    });
+    for (const e of page.entries) {
+      list.ids.push(e.id);
+      list.versions.push(e.version);
+    }
+    if (page.done) return list;
+    after = page.next_after;
+  }
+}
+
+/** What {@link settleDrop} needs of the rebalancer. */
+export type DropContext = Pick<
+  FilePhaseContext,
+  "files" | "digest" | "page_points" | "counted" | "check" | "isAbort" | "log" | "describe"
+>;
+
+/** What {@link settleDrop} did. */
+export interface DropOutcome {
+  /** Entries the loser's unit held when it was emptied (0 when it was not). */
+  dropped: number;
+  /** Times the loser refused because its root had changed. */
+  refused: number;
+  /** When the unit was not emptied: its entries to forget by Prune (listed before a sync). */
+  prune: FilePrune | null;
+}
+
+/**
+ * Empties a loser's unit (ShardDrop with the root read before the run's sync). When the root
+ * changed (a write reached the loser since, e.g. a hint or a router on an older ring), the root
+ * is read again, the shard synced again from the loser to its owners, and the drop retried, at
+ * most {@link DROP_RETRIES} times; then, or when the node lacks ShardDrop, its keys are listed,
+ * the shard synced once more, and the keys come back to be pruned (conditional on versions).
+ * Throws when a sync fails (the run does not settle) or on an abort.
+ */
+export async function settleDrop(ctx: DropContext, d: FileDrop): Promise<DropOutcome> {
+  const files = ctx.files(d.node);
+  const digest = ctx.digest;
+  if (files?.dropShard === undefined || digest === undefined || digest(d.node) === null) {
+    throw new Error(`${d.node} can no longer be reached to drop shard ${d.shard}`);
+  }
+  const nodes = [...d.owners, d.node];
+  const sync = async () => {
+    const r = await syncShard(readOnlyLosers(digest, d.owners), d.collection, d.shard, nodes, {
+      page_limit: ctx.page_points,
+      describe: ctx.describe,
+    });
+    ctx.counted(r.entries_copied, r.bytes);
+    if (r.failed.length > 0) {
+      throw new Error(
+        `digest sync of shard ${d.shard} of "${d.collection}" before dropping it on ${d.node} ` +
+          `failed: ${r.failed.map((f) => `${f.node}: ${f.error}`).join("; ")}`,
+      );
+    }
+  };
+  let root = d.root;
+  let entries = d.entries;
+  let refused = 0;
+  for (let attempt = 0;; attempt++) {
+    ctx.check();
+    try {
+      const dropped = await files.dropShard(d.collection, d.shard, root, entries);
+      return { dropped, refused, prune: null };
+    } catch (e) {
+      if (ctx.isAbort(e)) throw e;
+      if (e instanceof ShardDropUnsupportedError) break;
+      if (!(e instanceof ShardRootChangedError)) throw e;
+      refused++;
+      ctx.log(
+        `rebalance: ${d.node} kept shard ${d.shard} of "${d.collection}" (${ctx.describe(e)}); ` +
+          (attempt < DROP_RETRIES ? "syncing it again" : "pruning it entry by entry"),
+      );
+      if (attempt >= DROP_RETRIES) break;
+      ctx.check();
+      const now = await digest(d.node)!.digest(d.collection, d.shard, false);
+      root = now.root;
+      entries = now.entries;
+      await sync();
+    }
+  }
+  const list = await listKeys(ctx, digest(d.node)!, d.node, d.collection, d.shard);
+  await sync();
+  return { dropped: 0, refused, prune: list.ids.length > 0 ? list : null };
 }

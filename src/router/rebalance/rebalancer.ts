@@ -28,7 +28,9 @@
  *    queue) is retried for up to {@link COLLECTION_WAIT_MS}.
  * 3. **Prune.** Once every transfer succeeded, each node forgets the entries it sent but does
  *    not own (`Prune`, conditional on the version scanned: a newer write that arrived since is
- *    kept for the next run). Then the ring in use becomes the settled ring.
+ *    kept for the next run); a shard unit a node lost and the file phase synced by digests is
+ *    emptied wholesale instead (`ShardDrop`, conditional on its root digest, file_phase.ts
+ *    `settleDrop`). Then the ring in use becomes the settled ring.
  *
  * A run that fails is retried every {@link RETRY_DELAY_MS} (growing to
  * {@link RETRY_DELAY_MAX_MS}), never settled half-done: until it succeeds, reads ask the owners
@@ -76,7 +78,13 @@ import type { PointId } from "../../common/point_id.ts";
 import type { Placement, ShardLayout } from "../../cluster/placement.ts";
 import { readSet, routeEntry } from "./plan.ts";
 import { type DigestPort, digestRun, type ShardReplicas } from "./digest_sync.ts";
-import { type FilePrune, type ScanUnit, shardFilePhase } from "./file_phase.ts";
+import {
+  type FileDrop,
+  type FilePrune,
+  type ScanUnit,
+  settleDrop,
+  shardFilePhase,
+} from "./file_phase.ts";
 import {
   ByteBucket,
   DEFAULT_TRANSFER_BYTES_PER_S,
@@ -230,6 +238,14 @@ export interface RebalanceStats {
   shard_bytes_moved: number;
   /** The moves running now, with their progress. */
   shard_moves: ShardMoveProgress[];
+  /**
+   * Losers' shard units emptied wholesale (ShardDrop), drops refused because the unit had been
+   * written since its root was read (each then re-synced and retried, or pruned), and the
+   * entries dropped.
+   */
+  shard_drops_done: number;
+  shard_drops_refused: number;
+  points_dropped: number;
 }
 
 class Aborted extends Error {
@@ -260,6 +276,9 @@ export class Rebalancer {
     shard_moves_failed: 0,
     shard_bytes_moved: 0,
     shard_moves: [],
+    shard_drops_done: 0,
+    shard_drops_refused: 0,
+    points_dropped: 0,
   };
   /** Shared by every shard file move (`transfer_bytes_per_s`). */
   readonly bucket: ByteBucket;
@@ -534,11 +553,13 @@ export class Rebalancer {
     // need only the units listed, the others every unit.
     let covered = new Map<string, ScanUnit[]>();
     let filePrunes: FilePrune[] = [];
+    let fileDrops: FileDrop[] = [];
     if (this.#settled !== null && !this.#fullWanted) {
       try {
         const r = await shardFilePhase(this.#filePhase(to, leavers, collections, check));
         covered = r.covered;
         filePrunes = r.prunes;
+        fileDrops = r.drops;
       } catch (e) {
         if (e instanceof Aborted) return "aborted";
         throw e;
@@ -697,7 +718,58 @@ export class Rebalancer {
     // placement while it is pruned would miss the pruned entries.
     this.#readable = to;
     let pruned = 0;
+    let dropped = 0;
     let pruneFailed = false;
+    // Losers' units of shards synced by digests are emptied wholesale first (file_phase.ts
+    // `settleDrop`); a unit written since its root was read is synced again, or its entries
+    // join the prune lists. Nodes in parallel, each node's units in order.
+    const dropsByNode = new Map<string, FileDrop[]>();
+    for (const d of fileDrops) {
+      let list = dropsByNode.get(d.node);
+      if (list === undefined) dropsByNode.set(d.node, list = []);
+      list.push(d);
+    }
+    const dropContext = { ...this.#filePhase(to, leavers, collections, check) };
+    await Promise.all([...dropsByNode.values()].map(async (list) => {
+      for (const d of list) {
+        try {
+          const r = await settleDrop(dropContext, d);
+          this.stats.shard_drops_refused += r.refused;
+          if (r.prune === null) {
+            this.stats.shard_drops_done++;
+            this.stats.points_dropped += r.dropped;
+            dropped += r.dropped;
+            continue;
+          }
+          const f = r.prune;
+          if (pruneIds + f.ids.length > PRUNE_IDS_MAX) {
+            pruneOverflow = true;
+            continue;
+          }
+          pruneIds += f.ids.length;
+          let m = prune.get(f.node);
+          if (m === undefined) prune.set(f.node, m = new Map());
+          const had = m.get(f.collection);
+          if (had === undefined) m.set(f.collection, { ids: f.ids, versions: f.versions });
+          else {
+            for (let i = 0; i < f.ids.length; i++) {
+              had.ids.push(f.ids[i]);
+              had.versions.push(f.versions[i]);
+            }
+          }
+        } catch (e) {
+          if (e instanceof Aborted) return;
+          // The unit stays whole; the run does not settle, so the next attempt drops it.
+          host.log(
+            `WARNING rebalance: dropping shard ${d.shard} of "${d.collection}" on ${d.node} ` +
+              `failed: ${this.#describe(e)}`,
+          );
+          pruneFailed = true;
+          return;
+        }
+      }
+    }));
+    if (this.#stopped || generation !== this.#generation) return "aborted";
     {
       // Nodes prune in parallel (each node's pages in order): a node dropping whole shards
       // forgets many entries, and nodes do it independently.
@@ -731,7 +803,7 @@ export class Rebalancer {
       // Not settled: entries left on non-owners would outlive their deletes' tombstones (the
       // tombstone grace) and be copied back by a later scan. The retry prunes the rest.
       host.log(
-        `WARNING rebalance: ${pruned} pruned, but ` +
+        `WARNING rebalance: ${pruned} pruned, ${dropped} dropped, but ` +
           (pruneOverflow ? `over ${PRUNE_IDS_MAX} ids were listed` : "a prune failed") +
           `; not settling, the next attempt prunes the rest`,
       );
@@ -749,7 +821,8 @@ export class Rebalancer {
     this.#armAntiEntropy();
     host.log(
       `rebalance: settled on [${to.nodes.join(", ")}] in ${Date.now() - t0} ms: ` +
-        `${scanned} entries scanned, ${copied} copies applied, ${pruned} pruned` +
+        `${scanned} entries scanned, ${copied} copies applied, ${pruned} pruned, ` +
+        `${dropped} dropped with their shard units` +
         (leavers.length > 0 ? `; handed off from [${handed.join(", ")}]` : ""),
     );
     return "done";

@@ -25,7 +25,8 @@
  * everything it already holds) covers what reached the source but not the target — a write
  * whose copy to the target failed, or one replayed from a hint; an anti-entropy by digests
  * replaces that scan once available. Nodes that lost the shard forget its entries after every
- * gainer caught up (per entry, conditional on the version, as before).
+ * gainer caught up: with digests, their unit is emptied wholesale (`ShardDrop`, conditional on
+ * its root digest, file_phase.ts `settleDrop`); else per entry, conditional on the version.
  *
  * @module
  */
@@ -59,6 +60,23 @@ export interface ShardFilePort {
   beginInstall(collection: string, shard: number, image: ShardImageInfo): Promise<string>;
   installChunk(install_id: string, offset: number, data: Uint8Array, crc32: number): Promise<void>;
   commitInstall(install_id: string): Promise<{ merged: number; points: number }>;
+  /**
+   * ShardDrop: empties the node's unit of a shard it lost, when its root digest is still `root`
+   * with `entries` entries; resolves with the entries dropped. Throws
+   * {@link ShardRootChangedError} when the root differs (nothing dropped) and
+   * {@link ShardDropUnsupportedError} when the node lacks the RPC. Absent: never dropped (Prune).
+   */
+  dropShard?(collection: string, shard: number, root: Uint8Array, entries: number): Promise<number>;
+}
+
+/** ShardDrop refused: the unit's root digest is no longer the one expected (it was written). */
+export class ShardRootChangedError extends Error {
+  override name = "ShardRootChangedError";
+}
+
+/** The node does not serve ShardDrop (an older version): its entries are pruned instead. */
+export class ShardDropUnsupportedError extends Error {
+  override name = "ShardDropUnsupportedError";
 }
 
 /** One shard a node gained: to be streamed to `target` from one of `sources`, in order. */
