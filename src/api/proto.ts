@@ -12,7 +12,7 @@
  */
 
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
+import type * as protoLoader from "@grpc/proto-loader";
 import { fileURLToPath } from "node:url";
 import {
   BATCH_POINTS_MAX,
