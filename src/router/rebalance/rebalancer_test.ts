@@ -114,7 +114,8 @@ Deno.test("rebalancer: searches read the new placement while losers prune; a fai
   ]);
   let failPrunes = 1;
   let readDuringPrune: Placement | null = null;
-  let rb: Rebalancer;
+  // The rebalancer is built below from ports that read it back during a prune.
+  const ref: { rb?: Rebalancer } = {};
   const port = (node: string) => ({
     scan: (_c: string, _after: unknown, _from: boolean, _limit: number) => {
       const entries = [...held.get(node)!].map(([id, version]) => ({
@@ -130,7 +131,7 @@ Deno.test("rebalancer: searches read the new placement while losers prune; a fai
       return Promise.resolve({ applied: entries.length, skipped: 0 });
     },
     prune: (_c: string, ids: unknown[]) => {
-      readDuringPrune = rb.readPlacement();
+      readDuringPrune = ref.rb!.readPlacement();
       if (failPrunes > 0) {
         failPrunes--;
         return Promise.reject(new Error("UNAVAILABLE: prune"));
@@ -150,7 +151,8 @@ Deno.test("rebalancer: searches read the new placement while losers prune; a fai
     node_timeout_ms: 1000,
     sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 20))),
   };
-  rb = new Rebalancer(h, { delay_ms: 1, dead_grace_ms: 0 });
+  const rb = new Rebalancer(h, { delay_ms: 1, dead_grace_ms: 0 });
+  ref.rb = rb;
   rb.changed(before); // the first ring a router sees is taken as settled
   cur = after;
   rb.changed(after);
