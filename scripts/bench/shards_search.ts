@@ -41,7 +41,8 @@
  * | `--setups`    | a,a1,b,c       | which setups to run (a, a1 = (a′), b, c)             |
  * | `--batch`     | 100            | `client load --batch`                                |
  * | `--json`      |                | one JSON object on stdout instead of the table       |
- * | `--cpu-prof`  |                | a directory: the router writes a V8 CPU profile of its whole run there (Node `--cpu-prof`, on exit) |
+ * | `--router-flags` | ""         | more router flags, space-separated (e.g. `--search-batch-max 0` to compare) |
+ * | `--cpu-prof`  |                | a directory: a V8 CPU profile of the router over each timed run is written there (`<setup>-router.cpuprofile`) |
  *
  * Every process is stopped at the end, also on error and on Ctrl-C; the directory is removed.
  *
@@ -78,6 +79,7 @@ const { values: flags } = parseArgs({
     batch: { type: "string", default: "100" },
     json: { type: "boolean", default: false },
     "cpu-prof": { type: "string" },
+    "router-flags": { type: "string", default: "" },
   },
   strict: true,
   allowPositionals: false,
@@ -188,10 +190,10 @@ function processTree(pid: number): number[] {
   return out;
 }
 
-/** CPU seconds (user + system) used so far by `pid` and its descendants. */
-function cpuSeconds(pid: number): number {
+/** CPU seconds (user + system) used so far by `pid` and (`tree`) its descendants. */
+function cpuSeconds(pid: number, tree = true): number {
   let ticks = 0;
-  for (const p of processTree(pid)) {
+  for (const p of tree ? processTree(pid) : [pid]) {
     try {
       const stat = readFileSync(`/proc/${p}/stat`, "utf8");
       // Fields after the command (which may hold spaces) start after the last ')'.
@@ -202,6 +204,54 @@ function cpuSeconds(pid: number): number {
     }
   }
   return ticks / CLK_TCK;
+}
+
+// ----- CPU profile of the router's timed run -----
+
+/**
+ * A V8 CPU profile of the Node process `pid`, started now: SIGUSR1 opens Node's inspector on
+ * 127.0.0.1:9229 (one router at a time), then the Profiler domain runs over its WebSocket.
+ * `stop` returns the profile (JSON text, the `.cpuprofile` format) and closes the socket.
+ */
+async function startProfile(pid: number): Promise<{ stop: () => Promise<string> }> {
+  Deno.kill(pid, "SIGUSR1");
+  let url: string | undefined;
+  for (let i = 0; i < 50 && url === undefined; i++) {
+    try {
+      const list = await (await fetch("http://127.0.0.1:9229/json/list")).json();
+      url = list[0]?.webSocketDebuggerUrl;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  if (url === undefined) throw new Error(`no inspector on process ${pid}`);
+  const ws = new WebSocket(url);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  let id = 0;
+  const waiting = new Map<number, (r: unknown) => void>();
+  ws.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    waiting.get(m.id)?.(m.result);
+    waiting.delete(m.id);
+  };
+  const send = (method: string, params: unknown = {}) =>
+    new Promise<unknown>((resolve) => {
+      waiting.set(++id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  await send("Profiler.enable");
+  await send("Profiler.setSamplingInterval", { interval: 200 });
+  await send("Profiler.start");
+  return {
+    stop: async () => {
+      const r = await send("Profiler.stop") as { profile: unknown };
+      ws.close();
+      return JSON.stringify(r.profile);
+    },
+  };
 }
 
 // ----- Metrics -----
@@ -242,6 +292,8 @@ interface SetupResult {
   cpu_ms_per_query_by_process: Record<string, number>;
   /** The router's hedged calls in the timed run (their late answers raise the metrics figure). */
   hedges: { sent: number; won: number };
+  /** SearchBatch calls the router made in the timed run, and the node searches they carried. */
+  batches: { calls: number; searches: number };
   loadavg_before: number[];
   loadavg_after: number[];
 }
@@ -271,20 +323,24 @@ async function runSetup(s: Setup, baseFile: string, ds: {
     const port = await freePort();
     const http = await freePort();
     names.push("router");
+    const rflags = routerFlags({
+      port,
+      nodes: nodeAddrs,
+      replication_factor: s.replication_factor,
+      data_dir: join(dir, `${s.key}-router`),
+      // Recall sampling would add exact searches to the measured CPU.
+      extra: [
+        "--http-port",
+        String(http),
+        "--recall-sample-rate",
+        "0",
+        ...flags["router-flags"]!.split(" ").filter((x) => x !== ""),
+      ],
+    });
     group.push(spawnServer({
       name: "router",
       entry: ROUTER_ENTRY,
-      flags: routerFlags({
-        port,
-        nodes: nodeAddrs,
-        replication_factor: s.replication_factor,
-        data_dir: join(dir, `${s.key}-router`),
-        // Recall sampling would add exact searches to the measured CPU.
-        extra: ["--http-port", String(http), "--recall-sample-rate", "0"],
-      }),
-      ...(flags["cpu-prof"] === undefined ? {} : {
-        env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${flags["cpu-prof"]}` },
-      }),
+      flags: rflags,
       ready_timeout_ms: READY_TIMEOUT_MS,
       group: procs,
     }));
@@ -361,9 +417,12 @@ async function runSetup(s: Setup, baseFile: string, ds: {
       const pids = group.map((p) => p.pid!);
       if (pids.some((p) => p === undefined)) throw new Error(`${s.name}: a server has no pid`);
       const m0 = metricsUrl === null ? null : await scrape(metricsUrl);
+      const prof = flags["cpu-prof"] === undefined || !s.router
+        ? null
+        : await startProfile(pids[names.indexOf("router")]);
       const loadavg_before = Deno.loadavg();
-      const cpu0 = pids.map(cpuSeconds);
-      const self0 = cpuSeconds(Deno.pid);
+      const cpu0 = pids.map((p) => cpuSeconds(p));
+      const self0 = cpuSeconds(Deno.pid, false);
       const t0 = performance.now();
       const end = t0 + SECONDS * 1000;
       let answered = 0;
@@ -386,7 +445,13 @@ async function runSetup(s: Setup, baseFile: string, ds: {
       }));
       const wall_s = (performance.now() - t0) / 1000;
       const cpu_by = pids.map((p, i) => cpuSeconds(p) - cpu0[i]);
-      const self_s = cpuSeconds(Deno.pid) - self0;
+      const self_s = cpuSeconds(Deno.pid, false) - self0;
+      if (prof !== null) {
+        const file = join(flags["cpu-prof"]!, `${s.key}-router.cpuprofile`);
+        await Deno.mkdir(flags["cpu-prof"]!, { recursive: true });
+        await Deno.writeTextFile(file, await prof.stop());
+        log(`${s.name}: router CPU profile of the timed run in ${file}`);
+      }
       const cpu_s = cpu_by.reduce((a, x) => a + x, 0);
       const per_query: Record<string, number> = {};
       const q = Math.max(1, answered);
@@ -396,6 +461,7 @@ async function runSetup(s: Setup, baseFile: string, ds: {
       const m1 = metricsUrl === null ? null : await scrape(metricsUrl);
       let metrics_per_query: number | null = null;
       let hedges = { sent: 0, won: 0 };
+      let batches = { calls: 0, searches: 0 };
       if (m0 !== null && m1 !== null) {
         const d = (name: string) => (m1.get(name) ?? 0) - (m0.get(name) ?? 0);
         const searches = d("vectordb_router_searches_total");
@@ -405,6 +471,10 @@ async function runSetup(s: Setup, baseFile: string, ds: {
         hedges = {
           sent: d('vectordb_router_search_hedges_total{outcome="sent"}'),
           won: d('vectordb_router_search_hedges_total{outcome="won"}'),
+        };
+        batches = {
+          calls: d("vectordb_router_search_batches_total"),
+          searches: d('vectordb_router_search_batched_total{outcome="batched"}'),
         };
       }
       const qps = answered / wall_s;
@@ -430,6 +500,7 @@ async function runSetup(s: Setup, baseFile: string, ds: {
         metrics_shard_searches_per_query: metrics_per_query,
         cpu_ms_per_query_by_process: per_query,
         hedges,
+        batches,
         loadavg_before,
         loadavg_after,
       };
@@ -474,7 +545,8 @@ try {
         `${r.qps_per_core.toFixed(0)} q/s per core, shard searches/query ` +
         `${r.shard_searches_per_query?.toFixed(2) ?? "-"} (metrics ` +
         `${r.metrics_shard_searches_per_query?.toFixed(2) ?? "-"}), hedges ${r.hedges.sent} ` +
-        `sent ${r.hedges.won} won, ${r.errors} errors, ` +
+        `sent ${r.hedges.won} won, ${r.batches.calls} node SearchBatch calls carrying ` +
+        `${r.batches.searches} searches, ${r.errors} errors, ` +
         `${r.partial} partial, CPU ms/query by process ${
           Object.entries(r.cpu_ms_per_query_by_process).map(([k, v]) => `${k} ${v.toFixed(2)}`)
             .join(", ")

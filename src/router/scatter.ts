@@ -33,6 +33,7 @@ import { shardOf } from "../common/shard.ts";
 import type { RingView } from "./ring_view.ts";
 import type { Placement, ShardLayout } from "../cluster/placement.ts";
 import { ReplicaStats } from "./replica_stats.ts";
+import { COALESCE_BATCH_MAX, SearchCoalescer } from "./search_coalescer.ts";
 import {
   coverByHolders,
   groupByNode,
@@ -70,6 +71,11 @@ export interface SearchOptions {
   hedge_budget: number;
   /** A node whose Search failed less than this long ago ranks as down, ms. */
   failure_window_ms: number;
+  /**
+   * Concurrent searches bound for one node travel as one SearchBatch of at most this many
+   * (search_coalescer.ts); 0 off.
+   */
+  batch_max: number;
 }
 
 /** Defaults of {@link SearchOptions}. */
@@ -79,6 +85,7 @@ export const DEFAULT_SEARCH_OPTIONS: Readonly<SearchOptions> = {
   hedges_max: 2,
   hedge_budget: 0.05,
   failure_window_ms: 1000,
+  batch_max: COALESCE_BATCH_MAX,
 };
 
 /** Saved hedges at most (see {@link SearchOptions.hedge_budget}). */
@@ -146,6 +153,8 @@ export class Scatter {
   };
   /** Per-node Search latency and load (adaptive replica selection). */
   readonly stats = new ReplicaStats();
+  /** Coalesces concurrent node searches into SearchBatch calls; null when off. */
+  readonly coalescer: SearchCoalescer | null;
   readonly #options: SearchOptions;
   readonly #clock: RouterClock;
   #turn = 0;
@@ -155,6 +164,9 @@ export class Scatter {
   constructor(readonly deps: ScatterDeps) {
     this.#options = { ...DEFAULT_SEARCH_OPTIONS, ...deps.search };
     this.#clock = deps.clock ?? SYSTEM_CLOCK;
+    this.coalescer = this.#options.batch_max >= 2
+      ? new SearchCoalescer(deps.nodes, { batch_max: this.#options.batch_max })
+      : null;
   }
 
   /** The search options in force. */
@@ -205,6 +217,7 @@ export class Scatter {
     counted = true,
   ): Promise<ResponseOf<"Search">> {
     const { nodes, table } = this.deps;
+    const coalescer = this.coalescer;
     const stats = this.stats;
     const clock = this.#clock;
     const opts = this.#options;
@@ -294,14 +307,14 @@ export class Scatter {
       this.#hedge_tokens = Math.min(HEDGE_TOKENS_MAX, this.#hedge_tokens + opts.hedge_budget);
       stats.begin(req.node);
       const request = send_shards ? { ...base, shards: req.shards } : base;
+      const options = wait_for_ready
+        ? { wait_for_ready, timeout_ms: this.deps.retry_timeout_ms }
+        : {};
       let reply: Promise<ResponseOf<"Search">>;
       try {
-        reply = nodes.call(
-          req.node,
-          "Search",
-          request,
-          wait_for_ready ? { wait_for_ready, timeout_ms: this.deps.retry_timeout_ms } : {},
-        );
+        reply = coalescer === null
+          ? nodes.call(req.node, "Search", request, options)
+          : coalescer.search(req.node, request, options);
       } catch (e) {
         reply = Promise.reject(e);
       }
