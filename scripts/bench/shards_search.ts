@@ -291,7 +291,7 @@ interface SetupResult {
    */
   cpu_ms_per_query_by_process: Record<string, number>;
   /** The router's hedged calls in the timed run (their late answers raise the metrics figure). */
-  hedges: { sent: number; won: number };
+  hedges: { sent: number; won: number; skipped: number };
   /** SearchBatch calls the router made in the timed run, and the node searches they carried. */
   batches: { calls: number; searches: number };
   loadavg_before: number[];
@@ -460,7 +460,7 @@ async function runSetup(s: Setup, baseFile: string, ds: {
       const loadavg_after = Deno.loadavg();
       const m1 = metricsUrl === null ? null : await scrape(metricsUrl);
       let metrics_per_query: number | null = null;
-      let hedges = { sent: 0, won: 0 };
+      let hedges = { sent: 0, won: 0, skipped: 0 };
       let batches = { calls: 0, searches: 0 };
       if (m0 !== null && m1 !== null) {
         const d = (name: string) => (m1.get(name) ?? 0) - (m0.get(name) ?? 0);
@@ -471,6 +471,7 @@ async function runSetup(s: Setup, baseFile: string, ds: {
         hedges = {
           sent: d('vectordb_router_search_hedges_total{outcome="sent"}'),
           won: d('vectordb_router_search_hedges_total{outcome="won"}'),
+          skipped: d('vectordb_router_search_hedges_total{outcome="skipped"}'),
         };
         batches = {
           calls: d("vectordb_router_search_batches_total"),
@@ -545,7 +546,7 @@ try {
         `${r.qps_per_core.toFixed(0)} q/s per core, shard searches/query ` +
         `${r.shard_searches_per_query?.toFixed(2) ?? "-"} (metrics ` +
         `${r.metrics_shard_searches_per_query?.toFixed(2) ?? "-"}), hedges ${r.hedges.sent} ` +
-        `sent ${r.hedges.won} won, ${r.batches.calls} node SearchBatch calls carrying ` +
+        `sent ${r.hedges.won} won ${r.hedges.skipped} skipped, ${r.batches.calls} node SearchBatch calls carrying ` +
         `${r.batches.searches} searches, ${r.errors} errors, ` +
         `${r.partial} partial, CPU ms/query by process ${
           Object.entries(r.cpu_ms_per_query_by_process).map(([k, v]) => `${k} ${v.toFixed(2)}`)

@@ -12,7 +12,7 @@
  * | `vectordb_router_node_searches_total`          | counter |          | per-node Search calls (all rounds, hedges and retries) |
  * | `vectordb_router_node_search_failures_total`   | counter |          | those that failed transiently |
  * | `vectordb_router_search_shard_searches_total`  | counter |          | shard (graph or exact) searches the nodes ran for client searches; ÷ searches = graph searches per query |
- * | `vectordb_router_search_hedges_total`          | counter | outcome  | hedged calls: sent / won (first answer for a shard) |
+ * | `vectordb_router_search_hedges_total`          | counter | outcome  | hedged calls: sent / won (first answer for a shard) / skipped (no replica less busy) |
  * | `vectordb_router_search_retries_total`         | counter |          | calls sent to the next replica after a failure |
  * | `vectordb_router_search_batches_total`         | counter |          | SearchBatch calls that carried concurrent node searches (search_coalescer.ts) |
  * | `vectordb_router_search_batched_total`         | counter | outcome  | node searches sent in them / sent alone again after their batch got a verdict |
@@ -87,6 +87,7 @@ export function addRouterMetrics(
     () => [
       { labels: { outcome: "sent" }, value: sc.hedges },
       { labels: { outcome: "won" }, value: sc.hedges_won },
+      { labels: { outcome: "skipped" }, value: sc.hedges_skipped },
     ],
   );
   one(

@@ -148,6 +148,8 @@ export class Scatter {
     hedges: 0,
     /** Hedged calls whose answer was the first for at least one of their shards. */
     hedges_won: 0,
+    /** Slow calls not hedged: no next replica had fewer searches in flight than their node. */
+    hedges_skipped: 0,
     /** Calls sent at once to the next replica after a call failed transiently. */
     retries: 0,
   };
@@ -338,6 +340,24 @@ export class Scatter {
       );
     };
 
+    /**
+     * Whether some unanswered shard of slow call `c` has a next replica with fewer searches in
+     * flight than `c`'s node. When all replicas are as busy (a saturated cluster, where every
+     * call is slow because every node is queued), a hedge only adds a search to a queue as
+     * long; a node slow for a reason of its own (a pause, a hang) keeps its calls while the
+     * others drain, and is hedged.
+     */
+    const idlerReplica = (c: SearchCall): boolean => {
+      const busy = stats.get(c.node)?.in_flight ?? 0;
+      const avoid = new Set([...down, ...failed]);
+      for (const s of c.shards) {
+        if (answered_shard[s]) continue;
+        const next = nextReplica(plan.ranked[s], tried[s], avoid);
+        if (next !== undefined && (stats.get(next)?.in_flight ?? 0) < busy) return true;
+      }
+      return false;
+    };
+
     /** Sends the unanswered shards of `shards` to their next replicas believed up. */
     const resend = (shards: readonly number[], hedge: boolean): number => {
       const choices: [number, string][] = [];
@@ -434,6 +454,10 @@ export class Scatter {
             }
             c.hedged = true;
             if (this.#hedge_tokens < 1) continue;
+            if (!idlerReplica(c)) {
+              counts.hedges_skipped++;
+              continue;
+            }
             const sent = resend(c.shards, true);
             hedges += sent;
             counts.hedges += sent;
