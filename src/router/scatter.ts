@@ -1,8 +1,9 @@
 /**
  * The router's fan-out reads over a {@link NodePort}: Search (one replica per shard, chosen by
  * search_plan.ts from the latency and load replica_stats.ts tracks, hedged when slow, retried
- * on the next replica when it fails; gather, merge, report coverage), ListCollections (union)
- * and the per-node part of Stats. Decisions are the pure functions of plan.ts and
+ * on the next replica when it fails; gather, merge, report coverage; concurrent node searches
+ * travel together through search_coalescer.ts), ListCollections (union) and the per-node part
+ * of Stats. Decisions are the pure functions of plan.ts and
  * search_plan.ts.
  *
  * @module
@@ -208,8 +209,8 @@ export class Scatter {
    *
    * Reads one replica per shard (search_plan.ts), one request per node; a failed call's shards
    * go at once to their next replicas believed up; a call slower than the hedge delay has its
-   * shards asked of their next replicas too (the first answer per shard wins, later ones are
-   * ignored); last, shards still unanswered are asked of their remaining replicas with
+   * shards asked of their next replicas too when one of those has fewer searches in flight
+   * than its node (the first answer per shard wins, later ones are ignored); last, shards still unanswered are asked of their remaining replicas with
    * wait-for-ready (a node believed down may be back while its channel waits out its reconnect
    * backoff). `partial` only when some shard got no answer from any replica.
    */
