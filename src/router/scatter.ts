@@ -342,21 +342,25 @@ export class Scatter {
     };
 
     /**
-     * Whether some unanswered shard of slow call `c` has a next replica with fewer searches in
-     * flight than `c`'s node. When all replicas are as busy (a saturated cluster, where every
+     * Whether the unanswered shards of slow call `c` have next replicas, none of them with
+     * fewer searches in flight than `c`'s node (false also when there is none: then nothing
+     * is hedged anyway, and nothing counts as skipped). When all replicas are as busy (a saturated cluster, where every
      * call is slow because every node is queued), a hedge only adds a search to a queue as
      * long; a node slow for a reason of its own (a pause, a hang) keeps its calls while the
      * others drain, and is hedged.
      */
-    const idlerReplica = (c: SearchCall): boolean => {
+    const onlyAsBusy = (c: SearchCall): boolean => {
       const busy = stats.get(c.node)?.in_flight ?? 0;
       const avoid = new Set([...down, ...failed]);
+      let some = false;
       for (const s of c.shards) {
         if (answered_shard[s]) continue;
         const next = nextReplica(plan.ranked[s], tried[s], avoid);
-        if (next !== undefined && (stats.get(next)?.in_flight ?? 0) < busy) return true;
+        if (next === undefined) continue;
+        if ((stats.get(next)?.in_flight ?? 0) < busy) return false;
+        some = true;
       }
-      return false;
+      return some;
     };
 
     /** Sends the unanswered shards of `shards` to their next replicas believed up. */
@@ -455,7 +459,7 @@ export class Scatter {
             }
             c.hedged = true;
             if (this.#hedge_tokens < 1) continue;
-            if (!idlerReplica(c)) {
+            if (onlyAsBusy(c)) {
               counts.hedges_skipped++;
               continue;
             }

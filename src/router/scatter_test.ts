@@ -329,6 +329,21 @@ Deno.test("Scatter.search does not hedge a slow node when its other replicas are
   scatter.stats.end(other, 1, true, clock.now);
 });
 
+Deno.test("Scatter.search: a slow call with no other replica is neither hedged nor counted as skipped", async () => {
+  const { clock, nodes, scatter, view, replicas } = setup(
+    { shard_number: 1, replication_factor: 1 },
+    { hedge_ms: 10, hedge_factor: 3 },
+  );
+  nodes.mode.set(replicas[0][0], "hang");
+  const pending = scatter.search(view, query);
+  await clock.advance(100);
+  assert.equal(nodes.calls.length, 1);
+  assert.equal(scatter.counts.hedges, 0);
+  assert.equal(scatter.counts.hedges_skipped, 0);
+  nodes.hung[0].release();
+  assert.deepEqual((await pending).results.map((x) => x.id), top5);
+});
+
 Deno.test("Scatter.search with hedging off waits for the slow node", async () => {
   const { clock, nodes, scatter, view, replicas } = setup(
     { shard_number: 1, replication_factor: 2 },
