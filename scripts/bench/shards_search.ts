@@ -1,10 +1,11 @@
 /**
  * Shards benchmark (a script, not a test): the search figures issue 14 asks for, on real
- * processes over loopback gRPC with the same GloVe-100 points (cosine) in three setups:
+ * processes over loopback gRPC with the same GloVe-100 points (cosine) in these setups:
  *
  * | setup | processes                  | collection                    |
  * | ----- | -------------------------- | ----------------------------- |
  * | (a)   | one storage node           | all points (asked directly)   |
+ * | (a′)  | one storage node + a router | 1 shard, replication factor 1 |
  * | (b)   | 3 nodes + a router         | 1 shard, replication factor 3 |
  * | (c)   | 3 nodes + a router         | 3 shards, replication factor 2 |
  *
@@ -20,6 +21,7 @@
  * | queries/s             | answered searches ÷ wall seconds                               |
  * | CPU s per query       | utime + stime of every server process (and its children) from `/proc/<pid>/stat`, after − before, summed, ÷ queries |
  * | queries/s per core    | queries/s ÷ (CPU seconds used ÷ wall seconds)                  |
+ * | CPU split             | the CPU ms/query above per process: the router, each node; and the clients' (this script's own process, left out of the sum) |
  * | shard searches/query  | Σ SearchResponse.shard_searches ÷ queries (the router's sum); and the router's `/metrics` delta of `vectordb_router_search_shard_searches_total` ÷ `vectordb_router_searches_total` |
  * | loadavg               | `Deno.loadavg()` before and after the timed run                |
  *
@@ -36,9 +38,11 @@
  * | `--recall`    | 0.95           | recall@10 target                                     |
  * | `--clients`   | 16             | concurrent clients of the timed run                  |
  * | `--seconds`   | 30             | length of the timed run                              |
- * | `--setups`    | a,b,c          | which setups to run                                  |
+ * | `--setups`    | a,a1,b,c       | which setups to run (a, a1 = (a′), b, c)             |
  * | `--batch`     | 100            | `client load --batch`                                |
  * | `--json`      |                | one JSON object on stdout instead of the table       |
+ * | `--router-flags` | ""         | more router flags, space-separated (e.g. `--search-batch-max 0` to compare) |
+ * | `--cpu-prof`  |                | a directory: a V8 CPU profile of the router over each timed run is written there (`<setup>-router.cpuprofile`) |
  *
  * Every process is stopped at the end, also on error and on Ctrl-C; the directory is removed.
  *
@@ -71,9 +75,11 @@ const { values: flags } = parseArgs({
     recall: { type: "string", default: "0.95" },
     clients: { type: "string", default: "16" },
     seconds: { type: "string", default: "30" },
-    setups: { type: "string", default: "a,b,c" },
+    setups: { type: "string", default: "a,a1,b,c" },
     batch: { type: "string", default: "100" },
     json: { type: "boolean", default: false },
+    "cpu-prof": { type: "string" },
+    "router-flags": { type: "string", default: "" },
   },
   strict: true,
   allowPositionals: false,
@@ -102,6 +108,8 @@ const LOAD_TIMEOUT_MS = 1_800_000;
 
 /** A setup of the module comment's table. */
 interface Setup {
+  /** `--setups` key, also naming the setup's data directories. */
+  key: string;
   name: string;
   nodes: number;
   router: boolean;
@@ -110,8 +118,24 @@ interface Setup {
 }
 
 const SETUPS: Record<string, Setup> = {
-  a: { name: "(a) one node", nodes: 1, router: false, shard_number: 1, replication_factor: 1 },
+  a: {
+    key: "a",
+    name: "(a) one node",
+    nodes: 1,
+    router: false,
+    shard_number: 1,
+    replication_factor: 1,
+  },
+  a1: {
+    key: "a1",
+    name: "(a′) one node + router",
+    nodes: 1,
+    router: true,
+    shard_number: 1,
+    replication_factor: 1,
+  },
   b: {
+    key: "b",
     name: "(b) 3 nodes, 1 shard, RF 3",
     nodes: 3,
     router: true,
@@ -119,6 +143,7 @@ const SETUPS: Record<string, Setup> = {
     replication_factor: 3,
   },
   c: {
+    key: "c",
     name: "(c) 3 nodes, 3 shards, RF 2",
     nodes: 3,
     router: true,
@@ -165,10 +190,10 @@ function processTree(pid: number): number[] {
   return out;
 }
 
-/** CPU seconds (user + system) used so far by `pid` and its descendants. */
-function cpuSeconds(pid: number): number {
+/** CPU seconds (user + system) used so far by `pid` and (`tree`) its descendants. */
+function cpuSeconds(pid: number, tree = true): number {
   let ticks = 0;
-  for (const p of processTree(pid)) {
+  for (const p of tree ? processTree(pid) : [pid]) {
     try {
       const stat = readFileSync(`/proc/${p}/stat`, "utf8");
       // Fields after the command (which may hold spaces) start after the last ')'.
@@ -179,6 +204,54 @@ function cpuSeconds(pid: number): number {
     }
   }
   return ticks / CLK_TCK;
+}
+
+// ----- CPU profile of the router's timed run -----
+
+/**
+ * A V8 CPU profile of the Node process `pid`, started now: SIGUSR1 opens Node's inspector on
+ * 127.0.0.1:9229 (one router at a time), then the Profiler domain runs over its WebSocket.
+ * `stop` returns the profile (JSON text, the `.cpuprofile` format) and closes the socket.
+ */
+async function startProfile(pid: number): Promise<{ stop: () => Promise<string> }> {
+  Deno.kill(pid, "SIGUSR1");
+  let url: string | undefined;
+  for (let i = 0; i < 50 && url === undefined; i++) {
+    try {
+      const list = await (await fetch("http://127.0.0.1:9229/json/list")).json();
+      url = list[0]?.webSocketDebuggerUrl;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  if (url === undefined) throw new Error(`no inspector on process ${pid}`);
+  const ws = new WebSocket(url);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  let id = 0;
+  const waiting = new Map<number, (r: unknown) => void>();
+  ws.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    waiting.get(m.id)?.(m.result);
+    waiting.delete(m.id);
+  };
+  const send = (method: string, params: unknown = {}) =>
+    new Promise<unknown>((resolve) => {
+      waiting.set(++id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  await send("Profiler.enable");
+  await send("Profiler.setSamplingInterval", { interval: 200 });
+  await send("Profiler.start");
+  return {
+    stop: async () => {
+      const r = await send("Profiler.stop") as { profile: unknown };
+      ws.close();
+      return JSON.stringify(r.profile);
+    },
+  };
 }
 
 // ----- Metrics -----
@@ -212,8 +285,15 @@ interface SetupResult {
   qps_per_core: number;
   shard_searches_per_query: number | null;
   metrics_shard_searches_per_query: number | null;
+  /**
+   * CPU ms per query of each process of the timed run: "router", "node-0", … (summed in
+   * `cpu_s_per_query`), and "clients" (this script's process: the load, not in the sum).
+   */
+  cpu_ms_per_query_by_process: Record<string, number>;
   /** The router's hedged calls in the timed run (their late answers raise the metrics figure). */
-  hedges: { sent: number; won: number };
+  hedges: { sent: number; won: number; skipped: number };
+  /** SearchBatch calls the router made in the timed run, and the node searches they carried. */
+  batches: { calls: number; searches: number };
   loadavg_before: number[];
   loadavg_after: number[];
 }
@@ -223,13 +303,16 @@ async function runSetup(s: Setup, baseFile: string, ds: {
   gt: Matrix<Int32Array>;
 }): Promise<SetupResult> {
   const group: ChildProc[] = [];
+  /** Names of `group`'s processes, in order (the CPU split). */
+  const names: string[] = [];
   const nodePorts = await Promise.all(Array.from({ length: s.nodes }, () => freePort()));
   const nodeAddrs = nodePorts.map((p) => `127.0.0.1:${p}`);
   for (const [i, p] of nodePorts.entries()) {
+    names.push(`node-${i}`);
     group.push(spawnServer({
       name: `node-${p}`,
       entry: NODE_ENTRY,
-      flags: nodeFlags({ port: p, data_dir: join(dir, `${s.name.slice(1, 2)}-node-${i}`) }),
+      flags: nodeFlags({ port: p, data_dir: join(dir, `${s.key}-node-${i}`) }),
       ready_timeout_ms: READY_TIMEOUT_MS,
       group: procs,
     }));
@@ -239,17 +322,25 @@ async function runSetup(s: Setup, baseFile: string, ds: {
   if (s.router) {
     const port = await freePort();
     const http = await freePort();
+    names.push("router");
+    const rflags = routerFlags({
+      port,
+      nodes: nodeAddrs,
+      replication_factor: s.replication_factor,
+      data_dir: join(dir, `${s.key}-router`),
+      // Recall sampling would add exact searches to the measured CPU.
+      extra: [
+        "--http-port",
+        String(http),
+        "--recall-sample-rate",
+        "0",
+        ...flags["router-flags"]!.split(" ").filter((x) => x !== ""),
+      ],
+    });
     group.push(spawnServer({
       name: "router",
       entry: ROUTER_ENTRY,
-      flags: routerFlags({
-        port,
-        nodes: nodeAddrs,
-        replication_factor: s.replication_factor,
-        data_dir: join(dir, `${s.name.slice(1, 2)}-router`),
-        // Recall sampling would add exact searches to the measured CPU.
-        extra: ["--http-port", String(http), "--recall-sample-rate", "0"],
-      }),
+      flags: rflags,
       ready_timeout_ms: READY_TIMEOUT_MS,
       group: procs,
     }));
@@ -323,10 +414,15 @@ async function runSetup(s: Setup, baseFile: string, ds: {
           await c.call("Search", { vector: vectors[(j * 10 + i) % vectors.length], ...spec });
         }
       }));
-      const pids = group.map((p) => p.pid!).filter((p) => p !== undefined);
+      const pids = group.map((p) => p.pid!);
+      if (pids.some((p) => p === undefined)) throw new Error(`${s.name}: a server has no pid`);
       const m0 = metricsUrl === null ? null : await scrape(metricsUrl);
+      const prof = flags["cpu-prof"] === undefined || !s.router
+        ? null
+        : await startProfile(pids[names.indexOf("router")]);
       const loadavg_before = Deno.loadavg();
-      const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
+      const cpu0 = pids.map((p) => cpuSeconds(p));
+      const self0 = cpuSeconds(Deno.pid, false);
       const t0 = performance.now();
       const end = t0 + SECONDS * 1000;
       let answered = 0;
@@ -348,11 +444,24 @@ async function runSetup(s: Setup, baseFile: string, ds: {
         }
       }));
       const wall_s = (performance.now() - t0) / 1000;
-      const cpu_s = pids.reduce((a, p) => a + cpuSeconds(p), 0) - cpu0;
+      const cpu_by = pids.map((p, i) => cpuSeconds(p) - cpu0[i]);
+      const self_s = cpuSeconds(Deno.pid, false) - self0;
+      if (prof !== null) {
+        const file = join(flags["cpu-prof"]!, `${s.key}-router.cpuprofile`);
+        await Deno.mkdir(flags["cpu-prof"]!, { recursive: true });
+        await Deno.writeTextFile(file, await prof.stop());
+        log(`${s.name}: router CPU profile of the timed run in ${file}`);
+      }
+      const cpu_s = cpu_by.reduce((a, x) => a + x, 0);
+      const per_query: Record<string, number> = {};
+      const q = Math.max(1, answered);
+      names.forEach((name, i) => per_query[name] = (cpu_by[i] / q) * 1000);
+      per_query.clients = (self_s / q) * 1000;
       const loadavg_after = Deno.loadavg();
       const m1 = metricsUrl === null ? null : await scrape(metricsUrl);
       let metrics_per_query: number | null = null;
-      let hedges = { sent: 0, won: 0 };
+      let hedges = { sent: 0, won: 0, skipped: 0 };
+      let batches = { calls: 0, searches: 0 };
       if (m0 !== null && m1 !== null) {
         const d = (name: string) => (m1.get(name) ?? 0) - (m0.get(name) ?? 0);
         const searches = d("vectordb_router_searches_total");
@@ -362,6 +471,11 @@ async function runSetup(s: Setup, baseFile: string, ds: {
         hedges = {
           sent: d('vectordb_router_search_hedges_total{outcome="sent"}'),
           won: d('vectordb_router_search_hedges_total{outcome="won"}'),
+          skipped: d('vectordb_router_search_hedges_total{outcome="skipped"}'),
+        };
+        batches = {
+          calls: d("vectordb_router_search_batches_total"),
+          searches: d('vectordb_router_search_batched_total{outcome="batched"}'),
         };
       }
       const qps = answered / wall_s;
@@ -385,7 +499,9 @@ async function runSetup(s: Setup, baseFile: string, ds: {
           ? shard_searches / answered
           : null,
         metrics_shard_searches_per_query: metrics_per_query,
+        cpu_ms_per_query_by_process: per_query,
         hedges,
+        batches,
         loadavg_before,
         loadavg_after,
       };
@@ -417,7 +533,9 @@ try {
   log(`${N} points (dimension ${ds.base.dim}), ${queries.n} queries; loadavg ${Deno.loadavg()}`);
   for (const key of flags.setups!.split(",")) {
     const s = SETUPS[key.trim()];
-    if (s === undefined) throw new RangeError(`--setups entry "${key}" must be a, b or c`);
+    if (s === undefined) {
+      throw new RangeError(`--setups entry "${key}" must be one of ${Object.keys(SETUPS)}`);
+    }
     const r = await runSetup(s, baseFile, { queries, gt });
     results.push(r);
     log(
@@ -428,8 +546,12 @@ try {
         `${r.qps_per_core.toFixed(0)} q/s per core, shard searches/query ` +
         `${r.shard_searches_per_query?.toFixed(2) ?? "-"} (metrics ` +
         `${r.metrics_shard_searches_per_query?.toFixed(2) ?? "-"}), hedges ${r.hedges.sent} ` +
-        `sent ${r.hedges.won} won, ${r.errors} errors, ` +
-        `${r.partial} partial, loadavg ${r.loadavg_before.map((x) => x.toFixed(2))} → ` +
+        `sent ${r.hedges.won} won ${r.hedges.skipped} skipped, ${r.batches.calls} node SearchBatch calls carrying ` +
+        `${r.batches.searches} searches, ${r.errors} errors, ` +
+        `${r.partial} partial, CPU ms/query by process ${
+          Object.entries(r.cpu_ms_per_query_by_process).map(([k, v]) => `${k} ${v.toFixed(2)}`)
+            .join(", ")
+        }, loadavg ${r.loadavg_before.map((x) => x.toFixed(2))} → ` +
         `${r.loadavg_after.map((x) => x.toFixed(2))}`,
     );
   }
@@ -441,19 +563,27 @@ if (flags.json) {
   console.log(JSON.stringify({ n: N, clients: CLIENTS, seconds: SECONDS, results }));
 } else {
   const a = results.find((r) => r.setup.startsWith("(a)"));
+  const a1 = results.find((r) => r.setup.startsWith("(a′)"));
+  const vs = (r: SetupResult, base: SetupResult | undefined) =>
+    base === undefined
+      ? "- | -"
+      : `${(r.qps_per_core / base.qps_per_core).toFixed(2)}x | ${
+        (r.cpu_s_per_query / base.cpu_s_per_query).toFixed(2)
+      }x`;
   console.log(
-    "| setup | ef | recall@10 | queries/s | CPU ms/query | cores used | q/s per core | vs (a) per core | CPU/query vs (a) | shard searches/query | loadavg (1 min) |",
+    "| setup | ef | recall@10 | queries/s | CPU ms/query | CPU ms/query by process | cores used | q/s per core | vs (a) per core | CPU/query vs (a) | vs (a′) per core | CPU/query vs (a′) | shard searches/query | hedges sent/won | loadavg (1 min) |",
   );
-  console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const r of results) {
-    const perCore = a === undefined ? "-" : (r.qps_per_core / a.qps_per_core).toFixed(2) + "x";
-    const cpu = a === undefined ? "-" : (r.cpu_s_per_query / a.cpu_s_per_query).toFixed(2) + "x";
+    const split = Object.entries(r.cpu_ms_per_query_by_process)
+      .map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ");
     console.log(
       `| ${r.setup} | ${r.ef} | ${r.recall.toFixed(3)} | ${r.qps.toFixed(0)} | ` +
-        `${(r.cpu_s_per_query * 1000).toFixed(2)} | ${r.cores_used.toFixed(2)} | ` +
-        `${r.qps_per_core.toFixed(0)} | ${perCore} | ${cpu} | ` +
+        `${(r.cpu_s_per_query * 1000).toFixed(2)} | ${split} | ${r.cores_used.toFixed(2)} | ` +
+        `${r.qps_per_core.toFixed(0)} | ${vs(r, a)} | ${vs(r, a1)} | ` +
         `${r.shard_searches_per_query?.toFixed(2) ?? "-"} / ` +
         `${r.metrics_shard_searches_per_query?.toFixed(2) ?? "-"} | ` +
+        `${r.hedges.sent}/${r.hedges.won} | ` +
         `${r.loadavg_before[0].toFixed(2)} → ${r.loadavg_after[0].toFixed(2)} |`,
     );
   }

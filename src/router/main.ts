@@ -28,6 +28,7 @@
  * | `--search-hedge-ms`    | 20              | search: hedge floor; a node slower than max(this, factor × recent latency) has its shards asked of other replicas too; 0 off |
  * | `--search-hedge-factor` | 3              | search: hedge delay as a multiple of the recent Search latency |
  * | `--search-hedges-max`  | 2               | search: hedged requests per search at most    |
+ * | `--search-batch-max`   | 32              | search: concurrent searches bound for one node travel as one SearchBatch of at most this many (search_coalescer.ts); 0 off |
  * | `--log-level`, `--log-format` | info, text | least important messages logged; `json`: one object per line |
  *
  * {@link ROUTER_FLAGS} is the source of truth: the parser and `--help` come from it. Every flag
@@ -60,6 +61,7 @@
 
 import process from "node:process";
 import { parseConsistency } from "./plan.ts";
+import { SEARCH_BATCH_MAX } from "../common/limits.ts";
 import { Router, type RouterOptions } from "./router.ts";
 import { SECURITY_FLAGS, SecurityConfig, type SecurityFlags } from "../api/security.ts";
 import {
@@ -100,6 +102,12 @@ function integer(name: string, value: string, min: number, max: number): number 
     throw new RouterUsageError(`--${name} "${value}" must be an integer between ${min} and ${max}`);
   }
   return x;
+}
+
+/** `--search-batch-max`: 0 (off) or 2 .. SEARCH_BATCH_MAX; 1 reads as 0 (a batch of one is a Search). */
+function batchMax(value: string): number {
+  const x = integer("search-batch-max", value, 0, SEARCH_BATCH_MAX);
+  return x === 1 ? 0 : x;
 }
 
 /** `value` when it is host:port with a port in 1..65535, else a usage error naming the flag. */
@@ -228,6 +236,13 @@ export const ROUTER_FLAGS = {
     default: "2",
     arg: "N",
     help: "search: hedged requests one search sends at most",
+  },
+  "search-batch-max": {
+    type: "string",
+    default: "32",
+    arg: "N",
+    help: "search: concurrent searches bound for one node travel as one SearchBatch of at " +
+      "most this many; 0 off",
   },
   ...HTTP_FLAGS,
   ...SECURITY_FLAGS,
@@ -361,6 +376,7 @@ function checkedArgs(values: ResolvedConfig<typeof ROUTER_FLAGS>["values"]): Rou
       hedge_ms: integer("search-hedge-ms", values["search-hedge-ms"]!, 0, 600_000),
       hedge_factor: positive("search-hedge-factor", values["search-hedge-factor"]!, 100),
       hedges_max: integer("search-hedges-max", values["search-hedges-max"]!, 0, 64),
+      batch_max: batchMax(values["search-batch-max"]!),
     },
     security_flags: {
       "api-keys-file": values["api-keys-file"],

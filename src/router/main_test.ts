@@ -137,8 +137,13 @@ Deno.test("the recall monitor's flags: fractions between 0 and 1", () => {
   }
 });
 
-Deno.test("the search flags: hedge floor (0 off), factor, hedges per search", () => {
-  assert.deepEqual(parseRouterArgs([]).search, { hedge_ms: 20, hedge_factor: 3, hedges_max: 2 });
+Deno.test("the search flags: hedge floor (0 off), factor, hedges per search, batch size (0 off)", () => {
+  assert.deepEqual(parseRouterArgs([]).search, {
+    hedge_ms: 20,
+    hedge_factor: 3,
+    hedges_max: 2,
+    batch_max: 32,
+  });
   const p = parseRouterArgs([
     "--search-hedge-ms",
     "0",
@@ -146,8 +151,17 @@ Deno.test("the search flags: hedge floor (0 off), factor, hedges per search", ()
     "1.5",
     "--search-hedges-max",
     "0",
+    "--search-batch-max",
+    "100",
   ]);
-  assert.deepEqual(p.search, { hedge_ms: 0, hedge_factor: 1.5, hedges_max: 0 });
+  assert.deepEqual(p.search, { hedge_ms: 0, hedge_factor: 1.5, hedges_max: 0, batch_max: 100 });
+  // A batch of one is a lone Search: 1 is off, as 0 is.
+  assert.equal(parseRouterArgs(["--search-batch-max", "1"]).search!.batch_max, 0);
+  assert.equal(parseRouterArgs(["--search-batch-max", "0"]).search!.batch_max, 0);
+  assert.throws(
+    () => parseRouterArgs(["--search-batch-max", "101"]),
+    /--search-batch-max "101" must be an integer between 0 and 100/,
+  );
   assert.throws(() => parseRouterArgs(["--search-hedge-ms=-1"]), /--search-hedge-ms "-1"/);
   assert.throws(
     () => parseRouterArgs(["--search-hedge-factor", "0"]),

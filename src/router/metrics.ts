@@ -12,8 +12,10 @@
  * | `vectordb_router_node_searches_total`          | counter |          | per-node Search calls (all rounds, hedges and retries) |
  * | `vectordb_router_node_search_failures_total`   | counter |          | those that failed transiently |
  * | `vectordb_router_search_shard_searches_total`  | counter |          | shard (graph or exact) searches the nodes ran for client searches; ÷ searches = graph searches per query |
- * | `vectordb_router_search_hedges_total`          | counter | outcome  | hedged calls: sent / won (first answer for a shard) |
+ * | `vectordb_router_search_hedges_total`          | counter | outcome  | hedged calls: sent / won (first answer for a shard) / skipped (no replica less busy) |
  * | `vectordb_router_search_retries_total`         | counter |          | calls sent to the next replica after a failure |
+ * | `vectordb_router_search_batches_total`         | counter |          | SearchBatch calls that carried concurrent node searches (search_coalescer.ts) |
+ * | `vectordb_router_search_batched_total`         | counter | outcome  | node searches sent in them / sent alone again after their batch got a verdict |
  * | `vectordb_router_node_search_latency_seconds`  | gauge   | node     | EWMA of the node's Search latency (replica selection) |
  * | `vectordb_router_node_searches_in_flight`      | gauge   | node     | Search calls to the node not settled |
  * | `vectordb_router_nodes`                        | gauge   | state    | nodes reachable / unreachable |
@@ -85,12 +87,28 @@ export function addRouterMetrics(
     () => [
       { labels: { outcome: "sent" }, value: sc.hedges },
       { labels: { outcome: "won" }, value: sc.hedges_won },
+      { labels: { outcome: "skipped" }, value: sc.hedges_skipped },
     ],
   );
   one(
     "vectordb_router_search_retries_total",
     "Search calls sent to a shard's next replica after a call failed",
     () => sc.retries,
+  );
+  const co = core.scatter.coalescer?.counts ?? { batches: 0, batched: 0, resent: 0 };
+  one(
+    "vectordb_router_search_batches_total",
+    "SearchBatch calls that carried concurrent node searches bound for one node",
+    () => co.batches,
+  );
+  metrics.counterFrom(
+    "vectordb_router_search_batched_total",
+    "Node searches sent in SearchBatch calls (batched), and those sent alone again after " +
+      "their batch got a verdict (resent)",
+    () => [
+      { labels: { outcome: "batched" }, value: co.batched },
+      { labels: { outcome: "resent" }, value: co.resent },
+    ],
   );
   metrics.gauge(
     "vectordb_router_node_search_latency_seconds",

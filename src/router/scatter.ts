@@ -1,8 +1,9 @@
 /**
  * The router's fan-out reads over a {@link NodePort}: Search (one replica per shard, chosen by
  * search_plan.ts from the latency and load replica_stats.ts tracks, hedged when slow, retried
- * on the next replica when it fails; gather, merge, report coverage), ListCollections (union)
- * and the per-node part of Stats. Decisions are the pure functions of plan.ts and
+ * on the next replica when it fails; gather, merge, report coverage; concurrent node searches
+ * travel together through search_coalescer.ts), ListCollections (union) and the per-node part
+ * of Stats. Decisions are the pure functions of plan.ts and
  * search_plan.ts.
  *
  * @module
@@ -33,6 +34,7 @@ import { shardOf } from "../common/shard.ts";
 import type { RingView } from "./ring_view.ts";
 import type { Placement, ShardLayout } from "../cluster/placement.ts";
 import { ReplicaStats } from "./replica_stats.ts";
+import { COALESCE_BATCH_MAX, SearchCoalescer } from "./search_coalescer.ts";
 import {
   coverByHolders,
   groupByNode,
@@ -70,6 +72,11 @@ export interface SearchOptions {
   hedge_budget: number;
   /** A node whose Search failed less than this long ago ranks as down, ms. */
   failure_window_ms: number;
+  /**
+   * Concurrent searches bound for one node travel as one SearchBatch of at most this many
+   * (search_coalescer.ts); 0 off.
+   */
+  batch_max: number;
 }
 
 /** Defaults of {@link SearchOptions}. */
@@ -79,6 +86,7 @@ export const DEFAULT_SEARCH_OPTIONS: Readonly<SearchOptions> = {
   hedges_max: 2,
   hedge_budget: 0.05,
   failure_window_ms: 1000,
+  batch_max: COALESCE_BATCH_MAX,
 };
 
 /** Saved hedges at most (see {@link SearchOptions.hedge_budget}). */
@@ -141,11 +149,15 @@ export class Scatter {
     hedges: 0,
     /** Hedged calls whose answer was the first for at least one of their shards. */
     hedges_won: 0,
+    /** Slow calls not hedged: no next replica had fewer searches in flight than their node. */
+    hedges_skipped: 0,
     /** Calls sent at once to the next replica after a call failed transiently. */
     retries: 0,
   };
   /** Per-node Search latency and load (adaptive replica selection). */
   readonly stats = new ReplicaStats();
+  /** Coalesces concurrent node searches into SearchBatch calls; null when off. */
+  readonly coalescer: SearchCoalescer | null;
   readonly #options: SearchOptions;
   readonly #clock: RouterClock;
   #turn = 0;
@@ -155,6 +167,9 @@ export class Scatter {
   constructor(readonly deps: ScatterDeps) {
     this.#options = { ...DEFAULT_SEARCH_OPTIONS, ...deps.search };
     this.#clock = deps.clock ?? SYSTEM_CLOCK;
+    this.coalescer = this.#options.batch_max >= 2
+      ? new SearchCoalescer(deps.nodes, { batch_max: this.#options.batch_max })
+      : null;
   }
 
   /** The search options in force. */
@@ -194,8 +209,8 @@ export class Scatter {
    *
    * Reads one replica per shard (search_plan.ts), one request per node; a failed call's shards
    * go at once to their next replicas believed up; a call slower than the hedge delay has its
-   * shards asked of their next replicas too (the first answer per shard wins, later ones are
-   * ignored); last, shards still unanswered are asked of their remaining replicas with
+   * shards asked of their next replicas too when one of those has fewer searches in flight
+   * than its node (the first answer per shard wins, later ones are ignored); last, shards still unanswered are asked of their remaining replicas with
    * wait-for-ready (a node believed down may be back while its channel waits out its reconnect
    * backoff). `partial` only when some shard got no answer from any replica.
    */
@@ -205,6 +220,7 @@ export class Scatter {
     counted = true,
   ): Promise<ResponseOf<"Search">> {
     const { nodes, table } = this.deps;
+    const coalescer = this.coalescer;
     const stats = this.stats;
     const clock = this.#clock;
     const opts = this.#options;
@@ -294,14 +310,14 @@ export class Scatter {
       this.#hedge_tokens = Math.min(HEDGE_TOKENS_MAX, this.#hedge_tokens + opts.hedge_budget);
       stats.begin(req.node);
       const request = send_shards ? { ...base, shards: req.shards } : base;
+      const options = wait_for_ready
+        ? { wait_for_ready, timeout_ms: this.deps.retry_timeout_ms }
+        : {};
       let reply: Promise<ResponseOf<"Search">>;
       try {
-        reply = nodes.call(
-          req.node,
-          "Search",
-          request,
-          wait_for_ready ? { wait_for_ready, timeout_ms: this.deps.retry_timeout_ms } : {},
-        );
+        reply = coalescer === null
+          ? nodes.call(req.node, "Search", request, options)
+          : coalescer.search(req.node, request, options);
       } catch (e) {
         reply = Promise.reject(e);
       }
@@ -323,6 +339,28 @@ export class Scatter {
           wake?.();
         },
       );
+    };
+
+    /**
+     * Whether the unanswered shards of slow call `c` have next replicas, none of them with
+     * fewer searches in flight than `c`'s node (false also when there is none: then nothing
+     * is hedged anyway, and nothing counts as skipped). When all replicas are as busy (a saturated cluster, where every
+     * call is slow because every node is queued), a hedge only adds a search to a queue as
+     * long; a node slow for a reason of its own (a pause, a hang) keeps its calls while the
+     * others drain, and is hedged.
+     */
+    const onlyAsBusy = (c: SearchCall): boolean => {
+      const busy = stats.get(c.node)?.in_flight ?? 0;
+      const avoid = new Set([...down, ...failed]);
+      let some = false;
+      for (const s of c.shards) {
+        if (answered_shard[s]) continue;
+        const next = nextReplica(plan.ranked[s], tried[s], avoid);
+        if (next === undefined) continue;
+        if ((stats.get(next)?.in_flight ?? 0) < busy) return false;
+        some = true;
+      }
+      return some;
     };
 
     /** Sends the unanswered shards of `shards` to their next replicas believed up. */
@@ -421,6 +459,10 @@ export class Scatter {
             }
             c.hedged = true;
             if (this.#hedge_tokens < 1) continue;
+            if (onlyAsBusy(c)) {
+              counts.hedges_skipped++;
+              continue;
+            }
             const sent = resend(c.shards, true);
             hedges += sent;
             counts.hedges += sent;

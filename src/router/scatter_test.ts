@@ -302,6 +302,48 @@ Deno.test("Scatter.search hedges a slow node; the first answer per shard wins, l
   assert.equal(scatter.counts.shard_searches, 2, "both graph searches ran");
 });
 
+Deno.test("Scatter.search does not hedge a slow node when its other replicas are as busy", async () => {
+  const { clock, nodes, scatter, view, replicas } = setup(
+    { shard_number: 1, replication_factor: 2 },
+    { hedge_ms: 10, hedge_factor: 3 },
+  );
+  for (const n of replicas[0]) nodes.mode.set(n, "hang");
+  const pending = scatter.search(view, query);
+  await settle();
+  const first = nodes.calls[0].node;
+  const other = replicas[0].find((n) => n !== first)!;
+  // The other replica has a search of its own in flight: as busy as the slow one.
+  scatter.stats.begin(other);
+  await clock.advance(10);
+  assert.equal(nodes.calls.length, 1, "no hedge to an equally busy replica");
+  assert.equal(scatter.counts.hedges, 0);
+  assert.equal(scatter.counts.hedges_skipped, 1);
+  await clock.advance(100);
+  assert.equal(nodes.calls.length, 1, "a call is considered for a hedge once");
+  nodes.hung[0].release();
+  const r = await pending;
+  assert.deepEqual(r.results.map((x) => x.id), top5);
+  assert.equal(r.shard_searches, 1);
+  assert.equal(clock.pending, 0, "no hedge timer outlives the search");
+  // (An idle replica is hedged to: the test above.)
+  scatter.stats.end(other, 1, true, clock.now);
+});
+
+Deno.test("Scatter.search: a slow call with no other replica is neither hedged nor counted as skipped", async () => {
+  const { clock, nodes, scatter, view, replicas } = setup(
+    { shard_number: 1, replication_factor: 1 },
+    { hedge_ms: 10, hedge_factor: 3 },
+  );
+  nodes.mode.set(replicas[0][0], "hang");
+  const pending = scatter.search(view, query);
+  await clock.advance(100);
+  assert.equal(nodes.calls.length, 1);
+  assert.equal(scatter.counts.hedges, 0);
+  assert.equal(scatter.counts.hedges_skipped, 0);
+  nodes.hung[0].release();
+  assert.deepEqual((await pending).results.map((x) => x.id), top5);
+});
+
 Deno.test("Scatter.search with hedging off waits for the slow node", async () => {
   const { clock, nodes, scatter, view, replicas } = setup(
     { shard_number: 1, replication_factor: 2 },
