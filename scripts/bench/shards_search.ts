@@ -41,6 +41,7 @@
  * | `--setups`    | a,a1,b,c       | which setups to run (a, a1 = (a′), b, c)             |
  * | `--batch`     | 100            | `client load --batch`                                |
  * | `--json`      |                | one JSON object on stdout instead of the table       |
+ * | `--runtime`   | bundle         | servers from the esbuild bundles (as `deno task server`), or `node` (tsx) |
  * | `--router-flags` | ""         | more router flags, space-separated (e.g. `--search-batch-max 0` to compare) |
  * | `--cpu-prof`  |                | a directory: a V8 CPU profile of the router over each timed run is written there (`<setup>-router.cpuprofile`) |
  *
@@ -55,11 +56,13 @@ import { readFileSync } from "node:fs";
 import { freePort } from "../../harness/ports.ts";
 import { type ChildProc, ProcGroup, REPO_ROOT } from "../../harness/process.ts";
 import {
+  buildBundles,
   NODE_ENTRY,
   nodeFlags,
   ROUTER_ENTRY,
   routerFlags,
   runCli,
+  type Runtime,
   spawnServer,
 } from "../../harness/servers.ts";
 import { loadDataset } from "./lib/dataset.ts";
@@ -78,6 +81,7 @@ const { values: flags } = parseArgs({
     setups: { type: "string", default: "a,a1,b,c" },
     batch: { type: "string", default: "100" },
     json: { type: "boolean", default: false },
+    runtime: { type: "string", default: "bundle" },
     "cpu-prof": { type: "string" },
     "router-flags": { type: "string", default: "" },
   },
@@ -100,6 +104,12 @@ const RECALL = positive("recall", flags.recall);
 const CLIENTS = Math.floor(positive("clients", flags.clients));
 const SECONDS = positive("seconds", flags.seconds);
 const BATCH = Math.floor(positive("batch", flags.batch));
+if (!["bundle", "node"].includes(flags.runtime!)) {
+  throw new RangeError(`--runtime ${flags.runtime} must be bundle or node`);
+}
+/** Servers run as users run them (the esbuild bundles) unless `--runtime node` (tsx, sources). */
+const RUNTIME = flags.runtime as Runtime;
+if (RUNTIME === "bundle") buildBundles();
 const K = 10;
 const COLLECTION = "glove";
 const CALL_TIMEOUT_MS = 30_000;
@@ -315,6 +325,7 @@ async function runSetup(s: Setup, baseFile: string, ds: {
       flags: nodeFlags({ port: p, data_dir: join(dir, `${s.key}-node-${i}`) }),
       ready_timeout_ms: READY_TIMEOUT_MS,
       group: procs,
+      runtime: RUNTIME,
     }));
   }
   let addr = nodeAddrs[0];
@@ -343,6 +354,7 @@ async function runSetup(s: Setup, baseFile: string, ds: {
       flags: rflags,
       ready_timeout_ms: READY_TIMEOUT_MS,
       group: procs,
+      runtime: RUNTIME,
     }));
     addr = `127.0.0.1:${port}`;
     metricsUrl = `http://127.0.0.1:${http}/metrics`;
