@@ -56,10 +56,12 @@ import {
 import {
   checkPermutation,
   DEFAULT_REORDER,
+  gatherRows,
   inversePermutation,
   localityOrder,
   permuteRows,
   type ReorderKind,
+  type SlotGraph,
 } from "./reorder.ts";
 
 /**
@@ -842,14 +844,19 @@ export class HnswIndex {
    * `order[newSlot] = oldSlot`, free slots last. Reads the graph only.
    */
   localityOrder(kind: ReorderKind = DEFAULT_REORDER): Int32Array {
+    return localityOrder(this.layer0(), kind);
+  }
+
+  /** Layer 0 as {@link localityOrder} reads it (a view of the index's own arrays). */
+  layer0(): SlotGraph {
     const flags = this.flags;
-    return localityOrder({
+    return {
       n: this.size,
       links: this.links0,
       rowWords: this.M0 + 1,
       entry: this.entry,
       isFree: (slot) => flags[slot] === FLAG_FREE,
-    }, kind);
+    };
   }
 
   /** Renumbers the slots in place by {@link localityOrder}; returns the order applied. */
@@ -974,24 +981,11 @@ export class HnswIndex {
     const inv = inversePermutation(order);
     this.writeHeader(w, this.entry < 0 ? -1 : inv[this.entry]);
     const s = this.store;
-    const mem = new Uint8Array(s.f32.buffer);
-    w.u32(n * s.stride);
-    for (let i = 0; i < n; i++) {
-      const p = s.ptr(order[i]);
-      w.raw(mem.subarray(p, p + s.strideBytes));
-    }
     const row0 = this.M0 + 1;
-    const row = new Uint32Array(row0);
-    const rowBytes = new Uint8Array(row.buffer);
-    w.u32(n * row0);
-    for (let i = 0; i < n; i++) {
-      const off = order[i] * row0;
-      // Words past the count are left over from pruning and never read; copied as they are.
-      row.set(this.links0.subarray(off, off + row0));
-      const cnt = row[0];
-      for (let j = 1; j <= cnt; j++) row[j] = inv[row[j]];
-      w.raw(rowBytes);
-    }
+    // Floats and code bytes are moved as u32 words (every row starts and ends on a word).
+    this.writeRows(w, n * s.stride, s.u32, s.vectorsPtr >>> 2, s.stride, s.stride, order, null);
+    // Words past a list's count are left over from pruning and never read; copied as they are.
+    this.writeRows(w, n * row0, this.links0, 0, row0, row0, order, inv);
     const gather = <T extends Uint8Array | Uint32Array | Int32Array>(a: T): T => {
       const out = new (a.constructor as new (n: number) => T)(n);
       for (let i = 0; i < n; i++) out[i] = a[order[i]];
@@ -1011,11 +1005,38 @@ export class HnswIndex {
     w.i32Array(free);
     if (!this.writeQuantizationHeader(w)) return;
     const codes = this.codes!;
-    const cb = codes.codeRowBytes;
-    w.u32(n * cb);
-    for (let i = 0; i < n; i++) {
-      const p = codes.ptr(order[i]);
-      w.raw(codes.u8.subarray(p, p + cb));
+    const cw = codes.codeRowBytes >>> 2;
+    this.writeRows(
+      w,
+      n * cw * 4,
+      codes.u32,
+      codes.codesPtr >>> 2,
+      codes.rowBytes >>> 2,
+      cw,
+      order,
+      null,
+    );
+  }
+
+  /** `count`, then the rows of a u32 table in `order` ({@link gatherRows}), 1 MiB at a time. */
+  private writeRows(
+    w: BinaryWriter,
+    count: number,
+    src: Uint32Array,
+    base: number,
+    stride: number,
+    width: number,
+    order: Int32Array,
+    inv: Int32Array | null,
+  ): void {
+    w.u32(count);
+    const chunkRows = Math.max(1, Math.floor((1 << 18) / width));
+    const chunk = new Uint32Array(chunkRows * width);
+    const bytes = new Uint8Array(chunk.buffer);
+    for (let i = 0; i < order.length; i += chunkRows) {
+      const to = Math.min(order.length, i + chunkRows);
+      gatherRows(src, base, stride, width, order, i, to, chunk, inv);
+      w.raw(bytes.subarray(0, (to - i) * width * 4));
     }
   }
 

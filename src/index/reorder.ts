@@ -34,7 +34,7 @@
  */
 
 /** The orders {@link localityOrder} computes. */
-export const REORDER_KINDS = ["bfs", "rcm", "dfs"] as const;
+export const REORDER_KINDS = ["bfs", "rcm", "dfs", "groups"] as const;
 export type ReorderKind = typeof REORDER_KINDS[number];
 
 /** The order snapshots write slots in (fastest in the GloVe-100 measurements, README). */
@@ -65,6 +65,8 @@ export function localityOrder(g: SlotGraph, kind: ReorderKind): Int32Array {
       return rcmOrder(g);
     case "dfs":
       return dfsOrder(g);
+    case "groups":
+      return groupsOrder(g);
     default:
       return bfsOrder(g);
   }
@@ -168,6 +170,66 @@ function dfsOrder(g: SlotGraph): Int32Array {
   });
 }
 
+function groupsOrder(g: SlotGraph): Int32Array {
+  const { links, rowWords } = g;
+  // Stack of ranges of `order` whose nodes are still to be expanded (each range is one
+  // expansion's group); at most one range per node.
+  const stackNext = new Int32Array(g.n + 1);
+  const stackEnd = new Int32Array(g.n + 1);
+  return fill(g, (start, order, at, placed) => {
+    placed[start] = 1;
+    order[at] = start;
+    let top = 0;
+    stackNext[0] = at++;
+    stackEnd[0] = at;
+    while (top >= 0) {
+      if (stackNext[top] === stackEnd[top]) {
+        top--;
+        continue;
+      }
+      const off = order[stackNext[top]++] * rowWords;
+      const cnt = links[off];
+      const first = at;
+      for (let j = 1; j <= cnt; j++) {
+        const n = links[off + j];
+        if (placed[n] === 0) {
+          placed[n] = 1;
+          order[at++] = n;
+        }
+      }
+      if (at > first) {
+        top++;
+        stackNext[top] = first;
+        stackEnd[top] = at;
+      }
+    }
+    return at;
+  });
+}
+
+/**
+ * How near linked slots lie in an order: the fraction of the layer-0 links whose two ends are
+ * fewer than `w` positions apart, for each `w` of `windows` (`order` null: the slots as they
+ * are).
+ */
+export function linkSpans(g: SlotGraph, order: Int32Array | null, windows: number[]): number[] {
+  const pos = order === null ? null : inversePermutation(order);
+  const within = windows.map(() => 0);
+  let total = 0;
+  for (let s = 0; s < g.n; s++) {
+    const off = s * g.rowWords;
+    const cnt = g.links[off];
+    const ps = pos === null ? s : pos[s];
+    for (let j = 1; j <= cnt; j++) {
+      const t = g.links[off + j];
+      const gap = Math.abs((pos === null ? t : pos[t]) - ps);
+      for (let i = 0; i < windows.length; i++) if (gap < windows[i]) within[i]++;
+      total++;
+    }
+  }
+  return within.map((x) => (total === 0 ? 0 : x / total));
+}
+
 function rcmOrder(g: SlotGraph): Int32Array {
   const { n, links, rowWords } = g;
   // Degree = links out + links in, capped (only its rank matters, and a counting sort needs a
@@ -220,6 +282,35 @@ function rcmOrder(g: SlotGraph): Int32Array {
   }
   order.subarray(0, at).reverse();
   return appendFree(g, order, at, placed);
+}
+
+/**
+ * Copies rows `order[from] .. order[to - 1]` of a table of u32 words (row `s` is `width`
+ * words at `src[base + s * stride]`) into `out`, packed, in that order; with `inv`, each row
+ * is a link list (count, then slots) and its slots are renumbered through `inv` (words past
+ * the count are copied as they are). Element loops, so nothing is allocated per row.
+ */
+export function gatherRows(
+  src: Uint32Array,
+  base: number,
+  stride: number,
+  width: number,
+  order: Int32Array,
+  from: number,
+  to: number,
+  out: Uint32Array,
+  inv: Int32Array | null,
+): void {
+  let o = 0;
+  for (let i = from; i < to; i++) {
+    const b = base + order[i] * stride;
+    for (let w = 0; w < width; w++) out[o + w] = src[b + w];
+    if (inv !== null) {
+      const cnt = out[o];
+      for (let j = 1; j <= cnt; j++) out[o + j] = inv[out[o + j]];
+    }
+    o += width;
+  }
 }
 
 /** Any array of numbers a row table lives in (typed arrays over plain or shared memory). */
