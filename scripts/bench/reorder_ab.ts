@@ -93,10 +93,11 @@ const layouts: { name: string; float: HnswIndex; int8: HnswIndex }[] = [];
       spans.join("/")
     }`,
   );
-  for (const name of [args.shuffle ? "shuffled" : "insert", ...kinds]) {
+  const baseName = args.shuffle ? "shuffled" : "insert";
+  for (const name of [baseName, ...kinds]) {
     const float = read(saved);
     const int8 = read(trained);
-    if (name !== "insert") {
+    if (name !== baseName) {
       const kind = parseReorderKind(name);
       let t = performance.now();
       const order = float.localityOrder(kind);

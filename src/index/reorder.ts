@@ -38,7 +38,7 @@ export const REORDER_KINDS = ["bfs", "rcm", "dfs", "groups"] as const;
 export type ReorderKind = typeof REORDER_KINDS[number];
 
 /** The order snapshots write slots in (fastest in the GloVe-100 measurements, README). */
-export const DEFAULT_REORDER: ReorderKind = "bfs";
+export const DEFAULT_REORDER: ReorderKind = "groups";
 
 /** Layer 0 of a graph as the index stores it: row `s` at `links[s * rowWords]`, count first. */
 export interface SlotGraph {
@@ -55,7 +55,9 @@ export interface SlotGraph {
 /** The kind named by `value`; a RangeError quoting it when it is not one of {@link REORDER_KINDS}. */
 export function parseReorderKind(value: string): ReorderKind {
   if ((REORDER_KINDS as readonly string[]).includes(value)) return value as ReorderKind;
-  throw new RangeError(`reorder kind "${String(value).slice(0, 40)}" is not one of bfs, rcm, dfs`);
+  throw new RangeError(
+    `reorder kind "${String(value).slice(0, 40)}" is not one of ${REORDER_KINDS.join(", ")}`,
+  );
 }
 
 /** A permutation of `0 .. g.n - 1` (`order[newSlot] = oldSlot`) that puts neighbours near. */
