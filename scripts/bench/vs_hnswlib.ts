@@ -45,7 +45,7 @@ const { values: args } = parseArgs({
 });
 const file = args["index-file"];
 if (file === undefined) throw new TypeError("--index-file is required (a graph bench.ts saved)");
-const cacheDir = args["cache-dir"]!;
+const cacheDir = resolve(args["cache-dir"]!);
 const hnswlibDir = join(cacheDir, "hnswlib");
 if (!existsSync(join(hnswlibDir, "node_modules", "hnswlib-node"))) {
   throw new Error(`hnswlib-node is not installed in ${hnswlibDir} (deno task bench installs it)`);
@@ -158,6 +158,20 @@ try {
           `qps=${row.qps.toFixed(0)}`,
       );
     }
+  }
+  // Recall at equal ef is the same to ±0.001 (one graph algorithm, the same parameters), so
+  // the ratio at equal ef, paired within a round (adjacent blocks, alike load), is the least
+  // noisy measure; the interpolation below follows the medians.
+  for (let ei = 0; ei < efs.length; ei++) {
+    const theirs = qps.get("hnswlib")![ei];
+    const parts = engines.filter((e) => e !== "hnswlib").map((e) => {
+      const mine = qps.get(e)![ei];
+      return `${e} ${median(mine.map((x, r) => x / theirs[r])).toFixed(2)}x`;
+    });
+    console.log(
+      `  ef=${efs[ei]} (hnswlib recall ${recall.get("hnswlib")![ei].toFixed(4)}): ` +
+        `paired median ratio ${parts.join(", ")}`,
+    );
   }
   /** Queries/s at a recall, linear between the two efs around it (null: not reached). */
   const at = (rs: { recall: number; qps: number }[], target: number): number | null => {
