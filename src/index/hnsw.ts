@@ -58,6 +58,7 @@ import {
   DEFAULT_REORDER,
   gatherRows,
   inversePermutation,
+  isIdentity,
   localityOrder,
   permuteRows,
   type ReorderKind,
@@ -919,10 +920,11 @@ export class HnswIndex {
    * Writes the whole index (vectors, graph, ids, deletions, parameters); see the table above.
    * With `order` (a permutation of the slots, {@link localityOrder}), slot `i` of the image is
    * slot `order[i]` of the index, renumbered throughout: the index itself is only read, and
-   * what loads the image gets the same graph laid out in that order.
+   * what loads the image gets the same graph laid out in that order. The identity (an index
+   * already in that order) writes the plain image, which is the same bytes, faster.
    */
   writeTo(w: BinaryWriter, order: Int32Array | null = null): void {
-    if (order !== null) {
+    if (order !== null && !isIdentity(order)) {
       this.writeOrdered(w, order);
       return;
     }

@@ -81,6 +81,17 @@ export function inversePermutation(order: Int32Array): Int32Array {
   return inv;
 }
 
+/**
+ * Whether `order` leaves every slot where it is. An index loaded from an image written in a
+ * `bfs`, `dfs` or `groups` order gets the identity when it computes the same kind of order
+ * again (the walk is a function of the graph and its entry point, and the renumbering keeps
+ * both), until writes change the graph. (`rcm` breaks ties by slot number, so not always.)
+ */
+export function isIdentity(order: Int32Array): boolean {
+  for (let i = 0; i < order.length; i++) if (order[i] !== i) return false;
+  return true;
+}
+
 /** Throws unless `order` is a permutation of `0 .. n - 1`. */
 export function checkPermutation(order: Int32Array, n: number): void {
   if (order.length !== n) {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   checkPermutation,
   inversePermutation,
+  isIdentity,
   localityOrder,
   permuteRows,
   REORDER_KINDS,
@@ -163,6 +164,13 @@ Deno.test("reorder: an image written in an order equals the index reordered in p
     inPlace.permuteSlots(order);
     assert.deepEqual(ordered, image(inPlace), `int8 ${int8}`);
     const loaded = HnswIndex.readFrom(new BinaryReader(ordered));
+    // Loaded in that order, the index computes the identity again: its next image is the same.
+    assert.ok(isIdentity(loaded.localityOrder("bfs")), `int8 ${int8}: identity after a load`);
+    assert.deepEqual(image(loaded, loaded.localityOrder("bfs")), ordered);
+    for (const kind of ["dfs", "groups"] as const) {
+      const again = HnswIndex.readFrom(new BinaryReader(image(index, index.localityOrder(kind))));
+      assert.ok(isIdentity(again.localityOrder(kind)), `${kind}: identity after a load`);
+    }
     for (let t = 0; t < 30; t++) {
       const q = rng.vector(12);
       assert.deepEqual(loaded.search(q, 10), index.search(q, 10));
