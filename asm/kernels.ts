@@ -137,10 +137,15 @@ export function cosine(a: usize, b: usize, dim: i32): f32 {
 let touchSink: u32 = 0;
 
 function touchSlots(base: usize, stride: usize, slots: usize, n: i32): void {
+  touchRows(base, stride, stride, slots, n);
+}
+
+/** {@link touchSlots} of the first `bytes` of each row only (the part the kernel reads). */
+function touchRows(base: usize, stride: usize, bytes: usize, slots: usize, n: i32): void {
   let x: u32 = 0;
   for (let i = 0; i < n; i++) {
     const v = base + <usize> load<u32>(slots + (<usize> i << 2)) * stride;
-    for (let o: usize = 0; o < stride; o += 64) x ^= load<u32>(v + o);
+    for (let o: usize = 0; o < bytes; o += 64) x ^= load<u32>(v + o);
   }
   touchSink ^= x;
 }
@@ -302,7 +307,8 @@ export function q8_slots(
   out: usize,
   dim: i32,
 ): void {
-  touchSlots(base, stride, slots, n);
+  // Only the codes and the norm: a row may go on with mirrored links the score never reads.
+  touchRows(base, stride, max<usize>(<usize> dim, q8NormOff + 4), slots, n);
   const a = q8A, b = q8B, c = q8C, no = q8NormOff;
   for (let i = 0; i < n; i++) {
     const v = base + <usize> load<u32>(slots + (<usize> i << 2)) * stride;
@@ -471,9 +477,16 @@ export function q8_search0(q: usize, ep: u32, ef: i32, epoch: i32): i32 {
     const c = hv(cand, 0);
     minPop(cand, candSize);
     candSize--;
-    // Touch the link row of the next candidate now: its cache miss then overlaps this
-    // expansion's distance work instead of stalling the next one (there is no prefetch).
-    if (candSize > 0) touchSink ^= load<u32>(sLinks + <usize> hv(cand, 0) * sLinkRow);
+    // Touch the link row of the next candidate now (all of it: the row's rest after the
+    // codes, up to three cache lines): its misses then overlap this expansion's distance work
+    // instead of stalling the next one (there is no prefetch).
+    if (candSize > 0) {
+      const next = sLinks + <usize> hv(cand, 0) * sLinkRow;
+      const span = sRow - (sLinks - sCodes);
+      let x = load<u32>(next + span - 4);
+      for (let o: usize = 0; o < span; o += 64) x ^= load<u32>(next + o);
+      touchSink ^= x;
+    }
     const row = sLinks + <usize> c * sLinkRow;
     const cnt = load<u32>(row);
     let m = 0;
@@ -487,7 +500,11 @@ export function q8_search0(q: usize, ep: u32, ef: i32, epoch: i32): i32 {
     }
     if (m == 0) continue;
     seen += m;
-    touchSlots(sCodes, sRow, slots, m);
+    // Touch only the code part of each row: most scored nodes are never expanded, so their
+    // links (the rest of the row) would be fetched for nothing; an expanded node's links
+    // are touched one expansion ahead (above). Measured on GloVe-100 340K: 1.08x to 1.18x
+    // queries/s against touching whole rows.
+    touchRows(sCodes, sRow, sLinks - sCodes, slots, m);
     for (let j = 0; j < m; j++) {
       const n = load<u32>(slots + (<usize> j << 2));
       const d = q8Dist(q, n);

@@ -13,6 +13,7 @@
  * deno task bench --quantization int8      # also int8 codes with exact re-ranking
  * deno task bench --dataset mnist --quantization int8 --rescore 2,4
  * deno task bench --quantization int8 --index-file .cache/glove.idx  # build once, then load
+ * deno task bench --reorder none           # slots as inserted (default: as a snapshot load has them)
  * ```
  *
  * With `--quantization int8` the one graph is built once (the build walks the floats either
@@ -30,6 +31,7 @@ import { fileURLToPath } from "node:url";
 import { HnswIndex } from "../../src/index/hnsw.ts";
 import { parseMetric } from "../../src/kernels/kernels.ts";
 import { parseQuantization } from "../../src/index/quantizer.ts";
+import { DEFAULT_REORDER, parseReorderKind } from "../../src/index/reorder.ts";
 import { loadDataset } from "./lib/dataset.ts";
 import { type Engine, type Row, sweep } from "./lib/sweep.ts";
 
@@ -52,6 +54,7 @@ const { values: args } = parseArgs({
     quantization: { type: "string", default: "none" },
     rescore: { type: "string", default: "4" },
     "index-file": { type: "string" },
+    reorder: { type: "string", default: DEFAULT_REORDER },
     "cache-dir": { type: "string", default: join(root, ".cache", "bench") },
   },
 });
@@ -109,6 +112,13 @@ const cfg = { dataset: ds.name, metric: ds.metric, M, efConstruction, efs, k };
 
 // ---- ours ----------------------------------------------------------------------------------
 let index!: HnswIndex;
+/** Renumbers the slots as a snapshot load gets them (`--reorder none`: as inserted). */
+function reorder(): void {
+  if (args.reorder === "none") return;
+  const t0 = performance.now();
+  index.reorder(parseReorderKind(args.reorder!));
+  log(`  vectordb: slots in ${args.reorder} order (${(performance.now() - t0).toFixed(0)} ms)`);
+}
 const ours: Engine = {
   impl: "vectordb",
   build(b) {
@@ -121,6 +131,7 @@ const ours: Engine = {
         throw new RangeError(`--index-file ${file} holds another index (${index.count} points)`);
       }
       log(`  vectordb: graph loaded from ${file} (build_s below is the load time)`);
+      reorder();
       return;
     }
     index = new HnswIndex({
@@ -149,6 +160,7 @@ const ours: Engine = {
       writeFileSync(file, sink.bytes());
       log(`  vectordb: graph saved to ${file}`);
     }
+    reorder();
   },
   prepareQueries(q) {
     const out: Float32Array[] = [];

@@ -53,6 +53,17 @@ import {
   ScalarQuantizer,
   TRAIN_SAMPLE_MAX,
 } from "./quantizer.ts";
+import {
+  checkPermutation,
+  DEFAULT_REORDER,
+  gatherRows,
+  inversePermutation,
+  isIdentity,
+  localityOrder,
+  permuteRows,
+  type ReorderKind,
+  type SlotGraph,
+} from "./reorder.ts";
 
 /**
  * Serialised form of an index ({@link HnswIndex.writeTo} / {@link HnswIndex.readFrom}); the
@@ -829,23 +840,96 @@ export class HnswIndex {
     }
   }
 
-  /** Writes the whole index (vectors, graph, ids, deletions, parameters); see the table above. */
-  writeTo(w: BinaryWriter): void {
+  /**
+   * Slot order that puts layer-0 neighbours near each other in memory (reorder.ts):
+   * `order[newSlot] = oldSlot`, free slots last. Reads the graph only.
+   */
+  localityOrder(kind: ReorderKind = DEFAULT_REORDER): Int32Array {
+    return localityOrder(this.layer0(), kind);
+  }
+
+  /** Layer 0 as {@link localityOrder} reads it (a view of the index's own arrays). */
+  layer0(): SlotGraph {
+    const flags = this.flags;
+    return {
+      n: this.size,
+      links: this.links0,
+      rowWords: this.M0 + 1,
+      entry: this.entry,
+      isFree: (slot) => flags[slot] === FLAG_FREE,
+    };
+  }
+
+  /** Renumbers the slots in place by {@link localityOrder}; returns the order applied. */
+  reorder(kind: ReorderKind = DEFAULT_REORDER): Int32Array {
+    const order = this.localityOrder(kind);
+    this.permuteSlots(order);
+    return order;
+  }
+
+  /**
+   * Renumbers the slots in place: slot `i` afterwards holds what slot `order[i]` held, for
+   * every table (vectors, int8 codes, layer-0 links, upper-layer offsets, levels, labels,
+   * flags) and every slot number stored in them (links, entry point, free list, id map). The
+   * graph and every search result stay the same. Arrays are rewritten in place, never
+   * replaced; must not run while anything else reads the index.
+   */
+  permuteSlots(order: Int32Array): void {
     const n = this.size;
-    w.u32(INDEX_MAGIC);
-    w.u32(this.quantization === "none" ? INDEX_VERSION : INDEX_VERSION_QUANTIZED);
-    w.u32(this.dim);
-    w.u32(this.M);
-    w.u8(METRIC_CODES[this.metric]);
-    w.u32(this.efConstruction);
-    w.u32(this.ef);
-    w.f64(this.compactRatio);
-    w.u32(this.rng);
-    w.u32(n);
-    w.u32(this.live);
-    w.u32(this.deleted);
-    w.i32(this.entry);
-    w.i32(this.maxLevel);
+    checkPermutation(order, n);
+    const inv = inversePermutation(order);
+    const done = new Uint8Array(n);
+    const row0 = this.M0 + 1;
+    const s = this.store;
+    permuteRows(s.f32, s.vectorsPtr >>> 2, s.stride, s.stride, order, done);
+    permuteRows(this.links0, 0, row0, row0, order, done);
+    for (const a of [this.levels, this.flags, this.upperAlloc]) {
+      permuteRows(a, 0, 1, 1, order, done);
+    }
+    permuteRows(this.labels, 0, 1, 1, order, done);
+    permuteRows(this.upperOff, 0, 1, 1, order, done);
+    const links0 = this.links0;
+    for (let x = 0; x < n; x++) {
+      const off = x * row0;
+      const cnt = links0[off];
+      for (let j = 1; j <= cnt; j++) links0[off + j] = inv[links0[off + j]];
+      this.remapUpper(this.upper, x, inv);
+    }
+    for (let i = 0; i < this.freeCount; i++) this.freeSlots[i] = inv[this.freeSlots[i]];
+    if (this.entry >= 0) this.entry = inv[this.entry];
+    for (let x = 0; x < n; x++) if (this.flags[x] === FLAG_LIVE) this.ids.set(this.labels[x], x);
+    const codes = this.codes;
+    if (codes !== null) {
+      permuteRows(codes.u8, codes.codesPtr, codes.rowBytes, codes.codeRowBytes, order, done);
+      codes.syncGraph(this.links0, this.flags, n);
+    }
+  }
+
+  /** Maps the slot numbers in the upper-layer lists of `slot` through `inv`, in `upper`. */
+  private remapUpper(upper: Uint32Array, slot: number, inv: Int32Array): void {
+    const top = this.levels[slot];
+    const base = this.upperOff[slot];
+    for (let l = 1; l <= top; l++) {
+      const off = base + (l - 1) * (this.M + 1);
+      const cnt = upper[off];
+      for (let j = 1; j <= cnt; j++) upper[off + j] = inv[upper[off + j]];
+    }
+  }
+
+  /**
+   * Writes the whole index (vectors, graph, ids, deletions, parameters); see the table above.
+   * With `order` (a permutation of the slots, {@link localityOrder}), slot `i` of the image is
+   * slot `order[i]` of the index, renumbered throughout: the index itself is only read, and
+   * what loads the image gets the same graph laid out in that order. The identity (an index
+   * already in that order) writes the plain image, which is the same bytes, faster.
+   */
+  writeTo(w: BinaryWriter, order: Int32Array | null = null): void {
+    if (order !== null && !isIdentity(order)) {
+      this.writeOrdered(w, order);
+      return;
+    }
+    this.writeHeader(w, this.entry);
+    const n = this.size;
     const s = this.store;
     w.f32Array(s.f32.subarray(s.vectorsPtr >>> 2, (s.vectorsPtr >>> 2) + n * s.stride));
     w.u32Array(this.links0.subarray(0, n * (this.M0 + 1)));
@@ -856,16 +940,106 @@ export class HnswIndex {
     w.bytes(this.upperAlloc.subarray(0, n));
     w.u32Array(this.upper.subarray(0, this.upperUsed));
     w.i32Array(this.freeSlots.subarray(0, this.freeCount));
-    if (this.quantization === "none") return;
+    if (!this.writeQuantizationHeader(w)) return;
+    w.bytes(this.codes!.rows(n));
+  }
+
+  /** The image's fields up to the vectors, with `entry` as its entry point. */
+  private writeHeader(w: BinaryWriter, entry: number): void {
+    w.u32(INDEX_MAGIC);
+    w.u32(this.quantization === "none" ? INDEX_VERSION : INDEX_VERSION_QUANTIZED);
+    w.u32(this.dim);
+    w.u32(this.M);
+    w.u8(METRIC_CODES[this.metric]);
+    w.u32(this.efConstruction);
+    w.u32(this.ef);
+    w.f64(this.compactRatio);
+    w.u32(this.rng);
+    w.u32(this.size);
+    w.u32(this.live);
+    w.u32(this.deleted);
+    w.i32(entry);
+    w.i32(this.maxLevel);
+  }
+
+  /** The quantization section up to the code rows; true when code rows follow. */
+  private writeQuantizationHeader(w: BinaryWriter): boolean {
+    if (this.quantization === "none") return false;
     w.u8(QUANTIZATION_CODES[this.quantization]);
     w.u32(this.rescore);
     w.u32(this.trainSize);
     const codes = this.codes;
     w.u8(codes === null ? 0 : 1);
-    if (codes === null) return;
+    if (codes === null) return false;
     w.f32Array(codes.quantizer.lo);
     w.f32Array(codes.quantizer.scale);
-    w.bytes(codes.rows(n));
+    return true;
+  }
+
+  /** {@link writeTo} with slots in `order`: row by row, renumbered, the index untouched. */
+  private writeOrdered(w: BinaryWriter, order: Int32Array): void {
+    const n = this.size;
+    checkPermutation(order, n);
+    const inv = inversePermutation(order);
+    this.writeHeader(w, this.entry < 0 ? -1 : inv[this.entry]);
+    const s = this.store;
+    const row0 = this.M0 + 1;
+    // Floats and code bytes are moved as u32 words (every row starts and ends on a word).
+    this.writeRows(w, n * s.stride, s.u32, s.vectorsPtr >>> 2, s.stride, s.stride, order, null);
+    // Words past a list's count are left over from pruning and never read; copied as they are.
+    this.writeRows(w, n * row0, this.links0, 0, row0, row0, order, inv);
+    const gather = <T extends Uint8Array | Uint32Array | Int32Array>(a: T): T => {
+      const out = new (a.constructor as new (n: number) => T)(n);
+      for (let i = 0; i < n; i++) out[i] = a[order[i]];
+      return out;
+    };
+    w.bytes(gather(this.levels));
+    w.bytes(gather(this.flags));
+    w.u32Array(gather(this.labels));
+    w.i32Array(gather(this.upperOff));
+    w.bytes(gather(this.upperAlloc));
+    // The upper blocks stay where they are in the pool; only the slot numbers in them change.
+    const upper = this.upper.slice(0, this.upperUsed);
+    for (let x = 0; x < n; x++) this.remapUpper(upper, x, inv);
+    w.u32Array(upper);
+    const free = this.freeSlots.slice(0, this.freeCount);
+    for (let i = 0; i < free.length; i++) free[i] = inv[free[i]];
+    w.i32Array(free);
+    if (!this.writeQuantizationHeader(w)) return;
+    const codes = this.codes!;
+    const cw = codes.codeRowBytes >>> 2;
+    this.writeRows(
+      w,
+      n * cw * 4,
+      codes.u32,
+      codes.codesPtr >>> 2,
+      codes.rowBytes >>> 2,
+      cw,
+      order,
+      null,
+    );
+  }
+
+  /** `count`, then the rows of a u32 table in `order` ({@link gatherRows}), 1 MiB at a time. */
+  private writeRows(
+    w: BinaryWriter,
+    count: number,
+    src: Uint32Array,
+    base: number,
+    stride: number,
+    width: number,
+    order: Int32Array,
+    inv: Int32Array | null,
+  ): void {
+    w.u32(count);
+    const chunkRows = Math.max(1, Math.floor((1 << 18) / width));
+    const chunk = new Uint32Array(chunkRows * width);
+    const bytes = new Uint8Array(chunk.buffer);
+    for (let i = 0; i < order.length; i += chunkRows) {
+      const to = Math.min(order.length, i + chunkRows);
+      gatherRows(src, base, stride, width, order, i, to, chunk, inv);
+      w.raw(bytes.subarray(0, (to - i) * width * 4));
+    }
   }
 
   /** Reads an index written by {@link writeTo}, checking every structural invariant. */
