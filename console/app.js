@@ -285,7 +285,7 @@ async function renderCollections(root) {
       h(
         "p",
         { class: "hint" },
-        "points: the logical count (each point once); memory, WAL and tombstones: summed over " +
+        "points and tombstones: logical (each point once); memory and WAL: summed over " +
           "every replica.",
       ),
     ),

@@ -72,9 +72,16 @@ Deno.test({
         "the missed put and delete reached the other replicas",
         30_000,
       );
-      assert.match(
-        log(),
-        /anti-entropy by digests over 3 shard replica sets .* [1-9]\d* buckets differed/,
+      // The run logs its summary after its copies landed: wait for it, do not race it.
+      await waitFor(
+        () =>
+          Promise.resolve(
+            /anti-entropy by digests over 3 shard replica sets .* [1-9]\d* buckets differed/.test(
+              log(),
+            ),
+          ),
+        "the repairing run's summary names the buckets that differed",
+        30_000,
       );
       const count = await router.call("Count", { collection: COLLECTION });
       assert.equal(Number(count.count), 600);
