@@ -52,6 +52,9 @@ interface Protobuf {
 }
 
 const requireHere = createRequire(import.meta.url);
+// proto-loader's own protobufjs (not a dependency of ours by name). The bundle build replaces
+// this expression with a static require (scripts/tools/build_js.ts, BUNDLED_REQUIRES), so the
+// bundle holds one protobufjs; keep the text as it is or update the build with it.
 const protobuf = createRequire(requireHere.resolve("@grpc/proto-loader"))(
   "protobufjs",
 ) as Protobuf;
