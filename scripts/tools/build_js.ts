@@ -23,11 +23,13 @@
  * channelz and ORCA protos) get their original folder under `node_modules`, relative to the
  * bundle, so those files are still read from where npm put them. The one run-time `require` of
  * protobufjs (src/api/proto_services.ts, {@link BUNDLED_REQUIRES}) is made a static one, so
- * the bundle holds one protobufjs, the one proto-loader uses. Source maps are written beside
+ * the bundle holds one protobufjs, the one proto-loader uses. The `.proto` files of proto/ are
+ * parsed here and stored in the server bundles as protobufjs JSON (`__VDB_PROTO_JSON`, which
+ * proto_services.ts takes instead of parsing the text at each start). Source maps are written beside
  * the bundles (Node's `--enable-source-maps` shows TypeScript lines in stack traces).
  *
- * Skipped when a hash of every non-test `.ts` file under `src/`, the esbuild version, the npm
- * lock file and the options matches the one stored beside the outputs, so `deno task server`
+ * Skipped when a hash of every non-test `.ts` file under `src/`, of proto/'s files, the esbuild
+ * version, the npm lock file and the options matches the one stored beside the outputs, so `deno task server`
  * costs one hash of the sources (~20 ms) when nothing changed. Each output is written to a
  * temporary name and renamed; a rebuilt bundle's old code cache is removed (its hash would not
  * match anyway).
@@ -57,6 +59,7 @@ import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const srcDir = join(root, "src");
+const protoDir = join(root, "proto");
 const outDir = join(root, "build", "js");
 const outHash = join(outDir, "bundle.hash");
 const esbuildJs = join(root, "node_modules", "esbuild", "lib", "main.js");
@@ -103,6 +106,23 @@ const SERVER_BANNER = [
   `const __vdbImportMetaUrl = require("node:url").pathToFileURL(__filename).href;`,
 ].join("\n");
 
+/** The `.proto` files of proto/, sorted (names). */
+function protoFiles(): string[] {
+  return readdirSync(protoDir).filter((n) => n.endsWith(".proto")).sort();
+}
+
+/**
+ * `__VDB_PROTO_JSON` for a server bundle: every file of proto/ parsed here, once, so that a
+ * server parses no `.proto` text at start (src/api/proto_services.ts takes these).
+ */
+async function protoBanner(): Promise<string> {
+  // Loaded only to build: a run with nothing to do stays a hash of the sources.
+  const { protoRootJson } = await import("../../src/api/proto_services.ts");
+  const roots: Record<string, unknown> = {};
+  for (const name of protoFiles()) roots[name] = protoRootJson(join(protoDir, name));
+  return `const __VDB_PROTO_JSON = ${JSON.stringify(roots)};`;
+}
+
 /** Every non-test TypeScript file under `dir`, sorted (relative paths). */
 function sources(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir).sort()) {
@@ -119,6 +139,12 @@ function sourceHash(): string {
     h.update(relative(root, f));
     h.update("\u0000");
     h.update(readFileSync(f));
+  }
+  // The protos are inside the server bundles, parsed (protoBanner).
+  for (const name of protoFiles()) {
+    h.update(`proto/${name}`);
+    h.update("\u0000");
+    h.update(readFileSync(join(protoDir, name)));
   }
   const pkg = JSON.parse(
     readFileSync(join(root, "node_modules", "esbuild", "package.json"), "utf8"),
@@ -244,7 +270,7 @@ async function main(): Promise<void> {
     await build(entry, out, {
       format: "cjs",
       plugins: [dirnamePlugin, requirePlugin],
-      banner: { js: SERVER_BANNER },
+      banner: { js: `${SERVER_BANNER}\n${await protoBanner()}` },
       define: { "import.meta.url": "__vdbImportMetaUrl" },
     });
     // The previous bundle's code cache: its hash no longer matches, so it is only clutter.

@@ -43,10 +43,11 @@ interface PbNamespace {
 interface PbRoot extends PbNamespace {
   loadSync(filename: string, options: { keepCase?: boolean }): PbRoot;
   resolveAll(): PbRoot;
+  toJSON(): unknown;
 }
 
 interface Protobuf {
-  Root: new () => PbRoot;
+  Root: (new () => PbRoot) & { fromJSON(json: unknown): PbRoot };
   /** The Service class (its instances are namespaces with `methodsArray`). */
   Service: abstract new (...args: never[]) => object;
 }
@@ -60,6 +61,29 @@ const protobuf = createRequire(requireHere.resolve("@grpc/proto-loader"))(
 ) as Protobuf;
 
 const loaded = new Map<string, protoLoader.PackageDefinition>();
+
+/**
+ * The `.proto` files of proto/ as the bundle build parsed them (scripts/tools/build_js.ts
+ * defines this in the server bundles: file name → {@link protoRootJson}); not defined when
+ * running from the sources.
+ */
+declare const __VDB_PROTO_JSON: Readonly<Record<string, unknown>> | undefined;
+
+/**
+ * A `.proto` file (and what it imports) parsed with `keepCase`, as protobufjs's JSON: what
+ * {@link loadServices} builds the same services from without parsing the text again. The
+ * bundle build stores it for every file in proto/, so a server from the bundle parses none.
+ */
+export function protoRootJson(path: string): unknown {
+  return new protobuf.Root().loadSync(path, { keepCase: true }).toJSON();
+}
+
+/** The build's parse of `path` when it is one of proto/'s files and `keepCase` is set. */
+function precompiled(path: string, keepCase: boolean | undefined): unknown {
+  if (typeof __VDB_PROTO_JSON === "undefined" || keepCase !== true) return undefined;
+  const m = /[\\/]proto[\\/]([^\\/]+\.proto)$/.exec(path);
+  return m === null ? undefined : __VDB_PROTO_JSON[m[1]];
+}
 
 /** proto-loader's `originalName` (lodash `camelCase`) for the PascalCase method names we use. */
 function originalName(method: string): string {
@@ -86,19 +110,26 @@ function deserializer(type: PbType, options: protoLoader.Options): (bytes: Buffe
 /**
  * The service definitions of `path` (keyed by fully qualified service name, as proto-loader
  * keys them), parsed once per process and options object; `options` as proto-loader takes them
- * (`keepCase` for parsing; the rest for converting messages).
+ * (`keepCase` for parsing; the rest for converting messages). `json`: the file already parsed
+ * ({@link protoRootJson}; by default the bundle build's, when there is one for `path`).
  */
 export function loadServices(
   path: string,
   options: protoLoader.Options,
+  json: unknown = precompiled(path, options.keepCase),
 ): protoLoader.PackageDefinition {
   // Functions (`longs: String`) by name: JSON.stringify would drop them.
-  const key = `${path}\n${
+  const key = `${path}\n${json === undefined ? "parsed" : "json"}\n${
     JSON.stringify(options, (_, v) => typeof v === "function" ? `fn:${v.name}` : v)
   }`;
   const cached = loaded.get(key);
   if (cached !== undefined) return cached;
-  const root = new protobuf.Root().loadSync(path, { keepCase: options.keepCase });
+  if (json !== undefined && options.keepCase !== true) {
+    throw new Error(`A parsed ${path} is kept with keepCase only`);
+  }
+  const root = json !== undefined
+    ? protobuf.Root.fromJSON(json)
+    : new protobuf.Root().loadSync(path, { keepCase: options.keepCase });
   root.resolveAll();
   const out: protoLoader.PackageDefinition = {};
   const walk = (ns: PbNamespace, prefix: string) => {
