@@ -28,7 +28,7 @@
  * proto_services.ts takes instead of parsing the text at each start). Source maps are written beside
  * the bundles (Node's `--enable-source-maps` shows TypeScript lines in stack traces).
  *
- * Skipped when a hash of every non-test `.ts` file under `src/`, of proto/'s files, the esbuild
+ * Skipped when a hash of every non-test `.ts` file under `src/`, of those .proto files, the esbuild
  * version, the npm lock file and the options matches the one stored beside the outputs, so `deno task server`
  * costs one hash of the sources (~20 ms) when nothing changed. Each output is written to a
  * temporary name and renamed; a rebuilt bundle's old code cache is removed (its hash would not
@@ -106,9 +106,15 @@ const SERVER_BANNER = [
   `const __vdbImportMetaUrl = require("node:url").pathToFileURL(__filename).href;`,
 ].join("\n");
 
-/** The `.proto` files of proto/, sorted (names). */
+/**
+ * The `.proto` files the servers load, relative to the root: proto/'s and grpc-health-check's
+ * (src/api/health.ts).
+ */
 function protoFiles(): string[] {
-  return readdirSync(protoDir).filter((n) => n.endsWith(".proto")).sort();
+  return [
+    ...readdirSync(protoDir).filter((n) => n.endsWith(".proto")).sort().map((n) => `proto/${n}`),
+    "node_modules/grpc-health-check/proto/health/v1/health.proto",
+  ];
 }
 
 /**
@@ -119,7 +125,7 @@ async function protoBanner(): Promise<string> {
   // Loaded only to build: a run with nothing to do stays a hash of the sources.
   const { protoRootJson } = await import("../../src/api/proto_services.ts");
   const roots: Record<string, unknown> = {};
-  for (const name of protoFiles()) roots[name] = protoRootJson(join(protoDir, name));
+  for (const file of protoFiles()) roots[file] = protoRootJson(join(root, file));
   return `const __VDB_PROTO_JSON = ${JSON.stringify(roots)};`;
 }
 
@@ -141,10 +147,10 @@ function sourceHash(): string {
     h.update(readFileSync(f));
   }
   // The protos are inside the server bundles, parsed (protoBanner).
-  for (const name of protoFiles()) {
-    h.update(`proto/${name}`);
+  for (const file of protoFiles()) {
+    h.update(file);
     h.update("\u0000");
-    h.update(readFileSync(join(protoDir, name)));
+    h.update(readFileSync(join(root, file)));
   }
   const pkg = JSON.parse(
     readFileSync(join(root, "node_modules", "esbuild", "package.json"), "utf8"),

@@ -16,6 +16,8 @@
  * @module
  */
 import { createRequire } from "node:module";
+import { relative, sep } from "node:path";
+import { fileURLToPath } from "node:url";
 import type * as protoLoader from "@grpc/proto-loader";
 
 /** The part of protobufjs's Type this module uses. */
@@ -63,26 +65,28 @@ const protobuf = createRequire(requireHere.resolve("@grpc/proto-loader"))(
 const loaded = new Map<string, protoLoader.PackageDefinition>();
 
 /**
- * The `.proto` files of proto/ as the bundle build parsed them (scripts/tools/build_js.ts
- * defines this in the server bundles: file name → {@link protoRootJson}); not defined when
- * running from the sources.
+ * The `.proto` files the bundle build parsed (scripts/tools/build_js.ts defines this in the
+ * server bundles: path relative to the repository root → {@link protoRootJson}); not defined
+ * when running from the sources.
  */
 declare const __VDB_PROTO_JSON: Readonly<Record<string, unknown>> | undefined;
 
 /**
  * A `.proto` file (and what it imports) parsed with `keepCase`, as protobufjs's JSON: what
  * {@link loadServices} builds the same services from without parsing the text again. The
- * bundle build stores it for every file in proto/, so a server from the bundle parses none.
+ * bundle build stores it for every file a server loads, so a server from the bundle parses none.
  */
 export function protoRootJson(path: string): unknown {
   return new protobuf.Root().loadSync(path, { keepCase: true }).toJSON();
 }
 
-/** The build's parse of `path` when it is one of proto/'s files and `keepCase` is set. */
+/** The repository root: src/api/ and build/js/ are both two folders below it. */
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** The build's parse of `path` when it made one and `keepCase` is set. */
 function precompiled(path: string, keepCase: boolean | undefined): unknown {
   if (typeof __VDB_PROTO_JSON === "undefined" || keepCase !== true) return undefined;
-  const m = /[\\/]proto[\\/]([^\\/]+\.proto)$/.exec(path);
-  return m === null ? undefined : __VDB_PROTO_JSON[m[1]];
+  return __VDB_PROTO_JSON[relative(ROOT, path).split(sep).join("/")];
 }
 
 /** proto-loader's `originalName` (lodash `camelCase`) for the PascalCase method names we use. */

@@ -3,6 +3,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { loadServices, protoRootJson } from "./proto_services.ts";
 import { LOADER_OPTIONS, PROTO_PATH } from "./proto.ts";
 import { INTERNAL_PROTO_PATH } from "../cluster/gossip_transport.ts";
+import { HEALTH_PROTO_PATH } from "./health.ts";
 
 type Method = {
   path: string;
@@ -33,7 +34,7 @@ const VARIANTS = {
 
 for (const [variant, load] of Object.entries(VARIANTS)) {
   Deno.test(`loadServices (${variant}) gives proto-loader's services: paths, streams, names, the same bytes`, () => {
-    for (const path of [PROTO_PATH, INTERNAL_PROTO_PATH]) {
+    for (const path of [PROTO_PATH, INTERNAL_PROTO_PATH, HEALTH_PROTO_PATH]) {
       const ours = services(load(path));
       const theirs = services(protoLoader.loadSync(path, LOADER_OPTIONS));
       assert.deepEqual(Object.keys(ours).sort(), Object.keys(theirs).sort());

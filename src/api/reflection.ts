@@ -25,9 +25,8 @@
 import type * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
-import { protoPath as HEALTH_PROTO_PATH } from "grpc-health-check";
 import { fileURLToPath } from "node:url";
-import { HEALTH_SERVICE } from "./health.ts";
+import { HEALTH_PROTO_PATH, HEALTH_SERVICE } from "./health.ts";
 import { LOADER_OPTIONS, PROTO_PATH } from "./proto.ts";
 
 /** Fully qualified names of the reflection services. */
