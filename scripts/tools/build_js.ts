@@ -82,10 +82,17 @@ const LOADER_ENTRY = "src/common/boot_loader.ts";
  * The build fails when a text is no longer found, so a changed source cannot silently load a
  * second copy of the package from node_modules.
  */
-export const BUNDLED_REQUIRES: Readonly<Record<string, readonly [string, string]>> = {
-  "src/api/proto_services.ts": [
+export const BUNDLED_REQUIRES: Readonly<
+  Record<string, readonly (readonly [string, string])[]>
+> = {
+  "src/api/proto_services.ts": [[
     'createRequire(requireHere.resolve("@grpc/proto-loader"))(\n  "protobufjs",\n)',
     'require("protobufjs")',
+  ]],
+  // Static, so bundled; inside functions, so still loaded on the first reflection call.
+  "src/api/reflection.ts": [
+    ['requireHere("@grpc/proto-loader")', 'require("@grpc/proto-loader")'],
+    ['requireHere("@grpc/reflection")', 'require("@grpc/reflection")'],
   ],
 };
 
@@ -107,13 +114,18 @@ const SERVER_BANNER = [
 ].join("\n");
 
 /**
- * The `.proto` files the servers load, relative to the root: proto/'s and grpc-health-check's
- * (src/api/health.ts).
+ * The `.proto` files the servers load at start, relative to the root, with the `keepCase` they
+ * are loaded with: proto/'s, grpc-health-check's (src/api/health.ts) and @grpc/reflection's
+ * (src/api/reflection.ts).
  */
-function protoFiles(): string[] {
+function protoFiles(): [string, boolean][] {
+  const reflection = "node_modules/@grpc/reflection/build/proto/grpc/reflection";
   return [
-    ...readdirSync(protoDir).filter((n) => n.endsWith(".proto")).sort().map((n) => `proto/${n}`),
-    "node_modules/grpc-health-check/proto/health/v1/health.proto",
+    ...readdirSync(protoDir).filter((n) => n.endsWith(".proto")).sort()
+      .map((n): [string, boolean] => [`proto/${n}`, true]),
+    ["node_modules/grpc-health-check/proto/health/v1/health.proto", true],
+    [`${reflection}/v1/reflection.proto`, false],
+    [`${reflection}/v1alpha/reflection.proto`, false],
   ];
 }
 
@@ -123,9 +135,11 @@ function protoFiles(): string[] {
  */
 async function protoBanner(): Promise<string> {
   // Loaded only to build: a run with nothing to do stays a hash of the sources.
-  const { protoRootJson } = await import("../../src/api/proto_services.ts");
+  const { precompiledKey, protoRootJson } = await import("../../src/api/proto_services.ts");
   const roots: Record<string, unknown> = {};
-  for (const file of protoFiles()) roots[file] = protoRootJson(join(root, file));
+  for (const [file, keepCase] of protoFiles()) {
+    roots[precompiledKey(file, keepCase)] = protoRootJson(join(root, file), keepCase);
+  }
   return `const __VDB_PROTO_JSON = ${JSON.stringify(roots)};`;
 }
 
@@ -147,7 +161,7 @@ function sourceHash(): string {
     h.update(readFileSync(f));
   }
   // The protos are inside the server bundles, parsed (protoBanner).
-  for (const file of protoFiles()) {
+  for (const [file] of protoFiles()) {
     h.update(file);
     h.update("\u0000");
     h.update(readFileSync(join(root, file)));
@@ -210,13 +224,16 @@ const requirePlugin = {
   setup(build: PluginBuild) {
     build.onLoad({ filter: /[\\/]src[\\/].*\.ts$/ }, (args) => {
       const rel = relative(root, args.path).split("\\").join("/");
-      const swap = BUNDLED_REQUIRES[rel];
-      if (swap === undefined) return undefined;
-      const code = readFileSync(args.path, "utf8");
-      if (!code.includes(swap[0])) {
-        throw new Error(`build:js: ${rel} no longer holds ${JSON.stringify(swap[0])}`);
+      const swaps = BUNDLED_REQUIRES[rel];
+      if (swaps === undefined) return undefined;
+      let code = readFileSync(args.path, "utf8");
+      for (const [from, to] of swaps) {
+        if (!code.includes(from)) {
+          throw new Error(`build:js: ${rel} no longer holds ${JSON.stringify(from)}`);
+        }
+        code = code.replace(from, to);
       }
-      return { contents: code.replace(swap[0], swap[1]), loader: "ts" };
+      return { contents: code, loader: "ts" };
     });
   },
 };

@@ -72,21 +72,26 @@ const loaded = new Map<string, protoLoader.PackageDefinition>();
 declare const __VDB_PROTO_JSON: Readonly<Record<string, unknown>> | undefined;
 
 /**
- * A `.proto` file (and what it imports) parsed with `keepCase`, as protobufjs's JSON: what
+ * A `.proto` file (and what it imports) parsed, as protobufjs's JSON: what
  * {@link loadServices} builds the same services from without parsing the text again. The
  * bundle build stores it for every file a server loads, so a server from the bundle parses none.
  */
-export function protoRootJson(path: string): unknown {
-  return new protobuf.Root().loadSync(path, { keepCase: true }).toJSON();
+export function protoRootJson(path: string, keepCase: boolean): unknown {
+  return new protobuf.Root().loadSync(path, { keepCase }).toJSON();
+}
+
+/** The key of a parse of `rel` (relative to the root) in the bundle's `__VDB_PROTO_JSON`. */
+export function precompiledKey(rel: string, keepCase: boolean): string {
+  return keepCase ? rel : `${rel}:camelCase`;
 }
 
 /** The repository root: src/api/ and build/js/ are both two folders below it. */
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
-/** The build's parse of `path` when it made one and `keepCase` is set. */
+/** The build's parse of `path` with `keepCase`, when it made one. */
 function precompiled(path: string, keepCase: boolean | undefined): unknown {
-  if (typeof __VDB_PROTO_JSON === "undefined" || keepCase !== true) return undefined;
-  return __VDB_PROTO_JSON[relative(ROOT, path).split(sep).join("/")];
+  if (typeof __VDB_PROTO_JSON === "undefined") return undefined;
+  return __VDB_PROTO_JSON[precompiledKey(relative(ROOT, path).split(sep).join("/"), !!keepCase)];
 }
 
 /** proto-loader's `originalName` (lodash `camelCase`) for the PascalCase method names we use. */
@@ -115,7 +120,8 @@ function deserializer(type: PbType, options: protoLoader.Options): (bytes: Buffe
  * The service definitions of `path` (keyed by fully qualified service name, as proto-loader
  * keys them), parsed once per process and options object; `options` as proto-loader takes them
  * (`keepCase` for parsing; the rest for converting messages). `json`: the file already parsed
- * ({@link protoRootJson}; by default the bundle build's, when there is one for `path`).
+ * ({@link protoRootJson} with the same `keepCase`; by default the bundle build's, when there is
+ * one for `path`).
  */
 export function loadServices(
   path: string,
@@ -128,9 +134,6 @@ export function loadServices(
   }`;
   const cached = loaded.get(key);
   if (cached !== undefined) return cached;
-  if (json !== undefined && options.keepCase !== true) {
-    throw new Error(`A parsed ${path} is kept with keepCase only`);
-  }
   const root = json !== undefined
     ? protobuf.Root.fromJSON(json)
     : new protobuf.Root().loadSync(path, { keepCase: options.keepCase });

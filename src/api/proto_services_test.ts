@@ -4,6 +4,7 @@ import { loadServices, protoRootJson } from "./proto_services.ts";
 import { LOADER_OPTIONS, PROTO_PATH } from "./proto.ts";
 import { INTERNAL_PROTO_PATH } from "../cluster/gossip_transport.ts";
 import { HEALTH_PROTO_PATH } from "./health.ts";
+import { REFLECTION_LOADER_OPTIONS, reflectionProtoPath } from "./reflection.ts";
 
 type Method = {
   path: string;
@@ -29,8 +30,21 @@ function services(def: protoLoader.PackageDefinition): Record<string, Record<str
 const VARIANTS = {
   parsed: (path: string, options = LOADER_OPTIONS) => loadServices(path, options),
   json: (path: string, options = LOADER_OPTIONS) =>
-    loadServices(path, options, JSON.parse(JSON.stringify(protoRootJson(path)))),
+    loadServices(
+      path,
+      options,
+      JSON.parse(JSON.stringify(protoRootJson(path, options.keepCase === true))),
+    ),
 };
+
+/** Every file a server loads at start, with the options it is loaded with. */
+const FILES: [string, protoLoader.Options][] = [
+  [PROTO_PATH, LOADER_OPTIONS],
+  [INTERNAL_PROTO_PATH, LOADER_OPTIONS],
+  [HEALTH_PROTO_PATH, LOADER_OPTIONS],
+  [reflectionProtoPath("v1"), REFLECTION_LOADER_OPTIONS],
+  [reflectionProtoPath("v1alpha"), REFLECTION_LOADER_OPTIONS],
+];
 
 for (const [variant, load] of Object.entries(VARIANTS)) {
   Deno.test(`loadServices (${variant}) gives proto-loader's services: paths, streams, names, the same bytes`, () => {
@@ -59,6 +73,27 @@ for (const [variant, load] of Object.entries(VARIANTS)) {
         }
       }
     }
+    // Reflection's messages as its handlers see them: camelCase names, a oneof, bytes as arrays.
+    const v1 = reflectionProtoPath("v1");
+    const rOurs =
+      services(load(v1, REFLECTION_LOADER_OPTIONS))["grpc.reflection.v1.ServerReflection"];
+    const rTheirs = services(protoLoader.loadSync(v1, REFLECTION_LOADER_OPTIONS))[
+      "grpc.reflection.v1.ServerReflection"
+    ];
+    const request = { host: "h", fileContainingSymbol: "vectordb.VectorDB" };
+    const rq = rTheirs.ServerReflectionInfo.requestSerialize(request);
+    assert.deepEqual(rOurs.ServerReflectionInfo.requestSerialize(request), rq);
+    assert.deepEqual(
+      rOurs.ServerReflectionInfo.requestDeserialize(rq),
+      rTheirs.ServerReflectionInfo.requestDeserialize(rq),
+    );
+    const reply = { validHost: "h", fileDescriptorResponse: { fileDescriptorProto: [[1, 2, 3]] } };
+    const rp = rTheirs.ServerReflectionInfo.responseSerialize(reply);
+    assert.deepEqual(rOurs.ServerReflectionInfo.responseSerialize(reply), rp);
+    assert.deepEqual(
+      rOurs.ServerReflectionInfo.responseDeserialize(rp),
+      rTheirs.ServerReflectionInfo.responseDeserialize(rp),
+    );
     // A message with repeated, 64-bit, nested and string fields, through both.
     const ours = services(load(PROTO_PATH))["vectordb.VectorDB"];
     const theirs = services(protoLoader.loadSync(PROTO_PATH, LOADER_OPTIONS))["vectordb.VectorDB"];
