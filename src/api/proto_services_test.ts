@@ -48,9 +48,9 @@ const FILES: [string, protoLoader.Options][] = [
 
 for (const [variant, load] of Object.entries(VARIANTS)) {
   Deno.test(`loadServices (${variant}) gives proto-loader's services: paths, streams, names, the same bytes`, () => {
-    for (const path of [PROTO_PATH, INTERNAL_PROTO_PATH, HEALTH_PROTO_PATH]) {
-      const ours = services(load(path));
-      const theirs = services(protoLoader.loadSync(path, LOADER_OPTIONS));
+    for (const [path, options] of FILES) {
+      const ours = services(load(path, options));
+      const theirs = services(protoLoader.loadSync(path, options));
       assert.deepEqual(Object.keys(ours).sort(), Object.keys(theirs).sort());
       assert.ok(Object.keys(ours).length >= 1);
       for (const [service, methods] of Object.entries(theirs)) {
