@@ -65,6 +65,12 @@ Deno.test("bundles: build:js writes them once; the node and the router start fro
   for (const pkg of ["@grpc/grpc-js", "@grpc/proto-loader", "protobufjs", "prom-client"]) {
     assert.doesNotMatch(code, new RegExp(`require\\("${pkg}"\\)`), pkg);
   }
+  // With source maps on (debugging), the loader requires the bundle as Node's loader would.
+  const mapped = new Deno.Command("node", {
+    args: ["--enable-source-maps", "build/js/node.mjs", "--version"],
+  }).outputSync();
+  assert.equal(mapped.code, 0, new TextDecoder().decode(mapped.stderr));
+  assert.match(new TextDecoder().decode(mapped.stdout), /^vectordb server /);
   // A rebuilt bundle starts without a cache (the old one is removed with it).
   rmSync(NODE_CACHE, { force: true });
 

@@ -21,7 +21,9 @@
  * they are. V8 checks only the length of the source it was given, so the hash is what keeps a
  * rebuilt bundle from running an old bundle's code.
  *
- * Only Node's built-in modules are imported here, so the loader itself costs a few
+ * Under `--enable-source-maps` the bundle is required as Node requires any `.cjs` file, without
+ * the cache: Node maps the stack traces of what its module loader compiled, not of a
+ * `vm.Script`. Only Node's built-in modules are imported here, so the loader itself costs a few
  * milliseconds.
  * @module
  */
@@ -103,6 +105,12 @@ export function compileBundle(bundlePath: string): CompiledBundle {
  * beside it when valid, and writes a cache when there was none to use.
  */
 export function runBundle(bundlePath: string): void {
+  // Node maps stack traces only of modules its own loaders compiled, not of a vm.Script: with
+  // `--enable-source-maps` (debugging) the bundle is required as usual, without the cache.
+  if ((process as { sourceMapsEnabled?: boolean }).sourceMapsEnabled === true) {
+    createRequire(bundlePath)(bundlePath);
+    return;
+  }
   const { script, cache, cache_path, key } = compileBundle(bundlePath);
   if (cache !== "accepted") {
     let written = false;
