@@ -5,7 +5,7 @@
  * leaves them as they are.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiClient } from "../src/api/client.ts";
@@ -20,6 +20,33 @@ import {
 } from "../harness/servers.ts";
 
 const build = buildBundles;
+const NODE_CJS = "build/js/node.cjs";
+const NODE_CACHE = `${NODE_CJS}.cache`;
+
+/** What the loader would make of the node bundle's code cache now (boot_loader.ts). */
+function cacheUse(): string {
+  const out = new Deno.Command("node", {
+    args: [
+      "--input-type=module",
+      "-e",
+      `const m = await import("./build/js/node.mjs");` +
+      `process.stdout.write(m.compileBundle(${JSON.stringify(NODE_CJS)}).cache);`,
+    ],
+  }).outputSync();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout);
+}
+
+async function getEight(address: string): Promise<void> {
+  const direct = new ApiClient(address);
+  try {
+    const got = await direct.call("Get", { id: 8 });
+    assert.equal(got.found, true);
+    assert.deepEqual(got.vector, [0, 1, 0]);
+  } finally {
+    direct.close();
+  }
+}
 
 Deno.test("bundles: build:js writes them once; the node and the router start from them and serve", async () => {
   build();
@@ -31,8 +58,21 @@ Deno.test("bundles: build:js writes them once; the node and the router start fro
   assert.equal(readFileSync("build/js/bundle.hash", "utf8"), hash);
   // The bundle holds our modules (no import of a .ts file is left) and nothing of src/ is
   // fetched at run time.
-  const code = readFileSync(nodeBundle, "utf8");
+  const code = readFileSync(NODE_CJS, "utf8");
   assert.doesNotMatch(code, /from\s+"[^"]*\.ts"/);
+  assert.doesNotMatch(code, /require\("[^"]*\.ts"\)/);
+  // The npm packages are inside: none is required from node_modules at run time.
+  for (const pkg of ["@grpc/grpc-js", "@grpc/proto-loader", "protobufjs", "prom-client"]) {
+    assert.doesNotMatch(code, new RegExp(`require\\("${pkg}"\\)`), pkg);
+  }
+  // With source maps on (debugging), the loader requires the bundle as Node's loader would.
+  const mapped = new Deno.Command("node", {
+    args: ["--enable-source-maps", "build/js/node.mjs", "--version"],
+  }).outputSync();
+  assert.equal(mapped.code, 0, new TextDecoder().decode(mapped.stderr));
+  assert.match(new TextDecoder().decode(mapped.stdout), /^vectordb server /);
+  // A rebuilt bundle starts without a cache (the old one is removed with it).
+  rmSync(NODE_CACHE, { force: true });
 
   const node = await NodeProcess.start({ runtime: "bundle" });
   const routerDir = mkdtempSync(join(tmpdir(), "vectordb_bundle_router_"));
@@ -62,15 +102,20 @@ Deno.test("bundles: build:js writes them once; the node and the router start fro
     api.close();
     api = null;
     await node.stop();
+    // The first start wrote the code cache on its way out; V8 takes it for this bundle.
+    assert.equal(cacheUse(), "accepted");
     await node.start();
-    const direct = new ApiClient(node.address);
-    try {
-      const got = await direct.call("Get", { id: 8 });
-      assert.equal(got.found, true);
-      assert.deepEqual(got.vector, [0, 1, 0]);
-    } finally {
-      direct.close();
-    }
+    await getEight(node.address);
+    // A damaged cache is not used: the node compiles as without one, serves, and writes a
+    // good one again.
+    await node.stop();
+    const damaged = readFileSync(NODE_CACHE);
+    damaged[damaged.length - 100] ^= 0xff;
+    writeFileSync(NODE_CACHE, damaged);
+    await node.start();
+    await getEight(node.address);
+    await node.stop();
+    assert.equal(cacheUse(), "accepted");
   } finally {
     api?.close();
     await router.stop();

@@ -1,7 +1,13 @@
 /**
  * The standard gRPC health service (`grpc.health.v1.Health`: Check, Watch, List) on every
- * server, from the npm package `grpc-health-check` (the grpc-node project's implementation; it
- * loads its own `health/v1/health.proto`), with the statuses a process's lifecycle gives them.
+ * server, with the statuses a process's lifecycle gives them. The service definition is the
+ * `health/v1/health.proto` of the npm package `grpc-health-check` (the grpc-node project's),
+ * built by src/api/proto_services.ts (from the sources: parsed once; from a bundle: parsed at
+ * build time); the three methods are implemented here, answering as that package's
+ * implementation does (Check of an unknown name: NOT_FOUND; Watch of one: SERVICE_UNKNOWN; List
+ * of more than 100 names: RESOURCE_EXHAUSTED). Why not the package's implementation: importing
+ * it parses health.proto with proto-loader's full descriptors at module load, ~20 ms of CPU of
+ * every server's start.
  *
  * | moment                                                       | "" and every service          |
  * |--------------------------------------------------------------|-------------------------------|
@@ -31,10 +37,26 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
-import { HealthImplementation, service as healthServiceDefinition } from "grpc-health-check";
+import { fileURLToPath } from "node:url";
+import { loadServices } from "./proto_services.ts";
 
 /** Fully qualified name of the health service. */
 export const HEALTH_SERVICE = "grpc.health.v1.Health";
+/** Absolute path of grpc-health-check's `health/v1/health.proto` (what the package exports). */
+export const HEALTH_PROTO_PATH: string = fileURLToPath(
+  new URL("../../node_modules/grpc-health-check/proto/health/v1/health.proto", import.meta.url),
+);
+/** Most names List answers with, as grpc-health-check's implementation. */
+const LIST_NAMES_MAX = 100;
+
+/** The service definition, with the options grpc-health-check loads it with. */
+const healthServiceDefinition = loadServices(HEALTH_PROTO_PATH, {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+})[HEALTH_SERVICE] as unknown as grpc.ServiceDefinition;
 /** Most Watch streams open at once on one server. */
 export const HEALTH_WATCHES_MAX = 1000;
 
@@ -53,26 +75,19 @@ interface WatchCall {
   emit(event: "error", error: Partial<grpc.StatusObject>): boolean;
 }
 
-type Handler = (...args: never[]) => void;
-
 /** The health statuses of one gRPC server and the `grpc.health.v1.Health` service reporting them. */
 export class ServerHealth {
   /** The names reported: "" (the whole server) first, then the services. */
   readonly services: readonly string[];
-  readonly #impl: HealthImplementation;
   readonly #statuses = new Map<string, ServingStatus>();
-  readonly #watches = new Set<WatchCall>();
+  /** Open Watch streams and the name each watches. */
+  readonly #watches = new Map<WatchCall, string>();
   #phase: HealthPhase = "starting";
 
   /** Every name (and "") starts NOT_SERVING. */
   constructor(services: readonly string[]) {
     this.services = ["", ...new Set(services.filter((s) => s !== ""))];
-    const initial: Record<string, ServingStatus> = {};
-    for (const s of this.services) {
-      initial[s] = "NOT_SERVING";
-      this.#statuses.set(s, "NOT_SERVING");
-    }
-    this.#impl = new HealthImplementation(initial);
+    for (const s of this.services) this.#statuses.set(s, "NOT_SERVING");
   }
 
   /** The current phase. */
@@ -93,7 +108,7 @@ export class ServerHealth {
   #set(service: string, status: ServingStatus): void {
     if (this.#statuses.get(service) === status) return;
     this.#statuses.set(service, status);
-    this.#impl.setStatus(service, status);
+    for (const [call, name] of this.#watches) if (name === service) call.write({ status });
   }
 
   /** Start-up finished: every name SERVING. No effect once a drain or shutdown has begun. */
@@ -123,34 +138,42 @@ export class ServerHealth {
     if (this.#phase === "stopped") return;
     this.#phase = "stopped";
     for (const s of this.services) this.#set(s, "NOT_SERVING");
-    const open = [...this.#watches];
+    const open = [...this.#watches.keys()];
     this.#watches.clear();
     for (const call of open) call.end();
   }
 
   /** Adds `grpc.health.v1.Health` to `server`. */
   addToServer(server: Pick<grpc.Server, "addService">): void {
-    let handlers: Record<string, Handler> | null = null;
-    // The library registers its handlers through addService; keep them to wrap Watch.
-    this.#impl.addToServer({
-      addService: (_definition: unknown, implementation: Record<string, Handler>) => {
-        handlers = implementation;
+    server.addService(healthServiceDefinition, {
+      check: (call: { request: { service?: string } }, callback: grpc.sendUnaryData<unknown>) => {
+        const service = call.request.service ?? "";
+        const status = this.#statuses.get(service);
+        if (status !== undefined) callback(null, { status });
+        else {
+          callback({
+            code: grpc.status.NOT_FOUND,
+            details: `Health status unknown for service ${service}`,
+          });
+        }
       },
-    });
-    const lib = handlers as Record<string, Handler> | null;
-    if (lib === null || typeof lib.watch !== "function") {
-      throw new Error("grpc-health-check registered no Watch handler");
-    }
-    const libWatch = lib.watch as unknown as (call: WatchCall) => void;
-    server.addService(healthServiceDefinition as unknown as grpc.ServiceDefinition, {
-      ...lib,
-      watch: (call: WatchCall) => this.#watch(call, libWatch),
+      watch: (call: WatchCall) => this.#watch(call),
+      list: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => {
+        if (this.#statuses.size > LIST_NAMES_MAX) {
+          callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: "Too many services to list." });
+          return;
+        }
+        const statuses: Record<string, { status: ServingStatus }> = {};
+        for (const [name, status] of this.#statuses) statuses[name] = { status };
+        callback(null, { statuses });
+      },
     } as unknown as grpc.UntypedServiceImplementation);
   }
 
-  #watch(call: WatchCall, libWatch: (call: WatchCall) => void): void {
+  #watch(call: WatchCall): void {
+    const service = call.request.service ?? "";
     if (this.#phase === "stopped") {
-      const status = this.#statuses.get(call.request.service ?? "") ?? "SERVICE_UNKNOWN";
+      const status = this.#statuses.get(service) ?? "SERVICE_UNKNOWN";
       call.write({ status });
       call.end();
       return;
@@ -163,10 +186,11 @@ export class ServerHealth {
       });
       return;
     }
-    this.#watches.add(call);
+    this.#watches.set(call, service);
     const forget = () => this.#watches.delete(call);
     call.on("cancelled", forget);
     call.on("finish", forget);
-    libWatch(call);
+    // The current status first, then every change (#set) until the stream ends.
+    call.write({ status: this.#statuses.get(service) ?? "SERVICE_UNKNOWN" });
   }
 }

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import * as grpc from "@grpc/grpc-js";
-import { HEALTH_SERVICE, HEALTH_WATCHES_MAX, ServerHealth } from "./health.ts";
+import { protoPath } from "grpc-health-check";
+import { HEALTH_PROTO_PATH, HEALTH_SERVICE, HEALTH_WATCHES_MAX, ServerHealth } from "./health.ts";
 
 type Handlers = Record<string, (...args: unknown[]) => void>;
 
@@ -136,5 +137,22 @@ Deno.test("ServerHealth: Watch streams beyond the cap are refused with RESOURCE_
   h.watch(again);
   assert.equal(again.error, null);
   assert.deepEqual(again.sent, ["NOT_SERVING"]);
+  health.close();
+});
+
+Deno.test("ServerHealth: List names every status; the proto is grpc-health-check's", async () => {
+  const { health, h } = mounted(["vectordb.VectorDB"]);
+  const list = () =>
+    new Promise<unknown>((resolve, reject) => {
+      h.list({ request: {} }, (err: unknown, res?: unknown) => (err ? reject(err) : resolve(res)));
+    });
+  assert.deepEqual(await list(), {
+    statuses: { "": { status: "NOT_SERVING" }, "vectordb.VectorDB": { status: "NOT_SERVING" } },
+  });
+  health.ready();
+  assert.deepEqual(await list(), {
+    statuses: { "": { status: "SERVING" }, "vectordb.VectorDB": { status: "SERVING" } },
+  });
+  assert.equal(HEALTH_PROTO_PATH, protoPath);
   health.close();
 });

@@ -16,6 +16,8 @@
  * @module
  */
 import { createRequire } from "node:module";
+import { relative, sep } from "node:path";
+import { fileURLToPath } from "node:url";
 import type * as protoLoader from "@grpc/proto-loader";
 
 /** The part of protobufjs's Type this module uses. */
@@ -43,20 +45,54 @@ interface PbNamespace {
 interface PbRoot extends PbNamespace {
   loadSync(filename: string, options: { keepCase?: boolean }): PbRoot;
   resolveAll(): PbRoot;
+  toJSON(): unknown;
 }
 
 interface Protobuf {
-  Root: new () => PbRoot;
+  Root: (new () => PbRoot) & { fromJSON(json: unknown): PbRoot };
   /** The Service class (its instances are namespaces with `methodsArray`). */
   Service: abstract new (...args: never[]) => object;
 }
 
 const requireHere = createRequire(import.meta.url);
+// proto-loader's own protobufjs (not a dependency of ours by name). The bundle build replaces
+// this expression with a static require (scripts/tools/build_js.ts, BUNDLED_REQUIRES), so the
+// bundle holds one protobufjs; keep the text as it is or update the build with it.
 const protobuf = createRequire(requireHere.resolve("@grpc/proto-loader"))(
   "protobufjs",
 ) as Protobuf;
 
 const loaded = new Map<string, protoLoader.PackageDefinition>();
+
+/**
+ * The `.proto` files the bundle build parsed (scripts/tools/build_js.ts defines this in the
+ * server bundles: path relative to the repository root → {@link protoRootJson}); not defined
+ * when running from the sources.
+ */
+declare const __VDB_PROTO_JSON: Readonly<Record<string, unknown>> | undefined;
+
+/**
+ * A `.proto` file (and what it imports) parsed, as protobufjs's JSON: what
+ * {@link loadServices} builds the same services from without parsing the text again. The
+ * bundle build stores it for every file a server loads, so a server from the bundle parses none.
+ */
+export function protoRootJson(path: string, keepCase: boolean): unknown {
+  return new protobuf.Root().loadSync(path, { keepCase }).toJSON();
+}
+
+/** The key of a parse of `rel` (relative to the root) in the bundle's `__VDB_PROTO_JSON`. */
+export function precompiledKey(rel: string, keepCase: boolean): string {
+  return keepCase ? rel : `${rel}:camelCase`;
+}
+
+/** The repository root: src/api/ and build/js/ are both two folders below it. */
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** The build's parse of `path` with `keepCase`, when it made one. */
+function precompiled(path: string, keepCase: boolean | undefined): unknown {
+  if (typeof __VDB_PROTO_JSON === "undefined") return undefined;
+  return __VDB_PROTO_JSON[precompiledKey(relative(ROOT, path).split(sep).join("/"), !!keepCase)];
+}
 
 /** proto-loader's `originalName` (lodash `camelCase`) for the PascalCase method names we use. */
 function originalName(method: string): string {
@@ -83,19 +119,24 @@ function deserializer(type: PbType, options: protoLoader.Options): (bytes: Buffe
 /**
  * The service definitions of `path` (keyed by fully qualified service name, as proto-loader
  * keys them), parsed once per process and options object; `options` as proto-loader takes them
- * (`keepCase` for parsing; the rest for converting messages).
+ * (`keepCase` for parsing; the rest for converting messages). `json`: the file already parsed
+ * ({@link protoRootJson} with the same `keepCase`; by default the bundle build's, when there is
+ * one for `path`).
  */
 export function loadServices(
   path: string,
   options: protoLoader.Options,
+  json: unknown = precompiled(path, options.keepCase),
 ): protoLoader.PackageDefinition {
   // Functions (`longs: String`) by name: JSON.stringify would drop them.
-  const key = `${path}\n${
+  const key = `${path}\n${json === undefined ? "parsed" : "json"}\n${
     JSON.stringify(options, (_, v) => typeof v === "function" ? `fn:${v.name}` : v)
   }`;
   const cached = loaded.get(key);
   if (cached !== undefined) return cached;
-  const root = new protobuf.Root().loadSync(path, { keepCase: options.keepCase });
+  const root = json !== undefined
+    ? protobuf.Root.fromJSON(json)
+    : new protobuf.Root().loadSync(path, { keepCase: options.keepCase });
   root.resolveAll();
   const out: protoLoader.PackageDefinition = {};
   const walk = (ns: PbNamespace, prefix: string) => {

@@ -20,15 +20,46 @@
  * Note from the package: descriptors are regrouped by proto package, so the file names it
  * returns are per package, not the repository's file names.
  *
+ * `@grpc/reflection` and `@grpc/proto-loader` are loaded on the first reflection call, not at
+ * start: their module load alone (protobufjs's descriptor types) was ~20 ms of CPU of every
+ * server's start, for a service few clients call. The bundle build turns the two `require`s
+ * into static ones (scripts/tools/build_js.ts, BUNDLED_REQUIRES), so a bundle runs its own
+ * copies, still only when first asked.
+ *
  * @module
  */
 import type * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
-import { ReflectionService } from "@grpc/reflection";
-import { protoPath as HEALTH_PROTO_PATH } from "grpc-health-check";
+import type * as protoLoader from "@grpc/proto-loader";
+import type * as reflection from "@grpc/reflection";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { HEALTH_SERVICE } from "./health.ts";
+import { HEALTH_PROTO_PATH, HEALTH_SERVICE } from "./health.ts";
 import { LOADER_OPTIONS, PROTO_PATH } from "./proto.ts";
+import { loadServices } from "./proto_services.ts";
+
+const requireHere = createRequire(import.meta.url);
+// Keep these two texts as they are or update scripts/tools/build_js.ts (BUNDLED_REQUIRES).
+const protoLoaderLib = (): typeof protoLoader => requireHere("@grpc/proto-loader");
+const reflectionLib = (): typeof reflection => requireHere("@grpc/reflection");
+
+/** Absolute path of `@grpc/reflection`'s reflection.proto of `version`. */
+export function reflectionProtoPath(version: "v1" | "v1alpha"): string {
+  return fileURLToPath(
+    new URL(
+      `../../node_modules/@grpc/reflection/build/proto/grpc/reflection/${version}/reflection.proto`,
+      import.meta.url,
+    ),
+  );
+}
+
+/** The options `@grpc/reflection` loads its protos with (its `PROTO_LOADER_OPTS`). */
+export const REFLECTION_LOADER_OPTIONS: protoLoader.Options = {
+  longs: String,
+  enums: String,
+  bytes: Array,
+  defaults: true,
+  oneofs: true,
+};
 
 /** Fully qualified names of the reflection services. */
 export const REFLECTION_SERVICES: readonly string[] = [
@@ -57,10 +88,11 @@ let descriptors: protoLoader.PackageDefinition | null = null;
 
 /** Every message and service this project serves, as one package definition (loaded once). */
 export function servedDescriptors(): protoLoader.PackageDefinition {
+  const { loadSync } = protoLoaderLib();
   descriptors ??= {
-    ...protoLoader.loadSync(PROTO_PATH, LOADER_OPTIONS),
-    ...protoLoader.loadSync(INTERNAL_PROTO, LOADER_OPTIONS),
-    ...protoLoader.loadSync(HEALTH_PROTO_PATH, LOADER_OPTIONS),
+    ...loadSync(PROTO_PATH, LOADER_OPTIONS),
+    ...loadSync(INTERNAL_PROTO, LOADER_OPTIONS),
+    ...loadSync(HEALTH_PROTO_PATH, LOADER_OPTIONS),
   };
   return descriptors;
 }
@@ -86,8 +118,8 @@ export function checkReflected(services: readonly string[]): void {
  * took 150-450 ms of each server's start on this machine, for a service few clients ever call.
  * The services are registered at once with handlers that build the real implementation on the
  * first reflection call and hand every stream to it; only the two small reflection protos of
- * the package are loaded at start (by registering an implementation over no descriptors, whose
- * handlers are never called).
+ * the package are loaded at start, by {@link loadServices} with the package's options (so the
+ * messages a stream carries are the objects the package's handlers expect).
  */
 export function addReflection(
   server: Pick<grpc.Server, "addService">,
@@ -99,6 +131,7 @@ export function addReflection(
     if (real === null) {
       checkReflected(services);
       const built = new Map<string, Impl[string]>();
+      const { ReflectionService } = reflectionLib();
       new ReflectionService(servedDescriptors(), { services: [...services] }).addToServer({
         addService: (def: grpc.ServiceDefinition, impl: Impl) => {
           for (const [name, fn] of Object.entries(impl)) built.set(def[name].path, fn);
@@ -110,16 +143,18 @@ export function addReflection(
     if (fn === undefined) throw new Error(`Reflection has no handler for ${path}`);
     return fn;
   };
-  new ReflectionService({}, { services: [] }).addToServer({
-    addService: (def: grpc.ServiceDefinition, impl: Impl) => {
-      const lazy: Impl = {};
-      for (const name of Object.keys(impl)) {
-        const path = def[name].path;
-        // Reflection is one bidirectional-streaming method per version.
-        lazy[name] = ((call: grpc.ServerDuplexStream<unknown, unknown>) =>
-          (handler(path) as grpc.handleBidiStreamingCall<unknown, unknown>)(call)) as Impl[string];
-      }
-      server.addService(def, lazy);
-    },
-  });
+  for (const version of ["v1", "v1alpha"] as const) {
+    const name = `grpc.reflection.${version}.ServerReflection`;
+    const def = loadServices(reflectionProtoPath(version), REFLECTION_LOADER_OPTIONS)[
+      name
+    ] as unknown as grpc.ServiceDefinition;
+    const lazy: Impl = {};
+    for (const method of Object.keys(def)) {
+      const path = def[method].path;
+      // Reflection is one bidirectional-streaming method per version.
+      lazy[method] = ((call: grpc.ServerDuplexStream<unknown, unknown>) =>
+        (handler(path) as grpc.handleBidiStreamingCall<unknown, unknown>)(call)) as Impl[string];
+    }
+    server.addService(def, lazy);
+  }
 }
