@@ -22,7 +22,7 @@
  * through `__dirname` (grpc-health-check's and @grpc/reflection's `.proto` files, grpc-js's
  * channelz and ORCA protos) get their original folder under `node_modules`, relative to the
  * bundle, so those files are still read from where npm put them. The one run-time `require` of
- * protobufjs (src/api/proto_services.ts, {@link BUNDLED_REQUIRES}) is made a static one, so
+ * protobufjs (src/common/proto_services.ts, {@link BUNDLED_REQUIRES}) is made a static one, so
  * the bundle holds one protobufjs, the one proto-loader uses. The `.proto` files of proto/ are
  * parsed here and stored in the server bundles as protobufjs JSON (`__VDB_PROTO_JSON`, which
  * proto_services.ts takes instead of parsing the text at each start). Source maps are written beside
@@ -85,7 +85,7 @@ const LOADER_ENTRY = "src/common/boot_loader.ts";
 export const BUNDLED_REQUIRES: Readonly<
   Record<string, readonly (readonly [string, string])[]>
 > = {
-  "src/api/proto_services.ts": [[
+  "src/common/proto_services.ts": [[
     'createRequire(requireHere.resolve("@grpc/proto-loader"))(\n  "protobufjs",\n)',
     'require("protobufjs")',
   ]],
@@ -131,11 +131,11 @@ function protoFiles(): [string, boolean][] {
 
 /**
  * `__VDB_PROTO_JSON` for a server bundle: every file of proto/ parsed here, once, so that a
- * server parses no `.proto` text at start (src/api/proto_services.ts takes these).
+ * server parses no `.proto` text at start (src/common/proto_services.ts takes these).
  */
 async function protoBanner(): Promise<string> {
   // Loaded only to build: a run with nothing to do stays a hash of the sources.
-  const { precompiledKey, protoRootJson } = await import("../../src/api/proto_services.ts");
+  const { precompiledKey, protoRootJson } = await import("../../src/common/proto_services.ts");
   const roots: Record<string, unknown> = {};
   for (const [file, keepCase] of protoFiles()) {
     roots[precompiledKey(file, keepCase)] = protoRootJson(join(root, file), keepCase);

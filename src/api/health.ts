@@ -2,7 +2,7 @@
  * The standard gRPC health service (`grpc.health.v1.Health`: Check, Watch, List) on every
  * server, with the statuses a process's lifecycle gives them. The service definition is the
  * `health/v1/health.proto` of the npm package `grpc-health-check` (the grpc-node project's),
- * built by src/api/proto_services.ts (from the sources: parsed once; from a bundle: parsed at
+ * built by src/common/proto_services.ts (from the sources: parsed once; from a bundle: parsed at
  * build time); the three methods are implemented here, answering as that package's
  * implementation does (Check of an unknown name: NOT_FOUND; Watch of one: SERVICE_UNKNOWN; List
  * of more than 100 names: RESOURCE_EXHAUSTED). Why not the package's implementation: importing
@@ -38,7 +38,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { fileURLToPath } from "node:url";
-import { loadServices } from "./proto_services.ts";
+import { loadServices } from "../common/proto_services.ts";
 
 /** Fully qualified name of the health service. */
 export const HEALTH_SERVICE = "grpc.health.v1.Health";

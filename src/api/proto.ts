@@ -26,7 +26,7 @@ import {
 } from "../common/limits.ts";
 import { limitService, type RequestLimit } from "../common/wire_limits.ts";
 import { decodePutBatchRequest } from "./batch_codec.ts";
-import { loadServices } from "./proto_services.ts";
+import { loadServices } from "../common/proto_services.ts";
 
 /** Absolute path of proto/vector_db.proto. */
 export const PROTO_PATH: string = fileURLToPath(
@@ -659,7 +659,7 @@ export type VectorDBHandlers = {
 };
 
 /**
- * The service's definition, loaded from the .proto (src/api/proto_services.ts: the services
+ * The service's definition, loaded from the .proto (src/common/proto_services.ts: the services
  * only; reflection loads the message descriptors with proto-loader when asked).
  */
 export const packageDefinition: protoLoader.PackageDefinition = loadServices(

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import * as protoLoader from "@grpc/proto-loader";
-import { loadServices, protoRootJson } from "./proto_services.ts";
+import { loadServices, protoRootJson } from "../common/proto_services.ts";
 import { LOADER_OPTIONS, PROTO_PATH } from "./proto.ts";
 import { INTERNAL_PROTO_PATH } from "../cluster/gossip_transport.ts";
 import { HEALTH_PROTO_PATH } from "./health.ts";

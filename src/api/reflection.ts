@@ -35,7 +35,7 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { HEALTH_PROTO_PATH, HEALTH_SERVICE } from "./health.ts";
 import { LOADER_OPTIONS, PROTO_PATH } from "./proto.ts";
-import { loadServices } from "./proto_services.ts";
+import { loadServices } from "../common/proto_services.ts";
 
 const requireHere = createRequire(import.meta.url);
 // Keep these two texts as they are or update scripts/tools/build_js.ts (BUNDLED_REQUIRES).

@@ -13,7 +13,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { channelSetup, type ClientSecurity, insecureClient } from "./security.ts";
-import { loadServices } from "./proto_services.ts";
+import { loadServices } from "../common/proto_services.ts";
 import { fileURLToPath } from "node:url";
 import { CHANNEL_OPTIONS, type Uint64, type WireId } from "./proto.ts";
 import { idFromWire, idsFromWire, type PointId } from "../common/point_id.ts";

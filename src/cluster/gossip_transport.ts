@@ -21,7 +21,7 @@
  */
 
 import * as grpc from "@grpc/grpc-js";
-import { loadServices } from "../api/proto_services.ts";
+import { loadServices } from "../common/proto_services.ts";
 import { fileURLToPath } from "node:url";
 import {
   GOSSIP_FROM_CHARS_MAX,
