@@ -107,6 +107,10 @@ export interface GraphLayout {
   maxCapacity: number;
   /** Threads (owner at index 0, workers 1..) the scratch blocks are laid out for. */
   threads: number;
+  /** Byte address of thread 0's scratch block (blocks of every thread follow, in order). */
+  scratchPtr: number;
+  /** Byte address of slot 0's vector. */
+  vectorsPtr: number;
   memory: WebAssembly.Memory;
   header: SharedArrayBuffer;
   links0: SharedArrayBuffer;
@@ -116,6 +120,8 @@ export interface GraphLayout {
   states: SharedArrayBuffer;
   labels: SharedArrayBuffer;
   seq: SharedArrayBuffer;
+  /** i32 slots of the current link batch (`H_LINK_NEXT` / `H_LINK_END` index into it). */
+  batch: SharedArrayBuffer;
 }
 
 /** Parameters of {@link createLayout}. */
@@ -126,6 +132,11 @@ export interface LayoutOptions {
   efConstruction: number;
   maxCapacity: number;
   threads: number;
+  /**
+   * Bytes of memory from 4096 reserved for the owner's own use before the threads' scratch
+   * blocks (HnswIndex keeps its VectorStore's query and batch buffers there). Default 0.
+   */
+  ownerBytes?: number;
 }
 
 function growable(maxBytes: number): SharedArrayBuffer {
@@ -147,6 +158,15 @@ function scratchLayout(dim: number, M: number) {
   return { queryBytes, slots, blockBytes: queryBytes + slots * 8 };
 }
 
+/** A header with no entry point (entry and top layer -1). */
+function emptyHeader(): SharedArrayBuffer {
+  const b = new SharedArrayBuffer(HEADER_WORDS * 4);
+  const h = new Int32Array(b);
+  h[H_ENTRY] = -1;
+  h[H_MAX_LEVEL] = -1;
+  return b;
+}
+
 /** Allocates the shared buffers of an empty graph (capacity 0; {@link growLayout} adds room). */
 export function createLayout(o: LayoutOptions): GraphLayout {
   if (!Number.isInteger(o.threads) || o.threads < 1 || o.threads > MAX_GRAPH_THREADS) {
@@ -156,7 +176,8 @@ export function createLayout(o: LayoutOptions): GraphLayout {
   const cap = o.maxCapacity;
   const stride = strideOf(o.dim);
   const sc = scratchLayout(o.dim, o.M);
-  const base = 4096 + o.threads * sc.blockBytes;
+  const scratchPtr = Math.ceil((4096 + (o.ownerBytes ?? 0)) / 64) * 64;
+  const base = scratchPtr + o.threads * sc.blockBytes;
   const needBytes = base + cap * stride * 4;
   if (needBytes > SHARED_MAX_PAGES * PAGE_BYTES) {
     throw new CapacityError(
@@ -173,8 +194,10 @@ export function createLayout(o: LayoutOptions): GraphLayout {
     efConstruction: o.efConstruction,
     maxCapacity: cap,
     threads: o.threads,
+    scratchPtr,
+    vectorsPtr: base,
     memory: createSharedMemory(Math.ceil(base / PAGE_BYTES) + 1, maxPages),
-    header: new SharedArrayBuffer(HEADER_WORDS * 4),
+    header: emptyHeader(),
     links0: growable(cap * (M0 + 1) * 4),
     upper: growable(Math.max(4096, cap * (o.M + 1) * 4)),
     upperOff: growable(cap * 4),
@@ -182,6 +205,7 @@ export function createLayout(o: LayoutOptions): GraphLayout {
     states: growable(cap),
     labels: growable(cap * 4),
     seq: growable(cap * 4),
+    batch: growable(cap * 4),
   };
 }
 
@@ -246,6 +270,8 @@ export class SharedGraph {
   private readonly listBuf: Uint32Array;
   private readonly newLinks: Uint32Array;
   private lastGreedyDist = 0;
+  /** Candidates scored by the layer-0 walk of the last {@link search} (for metrics). */
+  lastVisited = 0;
   /** Results of the last {@link search}. */
   readonly hits: GraphHits;
 
@@ -269,8 +295,8 @@ export class SharedGraph {
     this.slotsKernel = mk.slots;
     const sc = scratchLayout(layout.dim, layout.M);
     if (this.kernels.heap_base() > 4096) throw new Error("kernel static data passes 4096 bytes");
-    this.vectorsPtr = 4096 + layout.threads * sc.blockBytes;
-    this.queryPtr = 4096 + thread * sc.blockBytes;
+    this.vectorsPtr = layout.vectorsPtr;
+    this.queryPtr = layout.scratchPtr + thread * sc.blockBytes;
     this.slotsPtr = this.queryPtr + sc.queryBytes;
     this.outPtr = this.slotsPtr + sc.slots * 4;
     this.slotsIdx = this.slotsPtr >>> 2;
@@ -325,7 +351,8 @@ export class SharedGraph {
 
   // ---- locks --------------------------------------------------------------------------
 
-  private lock(slot: number): void {
+  /** Takes `slot`'s lock (its seq word odd): its link lists may be rewritten until {@link unlock}. */
+  lock(slot: number): void {
     const seq = this.seq;
     for (;;) {
       const v = Atomics.load(seq, slot);
@@ -333,7 +360,8 @@ export class SharedGraph {
     }
   }
 
-  private unlock(slot: number): void {
+  /** Releases `slot`'s lock (seq even again, one step on: readers that overlapped retry). */
+  unlock(slot: number): void {
     Atomics.add(this.seq, slot, 1);
   }
 
@@ -368,7 +396,8 @@ export class SharedGraph {
     }
   }
 
-  private writeEntry(entry: number, level: number): void {
+  /** Publishes a new entry point and top layer together (readers retry across the change). */
+  writeEntry(entry: number, level: number): void {
     const h = this.header;
     Atomics.add(h, H_EP_SEQ, 1);
     Atomics.store(h, H_ENTRY, entry);
@@ -506,6 +535,7 @@ export class SharedGraph {
     this.visit(ep, epoch);
     cand.push(epDist, ep);
     let bound = Infinity;
+    let seen = 1;
     if (mode === MODE_BUILD || this.states[ep] === STATE_LIVE) {
       res.push(epDist, ep);
       bound = epDist;
@@ -530,6 +560,7 @@ export class SharedGraph {
         if (this.walkable(n, mode, self)) u32[si + m++] = n;
       }
       if (m === 0) continue;
+      seen += m;
       this.slotsKernel(
         q,
         this.vectorsPtr,
@@ -551,6 +582,7 @@ export class SharedGraph {
         }
       }
     }
+    this.lastVisited = seen;
   }
 
   /**
@@ -744,15 +776,19 @@ export class SharedGraph {
     }
   }
 
-  /** Links slots of the current batch (`H_LINK_NEXT` .. `H_LINK_END`) until none is left; returns how many this thread linked. */
+  /**
+   * Links slots of the current batch (`batch[H_LINK_NEXT]` .. `batch[H_LINK_END - 1]`) until
+   * none is left; returns how many this thread linked.
+   */
   linkBatch(): number {
     const h = this.header;
     const end = Atomics.load(h, H_LINK_END);
+    const batch = new Int32Array(this.layout.batch, 0, end);
     let done = 0;
     for (;;) {
-      const s = Atomics.add(h, H_LINK_NEXT, 1);
-      if (s >= end) return done;
-      this.link(s);
+      const i = Atomics.add(h, H_LINK_NEXT, 1);
+      if (i >= end) return done;
+      this.link(batch[i]);
       done++;
     }
   }
