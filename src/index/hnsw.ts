@@ -676,6 +676,77 @@ export class HnswIndex {
     return true;
   }
 
+  /**
+   * First half of a parallel insert: places every point of the batch (`ids[i]` with vector
+   * `vectors[i*dim ..]`; a later repeat of an id wins, an older point of an id becomes a
+   * tombstone) as a pending slot, lists the slots in the layout's batch buffer for
+   * {@link SharedGraph.linkBatch}, and returns how many there are. The caller then links them
+   * (on this thread or on pool workers, graph_pool.ts) and calls {@link finishBatch}; nothing
+   * else may change the index in between. Pending slots are never search results.
+   * Float indexes only ({@link batchable}); the levels are drawn in batch order, so one thread
+   * linking the batch in order builds exactly the graph {@link add} in a loop builds.
+   */
+  placeBatch(ids: ArrayLike<number>, vectors: ArrayLike<number>): number {
+    if (!this.batchable) throw new TypeError("placeBatch: a quantized index inserts with add");
+    const n = ids.length;
+    const dim = this.dim;
+    if (vectors.length !== n * dim) {
+      throw new RangeError(
+        `vectors has ${vectors.length} floats; ${n} ids of dimension ${dim} need ${n * dim}`,
+      );
+    }
+    for (let i = 0; i < n; i++) {
+      validateId(ids[i]);
+      for (let j = 0; j < dim; j++) {
+        const x = vectors[i * dim + j];
+        if (typeof x !== "number" || !Number.isFinite(x)) {
+          throw new RangeError(`vectors[${i * dim + j}] is ${x}`);
+        }
+      }
+    }
+    this.reserve(this.size - this.freeCount + n);
+    // Compaction would free tombstoned pending slots before they are linked: after the batch.
+    const defer = this.deferCompaction;
+    this.deferCompaction = true;
+    const batch = new Int32Array(this.layout.batch, 0, n);
+    try {
+      for (let i = 0; i < n; i++) batch[i] = this.place(ids[i], vectors, i * dim);
+    } finally {
+      this.deferCompaction = defer;
+    }
+    this.batchSize = n;
+    Atomics.store(this.header, H_LINK_END, n);
+    Atomics.store(this.header, H_LINK_NEXT, 0);
+    return n;
+  }
+
+  /**
+   * Second half of a parallel insert: every slot of the batch is linked; marks them live
+   * (those not deleted meanwhile) and compacts when due (unless deferred to the owner).
+   * Slots a failed worker left pending (claimed, maybe half linked) are linked again here
+   * first: their neighbours may then list them twice, which searches tolerate.
+   */
+  finishBatch(): void {
+    const n = this.batchSize;
+    const batch = new Int32Array(this.layout.batch, 0, n);
+    // Slots nobody claimed (a worker failed), then those a failed worker left half linked.
+    this.graph.linkBatch();
+    for (let i = 0; i < n; i++) {
+      const slot = batch[i];
+      if (Atomics.load(this.states, slot) === STATE_PENDING) this.graph.link(slot);
+      if (this.flags[slot] === FLAG_PENDING) this.flags[slot] = FLAG_LIVE;
+    }
+    this.batchSize = 0;
+    if (!this.deferCompaction && this.compactDue()) this.compact();
+  }
+
+  /** Whether {@link placeBatch} may be used (a float index: codes are mirrored per insert). */
+  get batchable(): boolean {
+    return this.quantization === "none";
+  }
+
+  private batchSize = 0;
+
   /** Whether tombstones passed `compactRatio` of the slots in use (see {@link compact}). */
   compactDue(): boolean {
     return this.deleted > this.compactRatio * this.size && this.deleted >= 8;

@@ -1,14 +1,12 @@
 /**
  * An HNSW graph laid out in shared memory, so that several threads search it and link into
- * it at once: the core that {@link ThreadedHnsw} (threaded_hnsw.ts) runs on its own thread and
- * in every worker (graph_worker.ts).
- *
- * Why a second graph beside {@link HnswIndex}: the single-threaded index keeps its links in
- * private typed arrays it replaces on growth, with scratch state in one place per index; here
- * every array must be visible to every thread without copies, never move, and be read while
- * another thread writes it. The algorithms (greedy descent, best-first layer search, the
- * selection heuristic, pruning on overflow) are the same, step for step, so a build by one
- * thread from the same seed gives the same graph, and a search the same hits, as HnswIndex.
+ * it at once. {@link HnswIndex} (hnsw.ts) keeps its graph in these buffers and links every
+ * insert with {@link SharedGraph.link} on its own thread (the one insert path); worker threads
+ * (graph_worker.ts, driven by graph_pool.ts) hold their own handle and run
+ * {@link SharedGraph.search} and {@link SharedGraph.linkBatch} over the same arrays. Every
+ * array is visible to every thread without copies, never moves, and is read while another
+ * thread writes it. HnswIndex's own walks (filtered, int8, exact; on the owner's thread) read
+ * the same arrays; an unfiltered search here returns exactly HnswIndex.search's hits.
  *
  * Shared state (one {@link GraphLayout}, posted to every worker once):
  *
