@@ -175,7 +175,10 @@ export class GraphPool {
   restarts = 0;
   private readonly log: (message: string) => void;
 
-  /** Starts `threads` workers (1 .. {@link MAX_POOL_THREADS}); they load in the background. */
+  /**
+   * A pool of `threads` workers (1 .. {@link MAX_POOL_THREADS}), started on first use (a node
+   * that never searches starts none); they load in the background, requests queue meanwhile.
+   */
   constructor(
     threads: number,
     options: { queue_max?: number; logger?: (message: string) => void; url?: URL } = {},
@@ -187,11 +190,19 @@ export class GraphPool {
     this.queueMax = options.queue_max ?? DEFAULT_QUEUE_MAX;
     this.url = options.url ?? workerUrl();
     this.log = options.logger ?? ((m) => console.error(m));
-    for (let t = 1; t <= threads; t++) this.workers.push(this.spawn(t));
   }
 
-  /** Workers alive now. */
+  private started = false;
+
+  private start(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
+    for (let t = 1; t <= this.threads; t++) this.workers.push(this.spawn(t));
+  }
+
+  /** Workers alive now (starting the pool on first use). */
   get alive(): number {
+    this.start();
     let n = 0;
     for (const w of this.workers) if (!w.dead) n++;
     return n;
@@ -246,7 +257,8 @@ export class GraphPool {
     };
     this.entries.set(e.key, e);
     this.byIndex.set(index, e);
-    // Compaction frees slots: with searches on other threads it must wait for them (exclusive).
+    // Compaction frees slots: with searches on other threads it must wait for them
+    // (exclusive, compactIfDue); the owner calls that between writes.
     index.deferCompaction = true;
     for (const w of this.workers) if (!w.dead) this.attachTo(w, e);
     return e;
@@ -416,19 +428,22 @@ export class GraphPool {
     vectors: ArrayLike<number>,
     threads: number,
   ): Promise<void> {
-    if (!index.batchable) {
+    const n = ids.length;
+    const use = this.closed ? 1 : Math.min(threads, this.alive, Math.ceil(n / 8));
+    if (!index.batchable || use <= 1) {
+      // In order on this thread: exactly the graph add() in a loop builds.
       const dim = index.dim;
-      for (let i = 0; i < ids.length; i++) {
+      if (vectors.length !== n * dim) {
+        throw new RangeError(
+          `vectors has ${vectors.length} floats; ${n} ids of dimension ${dim} need ${n * dim}`,
+        );
+      }
+      for (let i = 0; i < n; i++) {
         index.add(ids[i], Array.prototype.slice.call(vectors, i * dim, (i + 1) * dim));
       }
       return;
     }
-    const n = index.placeBatch(ids, vectors);
-    const use = Math.min(threads, this.alive, Math.ceil(n / 8));
-    if (this.closed || use <= 1) {
-      index.finishBatch();
-      return;
-    }
+    index.placeBatch(ids, vectors);
     const e = this.entry(index);
     const jobs: Promise<number>[] = [];
     for (const w of this.workers) {
@@ -491,7 +506,6 @@ export class GraphPool {
     for (const job of e.waiting.splice(0)) job.reject(new ThreadPoolError("the index was closed"));
     this.entries.delete(e.key);
     this.byIndex.delete(index);
-    index.deferCompaction = false;
     for (const w of this.workers) if (!w.dead) w.post({ op: "detach", key: e.key }, false);
   }
 
@@ -502,7 +516,6 @@ export class GraphPool {
     const err = new ThreadPoolError("the graph pool is closed");
     for (const e of this.entries.values()) {
       for (const job of e.waiting.splice(0)) job.reject(err);
-      e.index.deferCompaction = false;
     }
     await Promise.all(this.workers.map((w) => w.worker.terminate()));
   }

@@ -638,8 +638,19 @@ export class HnswIndex {
    * {@link SharedGraph.link} (on this thread or a worker). An older point of `id` becomes a
    * tombstone first.
    */
-  private place(id: number, src: ArrayLike<number>, offset: number): number {
-    if (this.ids.get(id) >= 0) this.delete(id);
+  private place(id: number, src: ArrayLike<number>, offset: number, retire = false): number {
+    const old = this.ids.get(id);
+    if (old >= 0) {
+      if (retire && this.flags[old] !== FLAG_PENDING) {
+        // A batch keeps the old point live (navigable, and in results) until the batch is
+        // linked: deleting every old version first would cut the new points off the graph.
+        this.ids.delete(id);
+        this.live--;
+        this.retired.push(old);
+      } else {
+        this.delete(id);
+      }
+    }
     const slot = this.allocSlot();
     const store = this.store;
     if (offset === 0) {
@@ -678,13 +689,14 @@ export class HnswIndex {
 
   /**
    * First half of a parallel insert: places every point of the batch (`ids[i]` with vector
-   * `vectors[i*dim ..]`; a later repeat of an id wins, an older point of an id becomes a
-   * tombstone) as a pending slot, lists the slots in the layout's batch buffer for
+   * `vectors[i*dim ..]`; a later repeat of an id wins; a point the batch replaces stays live
+   * until {@link finishBatch}, then becomes a tombstone) as a pending slot, lists the slots in the layout's batch buffer for
    * {@link SharedGraph.linkBatch}, and returns how many there are. The caller then links them
    * (on this thread or on pool workers, graph_pool.ts) and calls {@link finishBatch}; nothing
    * else may change the index in between. Pending slots are never search results.
-   * Float indexes only ({@link batchable}); the levels are drawn in batch order, so one thread
-   * linking the batch in order builds exactly the graph {@link add} in a loop builds.
+   * Float indexes only ({@link batchable}). Levels are drawn in batch order; without
+   * replaced points, one thread linking the batch in order builds the graph {@link add} in a
+   * loop builds.
    */
   placeBatch(ids: ArrayLike<number>, vectors: ArrayLike<number>): number {
     if (!this.batchable) throw new TypeError("placeBatch: a quantized index inserts with add");
@@ -709,8 +721,9 @@ export class HnswIndex {
     const defer = this.deferCompaction;
     this.deferCompaction = true;
     const batch = new Int32Array(this.layout.batch, 0, n);
+    this.retired.length = 0;
     try {
-      for (let i = 0; i < n; i++) batch[i] = this.place(ids[i], vectors, i * dim);
+      for (let i = 0; i < n; i++) batch[i] = this.place(ids[i], vectors, i * dim, true);
     } finally {
       this.deferCompaction = defer;
     }
@@ -736,6 +749,13 @@ export class HnswIndex {
       if (Atomics.load(this.states, slot) === STATE_PENDING) this.graph.link(slot);
       if (this.flags[slot] === FLAG_PENDING) this.flags[slot] = FLAG_LIVE;
     }
+    // The points the batch replaced become tombstones now (their ids map to the new slots).
+    for (const old of this.retired) {
+      this.flags[old] = FLAG_DELETED;
+      Atomics.store(this.states, old, STATE_DELETED);
+      this.deleted++;
+    }
+    this.retired.length = 0;
     this.batchSize = 0;
     if (!this.deferCompaction && this.compactDue()) this.compact();
   }
@@ -746,6 +766,8 @@ export class HnswIndex {
   }
 
   private batchSize = 0;
+  /** Slots of points the current batch replaces (tombstoned by finishBatch). */
+  private readonly retired: number[] = [];
 
   /** Whether tombstones passed `compactRatio` of the slots in use (see {@link compact}). */
   compactDue(): boolean {
@@ -758,14 +780,7 @@ export class HnswIndex {
    */
   search(query: ArrayLike<number>, k: number, options: SearchOptions = {}): Hit[] {
     validateVector(query, this.dim, "query");
-    checkInt("k", k, 1, MAX_K);
-    let ef: number;
-    if (options.ef !== undefined) {
-      ef = checkInt("ef", options.ef, 1, MAX_EF);
-      if (ef < k) throw new RangeError(`ef ${ef} must be at least k ${k}`);
-    } else {
-      ef = Math.max(this.ef, k);
-    }
+    const ef = this.searchEf(k, options.ef);
     const rescore = options.rescore === undefined
       ? this.rescore
       : checkInt("rescore", options.rescore, 1, MAX_RESCORE);
@@ -794,6 +809,18 @@ export class HnswIndex {
     this.searchLayer(src, q, cur, curDist, ef, 0, true, filter);
     if (codes !== null) this.rerank(Math.max(k, rescore * k), k);
     return this.takeResults(k);
+  }
+
+  /**
+   * The ef a search of k results runs with: `ef` (checked: at least k) or the index's default
+   * raised to k. Throws a RangeError naming a bad k or ef.
+   */
+  searchEf(k: number, ef?: number): number {
+    checkInt("k", k, 1, MAX_K);
+    if (ef === undefined) return Math.max(this.ef, k);
+    checkInt("ef", ef, 1, MAX_EF);
+    if (ef < k) throw new RangeError(`ef ${ef} must be at least k ${k}`);
+    return ef;
   }
 
   /**

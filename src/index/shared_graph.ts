@@ -758,10 +758,30 @@ export class SharedGraph {
       const n = this.selectNeighbors(this.M);
       for (let j = 0; j < n; j++) chosen[j] = this.selOut[j];
       const links = l === 0 ? this.links0 : this.upper;
+      const max = l === 0 ? this.M0 : this.M;
       this.lock(slot);
       const off = this.listOffset(slot, l);
+      // Other threads may already have linked to this pending slot (and added themselves to
+      // its list): keep those after the chosen ones while there is room, instead of
+      // overwriting them. One build thread never finds anything here.
+      const had = links[off];
+      const keep = this.listBuf;
+      let m = 0;
+      for (let j = 0; j < had && j < max; j++) {
+        const e = links[off + 1 + j];
+        let dup = false;
+        for (let i = 0; i < n; i++) {
+          if (chosen[i] === e) {
+            dup = true;
+            break;
+          }
+        }
+        if (!dup) keep[m++] = e;
+      }
       for (let j = 0; j < n; j++) links[off + 1 + j] = chosen[j];
-      links[off] = n;
+      let cnt = n;
+      for (let j = 0; j < m && cnt < max; j++) links[off + 1 + cnt++] = keep[j];
+      links[off] = cnt;
       this.unlock(slot);
       for (let j = 0; j < n; j++) this.addLink(chosen[j], slot, l);
     }
