@@ -623,7 +623,8 @@ export class HnswIndex {
     validateId(id);
     validateVector(vector, this.dim);
     const slot = this.place(id, vector, 0);
-    this.graph.link(slot);
+    // Solo: no batch is being linked (the caller applies writes one at a time).
+    this.graph.link(slot, this.batchSize === 0);
     this.flags[slot] = FLAG_LIVE;
     if (this.codes !== null) {
       this.mirrorInsert(this.codes, slot);

@@ -418,6 +418,15 @@ export class SharedGraph {
     const off = this.listOffset(slot, level);
     if (level > 0 && off + max >= this.upper.length) this.refreshViews();
     const links = level === 0 ? this.links0 : this.upper;
+    if (this.solo) {
+      // The only writer reads its own lists: no torn read is possible, no copy needed.
+      this.rlArr = links;
+      this.rlOff = off + 1;
+      const cnt = links[off];
+      return cnt > max ? max : cnt;
+    }
+    this.rlArr = dst;
+    this.rlOff = 0;
     const seq = this.seq;
     for (;;) {
       const v = Atomics.load(seq, slot);
@@ -428,6 +437,12 @@ export class SharedGraph {
       if (Atomics.load(seq, slot) === v) return cnt;
     }
   }
+
+  /** Where the list {@link readList} returned lies: `rlArr[rlOff ..]`. */
+  private rlArr: Uint32Array = new Uint32Array(0);
+  private rlOff = 0;
+  /** True during a {@link link} whose caller is the graph's only writer (see there). */
+  private solo = false;
 
   private nextEpoch(): number {
     const cap = Atomics.load(this.header, H_CAPACITY);
@@ -479,9 +494,11 @@ export class SharedGraph {
     while (changed) {
       changed = false;
       const cnt = this.readList(cur, level, buf);
+      const src = this.rlArr;
+      const so = this.rlOff;
       let m = 0;
       for (let j = 0; j < cnt; j++) {
-        const n = buf[j];
+        const n = src[so + j];
         if (this.walkable(n, mode, self)) u32[si + m++] = n;
       }
       this.slotsKernel(
@@ -542,12 +559,14 @@ export class SharedGraph {
       if (cand.topKey() > bound && res.size >= ef) break;
       const c = cand.pop();
       const cnt = this.readList(c, level, buf);
+      const src = this.rlArr;
+      const so = this.rlOff;
       let m = 0;
       // The visited test first (private, hot in cache), then the state (shared): a pending
       // node marked visited is not looked at again this search, which only skips it.
       let visited = this.visited;
       for (let j = 0; j < cnt; j++) {
-        const n = buf[j];
+        const n = src[so + j];
         if (n >= visited.length) {
           this.visit(n, epoch);
           visited = this.visited;
@@ -706,8 +725,21 @@ export class SharedGraph {
    * Links `slot` into the graph at layers 0..levels[slot] (the paper's Algorithm 1), safe
    * beside other threads linking other slots and threads searching. Its vector, level, label
    * and upper block must be written and its state pending; it turns live at the end.
+   *
+   * `solo`: the caller's thread is the only one writing the graph meanwhile (other threads may
+   * only search), so this thread reads lists in place instead of copying them under the
+   * seqlock (HnswIndex.add; the result is the same).
    */
-  link(slot: number): void {
+  link(slot: number, solo = false): void {
+    this.solo = solo;
+    try {
+      this.linkSlot(slot);
+    } finally {
+      this.solo = false;
+    }
+  }
+
+  private linkSlot(slot: number): void {
     // The owner grows buffers only before it hands slots out (never during a batch), so views
     // fresh at the start of an insert cover everything the insert touches.
     if (
