@@ -26,11 +26,13 @@
  * on the owner's thread, so the caller still gets an answer) and is replaced, up to
  * {@link MAX_RESTARTS} times per pool; past that the pool runs with the workers left, and with
  * none every search runs on the owner. A worker that dies while linking may hold a slot lock
- * (an odd seq word) or the global lock: once the batch's other workers are done, the owner
- * releases every lock left taken (the half-written list is kept: its words are valid slots),
- * links the slots nobody claimed and links again the slots the dead worker left pending
- * ({@link HnswIndex.finishBatch}). Nothing waits on a dead worker: readers spin only while a
- * lock is odd, and that is fixed before the batch returns.
+ * (an odd seq word) or the global lock: the owner frees them when it learns of the death
+ * ({@link recoverLocks}: at once for the global lock, after {@link LOCK_RECOVERY_MS} for a slot
+ * lock), so the other threads, which spin on them, go on; once the batch's other workers are
+ * done it also releases any lock still taken (the half-written list is kept: its words are
+ * valid slots), links the slots nobody claimed and links again the slots the dead worker left
+ * pending ({@link HnswIndex.finishBatch}). An exception inside a locked section (the worker
+ * lives on) releases its lock on the way out.
  *
  * Runtimes: Deno starts `graph_worker.ts` directly; Node from the bundle starts
  * `build/js/graph_worker.mjs`; Node from the sources through tsx (tests start servers so)
@@ -398,6 +400,7 @@ export class GraphPool {
         job.reject(err);
       }
     }
+    for (const e of this.entries.values()) recoverLocks(e.index, w.thread, this.log);
     if (this.closed) return;
     const at = this.workers.indexOf(w);
     if (this.restarts < MAX_RESTARTS && at >= 0) {
@@ -524,6 +527,47 @@ export class GraphPool {
 /** Link request ids start above every lane number, so one answer map serves both. */
 const LINK_ID_BASE = 1 << 20;
 const LINK_ID_SPAN = 1 << 20;
+
+/** How long a slot lock a dead worker announced must stay taken before the owner frees it. */
+export const LOCK_RECOVERY_MS = 1000;
+
+/**
+ * Frees the locks the dead worker `thread` may hold on `index`'s graph, at once (not only at
+ * the end of a batch: the other workers would spin on them meanwhile). The global lock's word
+ * names its holder, and only its holder moves the entry point: both are freed when the holder
+ * is the dead thread. A slot lock is announced (the layout's `held` word) before it is taken;
+ * when that slot's seq word is odd and stays unchanged for {@link LOCK_RECOVERY_MS} (a live
+ * holder keeps a list lock for microseconds), it was the dead thread's and is released.
+ */
+function recoverLocks(index: HnswIndex, thread: number, log: (m: string) => void): void {
+  const L = index.layout;
+  const h = new Int32Array(L.header);
+  if (Atomics.load(h, H_GLOBAL) === thread + 1) {
+    if ((Atomics.load(h, H_EP_SEQ) & 1) !== 0) Atomics.add(h, H_EP_SEQ, 1);
+    Atomics.store(h, H_GLOBAL, 0);
+    Atomics.notify(h, H_GLOBAL);
+    log(`graph worker ${thread} died holding the global lock: released`);
+  }
+  const held = new Int32Array(L.held);
+  const slot = Atomics.load(held, thread);
+  Atomics.store(held, thread, -1);
+  if (slot < 0) return;
+  const seq = new Int32Array(L.seq);
+  const v = Atomics.load(seq, slot);
+  if ((v & 1) === 0) return;
+  const start = Date.now();
+  const poll = () => {
+    if (Atomics.load(seq, slot) !== v) return;
+    if (Date.now() - start < LOCK_RECOVERY_MS) {
+      setTimeout(poll, 50);
+      return;
+    }
+    if (Atomics.compareExchange(seq, slot, v, v + 1) === v) {
+      log(`graph worker ${thread} died holding the lock of slot ${slot}: released`);
+    }
+  };
+  setTimeout(poll, 50);
+}
 
 /** Releases every lock of `index`'s graph left taken by a dead worker (see the module doc). */
 function releaseLocks(index: HnswIndex): void {

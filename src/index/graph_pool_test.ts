@@ -359,3 +359,42 @@ Deno.test("parallel upsert batches (every id replaced, compaction between) keep 
     await pool.close();
   }
 });
+
+Deno.test("a worker that dies while linking a batch: the batch completes, no lock stays taken, every point is found", async () => {
+  const dim = 8, n = 20000;
+  const data = randomVectors(n, dim, 31);
+  const pool = new GraphPool(2, { logger: () => {} });
+  const t = new HnswIndex({ dim, M: 8, efConstruction: 80 });
+  try {
+    await pool.addBatch(
+      t,
+      Array.from({ length: 100 }, (_, i) => i),
+      data.subarray(0, 100 * dim),
+      2,
+    );
+    const batch = pool.addBatch(
+      t,
+      Array.from({ length: n - 100 }, (_, i) => 100 + i),
+      data.subarray(100 * dim),
+      2,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    await pool.threadHandles[0].terminate();
+    await batch;
+    assert.equal(t.count, n);
+    await new Promise((r) => setTimeout(r, 1200)); // lock recovery's grace
+    const seq = new Int32Array(t.layout.seq);
+    for (let s = 0; s < seq.length; s++) assert.equal(seq[s] & 1, 0, `slot ${s} still locked`);
+    const states = new Uint8Array(t.layout.states);
+    for (let s = 0; s < n; s++) assert.equal(states[s], STATE_LIVE, `slot ${s}`);
+    let found = 0;
+    for (let i = 0; i < n; i += 97) {
+      if (t.search(row(data, i, dim), 1, { ef: 64 })[0].id === i) found++;
+      if ((await searchOn(pool, t, row(data, i, dim), 1, 64))[0].id === i) found++;
+    }
+    assert.ok(found >= 2 * Math.ceil(n / 97) * 0.99, `${found} exact matches`);
+    assert.equal(pool.restarts, 1);
+  } finally {
+    await pool.close();
+  }
+});

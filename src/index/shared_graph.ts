@@ -120,6 +120,11 @@ export interface GraphLayout {
   seq: SharedArrayBuffer;
   /** i32 slots of the current link batch (`H_LINK_NEXT` / `H_LINK_END` index into it). */
   batch: SharedArrayBuffer;
+  /**
+   * i32 per thread: the slot whose lock the thread is taking or holds (-1: none), so that the
+   * owner can release it when the thread dies (graph_pool.ts).
+   */
+  held: SharedArrayBuffer;
 }
 
 /** Parameters of {@link createLayout}. */
@@ -204,7 +209,14 @@ export function createLayout(o: LayoutOptions): GraphLayout {
     labels: growable(cap * 4),
     seq: growable(cap * 4),
     batch: growable(cap * 4),
+    held: heldWords(o.threads),
   };
+}
+
+function heldWords(threads: number): SharedArrayBuffer {
+  const b = new SharedArrayBuffer(threads * 4);
+  new Int32Array(b).fill(-1);
+  return b;
 }
 
 /** Result of {@link SharedGraph.search}: parallel arrays, nearest first, `count` valid. */
@@ -239,6 +251,9 @@ export class SharedGraph {
   private readonly pair: PairKernel;
   private readonly slotsKernel: SlotsKernel;
   readonly header: Int32Array;
+  /** This thread's scratch block number (0: the owner). */
+  readonly thread: number;
+  private readonly held: Int32Array;
   /**
    * Fixed-length views of the growable buffers, replaced by {@link refreshViews} when they
    * grew: V8 reads a length-tracking view of a growable buffer about 2.5 times slower than a
@@ -303,6 +318,8 @@ export class SharedGraph {
     this.su32 = new Uint32Array(buf, 0, this.vectorsPtr >>> 2);
     this.sf32 = new Float32Array(buf, 0, this.vectorsPtr >>> 2);
     this.header = new Int32Array(layout.header);
+    this.thread = thread;
+    this.held = new Int32Array(layout.held);
     this.refreshViews();
     this.cand = new MinHeap(256);
     this.res = new MaxHeap(256);
@@ -352,6 +369,8 @@ export class SharedGraph {
   /** Takes `slot`'s lock (its seq word odd): its link lists may be rewritten until {@link unlock}. */
   lock(slot: number): void {
     const seq = this.seq;
+    // Announced before it is taken: a thread that dies holding it can be found (graph_pool.ts).
+    Atomics.store(this.held, this.thread, slot);
     for (;;) {
       const v = Atomics.load(seq, slot);
       if ((v & 1) === 0 && Atomics.compareExchange(seq, slot, v, v + 1) === v) return;
@@ -361,20 +380,28 @@ export class SharedGraph {
   /** Releases `slot`'s lock (seq even again, one step on: readers that overlapped retry). */
   unlock(slot: number): void {
     Atomics.add(this.seq, slot, 1);
+    Atomics.store(this.held, this.thread, -1);
   }
 
+  /** Holds the global lock; its word is the holder's thread + 1 (found if the holder dies). */
   private lockGlobal(): void {
     const h = this.header;
-    while (Atomics.compareExchange(h, H_GLOBAL, 0, 1) !== 0) {
+    for (;;) {
+      const v = Atomics.compareExchange(h, H_GLOBAL, 0, this.thread + 1);
+      if (v === 0) break;
       // Long holds (a whole insert): sleep instead of spinning where the thread may block.
-      Atomics.wait(h, H_GLOBAL, 1, 1);
+      Atomics.wait(h, H_GLOBAL, v, 1);
     }
+    this.globalHeld = true;
   }
 
   private unlockGlobal(): void {
+    this.globalHeld = false;
     Atomics.store(this.header, H_GLOBAL, 0);
     Atomics.notify(this.header, H_GLOBAL);
   }
+
+  private globalHeld = false;
 
   /** Entry point and top layer, read consistently: `[entry, maxLevel]` into the fields. */
   private epEntry = -1;
@@ -686,15 +713,23 @@ export class SharedGraph {
 
   /** Adds `to` to the list of `from` on `level` under `from`'s lock, pruning when full. */
   private addLink(from: number, to: number, level: number): void {
+    this.lock(from);
+    try {
+      this.addLinkLocked(from, to, level);
+    } finally {
+      // Also on an exception (the worker keeps serving): never a lock left taken.
+      this.unlock(from);
+    }
+  }
+
+  private addLinkLocked(from: number, to: number, level: number): void {
     const links = level === 0 ? this.links0 : this.upper;
     const max = level === 0 ? this.M0 : this.M;
-    this.lock(from);
     const off = this.listOffset(from, level);
     const cnt = links[off];
     if (cnt < max) {
       links[off + 1 + cnt] = to;
       links[off] = cnt + 1;
-      this.unlock(from);
       return;
     }
     const u32 = this.su32;
@@ -718,7 +753,6 @@ export class SharedGraph {
     const n = this.selectNeighbors(max);
     for (let j = 0; j < n; j++) links[off + 1 + j] = this.selOut[j];
     links[off] = n;
-    this.unlock(from);
   }
 
   /**
@@ -736,6 +770,7 @@ export class SharedGraph {
       this.linkSlot(slot);
     } finally {
       this.solo = false;
+      if (this.globalHeld) this.unlockGlobal();
     }
   }
 
@@ -796,25 +831,28 @@ export class SharedGraph {
       // Other threads may already have linked to this pending slot (and added themselves to
       // its list): keep those after the chosen ones while there is room, instead of
       // overwriting them. One build thread never finds anything here.
-      const had = links[off];
-      const keep = this.listBuf;
-      let m = 0;
-      for (let j = 0; j < had && j < max; j++) {
-        const e = links[off + 1 + j];
-        let dup = false;
-        for (let i = 0; i < n; i++) {
-          if (chosen[i] === e) {
-            dup = true;
-            break;
+      try {
+        const had = links[off];
+        const keep = this.listBuf;
+        let m = 0;
+        for (let j = 0; j < had && j < max; j++) {
+          const e = links[off + 1 + j];
+          let dup = false;
+          for (let i = 0; i < n; i++) {
+            if (chosen[i] === e) {
+              dup = true;
+              break;
+            }
           }
+          if (!dup) keep[m++] = e;
         }
-        if (!dup) keep[m++] = e;
+        for (let j = 0; j < n; j++) links[off + 1 + j] = chosen[j];
+        let cnt = n;
+        for (let j = 0; j < m && cnt < max; j++) links[off + 1 + cnt++] = keep[j];
+        links[off] = cnt;
+      } finally {
+        this.unlock(slot);
       }
-      for (let j = 0; j < n; j++) links[off + 1 + j] = chosen[j];
-      let cnt = n;
-      for (let j = 0; j < m && cnt < max; j++) links[off + 1 + cnt++] = keep[j];
-      links[off] = cnt;
-      this.unlock(slot);
       for (let j = 0; j < n; j++) this.addLink(chosen[j], slot, l);
     }
     // Pending -> live, unless the owner deleted it meanwhile (an upsert or delete of its id
