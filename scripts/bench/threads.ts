@@ -34,6 +34,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { Worker } from "node:worker_threads";
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import process from "node:process";
@@ -102,6 +103,40 @@ function cpuSeconds(pid: number): number {
 
 log(`threads bench: ${ds.name} n=${ds.base.n} ${ds.metric}, ${nq} queries, recall@10 at ef 200`);
 
+/**
+ * How much two threads get done now against one on a fixed pure-CPU loop (no memory, no shared
+ * data): the most the machine allows at this moment. On a shared 2-core machine other processes
+ * often leave about one core, and then nothing can show a 2x.
+ */
+async function cpuScaling(): Promise<number> {
+  const code = `const { parentPort } = require("node:worker_threads");
+parentPort.on("message", (n) => { let s = 0; for (let i = 0; i < n; i++) s = (s + Math.imul(i, 40503)) | 0; parentPort.postMessage(s); });`;
+  const ws = [new Worker(code, { eval: true }), new Worker(code, { eval: true })];
+  const run = (k: number, n: number) =>
+    Promise.all(
+      ws.slice(0, k).map((w) =>
+        new Promise((r) => {
+          w.once("message", r);
+          w.postMessage(n);
+        })
+      ),
+    );
+  await run(2, 1e6);
+  let t0 = performance.now();
+  await run(1, 4e8);
+  const one = performance.now() - t0;
+  t0 = performance.now();
+  await run(2, 2e8);
+  const two = performance.now() - t0;
+  for (const w of ws) await w.terminate();
+  return one / two;
+}
+const probe = async () =>
+  log(
+    `machine now: 2 threads do ${(await cpuScaling()).toFixed(2)}x the work of 1 (pure-CPU loop)`,
+  );
+await probe();
+
 async function build(threads: number): Promise<{ node: NodeProcess; wall: number; cpu: number }> {
   const node = await NodeProcess.start({
     runtime: "bundle",
@@ -142,6 +177,7 @@ try {
   if (PHASES.has("build")) {
     for (let r = 0; r < ROUNDS; r++) {
       for (const t of BUILD) {
+        await probe();
         const b = await build(t);
         const rec = await measureRecall(b.node.address, queries, ds.gt, spec, 4, TIMEOUT_MS);
         log(
@@ -161,6 +197,7 @@ try {
     const vectors = Array.from({ length: nq }, (_, i) => row(queries, i));
     for (let r = 0; r < ROUNDS; r++) {
       for (const t of SEARCH) {
+        await probe();
         await last!.restart({ args: [...NO_AUTO_SNAPSHOTS, "--search-threads", String(t)] });
         const addr = last!.address;
         const rec = await measureRecall(addr, queries, ds.gt, spec, 4, TIMEOUT_MS);

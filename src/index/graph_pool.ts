@@ -113,6 +113,8 @@ interface SearchJob {
   query: ArrayLike<number>;
   k: number;
   ef: number;
+  /** Workers it may run on: the first `threads` of the pool (while any of them is alive). */
+  threads: number;
   lane: number;
   worker: PoolWorker | null;
   resolve: (r: PoolSearchResult) => void;
@@ -270,13 +272,15 @@ export class GraphPool {
    * The k nearest live points of `index` to `query` (validated by the caller; `ef` >= k),
    * searched on a worker; null when the pool cannot take it (k above {@link LANE_K}, no worker
    * alive, pool closed): the caller searches on its own thread. Throws
-   * {@link SearchQueueFullError} when the index's queue is full.
+   * {@link SearchQueueFullError} when the index's queue is full. `threads`: the workers it may
+   * use (the node's `--search-threads` when the pool is larger for `--build-threads`).
    */
   search(
     index: HnswIndex,
     query: ArrayLike<number>,
     k: number,
     ef: number,
+    threads: number = this.threads,
   ): Promise<PoolSearchResult> | null {
     if (this.closed || k > LANE_K || this.alive === 0) return null;
     const e = this.entry(index);
@@ -292,6 +296,7 @@ export class GraphPool {
         query,
         k,
         ef,
+        threads,
         lane: -1,
         worker: null,
         resolve,
@@ -305,9 +310,13 @@ export class GraphPool {
   private dispatch(job: SearchJob): void {
     const e = job.entry;
     let best: PoolWorker | null = null;
-    for (const w of this.workers) {
+    const ws = this.workers;
+    for (let i = 0; i < ws.length && i < job.threads; i++) {
+      const w = ws[i];
       if (!w.dead && (best === null || w.inFlight < best.inFlight)) best = w;
     }
+    // All of its own dead: any worker alive.
+    for (const w of ws) if (best === null && !w.dead) best = w;
     if (best === null) {
       job.reject(new ThreadPoolError("no graph worker is alive"));
       return;

@@ -1361,7 +1361,7 @@ export class Collection {
       validateVector(vector, index.dim, "vector");
       const e = index.searchEf(k, ef);
       if (index.count === 0) return { hits: [], ef: e, visited: 0 };
-      const p = t.pool.search(index, vector, k, e);
+      const p = t.pool.search(index, vector, k, e, t.search);
       if (p !== null) {
         try {
           const r = await p;
