@@ -1,57 +1,62 @@
 /**
- * Multi-threaded HNSW (src/index/threaded_hnsw.ts) on GloVe-100: build time with 1 and 2
- * build threads and search queries/s with 1 and 2 search threads, recall@10 for each, beside
- * hnswlib-node (native, single-threaded `addPoint` from JS) in the same run. Every figure is
- * printed with `os.loadavg()` beside it: the machine is shared, so read the figures with the
- * load.
+ * Graph threads through a real storage node (a script, not a test): one node process from the
+ * bundle (`build/js/node.mjs`, `deno task build:js`), gRPC over loopback, GloVe-100 (cosine,
+ * M 16, ef_construction 200; the first `--n` base vectors), recall@10 at ef 200 against exact
+ * ground truth (`--queries` held-out queries).
  *
- * | flag              | default | meaning                                                   |
- * |-------------------|---------|-----------------------------------------------------------|
- * | `--n`             | 100000  | base vectors (GloVe-100 has 1,183,514 minus the queries)  |
- * | `--M`             | 16      |                                                           |
- * | `--ef-construction` | 200   |                                                           |
- * | `--ef`            | 200     | search ef                                                 |
- * | `--queries`       | 1000    | queries used (of the 1,000 held out)                      |
- * | `--build-threads` | 1,2     | build thread counts to time                               |
- * | `--search-threads`| 1,2     | search thread counts to time (1: the caller's thread too) |
- * | `--batch`         | 10000   | points per addBatch call                                  |
- * | `--no-hnswlib`    | false   | skip hnswlib-node                                         |
- * | `--rounds`        | 3       | search rounds (configurations interleaved; best kept)     |
- * | `--baseline`      | false   | also build the single-threaded HnswIndex (same seed) and time its searches |
+ * | phase   | what                                                                         |
+ * |---------|------------------------------------------------------------------------------|
+ * | build   | for each `--build-threads` value (rounds interleave them): a fresh node, the points sent as PutBatches of `--batch` with `--inflight` in flight; wall time and the node's CPU seconds; recall |
+ * | search  | the last build's data directory, the node restarted with each `--search-threads` value (interleaved, `--rounds` each): `--clients` clients on this machine (each its own channel, one request at a time) for `--seconds`; queries/s, node CPU s per query, recall |
  *
- * @example
+ * The machine is shared and noisy: every figure is printed with the load average, and the
+ * node's CPU seconds (utime + stime of the process, all its threads, from /proc) beside wall
+ * time. The clients run in this process (Deno); its CPU seconds are printed too.
+ *
  * ```sh
- * deno run -A --v8-flags=--max-old-space-size=8192 scripts/bench/threads.ts --n 100000
+ * deno task build:js
+ * deno run -A scripts/bench/threads.ts                          # 100K, 1 vs 2 threads
+ * deno run -A scripts/bench/threads.ts --n 20000 --seconds 5     # quick
  * ```
+ *
+ * | flag               | default | meaning                                            |
+ * |--------------------|---------|----------------------------------------------------|
+ * | `--n`              | 100000  | base vectors                                       |
+ * | `--queries`        | 1000    | queries (recall and the timed searches cycle them) |
+ * | `--build-threads`  | 1,2     | values compared in the build phase                 |
+ * | `--search-threads` | 1,2     | values compared in the search phase                |
+ * | `--rounds`         | 2       | rounds of each value (interleaved)                 |
+ * | `--clients`        | 16      | concurrent search clients                          |
+ * | `--seconds`        | 20      | length of one timed search run                     |
+ * | `--batch`          | 1000    | points per PutBatch                                |
+ * | `--inflight`       | 4       | PutBatches in flight                               |
+ * | `--phases`         | build,search | which phases                                  |
  * @module
  */
 import { parseArgs } from "node:util";
+import { Worker } from "node:worker_threads";
+import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import process from "node:process";
-import { spawnSync } from "node:child_process";
-import { Worker } from "node:worker_threads";
-import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { NodeProcess } from "../../harness/node.ts";
+import { REPO_ROOT } from "../../harness/process.ts";
 import { loadDataset } from "./lib/dataset.ts";
-import { ThreadedHnsw } from "../../src/index/threaded_hnsw.ts";
-import { type Hit, HnswIndex } from "../../src/index/hnsw.ts";
+import { measureRecall, ownClient, row, type SearchSpec } from "./lib/cluster_search.ts";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
-const { values: args } = parseArgs({
+const { values: flags } = parseArgs({
   args: Deno.args,
   options: {
     n: { type: "string", default: "100000" },
-    M: { type: "string", default: "16" },
-    "ef-construction": { type: "string", default: "200" },
-    ef: { type: "string", default: "200" },
     queries: { type: "string", default: "1000" },
     "build-threads": { type: "string", default: "1,2" },
     "search-threads": { type: "string", default: "1,2" },
-    batch: { type: "string", default: "10000" },
-    "no-hnswlib": { type: "boolean", default: false },
-    baseline: { type: "boolean", default: false },
-    rounds: { type: "string", default: "3" },
+    rounds: { type: "string", default: "2" },
+    clients: { type: "string", default: "16" },
+    seconds: { type: "string", default: "20" },
+    batch: { type: "string", default: "1000" },
+    inflight: { type: "string", default: "4" },
+    phases: { type: "string", default: "build,search" },
   },
 });
 const int = (name: string, v: string) => {
@@ -61,33 +66,47 @@ const int = (name: string, v: string) => {
   }
   return x;
 };
-const M = int("M", args.M!);
-const efc = int("ef-construction", args["ef-construction"]!);
-const ef = int("ef", args.ef!);
-const k = 10;
-const batch = int("batch", args.batch!);
-const buildThreads = args["build-threads"]!.split(",").map((s) => int("build-threads", s));
-const searchThreads = args["search-threads"]!.split(",").map((s) => int("search-threads", s));
-const cacheDir = join(root, ".cache", "bench");
-const ds = loadDataset({ cacheDir, n: int("n", args.n!) });
-const nq = Math.min(int("queries", args.queries!), ds.queries.n);
-const dim = ds.base.dim;
-const queries = ds.queries.data.slice(0, nq * dim);
-/** CPU seconds of the whole process (every thread): wall time hides how busy the machine is. */
-const cpuS = () => {
+const N = int("n", flags.n!);
+const ROUNDS = int("rounds", flags.rounds!);
+const CLIENTS = int("clients", flags.clients!);
+const SECONDS = int("seconds", flags.seconds!);
+const BATCH = int("batch", flags.batch!);
+const INFLIGHT = int("inflight", flags.inflight!);
+const BUILD = flags["build-threads"]!.split(",").map((s) => int("build-threads", s));
+const SEARCH = flags["search-threads"]!.split(",").map((s) => int("search-threads", s));
+const PHASES = new Set(flags.phases!.split(","));
+const COLLECTION = "threads";
+const TIMEOUT_MS = 120_000;
+const NO_AUTO_SNAPSHOTS = ["--snapshot-every-ops", "100000000", "--snapshot-every-s", "100000000"];
+
+const ds = loadDataset({ cacheDir: join(REPO_ROOT, ".cache", "bench"), n: N });
+const nq = Math.min(int("queries", flags.queries!), ds.queries.n);
+const queries = {
+  n: nq,
+  dim: ds.queries.dim,
+  data: ds.queries.data.subarray(0, nq * ds.queries.dim),
+};
+const spec: SearchSpec = { collection: COLLECTION, k: 10, ef: 200 };
+const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
+const log = (s: string) => console.log(`${s}  [load ${load()}]`);
+const selfCpu = () => {
   const c = process.cpuUsage();
   return (c.user + c.system) / 1e6;
 };
-const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
-const log = (s: string) => console.log(`${s}  [load ${load()}]`);
-log(
-  `threads bench: ${ds.name} n=${ds.base.n} dim=${dim} ${ds.metric} M=${M} efc=${efc} ef=${ef} k=${k}, ${nq} queries`,
-);
+
+/** CPU seconds (user + system, every thread) the process `pid` used so far. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+log(`threads bench: ${ds.name} n=${ds.base.n} ${ds.metric}, ${nq} queries, recall@10 at ef 200`);
 
 /**
- * How much two threads get done now against one, on a fixed pure-CPU loop (no memory, no
- * shared data): the ceiling the machine allows at this moment. Other processes on a shared
- * 2-core machine often leave about one core, and then no code can show a 2x.
+ * How much two threads get done now against one on a fixed pure-CPU loop (no memory, no shared
+ * data): the most the machine allows at this moment. On a shared 2-core machine other processes
+ * often leave about one core, and then nothing can show a 2x.
  */
 async function cpuScaling(): Promise<number> {
   const code = `const { parentPort } = require("node:worker_threads");
@@ -112,172 +131,112 @@ parentPort.on("message", (n) => { let s = 0; for (let i = 0; i < n; i++) s = (s 
   for (const w of ws) await w.terminate();
   return one / two;
 }
-
-function recall(results: Hit[][]): number {
-  let hit = 0;
-  for (let i = 0; i < nq; i++) {
-    const truth = new Set<number>();
-    for (let j = 0; j < k; j++) truth.add(ds.gt.data[i * ds.gt.dim + j]);
-    for (const h of results[i]) if (truth.has(h.id)) hit++;
-  }
-  return hit / (nq * k);
-}
-
-log(
-  `machine now: 2 threads do ${(await cpuScaling()).toFixed(2)}x the work of 1 on a pure-CPU loop`,
-);
-const ids = Array.from({ length: ds.base.n }, (_, i) => i);
-let baseline: HnswIndex | null = null;
-if (args.baseline) {
-  // The single-threaded index the node uses today, for the cost of the shared layout.
-  const h = new HnswIndex({ dim, metric: ds.metric, M, efConstruction: efc, capacity: ds.base.n });
-  const t0 = performance.now();
-  for (let i = 0; i < ds.base.n; i++) h.add(i, ds.base.data.subarray(i * dim, (i + 1) * dim));
-  const buildS = (performance.now() - t0) / 1000;
-  h.search(queries.subarray(0, dim), k, { ef });
-  const t1 = performance.now();
-  const res: Hit[][] = [];
-  for (let i = 0; i < nq; i++) {
-    res.push(h.search(queries.subarray(i * dim, (i + 1) * dim), k, { ef }));
-  }
-  const s = (performance.now() - t1) / 1000;
+const probe = async () =>
   log(
-    `HnswIndex (single-threaded): build ${buildS.toFixed(1)} s, search ${
-      (nq / s).toFixed(0)
-    } q/s, ` +
-      `recall@10 at ef ${ef} ${recall(res).toFixed(4)}`,
+    `machine now: 2 threads do ${(await cpuScaling()).toFixed(2)}x the work of 1 (pure-CPU loop)`,
   );
-  baseline = h;
-}
-const maxSearch = Math.max(...searchThreads);
-let last: ThreadedHnsw | null = null;
-for (const bt of buildThreads) {
-  const index = await ThreadedHnsw.create({
-    dim,
-    metric: ds.metric,
-    M,
-    efConstruction: efc,
-    capacity: ds.base.n,
-    maxCapacity: ds.base.n,
-    buildThreads: bt,
-    searchThreads: maxSearch,
+await probe();
+
+async function build(threads: number): Promise<{ node: NodeProcess; wall: number; cpu: number }> {
+  const node = await NodeProcess.start({
+    runtime: "bundle",
+    args: [...NO_AUTO_SNAPSHOTS, "--build-threads", String(threads), "--search-threads", "1"],
   });
-  const t0 = performance.now();
-  const c0 = cpuS();
-  for (let s = 0; s < ds.base.n; s += batch) {
-    const e = Math.min(ds.base.n, s + batch);
-    await index.addBatch(ids.slice(s, e), ds.base.data.subarray(s * dim, e * dim));
-  }
-  const buildS = (performance.now() - t0) / 1000;
-  const buildCpuS = cpuS() - c0;
-  const res: Hit[][] = [];
-  for (let i = 0; i < nq; i++) {
-    res.push(index.search(queries.subarray(i * dim, (i + 1) * dim), k, ef));
-  }
-  log(
-    `build  threads=${bt}: ${buildS.toFixed(1)} s (cpu ${buildCpuS.toFixed(1)} s, ${
-      (ds.base.n / buildS).toFixed(0)
-    } inserts/s), ` +
-      `recall@10 at ef ${ef} ${recall(res).toFixed(4)}`,
-  );
-  if (last !== null) await last.close();
-  last = index;
-}
-
-// Search throughput on the last graph built: the caller's thread, then the worker pool (and
-// HnswIndex with --baseline). Rounds interleave the configurations and the best of each is
-// kept, so a burst of load from other processes hurts one round, not one configuration.
-const index = last!;
-const rounds = int("rounds", args.rounds!);
-const configs: [string, () => Promise<Hit[][]>][] = [["caller thread", () => {
-  const res: Hit[][] = [];
-  for (let i = 0; i < nq; i++) {
-    res.push(index.search(queries.subarray(i * dim, (i + 1) * dim), k, ef));
-  }
-  return Promise.resolve(res);
-}]];
-for (const st of searchThreads) {
-  configs.push([`workers=${st}`, () => index.searchBatch(queries, k, ef, st)]);
-}
-if (baseline !== null) {
-  const h = baseline;
-  configs.push(["HnswIndex", () => {
-    const res: Hit[][] = [];
-    for (let i = 0; i < nq; i++) {
-      res.push(h.search(queries.subarray(i * dim, (i + 1) * dim), k, { ef }));
-    }
-    return Promise.resolve(res);
-  }]);
-}
-await index.searchBatch(queries.subarray(0, 8 * dim), k, ef, maxSearch); // warm the workers
-const best = new Map<string, number>();
-for (let r = 0; r < rounds; r++) {
-  const line: string[] = [];
-  for (const [name, run] of configs) {
-    const t0 = performance.now();
-    const c0 = cpuS();
-    const res = await run();
-    const qps = nq / ((performance.now() - t0) / 1000);
-    const cpuMsPerQuery = (cpuS() - c0) * 1000 / nq;
-    best.set(name, Math.max(best.get(name) ?? 0, qps));
-    line.push(
-      `${name} ${qps.toFixed(0)} q/s (cpu ${cpuMsPerQuery.toFixed(2)} ms/query, recall@10 ${
-        recall(res).toFixed(4)
-      })`,
-    );
-  }
-  log(`search round ${r + 1}: ${line.join(", ")}`);
-}
-log(
-  `search best of ${rounds}: ${[...best].map(([n, q]) => `${n} ${q.toFixed(0)} q/s`).join(", ")}`,
-);
-await index.close();
-log(
-  `machine now: 2 threads do ${(await cpuScaling()).toFixed(2)}x the work of 1 on a pure-CPU loop`,
-);
-
-if (!args["no-hnswlib"]) {
-  const dir = join(cacheDir, "hnswlib");
-  if (!existsSync(join(dir, "node_modules", "hnswlib-node"))) {
-    log(
-      "hnswlib-node is not installed in .cache/bench/hnswlib (deno task bench installs it); skipped",
-    );
-  } else {
-    const cfg = {
-      hnswlibDir: dir,
-      dataset: ds.name,
-      basePath: ds.basePath,
-      n: ds.base.n,
-      queriesPath: ds.queriesPath,
-      gtPath: ds.gtPath,
+  const api = ownClient(node.address, TIMEOUT_MS);
+  try {
+    await api.call("CreateCollection", {
+      name: COLLECTION,
+      dimension: ds.base.dim,
       metric: ds.metric,
-      M,
-      efConstruction: efc,
-      efs: [ef],
-      k,
-    };
-    const r = spawnSync("/usr/bin/env", [
-      "node",
-      "--max-old-space-size=8192",
-      "--import",
-      join(root, "node_modules", "tsx", "dist", "esm", "index.mjs"),
-      join(root, "scripts", "bench", "lib", "hnswlib_runner.ts"),
-      JSON.stringify(cfg),
-    ], { stdio: ["ignore", "pipe", "inherit"], maxBuffer: 64 << 20 });
-    if (r.status !== 0) {
-      log(`hnswlib runner failed with status ${r.status}`);
-    } else {
-      for (const line of r.stdout.toString().trim().split("\n").filter(Boolean)) {
-        const row = JSON.parse(line);
+      m: 16,
+      ef_construction: 200,
+    });
+    const cpu0 = cpuSeconds(node.pid);
+    const t0 = performance.now();
+    let next = 0;
+    await Promise.all(Array.from({ length: INFLIGHT }, async () => {
+      while (next < N) {
+        const from = next;
+        next += BATCH;
+        const points = [];
+        for (let i = from; i < Math.min(N, from + BATCH); i++) {
+          points.push({ id: i, vector: row(ds.base, i) });
+        }
+        await api.call("PutBatch", { points, collection: COLLECTION });
+      }
+    }));
+    const wall = (performance.now() - t0) / 1000;
+    return { node, wall, cpu: cpuSeconds(node.pid) - cpu0 };
+  } finally {
+    api.close();
+  }
+}
+
+let last: NodeProcess | null = null;
+try {
+  if (PHASES.has("build")) {
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const t of BUILD) {
+        await probe();
+        const b = await build(t);
+        const rec = await measureRecall(b.node.address, queries, ds.gt, spec, 4, TIMEOUT_MS);
         log(
-          `hnswlib-node (1 thread): build ${row.build_s.toFixed(1)} s, search ${
-            row.qps.toFixed(0)
-          } q/s ` +
-            `(one query at a time, its sweep's queries), recall@10 at ef ${row.ef} ${
-              row.recall_at_10.toFixed(4)
-            }`,
+          `build round ${r + 1}, --build-threads ${t}: ${N} points in ${
+            b.wall.toFixed(1)
+          } s wall, ` +
+            `${b.cpu.toFixed(1)} node CPU s; recall@10 ${rec.recall.toFixed(4)}`,
         );
+        if (last !== null) await last.close();
+        last = b.node;
+      }
+    }
+  } else {
+    last = (await build(1)).node;
+  }
+  if (PHASES.has("search")) {
+    const vectors = Array.from({ length: nq }, (_, i) => row(queries, i));
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const t of SEARCH) {
+        await probe();
+        await last!.restart({ args: [...NO_AUTO_SNAPSHOTS, "--search-threads", String(t)] });
+        const addr = last!.address;
+        const rec = await measureRecall(addr, queries, ds.gt, spec, 4, TIMEOUT_MS);
+        const clients = Array.from({ length: CLIENTS }, () => ownClient(addr, TIMEOUT_MS));
+        try {
+          await Promise.all(clients.map(async (c, j) => {
+            for (let i = 0; i < 20; i++) {
+              await c.call("Search", { vector: vectors[(j * 20 + i) % nq], ...spec });
+            }
+          }));
+          const cpu0 = cpuSeconds(last!.pid);
+          const self0 = selfCpu();
+          const t0 = performance.now();
+          const end = t0 + SECONDS * 1000;
+          let answered = 0, next = 0;
+          await Promise.all(clients.map(async (c) => {
+            while (performance.now() < end) {
+              await c.call("Search", { vector: vectors[next++ % nq], ...spec });
+              answered++;
+            }
+          }));
+          const wall = (performance.now() - t0) / 1000;
+          const cpu = cpuSeconds(last!.pid) - cpu0;
+          log(
+            `search round ${r + 1}, --search-threads ${t}: ${(answered / wall).toFixed(0)} q/s ` +
+              `(${CLIENTS} clients, ${answered} in ${wall.toFixed(1)} s), node ${
+                (cpu * 1000 / answered).toFixed(2)
+              } CPU ms/query ` +
+              `(${(cpu / wall).toFixed(2)} cores), clients ${
+                (selfCpu() - self0).toFixed(1)
+              } CPU s; ` +
+              `recall@10 ${rec.recall.toFixed(4)}`,
+          );
+        } finally {
+          for (const c of clients) c.close();
+        }
       }
     }
   }
+} finally {
+  if (last !== null) await last.close();
 }

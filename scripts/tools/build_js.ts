@@ -8,7 +8,7 @@
  * | -------------------- | ------------------------------------ | -------------------------- |
  * | `src/node/main.ts`   | `build/js/node.cjs`, loader `build/js/node.mjs` | `node build/js/node.mjs`   |
  * | `src/router/main.ts` | `build/js/router.cjs`, loader `build/js/router.mjs` | `node build/js/router.mjs` |
- * | `src/index/graph_worker.ts` | `build/js/graph_worker.mjs` | by the node: its search and build worker threads (threaded_hnsw.ts finds it beside the bundle) |
+ * | `src/index/graph_worker.ts` | `build/js/graph_worker.mjs` | by the node: its search and build worker threads (graph_pool.ts finds it beside the bundle) |
  * | `src/common/boot_loader.ts` | `build/js/node.mjs`, `build/js/router.mjs` | the loaders: each runs the `.cjs` of its name through V8's code cache (`<bundle>.cjs.cache`, written by the first start) |
  *
  * The bundler is esbuild (npm; tsx already depends on it, so nothing new is installed), through

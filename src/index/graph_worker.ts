@@ -1,71 +1,82 @@
 /**
- * Worker entry of {@link ThreadedHnsw} (threaded_hnsw.ts): one thread's {@link SharedGraph}
- * over the shared layout, answering the owner's messages. Loaded with `node:worker_threads`
- * under Deno (this file) and under Node (bundled next to the server bundle as
- * `graph_worker.mjs` by scripts/tools/build_js.ts, or through tsx in tests).
+ * Worker entry of {@link GraphPool} (graph_pool.ts): one thread's {@link SharedGraph} handle
+ * per attached index (HnswIndex's layout), answering the owner's messages. Loaded with
+ * `node:worker_threads` under Deno (this file) and under Node (bundled next to the server
+ * bundle as `graph_worker.mjs` by scripts/tools/build_js.ts, or through tsx in tests).
  *
- * | message in                                   | does                                  | answer                   |
- * |----------------------------------------------|---------------------------------------|--------------------------|
- * | `{op:"init", layout, thread}`                | builds the thread's graph handle      | `{op:"ready"}`           |
- * | `{op:"link", id}`                            | links batch slots until none is left  | `{op:"done", id, n}`     |
- * | `{op:"search", id, queries, from, to, k, ef, ids, distances, counts}` | searches queries `from..to-1` (dim floats each) into the shared result arrays (`k` per query) | `{op:"done", id, n}` |
+ * | message in                                  | does                                        | answer                       |
+ * |---------------------------------------------|---------------------------------------------|------------------------------|
+ * | `{op:"attach", key, layout, lanes, thread}` | a handle on the index `key` (scratch block `thread`) | none                 |
+ * | `{op:"detach", key}`                        | drops the handle                            | none                         |
+ * | `{op:"search", key, lane, k, ef}`           | searches the query in lane `lane`, writes its hits there | `{op:"done", id: lane}` |
+ * | `{op:"link", key, id}`                      | links the index's batch slots until none is left | `{op:"done", id, n}`    |
  *
- * A failure answers `{op:"error", id, message}`; the worker keeps serving.
+ * Lanes (one SharedArrayBuffer per index, laid out by graph_pool.ts): `stride` floats of query
+ * per lane, then `LANE_K` ids and `LANE_K` distances per lane, then two i32 per lane (count,
+ * visited). A failure answers `{op:"error", id, message}`; the worker keeps serving.
  * @module
  */
 import { parentPort } from "node:worker_threads";
 import { type GraphLayout, SharedGraph } from "./shared_graph.ts";
+import { LANE_K, type LaneViews, laneViews } from "./graph_lanes.ts";
 
-interface SearchMessage {
-  op: "search";
-  id: number;
-  queries: Float32Array;
-  from: number;
-  to: number;
-  k: number;
-  ef: number;
-  ids: Uint32Array;
-  distances: Float32Array;
-  counts: Int32Array;
+interface Attached {
+  graph: SharedGraph;
+  lanes: LaneViews;
 }
 
 type Message =
-  | { op: "init"; layout: GraphLayout; thread: number }
-  | { op: "link"; id: number }
-  | SearchMessage;
+  | { op: "attach"; key: number; layout: GraphLayout; lanes: SharedArrayBuffer; thread: number }
+  | { op: "detach"; key: number }
+  | { op: "search"; key: number; lane: number; k: number; ef: number }
+  | { op: "link"; key: number; id: number };
 
-let graph: SharedGraph | null = null;
+const indexes = new Map<number, Attached>();
 
-function search(g: SharedGraph, m: SearchMessage): number {
-  const dim = g.dim;
+function search(a: Attached, lane: number, k: number, ef: number): void {
+  const g = a.graph;
+  const v = a.lanes;
+  g.setQuery(v.queries, lane * v.stride);
+  const n = g.search(k, ef);
   const hits = g.hits;
-  for (let i = m.from; i < m.to; i++) {
-    g.setQuery(m.queries, i * dim);
-    const n = g.search(m.k, m.ef);
-    const base = i * m.k;
-    for (let j = 0; j < n; j++) {
-      m.ids[base + j] = hits.ids[j];
-      m.distances[base + j] = hits.distances[j];
-    }
-    m.counts[i] = n;
+  const base = lane * LANE_K;
+  for (let j = 0; j < n; j++) {
+    v.ids[base + j] = hits.ids[j];
+    v.distances[base + j] = hits.distances[j];
   }
-  return m.to - m.from;
+  v.meta[2 * lane] = n;
+  v.meta[2 * lane + 1] = g.lastVisited;
 }
 
 if (parentPort === null) throw new Error("graph_worker.ts must run as a worker thread");
 const port = parentPort;
 port.on("message", (m: Message) => {
+  let id = -1;
   try {
-    if (m.op === "init") {
-      graph = new SharedGraph(m.layout, m.thread);
-      port.postMessage({ op: "ready" });
+    if (m.op === "attach") {
+      const graph = new SharedGraph(m.layout, m.thread);
+      indexes.set(m.key, { graph, lanes: laneViews(m.lanes, m.layout.dim) });
       return;
     }
-    if (graph === null) throw new Error(`message "${m.op}" before init`);
-    const n = m.op === "link" ? graph.linkBatch() : search(graph, m);
-    port.postMessage({ op: "done", id: m.id, n });
+    if (m.op === "detach") {
+      indexes.delete(m.key);
+      return;
+    }
+    id = m.op === "search" ? m.lane : m.id;
+    const a = indexes.get(m.key);
+    if (a === undefined) throw new Error(`index ${m.key} is not attached`);
+    if (m.op === "search") {
+      search(a, m.lane, m.k, m.ef);
+      port.postMessage({ op: "done", key: m.key, id, n: 1 });
+    } else {
+      port.postMessage({ op: "done", key: m.key, id, n: a.graph.linkBatch() });
+    }
   } catch (e) {
-    const id = (m as { id?: number }).id ?? -1;
-    port.postMessage({ op: "error", id, message: e instanceof Error ? e.message : String(e) });
+    port.postMessage({
+      op: "error",
+      key: (m as { key?: number }).key ?? -1,
+      id,
+      message: e instanceof Error ? e.message : String(e),
+    });
   }
 });

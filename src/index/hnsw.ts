@@ -38,8 +38,24 @@
  * path all walk the same flat link arrays; keeping them together keeps the layout in one place.
  * @module
  */
-import type { Metric } from "../kernels/kernels.ts";
-import { BATCH_MAX, VectorStore } from "./vector_store.ts";
+import { instantiateSharedKernels, type Metric } from "../kernels/kernels.ts";
+import { BATCH_MAX, CapacityError, VectorStore } from "./vector_store.ts";
+import {
+  createLayout,
+  type GraphLayout,
+  H_CAPACITY,
+  H_ENTRY,
+  H_LINK_END,
+  H_LINK_NEXT,
+  H_MAX_LEVEL,
+  MAX_GRAPH_THREADS,
+  SharedGraph,
+  STATE_DELETED,
+  STATE_EMPTY,
+  STATE_LIVE,
+  STATE_PENDING,
+  strideOf,
+} from "./shared_graph.ts";
 import { MaxHeap, MinHeap } from "./heap.ts";
 import { IdMap } from "./id_map.ts";
 import { BinaryFormatError, type BinaryReader, type BinaryWriter } from "../io/binary.ts";
@@ -205,6 +221,16 @@ export const SELECTIVITY_SAMPLE = 128;
 const FLAG_LIVE = 0;
 const FLAG_DELETED = 1;
 const FLAG_FREE = 2;
+/**
+ * Placed by {@link HnswIndex.placeBatch}, not linked yet: never a result of any search (never
+ * written to a snapshot either: snapshots wait for the batch).
+ */
+const FLAG_PENDING = 3;
+/**
+ * Most slots one index may hold: the WASM memory's 4 GiB of vectors, and at most 2^24 so the
+ * address space reserved for the growable link buffers stays bounded (2.2 GB for M = 16).
+ */
+export const MAX_SLOTS = 1 << 24;
 /** Highest layer a node may have: a u8, and far above what M >= 2 ever draws in practice. */
 const MAX_LEVEL = 31;
 export const MAX_M = 256;
@@ -289,18 +315,34 @@ export class HnswIndex {
   private size = 0;
   private live = 0;
   private deleted = 0;
-  private entry = -1;
-  private maxLevel = -1;
   private rng: number;
+  /**
+   * The graph's shared buffers (shared_graph.ts): the vectors, link lists, levels, labels,
+   * states and seq words below live there, so worker threads (graph_pool.ts) search and link
+   * this very graph. The per-slot arrays here are fixed-length views, replaced on growth.
+   */
+  readonly layout: GraphLayout;
+  /** This thread's handle on the layout (scratch block 0): every insert is linked by it. */
+  readonly graph: SharedGraph;
+  private readonly header: Int32Array;
+  /** Slots the layout's buffers can ever hold. */
+  readonly maxCapacity: number;
+  /**
+   * True while a pool may search this index on other threads: {@link delete} then leaves
+   * compaction to the owner ({@link compactDue}), which runs it with those searches quiesced.
+   */
+  deferCompaction = false;
 
-  private links0 = new Uint32Array(0);
-  private upper = new Uint32Array(0);
+  private links0: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+  private upper: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
   private upperUsed = 0;
-  private upperOff = new Int32Array(0);
+  private upperOff: Int32Array<ArrayBufferLike> = new Int32Array(0);
   private upperAlloc = new Uint8Array(0);
-  private levels = new Uint8Array(0);
-  private labels = new Uint32Array(0);
+  private levels: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
+  private labels: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
   private flags = new Uint8Array(0);
+  /** Shared state per slot (STATE_*), what worker searches read; kept beside `flags`. */
+  private states: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
   /** One byte per slot so the whole set stays in L2; cleared every 255 searches. */
   private visited = new Uint8Array(0);
   private epoch = 0;
@@ -326,8 +368,6 @@ export class HnswIndex {
   private readonly res: MaxHeap;
   /** Candidates for the selection heuristic, popped nearest first. */
   private readonly sel: MinHeap;
-  private readonly selOut: Uint32Array;
-  private readonly selDist: Float32Array;
   /** Scratch for compaction: a list's deleted links, and candidates the heuristic passed over. */
   private readonly deadBuf: Uint32Array;
   private readonly restBuf: Uint32Array;
@@ -349,7 +389,27 @@ export class HnswIndex {
     }
     this.mL = 1 / Math.log(this.M);
     this.rng = (options.seed ?? 42) >>> 0 || 1;
-    this.store = new VectorStore(dim, this.metric);
+    const strideBytes = strideOf(dim) * 4;
+    // The store's query and batch buffers come first (below the threads' scratch blocks).
+    const ownerBytes = Math.ceil(strideBytes / 64) * 64 + 64 + BATCH_MAX * 8;
+    const roomBytes = 2 ** 32 - 4096 - ownerBytes - MAX_GRAPH_THREADS * (strideBytes + 4096);
+    this.maxCapacity = Math.max(1, Math.min(MAX_SLOTS, Math.floor(roomBytes / strideBytes)));
+    this.layout = createLayout({
+      dim,
+      metric: this.metric,
+      M: this.M,
+      efConstruction: this.efConstruction,
+      maxCapacity: this.maxCapacity,
+      threads: MAX_GRAPH_THREADS,
+      ownerBytes,
+    });
+    this.store = new VectorStore(dim, this.metric, {
+      kernels: instantiateSharedKernels(this.layout.memory),
+      limitPtr: this.layout.scratchPtr,
+      vectorsPtr: this.layout.vectorsPtr,
+    });
+    this.graph = new SharedGraph(this.layout, 0);
+    this.header = this.graph.header;
     this.quant = options.quantization ?? "none";
     if (this.quant !== "none" && this.quant !== "int8") {
       throw new TypeError(`Unknown quantization "${this.quant}"; expected none or int8`);
@@ -365,8 +425,6 @@ export class HnswIndex {
     this.cand = new MinHeap(256);
     this.res = new MaxHeap(256);
     this.sel = new MinHeap(4 * this.M0);
-    this.selOut = new Uint32Array(this.M0 + 1);
-    this.selDist = new Float32Array(this.M0 + 1);
     this.deadBuf = new Uint32Array(this.M0 + 1);
     this.restBuf = new Uint32Array(this.M0 + 1);
     this.hopBuf = new Uint32Array(this.M0 + 1);
@@ -473,38 +531,60 @@ export class HnswIndex {
     return this.deleted;
   }
 
+  /** Entry point slot (-1: empty), in the shared header so every thread sees it. */
+  private get entry(): number {
+    return this.header[H_ENTRY];
+  }
+
+  /** Top layer of the entry point (-1: empty). */
+  private get maxLevel(): number {
+    return this.header[H_MAX_LEVEL];
+  }
+
   /** Every byte the index holds: the WASM memory and all typed arrays. */
   get memoryBytes(): number {
     return this.store.memoryBytes + (this.codes === null ? 0 : this.codes.memoryBytes) +
       this.links0.byteLength + this.upper.byteLength +
       this.upperOff.byteLength + this.upperAlloc.byteLength + this.levels.byteLength +
       this.labels.byteLength + this.flags.byteLength + this.visited.byteLength +
+      this.states.byteLength * 5 +
       this.fstate.byteLength +
       this.freeSlots.byteLength + this.ids.bytes + this.cand.bytes + this.res.bytes +
-      this.sel.bytes + this.selOut.byteLength + this.selDist.byteLength;
+      this.sel.bytes;
   }
 
   /** Makes room for `n` slots without further growth. */
   reserve(n: number): void {
     if (n <= this.capacity) return;
+    if (n > this.maxCapacity) {
+      throw new CapacityError(
+        `${n} slots pass the index's limit of ${this.maxCapacity} (dimension ${this.dim})`,
+      );
+    }
     this.store.reserve(n);
     this.codes?.reserve(n);
-    const grow32 = (a: Uint32Array, len: number) => {
-      const b = new Uint32Array(len);
-      b.set(a);
-      return b;
+    // The shared buffers grow in place (worker threads keep reading them); new bytes are zero.
+    const L = this.layout;
+    const grow = (b: SharedArrayBuffer, bytes: number) => {
+      // deno-lint-ignore no-explicit-any
+      if (b.byteLength < bytes) (b as any).grow(bytes);
     };
-    this.links0 = grow32(this.links0, n * (this.M0 + 1));
-    const off = new Int32Array(n).fill(-1);
-    off.set(this.upperOff);
-    this.upperOff = off;
+    grow(L.links0, n * (this.M0 + 1) * 4);
+    grow(L.upperOff, n * 4);
+    grow(L.levels, n);
+    grow(L.states, n);
+    grow(L.labels, n * 4);
+    grow(L.seq, n * 4);
+    grow(L.batch, n * 4);
+    this.links0 = new Uint32Array(L.links0, 0, n * (this.M0 + 1));
+    this.upperOff = new Int32Array(L.upperOff, 0, n);
+    this.upperOff.fill(-1, this.capacity);
+    this.levels = new Uint8Array(L.levels, 0, n);
+    this.states = new Uint8Array(L.states, 0, n);
+    this.labels = new Uint32Array(L.labels, 0, n);
     const alloc = new Uint8Array(n);
     alloc.set(this.upperAlloc);
     this.upperAlloc = alloc;
-    const levels = new Uint8Array(n);
-    levels.set(this.levels);
-    this.levels = levels;
-    this.labels = grow32(this.labels, n);
     const flags = new Uint8Array(n);
     flags.set(this.flags);
     this.flags = flags;
@@ -518,8 +598,24 @@ export class HnswIndex {
     // Expected upper-layer words: n / (M - 1) nodes above layer 0 on average, (1 + M) words
     // per layer; start with that and double on demand.
     const upperWant = Math.ceil((n / (this.M - 1)) * (this.M + 1) * 1.1) + 64;
-    if (upperWant > this.upper.length) this.upper = grow32(this.upper, upperWant);
+    if (upperWant > this.upper.length) this.growUpper(upperWant);
     this.capacity = n;
+    this.graph.refreshViews();
+    Atomics.store(this.header, H_CAPACITY, n);
+  }
+
+  /** Grows the upper-layer pool in place to at least `words` words (doubling). */
+  private growUpper(words: number): void {
+    const b = this.layout.upper;
+    // deno-lint-ignore no-explicit-any
+    const max = (b as any).maxByteLength as number;
+    const want = Math.min(max, Math.max(words * 4, b.byteLength * 2));
+    if (words * 4 > max) {
+      throw new CapacityError(`the upper-layer link pool needs ${words * 4} bytes of ${max}`);
+    }
+    // deno-lint-ignore no-explicit-any
+    if (want > b.byteLength) (b as any).grow(want);
+    this.upper = new Uint32Array(b, 0, b.byteLength >>> 2);
   }
 
   /** True when `id` is a live point. */
@@ -537,14 +633,10 @@ export class HnswIndex {
   add(id: number, vector: ArrayLike<number>): void {
     validateId(id);
     validateVector(vector, this.dim);
-    if (this.ids.get(id) >= 0) this.delete(id);
-    const slot = this.allocSlot();
-    this.store.write(slot, vector);
-    this.labels[slot] = id;
+    const slot = this.place(id, vector, 0);
+    // Solo: no batch is being linked (the caller applies writes one at a time).
+    this.graph.link(slot, this.batchSize === 0);
     this.flags[slot] = FLAG_LIVE;
-    this.ids.set(id, slot);
-    this.live++;
-    this.link(slot, this.randomLevel());
     if (this.codes !== null) {
       this.mirrorInsert(this.codes, slot);
     } else if (this.quantization !== "none" && this.live >= this.trainSize) {
@@ -552,17 +644,146 @@ export class HnswIndex {
     }
   }
 
+  /**
+   * Takes a slot for `id` (the vector from `src` at `offset`, already validated), writes its
+   * vector, label, level and empty lists, and marks it pending: ready for
+   * {@link SharedGraph.link} (on this thread or a worker). An older point of `id` becomes a
+   * tombstone first.
+   */
+  private place(id: number, src: ArrayLike<number>, offset: number, retire = false): number {
+    const old = this.ids.get(id);
+    if (old >= 0) {
+      if (retire && this.flags[old] !== FLAG_PENDING) {
+        // A batch keeps the old point live (navigable, and in results) until the batch is
+        // linked: deleting every old version first would cut the new points off the graph.
+        this.ids.delete(id);
+        this.live--;
+        this.retired.push(old);
+      } else {
+        this.delete(id);
+      }
+    }
+    const slot = this.allocSlot();
+    const store = this.store;
+    if (offset === 0) {
+      store.write(slot, src);
+    } else {
+      const f32 = store.f32;
+      const base = store.ptr(slot) >>> 2;
+      for (let i = 0; i < this.dim; i++) f32[base + i] = src[offset + i];
+      for (let i = this.dim; i < store.stride; i++) f32[base + i] = 0;
+      if (this.metric === "cosine") store.kernels.normalize(store.ptr(slot), store.stride);
+    }
+    this.labels[slot] = id;
+    this.flags[slot] = FLAG_PENDING;
+    this.ids.set(id, slot);
+    this.live++;
+    this.ensureUpper(slot, this.randomLevel());
+    this.links0[slot * (this.M0 + 1)] = 0;
+    Atomics.store(this.states, slot, STATE_PENDING);
+    return slot;
+  }
+
   /** Removes `id`; returns whether it was present. */
   delete(id: number): boolean {
     validateId(id);
     const slot = this.ids.delete(id);
     if (slot < 0) return false;
+    // A pending slot (its batch still linking) stays a tombstone: link() leaves it deleted.
     this.flags[slot] = FLAG_DELETED;
+    Atomics.store(this.states, slot, STATE_DELETED);
     this.codes?.setFlag(slot, FLAG_DELETED);
     this.live--;
     this.deleted++;
-    if (this.deleted > this.compactRatio * this.size && this.deleted >= 8) this.compact();
+    if (!this.deferCompaction && this.compactDue()) this.compact();
     return true;
+  }
+
+  /**
+   * First half of a parallel insert: places every point of the batch (`ids[i]` with vector
+   * `vectors[i*dim ..]`; a later repeat of an id wins; a point the batch replaces stays live
+   * until {@link finishBatch}, then becomes a tombstone) as a pending slot, lists the slots in the layout's batch buffer for
+   * {@link SharedGraph.linkBatch}, and returns how many there are. The caller then links them
+   * (on this thread or on pool workers, graph_pool.ts) and calls {@link finishBatch}; nothing
+   * else may change the index in between. Pending slots are never search results.
+   * Float indexes only ({@link batchable}). Levels are drawn in batch order; without
+   * replaced points, one thread linking the batch in order builds the graph {@link add} in a
+   * loop builds.
+   */
+  placeBatch(ids: ArrayLike<number>, vectors: ArrayLike<number>): number {
+    if (!this.batchable) throw new TypeError("placeBatch: a quantized index inserts with add");
+    const n = ids.length;
+    const dim = this.dim;
+    if (vectors.length !== n * dim) {
+      throw new RangeError(
+        `vectors has ${vectors.length} floats; ${n} ids of dimension ${dim} need ${n * dim}`,
+      );
+    }
+    for (let i = 0; i < n; i++) {
+      validateId(ids[i]);
+      for (let j = 0; j < dim; j++) {
+        const x = vectors[i * dim + j];
+        if (typeof x !== "number" || !Number.isFinite(x)) {
+          throw new RangeError(`vectors[${i * dim + j}] is ${x}`);
+        }
+      }
+    }
+    this.reserve(this.size - this.freeCount + n);
+    // Compaction would free tombstoned pending slots before they are linked: after the batch.
+    const defer = this.deferCompaction;
+    this.deferCompaction = true;
+    const batch = new Int32Array(this.layout.batch, 0, n);
+    this.retired.length = 0;
+    try {
+      for (let i = 0; i < n; i++) batch[i] = this.place(ids[i], vectors, i * dim, true);
+    } finally {
+      this.deferCompaction = defer;
+    }
+    this.batchSize = n;
+    Atomics.store(this.header, H_LINK_END, n);
+    Atomics.store(this.header, H_LINK_NEXT, 0);
+    return n;
+  }
+
+  /**
+   * Second half of a parallel insert: every slot of the batch is linked; marks them live
+   * (those not deleted meanwhile) and compacts when due (unless deferred to the owner).
+   * Slots a failed worker left pending (claimed, maybe half linked) are linked again here
+   * first: their neighbours may then list them twice, which searches tolerate.
+   */
+  finishBatch(): void {
+    const n = this.batchSize;
+    const batch = new Int32Array(this.layout.batch, 0, n);
+    // Slots nobody claimed (a worker failed), then those a failed worker left half linked.
+    this.graph.linkBatch();
+    for (let i = 0; i < n; i++) {
+      const slot = batch[i];
+      if (Atomics.load(this.states, slot) === STATE_PENDING) this.graph.link(slot);
+      if (this.flags[slot] === FLAG_PENDING) this.flags[slot] = FLAG_LIVE;
+    }
+    // The points the batch replaced become tombstones now (their ids map to the new slots).
+    for (const old of this.retired) {
+      this.flags[old] = FLAG_DELETED;
+      Atomics.store(this.states, old, STATE_DELETED);
+      this.deleted++;
+    }
+    this.retired.length = 0;
+    this.batchSize = 0;
+    if (!this.deferCompaction && this.compactDue()) this.compact();
+  }
+
+  /** Whether {@link placeBatch} may be used (a float index: codes are mirrored per insert). */
+  get batchable(): boolean {
+    return this.quantization === "none";
+  }
+
+  private batchSize = 0;
+  /** Slots of points the current batch replaces (tombstoned by finishBatch). */
+  private readonly retired: number[] = [];
+
+  /** Whether tombstones passed `compactRatio` of the slots in use (see {@link compact}). */
+  compactDue(): boolean {
+    return this.deleted > this.compactRatio * this.size && this.deleted >= 8;
   }
 
   /**
@@ -571,14 +792,7 @@ export class HnswIndex {
    */
   search(query: ArrayLike<number>, k: number, options: SearchOptions = {}): Hit[] {
     validateVector(query, this.dim, "query");
-    checkInt("k", k, 1, MAX_K);
-    let ef: number;
-    if (options.ef !== undefined) {
-      ef = checkInt("ef", options.ef, 1, MAX_EF);
-      if (ef < k) throw new RangeError(`ef ${ef} must be at least k ${k}`);
-    } else {
-      ef = Math.max(this.ef, k);
-    }
+    const ef = this.searchEf(k, options.ef);
     const rescore = options.rescore === undefined
       ? this.rescore
       : checkInt("rescore", options.rescore, 1, MAX_RESCORE);
@@ -607,6 +821,18 @@ export class HnswIndex {
     this.searchLayer(src, q, cur, curDist, ef, 0, true, filter);
     if (codes !== null) this.rerank(Math.max(k, rescore * k), k);
     return this.takeResults(k);
+  }
+
+  /**
+   * The ef a search of k results runs with: `ef` (checked: at least k) or the index's default
+   * raised to k. Throws a RangeError naming a bad k or ef.
+   */
+  searchEf(k: number, ef?: number): number {
+    checkInt("k", k, 1, MAX_K);
+    if (ef === undefined) return Math.max(this.ef, k);
+    checkInt("ef", ef, 1, MAX_EF);
+    if (ef < k) throw new RangeError(`ef ${ef} must be at least k ${k}`);
+    return ef;
   }
 
   /**
@@ -810,34 +1036,42 @@ export class HnswIndex {
   compact(): void {
     if (this.deleted === 0) return;
     const flags = this.flags;
+    const graph = this.graph;
     for (let x = 0; x < this.size; x++) {
       if (flags[x] !== FLAG_LIVE) continue;
       const top = this.levels[x];
+      // Under x's lock: a worker reading x's lists meanwhile retries instead of seeing half.
+      graph.lock(x);
       for (let l = 0; l <= top; l++) this.repairList(x, l);
+      graph.unlock(x);
+    }
+    // A new entry point first (when it was deleted), so no search starts at a freed slot.
+    if (this.entry >= 0 && flags[this.entry] !== FLAG_LIVE) {
+      let entry = -1, maxLevel = -1;
+      for (let s = 0; s < this.size; s++) {
+        if (flags[s] === FLAG_LIVE && this.levels[s] > maxLevel) {
+          entry = s;
+          maxLevel = this.levels[s];
+        }
+      }
+      graph.writeEntry(entry, maxLevel);
     }
     for (let s = 0; s < this.size; s++) {
       if (flags[s] !== FLAG_DELETED) continue;
       flags[s] = FLAG_FREE;
+      Atomics.store(this.states, s, STATE_EMPTY);
+      graph.lock(s);
       this.links0[s * (this.M0 + 1)] = 0;
       const off = this.upperOff[s];
       if (off >= 0) {
         for (let l = 1; l <= this.levels[s]; l++) this.upper[off + (l - 1) * (this.M + 1)] = 0;
       }
+      graph.unlock(s);
       this.levels[s] = 0;
       this.freeSlots[this.freeCount++] = s;
     }
     this.deleted = 0;
     this.codes?.syncGraph(this.links0, flags, this.size);
-    if (this.entry >= 0 && flags[this.entry] !== FLAG_LIVE) {
-      this.entry = -1;
-      this.maxLevel = -1;
-      for (let s = 0; s < this.size; s++) {
-        if (flags[s] === FLAG_LIVE && this.levels[s] > this.maxLevel) {
-          this.entry = s;
-          this.maxLevel = this.levels[s];
-        }
-      }
-    }
   }
 
   /**
@@ -887,6 +1121,9 @@ export class HnswIndex {
       permuteRows(a, 0, 1, 1, order, done);
     }
     permuteRows(this.labels, 0, 1, 1, order, done);
+    // The threads' view of each slot (live, deleted, empty) moves with it; the seq words stay
+    // (nothing reads the index during a renumbering, so every one of them is even).
+    permuteRows(this.states, 0, 1, 1, order, done);
     permuteRows(this.upperOff, 0, 1, 1, order, done);
     const links0 = this.links0;
     for (let x = 0; x < n; x++) {
@@ -896,7 +1133,7 @@ export class HnswIndex {
       this.remapUpper(this.upper, x, inv);
     }
     for (let i = 0; i < this.freeCount; i++) this.freeSlots[i] = inv[this.freeSlots[i]];
-    if (this.entry >= 0) this.entry = inv[this.entry];
+    if (this.entry >= 0) this.graph.writeEntry(inv[this.entry], this.maxLevel);
     for (let x = 0; x < n; x++) if (this.flags[x] === FLAG_LIVE) this.ids.set(this.labels[x], x);
     const codes = this.codes;
     if (codes !== null) {
@@ -1114,9 +1351,7 @@ export class HnswIndex {
     index.upperOff.set(upperOff);
     index.upperAlloc.set(upperAlloc);
     const upper = r.u32Array();
-    if (upper.length > index.upper.length) {
-      index.upper = new Uint32Array(upper.length + 64);
-    }
+    if (upper.length > index.upper.length) index.growUpper(upper.length + 64);
     index.upper.set(upper);
     index.upperUsed = upper.length;
     const free = r.i32Array();
@@ -1124,16 +1359,17 @@ export class HnswIndex {
     index.freeCount = free.length;
     index.size = n;
     index.rng = rng;
-    index.entry = entry;
-    index.maxLevel = maxLevel;
+    index.graph.writeEntry(entry, maxLevel);
     // Rebuild the id map and check the counts and links against the tables.
     let liveSeen = 0, deletedSeen = 0;
     for (let slot = 0; slot < n; slot++) {
       const f = index.flags[slot];
       if (f === FLAG_LIVE) {
         index.ids.set(index.labels[slot], slot);
+        index.states[slot] = STATE_LIVE;
         liveSeen++;
       } else if (f === FLAG_DELETED) {
+        index.states[slot] = STATE_DELETED;
         deletedSeen++;
       } else if (f !== FLAG_FREE) {
         throw new BinaryFormatError(`Slot ${slot} has unknown flag ${f}`);
@@ -1245,11 +1481,7 @@ export class HnswIndex {
       return;
     }
     const words = level * (this.M + 1);
-    if (this.upperUsed + words > this.upper.length) {
-      const b = new Uint32Array(Math.max(this.upper.length * 2, this.upperUsed + words));
-      b.set(this.upper);
-      this.upper = b;
-    }
+    if (this.upperUsed + words > this.upper.length) this.growUpper(this.upperUsed + words);
     this.upperOff[slot] = this.upperUsed;
     this.upperAlloc[slot] = level;
     this.upper.fill(0, this.upperUsed, this.upperUsed + words);
@@ -1618,120 +1850,6 @@ export class HnswIndex {
       hits[i] = { id: this.labels[slot], distance: l2 ? Math.sqrt(d) : d };
     }
     return hits;
-  }
-
-  /**
-   * The neighbour-selection heuristic (the paper's Algorithm 4, without extending candidates):
-   * pops `this.sel` nearest first and keeps a candidate only if it is closer to the base than
-   * to every candidate kept so far. Writes up to `max` slots to `selOut`; returns how many.
-   */
-  private selectNeighbors(max: number): number {
-    const sel = this.sel;
-    const out = this.selOut;
-    const outDist = this.selDist;
-    if (sel.size <= max) {
-      let n = 0;
-      while (sel.size > 0) {
-        outDist[n] = sel.topKey();
-        out[n++] = sel.pop();
-      }
-      return n;
-    }
-    const store = this.store;
-    const si = store.slotsIdx;
-    const oi = store.outIdx;
-    let n = 0;
-    while (sel.size > 0 && n < max) {
-      const d = sel.topKey();
-      const e = sel.pop();
-      let good = true;
-      if (n > 0) {
-        const u32 = store.u32;
-        for (let j = 0; j < n; j++) u32[si + j] = out[j];
-        store.distancesToSlots(store.ptr(e), n);
-        const f32 = store.f32;
-        for (let j = 0; j < n; j++) {
-          if (f32[oi + j] < d) {
-            good = false;
-            break;
-          }
-        }
-      }
-      if (good) {
-        outDist[n] = d;
-        out[n++] = e;
-      }
-    }
-    return n;
-  }
-
-  /** Links a freshly stored slot into the graph at layers 0..level (the paper's Algorithm 1). */
-  private link(slot: number, level: number): void {
-    this.ensureUpper(slot, level);
-    this.links0[slot * (this.M0 + 1)] = 0;
-    if (this.entry < 0) {
-      this.entry = slot;
-      this.maxLevel = level;
-      return;
-    }
-    const store = this.store;
-    const q = store.ptr(slot);
-    let cur = this.entry;
-    for (let l = this.maxLevel; l > level; l--) cur = this.greedy(store, q, cur, l);
-    let curDist = store.pair(q, store.ptr(cur), store.stride);
-    for (let l = Math.min(level, this.maxLevel); l >= 0; l--) {
-      this.searchLayer(store, q, cur, curDist, this.efConstruction, l, false, null);
-      // Move the results into the selection queue, nearest first; tombstones are not linked to.
-      const res = this.res;
-      const sel = this.sel;
-      sel.clear();
-      while (res.size > 0) {
-        const d = res.topKey();
-        const s = res.pop();
-        if (this.flags[s] === FLAG_LIVE && s !== slot) sel.push(d, s);
-      }
-      if (sel.size === 0) continue;
-      cur = sel.topValue();
-      curDist = sel.topKey();
-      const n = this.selectNeighbors(this.M);
-      const off = this.listOffset(slot, l);
-      const links = l === 0 ? this.links0 : this.upper;
-      links[off] = n;
-      for (let j = 0; j < n; j++) links[off + 1 + j] = this.selOut[j];
-      // Read the chosen neighbours back from the new list: addLink reuses selOut.
-      for (let j = 0; j < n; j++) this.addLink(links[off + 1 + j], slot, l);
-    }
-    if (level > this.maxLevel) {
-      this.entry = slot;
-      this.maxLevel = level;
-    }
-  }
-
-  /** Adds `to` to the list of `from` on `level`, pruning with the heuristic when full. */
-  private addLink(from: number, to: number, level: number): void {
-    const links = level === 0 ? this.links0 : this.upper;
-    const max = level === 0 ? this.M0 : this.M;
-    const off = this.listOffset(from, level);
-    const cnt = links[off];
-    if (cnt < max) {
-      links[off + 1 + cnt] = to;
-      links[off] = cnt + 1;
-      return;
-    }
-    const store = this.store;
-    const u32 = store.u32;
-    const si = store.slotsIdx;
-    for (let j = 0; j < cnt; j++) u32[si + j] = links[off + 1 + j];
-    u32[si + cnt] = to;
-    store.distancesToSlots(store.ptr(from), cnt + 1);
-    const f32 = store.f32;
-    const oi = store.outIdx;
-    const sel = this.sel;
-    sel.clear();
-    for (let j = 0; j <= cnt; j++) sel.push(f32[oi + j], u32[si + j]);
-    const n = this.selectNeighbors(max);
-    links[off] = n;
-    for (let j = 0; j < n; j++) links[off + 1 + j] = this.selOut[j];
   }
 
   /**

@@ -1,14 +1,12 @@
 /**
  * An HNSW graph laid out in shared memory, so that several threads search it and link into
- * it at once: the core that {@link ThreadedHnsw} (threaded_hnsw.ts) runs on its own thread and
- * in every worker (graph_worker.ts).
- *
- * Why a second graph beside {@link HnswIndex}: the single-threaded index keeps its links in
- * private typed arrays it replaces on growth, with scratch state in one place per index; here
- * every array must be visible to every thread without copies, never move, and be read while
- * another thread writes it. The algorithms (greedy descent, best-first layer search, the
- * selection heuristic, pruning on overflow) are the same, step for step, so a build by one
- * thread from the same seed gives the same graph, and a search the same hits, as HnswIndex.
+ * it at once. {@link HnswIndex} (hnsw.ts) keeps its graph in these buffers and links every
+ * insert with {@link SharedGraph.link} on its own thread (the one insert path); worker threads
+ * (graph_worker.ts, driven by graph_pool.ts) hold their own handle and run
+ * {@link SharedGraph.search} and {@link SharedGraph.linkBatch} over the same arrays. Every
+ * array is visible to every thread without copies, never moves, and is read while another
+ * thread writes it. HnswIndex's own walks (filtered, int8, exact; on the owner's thread) read
+ * the same arrays; an unfiltered search here returns exactly HnswIndex.search's hits.
  *
  * Shared state (one {@link GraphLayout}, posted to every worker once):
  *
@@ -107,6 +105,10 @@ export interface GraphLayout {
   maxCapacity: number;
   /** Threads (owner at index 0, workers 1..) the scratch blocks are laid out for. */
   threads: number;
+  /** Byte address of thread 0's scratch block (blocks of every thread follow, in order). */
+  scratchPtr: number;
+  /** Byte address of slot 0's vector. */
+  vectorsPtr: number;
   memory: WebAssembly.Memory;
   header: SharedArrayBuffer;
   links0: SharedArrayBuffer;
@@ -116,6 +118,13 @@ export interface GraphLayout {
   states: SharedArrayBuffer;
   labels: SharedArrayBuffer;
   seq: SharedArrayBuffer;
+  /** i32 slots of the current link batch (`H_LINK_NEXT` / `H_LINK_END` index into it). */
+  batch: SharedArrayBuffer;
+  /**
+   * i32 per thread: the slot whose lock the thread is taking or holds (-1: none), so that the
+   * owner can release it when the thread dies (graph_pool.ts).
+   */
+  held: SharedArrayBuffer;
 }
 
 /** Parameters of {@link createLayout}. */
@@ -126,6 +135,11 @@ export interface LayoutOptions {
   efConstruction: number;
   maxCapacity: number;
   threads: number;
+  /**
+   * Bytes of memory from 4096 reserved for the owner's own use before the threads' scratch
+   * blocks (HnswIndex keeps its VectorStore's query and batch buffers there). Default 0.
+   */
+  ownerBytes?: number;
 }
 
 function growable(maxBytes: number): SharedArrayBuffer {
@@ -147,6 +161,15 @@ function scratchLayout(dim: number, M: number) {
   return { queryBytes, slots, blockBytes: queryBytes + slots * 8 };
 }
 
+/** A header with no entry point (entry and top layer -1). */
+function emptyHeader(): SharedArrayBuffer {
+  const b = new SharedArrayBuffer(HEADER_WORDS * 4);
+  const h = new Int32Array(b);
+  h[H_ENTRY] = -1;
+  h[H_MAX_LEVEL] = -1;
+  return b;
+}
+
 /** Allocates the shared buffers of an empty graph (capacity 0; {@link growLayout} adds room). */
 export function createLayout(o: LayoutOptions): GraphLayout {
   if (!Number.isInteger(o.threads) || o.threads < 1 || o.threads > MAX_GRAPH_THREADS) {
@@ -156,7 +179,8 @@ export function createLayout(o: LayoutOptions): GraphLayout {
   const cap = o.maxCapacity;
   const stride = strideOf(o.dim);
   const sc = scratchLayout(o.dim, o.M);
-  const base = 4096 + o.threads * sc.blockBytes;
+  const scratchPtr = Math.ceil((4096 + (o.ownerBytes ?? 0)) / 64) * 64;
+  const base = scratchPtr + o.threads * sc.blockBytes;
   const needBytes = base + cap * stride * 4;
   if (needBytes > SHARED_MAX_PAGES * PAGE_BYTES) {
     throw new CapacityError(
@@ -173,8 +197,10 @@ export function createLayout(o: LayoutOptions): GraphLayout {
     efConstruction: o.efConstruction,
     maxCapacity: cap,
     threads: o.threads,
+    scratchPtr,
+    vectorsPtr: base,
     memory: createSharedMemory(Math.ceil(base / PAGE_BYTES) + 1, maxPages),
-    header: new SharedArrayBuffer(HEADER_WORDS * 4),
+    header: emptyHeader(),
     links0: growable(cap * (M0 + 1) * 4),
     upper: growable(Math.max(4096, cap * (o.M + 1) * 4)),
     upperOff: growable(cap * 4),
@@ -182,7 +208,15 @@ export function createLayout(o: LayoutOptions): GraphLayout {
     states: growable(cap),
     labels: growable(cap * 4),
     seq: growable(cap * 4),
+    batch: growable(cap * 4),
+    held: heldWords(o.threads),
   };
+}
+
+function heldWords(threads: number): SharedArrayBuffer {
+  const b = new SharedArrayBuffer(threads * 4);
+  new Int32Array(b).fill(-1);
+  return b;
 }
 
 /** Result of {@link SharedGraph.search}: parallel arrays, nearest first, `count` valid. */
@@ -217,6 +251,9 @@ export class SharedGraph {
   private readonly pair: PairKernel;
   private readonly slotsKernel: SlotsKernel;
   readonly header: Int32Array;
+  /** This thread's scratch block number (0: the owner). */
+  readonly thread: number;
+  private readonly held: Int32Array;
   /**
    * Fixed-length views of the growable buffers, replaced by {@link refreshViews} when they
    * grew: V8 reads a length-tracking view of a growable buffer about 2.5 times slower than a
@@ -246,6 +283,8 @@ export class SharedGraph {
   private readonly listBuf: Uint32Array;
   private readonly newLinks: Uint32Array;
   private lastGreedyDist = 0;
+  /** Candidates scored by the layer-0 walk of the last {@link search} (for metrics). */
+  lastVisited = 0;
   /** Results of the last {@link search}. */
   readonly hits: GraphHits;
 
@@ -269,8 +308,8 @@ export class SharedGraph {
     this.slotsKernel = mk.slots;
     const sc = scratchLayout(layout.dim, layout.M);
     if (this.kernels.heap_base() > 4096) throw new Error("kernel static data passes 4096 bytes");
-    this.vectorsPtr = 4096 + layout.threads * sc.blockBytes;
-    this.queryPtr = 4096 + thread * sc.blockBytes;
+    this.vectorsPtr = layout.vectorsPtr;
+    this.queryPtr = layout.scratchPtr + thread * sc.blockBytes;
     this.slotsPtr = this.queryPtr + sc.queryBytes;
     this.outPtr = this.slotsPtr + sc.slots * 4;
     this.slotsIdx = this.slotsPtr >>> 2;
@@ -279,6 +318,8 @@ export class SharedGraph {
     this.su32 = new Uint32Array(buf, 0, this.vectorsPtr >>> 2);
     this.sf32 = new Float32Array(buf, 0, this.vectorsPtr >>> 2);
     this.header = new Int32Array(layout.header);
+    this.thread = thread;
+    this.held = new Int32Array(layout.held);
     this.refreshViews();
     this.cand = new MinHeap(256);
     this.res = new MaxHeap(256);
@@ -325,30 +366,42 @@ export class SharedGraph {
 
   // ---- locks --------------------------------------------------------------------------
 
-  private lock(slot: number): void {
+  /** Takes `slot`'s lock (its seq word odd): its link lists may be rewritten until {@link unlock}. */
+  lock(slot: number): void {
     const seq = this.seq;
+    // Announced before it is taken: a thread that dies holding it can be found (graph_pool.ts).
+    Atomics.store(this.held, this.thread, slot);
     for (;;) {
       const v = Atomics.load(seq, slot);
       if ((v & 1) === 0 && Atomics.compareExchange(seq, slot, v, v + 1) === v) return;
     }
   }
 
-  private unlock(slot: number): void {
+  /** Releases `slot`'s lock (seq even again, one step on: readers that overlapped retry). */
+  unlock(slot: number): void {
     Atomics.add(this.seq, slot, 1);
+    Atomics.store(this.held, this.thread, -1);
   }
 
+  /** Holds the global lock; its word is the holder's thread + 1 (found if the holder dies). */
   private lockGlobal(): void {
     const h = this.header;
-    while (Atomics.compareExchange(h, H_GLOBAL, 0, 1) !== 0) {
+    for (;;) {
+      const v = Atomics.compareExchange(h, H_GLOBAL, 0, this.thread + 1);
+      if (v === 0) break;
       // Long holds (a whole insert): sleep instead of spinning where the thread may block.
-      Atomics.wait(h, H_GLOBAL, 1, 1);
+      Atomics.wait(h, H_GLOBAL, v, 1);
     }
+    this.globalHeld = true;
   }
 
   private unlockGlobal(): void {
+    this.globalHeld = false;
     Atomics.store(this.header, H_GLOBAL, 0);
     Atomics.notify(this.header, H_GLOBAL);
   }
+
+  private globalHeld = false;
 
   /** Entry point and top layer, read consistently: `[entry, maxLevel]` into the fields. */
   private epEntry = -1;
@@ -368,7 +421,8 @@ export class SharedGraph {
     }
   }
 
-  private writeEntry(entry: number, level: number): void {
+  /** Publishes a new entry point and top layer together (readers retry across the change). */
+  writeEntry(entry: number, level: number): void {
     const h = this.header;
     Atomics.add(h, H_EP_SEQ, 1);
     Atomics.store(h, H_ENTRY, entry);
@@ -391,6 +445,15 @@ export class SharedGraph {
     const off = this.listOffset(slot, level);
     if (level > 0 && off + max >= this.upper.length) this.refreshViews();
     const links = level === 0 ? this.links0 : this.upper;
+    if (this.solo) {
+      // The only writer reads its own lists: no torn read is possible, no copy needed.
+      this.rlArr = links;
+      this.rlOff = off + 1;
+      const cnt = links[off];
+      return cnt > max ? max : cnt;
+    }
+    this.rlArr = dst;
+    this.rlOff = 0;
     const seq = this.seq;
     for (;;) {
       const v = Atomics.load(seq, slot);
@@ -401,6 +464,12 @@ export class SharedGraph {
       if (Atomics.load(seq, slot) === v) return cnt;
     }
   }
+
+  /** Where the list {@link readList} returned lies: `rlArr[rlOff ..]`. */
+  private rlArr: Uint32Array = new Uint32Array(0);
+  private rlOff = 0;
+  /** True during a {@link link} whose caller is the graph's only writer (see there). */
+  private solo = false;
 
   private nextEpoch(): number {
     const cap = Atomics.load(this.header, H_CAPACITY);
@@ -452,9 +521,11 @@ export class SharedGraph {
     while (changed) {
       changed = false;
       const cnt = this.readList(cur, level, buf);
+      const src = this.rlArr;
+      const so = this.rlOff;
       let m = 0;
       for (let j = 0; j < cnt; j++) {
-        const n = buf[j];
+        const n = src[so + j];
         if (this.walkable(n, mode, self)) u32[si + m++] = n;
       }
       this.slotsKernel(
@@ -506,6 +577,7 @@ export class SharedGraph {
     this.visit(ep, epoch);
     cand.push(epDist, ep);
     let bound = Infinity;
+    let seen = 1;
     if (mode === MODE_BUILD || this.states[ep] === STATE_LIVE) {
       res.push(epDist, ep);
       bound = epDist;
@@ -514,12 +586,14 @@ export class SharedGraph {
       if (cand.topKey() > bound && res.size >= ef) break;
       const c = cand.pop();
       const cnt = this.readList(c, level, buf);
+      const src = this.rlArr;
+      const so = this.rlOff;
       let m = 0;
       // The visited test first (private, hot in cache), then the state (shared): a pending
       // node marked visited is not looked at again this search, which only skips it.
       let visited = this.visited;
       for (let j = 0; j < cnt; j++) {
-        const n = buf[j];
+        const n = src[so + j];
         if (n >= visited.length) {
           this.visit(n, epoch);
           visited = this.visited;
@@ -530,6 +604,7 @@ export class SharedGraph {
         if (this.walkable(n, mode, self)) u32[si + m++] = n;
       }
       if (m === 0) continue;
+      seen += m;
       this.slotsKernel(
         q,
         this.vectorsPtr,
@@ -551,6 +626,7 @@ export class SharedGraph {
         }
       }
     }
+    this.lastVisited = seen;
   }
 
   /**
@@ -637,15 +713,23 @@ export class SharedGraph {
 
   /** Adds `to` to the list of `from` on `level` under `from`'s lock, pruning when full. */
   private addLink(from: number, to: number, level: number): void {
+    this.lock(from);
+    try {
+      this.addLinkLocked(from, to, level);
+    } finally {
+      // Also on an exception (the worker keeps serving): never a lock left taken.
+      this.unlock(from);
+    }
+  }
+
+  private addLinkLocked(from: number, to: number, level: number): void {
     const links = level === 0 ? this.links0 : this.upper;
     const max = level === 0 ? this.M0 : this.M;
-    this.lock(from);
     const off = this.listOffset(from, level);
     const cnt = links[off];
     if (cnt < max) {
       links[off + 1 + cnt] = to;
       links[off] = cnt + 1;
-      this.unlock(from);
       return;
     }
     const u32 = this.su32;
@@ -669,15 +753,28 @@ export class SharedGraph {
     const n = this.selectNeighbors(max);
     for (let j = 0; j < n; j++) links[off + 1 + j] = this.selOut[j];
     links[off] = n;
-    this.unlock(from);
   }
 
   /**
    * Links `slot` into the graph at layers 0..levels[slot] (the paper's Algorithm 1), safe
    * beside other threads linking other slots and threads searching. Its vector, level, label
    * and upper block must be written and its state pending; it turns live at the end.
+   *
+   * `solo`: the caller's thread is the only one writing the graph meanwhile (other threads may
+   * only search), so this thread reads lists in place instead of copying them under the
+   * seqlock (HnswIndex.add; the result is the same).
    */
-  link(slot: number): void {
+  link(slot: number, solo = false): void {
+    this.solo = solo;
+    try {
+      this.linkSlot(slot);
+    } finally {
+      this.solo = false;
+      if (this.globalHeld) this.unlockGlobal();
+    }
+  }
+
+  private linkSlot(slot: number): void {
     // The owner grows buffers only before it hands slots out (never during a batch), so views
     // fresh at the start of an insert cover everything the insert touches.
     if (
@@ -728,11 +825,34 @@ export class SharedGraph {
       const n = this.selectNeighbors(this.M);
       for (let j = 0; j < n; j++) chosen[j] = this.selOut[j];
       const links = l === 0 ? this.links0 : this.upper;
+      const max = l === 0 ? this.M0 : this.M;
       this.lock(slot);
       const off = this.listOffset(slot, l);
-      for (let j = 0; j < n; j++) links[off + 1 + j] = chosen[j];
-      links[off] = n;
-      this.unlock(slot);
+      // Other threads may already have linked to this pending slot (and added themselves to
+      // its list): keep those after the chosen ones while there is room, instead of
+      // overwriting them. One build thread never finds anything here.
+      try {
+        const had = links[off];
+        const keep = this.listBuf;
+        let m = 0;
+        for (let j = 0; j < had && j < max; j++) {
+          const e = links[off + 1 + j];
+          let dup = false;
+          for (let i = 0; i < n; i++) {
+            if (chosen[i] === e) {
+              dup = true;
+              break;
+            }
+          }
+          if (!dup) keep[m++] = e;
+        }
+        for (let j = 0; j < n; j++) links[off + 1 + j] = chosen[j];
+        let cnt = n;
+        for (let j = 0; j < m && cnt < max; j++) links[off + 1 + cnt++] = keep[j];
+        links[off] = cnt;
+      } finally {
+        this.unlock(slot);
+      }
       for (let j = 0; j < n; j++) this.addLink(chosen[j], slot, l);
     }
     // Pending -> live, unless the owner deleted it meanwhile (an upsert or delete of its id
@@ -744,15 +864,19 @@ export class SharedGraph {
     }
   }
 
-  /** Links slots of the current batch (`H_LINK_NEXT` .. `H_LINK_END`) until none is left; returns how many this thread linked. */
+  /**
+   * Links slots of the current batch (`batch[H_LINK_NEXT]` .. `batch[H_LINK_END - 1]`) until
+   * none is left; returns how many this thread linked.
+   */
   linkBatch(): number {
     const h = this.header;
     const end = Atomics.load(h, H_LINK_END);
+    const batch = new Int32Array(this.layout.batch, 0, end);
     let done = 0;
     for (;;) {
-      const s = Atomics.add(h, H_LINK_NEXT, 1);
-      if (s >= end) return done;
-      this.link(s);
+      const i = Atomics.add(h, H_LINK_NEXT, 1);
+      if (i >= end) return done;
+      this.link(batch[i]);
       done++;
     }
   }

@@ -94,7 +94,17 @@ export class VectorStore {
   /** Slots that fit in the memory as it is now. */
   capacity = 0;
 
-  constructor(dim: number, metric: Metric) {
+  /**
+   * `shared`: the store lives in a shared memory laid out by the caller (HnswIndex's graph
+   * layout, shared_graph.ts): `kernels` is an instance over it, the store's own query and
+   * batch buffers must end by `limitPtr` (where the threads' scratch starts), and the vectors
+   * start at `vectorsPtr`.
+   */
+  constructor(
+    dim: number,
+    metric: Metric,
+    shared?: { kernels: Kernels; limitPtr: number; vectorsPtr: number },
+  ) {
     if (!Number.isInteger(dim) || dim < 1 || dim > 65536) {
       throw new RangeError(`Dimension ${dim} must be an integer between 1 and 65536`);
     }
@@ -102,7 +112,7 @@ export class VectorStore {
     this.stride = (dim + 3) & ~3;
     this.strideBytes = this.stride * 4;
     this.metric = metric;
-    this.kernels = instantiateKernels();
+    this.kernels = shared?.kernels ?? instantiateKernels();
     const mk = metricKernels(this.kernels, metric);
     this.pair = mk.pair;
     this.slotsKernel = mk.slots;
@@ -112,6 +122,12 @@ export class VectorStore {
     this.slotsPtr = align(this.queryPtr + this.strideBytes, 64);
     this.outPtr = this.slotsPtr + BATCH_MAX * 4;
     this.vectorsPtr = align(this.outPtr + BATCH_MAX * 4, 64);
+    if (shared !== undefined) {
+      if (this.vectorsPtr > shared.limitPtr) {
+        throw new Error(`VectorStore buffers end at ${this.vectorsPtr}, past ${shared.limitPtr}`);
+      }
+      this.vectorsPtr = shared.vectorsPtr;
+    }
     this.queryIdx = this.queryPtr >>> 2;
     this.slotsIdx = this.slotsPtr >>> 2;
     this.outIdx = this.outPtr >>> 2;

@@ -23,6 +23,8 @@
  * | `--tls-cert`, `--tls-key` | (none)            | serve TLS; `--tls-ca` trusts a CA when calling members (src/api/security.ts) |
  * | `--insecure`           | false                | allow a non-loopback `--host` without API keys and a cluster secret |
  * | `--log-level`, `--log-format` | info, text    | least important messages logged; `json`: one object per line (src/common/log.ts) |
+ * | `--search-threads`     | the cores (at most 63) | threads that run unfiltered float graph searches (src/index/graph_pool.ts); 1: this thread only, no workers |
+ * | `--build-threads`      | the cores (at most 63) | threads that link each PutBatch into the graph (after its WAL append); 1: this thread, in order |
  *
  * {@link NODE_FLAGS} is the source of truth: the parser and `--help` come from it. Every flag may
  * also be set by `VECTORDB_<FLAG>` in the environment or a key of a `--config` JSON file
@@ -101,6 +103,7 @@ import {
 import { LOG_FLAGS, Logger, parseLogFormat, parseLogLevel } from "../common/log.ts";
 import { discardStaleEntries, HEARTBEAT_EVERY_MS, TombstoneCollector } from "./tombstone_gc.ts";
 import { SOFTWARE_VERSION, versionLine } from "../common/software_version.ts";
+import { defaultThreads, GraphPool, MAX_POOL_THREADS } from "../index/graph_pool.ts";
 
 /** The storage node's flags: the parser, `--help` and the README's table come from here. */
 export const NODE_FLAGS = {
@@ -163,6 +166,18 @@ export const NODE_FLAGS = {
       "cluster accepts: a node stopped longer forgets its entries at start-up " +
       "(0: keep tombstones forever)",
   },
+  "search-threads": {
+    type: "string",
+    arg: "N",
+    default_text: `the cores (os.availableParallelism(), at most ${MAX_POOL_THREADS})`,
+    help: "threads that run graph searches (unfiltered, float); 1: the main thread, no workers",
+  },
+  "build-threads": {
+    type: "string",
+    arg: "N",
+    default_text: `the cores (os.availableParallelism(), at most ${MAX_POOL_THREADS})`,
+    help: "threads that link each PutBatch into the graph; 1: the main thread, in order",
+  },
   ...HTTP_FLAGS,
   ...SECURITY_FLAGS,
   ...LOG_FLAGS,
@@ -183,6 +198,16 @@ function positiveInt(name: string, v: string): number {
   const x = Number(v);
   if (!Number.isInteger(x) || x <= 0) {
     throw new ConfigError(`--${name} "${v}" must be a positive integer`);
+  }
+  return x;
+}
+
+/** A thread count flag: absent means the cores; 1 .. {@link MAX_POOL_THREADS}. */
+function threadCount(name: string, v: string | undefined): number {
+  if (v === undefined) return defaultThreads();
+  const x = Number(v);
+  if (!Number.isInteger(x) || x < 1 || x > MAX_POOL_THREADS) {
+    throw new ConfigError(`--${name} "${v}" must be an integer between 1 and ${MAX_POOL_THREADS}`);
   }
   return x;
 }
@@ -275,8 +300,16 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
   const security = SecurityConfig.fromFlags(values, host, "storage node", log);
   const metrics = parseBoolean(values.metrics, "--metrics") ? new NodeMetrics(security) : null;
 
+  const searchThreads = threadCount("search-threads", values["search-threads"]);
+  const buildThreads = threadCount("build-threads", values["build-threads"]);
+  // One pool for every collection; workers load in the background (searches queue meanwhile).
+  const pool = searchThreads > 1 || buildThreads > 1
+    ? new GraphPool(Math.max(searchThreads, buildThreads), { logger: log })
+    : null;
+  log(`graph threads: ${searchThreads} search, ${buildThreads} build`);
   const t0 = Date.now();
   const store = await NodeStore.open(dataDir, {
+    threads: pool === null ? null : { pool, search: searchThreads, build: buildThreads },
     observers: metrics?.observers,
     logger: log,
     recovery,
@@ -368,6 +401,7 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
     // Nothing was served: close the logs and release the data directory's lock.
     server.forceShutdown();
     await store.close({ snapshot: false });
+    await pool?.close();
     throw e;
   }
   const boundMs = performance.now();
@@ -456,6 +490,7 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
     ]);
     agent.stop();
     await store.close({ snapshot: true });
+    await pool?.close();
     log(`stopped in ${Date.now() - t0} ms (requests finished, snapshots written)`);
     process.exit(0);
   };

@@ -15,7 +15,7 @@
  * | BackupNotFoundError                               | NOT_FOUND           |
  * | BackupCorruptError (sha256 or manifest mismatch)  | DATA_LOSS           |
  * | BackupBusyError (delete of a backup in use)       | FAILED_PRECONDITION |
- * | WAL queue full, too many collections or requests, index capacity | RESOURCE_EXHAUSTED |
+ * | WAL queue full, too many collections or requests, index capacity, search-thread queue full | RESOURCE_EXHAUSTED |
  * | DiskFullError, ENOSPC/EDQUOT (full disk: names the data directory) | RESOURCE_EXHAUSTED |
  * | VersionOverflowError (the clock passed 2^53 - 1)  | FAILED_PRECONDITION |
  * | node shutting down                                | UNAVAILABLE         |
@@ -75,7 +75,8 @@ import { VersionOverflowError } from "../common/version.ts";
 import { SOFTWARE_VERSION } from "../common/software_version.ts";
 import { CapacityError } from "../index/vector_store.ts";
 import { BufferLimitError } from "../io/binary.ts";
-import { FieldIndexError } from "../storage/collection.ts";
+import { FieldIndexError, type KeyHit } from "../storage/collection.ts";
+import { SearchQueueFullError } from "../index/graph_pool.ts";
 import type { ShardedCollection } from "../storage/sharded_collection.ts";
 import type { Member as ClusterMember } from "../cluster/membership.ts";
 import {
@@ -178,7 +179,7 @@ export function toStatus(e: unknown, dataDir?: string): StatusLike {
   }
   if (
     e instanceof WalQueueFullError || e instanceof TooManyCollectionsError ||
-    e instanceof BufferLimitError
+    e instanceof BufferLimitError || e instanceof SearchQueueFullError
   ) {
     return { code: grpc.status.RESOURCE_EXHAUSTED, details: message };
   }
@@ -335,14 +336,38 @@ export function nodeHandlers(
   };
 
   /** One search of a collection, with payloads and vectors when asked (Search, SearchBatch). */
-  const runSearch = (c: ShardedCollection, s: ValidSearch, shards: number[]): SearchResult[] => {
-    const hits = s.exact
-      ? c.exactSearch(s.vector, s.k, s.filter ?? null, shards)
-      : c.search(s.vector, s.k, s.ef === 0 ? undefined : s.ef, s.filter ?? null, shards);
-    if (searchMetrics !== null) {
-      searchMetrics.ef.observe(c.lastSearchEf);
-      searchMetrics.visited.observe(c.lastVisited);
+  // Graph searches run on the node's worker threads where they can (Collection.searchAsync);
+  // exact ones (brute force, for recall sampling) on this thread.
+  const runSearch = async (
+    c: ShardedCollection,
+    s: ValidSearch,
+    shards: number[],
+  ): Promise<{ results: SearchResult[]; searched: number }> => {
+    let hits: KeyHit[];
+    let searched: number, ef: number, visited: number;
+    if (s.exact) {
+      hits = c.exactSearch(s.vector, s.k, s.filter ?? null, shards);
+      searched = c.lastShardSearches;
+      ef = c.lastSearchEf;
+      visited = c.lastVisited;
+    } else {
+      const ef0 = s.ef === 0 ? undefined : s.ef;
+      ({ hits, searched, ef, visited } = await c.searchAsync(
+        s.vector,
+        s.k,
+        ef0,
+        s.filter ?? null,
+        shards,
+      ));
     }
+    if (searchMetrics !== null) {
+      searchMetrics.ef.observe(ef);
+      searchMetrics.visited.observe(visited);
+    }
+    return { results: toResults(c, s, hits), searched };
+  };
+
+  const toResults = (c: ShardedCollection, s: ValidSearch, hits: KeyHit[]): SearchResult[] => {
     if (!s.with_payload && !s.with_vector) {
       // Hits with number ids are already in wire form (no string_id means ""): no copy.
       let plain = true;
@@ -404,19 +429,19 @@ export function nodeHandlers(
       const d = await c.delete(r.id, r.version);
       return { deleted: d.deleted, seq: String(d.seq), version: String(d.version) };
     }),
-    Search: guard.wrap("Search", (req) => {
+    Search: guard.wrap("Search", async (req) => {
       const s = validateSearchRequest(req);
       const c = readable(s.collection);
       const covered = { partial: false, shards_answered: 1, shards_total: 1 };
       const shards = shardList(req.shards, "shards");
-      if (c === null) return Promise.resolve({ results: [], ...covered, shard_searches: 0 });
+      if (c === null) return { results: [], ...covered, shard_searches: 0 };
       checkShards(c, shards, "shards");
       checkDimension(c, s.vector.length, req);
       if (s.ef !== 0 && s.ef < s.k) {
         throw new ValidationError("ef", s.ef, `ef ${s.ef} must be at least k ${s.k} (or 0)`);
       }
-      const results = runSearch(c, s, shards);
-      return Promise.resolve({ results, ...covered, shard_searches: c.lastShardSearches });
+      const { results, searched } = await runSearch(c, s, shards);
+      return { results, ...covered, shard_searches: searched };
     }),
     CreateCollection: guard.wrap("CreateCollection", async (req) => {
       const v = validateCreateCollectionRequest(req);
@@ -495,7 +520,7 @@ export function nodeHandlers(
       );
       return { deleted: true };
     }),
-    SearchBatch: guard.wrap("SearchBatch", (req) => {
+    SearchBatch: guard.wrap("SearchBatch", async (req) => {
       const list = validateSearchBatchRequest(req);
       const covered = { partial: false, shards_answered: 1, shards_total: 1 };
       // Every search is checked against its collection before any runs.
@@ -510,13 +535,13 @@ export function nodeHandlers(
         }
         return c;
       });
-      const results = list.map((s, i) => {
+      const results = await Promise.all(list.map(async (s, i) => {
         const c = targets[i];
         if (c === null) return { results: [], ...covered, shard_searches: 0 };
-        const results = runSearch(c, s, shardLists[i]);
-        return { results, ...covered, shard_searches: c.lastShardSearches };
-      });
-      return Promise.resolve({ results });
+        const { results, searched } = await runSearch(c, s, shardLists[i]);
+        return { results, ...covered, shard_searches: searched };
+      }));
+      return { results };
     }),
     Scroll: guard.wrap("Scroll", (req) => {
       const v = validateScrollRequest(req);

@@ -136,6 +136,7 @@ import {
 import { PAYLOAD_FIELD_TYPES, PayloadIndexes, type PayloadIndexInfo } from "./payload_index.ts";
 import { planFilter, resolveHasIds } from "./filter_plan.ts";
 import type { PlannedFilter } from "../index/hnsw.ts";
+import { type GraphPool, ThreadPoolError } from "../index/graph_pool.ts";
 import { DEFAULT_RESCORE, type Quantization } from "../common/limits.ts";
 
 /** Parameters a collection is created with. */
@@ -183,6 +184,31 @@ export interface CollectionOptions {
    * them holds, as it does in a single collection.
    */
   clock?: VersionClock;
+  /**
+   * The node's graph threads (graph_pool.ts; `--search-threads`, `--build-threads`): absent,
+   * null or both 1: every search and insert on the caller's thread, as before threads.
+   */
+  threads?: GraphThreads | null;
+}
+
+/**
+ * How a collection uses the node's worker pool: `search` > 1 sends unfiltered float searches
+ * to its workers ({@link Collection.searchAsync}); `build` > 1 links each PutBatch on that
+ * many workers ({@link Collection.putBatch}).
+ */
+export interface GraphThreads {
+  pool: GraphPool;
+  search: number;
+  build: number;
+}
+
+/** A search's hits and what it cost (for metrics). */
+export interface SearchOutcome {
+  hits: KeyHit[];
+  /** The ef it ran with. */
+  ef: number;
+  /** Candidates scored on layer 0. */
+  visited: number;
 }
 
 /** Where a collection reports durations and sizes (metrics histograms, shared by a node). */
@@ -524,7 +550,17 @@ class PointTable {
     if (n > 0) this.indexes.build(this.payloadEntries());
   }
 
-  constructor(readonly index: HnswIndex, readonly clock: VersionClock) {}
+  constructor(readonly index: HnswIndex, readonly clock: VersionClock) {
+    // Compaction runs between records ({@link compactIfDue}), never inside one: the same
+    // moments live and in WAL replay (so replay rebuilds the same graph), and with worker
+    // searches it must wait for them (graph_pool.ts).
+    index.deferCompaction = true;
+  }
+
+  /** Compacts the index when its tombstones passed the ratio (called after each record). */
+  compactIfDue(): void {
+    if (this.index.compactDue()) this.index.compact();
+  }
 
   /** Applies a put (vector and payload together); returns whether it applied. */
   put(
@@ -533,11 +569,26 @@ class PointTable {
     version: number,
     payload: Uint8Array | null | undefined = null,
   ): boolean {
+    const id = this.putEntry(key, version, payload);
+    if (id < 0) return false;
+    this.index.add(id, vector);
+    return true;
+  }
+
+  /**
+   * Everything of a put but the vector (version, payload, digest): returns the pid whose
+   * vector the caller must then insert, or -1 when the put does not apply. Batches on
+   * several threads (Collection.putBatch) insert the vectors of many entries at once after.
+   */
+  putEntry(
+    key: PointId,
+    version: number,
+    payload: Uint8Array | null | undefined = null,
+  ): number {
     const found = this.keys.lookup(key);
     const held = found < 0 ? undefined : this.versions.get(found);
-    if (!applies(version, false, held)) return false;
+    if (!applies(version, false, held)) return -1;
     const id = found >= 0 ? found : this.keys.assign(key, this.inUse);
-    this.index.add(id, vector);
     this.unindex(id);
     this.payloads.set(id, payload ?? null);
     this.reindex(id, payload);
@@ -548,7 +599,7 @@ class PointTable {
       digest.add(key, version, false);
     }
     this.versions.set(id, version);
-    return true;
+    return id;
   }
 
   /** Applies a delete; returns whether it applied and whether it removed a live point. */
@@ -851,6 +902,7 @@ export class Collection {
   lastSnapshotBytes = 0;
   private readonly observers: CollectionObservers;
   private closed = false;
+  private readonly threads: GraphThreads | null;
 
   private constructor(
     dir: string,
@@ -878,6 +930,8 @@ export class Collection {
     this.dataDir = options.data_dir ?? dir;
     this.replayed = replayed;
     this.observers = options.observers ?? {};
+    const t = options.threads ?? null;
+    this.threads = t !== null && (t.search > 1 || t.build > 1) ? t : null;
     this.wal.sync_observer = this.observers.wal_sync_seconds ?? null;
   }
 
@@ -1061,6 +1115,7 @@ export class Collection {
           );
         }
         table.replay(rec);
+        table.compactIfDue();
       }
       if (entry.seq !== applied + 1) {
         throw new CollectionStateError(
@@ -1206,6 +1261,31 @@ export class Collection {
     });
     const seq = await this.wal.append(type, payload);
     let applied = 0;
+    const t = this.threads;
+    if (t !== null && t.build > 1 && this.index.batchable) {
+      // Durable first (above); then the entries on this thread and the vectors linked on
+      // `build` workers. The apply queue keeps batches (and every other write) in log order.
+      await this.apply(seq, async () => {
+        const pids: number[] = [];
+        const rows: number[] = [];
+        for (let i = 0; i < ids.length; i++) {
+          const pid = this.table.putEntry(ids[i], v, payloads[i]);
+          if (pid < 0) continue;
+          pids.push(pid);
+          rows.push(i);
+        }
+        applied = pids.length;
+        let vs = vectors;
+        if (rows.length !== ids.length) {
+          vs = new Float32Array(rows.length * dim);
+          for (let j = 0; j < rows.length; j++) {
+            vs.set(vectors.subarray(rows[j] * dim, (rows[j] + 1) * dim), j * dim);
+          }
+        }
+        await t.pool.addBatch(this.index, pids, vs, t.build);
+      });
+      return { seq, version: v, applied };
+    }
     await this.apply(seq, async () => {
       for (let i = 0; i < ids.length; i++) {
         const vector = vectors.subarray(i * dim, (i + 1) * dim);
@@ -1363,6 +1443,42 @@ export class Collection {
     filter?: Filter | null,
   ): KeyHit[] {
     return this.keyHits(this.searchPids(vector, k, ef, filter));
+  }
+
+  /**
+   * {@link search}, on a worker thread of the node's pool when it can take it (unfiltered, a
+   * float index, `search` threads > 1), else on this thread. A worker that fails is not the
+   * caller's problem: the search runs again here.
+   */
+  async searchAsync(
+    vector: ArrayLike<number>,
+    k: number,
+    ef?: number,
+    filter?: Filter | null,
+  ): Promise<SearchOutcome> {
+    const t = this.threads;
+    const index = this.index;
+    if (
+      t !== null && t.search > 1 && index.codes === null &&
+      (filter === undefined || filter === null || isEmptyFilter(filter))
+    ) {
+      validateVector(vector, index.dim, "vector");
+      const e = index.searchEf(k, ef);
+      if (index.count === 0) return { hits: [], ef: e, visited: 0 };
+      const p = t.pool.search(index, vector, k, e, t.search);
+      if (p !== null) {
+        try {
+          const r = await p;
+          // A point deleted while the search ran (its pid maybe released) is left out.
+          const hits = r.hits.filter((h) => index.has(h.id));
+          return { hits: this.keyHits(hits), ef: e, visited: r.visited };
+        } catch (err) {
+          if (!(err instanceof ThreadPoolError)) throw err;
+        }
+      }
+    }
+    const hits = this.search(vector, k, ef, filter);
+    return { hits, ef: index.lastSearchEf, visited: index.lastVisited };
   }
 
   /** Hits with pids turned into ids (the same objects when every id is a uint32 one). */
@@ -1909,6 +2025,7 @@ export class Collection {
       await this.snapshotting.catch(() => {}); // its own caller reports a failure
     }
     this.closed = true;
+    await this.threads?.pool.detach(this.index);
     await this.wal.close();
     if (failure !== null) throw failure;
   }
@@ -1926,6 +2043,9 @@ export class Collection {
     return this.serial(async () => {
       this.advance(seq);
       await fn();
+      // Deletes leave compaction to here (PointTable); worker searches are waited for first.
+      if (this.threads !== null) await this.threads.pool.compactIfDue(this.index);
+      else this.table.compactIfDue();
     });
   }
 

@@ -85,6 +85,7 @@ import {
   IdList,
   type KeyHit,
   type Point,
+  type SearchOutcome,
   validateCopyEntries,
   validatePoints,
   validateVersion,
@@ -657,6 +658,46 @@ export class ShardedCollection {
     shards?: readonly number[] | null,
   ): KeyHit[] {
     return this.fanOut(shards, (u) => u.search(vector, k, ef, filter), k);
+  }
+
+  /**
+   * {@link search}, each unit on a worker thread when its collection may use one
+   * ({@link Collection.searchAsync}): the units of one query run in parallel. Returns the
+   * merged hits with the units searched, the largest ef and the candidates scored.
+   */
+  async searchAsync(
+    vector: ArrayLike<number>,
+    k: number,
+    ef?: number,
+    filter?: Filter | null,
+    shards?: readonly number[] | null,
+  ): Promise<{ hits: KeyHit[]; searched: number; ef: number; visited: number }> {
+    if (shards !== undefined && shards !== null && shards.length > 0) this.checkShards(shards);
+    const all = shards === undefined || shards === null || shards.length === 0;
+    const n = all ? this.shard_number : shards.length;
+    const runs: Promise<SearchOutcome>[] = [];
+    for (let i = 0; i < n; i++) {
+      const u = this.units[all ? i : shards![i]];
+      // An empty unit still checks the query (dimension, filter) when it is the only one.
+      if (u.index.count === 0 && !(n === 1 && runs.length === 0)) continue;
+      runs.push(u.searchAsync(vector, k, ef, filter));
+    }
+    const outcomes = await Promise.all(runs);
+    let merged: KeyHit[] = [];
+    let maxEf = 0, visited = 0;
+    for (const o of outcomes) {
+      maxEf = Math.max(maxEf, o.ef);
+      visited += o.visited;
+      merged = outcomes.length === 1 ? o.hits : merged.concat(o.hits);
+    }
+    if (outcomes.length > 1) {
+      merged.sort(byDistance);
+      if (merged.length > k) merged.length = k;
+    }
+    this.lastShardSearches = outcomes.length;
+    this.lastSearchEf = maxEf;
+    this.lastVisited = visited;
+    return { hits: merged, searched: outcomes.length, ef: maxEf, visited };
   }
 
   /** The exact k nearest over the units of `shards` (see {@link Collection.exactSearch}). */

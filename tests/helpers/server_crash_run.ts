@@ -236,7 +236,11 @@ async function verify(api: ApiClient, model: CrashModel, where: string): Promise
 /** Runs the crash test; throws on the first wrong point. Returns the summary line. */
 export async function runCrash(seed: number, iterations: number, shards = 1): Promise<string> {
   const random = churnRandom(seed);
-  const node = await NodeProcess.prepare({ args: ["--snapshot-every-s", "1"] });
+  // Two search and two build threads whatever the machine's cores: batches are linked on
+  // worker threads after their WAL append, and no acknowledged write may be lost that way.
+  const node = await NodeProcess.prepare({
+    args: ["--snapshot-every-s", "1", "--search-threads", "2", "--build-threads", "2"],
+  });
   const model = new CrashModel();
   const clients: VectorDBClient[] = [];
   let api: ApiClient | null = null;
