@@ -489,7 +489,7 @@ export class HnswIndex {
       n++;
     }
     const qz = ScalarQuantizer.train(sample, n, this.dim, this.dim, clip);
-    const codes = new CodeStore(this.dim, this.metric, qz, this.M0 + 1);
+    const codes = new CodeStore(this.dim, this.metric, qz, this.M0 + 1, this.maxCapacity);
     this.fillCodes(codes);
     this.codes = codes;
   }
@@ -503,12 +503,11 @@ export class HnswIndex {
   }
 
   /**
-   * Mirrors an insert into the code store: the slot's codes, flag and layer-0 list, and the
+   * Mirrors an insert into the code store (its codes are written before it is linked): the
+   * slot's flag and layer-0 list, and the
    * lists of its layer-0 neighbours (the insert added itself to them, pruning some).
    */
   private mirrorInsert(codes: CodeStore, slot: number): void {
-    const store = this.store;
-    codes.write(slot, store.f32, store.ptr(slot) >>> 2);
     codes.setFlag(slot, FLAG_LIVE);
     const row0 = this.M0 + 1;
     const links = this.links0;
@@ -634,6 +633,9 @@ export class HnswIndex {
     validateId(id);
     validateVector(vector, this.dim);
     const slot = this.place(id, vector, 0);
+    // The codes before the links: a worker's int8 walk (graph_pool.ts) may reach the slot as
+    // soon as a neighbour lists it.
+    this.codes?.write(slot, this.store.f32, this.store.ptr(slot) >>> 2);
     // Solo: no batch is being linked (the caller applies writes one at a time).
     this.graph.link(slot, this.batchSize === 0);
     this.flags[slot] = FLAG_LIVE;
@@ -1437,7 +1439,7 @@ export class HnswIndex {
     } catch (e) {
       throw new BinaryFormatError(`Index quantizer: ${(e as Error).message}`);
     }
-    const codes = new CodeStore(base.dim, base.metric, qz, base.M0 + 1);
+    const codes = new CodeStore(base.dim, base.metric, qz, base.M0 + 1, base.maxCapacity);
     codes.reserve(base.capacity);
     codes.loadRows(r.bytes(), base.size);
     codes.syncGraph(base.links0, base.flags, base.size);
