@@ -232,6 +232,9 @@ Deno.test("graph threads: int8 collections answer on 2 search threads as on 1, b
           dimension: DIM,
           metric,
           quantization: "int8",
+          // One candidate per hit re-ranked: the hits are the int8 walk's own (at a larger
+          // factor they would match a float search's, hiding which one ran).
+          rescore: 1,
         });
       }
     }
