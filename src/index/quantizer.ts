@@ -186,6 +186,7 @@ export class ScalarQuantizer {
  * | query   | `queryPtr`   | `codeBytes * 2`        | i16 weights, zero past `dim`        |
  * | slots   | `slotsPtr`   | `BATCH_MAX * 4`        | u32 slot list for a batch           |
  * | out     | `outPtr`     | `BATCH_MAX * 4`        | f32 distances of a batch            |
+ * | scratch | `scratchPtr` | `63 * blockBytes`      | one block per worker thread (CodeThread) |
  * | rows    | `codesPtr`   | `capacity * rowBytes`  | slot `s` at `+ s * rowBytes`: codes |
  * |         |              |                        | and, mirrored, its layer-0 links    |
  * | flags   | `flagsPtr`   | `capacity`             | mirror of the slot flags (0 live)   |
@@ -200,6 +201,11 @@ export class ScalarQuantizer {
  * next. The index keeps the mirror current: a slot's links and flag after each insert (with
  * the links of its neighbours, whose lists the insert changed), a flag on delete, everything
  * after a compaction or a load. Growth moves the regions after the rows (copied, re-laid out).
+ *
+ * The memory is shared (the shared kernel build) and grows in place: everything below the rows
+ * stays where it is, so worker threads score rows through a {@link CodeThread} (their own
+ * kernel instance and scratch block; {@link CodeStore.layout}) while the owner inserts. Workers
+ * walk the graph's own links, not the mirror (shared_graph.ts, `searchQ8`).
  */
 export class CodeStore {
   readonly dim: number;
