@@ -453,7 +453,8 @@ export class GraphPool {
   /**
    * Inserts or replaces `ids[i]` with `vectors[i*dim ..]` in `index`: places them on this
    * thread, links them on `threads` workers (this thread alone when `threads` is 1, no worker
-   * is alive, or the index is quantized: then in order, the graph {@link HnswIndex.add} builds),
+   * is alive, or an int8 index not trained yet: then in order, the graph {@link HnswIndex.add}
+   * builds),
    * and marks them live. The caller must not change the index until it resolves. Searches
    * may run meanwhile (they skip the pending slots).
    */

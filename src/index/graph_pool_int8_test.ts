@@ -141,3 +141,62 @@ Deno.test("int8 worker searches during owner inserts (training and growth meanwh
     await pool.close();
   }
 });
+
+Deno.test("int8 batches link on workers once trained: one thread builds add()'s graph and codes, two keep recall; worker searches equal owner searches", async () => {
+  const pool = new GraphPool(2);
+  try {
+    const dim = 24, n = 4000;
+    const data = randomVectors(n, dim, 31);
+    const queries = randomVectors(50, dim, 32);
+    const ids = Array.from({ length: n }, (_, i) => i);
+    const opts = {
+      dim,
+      metric: "cosine" as const,
+      M: 8,
+      efConstruction: 64,
+      quantization: "int8" as const,
+      trainSize: 1000,
+      rescore: 1,
+    };
+    const ref = new HnswIndex(opts);
+    ref.deferCompaction = true;
+    for (let i = 0; i < n; i++) ref.add(i, row(data, i, dim));
+    const built = async (threads: number) => {
+      const t = new HnswIndex(opts);
+      for (let from = 0; from < n; from += 500) {
+        // Untrained: in order on this thread; trained (from 1000 points on): placeBatch.
+        assert.equal(t.batchable, from >= 1000, `batchable at ${from}`);
+        await pool.addBatch(
+          t,
+          ids.slice(from, from + 500),
+          data.subarray(from * dim, (from + 500) * dim),
+          threads,
+        );
+      }
+      return t;
+    };
+    const one = await built(1);
+    const two = await built(2);
+    let hitsTwo = 0;
+    for (let i = 0; i < 50; i++) {
+      const q = row(queries, i, dim);
+      const want = ref.search(q, 10, { ef: 40 });
+      assert.deepEqual(one.search(q, 10, { ef: 40 }), want, `one thread, query ${i}`);
+      assert.deepEqual(await searchOn(pool, one, q, 10, 40), want, `one thread worker ${i}`);
+      // Two threads: another graph, but its owner's and workers' searches agree.
+      const got = two.search(q, 10, { ef: 40 });
+      assert.deepEqual(await searchOn(pool, two, q, 10, 40), got, `two threads worker ${i}`);
+      const exact = new Set(ref.exactSearch(q, 10).map((h) => h.id));
+      for (const h of got) if (exact.has(h.id)) hitsTwo++;
+    }
+    let hitsOne = 0;
+    for (let i = 0; i < 50; i++) {
+      const q = row(queries, i, dim);
+      const exact = new Set(ref.exactSearch(q, 10).map((h) => h.id));
+      for (const h of ref.search(q, 10, { ef: 40 })) if (exact.has(h.id)) hitsOne++;
+    }
+    assert.ok(hitsTwo / 500 >= hitsOne / 500 - 0.03, `recall ${hitsTwo / 500} vs ${hitsOne / 500}`);
+  } finally {
+    await pool.close();
+  }
+});

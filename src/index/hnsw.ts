@@ -708,12 +708,14 @@ export class HnswIndex {
    * {@link SharedGraph.linkBatch}, and returns how many there are. The caller then links them
    * (on this thread or on pool workers, graph_pool.ts) and calls {@link finishBatch}; nothing
    * else may change the index in between. Pending slots are never search results.
-   * Float indexes only ({@link batchable}). Levels are drawn in batch order; without
+   * Float indexes and trained int8 ones ({@link batchable}). Levels are drawn in batch order; without
    * replaced points, one thread linking the batch in order builds the graph {@link add} in a
    * loop builds.
    */
   placeBatch(ids: ArrayLike<number>, vectors: ArrayLike<number>): number {
-    if (!this.batchable) throw new TypeError("placeBatch: a quantized index inserts with add");
+    if (!this.batchable) {
+      throw new TypeError("placeBatch: an int8 index inserts with add until its quantizer trains");
+    }
     const n = ids.length;
     const dim = this.dim;
     if (vectors.length !== n * dim) {
@@ -737,7 +739,14 @@ export class HnswIndex {
     const batch = new Int32Array(this.layout.batch, 0, n);
     this.retired.length = 0;
     try {
-      for (let i = 0; i < n; i++) batch[i] = this.place(ids[i], vectors, i * dim, true);
+      const codes = this.codes;
+      const store = this.store;
+      for (let i = 0; i < n; i++) {
+        const slot = this.place(ids[i], vectors, i * dim, true);
+        batch[i] = slot;
+        // The codes before the links (a worker's int8 walk may reach the slot once linked).
+        if (codes !== null) codes.write(slot, store.f32, store.ptr(slot) >>> 2);
+      }
     } finally {
       this.deferCompaction = defer;
     }
@@ -771,12 +780,18 @@ export class HnswIndex {
     }
     this.retired.length = 0;
     this.batchSize = 0;
+    // The owner's int8 walk reads links mirrored into the code rows: the batch changed the
+    // lists of its slots and of nodes no longer listed by them (pruned since), so all of them.
+    this.codes?.syncGraph(this.links0, this.flags, this.size);
     if (!this.deferCompaction && this.compactDue()) this.compact();
   }
 
-  /** Whether {@link placeBatch} may be used (a float index: codes are mirrored per insert). */
+  /**
+   * Whether {@link placeBatch} may be used: a float index, or an int8 one whose quantizer has
+   * trained (before, inserts go through {@link add}, which trains at `trainSize` points).
+   */
   get batchable(): boolean {
-    return this.quantization === "none";
+    return this.quantization === "none" || this.codes !== null;
   }
 
   private batchSize = 0;

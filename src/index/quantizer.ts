@@ -406,7 +406,13 @@ export class CodeStore {
   syncGraph(links: Uint32Array, flags: Uint8Array, n: number): void {
     const lw = this.linkWords;
     if (lw === 0) return;
-    for (let s = 0; s < n; s++) this.setLinks(s, links, s * lw);
+    // Word by word: after every parallel batch this covers the whole index.
+    const u32 = this.u32;
+    const rw = this.rowBytes >>> 2;
+    let d = this.linksPtr >>> 2;
+    for (let s = 0, o = 0; s < n; s++, o += lw, d += rw) {
+      for (let j = 0; j < lw; j++) u32[d + j] = links[o + j];
+    }
     this.u8.set(flags.subarray(0, n), this.flagsPtr);
   }
 
