@@ -187,3 +187,86 @@ Deno.test("graph threads: concurrent PutBatches to one id end with the later wri
     await node.close();
   }
 });
+
+Deno.test("graph threads: int8 collections answer on 2 search threads as on 1, before and after training, through deletes, upserts and a restart", async () => {
+  const random = churnRandom(91);
+  const queries = Array.from({ length: QUERIES }, () => randomVector(random));
+  // A collection's quantizer trains at 4096 live points (quantizer.ts DEFAULT_TRAIN_SIZE).
+  const total = 5000;
+  const points = Array.from({ length: total }, (_, id) => ({ id, vector: randomVector(random) }));
+  const nodes = [
+    await NodeProcess.start({
+      args: [...NO_AUTO_SNAPSHOTS, "--search-threads", "1", "--build-threads", "1"],
+    }),
+    // One build thread: the same graph (trained int8 batches link in parallel with two).
+    await NodeProcess.start({
+      args: [...NO_AUTO_SNAPSHOTS, "--search-threads", "2", "--build-threads", "1"],
+    }),
+  ];
+  let apis = nodes.map((n) => new ApiClient(n.address, { timeout_ms: 60_000 }));
+  const metrics = ["l2", "cosine", "dot"];
+  const same = async (when: string) => {
+    for (const metric of metrics) {
+      const name = `q8_${metric}`;
+      const [ref, threaded] = await Promise.all(apis.map((api) => searchAll(api, name, queries)));
+      assert.ok(ref.every((r) => r.length === 10), `${metric} ${when}: 10 hits`);
+      assert.deepEqual(threaded, ref, `${metric} ${when}: 2 search threads`);
+    }
+  };
+  const put = async (from: number, to: number) => {
+    for (const api of apis) {
+      for (const metric of metrics) {
+        for (let i = from; i < to; i += 1000) {
+          await api.call("PutBatch", {
+            points: points.slice(i, Math.min(to, i + 1000)),
+            collection: `q8_${metric}`,
+          });
+        }
+      }
+    }
+  };
+  try {
+    for (const api of apis) {
+      for (const metric of metrics) {
+        await api.call("CreateCollection", {
+          name: `q8_${metric}`,
+          dimension: DIM,
+          metric,
+          quantization: "int8",
+          // One candidate per hit re-ranked: the hits are the int8 walk's own (at a larger
+          // factor they would match a float search's, hiding which one ran).
+          rescore: 1,
+        });
+      }
+    }
+    await put(0, 2000);
+    await same("before training");
+    await put(2000, total);
+    await same("trained");
+    for (const api of apis) {
+      for (const metric of metrics) {
+        const collection = `q8_${metric}`;
+        for (let id = 5; id < total; id += 9) await api.call("Delete", { id, collection });
+        for (let id = 0; id < 200; id += 3) {
+          await api.call("Put", {
+            id,
+            vector: points[id].vector.map((x) => -x),
+            collection,
+          });
+        }
+      }
+    }
+    await same("deletes and upserts");
+    for (const a of apis) a.close();
+    for (const n of nodes) await n.restart();
+    apis = nodes.map((n) => new ApiClient(n.address, { timeout_ms: 60_000 }));
+    await same("after a snapshot restart");
+    for (const n of nodes) assert.deepEqual(n.unexpected_exits, []);
+  } catch (e) {
+    for (const n of nodes) console.error(`node stderr:\n${n.tail()}`);
+    throw e;
+  } finally {
+    for (const a of apis) a.close();
+    for (const n of nodes) await n.close();
+  }
+});

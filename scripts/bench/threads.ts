@@ -31,6 +31,7 @@
  * | `--batch`          | 1000    | points per PutBatch                                |
  * | `--inflight`       | 4       | PutBatches in flight                               |
  * | `--phases`         | build,search | which phases                                  |
+ * | `--quantization`   | none    | the collection's quantization (`int8`: searched over codes, re-ranked) |
  * @module
  */
 import { parseArgs } from "node:util";
@@ -57,6 +58,7 @@ const { values: flags } = parseArgs({
     batch: { type: "string", default: "1000" },
     inflight: { type: "string", default: "4" },
     phases: { type: "string", default: "build,search" },
+    quantization: { type: "string", default: "none" },
   },
 });
 const int = (name: string, v: string) => {
@@ -75,6 +77,10 @@ const INFLIGHT = int("inflight", flags.inflight!);
 const BUILD = flags["build-threads"]!.split(",").map((s) => int("build-threads", s));
 const SEARCH = flags["search-threads"]!.split(",").map((s) => int("search-threads", s));
 const PHASES = new Set(flags.phases!.split(","));
+const QUANTIZATION = flags.quantization!;
+if (QUANTIZATION !== "none" && QUANTIZATION !== "int8") {
+  throw new RangeError(`--quantization "${QUANTIZATION}" must be none or int8`);
+}
 const COLLECTION = "threads";
 const TIMEOUT_MS = 120_000;
 const NO_AUTO_SNAPSHOTS = ["--snapshot-every-ops", "100000000", "--snapshot-every-s", "100000000"];
@@ -101,7 +107,10 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
-log(`threads bench: ${ds.name} n=${ds.base.n} ${ds.metric}, ${nq} queries, recall@10 at ef 200`);
+log(
+  `threads bench: ${ds.name} n=${ds.base.n} ${ds.metric} (quantization ${QUANTIZATION}), ` +
+    `${nq} queries, recall@10 at ef 200`,
+);
 
 /**
  * How much two threads get done now against one on a fixed pure-CPU loop (no memory, no shared
@@ -150,6 +159,7 @@ async function build(threads: number): Promise<{ node: NodeProcess; wall: number
       metric: ds.metric,
       m: 16,
       ef_construction: 200,
+      quantization: QUANTIZATION,
     });
     const cpu0 = cpuSeconds(node.pid);
     const t0 = performance.now();

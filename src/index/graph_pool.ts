@@ -8,7 +8,7 @@
  *
  * | call                         | runs on                         | notes                                   |
  * |------------------------------|---------------------------------|-----------------------------------------|
- * | {@link GraphPool.search}     | the least busy worker           | unfiltered float search; null: run it on the owner (k > LANE_K, no worker alive) |
+ * | {@link GraphPool.search}     | the least busy worker           | unfiltered search (float or int8 codes); null: run it on the owner (k > LANE_K, no worker alive) |
  * | {@link GraphPool.addBatch}   | `threads` workers (or the owner for 1) | placeBatch on the owner, link on workers, finishBatch on the owner |
  * | {@link GraphPool.exclusive}  | the owner, searches of the index paused | compaction and anything that frees slots |
  *
@@ -50,6 +50,7 @@ import process from "node:process";
 import type { Hit, HnswIndex } from "./hnsw.ts";
 import { H_EP_SEQ, H_GLOBAL, MAX_GRAPH_THREADS } from "./shared_graph.ts";
 import { LANE_K, laneBytes, type LaneViews, laneViews } from "./graph_lanes.ts";
+import type { CodeStore } from "./quantizer.ts";
 
 /** Most worker threads a pool may run (scratch blocks 1..63 of a layout; 0 is the owner's). */
 export const MAX_POOL_THREADS = MAX_GRAPH_THREADS - 1;
@@ -113,6 +114,8 @@ interface SearchJob {
   query: ArrayLike<number>;
   k: number;
   ef: number;
+  /** Candidates re-ranked of an int8 search (0: a float search). */
+  r: number;
   /** Workers it may run on: the first `threads` of the pool (while any of them is alive). */
   threads: number;
   lane: number;
@@ -141,6 +144,8 @@ interface Entry {
   inFlight: number;
   paused: boolean;
   onDrained: (() => void) | null;
+  /** The index's code store the workers were sent (null: none yet). */
+  codes: CodeStore | null;
 }
 
 class PoolWorker {
@@ -240,6 +245,7 @@ export class GraphPool {
       lanes: e.buf,
       thread: w.thread,
     }, false);
+    if (e.codes !== null) w.post({ op: "codes", key: e.key, codes: e.codes.layout }, false);
   }
 
   private entry(index: HnswIndex): Entry {
@@ -258,6 +264,7 @@ export class GraphPool {
       inFlight: 0,
       paused: false,
       onDrained: null,
+      codes: null,
     };
     this.entries.set(e.key, e);
     this.byIndex.set(index, e);
@@ -274,6 +281,8 @@ export class GraphPool {
    * alive, pool closed): the caller searches on its own thread. Throws
    * {@link SearchQueueFullError} when the index's queue is full. `threads`: the workers it may
    * use (the node's `--search-threads` when the pool is larger for `--build-threads`).
+   * An index with trained int8 codes is searched over them and re-ranks `max(k, rescore * k)`
+   * candidates (`rescore`: the index's by default), exactly as {@link HnswIndex.search}.
    */
   search(
     index: HnswIndex,
@@ -281,9 +290,22 @@ export class GraphPool {
     k: number,
     ef: number,
     threads: number = this.threads,
+    rescore: number = index.rescore,
   ): Promise<PoolSearchResult> | null {
     if (this.closed || k > LANE_K || this.alive === 0) return null;
     const e = this.entry(index);
+    const codes = index.codes;
+    if (codes !== e.codes) {
+      // The quantizer trained (or the index loaded codes) since the workers last heard: they
+      // get the code store before this search (a worker handles its messages in order).
+      e.codes = codes;
+      if (codes !== null) {
+        for (const w of this.workers) {
+          if (!w.dead) w.post({ op: "codes", key: e.key, codes: codes.layout }, false);
+        }
+      }
+    }
+    const r = codes === null ? 0 : Math.max(k, rescore * k);
     if (e.waiting.length >= this.queueMax) {
       throw new SearchQueueFullError(
         `search queue of the index is full (${this.queueMax} searches waiting for ` +
@@ -296,6 +318,7 @@ export class GraphPool {
         query,
         k,
         ef,
+        r,
         threads,
         lane: -1,
         worker: null,
@@ -331,7 +354,7 @@ export class GraphPool {
     job.worker = best;
     e.jobs[lane] = job;
     e.inFlight++;
-    best.post({ op: "search", key: e.key, lane, k: job.k, ef: job.ef }, true);
+    best.post({ op: "search", key: e.key, lane, k: job.k, ef: job.ef, r: job.r }, true);
   }
 
   private release(e: Entry, lane: number): void {
@@ -430,7 +453,8 @@ export class GraphPool {
   /**
    * Inserts or replaces `ids[i]` with `vectors[i*dim ..]` in `index`: places them on this
    * thread, links them on `threads` workers (this thread alone when `threads` is 1, no worker
-   * is alive, or the index is quantized: then in order, the graph {@link HnswIndex.add} builds),
+   * is alive, or an int8 index not trained yet: then in order, the graph {@link HnswIndex.add}
+   * builds),
    * and marks them live. The caller must not change the index until it resolves. Searches
    * may run meanwhile (they skip the pending slots).
    */

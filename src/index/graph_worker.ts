@@ -7,8 +7,9 @@
  * | message in                                  | does                                        | answer                       |
  * |---------------------------------------------|---------------------------------------------|------------------------------|
  * | `{op:"attach", key, layout, lanes, thread}` | a handle on the index `key` (scratch block `thread`) | none                 |
+ * | `{op:"codes", key, codes}`                  | a handle on the index's int8 codes (after training) | none                 |
  * | `{op:"detach", key}`                        | drops the handle                            | none                         |
- * | `{op:"search", key, lane, k, ef}`           | searches the query in lane `lane`, writes its hits there | `{op:"done", id: lane}` |
+ * | `{op:"search", key, lane, k, ef, r}`        | searches the query in lane `lane` (r > 0: over the codes, re-ranking r), writes its hits there | `{op:"done", id: lane}` |
  * | `{op:"link", key, id}`                      | links the index's batch slots until none is left | `{op:"done", id, n}`    |
  *
  * Lanes (one SharedArrayBuffer per index, laid out by graph_pool.ts): `stride` floats of query
@@ -19,25 +20,39 @@
 import { parentPort } from "node:worker_threads";
 import { type GraphLayout, SharedGraph } from "./shared_graph.ts";
 import { LANE_K, type LaneViews, laneViews } from "./graph_lanes.ts";
+import { type CodeLayout, CodeThread } from "./quantizer.ts";
 
 interface Attached {
   graph: SharedGraph;
   lanes: LaneViews;
+  /** The index's int8 codes once trained (sent by the pool before the first int8 search). */
+  codes: CodeThread | null;
+  thread: number;
 }
 
 type Message =
   | { op: "attach"; key: number; layout: GraphLayout; lanes: SharedArrayBuffer; thread: number }
+  | { op: "codes"; key: number; codes: CodeLayout }
   | { op: "detach"; key: number }
-  | { op: "search"; key: number; lane: number; k: number; ef: number }
+  | { op: "search"; key: number; lane: number; k: number; ef: number; r: number }
   | { op: "link"; key: number; id: number };
 
 const indexes = new Map<number, Attached>();
 
-function search(a: Attached, lane: number, k: number, ef: number): void {
+function search(a: Attached, lane: number, k: number, ef: number, r: number): void {
   const g = a.graph;
   const v = a.lanes;
   g.setQuery(v.queries, lane * v.stride);
-  const n = g.search(k, ef);
+  let n: number;
+  if (r > 0) {
+    // int8: the codes' weights come from the stored-form (normalised) query, as on the owner.
+    const c = a.codes;
+    if (c === null) throw new Error("int8 search before the index's codes were attached");
+    c.setQuery(g.queryF32, g.queryPtr >>> 2);
+    n = g.searchQ8(c, k, ef, r);
+  } else {
+    n = g.search(k, ef);
+  }
   const hits = g.hits;
   const base = lane * LANE_K;
   for (let j = 0; j < n; j++) {
@@ -55,7 +70,18 @@ port.on("message", (m: Message) => {
   try {
     if (m.op === "attach") {
       const graph = new SharedGraph(m.layout, m.thread);
-      indexes.set(m.key, { graph, lanes: laneViews(m.lanes, m.layout.dim) });
+      indexes.set(m.key, {
+        graph,
+        lanes: laneViews(m.lanes, m.layout.dim),
+        codes: null,
+        thread: m.thread,
+      });
+      return;
+    }
+    if (m.op === "codes") {
+      const a = indexes.get(m.key);
+      if (a === undefined) throw new Error(`index ${m.key} is not attached`);
+      a.codes = new CodeThread(m.codes, a.thread);
       return;
     }
     if (m.op === "detach") {
@@ -66,7 +92,7 @@ port.on("message", (m: Message) => {
     const a = indexes.get(m.key);
     if (a === undefined) throw new Error(`index ${m.key} is not attached`);
     if (m.op === "search") {
-      search(a, m.lane, m.k, m.ef);
+      search(a, m.lane, m.k, m.ef, m.r);
       port.postMessage({ op: "done", key: m.key, id, n: 1 });
     } else {
       port.postMessage({ op: "done", key: m.key, id, n: a.graph.linkBatch() });

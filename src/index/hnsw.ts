@@ -489,7 +489,7 @@ export class HnswIndex {
       n++;
     }
     const qz = ScalarQuantizer.train(sample, n, this.dim, this.dim, clip);
-    const codes = new CodeStore(this.dim, this.metric, qz, this.M0 + 1);
+    const codes = new CodeStore(this.dim, this.metric, qz, this.M0 + 1, this.maxCapacity);
     this.fillCodes(codes);
     this.codes = codes;
   }
@@ -503,12 +503,11 @@ export class HnswIndex {
   }
 
   /**
-   * Mirrors an insert into the code store: the slot's codes, flag and layer-0 list, and the
+   * Mirrors an insert into the code store (its codes are written before it is linked): the
+   * slot's flag and layer-0 list, and the
    * lists of its layer-0 neighbours (the insert added itself to them, pruning some).
    */
   private mirrorInsert(codes: CodeStore, slot: number): void {
-    const store = this.store;
-    codes.write(slot, store.f32, store.ptr(slot) >>> 2);
     codes.setFlag(slot, FLAG_LIVE);
     const row0 = this.M0 + 1;
     const links = this.links0;
@@ -634,6 +633,9 @@ export class HnswIndex {
     validateId(id);
     validateVector(vector, this.dim);
     const slot = this.place(id, vector, 0);
+    // The codes before the links: a worker's int8 walk (graph_pool.ts) may reach the slot as
+    // soon as a neighbour lists it.
+    this.codes?.write(slot, this.store.f32, this.store.ptr(slot) >>> 2);
     // Solo: no batch is being linked (the caller applies writes one at a time).
     this.graph.link(slot, this.batchSize === 0);
     this.flags[slot] = FLAG_LIVE;
@@ -706,12 +708,14 @@ export class HnswIndex {
    * {@link SharedGraph.linkBatch}, and returns how many there are. The caller then links them
    * (on this thread or on pool workers, graph_pool.ts) and calls {@link finishBatch}; nothing
    * else may change the index in between. Pending slots are never search results.
-   * Float indexes only ({@link batchable}). Levels are drawn in batch order; without
+   * Float indexes and trained int8 ones ({@link batchable}). Levels are drawn in batch order; without
    * replaced points, one thread linking the batch in order builds the graph {@link add} in a
    * loop builds.
    */
   placeBatch(ids: ArrayLike<number>, vectors: ArrayLike<number>): number {
-    if (!this.batchable) throw new TypeError("placeBatch: a quantized index inserts with add");
+    if (!this.batchable) {
+      throw new TypeError("placeBatch: an int8 index inserts with add until its quantizer trains");
+    }
     const n = ids.length;
     const dim = this.dim;
     if (vectors.length !== n * dim) {
@@ -735,7 +739,14 @@ export class HnswIndex {
     const batch = new Int32Array(this.layout.batch, 0, n);
     this.retired.length = 0;
     try {
-      for (let i = 0; i < n; i++) batch[i] = this.place(ids[i], vectors, i * dim, true);
+      const codes = this.codes;
+      const store = this.store;
+      for (let i = 0; i < n; i++) {
+        const slot = this.place(ids[i], vectors, i * dim, true);
+        batch[i] = slot;
+        // The codes before the links (a worker's int8 walk may reach the slot once linked).
+        if (codes !== null) codes.write(slot, store.f32, store.ptr(slot) >>> 2);
+      }
     } finally {
       this.deferCompaction = defer;
     }
@@ -769,12 +780,18 @@ export class HnswIndex {
     }
     this.retired.length = 0;
     this.batchSize = 0;
+    // The owner's int8 walk reads links mirrored into the code rows: the batch changed the
+    // lists of its slots and of nodes no longer listed by them (pruned since), so all of them.
+    this.codes?.syncGraph(this.links0, this.flags, this.size);
     if (!this.deferCompaction && this.compactDue()) this.compact();
   }
 
-  /** Whether {@link placeBatch} may be used (a float index: codes are mirrored per insert). */
+  /**
+   * Whether {@link placeBatch} may be used: a float index, or an int8 one whose quantizer has
+   * trained (before, inserts go through {@link add}, which trains at `trainSize` points).
+   */
   get batchable(): boolean {
-    return this.quantization === "none";
+    return this.quantization === "none" || this.codes !== null;
   }
 
   private batchSize = 0;
@@ -1437,7 +1454,7 @@ export class HnswIndex {
     } catch (e) {
       throw new BinaryFormatError(`Index quantizer: ${(e as Error).message}`);
     }
-    const codes = new CodeStore(base.dim, base.metric, qz, base.M0 + 1);
+    const codes = new CodeStore(base.dim, base.metric, qz, base.M0 + 1, base.maxCapacity);
     codes.reserve(base.capacity);
     codes.loadRows(r.bytes(), base.size);
     codes.syncGraph(base.links0, base.flags, base.size);

@@ -49,7 +49,13 @@
  * ```
  * @module
  */
-import { instantiateKernels, type Kernels, type Metric } from "../kernels/kernels.ts";
+import {
+  createSharedMemory,
+  instantiateSharedKernels,
+  type Kernels,
+  type Metric,
+  SHARED_MAX_PAGES,
+} from "../kernels/kernels.ts";
 import { BATCH_MAX, growMemory } from "./vector_store.ts";
 import { BinaryFormatError } from "../io/binary.ts";
 import {
@@ -180,6 +186,7 @@ export class ScalarQuantizer {
  * | query   | `queryPtr`   | `codeBytes * 2`        | i16 weights, zero past `dim`        |
  * | slots   | `slotsPtr`   | `BATCH_MAX * 4`        | u32 slot list for a batch           |
  * | out     | `outPtr`     | `BATCH_MAX * 4`        | f32 distances of a batch            |
+ * | scratch | `scratchPtr` | `63 * blockBytes`      | one block per worker thread (CodeThread) |
  * | rows    | `codesPtr`   | `capacity * rowBytes`  | slot `s` at `+ s * rowBytes`: codes |
  * |         |              |                        | and, mirrored, its layer-0 links    |
  * | flags   | `flagsPtr`   | `capacity`             | mirror of the slot flags (0 live)   |
@@ -194,6 +201,11 @@ export class ScalarQuantizer {
  * next. The index keeps the mirror current: a slot's links and flag after each insert (with
  * the links of its neighbours, whose lists the insert changed), a flag on delete, everything
  * after a compaction or a load. Growth moves the regions after the rows (copied, re-laid out).
+ *
+ * The memory is shared (the shared kernel build) and grows in place: everything below the rows
+ * stays where it is, so worker threads score rows through a {@link CodeThread} (their own
+ * kernel instance and scratch block; {@link CodeStore.layout}) while the owner inserts. Workers
+ * walk the graph's own links, not the mirror (shared_graph.ts, `searchQ8`).
  */
 export class CodeStore {
   readonly dim: number;
@@ -233,7 +245,24 @@ export class CodeStore {
   resPtr = 0;
   private epoch = 0;
 
-  constructor(dim: number, metric: Metric, quantizer: ScalarQuantizer, linkWords = 0) {
+  /** First worker scratch block (thread 1's; thread t's at `+ (t - 1) * blockBytes`). */
+  readonly scratchPtr: number;
+  /** Bytes of one worker scratch block (see {@link CodeLayout}). */
+  readonly blockBytes: number;
+  /** Slots one worker scratch block's list holds. */
+  readonly blockSlots: number;
+
+  /**
+   * `maxCapacity`: the most slots the store may ever hold (its shared memory reserves that
+   * much address space, at most 4 GiB).
+   */
+  constructor(
+    dim: number,
+    metric: Metric,
+    quantizer: ScalarQuantizer,
+    linkWords = 0,
+    maxCapacity = 1 << 20,
+  ) {
     if (quantizer.dim !== dim) {
       throw new RangeError(`quantizer has dimension ${quantizer.dim}; the index has ${dim}`);
     }
@@ -248,14 +277,25 @@ export class CodeStore {
     this.rowBytes = linkWords > 0
       ? align(this.codeRowBytes + linkWords * 4, 64)
       : this.codeRowBytes;
-    this.kernels = instantiateKernels();
-    this.queryPtr = align(this.kernels.heap_base(), 64);
+    // Owner's query and batch buffers, then one scratch block per worker thread (query
+    // weights, a slot list, distances), then the rows: all below the rows, so growth (in
+    // place: a shared memory never moves) leaves every block where workers found it.
+    this.queryPtr = 4096;
     this.slotsPtr = align(this.queryPtr + this.codeBytes * 2, 64);
     this.outPtr = this.slotsPtr + BATCH_MAX * 4;
-    this.codesPtr = align(this.outPtr + BATCH_MAX * 4, 64);
+    this.scratchPtr = align(this.outPtr + BATCH_MAX * 4, 64);
+    this.blockSlots = align(Math.max(linkWords + 1, 64), 16);
+    this.blockBytes = align(this.codeBytes * 2, 64) + this.blockSlots * 8;
+    this.codesPtr = align(this.scratchPtr + (MAX_CODE_THREADS - 1) * this.blockBytes, 64);
+    const maxBytes = this.codesPtr + maxCapacity * (this.rowBytes + (linkWords > 0 ? 18 : 0)) +
+      1024;
+    const maxPages = Math.max(2, Math.min(SHARED_MAX_PAGES, Math.ceil(maxBytes / 65536) + 1));
+    const memory = createSharedMemory(Math.ceil(this.codesPtr / 65536) + 1, maxPages);
+    this.kernels = instantiateSharedKernels(memory);
+    if (this.kernels.heap_base() > 4096) throw new Error("kernel static data passes 4096 bytes");
     this.slotsIdx = this.slotsPtr >>> 2;
     this.outIdx = this.outPtr >>> 2;
-    this.qMax = Math.min(32767, Math.floor((2 ** 31 - 1) / (255 * dim)) - 1);
+    this.qMax = qMaxOf(dim);
     this.w = new Float64Array(dim);
     const buf = this.kernels.memory.buffer;
     this.f32 = new Float32Array(buf);
@@ -264,6 +304,24 @@ export class CodeStore {
     this.i16 = new Int16Array(buf);
     this.dv = new DataView(buf);
     this.reserve(0);
+  }
+
+  /** What a worker thread needs to score this store's rows ({@link CodeThread}). */
+  get layout(): CodeLayout {
+    return {
+      memory: this.kernels.memory,
+      dim: this.dim,
+      metric: this.metric,
+      lo: this.quantizer.lo,
+      scale: this.quantizer.scale,
+      codeBytes: this.codeBytes,
+      normOff: this.normOff,
+      rowBytes: this.rowBytes,
+      codesPtr: this.codesPtr,
+      scratchPtr: this.scratchPtr,
+      blockBytes: this.blockBytes,
+      blockSlots: this.blockSlots,
+    };
   }
 
   /** Bytes the memory holds now. */
@@ -348,7 +406,13 @@ export class CodeStore {
   syncGraph(links: Uint32Array, flags: Uint8Array, n: number): void {
     const lw = this.linkWords;
     if (lw === 0) return;
-    for (let s = 0; s < n; s++) this.setLinks(s, links, s * lw);
+    // Word by word: after every parallel batch this covers the whole index.
+    const u32 = this.u32;
+    const rw = this.rowBytes >>> 2;
+    let d = this.linksPtr >>> 2;
+    for (let s = 0, o = 0; s < n; s++, o += lw, d += rw) {
+      for (let j = 0; j < lw; j++) u32[d + j] = links[o + j];
+    }
     this.u8.set(flags.subarray(0, n), this.flagsPtr);
   }
 
@@ -403,27 +467,19 @@ export class CodeStore {
    * weights and the kernel's affine map (see the module doc).
    */
   setQuery(q: Float32Array, off: number): void {
-    const qz = this.quantizer;
-    const lo = qz.lo, scale = qz.scale;
-    const w = this.w;
-    let qlo = 0, qq = 0, wmax = 0;
-    for (let i = 0; i < this.dim; i++) {
-      const x = q[off + i];
-      qlo += x * lo[i];
-      qq += x * x;
-      const wi = x * scale[i];
-      w[i] = wi;
-      const a = wi < 0 ? -wi : wi;
-      if (a > wmax) wmax = a;
-    }
-    const sw = wmax > 0 ? wmax / this.qMax : 0;
-    const inv = sw > 0 ? 1 / sw : 0;
-    const i16 = this.i16;
-    const qi = this.queryPtr >>> 1;
-    for (let i = 0; i < this.dim; i++) i16[qi + i] = Math.round(w[i] * inv);
-    for (let i = this.dim; i < this.codeBytes; i++) i16[qi + i] = 0;
-    if (this.metric === "l2") this.kernels.q8_set(qq - 2 * qlo, -2 * sw, 1, this.normOff);
-    else this.kernels.q8_set(1 - qlo, -sw, 0, this.normOff);
+    prepareQuery(
+      this.quantizer,
+      this.metric,
+      this.codeBytes,
+      this.normOff,
+      this.qMax,
+      this.w,
+      this.i16,
+      this.queryPtr >>> 1,
+      this.kernels,
+      q,
+      off,
+    );
   }
 
   /** Approximate distances from the prepared query to the `n` slots at `u32[slotsIdx ..]`. */
@@ -469,5 +525,156 @@ export class CodeStore {
     }
     this.reserve(n);
     for (let s = 0; s < n; s++) this.u8.set(bytes.subarray(s * cb, (s + 1) * cb), this.ptr(s));
+  }
+}
+
+/** Worker scratch blocks a code store lays out: threads 1 .. 63 (0, the owner, has its own). */
+export const MAX_CODE_THREADS = 64;
+
+/** Largest |weight| of a query of dimension `dim`, so that `dim * 255 * qMax < 2^31`. */
+function qMaxOf(dim: number): number {
+  return Math.min(32767, Math.floor((2 ** 31 - 1) / (255 * dim)) - 1);
+}
+
+/**
+ * The query weights (i16 at `i16[qi ..]`) and the kernel's affine map of a query (stored form
+ * at `q[off ..]`), for the owner's {@link CodeStore} and a worker's {@link CodeThread}: one
+ * function, so both score rows with the very same numbers.
+ */
+function prepareQuery(
+  qz: ScalarQuantizer,
+  metric: Metric,
+  codeBytes: number,
+  normOff: number,
+  qMax: number,
+  w: Float64Array,
+  i16: Int16Array,
+  qi: number,
+  kernels: Kernels,
+  q: ArrayLike<number>,
+  off: number,
+): void {
+  const lo = qz.lo, scale = qz.scale, dim = qz.dim;
+  let qlo = 0, qq = 0, wmax = 0;
+  for (let i = 0; i < dim; i++) {
+    const x = q[off + i];
+    qlo += x * lo[i];
+    qq += x * x;
+    const wi = x * scale[i];
+    w[i] = wi;
+    const a = wi < 0 ? -wi : wi;
+    if (a > wmax) wmax = a;
+  }
+  const sw = wmax > 0 ? wmax / qMax : 0;
+  const inv = sw > 0 ? 1 / sw : 0;
+  for (let i = 0; i < dim; i++) i16[qi + i] = Math.round(w[i] * inv);
+  for (let i = dim; i < codeBytes; i++) i16[qi + i] = 0;
+  if (metric === "l2") kernels.q8_set(qq - 2 * qlo, -2 * sw, 1, normOff);
+  else kernels.q8_set(1 - qlo, -sw, 0, normOff);
+}
+
+/**
+ * A code store as a worker thread sees it (structured-cloneable: the memory is shared, the
+ * ranges are copied). Rows of slot `s` at `codesPtr + s * rowBytes`; worker `t`'s scratch
+ * block at `scratchPtr + (t - 1) * blockBytes`: i16 query weights (`codeBytes`, padded to 64
+ * bytes), then `blockSlots` u32 slots and as many f32 distances.
+ */
+export interface CodeLayout {
+  memory: WebAssembly.Memory;
+  dim: number;
+  metric: Metric;
+  lo: Float32Array;
+  scale: Float32Array;
+  codeBytes: number;
+  normOff: number;
+  rowBytes: number;
+  codesPtr: number;
+  scratchPtr: number;
+  blockBytes: number;
+  blockSlots: number;
+}
+
+/**
+ * One worker thread's handle on a {@link CodeStore}: its own kernel instance over the shared
+ * memory and its own scratch block, scoring rows exactly as the owner's store does (same
+ * weights, same kernel). Reads rows only; the owner writes a slot's row before the slot is
+ * linked, so every slot a walk reaches has its codes.
+ */
+export class CodeThread {
+  readonly layout: CodeLayout;
+  readonly kernels: Kernels;
+  readonly queryPtr: number;
+  readonly slotsPtr: number;
+  readonly outPtr: number;
+  readonly slotsIdx: number;
+  readonly outIdx: number;
+  /** Slots one call of {@link score} may take. */
+  readonly batchMax: number;
+  /** Views of the scratch (below the rows: valid whatever the memory grows to). */
+  readonly u32: Uint32Array;
+  readonly f32: Float32Array;
+  private readonly i16: Int16Array;
+  private readonly quantizer: ScalarQuantizer;
+  private readonly qMax: number;
+  private readonly w: Float64Array;
+
+  constructor(layout: CodeLayout, thread: number) {
+    if (!Number.isInteger(thread) || thread < 1 || thread >= MAX_CODE_THREADS) {
+      throw new RangeError(`thread ${thread} must be an integer between 1 and 63`);
+    }
+    this.layout = layout;
+    this.kernels = instantiateSharedKernels(layout.memory);
+    this.quantizer = new ScalarQuantizer(layout.lo, layout.scale);
+    this.qMax = qMaxOf(layout.dim);
+    this.w = new Float64Array(layout.dim);
+    this.queryPtr = layout.scratchPtr + (thread - 1) * layout.blockBytes;
+    this.slotsPtr = this.queryPtr + Math.ceil((layout.codeBytes * 2) / 64) * 64;
+    this.outPtr = this.slotsPtr + layout.blockSlots * 4;
+    this.slotsIdx = this.slotsPtr >>> 2;
+    this.outIdx = this.outPtr >>> 2;
+    this.batchMax = layout.blockSlots;
+    const buf = layout.memory.buffer;
+    this.u32 = new Uint32Array(buf, 0, layout.codesPtr >>> 2);
+    this.f32 = new Float32Array(buf, 0, layout.codesPtr >>> 2);
+    this.i16 = new Int16Array(buf, 0, layout.codesPtr >>> 1);
+  }
+
+  /** Prepares the query (stored form: `dim` floats at `q[off ..]`, normalised for cosine). */
+  setQuery(q: ArrayLike<number>, off: number): void {
+    const L = this.layout;
+    prepareQuery(
+      this.quantizer,
+      L.metric,
+      L.codeBytes,
+      L.normOff,
+      this.qMax,
+      this.w,
+      this.i16,
+      this.queryPtr >>> 1,
+      this.kernels,
+      q,
+      off,
+    );
+  }
+
+  /** Approximate distances to the `n` slots at `u32[slotsIdx ..]` into `f32[outIdx ..]`. */
+  score(n: number): void {
+    const L = this.layout;
+    this.kernels.q8_slots(
+      this.queryPtr,
+      L.codesPtr,
+      L.rowBytes,
+      this.slotsPtr,
+      n,
+      this.outPtr,
+      L.codeBytes,
+    );
+  }
+
+  /** Approximate distance to one slot. */
+  distanceTo(slot: number): number {
+    this.u32[this.slotsIdx] = slot;
+    this.score(1);
+    return this.f32[this.outIdx];
   }
 }

@@ -228,6 +228,21 @@ export interface GraphHits {
   distances: Float32Array;
 }
 
+/**
+ * Scores slots against a prepared query from another table than the float vectors (the int8
+ * codes: quantizer.ts `CodeThread`): slots in at `u32[slotsIdx ..]`, distances out at
+ * `f32[outIdx ..]`, at most `batchMax` at a time.
+ */
+export interface SlotScorer {
+  readonly u32: Uint32Array;
+  readonly f32: Float32Array;
+  readonly slotsIdx: number;
+  readonly outIdx: number;
+  readonly batchMax: number;
+  score(n: number): void;
+  distanceTo(slot: number): number;
+}
+
 const MODE_READ = 0;
 const MODE_BUILD = 1;
 
@@ -248,6 +263,8 @@ export class SharedGraph {
   readonly outPtr: number;
   private readonly slotsIdx: number;
   private readonly outIdx: number;
+  /** Slots this thread's scratch list holds. */
+  private readonly batchSlots: number;
   private readonly pair: PairKernel;
   private readonly slotsKernel: SlotsKernel;
   readonly header: Int32Array;
@@ -314,6 +331,7 @@ export class SharedGraph {
     this.outPtr = this.slotsPtr + sc.slots * 4;
     this.slotsIdx = this.slotsPtr >>> 2;
     this.outIdx = this.outPtr >>> 2;
+    this.batchSlots = sc.slots;
     const buf = layout.memory.buffer;
     this.su32 = new Uint32Array(buf, 0, this.vectorsPtr >>> 2);
     this.sf32 = new Float32Array(buf, 0, this.vectorsPtr >>> 2);
@@ -353,6 +371,11 @@ export class SharedGraph {
   /** Byte address of a slot's vector. */
   ptr(slot: number): number {
     return this.vectorsPtr + slot * this.strideBytes;
+  }
+
+  /** This thread's float query: `dim` floats at `queryF32[queryPtr >>> 2 ..]` (stored form). */
+  get queryF32(): Float32Array {
+    return this.sf32;
   }
 
   /** Copies `vector` (dim floats from `offset`) into this thread's query (normalised for cosine). */
@@ -509,14 +532,21 @@ export class SharedGraph {
     return mode === MODE_READ ? st >= STATE_LIVE : st >= STATE_PENDING && n !== self;
   }
 
-  private greedy(q: number, start: number, level: number, mode: number, self: number): number {
-    const u32 = this.su32;
-    const f32 = this.sf32;
-    const si = this.slotsIdx;
-    const oi = this.outIdx;
+  private greedy(
+    q: number,
+    start: number,
+    level: number,
+    mode: number,
+    self: number,
+    sc: SlotScorer | null = null,
+  ): number {
+    const u32 = sc === null ? this.su32 : sc.u32;
+    const f32 = sc === null ? this.sf32 : sc.f32;
+    const si = sc === null ? this.slotsIdx : sc.slotsIdx;
+    const oi = sc === null ? this.outIdx : sc.outIdx;
     const buf = this.listBuf;
     let cur = start;
-    let curDist = this.pair(q, this.ptr(cur), this.stride);
+    let curDist = sc === null ? this.pair(q, this.ptr(cur), this.stride) : sc.distanceTo(cur);
     let changed = true;
     while (changed) {
       changed = false;
@@ -528,15 +558,19 @@ export class SharedGraph {
         const n = src[so + j];
         if (this.walkable(n, mode, self)) u32[si + m++] = n;
       }
-      this.slotsKernel(
-        q,
-        this.vectorsPtr,
-        this.strideBytes,
-        this.slotsPtr,
-        m,
-        this.outPtr,
-        this.stride,
-      );
+      if (sc !== null) {
+        sc.score(m);
+      } else {
+        this.slotsKernel(
+          q,
+          this.vectorsPtr,
+          this.strideBytes,
+          this.slotsPtr,
+          m,
+          this.outPtr,
+          this.stride,
+        );
+      }
       for (let j = 0; j < m; j++) {
         const d = f32[oi + j];
         if (d < curDist) {
@@ -563,11 +597,12 @@ export class SharedGraph {
     level: number,
     mode: number,
     self: number,
+    sc: SlotScorer | null = null,
   ): void {
-    const u32 = this.su32;
-    const f32 = this.sf32;
-    const si = this.slotsIdx;
-    const oi = this.outIdx;
+    const u32 = sc === null ? this.su32 : sc.u32;
+    const f32 = sc === null ? this.sf32 : sc.f32;
+    const si = sc === null ? this.slotsIdx : sc.slotsIdx;
+    const oi = sc === null ? this.outIdx : sc.outIdx;
     const epoch = this.nextEpoch();
     const cand = this.cand;
     const res = this.res;
@@ -605,15 +640,19 @@ export class SharedGraph {
       }
       if (m === 0) continue;
       seen += m;
-      this.slotsKernel(
-        q,
-        this.vectorsPtr,
-        this.strideBytes,
-        this.slotsPtr,
-        m,
-        this.outPtr,
-        this.stride,
-      );
+      if (sc !== null) {
+        sc.score(m);
+      } else {
+        this.slotsKernel(
+          q,
+          this.vectorsPtr,
+          this.strideBytes,
+          this.slotsPtr,
+          m,
+          this.outPtr,
+          this.stride,
+        );
+      }
       for (let j = 0; j < m; j++) {
         const d = f32[oi + j];
         if (res.size < ef || d < bound) {
@@ -660,6 +699,75 @@ export class SharedGraph {
     hits.count = n;
     return n;
   }
+
+  /**
+   * The k nearest live points to this thread's query over int8 codes (`sc`, its query
+   * prepared from this thread's float query): the walk of HnswIndex.search on a quantized
+   * index (upper layers and layer 0 scored by `sc`; CodeStore.search0's best-first order, ties
+   * included, for its heaps pop alike), then the best `r` candidates re-ranked exactly from the
+   * float vectors, in the owner's order. Into {@link hits}; returns how many.
+   */
+  searchQ8(sc: SlotScorer, k: number, ef: number, r: number): number {
+    const hits = this.hits;
+    hits.count = 0;
+    this.readEntry();
+    if (this.epEntry < 0) return 0;
+    const q = this.queryPtr;
+    let cur = this.epEntry;
+    let curDist = sc.distanceTo(cur);
+    for (let l = this.epLevel; l > 0; l--) {
+      cur = this.greedy(q, cur, l, MODE_READ, -1, sc);
+      curDist = this.lastGreedyDist;
+    }
+    this.searchLayer(q, cur, curDist, Math.max(ef, k), 0, MODE_READ, -1, sc);
+    const res = this.res;
+    while (res.size > r) res.pop();
+    const m = res.size;
+    if (this.rerankBuf.length < m) {
+      this.rerankBuf = new Uint32Array(Math.max(m, 2 * this.rerankBuf.length));
+    }
+    const rr = this.rerankBuf;
+    // The candidates in heap order, as CodeStore.resultSlot lists them on the owner.
+    for (let j = 0; j < m; j++) rr[j] = res.values[j];
+    res.clear();
+    const u32 = this.su32;
+    const f32 = this.sf32;
+    const si = this.slotsIdx;
+    const oi = this.outIdx;
+    for (let start = 0; start < m; start += this.batchSlots) {
+      const n = Math.min(this.batchSlots, m - start);
+      for (let j = 0; j < n; j++) u32[si + j] = rr[start + j];
+      this.slotsKernel(
+        q,
+        this.vectorsPtr,
+        this.strideBytes,
+        this.slotsPtr,
+        n,
+        this.outPtr,
+        this.stride,
+      );
+      for (let j = 0; j < n; j++) {
+        const d = f32[oi + j];
+        if (res.size < k || d < res.topKey()) {
+          res.push(d, u32[si + j]);
+          if (res.size > k) res.pop();
+        }
+      }
+    }
+    const n = res.size;
+    if (hits.ids.length < n) {
+      hits.ids = new Uint32Array(n);
+      hits.distances = new Float32Array(n);
+    }
+    for (let i = n - 1; i >= 0; i--) {
+      hits.distances[i] = res.topKey();
+      hits.ids[i] = this.labels[res.pop()];
+    }
+    hits.count = n;
+    return n;
+  }
+
+  private rerankBuf = new Uint32Array(64);
 
   // ---- insert -------------------------------------------------------------------------
 

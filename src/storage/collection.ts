@@ -1446,8 +1446,8 @@ export class Collection {
   }
 
   /**
-   * {@link search}, on a worker thread of the node's pool when it can take it (unfiltered, a
-   * float index, `search` threads > 1), else on this thread. A worker that fails is not the
+   * {@link search}, on a worker thread of the node's pool when it can take it (unfiltered,
+   * `search` threads > 1; float or int8 codes), else on this thread. A worker that fails is not the
    * caller's problem: the search runs again here.
    */
   async searchAsync(
@@ -1459,7 +1459,7 @@ export class Collection {
     const t = this.threads;
     const index = this.index;
     if (
-      t !== null && t.search > 1 && index.codes === null &&
+      t !== null && t.search > 1 &&
       (filter === undefined || filter === null || isEmptyFilter(filter))
     ) {
       validateVector(vector, index.dim, "vector");
