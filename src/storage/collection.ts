@@ -803,8 +803,13 @@ class PointTable {
     if (live !== this.index.count) {
       fail(`${live} live entries, but the index holds ${this.index.count} points`);
     }
-    this.clock.observe(newest);
+    // Not observed by the clock here: a snapshot's checksum is checked after the load
+    // (snapshot.ts), and a damaged file's versions must not move a clock the node keeps.
+    this.loadedVersionMax = newest;
   }
+
+  /** The newest version {@link readFrom} read: the clock observes it once the load is valid. */
+  loadedVersionMax = 0;
 
   /** Fills the table from a version-1 snapshot's index: every live point at version 0. */
   fillLegacy(): void {
@@ -1070,6 +1075,7 @@ export class Collection {
       { logger: log },
     );
     let table: PointTable | null = snap?.value ?? null;
+    if (table !== null) clock.observe(table.loadedVersionMax);
     let config: CollectionConfig | null = table === null ? null : {
       name: "",
       dimension: table.index.dim,

@@ -828,3 +828,48 @@ Deno.test("collection: a snapshot whose damage the consumer trips on is skipped 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test("collection: a damaged snapshot that fails its checksum leaves the clock as the valid state sets it", async () => {
+  const dir = tempDir();
+  try {
+    const rng = new Rng(9);
+    const now_ms = () => 1_000_000;
+    let c = await Collection.create(dir, {
+      name: "c",
+      dimension: 4,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, { ...quiet, now_ms });
+    for (let i = 0; i < 20; i++) await c.put(i, rng.vector(4));
+    await c.snapshot();
+    // A version no other field holds, so its bytes in the newest snapshot are found below.
+    const marked = 1_000_000 * 1024 + 777;
+    await c.put(500, rng.vector(4), marked);
+    await c.snapshot();
+    await c.close();
+    const snaps = readdirSync(join(dir, "snapshots")).sort();
+    assert.equal(snaps.length, 2);
+    const newest = join(dir, "snapshots", snaps[1]);
+    const bytes = new Uint8Array(readFileSync(newest));
+    const view = new DataView(bytes.buffer);
+    let at = -1;
+    for (let i = SNAPSHOT_HEADER_BYTES; i + 8 <= bytes.length - SNAPSHOT_TRAILER_BYTES; i++) {
+      if (view.getUint32(i, true) === marked % 2 ** 32 && view.getUint32(i + 4, true) === 0) {
+        at = i;
+      }
+    }
+    assert.ok(at >= 0, "the version is in the snapshot");
+    // Still a valid version (below 2^53), so the file parses; only the checksum fails.
+    view.setUint32(at + 4, 0x1f_0000, true);
+    writeFileSync(newest, bytes);
+    const lines: string[] = [];
+    c = await Collection.open(dir, { logger: (m) => lines.push(m), now_ms });
+    assert.ok(lines.some((l) => l.includes(`${snaps[1]}: checksum mismatch`)), lines.join("\n"));
+    assert.equal(c.getEntry(500).version, marked, "the WAL holds the write");
+    assert.equal(c.clock.last, marked, "the clock observed nothing from the damaged file");
+    await c.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
