@@ -1464,8 +1464,10 @@ export class Collection {
   ): Promise<SearchOutcome> {
     const t = this.threads;
     const index = this.index;
+    // Closed (a unit swapped out by installUnit/dropUnit, still read meanwhile): on this
+    // thread, as the pool would attach the index again and nothing would ever detach it.
     if (
-      t !== null && t.search > 1 && index.codes === null &&
+      t !== null && t.search > 1 && index.codes === null && !this.closed &&
       (filter === undefined || filter === null || isEmptyFilter(filter))
     ) {
       validateVector(vector, index.dim, "vector");

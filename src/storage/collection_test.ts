@@ -7,6 +7,7 @@ import { CollectionExistsError, CollectionNotFoundError, NodeStore } from "./nod
 import { Rng } from "../testing/random.ts";
 import { legacyPayload } from "../testing/legacy_records.ts";
 import { HnswIndex } from "../index/hnsw.ts";
+import { GraphPool } from "../index/graph_pool.ts";
 import { crc32 } from "../io/crc32.ts";
 import { encodeRecord, RecordType } from "../common/records.ts";
 import { SNAPSHOT_HEADER_BYTES, SNAPSHOT_TRAILER_BYTES, writeSnapshot } from "./snapshot.ts";
@@ -870,6 +871,37 @@ Deno.test("collection: a damaged snapshot that fails its checksum leaves the clo
     assert.equal(c.clock.last, marked, "the clock observed nothing from the damaged file");
     await c.close();
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: a search of a closed collection does not attach its index to the worker pool again", async () => {
+  const dir = tempDir();
+  const pool = new GraphPool(2);
+  try {
+    const rng = new Rng(11);
+    const threads = { pool, search: 2, build: 1 };
+    const c = await Collection.create(dir, {
+      name: "c",
+      dimension: 4,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, { ...quiet, threads });
+    for (let i = 0; i < 40; i++) await c.put(i, rng.vector(4));
+    const q = rng.vector(4);
+    const want = c.search(q, 5);
+    assert.deepEqual((await c.searchAsync(q, 5)).hits.map((h) => h.id), want.map((h) => h.id));
+    // The pool's attached indexes (each keeps the index's shared memory alive in every worker).
+    const attached = () => (pool as unknown as { entries: Map<number, unknown> }).entries.size;
+    assert.equal(attached(), 1);
+    await c.close();
+    assert.equal(attached(), 0, "close detaches the index");
+    // A search that reaches a unit being swapped out (installUnit, dropUnit) after its close.
+    assert.deepEqual((await c.searchAsync(q, 5)).hits.map((h) => h.id), want.map((h) => h.id));
+    assert.equal(attached(), 0, "nothing detaches it again: it would stay attached for good");
+  } finally {
+    await pool.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });
