@@ -1288,7 +1288,9 @@ export class Collection {
             vs.set(vectors.subarray(rows[j] * dim, (rows[j] + 1) * dim), j * dim);
           }
         }
-        await t.pool.addBatch(this.index, pids, vs, t.build);
+        // Closed meanwhile (the WAL had the record, so it still applies): on this thread, as
+        // linking on workers would attach the index to the pool again, for good.
+        await t.pool.addBatch(this.index, pids, vs, this.closed ? 1 : t.build);
       });
       return { seq, version: v, applied };
     }

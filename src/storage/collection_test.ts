@@ -905,3 +905,33 @@ Deno.test("collection: a search of a closed collection does not attach its index
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test("collection: a batch applied after its collection closed does not attach the index to the worker pool again", async () => {
+  const dir = tempDir();
+  const pool = new GraphPool(2);
+  try {
+    const rng = new Rng(12);
+    const threads = { pool, search: 2, build: 2 };
+    const c = await Collection.create(dir, {
+      name: "c",
+      dimension: 8,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, { ...quiet, threads });
+    await c.putBatch(Array.from({ length: 100 }, (_, i) => ({ id: i, vector: rng.vector(8) })));
+    const attached = () => (pool as unknown as { entries: Map<number, unknown> }).entries.size;
+    assert.equal(attached(), 1, "the batch was linked on the workers");
+    // The batch's WAL append is under way when the close begins: it is applied after.
+    const late = c.putBatch(
+      Array.from({ length: 200 }, (_, i) => ({ id: 100 + i, vector: rng.vector(8) })),
+    );
+    await c.close();
+    assert.equal((await late).applied, 200);
+    assert.equal(c.index.count, 300);
+    assert.equal(attached(), 0, "nothing detaches it again: it would stay attached for good");
+  } finally {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
