@@ -935,3 +935,37 @@ Deno.test("collection: a batch applied after its collection closed does not atta
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test("collection: a close while a delete's compaction waits for worker searches ends (both run)", async () => {
+  const dir = tempDir();
+  const pool = new GraphPool(2);
+  try {
+    const rng = new Rng(3);
+    const threads = { pool, search: 2, build: 1 };
+    const c = await Collection.create(dir, {
+      name: "c",
+      dimension: 16,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, { ...quiet, threads });
+    await c.putBatch(Array.from({ length: 2000 }, (_, i) => ({ id: i, vector: rng.vector(16) })));
+    await c.searchAsync(rng.vector(16), 5); // the workers are up
+    // 200 tombstones of 2,000 slots: the next delete passes the ratio (0.1) and compacts.
+    for (let i = 0; i < 200; i++) await c.delete(i);
+    const searches = Array.from({ length: 16 }, () => c.searchAsync(rng.vector(16), 5, 800));
+    const deleted = c.delete(1999);
+    await new Promise((r) => setTimeout(r, 0));
+    const closed = c.close();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise((r) => timer = setTimeout(r, 10_000, "timed out"));
+    const all = Promise.all([closed, deleted, ...searches]).then(() => "done");
+    const outcome = await Promise.race([all, late]);
+    clearTimeout(timer);
+    assert.equal(outcome, "done", "the close, the delete and the searches all end");
+    assert.equal(c.index.count, 1799);
+  } finally {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
