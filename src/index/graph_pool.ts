@@ -142,8 +142,10 @@ interface Entry {
   jobs: (SearchJob | null)[];
   waiting: SearchJob[];
   inFlight: number;
-  paused: boolean;
-  onDrained: (() => void) | null;
+  /** {@link GraphPool.exclusive} calls under way (a compaction and a detach may overlap). */
+  paused: number;
+  /** Those waiting for the searches in flight to end. */
+  drained: (() => void)[];
   /** The index's code store the workers were sent (null: none yet). */
   codes: CodeStore | null;
 }
@@ -262,8 +264,8 @@ export class GraphPool {
       jobs: new Array(lanes).fill(null),
       waiting: [],
       inFlight: 0,
-      paused: false,
-      onDrained: null,
+      paused: 0,
+      drained: [],
       codes: null,
     };
     this.entries.set(e.key, e);
@@ -325,7 +327,7 @@ export class GraphPool {
         resolve,
         reject,
       };
-      if (e.paused || e.free.length === 0) e.waiting.push(job);
+      if (e.paused > 0 || e.free.length === 0) e.waiting.push(job);
       else this.dispatch(job);
     });
   }
@@ -361,8 +363,8 @@ export class GraphPool {
     e.jobs[lane] = null;
     e.free.push(lane);
     e.inFlight--;
-    if (e.paused) {
-      if (e.inFlight === 0 && e.onDrained !== null) e.onDrained();
+    if (e.paused > 0) {
+      if (e.inFlight === 0) { for (const resolve of e.drained.splice(0)) resolve(); }
       return;
     }
     while (e.waiting.length > 0 && e.free.length > 0 && this.alive > 0) {
@@ -510,18 +512,13 @@ export class GraphPool {
   async exclusive<T>(index: HnswIndex, fn: () => T): Promise<T> {
     const e = this.byIndex.get(index);
     if (e === undefined) return fn();
-    e.paused = true;
+    e.paused++;
     try {
-      if (e.inFlight > 0) {
-        await new Promise<void>((resolve) => {
-          e.onDrained = resolve;
-        });
-      }
+      if (e.inFlight > 0) await new Promise<void>((resolve) => e.drained.push(resolve));
       return fn();
     } finally {
-      e.onDrained = null;
-      e.paused = false;
-      while (e.waiting.length > 0 && e.free.length > 0 && this.alive > 0) {
+      e.paused--;
+      while (e.paused === 0 && e.waiting.length > 0 && e.free.length > 0 && this.alive > 0) {
         this.dispatch(e.waiting.shift()!);
       }
     }

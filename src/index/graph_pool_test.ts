@@ -398,3 +398,32 @@ Deno.test("a worker that dies while linking a batch: the batch completes, no loc
     await pool.close();
   }
 });
+
+Deno.test("exclusive: two at once (a compaction and a detach) both run once the searches in flight end", async () => {
+  const pool = new GraphPool(2);
+  try {
+    const dim = 16, n = 2000;
+    const data = randomVectors(n, dim, 21);
+    const index = new HnswIndex({ dim, metric: "l2", M: 8, efConstruction: 32 });
+    await pool.addBatch(index, Array.from({ length: n }, (_, i) => i), data, 1);
+    await searchOn(pool, index, row(data, 0, dim), 5, 50); // the workers are up
+    const searches = Array.from(
+      { length: 8 },
+      (_, i) => searchOn(pool, index, row(data, i, dim), 5, 400),
+    );
+    const ran: string[] = [];
+    const first = pool.exclusive(index, () => ran.push("first"));
+    const second = pool.exclusive(index, () => ran.push("second"));
+    await Promise.all(searches);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise((resolve) => timer = setTimeout(resolve, 5000, "timed out"));
+    const done = await Promise.race([Promise.all([first, second]).then(() => "done"), late]);
+    clearTimeout(timer);
+    assert.equal(done, "done", `ran: ${ran}`);
+    assert.deepEqual(ran.sort(), ["first", "second"]);
+    // Searches go on afterwards.
+    assert.equal((await searchOn(pool, index, row(data, 9, dim), 1, 50))[0].id, 9);
+  } finally {
+    await pool.close();
+  }
+});

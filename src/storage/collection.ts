@@ -803,8 +803,13 @@ class PointTable {
     if (live !== this.index.count) {
       fail(`${live} live entries, but the index holds ${this.index.count} points`);
     }
-    this.clock.observe(newest);
+    // Not observed by the clock here: a snapshot's checksum is checked after the load
+    // (snapshot.ts), and a damaged file's versions must not move a clock the node keeps.
+    this.loadedVersionMax = newest;
   }
+
+  /** The newest version {@link readFrom} read: the clock observes it once the load is valid. */
+  loadedVersionMax = 0;
 
   /** Fills the table from a version-1 snapshot's index: every live point at version 0. */
   fillLegacy(): void {
@@ -1070,6 +1075,7 @@ export class Collection {
       { logger: log },
     );
     let table: PointTable | null = snap?.value ?? null;
+    if (table !== null) clock.observe(table.loadedVersionMax);
     let config: CollectionConfig | null = table === null ? null : {
       name: "",
       dimension: table.index.dim,
@@ -1282,7 +1288,9 @@ export class Collection {
             vs.set(vectors.subarray(rows[j] * dim, (rows[j] + 1) * dim), j * dim);
           }
         }
-        await t.pool.addBatch(this.index, pids, vs, t.build);
+        // Closed meanwhile (the WAL had the record, so it still applies): on this thread, as
+        // linking on workers would attach the index to the pool again, for good.
+        await t.pool.addBatch(this.index, pids, vs, this.closed ? 1 : t.build);
       });
       return { seq, version: v, applied };
     }
@@ -1458,8 +1466,10 @@ export class Collection {
   ): Promise<SearchOutcome> {
     const t = this.threads;
     const index = this.index;
+    // Closed (a unit swapped out by installUnit/dropUnit, still read meanwhile): on this
+    // thread, as the pool would attach the index again and nothing would ever detach it.
     if (
-      t !== null && t.search > 1 &&
+      t !== null && t.search > 1 && !this.closed &&
       (filter === undefined || filter === null || isEmptyFilter(filter))
     ) {
       validateVector(vector, index.dim, "vector");

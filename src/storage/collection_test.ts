@@ -7,6 +7,7 @@ import { CollectionExistsError, CollectionNotFoundError, NodeStore } from "./nod
 import { Rng } from "../testing/random.ts";
 import { legacyPayload } from "../testing/legacy_records.ts";
 import { HnswIndex } from "../index/hnsw.ts";
+import { GraphPool } from "../index/graph_pool.ts";
 import { crc32 } from "../io/crc32.ts";
 import { encodeRecord, RecordType } from "../common/records.ts";
 import { SNAPSHOT_HEADER_BYTES, SNAPSHOT_TRAILER_BYTES, writeSnapshot } from "./snapshot.ts";
@@ -825,6 +826,146 @@ Deno.test("collection: a snapshot whose damage the consumer trips on is skipped 
     assert.deepEqual(c.search(q, 10), want);
     await c.close();
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: a damaged snapshot that fails its checksum leaves the clock as the valid state sets it", async () => {
+  const dir = tempDir();
+  try {
+    const rng = new Rng(9);
+    const now_ms = () => 1_000_000;
+    let c = await Collection.create(dir, {
+      name: "c",
+      dimension: 4,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, { ...quiet, now_ms });
+    for (let i = 0; i < 20; i++) await c.put(i, rng.vector(4));
+    await c.snapshot();
+    // A version no other field holds, so its bytes in the newest snapshot are found below.
+    const marked = 1_000_000 * 1024 + 777;
+    await c.put(500, rng.vector(4), marked);
+    await c.snapshot();
+    await c.close();
+    const snaps = readdirSync(join(dir, "snapshots")).sort();
+    assert.equal(snaps.length, 2);
+    const newest = join(dir, "snapshots", snaps[1]);
+    const bytes = new Uint8Array(readFileSync(newest));
+    const view = new DataView(bytes.buffer);
+    let at = -1;
+    for (let i = SNAPSHOT_HEADER_BYTES; i + 8 <= bytes.length - SNAPSHOT_TRAILER_BYTES; i++) {
+      if (view.getUint32(i, true) === marked % 2 ** 32 && view.getUint32(i + 4, true) === 0) {
+        at = i;
+      }
+    }
+    assert.ok(at >= 0, "the version is in the snapshot");
+    // Still a valid version (below 2^53), so the file parses; only the checksum fails.
+    view.setUint32(at + 4, 0x1f_0000, true);
+    writeFileSync(newest, bytes);
+    const lines: string[] = [];
+    c = await Collection.open(dir, { logger: (m) => lines.push(m), now_ms });
+    assert.ok(lines.some((l) => l.includes(`${snaps[1]}: checksum mismatch`)), lines.join("\n"));
+    assert.equal(c.getEntry(500).version, marked, "the WAL holds the write");
+    assert.equal(c.clock.last, marked, "the clock observed nothing from the damaged file");
+    await c.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: a search of a closed collection does not attach its index to the worker pool again", async () => {
+  const dir = tempDir();
+  const pool = new GraphPool(2);
+  try {
+    const rng = new Rng(11);
+    const threads = { pool, search: 2, build: 1 };
+    const c = await Collection.create(dir, {
+      name: "c",
+      dimension: 4,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, { ...quiet, threads });
+    for (let i = 0; i < 40; i++) await c.put(i, rng.vector(4));
+    const q = rng.vector(4);
+    const want = c.search(q, 5);
+    assert.deepEqual((await c.searchAsync(q, 5)).hits.map((h) => h.id), want.map((h) => h.id));
+    // The pool's attached indexes (each keeps the index's shared memory alive in every worker).
+    const attached = () => (pool as unknown as { entries: Map<number, unknown> }).entries.size;
+    assert.equal(attached(), 1);
+    await c.close();
+    assert.equal(attached(), 0, "close detaches the index");
+    // A search that reaches a unit being swapped out (installUnit, dropUnit) after its close.
+    assert.deepEqual((await c.searchAsync(q, 5)).hits.map((h) => h.id), want.map((h) => h.id));
+    assert.equal(attached(), 0, "nothing detaches it again: it would stay attached for good");
+  } finally {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: a batch applied after its collection closed does not attach the index to the worker pool again", async () => {
+  const dir = tempDir();
+  const pool = new GraphPool(2);
+  try {
+    const rng = new Rng(12);
+    const threads = { pool, search: 2, build: 2 };
+    const c = await Collection.create(dir, {
+      name: "c",
+      dimension: 8,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, { ...quiet, threads });
+    await c.putBatch(Array.from({ length: 100 }, (_, i) => ({ id: i, vector: rng.vector(8) })));
+    const attached = () => (pool as unknown as { entries: Map<number, unknown> }).entries.size;
+    assert.equal(attached(), 1, "the batch was linked on the workers");
+    // The batch's WAL append is under way when the close begins: it is applied after.
+    const late = c.putBatch(
+      Array.from({ length: 200 }, (_, i) => ({ id: 100 + i, vector: rng.vector(8) })),
+    );
+    await c.close();
+    assert.equal((await late).applied, 200);
+    assert.equal(c.index.count, 300);
+    assert.equal(attached(), 0, "nothing detaches it again: it would stay attached for good");
+  } finally {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: a close while a delete's compaction waits for worker searches ends (both run)", async () => {
+  const dir = tempDir();
+  const pool = new GraphPool(2);
+  try {
+    const rng = new Rng(3);
+    const threads = { pool, search: 2, build: 1 };
+    const c = await Collection.create(dir, {
+      name: "c",
+      dimension: 16,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, { ...quiet, threads });
+    await c.putBatch(Array.from({ length: 2000 }, (_, i) => ({ id: i, vector: rng.vector(16) })));
+    await c.searchAsync(rng.vector(16), 5); // the workers are up
+    // 200 tombstones of 2,000 slots: the next delete passes the ratio (0.1) and compacts.
+    for (let i = 0; i < 200; i++) await c.delete(i);
+    const searches = Array.from({ length: 16 }, () => c.searchAsync(rng.vector(16), 5, 800));
+    const deleted = c.delete(1999);
+    await new Promise((r) => setTimeout(r, 0));
+    const closed = c.close();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise((r) => timer = setTimeout(r, 10_000, "timed out"));
+    const all = Promise.all([closed, deleted, ...searches]).then(() => "done");
+    const outcome = await Promise.race([all, late]);
+    clearTimeout(timer);
+    assert.equal(outcome, "done", "the close, the delete and the searches all end");
+    assert.equal(c.index.count, 1799);
+  } finally {
+    await pool.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

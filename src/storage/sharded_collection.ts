@@ -766,10 +766,13 @@ export class ShardedCollection {
 
   /** Builds a payload index on every unit (see {@link Collection.createFieldIndex}). */
   async createFieldIndex(field: string, type: string): Promise<{ created: boolean; seq: number }> {
-    // The first unit checks the request; the others then build the same index.
-    const first = await this.units[0].createFieldIndex(field, type);
+    // The first unit checks the request; the others then build the same index. Each as a
+    // write of its unit (`on`): a unit install or drop under way waits for it, or it for them.
+    const first = await this.on(0, (u) => u.createFieldIndex(field, type));
     let created = first.created, seq = first.seq;
-    const rest = await Promise.all(this.units.slice(1).map((u) => u.createFieldIndex(field, type)));
+    const rest = await Promise.all(
+      this.units.slice(1).map((_, j) => this.on(j + 1, (u) => u.createFieldIndex(field, type))),
+    );
     for (const r of rest) {
       created ||= r.created;
       seq = Math.max(seq, r.seq);
@@ -780,7 +783,8 @@ export class ShardedCollection {
   /** Drops a payload index on every unit. */
   async dropFieldIndex(field: string): Promise<{ dropped: boolean; seq: number }> {
     let dropped = false, seq = 0;
-    for (const r of await Promise.all(this.units.map((u) => u.dropFieldIndex(field)))) {
+    const all = this.units.map((_, k) => this.on(k, (u) => u.dropFieldIndex(field)));
+    for (const r of await Promise.all(all)) {
       dropped ||= r.dropped;
       seq = Math.max(seq, r.seq);
     }
@@ -1033,15 +1037,21 @@ export class ShardedCollection {
           return { dropped: 0, mismatch: root };
         }
         const dropped = old.entryCount;
+        // The indexes as of now (one created or dropped since the empty unit copied them went
+        // to this unit only): the empty unit is brought to them once swapped in.
+        const fields = old.fieldIndexes();
         await old.close();
+        let swapped = false;
         try {
           await swapUnitDirs(at, staged);
+          swapped = true;
         } finally {
           // Whatever the swap reached, the directory now holds one whole unit.
           recoverUnitSwap(at);
           units[k] = await Collection.open(at, this.unitOptions);
           this.idOrder = null;
         }
+        if (swapped) await matchFieldIndexes(units[k], fields);
         return { dropped, mismatch: null };
       } finally {
         this.gates.delete(k);
@@ -1106,4 +1116,16 @@ export async function mergeUnit(from: Collection, into: Collection): Promise<num
   }
   await flush();
   return applied;
+}
+
+/** Creates and drops payload indexes of `unit` until it has exactly `fields` (by field and type). */
+async function matchFieldIndexes(unit: Collection, fields: readonly PayloadIndexInfo[]) {
+  const want = new Map(fields.map((f) => [f.field, f.type]));
+  for (const f of unit.fieldIndexes()) {
+    if (want.get(f.field) !== f.type) await unit.dropFieldIndex(f.field);
+  }
+  const have = new Map(unit.fieldIndexes().map((f) => [f.field, f.type]));
+  for (const [field, type] of want) {
+    if (have.get(field) !== type) await unit.createFieldIndex(field, type);
+  }
 }

@@ -477,3 +477,52 @@ Deno.test("sharded collection: installUnit loads the image once; the installed u
     rmSync(other, { recursive: true, force: true });
   }
 });
+
+Deno.test("sharded collection: a field index created or dropped while dropUnit runs reaches the emptied unit", async () => {
+  const dir = tempDir();
+  try {
+    const store = await NodeStore.open(dir, quiet);
+    const c = await store.create(config("c", 3));
+    await load(c, ids(90));
+    await c.createFieldIndex("gone", "bool");
+    const k = 1;
+    const fields = () => c.units.map((u) => u.fieldIndexes().map((i) => i.field));
+    // (a) while the empty unit is made (after it copied the unit's indexes, before writes stop):
+    // the unit's index list is read once for the copy, and the calls start right after it.
+    let started: Promise<unknown>[] = [];
+    const old = c.units[k];
+    const list = old.fieldIndexes.bind(old);
+    let calls = 0;
+    old.fieldIndexes = () => {
+      const out = list();
+      if (calls++ === 0) {
+        started = [c.createFieldIndex("even", "bool"), c.dropFieldIndex("gone")];
+      }
+      return out;
+    };
+    let r = await c.dropUnit(k, old.digestRoot());
+    assert.equal(r.mismatch, null);
+    const [made, dropped] = await Promise.all(started) as [
+      { created: boolean },
+      { dropped: boolean },
+    ];
+    assert.equal(made.created, true);
+    assert.equal(dropped.dropped, true);
+    assert.deepEqual(fields(), [["even"], ["even"], ["even"]]);
+    // (b) while writes to the shard are stopped (the root is being compared).
+    await load(c, ids(90));
+    const unit = c.units[k];
+    const root = unit.digestRoot.bind(unit);
+    unit.digestRoot = () => {
+      started = [c.createFieldIndex("odd", "bool")];
+      return root();
+    };
+    r = await c.dropUnit(k, root());
+    assert.equal(r.mismatch, null);
+    await Promise.all(started);
+    assert.deepEqual(fields(), [["even", "odd"], ["even", "odd"], ["even", "odd"]]);
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
