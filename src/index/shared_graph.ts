@@ -687,17 +687,7 @@ export class SharedGraph {
     this.searchLayer(q, cur, curDist, Math.max(ef, k), 0, MODE_READ, -1);
     const res = this.res;
     while (res.size > k) res.pop();
-    const n = res.size;
-    if (hits.ids.length < n) {
-      hits.ids = new Uint32Array(n);
-      hits.distances = new Float32Array(n);
-    }
-    for (let i = n - 1; i >= 0; i--) {
-      hits.distances[i] = res.topKey();
-      hits.ids[i] = this.labels[res.pop()];
-    }
-    hits.count = n;
-    return n;
+    return this.takeHits();
   }
 
   /**
@@ -754,6 +744,16 @@ export class SharedGraph {
         }
       }
     }
+    return this.takeHits();
+  }
+
+  /**
+   * Empties the result heap into {@link hits}, nearest first, as point ids (the one result copy
+   * of {@link search} and {@link searchQ8}); returns how many.
+   */
+  private takeHits(): number {
+    const hits = this.hits;
+    const res = this.res;
     const n = res.size;
     if (hits.ids.length < n) {
       hits.ids = new Uint32Array(n);
