@@ -35,7 +35,6 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Worker } from "node:worker_threads";
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import process from "node:process";
@@ -43,6 +42,7 @@ import { join } from "node:path";
 import { NodeProcess } from "../../harness/node.ts";
 import { REPO_ROOT } from "../../harness/process.ts";
 import { loadDataset } from "./lib/dataset.ts";
+import { cpuScaling } from "./lib/cpu_scaling.ts";
 import { measureRecall, ownClient, row, type SearchSpec } from "./lib/cluster_search.ts";
 
 const { values: flags } = parseArgs({
@@ -112,34 +112,6 @@ log(
     `${nq} queries, recall@10 at ef 200`,
 );
 
-/**
- * How much two threads get done now against one on a fixed pure-CPU loop (no memory, no shared
- * data): the most the machine allows at this moment. On a shared 2-core machine other processes
- * often leave about one core, and then nothing can show a 2x.
- */
-async function cpuScaling(): Promise<number> {
-  const code = `const { parentPort } = require("node:worker_threads");
-parentPort.on("message", (n) => { let s = 0; for (let i = 0; i < n; i++) s = (s + Math.imul(i, 40503)) | 0; parentPort.postMessage(s); });`;
-  const ws = [new Worker(code, { eval: true }), new Worker(code, { eval: true })];
-  const run = (k: number, n: number) =>
-    Promise.all(
-      ws.slice(0, k).map((w) =>
-        new Promise((r) => {
-          w.once("message", r);
-          w.postMessage(n);
-        })
-      ),
-    );
-  await run(2, 1e6);
-  let t0 = performance.now();
-  await run(1, 4e8);
-  const one = performance.now() - t0;
-  t0 = performance.now();
-  await run(2, 2e8);
-  const two = performance.now() - t0;
-  for (const w of ws) await w.terminate();
-  return one / two;
-}
 const probe = async () =>
   log(
     `machine now: 2 threads do ${(await cpuScaling()).toFixed(2)}x the work of 1 (pure-CPU loop)`,

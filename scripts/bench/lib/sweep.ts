@@ -4,7 +4,7 @@
  * Runtime-neutral, so the hnswlib side can run it under Node.
  * @module
  */
-import { hrtime } from "node:process";
+import { cpuUsage, hrtime } from "node:process";
 import type { Matrix } from "./fvecs.ts";
 
 export interface Engine {
@@ -33,8 +33,12 @@ export interface Row {
   mean_ms: number;
   p99_ms: number;
   build_s: number;
+  /** CPU seconds of the whole process (every thread) over the build. */
+  build_cpu_s: number;
   inserts_per_s: number;
   bytes_per_vector: number | null;
+  /** Threads that linked the graph (`deno task bench --build-threads`); absent: one, in order. */
+  build_threads?: number;
 }
 
 export interface SweepConfig {
@@ -60,8 +64,11 @@ export function sweep(
   emit: (row: Row) => void,
 ): void {
   const t0 = nowNs();
+  const c0 = cpuUsage();
   engine.build(base);
   const buildS = Number(nowNs() - t0) / 1e9;
+  const c1 = cpuUsage(c0);
+  const buildCpuS = (c1.user + c1.system) / 1e6;
   const bytesPerVector = engine.bytesPerVector(base.n);
   const prepared = engine.prepareQueries(queries);
   const k = cfg.k;
@@ -100,6 +107,7 @@ export function sweep(
       mean_ms: mean,
       p99_ms: sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))],
       build_s: buildS,
+      build_cpu_s: buildCpuS,
       inserts_per_s: base.n / buildS,
       bytes_per_vector: bytesPerVector,
     });
