@@ -901,6 +901,12 @@ export class Collection {
   readonly replayed: number;
   /** Tail of the apply queue (see {@link apply}). */
   private queue: Promise<void> = Promise.resolve();
+  /**
+   * Writes past their log append's start and not applied yet ({@link record} to the end of
+   * {@link apply}); {@link close} waits for them, and `settled` is called when none is left.
+   */
+  private writing = 0;
+  private settled: (() => void)[] = [];
   /** Writes applied since the last snapshot started. */
   opsSinceSnapshot = 0;
   /** Payload bytes of the last snapshot this process wrote (0: none yet). */
@@ -971,6 +977,8 @@ export class Collection {
     // A name taken from the directory (a snapshot holds none) follows it, as an open would.
     const base = (d: string) => d.replace(/\/+$/, "").replace(/^.*\//, "");
     const name = moved.name === base(moved.dir) ? base(dir) : moved.name;
+    // The close detached the index from the pool for good; this collection owns it now.
+    options.threads?.pool.adopt(moved.index);
     const c = new Collection(
       dir,
       { ...moved.config, name },
@@ -1214,7 +1222,7 @@ export class Collection {
       version: v,
       payload: data,
     });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload);
     let applied = false;
     await this.apply(seq, () => {
       applied = this.table.put(id, vector, v, data);
@@ -1265,7 +1273,7 @@ export class Collection {
       versions,
       payloads,
     });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload);
     let applied = 0;
     const t = this.threads;
     if (t !== null && t.build > 1 && this.index.batchable) {
@@ -1288,9 +1296,7 @@ export class Collection {
             vs.set(vectors.subarray(rows[j] * dim, (rows[j] + 1) * dim), j * dim);
           }
         }
-        // Closed meanwhile (the WAL had the record, so it still applies): on this thread, as
-        // linking on workers would attach the index to the pool again, for good.
-        await t.pool.addBatch(this.index, pids, vs, this.closed ? 1 : t.build);
+        await t.pool.addBatch(this.index, pids, vs, t.build);
       });
       return { seq, version: v, applied };
     }
@@ -1320,7 +1326,7 @@ export class Collection {
     const id = checkId(key);
     const v = this.stamp(version, "version");
     const { type, payload } = encodeRecord({ kind: "delete", id, version: v });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload);
     let result = { applied: false, removed: false };
     await this.apply(seq, () => {
       result = this.table.delete(id, v);
@@ -1378,7 +1384,7 @@ export class Collection {
       vectors,
       payloads,
     });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload);
     let applied = 0;
     await this.apply(seq, async () => {
       let at = 0;
@@ -1420,7 +1426,7 @@ export class Collection {
       ids: idArray,
       versions: versionArray,
     });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload);
     let forgotten = 0;
     await this.apply(seq, async () => {
       for (let i = 0; i < n; i++) {
@@ -1466,10 +1472,10 @@ export class Collection {
   ): Promise<SearchOutcome> {
     const t = this.threads;
     const index = this.index;
-    // Closed (a unit swapped out by installUnit/dropUnit, still read meanwhile): on this
-    // thread, as the pool would attach the index again and nothing would ever detach it.
+    // Closed (a unit swapped out by installUnit/dropUnit, still read meanwhile): the pool
+    // detached the index and answers null, so the search runs on this thread.
     if (
-      t !== null && t.search > 1 && !this.closed &&
+      t !== null && t.search > 1 &&
       (filter === undefined || filter === null || isEmptyFilter(filter))
     ) {
       validateVector(vector, index.dim, "vector");
@@ -1699,7 +1705,7 @@ export class Collection {
       );
     }
     const { type: t, payload } = encodeRecord({ kind: "create_field_index", field: key, type });
-    const seq = await this.wal.append(t, payload);
+    const seq = await this.record(t, payload);
     await this.apply(seq, () => this.table.defineIndex(key, type));
     return { created: true, seq };
   }
@@ -1710,7 +1716,7 @@ export class Collection {
     const key = fieldKey(field);
     if (!this.table.fieldIndexes.has(key)) return { dropped: false, seq: this.applied };
     const { type, payload } = encodeRecord({ kind: "drop_field_index", field: key });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload);
     await this.apply(seq, () => {
       this.table.dropIndex(key);
     });
@@ -1752,7 +1758,7 @@ export class Collection {
       deleted: new Uint8Array(m).fill(1),
       vectors: EMPTY,
     });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload);
     let deleted = 0;
     let applied = 0;
     await this.apply(seq, async () => {
@@ -2035,9 +2041,32 @@ export class Collection {
       await this.snapshotting.catch(() => {}); // its own caller reports a failure
     }
     this.closed = true;
+    // Writes whose record the log holds apply first (one under way when the close began, e.g.
+    // a batch linking on build workers): the index then holds every record up to `applied`
+    // (reopenMoved starts the log there) and nothing uses the pool for it after the detach.
+    while (this.writing > 0) await new Promise<void>((r) => this.settled.push(r));
+    await this.queue;
     await this.threads?.pool.detach(this.index);
     await this.wal.close();
     if (failure !== null) throw failure;
+  }
+
+  /**
+   * Appends a record to the log for a write that applies it next ({@link apply}): counted in
+   * {@link writing} until then, so {@link close} waits for it.
+   */
+  private async record(type: number, payload: Uint8Array): Promise<number> {
+    this.writing++;
+    try {
+      return await this.wal.append(type, payload);
+    } catch (e) {
+      this.written();
+      throw e;
+    }
+  }
+
+  private written(): void {
+    if (--this.writing === 0) { for (const resolve of this.settled.splice(0)) resolve(); }
   }
 
   private checkOpen(): void {
@@ -2051,11 +2080,15 @@ export class Collection {
    */
   private apply(seq: number, fn: () => void | Promise<void>): Promise<void> {
     return this.serial(async () => {
-      this.advance(seq);
-      await fn();
-      // Deletes leave compaction to here (PointTable); worker searches are waited for first.
-      if (this.threads !== null) await this.threads.pool.compactIfDue(this.index);
-      else this.table.compactIfDue();
+      try {
+        this.advance(seq);
+        await fn();
+        // Deletes leave compaction to here (PointTable); worker searches are waited for first.
+        if (this.threads !== null) await this.threads.pool.compactIfDue(this.index);
+        else this.table.compactIfDue();
+      } finally {
+        this.written();
+      }
     });
   }
 
