@@ -137,6 +137,7 @@ import { PAYLOAD_FIELD_TYPES, PayloadIndexes, type PayloadIndexInfo } from "./pa
 import { planFilter, resolveHasIds } from "./filter_plan.ts";
 import type { PlannedFilter } from "../index/hnsw.ts";
 import { type GraphPool, ThreadPoolError } from "../index/graph_pool.ts";
+import { CapacityError } from "../index/vector_store.ts";
 import { DEFAULT_RESCORE, type Quantization } from "../common/limits.ts";
 
 /** Parameters a collection is created with. */
@@ -569,6 +570,9 @@ class PointTable {
     version: number,
     payload: Uint8Array | null | undefined = null,
   ): boolean {
+    // Room for the vector first (a CapacityError then changes nothing): an entry must never be
+    // left without its vector (Collection.holdSlots refuses such writes before logging them).
+    this.index.checkRoom(1);
     const id = this.putEntry(key, version, payload);
     if (id < 0) return false;
     this.index.add(id, vector);
@@ -907,6 +911,8 @@ export class Collection {
    */
   private writing = 0;
   private settled: (() => void)[] = [];
+  /** Index slots the writes counted in {@link writing} may take (see {@link holdSlots}). */
+  private slotsHeld = 0;
   /** Writes applied since the last snapshot started. */
   opsSinceSnapshot = 0;
   /** Payload bytes of the last snapshot this process wrote (0: none yet). */
@@ -1222,11 +1228,11 @@ export class Collection {
       version: v,
       payload: data,
     });
-    const seq = await this.record(type, payload);
+    const seq = await this.record(type, payload, 1);
     let applied = false;
     await this.apply(seq, () => {
       applied = this.table.put(id, vector, v, data);
-    });
+    }, 1);
     return { seq, version: v, applied };
   }
 
@@ -1273,13 +1279,16 @@ export class Collection {
       versions,
       payloads,
     });
-    const seq = await this.record(type, payload);
+    const seq = await this.record(type, payload, ids.length);
     let applied = 0;
     const t = this.threads;
     if (t !== null && t.build > 1 && this.index.batchable) {
       // Durable first (above); then the entries on this thread and the vectors linked on
       // `build` workers. The apply queue keeps batches (and every other write) in log order.
       await this.apply(seq, async () => {
+        // Room for every vector first (a CapacityError then changes nothing): no entry may be
+        // left without its vector. holdSlots, before logging, makes this one never fail.
+        this.index.checkRoom(ids.length);
         const pids: number[] = [];
         const rows: number[] = [];
         for (let i = 0; i < ids.length; i++) {
@@ -1297,7 +1306,7 @@ export class Collection {
           }
         }
         await t.pool.addBatch(this.index, pids, vs, t.build);
-      });
+      }, ids.length);
       return { seq, version: v, applied };
     }
     await this.apply(seq, async () => {
@@ -1308,7 +1317,7 @@ export class Collection {
         // would time out and the node would look dead. The apply queue keeps the order.
         if ((i + 1) % APPLY_SLICE_POINTS === 0 && i + 1 < ids.length) await yieldToLoop();
       }
-    });
+    }, ids.length);
     return { seq, version: v, applied };
   }
 
@@ -1384,7 +1393,7 @@ export class Collection {
       vectors,
       payloads,
     });
-    const seq = await this.record(type, payload);
+    const seq = await this.record(type, payload, live);
     let applied = 0;
     await this.apply(seq, async () => {
       let at = 0;
@@ -1394,7 +1403,7 @@ export class Collection {
         if (this.table.copyEntry(ids[i], versions[i], tomb, vector, payloads[i])) applied++;
         if ((i + 1) % APPLY_SLICE_POINTS === 0 && i + 1 < m) await yieldToLoop();
       }
-    });
+    }, live);
     return { applied, skipped: n - applied, seq };
   }
 
@@ -2055,18 +2064,42 @@ export class Collection {
    * Appends a record to the log for a write that applies it next ({@link apply}): counted in
    * {@link writing} until then, so {@link close} waits for it.
    */
-  private async record(type: number, payload: Uint8Array): Promise<number> {
+  private async record(type: number, payload: Uint8Array, slots = 0): Promise<number> {
+    this.holdSlots(slots);
     this.writing++;
     try {
       return await this.wal.append(type, payload);
     } catch (e) {
-      this.written();
+      this.written(slots);
       throw e;
     }
   }
 
-  private written(): void {
+  private written(slots: number): void {
+    this.slotsHeld -= slots;
     if (--this.writing === 0) { for (const resolve of this.settled.splice(0)) resolve(); }
+  }
+
+  /**
+   * Holds `n` index slots for a write about to be logged (each point it inserts may take one),
+   * or throws CapacityError (RESOURCE_EXHAUSTED) when the slots taken, those held by writes
+   * logged and not applied yet, and `n` pass the index's limit: the write is refused whole
+   * before it is logged, so no record ever applies in part (an id without its vector, or a
+   * replay that fails) and a restart finds exactly what was applied.
+   */
+  private holdSlots(n: number): void {
+    if (n === 0) return;
+    const index = this.index;
+    const need = index.slotsUsed + this.slotsHeld + n;
+    if (need > index.maxCapacity) {
+      throw new CapacityError(
+        `Collection "${this.name}": ${n} points would need ${need} index slots; the index ` +
+          `holds at most ${index.maxCapacity} (dimension ${index.dim}; ${index.deletedCount} ` +
+          `slots are deleted points not compacted yet). Nothing was written: delete points or ` +
+          `spread the collection over more shards`,
+      );
+    }
+    this.slotsHeld += n;
   }
 
   private checkOpen(): void {
@@ -2078,7 +2111,7 @@ export class Collection {
    * the order the WAL made records durable (which is sequence order), even when an apply
    * yields to the event loop part-way (large batches do).
    */
-  private apply(seq: number, fn: () => void | Promise<void>): Promise<void> {
+  private apply(seq: number, fn: () => void | Promise<void>, slots = 0): Promise<void> {
     return this.serial(async () => {
       try {
         this.advance(seq);
@@ -2087,7 +2120,7 @@ export class Collection {
         if (this.threads !== null) await this.threads.pool.compactIfDue(this.index);
         else this.table.compactIfDue();
       } finally {
-        this.written();
+        this.written(slots);
       }
     });
   }
