@@ -1494,9 +1494,13 @@ export class Collection {
       if (p !== null) {
         try {
           const r = await p;
-          // A point deleted while the search ran (its pid maybe released) is left out.
-          const hits = r.hits.filter((h) => index.has(h.id));
-          return { hits: this.keyHits(hits), ef: e, visited: r.visited };
+          const hits = r.hits;
+          let live = true;
+          for (let i = 0; i < hits.length && live; i++) live = index.has(hits[i].id);
+          // A point deleted while the search ran (its pid maybe released) must be left out,
+          // and the answer would then be short of k: searched again here instead, on the
+          // current state (rare: only a delete racing the search).
+          if (live) return { hits: this.keyHits(hits), ef: e, visited: r.visited };
         } catch (err) {
           if (!(err instanceof ThreadPoolError)) throw err;
         }

@@ -1012,3 +1012,39 @@ Deno.test("collection: close waits for the writes whose log append was under way
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+Deno.test("collection: a point deleted while a worker search ran is left out and the answer still has k hits", async () => {
+  const dir = tempDir();
+  const pool = new GraphPool(2);
+  try {
+    const rng = new Rng(14);
+    const threads = { pool, search: 2, build: 1 };
+    const c = await Collection.create(dir, {
+      name: "c",
+      dimension: 8,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, { ...quiet, threads });
+    await c.putBatch(Array.from({ length: 300 }, (_, i) => ({ id: i, vector: rng.vector(8) })));
+    await c.searchAsync(rng.vector(8), 5); // the workers are up
+    for (let round = 0; round < 5; round++) {
+      const q = rng.vector(8);
+      const nearest = c.search(q, 1)[0].id as number;
+      const p = c.searchAsync(q, 10);
+      // The worker answers while this thread is held; its answer is read after the delete.
+      const until = performance.now() + 200;
+      while (performance.now() < until) { /* hold this thread */ }
+      c.index.delete(nearest);
+      const r = await p;
+      const ids = r.hits.map((h) => h.id);
+      assert.ok(!ids.includes(nearest), "the deleted point is left out");
+      assert.equal(r.hits.length, 10, `round ${round}: ${r.hits.length} hits of 10`);
+      assert.deepEqual(ids, c.search(q, 10).map((h) => h.id));
+    }
+    await c.close();
+  } finally {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
