@@ -922,7 +922,8 @@ Deno.test("collection: a batch applied after its collection closed does not atta
     await c.putBatch(Array.from({ length: 100 }, (_, i) => ({ id: i, vector: rng.vector(8) })));
     const attached = () => (pool as unknown as { entries: Map<number, unknown> }).entries.size;
     assert.equal(attached(), 1, "the batch was linked on the workers");
-    // The batch's WAL append is under way when the close begins: it is applied after.
+    // The batch's WAL append is under way when the close begins: the close waits for its apply
+    // (linked on the workers), then detaches.
     const late = c.putBatch(
       Array.from({ length: 200 }, (_, i) => ({ id: 100 + i, vector: rng.vector(8) })),
     );
