@@ -2085,6 +2085,16 @@ export class Collection {
   }
 
   /**
+   * Throws what {@link holdSlots} would for a write of `n` points now, holding nothing: a
+   * sharded collection checks every unit's share of a batch before any unit logs its share
+   * (a write that takes slots meanwhile may still make a unit refuse its share).
+   */
+  checkRoom(n: number): void {
+    this.holdSlots(n);
+    this.slotsHeld -= n;
+  }
+
+  /**
    * Holds `n` index slots for a write about to be logged (each point it inserts may take one),
    * or throws CapacityError (RESOURCE_EXHAUSTED) when the slots taken, those held by writes
    * logged and not applied yet, and `n` pass the index's limit: the write is refused whole

@@ -6,6 +6,8 @@ import { Collection } from "./collection.ts";
 import { Rng } from "../testing/random.ts";
 import { GraphPool } from "../index/graph_pool.ts";
 import { CapacityError } from "../index/vector_store.ts";
+import { NodeStore } from "./node_store.ts";
+import { shardOf } from "../common/shard.ts";
 
 const quiet = { logger: () => {} };
 const config = { name: "c", dimension: 4, metric: "l2" as const, m: 8, ef_construction: 32 };
@@ -65,3 +67,43 @@ for (const build of [1, 2]) {
     }
   });
 }
+
+Deno.test("collection capacity: a sharded batch whose share passes one unit's slot limit is refused whole, no unit applies its share", async () => {
+  const root = mkdtempSync(join(tmpdir(), "vdb-cap-"));
+  try {
+    const rng = new Rng(6);
+    let store = await NodeStore.open(root, quiet);
+    let c = await store.create({ ...config, shard_number: 3, replication_factor: 1 });
+    limitSlots(c.units[1], 1100);
+    const points = (ids: number[]) => ids.map((id) => ({ id, vector: rng.vector(4) }));
+    const ofShard = (k: number, from: number, n: number) => {
+      const out: number[] = [];
+      for (let id = from; out.length < n; id++) if (shardOf(id, 3) === k) out.push(id);
+      return out;
+    };
+    await c.putBatch(points(ofShard(1, 0, 1050)));
+    const before = c.stats();
+    // 60 points for each shard: unit 1 would need 1110 slots.
+    const mixed = [...ofShard(0, 0, 60), ...ofShard(1, 100_000, 60), ...ofShard(2, 0, 60)];
+    await assert.rejects(
+      c.putBatch(points(mixed)),
+      (e: Error) => e instanceof CapacityError && e.message.includes("1100"),
+    );
+    // The other units' shares would be under way still: the close waits for them.
+    await store.close();
+    store = await NodeStore.open(root, quiet);
+    c = store.get("c");
+    const after = c.stats();
+    assert.equal(after.count, before.count, "no unit applied its share");
+    assert.equal(after.last_seq, before.last_seq, "no unit logged its share");
+    limitSlots(c.units[1], 1100);
+    // Without unit 1's share the rest goes through.
+    assert.equal(
+      (await c.putBatch(points(mixed.filter((id) => shardOf(id, 3) !== 1)))).applied,
+      120,
+    );
+    await store.close();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

@@ -513,6 +513,9 @@ export class ShardedCollection {
     const ids = points.map((p) => canonicalId(p.id));
     const v = version === 0 ? this.clock.next() : version;
     const { order, start } = this.groups(points.length, (i) => ids[i]);
+    // Every unit's share must fit its index before any unit logs its share: a batch past a
+    // unit's limit is refused whole (CapacityError) rather than applied to the other shards.
+    for (let k = 0; k < this.shard_number; k++) this.units[k].checkRoom(start[k + 1] - start[k]);
     const parts: Promise<{ seq: number; applied: number }>[] = [];
     for (let k = 0; k < this.shard_number; k++) {
       if (start[k] === start[k + 1]) continue;
