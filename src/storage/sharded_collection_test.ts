@@ -505,8 +505,9 @@ Deno.test("sharded collection: installUnit keeps the collection's field indexes 
       started ??= c.createFieldIndex("odd", "bool");
       return known();
     };
-    const install = c.installUnit(k, staged);
-    await Promise.all([install, new Promise((r) => setTimeout(r, 0)).then(() => started)]);
+    await c.installUnit(k, staged);
+    assert.ok(started !== null, "the install read the old unit");
+    await started;
     const fields = () => c.units.map((u) => u.fieldIndexes().map((i) => `${i.field}:${i.type}`));
     const want = ["even:bool", "odd:bool"];
     assert.deepEqual(fields(), [want, want, want]);
