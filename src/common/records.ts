@@ -60,6 +60,11 @@
  * type before logging; decoding bounds their sizes only, and the collection refuses a bad
  * definition at replay like any other invalid record.
  *
+ * A point write (types 1-3, 6-9, 11-13, 16-19) may trail with `shard_number u32`: the
+ * router's hint logs write it (the collection's shard count when the write was accepted, sent
+ * with the replay so a node with another layout refuses it); a collection's log never does.
+ * A hint log holding such records is not readable by routers from before it.
+ *
  * CREATE_COLLECTION's quantization fields trail the record and are written only when the
  * quantization is not "none" or shard fields follow them: a float collection's record without
  * shards is byte for byte what earlier versions wrote, and a record without them decodes as
@@ -144,8 +149,25 @@ export type WalRecord =
     version: number;
     /** Canonical JSON bytes (src/common/payload.ts); null, empty or absent: none. */
     payload?: Uint8Array | null;
+    /**
+     * The collection's shard count when the router accepted the write (hint logs only, see
+     * {@link layoutTrailer}; absent in a collection's own log): sent with the hint's replay,
+     * so a node whose collection has another shard count refuses it.
+     */
+    shard_number?: number;
   }
-  | { kind: "delete"; collection?: string; id: PointId; version: number }
+  | {
+    kind: "delete";
+    collection?: string;
+    id: PointId;
+    version: number;
+    /**
+     * The collection's shard count when the router accepted the write (hint logs only, see
+     * {@link layoutTrailer}; absent in a collection's own log): sent with the hint's replay,
+     * so a node whose collection has another shard count refuses it.
+     */
+    shard_number?: number;
+  }
   | {
     kind: "put_batch";
     collection?: string;
@@ -158,6 +180,12 @@ export type WalRecord =
     versions: Float64Array;
     /** One per id, or absent (none has one): canonical JSON bytes; null or empty: none. */
     payloads?: readonly (Uint8Array | null)[];
+    /**
+     * The collection's shard count when the router accepted the write (hint logs only, see
+     * {@link layoutTrailer}; absent in a collection's own log): sent with the hint's replay,
+     * so a node whose collection has another shard count refuses it.
+     */
+    shard_number?: number;
   }
   | {
     /** Entries copied from another node: live points and tombstones, each with its version. */
@@ -174,6 +202,12 @@ export type WalRecord =
     vectors: Float32Array;
     /** One per id, or absent: a live entry's payload; null or empty: none (always, tombstones). */
     payloads?: readonly (Uint8Array | null)[];
+    /**
+     * The collection's shard count when the router accepted the write (hint logs only, see
+     * {@link layoutTrailer}; absent in a collection's own log): sent with the hint's replay,
+     * so a node whose collection has another shard count refuses it.
+     */
+    shard_number?: number;
   }
   | {
     /** Entries to forget (point or tombstone, no tombstone left), each when held <= version. */
@@ -398,6 +432,10 @@ function problem(r: WalRecord): string | null {
     return `Collection name ${JSON.stringify(name)} is longer than ` +
       `${COLLECTION_NAME_BYTES_MAX} bytes`;
   }
+  const shards = layoutTrailer(r);
+  if (shards !== undefined && (!Number.isInteger(shards) || shards < 1 || shards > SHARDS_MAX)) {
+    return `Shard number ${shards} is outside 1..${SHARDS_MAX}`;
+  }
   switch (r.kind) {
     case "put": {
       const badId = idProblem(r.id);
@@ -517,7 +555,30 @@ function payloadsBytes(payloads: readonly (Uint8Array | null)[]): number {
   return n;
 }
 
+/**
+ * The shard count a point write's record trails with (put, delete, put_batch, copy: a u32
+ * after every other field, written only when set), or undefined. Hint logs of the router carry
+ * it (src/router/hints/replay.ts sends it as the write's `shard_number`); a collection's own
+ * log never does, so its records stay byte for byte what earlier versions wrote. Every other
+ * field ends with a length-prefixed value, so 4 bytes left after them can only be this one.
+ */
+function layoutTrailer(r: WalRecord): number | undefined {
+  switch (r.kind) {
+    case "put":
+    case "delete":
+    case "put_batch":
+    case "copy":
+      return r.shard_number;
+    default:
+      return undefined;
+  }
+}
+
 function payloadBytes(r: WalRecord): number {
+  return bodyBytes(r) + (layoutTrailer(r) !== undefined ? 4 : 0);
+}
+
+function bodyBytes(r: WalRecord): number {
   const name = 4 + utf8.encode(r.collection ?? "").length;
   switch (r.kind) {
     case "put":
@@ -721,6 +782,8 @@ export function encodeRecord(r: WalRecord): EncodedRecord {
       w.string(r.field);
       break;
   }
+  const shards = layoutTrailer(r);
+  if (shards !== undefined) w.u32(shards);
   w.flush();
   if (sink.length !== size) {
     throw new Error(
@@ -875,6 +938,11 @@ export function decodeRecord(type: number, payload: Uint8Array): WalRecord {
         break;
       default:
         throw new RecordFormatError(`Record type ${type} is unknown`);
+    }
+    // A point write's layout trailer (hint logs, see layoutTrailer).
+    const k = rec.kind;
+    if (r.remaining === 4 && (k === "put" || k === "delete" || k === "put_batch" || k === "copy")) {
+      rec.shard_number = r.u32();
     }
     r.expectEnd();
   } catch (e) {

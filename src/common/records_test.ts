@@ -553,3 +553,34 @@ Deno.test("records: create_collection carries shard_number and replication_facto
   new DataView(bad.buffer).setUint32(bad.length - 8, 9999, true);
   assert.throws(() => decodeRecord(b.type, bad), /Shard number 9999/);
 });
+
+Deno.test("a point write's layout trailer (hint logs) round trips; records without it are unchanged", () => {
+  const payload = new TextEncoder().encode('{"a":1}');
+  const withString = { kind: "put", collection: "c", id: "doc-1", vector: new Float32Array([1]) };
+  const points: WalRecord[] = [
+    ...samples.slice(0, 5),
+    { ...samples[0], payload } as WalRecord,
+    { ...withString, version: 3, payload } as WalRecord,
+    { kind: "delete", collection: "c", id: "doc-2", version: 4 },
+  ];
+  for (const rec of points) {
+    const plain = encodeRecord(rec);
+    const laid = encodeRecord({ ...rec, shard_number: 7 } as WalRecord);
+    assert.equal(laid.type, plain.type, rec.kind);
+    assert.equal(laid.payload.length, plain.payload.length + 4, rec.kind);
+    assert.deepEqual(laid.payload.subarray(0, plain.payload.length), plain.payload);
+    assert.deepEqual(decodeRecord(laid.type, laid.payload), { ...rec, shard_number: 7 });
+    assert.deepEqual(decodeRecord(plain.type, plain.payload), rec, "none when absent");
+  }
+  for (const bad of [0, 1.5, 1_000_000]) {
+    assert.throws(
+      () => encodeRecord({ ...samples[0], shard_number: bad } as WalRecord),
+      (e: Error) => e instanceof InvalidRecordError && /Shard number/.test(e.message),
+    );
+  }
+  // Only point writes trail with it: 4 more bytes after a forget are malformed.
+  const forget = encodeRecord(samples[5]);
+  const longer = new Uint8Array(forget.payload.length + 4);
+  longer.set(forget.payload);
+  assert.throws(() => decodeRecord(forget.type, longer), RecordFormatError);
+});

@@ -178,6 +178,13 @@ export class GraphPool {
   private readonly workers: PoolWorker[] = [];
   private readonly entries = new Map<number, Entry>();
   private readonly byIndex = new WeakMap<HnswIndex, Entry>();
+  /**
+   * Indexes {@link detach}ed (their collection closed): never attached again, as nothing would
+   * detach them a second time (their shared memory would stay mapped in every worker); their
+   * searches and links run on the owner. {@link adopt} lifts it for a collection reopened on
+   * the same index.
+   */
+  private readonly detached = new WeakSet<HnswIndex>();
   private readonly links = new Map<number, LinkJob>();
   private nextKey = 1;
   private nextLink = 1;
@@ -250,9 +257,10 @@ export class GraphPool {
     if (e.codes !== null) w.post({ op: "codes", key: e.key, codes: e.codes.layout }, false);
   }
 
-  private entry(index: HnswIndex): Entry {
+  private entry(index: HnswIndex): Entry | null {
     let e = this.byIndex.get(index);
     if (e !== undefined) return e;
+    if (this.detached.has(index)) return null;
     const lanes = Math.min(1024, 16 * this.threads);
     const buf = new SharedArrayBuffer(laneBytes(lanes, index.dim));
     e = {
@@ -280,7 +288,7 @@ export class GraphPool {
   /**
    * The k nearest live points of `index` to `query` (validated by the caller; `ef` >= k),
    * searched on a worker; null when the pool cannot take it (k above {@link LANE_K}, no worker
-   * alive, pool closed): the caller searches on its own thread. Throws
+   * alive, pool closed, index detached): the caller searches on its own thread. Throws
    * {@link SearchQueueFullError} when the index's queue is full. `threads`: the workers it may
    * use (the node's `--search-threads` when the pool is larger for `--build-threads`).
    * An index with trained int8 codes is searched over them and re-ranks `max(k, rescore * k)`
@@ -296,6 +304,7 @@ export class GraphPool {
   ): Promise<PoolSearchResult> | null {
     if (this.closed || k > LANE_K || this.alive === 0) return null;
     const e = this.entry(index);
+    if (e === null) return null;
     const codes = index.codes;
     if (codes !== e.codes) {
       // The quantizer trained (or the index loaded codes) since the workers last heard: they
@@ -467,7 +476,9 @@ export class GraphPool {
     threads: number,
   ): Promise<void> {
     const n = ids.length;
-    const use = this.closed ? 1 : Math.min(threads, this.alive, Math.ceil(n / 8));
+    const use = this.closed || this.detached.has(index)
+      ? 1
+      : Math.min(threads, this.alive, Math.ceil(n / 8));
     if (!index.batchable || use <= 1) {
       // In order on this thread: exactly the graph add() in a loop builds.
       const dim = index.dim;
@@ -482,7 +493,7 @@ export class GraphPool {
       return;
     }
     index.placeBatch(ids, vectors);
-    const e = this.entry(index);
+    const e = this.entry(index)!; // not detached (above)
     const jobs: Promise<number>[] = [];
     for (const w of this.workers) {
       if (jobs.length === use) break;
@@ -531,8 +542,13 @@ export class GraphPool {
     return true;
   }
 
-  /** Forgets `index` (its collection closed): waits for its searches, detaches workers. */
+  /**
+   * Forgets `index` (its collection closed): waits for its searches, detaches workers. It is
+   * not attached again (its later searches return null, its batches link on the owner) unless
+   * {@link adopt}ed.
+   */
   async detach(index: HnswIndex): Promise<void> {
+    this.detached.add(index);
     const e = this.byIndex.get(index);
     if (e === undefined) return;
     await this.exclusive(index, () => {});
@@ -540,6 +556,14 @@ export class GraphPool {
     this.entries.delete(e.key);
     this.byIndex.delete(index);
     for (const w of this.workers) if (!w.dead) w.post({ op: "detach", key: e.key }, false);
+  }
+
+  /**
+   * Lets a {@link detach}ed `index` be attached again: a collection reopened on it (a unit
+   * moved whole, Collection.reopenMoved) owns it and detaches it at its own close.
+   */
+  adopt(index: HnswIndex): void {
+    this.detached.delete(index);
   }
 
   /** Stops every worker; later searches return null (the owner searches). */

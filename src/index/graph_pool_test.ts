@@ -432,3 +432,29 @@ Deno.test("exclusive: two at once (a compaction and a detach) both run once the 
     await pool.close();
   }
 });
+
+Deno.test("detach: a detached index is not attached again (searches null, batches on the owner) until adopted", async () => {
+  const pool = new GraphPool(2);
+  try {
+    const dim = 8, n = 400;
+    const data = randomVectors(n, dim, 23);
+    const index = new HnswIndex({ dim, metric: "l2", M: 8, efConstruction: 32 });
+    const attached = () => (pool as unknown as { entries: Map<number, unknown> }).entries.size;
+    const ids = Array.from({ length: n / 2 }, (_, i) => i);
+    await pool.addBatch(index, ids, data.subarray(0, (n / 2) * dim), 2);
+    assert.equal(attached(), 1);
+    await pool.detach(index);
+    assert.equal(attached(), 0);
+    assert.equal(pool.search(index, row(data, 3, dim), 1, 32), null, "the owner searches");
+    const rest = Array.from({ length: n / 2 }, (_, i) => n / 2 + i);
+    await pool.addBatch(index, rest, data.subarray((n / 2) * dim), 2);
+    assert.equal(attached(), 0, "linked on the owner");
+    assert.equal(index.count, n);
+    assert.equal(index.search(row(data, n - 1, dim), 1, { ef: 64 })[0].id, n - 1);
+    pool.adopt(index);
+    assert.equal((await searchOn(pool, index, row(data, n - 1, dim), 1, 64))[0].id, n - 1);
+    assert.equal(attached(), 1);
+  } finally {
+    await pool.close();
+  }
+});

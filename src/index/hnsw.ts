@@ -540,6 +540,27 @@ export class HnswIndex {
     return this.header[H_MAX_LEVEL];
   }
 
+  /**
+   * Slots taken (live points, and deleted ones until compaction frees them): an insert takes
+   * one more (a replaced point's old slot stays taken until then), at most {@link maxCapacity}.
+   */
+  get slotsUsed(): number {
+    return this.size - this.freeCount;
+  }
+
+  /**
+   * Throws CapacityError unless `n` more inserts fit under {@link maxCapacity} (grows nothing):
+   * a caller that must not change anything else when an insert would fail checks first.
+   */
+  checkRoom(n: number): void {
+    const need = this.slotsUsed + n;
+    if (need > this.maxCapacity) {
+      throw new CapacityError(
+        `${need} slots pass the index's limit of ${this.maxCapacity} (dimension ${this.dim})`,
+      );
+    }
+  }
+
   /** Every byte the index holds: the WASM memory and all typed arrays. */
   get memoryBytes(): number {
     return this.store.memoryBytes + (this.codes === null ? 0 : this.codes.memoryBytes) +
@@ -1467,7 +1488,9 @@ export class HnswIndex {
   private allocSlot(): number {
     if (this.freeCount > 0) return this.freeSlots[--this.freeCount];
     if (this.size === this.capacity) {
-      this.reserve(Math.max(1024, Math.ceil(this.capacity * 1.5)));
+      // Up to the limit, not past it: the last slots below maxCapacity are usable too.
+      const grown = Math.max(1024, Math.ceil(this.capacity * 1.5));
+      this.reserve(this.capacity < this.maxCapacity ? Math.min(this.maxCapacity, grown) : grown);
     }
     return this.size++;
   }

@@ -74,6 +74,7 @@ import { payloadText } from "../common/payload.ts";
 import { VersionOverflowError } from "../common/version.ts";
 import { SOFTWARE_VERSION } from "../common/software_version.ts";
 import { CapacityError } from "../index/vector_store.ts";
+import { PayloadCapacityError } from "../storage/payload_store.ts";
 import { BufferLimitError } from "../io/binary.ts";
 import { FieldIndexError, type KeyHit } from "../storage/collection.ts";
 import { SearchQueueFullError } from "../index/graph_pool.ts";
@@ -149,7 +150,8 @@ export function toStatus(e: unknown, dataDir?: string): StatusLike {
     return { code: grpc.status.RESOURCE_EXHAUSTED, details: full.message };
   }
   if (e instanceof ValidationError || e instanceof RangeError || e instanceof TypeError) {
-    if (e instanceof CapacityError) {
+    // A limit of the collection (index slots, payload storage): the request was refused whole.
+    if (e instanceof CapacityError || e instanceof PayloadCapacityError) {
       return { code: grpc.status.RESOURCE_EXHAUSTED, details: message };
     }
     return { code: grpc.status.INVALID_ARGUMENT, details: message };

@@ -3,6 +3,8 @@ import * as grpc from "@grpc/grpc-js";
 import { NodeStore } from "../storage/node_store.ts";
 import { DiskFullError, errnoError } from "../io/disk_full.ts";
 import { setIoFaultHook } from "../io/fs_util.ts";
+import { CapacityError } from "../index/vector_store.ts";
+import { PayloadCapacityError } from "../storage/payload_store.ts";
 import { nodeHandlers, toStatus } from "./service.ts";
 
 type Handler = (call: { request: unknown }, cb: (e: unknown, r?: unknown) => void) => void;
@@ -170,6 +172,17 @@ Deno.test("node toStatus: DiskFullError and a bare ENOSPC/EDQUOT are RESOURCE_EX
       "freed (EDQUOT at /d/y)",
   );
   assert.equal(toStatus(errnoError("EIO", "write", "/d/z")).code, grpc.status.INTERNAL);
+});
+
+Deno.test("node toStatus: an index or payload limit is RESOURCE_EXHAUSTED naming the limit", () => {
+  const slots = new CapacityError('Collection "c": 100 points would need 1150 index slots');
+  assert.deepEqual(toStatus(slots), {
+    code: grpc.status.RESOURCE_EXHAUSTED,
+    details: slots.message,
+  });
+  const payload = toStatus(new PayloadCapacityError(2 ** 32 + 5));
+  assert.equal(payload.code, grpc.status.RESOURCE_EXHAUSTED);
+  assert.match(payload.details, /limit per collection is 4294967295/);
 });
 
 Deno.test("node DeleteBackup: deletes one backup, NOT_FOUND after, INVALID_ARGUMENT for a bad name", async () => {

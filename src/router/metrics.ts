@@ -15,7 +15,7 @@
  * | `vectordb_router_search_hedges_total`          | counter | outcome  | hedged calls: sent / won (first answer for a shard) / skipped (no replica less busy) |
  * | `vectordb_router_search_retries_total`         | counter |          | calls sent to the next replica after a failure |
  * | `vectordb_router_search_batches_total`         | counter |          | SearchBatch calls that carried concurrent node searches (search_coalescer.ts) |
- * | `vectordb_router_search_batched_total`         | counter | outcome  | node searches sent in them / sent alone again after their batch got a verdict |
+ * | `vectordb_router_search_batched_total`         | counter | outcome  | node searches sent in them / sent alone again after their batch failed on the node |
  * | `vectordb_router_node_search_latency_seconds`  | gauge   | node     | EWMA of the node's Search latency (replica selection) |
  * | `vectordb_router_node_searches_in_flight`      | gauge   | node     | Search calls to the node not settled |
  * | `vectordb_router_nodes`                        | gauge   | state    | nodes reachable / unreachable |
@@ -104,7 +104,7 @@ export function addRouterMetrics(
   metrics.counterFrom(
     "vectordb_router_search_batched_total",
     "Node searches sent in SearchBatch calls (batched), and those sent alone again after " +
-      "their batch got a verdict (resent)",
+      "their batch failed on the node (resent)",
     () => [
       { labels: { outcome: "batched" }, value: co.batched },
       { labels: { outcome: "resent" }, value: co.resent },

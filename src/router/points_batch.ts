@@ -116,13 +116,14 @@ export function deleteBatchRecord(
  */
 export function deleteBatchOfRecord(
   r: WalRecord,
-): { collection: string; ids: PointId[]; version: number } | null {
+): { collection: string; ids: PointId[]; version: number; shard_number?: number } | null {
   if (r.kind !== "copy" || r.ids.length === 0) return null;
   const version = r.versions[0];
   for (let i = 0; i < r.ids.length; i++) {
     if (r.deleted[i] !== 1 || r.versions[i] !== version) return null;
   }
-  return { collection: r.collection ?? "", ids: Array.from(r.ids), version };
+  const layout = r.shard_number !== undefined ? { shard_number: r.shard_number } : {};
+  return { collection: r.collection ?? "", ids: Array.from(r.ids), version, ...layout };
 }
 
 /**

@@ -187,6 +187,9 @@ export class Replication {
       vector: Float32Array.from(v.vector),
       version,
       payload: v.payload,
+      // A hint replayed after the collection was made again with another shard count is
+      // refused by the node, as the direct write below would be.
+      shard_number: layout.shard_number,
     };
     const request = {
       ...idToWire(v.id),
@@ -240,7 +243,10 @@ export class Replication {
         version,
         shard_number: layout.shard_number,
       }),
-      (o) => batchRecord(v.collection, dimension, split.per_owner.get(o)!, version),
+      (o) => ({
+        ...batchRecord(v.collection, dimension, split.per_owner.get(o)!, version),
+        shard_number: layout.shard_number,
+      }),
     );
     const d = decideBatch(split.owner_sets, ackedSet(results), consistency);
     if (!d.ok) failWrite(results, d.message);
@@ -257,7 +263,13 @@ export class Replication {
     const consistency = v.consistency ?? this.deps.consistency;
     const owners = view.placement.owners(v.collection, layout, v.id);
     const version = this.stamp(v.version);
-    const record: WalRecord = { kind: "delete", collection: v.collection, id: v.id, version };
+    const record: WalRecord = {
+      kind: "delete",
+      collection: v.collection,
+      id: v.id,
+      version,
+      shard_number: layout.shard_number,
+    };
     const request = {
       ...idToWire(v.id),
       collection: v.collection,
@@ -309,7 +321,10 @@ export class Replication {
         version: String(version),
         shard_number: layout.shard_number,
       }),
-      (o) => deleteBatchRecord(v.collection, split.per_owner.get(o)!, version),
+      (o) => ({
+        ...deleteBatchRecord(v.collection, split.per_owner.get(o)!, version),
+        shard_number: layout.shard_number,
+      }),
     );
     notFoundIsAck(results, { deleted: 0, version: String(version) });
     const d = decideBatch(split.owner_sets, ackedSet(results), consistency);

@@ -15,22 +15,41 @@
  * A queue of one is sent as Search; of more, as one SearchBatch (its searches in queue order),
  * whose answers are handed back per search. So a lone search never waits, and a queued one
  * waits only for the searches already being handled in this turn: no timer, no added
- * deadline. A SearchBatch fails as a whole when any of its searches is refused (a collection
- * a node lacks, a shard it does not hold yet, a bad field), so on a verdict (an error that is
- * not transient, node_port.ts `isTransient`) or a malformed answer, each of its searches is
- * sent again alone, and gets the answer or verdict it would have got alone; on a transient
- * failure (the node is down, the deadline passed) each gets that failure, as each lone call
- * would have.
+ * deadline. A SearchBatch fails as a whole when any of its searches fails: refused (a
+ * collection a node lacks, a shard it does not hold yet, a bad field) or failed on the node (a
+ * full search queue of one collection: RESOURCE_EXHAUSTED; an unexpected error: INTERNAL,
+ * UNKNOWN). So on any error the node answered with, or a malformed answer, each of its
+ * searches is sent again alone (once: a lone search is never resent), and gets the answer or
+ * error it would have got alone; only a failure of the call itself ({@link failedWhole}: the
+ * node is down, the deadline passed, the call was cancelled, a local error) gives each that
+ * failure, as each lone call would have had it (the scatter then asks other replicas).
  *
  * Bounded: a node's queue holds at most `batch_max` searches (≤ SEARCH_BATCH_MAX); queues
  * exist only for nodes with searches waiting, and are emptied every turn.
  *
  * @module
  */
-import type { ResponseOf } from "../api/client.ts";
+import * as grpc from "@grpc/grpc-js";
+import { isServiceError, type ResponseOf } from "../api/client.ts";
 import type { SearchRequest, SearchResponse } from "../api/proto.ts";
 import { SEARCH_BATCH_MAX } from "../common/limits.ts";
-import { isTransient, type NodeCallOptions, type NodePort } from "./node_port.ts";
+import type { NodeCallOptions, NodePort } from "./node_port.ts";
+
+/**
+ * Codes of a call that failed as a whole (no search of it could have fared better alone, on
+ * that node now): every other code may be one search's (RESOURCE_EXHAUSTED from one
+ * collection's search queue, INTERNAL from one query), so its batch is resent search by search.
+ */
+const WHOLE_CALL_CODES: ReadonlySet<number> = new Set([
+  grpc.status.UNAVAILABLE,
+  grpc.status.DEADLINE_EXCEEDED,
+  grpc.status.CANCELLED,
+]);
+
+/** Whether a SearchBatch's error is the call's (not one of its searches'): see the module doc. */
+export function failedWhole(error: unknown): boolean {
+  return !isServiceError(error) || WHOLE_CALL_CODES.has(error.code);
+}
 
 /**
  * Most results of a batchable search (k): a full batch's answer stays far below the message
@@ -72,7 +91,7 @@ export class SearchCoalescer {
     batches: 0,
     /** Searches sent in them. */
     batched: 0,
-    /** Searches sent alone again after their batch got a verdict. */
+    /** Searches sent alone again after their batch failed on the node (see the module doc). */
     resent: 0,
   };
   readonly #nodes: NodePort;
@@ -189,13 +208,13 @@ export class SearchCoalescer {
       },
       (e) => {
         this.#end(node);
-        if (!isTransient(e)) this.#resend(node, q);
-        else for (const w of q) w.reject(e);
+        if (failedWhole(e)) { for (const w of q) w.reject(e); }
+        else this.#resend(node, q);
       },
     );
   }
 
-  /** Each search of a refused batch alone: its own answer or verdict. */
+  /** Each search of a failed batch alone: its own answer or error. */
   #resend(node: string, q: Waiting[]): void {
     this.counts.resent += q.length;
     for (const w of q) this.#one(node, w.request, {}).then(w.resolve, w.reject);

@@ -225,3 +225,48 @@ Deno.test("SearchCoalescer: batch_max must be 2 .. SEARCH_BATCH_MAX", () => {
   }
   new SearchCoalescer(port, { batch_max: SEARCH_BATCH_MAX });
 });
+
+Deno.test("SearchCoalescer: a batch failed by one search's error that is not a verdict (INTERNAL, RESOURCE_EXHAUSTED, UNKNOWN) is resent search by search; the others get their answers", async () => {
+  for (const code of [grpc.status.INTERNAL, grpc.status.RESOURCE_EXHAUSTED, grpc.status.UNKNOWN]) {
+    const { port, co, endTurn } = setup();
+    const err = new NodeStatusError(code, "search 3 failed");
+    port.refuse.set("n1", err);
+    port.bad_k.add(3);
+    const first = co.search("n1", search(1));
+    const queued = [2, 3, 4].map((k) =>
+      co.search("n1", search(k)).then((r) => r.results[0].id, (e) => e)
+    );
+    endTurn();
+    for (const s of port.sent) s.settle();
+    await settle();
+    assert.deepEqual(port.sent.slice(2).map((s) => `${s.method} ${s.ks}`), [
+      "Search 2",
+      "Search 3",
+      "Search 4",
+    ], `code ${code}`);
+    for (const s of port.sent.slice(2)) s.settle();
+    assertOwn([await first], [1]);
+    assert.deepEqual(await Promise.all(queued), [2, err, 4], `code ${code}`);
+    assert.deepEqual(co.counts, { batches: 1, batched: 3, resent: 3 });
+  }
+});
+
+Deno.test("SearchCoalescer: a batch that fails for the whole node (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, a local error) fails each search the same way, unsent again", async () => {
+  const errors = [
+    new NodeStatusError(grpc.status.UNAVAILABLE, "n1 is down"),
+    new NodeStatusError(grpc.status.DEADLINE_EXCEEDED, "deadline passed"),
+    new NodeStatusError(grpc.status.CANCELLED, "cancelled"),
+    new Error("no channel"),
+  ];
+  for (const err of errors) {
+    const { port, co, endTurn } = setup();
+    port.refuse.set("n1", err);
+    const first = co.search("n1", search(1));
+    const queued = [2, 3].map((k) => co.search("n1", search(k)).then(() => null, (e) => e));
+    endTurn();
+    for (const s of port.sent) s.settle();
+    assertOwn([await first], [1]);
+    assert.deepEqual(await Promise.all(queued), [err, err]);
+    assert.equal(port.sent.length, 2, `nothing resent after ${err.message}`);
+  }
+});

@@ -137,6 +137,7 @@ import { PAYLOAD_FIELD_TYPES, PayloadIndexes, type PayloadIndexInfo } from "./pa
 import { planFilter, resolveHasIds } from "./filter_plan.ts";
 import type { PlannedFilter } from "../index/hnsw.ts";
 import { type GraphPool, ThreadPoolError } from "../index/graph_pool.ts";
+import { CapacityError } from "../index/vector_store.ts";
 import { DEFAULT_RESCORE, type Quantization } from "../common/limits.ts";
 
 /** Parameters a collection is created with. */
@@ -569,6 +570,9 @@ class PointTable {
     version: number,
     payload: Uint8Array | null | undefined = null,
   ): boolean {
+    // Room for the vector first (a CapacityError then changes nothing): an entry must never be
+    // left without its vector (Collection.holdSlots refuses such writes before logging them).
+    this.index.checkRoom(1);
     const id = this.putEntry(key, version, payload);
     if (id < 0) return false;
     this.index.add(id, vector);
@@ -901,6 +905,14 @@ export class Collection {
   readonly replayed: number;
   /** Tail of the apply queue (see {@link apply}). */
   private queue: Promise<void> = Promise.resolve();
+  /**
+   * Writes past their log append's start and not applied yet ({@link record} to the end of
+   * {@link apply}); {@link close} waits for them, and `settled` is called when none is left.
+   */
+  private writing = 0;
+  private settled: (() => void)[] = [];
+  /** Index slots the writes counted in {@link writing} may take (see {@link holdSlots}). */
+  private slotsHeld = 0;
   /** Writes applied since the last snapshot started. */
   opsSinceSnapshot = 0;
   /** Payload bytes of the last snapshot this process wrote (0: none yet). */
@@ -971,6 +983,8 @@ export class Collection {
     // A name taken from the directory (a snapshot holds none) follows it, as an open would.
     const base = (d: string) => d.replace(/\/+$/, "").replace(/^.*\//, "");
     const name = moved.name === base(moved.dir) ? base(dir) : moved.name;
+    // The close detached the index from the pool for good; this collection owns it now.
+    options.threads?.pool.adopt(moved.index);
     const c = new Collection(
       dir,
       { ...moved.config, name },
@@ -1214,11 +1228,11 @@ export class Collection {
       version: v,
       payload: data,
     });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload, 1);
     let applied = false;
     await this.apply(seq, () => {
       applied = this.table.put(id, vector, v, data);
-    });
+    }, 1);
     return { seq, version: v, applied };
   }
 
@@ -1265,13 +1279,16 @@ export class Collection {
       versions,
       payloads,
     });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload, ids.length);
     let applied = 0;
     const t = this.threads;
     if (t !== null && t.build > 1 && this.index.batchable) {
       // Durable first (above); then the entries on this thread and the vectors linked on
       // `build` workers. The apply queue keeps batches (and every other write) in log order.
       await this.apply(seq, async () => {
+        // Room for every vector first (a CapacityError then changes nothing): no entry may be
+        // left without its vector. holdSlots, before logging, makes this one never fail.
+        this.index.checkRoom(ids.length);
         const pids: number[] = [];
         const rows: number[] = [];
         for (let i = 0; i < ids.length; i++) {
@@ -1288,10 +1305,8 @@ export class Collection {
             vs.set(vectors.subarray(rows[j] * dim, (rows[j] + 1) * dim), j * dim);
           }
         }
-        // Closed meanwhile (the WAL had the record, so it still applies): on this thread, as
-        // linking on workers would attach the index to the pool again, for good.
-        await t.pool.addBatch(this.index, pids, vs, this.closed ? 1 : t.build);
-      });
+        await t.pool.addBatch(this.index, pids, vs, t.build);
+      }, ids.length);
       return { seq, version: v, applied };
     }
     await this.apply(seq, async () => {
@@ -1302,7 +1317,7 @@ export class Collection {
         // would time out and the node would look dead. The apply queue keeps the order.
         if ((i + 1) % APPLY_SLICE_POINTS === 0 && i + 1 < ids.length) await yieldToLoop();
       }
-    });
+    }, ids.length);
     return { seq, version: v, applied };
   }
 
@@ -1320,7 +1335,7 @@ export class Collection {
     const id = checkId(key);
     const v = this.stamp(version, "version");
     const { type, payload } = encodeRecord({ kind: "delete", id, version: v });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload);
     let result = { applied: false, removed: false };
     await this.apply(seq, () => {
       result = this.table.delete(id, v);
@@ -1378,7 +1393,7 @@ export class Collection {
       vectors,
       payloads,
     });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload, live);
     let applied = 0;
     await this.apply(seq, async () => {
       let at = 0;
@@ -1388,7 +1403,7 @@ export class Collection {
         if (this.table.copyEntry(ids[i], versions[i], tomb, vector, payloads[i])) applied++;
         if ((i + 1) % APPLY_SLICE_POINTS === 0 && i + 1 < m) await yieldToLoop();
       }
-    });
+    }, live);
     return { applied, skipped: n - applied, seq };
   }
 
@@ -1420,7 +1435,7 @@ export class Collection {
       ids: idArray,
       versions: versionArray,
     });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload);
     let forgotten = 0;
     await this.apply(seq, async () => {
       for (let i = 0; i < n; i++) {
@@ -1466,10 +1481,10 @@ export class Collection {
   ): Promise<SearchOutcome> {
     const t = this.threads;
     const index = this.index;
-    // Closed (a unit swapped out by installUnit/dropUnit, still read meanwhile): on this
-    // thread, as the pool would attach the index again and nothing would ever detach it.
+    // Closed (a unit swapped out by installUnit/dropUnit, still read meanwhile): the pool
+    // detached the index and answers null, so the search runs on this thread.
     if (
-      t !== null && t.search > 1 && !this.closed &&
+      t !== null && t.search > 1 &&
       (filter === undefined || filter === null || isEmptyFilter(filter))
     ) {
       validateVector(vector, index.dim, "vector");
@@ -1479,9 +1494,13 @@ export class Collection {
       if (p !== null) {
         try {
           const r = await p;
-          // A point deleted while the search ran (its pid maybe released) is left out.
-          const hits = r.hits.filter((h) => index.has(h.id));
-          return { hits: this.keyHits(hits), ef: e, visited: r.visited };
+          const hits = r.hits;
+          let live = true;
+          for (let i = 0; i < hits.length && live; i++) live = index.has(hits[i].id);
+          // A point deleted while the search ran (its pid maybe released) must be left out,
+          // and the answer would then be short of k: searched again here instead, on the
+          // current state (rare: only a delete racing the search).
+          if (live) return { hits: this.keyHits(hits), ef: e, visited: r.visited };
         } catch (err) {
           if (!(err instanceof ThreadPoolError)) throw err;
         }
@@ -1699,7 +1718,7 @@ export class Collection {
       );
     }
     const { type: t, payload } = encodeRecord({ kind: "create_field_index", field: key, type });
-    const seq = await this.wal.append(t, payload);
+    const seq = await this.record(t, payload);
     await this.apply(seq, () => this.table.defineIndex(key, type));
     return { created: true, seq };
   }
@@ -1710,7 +1729,7 @@ export class Collection {
     const key = fieldKey(field);
     if (!this.table.fieldIndexes.has(key)) return { dropped: false, seq: this.applied };
     const { type, payload } = encodeRecord({ kind: "drop_field_index", field: key });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload);
     await this.apply(seq, () => {
       this.table.dropIndex(key);
     });
@@ -1752,7 +1771,7 @@ export class Collection {
       deleted: new Uint8Array(m).fill(1),
       vectors: EMPTY,
     });
-    const seq = await this.wal.append(type, payload);
+    const seq = await this.record(type, payload);
     let deleted = 0;
     let applied = 0;
     await this.apply(seq, async () => {
@@ -2035,9 +2054,66 @@ export class Collection {
       await this.snapshotting.catch(() => {}); // its own caller reports a failure
     }
     this.closed = true;
+    // Writes whose record the log holds apply first (one under way when the close began, e.g.
+    // a batch linking on build workers): the index then holds every record up to `applied`
+    // (reopenMoved starts the log there) and nothing uses the pool for it after the detach.
+    while (this.writing > 0) await new Promise<void>((r) => this.settled.push(r));
+    await this.queue;
     await this.threads?.pool.detach(this.index);
     await this.wal.close();
     if (failure !== null) throw failure;
+  }
+
+  /**
+   * Appends a record to the log for a write that applies it next ({@link apply}): counted in
+   * {@link writing} until then, so {@link close} waits for it.
+   */
+  private async record(type: number, payload: Uint8Array, slots = 0): Promise<number> {
+    this.holdSlots(slots);
+    this.writing++;
+    try {
+      return await this.wal.append(type, payload);
+    } catch (e) {
+      this.written(slots);
+      throw e;
+    }
+  }
+
+  private written(slots: number): void {
+    this.slotsHeld -= slots;
+    if (--this.writing === 0) { for (const resolve of this.settled.splice(0)) resolve(); }
+  }
+
+  /**
+   * Throws what {@link holdSlots} would for a write of `n` points now, holding nothing: a
+   * sharded collection checks every unit's share of a batch before any unit logs its share
+   * (a write that takes slots meanwhile may still make a unit refuse its share).
+   */
+  checkRoom(n: number): void {
+    this.holdSlots(n);
+    this.slotsHeld -= n;
+  }
+
+  /**
+   * Holds `n` index slots for a write about to be logged (each point it inserts may take one),
+   * or throws CapacityError (RESOURCE_EXHAUSTED) when the slots taken, those held by writes
+   * logged and not applied yet, and `n` pass the index's limit: the write is refused whole
+   * before it is logged, so no record ever applies in part (an id without its vector, or a
+   * replay that fails) and a restart finds exactly what was applied.
+   */
+  private holdSlots(n: number): void {
+    if (n === 0) return;
+    const index = this.index;
+    const need = index.slotsUsed + this.slotsHeld + n;
+    if (need > index.maxCapacity) {
+      throw new CapacityError(
+        `Collection "${this.name}": ${n} points would need ${need} index slots; the index ` +
+          `holds at most ${index.maxCapacity} (dimension ${index.dim}; ${index.deletedCount} ` +
+          `slots are deleted points not compacted yet). Nothing was written: delete points or ` +
+          `spread the collection over more shards`,
+      );
+    }
+    this.slotsHeld += n;
   }
 
   private checkOpen(): void {
@@ -2049,13 +2125,17 @@ export class Collection {
    * the order the WAL made records durable (which is sequence order), even when an apply
    * yields to the event loop part-way (large batches do).
    */
-  private apply(seq: number, fn: () => void | Promise<void>): Promise<void> {
+  private apply(seq: number, fn: () => void | Promise<void>, slots = 0): Promise<void> {
     return this.serial(async () => {
-      this.advance(seq);
-      await fn();
-      // Deletes leave compaction to here (PointTable); worker searches are waited for first.
-      if (this.threads !== null) await this.threads.pool.compactIfDue(this.index);
-      else this.table.compactIfDue();
+      try {
+        this.advance(seq);
+        await fn();
+        // Deletes leave compaction to here (PointTable); worker searches are waited for first.
+        if (this.threads !== null) await this.threads.pool.compactIfDue(this.index);
+        else this.table.compactIfDue();
+      } finally {
+        this.written(slots);
+      }
     });
   }
 

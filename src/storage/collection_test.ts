@@ -922,7 +922,8 @@ Deno.test("collection: a batch applied after its collection closed does not atta
     await c.putBatch(Array.from({ length: 100 }, (_, i) => ({ id: i, vector: rng.vector(8) })));
     const attached = () => (pool as unknown as { entries: Map<number, unknown> }).entries.size;
     assert.equal(attached(), 1, "the batch was linked on the workers");
-    // The batch's WAL append is under way when the close begins: it is applied after.
+    // The batch's WAL append is under way when the close begins: the close waits for its apply
+    // (linked on the workers), then detaches.
     const late = c.putBatch(
       Array.from({ length: 200 }, (_, i) => ({ id: 100 + i, vector: rng.vector(8) })),
     );
@@ -964,6 +965,85 @@ Deno.test("collection: a close while a delete's compaction waits for worker sear
     clearTimeout(timer);
     assert.equal(outcome, "done", "the close, the delete and the searches all end");
     assert.equal(c.index.count, 1799);
+  } finally {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: close waits for the writes whose log append was under way (applied, then the index detached)", async () => {
+  const root = tempDir();
+  const pool = new GraphPool(2);
+  try {
+    const rng = new Rng(13);
+    const threads = { pool, search: 2, build: 2 };
+    const config = { name: "c", dimension: 8, metric: "l2" as const, m: 8, ef_construction: 32 };
+    const dir = join(root, "c");
+    const c = await Collection.create(dir, config, { ...quiet, threads });
+    await c.putBatch(Array.from({ length: 100 }, (_, i) => ({ id: i, vector: rng.vector(8) })));
+    const attached = () => (pool as unknown as { entries: Map<number, unknown> }).entries.size;
+    // Logged but not applied when the close begins: a batch (linked on build workers), a put,
+    // a delete.
+    const late = [
+      c.putBatch(Array.from({ length: 200 }, (_, i) => ({ id: 100 + i, vector: rng.vector(8) }))),
+      c.put(300, rng.vector(8)),
+      c.delete(5),
+    ];
+    await c.close();
+    // Everything the log holds is in the index once close resolves: a unit moved after its
+    // close (installUnit) is reopened at the last applied record.
+    assert.equal(c.index.count, 300);
+    assert.equal(c.stats().last_seq, 5, "creation, two batches, a put, a delete");
+    assert.equal(attached(), 0, "detached after the last apply");
+    await Promise.all(late);
+    assert.equal(attached(), 0);
+    const moved = join(root, "moved");
+    Deno.renameSync(dir, moved);
+    const again = await Collection.reopenMoved(c, moved, { ...quiet, threads });
+    assert.equal(again.index.count, 300);
+    await again.putBatch(
+      Array.from({ length: 50 }, (_, i) => ({ id: 400 + i, vector: rng.vector(8) })),
+    );
+    assert.equal(again.index.count, 350);
+    assert.equal(attached(), 1, "the reopened unit links on the workers again");
+    await again.close();
+    assert.equal(attached(), 0);
+  } finally {
+    await pool.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: a point deleted while a worker search ran is left out and the answer still has k hits", async () => {
+  const dir = tempDir();
+  const pool = new GraphPool(2);
+  try {
+    const rng = new Rng(14);
+    const threads = { pool, search: 2, build: 1 };
+    const c = await Collection.create(dir, {
+      name: "c",
+      dimension: 8,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, { ...quiet, threads });
+    await c.putBatch(Array.from({ length: 300 }, (_, i) => ({ id: i, vector: rng.vector(8) })));
+    await c.searchAsync(rng.vector(8), 5); // the workers are up
+    for (let round = 0; round < 5; round++) {
+      const q = rng.vector(8);
+      const nearest = c.search(q, 1)[0].id as number;
+      const p = c.searchAsync(q, 10);
+      // The worker answers while this thread is held; its answer is read after the delete.
+      const until = performance.now() + 200;
+      while (performance.now() < until) { /* hold this thread */ }
+      c.index.delete(nearest);
+      const r = await p;
+      const ids = r.hits.map((h) => h.id);
+      assert.ok(!ids.includes(nearest), "the deleted point is left out");
+      assert.equal(r.hits.length, 10, `round ${round}: ${r.hits.length} hits of 10`);
+      assert.ok(ids.every((id) => c.index.has(id as number)), "only live points");
+    }
+    await c.close();
   } finally {
     await pool.close();
     rmSync(dir, { recursive: true, force: true });

@@ -513,6 +513,9 @@ export class ShardedCollection {
     const ids = points.map((p) => canonicalId(p.id));
     const v = version === 0 ? this.clock.next() : version;
     const { order, start } = this.groups(points.length, (i) => ids[i]);
+    // Every unit's share must fit its index before any unit logs its share: a batch past a
+    // unit's limit is refused whole (CapacityError) rather than applied to the other shards.
+    for (let k = 0; k < this.shard_number; k++) this.units[k].checkRoom(start[k + 1] - start[k]);
     const parts: Promise<{ seq: number; applied: number }>[] = [];
     for (let k = 0; k < this.shard_number; k++) {
       if (start[k] === start[k + 1]) continue;
@@ -919,7 +922,8 @@ export class ShardedCollection {
    * while the old unit still takes writes, then again after writes to shard k were stopped and
    * those in flight finished (few by then). Then both are closed, the directories swapped
    * (`swapUnitDirs`: a crash leaves the old unit or the new, whole) and the new unit opened in
-   * place; writes to shard k wait during that last step. Returns the entries merged.
+   * place with the current unit's payload indexes (created or dropped after the image was
+   * taken); writes to shard k wait during that last step. Returns the entries merged.
    * CollectionStateError for a 1-shard collection (its unit is the collection's directory) or
    * while another install of shard `k` runs.
    */
@@ -960,6 +964,10 @@ export class ShardedCollection {
           await fresh.close().catch(() => {});
           throw e;
         }
+        // The collection's payload indexes as of now: every change since the image was taken
+        // (on the source node) went to the old unit only, through its write gate; the
+        // installed unit is brought to them once swapped in, as dropUnit does.
+        const fields = old.fieldIndexes();
         await fresh.close();
         await old.close();
         let swapped = false;
@@ -976,6 +984,7 @@ export class ShardedCollection {
             : await Collection.open(at, this.unitOptions);
           this.idOrder = null;
         }
+        if (swapped) await matchFieldIndexes(units[k], fields);
       } finally {
         this.gates.delete(k);
         release();

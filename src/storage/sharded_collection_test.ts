@@ -478,6 +478,55 @@ Deno.test("sharded collection: installUnit loads the image once; the installed u
   }
 });
 
+Deno.test("sharded collection: installUnit keeps the collection's field indexes (created or dropped after the image was taken)", async () => {
+  const dir = tempDir();
+  const other = tempDir();
+  try {
+    const src = await NodeStore.open(other, quiet);
+    const from = await src.create(config("c", 3));
+    const list = ids(150);
+    await load(from, list);
+    await from.createFieldIndex("gone", "bool");
+    const k = 2;
+    const made = await from.units[k].backupTo(join(other, "image"));
+    let store = await NodeStore.open(dir, quiet);
+    let c = await store.create(config("c", 3));
+    await load(c, ids(30));
+    // After the image: "even" created on the collection, "gone" never on this node.
+    await c.createFieldIndex("even", "bool");
+    const staged = stagedUnitDir(unitDir(c.dir, 3, k), "t1");
+    mkdirSync(join(staged, "snapshots"), { recursive: true });
+    copyFileSync(made.path, join(staged, "snapshots", snapshotName(made.seq)));
+    // One more while the install runs (the image loaded; the first merge reads the old unit).
+    const old = c.units[k];
+    const known = old.knownIds.bind(old);
+    let started: Promise<unknown> | null = null;
+    old.knownIds = () => {
+      started ??= c.createFieldIndex("odd", "bool");
+      return known();
+    };
+    await c.installUnit(k, staged);
+    assert.ok(started !== null, "the install read the old unit");
+    await started;
+    const fields = () => c.units.map((u) => u.fieldIndexes().map((i) => `${i.field}:${i.type}`));
+    const want = ["even:bool", "odd:bool"];
+    assert.deepEqual(fields(), [want, want, want]);
+    const even = parseFilter({ must: [{ key: "even", match: { value: true } }] });
+    const mine = list.filter((id) => shardOf(id, 3) === k);
+    assert.ok(mine.length > 10);
+    assert.equal(c.units[k].count(even), from.units[k].count(even));
+    await store.close({ snapshot: false });
+    store = await NodeStore.open(dir, quiet);
+    c = store.get("c");
+    assert.deepEqual(fields(), [want, want, want], "the definitions are durable");
+    await store.close();
+    await src.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(other, { recursive: true, force: true });
+  }
+});
+
 Deno.test("sharded collection: a field index created or dropped while dropUnit runs reaches the emptied unit", async () => {
   const dir = tempDir();
   try {

@@ -13,7 +13,11 @@
  * are settled in queue order; after the first hint the node could not take, the rest of the
  * window is delivered again later (harmless: versions make it idempotent). A hint the node rejects for good
  * (a verdict, not an availability error) is discarded and logged; NOT_FOUND for a delete or a
- * drop means there was nothing to remove and counts as delivered.
+ * drop means there was nothing to remove and counts as delivered. A point hint carries the
+ * collection's shard count when the write was accepted (records.ts layout trailer; hints from
+ * older routers have none, sent as 0: unchecked): a node whose collection has another (it was
+ * dropped and made again meanwhile, e.g. through another router) refuses it with
+ * FAILED_PRECONDITION and the hint is discarded, instead of landing in the wrong layout.
  *
  * @module
  */
@@ -189,6 +193,7 @@ export class HintReplay {
             collection: r.collection,
             version: String(r.version),
             payload: payloadText(r.payload),
+            shard_number: r.shard_number ?? 0,
           });
           break;
         case "delete":
@@ -196,6 +201,7 @@ export class HintReplay {
             ...idToWire(r.id),
             collection: r.collection,
             version: String(r.version),
+            shard_number: r.shard_number ?? 0,
           });
           break;
         case "put_batch": {
@@ -209,6 +215,7 @@ export class HintReplay {
                 collection: r.collection,
                 version: String(r.versions[i]),
                 payload: payloadText(r.payloads?.[i]),
+                shard_number: r.shard_number ?? 0,
               });
             }
             break;
@@ -225,6 +232,7 @@ export class HintReplay {
             points,
             collection: r.collection,
             version: String(version),
+            shard_number: r.shard_number ?? 0,
           }, { timeout_ms: writeTimeoutMs(this.deps.node_timeout_ms, { points }) });
           break;
         }
@@ -259,6 +267,7 @@ export class HintReplay {
             ...idsToWire(batch.ids),
             collection: batch.collection,
             version: String(batch.version),
+            shard_number: batch.shard_number ?? 0,
           });
           break;
         }
