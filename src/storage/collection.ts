@@ -1468,9 +1468,11 @@ export class Collection {
     const index = this.index;
     // Closed (a unit swapped out by installUnit/dropUnit, still read meanwhile): on this
     // thread, as the pool would attach the index again and nothing would ever detach it.
+    // Before any worker has loaded (the first searches after a start): on this thread too,
+    // rather than waiting for a thread's start-up (`ready` starts the workers).
     if (
       t !== null && t.search > 1 && !this.closed &&
-      (filter === undefined || filter === null || isEmptyFilter(filter))
+      (filter === undefined || filter === null || isEmptyFilter(filter)) && t.pool.ready
     ) {
       validateVector(vector, index.dim, "vector");
       const e = index.searchEf(k, ef);

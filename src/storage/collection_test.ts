@@ -891,10 +891,18 @@ Deno.test("collection: a search of a closed collection does not attach its index
     for (let i = 0; i < 40; i++) await c.put(i, rng.vector(4));
     const q = rng.vector(4);
     const want = c.search(q, 5);
-    assert.deepEqual((await c.searchAsync(q, 5)).hits.map((h) => h.id), want.map((h) => h.id));
     // The pool's attached indexes (each keeps the index's shared memory alive in every worker).
     const attached = () => (pool as unknown as { entries: Map<number, unknown> }).entries.size;
-    assert.equal(attached(), 1);
+    // The first search starts the workers and, none having loaded yet, runs on this thread (a
+    // restart's first search does not wait for a thread's start-up).
+    assert.equal(pool.ready, false);
+    assert.deepEqual((await c.searchAsync(q, 5)).hits.map((h) => h.id), want.map((h) => h.id));
+    assert.equal(attached(), 0, "answered by the owner");
+    // Searches go to the workers once one has loaded.
+    await pool.whenReady();
+    assert.equal(pool.ready, true);
+    assert.deepEqual((await c.searchAsync(q, 5)).hits.map((h) => h.id), want.map((h) => h.id));
+    assert.equal(attached(), 1, "answered by a worker");
     await c.close();
     assert.equal(attached(), 0, "close detaches the index");
     // A search that reaches a unit being swapped out (installUnit, dropUnit) after its close.
@@ -950,7 +958,7 @@ Deno.test("collection: a close while a delete's compaction waits for worker sear
       ef_construction: 32,
     }, { ...quiet, threads });
     await c.putBatch(Array.from({ length: 2000 }, (_, i) => ({ id: i, vector: rng.vector(16) })));
-    await c.searchAsync(rng.vector(16), 5); // the workers are up
+    await pool.whenReady(); // the workers are up: the searches below run on them
     // 200 tombstones of 2,000 slots: the next delete passes the ratio (0.1) and compacts.
     for (let i = 0; i < 200; i++) await c.delete(i);
     const searches = Array.from({ length: 16 }, () => c.searchAsync(rng.vector(16), 5, 800));
