@@ -119,7 +119,7 @@
 import { collectionNameProblem } from "../common/collection_name.ts";
 import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
+import { type BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
 import { BUCKET_EMPTY, BUCKET_FULL, BUCKET_REMOVED, VersionTable } from "./version_table.ts";
 import { HnswIndex, validateVector } from "../index/hnsw.ts";
 import type { Hit } from "../index/hnsw.ts";
