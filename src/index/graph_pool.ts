@@ -190,7 +190,8 @@ export class GraphPool {
 
   /**
    * A pool of `threads` workers (1 .. {@link MAX_POOL_THREADS}), started on first use (a node
-   * that never searches starts none); they load in the background, requests queue meanwhile.
+   * that never searches starts none); they load in the background, requests queue meanwhile
+   * ({@link ready}: callers that can search on their own thread do so until one has loaded).
    */
   constructor(
     threads: number,
