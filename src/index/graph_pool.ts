@@ -222,22 +222,30 @@ export class GraphPool {
     return n;
   }
 
+  private startQueued = false;
+
   /**
-   * True once a worker has loaded and can take searches at once (starting the pool on first
-   * use). A caller that can search on its own thread does so while this is false: a worker's
-   * start-up (a thread, Node's bootstrap, the module: tens of milliseconds of CPU) would else
-   * delay the first searches after a start, which the owner answers in a few milliseconds.
+   * True once a worker has loaded and can take searches at once. A caller that can search on
+   * its own thread does so while this is false: a worker's start-up (a thread, Node's
+   * bootstrap, the module: tens of milliseconds of CPU) would else delay the first searches
+   * after a start, which the owner answers in a few milliseconds. The first call starts the
+   * pool, from the event loop's next turn (`setImmediate`): the search that asked is answered
+   * first, not behind the threads' start-up on a busy machine.
    */
   get ready(): boolean {
-    this.start();
+    if (!this.started && !this.startQueued) {
+      this.startQueued = true;
+      setImmediate(() => this.start());
+    }
     for (const w of this.workers) if (w.loaded && !w.dead) return true;
     return false;
   }
 
   private readyWaiters: (() => void)[] = [];
 
-  /** Resolves once {@link ready} is true or the pool is closed (starting the pool). */
+  /** Resolves once {@link ready} is true or the pool is closed (starting the pool now). */
   whenReady(): Promise<void> {
+    this.start();
     if (this.ready || this.closed) return Promise.resolve();
     // Idle workers are unref'ed: a waiter keeps the process alive until one has loaded.
     for (const w of this.workers) if (!w.dead) w.worker.ref();
