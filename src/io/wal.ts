@@ -528,6 +528,8 @@ function findValidRecordAfter(buf: Uint8Array, from: number, minSeq: number): nu
 
 /** Bytes read per step of {@link readAfterCovered}'s walk over record headers. */
 const WALK_WINDOW_BYTES = 1 << 16;
+/** The same after a record longer than that window (the next header is alone in its window). */
+const WALK_SPARSE_BYTES = 1 << 12;
 
 /**
  * The bytes of segment `path` a caller whose snapshot covers every record up to `afterSeq`
@@ -535,8 +537,8 @@ const WALK_WINDOW_BYTES = 1 << 16;
  * (the covered records' bytes are left zero: they are never read, and the pages of an
  * untouched allocation cost no memory), with the offset and seq of the first record after
  * `afterSeq` (the file's size when there is none). The covered records are only walked: their
- * 17-byte headers are read (in windows of 64 KiB, so a segment of large records is mostly
- * skipped) and must carry the seqs `firstSeq`, `firstSeq + 1`, … in order with lengths inside
+ * 17-byte headers are read (in windows of 64 KiB, 4 KiB after a record longer than that, so
+ * a segment of large records is mostly skipped) and must carry the seqs `firstSeq`, `firstSeq + 1`, … in order with lengths inside
  * the file; their payloads are neither read nor checksummed (the snapshot holds their effect).
  * Null when the walk finds anything else (a seq out of order, a length past the end, a header
  * cut short): the caller then reads and scans the whole segment, which handles damage as
@@ -557,10 +559,14 @@ function readAfterCovered(
     let winLength = 0;
     let off = SEGMENT_HEADER_BYTES;
     let seq = firstSeq;
+    let lastLength = 0;
     while (seq <= afterSeq && off < size) {
       if (off + RECORD_HEADER_BYTES > size) return null;
       if (off < winStart || off + RECORD_HEADER_BYTES > winStart + winLength) {
-        winLength = fs.readSync(fd, win, 0, Math.min(win.length, size - off), off);
+        // After a record longer than a window, the next header is alone in its window: a
+        // small read does (a log of 400 KB batches reads 4 KiB per record, not 64).
+        const want = lastLength > win.length ? WALK_SPARSE_BYTES : win.length;
+        winLength = fs.readSync(fd, win, 0, Math.min(want, size - off), off);
         winStart = off;
         if (winLength < RECORD_HEADER_BYTES) return null;
       }
@@ -568,6 +574,7 @@ function readAfterCovered(
       const length = view.getUint32(p, true);
       const recordSeq = view.getUint32(p + 12, true) * TWO_32 + view.getUint32(p + 8, true);
       if (recordSeq !== seq || RECORD_HEADER_BYTES + length > size - off) return null;
+      lastLength = length;
       off += RECORD_HEADER_BYTES + length;
       seq++;
     }

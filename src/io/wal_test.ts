@@ -692,3 +692,25 @@ Deno.test("wal: segments begun at or before CONTROL's snapshot seq are not read 
     await again.close();
   });
 });
+
+Deno.test("wal: the walk over covered records longer than its window (small reads between them) lands on the first needed record", async () => {
+  await withDir(async (dir) => {
+    const big = (n: number) => new Uint8Array(70_000 + n * 1_000).fill(n);
+    const wal = await Wal.open(dir, { logger: () => {} });
+    for (let i = 1; i <= 12; i++) assert.equal(await wal.append(3, big(i)), i);
+    // Small ones after big ones: the windows grow again.
+    for (let i = 13; i <= 20; i++) assert.equal(await wal.append(4, payloadFor(i)), i);
+    await wal.close();
+    for (const afterSeq of [5, 12, 15]) {
+      const { wal: again, entries } = await replay(dir, { afterSeq });
+      assert.deepEqual(
+        entries.map((e) => e.seq),
+        Array.from({ length: 20 - afterSeq }, (_, k) => afterSeq + 1 + k),
+      );
+      for (const e of entries) {
+        assert.deepEqual(e.payload, e.seq <= 12 ? big(e.seq) : payloadFor(e.seq));
+      }
+      await again.close();
+    }
+  });
+});
