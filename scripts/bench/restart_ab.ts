@@ -9,11 +9,16 @@
  *
  * The data directory must hold a collection (`--collection`, default `glove100`) of dimension
  * `--dim` (100), e.g. GloVe vectors put by a node started on that directory and stopped with
- * SIGTERM. Every bundle given must read the directory's snapshot format.
+ * SIGTERM. Every bundle given must read the directory's snapshot format; `--data-dirs A,B,…`
+ * gives each bundle a directory of its own instead (in order), e.g. copies of one directory
+ * whose snapshot each bundle wrote in its own format (an older bundle cannot read a newer
+ * snapshot version).
  *
  * ```sh
  * deno run -A scripts/bench/restart_ab.ts --data-dir DIR [--collection glove100] [--dim 100]
  *   [--repeats 8] OLD/build/js/node.mjs build/js/node.mjs
+ * deno run -A scripts/bench/restart_ab.ts --data-dirs OLD_DIR,NEW_DIR OLD/build/js/node.mjs
+ *   build/js/node.mjs
  * ```
  * @module
  */
@@ -28,6 +33,7 @@ const { values, positionals } = parseArgs({
   args: Deno.args,
   options: {
     "data-dir": { type: "string" },
+    "data-dirs": { type: "string" },
     collection: { type: "string", default: "glove100" },
     dim: { type: "string", default: "100" },
     repeats: { type: "string", default: "8" },
@@ -35,11 +41,14 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   strict: true,
 });
-if (values["data-dir"] === undefined || positionals.length === 0) {
-  console.error("usage: restart_ab.ts --data-dir DIR [--repeats N] BUNDLE...");
+const dirs = values["data-dirs"]?.split(",") ??
+  positionals.map(() => values["data-dir"]).filter((d) => d !== undefined);
+if (dirs.length !== positionals.length || positionals.length === 0) {
+  console.error(
+    "usage: restart_ab.ts (--data-dir DIR | --data-dirs DIR,…) [--repeats N] BUNDLE...",
+  );
   Deno.exit(2);
 }
-const dir = values["data-dir"];
 const repeats = Number(values.repeats);
 const vector = Array.from({ length: Number(values.dim) }, (_, i) => Math.sin(i));
 const load = () => loadavg().map((x) => x.toFixed(2)).join(" ");
@@ -52,7 +61,7 @@ interface Start {
 }
 
 /** One start of `bundle`: spawn → READY → first answered search; then SIGTERM. */
-async function start(bundle: string, port: number): Promise<Start> {
+async function start(bundle: string, dir: string, port: number): Promise<Start> {
   const t0 = performance.now();
   const child = spawn("node", [bundle, "--port", String(port), "--data-dir", dir], {
     stdio: ["ignore", "pipe", "pipe"],
@@ -96,8 +105,8 @@ const results = new Map<string, Start[]>(positionals.map((b) => [b, []]));
 console.log(`load at start ${load()}`);
 for (let r = 0; r < repeats; r++) {
   const line: string[] = [];
-  for (const bundle of positionals) {
-    const s = await start(bundle, port);
+  for (const [i, bundle] of positionals.entries()) {
+    const s = await start(bundle, dirs[i], port);
     results.get(bundle)!.push(s);
     line.push(`${s.wall_ms}/${s.cpu_ms}`);
   }

@@ -154,6 +154,8 @@ class PoolWorker {
   readonly worker: Worker;
   inFlight = 0;
   dead = false;
+  /** The worker's module has loaded and listens (its "ready" message came). */
+  loaded = false;
   constructor(readonly thread: number, url: URL) {
     this.worker = startWorker(url);
     this.worker.unref();
@@ -195,7 +197,8 @@ export class GraphPool {
 
   /**
    * A pool of `threads` workers (1 .. {@link MAX_POOL_THREADS}), started on first use (a node
-   * that never searches starts none); they load in the background, requests queue meanwhile.
+   * that never searches starts none); they load in the background, requests queue meanwhile
+   * ({@link ready}: callers that can search on their own thread do so until one has loaded).
    */
   constructor(
     threads: number,
@@ -226,6 +229,36 @@ export class GraphPool {
     return n;
   }
 
+  private startQueued = false;
+
+  /**
+   * True once a worker has loaded and can take searches at once. A caller that can search on
+   * its own thread does so while this is false: a worker's start-up (a thread, Node's
+   * bootstrap, the module: tens of milliseconds of CPU) would else delay the first searches
+   * after a start, which the owner answers in a few milliseconds. The first call starts the
+   * pool, from the event loop's next turn (`setImmediate`): the search that asked is answered
+   * first, not behind the threads' start-up on a busy machine.
+   */
+  get ready(): boolean {
+    if (!this.started && !this.startQueued) {
+      this.startQueued = true;
+      setImmediate(() => this.start());
+    }
+    for (const w of this.workers) if (w.loaded && !w.dead) return true;
+    return false;
+  }
+
+  private readyWaiters: (() => void)[] = [];
+
+  /** Resolves once {@link ready} is true or the pool is closed (starting the pool now). */
+  whenReady(): Promise<void> {
+    this.start();
+    if (this.ready || this.closed) return Promise.resolve();
+    // Idle workers are unref'ed: a waiter keeps the process alive until one has loaded.
+    for (const w of this.workers) if (!w.dead) w.worker.ref();
+    return new Promise((resolve) => this.readyWaiters.push(resolve));
+  }
+
   /** The worker threads (for tests that make one fail). */
   get threadHandles(): Worker[] {
     return this.workers.map((w) => w.worker);
@@ -243,6 +276,7 @@ export class GraphPool {
       this.onDeath(w, new ThreadPoolError(`graph worker ${thread} exited with code ${code}`));
     });
     for (const e of this.entries.values()) this.attachTo(w, e);
+    if (this.readyWaiters.length > 0) w.worker.ref();
     return w;
   }
 
@@ -385,6 +419,14 @@ export class GraphPool {
     w: PoolWorker,
     m: { op: string; key: number; id: number; n: number; message?: string },
   ): void {
+    if (m.op === "ready") {
+      w.loaded = true;
+      if (this.readyWaiters.length > 0) {
+        for (const x of this.workers) if (x.inFlight === 0) x.worker.unref();
+        for (const resolve of this.readyWaiters.splice(0)) resolve();
+      }
+      return;
+    }
     if (m.id < 0) {
       // An attach that failed: the index's searches on this worker would fail too.
       this.log(`graph worker ${w.thread}: ${m.message}`);
@@ -455,6 +497,7 @@ export class GraphPool {
     }
     // Searches that waited for a lane fail over to the owner when no worker is left.
     if (this.alive === 0) {
+      for (const resolve of this.readyWaiters.splice(0)) resolve();
       for (const e of this.entries.values()) {
         for (const job of e.waiting.splice(0)) job.reject(err);
       }
@@ -570,6 +613,7 @@ export class GraphPool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const resolve of this.readyWaiters.splice(0)) resolve();
     const err = new ThreadPoolError("the graph pool is closed");
     for (const e of this.entries.values()) {
       for (const job of e.waiting.splice(0)) job.reject(err);

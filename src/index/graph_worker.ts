@@ -106,3 +106,7 @@ port.on("message", (m: Message) => {
     });
   }
 });
+// Loaded and listening: the pool sends searches here from now on (graph_pool.ts `ready`); until
+// then the owner thread answers them, so a restart's first search does not wait for a thread's
+// start-up.
+port.postMessage({ op: "ready", key: -1, id: -1, n: 0 });

@@ -1318,7 +1318,37 @@ export class HnswIndex {
   }
 
   /** Reads an index written by {@link writeTo}, checking every structural invariant. */
-  static readFrom(r: BinaryReader): HnswIndex {
+  /**
+   * The id map as an image of the slots {@link writeTo} writes in `order` (null or identity:
+   * as they are), for a container that stores it beside the image (collection snapshots,
+   * version 6) and gives it back to {@link readFrom}: the load then takes the map whole instead
+   * of hashing every live slot's id. The arrays are copies when renumbered, else the map's own.
+   */
+  idMapImage(
+    order: Int32Array | null = null,
+  ): { keys: Uint32Array; vals: Int32Array; size: number; used: number } {
+    const image = this.ids.image();
+    if (order === null || isIdentity(order)) return image;
+    checkPermutation(order, this.size);
+    const inv = inversePermutation(order);
+    const vals = new Int32Array(image.vals.length);
+    for (let b = 0; b < vals.length; b++) {
+      const slot = image.vals[b];
+      vals[b] = slot >= 0 ? inv[slot] : slot;
+    }
+    return { ...image, keys: image.keys.slice(), vals };
+  }
+
+  /**
+   * Reads an index written by {@link writeTo}. `ids`: the id map the writer's container stored
+   * beside the image ({@link idMapImage}), taken whole after one pass that checks every entry
+   * maps a live slot of that id, each once, and that every live slot is mapped (no hash per
+   * id); null: the map is built from the slots' ids.
+   */
+  static readFrom(
+    r: BinaryReader,
+    ids: { keys: Uint32Array; vals: Int32Array; size: number; used: number } | null = null,
+  ): HnswIndex {
     const magic = r.u32();
     if (magic !== INDEX_MAGIC) {
       throw new BinaryFormatError(`Index magic 0x${magic.toString(16)} is not 0x57534e48`);
@@ -1403,7 +1433,7 @@ export class HnswIndex {
     for (let slot = 0; slot < n; slot++) {
       const f = index.flags[slot];
       if (f === FLAG_LIVE) {
-        index.ids.set(index.labels[slot], slot);
+        if (ids === null) index.ids.set(index.labels[slot], slot);
         index.states[slot] = STATE_LIVE;
         liveSeen++;
       } else if (f === FLAG_DELETED) {
@@ -1427,6 +1457,7 @@ export class HnswIndex {
         throw new BinaryFormatError(`Slot ${slot} has level ${lv} without room for its links`);
       }
     }
+    if (ids !== null) HnswIndex.takeIds(index, ids, n);
     if (liveSeen !== live || deletedSeen !== deleted || index.ids.size !== live) {
       throw new BinaryFormatError(
         `Index counts ${live} live / ${deleted} deleted do not match the slots ` +
@@ -1440,6 +1471,44 @@ export class HnswIndex {
     index.deleted = deleted;
     if (version === INDEX_VERSION_QUANTIZED) return HnswIndex.readQuantization(r, index);
     return index;
+  }
+
+  /** {@link readFrom}'s check and install of a stored id map over the `n` slots just read. */
+  private static takeIds(
+    index: HnswIndex,
+    ids: { keys: Uint32Array; vals: Int32Array; size: number; used: number },
+    n: number,
+  ): void {
+    const { keys, vals } = ids;
+    const seen = new Uint8Array(n);
+    let mapped = 0;
+    for (let b = 0; b < vals.length; b++) {
+      const slot = vals[b];
+      if (slot < 0) {
+        // -1 empty, -2 a removed entry (id_map.ts); anything else is not a map.
+        if (slot < -2) throw new BinaryFormatError(`Id map bucket ${b} holds slot ${slot}`);
+        continue;
+      }
+      if (
+        slot >= n || index.flags[slot] !== FLAG_LIVE || index.labels[slot] !== keys[b] ||
+        seen[slot] !== 0
+      ) {
+        throw new BinaryFormatError(
+          `Id map bucket ${b} maps id ${keys[b]} to slot ${slot}, which is not that id's ` +
+            `live slot (or is mapped twice)`,
+        );
+      }
+      seen[slot] = 1;
+      mapped++;
+    }
+    if (mapped !== ids.size) {
+      throw new BinaryFormatError(`Id map holds ${mapped} entries, its count says ${ids.size}`);
+    }
+    try {
+      index.ids.assign(keys, vals, ids.size, ids.used);
+    } catch (e) {
+      throw new BinaryFormatError(`Id map: ${(e as Error).message}`);
+    }
   }
 
   /**

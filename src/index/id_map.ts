@@ -87,6 +87,37 @@ export class IdMap {
     this.size++;
   }
 
+  /**
+   * The map's own arrays and counts (not copies), for a snapshot that stores the map as it is
+   * (collection.ts, snapshot version 6): {@link assign} takes them back without a hash per id.
+   * Bucket positions depend on {@link mix} and the capacity, so a stored image is only valid
+   * for this hash function; a change of it needs a new snapshot version.
+   */
+  image(): { keys: Uint32Array; vals: Int32Array; size: number; used: number } {
+    return { keys: this.keys, vals: this.vals, size: this.size, used: this.used };
+  }
+
+  /**
+   * Replaces the contents with arrays an {@link image} gave (the caller checked each entry
+   * against what it maps, e.g. hnsw.ts `readFrom`). Throws a RangeError when the shape cannot
+   * be one of this map's (capacity not a power of two of at least 16, arrays of different
+   * lengths, counts out of range, an empty marker other than -1 and -2).
+   */
+  assign(keys: Uint32Array, vals: Int32Array, size: number, used: number): void {
+    const cap = keys.length;
+    if (cap < 16 || (cap & (cap - 1)) !== 0 || vals.length !== cap) {
+      throw new RangeError(`id map of ${cap} keys and ${vals.length} slots is not a table`);
+    }
+    if (!(size >= 0 && size <= used && used <= cap * 0.75)) {
+      throw new RangeError(`id map counts ${size} / ${used} do not fit ${cap} buckets`);
+    }
+    this.keys = keys;
+    this.vals = vals;
+    this.mask = cap - 1;
+    this.size = size;
+    this.used = used;
+  }
+
   /** Removes `id`; returns its slot or -1. */
   delete(id: number): number {
     const keys = this.keys;

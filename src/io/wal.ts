@@ -62,8 +62,11 @@
  * error only if records after `afterSeq` were in it. A directory without CONTROL (older data)
  * opens as before and gets one.
  *
- * Recovery on `open`: segments are scanned in order. Damage to records the caller does not need
- * (`seq <= afterSeq`, covered by its snapshot) is logged and skipped in both modes: the scan
+ * Recovery on `open`: segments are scanned in order. Records the caller does not need
+ * (`seq <= afterSeq`, covered by its snapshot) are only walked, header to header, without
+ * reading or checksumming their payloads (a restart reads the part of the log it replays); a
+ * walk that finds a header out of place scans that segment whole instead. Damage found in
+ * covered records is logged and skipped in both modes: the scan
  * resumes at the next valid record, and a gap between segments is accepted when it lies wholly
  * at or below `afterSeq`. A bad record (short, checksum mismatch, wrong sequence number) in the
  * last segment with no valid record anywhere after it is a torn tail from a crash: the file is
@@ -144,7 +147,8 @@ export type SegmentPrefetch = Map<string, Promise<Uint8Array | null>>;
 const PREFETCH_BYTES_MAX = 128 * 2 ** 20;
 
 /**
- * Starts reading the log's segments in `dir`, oldest first, up to 128 MiB in all, and returns
+ * Starts reading the log's segments in `dir` that begin after the snapshot seq its CONTROL file
+ * records, oldest first, up to 128 MiB in all, and returns
  * at once: the reads run on libuv's thread pool while the caller does other work (a collection
  * loads its snapshot meanwhile), and {@link Wal.open} given the result (`prefetched`) takes the
  * bytes from there instead of waiting for a read then. Nothing else writes the log before open
@@ -160,8 +164,18 @@ export function prefetchSegments(dir: string): SegmentPrefetch {
     return out; // open reports what is wrong
   }
   const segments = names.filter((n) => SEGMENT_NAME.test(n)).sort();
+  // Segments that begin at or before the snapshot CONTROL records are left to open, which
+  // reads only their records after the snapshot the caller loads (readAfterCovered).
+  let coveredSeq = 0;
+  try {
+    const control = parseControl(fs.readFileSync(join(dir, CONTROL_NAME)));
+    if (!("reason" in control)) coveredSeq = control.snapshot_seq;
+  } catch {
+    // No CONTROL (older data, a new log): every segment is read ahead.
+  }
   let bytes = 0;
   for (const name of segments) {
+    if (Number(SEGMENT_NAME.exec(name)![1]) <= coveredSeq) continue;
     const path = join(dir, name);
     let size: number;
     try {
@@ -435,15 +449,21 @@ function checkRecord(
 }
 
 /**
- * Scans a segment's records. A bad record whose seq is at most `afterSeq` is skipped when the
+ * Scans a segment's records from byte `from` (the record with seq `firstSeq`; by default the
+ * first record after the header). A bad record whose seq is at most `afterSeq` is skipped when the
  * next valid record's seq is at most `afterSeq + 1` (every skipped record is covered); when no
  * valid record follows, the tail is left alone and `tail_skipped` set.
  */
-function scanSegment(buf: Uint8Array, firstSeq: number, afterSeq: number): ScanResult {
+function scanSegment(
+  buf: Uint8Array,
+  firstSeq: number,
+  afterSeq: number,
+  from = SEGMENT_HEADER_BYTES,
+): ScanResult {
   const r = new BinaryReader(buf);
   const entries: WalEntry[] = [];
   const skipped: SkippedDamage[] = [];
-  let off = SEGMENT_HEADER_BYTES;
+  let off = from;
   let seq = firstSeq;
   let goodEnd = off;
   while (off < buf.length) {
@@ -504,6 +524,79 @@ function findValidRecordAfter(buf: Uint8Array, from: number, minSeq: number): nu
     if (typeof checkRecord(r, buf, off, null) === "number") return off;
   }
   return -1;
+}
+
+/** Bytes read per step of {@link readAfterCovered}'s walk over record headers. */
+const WALK_WINDOW_BYTES = 1 << 16;
+/** The same after a record longer than that window (the next header is alone in its window). */
+const WALK_SPARSE_BYTES = 1 << 12;
+
+/**
+ * The bytes of segment `path` a caller whose snapshot covers every record up to `afterSeq`
+ * needs: the segment header and the records after `afterSeq`, in a buffer of the file's size
+ * (the covered records' bytes are left zero: they are never read, and the pages of an
+ * untouched allocation cost no memory), with the offset and seq of the first record after
+ * `afterSeq` (the file's size when there is none). The covered records are only walked: their
+ * 17-byte headers are read (in windows of 64 KiB, 4 KiB after a record longer than that, so
+ * a segment of large records is mostly skipped) and must carry the seqs `firstSeq`, `firstSeq + 1`, … in order with lengths inside
+ * the file; their payloads are neither read nor checksummed (the snapshot holds their effect).
+ * Null when the walk finds anything else (a seq out of order, a length past the end, a header
+ * cut short): the caller then reads and scans the whole segment, which handles damage as
+ * before. A restart whose snapshot covers most of the log so reads only the part it replays.
+ */
+function readAfterCovered(
+  path: string,
+  firstSeq: number,
+  afterSeq: number,
+): { buf: Uint8Array; offset: number; seq: number } | null {
+  const fd = fs.openSync(path, "r");
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size < SEGMENT_HEADER_BYTES) return null;
+    const win = new Uint8Array(Math.min(WALK_WINDOW_BYTES, size));
+    const view = new DataView(win.buffer);
+    let winStart = 0;
+    let winLength = 0;
+    let off = SEGMENT_HEADER_BYTES;
+    let seq = firstSeq;
+    let lastLength = 0;
+    while (seq <= afterSeq && off < size) {
+      if (off + RECORD_HEADER_BYTES > size) return null;
+      if (off < winStart || off + RECORD_HEADER_BYTES > winStart + winLength) {
+        // After a record longer than a window, the next header is alone in its window: a
+        // small read does (a log of 400 KB batches reads 4 KiB per record, not 64).
+        const want = lastLength > win.length ? WALK_SPARSE_BYTES : win.length;
+        winLength = fs.readSync(fd, win, 0, Math.min(want, size - off), off);
+        winStart = off;
+        if (winLength < RECORD_HEADER_BYTES) return null;
+      }
+      const p = off - winStart;
+      const length = view.getUint32(p, true);
+      const recordSeq = view.getUint32(p + 12, true) * TWO_32 + view.getUint32(p + 8, true);
+      if (recordSeq !== seq || RECORD_HEADER_BYTES + length > size - off) return null;
+      lastLength = length;
+      off += RECORD_HEADER_BYTES + length;
+      seq++;
+    }
+    const buf = new Uint8Array(size);
+    readFullySync(fd, buf.subarray(0, SEGMENT_HEADER_BYTES), 0);
+    readFullySync(fd, buf.subarray(off), off);
+    return { buf, offset: off, seq };
+  } catch {
+    return null; // read again whole (and any failure reported) by the caller
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Fills `into` from `fd` at `position`; throws when the file ends first. */
+function readFullySync(fd: number, into: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < into.length) {
+    const n = fs.readSync(fd, into, done, Math.min(into.length - done, 1 << 30), position + done);
+    if (n <= 0) throw new Error(`file ended at byte ${position + done}`);
+    done += n;
+  }
 }
 
 async function readSegment(path: string): Promise<Uint8Array> {
@@ -738,7 +831,20 @@ export class Wal {
       const isLast = i === found.length - 1;
       const ahead = options.prefetched?.get(seg.path);
       options.prefetched?.delete(seg.path);
-      const buf = (ahead === undefined ? null : await ahead) ?? await readSegment(seg.path);
+      let buf = ahead === undefined ? null : await ahead;
+      // Where the scan starts: after the records the caller's snapshot covers, when a walk over
+      // their headers found them framed as expected (readAfterCovered); else at the first record.
+      let scanFrom = SEGMENT_HEADER_BYTES;
+      let scanSeq = seg.first_seq;
+      if (buf === null && seg.first_seq <= afterSeq) {
+        const partial = readAfterCovered(seg.path, seg.first_seq, afterSeq);
+        if (partial !== null) {
+          buf = partial.buf;
+          scanFrom = partial.offset;
+          scanSeq = partial.seq;
+        }
+      }
+      buf ??= await readSegment(seg.path);
       const header = parseSegmentHeader(buf);
       let reason: string | null = null;
       if ("reason" in header) reason = header.reason;
@@ -772,7 +878,7 @@ export class Wal {
         );
       }
 
-      const scan = scanSegment(buf, seg.first_seq, afterSeq);
+      const scan = scanSegment(buf, scanSeq, afterSeq, scanFrom);
       for (const d of scan.skipped) {
         log(
           `WAL segment ${seg.path} is damaged at byte offset ${d.offset} (${d.reason}); the ` +

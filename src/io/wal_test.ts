@@ -506,14 +506,26 @@ Deno.test("wal: damage in records covered by afterSeq is skipped in both modes",
       fs.rmSync(dir, { recursive: true, force: true });
       fs.cpSync(src, dir, { recursive: true });
     };
-    // Record 10's payload damaged: not needed once records up to 20 are held.
-    for (const recovery of ["strict", "truncate"] as const) {
+    // Record 10's payload damaged: not needed once records up to 20 are held. Read whole (a
+    // prefetched segment), the damage is found, logged and skipped; read by open, the covered
+    // records are only walked (their headers are intact) and their payloads never read.
+    for (
+      const [recovery, ahead] of [
+        ["strict", true],
+        ["truncate", true],
+        ["strict", false],
+        ["truncate", false],
+      ] as const
+    ) {
       reset();
       flipBit(join(dir, segment), offsets[9] + RECORD_HEADER_BYTES + 2);
-      const { wal, entries, logs } = await replay(dir, { afterSeq: 20, recovery });
+      const prefetched = ahead ? prefetchSegments(dir) : undefined;
+      if (ahead) assert.equal(prefetched!.size, 1);
+      const { wal, entries, logs } = await replay(dir, { afterSeq: 20, recovery, prefetched });
       checkEntries(entries, 21, 30);
-      assert.ok(
+      assert.equal(
         logs.some((l) => l.includes(`byte offset ${offsets[9]}`) && l.includes("skipped")),
+        ahead,
         logs.join("\n"),
       );
       assert.equal(await wal.append(31 % 7, payloadFor(31)), 31);
@@ -598,5 +610,107 @@ Deno.test("wal: segments prefetched before open replay the same; failed or missi
     assert.deepEqual(again.entries, plain.entries);
     await again.wal.close();
     assert.equal(prefetchSegments(join(dir, "missing")).size, 0);
+  });
+});
+
+Deno.test("wal: records covered by afterSeq are walked, not read; what follows replays and a torn tail is still cut", async () => {
+  await withDir(async (root) => {
+    const src = join(root, "src");
+    const offsets = await writeRecords(src, 30);
+    const segment = segmentName(1);
+    const dir = join(root, "work");
+    const reset = () => {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.cpSync(src, dir, { recursive: true });
+    };
+    // Every afterSeq from none covered to all covered replays exactly the records after it, and
+    // appends continue the sequence in the same file.
+    for (const afterSeq of [0, 1, 15, 29, 30]) {
+      reset();
+      const { wal, entries } = await replay(dir, { afterSeq });
+      if (afterSeq < 30) checkEntries(entries, afterSeq + 1, 30);
+      else assert.equal(entries.length, 0);
+      assert.equal(await wal.append(31 % 7, payloadFor(31)), 31);
+      await wal.close();
+      assert.deepEqual(segmentNames(dir), [segment]);
+      const again = await replay(dir, { afterSeq });
+      checkEntries(again.entries, afterSeq + 1, 31);
+      await again.wal.close();
+    }
+    // Covered payloads are not read: damage there goes unseen (the snapshot holds them), and
+    // the records after afterSeq are checksummed as ever.
+    reset();
+    flipBit(join(dir, segment), offsets[4] + RECORD_HEADER_BYTES + 1);
+    const covered = await replay(dir, { afterSeq: 10 });
+    checkEntries(covered.entries, 11, 30);
+    assert.deepEqual(covered.logs, []);
+    await covered.wal.close();
+    // A torn record after afterSeq (a crash in its write) is cut as before.
+    reset();
+    const full = fs.readFileSync(join(src, segment));
+    fs.writeFileSync(join(dir, segment), full.subarray(0, offsets[29] + 9));
+    const torn = await replay(dir, { afterSeq: 20 });
+    checkEntries(torn.entries, 21, 29);
+    assert.ok(torn.logs.some((l) => l.includes("Truncated torn tail")), torn.logs.join("\n"));
+    assert.equal(fs.statSync(join(dir, segment)).size, offsets[29]);
+    assert.equal(await torn.wal.append(30 % 7, payloadFor(30)), 30);
+    await torn.wal.close();
+    // A damaged header among the covered records (its seq): the walk stops and the whole
+    // segment is scanned, which skips the covered damage as before.
+    reset();
+    flipBit(join(dir, segment), offsets[3] + 8);
+    const walked = await replay(dir, { afterSeq: 10 });
+    checkEntries(walked.entries, 11, 30);
+    assert.ok(
+      walked.logs.some((l) => l.includes(`byte offset ${offsets[3]}`)),
+      walked.logs.join("\n"),
+    );
+    await walked.wal.close();
+    // A log that ends before afterSeq is refused as before (the walk reaches the end first).
+    reset();
+    await assert.rejects(() => replay(dir, { afterSeq: 40 }), WalSequenceError);
+  });
+});
+
+Deno.test("wal: segments begun at or before CONTROL's snapshot seq are not read ahead; covered segments replay nothing", async () => {
+  await withDir(async (dir) => {
+    const names = await writeSegmented(dir, 40);
+    assert.ok(names.length >= 4, `${names.length} segments`);
+    const wal = await Wal.open(dir, { logger: () => {} });
+    const third = Number(names[2].slice(4, 24));
+    // A snapshot covering the first records of the third segment.
+    await wal.truncateBefore(third + 1, third + 1);
+    await wal.close();
+    const ahead = prefetchSegments(dir);
+    const left = segmentNames(dir);
+    assert.deepEqual(
+      [...ahead.keys()].map((p) => p.slice(dir.length + 1)),
+      left.filter((n) => Number(n.slice(4, 24)) > third + 1),
+    );
+    const { wal: again, entries } = await replay(dir, { afterSeq: third + 1, prefetched: ahead });
+    checkEntries(entries, third + 2, 40);
+    await again.close();
+  });
+});
+
+Deno.test("wal: the walk over covered records longer than its window (small reads between them) lands on the first needed record", async () => {
+  await withDir(async (dir) => {
+    const big = (n: number) => new Uint8Array(70_000 + n * 1_000).fill(n);
+    const wal = await Wal.open(dir, { logger: () => {} });
+    for (let i = 1; i <= 12; i++) assert.equal(await wal.append(3, big(i)), i);
+    // Small ones after big ones: the windows grow again.
+    for (let i = 13; i <= 20; i++) assert.equal(await wal.append(4, payloadFor(i)), i);
+    await wal.close();
+    for (const afterSeq of [5, 12, 15]) {
+      const { wal: again, entries } = await replay(dir, { afterSeq });
+      assert.deepEqual(
+        entries.map((e) => e.seq),
+        Array.from({ length: 20 - afterSeq }, (_, k) => afterSeq + 1 + k),
+      );
+      for (const e of entries) {
+        assert.deepEqual(e.payload, e.seq <= 12 ? big(e.seq) : payloadFor(e.seq));
+      }
+      await again.close();
+    }
   });
 });

@@ -302,7 +302,8 @@ async function serve(config: ResolvedConfig<typeof NODE_FLAGS>): Promise<void> {
 
   const searchThreads = threadCount("search-threads", values["search-threads"]);
   const buildThreads = threadCount("build-threads", values["build-threads"]);
-  // One pool for every collection; workers load in the background (searches queue meanwhile).
+  // One pool for every collection, started by the first search or batch; its workers load in
+  // the background (searches run on this thread until one has loaded).
   const pool = searchThreads > 1 || buildThreads > 1
     ? new GraphPool(Math.max(searchThreads, buildThreads), { logger: log })
     : null;

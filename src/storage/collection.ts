@@ -64,6 +64,19 @@
  * |                   | are rebuilt from the payloads at open                              |
  * | 5                 | as 4, then the key table section (`key_table.ts`); 1 to 4 load with |
  * |                   | an empty key table                                                 |
+ * | 6                 | a bulk section (u32 length, then: the index's id map as u32        |
+ * |                   | capacity, size, used, u32Array keys, u32Array slots (i32) of the   |
+ * |                   | image's slot order; the version table as u32 capacity, size, used, |
+ * |                   | u32Array keys, u32Array of the f64 versions' words, u32Array of    |
+ * |                   | the u8 bucket states, four a word), then all of version 5          |
+ *
+ * The bulk section holds the two hash tables exactly as they are in memory (id_map.ts,
+ * version_table.ts: open addressing, `mix` hash), so a load copies them in a few large reads
+ * instead of hashing every point (a third of a 100K restart's open before): one pass in order
+ * over each checks it against the index (every map entry the live slot of its id, once; the
+ * version table's states, versions and counts against the list that follows). The version 5
+ * sections follow unchanged (the version table's list too, whose length is checked), so a
+ * version-6 payload is the bulk section followed by a version-5 payload.
  *
  * **Ids** (see "Ids" in proto/vector_db.proto) are `PointId`s (uint64 integers and strings,
  * src/common/point_id.ts) at this class's boundary; everything inside (index, version table,
@@ -107,7 +120,7 @@ import { collectionNameProblem } from "../common/collection_name.ts";
 import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type BinaryReader, BinaryWriter, BufferSink } from "../io/binary.ts";
-import { VersionTable } from "./version_table.ts";
+import { BUCKET_EMPTY, BUCKET_FULL, BUCKET_REMOVED, VersionTable } from "./version_table.ts";
 import { HnswIndex, validateVector } from "../index/hnsw.ts";
 import type { Hit } from "../index/hnsw.ts";
 import type { Metric } from "../kernels/kernels.ts";
@@ -427,6 +440,82 @@ export function validateVersion(version: number, field: string, min: number): nu
 function applies(version: number, deleted: boolean, held: number | undefined): boolean {
   return version === 0 || held === undefined ||
     supersedes(version, deleted, Math.abs(held), held < 0);
+}
+
+/** A version table as its own arrays ({@link VersionTable.image}). */
+type VersionImage = ReturnType<VersionTable["image"]>;
+/** An index's id map as its own arrays ({@link HnswIndex.idMapImage}). */
+type IdMapImage = ReturnType<HnswIndex["idMapImage"]>;
+
+/**
+ * Writes the bulk section a version-6 snapshot payload begins with (module comment, "Snapshot
+ * payload"): the index's id map as an image of the slots written in `order`, then the version
+ * table, each as its hash table's own arrays, so a load takes both whole. Every array is a
+ * u32Array (the versions as their f64 words, the states four to a word), so each streams from
+ * the file straight into its final array (`u32ArrayInto`).
+ */
+function writeBulkSection(
+  w: BinaryWriter,
+  index: HnswIndex,
+  order: Int32Array,
+  versions: VersionTable,
+): void {
+  const ids = index.idMapImage(order);
+  const v = versions.image();
+  const idCap = ids.keys.length;
+  const cap = v.keys.length;
+  // u32 fields and array counts, then the arrays' words.
+  w.u32(4 * (3 + 2 + 3 + 3) + 4 * (2 * idCap) + 4 * (cap + 2 * cap + cap / 4));
+  w.u32(idCap);
+  w.u32(ids.size);
+  w.u32(ids.used);
+  w.u32Array(ids.keys);
+  w.u32Array(new Uint32Array(ids.vals.buffer, ids.vals.byteOffset, idCap));
+  w.u32(cap);
+  w.u32(v.size);
+  w.u32(v.used);
+  w.u32Array(v.keys);
+  w.u32Array(new Uint32Array(v.vals.buffer, v.vals.byteOffset, 2 * cap));
+  w.u32Array(new Uint32Array(v.states.buffer, v.states.byteOffset, cap / 4));
+}
+
+/** Reads what {@link writeBulkSection} wrote (the tables' contents are checked as taken). */
+function readBulkSection(r: BinaryReader): { ids: IdMapImage; versions: VersionImage } {
+  const length = r.u32();
+  const start = r.offset;
+  const fail = (why: string): never => {
+    throw new CollectionStateError(`Snapshot bulk section: ${why}`);
+  };
+  // Capacities are powers of two of at least 16 (id_map.ts, version_table.ts), and bounded by
+  // the section before anything is allocated.
+  const capacity = (what: string, bytesPerBucket: number) => {
+    const cap = r.u32();
+    if (cap < 16 || (cap & (cap - 1)) !== 0 || cap * bytesPerBucket > length) {
+      fail(`${what} capacity ${cap} is not a power of two of at least 16 within ${length} bytes`);
+    }
+    return cap;
+  };
+  const idCap = capacity("id map", 8);
+  const idSize = r.u32();
+  const idUsed = r.u32();
+  const idKeys = new Uint32Array(idCap);
+  r.u32ArrayInto(idKeys, 0, idCap);
+  const slots = new Int32Array(idCap);
+  r.u32ArrayInto(new Uint32Array(slots.buffer), 0, idCap);
+  const cap = capacity("version table", 13);
+  const size = r.u32();
+  const used = r.u32();
+  const keys = new Uint32Array(cap);
+  r.u32ArrayInto(keys, 0, cap);
+  const vals = new Float64Array(cap);
+  r.u32ArrayInto(new Uint32Array(vals.buffer), 0, 2 * cap);
+  const states = new Uint8Array(cap);
+  r.u32ArrayInto(new Uint32Array(states.buffer), 0, cap / 4);
+  if (r.offset - start !== length) fail(`${r.offset - start} bytes read of ${length}`);
+  return {
+    ids: { keys: idKeys, vals: slots, size: idSize, used: idUsed },
+    versions: { keys, vals, states, size, used },
+  };
 }
 
 /**
@@ -766,19 +855,29 @@ class PointTable {
     w.bytes(deleted);
   }
 
-  /** Reads a version table written by {@link writeTo}, checking it against the index. */
-  readFrom(r: BinaryReader): void {
+  /**
+   * Reads a version table written by {@link writeTo}, checking it against the index. `bulk`:
+   * the same table as its own arrays (a version-6 snapshot's bulk section), taken whole after
+   * one pass in bucket order that checks every version and counts the entries against the
+   * list read here and the index (no hash per point); null: the table is built from the list.
+   */
+  readFrom(r: BinaryReader, bulk: VersionImage | null = null): void {
     const ids = r.u32Array();
     const n = ids.length;
-    // The u64 versions in one read, as (low, high) word pairs of an aligned copy: a snapshot
-    // load does no per-point decoding call.
-    const words = new Uint32Array(2 * n);
-    new Uint8Array(words.buffer).set(r.raw(8 * n));
+    const versionBytes = r.raw(8 * n);
     const deleted = r.bytes();
     const fail = (why: string): never => {
       throw new CollectionStateError(`Snapshot version table: ${why}`);
     };
     if (deleted.length !== n) fail(`${n} ids come with ${deleted.length} deleted flags`);
+    if (bulk !== null) {
+      this.takeVersions(bulk, n, fail);
+      return;
+    }
+    // The u64 versions in one read, as (low, high) word pairs of an aligned copy: a snapshot
+    // load does no per-point decoding call.
+    const words = new Uint32Array(2 * n);
+    new Uint8Array(words.buffer).set(versionBytes);
     let live = 0;
     let newest = 0;
     // Every id is new to the table (a fresh one) and distinct (ascending, checked below).
@@ -809,6 +908,58 @@ class PointTable {
     }
     // Not observed by the clock here: a snapshot's checksum is checked after the load
     // (snapshot.ts), and a damaged file's versions must not move a clock the node keeps.
+    this.loadedVersionMax = newest;
+  }
+
+  /** {@link readFrom}'s check and install of a stored table of `n` entries. */
+  private takeVersions(bulk: VersionImage, n: number, fail: (why: string) => never): void {
+    if (this.versions.size !== 0) fail("the table is not empty before a load");
+    const { keys, vals, states } = bulk;
+    if (keys.length !== states.length || vals.length !== states.length) {
+      fail(`${keys.length} keys, ${vals.length} versions and ${states.length} states`);
+    }
+    let live = 0;
+    let tombstones = 0;
+    let tombstoneMin = Infinity;
+    let newest = 0;
+    let removed = 0;
+    // One pass in bucket order: the states, the versions and the counts (assign takes the
+    // arrays without a pass of its own).
+    for (let i = 0; i < states.length; i++) {
+      const state = states[i];
+      if (state !== BUCKET_FULL) {
+        if (state === BUCKET_REMOVED) removed++;
+        else if (state !== BUCKET_EMPTY) fail(`version table bucket ${i} has state ${state}`);
+        continue;
+      }
+      const held = vals[i];
+      const v = held < 0 ? -held : held;
+      if (!(v <= VERSION_MAX) || v !== Math.floor(v)) {
+        fail(`version ${held} of point ${keys[i]} is not a version`);
+      }
+      if (held < 0) {
+        tombstones++;
+        if (v < tombstoneMin) tombstoneMin = v;
+      } else live++;
+      if (v > newest) newest = v;
+    }
+    if (live + tombstones !== n || n !== bulk.size || n + removed !== bulk.used) {
+      fail(
+        `the stored table holds ${live + tombstones} entries and ${removed} removed buckets, ` +
+          `its counts say ${bulk.size} and ${bulk.used - bulk.size}, its list ${n}`,
+      );
+    }
+    if (live !== this.index.count) {
+      fail(`${live} live entries, but the index holds ${this.index.count} points`);
+    }
+    try {
+      this.versions.assign(keys, vals, states, bulk.size, bulk.used);
+    } catch (e) {
+      fail((e as Error).message);
+    }
+    this.tombstones = tombstones;
+    this.tombstoneMin = tombstoneMin;
+    // Observed by the clock once the file's checksum is known good (see readFrom).
     this.loadedVersionMax = newest;
   }
 
@@ -1057,9 +1208,12 @@ export class Collection {
       join(dir, "snapshots"),
       (r, _seq, version) => {
         lap = performance.now();
-        const table = new PointTable(HnswIndex.readFrom(r), clock);
+        // Version 6: the id map and the version table as their own arrays, taken whole.
+        const bulk = version >= 6 ? readBulkSection(r) : null;
+        phase("bulk");
+        const table = new PointTable(HnswIndex.readFrom(r, bulk?.ids ?? null), clock);
         phase("index");
-        if (version >= 2) table.readFrom(r);
+        if (version >= 2) table.readFrom(r, bulk?.versions ?? null);
         else table.fillLegacy();
         phase("versions");
         if (version >= 3) {
@@ -1483,9 +1637,11 @@ export class Collection {
     const index = this.index;
     // Closed (a unit swapped out by installUnit/dropUnit, still read meanwhile): the pool
     // detached the index and answers null, so the search runs on this thread.
+    // Before any worker has loaded (the first searches after a start): on this thread too,
+    // rather than waiting for a thread's start-up (`ready` starts the workers).
     if (
       t !== null && t.search > 1 &&
-      (filter === undefined || filter === null || isEmptyFilter(filter))
+      (filter === undefined || filter === null || isEmptyFilter(filter)) && t.pool.ready
     ) {
       validateVector(vector, index.dim, "vector");
       const e = index.searchEf(k, ef);
@@ -1941,7 +2097,9 @@ export class Collection {
       const w = new BinaryWriter(sink);
       // Slots go out in locality order (index/reorder.ts), so whatever loads the image (a
       // restart, a transfer, a restore) walks a graph whose neighbours sit near in memory.
-      this.index.writeTo(w, this.index.localityOrder());
+      const order = this.index.localityOrder();
+      writeBulkSection(w, this.index, order, this.table.versions);
+      this.index.writeTo(w, order);
       this.table.writeTo(w);
       this.table.payloads.writeTo(w);
       this.table.writeIndexesTo(w);
@@ -1981,7 +2139,9 @@ export class Collection {
       const w = new BinaryWriter(sink);
       // Slots go out in locality order (index/reorder.ts), so whatever loads the image (a
       // restart, a transfer, a restore) walks a graph whose neighbours sit near in memory.
-      this.index.writeTo(w, this.index.localityOrder());
+      const order = this.index.localityOrder();
+      writeBulkSection(w, this.index, order, this.table.versions);
+      this.index.writeTo(w, order);
       this.table.writeTo(w);
       this.table.payloads.writeTo(w);
       this.table.writeIndexesTo(w);

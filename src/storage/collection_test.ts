@@ -12,6 +12,7 @@ import { crc32 } from "../io/crc32.ts";
 import { encodeRecord, RecordType } from "../common/records.ts";
 import { SNAPSHOT_HEADER_BYTES, SNAPSHOT_TRAILER_BYTES, writeSnapshot } from "./snapshot.ts";
 import { parseControl, Wal } from "../io/wal.ts";
+import { rewriteSnapshotAsVersion } from "../testing/legacy_snapshot.ts";
 
 const quiet = { logger: () => {} };
 
@@ -593,6 +594,20 @@ Deno.test("collection: a damaged record the snapshot covers costs nothing, in ei
       for (let i = 0; i < 70; i++) {
         assert.deepEqual(Array.from(again.get(i) ?? []), Array.from(data[i]));
       }
+      // The covered records are walked header to header (wal.ts readAfterCovered): the
+      // damaged payload is never read, so not even a log line.
+      assert.ok(!lines.some((l) => l.includes(`byte offset ${rec.offset}`)), lines.join("\n"));
+      await again.close();
+    }
+    assert.deepEqual(readFileSync(path), bytes, "nothing was cut");
+    // Its header damaged too (the seq): the walk stops there, the segment is scanned whole, and
+    // the damage, covered, is logged and skipped.
+    bytes[rec.offset + 8] ^= 0x01;
+    writeFileSync(path, bytes);
+    for (const recovery of ["strict", "truncate"] as const) {
+      const lines: string[] = [];
+      const again = await Collection.open(dir, { logger: (m) => lines.push(m), recovery });
+      assert.equal(again.index.count, 70, `${recovery}: every write present`);
       assert.ok(
         lines.some((l) => l.includes(`byte offset ${rec.offset}`) && l.includes("skipped")),
         lines.join("\n"),
@@ -811,10 +826,13 @@ Deno.test("collection: a snapshot whose damage the consumer trips on is skipped 
     const [name] = readdirSync(join(dir, "snapshots"));
     const path = join(dir, "snapshots", name);
     const good = readFileSync(path);
-    // The index's slot count (payload offset 37: after magic, version, dim, M, metric,
-    // efConstruction, ef, compactRatio, rng) made huge: refused before anything is allocated.
+    // The index's slot count (offset 37 of the index image: after magic, version, dim, M,
+    // metric, efConstruction, ef, compactRatio, rng; the image follows the bulk section, a u32
+    // length and its bytes) made huge: refused before anything is allocated.
     const bad = new Uint8Array(good);
-    new DataView(bad.buffer).setUint32(SNAPSHOT_HEADER_BYTES + 37, 0x7fff_0000, true);
+    const image = SNAPSHOT_HEADER_BYTES + 4 + good.readUInt32LE(SNAPSHOT_HEADER_BYTES);
+    assert.equal(new DataView(bad.buffer).getUint32(image + 37, true), 80);
+    new DataView(bad.buffer).setUint32(image + 37, 0x7fff_0000, true);
     writeFileSync(path, bad);
     const lines: string[] = [];
     c = await Collection.open(dir, { logger: (m) => lines.push(m) });
@@ -891,10 +909,18 @@ Deno.test("collection: a search of a closed collection does not attach its index
     for (let i = 0; i < 40; i++) await c.put(i, rng.vector(4));
     const q = rng.vector(4);
     const want = c.search(q, 5);
-    assert.deepEqual((await c.searchAsync(q, 5)).hits.map((h) => h.id), want.map((h) => h.id));
     // The pool's attached indexes (each keeps the index's shared memory alive in every worker).
     const attached = () => (pool as unknown as { entries: Map<number, unknown> }).entries.size;
-    assert.equal(attached(), 1);
+    // The first search starts the workers and, none having loaded yet, runs on this thread (a
+    // restart's first search does not wait for a thread's start-up).
+    assert.equal(pool.ready, false);
+    assert.deepEqual((await c.searchAsync(q, 5)).hits.map((h) => h.id), want.map((h) => h.id));
+    assert.equal(attached(), 0, "answered by the owner");
+    // Searches go to the workers once one has loaded.
+    await pool.whenReady();
+    assert.equal(pool.ready, true);
+    assert.deepEqual((await c.searchAsync(q, 5)).hits.map((h) => h.id), want.map((h) => h.id));
+    assert.equal(attached(), 1, "answered by a worker");
     await c.close();
     assert.equal(attached(), 0, "close detaches the index");
     // A search that reaches a unit being swapped out (installUnit, dropUnit) after its close.
@@ -951,7 +977,7 @@ Deno.test("collection: a close while a delete's compaction waits for worker sear
       ef_construction: 32,
     }, { ...quiet, threads });
     await c.putBatch(Array.from({ length: 2000 }, (_, i) => ({ id: i, vector: rng.vector(16) })));
-    await c.searchAsync(rng.vector(16), 5); // the workers are up
+    await pool.whenReady(); // the workers are up: the searches below run on them
     // 200 tombstones of 2,000 slots: the next delete passes the ratio (0.1) and compacts.
     for (let i = 0; i < 200; i++) await c.delete(i);
     const searches = Array.from({ length: 16 }, () => c.searchAsync(rng.vector(16), 5, 800));
@@ -1046,6 +1072,140 @@ Deno.test("collection: a point deleted while a worker search ran is left out and
     await c.close();
   } finally {
     await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** `bytes` (a whole snapshot file) with its trailer's CRC made to match its contents again. */
+function withFixedCrc(bytes: Uint8Array): Uint8Array {
+  const end = bytes.length - SNAPSHOT_TRAILER_BYTES;
+  const crc = crc32(bytes.subarray(0, SNAPSHOT_HEADER_BYTES), crc32(bytes.subarray(32, end)));
+  new DataView(bytes.buffer, bytes.byteOffset).setUint32(end, crc, true);
+  return bytes;
+}
+
+Deno.test("collection: snapshot version 6 stores the id map and version table whole; version 5 still loads; an inconsistent stored table is refused", async () => {
+  const dir = tempDir();
+  try {
+    const rng = new Rng(21);
+    const dim = 8;
+    let c = await Collection.create(dir, {
+      name: "c",
+      dimension: dim,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, quiet);
+    await c.putBatch(Array.from({ length: 400 }, (_, i) => ({ id: i, vector: rng.vector(dim) })));
+    await c.put("doc-a", rng.vector(dim));
+    for (let i = 0; i < 40; i++) await c.delete(i * 7); // tombstones, slots freed or deleted
+    await c.put(3, rng.vector(dim)); // an upsert
+    const queries = Array.from({ length: 10 }, () => rng.vector(dim));
+    const state = (x: Collection) => {
+      const ids = x.knownIds();
+      const entries = [];
+      for (let i = 0; i < ids.length; i++) {
+        const e = x.getEntry(ids.at(i));
+        entries.push([String(ids.at(i)), e.version, e.deleted, e.vector && Array.from(e.vector)]);
+      }
+      return {
+        entries,
+        searches: queries.map((q) => x.search(q, 10)),
+        digest: x.digestRoot(),
+        count: x.index.count,
+        tombstones: x.stats().tombstones,
+      };
+    };
+    const before = state(c);
+    await c.close({ snapshot: true });
+    const [name] = readdirSync(join(dir, "snapshots")).filter((n) => n.endsWith(".snap"));
+    const path = join(dir, "snapshots", name);
+    const v6 = new Uint8Array(readFileSync(path));
+    const view = new DataView(v6.buffer);
+    assert.equal(view.getUint32(4, true), 6);
+
+    // Loaded whole: the same state, and the open says it took the bulk section.
+    const lines: string[] = [];
+    c = await Collection.open(dir, { logger: (m) => lines.push(m) });
+    assert.deepEqual(state(c), before);
+    assert.ok(lines.some((l) => /replayed 0 WAL records/.test(l)), lines.join("\n"));
+    // Still writable: ids, versions and the map work on after a load.
+    const put = await c.put(1_000, rng.vector(dim));
+    await c.delete(1);
+    assert.equal(c.getEntry(1_000).version, put.version);
+    assert.ok(put.version > Math.max(...before.entries.map((e) => Number(e[1]))));
+    assert.equal(c.getEntry(1).deleted, true);
+    assert.equal(c.index.count, before.count);
+    await c.close();
+    writeFileSync(path, v6);
+    // Pretend the WAL after the snapshot never happened: the snapshot alone is the state.
+    rmSync(join(dir, "wal"), { recursive: true, force: true });
+
+    // The same file as version 5 wrote it (no bulk section): the same state.
+    rewriteSnapshotAsVersion(path, 5, 0);
+    assert.equal(readFileSync(path).length, v6.length - 4 - view.getUint32(32, true));
+    c = await Collection.open(dir, quiet);
+    assert.deepEqual(state(c), before);
+    await c.close();
+
+    // Checksum-valid files whose stored tables disagree with the rest are refused, naming what.
+    // Layout of the bulk section (payload offset 0): u32 length, id map capacity, size, used,
+    // keys (u32 count, then words), slots (u32 count, then words), then the version table.
+    const cap = view.getUint32(32 + 4, true);
+    assert.equal(view.getUint32(32 + 16, true), cap);
+    const slotsAt = 32 + 20 + 4 * cap + 4;
+    const live: number[] = [];
+    for (let b = 0; b < cap && live.length < 2; b++) {
+      if (view.getInt32(slotsAt + 4 * b, true) >= 0) live.push(b);
+    }
+    const swapped = v6.slice();
+    const sv = new DataView(swapped.buffer);
+    sv.setInt32(slotsAt + 4 * live[0], view.getInt32(slotsAt + 4 * live[1], true), true);
+    sv.setInt32(slotsAt + 4 * live[1], view.getInt32(slotsAt + 4 * live[0], true), true);
+    writeFileSync(path, withFixedCrc(swapped));
+    await assert.rejects(() => Collection.open(dir, quiet), /Id map bucket \d+ maps id/);
+    // A version table bucket state that is none of empty, full, removed: the section ends with
+    // the states (u32 count, one byte per bucket).
+    const bulkEnd = 32 + 4 + view.getUint32(32, true);
+    const badState = v6.slice();
+    badState[bulkEnd - 1] = 7;
+    writeFileSync(path, withFixedCrc(badState));
+    await assert.rejects(() => Collection.open(dir, quiet), /version table bucket \d+ has state 7/);
+    // The same damage without the checksum fixed: skipped as damaged (nothing else to load).
+    badState[bulkEnd - 1] = 9;
+    writeFileSync(path, badState);
+    const skipped: string[] = [];
+    await assert.rejects(() => Collection.open(dir, { logger: (m) => skipped.push(m) }));
+    assert.ok(skipped.some((l) => l.includes("checksum mismatch")), skipped.join("\n"));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("collection: a version-6 snapshot of few live points and many tombstones (a small id map, a large version table) loads", async () => {
+  const dir = tempDir();
+  try {
+    const rng = new Rng(22);
+    let c = await Collection.create(dir, {
+      name: "c",
+      dimension: 4,
+      metric: "l2",
+      m: 8,
+      ef_construction: 32,
+    }, quiet);
+    await c.putBatch(Array.from({ length: 1000 }, (_, i) => ({ id: i, vector: rng.vector(4) })));
+    await c.deleteBatch(Array.from({ length: 990 }, (_, i) => i + 10));
+    await c.forget([10, 11], [c.getEntry(10).version, c.getEntry(11).version]); // removed buckets
+    const q = rng.vector(4);
+    const want = { hits: c.search(q, 5), entries: c.entryCount, root: c.digestRoot() };
+    await c.close({ snapshot: true });
+    rmSync(join(dir, "wal"), { recursive: true, force: true }); // the snapshot alone
+    c = await Collection.open(dir, quiet);
+    assert.deepEqual({ hits: c.search(q, 5), entries: c.entryCount, root: c.digestRoot() }, want);
+    assert.equal(c.entryCount, 998);
+    assert.equal(c.stats().tombstones, 988);
+    await c.close();
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -4,7 +4,7 @@
  * | Offset      | Size | Field         | Meaning                                            |
  * | ----------- | ---- | ------------- | -------------------------------------------------- |
  * | 0           | 4    | magic         | `0x504E5356` (the bytes `VSNP`)                    |
- * | 4           | 4    | version       | `5` (`1` to `4` still load; see below)            |
+ * | 4           | 4    | version       | `6` (`1` to `5` still load; see below)            |
  * | 8           | 8    | seq           | last WAL sequence number the snapshot covers (u64) |
  * | 16          | 8    | created_ms    | creation time, ms since the Unix epoch (u64)       |
  * | 24          | 8    | payload_bytes | payload length P (u64)                             |
@@ -16,7 +16,9 @@
  * consumer is told which it reads (`loadNewestSnapshot`'s `consume(r, seq, version)`). For
  * collections (src/storage/collection.ts): version 1 is the index image alone, version 2 the
  * index image followed by the per-point version table, version 3 adds the payload table,
- * version 4 the payload index definitions, version 5 the key table (src/storage/key_table.ts).
+ * version 4 the payload index definitions, version 5 the key table (src/storage/key_table.ts),
+ * version 6 puts a bulk section before all of version 5's (the id map and the version table as
+ * their hash tables' own arrays, so a load takes them whole instead of hashing every point).
  *
  * The checksum covers the header and the payload; it is computed as
  * `crc32(header, crc32(payload))` (payload first) so the payload can be streamed before its length
@@ -44,9 +46,9 @@ import { fsyncDir, writeFileAtomic, writeFullySync } from "../io/fs_util.ts";
 export const SNAPSHOT_MAGIC = 0x504E5356;
 export const SNAPSHOT_END_MAGIC = 0x444E4556;
 /** Version written. */
-export const SNAPSHOT_VERSION = 5;
+export const SNAPSHOT_VERSION = 6;
 /** Versions loaded. */
-export const SNAPSHOT_VERSIONS_READ: readonly number[] = [1, 2, 3, 4, 5];
+export const SNAPSHOT_VERSIONS_READ: readonly number[] = [1, 2, 3, 4, 5, 6];
 export const SNAPSHOT_HEADER_BYTES = 32;
 export const SNAPSHOT_TRAILER_BYTES = 8;
 /** Default largest payload written or loaded: 8 GiB. */

@@ -195,7 +195,7 @@ Deno.test("snapshot: version 1 files still load (as do 2), and the consumer is t
     assert.equal(old?.version, 1);
     assert.deepEqual(old?.value, stateFor(5));
     assert.deepEqual(versions, [SNAPSHOT_VERSION, 1]);
-    assert.equal(SNAPSHOT_VERSION, 5);
+    assert.equal(SNAPSHOT_VERSION, 6);
   });
 });
 

@@ -30,6 +30,10 @@ import { mix } from "../index/id_map.ts";
 const EMPTY = 0;
 const FULL = 1;
 const REMOVED = 2;
+/** Bucket states in {@link VersionTable.image}'s `states`: empty, holding an entry, removed. */
+export const BUCKET_EMPTY = EMPTY;
+export const BUCKET_FULL = FULL;
+export const BUCKET_REMOVED = REMOVED;
 
 export class VersionTable {
   private keys: Uint32Array;
@@ -123,6 +127,60 @@ export class VersionTable {
     this.vals[i] = version;
     states[i] = FULL;
     this.size++;
+  }
+
+  /**
+   * The table's own arrays and counts (not copies), for a snapshot that stores the table as it
+   * is (collection.ts, snapshot version 6): {@link assign} takes them back without a hash per
+   * pid. Bucket positions depend on `mix` (id_map.ts) and the capacity, so a stored image is
+   * only valid for this hash function; a change of it needs a new snapshot version.
+   */
+  image(): {
+    keys: Uint32Array;
+    vals: Float64Array;
+    states: Uint8Array;
+    size: number;
+    used: number;
+  } {
+    return {
+      keys: this.keys,
+      vals: this.vals,
+      states: this.states,
+      size: this.size,
+      used: this.used,
+    };
+  }
+
+  /**
+   * Replaces the contents with arrays an {@link image} gave, whose states and counts the caller
+   * checked in its own pass over them (collection.ts `takeVersions`: every state empty, full or
+   * removed; `size` full buckets, `used` full or removed). Throws a RangeError when the shape
+   * cannot be one of this table's: capacity not a power of two of at least 16, arrays of
+   * different lengths, counts above the load factor.
+   */
+  assign(
+    keys: Uint32Array,
+    vals: Float64Array,
+    states: Uint8Array,
+    size: number,
+    used: number,
+  ): void {
+    const cap = states.length;
+    if (cap < 16 || (cap & (cap - 1)) !== 0 || keys.length !== cap || vals.length !== cap) {
+      throw new RangeError(
+        `version table of ${keys.length} keys, ${vals.length} versions and ${cap} states is ` +
+          `not a table`,
+      );
+    }
+    if (!(size >= 0 && size <= used && used <= cap * 0.75)) {
+      throw new RangeError(`version table counts ${size} / ${used} do not fit ${cap} buckets`);
+    }
+    this.keys = keys;
+    this.vals = vals;
+    this.states = states;
+    this.mask = cap - 1;
+    this.size = size;
+    this.used = used;
   }
 
   /** Removes `id`; returns whether it was there. */

@@ -1,7 +1,8 @@
 /**
  * Test support: a snapshot file rewritten as an older container version would have written it,
  * by cutting the sections that version did not have off the end of the payload (they must be
- * empty, so the state is the same) and fixing the header's version and length and the trailer's
+ * empty, so the state is the same) and, below version 6, the bulk section off its start, and
+ * fixing the header's version and length and the trailer's
  * CRC, so tests can check that old snapshots still load.
  *
  * @example
@@ -25,7 +26,16 @@ import {
  * payload, which must all be zero (empty tables), and rewrites header and trailer.
  */
 export function rewriteSnapshotAsVersion(path: string, version: number, cut_bytes: number): void {
-  const old = new Uint8Array(readFileSync(path));
+  let old = new Uint8Array(readFileSync(path));
+  const oldVersion = new DataView(old.buffer).getUint32(4, true);
+  if (oldVersion >= 6 && version < 6) {
+    // Version 6 is a bulk section (u32 length, bytes) followed by a version-5 payload.
+    const bulk = 4 + new DataView(old.buffer).getUint32(SNAPSHOT_HEADER_BYTES, true);
+    const five = new Uint8Array(old.length - bulk);
+    five.set(old.subarray(0, SNAPSHOT_HEADER_BYTES));
+    five.set(old.subarray(SNAPSHOT_HEADER_BYTES + bulk), SNAPSHOT_HEADER_BYTES);
+    old = five;
+  }
   const payloadEnd = old.length - SNAPSHOT_TRAILER_BYTES;
   assert.deepEqual(
     Array.from(old.subarray(payloadEnd - cut_bytes, payloadEnd)),
