@@ -524,14 +524,18 @@ export function q8_search0(q: usize, ep: u32, ef: i32, epoch: i32): i32 {
     }
     const row = links + <usize> c * linkRow;
     const cnt = load<u32>(row);
+    // Without a branch: about half the links are new, so a branch on the visited byte would
+    // be mispredicted about every other time. Every link is written to the list and stamped;
+    // only a new one advances the list's end (a link listed twice counts once: the first
+    // occurrence stamps it before the second is tested).
     let m = 0;
     for (let j: u32 = 1; j <= cnt; j++) {
       const n = load<u32>(row + (<usize> j << 2));
-      if (load<u8>(visited + <usize> n) != stamp) {
-        store<u8>(visited + <usize> n, stamp);
-        store<u32>(slots + (<usize> m << 2), n);
-        m++;
-      }
+      const p = visited + <usize> n;
+      const fresh = <i32> (load<u8>(p) != stamp);
+      store<u8>(p, stamp);
+      store<u32>(slots + (<usize> m << 2), n);
+      m += fresh;
     }
     if (m == 0) continue;
     seen += m;
