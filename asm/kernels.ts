@@ -270,8 +270,8 @@ let q8NormOff: usize = 0;
 // products, so the add chain is half as long), then a 16-byte step for the rest; the lanes are
 // summed with two shuffles. Integer addition is exact in any order: every caller (the walk,
 // the batch kernel, the pair kernel) gets the very same sum.
-// @ts-ignore: decorator
-
+// @ts-ignore: decorator (AssemblyScript's; deno fmt would drop it, so it skips asm/)
+@inline
 function q8DotRaw(q: usize, v: usize, n: i32): i32 {
   let acc0 = i32x4.splat(0);
   let acc1 = i32x4.splat(0);
