@@ -27,6 +27,8 @@ const { values: args } = parseArgs({
   args: Deno.args,
   options: {
     base: { type: "string" },
+    /** The tree measured against the base (default: this one); the base again is an A/A test. */
+    this: { type: "string" },
     "index-file": { type: "string" },
     efs: { type: "string", default: "100,130,160" },
     rescore: { type: "string", default: "4" },
@@ -63,7 +65,7 @@ async function open(dir: string): Promise<Ix> {
 }
 const engines: [string, Ix][] = [
   ["base", await open(resolve(args.base))],
-  ["this", await open(root)],
+  ["this", await open(resolve(args.this ?? root))],
 ];
 const k = 10;
 const q = ds.queries;
