@@ -56,18 +56,41 @@ const other = new WebAssembly.Instance(
   new WebAssembly.Module(readFileSync(args["base-wasm"]!)),
   { env: { memory: own.memory } },
 ).exports as unknown as Kernels;
-other.q8_layout(
+// A build whose walk takes an epoch (visited bytes stamped 1..255, before the bitset) gets a
+// byte per slot of its own above everything the store uses; a bitset build shares the store's
+// bits and log (all clear between walks).
+const epochStyle = other.q8_search0.length === 4;
+let visited = codes.visitedPtr;
+if (epochStyle) {
+  visited = own.memory.buffer.byteLength;
+  own.memory.grow(Math.ceil(codes.capacity / 65536) + 1);
+}
+const u8 = () => new Uint8Array(own.memory.buffer);
+// deno-lint-ignore no-explicit-any
+(other.q8_layout as any)(
   codes.codesPtr,
   codes.rowBytes,
   codes.codeBytes,
   codes.linksPtr,
   codes.rowBytes,
   codes.flagsPtr,
-  codes.visitedPtr,
+  visited,
   codes.candPtr,
   codes.resPtr,
   codes.slotsPtr,
+  codes.vlogPtr,
 );
+let epoch = 0;
+const otherWalk = epochStyle
+  ? (q: number, ep: number, ef: number) => {
+    if (epoch === 255) {
+      u8().fill(0, visited, visited + codes.capacity);
+      epoch = 0;
+    }
+    // deno-lint-ignore no-explicit-any
+    return (other.q8_search0 as any)(q, ep, ef, ++epoch);
+  }
+  : other.q8_search0;
 // The store calls its kernels through this object: the walk and its result calls are switched
 // together (the result heap's size lives in the instance that walked); the query's map is set
 // in both.
@@ -79,7 +102,7 @@ k.q8_set = (a: number, b: number, c: number, o: number) => {
   other.q8_set(a, b, c, o);
 };
 function use(e: number): void {
-  k.q8_search0 = e === 0 ? other.q8_search0 : walk.own;
+  k.q8_search0 = e === 0 ? otherWalk : walk.own;
   k.q8_res_trim = e === 0 ? other.q8_res_trim : walk.trim;
   k.q8_seen = e === 0 ? other.q8_seen : walk.seen;
 }
