@@ -266,19 +266,46 @@ let q8B: f32 = 0;
 let q8C: f32 = 0;
 let q8NormOff: usize = 0;
 
+// 32 code bytes per step into two independent accumulators (each adds the sum of two
+// products, so the add chain is half as long), then a 16-byte step for the rest; the lanes are
+// summed with two shuffles. Integer addition is exact in any order: every caller (the walk,
+// the batch kernel, the pair kernel) gets the very same sum.
+// @ts-ignore: decorator (AssemblyScript's; deno fmt would drop it, so it skips asm/)
+@inline
 function q8DotRaw(q: usize, v: usize, n: i32): i32 {
   let acc0 = i32x4.splat(0);
   let acc1 = i32x4.splat(0);
   let i = 0;
-  for (; i + 16 <= n; i += 16) {
+  for (; i + 32 <= n; i += 32) {
+    const c0 = v128.load(v + <usize> i);
+    const c1 = v128.load(v + <usize> i, 16);
+    const qo = q + (<usize> i << 1);
+    acc0 = i32x4.add(
+      acc0,
+      i32x4.add(
+        i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(c0), v128.load(qo)),
+        i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(c0), v128.load(qo, 16)),
+      ),
+    );
+    acc1 = i32x4.add(
+      acc1,
+      i32x4.add(
+        i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(c1), v128.load(qo, 32)),
+        i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(c1), v128.load(qo, 48)),
+      ),
+    );
+  }
+  if (i + 16 <= n) {
     const c = v128.load(v + <usize> i);
     const qo = q + (<usize> i << 1);
     acc0 = i32x4.add(acc0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(c), v128.load(qo)));
     acc1 = i32x4.add(acc1, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(c), v128.load(qo, 16)));
+    i += 16;
   }
-  const s = i32x4.add(acc0, acc1);
-  let sum: i32 = i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) +
-    i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3);
+  let s = i32x4.add(acc0, acc1);
+  s = i32x4.add(s, v128.shuffle<i32>(s, s, 2, 3, 0, 1));
+  s = i32x4.add(s, v128.shuffle<i32>(s, s, 1, 0, 3, 2));
+  let sum: i32 = i32x4.extract_lane(s, 0);
   for (; i < n; i++) {
     sum += <i32> load<u8>(v + <usize> i) * <i32> load<i16>(q + (<usize> i << 1));
   }
@@ -328,11 +355,13 @@ export function q8_slots(
 // | codes    | rowBytes              | code row (see q8_slots), distance via q8_set's map |
 // | links    | linkRowBytes          | u32 count, then the layer-0 links                  |
 // | flags    | 1 byte                | 0 live, else not a result (tombstones stay walked) |
-// | visited  | 1 byte                | epoch stamp of the last search that reached it     |
+// | visited  | 1 bit                 | set while a search has reached it; all clear between |
+// |          |                       | searches (the walk clears the bits it set, from vlog) |
+// | vlog     | 4 bytes (+1 + 2M)     | the slots whose visited bit this search set          |
 // | cand     | 8 bytes (+1 entry)    | min-heap of (f32 distance, u32 slot) candidates    |
 // | res      | 8 bytes (+1 entry)    | max-heap of the best ef results                    |
 //
-// Each slot enters the candidate heap at most once per search (it is stamped visited first),
+// Each slot enters the candidate heap at most once per search (its visited bit is set first),
 // so capacity + 1 entries always suffice; the result heap never holds more than ef + 1.
 
 let sCodes: usize = 0;
@@ -345,6 +374,7 @@ let sVisited: usize = 0;
 let sCand: usize = 0;
 let sRes: usize = 0;
 let sSlots: usize = 0;
+let sVlog: usize = 0;
 let resSize: i32 = 0;
 let walkSeen: i32 = 0;
 
@@ -360,6 +390,7 @@ export function q8_layout(
   cand: usize,
   res: usize,
   slots: usize,
+  vlog: usize,
 ): void {
   sCodes = codes;
   sRow = rowBytes;
@@ -371,6 +402,7 @@ export function q8_layout(
   sCand = cand;
   sRes = res;
   sSlots = slots;
+  sVlog = vlog;
 }
 
 function hk(h: usize, i: i32): f32 {
@@ -451,17 +483,31 @@ function q8Dist(q: usize, slot: u32): f32 {
 
 /**
  * Best-first search of layer 0 from slot `ep` with the query weights at `q` (q8_set already
- * called); leaves up to `ef` live results in the result heap and returns how many. `epoch`
- * (1..255) stamps the visited bytes; the host clears them when it wraps.
+ * called); leaves up to `ef` live results in the result heap and returns how many.
+ *
+ * The visited set is one bit per slot (42 KiB at 340K slots instead of a byte each: the ~4,500
+ * tests of a query then mostly hit the L1/L2 caches instead of taking fill buffers from the
+ * code rows the walk streams in). Every slot whose bit is set is logged, and the bits are
+ * cleared from the log at the end, so a search costs no clearing in proportion to the capacity.
  */
-export function q8_search0(q: usize, ep: u32, ef: i32, epoch: i32): i32 {
-  const stamp = <u8> epoch;
+export function q8_search0(q: usize, ep: u32, ef: i32): i32 {
   const cand = sCand;
   const res = sRes;
   const visited = sVisited;
   const flags = sFlags;
   const slots = sSlots;
-  store<u8>(visited + <usize> ep, stamp);
+  const vlog = sVlog;
+  const codes = sCodes;
+  const rowBytes = sRow;
+  const codeBytes = sCodeBytes;
+  const linkOff = sLinks - sCodes;
+  const links = sLinks;
+  const linkRow = sLinkRow;
+  // The part of a row after the codes: the link row (or what of it a cache line holds).
+  const span = sRow - linkOff;
+  const qa = q8A, qb = q8B, qc = q8C, normOff = q8NormOff;
+  store<u8>(visited + (<usize> ep >> 3), <u8> (<u32> 1 << (ep & 7)));
+  store<u32>(vlog, ep);
   const epDist = q8Dist(q, ep);
   let candSize = 0;
   let rs = 0;
@@ -481,22 +527,29 @@ export function q8_search0(q: usize, ep: u32, ef: i32, epoch: i32): i32 {
     // codes, up to three cache lines): its misses then overlap this expansion's distance work
     // instead of stalling the next one (there is no prefetch).
     if (candSize > 0) {
-      const next = sLinks + <usize> hv(cand, 0) * sLinkRow;
-      const span = sRow - (sLinks - sCodes);
+      const next = links + <usize> hv(cand, 0) * linkRow;
       let x = load<u32>(next + span - 4);
       for (let o: usize = 0; o < span; o += 64) x ^= load<u32>(next + o);
       touchSink ^= x;
     }
-    const row = sLinks + <usize> c * sLinkRow;
+    const row = links + <usize> c * linkRow;
     const cnt = load<u32>(row);
+    // Without a branch: about half the links are new, so a branch on the visited bit would
+    // be mispredicted about every other time. Every link is written to the list and its bit
+    // set; only a new one advances the list's end (a link listed twice counts once: the first
+    // occurrence sets the bit before the second is tested). New slots go to the log too.
     let m = 0;
+    const lg = vlog + (<usize> seen << 2);
     for (let j: u32 = 1; j <= cnt; j++) {
       const n = load<u32>(row + (<usize> j << 2));
-      if (load<u8>(visited + <usize> n) != stamp) {
-        store<u8>(visited + <usize> n, stamp);
-        store<u32>(slots + (<usize> m << 2), n);
-        m++;
-      }
+      const p = visited + (<usize> n >> 3);
+      const bit = <u32> 1 << (n & 7);
+      const had = <u32> load<u8>(p);
+      const fresh = <i32> ((had & bit) == 0);
+      store<u8>(p, <u8> (had | bit));
+      store<u32>(slots + (<usize> m << 2), n);
+      store<u32>(lg + (<usize> m << 2), n);
+      m += fresh;
     }
     if (m == 0) continue;
     seen += m;
@@ -504,11 +557,23 @@ export function q8_search0(q: usize, ep: u32, ef: i32, epoch: i32): i32 {
     // links (the rest of the row) would be fetched for nothing; an expanded node's links
     // are touched one expansion ahead (above). Measured on GloVe-100 340K: 1.08x to 1.18x
     // queries/s against touching whole rows.
-    touchRows(sCodes, sRow, sLinks - sCodes, slots, m);
+    touchRows(codes, rowBytes, linkOff, slots, m);
     for (let j = 0; j < m; j++) {
       const n = load<u32>(slots + (<usize> j << 2));
-      const d = q8Dist(q, n);
+      const v = codes + <usize> n * rowBytes;
+      // q8Dist with the globals held in locals (the same f32 operations in the same order).
+      const d = qa + qb * <f32> q8DotRaw(q, v, codeBytes) + qc * load<f32>(v + normOff);
       if (rs < ef || d < bound) {
+        // A node that goes to the top of the candidates is expanded next unless a later one
+        // beats it (a quarter of the expansions, on GloVe, are of a node found by the one
+        // before): touch its link row now, while the rest of this list is scored (its page is
+        // already mapped, its codes just read), not when it is popped.
+        if (candSize > 0 && d < hk(cand, 0)) {
+          const nl = links + <usize> n * linkRow;
+          let x = load<u32>(nl + span - 4);
+          for (let o: usize = 0; o < span; o += 64) x ^= load<u32>(nl + o);
+          touchSink ^= x;
+        }
         minPush(cand, candSize++, d, n);
         if (load<u8>(flags + <usize> n) != 0) continue;
         maxPush(res, rs++, d, n);
@@ -519,6 +584,10 @@ export function q8_search0(q: usize, ep: u32, ef: i32, epoch: i32): i32 {
         bound = hk(res, 0);
       }
     }
+  }
+  // Every slot reached is in the log (seen of them): clearing their bytes clears every bit set.
+  for (let i = 0; i < seen; i++) {
+    store<u8>(visited + (<usize> load<u32>(vlog + (<usize> i << 2)) >> 3), 0);
   }
   resSize = rs;
   walkSeen = seen;

@@ -190,9 +190,10 @@ export class ScalarQuantizer {
  * | rows    | `codesPtr`   | `capacity * rowBytes`  | slot `s` at `+ s * rowBytes`: codes |
  * |         |              |                        | and, mirrored, its layer-0 links    |
  * | flags   | `flagsPtr`   | `capacity`             | mirror of the slot flags (0 live)   |
- * | visited | `visitedPtr` | `capacity`             | epoch stamps of the WASM walk       |
+ * | visited | `visitedPtr` | `capacity / 8`         | visited bits of the WASM walk (clear between walks) |
  * | cand    | `candPtr`    | `(capacity + 1) * 8`   | candidate min-heap of the walk      |
  * | res     | `resPtr`     | `(capacity + 1) * 8`   | result max-heap of the walk         |
+ * | vlog    | `vlogPtr`    | `(capacity + linkWords) * 4` | slots whose bit the walk set (it clears them) |
  *
  * The links and the regions from `flags` on exist only when the store mirrors a graph
  * (`linkWords` > 0): then {@link CodeStore.search0} walks layer 0 inside WASM (asm/kernels.ts,
@@ -243,7 +244,9 @@ export class CodeStore {
   visitedPtr = 0;
   candPtr = 0;
   resPtr = 0;
-  private epoch = 0;
+  vlogPtr = 0;
+  /** Bytes of the visited bitset. */
+  private visitedBytes = 0;
 
   /** First worker scratch block (thread 1's; thread t's at `+ (t - 1) * blockBytes`). */
   readonly scratchPtr: number;
@@ -287,8 +290,9 @@ export class CodeStore {
     this.blockSlots = align(Math.max(linkWords + 1, 64), 16);
     this.blockBytes = align(this.codeBytes * 2, 64) + this.blockSlots * 8;
     this.codesPtr = align(this.scratchPtr + (MAX_CODE_THREADS - 1) * this.blockBytes, 64);
-    const maxBytes = this.codesPtr + maxCapacity * (this.rowBytes + (linkWords > 0 ? 18 : 0)) +
-      1024;
+    // Per slot with a mirror: a flag, a visited bit, two heap entries and a log entry.
+    const maxBytes = this.codesPtr + maxCapacity * (this.rowBytes + (linkWords > 0 ? 22 : 0)) +
+      linkWords * 4 + 1024;
     const maxPages = Math.max(2, Math.min(SHARED_MAX_PAGES, Math.ceil(maxBytes / 65536) + 1));
     const memory = createSharedMemory(Math.ceil(this.codesPtr / 65536) + 1, maxPages);
     this.kernels = instantiateSharedKernels(memory);
@@ -346,9 +350,11 @@ export class CodeStore {
     const links = this.codesPtr + this.codeRowBytes;
     const flags = align(this.codesPtr + cap * this.rowBytes, 64);
     const visited = flags + (lw > 0 ? cap : 0);
-    const cand = align(visited + (lw > 0 ? cap : 0), 8);
+    const visitedBytes = lw > 0 ? Math.ceil(cap / 8) : 0;
+    const cand = align(visited + visitedBytes, 8);
     const res = cand + (lw > 0 ? (cap + 1) * 8 : 0);
-    const need = res + (lw > 0 ? (cap + 1) * 8 : 0);
+    const vlog = res + (lw > 0 ? (cap + 1) * 8 : 0);
+    const need = vlog + (lw > 0 ? (cap + lw) * 4 : 0);
     // Keep the graph mirror across the move (the heaps are scratch).
     const old = this.capacity;
     const keepFlags = lw > 0 && old > 0 ? this.u8.slice(this.flagsPtr, this.flagsPtr + old) : null;
@@ -367,12 +373,13 @@ export class CodeStore {
     this.visitedPtr = visited;
     this.candPtr = cand;
     this.resPtr = res;
+    this.vlogPtr = vlog;
+    this.visitedBytes = visitedBytes;
     if (lw > 0) {
       for (let s = old; s < cap; s++) this.u32[(links + s * this.rowBytes) >>> 2] = 0;
       this.u8.fill(FREE_FLAG, flags, flags + cap);
       if (keepFlags !== null) this.u8.set(keepFlags, flags);
-      this.u8.fill(0, visited, visited + cap);
-      this.epoch = 0;
+      this.u8.fill(0, visited, visited + visitedBytes);
     }
     this.capacity = cap;
     this.laidOut = true;
@@ -387,6 +394,7 @@ export class CodeStore {
       cand,
       res,
       this.slotsPtr,
+      vlog,
     );
   }
   private laidOut = false;
@@ -422,12 +430,14 @@ export class CodeStore {
    * Returns how many.
    */
   search0(ep: number, ef: number): number {
-    if (this.epoch === 255) {
-      this.u8.fill(0, this.visitedPtr, this.visitedPtr + this.capacity);
-      this.epoch = 0;
+    try {
+      return this.kernels.q8_search0(this.queryPtr, ep, ef);
+    } catch (e) {
+      // A walk that did not finish left bits set: clear them all, or the next walk would
+      // take those slots for visited.
+      this.u8.fill(0, this.visitedPtr, this.visitedPtr + this.visitedBytes);
+      throw e;
     }
-    this.epoch++;
-    return this.kernels.q8_search0(this.queryPtr, ep, ef, this.epoch);
   }
 
   /** Keeps the best `r` results of the last {@link search0}; returns how many remain. */

@@ -90,9 +90,10 @@ export interface Kernels {
     cand: number,
     res: number,
     slots: number,
+    vlog: number,
   ): void;
   /** Layer-0 best-first search over codes from slot `ep`; returns the results it left. */
-  q8_search0(q: number, ep: number, ef: number, epoch: number): number;
+  q8_search0(q: number, ep: number, ef: number): number;
   /** Keeps the best `r` results of the last q8_search0; returns how many remain. */
   q8_res_trim(r: number): number;
   /** Nodes the last q8_search0 scored. */
