@@ -60,7 +60,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { SMALL_REQUEST_BYTES_MAX } from "../common/limits.ts";
 import { formatBytes } from "../common/wire_limits.ts";
-import { type MethodName, VECTORDB_REQUEST_LIMITS, type WireId } from "./proto.ts";
+import { type MethodName, VECTORDB_REQUEST_LIMITS, vectorDbService, type WireId } from "./proto.ts";
 import {
   canonicalId,
   formatId,
@@ -197,6 +197,17 @@ function rpc(
     request,
     ...extra,
   };
+}
+
+/**
+ * `response` as a gRPC client decodes it: encoded and decoded with the method's own serializers,
+ * so the JSON has every field of the proto message (absent ones at their zero value, lists as
+ * `[]`) and uint64 fields as decimal strings, whatever number types the handler built it with
+ * (a storage node's Stats counts are numbers; the router's, copied from nodes, are strings).
+ */
+function asOnTheWire(method: MethodName, response: unknown): unknown {
+  const m = vectorDbService[method];
+  return m.responseDeserialize(m.responseSerialize(response));
 }
 
 /** Runs `fn`, answering a PointIdError as 400 INVALID_ARGUMENT with its message. */
@@ -687,7 +698,15 @@ export const ROUTES: readonly Route[] = [
     }),
     { query: ["consistency", "version"] },
   ),
-  rpc("GET", "/stats", "Stats", "Statistics of this server (router: per node)", null, () => ({})),
+  rpc(
+    "GET",
+    "/stats",
+    "Stats",
+    "Statistics of this server (router: per node, per shard, rebalancing, layout conflicts)",
+    null,
+    () => ({}),
+    { respond: (_p, response) => ({ status: 200, body: asOnTheWire("Stats", response) }) },
+  ),
   rpc("GET", "/members", "Members", "Cluster members as this server sees them", null, () => ({})),
   rpc(
     "POST",

@@ -12,8 +12,10 @@ import {
 } from "./http_routes.ts";
 import { openApiDocument } from "./openapi.ts";
 import { resolveHttpPort } from "./http.ts";
-import { VECTORDB_REQUEST_BYTES_MAX } from "../common/limits.ts";
+import { LAYOUT_CONFLICTS_MAX, SHARDS_MAX, VECTORDB_REQUEST_BYTES_MAX } from "../common/limits.ts";
 import { accessOf } from "./auth.ts";
+import { PROTO_PATH } from "./proto.ts";
+import { protoRootJson } from "../common/proto_services.ts";
 
 const route = (method: string, path: string) => matchRoute(method, path).route;
 
@@ -379,4 +381,104 @@ Deno.test("create collection: the body may carry quantization and rescore", () =
   const doc = openApiDocument("node") as any;
   const body = doc.components.schemas.CreateCollectionBody.properties;
   assert.deepEqual(body.quantization.enum, ["", "none", "int8"]);
+});
+
+Deno.test("openApiDocument: the Stats schemas have exactly the proto messages' fields", () => {
+  type Field = { type: string; rule?: string };
+  const root = protoRootJson(PROTO_PATH, true) as {
+    nested: { vectordb: { nested: Record<string, { fields?: Record<string, Field> }> } };
+  };
+  const messages = root.nested.vectordb.nested;
+  const doc = openApiDocument("router") as {
+    components: {
+      schemas: Record<string, { properties: Record<string, Record<string, unknown>> }>;
+    };
+  };
+  for (
+    const name of ["StatsResponse", "NodeStats", "CollectionStats", "ShardStats", "ShardMoveStats"]
+  ) {
+    const fields = messages[name].fields!;
+    const props = doc.components.schemas[name].properties;
+    assert.deepEqual(Object.keys(props).sort(), Object.keys(fields).sort(), name);
+    for (const [field, f] of Object.entries(fields)) {
+      const p = props[field];
+      const shape = f.rule === "repeated" ? p.items as Record<string, unknown> : p;
+      if (f.rule === "repeated") assert.equal(p.type, "array", `${name}.${field}`);
+      if (f.type === "uint64") assert.equal(shape.pattern, "^[0-9]+$", `${name}.${field}`);
+      else if (f.type === "uint32") assert.equal(shape.type, "integer", `${name}.${field}`);
+      else if (f.type === "string" || f.type === "bool") {
+        assert.equal(shape.type, f.type === "bool" ? "boolean" : "string", `${name}.${field}`);
+      } else assert.equal(shape.$ref, `#/components/schemas/${f.type}`, `${name}.${field}`);
+    }
+  }
+  // The fields operators read for shards: present, and bounded.
+  const stats = doc.components.schemas.StatsResponse.properties;
+  for (const f of ["shard_drops_done", "shard_drops_refused", "points_dropped"]) {
+    assert.ok(f in stats, f);
+  }
+  assert.equal(stats.layout_conflicts.maxItems, LAYOUT_CONFLICTS_MAX);
+  assert.equal(doc.components.schemas.CollectionStats.properties.shards.maxItems, SHARDS_MAX);
+});
+
+Deno.test("GET /stats answers the proto's shape: every field, uint64 as strings", () => {
+  const stats = matchRoute("GET", "/stats");
+  // A storage node's handler builds its counts as numbers and leaves router fields out.
+  const answer = stats.route.respond!(stats.params, {
+    node_id: "n1",
+    collections: [{
+      name: "c",
+      count: 5,
+      dimension: 2,
+      metric: "l2",
+      tombstones: 1,
+      shards: [
+        { shard: 0, count: 2, tombstones: 1, last_seq: 4, last_snapshot_seq: 0, wal_bytes: 90 },
+        { shard: 1, count: 3, tombstones: 0, last_seq: 3, last_snapshot_seq: 3, wal_bytes: 0 },
+      ],
+    }],
+    uptime_ms: 7,
+  });
+  assert.equal(answer.status, 200);
+  const body = answer.body as Record<string, unknown> & {
+    collections: { count: string; shards: Record<string, unknown>[] }[];
+  };
+  assert.equal(body.collections[0].count, "5");
+  assert.deepEqual(body.collections[0].shards, [
+    {
+      shard: 0,
+      count: "2",
+      tombstones: "1",
+      last_seq: "4",
+      last_snapshot_seq: "0",
+      wal_bytes: "90",
+    },
+    {
+      shard: 1,
+      count: "3",
+      tombstones: "0",
+      last_seq: "3",
+      last_snapshot_seq: "3",
+      wal_bytes: "0",
+    },
+  ]);
+  assert.equal(body.shard_drops_done, "0");
+  assert.equal(body.shard_drops_refused, "0");
+  assert.equal(body.points_dropped, "0");
+  assert.deepEqual(body.layout_conflicts, []);
+  assert.equal(body.is_router, false);
+  // A router's figures pass through as they are.
+  const routed = stats.route.respond!(stats.params, {
+    node_id: "r",
+    collections: [],
+    is_router: true,
+    shard_drops_done: "3",
+    shard_drops_refused: "1",
+    points_dropped: "40",
+    layout_conflicts: ['Collection "d" has two layouts'],
+  }).body as Record<string, unknown>;
+  assert.deepEqual(
+    [routed.shard_drops_done, routed.shard_drops_refused, routed.points_dropped],
+    ["3", "1", "40"],
+  );
+  assert.deepEqual(routed.layout_conflicts, ['Collection "d" has two layouts']);
 });

@@ -24,6 +24,7 @@ import {
 } from "../common/limits.ts";
 import {
   DEFAULT_RESCORE,
+  LAYOUT_CONFLICTS_MAX,
   REPLICATION_FACTOR_MAX,
   RESCORE_MAX,
   SHARDS_MAX,
@@ -404,8 +405,117 @@ const SCHEMAS: Record<string, Schema> = {
   },
   StatsResponse: {
     type: "object",
-    description: "StatsResponse of proto/vector_db.proto (uint64 fields as strings)",
-    additionalProperties: true,
+    description: "StatsResponse of proto/vector_db.proto, every field present (uint64 fields as " +
+      "strings). The rebalancing, shard move, shard drop and layout conflict fields are a " +
+      "router's (zero or empty on a storage node)",
+    properties: {
+      node_id: { type: "string" },
+      collections: {
+        type: "array",
+        description: "Storage node: its own. Router: logical, each point once",
+        items: ref("CollectionStats"),
+      },
+      uptime_ms: uint64,
+      rss_bytes: uint64,
+      heap_used_bytes: uint64,
+      version: { type: "string" },
+      is_router: { type: "boolean" },
+      nodes: {
+        type: "array",
+        description: "Router only: each storage node's own statistics, or why it has none",
+        items: ref("NodeStats"),
+      },
+      rebalancing: { type: "boolean" },
+      transfers_active: { type: "integer", minimum: 0 },
+      transfers_pending: { type: "integer", minimum: 0 },
+      transfers_done: uint64,
+      transfers_failed: uint64,
+      points_scanned: uint64,
+      points_copied: uint64,
+      points_pruned: uint64,
+      rebalances_done: uint64,
+      points_unresolved: uint64,
+      shard_moves_active: { type: "integer", minimum: 0 },
+      shard_moves_done: uint64,
+      shard_moves_failed: uint64,
+      shard_bytes_moved: uint64,
+      shard_moves: { type: "array", items: ref("ShardMoveStats") },
+      shard_drops_done: {
+        ...uint64,
+        description: "Shard units of nodes that lost the shard emptied wholesale (ShardDrop)",
+      },
+      shard_drops_refused: {
+        ...uint64,
+        description: "ShardDrops a node refused: the unit was written after its digest was read",
+      },
+      points_dropped: { ...uint64, description: "Entries dropped with their shard units" },
+      layout_conflicts: {
+        type: "array",
+        maxItems: LAYOUT_CONFLICTS_MAX,
+        description: "Collections whose nodes report different layouts (shard_number, " +
+          "replication_factor), one message each; their writes answer FAILED_PRECONDITION",
+        items: { type: "string" },
+      },
+    },
+  },
+  NodeStats: {
+    type: "object",
+    properties: {
+      node_id: { type: "string" },
+      address: { type: "string" },
+      collections: { type: "array", items: ref("CollectionStats") },
+      uptime_ms: uint64,
+      rss_bytes: uint64,
+      heap_used_bytes: uint64,
+      error: { type: "string", description: '"" when the node answered' },
+      hints_pending: uint64,
+      hints_refused: uint64,
+    },
+  },
+  CollectionStats: {
+    type: "object",
+    properties: {
+      name: { type: "string" },
+      count: uint64,
+      dimension: { type: "integer", minimum: 0, maximum: DIMENSION_MAX },
+      metric: { type: "string", enum: ["l2", "cosine", "dot"] },
+      memory_bytes: uint64,
+      wal_bytes: uint64,
+      last_snapshot_seq: uint64,
+      last_snapshot_time_ms: uint64,
+      wal_syncs: uint64,
+      tombstones: uint64,
+      shards: {
+        type: "array",
+        maxItems: SHARDS_MAX,
+        description: "Storage node, collection of more than one shard: each shard unit it " +
+          "holds, in shard order (empty for one shard)",
+        items: ref("ShardStats"),
+      },
+      replica_count: { ...uint64, description: "Router only: live points over every replica" },
+    },
+  },
+  ShardStats: {
+    type: "object",
+    properties: {
+      shard: { type: "integer", minimum: 0, maximum: SHARDS_MAX - 1 },
+      count: uint64,
+      tombstones: uint64,
+      last_seq: uint64,
+      last_snapshot_seq: uint64,
+      wal_bytes: uint64,
+    },
+  },
+  ShardMoveStats: {
+    type: "object",
+    properties: {
+      collection: { type: "string" },
+      shard: { type: "integer", minimum: 0, maximum: SHARDS_MAX - 1 },
+      source: { type: "string" },
+      target: { type: "string" },
+      bytes_done: uint64,
+      bytes_total: uint64,
+    },
   },
   MembersResponse: {
     type: "object",

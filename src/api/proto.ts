@@ -320,6 +320,8 @@ export interface StatsResponse {
   shard_drops_done?: Uint64;
   shard_drops_refused?: Uint64;
   points_dropped?: Uint64;
+  /** Router only: collections whose nodes disagree on their layout, one message each. */
+  layout_conflicts?: string[];
 }
 
 /** One shard file move under way (Stats). */

@@ -12,6 +12,10 @@ import {
   parseVector,
 } from "./cli.ts";
 import { type CliIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from "./io.ts";
+import * as grpc from "@grpc/grpc-js";
+import { CHANNEL_OPTIONS, vectorDbService } from "../api/proto.ts";
+import { shardOf } from "../common/shard.ts";
+import { withNode } from "../node/handlers_testing.ts";
 
 const CLI_PATH = fileURLToPath(new URL("./cli.ts", import.meta.url));
 
@@ -614,4 +618,54 @@ Deno.test("cli: collections create --quantization int8 [--rescore N]", () => {
       command(["collections", "create", "--name", "q", "--dimension", "4", "--quantization", "pq"]),
     /quantization "pq"/,
   );
+});
+
+Deno.test("main: stats against a storage node prints a row per shard unit", async () => {
+  await withNode("cli_stats_", async (api, _tr, _store, handlers) => {
+    const server = new grpc.Server(CHANNEL_OPTIONS);
+    server.addService(vectorDbService, handlers);
+    try {
+      const port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync(
+          "127.0.0.1:0",
+          grpc.ServerCredentials.createInsecure(),
+          (e, p) => (e ? reject(e) : resolve(p)),
+        )
+      );
+      await api("CreateCollection", { name: "sharded", dimension: 2, shard_number: 3 });
+      await api("PutBatch", {
+        collection: "sharded",
+        points: Array.from({ length: 20 }, (_, i) => ({ id: i, vector: [i, 1] })),
+      });
+      await api("DeleteBatch", { collection: "sharded", ids: [0, 1, 2, 3] });
+      const io = captureIo();
+      assert.equal(
+        await main(["--addr", `127.0.0.1:${port}`, "stats"], io),
+        EXIT_OK,
+        io.err.join(""),
+      );
+      const text = io.out.join("");
+      assert.match(text, /collection +shard +count +tombstones +last seq +snapshot seq +wal\n/);
+      for (let s = 0; s < 3; s++) {
+        let live = 0;
+        let dead = 0;
+        for (let id = 0; id < 20; id++) {
+          if (shardOf(id, 3) !== s) continue;
+          if (id < 4) dead++;
+          else live++;
+        }
+        assert.match(
+          text,
+          new RegExp(`\\nsharded +${s} +${live} +${dead} +[1-9][0-9]* +0 +[0-9.]+ [KM]?i?B\\n?`),
+        );
+      }
+      // --json prints the answer itself, with the units.
+      const json = captureIo();
+      assert.equal(await main(["--addr", `127.0.0.1:${port}`, "--json", "stats"], json), EXIT_OK);
+      const answer = JSON.parse(json.out.join(""));
+      assert.equal(answer.collections[0].shards.length, 3);
+    } finally {
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    }
+  });
 });

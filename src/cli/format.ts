@@ -13,6 +13,7 @@ import type {
   MembersResponse,
   SearchResponse,
   SearchResult,
+  ShardStats,
   StatsResponse,
   Uint64,
 } from "../api/proto.ts";
@@ -245,7 +246,50 @@ function statsTable(collections: CollectionStats[]): string {
   );
 }
 
-/** Stats: one header line for the process, a collection table, and a node table on a router. */
+/**
+ * One row per shard unit (per replica on a router: the node holding it leads the row), in
+ * collection then shard order; null when no collection has more than one shard.
+ */
+function shardTable(units: { node?: string; collection: string; shard: ShardStats }[]) {
+  if (units.length === 0) return null;
+  const withNode = units.some((u) => u.node !== undefined);
+  const headers = ["collection", "shard", "count", "tombstones", "last seq", "snapshot seq", "wal"];
+  const align: Align[] = ["left", "right", "right", "right", "right", "right", "right"];
+  return formatTable(
+    withNode ? ["node", ...headers] : headers,
+    units.map((u) => [
+      ...(withNode ? [u.node ?? ""] : []),
+      u.collection,
+      String(u.shard.shard),
+      formatCount(u.shard.count),
+      formatCount(u.shard.tombstones),
+      String(u.shard.last_seq),
+      String(u.shard.last_snapshot_seq),
+      formatBytes(u.shard.wal_bytes),
+    ]),
+    withNode ? ["left", ...align] : align,
+  );
+}
+
+/** The router's shard moves and drops since it started, as one line. */
+function shardTraffic(res: StatsResponse): string {
+  return [
+    `rebalancing ${res.rebalancing ? "yes" : "no"}`,
+    `shard moves ${res.shard_moves_active ?? 0} active, ${
+      formatCount(res.shard_moves_done ?? 0)
+    } ` +
+    `done, ${formatCount(res.shard_moves_failed ?? 0)} failed`,
+    `shard drops ${formatCount(res.shard_drops_done ?? 0)} done, ` +
+    `${formatCount(res.shard_drops_refused ?? 0)} refused, ` +
+    `${formatCount(res.points_dropped ?? 0)} entries dropped`,
+  ].join("; ");
+}
+
+/**
+ * Stats: one header line for the process, a collection table, a table of shard units (a
+ * node's own; on a router each node's, so each replica), and on a router a node table, a line
+ * of shard moves and drops, and the collections whose nodes disagree on their layout.
+ */
 export function formatStats(res: StatsResponse): string {
   const role = res.is_router ? "router" : "node";
   const head = [
@@ -257,6 +301,17 @@ export function formatStats(res: StatsResponse): string {
   ].filter(Boolean).join(", ");
   const parts = [head, statsTable(res.collections)];
   const nodes = res.nodes ?? [];
+  const units = res.is_router
+    ? nodes.flatMap((n) =>
+      n.collections.flatMap((c) =>
+        (c.shards ?? []).map((shard) => ({ node: n.node_id, collection: c.name, shard }))
+      )
+    )
+    : res.collections.flatMap((c) =>
+      (c.shards ?? []).map((shard) => ({ collection: c.name, shard }))
+    );
+  const shards = shardTable(units);
+  if (shards !== null) parts.push(shards);
   if (nodes.length > 0) {
     parts.push(formatTable(
       ["node", "address", "collections", "points", "up", "rss", "status"],
@@ -271,6 +326,19 @@ export function formatStats(res: StatsResponse): string {
       ]),
       ["left", "left", "right", "right", "right", "right", "left"],
     ));
+  }
+  if (res.is_router) {
+    parts.push(shardTraffic(res));
+    const conflicts = res.layout_conflicts ?? [];
+    if (conflicts.length > 0) {
+      parts.push(
+        [
+          `Layout conflicts (writes refused): ${conflicts.length}`,
+          ...conflicts.map((c) => `  ${c}`),
+        ]
+          .join("\n"),
+      );
+    }
   }
   return parts.join("\n\n");
 }

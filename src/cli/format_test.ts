@@ -255,3 +255,96 @@ Deno.test("formatSearch and formatScroll print 64-bit ids exactly and string ids
     '     id  version\n      5        1\n"doc-7"        2',
   );
 });
+
+Deno.test("stats: shard units per node, shard drops and layout conflicts", () => {
+  const unit = (shard: number, count: string, tombstones: string, last_seq: string) => ({
+    shard,
+    count,
+    tombstones,
+    last_seq,
+    last_snapshot_seq: "0",
+    wal_bytes: "2048",
+  });
+  const collection = (shards: ReturnType<typeof unit>[]) => ({
+    name: "docs",
+    count: "5",
+    dimension: 2,
+    metric: "l2",
+    memory_bytes: "0",
+    wal_bytes: "0",
+    last_snapshot_seq: "0",
+    last_snapshot_time_ms: "0",
+    shards,
+  });
+  // A storage node: its own units, no node column, no router lines.
+  const node = formatStats({
+    node_id: "n1",
+    uptime_ms: 0,
+    rss_bytes: 0,
+    heap_used_bytes: 0,
+    is_router: false,
+    collections: [collection([unit(0, "1234", "2", "9"), unit(1, "3", "0", "4")])],
+  });
+  assert.ok(
+    node.endsWith(
+      "collection  shard  count  tombstones  last seq  snapshot seq      wal\n" +
+        "docs            0  1,234           2         9             0  2.0 KiB\n" +
+        "docs            1      3           0         4             0  2.0 KiB",
+    ),
+    node,
+  );
+  assert.doesNotMatch(node, /shard drops|Layout conflicts/);
+  // A 1-shard collection has no units: no shard table.
+  assert.doesNotMatch(
+    formatStats({
+      node_id: "n1",
+      uptime_ms: 0,
+      rss_bytes: 0,
+      heap_used_bytes: 0,
+      collections: [collection([])],
+    }),
+    /tombstones/,
+  );
+  // A router: each node's units (each replica), then moves and drops, then the conflicts.
+  const nodeStats = (node_id: string, shards: ReturnType<typeof unit>[]) => ({
+    node_id,
+    address: `${node_id}:1`,
+    collections: [collection(shards)],
+    uptime_ms: 0,
+    rss_bytes: 0,
+    heap_used_bytes: 0,
+  });
+  const router = formatStats({
+    node_id: "r",
+    uptime_ms: 0,
+    rss_bytes: 0,
+    heap_used_bytes: 0,
+    is_router: true,
+    collections: [],
+    nodes: [nodeStats("n1", [unit(0, "7", "1", "3")]), nodeStats("n2", [unit(0, "6", "0", "2")])],
+    rebalancing: true,
+    shard_moves_active: 1,
+    shard_moves_done: "2",
+    shard_moves_failed: "0",
+    shard_drops_done: "1200",
+    shard_drops_refused: "3",
+    points_dropped: "45000",
+    layout_conflicts: ['Collection "d" has two layouts: …'],
+  });
+  assert.match(
+    router,
+    new RegExp(
+      "node  collection  shard  count  tombstones  last seq  snapshot seq      wal\n" +
+        "n1    docs            0      7           1         3             0  2\\.0 KiB\n" +
+        "n2    docs            0      6           0         2             0  2\\.0 KiB\n",
+    ),
+  );
+  assert.match(
+    router,
+    /rebalancing yes; shard moves 1 active, 2 done, 0 failed; shard drops 1,200 done, 3 refused, 45,000 entries dropped/,
+  );
+  assert.ok(
+    router.endsWith('Layout conflicts (writes refused): 1\n  Collection "d" has two layouts: …'),
+    router,
+  );
+});

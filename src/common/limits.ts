@@ -279,6 +279,11 @@ export const RESCORE_MAX = 1000;
  * its own index, WAL and snapshots, so the bound also bounds a node's open files per collection.
  */
 export const SHARDS_MAX = 256;
+/**
+ * Most collections a router holds as layout conflicts (its nodes report two layouts of one
+ * collection; StatsResponse.layout_conflicts); the set is cleared as a whole when full.
+ */
+export const LAYOUT_CONFLICTS_MAX = 1024;
 /** Most replicas of one shard (`replication_factor`, and the router's `--replication-factor`). */
 export const REPLICATION_FACTOR_MAX = 64;
 

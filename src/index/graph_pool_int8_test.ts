@@ -1,38 +1,7 @@
 import assert from "node:assert/strict";
 import { HnswIndex } from "./hnsw.ts";
 import { GraphPool } from "./graph_pool.ts";
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
-
-function randomVectors(n: number, dim: number, seed: number): Float32Array {
-  const r = rng(seed);
-  const v = new Float32Array(n * dim);
-  for (let i = 0; i < v.length; i++) v[i] = r() * 2 - 1;
-  return v;
-}
-
-const row = (v: Float32Array, i: number, dim: number) => v.subarray(i * dim, (i + 1) * dim);
-
-async function searchOn(
-  pool: GraphPool,
-  index: HnswIndex,
-  q: ArrayLike<number>,
-  k: number,
-  ef: number,
-  rescore?: number,
-) {
-  const p = pool.search(index, q, k, ef, pool.threads, rescore);
-  assert.ok(p !== null, "the pool takes the search");
-  return (await p).hits;
-}
+import { randomVectors, row, searchOn } from "./graph_pool_testing.ts";
 
 for (const metric of ["l2", "cosine", "dot"] as const) {
   Deno.test(`int8 worker searches equal owner searches before and after training, through deletes, upserts, compaction and growth (${metric})`, async () => {

@@ -1,26 +1,8 @@
 import assert from "node:assert/strict";
 import { HnswIndex } from "./hnsw.ts";
 import { GraphPool, SearchQueueFullError } from "./graph_pool.ts";
+import { randomVectors, rng, row, searchOn } from "./graph_pool_testing.ts";
 import { STATE_LIVE } from "./shared_graph.ts";
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
-
-function randomVectors(n: number, dim: number, seed: number): Float32Array {
-  const r = rng(seed);
-  const v = new Float32Array(n * dim);
-  for (let i = 0; i < v.length; i++) v[i] = r() * 2 - 1;
-  return v;
-}
-
-const row = (v: Float32Array, i: number, dim: number) => v.subarray(i * dim, (i + 1) * dim);
 
 function l2(a: Float32Array, b: Float32Array): number {
   let s = 0;
@@ -34,18 +16,6 @@ function bruteForce(data: Float32Array, n: number, dim: number, q: Float32Array,
   for (let i = 0; i < n; i++) d.push([l2(row(data, i, dim), q), i]);
   d.sort((a, b) => a[0] - b[0]);
   return new Set(d.slice(0, k).map((x) => x[1]));
-}
-
-async function searchOn(
-  pool: GraphPool,
-  index: HnswIndex,
-  q: ArrayLike<number>,
-  k: number,
-  ef: number,
-) {
-  const p = pool.search(index, q, k, ef);
-  assert.ok(p !== null, "the pool takes the search");
-  return (await p).hits;
 }
 
 Deno.test("one build thread gives add()'s graph; worker searches equal owner searches, deletes and compaction included (l2, cosine)", async () => {

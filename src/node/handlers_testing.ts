@@ -15,6 +15,7 @@
  */
 import assert from "node:assert/strict";
 import type * as grpc from "@grpc/grpc-js";
+import type { VectorDBHandlers } from "../api/proto.ts";
 import { NodeStore } from "../storage/node_store.ts";
 import { nodeHandlers } from "./service.ts";
 import { transferHandlers } from "./transfer_service.ts";
@@ -36,24 +37,25 @@ export function caller(handlers: Record<string, unknown>): HandlerCall {
 /**
  * Runs `fn` with a node's VectorDB (`api`) and Transfer (`tr`) handlers over a fresh store in a
  * temporary directory named with `prefix`; closes the store and removes the directory after.
+ * `handlers` are the VectorDB handlers themselves, for a test that serves them (gRPC, HTTP).
  */
 export async function withNode(
   prefix: string,
-  fn: (api: HandlerCall, tr: HandlerCall, store: NodeStore) => Promise<void>,
+  fn: (
+    api: HandlerCall,
+    tr: HandlerCall,
+    store: NodeStore,
+    handlers: VectorDBHandlers,
+  ) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix });
   const store = await NodeStore.open(dir, { logger: () => {} });
   try {
     const state = { closing: false };
-    const api = caller(
-      nodeHandlers(
-        store,
-        { nodeId: "n", address: "x:1", logger: () => {} },
-        state,
-      ) as unknown as Record<string, unknown>,
-    );
+    const handlers = nodeHandlers(store, { nodeId: "n", address: "x:1", logger: () => {} }, state);
+    const api = caller(handlers as unknown as Record<string, unknown>);
     const tr = caller(transferHandlers(store, state, { logger: () => {} }));
-    await fn(api, tr, store);
+    await fn(api, tr, store, handlers);
   } finally {
     await store.close({ snapshot: false });
     await Deno.remove(dir, { recursive: true });

@@ -70,7 +70,7 @@ import type {
   ValidFieldIndex,
   ValidGetBatch,
 } from "../api/points_read.ts";
-import { BATCH_POINTS_MAX, DEFAULT_COLLECTION } from "../common/limits.ts";
+import { BATCH_POINTS_MAX, DEFAULT_COLLECTION, LAYOUT_CONFLICTS_MAX } from "../common/limits.ts";
 import { Catalog } from "./catalog.ts";
 import type { Placement, ShardLayout } from "../cluster/placement.ts";
 
@@ -363,7 +363,7 @@ export class RouterCore {
         if (conflict === undefined) this.#conflicts.delete(name);
         else {
           if (this.#conflicts.get(name) !== conflict) this.options.log(`ERROR ${conflict}`);
-          if (this.#conflicts.size >= LAYOUT_MISSES_MAX) this.#conflicts.clear();
+          if (this.#conflicts.size >= LAYOUT_CONFLICTS_MAX) this.#conflicts.clear();
           this.#conflicts.set(name, conflict);
         }
       }

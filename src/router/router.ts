@@ -581,6 +581,7 @@ export class Router {
       shard_drops_done: String(s?.shard_drops_done ?? 0),
       shard_drops_refused: String(s?.shard_drops_refused ?? 0),
       points_dropped: String(s?.points_dropped ?? 0),
+      layout_conflicts: this.core.layoutConflicts(),
       shard_moves: (s?.shard_moves ?? []).map((m) => ({
         ...m,
         bytes_done: String(m.bytes_done),

@@ -7,12 +7,12 @@ import { CollectionExistsError, CollectionNotFoundError, NodeStore } from "./nod
 import { Rng } from "../testing/random.ts";
 import { legacyPayload } from "../testing/legacy_records.ts";
 import { HnswIndex } from "../index/hnsw.ts";
-import { GraphPool } from "../index/graph_pool.ts";
 import { crc32 } from "../io/crc32.ts";
 import { encodeRecord, RecordType } from "../common/records.ts";
 import { SNAPSHOT_HEADER_BYTES, SNAPSHOT_TRAILER_BYTES, writeSnapshot } from "./snapshot.ts";
 import { parseControl, Wal } from "../io/wal.ts";
 import { rewriteSnapshotAsVersion } from "../testing/legacy_snapshot.ts";
+import { withPooledCollection } from "./collection_testing.ts";
 
 const quiet = { logger: () => {} };
 
@@ -894,23 +894,11 @@ Deno.test("collection: a damaged snapshot that fails its checksum leaves the clo
 });
 
 Deno.test("collection: a search of a closed collection does not attach its index to the worker pool again", async () => {
-  const dir = tempDir();
-  const pool = new GraphPool(2);
-  try {
+  await withPooledCollection({ dimension: 4, build: 1 }, async ({ c, pool, attached }) => {
     const rng = new Rng(11);
-    const threads = { pool, search: 2, build: 1 };
-    const c = await Collection.create(dir, {
-      name: "c",
-      dimension: 4,
-      metric: "l2",
-      m: 8,
-      ef_construction: 32,
-    }, { ...quiet, threads });
     for (let i = 0; i < 40; i++) await c.put(i, rng.vector(4));
     const q = rng.vector(4);
     const want = c.search(q, 5);
-    // The pool's attached indexes (each keeps the index's shared memory alive in every worker).
-    const attached = () => (pool as unknown as { entries: Map<number, unknown> }).entries.size;
     // The first search starts the workers and, none having loaded yet, runs on this thread (a
     // restart's first search does not wait for a thread's start-up).
     assert.equal(pool.ready, false);
@@ -926,27 +914,13 @@ Deno.test("collection: a search of a closed collection does not attach its index
     // A search that reaches a unit being swapped out (installUnit, dropUnit) after its close.
     assert.deepEqual((await c.searchAsync(q, 5)).hits.map((h) => h.id), want.map((h) => h.id));
     assert.equal(attached(), 0, "nothing detaches it again: it would stay attached for good");
-  } finally {
-    await pool.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 Deno.test("collection: a batch applied after its collection closed does not attach the index to the worker pool again", async () => {
-  const dir = tempDir();
-  const pool = new GraphPool(2);
-  try {
+  await withPooledCollection({ dimension: 8, build: 2 }, async ({ c, attached }) => {
     const rng = new Rng(12);
-    const threads = { pool, search: 2, build: 2 };
-    const c = await Collection.create(dir, {
-      name: "c",
-      dimension: 8,
-      metric: "l2",
-      m: 8,
-      ef_construction: 32,
-    }, { ...quiet, threads });
     await c.putBatch(Array.from({ length: 100 }, (_, i) => ({ id: i, vector: rng.vector(8) })));
-    const attached = () => (pool as unknown as { entries: Map<number, unknown> }).entries.size;
     assert.equal(attached(), 1, "the batch was linked on the workers");
     // The batch's WAL append is under way when the close begins: the close waits for its apply
     // (linked on the workers), then detaches.
@@ -957,25 +931,12 @@ Deno.test("collection: a batch applied after its collection closed does not atta
     assert.equal((await late).applied, 200);
     assert.equal(c.index.count, 300);
     assert.equal(attached(), 0, "nothing detaches it again: it would stay attached for good");
-  } finally {
-    await pool.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 Deno.test("collection: a close while a delete's compaction waits for worker searches ends (both run)", async () => {
-  const dir = tempDir();
-  const pool = new GraphPool(2);
-  try {
+  await withPooledCollection({ dimension: 16, build: 1 }, async ({ c, pool }) => {
     const rng = new Rng(3);
-    const threads = { pool, search: 2, build: 1 };
-    const c = await Collection.create(dir, {
-      name: "c",
-      dimension: 16,
-      metric: "l2",
-      m: 8,
-      ef_construction: 32,
-    }, { ...quiet, threads });
     await c.putBatch(Array.from({ length: 2000 }, (_, i) => ({ id: i, vector: rng.vector(16) })));
     await pool.whenReady(); // the workers are up: the searches below run on them
     // 200 tombstones of 2,000 slots: the next delete passes the ratio (0.1) and compacts.
@@ -991,68 +952,50 @@ Deno.test("collection: a close while a delete's compaction waits for worker sear
     clearTimeout(timer);
     assert.equal(outcome, "done", "the close, the delete and the searches all end");
     assert.equal(c.index.count, 1799);
-  } finally {
-    await pool.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 Deno.test("collection: close waits for the writes whose log append was under way (applied, then the index detached)", async () => {
-  const root = tempDir();
-  const pool = new GraphPool(2);
-  try {
-    const rng = new Rng(13);
-    const threads = { pool, search: 2, build: 2 };
-    const config = { name: "c", dimension: 8, metric: "l2" as const, m: 8, ef_construction: 32 };
-    const dir = join(root, "c");
-    const c = await Collection.create(dir, config, { ...quiet, threads });
-    await c.putBatch(Array.from({ length: 100 }, (_, i) => ({ id: i, vector: rng.vector(8) })));
-    const attached = () => (pool as unknown as { entries: Map<number, unknown> }).entries.size;
-    // Logged but not applied when the close begins: a batch (linked on build workers), a put,
-    // a delete.
-    const late = [
-      c.putBatch(Array.from({ length: 200 }, (_, i) => ({ id: 100 + i, vector: rng.vector(8) }))),
-      c.put(300, rng.vector(8)),
-      c.delete(5),
-    ];
-    await c.close();
-    // Everything the log holds is in the index once close resolves: a unit moved after its
-    // close (installUnit) is reopened at the last applied record.
-    assert.equal(c.index.count, 300);
-    assert.equal(c.stats().last_seq, 5, "creation, two batches, a put, a delete");
-    assert.equal(attached(), 0, "detached after the last apply");
-    await Promise.all(late);
-    assert.equal(attached(), 0);
-    const moved = join(root, "moved");
-    Deno.renameSync(dir, moved);
-    const again = await Collection.reopenMoved(c, moved, { ...quiet, threads });
-    assert.equal(again.index.count, 300);
-    await again.putBatch(
-      Array.from({ length: 50 }, (_, i) => ({ id: 400 + i, vector: rng.vector(8) })),
-    );
-    assert.equal(again.index.count, 350);
-    assert.equal(attached(), 1, "the reopened unit links on the workers again");
-    await again.close();
-    assert.equal(attached(), 0);
-  } finally {
-    await pool.close();
-    rmSync(root, { recursive: true, force: true });
-  }
+  await withPooledCollection(
+    { dimension: 8, build: 2 },
+    async ({ c, threads, root, dir, attached }) => {
+      const rng = new Rng(13);
+      await c.putBatch(Array.from({ length: 100 }, (_, i) => ({ id: i, vector: rng.vector(8) })));
+      // Logged but not applied when the close begins: a batch (linked on build workers), a put,
+      // a delete.
+      const late = [
+        c.putBatch(
+          Array.from({ length: 200 }, (_, i) => ({ id: 100 + i, vector: rng.vector(8) })),
+        ),
+        c.put(300, rng.vector(8)),
+        c.delete(5),
+      ];
+      await c.close();
+      // Everything the log holds is in the index once close resolves: a unit moved after its
+      // close (installUnit) is reopened at the last applied record.
+      assert.equal(c.index.count, 300);
+      assert.equal(c.stats().last_seq, 5, "creation, two batches, a put, a delete");
+      assert.equal(attached(), 0, "detached after the last apply");
+      await Promise.all(late);
+      assert.equal(attached(), 0);
+      const moved = join(root, "moved");
+      Deno.renameSync(dir, moved);
+      const again = await Collection.reopenMoved(c, moved, { ...quiet, threads });
+      assert.equal(again.index.count, 300);
+      await again.putBatch(
+        Array.from({ length: 50 }, (_, i) => ({ id: 400 + i, vector: rng.vector(8) })),
+      );
+      assert.equal(again.index.count, 350);
+      assert.equal(attached(), 1, "the reopened unit links on the workers again");
+      await again.close();
+      assert.equal(attached(), 0);
+    },
+  );
 });
 
 Deno.test("collection: a point deleted while a worker search ran is left out and the answer still has k hits", async () => {
-  const dir = tempDir();
-  const pool = new GraphPool(2);
-  try {
+  await withPooledCollection({ dimension: 8, build: 1 }, async ({ c, pool }) => {
     const rng = new Rng(14);
-    const threads = { pool, search: 2, build: 1 };
-    const c = await Collection.create(dir, {
-      name: "c",
-      dimension: 8,
-      metric: "l2",
-      m: 8,
-      ef_construction: 32,
-    }, { ...quiet, threads });
     await c.putBatch(Array.from({ length: 300 }, (_, i) => ({ id: i, vector: rng.vector(8) })));
     await c.searchAsync(rng.vector(8), 5); // starts the workers
     await pool.whenReady(); // until then searches run on this thread
@@ -1071,10 +1014,7 @@ Deno.test("collection: a point deleted while a worker search ran is left out and
       assert.ok(ids.every((id) => c.index.has(id as number)), "only live points");
     }
     await c.close();
-  } finally {
-    await pool.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 /** `bytes` (a whole snapshot file) with its trailer's CRC made to match its contents again. */
