@@ -424,8 +424,21 @@ export class SecurityConfig {
     };
   }
 
-  /** grpc.Server options with this process's interceptor, merged into `options`. */
+  /**
+   * Whether {@link check} allows every call whatever its metadata: no cluster secret, no API
+   * keys and no keys file that SIGHUP could load some from (loopback or `--insecure`).
+   */
+  get allowsAll(): boolean {
+    return this.secret === null && this.#keys === null && this.keys_file === null;
+  }
+
+  /**
+   * grpc.Server options with this process's interceptor, merged into `options`; none when
+   * {@link allowsAll}: it would let every call through, and costs a wrapper call object with
+   * its closures, and a peer lookup, per call (a few % of a router's CPU per search).
+   */
   serverOptions(options: grpc.ServerOptions): grpc.ServerOptions {
+    if (this.allowsAll) return options;
     return {
       ...options,
       interceptors: [...(options.interceptors ?? []), this.serverInterceptor()],

@@ -110,6 +110,17 @@ Deno.test("check: the table of the module comment", () => {
     const open = SecurityConfig.insecure();
     assert.equal(open.check(prune, md({})), null);
     assert.equal(open.check(put, md({})), null);
+    // A check that allows everything adds no interceptor to the server; any key or secret does.
+    assert.equal(open.allowsAll, true);
+    const base: grpc.ServerOptions = { "grpc.max_receive_message_length": 1 };
+    assert.equal(open.serverOptions(base), base);
+    assert.equal(s.allowsAll, false);
+    assert.equal(s.serverOptions(base).interceptors?.length, 1);
+    for (const flags of [{ "api-keys-file": keys }, { "cluster-secret-file": secret }]) {
+      const one = SecurityConfig.fromFlags(flags, "127.0.0.1", "node", () => {});
+      assert.equal(one.allowsAll, false, JSON.stringify(flags));
+      assert.equal(one.serverOptions(base).interceptors?.length, 1);
+    }
   });
 });
 

@@ -29,6 +29,7 @@
  * | `--search-hedge-factor` | 3              | search: hedge delay as a multiple of the recent Search latency |
  * | `--search-hedges-max`  | 2               | search: hedged requests per search at most    |
  * | `--search-batch-max`   | 32              | search: concurrent searches bound for one node travel as one SearchBatch of at most this many (search_coalescer.ts); 0 off |
+ * | `--search-batch-affinity` | 2            | search: a replica the search would share a batch with is preferred while it costs at most this many times the best (search_plan.ts); 0 off, else 1 .. 100 |
  * | `--log-level`, `--log-format` | info, text | least important messages logged; `json`: one object per line |
  *
  * {@link ROUTER_FLAGS} is the source of truth: the parser and `--help` come from it. Every flag
@@ -108,6 +109,17 @@ function integer(name: string, value: string, min: number, max: number): number 
 function batchMax(value: string): number {
   const x = integer("search-batch-max", value, 0, SEARCH_BATCH_MAX);
   return x === 1 ? 0 : x;
+}
+
+/** `--search-batch-affinity`: 0 (off) or a ratio in 1 .. 100 (below 1 no replica could qualify). */
+function batchAffinity(value: string): number {
+  const x = Number(value);
+  if (value.trim() === "" || !(x === 0 || (x >= 1 && x <= 100))) {
+    throw new RouterUsageError(
+      `--search-batch-affinity "${value}" must be 0 (off) or a number from 1 to 100`,
+    );
+  }
+  return x;
 }
 
 /** `value` when it is host:port with a port in 1..65535, else a usage error naming the flag. */
@@ -244,6 +256,13 @@ export const ROUTER_FLAGS = {
     help: "search: concurrent searches bound for one node travel as one SearchBatch of at " +
       "most this many; 0 off",
   },
+  "search-batch-affinity": {
+    type: "string",
+    default: "2",
+    arg: "X",
+    help: "search: a replica the search would share a batch with is preferred while its cost " +
+      "is at most X times the best replica's; 0 off, else 1 .. 100",
+  },
   ...HTTP_FLAGS,
   ...SECURITY_FLAGS,
   ...LOG_FLAGS,
@@ -377,6 +396,7 @@ function checkedArgs(values: ResolvedConfig<typeof ROUTER_FLAGS>["values"]): Rou
       hedge_factor: positive("search-hedge-factor", values["search-hedge-factor"]!, 100),
       hedges_max: integer("search-hedges-max", values["search-hedges-max"]!, 0, 64),
       batch_max: batchMax(values["search-batch-max"]!),
+      batch_affinity: batchAffinity(values["search-batch-affinity"]!),
     },
     security_flags: {
       "api-keys-file": values["api-keys-file"],

@@ -137,12 +137,13 @@ Deno.test("the recall monitor's flags: fractions between 0 and 1", () => {
   }
 });
 
-Deno.test("the search flags: hedge floor (0 off), factor, hedges per search, batch size (0 off)", () => {
+Deno.test("the search flags: hedge floor (0 off), factor, hedges per search, batch size (0 off), batch affinity (0 off)", () => {
   assert.deepEqual(parseRouterArgs([]).search, {
     hedge_ms: 20,
     hedge_factor: 3,
     hedges_max: 2,
     batch_max: 32,
+    batch_affinity: 2,
   });
   const p = parseRouterArgs([
     "--search-hedge-ms",
@@ -153,8 +154,23 @@ Deno.test("the search flags: hedge floor (0 off), factor, hedges per search, bat
     "0",
     "--search-batch-max",
     "100",
+    "--search-batch-affinity",
+    "1.5",
   ]);
-  assert.deepEqual(p.search, { hedge_ms: 0, hedge_factor: 1.5, hedges_max: 0, batch_max: 100 });
+  assert.deepEqual(p.search, {
+    hedge_ms: 0,
+    hedge_factor: 1.5,
+    hedges_max: 0,
+    batch_max: 100,
+    batch_affinity: 1.5,
+  });
+  assert.equal(parseRouterArgs(["--search-batch-affinity", "0"]).search!.batch_affinity, 0);
+  for (const bad of ["0.5", "101", "x", ""]) {
+    assert.throws(
+      () => parseRouterArgs(["--search-batch-affinity", bad]),
+      new RegExp(`--search-batch-affinity "${bad}" must be 0 \\(off\\) or a number from 1 to 100`),
+    );
+  }
   // A batch of one is a lone Search: 1 is off, as 0 is.
   assert.equal(parseRouterArgs(["--search-batch-max", "1"]).search!.batch_max, 0);
   assert.equal(parseRouterArgs(["--search-batch-max", "0"]).search!.batch_max, 0);

@@ -11,7 +11,8 @@
  * | `failed_at_ms`  | clock time of the last transient failure (-Infinity: none)     |
  * | `samples`       | successful calls measured                                      |
  *
- * The score of a node ({@link ReplicaStats.cost}) is `ewma_ms × (1 + in_flight)`: the expected
+ * The score of a node ({@link ReplicaStats.cost}) is `ewma_ms × (1 + in_flight)` (or the calls
+ * ahead as the caller counts them: one per SearchBatch when searches are coalesced): the expected
  * wait if every call ahead of ours costs the average, the queue-size × service-time estimate
  * of C3 and of Elasticsearch's adaptive replica selection (without their cubic queue term,
  * which matters with many more clients than nodes). A node never measured costs 0, so it is
@@ -134,11 +135,16 @@ export class ReplicaStats {
     if (s !== undefined) s.ewma_ms *= this.#decay;
   }
 
-  /** The expected cost of one more call to `node` (ms; see the module comment). */
-  cost(node: string): number {
+  /**
+   * The expected cost of one more call to `node` (ms; see the module comment). `ahead`: the
+   * calls ahead of ours, when the caller counts them otherwise (the router's coalescer: the
+   * searches of one SearchBatch travel, and are answered, together, so a batch is one call
+   * ahead, not as many as it carries); default the Search calls in flight.
+   */
+  cost(node: string, ahead?: number): number {
     const s = this.#nodes.get(node);
     if (s === undefined) return 0;
-    return s.ewma_ms * (1 + s.in_flight);
+    return s.ewma_ms * (1 + (ahead ?? s.in_flight));
   }
 
   /** Whether `node`'s last call failed less than `window_ms` before `now_ms`. */

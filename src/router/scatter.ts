@@ -34,8 +34,9 @@ import { shardOf } from "../common/shard.ts";
 import type { RingView } from "./ring_view.ts";
 import type { Placement, ShardLayout } from "../cluster/placement.ts";
 import { ReplicaStats } from "./replica_stats.ts";
-import { COALESCE_BATCH_MAX, SearchCoalescer } from "./search_coalescer.ts";
+import { batchable, COALESCE_BATCH_MAX, SearchCoalescer } from "./search_coalescer.ts";
 import {
+  AFFINITY_RATIO,
   coverByHolders,
   groupByNode,
   hedgeDelayMs,
@@ -77,6 +78,13 @@ export interface SearchOptions {
    * (search_coalescer.ts); 0 off.
    */
   batch_max: number;
+  /**
+   * With coalescing on, a replica the search would share a batch with is preferred while its
+   * cost is at most this many times the best replica's (search_plan.ts `affinity_ratio`),
+   * and node costs count calls, not searches; 0 off (every search rotates over equal
+   * replicas, costs count searches in flight).
+   */
+  batch_affinity: number;
 }
 
 /** Defaults of {@link SearchOptions}. */
@@ -87,6 +95,7 @@ export const DEFAULT_SEARCH_OPTIONS: Readonly<SearchOptions> = {
   hedge_budget: 0.05,
   failure_window_ms: 1000,
   batch_max: COALESCE_BATCH_MAX,
+  batch_affinity: AFFINITY_RATIO,
 };
 
 /** Saved hedges at most (see {@link SearchOptions.hedge_budget}). */
@@ -111,6 +120,8 @@ export interface ScatterDeps {
   search_placement?: () => Placement;
   /** Hedging and replica selection (defaults {@link DEFAULT_SEARCH_OPTIONS}). */
   search?: Partial<SearchOptions>;
+  /** The end of an event-loop turn, when coalesced searches go (default `setImmediate`; tests). */
+  schedule?: (fn: () => void) => void;
 }
 
 /** A request a Search sent to one node. */
@@ -168,7 +179,10 @@ export class Scatter {
     this.#options = { ...DEFAULT_SEARCH_OPTIONS, ...deps.search };
     this.#clock = deps.clock ?? SYSTEM_CLOCK;
     this.coalescer = this.#options.batch_max >= 2
-      ? new SearchCoalescer(deps.nodes, { batch_max: this.#options.batch_max })
+      ? new SearchCoalescer(deps.nodes, {
+        batch_max: this.#options.batch_max,
+        schedule: deps.schedule,
+      })
       : null;
   }
 
@@ -241,10 +255,15 @@ export class Scatter {
         if (stats.failedRecently(n, now0, opts.failure_window_ms)) down.add(n);
       }
     }
+    // With coalescing, a batch is one call ahead of the next search however many it carries,
+    // and a batchable search prefers a replica it can share a batch with (search_plan.ts).
+    const batching = coalescer !== null && opts.batch_affinity > 0 && batchable(v);
     const plan = planSearch({
       shards: replicas,
       down,
-      cost: (n) => stats.cost(n),
+      cost: batching ? (n) => stats.cost(n, coalescer.calls(n)) : (n) => stats.cost(n),
+      affinity: batching ? (n) => coalescer.affinity(n) : undefined,
+      affinity_ratio: opts.batch_affinity,
       turn: this.#turn++,
       preferred,
     });

@@ -57,6 +57,11 @@ export function failedWhole(error: unknown): boolean {
  */
 export const COALESCE_K_MAX = 1024;
 
+/** {@link SearchCoalescer.affinity}: a batch to the node is open in this turn. */
+export const AFFINITY_OPEN = 2;
+/** {@link SearchCoalescer.affinity}: a call to the node is in flight. */
+export const AFFINITY_BUSY = 1;
+
 /** Default `batch_max`: 32 searches of at most 260 KiB each is about 8 MiB, under the 26 MiB a SearchBatch may have. */
 export const COALESCE_BATCH_MAX = 32;
 
@@ -64,7 +69,9 @@ export const COALESCE_BATCH_MAX = 32;
  * Whether `r` may travel in a SearchBatch: a graph search (a node's SearchBatch ignores
  * `exact`) whose answer is small (no payloads, no vectors, k ≤ {@link COALESCE_K_MAX}).
  */
-export function batchable(r: SearchRequest): boolean {
+export function batchable(
+  r: Pick<SearchRequest, "exact" | "with_payload" | "with_vector" | "k">,
+): boolean {
   return r.exact !== true && r.with_payload !== true && r.with_vector !== true &&
     r.k <= COALESCE_K_MAX;
 }
@@ -124,6 +131,22 @@ export class SearchCoalescer {
     let n = 0;
     for (const q of this.#queues.values()) n += q.length;
     return n;
+  }
+
+  /**
+   * How a batchable search sent to `node` now would travel, for replica selection
+   * (search_plan.ts `affinity`): {@link AFFINITY_OPEN} when a queue for it is open in this
+   * turn (the search joins that batch: no call of its own), {@link AFFINITY_BUSY} when a call
+   * to it is in flight (the search opens a queue others can join), 0 when it would go alone.
+   */
+  affinity(node: string): number {
+    if (this.#queues.has(node)) return AFFINITY_OPEN;
+    return this.#in_flight.has(node) ? AFFINITY_BUSY : 0;
+  }
+
+  /** Calls (Search or SearchBatch) to `node` in flight now. */
+  calls(node: string): number {
+    return this.#in_flight.get(node) ?? 0;
   }
 
   /** Search `request` on `node`, alone or in a batch (see the module comment). */

@@ -8,7 +8,12 @@ import type { RequestOf, ResponseOf } from "../api/client.ts";
 import type { MethodName, SearchRequest, SearchResponse } from "../api/proto.ts";
 import { SEARCH_BATCH_MAX } from "../common/limits.ts";
 import { type NodeCallOptions, type NodePort, NodeStatusError } from "./node_port.ts";
-import { COALESCE_K_MAX, SearchCoalescer } from "./search_coalescer.ts";
+import {
+  AFFINITY_BUSY,
+  AFFINITY_OPEN,
+  COALESCE_K_MAX,
+  SearchCoalescer,
+} from "./search_coalescer.ts";
 
 interface Sent {
   node: string;
@@ -269,4 +274,26 @@ Deno.test("SearchCoalescer: a batch that fails for the whole node (UNAVAILABLE, 
     assert.deepEqual(await Promise.all(queued), [err, err]);
     assert.equal(port.sent.length, 2, `nothing resent after ${err.message}`);
   }
+});
+
+Deno.test("SearchCoalescer: affinity says how a search would travel (join an open batch, open one, alone); calls counts calls, not searches", async () => {
+  const { port, co, endTurn } = setup(3);
+  assert.equal(co.affinity("n1"), 0, "nothing in flight: a search goes alone");
+  assert.equal(co.calls("n1"), 0);
+  const first = co.search("n1", search(1));
+  assert.equal(co.affinity("n1"), AFFINITY_BUSY, "a call in flight: the next search opens a batch");
+  const queued = [2, 3].map((k) => co.search("n1", search(k)));
+  assert.equal(co.affinity("n1"), AFFINITY_OPEN, "a batch is open in this turn");
+  assert.equal(co.affinity("n2"), 0);
+  endTurn();
+  assert.equal(co.affinity("n1"), AFFINITY_BUSY, "sent: no batch open any more");
+  assert.equal(co.calls("n1"), 2, "one Search and one SearchBatch of two");
+  // A full queue goes at once: no batch stays open to join.
+  const full = [4, 5, 6].map((k) => co.search("n1", search(k)));
+  assert.equal(co.affinity("n1"), AFFINITY_BUSY);
+  assert.equal(co.calls("n1"), 3);
+  for (const s of port.sent) s.settle();
+  await Promise.all([first, ...queued, ...full]);
+  assert.equal(co.calls("n1"), 0);
+  assert.equal(co.affinity("n1"), 0);
 });

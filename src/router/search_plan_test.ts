@@ -141,3 +141,82 @@ Deno.test("coverByHolders: nodes that search all they hold; drops requests cover
   }
   assert.deepEqual(coverByHolders([], shards, 5), []);
 });
+
+Deno.test("rankReplicas: batch affinity joins a busy or open replica within affinity_ratio of the best, never a slow, down or fallback one", () => {
+  const costs: Record<string, number> = { a: 5, b: 10, c: 5 };
+  const aff: Record<string, number> = { a: 0, b: 2, c: 1 };
+  const input: SearchPlanInput = {
+    shards: [],
+    down: none,
+    cost: (n) => costs[n],
+    affinity: (n) => aff[n],
+    turn: 0,
+  };
+  // Best 5: tie band ≤ 7.25 (a, c); with affinity ≤ 2 × 5 + 1 = 11 (b open, c busy).
+  // Open first, then busy, then the idle one; whatever the rotation.
+  for (let turn = 0; turn < 3; turn++) {
+    assert.deepEqual(rankReplicas(["a", "b", "c"], 0, { ...input, turn }), ["b", "c", "a"]);
+  }
+  // Slower than the affinity margin: the open replica ranks by its cost, after the band.
+  costs.b = 12;
+  assert.deepEqual(rankReplicas(["a", "b", "c"], 0, input), ["c", "a", "b"]);
+  // A smaller ratio narrows the margin (≤ 1.5 × 5 + 1 = 8.5).
+  costs.b = 9;
+  assert.deepEqual(rankReplicas(["a", "b", "c"], 0, { ...input, affinity_ratio: 1.5 }), [
+    "c",
+    "a",
+    "b",
+  ]);
+  // Believed down: last, whatever its affinity.
+  assert.deepEqual(rankReplicas(["a", "b", "c"], 0, { ...input, down: new Set(["b"]) }), [
+    "c",
+    "a",
+    "b",
+  ]);
+  // No affinity given: the plain rotation of the tie band (a, c), b after it.
+  const plain = { ...input, affinity: undefined };
+  assert.deepEqual(rankReplicas(["a", "b", "c"], 0, plain), ["a", "c", "b"]);
+  assert.deepEqual(rankReplicas(["a", "b", "c"], 0, { ...plain, turn: 1 }), ["c", "a", "b"]);
+  // A replica the shard is leaving stays a fallback even with a batch open on it.
+  costs.b = 5;
+  assert.deepEqual(
+    rankReplicas(["a", "b", "c"], 0, { ...input, preferred: [new Set(["a", "c"])] }),
+    ["c", "a", "b"],
+  );
+  // Spreading a query's shards over nodes comes before affinity.
+  assert.deepEqual(rankReplicas(["a", "b", "c"], 0, input, new Map([["b", 1]])), [
+    "c",
+    "a",
+    "b",
+  ]);
+});
+
+Deno.test("planSearch with affinity: each shard on the replica with a batch open, whatever the turn; shards still spread", () => {
+  const aff: Record<string, number> = { a: 0, b: 2, c: 1, d: 2 };
+  for (let turn = 0; turn < 6; turn++) {
+    const plan = planSearch({
+      shards: [["a", "b"], ["c", "d"], ["a", "c"]],
+      down: none,
+      cost: flat,
+      affinity: (n) => aff[n],
+      turn,
+    });
+    // Shard 2 has no open replica: the busy one (c), which carries none of this query's
+    // shards yet; shards 0 and 1 join the open batches.
+    assert.deepEqual(plan.requests, [
+      { node: "b", shards: [0] },
+      { node: "c", shards: [2] },
+      { node: "d", shards: [1] },
+    ], `turn ${turn}`);
+  }
+  // Two shards whose only open replica is the same node: the second goes to its other
+  // replica, so the query's shards still run in parallel.
+  const two = planSearch({
+    shards: [["a", "b"], ["b", "c"]],
+    down: none,
+    cost: flat,
+    affinity: (n) => (n === "b" ? 2 : 0),
+    turn: 0,
+  });
+  assert.equal(two.requests.length, 2);
+});
