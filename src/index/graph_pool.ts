@@ -292,9 +292,9 @@ export class GraphPool {
   }
 
   private entry(index: HnswIndex): Entry | null {
+    if (this.detached.has(index)) return null; // also while detach waits for its searches
     let e = this.byIndex.get(index);
     if (e !== undefined) return e;
-    if (this.detached.has(index)) return null;
     const lanes = Math.min(1024, 16 * this.threads);
     const buf = new SharedArrayBuffer(laneBytes(lanes, index.dim));
     e = {
@@ -591,10 +591,15 @@ export class GraphPool {
    * {@link adopt}ed.
    */
   async detach(index: HnswIndex): Promise<void> {
-    this.detached.add(index);
+    this.detached.add(index); // later searches answer null (entry)
     const e = this.byIndex.get(index);
     if (e === undefined) return;
-    await this.exclusive(index, () => {});
+    // Paused for good: nothing waiting is sent to a worker any more (exclusive's end would
+    // send it, and its answer, coming after the entry is gone, would never settle it).
+    // Those waiting fail over to their callers' threads now.
+    e.paused++;
+    for (const job of e.waiting.splice(0)) job.reject(new ThreadPoolError("the index was closed"));
+    if (e.inFlight > 0) await new Promise<void>((resolve) => e.drained.push(resolve));
     for (const job of e.waiting.splice(0)) job.reject(new ThreadPoolError("the index was closed"));
     this.entries.delete(e.key);
     this.byIndex.delete(index);

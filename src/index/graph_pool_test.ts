@@ -428,3 +428,34 @@ Deno.test("detach: a detached index is not attached again (searches null, batche
     await pool.close();
   }
 });
+
+Deno.test("detach: searches that arrive while it waits for those in flight all settle (none is sent to a worker and dropped)", async () => {
+  const pool = new GraphPool(2);
+  try {
+    const dim = 16, n = 2000;
+    const data = randomVectors(n, dim, 29);
+    const index = new HnswIndex({ dim, metric: "l2", M: 8, efConstruction: 32 });
+    await pool.addBatch(index, Array.from({ length: n }, (_, i) => i), data, 1);
+    await searchOn(pool, index, row(data, 0, dim), 5, 50); // the workers are up
+    const inFlight = Array.from(
+      { length: 8 },
+      (_, i) => searchOn(pool, index, row(data, i, dim), 5, 400),
+    );
+    const detaching = pool.detach(index);
+    // Asked while the detach waits for the searches in flight (a collection closing while a
+    // client still searches it): each must be refused (null: the owner searches) or settle.
+    const late = Array.from({ length: 4 }, (_, i) => pool.search(index, row(data, i, dim), 5, 50));
+    await Promise.all(inFlight);
+    await detaching;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hung = new Promise((resolve) => timer = setTimeout(resolve, 5000, "never settled"));
+    const outcomes = await Promise.race([
+      Promise.all(late.map((p) => p === null ? "null" : p.then(() => "hits", () => "failed"))),
+      hung,
+    ]);
+    clearTimeout(timer);
+    assert.notEqual(outcomes, "never settled");
+  } finally {
+    await pool.close();
+  }
+});
