@@ -1482,11 +1482,13 @@ export class HnswIndex {
     const { keys, vals } = ids;
     const seen = new Uint8Array(n);
     let mapped = 0;
+    let removed = 0;
     for (let b = 0; b < vals.length; b++) {
       const slot = vals[b];
       if (slot < 0) {
         // -1 empty, -2 a removed entry (id_map.ts); anything else is not a map.
         if (slot < -2) throw new BinaryFormatError(`Id map bucket ${b} holds slot ${slot}`);
+        if (slot === -2) removed++;
         continue;
       }
       if (
@@ -1501,13 +1503,26 @@ export class HnswIndex {
       seen[slot] = 1;
       mapped++;
     }
-    if (mapped !== ids.size) {
-      throw new BinaryFormatError(`Id map holds ${mapped} entries, its count says ${ids.size}`);
+    // `used` bounds the load (assign): counted, so at least a quarter of the buckets are
+    // empty and every lookup of an absent id ends.
+    if (mapped !== ids.size || mapped + removed !== ids.used) {
+      throw new BinaryFormatError(
+        `Id map holds ${mapped} entries and ${removed} removed buckets, its counts say ` +
+          `${ids.size} and ${ids.used - ids.size}`,
+      );
     }
     try {
       index.ids.assign(keys, vals, ids.size, ids.used);
     } catch (e) {
       throw new BinaryFormatError(`Id map: ${(e as Error).message}`);
+    }
+    // Each entry where a lookup of its id finds it (a bucket its probe passes by would leave
+    // a live point unfindable): one lookup per live point, no insert.
+    for (let b = 0; b < vals.length; b++) {
+      const slot = vals[b];
+      if (slot >= 0 && index.ids.get(keys[b]) !== slot) {
+        throw new BinaryFormatError(`Id map bucket ${b}: id ${keys[b]} is not found there`);
+      }
     }
   }
 

@@ -957,6 +957,26 @@ class PointTable {
     } catch (e) {
       fail((e as Error).message);
     }
+    // Every entry where a lookup of its point finds it (so none is there twice), a live one for
+    // a point of the index and a tombstone for none: with the counts above, the table then
+    // holds exactly the index's points. One lookup in each table per entry, no insert (a
+    // failure discards the table: each snapshot tried loads into a new one).
+    const versions = this.versions;
+    const index = this.index;
+    for (let i = 0; i < states.length; i++) {
+      if (states[i] !== BUCKET_FULL) continue;
+      const pid = keys[i];
+      if (versions.bucketOf(pid) !== i) {
+        fail(`version table bucket ${i}: point ${pid} is not found there (or is there twice)`);
+      }
+      const live = !(vals[i] < 0); // as counted above
+      if (index.has(pid) !== live) {
+        fail(
+          `version table bucket ${i} holds point ${pid} as ` +
+            `${live ? "live, but the index lacks it" : "a tombstone, but the index holds it"}`,
+        );
+      }
+    }
     this.tombstones = tombstones;
     this.tombstoneMin = tombstoneMin;
     // Observed by the clock once the file's checksum is known good (see readFrom).

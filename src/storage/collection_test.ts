@@ -1112,6 +1112,50 @@ Deno.test("collection: snapshot version 6 stores the id map and version table wh
     badState[bulkEnd - 1] = 7;
     writeFileSync(path, withFixedCrc(badState));
     await assert.rejects(() => Collection.open(dir, quiet), /version table bucket \d+ has state 7/);
+    // An id map whose count of used buckets leaves out its removed ones (with none empty, a
+    // lookup of an absent id would never end).
+    const idSize = view.getUint32(32 + 8, true);
+    assert.ok(view.getUint32(32 + 12, true) > idSize, "the id map has removed buckets");
+    const badUsed = v6.slice();
+    new DataView(badUsed.buffer).setUint32(32 + 12, idSize, true);
+    writeFileSync(path, withFixedCrc(badUsed));
+    await assert.rejects(() => Collection.open(dir, quiet), /Id map holds .* removed/);
+    // A version table whose live entry names an id the index does not hold (and so leaves one
+    // of the index's points without a version): the version table follows the id map's slots,
+    // as u32 capacity, size, used, keys (u32 count, words), versions (u32 count, f64 as two
+    // words each), states (u32 count, one byte per bucket).
+    const vtAt = slotsAt + 4 * cap;
+    const vcap = view.getUint32(vtAt, true);
+    const keysAt = vtAt + 16;
+    const valsAt = keysAt + 4 * vcap + 4;
+    const statesAt = valsAt + 8 * vcap + 4;
+    let liveBucket = -1;
+    for (let b = 0; b < vcap && liveBucket < 0; b++) {
+      if (v6[statesAt + b] === 1 && view.getFloat64(valsAt + 8 * b, true) > 0) liveBucket = b;
+    }
+    const phantom = v6.slice();
+    new DataView(phantom.buffer).setUint32(keysAt + 4 * liveBucket, 0x7fff_fff0, true);
+    writeFileSync(path, withFixedCrc(phantom));
+    await assert.rejects(
+      () => Collection.open(dir, quiet),
+      /version table bucket \d+: point 2147483632 is not found there/,
+    );
+    // A live entry and a tombstone that trade places (the counts still match): the tombstone's
+    // point is taken for live though the index lacks it.
+    let tombBucket = -1;
+    for (let b = 0; b < vcap && tombBucket < 0; b++) {
+      if (v6[statesAt + b] === 1 && view.getFloat64(valsAt + 8 * b, true) < 0) tombBucket = b;
+    }
+    const traded = v6.slice();
+    const tv = new DataView(traded.buffer);
+    for (const b of [liveBucket, tombBucket]) {
+      tv.setFloat64(valsAt + 8 * b, -view.getFloat64(valsAt + 8 * b, true), true);
+    }
+    writeFileSync(path, withFixedCrc(traded));
+    await assert.rejects(
+      () => Collection.open(dir, quiet),
+      /version table bucket \d+ holds point \d+ as (live, but the index lacks|a tombstone, but the index holds) it/,
+    );
     // The same damage without the checksum fixed: skipped as damaged (nothing else to load).
     badState[bulkEnd - 1] = 9;
     writeFileSync(path, badState);

@@ -76,6 +76,11 @@ export class VersionTable {
     return this.find(id) >= 0;
   }
 
+  /** The bucket a lookup of `id` finds it in, or -1 (a load's check of a stored table). */
+  bucketOf(id: number): number {
+    return this.find(id);
+  }
+
   get(id: number): number | undefined {
     const i = this.find(id);
     return i < 0 ? undefined : this.vals[i];
