@@ -486,6 +486,9 @@ function readBulkSection(r: BinaryReader): { ids: IdMapImage; versions: VersionI
   const fail = (why: string): never => {
     throw new CollectionStateError(`Snapshot bulk section: ${why}`);
   };
+  // The length bounds the capacities below, so it is bounded by the payload first (the
+  // checksum is known only after the load: a damaged length must not size an allocation).
+  if (length > r.remaining) fail(`its length ${length} passes the ${r.remaining} bytes left`);
   // Capacities are powers of two of at least 16 (id_map.ts, version_table.ts), and bounded by
   // the section before anything is allocated.
   const capacity = (what: string, bytesPerBucket: number) => {

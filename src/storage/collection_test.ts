@@ -1156,6 +1156,17 @@ Deno.test("collection: snapshot version 6 stores the id map and version table wh
       () => Collection.open(dir, quiet),
       /version table bucket \d+ holds point \d+ as (live, but the index lacks|a tombstone, but the index holds) it/,
     );
+    // A section length past the payload, with capacities it would allow (2^28 buckets: 2 GiB
+    // for the id map): refused by its length, before anything is allocated.
+    const huge = v6.slice();
+    const hv = new DataView(huge.buffer);
+    hv.setUint32(32, 0xffff_fff0, true);
+    hv.setUint32(32 + 4, 2 ** 28, true);
+    writeFileSync(path, withFixedCrc(huge));
+    await assert.rejects(
+      () => Collection.open(dir, quiet),
+      /Snapshot bulk section: its length 4294967280 passes the \d+ bytes left/,
+    );
     // The same damage without the checksum fixed: skipped as damaged (nothing else to load).
     badState[bulkEnd - 1] = 9;
     writeFileSync(path, badState);
