@@ -496,16 +496,25 @@ Deno.test("wal: a directory without CONTROL opens and gets one; a damaged CONTRO
   });
 });
 
+/**
+ * A log of `n` records written once in `src` (`root`/src), and `reset`, which copies it afresh to
+ * `dir` (`root`/work) for each damage a test tries; `segment` is its one segment's name.
+ */
+async function copiedLog(root: string, n: number) {
+  const src = join(root, "src");
+  const offsets = await writeRecords(src, n);
+  const segment = segmentName(1);
+  const dir = join(root, "work");
+  const reset = () => {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.cpSync(src, dir, { recursive: true });
+  };
+  return { src, offsets, segment, dir, reset };
+}
+
 Deno.test("wal: damage in records covered by afterSeq is skipped in both modes", async () => {
   await withDir(async (root) => {
-    const src = join(root, "src");
-    const offsets = await writeRecords(src, 30);
-    const segment = segmentName(1);
-    const dir = join(root, "work");
-    const reset = () => {
-      fs.rmSync(dir, { recursive: true, force: true });
-      fs.cpSync(src, dir, { recursive: true });
-    };
+    const { src, offsets, segment, dir, reset } = await copiedLog(root, 30);
     // Record 10's payload damaged: not needed once records up to 20 are held. Read whole (a
     // prefetched segment), the damage is found, logged and skipped; read by open, the covered
     // records are only walked (their headers are intact) and their payloads never read.
@@ -615,14 +624,7 @@ Deno.test("wal: segments prefetched before open replay the same; failed or missi
 
 Deno.test("wal: records covered by afterSeq are walked, not read; what follows replays and a torn tail is still cut", async () => {
   await withDir(async (root) => {
-    const src = join(root, "src");
-    const offsets = await writeRecords(src, 30);
-    const segment = segmentName(1);
-    const dir = join(root, "work");
-    const reset = () => {
-      fs.rmSync(dir, { recursive: true, force: true });
-      fs.cpSync(src, dir, { recursive: true });
-    };
+    const { src, offsets, segment, dir, reset } = await copiedLog(root, 30);
     // Every afterSeq from none covered to all covered replays exactly the records after it, and
     // appends continue the sequence in the same file.
     for (const afterSeq of [0, 1, 15, 29, 30]) {
