@@ -436,22 +436,61 @@ Deno.test("sharded collection: a write racing dropUnit is never lost (refused, o
   }
 });
 
-Deno.test("sharded collection: installUnit loads the image once; the installed unit takes writes that survive a reopen", async () => {
+/** What {@link withUnitImage} hands its test. */
+interface UnitImage {
+  /** An empty temporary directory for the store under test (removed after). */
+  dir: string;
+  /** The source: collection "c" of 3 shards holding `list` (its store closed after). */
+  from: ShardedCollection;
+  list: PointId[];
+  /** The unit whose image was taken. */
+  k: number;
+  /** Puts the image where `c.installUnit(k, staged)` takes it; returns `staged`. */
+  stage: (c: ShardedCollection) => string;
+}
+
+/**
+ * Runs `fn` with a backup image of unit 2 of a 3-shard collection "c" holding ids(150), taken
+ * in a store of its own (the installUnit tests) after `beforeImage`; closes that store and
+ * removes both directories after, even when `fn` throws.
+ */
+async function withUnitImage(
+  fn: (t: UnitImage) => Promise<void>,
+  beforeImage: (from: ShardedCollection) => Promise<unknown> = () => Promise.resolve(),
+): Promise<void> {
   const dir = tempDir();
   const other = tempDir();
   try {
     const src = await NodeStore.open(other, quiet);
-    const from = await src.create(config("c", 3));
-    const list = ids(150);
-    await load(from, list);
-    const k = 2;
-    const made = await from.units[k].backupTo(join(other, "image"));
+    try {
+      const from = await src.create(config("c", 3));
+      const list = ids(150);
+      await load(from, list);
+      await beforeImage(from);
+      const k = 2;
+      const made = await from.units[k].backupTo(join(other, "image"));
+      const stage = (c: ShardedCollection) => {
+        const staged = stagedUnitDir(unitDir(c.dir, 3, k), "t1");
+        mkdirSync(join(staged, "snapshots"), { recursive: true });
+        copyFileSync(made.path, join(staged, "snapshots", snapshotName(made.seq)));
+        return staged;
+      };
+      await fn({ dir, from, list, k, stage });
+    } finally {
+      await src.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(other, { recursive: true, force: true });
+  }
+}
+
+Deno.test("sharded collection: installUnit loads the image once; the installed unit takes writes that survive a reopen", async () => {
+  await withUnitImage(async ({ dir, from, list, k, stage }) => {
     const logs: string[] = [];
     let store = await NodeStore.open(dir, { logger: (m: string) => logs.push(m) });
     let c = await store.create(config("c", 3));
-    const staged = stagedUnitDir(unitDir(c.dir, 3, k), "t1");
-    mkdirSync(join(staged, "snapshots"), { recursive: true });
-    copyFileSync(made.path, join(staged, "snapshots", snapshotName(made.seq)));
+    const staged = stage(c);
     logs.length = 0;
     await c.installUnit(k, staged);
     const loads = logs.filter((m) => /snapshot at seq/.test(m));
@@ -471,32 +510,17 @@ Deno.test("sharded collection: installUnit loads the image once; the installed u
       mine.slice(1).map((id) => from.getEntry(id)),
     );
     await store.close();
-    await src.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(other, { recursive: true, force: true });
-  }
+  });
 });
 
 Deno.test("sharded collection: installUnit keeps the collection's field indexes (created or dropped after the image was taken)", async () => {
-  const dir = tempDir();
-  const other = tempDir();
-  try {
-    const src = await NodeStore.open(other, quiet);
-    const from = await src.create(config("c", 3));
-    const list = ids(150);
-    await load(from, list);
-    await from.createFieldIndex("gone", "bool");
-    const k = 2;
-    const made = await from.units[k].backupTo(join(other, "image"));
+  await withUnitImage(async ({ dir, from, list, k, stage }) => {
     let store = await NodeStore.open(dir, quiet);
     let c = await store.create(config("c", 3));
     await load(c, ids(30));
     // After the image: "even" created on the collection, "gone" never on this node.
     await c.createFieldIndex("even", "bool");
-    const staged = stagedUnitDir(unitDir(c.dir, 3, k), "t1");
-    mkdirSync(join(staged, "snapshots"), { recursive: true });
-    copyFileSync(made.path, join(staged, "snapshots", snapshotName(made.seq)));
+    const staged = stage(c);
     // One more while the install runs (the image loaded; the first merge reads the old unit).
     const old = c.units[k];
     const known = old.knownIds.bind(old);
@@ -520,11 +544,7 @@ Deno.test("sharded collection: installUnit keeps the collection's field indexes 
     c = store.get("c");
     assert.deepEqual(fields(), [want, want, want], "the definitions are durable");
     await store.close();
-    await src.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(other, { recursive: true, force: true });
-  }
+  }, (from) => from.createFieldIndex("gone", "bool"));
 });
 
 Deno.test("sharded collection: a field index created or dropped while dropUnit runs reaches the emptied unit", async () => {
