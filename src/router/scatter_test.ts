@@ -11,7 +11,6 @@ import {
   Background,
   type CancellableSleep,
   type NodeCallOptions,
-  type NodePort,
   NodeStatusError,
   type RouterClock,
 } from "./node_port.ts";
@@ -20,6 +19,7 @@ import { makeView, type RingView } from "./ring_view.ts";
 import { Scatter, type SearchOptions } from "./scatter.ts";
 import { shardOf } from "../common/shard.ts";
 import { Prng } from "../common/prng.ts";
+import { CallOnlyPort } from "./node_port_testing.ts";
 
 /** A clock that moves only when told; timers fire in `advance`. */
 class ManualClock implements RouterClock {
@@ -64,7 +64,7 @@ interface Call {
 }
 
 /** Nodes holding points 0..29 of shard `shardOf(id, S)`; each answers from the shards it is asked. */
-class FakeNodes implements NodePort {
+class FakeNodes extends CallOnlyPort {
   readonly calls: Call[] = [];
   readonly mode = new Map<string, Mode>();
   readonly hung: { node: string; release: () => void }[] = [];
@@ -73,7 +73,9 @@ class FakeNodes implements NodePort {
   /** Extra hits a node returns (a stale replica's deleted points), when asked for their shard. */
   readonly extra = new Map<string, SearchResult[]>();
   clock: RouterClock | null = null;
-  constructor(readonly holds: Map<string, number[]>, readonly shard_number: number) {}
+  constructor(readonly holds: Map<string, number[]>, readonly shard_number: number) {
+    super();
+  }
 
   /** Every call as sent: its node, and how many searches it carried (a Search: 1). */
   readonly sent: { node: string; method: MethodName; searches: number }[] = [];
@@ -134,14 +136,6 @@ class FakeNodes implements NodePort {
     if (delay > 0 && this.clock !== null) return this.clock.sleep(delay).then(() => answer);
     return Promise.resolve(answer);
   }
-  entries(): never {
-    throw new Error("not used");
-  }
-  transfer(): null {
-    return null;
-  }
-  open(): void {}
-  close(): void {}
 }
 
 const NODES = ["n1:1", "n2:1", "n3:1"];

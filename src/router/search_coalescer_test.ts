@@ -7,13 +7,14 @@ import * as grpc from "@grpc/grpc-js";
 import type { RequestOf, ResponseOf } from "../api/client.ts";
 import type { MethodName, SearchRequest, SearchResponse } from "../api/proto.ts";
 import { SEARCH_BATCH_MAX } from "../common/limits.ts";
-import { type NodeCallOptions, type NodePort, NodeStatusError } from "./node_port.ts";
+import { type NodeCallOptions, NodeStatusError } from "./node_port.ts";
 import {
   AFFINITY_BUSY,
   AFFINITY_OPEN,
   COALESCE_K_MAX,
   SearchCoalescer,
 } from "./search_coalescer.ts";
+import { CallOnlyPort } from "./node_port_testing.ts";
 
 interface Sent {
   node: string;
@@ -24,7 +25,7 @@ interface Sent {
 }
 
 /** Answers are held until `release`d; `refuse` makes a node answer with an error. */
-class FakePort implements NodePort {
+class FakePort extends CallOnlyPort {
   readonly sent: Sent[] = [];
   /** Per node: the error a SearchBatch gets (a Search of k in `bad_k` gets it too). */
   readonly refuse = new Map<string, Error>();
@@ -65,14 +66,6 @@ class FakePort implements NodePort {
       this.sent.push({ node, method, ks: list.map((s) => s.k), options, settle });
     });
   }
-  entries(): never {
-    throw new Error("not used");
-  }
-  transfer(): null {
-    return null;
-  }
-  open(): void {}
-  close(): void {}
 }
 
 function setup(batch_max = 4) {

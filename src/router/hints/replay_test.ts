@@ -7,14 +7,15 @@ import * as grpc from "@grpc/grpc-js";
 import type { RequestOf, ResponseOf } from "../../api/client.ts";
 import type { MethodName } from "../../api/proto.ts";
 import type { WalRecord } from "../../common/records.ts";
-import { Background, type NodePort, NodeStatusError } from "../node_port.ts";
+import { Background, NodeStatusError } from "../node_port.ts";
 import type { NodeState } from "../node_table.ts";
 import { deleteBatchRecord } from "../points_batch.ts";
 import { HintDelivery } from "./delivery.ts";
 import { MemoryHintQueue } from "./queue.ts";
 import { HintReplay } from "./replay.ts";
+import { CallOnlyPort } from "../node_port_testing.ts";
 
-class LayoutNode implements NodePort {
+class LayoutNode extends CallOnlyPort {
   readonly calls: { method: string; shard_number: unknown }[] = [];
   applied = 0;
   call<K extends MethodName>(
@@ -36,14 +37,6 @@ class LayoutNode implements NodePort {
     this.applied++;
     return Promise.resolve({} as ResponseOf<K>);
   }
-  entries(): never {
-    throw new Error("not used");
-  }
-  transfer(): null {
-    return null;
-  }
-  open(): void {}
-  close(): void {}
 }
 
 Deno.test("hint replay: a point hint carries the shard count it was accepted with; a node with another refuses it and it is discarded", async () => {
