@@ -72,9 +72,12 @@
  *
  * The bulk section holds the two hash tables exactly as they are in memory (id_map.ts,
  * version_table.ts: open addressing, `mix` hash), so a load copies them in a few large reads
- * instead of hashing every point (a third of a 100K restart's open before): one pass in order
+ * instead of inserting every point (a third of a 100K restart's open before): one pass in order
  * over each checks it against the index (every map entry the live slot of its id, once; the
- * version table's states, versions and counts against the list that follows). The version 5
+ * version table's states, versions and counts against the list that follows; the counts of
+ * removed buckets), then one lookup per entry that each is found where it lies and (version
+ * table) that its point is live in the index exactly when the entry is, so a file that passes
+ * its checksum but not these is refused, never loaded inconsistent. The version 5
  * sections follow unchanged (the version table's list too, whose length is checked), so a
  * version-6 payload is the bulk section followed by a version-5 payload.
  *
