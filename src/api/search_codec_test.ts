@@ -217,7 +217,7 @@ Deno.test("search_codec: nested messages past 127 and 16383 bytes, and messages 
   // Larger than the scratch kept between calls: encoded whole, and the next encode still works.
   const big = { results: [{ id: 1, distance: 0, vector: new Array(SCRATCH_KEEP_BYTES / 2).fill(1) }] };
   const bytes = encodeSearchResponse(big);
-  assert.equal(decodeSearchResponse(bytes).results[0].vector.length, SCRATCH_KEEP_BYTES / 2);
+  assert.equal(decodeSearchResponse(bytes).results[0].vector?.length, SCRATCH_KEEP_BYTES / 2);
   const small = encodeSearchResponse({ results: [{ id: 3, distance: 1 }] });
   assert.equal(decodeSearchResponse(small).results[0].id, "3");
 });
