@@ -44,7 +44,7 @@
  * | `--runtime`   | bundle         | servers from the esbuild bundles (as `deno task server`), or `node` (tsx) |
  * | `--router-flags` | ""         | more router flags, space-separated (e.g. `--search-batch-max 0` to compare) |
  * | `--cpu-prof`  |                | a directory: a V8 CPU profile of the router over each timed run is written there (`<setup>-router.cpuprofile`) |
- * | `--compare-routers` | ""       | more router bundles (comma-separated `.mjs` files, e.g. an older build copied to `build/main_js/router.mjs`): each setup with a router starts one more router per file on the same nodes, and the timed run is repeated for every router (one row each, `[router-N]`) |
+ * | `--compare-routers` | ""       | more router bundles (comma-separated `.mjs` files, e.g. an older build: a copy of its `build/js` as `OTHER/build/js`, with `OTHER/proto`, so the file is `OTHER/build/js/router.mjs`, the path a router bundle checks to start): each setup with a router starts one more router per file on the same nodes, and the timed run is repeated for every router (one row each, `[router-N]`) |
  * | `--rounds`    | 1              | with `--compare-routers`: timed runs per router, in alternating order (ABBA…), summed |
  *
  * Every process is stopped at the end, also on error and on Ctrl-C; the directory is removed.
@@ -481,7 +481,10 @@ async function runSetup(s: Setup, baseFile: string, ds: {
       tally: Tally,
       profile: boolean,
     ): Promise<void> => {
-      const clients = Array.from({ length: CLIENTS }, () => ownClient(target.addr, CALL_TIMEOUT_MS));
+      const clients = Array.from(
+        { length: CLIENTS },
+        () => ownClient(target.addr, CALL_TIMEOUT_MS),
+      );
       try {
         await Promise.all(clients.map(async (c, j) => {
           for (let i = 0; i < 10; i++) {
@@ -637,20 +640,20 @@ try {
     for (const r of await runSetup(s, baseFile, { queries, gt })) {
       results.push(r);
       log(
-      `${r.setup}: ef ${r.ef} recall ${r.recall.toFixed(3)}: ${r.qps.toFixed(0)} q/s, ` +
-        `${(r.cpu_s_per_query * 1000).toFixed(2)} CPU ms/query, ${
-          r.cores_used.toFixed(2)
-        } cores, ` +
-        `${r.qps_per_core.toFixed(0)} q/s per core, shard searches/query ` +
-        `${r.shard_searches_per_query?.toFixed(2) ?? "-"} (metrics ` +
-        `${r.metrics_shard_searches_per_query?.toFixed(2) ?? "-"}), hedges ${r.hedges.sent} ` +
-        `sent ${r.hedges.won} won ${r.hedges.skipped} skipped, ${r.batches.calls} node SearchBatch calls carrying ` +
-        `${r.batches.searches} searches, ${r.errors} errors, ` +
-        `${r.partial} partial, CPU ms/query by process ${
-          Object.entries(r.cpu_ms_per_query_by_process).map(([k, v]) => `${k} ${v.toFixed(2)}`)
-            .join(", ")
-        }, loadavg ${r.loadavg_before.map((x) => x.toFixed(2))} → ` +
-        `${r.loadavg_after.map((x) => x.toFixed(2))}`,
+        `${r.setup}: ef ${r.ef} recall ${r.recall.toFixed(3)}: ${r.qps.toFixed(0)} q/s, ` +
+          `${(r.cpu_s_per_query * 1000).toFixed(2)} CPU ms/query, ${
+            r.cores_used.toFixed(2)
+          } cores, ` +
+          `${r.qps_per_core.toFixed(0)} q/s per core, shard searches/query ` +
+          `${r.shard_searches_per_query?.toFixed(2) ?? "-"} (metrics ` +
+          `${r.metrics_shard_searches_per_query?.toFixed(2) ?? "-"}), hedges ${r.hedges.sent} ` +
+          `sent ${r.hedges.won} won ${r.hedges.skipped} skipped, ${r.batches.calls} node SearchBatch calls carrying ` +
+          `${r.batches.searches} searches, ${r.errors} errors, ` +
+          `${r.partial} partial, CPU ms/query by process ${
+            Object.entries(r.cpu_ms_per_query_by_process).map(([k, v]) => `${k} ${v.toFixed(2)}`)
+              .join(", ")
+          }, loadavg ${r.loadavg_before.map((x) => x.toFixed(2))} → ` +
+          `${r.loadavg_after.map((x) => x.toFixed(2))}`,
       );
     }
   }

@@ -70,7 +70,6 @@ function text(b: Uint8Array, from: number, to: number): string {
 
 /** Appends the floats of field `f` (packed, or one unpacked value) to `out`. */
 function readFloats(
-  b: Uint8Array,
   view: DataView,
   f: Field,
   out: number[],
@@ -120,7 +119,7 @@ function decodeRequestAt(
     pos = nextField(b, pos, to, f);
     switch (f.number) {
       case 1:
-        out.vector = readFloats(b, view, f, out.vector, "vector", at);
+        out.vector = readFloats(view, f, out.vector, "vector", at);
         break;
       case 2:
         expectWire(f, 0, "k", at);
@@ -207,7 +206,7 @@ function decodeResultAt(
         out.payload = text(b, f.from, f.to);
         break;
       case 4:
-        out.vector = readFloats(b, view, f, out.vector, "results[].vector", at);
+        out.vector = readFloats(view, f, out.vector, "results[].vector", at);
         break;
       case 5:
         expectWire(f, 2, "results[].string_id", at);

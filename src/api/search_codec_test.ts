@@ -90,8 +90,10 @@ function randomResult(r: Prng): Record<string, unknown> {
 
 function randomResponse(r: Prng): Record<string, unknown> {
   const res: Record<string, unknown> = {
-    results: Array.from({ length: r.nextInt(3) === 0 ? r.nextInt(200) : r.nextInt(12) }, () =>
-      randomResult(r)),
+    results: Array.from(
+      { length: r.nextInt(3) === 0 ? r.nextInt(200) : r.nextInt(12) },
+      () => randomResult(r),
+    ),
   };
   if (r.nextInt(2)) res.partial = r.nextInt(2) === 1;
   if (r.nextInt(2)) res.shards_answered = r.nextInt(300);
@@ -215,7 +217,9 @@ Deno.test("search_codec: nested messages past 127 and 16383 bytes, and messages 
     );
   }
   // Larger than the scratch kept between calls: encoded whole, and the next encode still works.
-  const big = { results: [{ id: 1, distance: 0, vector: new Array(SCRATCH_KEEP_BYTES / 2).fill(1) }] };
+  const big = {
+    results: [{ id: 1, distance: 0, vector: new Array(SCRATCH_KEEP_BYTES / 2).fill(1) }],
+  };
   const bytes = encodeSearchResponse(big);
   assert.equal(decodeSearchResponse(bytes).results[0].vector?.length, SCRATCH_KEEP_BYTES / 2);
   const small = encodeSearchResponse({ results: [{ id: 3, distance: 1 }] });
@@ -300,7 +304,9 @@ Deno.test("search_codec refuses wire types its schema does not allow; a server s
     assert.equal(r?.code, 3, method);
     assert.match(
       r?.details ?? "",
-      new RegExp(`^${method} message of \\d+ bytes could not be decoded: k \\(field 2\\) has wire type 2`),
+      new RegExp(
+        `^${method} message of \\d+ bytes could not be decoded: k \\(field 2\\) has wire type 2`,
+      ),
     );
   }
 });
