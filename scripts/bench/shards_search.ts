@@ -43,7 +43,7 @@
  * | `--json`      |                | one JSON object on stdout instead of the table       |
  * | `--runtime`   | bundle         | servers from the esbuild bundles (as `deno task server`), or `node` (tsx) |
  * | `--router-flags` | ""         | more router flags, space-separated (e.g. `--search-batch-max 0` to compare) |
- * | `--cpu-prof`  |                | a directory: a V8 CPU profile of the router over each timed run is written there (`<setup>-router.cpuprofile`) |
+ * | `--cpu-prof`  |                | a directory: a V8 CPU profile of the router over each timed run is written there (`<setup>-router.cpuprofile`); with `--compare-routers`, of build/js's router in the first round only |
  * | `--compare-routers` | ""       | more router bundles (comma-separated `.mjs` files, e.g. an older build: a copy of its `build/js` as `OTHER/build/js`, with `OTHER/proto`, so the file is `OTHER/build/js/router.mjs`, the path a router bundle checks to start): each setup with a router starts one more router per file on the same nodes, and the timed run is repeated for every router (one row each, `[router-N]`) |
  * | `--rounds`    | 1              | with `--compare-routers`: timed runs per router, in alternating order (ABBA…), summed |
  *
@@ -555,7 +555,8 @@ async function runSetup(s: Setup, baseFile: string, ds: {
       if (round % 2 === 1) order.reverse();
       for (const i of order) {
         if (targets.length > 1) log(`${s.name}: round ${round + 1}, ${targets[i].name}`);
-        await timedRun(targets[i], tallies[i], round === 0);
+        // Node's inspector listens on one port (9229): only the first router can be profiled.
+        await timedRun(targets[i], tallies[i], round === 0 && i === 0);
       }
     }
 
