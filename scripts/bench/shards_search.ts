@@ -43,7 +43,9 @@
  * | `--json`      |                | one JSON object on stdout instead of the table       |
  * | `--runtime`   | bundle         | servers from the esbuild bundles (as `deno task server`), or `node` (tsx) |
  * | `--router-flags` | ""         | more router flags, space-separated (e.g. `--search-batch-max 0` to compare) |
- * | `--cpu-prof`  |                | a directory: a V8 CPU profile of the router over each timed run is written there (`<setup>-router.cpuprofile`) |
+ * | `--cpu-prof`  |                | a directory: a V8 CPU profile of the router over each timed run is written there (`<setup>-router.cpuprofile`); with `--compare-routers`, of build/js's router in the first round only |
+ * | `--compare-routers` | ""       | more router bundles (comma-separated `.mjs` files, e.g. an older build: a copy of its `build/js` as `OTHER/build/js`, with `OTHER/proto`, so the file is `OTHER/build/js/router.mjs`, the path a router bundle checks to start): each setup with a router starts one more router per file on the same nodes, and the timed run is repeated for every router (one row each, `[router-N]`) |
+ * | `--rounds`    | 1              | with `--compare-routers`: timed runs per router, in alternating order (ABBA…), summed |
  *
  * Every process is stopped at the end, also on error and on Ctrl-C; the directory is removed.
  *
@@ -54,7 +56,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
 import { freePort } from "../../harness/ports.ts";
-import { type ChildProc, ProcGroup, REPO_ROOT } from "../../harness/process.ts";
+import { ChildProc, ProcGroup, REPO_ROOT } from "../../harness/process.ts";
 import {
   buildBundles,
   NODE_ENTRY,
@@ -84,6 +86,8 @@ const { values: flags } = parseArgs({
     runtime: { type: "string", default: "bundle" },
     "cpu-prof": { type: "string" },
     "router-flags": { type: "string", default: "" },
+    "compare-routers": { type: "string", default: "" },
+    rounds: { type: "string", default: "1" },
   },
   strict: true,
   allowPositionals: false,
@@ -104,6 +108,18 @@ const RECALL = positive("recall", flags.recall);
 const CLIENTS = Math.floor(positive("clients", flags.clients));
 const SECONDS = positive("seconds", flags.seconds);
 const BATCH = Math.floor(positive("batch", flags.batch));
+const ROUNDS = Math.floor(positive("rounds", flags.rounds));
+/** Router bundles started beside build/js's on the same nodes (`--compare-routers`). */
+const COMPARE_ROUTERS = flags["compare-routers"]!.split(",").map((x) => x.trim()).filter((x) =>
+  x !== ""
+);
+for (const f of COMPARE_ROUTERS) {
+  try {
+    Deno.statSync(f);
+  } catch {
+    throw new RangeError(`--compare-routers file ${f} does not exist`);
+  }
+}
 if (!["bundle", "node"].includes(flags.runtime!)) {
   throw new RangeError(`--runtime ${flags.runtime} must be bundle or node`);
 }
@@ -311,7 +327,7 @@ interface SetupResult {
 async function runSetup(s: Setup, baseFile: string, ds: {
   queries: Matrix<Float32Array>;
   gt: Matrix<Int32Array>;
-}): Promise<SetupResult> {
+}): Promise<SetupResult[]> {
   const group: ChildProc[] = [];
   /** Names of `group`'s processes, in order (the CPU split). */
   const names: string[] = [];
@@ -329,53 +345,80 @@ async function runSetup(s: Setup, baseFile: string, ds: {
     }));
   }
   let addr = nodeAddrs[0];
-  let metricsUrl: string | null = null;
+  /** The routers (build/js's, then `--compare-routers`' ones): each timed separately. */
+  const routers: { name: string; addr: string; metricsUrl: string }[] = [];
   if (s.router) {
-    const port = await freePort();
-    const http = await freePort();
-    names.push("router");
-    const rflags = routerFlags({
-      port,
-      nodes: nodeAddrs,
-      replication_factor: s.replication_factor,
-      data_dir: join(dir, `${s.key}-router`),
-      // Recall sampling would add exact searches to the measured CPU.
-      extra: [
-        "--http-port",
-        String(http),
-        "--recall-sample-rate",
-        "0",
-        ...flags["router-flags"]!.split(" ").filter((x) => x !== ""),
-      ],
-    });
-    group.push(spawnServer({
-      name: "router",
-      entry: ROUTER_ENTRY,
-      flags: rflags,
-      ready_timeout_ms: READY_TIMEOUT_MS,
-      group: procs,
-      runtime: RUNTIME,
-    }));
-    addr = `127.0.0.1:${port}`;
-    metricsUrl = `http://127.0.0.1:${http}/metrics`;
+    for (const [j, bundle] of [null, ...COMPARE_ROUTERS].entries()) {
+      const port = await freePort();
+      const http = await freePort();
+      const name = j === 0 ? "router" : `router-${j}`;
+      names.push(name);
+      const rflags = routerFlags({
+        port,
+        nodes: nodeAddrs,
+        replication_factor: s.replication_factor,
+        data_dir: join(dir, `${s.key}-${name}`),
+        // Recall sampling would add exact searches to the measured CPU.
+        extra: [
+          "--http-port",
+          String(http),
+          "--recall-sample-rate",
+          "0",
+          ...flags["router-flags"]!.split(" ").filter((x) => x !== ""),
+        ],
+      });
+      if (bundle === null) {
+        group.push(spawnServer({
+          name,
+          entry: ROUTER_ENTRY,
+          flags: rflags,
+          ready_timeout_ms: READY_TIMEOUT_MS,
+          group: procs,
+          runtime: RUNTIME,
+        }));
+      } else {
+        const p = new ChildProc({
+          name,
+          command: "node",
+          args: [bundle, ...rflags],
+          ready_timeout_ms: READY_TIMEOUT_MS,
+        });
+        procs.add(p);
+        group.push(p);
+        log(`${s.name}: ${name} runs ${bundle}`);
+      }
+      routers.push({
+        name,
+        addr: `127.0.0.1:${port}`,
+        metricsUrl: `http://127.0.0.1:${http}/metrics`,
+      });
+    }
+    addr = routers[0].addr;
   }
   try {
     await Promise.all(group.map((p) => p.ready));
     log(`${s.name}: up (${group.length} processes)`);
+    for (const r of routers.length > 0 ? routers : [{ addr }]) {
+      const api = ownClient(r.addr, CALL_TIMEOUT_MS);
+      try {
+        if (s.router) {
+          // A router reaches its nodes a moment after it listens: go on once all answer (else
+          // the creation is hinted to the late ones and fails the quorum).
+          const deadline = Date.now() + READY_TIMEOUT_MS;
+          for (;;) {
+            const st = await api.call("Stats", {});
+            const up = (st.nodes ?? []).filter((n) => n.error === "").length;
+            if (up === s.nodes) break;
+            if (Date.now() > deadline) throw new Error(`only ${up} of ${s.nodes} nodes answer`);
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+      } finally {
+        api.close();
+      }
+    }
     const api = ownClient(addr, CALL_TIMEOUT_MS);
     try {
-      if (s.router) {
-        // The router reaches its nodes a moment after it listens: create once all answer (else
-        // the creation is hinted to the late ones and fails the quorum).
-        const deadline = Date.now() + READY_TIMEOUT_MS;
-        for (;;) {
-          const st = await api.call("Stats", {});
-          const up = (st.nodes ?? []).filter((n) => n.error === "").length;
-          if (up === s.nodes) break;
-          if (Date.now() > deadline) throw new Error(`only ${up} of ${s.nodes} nodes answer`);
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
       await api.call("CreateCollection", {
         name: COLLECTION,
         dimension: ds.queries.dim,
@@ -416,110 +459,157 @@ async function runSetup(s: Setup, baseFile: string, ds: {
     }
     const chosen = sweep.find((x) => x.recall >= RECALL) ?? sweep[sweep.length - 1];
     const spec: SearchSpec = { collection: COLLECTION, k: K, ef: Math.max(chosen.ef, K) };
-
-    // Timed run.
     const vectors = Array.from({ length: ds.queries.n }, (_, i) => row(ds.queries, i));
-    const clients = Array.from({ length: CLIENTS }, () => ownClient(addr, CALL_TIMEOUT_MS));
-    try {
-      await Promise.all(clients.map(async (c, j) => {
-        for (let i = 0; i < 10; i++) {
-          await c.call("Search", { vector: vectors[(j * 10 + i) % vectors.length], ...spec });
-        }
-      }));
-      const pids = group.map((p) => p.pid!);
-      if (pids.some((p) => p === undefined)) throw new Error(`${s.name}: a server has no pid`);
-      const m0 = metricsUrl === null ? null : await scrape(metricsUrl);
-      const prof = flags["cpu-prof"] === undefined || !s.router
-        ? null
-        : await startProfile(pids[names.indexOf("router")]);
-      const loadavg_before = Deno.loadavg();
-      const cpu0 = pids.map((p) => cpuSeconds(p));
-      const self0 = cpuSeconds(Deno.pid, false);
-      const t0 = performance.now();
-      const end = t0 + SECONDS * 1000;
-      let answered = 0;
-      let errors = 0;
-      let partial = 0;
-      let shard_searches = 0;
-      let next = 0;
-      await Promise.all(clients.map(async (c) => {
-        while (performance.now() < end) {
-          const q = next++ % vectors.length;
-          try {
-            const res = await c.call("Search", { vector: vectors[q], ...spec });
-            answered++;
-            if (res.partial) partial++;
-            shard_searches += res.shard_searches ?? 0;
-          } catch {
-            errors++;
+    const pids = group.map((p) => p.pid!);
+    if (pids.some((p) => p === undefined)) throw new Error(`${s.name}: a server has no pid`);
+
+    /** What one router's timed runs add up to. */
+    interface Tally {
+      answered: number;
+      errors: number;
+      partial: number;
+      shard_searches: number;
+      wall_s: number;
+      cpu_by: number[];
+      self_s: number;
+      metric: (name: string) => number;
+      loadavg_before: number[] | null;
+      loadavg_after: number[];
+    }
+    const timedRun = async (
+      target: { name: string; addr: string; metricsUrl: string | null },
+      tally: Tally,
+      profile: boolean,
+    ): Promise<void> => {
+      const clients = Array.from(
+        { length: CLIENTS },
+        () => ownClient(target.addr, CALL_TIMEOUT_MS),
+      );
+      try {
+        await Promise.all(clients.map(async (c, j) => {
+          for (let i = 0; i < 10; i++) {
+            await c.call("Search", { vector: vectors[(j * 10 + i) % vectors.length], ...spec });
           }
+        }));
+        const m0 = target.metricsUrl === null ? null : await scrape(target.metricsUrl);
+        const prof = !profile || flags["cpu-prof"] === undefined || !s.router
+          ? null
+          : await startProfile(pids[names.indexOf(target.name)]);
+        tally.loadavg_before ??= Deno.loadavg();
+        const cpu0 = pids.map((p) => cpuSeconds(p));
+        const self0 = cpuSeconds(Deno.pid, false);
+        const t0 = performance.now();
+        const end = t0 + SECONDS * 1000;
+        let next = 0;
+        await Promise.all(clients.map(async (c) => {
+          while (performance.now() < end) {
+            const q = next++ % vectors.length;
+            try {
+              const res = await c.call("Search", { vector: vectors[q], ...spec });
+              tally.answered++;
+              if (res.partial) tally.partial++;
+              tally.shard_searches += res.shard_searches ?? 0;
+            } catch {
+              tally.errors++;
+            }
+          }
+        }));
+        tally.wall_s += (performance.now() - t0) / 1000;
+        pids.forEach((p, i) => tally.cpu_by[i] += cpuSeconds(p) - cpu0[i]);
+        tally.self_s += cpuSeconds(Deno.pid, false) - self0;
+        if (prof !== null) {
+          const file = join(flags["cpu-prof"]!, `${s.key}-${target.name}.cpuprofile`);
+          await Deno.mkdir(flags["cpu-prof"]!, { recursive: true });
+          await Deno.writeTextFile(file, await prof.stop());
+          log(`${s.name}: ${target.name} CPU profile of the timed run in ${file}`);
         }
-      }));
-      const wall_s = (performance.now() - t0) / 1000;
-      const cpu_by = pids.map((p, i) => cpuSeconds(p) - cpu0[i]);
-      const self_s = cpuSeconds(Deno.pid, false) - self0;
-      if (prof !== null) {
-        const file = join(flags["cpu-prof"]!, `${s.key}-router.cpuprofile`);
-        await Deno.mkdir(flags["cpu-prof"]!, { recursive: true });
-        await Deno.writeTextFile(file, await prof.stop());
-        log(`${s.name}: router CPU profile of the timed run in ${file}`);
+        tally.loadavg_after = Deno.loadavg();
+        if (m0 !== null) {
+          const m1 = await scrape(target.metricsUrl!);
+          const before = tally.metric;
+          const d = (name: string) => (m1.get(name) ?? 0) - (m0.get(name) ?? 0);
+          tally.metric = (name) => before(name) + d(name);
+        }
+      } finally {
+        for (const c of clients) c.close();
       }
-      const cpu_s = cpu_by.reduce((a, x) => a + x, 0);
+    };
+
+    const targets = routers.length > 0
+      ? routers
+      : [{ name: "node-0", addr, metricsUrl: null as string | null }];
+    const tallies = targets.map((): Tally => ({
+      answered: 0,
+      errors: 0,
+      partial: 0,
+      shard_searches: 0,
+      wall_s: 0,
+      cpu_by: pids.map(() => 0),
+      self_s: 0,
+      metric: () => 0,
+      loadavg_before: null,
+      loadavg_after: [],
+    }));
+    for (let round = 0; round < (targets.length > 1 ? ROUNDS : 1); round++) {
+      const order = targets.map((_, i) => i);
+      if (round % 2 === 1) order.reverse();
+      for (const i of order) {
+        if (targets.length > 1) log(`${s.name}: round ${round + 1}, ${targets[i].name}`);
+        // Node's inspector listens on one port (9229): only the first router can be profiled.
+        await timedRun(targets[i], tallies[i], round === 0 && i === 0);
+      }
+    }
+
+    return targets.map((target, ti): SetupResult => {
+      const t = tallies[ti];
+      // The routers not asked in this one's runs were idle: left out of its sum.
+      const counted = names.map((n) => !n.startsWith("router") || n === target.name);
+      const cpu_s = t.cpu_by.reduce((a, x, i) => a + (counted[i] ? x : 0), 0);
       const per_query: Record<string, number> = {};
-      const q = Math.max(1, answered);
-      names.forEach((name, i) => per_query[name] = (cpu_by[i] / q) * 1000);
-      per_query.clients = (self_s / q) * 1000;
-      const loadavg_after = Deno.loadavg();
-      const m1 = metricsUrl === null ? null : await scrape(metricsUrl);
-      let metrics_per_query: number | null = null;
-      let hedges = { sent: 0, won: 0, skipped: 0 };
-      let batches = { calls: 0, searches: 0 };
-      if (m0 !== null && m1 !== null) {
-        const d = (name: string) => (m1.get(name) ?? 0) - (m0.get(name) ?? 0);
-        const searches = d("vectordb_router_searches_total");
-        if (searches > 0) {
-          metrics_per_query = d("vectordb_router_search_shard_searches_total") / searches;
-        }
-        hedges = {
-          sent: d('vectordb_router_search_hedges_total{outcome="sent"}'),
-          won: d('vectordb_router_search_hedges_total{outcome="won"}'),
-          skipped: d('vectordb_router_search_hedges_total{outcome="skipped"}'),
-        };
-        batches = {
-          calls: d("vectordb_router_search_batches_total"),
-          searches: d('vectordb_router_search_batched_total{outcome="batched"}'),
-        };
-      }
-      const qps = answered / wall_s;
-      const cores = cpu_s / wall_s;
+      const q = Math.max(1, t.answered);
+      names.forEach((name, i) => {
+        if (counted[i]) per_query[name] = (t.cpu_by[i] / q) * 1000;
+      });
+      per_query.clients = (t.self_s / q) * 1000;
+      const d = t.metric;
+      const searches = d("vectordb_router_searches_total");
+      const qps = t.answered / t.wall_s;
+      const cores = cpu_s / t.wall_s;
       return {
-        setup: s.name,
+        setup: targets.length > 1 ? `${s.name} [${target.name}]` : s.name,
         ef: chosen.ef,
         recall: chosen.recall,
         sweep,
-        queries: answered,
-        errors,
-        partial,
-        wall_s,
+        queries: t.answered,
+        errors: t.errors,
+        partial: t.partial,
+        wall_s: t.wall_s,
         qps,
         cpu_s,
-        cpu_s_per_query: cpu_s / Math.max(1, answered),
+        cpu_s_per_query: cpu_s / q,
         cores_used: cores,
         qps_per_core: cores > 0 ? qps / cores : NaN,
         // A single node answers shard_searches itself (1 per search, or 0 from older nodes).
-        shard_searches_per_query: answered > 0 && shard_searches > 0
-          ? shard_searches / answered
+        shard_searches_per_query: t.answered > 0 && t.shard_searches > 0
+          ? t.shard_searches / t.answered
           : null,
-        metrics_shard_searches_per_query: metrics_per_query,
+        metrics_shard_searches_per_query: searches > 0
+          ? d("vectordb_router_search_shard_searches_total") / searches
+          : null,
         cpu_ms_per_query_by_process: per_query,
-        hedges,
-        batches,
-        loadavg_before,
-        loadavg_after,
+        hedges: {
+          sent: d('vectordb_router_search_hedges_total{outcome="sent"}'),
+          won: d('vectordb_router_search_hedges_total{outcome="won"}'),
+          skipped: d('vectordb_router_search_hedges_total{outcome="skipped"}'),
+        },
+        batches: {
+          calls: d("vectordb_router_search_batches_total"),
+          searches: d('vectordb_router_search_batched_total{outcome="batched"}'),
+        },
+        loadavg_before: t.loadavg_before ?? [],
+        loadavg_after: t.loadavg_after,
       };
-    } finally {
-      for (const c of clients) c.close();
-    }
+    });
   } finally {
     await Promise.all(group.map((p) => p.stop(10_000).catch(() => {})));
   }
@@ -548,24 +638,25 @@ try {
     if (s === undefined) {
       throw new RangeError(`--setups entry "${key}" must be one of ${Object.keys(SETUPS)}`);
     }
-    const r = await runSetup(s, baseFile, { queries, gt });
-    results.push(r);
-    log(
-      `${r.setup}: ef ${r.ef} recall ${r.recall.toFixed(3)}: ${r.qps.toFixed(0)} q/s, ` +
-        `${(r.cpu_s_per_query * 1000).toFixed(2)} CPU ms/query, ${
-          r.cores_used.toFixed(2)
-        } cores, ` +
-        `${r.qps_per_core.toFixed(0)} q/s per core, shard searches/query ` +
-        `${r.shard_searches_per_query?.toFixed(2) ?? "-"} (metrics ` +
-        `${r.metrics_shard_searches_per_query?.toFixed(2) ?? "-"}), hedges ${r.hedges.sent} ` +
-        `sent ${r.hedges.won} won ${r.hedges.skipped} skipped, ${r.batches.calls} node SearchBatch calls carrying ` +
-        `${r.batches.searches} searches, ${r.errors} errors, ` +
-        `${r.partial} partial, CPU ms/query by process ${
-          Object.entries(r.cpu_ms_per_query_by_process).map(([k, v]) => `${k} ${v.toFixed(2)}`)
-            .join(", ")
-        }, loadavg ${r.loadavg_before.map((x) => x.toFixed(2))} → ` +
-        `${r.loadavg_after.map((x) => x.toFixed(2))}`,
-    );
+    for (const r of await runSetup(s, baseFile, { queries, gt })) {
+      results.push(r);
+      log(
+        `${r.setup}: ef ${r.ef} recall ${r.recall.toFixed(3)}: ${r.qps.toFixed(0)} q/s, ` +
+          `${(r.cpu_s_per_query * 1000).toFixed(2)} CPU ms/query, ${
+            r.cores_used.toFixed(2)
+          } cores, ` +
+          `${r.qps_per_core.toFixed(0)} q/s per core, shard searches/query ` +
+          `${r.shard_searches_per_query?.toFixed(2) ?? "-"} (metrics ` +
+          `${r.metrics_shard_searches_per_query?.toFixed(2) ?? "-"}), hedges ${r.hedges.sent} ` +
+          `sent ${r.hedges.won} won ${r.hedges.skipped} skipped, ${r.batches.calls} node SearchBatch calls carrying ` +
+          `${r.batches.searches} searches, ${r.errors} errors, ` +
+          `${r.partial} partial, CPU ms/query by process ${
+            Object.entries(r.cpu_ms_per_query_by_process).map(([k, v]) => `${k} ${v.toFixed(2)}`)
+              .join(", ")
+          }, loadavg ${r.loadavg_before.map((x) => x.toFixed(2))} → ` +
+          `${r.loadavg_after.map((x) => x.toFixed(2))}`,
+      );
+    }
   }
 } finally {
   await cleanup();

@@ -56,7 +56,7 @@ function expectWire(f: Field, want: number, name: string, at: number): void {
  * The varint in `b[from, to)` as an unsigned 64-bit decimal string (bits above 64 dropped, as
  * protobufjs's `uint64()` with `longs: String` does).
  */
-function uint64(b: Uint8Array, from: number, to: number): string {
+export function uint64(b: Uint8Array, from: number, to: number): string {
   if (to - from <= 4) {
     // Up to 28 bits: exact as a number, and most ids are this short.
     let n = 0;

@@ -47,6 +47,13 @@ export interface ApiClientOptions {
    * api/security.ts `clientSecurity`. Default plaintext, no metadata.
    */
   security?: ClientSecurity;
+  /**
+   * False: calls capture no caller stack. grpc-js builds an `Error` at every call to append
+   * its caller's stack to a failure's `stack`; a server that calls other servers on every
+   * request (the router) pays that capture per call for a stack it never reads. Failures keep
+   * their code, details and message. Default true.
+   */
+  caller_stacks?: boolean;
 }
 
 /** Thrown for a bad client option. */
@@ -72,10 +79,13 @@ export class ApiClient {
   readonly timeout_ms: number;
   /** The underlying grpc-js client. */
   readonly raw: VectorDBClient;
+  /** See {@link ApiClientOptions.caller_stacks}. */
+  readonly caller_stacks: boolean;
 
   constructor(address: string, options: ApiClientOptions = {}) {
     this.address = address;
     this.timeout_ms = checkTimeout(options.timeout_ms ?? DEFAULT_TIMEOUT_MS);
+    this.caller_stacks = options.caller_stacks ?? true;
     const security = options.security ?? insecureClient();
     const setup = channelSetup(security, address);
     const interceptors = [
@@ -98,24 +108,43 @@ export class ApiClient {
     const timeout_ms = checkTimeout(options.timeout_ms ?? this.timeout_ms);
     const fn = this.raw[method] as unknown as UnaryMethod<RequestOf<K>, ResponseOf<K>>;
     return new Promise((resolve, reject) => {
-      fn.call(
-        this.raw,
-        request,
-        options.metadata ?? new grpc.Metadata(),
-        { deadline: Date.now() + timeout_ms },
-        (error, response) => {
-          if (error) reject(error);
-          else if (response === undefined) {
-            reject(new ApiClientError(`${method} returned no response and no error`));
-          } else resolve(response);
-        },
-      );
+      const start = () =>
+        fn.call(
+          this.raw,
+          request,
+          options.metadata ?? new grpc.Metadata(),
+          { deadline: Date.now() + timeout_ms },
+          (error, response) => {
+            if (error) reject(error);
+            else if (response === undefined) {
+              reject(new ApiClientError(`${method} returned no response and no error`));
+            } else resolve(response);
+          },
+        );
+      if (this.caller_stacks) start();
+      else withoutStacks(start);
     });
   }
 
   /** Closes the channel; pending calls fail with CANCELLED. */
   close(): void {
     this.raw.close();
+  }
+}
+
+/**
+ * Runs `start` (which starts a grpc-js call, synchronously) with V8's stack capture off, so the
+ * caller-stack `Error` grpc-js makes per call records no frames; restored before returning,
+ * also when `start` throws. Only the synchronous start is affected: the call's own errors,
+ * made later, have their stacks.
+ */
+export function withoutStacks<T>(start: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return start();
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }
 

@@ -13,6 +13,7 @@
 
 import * as grpc from "@grpc/grpc-js";
 import type * as protoLoader from "@grpc/proto-loader";
+import type { Buffer } from "node:buffer";
 import { fileURLToPath } from "node:url";
 import {
   BATCH_POINTS_MAX,
@@ -26,6 +27,16 @@ import {
 } from "../common/limits.ts";
 import { limitService, type RequestLimit } from "../common/wire_limits.ts";
 import { decodePutBatchRequest } from "./batch_codec.ts";
+import {
+  decodeSearchBatchRequest,
+  decodeSearchBatchResponse,
+  decodeSearchRequest,
+  decodeSearchResponse,
+  encodeSearchBatchRequest,
+  encodeSearchBatchResponse,
+  encodeSearchRequest,
+  encodeSearchResponse,
+} from "./search_codec.ts";
 import { loadServices } from "../common/proto_services.ts";
 
 /** Absolute path of proto/vector_db.proto. */
@@ -664,10 +675,45 @@ export type VectorDBHandlers = {
  * The service's definition, loaded from the .proto (src/common/proto_services.ts: the services
  * only; reflection loads the message descriptors with proto-loader when asked).
  */
-export const packageDefinition: protoLoader.PackageDefinition = loadServices(
-  PROTO_PATH,
-  LOADER_OPTIONS,
+export const packageDefinition: protoLoader.PackageDefinition = withSearchCodecs(
+  loadServices(PROTO_PATH, LOADER_OPTIONS),
 );
+
+/**
+ * `def` with Search and SearchBatch (de)serialized by api/search_codec.ts instead of protobufjs:
+ * the same objects, without protobufjs's object conversions (the router's hot path).
+ */
+function withSearchCodecs(def: protoLoader.PackageDefinition): protoLoader.PackageDefinition {
+  const name = "vectordb.VectorDB";
+  const service = def[name] as protoLoader.ServiceDefinition;
+  const codecs = (
+    base: protoLoader.MethodDefinition<object, object>,
+    c: {
+      requestSerialize: (v: never) => Buffer;
+      requestDeserialize: (b: Buffer) => object;
+      responseSerialize: (v: never) => Buffer;
+      responseDeserialize: (b: Buffer) => object;
+    },
+  ) => ({ ...base, ...c }) as unknown as protoLoader.MethodDefinition<object, object>;
+  return {
+    ...def,
+    [name]: {
+      ...service,
+      Search: codecs(service.Search, {
+        requestSerialize: encodeSearchRequest,
+        requestDeserialize: decodeSearchRequest,
+        responseSerialize: encodeSearchResponse,
+        responseDeserialize: decodeSearchResponse,
+      }),
+      SearchBatch: codecs(service.SearchBatch, {
+        requestSerialize: encodeSearchBatchRequest,
+        requestDeserialize: decodeSearchBatchRequest,
+        responseSerialize: encodeSearchBatchResponse,
+        responseDeserialize: decodeSearchBatchResponse,
+      }),
+    },
+  };
+}
 
 const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
   vectordb: { VectorDB: VectorDBClientConstructor };
@@ -720,7 +766,8 @@ export const VECTORDB_REQUEST_LIMITS: Readonly<Record<MethodName, RequestLimit>>
  * The service definition servers add (`server.addService(vectorDbService, handlers)`): each
  * request deserializer first checks {@link VECTORDB_REQUEST_LIMITS} on the raw bytes and hands a
  * refused request to the handler as a `RefusedRequest`, which `UnaryGuard` answers. PutBatch
- * requests are decoded by `decodePutBatchRequest` (batch_codec.ts), ~20x faster than protobufjs.
+ * requests are decoded by `decodePutBatchRequest` (batch_codec.ts), ~20x faster than protobufjs;
+ * Search and SearchBatch by search_codec.ts (as their clients' messages, {@link packageDefinition}).
  */
 export const vectorDbService: grpc.ServiceDefinition = limitService(
   {

@@ -507,14 +507,16 @@ export class RouterCore {
   /** Offers an answered graph search to the recall monitor (an exact one has recall 1). */
   #offerRecall(v: RouterSearch, answer: ResponseOf<"Search">): void {
     if (this.recall === null || v.exact === true) return;
-    this.recall.offer({
+    // The sample (a copy of the ids) is built only for the searches drawn.
+    if (!this.recall.draw(answer.partial === true)) return;
+    this.recall.take({
       collection: v.collection,
       vector: v.vector,
       k: v.k,
       ef: v.ef,
       filter_json: v.filter_json ?? "",
       ids: answer.results.map((r) => r.id),
-    }, answer.partial === true);
+    });
   }
 
   /**

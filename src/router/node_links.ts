@@ -15,6 +15,7 @@ import {
   isServiceError,
   type RequestOf,
   type ResponseOf,
+  withoutStacks,
 } from "../api/client.ts";
 import type { MethodName, UnaryMethod } from "../api/proto.ts";
 import { type EntriesRequest, type EntriesResponse, TransferClient } from "../api/transfer.ts";
@@ -62,6 +63,8 @@ export class GrpcNodeLinks implements NodePort {
         timeout_ms: this.node_timeout_ms,
         client_options: RECONNECT_OPTIONS,
         security: s,
+        // Every client query costs a node call or more: no caller stack per call.
+        caller_stacks: false,
       }),
       transfer: new TransferClient(node, this.node_timeout_ms, RECONNECT_OPTIONS, s),
     });
@@ -110,16 +113,18 @@ export class GrpcNodeLinks implements NodePort {
     const fn = link.client.raw[method] as unknown as UnaryMethod<RequestOf<K>, ResponseOf<K>>;
     const timeout_ms = options.timeout_ms ?? this.node_timeout_ms;
     return new Promise((resolve, reject) => {
-      fn.call(
-        link.client.raw,
-        request,
-        new grpc.Metadata(),
-        { deadline: Date.now() + timeout_ms, waitForReady: true },
-        (error, response) => {
-          if (error) reject(error);
-          else if (response === undefined) reject(new Error(`${method} returned no response`));
-          else resolve(response);
-        },
+      withoutStacks(() =>
+        fn.call(
+          link.client.raw,
+          request,
+          new grpc.Metadata(),
+          { deadline: Date.now() + timeout_ms, waitForReady: true },
+          (error, response) => {
+            if (error) reject(error);
+            else if (response === undefined) reject(new Error(`${method} returned no response`));
+            else resolve(response);
+          },
+        )
       );
     });
   }

@@ -194,9 +194,24 @@ export class RecallMonitor {
    * else dropped and counted). Partial answers are never taken: their truth is unknowable.
    */
   offer(sample: RecallSample, partial: boolean): void {
-    if (this.sample_rate === 0 || this.#stopped || partial) return;
-    if (this.#deps.random() >= this.sample_rate) return;
+    if (this.draw(partial)) this.take(sample);
+  }
+
+  /**
+   * The draw {@link offer} makes: whether an answered search (`partial` or not) is sampled;
+   * counts it as sampled when it is. The caller then passes it to {@link take}: a search's
+   * sample is built only when drawn (most are not).
+   */
+  draw(partial: boolean): boolean {
+    if (this.sample_rate === 0 || this.#stopped || partial) return false;
+    if (this.#deps.random() >= this.sample_rate) return false;
     this.counts.sampled++;
+    return true;
+  }
+
+  /** Queues a sample {@link draw} chose (dropped, and counted, when the queue is full). */
+  take(sample: RecallSample): void {
+    if (this.#stopped) return;
     if (this.#queue.length >= this.#queue_max) {
       this.counts.dropped++;
       return;

@@ -140,6 +140,89 @@ type CallOutcome =
   | { call: SearchCall; ok: true; value: ResponseOf<"Search"> }
   | { call: SearchCall; ok: false; reason: unknown };
 
+/** A search waiting for its next hedge check: {@link HedgeAlarms} calls `fire` at `due_ms`. */
+export interface HedgeAlarm {
+  due_ms: number;
+  fire: () => void;
+}
+
+/**
+ * One timer for the hedge checks of every search in flight, instead of one per search: the
+ * timer is armed for the earliest alarm; when it fires, every alarm due fires and it is armed
+ * again for the next. A search that settles removes its alarm; the timer is cancelled when none
+ * is left (no timer outlives the searches), and otherwise left to fire for the alarms behind
+ * it (finding nothing due, it re-arms). Under load that is one timer per hedge delay, not one
+ * timer set and cancelled per search. Holds only the alarms of searches in flight.
+ */
+export class HedgeAlarms {
+  readonly #clock: RouterClock;
+  readonly #waiting = new Set<HedgeAlarm>();
+  #timer: CancellableSleep | null = null;
+  /** When the armed timer fires (clock ms); Infinity when none is armed. */
+  #armed_ms = Infinity;
+  /** Bumped when a timer is disarmed: a clock without `timer` cannot cancel its sleeps. */
+  #generation = 0;
+
+  constructor(clock: RouterClock) {
+    this.#clock = clock;
+  }
+
+  /** Alarms waiting (tests). */
+  get size(): number {
+    return this.#waiting.size;
+  }
+
+  /** Whether a timer is armed (tests). */
+  get armed(): boolean {
+    return this.#armed_ms !== Infinity;
+  }
+
+  add(a: HedgeAlarm): void {
+    this.#waiting.add(a);
+    if (a.due_ms < this.#armed_ms) this.#arm(a.due_ms);
+  }
+
+  remove(a: HedgeAlarm): void {
+    if (this.#waiting.delete(a) && this.#waiting.size === 0) this.#disarm();
+  }
+
+  #disarm(): void {
+    this.#timer?.cancel();
+    this.#timer = null;
+    this.#armed_ms = Infinity;
+    this.#generation++;
+  }
+
+  #arm(due_ms: number): void {
+    this.#disarm();
+    this.#armed_ms = due_ms;
+    const generation = this.#generation;
+    const ms = Math.max(0, due_ms - this.#clock.now_ms());
+    const fire = () => {
+      if (generation === this.#generation) this.#fire();
+    };
+    if (this.#clock.timer !== undefined) {
+      this.#timer = this.#clock.timer(ms);
+      this.#timer.done.then(fire);
+    } else this.#clock.sleep(ms).then(fire);
+  }
+
+  #fire(): void {
+    this.#timer = null;
+    this.#armed_ms = Infinity;
+    this.#generation++;
+    const now = this.#clock.now_ms();
+    let next = Infinity;
+    for (const a of this.#waiting) {
+      if (a.due_ms <= now) {
+        this.#waiting.delete(a);
+        a.fire();
+      } else if (a.due_ms < next) next = a.due_ms;
+    }
+    if (next !== Infinity) this.#arm(next);
+  }
+}
+
 /** Fan-out reads. */
 export class Scatter {
   /** Counters for metrics (read at scrape time). */
@@ -174,10 +257,13 @@ export class Scatter {
   #turn = 0;
   #hedge_tokens = HEDGE_TOKENS_MAX;
   #stats_view: RingView | null = null;
+  /** The hedge checks of the searches in flight. */
+  readonly alarms: HedgeAlarms;
 
   constructor(readonly deps: ScatterDeps) {
     this.#options = { ...DEFAULT_SEARCH_OPTIONS, ...deps.search };
     this.#clock = deps.clock ?? SYSTEM_CLOCK;
+    this.alarms = new HedgeAlarms(this.#clock);
     this.coalescer = this.#options.batch_max >= 2
       ? new SearchCoalescer(deps.nodes, {
         batch_max: this.#options.batch_max,
@@ -457,6 +543,9 @@ export class Scatter {
       }
     };
 
+    /** This search's hedge check, while it waits (one object however often it waits). */
+    let alarm: HedgeAlarm | null = null;
+    const alarms = this.alarms;
     const run = async (hedging: boolean) => {
       const delay = hedging
         ? hedgeDelayMs(opts.hedge_ms, opts.hedge_factor, stats.typical_ms)
@@ -489,18 +578,16 @@ export class Scatter {
           }
           if (queue.length > 0) continue;
         }
-        let timer: CancellableSleep | null = null;
         await new Promise<void>((resolve) => {
           wake = resolve;
           if (next === Infinity) return;
-          const ms = Math.max(0, next - clock.now_ms());
-          if (clock.timer !== undefined) {
-            timer = clock.timer(ms);
-            timer.done.then(resolve);
-          } else clock.sleep(ms).then(resolve);
+          alarm ??= { due_ms: next, fire: resolve };
+          alarm.due_ms = next;
+          alarm.fire = resolve;
+          alarms.add(alarm);
         });
         wake = null;
-        (timer as CancellableSleep | null)?.cancel();
+        if (alarm !== null) alarms.remove(alarm);
       }
     };
 

@@ -16,7 +16,7 @@ import {
 } from "./node_port.ts";
 import { NodeTable } from "./node_table.ts";
 import { makeView, type RingView } from "./ring_view.ts";
-import { Scatter, type SearchOptions } from "./scatter.ts";
+import { HedgeAlarms, Scatter, type SearchOptions } from "./scatter.ts";
 import { shardOf } from "../common/shard.ts";
 import { Prng } from "../common/prng.ts";
 import { CallOnlyPort } from "./node_port_testing.ts";
@@ -744,4 +744,79 @@ Deno.test("Scatter.search simulation: a slow replica gets few searches, batched 
   for (const [node, n] of full.per) {
     assert.ok(n >= 0.3 * full.searches, `${node} served ${n} of ${full.searches}`);
   }
+});
+
+Deno.test("HedgeAlarms: one timer for many alarms, armed for the earliest; none left when the last is removed", async () => {
+  const clock = new ManualClock();
+  const alarms = new HedgeAlarms(clock);
+  const fired: string[] = [];
+  const a = { due_ms: 30, fire: () => fired.push("a") };
+  const b = { due_ms: 10, fire: () => fired.push("b") };
+  const c = { due_ms: 20, fire: () => fired.push("c") };
+  alarms.add(a);
+  assert.equal(clock.pending, 1);
+  alarms.add(b); // earlier: re-armed for it
+  assert.equal(clock.pending, 1, "the timer for a was replaced, not added to");
+  alarms.add(c); // later than the armed one: no timer of its own
+  assert.equal(clock.pending, 1);
+  await clock.advance(10);
+  assert.deepEqual(fired, ["b"]);
+  assert.equal(alarms.size, 2);
+  assert.equal(clock.pending, 1, "re-armed for c");
+  alarms.remove(c); // the armed alarm leaves; a remains: the timer fires for nothing, re-arms
+  await clock.advance(10);
+  assert.deepEqual(fired, ["b"]);
+  assert.ok(alarms.armed);
+  await clock.advance(10);
+  assert.deepEqual(fired, ["b", "a"]);
+  assert.equal(alarms.size, 0);
+  assert.equal(clock.pending, 0);
+  assert.ok(!alarms.armed);
+  // Removing the last alarm cancels the timer; removing one twice is harmless.
+  alarms.add(a);
+  alarms.remove(a);
+  alarms.remove(a);
+  assert.equal(clock.pending, 0);
+  await clock.advance(100);
+  assert.deepEqual(fired, ["b", "a"]);
+});
+
+Deno.test("HedgeAlarms with a clock that cannot cancel: a disarmed sleep fires nothing", async () => {
+  const inner = new ManualClock();
+  const clock: RouterClock = { now_ms: () => inner.now_ms(), sleep: (ms) => inner.sleep(ms) };
+  const alarms = new HedgeAlarms(clock);
+  const fired: number[] = [];
+  const a = { due_ms: 10, fire: () => fired.push(1) };
+  alarms.add(a);
+  alarms.remove(a);
+  const b = { due_ms: 15, fire: () => fired.push(2) };
+  alarms.add(b);
+  await inner.advance(10);
+  assert.deepEqual(fired, [], "a's stale sleep ran out and fired nothing");
+  await inner.advance(5);
+  assert.deepEqual(fired, [2]);
+  assert.equal(alarms.size, 0);
+});
+
+Deno.test("Scatter.search: concurrent slow searches share one hedge timer", async () => {
+  const { clock, nodes, scatter, view, replicas } = setup(
+    { shard_number: 1, replication_factor: 2 },
+    { hedge_ms: 10, hedge_factor: 3, batch_max: 0 },
+  );
+  for (const n of replicas[0]) nodes.mode.set(n, "hang");
+  const searches = [0, 1, 2].map(() => scatter.search(view, query));
+  await settle();
+  assert.equal(scatter.alarms.size, 3, "each search waits for its hedge check");
+  assert.equal(clock.pending, 1, "one timer for the three");
+  await clock.advance(10);
+  assert.equal(
+    scatter.counts.hedges + scatter.counts.hedges_skipped,
+    3,
+    "each considered for a hedge once, at its delay",
+  );
+  assert.ok(scatter.counts.hedges >= 1);
+  for (const h of nodes.hung.splice(0)) h.release();
+  for (const r of await Promise.all(searches)) assert.deepEqual(r.results.map((x) => x.id), top5);
+  assert.equal(scatter.alarms.size, 0);
+  assert.equal(clock.pending, 0, "no hedge timer outlives the searches");
 });
