@@ -169,7 +169,9 @@ async function phase(
     await Promise.all(clients.map(async (c) => {
       while (performance.now() < end) {
         try {
-          searches += await one(c);
+          // Not `searches += await …`: that adds to the value read before the await.
+          const n = await one(c);
+          searches += n;
           calls++;
         } catch {
           errors++;
