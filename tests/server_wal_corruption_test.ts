@@ -217,7 +217,9 @@ Deno.test("storage node starts over a damaged WAL record its snapshot covers, in
     Deno.writeFileSync(path, bytes);
     for (const mode of ["strict", "truncate"]) {
       await node.start(["--wal-recovery", mode]);
-      assert.match(node.stderr, new RegExp(`byte offset ${offsets[k]}.*skipped`));
+      // The open walks the records a snapshot covers header to header and reads none of their
+      // payloads, so the damage is neither read nor reported, and nothing is skipped or cut.
+      assert.doesNotMatch(node.stderr, new RegExp(`byte offset ${offsets[k]}.*skipped`));
       await expectPrefix(node, POINTS);
       await node.kill();
     }
