@@ -39,14 +39,15 @@ import { ID_STRING_BYTES_MAX } from "../common/point_id.ts";
 
 const utf8 = new TextDecoder();
 /** An absent bytes field (proto-loader's `defaults`: an empty Buffer). */
-const EMPTY: Buffer = Buffer.alloc(0);
+export const EMPTY: Buffer = Buffer.alloc(0);
 
 /** Malformed for this schema at byte `at`. */
-function fail(at: number, message: string): never {
+export function fail(at: number, message: string): never {
   throw new Error(`${message} at byte ${at}`);
 }
 
-function expectWire(f: Field, want: number, name: string, at: number): void {
+/** Throws (see {@link fail}) unless field `f` has wire type `want`. */
+export function expectWire(f: Field, want: number, name: string, at: number): void {
   if (f.wire_type !== want) {
     fail(at, `${name} (field ${f.number}) has wire type ${f.wire_type}, not ${want}`);
   }

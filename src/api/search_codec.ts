@@ -36,25 +36,13 @@ import type {
   SearchResponse,
   SearchResult,
 } from "./proto.ts";
-import { uint64 } from "./batch_codec.ts";
+import { EMPTY, expectWire, fail, uint64 } from "./batch_codec.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
 // ignoreBOM: a leading U+FEFF is kept, as protobufjs keeps it.
 const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
-/** An absent bytes field (proto-loader's `defaults`: an empty Buffer). */
-const EMPTY: Buffer = Buffer.alloc(0);
-
-function fail(at: number, message: string): never {
-  throw new Error(`${message} at byte ${at}`);
-}
-
-function expectWire(f: Field, want: number, name: string, at: number): void {
-  if (f.wire_type !== want) {
-    fail(at, `${name} (field ${f.number}) has wire type ${f.wire_type}, not ${want}`);
-  }
-}
 
 /** The low 32 bits of the varint in `b[from, to)`, unsigned (protobufjs's `uint32()`). */
 function uint32(b: Uint8Array, from: number, to: number): number {
@@ -275,34 +263,33 @@ export function decodeSearchResponse(b: Uint8Array): Required<SearchResponse> {
   return decodeResponseAt(b, viewOf(b), 0, b.length);
 }
 
-/** Decodes a `SearchBatchRequest` as proto-loader would. */
-export function decodeSearchBatchRequest(b: Uint8Array): Required<SearchBatchRequest> {
+/** The messages of repeated field 1 (`name`) of `b`, each decoded by `decodeAt`. */
+function decodeRepeated<T>(
+  b: Uint8Array,
+  name: string,
+  decodeAt: (b: Uint8Array, view: DataView, from: number, to: number) => T,
+): T[] {
   const view = viewOf(b);
   const f: Field = { number: 0, wire_type: 0, from: 0, to: 0 };
-  const searches: SearchRequest[] = [];
+  const out: T[] = [];
   for (let pos = 0; pos < b.length;) {
     const at = pos;
     pos = nextField(b, pos, b.length, f);
     if (f.number !== 1) continue;
-    expectWire(f, 2, "searches", at);
-    searches.push(decodeRequestAt(b, view, f.from, f.to));
+    expectWire(f, 2, name, at);
+    out.push(decodeAt(b, view, f.from, f.to));
   }
-  return { searches };
+  return out;
+}
+
+/** Decodes a `SearchBatchRequest` as proto-loader would. */
+export function decodeSearchBatchRequest(b: Uint8Array): Required<SearchBatchRequest> {
+  return { searches: decodeRepeated(b, "searches", decodeRequestAt) };
 }
 
 /** Decodes a `SearchBatchResponse` as proto-loader would. */
 export function decodeSearchBatchResponse(b: Uint8Array): Required<SearchBatchResponse> {
-  const view = viewOf(b);
-  const f: Field = { number: 0, wire_type: 0, from: 0, to: 0 };
-  const results: SearchResponse[] = [];
-  for (let pos = 0; pos < b.length;) {
-    const at = pos;
-    pos = nextField(b, pos, b.length, f);
-    if (f.number !== 1) continue;
-    expectWire(f, 2, "results", at);
-    results.push(decodeResponseAt(b, view, f.from, f.to));
-  }
-  return { results };
+  return { results: decodeRepeated(b, "results", decodeResponseAt) };
 }
 
 // ---------------------------------------------------------------------------------------------
