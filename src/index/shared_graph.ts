@@ -558,19 +558,7 @@ export class SharedGraph {
         const n = src[so + j];
         if (this.walkable(n, mode, self)) u32[si + m++] = n;
       }
-      if (sc !== null) {
-        sc.score(m);
-      } else {
-        this.slotsKernel(
-          q,
-          this.vectorsPtr,
-          this.strideBytes,
-          this.slotsPtr,
-          m,
-          this.outPtr,
-          this.stride,
-        );
-      }
+      this.scoreSlots(q, m, sc);
       for (let j = 0; j < m; j++) {
         const d = f32[oi + j];
         if (d < curDist) {
@@ -582,6 +570,31 @@ export class SharedGraph {
     }
     this.lastGreedyDist = curDist;
     return cur;
+  }
+
+  /**
+   * Distances from query `q` (or `sc`'s prepared query) to the `m` slots in the slot buffer
+   * (this thread's, or `sc`'s), into the matching output buffer.
+   */
+  private scoreSlots(q: number, m: number, sc: SlotScorer | null): void {
+    if (sc !== null) sc.score(m);
+    else this.floatScores(q, m);
+  }
+
+  /**
+   * Float distances from the vector at byte address `q` to the `m` slots in this thread's slot
+   * buffer, into its output buffer.
+   */
+  private floatScores(q: number, m: number): void {
+    this.slotsKernel(
+      q,
+      this.vectorsPtr,
+      this.strideBytes,
+      this.slotsPtr,
+      m,
+      this.outPtr,
+      this.stride,
+    );
   }
 
   /**
@@ -640,19 +653,7 @@ export class SharedGraph {
       }
       if (m === 0) continue;
       seen += m;
-      if (sc !== null) {
-        sc.score(m);
-      } else {
-        this.slotsKernel(
-          q,
-          this.vectorsPtr,
-          this.strideBytes,
-          this.slotsPtr,
-          m,
-          this.outPtr,
-          this.stride,
-        );
-      }
+      this.scoreSlots(q, m, sc);
       for (let j = 0; j < m; j++) {
         const d = f32[oi + j];
         if (res.size < ef || d < bound) {
@@ -727,15 +728,7 @@ export class SharedGraph {
     for (let start = 0; start < m; start += this.batchSlots) {
       const n = Math.min(this.batchSlots, m - start);
       for (let j = 0; j < n; j++) u32[si + j] = rr[start + j];
-      this.slotsKernel(
-        q,
-        this.vectorsPtr,
-        this.strideBytes,
-        this.slotsPtr,
-        n,
-        this.outPtr,
-        this.stride,
-      );
+      this.floatScores(q, n);
       for (let j = 0; j < n; j++) {
         const d = f32[oi + j];
         if (res.size < k || d < res.topKey()) {
@@ -795,15 +788,7 @@ export class SharedGraph {
       let good = true;
       if (n > 0) {
         for (let j = 0; j < n; j++) u32[si + j] = out[j];
-        this.slotsKernel(
-          this.ptr(e),
-          this.vectorsPtr,
-          this.strideBytes,
-          this.slotsPtr,
-          n,
-          this.outPtr,
-          this.stride,
-        );
+        this.floatScores(this.ptr(e), n);
         for (let j = 0; j < n; j++) {
           if (f32[oi + j] < d) {
             good = false;
@@ -844,15 +829,7 @@ export class SharedGraph {
     const si = this.slotsIdx;
     for (let j = 0; j < cnt; j++) u32[si + j] = links[off + 1 + j];
     u32[si + cnt] = to;
-    this.slotsKernel(
-      this.ptr(from),
-      this.vectorsPtr,
-      this.strideBytes,
-      this.slotsPtr,
-      cnt + 1,
-      this.outPtr,
-      this.stride,
-    );
+    this.floatScores(this.ptr(from), cnt + 1);
     const f32 = this.sf32;
     const oi = this.outIdx;
     const sel = this.sel;
