@@ -53,6 +53,14 @@ export function expectWire(f: Field, want: number, name: string, at: number): vo
   }
 }
 
+/** The low 32 bits of the varint in `b[from, to)`, unsigned (protobufjs's `uint32()`). */
+export function uint32(b: Uint8Array, from: number, to: number): number {
+  let v = 0;
+  const end = Math.min(to, from + 5);
+  for (let i = from, shift = 0; i < end; i++, shift += 7) v |= (b[i] & 0x7f) << shift;
+  return v >>> 0;
+}
+
 /**
  * The varint in `b[from, to)` as an unsigned 64-bit decimal string (bits above 64 dropped, as
  * protobufjs's `uint64()` with `longs: String` does).
@@ -161,8 +169,7 @@ export function decodePutBatchRequest(b: Uint8Array): Required<PutBatchRequest> 
         break;
       case 12:
         expectWire(f, 0, "shard_number", at);
-        // uint32: the low 32 bits of the varint, as protobufjs reads it.
-        out.shard_number = Number(BigInt.asUintN(32, BigInt(uint64(b, f.from, f.to))));
+        out.shard_number = uint32(b, f.from, f.to);
         break;
     }
   }

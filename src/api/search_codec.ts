@@ -36,21 +36,13 @@ import type {
   SearchResponse,
   SearchResult,
 } from "./proto.ts";
-import { EMPTY, expectWire, fail, uint64 } from "./batch_codec.ts";
+import { EMPTY, expectWire, fail, uint32, uint64 } from "./batch_codec.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
 // ignoreBOM: a leading U+FEFF is kept, as protobufjs keeps it.
 const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
-
-/** The low 32 bits of the varint in `b[from, to)`, unsigned (protobufjs's `uint32()`). */
-function uint32(b: Uint8Array, from: number, to: number): number {
-  let v = 0;
-  const end = Math.min(to, from + 5);
-  for (let i = from, shift = 0; i < end; i++, shift += 7) v |= (b[i] & 0x7f) << shift;
-  return v >>> 0;
-}
 
 function text(b: Uint8Array, from: number, to: number): string {
   return from === to ? "" : utf8.decode(b.subarray(from, to));
