@@ -212,7 +212,15 @@ Deno.test({
       assert.deepEqual(await readAll(api, "g_dst"), atBackup);
       // The new node now holds its share of the restored collection: the points of its shards
       // (the restored collection keeps the backed-up one's 12 shards).
-      const placed = await placementOf(api, "g_dst", c.nodeAddrs, 2);
+      // ListCollections leaves out a collection a node did not answer for in time (under load),
+      // which reads as one shard: wait until the router lists it with its layout.
+      let placed = await placementOf(api, "g_dst", c.nodeAddrs, 2);
+      await waitFor(
+        async () =>
+          (placed = await placementOf(api, "g_dst", c.nodeAddrs, 2)).layout.shard_number !== 1,
+        "the router lists g_dst with its shard layout",
+        30_000,
+      );
       assert.equal(placed.layout.shard_number, 12);
       const mine = [...atBackup.keys()].filter((id) =>
         atBackup[id] !== null && placed.owners(id).includes(c.nodeAddrs[n])
