@@ -52,7 +52,11 @@ export interface ClusterBackupsDeps {
   node_timeout_ms: number;
   /** Deadline of a Backup, Restore or DeleteBackup call; default {@link BACKUP_CALL_TIMEOUT_MS}. */
   backup_timeout_ms?: number;
-  /** Starts an anti-entropy run; false when the router has no rebalancer (static node list). */
+  /**
+   * Starts an anti-entropy run that scans every node (restored entries lie where the backup's
+   * ring put them, so digests between a shard's replicas cannot find them); false when the
+   * router has no rebalancer (static node list).
+   */
   antiEntropy(): boolean;
 }
 
@@ -75,7 +79,9 @@ function sameParameters(a: CollectionInfo, b: CollectionInfo): boolean {
   return a.dimension === b.dimension && a.metric === b.metric && a.m === b.m &&
     a.ef_construction === b.ef_construction &&
     (a.quantization || "none") === (b.quantization || "none") &&
-    (a.rescore ?? 0) === (b.rescore ?? 0);
+    (a.rescore ?? 0) === (b.rescore ?? 0) &&
+    (a.shard_number ?? 0) === (b.shard_number ?? 0) &&
+    (a.replication_factor ?? 0) === (b.replication_factor ?? 0);
 }
 
 function sum(values: readonly (string | number | undefined)[]): string {
@@ -282,6 +288,10 @@ export class ClusterBackups {
       ef_construction: params.ef_construction,
       quantization: params.quantization ?? "",
       rescore: params.rescore ?? 0,
+      // The shard layout too: a node made with the default layout would report the collection
+      // as one shard, and the router, reading the nodes' catalogs, could route by that.
+      shard_number: params.shard_number ?? 0,
+      replication_factor: params.replication_factor ?? 0,
     };
     const settled = await Promise.allSettled(ring.map(async (a): Promise<NodeRestore> => {
       if (holders.has(a)) {
@@ -289,6 +299,15 @@ export class ClusterBackups {
         return { address: a, from_backup: true, points: String(r.points) };
       }
       await nodes.call(a, "CreateCollection", create, this.#long);
+      // The backup's payload indexes, so filtered searches plan alike on every node.
+      for (const f of params.field_indexes ?? []) {
+        await nodes.call(
+          a,
+          "CreateFieldIndex",
+          { collection, field: f.field, type: f.type },
+          this.#long,
+        );
+      }
       return { address: a, from_backup: false, points: "0" };
     }));
     const done: NodeRestore[] = [];

@@ -86,6 +86,12 @@ class FakeNodes {
       case "CreateCollection":
         collections.set(r.name, { ...r });
         return { created: true, collection: r };
+      case "CreateFieldIndex": {
+        const c = collections.get(r.collection);
+        if (c === undefined) throw missing(`collection ${r.collection}`);
+        c.field_indexes = [...(c.field_indexes ?? []), { field: r.field, type: r.type }];
+        return { created: true };
+      }
       case "DropCollection":
         return { dropped: collections.delete(r.name) };
       default:
@@ -218,6 +224,38 @@ Deno.test("cluster restore: holders restore, a node without the backup creates i
     /every storage node of the ring must answer, and 1 did not \(nothing was changed\)/,
   );
   assert.equal(fake.calls.filter((c) => c.endsWith("Restore")).length, 2);
+});
+
+Deno.test("cluster restore: a node without the backup makes it with the backup's layout and indexes", async () => {
+  const { ring, fake, backups } = setup(3);
+  const sharded: CollectionInfo = {
+    name: "s",
+    ...PARAMS,
+    shard_number: 12,
+    replication_factor: 2,
+    field_indexes: [{ field: "lang", type: "keyword" }],
+  };
+  for (const a of ring.slice(0, 2)) fake.collections.get(a)!.set("s", { ...sharded });
+  await backups.backup(ring.slice(0, 2), "s", "b1");
+  const r = await backups.restore(ring, "b1", "r");
+  assert.equal(r.nodes![2].from_backup, false);
+  for (const a of ring) {
+    const made = fake.collections.get(a)!.get("r")!;
+    assert.deepEqual(
+      [made.shard_number, made.replication_factor, made.field_indexes],
+      [12, 2, [{ field: "lang", type: "keyword" }]],
+      a,
+    );
+  }
+  // Two copies of one backup name with different layouts are not one cluster backup.
+  fake.collections.get(ring[1])!.set("t", { ...sharded, name: "t", shard_number: 6 });
+  fake.collections.get(ring[0])!.set("t", { ...sharded, name: "t" });
+  await backups.backup(ring.slice(0, 2), "t", "b2");
+  await rejectsWith(
+    backups.restore(ring, "b2", "r2"),
+    grpc.status.FAILED_PRECONDITION,
+    /not one cluster backup/,
+  );
 });
 
 Deno.test("cluster restore: a node failing drops the collection again where it was made", async () => {

@@ -105,8 +105,11 @@ export interface RebalanceHooks {
    * replicas, collections from before shards included (they lay on hash-ring owners before).
    */
   readonly migrated?: boolean;
-  /** Starts an anti-entropy run now (after a cluster restore); absent: none is started. */
-  antiEntropy?(): void;
+  /**
+   * Starts an anti-entropy run now; after a cluster restore with `scan` (every entry read: the
+   * restored entries lie where the backup's ring put them). Absent: none is started.
+   */
+  antiEntropy?(options?: { scan?: boolean }): void;
 }
 
 /** Options of {@link RouterCore}. */
@@ -219,7 +222,7 @@ export class RouterCore {
       antiEntropy: () => {
         const start = this.#rebalance?.antiEntropy;
         if (start === undefined) return false;
-        start.call(this.#rebalance);
+        start.call(this.#rebalance, { scan: true });
         return true;
       },
     });

@@ -387,7 +387,7 @@ export class Router {
         get migrated() {
           return rebalancer.stats.rebalances_done > 0;
         },
-        antiEntropy: () => rebalancer.antiEntropy(),
+        antiEntropy: (options) => rebalancer.antiEntropy(options),
       });
     }
     let metrics: ServerMetrics | null = null;

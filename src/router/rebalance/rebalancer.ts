@@ -309,6 +309,14 @@ export class Rebalancer {
   readonly #copiedWhole = new Set<string>();
   /** An anti-entropy run was asked for: the next run is the full point pass. */
   #fullWanted = false;
+  /**
+   * Scans asked for ({@link antiEntropy} with `scan`) and the last one a settled run covered: a
+   * run skips digests and the file phase while `#scan_done < #scan_asked`, and the placement is
+   * not reported settled before a run that started after the last ask succeeds. Counters, not a
+   * flag, so an ask during a run is not cleared by that run's end.
+   */
+  #scan_asked = 0;
+  #scan_done = 0;
 
   constructor(host: RebalanceHost, options: RebalancerOptions) {
     this.#host = host;
@@ -414,9 +422,15 @@ export class Rebalancer {
     return this.#grace_due_ms !== null;
   }
 
-  /** Starts an anti-entropy run now (no ring change needed); for tests and operators. */
-  antiEntropy(): void {
+  /**
+   * Starts an anti-entropy run now (no ring change needed); for tests and operators. With `scan`
+   * the run reads every entry of every node (no digests, no file phase): needed when entries may
+   * sit on nodes that are not their shard's replicas (a cluster restore into a changed ring),
+   * which digests, comparing only a shard's replicas, cannot see.
+   */
+  antiEntropy(options: { scan?: boolean } = {}): void {
     if (this.#stopped || this.#settled === null) return;
+    if (options.scan === true) this.#scan_asked++;
     // A dead node's grace is pending: its run comes then (and is the same full run).
     if (this.#grace_due_ms !== null) return;
     this.#fullWanted = true;
@@ -528,7 +542,9 @@ export class Rebalancer {
     // Nodes handing off (they left on purpose) are scanned first, as sources only.
     const leavers = (host.sources?.() ?? []).filter((n) => !to.nodes.includes(n));
     const collections = await host.collections([...to.nodes, ...leavers]);
-    if (this.#digest_wanted) {
+    const scan_target = this.#scan_asked;
+    const scan = this.#scan_done < scan_target;
+    if (this.#digest_wanted && !scan) {
       this.#digest_wanted = false;
       // Not after an unsettled move (an attempt since the settled ring filled units or copied
       // whole collections): nodes may hold strays that only a scan finds and forgets.
@@ -542,7 +558,8 @@ export class Rebalancer {
         this.#touched.clear();
         this.#copiedWhole.clear();
         this.#fullWanted = false;
-        this.stats.rebalancing = false;
+        // A scan asked for during this run is still owed (its run is scheduled).
+        this.stats.rebalancing = this.#scan_done < this.#scan_asked;
         this.stats.rebalances_done++;
         this.#armAntiEntropy();
         return "done";
@@ -554,7 +571,8 @@ export class Rebalancer {
     let covered = new Map<string, ScanUnit[]>();
     let filePrunes: FilePrune[] = [];
     let fileDrops: FileDrop[] = [];
-    if (this.#settled !== null && !this.#fullWanted) {
+    this.#digest_wanted = false;
+    if (this.#settled !== null && !this.#fullWanted && !scan) {
       try {
         const r = await shardFilePhase(this.#filePhase(to, leavers, collections, check));
         covered = r.covered;
@@ -814,9 +832,10 @@ export class Rebalancer {
     this.#touched.clear();
     this.#copiedWhole.clear();
     this.#fullWanted = false;
+    this.#scan_done = scan_target;
     const handed = leavers.filter((n) => !gone.has(n));
     if (leavers.length > 0) host.handedOff?.(leavers);
-    this.stats.rebalancing = false;
+    this.stats.rebalancing = this.#scan_done < this.#scan_asked;
     this.stats.rebalances_done++;
     this.#armAntiEntropy();
     host.log(

@@ -170,3 +170,57 @@ Deno.test("rebalancer: without digest ports, or when digests fail, the run scans
   for (const n of failing.nodes.values()) assert.ok(n.scans > 0, "fell back to the full scan");
   await rb2.stop();
 });
+
+Deno.test("rebalancer: an anti-entropy run with scan finds entries off their replicas", async () => {
+  const { ring, nodes, h } = setup(true);
+  // An entry on the one node that is not a replica of its shard (as a restore into a changed
+  // ring leaves them): digests, comparing a shard's replicas, cannot see it.
+  const id = 601;
+  const owners = ring.placement.owners(C, L, id);
+  const stray = ring.nodes.find((n) => !owners.includes(n))!;
+  nodes.get(stray)!.write({ id, version: 900, deleted: false, vector: [1, 2] });
+  const held = () => owners.filter((o) => nodes.get(o)!.shards[shardOf(id, 3)].entries.has(id));
+  const rb = new Rebalancer(h, { delay_ms: 1 });
+  rb.changed(ring);
+  rb.antiEntropy();
+  await until(() => rb.stats.rebalances_done === 1, "the digest run settles");
+  assert.equal(rb.digest_runs, 1);
+  assert.deepEqual(held(), [], "digests did not see the stray");
+  rb.antiEntropy({ scan: true });
+  await until(() => rb.stats.rebalances_done === 2, "the scan run settles");
+  assert.equal(rb.digest_runs, 1, "no digests");
+  assert.ok(nodes.get(stray)!.scans > 0, "the stray's node was scanned");
+  assert.deepEqual(held(), owners, "the entry reached both replicas");
+  await rb.stop();
+});
+
+Deno.test("rebalancer: a scan asked during a digest run is owed: settled is not reported before it", async () => {
+  const { ring, nodes, h } = setup(true);
+  // Digest calls wait on a gate, so the scan is asked while the digest run is under way.
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const plainDigest = h.digest!;
+  h.digest = (a) => {
+    const port = plainDigest(a)!;
+    return { ...port, digest: async (...args) => (await gate, port.digest(...args)) };
+  };
+  const rb = new Rebalancer(h, { delay_ms: 1 });
+  // Whether the placement read as unsettled whenever the scan run read a node.
+  const seen: boolean[] = [];
+  const plainTransfer = h.transfer;
+  h.transfer = (a) => {
+    const port = plainTransfer(a)!;
+    return { ...port, scan: (...args) => (seen.push(rb.stats.rebalancing), port.scan(...args)) };
+  };
+  rb.changed(ring);
+  rb.antiEntropy();
+  await new Promise((r) => setTimeout(r, 20));
+  rb.antiEntropy({ scan: true });
+  open();
+  await until(() => rb.stats.rebalances_done === 2, "the digest run, then the scan, settle");
+  assert.equal(rb.digest_runs, 1);
+  assert.ok(seen.length > 0 && [...nodes.values()].every((n) => n.scans > 0), "scanned");
+  assert.deepEqual(new Set(seen), new Set([true]), "rebalancing reported throughout the scan");
+  assert.equal(rb.stats.rebalancing, false);
+  await rb.stop();
+});
