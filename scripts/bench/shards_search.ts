@@ -9,12 +9,14 @@
  * | (b)   | 3 nodes + a router         | 1 shard, replication factor 3 |
  * | (c)   | 3 nodes + a router         | 3 shards, replication factor 2 |
  *
- * For each setup, one after the other (the machine runs one setup at a time): the collection is
- * created (`shard_number`, `replication_factor` in CreateCollection), the first `--n` base
- * vectors are loaded with the real CLI (`client load`), ef is swept (`--efs`) until recall@10
- * over `--queries` queries reaches `--recall` (0.95; the largest ef when none does), then
- * `--clients` clients (each its own channel, one request at a time) search for `--seconds`.
- * Reported per setup:
+ * For each setup, one after the other: its processes start, the collection is created
+ * (`shard_number`, `replication_factor` in CreateCollection), the first `--n` base vectors are
+ * loaded with the real CLI (`client load`), and ef is swept (`--efs`) until recall@10 over
+ * `--queries` queries reaches `--recall` (0.95; the largest ef when none does). The setups stay
+ * up, idle. Then the timed runs: `--clients` clients (each its own channel, one request at a
+ * time) search one setup for `--seconds`, setup after setup, `--rounds` times in alternating
+ * order (ABC CBA …), so that the shared machine's drift falls on every setup alike; a setup's
+ * runs are summed. Reported per setup:
  *
  * | figure                | how                                                            |
  * | --------------------- | -------------------------------------------------------------- |
@@ -43,9 +45,10 @@
  * | `--json`      |                | one JSON object on stdout instead of the table       |
  * | `--runtime`   | bundle         | servers from the esbuild bundles (as `deno task server`), or `node` (tsx) |
  * | `--router-flags` | ""         | more router flags, space-separated (e.g. `--search-batch-max 0` to compare) |
+ * | `--node-flags` | ""          | more storage node flags, space-separated (e.g. `--search-threads 1`) |
  * | `--cpu-prof`  |                | a directory: a V8 CPU profile of the router over each timed run is written there (`<setup>-router.cpuprofile`); with `--compare-routers`, of build/js's router in the first round only |
  * | `--compare-routers` | ""       | more router bundles (comma-separated `.mjs` files, e.g. an older build: a copy of its `build/js` as `OTHER/build/js`, with `OTHER/proto`, so the file is `OTHER/build/js/router.mjs`, the path a router bundle checks to start): each setup with a router starts one more router per file on the same nodes, and the timed run is repeated for every router (one row each, `[router-N]`) |
- * | `--rounds`    | 1              | with `--compare-routers`: timed runs per router, in alternating order (ABBA…), summed |
+ * | `--rounds`    | 1              | timed runs per setup (and per router with `--compare-routers`), summed; every setup is loaded first, then the runs alternate over all of them (ABC CBA …) |
  *
  * Every process is stopped at the end, also on error and on Ctrl-C; the directory is removed.
  *
@@ -86,6 +89,7 @@ const { values: flags } = parseArgs({
     runtime: { type: "string", default: "bundle" },
     "cpu-prof": { type: "string" },
     "router-flags": { type: "string", default: "" },
+    "node-flags": { type: "string", default: "" },
     "compare-routers": { type: "string", default: "" },
     rounds: { type: "string", default: "1" },
   },
@@ -324,10 +328,26 @@ interface SetupResult {
   loadavg_after: number[];
 }
 
-async function runSetup(s: Setup, baseFile: string, ds: {
+/** A setup started and loaded, its timed runs still to come (see {@link prepareSetup}). */
+interface Prepared {
+  setup: Setup;
+  /** Names of the targets timed (its routers, or the node): `run(i)` times target i once. */
+  targets: string[];
+  run(target: number, profile: boolean): Promise<void>;
+  /** The summed timed runs, one result per target. */
+  results(): SetupResult[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts setup `s`'s processes, loads the points and sweeps ef; the timed runs come later
+ * (`run`), so the setups' runs can alternate while every setup stays loaded. On error the
+ * processes are stopped.
+ */
+async function prepareSetup(s: Setup, baseFile: string, ds: {
   queries: Matrix<Float32Array>;
   gt: Matrix<Int32Array>;
-}): Promise<SetupResult[]> {
+}): Promise<Prepared> {
   const group: ChildProc[] = [];
   /** Names of `group`'s processes, in order (the CPU split). */
   const names: string[] = [];
@@ -338,7 +358,11 @@ async function runSetup(s: Setup, baseFile: string, ds: {
     group.push(spawnServer({
       name: `node-${p}`,
       entry: NODE_ENTRY,
-      flags: nodeFlags({ port: p, data_dir: join(dir, `${s.key}-node-${i}`) }),
+      flags: nodeFlags({
+        port: p,
+        data_dir: join(dir, `${s.key}-node-${i}`),
+        extra: flags["node-flags"]!.split(" ").filter((x) => x !== ""),
+      }),
       ready_timeout_ms: READY_TIMEOUT_MS,
       group: procs,
       runtime: RUNTIME,
@@ -395,6 +419,7 @@ async function runSetup(s: Setup, baseFile: string, ds: {
     }
     addr = routers[0].addr;
   }
+  const stop = () => Promise.all(group.map((p) => p.stop(10_000).catch(() => {}))).then(() => {});
   try {
     await Promise.all(group.map((p) => p.ready));
     log(`${s.name}: up (${group.length} processes)`);
@@ -550,74 +575,74 @@ async function runSetup(s: Setup, baseFile: string, ds: {
       loadavg_before: null,
       loadavg_after: [],
     }));
-    for (let round = 0; round < (targets.length > 1 ? ROUNDS : 1); round++) {
-      const order = targets.map((_, i) => i);
-      if (round % 2 === 1) order.reverse();
-      for (const i of order) {
-        if (targets.length > 1) log(`${s.name}: round ${round + 1}, ${targets[i].name}`);
-        // Node's inspector listens on one port (9229): only the first router can be profiled.
-        await timedRun(targets[i], tallies[i], round === 0 && i === 0);
-      }
-    }
-
-    return targets.map((target, ti): SetupResult => {
-      const t = tallies[ti];
-      // The routers not asked in this one's runs were idle: left out of its sum.
-      const counted = names.map((n) => !n.startsWith("router") || n === target.name);
-      const cpu_s = t.cpu_by.reduce((a, x, i) => a + (counted[i] ? x : 0), 0);
-      const per_query: Record<string, number> = {};
-      const q = Math.max(1, t.answered);
-      names.forEach((name, i) => {
-        if (counted[i]) per_query[name] = (t.cpu_by[i] / q) * 1000;
+    const results = () =>
+      targets.map((target, ti): SetupResult => {
+        const t = tallies[ti];
+        // The routers not asked in this one's runs were idle: left out of its sum.
+        const counted = names.map((n) => !n.startsWith("router") || n === target.name);
+        const cpu_s = t.cpu_by.reduce((a, x, i) => a + (counted[i] ? x : 0), 0);
+        const per_query: Record<string, number> = {};
+        const q = Math.max(1, t.answered);
+        names.forEach((name, i) => {
+          if (counted[i]) per_query[name] = (t.cpu_by[i] / q) * 1000;
+        });
+        per_query.clients = (t.self_s / q) * 1000;
+        const d = t.metric;
+        const searches = d("vectordb_router_searches_total");
+        const qps = t.answered / t.wall_s;
+        const cores = cpu_s / t.wall_s;
+        return {
+          setup: targets.length > 1 ? `${s.name} [${target.name}]` : s.name,
+          ef: chosen.ef,
+          recall: chosen.recall,
+          sweep,
+          queries: t.answered,
+          errors: t.errors,
+          partial: t.partial,
+          wall_s: t.wall_s,
+          qps,
+          cpu_s,
+          cpu_s_per_query: cpu_s / q,
+          cores_used: cores,
+          qps_per_core: cores > 0 ? qps / cores : NaN,
+          // A single node answers shard_searches itself (1 per search, or 0 from older nodes).
+          shard_searches_per_query: t.answered > 0 && t.shard_searches > 0
+            ? t.shard_searches / t.answered
+            : null,
+          metrics_shard_searches_per_query: searches > 0
+            ? d("vectordb_router_search_shard_searches_total") / searches
+            : null,
+          cpu_ms_per_query_by_process: per_query,
+          hedges: {
+            sent: d('vectordb_router_search_hedges_total{outcome="sent"}'),
+            won: d('vectordb_router_search_hedges_total{outcome="won"}'),
+            skipped: d('vectordb_router_search_hedges_total{outcome="skipped"}'),
+          },
+          batches: {
+            calls: d("vectordb_router_search_batches_total"),
+            searches: d('vectordb_router_search_batched_total{outcome="batched"}'),
+          },
+          loadavg_before: t.loadavg_before ?? [],
+          loadavg_after: t.loadavg_after,
+        };
       });
-      per_query.clients = (t.self_s / q) * 1000;
-      const d = t.metric;
-      const searches = d("vectordb_router_searches_total");
-      const qps = t.answered / t.wall_s;
-      const cores = cpu_s / t.wall_s;
-      return {
-        setup: targets.length > 1 ? `${s.name} [${target.name}]` : s.name,
-        ef: chosen.ef,
-        recall: chosen.recall,
-        sweep,
-        queries: t.answered,
-        errors: t.errors,
-        partial: t.partial,
-        wall_s: t.wall_s,
-        qps,
-        cpu_s,
-        cpu_s_per_query: cpu_s / q,
-        cores_used: cores,
-        qps_per_core: cores > 0 ? qps / cores : NaN,
-        // A single node answers shard_searches itself (1 per search, or 0 from older nodes).
-        shard_searches_per_query: t.answered > 0 && t.shard_searches > 0
-          ? t.shard_searches / t.answered
-          : null,
-        metrics_shard_searches_per_query: searches > 0
-          ? d("vectordb_router_search_shard_searches_total") / searches
-          : null,
-        cpu_ms_per_query_by_process: per_query,
-        hedges: {
-          sent: d('vectordb_router_search_hedges_total{outcome="sent"}'),
-          won: d('vectordb_router_search_hedges_total{outcome="won"}'),
-          skipped: d('vectordb_router_search_hedges_total{outcome="skipped"}'),
-        },
-        batches: {
-          calls: d("vectordb_router_search_batches_total"),
-          searches: d('vectordb_router_search_batched_total{outcome="batched"}'),
-        },
-        loadavg_before: t.loadavg_before ?? [],
-        loadavg_after: t.loadavg_after,
-      };
-    });
-  } finally {
-    await Promise.all(group.map((p) => p.stop(10_000).catch(() => {})));
+    return {
+      setup: s,
+      targets: targets.map((t) => t.name),
+      run: (i, profile) => timedRun(targets[i], tallies[i], profile),
+      results,
+      stop,
+    };
+  } catch (e) {
+    await stop();
+    throw e;
   }
 }
 
 // ----- Main -----
 
 const results: SetupResult[] = [];
+const prepared: Prepared[] = [];
 try {
   const ds = loadDataset({ cacheDir: join(REPO_ROOT, ".cache/bench"), n: N });
   const queries: Matrix<Float32Array> = {
@@ -633,12 +658,27 @@ try {
   const baseFile = join(dir, `glove-100-n${N}.fvecs`);
   writeFvecs(baseFile, ds.base);
   log(`${N} points (dimension ${ds.base.dim}), ${queries.n} queries; loadavg ${Deno.loadavg()}`);
-  for (const key of flags.setups!.split(",")) {
+  const chosen = flags.setups!.split(",").map((key) => {
     const s = SETUPS[key.trim()];
     if (s === undefined) {
       throw new RangeError(`--setups entry "${key}" must be one of ${Object.keys(SETUPS)}`);
     }
-    for (const r of await runSetup(s, baseFile, { queries, gt })) {
+    return s;
+  });
+  // Every setup is started and loaded first; then the timed runs alternate over the setups (and
+  // routers), ABC CBA …, so a drift of the shared machine falls on all of them alike.
+  for (const s of chosen) prepared.push(await prepareSetup(s, baseFile, { queries, gt }));
+  const runs = prepared.flatMap((p) => p.targets.map((_, i) => ({ p, i })));
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? runs : [...runs].reverse();
+    for (const { p, i } of order) {
+      log(`${p.setup.name}: round ${round + 1} of ${ROUNDS}, ${p.targets[i]}`);
+      // Node's inspector listens on one port (9229): only the first router can be profiled.
+      await p.run(i, round === 0 && i === 0);
+    }
+  }
+  for (const p of prepared) {
+    for (const r of p.results()) {
       results.push(r);
       log(
         `${r.setup}: ef ${r.ef} recall ${r.recall.toFixed(3)}: ${r.qps.toFixed(0)} q/s, ` +
@@ -659,6 +699,7 @@ try {
     }
   }
 } finally {
+  await Promise.all(prepared.map((p) => p.stop()));
   await cleanup();
 }
 
