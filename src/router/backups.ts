@@ -80,8 +80,11 @@ function sameParameters(a: CollectionInfo, b: CollectionInfo): boolean {
     a.ef_construction === b.ef_construction &&
     (a.quantization || "none") === (b.quantization || "none") &&
     (a.rescore ?? 0) === (b.rescore ?? 0) &&
-    (a.shard_number ?? 0) === (b.shard_number ?? 0) &&
-    (a.replication_factor ?? 0) === (b.replication_factor ?? 0);
+    (a.shard_number || 1) === (b.shard_number || 1) &&
+    // 0: none stored (a collection from before shards follows the router's default, as does
+    // the one a re-issued create gave a node with the router's factor): it matches any.
+    (!a.replication_factor || !b.replication_factor ||
+      a.replication_factor === b.replication_factor);
 }
 
 function sum(values: readonly (string | number | undefined)[]): string {
@@ -267,7 +270,9 @@ export class ClusterBackups {
       );
     }
     const infos = [...holders.values()];
-    const params = infos[0].collection;
+    // Compared with a copy that stored a replication factor, if one did (0 matches any).
+    const params = (infos.find((b) => (b.collection?.replication_factor ?? 0) > 0) ?? infos[0])
+      .collection;
     if (
       params === null || infos.some((b) => !b.collection || !sameParameters(params, b.collection))
     ) {
