@@ -80,8 +80,11 @@ function sameParameters(a: CollectionInfo, b: CollectionInfo): boolean {
     a.ef_construction === b.ef_construction &&
     (a.quantization || "none") === (b.quantization || "none") &&
     (a.rescore ?? 0) === (b.rescore ?? 0) &&
-    (a.shard_number ?? 0) === (b.shard_number ?? 0) &&
-    (a.replication_factor ?? 0) === (b.replication_factor ?? 0);
+    (a.shard_number || 1) === (b.shard_number || 1) &&
+    // 0: none stored (a collection from before shards follows the router's default, as does
+    // the one a re-issued create gave a node with the router's factor): it matches any.
+    (!a.replication_factor || !b.replication_factor ||
+      a.replication_factor === b.replication_factor);
 }
 
 function sum(values: readonly (string | number | undefined)[]): string {
@@ -267,7 +270,9 @@ export class ClusterBackups {
       );
     }
     const infos = [...holders.values()];
-    const params = infos[0].collection;
+    // Compared with a copy that stored a replication factor, if one did (0 matches any).
+    const params = (infos.find((b) => (b.collection?.replication_factor ?? 0) > 0) ?? infos[0])
+      .collection;
     if (
       params === null || infos.some((b) => !b.collection || !sameParameters(params, b.collection))
     ) {
@@ -293,12 +298,17 @@ export class ClusterBackups {
       shard_number: params.shard_number ?? 0,
       replication_factor: params.replication_factor ?? 0,
     };
+    // Nodes where the collection was made, even if a later step there failed (a payload index):
+    // a failed restore drops it on each of them.
+    const made: string[] = [];
     const settled = await Promise.allSettled(ring.map(async (a): Promise<NodeRestore> => {
       if (holders.has(a)) {
         const r = await nodes.call(a, "Restore", { backup, collection }, this.#long);
+        made.push(a);
         return { address: a, from_backup: true, points: String(r.points) };
       }
       await nodes.call(a, "CreateCollection", create, this.#long);
+      made.push(a);
       // The backup's payload indexes, so filtered searches plan alike on every node.
       for (const f of params.field_indexes ?? []) {
         await nodes.call(
@@ -323,17 +333,17 @@ export class ClusterBackups {
     if (failed.length > 0) {
       // Every collection this call made is new (checked free above): drop them again.
       const drops = await Promise.allSettled(
-        done.map((d) => nodes.call(d.address, "DropCollection", { name: collection }, this.#long)),
+        made.map((a) => nodes.call(a, "DropCollection", { name: collection }, this.#long)),
       );
-      const left = done.flatMap((d, i) =>
+      const left = made.flatMap((a, i) =>
         drops[i].status === "rejected"
-          ? [`${d.address}: ${describeGrpcError((drops[i] as PromiseRejectedResult).reason)}`]
+          ? [`${a}: ${describeGrpcError((drops[i] as PromiseRejectedResult).reason)}`]
           : []
       );
       let message = `Restore of backup "${backup}" into collection "${collection}" failed on ` +
         `${failed.length} of ${ring.length} storage nodes: ${named(failed)}`;
-      if (done.length > left.length) {
-        message += `. Dropped the collection again on the ${done.length - left.length} nodes ` +
+      if (made.length > left.length) {
+        message += `. Dropped the collection again on the ${made.length - left.length} nodes ` +
           `where it was made`;
       }
       if (left.length > 0) {

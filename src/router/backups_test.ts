@@ -270,6 +270,59 @@ Deno.test("cluster restore: a node failing drops the collection again where it w
   for (const a of ring) assert.equal(fake.collections.get(a)!.has("r"), false);
 });
 
+Deno.test("cluster restore: a payload index failing drops the collection on that node too", async () => {
+  const { ring, fake, backups } = setup(3);
+  const indexed: CollectionInfo = {
+    name: "s",
+    ...PARAMS,
+    field_indexes: [{ field: "lang", type: "keyword" }],
+  };
+  for (const a of ring.slice(0, 2)) fake.collections.get(a)!.set("s", { ...indexed });
+  await backups.backup(ring.slice(0, 2), "s", "b1");
+  fake.fail.set(
+    `${ring[2]} CreateFieldIndex`,
+    new NodeStatusError(grpc.status.INVALID_ARGUMENT, "type keyword unknown"),
+  );
+  await rejectsWith(
+    backups.restore(ring, "b1", "r"),
+    grpc.status.INVALID_ARGUMENT,
+    /failed on 1 of 3 storage nodes: 127\.0\.0\.1:7002: INVALID_ARGUMENT.*Dropped the collection again on the 3/,
+  );
+  for (const a of ring) assert.equal(fake.collections.get(a)!.has("r"), false, a);
+});
+
+Deno.test("cluster restore: copies with no stored replication factor match those with one", async () => {
+  const { ring, fake, backups } = setup(3);
+  // A collection from before shards stores no factor (0: the router's default); a node that got
+  // it later from a re-issued create stores the router's (a version 2 backup there). One layout.
+  fake.collections.get(ring[0])!.set("c", { name: "c", ...PARAMS, shard_number: 1 });
+  fake.collections.get(ring[1])!.set("c", {
+    name: "c",
+    ...PARAMS,
+    shard_number: 1,
+    replication_factor: 2,
+  });
+  fake.collections.get(ring[2])!.delete("c");
+  await backups.backup(ring.slice(0, 2), "c", "b1");
+  const r = await backups.restore(ring, "b1", "r");
+  assert.equal(r.nodes![2].from_backup, false);
+  const made = fake.collections.get(ring[2])!.get("r")!;
+  assert.deepEqual([made.shard_number, made.replication_factor], [1, 2]);
+  // Two stored factors that differ are two layouts.
+  fake.collections.get(ring[0])!.set("c", {
+    name: "c",
+    ...PARAMS,
+    shard_number: 1,
+    replication_factor: 3,
+  });
+  await backups.backup(ring.slice(0, 2), "c", "b2");
+  await rejectsWith(
+    backups.restore(ring, "b2", "r2"),
+    grpc.status.FAILED_PRECONDITION,
+    /not one cluster backup/,
+  );
+});
+
 Deno.test("cluster restore: copies of one name with different parameters are refused", async () => {
   const { ring, fake, backups } = setup(2);
   fake.collections.get(ring[1])!.set("c", { name: "c", ...PARAMS, dimension: 3 });

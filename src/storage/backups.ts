@@ -56,7 +56,12 @@ import {
   SHARDS_DIR,
   unitDir,
 } from "./sharded_collection.ts";
-import { REPLICATION_FACTOR_MAX, SHARDS_MAX } from "../common/limits.ts";
+import {
+  PAYLOAD_FIELD_TYPES,
+  PAYLOAD_INDEXES_MAX,
+  REPLICATION_FACTOR_MAX,
+  SHARDS_MAX,
+} from "../common/limits.ts";
 import type { NodeStore } from "./node_store.ts";
 
 /** Directory of the backups, under the data directory. */
@@ -98,6 +103,12 @@ export interface BackupManifest {
     quantization?: string;
     /** Present with `quantization`. */
     rescore?: number;
+    /**
+     * The payload indexes (present only when there were any): the snapshot restores them on a
+     * node holding the backup; a cluster restore makes them on a node without it (the router
+     * reads them from ListBackups).
+     */
+    field_indexes?: { field: string; type: string }[];
   };
   /** Live points in the image. */
   points: number;
@@ -267,6 +278,7 @@ export class Backups {
         await fsyncDir(join(temp, SHARDS_DIR));
         sha256 = shardsDigest(shards);
       }
+      const fields = c.fieldIndexes().map((f) => ({ field: f.field, type: f.type }));
       const manifest: BackupManifest = {
         format: BACKUP_FORMAT,
         version: sharded ? BACKUP_FORMAT_VERSION_SHARDED : BACKUP_FORMAT_VERSION,
@@ -280,6 +292,7 @@ export class Backups {
           ...(c.config.quantization !== undefined && c.config.quantization !== "none"
             ? { quantization: c.config.quantization, rescore: c.config.rescore }
             : {}),
+          ...(fields.length > 0 ? { field_indexes: fields } : {}),
         },
         points: image.points,
         tombstones: image.tombstones,
@@ -357,6 +370,21 @@ export class Backups {
         `${MANIFEST} has format ${JSON.stringify(m?.format)} version ` +
           `${JSON.stringify(m?.version)}; expected "${BACKUP_FORMAT}" ${BACKUP_FORMAT_VERSION} ` +
           `or ${BACKUP_FORMAT_VERSION_SHARDED}`,
+      );
+    }
+    const fields = m.collection?.field_indexes;
+    if (
+      fields !== undefined &&
+      (!Array.isArray(fields) || fields.length > PAYLOAD_INDEXES_MAX ||
+        fields.some((f) =>
+          typeof f?.field !== "string" || typeof f.type !== "string" ||
+          !(PAYLOAD_FIELD_TYPES as readonly string[]).includes(f.type)
+        ))
+    ) {
+      throw new BackupCorruptError(
+        name,
+        `${MANIFEST} collection.field_indexes ${shown(fields)} must be a list of at most ` +
+          `${PAYLOAD_INDEXES_MAX} {field, type} with type one of ${PAYLOAD_FIELD_TYPES.join(", ")}`,
       );
     }
     if (m.version === BACKUP_FORMAT_VERSION_SHARDED) {

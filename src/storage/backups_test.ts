@@ -229,3 +229,58 @@ Deno.test("a version 2 manifest with shard_number or replication_factor out of b
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test("a backup's manifest lists the payload indexes (a cluster restore makes them where it has no copy); a bad list is refused", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "vdb-backup-"));
+  try {
+    const store = await NodeStore.open(dir, { logger: () => {} });
+    try {
+      for (const [name, shard_number] of [["one", 1], ["two", 2]] as const) {
+        const c = await store.create({
+          name,
+          dimension: DIM,
+          metric: "l2",
+          m: 8,
+          ef_construction: 32,
+          shard_number,
+        });
+        await c.createFieldIndex("lang", "keyword");
+        await c.createFieldIndex("n", "integer");
+      }
+      await store.create({ name: "bare", dimension: DIM, metric: "l2", m: 8, ef_construction: 32 });
+      const backups = new Backups(store);
+      for (const name of ["one", "two"]) {
+        const made = await backups.create(name, `b-${name}`);
+        const want = [{ field: "lang", type: "keyword" }, { field: "n", type: "integer" }];
+        assert.deepEqual(made.manifest.collection.field_indexes, want, name);
+        assert.deepEqual(backups.manifest(`b-${name}`).collection.field_indexes, want, name);
+        const r = await backups.restore(`b-${name}`, `r-${name}`);
+        assert.deepEqual(r.collection.fieldIndexes().map((f) => [f.field, f.type]), [
+          ["lang", "keyword"],
+          ["n", "integer"],
+        ]);
+      }
+      // None: the manifest is as before (no key).
+      const bare = await backups.create("bare", "b-bare");
+      assert.equal("field_indexes" in bare.manifest.collection, false);
+      const file = join(dir, "backups", "b-one", "manifest.json");
+      const good = JSON.parse(Deno.readTextFileSync(file));
+      for (const bad of [{}, [{ field: "x", type: "text" }], [{ field: 1, type: "keyword" }]]) {
+        writeFileSync(
+          file,
+          JSON.stringify({ ...good, collection: { ...good.collection, field_indexes: bad } }),
+        );
+        assert.throws(
+          () => backups.manifest("b-one"),
+          (e: Error) =>
+            e instanceof BackupCorruptError &&
+            /collection\.field_indexes .* must be/.test(e.message),
+        );
+      }
+    } finally {
+      await store.close({ snapshot: false });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -541,8 +541,10 @@ export class Rebalancer {
     };
     // Nodes handing off (they left on purpose) are scanned first, as sources only.
     const leavers = (host.sources?.() ?? []).filter((n) => !to.nodes.includes(n));
-    const collections = await host.collections([...to.nodes, ...leavers]);
+    // Read before listing collections: an ask that lands while they are listed may be for one
+    // the listing missed (a restore just made), so this run cannot count as its scan.
     const scan_target = this.#scan_asked;
+    const collections = await host.collections([...to.nodes, ...leavers]);
     const scan = this.#scan_done < scan_target;
     if (this.#digest_wanted && !scan) {
       this.#digest_wanted = false;

@@ -224,3 +224,40 @@ Deno.test("rebalancer: a scan asked during a digest run is owed: settled is not 
   assert.equal(rb.stats.rebalancing, false);
   await rb.stop();
 });
+
+Deno.test("rebalancer: a scan asked while a run lists collections is owed past that run", async () => {
+  const { ring, nodes, h } = setup(true);
+  // The run's listing is taken before the restore made the collection (it lists none) and
+  // answers after the restore asked for its scan: that run cannot have scanned what was restored,
+  // so the placement must not read as settled until a later run has.
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  let listed = 0;
+  h.collections = async () => {
+    if (listed++ > 0) return [C];
+    await gate;
+    return [];
+  };
+  const rb = new Rebalancer(h, { delay_ms: 1 });
+  const seen: boolean[] = [];
+  const plainTransfer = h.transfer;
+  h.transfer = (a) => {
+    const port = plainTransfer(a)!;
+    return { ...port, scan: (...args) => (seen.push(rb.stats.rebalancing), port.scan(...args)) };
+  };
+  const id = 601;
+  const owners = ring.placement.owners(C, L, id);
+  const stray = ring.nodes.find((n) => !owners.includes(n))!;
+  const held = () => owners.filter((o) => nodes.get(o)!.shards[shardOf(id, 3)].entries.has(id));
+  rb.changed(ring);
+  rb.antiEntropy();
+  await until(() => listed === 1, "the run lists collections");
+  nodes.get(stray)!.write({ id, version: 900, deleted: false, vector: [1, 2] });
+  rb.antiEntropy({ scan: true });
+  open();
+  await until(() => listed === 2 && !rb.stats.rebalancing, "the scan run settles");
+  assert.ok(nodes.get(stray)!.scans > 0, "the stray's node was scanned");
+  assert.deepEqual(held(), owners, "the restored entry reached both replicas");
+  assert.deepEqual(new Set(seen), new Set([true]), "rebalancing reported throughout the scan");
+  await rb.stop();
+});
