@@ -109,7 +109,7 @@ export interface RebalanceHooks {
    * Starts an anti-entropy run now; after a cluster restore with `scan` (every entry read: the
    * restored entries lie where the backup's ring put them). Absent: none is started.
    */
-  antiEntropy?(options?: { scan?: boolean }): void;
+  antiEntropy?(options?: { scan?: boolean }): boolean;
 }
 
 /** Options of {@link RouterCore}. */
@@ -222,8 +222,7 @@ export class RouterCore {
       antiEntropy: () => {
         const start = this.#rebalance?.antiEntropy;
         if (start === undefined) return false;
-        start.call(this.#rebalance, { scan: true });
-        return true;
+        return start.call(this.#rebalance, { scan: true });
       },
     });
     this.#view = this.#makeView([]);

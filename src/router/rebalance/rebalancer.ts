@@ -426,13 +426,14 @@ export class Rebalancer {
    * Starts an anti-entropy run now (no ring change needed); for tests and operators. With `scan`
    * the run reads every entry of every node (no digests, no file phase): needed when entries may
    * sit on nodes that are not their shard's replicas (a cluster restore into a changed ring),
-   * which digests, comparing only a shard's replicas, cannot see.
+   * which digests, comparing only a shard's replicas, cannot see. False when no run will come:
+   * stopped, or no ring seen yet (nothing placed, so nothing to move).
    */
-  antiEntropy(options: { scan?: boolean } = {}): void {
-    if (this.#stopped || this.#settled === null) return;
+  antiEntropy(options: { scan?: boolean } = {}): boolean {
+    if (this.#stopped || this.#settled === null) return false;
     if (options.scan === true) this.#scan_asked++;
     // A dead node's grace is pending: its run comes then (and is the same full run).
-    if (this.#grace_due_ms !== null) return;
+    if (this.#grace_due_ms !== null) return true;
     this.#fullWanted = true;
     if (!this.stats.rebalancing) {
       this.#generation++;
@@ -441,6 +442,7 @@ export class Rebalancer {
       this.#digest_wanted = this.#host.digest !== undefined;
     }
     this.#schedule(0);
+    return true;
   }
 
   /** Stops: the running transfer ends at its next page. */

@@ -261,3 +261,15 @@ Deno.test("rebalancer: a scan asked while a run lists collections is owed past t
   assert.deepEqual(new Set(seen), new Set([true]), "rebalancing reported throughout the scan");
   await rb.stop();
 });
+
+Deno.test("rebalancer: antiEntropy says whether a run will come (none before a ring, or after stop)", async () => {
+  const { ring, h } = setup(true);
+  const rb = new Rebalancer(h, { delay_ms: 1 });
+  assert.equal(rb.antiEntropy({ scan: true }), false, "no ring seen yet");
+  assert.equal(rb.stats.rebalancing, false);
+  rb.changed(ring);
+  assert.equal(rb.antiEntropy({ scan: true }), true);
+  await until(() => rb.stats.rebalances_done === 1, "the run settles");
+  await rb.stop();
+  assert.equal(rb.antiEntropy(), false, "stopped");
+});
