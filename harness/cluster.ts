@@ -39,6 +39,23 @@ import {
   spawnServer,
 } from "./servers.ts";
 
+/**
+ * The router's node timeout in a {@link TestCluster} unless the options give one. Above the
+ * router's default (2000), which a loaded test machine exceeds: the first CreateCollection
+ * (12 shards) timed out on all three nodes at 2 s with load 10+ on 2 cores. Tests never make a
+ * live node slow on purpose (a killed node fails its calls at once, whatever the timeout), so a
+ * longer timeout only changes how long a merely slow node is waited for. Below the 10 s the
+ * tests' own clients and the CLI give a call, so the router's answer still comes first.
+ */
+export const TEST_NODE_TIMEOUT_MS = 8_000;
+
+/**
+ * The deadline of a {@link TestCluster.api} client unless the caller gives one: above
+ * {@link TEST_NODE_TIMEOUT_MS}, so that a router call that waits out one node timeout is still
+ * answered (with the router's error or partial result, not the client's DEADLINE_EXCEEDED).
+ */
+export const TEST_CLIENT_TIMEOUT_MS = 20_000;
+
 /** Options of a {@link TestCluster}; every one has a default. */
 export interface ClusterOptions {
   /** Storage nodes; default 3. */
@@ -47,7 +64,10 @@ export interface ClusterOptions {
   replication_factor?: number;
   /** Default "quorum". */
   consistency?: "one" | "quorum" | "all";
-  /** Default 2000. */
+  /**
+   * The router's `--node-timeout-ms`; default {@link TEST_NODE_TIMEOUT_MS} (8000), not the
+   * router's own 2000.
+   */
   node_timeout_ms?: number;
   /** Default 200. */
   retry_interval_ms?: number;
@@ -127,7 +147,7 @@ export class TestCluster {
       nodes: options.nodes ?? 3,
       replication_factor: options.replication_factor ?? 2,
       consistency: options.consistency ?? "quorum",
-      node_timeout_ms: options.node_timeout_ms ?? 2000,
+      node_timeout_ms: options.node_timeout_ms ?? TEST_NODE_TIMEOUT_MS,
       retry_interval_ms: options.retry_interval_ms ?? 200,
       gossip: options.gossip ?? false,
       router_args: options.router_args ?? [],
@@ -240,8 +260,11 @@ export class TestCluster {
     await p.done;
   }
 
-  /** A client of `addr` (with an API key or TLS: `security`), closed by {@link stop}. */
-  api(addr: string, timeout_ms = 5000, security?: ClientSecurity): ApiClient {
+  /**
+   * A client of `addr` (with an API key or TLS: `security`), closed by {@link stop}; each call's
+   * deadline is `timeout_ms` (default {@link TEST_CLIENT_TIMEOUT_MS}).
+   */
+  api(addr: string, timeout_ms = TEST_CLIENT_TIMEOUT_MS, security?: ClientSecurity): ApiClient {
     const c = new ApiClient(addr, { timeout_ms, security });
     this.#clients.push(c);
     return c;

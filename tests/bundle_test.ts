@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiClient } from "../src/api/client.ts";
+import { TEST_NODE_TIMEOUT_MS } from "../harness/cluster.ts";
 import { NodeProcess } from "../harness/node.ts";
 import { freePort } from "../harness/ports.ts";
 import {
@@ -85,6 +86,9 @@ Deno.test("bundles: build:js writes them once; the node and the router start fro
       port: routerPort,
       nodes: [node.address],
       replication_factor: 1,
+      // Not the 2 s default, which a node call can exceed on a loaded machine (the cluster
+      // tests' TEST_NODE_TIMEOUT_MS); below the client's 10 s.
+      node_timeout_ms: TEST_NODE_TIMEOUT_MS,
       data_dir: routerDir,
     }),
   });

@@ -278,6 +278,8 @@ Deno.test({
             port,
             nodes: c.nodeAddrs,
             data_dir: `${c.dir}/router-small`,
+            // The cluster's router's node timeout, not the 2 s default a loaded machine exceeds.
+            node_timeout_ms: c.options.node_timeout_ms,
             extra: ["--hints-max", "2"],
           }),
           group: c.procs,
