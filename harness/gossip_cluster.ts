@@ -63,7 +63,11 @@ export class GossipCluster {
   api(i: number): ApiClient {
     let c = this.#clients.get(this.addrs[i]);
     if (c === undefined) {
-      c = new ApiClient(this.addrs[i], { timeout_ms: 2000 });
+      // 10 s, not 2: a Members call on a loaded machine can take seconds, and view() reads any
+      // failure as "does not answer", so a slow answer was lost. A stopped node's calls fail at
+      // once (connection refused) whatever the deadline; only a wait that fails anyway can
+      // end later, by at most one call.
+      c = new ApiClient(this.addrs[i], { timeout_ms: 10_000 });
       this.#clients.set(this.addrs[i], c);
     }
     return c;
