@@ -402,7 +402,9 @@ Deno.test({
             ],
           ] as const
         ) {
-          const r = await code(c.api(c.routerAddr, 3000, security).call("Stats", {}));
+          // The refused handshake fails the call at once (UNAVAILABLE); the deadline only bounds
+          // it, and 3 s could pass first on a loaded machine (then DEADLINE_EXCEEDED).
+          const r = await code(c.api(c.routerAddr, 15_000, security).call("Stats", {}));
           assert.equal(r.code, grpc.status.UNAVAILABLE, `${what}: ${r.details}`);
         }
 
