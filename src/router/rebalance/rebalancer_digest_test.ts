@@ -122,6 +122,17 @@ function setup(withDigests: boolean) {
   return { ring, nodes, h, logs };
 }
 
+/** Whether `rb` reported the placement unsettled each time a run scanned a node of `h`. */
+function rebalancingAtScans(h: RebalanceHost, rb: Rebalancer): boolean[] {
+  const seen: boolean[] = [];
+  const plain = h.transfer;
+  h.transfer = (a) => {
+    const port = plain(a)!;
+    return { ...port, scan: (...args) => (seen.push(rb.stats.rebalancing), port.scan(...args)) };
+  };
+  return seen;
+}
+
 Deno.test("rebalancer: a periodic anti-entropy run goes by digests: no scan when unchanged", async () => {
   const { ring, nodes, h, logs } = setup(true);
   const rb = new Rebalancer(h, { delay_ms: 1 });
@@ -205,13 +216,7 @@ Deno.test("rebalancer: a scan asked during a digest run is owed: settled is not 
     return { ...port, digest: async (...args) => (await gate, port.digest(...args)) };
   };
   const rb = new Rebalancer(h, { delay_ms: 1 });
-  // Whether the placement read as unsettled whenever the scan run read a node.
-  const seen: boolean[] = [];
-  const plainTransfer = h.transfer;
-  h.transfer = (a) => {
-    const port = plainTransfer(a)!;
-    return { ...port, scan: (...args) => (seen.push(rb.stats.rebalancing), port.scan(...args)) };
-  };
+  const seen = rebalancingAtScans(h, rb);
   rb.changed(ring);
   rb.antiEntropy();
   await new Promise((r) => setTimeout(r, 20));
@@ -239,12 +244,7 @@ Deno.test("rebalancer: a scan asked while a run lists collections is owed past t
     return [];
   };
   const rb = new Rebalancer(h, { delay_ms: 1 });
-  const seen: boolean[] = [];
-  const plainTransfer = h.transfer;
-  h.transfer = (a) => {
-    const port = plainTransfer(a)!;
-    return { ...port, scan: (...args) => (seen.push(rb.stats.rebalancing), port.scan(...args)) };
-  };
+  const seen = rebalancingAtScans(h, rb);
   const id = 601;
   const owners = ring.placement.owners(C, L, id);
   const stray = ring.nodes.find((n) => !owners.includes(n))!;
