@@ -46,7 +46,7 @@
  * | `--runtime`   | bundle         | servers from the esbuild bundles (as `deno task server`), or `node` (tsx) |
  * | `--router-flags` | ""         | more router flags, space-separated (e.g. `--search-batch-max 0` to compare) |
  * | `--node-flags` | ""          | more storage node flags, space-separated (e.g. `--search-threads 1`) |
- * | `--cpu-prof`  |                | a directory: a V8 CPU profile of the router over each timed run is written there (`<setup>-router.cpuprofile`); with `--compare-routers`, of build/js's router in the first round only |
+ * | `--cpu-prof`  |                | a directory: a V8 CPU profile of the router over its first timed run is written there (`<setup>-router.cpuprofile`); with `--compare-routers`, of build/js's router only. The setups stay up together and Node's inspector has one port: only the first setup's router is profiled (run `--setups` one at a time to profile each) |
  * | `--compare-routers` | ""       | more router bundles (comma-separated `.mjs` files, e.g. an older build: a copy of its `build/js` as `OTHER/build/js`, with `OTHER/proto`, so the file is `OTHER/build/js/router.mjs`, the path a router bundle checks to start): each setup with a router starts one more router per file on the same nodes, and the timed run is repeated for every router (one row each, `[router-N]`) |
  * | `--rounds`    | 1              | timed runs per setup (and per router with `--compare-routers`), summed; every setup is loaded first, then the runs alternate over all of them (ABC CBA …) |
  *
@@ -113,6 +113,10 @@ const CLIENTS = Math.floor(positive("clients", flags.clients));
 const SECONDS = positive("seconds", flags.seconds);
 const BATCH = Math.floor(positive("batch", flags.batch));
 const ROUNDS = Math.floor(positive("rounds", flags.rounds));
+/** `--node-flags` and `--router-flags`, split into arguments. */
+const words = (text: string) => text.split(" ").filter((x) => x !== "");
+const NODE_EXTRA = words(flags["node-flags"]!);
+const ROUTER_EXTRA = words(flags["router-flags"]!);
 /** Router bundles started beside build/js's on the same nodes (`--compare-routers`). */
 const COMPARE_ROUTERS = flags["compare-routers"]!.split(",").map((x) => x.trim()).filter((x) =>
   x !== ""
@@ -241,7 +245,10 @@ function cpuSeconds(pid: number, tree = true): number {
 /**
  * A V8 CPU profile of the Node process `pid`, started now: SIGUSR1 opens Node's inspector on
  * 127.0.0.1:9229 (one router at a time), then the Profiler domain runs over its WebSocket.
- * `stop` returns the profile (JSON text, the `.cpuprofile` format) and closes the socket.
+ * `stop` returns the profile (JSON text, the `.cpuprofile` format) and closes the socket. The
+ * inspector stays open (closing it from a session sometimes took the process's servers down),
+ * so while the setups are all up only the first router asked gets the port: the process behind
+ * it is checked to be `pid`, and a profile is never another process's.
  */
 async function startProfile(pid: number): Promise<{ stop: () => Promise<string> }> {
   Deno.kill(pid, "SIGUSR1");
@@ -272,6 +279,11 @@ async function startProfile(pid: number): Promise<{ stop: () => Promise<string> 
       waiting.set(++id, resolve);
       ws.send(JSON.stringify({ id, method, params }));
     });
+  const owner = await send("Runtime.evaluate", { expression: "process.pid", returnByValue: true });
+  if ((owner as { result?: { value?: unknown } })?.result?.value !== pid) {
+    ws.close();
+    throw new Error(`the inspector on 127.0.0.1:9229 is not process ${pid}'s`);
+  }
   await send("Profiler.enable");
   await send("Profiler.setSamplingInterval", { interval: 200 });
   await send("Profiler.start");
@@ -361,7 +373,7 @@ async function prepareSetup(s: Setup, baseFile: string, ds: {
       flags: nodeFlags({
         port: p,
         data_dir: join(dir, `${s.key}-node-${i}`),
-        extra: flags["node-flags"]!.split(" ").filter((x) => x !== ""),
+        extra: NODE_EXTRA,
       }),
       ready_timeout_ms: READY_TIMEOUT_MS,
       group: procs,
@@ -388,7 +400,7 @@ async function prepareSetup(s: Setup, baseFile: string, ds: {
           String(http),
           "--recall-sample-rate",
           "0",
-          ...flags["router-flags"]!.split(" ").filter((x) => x !== ""),
+          ...ROUTER_EXTRA,
         ],
       });
       if (bundle === null) {
@@ -519,7 +531,10 @@ async function prepareSetup(s: Setup, baseFile: string, ds: {
         const m0 = target.metricsUrl === null ? null : await scrape(target.metricsUrl);
         const prof = !profile || flags["cpu-prof"] === undefined || !s.router
           ? null
-          : await startProfile(pids[names.indexOf(target.name)]);
+          : await startProfile(pids[names.indexOf(target.name)]).catch((e) => {
+            log(`${s.name}: ${target.name} not profiled: ${(e as Error).message}`);
+            return null;
+          });
         tally.loadavg_before ??= Deno.loadavg();
         const cpu0 = pids.map((p) => cpuSeconds(p));
         const self0 = cpuSeconds(Deno.pid, false);
