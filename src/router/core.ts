@@ -219,11 +219,7 @@ export class RouterCore {
       nodes: options.nodes,
       log,
       node_timeout_ms: options.node_timeout_ms,
-      antiEntropy: () => {
-        const start = this.#rebalance?.antiEntropy;
-        if (start === undefined) return false;
-        return start.call(this.#rebalance, { scan: true });
-      },
+      antiEntropy: () => this.#rebalance?.antiEntropy?.({ scan: true }) ?? false,
     });
     this.#view = this.#makeView([]);
   }

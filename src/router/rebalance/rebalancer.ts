@@ -548,8 +548,10 @@ export class Rebalancer {
     const scan_target = this.#scan_asked;
     const collections = await host.collections([...to.nodes, ...leavers]);
     const scan = this.#scan_done < scan_target;
-    if (this.#digest_wanted && !scan) {
-      this.#digest_wanted = false;
+    // A scan asked for goes without digests; either way this run spends the wish.
+    const digests = this.#digest_wanted && !scan;
+    this.#digest_wanted = false;
+    if (digests) {
       // Not after an unsettled move (an attempt since the settled ring filled units or copied
       // whole collections): nodes may hold strays that only a scan finds and forgets.
       const same = this.#settled !== null && leavers.length === 0 &&
@@ -557,15 +559,7 @@ export class Rebalancer {
         this.#copiedWhole.size === 0;
       if (same && await this.#byDigests(to, collections, t0)) {
         if (this.#stopped || generation !== this.#generation) return "aborted";
-        this.#settled = to;
-        this.#chain = [];
-        this.#touched.clear();
-        this.#copiedWhole.clear();
-        this.#fullWanted = false;
-        // A scan asked for during this run is still owed (its run is scheduled).
-        this.stats.rebalancing = this.#scan_done < this.#scan_asked;
-        this.stats.rebalances_done++;
-        this.#armAntiEntropy();
+        this.#settle(to, scan_target);
         return "done";
       }
       if (this.#stopped || generation !== this.#generation) return "aborted";
@@ -575,7 +569,6 @@ export class Rebalancer {
     let covered = new Map<string, ScanUnit[]>();
     let filePrunes: FilePrune[] = [];
     let fileDrops: FileDrop[] = [];
-    this.#digest_wanted = false;
     if (this.#settled !== null && !this.#fullWanted && !scan) {
       try {
         const r = await shardFilePhase(this.#filePhase(to, leavers, collections, check));
@@ -831,17 +824,9 @@ export class Rebalancer {
       );
       return "failed";
     }
-    this.#settled = to;
-    this.#chain = [];
-    this.#touched.clear();
-    this.#copiedWhole.clear();
-    this.#fullWanted = false;
-    this.#scan_done = scan_target;
     const handed = leavers.filter((n) => !gone.has(n));
     if (leavers.length > 0) host.handedOff?.(leavers);
-    this.stats.rebalancing = this.#scan_done < this.#scan_asked;
-    this.stats.rebalances_done++;
-    this.#armAntiEntropy();
+    this.#settle(to, scan_target);
     host.log(
       `rebalance: settled on [${to.nodes.join(", ")}] in ${Date.now() - t0} ms: ` +
         `${scanned} entries scanned, ${copied} copies applied, ${pruned} pruned, ` +
@@ -849,6 +834,23 @@ export class Rebalancer {
         (leavers.length > 0 ? `; handed off from [${handed.join(", ")}]` : ""),
     );
     return "done";
+  }
+
+  /**
+   * A run to `to` succeeded (by digests or in full): the placement is settled there, and the
+   * scans asked up to `scan_target` (read at the run's start) are done. The placement still
+   * reads as rebalancing if a scan was asked since: that run is scheduled.
+   */
+  #settle(to: RingRef, scan_target: number): void {
+    this.#settled = to;
+    this.#chain = [];
+    this.#touched.clear();
+    this.#copiedWhole.clear();
+    this.#fullWanted = false;
+    this.#scan_done = scan_target;
+    this.stats.rebalancing = this.#scan_done < this.#scan_asked;
+    this.stats.rebalances_done++;
+    this.#armAntiEntropy();
   }
 
   /** What the file phase of a run to `to` needs (file_phase.ts). */
